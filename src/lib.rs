@@ -1,0 +1,20 @@
+//! fastsmtpd: a fast, correct, event-driven SMTP receiver (RFC 5321 + ESMTP).
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | [`proto`] | the protocol, sans I/O: framing, parsing, replies, DATA scanning, the session state machine |
+//! | [`sink`] | what happens to accepted messages (today: discard and count) |
+//! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
+//! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
+//! | [`stats`] | per-worker counters, merged for reports |
+//!
+//! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
+//! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
+
+pub mod config;
+pub mod proto;
+pub mod server;
+pub mod sink;
+pub mod stats;

@@ -1,0 +1,775 @@
+//! Command parsing: one complete command line in, one [`Command`] borrowing from it out.
+//!
+//! What it does: recognise the verb (case-insensitively, RFC 5321 §2.4), check the argument
+//! syntax of every command we implement (paths per §4.1.2, ESMTP parameters per §4.1.2's
+//! `esmtp-param`, `SIZE` per RFC 1870, `BODY` per RFC 6152/3030, `SMTPUTF8` per RFC 6531,
+//! `BDAT` per RFC 3030), and say precisely what is wrong otherwise.
+//!
+//! What it does not do: decide whether a command is allowed *now* (sequence rules live in
+//! [`super::session`]), look at anything past the line, or allocate. The line it receives is
+//! already complete (framing is [`super::line`]'s job), so parsing cannot be "partial".
+
+/// A parsed command. Byte slices borrow from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `HELO domain` (RFC 5321 §4.1.1.1).
+    Helo {
+        /// The client's claimed name, as sent.
+        domain: &'a [u8],
+    },
+    /// `EHLO domain` (RFC 5321 §4.1.1.1).
+    Ehlo {
+        /// The client's claimed name, as sent.
+        domain: &'a [u8],
+    },
+    /// `MAIL FROM:<reverse-path> [params]` (RFC 5321 §4.1.1.2).
+    Mail {
+        /// The mailbox without angle brackets or source route; empty for the null path `<>`.
+        path: &'a [u8],
+        /// The ESMTP parameters.
+        params: MailParams,
+    },
+    /// `RCPT TO:<forward-path>` (RFC 5321 §4.1.1.3). We support no RCPT parameters.
+    Rcpt {
+        /// The mailbox without angle brackets or source route (may be a bare `Postmaster`).
+        path: &'a [u8],
+    },
+    /// `DATA` (RFC 5321 §4.1.1.4).
+    Data,
+    /// `BDAT chunk-size [LAST]` (RFC 3030 §2).
+    Bdat {
+        /// Octets that follow the command line.
+        size: u64,
+        /// Whether this is the last chunk of the message.
+        last: bool,
+    },
+    /// `RSET` (RFC 5321 §4.1.1.5).
+    Rset,
+    /// `NOOP [string]` (RFC 5321 §4.1.1.9).
+    Noop,
+    /// `VRFY string` (RFC 5321 §4.1.1.6).
+    Vrfy,
+    /// `HELP [string]` (RFC 5321 §4.1.1.8).
+    Help,
+    /// `QUIT` (RFC 5321 §4.1.1.10).
+    Quit,
+}
+
+/// `BODY=` values (RFC 6152 §2, RFC 3030 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// `BODY=7BIT`.
+    SevenBit,
+    /// `BODY=8BITMIME`.
+    EightBitMime,
+    /// `BODY=BINARYMIME`: only with BDAT.
+    BinaryMime,
+}
+
+/// The ESMTP parameters of `MAIL FROM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MailParams {
+    /// `SIZE=n` (RFC 1870), the client's estimate of the message size.
+    pub size: Option<u64>,
+    /// `BODY=...` (RFC 6152 / RFC 3030).
+    pub body: Option<Body>,
+    /// `SMTPUTF8` (RFC 6531 §3.4): the envelope may hold UTF-8.
+    pub smtputf8: bool,
+    /// Whether any parameter was given at all (they are refused after `HELO`).
+    pub any: bool,
+}
+
+/// Why a command line was refused. Each maps to one fixed reply (see [`super::reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandError {
+    /// Unknown verb: `500 5.5.2`.
+    Unrecognized,
+    /// A bare CR, bare LF or NUL in the line (RFC 5321 §2.3.8, §4.1.4): `500 5.5.2`.
+    InvalidBytes,
+    /// Bytes that are not UTF-8 (RFC 6531 §3.3 allows only UTF-8): `500 5.5.2`.
+    InvalidUtf8,
+    /// An HTTP request or a mail header line: the peer is not an SMTP client. `221 2.7.0`.
+    NotSmtp,
+    /// A verb we know but do not implement (EXPN, TURN, ...): `502 5.5.1`.
+    NotImplemented,
+    /// `HELO`/`EHLO` without a domain: `501 5.5.4`.
+    MissingDomain,
+    /// `VRFY` without an argument: `501 5.5.4`.
+    MissingArgument,
+    /// An argument to a command that takes none (`DATA x`): `501 5.5.4`.
+    UnexpectedArgument,
+    /// `MAIL` not followed by `FROM:` / `RCPT` not followed by `TO:`: `501 5.5.4`.
+    BadKeyword,
+    /// Reverse-path syntax: `501 5.1.7`.
+    BadSenderPath,
+    /// Forward-path syntax: `501 5.1.3`.
+    BadRecipientPath,
+    /// A known parameter with a bad value, or given twice: `501 5.5.4`.
+    BadParameter,
+    /// A parameter we do not support: `555 5.5.4`.
+    UnknownParameter,
+    /// `BDAT` whose size is missing, malformed or too large: `501 5.5.4`, then close,
+    /// because the octets that follow can no longer be framed (RFC 3030 §2).
+    BadBdat,
+}
+
+/// Parses one command line (without its `CR LF`).
+pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
+    // RFC 5321 §2.3.8 and §4.1.4: CR and LF only as the line end; NUL never.
+    if memchr::memchr3(b'\r', b'\n', 0, line).is_some() {
+        return Err(CommandError::InvalidBytes);
+    }
+    if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+        return Err(CommandError::InvalidUtf8);
+    }
+    let (verb, rest) = match memchr::memchr(b' ', line) {
+        Some(sp) => (&line[..sp], Some(&line[sp + 1..])),
+        None => (line, None),
+    };
+    let verb_is = |name: &[u8]| verb.eq_ignore_ascii_case(name);
+
+    if verb_is(b"MAIL") {
+        let arg = require_keyword(rest, b"FROM:")?;
+        parse_mail(arg)
+    } else if verb_is(b"RCPT") {
+        let arg = require_keyword(rest, b"TO:")?;
+        parse_rcpt(arg)
+    } else if verb_is(b"DATA") {
+        no_argument(rest, Command::Data)
+    } else if verb_is(b"BDAT") {
+        parse_bdat(rest)
+    } else if verb_is(b"EHLO") || verb_is(b"HELO") {
+        let domain = trim_trailing_spaces(rest.unwrap_or(b""));
+        let domain = trim_leading_spaces(domain);
+        if domain.is_empty() {
+            return Err(CommandError::MissingDomain);
+        }
+        Ok(if verb_is(b"EHLO") {
+            Command::Ehlo { domain }
+        } else {
+            Command::Helo { domain }
+        })
+    } else if verb_is(b"RSET") {
+        no_argument(rest, Command::Rset)
+    } else if verb_is(b"NOOP") {
+        Ok(Command::Noop)
+    } else if verb_is(b"QUIT") {
+        no_argument(rest, Command::Quit)
+    } else if verb_is(b"VRFY") {
+        match rest.map(trim_trailing_spaces) {
+            Some(arg) if !arg.is_empty() => Ok(Command::Vrfy),
+            _ => Err(CommandError::MissingArgument),
+        }
+    } else if verb_is(b"HELP") {
+        Ok(Command::Help)
+    } else if NOT_IMPLEMENTED.iter().any(|name| verb_is(name)) {
+        Err(CommandError::NotImplemented)
+    } else if NOT_SMTP.iter().any(|name| verb_is(name))
+        || (verb.len() > 1 && verb.ends_with(b":") && rest.is_some())
+    {
+        // An HTTP request, or a header line such as `Subject: hi` sent outside DATA: the peer
+        // is not speaking SMTP (a browser, or a client that lost sync). Postfix's
+        // `smtpd_forbidden_commands` draws the same line.
+        Err(CommandError::NotSmtp)
+    } else {
+        Err(CommandError::Unrecognized)
+    }
+}
+
+/// Verbs from RFC 5321 and its extensions that we recognise and deliberately do not implement.
+/// STARTTLS and AUTH are here until those layers exist: we never advertise them.
+const NOT_IMPLEMENTED: &[&[u8]] = &[
+    b"EXPN",
+    b"TURN",
+    b"ETRN",
+    b"SEND",
+    b"SOML",
+    b"SAML",
+    b"ATRN",
+    b"STARTTLS",
+    b"AUTH",
+];
+
+/// First words of HTTP requests.
+const NOT_SMTP: &[&[u8]] = &[b"GET", b"POST", b"CONNECT", b"HEAD", b"PUT"];
+
+fn trim_trailing_spaces(mut s: &[u8]) -> &[u8] {
+    while let [head @ .., b' ' | b'\t'] = s {
+        s = head;
+    }
+    s
+}
+
+fn trim_leading_spaces(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', tail @ ..] = s {
+        s = tail;
+    }
+    s
+}
+
+fn no_argument<'a>(rest: Option<&[u8]>, command: Command<'a>) -> Result<Command<'a>, CommandError> {
+    match rest.map(trim_trailing_spaces) {
+        None | Some(b"") => Ok(command),
+        Some(_) => Err(CommandError::UnexpectedArgument),
+    }
+}
+
+/// Checks for `FROM:`/`TO:` after the verb and returns what follows it. One or more spaces
+/// after the colon are accepted as Postfix does (`MAIL FROM: <a@b>`); RFC 5321 has none.
+fn require_keyword<'a>(rest: Option<&'a [u8]>, keyword: &[u8]) -> Result<&'a [u8], CommandError> {
+    let rest = rest.ok_or(CommandError::BadKeyword)?;
+    if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
+        return Err(CommandError::BadKeyword);
+    }
+    Ok(trim_leading_spaces(&rest[keyword.len()..]))
+}
+
+fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
+    let (path, consumed) = parse_path(arg, PathKind::Reverse).ok_or(CommandError::BadSenderPath)?;
+    let mut params = MailParams::default();
+    let tail = &arg[consumed..];
+    if !tail.is_empty() && tail[0] != b' ' {
+        return Err(CommandError::BadSenderPath);
+    }
+    for param in tail.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+        params.any = true;
+        let (keyword, value) = match memchr::memchr(b'=', param) {
+            Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
+            None => (param, None),
+        };
+        if keyword.eq_ignore_ascii_case(b"SIZE") {
+            // RFC 1870 §3: size-value ::= 1*20DIGIT.
+            let value = value.ok_or(CommandError::BadParameter)?;
+            if params.size.is_some() {
+                return Err(CommandError::BadParameter);
+            }
+            params.size = Some(parse_decimal(value, 20).ok_or(CommandError::BadParameter)?);
+        } else if keyword.eq_ignore_ascii_case(b"BODY") {
+            let value = value.ok_or(CommandError::BadParameter)?;
+            if params.body.is_some() {
+                return Err(CommandError::BadParameter);
+            }
+            params.body = Some(if value.eq_ignore_ascii_case(b"7BIT") {
+                Body::SevenBit
+            } else if value.eq_ignore_ascii_case(b"8BITMIME") {
+                Body::EightBitMime
+            } else if value.eq_ignore_ascii_case(b"BINARYMIME") {
+                Body::BinaryMime
+            } else {
+                return Err(CommandError::BadParameter);
+            });
+        } else if keyword.eq_ignore_ascii_case(b"SMTPUTF8") {
+            // RFC 6531 §3.4: the parameter takes no value.
+            if value.is_some() || params.smtputf8 {
+                return Err(CommandError::BadParameter);
+            }
+            params.smtputf8 = true;
+        } else if is_esmtp_keyword(keyword) {
+            return Err(CommandError::UnknownParameter);
+        } else {
+            return Err(CommandError::BadParameter);
+        }
+    }
+    Ok(Command::Mail { path, params })
+}
+
+fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
+    let (path, consumed) =
+        parse_path(arg, PathKind::Forward).ok_or(CommandError::BadRecipientPath)?;
+    let tail = &arg[consumed..];
+    if !tail.is_empty() && tail[0] != b' ' {
+        return Err(CommandError::BadRecipientPath);
+    }
+    // We advertise no extension with RCPT parameters (DSN's NOTIFY/ORCPT are not offered).
+    match trim_trailing_spaces(tail) {
+        b"" => Ok(Command::Rcpt { path }),
+        _ => Err(CommandError::UnknownParameter),
+    }
+}
+
+fn parse_bdat(rest: Option<&[u8]>) -> Result<Command<'static>, CommandError> {
+    let rest = trim_trailing_spaces(rest.ok_or(CommandError::BadBdat)?);
+    let (size, last) = match memchr::memchr(b' ', rest) {
+        Some(sp) => {
+            if !rest[sp + 1..].eq_ignore_ascii_case(b"LAST") {
+                return Err(CommandError::BadBdat);
+            }
+            (&rest[..sp], true)
+        }
+        None => (rest, false),
+    };
+    let size = parse_decimal(size, 20).ok_or(CommandError::BadBdat)?;
+    Ok(Command::Bdat { size, last })
+}
+
+/// Parses 1 to `max_digits` ASCII digits into a `u64`; `None` on anything else or overflow.
+fn parse_decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_digits {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// RFC 5321 §4.1.2: `esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")`.
+fn is_esmtp_keyword(keyword: &[u8]) -> bool {
+    matches!(keyword.first(), Some(b) if b.is_ascii_alphanumeric())
+        && keyword
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Which path grammar applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    /// `MAIL FROM`: `<>` allowed.
+    Reverse,
+    /// `RCPT TO`: a bare `<Postmaster>` allowed.
+    Forward,
+}
+
+/// Parses `"<" [ A-d-l ":" ] Mailbox ">"` (RFC 5321 §4.1.2) at the start of `s`, or `<>` for a
+/// reverse path, or `<Postmaster>` for a forward path. Returns the mailbox (the source route,
+/// which §4.1.1.3 says to ignore, is skipped) and the bytes consumed.
+///
+/// UTF-8 (bytes >= 0x80) is allowed in local parts and domains here (RFC 6531 §3.3); whether
+/// the transaction allows it is the session's decision.
+fn parse_path(s: &[u8], kind: PathKind) -> Option<(&[u8], usize)> {
+    let mut cursor = Cursor { s, pos: 0 };
+    cursor.expect(b'<')?;
+    if kind == PathKind::Reverse && cursor.peek() == Some(b'>') {
+        return Some((&s[1..1], 2));
+    }
+    if cursor.peek() == Some(b'@') {
+        // A-d-l = At-domain *( "," At-domain ) ":"
+        loop {
+            cursor.expect(b'@')?;
+            cursor.domain()?;
+            match cursor.next()? {
+                b',' => continue,
+                b':' => break,
+                _ => return None,
+            }
+        }
+    }
+    let start = cursor.pos;
+    let quoted = cursor.local_part()?;
+    if cursor.peek() == Some(b'@') {
+        cursor.pos += 1;
+        cursor.domain()?;
+    } else {
+        // RFC 5321 §4.1.1.3: "Postmaster" without a domain is a valid forward path.
+        let local = &s[start..cursor.pos];
+        if kind != PathKind::Forward || quoted || !local.eq_ignore_ascii_case(b"postmaster") {
+            return None;
+        }
+    }
+    let end = cursor.pos;
+    cursor.expect(b'>')?;
+    Some((&s[start..end], cursor.pos))
+}
+
+/// A read position in a path.
+struct Cursor<'a> {
+    /// The bytes being parsed.
+    s: &'a [u8],
+    /// The next byte to read.
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// `Local-part = Dot-string / Quoted-string`. Returns whether it was quoted.
+    fn local_part(&mut self) -> Option<bool> {
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            loop {
+                match self.next()? {
+                    b'"' => return Some(true),
+                    // quoted-pairSMTP = %d92 %d32-126
+                    b'\\' => {
+                        let escaped = self.next()?;
+                        if !(32..=126).contains(&escaped) {
+                            return None;
+                        }
+                    }
+                    // qtextSMTP = %d32-33 / %d35-91 / %d93-126, plus UTF-8 (RFC 6531).
+                    b if (32..=126).contains(&b) || b >= 0x80 => {}
+                    _ => return None,
+                }
+            }
+        }
+        // Dot-string = Atom *("." Atom)
+        loop {
+            let atom_start = self.pos;
+            while matches!(self.peek(), Some(b) if is_atext(b)) {
+                self.pos += 1;
+            }
+            if self.pos == atom_start {
+                return None;
+            }
+            if self.peek() != Some(b'.') {
+                return Some(false);
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// `Domain = sub-domain *("." sub-domain)` or an address literal `"[" ... "]"`.
+    fn domain(&mut self) -> Option<()> {
+        if self.peek() == Some(b'[') {
+            self.pos += 1;
+            let start = self.pos;
+            // dcontent = %d33-90 / %d94-126 (RFC 5321 §4.1.3)
+            while matches!(self.peek(), Some(b) if (33..=90).contains(&b) || (94..=126).contains(&b))
+            {
+                self.pos += 1;
+            }
+            if self.pos == start {
+                return None;
+            }
+            return self.expect(b']');
+        }
+        loop {
+            let label_start = self.pos;
+            // Let-dig and "-", plus UTF-8 for U-labels (RFC 6531 §3.3).
+            while matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+            {
+                self.pos += 1;
+            }
+            if self.pos == label_start {
+                return None;
+            }
+            if self.peek() != Some(b'.') {
+                return Some(());
+            }
+            self.pos += 1;
+        }
+    }
+}
+
+/// RFC 5322 `atext`, plus UTF-8 octets (RFC 6531 §3.3).
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CommandError::*;
+
+    fn mail(path: &[u8], params: MailParams) -> Result<Command<'_>, CommandError> {
+        Ok(Command::Mail { path, params })
+    }
+
+    #[test]
+    fn verbs() {
+        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+            (
+                b"EHLO client.example",
+                Ok(Command::Ehlo {
+                    domain: b"client.example",
+                }),
+            ),
+            (
+                b"ehlo client.example  ",
+                Ok(Command::Ehlo {
+                    domain: b"client.example",
+                }),
+            ),
+            (
+                b"HeLo [192.0.2.1]",
+                Ok(Command::Helo {
+                    domain: b"[192.0.2.1]",
+                }),
+            ),
+            (b"EHLO", Err(MissingDomain)),
+            (b"EHLO ", Err(MissingDomain)),
+            (b"HELO   ", Err(MissingDomain)),
+            (b"DATA", Ok(Command::Data)),
+            (b"data ", Ok(Command::Data)),
+            (b"DATA x", Err(UnexpectedArgument)),
+            (b"RSET", Ok(Command::Rset)),
+            (b"RSET now", Err(UnexpectedArgument)),
+            (b"NOOP", Ok(Command::Noop)),
+            (b"NOOP anything at all", Ok(Command::Noop)),
+            (b"QUIT", Ok(Command::Quit)),
+            (b"quit", Ok(Command::Quit)),
+            (b"VRFY postmaster", Ok(Command::Vrfy)),
+            (b"VRFY", Err(MissingArgument)),
+            (b"VRFY ", Err(MissingArgument)),
+            (b"HELP", Ok(Command::Help)),
+            (b"HELP MAIL", Ok(Command::Help)),
+            (b"EXPN staff", Err(NotImplemented)),
+            (b"TURN", Err(NotImplemented)),
+            (b"ETRN example.org", Err(NotImplemented)),
+            (b"SEND FROM:<a@b>", Err(NotImplemented)),
+            (b"SOML FROM:<a@b>", Err(NotImplemented)),
+            (b"SAML FROM:<a@b>", Err(NotImplemented)),
+            (b"STARTTLS", Err(NotImplemented)),
+            (b"AUTH PLAIN", Err(NotImplemented)),
+            (b"", Err(Unrecognized)),
+            (b"FOO", Err(Unrecognized)),
+            (b"NOOPX", Err(Unrecognized)),
+            (b" NOOP", Err(Unrecognized)),
+            (b"GET / HTTP/1.1", Err(NotSmtp)),
+            (b"POST /x HTTP/1.1", Err(NotSmtp)),
+            (b"CONNECT example.org:25 HTTP/1.1", Err(NotSmtp)),
+            (b"Subject: hello", Err(NotSmtp)),
+            (b"From: a@b", Err(NotSmtp)),
+            (b"NOOP\nNOOP", Err(InvalidBytes)),
+            (b"NOOP\r", Err(InvalidBytes)),
+            (b"NO\0OP", Err(InvalidBytes)),
+            (b"NOOP \xff\xfe", Err(InvalidUtf8)),
+            (b"NOOP caf\xc3\xa9", Ok(Command::Noop)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn mail_from() {
+        let none = MailParams::default();
+        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+            (b"MAIL FROM:<a@b.example>", mail(b"a@b.example", none)),
+            (b"mail from:<a@b.example>", mail(b"a@b.example", none)),
+            (b"MAIL FROM: <a@b.example>", mail(b"a@b.example", none)),
+            (b"MAIL FROM:<a@b.example> ", mail(b"a@b.example", none)),
+            (b"MAIL FROM:<>", mail(b"", none)),
+            (
+                b"MAIL FROM:<@relay.one,@relay.two:user@c.example>",
+                mail(b"user@c.example", none),
+            ),
+            (
+                b"MAIL FROM:<\"john doe\"@example.org>",
+                mail(b"\"john doe\"@example.org", none),
+            ),
+            (
+                b"MAIL FROM:<\"a\\\"b\"@example.org>",
+                mail(b"\"a\\\"b\"@example.org", none),
+            ),
+            (b"MAIL FROM:<a@[192.0.2.1]>", mail(b"a@[192.0.2.1]", none)),
+            (
+                b"MAIL FROM:<a@[IPv6:2001:db8::1]>",
+                mail(b"a@[IPv6:2001:db8::1]", none),
+            ),
+            (
+                b"MAIL FROM:<a.b+tag@x-y.example>",
+                mail(b"a.b+tag@x-y.example", none),
+            ),
+            (
+                b"MAIL FROM:<j\xc3\xb6rg@b\xc3\xbccher.example>",
+                mail(b"j\xc3\xb6rg@b\xc3\xbccher.example", none),
+            ),
+            (b"MAIL", Err(BadKeyword)),
+            (b"MAIL TO:<a@b>", Err(BadKeyword)),
+            (b"MAIL FROM", Err(BadKeyword)),
+            (b"MAIL FROM:", Err(BadSenderPath)),
+            (b"MAIL FROM:a@b", Err(BadSenderPath)),
+            (b"MAIL FROM:<a@b", Err(BadSenderPath)),
+            (b"MAIL FROM:<a@>", Err(BadSenderPath)),
+            (b"MAIL FROM:<@b>", Err(BadSenderPath)),
+            (b"MAIL FROM:<a..b@c>", Err(BadSenderPath)),
+            (b"MAIL FROM:<.a@c>", Err(BadSenderPath)),
+            (b"MAIL FROM:<a@b..c>", Err(BadSenderPath)),
+            (b"MAIL FROM:<a b@c>", Err(BadSenderPath)),
+            (b"MAIL FROM:<postmaster>", Err(BadSenderPath)),
+            (b"MAIL FROM:<a@b>x", Err(BadSenderPath)),
+            (b"MAIL FROM:<a@[]>", Err(BadSenderPath)),
+            (b"MAIL FROM:<\"unterminated@b>", Err(BadSenderPath)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn mail_parameters() {
+        let p = |size, body, smtputf8| MailParams {
+            size,
+            body,
+            smtputf8,
+            any: true,
+        };
+        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+            (
+                b"MAIL FROM:<a@b> SIZE=1000",
+                mail(b"a@b", p(Some(1000), None, false)),
+            ),
+            (
+                b"MAIL FROM:<a@b> size=0",
+                mail(b"a@b", p(Some(0), None, false)),
+            ),
+            (
+                b"MAIL FROM:<a@b> SIZE=99999999999999999999",
+                Err(BadParameter),
+            ),
+            (
+                b"MAIL FROM:<a@b> SIZE=18446744073709551615",
+                mail(b"a@b", p(Some(u64::MAX), None, false)),
+            ),
+            (
+                b"MAIL FROM:<a@b> SIZE=123456789012345678901",
+                Err(BadParameter),
+            ),
+            (b"MAIL FROM:<a@b> SIZE=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> SIZE", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> SIZE=12k", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> SIZE=-1", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> SIZE=1 SIZE=2", Err(BadParameter)),
+            (
+                b"MAIL FROM:<a@b> BODY=8BITMIME",
+                mail(b"a@b", p(None, Some(Body::EightBitMime), false)),
+            ),
+            (
+                b"MAIL FROM:<a@b> BODY=7bit",
+                mail(b"a@b", p(None, Some(Body::SevenBit), false)),
+            ),
+            (
+                b"MAIL FROM:<a@b> BODY=BINARYMIME",
+                mail(b"a@b", p(None, Some(Body::BinaryMime), false)),
+            ),
+            (b"MAIL FROM:<a@b> BODY=9BIT", Err(BadParameter)),
+            (
+                b"MAIL FROM:<a@b> SMTPUTF8",
+                mail(b"a@b", p(None, None, true)),
+            ),
+            (b"MAIL FROM:<a@b> SMTPUTF8=yes", Err(BadParameter)),
+            (
+                b"MAIL FROM:<a@b>  SIZE=5   BODY=8BITMIME SMTPUTF8 ",
+                mail(b"a@b", p(Some(5), Some(Body::EightBitMime), true)),
+            ),
+            (b"MAIL FROM:<a@b> RET=HDRS", Err(UnknownParameter)),
+            (b"MAIL FROM:<a@b> AUTH=<>", Err(UnknownParameter)),
+            (b"MAIL FROM:<a@b> X-FOO", Err(UnknownParameter)),
+            (b"MAIL FROM:<a@b> =x", Err(BadParameter)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn rcpt_to() {
+        let rcpt = |path| Ok(Command::Rcpt { path });
+        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+            (b"RCPT TO:<x@y.example>", rcpt(b"x@y.example")),
+            (b"rcpt to: <x@y.example>", rcpt(b"x@y.example")),
+            (b"RCPT TO:<Postmaster>", rcpt(b"Postmaster")),
+            (b"RCPT TO:<postmaster>", rcpt(b"postmaster")),
+            (b"RCPT TO:<@hop:x@y>", rcpt(b"x@y")),
+            (b"RCPT TO:<>", Err(BadRecipientPath)),
+            (b"RCPT TO:<x>", Err(BadRecipientPath)),
+            (b"RCPT TO:x@y", Err(BadRecipientPath)),
+            (b"RCPT TO:<x@y> NOTIFY=NEVER", Err(UnknownParameter)),
+            (b"RCPT FROM:<x@y>", Err(BadKeyword)),
+            (b"RCPT", Err(BadKeyword)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn bdat() {
+        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+            (
+                b"BDAT 12",
+                Ok(Command::Bdat {
+                    size: 12,
+                    last: false,
+                }),
+            ),
+            (
+                b"BDAT 0 LAST",
+                Ok(Command::Bdat {
+                    size: 0,
+                    last: true,
+                }),
+            ),
+            (
+                b"bdat 5 last",
+                Ok(Command::Bdat {
+                    size: 5,
+                    last: true,
+                }),
+            ),
+            (
+                b"BDAT 18446744073709551615",
+                Ok(Command::Bdat {
+                    size: u64::MAX,
+                    last: false,
+                }),
+            ),
+            (b"BDAT 18446744073709551616", Err(BadBdat)),
+            (b"BDAT", Err(BadBdat)),
+            (b"BDAT ", Err(BadBdat)),
+            (b"BDAT x", Err(BadBdat)),
+            (b"BDAT 12x", Err(BadBdat)),
+            (b"BDAT -1", Err(BadBdat)),
+            (b"BDAT 12 FIRST", Err(BadBdat)),
+            (b"BDAT 12 LAST now", Err(BadBdat)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn every_byte_value_in_a_path_is_handled() {
+        // No input may panic; every byte either parses or yields an error.
+        for b in 0..=255u8 {
+            let mut line = b"MAIL FROM:<a".to_vec();
+            line.push(b);
+            line.extend_from_slice(b"@b>");
+            let _ = parse_command(&line);
+            let mut line = b"RCPT TO:<".to_vec();
+            line.push(b);
+            line.push(b'>');
+            let _ = parse_command(&line);
+        }
+    }
+}

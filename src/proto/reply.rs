@@ -1,0 +1,246 @@
+//! Replies: every fixed reply as a byte constant, and encoders for the few that carry values.
+//!
+//! What it does: hold the exact bytes we send, so tests can compare byte for byte and the hot
+//! path only copies a slice into the output buffer.
+//!
+//! What it does not do: choose which reply to send (that is [`super::session`]), or write to a
+//! socket. Reply text is always ours and printable ASCII: client bytes are never echoed
+//! (a reply that echoes input is how header injection and log forgery start).
+//!
+//! Every 2xx/4xx/5xx reply except the greeting and the HELO/EHLO replies carries an enhanced
+//! status code (RFC 2034 §4, codes from RFC 3463), since we always advertise
+//! ENHANCEDSTATUSCODES.
+
+use super::command::CommandError;
+use std::io::Write as _;
+
+/// `MAIL` accepted.
+pub const MAIL_OK: &[u8] = b"250 2.1.0 Ok\r\n";
+/// `RCPT` accepted.
+pub const RCPT_OK: &[u8] = b"250 2.1.5 Ok\r\n";
+/// `RSET` / `NOOP`.
+pub const OK: &[u8] = b"250 2.0.0 Ok\r\n";
+/// `DATA` accepted: send the content (RFC 5321 §4.1.1.4). 3xx carries no enhanced code.
+pub const DATA_GO_AHEAD: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
+/// The message is accepted (after `.` or `BDAT ... LAST`).
+pub const MESSAGE_ACCEPTED: &[u8] = b"250 2.0.0 Ok: queued\r\n";
+/// `VRFY`: we do not verify, but would accept (RFC 5321 §3.5.3).
+pub const VRFY_CANNOT: &[u8] = b"252 2.5.0 Cannot VRFY user, but will accept message\r\n";
+/// `HELP`.
+pub const HELP: &[u8] = b"214 2.0.0 fastsmtpd: see RFC 5321\r\n";
+/// `QUIT`.
+pub const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
+
+/// The line exceeded the command-line limit (RFC 5321 §4.5.3.1.4, §4.5.3.1.10 use 500).
+pub const LINE_TOO_LONG: &[u8] = b"500 5.5.2 Line too long\r\n";
+/// `MAIL`/`RCPT`/`DATA` before `HELO`/`EHLO`.
+pub const NEED_HELO: &[u8] = b"503 5.5.1 Error: send HELO/EHLO first\r\n";
+/// `RCPT` without a transaction.
+pub const NEED_MAIL: &[u8] = b"503 5.5.1 Error: need MAIL command\r\n";
+/// `MAIL` inside a transaction.
+pub const NESTED_MAIL: &[u8] = b"503 5.5.1 Error: nested MAIL command\r\n";
+/// `DATA`/`BDAT` with no accepted recipient (and none were tried).
+pub const NEED_RCPT: &[u8] = b"503 5.5.1 Error: need RCPT command\r\n";
+/// `DATA`/`BDAT` when every recipient tried was refused (RFC 5321 §3.3).
+pub const NO_VALID_RECIPIENTS: &[u8] = b"554 5.5.1 Error: no valid recipients\r\n";
+/// `DATA` after `BDAT` in one transaction (RFC 3030 §2).
+pub const DATA_AFTER_BDAT: &[u8] = b"503 5.5.1 Error: DATA not allowed after BDAT\r\n";
+/// `DATA` with `BODY=BINARYMIME` (RFC 3030 §3: BINARYMIME needs BDAT).
+pub const BINARYMIME_NEEDS_BDAT: &[u8] = b"503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n";
+/// `MAIL`/`RCPT` while a BDAT message is being received.
+pub const NOT_DURING_BDAT: &[u8] = b"503 5.5.1 Error: command not allowed during BDAT\r\n";
+/// Parameters on `MAIL` after `HELO` (no extensions were offered).
+pub const PARAMS_AFTER_HELO: &[u8] = b"555 5.5.4 Error: parameters not supported after HELO\r\n";
+/// Declared or actual size over the limit (RFC 1870 §6.2, RFC 3463 5.3.4).
+pub const MESSAGE_TOO_BIG: &[u8] = b"552 5.3.4 Error: message size exceeds fixed limit\r\n";
+/// Too many recipients (RFC 5321 §4.5.3.1.10: 452, not 552).
+pub const TOO_MANY_RECIPIENTS: &[u8] = b"452 4.5.3 Error: too many recipients\r\n";
+/// Non-ASCII sender without `SMTPUTF8` (RFC 6531 §3.5).
+pub const SENDER_NEEDS_SMTPUTF8: &[u8] =
+    b"550 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n";
+/// Non-ASCII recipient without `SMTPUTF8` (RFC 6531 §3.5).
+pub const RECIPIENT_NEEDS_SMTPUTF8: &[u8] =
+    b"553 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n";
+/// The message held a bare CR or bare LF and the policy is to refuse it.
+pub const BARE_CR_LF_IN_DATA: &[u8] = b"550 5.5.2 Error: bare CR or LF in message data\r\n";
+/// The sink could not store the message: the client should retry (RFC 5321 §4.1.1.4 forbids
+/// a 250 for a message we cannot take responsibility for).
+pub const STORE_FAILED: &[u8] = b"451 4.3.0 Error: could not store message, try again later\r\n";
+
+/// Too many failed commands in one session.
+pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
+/// The idle or command timeout expired (RFC 5321 §4.5.3.2.7).
+pub const TIMEOUT: &[u8] = b"421 4.4.2 Error: timeout exceeded, closing connection\r\n";
+/// Data arrived more slowly than the minimum rate.
+pub const TOO_SLOW: &[u8] = b"421 4.4.2 Error: data rate too low, closing connection\r\n";
+/// The connection limit is reached.
+pub const TOO_MANY_CONNECTIONS: &[u8] =
+    b"421 4.7.0 Error: too many connections, try again later\r\n";
+/// The server is shutting down.
+pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, closing connection\r\n";
+/// BDAT octets discarded beyond the allowance: the client keeps sending a refused message.
+pub const TOO_MUCH_DISCARDED: &[u8] =
+    b"421 4.7.0 Error: too much refused message data, closing connection\r\n";
+
+/// The fixed reply for a command that failed to parse.
+pub fn command_error(error: CommandError) -> &'static [u8] {
+    match error {
+        CommandError::Unrecognized => b"500 5.5.2 Error: command not recognized\r\n",
+        CommandError::InvalidBytes => b"500 5.5.2 Error: bare CR, LF or NUL in command line\r\n",
+        CommandError::InvalidUtf8 => b"500 5.5.2 Error: invalid UTF-8 in command line\r\n",
+        CommandError::NotSmtp => b"221 2.7.0 Error: this is an SMTP server, closing\r\n",
+        CommandError::NotImplemented => b"502 5.5.1 Error: command not implemented\r\n",
+        CommandError::MissingDomain => b"501 5.5.4 Syntax: HELO/EHLO domain\r\n",
+        CommandError::MissingArgument => b"501 5.5.4 Syntax: VRFY address\r\n",
+        CommandError::UnexpectedArgument => b"501 5.5.4 Syntax: command takes no argument\r\n",
+        CommandError::BadKeyword => {
+            b"501 5.5.4 Syntax: MAIL FROM:<address> / RCPT TO:<address>\r\n"
+        }
+        CommandError::BadSenderPath => b"501 5.1.7 Error: bad sender address syntax\r\n",
+        CommandError::BadRecipientPath => b"501 5.1.3 Error: bad recipient address syntax\r\n",
+        CommandError::BadParameter => b"501 5.5.4 Error: bad parameter syntax\r\n",
+        CommandError::UnknownParameter => b"555 5.5.4 Error: unsupported parameter\r\n",
+        CommandError::BadBdat => b"501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n",
+    }
+}
+
+/// Appends `250 2.0.0 Ok: <n> octets received` (a non-last BDAT chunk, RFC 3030 §2).
+pub fn chunk_received_into(octets: u64, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail; formatting integers does not allocate.
+    let _ = write!(out, "250 2.0.0 Ok: {octets} octets received\r\n");
+}
+
+/// The replies that depend on the server's name, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Banner {
+    /// `220 <host> ESMTP fastsmtpd`.
+    pub greeting: Box<[u8]>,
+    /// The one-line reply to `HELO`.
+    pub helo: Box<[u8]>,
+    /// The multi-line reply to `EHLO`, listing every extension we implement.
+    pub ehlo: Box<[u8]>,
+}
+
+impl Banner {
+    /// Builds the replies for `hostname` (printable ASCII without spaces, checked by the caller)
+    /// and the advertised message size limit (RFC 1870 §4).
+    pub fn new(hostname: &str, max_message_size: u64) -> Banner {
+        let greeting = format!("220 {hostname} ESMTP fastsmtpd\r\n");
+        let helo = format!("250 {hostname}\r\n");
+        // RFC 5321 §4.1.1.1: the first line names the server; then one extension a line.
+        let ehlo = format!(
+            "250-{hostname}\r\n\
+             250-PIPELINING\r\n\
+             250-SIZE {max_message_size}\r\n\
+             250-8BITMIME\r\n\
+             250-BINARYMIME\r\n\
+             250-CHUNKING\r\n\
+             250-SMTPUTF8\r\n\
+             250 ENHANCEDSTATUSCODES\r\n"
+        );
+        Banner {
+            greeting: greeting.into_bytes().into(),
+            helo: helo.into_bytes().into(),
+            ehlo: ehlo.into_bytes().into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reply is one or more lines `ddd[ -]text CRLF` of printable ASCII, and every 2xx,
+    /// 4xx and 5xx line carries an enhanced code whose class matches (RFC 2034 §4).
+    fn check_reply(reply: &[u8], enhanced: bool) {
+        assert!(reply.ends_with(b"\r\n"), "{reply:?}");
+        for line in reply[..reply.len() - 2].split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            assert!(line.len() >= 4, "{line:?}");
+            assert!(line[..3].iter().all(u8::is_ascii_digit));
+            assert!(line[3] == b' ' || line[3] == b'-');
+            assert!(line.iter().all(|&b| (32..127).contains(&b)), "{line:?}");
+            if enhanced && line[0] != b'3' {
+                assert_eq!(
+                    line[4],
+                    line[0],
+                    "class of {}",
+                    String::from_utf8_lossy(line)
+                );
+                assert_eq!(line[5], b'.');
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_replies_are_well_formed() {
+        for reply in [
+            MAIL_OK,
+            RCPT_OK,
+            OK,
+            DATA_GO_AHEAD,
+            MESSAGE_ACCEPTED,
+            VRFY_CANNOT,
+            HELP,
+            BYE,
+            LINE_TOO_LONG,
+            NEED_HELO,
+            NEED_MAIL,
+            NESTED_MAIL,
+            NEED_RCPT,
+            NO_VALID_RECIPIENTS,
+            DATA_AFTER_BDAT,
+            BINARYMIME_NEEDS_BDAT,
+            NOT_DURING_BDAT,
+            PARAMS_AFTER_HELO,
+            MESSAGE_TOO_BIG,
+            TOO_MANY_RECIPIENTS,
+            SENDER_NEEDS_SMTPUTF8,
+            RECIPIENT_NEEDS_SMTPUTF8,
+            BARE_CR_LF_IN_DATA,
+            STORE_FAILED,
+            TOO_MANY_ERRORS,
+            TIMEOUT,
+            TOO_SLOW,
+            TOO_MANY_CONNECTIONS,
+            SHUTTING_DOWN,
+            TOO_MUCH_DISCARDED,
+        ] {
+            check_reply(reply, true);
+        }
+        use CommandError::*;
+        for error in [
+            Unrecognized,
+            InvalidBytes,
+            InvalidUtf8,
+            NotSmtp,
+            NotImplemented,
+            MissingDomain,
+            MissingArgument,
+            UnexpectedArgument,
+            BadKeyword,
+            BadSenderPath,
+            BadRecipientPath,
+            BadParameter,
+            UnknownParameter,
+            BadBdat,
+        ] {
+            check_reply(command_error(error), true);
+        }
+        let mut out = Vec::new();
+        chunk_received_into(1234, &mut out);
+        assert_eq!(out, b"250 2.0.0 Ok: 1234 octets received\r\n");
+    }
+
+    #[test]
+    fn banner() {
+        let banner = Banner::new("mx.example", 1000);
+        assert_eq!(&*banner.greeting, b"220 mx.example ESMTP fastsmtpd\r\n");
+        assert_eq!(&*banner.helo, b"250 mx.example\r\n");
+        check_reply(&banner.ehlo, false);
+        assert!(banner
+            .ehlo
+            .starts_with(b"250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"));
+        assert!(banner.ehlo.ends_with(b"250 ENHANCEDSTATUSCODES\r\n"));
+    }
+}

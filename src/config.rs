@@ -1,1 +1,130 @@
-//! stub
+//! Server settings and their defaults.
+//!
+//! What it does: hold every knob of the server in one plain struct, with defaults chosen from
+//! the RFCs (cited per field), and build the protocol-level [`SessionConfig`] from it.
+//!
+//! What it does not do: parse the command line (that is `main.rs`, with clap) or open sockets.
+
+use crate::proto::reply::Banner;
+use crate::proto::session::{BareLfPolicy, SessionConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default command-line limit, `CR LF` included. RFC 5321 §4.5.3.1.4 requires 512 octets;
+/// RFC 1870 (SIZE) adds 26 and RFC 6531 (SMTPUTF8) 10; long source routes and parameter lists
+/// from real clients fit comfortably in 2048.
+pub const DEFAULT_MAX_LINE_LEN: usize = 2048;
+/// Default message size limit, advertised in `SIZE` (RFC 1870): 32 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 32 * 1024 * 1024;
+/// Default recipients per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+/// Failed commands before `421 4.7.0` (Postfix's `smtpd_hard_error_limit` is also 20).
+pub const DEFAULT_MAX_ERRORS: u32 = 20;
+/// Idle and per-command timeout: RFC 5321 §4.5.3.2.7 asks a server to wait at least 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Minimum data rate during DATA/BDAT, in bytes per second (Postfix's `smtpd_min_data_rate`).
+pub const DEFAULT_MIN_DATA_RATE: u64 = 500;
+/// How long a message in flight may take to finish after a shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Listen backlog per listening socket.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on; each worker binds each of them with `SO_REUSEPORT`.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, each with its own event loop and listening sockets.
+    pub threads: usize,
+    /// The name in the greeting and the EHLO reply.
+    pub hostname: String,
+    /// Longest command line, `CR LF` included.
+    pub max_line_len: usize,
+    /// Largest message, in content octets.
+    pub max_message_size: u64,
+    /// Most recipients per transaction.
+    pub max_recipients: usize,
+    /// Failed commands tolerated per session.
+    pub max_errors: u32,
+    /// Most connections open at once over all workers; more get `421 4.7.0` and are closed.
+    pub max_connections: usize,
+    /// Idle and per-command timeout: a command line must complete within this of the previous.
+    pub idle_timeout: Duration,
+    /// Minimum data rate in bytes per second during DATA/BDAT (0: only the idle timeout).
+    pub min_data_rate: u64,
+    /// Bare CR / bare LF in message content.
+    pub bare_lf: BareLfPolicy,
+    /// How long messages in flight may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// Interval of the one-line statistics report (`None`: no report).
+    pub stats_interval: Option<Duration>,
+    /// Listen backlog.
+    pub backlog: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            hostname: "localhost".to_string(),
+            max_line_len: DEFAULT_MAX_LINE_LEN,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_errors: DEFAULT_MAX_ERRORS,
+            max_connections: 10_000,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            min_data_rate: DEFAULT_MIN_DATA_RATE,
+            bare_lf: BareLfPolicy::Reject,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            stats_interval: None,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl Config {
+    /// The protocol settings every session of this server shares.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            banner: Banner::new(&self.hostname, self.max_message_size),
+            max_line_len: self.max_line_len,
+            max_message_size: self.max_message_size,
+            max_recipients: self.max_recipients,
+            max_errors: self.max_errors,
+            bare_lf: self.bare_lf,
+        }
+    }
+
+    /// Checks values that would make the server misbehave; the message says which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Err("at least one --listen address is needed".into());
+        }
+        if self.threads == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "--hostname {:?} must be printable ASCII without spaces (it goes into replies)",
+                self.hostname
+            ));
+        }
+        if self.max_line_len < 512 {
+            return Err("--max-line-length must be at least 512 (RFC 5321 §4.5.3.1.4)".into());
+        }
+        if self.max_recipients < 1 {
+            return Err("--max-recipients must be at least 1 (RFC 5321 asks for 100)".into());
+        }
+        if self.max_message_size == 0 {
+            return Err("--max-message-size must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.idle_timeout.is_zero() {
+            return Err("--idle-timeout must be at least 1 second".into());
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,99 @@
-fn main() {}
+//! `fastsmtpd`: command line -> [`Config`] -> [`fastsmtpd::server::run`]. Nothing else.
+
+use clap::{Parser, ValueEnum};
+use fastsmtpd::config::{self, Config};
+use fastsmtpd::proto::session::BareLfPolicy;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A fast, correct SMTP receiver: accepts mail at line rate and discards it (a sink for
+/// testing and benchmarking senders).
+#[derive(Debug, Parser)]
+#[command(name = "fastsmtpd", version, about)]
+struct Cli {
+    /// Address to listen on (repeatable), e.g. 127.0.0.1:2525 or [::1]:2525.
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:2525")]
+    listen: Vec<SocketAddr>,
+    /// Worker threads (event loops) [default: number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+    /// Name used in the greeting and the EHLO reply.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    hostname: String,
+    /// Largest message accepted, in bytes (advertised with SIZE).
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_MESSAGE_SIZE,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_message_size: u64,
+    /// Most recipients per message (RFC 5321 asks for at least 100).
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS)]
+    max_recipients: usize,
+    /// Most connections at once; more get "421 4.7.0" and are closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Idle and per-command timeout in seconds (RFC 5321 asks for at least 300).
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Minimum data rate during DATA/BDAT in bytes/second (0: no rate check).
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MIN_DATA_RATE)]
+    min_data_rate: u64,
+    /// Longest command line in bytes, CRLF included (at least 512).
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_LINE_LEN)]
+    max_line_length: usize,
+    /// Failed commands tolerated per session before "421 4.7.0".
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ERRORS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_errors: u32,
+    /// Bare CR or LF inside message data: refuse the message (550) or keep the bytes.
+    #[arg(long, value_enum, default_value_t = BareLf::Reject)]
+    bare_lf: BareLf,
+    /// Seconds a message in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    shutdown_grace: u64,
+    /// Print a one-line summary every SECS seconds (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    stats_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BareLf {
+    Reject,
+    Keep,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = Config {
+        listen: cli.listen,
+        hostname: cli.hostname,
+        max_message_size: cli.max_message_size,
+        max_recipients: cli.max_recipients,
+        max_connections: cli.max_connections,
+        idle_timeout: Duration::from_secs(cli.idle_timeout),
+        min_data_rate: cli.min_data_rate,
+        max_line_len: cli.max_line_length,
+        max_errors: cli.max_errors,
+        bare_lf: match cli.bare_lf {
+            BareLf::Reject => BareLfPolicy::Reject,
+            BareLf::Keep => BareLfPolicy::Keep,
+        },
+        shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+        stats_interval: (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval)),
+        ..Config::default()
+    };
+    if let Some(threads) = cli.threads {
+        config.threads = usize::from(threads);
+    }
+    if let Err(message) = config.validate() {
+        eprintln!("fastsmtpd: error: {message}");
+        return ExitCode::from(2);
+    }
+    match fastsmtpd::server::run(&config) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fastsmtpd: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

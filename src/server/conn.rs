@@ -1,0 +1,197 @@
+//! One client connection: its socket, its session, and the bytes in flight either way.
+//!
+//! What it does: read from the socket into the worker's scratch buffer (after the few bytes of
+//! an incomplete command line carried over from the last read), hand the bytes to the
+//! [`Session`], and write the replies it produced, all of them at once.
+//!
+//! What it does not do: decide protocol matters (the session does) or keep time (the worker
+//! does). Bytes pass straight from socket to session here; TLS or a PROXY-protocol header
+//! would wrap `stream` in this module and nowhere else.
+//!
+//! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
+//! limit) and `out` (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
+//! worth). Both keep their capacity between messages, so the steady state allocates nothing.
+
+use crate::proto::session::{Session, SessionConfig};
+use crate::sink::DiscardSink;
+use mio::net::TcpStream;
+use mio::Interest;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+/// Stop reading while this many reply bytes wait to be written: the client is not reading
+/// its replies, so let TCP flow control push back on it instead of buffering more here.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+/// An output buffer that grew past this (a client pipelining far ahead) is shrunk back once
+/// drained, so an idle connection does not keep a large allocation.
+const OUT_KEEP_CAPACITY: usize = 16 * 1024;
+
+/// What one round of reading produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// The socket has no more data for now.
+    Drained,
+    /// The per-turn read budget ran out, or replies piled up: more may be waiting.
+    MoreLater,
+    /// The client closed its side (or the connection failed).
+    Closed,
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Unique per worker, so stale timer entries for a reused slab key are recognised.
+    pub id: u64,
+    /// The protocol state.
+    pub session: Session,
+    /// Where this connection's messages go (one sink per connection).
+    pub sink: DiscardSink,
+    /// An incomplete command line kept from the previous read.
+    carry: Vec<u8>,
+    /// Replies not yet written.
+    out: Vec<u8>,
+    /// How much of `out` is already written.
+    out_pos: usize,
+    /// The interest registered with the poller.
+    pub registered: Interest,
+    /// Whether the socket may have unread data (set by readable events, cleared when a read
+    /// finds nothing more).
+    pub read_ready: bool,
+    /// The poller said the peer closed its side: read until end of file, do not stop early.
+    pub read_closed_hint: bool,
+    /// The peer's side is closed (read returned 0) or the connection failed.
+    pub eof: bool,
+    /// When the worker must next act on this connection (idle timeout or data rate).
+    pub deadline: Instant,
+    /// The deadline of this connection's authoritative timer entry.
+    pub timer_at: Instant,
+    /// `session.commands_processed()` when the deadline was last set.
+    pub commands_seen: u64,
+}
+
+impl Conn {
+    /// A new connection whose session has already queued its greeting.
+    pub fn new(stream: TcpStream, id: u64, config: &SessionConfig, deadline: Instant) -> Conn {
+        let session = Session::new();
+        let mut out = Vec::with_capacity(512);
+        session.greeting_into(config, &mut out);
+        Conn {
+            stream,
+            id,
+            session,
+            sink: DiscardSink,
+            carry: Vec::new(),
+            out,
+            out_pos: 0,
+            registered: Interest::READABLE,
+            read_ready: true,
+            read_closed_hint: false,
+            eof: false,
+            deadline,
+            timer_at: deadline,
+            commands_seen: 0,
+        }
+    }
+
+    /// Reply bytes waiting to be written.
+    pub fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// What to ask the poller for: always readable (to notice data and hang-ups), writable
+    /// only while a write came back short.
+    pub fn wanted_interest(&self) -> Interest {
+        if self.pending_out() > 0 {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// Reads and processes input until the socket is drained, `max_reads` reads were made, or
+    /// replies pile up. Returns the status and the number of bytes read.
+    pub fn read_and_process(
+        &mut self,
+        config: &SessionConfig,
+        scratch: &mut [u8],
+        max_reads: usize,
+    ) -> (ReadStatus, u64) {
+        let mut total = 0u64;
+        for _ in 0..max_reads {
+            if self.pending_out() >= OUT_HIGH_WATER {
+                return (ReadStatus::MoreLater, total);
+            }
+            let carried = self.carry.len();
+            scratch[..carried].copy_from_slice(&self.carry);
+            let room = scratch.len() - carried;
+            let n = match self.stream.read(&mut scratch[carried..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return (ReadStatus::Closed, total);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_ready = false;
+                    return (ReadStatus::Drained, total);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.eof = true;
+                    return (ReadStatus::Closed, total);
+                }
+            };
+            total += n as u64;
+            let input = &scratch[..carried + n];
+            let consumed = self
+                .session
+                .on_input(config, input, &mut self.out, &mut self.sink);
+            self.carry.clear();
+            self.carry.extend_from_slice(&input[consumed..]);
+            if n < room && !self.read_closed_hint {
+                // A short read took everything the socket had. With edge-triggered epoll any
+                // later arrival raises a new event, so the extra read that would only return
+                // WouldBlock is skipped: one read per pipelined batch.
+                self.read_ready = false;
+                return (ReadStatus::Drained, total);
+            }
+        }
+        (ReadStatus::MoreLater, total)
+    }
+
+    /// Writes pending replies until done or the socket is full. `Ok(true)` when all is written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > OUT_KEEP_CAPACITY {
+            self.out.shrink_to(OUT_KEEP_CAPACITY);
+        }
+        Ok(true)
+    }
+
+    /// A deadline passed: the session says `reply` (a `421`) and ends.
+    pub fn on_timeout(&mut self, reply: &'static [u8]) {
+        self.session
+            .on_timeout(reply, &mut self.out, &mut self.sink);
+    }
+
+    /// The server is shutting down (see [`Session::on_shutdown`]).
+    pub fn on_shutdown(&mut self) {
+        self.session.on_shutdown(&mut self.out, &mut self.sink);
+    }
+
+    /// The connection is being dropped: abandon any message in progress.
+    pub fn on_disconnect(&mut self) {
+        self.session.on_disconnect(&mut self.sink);
+    }
+}

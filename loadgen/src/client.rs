@@ -1,0 +1,519 @@
+//! The client state machine of one connection, sans I/O: replies in, commands out.
+//!
+//! What it does: greet (EHLO, or HELO with `--helo`), run mail transactions the way the
+//! workload asks (step by step, or pipelined in RFC 2920 groups: `MAIL`, every `RCPT` and
+//! `DATA` in one write, the content after `354`, and the next group written right behind the
+//! end-of-data dot; or whole `BDAT n LAST` transactions, several in flight), check every reply
+//! against the step it answers, time each step, and finally `QUIT`.
+//!
+//! What it does not do: sockets, the clock, or the schedule (the engine decides when a
+//! message may start and passes `now` in).
+
+use crate::reply::Reply;
+use crate::workload::{Pipelining, Workload};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// The steps whose replies are timed, each with its own histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// TCP connect (measured by the engine).
+    Connect,
+    /// The `220` greeting, from connect.
+    Greeting,
+    /// `EHLO`/`HELO`.
+    Ehlo,
+    /// `MAIL FROM`.
+    Mail,
+    /// Each `RCPT TO`.
+    Rcpt,
+    /// `DATA` to its `354`.
+    Data,
+    /// The end-of-data dot to its `250`: the message is accepted.
+    Eod,
+    /// `BDAT n LAST` with its content to its `250`: the message is accepted.
+    Bdat,
+    /// `RSET` after a refused transaction.
+    Rset,
+    /// `QUIT`.
+    Quit,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 10] = [
+        Stage::Connect,
+        Stage::Greeting,
+        Stage::Ehlo,
+        Stage::Mail,
+        Stage::Rcpt,
+        Stage::Data,
+        Stage::Eod,
+        Stage::Bdat,
+        Stage::Rset,
+        Stage::Quit,
+    ];
+
+    /// The stage's short name (used in output, tags and SLO expressions).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "ehlo",
+            Stage::Mail => "mail",
+            Stage::Rcpt => "rcpt",
+            Stage::Data => "data",
+            Stage::Eod => "eod",
+            Stage::Bdat => "bdat",
+            Stage::Rset => "rset",
+            Stage::Quit => "quit",
+        }
+    }
+
+    /// Index into per-stage arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The code that means success at this stage.
+    fn expected_code(self) -> u16 {
+        match self {
+            Stage::Connect | Stage::Greeting => 220,
+            Stage::Data => 354,
+            Stage::Quit => 221,
+            Stage::Ehlo | Stage::Mail | Stage::Rcpt | Stage::Eod | Stage::Bdat | Stage::Rset => 250,
+        }
+    }
+}
+
+/// A message in flight on this connection.
+#[derive(Debug, Clone, Copy)]
+struct Message {
+    /// When the schedule wanted it sent (open loop), for the corrected latency.
+    intended: Option<Instant>,
+    /// When its first command was written.
+    started: Instant,
+    /// Its size in bytes.
+    size: usize,
+    /// Its sequence number (for address patterns).
+    seq: u64,
+    /// Whether `MAIL` was accepted.
+    mail_ok: bool,
+    /// Recipients accepted so far.
+    rcpts_ok: u16,
+    /// Replies still awaited for it.
+    awaiting: u16,
+    /// Whether something was refused (the message will not count as accepted).
+    failed: bool,
+}
+
+/// A reply we wait for.
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    /// What it answers.
+    stage: Stage,
+    /// When the command went out.
+    sent_at: Instant,
+    /// The message it belongs to (its position in `messages` counted from `first_message`).
+    message: Option<u64>,
+    /// For the non-pipelined mode: the step to write once this reply arrived.
+    then: Option<Step>,
+}
+
+/// A step written once the previous reply arrived (the non-pipelined mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `RCPT TO` number `n`.
+    Rcpt(u16),
+    /// `DATA`, or `BDAT n LAST` with the content.
+    Content,
+}
+
+/// Where the connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the greeting.
+    Greeting,
+    /// `EHLO` sent.
+    Ehlo,
+    /// Ready for transactions.
+    Ready,
+    /// `QUIT` sent.
+    Quitting,
+    /// Done (after `221`, or after an error).
+    Closed,
+}
+
+/// What the engine should record after a reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// A timed reply.
+    Reply {
+        /// Which step it answered.
+        stage: Stage,
+        /// The reply code.
+        code: u16,
+        /// Nanoseconds from sending to the reply.
+        nanos: u64,
+    },
+    /// A message ended (accepted or not).
+    Message {
+        /// Whether every step succeeded and the final reply was 250.
+        accepted: bool,
+        /// Its size.
+        size: usize,
+        /// When its first command went out.
+        started: Instant,
+        /// When the schedule wanted it to start (open loop only).
+        intended: Option<Instant>,
+    },
+}
+
+/// Why a connection ends badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server said something we did not expect at this point, or nothing parseable.
+    Desync,
+    /// The server closed the session with a `421`.
+    ServiceClosing,
+    /// The greeting or EHLO was refused.
+    Refused,
+    /// The server lacks an extension we were told to use (`--bdat` without CHUNKING).
+    MissingExtension,
+}
+
+/// One connection's client state.
+#[derive(Debug)]
+pub struct Client {
+    /// Where we are.
+    phase: Phase,
+    /// Whether transactions are pipelined.
+    pipelining: bool,
+    /// Replies awaited, in order.
+    expected: VecDeque<Expected>,
+    /// Messages in flight, oldest first.
+    messages: VecDeque<Message>,
+    /// Number of the oldest message in `messages`.
+    first_message: u64,
+    /// Messages started on this connection.
+    started: u64,
+    /// Whether a message's content is waiting for its `354`.
+    awaiting_354: bool,
+    /// Set when the connection must end.
+    failure: Option<Failure>,
+}
+
+impl Client {
+    /// A client for a connection that has just been established at `connected_at`.
+    pub fn new(connected_at: Instant) -> Client {
+        let mut expected = VecDeque::with_capacity(16);
+        expected.push_back(Expected {
+            stage: Stage::Greeting,
+            sent_at: connected_at,
+            message: None,
+            then: None,
+        });
+        Client {
+            phase: Phase::Greeting,
+            pipelining: false,
+            expected,
+            messages: VecDeque::with_capacity(8),
+            first_message: 0,
+            started: 0,
+            awaiting_354: false,
+            failure: None,
+        }
+    }
+
+    /// Whether the client has finished (QUIT answered, or failed).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure
+    }
+
+    /// Whether replies are outstanding (for the reply timeout).
+    pub fn is_waiting(&self) -> bool {
+        !self.expected.is_empty()
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether a new message may be written now.
+    pub fn can_start(&self, workload: &Workload) -> bool {
+        if self.phase != Phase::Ready || self.failure.is_some() {
+            return false;
+        }
+        if workload.msgs_per_conn != 0 && self.started >= workload.msgs_per_conn {
+            return false;
+        }
+        if !self.pipelining {
+            return self.messages.is_empty();
+        }
+        if workload.bdat {
+            return self.messages.len() < workload.inflight;
+        }
+        // DATA: the next group goes out right behind the previous message's dot.
+        !self.awaiting_354 && self.messages.len() < 2
+    }
+
+    /// Whether this connection has done all it will do and should say QUIT.
+    pub fn should_quit(&self, workload: &Workload, no_more_work: bool) -> bool {
+        self.phase == Phase::Ready
+            && self.messages.is_empty()
+            && (no_more_work
+                || (workload.msgs_per_conn != 0 && self.started >= workload.msgs_per_conn))
+    }
+
+    /// Writes `QUIT`.
+    pub fn quit(&mut self, now: Instant, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"QUIT\r\n");
+        self.phase = Phase::Quitting;
+        self.expect(Stage::Quit, now, None, None);
+    }
+
+    /// Starts a message: writes its first command(s).
+    pub fn start_message(
+        &mut self,
+        workload: &Workload,
+        seq: u64,
+        size: usize,
+        intended: Option<Instant>,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) {
+        let number = self.first_message + self.messages.len() as u64;
+        self.messages.push_back(Message {
+            intended,
+            started: now,
+            size,
+            seq,
+            mail_ok: false,
+            rcpts_ok: 0,
+            awaiting: 0,
+            failed: false,
+        });
+        self.started += 1;
+        workload.write_mail(seq, out);
+        if self.pipelining {
+            self.expect(Stage::Mail, now, Some(number), None);
+            for n in 0..workload.rcpts {
+                workload.write_rcpt(seq, n, out);
+                self.expect(Stage::Rcpt, now, Some(number), None);
+            }
+            self.write_content_command(workload, number, now, out);
+        } else {
+            let then = if workload.rcpts > 0 {
+                Step::Rcpt(0)
+            } else {
+                Step::Content
+            };
+            self.expect(Stage::Mail, now, Some(number), Some(then));
+        }
+    }
+
+    /// Handles one reply at `now`; writes any follow-up to `out`; reports what to record.
+    pub fn on_reply(
+        &mut self,
+        workload: &Workload,
+        reply: Reply,
+        raw: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+        mut record: impl FnMut(Event),
+    ) {
+        let Some(expected) = self.expected.pop_front() else {
+            // A reply nobody asked for.
+            return self.fail(Failure::Desync);
+        };
+        let nanos = now.saturating_duration_since(expected.sent_at).as_nanos() as u64;
+        record(Event::Reply {
+            stage: expected.stage,
+            code: reply.code,
+            nanos,
+        });
+        if reply.code == 421 {
+            // RFC 5321 §3.8: the server is closing the channel.
+            return self.fail(Failure::ServiceClosing);
+        }
+        let ok = reply.code == expected.stage.expected_code()
+            || (expected.stage == Stage::Rcpt && reply.code == 251);
+        match expected.stage {
+            Stage::Connect => self.fail(Failure::Desync),
+            Stage::Greeting => {
+                if !ok {
+                    return self.fail(Failure::Refused);
+                }
+                let greeting: &[u8] = if workload.helo { b"HELO " } else { b"EHLO " };
+                out.extend_from_slice(greeting);
+                out.extend_from_slice(workload.ehlo_name.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                self.phase = Phase::Ehlo;
+                self.expect(Stage::Ehlo, now, None, None);
+            }
+            Stage::Ehlo => {
+                if !ok {
+                    return self.fail(Failure::Refused);
+                }
+                self.pipelining = match workload.pipelining {
+                    Pipelining::On => true,
+                    Pipelining::Off => false,
+                    Pipelining::Auto => !workload.helo && offers(raw, b"PIPELINING"),
+                };
+                if workload.bdat && (workload.helo || !offers(raw, b"CHUNKING")) {
+                    return self.fail(Failure::MissingExtension);
+                }
+                self.phase = Phase::Ready;
+            }
+            Stage::Quit => {
+                self.phase = Phase::Closed;
+            }
+            Stage::Mail | Stage::Rcpt | Stage::Data | Stage::Eod | Stage::Bdat | Stage::Rset => {
+                self.on_transaction_reply(workload, expected, ok, now, out, &mut record);
+            }
+        }
+    }
+
+    fn on_transaction_reply(
+        &mut self,
+        workload: &Workload,
+        expected: Expected,
+        ok: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+        record: &mut impl FnMut(Event),
+    ) {
+        let Some(number) = expected.message else {
+            // RSET: nothing to account.
+            return;
+        };
+        let index = match number.checked_sub(self.first_message) {
+            Some(i) if (i as usize) < self.messages.len() => i as usize,
+            _ => return self.fail(Failure::Desync),
+        };
+        {
+            let message = &mut self.messages[index];
+            message.awaiting -= 1;
+            match (expected.stage, ok) {
+                (Stage::Mail, true) => message.mail_ok = true,
+                (Stage::Rcpt, true) => message.rcpts_ok += 1,
+                (Stage::Rcpt, false) => {}
+                (_, false) => message.failed = true,
+                _ => {}
+            }
+        }
+        let message = self.messages[index];
+        match expected.stage {
+            Stage::Data => {
+                self.awaiting_354 = false;
+                if ok {
+                    workload.write_data_content(message.size, out);
+                    self.expect(Stage::Eod, now, Some(number), None);
+                }
+            }
+            Stage::Mail if !ok => {}
+            _ => {}
+        }
+        // A refused DATA/BDAT leaves the server's transaction open (MAIL was accepted, no
+        // recipient was): reset it so the next MAIL is not a nested one.
+        if matches!(expected.stage, Stage::Data | Stage::Bdat) && !ok && message.mail_ok {
+            self.write_rset(now, out);
+        }
+        // Step by step (no pipelining): the next command goes out only now.
+        match expected.then {
+            None => {}
+            Some(_) if message.failed => {}
+            Some(Step::Rcpt(n)) => {
+                workload.write_rcpt(message.seq, usize::from(n), out);
+                let next = if usize::from(n) + 1 < workload.rcpts {
+                    Step::Rcpt(n + 1)
+                } else {
+                    Step::Content
+                };
+                self.expect(Stage::Rcpt, now, Some(number), Some(next));
+            }
+            Some(Step::Content) if message.rcpts_ok > 0 => {
+                self.write_content_command(workload, number, now, out);
+            }
+            Some(Step::Content) => {
+                self.messages[index].failed = true;
+                self.write_rset(now, out);
+            }
+        }
+        let message = self.messages[index];
+        if message.awaiting == 0 {
+            record(Event::Message {
+                accepted: !message.failed && message.rcpts_ok > 0,
+                size: message.size,
+                started: message.started,
+                intended: message.intended,
+            });
+        }
+        // Forget finished messages at the front.
+        while self.messages.front().is_some_and(|m| m.awaiting == 0) {
+            self.messages.pop_front();
+            self.first_message += 1;
+        }
+    }
+
+    fn write_rset(&mut self, now: Instant, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"RSET\r\n");
+        self.expect(Stage::Rset, now, None, None);
+    }
+
+    /// Writes `DATA` (content follows its `354`) or `BDAT n LAST` with the content.
+    fn write_content_command(
+        &mut self,
+        workload: &Workload,
+        number: u64,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) {
+        let index = (number - self.first_message) as usize;
+        let size = self.messages[index].size;
+        if workload.bdat {
+            workload.write_bdat(size, out);
+            self.expect(Stage::Bdat, now, Some(number), None);
+        } else {
+            out.extend_from_slice(b"DATA\r\n");
+            self.awaiting_354 = true;
+            self.expect(Stage::Data, now, Some(number), None);
+        }
+    }
+
+    fn expect(&mut self, stage: Stage, sent_at: Instant, message: Option<u64>, then: Option<Step>) {
+        if let Some(number) = message {
+            let index = (number - self.first_message) as usize;
+            self.messages[index].awaiting += 1;
+        }
+        self.expected.push_back(Expected {
+            stage,
+            sent_at,
+            message,
+            then,
+        });
+    }
+
+    /// Ends the connection with `failure`.
+    pub fn fail(&mut self, failure: Failure) {
+        self.failure.get_or_insert(failure);
+        self.phase = Phase::Closed;
+    }
+}
+
+/// Whether an EHLO reply lists the extension `keyword` (RFC 5321 §4.1.1.1: one per line after
+/// the first, keyword first, case-insensitive).
+fn offers(ehlo_reply: &[u8], keyword: &[u8]) -> bool {
+    ehlo_reply.split(|&b| b == b'\n').skip(1).any(|line| {
+        let text = line.get(4..).unwrap_or(b"");
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let word = text.split(|&b| b == b' ').next().unwrap_or(b"");
+        word.eq_ignore_ascii_case(keyword)
+    })
+}

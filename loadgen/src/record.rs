@@ -1,0 +1,181 @@
+//! What a run measures: per-stage latency histograms, reply codes, errors, message counts.
+//!
+//! What it does: one [`Recorder`] per engine thread and interval, filled without locks; the
+//! reporter merges them with `Histogram::add` at interval ends. All latencies are in
+//! nanoseconds.
+//!
+//! What it does not do: print or serialise (see `report`).
+
+use crate::client::Stage;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+/// Highest trackable latency: one hour in nanoseconds.
+const MAX_NANOS: u64 = 3_600_000_000_000;
+/// Significant decimal digits kept (0.1% resolution).
+const SIGFIGS: u8 = 3;
+
+/// Kinds of connection-level failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The connection was refused (or could not be made).
+    Refused,
+    /// The connection was reset, or closed while replies were awaited.
+    Reset,
+    /// No reply within the reply timeout.
+    Timeout,
+    /// A reply that does not parse or was not expected: client and server are out of step.
+    Desync,
+    /// The server closed the session with `421`.
+    ServiceClosing,
+    /// The greeting or EHLO was refused, or the server lacks a needed extension.
+    Rejected,
+}
+
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Refused,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::Desync,
+        ErrorKind::ServiceClosing,
+        ErrorKind::Rejected,
+    ];
+
+    /// The name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Desync => "desync",
+            ErrorKind::ServiceClosing => "service_closing",
+            ErrorKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// A new empty latency histogram.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NANOS, SIGFIGS).expect("valid histogram bounds")
+}
+
+/// Measurements of one thread over one interval (or, merged, of a whole run).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// Reply latency per stage, from the moment the command was written.
+    pub stages: Vec<Histogram<u64>>,
+    /// Message service time: first command written to final reply.
+    pub message: Histogram<u64>,
+    /// Message latency from the intended start (open loop; coordinated-omission safe).
+    pub message_corrected: Histogram<u64>,
+    /// How late the generator itself started messages relative to the schedule (open loop).
+    pub send_lateness: Histogram<u64>,
+    /// Replies per (stage, code).
+    pub codes: BTreeMap<(usize, u16), u64>,
+    /// Errors per kind.
+    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Messages started.
+    pub started: u64,
+    /// Messages accepted (every step succeeded, final 250).
+    pub accepted: u64,
+    /// Messages that ended refused.
+    pub failed: u64,
+    /// Bytes of accepted messages.
+    pub accepted_bytes: u64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Recorder {
+        Recorder {
+            stages: Stage::ALL.iter().map(|_| new_histogram()).collect(),
+            message: new_histogram(),
+            message_corrected: new_histogram(),
+            send_lateness: new_histogram(),
+            codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            started: 0,
+            accepted: 0,
+            failed: 0,
+            accepted_bytes: 0,
+        }
+    }
+
+    /// Records one reply.
+    pub fn reply(&mut self, stage: Stage, code: u16, nanos: u64) {
+        record(&mut self.stages[stage.index()], nanos);
+        *self.codes.entry((stage.index(), code)).or_default() += 1;
+    }
+
+    /// Records a finished message.
+    pub fn message_done(
+        &mut self,
+        accepted: bool,
+        size: usize,
+        service_nanos: u64,
+        corrected: Option<u64>,
+    ) {
+        if accepted {
+            self.accepted += 1;
+            self.accepted_bytes += size as u64;
+        } else {
+            self.failed += 1;
+        }
+        record(&mut self.message, service_nanos);
+        if let Some(nanos) = corrected {
+            record(&mut self.message_corrected, nanos);
+        }
+    }
+
+    /// Counts an error.
+    pub fn error(&mut self, kind: ErrorKind) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// All errors counted.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Recorder) {
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            mine.add(theirs).expect("same histogram bounds");
+        }
+        self.message.add(&other.message).expect("same bounds");
+        self.message_corrected
+            .add(&other.message_corrected)
+            .expect("same bounds");
+        self.send_lateness
+            .add(&other.send_lateness)
+            .expect("same bounds");
+        for (key, count) in &other.codes {
+            *self.codes.entry(*key).or_default() += count;
+        }
+        for (key, count) in &other.errors {
+            *self.errors.entry(*key).or_default() += count;
+        }
+        self.started += other.started;
+        self.accepted += other.accepted;
+        self.failed += other.failed;
+        self.accepted_bytes += other.accepted_bytes;
+    }
+
+    /// The histogram for `stage`.
+    pub fn stage(&self, stage: Stage) -> &Histogram<u64> {
+        &self.stages[stage.index()]
+    }
+}
+
+/// Records a value, clamped into the trackable range.
+pub fn record(histogram: &mut Histogram<u64>, nanos: u64) {
+    histogram.saturating_record(nanos.clamp(1, MAX_NANOS));
+}

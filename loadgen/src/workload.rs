@@ -1,0 +1,296 @@
+//! What the generator sends: the workload settings and the bytes of each command and message.
+//!
+//! What it does: hold the immutable description of the load (recipients, sizes, modes,
+//! address patterns) and write commands and message content into a connection's output
+//! buffer without allocating. Message content comes from one template built at start-up,
+//! 78-byte text lines that never start with a dot, so DATA content needs no dot-stuffing and
+//! can never contain the end-of-data sequence.
+//!
+//! What it does not do: decide when to send (the engine) or parse replies (the client).
+
+use std::io::Write as _;
+
+/// `--pipelining`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipelining {
+    /// Pipeline if the server advertises PIPELINING.
+    Auto,
+    /// Always pipeline.
+    On,
+    /// Never pipeline: one command, one reply.
+    Off,
+}
+
+/// Message sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sizes {
+    /// Every message has this many bytes.
+    Fixed(usize),
+    /// Uniformly distributed in `[low, high]`, from the seeded generator.
+    Range(usize, usize),
+}
+
+impl Sizes {
+    /// The largest possible size.
+    pub fn max(self) -> usize {
+        match self {
+            Sizes::Fixed(n) | Sizes::Range(_, n) => n,
+        }
+    }
+
+    /// Picks a size with `rng`.
+    pub fn pick(self, rng: &mut Rng) -> usize {
+        match self {
+            Sizes::Fixed(n) => n,
+            Sizes::Range(low, high) => low + (rng.next() % (high - low + 1) as u64) as usize,
+        }
+    }
+}
+
+/// The smallest message we generate: a header line, an empty line and CR LF.
+pub const MIN_SIZE: usize = 32;
+
+/// xorshift64*: a tiny seeded generator, so runs repeat exactly with the same `--seed`.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value, zero included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// An address pattern: `{n}` stands for the message sequence number, `{r}` for the recipient
+/// index; everything else is literal.
+#[derive(Debug, Clone)]
+pub struct AddressPattern {
+    /// The pattern as given.
+    pattern: String,
+}
+
+impl AddressPattern {
+    /// Checks and keeps a pattern. The expansion must be a plain address without `<>` or spaces.
+    pub fn new(pattern: &str) -> Result<AddressPattern, String> {
+        if pattern.is_empty()
+            || !pattern
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        {
+            return Err(format!(
+                "address pattern {pattern:?} must be printable ASCII without spaces or <>"
+            ));
+        }
+        Ok(AddressPattern {
+            pattern: pattern.to_string(),
+        })
+    }
+
+    /// Writes the address for message `seq`, recipient `rcpt`.
+    fn write(&self, seq: u64, rcpt: usize, out: &mut Vec<u8>) {
+        let mut rest = self.pattern.as_str();
+        while let Some(open) = rest.find('{') {
+            out.extend_from_slice(&rest.as_bytes()[..open]);
+            let tail = &rest[open..];
+            if let Some(after) = tail.strip_prefix("{n}") {
+                let _ = write!(out, "{seq}");
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("{r}") {
+                let _ = write!(out, "{rcpt}");
+                rest = after;
+            } else {
+                out.push(b'{');
+                rest = &tail[1..];
+            }
+        }
+        out.extend_from_slice(rest.as_bytes());
+    }
+}
+
+/// The whole description of the load, shared read-only by every connection.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Recipients per message.
+    pub rcpts: usize,
+    /// Messages per connection before QUIT (0: reuse the connection for ever).
+    pub msgs_per_conn: u64,
+    /// Pipelining mode.
+    pub pipelining: Pipelining,
+    /// Send content with `BDAT n LAST` instead of DATA.
+    pub bdat: bool,
+    /// BDAT transactions in flight per connection.
+    pub inflight: usize,
+    /// Greet with HELO (no extensions) instead of EHLO.
+    pub helo: bool,
+    /// The EHLO/HELO argument.
+    pub ehlo_name: String,
+    /// Sender pattern.
+    pub from: AddressPattern,
+    /// Recipient pattern.
+    pub to: AddressPattern,
+    /// Message sizes.
+    pub sizes: Sizes,
+    /// Header block and text lines, at least `sizes.max()` bytes.
+    template: Vec<u8>,
+}
+
+impl Workload {
+    /// Builds the workload and its content template.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rcpts: usize,
+        msgs_per_conn: u64,
+        pipelining: Pipelining,
+        bdat: bool,
+        inflight: usize,
+        helo: bool,
+        ehlo_name: String,
+        from: AddressPattern,
+        to: AddressPattern,
+        sizes: Sizes,
+    ) -> Workload {
+        let mut template = b"From: smtp-loadgen <loadgen@example.org>\r\n\
+            To: <sink@example.net>\r\n\
+            Subject: smtp-loadgen test message\r\n\
+            Message-ID: <loadgen@example.org>\r\n\r\n"
+            .to_vec();
+        let mut line_no = 0u64;
+        while template.len() < sizes.max() + 80 {
+            let _ = write!(
+                template,
+                "{line_no:06} The quick brown fox jumps over the lazy dog; smtp-loadgen text.\r\n"
+            );
+            line_no += 1;
+        }
+        Workload {
+            rcpts,
+            msgs_per_conn,
+            pipelining,
+            bdat,
+            inflight: inflight.max(1),
+            helo,
+            ehlo_name,
+            from,
+            to,
+            sizes,
+            template,
+        }
+    }
+
+    /// `MAIL FROM:<...>`.
+    pub fn write_mail(&self, seq: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"MAIL FROM:<");
+        self.from.write(seq, 0, out);
+        out.extend_from_slice(b">\r\n");
+    }
+
+    /// `RCPT TO:<...>` for recipient `rcpt` of message `seq`.
+    pub fn write_rcpt(&self, seq: u64, rcpt: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"RCPT TO:<");
+        self.to.write(seq, rcpt, out);
+        out.extend_from_slice(b">\r\n");
+    }
+
+    /// Exactly `size` bytes of message content ending in CR LF.
+    fn write_message(&self, size: usize, out: &mut Vec<u8>) {
+        let size = size.max(MIN_SIZE);
+        out.extend_from_slice(&self.template[..size - 2]);
+        // Cutting a line between its CR and LF would leave a bare CR; make it text.
+        if let Some(last) = out.last_mut() {
+            if *last == b'\r' {
+                *last = b'x';
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// DATA content: the message and the terminating dot (RFC 5321 §4.1.1.4).
+    pub fn write_data_content(&self, size: usize, out: &mut Vec<u8>) {
+        self.write_message(size, out);
+        out.extend_from_slice(b".\r\n");
+    }
+
+    /// `BDAT <size> LAST` and the message (RFC 3030 §2).
+    pub fn write_bdat(&self, size: usize, out: &mut Vec<u8>) {
+        let _ = write!(out, "BDAT {} LAST\r\n", size.max(MIN_SIZE));
+        self.write_message(size, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(sizes: Sizes) -> Workload {
+        Workload::new(
+            1,
+            0,
+            Pipelining::Auto,
+            false,
+            1,
+            false,
+            "loadgen.test".into(),
+            AddressPattern::new("s{n}@example.org").unwrap(),
+            AddressPattern::new("r{r}-{n}@example.net").unwrap(),
+            sizes,
+        )
+    }
+
+    #[test]
+    fn messages_have_exact_sizes_and_no_bare_cr() {
+        let w = workload(Sizes::Fixed(4096));
+        for size in MIN_SIZE..1200 {
+            let mut out = Vec::new();
+            w.write_message(size, &mut out);
+            assert_eq!(out.len(), size);
+            assert!(out.ends_with(b"\r\n"));
+            for (i, &b) in out.iter().enumerate() {
+                if b == b'\r' {
+                    assert_eq!(
+                        out.get(i + 1),
+                        Some(&b'\n'),
+                        "bare CR at {i} for size {size}"
+                    );
+                }
+                if b == b'\n' {
+                    assert_eq!(out[i - 1], b'\r');
+                }
+            }
+            assert!(!out.windows(5).any(|w| w == b"\r\n.\r\n"));
+        }
+    }
+
+    #[test]
+    fn patterns_expand() {
+        let w = workload(Sizes::Fixed(100));
+        let mut out = Vec::new();
+        w.write_mail(42, &mut out);
+        w.write_rcpt(42, 3, &mut out);
+        assert_eq!(
+            out,
+            b"MAIL FROM:<s42@example.org>\r\nRCPT TO:<r3-42@example.net>\r\n"
+        );
+        assert!(AddressPattern::new("a b@c").is_err());
+        assert!(AddressPattern::new("<a@b>").is_err());
+    }
+
+    #[test]
+    fn seeded_sizes_repeat_and_stay_in_range() {
+        let sizes = Sizes::Range(1000, 2000);
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
+        for _ in 0..1000 {
+            let size = sizes.pick(&mut a);
+            assert_eq!(size, sizes.pick(&mut b));
+            assert!((1000..=2000).contains(&size));
+        }
+    }
+}

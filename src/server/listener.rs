@@ -39,6 +39,9 @@ pub fn bind_all(
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
+        if addr.port() != 0 {
+            ensure_port_free(addr)?;
+        }
         let first = bind_reuseport(addr, backlog)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let actual = first.local_addr()?;
@@ -51,4 +54,35 @@ pub fn bind_all(
         bound.push(actual);
     }
     Ok((per_worker, bound))
+}
+
+/// Fails if something already listens on `addr`. With `SO_REUSEPORT` alone, a second server
+/// started by mistake would silently share the port and take half the connections; a probe
+/// bound without `SO_REUSEPORT` is refused by the kernel when the port is taken.
+fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    // SO_REUSEADDR only lets us past connections in TIME_WAIT, never past a live listener.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (is another server running?)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_server_on_the_same_port_is_refused() {
+        let (_listeners, bound) = bind_all(&["127.0.0.1:0".parse().unwrap()], 2, 16).unwrap();
+        let error = bind_all(&bound, 1, 16).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        assert!(error.to_string().contains("another server"), "{error}");
+    }
 }

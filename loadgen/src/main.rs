@@ -112,10 +112,10 @@ struct RunArgs {
     /// A reply not received within this counts as a timeout error.
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
     timeout: Duration,
-    /// Sender pattern ({n}: message number).
+    /// Sender pattern; the letter n in braces becomes the message number.
     #[arg(long, default_value = "loadgen{n}@example.org")]
     from: String,
-    /// Recipient pattern ({n}: message number, {r}: recipient index).
+    /// Recipient pattern; n in braces becomes the message number, r in braces the recipient index.
     #[arg(long, default_value = "sink{r}@example.net")]
     to: String,
     /// EHLO/HELO name.

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Side-by-side SMTP server comparison on one machine (run through benches/compare.sh).
+
+Starts each server on loopback pinned to one CPU, drives it from the other CPU with each
+generator, runs every workload several times and reports medians: msgs/s, MB/s, server CPU
+microseconds per message (utime+stime from /proc/PID/stat), end-of-data latency p50/p99
+(smtp-loadgen only: smtp-source measures none), and the server's peak RSS (VmHWM).
+
+Each (server, workload) pair gets a fresh server process, so peak RSS belongs to that workload.
+Writes a markdown table to stdout and to OUT/results.md, and everything to OUT/results.json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# name: (description, size, connections, reuse, bdat, smtp-source messages, loadgen messages)
+WORKLOADS = {
+    "W1": ("1 KiB, 20 connections reused", 1024, 20, True, False, 20000, 100000),
+    "W2": ("1 KiB, new connection per message", 1024, 20, False, False, 5000, 10000),
+    "W3": ("64 KiB, 20 connections reused", 65536, 20, True, False, 5000, 20000),
+    "W4": ("1 KiB, 200 connections reused", 1024, 200, True, False, 20000, 100000),
+    "W5": ("1 MiB, 20 connections reused", 1048576, 20, True, False, 500, 2000),
+    "W6": ("1 KiB, BDAT pipelined, 8 in flight", 1024, 20, True, True, 0, 300000),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.recv(100)
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def server_command(name, port):
+    if name == "fastsmtpd":
+        return [os.path.join(RELEASE, "fastsmtpd"), "--listen", f"127.0.0.1:{port}",
+                "--threads", "1", "--max-connections", "20000"]
+    if name == "smtp-sink":
+        return ["/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+    if name == "aiosmtpd":
+        return [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+                "-c", "aiosmtpd.handlers.Sink"]
+    raise ValueError(name)
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_generator(generator, workload, port, out_dir, tag):
+    _, size, conns, reuse, bdat, source_n, loadgen_n = WORKLOADS[workload]
+    pin = ["taskset", "-c", CLIENT_CPU]
+    if generator == "smtp-source":
+        cmd = pin + ["/usr/sbin/smtp-source", "-s", str(conns), "-m", str(source_n), "-l", str(size)]
+        if reuse:
+            cmd.append("-d")
+        cmd.append(f"127.0.0.1:{port}")
+        start = time.time()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=600)
+        elapsed = time.time() - start
+        return {"messages": source_n, "seconds": elapsed, "msgs_per_sec": source_n / elapsed,
+                "mb_per_sec": source_n * size / elapsed / 1e6, "eod_p50_ms": None, "eod_p99_ms": None}
+    json_path = os.path.join(out_dir, f"{tag}.json")
+    cmd = pin + [os.path.join(RELEASE, "smtp-loadgen"), "--target", f"127.0.0.1:{port}",
+                 "-c", str(conns), "-n", str(loadgen_n), "--size", str(size), "--quiet",
+                 "--json", json_path, "--timeout", "60s"]
+    if not reuse:
+        cmd += ["--msgs-per-conn", "1"]
+    if bdat:
+        cmd += ["--bdat", "--inflight", "8"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=600)
+    with open(json_path) as f:
+        result = json.load(f)
+    totals = result["totals"]
+    stage = result["latency"].get("bdat" if bdat else "eod", {})
+    return {"messages": totals["accepted"], "seconds": totals["measured_seconds"],
+            "msgs_per_sec": totals["msgs_per_sec"], "mb_per_sec": totals["mb_per_sec"],
+            "eod_p50_ms": stage.get("p50_ms"), "eod_p99_ms": stage.get("p99_ms"),
+            "failed": totals["failed"]}
+
+
+def measure(server, workload, generator, runs, out_dir):
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + server_command(server, port),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc)
+        samples = []
+        for run in range(runs):
+            before = cpu_ticks(proc.pid)
+            sample = run_generator(generator, workload, port, out_dir,
+                                   f"{server}-{workload}-{generator}-{run}")
+            sample["server_cpu_us_per_msg"] = (cpu_ticks(proc.pid) - before) / TICKS * 1e6 / max(sample["messages"], 1)
+            samples.append(sample)
+        peak = peak_rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    def median(key):
+        values = [s[key] for s in samples if s.get(key) is not None]
+        return statistics.median(values) if values else None
+    return {"server": server, "workload": workload, "generator": generator, "runs": samples,
+            "msgs_per_sec": median("msgs_per_sec"), "mb_per_sec": median("mb_per_sec"),
+            "server_cpu_us_per_msg": median("server_cpu_us_per_msg"),
+            "eod_p50_ms": median("eod_p50_ms"), "eod_p99_ms": median("eod_p99_ms"),
+            "peak_rss_kib": peak}
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}".replace(",", " ")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6")
+    parser.add_argument("--servers", default="fastsmtpd,smtp-sink,aiosmtpd")
+    parser.add_argument("--generators", default="smtp-source,smtp-loadgen")
+    parser.add_argument("--out", default=os.path.join(ROOT, "target", "compare"))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for workload in args.workloads.split(","):
+        for server in args.servers.split(","):
+            if WORKLOADS[workload][4] and server != "fastsmtpd":
+                continue  # only fastsmtpd offers CHUNKING
+            for generator in args.generators.split(","):
+                if generator == "smtp-source" and WORKLOADS[workload][4]:
+                    continue  # smtp-source cannot send BDAT
+                print(f"compare: {workload} {server} <- {generator}", file=sys.stderr, flush=True)
+                try:
+                    results.append(measure(server, workload, generator, args.runs, args.out))
+                except (subprocess.SubprocessError, RuntimeError, OSError) as e:
+                    print(f"compare: {workload} {server} <- {generator} FAILED: {e}", file=sys.stderr)
+                    results.append({"server": server, "workload": workload, "generator": generator,
+                                    "error": str(e)})
+    machine = f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}"
+    lines = [
+        f"Date {datetime.date.today()}, machine: {machine}; server on CPU {SERVER_CPU}, "
+        f"generator on CPU {CLIENT_CPU}; median of {args.runs} runs.",
+        "",
+        "| workload | server | generator | msgs/s | MB/s | server CPU µs/msg | eod p50 ms | eod p99 ms | server peak RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        desc = f"{r['workload']} {WORKLOADS[r['workload']][0]}"
+        if "error" in r:
+            lines.append(f"| {desc} | {r['server']} | {r['generator']} | failed: {r['error']} | | | | | |")
+            continue
+        lines.append(
+            f"| {desc} | {r['server']} | {r['generator']} | {fmt(r['msgs_per_sec'], 0)} | "
+            f"{fmt(r['mb_per_sec'])} | {fmt(r['server_cpu_us_per_msg'], 2)} | {fmt(r['eod_p50_ms'], 3)} | "
+            f"{fmt(r['eod_p99_ms'], 3)} | {fmt(r['peak_rss_kib'] / 1024)} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"date": str(datetime.date.today()), "machine": machine, "runs": args.runs,
+                   "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -65,21 +65,23 @@ impl SharedStats {
     /// Publishes a worker's counters (relaxed stores: each value is independent).
     pub fn publish(&self, stats: &Stats) {
         self.connections.store(stats.connections, Ordering::Relaxed);
-        self.open_connections
-            .store(stats.open_connections, Ordering::Relaxed);
         self.refused_connections
             .store(stats.refused_connections, Ordering::Relaxed);
         self.messages.store(stats.messages, Ordering::Relaxed);
         self.bytes.store(stats.bytes, Ordering::Relaxed);
         self.errors.store(stats.errors, Ordering::Relaxed);
         self.timeouts.store(stats.timeouts, Ordering::Relaxed);
+        // Last, with Release: a reader that sees a connection closed (Acquire, loaded first)
+        // also sees the counts that closing it produced.
+        self.open_connections
+            .store(stats.open_connections, Ordering::Release);
     }
 
     /// The last published counters.
     pub fn snapshot(&self) -> Stats {
         Stats {
             connections: self.connections.load(Ordering::Relaxed),
-            open_connections: self.open_connections.load(Ordering::Relaxed),
+            open_connections: self.open_connections.load(Ordering::Acquire),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),

@@ -243,13 +243,18 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
             if params.size.is_some() {
                 return Err(CommandError::BadParameter);
             }
-            params.size = Some(parse_decimal(value, 20).ok_or(CommandError::BadParameter)?);
+            // Twenty digits can exceed u64: that is valid syntax and simply over any limit,
+            // so it saturates (552 5.3.4 from the session, not 501).
+            let all_digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+            let size = match parse_decimal(value, 20) {
+                Some(size) => size,
+                None if all_digits && value.len() <= 20 => u64::MAX,
+                None => return Err(CommandError::BadParameter),
+            };
+            params.size = Some(size);
         } else if keyword.eq_ignore_ascii_case(b"BODY") {
             let value = value.ok_or(CommandError::BadParameter)?;
-            if params.body.is_some() {
-                return Err(CommandError::BadParameter);
-            }
-            params.body = Some(if value.eq_ignore_ascii_case(b"7BIT") {
+            let body = if value.eq_ignore_ascii_case(b"7BIT") {
                 Body::SevenBit
             } else if value.eq_ignore_ascii_case(b"8BITMIME") {
                 Body::EightBitMime
@@ -257,10 +262,19 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
                 Body::BinaryMime
             } else {
                 return Err(CommandError::BadParameter);
-            });
+            };
+            // A repeat with the same value is harmless and real clients send it (Python's
+            // smtplib adds `BODY=8BITMIME` for a UTF-8 envelope even when the caller passed
+            // it already); two different values are a contradiction.
+            if params.body.is_some_and(|earlier| earlier != body) {
+                return Err(CommandError::BadParameter);
+            }
+            params.body = Some(body);
         } else if keyword.eq_ignore_ascii_case(b"SMTPUTF8") {
-            // RFC 6531 §3.4: the parameter takes no value.
-            if value.is_some() || params.smtputf8 {
+            // RFC 6531 §3.4: the parameter takes no value. A repeat is accepted, as Postfix
+            // does: Python's `send_message(msg, mail_options=['SMTPUTF8'])` to a UTF-8 address
+            // sends `SMTPUTF8 SMTPUTF8 BODY=8BITMIME`.
+            if value.is_some() {
                 return Err(CommandError::BadParameter);
             }
             params.smtputf8 = true;
@@ -630,7 +644,7 @@ mod tests {
             ),
             (
                 b"MAIL FROM:<a@b> SIZE=99999999999999999999",
-                Err(BadParameter),
+                mail(b"a@b", p(Some(u64::MAX), None, false)),
             ),
             (
                 b"MAIL FROM:<a@b> SIZE=18446744073709551615",
@@ -663,6 +677,14 @@ mod tests {
                 mail(b"a@b", p(None, None, true)),
             ),
             (b"MAIL FROM:<a@b> SMTPUTF8=yes", Err(BadParameter)),
+            (
+                b"MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8 BODY=8BITMIME body=8bitmime",
+                mail(b"a@b", p(None, Some(Body::EightBitMime), true)),
+            ),
+            (
+                b"MAIL FROM:<a@b> BODY=7BIT BODY=8BITMIME",
+                Err(BadParameter),
+            ),
             (
                 b"MAIL FROM:<a@b>  SIZE=5   BODY=8BITMIME SMTPUTF8 ",
                 mail(b"a@b", p(Some(5), Some(Body::EightBitMime), true)),

@@ -442,7 +442,10 @@ impl Worker {
                 continue;
             }
             if !conn.session.is_closed() && !conn.eof {
-                let reply = if conn.session.in_message_content() {
+                // "Data rate too low" only where a minimum rate applies; otherwise it is the
+                // plain idle timeout, also mid-content.
+                let rate_applies = self.links.deadlines.min_data_rate > 0;
+                let reply = if rate_applies && conn.session.in_message_content() {
                     reply::TOO_SLOW
                 } else {
                     reply::TIMEOUT

@@ -189,3 +189,235 @@ pub fn ehlo_reply(max_size: u64) -> String {
          250-CHUNKING\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n"
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for the per-concern integration tests (pipelining, errors, limits, bdat, lifecycle,
+// timeouts). The reply constants are spelled out here, independently of `proto::reply`, so a
+// change to the server's bytes shows up as a test failure.
+
+/// `MAIL` accepted.
+pub const MAIL_OK: &str = "250 2.1.0 Ok\r\n";
+/// `RCPT` accepted.
+pub const RCPT_OK: &str = "250 2.1.5 Ok\r\n";
+/// `RSET` / `NOOP`.
+pub const OK: &str = "250 2.0.0 Ok\r\n";
+/// `DATA` accepted.
+pub const GO_AHEAD: &str = "354 End data with <CR><LF>.<CR><LF>\r\n";
+/// A message accepted.
+pub const QUEUED: &str = "250 2.0.0 Ok: queued\r\n";
+/// `QUIT`.
+pub const BYE: &str = "221 2.0.0 Bye\r\n";
+/// The greeting of a test server.
+pub const GREETING: &str = "220 mx.test ESMTP fastsmtpd\r\n";
+/// The reply to `HELO` on a test server.
+pub const HELO_OK: &str = "250 mx.test\r\n";
+/// A message refused for a bare CR or LF in its content.
+pub const BARE_IN_DATA: &str = "550 5.5.2 Error: bare CR or LF in message data\r\n";
+/// A bare CR, LF or NUL in a command line.
+pub const BAD_BYTES: &str = "500 5.5.2 Error: bare CR, LF or NUL in command line\r\n";
+/// An unknown command.
+pub const UNRECOGNIZED: &str = "500 5.5.2 Error: command not recognized\r\n";
+/// A command line over the limit.
+pub const LINE_TOO_LONG: &str = "500 5.5.2 Line too long\r\n";
+/// Size over the limit.
+pub const TOO_BIG: &str = "552 5.3.4 Error: message size exceeds fixed limit\r\n";
+/// `RCPT`/`DATA`/`BDAT` without a transaction.
+pub const NEED_MAIL: &str = "503 5.5.1 Error: need MAIL command\r\n";
+/// `DATA`/`BDAT` without an accepted recipient.
+pub const NEED_RCPT: &str = "503 5.5.1 Error: need RCPT command\r\n";
+/// Shutdown.
+pub const SHUTTING_DOWN: &str = "421 4.3.2 Error: service shutting down, closing connection\r\n";
+/// Idle / per-command timeout.
+pub const TIMEOUT: &str = "421 4.4.2 Error: timeout exceeded, closing connection\r\n";
+/// Minimum data rate not met.
+pub const TOO_SLOW: &str = "421 4.4.2 Error: data rate too low, closing connection\r\n";
+/// Connection cap.
+pub const TOO_MANY_CONNECTIONS: &str = "421 4.7.0 Error: too many connections, try again later\r\n";
+/// Error cap.
+pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Error: too many errors, closing connection\r\n";
+
+impl TestServer {
+    /// The server handle (panics after `stop`).
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// Waits (bounded) until `check` holds, then returns the counters it held for.
+    #[track_caller]
+    pub fn stats_when(
+        &self,
+        check: impl Fn(&fastsmtpd::stats::Stats) -> bool,
+    ) -> fastsmtpd::stats::Stats {
+        let start = Instant::now();
+        loop {
+            let stats = self.stats();
+            if check(&stats) {
+                return stats;
+            }
+            assert!(
+                start.elapsed() < REPLY_WAIT,
+                "stats never matched: {stats:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (bounded) until no connection is open, then returns the counters. Each counter
+    /// is published separately, so the others may lag `open_connections` by one loop turn:
+    /// for exact totals use [`TestServer::stop`] or [`TestServer::stats_when`] on them.
+    #[track_caller]
+    pub fn wait_idle(&self) -> fastsmtpd::stats::Stats {
+        self.wait_for_stats(|s| s.open_connections == 0);
+        self.stats()
+    }
+}
+
+impl Client {
+    /// Sends EHLO to a server whose message size limit is `max_size`.
+    #[track_caller]
+    pub fn ehlo_sized(&mut self, max_size: u64) {
+        self.roundtrip("EHLO client.test\r\n", ehlo_reply(max_size));
+    }
+
+    /// Sends HELO and checks the one-line reply.
+    #[track_caller]
+    pub fn helo(&mut self) {
+        self.roundtrip("HELO client.test\r\n", HELO_OK);
+    }
+
+    /// `MAIL FROM:<a@example.org>` then `RCPT TO:<b@example.org>`, both accepted.
+    #[track_caller]
+    pub fn begin_transaction(&mut self) {
+        self.roundtrip("MAIL FROM:<a@example.org>\r\n", MAIL_OK);
+        self.roundtrip("RCPT TO:<b@example.org>\r\n", RCPT_OK);
+    }
+
+    /// A whole transaction with DATA; `content` must end with CRLF and is sent unstuffed-as-is
+    /// followed by `.\r\n`. Expects `250 ... queued`.
+    #[track_caller]
+    pub fn deliver(&mut self, content: &str) {
+        self.begin_transaction();
+        self.roundtrip("DATA\r\n", GO_AHEAD);
+        self.send(content);
+        self.roundtrip(".\r\n", QUEUED);
+    }
+
+    /// Sets the read timeout (`None` restores [`REPLY_WAIT`]).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.stream
+            .set_read_timeout(Some(timeout.unwrap_or(REPLY_WAIT)))
+            .unwrap();
+    }
+
+    /// Asserts that nothing arrives for `wait` (and the connection stays open). Only used
+    /// where the protocol says the server must be silent; `wait` bounds the check.
+    #[track_caller]
+    pub fn expect_silence(&mut self, wait: Duration) {
+        assert!(
+            self.pending.is_empty(),
+            "unread: {:?}",
+            String::from_utf8_lossy(&self.pending)
+        );
+        self.set_read_timeout(Some(wait));
+        let mut buf = [0u8; 1024];
+        let result = self.stream.read(&mut buf);
+        self.set_read_timeout(None);
+        match result {
+            Ok(0) => panic!("expected silence, the server closed the connection"),
+            Ok(n) => panic!(
+                "expected silence, got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("expected silence, got error {e}"),
+        }
+    }
+
+    /// Sends `bytes` one byte per write (TCP_NODELAY is set), so the server sees every split.
+    #[track_caller]
+    pub fn send_bytewise(&mut self, bytes: impl AsRef<[u8]>) {
+        for byte in bytes.as_ref() {
+            self.stream
+                .write_all(std::slice::from_ref(byte))
+                .expect("send");
+        }
+    }
+
+    /// Sends `bytes` one byte every `interval` until the server says something, and returns
+    /// what it said once the connection closes. The writes stop at the first reply; at most
+    /// `max_bytes` are sent (the test fails if the server stays silent that long).
+    #[track_caller]
+    pub fn trickle_until_reply(&mut self, bytes: impl AsRef<[u8]>, interval: Duration) -> Vec<u8> {
+        let bytes = bytes.as_ref();
+        self.set_read_timeout(Some(interval));
+        let mut buf = [0u8; 1024];
+        let mut sent = 0;
+        loop {
+            // A write may fail once the server closed: the reply is what matters.
+            if sent < bytes.len() && self.stream.write_all(&bytes[sent..=sent]).is_ok() {
+                sent += 1;
+            } else if sent >= bytes.len() {
+                panic!(
+                    "server stayed silent through {} trickled bytes",
+                    bytes.len()
+                );
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading while trickling: {e}"),
+            }
+        }
+        self.set_read_timeout(None);
+        self.read_to_close()
+    }
+
+    /// Reads everything until the server closes (bounded by [`REPLY_WAIT`] per read).
+    #[track_caller]
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut all = std::mem::take(&mut self.pending);
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
+                Err(e) => panic!(
+                    "reading until close: {e}; got so far {:?}",
+                    String::from_utf8_lossy(&all)
+                ),
+            }
+        }
+    }
+}
+
+/// The content octets the server keeps for DATA `content` (which ends with CRLF): lines are
+/// split at CRLF only, and a line starting with `.` loses that dot (RFC 5321 §4.5.2). A naive
+/// reference, independent of the server's scanner.
+pub fn unstuffed_len(content: &[u8]) -> u64 {
+    let mut total = 0u64;
+    let mut line_start = true;
+    let mut i = 0;
+    while i < content.len() {
+        if line_start && content[i] == b'.' {
+            // Skipped: the stuffed dot (the line cannot be just "." or the data would end).
+        } else {
+            total += 1;
+        }
+        line_start = content[i] == b'\n' && i > 0 && content[i - 1] == b'\r';
+        i += 1;
+    }
+    total
+}

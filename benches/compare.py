@@ -64,7 +64,8 @@ def server_command(name, port):
         return [os.path.join(RELEASE, "fastsmtpd"), "--listen", f"127.0.0.1:{port}",
                 "--threads", "1", "--max-connections", "20000"]
     if name == "smtp-sink":
-        return ["/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+        # -m: smtp-sink serves at most 256 sessions at once unless told otherwise.
+        return ["/usr/sbin/smtp-sink", "-u", "nobody", "-m", "15000", f"127.0.0.1:{port}", "1024"]
     if name == "aiosmtpd":
         return [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
                 "-c", "aiosmtpd.handlers.Sink"]
@@ -147,6 +148,56 @@ def measure(server, workload, generator, runs, out_dir):
             "peak_rss_kib": peak}
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle_rss(server, connections):
+    """RSS per idle connection: open `connections` sessions, EHLO each, compare RSS."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 100
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + server_command(server, port),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socks = []
+    try:
+        wait_listening(port, proc)
+        time.sleep(0.2)
+        before = rss_kib(proc.pid)
+        for _ in range(connections):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        for s in socks:
+            s.recv(200)
+        for s in socks:
+            s.sendall(b"EHLO client.example\r\n")
+        for s in socks:
+            data = b""
+            while not data.endswith(b"\r\n") or b"250 " not in data:
+                chunk = s.recv(2000)
+                if not chunk:
+                    break
+                data += chunk
+        time.sleep(0.5)
+        after = rss_kib(proc.pid)
+        return {"server": server, "connections": connections, "rss_before_kib": before,
+                "rss_after_kib": after, "bytes_per_connection": (after - before) * 1024 / connections}
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def fmt(value, digits=1):
     if value is None:
         return "n/a"
@@ -160,6 +211,9 @@ def main():
     parser.add_argument("--servers", default="fastsmtpd,smtp-sink,aiosmtpd")
     parser.add_argument("--generators", default="smtp-source,smtp-loadgen")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "compare"))
+    parser.add_argument("--idle", type=int, default=10000,
+                        help="idle connections for the RSS measurement (0: skip)")
+    parser.add_argument("--idle-servers", default="fastsmtpd,smtp-sink")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     results = []
@@ -177,6 +231,14 @@ def main():
                     print(f"compare: {workload} {server} <- {generator} FAILED: {e}", file=sys.stderr)
                     results.append({"server": server, "workload": workload, "generator": generator,
                                     "error": str(e)})
+    idle = []
+    if args.idle > 0:
+        for server in args.idle_servers.split(","):
+            print(f"compare: idle RSS {server} with {args.idle} connections", file=sys.stderr, flush=True)
+            try:
+                idle.append(idle_rss(server, args.idle))
+            except (RuntimeError, OSError) as e:
+                idle.append({"server": server, "connections": args.idle, "error": str(e)})
     machine = f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}"
     lines = [
         f"Date {datetime.date.today()}, machine: {machine}; server on CPU {SERVER_CPU}, "
@@ -194,13 +256,18 @@ def main():
             f"| {desc} | {r['server']} | {r['generator']} | {fmt(r['msgs_per_sec'], 0)} | "
             f"{fmt(r['mb_per_sec'])} | {fmt(r['server_cpu_us_per_msg'], 2)} | {fmt(r['eod_p50_ms'], 3)} | "
             f"{fmt(r['eod_p99_ms'], 3)} | {fmt(r['peak_rss_kib'] / 1024)} |")
+    if idle:
+        lines += ["", "| server | idle connections (after EHLO) | RSS per connection |", "|---|---:|---:|"]
+        for r in idle:
+            value = "failed: " + r["error"] if "error" in r else f"{r['bytes_per_connection'] / 1024:.2f} KiB"
+            lines.append(f"| {r['server']} | {r['connections']} | {value} |")
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"date": str(datetime.date.today()), "machine": machine, "runs": args.runs,
-                   "results": results}, f, indent=2)
+                   "results": results, "idle": idle}, f, indent=2)
 
 
 if __name__ == "__main__":

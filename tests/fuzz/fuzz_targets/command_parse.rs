@@ -1,0 +1,79 @@
+//! `parse_command` on arbitrary bytes: never panics, borrows only from its input, refuses
+//! CR/LF/NUL, and treats the verb case-insensitively.
+#![no_main]
+
+use fastsmtpd::proto::command::{parse_command, Command, CommandError};
+use fastsmtpd_fuzz::hex;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|line: &[u8]| {
+    let got = parse_command(line);
+    // Deterministic.
+    assert_eq!(got, parse_command(line));
+
+    if line.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        assert_eq!(got, Err(CommandError::InvalidBytes), "{}", hex(line));
+    }
+
+    if let Ok(command) = got {
+        // Accepted lines are UTF-8 (RFC 6531 §3.3).
+        assert!(
+            std::str::from_utf8(line).is_ok(),
+            "accepted non-UTF-8: {}",
+            hex(line)
+        );
+        match command {
+            Command::Helo { domain } | Command::Ehlo { domain } => {
+                assert_inside(domain, line);
+                assert!(!domain.is_empty());
+                assert!(
+                    !matches!(domain.first(), Some(b' ' | b'\t')),
+                    "{}",
+                    hex(line)
+                );
+                assert!(
+                    !matches!(domain.last(), Some(b' ' | b'\t')),
+                    "{}",
+                    hex(line)
+                );
+            }
+            Command::Mail { path, .. } => assert_inside(path, line),
+            Command::Rcpt { path } => {
+                assert_inside(path, line);
+                assert!(!path.is_empty(), "empty forward path: {}", hex(line));
+            }
+            Command::Data
+            | Command::Bdat { .. }
+            | Command::Rset
+            | Command::Noop
+            | Command::Vrfy
+            | Command::Help
+            | Command::Quit => {}
+        }
+    }
+
+    // The verb (up to the first space) is case-insensitive (RFC 5321 §2.4).
+    let verb_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    for case in [u8::to_ascii_uppercase, u8::to_ascii_lowercase] {
+        let mut changed = line.to_vec();
+        changed[..verb_end].iter_mut().for_each(|b| *b = case(b));
+        assert_eq!(
+            parse_command(&changed),
+            got,
+            "verb case changed result: {}",
+            hex(line)
+        );
+    }
+});
+
+/// `part` lies within `whole` (compared as address ranges).
+fn assert_inside(part: &[u8], whole: &[u8]) {
+    let start = whole.as_ptr() as usize;
+    let end = start + whole.len();
+    let p = part.as_ptr() as usize;
+    assert!(
+        p >= start && p + part.len() <= end,
+        "slice outside input: {}",
+        hex(whole)
+    );
+}

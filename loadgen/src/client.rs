@@ -240,6 +240,11 @@ impl Client {
         !self.expected.is_empty()
     }
 
+    /// Messages started on this connection.
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
     /// Messages in flight.
     pub fn in_flight(&self) -> usize {
         self.messages.len()

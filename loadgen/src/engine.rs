@@ -233,14 +233,42 @@ impl Engine {
             .min(Duration::from_millis(100))
     }
 
+    /// Whether one more connection has work to do: with a message quota and a per-connection
+    /// limit, the connections open or pending may already cover every message left, and a
+    /// new one would only greet and QUIT (and inflate the server's connection count).
+    fn connection_needed(&self, now: Instant) -> bool {
+        if !self.work_left(now) {
+            return false;
+        }
+        let per_conn = self.workload.msgs_per_conn;
+        let Some(quota) = self.plan.messages else {
+            return true;
+        };
+        if per_conn == 0 {
+            return true;
+        }
+        let remaining = quota.saturating_sub(self.started);
+        let open_capacity: u64 = self
+            .conns
+            .iter()
+            .map(|(_, conn)| {
+                conn.client
+                    .as_ref()
+                    .map_or(per_conn, |client| per_conn.saturating_sub(client.started()))
+            })
+            .sum();
+        let pending_capacity = self.pending_connects.len() as u64 * per_conn;
+        remaining > open_capacity + pending_capacity
+    }
+
     fn open_due_connections(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.pending_connects.len() {
-            if self.pending_connects[i] <= now && self.work_left(now) {
+            if self.pending_connects[i] <= now || !self.work_left(now) {
                 self.pending_connects.swap_remove(i);
-                self.connect(now);
-            } else if !self.work_left(now) {
-                self.pending_connects.swap_remove(i);
+                if self.connection_needed(now) {
+                    self.connect(now);
+                }
             } else {
                 i += 1;
             }
@@ -530,7 +558,7 @@ impl Engine {
                 self.recorder.failed += 1;
             }
         }
-        if self.work_left(now) {
+        if self.connection_needed(now) {
             let delay = if error.is_some() {
                 RECONNECT_BACKOFF
             } else {

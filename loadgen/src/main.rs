@@ -138,7 +138,7 @@ struct RunArgs {
     quiet: bool,
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`, `250us`; a bare number is seconds.
+/// Parses `500ms`, `10s`, `2m`, `1h`, `250us`, `800ns`; a bare number is seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -152,11 +152,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "ms" => value / 1e3,
         "us" => value / 1e6,
+        "ns" => value / 1e9,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
             return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use us, ms, s, m, h)"
+                "{text:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h)"
             ))
         }
     };
@@ -460,8 +461,21 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             }
         }
     }
-    if results.total.accepted == 0 && results.total.started > 0 {
-        eprintln!("smtp-loadgen: no message was accepted");
+    if results.total.accepted == 0 {
+        // A run that moved no mail measured nothing: say why, and fail, so a script notices.
+        let refused = results
+            .total
+            .errors
+            .get(&record::ErrorKind::Refused)
+            .copied()
+            .unwrap_or(0);
+        if refused > 0 && results.total.started == 0 {
+            eprintln!(
+                "smtp-loadgen: no message was accepted: {refused} connect(s) to {target} failed (is a server listening there?)"
+            );
+        } else {
+            eprintln!("smtp-loadgen: no message was accepted");
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(if breached {

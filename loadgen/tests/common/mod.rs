@@ -1,0 +1,357 @@
+//! Shared helpers for smtp-loadgen's integration tests: run the real binary as a child, read
+//! its `--json` results, and a scripted stub SMTP server whose behaviour each test chooses.
+//!
+//! Every wait is bounded (a broken generator fails the test instead of hanging it); no
+//! assertion here is about speed.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest a single smtp-loadgen run may take before the test kills it and fails.
+pub const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+/// What a finished smtp-loadgen run left behind.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output (the summary).
+    pub stdout: String,
+    /// Standard error (progress lines, errors).
+    pub stderr: String,
+    /// The `--json` document, when the run wrote one.
+    pub json: Option<serde_json::Value>,
+}
+
+impl Run {
+    /// The JSON document; panics with the run's output if there is none.
+    #[track_caller]
+    pub fn json(&self) -> &serde_json::Value {
+        self.json
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON written; run: {self:#?}"))
+    }
+
+    /// `totals.<key>` as a number.
+    #[track_caller]
+    pub fn total(&self, key: &str) -> u64 {
+        self.json()["totals"][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("totals.{key} missing in {:#}", self.json()["totals"]))
+    }
+
+    /// How many replies `code` the stage `stage` got (`totals.codes["stage:code"]`), 0 if none.
+    pub fn code_count(&self, stage: &str, code: u16) -> u64 {
+        self.json()["totals"]["codes"][format!("{stage}:{code}")]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Errors of `kind` counted, 0 if none.
+    pub fn errors(&self, kind: &str) -> u64 {
+        self.json()["totals"]["errors"][kind].as_u64().unwrap_or(0)
+    }
+
+    /// A latency figure in milliseconds: `latency.<stage>.<field>` (e.g. `p99_ms`).
+    #[track_caller]
+    pub fn latency_ms(&self, stage: &str, field: &str) -> f64 {
+        self.json()["latency"][stage][field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("latency.{stage}.{field} missing: {:#}", self.json()))
+    }
+
+    /// Asserts the run succeeded with no connection-level errors.
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        assert_eq!(self.code, 0, "run failed: {self:#?}");
+        let errors = &self.json()["totals"]["errors"];
+        assert!(
+            errors.as_object().is_none_or(|e| e.is_empty()),
+            "errors: {errors}\n{}",
+            self.stdout
+        );
+    }
+}
+
+/// A unique scratch path for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("smtp-loadgen-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir.join(name)
+}
+
+/// Runs the binary with `args` and waits (bounded by [`RUN_LIMIT`]).
+#[track_caller]
+pub fn run_binary(args: &[String]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smtp-loadgen");
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for smtp-loadgen") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "smtp-loadgen {args:?} ran past {RUN_LIMIT:?}; stderr: {}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    (status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Runs a load against `target` with `args`, collecting the `--json` results.
+#[track_caller]
+pub fn loadgen(target: SocketAddr, args: &[&str]) -> Run {
+    let json_path = scratch("results.json");
+    let mut all: Vec<String> = vec![
+        "--target".into(),
+        target.to_string(),
+        "--quiet".into(),
+        "--json".into(),
+        json_path.display().to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let (code, stdout, stderr) = run_binary(&all);
+    let json = std::fs::read_to_string(&json_path)
+        .ok()
+        .map(|text| serde_json::from_str(&text).expect("the --json file is valid JSON"));
+    Run {
+        code,
+        stdout,
+        stderr,
+        json,
+    }
+}
+
+/// What the stub server does; each test sets what it needs.
+#[derive(Debug, Clone)]
+pub struct StubScript {
+    /// Write every reply in small pieces with pauses between them, so the client sees
+    /// multi-line replies (and single lines) split across reads.
+    pub split_replies: bool,
+    /// Refuse every Nth `RCPT` (counted over the whole server, from 1) with this reply.
+    pub refuse_rcpt: Option<(u64, &'static str)>,
+    /// After the Nth accepted message (over the whole server), hold every reply on every
+    /// connection for this long, once: a whole-server stall.
+    pub stall: Option<(u64, Duration)>,
+    /// Advertise PIPELINING.
+    pub pipelining: bool,
+}
+
+impl Default for StubScript {
+    fn default() -> Self {
+        StubScript {
+            split_replies: false,
+            refuse_rcpt: None,
+            stall: None,
+            pipelining: true,
+        }
+    }
+}
+
+/// What the stub saw.
+#[derive(Debug, Default)]
+pub struct StubCounts {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Messages accepted with 250 after the dot.
+    pub messages: AtomicU64,
+    /// `RCPT` commands received.
+    pub rcpts: AtomicU64,
+    /// `RCPT` commands refused by the script.
+    pub refused_rcpts: AtomicU64,
+}
+
+/// A scripted SMTP server on 127.0.0.1: one thread per connection, plain blocking I/O,
+/// written to be obviously right rather than fast.
+pub struct Stub {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub counts: Arc<StubCounts>,
+}
+
+/// The time until which every reply is held (a stall in progress), shared by connections.
+type StallClock = Arc<Mutex<Option<Instant>>>;
+
+impl Stub {
+    /// Starts a stub following `script`. It runs until the test process ends.
+    pub fn start(script: StubScript) -> Stub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind stub");
+        let addr = listener.local_addr().expect("stub address");
+        let counts = Arc::new(StubCounts::default());
+        let stall_until: StallClock = Arc::new(Mutex::new(None));
+        let shared = Arc::clone(&counts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                let script = script.clone();
+                let counts = Arc::clone(&shared);
+                let stall_until = Arc::clone(&stall_until);
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &script, &counts, &stall_until);
+                });
+            }
+        });
+        Stub { addr, counts }
+    }
+
+    /// Messages the stub accepted.
+    pub fn messages(&self) -> u64 {
+        self.counts.messages.load(Ordering::SeqCst)
+    }
+}
+
+/// One stub session.
+fn serve(
+    stream: TcpStream,
+    script: &StubScript,
+    counts: &StubCounts,
+    stall_until: &StallClock,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = |text: &str| -> std::io::Result<()> {
+        // A stall in progress holds every reply, as a server stuck in a GC pause or on a
+        // disk would.
+        let until = *stall_until.lock().unwrap();
+        if let Some(until) = until {
+            let now = Instant::now();
+            if until > now {
+                std::thread::sleep(until - now);
+            }
+        }
+        if script.split_replies {
+            // Cut inside the code, inside the text, and at each line break.
+            let bytes = text.as_bytes();
+            let mut cuts: Vec<usize> = vec![0, 2.min(bytes.len())];
+            cuts.extend(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &b)| (b == b'\n' && i + 1 < bytes.len()).then_some(i + 1)),
+            );
+            cuts.push(bytes.len().saturating_sub(3));
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            for pair in cuts.windows(2) {
+                writer.write_all(&bytes[pair[0]..pair[1]])?;
+                writer.flush()?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        } else {
+            writer.write_all(text.as_bytes())
+        }
+    };
+    reply("220-stub.test greets you\r\n220 stub.test ESMTP stub\r\n")?;
+    let mut line = Vec::new();
+    let mut recipients = 0u32;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        let verb = text.split([' ', '\r', '\n']).next().unwrap_or("");
+        match verb {
+            "EHLO" => {
+                let mut ehlo = String::from("250-stub.test\r\n250-8BITMIME\r\n");
+                if script.pipelining {
+                    ehlo.push_str("250-PIPELINING\r\n");
+                }
+                ehlo.push_str("250 ENHANCEDSTATUSCODES\r\n");
+                reply(&ehlo)?;
+            }
+            "HELO" => reply("250 stub.test\r\n")?,
+            "MAIL" => {
+                recipients = 0;
+                reply("250 2.1.0 Ok\r\n")?;
+            }
+            "RCPT" => {
+                let n = counts.rcpts.fetch_add(1, Ordering::SeqCst) + 1;
+                match script.refuse_rcpt {
+                    Some((every, refusal)) if n % every == 0 => {
+                        counts.refused_rcpts.fetch_add(1, Ordering::SeqCst);
+                        reply(refusal)?;
+                    }
+                    _ => {
+                        recipients += 1;
+                        reply("250 2.1.5 Ok\r\n")?;
+                    }
+                }
+            }
+            "DATA" => {
+                if recipients == 0 {
+                    // RFC 2920 §3.1: with no valid recipient, DATA is refused.
+                    reply("554 5.5.1 No valid recipients\r\n")?;
+                    continue;
+                }
+                reply("354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                }
+                let n = counts.messages.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some((after, pause)) = script.stall {
+                    if n == after {
+                        *stall_until.lock().unwrap() = Some(Instant::now() + pause);
+                    }
+                }
+                recipients = 0;
+                reply("250 2.0.0 Ok: queued\r\n")?;
+            }
+            "RSET" => {
+                recipients = 0;
+                reply("250 2.0.0 Ok\r\n")?;
+            }
+            "NOOP" => reply("250 2.0.0 Ok\r\n")?,
+            "QUIT" => {
+                reply("221 2.0.0 Bye\r\n")?;
+                return Ok(());
+            }
+            _ => reply("502 5.5.2 Command not recognised\r\n")?,
+        }
+    }
+}

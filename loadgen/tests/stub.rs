@@ -1,0 +1,163 @@
+//! smtp-loadgen against a scripted stub server: replies split across reads, refused
+//! recipients, and a whole-server stall under an open-loop load (coordinated omission).
+
+mod common;
+
+use common::{loadgen, Stub, StubScript};
+use std::time::Duration;
+
+#[test]
+fn multi_line_replies_split_across_reads_are_reassembled() {
+    let stub = Stub::start(StubScript {
+        split_replies: true,
+        ..StubScript::default()
+    });
+    for pipelining in ["on", "off"] {
+        let before = stub.messages();
+        let run = loadgen(
+            stub.addr,
+            &["-c", "2", "-n", "30", "--pipelining", pipelining],
+        );
+        run.assert_clean();
+        assert_eq!(run.total("accepted"), 30, "{}", run.stdout);
+        assert_eq!(stub.messages() - before, 30);
+        // Greeting and EHLO are multi-line here; each arrived in several pieces.
+        assert_eq!(run.code_count("greeting", 220), 2);
+        assert_eq!(run.code_count("ehlo", 250), 2);
+        assert_eq!(run.code_count("eod", 250), 30);
+        assert_eq!(run.code_count("quit", 221), 2);
+    }
+}
+
+#[test]
+fn transient_rcpt_refusals_are_counted_and_the_run_goes_on() {
+    // Every 5th RCPT gets 450; with one recipient per message that message has no valid
+    // recipient, so the pipelined DATA gets 554 and the client resets the transaction.
+    let stub = Stub::start(StubScript {
+        refuse_rcpt: Some((5, "450 4.2.1 Mailbox busy, try later\r\n")),
+        ..StubScript::default()
+    });
+    let run = loadgen(stub.addr, &["-c", "3", "-n", "200", "--pipelining", "on"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.code_count("rcpt", 450), 40, "{}", run.stdout);
+    assert_eq!(run.code_count("rcpt", 250), 160);
+    assert_eq!(run.code_count("data", 554), 40);
+    assert_eq!(run.code_count("rset", 250), 40);
+    assert_eq!(run.total("accepted"), 160);
+    assert_eq!(run.total("failed"), 40);
+    assert_eq!(run.total("started"), 200);
+    assert_eq!(stub.messages(), 160);
+    // Refusals are replies, not connection errors.
+    assert!(run.json()["totals"]["errors"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    assert!(
+        run.stdout.contains("rcpt[250=160 450=40]"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn permanent_rcpt_refusals_without_pipelining_skip_data() {
+    let stub = Stub::start(StubScript {
+        refuse_rcpt: Some((4, "550 5.1.1 No such user\r\n")),
+        pipelining: false,
+        ..StubScript::default()
+    });
+    let run = loadgen(stub.addr, &["-c", "2", "-n", "100"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.code_count("rcpt", 550), 25, "{}", run.stdout);
+    // Step by step, a message with no accepted recipient never sends DATA; RSET ends it.
+    assert_eq!(run.code_count("data", 354), 75);
+    assert_eq!(run.code_count("data", 554), 0);
+    assert_eq!(run.code_count("rset", 250), 25);
+    assert_eq!(run.total("accepted"), 75);
+    assert_eq!(run.total("failed"), 25);
+    assert_eq!(stub.messages(), 75);
+}
+
+#[test]
+fn partly_refused_recipients_still_deliver_the_message() {
+    let stub = Stub::start(StubScript {
+        refuse_rcpt: Some((3, "550 5.1.1 No such user\r\n")),
+        ..StubScript::default()
+    });
+    // Three recipients each: exactly one of every three is refused, so every message keeps
+    // two and is accepted.
+    let run = loadgen(stub.addr, &["-c", "1", "-n", "50", "--rcpts", "3"]);
+    run.assert_clean();
+    assert_eq!(run.code_count("rcpt", 550), 50);
+    assert_eq!(run.code_count("rcpt", 250), 100);
+    assert_eq!(run.total("accepted"), 50);
+    assert_eq!(stub.messages(), 50);
+}
+
+#[test]
+fn a_server_stall_shows_in_corrected_latency_not_in_service_time() {
+    // Open loop at 1 000 msgs/s for 2 000 messages; after message 600 the whole server holds
+    // every reply for 200 ms once. The schedule keeps running meanwhile: the ~200 messages
+    // intended during the stall wait for it, so the corrected (intended-time) p99 is of the
+    // stall's order. Only the few messages in flight when it began saw it in their service
+    // time, so the service-time p99 stays near normal.
+    let stall = Duration::from_millis(200);
+    let stub = Stub::start(StubScript {
+        stall: Some((600, stall)),
+        ..StubScript::default()
+    });
+    let run = loadgen(
+        stub.addr,
+        &[
+            "-c",
+            "4",
+            "-n",
+            "2000",
+            "--rate",
+            "1000",
+            "--pipelining",
+            "on",
+        ],
+    );
+    run.assert_clean();
+    assert_eq!(run.total("accepted"), 2000);
+    let corrected_p99 = run.latency_ms("message_corrected", "p99_ms");
+    let service_p99 = run.latency_ms("message", "p99_ms");
+    let service_max = run.latency_ms("message", "max_ms");
+    // The 20 largest corrected latencies (1%) belong to messages intended in the stall's
+    // first ~20 ms, each of which waited for the rest of it: at least ~180 ms.
+    assert!(
+        corrected_p99 >= 150.0,
+        "corrected p99 {corrected_p99} ms should reflect the 200 ms stall\n{}",
+        run.stdout
+    );
+    // Someone did see the stall in service time ...
+    assert!(
+        service_max >= 150.0,
+        "service max {service_max} ms\n{}",
+        run.stdout
+    );
+    // ... but at most the handful in flight (4 connections, 2 messages each): far below 1%.
+    assert!(
+        service_p99 * 3.0 < corrected_p99,
+        "service p99 {service_p99} ms vs corrected p99 {corrected_p99} ms\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_closed_port_fails_the_run_with_a_clear_message() {
+    // Bind and drop to find a port nobody listens on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = loadgen(addr, &["-c", "2", "-n", "10"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("no message was accepted") && run.stderr.contains("failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.errors("refused") > 0);
+}

@@ -198,6 +198,21 @@ def idle_rss(server, connections):
             proc.kill()
 
 
+def ratio_rows(results):
+    """fastsmtpd against smtp-sink for every (workload, generator) both completed."""
+    by_key = {(r["workload"], r["generator"], r["server"]): r for r in results if "error" not in r}
+    rows = []
+    for (workload, generator, server), ours in sorted(by_key.items()):
+        theirs = by_key.get((workload, generator, "smtp-sink"))
+        if server != "fastsmtpd" or theirs is None:
+            continue
+        rate = ours["msgs_per_sec"] / theirs["msgs_per_sec"] if theirs["msgs_per_sec"] else None
+        cpu = (ours["server_cpu_us_per_msg"] / theirs["server_cpu_us_per_msg"]
+               if theirs["server_cpu_us_per_msg"] else None)
+        rows.append(f"| {workload} | {generator} | {fmt(rate, 2)}x | {fmt(cpu, 2)}x |")
+    return rows
+
+
 def fmt(value, digits=1):
     if value is None:
         return "n/a"
@@ -256,6 +271,13 @@ def main():
             f"| {desc} | {r['server']} | {r['generator']} | {fmt(r['msgs_per_sec'], 0)} | "
             f"{fmt(r['mb_per_sec'])} | {fmt(r['server_cpu_us_per_msg'], 2)} | {fmt(r['eod_p50_ms'], 3)} | "
             f"{fmt(r['eod_p99_ms'], 3)} | {fmt(r['peak_rss_kib'] / 1024)} |")
+    ratios = ratio_rows(results)
+    if ratios:
+        lines += ["", "Side by side, from the rows above (fastsmtpd ÷ smtp-sink; the issue's targets: CPU "
+                  "≤ 0.8 with smtp-source on W1/W2/W4, ≤ 1/6 on W3/W5; with smtp-loadgen msgs/s ≥ 2 on W1, "
+                  "≥ 4 on W3, CPU ≤ 1/3):", "",
+                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
+                  "|---|---|---:|---:|"] + ratios
     if idle:
         lines += ["", "| server | idle connections (after EHLO) | RSS per connection |", "|---|---:|---:|"]
         for r in idle:

@@ -7,6 +7,7 @@
 
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SessionConfig};
+use crate::store::StoreSpec;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub const DEFAULT_MIN_DATA_RATE: u64 = 500;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Listen backlog per listening socket.
 pub const DEFAULT_BACKLOG: i32 = 1024;
+/// Storage threads: two let one batch sync while the next gathers.
+pub const DEFAULT_STORE_THREADS: usize = 2;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -60,6 +63,16 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// Listen backlog.
     pub backlog: i32,
+    /// Where accepted messages are kept (none: discard).
+    pub stores: Vec<StoreSpec>,
+    /// Storage threads writing the stores (they also batch fsyncs).
+    pub store_threads: usize,
+    /// Most messages a storage thread makes durable together (1: no group commit).
+    pub store_batch: usize,
+    /// Shut down gracefully once this many messages were accepted.
+    pub exit_after_messages: Option<u64>,
+    /// Shut down gracefully once this many sessions have ended.
+    pub exit_after_sessions: Option<u64>,
 }
 
 impl Default for Config {
@@ -79,6 +92,11 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stats_interval: None,
             backlog: DEFAULT_BACKLOG,
+            stores: Vec::new(),
+            store_threads: DEFAULT_STORE_THREADS,
+            store_batch: crate::store::DEFAULT_MAX_BATCH,
+            exit_after_messages: None,
+            exit_after_sessions: None,
         }
     }
 }
@@ -124,6 +142,17 @@ impl Config {
         }
         if self.idle_timeout.is_zero() {
             return Err("--idle-timeout must be at least 1 second".into());
+        }
+        if self.store_threads == 0 || self.store_threads > 64 {
+            return Err("--store-threads must be between 1 and 64".into());
+        }
+        if self.store_batch == 0 {
+            return Err("--store-batch must be at least 1".into());
+        }
+        if self.exit_after_messages == Some(0) || self.exit_after_sessions == Some(0) {
+            return Err(
+                "--exit-after-messages and --exit-after-sessions must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 //! | module | job |
 //! |---|---|
 //! | [`proto`] | the protocol, sans I/O: framing, parsing, replies, DATA scanning, the session state machine |
-//! | [`sink`] | what happens to accepted messages (today: discard and count) |
+//! | [`sink`] | the seam between the protocol and what happens to accepted messages |
+//! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
 //! | [`stats`] | per-worker counters, merged for reports |
@@ -18,3 +19,4 @@ pub mod proto;
 pub mod server;
 pub mod sink;
 pub mod stats;
+pub mod store;

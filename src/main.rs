@@ -54,6 +54,22 @@ struct Cli {
     /// Print a one-line summary every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     stats_interval: u64,
+    /// Keep accepted messages (repeatable): maildir:DIR, eml:DIR or jsonl:FILE. A 250 is sent
+    /// only once every store has the message on disk. Default: discard.
+    #[arg(long = "store", value_name = "KIND:PATH")]
+    stores: Vec<fastsmtpd::store::StoreSpec>,
+    /// Threads that write the stores (and group their fsyncs).
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS)]
+    store_threads: usize,
+    /// Most messages a storage thread makes durable together (1: no group commit).
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
+    store_batch: usize,
+    /// Shut down gracefully after this many accepted messages.
+    #[arg(long, value_name = "N")]
+    exit_after_messages: Option<u64>,
+    /// Shut down gracefully after this many ended sessions.
+    #[arg(long, value_name = "N")]
+    exit_after_sessions: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,6 +96,11 @@ fn main() -> ExitCode {
         },
         shutdown_grace: Duration::from_secs(cli.shutdown_grace),
         stats_interval: (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval)),
+        stores: cli.stores,
+        store_threads: cli.store_threads,
+        store_batch: cli.store_batch,
+        exit_after_messages: cli.exit_after_messages,
+        exit_after_sessions: cli.exit_after_sessions,
         ..Config::default()
     };
     if let Some(threads) = cli.threads {

@@ -24,7 +24,7 @@ use super::command::{parse_command, Body, Command, CommandError, MailParams};
 use super::data::DataScanner;
 use super::line::{find_line_end, next_line, LineError, Status};
 use super::reply::{self, Banner};
-use crate::sink::{Envelope, Sink, Transfer};
+use crate::sink::{Envelope, Sink, Transfer, Verdict};
 
 /// What to do with a bare CR or bare LF in message content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,13 @@ enum Mode {
     Data(DataTransfer),
     /// Reading the octets of a BDAT chunk.
     Chunk(ChunkTransfer),
+    /// The sink is storing a complete message elsewhere; its final reply (and everything the
+    /// client pipelined behind it) waits for [`Session::on_store_complete`]. RFC 5321
+    /// §4.1.1.4: `250` means the receiver has taken responsibility, so it cannot come sooner.
+    AwaitingStore {
+        /// The message's content octets, counted once it is stored.
+        size: u64,
+    },
     /// The session is over; input is ignored.
     Closed,
 }
@@ -205,6 +212,30 @@ impl Session {
         matches!(self.mode, Mode::Data(_) | Mode::Chunk(_))
     }
 
+    /// Whether the session waits for its sink to report a stored message (and so consumes
+    /// no input: the server should stop reading until [`Session::on_store_complete`]).
+    pub fn is_awaiting_store(&self) -> bool {
+        matches!(self.mode, Mode::AwaitingStore { .. })
+    }
+
+    /// The sink reports the outcome of the message it answered [`Verdict::Pending`] for:
+    /// appends `250` or `451 4.3.0` and resumes reading commands. The caller then presents
+    /// the input it kept again. Ignored when the session is not waiting (it timed out or
+    /// closed meanwhile).
+    pub fn on_store_complete<S: Sink>(&mut self, stored: bool, out: &mut Vec<u8>, sink: &mut S) {
+        let Mode::AwaitingStore { size } = self.mode else {
+            return;
+        };
+        self.mode = Mode::Command;
+        if stored {
+            out.extend_from_slice(reply::MESSAGE_ACCEPTED);
+            self.count_accepted(size);
+        } else {
+            out.extend_from_slice(reply::STORE_FAILED);
+        }
+        self.close_if_draining(out, sink);
+    }
+
     /// Commands processed so far; a change means the client made progress.
     pub fn commands_processed(&self) -> u64 {
         self.commands
@@ -238,6 +269,7 @@ impl Session {
         loop {
             match self.mode {
                 Mode::Closed => return input.len(),
+                Mode::AwaitingStore { .. } => return pos,
                 Mode::Command => {
                     match next_line(&input[pos..], config.max_line_len) {
                         Ok(Status::Complete { line, consumed }) => {
@@ -378,6 +410,7 @@ impl Session {
             recipient_bytes: &self.recipient_bytes,
             recipient_ends: &self.recipient_ends,
             transfer,
+            esmtp: self.esmtp,
         }
     }
 
@@ -420,23 +453,29 @@ impl Session {
         out: &mut Vec<u8>,
         sink: &mut S,
     ) {
-        let stored = if accept && self.message_open {
+        let verdict = if accept && self.message_open {
             self.message_open = false;
-            sink.on_message_end(&self.envelope(transfer)).is_ok()
+            sink.on_message_end(&self.envelope(transfer))
         } else {
-            false
+            Verdict::Failed
         };
-        out.extend_from_slice(match (accept, stored) {
-            (true, true) => reply::MESSAGE_ACCEPTED,
-            (true, false) => reply::STORE_FAILED,
-            (false, _) => refusal,
-        });
-        if stored {
-            self.discarded = 0;
-            self.accepted_messages += 1;
-            self.accepted_bytes += size;
+        match (accept, verdict) {
+            (true, Verdict::Stored) => {
+                out.extend_from_slice(reply::MESSAGE_ACCEPTED);
+                self.count_accepted(size);
+            }
+            (true, Verdict::Failed) => out.extend_from_slice(reply::STORE_FAILED),
+            // The transaction is over either way; only the reply waits.
+            (true, Verdict::Pending) => self.mode = Mode::AwaitingStore { size },
+            (false, _) => out.extend_from_slice(refusal),
         }
         self.reset_transaction(sink);
+    }
+
+    fn count_accepted(&mut self, size: u64) {
+        self.discarded = 0;
+        self.accepted_messages += 1;
+        self.accepted_bytes += size;
     }
 
     fn on_data_end<S: Sink>(
@@ -706,7 +745,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{Envelope, StoreError};
+    use crate::sink::{Envelope, Verdict};
 
     /// A stored message: (sender, recipients, content).
     type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
@@ -720,6 +759,9 @@ mod tests {
         open: bool,
         aborted: usize,
         fail_store: bool,
+        /// Answer `Pending` and count the messages awaiting completion.
+        defer_store: bool,
+        pending: usize,
     }
 
     impl Sink for RecordingSink {
@@ -732,18 +774,25 @@ mod tests {
             assert!(self.open, "data outside a message");
             self.current.extend_from_slice(piece);
         }
-        fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Result<(), StoreError> {
+        fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
             assert!(self.open);
             self.open = false;
             if self.fail_store {
-                return Err(StoreError);
+                return Verdict::Failed;
+            }
+            if self.defer_store {
+                self.pending += 1;
             }
             self.messages.push((
                 envelope.sender.to_vec(),
                 envelope.recipients().map(<[u8]>::to_vec).collect(),
                 std::mem::take(&mut self.current),
             ));
-            Ok(())
+            if self.defer_store {
+                Verdict::Pending
+            } else {
+                Verdict::Stored
+            }
         }
         fn on_message_abort(&mut self) {
             assert!(self.open, "abort without a message");
@@ -1033,6 +1082,67 @@ mod tests {
         let mut out = Vec::new();
         session.on_input(&config, input, &mut out, &mut sink);
         assert!(out.ends_with(b"451 4.3.0 Error: could not store message, try again later\r\n"));
+    }
+
+    #[test]
+    fn pending_store_holds_the_reply_and_the_pipelined_input() {
+        let config = config();
+        let mut session = Session::new();
+        let mut sink = RecordingSink {
+            defer_store: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let first = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\none\r\n.\r\n";
+        let rest = b"MAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nBDAT 3 LAST\r\ntwoQUIT\r\n";
+        let input = [&first[..], &rest[..]].concat();
+        let consumed = session.on_input(&config, &input, &mut out, &mut sink);
+        // Processing stops right after the first message: its reply and the rest wait.
+        assert_eq!(consumed, first.len());
+        assert!(session.is_awaiting_store());
+        assert!(out.ends_with(reply::DATA_GO_AHEAD));
+        assert_eq!(session.on_input(&config, rest, &mut out, &mut sink), 0);
+        assert_eq!(session.take_accepted(), (0, 0));
+
+        out.clear();
+        session.on_store_complete(true, &mut out, &mut sink);
+        assert_eq!(out, reply::MESSAGE_ACCEPTED);
+        assert_eq!(session.take_accepted(), (1, 5));
+        let consumed = session.on_input(&config, rest, &mut out, &mut sink);
+        assert_eq!(&rest[consumed..], b"QUIT\r\n");
+        assert!(session.is_awaiting_store());
+
+        out.clear();
+        session.on_store_complete(false, &mut out, &mut sink);
+        assert_eq!(out, reply::STORE_FAILED);
+        assert_eq!(session.take_accepted(), (0, 0));
+        session.on_input(&config, &rest[consumed..], &mut out, &mut sink);
+        assert!(out.ends_with(b"221 2.0.0 Bye\r\n"));
+        assert!(session.is_closed());
+        assert_eq!(sink.pending, 2);
+        assert_eq!(sink.aborted, 0);
+    }
+
+    #[test]
+    fn timeout_while_a_store_is_pending_closes_and_ignores_the_late_outcome() {
+        let config = config();
+        let mut session = Session::new();
+        let mut sink = RecordingSink {
+            defer_store: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n";
+        session.on_input(&config, input, &mut out, &mut sink);
+        assert!(session.is_awaiting_store());
+        out.clear();
+        session.on_timeout(reply::TIMEOUT, &mut out, &mut sink);
+        assert_eq!(out, reply::TIMEOUT);
+        out.clear();
+        session.on_store_complete(true, &mut out, &mut sink);
+        assert!(out.is_empty());
+        assert!(session.is_closed());
+        assert_eq!(session.take_accepted(), (0, 0));
     }
 
     #[test]

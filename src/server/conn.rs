@@ -9,11 +9,12 @@
 //! would wrap `stream` in this module and nowhere else.
 //!
 //! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
-//! limit) and `out` (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
+//! limit; or, while a message is being stored, the rest of one read: at most the scratch
+//! buffer) and `out` (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
 //! worth). Both keep their capacity between messages, so the steady state allocates nothing.
 
 use crate::proto::session::{Session, SessionConfig};
-use crate::sink::DiscardSink;
+use crate::store::StoreSink;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io::{self, Read, Write};
@@ -35,6 +36,8 @@ pub enum ReadStatus {
     MoreLater,
     /// The client closed its side (or the connection failed).
     Closed,
+    /// The session waits for a message to be stored; reading resumes when it is.
+    Paused,
 }
 
 /// A client connection.
@@ -47,7 +50,7 @@ pub struct Conn {
     /// The protocol state.
     pub session: Session,
     /// Where this connection's messages go (one sink per connection).
-    pub sink: DiscardSink,
+    pub sink: StoreSink,
     /// An incomplete command line kept from the previous read.
     carry: Vec<u8>,
     /// Replies not yet written.
@@ -73,7 +76,13 @@ pub struct Conn {
 
 impl Conn {
     /// A new connection whose session has already queued its greeting.
-    pub fn new(stream: TcpStream, id: u64, config: &SessionConfig, deadline: Instant) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        id: u64,
+        config: &SessionConfig,
+        deadline: Instant,
+        sink: StoreSink,
+    ) -> Conn {
         let session = Session::new();
         let mut out = Vec::with_capacity(512);
         session.greeting_into(config, &mut out);
@@ -81,7 +90,7 @@ impl Conn {
             stream,
             id,
             session,
-            sink: DiscardSink,
+            sink,
             carry: Vec::new(),
             out,
             out_pos: 0,
@@ -120,6 +129,11 @@ impl Conn {
     ) -> (ReadStatus, u64) {
         let mut total = 0u64;
         for _ in 0..max_reads {
+            if self.session.is_awaiting_store() {
+                // Input behind a message being stored stays in the socket (and in `carry`)
+                // until its reply can go out: replies must stay in order (RFC 2920 §3.1).
+                return (ReadStatus::Paused, total);
+            }
             if self.pending_out() >= OUT_HIGH_WATER {
                 return (ReadStatus::MoreLater, total);
             }
@@ -158,6 +172,21 @@ impl Conn {
             }
         }
         (ReadStatus::MoreLater, total)
+    }
+
+    /// The storage thread reported on the message this session waits for: its reply goes
+    /// out, then the input kept behind it is processed (which may stop at the next stored
+    /// message). Reading resumes afterwards.
+    pub fn on_store_complete(&mut self, stored: bool, config: &SessionConfig) {
+        self.session
+            .on_store_complete(stored, &mut self.out, &mut self.sink);
+        let kept = std::mem::take(&mut self.carry);
+        let consumed = self
+            .session
+            .on_input(config, &kept, &mut self.out, &mut self.sink);
+        self.carry = kept;
+        self.carry.drain(..consumed);
+        self.read_ready = true;
     }
 
     /// Writes pending replies until done or the socket is full. `Ok(true)` when all is written.

@@ -25,6 +25,7 @@ pub mod worker;
 
 use crate::config::Config;
 use crate::stats::{SharedStats, Stats};
+use crate::store::{Completions, StoreHub};
 use mio::{Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Deadlines, ShutdownSignal, Worker, WorkerLinks, MAX_LISTENERS, WAKER};
+use worker::{Deadlines, ExitAfter, ShutdownSignal, Worker, WorkerLinks, MAX_LISTENERS, WAKER};
 
 /// A running server.
 pub struct ServerHandle {
@@ -44,6 +45,8 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<io::Result<Stats>>>,
     /// Each worker's published counters.
     stats: Vec<Arc<SharedStats>>,
+    /// The storage threads, if any store is configured (finished after the workers).
+    store: Option<Arc<StoreHub>>,
 }
 
 /// Starts the server: binds every address (an error names the address) and starts the
@@ -67,18 +70,35 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         shutdown_grace: config.shutdown_grace,
     };
 
+    let store = StoreHub::start(
+        &config.stores,
+        config.store_threads,
+        config.store_batch,
+        &config.hostname,
+    )?;
+    let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
+        .then(|| {
+            Arc::new(ExitAfter::new(
+                config.exit_after_messages,
+                config.exit_after_sessions,
+            ))
+        });
+
     let mut polls = Vec::with_capacity(config.threads);
     let mut wakers = Vec::with_capacity(config.threads);
     for _ in 0..config.threads {
         let poll = Poll::new()?;
-        wakers.push(Waker::new(poll.registry(), WAKER)?);
+        // One waker per poll: shutdown and storage completions share it.
+        wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
         polls.push(poll);
     }
-    let shutdown = Arc::new(ShutdownSignal::new(wakers));
+    let shutdown = Arc::new(ShutdownSignal::new(wakers.clone()));
 
     let mut threads = Vec::with_capacity(config.threads);
     let mut stats = Vec::with_capacity(config.threads);
-    for (index, (poll, listeners)) in polls.into_iter().zip(listeners).enumerate() {
+    for (index, ((poll, listeners), waker)) in
+        polls.into_iter().zip(listeners).zip(wakers).enumerate()
+    {
         let shared = Arc::new(SharedStats::default());
         stats.push(Arc::clone(&shared));
         let links = WorkerLinks {
@@ -87,6 +107,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             max_connections: config.max_connections,
             open_connections: Arc::clone(&open_connections),
             stats: shared,
+            store: store.clone(),
+            completions: Arc::new(Completions::new(waker)),
+            exit_after: exit_after.clone(),
         };
         let worker = Worker::new(index, poll, listeners, links, Arc::clone(&shutdown))?;
         threads.push(
@@ -100,6 +123,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         shutdown,
         threads,
         stats,
+        store,
     })
 }
 
@@ -114,6 +138,11 @@ impl ServerHandle {
         self.shutdown.trigger();
     }
 
+    /// Whether shutdown was asked for (by [`ServerHandle::shutdown`] or an exit condition).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
     /// The counters as last published by each worker.
     pub fn worker_stats(&self) -> Vec<Stats> {
         self.stats.iter().map(|shared| shared.snapshot()).collect()
@@ -124,7 +153,8 @@ impl ServerHandle {
         Stats::sum(&self.worker_stats())
     }
 
-    /// Waits for every worker to finish; returns the summed final counters.
+    /// Waits for every worker to finish, then for the storage threads to write what is
+    /// queued; returns the summed final counters.
     pub fn join(self) -> io::Result<Stats> {
         let mut total = Stats::default();
         let mut first_error = None;
@@ -138,6 +168,9 @@ impl ServerHandle {
                     first_error.get_or_insert(io::Error::other("a worker thread panicked"));
                 }
             }
+        }
+        if let Some(store) = &self.store {
+            store.finish();
         }
         match first_error {
             Some(e) => Err(e),
@@ -186,24 +219,33 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         })?;
 
     let mut last = (Instant::now(), Stats::default());
-    let interval = config.stats_interval.unwrap_or(Duration::from_secs(3600));
+    // Wake often enough to notice an exit condition the workers met.
+    const CHECK_EXIT: Duration = Duration::from_millis(100);
     loop {
-        match signalled.recv_timeout(interval) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        match signalled.recv_timeout(CHECK_EXIT) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                println!(
+                    "fastsmtpd: shutting down (grace {} s)",
+                    config.shutdown_grace.as_secs()
+                );
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if config.stats_interval.is_some() {
+                if server.is_shutting_down() {
+                    println!("fastsmtpd: exit condition reached, shutting down");
+                    break;
+                }
+                if let Some(interval) = config.stats_interval {
                     let now = Instant::now();
-                    let stats = server.stats();
-                    println!("{}", stats_line(&stats, &last.1, now - last.0));
-                    last = (now, stats);
+                    if now - last.0 >= interval {
+                        let stats = server.stats();
+                        println!("{}", stats_line(&stats, &last.1, now - last.0));
+                        last = (now, stats);
+                    }
                 }
             }
         }
     }
-    println!(
-        "fastsmtpd: shutting down (grace {} s)",
-        config.shutdown_grace.as_secs()
-    );
     let total = server.stop()?;
     println!(
         "fastsmtpd: done: messages={} bytes={} connections={} refused_connections={} errors={} timeouts={}",

@@ -26,12 +26,13 @@ use super::timer::{Entry, Timers};
 use crate::proto::reply;
 use crate::proto::session::SessionConfig;
 use crate::stats::{SharedStats, Stats};
+use crate::store::{Completions, Notify, StoreHub, StoreSink};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,12 +72,12 @@ pub struct ShutdownSignal {
     /// Set once shutdown is requested.
     requested: AtomicBool,
     /// One waker per worker.
-    wakers: Vec<Waker>,
+    wakers: Vec<Arc<Waker>>,
 }
 
 impl ShutdownSignal {
     /// A signal over these workers' wakers.
-    pub fn new(wakers: Vec<Waker>) -> ShutdownSignal {
+    pub fn new(wakers: Vec<Arc<Waker>>) -> ShutdownSignal {
         ShutdownSignal {
             requested: AtomicBool::new(false),
             wakers,
@@ -111,6 +112,46 @@ pub struct WorkerLinks {
     pub open_connections: Arc<AtomicUsize>,
     /// Where this worker publishes its counters.
     pub stats: Arc<SharedStats>,
+    /// The storage threads, when messages are kept.
+    pub store: Option<Arc<StoreHub>>,
+    /// Where the storage threads report to this worker.
+    pub completions: Arc<Completions>,
+    /// Exit conditions shared by all workers (`--exit-after-*`).
+    pub exit_after: Option<Arc<ExitAfter>>,
+}
+
+/// `--exit-after-messages` / `--exit-after-sessions`: counts over all workers; the worker
+/// whose count reaches a limit asks for a graceful shutdown.
+#[derive(Debug)]
+pub struct ExitAfter {
+    messages_limit: Option<u64>,
+    sessions_limit: Option<u64>,
+    messages: AtomicU64,
+    sessions: AtomicU64,
+}
+
+impl ExitAfter {
+    /// Limits (`None`: no limit of that kind).
+    pub fn new(messages_limit: Option<u64>, sessions_limit: Option<u64>) -> ExitAfter {
+        ExitAfter {
+            messages_limit,
+            sessions_limit,
+            messages: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts accepted messages; true when the limit is reached.
+    fn add_messages(&self, n: u64) -> bool {
+        let total = self.messages.fetch_add(n, Ordering::Relaxed) + n;
+        self.messages_limit.is_some_and(|limit| total >= limit)
+    }
+
+    /// Counts an ended session; true when the limit is reached.
+    fn add_session(&self) -> bool {
+        let total = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sessions_limit.is_some_and(|limit| total >= limit)
+    }
 }
 
 /// One event loop.
@@ -143,6 +184,8 @@ pub struct Worker {
     accept_paused_until: Option<Instant>,
     /// Id for the next connection.
     next_id: u64,
+    /// Storage outcomes being handled (kept for its capacity).
+    completed: Vec<(usize, u64, bool)>,
 }
 
 impl Worker {
@@ -180,6 +223,7 @@ impl Worker {
             draining_since: None,
             accept_paused_until: None,
             next_id: 0,
+            completed: Vec::with_capacity(64),
         })
     }
 
@@ -251,6 +295,7 @@ impl Worker {
     }
 
     fn on_wake(&mut self, now: Instant) {
+        self.on_store_completions(now);
         if !self.shutdown.is_requested() || self.draining_since.is_some() {
             return;
         }
@@ -268,6 +313,25 @@ impl Worker {
         }
     }
 
+    /// Gives each waiting session its storage outcome, then lets it go on with the input it
+    /// kept (see [`Conn::on_store_complete`]).
+    fn on_store_completions(&mut self, now: Instant) {
+        let mut completed = std::mem::take(&mut self.completed);
+        self.links.completions.take_into(&mut completed);
+        for &(key, id, stored) in &completed {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.id != id {
+                continue; // that connection is gone; its slot was reused
+            }
+            conn.on_store_complete(stored, &self.links.session_config);
+            self.drive(key, now);
+        }
+        completed.clear();
+        self.completed = completed;
+    }
+
     fn accept_all(&mut self, index: usize, now: Instant) {
         if self.accept_paused_until.is_some() {
             return;
@@ -277,7 +341,7 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _peer)) => self.on_accept(stream, now),
+                Ok((stream, peer)) => self.on_accept(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -299,7 +363,7 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, stream: TcpStream, now: Instant) {
+    fn on_accept(&mut self, stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
         let open = self.links.open_connections.fetch_add(1, Ordering::Relaxed);
         if open >= self.links.max_connections {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -315,7 +379,18 @@ impl Worker {
         let deadline = now + self.links.deadlines.idle_timeout;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut conn = Conn::new(stream, id, &self.links.session_config, deadline);
+        let sink = match &self.links.store {
+            None => StoreSink::discard(peer),
+            Some(hub) => {
+                let notify = Notify {
+                    completions: Arc::clone(&self.links.completions),
+                    key,
+                    id,
+                };
+                StoreSink::storing(hub, notify, peer)
+            }
+        };
+        let mut conn = Conn::new(stream, id, &self.links.session_config, deadline, sink);
         // epoll reports data that arrived before registration, so no read is tried now.
         conn.read_ready = false;
         if self
@@ -379,13 +454,22 @@ impl Worker {
         let (messages, message_bytes) = conn.session.take_accepted();
         self.stats.messages += messages;
         self.stats.bytes += message_bytes;
+        if messages > 0 {
+            if let Some(exit) = &self.links.exit_after {
+                if exit.add_messages(messages) {
+                    self.shutdown.trigger();
+                }
+            }
+        }
         update_deadline(conn, bytes, now, &self.links.deadlines);
 
         let flushed = match conn.flush() {
             Ok(flushed) => flushed,
             Err(_) => return self.close(key),
         };
-        let finished = conn.session.is_closed() || conn.eof;
+        // A client that half-closed right behind its last message still gets that message's
+        // reply once the store reports (and the replies to what it pipelined after it).
+        let finished = conn.session.is_closed() || (conn.eof && !conn.session.is_awaiting_store());
         if finished && flushed {
             if !conn.eof {
                 drain_input(&mut conn.stream, &mut self.scratch);
@@ -478,6 +562,11 @@ impl Worker {
         self.stats.errors += u64::from(conn.session.errors());
         self.stats.open_connections -= 1;
         self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(exit) = &self.links.exit_after {
+            if exit.add_session() {
+                self.shutdown.trigger();
+            }
+        }
         // Dropping the stream closes the socket, which also removes it from epoll.
     }
 }

@@ -6,8 +6,8 @@
 //! sink's verdict into the reply: `250` only if the sink says the message is safe,
 //! `451 4.3.0` otherwise (RFC 5321 §4.1.1.4: the receiver takes responsibility on `250`).
 //!
-//! What it does not do: touch sockets or parse SMTP. Storage sinks (Maildir, JSON lines) and
-//! fault injection plug in here later; today there is [`DiscardSink`]. The server keeps one sink
+//! What it does not do: touch sockets or parse SMTP. [`DiscardSink`] keeps nothing; the
+//! storing sink (Maildir, `.eml`, JSON lines, on storage threads) is [`crate::store`]. The server keeps one sink
 //! instance per connection, so a stateful sink (an open file) never sees two messages interleave.
 
 mod discard;
@@ -40,6 +40,8 @@ pub struct Envelope<'a> {
     pub(crate) recipient_ends: &'a [u32],
     /// DATA or BDAT.
     pub transfer: Transfer,
+    /// Whether the client greeted with EHLO (for the `with` clause of a `Received:` header).
+    pub esmtp: bool,
 }
 
 impl<'a> Envelope<'a> {
@@ -60,9 +62,18 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The sink could not take responsibility for the message; the client gets `451 4.3.0`.
+/// The sink's answer when a message's content is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreError;
+pub enum Verdict {
+    /// The message is safe now: the client gets `250`.
+    Stored,
+    /// The sink could not take responsibility for it: the client gets `451 4.3.0`.
+    Failed,
+    /// The sink is storing it elsewhere (a storage thread) and will report the outcome; the
+    /// session holds the final reply, and all later input, until
+    /// [`crate::proto::session::Session::on_store_complete`] is called.
+    Pending,
+}
 
 /// Where accepted messages go. Every `on_message_start` is followed by exactly one
 /// `on_message_end` or `on_message_abort`.
@@ -71,8 +82,8 @@ pub trait Sink {
     fn on_message_start(&mut self, envelope: &Envelope<'_>);
     /// The next piece of content (dot-stuffing already undone).
     fn on_message_data(&mut self, piece: &[u8]);
-    /// The content is complete: `Ok` means the message is safe and will get `250`.
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Result<(), StoreError>;
+    /// The content is complete; the verdict decides the reply.
+    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict;
     /// The message will not be accepted (refused, reset, or the client went away).
     fn on_message_abort(&mut self);
 }

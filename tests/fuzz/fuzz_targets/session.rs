@@ -13,7 +13,7 @@
 
 use fastsmtpd::proto::reply::{Banner, MESSAGE_ACCEPTED};
 use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
-use fastsmtpd::sink::{Envelope, Sink, StoreError};
+use fastsmtpd::sink::{Envelope, Sink, Verdict};
 use fastsmtpd_fuzz::{cut_bounds, hex, Header};
 use libfuzzer_sys::fuzz_target;
 
@@ -46,7 +46,7 @@ impl Sink for RecordingSink {
         assert!(self.open, "data outside a message");
         self.current.extend_from_slice(piece);
     }
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Result<(), StoreError> {
+    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
         assert!(self.open, "end without a message");
         assert!(
             envelope.recipient_count() >= 1,
@@ -56,14 +56,14 @@ impl Sink for RecordingSink {
         self.ended += 1;
         if self.fail_store {
             self.current.clear();
-            return Err(StoreError);
+            return Verdict::Failed;
         }
         self.messages.push((
             envelope.sender.to_vec(),
             envelope.recipients().map(<[u8]>::to_vec).collect(),
             std::mem::take(&mut self.current),
         ));
-        Ok(())
+        Verdict::Stored
     }
     fn on_message_abort(&mut self) {
         assert!(self.open, "abort without a message");

@@ -1,0 +1,280 @@
+//! What a stored message carries besides its bytes: the envelope in owned form, and the
+//! derived texts the stores write (the JSON record, the `Received:` trace header, dates).
+//!
+//! What it does: format. Runs on the storage threads, never on an event loop, so it may
+//! allocate freely.
+//!
+//! What it does not do: touch files (see the store modules) or parse SMTP.
+
+use crate::proto::command::{Body, MailParams};
+use crate::sink::{Envelope, Transfer};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A message's envelope and identity, owned so it can travel to a storage thread.
+#[derive(Debug, Clone)]
+pub struct MessageMeta {
+    /// Unique within this host: `<seconds>.<pid>.<sequence>`.
+    pub id: String,
+    /// When the content was complete.
+    pub received_at: SystemTime,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The `HELO`/`EHLO` argument.
+    pub helo: Vec<u8>,
+    /// Whether the client used `EHLO`.
+    pub esmtp: bool,
+    /// The reverse path without brackets (empty for `<>`).
+    pub sender: Vec<u8>,
+    /// The `MAIL FROM` parameters.
+    pub params: MailParams,
+    /// The accepted recipients.
+    pub recipients: Vec<Vec<u8>>,
+    /// DATA or BDAT.
+    pub transfer: Transfer,
+}
+
+/// Sequence number shared by every connection of the process, for unique names.
+static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl MessageMeta {
+    /// Copies `envelope` and gives the message its id.
+    pub fn new(envelope: &Envelope<'_>, client: SocketAddr) -> MessageMeta {
+        let received_at = SystemTime::now();
+        let seconds = received_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        MessageMeta {
+            id: format!("{seconds}.{}.{sequence}", std::process::id()),
+            received_at,
+            client,
+            helo: envelope.helo.to_vec(),
+            esmtp: envelope.esmtp,
+            sender: envelope.sender.to_vec(),
+            params: envelope.params,
+            recipients: envelope.recipients().map(<[u8]>::to_vec).collect(),
+            transfer: envelope.transfer,
+        }
+    }
+}
+
+/// Bytes as text for records: UTF-8 where valid, U+FFFD elsewhere.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The unfolded value of the first header field `name` (case-insensitive) in the message's
+/// header section (RFC 5322 §2.2: up to the first empty line; §2.2.3: a line starting with
+/// white space continues the field before it).
+pub fn header_field(message: &[u8], name: &str) -> Option<String> {
+    let mut lines = message.split(|&b| b == b'\n');
+    let mut value: Option<Vec<u8>> = None;
+    for line in &mut lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break; // end of the header section
+        }
+        let continuation = matches!(line[0], b' ' | b'\t');
+        match (&mut value, continuation) {
+            (Some(v), true) => {
+                v.push(b' ');
+                v.extend_from_slice(line.trim_ascii());
+            }
+            (Some(_), false) => break,
+            (None, true) => {}
+            (None, false) => {
+                if let Some(colon) = line.iter().position(|&b| b == b':') {
+                    if line[..colon]
+                        .trim_ascii()
+                        .eq_ignore_ascii_case(name.as_bytes())
+                    {
+                        value = Some(line[colon + 1..].trim_ascii().to_vec());
+                    }
+                }
+            }
+        }
+    }
+    value.map(|v| text(&v))
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    out
+}
+
+/// A civil date and time in UTC.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+    weekday: usize,
+}
+
+/// Splits a time into its UTC calendar fields (days-from-civil inverted, proleptic
+/// Gregorian; valid for every year a clock can show).
+fn civil(time: SystemTime) -> Civil {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: (rem / 3600) as u32,
+        minute: (rem % 3600 / 60) as u32,
+        second: (rem % 60) as u32,
+        micros: since.subsec_micros(),
+        // 1970-01-01 was a Thursday (index 4 with Sunday = 0).
+        weekday: (days + 4).rem_euclid(7) as usize,
+    }
+}
+
+/// RFC 3339 UTC with microseconds: `2026-11-29T04:05:06.123456Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
+    )
+}
+
+/// RFC 5322 §3.3 date-time in UTC: `Sun, 29 Nov 2026 04:05:06 +0000`.
+pub fn rfc5322_date(time: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(time);
+    format!(
+        "{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
+        DAYS[c.weekday],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+/// The `Return-Path:` and `Received:` header lines a delivery adds on top of the message
+/// (RFC 5321 §4.4), CR LF terminated like the content.
+pub fn trace_headers(meta: &MessageMeta, hostname: &str) -> String {
+    // RFC 5321 §4.4: "with" names the protocol; RFC 3848 defines ESMTP and UTF8SMTP.
+    let protocol = match (meta.esmtp, meta.params.smtputf8) {
+        (false, _) => "SMTP",
+        (true, false) => "ESMTP",
+        (true, true) => "UTF8SMTP",
+    };
+    let recipient = match meta.recipients.as_slice() {
+        [only] => format!("\r\n\tfor <{}>", text(only)),
+        _ => String::new(),
+    };
+    format!(
+        "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {hostname} (fastsmtpd) with {protocol} id {}{recipient};\r\n\t{}\r\n",
+        text(&meta.sender),
+        text(&meta.helo),
+        meta.client.ip(),
+        meta.id,
+        rfc5322_date(meta.received_at)
+    )
+}
+
+/// The JSON description of a message (one `jsonl` line, or an `.eml` sidecar).
+pub fn json_record(meta: &MessageMeta, body: &[u8]) -> serde_json::Value {
+    let body_param = meta.params.body.map(|b| match b {
+        Body::SevenBit => "7BIT",
+        Body::EightBitMime => "8BITMIME",
+        Body::BinaryMime => "BINARYMIME",
+    });
+    serde_json::json!({
+        "id": meta.id,
+        "time": rfc3339(meta.received_at),
+        "client": meta.client.to_string(),
+        "helo": text(&meta.helo),
+        "esmtp": meta.esmtp,
+        "mail_from": text(&meta.sender),
+        "mail_params": {
+            "size": meta.params.size,
+            "body": body_param,
+            "smtputf8": meta.params.smtputf8,
+        },
+        "rcpt_to": meta.recipients.iter().map(|r| text(r)).collect::<Vec<_>>(),
+        "transfer": match meta.transfer {
+            Transfer::Data => "DATA",
+            Transfer::Bdat => "BDAT",
+        },
+        "size": body.len(),
+        "sha256": sha256_hex(body),
+        "message_id": header_field(body, "Message-ID"),
+        "subject": header_field(body, "Subject"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn header_fields_are_found_unfolded_and_only_in_the_header_section() {
+        let message = b"From: a@b\r\nSubject: first\r\n  and folded\r\nmessage-id: <x@y>\r\n\r\nSubject: body line\r\n";
+        assert_eq!(
+            header_field(message, "subject").as_deref(),
+            Some("first and folded")
+        );
+        assert_eq!(
+            header_field(message, "Message-ID").as_deref(),
+            Some("<x@y>")
+        );
+        assert_eq!(header_field(message, "To"), None);
+        assert_eq!(header_field(b"\r\nSubject: no\r\n", "Subject"), None);
+        assert_eq!(
+            header_field(b"Subject: lf only\n\nx", "Subject").as_deref(),
+            Some("lf only")
+        );
+    }
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_925_106_123_456);
+        assert_eq!(rfc3339(t), "2026-11-29T04:05:06.123456Z");
+        assert_eq!(rfc5322_date(t), "Sun, 29 Nov 2026 04:05:06 +0000");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        // A leap day.
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn sha256_matches_a_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -65,6 +65,8 @@ pub struct ThreadPlan {
 /// One interval's measurements from one thread.
 #[derive(Debug)]
 pub struct IntervalReport {
+    /// The reporting thread's number.
+    pub thread: usize,
     /// Interval number since the run start.
     pub interval: u64,
     /// Whether the interval is (partly) inside the warm-up.
@@ -178,7 +180,8 @@ impl Engine {
             }
             let now = Instant::now();
             for event in events.iter() {
-                self.on_event(event.token().0, now);
+                let peer_closed = event.is_read_closed() || event.is_error();
+                self.on_event(event.token().0, peer_closed, now);
             }
             self.check_timeouts(now);
             if now >= self.interval_end() {
@@ -311,7 +314,7 @@ impl Engine {
         self.pending_connects.push(now + RECONNECT_BACKOFF);
     }
 
-    fn on_event(&mut self, key: usize, now: Instant) {
+    fn on_event(&mut self, key: usize, peer_closed: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -337,10 +340,12 @@ impl Engine {
             self.ever_connected = true;
             self.connect_failures = 0;
         }
-        self.read(key, now);
+        self.read(key, peer_closed, now);
     }
 
-    fn read(&mut self, key: usize, now: Instant) {
+    /// Reads and handles replies. `peer_closed`: the poller saw the server's FIN (or an
+    /// error), so read on to end of file: no later event would announce it again.
+    fn read(&mut self, key: usize, peer_closed: bool, now: Instant) {
         let mut buf = [0u8; 65536];
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -355,6 +360,12 @@ impl Engine {
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
                     if !self.process_replies(key, now) {
+                        return;
+                    }
+                    if n < buf.len() && !peer_closed {
+                        // A short read took all the socket had. mio is edge-triggered and any
+                        // later arrival raises a new event, so the read that would only say
+                        // WouldBlock is skipped: one read per batch of replies.
                         return;
                     }
                 }
@@ -584,6 +595,7 @@ impl Engine {
             0
         };
         let _ = self.reports.send(IntervalReport {
+            thread: self.plan.index,
             interval: self.interval,
             warmup: interval_start < self.plan.warmup_end,
             recorder,

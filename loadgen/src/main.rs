@@ -229,7 +229,7 @@ fn merge(logs: &[std::path::PathBuf], output: &std::path::Path) -> Result<ExitCo
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         all.push(report::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
     }
-    let merged = report::merge_logs(&all);
+    let merged = report::merge_logs(&all)?;
     let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
     let base = SystemTime::UNIX_EPOCH
         + Duration::from_secs_f64(if first == f64::MAX { 0.0 } else { first });
@@ -249,7 +249,7 @@ fn merge(logs: &[std::path::PathBuf], output: &std::path::Path) -> Result<ExitCo
 fn report(path: &std::path::Path) -> Result<ExitCode, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let intervals = report::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    print!("{}", report::report_log(&intervals));
+    print!("{}", report::report_log(&intervals)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,39 +370,33 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         p.line(&header);
     }
 
-    let mut results = Results::new();
+    let mut results = Results::new(threads);
     let mut finished_threads = 0;
-    let mut last_shown = 0u64;
-    let mut seen: std::collections::BTreeMap<u64, usize> = Default::default();
     while finished_threads < threads {
         let Ok(report) = reports.recv() else { break };
-        results.add(report.interval, report.warmup, &report.recorder);
+        let finished = results.add(
+            report.thread,
+            report.interval,
+            report.warmup,
+            &report.recorder,
+            report.last,
+        );
         results.backlog += report.backlog;
         if report.last {
             finished_threads += 1;
         }
-        *seen.entry(report.interval).or_default() += 1;
-        // Show each second once every thread has reported it.
+        // Each second is shown once every thread has reported it.
         if let Some(p) = &progress {
-            while seen
-                .get(&last_shown)
-                .is_some_and(|&n| n >= threads - finished_threads.min(threads - 1))
-            {
-                if let Some((warm, r)) = results.intervals.get(&last_shown) {
-                    p.line(&format!(
-                        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {:>8.3} ms  errors {}",
-                        last_shown + 1,
-                        if *warm { " warmup" } else { "" },
-                        r.accepted,
-                        r.stage(client::Stage::Eod)
-                            .value_at_percentile(99.0)
-                            .max(r.stage(client::Stage::Bdat).value_at_percentile(99.0))
-                            as f64
-                            / 1e6,
-                        r.error_count() + r.failed
-                    ));
-                }
-                last_shown += 1;
+            for second in finished {
+                let i = &results.intervals[&second];
+                p.line(&format!(
+                    "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {:>8.3} ms  errors {}",
+                    second + 1,
+                    if i.warmup { " warmup" } else { "" },
+                    i.accepted,
+                    i.eod_p99.max(i.bdat_p99) as f64 / 1e6,
+                    i.errors + i.failed
+                ));
             }
         }
     }

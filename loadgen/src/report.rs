@@ -29,13 +29,68 @@ pub const PERCENTILES: [(&str, f64); 5] = [
     ("p99.99", 99.99),
 ];
 
+/// One finished second of a run (all threads merged): the counts and p99s the series and the
+/// progress line show, and each non-empty histogram encoded for the interval log. Kept
+/// compact on purpose: a run of hours keeps one of these per second.
+#[derive(Debug, Clone)]
+pub struct IntervalSummary {
+    /// Whether the interval is (partly) inside the warm-up.
+    pub warmup: bool,
+    /// Messages started.
+    pub started: u64,
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Messages that failed.
+    pub failed: u64,
+    /// Bytes of accepted messages.
+    pub bytes: u64,
+    /// Connection-level errors.
+    pub errors: u64,
+    /// End-of-data p99 in nanoseconds.
+    pub eod_p99: u64,
+    /// BDAT LAST p99 in nanoseconds.
+    pub bdat_p99: u64,
+    /// Message service time p99 in nanoseconds.
+    pub message_p99: u64,
+    /// `(tag, V2-deflate base64)` of every non-empty histogram, for `--hdr-log`.
+    pub histograms: Vec<(&'static str, String)>,
+}
+
+impl IntervalSummary {
+    fn of(warmup: bool, r: &Recorder) -> IntervalSummary {
+        let named = Stage::ALL.iter().map(|s| (s.name(), r.stage(*s))).chain([
+            ("message", &r.message),
+            ("message_corrected", &r.message_corrected),
+        ]);
+        IntervalSummary {
+            warmup,
+            started: r.started,
+            accepted: r.accepted,
+            failed: r.failed,
+            bytes: r.accepted_bytes,
+            errors: r.error_count(),
+            eod_p99: r.stage(Stage::Eod).value_at_percentile(99.0),
+            bdat_p99: r.stage(Stage::Bdat).value_at_percentile(99.0),
+            message_p99: r.message.value_at_percentile(99.0),
+            histograms: named
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(tag, h)| (tag, encode_histogram(h)))
+                .collect(),
+        }
+    }
+}
+
 /// The merged results of a run.
 #[derive(Debug)]
 pub struct Results {
     /// Everything after the warm-up.
     pub total: Recorder,
-    /// Per interval (all threads merged), warm-up included and flagged.
-    pub intervals: BTreeMap<u64, (bool, Recorder)>,
+    /// Finished seconds (every thread has reported them), warm-up included and flagged.
+    pub intervals: BTreeMap<u64, IntervalSummary>,
+    /// Seconds some thread may still report, merged so far.
+    open: BTreeMap<u64, (bool, Recorder)>,
+    /// Per thread: the last interval it reported (`None`: none yet; `Some(u64::MAX)`: done).
+    reported: Vec<Option<u64>>,
     /// Measured time after the warm-up.
     pub measured: Duration,
     /// Open-loop slots that were due but never sent.
@@ -43,38 +98,61 @@ pub struct Results {
 }
 
 impl Results {
-    /// Empty results.
-    pub fn new() -> Results {
+    /// Empty results for a run of `threads` threads.
+    pub fn new(threads: usize) -> Results {
         Results {
             total: Recorder::new(),
             intervals: BTreeMap::new(),
+            open: BTreeMap::new(),
+            reported: vec![None; threads],
             measured: Duration::ZERO,
             backlog: 0,
         }
     }
 
-    /// Adds one thread's interval.
-    pub fn add(&mut self, interval: u64, warmup: bool, recorder: &Recorder) {
+    /// Adds one thread's interval (`last`: the thread's final report). Returns the seconds
+    /// that this report finished, oldest first (each is now in `intervals`).
+    pub fn add(
+        &mut self,
+        thread: usize,
+        interval: u64,
+        warmup: bool,
+        recorder: &Recorder,
+        last: bool,
+    ) -> Vec<u64> {
         if !warmup {
             self.total.merge(recorder);
         }
         let entry = self
-            .intervals
+            .open
             .entry(interval)
             .or_insert_with(|| (warmup, Recorder::new()));
         entry.0 |= warmup;
         entry.1.merge(recorder);
+        if let Some(slot) = self.reported.get_mut(thread) {
+            *slot = Some(if last { u64::MAX } else { interval });
+        }
+        // Threads report their intervals in increasing order, so a second is finished once
+        // every thread has reported it or a later one.
+        let done_below = self
+            .reported
+            .iter()
+            .map(|r| r.map_or(0, |i| i.saturating_add(1)))
+            .min()
+            .unwrap_or(u64::MAX);
+        let finished: Vec<u64> = self.open.range(..done_below).map(|(k, _)| *k).collect();
+        for second in &finished {
+            if let Some((warm, recorder)) = self.open.remove(second) {
+                self.intervals
+                    .insert(*second, IntervalSummary::of(warm, &recorder));
+            }
+        }
+        finished
     }
 
     /// Accepted messages per second over the measured time.
     pub fn msgs_per_sec(&self) -> f64 {
         self.total.accepted as f64 / self.measured.as_secs_f64().max(1e-9)
-    }
-}
-
-impl Default for Results {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -255,18 +333,18 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
     let series: Vec<serde_json::Value> = results
         .intervals
         .iter()
-        .map(|(second, (warmup, r))| {
+        .map(|(second, i)| {
             serde_json::json!({
                 "second": second,
-                "warmup": warmup,
-                "started": r.started,
-                "accepted": r.accepted,
-                "failed": r.failed,
-                "bytes": r.accepted_bytes,
-                "errors": r.error_count(),
-                "eod_p99_ms": millis(r.stage(Stage::Eod).value_at_percentile(99.0)),
-                "bdat_p99_ms": millis(r.stage(Stage::Bdat).value_at_percentile(99.0)),
-                "message_p99_ms": millis(r.message.value_at_percentile(99.0)),
+                "warmup": i.warmup,
+                "started": i.started,
+                "accepted": i.accepted,
+                "failed": i.failed,
+                "bytes": i.bytes,
+                "errors": i.errors,
+                "eod_p99_ms": millis(i.eod_p99),
+                "bdat_p99_ms": millis(i.bdat_p99),
+                "message_p99_ms": millis(i.message_p99),
             })
         })
         .collect();
@@ -299,8 +377,16 @@ pub struct LoggedInterval {
     pub duration: f64,
     /// The tag (stage name).
     pub tag: String,
-    /// The measurements.
-    pub histogram: Histogram<u64>,
+    /// The measurements, V2-deflate base64 as in the log (decoded one at a time when used,
+    /// so a long log never has all its histograms in memory at once).
+    pub encoded: String,
+}
+
+impl LoggedInterval {
+    /// The histogram.
+    pub fn histogram(&self) -> Result<Histogram<u64>, String> {
+        decode_histogram(&self.encoded)
+    }
 }
 
 /// Writes an interval log: one histogram per (interval, tag), timestamps relative to
@@ -326,9 +412,10 @@ pub fn write_hlog(
         .as_secs_f64();
     for interval in intervals {
         let offset = Duration::from_secs_f64((interval.start - base_secs).max(0.0));
+        let histogram = interval.histogram().map_err(io::Error::other)?;
         writer
             .write_histogram(
-                &interval.histogram,
+                &histogram,
                 offset,
                 Duration::from_secs_f64(interval.duration),
                 Tag::new(&interval.tag),
@@ -345,23 +432,14 @@ pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInte
         .unwrap_or_default()
         .as_secs_f64();
     let mut out = Vec::new();
-    for (second, (_, recorder)) in &results.intervals {
-        let named = Stage::ALL
-            .iter()
-            .map(|s| (s.name(), recorder.stage(*s)))
-            .chain([
-                ("message", &recorder.message),
-                ("message_corrected", &recorder.message_corrected),
-            ]);
-        for (tag, h) in named {
-            if !h.is_empty() {
-                out.push(LoggedInterval {
-                    start: start + *second as f64,
-                    duration: 1.0,
-                    tag: tag.to_string(),
-                    histogram: h.clone(),
-                });
-            }
+    for (second, summary) in &results.intervals {
+        for (tag, encoded) in &summary.histograms {
+            out.push(LoggedInterval {
+                start: start + *second as f64,
+                duration: 1.0,
+                tag: tag.to_string(),
+                encoded: encoded.clone(),
+            });
         }
     }
     out
@@ -385,7 +463,7 @@ pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
                     tag: interval
                         .tag()
                         .map_or(String::new(), |t| t.as_str().to_string()),
-                    histogram: decode_histogram(interval.encoded_histogram())?,
+                    encoded: interval.encoded_histogram().to_string(),
                 });
             }
         }
@@ -395,33 +473,42 @@ pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
 
 /// Merges logs from several load hosts: intervals that start in the same whole second (of
 /// absolute time) with the same tag are added together.
-pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Vec<LoggedInterval> {
-    let mut merged: BTreeMap<(i64, String), LoggedInterval> = BTreeMap::new();
+pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Result<Vec<LoggedInterval>, String> {
+    let mut merged: BTreeMap<(i64, String), (f64, Histogram<u64>)> = BTreeMap::new();
     for interval in logs.iter().flatten() {
         let second = interval.start.floor() as i64;
         let entry = merged
             .entry((second, interval.tag.clone()))
-            .or_insert_with(|| LoggedInterval {
-                start: second as f64,
-                duration: interval.duration,
-                tag: interval.tag.clone(),
-                histogram: new_histogram(),
-            });
-        entry.duration = entry.duration.max(interval.duration);
-        // Histograms from other tools may have other bounds; add what fits.
-        let _ = entry.histogram.add(&interval.histogram);
+            .or_insert_with(|| (interval.duration, new_histogram()));
+        entry.0 = entry.0.max(interval.duration);
+        // Our histograms grow to fit, so values from any other tool's bounds are taken.
+        entry
+            .1
+            .add(&interval.histogram()?)
+            .map_err(|e| format!("merging {}: {e:?}", interval.tag))?;
     }
-    merged.into_values().collect()
+    Ok(merged
+        .into_iter()
+        .map(|((second, tag), (duration, histogram))| LoggedInterval {
+            start: second as f64,
+            duration,
+            tag,
+            encoded: encode_histogram(&histogram),
+        })
+        .collect())
 }
 
 /// `report`: per tag, the whole log's percentiles.
-pub fn report_log(intervals: &[LoggedInterval]) -> String {
+pub fn report_log(intervals: &[LoggedInterval]) -> Result<String, String> {
     let mut per_tag: BTreeMap<&str, (Histogram<u64>, usize, f64, f64)> = BTreeMap::new();
     for interval in intervals {
         let entry = per_tag
             .entry(interval.tag.as_str())
             .or_insert_with(|| (new_histogram(), 0, f64::MAX, f64::MIN));
-        let _ = entry.0.add(&interval.histogram);
+        entry
+            .0
+            .add(&interval.histogram()?)
+            .map_err(|e| format!("adding up {}: {e:?}", interval.tag))?;
         entry.1 += 1;
         entry.2 = entry.2.min(interval.start);
         entry.3 = entry.3.max(interval.start + interval.duration);
@@ -435,7 +522,7 @@ pub fn report_log(intervals: &[LoggedInterval]) -> String {
         let name = if tag.is_empty() { "(untagged)" } else { tag };
         let _ = writeln!(out, "{}{n:>11}{:>10.1}", latency_row(name, h), last - first);
     }
-    out
+    Ok(out)
 }
 
 /// A service-level objective: `stage:pNN<duration` or `errors<N%`.
@@ -598,6 +685,27 @@ mod tests {
     }
 
     #[test]
+    fn a_second_is_summarised_once_every_thread_reported_it() {
+        let mut results = Results::new(2);
+        let mut r = Recorder::new();
+        r.accepted = 10;
+        r.reply(Stage::Eod, 250, 2_000_000);
+        assert!(results.add(0, 0, true, &r, false).is_empty());
+        assert!(results.add(0, 1, false, &r, false).is_empty());
+        // Thread 1 skipped second 0 (it was busy) and reports second 1: both are done.
+        assert_eq!(results.add(1, 1, false, &r, false), vec![0, 1]);
+        assert_eq!(results.intervals[&0].accepted, 10);
+        assert!(results.intervals[&0].warmup);
+        assert_eq!(results.intervals[&1].accepted, 20);
+        assert!(results.intervals[&1].eod_p99 >= 1_990_000);
+        assert_eq!(results.intervals[&1].histograms[0].0, "eod");
+        assert!(results.add(0, 2, false, &r, true).is_empty());
+        assert_eq!(results.add(1, 3, false, &r, true), vec![2, 3]);
+        // Warm-up seconds stay out of the totals.
+        assert_eq!(results.total.accepted, 40);
+    }
+
+    #[test]
     fn hlog_round_trip_and_merge() {
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut h = new_histogram();
@@ -609,19 +717,19 @@ mod tests {
                 start: 1_700_000_000.0,
                 duration: 1.0,
                 tag: "eod".into(),
-                histogram: h.clone(),
+                encoded: encode_histogram(&h),
             },
             LoggedInterval {
                 start: 1_700_000_001.0,
                 duration: 1.0,
                 tag: "eod".into(),
-                histogram: h.clone(),
+                encoded: encode_histogram(&h),
             },
             LoggedInterval {
                 start: 1_700_000_001.0,
                 duration: 1.0,
                 tag: "mail".into(),
-                histogram: h.clone(),
+                encoded: encode_histogram(&h),
             },
         ];
         let mut bytes = Vec::new();
@@ -633,16 +741,16 @@ mod tests {
         assert_eq!(read.len(), 3);
         assert_eq!(read[1].start, 1_700_000_001.0);
         assert_eq!(read[2].tag, "mail");
-        assert_eq!(read[0].histogram, h);
+        assert_eq!(read[0].histogram().unwrap(), h);
         // Two hosts' logs, offset by half a second, align on whole seconds.
         let mut other = read.clone();
         for i in &mut other {
             i.start += 0.5;
         }
-        let merged = merge_logs(&[read, other]);
+        let merged = merge_logs(&[read, other]).unwrap();
         assert_eq!(merged.len(), 3);
-        assert_eq!(merged[0].histogram.len(), 2000);
-        let report = report_log(&merged);
+        assert_eq!(merged[0].histogram().unwrap().len(), 2000);
+        let report = report_log(&merged).unwrap();
         assert!(report.contains("eod"), "{report}");
     }
 }

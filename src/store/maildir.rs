@@ -1,9 +1,9 @@
 //! `maildir:DIR`: one file per message in a standard Maildir, readable by any mail client.
 //!
-//! What it does: write each message (with `Return-Path:` and `Received:` added on top) to
-//! `tmp/` under a unique name, `fdatasync` it, rename it into `new/`, and `fsync` `new/` once
-//! for the whole batch (group commit: the directory entry of every message in the batch
-//! becomes durable with one call). A message counts as stored only after all of that. Any
+//! What it does: write each message of a batch (with `Return-Path:` and `Received:` added on
+//! top) to `tmp/` under a unique name, make all their contents durable together (one
+//! `syncfs`), rename them into `new/`, and `fsync` `new/` once (group commit: two flushes
+//! per batch instead of one per message). A message counts as stored only after all of that. Any
 //! failure removes the file from `tmp/` (or `new/`, if only the directory sync failed), so
 //! `new/` never holds a partial message.
 //!
@@ -14,7 +14,7 @@
 //! What it does not do: deliver to `cur/`, set flags, or split by recipient.
 
 use super::record::{trace_headers, MessageMeta};
-use super::{sync_dir, Job};
+use super::{sync_dir, sync_files, Job};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -61,8 +61,8 @@ impl Maildir {
         )
     }
 
-    /// Writes one message into `tmp/` and syncs it; returns its name.
-    fn write_tmp(&self, job: &Job) -> io::Result<String> {
+    /// Writes one message into `tmp/` (not yet synced); returns its name and the open file.
+    fn write_tmp(&self, job: &Job) -> io::Result<(String, File)> {
         let headers = trace_headers(&job.meta, &self.hostname);
         let name = self.file_name(&job.meta, headers.len() + job.body.len());
         let path = self.tmp.join(&name);
@@ -73,10 +73,10 @@ impl Maildir {
                 .open(&path)?;
             file.write_all(headers.as_bytes())?;
             file.write_all(&job.body)?;
-            file.sync_data()
+            Ok(file)
         })();
         match result {
-            Ok(()) => Ok(name),
+            Ok(file) => Ok((name, file)),
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 Err(e)
@@ -85,20 +85,41 @@ impl Maildir {
     }
 
     /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
+    /// Order: every file written to `tmp/`, their data synced together, then renamed into
+    /// `new/`, then `new/` synced: a name in `new/` only ever points at complete, durable
+    /// content.
     pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        let mut moved: Vec<(usize, PathBuf)> = Vec::with_capacity(jobs.len());
+        let mut written: Vec<(usize, String)> = Vec::with_capacity(jobs.len());
+        let mut files: Vec<File> = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             if !ok[i] {
                 continue;
             }
-            let name = match self.write_tmp(job) {
-                Ok(name) => name,
+            match self.write_tmp(job) {
+                Ok((name, file)) => {
+                    written.push((i, name));
+                    files.push(file);
+                }
                 Err(e) => {
                     report_failure(&self.tmp, &e);
                     ok[i] = false;
-                    continue;
                 }
-            };
+            }
+        }
+        if written.is_empty() {
+            return;
+        }
+        if let Err(e) = sync_files(&files) {
+            report_failure(&self.tmp, &e);
+            for (i, name) in written {
+                let _ = fs::remove_file(self.tmp.join(name));
+                ok[i] = false;
+            }
+            return;
+        }
+        drop(files);
+        let mut moved: Vec<(usize, PathBuf)> = Vec::with_capacity(written.len());
+        for (i, name) in written {
             let target = self.new.join(&name);
             match fs::rename(self.tmp.join(&name), &target) {
                 Ok(()) => moved.push((i, target)),

@@ -380,7 +380,7 @@ impl Worker {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let sink = match &self.links.store {
-            None => StoreSink::discard(peer),
+            None => StoreSink::discard(),
             Some(hub) => {
                 let notify = Notify {
                     completions: Arc::clone(&self.links.completions),

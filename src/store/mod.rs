@@ -295,13 +295,21 @@ fn storage_thread(receiver: &Mutex<Receiver<Job>>, targets: &[Target], max_batch
 }
 
 /// The sink of one connection: discards, or buffers each message and sends it to the
-/// storage threads.
+/// storage threads. Discarding costs one pointer per connection (idle connections are
+/// counted in the thousands); the storing state lives behind it.
 #[derive(Debug)]
 pub struct StoreSink {
-    /// Where jobs go; `None` to discard.
+    /// `None` to discard.
+    storing: Option<Box<Storing>>,
+}
+
+/// What a storing connection keeps.
+#[derive(Debug)]
+struct Storing {
+    /// Where jobs go (`None` once the storage threads are finishing).
     jobs: Option<Sender<Job>>,
     /// Whom the storage thread tells.
-    notify: Option<Notify>,
+    notify: Notify,
     /// The client's address, for the records.
     client: SocketAddr,
     /// The content of the message being received.
@@ -310,53 +318,47 @@ pub struct StoreSink {
 
 impl StoreSink {
     /// A sink that keeps nothing.
-    pub fn discard(client: SocketAddr) -> StoreSink {
-        StoreSink {
-            jobs: None,
-            notify: None,
-            client,
-            body: Vec::new(),
-        }
+    pub fn discard() -> StoreSink {
+        StoreSink { storing: None }
     }
 
     /// A sink that stores through `hub`, reporting to `notify`.
     pub fn storing(hub: &StoreHub, notify: Notify, client: SocketAddr) -> StoreSink {
         StoreSink {
-            jobs: hub.sender(),
-            notify: Some(notify),
-            client,
-            body: Vec::new(),
-        }
-    }
-
-    fn release_body(&mut self) {
-        self.body.clear();
-        if self.body.capacity() > BODY_KEEP_CAPACITY {
-            self.body.shrink_to(BODY_KEEP_CAPACITY);
+            storing: Some(Box::new(Storing {
+                jobs: hub.sender(),
+                notify,
+                client,
+                body: Vec::new(),
+            })),
         }
     }
 }
 
 impl Sink for StoreSink {
     fn on_message_start(&mut self, _envelope: &Envelope<'_>) {
-        self.body.clear();
+        if let Some(storing) = &mut self.storing {
+            storing.body.clear();
+        }
     }
 
     fn on_message_data(&mut self, piece: &[u8]) {
-        if self.jobs.is_some() {
-            self.body.extend_from_slice(piece);
+        if let Some(storing) = &mut self.storing {
+            storing.body.extend_from_slice(piece);
         }
     }
 
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        let (Some(jobs), Some(notify)) = (&self.jobs, &self.notify) else {
+        let Some(storing) = &mut self.storing else {
             return Verdict::Stored; // discard
         };
-        let body = std::mem::take(&mut self.body);
+        let Some(jobs) = &storing.jobs else {
+            return Verdict::Failed;
+        };
         let job = Job {
-            meta: MessageMeta::new(envelope, self.client),
-            body,
-            notify: notify.clone(),
+            meta: MessageMeta::new(envelope, storing.client),
+            body: std::mem::take(&mut storing.body),
+            notify: storing.notify.clone(),
         };
         match jobs.send(job) {
             Ok(()) => Verdict::Pending,
@@ -366,7 +368,12 @@ impl Sink for StoreSink {
     }
 
     fn on_message_abort(&mut self) {
-        self.release_body();
+        if let Some(storing) = &mut self.storing {
+            storing.body.clear();
+            if storing.body.capacity() > BODY_KEEP_CAPACITY {
+                storing.body.shrink_to(BODY_KEEP_CAPACITY);
+            }
+        }
     }
 }
 

@@ -73,6 +73,10 @@ pub struct Config {
     pub exit_after_messages: Option<u64>,
     /// Shut down gracefully once this many sessions have ended.
     pub exit_after_sessions: Option<u64>,
+    /// Fault-injection rules (`--fault`), in order; see [`crate::fault`].
+    pub faults: Vec<String>,
+    /// Seed for probabilistic faults and random delays.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -97,6 +101,8 @@ impl Default for Config {
             store_batch: crate::store::DEFAULT_MAX_BATCH,
             exit_after_messages: None,
             exit_after_sessions: None,
+            faults: Vec::new(),
+            seed: 0,
         }
     }
 }
@@ -146,6 +152,7 @@ impl Config {
         if self.store_threads == 0 || self.store_threads > 64 {
             return Err("--store-threads must be between 1 and 64".into());
         }
+        crate::fault::FaultRules::parse(&self.faults, self.seed)?;
         if self.store_batch == 0 {
             return Err("--store-batch must be at least 1".into());
         }

@@ -8,6 +8,7 @@
 //! | [`sink`] | the seam between the protocol and what happens to accepted messages |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
+//! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
 //! | [`stats`] | per-worker counters, merged for reports |
 //!
@@ -15,6 +16,7 @@
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
 pub mod config;
+pub mod fault;
 pub mod proto;
 pub mod server;
 pub mod sink;

@@ -70,6 +70,15 @@ struct Cli {
     /// Shut down gracefully after this many ended sessions.
     #[arg(long, value_name = "N")]
     exit_after_sessions: Option<u64>,
+    /// Inject a fault (repeatable): POINT [from=GLOB] [to=GLOB] [nth=N] [every=N] [p=P]
+    /// ACTION, ACTION one of reply=CODE TEXT, disconnect, disconnect=421, delay=D[..D]
+    /// (optionally followed by reply=). POINT: connect, helo, ehlo, mail, rcpt, data, eod,
+    /// bdat, rset, noop, quit.
+    #[arg(long = "fault", value_name = "RULE")]
+    faults: Vec<String>,
+    /// Seed for probabilistic faults and random delays (same seed, same faults).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,6 +110,8 @@ fn main() -> ExitCode {
         store_batch: cli.store_batch,
         exit_after_messages: cli.exit_after_messages,
         exit_after_sessions: cli.exit_after_sessions,
+        faults: cli.faults,
+        seed: cli.seed,
         ..Config::default()
     };
     if let Some(threads) = cli.threads {

@@ -152,3 +152,30 @@ fn duration_mode_with_warmup_logs_every_message_once() {
     let measured = run.json()["totals"]["measured_seconds"].as_f64().unwrap();
     assert!((0.9..1.5).contains(&measured), "measured {measured} s");
 }
+
+#[test]
+fn injected_faults_are_counted_by_code() {
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        hostname: "mx.test".into(),
+        shutdown_grace: Duration::from_secs(5),
+        faults: vec![
+            "rcpt every=5 reply=450 4.2.1 Mailbox busy".into(),
+            "eod nth=7 reply=451 4.3.0 Could not queue".into(),
+        ],
+        ..Config::default()
+    };
+    let server = server::start(&config).expect("fastsmtpd starts");
+    let run = loadgen(
+        server.local_addrs()[0],
+        &["-c", "2", "-n", "200", "--pipelining", "on"],
+    );
+    let stats = server.stop().unwrap();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.code_count("rcpt", 450), 40, "{}", run.stdout);
+    assert_eq!(run.code_count("data", 554), 40);
+    assert_eq!(run.code_count("eod", 451), 1);
+    assert_eq!(run.total("accepted"), 159);
+    assert_eq!(stats.messages, 159);
+}

@@ -77,6 +77,9 @@ pub const TOO_SLOW: &[u8] = b"421 4.4.2 Error: data rate too low, closing connec
 pub const TOO_MANY_CONNECTIONS: &[u8] =
     b"421 4.7.0 Error: too many connections, try again later\r\n";
 /// The server is shutting down.
+/// A fault rule closes the connection (`disconnect=421`).
+pub const FAULT_CLOSING: &[u8] =
+    b"421 4.3.0 Service not available, closing transmission channel\r\n";
 pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, closing connection\r\n";
 /// BDAT octets discarded beyond the allowance: the client keeps sending a refused message.
 pub const TOO_MUCH_DISCARDED: &[u8] =

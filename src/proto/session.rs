@@ -24,7 +24,9 @@ use super::command::{parse_command, Body, Command, CommandError, MailParams};
 use super::data::DataScanner;
 use super::line::{find_line_end, next_line, LineError, Status};
 use super::reply::{self, Banner};
+use crate::fault::{FaultAction, FaultContext, FaultPoint};
 use crate::sink::{Envelope, Sink, Transfer, Verdict};
+use std::time::Duration;
 
 /// What to do with a bare CR or bare LF in message content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,8 @@ struct ChunkTransfer {
     last: bool,
     /// `None` to store the octets; `Some(reply)` to drop them and refuse the chunk.
     refusal: Option<&'static [u8]>,
+    /// The refusal was injected by a fault rule (it does not count as a client error).
+    injected: bool,
 }
 
 /// Where the mail transaction stands (RFC 5321 §3.3).
@@ -163,6 +167,9 @@ pub struct Session {
     accepted_messages: u64,
     /// Content octets of those messages.
     accepted_bytes: u64,
+    /// A fault rule delays the output: `(offset in the output buffer, duration)`. Output from
+    /// the offset on waits, and no input is processed, until [`Session::release_hold`].
+    hold: Option<(usize, Duration)>,
 }
 
 impl Default for Session {
@@ -192,6 +199,7 @@ impl Session {
             draining: false,
             accepted_messages: 0,
             accepted_bytes: 0,
+            hold: None,
         }
     }
 
@@ -236,6 +244,22 @@ impl Session {
         self.close_if_draining(out, sink);
     }
 
+    /// The output hold a fault rule asked for: output from this offset of the caller's
+    /// buffer waits this long (and input waits too).
+    pub fn held(&self) -> Option<(usize, Duration)> {
+        self.hold
+    }
+
+    /// Holds output from `from` for `duration` (the server uses it for a delayed greeting).
+    pub fn hold_output(&mut self, from: usize, duration: Duration) {
+        self.hold = Some((from, duration));
+    }
+
+    /// The hold is over: output may go and input is processed again.
+    pub fn release_hold(&mut self) {
+        self.hold = None;
+    }
+
     /// Commands processed so far; a change means the client made progress.
     pub fn commands_processed(&self) -> u64 {
         self.commands
@@ -267,6 +291,9 @@ impl Session {
     ) -> usize {
         let mut pos = 0;
         loop {
+            if self.hold.is_some() {
+                return pos;
+            }
             match self.mode {
                 Mode::Closed => return input.len(),
                 Mode::AwaitingStore { .. } => return pos,
@@ -453,6 +480,27 @@ impl Session {
         out: &mut Vec<u8>,
         sink: &mut S,
     ) {
+        if accept && self.message_open {
+            let context = self.fault_context(&self.sender, b"");
+            match sink.fault(FaultPoint::Eod, &context) {
+                None => {}
+                Some(FaultAction::Reply(reply)) => {
+                    out.extend_from_slice(reply);
+                    return self.reset_transaction(sink);
+                }
+                Some(FaultAction::Disconnect) => return self.on_disconnect(sink),
+                Some(FaultAction::Disconnect421) => {
+                    return self.close_with(reply::FAULT_CLOSING, out, sink)
+                }
+                Some(FaultAction::Delay { hold, then }) => {
+                    self.hold = Some((out.len(), hold));
+                    if let Some(reply) = then {
+                        out.extend_from_slice(reply);
+                        return self.reset_transaction(sink);
+                    }
+                }
+            }
+        }
         let verdict = if accept && self.message_open {
             self.message_open = false;
             sink.on_message_end(&self.envelope(transfer))
@@ -503,6 +551,7 @@ impl Session {
         sink: &mut S,
     ) {
         match transfer.refusal {
+            Some(refusal) if transfer.injected => out.extend_from_slice(refusal),
             Some(refusal) => {
                 if transfer.last && self.stage == Stage::ChunkingFailed {
                     // RFC 3030 §2: the refused message ends with its LAST chunk.
@@ -536,6 +585,21 @@ impl Session {
             Ok(command) => command,
             Err(error) => return self.on_command_error(config, error, out, sink),
         };
+        if let Some(action) = self.command_fault(&command, sink) {
+            match action {
+                FaultAction::Reply(reply) => return self.inject_reply(&command, reply, out, sink),
+                FaultAction::Disconnect => return self.on_disconnect(sink),
+                FaultAction::Disconnect421 => {
+                    return self.close_with(reply::FAULT_CLOSING, out, sink)
+                }
+                FaultAction::Delay { hold, then } => {
+                    self.hold = Some((out.len(), hold));
+                    if let Some(reply) = then {
+                        return self.inject_reply(&command, reply, out, sink);
+                    }
+                }
+            }
+        }
         match command {
             Command::Helo { domain } | Command::Ehlo { domain } => {
                 // RFC 5321 §4.1.4: a HELO/EHLO mid-session resets the transaction like RSET.
@@ -562,6 +626,67 @@ impl Session {
             Command::Vrfy => out.extend_from_slice(reply::VRFY_CANNOT),
             Command::Help => out.extend_from_slice(reply::HELP),
             Command::Quit => self.close_with(reply::BYE, out, sink),
+        }
+    }
+
+    /// Asks the sink's fault rules about a command about to be carried out.
+    fn command_fault<S: Sink>(&self, command: &Command<'_>, sink: &mut S) -> Option<FaultAction> {
+        let (point, recipient) = match command {
+            Command::Helo { .. } => (FaultPoint::Helo, &b""[..]),
+            Command::Ehlo { .. } => (FaultPoint::Ehlo, &b""[..]),
+            Command::Mail { .. } => (FaultPoint::Mail, &b""[..]),
+            Command::Rcpt { path } => (FaultPoint::Rcpt, *path),
+            Command::Data => (FaultPoint::Data, &b""[..]),
+            Command::Bdat { .. } => (FaultPoint::Bdat, &b""[..]),
+            Command::Rset => (FaultPoint::Rset, &b""[..]),
+            Command::Noop => (FaultPoint::Noop, &b""[..]),
+            Command::Quit => (FaultPoint::Quit, &b""[..]),
+            Command::Vrfy | Command::Help => return None,
+        };
+        // MAIL's own sender is the one a `from=` pattern means.
+        let sender = match command {
+            Command::Mail { path, .. } => path,
+            _ => &self.sender[..],
+        };
+        sink.fault(point, &self.fault_context(sender, recipient))
+    }
+
+    fn fault_context<'a>(&'a self, sender: &'a [u8], recipient: &'a [u8]) -> FaultContext<'a> {
+        FaultContext {
+            sender,
+            recipient,
+            accepted: &self.recipient_bytes,
+            accepted_ends: &self.recipient_ends,
+        }
+    }
+
+    /// Answers a command with a fault rule's reply instead of carrying it out. A refused
+    /// `BDAT` still has its octets read (RFC 3030 §2) and ends the transaction.
+    fn inject_reply<S: Sink>(
+        &mut self,
+        command: &Command<'_>,
+        reply: &'static [u8],
+        out: &mut Vec<u8>,
+        sink: &mut S,
+    ) {
+        match *command {
+            Command::Bdat { size, last } => {
+                self.reset_transaction(sink);
+                self.mode = Mode::Chunk(ChunkTransfer {
+                    remaining: size,
+                    size,
+                    last,
+                    refusal: Some(reply),
+                    injected: true,
+                });
+            }
+            Command::Rcpt { .. } => {
+                // A refused recipient, as far as DATA is concerned (554, not 503: RFC 2920
+                // §3.1 wants a pipelining client told there was no valid recipient).
+                self.recipients_refused += 1;
+                out.extend_from_slice(reply);
+            }
+            _ => out.extend_from_slice(reply),
         }
     }
 
@@ -738,6 +863,7 @@ impl Session {
             size,
             last,
             refusal,
+            injected: false,
         });
     }
 }

@@ -72,6 +72,8 @@ pub struct Conn {
     pub timer_at: Instant,
     /// `session.commands_processed()` when the deadline was last set.
     pub commands_seen: u64,
+    /// When a fault delay holding this session's output ends.
+    pub held_until: Option<Instant>,
 }
 
 impl Conn {
@@ -101,7 +103,21 @@ impl Conn {
             deadline,
             timer_at: deadline,
             commands_seen: 0,
+            held_until: None,
         }
+    }
+
+    /// A fault rule refuses the connection: `reply` instead of the greeting, then close.
+    pub fn refuse_greeting(&mut self, reply: &'static [u8]) {
+        self.out.clear();
+        self.session
+            .on_timeout(reply, &mut self.out, &mut self.sink);
+    }
+
+    /// A fault delay is over: held output may go, and kept input is processed.
+    pub fn release_hold(&mut self, config: &SessionConfig) {
+        self.session.release_hold();
+        self.resume(config);
     }
 
     /// Reply bytes waiting to be written.
@@ -110,9 +126,9 @@ impl Conn {
     }
 
     /// What to ask the poller for: always readable (to notice data and hang-ups), writable
-    /// only while a write came back short.
+    /// only while a write came back short (not while a fault delay holds the output).
     pub fn wanted_interest(&self) -> Interest {
-        if self.pending_out() > 0 {
+        if self.pending_out() > 0 && self.session.held().is_none() {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -129,7 +145,7 @@ impl Conn {
     ) -> (ReadStatus, u64) {
         let mut total = 0u64;
         for _ in 0..max_reads {
-            if self.session.is_awaiting_store() {
+            if self.session.is_awaiting_store() || self.session.held().is_some() {
                 // Input behind a message being stored stays in the socket (and in `carry`)
                 // until its reply can go out: replies must stay in order (RFC 2920 §3.1).
                 return (ReadStatus::Paused, total);
@@ -180,6 +196,11 @@ impl Conn {
     pub fn on_store_complete(&mut self, stored: bool, config: &SessionConfig) {
         self.session
             .on_store_complete(stored, &mut self.out, &mut self.sink);
+        self.resume(config);
+    }
+
+    /// Processes the input kept while the session was paused; reading resumes afterwards.
+    fn resume(&mut self, config: &SessionConfig) {
         let kept = std::mem::take(&mut self.carry);
         let consumed = self
             .session
@@ -191,14 +212,22 @@ impl Conn {
 
     /// Writes pending replies until done or the socket is full. `Ok(true)` when all is written.
     pub fn flush(&mut self) -> io::Result<bool> {
-        while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+        // Output a fault delay holds stays until the hold is released.
+        let limit = self
+            .session
+            .held()
+            .map_or(self.out.len(), |(from, _)| from.min(self.out.len()));
+        while self.out_pos < limit {
+            match self.stream.write(&self.out[self.out_pos..limit]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        if limit < self.out.len() {
+            return Ok(false);
         }
         self.out.clear();
         self.out_pos = 0;

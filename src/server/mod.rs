@@ -47,6 +47,8 @@ pub struct ServerHandle {
     stats: Vec<Arc<SharedStats>>,
     /// The storage threads, if any store is configured (finished after the workers).
     store: Option<Arc<StoreHub>>,
+    /// The fault rules, if any.
+    faults: Option<Arc<crate::fault::FaultRules>>,
 }
 
 /// Starts the server: binds every address (an error names the address) and starts the
@@ -70,6 +72,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         shutdown_grace: config.shutdown_grace,
     };
 
+    let faults = crate::fault::FaultRules::parse(&config.faults, config.seed)
+        .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+    let faults = (!faults.is_empty()).then(|| Arc::new(faults));
     let store = StoreHub::start(
         &config.stores,
         config.store_threads,
@@ -110,6 +115,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             store: store.clone(),
             completions: Arc::new(Completions::new(waker)),
             exit_after: exit_after.clone(),
+            faults: faults.clone(),
         };
         let worker = Worker::new(index, poll, listeners, links, Arc::clone(&shutdown))?;
         threads.push(
@@ -124,6 +130,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         threads,
         stats,
         store,
+        faults,
     })
 }
 
@@ -176,6 +183,11 @@ impl ServerHandle {
             Some(e) => Err(e),
             None => Ok(total),
         }
+    }
+
+    /// Each fault rule with the times it fired.
+    pub fn faults_fired(&self) -> Vec<(String, u64)> {
+        self.faults.as_ref().map_or_else(Vec::new, |f| f.fired())
     }
 
     /// Shuts down and waits (for tests and embedding).
@@ -246,7 +258,11 @@ pub fn run(config: &Config) -> io::Result<Stats> {
             }
         }
     }
+    let faults = server.faults.clone();
     let total = server.stop()?;
+    for (rule, count) in faults.map_or_else(Vec::new, |f| f.fired()) {
+        println!("fastsmtpd: fault {rule:?} fired {count} times");
+    }
     println!(
         "fastsmtpd: done: messages={} bytes={} connections={} refused_connections={} errors={} timeouts={}",
         total.messages,

@@ -23,6 +23,7 @@
 
 use super::conn::{Conn, ReadStatus, OUT_HIGH_WATER};
 use super::timer::{Entry, Timers};
+use crate::fault::{FaultAction, FaultContext, FaultPoint, FaultRules};
 use crate::proto::reply;
 use crate::proto::session::SessionConfig;
 use crate::stats::{SharedStats, Stats};
@@ -118,6 +119,8 @@ pub struct WorkerLinks {
     pub completions: Arc<Completions>,
     /// Exit conditions shared by all workers (`--exit-after-*`).
     pub exit_after: Option<Arc<ExitAfter>>,
+    /// Fault-injection rules, if any.
+    pub faults: Option<Arc<FaultRules>>,
 }
 
 /// `--exit-after-messages` / `--exit-after-sessions`: counts over all workers; the worker
@@ -364,6 +367,24 @@ impl Worker {
     }
 
     fn on_accept(&mut self, stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let connect_fault = self
+            .links
+            .faults
+            .as_ref()
+            .filter(|rules| rules.watches(FaultPoint::Connect))
+            .and_then(|rules| rules.decide(FaultPoint::Connect, &FaultContext::default()));
+        match connect_fault {
+            Some(FaultAction::Disconnect) => {
+                self.stats.connections += 1;
+                return; // dropping the stream closes it without a word
+            }
+            Some(FaultAction::Disconnect421) => {
+                self.stats.connections += 1;
+                let _ = (&stream).write(reply::FAULT_CLOSING);
+                return;
+            }
+            _ => {}
+        }
         let open = self.links.open_connections.fetch_add(1, Ordering::Relaxed);
         if open >= self.links.max_connections {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -390,7 +411,18 @@ impl Worker {
                 StoreSink::storing(hub, notify, peer)
             }
         };
+        let sink = sink.with_faults(self.links.faults.clone());
         let mut conn = Conn::new(stream, id, &self.links.session_config, deadline, sink);
+        match connect_fault {
+            Some(FaultAction::Reply(reply)) => conn.refuse_greeting(reply),
+            Some(FaultAction::Delay { hold, then }) => {
+                if let Some(reply) = then {
+                    conn.refuse_greeting(reply);
+                }
+                conn.session.hold_output(0, hold);
+            }
+            _ => {}
+        }
         // epoll reports data that arrived before registration, so no read is tried now.
         conn.read_ready = false;
         if self
@@ -462,6 +494,13 @@ impl Worker {
             }
         }
         update_deadline(conn, bytes, now, &self.links.deadlines);
+        if let Some((_, hold)) = conn.session.held() {
+            // A fault rule holds this session's output: its timer is the release.
+            if conn.held_until.is_none() {
+                conn.held_until = Some(now + hold);
+            }
+            conn.deadline = conn.held_until.unwrap_or(conn.deadline);
+        }
 
         let flushed = match conn.flush() {
             Ok(flushed) => flushed,
@@ -476,7 +515,7 @@ impl Worker {
             }
             return self.close(key);
         }
-        if finished {
+        if finished && conn.held_until.is_none() {
             // The last replies are still going out; do not wait for them forever.
             conn.deadline = conn.deadline.min(now + CLOSE_LINGER);
         }
@@ -514,6 +553,15 @@ impl Worker {
             };
             if conn.id != entry.id || conn.timer_at != entry.at {
                 continue; // stale entry
+            }
+            if conn.held_until.is_some_and(|until| until <= now) {
+                // A fault delay is over: the held replies go out, input is read again.
+                conn.held_until = None;
+                conn.timer_at = far_future(now);
+                conn.deadline = now + self.links.deadlines.idle_timeout;
+                conn.release_hold(&self.links.session_config);
+                self.drive(entry.key, now);
+                continue;
             }
             if conn.deadline > now {
                 // The deadline moved later since this entry was made; look again then.
@@ -569,6 +617,12 @@ impl Worker {
         }
         // Dropping the stream closes the socket, which also removes it from epoll.
     }
+}
+
+/// A time no timer entry will ever be due at: marks a connection as having no authoritative
+/// entry, so the next deadline set is scheduled.
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Moves a connection's deadline after a round of input (see [`Deadlines`]).

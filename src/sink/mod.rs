@@ -14,6 +14,7 @@ mod discard;
 
 pub use discard::DiscardSink;
 
+use crate::fault::{FaultAction, FaultContext, FaultPoint};
 use crate::proto::command::MailParams;
 
 /// How the message content arrived.
@@ -86,4 +87,9 @@ pub trait Sink {
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict;
     /// The message will not be accepted (refused, reset, or the client went away).
     fn on_message_abort(&mut self);
+    /// Fault injection: asked before the session carries out `point` (see [`crate::fault`]).
+    /// The default injects nothing.
+    fn fault(&mut self, _point: FaultPoint, _context: &FaultContext<'_>) -> Option<FaultAction> {
+        None
+    }
 }

@@ -25,6 +25,7 @@ pub mod jsonl;
 pub mod maildir;
 pub mod record;
 
+use crate::fault::{FaultAction, FaultContext, FaultPoint, FaultRules};
 use crate::sink::{Envelope, Sink, Verdict};
 use mio::Waker;
 use record::MessageMeta;
@@ -301,6 +302,8 @@ fn storage_thread(receiver: &Mutex<Receiver<Job>>, targets: &[Target], max_batch
 pub struct StoreSink {
     /// `None` to discard.
     storing: Option<Box<Storing>>,
+    /// The server's fault rules, if any.
+    faults: Option<Arc<FaultRules>>,
 }
 
 /// What a storing connection keeps.
@@ -319,7 +322,10 @@ struct Storing {
 impl StoreSink {
     /// A sink that keeps nothing.
     pub fn discard() -> StoreSink {
-        StoreSink { storing: None }
+        StoreSink {
+            storing: None,
+            faults: None,
+        }
     }
 
     /// A sink that stores through `hub`, reporting to `notify`.
@@ -331,7 +337,14 @@ impl StoreSink {
                 client,
                 body: Vec::new(),
             })),
+            faults: None,
         }
+    }
+
+    /// Applies `rules` to this connection's commands.
+    pub fn with_faults(mut self, rules: Option<Arc<FaultRules>>) -> StoreSink {
+        self.faults = rules;
+        self
     }
 }
 
@@ -365,6 +378,10 @@ impl Sink for StoreSink {
             // The storage threads are gone (shutting down): not stored.
             Err(_) => Verdict::Failed,
         }
+    }
+
+    fn fault(&mut self, point: FaultPoint, context: &FaultContext<'_>) -> Option<FaultAction> {
+        self.faults.as_ref()?.decide(point, context)
     }
 
     fn on_message_abort(&mut self) {

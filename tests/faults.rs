@@ -1,0 +1,246 @@
+//! Fault injection seen by real clients: each kind of rule fires as configured, Python's
+//! smtplib raises the matching exception, smtp-loadgen-style raw clients see the exact
+//! bytes, and seeded probabilities repeat exactly.
+
+mod util;
+
+use fastsmtpd::config::Config;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use util::{test_config, TestServer, MAIL_OK};
+
+fn with_faults(rules: &[&str], seed: u64) -> TestServer {
+    TestServer::start(Config {
+        faults: rules.iter().map(|r| r.to_string()).collect(),
+        seed,
+        ..test_config()
+    })
+}
+
+/// Runs a Python snippet with `smtplib` imported and `PORT` set; returns its stdout lines.
+fn python(addr: SocketAddr, body: &str) -> Vec<String> {
+    let script = format!("import smtplib, sys, time\nPORT = {}\n{body}", addr.port());
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs (apt-get install -y python3)");
+    assert!(
+        output.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A Python function `send(s, n, to)` that sends message `n` and prints the outcome as one
+/// line: `ok`, or the exception class and SMTP code.
+const SEND: &str = r#"
+def reset(s):
+    try: s.rset()
+    except smtplib.SMTPException: pass
+
+def send(s, n, to="rcpt@example.net", sender="sender@example.org"):
+    msg = f"Subject: {n}\r\n\r\nbody {n}\r\n"
+    try:
+        s.sendmail(sender, [to], msg)
+        print("ok")
+    except smtplib.SMTPRecipientsRefused as e:
+        print("SMTPRecipientsRefused", list(e.recipients.values())[0][0])
+        reset(s)
+    except smtplib.SMTPSenderRefused as e:
+        print("SMTPSenderRefused", e.smtp_code)
+        reset(s)
+    except smtplib.SMTPDataError as e:
+        print("SMTPDataError", e.smtp_code)
+        # smtplib leaves the transaction open when DATA itself is refused.
+        reset(s)
+    except smtplib.SMTPServerDisconnected as e:
+        print("SMTPServerDisconnected")
+"#;
+
+#[test]
+fn recipient_pattern_rejects_only_matching_recipients() {
+    let server = with_faults(&["rcpt to=*@bad.example reply=550 5.1.1 No such user"], 0);
+    let lines = python(
+        server.addr,
+        &format!(
+            "{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nsend(s, 1)\nsend(s, 2, to='x@bad.example')\nsend(s, 3)\ns.quit()"
+        ),
+    );
+    assert_eq!(lines, ["ok", "SMTPRecipientsRefused 550", "ok"]);
+    assert_eq!(server.stop().messages, 2);
+}
+
+#[test]
+fn sender_data_and_end_of_data_refusals_raise_the_right_exceptions() {
+    let server = with_faults(
+        &[
+            "mail from=spam*@* reply=553 5.7.1 Sender rejected",
+            "data nth=2 reply=554 5.3.0 No data today",
+            "eod nth=3 reply=451 4.3.0 Could not queue",
+        ],
+        0,
+    );
+    let lines = python(
+        server.addr,
+        &format!(
+            "{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nsend(s, 1, sender='spam1@x.example')\n\
+             for n in range(2, 6): send(s, n)\ns.quit()"
+        ),
+    );
+    // Message 1 never gets to DATA; message 3 is the second DATA (refused, so it has no end
+    // of data); message 5 brings the third end of data.
+    assert_eq!(
+        lines,
+        [
+            "SMTPSenderRefused 553",
+            "ok",
+            "SMTPDataError 554",
+            "ok",
+            "SMTPDataError 451",
+        ]
+    );
+    let stats = server.stop();
+    assert_eq!(stats.messages, 2);
+}
+
+#[test]
+fn disconnects_with_and_without_421() {
+    let server = with_faults(&["rcpt nth=2 disconnect", "mail nth=3 disconnect=421"], 0);
+    let lines = python(
+        server.addr,
+        &format!(
+            "{SEND}\nfor n in range(1, 4):\n    s = smtplib.SMTP('127.0.0.1', PORT)\n    send(s, n)\n    try: s.quit()\n    except Exception: pass\n"
+        ),
+    );
+    // The 421 to MAIL: smtplib reports it as a refused sender with code 421 and closes.
+    assert_eq!(
+        lines,
+        ["ok", "SMTPServerDisconnected", "SMTPSenderRefused 421"]
+    );
+    // The raw bytes of both: nothing at all, then the 421 line.
+    let server = with_faults(&["rcpt disconnect", "mail nth=2 disconnect=421"], 0);
+    let mut client = server.client();
+    client.ehlo();
+    client.roundtrip("MAIL FROM:<a@b.example>\r\n", MAIL_OK);
+    client.send("RCPT TO:<c@d.example>\r\n");
+    client.expect_closed();
+    let mut client = server.client();
+    client.ehlo();
+    client.roundtrip(
+        "MAIL FROM:<a@b.example>\r\n",
+        "421 4.3.0 Service not available, closing transmission channel\r\n",
+    );
+    client.expect_closed();
+}
+
+#[test]
+fn a_refused_connection_and_a_late_greeting() {
+    let server = with_faults(&["connect nth=1 reply=554 5.7.1 No service for you"], 0);
+    let lines = python(
+        server.addr,
+        "try:\n    smtplib.SMTP('127.0.0.1', PORT)\n    print('connected')\nexcept smtplib.SMTPConnectError as e:\n    print('SMTPConnectError', e.smtp_code)\ns = smtplib.SMTP('127.0.0.1', PORT)\nprint(s.noop()[0])\ns.quit()",
+    );
+    assert_eq!(lines, ["SMTPConnectError 554", "250"]);
+
+    let server = with_faults(&["connect delay=300ms"], 0);
+    let start = Instant::now();
+    let client = server.client();
+    // The greeting cannot arrive before the delay (a lower bound, not a speed check).
+    assert!(
+        start.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(client);
+}
+
+#[test]
+fn delays_hold_the_reply_and_what_follows_it() {
+    let server = with_faults(
+        &[
+            "data delay=300ms",
+            "eod delay=200ms reply=451 4.3.0 Slow and failed",
+        ],
+        0,
+    );
+    let mut client = server.client();
+    client.ehlo();
+    let start = Instant::now();
+    // Pipelined: the 354 waits 300 ms, and so do the replies queued behind nothing else.
+    client.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+    client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+    assert!(
+        start.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    client.send("Subject: x\r\n\r\nhello\r\n.\r\nNOOP\r\n");
+    client.expect("451 4.3.0 Slow and failed\r\n250 2.0.0 Ok\r\n");
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
+    client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
+    assert_eq!(server.stop().messages, 0);
+}
+
+#[test]
+fn an_injected_bdat_refusal_still_reads_the_chunk() {
+    let server = with_faults(&["bdat nth=1 reply=552 5.3.4 Chunk refused"], 0);
+    let mut client = server.client();
+    client.ehlo();
+    client.send(
+        "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 6 LAST\r\nQUIT\r\nRSET\r\n",
+    );
+    // "QUIT\r\n" are chunk octets, not a command; RSET is the next command.
+    client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n552 5.3.4 Chunk refused\r\n250 2.0.0 Ok\r\n");
+    client.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 5 LAST\r\nhello");
+    client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n");
+    assert_eq!(server.stop().messages, 1);
+}
+
+/// Which of 60 messages (one connection, in order) got through with `rule` and `seed`.
+fn outcomes(rule: &str, seed: u64) -> Vec<String> {
+    let server = with_faults(&[rule], seed);
+    python(
+        server.addr,
+        &format!(
+            "{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nfor n in range(60): send(s, n)\ns.quit()"
+        ),
+    )
+}
+
+#[test]
+fn seeded_probability_faults_repeat_exactly() {
+    let rule = "rcpt p=0.3 reply=450 4.2.1 Mailbox busy";
+    let first = outcomes(rule, 42);
+    assert_eq!(first, outcomes(rule, 42), "same seed, same faults");
+    assert_ne!(first, outcomes(rule, 43), "another seed, other faults");
+    let refused = first
+        .iter()
+        .filter(|l| *l == "SMTPRecipientsRefused 450")
+        .count();
+    assert!(
+        (5..=35).contains(&refused),
+        "{refused} of 60 refused at p=0.3"
+    );
+    assert_eq!(refused + first.iter().filter(|l| *l == "ok").count(), 60);
+}
+
+#[test]
+fn bad_rules_are_refused_at_start() {
+    let config = Config {
+        faults: vec!["rcpt p=2 disconnect".into()],
+        ..test_config()
+    };
+    let error = fastsmtpd::server::start(&config).err().expect("refused");
+    assert!(error.to_string().contains("probability"), "{error}");
+}

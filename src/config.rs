@@ -77,6 +77,8 @@ pub struct Config {
     pub faults: Vec<String>,
     /// Seed for probabilistic faults and random delays.
     pub seed: u64,
+    /// Where to serve Prometheus metrics over HTTP (`None`: not served).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             exit_after_sessions: None,
             faults: Vec::new(),
             seed: 0,
+            metrics: None,
         }
     }
 }

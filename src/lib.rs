@@ -9,6 +9,7 @@
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
+//! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
 //! | [`stats`] | per-worker counters, merged for reports |
 //!
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod fault;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod sink;

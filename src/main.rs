@@ -79,6 +79,9 @@ struct Cli {
     /// Seed for probabilistic faults and random delays (same seed, same faults).
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
+    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         exit_after_sessions: cli.exit_after_sessions,
         faults: cli.faults,
         seed: cli.seed,
+        metrics: cli.metrics,
         ..Config::default()
     };
     if let Some(threads) = cli.threads {

@@ -13,6 +13,7 @@
 //! buffer) and `out` (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
 //! worth). Both keep their capacity between messages, so the steady state allocates nothing.
 
+use crate::metrics::ReplyCounts;
 use crate::proto::session::{Session, SessionConfig};
 use crate::store::StoreSink;
 use mio::net::TcpStream;
@@ -211,7 +212,8 @@ impl Conn {
     }
 
     /// Writes pending replies until done or the socket is full. `Ok(true)` when all is written.
-    pub fn flush(&mut self) -> io::Result<bool> {
+    /// With `replies`, counts what was sent (for `--metrics`).
+    pub fn flush(&mut self, replies: Option<&ReplyCounts>) -> io::Result<bool> {
         // Output a fault delay holds stays until the hold is released.
         let limit = self
             .session
@@ -228,6 +230,11 @@ impl Conn {
         }
         if limit < self.out.len() {
             return Ok(false);
+        }
+        if let Some(counts) = replies {
+            // Everything in `out` is now sent, and `out` is cleared next: each reply is
+            // counted exactly once.
+            counts.count(&self.out);
         }
         self.out.clear();
         self.out_pos = 0;

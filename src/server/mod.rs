@@ -24,6 +24,7 @@ pub mod timer;
 pub mod worker;
 
 use crate::config::Config;
+use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
 use crate::store::{Completions, StoreHub};
 use mio::{Poll, Waker};
@@ -49,6 +50,8 @@ pub struct ServerHandle {
     store: Option<Arc<StoreHub>>,
     /// The fault rules, if any.
     faults: Option<Arc<crate::fault::FaultRules>>,
+    /// The metrics endpoint, if served.
+    metrics: Option<MetricsServer>,
 }
 
 /// Starts the server: binds every address (an error names the address) and starts the
@@ -101,11 +104,14 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
 
     let mut threads = Vec::with_capacity(config.threads);
     let mut stats = Vec::with_capacity(config.threads);
+    let mut reply_counts = Vec::new();
     for (index, ((poll, listeners), waker)) in
         polls.into_iter().zip(listeners).zip(wakers).enumerate()
     {
         let shared = Arc::new(SharedStats::default());
         stats.push(Arc::clone(&shared));
+        let replies = config.metrics.map(|_| Arc::new(ReplyCounts::default()));
+        reply_counts.extend(replies.clone());
         let links = WorkerLinks {
             session_config: Arc::clone(&session_config),
             deadlines,
@@ -116,6 +122,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             completions: Arc::new(Completions::new(waker)),
             exit_after: exit_after.clone(),
             faults: faults.clone(),
+            replies,
         };
         let worker = Worker::new(index, poll, listeners, links, Arc::clone(&shutdown))?;
         threads.push(
@@ -124,6 +131,18 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
                 .spawn(move || worker.run())?,
         );
     }
+    let metrics = match config.metrics {
+        None => None,
+        Some(addr) => Some(MetricsServer::start(
+            addr,
+            MetricsSource {
+                workers: stats.clone(),
+                replies: reply_counts,
+                store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
+                faults: faults.clone(),
+            },
+        )?),
+    };
     Ok(ServerHandle {
         addrs,
         shutdown,
@@ -131,6 +150,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         stats,
         store,
         faults,
+        metrics,
     })
 }
 
@@ -162,7 +182,7 @@ impl ServerHandle {
 
     /// Waits for every worker to finish, then for the storage threads to write what is
     /// queued; returns the summed final counters.
-    pub fn join(self) -> io::Result<Stats> {
+    pub fn join(mut self) -> io::Result<Stats> {
         let mut total = Stats::default();
         let mut first_error = None;
         for thread in self.threads {
@@ -179,10 +199,18 @@ impl ServerHandle {
         if let Some(store) = &self.store {
             store.finish();
         }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.stop();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(total),
         }
+    }
+
+    /// Where the metrics endpoint listens, if `--metrics` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Each fault rule with the times it fired.
@@ -213,6 +241,9 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         config.threads,
         if config.threads == 1 { "" } else { "s" }
     );
+    if let Some(addr) = server.metrics_addr() {
+        println!("fastsmtpd: metrics on http://{addr}/metrics");
+    }
 
     let (signalled_tx, signalled) = mpsc::channel::<()>();
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;

@@ -24,6 +24,7 @@
 use super::conn::{Conn, ReadStatus, OUT_HIGH_WATER};
 use super::timer::{Entry, Timers};
 use crate::fault::{FaultAction, FaultContext, FaultPoint, FaultRules};
+use crate::metrics::ReplyCounts;
 use crate::proto::reply;
 use crate::proto::session::SessionConfig;
 use crate::stats::{SharedStats, Stats};
@@ -121,6 +122,8 @@ pub struct WorkerLinks {
     pub exit_after: Option<Arc<ExitAfter>>,
     /// Fault-injection rules, if any.
     pub faults: Option<Arc<FaultRules>>,
+    /// This worker's reply counts, when metrics are served.
+    pub replies: Option<Arc<ReplyCounts>>,
 }
 
 /// `--exit-after-messages` / `--exit-after-sessions`: counts over all workers; the worker
@@ -502,7 +505,7 @@ impl Worker {
             conn.deadline = conn.held_until.unwrap_or(conn.deadline);
         }
 
-        let flushed = match conn.flush() {
+        let flushed = match conn.flush(self.links.replies.as_deref()) {
             Ok(flushed) => flushed,
             Err(_) => return self.close(key),
         };
@@ -584,7 +587,7 @@ impl Worker {
                 };
                 conn.on_timeout(reply);
                 self.stats.timeouts += 1;
-                let _ = conn.flush();
+                let _ = conn.flush(self.links.replies.as_deref());
             }
             self.close(entry.key);
         }
@@ -596,7 +599,7 @@ impl Worker {
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.on_timeout(reply);
-                let _ = conn.flush();
+                let _ = conn.flush(self.links.replies.as_deref());
             }
             self.close(key);
         }

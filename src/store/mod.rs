@@ -26,6 +26,7 @@ pub mod maildir;
 pub mod record;
 
 use crate::fault::{FaultAction, FaultContext, FaultPoint, FaultRules};
+use crate::metrics::StoreLatency;
 use crate::sink::{Envelope, Sink, Verdict};
 use mio::Waker;
 use record::MessageMeta;
@@ -198,6 +199,8 @@ pub struct Job {
     pub body: Vec<u8>,
     /// Whom to tell.
     pub notify: Notify,
+    /// When the session handed it over (for the store-latency metric).
+    pub submitted: std::time::Instant,
 }
 
 /// The storage threads and the stores they write.
@@ -207,6 +210,8 @@ pub struct StoreHub {
     sender: Mutex<Option<Sender<Job>>>,
     /// The threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Time from hand-over to verdict, and failures.
+    pub latency: Arc<StoreLatency>,
 }
 
 impl StoreHub {
@@ -227,21 +232,26 @@ impl StoreHub {
                 .map(|spec| Target::open(spec, hostname))
                 .collect::<io::Result<_>>()?,
         );
+        let latency = Arc::new(StoreLatency::default());
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads.max(1) {
             let targets = Arc::clone(&targets);
             let receiver = Arc::clone(&receiver);
+            let latency = Arc::clone(&latency);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("fastsmtpd-store-{index}"))
-                    .spawn(move || storage_thread(&receiver, &targets, max_batch.max(1)))?,
+                    .spawn(move || {
+                        storage_thread(&receiver, &targets, max_batch.max(1), &latency)
+                    })?,
             );
         }
         Ok(Some(Arc::new(StoreHub {
             sender: Mutex::new(Some(sender)),
             threads: Mutex::new(handles),
+            latency,
         })))
     }
 
@@ -264,7 +274,12 @@ impl StoreHub {
 }
 
 /// Takes batches of jobs until every sender is gone, stores them, reports the outcomes.
-fn storage_thread(receiver: &Mutex<Receiver<Job>>, targets: &[Target], max_batch: usize) {
+fn storage_thread(
+    receiver: &Mutex<Receiver<Job>>,
+    targets: &[Target],
+    max_batch: usize,
+    latency: &StoreLatency,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut ok: Vec<bool> = Vec::with_capacity(max_batch);
     loop {
@@ -287,7 +302,9 @@ fn storage_thread(receiver: &Mutex<Receiver<Job>>, targets: &[Target], max_batch
         for target in targets {
             target.store_batch(&batch, &mut ok);
         }
+        let done = std::time::Instant::now();
         for (job, stored) in batch.drain(..).zip(&ok) {
+            latency.observe(done.saturating_duration_since(job.submitted), *stored);
             job.notify
                 .completions
                 .report(job.notify.key, job.notify.id, *stored);
@@ -372,6 +389,7 @@ impl Sink for StoreSink {
             meta: MessageMeta::new(envelope, storing.client),
             body: std::mem::take(&mut storing.body),
             notify: storing.notify.clone(),
+            submitted: std::time::Instant::now(),
         };
         match jobs.send(job) {
             Ok(()) => Verdict::Pending,

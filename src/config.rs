@@ -79,6 +79,8 @@ pub struct Config {
     pub seed: u64,
     /// Where to serve Prometheus metrics over HTTP (`None`: not served).
     pub metrics: Option<SocketAddr>,
+    /// Print one line per message attempt on standard output.
+    pub log_sessions: bool,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             faults: Vec::new(),
             seed: 0,
             metrics: None,
+            log_sessions: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`proto`] | the protocol, sans I/O: framing, parsing, replies, DATA scanning, the session state machine |
 //! | [`sink`] | the seam between the protocol and what happens to accepted messages |
+//! | [`txlog`] | `--log-sessions`: one line per message attempt, written off the event loop |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
@@ -24,3 +25,4 @@ pub mod server;
 pub mod sink;
 pub mod stats;
 pub mod store;
+pub mod txlog;

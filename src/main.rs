@@ -82,6 +82,9 @@ struct Cli {
     /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Print one line per message attempt (client, envelope, size, final reply) on stdout.
+    #[arg(long)]
+    log_sessions: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         faults: cli.faults,
         seed: cli.seed,
         metrics: cli.metrics,
+        log_sessions: cli.log_sessions,
         ..Config::default()
     };
     if let Some(threads) = cli.threads {

@@ -83,3 +83,70 @@ fn counters_match_the_traffic_sent() {
     assert!(refused.starts_with("HTTP/1.1 405 "), "{refused}");
     server.stop();
 }
+
+#[test]
+fn log_sessions_prints_one_line_per_message_attempt() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("fastsmtpd-txlog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+        .args([
+            "--listen",
+            &listen,
+            "--threads",
+            "1",
+            "--hostname",
+            "mx.test",
+        ])
+        .args(["--log-sessions", "--exit-after-sessions", "1"])
+        .args(["--fault", "eod nth=2 reply=451 4.3.0 Not now"])
+        .arg("--store")
+        .arg(format!("maildir:{}", dir.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
+
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut client = util::Client::connect(addr);
+    client.expect("220 mx.test ESMTP fastsmtpd\r\n");
+    client.send("EHLO c.test\r\n");
+    let mut ehlo = [0u8; 512];
+    let _ = client.stream.read(&mut ehlo).unwrap();
+    for (to, reply) in [
+        ("x@y.example", "250 2.0.0 Ok: queued\r\n"),
+        ("z@y.example", "451 4.3.0 Not now\r\n"),
+    ] {
+        client.roundtrip(
+            format!("MAIL FROM:<a@b.example>\r\nRCPT TO:<{to}>\r\nBDAT 5 LAST\r\nhello"),
+            format!("{MAIL_OK}{RCPT_OK}{reply}"),
+        );
+    }
+    client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let records: Vec<&str> = rest.lines().filter(|l| l.contains(" client=")).collect();
+    assert_eq!(records.len(), 2, "{rest}");
+    assert!(
+        records[0].contains(" helo=c.test from=<a@b.example> to=<x@y.example> transfer=BDAT size=5 reply=\"250 2.0.0 Ok: queued\""),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[1].contains(" to=<z@y.example> ")
+            && records[1].ends_with("reply=\"451 4.3.0 Not now\""),
+        "{}",
+        records[1]
+    );
+    assert!(records[0].contains("client=127.0.0.1:"), "{}", records[0]);
+}

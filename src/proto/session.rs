@@ -235,12 +235,14 @@ impl Session {
             return;
         };
         self.mode = Mode::Command;
-        if stored {
-            out.extend_from_slice(reply::MESSAGE_ACCEPTED);
+        let reply = if stored {
             self.count_accepted(size);
+            reply::MESSAGE_ACCEPTED
         } else {
-            out.extend_from_slice(reply::STORE_FAILED);
-        }
+            reply::STORE_FAILED
+        };
+        out.extend_from_slice(reply);
+        sink.on_outcome(None, size, reply);
         self.close_if_draining(out, sink);
     }
 
@@ -485,18 +487,20 @@ impl Session {
             match sink.fault(FaultPoint::Eod, &context) {
                 None => {}
                 Some(FaultAction::Reply(reply)) => {
-                    out.extend_from_slice(reply);
-                    return self.reset_transaction(sink);
+                    return self.end_message_with(transfer, size, reply, out, sink);
                 }
-                Some(FaultAction::Disconnect) => return self.on_disconnect(sink),
+                Some(FaultAction::Disconnect) => {
+                    sink.on_outcome(Some(&self.envelope(transfer)), size, b"(disconnected)");
+                    return self.on_disconnect(sink);
+                }
                 Some(FaultAction::Disconnect421) => {
-                    return self.close_with(reply::FAULT_CLOSING, out, sink)
+                    sink.on_outcome(Some(&self.envelope(transfer)), size, reply::FAULT_CLOSING);
+                    return self.close_with(reply::FAULT_CLOSING, out, sink);
                 }
                 Some(FaultAction::Delay { hold, then }) => {
                     self.hold = Some((out.len(), hold));
                     if let Some(reply) = then {
-                        out.extend_from_slice(reply);
-                        return self.reset_transaction(sink);
+                        return self.end_message_with(transfer, size, reply, out, sink);
                     }
                 }
             }
@@ -507,16 +511,33 @@ impl Session {
         } else {
             Verdict::Failed
         };
-        match (accept, verdict) {
+        let reply = match (accept, verdict) {
             (true, Verdict::Stored) => {
-                out.extend_from_slice(reply::MESSAGE_ACCEPTED);
                 self.count_accepted(size);
+                reply::MESSAGE_ACCEPTED
             }
-            (true, Verdict::Failed) => out.extend_from_slice(reply::STORE_FAILED),
+            (true, Verdict::Failed) => reply::STORE_FAILED,
             // The transaction is over either way; only the reply waits.
-            (true, Verdict::Pending) => self.mode = Mode::AwaitingStore { size },
-            (false, _) => out.extend_from_slice(refusal),
-        }
+            (true, Verdict::Pending) => {
+                self.mode = Mode::AwaitingStore { size };
+                return self.reset_transaction(sink);
+            }
+            (false, _) => refusal,
+        };
+        self.end_message_with(transfer, size, reply, out, sink);
+    }
+
+    /// The final reply of a message attempt, then a clean transaction.
+    fn end_message_with<S: Sink>(
+        &mut self,
+        transfer: Transfer,
+        size: u64,
+        reply: &'static [u8],
+        out: &mut Vec<u8>,
+        sink: &mut S,
+    ) {
+        out.extend_from_slice(reply);
+        sink.on_outcome(Some(&self.envelope(transfer)), size, reply);
         self.reset_transaction(sink);
     }
 

@@ -52,6 +52,8 @@ pub struct ServerHandle {
     faults: Option<Arc<crate::fault::FaultRules>>,
     /// The metrics endpoint, if served.
     metrics: Option<MetricsServer>,
+    /// The transaction log writer, with `--log-sessions`.
+    txlog: Option<Arc<crate::txlog::TxLog>>,
 }
 
 /// Starts the server: binds every address (an error names the address) and starts the
@@ -105,6 +107,11 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let mut threads = Vec::with_capacity(config.threads);
     let mut stats = Vec::with_capacity(config.threads);
     let mut reply_counts = Vec::new();
+    let txlog = if config.log_sessions {
+        Some(Arc::new(crate::txlog::TxLog::start()?))
+    } else {
+        None
+    };
     for (index, ((poll, listeners), waker)) in
         polls.into_iter().zip(listeners).zip(wakers).enumerate()
     {
@@ -123,6 +130,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             exit_after: exit_after.clone(),
             faults: faults.clone(),
             replies,
+            txlog: txlog.clone(),
         };
         let worker = Worker::new(index, poll, listeners, links, Arc::clone(&shutdown))?;
         threads.push(
@@ -151,6 +159,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         store,
         faults,
         metrics,
+        txlog,
     })
 }
 
@@ -201,6 +210,9 @@ impl ServerHandle {
         }
         if let Some(metrics) = &mut self.metrics {
             metrics.stop();
+        }
+        if let Some(txlog) = &self.txlog {
+            txlog.finish();
         }
         match first_error {
             Some(e) => Err(e),

@@ -124,6 +124,8 @@ pub struct WorkerLinks {
     pub faults: Option<Arc<FaultRules>>,
     /// This worker's reply counts, when metrics are served.
     pub replies: Option<Arc<ReplyCounts>>,
+    /// The transaction log, with `--log-sessions`.
+    pub txlog: Option<Arc<crate::txlog::TxLog>>,
 }
 
 /// `--exit-after-messages` / `--exit-after-sessions`: counts over all workers; the worker
@@ -414,7 +416,9 @@ impl Worker {
                 StoreSink::storing(hub, notify, peer)
             }
         };
-        let sink = sink.with_faults(self.links.faults.clone());
+        let sink = sink
+            .with_faults(self.links.faults.clone())
+            .with_log(self.links.txlog.as_deref(), peer);
         let mut conn = Conn::new(stream, id, &self.links.session_config, deadline, sink);
         match connect_fault {
             Some(FaultAction::Reply(reply)) => conn.refuse_greeting(reply),

@@ -87,6 +87,10 @@ pub trait Sink {
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict;
     /// The message will not be accepted (refused, reset, or the client went away).
     fn on_message_abort(&mut self);
+    /// A message attempt ended with `reply` (its final reply, or `(disconnected)`), for
+    /// per-transaction logs. `envelope` is `None` when the reply came after a
+    /// [`Verdict::Pending`] (the sink saw the envelope at `on_message_end`). Default: nothing.
+    fn on_outcome(&mut self, _envelope: Option<&Envelope<'_>>, _size: u64, _reply: &[u8]) {}
     /// Fault injection: asked before the session carries out `point` (see [`crate::fault`]).
     /// The default injects nothing.
     fn fault(&mut self, _point: FaultPoint, _context: &FaultContext<'_>) -> Option<FaultAction> {

@@ -321,6 +321,19 @@ pub struct StoreSink {
     storing: Option<Box<Storing>>,
     /// The server's fault rules, if any.
     faults: Option<Arc<FaultRules>>,
+    /// Per-transaction records (`--log-sessions`), if asked for.
+    log: Option<Box<LogState>>,
+}
+
+/// What a logging connection keeps.
+#[derive(Debug)]
+struct LogState {
+    /// The writer thread's queue.
+    lines: Sender<String>,
+    /// The client's address.
+    client: SocketAddr,
+    /// The envelope of the message whose store is pending.
+    pending_envelope: String,
 }
 
 /// What a storing connection keeps.
@@ -342,6 +355,7 @@ impl StoreSink {
         StoreSink {
             storing: None,
             faults: None,
+            log: None,
         }
     }
 
@@ -355,7 +369,20 @@ impl StoreSink {
                 body: Vec::new(),
             })),
             faults: None,
+            log: None,
         }
+    }
+
+    /// Records each message attempt of this connection (from `client`) to `log`.
+    pub fn with_log(mut self, log: Option<&crate::txlog::TxLog>, client: SocketAddr) -> StoreSink {
+        self.log = log.and_then(|log| log.sender()).map(|lines| {
+            Box::new(LogState {
+                lines,
+                client,
+                pending_envelope: String::new(),
+            })
+        });
+        self
     }
 
     /// Applies `rules` to this connection's commands.
@@ -379,6 +406,10 @@ impl Sink for StoreSink {
     }
 
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
+        if let Some(log) = &mut self.log {
+            // Kept for the record written when the store reports.
+            log.pending_envelope = crate::txlog::envelope_text(envelope);
+        }
         let Some(storing) = &mut self.storing else {
             return Verdict::Stored; // discard
         };
@@ -396,6 +427,19 @@ impl Sink for StoreSink {
             // The storage threads are gone (shutting down): not stored.
             Err(_) => Verdict::Failed,
         }
+    }
+
+    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, size: u64, reply: &[u8]) {
+        let Some(log) = &mut self.log else {
+            return;
+        };
+        let envelope = match envelope {
+            Some(envelope) => crate::txlog::envelope_text(envelope),
+            None => std::mem::take(&mut log.pending_envelope),
+        };
+        let line = crate::txlog::record_line(log.client, &envelope, size, reply);
+        // The writer is gone only while shutting down; a lost line is all that happens.
+        let _ = log.lines.send(line);
     }
 
     fn fault(&mut self, point: FaultPoint, context: &FaultContext<'_>) -> Option<FaultAction> {

@@ -21,9 +21,20 @@
 //! What it does not do: carry the action out (the session replies or closes; the worker keeps
 //! the time of a delay) or keep any clock.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most (client, sender, recipient) triplets or client buckets a rule remembers; beyond,
+/// entries older than [`FORGET_AFTER`] are dropped, and if that is not enough, all.
+const MAX_REMEMBERED: usize = 100_000;
+/// How long greylisting remembers a triplet.
+const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The reply of a greylisting rule without `reply=` (RFC 6647 §2.1 suggests a 4xx; 4.7.1).
+const GREYLISTED: &[u8] = b"451 4.7.1 Greylisted, please try again later\r\n";
 
 /// Where in a session a rule applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +101,11 @@ pub enum FaultAction {
 /// What a decision may look at (borrowed from the session, nothing copied).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FaultContext<'a> {
+    /// The client's address (greylisting and rate limits are per client).
+    pub client: Option<IpAddr>,
+    /// The time of the decision (greylisting and rate limits need it; the caller reads the
+    /// clock so this module keeps none).
+    pub now: Option<Instant>,
     /// The transaction's sender (empty before `MAIL`, and for `<>`).
     pub sender: &'a [u8],
     /// At `RCPT`: the recipient being given. Empty elsewhere.
@@ -116,6 +132,9 @@ impl FaultContext<'_> {
     }
 }
 
+/// What greylisting keys on: client address, sender, recipient (both lowercased).
+type Triplet = (IpAddr, Vec<u8>, Vec<u8>);
+
 /// One rule.
 #[derive(Debug)]
 struct Rule {
@@ -128,6 +147,14 @@ struct Rule {
     probability: Option<f64>,
     delay: Option<(Duration, Duration)>,
     action: Option<FaultAction>,
+    /// `greylist=D`: refuse a (client, sender, recipient) until D after its first attempt.
+    greylist: Option<Duration>,
+    /// When each triplet was first seen.
+    greylisted: Mutex<HashMap<Triplet, Instant>>,
+    /// `rate=N/s`: the rule applies to a client only beyond this many per second.
+    rate: Option<f64>,
+    /// Per client: (tokens, last refill).
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     /// Matching occurrences seen.
     seen: AtomicU64,
     /// Times fired.
@@ -151,6 +178,42 @@ impl FaultRules {
         Ok(FaultRules { rules, seed })
     }
 
+    /// Reads rules from a TOML file: `rules = ["...", ...]` (the `--fault` syntax) and an
+    /// optional `seed = N`. Returns the rules and the seed.
+    pub fn read_file(path: &std::path::Path) -> Result<(Vec<String>, Option<u64>), String> {
+        let shown = path.display();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("--fault-file {shown}: {e}"))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("--fault-file {shown}: not TOML: {e}"))?;
+        let mut rules = Vec::new();
+        let mut seed = None;
+        for (key, value) in &table {
+            match (key.as_str(), value) {
+                ("rules", toml::Value::Array(items)) => {
+                    for item in items {
+                        match item {
+                            toml::Value::String(rule) => rules.push(rule.clone()),
+                            other => {
+                                return Err(format!(
+                                    "--fault-file {shown}: rules holds strings, not {}", other.type_str()
+                                ))
+                            }
+                        }
+                    }
+                }
+                ("seed", toml::Value::Integer(n)) if *n >= 0 => seed = Some(*n as u64),
+                _ => {
+                    return Err(format!(
+                        "--fault-file {shown}: unexpected {key:?} (expected rules = [\"...\"] and seed = N)"
+                    ))
+                }
+            }
+        }
+        Ok((rules, seed))
+    }
+
     /// Whether there is any rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
@@ -164,8 +227,13 @@ impl FaultRules {
     /// Decides for one occurrence of `point`: the action of the first rule that fires.
     pub fn decide(&self, point: FaultPoint, context: &FaultContext<'_>) -> Option<FaultAction> {
         for (index, rule) in self.rules.iter().enumerate() {
-            if rule.point != point || !rule.selects(context) {
+            if rule.point != point || !rule.selects(context) || !rule.over_rate(context) {
                 continue;
+            }
+            if let Some(wait) = rule.greylist {
+                if !rule.greylists(context, wait) {
+                    continue;
+                }
             }
             let occurrence = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
             if rule.nth.is_some_and(|n| occurrence != n)
@@ -192,6 +260,7 @@ impl FaultRules {
                     }
                 }
                 (None, Some(action)) => action,
+                (None, None) if rule.greylist.is_some() => FaultAction::Reply(GREYLISTED),
                 // Parsing refuses a rule without an action; such a rule never fires.
                 (None, None) => continue,
             });
@@ -209,6 +278,57 @@ impl FaultRules {
 }
 
 impl Rule {
+    /// With `rate=`: takes a token from the client's bucket; true when there was none (the
+    /// client is over the rate, so the rule applies). Without `rate=`: true.
+    fn over_rate(&self, context: &FaultContext<'_>) -> bool {
+        let Some(rate) = self.rate else {
+            return true;
+        };
+        let (Some(client), Some(now)) = (context.client, context.now) else {
+            return false;
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_REMEMBERED {
+            buckets.retain(|_, (_, last)| {
+                now.saturating_duration_since(*last) < Duration::from_secs(60)
+            });
+        }
+        // A bucket holds one second's worth (at least one token), refilled continuously.
+        let capacity = rate.max(1.0);
+        let (tokens, last) = buckets.entry(client).or_insert((capacity, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Greylisting (RFC 6647): true while this (client, sender, recipient) must still be
+    /// refused: at its first attempt and until `wait` has passed since.
+    fn greylists(&self, context: &FaultContext<'_>, wait: Duration) -> bool {
+        let (Some(client), Some(now)) = (context.client, context.now) else {
+            return false;
+        };
+        let mut seen = self.greylisted.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, first| now.saturating_duration_since(*first) < FORGET_AFTER);
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+        }
+        let key = (
+            client,
+            context.sender.to_ascii_lowercase(),
+            context.recipient.to_ascii_lowercase(),
+        );
+        let first = *seen.entry(key).or_insert(now);
+        now.saturating_duration_since(first) < wait
+    }
+
     fn selects(&self, context: &FaultContext<'_>) -> bool {
         if let Some(pattern) = &self.from {
             if !glob(pattern.as_bytes(), context.sender) {
@@ -334,6 +454,10 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
         probability: None,
         delay: None,
         action: None,
+        greylist: None,
+        greylisted: Mutex::new(HashMap::new()),
+        rate: None,
+        buckets: Mutex::new(HashMap::new()),
         seen: AtomicU64::new(0),
         fired: AtomicU64::new(0),
     };
@@ -379,17 +503,47 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
                 }
                 rule.delay = Some((low, high));
             }
+            ("greylist", v) => rule.greylist = Some(parse_duration(v)?),
+            ("rate", v) => {
+                let (count, per) = v.split_once('/').unwrap_or((v, "s"));
+                let count: f64 = count
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| *n > 0.0 && n.is_finite())
+                    .ok_or_else(|| format!("rate={v:?}: expected N/s or N/m, N > 0"))?;
+                let per_second = match per {
+                    "s" => count,
+                    "m" => count / 60.0,
+                    _ => return Err(format!("rate={v:?}: expected N/s or N/m")),
+                };
+                rule.rate = Some(per_second);
+            }
             ("disconnect", "") => rule.action = Some(FaultAction::Disconnect),
             ("disconnect", "421") => rule.action = Some(FaultAction::Disconnect421),
             _ => {
                 return Err(format!(
-                    "{word:?}: expected from=, to=, nth=, every=, p=, delay=, disconnect, disconnect=421 or reply=CODE TEXT"
+                    "{word:?}: expected from=, to=, nth=, every=, p=, rate=, delay=, greylist=, disconnect, disconnect=421 or reply=CODE TEXT"
                 ))
             }
         }
     }
-    if rule.action.is_none() && rule.delay.is_none() {
-        return Err("no action: give reply=..., disconnect, disconnect=421 or delay=...".into());
+    if rule.action.is_none() && rule.delay.is_none() && rule.greylist.is_none() {
+        return Err(
+            "no action: give reply=..., disconnect, disconnect=421, delay=... or greylist=..."
+                .into(),
+        );
+    }
+    if rule.greylist.is_some() && rule.point != FaultPoint::Rcpt {
+        return Err("greylist= applies at rcpt (it keys on client, sender and recipient)".into());
+    }
+    if rule.greylist.is_some()
+        && (rule.delay.is_some()
+            || matches!(
+                rule.action,
+                Some(FaultAction::Disconnect | FaultAction::Disconnect421)
+            ))
+    {
+        return Err("greylist= goes with reply= or alone".into());
     }
     if rule.delay.is_some()
         && matches!(
@@ -529,6 +683,83 @@ mod tests {
     }
 
     #[test]
+    fn greylisting_refuses_first_attempts_until_the_wait_is_over() {
+        let r = rules(&["rcpt greylist=30s"]);
+        let t0 = Instant::now();
+        let attempt = |client: [u8; 4], to: &str, after: u64| {
+            r.decide(
+                FaultPoint::Rcpt,
+                &FaultContext {
+                    client: Some(IpAddr::from(client)),
+                    now: Some(t0 + Duration::from_secs(after)),
+                    sender: b"a@b.example",
+                    recipient: to.as_bytes(),
+                    ..FaultContext::default()
+                },
+            )
+        };
+        let refused = Some(FaultAction::Reply(GREYLISTED));
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 0), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 10), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 31), None);
+        assert_eq!(attempt([10, 0, 0, 1], "X@Y", 32), None, "case-insensitive");
+        // Another client, or another recipient, starts its own wait.
+        assert_eq!(attempt([10, 0, 0, 2], "x@y", 31), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "z@y", 31), refused);
+    }
+
+    #[test]
+    fn rate_limits_apply_per_client_beyond_the_rate() {
+        let r = rules(&["mail rate=2/s reply=450 4.7.0 Slow down"]);
+        let t0 = Instant::now();
+        let mail = |client: u8, at_ms: u64| {
+            r.decide(
+                FaultPoint::Mail,
+                &FaultContext {
+                    client: Some(IpAddr::from([10, 0, 0, client])),
+                    now: Some(t0 + Duration::from_millis(at_ms)),
+                    ..FaultContext::default()
+                },
+            )
+            .is_some()
+        };
+        // Two per second pass, the third in the same instant is over the rate.
+        assert_eq!([mail(1, 0), mail(1, 0), mail(1, 0)], [false, false, true]);
+        // Another client has its own bucket.
+        assert!(!mail(2, 0));
+        // Half a second later one token is back.
+        assert_eq!([mail(1, 500), mail(1, 500)], [false, true]);
+    }
+
+    #[test]
+    fn rules_come_from_a_toml_file() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "# faults for the staging sink\nseed = 7\nrules = [\n  \"rcpt to=*@bad.example reply=550 5.1.1 No such user\",\n  \"eod p=0.1 reply=451 4.3.0 Later\",\n]\n",
+        )
+        .unwrap();
+        let (rules, seed) = FaultRules::read_file(&good).unwrap();
+        assert_eq!(seed, Some(7));
+        assert_eq!(rules.len(), 2);
+        assert!(FaultRules::parse(&rules, 7).is_ok());
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "rule = \"typo\"\n").unwrap();
+        assert!(FaultRules::read_file(&bad)
+            .unwrap_err()
+            .contains("unexpected \"rule\""));
+        std::fs::write(&bad, "rules = [1]\n").unwrap();
+        assert!(FaultRules::read_file(&bad).unwrap_err().contains("strings"));
+        std::fs::write(&bad, "rules = [\n").unwrap();
+        assert!(FaultRules::read_file(&bad)
+            .unwrap_err()
+            .contains("not TOML"));
+        assert!(FaultRules::read_file(&dir.join("missing.toml")).is_err());
+    }
+
+    #[test]
     fn bad_rules_say_what_is_wrong() {
         let bad = |text: &str, needle: &str| {
             let err = FaultRules::parse(&[text.to_string()], 0).unwrap_err();
@@ -546,5 +777,8 @@ mod tests {
         bad("rcpt frobnicate disconnect", "expected");
         bad("rcpt delay=1s disconnect", "not with disconnect");
         bad("connect to=*@x disconnect", "connect has no");
+        bad("mail greylist=30s", "applies at rcpt");
+        bad("rcpt rate=0/s disconnect", "N > 0");
+        bad("rcpt rate=5/h disconnect", "N/s or N/m");
     }
 }

@@ -76,9 +76,12 @@ struct Cli {
     /// bdat, rset, noop, quit.
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
+    /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N.
+    #[arg(long, value_name = "FILE")]
+    fault_file: Option<std::path::PathBuf>,
     /// Seed for probabilistic faults and random delays (same seed, same faults).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -117,11 +120,24 @@ fn main() -> ExitCode {
         exit_after_messages: cli.exit_after_messages,
         exit_after_sessions: cli.exit_after_sessions,
         faults: cli.faults,
-        seed: cli.seed,
+        seed: cli.seed.unwrap_or(0),
         metrics: cli.metrics,
         log_sessions: cli.log_sessions,
         ..Config::default()
     };
+    if let Some(path) = &cli.fault_file {
+        match fastsmtpd::fault::FaultRules::read_file(path) {
+            Ok((rules, seed)) => {
+                config.faults.extend(rules);
+                // --seed on the command line wins over the file's.
+                config.seed = cli.seed.or(seed).unwrap_or(0);
+            }
+            Err(message) => {
+                eprintln!("fastsmtpd: error: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(threads) = cli.threads {
         config.threads = usize::from(threads);
     }

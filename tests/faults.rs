@@ -244,3 +244,98 @@ fn bad_rules_are_refused_at_start() {
     let error = fastsmtpd::server::start(&config).err().expect("refused");
     assert!(error.to_string().contains("probability"), "{error}");
 }
+
+#[test]
+fn greylisting_refuses_until_the_retry_comes_late_enough() {
+    let server = with_faults(&["rcpt greylist=1s"], 0);
+    let lines = python(
+        server.addr,
+        &format!(
+            "{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nsend(s, 1)\nsend(s, 2)\ntime.sleep(1.2)\nsend(s, 3)\nsend(s, 4, to='other@example.net')\ns.quit()"
+        ),
+    );
+    assert_eq!(
+        lines,
+        [
+            "SMTPRecipientsRefused 451",
+            "SMTPRecipientsRefused 451",
+            "ok",
+            "SMTPRecipientsRefused 451",
+        ]
+    );
+    assert_eq!(server.stop().messages, 1);
+}
+
+#[test]
+fn a_per_client_rate_limit_refuses_beyond_the_rate() {
+    let server = with_faults(&["mail rate=5/s reply=450 4.7.0 Slow down"], 0);
+    let mut client = server.client();
+    client.ehlo();
+    // Ten MAIL/RSET pairs in one write are handled in microseconds: five tokens, five refusals.
+    client.send("MAIL FROM:<a@b.example>\r\nRSET\r\n".repeat(10));
+    let mut expected = String::new();
+    for i in 0..10 {
+        expected.push_str(if i < 5 {
+            MAIL_OK
+        } else {
+            "450 4.7.0 Slow down\r\n"
+        });
+        expected.push_str("250 2.0.0 Ok\r\n");
+    }
+    client.expect(expected);
+}
+
+#[test]
+fn rules_from_a_toml_file() {
+    let dir = std::env::temp_dir().join(format!("fastsmtpd-fault-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("faults.toml");
+    std::fs::write(
+        &file,
+        "seed = 3\nrules = [\"rcpt to=*@bad.example reply=550 5.1.1 No such user\"]\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+        .args([
+            "--listen",
+            &listen,
+            "--hostname",
+            "mx.test",
+            "--exit-after-sessions",
+            "1",
+        ])
+        .arg("--fault-file")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
+    let lines = python(
+        listen.parse().unwrap(),
+        &format!("{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nsend(s, 1, to='x@bad.example')\nsend(s, 2)\ns.quit()"),
+    );
+    assert_eq!(lines, ["SMTPRecipientsRefused 550", "ok"]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains("fired 1 times"), "{rest}");
+
+    // A broken file stops the server before it starts, with the reason.
+    std::fs::write(&file, "rules = [\"rcpt nth=0 disconnect\"]\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+        .args(["--listen", "127.0.0.1:0", "--fault-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 1"));
+}

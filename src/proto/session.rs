@@ -678,6 +678,9 @@ impl Session {
             recipient,
             accepted: &self.recipient_bytes,
             accepted_ends: &self.recipient_ends,
+            // The session knows no address and keeps no clock: the sink fills these in.
+            client: None,
+            now: None,
         }
     }
 

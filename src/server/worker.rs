@@ -377,7 +377,14 @@ impl Worker {
             .faults
             .as_ref()
             .filter(|rules| rules.watches(FaultPoint::Connect))
-            .and_then(|rules| rules.decide(FaultPoint::Connect, &FaultContext::default()));
+            .and_then(|rules| {
+                let context = FaultContext {
+                    client: Some(peer.ip()),
+                    now: Some(now),
+                    ..FaultContext::default()
+                };
+                rules.decide(FaultPoint::Connect, &context)
+            });
         match connect_fault {
             Some(FaultAction::Disconnect) => {
                 self.stats.connections += 1;
@@ -417,7 +424,7 @@ impl Worker {
             }
         };
         let sink = sink
-            .with_faults(self.links.faults.clone())
+            .with_faults(self.links.faults.clone(), peer)
             .with_log(self.links.txlog.as_deref(), peer);
         let mut conn = Conn::new(stream, id, &self.links.session_config, deadline, sink);
         match connect_fault {

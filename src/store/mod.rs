@@ -319,10 +319,17 @@ fn storage_thread(
 pub struct StoreSink {
     /// `None` to discard.
     storing: Option<Box<Storing>>,
-    /// The server's fault rules, if any.
-    faults: Option<Arc<FaultRules>>,
+    /// The server's fault rules and this client's address, if there are rules.
+    faults: Option<Box<FaultState>>,
     /// Per-transaction records (`--log-sessions`), if asked for.
     log: Option<Box<LogState>>,
+}
+
+/// What a connection with fault rules keeps.
+#[derive(Debug)]
+struct FaultState {
+    rules: Arc<FaultRules>,
+    client: std::net::IpAddr,
 }
 
 /// What a logging connection keeps.
@@ -385,9 +392,14 @@ impl StoreSink {
         self
     }
 
-    /// Applies `rules` to this connection's commands.
-    pub fn with_faults(mut self, rules: Option<Arc<FaultRules>>) -> StoreSink {
-        self.faults = rules;
+    /// Applies `rules` to the commands of this connection (from `client`).
+    pub fn with_faults(mut self, rules: Option<Arc<FaultRules>>, client: SocketAddr) -> StoreSink {
+        self.faults = rules.map(|rules| {
+            Box::new(FaultState {
+                rules,
+                client: client.ip(),
+            })
+        });
         self
     }
 }
@@ -443,7 +455,13 @@ impl Sink for StoreSink {
     }
 
     fn fault(&mut self, point: FaultPoint, context: &FaultContext<'_>) -> Option<FaultAction> {
-        self.faults.as_ref()?.decide(point, context)
+        let faults = self.faults.as_ref()?;
+        let context = FaultContext {
+            client: Some(faults.client),
+            now: Some(std::time::Instant::now()),
+            ..*context
+        };
+        faults.rules.decide(point, &context)
     }
 
     fn on_message_abort(&mut self) {

@@ -10,7 +10,8 @@
 //!
 //! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
 //! limit; or, while a message is being stored, the rest of one read: at most the scratch
-//! buffer) and `out` (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
+//! buffer) and `out` (borrowed from the worker while replies are built and written, so an
+//! idle connection owns no output buffer; kept only while bytes are pending) (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
 //! worth). Both keep their capacity between messages, so the steady state allocates nothing.
 
 use crate::metrics::ReplyCounts;
@@ -87,7 +88,7 @@ impl Conn {
         sink: StoreSink,
     ) -> Conn {
         let session = Session::new();
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::new();
         session.greeting_into(config, &mut out);
         Conn {
             stream,
@@ -119,6 +120,27 @@ impl Conn {
     pub fn release_hold(&mut self, config: &SessionConfig) {
         self.session.release_hold();
         self.resume(config);
+    }
+
+    /// Lends the worker's output buffer (`spare`) to this connection while it has nothing
+    /// pending, so replies are built in one warm buffer and an idle connection owns none.
+    pub fn borrow_out(&mut self, spare: &mut Vec<u8>) {
+        if self.out.is_empty() && self.out.capacity() == 0 {
+            std::mem::swap(&mut self.out, spare);
+        }
+    }
+
+    /// After a flush: once everything is written, the buffer goes back to the worker (or, if
+    /// the worker has one already, is freed). Bytes still pending stay with the connection.
+    pub fn return_out(&mut self, spare: &mut Vec<u8>) {
+        if !self.out.is_empty() {
+            return;
+        }
+        if spare.capacity() == 0 {
+            std::mem::swap(&mut self.out, spare);
+        } else if self.out.capacity() > 0 {
+            self.out = Vec::new();
+        }
     }
 
     /// Reply bytes waiting to be written.

@@ -194,6 +194,9 @@ pub struct Worker {
     next_id: u64,
     /// Storage outcomes being handled (kept for its capacity).
     completed: Vec<(usize, u64, bool)>,
+    /// The output buffer lent to each connection while it is driven (see
+    /// [`Conn::borrow_out`]); empty between uses.
+    spare_out: Vec<u8>,
 }
 
 impl Worker {
@@ -232,6 +235,7 @@ impl Worker {
             accept_paused_until: None,
             next_id: 0,
             completed: Vec::with_capacity(64),
+            spare_out: Vec::with_capacity(16 * 1024),
         })
     }
 
@@ -488,6 +492,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.borrow_out(&mut self.spare_out);
         let (status, bytes) = if conn.read_ready && !conn.eof {
             conn.read_and_process(
                 &self.links.session_config,
@@ -520,6 +525,7 @@ impl Worker {
             Ok(flushed) => flushed,
             Err(_) => return self.close(key),
         };
+        conn.return_out(&mut self.spare_out);
         // A client that half-closed right behind its last message still gets that message's
         // reply once the store reports (and the replies to what it pipelined after it).
         let finished = conn.session.is_closed() || (conn.eof && !conn.session.is_awaiting_store());

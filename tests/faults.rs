@@ -295,12 +295,7 @@ fn rules_from_a_toml_file() {
         "seed = 3\nrules = [\"rcpt to=*@bad.example reply=550 5.1.1 No such user\"]\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = util::free_local_addr();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
         .args([
             "--listen",

@@ -87,12 +87,7 @@ fn counters_match_the_traffic_sent() {
 #[test]
 fn log_sessions_prints_one_line_per_message_attempt() {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = util::free_local_addr();
     let dir = std::env::temp_dir().join(format!("fastsmtpd-txlog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))

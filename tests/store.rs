@@ -350,15 +350,6 @@ fn a_client_that_half_closes_behind_its_message_still_gets_its_replies() {
     assert_eq!(std::fs::read_dir(dir.join("new")).unwrap().count(), 1);
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real binary, running.
 struct Spawned {
     child: std::process::Child,
@@ -371,8 +362,7 @@ struct Spawned {
 /// which would count as a session).
 fn spawn_server(args: &[&str]) -> Spawned {
     use std::io::BufRead;
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: SocketAddr = util::free_local_addr().parse().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
         .args([
             "--listen",

@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 /// assertion: only a bound so a broken server fails the test instead of hanging it).
 pub const REPLY_WAIT: Duration = Duration::from_secs(10);
 
+/// A loopback address (`127.0.0.1:PORT`) nobody listens on right now, for starting the real
+/// binary (which cannot report an ephemeral port back to the test).
+pub fn free_local_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// A config for tests: one worker, an ephemeral port on 127.0.0.1, hostname `mx.test`.
 pub fn test_config() -> Config {
     Config {

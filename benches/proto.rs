@@ -8,9 +8,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use fastsmtpd::config::Config;
 use fastsmtpd::proto::command::parse_command;
 use fastsmtpd::proto::data::DataScanner;
+use fastsmtpd::proto::gate::Open;
 use fastsmtpd::proto::line::next_line;
+use fastsmtpd::proto::reply::{Replies, ReplyTally};
 use fastsmtpd::proto::session::Session;
-use fastsmtpd::sink::DiscardSink;
+use fastsmtpd::proto::sink::Discard;
 use std::hint::black_box;
 
 const COMMANDS: &[(&str, &[u8])] = &[
@@ -150,14 +152,20 @@ fn session(c: &mut Criterion) {
         let input = pipelined_session(MESSAGES, bdat);
         let name = if bdat { "bdat_1KiB" } else { "data_1KiB" };
         let mut out = Vec::with_capacity(64 * 1024);
+        let mut tally = ReplyTally::default();
         group.bench_function(BenchmarkId::new("pipelined", name), |b| {
             b.iter(|| {
                 let mut session = Session::new();
                 out.clear();
-                let consumed =
-                    session.on_input(&config, black_box(&input), &mut out, &mut DiscardSink);
+                let progress = session.on_input(
+                    &config,
+                    black_box(&input),
+                    &mut Replies::new(&mut out, &mut tally),
+                    &mut Discard,
+                    &mut Open,
+                );
                 assert_eq!(session.take_accepted().0, MESSAGES as u64);
-                consumed
+                progress.consumed
             })
         });
     }

@@ -5,7 +5,6 @@
 //! | module | job |
 //! |---|---|
 //! | [`proto`] | the protocol, sans I/O: framing, parsing, replies, DATA scanning, the session state machine |
-//! | [`sink`] | the seam between the protocol and what happens to accepted messages |
 //! | [`txlog`] | `--log-sessions`: one line per message attempt, written off the event loop |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
@@ -22,7 +21,6 @@ pub mod fault;
 pub mod metrics;
 pub mod proto;
 pub mod server;
-pub mod sink;
 pub mod stats;
 pub mod store;
 pub mod txlog;

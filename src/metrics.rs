@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Lowest and highest reply code counted.
-const FIRST_CODE: u16 = 200;
-const LAST_CODE: u16 = 599;
+use crate::proto::reply::{FIRST_CODE, LAST_CODE};
 
-/// Replies sent by one worker, per code (written by that worker only; read by scrapes).
+/// Replies issued by one worker's sessions, per code: published by that worker from its
+/// tally once per loop turn, read by scrapes.
 #[derive(Debug)]
 pub struct ReplyCounts {
     counts: Box<[AtomicU64]>,
@@ -39,22 +38,11 @@ impl Default for ReplyCounts {
 }
 
 impl ReplyCounts {
-    /// Counts the replies in `sent` (whole replies, as written to a client): one per final
-    /// line, the line whose code is followed by a space (RFC 5321 §4.2.1).
-    pub fn count(&self, sent: &[u8]) {
-        let mut rest = sent;
-        while !rest.is_empty() {
-            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-            let line = &rest[..end];
-            if line.len() >= 4 && line[3] == b' ' && line[..3].iter().all(u8::is_ascii_digit) {
-                let code = line[..3]
-                    .iter()
-                    .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-                if (FIRST_CODE..=LAST_CODE).contains(&code) {
-                    self.counts[usize::from(code - FIRST_CODE)].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            rest = &rest[end..];
+    /// Publishes the total of replies with `code` (written by the worker that owns these
+    /// counts, from its [`crate::proto::reply::ReplyTally`]).
+    pub fn set(&self, code: u16, total: u64) {
+        if (FIRST_CODE..=LAST_CODE).contains(&code) {
+            self.counts[usize::from(code - FIRST_CODE)].store(total, Ordering::Relaxed);
         }
     }
 
@@ -183,7 +171,7 @@ impl MetricsSource {
         }
         let _ = writeln!(
             out,
-            "# HELP fastsmtpd_replies_total Replies sent, by code.\n# TYPE fastsmtpd_replies_total counter"
+            "# HELP fastsmtpd_replies_total Replies issued, by code.\n# TYPE fastsmtpd_replies_total counter"
         );
         for (i, n) in codes.iter().enumerate().filter(|(_, n)| **n > 0) {
             let _ = writeln!(
@@ -332,18 +320,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_are_counted_once_per_final_line() {
-        let counts = ReplyCounts::default();
-        counts.count(b"220 mx ESMTP\r\n250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n354 go\r\n");
-        counts.count(b"550 5.1.1 no\r\n250 2.0.0 ok\r\n421-a\r\n421 b\r\n");
+    fn reply_totals_add_up_over_workers() {
+        let (first, second) = (ReplyCounts::default(), ReplyCounts::default());
+        first.set(250, 7);
+        first.set(250, 9);
+        first.set(421, 1);
+        second.set(250, 2);
+        second.set(199, 5);
         let mut totals = vec![0; 400];
-        counts.add_into(&mut totals);
-        let get = |code: usize| totals[code - 200];
-        assert_eq!(
-            (get(220), get(250), get(354), get(550), get(421)),
-            (1, 2, 1, 1, 1)
-        );
-        assert_eq!(totals.iter().sum::<u64>(), 6);
+        first.add_into(&mut totals);
+        second.add_into(&mut totals);
+        assert_eq!((totals[50], totals[221]), (11, 1));
+        assert_eq!(totals.iter().sum::<u64>(), 12);
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! client, HELO, sender, recipients, size, transfer, the reply) and hand it to a writer thread,
 //! so a slow terminal or pipe never stalls an event loop.
 //!
+//! [`Logged`] adds the log to a connection's sink: it passes every call through to the sink
+//! it wraps and writes a record when the session reports a message attempt's outcome.
+//!
 //! What it does not do: log commands one by one, or rotate anything (redirect stdout).
 
-use crate::sink::{Envelope, Transfer};
+use crate::proto::envelope::{Envelope, Transfer};
+use crate::proto::sink::{MessageSink, Verdict};
 use crate::store::record::rfc3339;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -93,4 +97,81 @@ pub fn record_line(client: SocketAddr, envelope: &str, size: u64, reply: &[u8]) 
         rfc3339(SystemTime::now()),
         reply.trim_end()
     )
+}
+
+/// A connection's sink with `--log-sessions` records added: every call goes through to
+/// `inner`; outcomes also become log lines. Without a log it costs one pointer.
+#[derive(Debug)]
+pub struct Logged<S> {
+    /// The sink that keeps (or discards) the messages.
+    inner: S,
+    /// The log, when asked for.
+    log: Option<Box<ConnLog>>,
+}
+
+/// What a logging connection keeps.
+#[derive(Debug)]
+struct ConnLog {
+    /// The writer thread's queue.
+    lines: Sender<String>,
+    /// The client's address.
+    client: SocketAddr,
+    /// The envelope of the message whose store is pending (its outcome comes later).
+    pending_envelope: String,
+}
+
+impl<S> Logged<S> {
+    /// Wraps `inner`; with `log`, records each message attempt of the connection from
+    /// `client`.
+    pub fn new(inner: S, log: Option<&TxLog>, client: SocketAddr) -> Logged<S> {
+        let log = log.and_then(TxLog::sender).map(|lines| {
+            Box::new(ConnLog {
+                lines,
+                client,
+                pending_envelope: String::new(),
+            })
+        });
+        Logged { inner, log }
+    }
+
+    /// The wrapped sink.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: MessageSink> MessageSink for Logged<S> {
+    fn on_message_start(&mut self, envelope: &Envelope<'_>) {
+        self.inner.on_message_start(envelope);
+    }
+
+    fn on_message_data(&mut self, piece: &[u8]) {
+        self.inner.on_message_data(piece);
+    }
+
+    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
+        if let Some(log) = &mut self.log {
+            // Kept for the record written when a pending store reports.
+            log.pending_envelope = envelope_text(envelope);
+        }
+        self.inner.on_message_end(envelope)
+    }
+
+    fn on_message_abort(&mut self) {
+        self.inner.on_message_abort();
+    }
+
+    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, size: u64, reply: &[u8]) {
+        self.inner.on_outcome(envelope, size, reply);
+        let Some(log) = &mut self.log else {
+            return;
+        };
+        let envelope = match envelope {
+            Some(envelope) => envelope_text(envelope),
+            None => std::mem::take(&mut log.pending_envelope),
+        };
+        let line = record_line(log.client, &envelope, size, reply);
+        // The writer is gone only while shutting down; a lost line is all that happens.
+        let _ = log.lines.send(line);
+    }
 }

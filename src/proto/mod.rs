@@ -1,22 +1,28 @@
 //! The SMTP protocol, sans I/O: pure functions and a state machine over byte slices.
 //!
-//! Nothing here touches a socket, a clock or a thread, and nothing allocates per command; the
-//! server (`crate::server`) moves bytes between sockets and [`session::Session`]. Everything
-//! here is tested with plain byte strings, at every split point of the input.
+//! Nothing here touches a socket, a clock or a thread, nothing allocates per command, and
+//! nothing depends on the rest of the crate: the server (`crate::server`) moves bytes between
+//! sockets and [`session::Session`], and the rest of the crate plugs in through the two
+//! traits defined here in protocol terms, [`sink::MessageSink`] (where message content goes)
+//! and [`gate::Gate`] (whether a command may proceed). Everything here is tested with plain
+//! byte strings, at every split point of the input.
 //!
 //! | module | job |
 //! |---|---|
 //! | [`line`] | find the `CR LF` that ends a command line; bound its length |
 //! | [`command`] | parse one command line into a [`command::Command`] borrowing from it |
-//! | [`reply`] | the exact reply bytes, and encoders for the few with values |
+//! | [`reply`] | the exact reply bytes, encoders for the few with values, and the reply tally |
 //! | [`data`] | resumable `CR LF . CR LF` detection and dot-unstuffing for DATA |
+//! | [`envelope`] | the transaction's envelope: reused buffers and the borrowed view sinks get |
+//! | [`sink`] | the [`sink::MessageSink`] trait: message start, content, end (the verdict), outcome |
+//! | [`gate`] | the [`gate::Gate`] trait: proceed, refuse, close, or pause before a command |
 //! | [`session`] | the state machine: sequence rules, DATA and BDAT framing, limits |
-//!
-//! BDAT framing (RFC 3030: read exactly n octets) is a dozen lines of counting, so it lives in
-//! [`session`] beside DATA rather than in a module of its own.
 
 pub mod command;
 pub mod data;
+pub mod envelope;
+pub mod gate;
 pub mod line;
 pub mod reply;
 pub mod session;
+pub mod sink;

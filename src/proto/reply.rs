@@ -3,6 +3,10 @@
 //! What it does: hold the exact bytes we send, so tests can compare byte for byte and the hot
 //! path only copies a slice into the output buffer.
 //!
+//! [`Replies`] is where every reply a session produces goes: the bytes for the wire, and one
+//! count per reply in the caller's [`ReplyTally`], so replies are counted where they are made,
+//! never by re-reading output.
+//!
 //! What it does not do: choose which reply to send (that is [`super::session`]), or write to a
 //! socket. Reply text is always ours and printable ASCII: client bytes are never echoed
 //! (a reply that echoes input is how header injection and log forgery start).
@@ -76,10 +80,10 @@ pub const TOO_SLOW: &[u8] = b"421 4.4.2 Error: data rate too low, closing connec
 /// The connection limit is reached.
 pub const TOO_MANY_CONNECTIONS: &[u8] =
     b"421 4.7.0 Error: too many connections, try again later\r\n";
-/// The server is shutting down.
 /// A fault rule closes the connection (`disconnect=421`).
 pub const FAULT_CLOSING: &[u8] =
     b"421 4.3.0 Service not available, closing transmission channel\r\n";
+/// The server is shutting down.
 pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, closing connection\r\n";
 /// BDAT octets discarded beyond the allowance: the client keeps sending a refused message.
 pub const TOO_MUCH_DISCARDED: &[u8] =
@@ -111,6 +115,111 @@ pub fn command_error(error: CommandError) -> &'static [u8] {
 pub fn chunk_received_into(octets: u64, out: &mut Vec<u8>) {
     // Writing to a Vec cannot fail; formatting integers does not allocate.
     let _ = write!(out, "250 2.0.0 Ok: {octets} octets received\r\n");
+}
+
+/// Lowest reply code [`ReplyTally`] counts (RFC 5321 §4.2.1: codes run from 2yz to 5yz).
+pub const FIRST_CODE: u16 = 200;
+/// Highest reply code [`ReplyTally`] counts.
+pub const LAST_CODE: u16 = 599;
+/// Codes from [`FIRST_CODE`] to [`LAST_CODE`].
+const CODES: usize = (LAST_CODE - FIRST_CODE + 1) as usize;
+
+/// Replies produced, by code: kept by whoever drives sessions (one per server worker), counted
+/// as [`Replies::push`] appends them. A multi-line reply counts once.
+#[derive(Debug, Clone)]
+pub struct ReplyTally {
+    /// Replies per code, indexed by `code - FIRST_CODE`.
+    counts: [u64; CODES],
+    /// One bit per code counted since the last [`ReplyTally::take_changed`].
+    changed: [u64; CODES.div_ceil(64)],
+}
+
+impl Default for ReplyTally {
+    fn default() -> Self {
+        ReplyTally {
+            counts: [0; CODES],
+            changed: [0; CODES.div_ceil(64)],
+        }
+    }
+}
+
+impl ReplyTally {
+    /// Counts one reply; its code is its first three octets (ours always have one).
+    fn count(&mut self, reply: &[u8]) {
+        let code = match reply {
+            [a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return,
+        };
+        if (FIRST_CODE..=LAST_CODE).contains(&code) {
+            let index = usize::from(code - FIRST_CODE);
+            self.counts[index] += 1;
+            self.changed[index / 64] |= 1 << (index % 64);
+        }
+    }
+
+    /// Replies with `code` so far.
+    pub fn get(&self, code: u16) -> u64 {
+        if (FIRST_CODE..=LAST_CODE).contains(&code) {
+            self.counts[usize::from(code - FIRST_CODE)]
+        } else {
+            0
+        }
+    }
+
+    /// Calls `publish(code, total)` for every code counted since the last call (cheap when
+    /// nothing changed: one look at a few words), for publishing to another thread.
+    pub fn take_changed(&mut self, mut publish: impl FnMut(u16, u64)) {
+        for (word_index, word) in self.changed.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let index = word_index * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                publish(FIRST_CODE + index as u16, self.counts[index]);
+            }
+        }
+    }
+}
+
+/// Where a session writes its replies: the caller's output buffer (appended to, never
+/// cleared here) and the caller's tally.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    /// The bytes for the wire.
+    bytes: &'a mut Vec<u8>,
+    /// The count per code.
+    tally: &'a mut ReplyTally,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies appended to `bytes`, counted in `tally`.
+    pub fn new(bytes: &'a mut Vec<u8>, tally: &'a mut ReplyTally) -> Replies<'a> {
+        Replies { bytes, tally }
+    }
+
+    /// Appends one whole reply (all its lines) and counts it.
+    pub fn push(&mut self, reply: &[u8]) {
+        self.tally.count(reply);
+        self.bytes.extend_from_slice(reply);
+    }
+
+    /// Appends and counts `250 2.0.0 Ok: <n> octets received` (a non-last BDAT chunk).
+    pub fn push_chunk_received(&mut self, octets: u64) {
+        let start = self.bytes.len();
+        chunk_received_into(octets, self.bytes);
+        self.tally.count(&self.bytes[start..]);
+    }
+
+    /// The length of the caller's buffer: where the next reply would start.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the caller's buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// The replies that depend on the server's name, built once at start-up.
@@ -233,6 +342,26 @@ mod tests {
         let mut out = Vec::new();
         chunk_received_into(1234, &mut out);
         assert_eq!(out, b"250 2.0.0 Ok: 1234 octets received\r\n");
+    }
+
+    #[test]
+    fn replies_are_counted_once_each_as_they_are_pushed() {
+        let mut bytes = Vec::new();
+        let mut tally = ReplyTally::default();
+        let mut replies = Replies::new(&mut bytes, &mut tally);
+        let banner = Banner::new("mx.example", 1000);
+        replies.push(&banner.ehlo);
+        replies.push(OK);
+        replies.push(TIMEOUT);
+        replies.push_chunk_received(7);
+        assert_eq!(replies.len(), bytes.len());
+        assert_eq!(tally.get(250), 3, "a multi-line reply counts once");
+        assert_eq!(tally.get(421), 1);
+        let mut changed = Vec::new();
+        tally.take_changed(|code, total| changed.push((code, total)));
+        assert_eq!(changed, [(250, 3), (421, 1)]);
+        tally.take_changed(|_, _| panic!("nothing changed since"));
+        assert_eq!(tally.get(199), 0);
     }
 
     #[test]

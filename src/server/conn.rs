@@ -1,25 +1,36 @@
-//! One client connection: its socket, its session, and the bytes in flight either way.
+//! One client connection: its transport, its session, and the bytes in flight either way.
 //!
-//! What it does: read from the socket into the worker's scratch buffer (after the few bytes of
-//! an incomplete command line carried over from the last read), hand the bytes to the
-//! [`Session`], and write the replies it produced, all of them at once.
+//! What it does: one boundary with a few entry points, modelled on rustls's mio server:
+//! [`Conn::ready`] (the poller said something) reads from the transport into the worker's
+//! scratch buffer (after the few bytes of an incomplete command line carried over from the
+//! last read), hands the bytes to the [`Session`], writes the replies it produced, all of them
+//! at once, and tells the worker what it now wants ([`Outcome`]: look again soon, wait, or
+//! close; and by when). The other entry points ([`Conn::on_deadline`],
+//! [`Conn::on_store_complete`], [`Conn::on_shutdown`]) change the session's situation and
+//! then do the same. The worker never reaches into the session, the transport or the sink.
 //!
-//! What it does not do: decide protocol matters (the session does) or keep time (the worker
-//! does). Bytes pass straight from socket to session here; TLS or a PROXY-protocol header
-//! would wrap `stream` in this module and nowhere else.
+//! What it does not do: decide protocol matters (the session does), keep the timer heap or
+//! the loop (the worker does), or know what the transport is (TLS would live in
+//! [`super::transport`]).
 //!
 //! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
-//! limit; or, while a message is being stored, the rest of one read: at most the scratch
-//! buffer) and `out` (borrowed from the worker while replies are built and written, so an
-//! idle connection owns no output buffer; kept only while bytes are pending) (replies not yet written, bounded by [`OUT_HIGH_WATER`] plus one read's
-//! worth). Both keep their capacity between messages, so the steady state allocates nothing.
+//! limit; or, while a message is being stored or a pause holds the output, the rest of one
+//! read: at most the scratch buffer) and `out` (replies not yet written, bounded by
+//! [`OUT_HIGH_WATER`] plus one read's worth). `out` is borrowed from the worker while
+//! replies are built and written, and kept only while bytes are pending, so an idle
+//! connection owns no output buffer. Both keep their capacity between messages, so the steady
+//! state allocates nothing.
 
-use crate::metrics::ReplyCounts;
-use crate::proto::session::{Session, SessionConfig};
+use super::timer::{ConnDeadline, Deadlines, Due};
+use super::transport::Transport;
+use crate::fault::FaultGate;
+use crate::proto::reply::{self, Replies, ReplyTally};
+use crate::proto::session::{Progress, Session, SessionConfig};
+use crate::stats::Stats;
 use crate::store::StoreSink;
-use mio::net::TcpStream;
-use mio::Interest;
-use std::io::{self, Read, Write};
+use crate::txlog::Logged;
+use mio::{Interest, Registry, Token};
+use std::io;
 use std::time::Instant;
 
 /// Stop reading while this many reply bytes wait to be written: the client is not reading
@@ -28,103 +39,406 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 /// An output buffer that grew past this (a client pipelining far ahead) is shrunk back once
 /// drained, so an idle connection does not keep a large allocation.
 const OUT_KEEP_CAPACITY: usize = 16 * 1024;
+/// Reads per connection per loop turn before others get their turn.
+pub const MAX_READS_PER_TURN: usize = 8;
+/// Input read from a closed session before closing, so the close sends FIN, not RST.
+const MAX_DRAIN_READS: usize = 4;
+
+/// The sink every connection uses: its store (or discard), with `--log-sessions` records.
+pub type ConnSink = Logged<StoreSink>;
+
+/// What the worker lends a connection while it is driven: settings, buffers and counters
+/// that belong to the worker.
+#[derive(Debug)]
+pub struct Driver<'a> {
+    /// The protocol settings.
+    pub config: &'a SessionConfig,
+    /// The time limits.
+    pub deadlines: &'a Deadlines,
+    /// The worker's poller, to change what the connection is registered for.
+    pub registry: &'a Registry,
+    /// The worker's read buffer.
+    pub scratch: &'a mut [u8],
+    /// The worker's spare output buffer (see [`Conn`]'s memory notes).
+    pub spare_out: &'a mut Vec<u8>,
+    /// The worker's reply counts.
+    pub tally: &'a mut ReplyTally,
+    /// The worker's counters.
+    pub stats: &'a mut Stats,
+}
+
+/// What the worker should do with the connection next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the poller or the deadline.
+    Wait,
+    /// Drive it again next turn: it had more input than one turn allows.
+    Revisit,
+    /// Close it now.
+    Close,
+}
+
+/// What a connection tells the worker after each entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// What next.
+    pub next: Next,
+    /// When the worker must look at it at the latest.
+    pub deadline: Instant,
+    /// Messages accepted in this call (for `--exit-after-messages`).
+    pub accepted: u64,
+}
+
+/// The read side of the connection, as far as the poller has told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadSide {
+    /// No readiness known: wait for an event.
+    Idle,
+    /// Readable: read until a short read or `WouldBlock`.
+    Ready,
+    /// The peer closed its side: read until end of stream, not stopping at a short read.
+    ReadyToEnd,
+    /// End of stream reached (or the connection failed).
+    Ended,
+}
 
 /// What one round of reading produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStatus {
-    /// The socket has no more data for now.
+enum ReadStatus {
+    /// The transport has no more data for now (or the peer's side is closed).
     Drained,
     /// The per-turn read budget ran out, or replies piled up: more may be waiting.
     MoreLater,
-    /// The client closed its side (or the connection failed).
-    Closed,
-    /// The session waits for a message to be stored; reading resumes when it is.
+    /// The session waits (a pending store or a pause); reading resumes when it is over.
     Paused,
 }
 
 /// A client connection.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub stream: TcpStream,
-    /// Unique per worker, so stale timer entries for a reused slab key are recognised.
-    pub id: u64,
+    /// The byte stream.
+    transport: Transport,
+    /// The poller token (the worker's slab key).
+    token: Token,
+    /// Unique per worker (slab keys are reused).
+    id: u64,
     /// The protocol state.
-    pub session: Session,
-    /// Where this connection's messages go (one sink per connection).
-    pub sink: StoreSink,
-    /// An incomplete command line kept from the previous read.
+    session: Session,
+    /// Where this connection's messages go.
+    sink: ConnSink,
+    /// Fault rules, when configured.
+    gate: Option<Box<FaultGate>>,
+    /// An incomplete command line kept from the previous read (or input held behind a
+    /// pending store or a pause).
     carry: Vec<u8>,
     /// Replies not yet written.
     out: Vec<u8>,
     /// How much of `out` is already written.
     out_pos: usize,
+    /// While a pause holds the output: replies from this offset of `out` wait.
+    held_from: Option<usize>,
+    /// What the poller told about the read side.
+    read: ReadSide,
     /// The interest registered with the poller.
-    pub registered: Interest,
-    /// Whether the socket may have unread data (set by readable events, cleared when a read
-    /// finds nothing more).
-    pub read_ready: bool,
-    /// The poller said the peer closed its side: read until end of file, do not stop early.
-    pub read_closed_hint: bool,
-    /// The peer's side is closed (read returned 0) or the connection failed.
-    pub eof: bool,
-    /// When the worker must next act on this connection (idle timeout or data rate).
-    pub deadline: Instant,
-    /// The deadline of this connection's authoritative timer entry.
-    pub timer_at: Instant,
-    /// `session.commands_processed()` when the deadline was last set.
-    pub commands_seen: u64,
-    /// When a fault delay holding this session's output ends.
-    pub held_until: Option<Instant>,
+    registered: Interest,
+    /// When the worker must next look at this connection, and why.
+    deadline: ConnDeadline,
 }
 
 impl Conn {
-    /// A new connection whose session has already queued its greeting.
-    pub fn new(
-        stream: TcpStream,
+    /// Opens a connection over `transport`: registers it, and lets the session greet (or do
+    /// what the gate says instead). Call [`Conn::ready`] next to send the greeting.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        mut transport: Transport,
+        token: Token,
         id: u64,
-        config: &SessionConfig,
-        deadline: Instant,
-        sink: StoreSink,
-    ) -> Conn {
-        let session = Session::new();
-        let mut out = Vec::new();
-        session.greeting_into(config, &mut out);
-        Conn {
-            stream,
+        sink: ConnSink,
+        gate: Option<Box<FaultGate>>,
+        cx: &mut Driver<'_>,
+        now: Instant,
+    ) -> io::Result<Conn> {
+        transport.register(cx.registry, token, Interest::READABLE)?;
+        let mut conn = Conn {
+            transport,
+            token,
             id,
-            session,
+            session: Session::new(),
             sink,
+            gate,
             carry: Vec::new(),
-            out,
+            out: Vec::new(),
             out_pos: 0,
+            held_from: None,
+            // epoll reports data that arrived before registration, so no read is tried now.
+            read: ReadSide::Idle,
             registered: Interest::READABLE,
-            read_ready: true,
-            read_closed_hint: false,
-            eof: false,
-            deadline,
-            timer_at: deadline,
-            commands_seen: 0,
-            held_until: None,
+            deadline: ConnDeadline::new(now, cx.deadlines),
+        };
+        conn.borrow_out(cx.spare_out);
+        let progress = conn.session.on_connect(
+            cx.config,
+            &mut Replies::new(&mut conn.out, cx.tally),
+            &mut conn.sink,
+            &mut conn.gate,
+        );
+        conn.after_input(progress, 0, now, cx);
+        Ok(conn)
+    }
+
+    /// The connection's unique id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The poller reported readiness: `readable`, and `peer_closed` (read closed or error).
+    pub fn on_event(&mut self, readable: bool, peer_closed: bool) {
+        self.read = match (self.read, peer_closed, readable) {
+            (ReadSide::Ended, _, _) => ReadSide::Ended,
+            (_, true, _) => ReadSide::ReadyToEnd,
+            (ReadSide::ReadyToEnd, false, _) => ReadSide::ReadyToEnd,
+            (_, false, true) => ReadSide::Ready,
+            (read, false, false) => read,
+        };
+    }
+
+    /// The entry point: reads and processes what is available (within the turn's budget),
+    /// writes the replies, re-arms the poller, and says what next.
+    pub fn ready(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        self.borrow_out(cx.spare_out);
+        let status = match self.read {
+            ReadSide::Ready | ReadSide::ReadyToEnd => self.read_and_process(cx, now),
+            ReadSide::Idle | ReadSide::Ended => ReadStatus::Drained,
+        };
+        let accepted = self.count_accepted(cx.stats);
+        let flushed = match self.flush() {
+            Ok(flushed) => flushed,
+            Err(_) => return self.outcome(Next::Close, accepted),
+        };
+        self.return_out(cx.spare_out);
+        // A client that half-closed right behind its last message still gets that message's
+        // reply once the store reports (and the replies to what it pipelined after it).
+        let finished = self.session.is_closed()
+            || (self.read == ReadSide::Ended && !self.session.is_awaiting_store());
+        if finished && flushed {
+            if self.read != ReadSide::Ended {
+                self.drain_input(cx.scratch);
+            }
+            return self.outcome(Next::Close, accepted);
+        }
+        if finished {
+            // The last replies are still going out; do not wait for them forever.
+            self.deadline.linger(now);
+        }
+        let wanted = self.wanted_interest();
+        if wanted != self.registered {
+            if self
+                .transport
+                .reregister(cx.registry, self.token, wanted)
+                .is_err()
+            {
+                return self.outcome(Next::Close, accepted);
+            }
+            self.registered = wanted;
+        }
+        let more = status == ReadStatus::MoreLater && self.pending_out() < OUT_HIGH_WATER;
+        let next = if more && !finished {
+            Next::Revisit
+        } else {
+            Next::Wait
+        };
+        self.outcome(next, accepted)
+    }
+
+    /// The connection's deadline came due: a pause ends (held replies go, kept input is
+    /// processed), the deadline turns out to have moved later, or the client ran out of
+    /// time (`421` and close: "data rate too low" while content arrives too slowly with a
+    /// minimum rate set, the plain timeout otherwise).
+    pub fn on_deadline(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        match self.deadline.due(now, cx.deadlines) {
+            Due::Later(_) => self.outcome(Next::Wait, 0),
+            Due::PauseOver => {
+                self.held_from = None;
+                self.resume(cx, now);
+                self.ready(cx, now)
+            }
+            Due::Expired => {
+                if !self.session.is_closed() && self.read != ReadSide::Ended {
+                    let rate_applies = cx.deadlines.min_data_rate > 0;
+                    let reply = if rate_applies && self.session.in_message_content() {
+                        reply::TOO_SLOW
+                    } else {
+                        reply::TIMEOUT
+                    };
+                    self.end_with(reply, cx);
+                    cx.stats.timeouts += 1;
+                }
+                self.outcome(Next::Close, 0)
+            }
         }
     }
 
-    /// A fault rule refuses the connection: `reply` instead of the greeting, then close.
-    pub fn refuse_greeting(&mut self, reply: &'static [u8]) {
-        self.out.clear();
-        self.session
-            .on_timeout(reply, &mut self.out, &mut self.sink);
+    /// The storage thread reported on the message this session waits for: its reply goes
+    /// out, then the input kept behind it is processed (which may stop at the next stored
+    /// message), and reading resumes.
+    pub fn on_store_complete(
+        &mut self,
+        stored: bool,
+        cx: &mut Driver<'_>,
+        now: Instant,
+    ) -> Outcome {
+        self.borrow_out(cx.spare_out);
+        self.session.on_store_complete(
+            stored,
+            &mut Replies::new(&mut self.out, cx.tally),
+            &mut self.sink,
+        );
+        self.resume(cx, now);
+        self.ready(cx, now)
     }
 
-    /// A fault delay is over: held output may go, and kept input is processed.
-    pub fn release_hold(&mut self, config: &SessionConfig) {
-        self.session.release_hold();
-        self.resume(config);
+    /// The server is shutting down (see [`Session::on_shutdown`]).
+    pub fn on_shutdown(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        self.borrow_out(cx.spare_out);
+        self.session
+            .on_shutdown(&mut Replies::new(&mut self.out, cx.tally), &mut self.sink);
+        self.ready(cx, now)
+    }
+
+    /// Ends the session with `reply` (a `421`) and writes what the socket takes now, best
+    /// effort: the worker closes the connection next.
+    pub fn end_with(&mut self, reply: &'static [u8], cx: &mut Driver<'_>) {
+        self.borrow_out(cx.spare_out);
+        self.session.on_timeout(
+            reply,
+            &mut Replies::new(&mut self.out, cx.tally),
+            &mut self.sink,
+        );
+        self.held_from = None;
+        let _ = self.flush();
+        self.return_out(cx.spare_out);
+    }
+
+    /// The connection is being dropped: abandons any message in progress. Returns the
+    /// session's failed commands, for the worker's counters.
+    pub fn on_close(&mut self) -> u32 {
+        self.session.on_disconnect(&mut self.sink);
+        self.session.errors()
+    }
+
+    /// What to tell the worker.
+    fn outcome(&self, next: Next, accepted: u64) -> Outcome {
+        Outcome {
+            next,
+            deadline: self.deadline.next(),
+            accepted,
+        }
+    }
+
+    /// Moves the session's accepted messages into the worker's counters; returns how many.
+    fn count_accepted(&mut self, stats: &mut Stats) -> u64 {
+        let (messages, bytes) = self.session.take_accepted();
+        stats.messages += messages;
+        stats.bytes += bytes;
+        messages
+    }
+
+    /// Reads and processes input until the transport is drained, the turn's read budget is
+    /// spent, replies pile up, or the session waits.
+    fn read_and_process(&mut self, cx: &mut Driver<'_>, now: Instant) -> ReadStatus {
+        for _ in 0..MAX_READS_PER_TURN {
+            if self.session.is_awaiting_store() || self.held_from.is_some() {
+                // Input behind a message being stored (or a pause) stays in the socket and in
+                // `carry` until its reply can go out: replies stay in order (RFC 2920 §3.1).
+                return ReadStatus::Paused;
+            }
+            if self.pending_out() >= OUT_HIGH_WATER {
+                return ReadStatus::MoreLater;
+            }
+            let carried = self.carry.len();
+            cx.scratch[..carried].copy_from_slice(&self.carry);
+            let room = cx.scratch.len() - carried;
+            let n = match self.transport.try_read(&mut cx.scratch[carried..]) {
+                Ok(0) => {
+                    self.read = ReadSide::Ended;
+                    return ReadStatus::Drained;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read = ReadSide::Idle;
+                    return ReadStatus::Drained;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.read = ReadSide::Ended;
+                    return ReadStatus::Drained;
+                }
+            };
+            let input = &cx.scratch[..carried + n];
+            let progress = self.session.on_input(
+                cx.config,
+                input,
+                &mut Replies::new(&mut self.out, cx.tally),
+                &mut self.sink,
+                &mut self.gate,
+            );
+            self.carry.clear();
+            self.carry.extend_from_slice(&input[progress.consumed..]);
+            self.after_input(progress, n as u64, now, cx);
+            if n < room && self.read == ReadSide::Ready {
+                // A short read took everything the socket had. With edge-triggered epoll any
+                // later arrival raises a new event, so the extra read that would only return
+                // WouldBlock is skipped: one read per pipelined batch.
+                self.read = ReadSide::Idle;
+                return ReadStatus::Drained;
+            }
+        }
+        ReadStatus::MoreLater
+    }
+
+    /// Processes the input kept while the session waited; reading resumes afterwards.
+    fn resume(&mut self, cx: &mut Driver<'_>, now: Instant) {
+        self.borrow_out(cx.spare_out);
+        let kept = std::mem::take(&mut self.carry);
+        let progress = self.session.on_input(
+            cx.config,
+            &kept,
+            &mut Replies::new(&mut self.out, cx.tally),
+            &mut self.sink,
+            &mut self.gate,
+        );
+        self.carry = kept;
+        self.carry.drain(..progress.consumed);
+        self.after_input(progress, 0, now, cx);
+        if self.read == ReadSide::Idle {
+            self.read = ReadSide::Ready;
+        }
+    }
+
+    /// Bookkeeping after the session processed input: the deadline moves with progress, and
+    /// a pause the gate asked for starts (its length is the gate's to say).
+    fn after_input(&mut self, progress: Progress, bytes: u64, now: Instant, cx: &Driver<'_>) {
+        self.deadline.on_input(
+            progress.completed,
+            bytes,
+            self.session.in_message_content(),
+            now,
+            cx.deadlines,
+        );
+        if let Some(offset) = progress.pause_at {
+            let length = self
+                .gate
+                .as_mut()
+                .and_then(|gate| gate.take_pause())
+                .unwrap_or_default();
+            self.held_from.get_or_insert(offset);
+            self.deadline.pause(now, length);
+        }
     }
 
     /// Lends the worker's output buffer (`spare`) to this connection while it has nothing
     /// pending, so replies are built in one warm buffer and an idle connection owns none.
-    pub fn borrow_out(&mut self, spare: &mut Vec<u8>) {
+    fn borrow_out(&mut self, spare: &mut Vec<u8>) {
         if self.out.is_empty() && self.out.capacity() == 0 {
             std::mem::swap(&mut self.out, spare);
         }
@@ -132,7 +446,7 @@ impl Conn {
 
     /// After a flush: once everything is written, the buffer goes back to the worker (or, if
     /// the worker has one already, is freed). Bytes still pending stay with the connection.
-    pub fn return_out(&mut self, spare: &mut Vec<u8>) {
+    fn return_out(&mut self, spare: &mut Vec<u8>) {
         if !self.out.is_empty() {
             return;
         }
@@ -144,105 +458,32 @@ impl Conn {
     }
 
     /// Reply bytes waiting to be written.
-    pub fn pending_out(&self) -> usize {
+    fn pending_out(&self) -> usize {
         self.out.len() - self.out_pos
     }
 
+    /// The end of what may be written now: everything, or up to a pause.
+    fn write_limit(&self) -> usize {
+        self.held_from
+            .map_or(self.out.len(), |from| from.min(self.out.len()))
+    }
+
     /// What to ask the poller for: always readable (to notice data and hang-ups), writable
-    /// only while a write came back short (not while a fault delay holds the output).
-    pub fn wanted_interest(&self) -> Interest {
-        if self.pending_out() > 0 && self.session.held().is_none() {
+    /// only while a write came back short (or the transport has bytes of its own to send).
+    fn wanted_interest(&self) -> Interest {
+        if self.write_limit() > self.out_pos || self.transport.wants_write() {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         }
     }
 
-    /// Reads and processes input until the socket is drained, `max_reads` reads were made, or
-    /// replies pile up. Returns the status and the number of bytes read.
-    pub fn read_and_process(
-        &mut self,
-        config: &SessionConfig,
-        scratch: &mut [u8],
-        max_reads: usize,
-    ) -> (ReadStatus, u64) {
-        let mut total = 0u64;
-        for _ in 0..max_reads {
-            if self.session.is_awaiting_store() || self.session.held().is_some() {
-                // Input behind a message being stored stays in the socket (and in `carry`)
-                // until its reply can go out: replies must stay in order (RFC 2920 §3.1).
-                return (ReadStatus::Paused, total);
-            }
-            if self.pending_out() >= OUT_HIGH_WATER {
-                return (ReadStatus::MoreLater, total);
-            }
-            let carried = self.carry.len();
-            scratch[..carried].copy_from_slice(&self.carry);
-            let room = scratch.len() - carried;
-            let n = match self.stream.read(&mut scratch[carried..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return (ReadStatus::Closed, total);
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_ready = false;
-                    return (ReadStatus::Drained, total);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.eof = true;
-                    return (ReadStatus::Closed, total);
-                }
-            };
-            total += n as u64;
-            let input = &scratch[..carried + n];
-            let consumed = self
-                .session
-                .on_input(config, input, &mut self.out, &mut self.sink);
-            self.carry.clear();
-            self.carry.extend_from_slice(&input[consumed..]);
-            if n < room && !self.read_closed_hint {
-                // A short read took everything the socket had. With edge-triggered epoll any
-                // later arrival raises a new event, so the extra read that would only return
-                // WouldBlock is skipped: one read per pipelined batch.
-                self.read_ready = false;
-                return (ReadStatus::Drained, total);
-            }
-        }
-        (ReadStatus::MoreLater, total)
-    }
-
-    /// The storage thread reported on the message this session waits for: its reply goes
-    /// out, then the input kept behind it is processed (which may stop at the next stored
-    /// message). Reading resumes afterwards.
-    pub fn on_store_complete(&mut self, stored: bool, config: &SessionConfig) {
-        self.session
-            .on_store_complete(stored, &mut self.out, &mut self.sink);
-        self.resume(config);
-    }
-
-    /// Processes the input kept while the session was paused; reading resumes afterwards.
-    fn resume(&mut self, config: &SessionConfig) {
-        let kept = std::mem::take(&mut self.carry);
-        let consumed = self
-            .session
-            .on_input(config, &kept, &mut self.out, &mut self.sink);
-        self.carry = kept;
-        self.carry.drain(..consumed);
-        self.read_ready = true;
-    }
-
-    /// Writes pending replies until done or the socket is full. `Ok(true)` when all is written.
-    /// With `replies`, counts what was sent (for `--metrics`).
-    pub fn flush(&mut self, replies: Option<&ReplyCounts>) -> io::Result<bool> {
-        // Output a fault delay holds stays until the hold is released.
-        let limit = self
-            .session
-            .held()
-            .map_or(self.out.len(), |(from, _)| from.min(self.out.len()));
+    /// Writes pending replies until done, a pause, or the transport is full. `Ok(true)` when
+    /// all is written.
+    fn flush(&mut self) -> io::Result<bool> {
+        let limit = self.write_limit();
         while self.out_pos < limit {
-            match self.stream.write(&self.out[self.out_pos..limit]) {
+            match self.transport.try_write(&self.out[self.out_pos..limit]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -253,11 +494,6 @@ impl Conn {
         if limit < self.out.len() {
             return Ok(false);
         }
-        if let Some(counts) = replies {
-            // Everything in `out` is now sent, and `out` is cleared next: each reply is
-            // counted exactly once.
-            counts.count(&self.out);
-        }
         self.out.clear();
         self.out_pos = 0;
         if self.out.capacity() > OUT_KEEP_CAPACITY {
@@ -266,19 +502,14 @@ impl Conn {
         Ok(true)
     }
 
-    /// A deadline passed: the session says `reply` (a `421`) and ends.
-    pub fn on_timeout(&mut self, reply: &'static [u8]) {
-        self.session
-            .on_timeout(reply, &mut self.out, &mut self.sink);
-    }
-
-    /// The server is shutting down (see [`Session::on_shutdown`]).
-    pub fn on_shutdown(&mut self) {
-        self.session.on_shutdown(&mut self.out, &mut self.sink);
-    }
-
-    /// The connection is being dropped: abandon any message in progress.
-    pub fn on_disconnect(&mut self) {
-        self.session.on_disconnect(&mut self.sink);
+    /// Reads and drops what the client still sent, so that closing does not reset the
+    /// connection (and destroy the final reply in flight).
+    fn drain_input(&mut self, scratch: &mut [u8]) {
+        for _ in 0..MAX_DRAIN_READS {
+            match self.transport.try_read(scratch) {
+                Ok(n) if n == scratch.len() => {}
+                _ => return,
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@
 pub mod conn;
 pub mod listener;
 pub mod timer;
+pub mod transport;
 pub mod worker;
 
 use crate::config::Config;
@@ -34,7 +35,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Deadlines, ExitAfter, ShutdownSignal, Worker, WorkerLinks, MAX_LISTENERS, WAKER};
+use timer::Deadlines;
+use worker::{ExitAfter, ShutdownSignal, Worker, WorkerLinks, MAX_LISTENERS, WAKER};
 
 /// A running server.
 pub struct ServerHandle {

@@ -25,9 +25,9 @@ pub mod jsonl;
 pub mod maildir;
 pub mod record;
 
-use crate::fault::{FaultAction, FaultContext, FaultPoint, FaultRules};
 use crate::metrics::StoreLatency;
-use crate::sink::{Envelope, Sink, Verdict};
+use crate::proto::envelope::Envelope;
+use crate::proto::sink::{MessageSink, Verdict};
 use mio::Waker;
 use record::MessageMeta;
 use std::fmt;
@@ -319,28 +319,6 @@ fn storage_thread(
 pub struct StoreSink {
     /// `None` to discard.
     storing: Option<Box<Storing>>,
-    /// The server's fault rules and this client's address, if there are rules.
-    faults: Option<Box<FaultState>>,
-    /// Per-transaction records (`--log-sessions`), if asked for.
-    log: Option<Box<LogState>>,
-}
-
-/// What a connection with fault rules keeps.
-#[derive(Debug)]
-struct FaultState {
-    rules: Arc<FaultRules>,
-    client: std::net::IpAddr,
-}
-
-/// What a logging connection keeps.
-#[derive(Debug)]
-struct LogState {
-    /// The writer thread's queue.
-    lines: Sender<String>,
-    /// The client's address.
-    client: SocketAddr,
-    /// The envelope of the message whose store is pending.
-    pending_envelope: String,
 }
 
 /// What a storing connection keeps.
@@ -359,11 +337,7 @@ struct Storing {
 impl StoreSink {
     /// A sink that keeps nothing.
     pub fn discard() -> StoreSink {
-        StoreSink {
-            storing: None,
-            faults: None,
-            log: None,
-        }
+        StoreSink { storing: None }
     }
 
     /// A sink that stores through `hub`, reporting to `notify`.
@@ -375,36 +349,11 @@ impl StoreSink {
                 client,
                 body: Vec::new(),
             })),
-            faults: None,
-            log: None,
         }
-    }
-
-    /// Records each message attempt of this connection (from `client`) to `log`.
-    pub fn with_log(mut self, log: Option<&crate::txlog::TxLog>, client: SocketAddr) -> StoreSink {
-        self.log = log.and_then(|log| log.sender()).map(|lines| {
-            Box::new(LogState {
-                lines,
-                client,
-                pending_envelope: String::new(),
-            })
-        });
-        self
-    }
-
-    /// Applies `rules` to the commands of this connection (from `client`).
-    pub fn with_faults(mut self, rules: Option<Arc<FaultRules>>, client: SocketAddr) -> StoreSink {
-        self.faults = rules.map(|rules| {
-            Box::new(FaultState {
-                rules,
-                client: client.ip(),
-            })
-        });
-        self
     }
 }
 
-impl Sink for StoreSink {
+impl MessageSink for StoreSink {
     fn on_message_start(&mut self, _envelope: &Envelope<'_>) {
         if let Some(storing) = &mut self.storing {
             storing.body.clear();
@@ -418,10 +367,6 @@ impl Sink for StoreSink {
     }
 
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        if let Some(log) = &mut self.log {
-            // Kept for the record written when the store reports.
-            log.pending_envelope = crate::txlog::envelope_text(envelope);
-        }
         let Some(storing) = &mut self.storing else {
             return Verdict::Stored; // discard
         };
@@ -439,29 +384,6 @@ impl Sink for StoreSink {
             // The storage threads are gone (shutting down): not stored.
             Err(_) => Verdict::Failed,
         }
-    }
-
-    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, size: u64, reply: &[u8]) {
-        let Some(log) = &mut self.log else {
-            return;
-        };
-        let envelope = match envelope {
-            Some(envelope) => crate::txlog::envelope_text(envelope),
-            None => std::mem::take(&mut log.pending_envelope),
-        };
-        let line = crate::txlog::record_line(log.client, &envelope, size, reply);
-        // The writer is gone only while shutting down; a lost line is all that happens.
-        let _ = log.lines.send(line);
-    }
-
-    fn fault(&mut self, point: FaultPoint, context: &FaultContext<'_>) -> Option<FaultAction> {
-        let faults = self.faults.as_ref()?;
-        let context = FaultContext {
-            client: Some(faults.client),
-            now: Some(std::time::Instant::now()),
-            ..*context
-        };
-        faults.rules.decide(point, &context)
     }
 
     fn on_message_abort(&mut self) {

@@ -1,13 +1,14 @@
 //! What a stored message carries besides its bytes: the envelope in owned form, and the
 //! derived texts the stores write (the JSON record, the `Received:` trace header, dates).
 //!
-//! What it does: format. Runs on the storage threads, never on an event loop, so it may
-//! allocate freely.
+//! What it does: format. [`MessageMeta::new`] runs on the event loop (once per message, when
+//! its content is complete, to copy the envelope for the storage thread); the rest runs on
+//! the storage threads.
 //!
 //! What it does not do: touch files (see the store modules) or parse SMTP.
 
 use crate::proto::command::{Body, MailParams};
-use crate::sink::{Envelope, Transfer};
+use crate::proto::envelope::{Envelope, Transfer};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,9 +11,11 @@
 //! `250 ... queued` replies.
 #![no_main]
 
-use fastsmtpd::proto::reply::{Banner, MESSAGE_ACCEPTED};
+use fastsmtpd::proto::envelope::Envelope;
+use fastsmtpd::proto::gate::Open;
+use fastsmtpd::proto::reply::{Banner, Replies, ReplyTally, MESSAGE_ACCEPTED};
 use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
-use fastsmtpd::sink::{Envelope, Sink, Verdict};
+use fastsmtpd::proto::sink::{MessageSink, Verdict};
 use fastsmtpd_fuzz::{cut_bounds, hex, Header};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +33,7 @@ struct RecordingSink {
     fail_store: bool,
 }
 
-impl Sink for RecordingSink {
+impl MessageSink for RecordingSink {
     fn on_message_start(&mut self, envelope: &Envelope<'_>) {
         assert!(!self.open, "message started while one is open");
         assert!(
@@ -151,12 +153,28 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Obs
         ..RecordingSink::default()
     };
     let mut out = Vec::new();
-    session.greeting_into(config, &mut out);
+    let mut tally = ReplyTally::default();
+    session.on_connect(
+        config,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut Open,
+    );
+    let mut commands = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     let mut start = 0;
     for &end in ends {
         carry.extend_from_slice(&input[start..end]);
-        let consumed = session.on_input(config, &carry, &mut out, &mut sink);
+        let progress = session.on_input(
+            config,
+            &carry,
+            &mut Replies::new(&mut out, &mut tally),
+            &mut sink,
+            &mut Open,
+        );
+        assert!(progress.pause_at.is_none(), "paused without a gate asking");
+        commands += u64::from(progress.completed);
+        let consumed = progress.consumed;
         assert!(consumed <= carry.len(), "consumed more than given");
         let left = carry.len() - consumed;
         assert!(
@@ -172,10 +190,9 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Obs
         start = end;
     }
     if plan.shutdown {
-        session.on_shutdown(&mut out, &mut sink);
+        session.on_shutdown(&mut Replies::new(&mut out, &mut tally), &mut sink);
     }
     let closed = session.is_closed();
-    let commands = session.commands_processed();
     let errors = session.errors();
     let accepted = session.take_accepted();
     assert_eq!(session.take_accepted(), (0, 0));

@@ -1,0 +1,414 @@
+//! Fault injection: rules that make chosen commands fail, hang up or answer late, on purpose,
+//! so senders can be tested against a misbehaving receiver.
+//!
+//! What it does: parse `--fault` rules ([`rule`], from the command line or a TOML file,
+//! [`file`]) and decide, for each [`Checkpoint`] a session reaches, whether a rule fires. A
+//! rule names the point (a command, `connect` or `eod`, the end of message content), optional
+//! selectors (sender or recipient pattern, the Nth or every Nth matching occurrence, a
+//! probability, a per-client rate) and one action:
+//!
+//! ```text
+//! rcpt to=*@bad.example reply=550 5.1.1 No such user
+//! mail from=spam*@* nth=3 disconnect
+//! eod p=0.1 reply=451 4.3.0 Try again later
+//! data every=2 delay=200ms..1s
+//! connect disconnect=421
+//! rcpt greylist=5m
+//! mail rate=10/s reply=450 4.7.0 Slow down
+//! ```
+//!
+//! The session reaches the rules through [`FaultGate`], this module's implementation of the
+//! protocol's [`crate::proto::gate::Gate`]: the session asks in protocol terms, the gate adds
+//! what only the server knows (the client's address, the time) and keeps the length of a
+//! delay for the connection, which owns the timer.
+//!
+//! Occurrences are counted per rule over the whole server, so `nth=3` is the third matching
+//! command the server sees. Probabilities come from a hash of (`--seed`, rule, occurrence), so
+//! a run repeats exactly for the same sequence of commands. Greylisting and rate limits keep
+//! per-client state behind a lock ([`limiter`]), taken only by rules that use them.
+//!
+//! What it does not do: carry the action out (the session replies or closes; the connection
+//! times a delay) or read the clock for anyone but its own limiters.
+
+mod file;
+mod gate;
+mod glob;
+mod limiter;
+mod rule;
+
+pub use gate::FaultGate;
+pub use glob::glob;
+
+use crate::proto::envelope::Recipients;
+use crate::proto::gate::Checkpoint;
+use rule::{Rule, RuleAction};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What a firing rule does, as decided for one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Answer with this reply (CR LF included) instead of carrying the command out.
+    Reply(&'static [u8]),
+    /// Close the connection without a word.
+    Disconnect,
+    /// Say `421 4.3.0` and close.
+    Disconnect421,
+    /// Hold the reply (and everything after it) this long; the command is carried out
+    /// normally, unless `then` gives the reply to send instead.
+    Delay {
+        /// How long.
+        hold: Duration,
+        /// The reply after the delay, instead of carrying the command out.
+        then: Option<&'static [u8]>,
+    },
+}
+
+/// What a decision may look at (borrowed from the session, nothing copied), plus what only
+/// the server knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultContext<'a> {
+    /// The client's address (greylisting and rate limits are per client).
+    pub client: Option<IpAddr>,
+    /// The time of the decision (greylisting and rate limits need it; the caller reads the
+    /// clock).
+    pub now: Option<Instant>,
+    /// The transaction's sender (empty before `MAIL`, and for `<>`).
+    pub sender: &'a [u8],
+    /// At `RCPT`: the recipient being given. Empty elsewhere.
+    pub recipient: &'a [u8],
+    /// The recipients accepted so far.
+    pub accepted: Recipients<'a>,
+}
+
+impl FaultContext<'_> {
+    /// The recipients a `to=` pattern is matched against: the one being given at `RCPT`,
+    /// the accepted ones later.
+    fn any_recipient(&self, mut matches: impl FnMut(&[u8]) -> bool) -> bool {
+        if !self.recipient.is_empty() {
+            return matches(self.recipient);
+        }
+        self.accepted.iter().any(matches)
+    }
+}
+
+/// The server's rules, shared by every session.
+#[derive(Debug, Default)]
+pub struct FaultRules {
+    /// In order: the first rule that fires wins.
+    rules: Vec<Rule>,
+    /// `--seed`, for probabilities and delay ranges.
+    seed: u64,
+}
+
+impl FaultRules {
+    /// Parses rules (the `--fault` syntax, in order: the first that fires wins).
+    pub fn parse(texts: &[String], seed: u64) -> Result<FaultRules, String> {
+        let rules = texts
+            .iter()
+            .map(|t| Rule::parse(t).map_err(|e| format!("--fault {t:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(FaultRules { rules, seed })
+    }
+
+    /// Reads rules from a TOML file: `rules = ["...", ...]` (the `--fault` syntax) and an
+    /// optional `seed = N`. Returns the rules and the seed.
+    pub fn read_file(path: &std::path::Path) -> Result<(Vec<String>, Option<u64>), String> {
+        file::read_rules(path)
+    }
+
+    /// Whether there is any rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether any rule applies at `point` (lets callers skip building a context).
+    pub fn watches(&self, point: Checkpoint) -> bool {
+        self.rules.iter().any(|r| r.point == point)
+    }
+
+    /// Decides for one occurrence of `point`: the action of the first rule that fires.
+    pub fn decide(&self, point: Checkpoint, context: &FaultContext<'_>) -> Option<FaultAction> {
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.point != point || !rule.selects(context) {
+                continue;
+            }
+            if rule.rate.as_ref().is_some_and(|rate| !rate.over(context)) {
+                continue;
+            }
+            if let RuleAction::Greylist { list, .. } = &rule.action {
+                if !list.refuses(context) {
+                    continue;
+                }
+            }
+            let occurrence = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if rule.nth.is_some_and(|n| occurrence != n)
+                || rule.every.is_some_and(|n| occurrence % n != 0)
+            {
+                continue;
+            }
+            if let Some(p) = rule.probability {
+                if unit(self.seed, index as u64, occurrence, 0) >= p {
+                    continue;
+                }
+            }
+            rule.fired.fetch_add(1, Ordering::Relaxed);
+            return Some(match rule.action {
+                RuleAction::Reply(reply) => FaultAction::Reply(reply),
+                RuleAction::Disconnect => FaultAction::Disconnect,
+                RuleAction::Disconnect421 => FaultAction::Disconnect421,
+                RuleAction::Delay {
+                    shortest,
+                    longest,
+                    then,
+                } => {
+                    let spread = longest.saturating_sub(shortest).as_secs_f64();
+                    let pick = unit(self.seed, index as u64, occurrence, 1);
+                    FaultAction::Delay {
+                        hold: shortest + Duration::from_secs_f64(spread * pick),
+                        then,
+                    }
+                }
+                RuleAction::Greylist { reply, .. } => FaultAction::Reply(reply),
+            });
+        }
+        None
+    }
+
+    /// `(rule text, times fired)` for every rule, for reports.
+    pub fn fired(&self) -> Vec<(String, u64)> {
+        self.rules
+            .iter()
+            .map(|r| (r.text.clone(), r.fired.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// A number in [0, 1) from (seed, rule, occurrence, purpose): splitmix64 over their mix, so
+/// the same seed gives the same faults for the same sequence of commands.
+fn unit(seed: u64, rule: u64, occurrence: u64, purpose: u64) -> f64 {
+    let mut z = seed
+        ^ rule.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ occurrence.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ purpose.wrapping_mul(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn rules(texts: &[&str]) -> FaultRules {
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        FaultRules::parse(&texts, 7).unwrap()
+    }
+
+    fn rcpt(rules: &FaultRules, to: &str) -> Option<FaultAction> {
+        rules.decide(
+            Checkpoint::Rcpt,
+            &FaultContext {
+                sender: b"a@b.example",
+                recipient: to.as_bytes(),
+                ..FaultContext::default()
+            },
+        )
+    }
+
+    #[test]
+    fn recipient_pattern_and_reply() {
+        let r = rules(&["rcpt to=*@bad.example reply=550 5.1.1 No such user"]);
+        assert_eq!(
+            rcpt(&r, "x@bad.example"),
+            Some(FaultAction::Reply(b"550 5.1.1 No such user\r\n"))
+        );
+        assert_eq!(rcpt(&r, "x@good.example"), None);
+        assert_eq!(r.fired()[0].1, 1);
+        assert!(r.watches(Checkpoint::Rcpt) && !r.watches(Checkpoint::Mail));
+    }
+
+    #[test]
+    fn nth_and_every_count_matching_occurrences() {
+        let r = rules(&["rcpt nth=3 disconnect"]);
+        let fired: Vec<bool> = (0..5).map(|_| rcpt(&r, "x@y").is_some()).collect();
+        assert_eq!(fired, [false, false, true, false, false]);
+        let r = rules(&["rcpt every=2 disconnect=421"]);
+        let fired: Vec<bool> = (0..6).map(|_| rcpt(&r, "x@y").is_some()).collect();
+        assert_eq!(fired, [false, true, false, true, false, true]);
+        assert_eq!(rcpt(&r, "x@y"), None);
+        assert_eq!(rcpt(&r, "x@y"), Some(FaultAction::Disconnect421));
+    }
+
+    #[test]
+    fn probabilities_repeat_for_a_seed_and_come_out_near_p() {
+        let run = |seed| {
+            let texts = vec!["rcpt p=0.3 reply=451 4.3.0 later".to_string()];
+            let r = FaultRules::parse(&texts, seed).unwrap();
+            (0..2000)
+                .map(|_| rcpt(&r, "x@y").is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+        let hits = run(1).iter().filter(|f| **f).count();
+        assert!((500..700).contains(&hits), "{hits} of 2000 at p=0.3");
+    }
+
+    #[test]
+    fn delays_fixed_and_random() {
+        let r = rules(&["data delay=200ms"]);
+        let context = FaultContext::default();
+        assert_eq!(
+            r.decide(Checkpoint::Data, &context),
+            Some(FaultAction::Delay {
+                hold: Duration::from_millis(200),
+                then: None
+            })
+        );
+        let r = rules(&["data delay=100ms..1s"]);
+        for _ in 0..100 {
+            let Some(FaultAction::Delay { hold, .. }) = r.decide(Checkpoint::Data, &context) else {
+                panic!("no delay");
+            };
+            assert!(hold >= Duration::from_millis(100) && hold <= Duration::from_secs(1));
+        }
+        let r = rules(&["eod delay=1s reply=451 4.3.0 slow and failed"]);
+        assert_eq!(
+            r.decide(Checkpoint::EndOfData, &context),
+            Some(FaultAction::Delay {
+                hold: Duration::from_secs(1),
+                then: Some(&b"451 4.3.0 slow and failed\r\n"[..])
+            })
+        );
+    }
+
+    #[test]
+    fn first_firing_rule_wins_and_sender_patterns_apply() {
+        let r = rules(&[
+            "mail from=spam*@* reply=550 5.7.1 No spam",
+            "mail reply=451 4.3.0 Everything else later",
+        ]);
+        let decide = |from: &str| {
+            r.decide(
+                Checkpoint::Mail,
+                &FaultContext {
+                    sender: from.as_bytes(),
+                    ..FaultContext::default()
+                },
+            )
+        };
+        assert_eq!(
+            decide("spam1@x"),
+            Some(FaultAction::Reply(b"550 5.7.1 No spam\r\n"))
+        );
+        assert_eq!(
+            decide("ham@x"),
+            Some(FaultAction::Reply(b"451 4.3.0 Everything else later\r\n"))
+        );
+    }
+
+    #[test]
+    fn greylisting_refuses_first_attempts_until_the_wait_is_over() {
+        let r = rules(&["rcpt greylist=30s"]);
+        let t0 = Instant::now();
+        let attempt = |client: [u8; 4], to: &str, after: u64| {
+            r.decide(
+                Checkpoint::Rcpt,
+                &FaultContext {
+                    client: Some(IpAddr::from(client)),
+                    now: Some(t0 + Duration::from_secs(after)),
+                    sender: b"a@b.example",
+                    recipient: to.as_bytes(),
+                    ..FaultContext::default()
+                },
+            )
+        };
+        let refused = Some(FaultAction::Reply(rule::GREYLISTED));
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 0), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 10), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "x@y", 31), None);
+        assert_eq!(attempt([10, 0, 0, 1], "X@Y", 32), None, "case-insensitive");
+        // Another client, or another recipient, starts its own wait.
+        assert_eq!(attempt([10, 0, 0, 2], "x@y", 31), refused);
+        assert_eq!(attempt([10, 0, 0, 1], "z@y", 31), refused);
+    }
+
+    #[test]
+    fn rate_limits_apply_per_client_beyond_the_rate() {
+        let r = rules(&["mail rate=2/s reply=450 4.7.0 Slow down"]);
+        let t0 = Instant::now();
+        let mail = |client: u8, at_ms: u64| {
+            r.decide(
+                Checkpoint::Mail,
+                &FaultContext {
+                    client: Some(IpAddr::from([10, 0, 0, client])),
+                    now: Some(t0 + Duration::from_millis(at_ms)),
+                    ..FaultContext::default()
+                },
+            )
+            .is_some()
+        };
+        // Two per second pass, the third in the same instant is over the rate.
+        assert_eq!([mail(1, 0), mail(1, 0), mail(1, 0)], [false, false, true]);
+        // Another client has its own bucket.
+        assert!(!mail(2, 0));
+        // Half a second later one token is back.
+        assert_eq!([mail(1, 500), mail(1, 500)], [false, true]);
+    }
+
+    #[test]
+    fn rules_come_from_a_toml_file() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "# faults for the staging sink\nseed = 7\nrules = [\n  \"rcpt to=*@bad.example reply=550 5.1.1 No such user\",\n  \"eod p=0.1 reply=451 4.3.0 Later\",\n]\n",
+        )
+        .unwrap();
+        let (rules, seed) = FaultRules::read_file(&good).unwrap();
+        assert_eq!(seed, Some(7));
+        assert_eq!(rules.len(), 2);
+        assert!(FaultRules::parse(&rules, 7).is_ok());
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "rule = \"typo\"\n").unwrap();
+        assert!(FaultRules::read_file(&bad)
+            .unwrap_err()
+            .contains("unexpected \"rule\""));
+        std::fs::write(&bad, "rules = [1]\n").unwrap();
+        assert!(FaultRules::read_file(&bad).unwrap_err().contains("strings"));
+        std::fs::write(&bad, "rules = [\n").unwrap();
+        assert!(FaultRules::read_file(&bad)
+            .unwrap_err()
+            .contains("not TOML"));
+        assert!(FaultRules::read_file(&dir.join("missing.toml")).is_err());
+    }
+
+    #[test]
+    fn bad_rules_say_what_is_wrong() {
+        let bad = |text: &str, needle: &str| {
+            let err = FaultRules::parse(&[text.to_string()], 0).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        };
+        bad("rcpt", "no action");
+        bad("bogus reply=550 x", "unknown point");
+        bad("rcpt reply=250 ok", "4xx or 5xx");
+        bad("rcpt reply=55x nope", "4xx or 5xx");
+        bad("rcpt nth=0 disconnect", "at least 1");
+        bad("rcpt p=1.5 disconnect", "probability");
+        bad("rcpt delay=90m", "one hour");
+        bad("rcpt delay=5h", "unknown unit");
+        bad("rcpt delay=2s..1s", "empty");
+        bad("rcpt frobnicate disconnect", "expected");
+        bad("rcpt delay=1s disconnect", "not with disconnect");
+        bad("connect to=*@x disconnect", "connect has no");
+        bad("mail greylist=30s", "applies at rcpt");
+        bad("rcpt rate=0/s disconnect", "N > 0");
+        bad("rcpt rate=5/h disconnect", "N/s or N/m");
+        bad("rcpt disconnect reply=550 5.7.1 no", "one action");
+    }
+}

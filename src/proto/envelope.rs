@@ -1,0 +1,185 @@
+//! The envelope of the transaction being received (RFC 5321 §2.3.1): who greeted, the
+//! reverse path, the `MAIL` parameters and the accepted forward paths.
+//!
+//! What it does: keep the envelope in a few buffers that are cleared, never freed, between
+//! transactions ([`EnvelopeBuf`]: after warm-up a session allocates nothing for it), and lend
+//! it out as a borrowed view ([`Envelope`]) to sinks and gates.
+//!
+//! What it does not do: decide whether a path or a recipient is acceptable (the session and
+//! [`super::command`] do), or outlive a transaction: a sink that needs the envelope later
+//! copies what it needs.
+
+use super::command::MailParams;
+
+/// How the message content arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// `DATA`, dot-stuffed and terminated by `CR LF . CR LF` (RFC 5321 §4.1.1.4).
+    Data,
+    /// `BDAT` chunks, counted octets (RFC 3030).
+    Bdat,
+}
+
+/// The envelope of the message being received, borrowed from the session.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The `HELO`/`EHLO` argument.
+    pub helo: &'a [u8],
+    /// The reverse path without brackets; empty for `<>`.
+    pub sender: &'a [u8],
+    /// The `MAIL FROM` parameters.
+    pub params: MailParams,
+    /// The accepted recipients, without brackets.
+    pub recipients: Recipients<'a>,
+    /// DATA or BDAT.
+    pub transfer: Transfer,
+    /// Whether the client greeted with EHLO (for the `with` clause of a `Received:` header).
+    pub esmtp: bool,
+}
+
+/// A list of recipients stored back to back (no allocation per recipient).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recipients<'a> {
+    /// All recipients, back to back.
+    bytes: &'a [u8],
+    /// The end offset of each recipient in `bytes`.
+    ends: &'a [u32],
+}
+
+impl<'a> Recipients<'a> {
+    /// The recipients, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let bytes = self.bytes;
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let recipient = &bytes[start..end as usize];
+            start = end as usize;
+            recipient
+        })
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl<'a> Envelope<'a> {
+    /// The accepted recipients, in the order given.
+    pub fn recipients(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.recipients.iter()
+    }
+
+    /// How many recipients were accepted.
+    pub fn recipient_count(&self) -> usize {
+        self.recipients.len()
+    }
+}
+
+/// The session's own copy of the envelope, reused from one transaction to the next.
+#[derive(Debug, Default)]
+pub struct EnvelopeBuf {
+    /// Whether the client greeted with EHLO (and may use extensions).
+    pub(crate) esmtp: bool,
+    /// The HELO/EHLO argument.
+    helo: Vec<u8>,
+    /// The reverse path of the open transaction.
+    sender: Vec<u8>,
+    /// The MAIL parameters of the open transaction.
+    pub(crate) params: MailParams,
+    /// Accepted recipients, back to back.
+    recipient_bytes: Vec<u8>,
+    /// End offset of each recipient in `recipient_bytes`.
+    recipient_ends: Vec<u32>,
+    /// Recipients refused in this transaction (for `554` versus `503` on DATA, RFC 5321 §3.3).
+    pub(crate) recipients_refused: u32,
+}
+
+impl EnvelopeBuf {
+    /// Records a new greeting (`HELO`/`EHLO` argument).
+    pub(crate) fn set_helo(&mut self, domain: &[u8], esmtp: bool) {
+        self.esmtp = esmtp;
+        self.helo.clear();
+        self.helo.extend_from_slice(domain);
+    }
+
+    /// Opens a transaction with this reverse path and its parameters.
+    pub(crate) fn set_sender(&mut self, path: &[u8], params: MailParams) {
+        self.sender.clear();
+        self.sender.extend_from_slice(path);
+        self.params = params;
+    }
+
+    /// The reverse path of the open transaction.
+    pub(crate) fn sender(&self) -> &[u8] {
+        &self.sender
+    }
+
+    /// Adds an accepted recipient.
+    pub(crate) fn add_recipient(&mut self, path: &[u8]) {
+        self.recipient_bytes.extend_from_slice(path);
+        // Recipient bytes are bounded by max_recipients * max_line_len, far below u32::MAX
+        // for any sane configuration; the conversion saturates rather than wraps otherwise.
+        self.recipient_ends
+            .push(u32::try_from(self.recipient_bytes.len()).unwrap_or(u32::MAX));
+    }
+
+    /// The accepted recipients.
+    pub(crate) fn recipients(&self) -> Recipients<'_> {
+        Recipients {
+            bytes: &self.recipient_bytes,
+            ends: &self.recipient_ends,
+        }
+    }
+
+    /// Forgets the transaction (sender, parameters, recipients), keeping the greeting and
+    /// the buffers' capacity (RFC 5321 §4.1.1.5).
+    pub(crate) fn clear_transaction(&mut self) {
+        self.sender.clear();
+        self.params = MailParams::default();
+        self.recipient_bytes.clear();
+        self.recipient_ends.clear();
+        self.recipients_refused = 0;
+    }
+
+    /// The envelope as sinks see it.
+    pub(crate) fn view(&self, transfer: Transfer) -> Envelope<'_> {
+        Envelope {
+            helo: &self.helo,
+            sender: &self.sender,
+            params: self.params,
+            recipients: self.recipients(),
+            transfer,
+            esmtp: self.esmtp,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_come_back_in_order_and_clearing_keeps_the_greeting() {
+        let mut envelope = EnvelopeBuf::default();
+        envelope.set_helo(b"client.example", true);
+        envelope.set_sender(b"a@b", MailParams::default());
+        envelope.add_recipient(b"one@x");
+        envelope.add_recipient(b"");
+        envelope.add_recipient(b"three@y");
+        let view = envelope.view(Transfer::Data);
+        let all: Vec<&[u8]> = view.recipients().collect();
+        assert_eq!(all, [&b"one@x"[..], b"", b"three@y"]);
+        assert_eq!(view.recipient_count(), 3);
+        envelope.clear_transaction();
+        let view = envelope.view(Transfer::Bdat);
+        assert!(view.recipients.is_empty() && view.sender.is_empty());
+        assert_eq!(view.helo, b"client.example");
+        assert!(view.esmtp);
+    }
+}

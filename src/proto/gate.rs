@@ -1,0 +1,119 @@
+//! The gate: the question the session asks before it carries out a command ("may this
+//! proceed, or what instead?"), as a trait in protocol terms.
+//!
+//! What it does: define the [`Checkpoint`]s where the session asks (the connection's start,
+//! each command, the end of message content), what the asker may look at ([`GateContext`]:
+//! the envelope so far and the recipient being given), and the answers ([`Decision`]):
+//! proceed, refuse with a reply, close with or without a reply, or pause the output first.
+//! [`Open`] always says proceed.
+//!
+//! What it does not do: hold rules, clocks or client addresses. Fault injection
+//! (`crate::fault`) implements [`Gate`] outside `proto`, with whatever state it needs. A
+//! pause has no length here: the session only says where the output must stop
+//! ([`super::session::Progress::pause_at`]); the gate that asked for the pause tells its
+//! owner (the connection, which owns the timer) how long.
+//!
+//! This is Postfix `smtp-sink`'s shape: faults are data consulted at one gate, and the
+//! protocol code does not know what a fault is.
+
+use super::envelope::Recipients;
+
+/// Where in a session the gate is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// A new connection, before the greeting.
+    Connect,
+    /// `HELO`.
+    Helo,
+    /// `EHLO`.
+    Ehlo,
+    /// `MAIL FROM`.
+    Mail,
+    /// `RCPT TO`.
+    Rcpt,
+    /// `DATA`.
+    Data,
+    /// The end of message content (the final dot, or `BDAT ... LAST`), before the sink's
+    /// verdict.
+    EndOfData,
+    /// `BDAT`.
+    Bdat,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+}
+
+/// What a gate may look at (borrowed from the session, nothing copied).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GateContext<'a> {
+    /// The transaction's reverse path (at `MAIL`: the one being given; empty before `MAIL`
+    /// and for `<>`).
+    pub sender: &'a [u8],
+    /// At `RCPT`: the recipient being given. Empty elsewhere.
+    pub recipient: &'a [u8],
+    /// The recipients accepted so far in this transaction.
+    pub accepted: Recipients<'a>,
+}
+
+impl GateContext<'_> {
+    /// Whether `matches` holds for the recipient being given at `RCPT`, or elsewhere for any
+    /// recipient accepted so far.
+    pub fn any_recipient(&self, mut matches: impl FnMut(&[u8]) -> bool) -> bool {
+        if !self.recipient.is_empty() {
+            return matches(self.recipient);
+        }
+        self.accepted.iter().any(matches)
+    }
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Carry the command out as usual.
+    Proceed,
+    /// Do not carry it out; answer with this reply (a whole 4xx/5xx reply, CR LF included).
+    /// A refused `BDAT` still has its octets read (RFC 3030 §2).
+    Refuse(&'static [u8]),
+    /// Say this reply (a `421`), then close the session.
+    Close(&'static [u8]),
+    /// Close the connection at once, without a word.
+    Hangup,
+    /// Stop the output here for a while (the gate's owner knows how long), then carry the
+    /// command out, or with `Some(reply)` answer with that reply instead.
+    Pause(Option<&'static [u8]>),
+}
+
+/// Asked by the session before it carries out each [`Checkpoint`].
+pub trait Gate {
+    /// Decides for one occurrence of `checkpoint`.
+    fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision;
+}
+
+/// A gate that lets everything through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Open;
+
+impl Gate for Open {
+    fn check(&mut self, _checkpoint: Checkpoint, _context: &GateContext<'_>) -> Decision {
+        Decision::Proceed
+    }
+}
+
+/// No gate configured: everything proceeds.
+impl<G: Gate> Gate for Option<G> {
+    fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
+        match self {
+            Some(gate) => gate.check(checkpoint, context),
+            None => Decision::Proceed,
+        }
+    }
+}
+
+impl<G: Gate + ?Sized> Gate for Box<G> {
+    fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
+        (**self).check(checkpoint, context)
+    }
+}

@@ -1,0 +1,149 @@
+//! BDAT (RFC 3030 CHUNKING): counted-octet framing and the rules for refusing chunks.
+//!
+//! What it does: start a chunk transfer for `BDAT n [LAST]`, pass its octets to the sink (or
+//! drop them when the chunk is refused), and reply once the octets are consumed: `250` per
+//! chunk, the message's final reply after `LAST`.
+//!
+//! The rules (RFC 3030 §2, §4.2 with RFC 1870):
+//! * The announced octets are ALWAYS consumed before any reply, also when the chunk is
+//!   refused; otherwise the octets would be read as commands and framing would be lost.
+//! * A chunk that takes the message over the size limit is refused with `552 5.3.4`, and
+//!   so is every later chunk of that message until `LAST` (or `RSET`) ends it.
+//! * Refused octets are read and dropped only up to 1.5 × the size limit since the last
+//!   accepted message; past that the session closes with `421 4.7.0` instead of reading on.
+//!
+//! What it does not do: parse the `BDAT` line ([`super::super::command`]) or decide the
+//! sequence rules shared with DATA (the session's `content_refusal`).
+
+use super::{Io, Mode, Session, SessionConfig, Stage};
+use crate::proto::envelope::Transfer;
+use crate::proto::gate::Gate;
+use crate::proto::reply;
+use crate::proto::sink::MessageSink;
+
+/// Progress through one BDAT chunk.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChunkTransfer {
+    /// Octets of the chunk still to come.
+    remaining: u64,
+    /// The chunk size as announced.
+    size: u64,
+    /// Whether the chunk was `BDAT n LAST`.
+    last: bool,
+    /// `None` to pass the octets to the sink; `Some(reply)` to drop them and refuse the chunk.
+    refusal: Option<&'static [u8]>,
+    /// The refusal came from the gate (it does not count as a client error).
+    refused_by_gate: bool,
+}
+
+impl SessionConfig {
+    /// Refused BDAT octets read and thrown away before the connection is closed instead.
+    fn max_discard(&self) -> u64 {
+        self.max_message_size
+            .saturating_add(self.max_message_size / 2)
+    }
+}
+
+impl Session {
+    /// Takes the octets of the current chunk from `input`, passing them to the sink unless
+    /// the chunk is refused. Returns the bytes taken, and the transfer once its last octet
+    /// is in (`None` while more are to come; the session stays in [`Mode::Chunk`]).
+    pub(super) fn take_chunk_octets<S: MessageSink, G: Gate>(
+        &mut self,
+        mut transfer: ChunkTransfer,
+        input: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) -> (usize, Option<ChunkTransfer>) {
+        let take = transfer.remaining.min(input.len() as u64) as usize;
+        if take > 0 && transfer.refusal.is_none() {
+            io.sink.on_message_data(&input[..take]);
+        }
+        transfer.remaining -= take as u64;
+        if transfer.remaining > 0 {
+            self.mode = Mode::Chunk(transfer);
+            return (take, None);
+        }
+        (take, Some(transfer))
+    }
+
+    /// `BDAT size [LAST]` was given: decide whether the chunk is accepted, then read its
+    /// octets either way.
+    pub(super) fn on_bdat<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        size: u64,
+        last: bool,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let mut refusal = self.content_refusal();
+        if refusal.is_none() && self.chunked_size.saturating_add(size) > config.max_message_size {
+            // RFC 3030 §4.2 with RFC 1870: over the limit; this and later chunks are refused.
+            refusal = Some(reply::MESSAGE_TOO_BIG);
+            self.abort_message(io.sink);
+            self.stage = Stage::ChunkingFailed;
+        }
+        if refusal.is_some() {
+            self.discarded = self.discarded.saturating_add(size);
+            if self.discarded > config.max_discard() {
+                // Reading that much only to refuse it is not worth it: stop here.
+                return self.close_with(reply::TOO_MUCH_DISCARDED, io);
+            }
+        } else {
+            if self.stage == Stage::MailGiven {
+                self.start_message(Transfer::Bdat, io.sink);
+                self.stage = Stage::Chunking;
+            }
+            self.chunked_size += size;
+        }
+        self.mode = Mode::Chunk(ChunkTransfer {
+            remaining: size,
+            size,
+            last,
+            refusal,
+            refused_by_gate: false,
+        });
+    }
+
+    /// The gate refused a `BDAT`: the transaction ends, and the chunk's octets are read and
+    /// dropped before the gate's reply goes out.
+    pub(super) fn refuse_chunk_by_gate<S: MessageSink, G: Gate>(
+        &mut self,
+        size: u64,
+        last: bool,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        self.reset_transaction(io.sink);
+        self.mode = Mode::Chunk(ChunkTransfer {
+            remaining: size,
+            size,
+            last,
+            refusal: Some(reply),
+            refused_by_gate: true,
+        });
+    }
+
+    /// The chunk's last octet is in: its reply.
+    pub(super) fn on_chunk_end<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        transfer: ChunkTransfer,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        match transfer.refusal {
+            Some(refusal) if transfer.refused_by_gate => io.out.push(refusal),
+            Some(refusal) => {
+                if transfer.last && self.stage == Stage::ChunkingFailed {
+                    // RFC 3030 §2: the refused message ends with its LAST chunk.
+                    self.reset_transaction(io.sink);
+                }
+                self.reply_error(config, refusal, io);
+            }
+            None if transfer.last => {
+                let size = self.chunked_size;
+                self.finish_message(Transfer::Bdat, size, None, io);
+            }
+            None => io.out.push_chunk_received(transfer.size),
+        }
+    }
+}

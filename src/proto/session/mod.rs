@@ -1,0 +1,820 @@
+//! The SMTP session state machine: bytes in, replies and sink calls out. No I/O, no clock.
+//!
+//! What it does: frame the input (command lines, message data, BDAT chunks), apply the command
+//! sequence rules of RFC 5321 §4.1.4 and §3.3 and of the extensions we advertise, write every
+//! reply into the caller's [`Replies`], stream message content into a [`MessageSink`], and ask
+//! a [`Gate`] before each command whether it may proceed. [`Session::on_input`] processes
+//! *every* complete command in the input, in order (RFC 2920 §3.1: a pipelining server must
+//! not lose input), so the caller can flush all the replies of one read with one write
+//! (RFC 2920 §3.2). It stops early only where the output must wait: a message whose sink
+//! stores it elsewhere ([`Verdict::Pending`]) or a pause the gate asked for
+//! ([`Progress::pause_at`]).
+//!
+//! What it does not do: read or write sockets, keep time (the caller calls
+//! [`Session::on_timeout`] when a deadline passes, and times a pause), or own message storage.
+//!
+//! The state is split in two on purpose. [`Mode`] says how the next bytes are framed (command
+//! line, overlong line being skipped, DATA content, BDAT octets, waiting for a store, nothing
+//! more); [`Stage`] says where the mail transaction stands. They are independent: a line
+//! skipped for being too long in the middle of a transaction leaves the transaction as it was
+//! (RFC 5321 §4.1.4: a failed command changes no state). Each is one enum whose variants own
+//! their data; transitions are in `match`es with no catch-all arm. BDAT's framing and policy
+//! (RFC 3030) are in [`bdat`]; the envelope's storage is [`super::envelope`].
+//!
+//! Memory: the input is borrowed, never copied; the envelope is kept in a few buffers that
+//! are cleared, not freed, between messages, so after warm-up a session allocates nothing.
+
+mod bdat;
+#[cfg(test)]
+mod tests;
+
+use super::command::{parse_command, Body, Command, CommandError, MailParams};
+use super::data::DataScanner;
+use super::envelope::{EnvelopeBuf, Transfer};
+use super::gate::{Checkpoint, Decision, Gate, GateContext};
+use super::line::{find_line_end, next_line, LineError, Status};
+use super::reply::{self, Banner, Replies};
+use super::sink::{MessageSink, Verdict};
+use bdat::ChunkTransfer;
+
+/// What to do with a bare CR or bare LF in message content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLfPolicy {
+    /// Read to the real end of data, then refuse the message with `550 5.5.2`.
+    Reject,
+    /// Keep the bytes untouched (they still never end a line or the data).
+    Keep,
+}
+
+/// The protocol limits and fixed replies a session works with. Shared by all sessions of a
+/// server; passed in on every call so a session holds no pointer to it.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Greeting and HELO/EHLO replies.
+    pub banner: Banner,
+    /// Longest command line accepted, `CR LF` included (RFC 5321 §4.5.3.1.4 requires 512;
+    /// RFC 1870 and 6531 add 26 and 10).
+    pub max_line_len: usize,
+    /// Largest message accepted, in content octets after dot-unstuffing (RFC 1870).
+    pub max_message_size: u64,
+    /// Most recipients per transaction (RFC 5321 §4.5.3.1.8 requires at least 100).
+    pub max_recipients: usize,
+    /// Failed commands tolerated before the session is closed with `421 4.7.0`.
+    pub max_errors: u32,
+    /// What to do with bare CR / bare LF in message content.
+    pub bare_lf: BareLfPolicy,
+}
+
+/// What one call into the session did, for the caller's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Input bytes consumed. The rest (an incomplete command line, shorter than the line
+    /// limit; or input behind a pause or a pending store) must be presented again, followed
+    /// by more input.
+    pub consumed: usize,
+    /// Commands and messages completed: nonzero means the client made progress (the caller
+    /// moves its idle deadline).
+    pub completed: u32,
+    /// A gate asked for a pause: output from this offset of the caller's buffer on must wait
+    /// (the gate's owner knows how long), and the caller presents no input until it is over.
+    pub pause_at: Option<usize>,
+}
+
+/// How the next input bytes are framed.
+#[derive(Debug, Clone, Copy, Default)]
+enum Mode {
+    /// Reading command lines.
+    #[default]
+    Command,
+    /// Skipping the rest of an overlong command line; `saw_cr` tells whether the last byte
+    /// skipped was a CR (the line end may straddle two reads).
+    SkippingLongLine { saw_cr: bool },
+    /// Reading DATA content.
+    Data(DataTransfer),
+    /// Reading the octets of a BDAT chunk.
+    Chunk(ChunkTransfer),
+    /// The sink is storing a complete message elsewhere; its final reply (and everything the
+    /// client pipelined behind it) waits for [`Session::on_store_complete`]. RFC 5321
+    /// §4.1.1.4: `250` means the receiver has taken responsibility, so it cannot come sooner.
+    AwaitingStore {
+        /// The message's content octets, counted once it is stored.
+        size: u64,
+    },
+    /// The session is over; input is ignored.
+    Closed,
+}
+
+/// Progress through DATA content.
+#[derive(Debug, Clone, Copy)]
+struct DataTransfer {
+    /// Finds the end of data and undoes dot-stuffing.
+    scanner: DataScanner,
+    /// Content octets so far.
+    size: u64,
+    /// Whether `size` passed the limit (the rest is read and dropped; RFC 1870 §6.3 lets us
+    /// refuse only after the end of data).
+    too_big: bool,
+}
+
+/// Where the mail transaction stands (RFC 5321 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Stage {
+    /// No HELO/EHLO yet.
+    #[default]
+    Connected,
+    /// Greeted; no transaction.
+    Greeted,
+    /// `MAIL` accepted; recipients may follow.
+    MailGiven,
+    /// At least one BDAT chunk accepted; more chunks follow until `LAST`.
+    Chunking,
+    /// A BDAT chunk was refused mid-message: later chunks are refused until `LAST` or `RSET`.
+    ChunkingFailed,
+}
+
+/// One SMTP session, from greeting to close.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Framing of the next bytes.
+    mode: Mode,
+    /// The transaction's progress.
+    stage: Stage,
+    /// The greeting and the transaction's envelope.
+    envelope: EnvelopeBuf,
+    /// BDAT content octets accepted in this transaction (RFC 3030 + RFC 1870 size check).
+    chunked_size: u64,
+    /// Refused BDAT octets thrown away since the last accepted message.
+    discarded: u64,
+    /// Whether the sink has an open message (started, neither ended nor aborted).
+    message_open: bool,
+    /// Failed commands so far.
+    errors: u32,
+    /// The server is shutting down: close as soon as no transaction is open.
+    draining: bool,
+    /// Messages accepted (answered `250`) since the caller last took the counters.
+    accepted_messages: u64,
+    /// Content octets of those messages.
+    accepted_bytes: u64,
+}
+
+/// The caller's side of one call: where replies, content and questions go, and what the call
+/// did so far.
+struct Io<'r, 'a, S, G> {
+    /// Replies.
+    out: &'r mut Replies<'a>,
+    /// Message content and verdicts.
+    sink: &'r mut S,
+    /// Whether commands may proceed.
+    gate: &'r mut G,
+    /// Commands and messages completed in this call.
+    completed: u32,
+    /// Where a pause the gate asked for begins in the output.
+    pause_at: Option<usize>,
+}
+
+impl<S: MessageSink, G: Gate> Io<'_, '_, S, G> {
+    /// Marks the output from here on as held by a pause.
+    fn pause_here(&mut self) {
+        self.pause_at.get_or_insert(self.out.len());
+    }
+
+    /// What the call did, having consumed `consumed` bytes.
+    fn progress(&self, consumed: usize) -> Progress {
+        Progress {
+            consumed,
+            completed: self.completed,
+            pause_at: self.pause_at,
+        }
+    }
+}
+
+impl Session {
+    /// A new session. The caller calls [`Session::on_connect`] first.
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    /// The connection is open: asks the gate about it, then appends the `220` greeting
+    /// (RFC 5321 §4.2, §3.1) or whatever the gate said instead.
+    pub fn on_connect<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        out: &mut Replies<'_>,
+        sink: &mut S,
+        gate: &mut G,
+    ) -> Progress {
+        let mut io = Io {
+            out,
+            sink,
+            gate,
+            completed: 0,
+            pause_at: None,
+        };
+        let decision = io.gate.check(Checkpoint::Connect, &GateContext::default());
+        let refusal = match decision {
+            Decision::Proceed => None,
+            Decision::Refuse(reply) | Decision::Close(reply) => Some(reply),
+            Decision::Hangup => {
+                self.on_disconnect(io.sink);
+                return io.progress(0);
+            }
+            Decision::Pause(then) => {
+                io.pause_here();
+                then
+            }
+        };
+        match refusal {
+            None => io.out.push(&config.banner.greeting),
+            // A connection refused at the greeting is over (RFC 5321 §3.1: 554 or 421).
+            Some(reply) => self.close_with(reply, &mut io),
+        }
+        io.progress(0)
+    }
+
+    /// Whether the session has ended (after QUIT, a closing `421`/`221`, or a framing error):
+    /// flush the output, then close the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed)
+    }
+
+    /// Whether message content (DATA or BDAT octets) is being received, when the server
+    /// applies its minimum data rate instead of the per-command deadline.
+    pub fn in_message_content(&self) -> bool {
+        matches!(self.mode, Mode::Data(_) | Mode::Chunk(_))
+    }
+
+    /// Whether the session waits for its sink to report a stored message (and so consumes
+    /// no input: the caller should stop reading until [`Session::on_store_complete`]).
+    pub fn is_awaiting_store(&self) -> bool {
+        matches!(self.mode, Mode::AwaitingStore { .. })
+    }
+
+    /// Failed commands so far.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    /// Returns the messages and content octets accepted since the last call, and resets both.
+    pub fn take_accepted(&mut self) -> (u64, u64) {
+        let taken = (self.accepted_messages, self.accepted_bytes);
+        self.accepted_messages = 0;
+        self.accepted_bytes = 0;
+        taken
+    }
+
+    /// The sink reports the outcome of the message it answered [`Verdict::Pending`] for:
+    /// appends `250` or `451 4.3.0` and resumes reading commands. The caller then presents
+    /// the input it kept again. Ignored when the session is not waiting (it timed out or
+    /// closed meanwhile).
+    pub fn on_store_complete<S: MessageSink>(
+        &mut self,
+        stored: bool,
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
+        let Mode::AwaitingStore { size } = self.mode else {
+            return;
+        };
+        self.mode = Mode::Command;
+        let reply = if stored {
+            self.count_accepted(size);
+            reply::MESSAGE_ACCEPTED
+        } else {
+            reply::STORE_FAILED
+        };
+        out.push(reply);
+        sink.on_outcome(None, size, reply);
+        if self.draining && self.is_idle() {
+            self.abort_message(sink);
+            out.push(reply::SHUTTING_DOWN);
+            self.mode = Mode::Closed;
+        }
+    }
+
+    /// Processes `input`, appending replies to `out`, content to `sink`, and asking `gate`
+    /// before each command. Consumes everything except an incomplete command line (always
+    /// shorter than `config.max_line_len`) and, when the call stops early for a pending
+    /// store or a pause, the input behind it.
+    pub fn on_input<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        input: &[u8],
+        out: &mut Replies<'_>,
+        sink: &mut S,
+        gate: &mut G,
+    ) -> Progress {
+        let mut io = Io {
+            out,
+            sink,
+            gate,
+            completed: 0,
+            pause_at: None,
+        };
+        let mut pos = 0;
+        loop {
+            if io.pause_at.is_some() {
+                return io.progress(pos);
+            }
+            match self.mode {
+                Mode::Closed => return io.progress(input.len()),
+                Mode::AwaitingStore { .. } => return io.progress(pos),
+                Mode::Command => match next_line(&input[pos..], config.max_line_len) {
+                    Ok(Status::Complete { line, consumed }) => {
+                        pos += consumed;
+                        io.completed += 1;
+                        self.on_command_line(config, line, &mut io);
+                        self.close_if_draining(&mut io);
+                    }
+                    Ok(Status::Partial) => return io.progress(pos),
+                    // RFC 5321 §4.5.3.1.4: too long. Drop it up to its CR LF, then reply.
+                    Err(LineError::TooLong) => {
+                        self.mode = Mode::SkippingLongLine { saw_cr: false };
+                    }
+                },
+                Mode::SkippingLongLine { saw_cr } => {
+                    let rest = &input[pos..];
+                    match find_line_end(rest, saw_cr) {
+                        Some(end) => {
+                            pos += end;
+                            io.completed += 1;
+                            self.mode = Mode::Command;
+                            self.reply_error(config, reply::LINE_TOO_LONG, &mut io);
+                        }
+                        None => {
+                            let saw_cr = match rest.last() {
+                                Some(&last) => last == b'\r',
+                                None => saw_cr,
+                            };
+                            self.mode = Mode::SkippingLongLine { saw_cr };
+                            return io.progress(input.len());
+                        }
+                    }
+                }
+                Mode::Data(mut transfer) => {
+                    let max = config.max_message_size;
+                    let message_open = self.message_open;
+                    let sink = &mut *io.sink;
+                    let scan = transfer.scanner.scan(&input[pos..], |piece| {
+                        transfer.size += piece.len() as u64;
+                        if transfer.size > max {
+                            transfer.too_big = true;
+                        } else if message_open {
+                            sink.on_message_data(piece);
+                        }
+                    });
+                    pos += scan.consumed;
+                    if !scan.done {
+                        self.mode = Mode::Data(transfer);
+                        return io.progress(pos);
+                    }
+                    io.completed += 1;
+                    self.mode = Mode::Command;
+                    self.on_data_end(config, transfer, &mut io);
+                    self.close_if_draining(&mut io);
+                }
+                Mode::Chunk(transfer) => {
+                    let (taken, transfer) =
+                        self.take_chunk_octets(transfer, &input[pos..], &mut io);
+                    pos += taken;
+                    let Some(transfer) = transfer else {
+                        return io.progress(pos);
+                    };
+                    // The BDAT command line counted as progress; its octets earn time at
+                    // the minimum data rate like DATA content.
+                    self.mode = Mode::Command;
+                    self.on_chunk_end(config, transfer, &mut io);
+                    self.close_if_draining(&mut io);
+                }
+            }
+        }
+    }
+
+    /// The caller's deadline for this session passed: reply `reply` (a `421`) and close.
+    pub fn on_timeout<S: MessageSink>(
+        &mut self,
+        reply: &'static [u8],
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
+        if !self.is_closed() {
+            self.abort_message(sink);
+            out.push(reply);
+            self.mode = Mode::Closed;
+        }
+    }
+
+    /// The server is shutting down. An idle session gets `421 4.3.2` now; one with a
+    /// transaction open may finish it and gets the `421` after its final reply.
+    pub fn on_shutdown<S: MessageSink>(&mut self, out: &mut Replies<'_>, sink: &mut S) {
+        self.draining = true;
+        if !self.is_closed() && self.is_idle() {
+            self.on_timeout(reply::SHUTTING_DOWN, out, sink);
+        }
+    }
+
+    /// The connection is gone: a message in progress is abandoned (never accepted).
+    pub fn on_disconnect<S: MessageSink>(&mut self, sink: &mut S) {
+        self.abort_message(sink);
+        self.mode = Mode::Closed;
+    }
+
+    /// No transaction is open and commands are being read.
+    fn is_idle(&self) -> bool {
+        matches!(self.mode, Mode::Command | Mode::SkippingLongLine { .. })
+            && matches!(self.stage, Stage::Connected | Stage::Greeted)
+    }
+
+    /// During shutdown, closes the session once its transaction is over.
+    fn close_if_draining<S: MessageSink, G: Gate>(&mut self, io: &mut Io<'_, '_, S, G>) {
+        if self.draining && !self.is_closed() && self.is_idle() {
+            self.close_with(reply::SHUTTING_DOWN, io);
+        }
+    }
+
+    fn close_with<S: MessageSink, G: Gate>(
+        &mut self,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        self.abort_message(io.sink);
+        io.out.push(reply);
+        self.mode = Mode::Closed;
+    }
+
+    /// Appends a 4xx/5xx reply to a command and applies the error cap.
+    fn reply_error<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        io.out.push(reply);
+        self.errors += 1;
+        if self.errors >= config.max_errors {
+            self.close_with(reply::TOO_MANY_ERRORS, io);
+        }
+    }
+
+    fn start_message<S: MessageSink>(&mut self, transfer: Transfer, sink: &mut S) {
+        sink.on_message_start(&self.envelope.view(transfer));
+        self.message_open = true;
+    }
+
+    fn abort_message<S: MessageSink>(&mut self, sink: &mut S) {
+        if self.message_open {
+            self.message_open = false;
+            sink.on_message_abort();
+        }
+    }
+
+    /// Ends the transaction (RFC 5321 §4.1.1.5 for RSET; also after the final reply).
+    fn reset_transaction<S: MessageSink>(&mut self, sink: &mut S) {
+        self.abort_message(sink);
+        self.envelope.clear_transaction();
+        self.chunked_size = 0;
+        self.stage = match self.stage {
+            Stage::Connected => Stage::Connected,
+            Stage::Greeted | Stage::MailGiven | Stage::Chunking | Stage::ChunkingFailed => {
+                Stage::Greeted
+            }
+        };
+    }
+
+    /// Asks the gate about `checkpoint`. `sender` and `recipient` are the ones being given
+    /// by the command, if it gives one.
+    fn ask_gate<S: MessageSink, G: Gate>(
+        &self,
+        checkpoint: Checkpoint,
+        sender: Option<&[u8]>,
+        recipient: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) -> Decision {
+        let context = GateContext {
+            sender: sender.unwrap_or(self.envelope.sender()),
+            recipient,
+            accepted: self.envelope.recipients(),
+        };
+        io.gate.check(checkpoint, &context)
+    }
+
+    /// Ends an accepted-or-refused message: the final reply, then a clean transaction.
+    fn finish_message<S: MessageSink, G: Gate>(
+        &mut self,
+        transfer: Transfer,
+        size: u64,
+        refusal: Option<&'static [u8]>,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let accept = refusal.is_none() && self.message_open;
+        if accept {
+            match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
+                Decision::Proceed => {}
+                Decision::Refuse(reply) => return self.end_message_with(transfer, size, reply, io),
+                Decision::Hangup => {
+                    let envelope = self.envelope.view(transfer);
+                    io.sink.on_outcome(Some(&envelope), size, b"(disconnected)");
+                    return self.on_disconnect(io.sink);
+                }
+                Decision::Close(reply) => {
+                    let envelope = self.envelope.view(transfer);
+                    io.sink.on_outcome(Some(&envelope), size, reply);
+                    return self.close_with(reply, io);
+                }
+                Decision::Pause(then) => {
+                    io.pause_here();
+                    if let Some(reply) = then {
+                        return self.end_message_with(transfer, size, reply, io);
+                    }
+                }
+            }
+        }
+        let reply = match refusal {
+            Some(refusal) => refusal,
+            None if !accept => reply::STORE_FAILED,
+            None => {
+                self.message_open = false;
+                match io.sink.on_message_end(&self.envelope.view(transfer)) {
+                    Verdict::Stored => {
+                        self.count_accepted(size);
+                        reply::MESSAGE_ACCEPTED
+                    }
+                    Verdict::Failed => reply::STORE_FAILED,
+                    // The transaction is over either way; only the reply waits.
+                    Verdict::Pending => {
+                        self.mode = Mode::AwaitingStore { size };
+                        return self.reset_transaction(io.sink);
+                    }
+                }
+            }
+        };
+        self.end_message_with(transfer, size, reply, io);
+    }
+
+    /// The final reply of a message attempt, then a clean transaction.
+    fn end_message_with<S: MessageSink, G: Gate>(
+        &mut self,
+        transfer: Transfer,
+        size: u64,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        io.out.push(reply);
+        io.sink
+            .on_outcome(Some(&self.envelope.view(transfer)), size, reply);
+        self.reset_transaction(io.sink);
+    }
+
+    fn count_accepted(&mut self, size: u64) {
+        self.discarded = 0;
+        self.accepted_messages += 1;
+        self.accepted_bytes += size;
+    }
+
+    fn on_data_end<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        transfer: DataTransfer,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let bare = transfer.scanner.saw_bare_cr_or_lf() && config.bare_lf == BareLfPolicy::Reject;
+        let refusal = if transfer.too_big {
+            Some(reply::MESSAGE_TOO_BIG)
+        } else if bare {
+            Some(reply::BARE_CR_LF_IN_DATA)
+        } else {
+            None
+        };
+        self.finish_message(Transfer::Data, transfer.size, refusal, io);
+    }
+
+    fn on_command_line<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        line: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(error) => return self.on_command_error(config, error, io),
+        };
+        match self.command_decision(&command, io) {
+            Decision::Proceed => {}
+            Decision::Refuse(reply) => return self.refuse_by_gate(&command, reply, io),
+            Decision::Hangup => return self.on_disconnect(io.sink),
+            Decision::Close(reply) => return self.close_with(reply, io),
+            Decision::Pause(then) => {
+                io.pause_here();
+                if let Some(reply) = then {
+                    return self.refuse_by_gate(&command, reply, io);
+                }
+            }
+        }
+        match command {
+            Command::Helo { domain } | Command::Ehlo { domain } => {
+                // RFC 5321 §4.1.4: a HELO/EHLO mid-session resets the transaction like RSET.
+                self.reset_transaction(io.sink);
+                self.stage = Stage::Greeted;
+                let esmtp = matches!(command, Command::Ehlo { .. });
+                self.envelope.set_helo(domain, esmtp);
+                io.out.push(if esmtp {
+                    &config.banner.ehlo
+                } else {
+                    &config.banner.helo
+                });
+            }
+            Command::Mail { path, params } => self.on_mail(config, path, params, io),
+            Command::Rcpt { path } => self.on_rcpt(config, path, io),
+            Command::Data => self.on_data(config, io),
+            Command::Bdat { size, last } => self.on_bdat(config, size, last, io),
+            Command::Rset => {
+                self.reset_transaction(io.sink);
+                io.out.push(reply::OK);
+            }
+            Command::Noop => io.out.push(reply::OK),
+            Command::Vrfy => io.out.push(reply::VRFY_CANNOT),
+            Command::Help => io.out.push(reply::HELP),
+            Command::Quit => self.close_with(reply::BYE, io),
+        }
+    }
+
+    /// Asks the gate about a command about to be carried out.
+    fn command_decision<S: MessageSink, G: Gate>(
+        &self,
+        command: &Command<'_>,
+        io: &mut Io<'_, '_, S, G>,
+    ) -> Decision {
+        let checkpoint = match command {
+            Command::Helo { .. } => Checkpoint::Helo,
+            Command::Ehlo { .. } => Checkpoint::Ehlo,
+            Command::Mail { .. } => Checkpoint::Mail,
+            Command::Rcpt { .. } => Checkpoint::Rcpt,
+            Command::Data => Checkpoint::Data,
+            Command::Bdat { .. } => Checkpoint::Bdat,
+            Command::Rset => Checkpoint::Rset,
+            Command::Noop => Checkpoint::Noop,
+            Command::Quit => Checkpoint::Quit,
+            Command::Vrfy | Command::Help => return Decision::Proceed,
+        };
+        match *command {
+            // MAIL's own sender is the one a gate means by "the sender".
+            Command::Mail { path, .. } => self.ask_gate(checkpoint, Some(path), b"", io),
+            Command::Rcpt { path } => self.ask_gate(checkpoint, None, path, io),
+            _ => self.ask_gate(checkpoint, None, b"", io),
+        }
+    }
+
+    /// Answers a command with the gate's reply instead of carrying it out. A refused `BDAT`
+    /// still has its octets read (RFC 3030 §2) and ends the transaction.
+    fn refuse_by_gate<S: MessageSink, G: Gate>(
+        &mut self,
+        command: &Command<'_>,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        match *command {
+            Command::Bdat { size, last } => self.refuse_chunk_by_gate(size, last, reply, io),
+            Command::Rcpt { .. } => {
+                // A refused recipient, as far as DATA is concerned (554, not 503: RFC 2920
+                // §3.1 wants a pipelining client told there was no valid recipient).
+                self.envelope.recipients_refused += 1;
+                io.out.push(reply);
+            }
+            _ => io.out.push(reply),
+        }
+    }
+
+    fn on_command_error<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        error: CommandError,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let reply = reply::command_error(error);
+        match error {
+            // Not SMTP at all, or BDAT whose octets can no longer be framed: reply and close.
+            CommandError::NotSmtp | CommandError::BadBdat => self.close_with(reply, io),
+            CommandError::BadRecipientPath if self.stage == Stage::MailGiven => {
+                self.envelope.recipients_refused += 1;
+                self.reply_error(config, reply, io);
+            }
+            CommandError::Unrecognized
+            | CommandError::InvalidBytes
+            | CommandError::InvalidUtf8
+            | CommandError::NotImplemented
+            | CommandError::MissingDomain
+            | CommandError::MissingArgument
+            | CommandError::UnexpectedArgument
+            | CommandError::BadKeyword
+            | CommandError::BadSenderPath
+            | CommandError::BadRecipientPath
+            | CommandError::BadParameter
+            | CommandError::UnknownParameter => self.reply_error(config, reply, io),
+        }
+    }
+
+    fn on_mail<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        path: &[u8],
+        params: MailParams,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let refusal = match self.stage {
+            Stage::Connected => Some(reply::NEED_HELO),
+            Stage::MailGiven => Some(reply::NESTED_MAIL),
+            Stage::Chunking | Stage::ChunkingFailed => Some(reply::NOT_DURING_BDAT),
+            // RFC 1869 §4.5 (HELO means no extensions): parameters are an error.
+            Stage::Greeted if params.any && !self.envelope.esmtp => Some(reply::PARAMS_AFTER_HELO),
+            // RFC 6531 §3.5: a UTF-8 address needs the SMTPUTF8 parameter.
+            Stage::Greeted if !path.is_ascii() && !params.smtputf8 => {
+                Some(reply::SENDER_NEEDS_SMTPUTF8)
+            }
+            // RFC 1870 §6.1: a declared size over the limit is refused at once.
+            Stage::Greeted
+                if params
+                    .size
+                    .is_some_and(|size| size > config.max_message_size) =>
+            {
+                Some(reply::MESSAGE_TOO_BIG)
+            }
+            Stage::Greeted => None,
+        };
+        if let Some(refusal) = refusal {
+            return self.reply_error(config, refusal, io);
+        }
+        self.stage = Stage::MailGiven;
+        self.envelope.set_sender(path, params);
+        io.out.push(reply::MAIL_OK);
+    }
+
+    fn on_rcpt<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        path: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        match self.stage {
+            Stage::Connected | Stage::Greeted => {
+                return self.reply_error(config, reply::NEED_MAIL, io)
+            }
+            Stage::Chunking | Stage::ChunkingFailed => {
+                return self.reply_error(config, reply::NOT_DURING_BDAT, io)
+            }
+            Stage::MailGiven => {}
+        }
+        if self.envelope.recipients().len() >= config.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452, and the recipients so far stay accepted. Not counted
+            // as a client error: a legitimate client with a long list hits this.
+            io.out.push(reply::TOO_MANY_RECIPIENTS);
+            return;
+        }
+        if !path.is_ascii() && !self.envelope.params.smtputf8 {
+            self.envelope.recipients_refused += 1;
+            return self.reply_error(config, reply::RECIPIENT_NEEDS_SMTPUTF8, io);
+        }
+        self.envelope.add_recipient(path);
+        io.out.push(reply::RCPT_OK);
+    }
+
+    /// The reply for DATA/BDAT when no message may start, if any.
+    fn content_refusal(&self) -> Option<&'static [u8]> {
+        match self.stage {
+            Stage::Connected | Stage::Greeted => Some(reply::NEED_MAIL),
+            Stage::MailGiven if self.envelope.recipients().is_empty() => {
+                Some(if self.envelope.recipients_refused > 0 {
+                    reply::NO_VALID_RECIPIENTS
+                } else {
+                    reply::NEED_RCPT
+                })
+            }
+            Stage::MailGiven | Stage::Chunking => None,
+            Stage::ChunkingFailed => Some(reply::MESSAGE_TOO_BIG),
+        }
+    }
+
+    fn on_data<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let refusal = match self.stage {
+            // RFC 3030 §2: DATA may not follow BDAT in one transaction.
+            Stage::Chunking | Stage::ChunkingFailed => Some(reply::DATA_AFTER_BDAT),
+            // RFC 3030 §3: BINARYMIME content cannot be dot-stuffed text.
+            Stage::MailGiven if self.envelope.params.body == Some(Body::BinaryMime) => self
+                .content_refusal()
+                .or(Some(reply::BINARYMIME_NEEDS_BDAT)),
+            Stage::Connected | Stage::Greeted | Stage::MailGiven => self.content_refusal(),
+        };
+        if let Some(refusal) = refusal {
+            return self.reply_error(config, refusal, io);
+        }
+        self.start_message(Transfer::Data, io.sink);
+        self.mode = Mode::Data(DataTransfer {
+            scanner: DataScanner::new(),
+            size: 0,
+            too_big: false,
+        });
+        io.out.push(reply::DATA_GO_AHEAD);
+    }
+}

@@ -1,0 +1,877 @@
+//! The session's unit tests: whole conversations as byte strings, cut at every split point.
+
+use super::*;
+use crate::proto::envelope::Envelope;
+use crate::proto::gate::Open;
+use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
+use crate::proto::reply::ReplyTally;
+
+/// A stored message: (sender, recipients, content).
+type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
+
+/// A sink that records everything, to check what the session hands over.
+#[derive(Default)]
+struct RecordingSink {
+    /// Completed messages: (sender, recipients, content).
+    messages: Vec<Stored>,
+    current: Vec<u8>,
+    open: bool,
+    aborted: usize,
+    fail_store: bool,
+    /// Answer `Pending` and count the messages awaiting completion.
+    defer_store: bool,
+    pending: usize,
+}
+
+impl MessageSink for RecordingSink {
+    fn on_message_start(&mut self, _: &Envelope<'_>) {
+        assert!(!self.open, "message started twice");
+        self.open = true;
+        self.current.clear();
+    }
+    fn on_message_data(&mut self, piece: &[u8]) {
+        assert!(self.open, "data outside a message");
+        self.current.extend_from_slice(piece);
+    }
+    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
+        assert!(self.open);
+        self.open = false;
+        if self.fail_store {
+            return Verdict::Failed;
+        }
+        if self.defer_store {
+            self.pending += 1;
+        }
+        self.messages.push((
+            envelope.sender.to_vec(),
+            envelope.recipients().map(<[u8]>::to_vec).collect(),
+            std::mem::take(&mut self.current),
+        ));
+        if self.defer_store {
+            Verdict::Pending
+        } else {
+            Verdict::Stored
+        }
+    }
+    fn on_message_abort(&mut self) {
+        assert!(self.open, "abort without a message");
+        self.open = false;
+        self.aborted += 1;
+    }
+}
+
+/// `on_input` with an open gate and a throwaway tally; returns the bytes consumed.
+fn feed(
+    session: &mut Session,
+    config: &SessionConfig,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    sink: &mut RecordingSink,
+) -> usize {
+    let mut tally = ReplyTally::default();
+    session
+        .on_input(
+            config,
+            input,
+            &mut Replies::new(out, &mut tally),
+            sink,
+            &mut Open,
+        )
+        .consumed
+}
+
+fn store_complete(
+    session: &mut Session,
+    stored: bool,
+    out: &mut Vec<u8>,
+    sink: &mut RecordingSink,
+) {
+    session.on_store_complete(
+        stored,
+        &mut Replies::new(out, &mut ReplyTally::default()),
+        sink,
+    );
+}
+
+fn timeout(
+    session: &mut Session,
+    reply: &'static [u8],
+    out: &mut Vec<u8>,
+    sink: &mut RecordingSink,
+) {
+    session.on_timeout(
+        reply,
+        &mut Replies::new(out, &mut ReplyTally::default()),
+        sink,
+    );
+}
+
+fn shutdown(session: &mut Session, out: &mut Vec<u8>, sink: &mut RecordingSink) {
+    session.on_shutdown(&mut Replies::new(out, &mut ReplyTally::default()), sink);
+}
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        banner: Banner::new("mx.test", 1000),
+        max_line_len: 128,
+        max_message_size: 1000,
+        max_recipients: 3,
+        max_errors: 20,
+        bare_lf: BareLfPolicy::Reject,
+    }
+}
+
+/// Feeds `input` in pieces cut at `cuts`, carrying unconsumed bytes like the server does.
+fn run_split(
+    config: &SessionConfig,
+    input: &[u8],
+    cuts: &[usize],
+) -> (String, RecordingSink, Session) {
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut out = Vec::new();
+    session.on_connect(
+        config,
+        &mut Replies::new(&mut out, &mut ReplyTally::default()),
+        &mut sink,
+        &mut Open,
+    );
+    let mut carry: Vec<u8> = Vec::new();
+    let mut start = 0;
+    let mut ends: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
+    ends.sort_unstable();
+    ends.push(input.len());
+    for end in ends {
+        if end < start {
+            continue;
+        }
+        carry.extend_from_slice(&input[start..end]);
+        let consumed = feed(&mut session, config, &carry, &mut out, &mut sink);
+        assert!(
+            carry.len() - consumed < config.max_line_len,
+            "carry unbounded"
+        );
+        carry.drain(..consumed);
+        start = end;
+    }
+    (String::from_utf8(out).unwrap(), sink, session)
+}
+
+fn session_after(input: &[u8]) -> Session {
+    run_split(&config(), input, &[]).2
+}
+
+fn run(input: &[u8]) -> String {
+    let (out, _, _) = run_split(&config(), input, &[]);
+    out.strip_prefix("220 mx.test ESMTP fastsmtpd\r\n")
+        .unwrap()
+        .to_string()
+}
+
+fn ehlo(rest: &str) -> String {
+    run(format!("EHLO c\r\n{rest}").as_bytes())
+        .strip_prefix(std::str::from_utf8(&config().banner.ehlo).unwrap())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn whole_session_pipelined() {
+    let input = b"EHLO client\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\nSubject: x\r\n\r\n..hi\r\n.\r\nQUIT\r\n";
+    let config = config();
+    let (out, sink, session) = run_split(&config, input, &[]);
+    let want = format!(
+        "220 mx.test ESMTP fastsmtpd\r\n{}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n",
+        std::str::from_utf8(&config.banner.ehlo).unwrap()
+    );
+    assert_eq!(out, want);
+    assert!(session.is_closed());
+    assert_eq!(sink.messages.len(), 1);
+    assert_eq!(sink.messages[0].0, b"a@b");
+    assert_eq!(sink.messages[0].1, vec![b"c@d".to_vec(), b"e@f".to_vec()]);
+    assert_eq!(sink.messages[0].2, b"Subject: x\r\n\r\n.hi\r\n");
+    // The same bytes split at every point, and one byte at a time, give the same result.
+    for cut in 0..input.len() {
+        let (split_out, split_sink, _) = run_split(&config, input, &[cut]);
+        assert_eq!(split_out, want, "cut at {cut}");
+        assert_eq!(split_sink.messages, sink.messages, "cut at {cut}");
+    }
+    let every: Vec<usize> = (0..input.len()).collect();
+    let (split_out, split_sink, _) = run_split(&config, input, &every);
+    assert_eq!(split_out, want);
+    assert_eq!(split_sink.messages, sink.messages);
+}
+
+#[test]
+fn helo_gets_one_line_and_no_parameters() {
+    assert_eq!(run(b"HELO c\r\n"), "250 mx.test\r\n");
+    assert_eq!(
+        run(b"HELO c\r\nMAIL FROM:<a@b> SIZE=10\r\nMAIL FROM:<a@b>\r\n"),
+        "250 mx.test\r\n555 5.5.4 Error: parameters not supported after HELO\r\n250 2.1.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn sequence_errors() {
+    assert_eq!(
+        run(b"MAIL FROM:<a@b>\r\n"),
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
+    assert_eq!(
+        ehlo("RCPT TO:<a@b>\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
+    assert_eq!(ehlo("DATA\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nDATA\r\n"),
+        "250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n"
+    );
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n"),
+        "250 2.1.0 Ok\r\n503 5.5.1 Error: nested MAIL command\r\n"
+    );
+    // All recipients refused: 554 (RFC 5321 §3.3).
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<x>\r\nDATA\r\n"),
+        "250 2.1.0 Ok\r\n501 5.1.3 Error: bad recipient address syntax\r\n554 5.5.1 Error: no valid recipients\r\n"
+    );
+    // A failed command changes nothing: the transaction goes on.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nFOO\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\n"),
+        "250 2.1.0 Ok\r\n500 5.5.2 Error: command not recognized\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n"
+    );
+    // RSET ends the transaction.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRSET\r\nRCPT TO:<c@d>\r\n"),
+        "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n503 5.5.1 Error: need MAIL command\r\n"
+    );
+    // So does a new EHLO (RFC 5321 §4.1.4).
+    let config = config();
+    let ehlo_reply = std::str::from_utf8(&config.banner.ehlo).unwrap();
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nEHLO again\r\nRCPT TO:<c@d>\r\n"),
+        format!("250 2.1.0 Ok\r\n{ehlo_reply}503 5.5.1 Error: need MAIL command\r\n")
+    );
+}
+
+#[test]
+fn simple_commands() {
+    assert_eq!(
+        run(b"NOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nEXPN x\r\nFOO\r\nQUIT\r\nNOOP\r\n"),
+        "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n252 2.5.0 Cannot VRFY user, but will accept message\r\n214 2.0.0 fastsmtpd: see RFC 5321\r\n502 5.5.1 Error: command not implemented\r\n500 5.5.2 Error: command not recognized\r\n221 2.0.0 Bye\r\n"
+    );
+}
+
+#[test]
+fn bare_lf_in_command_is_one_line_one_reply() {
+    assert_eq!(
+        run(b"NOOP\nNOOP\r\nNOOP\r\n"),
+        "500 5.5.2 Error: bare CR, LF or NUL in command line\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn not_smtp_closes() {
+    assert_eq!(
+        run(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+        "221 2.7.0 Error: this is an SMTP server, closing\r\n"
+    );
+}
+
+#[test]
+fn overlong_line_is_skipped_and_session_stays_in_sync() {
+    let config = config();
+    let mut input = vec![b'N'; 1000];
+    input.extend_from_slice(b"\r\nNOOP\r\n");
+    let want = "220 mx.test ESMTP fastsmtpd\r\n500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n";
+    for cut in [0, 1, 127, 128, 129, 999, 1000, 1001, 1002] {
+        assert_eq!(run_split(&config, &input, &[cut]).0, want, "cut {cut}");
+    }
+    let every: Vec<usize> = (0..input.len()).collect();
+    assert_eq!(run_split(&config, &input, &every).0, want);
+    // A line of exactly the limit is fine; one more byte is not.
+    let mut exact = b"NOOP ".to_vec();
+    exact.resize(config.max_line_len - 2, b'x');
+    exact.extend_from_slice(b"\r\n");
+    assert_eq!(run(&exact), "250 2.0.0 Ok\r\n");
+    exact.insert(5, b'x');
+    assert_eq!(run(&exact), "500 5.5.2 Line too long\r\n");
+}
+
+#[test]
+fn error_cap_closes() {
+    let input = "FOO\r\n".repeat(25);
+    let out = run(input.as_bytes());
+    assert_eq!(out.matches("500 5.5.2").count(), 20);
+    assert!(out.ends_with("421 4.7.0 Error: too many errors, closing connection\r\n"));
+}
+
+#[test]
+fn recipient_limit() {
+    let out = ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<1@d>\r\nRCPT TO:<2@d>\r\nRCPT TO:<3@d>\r\nRCPT TO:<4@d>\r\nDATA\r\n.\r\n");
+    assert_eq!(
+        out,
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n452 4.5.3 Error: too many recipients\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n"
+    );
+}
+
+#[test]
+fn size_limits() {
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b> SIZE=1001\r\nMAIL FROM:<a@b> SIZE=1000\r\n"),
+        "552 5.3.4 Error: message size exceeds fixed limit\r\n250 2.1.0 Ok\r\n"
+    );
+    // Oversize content: nothing said during DATA, 552 after the end, nothing stored.
+    let body = "x".repeat(100) + "\r\n";
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n{}.\r\nNOOP\r\n",
+        body.repeat(20)
+    );
+    let (out, sink, _) = run_split(&config(), input.as_bytes(), &[]);
+    assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n552 5.3.4 Error: message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"), "{out}");
+    assert!(sink.messages.is_empty());
+    assert_eq!(sink.aborted, 1);
+}
+
+#[test]
+fn utf8_addresses() {
+    assert_eq!(
+        ehlo("MAIL FROM:<j\u{f6}rg@example.org>\r\nMAIL FROM:<j\u{f6}rg@example.org> SMTPUTF8\r\nRCPT TO:<\u{e9}@example.org>\r\n"),
+        "550 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+    );
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<\u{e9}@example.org>\r\n"),
+        "250 2.1.0 Ok\r\n553 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n"
+    );
+}
+
+#[test]
+fn bare_lf_policy() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nline\nwith bare LF\r\n.\r\nNOOP\r\n";
+    let (out, sink, _) = run_split(&config(), input, &[]);
+    assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n550 5.5.2 Error: bare CR or LF in message data\r\n250 2.0.0 Ok\r\n"), "{out}");
+    assert!(sink.messages.is_empty());
+    let keep = SessionConfig {
+        bare_lf: BareLfPolicy::Keep,
+        ..config()
+    };
+    let (out, sink, _) = run_split(&keep, input, &[]);
+    assert!(
+        out.ends_with("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n"),
+        "{out}"
+    );
+    assert_eq!(sink.messages[0].2, b"line\nwith bare LF\r\n");
+}
+
+#[test]
+fn smuggled_message_is_content() {
+    // The classic smuggling attempt: `\n.\n` then a second transaction. One message, one
+    // 250 (well, 550: bare LF) after the real end, no second transaction.
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<v@x>\r\nDATA\r\nevil\r\n.\r\n";
+    let keep = SessionConfig {
+        bare_lf: BareLfPolicy::Keep,
+        ..config()
+    };
+    let (out, sink, _) = run_split(&keep, input, &[]);
+    assert!(
+        out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n"),
+        "{out}"
+    );
+    assert_eq!(sink.messages.len(), 1);
+    assert_eq!(
+        sink.messages[0].2,
+        b"hello\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<v@x>\r\nDATA\r\nevil\r\n"
+    );
+}
+
+#[test]
+fn store_failure_gives_451() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n";
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        fail_store: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    feed(&mut session, &config, input, &mut out, &mut sink);
+    assert!(out.ends_with(b"451 4.3.0 Error: could not store message, try again later\r\n"));
+}
+
+#[test]
+fn pending_store_holds_the_reply_and_the_pipelined_input() {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        defer_store: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let first = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\none\r\n.\r\n";
+    let rest = b"MAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nBDAT 3 LAST\r\ntwoQUIT\r\n";
+    let input = [&first[..], &rest[..]].concat();
+    let consumed = feed(&mut session, &config, &input, &mut out, &mut sink);
+    // Processing stops right after the first message: its reply and the rest wait.
+    assert_eq!(consumed, first.len());
+    assert!(session.is_awaiting_store());
+    assert!(out.ends_with(reply::DATA_GO_AHEAD));
+    assert_eq!(feed(&mut session, &config, rest, &mut out, &mut sink), 0);
+    assert_eq!(session.take_accepted(), (0, 0));
+
+    out.clear();
+    store_complete(&mut session, true, &mut out, &mut sink);
+    assert_eq!(out, reply::MESSAGE_ACCEPTED);
+    assert_eq!(session.take_accepted(), (1, 5));
+    let consumed = feed(&mut session, &config, rest, &mut out, &mut sink);
+    assert_eq!(&rest[consumed..], b"QUIT\r\n");
+    assert!(session.is_awaiting_store());
+
+    out.clear();
+    store_complete(&mut session, false, &mut out, &mut sink);
+    assert_eq!(out, reply::STORE_FAILED);
+    assert_eq!(session.take_accepted(), (0, 0));
+    feed(
+        &mut session,
+        &config,
+        &rest[consumed..],
+        &mut out,
+        &mut sink,
+    );
+    assert!(out.ends_with(b"221 2.0.0 Bye\r\n"));
+    assert!(session.is_closed());
+    assert_eq!(sink.pending, 2);
+    assert_eq!(sink.aborted, 0);
+}
+
+#[test]
+fn timeout_while_a_store_is_pending_closes_and_ignores_the_late_outcome() {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        defer_store: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n";
+    feed(&mut session, &config, input, &mut out, &mut sink);
+    assert!(session.is_awaiting_store());
+    out.clear();
+    timeout(&mut session, reply::TIMEOUT, &mut out, &mut sink);
+    assert_eq!(out, reply::TIMEOUT);
+    out.clear();
+    store_complete(&mut session, true, &mut out, &mut sink);
+    assert!(out.is_empty());
+    assert!(session.is_closed());
+    assert_eq!(session.take_accepted(), (0, 0));
+}
+
+#[test]
+fn bdat_messages() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\nBDAT 5\r\nhel\r\nBDAT 3 LAST\r\nlo\nQUIT\r\n";
+    let config = config();
+    let (out, sink, _) = run_split(&config, input, &[]);
+    let ehlo_reply = std::str::from_utf8(&config.banner.ehlo).unwrap();
+    let want = format!("220 mx.test ESMTP fastsmtpd\r\n{ehlo_reply}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 5 octets received\r\n250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n");
+    assert_eq!(out, want);
+    assert_eq!(sink.messages[0].2, b"hel\r\nlo\n");
+    for cut in 0..input.len() {
+        let (split_out, split_sink, _) = run_split(&config, input, &[cut]);
+        assert_eq!(split_out, want, "cut {cut}");
+        assert_eq!(split_sink.messages, sink.messages);
+    }
+    // BDAT 0 LAST ends a message.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\nhiBDAT 0 LAST\r\n"),
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 2 octets received\r\n250 2.0.0 Ok: queued\r\n"
+    );
+}
+
+#[test]
+fn bdat_octets_consumed_before_any_reply() {
+    // Without a transaction, the 12 octets (which look like commands) are swallowed and
+    // exactly one 503 comes back.
+    assert_eq!(
+        ehlo("BDAT 12 LAST\r\nNOOP\r\nNOOP\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
+    assert_eq!(
+        run(b"BDAT 6\r\nQUIT\r\nNOOP\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn bdat_sequence_errors() {
+    // DATA after BDAT.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1\r\nxDATA\r\nMAIL FROM:<a@b>\r\nRCPT TO:<e@f>\r\nRSET\r\nBDAT 1 LAST\r\ny"),
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 1 octets received\r\n503 5.5.1 Error: DATA not allowed after BDAT\r\n503 5.5.1 Error: command not allowed during BDAT\r\n503 5.5.1 Error: command not allowed during BDAT\r\n250 2.0.0 Ok\r\n503 5.5.1 Error: need MAIL command\r\n"
+    );
+    // BDAT after LAST has no transaction.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1 LAST\r\nxBDAT 1 LAST\r\ny"),
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n503 5.5.1 Error: need MAIL command\r\n"
+    );
+    // BINARYMIME needs BDAT.
+    assert_eq!(
+        ehlo("MAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n"
+    );
+    // Malformed BDAT closes.
+    let (out, _, session) = run_split(&config(), b"EHLO c\r\nBDAT x\r\nNOOP\r\n", &[]);
+    assert!(out.ends_with("501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n"));
+    assert!(session.is_closed());
+}
+
+#[test]
+fn bdat_over_size_refuses_until_last_then_recovers() {
+    let big = "x".repeat(600);
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 600\r\n{big}BDAT 600\r\n{big}BDAT 10 LAST\r\n0123456789MAIL FROM:<a@b>\r\n"
+    );
+    let (out, sink, _) = run_split(&config(), input.as_bytes(), &[]);
+    assert!(out.ends_with("250 2.0.0 Ok: 600 octets received\r\n552 5.3.4 Error: message size exceeds fixed limit\r\n552 5.3.4 Error: message size exceeds fixed limit\r\n250 2.1.0 Ok\r\n"), "{out}");
+    assert!(sink.messages.is_empty());
+    assert_eq!(sink.aborted, 1);
+    // Discarding far past the limit closes instead of reading on.
+    let (out, _, session) = run_split(&config(), b"EHLO c\r\nBDAT 2000\r\n", &[]);
+    assert!(out.ends_with("421 4.7.0 Error: too much refused message data, closing connection\r\n"));
+    assert!(session.is_closed());
+}
+
+#[test]
+fn many_messages_on_one_session() {
+    let mut input = b"EHLO c\r\n".to_vec();
+    for i in 0..100 {
+        input.extend_from_slice(
+            format!("MAIL FROM:<a{i}@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nmessage {i}\r\n.\r\n")
+                .as_bytes(),
+        );
+    }
+    let (out, sink, _) = run_split(&config(), &input, &[7, 500, 501, 2000]);
+    assert_eq!(out.matches("250 2.0.0 Ok: queued").count(), 100);
+    assert_eq!(sink.messages.len(), 100);
+    assert_eq!(sink.messages[42].2, b"message 42\r\n");
+    let mut session = session_after(&input);
+    assert_eq!(
+        session.take_accepted(),
+        (100, sink.messages.iter().map(|m| m.2.len() as u64).sum())
+    );
+    assert_eq!(session.take_accepted(), (0, 0));
+}
+
+#[test]
+fn shutdown_lets_a_message_finish() {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut out = Vec::new();
+    feed(
+        &mut session,
+        &config,
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npart",
+        &mut out,
+        &mut sink,
+    );
+    out.clear();
+    shutdown(&mut session, &mut out, &mut sink);
+    assert!(out.is_empty() && !session.is_closed());
+    feed(
+        &mut session,
+        &config,
+        b"\r\n.\r\nNOOP\r\n",
+        &mut out,
+        &mut sink,
+    );
+    assert_eq!(
+        out,
+        b"250 2.0.0 Ok: queued\r\n421 4.3.2 Error: service shutting down, closing connection\r\n"
+    );
+    assert!(session.is_closed());
+    // An idle one is closed at once.
+    let mut idle = Session::new();
+    out.clear();
+    shutdown(&mut idle, &mut out, &mut sink);
+    assert_eq!(out, reply::SHUTTING_DOWN);
+}
+
+#[test]
+fn timeout_and_disconnect_abort_the_message() {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut out = Vec::new();
+    feed(
+        &mut session,
+        &config,
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npart",
+        &mut out,
+        &mut sink,
+    );
+    out.clear();
+    timeout(&mut session, reply::TIMEOUT, &mut out, &mut sink);
+    assert_eq!(out, reply::TIMEOUT);
+    assert_eq!(sink.aborted, 1);
+    let mut session = Session::new();
+    feed(
+        &mut session,
+        &config,
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 10\r\npart",
+        &mut out,
+        &mut sink,
+    );
+    session.on_disconnect(&mut sink);
+    assert_eq!(sink.aborted, 2);
+    assert!(sink.messages.is_empty());
+}
+
+#[test]
+fn never_panics_and_keeps_carry_bounded_on_noise() {
+    use proptest::prelude::*;
+    let config = config();
+    let alphabet = prop_oneof![
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b".".to_vec()),
+        Just(b"EHLO x\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b>\r\n".to_vec()),
+        Just(b"RCPT TO:<c@d>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b"BDAT 3\r\n".to_vec()),
+        Just(b"BDAT 2 LAST\r\n".to_vec()),
+        Just(b"RSET\r\n".to_vec()),
+        Just(vec![b'x'; 50]),
+        Just(vec![0xff]),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
+    runner
+        .run(
+            &(
+                prop::collection::vec(alphabet, 0..40),
+                prop::collection::vec(0usize..400, 0..5),
+            ),
+            |(parts, cuts)| {
+                let input: Vec<u8> = parts.concat();
+                let whole = run_split(&config, &input, &[]);
+                let split = run_split(&config, &input, &cuts);
+                prop_assert_eq!(&whole.0, &split.0);
+                prop_assert_eq!(&whole.1.messages, &split.1.messages);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// A gate that answers from a script: the first unused entry for the checkpoint asked about,
+/// else proceed. Records every question.
+#[derive(Default)]
+struct ScriptedGate {
+    script: Vec<(Checkpoint, Decision)>,
+    asked: Vec<(Checkpoint, Vec<u8>, Vec<u8>, usize)>,
+}
+
+impl Gate for ScriptedGate {
+    fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
+        self.asked.push((
+            checkpoint,
+            context.sender.to_vec(),
+            context.recipient.to_vec(),
+            context.accepted.len(),
+        ));
+        match self.script.iter().position(|(at, _)| *at == checkpoint) {
+            Some(i) => self.script.remove(i).1,
+            None => Decision::Proceed,
+        }
+    }
+}
+
+/// Runs `input` in one piece with `gate`; returns the output, each call's progress, and the
+/// sink. After a pause, the caller's part is played: the rest is presented again.
+fn run_gated(input: &[u8], gate: &mut ScriptedGate) -> (String, Vec<Progress>, RecordingSink) {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut out = Vec::new();
+    let mut tally = ReplyTally::default();
+    let mut calls = vec![session.on_connect(
+        &config,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        gate,
+    )];
+    let mut rest = input;
+    while !session.is_closed() {
+        let progress = session.on_input(
+            &config,
+            rest,
+            &mut Replies::new(&mut out, &mut tally),
+            &mut sink,
+            gate,
+        );
+        calls.push(progress);
+        rest = &rest[progress.consumed..];
+        if progress.pause_at.is_none() {
+            break;
+        }
+    }
+    (String::from_utf8(out).unwrap(), calls, sink)
+}
+
+#[test]
+fn the_gate_is_asked_in_protocol_terms_and_its_refusals_are_replies() {
+    let mut gate = ScriptedGate {
+        script: vec![
+            (
+                Checkpoint::Rcpt,
+                Decision::Refuse(b"550 5.1.1 No such user\r\n"),
+            ),
+            (
+                Checkpoint::EndOfData,
+                Decision::Refuse(b"451 4.3.0 Later\r\n"),
+            ),
+        ],
+        ..ScriptedGate::default()
+    };
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nRCPT TO:<z@y>\r\nDATA\r\nhi\r\n.\r\nVRFY x\r\n";
+    let (out, _, sink) = run_gated(input, &mut gate);
+    let ehlo_reply = std::str::from_utf8(&config().banner.ehlo)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        out,
+        format!("220 mx.test ESMTP fastsmtpd\r\n{ehlo_reply}250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n554 5.5.1 Error: no valid recipients\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Later\r\n252 2.5.0 Cannot VRFY user, but will accept message\r\n")
+    );
+    assert!(sink.messages.is_empty());
+    assert_eq!(sink.aborted, 1, "the refused message is abandoned");
+    let asked: Vec<_> = gate
+        .asked
+        .iter()
+        .map(|(c, s, r, n)| {
+            (
+                *c,
+                String::from_utf8_lossy(s).into_owned(),
+                String::from_utf8_lossy(r).into_owned(),
+                *n,
+            )
+        })
+        .collect();
+    let q = |c, s: &str, r: &str, n| (c, s.to_string(), r.to_string(), n);
+    assert_eq!(
+        asked,
+        [
+            q(Checkpoint::Connect, "", "", 0),
+            q(Checkpoint::Ehlo, "", "", 0),
+            q(Checkpoint::Mail, "a@b", "", 0),
+            q(Checkpoint::Rcpt, "a@b", "x@y", 0),
+            q(Checkpoint::Data, "a@b", "", 0),
+            q(Checkpoint::Rcpt, "a@b", "z@y", 0),
+            q(Checkpoint::Data, "a@b", "", 1),
+            q(Checkpoint::EndOfData, "a@b", "", 1),
+        ],
+        "VRFY is not a checkpoint"
+    );
+}
+
+#[test]
+fn a_pause_stops_the_output_where_it_begins_and_the_input_behind_it() {
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Mail, Decision::Pause(None))],
+        ..ScriptedGate::default()
+    };
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nQUIT\r\n";
+    let (out, calls, _) = run_gated(input, &mut gate);
+    let greeting_and_ehlo = "220 mx.test ESMTP fastsmtpd\r\n".len() + config().banner.ehlo.len();
+    // The MAIL was carried out; its reply is where the held output begins, and the RCPT
+    // behind it was not read.
+    assert_eq!(calls[1].pause_at, Some(greeting_and_ehlo));
+    assert_eq!(&input[calls[1].consumed..], b"RCPT TO:<c@d>\r\nQUIT\r\n");
+    assert_eq!(calls[1].completed, 2);
+    assert_eq!(calls[2].pause_at, None);
+    assert!(out.ends_with("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n221 2.0.0 Bye\r\n"));
+    // A pause with a reply: held, then the reply instead of the command.
+    let mut gate = ScriptedGate {
+        script: vec![(
+            Checkpoint::Rcpt,
+            Decision::Pause(Some(b"450 4.2.0 Busy\r\n")),
+        )],
+        ..ScriptedGate::default()
+    };
+    let (out, calls, _) = run_gated(input, &mut gate);
+    assert!(calls[1].pause_at.is_some());
+    assert!(out.ends_with("250 2.1.0 Ok\r\n450 4.2.0 Busy\r\n221 2.0.0 Bye\r\n"));
+}
+
+#[test]
+fn a_gate_can_close_or_hang_up_at_connect_and_at_end_of_data() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n";
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Connect, Decision::Close(reply::FAULT_CLOSING))],
+        ..ScriptedGate::default()
+    };
+    let (out, _, _) = run_gated(input, &mut gate);
+    assert_eq!(
+        out.as_bytes(),
+        reply::FAULT_CLOSING,
+        "no greeting, and nothing read"
+    );
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Connect, Decision::Hangup)],
+        ..ScriptedGate::default()
+    };
+    assert_eq!(run_gated(input, &mut gate).0, "");
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Connect, Decision::Pause(None))],
+        ..ScriptedGate::default()
+    };
+    let (_, calls, _) = run_gated(input, &mut gate);
+    assert_eq!(calls[0].pause_at, Some(0), "the greeting itself is held");
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::EndOfData, Decision::Hangup)],
+        ..ScriptedGate::default()
+    };
+    let (out, _, sink) = run_gated(input, &mut gate);
+    assert!(
+        out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+        "{out}"
+    );
+    assert!(sink.messages.is_empty());
+    assert_eq!(sink.aborted, 1);
+}
+
+#[test]
+fn every_reply_is_counted_once_as_it_is_produced() {
+    let config = config();
+    let mut session = Session::new();
+    let mut out = Vec::new();
+    let mut tally = ReplyTally::default();
+    let mut sink = RecordingSink::default();
+    session.on_connect(
+        &config,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut Open,
+    );
+    session.on_input(
+        &config,
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\nhiBDAT 1 LAST\r\n!FOO\r\nQUIT\r\n",
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut Open,
+    );
+    let finals = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|line| line.as_bytes().get(3) == Some(&b' '))
+        .count() as u64;
+    let counted: u64 = (200..600).map(|code| tally.get(code)).sum();
+    assert_eq!(counted, finals);
+    assert_eq!(
+        [
+            tally.get(220),
+            tally.get(250),
+            tally.get(500),
+            tally.get(221)
+        ],
+        [1, 5, 1, 1]
+    );
+}

@@ -1,0 +1,119 @@
+//! Accepting connections: the connection cap, and what happens when accept itself fails.
+//!
+//! What it does: accept until `WouldBlock`; past `--max-connections` (counted over all
+//! workers) answer `421 4.7.0` and close; otherwise build the connection's sink (store or
+//! discard, with the session log) and gate (fault rules), open it and greet. When `accept`
+//! fails for lack of resources (EMFILE, ENFILE, ENOBUFS), the pending connection stays queued
+//! and accepting pauses briefly instead of spinning on it.
+//!
+//! What it does not do: decide anything about a connection once it is open (the connection
+//! and its session do, fault rules at `connect` included).
+
+use super::{driver, Worker};
+use crate::fault::FaultGate;
+use crate::proto::reply;
+use crate::server::conn::{Conn, Driver};
+use crate::server::transport::Transport;
+use crate::store::{Notify, StoreSink};
+use crate::txlog::Logged;
+use mio::net::TcpStream;
+use mio::Token;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// After an accept error such as EMFILE, wait this long before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Worker {
+    /// Accepts every pending connection on listener `index`.
+    pub(super) fn accept_all(&mut self, index: usize, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.on_accept(stream, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    eprintln!(
+                        "fastsmtpd: worker {}: accept failed: {e}; pausing accepts for {} ms",
+                        self.index,
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Accepting was paused after an error: once the pause is over, accept what waits.
+    pub(super) fn resume_accepting(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|until| now >= until) {
+            self.accept_paused_until = None;
+            for i in 0..self.listeners.len() {
+                self.accept_all(i, now);
+            }
+        }
+    }
+
+    fn on_accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let open = self.links.open_connections.fetch_add(1, Ordering::Relaxed);
+        if open >= self.links.max_connections {
+            self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+            self.lent.stats.refused_connections += 1;
+            // Best effort: a fresh socket's send buffer takes the short reply at once.
+            let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let store = match &self.links.store {
+            None => StoreSink::discard(),
+            Some(hub) => {
+                let notify = Notify {
+                    completions: Arc::clone(&self.links.completions),
+                    key,
+                    id,
+                };
+                StoreSink::storing(hub, notify, peer)
+            }
+        };
+        let sink = Logged::new(store, self.links.txlog.as_deref(), peer);
+        let gate = self
+            .links
+            .faults
+            .as_ref()
+            .map(|rules| Box::new(FaultGate::new(Arc::clone(rules), peer.ip())));
+        let mut cx: Driver<'_> = driver!(self);
+        let Ok(conn) = Conn::open(
+            Transport::plain(stream),
+            Token(key),
+            id,
+            sink,
+            gate,
+            &mut cx,
+            now,
+        ) else {
+            self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        entry.insert(conn);
+        self.lent.stats.connections += 1;
+        self.lent.stats.open_connections += 1;
+        self.drive(key, now);
+    }
+}

@@ -7,6 +7,10 @@ microseconds per message (utime+stime from /proc/PID/stat), end-of-data latency 
 (smtp-loadgen only: smtp-source measures none), and the server's peak RSS (VmHWM).
 
 Each (server, workload) pair gets a fresh server process, so peak RSS belongs to that workload.
+The servers of one (workload, generator) run at the same time, each on the server CPU, and their
+runs are interleaved (run 1 of each server, then run 2 of each...), so a drift of the shared
+machine's speed hits them alike. `--baseline BIN` adds "fastsmtpd-baseline": another fastsmtpd
+binary (an older build) measured the same way, for before/after figures from one run.
 Writes a markdown table to stdout and to OUT/results.md, and everything to OUT/results.json.
 """
 
@@ -59,9 +63,13 @@ def wait_listening(port, proc, timeout=10.0):
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+BASELINE = None  # --baseline: the path of another fastsmtpd binary
+
+
 def server_command(name, port):
-    if name == "fastsmtpd":
-        return [os.path.join(RELEASE, "fastsmtpd"), "--listen", f"127.0.0.1:{port}",
+    if name in ("fastsmtpd", "fastsmtpd-baseline"):
+        binary = os.path.join(RELEASE, "fastsmtpd") if name == "fastsmtpd" else BASELINE
+        return [binary, "--listen", f"127.0.0.1:{port}",
                 "--threads", "1", "--max-connections", "20000"]
     if name == "smtp-sink":
         # -m: smtp-sink serves at most 256 sessions at once unless told otherwise.
@@ -118,34 +126,49 @@ def run_generator(generator, workload, port, out_dir, tag):
             "failed": totals["failed"]}
 
 
-def measure(server, workload, generator, runs, out_dir):
-    port = free_port()
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + server_command(server, port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def measure_group(servers, workload, generator, runs, out_dir):
+    """Starts every server, then interleaves their runs; returns one result per server."""
+    procs = {}
     try:
-        wait_listening(port, proc)
-        samples = []
+        for server in servers:
+            port = free_port()
+            proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + server_command(server, port),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs[server] = (proc, port)
+            wait_listening(port, proc)
+        samples = {server: [] for server in servers}
         for run in range(runs):
-            before = cpu_ticks(proc.pid)
-            sample = run_generator(generator, workload, port, out_dir,
-                                   f"{server}-{workload}-{generator}-{run}")
-            sample["server_cpu_us_per_msg"] = (cpu_ticks(proc.pid) - before) / TICKS * 1e6 / max(sample["messages"], 1)
-            samples.append(sample)
-        peak = peak_rss_kib(proc.pid)
+            # Rotate who goes first, so no server always runs right after another.
+            order = servers[run % len(servers):] + servers[:run % len(servers)]
+            for server in order:
+                proc, port = procs[server]
+                before = cpu_ticks(proc.pid)
+                sample = run_generator(generator, workload, port, out_dir,
+                                       f"{server}-{workload}-{generator}-{run}")
+                sample["server_cpu_us_per_msg"] = ((cpu_ticks(proc.pid) - before) / TICKS * 1e6
+                                                   / max(sample["messages"], 1))
+                samples[server].append(sample)
+        peaks = {server: peak_rss_kib(proc.pid) for server, (proc, _) in procs.items()}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    def median(key):
-        values = [s[key] for s in samples if s.get(key) is not None]
-        return statistics.median(values) if values else None
-    return {"server": server, "workload": workload, "generator": generator, "runs": samples,
-            "msgs_per_sec": median("msgs_per_sec"), "mb_per_sec": median("mb_per_sec"),
-            "server_cpu_us_per_msg": median("server_cpu_us_per_msg"),
-            "eod_p50_ms": median("eod_p50_ms"), "eod_p99_ms": median("eod_p99_ms"),
-            "peak_rss_kib": peak}
+        for proc, _ in procs.values():
+            proc.terminate()
+        for proc, _ in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    results = []
+    for server in servers:
+        def median(key):
+            values = [s[key] for s in samples[server] if s.get(key) is not None]
+            return statistics.median(values) if values else None
+        results.append({"server": server, "workload": workload, "generator": generator,
+                        "runs": samples[server], "msgs_per_sec": median("msgs_per_sec"),
+                        "mb_per_sec": median("mb_per_sec"),
+                        "server_cpu_us_per_msg": median("server_cpu_us_per_msg"),
+                        "eod_p50_ms": median("eod_p50_ms"), "eod_p99_ms": median("eod_p99_ms"),
+                        "peak_rss_kib": peaks[server]})
+    return results
 
 
 def rss_kib(pid):
@@ -198,12 +221,12 @@ def idle_rss(server, connections):
             proc.kill()
 
 
-def ratio_rows(results):
-    """fastsmtpd against smtp-sink for every (workload, generator) both completed."""
+def ratio_rows(results, against="smtp-sink"):
+    """fastsmtpd against `against` for every (workload, generator) both completed."""
     by_key = {(r["workload"], r["generator"], r["server"]): r for r in results if "error" not in r}
     rows = []
     for (workload, generator, server), ours in sorted(by_key.items()):
-        theirs = by_key.get((workload, generator, "smtp-sink"))
+        theirs = by_key.get((workload, generator, against))
         if server != "fastsmtpd" or theirs is None:
             continue
         rate = ours["msgs_per_sec"] / theirs["msgs_per_sec"] if theirs["msgs_per_sec"] else None
@@ -229,23 +252,31 @@ def main():
     parser.add_argument("--idle", type=int, default=10000,
                         help="idle connections for the RSS measurement (0: skip)")
     parser.add_argument("--idle-servers", default="fastsmtpd,smtp-sink")
+    parser.add_argument("--baseline", metavar="BIN",
+                        help="another fastsmtpd binary, measured as server fastsmtpd-baseline")
     args = parser.parse_args()
+    global BASELINE
+    BASELINE = args.baseline
+    servers_wanted = args.servers.split(",")
+    if BASELINE and "fastsmtpd-baseline" not in servers_wanted:
+        servers_wanted.append("fastsmtpd-baseline")
     os.makedirs(args.out, exist_ok=True)
     results = []
     for workload in args.workloads.split(","):
-        for server in args.servers.split(","):
-            if WORKLOADS[workload][4] and server != "fastsmtpd":
-                continue  # only fastsmtpd offers CHUNKING
-            for generator in args.generators.split(","):
-                if generator == "smtp-source" and WORKLOADS[workload][4]:
-                    continue  # smtp-source cannot send BDAT
-                print(f"compare: {workload} {server} <- {generator}", file=sys.stderr, flush=True)
-                try:
-                    results.append(measure(server, workload, generator, args.runs, args.out))
-                except (subprocess.SubprocessError, RuntimeError, OSError) as e:
-                    print(f"compare: {workload} {server} <- {generator} FAILED: {e}", file=sys.stderr)
-                    results.append({"server": server, "workload": workload, "generator": generator,
-                                    "error": str(e)})
+        # Only fastsmtpd offers CHUNKING.
+        servers = [s for s in servers_wanted
+                   if not WORKLOADS[workload][4] or s.startswith("fastsmtpd")]
+        for generator in args.generators.split(","):
+            if generator == "smtp-source" and WORKLOADS[workload][4]:
+                continue  # smtp-source cannot send BDAT
+            print(f"compare: {workload} {','.join(servers)} <- {generator}", file=sys.stderr,
+                  flush=True)
+            try:
+                results += measure_group(servers, workload, generator, args.runs, args.out)
+            except (subprocess.SubprocessError, RuntimeError, OSError) as e:
+                print(f"compare: {workload} <- {generator} FAILED: {e}", file=sys.stderr)
+                results += [{"server": server, "workload": workload, "generator": generator,
+                             "error": str(e)} for server in servers]
     idle = []
     if args.idle > 0:
         for server in args.idle_servers.split(","):
@@ -278,6 +309,12 @@ def main():
                   "≥ 4 on W3, CPU ≤ 1/3):", "",
                   "| workload | generator | msgs/s ratio | server CPU per message ratio |",
                   "|---|---|---:|---:|"] + ratios
+    baseline_ratios = ratio_rows(results, against="fastsmtpd-baseline")
+    if baseline_ratios:
+        lines += ["", f"This build against the baseline ({BASELINE}), from the rows above "
+                  "(fastsmtpd ÷ fastsmtpd-baseline):", "",
+                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
+                  "|---|---|---:|---:|"] + baseline_ratios
     if idle:
         lines += ["", "| server | idle connections (after EHLO) | RSS per connection |", "|---|---:|---:|"]
         for r in idle:

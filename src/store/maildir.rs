@@ -13,10 +13,11 @@
 //!
 //! What it does not do: deliver to `cur/`, set flags, or split by recipient.
 
+use super::commit::{commit_batch, Staged};
 use super::record::{trace_headers, MessageMeta};
-use super::{sync_dir, sync_files, Job};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use super::Job;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -61,86 +62,30 @@ impl Maildir {
         )
     }
 
-    /// Writes one message into `tmp/` (not yet synced); returns its name and the open file.
-    fn write_tmp(&self, job: &Job) -> io::Result<(String, File)> {
+    /// Writes one message into `tmp/` (not yet synced), headers on top, bound for `new/`.
+    fn stage(&self, job: &Job) -> io::Result<Vec<Staged>> {
         let headers = trace_headers(&job.meta, &self.hostname);
         let name = self.file_name(&job.meta, headers.len() + job.body.len());
-        let path = self.tmp.join(&name);
-        let result = (|| {
-            let mut file: File = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            file.write_all(headers.as_bytes())?;
-            file.write_all(&job.body)?;
-            Ok(file)
-        })();
-        match result {
-            Ok(file) => Ok((name, file)),
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                Err(e)
-            }
-        }
+        let staged = Staged::write(
+            self.tmp.join(&name),
+            self.new.join(&name),
+            &[headers.as_bytes(), &job.body],
+        )?;
+        Ok(vec![staged])
     }
 
     /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order: every file written to `tmp/`, their data synced together, then renamed into
-    /// `new/`, then `new/` synced: a name in `new/` only ever points at complete, durable
-    /// content.
+    /// Order ([`commit_batch`]): every file written to `tmp/`, their data synced together,
+    /// then renamed into `new/`, then `new/` synced: a name in `new/` only ever points at
+    /// complete, durable content.
     pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        let mut written: Vec<(usize, String)> = Vec::with_capacity(jobs.len());
-        let mut files: Vec<File> = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            if !ok[i] {
-                continue;
-            }
-            match self.write_tmp(job) {
-                Ok((name, file)) => {
-                    written.push((i, name));
-                    files.push(file);
-                }
-                Err(e) => {
-                    report_failure(&self.tmp, &e);
-                    ok[i] = false;
-                }
-            }
-        }
-        if written.is_empty() {
-            return;
-        }
-        if let Err(e) = sync_files(&files) {
-            report_failure(&self.tmp, &e);
-            for (i, name) in written {
-                let _ = fs::remove_file(self.tmp.join(name));
-                ok[i] = false;
-            }
-            return;
-        }
-        drop(files);
-        let mut moved: Vec<(usize, PathBuf)> = Vec::with_capacity(written.len());
-        for (i, name) in written {
-            let target = self.new.join(&name);
-            match fs::rename(self.tmp.join(&name), &target) {
-                Ok(()) => moved.push((i, target)),
-                Err(e) => {
-                    report_failure(&self.new, &e);
-                    let _ = fs::remove_file(self.tmp.join(&name));
-                    ok[i] = false;
-                }
-            }
-        }
-        if moved.is_empty() {
-            return;
-        }
-        if let Err(e) = sync_dir(&self.new) {
-            // The entries may not survive a crash: take none of them (the client retries).
-            report_failure(&self.new, &e);
-            for (i, path) in moved {
-                let _ = fs::remove_file(path);
-                ok[i] = false;
-            }
-        }
+        commit_batch(
+            jobs,
+            ok,
+            &self.new,
+            |job| self.stage(job),
+            |e| report_failure(&self.new, e),
+        );
     }
 }
 

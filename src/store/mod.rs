@@ -20,6 +20,7 @@
 //! Memory: a message being received with stores configured is held whole in its
 //! connection's buffer (up to `--max-message-size`) until its job is written.
 
+mod commit;
 pub mod eml;
 pub mod jsonl;
 pub mod maildir;
@@ -127,7 +128,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// file costs one commit each: this is where group commit pays most for Maildir and `.eml`
 /// (new files, so every `fdatasync` has metadata to commit). If `syncfs` is refused, each
 /// file is synced on its own.
-pub(crate) fn sync_files(files: &[File]) -> io::Result<()> {
+pub(crate) fn sync_files(files: &[&File]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let Some(first) = files.first() else {
         return Ok(());
@@ -139,7 +140,7 @@ pub(crate) fn sync_files(files: &[File]) -> io::Result<()> {
             return Ok(());
         }
     }
-    files.iter().try_for_each(File::sync_data)
+    files.iter().try_for_each(|file| file.sync_data())
 }
 
 /// Outcomes for one worker, and the waker of its event loop.

@@ -16,6 +16,10 @@
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
+#![deny(missing_docs, missing_debug_implementations)]
+// One `unsafe` block in the crate (`syncfs` in `store`), allowed where it is, with its SAFETY note.
+#![deny(unsafe_code)]
+
 pub mod config;
 pub mod fault;
 pub mod metrics;

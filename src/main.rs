@@ -1,5 +1,8 @@
 //! `fastsmtpd`: command line -> [`Config`] -> [`fastsmtpd::server::run`]. Nothing else.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 use clap::{Parser, ValueEnum};
 use fastsmtpd::config::{self, Config};
 use fastsmtpd::proto::session::BareLfPolicy;

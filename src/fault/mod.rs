@@ -1,8 +1,8 @@
 //! Fault injection: rules that make chosen commands fail, hang up or answer late, on purpose,
 //! so senders can be tested against a misbehaving receiver.
 //!
-//! What it does: parse `--fault` rules ([`rule`], from the command line or a TOML file,
-//! [`file`]) and decide, for each [`Checkpoint`] a session reaches, whether a rule fires. A
+//! What it does: parse `--fault` rules (`rule`, from the command line or a TOML file,
+//! `file`) and decide, for each [`Checkpoint`] a session reaches, whether a rule fires. A
 //! rule names the point (a command, `connect` or `eod`, the end of message content), optional
 //! selectors (sender or recipient pattern, the Nth or every Nth matching occurrence, a
 //! probability, a per-client rate) and one action:
@@ -25,7 +25,7 @@
 //! Occurrences are counted per rule over the whole server, so `nth=3` is the third matching
 //! command the server sees. Probabilities come from a hash of (`--seed`, rule, occurrence), so
 //! a run repeats exactly for the same sequence of commands. Greylisting and rate limits keep
-//! per-client state behind a lock ([`limiter`]), taken only by rules that use them.
+//! per-client state behind a lock (`limiter`), taken only by rules that use them.
 //!
 //! What it does not do: carry the action out (the session replies or closes; the connection
 //! times a delay) or read the clock for anyone but its own limiters.

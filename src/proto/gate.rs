@@ -8,7 +8,7 @@
 //! [`Open`] always says proceed.
 //!
 //! What it does not do: hold rules, clocks or client addresses. Fault injection
-//! (`crate::fault`) implements [`Gate`] outside `proto`, with whatever state it needs. A
+//! (the `fault` module) implements [`Gate`] outside `proto`, with whatever state it needs. A
 //! pause has no length here: the session only says where the output must stop
 //! ([`super::session::Progress::pause_at`]); the gate that asked for the pause tells its
 //! owner (the connection, which owns the timer) how long.

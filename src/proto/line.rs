@@ -38,7 +38,7 @@ pub enum LineError {
 /// Finds the first `CR LF`-terminated line at the start of `buf`.
 ///
 /// `max_len` counts the whole line including its `CR LF` (RFC 5321 §4.5.3.1.4 counts the same
-/// way: 512 octets "including the command word and the <CRLF>"). Only the first `max_len`
+/// way: 512 octets "including the command word and the `<CRLF>`"). Only the first `max_len`
 /// bytes are examined, so the cost is bounded whatever the client sends.
 pub fn next_line(buf: &[u8], max_len: usize) -> Result<Status<&[u8]>, LineError> {
     let window = &buf[..buf.len().min(max_len)];

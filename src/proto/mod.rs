@@ -1,7 +1,7 @@
 //! The SMTP protocol, sans I/O: pure functions and a state machine over byte slices.
 //!
 //! Nothing here touches a socket, a clock or a thread, nothing allocates per command, and
-//! nothing depends on the rest of the crate: the server (`crate::server`) moves bytes between
+//! nothing depends on the rest of the crate: the server (the `server` module) moves bytes between
 //! sockets and [`session::Session`], and the rest of the crate plugs in through the two
 //! traits defined here in protocol terms, [`sink::MessageSink`] (where message content goes)
 //! and [`gate::Gate`] (whether a command may proceed). Everything here is tested with plain
@@ -9,7 +9,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`line`] | find the `CR LF` that ends a command line; bound its length |
+//! | [`line`](mod@line) | find the `CR LF` that ends a command line; bound its length |
 //! | [`command`] | parse one command line into a [`command::Command`] borrowing from it |
 //! | [`reply`] | the exact reply bytes, encoders for the few with values, and the reply tally |
 //! | [`data`] | resumable `CR LF . CR LF` detection and dot-unstuffing for DATA |

@@ -8,7 +8,7 @@
 //! has taken responsibility for the message).
 //!
 //! What it does not do: store anything. Implementations live outside `proto`: the server's
-//! stores (`crate::store`) and the per-message log (`crate::txlog`). [`Discard`] keeps
+//! stores (the `store` module) and the per-message log (`txlog`). [`Discard`] keeps
 //! nothing, for benchmarks and tests.
 
 use super::envelope::Envelope;

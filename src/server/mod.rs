@@ -39,6 +39,7 @@ use timer::Deadlines;
 use worker::{ExitAfter, ShutdownSignal, Worker, WorkerLinks, MAX_LISTENERS, WAKER};
 
 /// A running server.
+#[derive(Debug)]
 pub struct ServerHandle {
     /// The addresses actually bound (port 0 resolved).
     addrs: Vec<SocketAddr>,

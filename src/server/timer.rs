@@ -193,7 +193,7 @@ impl ConnDeadline {
     }
 
     /// The session is over but its last replies are still going out: wait for them at most
-    /// [`CLOSE_LINGER`] (unless a pause holds them).
+    /// `CLOSE_LINGER` (unless a pause holds them).
     pub fn linger(&mut self, now: Instant) {
         if self.pause_until.is_none() {
             self.at = self.at.min(now + CLOSE_LINGER);

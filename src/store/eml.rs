@@ -57,7 +57,7 @@ impl EmlDir {
     }
 
     /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order ([`commit_batch`]): all temporary files written, their data synced together,
+    /// Order (`commit_batch`): all temporary files written, their data synced together,
     /// renamed (sidecar first, the `.eml` last), then the directory synced once.
     pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
         commit_batch(

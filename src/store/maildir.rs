@@ -75,7 +75,7 @@ impl Maildir {
     }
 
     /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order ([`commit_batch`]): every file written to `tmp/`, their data synced together,
+    /// Order (`commit_batch`): every file written to `tmp/`, their data synced together,
     /// then renamed into `new/`, then `new/` synced: a name in `new/` only ever points at
     /// complete, durable content.
     pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {

@@ -10,7 +10,7 @@
 //!
 //! Group commit: a storage thread takes every job that is waiting (up to `--store-batch`,
 //! [`DEFAULT_MAX_BATCH`]) and makes them durable together: for Maildir and `.eml`, one
-//! `syncfs` for the batch's files (see [`sync_files`]) and one directory `fsync` for their
+//! `syncfs` for the batch's files (see `sync_files`) and one directory `fsync` for their
 //! names; for JSON lines, one write and one `fdatasync`. With several threads, one batch syncs while the next
 //! gathers.
 //!
@@ -128,6 +128,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// file costs one commit each: this is where group commit pays most for Maildir and `.eml`
 /// (new files, so every `fdatasync` has metadata to commit). If `syncfs` is refused, each
 /// file is synced on its own.
+#[allow(unsafe_code)]
 pub(crate) fn sync_files(files: &[&File]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let Some(first) = files.first() else {

@@ -13,13 +13,13 @@
 //! What it does not do: read or write sockets, keep time (the caller calls
 //! [`Session::on_timeout`] when a deadline passes, and times a pause), or own message storage.
 //!
-//! The state is split in two on purpose. [`Mode`] says how the next bytes are framed (command
+//! The state is split in two on purpose. `Mode` says how the next bytes are framed (command
 //! line, overlong line being skipped, DATA content, BDAT octets, waiting for a store, nothing
-//! more); [`Stage`] says where the mail transaction stands. They are independent: a line
+//! more); `Stage` says where the mail transaction stands. They are independent: a line
 //! skipped for being too long in the middle of a transaction leaves the transaction as it was
 //! (RFC 5321 §4.1.4: a failed command changes no state). Each is one enum whose variants own
 //! their data; transitions are in `match`es with no catch-all arm. BDAT's framing and policy
-//! (RFC 3030) are in [`bdat`]; the envelope's storage is [`super::envelope`].
+//! (RFC 3030) are in `bdat`; the envelope's storage is [`super::envelope`].
 //!
 //! Memory: the input is borrowed, never copied; the envelope is kept in a few buffers that
 //! are cleared, not freed, between messages, so after warm-up a session allocates nothing.

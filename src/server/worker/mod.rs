@@ -8,8 +8,8 @@
 //!    we did not get to last turn).
 //! 2. For each event (every event is only a hint: stale tokens and spurious wake-ups are
 //!    harmless):
-//!    * the waker: storage outcomes arrived, or shutdown was requested ([`shutdown`]);
-//!    * a listener: accept until `WouldBlock` ([`accept`]), greet each client at once;
+//!    * the waker: storage outcomes arrived, or shutdown was requested (`shutdown`);
+//!    * a listener: accept until `WouldBlock` (`accept`), greet each client at once;
 //!    * a connection: [`Conn::ready`] reads until drained (at most
 //!      [`super::conn::MAX_READS_PER_TURN`] reads, for fairness), lets the session process
 //!      every complete command, writes all replies in one write (RFC 2920 §3.2), and says
@@ -96,6 +96,7 @@ struct Lent {
 }
 
 /// One event loop.
+#[derive(Debug)]
 pub struct Worker {
     /// This worker's number, for messages.
     index: usize,
@@ -127,7 +128,7 @@ pub struct Worker {
     completed: Vec<(usize, u64, bool)>,
 }
 
-/// Builds the [`Driver`] a connection borrows: a macro, not a method, so the borrow of
+/// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
 /// `self.lent` stays apart from the borrow of `self.conns`.
 macro_rules! driver {
     ($worker:expr) => {

@@ -241,7 +241,7 @@ fn bad_rules_are_refused_at_start() {
         faults: vec!["rcpt p=2 disconnect".into()],
         ..test_config()
     };
-    let error = fastsmtpd::server::start(&config).err().expect("refused");
+    let error = fastsmtpd::server::start(&config).expect_err("refused");
     assert!(error.to_string().contains("probability"), "{error}");
 }
 

@@ -14,7 +14,10 @@ mod workload;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::{IntervalReport, ThreadPlan};
-use report::{Results, Slo};
+use report::interval_log;
+use report::render;
+use report::slo::Slo;
+use report::Results;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -227,15 +230,15 @@ fn merge(logs: &[std::path::PathBuf], output: &std::path::Path) -> Result<ExitCo
     let mut all = Vec::new();
     for path in logs {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        all.push(report::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
+        all.push(interval_log::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
     }
-    let merged = report::merge_logs(&all)?;
+    let merged = interval_log::merge_logs(&all)?;
     let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
     let base = SystemTime::UNIX_EPOCH
         + Duration::from_secs_f64(if first == f64::MAX { 0.0 } else { first });
     let mut file =
         std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    report::write_hlog(&mut file, base, "smtp-loadgen merge", &merged)
+    interval_log::write_hlog(&mut file, base, "smtp-loadgen merge", &merged)
         .map_err(|e| format!("{}: {e}", output.display()))?;
     println!(
         "merged {} logs, {} intervals -> {}",
@@ -248,8 +251,12 @@ fn merge(logs: &[std::path::PathBuf], output: &std::path::Path) -> Result<ExitCo
 
 fn report(path: &std::path::Path) -> Result<ExitCode, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let intervals = report::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    print!("{}", report::report_log(&intervals)?);
+    let intervals =
+        interval_log::read_hlog(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    print!(
+        "{}",
+        render::log_table(&interval_log::totals_per_tag(&intervals)?)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -388,15 +395,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         // Each second is shown once every thread has reported it.
         if let Some(p) = &progress {
             for second in finished {
-                let i = &results.intervals[&second];
-                p.line(&format!(
-                    "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {:>8.3} ms  errors {}",
-                    second + 1,
-                    if i.warmup { " warmup" } else { "" },
-                    i.accepted,
-                    i.eod_p99.max(i.bdat_p99) as f64 / 1e6,
-                    i.errors + i.failed
-                ));
+                p.line(&render::progress_line(second, &results.intervals[&second]));
             }
         }
     }
@@ -414,7 +413,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let measured_end = end.map_or(run_end, |e| e.min(run_end));
     results.measured = measured_end.saturating_duration_since(start + warmup);
 
-    print!("{}", report::summary(&results, &header, args.rate));
+    print!("{}", render::summary(&results, &header, args.rate));
 
     let config = serde_json::json!({
         "target": target_text,
@@ -434,15 +433,15 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         "seed": args.seed,
     });
     if let Some(path) = &args.json {
-        let doc = report::json(&results, config);
+        let doc = render::json(&results, config);
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.hdr_log {
         let mut file =
             std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let intervals = report::run_intervals(&results, wall_start);
-        report::write_hlog(&mut file, wall_start, &header, &intervals)
+        let intervals = interval_log::run_intervals(&results, wall_start);
+        interval_log::write_hlog(&mut file, wall_start, &header, &intervals)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let mut breached = false;

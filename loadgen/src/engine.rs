@@ -13,7 +13,8 @@
 //!   connection; its latency counts from the intended time (as wrk2 does), so a server stall
 //!   shows in the corrected histogram even though the generator sent nothing meanwhile.
 //!
-//! What it does not do: parse replies (see `reply`) or aggregate across threads (`report`).
+//! What it does not do: parse replies (see `reply`) or aggregate across threads (`runner`,
+//! `report::results`).
 
 use crate::client::{Client, Event, Failure, Stage};
 use crate::record::{record, ErrorKind, Recorder};

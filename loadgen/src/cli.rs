@@ -22,12 +22,15 @@ use std::time::Duration;
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand; none means a load run.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The load run's flags.
     #[command(flatten)]
     pub run: RunArgs,
 }
 
+/// The subcommands, which read interval logs back.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Merge interval logs from several load hosts (aligned by absolute time).
@@ -74,6 +77,7 @@ impl ValueEnum for PipeliningArg {
     }
 }
 
+/// The flags of a load run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Server to load, HOST:PORT.

@@ -406,6 +406,9 @@ impl Client {
         }
     }
 
+    /// Handles the reply to a transaction step (`MAIL` ... end of data, `RSET`): accounts it to
+    /// its message, writes what follows (content after `354`, the next step without pipelining,
+    /// `RSET` after a refusal that leaves a transaction open), and reports finished messages.
     fn on_transaction_reply(
         &mut self,
         workload: &Workload,
@@ -484,6 +487,7 @@ impl Client {
         }
     }
 
+    /// Writes `RSET` (its reply belongs to no message).
     fn write_rset(&mut self, now: Instant, out: &mut Vec<u8>) {
         out.extend_from_slice(b"RSET\r\n");
         self.expect(Stage::Rset, now, None, None);
@@ -509,6 +513,8 @@ impl Client {
         }
     }
 
+    /// Queues the reply a command just written will get; a message's replies are counted so it
+    /// is finished when the last one arrives.
     fn expect(&mut self, stage: Stage, sent_at: Instant, message: Option<u64>, then: Option<Step>) {
         if let Some(number) = message {
             let index = (number - self.first_message) as usize;

@@ -20,6 +20,11 @@
 //! Exit codes: 0 success; 1 the run completed but an SLO was breached or no message was
 //! accepted; 2 the command line or a file was wrong, or the run could not be carried out.
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(missing_debug_implementations)]
+#![warn(clippy::missing_docs_in_private_items)]
+
 pub mod cli;
 pub mod client;
 pub mod engine;
@@ -40,11 +45,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+/// Runs the command the command line names; an error is printed and exits 2.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Merge { logs, output }) => merge(&logs, &output),
-        Some(Command::Report { log }) => report(&log),
+        Some(Command::Merge { logs, output }) => merge_command(&logs, &output),
+        Some(Command::Report { log }) => report_command(&log),
         None => run(cli.run),
     };
     match result {
@@ -126,7 +132,7 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
 }
 
 /// `merge`: several hosts' interval logs into one, aligned on whole seconds.
-fn merge(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
+fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
     for path in logs {
         all.push(read_log(path)?);
@@ -148,7 +154,7 @@ fn merge(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
 }
 
 /// `report`: the percentiles per tag of an interval log.
-fn report(path: &Path) -> Result<ExitCode, String> {
+fn report_command(path: &Path) -> Result<ExitCode, String> {
     let intervals = read_log(path)?;
     let totals = interval_log::totals_per_tag(&intervals)?;
     print!("{}", render::log_table(&totals));

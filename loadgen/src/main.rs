@@ -1,7 +1,7 @@
 //! `smtp-loadgen`: measure sustained messages/second and reply latency of any SMTP server.
 //!
-//! A run goes command line -> [`settings`] -> [`runner`] (the [`engine`] threads) ->
-//! [`report`]; `report` and `merge` read interval logs back.
+//! A load run goes command line -> [`settings`] -> [`runner`] (the [`engine`] threads) ->
+//! [`report`]. The `report` and `merge` subcommands read interval logs back.
 //!
 //! # Layout
 //! * [`cli`]: the command line (clap) and the duration and size parsers.

@@ -255,3 +255,34 @@ pub fn log_table(totals: &[TagTotal]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let mut second = IntervalSummary {
+            warmup: true,
+            started: 1_000,
+            accepted: 990,
+            failed: 3,
+            bytes: 0,
+            errors: 1,
+            eod_p99: 1_234_567,
+            bdat_p99: 0,
+            message_p99: 0,
+            histograms: Vec::new(),
+        };
+        assert_eq!(
+            progress_line(0, &second),
+            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  errors 4"
+        );
+        second.warmup = false;
+        second.bdat_p99 = 12_345_678_901;
+        assert_eq!(
+            progress_line(41, &second),
+            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  errors 4"
+        );
+    }
+}

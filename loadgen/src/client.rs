@@ -4,7 +4,10 @@
 //! workload asks (step by step, or pipelined in RFC 2920 groups: `MAIL`, every `RCPT` and
 //! `DATA` in one write, the content after `354`, and the next group written right behind the
 //! end-of-data dot; or whole `BDAT n LAST` transactions, several in flight), check every reply
-//! against the step it answers, time each step, and finally `QUIT`.
+//! against the step it answers, time each step, and finally `QUIT`. A refusal (4yz, 5yz)
+//! fails the message and the session goes on; a reply that is neither the step's success nor
+//! a refusal, or one nobody asked for, means the replies no longer line up with the commands:
+//! the connection ends as a desync instead of both sides waiting for each other.
 //!
 //! What it does not do: sockets, the clock, or the schedule (the engine decides when a
 //! message may start and passes `now` in).
@@ -259,7 +262,9 @@ impl Client {
             return false;
         }
         if !self.pipelining {
-            return self.messages.is_empty();
+            // One command, one reply: not even behind an outstanding RSET (RFC 2920 §3.1:
+            // no pipelining unless the server offers it).
+            return self.expected.is_empty();
         }
         if workload.bdat {
             return self.messages.len() < workload.inflight;
@@ -272,6 +277,7 @@ impl Client {
     pub fn should_quit(&self, workload: &Workload, no_more_work: bool) -> bool {
         self.phase == Phase::Ready
             && self.messages.is_empty()
+            && (self.pipelining || self.expected.is_empty())
             && (no_more_work
                 || (workload.msgs_per_conn != 0 && self.started >= workload.msgs_per_conn))
     }
@@ -377,14 +383,32 @@ impl Client {
                 self.phase = Phase::Ready;
             }
             Stage::Quit => {
+                if !ok && !is_refusal(reply.code) {
+                    // RFC 5321 §4.1.1.10: QUIT is answered 221. Another success code is most
+                    // likely a reply meant for an earlier command (after an extra reply, every
+                    // later reply answers the wrong command; with 250s everywhere only here
+                    // does it show).
+                    return self.fail(Failure::Desync);
+                }
                 self.phase = Phase::Closed;
             }
             Stage::Mail | Stage::Rcpt | Stage::Data | Stage::Eod | Stage::Bdat | Stage::Rset => {
+                if !ok && !in_step(reply.code, expected.stage) {
+                    // Neither the step's success nor a refusal (a 354 to MAIL, a 250 to
+                    // DATA, any 1xx): the replies no longer line up with the commands, most
+                    // likely after an extra reply. Going on would send content the server
+                    // reads as commands, or commands it reads as content, and both sides
+                    // would wait for each other until the reply timeout.
+                    return self.fail(Failure::Desync);
+                }
                 self.on_transaction_reply(workload, expected, ok, now, out, &mut record);
             }
         }
     }
 
+    /// Handles the reply to a transaction step (`MAIL` ... end of data, `RSET`): accounts it to
+    /// its message, writes what follows (content after `354`, the next step without pipelining,
+    /// `RSET` after a refusal that leaves a transaction open), and reports finished messages.
     fn on_transaction_reply(
         &mut self,
         workload: &Workload,
@@ -414,16 +438,12 @@ impl Client {
             }
         }
         let message = self.messages[index];
-        match expected.stage {
-            Stage::Data => {
-                self.awaiting_354 = false;
-                if ok {
-                    workload.write_data_content(message.size, out);
-                    self.expect(Stage::Eod, now, Some(number), None);
-                }
+        if expected.stage == Stage::Data {
+            self.awaiting_354 = false;
+            if ok {
+                workload.write_data_content(message.size, out);
+                self.expect(Stage::Eod, now, Some(number), None);
             }
-            Stage::Mail if !ok => {}
-            _ => {}
         }
         // A refused DATA/BDAT leaves the server's transaction open (MAIL was accepted, no
         // recipient was): reset it so the next MAIL is not a nested one.
@@ -467,6 +487,7 @@ impl Client {
         }
     }
 
+    /// Writes `RSET` (its reply belongs to no message).
     fn write_rset(&mut self, now: Instant, out: &mut Vec<u8>) {
         out.extend_from_slice(b"RSET\r\n");
         self.expect(Stage::Rset, now, None, None);
@@ -492,6 +513,8 @@ impl Client {
         }
     }
 
+    /// Queues the reply a command just written will get; a message's replies are counted so it
+    /// is finished when the last one arrives.
     fn expect(&mut self, stage: Stage, sent_at: Instant, message: Option<u64>, then: Option<Step>) {
         if let Some(number) = message {
             let index = (number - self.first_message) as usize;
@@ -512,6 +535,18 @@ impl Client {
     }
 }
 
+/// Whether `code` can answer a command of `stage` without the two being out of step: a reply
+/// of the class of the stage's success code (RFC 5321 §4.2.1: the first digit), or a
+/// refusal (4yz, 5yz), which any command may get.
+fn in_step(code: u16, stage: Stage) -> bool {
+    code / 100 == stage.expected_code() / 100 || is_refusal(code)
+}
+
+/// Whether `code` refuses a command: a transient (4yz) or permanent (5yz) negative reply.
+fn is_refusal(code: u16) -> bool {
+    (400..600).contains(&code)
+}
+
 /// Whether an EHLO reply lists the extension `keyword` (RFC 5321 §4.1.1.1: one per line after
 /// the first, keyword first, case-insensitive).
 fn offers(ehlo_reply: &[u8], keyword: &[u8]) -> bool {
@@ -522,3 +557,6 @@ fn offers(ehlo_reply: &[u8], keyword: &[u8]) -> bool {
         word.eq_ignore_ascii_case(keyword)
     })
 }
+
+#[cfg(test)]
+mod tests;

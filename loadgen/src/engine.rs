@@ -13,7 +13,8 @@
 //!   connection; its latency counts from the intended time (as wrk2 does), so a server stall
 //!   shows in the corrected histogram even though the generator sent nothing meanwhile.
 //!
-//! What it does not do: parse replies (see `reply`) or aggregate across threads (`report`).
+//! What it does not do: parse replies (see `reply`) or aggregate across threads (`runner`,
+//! `report::results`).
 
 use crate::client::{Client, Event, Failure, Stage};
 use crate::record::{record, ErrorKind, Recorder};
@@ -101,9 +102,13 @@ struct Conn {
 
 /// The thread's state.
 struct Engine {
+    /// What this thread is asked to do.
     plan: ThreadPlan,
+    /// What every connection sends.
     workload: Arc<Workload>,
+    /// The event loop's poller.
     poll: Poll,
+    /// Open connections; slab keys are poll tokens.
     conns: Slab<Conn>,
     /// Current interval's measurements.
     recorder: Recorder,
@@ -162,6 +167,9 @@ pub fn run_thread(
 }
 
 impl Engine {
+    /// The loop: open due connections, start due messages, write, poll, handle events, expire
+    /// reply timeouts, report at interval ends; until the work is done and every connection
+    /// closed. Then the last report.
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -192,6 +200,7 @@ impl Engine {
         Ok(())
     }
 
+    /// When the current reporting interval ends.
     fn interval_end(&self) -> Instant {
         self.plan.start + INTERVAL * (self.interval as u32 + 1)
     }
@@ -206,6 +215,7 @@ impl Engine {
         quota_left && time_left
     }
 
+    /// Whether the thread is done: no work left and every connection closed.
     fn finished(&self) -> bool {
         !self.work_left(Instant::now()) && self.conns.is_empty()
     }
@@ -217,6 +227,8 @@ impl Engine {
         Some(self.plan.start + offset)
     }
 
+    /// How long to poll: until the nearest of the interval end, a pending connect, the next
+    /// open-loop slot and the run's end; at most 100 ms (reply timeouts are checked after each poll).
     fn poll_timeout(&self, now: Instant) -> Duration {
         let mut wake = self.interval_end();
         if let Some(next) = self.pending_connects.iter().min() {
@@ -264,6 +276,7 @@ impl Engine {
         remaining > open_capacity + pending_capacity
     }
 
+    /// Opens the pending connections that are due, if still needed (drops them when not).
     fn open_due_connections(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.pending_connects.len() {
@@ -278,6 +291,7 @@ impl Engine {
         }
     }
 
+    /// Starts a non-blocking connect and registers the socket; a failure is retried later.
     fn connect(&mut self, now: Instant) {
         match TcpStream::connect(self.plan.target) {
             Ok(mut stream) => {
@@ -308,12 +322,15 @@ impl Engine {
         }
     }
 
+    /// Counts a failed connect and schedules another after the backoff.
     fn connect_failed(&mut self, now: Instant) {
         self.recorder.error(ErrorKind::Refused);
         self.connect_failures += 1;
         self.pending_connects.push(now + RECONNECT_BACKOFF);
     }
 
+    /// Handles readiness of connection `key`: completes a pending connect (timing it and
+    /// creating its client), then reads.
     fn on_event(&mut self, key: usize, peer_closed: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -493,6 +510,7 @@ impl Engine {
         }
     }
 
+    /// Writes pending output on every connection that has some.
     fn flush_all(&mut self) {
         let keys: Vec<usize> = self
             .conns
@@ -506,6 +524,8 @@ impl Engine {
         }
     }
 
+    /// Writes what connection `key` has pending until done or `WouldBlock`, and asks for
+    /// WRITABLE only while output remains.
     fn flush(&mut self, key: usize, now: Instant) {
         let conn = &mut self.conns[key];
         while conn.out_pos < conn.out.len() {
@@ -535,6 +555,7 @@ impl Engine {
         }
     }
 
+    /// Drops connections that waited longer than the reply timeout for a reply (or a connect).
     fn check_timeouts(&mut self, now: Instant) {
         let timeout = self.plan.reply_timeout;
         let late: Vec<usize> = self
@@ -579,6 +600,8 @@ impl Engine {
         }
     }
 
+    /// Hands the current interval's recorder to the reporter and moves to the interval `now`
+    /// is in (`last`: the thread's final report, with the open-loop backlog).
     fn send_report(&mut self, now: Instant, last: bool) {
         let recorder = std::mem::take(&mut self.recorder);
         let interval_start = self.plan.start + INTERVAL * self.interval as u32;

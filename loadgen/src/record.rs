@@ -4,7 +4,7 @@
 //! reporter merges them with `Histogram::add` at interval ends. All latencies are in
 //! nanoseconds.
 //!
-//! What it does not do: print or serialise (see `report`).
+//! What it does not do: merge across threads, print or serialise (see `report`).
 
 use crate::client::Stage;
 use hdrhistogram::Histogram;

@@ -170,4 +170,195 @@ mod tests {
         assert_eq!(one(b"099 x\r\n"), Err(ReplyError::BadLine));
         assert_eq!(one(&[b'2'; 5000]), Err(ReplyError::TooLong));
     }
+
+    #[test]
+    fn enhanced_codes() {
+        type Enhanced = Option<(u8, u16, u16)>;
+        let cases: &[(&[u8], Enhanced)] = &[
+            (b"250 2.1.0 Ok\r\n", Some((2, 1, 0))),
+            (b"550 5.7.1\r\n", Some((5, 7, 1))),
+            (b"451 4.123.456 busy\r\n", Some((4, 123, 456))),
+            (
+                b"250-first 2.0.0\r\n250 2.1.5 last line counts\r\n",
+                Some((2, 1, 5)),
+            ),
+            (b"250-2.0.0 first\r\n250 last\r\n", None),
+            (b"250 2.1 Ok\r\n", None),
+            (b"250 2.1.0.0 Ok\r\n", None),
+            (b"250 2.1000.0 Ok\r\n", None),
+            (b"250 22.1.0 Ok\r\n", None),
+            (b"250 2..0 Ok\r\n", None),
+            (b"250 2.x.0 Ok\r\n", None),
+            (b"550 4.1.1 wrong class\r\n", None),
+            (b"250\r\n", None),
+        ];
+        for (text, enhanced) in cases {
+            let (reply, used) = one(text).unwrap().unwrap();
+            assert_eq!(
+                reply.enhanced,
+                *enhanced,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(used, text.len());
+        }
+    }
+
+    #[test]
+    fn limits() {
+        // A line of exactly MAX_REPLY_LINE bytes (CR LF included) is taken; one more is not.
+        let mut line = b"250 ".to_vec();
+        line.resize(MAX_REPLY_LINE - 2, b'x');
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(one(&line).unwrap().unwrap().1, MAX_REPLY_LINE);
+        line.insert(5, b'x');
+        assert_eq!(one(&line), Err(ReplyError::TooLong));
+        // MAX_REPLY_LINES lines are taken; one more is not.
+        let mut many = b"250-x\r\n".repeat(MAX_REPLY_LINES - 1);
+        many.extend_from_slice(b"250 x\r\n");
+        assert_eq!(one(&many).unwrap().unwrap().0.lines, MAX_REPLY_LINES);
+        let mut too_many = b"250-x\r\n".repeat(MAX_REPLY_LINES);
+        too_many.extend_from_slice(b"250 x\r\n");
+        assert_eq!(one(&too_many), Err(ReplyError::TooLong));
+        // Codes: 1yz to 5yz only.
+        assert_eq!(one(b"100 x\r\n").unwrap().unwrap().0.code, 100);
+        assert_eq!(one(b"599 x\r\n").unwrap().unwrap().0.code, 599);
+        assert_eq!(one(b"600 x\r\n"), Err(ReplyError::BadLine));
+        assert_eq!(one(b"\r\n"), Err(ReplyError::BadLine));
+        assert_eq!(one(b"\n"), Err(ReplyError::BadLine));
+        assert_eq!(one(b"250_x\r\n"), Err(ReplyError::BadLine));
+        assert_eq!(one(b"250-\r\n250 \r\n").unwrap().unwrap().0.lines, 2);
+    }
+
+    /// Reads every reply of `stream` delivered in `chunks` as a connection would: buffer,
+    /// take complete replies, keep the rest.
+    fn read_all(chunks: &[&[u8]]) -> (Vec<Reply>, Option<ReplyError>) {
+        let mut buffer = Vec::new();
+        let mut replies = Vec::new();
+        for chunk in chunks {
+            buffer.extend_from_slice(chunk);
+            loop {
+                match parse_reply(&buffer) {
+                    Ok(Some((reply, used))) => {
+                        replies.push(reply);
+                        buffer.drain(..used);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (replies, Some(e)),
+                }
+            }
+        }
+        (replies, None)
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_replies() {
+        let stream: &[u8] = b"220-mx.test ESMTP\r\n220 ready\r\n250-mx.test\r\n\
+            250-PIPELINING\r\n250-SIZE 10240000\r\n250 CHUNKING\r\n250 2.1.0 Ok\r\n\
+            550 5.1.1 No such user\r\n250 2.1.5 Ok\r\n354 go\r\n250 2.0.0 queued\r\n221\r\n";
+        let (whole, error) = read_all(&[stream]);
+        assert_eq!(error, None);
+        let codes: Vec<u16> = whole.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [220, 250, 250, 550, 250, 354, 250, 221]);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(read_all(&[a, b]), (whole.clone(), None), "cut at {cut}");
+            for second in cut..=stream.len().min(cut + 40) {
+                let (b, c) = b.split_at(second - cut);
+                assert_eq!(
+                    read_all(&[a, b, c]),
+                    (whole.clone(), None),
+                    "cuts {cut} {second}"
+                );
+            }
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(read_all(&bytes), (whole, None));
+    }
+
+    /// The grammar again, as a plain byte loop: `(code, lines, bytes)` of the first reply,
+    /// `None` if incomplete, or the error.
+    fn naive(buf: &[u8]) -> Result<Option<(u16, usize, usize)>, ReplyError> {
+        let mut code: Option<u16> = None;
+        let mut lines = 0;
+        let mut start = 0;
+        let mut i = 0;
+        while i < buf.len() {
+            if i - start >= MAX_REPLY_LINE {
+                return Err(ReplyError::TooLong);
+            }
+            if buf[i] != b'\n' {
+                i += 1;
+                continue;
+            }
+            let line = &buf[start..i];
+            if line.last() != Some(&b'\r') {
+                return Err(ReplyError::BadLine);
+            }
+            let line = &line[..line.len() - 1];
+            if line.len() < 3 || !line[..3].iter().all(|b| b.is_ascii_digit()) {
+                return Err(ReplyError::BadLine);
+            }
+            let this: u16 = std::str::from_utf8(&line[..3]).unwrap().parse().unwrap();
+            if !(100..600).contains(&this) {
+                return Err(ReplyError::BadLine);
+            }
+            if code.is_some_and(|c| c != this) {
+                return Err(ReplyError::CodeChanged);
+            }
+            code = Some(this);
+            lines += 1;
+            match line.get(3) {
+                None | Some(b' ') => return Ok(Some((this, lines, i + 1))),
+                Some(b'-') if lines < MAX_REPLY_LINES => {}
+                Some(b'-') => return Err(ReplyError::TooLong),
+                Some(_) => return Err(ReplyError::BadLine),
+            }
+            i += 1;
+            start = i;
+        }
+        if buf.len() - start >= MAX_REPLY_LINE {
+            return Err(ReplyError::TooLong);
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn agrees_with_a_naive_reference() {
+        let pieces: &[&[u8]] = &[
+            b"250", b"251", b"354", b"099", b"600", b"25", b"2500", b"-", b" ", b"ok", b"2.1.0",
+            b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b"x", b"", b"\xff",
+        ];
+        let mut rng = crate::workload::Rng::new(7);
+        for round in 0..50_000 {
+            let mut buf = Vec::new();
+            for _ in 0..rng.next_u64() % 12 {
+                buf.extend_from_slice(pieces[rng.next_u64() as usize % pieces.len()]);
+            }
+            let ours =
+                parse_reply(&buf).map(|r| r.map(|(reply, used)| (reply.code, reply.lines, used)));
+            assert_eq!(
+                ours,
+                naive(&buf),
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+        // Long input: the limits agree too.
+        for len in [
+            MAX_REPLY_LINE - 3,
+            MAX_REPLY_LINE - 2,
+            MAX_REPLY_LINE - 1,
+            MAX_REPLY_LINE,
+        ] {
+            let mut buf = b"250 ".to_vec();
+            buf.resize(len, b'y');
+            for tail in [&b""[..], b"\r\n", b"\n"] {
+                let buf = [&buf[..], tail].concat();
+                let ours = parse_reply(&buf)
+                    .map(|r| r.map(|(reply, used)| (reply.code, reply.lines, used)));
+                assert_eq!(ours, naive(&buf), "len {} tail {tail:?}", buf.len());
+            }
+        }
+    }
 }

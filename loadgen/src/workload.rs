@@ -42,7 +42,7 @@ impl Sizes {
     pub fn pick(self, rng: &mut Rng) -> usize {
         match self {
             Sizes::Fixed(n) => n,
-            Sizes::Range(low, high) => low + (rng.next() % (high - low + 1) as u64) as usize,
+            Sizes::Range(low, high) => low + (rng.next_u64() % (high - low + 1) as u64) as usize,
         }
     }
 }
@@ -61,7 +61,7 @@ impl Rng {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

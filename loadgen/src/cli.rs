@@ -1,0 +1,274 @@
+//! The command line: what `smtp-loadgen` accepts (clap definitions) and the value parsers
+//! for durations and sizes.
+//!
+//! What it does: declare every flag with its help text and default, and parse the values
+//! that are more than numbers (`500ms`, `64k`, `1k..64k`). Errors are the texts users see.
+//!
+//! What it does not do: check flags against each other or build the run's settings
+//! (`settings`), or run anything.
+
+use crate::workload::{self, Sizes};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An SMTP load generator: pipelining, open or closed loop, HdrHistogram latency per stage.
+#[derive(Debug, Parser)]
+#[command(
+    name = "smtp-loadgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand; none means a load run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The load run's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The subcommands, which read interval logs back.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Merge interval logs from several load hosts (aligned by absolute time).
+    Merge {
+        /// Logs to merge.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Where to write the merged log.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print percentiles per tag of an interval log.
+    Report {
+        /// The log to read.
+        log: PathBuf,
+    },
+}
+
+/// `--pipelining`: whether to pipeline.
+///
+/// `ValueEnum` is written out rather than derived: the derive would turn these doc comments
+/// into help text for each value and change `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeliningArg {
+    /// Pipeline if the server advertises PIPELINING.
+    Auto,
+    /// Always pipeline.
+    On,
+    /// Never pipeline.
+    Off,
+}
+
+impl ValueEnum for PipeliningArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[PipeliningArg::Auto, PipeliningArg::On, PipeliningArg::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            PipeliningArg::Auto => "auto",
+            PipeliningArg::On => "on",
+            PipeliningArg::Off => "off",
+        }))
+    }
+}
+
+/// The flags of a load run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Server to load, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// Concurrent connections.
+    #[arg(long, short = 'c', value_name = "C", default_value_t = 10)]
+    pub connections: usize,
+    /// Event-loop threads; connections are spread over them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    /// Messages to send (default 10000 unless --duration is given).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub messages: Option<u64>,
+    /// Run for this long instead of a message count (500ms, 10s, 2m).
+    #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Exclude this first part of the run from the results (rounded up to whole seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+    /// Message size in bytes (1024, 64k, 1m) or a range (1k..64k), headers included.
+    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k")]
+    pub size: Sizes,
+    /// Recipients per message.
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub rcpts: usize,
+    /// Messages per connection before QUIT (1: a new connection per message; 0: for ever).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub msgs_per_conn: u64,
+    /// RFC 2920 pipelining: auto (if advertised), on, off.
+    #[arg(long, value_enum, default_value_t = PipeliningArg::Auto)]
+    pub pipelining: PipeliningArg,
+    /// Send content with BDAT (CHUNKING) instead of DATA.
+    #[arg(long)]
+    pub bdat: bool,
+    /// BDAT transactions in flight per connection (with pipelining).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub inflight: usize,
+    /// Greet with HELO (servers without ESMTP); implies no pipelining.
+    #[arg(long)]
+    pub helo: bool,
+    /// Open loop: intended send rate in messages per second over all threads.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Spread the initial connects over this long.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    pub stagger: Duration,
+    /// A reply not received within this counts as a timeout error.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// Sender pattern; the letter n in braces becomes the message number.
+    #[arg(long, default_value = "loadgen{n}@example.org")]
+    pub from: String,
+    /// Recipient pattern; n in braces becomes the message number, r in braces the recipient index.
+    #[arg(long, default_value = "sink{r}@example.net")]
+    pub to: String,
+    /// EHLO/HELO name.
+    #[arg(long, default_value = "loadgen.example.org")]
+    pub ehlo_name: String,
+    /// Seed for message sizes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log here (one tag per stage).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+    /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    pub slo: Vec<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, `250us`, `800ns`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" => value / 1e6,
+        "ns" => value / 1e9,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h)"
+            ))
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `1024`, `64k`, `1m` (binary multiples).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, multiplier) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1024),
+        Some((i, 'm' | 'M')) => (&text[..i], 1024 * 1024),
+        _ => (text, 1),
+    };
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1024, 64k, 1m)"))?;
+    let size = n
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if size < workload::MIN_SIZE {
+        return Err(format!(
+            "{text:?}: messages are at least {} bytes",
+            workload::MIN_SIZE
+        ));
+    }
+    if size > 1 << 30 {
+        return Err(format!("{text:?}: at most 1 GiB per message"));
+    }
+    Ok(size)
+}
+
+/// Parses a size or a range `LOW..HIGH`.
+pub fn parse_sizes(text: &str) -> Result<Sizes, String> {
+    match text.split_once("..") {
+        Some((low, high)) => {
+            let (low, high) = (parse_size(low)?, parse_size(high)?);
+            if low > high {
+                return Err(format!("{text:?}: the range is empty"));
+            }
+            Ok(Sizes::Range(low, high))
+        }
+        None => Ok(Sizes::Fixed(parse_size(text)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("250us", Duration::from_micros(250)),
+            ("800ns", Duration::from_nanos(800)),
+            ("1.5", Duration::from_millis(1500)),
+            (" 0s ", Duration::ZERO),
+        ];
+        for (text, expected) in ok {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for bad in ["", "s", "5 parsecs", "5d", "-1s", "1e400", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_ranges() {
+        assert_eq!(parse_sizes("1024"), Ok(Sizes::Fixed(1024)));
+        assert_eq!(parse_sizes("64k"), Ok(Sizes::Fixed(64 * 1024)));
+        assert_eq!(parse_sizes("1M"), Ok(Sizes::Fixed(1 << 20)));
+        assert_eq!(parse_sizes("1k..64k"), Ok(Sizes::Range(1024, 65536)));
+        assert_eq!(parse_sizes("1k..1k"), Ok(Sizes::Range(1024, 1024)));
+        for bad in [
+            "10",
+            "64x",
+            "64k..1k",
+            "2m..",
+            "1025m",
+            "99999999999999999999k",
+        ] {
+            assert!(parse_sizes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,160 @@
+//! What a run's figures become: merged results, text and JSON, interval logs, SLO verdicts.
+//!
+//! Layout:
+//! * [`results`]: merging every thread's one-second figures into totals and a per-second
+//!   series ([`Results`]).
+//! * [`render`]: the end-of-run summary, the progress line, the `--json` document and the
+//!   `report` table, as text or JSON values.
+//! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
+//!   V2-deflate base64 histogram encoding.
+//! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
+//!
+//! What it does not do: measure (the engine and `record` do), or choose the exit code
+//! (`main` does, from the SLO verdicts).
+
+pub mod interval_log;
+pub mod render;
+pub mod results;
+pub mod slo;
+
+pub use results::Results;
+
+#[cfg(test)]
+mod tests {
+    //! The output formats are an interface: these tests pin them byte for byte.
+
+    use super::*;
+    use crate::client::Stage;
+    use crate::record::{ErrorKind, Recorder};
+    use std::time::{Duration, SystemTime};
+
+    /// Deterministic results: two threads, a warm-up second and two measured seconds, every
+    /// kind of figure the outputs show.
+    fn sample_results() -> Results {
+        let mut results = Results::new(2);
+        for second in 0..3u64 {
+            for thread in 0..2usize {
+                let mut r = Recorder::new();
+                let base = 1_000 * (second + 1) + thread as u64 * 7;
+                for i in 0..50u64 {
+                    r.reply(Stage::Greeting, 220, base * 900 + i * 13);
+                    r.reply(Stage::Ehlo, 250, base * 800 + i * 17);
+                    r.reply(Stage::Mail, 250, base * 300 + i * 19);
+                    r.reply(
+                        Stage::Rcpt,
+                        if i % 10 == 0 { 450 } else { 250 },
+                        base * 310 + i,
+                    );
+                    r.reply(Stage::Data, 354, base * 200 + i * 29);
+                    r.reply(Stage::Eod, 250, base * 2_000 + i * 1_000);
+                    r.message_done(
+                        i % 10 != 0,
+                        1024,
+                        base * 4_000 + i * 997,
+                        Some(base * 5_000),
+                    );
+                    crate::record::record(&mut r.send_lateness, i * 1_000);
+                }
+                r.started = 52;
+                r.error(ErrorKind::Timeout);
+                if thread == 1 {
+                    r.error(ErrorKind::Desync);
+                    r.reply(Stage::Quit, 221, 120_000);
+                }
+                results.add(thread, second, second == 0, &r, second == 2);
+            }
+        }
+        results.measured = Duration::from_millis(2_000);
+        results.backlog = 3;
+        results
+    }
+
+    /// Compares `actual` with the file `name` under `src/report/golden/`, or writes it when
+    /// `SMTP_LOADGEN_BLESS` is set (after a deliberate format change).
+    #[track_caller]
+    fn assert_golden(name: &str, actual: &[u8]) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/report/golden")
+            .join(name);
+        if std::env::var_os("SMTP_LOADGEN_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            expected == actual,
+            "{name} changed; expected:\n{}\nactual:\n{}",
+            String::from_utf8_lossy(&expected),
+            String::from_utf8_lossy(actual)
+        );
+    }
+
+    #[test]
+    fn output_formats_are_unchanged() {
+        let results = sample_results();
+        let mut text = render::summary(&results, "smtp-loadgen -> golden", Some(100.0));
+        text.push_str(&render::summary(&results, "smtp-loadgen -> golden", None));
+        for expr in [
+            "eod:p99<5ms",
+            "eod:p50<1ns",
+            "message:p99.9<20ms",
+            "message_corrected:max<1s",
+            "rcpt:p100<=1ms",
+            "quit:p99<1ms",
+            "bdat:p99<1ms",
+            "errors<1%",
+            "errors<10",
+            "errors<=2",
+        ] {
+            let verdict = match slo::Slo::parse(expr, parse_ms_or_ns)
+                .unwrap()
+                .check(&results.total)
+            {
+                Ok(line) => format!("SLO ok: {line}\n"),
+                Err(line) => format!("SLO BREACHED: {line}\n"),
+            };
+            text.push_str(&verdict);
+        }
+        assert_golden("summary.txt", text.as_bytes());
+
+        let config = serde_json::json!({"target": "golden", "rate": 100.0});
+        let doc = serde_json::to_string_pretty(&render::json(&results, config)).unwrap();
+        assert_golden("results.json", doc.as_bytes());
+
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut log = Vec::new();
+        interval_log::write_hlog(
+            &mut log,
+            base,
+            "golden",
+            &interval_log::run_intervals(&results, base),
+        )
+        .unwrap();
+        assert_golden("run.hlog", &log);
+        let read = interval_log::read_hlog(&log).unwrap();
+        assert_golden(
+            "report.txt",
+            render::log_table(&interval_log::totals_per_tag(&read).unwrap()).as_bytes(),
+        );
+        let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
+        let mut log = Vec::new();
+        interval_log::write_hlog(&mut log, base, "golden merge", &merged).unwrap();
+        assert_golden("merged.hlog", &log);
+    }
+
+    fn parse_ms_or_ns(s: &str) -> Result<Duration, String> {
+        match s.strip_suffix("ms") {
+            Some(n) => n.parse().map(Duration::from_millis),
+            None => match s.strip_suffix("ns") {
+                Some(n) => n.parse().map(Duration::from_nanos),
+                None => s
+                    .strip_suffix('s')
+                    .unwrap_or(s)
+                    .parse()
+                    .map(Duration::from_secs),
+            },
+        }
+        .map_err(|_| "bad".to_string())
+    }
+}

@@ -1,0 +1,288 @@
+//! Rendering results as text and JSON: the end-of-run summary, the per-second progress line,
+//! the `--json` document and the `report` table.
+//!
+//! What it does: format figures that are already merged ([`Results`], [`TagTotal`]) into
+//! strings or JSON values. Latencies are recorded in nanoseconds and shown in milliseconds.
+//! The formats are an interface (scripts parse them): `report::tests` pins them byte for byte.
+//!
+//! What it does not do: merge figures (`results`), write files or print (the caller does),
+//! or encode histograms (`interval_log`).
+
+use super::interval_log::{encode_histogram, TagTotal};
+use super::results::{IntervalSummary, Results};
+use crate::client::Stage;
+use crate::record::{ErrorKind, Recorder};
+use hdrhistogram::Histogram;
+use std::fmt::Write as _;
+
+/// Percentiles shown everywhere: (column name, percentile).
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("p99.99", 99.99),
+];
+
+/// Nanoseconds as milliseconds.
+pub fn millis(nanos: u64) -> f64 {
+    nanos as f64 / 1e6
+}
+
+/// One table row: count and percentiles in milliseconds.
+fn latency_row(name: &str, h: &Histogram<u64>) -> String {
+    let mut row = format!("{name:<18}{:>10}", h.len());
+    for (_, q) in PERCENTILES {
+        let _ = write!(row, "{:>10.3}", millis(h.value_at_percentile(q)));
+    }
+    let _ = write!(row, "{:>10.3}", millis(h.max()));
+    row
+}
+
+/// The latency table of a recorder (stages with data only; the open-loop rows with
+/// `open_loop`).
+fn latency_table(recorder: &Recorder, open_loop: bool) -> String {
+    let mut table = format!("{:<18}{:>10}", "latency (ms)", "count");
+    for (name, _) in PERCENTILES {
+        let _ = write!(table, "{name:>10}");
+    }
+    let _ = writeln!(table, "{:>10}", "max");
+    for stage in Stage::ALL {
+        let h = recorder.stage(stage);
+        if !h.is_empty() {
+            let _ = writeln!(table, "{}", latency_row(stage.name(), h));
+        }
+    }
+    if !recorder.message.is_empty() {
+        let _ = writeln!(table, "{}", latency_row("message", &recorder.message));
+    }
+    if open_loop {
+        let _ = writeln!(
+            table,
+            "{}",
+            latency_row("message corrected", &recorder.message_corrected)
+        );
+        let _ = writeln!(
+            table,
+            "{}",
+            latency_row("send lateness", &recorder.send_lateness)
+        );
+    }
+    table
+}
+
+/// The human summary printed at the end of a run (`target_rate`: the open loop's `--rate`).
+pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> String {
+    let total = &results.total;
+    let secs = results.measured.as_secs_f64();
+    let mut out = String::new();
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(
+        out,
+        "measured {secs:.2} s: messages started {}, accepted {}, failed {}",
+        total.started, total.accepted, total.failed
+    );
+    let _ = writeln!(
+        out,
+        "throughput: {:.1} msgs/s, {:.2} MB/s",
+        results.msgs_per_sec(),
+        total.accepted_bytes as f64 / secs.max(1e-9) / 1e6
+    );
+    if let Some(rate) = target_rate {
+        let achieved = results.msgs_per_sec();
+        if achieved < 0.99 * rate || results.backlog > 0 {
+            let _ = writeln!(
+                out,
+                "WARNING: target rate {rate:.1} msgs/s NOT sustained: achieved {achieved:.1} msgs/s \
+                 ({:.1}%), {} sends never started, send lateness p99 {:.3} ms",
+                100.0 * achieved / rate,
+                results.backlog,
+                millis(total.send_lateness.value_at_percentile(99.0))
+            );
+        } else {
+            let _ = writeln!(out, "target rate {rate:.1} msgs/s sustained");
+        }
+    }
+    out.push_str(&latency_table(total, target_rate.is_some()));
+    let mut codes = String::new();
+    for stage in Stage::ALL {
+        let line: Vec<String> = total
+            .codes
+            .iter()
+            .filter(|((s, _), _)| *s == stage.index())
+            .map(|((_, code), n)| format!("{code}={n}"))
+            .collect();
+        if !line.is_empty() {
+            let _ = write!(codes, " {}[{}]", stage.name(), line.join(" "));
+        }
+    }
+    let _ = writeln!(out, "reply codes:{codes}");
+    let errors: Vec<String> = ErrorKind::ALL
+        .iter()
+        .filter_map(|kind| {
+            let n = total.errors.get(kind).copied().unwrap_or(0);
+            (n > 0).then(|| format!("{}={n}", kind.name()))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "errors: {}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(" ")
+        }
+    );
+    out
+}
+
+/// The progress line of a finished second (`second` counts from 0, shown from 1).
+pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
+    format!(
+        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {:>8.3} ms  errors {}",
+        second + 1,
+        if interval.warmup { " warmup" } else { "" },
+        interval.accepted,
+        interval.eod_p99.max(interval.bdat_p99) as f64 / 1e6,
+        interval.errors + interval.failed
+    )
+}
+
+/// A histogram's count, percentiles, max and mean in milliseconds, as JSON.
+fn percentiles_json(h: &Histogram<u64>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("count".into(), h.len().into());
+    for (name, q) in PERCENTILES {
+        map.insert(
+            format!("{name}_ms"),
+            millis(h.value_at_percentile(q)).into(),
+        );
+    }
+    map.insert("max_ms".into(), millis(h.max()).into());
+    map.insert("mean_ms".into(), (h.mean() / 1e6).into());
+    map.into()
+}
+
+/// The `--json` document; `config` is the run's settings as given.
+pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
+    let total = &results.total;
+    let mut stages = serde_json::Map::new();
+    let mut histograms = serde_json::Map::new();
+    let named: Vec<(&str, &Histogram<u64>)> = Stage::ALL
+        .iter()
+        .map(|s| (s.name(), total.stage(*s)))
+        .chain([
+            ("message", &total.message),
+            ("message_corrected", &total.message_corrected),
+            ("send_lateness", &total.send_lateness),
+        ])
+        .collect();
+    for (name, h) in named {
+        if h.is_empty() {
+            continue;
+        }
+        stages.insert(name.into(), percentiles_json(h));
+        histograms.insert(name.into(), encode_histogram(h).into());
+    }
+    let mut codes = serde_json::Map::new();
+    for ((stage, code), n) in &total.codes {
+        let key = format!("{}:{code}", Stage::ALL[*stage].name());
+        codes.insert(key, (*n).into());
+    }
+    let errors: serde_json::Map<String, serde_json::Value> = total
+        .errors
+        .iter()
+        .map(|(kind, n)| (kind.name().to_string(), (*n).into()))
+        .collect();
+    let series: Vec<serde_json::Value> = results
+        .intervals
+        .iter()
+        .map(|(second, i)| {
+            serde_json::json!({
+                "second": second,
+                "warmup": i.warmup,
+                "started": i.started,
+                "accepted": i.accepted,
+                "failed": i.failed,
+                "bytes": i.bytes,
+                "errors": i.errors,
+                "eod_p99_ms": millis(i.eod_p99),
+                "bdat_p99_ms": millis(i.bdat_p99),
+                "message_p99_ms": millis(i.message_p99),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "config": config,
+        "totals": {
+            "measured_seconds": results.measured.as_secs_f64(),
+            "started": total.started,
+            "accepted": total.accepted,
+            "failed": total.failed,
+            "bytes": total.accepted_bytes,
+            "msgs_per_sec": results.msgs_per_sec(),
+            "mb_per_sec": total.accepted_bytes as f64 / results.measured.as_secs_f64().max(1e-9) / 1e6,
+            "errors": errors,
+            "codes": codes,
+            "backlog": results.backlog,
+        },
+        "latency": stages,
+        "histograms_v2_deflate_base64": histograms,
+        "series": series,
+    })
+}
+
+/// The `report` table: per tag, the whole log's percentiles, intervals and time span.
+pub fn log_table(totals: &[TagTotal]) -> String {
+    let mut out = format!("{:<18}{:>10}", "tag (ms)", "count");
+    for (name, _) in PERCENTILES {
+        let _ = write!(out, "{name:>10}");
+    }
+    let _ = writeln!(out, "{:>10}{:>11}{:>10}", "max", "intervals", "seconds");
+    for total in totals {
+        let name = if total.tag.is_empty() {
+            "(untagged)"
+        } else {
+            &total.tag
+        };
+        let _ = writeln!(
+            out,
+            "{}{:>11}{:>10.1}",
+            latency_row(name, &total.histogram),
+            total.intervals,
+            total.last_end - total.first_start
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let mut second = IntervalSummary {
+            warmup: true,
+            started: 1_000,
+            accepted: 990,
+            failed: 3,
+            bytes: 0,
+            errors: 1,
+            eod_p99: 1_234_567,
+            bdat_p99: 0,
+            message_p99: 0,
+            histograms: Vec::new(),
+        };
+        assert_eq!(
+            progress_line(0, &second),
+            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  errors 4"
+        );
+        second.warmup = false;
+        second.bdat_p99 = 12_345_678_901;
+        assert_eq!(
+            progress_line(41, &second),
+            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  errors 4"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Running the load: the engine threads and the reporter loop that merges what they report.
+//!
+//! What it does: fix the run's start (a moment ahead, so every thread begins together),
+//! start one engine thread per share of the work, receive every thread's one-second
+//! reports into [`Results`] (showing each second once all threads have reported it), join
+//! the threads, and set the measured time.
+//!
+//! What it does not do: drive connections (`engine`), check the command line (`settings`),
+//! or print results (`report`).
+
+use crate::engine::{self, IntervalReport};
+use crate::progress::Progress;
+use crate::report::{render, Results};
+use crate::settings::Settings;
+use std::io::IsTerminal;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How far ahead of now a run starts: time for every thread to be up at the start.
+const START_DELAY: Duration = Duration::from_millis(10);
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    /// Everything the threads measured, merged.
+    pub results: Results,
+    /// The wall-clock time of the run's start (the interval log's base time).
+    pub wall_start: SystemTime,
+}
+
+/// Runs the load `settings` describe, with progress on standard error unless quiet.
+pub fn run(settings: &Settings, header: &str) -> Result<Finished, String> {
+    let start = Instant::now() + START_DELAY;
+    let wall_start = SystemTime::now() + START_DELAY;
+    let (reports_tx, reports) = mpsc::channel::<IntervalReport>();
+    let handles = start_threads(settings, start, &reports_tx)?;
+    drop(reports_tx);
+
+    let progress = (!settings.quiet).then(|| Progress::new(std::io::stderr().is_terminal()));
+    if let Some(p) = &progress {
+        p.line(header);
+    }
+    let mut results = collect(settings.threads, &reports, progress.as_ref());
+    let run_end = Instant::now();
+    join(handles)?;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let measured_end = settings.end(start).map_or(run_end, |e| e.min(run_end));
+    results.measured = measured_end.saturating_duration_since(start + settings.warmup);
+    Ok(Finished {
+        results,
+        wall_start,
+    })
+}
+
+/// Starts one engine thread per plan; each reports to `reports`.
+fn start_threads(
+    settings: &Settings,
+    start: Instant,
+    reports: &mpsc::Sender<IntervalReport>,
+) -> Result<Vec<JoinHandle<std::io::Result<()>>>, String> {
+    let threads = settings.threads;
+    (0..threads)
+        .map(|index| {
+            let plan = settings.thread_plan(index, start);
+            let workload = Arc::clone(&settings.workload);
+            let tx = reports.clone();
+            std::thread::Builder::new()
+                .name(format!("loadgen-{index}"))
+                .spawn(move || engine::run_thread(plan, threads, workload, tx))
+                .map_err(|e| format!("cannot start a thread: {e}"))
+        })
+        .collect()
+}
+
+/// The reporter loop: merges reports until every thread has sent its last one (or all
+/// senders are gone), showing each finished second.
+fn collect(
+    threads: usize,
+    reports: &mpsc::Receiver<IntervalReport>,
+    progress: Option<&Progress>,
+) -> Results {
+    let mut results = Results::new(threads);
+    let mut finished_threads = 0;
+    while finished_threads < threads {
+        let Ok(report) = reports.recv() else { break };
+        let finished = results.add(
+            report.thread,
+            report.interval,
+            report.warmup,
+            &report.recorder,
+            report.last,
+        );
+        results.backlog += report.backlog;
+        if report.last {
+            finished_threads += 1;
+        }
+        // Each second is shown once every thread has reported it.
+        if let Some(p) = progress {
+            for second in finished {
+                p.line(&render::progress_line(second, &results.intervals[&second]));
+            }
+        }
+    }
+    results
+}
+
+/// Waits for every thread; the first failure is the run's error.
+fn join(handles: Vec<JoinHandle<std::io::Result<()>>>) -> Result<(), String> {
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("a load thread failed: {e}")),
+            Err(_) => return Err("a load thread panicked".into()),
+        }
+    }
+    Ok(())
+}

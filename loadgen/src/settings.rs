@@ -1,0 +1,297 @@
+//! The settings of a load run: the command line checked as a whole and turned into what the
+//! engine and the reports need.
+//!
+//! What it does: resolve the target, check flags against each other (in a fixed order, so a
+//! command line with several mistakes always gets the same message), parse the SLOs, build
+//! the shared [`Workload`], split the work into per-thread [`ThreadPlan`]s, and describe the
+//! run (the header line, the `config` object of `--json`).
+//!
+//! What it does not do: parse single values (`cli`), start threads (`runner`), or report.
+
+use crate::cli::{parse_duration, PipeliningArg, RunArgs};
+use crate::engine::ThreadPlan;
+use crate::report::slo::Slo;
+use crate::workload::{AddressPattern, Pipelining, Sizes, Workload};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages sent when neither `--messages` nor `--duration` is given.
+const DEFAULT_MESSAGES: u64 = 10_000;
+/// Most recipients per message (`--rcpts`).
+const MAX_RCPTS: usize = 10_000;
+
+/// A checked load run.
+#[derive(Debug)]
+pub struct Settings {
+    /// `--target` as given (shown in the header and `--json`).
+    pub target_text: String,
+    /// `--target` resolved.
+    pub target: SocketAddr,
+    /// Concurrent connections over all threads.
+    pub connections: usize,
+    /// Event-loop threads (never more than connections).
+    pub threads: usize,
+    /// Messages to send (`None`: for `duration`).
+    pub messages: Option<u64>,
+    /// How long to send (`None`: until `messages` are sent).
+    pub duration: Option<Duration>,
+    /// The warm-up, rounded up to whole seconds (results come in whole seconds).
+    pub warmup: Duration,
+    /// Open loop: messages per second over all threads (`None`: closed loop).
+    pub rate: Option<f64>,
+    /// Spread the initial connects over this long.
+    pub stagger: Duration,
+    /// A reply not received within this is a timeout.
+    pub reply_timeout: Duration,
+    /// Seed for message sizes.
+    pub seed: u64,
+    /// What each connection sends.
+    pub workload: Arc<Workload>,
+    /// `--pipelining` as given (the header and `--json` show the flag, not the outcome).
+    pub pipelining: PipeliningArg,
+    /// `--inflight` as given.
+    pub inflight: usize,
+    /// The objectives to check at the end.
+    pub slos: Vec<Slo>,
+    /// Where to write `--json`.
+    pub json: Option<PathBuf>,
+    /// Where to write `--hdr-log`.
+    pub hdr_log: Option<PathBuf>,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+impl Settings {
+    /// Checks the command line of a load run.
+    pub fn from_args(args: RunArgs) -> Result<Settings, String> {
+        let target_text = args.target.ok_or("--target HOST:PORT is required")?;
+        let target = resolve(&target_text)?;
+        if args.connections == 0 || args.threads == 0 {
+            return Err("--connections and --threads must be at least 1".into());
+        }
+        if args.rcpts == 0 || args.rcpts > MAX_RCPTS {
+            return Err(format!("--rcpts must be between 1 and {MAX_RCPTS}"));
+        }
+        if let Some(rate) = args.rate {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err("--rate must be a positive number of messages per second".into());
+            }
+        }
+        if args.bdat && args.helo {
+            return Err("--bdat needs EHLO (CHUNKING); drop --helo".into());
+        }
+        let slos: Vec<Slo> = args
+            .slo
+            .iter()
+            .map(|text| Slo::parse(text, parse_duration))
+            .collect::<Result<_, _>>()?;
+        let messages = match (args.messages, args.duration) {
+            (Some(_), Some(_)) => return Err("give --messages or --duration, not both".into()),
+            (None, None) => Some(DEFAULT_MESSAGES),
+            (messages, _) => messages,
+        };
+        let pipelining = match args.pipelining {
+            PipeliningArg::Auto => Pipelining::Auto,
+            PipeliningArg::On => Pipelining::On,
+            PipeliningArg::Off => Pipelining::Off,
+        };
+        let workload = Workload::new(
+            args.rcpts,
+            args.msgs_per_conn,
+            pipelining,
+            args.bdat,
+            args.inflight,
+            args.helo,
+            args.ehlo_name,
+            AddressPattern::new(&args.from)?,
+            AddressPattern::new(&args.to)?,
+            args.size,
+        );
+        Ok(Settings {
+            target_text,
+            target,
+            connections: args.connections,
+            threads: args.threads.min(args.connections),
+            messages,
+            duration: args.duration,
+            warmup: Duration::from_secs(args.warmup.as_secs_f64().ceil() as u64),
+            rate: args.rate,
+            stagger: args.stagger,
+            reply_timeout: args.timeout,
+            seed: args.seed,
+            workload: Arc::new(workload),
+            pipelining: args.pipelining,
+            inflight: args.inflight,
+            slos,
+            json: args.json,
+            hdr_log: args.hdr_log,
+            quiet: args.quiet,
+        })
+    }
+
+    /// Message sizes.
+    fn size(&self) -> Sizes {
+        self.workload.sizes
+    }
+
+    /// The plan of thread `index` for a run starting at `start`: an even share of the
+    /// connections, messages and rate (the first threads take one more of a remainder).
+    pub fn thread_plan(&self, index: usize, start: Instant) -> ThreadPlan {
+        let threads = self.threads as u64;
+        let share = |total: u64| total / threads + u64::from((index as u64) < total % threads);
+        ThreadPlan {
+            index,
+            target: self.target,
+            connections: share(self.connections as u64) as usize,
+            messages: self.messages.map(share),
+            rate: self.rate.map(|r| r / self.threads as f64),
+            start,
+            warmup_end: start + self.warmup,
+            end: self.end(start),
+            stagger: self.stagger,
+            reply_timeout: self.reply_timeout,
+            seed: self.seed,
+        }
+    }
+
+    /// When a run starting at `start` stops starting messages (duration mode).
+    pub fn end(&self, start: Instant) -> Option<Instant> {
+        self.duration.map(|d| start + self.warmup + d)
+    }
+
+    /// The first line of the progress output and of the summary (and the interval log's
+    /// comment): target, connections, load model, transfer mode, recipients, size.
+    pub fn header(&self) -> String {
+        let mode = format!(
+            "{}, {}{}",
+            match self.rate {
+                Some(rate) => format!("open loop at {rate} msgs/s"),
+                None => "closed loop".to_string(),
+            },
+            if self.workload.bdat {
+                format!("BDAT (inflight {})", self.inflight)
+            } else {
+                "DATA".to_string()
+            },
+            match self.pipelining {
+                PipeliningArg::Auto => ", pipelining if offered",
+                PipeliningArg::On => ", pipelining",
+                PipeliningArg::Off => ", no pipelining",
+            }
+        );
+        format!(
+            "smtp-loadgen -> {}: {} connections on {} thread(s), {mode}, {} rcpt(s), size {:?}",
+            self.target_text,
+            self.connections,
+            self.threads,
+            self.workload.rcpts,
+            self.size()
+        )
+    }
+
+    /// The `config` object of `--json`: the run's settings as given.
+    pub fn config_json(&self) -> serde_json::Value {
+        let workload = &self.workload;
+        serde_json::json!({
+            "target": self.target_text,
+            "connections": self.connections,
+            "threads": self.threads,
+            "messages": self.messages,
+            "duration_seconds": self.duration.map(|d| d.as_secs_f64()),
+            "warmup_seconds": self.warmup.as_secs_f64(),
+            "size": format!("{:?}", self.size()),
+            "rcpts": workload.rcpts,
+            "msgs_per_conn": workload.msgs_per_conn,
+            "pipelining": format!("{:?}", self.pipelining),
+            "bdat": workload.bdat,
+            "inflight": self.inflight,
+            "helo": workload.helo,
+            "rate": self.rate,
+            "seed": self.seed,
+        })
+    }
+}
+
+/// The first address `target` resolves to.
+fn resolve(target: &str) -> Result<SocketAddr, String> {
+    target
+        .to_socket_addrs()
+        .map_err(|e| format!("--target {target:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target {target:?}: no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let cli =
+            Cli::try_parse_from(["smtp-loadgen"].iter().chain(args)).map_err(|e| e.to_string())?;
+        Settings::from_args(cli.run)
+    }
+
+    #[test]
+    fn work_is_shared_evenly_over_threads() {
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "-c",
+            "5",
+            "--threads",
+            "2",
+            "-n",
+            "7",
+            "--rate",
+            "100",
+        ])
+        .unwrap();
+        let start = Instant::now();
+        let plans: Vec<ThreadPlan> = (0..s.threads).map(|i| s.thread_plan(i, start)).collect();
+        assert_eq!(plans[0].connections + plans[1].connections, 5);
+        assert_eq!((plans[0].connections, plans[1].connections), (3, 2));
+        assert_eq!((plans[0].messages, plans[1].messages), (Some(4), Some(3)));
+        assert_eq!(plans[1].rate, Some(50.0));
+        assert_eq!(plans[0].end, None);
+    }
+
+    #[test]
+    fn threads_never_outnumber_connections_and_warmup_rounds_up() {
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "-c",
+            "2",
+            "--threads",
+            "8",
+            "-d",
+            "3s",
+            "--warmup",
+            "1500ms",
+        ])
+        .unwrap();
+        assert_eq!(s.threads, 2);
+        assert_eq!(s.messages, None);
+        assert_eq!(s.warmup, Duration::from_secs(2));
+        let start = Instant::now();
+        assert_eq!(s.end(start), Some(start + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn header_and_config_describe_the_flags_as_given() {
+        let s = settings(&["--target", "127.0.0.1:25", "--bdat", "--inflight", "4"]).unwrap();
+        assert_eq!(
+            s.header(),
+            "smtp-loadgen -> 127.0.0.1:25: 10 connections on 1 thread(s), closed loop, \
+             BDAT (inflight 4), pipelining if offered, 1 rcpt(s), size Fixed(1024)"
+        );
+        let config = s.config_json();
+        assert_eq!(config["pipelining"], "Auto");
+        assert_eq!(config["messages"], 10_000);
+        assert_eq!(config["inflight"], 4);
+    }
+}

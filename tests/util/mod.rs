@@ -3,6 +3,8 @@
 //! Every helper is `#[track_caller]` so a failure points at the test line, not here.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod process;
+
 use fastsmtpd::config::Config;
 use fastsmtpd::server::{self, ServerHandle};
 use std::io::{Read, Write};

@@ -71,13 +71,17 @@ pub fn describe(command: &Command) -> String {
     let mut shown = command.get_program().to_string_lossy().into_owned();
     for arg in command.get_args() {
         let arg = arg.to_string_lossy();
-        let arg = arg.replace('\n', "\\n");
-        shown.push(' ');
-        if arg.chars().count() > 60 {
-            shown.extend(arg.chars().take(57));
-            shown.push_str("...");
+        let short: String = if arg.chars().count() > 60 {
+            arg.chars().take(57).chain("...".chars()).collect()
         } else {
-            shown.push_str(&arg);
+            arg.into_owned()
+        };
+        shown.push(' ');
+        if short.is_empty() || short.contains(|c: char| c.is_whitespace() || c == '"') {
+            // Quoted (and escaped) so the arguments' boundaries show.
+            shown.push_str(&format!("{short:?}"));
+        } else {
+            shown.push_str(&short);
         }
     }
     shown

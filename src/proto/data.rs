@@ -18,8 +18,9 @@
 //! The fast path jumps with `memchr2` to the next CR or LF, so typical text costs one search
 //! per line; a run of content without stuffed dots goes out as one slice.
 //!
-//! [`reference`] holds the naive definition of these rules and the list of SMTP smuggling
-//! vectors that the tests and fuzz targets check the scanner against; the server never uses it.
+//! [`reference`](mod@reference) holds the naive definition of these rules and the list of
+//! SMTP smuggling vectors that the tests and fuzz targets check the scanner against; the
+//! server never uses it.
 
 use memchr::memchr2;
 

@@ -160,16 +160,19 @@ pub fn run_bounded(mut command: Command, stdin: Option<&[u8]>, deadline: Duratio
     let Some(status) = wait_or_kill(&mut child, deadline) else {
         // The pipes may be held open by the child's own children: do not wait for them.
         panic!(
-            "`{program}` did not finish within {deadline:?} and was killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "`{program}` did not finish within {deadline:?} and was killed\n\
+             --- stdout ---\n{}\n--- stderr ---\n{}",
             text(&stdout),
             text(&stderr)
         );
     };
-    if let Some(feeder) = feeder {
-        let _ = feeder.join();
+    // The pipes end with the child, unless a grandchild still holds them: wait a little for
+    // the threads, never without a bound (a thread left behind ends with the test process).
+    let threads = [Some(&stdout_reader), Some(&stderr_reader), feeder.as_ref()];
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until && threads.iter().flatten().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(2));
     }
-    let _ = stdout_reader.join();
-    let _ = stderr_reader.join();
     Output {
         status,
         stdout: text(&stdout),

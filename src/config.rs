@@ -73,7 +73,8 @@ pub struct Config {
     pub exit_after_messages: Option<u64>,
     /// Shut down gracefully once this many sessions have ended.
     pub exit_after_sessions: Option<u64>,
-    /// Fault-injection rules (`--fault`), in order; see [`crate::fault`].
+    /// Fault-injection rules in the order they are tried (the `--fault-file` rules, then the
+    /// `--fault` ones; the first that fires wins); see [`crate::fault`].
     pub faults: Vec<String>,
     /// Seed for probabilistic faults and random delays.
     pub seed: u64,

@@ -76,10 +76,13 @@ struct Cli {
     /// Inject a fault (repeatable): POINT [from=GLOB] [to=GLOB] [nth=N] [every=N] [p=P]
     /// ACTION, ACTION one of reply=CODE TEXT, disconnect, disconnect=421, delay=D[..D]
     /// (optionally followed by reply=). POINT: connect, helo, ehlo, mail, rcpt, data, eod,
-    /// bdat, rset, noop, quit.
+    /// bdat, rset, noop, quit. Rules are tried in order, those of --fault-file first, and the
+    /// first that fires wins, so a file's scenario runs as written (its nth/every/p counts
+    /// included): a --fault rule acts only where no file rule fired, it cannot override one.
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
-    /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N.
+    /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N. Its rules
+    /// come before the --fault rules (see --fault); --seed wins over its seed.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<std::path::PathBuf>,
     /// Seed for probabilistic faults and random delays (same seed, same faults).
@@ -131,7 +134,10 @@ fn main() -> ExitCode {
     if let Some(path) = &cli.fault_file {
         match fastsmtpd::fault::FaultRules::read_file(path) {
             Ok((rules, seed)) => {
-                config.faults.extend(rules);
+                // The file's rules first, then --fault's: the first rule that fires wins, so
+                // the file's scenario runs as written and the command line only adds to it.
+                let command_line = std::mem::replace(&mut config.faults, rules);
+                config.faults.extend(command_line);
                 // --seed on the command line wins over the file's.
                 config.seed = cli.seed.or(seed).unwrap_or(0);
             }

@@ -3,23 +3,10 @@
 //! message, one byte per write, and an oversize message (silence during DATA, then 552).
 
 mod util;
+use fastsmtpd::proto::data::reference::{self, SMUGGLING_VECTORS};
 use fastsmtpd::proto::session::BareLfPolicy;
 use std::time::Duration;
 use util::*;
-
-/// Endings that must not end the data (RFC 5321 §2.3.8, §4.1.1.4; the SMTP smuggling list).
-const FAKE_ENDS: [&[u8]; 10] = [
-    b"\n.\n",
-    b"\n.\r\n",
-    b"\r.\r\n",
-    b"\r.\n",
-    b"\n.\r",
-    b"\r.\r",
-    b"\r\n.\n",
-    b"\r\n.\r",
-    b"\r\n\0.\r\n",
-    b"\r\n.\0\r\n",
-];
 
 /// Content that hides a second transaction after `fake_end`.
 fn smuggling_content(fake_end: &[u8]) -> Vec<u8> {
@@ -29,14 +16,6 @@ fn smuggling_content(fake_end: &[u8]) -> Vec<u8> {
         b"MAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nsmuggled\r\n",
     );
     content
-}
-
-/// Whether `content` holds a CR not followed by LF or an LF not preceded by CR.
-fn has_bare_cr_or_lf(content: &[u8]) -> bool {
-    content.iter().enumerate().any(|(i, &b)| {
-        (b == b'\r' && content.get(i + 1) != Some(&b'\n'))
-            || (b == b'\n' && (i == 0 || content[i - 1] != b'\r'))
-    })
 }
 
 /// Sends one smuggling attempt on a fresh session and checks the single reply after the real
@@ -58,16 +37,16 @@ fn smuggle(server: &TestServer, fake_end: &[u8], want: &str) {
 fn smuggling_endings_are_content_with_default_policy() {
     let server = TestServer::default_config();
     let mut accepted = 0;
-    for fake_end in FAKE_ENDS {
-        let content = smuggling_content(fake_end);
-        let want = if has_bare_cr_or_lf(&content) {
+    for vector in SMUGGLING_VECTORS {
+        let content = smuggling_content(vector.bytes);
+        let want = if reference::scan(&content).saw_bare_cr_or_lf {
             BARE_IN_DATA
         } else {
             // The NUL variants hold no bare CR or LF: one ordinary message.
             accepted += 1;
             QUEUED
         };
-        smuggle(&server, fake_end, want);
+        smuggle(&server, vector.bytes, want);
     }
     assert_eq!(accepted, 2);
     let stats = server.stop();
@@ -82,13 +61,13 @@ fn smuggling_endings_are_content_with_bare_lf_kept() {
     });
     let mut messages = 0;
     let mut bytes = 0;
-    for fake_end in FAKE_ENDS {
-        smuggle(&server, fake_end, QUEUED);
+    for vector in SMUGGLING_VECTORS {
+        smuggle(&server, vector.bytes, QUEUED);
         messages += 1;
-        bytes += unstuffed_len(&smuggling_content(fake_end));
+        bytes += unstuffed_len(&smuggling_content(vector.bytes));
         // Exactly one message per attempt: the hidden one was not counted.
         let stats = server.stats_when(|s| s.open_connections == 0 && s.messages >= messages);
-        assert_eq!(stats.messages, messages, "after {:?}", fake_end);
+        assert_eq!(stats.messages, messages, "after {}", vector.name);
     }
     let stats = server.stop();
     assert_eq!((stats.messages, stats.bytes), (10, bytes));

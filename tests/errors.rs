@@ -1,6 +1,9 @@
-//! Every error path of PROTOCOL.md over loopback, byte for byte: sequence errors, bad paths and
-//! parameters, non-ASCII and invalid UTF-8, bare CR/LF/NUL in command lines, unknown and
-//! unimplemented commands, non-SMTP peers, and the error cap.
+//! Every error path over loopback, byte for byte: sequence errors (RFC 5321 §4.1.4), bad
+//! paths and parameters (§4.1.2, §4.5.3.1; SIZE: RFC 1870 §6), non-ASCII addresses without
+//! SMTPUTF8 (RFC 6531 §3.5) and invalid UTF-8, bare CR/LF/NUL in command lines (§2.3.8),
+//! unknown and unimplemented commands (§4.2.4), non-SMTP peers, and the error cap. Where the
+//! RFCs leave the choice (the reply to a non-SMTP peer, the error cap), the policy is the one
+//! stated in the README, "Protocol behaviour and limits".
 
 mod util;
 use util::*;

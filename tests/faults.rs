@@ -8,7 +8,8 @@ use fastsmtpd::config::Config;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::{test_config, TestServer, MAIL_OK};
+use util::process::{run_bounded, ChildGuard, CHILD_LIMIT, PYTHON3};
+use util::{test_config, TestServer, MAIL_OK, REPLY_WAIT};
 
 fn with_faults(rules: &[&str], seed: u64) -> TestServer {
     TestServer::start(Config {
@@ -21,20 +22,11 @@ fn with_faults(rules: &[&str], seed: u64) -> TestServer {
 /// Runs a Python snippet with `smtplib` imported and `PORT` set; returns its stdout lines.
 fn python(addr: SocketAddr, body: &str) -> Vec<String> {
     let script = format!("import smtplib, sys, time\nPORT = {}\n{body}", addr.port());
-    let output = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3 runs (apt-get install -y python3)");
-    assert!(
-        output.status.success(),
-        "python failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let mut command = PYTHON3.command();
+    command.args(["-c", &script]);
+    let output = run_bounded(command, None, CHILD_LIMIT);
+    output.assert_success("python");
+    output.stdout_lines()
 }
 
 /// A Python function `send(s, n, to)` that sends message `n` and prints the outcome as one
@@ -296,7 +288,8 @@ fn rules_from_a_toml_file() {
     )
     .unwrap();
     let listen = util::free_local_addr();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command
         .args([
             "--listen",
             &listen,
@@ -306,31 +299,27 @@ fn rules_from_a_toml_file() {
             "1",
         ])
         .arg("--fault-file")
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        .arg(&file);
+    let mut child = ChildGuard::spawn(command);
+    let line = child.next_line(REPLY_WAIT);
     assert!(line.starts_with("fastsmtpd listening on "), "{line}");
     let lines = python(
         listen.parse().unwrap(),
         &format!("{SEND}\ns = smtplib.SMTP('127.0.0.1', PORT)\nsend(s, 1, to='x@bad.example')\nsend(s, 2)\ns.quit()"),
     );
     assert_eq!(lines, ["SMTPRecipientsRefused 550", "ok"]);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
+    let exited = child.wait(CHILD_LIMIT);
+    assert!(exited.status.success(), "{}", exited.dump());
+    let rest = exited.stdout;
     assert!(rest.contains("fired 1 times"), "{rest}");
 
     // A broken file stops the server before it starts, with the reason.
     std::fs::write(&file, "rules = [\"rcpt nth=0 disconnect\"]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command
         .args(["--listen", "127.0.0.1:0", "--fault-file"])
-        .arg(&file)
-        .output()
-        .unwrap();
+        .arg(&file);
+    let output = run_bounded(command, None, CHILD_LIMIT);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 1"));
+    assert!(output.stderr.contains("at least 1"));
 }

@@ -86,11 +86,11 @@ fn counters_match_the_traffic_sent() {
 
 #[test]
 fn log_sessions_prints_one_line_per_message_attempt() {
-    use std::io::BufRead;
     let listen = util::free_local_addr();
     let dir = std::env::temp_dir().join(format!("fastsmtpd-txlog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command
         .args([
             "--listen",
             &listen,
@@ -102,13 +102,9 @@ fn log_sessions_prints_one_line_per_message_attempt() {
         .args(["--log-sessions", "--exit-after-sessions", "1"])
         .args(["--fault", "eod nth=2 reply=451 4.3.0 Not now"])
         .arg("--store")
-        .arg(format!("maildir:{}", dir.display()))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+        .arg(format!("maildir:{}", dir.display()));
+    let mut child = util::process::ChildGuard::spawn(command);
+    let line = child.next_line(util::REPLY_WAIT);
     assert!(line.starts_with("fastsmtpd listening on "), "{line}");
 
     let addr: SocketAddr = listen.parse().unwrap();
@@ -127,9 +123,9 @@ fn log_sessions_prints_one_line_per_message_attempt() {
         );
     }
     client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
+    let exited = child.wait(util::process::CHILD_LIMIT);
+    assert!(exited.status.success(), "{}", exited.dump());
+    let rest = exited.stdout;
     let records: Vec<&str> = rest.lines().filter(|l| l.contains(" client=")).collect();
     assert_eq!(records.len(), 2, "{rest}");
     assert!(

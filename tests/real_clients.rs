@@ -11,13 +11,12 @@
 //! timeout, so a broken server fails a test instead of hanging it. No timing is asserted.
 
 mod util;
+use util::process::{run_bounded, Output, CURL, PYTHON3, SWAKS};
 use util::{test_config, TestServer};
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Upper bound on any one external client run (only a hang guard, never a timing assertion).
 const CHILD_LIMIT: Duration = Duration::from_secs(30);
@@ -26,126 +25,6 @@ const CHILD_LIMIT: Duration = Duration::from_secs(30);
 const QUEUED_LINE: &str = "250 2.0.0 Ok: queued";
 /// The reply to an oversize message (at MAIL with `SIZE=`, or after the data).
 const TOO_BIG_LINE: &str = "552 5.3.4 Error: message size exceeds fixed limit";
-
-// ---------------------------------------------------------------------------------------------
-// Running external programs
-
-/// What a finished external program left behind.
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    /// Everything it printed, for failure messages.
-    fn dump(&self) -> String {
-        format!(
-            "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// Asserts a zero exit status.
-    #[track_caller]
-    fn assert_success(&self, what: &str) {
-        assert!(self.status.success(), "{what} failed\n{}", self.dump());
-    }
-
-    /// Asserts a non-zero exit status (and that the program did run to an exit).
-    #[track_caller]
-    fn assert_failure(&self, what: &str) {
-        assert!(
-            !self.status.success() && self.status.code().is_some(),
-            "{what} should have failed with a non-zero exit status\n{}",
-            self.dump()
-        );
-    }
-}
-
-/// Fails the test, naming the package to install, unless `program` can be started.
-#[track_caller]
-fn require_tool(program: &str, probe: &[&str], install: &str) {
-    let result = Command::new(program)
-        .args(probe)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match result {
-        Ok(status) if status.success() => {}
-        Ok(status) => panic!(
-            "`{program} {}` exited with {status}: these interop tests need a working \
-             `{program}`; install it with: {install}",
-            probe.join(" ")
-        ),
-        Err(e) => panic!(
-            "`{program}` could not be started ({e}): these interop tests need it; \
-             install it with: {install}"
-        ),
-    }
-}
-
-/// Runs `command` to completion (killing it past [`CHILD_LIMIT`]), feeding it `stdin`.
-#[track_caller]
-fn run(mut command: Command, stdin: Option<&[u8]>) -> Ran {
-    let program = format!("{command:?}");
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not start {program}: {e}"));
-    let feeder = child.stdin.take().map(|mut pipe| {
-        let input = stdin.unwrap_or_default().to_vec();
-        std::thread::spawn(move || {
-            // A client that refuses early may close its stdin; that is its business.
-            let _ = pipe.write_all(&input);
-        })
-    });
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > CHILD_LIMIT {
-            let _ = child.kill();
-            let status = child.wait().expect("reap killed child");
-            let ran = Ran {
-                status,
-                stdout: stdout.join().unwrap(),
-                stderr: stderr.join().unwrap(),
-            };
-            panic!(
-                "{program} did not finish within {CHILD_LIMIT:?}\n{}",
-                ran.dump()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if let Some(feeder) = feeder {
-        feeder.join().unwrap();
-    }
-    Ran {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
 
 /// A file under the temp directory with a unique name, removed when dropped.
 struct TempFile(PathBuf);
@@ -220,20 +99,15 @@ def report(s):
 
 /// Runs `script` (after [`PY_PRELUDE`]) with `python3 -c SCRIPT PORT`.
 #[track_caller]
-fn python(server: &TestServer, script: &str) -> Ran {
-    require_tool(
-        "python3",
-        &["-c", "import smtplib, email.message"],
-        "apt-get install -y python3",
-    );
-    let mut command = Command::new("python3");
+fn python(server: &TestServer, script: &str) -> Output {
+    let mut command = PYTHON3.command();
     command
         .arg("-c")
         .arg([PY_PRELUDE, script].concat())
         .arg(server.addr.port().to_string())
         .env("PYTHONIOENCODING", "utf-8")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    run(command, None)
+    run_bounded(command, None, CHILD_LIMIT)
 }
 
 /// The lines of `out` starting with `prefix` (prefix removed).
@@ -245,7 +119,7 @@ fn lines_with<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
 
 /// The number after `OCTETS ` in a script's output.
 #[track_caller]
-fn octets(ran: &Ran) -> u64 {
+fn octets(ran: &Output) -> u64 {
     let found = lines_with(&ran.stdout, "OCTETS ");
     assert_eq!(found.len(), 1, "no OCTETS line\n{}", ran.dump());
     found[0].parse().expect("OCTETS value")
@@ -439,9 +313,8 @@ report(s)
 
 /// `curl` sending one message to the server from `upload` (a path, or `-` for `stdin`).
 #[track_caller]
-fn curl(server: &TestServer, rcpts: &[&str], upload: &str, stdin: Option<&[u8]>) -> Ran {
-    require_tool("curl", &["--version"], "apt-get install -y curl");
-    let mut command = Command::new("curl");
+fn curl(server: &TestServer, rcpts: &[&str], upload: &str, stdin: Option<&[u8]>) -> Output {
+    let mut command = CURL.command();
     command
         .args([
             "--silent",
@@ -460,16 +333,16 @@ fn curl(server: &TestServer, rcpts: &[&str], upload: &str, stdin: Option<&[u8]>)
         command.args(["--mail-rcpt", rcpt]);
     }
     command.args(["--upload-file", upload]);
-    run(command, stdin)
+    run_bounded(command, stdin, CHILD_LIMIT)
 }
 
 /// The server replies in curl's `--verbose` output (lines `< ...`).
-fn curl_replies(ran: &Ran) -> Vec<&str> {
+fn curl_replies(ran: &Output) -> Vec<&str> {
     lines_with(&ran.stderr, "< ")
 }
 
 /// The commands in curl's `--verbose` output (lines `> ...`).
-fn curl_commands(ran: &Ran) -> Vec<&str> {
+fn curl_commands(ran: &Output) -> Vec<&str> {
     lines_with(&ran.stderr, "> ")
 }
 
@@ -606,9 +479,8 @@ fn curl_fails_on_refusals() {
 
 /// `swaks` sending one message to the server, with `extra` arguments.
 #[track_caller]
-fn swaks(server: &TestServer, extra: &[&str]) -> Ran {
-    require_tool("swaks", &["--version"], "apt-get install -y swaks");
-    let mut command = Command::new("swaks");
+fn swaks(server: &TestServer, extra: &[&str]) -> Output {
+    let mut command = SWAKS.command();
     command
         .arg("--server")
         .arg(format!("127.0.0.1:{}", server.addr.port()))
@@ -621,12 +493,12 @@ fn swaks(server: &TestServer, extra: &[&str]) -> Ran {
             "10",
         ])
         .args(extra);
-    run(command, None)
+    run_bounded(command, None, CHILD_LIMIT)
 }
 
 /// The position of the first line of swaks' transcript equal to `line`.
 #[track_caller]
-fn transcript_position(ran: &Ran, line: &str) -> usize {
+fn transcript_position(ran: &Output, line: &str) -> usize {
     ran.stdout
         .lines()
         .position(|l| l == line)

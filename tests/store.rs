@@ -12,10 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use util::process::{run_bounded, ChildGuard, PYTHON3};
 use util::{test_config, TestServer, REPLY_WAIT};
+
+/// Bound on one smtplib run of up to 1000 messages with fsync (a hang guard for a shared,
+/// slow machine, not a speed check).
+const SMTPLIB_LIMIT: Duration = Duration::from_secs(300);
 
 /// A fresh empty directory for one test.
 fn scratch_dir(name: &str) -> PathBuf {
@@ -122,21 +127,15 @@ for t in threads: t.join()
 if errors:
     print("\n".join(errors)); sys.exit(1)
 "#;
-    let output = Command::new("python3")
+    let mut command = PYTHON3.command();
+    command
         .args(["-c", script])
         .arg(addr.port().to_string())
         .arg(&dir)
         .arg(numbers.start.to_string())
         .arg(numbers.end.to_string())
-        .arg(connections.to_string())
-        .output()
-        .expect("python3 runs (apt-get install -y python3)");
-    assert!(
-        output.status.success(),
-        "smtplib failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(connections.to_string());
+    run_bounded(command, None, SMTPLIB_LIMIT).assert_success("smtplib");
 }
 
 /// Reads one SMTP reply (all its lines) from `stream` (whose read timeout bounds the wait).
@@ -350,20 +349,19 @@ fn a_client_that_half_closes_behind_its_message_still_gets_its_replies() {
     assert_eq!(std::fs::read_dir(dir.join("new")).unwrap().count(), 1);
 }
 
-/// The real binary, running.
+/// The real binary, running (killed when dropped).
 struct Spawned {
-    child: std::process::Child,
+    child: ChildGuard,
     addr: SocketAddr,
-    /// Its standard output after the listening line.
-    stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 /// Starts the real binary; returns once it printed its listening line (no probe connection,
 /// which would count as a session).
+#[track_caller]
 fn spawn_server(args: &[&str]) -> Spawned {
-    use std::io::BufRead;
     let addr: SocketAddr = util::free_local_addr().parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command
         .args([
             "--listen",
             &addr.to_string(),
@@ -372,29 +370,18 @@ fn spawn_server(args: &[&str]) -> Spawned {
             "--hostname",
             "mx.test",
         ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+        .args(args);
+    let mut child = ChildGuard::spawn(command);
+    let line = child.next_line(REPLY_WAIT);
     assert!(line.starts_with("fastsmtpd listening on "), "{line:?}");
-    Spawned {
-        child,
-        addr,
-        stdout,
-    }
+    Spawned { child, addr }
 }
 
 #[test]
 fn kill_9_loses_no_message_that_got_250_and_leaves_nothing_partial_in_new() {
     let dir = scratch_dir("kill9");
     let spec = format!("maildir:{}", dir.display());
-    let Spawned {
-        mut child, addr, ..
-    } = spawn_server(&["--store", &spec]);
+    let Spawned { mut child, addr } = spawn_server(&["--store", &spec]);
     // Four clients send pipelined BDAT messages in a loop and note each one that got 250.
     let clients: Vec<_> = (0..4)
         .map(|k| {
@@ -443,8 +430,7 @@ fn kill_9_loses_no_message_that_got_250_and_leaves_nothing_partial_in_new() {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let acknowledged: Vec<usize> = clients
         .into_iter()
         .flat_map(|c| c.join().unwrap())
@@ -525,7 +511,8 @@ fn exit_after_messages_and_sessions_stop_the_server_gracefully() {
             let _ = stream.read_to_end(&mut rest);
         }
         // The server exits on its own, with its summary.
-        let (status, stdout) = wait_with_limit(server);
+        let exited = server.child.wait(Duration::from_secs(20));
+        let (status, stdout) = (exited.status, exited.stdout);
         assert!(status.success(), "{flag}: {status:?} {stdout}");
         assert!(
             stdout.contains("exit condition reached"),
@@ -533,23 +520,4 @@ fn exit_after_messages_and_sessions_stop_the_server_gracefully() {
         );
         assert!(stdout.contains("messages=3 "), "{flag}: {stdout}");
     }
-}
-
-/// Waits for a server that should exit by itself; kills it and fails after a bound.
-/// Returns its exit status and the rest of its standard output.
-fn wait_with_limit(mut server: Spawned) -> (std::process::ExitStatus, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = server.child.kill();
-            panic!("the server did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut rest = String::new();
-    server.stdout.read_to_string(&mut rest).unwrap();
-    (status, rest)
 }

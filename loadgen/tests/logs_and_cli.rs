@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{loadgen, run_binary, scratch, Run};
+use common::{loadgen, run_binary, run_bounded, scratch, try_run_bounded, Run};
 use fastsmtpd::config::Config;
 use fastsmtpd::server::{self, ServerHandle};
 use std::path::Path;
@@ -91,12 +91,14 @@ fn interval_logs_are_read_back_by_report_and_merge() {
 /// Debian's libhdrhistogram-java, the reference implementation's log reader.
 const HDRHISTOGRAM_JAR: &str = "/usr/share/java/hdrhistogram.jar";
 
+/// Bound on one run of `java` (a JVM start is slow on a busy machine; a hang guard only).
+const JAVA_LIMIT: Duration = Duration::from_secs(120);
+
 #[test]
 fn java_histogram_log_processor_reads_the_log() {
-    let have_java = std::process::Command::new("java")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let mut probe = std::process::Command::new("java");
+    probe.arg("-version");
+    let have_java = try_run_bounded(probe, JAVA_LIMIT).is_ok_and(|(status, _, _)| status.success());
     if !have_java || !Path::new(HDRHISTOGRAM_JAR).exists() {
         // CI installs both and sets this, so there the check cannot be skipped silently.
         assert!(
@@ -111,22 +113,21 @@ fn java_histogram_log_processor_reads_the_log() {
     logged_run(&server, "1200", &log);
     server.stop().unwrap();
     let out = scratch("java-eod");
-    let status = std::process::Command::new("java")
-        .args([
-            "-cp",
-            HDRHISTOGRAM_JAR,
-            "org.HdrHistogram.HistogramLogProcessor",
-        ])
-        .args(["-i", log.to_str().unwrap(), "-tag", "eod"])
-        .args([
-            "-o",
-            out.to_str().unwrap(),
-            "-outputValueUnitRatio",
-            "1000000",
-        ])
-        .output()
-        .expect("run java");
-    assert!(status.status.success(), "{status:?}");
+    let mut java = std::process::Command::new("java");
+    java.args([
+        "-cp",
+        HDRHISTOGRAM_JAR,
+        "org.HdrHistogram.HistogramLogProcessor",
+    ])
+    .args(["-i", log.to_str().unwrap(), "-tag", "eod"])
+    .args([
+        "-o",
+        out.to_str().unwrap(),
+        "-outputValueUnitRatio",
+        "1000000",
+    ]);
+    let (status, stdout, stderr) = run_bounded(java, JAVA_LIMIT);
+    assert!(status.success(), "{status:?}\n{stdout}\n{stderr}");
     let summary = std::fs::read_to_string(out.with_extension("hgrm")).expect("the .hgrm output");
     assert!(
         summary.contains("Total count    =         1200"),

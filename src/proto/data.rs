@@ -17,6 +17,10 @@
 //!
 //! The fast path jumps with `memchr2` to the next CR or LF, so typical text costs one search
 //! per line; a run of content without stuffed dots goes out as one slice.
+//!
+//! [`reference`](mod@reference) holds the naive definition of these rules and the list of
+//! SMTP smuggling vectors that the tests and fuzz targets check the scanner against; the
+//! server never uses it.
 
 use memchr::memchr2;
 
@@ -153,63 +157,158 @@ impl DataScanner {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// A naive reference for the end of `DATA` and dot-unstuffing, and the list of SMTP
+/// smuggling vectors: the yardstick [`DataScanner`] is tested against.
+///
+/// What it is for: the unit tests in this module, the integration tests (`tests/data_end.rs`
+/// and the helpers in `tests/util`), and the fuzz targets (`tests/fuzz`) all check the
+/// scanner, and the session around it, against this one definition and this one list, so
+/// the rules are written down once. It is public only so those crates can reach it.
+///
+/// What it is not: fast, or used by the server. It goes byte by byte, allocates, and
+/// rescans; nothing on the hot path calls it. It shares no code with [`DataScanner`], so a
+/// mistake in the scanner's state machine cannot hide by being repeated here.
+///
+/// The rules it applies (RFC 5321 §4.1.1.4, §4.5.2, §2.3.8):
+/// * Data ends at the first `CR LF . CR LF`, and the `CR LF` that ended the `DATA` command
+///   line counts as the first `CR LF` of it (so `.\r\n` right away is an empty message).
+/// * Content lines are split at `CR LF` only; a line starting with `.` loses that dot.
+/// * A bare CR (not followed by LF) or bare LF (not preceded by CR) is noted.
+pub mod reference {
+    /// What the reference makes of `DATA` input.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Outcome {
+        /// The unstuffed content: with a terminator, every line before the terminating `.`
+        /// line (each with its `CR LF`); without one, everything that cannot still become
+        /// part of a terminator (a last unfinished line that is exactly `.` or `.\r` is held
+        /// back, as a resumable scanner must).
+        pub content: Vec<u8>,
+        /// Input bytes up to and including the terminating `CR LF . CR LF`, or `None` when
+        /// the input holds no terminator.
+        pub end: Option<usize>,
+        /// Whether a bare CR or bare LF occurs among the bytes up to `end` (the whole input
+        /// without a terminator). A CR as the very last byte is undecided and does not count.
+        pub saw_bare_cr_or_lf: bool,
+    }
 
-    /// The obvious byte-at-a-time definition, written independently of the scanner: returns
-    /// (content, bytes consumed including the terminator, bare CR/LF seen) or `None` when the
-    /// input holds no terminator.
-    pub(crate) fn reference(input: &[u8]) -> (Vec<u8>, Option<usize>, bool) {
+    /// Scans `input`, the bytes that follow the `CR LF` of the `DATA` command line.
+    pub fn scan(input: &[u8]) -> Outcome {
+        let end = end_of_data(input);
+        // Everything before the terminator's `.` line: whole lines, or nothing.
+        let body = &input[..end.map_or(input.len(), |e| e - 3)];
         let mut content = Vec::new();
-        let mut bare = false;
-        // Split into lines ending in CRLF; the first line starts right after the DATA line.
-        let mut line_start = 0;
-        let mut i = 0;
-        loop {
-            if i + 1 < input.len() && input[i] == b'\r' && input[i + 1] == b'\n' {
-                let line = &input[line_start..i];
-                if line == b"." {
-                    return (content, Some(i + 2), bare);
-                }
-                let line = if line.first() == Some(&b'.') {
-                    &line[1..]
-                } else {
-                    line
-                };
-                content.extend_from_slice(line);
-                content.extend_from_slice(b"\r\n");
-                i += 2;
-                line_start = i;
-                continue;
-            }
-            if i >= input.len() {
-                let line = &input[line_start..];
-                // An incomplete last line: a lone "." may still become the terminator, so
-                // the reference holds it back exactly as the scanner does.
-                let line = if line.first() == Some(&b'.') {
-                    &line[1..]
-                } else {
-                    line
-                };
-                let line = if input[line_start..].starts_with(b".\r") && line.len() == 1 {
-                    &line[..0]
-                } else {
-                    line
-                };
-                content.extend_from_slice(line);
-                return (content, None, bare);
-            }
-            if input[i] == b'\n' || (input[i] == b'\r' && i + 1 < input.len()) {
-                bare = true;
-            }
-            i += 1;
+        let mut rest = body;
+        while let Some(at) =
+            (0..rest.len().saturating_sub(1)).find(|&i| rest[i] == b'\r' && rest[i + 1] == b'\n')
+        {
+            let line = &rest[..at];
+            content.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+            content.extend_from_slice(b"\r\n");
+            rest = &rest[at + 2..];
+        }
+        if end.is_none() && rest != b".\r" {
+            content.extend_from_slice(rest.strip_prefix(b".").unwrap_or(rest));
+        }
+        let seen = &input[..end.unwrap_or(input.len())];
+        let saw_bare_cr_or_lf = (0..seen.len()).any(|i| match seen[i] {
+            b'\n' => i == 0 || seen[i - 1] != b'\r',
+            b'\r' => i + 1 < seen.len() && seen[i + 1] != b'\n',
+            _ => false,
+        });
+        Outcome {
+            content,
+            end,
+            saw_bare_cr_or_lf,
         }
     }
 
-    /// Runs the scanner over `input` cut at the given points.
-    fn scan_split(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Option<usize>, bool) {
+    /// Where data ends: the input offset just past the first `CR LF . CR LF`, counting the
+    /// `CR LF` of the `DATA` line before `input`; `None` if there is none. One byte at a time,
+    /// looking at the last five bytes seen.
+    pub fn end_of_data(input: &[u8]) -> Option<usize> {
+        let mut last5 = *b"\0\0\0\r\n";
+        for (i, &byte) in input.iter().enumerate() {
+            last5.rotate_left(1);
+            last5[4] = byte;
+            if &last5 == b"\r\n.\r\n" {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+
+    /// A byte sequence some receiver has taken for the end of data, named.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct SmugglingVector {
+        /// A short name for messages (`LF . LF` for `\n.\n`).
+        pub name: &'static str,
+        /// The bytes, to be placed right after some line text, where the real
+        /// `CR LF . CR LF` would go.
+        pub bytes: &'static [u8],
+    }
+
+    /// The SMTP smuggling vectors: fake ends of data that a receiver must treat as content
+    /// (RFC 5321 §2.3.8: lines end only at `CR LF`; §4.1.1.4: data ends only at
+    /// `CR LF . CR LF`). A sender that passes one of these through unchanged lets the text
+    /// after it be read as new commands by a receiver that accepts it as the end, which is
+    /// how a second, forged message gets smuggled inside the first.
+    ///
+    /// None of them contains `CR LF . CR LF`, and placed after a line's text none ends data
+    /// (the unit tests check both). The two NUL variants hold no bare CR or LF, so they also
+    /// pass the bare CR/LF policy as ordinary content.
+    pub const SMUGGLING_VECTORS: &[SmugglingVector] = &[
+        SmugglingVector {
+            name: "LF . LF",
+            bytes: b"\n.\n",
+        },
+        SmugglingVector {
+            name: "LF . CR LF",
+            bytes: b"\n.\r\n",
+        },
+        SmugglingVector {
+            name: "CR . CR LF",
+            bytes: b"\r.\r\n",
+        },
+        SmugglingVector {
+            name: "CR . LF",
+            bytes: b"\r.\n",
+        },
+        SmugglingVector {
+            name: "LF . CR",
+            bytes: b"\n.\r",
+        },
+        SmugglingVector {
+            name: "CR . CR",
+            bytes: b"\r.\r",
+        },
+        SmugglingVector {
+            name: "CR LF . LF",
+            bytes: b"\r\n.\n",
+        },
+        SmugglingVector {
+            name: "CR LF . CR",
+            bytes: b"\r\n.\r",
+        },
+        SmugglingVector {
+            name: "CR LF NUL . CR LF",
+            bytes: b"\r\n\0.\r\n",
+        },
+        SmugglingVector {
+            name: "CR LF . NUL CR LF",
+            bytes: b"\r\n.\0\r\n",
+        },
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference::{self, Outcome, SMUGGLING_VECTORS};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Runs the scanner over `input` cut at the given points; the result is comparable with
+    /// [`reference::scan`].
+    fn scan_split(input: &[u8], cuts: &[usize]) -> Outcome {
         let mut scanner = DataScanner::new();
         let mut content = Vec::new();
         let mut start = 0;
@@ -222,20 +321,25 @@ pub(crate) mod tests {
             }
             let scan = scanner.scan(&input[start..end], |piece| content.extend_from_slice(piece));
             if scan.done {
-                return (
+                return Outcome {
                     content,
-                    Some(start + scan.consumed),
-                    scanner.saw_bare_cr_or_lf(),
-                );
+                    end: Some(start + scan.consumed),
+                    saw_bare_cr_or_lf: scanner.saw_bare_cr_or_lf(),
+                };
             }
             assert_eq!(scan.consumed, end - start);
             start = end;
         }
-        (content, None, scanner.saw_bare_cr_or_lf())
+        Outcome {
+            content,
+            end: None,
+            saw_bare_cr_or_lf: scanner.saw_bare_cr_or_lf(),
+        }
     }
 
+    /// One scan call over all of `input`: (content, end).
     fn whole(input: &[u8]) -> (Vec<u8>, Option<usize>) {
-        let (content, end, _) = scan_split(input, &[]);
+        let Outcome { content, end, .. } = scan_split(input, &[]);
         (content, end)
     }
 
@@ -267,35 +371,25 @@ pub(crate) mod tests {
 
     #[test]
     fn smuggling_vectors_do_not_end_data() {
-        // Each vector from PROTOCOL.md, placed after a real line; none may end data, and the
-        // real terminator that follows must.
-        let vectors: &[&[u8]] = &[
-            b"\n.\n",
-            b"\n.\r\n",
-            b"\r.\r\n",
-            b"\r.\n",
-            b"\n.\r",
-            b"\r.\r",
-            b"\r\n.\n",
-            b"\r\n.\r",
-            b"\r\n\0.\r\n",
-            b"\r\n.\0\r\n",
-        ];
-        for vector in vectors {
+        // Each smuggling vector (RFC 5321 §2.3.8, §4.1.1.4), placed after a real line; none
+        // may end data, and the real terminator that follows must.
+        for vector in SMUGGLING_VECTORS {
+            let name = vector.name;
             let mut input = b"line".to_vec();
-            input.extend_from_slice(vector);
+            input.extend_from_slice(vector.bytes);
             input.extend_from_slice(b"MAIL FROM:<evil@example>\r\n");
             let (_, end) = whole(&input);
-            assert_eq!(end, None, "vector {vector:?} ended data");
+            assert_eq!(end, None, "vector {name} ended data");
+            assert_eq!(reference::end_of_data(&input), None, "reference: {name}");
             input.extend_from_slice(b"\r\n.\r\n");
             let (_, end) = whole(&input);
-            assert_eq!(end, Some(input.len()), "vector {vector:?}");
+            assert_eq!(end, Some(input.len()), "vector {name}");
             // And at every split point too.
             for cut in 0..input.len() {
                 assert_eq!(
-                    scan_split(&input, &[cut]).1,
+                    scan_split(&input, &[cut]).end,
                     Some(input.len()),
-                    "{vector:?} cut {cut}"
+                    "{name} cut {cut}"
                 );
             }
         }
@@ -303,20 +397,23 @@ pub(crate) mod tests {
 
     #[test]
     fn bare_cr_and_lf_are_noticed() {
-        assert!(!scan_split(b"a\r\nb\r\n.\r\n", &[]).2);
-        assert!(scan_split(b"a\nb\r\n.\r\n", &[]).2);
-        assert!(scan_split(b"a\rb\r\n.\r\n", &[]).2);
-        assert!(scan_split(b"a\r\rb\r\n.\r\n", &[]).2);
-        assert!(scan_split(b".\rb\r\n.\r\n", &[]).2);
+        assert!(!scan_split(b"a\r\nb\r\n.\r\n", &[]).saw_bare_cr_or_lf);
+        assert!(scan_split(b"a\nb\r\n.\r\n", &[]).saw_bare_cr_or_lf);
+        assert!(scan_split(b"a\rb\r\n.\r\n", &[]).saw_bare_cr_or_lf);
+        assert!(scan_split(b"a\r\rb\r\n.\r\n", &[]).saw_bare_cr_or_lf);
+        assert!(scan_split(b".\rb\r\n.\r\n", &[]).saw_bare_cr_or_lf);
         for cut in 0..8 {
-            assert!(scan_split(b"ab\r\rb\r\n.\r\n", &[cut]).2, "cut {cut}");
+            assert!(
+                scan_split(b"ab\r\rb\r\n.\r\n", &[cut]).saw_bare_cr_or_lf,
+                "cut {cut}"
+            );
         }
     }
 
     #[test]
     fn every_split_point_of_a_realistic_message() {
         let input = b"From: a@b\r\nSubject: dots\r\n\r\n.leading\r\n..\r\nend.\r\n.\r\nNOOP\r\n";
-        let want = reference(input);
+        let want = reference::scan(input);
         for cut in 0..=input.len() {
             assert_eq!(scan_split(input, &[cut]), want, "cut {cut}");
         }
@@ -327,11 +424,45 @@ pub(crate) mod tests {
 
     #[test]
     fn reference_agrees_on_basics() {
-        assert_eq!(reference(b".\r\n"), (vec![], Some(3), false));
+        let outcome = |content: &[u8], end, saw_bare_cr_or_lf| Outcome {
+            content: content.to_vec(),
+            end,
+            saw_bare_cr_or_lf,
+        };
+        assert_eq!(reference::scan(b".\r\n"), outcome(b"", Some(3), false));
         assert_eq!(
-            reference(b"..\r\n.\r\n"),
-            (b".\r\n".to_vec(), Some(7), false)
+            reference::scan(b"..\r\n.\r\n"),
+            outcome(b".\r\n", Some(7), false)
         );
+        // Held back: what may still become the terminator; a trailing CR is undecided.
+        assert_eq!(reference::scan(b"a\r\n.\r"), outcome(b"a\r\n", None, false));
+        assert_eq!(reference::scan(b"a\r"), outcome(b"a\r", None, false));
+        // Not at a line start (no CR LF before it), the dot is plain content.
+        assert_eq!(reference::scan(b"\n.\n"), outcome(b"\n.\n", None, true));
+    }
+
+    #[test]
+    fn smuggling_vectors_hold_no_terminator() {
+        for vector in SMUGGLING_VECTORS {
+            assert!(
+                !vector.bytes.windows(5).any(|w| w == b"\r\n.\r\n"),
+                "{}",
+                vector.name
+            );
+            // Each is ASCII-named after its bytes: "CR", "LF", "NUL" and ".".
+            let spelled: Vec<u8> = vector
+                .name
+                .split(' ')
+                .flat_map(|token| match token {
+                    "CR" => vec![b'\r'],
+                    "LF" => vec![b'\n'],
+                    "NUL" => vec![0],
+                    "." => vec![b'.'],
+                    other => panic!("unexpected token {other:?} in {}", vector.name),
+                })
+                .collect();
+            assert_eq!(spelled, vector.bytes, "{}", vector.name);
+        }
     }
 
     fn data_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -349,13 +480,8 @@ pub(crate) mod tests {
             input in data_bytes(),
             cuts in prop::collection::vec(0usize..64, 0..6),
         ) {
-            let want = reference(&input);
-            let got = scan_split(&input, &cuts);
-            prop_assert_eq!(&got.0, &want.0);
-            prop_assert_eq!(got.1, want.1);
-            if want.1.is_some() {
-                prop_assert_eq!(got.2, want.2);
-            }
+            // Content, end and the bare CR/LF flag all agree, also without a terminator.
+            prop_assert_eq!(scan_split(&input, &cuts), reference::scan(&input));
         }
 
         #[test]

@@ -3,6 +3,8 @@
 //! Every helper is `#[track_caller]` so a failure points at the test line, not here.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod process;
+
 use fastsmtpd::config::Config;
 use fastsmtpd::server::{self, ServerHandle};
 use std::io::{Read, Write};
@@ -413,21 +415,12 @@ impl Client {
     }
 }
 
-/// The content octets the server keeps for DATA `content` (which ends with CRLF): lines are
-/// split at CRLF only, and a line starting with `.` loses that dot (RFC 5321 §4.5.2). A naive
-/// reference, independent of the server's scanner.
+/// The content octets the server keeps for DATA `content` (which ends with CRLF and holds no
+/// `CR LF . CR LF`): lines are split at CRLF only, and a line starting with `.` loses that dot
+/// (RFC 5321 §4.5.2). Counted by the naive reference, independent of the server's scanner.
+#[track_caller]
 pub fn unstuffed_len(content: &[u8]) -> u64 {
-    let mut total = 0u64;
-    let mut line_start = true;
-    let mut i = 0;
-    while i < content.len() {
-        if line_start && content[i] == b'.' {
-            // Skipped: the stuffed dot (the line cannot be just "." or the data would end).
-        } else {
-            total += 1;
-        }
-        line_start = content[i] == b'\n' && i > 0 && content[i - 1] == b'\r';
-        i += 1;
-    }
-    total
+    let outcome = fastsmtpd::proto::data::reference::scan(content);
+    assert_eq!(outcome.end, None, "the content holds an end of data");
+    outcome.content.len() as u64
 }

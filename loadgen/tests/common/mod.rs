@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,13 +91,33 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Runs the binary with `args` and waits (bounded by [`RUN_LIMIT`]).
 #[track_caller]
 pub fn run_binary(args: &[String]) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"));
+    command.args(args);
+    let (status, stdout, stderr) = run_bounded(command, RUN_LIMIT);
+    (status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Runs `command` (stdin null) to its exit and returns its status, stdout and stderr. Past
+/// `limit` the child is killed and the test fails, naming the program and its stderr. A
+/// program that cannot be started fails the test too.
+#[track_caller]
+pub fn run_bounded(command: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let program = format!("{:?}", command.get_program());
+    try_run_bounded(command, limit).unwrap_or_else(|e| panic!("could not start {program}: {e}"))
+}
+
+/// [`run_bounded`], but a program that cannot be started is an `Err` (for optional tools).
+#[track_caller]
+pub fn try_run_bounded(
+    mut command: Command,
+    limit: Duration,
+) -> std::io::Result<(ExitStatus, String, String)> {
+    let program = format!("{:?}", command.get_program());
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smtp-loadgen");
+        .spawn()?;
     // Drain both pipes on threads so a chatty child cannot block on a full pipe.
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -111,16 +131,17 @@ pub fn run_binary(args: &[String]) -> (i32, String, String) {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + RUN_LIMIT;
+    let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for smtp-loadgen") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "smtp-loadgen {args:?} ran past {RUN_LIMIT:?}; stderr: {}",
+                "{program} {:?} ran past {limit:?} and was killed; stderr: {}",
+                command.get_args().collect::<Vec<_>>(),
                 err.join().unwrap_or_default()
             );
         }
@@ -128,7 +149,7 @@ pub fn run_binary(args: &[String]) -> (i32, String, String) {
     };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
-    (status.code().unwrap_or(-1), stdout, stderr)
+    Ok((status, stdout, stderr))
 }
 
 /// Runs a load against `target` with `args`, collecting the `--json` results.

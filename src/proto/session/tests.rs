@@ -875,3 +875,41 @@ fn every_reply_is_counted_once_as_it_is_produced() {
         [1, 5, 1, 1]
     );
 }
+
+#[test]
+fn every_smuggling_vector_is_content_of_one_message() {
+    use crate::proto::data::reference::SMUGGLING_VECTORS;
+    let keep = SessionConfig {
+        bare_lf: BareLfPolicy::Keep,
+        ..config()
+    };
+    for vector in SMUGGLING_VECTORS {
+        // A second transaction hidden behind the vector: it must stay content.
+        let mut input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello".to_vec();
+        input.extend_from_slice(vector.bytes);
+        input.extend_from_slice(b"MAIL FROM:<evil@x>\r\nRCPT TO:<v@x>\r\nDATA\r\nevil\r\n.\r\n");
+        for policy in [&keep, &config()] {
+            let (out, sink, _) = run_split(policy, &input, &[]);
+            assert_eq!(
+                out.matches("354 ").count(),
+                1,
+                "{}: a second DATA was executed",
+                vector.name
+            );
+            assert_eq!(
+                out.matches("250 2.1.0").count(),
+                1,
+                "{}: a second MAIL was executed",
+                vector.name
+            );
+            assert!(sink.messages.len() <= 1, "{}", vector.name);
+        }
+        let (_, sink, _) = run_split(&keep, &input, &[]);
+        assert_eq!(sink.messages.len(), 1, "{}", vector.name);
+        assert!(
+            sink.messages[0].2.ends_with(b"DATA\r\nevil\r\n"),
+            "{}: the hidden transaction is the message's content",
+            vector.name
+        );
+    }
+}

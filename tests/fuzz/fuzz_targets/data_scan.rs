@@ -1,24 +1,26 @@
 //! `DataScanner` over arbitrary bytes, fed in fuzzer-chosen pieces, against a single-shot scan
-//! and against a naive reference written here.
+//! and against the library's naive reference (`fastsmtpd::proto::data::reference`).
 //!
-//! Input: `[flags] [cut count] [cuts: u16 LE]... payload`. Flag bit 0: also feed the payload
-//! one byte at a time.
+//! Input: `[flags] [cut count] [cuts: u16 LE]... [splice: u8, u16 LE if flag bit 1] payload`.
+//! Flag bit 0: also feed the payload one byte at a time. Flag bit 1: insert one of the
+//! reference's SMTP smuggling vectors into the payload (see `fastsmtpd_fuzz::Splice`).
 #![no_main]
 
+use fastsmtpd::proto::data::reference::{self, Outcome};
 use fastsmtpd::proto::data::DataScanner;
-use fastsmtpd_fuzz::{cut_bounds, hex, naive_first_crlf, Header};
+use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
-
-/// (content, bytes consumed when the terminator was found, bare CR/LF seen).
-type Outcome = (Vec<u8>, Option<usize>, bool);
 
 fuzz_target!(|data: &[u8]| {
     let mut header = Header::new(data);
     let flags = header.u8();
     let raw_cuts = header.cuts();
-    let input = header.rest();
+    let splice = (flags & 2 != 0).then(|| Splice::read(&mut header));
+    let payload = header.rest();
+    let spliced = splice.map(|s| s.apply(payload));
+    let input = spliced.as_deref().unwrap_or(payload);
 
-    let want = reference(input);
+    let want = reference::scan(input);
     let whole = scan_pieces(input, &[input.len()]);
     assert_eq!(whole, want, "single shot vs reference: {}", hex(input));
     let split = scan_pieces(input, &cut_bounds(&raw_cuts, input.len()));
@@ -45,59 +47,18 @@ fn scan_pieces(input: &[u8], ends: &[usize]) -> Outcome {
         assert!(scan.consumed <= piece.len());
         if scan.done {
             assert!(scan.consumed >= 1);
-            return (
+            return Outcome {
                 content,
-                Some(start + scan.consumed),
-                scanner.saw_bare_cr_or_lf(),
-            );
+                end: Some(start + scan.consumed),
+                saw_bare_cr_or_lf: scanner.saw_bare_cr_or_lf(),
+            };
         }
         assert_eq!(scan.consumed, piece.len(), "short consume without done");
         start = end;
     }
-    (content, None, scanner.saw_bare_cr_or_lf())
-}
-
-/// The rules of RFC 5321 §4.1.1.4 / §4.5.2 applied the obvious way, independently of the
-/// scanner's state machine.
-fn reference(input: &[u8]) -> Outcome {
-    // The CR LF of the DATA command line precedes the input.
-    let mut framed = b"\r\n".to_vec();
-    framed.extend_from_slice(input);
-    let end = framed
-        .windows(5)
-        .position(|w| w == b"\r\n.\r\n")
-        .map(|p| p + 5 - 2);
-
-    // Content: whole lines before the terminating "." line, each without a leading dot.
-    let body = match end {
-        Some(e) => &input[..e - 3], // up to the "." of the terminator
-        None => input,
-    };
-    let mut content = Vec::new();
-    let mut rest = body;
-    while let Some(p) = naive_first_crlf(rest) {
-        let line = &rest[..p];
-        content.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
-        content.extend_from_slice(b"\r\n");
-        rest = &rest[p + 2..];
+    Outcome {
+        content,
+        end: None,
+        saw_bare_cr_or_lf: scanner.saw_bare_cr_or_lf(),
     }
-    match end {
-        Some(_) => assert!(rest.is_empty()),
-        None => {
-            // An unfinished last line: what might still become the terminator (".", ".\r")
-            // is held back; otherwise it goes out, minus a leading dot.
-            if rest != b".\r" {
-                content.extend_from_slice(rest.strip_prefix(b".").unwrap_or(rest));
-            }
-        }
-    }
-
-    // Bare CR / bare LF among the bytes looked at; a CR at the very end is undecided.
-    let seen = &input[..end.unwrap_or(input.len())];
-    let bare = (0..seen.len()).any(|i| match seen[i] {
-        b'\n' => i == 0 || seen[i - 1] != b'\r',
-        b'\r' => i + 1 < seen.len() && seen[i + 1] != b'\n',
-        _ => false,
-    });
-    (content, end, bare)
 }

@@ -2,8 +2,10 @@
 //! unconsumed bytes are carried and presented again with the next piece.
 //!
 //! Input: `[line] [size lo] [size hi] [recipients] [errors] [flags] [cut count] [cuts]...
-//! payload`. Flags: bit 0 bare-LF policy Keep, bit 1 the sink fails to store, bit 2 shutdown
-//! after the input, bit 3 also feed the payload one byte at a time.
+//! [splice: u8, u16 LE if flag bit 4] payload`. Flags: bit 0 bare-LF policy Keep, bit 1 the
+//! sink fails to store, bit 2 shutdown after the input, bit 3 also feed the payload one byte
+//! at a time, bit 4 insert one of the SMTP smuggling vectors of
+//! `fastsmtpd::proto::data::reference` into the payload (`fastsmtpd_fuzz::Splice`).
 //!
 //! Checks: the sink sees start/data/end/abort properly paired; the carry stays shorter than
 //! `max_line_len`; output, stored messages and counters do not depend on the split points;
@@ -16,7 +18,7 @@ use fastsmtpd::proto::gate::Open;
 use fastsmtpd::proto::reply::{Banner, Replies, ReplyTally, MESSAGE_ACCEPTED};
 use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
 use fastsmtpd::proto::sink::{MessageSink, Verdict};
-use fastsmtpd_fuzz::{cut_bounds, hex, Header};
+use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
 
 /// (sender, recipients, content) of a stored message.
@@ -100,7 +102,10 @@ fuzz_target!(|data: &[u8]| {
     let errors = header.u8();
     let flags = header.u8();
     let raw_cuts = header.cuts();
-    let input = header.rest();
+    let splice = (flags & 16 != 0).then(|| Splice::read(&mut header));
+    let payload = header.rest();
+    let spliced = splice.map(|s| s.apply(payload));
+    let input = spliced.as_deref().unwrap_or(payload);
 
     let max_message_size = 1 + u64::from(size % 4096);
     let config = SessionConfig {

@@ -1,5 +1,6 @@
 //! Helpers shared by the fuzz targets: decoding the small header that carries the fuzzer's
-//! choices (limits, split points) in front of the bytes under test.
+//! choices (limits, split points, a smuggling vector to insert) in front of the bytes under
+//! test.
 //!
 //! A header is read from the front of the input, a byte at a time; when the input runs out
 //! every further read gives 0, so every input decodes to something.
@@ -56,6 +57,35 @@ pub fn cut_bounds(raw: &[u16], len: usize) -> Vec<usize> {
 /// Position of the first `CR LF` in `buf`, by plain indexing.
 pub fn naive_first_crlf(buf: &[u8]) -> Option<usize> {
     (0..buf.len().saturating_sub(1)).find(|&i| buf[i] == b'\r' && buf[i + 1] == b'\n')
+}
+
+/// A fuzzer's choice to insert one of the SMTP smuggling vectors
+/// ([`fastsmtpd::proto::data::reference::SMUGGLING_VECTORS`]) into a payload, so the fake
+/// ends of data come up often rather than by chance.
+#[derive(Debug, Clone, Copy)]
+pub struct Splice {
+    /// Which vector (modulo the number of vectors).
+    pub vector: u8,
+    /// Where in the payload (modulo `payload.len() + 1`).
+    pub at: u16,
+}
+
+impl Splice {
+    /// Reads the choice from the header: one byte for the vector, a `u16` for the place.
+    pub fn read(header: &mut Header<'_>) -> Splice {
+        Splice {
+            vector: header.u8(),
+            at: header.u16(),
+        }
+    }
+
+    /// `payload` with the chosen vector inserted at the chosen place.
+    pub fn apply(&self, payload: &[u8]) -> Vec<u8> {
+        use fastsmtpd::proto::data::reference::SMUGGLING_VECTORS;
+        let vector = SMUGGLING_VECTORS[usize::from(self.vector) % SMUGGLING_VECTORS.len()];
+        let at = usize::from(self.at) % (payload.len() + 1);
+        [&payload[..at], vector.bytes, &payload[at..]].concat()
+    }
 }
 
 /// Renders bytes as lowercase hex, for assertion messages.

@@ -182,30 +182,74 @@ impl ReplyTally {
     }
 }
 
+/// Room past a budget for the reply that crosses it (the longest reply we build, the EHLO
+/// reply, is about 200 octets; a fault rule's reply is one line).
+const BUDGET_SLACK: usize = 1024;
+
 /// Where a session writes its replies: the caller's output buffer (appended to, never
-/// cleared here) and the caller's tally.
+/// cleared here), the caller's tally, and the caller's budget.
 #[derive(Debug)]
 pub struct Replies<'a> {
     /// The bytes for the wire.
     bytes: &'a mut Vec<u8>,
     /// The count per code.
     tally: &'a mut ReplyTally,
+    /// Once `bytes` is this long, the session takes no further command until the caller has
+    /// written some out (see [`Replies::with_limit`]).
+    limit: usize,
 }
 
 impl<'a> Replies<'a> {
-    /// Replies appended to `bytes`, counted in `tally`.
+    /// Replies appended to `bytes`, counted in `tally`, without a budget.
     pub fn new(bytes: &'a mut Vec<u8>, tally: &'a mut ReplyTally) -> Replies<'a> {
-        Replies { bytes, tally }
+        Replies::with_limit(bytes, tally, usize::MAX)
+    }
+
+    /// Replies appended to `bytes`, counted in `tally`; once `bytes` holds `limit` octets the
+    /// session stops taking commands (the reply being written is finished, so the buffer ends
+    /// at most one reply past the limit) and says so in
+    /// [`super::session::Progress::output_full`]. A client that pipelines commands but never
+    /// reads its replies then holds a bounded amount of memory: its input stays unread.
+    pub fn with_limit(
+        bytes: &'a mut Vec<u8>,
+        tally: &'a mut ReplyTally,
+        limit: usize,
+    ) -> Replies<'a> {
+        Replies {
+            bytes,
+            tally,
+            limit,
+        }
+    }
+
+    /// Whether the budget is spent.
+    pub fn is_full(&self) -> bool {
+        self.bytes.len() >= self.limit
     }
 
     /// Appends one whole reply (all its lines) and counts it.
     pub fn push(&mut self, reply: &[u8]) {
         self.tally.count(reply);
+        self.make_room(reply.len());
         self.bytes.extend_from_slice(reply);
+    }
+
+    /// With a budget, a growing buffer doubles as usual but never past the budget plus room
+    /// for the reply that crosses it: a full buffer holds about the budget, not twice that.
+    fn make_room(&mut self, additional: usize) {
+        let needed = self.bytes.len() + additional;
+        if needed <= self.bytes.capacity() || self.limit == usize::MAX {
+            return;
+        }
+        let doubled = (self.bytes.capacity() * 2).max(needed).max(256);
+        let target = doubled.min(needed.max(self.limit.saturating_add(BUDGET_SLACK)));
+        self.bytes.reserve_exact(target - self.bytes.len());
     }
 
     /// Appends and counts `250 2.0.0 Ok: <n> octets received` (a non-last BDAT chunk).
     pub fn push_chunk_received(&mut self, octets: u64) {
+        // "250 2.0.0 Ok: " + 20 digits + " octets received\r\n".
+        self.make_room(52);
         let start = self.bytes.len();
         chunk_received_into(octets, self.bytes);
         self.tally.count(&self.bytes[start..]);

@@ -14,9 +14,10 @@
 //! [`super::transport`]).
 //!
 //! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
-//! limit; or, while a message is being stored or a pause holds the output, the rest of one
-//! read: at most the scratch buffer) and `out` (replies not yet written, bounded by
-//! [`OUT_HIGH_WATER`] plus one read's worth). `out` is borrowed from the worker while
+//! limit; or, while a message is being stored, a pause holds the output or the output budget
+//! is spent, the rest of one read: at most the scratch buffer) and `out` (replies not yet
+//! written: the session stops taking commands at [`OUT_HIGH_WATER`], so at most that plus one
+//! reply). Whatever a client sends, that is about 128 KiB at most. `out` is borrowed from the worker while
 //! replies are built and written, and kept only while bytes are pending, so an idle
 //! connection owns no output buffer. Both keep their capacity between messages, so the steady
 //! state allocates nothing.
@@ -33,9 +34,15 @@ use mio::{Interest, Registry, Token};
 use std::io;
 use std::time::Instant;
 
-/// Stop reading while this many reply bytes wait to be written: the client is not reading
-/// its replies, so let TCP flow control push back on it instead of buffering more here.
+/// The output budget: once this many reply bytes wait to be written, the session takes no
+/// further command and nothing more is read: the client is not reading its replies, so TCP
+/// flow control pushes back on it instead of the server buffering more. (A reply in progress
+/// is finished, so the buffer ends at most one reply past it.)
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
+/// Input kept for later (behind a pending store, a pause or a full output budget) may take up
+/// to one read's worth; a carry buffer that grew past this is shrunk back once it holds no
+/// more than a partial line, so an idle connection does not keep it.
+const CARRY_KEEP_CAPACITY: usize = 16 * 1024;
 /// An output buffer that grew past this (a client pipelining far ahead) is shrunk back once
 /// drained, so an idle connection does not keep a large allocation.
 const OUT_KEEP_CAPACITY: usize = 16 * 1024;
@@ -137,6 +144,9 @@ pub struct Conn {
     out_pos: usize,
     /// While a pause holds the output: replies from this offset of `out` wait.
     held_from: Option<usize>,
+    /// `carry` holds commands the session declined because the output budget was spent: they
+    /// are processed, before anything more is read, once replies have drained.
+    input_stalled: bool,
     /// What the poller told about the read side.
     read: ReadSide,
     /// The interest registered with the poller.
@@ -170,6 +180,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             held_from: None,
+            input_stalled: false,
             // epoll reports data that arrived before registration, so no read is tried now.
             read: ReadSide::Idle,
             registered: Interest::READABLE,
@@ -206,9 +217,11 @@ impl Conn {
     /// writes the replies, re-arms the poller, and says what next.
     pub fn ready(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
         self.borrow_out(cx.spare_out);
-        let status = match self.read {
-            ReadSide::Ready | ReadSide::ReadyToEnd => self.read_and_process(cx, now),
-            ReadSide::Idle | ReadSide::Ended => ReadStatus::Drained,
+        let readable = matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd);
+        let status = if readable || self.input_stalled {
+            self.read_and_process(cx, now)
+        } else {
+            ReadStatus::Drained
         };
         let accepted = self.count_accepted(cx.stats);
         let flushed = match self.flush() {
@@ -247,6 +260,12 @@ impl Conn {
         } else {
             Next::Wait
         };
+        if next == Next::Wait
+            && self.carry.capacity() > CARRY_KEEP_CAPACITY
+            && self.carry.len() < cx.config.max_line_len
+        {
+            self.carry.shrink_to(CARRY_KEEP_CAPACITY);
+        }
         self.outcome(next, accepted)
     }
 
@@ -355,6 +374,14 @@ impl Conn {
             if self.pending_out() >= OUT_HIGH_WATER {
                 return ReadStatus::MoreLater;
             }
+            if self.input_stalled {
+                // Replies have drained below the budget: the commands kept go first.
+                self.process_carry(cx, now);
+                continue;
+            }
+            if !matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd) {
+                return ReadStatus::Drained;
+            }
             let carried = self.carry.len();
             cx.scratch[..carried].copy_from_slice(&self.carry);
             let room = cx.scratch.len() - carried;
@@ -374,16 +401,29 @@ impl Conn {
                     return ReadStatus::Drained;
                 }
             };
+            let budget = self.output_budget();
             let input = &cx.scratch[..carried + n];
             let progress = self.session.on_input(
                 cx.config,
                 input,
-                &mut Replies::new(&mut self.out, cx.tally),
+                &mut Replies::with_limit(&mut self.out, cx.tally, budget),
                 &mut self.sink,
                 &mut self.gate,
             );
+            let rest = &input[progress.consumed..];
             self.carry.clear();
-            self.carry.extend_from_slice(&input[progress.consumed..]);
+            if rest.len() > self.carry.capacity() {
+                // More than a partial line is kept only behind a pending store, a pause or a
+                // spent output budget, and it is at most one read: grow once to that, not by
+                // doubling past it (a trail of freed buffers counts as memory too).
+                let want = if rest.len() > cx.config.max_line_len {
+                    cx.scratch.len()
+                } else {
+                    rest.len()
+                };
+                self.carry.reserve_exact(want);
+            }
+            self.carry.extend_from_slice(rest);
             self.after_input(progress, n as u64, now, cx);
             if n < room && self.read == ReadSide::Ready {
                 // A short read took everything the socket had. With edge-triggered epoll any
@@ -396,28 +436,47 @@ impl Conn {
         ReadStatus::MoreLater
     }
 
-    /// Processes the input kept while the session waited; reading resumes afterwards.
+    /// Processes the input kept while the session waited (a pending store or a pause);
+    /// reading resumes afterwards.
     fn resume(&mut self, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
+        self.process_carry(cx, now);
+        if self.read == ReadSide::Idle {
+            self.read = ReadSide::Ready;
+        }
+    }
+
+    /// The end of the output budget, as an offset in `out`. Replies already written are
+    /// dropped from the front first (only after a short write), so the buffer's capacity
+    /// stays near the budget.
+    fn output_budget(&mut self) -> usize {
+        if self.out_pos > 0 && self.held_from.is_none() {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        self.out_pos + OUT_HIGH_WATER
+    }
+
+    /// Presents the kept input to the session again, within the output budget.
+    fn process_carry(&mut self, cx: &mut Driver<'_>, now: Instant) {
         let kept = std::mem::take(&mut self.carry);
+        let budget = self.output_budget();
         let progress = self.session.on_input(
             cx.config,
             &kept,
-            &mut Replies::new(&mut self.out, cx.tally),
+            &mut Replies::with_limit(&mut self.out, cx.tally, budget),
             &mut self.sink,
             &mut self.gate,
         );
         self.carry = kept;
         self.carry.drain(..progress.consumed);
         self.after_input(progress, 0, now, cx);
-        if self.read == ReadSide::Idle {
-            self.read = ReadSide::Ready;
-        }
     }
 
     /// Bookkeeping after the session processed input: the deadline moves with progress, and
     /// a pause the gate asked for starts (its length is the gate's to say).
     fn after_input(&mut self, progress: Progress, bytes: u64, now: Instant, cx: &Driver<'_>) {
+        self.input_stalled = progress.output_full;
         self.deadline.on_input(
             progress.completed,
             bytes,

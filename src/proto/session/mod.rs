@@ -7,8 +7,9 @@
 //! *every* complete command in the input, in order (RFC 2920 §3.1: a pipelining server must
 //! not lose input), so the caller can flush all the replies of one read with one write
 //! (RFC 2920 §3.2). It stops early only where the output must wait: a message whose sink
-//! stores it elsewhere ([`Verdict::Pending`]) or a pause the gate asked for
-//! ([`Progress::pause_at`]).
+//! stores it elsewhere ([`Verdict::Pending`]), a pause the gate asked for
+//! ([`Progress::pause_at`]), or replies piling up past the caller's budget
+//! ([`Progress::output_full`]).
 //!
 //! What it does not do: read or write sockets, keep time (the caller calls
 //! [`Session::on_timeout`] when a deadline passes, and times a pause), or own message storage.
@@ -78,6 +79,9 @@ pub struct Progress {
     /// A gate asked for a pause: output from this offset of the caller's buffer on must wait
     /// (the gate's owner knows how long), and the caller presents no input until it is over.
     pub pause_at: Option<usize>,
+    /// The output reached the caller's budget ([`Replies::with_limit`]) with input left: the
+    /// caller presents the rest again once it has written some replies out.
+    pub output_full: bool,
 }
 
 /// How the next input bytes are framed.
@@ -184,6 +188,7 @@ impl<S: MessageSink, G: Gate> Io<'_, '_, S, G> {
             consumed,
             completed: self.completed,
             pause_at: self.pause_at,
+            output_full: false,
         }
     }
 }
@@ -314,6 +319,15 @@ impl Session {
         loop {
             if io.pause_at.is_some() {
                 return io.progress(pos);
+            }
+            if io.out.is_full() && pos < input.len() && !self.is_closed() {
+                // The client is not reading its replies: take no more commands. Nothing is
+                // lost or reordered (the rest is presented again once replies have drained),
+                // and the client's TCP window holds back what it sends meanwhile.
+                return Progress {
+                    output_full: true,
+                    ..io.progress(pos)
+                };
             }
             match self.mode {
                 Mode::Closed => return io.progress(input.len()),

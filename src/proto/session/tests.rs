@@ -913,3 +913,44 @@ fn every_smuggling_vector_is_content_of_one_message() {
         );
     }
 }
+
+#[test]
+fn a_spent_output_budget_stops_taking_commands_and_loses_none() {
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut tally = ReplyTally::default();
+    let input = "NOOP\r\n".repeat(10) + "QUIT\r\n";
+    let mut rest = input.as_bytes();
+    let mut wire = Vec::new();
+    let mut calls = 0;
+    while !session.is_closed() {
+        // The caller writes everything out between calls; the budget is 40 octets.
+        let mut out = Vec::new();
+        let progress = session.on_input(
+            &config,
+            rest,
+            &mut Replies::with_limit(&mut out, &mut tally, 40),
+            &mut sink,
+            &mut Open,
+        );
+        assert!(
+            out.len() < 40 + reply::OK.len(),
+            "at most one reply past the budget"
+        );
+        assert_eq!(progress.output_full, !session.is_closed());
+        rest = &rest[progress.consumed..];
+        wire.extend_from_slice(&out);
+        calls += 1;
+        assert!(calls < 10, "no progress");
+    }
+    assert_eq!(
+        String::from_utf8(wire).unwrap(),
+        "250 2.0.0 Ok\r\n".repeat(10) + "221 2.0.0 Bye\r\n"
+    );
+    assert_eq!(
+        calls, 4,
+        "three replies (42 octets) fill each call's budget"
+    );
+    assert!(rest.is_empty());
+}

@@ -174,9 +174,22 @@ fn sighup_recreates_a_renamed_jsonl_file_at_once() {
 fn sigusr1_prints_the_stats_line_and_sigusr1_and_sigusr2_do_not_kill() {
     let mut server = Spawned::start(&[]);
     deliver(&mut server.client(), 1);
-    server.signal(libc::SIGUSR1);
-    let line = server.line_containing("stats:");
-    assert!(line.contains(" messages=1 "), "{line:?}");
+    // The workers publish their counters a loop turn after the reply went out: ask again
+    // until the message shows (bounded).
+    let start = Instant::now();
+    loop {
+        server.signal(libc::SIGUSR1);
+        let line = server.line_containing("stats:");
+        assert!(line.starts_with("stats: connections open="), "{line:?}");
+        if line.contains(" messages=1 ") {
+            break;
+        }
+        assert!(
+            start.elapsed() < REPLY_WAIT,
+            "the message never showed: {line:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     server.signal(libc::SIGUSR2);
     // A killed server would be gone by now; this one must still serve a whole session.
     std::thread::sleep(Duration::from_millis(300));

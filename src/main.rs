@@ -13,7 +13,14 @@ use std::time::Duration;
 /// A fast, correct SMTP receiver: accepts mail at line rate and discards it (a sink for
 /// testing and benchmarking senders).
 #[derive(Debug, Parser)]
-#[command(name = "fastsmtpd", version, about)]
+#[command(
+    name = "fastsmtpd",
+    version,
+    about,
+    after_help = "Signals: SIGINT/SIGTERM shut down gracefully (a second one exits at once with \
+                  130/143); SIGHUP reopens the jsonl store files (log rotation); SIGUSR1 \
+                  prints the stats line; SIGUSR2 is ignored."
+)]
 struct Cli {
     /// Address to listen on (repeatable), e.g. 127.0.0.1:2525 or [::1]:2525.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:2525")]
@@ -51,14 +58,16 @@ struct Cli {
     /// Bare CR or LF inside message data: refuse the message (550) or keep the bytes.
     #[arg(long, value_enum, default_value_t = BareLf::Reject)]
     bare_lf: BareLf,
-    /// Seconds a message in flight may take to finish after SIGINT/SIGTERM.
+    /// Seconds a message in flight may take to finish after SIGINT/SIGTERM (a second signal
+    /// exits at once).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
     /// Print a one-line summary every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     stats_interval: u64,
     /// Keep accepted messages (repeatable): maildir:DIR, eml:DIR or jsonl:FILE. A 250 is sent
-    /// only once every store has the message on disk. Default: discard.
+    /// only once every store has the message on disk. A jsonl FILE renamed or deleted is
+    /// started anew at the path (SIGHUP does it at once). Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
     /// Threads that write the stores (and group their fsyncs).
@@ -91,7 +100,8 @@ struct Cli {
     /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
-    /// Print one line per message attempt (client, envelope, size, final reply) on stdout.
+    /// Print one line per message attempt (client, envelope, size, final reply) on stdout
+    /// (SIGHUP cannot reopen stdout: rotate it outside, e.g. with copytruncate).
     #[arg(long)]
     log_sessions: bool,
 }

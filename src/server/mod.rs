@@ -2,7 +2,8 @@
 //!
 //! What it does: bind the listeners ([`listener`]), start one [`worker`] thread per core, each
 //! running its own event loop over its own connections ([`conn`]) and deadlines ([`timer`]);
-//! stop them gracefully on request; report counters.
+//! stop them gracefully on request; reopen the store files on request (log rotation); report
+//! counters. [`run`] maps signals to those requests.
 //!
 //! What it does not do: interpret a single byte of SMTP. That is [`crate::proto`]'s job.
 //!
@@ -233,6 +234,17 @@ impl ServerHandle {
         self.faults.as_ref().map_or_else(Vec::new, |f| f.fired())
     }
 
+    /// Opens again every file the server writes by path, for log rotation (what SIGHUP does
+    /// in [`run`]): the JSON-lines store files, each created if missing. Sessions and
+    /// messages in flight are not disturbed: the storage threads take the store's lock
+    /// between batches. Standard output and error (`--log-sessions`, the server's own lines)
+    /// are inherited descriptors and cannot be reopened. Returns how many files were
+    /// reopened, or the first error after trying them all (a store that could not reopen
+    /// answers `451 4.3.0` until a batch manages to open its path).
+    pub fn reopen(&self) -> io::Result<usize> {
+        self.store.as_ref().map_or(Ok(0), |store| store.reopen())
+    }
+
     /// Shuts down and waits (for tests and embedding).
     pub fn stop(self) -> io::Result<Stats> {
         self.shutdown();
@@ -240,11 +252,66 @@ impl ServerHandle {
     }
 }
 
+/// What the signal thread asks of [`run`]'s loop.
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    /// SIGINT or SIGTERM (the first one): shut down gracefully.
+    Shutdown,
+    /// SIGHUP: reopen the files written by path ([`ServerHandle::reopen`]).
+    Reopen,
+    /// SIGUSR1: print the stats line.
+    Report,
+}
+
 /// Runs the server until SIGINT or SIGTERM: prints the listening line, the periodic stats line
-/// if asked, and a summary at the end. A second signal exits at once.
+/// if asked, and a summary at the end.
+///
+/// Signals (taken by a signal thread and acted on here, never in an event loop, so no session
+/// notices them):
+/// * SIGINT, SIGTERM: graceful shutdown; a second one of either exits at once with status
+///   128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process killed
+///   by it.
+/// * SIGHUP: reopens the JSON-lines store files (log rotation; see [`ServerHandle::reopen`])
+///   and says so on stdout. Nothing else is written by path: `--log-sessions` and the
+///   server's own lines go to the stdout and stderr it was started with, which it cannot
+///   reopen. Ignored once shutdown has begun.
+/// * SIGUSR1: prints the stats line (counters and rates since start).
+/// * SIGUSR2: ignored (caught, so it does not kill the server as it would by default).
 pub fn run(config: &Config) -> io::Result<Stats> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     let server = start(config)?;
+    let started = Instant::now();
+    // Caught before the listening line: whoever waits for that line may signal at once.
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
+    let (requests_tx, requests) = mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("fastsmtpd-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for signal in signals.forever() {
+                let request = match signal {
+                    SIGINT | SIGTERM if stopping => {
+                        let name = if signal == SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        };
+                        eprintln!("fastsmtpd: second {name}, exiting now");
+                        std::process::exit(128 + signal);
+                    }
+                    SIGINT | SIGTERM => {
+                        stopping = true;
+                        Request::Shutdown
+                    }
+                    SIGHUP => Request::Reopen,
+                    SIGUSR1 => Request::Report,
+                    _ => continue, // SIGUSR2: caught only so that it does not kill
+                };
+                // Once the loop below has ended nobody listens, and nothing needs to.
+                let _ = requests_tx.send(request);
+            }
+        })?;
     let addrs: Vec<String> = server
         .local_addrs()
         .iter()
@@ -260,47 +327,45 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         println!("fastsmtpd: metrics on http://{addr}/metrics");
     }
 
-    let (signalled_tx, signalled) = mpsc::channel::<()>();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("fastsmtpd-signals".into())
-        .spawn(move || {
-            let mut received = 0;
-            for _ in signals.forever() {
-                received += 1;
-                if received > 1 {
-                    eprintln!("fastsmtpd: second signal, exiting now");
-                    std::process::exit(130);
-                }
-                let _ = signalled_tx.send(());
-            }
-        })?;
-
-    let mut last = (Instant::now(), Stats::default());
+    let mut last = (started, Stats::default());
     // Wake often enough to notice an exit condition the workers met.
     const CHECK_EXIT: Duration = Duration::from_millis(100);
     loop {
-        match signalled.recv_timeout(CHECK_EXIT) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+        match requests.recv_timeout(CHECK_EXIT) {
+            Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 println!(
                     "fastsmtpd: shutting down (grace {} s)",
                     config.shutdown_grace.as_secs()
                 );
                 break;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if server.is_shutting_down() {
-                    println!("fastsmtpd: exit condition reached, shutting down");
-                    break;
-                }
-                if let Some(interval) = config.stats_interval {
-                    let now = Instant::now();
-                    if now - last.0 >= interval {
-                        let stats = server.stats();
-                        println!("{}", stats_line(&stats, &last.1, now - last.0));
-                        last = (now, stats);
-                    }
-                }
+            Ok(Request::Reopen) => match server.reopen() {
+                Ok(reopened) => println!(
+                    "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
+                    if reopened == 1 { "" } else { "s" }
+                ),
+                Err(e) => eprintln!(
+                    "fastsmtpd: SIGHUP: {e} (each batch tries again; until then its messages get 451)"
+                ),
+            },
+            Ok(Request::Report) => {
+                println!(
+                    "{}",
+                    stats_line(&server.stats(), &Stats::default(), started.elapsed())
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if server.is_shutting_down() {
+            println!("fastsmtpd: exit condition reached, shutting down");
+            break;
+        }
+        if let Some(interval) = config.stats_interval {
+            let now = Instant::now();
+            if now - last.0 >= interval {
+                let stats = server.stats();
+                println!("{}", stats_line(&stats, &last.1, now - last.0));
+                last = (now, stats);
             }
         }
     }

@@ -115,6 +115,15 @@ impl Target {
             Target::Jsonl(t) => t.store_batch(jobs, ok),
         }
     }
+
+    /// Opens again what the store keeps open by path (log rotation): only a JSON-lines file;
+    /// Maildir and `.eml` open each file by name as they write it. Whether there was one.
+    fn reopen(&self) -> io::Result<bool> {
+        match self {
+            Target::Jsonl(t) => t.reopen().map(|()| true),
+            Target::Maildir(_) | Target::Eml(_) => Ok(false),
+        }
+    }
 }
 
 /// `fsync` a directory, making the entries created in it durable.
@@ -214,6 +223,8 @@ pub struct StoreHub {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Time from hand-over to verdict, and failures.
     pub latency: Arc<StoreLatency>,
+    /// The stores the threads write (kept here too for [`StoreHub::reopen`]).
+    targets: Arc<Vec<Target>>,
 }
 
 impl StoreHub {
@@ -254,6 +265,7 @@ impl StoreHub {
             sender: Mutex::new(Some(sender)),
             threads: Mutex::new(handles),
             latency,
+            targets,
         })))
     }
 
@@ -263,6 +275,23 @@ impl StoreHub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Opens every JSON-lines file again (log rotation: SIGHUP), creating it if missing;
+    /// Maildir and `.eml` need nothing. Tries them all; returns how many were reopened, or
+    /// the first error (a store that failed answers `451 4.3.0` until a batch can open it).
+    pub fn reopen(&self) -> io::Result<usize> {
+        let mut reopened = 0;
+        let mut first_error = None;
+        for target in self.targets.iter() {
+            match target.reopen() {
+                Ok(was_open) => reopened += usize::from(was_open),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(reopened), Err)
     }
 
     /// After the workers are gone: lets the threads store what is queued, then joins them.

@@ -21,6 +21,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
 /// Failed commands before `421 4.7.0` (Postfix's `smtpd_hard_error_limit` is also 20).
 pub const DEFAULT_MAX_ERRORS: u32 = 20;
+/// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated per session between
+/// accepted messages before `421 4.7.0` (Postfix's `smtpd_junk_command_limit` is also 100).
+pub const DEFAULT_MAX_JUNK_COMMANDS: u32 = 100;
+/// Connections at once from one client address (Postfix's
+/// `smtpd_client_connection_count_limit` is also 50).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
 /// Idle and per-command timeout: RFC 5321 §4.5.3.2.7 asks a server to wait at least 5 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Minimum data rate during DATA/BDAT, in bytes per second (Postfix's `smtpd_min_data_rate`).
@@ -49,6 +55,10 @@ pub struct Config {
     pub max_recipients: usize,
     /// Failed commands tolerated per session.
     pub max_errors: u32,
+    /// Junk commands tolerated per session between accepted messages.
+    pub max_junk_commands: u32,
+    /// Most connections open at once from one client address; more get `421 4.7.0`.
+    pub max_connections_per_ip: usize,
     /// Most connections open at once over all workers; more get `421 4.7.0` and are closed.
     pub max_connections: usize,
     /// Idle and per-command timeout: a command line must complete within this of the previous.
@@ -94,6 +104,8 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_errors: DEFAULT_MAX_ERRORS,
+            max_junk_commands: DEFAULT_MAX_JUNK_COMMANDS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_connections: 10_000,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             min_data_rate: DEFAULT_MIN_DATA_RATE,
@@ -123,6 +135,7 @@ impl Config {
             max_message_size: self.max_message_size,
             max_recipients: self.max_recipients,
             max_errors: self.max_errors,
+            max_junk_commands: self.max_junk_commands,
             bare_lf: self.bare_lf,
         }
     }

@@ -55,6 +55,15 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ERRORS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_errors: u32,
+    /// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated per session
+    /// between accepted messages before "421 4.7.0", so no client holds a slot for ever.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_junk_commands: u32,
+    /// Connections at once from one client address; more get "421 4.7.0" and are closed.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: u64,
     /// Bare CR or LF inside message data: refuse the message (550) or keep the bytes.
     #[arg(long, value_enum, default_value_t = BareLf::Reject)]
     bare_lf: BareLf,
@@ -124,6 +133,8 @@ fn main() -> ExitCode {
         min_data_rate: cli.min_data_rate,
         max_line_len: cli.max_line_length,
         max_errors: cli.max_errors,
+        max_junk_commands: cli.max_junk_commands,
+        max_connections_per_ip: usize::try_from(cli.max_connections_per_ip).unwrap_or(usize::MAX),
         bare_lf: match cli.bare_lf {
             BareLf::Reject => BareLfPolicy::Reject,
             BareLf::Keep => BareLfPolicy::Keep,

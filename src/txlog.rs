@@ -71,22 +71,73 @@ impl TxLog {
     }
 }
 
-/// The envelope part of a record: `helo=... from=<...> to=<...>,<...> transfer=...`.
+/// The envelope part of a record: `helo=... from=<...> to=<...>,<...> transfer=...`. Every
+/// client-supplied value is written as a logfmt value ([`logfmt_value`]): a HELO such as
+/// `x from=<ceo@bank.example>` cannot forge a field, and no control byte reaches a terminal.
 pub fn envelope_text(envelope: &Envelope<'_>) -> String {
-    let recipients: Vec<String> = envelope
-        .recipients()
-        .map(|r| format!("<{}>", String::from_utf8_lossy(r)))
-        .collect();
+    let mut recipients = Vec::new();
+    for (i, recipient) in envelope.recipients().enumerate() {
+        if i > 0 {
+            recipients.push(b',');
+        }
+        recipients.push(b'<');
+        recipients.extend_from_slice(recipient);
+        recipients.push(b'>');
+    }
+    let mut sender = Vec::with_capacity(envelope.sender.len() + 2);
+    sender.push(b'<');
+    sender.extend_from_slice(envelope.sender);
+    sender.push(b'>');
     format!(
-        "helo={} from=<{}> to={} transfer={}",
-        String::from_utf8_lossy(envelope.helo),
-        String::from_utf8_lossy(envelope.sender),
-        recipients.join(","),
+        "helo={} from={} to={} transfer={}",
+        logfmt_value(envelope.helo),
+        logfmt_value(&sender),
+        logfmt_value(&recipients),
         match envelope.transfer {
             Transfer::Data => "DATA",
             Transfer::Bdat => "BDAT",
         }
     )
+}
+
+/// `bytes` as a logfmt value: as they are when they are printable and hold no space, `"`,
+/// `=` or `\`; otherwise in double quotes, with `"` and `\` escaped by a backslash, control
+/// characters as `\n`, `\t` or `\xNN`, and octets that are not UTF-8 as `\xNN`.
+pub fn logfmt_value(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let plain = !bytes.is_empty()
+        && matches!(text, std::borrow::Cow::Borrowed(_))
+        && text
+            .chars()
+            .all(|c| !c.is_control() && !matches!(c, ' ' | '"' | '=' | '\\'));
+    if plain {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{byte:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A whole record line.
@@ -173,5 +224,29 @@ impl<S: MessageSink> MessageSink for Logged<S> {
         let line = record_line(log.client, &envelope, size, reply);
         // The writer is gone only while shutting down; a lost line is all that happens.
         let _ = log.lines.send(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_values_cannot_forge_fields_or_carry_control_bytes() {
+        assert_eq!(logfmt_value(b"mx.example"), "mx.example");
+        assert_eq!(logfmt_value(b"<a@b.example>"), "<a@b.example>");
+        assert_eq!(logfmt_value(b""), "\"\"");
+        assert_eq!(
+            logfmt_value(b"evil.example\x1b]0;x\x07 from=<ceo@bank.example>"),
+            "\"evil.example\\x1b]0;x\\x07 from=<ceo@bank.example>\""
+        );
+        assert_eq!(logfmt_value(b"a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(
+            logfmt_value(b"j\xc3\xb6rg"),
+            "j\u{f6}rg",
+            "printable UTF-8 stays"
+        );
+        assert_eq!(logfmt_value(b"\xff"), "\"\\xff\"");
+        assert_eq!(logfmt_value(b"a\tb"), "\"a\\tb\"");
     }
 }

@@ -210,7 +210,18 @@ fn invalid_utf8_in_a_command() {
     let mut client = server.client();
     client.ehlo();
     client.roundtrip(b"NOOP \xff\r\n", INVALID_UTF8);
-    client.roundtrip(b"MAIL FROM:<\xc3@b> SMTPUTF8\r\n", INVALID_UTF8);
+    // An address that is not UTF-8 is a bad address (RFC 6531 §3.3), answered as such
+    // rather than as a bad command line.
+    client.roundtrip(
+        b"MAIL FROM:<\xc3@b> SMTPUTF8\r\n",
+        "501 5.1.7 Error: bad sender address syntax\r\n",
+    );
+    client.roundtrip(b"MAIL FROM:<a@b> SMTPUTF8\r\n", MAIL_OK);
+    client.roundtrip(
+        b"RCPT TO:<\xc3@b>\r\n",
+        "553 5.6.7 Error: recipient address is not valid UTF-8\r\n",
+    );
+    client.roundtrip("RSET\r\n", OK);
     client.roundtrip(b"\xed\xa0\x80\r\n", INVALID_UTF8);
     client.roundtrip("NOOP\r\n", OK);
 }

@@ -118,3 +118,146 @@ fn replies_held_back_by_the_budget_all_arrive_in_order() {
     assert!(text.starts_with("220 mx.test ESMTP fastsmtpd\r\n250-mx.test\r\n"));
     assert!(text.ends_with("250 ENHANCEDSTATUSCODES\r\n221 2.0.0 Bye\r\n"));
 }
+
+/// Hardening issue, item 4: 1 000 `RCPT TO` with 1 859-octet paths on each of many
+/// connections grew the server by about 1.8 MiB per connection. RFC 5321 §4.5.3.1's limits
+/// (local part 64, domain 255, path 256 octets) are now enforced, so the envelope of a
+/// session is bounded (at most `--max-recipients` paths of 256 octets).
+#[test]
+fn oversized_paths_are_refused_and_hold_no_memory() {
+    const CONNECTIONS: usize = 20;
+    // The error cap would end each session after 20 refusals; lift it to see the memory.
+    let (server, addr) = start(&["--max-errors", "100000"]);
+    let pid = server.id();
+    let long = format!("{}@{}", "l".repeat(64), "d.".repeat(897) + "example");
+    assert!(long.len() > 1800);
+    let fits = format!("{}@{}.example", "l".repeat(64), "d".repeat(181));
+    assert_eq!(fits.len() + 2, 256);
+    let before = rss_kib(pid);
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut client = util::Client::connect(addr);
+        client.expect(util::GREETING);
+        client.ehlo();
+        client.roundtrip("MAIL FROM:<a@b.example>\r\n", util::MAIL_OK);
+        let batch = format!("RCPT TO:<{long}>\r\n").repeat(1000);
+        client.send(batch);
+        let refusal = "501 5.1.3 Error: recipient address too long\r\n";
+        for _ in 0..1000 {
+            client.expect(refusal);
+        }
+        clients.push(client);
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after.saturating_sub(before) / (CONNECTIONS as u64) < 64,
+        "RSS {before} -> {after} KiB"
+    );
+    let client = &mut clients[0];
+    client.roundtrip(format!("RCPT TO:<{fits}>\r\n"), util::RCPT_OK);
+    client.roundtrip("RSET\r\n", "250 2.0.0 Ok\r\n");
+    client.roundtrip(
+        format!("MAIL FROM:<{long}>\r\n"),
+        "501 5.1.7 Error: sender address too long\r\n",
+    );
+}
+
+/// Hardening issue, item 6: one address could hold every slot. Past
+/// `--max-connections-per-ip` a connection gets `421 4.7.0` and is closed; a closed
+/// connection frees its place.
+#[test]
+fn one_address_cannot_hold_every_slot() {
+    let (_server, addr) = start(&["--max-connections-per-ip", "2"]);
+    let mut first = util::Client::connect(addr);
+    first.expect(util::GREETING);
+    let mut second = util::Client::connect(addr);
+    second.expect(util::GREETING);
+    let mut third = util::Client::connect(addr);
+    third.expect("421 4.7.0 Error: too many connections from your address, try again later\r\n");
+    third.expect_closed();
+    first.roundtrip("QUIT\r\n", util::BYE);
+    first.expect_closed();
+    // The count is released when the server closes its side; give it a moment.
+    let deadline = Instant::now() + REPLY_WAIT;
+    loop {
+        let mut fourth = TcpStream::connect(addr).unwrap();
+        fourth.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        let mut greeting = [0u8; 64];
+        let n = fourth.read(&mut greeting).unwrap_or(0);
+        if greeting[..n].starts_with(b"220 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot came free");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(second);
+}
+
+/// Hardening issue, item 6: a `NOOP` every few minutes kept a session for ever. Junk
+/// commands (NOOP, RSET, VRFY, HELP outside a transaction) are limited per session between
+/// accepted messages (`--max-junk-commands`, Postfix's `smtpd_junk_command_limit`).
+#[test]
+fn junk_commands_cannot_hold_a_session_for_ever() {
+    let (_server, addr) = start(&["--max-junk-commands", "5"]);
+    let mut client = util::Client::connect(addr);
+    client.expect(util::GREETING);
+    client.ehlo();
+    for _ in 0..5 {
+        client.roundtrip("NOOP\r\n", "250 2.0.0 Ok\r\n");
+    }
+    client.roundtrip(
+        "NOOP\r\n",
+        "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+    );
+    client.expect_closed();
+}
+
+/// Hardening issue, item 7: control bytes in the HELO argument reached the session log and
+/// the Maildir `Received:` header, and a HELO holding ` from=<...>` forged a log field. Now
+/// control bytes are refused (`501 5.5.4`), log values are logfmt-quoted, and the header's
+/// `from` clause keeps only what a host name may hold.
+#[test]
+fn client_bytes_cannot_forge_log_fields_or_headers() {
+    let dir = std::env::temp_dir().join(format!("fastsmtpd-hostile-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = format!("maildir:{}", dir.display());
+    let (mut server, addr) = start(&["--log-sessions", "--store", &store]);
+    let mut client = util::Client::connect(addr);
+    client.expect(util::GREETING);
+    client.roundtrip(
+        "EHLO evil.example\x1b]0;x\x07 from=<ceo@bank.example>\r\n",
+        "501 5.5.4 Error: control characters in HELO/EHLO argument\r\n",
+    );
+    client.roundtrip(
+        "HELO evil.example from=<ceo@bank.example>\r\n",
+        "250 mx.test\r\n",
+    );
+    client.roundtrip("MAIL FROM:<real@sender.example>\r\n", util::MAIL_OK);
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", util::RCPT_OK);
+    client.roundtrip("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+    client.roundtrip("Subject: x\r\n\r\nhi\r\n.\r\n", "250 2.0.0 Ok: queued\r\n");
+    let line = server.next_line(REPLY_WAIT);
+    assert!(
+        line.contains(" helo=\"evil.example from=<ceo@bank.example>\" from=<real@sender.example> "),
+        "{line}"
+    );
+    let outside_quotes = line.replace("\"evil.example from=<ceo@bank.example>\"", "");
+    assert_eq!(
+        outside_quotes.matches(" from=").count(),
+        1,
+        "one from= field: {line}"
+    );
+    let new = dir.join("new");
+    let name = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let stored = std::fs::read_to_string(name).unwrap();
+    assert!(
+        stored.contains("Received: from evil.example?from=<ceo@bank.example> (127.0.0.1)"),
+        "{stored}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

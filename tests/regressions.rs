@@ -72,3 +72,50 @@ fn fault_file_rules_come_before_command_line_fault_rules() {
     assert!(position(file_rule) < position(command_line_rule));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bug (found in review of the connection refactor): with a store, a pause asked for at the
+/// end of data (`eod delay=`) did not hold the final reply once input was pipelined. The
+/// pause point was an offset into the output buffer, and the buffer was cleared when the
+/// replies before it had been written; the store's `250`, arriving later at offset 0, went
+/// out at once. A store reporting during a pause also let the input behind it be processed
+/// (and a second pause be lost). Now the pause point moves with the buffer, and kept input
+/// waits for the pause's end.
+#[test]
+fn an_end_of_data_pause_holds_the_reply_of_a_stored_message() {
+    use fastsmtpd::config::Config;
+    use fastsmtpd::store::StoreSpec;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("fastsmtpd-eod-pause-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = util::TestServer::start(Config {
+        stores: vec![StoreSpec::Maildir(dir.clone())],
+        faults: vec!["eod delay=300ms".into()],
+        ..util::test_config()
+    });
+    let mut client = server.client();
+    client.ehlo();
+    let message =
+        "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n";
+    let start = Instant::now();
+    // Two transactions and a NOOP in one write: each end of data pauses 300 ms.
+    client.send(format!("{message}{message}NOOP\r\n"));
+    let transaction = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n";
+    client.expect(transaction);
+    client.expect("250 2.0.0 Ok: queued\r\n");
+    // Lower bounds only: the pauses cannot have been skipped.
+    assert!(
+        start.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        start.elapsed()
+    );
+    client.expect(transaction);
+    client.expect("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n");
+    assert!(
+        start.elapsed() >= Duration::from_millis(590),
+        "{:?}",
+        start.elapsed()
+    );
+    client.roundtrip("QUIT\r\n", BYE);
+    assert_eq!(server.stop().messages, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -94,16 +94,27 @@ pub enum CommandError {
     NotImplemented,
     /// `HELO`/`EHLO` without a domain: `501 5.5.4`.
     MissingDomain,
+    /// `HELO`/`EHLO` whose argument holds a control character (they would reach logs and
+    /// `Received:` headers): `501 5.5.4`.
+    ControlInDomain,
     /// `VRFY` without an argument: `501 5.5.4`.
     MissingArgument,
     /// An argument to a command that takes none (`DATA x`): `501 5.5.4`.
     UnexpectedArgument,
     /// `MAIL` not followed by `FROM:` / `RCPT` not followed by `TO:`: `501 5.5.4`.
     BadKeyword,
-    /// Reverse-path syntax: `501 5.1.7`.
+    /// Reverse-path syntax, or a reverse path that is not UTF-8: `501 5.1.7`.
     BadSenderPath,
     /// Forward-path syntax: `501 5.1.3`.
     BadRecipientPath,
+    /// A reverse path over the limits of RFC 5321 §4.5.3.1 (local part 64 octets, domain
+    /// 255, path 256): `501 5.1.7`.
+    SenderTooLong,
+    /// A forward path over the same limits: `501 5.1.3`.
+    RecipientTooLong,
+    /// A forward path with 8-bit octets that are not UTF-8 (RFC 6531 §3.3 allows only
+    /// UTF-8): `553 5.6.7`.
+    RecipientNotUtf8,
     /// A known parameter with a bad value, or given twice: `501 5.5.4`.
     BadParameter,
     /// A parameter we do not support: `555 5.5.4`.
@@ -119,14 +130,17 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     if memchr::memchr3(b'\r', b'\n', 0, line).is_some() {
         return Err(CommandError::InvalidBytes);
     }
-    if !line.is_ascii() && std::str::from_utf8(line).is_err() {
-        return Err(CommandError::InvalidUtf8);
-    }
     let (verb, rest) = match memchr::memchr(b' ', line) {
         Some(sp) => (&line[..sp], Some(&line[sp + 1..])),
         None => (line, None),
     };
     let verb_is = |name: &[u8]| verb.eq_ignore_ascii_case(name);
+    // MAIL and RCPT check their own bytes, so that an address that is not UTF-8 is answered
+    // as a bad address (501 5.1.7 / 553 5.6.7), not as an unknown command.
+    let checks_own_bytes = verb_is(b"MAIL") || verb_is(b"RCPT");
+    if !(line.is_ascii() || checks_own_bytes) && std::str::from_utf8(line).is_err() {
+        return Err(CommandError::InvalidUtf8);
+    }
 
     if verb_is(b"MAIL") {
         let arg = require_keyword(rest, b"FROM:")?;
@@ -143,6 +157,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         let domain = trim_leading_spaces(domain);
         if domain.is_empty() {
             return Err(CommandError::MissingDomain);
+        }
+        // The argument is logged and goes into trace headers: no control characters (a
+        // terminal escape or a tab there is never a host name, RFC 5321 §4.1.1.1).
+        if domain.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(CommandError::ControlInDomain);
         }
         Ok(if verb_is(b"EHLO") {
             Command::Ehlo { domain }
@@ -225,13 +244,23 @@ fn require_keyword<'a>(rest: Option<&'a [u8]>, keyword: &[u8]) -> Result<&'a [u8
 }
 
 fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
-    let (path, consumed) = parse_path(arg, PathKind::Reverse).ok_or(CommandError::BadSenderPath)?;
-    let mut params = MailParams::default();
-    let tail = &arg[consumed..];
-    if !tail.is_empty() && tail[0] != b' ' {
+    let (path, consumed) = parse_path(arg, PathKind::Reverse).map_err(|e| match e {
+        PathError::Syntax => CommandError::BadSenderPath,
+        PathError::TooLong => CommandError::SenderTooLong,
+    })?;
+    if !is_utf8(path) {
         return Err(CommandError::BadSenderPath);
     }
-    for param in tail.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+    let mut params = MailParams::default();
+    let tail = &arg[consumed..];
+    if !tail.is_empty() && !is_blank(tail[0]) {
+        return Err(CommandError::BadSenderPath);
+    }
+    // Parameters are ASCII (RFC 5321 §4.1.2 esmtp-keyword / esmtp-value).
+    if !tail.is_ascii() {
+        return Err(CommandError::BadParameter);
+    }
+    for param in tail.split(|&b| is_blank(b)).filter(|p| !p.is_empty()) {
         params.any = true;
         let (keyword, value) = match memchr::memchr(b'=', param) {
             Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
@@ -288,10 +317,15 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
 }
 
 fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
-    let (path, consumed) =
-        parse_path(arg, PathKind::Forward).ok_or(CommandError::BadRecipientPath)?;
+    let (path, consumed) = parse_path(arg, PathKind::Forward).map_err(|e| match e {
+        PathError::Syntax => CommandError::BadRecipientPath,
+        PathError::TooLong => CommandError::RecipientTooLong,
+    })?;
+    if !is_utf8(path) {
+        return Err(CommandError::RecipientNotUtf8);
+    }
     let tail = &arg[consumed..];
-    if !tail.is_empty() && tail[0] != b' ' {
+    if !tail.is_empty() && !is_blank(tail[0]) {
         return Err(CommandError::BadRecipientPath);
     }
     // We advertise no extension with RCPT parameters (DSN's NOTIFY/ORCPT are not offered).
@@ -314,6 +348,17 @@ fn parse_bdat(rest: Option<&[u8]>) -> Result<Command<'static>, CommandError> {
     };
     let size = parse_decimal(size, 20).ok_or(CommandError::BadBdat)?;
     Ok(Command::Bdat { size, last })
+}
+
+/// Space or tab: what may separate a path from its parameters and the parameters from each
+/// other (RFC 5321 has a space; senders that put a tab there mean the same).
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Whether `bytes` are UTF-8 (ASCII is, cheaply).
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 /// Parses 1 to `max_digits` ASCII digits into a `u64`; `None` on anything else or overflow.
@@ -346,17 +391,46 @@ enum PathKind {
     Forward,
 }
 
+/// RFC 5321 §4.5.3.1.1: the longest local part, in octets.
+pub const MAX_LOCAL_PART_LEN: usize = 64;
+/// RFC 5321 §4.5.3.1.2: the longest domain, in octets.
+pub const MAX_DOMAIN_LEN: usize = 255;
+/// RFC 5321 §4.5.3.1.3: the longest reverse or forward path, in octets, "including the
+/// punctuation and element separators" (the angle brackets and any source route).
+pub const MAX_PATH_LEN: usize = 256;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathError {
+    /// Not the grammar of RFC 5321 §4.1.2.
+    Syntax,
+    /// Over a length limit of RFC 5321 §4.5.3.1.
+    TooLong,
+}
+
 /// Parses `"<" [ A-d-l ":" ] Mailbox ">"` (RFC 5321 §4.1.2) at the start of `s`, or `<>` for a
 /// reverse path, or `<Postmaster>` for a forward path. Returns the mailbox (the source route,
-/// which §4.1.1.3 says to ignore, is skipped) and the bytes consumed.
+/// which §4.1.1.3 says to ignore, is skipped) and the bytes consumed. Paths over the limits
+/// of §4.5.3.1 are refused, so a session's envelope has a small bound.
 ///
 /// UTF-8 (bytes >= 0x80) is allowed in local parts and domains here (RFC 6531 §3.3); whether
 /// the transaction allows it is the session's decision.
-fn parse_path(s: &[u8], kind: PathKind) -> Option<(&[u8], usize)> {
+fn parse_path(s: &[u8], kind: PathKind) -> Result<(&[u8], usize), PathError> {
+    let (path, consumed, local_len, domain_len) =
+        parse_path_parts(s, kind).ok_or(PathError::Syntax)?;
+    if consumed > MAX_PATH_LEN || local_len > MAX_LOCAL_PART_LEN || domain_len > MAX_DOMAIN_LEN {
+        return Err(PathError::TooLong);
+    }
+    Ok((path, consumed))
+}
+
+/// The grammar of [`parse_path`]: the mailbox, the bytes consumed, and the lengths of the
+/// local part and the domain.
+fn parse_path_parts(s: &[u8], kind: PathKind) -> Option<(&[u8], usize, usize, usize)> {
     let mut cursor = Cursor { s, pos: 0 };
     cursor.expect(b'<')?;
     if kind == PathKind::Reverse && cursor.peek() == Some(b'>') {
-        return Some((&s[1..1], 2));
+        return Some((&s[1..1], 2, 0, 0));
     }
     if cursor.peek() == Some(b'@') {
         // A-d-l = At-domain *( "," At-domain ) ":"
@@ -372,9 +446,13 @@ fn parse_path(s: &[u8], kind: PathKind) -> Option<(&[u8], usize)> {
     }
     let start = cursor.pos;
     let quoted = cursor.local_part()?;
+    let local_len = cursor.pos - start;
+    let mut domain_len = 0;
     if cursor.peek() == Some(b'@') {
         cursor.pos += 1;
+        let domain_start = cursor.pos;
         cursor.domain()?;
+        domain_len = cursor.pos - domain_start;
     } else {
         // RFC 5321 §4.1.1.3: "Postmaster" without a domain is a valid forward path.
         let local = &s[start..cursor.pos];
@@ -384,7 +462,7 @@ fn parse_path(s: &[u8], kind: PathKind) -> Option<(&[u8], usize)> {
     }
     let end = cursor.pos;
     cursor.expect(b'>')?;
-    Some((&s[start..end], cursor.pos))
+    Some((&s[start..end], cursor.pos, local_len, domain_len))
 }
 
 /// A read position in a path.
@@ -430,20 +508,16 @@ impl Cursor<'_> {
                 }
             }
         }
-        // Dot-string = Atom *("." Atom)
-        loop {
-            let atom_start = self.pos;
-            while matches!(self.peek(), Some(b) if is_atext(b)) {
-                self.pos += 1;
-            }
-            if self.pos == atom_start {
-                return None;
-            }
-            if self.peek() != Some(b'.') {
-                return Some(false);
-            }
+        // Dot-string = Atom *("." Atom), loosened as Postfix does: consecutive and trailing
+        // dots (`user..name@`, `user.@`) are accepted, because such addresses exist and their
+        // mail must still be taken. The first octet must still be atext.
+        if !matches!(self.peek(), Some(b) if is_atext(b)) {
+            return None;
+        }
+        while matches!(self.peek(), Some(b) if is_atext(b) || b == b'.') {
             self.pos += 1;
         }
+        Some(false)
     }
 
     /// `Domain = sub-domain *("." sub-domain)` or an address literal `"[" ... "]"`.
@@ -606,8 +680,22 @@ mod tests {
             (b"MAIL FROM:<a@b", Err(BadSenderPath)),
             (b"MAIL FROM:<a@>", Err(BadSenderPath)),
             (b"MAIL FROM:<@b>", Err(BadSenderPath)),
-            (b"MAIL FROM:<a..b@c>", Err(BadSenderPath)),
+            // Consecutive and trailing dots exist in the wild (Postfix takes them); a leading
+            // dot does not start an atom.
+            (
+                b"MAIL FROM:<user..name@x.example>",
+                mail(b"user..name@x.example", none),
+            ),
+            (
+                b"MAIL FROM:<user.@x.example>",
+                mail(b"user.@x.example", none),
+            ),
             (b"MAIL FROM:<.a@c>", Err(BadSenderPath)),
+            (b"MAIL FROM:<..@c>", Err(BadSenderPath)),
+            // A tab after the path is a separator like a space.
+            (b"MAIL FROM:<a@b.example>\t", mail(b"a@b.example", none)),
+            // 8-bit octets that are not UTF-8 are a bad address, not an unknown command.
+            (b"MAIL FROM:<j\xf6rg@b.example>", Err(BadSenderPath)),
             (b"MAIL FROM:<a@b..c>", Err(BadSenderPath)),
             (b"MAIL FROM:<a b@c>", Err(BadSenderPath)),
             (b"MAIL FROM:<postmaster>", Err(BadSenderPath)),
@@ -623,6 +711,90 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn path_length_limits_of_rfc_5321_section_4_5_3_1() {
+        let local = |n: usize| "l".repeat(n);
+        // A domain of exactly `n` octets: labels of 63 separated by dots.
+        let domain = |n: usize| {
+            let mut d = String::new();
+            while d.len() < n {
+                if !d.is_empty() {
+                    d.push('.');
+                }
+                let label = (n - d.len()).min(63);
+                d.push_str(&"d".repeat(label));
+            }
+            d
+        };
+        let mail_line = |path: &str| format!("MAIL FROM:<{path}>");
+        let rcpt_line = |path: &str| format!("RCPT TO:<{path}>");
+        let ok = format!("{}@{}", local(64), domain(189)); // 254 octets, 256 with brackets
+        assert!(matches!(
+            parse_command(mail_line(&ok).as_bytes()),
+            Ok(Command::Mail { .. })
+        ));
+        assert!(matches!(
+            parse_command(rcpt_line(&ok).as_bytes()),
+            Ok(Command::Rcpt { .. })
+        ));
+        let path_too_long = format!("{}@{}", local(64), domain(190));
+        let local_too_long = format!("{}@x.example", local(65));
+        let domain_too_long = format!("a@{}", domain(300));
+        for path in [&path_too_long, &local_too_long, &domain_too_long] {
+            assert_eq!(
+                parse_command(mail_line(path).as_bytes()),
+                Err(SenderTooLong)
+            );
+            assert_eq!(
+                parse_command(rcpt_line(path).as_bytes()),
+                Err(RecipientTooLong)
+            );
+        }
+        // A source route counts toward the path.
+        let routed = format!("<@{}:{}>", domain(100), ok);
+        assert_eq!(
+            parse_command(format!("RCPT TO:{routed}").as_bytes()),
+            Err(RecipientTooLong)
+        );
+    }
+
+    #[test]
+    fn addresses_that_are_not_utf8_are_bad_addresses() {
+        assert_eq!(
+            parse_command(b"RCPT TO:<\xe9@b.example>"),
+            Err(RecipientNotUtf8)
+        );
+        assert_eq!(
+            parse_command(b"MAIL FROM:<\xe9@b.example>"),
+            Err(BadSenderPath)
+        );
+        assert_eq!(parse_command(b"MAIL FROM:<a@b> X=\xe9"), Err(BadParameter));
+        assert_eq!(parse_command(b"NOOP \xe9"), Err(InvalidUtf8));
+        assert_eq!(
+            parse_command(b"RCPT TO:<a@b.example>\t"),
+            Ok(Command::Rcpt {
+                path: b"a@b.example"
+            })
+        );
+    }
+
+    #[test]
+    fn helo_refuses_control_characters() {
+        assert_eq!(
+            parse_command(b"EHLO evil.example\x1b]0;x\x07 from=<ceo@bank.example>"),
+            Err(ControlInDomain)
+        );
+        assert_eq!(parse_command(b"HELO a\tb"), Err(ControlInDomain));
+        assert_eq!(parse_command(b"HELO a\x7f"), Err(ControlInDomain));
+        assert_eq!(
+            parse_command(b"EHLO client.example\t"),
+            Ok(Command::Ehlo {
+                domain: b"client.example"
+            }),
+            "trailing white space is trimmed, as before"
+        );
     }
 
     #[test]

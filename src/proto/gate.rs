@@ -58,17 +58,6 @@ pub struct GateContext<'a> {
     pub accepted: Recipients<'a>,
 }
 
-impl GateContext<'_> {
-    /// Whether `matches` holds for the recipient being given at `RCPT`, or elsewhere for any
-    /// recipient accepted so far.
-    pub fn any_recipient(&self, mut matches: impl FnMut(&[u8]) -> bool) -> bool {
-        if !self.recipient.is_empty() {
-            return matches(self.recipient);
-        }
-        self.accepted.iter().any(matches)
-    }
-}
-
 /// The gate's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -51,6 +51,8 @@ pub const NO_VALID_RECIPIENTS: &[u8] = b"554 5.5.1 Error: no valid recipients\r\
 pub const DATA_AFTER_BDAT: &[u8] = b"503 5.5.1 Error: DATA not allowed after BDAT\r\n";
 /// `DATA` with `BODY=BINARYMIME` (RFC 3030 §3: BINARYMIME needs BDAT).
 pub const BINARYMIME_NEEDS_BDAT: &[u8] = b"503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n";
+/// `BDAT` after `HELO`: CHUNKING was never offered (RFC 3030 §2, RFC 1869 §4.5).
+pub const BDAT_NEEDS_EHLO: &[u8] = b"503 5.5.1 Error: BDAT requires EHLO\r\n";
 /// `MAIL`/`RCPT` while a BDAT message is being received.
 pub const NOT_DURING_BDAT: &[u8] = b"503 5.5.1 Error: command not allowed during BDAT\r\n";
 /// Parameters on `MAIL` after `HELO` (no extensions were offered).
@@ -73,6 +75,12 @@ pub const STORE_FAILED: &[u8] = b"451 4.3.0 Error: could not store message, try 
 
 /// Too many failed commands in one session.
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
+/// Too many NOOP/RSET/VRFY/HELP outside a transaction (Postfix's junk commands).
+pub const TOO_MANY_JUNK_COMMANDS: &[u8] =
+    b"421 4.7.0 Error: too many commands without mail, closing connection\r\n";
+/// Too many connections from the client's address at once.
+pub const TOO_MANY_CONNECTIONS_FROM_ADDRESS: &[u8] =
+    b"421 4.7.0 Error: too many connections from your address, try again later\r\n";
 /// The idle or command timeout expired (RFC 5321 §4.5.3.2.7).
 pub const TIMEOUT: &[u8] = b"421 4.4.2 Error: timeout exceeded, closing connection\r\n";
 /// Data arrived more slowly than the minimum rate.
@@ -98,6 +106,9 @@ pub fn command_error(error: CommandError) -> &'static [u8] {
         CommandError::NotSmtp => b"221 2.7.0 Error: this is an SMTP server, closing\r\n",
         CommandError::NotImplemented => b"502 5.5.1 Error: command not implemented\r\n",
         CommandError::MissingDomain => b"501 5.5.4 Syntax: HELO/EHLO domain\r\n",
+        CommandError::ControlInDomain => {
+            b"501 5.5.4 Error: control characters in HELO/EHLO argument\r\n"
+        }
         CommandError::MissingArgument => b"501 5.5.4 Syntax: VRFY address\r\n",
         CommandError::UnexpectedArgument => b"501 5.5.4 Syntax: command takes no argument\r\n",
         CommandError::BadKeyword => {
@@ -105,6 +116,11 @@ pub fn command_error(error: CommandError) -> &'static [u8] {
         }
         CommandError::BadSenderPath => b"501 5.1.7 Error: bad sender address syntax\r\n",
         CommandError::BadRecipientPath => b"501 5.1.3 Error: bad recipient address syntax\r\n",
+        CommandError::SenderTooLong => b"501 5.1.7 Error: sender address too long\r\n",
+        CommandError::RecipientTooLong => b"501 5.1.3 Error: recipient address too long\r\n",
+        CommandError::RecipientNotUtf8 => {
+            b"553 5.6.7 Error: recipient address is not valid UTF-8\r\n"
+        }
         CommandError::BadParameter => b"501 5.5.4 Error: bad parameter syntax\r\n",
         CommandError::UnknownParameter => b"555 5.5.4 Error: unsupported parameter\r\n",
         CommandError::BadBdat => b"501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n",
@@ -359,6 +375,10 @@ mod tests {
             TIMEOUT,
             TOO_SLOW,
             TOO_MANY_CONNECTIONS,
+            TOO_MANY_CONNECTIONS_FROM_ADDRESS,
+            TOO_MANY_JUNK_COMMANDS,
+            BDAT_NEEDS_EHLO,
+            FAULT_CLOSING,
             SHUTTING_DOWN,
             TOO_MUCH_DISCARDED,
         ] {
@@ -372,11 +392,15 @@ mod tests {
             NotSmtp,
             NotImplemented,
             MissingDomain,
+            ControlInDomain,
             MissingArgument,
             UnexpectedArgument,
             BadKeyword,
             BadSenderPath,
             BadRecipientPath,
+            SenderTooLong,
+            RecipientTooLong,
+            RecipientNotUtf8,
             BadParameter,
             UnknownParameter,
             BadBdat,

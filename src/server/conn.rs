@@ -32,6 +32,7 @@ use crate::store::StoreSink;
 use crate::txlog::Logged;
 use mio::{Interest, Registry, Token};
 use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
@@ -125,6 +126,8 @@ enum ReadStatus {
 pub struct Conn {
     /// The byte stream.
     transport: Transport,
+    /// The client's address (for the per-address connection count).
+    client: SocketAddr,
     /// The poller token (the worker's slab key).
     token: Token,
     /// Unique per worker (slab keys are reused).
@@ -161,6 +164,7 @@ impl Conn {
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         mut transport: Transport,
+        client: SocketAddr,
         token: Token,
         id: u64,
         sink: ConnSink,
@@ -171,6 +175,7 @@ impl Conn {
         transport.register(cx.registry, token, Interest::READABLE)?;
         let mut conn = Conn {
             transport,
+            client,
             token,
             id,
             session: Session::new(),
@@ -200,6 +205,11 @@ impl Conn {
     /// The connection's unique id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> std::net::IpAddr {
+        self.client.ip()
     }
 
     /// The poller reported readiness: `readable`, and `peer_closed` (read closed or error).
@@ -333,7 +343,7 @@ impl Conn {
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
-        self.held_from = None;
+        // Output held by a pause stays unsent, the closing reply with it.
         let _ = self.flush();
         self.return_out(cx.spare_out);
     }
@@ -425,7 +435,7 @@ impl Conn {
             }
             self.carry.extend_from_slice(rest);
             self.after_input(progress, n as u64, now, cx);
-            if n < room && self.read == ReadSide::Ready {
+            if n < room && self.read == ReadSide::Ready && !self.transport.has_buffered_input() {
                 // A short read took everything the socket had. With edge-triggered epoll any
                 // later arrival raises a new event, so the extra read that would only return
                 // WouldBlock is skipped: one read per pipelined batch.
@@ -440,6 +450,11 @@ impl Conn {
     /// reading resumes afterwards.
     fn resume(&mut self, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
+        if self.held_from.is_some() {
+            // A pause is still running (a store reported during a fault delay): the kept
+            // input waits for it, as the replies do; the pause's end resumes it.
+            return;
+        }
         self.process_carry(cx, now);
         if self.read == ReadSide::Idle {
             self.read = ReadSide::Ready;
@@ -550,8 +565,13 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        if limit < self.out.len() {
+        if !self.transport.flush_buffered()? || limit < self.out.len() {
             return Ok(false);
+        }
+        // Everything before the pause point (if any) is written. A pause that began at the end
+        // of the buffer still holds what comes next: its point moves to the new start.
+        if let Some(from) = &mut self.held_from {
+            *from = from.saturating_sub(self.out.len());
         }
         self.out.clear();
         self.out_pos = 0;

@@ -21,6 +21,7 @@
 
 pub mod conn;
 pub mod listener;
+pub mod per_client;
 pub mod timer;
 pub mod transport;
 pub mod worker;
@@ -75,6 +76,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let (listeners, addrs) = listener::bind_all(&config.listen, config.threads, config.backlog)?;
     let session_config = Arc::new(config.session_config());
     let open_connections = Arc::new(AtomicUsize::new(0));
+    let per_client = Arc::new(per_client::PerClientConnections::new(
+        config.max_connections_per_ip,
+    ));
     let deadlines = Deadlines {
         idle_timeout: config.idle_timeout,
         min_data_rate: config.min_data_rate,
@@ -128,6 +132,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             deadlines,
             max_connections: config.max_connections,
             open_connections: Arc::clone(&open_connections),
+            per_client: Arc::clone(&per_client),
             stats: shared,
             store: store.clone(),
             completions: Arc::new(Completions::new(waker)),

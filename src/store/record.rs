@@ -182,6 +182,23 @@ pub fn rfc5322_date(time: SystemTime) -> String {
     )
 }
 
+/// The HELO argument as it may appear in a `Received:` header's `from` clause (RFC 5321 §4.4:
+/// a domain or address literal): printable characters other than space, parentheses, `"` and
+/// `\\` stay (UTF-8 included); anything else, a space or a control byte, becomes `?`. The
+/// session already refuses control bytes in HELO; a space cannot start a forged clause.
+fn header_safe(helo: &[u8]) -> String {
+    String::from_utf8_lossy(helo)
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The `Return-Path:` and `Received:` header lines a delivery adds on top of the message
 /// (RFC 5321 §4.4), CR LF terminated like the content.
 pub fn trace_headers(meta: &MessageMeta, hostname: &str) -> String {
@@ -198,7 +215,7 @@ pub fn trace_headers(meta: &MessageMeta, hostname: &str) -> String {
     format!(
         "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {hostname} (fastsmtpd) with {protocol} id {}{recipient};\r\n\t{}\r\n",
         text(&meta.sender),
-        text(&meta.helo),
+        header_safe(&meta.helo),
         meta.client.ip(),
         meta.id,
         rfc5322_date(meta.received_at)
@@ -258,6 +275,18 @@ mod tests {
             header_field(b"Subject: lf only\n\nx", "Subject").as_deref(),
             Some("lf only")
         );
+    }
+
+    #[test]
+    fn a_helo_in_a_received_header_cannot_forge_a_clause() {
+        assert_eq!(header_safe(b"mx.example"), "mx.example");
+        assert_eq!(header_safe(b"[192.0.2.1]"), "[192.0.2.1]");
+        assert_eq!(
+            header_safe(b"evil.example (by bank.example) x"),
+            "evil.example??by?bank.example??x"
+        );
+        assert_eq!(header_safe(b"a\x1bb\xffc"), "a?b?c");
+        assert_eq!(header_safe("b\u{fc}cher".as_bytes()), "b\u{fc}cher");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   so is every later chunk of that message until `LAST` (or `RSET`) ends it.
 //! * Refused octets are read and dropped only up to 1.5 × the size limit since the last
 //!   accepted message; past that the session closes with `421 4.7.0` instead of reading on.
+//! * After `HELO` (no extensions offered) a chunk is read and refused with `503 5.5.1`.
+//! * `BDAT 0` without `LAST` carries nothing: it is answered but counts as a junk command
+//!   (it could otherwise keep a session busy for ever).
 //!
 //! What it does not do: parse the `BDAT` line ([`super::super::command`]) or decide the
 //! sequence rules shared with DATA (the session's `content_refusal`).
@@ -75,7 +78,23 @@ impl Session {
         last: bool,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        let mut refusal = self.content_refusal();
+        if size == 0 && !last {
+            // An empty chunk that does not end the message carries nothing (Postfix refuses
+            // it). It is valid BDAT syntax, so it is answered, but counted as a junk command:
+            // repeated, it cannot keep a session busy for ever.
+            self.junk += 1;
+            if self.junk > config.max_junk_commands {
+                return self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io);
+            }
+        }
+        let mut refusal = match self.stage {
+            // CHUNKING is offered only in the EHLO reply (RFC 3030 §2; RFC 1869 §4.5: HELO
+            // means no extensions). The chunk's octets are still read, then refused.
+            Stage::Greeted | Stage::MailGiven if !self.envelope.esmtp => {
+                Some(reply::BDAT_NEEDS_EHLO)
+            }
+            _ => self.content_refusal(),
+        };
         if refusal.is_none() && self.chunked_size.saturating_add(size) > config.max_message_size {
             // RFC 3030 §4.2 with RFC 1870: over the limit; this and later chunks are refused.
             refusal = Some(reply::MESSAGE_TOO_BIG);
@@ -133,6 +152,11 @@ impl Session {
         match transfer.refusal {
             Some(refusal) if transfer.refused_by_gate => io.out.push(refusal),
             Some(refusal) => {
+                if transfer.last && refusal == reply::NO_VALID_RECIPIENTS {
+                    // The attempt ends here without a message: the log hears it.
+                    let envelope = self.envelope.view(Transfer::Bdat);
+                    io.sink.on_outcome(Some(&envelope), 0, refusal);
+                }
                 if transfer.last && self.stage == Stage::ChunkingFailed {
                     // RFC 3030 §2: the refused message ends with its LAST chunk.
                     self.reset_transaction(io.sink);

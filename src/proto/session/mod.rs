@@ -62,6 +62,10 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// Failed commands tolerated before the session is closed with `421 4.7.0`.
     pub max_errors: u32,
+    /// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated between
+    /// accepted messages before the session is closed with `421 4.7.0`: a client that only
+    /// keeps its connection alive cannot hold a slot for ever.
+    pub max_junk_commands: u32,
     /// What to do with bare CR / bare LF in message content.
     pub bare_lf: BareLfPolicy,
 }
@@ -153,6 +157,8 @@ pub struct Session {
     message_open: bool,
     /// Failed commands so far.
     errors: u32,
+    /// Junk commands since the last accepted message.
+    junk: u32,
     /// The server is shutting down: close as soon as no transaction is open.
     draining: bool,
     /// Messages accepted (answered `250`) since the caller last took the counters.
@@ -580,6 +586,7 @@ impl Session {
 
     fn count_accepted(&mut self, size: u64) {
         self.discarded = 0;
+        self.junk = 0;
         self.accepted_messages += 1;
         self.accepted_bytes += size;
     }
@@ -640,6 +647,11 @@ impl Session {
             Command::Rcpt { path } => self.on_rcpt(config, path, io),
             Command::Data => self.on_data(config, io),
             Command::Bdat { size, last } => self.on_bdat(config, size, last, io),
+            Command::Rset | Command::Noop | Command::Vrfy | Command::Help
+                if self.is_junk(config) =>
+            {
+                self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io)
+            }
             Command::Rset => {
                 self.reset_transaction(io.sink);
                 io.out.push(reply::OK);
@@ -649,6 +661,15 @@ impl Session {
             Command::Help => io.out.push(reply::HELP),
             Command::Quit => self.close_with(reply::BYE, io),
         }
+    }
+
+    /// Counts a NOOP, RSET, VRFY or HELP given outside a transaction (Postfix's "junk
+    /// commands"); true once there were more than the limit since the last accepted message.
+    fn is_junk(&mut self, config: &SessionConfig) -> bool {
+        if matches!(self.stage, Stage::Connected | Stage::Greeted) {
+            self.junk += 1;
+        }
+        self.junk > config.max_junk_commands
     }
 
     /// Asks the gate about a command about to be carried out.
@@ -707,7 +728,11 @@ impl Session {
         match error {
             // Not SMTP at all, or BDAT whose octets can no longer be framed: reply and close.
             CommandError::NotSmtp | CommandError::BadBdat => self.close_with(reply, io),
-            CommandError::BadRecipientPath if self.stage == Stage::MailGiven => {
+            CommandError::BadRecipientPath
+            | CommandError::RecipientTooLong
+            | CommandError::RecipientNotUtf8
+                if self.stage == Stage::MailGiven =>
+            {
                 self.envelope.recipients_refused += 1;
                 self.reply_error(config, reply, io);
             }
@@ -716,11 +741,15 @@ impl Session {
             | CommandError::InvalidUtf8
             | CommandError::NotImplemented
             | CommandError::MissingDomain
+            | CommandError::ControlInDomain
             | CommandError::MissingArgument
             | CommandError::UnexpectedArgument
             | CommandError::BadKeyword
             | CommandError::BadSenderPath
             | CommandError::BadRecipientPath
+            | CommandError::SenderTooLong
+            | CommandError::RecipientTooLong
+            | CommandError::RecipientNotUtf8
             | CommandError::BadParameter
             | CommandError::UnknownParameter => self.reply_error(config, reply, io),
         }
@@ -821,6 +850,11 @@ impl Session {
             Stage::Connected | Stage::Greeted | Stage::MailGiven => self.content_refusal(),
         };
         if let Some(refusal) = refusal {
+            if refusal == reply::NO_VALID_RECIPIENTS {
+                // A transaction that ends here is a message attempt too: the log hears it.
+                let envelope = self.envelope.view(Transfer::Data);
+                io.sink.on_outcome(Some(&envelope), 0, refusal);
+            }
             return self.reply_error(config, refusal, io);
         }
         self.start_message(Transfer::Data, io.sink);

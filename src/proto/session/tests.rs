@@ -21,9 +21,17 @@ struct RecordingSink {
     /// Answer `Pending` and count the messages awaiting completion.
     defer_store: bool,
     pending: usize,
+    /// Every outcome heard: (sender, recipients, reply).
+    outcomes: Vec<(Vec<u8>, usize, Vec<u8>)>,
 }
 
 impl MessageSink for RecordingSink {
+    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, _size: u64, reply: &[u8]) {
+        let (sender, recipients) = envelope.map_or((Vec::new(), 0), |e| {
+            (e.sender.to_vec(), e.recipient_count())
+        });
+        self.outcomes.push((sender, recipients, reply.to_vec()));
+    }
     fn on_message_start(&mut self, _: &Envelope<'_>) {
         assert!(!self.open, "message started twice");
         self.open = true;
@@ -117,6 +125,7 @@ fn config() -> SessionConfig {
         max_message_size: 1000,
         max_recipients: 3,
         max_errors: 20,
+        max_junk_commands: 100,
         bare_lf: BareLfPolicy::Reject,
     }
 }
@@ -953,4 +962,64 @@ fn a_spent_output_budget_stops_taking_commands_and_loses_none() {
         "three replies (42 octets) fill each call's budget"
     );
     assert!(rest.is_empty());
+}
+
+#[test]
+fn junk_commands_outside_a_transaction_are_limited_and_mail_resets_the_count() {
+    let config = SessionConfig {
+        max_junk_commands: 3,
+        ..config()
+    };
+    // Three junk commands are answered; the fourth closes.
+    let (out, _, session) = run_split(
+        &config,
+        b"EHLO c\r\nNOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nNOOP\r\n",
+        &[],
+    );
+    assert!(out.ends_with("252 2.5.0 Cannot VRFY user, but will accept message\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
+    assert!(session.is_closed());
+    // Inside a transaction they are not junk, and an accepted message resets the count.
+    let input = b"EHLO c\r\nNOOP\r\nNOOP\r\nMAIL FROM:<a@b>\r\nNOOP\r\nRSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n";
+    let (out, sink, _) = run_split(&config, input, &[]);
+    assert!(out.ends_with("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n"), "{out}");
+    assert_eq!(sink.messages.len(), 1);
+    // BDAT 0 without LAST is answered but counts as junk, even inside a transaction.
+    let input =
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\n";
+    let (out, _, session) = run_split(&config, input, &[]);
+    assert_eq!(out.matches("250 2.0.0 Ok: 0 octets received").count(), 3);
+    assert!(
+        out.ends_with("421 4.7.0 Error: too many commands without mail, closing connection\r\n")
+    );
+    assert!(session.is_closed());
+}
+
+#[test]
+fn bdat_after_helo_is_read_and_refused() {
+    let (out, sink, _) = run_split(
+        &config(),
+        b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6 LAST\r\nNOOP\r\nDATA\r\nhi\r\n.\r\n",
+        &[],
+    );
+    assert!(
+        out.ends_with("250 2.1.5 Ok\r\n503 5.5.1 Error: BDAT requires EHLO\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n"),
+        "the chunk's octets (NOOP) are not a command, and the transaction survives: {out}"
+    );
+    assert_eq!(sink.messages.len(), 1);
+}
+
+#[test]
+fn a_transaction_whose_recipients_were_all_refused_is_an_outcome() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<\xc3\xa9@d>\r\nDATA\r\nRSET\r\nMAIL FROM:<e@f>\r\nRCPT TO:<\xc3\xa9@d>\r\nBDAT 1\r\nxBDAT 1 LAST\r\ny";
+    let (out, sink, _) = run_split(&config(), input, &[]);
+    assert_eq!(out.matches("554 5.5.1").count(), 3, "{out}");
+    let replies: Vec<&[u8]> = sink.outcomes.iter().map(|o| &o.2[..]).collect();
+    assert_eq!(
+        replies,
+        [reply::NO_VALID_RECIPIENTS, reply::NO_VALID_RECIPIENTS],
+        "DATA, and BDAT's LAST chunk"
+    );
+    assert_eq!(sink.outcomes[0].0, b"a@b");
+    assert_eq!(sink.outcomes[1].0, b"e@f");
+    assert_eq!(sink.outcomes[0].1, 0);
 }

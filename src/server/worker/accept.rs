@@ -1,7 +1,8 @@
 //! Accepting connections: the connection cap, and what happens when accept itself fails.
 //!
 //! What it does: accept until `WouldBlock`; past `--max-connections` (counted over all
-//! workers) answer `421 4.7.0` and close; otherwise build the connection's sink (store or
+//! workers) or `--max-connections-per-ip` answer `421 4.7.0` and close (before any fault
+//! rule at `connect` is asked: a refused connection is not an occurrence of that point); otherwise build the connection's sink (store or
 //! discard, with the session log) and gate (fault rules), open it and greet. When `accept`
 //! fails for lack of resources (EMFILE, ENFILE, ENOBUFS), the pending connection stays queued
 //! and accepting pauses briefly instead of spinning on it.
@@ -77,6 +78,12 @@ impl Worker {
             let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS);
             return;
         }
+        if !self.links.per_client.try_open(peer.ip()) {
+            self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+            self.lent.stats.refused_connections += 1;
+            let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS_FROM_ADDRESS);
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
         let entry = self.conns.vacant_entry();
@@ -99,16 +106,10 @@ impl Worker {
             .as_ref()
             .map(|rules| Box::new(FaultGate::new(Arc::clone(rules), peer.ip())));
         let mut cx: Driver<'_> = driver!(self);
-        let Ok(conn) = Conn::open(
-            Transport::plain(stream),
-            Token(key),
-            id,
-            sink,
-            gate,
-            &mut cx,
-            now,
-        ) else {
+        let transport = Transport::plain(stream);
+        let Ok(conn) = Conn::open(transport, peer, Token(key), id, sink, gate, &mut cx, now) else {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+            self.links.per_client.close(peer.ip());
             return;
         };
         entry.insert(conn);

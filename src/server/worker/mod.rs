@@ -65,6 +65,8 @@ pub struct WorkerLinks {
     pub max_connections: usize,
     /// Connections open over all workers.
     pub open_connections: Arc<AtomicUsize>,
+    /// Connections open per client address, over all workers.
+    pub per_client: Arc<crate::server::per_client::PerClientConnections>,
     /// Where this worker publishes its counters.
     pub stats: Arc<SharedStats>,
     /// The storage threads, when messages are kept.
@@ -340,6 +342,7 @@ impl Worker {
         self.lent.stats.errors += u64::from(conn.on_close());
         self.lent.stats.open_connections -= 1;
         self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.links.per_client.close(conn.client());
         if let Some(exit) = &self.links.exit_after {
             if exit.add_session() {
                 self.shutdown.trigger();

@@ -119,6 +119,7 @@ fuzz_target!(|data: &[u8]| {
         max_message_size,
         max_recipients: 1 + usize::from(recipients % 4),
         max_errors: 1 + u32::from(errors % 24),
+        max_junk_commands: 100,
         bare_lf: if flags & 1 == 1 {
             BareLfPolicy::Keep
         } else {

@@ -1,0 +1,78 @@
+//! `--max-connections-per-ip`: how many connections each client address holds, over all
+//! workers.
+//!
+//! What it does: count open connections per client address in one shared table, touched only
+//! when a connection is accepted and when it closes (never per command), and refuse a new one
+//! past the limit. The table holds only addresses with a connection open, so it is bounded by
+//! the connection cap.
+//!
+//! What it does not do: reply (the acceptor says `421 4.7.0`), or rate-limit connection
+//! attempts over time (the `connect` fault rules with `rate=` do that).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Open connections per client address.
+#[derive(Debug)]
+pub struct PerClientConnections {
+    /// Most connections one address may hold.
+    limit: usize,
+    /// Open connections per address (addresses with none are removed).
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerClientConnections {
+    /// A table allowing `limit` connections per address.
+    pub fn new(limit: usize) -> PerClientConnections {
+        PerClientConnections {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a new connection from `client`; false (and nothing counted) past the limit.
+    pub fn try_open(&self, client: IpAddr) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            if *count == 0 {
+                open.remove(&client);
+            }
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// A connection from `client` closed.
+    pub fn close(&self, client: IpAddr) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_count_and_closed_ones_are_forgotten() {
+        let table = PerClientConnections::new(2);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert!(table.try_open(a) && table.try_open(a));
+        assert!(!table.try_open(a), "the third from one address");
+        assert!(table.try_open(b));
+        table.close(a);
+        assert!(table.try_open(a));
+        table.close(a);
+        table.close(a);
+        table.close(b);
+        assert!(table.open.lock().unwrap().is_empty());
+    }
+}

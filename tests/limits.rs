@@ -52,9 +52,11 @@ fn line_of_exactly_the_limit() {
     client.roundtrip(format!("{line}\r\n"), LINE_TOO_LONG);
     // RFC 5321 §4.5.3.1.4: 512 octets plus 26 (SIZE) and 10 (SMTPUTF8) must fit.
     client.ehlo();
+    // The longest path RFC 5321 §4.5.3.1 allows: local part 64, path 256 with brackets.
     let local = "l".repeat(64);
     let label = "d".repeat(63);
-    let domain = [label.as_str(); 4].join(".");
+    let domain = format!("{label}.{label}.{}", "d".repeat(61));
+    assert_eq!(local.len() + 1 + domain.len() + 2, 256);
     client.roundtrip(
         format!(
             "MAIL FROM:<{local}@{domain}> SIZE=00000000000000001000 BODY=8BITMIME SMTPUTF8\r\n"

@@ -1,5 +1,6 @@
 //! `--metrics`: the Prometheus endpoint, scraped over HTTP after real traffic; its counters
-//! must match the traffic sent.
+//! must match the traffic sent, its exposition must pass Prometheus's own `promtool check
+//! metrics`, and a scrape must be answered while slow and idle connections hold sockets open.
 
 mod util;
 
@@ -7,34 +8,49 @@ use fastsmtpd::config::Config;
 use fastsmtpd::store::StoreSpec;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use util::{test_config, TestServer, MAIL_OK, RCPT_OK};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use util::{test_config, TestServer, MAIL_OK, RCPT_OK, REPLY_WAIT};
 
-/// One HTTP exchange; returns the whole response.
+/// One HTTP exchange on a new connection; returns the whole response (the request must ask
+/// for `Connection: close`, or the server keeps the connection open for the next request).
+/// Bounded: fails after [`REPLY_WAIT`] instead of hanging.
+#[track_caller]
 fn http(addr: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut stream = TcpStream::connect_timeout(&addr, REPLY_WAIT).unwrap();
+    stream.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+    stream.set_write_timeout(Some(REPLY_WAIT)).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
 }
 
-/// The value of the sample `name` (with its labels) in an exposition.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+/// `GET /metrics` on a new connection; returns the exposition after checking the status.
+#[track_caller]
+fn scrape(addr: SocketAddr) -> String {
+    let response = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (head, text) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    text.to_owned()
 }
 
-#[test]
-fn counters_match_the_traffic_sent() {
-    let dir = std::env::temp_dir().join(format!("fastsmtpd-metrics-{}", std::process::id()));
+/// Starts a server with a store and a fault rule, sends it mail (three messages, one recipient
+/// refused by the rule) and waits until the session has ended.
+fn server_after_traffic(dir_name: &str, faults: &[&str]) -> TestServer {
+    let dir = std::env::temp_dir().join(format!("{dir_name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let server = TestServer::start(Config {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        stores: vec![StoreSpec::Maildir(dir.clone())],
-        faults: vec!["rcpt to=*@bad.example reply=550 5.1.1 No such user".into()],
+        stores: vec![StoreSpec::Maildir(dir)],
+        faults: faults.iter().map(|f| (*f).to_owned()).collect(),
         ..test_config()
     });
-    let metrics = server.handle.as_ref().unwrap().metrics_addr().unwrap();
     let mut client = server.client();
     client.ehlo();
     for _ in 0..3 {
@@ -50,8 +66,31 @@ fn counters_match_the_traffic_sent() {
     client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
     client.expect_closed();
     server.wait_for_stats(|s| s.open_connections == 0);
+    server
+}
 
-    let response = http(metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+fn metrics_addr(server: &TestServer) -> SocketAddr {
+    server.handle.as_ref().unwrap().metrics_addr().unwrap()
+}
+
+/// The value of the sample `name` (with its labels) in an exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn counters_match_the_traffic_sent() {
+    let server = server_after_traffic(
+        "fastsmtpd-metrics",
+        &["rcpt to=*@bad.example reply=550 5.1.1 No such user"],
+    );
+    let metrics = metrics_addr(&server);
+
+    let response = http(
+        metrics,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     let (head, text) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
@@ -78,7 +117,7 @@ fn counters_match_the_traffic_sent() {
 
     let refused = http(
         metrics,
-        "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert!(refused.starts_with("HTTP/1.1 405 "), "{refused}");
     server.stop();
@@ -140,4 +179,193 @@ fn log_sessions_prints_one_line_per_message_attempt() {
         records[1]
     );
     assert!(records[0].contains("client=127.0.0.1:"), "{}", records[0]);
+}
+
+/// Runs `program` with `input` on its standard input; kills it and fails the test if it runs
+/// longer than `deadline`. Returns its exit status and its stdout and stderr together.
+#[track_caller]
+fn run_bounded(program: &str, args: &[&str], input: &[u8], deadline: Duration) -> (bool, String) {
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{program}` not found: this test checks the exposition with Prometheus's own \
+             linter; install it (Debian: `apt-get install prometheus`, as .ci/run does) or \
+             point PROMTOOL at it"
+        ),
+        Err(e) => panic!("cannot run `{program}`: {e}"),
+    };
+    // Written from a thread so a child that does not read cannot block the test.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{program}` ran longer than {deadline:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    (status.success(), out.join().unwrap())
+}
+
+#[test]
+fn exposition_passes_promtool_check_metrics() {
+    // Every family present (replies, both fault rules, the store histogram), and a rule
+    // whose text needs escaping in a label value.
+    let server = server_after_traffic(
+        "fastsmtpd-promtool",
+        &[
+            "rcpt to=*@bad.example reply=550 5.1.1 No such user",
+            r#"mail from=*@never.example reply=550 5.7.1 "Quoted" back\slash"#,
+        ],
+    );
+    let text = scrape(metrics_addr(&server));
+    assert!(
+        text.contains(
+            r#"fastsmtpd_faults_fired_total{rule="mail from=*@never.example reply=550 5.7.1 \"Quoted\" back\\slash"} 0"#
+        ),
+        "{text}"
+    );
+    for family in [
+        "fastsmtpd_connections_open gauge",
+        "fastsmtpd_replies_total counter",
+        "fastsmtpd_store_seconds histogram",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
+    }
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let (ok, output) = run_bounded(
+        &promtool,
+        &["check", "metrics"],
+        text.as_bytes(),
+        Duration::from_secs(30),
+    );
+    // `promtool check metrics` exits non-zero on a malformed exposition and prints lint
+    // problems (naming, units, missing help) even when it parses: both fail the test.
+    assert!(ok && output.trim().is_empty(), "promtool: {output}\n{text}");
+    server.stop();
+}
+
+#[test]
+fn paths_methods_head_and_keep_alive() {
+    let server = TestServer::start(Config {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..test_config()
+    });
+    let metrics = metrics_addr(&server);
+    let not_found = http(
+        metrics,
+        "GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(not_found.starts_with("HTTP/1.1 404 "), "{not_found}");
+    let refused = http(
+        metrics,
+        "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 405 "), "{refused}");
+    assert!(refused.contains("\r\nAllow: GET, HEAD\r\n"), "{refused}");
+    let head = http(
+        metrics,
+        "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+    assert!(scrape(metrics).contains("fastsmtpd_connections_total 0\n"));
+
+    // Two requests on one connection, the second after the first's answer.
+    let mut stream = TcpStream::connect_timeout(&metrics, REPLY_WAIT).unwrap();
+    stream.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+    for close in ["", "Connection: close\r\n"] {
+        stream
+            .write_all(format!("GET / HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes())
+            .unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&response).contains("fastsmtpd_timeouts_total 0\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&response)
+            );
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+    assert_eq!(stream.read(&mut [0u8; 64]).unwrap(), 0, "closed as asked");
+    server.stop();
+}
+
+/// Slow and idle clients must not delay a scrape: 4 slowloris connections (a header byte a
+/// second), 6 idle ones, then a few hundred more idle ones (past the connection cap). The
+/// bounds are generous on purpose: this checks that the scrape is answered, not how fast.
+#[test]
+fn scrape_is_answered_while_slow_and_idle_clients_hold_connections() {
+    let server = TestServer::start(Config {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..test_config()
+    });
+    let metrics = metrics_addr(&server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect_timeout(&metrics, REPLY_WAIT).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+            .unwrap();
+        slow.push(stream);
+    }
+    let dripping = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for stream in &mut slow {
+                    // The server may have closed it by now (header read timeout).
+                    let _ = stream.write_all(b"a");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let idle: Vec<TcpStream> = (0..6 + 300)
+        .map(|_| TcpStream::connect_timeout(&metrics, REPLY_WAIT).unwrap())
+        .collect();
+
+    let start = Instant::now();
+    let text = scrape(metrics);
+    let took = start.elapsed();
+    assert!(text.contains("fastsmtpd_connections_total 0\n"), "{text}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a scrape took {took:?} with slow and idle clients connected"
+    );
+
+    // Stopping does not wait for the clients either.
+    let start = Instant::now();
+    server.stop();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    stop.store(true, Ordering::Relaxed);
+    dripping.join().unwrap();
+    drop(idle);
 }

@@ -1,0 +1,365 @@
+//! Prometheus collectors that read what the workers publish, at scrape time.
+//!
+//! What it does: implement the `prometheus` crate's [`Collector`] for each source of numbers
+//! (the workers' [`SharedStats`], their [`ReplyCounts`], the store's [`StoreLatency`], the
+//! fault rules' fired counts) and register them in a [`Registry`]. Each scrape calls
+//! [`Collector::collect`], which loads the atomics once and builds the metric families; the
+//! registry sorts them and `prometheus::TextEncoder` writes the text exposition (format 0.0.4).
+//!
+//! What it does not do: count anything (the workers and storage threads do, without locks),
+//! keep state between scrapes, or format text by hand.
+
+use super::{ReplyCounts, StoreLatency, STORE_BUCKETS};
+use crate::fault::FaultRules;
+use crate::proto::reply::FIRST_CODE;
+use crate::stats::{SharedStats, Stats};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A metric's fixed name, help and label names, checked by `prometheus` ([`Desc::new`]).
+fn desc(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Desc> {
+    Desc::new(
+        name.to_owned(),
+        help.to_owned(),
+        labels.iter().map(|l| (*l).to_owned()).collect(),
+        HashMap::new(),
+    )
+}
+
+/// One family: `desc`'s name and help, of `kind`, with `metrics` as its samples.
+fn family(desc: &Desc, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(kind);
+    family.set_metric(metrics);
+    family
+}
+
+/// A sample's labels, in the order of its family's label names.
+fn labels(pairs: &[(&str, String)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value(value.clone());
+            pair
+        })
+        .collect()
+}
+
+/// A counter sample.
+fn counter(value: u64, pairs: &[(&str, String)]) -> Metric {
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = Metric::from_label(labels(pairs));
+    metric.set_counter(counter);
+    metric
+}
+
+/// A gauge sample without labels.
+fn gauge(value: u64) -> Metric {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value as f64);
+    Metric::from_gauge(gauge)
+}
+
+/// One of the workers' [`Stats`] as a metric.
+struct WorkerMetric {
+    /// The metric's name.
+    name: &'static str,
+    /// Its help text.
+    help: &'static str,
+    /// Gauge or counter.
+    kind: MetricType,
+    /// Which field of [`Stats`] it shows.
+    field: fn(&Stats) -> u64,
+}
+
+/// The workers' [`Stats`], each as a metric.
+const WORKER_METRICS: [WorkerMetric; 7] = [
+    WorkerMetric {
+        name: "fastsmtpd_connections_open",
+        help: "Connections open now.",
+        kind: MetricType::GAUGE,
+        field: |s| s.open_connections,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_connections_total",
+        help: "Connections accepted.",
+        kind: MetricType::COUNTER,
+        field: |s| s.connections,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_connections_refused_total",
+        help: "Connections refused with 421 at the connection limit.",
+        kind: MetricType::COUNTER,
+        field: |s| s.refused_connections,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_messages_total",
+        help: "Messages accepted with 250.",
+        kind: MetricType::COUNTER,
+        field: |s| s.messages,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_message_bytes_total",
+        help: "Content octets of accepted messages.",
+        kind: MetricType::COUNTER,
+        field: |s| s.bytes,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_command_errors_total",
+        help: "Failed commands (4xx/5xx replies) in sessions that have ended.",
+        kind: MetricType::COUNTER,
+        field: |s| s.errors,
+    },
+    WorkerMetric {
+        name: "fastsmtpd_timeouts_total",
+        help: "Sessions closed by a timeout.",
+        kind: MetricType::COUNTER,
+        field: |s| s.timeouts,
+    },
+];
+
+/// The counters each worker publishes once per loop turn, summed over workers.
+#[derive(Debug)]
+struct WorkerCollector {
+    /// Each worker's published counters.
+    workers: Vec<Arc<SharedStats>>,
+    /// One per entry of [`WORKER_METRICS`], in its order.
+    descs: Vec<Desc>,
+}
+
+impl WorkerCollector {
+    fn new(workers: Vec<Arc<SharedStats>>) -> prometheus::Result<Self> {
+        let descs = WORKER_METRICS
+            .iter()
+            .map(|metric| desc(metric.name, metric.help, &[]))
+            .collect::<prometheus::Result<_>>()?;
+        Ok(WorkerCollector { workers, descs })
+    }
+}
+
+impl Collector for WorkerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshots: Vec<Stats> = self.workers.iter().map(|w| w.snapshot()).collect();
+        let stats = Stats::sum(&snapshots);
+        WORKER_METRICS
+            .iter()
+            .zip(&self.descs)
+            .map(|(metric, desc)| {
+                let value = (metric.field)(&stats);
+                let sample = match metric.kind {
+                    MetricType::GAUGE => gauge(value),
+                    _ => counter(value, &[]),
+                };
+                family(desc, metric.kind, vec![sample])
+            })
+            .collect()
+    }
+}
+
+/// Replies sent, by code, summed over workers; codes never sent are left out.
+#[derive(Debug)]
+struct ReplyCollector {
+    /// Each worker's reply counts.
+    replies: Vec<Arc<ReplyCounts>>,
+    /// `fastsmtpd_replies_total{code}`.
+    desc: Desc,
+}
+
+impl Collector for ReplyCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut totals = vec![0u64; ReplyCounts::LEN];
+        for worker in &self.replies {
+            worker.add_into(&mut totals);
+        }
+        let samples = totals
+            .iter()
+            .zip(FIRST_CODE..)
+            .filter(|(n, _)| **n > 0)
+            .map(|(n, code)| counter(*n, &[("code", code.to_string())]))
+            .collect();
+        // An empty family is left out of the exposition by the registry.
+        vec![family(&self.desc, MetricType::COUNTER, samples)]
+    }
+}
+
+/// How often each fault rule fired, labelled by the rule's text.
+#[derive(Debug)]
+struct FaultCollector {
+    /// The server's rules and their counters.
+    faults: Arc<FaultRules>,
+    /// `fastsmtpd_faults_fired_total{rule}`.
+    desc: Desc,
+}
+
+impl Collector for FaultCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let samples = self
+            .faults
+            .fired()
+            .into_iter()
+            .map(|(rule, n)| counter(n, &[("rule", rule)]))
+            .collect();
+        vec![family(&self.desc, MetricType::COUNTER, samples)]
+    }
+}
+
+/// The store-latency histogram and the store failures.
+#[derive(Debug)]
+struct StoreCollector {
+    /// What the storage threads record.
+    store: Arc<StoreLatency>,
+    /// `fastsmtpd_store_seconds` (histogram).
+    latency: Desc,
+    /// `fastsmtpd_store_failures_total`.
+    failures: Desc,
+}
+
+impl Collector for StoreCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.latency, &self.failures]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let store = &self.store;
+        // The storage threads update the buckets, then the count, with no lock: a scrape can
+        // land between the two. A running maximum keeps the exposition a valid histogram
+        // (cumulative counts never decrease, `+Inf` equals `_count`).
+        let mut running = 0;
+        let buckets = STORE_BUCKETS
+            .iter()
+            .zip(&store.buckets)
+            .map(|(bound, count)| {
+                running = running.max(count.load(Ordering::Relaxed));
+                let mut bucket = Bucket::default();
+                bucket.set_upper_bound(*bound);
+                bucket.set_cumulative_count(running);
+                bucket
+            })
+            .collect();
+        let mut histogram = Histogram::default();
+        histogram.set_bucket(buckets);
+        histogram.set_sample_count(running.max(store.count.load(Ordering::Relaxed)));
+        histogram.set_sample_sum(store.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        let mut metric = Metric::default();
+        metric.set_histogram(histogram);
+        let failures = store.failures.load(Ordering::Relaxed);
+        vec![
+            family(&self.latency, MetricType::HISTOGRAM, vec![metric]),
+            family(
+                &self.failures,
+                MetricType::COUNTER,
+                vec![counter(failures, &[])],
+            ),
+        ]
+    }
+}
+
+/// A registry with a collector for each of `source`'s parts.
+pub(super) fn registry(source: &super::MetricsSource) -> prometheus::Result<Registry> {
+    let registry = Registry::new();
+    registry.register(Box::new(WorkerCollector::new(source.workers.clone())?))?;
+    registry.register(Box::new(ReplyCollector {
+        replies: source.replies.clone(),
+        desc: desc(
+            "fastsmtpd_replies_total",
+            "Replies issued, by code.",
+            &["code"],
+        )?,
+    }))?;
+    if let Some(faults) = &source.faults {
+        registry.register(Box::new(FaultCollector {
+            faults: Arc::clone(faults),
+            desc: desc(
+                "fastsmtpd_faults_fired_total",
+                "Times each fault rule fired.",
+                &["rule"],
+            )?,
+        }))?;
+    }
+    if let Some(store) = &source.store {
+        registry.register(Box::new(StoreCollector {
+            store: Arc::clone(store),
+            latency: desc(
+                "fastsmtpd_store_seconds",
+                "Time from end of data to the storage verdict.",
+                &[],
+            )?,
+            failures: desc(
+                "fastsmtpd_store_failures_total",
+                "Messages a store could not keep (451).",
+                &[],
+            )?,
+        }))?;
+    }
+    Ok(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrape_between_bucket_and_count_updates_still_gives_a_valid_histogram() {
+        // As if read while an observation had reached its first bucket but not the others,
+        // nor the count.
+        let store = Arc::new(StoreLatency::default());
+        store.buckets[0].store(3, Ordering::Relaxed);
+        store.buckets[1].store(2, Ordering::Relaxed);
+        store.count.store(2, Ordering::Relaxed);
+        let collector = StoreCollector {
+            store,
+            latency: desc("fastsmtpd_store_seconds", "h", &[]).unwrap(),
+            failures: desc("fastsmtpd_store_failures_total", "h", &[]).unwrap(),
+        };
+        let families = collector.collect();
+        let histogram = families[0].get_metric()[0].get_histogram();
+        let counts: Vec<u64> = histogram
+            .get_bucket()
+            .iter()
+            .map(|b| b.cumulative_count())
+            .collect();
+        assert_eq!(counts, [3; STORE_BUCKETS.len()]);
+        assert_eq!(histogram.get_sample_count(), 3);
+    }
+
+    #[test]
+    fn reply_codes_never_sent_are_left_out() {
+        let counts = Arc::new(ReplyCounts::default());
+        counts.set(250, 4);
+        let source = super::super::MetricsSource {
+            workers: vec![Arc::new(SharedStats::default())],
+            replies: vec![counts],
+            store: None,
+            faults: None,
+        };
+        let text = source.render().unwrap();
+        let replies: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("fastsmtpd_replies_total"))
+            .collect();
+        assert_eq!(replies, ["fastsmtpd_replies_total{code=\"250\"} 4"]);
+    }
+}

@@ -2,7 +2,7 @@
 //! against it.
 //!
 //! What it does: keep the counters the workers and storage threads do not already publish
-//! (replies sent, by code: [`ReplyCounts`]; store latency: [`StoreLatency`]), gather them with
+//! (replies issued, by code: [`ReplyCounts`]; store latency: [`StoreLatency`]), gather them with
 //! everything else a scrape reads ([`MetricsSource`]), and serve the text exposition (format
 //! 0.0.4) on `GET /metrics` from a thread of its own ([`MetricsServer`]).
 //!

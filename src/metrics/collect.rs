@@ -171,7 +171,7 @@ impl Collector for WorkerCollector {
     }
 }
 
-/// Replies sent, by code, summed over workers; codes never sent are left out.
+/// Replies issued (as sessions produce them), by code, summed over workers; codes never issued are left out.
 #[derive(Debug)]
 struct ReplyCollector {
     /// Each worker's reply counts.

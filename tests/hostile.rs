@@ -261,3 +261,57 @@ fn client_bytes_cannot_forge_log_fields_or_headers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Hardening issue, item 5: with 1 024 descriptors and the default cap of 10 000, connection
+/// attempts past the descriptors got nothing at all (no `421`) while the log printed ten lines
+/// a second. Now the soft limit is raised to the hard one, the cap is lowered to fit (said
+/// once), and every connection past it gets `421 4.7.0`.
+#[test]
+fn every_connection_gets_an_answer_when_descriptors_run_short() {
+    // A hard limit of 96 descriptors, so raising the soft limit cannot help.
+    let listen = util::free_local_addr();
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        "ulimit -n 96 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_fastsmtpd"),
+        "--listen",
+        &listen,
+        "--threads",
+        "1",
+        "--hostname",
+        "mx.test",
+    ]);
+    let mut server = ChildGuard::spawn(command);
+    let line = server.next_line(REPLY_WAIT);
+    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut greeted = 0;
+    let mut refused = 0;
+    let mut clients = Vec::new();
+    for _ in 0..150 {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        let mut reply = [0u8; 128];
+        let n = client.read(&mut reply).unwrap_or(0);
+        match &reply[..n] {
+            r if r.starts_with(b"220 mx.test ") => greeted += 1,
+            r if r.starts_with(b"421 4.7.0 ") => refused += 1,
+            r => panic!(
+                "connection {} got {:?}",
+                greeted + refused,
+                String::from_utf8_lossy(r)
+            ),
+        }
+        clients.push(client);
+    }
+    assert!(
+        greeted > 0 && refused > 0,
+        "greeted {greeted}, refused {refused}"
+    );
+    assert_eq!(greeted + refused, 150);
+    let said = server.stderr();
+    assert_eq!(said.matches("--max-connections lowered").count(), 1, "{said}");
+    drop(clients);
+    drop(server);
+}

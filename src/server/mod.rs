@@ -20,6 +20,7 @@
 //! ```
 
 pub mod conn;
+pub mod descriptors;
 pub mod listener;
 pub mod per_client;
 pub mod timer;
@@ -72,6 +73,25 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             io::ErrorKind::InvalidInput,
             format!("at most {MAX_LISTENERS} --listen addresses"),
         ));
+    }
+    // Descriptors decide how many connections fit: take what the hard limit allows, and
+    // lower the connection cap (once, said on stderr) if even that is not enough, so that
+    // no connection is ever accepted into silence.
+    let limit = descriptors::raise_limit()?;
+    let reserved = descriptors::reserved(
+        config.threads,
+        config.listen.len(),
+        config.stores.len(),
+        config.store_batch,
+        config.store_threads,
+        config.metrics.is_some(),
+    );
+    let max_connections = descriptors::fit_connection_cap(config.max_connections, limit, reserved);
+    if max_connections < config.max_connections {
+        eprintln!(
+            "fastsmtpd: --max-connections lowered from {} to {max_connections}: the descriptor limit is {limit} ({reserved} kept for the server); raise it with `ulimit -n`",
+            config.max_connections
+        );
     }
     let (listeners, addrs) = listener::bind_all(&config.listen, config.threads, config.backlog)?;
     let session_config = Arc::new(config.session_config());
@@ -130,7 +150,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         let links = WorkerLinks {
             session_config: Arc::clone(&session_config),
             deadlines,
-            max_connections: config.max_connections,
+            max_connections,
             open_connections: Arc::clone(&open_connections),
             per_client: Arc::clone(&per_client),
             stats: shared,

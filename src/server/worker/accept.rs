@@ -4,8 +4,11 @@
 //! workers) or `--max-connections-per-ip` answer `421 4.7.0` and close (before any fault
 //! rule at `connect` is asked: a refused connection is not an occurrence of that point); otherwise build the connection's sink (store or
 //! discard, with the session log) and gate (fault rules), open it and greet. When `accept`
-//! fails for lack of resources (EMFILE, ENFILE, ENOBUFS), the pending connection stays queued
-//! and accepting pauses briefly instead of spinning on it.
+//! fails for want of descriptors (EMFILE, ENFILE), the worker's spare descriptor is given up
+//! to accept the waiting connection, answer it `421 4.7.0` and close it (see
+//! `server::descriptors`); for other failures (ENOBUFS) the pending connection stays queued and
+//! accepting pauses briefly instead of spinning on it. Failures are reported on stderr at most
+//! once every 10 s, with a count.
 //!
 //! What it does not do: decide anything about a connection once it is open (the connection
 //! and its session do, fault rules at `connect` included).
@@ -25,8 +28,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// After an accept error such as EMFILE, wait this long before accepting again.
+/// After an accept error that the spare descriptor cannot answer (ENOBUFS, or no spare),
+/// wait this long before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Accept failures are reported at most this often.
+const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether `accept` failed because the process (EMFILE) or the system (ENFILE) has no
+/// descriptor left.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
 
 impl Worker {
     /// Accepts every pending connection on listener `index`.
@@ -46,17 +58,62 @@ impl Worker {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
+                Err(e) if is_out_of_descriptors(&e) && self.spare.release() => {
+                    // The connection waiting is accepted on the spare descriptor, told why,
+                    // and closed; then the spare is taken back.
+                    let answered = self.refuse_for_descriptors(index);
+                    self.spare.restore();
+                    self.report_accept_error(&e, now);
+                    if !answered {
+                        // Another thread took the descriptor: do not spin on it.
+                        self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                }
                 Err(e) => {
-                    eprintln!(
-                        "fastsmtpd: worker {}: accept failed: {e}; pausing accepts for {} ms",
-                        self.index,
-                        ACCEPT_BACKOFF.as_millis()
-                    );
+                    // ENOBUFS, ENOMEM, or out of descriptors with no spare: the pending
+                    // connection stays queued; try again shortly instead of spinning on it.
+                    self.report_accept_error(&e, now);
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
             }
         }
+    }
+
+    /// Accepts one connection from listener `index` (the spare descriptor was just given
+    /// up for it), says `421 4.7.0` and closes it.
+    /// Returns whether a connection was accepted and answered.
+    fn refuse_for_descriptors(&mut self, index: usize) -> bool {
+        let Some(listener) = self.listeners.get(index) else {
+            return false;
+        };
+        match listener.accept() {
+            Ok((stream, _)) => {
+                self.lent.stats.refused_connections += 1;
+                let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Says on stderr that accepting failed, at most once per [`ACCEPT_REPORT_EVERY`] with a
+    /// count of the failures in between, so a flood does not flood the log too.
+    fn report_accept_error(&mut self, error: &io::Error, now: Instant) {
+        self.accept_errors.0 += 1;
+        if self
+            .accept_errors
+            .1
+            .is_some_and(|last| now < last + ACCEPT_REPORT_EVERY)
+        {
+            return;
+        }
+        eprintln!(
+            "fastsmtpd: worker {}: accept failed: {error} ({} time(s) since the last report); connections meanwhile get 421 4.7.0 or wait",
+            self.index, self.accept_errors.0
+        );
+        self.accept_errors = (0, Some(now));
     }
 
     /// Accepting was paused after an error: once the pause is over, accept what waits.

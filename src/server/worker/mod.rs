@@ -128,6 +128,10 @@ pub struct Worker {
     next_id: u64,
     /// Storage outcomes being handled (kept for its capacity).
     completed: Vec<(usize, u64, bool)>,
+    /// A descriptor held back to answer a connection when none is left.
+    spare: crate::server::descriptors::Spare,
+    /// Accept failures since the last report, and when that report was.
+    accept_errors: (u64, Option<Instant>),
 }
 
 /// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
@@ -187,6 +191,8 @@ impl Worker {
             accept_paused_until: None,
             next_id: 0,
             completed: Vec::with_capacity(64),
+            spare: crate::server::descriptors::Spare::new(),
+            accept_errors: (0, None),
         })
     }
 

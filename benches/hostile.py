@@ -109,7 +109,7 @@ def amplification(binary, connections):
         # Push for a while: the server reads, answers into the kernel's buffers, and then
         # (before the fix) into its own.
         deadline = time.time() + max(8.0, connections * 0.02)
-        while time.time() < deadline and any(sent < len(flood) for _, sent in socks):
+        while time.time() < deadline:
             for entry in socks:
                 s, sent = entry
                 if sent >= len(flood):

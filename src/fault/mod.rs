@@ -27,6 +27,11 @@
 //! a run repeats exactly for the same sequence of commands. Greylisting and rate limits keep
 //! per-client state behind a lock (`limiter`), taken only by rules that use them.
 //!
+//! Three enums, one per layer: a rule's configured `RuleAction` (which may hold a range
+//! of delays), the [`FaultAction`] decided for one occurrence (a drawn delay), and the
+//! protocol's `Decision` that [`FaultGate`] turns it into (no time in it: the gate keeps the
+//! delay's length for the connection).
+//!
 //! What it does not do: carry the action out (the session replies or closes; the connection
 //! times a delay) or read the clock for anyone but its own limiters.
 

@@ -66,11 +66,22 @@ def wait_listening(port, proc, timeout=10.0):
 BASELINE = None  # --baseline: the path of another fastsmtpd binary
 
 
+def has_flag(binary, flag):
+    """Whether `binary --help` lists `flag` (older builds lack the newer limits)."""
+    out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
+    return flag in out
+
+
 def server_command(name, port):
     if name in ("fastsmtpd", "fastsmtpd-baseline"):
         binary = os.path.join(RELEASE, "fastsmtpd") if name == "fastsmtpd" else BASELINE
-        return [binary, "--listen", f"127.0.0.1:{port}",
-                "--threads", "1", "--max-connections", "20000"]
+        command = [binary, "--listen", f"127.0.0.1:{port}",
+                   "--threads", "1", "--max-connections", "20000"]
+        # Every generator connects from 127.0.0.1: the per-address cap would refuse the
+        # idle-connection measurement's 10 000 sessions.
+        if has_flag(binary, "--max-connections-per-ip"):
+            command += ["--max-connections-per-ip", "20000"]
+        return command
     if name == "smtp-sink":
         # -m: smtp-sink serves at most 256 sessions at once unless told otherwise.
         return ["/usr/sbin/smtp-sink", "-u", "nobody", "-m", "15000", f"127.0.0.1:{port}", "1024"]

@@ -17,8 +17,8 @@
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
 #![deny(missing_docs, missing_debug_implementations)]
-// Two `unsafe` blocks in the crate (`syncfs` and `sync_file_range` in `store`), allowed where
-// they are, with their SAFETY notes.
+// Three `unsafe` blocks in the crate (`syncfs`, `sync_file_range` and `malloc_trim` in `store`),
+// allowed where they are, with their SAFETY notes.
 #![deny(unsafe_code)]
 
 pub mod config;

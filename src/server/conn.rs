@@ -150,6 +150,8 @@ pub struct Conn {
     /// `carry` holds commands the session declined because the output budget was spent: they
     /// are processed, before anything more is read, once replies have drained.
     input_stalled: bool,
+    /// Reading stopped because the stores' budget was spent, until [`Conn::on_budget`].
+    budget_wait: bool,
     /// What the poller told about the read side.
     read: ReadSide,
     /// The interest registered with the poller.
@@ -184,6 +186,7 @@ impl Conn {
             out_pos: 0,
             held_from: None,
             input_stalled: false,
+            budget_wait: false,
             // epoll reports data that arrived before registration, so no read is tried now.
             read: ReadSide::Idle,
             registered: Interest::READABLE,
@@ -277,6 +280,11 @@ impl Conn {
     /// time (`421` and close: "data rate too low" while content arrives too slowly with a
     /// minimum rate set, the plain timeout otherwise).
     pub fn on_deadline(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        if self.budget_wait && self.deadline.next() <= now {
+            // The stores are behind, not the client: it gets time until they catch up.
+            self.deadline.on_input(1, 0, false, now, cx.deadlines);
+            return self.outcome(Next::Wait, 0);
+        }
         match self.deadline.due(now, cx.deadlines) {
             Due::Later(_) => self.outcome(Next::Wait, 0),
             Due::PauseOver => {
@@ -323,6 +331,7 @@ impl Conn {
     /// reading for it (see [`StoreSink::may_read`]): reading resumes.
     pub fn on_budget(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
         self.sink.inner().on_budget();
+        self.budget_wait = false;
         self.ready(cx, now)
     }
 
@@ -395,7 +404,9 @@ impl Conn {
             if self.session.in_message_content() && !self.sink.inner().may_read() {
                 // The stores' budget of bytes in flight is spent: the content stays in the
                 // socket (TCP flow control holds the sender back) until the storage threads
-                // free some and wake this connection (`on_budget`). Nobody is refused for it.
+                // free some and wake this connection (`on_budget`). Nobody is refused for it,
+                // nor timed out meanwhile (`on_deadline`).
+                self.budget_wait = true;
                 return ReadStatus::Paused;
             }
             let carried = self.carry.len();

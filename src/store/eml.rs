@@ -42,7 +42,7 @@ impl EmlDir {
         )
     }
 
-    /// The content is complete: writes the sidecar (`record` plus a newline) under its
+    /// The content is complete: writes the sidecar (`record`, a JSON line) under its
     /// temporary name. The files to commit, the `.eml` last so its rename is the commit
     /// point; on failure both are removed.
     pub(super) fn finish(
@@ -55,7 +55,7 @@ impl EmlDir {
         let json = Staged::write(
             self.dir.join(format!(".{id}.json.tmp")),
             self.dir.join(format!("{id}.json")),
-            &[record.as_bytes(), b"\n"],
+            &[record.as_bytes()],
         );
         match json {
             Ok(json) => Ok(vec![json, eml]),

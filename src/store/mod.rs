@@ -37,9 +37,12 @@
 //!
 //! Memory: chunks in flight stay under the budget, plus at most one read (the worker's
 //! scratch buffer, 64 KiB) per worker, since every worker checks the budget before each read
-//! of message content. Besides, a connection receiving a message keeps the one chunk it is
+//! of message content (and input a connection had already read and kept while its previous
+//! message's reply was pending, at most one read each, goes on without a second check). Besides, a connection receiving a message keeps the one chunk it is
 //! filling ([`CHUNK_LEN`]), and a stream on its storage thread keeps the start of its header
-//! section for the records (`record::MAX_HEADER_KEEP`). No message is ever held whole.
+//! section for the records (`record::MAX_HEADER_KEEP`). No message is ever held whole. When
+//! no stream is open any more, an idle storage thread gives freed memory back to the system
+//! (`malloc_trim`), so a burst of large messages does not leave the process at its peak.
 
 mod commit;
 pub mod eml;
@@ -587,7 +590,7 @@ struct Finished {
     submitted: Instant,
     /// The files to commit, per store (empty for JSON lines).
     files: Vec<Vec<Staged>>,
-    /// The JSON record, when a store writes one.
+    /// The JSON record and its newline, when a store writes one.
     record: Option<String>,
     /// Still on its way to being stored.
     ok: bool,
@@ -672,7 +675,9 @@ impl Writing {
             return finished;
         }
         if let Some(digest) = self.digest.take() {
-            finished.record = Some(record::json_record_of(&self.meta, digest).to_string());
+            let mut line = record::json_record_of(&self.meta, digest).to_string();
+            line.push('\n');
+            finished.record = Some(line);
         }
         let parts = std::mem::take(&mut self.parts);
         let mut failed = false;
@@ -711,6 +716,18 @@ impl Writing {
     }
 }
 
+/// Returns the allocator's free memory to the system (glibc keeps freed chunks of this size
+/// in its heaps otherwise: after a burst of large messages the process would stay at its
+/// peak). Elsewhere, nothing.
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists, under its locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// One storage thread: what it needs to run.
 #[derive(Debug)]
 struct StorageThread {
@@ -735,10 +752,21 @@ impl StorageThread {
         let mut ops: Vec<StreamOp> = Vec::with_capacity(STREAM_OPS_PER_TURN);
         let mut streams: HashMap<u64, Writing> = HashMap::new();
         let mut finished: Vec<Finished> = Vec::with_capacity(self.max_batch);
+        // Stream chunks were handled since memory was last given back.
+        let mut streamed = false;
         loop {
             {
                 let mut queues = lock(&self.shared.queues);
                 while queues.whole.is_empty() && queues.streams[self.index].is_empty() {
+                    if streamed && self.shared.open_streams.load(Ordering::SeqCst) == 0 {
+                        // Idle after large messages: give their freed chunks back to the
+                        // system, so the memory they took does not stay with the process.
+                        streamed = false;
+                        drop(queues);
+                        release_free_memory();
+                        queues = lock(&self.shared.queues);
+                        continue;
+                    }
                     if queues.closing {
                         drop(queues);
                         // Streams never ended (their connections went without a word).
@@ -760,6 +788,7 @@ impl StorageThread {
                 let mine = &mut queues.streams[self.index];
                 let take = mine.len().min(STREAM_OPS_PER_TURN);
                 ops.extend(mine.drain(..take));
+                streamed |= take > 0;
             }
             for whole in wholes.drain(..) {
                 let mut writing = Writing::begin(targets, whole.meta);
@@ -855,7 +884,6 @@ impl StorageThread {
                     let mut lines = Vec::with_capacity(finished.len() * 400);
                     for (message, _) in finished.iter().zip(&ok).filter(|(_, ok)| **ok) {
                         lines.extend_from_slice(message.record.as_deref().unwrap_or("").as_bytes());
-                        lines.push(b'\n');
                     }
                     t.commit(&lines, &mut ok);
                 }

@@ -49,13 +49,13 @@ impl EmlDir {
         &self,
         meta: &MessageMeta,
         eml: Staged,
-        record: &str,
+        record: &[u8],
     ) -> io::Result<Vec<Staged>> {
         let id = &meta.id;
         let json = Staged::write(
             self.dir.join(format!(".{id}.json.tmp")),
             self.dir.join(format!("{id}.json")),
-            &[record.as_bytes()],
+            &[record],
         );
         match json {
             Ok(json) => Ok(vec![json, eml]),

@@ -64,7 +64,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -274,6 +274,8 @@ struct Budget {
     in_flight: AtomicUsize,
     /// Connections that found the budget spent, to be woken when it has room.
     waiting: Mutex<Vec<Notify>>,
+    /// Whether `waiting` may hold anyone (so a release looks at it only then).
+    anyone_waiting: AtomicBool,
 }
 
 impl Budget {
@@ -295,8 +297,9 @@ impl Budget {
             return;
         }
         let now = self.in_flight.fetch_sub(bytes, Ordering::SeqCst) - bytes;
-        if now <= self.limit - self.limit / 4 {
+        if now <= self.limit - self.limit / 4 && self.anyone_waiting.load(Ordering::SeqCst) {
             let mut waiting = lock(&self.waiting);
+            self.anyone_waiting.store(false, Ordering::SeqCst);
             for notify in waiting.drain(..) {
                 notify.completions.report_budget(notify.key, notify.id);
             }
@@ -304,9 +307,13 @@ impl Budget {
     }
 
     /// Registers `notify` to be woken, then looks again: `true` if there is room after all.
-    /// (A release either sees the registration or happened before the second look.)
+    /// (All sequentially consistent: a release either sees `anyone_waiting`, set after the
+    /// registration, or its decrement came before the second look.)
     fn wait(&self, notify: &Notify) -> bool {
-        lock(&self.waiting).push(notify.clone());
+        let mut waiting = lock(&self.waiting);
+        waiting.push(notify.clone());
+        self.anyone_waiting.store(true, Ordering::SeqCst);
+        drop(waiting);
         self.has_room()
     }
 }
@@ -368,6 +375,8 @@ struct Queues {
     streams: Vec<VecDeque<StreamOp>>,
     /// No more work will come (the workers are gone): finish what is queued, then exit.
     closing: bool,
+    /// Storage threads waiting for work (so a push wakes one only if one sleeps).
+    idle: usize,
 }
 
 /// What sinks and storage threads share.
@@ -427,9 +436,12 @@ impl Shared {
         }
         self.budget.charge(whole.body.capacity());
         queues.whole.push_back(whole);
+        let idle = queues.idle > 0;
         drop(queues);
-        // Any thread may take it.
-        self.work.notify_one();
+        if idle {
+            // Any thread may take it.
+            self.work.notify_one();
+        }
         true
     }
 
@@ -443,9 +455,12 @@ impl Shared {
             self.budget.charge(chunk.capacity());
         }
         queues.streams[thread].push_back(op);
+        let idle = queues.idle > 0;
         drop(queues);
-        // Only `thread` may take it, and the threads share one condition variable.
-        self.work.notify_all();
+        if idle {
+            // Only `thread` may take it, and the threads share one condition variable.
+            self.work.notify_all();
+        }
         true
     }
 }
@@ -490,12 +505,14 @@ impl StoreHub {
                 whole: VecDeque::new(),
                 streams: (0..threads).map(|_| VecDeque::new()).collect(),
                 closing: false,
+                idle: 0,
             }),
             work: Condvar::new(),
             budget: Budget {
                 limit: buffer.max(MIN_STORE_BUFFER),
                 in_flight: AtomicUsize::new(0),
                 waiting: Mutex::new(Vec::new()),
+                anyone_waiting: AtomicBool::new(false),
             },
             pool: Mutex::new(Vec::new()),
             open_streams: AtomicUsize::new(0),
@@ -591,7 +608,7 @@ struct Finished {
     /// The files to commit, per store (empty for JSON lines).
     files: Vec<Vec<Staged>>,
     /// The JSON record and its newline, when a store writes one.
-    record: Option<String>,
+    record: Option<Vec<u8>>,
     /// Still on its way to being stored.
     ok: bool,
 }
@@ -675,8 +692,10 @@ impl Writing {
             return finished;
         }
         if let Some(digest) = self.digest.take() {
-            let mut line = record::json_record_of(&self.meta, digest).to_string();
-            line.push('\n');
+            let mut line = Vec::with_capacity(512);
+            // serde_json writes into a Vec without failing.
+            let _ = serde_json::to_writer(&mut line, &record::json_record_of(&self.meta, digest));
+            line.push(b'\n');
             finished.record = Some(line);
         }
         let parts = std::mem::take(&mut self.parts);
@@ -773,11 +792,13 @@ impl StorageThread {
                         streams.values_mut().for_each(Writing::fail);
                         return;
                     }
+                    queues.idle += 1;
                     queues = self
                         .shared
                         .work
                         .wait(queues)
                         .unwrap_or_else(|p| p.into_inner());
+                    queues.idle -= 1;
                 }
                 while wholes.len() < self.max_batch {
                     let Some(whole) = queues.whole.pop_front() else {
@@ -883,7 +904,7 @@ impl StorageThread {
                 Target::Jsonl(t) => {
                     let mut lines = Vec::with_capacity(finished.len() * 400);
                     for (message, _) in finished.iter().zip(&ok).filter(|(_, ok)| **ok) {
-                        lines.extend_from_slice(message.record.as_deref().unwrap_or("").as_bytes());
+                        lines.extend_from_slice(message.record.as_deref().unwrap_or_default());
                     }
                     t.commit(&lines, &mut ok);
                 }
@@ -1128,6 +1149,7 @@ mod tests {
             limit: 400,
             in_flight: AtomicUsize::new(0),
             waiting: Mutex::new(Vec::new()),
+            anyone_waiting: AtomicBool::new(false),
         };
         budget.charge(399);
         assert!(budget.has_room());

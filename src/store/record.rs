@@ -244,15 +244,13 @@ impl ContentDigest {
         let from = self.head.len().saturating_sub(2);
         let take = piece.len().min(MAX_HEADER_KEEP - self.head.len());
         self.head.extend_from_slice(&piece[..take]);
-        if header_section_ends(&self.head, from) {
+        if let Some(end) = header_section_end(&self.head, from) {
+            // Nothing past the empty line is looked at.
+            self.head.truncate(end);
             self.head_done = true;
         } else if take < piece.len() || self.head.len() == MAX_HEADER_KEEP {
             // Cut at the last whole line, so a field cut short is not taken for a whole one.
-            let keep = self
-                .head
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |at| at + 1);
+            let keep = memchr::memrchr(b'\n', &self.head).map_or(0, |at| at + 1);
             self.head.truncate(keep);
             self.head_done = true;
         }
@@ -264,14 +262,25 @@ impl ContentDigest {
     }
 }
 
-/// Whether `head` holds the empty line that ends a header section (RFC 5322 §2.2), looking
-/// at line ends from offset `from` on.
-fn header_section_ends(head: &[u8], from: usize) -> bool {
-    if head.starts_with(b"\n") || head.starts_with(b"\r\n") {
-        return true;
+/// Where the empty line that ends a header section (RFC 5322 §2.2) ends in `head`, if it is
+/// there, looking at line ends from offset `from` on.
+fn header_section_end(head: &[u8], from: usize) -> Option<usize> {
+    if head.starts_with(b"\n") {
+        return Some(1);
     }
-    let tail = &head[from..];
-    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+    if head.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    memchr::memchr_iter(b'\n', &head[from..]).find_map(|at| {
+        let next = &head[from + at + 1..];
+        if next.starts_with(b"\n") {
+            Some(from + at + 2)
+        } else if next.starts_with(b"\r\n") {
+            Some(from + at + 3)
+        } else {
+            None
+        }
+    })
 }
 
 /// The JSON description of a message (one `jsonl` line, or an `.eml` sidecar).

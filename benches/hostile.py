@@ -14,6 +14,7 @@ Scenarios (pick with --only):
 """
 
 import argparse
+import hashlib
 import os
 import resource
 import shutil
@@ -237,7 +238,7 @@ def bigmessages(binary, connections, mib):
             s.recv(200)
             s.sendall(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
             got = b""
-            while got.count(b"\r\n") < 12:
+            while b"\r\n354 " not in got:
                 got += s.recv(4096)
             sent = 0
             while sent < total:
@@ -260,7 +261,7 @@ def bigmessages(binary, connections, mib):
     start = time.time()
     s.sendall(b"EHLO y\r\nMAIL FROM:<s@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
     got = b""
-    while got.count(b"\r\n") < 12:
+    while b"\r\n354 " not in got:
         got += s.recv(4096)
     t0 = time.time()
     s.sendall(b"Subject: small\r\n\r\nhello\r\n.\r\n")
@@ -275,9 +276,26 @@ def bigmessages(binary, connections, mib):
         t.join(timeout=1)
     after = server.stop()
     ok = sum(1 for v in results.values() if v is True)
+    # Every stored .eml must be exactly what was sent (the small one aside).
+    chunks = -(-total // len(chunk))
+    want = hashlib.sha256()
+    for _ in range(chunks):
+        want.update(chunk)
+    exact = 0
+    for name in os.listdir(store):
+        if not name.endswith(".eml"):
+            continue
+        path = os.path.join(store, name)
+        if os.path.getsize(path) != chunks * len(chunk):
+            continue
+        got_hash = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                got_hash.update(block)
+        exact += got_hash.digest() == want.digest()
     shutil.rmtree(store, ignore_errors=True)
     report(f"bigmessages ({connections} x {mib} MiB, --store eml)", server, after,
-           f"; {ok}/{connections} got 250; small message's end-of-data reply after "
+           f"; {ok}/{connections} got 250, {exact} stored byte-exact; small message's end-of-data reply after "
            f"{small_latency[0] * 1000:.0f} ms ({reply[:3].decode(errors='replace')})")
 
 

@@ -3,18 +3,21 @@
 # CPU 0, smtp-loadgen on CPU 1, 1 KiB messages, 20 connections; discard vs jsonl vs maildir vs
 # eml, with and without group commit (--store-batch 1). Files go under target/storebench on
 # the disk the repository is on (fsync on tmpfs would prove nothing). Usage: benches/stores.sh [RUNS]
+# SERVER=path/to/fastsmtpd benches/stores.sh compares another build (e.g. the one before a change)
+# with the same load generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-2}
 cargo build --release -q -p fastsmtpd -p smtp-loadgen
 B=target/release
+SERVER=${SERVER:-$B/fastsmtpd}
 D=target/storebench
 port=2799
 run() { # name, loadgen args..., -- server args...
     local name=$1; shift
     local lg=(); while [ "$1" != "--" ]; do lg+=("$1"); shift; done; shift
     rm -rf "$D"; mkdir -p "$D"
-    taskset -c 0 $B/fastsmtpd --listen 127.0.0.1:$port --threads 1 "$@" >/dev/null 2>&1 &
+    taskset -c 0 "$SERVER" --listen 127.0.0.1:$port --threads 1 "$@" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
     local t0; t0=$(awk '{print $14+$15}' /proc/$pid/stat)

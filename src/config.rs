@@ -79,6 +79,9 @@ pub struct Config {
     pub store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
     pub store_batch: usize,
+    /// Bytes of message content in flight to the storage threads at most (`--store-buffer`):
+    /// past it, connections receiving content stop reading until the threads catch up.
+    pub store_buffer: usize,
     /// Shut down gracefully once this many messages were accepted.
     pub exit_after_messages: Option<u64>,
     /// Shut down gracefully once this many sessions have ended.
@@ -116,6 +119,7 @@ impl Default for Config {
             stores: Vec::new(),
             store_threads: DEFAULT_STORE_THREADS,
             store_batch: crate::store::DEFAULT_MAX_BATCH,
+            store_buffer: crate::store::DEFAULT_STORE_BUFFER,
             exit_after_messages: None,
             exit_after_sessions: None,
             faults: Vec::new(),
@@ -176,6 +180,12 @@ impl Config {
         if self.store_batch == 0 {
             return Err("--store-batch must be at least 1".into());
         }
+        if self.store_buffer < crate::store::MIN_STORE_BUFFER {
+            return Err(format!(
+                "--store-buffer must be at least {} bytes (one chunk)",
+                crate::store::MIN_STORE_BUFFER
+            ));
+        }
         if self.exit_after_messages == Some(0) || self.exit_after_sessions == Some(0) {
             return Err(
                 "--exit-after-messages and --exit-after-sessions must be at least 1".into(),
@@ -183,4 +193,27 @@ impl Config {
         }
         Ok(())
     }
+}
+/// Parses a byte count: digits, optionally followed by `K`, `M` or `G` (or `KiB`, `MiB`,
+/// `GiB`: powers of 1024), as in `--store-buffer 64MiB`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let shift = match unit {
+        "" => 0,
+        "K" | "KiB" | "k" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (K, M, G, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of bytes, like 64MiB"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?}: too large"))
 }

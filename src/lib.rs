@@ -17,7 +17,8 @@
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
 #![deny(missing_docs, missing_debug_implementations)]
-// One `unsafe` block in the crate (`syncfs` in `store`), allowed where it is, with its SAFETY note.
+// Three `unsafe` blocks in the crate (`syncfs`, `sync_file_range` and `malloc_trim` in `store`),
+// allowed where they are, with their SAFETY notes.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -85,6 +85,12 @@ struct Cli {
     /// Most messages a storage thread makes durable together (1: no group commit).
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
     store_batch: usize,
+    /// Bytes of message content in flight to the storage threads at most (K, M, G or KiB,
+    /// MiB, GiB suffixes): past it, connections receiving content are not read until the
+    /// threads catch up (TCP backpressure; nobody is refused for it).
+    #[arg(long, value_name = "BYTES", default_value = "64MiB",
+          value_parser = fastsmtpd::config::parse_bytes)]
+    store_buffer: usize,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N")]
     exit_after_messages: Option<u64>,
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
         stores: cli.stores,
         store_threads: cli.store_threads,
         store_batch: cli.store_batch,
+        store_buffer: cli.store_buffer,
         exit_after_messages: cli.exit_after_messages,
         exit_after_sessions: cli.exit_after_sessions,
         faults: cli.faults,

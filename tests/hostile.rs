@@ -311,7 +311,11 @@ fn every_connection_gets_an_answer_when_descriptors_run_short() {
     );
     assert_eq!(greeted + refused, 150);
     let said = server.stderr();
-    assert_eq!(said.matches("--max-connections lowered").count(), 1, "{said}");
+    assert_eq!(
+        said.matches("--max-connections lowered").count(),
+        1,
+        "{said}"
+    );
     drop(clients);
     drop(server);
 }

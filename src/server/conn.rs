@@ -6,7 +6,7 @@
 //! last read), hands the bytes to the [`Session`], writes the replies it produced, all of them
 //! at once, and tells the worker what it now wants ([`Outcome`]: look again soon, wait, or
 //! close; and by when). The other entry points ([`Conn::on_deadline`],
-//! [`Conn::on_store_complete`], [`Conn::on_shutdown`]) change the session's situation and
+//! [`Conn::on_store_complete`], [`Conn::on_budget`], [`Conn::on_shutdown`]) change the session's situation and
 //! then do the same. The worker never reaches into the session, the transport or the sink.
 //!
 //! What it does not do: decide protocol matters (the session does), keep the timer heap or
@@ -20,7 +20,9 @@
 //! reply). Whatever a client sends, that is about 128 KiB at most. `out` is borrowed from the worker while
 //! replies are built and written, and kept only while bytes are pending, so an idle
 //! connection owns no output buffer. Both keep their capacity between messages, so the steady
-//! state allocates nothing.
+//! state allocates nothing. Message content is not kept here: the sink streams it to the
+//! storage threads, and while their budget of bytes in flight is spent, a connection in
+//! message content reads nothing more (backpressure) until [`Conn::on_budget`].
 
 use super::timer::{ConnDeadline, Deadlines, Due};
 use super::transport::Transport;
@@ -117,7 +119,8 @@ enum ReadStatus {
     Drained,
     /// The per-turn read budget ran out, or replies piled up: more may be waiting.
     MoreLater,
-    /// The session waits (a pending store or a pause); reading resumes when it is over.
+    /// The session waits (a pending store or a pause), or the stores' budget is spent;
+    /// reading resumes when that is over.
     Paused,
 }
 
@@ -150,6 +153,8 @@ pub struct Conn {
     /// `carry` holds commands the session declined because the output budget was spent: they
     /// are processed, before anything more is read, once replies have drained.
     input_stalled: bool,
+    /// Reading stopped because the stores' budget was spent, until [`Conn::on_budget`].
+    budget_wait: bool,
     /// What the poller told about the read side.
     read: ReadSide,
     /// The interest registered with the poller.
@@ -186,6 +191,7 @@ impl Conn {
             out_pos: 0,
             held_from: None,
             input_stalled: false,
+            budget_wait: false,
             // epoll reports data that arrived before registration, so no read is tried now.
             read: ReadSide::Idle,
             registered: Interest::READABLE,
@@ -284,6 +290,11 @@ impl Conn {
     /// time (`421` and close: "data rate too low" while content arrives too slowly with a
     /// minimum rate set, the plain timeout otherwise).
     pub fn on_deadline(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        if self.budget_wait && self.deadline.next() <= now {
+            // The stores are behind, not the client: it gets time until they catch up.
+            self.deadline.on_input(1, 0, false, now, cx.deadlines);
+            return self.outcome(Next::Wait, 0);
+        }
         match self.deadline.due(now, cx.deadlines) {
             Due::Later(_) => self.outcome(Next::Wait, 0),
             Due::PauseOver => {
@@ -323,6 +334,14 @@ impl Conn {
             &mut self.sink,
         );
         self.resume(cx, now);
+        self.ready(cx, now)
+    }
+
+    /// The stores' budget of bytes in flight has room again after this connection stopped
+    /// reading for it (see [`StoreSink::may_read`]): reading resumes.
+    pub fn on_budget(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
+        self.sink.inner().on_budget();
+        self.budget_wait = false;
         self.ready(cx, now)
     }
 
@@ -391,6 +410,14 @@ impl Conn {
             }
             if !matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd) {
                 return ReadStatus::Drained;
+            }
+            if self.session.in_message_content() && !self.sink.inner().may_read() {
+                // The stores' budget of bytes in flight is spent: the content stays in the
+                // socket (TCP flow control holds the sender back) until the storage threads
+                // free some and wake this connection (`on_budget`). Nobody is refused for it,
+                // nor timed out meanwhile (`on_deadline`).
+                self.budget_wait = true;
+                return ReadStatus::Paused;
             }
             let carried = self.carry.len();
             cx.scratch[..carried].copy_from_slice(&self.carry);

@@ -112,6 +112,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         &config.stores,
         config.store_threads,
         config.store_batch,
+        config.store_buffer,
         &config.hostname,
     )?;
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())

@@ -1,17 +1,19 @@
 //! `eml:DIR`: one `<id>.eml` file per message, exactly the bytes received, with the envelope
 //! in a `<id>.json` sidecar.
 //!
-//! What it does: for a batch, write both files of each message under temporary names
-//! (`.<id>.*.tmp`), make them all durable together (one `syncfs`), rename the sidecar and
-//! then the message into place, and `fsync` the directory once (group commit, the sequence
-//! shared with Maildir in `commit`). The `.eml` rename is the commit point: a `.eml` that
-//! exists is complete and has its sidecar. Failures remove what was written.
+//! What it does: as a message's content streams in, write it to `.<id>.eml.tmp`; when it is
+//! complete, write the sidecar (size, SHA-256, Message-ID and Subject, computed as the
+//! content went past) to `.<id>.json.tmp`. A batch of complete messages is made durable
+//! together (one sync), the sidecar and then the message renamed into place, and the
+//! directory synced once (group commit, the sequence shared with Maildir in `commit`). The
+//! `.eml` rename is the commit point: a `.eml` that exists is complete and has its sidecar.
+//! Failures and abandoned messages remove what was written.
 //!
-//! What it does not do: add trace headers (the bytes are the client's, byte for byte).
+//! What it does not do: add trace headers (the bytes are the client's, byte for byte), or
+//! hold a message in memory (only the chunk being written).
 
-use super::commit::{commit_batch, Staged};
-use super::record::json_record;
-use super::Job;
+use super::commit::{commit_staged, Staged};
+use super::record::MessageMeta;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,45 +33,52 @@ impl EmlDir {
         })
     }
 
-    /// Writes a message's two files under temporary names (not yet synced): the sidecar
-    /// first, and the `.eml` last, so its rename is the commit point.
-    fn stage(&self, job: &Job) -> io::Result<Vec<Staged>> {
-        let id = &job.meta.id;
-        let mut sidecar = json_record(&job.meta, &job.body).to_string();
-        sidecar.push('\n');
+    /// Starts a message's `.eml` file under its temporary name.
+    pub(super) fn begin(&self, meta: &MessageMeta) -> io::Result<Staged> {
+        let id = &meta.id;
+        Staged::create(
+            self.dir.join(format!(".{id}.eml.tmp")),
+            self.dir.join(format!("{id}.eml")),
+        )
+    }
+
+    /// The content is complete: writes the sidecar (`record`, a JSON line) under its
+    /// temporary name. The files to commit, the `.eml` last so its rename is the commit
+    /// point; on failure both are removed.
+    pub(super) fn finish(
+        &self,
+        meta: &MessageMeta,
+        eml: Staged,
+        record: &[u8],
+    ) -> io::Result<Vec<Staged>> {
+        let id = &meta.id;
         let json = Staged::write(
             self.dir.join(format!(".{id}.json.tmp")),
             self.dir.join(format!("{id}.json")),
-            &[sidecar.as_bytes()],
-        )?;
-        let eml = Staged::write(
-            self.dir.join(format!(".{id}.eml.tmp")),
-            self.dir.join(format!("{id}.eml")),
-            &[&job.body],
+            &[record],
         );
-        match eml {
-            Ok(eml) => Ok(vec![json, eml]),
+        match json {
+            Ok(json) => Ok(vec![json, eml]),
             Err(e) => {
-                let _ = fs::remove_file(self.dir.join(format!(".{id}.json.tmp")));
+                eml.remove();
                 Err(e)
             }
         }
     }
 
-    /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order (`commit_batch`): all temporary files written, their data synced together,
-    /// renamed (sidecar first, the `.eml` last), then the directory synced once.
-    pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        commit_batch(
-            jobs,
-            ok,
-            &self.dir,
-            |job| self.stage(job),
-            |e| self.report(e),
-        );
+    /// Commits a batch (see `commit_staged`); clears `ok[i]` for each message that could not
+    /// be made durable.
+    pub(super) fn commit(
+        &self,
+        staged: Vec<(usize, Vec<Staged>)>,
+        ok: &mut [bool],
+        whole_fs_sync: bool,
+    ) {
+        commit_staged(staged, ok, &self.dir, whole_fs_sync, |e| self.report(e));
     }
 
-    fn report(&self, error: &io::Error) {
+    /// Says what went wrong; the client sees only `451 4.3.0`.
+    pub(super) fn report(&self, error: &io::Error) {
         eprintln!("fastsmtpd: eml {}: {error}", self.dir.display());
     }
 }

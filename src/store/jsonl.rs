@@ -2,7 +2,8 @@
 //! SHA-256 of the body, Message-ID, Subject). With discard it is a verifiable record of
 //! everything accepted, at full speed.
 //!
-//! What it does: append a whole batch's lines with one write and make them durable with one
+//! What it does: append a whole batch's lines (their size, hash and header fields computed
+//! as the content streamed past: the content itself is never held) with one write and make them durable with one
 //! `fdatasync` (group commit). Storage threads share the file behind a lock, so lines never
 //! interleave. If the write or the sync fails, the file is cut back to where the batch began:
 //! no torn line stays behind, and no message of the batch counts as stored.
@@ -21,8 +22,7 @@
 //! What it does not do: rotate or compress the file (rename it away, then send SIGHUP or
 //! simply let the next batch start the new file), or create a missing directory after start.
 
-use super::record::json_record;
-use super::{sync_dir, Job};
+use super::sync_dir;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -68,20 +68,14 @@ impl JsonLines {
         Ok(())
     }
 
-    /// Stores a batch; clears `ok[i]` for each message whose line is not durable.
-    pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        let mut lines = Vec::with_capacity(jobs.len() * 400);
-        for (job, _) in jobs.iter().zip(ok.iter()).filter(|(_, ok)| **ok) {
-            let record = json_record(&job.meta, &job.body);
-            // serde_json writes into a Vec without failing.
-            let _ = serde_json::to_writer(&mut lines, &record);
-            lines.push(b'\n');
-        }
+    /// Stores a batch: `lines` holds the record line of each message still `ok`. Clears every
+    /// `ok[i]` if the lines are not durable.
+    pub(super) fn commit(&self, lines: &[u8], ok: &mut [bool]) {
         if lines.is_empty() {
             return;
         }
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.append_durably(&mut slot, &lines) {
+        if let Err(e) = self.append_durably(&mut slot, lines) {
             eprintln!("fastsmtpd: jsonl {}: {e}", self.path.display());
             ok.iter_mut().for_each(|ok| *ok = false);
         }

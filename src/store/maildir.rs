@@ -1,8 +1,8 @@
 //! `maildir:DIR`: one file per message in a standard Maildir, readable by any mail client.
 //!
-//! What it does: write each message of a batch (with `Return-Path:` and `Received:` added on
-//! top) to `tmp/` under a unique name, make all their contents durable together (one
-//! `syncfs`), rename them into `new/`, and `fsync` `new/` once (group commit: two flushes
+//! What it does: write each message (with `Return-Path:` and `Received:` added on top) to
+//! `tmp/` under a unique name as its content streams in; for a batch of complete messages,
+//! make all their contents durable together (one sync), rename them into `new/`, and `fsync` `new/` once (group commit: two flushes
 //! per batch instead of one per message). A message counts as stored only after all of that. Any
 //! failure removes the file from `tmp/` (or `new/`, if only the directory sync failed), so
 //! `new/` never holds a partial message.
@@ -13,9 +13,8 @@
 //!
 //! What it does not do: deliver to `cur/`, set flags, or split by recipient.
 
-use super::commit::{commit_batch, Staged};
+use super::commit::{commit_staged, Staged};
 use super::record::{trace_headers, MessageMeta};
-use super::Job;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,46 +45,62 @@ impl Maildir {
         })
     }
 
-    fn file_name(&self, meta: &MessageMeta, size: usize) -> String {
+    /// The message's name: `<seconds>.M<micros>P<pid>Q<sequence>.<host>`, with `,S=<size>`
+    /// once the size is known.
+    fn file_name(&self, meta: &MessageMeta, size: Option<u64>) -> String {
         let since = meta
             .received_at
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         // The id is <seconds>.<pid>.<sequence>; its last part makes the name unique.
         let sequence = meta.id.rsplit('.').next().unwrap_or("0");
-        format!(
-            "{}.M{}P{}Q{sequence}.{},S={size}",
+        let mut name = format!(
+            "{}.M{}P{}Q{sequence}.{}",
             since.as_secs(),
             since.subsec_micros(),
             std::process::id(),
             self.name_host
+        );
+        if let Some(size) = size {
+            name.push_str(&format!(",S={size}"));
+        }
+        name
+    }
+
+    /// Starts a message's file in `tmp/`, with the trace headers on top.
+    pub(super) fn begin(&self, meta: &MessageMeta) -> io::Result<Staged> {
+        let headers = trace_headers(meta, &self.hostname);
+        let name = self.file_name(meta, None);
+        Staged::write(
+            self.tmp.join(&name),
+            self.new.join(&name),
+            &[headers.as_bytes()],
         )
     }
 
-    /// Writes one message into `tmp/` (not yet synced), headers on top, bound for `new/`.
-    fn stage(&self, job: &Job) -> io::Result<Vec<Staged>> {
-        let headers = trace_headers(&job.meta, &self.hostname);
-        let name = self.file_name(&job.meta, headers.len() + job.body.len());
-        let staged = Staged::write(
-            self.tmp.join(&name),
-            self.new.join(&name),
-            &[headers.as_bytes(), &job.body],
-        )?;
-        Ok(vec![staged])
+    /// The content is complete: the file is bound for `new/` under its name with the size.
+    pub(super) fn finish(&self, meta: &MessageMeta, mut file: Staged) -> Vec<Staged> {
+        let name = self.file_name(meta, Some(file.len()));
+        file.set_destination(self.new.join(name));
+        vec![file]
     }
 
-    /// Stores a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order (`commit_batch`): every file written to `tmp/`, their data synced together,
-    /// then renamed into `new/`, then `new/` synced: a name in `new/` only ever points at
-    /// complete, durable content.
-    pub fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        commit_batch(
-            jobs,
-            ok,
-            &self.new,
-            |job| self.stage(job),
-            |e| report_failure(&self.new, e),
-        );
+    /// Commits a batch; clears `ok[i]` for each message that could not be made durable.
+    /// Order (`commit_staged`): every file already written to `tmp/`, their data synced
+    /// together, then renamed into `new/`, then `new/` synced: a name in `new/` only ever
+    /// points at complete, durable content.
+    pub(super) fn commit(
+        &self,
+        staged: Vec<(usize, Vec<Staged>)>,
+        ok: &mut [bool],
+        whole_fs_sync: bool,
+    ) {
+        commit_staged(staged, ok, &self.new, whole_fs_sync, |e| self.report(e));
+    }
+
+    /// Says what went wrong; the client sees only `451 4.3.0`.
+    pub(super) fn report(&self, error: &io::Error) {
+        report_failure(&self.new, error);
     }
 }
 

@@ -1,24 +1,48 @@
 //! Keeping mail: Maildir, `.eml` files and JSON lines, written durably on storage threads.
 //!
 //! What it does: [`StoreSink`] is the sink every connection uses. With no store configured it
-//! discards (and allocates nothing). With stores, it collects the message content (already
-//! dot-unstuffed; BDAT octets as they came), and at the end hands the message to the storage
-//! threads as a [`Job`] and answers [`Verdict::Pending`]: the session holds the `250` until
-//! the storage thread reports that every store has the message on disk (RFC 5321 §4.1.1.4:
-//! `250` means we took responsibility). The thread reports through the worker's
-//! [`Completions`] queue and wakes its event loop; disk I/O never runs on an event loop.
+//! discards (and allocates nothing). With stores, it streams the message content (already
+//! dot-unstuffed; BDAT octets as they came) to the storage threads in chunks of
+//! [`CHUNK_LEN`] bytes as it arrives, in buffers recycled through a pool; at the end it
+//! answers [`Verdict::Pending`]: the session holds the `250` until the storage thread
+//! reports that every store has the message on disk (RFC 5321 §4.1.1.4: `250` means we took
+//! responsibility). The thread reports through the worker's [`Completions`] queue and wakes
+//! its event loop; disk I/O never runs on an event loop.
 //!
-//! Group commit: a storage thread takes every job that is waiting (up to `--store-batch`,
-//! [`DEFAULT_MAX_BATCH`]) and makes them durable together: for Maildir and `.eml`, one
-//! `syncfs` for the batch's files (see `sync_files`) and one directory `fsync` for their
-//! names; for JSON lines, one write and one `fdatasync`. With several threads, one batch syncs while the next
-//! gathers.
+//! How chunks flow: a message that ends within its first chunk (most mail) goes to the
+//! storage threads whole, on a queue every thread serves first. A longer message becomes a
+//! stream: its chunks go, in order, to the queue of one storage thread (chosen in turn when
+//! it starts), which writes each to the message's temporary files as it comes (and hashes it,
+//! for the records) and gives the buffer back. A thread looks at the queue of whole messages
+//! between every [`STREAM_OPS_PER_TURN`] chunks, so a small message waits behind at most
+//! that much writing, never behind a whole large message.
+//!
+//! Group commit: when messages are complete (whole ones written, streams ended), the thread
+//! makes all of them durable together (up to `--store-batch`, [`DEFAULT_MAX_BATCH`], whole
+//! messages taken at once): for Maildir and `.eml`, one `syncfs` for the batch's files (one
+//! `fdatasync` each while streams are being written, so a small message does not wait for
+//! other messages' unfinished data; see `sync_files`) and one directory `fsync` for their
+//! names; for JSON lines, one write and one `fdatasync`. With several threads, one batch
+//! syncs while the next gathers.
+//!
+//! The budget (`--store-buffer`, [`DEFAULT_STORE_BUFFER`]): chunks handed to the storage
+//! threads and not yet written count against one budget for the whole server. While it is
+//! spent, a connection receiving message content reads nothing more ([`StoreSink::may_read`]):
+//! TCP flow control holds the sender back, and no client is ever failed for it. The storage
+//! thread that frees enough of it (down to three quarters) wakes the waiting connections'
+//! workers through the same [`Completions`] queue and waker as store outcomes.
 //!
 //! What it does not do: decide replies (the session does) or retry: a failed store is
 //! `451 4.3.0` and the client retries.
 //!
-//! Memory: a message being received with stores configured is held whole in its
-//! connection's buffer (up to `--max-message-size`) until its job is written.
+//! Memory: chunks in flight stay under the budget, plus at most one read (the worker's
+//! scratch buffer, 64 KiB) per worker, since every worker checks the budget before each read
+//! of message content (and input a connection had already read and kept while its previous
+//! message's reply was pending, at most one read each, goes on without a second check). Besides, a connection receiving a message keeps the one chunk it is
+//! filling ([`CHUNK_LEN`]), and a stream on its storage thread keeps the start of its header
+//! section for the records (`record::MAX_HEADER_KEEP`). No message is ever held whole. When
+//! no stream is open any more, an idle storage thread gives freed memory back to the system
+//! (`malloc_trim`), so a burst of large messages does not leave the process at its peak.
 
 mod commit;
 pub mod eml;
@@ -29,23 +53,35 @@ pub mod record;
 use crate::metrics::StoreLatency;
 use crate::proto::envelope::Envelope;
 use crate::proto::sink::{MessageSink, Verdict};
+use commit::Staged;
 use mio::Waker;
-use record::MessageMeta;
+use record::{ContentDigest, MessageMeta};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-/// Most jobs one storage thread makes durable together, by default (`--store-batch`).
+/// Most messages one storage thread makes durable together, by default (`--store-batch`).
 pub const DEFAULT_MAX_BATCH: usize = 256;
-/// A message buffer that grew past this is given back after the message, so an idle
-/// connection does not keep a large allocation.
-const BODY_KEEP_CAPACITY: usize = 256 * 1024;
+/// Bytes of message content in flight to the storage threads, by default (`--store-buffer`).
+pub const DEFAULT_STORE_BUFFER: usize = 64 * 1024 * 1024;
+/// The smallest `--store-buffer`: one chunk.
+pub const MIN_STORE_BUFFER: usize = CHUNK_LEN;
+/// The size of the buffers message content travels in to the storage threads.
+pub const CHUNK_LEN: usize = 64 * 1024;
+/// Chunks of streamed messages a storage thread writes between looks at the queue of whole
+/// (small) messages: a small message waits behind at most this much writing.
+pub const STREAM_OPS_PER_TURN: usize = 16;
+/// Most free chunk buffers the pool keeps for reuse (4 MiB); more are freed.
+const POOL_KEEP: usize = 64;
 
 /// Where to keep messages (`--store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,12 +144,9 @@ impl Target {
         opened.map_err(|e| io::Error::new(e.kind(), format!("--store {spec}: {e}")))
     }
 
-    fn store_batch(&self, jobs: &[Job], ok: &mut [bool]) {
-        match self {
-            Target::Maildir(t) => t.store_batch(jobs, ok),
-            Target::Eml(t) => t.store_batch(jobs, ok),
-            Target::Jsonl(t) => t.store_batch(jobs, ok),
-        }
+    /// Whether the store writes a JSON record (and so needs the content's digest).
+    fn needs_record(&self) -> bool {
+        matches!(self, Target::Eml(_) | Target::Jsonl(_))
     }
 
     /// Opens again what the store keeps open by path (log rotation): only a JSON-lines file;
@@ -133,17 +166,19 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Makes the contents of `files` (all on one filesystem: a store's own directory) durable.
 ///
-/// One `syncfs` flushes them all with a single journal commit, where an `fdatasync` per
-/// file costs one commit each: this is where group commit pays most for Maildir and `.eml`
-/// (new files, so every `fdatasync` has metadata to commit). If `syncfs` is refused, each
-/// file is synced on its own.
+/// With `whole_fs`, one `syncfs` flushes them all with a single journal commit, where an
+/// `fdatasync` per file costs one commit each: this is where group commit pays most for
+/// Maildir and `.eml` (new files, so every `fdatasync` has metadata to commit). But `syncfs`
+/// also waits for every other dirty file on the filesystem, so while large messages are being
+/// streamed to disk the caller asks for one `fdatasync` per file instead. If `syncfs` is
+/// refused, each file is synced on its own.
 #[allow(unsafe_code)]
-pub(crate) fn sync_files(files: &[&File]) -> io::Result<()> {
+pub(crate) fn sync_files(files: &[&File], whole_fs: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let Some(first) = files.first() else {
         return Ok(());
     };
-    if files.len() > 1 {
+    if whole_fs && files.len() > 1 {
         // SAFETY: syncfs takes a file descriptor and touches no memory of ours; `first` is
         // an open file for the duration of the call.
         if unsafe { libc::syncfs(first.as_raw_fd()) } == 0 {
@@ -153,11 +188,25 @@ pub(crate) fn sync_files(files: &[&File]) -> io::Result<()> {
     files.iter().try_for_each(|file| file.sync_data())
 }
 
+/// Locks `mutex`, taking over its data if a panicking thread left it poisoned.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the storage threads reported to one worker, not yet picked up.
+#[derive(Debug, Default)]
+struct Reported {
+    /// `(connection key, connection id, stored)`: store outcomes.
+    outcomes: Vec<(usize, u64, bool)>,
+    /// `(connection key, connection id)`: connections that waited for the budget.
+    budget: Vec<(usize, u64)>,
+}
+
 /// Outcomes for one worker, and the waker of its event loop.
 #[derive(Debug)]
 pub struct Completions {
-    /// `(connection key, connection id, stored)` not yet picked up by the worker.
-    done: Mutex<Vec<(usize, u64, bool)>>,
+    /// What was reported and not yet picked up.
+    reported: Mutex<Reported>,
     /// Wakes the worker's `poll`.
     waker: Arc<Waker>,
 }
@@ -166,31 +215,46 @@ impl Completions {
     /// A queue that wakes the loop behind `waker`.
     pub fn new(waker: Arc<Waker>) -> Completions {
         Completions {
-            done: Mutex::new(Vec::new()),
+            reported: Mutex::new(Reported::default()),
             waker,
         }
     }
 
-    /// Reports one outcome; wakes the worker if it was not already due to look.
-    fn report(&self, key: usize, id: u64, stored: bool) {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        let was_empty = done.is_empty();
-        done.push((key, id, stored));
-        drop(done);
+    /// Records one report; wakes the worker if it was not already due to look.
+    fn push(&self, add: impl FnOnce(&mut Reported)) {
+        let mut reported = lock(&self.reported);
+        let was_empty = reported.outcomes.is_empty() && reported.budget.is_empty();
+        add(&mut reported);
+        drop(reported);
         if was_empty {
             // A failed wake means the worker is gone; its connections are gone too.
             let _ = self.waker.wake();
         }
     }
 
-    /// Moves every reported outcome into `into` (which the worker reuses).
+    /// Reports one store outcome.
+    fn report(&self, key: usize, id: u64, stored: bool) {
+        self.push(|r| r.outcomes.push((key, id, stored)));
+    }
+
+    /// Reports that the budget has room again for a connection that waited for it.
+    fn report_budget(&self, key: usize, id: u64) {
+        self.push(|r| r.budget.push((key, id)));
+    }
+
+    /// Moves every reported store outcome into `into` (which the worker reuses).
     pub fn take_into(&self, into: &mut Vec<(usize, u64, bool)>) {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        into.append(&mut done);
+        into.append(&mut lock(&self.reported).outcomes);
+    }
+
+    /// Moves every connection whose budget wait is over into `into` (which the worker
+    /// reuses): drive each again ([`StoreSink::on_budget`], then read).
+    pub fn take_budget_into(&self, into: &mut Vec<(usize, u64)>) {
+        into.append(&mut lock(&self.reported).budget);
     }
 }
 
-/// Whom to tell when a job is done.
+/// Whom to tell when a message is stored (or the budget has room).
 #[derive(Debug, Clone)]
 pub struct Notify {
     /// The worker's queue.
@@ -201,24 +265,211 @@ pub struct Notify {
     pub id: u64,
 }
 
-/// One message for the storage threads.
+/// The bytes of message content in flight to the storage threads, against `--store-buffer`.
 #[derive(Debug)]
-pub struct Job {
+struct Budget {
+    /// The most bytes in flight before readers stop.
+    limit: usize,
+    /// Bytes (chunk buffer capacity) handed to the storage threads and not yet given back.
+    in_flight: AtomicUsize,
+    /// Connections that found the budget spent, to be woken when it has room.
+    waiting: Mutex<Vec<Notify>>,
+    /// Whether `waiting` may hold anyone (so a release looks at it only then).
+    anyone_waiting: AtomicBool,
+}
+
+impl Budget {
+    /// Whether a reader may go on.
+    fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) < self.limit
+    }
+
+    /// `bytes` were handed to the storage threads.
+    fn charge(&self, bytes: usize) {
+        self.in_flight.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// `bytes` were written (or dropped): once at most three quarters of the budget are in
+    /// flight, every waiting connection is woken (not at every chunk: each wake-up then
+    /// finds room for a quarter of the budget).
+    fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let now = self.in_flight.fetch_sub(bytes, Ordering::SeqCst) - bytes;
+        if now <= self.limit - self.limit / 4 && self.anyone_waiting.load(Ordering::SeqCst) {
+            let mut waiting = lock(&self.waiting);
+            self.anyone_waiting.store(false, Ordering::SeqCst);
+            for notify in waiting.drain(..) {
+                notify.completions.report_budget(notify.key, notify.id);
+            }
+        }
+    }
+
+    /// Registers `notify` to be woken, then looks again: `true` if there is room after all.
+    /// (All sequentially consistent: a release either sees `anyone_waiting`, set after the
+    /// registration, or its decrement came before the second look.)
+    fn wait(&self, notify: &Notify) -> bool {
+        let mut waiting = lock(&self.waiting);
+        waiting.push(notify.clone());
+        self.anyone_waiting.store(true, Ordering::SeqCst);
+        drop(waiting);
+        self.has_room()
+    }
+}
+
+/// A message that ended within its first chunk, handed over whole.
+#[derive(Debug)]
+struct Whole {
     /// The envelope and identity.
-    pub meta: MessageMeta,
-    /// The content, exactly as received after dot-unstuffing.
-    pub body: Vec<u8>,
+    meta: MessageMeta,
+    /// The content, exactly as received after dot-unstuffing (a pool buffer).
+    body: Vec<u8>,
     /// Whom to tell.
-    pub notify: Notify,
+    notify: Notify,
     /// When the session handed it over (for the store-latency metric).
-    pub submitted: std::time::Instant,
+    submitted: Instant,
+}
+
+/// One step of a streamed message, for the storage thread that owns the stream.
+#[derive(Debug)]
+enum StreamOp {
+    /// A message begins: open its files.
+    Start {
+        /// The stream.
+        stream: u64,
+        /// The envelope and identity.
+        meta: Box<MessageMeta>,
+    },
+    /// The next chunk of content (a pool buffer).
+    Data {
+        /// The stream.
+        stream: u64,
+        /// The bytes.
+        chunk: Vec<u8>,
+    },
+    /// The last chunk (possibly empty): finish and commit, then tell `notify`.
+    End {
+        /// The stream.
+        stream: u64,
+        /// The bytes.
+        chunk: Vec<u8>,
+        /// Whom to tell.
+        notify: Notify,
+        /// When the session handed it over.
+        submitted: Instant,
+    },
+    /// The message will not be kept: remove what was written.
+    Abort {
+        /// The stream.
+        stream: u64,
+    },
+}
+
+/// The work waiting for the storage threads.
+#[derive(Debug)]
+struct Queues {
+    /// Whole messages: any thread takes them, before stream chunks.
+    whole: VecDeque<Whole>,
+    /// Each thread's streams, in order.
+    streams: Vec<VecDeque<StreamOp>>,
+    /// No more work will come (the workers are gone): finish what is queued, then exit.
+    closing: bool,
+    /// Storage threads waiting for work (so a push wakes one only if one sleeps).
+    idle: usize,
+}
+
+/// What sinks and storage threads share.
+#[derive(Debug)]
+struct Shared {
+    /// The work.
+    queues: Mutex<Queues>,
+    /// Signalled when work is queued (or closing begins).
+    work: Condvar,
+    /// Bytes in flight.
+    budget: Budget,
+    /// Free chunk buffers.
+    pool: Mutex<Vec<Vec<u8>>>,
+    /// Streams being written now (so a batch's sync knows whether `syncfs` would wait for
+    /// their data).
+    open_streams: AtomicUsize,
+    /// Id of the next stream.
+    next_stream: AtomicU64,
+    /// The thread for the next stream (taken in turn).
+    next_thread: AtomicUsize,
+    /// How many storage threads there are.
+    threads: usize,
+}
+
+impl Shared {
+    /// A chunk buffer: a free one, or a new one.
+    fn take_buffer(&self) -> Vec<u8> {
+        lock(&self.pool)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN))
+    }
+
+    /// Gives a chunk buffer back: to the pool, or freed if the pool is full.
+    fn recycle(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() != CHUNK_LEN {
+            return;
+        }
+        buffer.clear();
+        let mut pool = lock(&self.pool);
+        if pool.len() < POOL_KEEP {
+            pool.push(buffer);
+        }
+    }
+
+    /// A chunk buffer was handed to a storage thread and is done with: its budget is freed
+    /// and the buffer recycled.
+    fn give_back(&self, buffer: Vec<u8>) {
+        self.budget.release(buffer.capacity());
+        self.recycle(buffer);
+    }
+
+    /// Queues a whole message. `false` if the storage threads are finishing.
+    fn push_whole(&self, whole: Whole) -> bool {
+        let mut queues = lock(&self.queues);
+        if queues.closing {
+            return false;
+        }
+        self.budget.charge(whole.body.capacity());
+        queues.whole.push_back(whole);
+        let idle = queues.idle > 0;
+        drop(queues);
+        if idle {
+            // Any thread may take it.
+            self.work.notify_one();
+        }
+        true
+    }
+
+    /// Queues a stream step for `thread`. `false` if the storage threads are finishing.
+    fn push_op(&self, thread: usize, op: StreamOp) -> bool {
+        let mut queues = lock(&self.queues);
+        if queues.closing {
+            return false;
+        }
+        if let StreamOp::Data { chunk, .. } | StreamOp::End { chunk, .. } = &op {
+            self.budget.charge(chunk.capacity());
+        }
+        queues.streams[thread].push_back(op);
+        let idle = queues.idle > 0;
+        drop(queues);
+        if idle {
+            // Only `thread` may take it, and the threads share one condition variable.
+            self.work.notify_all();
+        }
+        true
+    }
 }
 
 /// The storage threads and the stores they write.
 #[derive(Debug)]
 pub struct StoreHub {
-    /// Where sinks send jobs (taken at [`StoreHub::finish`]).
-    sender: Mutex<Option<Sender<Job>>>,
+    /// The queues, budget and pool shared with the sinks.
+    shared: Arc<Shared>,
     /// The threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Time from hand-over to verdict, and failures.
@@ -229,11 +480,13 @@ pub struct StoreHub {
 
 impl StoreHub {
     /// Opens every store (creating directories and files; an error names the store) and
-    /// starts `threads` storage threads. `None` when there is nothing to store.
+    /// starts `threads` storage threads, with `buffer` bytes of content in flight at most
+    /// (`--store-buffer`). `None` when there is nothing to store.
     pub fn start(
         specs: &[StoreSpec],
         threads: usize,
         max_batch: usize,
+        buffer: usize,
         hostname: &str,
     ) -> io::Result<Option<Arc<StoreHub>>> {
         if specs.is_empty() {
@@ -245,36 +498,49 @@ impl StoreHub {
                 .map(|spec| Target::open(spec, hostname))
                 .collect::<io::Result<_>>()?,
         );
+        let threads = threads.max(1);
         let latency = Arc::new(StoreLatency::default());
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues {
+                whole: VecDeque::new(),
+                streams: (0..threads).map(|_| VecDeque::new()).collect(),
+                closing: false,
+                idle: 0,
+            }),
+            work: Condvar::new(),
+            budget: Budget {
+                limit: buffer.max(MIN_STORE_BUFFER),
+                in_flight: AtomicUsize::new(0),
+                waiting: Mutex::new(Vec::new()),
+                anyone_waiting: AtomicBool::new(false),
+            },
+            pool: Mutex::new(Vec::new()),
+            open_streams: AtomicUsize::new(0),
+            next_stream: AtomicU64::new(0),
+            next_thread: AtomicUsize::new(0),
+            threads,
+        });
         let mut handles = Vec::with_capacity(threads);
-        for index in 0..threads.max(1) {
-            let targets = Arc::clone(&targets);
-            let receiver = Arc::clone(&receiver);
-            let latency = Arc::clone(&latency);
+        for index in 0..threads {
+            let thread = StorageThread {
+                index,
+                shared: Arc::clone(&shared),
+                targets: Arc::clone(&targets),
+                max_batch: max_batch.max(1),
+                latency: Arc::clone(&latency),
+            };
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("fastsmtpd-store-{index}"))
-                    .spawn(move || {
-                        storage_thread(&receiver, &targets, max_batch.max(1), &latency)
-                    })?,
+                    .spawn(move || thread.run())?,
             );
         }
         Ok(Some(Arc::new(StoreHub {
-            sender: Mutex::new(Some(sender)),
+            shared,
             threads: Mutex::new(handles),
             latency,
             targets,
         })))
-    }
-
-    /// A sender for a new connection's sink (`None` once finishing).
-    fn sender(&self) -> Option<Sender<Job>> {
-        self.sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// Opens every JSON-lines file again (log rotation: SIGHUP), creating it if missing;
@@ -294,58 +560,373 @@ impl StoreHub {
         first_error.map_or(Ok(reopened), Err)
     }
 
+    /// Bytes of message content handed to the storage threads and not yet written.
+    pub fn in_flight(&self) -> usize {
+        self.shared.budget.in_flight.load(Ordering::SeqCst)
+    }
+
     /// After the workers are gone: lets the threads store what is queued, then joins them.
     pub fn finish(&self) {
-        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        lock(&self.shared.queues).closing = true;
+        self.shared.work.notify_all();
+        let handles = std::mem::take(&mut *lock(&self.threads));
         for handle in handles {
             let _ = handle.join();
         }
     }
 }
 
-/// Takes batches of jobs until every sender is gone, stores them, reports the outcomes.
-fn storage_thread(
-    receiver: &Mutex<Receiver<Job>>,
-    targets: &[Target],
-    max_batch: usize,
-    latency: &StoreLatency,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut ok: Vec<bool> = Vec::with_capacity(max_batch);
-    loop {
-        {
-            // Holding the lock while waiting is fine: the other threads would wait anyway.
-            let receiver = receiver.lock().unwrap_or_else(|p| p.into_inner());
-            match receiver.recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => return, // every sender is gone and the queue is empty
-            }
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+/// One store's part of a message being written.
+#[derive(Debug)]
+enum Part {
+    /// The message's file (Maildir, `.eml`), under its temporary name.
+    File(Staged),
+    /// Nothing written before the end (JSON lines), or nothing left (after a failure).
+    Nothing,
+}
+
+/// A message on its storage thread: its files being written, its digest being computed.
+#[derive(Debug)]
+struct Writing {
+    /// The envelope and identity.
+    meta: MessageMeta,
+    /// One part per store, in the stores' order.
+    parts: Vec<Part>,
+    /// Size, hash and header fields for the records, when a store writes one.
+    digest: Option<ContentDigest>,
+    /// A write failed: everything was removed, the message will be refused.
+    failed: bool,
+}
+
+/// A message whose content is all written, waiting for its batch's commit.
+#[derive(Debug)]
+struct Finished {
+    /// Whom to tell.
+    notify: Notify,
+    /// When the session handed it over.
+    submitted: Instant,
+    /// The files to commit, per store (empty for JSON lines).
+    files: Vec<Vec<Staged>>,
+    /// The JSON record and its newline, when a store writes one.
+    record: Option<Vec<u8>>,
+    /// Still on its way to being stored.
+    ok: bool,
+}
+
+impl Writing {
+    /// Starts the files of a message in every store.
+    fn begin(targets: &[Target], meta: MessageMeta) -> Writing {
+        let digest = targets
+            .iter()
+            .any(Target::needs_record)
+            .then(ContentDigest::new);
+        let mut writing = Writing {
+            meta,
+            parts: Vec::with_capacity(targets.len()),
+            digest,
+            failed: false,
+        };
+        for target in targets {
+            let begun = match target {
+                Target::Maildir(t) => t.begin(&writing.meta).map_err(|e| t.report(&e)),
+                Target::Eml(t) => t.begin(&writing.meta).map_err(|e| t.report(&e)),
+                Target::Jsonl(_) => {
+                    writing.parts.push(Part::Nothing);
+                    continue;
+                }
+            };
+            match begun {
+                Ok(file) => writing.parts.push(Part::File(file)),
+                Err(()) => {
+                    writing.fail();
+                    break;
                 }
             }
         }
-        ok.clear();
-        ok.resize(batch.len(), true);
-        for target in targets {
-            target.store_batch(&batch, &mut ok);
+        writing
+    }
+
+    /// Appends the next piece of content to every file (and the digest).
+    fn write(&mut self, targets: &[Target], piece: &[u8]) {
+        if self.failed || piece.is_empty() {
+            return;
         }
-        let done = std::time::Instant::now();
-        for (job, stored) in batch.drain(..).zip(&ok) {
-            latency.observe(done.saturating_duration_since(job.submitted), *stored);
-            job.notify
-                .completions
-                .report(job.notify.key, job.notify.id, *stored);
+        if let Some(digest) = &mut self.digest {
+            digest.update(piece);
+        }
+        for (target, part) in targets.iter().zip(&mut self.parts) {
+            let Part::File(file) = part else { continue };
+            if let Err(e) = file.append(piece) {
+                match target {
+                    Target::Maildir(t) => t.report(&e),
+                    Target::Eml(t) => t.report(&e),
+                    Target::Jsonl(_) => {}
+                }
+                self.fail();
+                return;
+            }
+        }
+    }
+
+    /// Removes everything written: the message will not be kept.
+    fn fail(&mut self) {
+        self.failed = true;
+        for part in self.parts.drain(..) {
+            if let Part::File(file) = part {
+                file.remove();
+            }
+        }
+    }
+
+    /// The content is complete: the last files (sidecars) are written, and the message
+    /// waits for its batch's commit.
+    fn finish(mut self, targets: &[Target], notify: Notify, submitted: Instant) -> Finished {
+        let mut finished = Finished {
+            notify,
+            submitted,
+            files: Vec::with_capacity(targets.len()),
+            record: None,
+            ok: false,
+        };
+        if self.failed {
+            return finished;
+        }
+        if let Some(digest) = self.digest.take() {
+            let mut line = Vec::with_capacity(512);
+            // serde_json writes into a Vec without failing.
+            let _ = serde_json::to_writer(&mut line, &record::json_record_of(&self.meta, digest));
+            line.push(b'\n');
+            finished.record = Some(line);
+        }
+        let parts = std::mem::take(&mut self.parts);
+        let mut failed = false;
+        for (target, part) in targets.iter().zip(parts) {
+            let files = match (target, part) {
+                (_, Part::File(file)) if failed => {
+                    file.remove();
+                    continue;
+                }
+                (Target::Maildir(t), Part::File(file)) => t.finish(&self.meta, file),
+                (Target::Eml(t), Part::File(file)) => {
+                    let record = finished.record.as_deref().unwrap_or_default();
+                    match t.finish(&self.meta, file, record) {
+                        Ok(files) => files,
+                        Err(e) => {
+                            t.report(&e);
+                            failed = true;
+                            Vec::new()
+                        }
+                    }
+                }
+                (_, _) => Vec::new(),
+            };
+            finished.files.push(files);
+        }
+        if failed {
+            finished
+                .files
+                .iter()
+                .for_each(|files| commit::remove_all(files));
+            finished.files.clear();
+        } else {
+            finished.ok = true;
+        }
+        finished
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc keeps freed chunks of this size
+/// in its heaps otherwise: after a burst of large messages the process would stay at its
+/// peak). Elsewhere, nothing.
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists, under its locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One storage thread: what it needs to run.
+#[derive(Debug)]
+struct StorageThread {
+    /// Which of the stream queues is this thread's.
+    index: usize,
+    /// The queues, budget and pool.
+    shared: Arc<Shared>,
+    /// The stores.
+    targets: Arc<Vec<Target>>,
+    /// Most whole messages taken at once.
+    max_batch: usize,
+    /// Where store latencies go.
+    latency: Arc<StoreLatency>,
+}
+
+impl StorageThread {
+    /// Takes work until the queues close and are empty: whole messages first, then up to
+    /// [`STREAM_OPS_PER_TURN`] stream steps; commits every message that became complete.
+    fn run(self) {
+        let targets: &[Target] = &self.targets;
+        let mut wholes: Vec<Whole> = Vec::with_capacity(self.max_batch);
+        let mut ops: Vec<StreamOp> = Vec::with_capacity(STREAM_OPS_PER_TURN);
+        let mut streams: HashMap<u64, Writing> = HashMap::new();
+        let mut finished: Vec<Finished> = Vec::with_capacity(self.max_batch);
+        // Stream chunks were handled since memory was last given back.
+        let mut streamed = false;
+        loop {
+            {
+                let mut queues = lock(&self.shared.queues);
+                while queues.whole.is_empty() && queues.streams[self.index].is_empty() {
+                    if streamed && self.shared.open_streams.load(Ordering::SeqCst) == 0 {
+                        // Idle after large messages: give their freed chunks back to the
+                        // system, so the memory they took does not stay with the process.
+                        streamed = false;
+                        drop(queues);
+                        release_free_memory();
+                        queues = lock(&self.shared.queues);
+                        continue;
+                    }
+                    if queues.closing {
+                        drop(queues);
+                        // Streams never ended (their connections went without a word).
+                        streams.values_mut().for_each(Writing::fail);
+                        return;
+                    }
+                    queues.idle += 1;
+                    queues = self
+                        .shared
+                        .work
+                        .wait(queues)
+                        .unwrap_or_else(|p| p.into_inner());
+                    queues.idle -= 1;
+                }
+                while wholes.len() < self.max_batch {
+                    let Some(whole) = queues.whole.pop_front() else {
+                        break;
+                    };
+                    wholes.push(whole);
+                }
+                let mine = &mut queues.streams[self.index];
+                let take = mine.len().min(STREAM_OPS_PER_TURN);
+                ops.extend(mine.drain(..take));
+                streamed |= take > 0;
+            }
+            for whole in wholes.drain(..) {
+                let mut writing = Writing::begin(targets, whole.meta);
+                writing.write(targets, &whole.body);
+                self.shared.give_back(whole.body);
+                finished.push(writing.finish(targets, whole.notify, whole.submitted));
+            }
+            for op in ops.drain(..) {
+                self.on_op(op, &mut streams, &mut finished);
+            }
+            if !finished.is_empty() {
+                self.commit(&mut finished);
+            }
+        }
+    }
+
+    /// Carries out one step of a stream.
+    fn on_op(
+        &self,
+        op: StreamOp,
+        streams: &mut HashMap<u64, Writing>,
+        finished: &mut Vec<Finished>,
+    ) {
+        let targets: &[Target] = &self.targets;
+        match op {
+            StreamOp::Start { stream, meta } => {
+                self.shared.open_streams.fetch_add(1, Ordering::SeqCst);
+                streams.insert(stream, Writing::begin(targets, *meta));
+            }
+            StreamOp::Data { stream, chunk } => {
+                if let Some(writing) = streams.get_mut(&stream) {
+                    writing.write(targets, &chunk);
+                }
+                self.shared.give_back(chunk);
+            }
+            StreamOp::End {
+                stream,
+                chunk,
+                notify,
+                submitted,
+            } => {
+                let writing = streams.remove(&stream);
+                match writing {
+                    Some(mut writing) => {
+                        writing.write(targets, &chunk);
+                        finished.push(writing.finish(targets, notify, submitted));
+                        self.shared.open_streams.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    // Cannot happen (a stream ends once, on the thread that started it);
+                    // refused rather than confirmed.
+                    None => notify.completions.report(notify.key, notify.id, false),
+                }
+                self.shared.give_back(chunk);
+            }
+            StreamOp::Abort { stream } => {
+                if let Some(mut writing) = streams.remove(&stream) {
+                    writing.fail();
+                    self.shared.open_streams.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Makes `finished` durable in every store, in the stores' order, then reports each
+    /// outcome. A message refused by one store is not committed to the later ones (its
+    /// files there are removed).
+    fn commit(&self, finished: &mut Vec<Finished>) {
+        let mut ok: Vec<bool> = finished.iter().map(|f| f.ok).collect();
+        // `syncfs` would also wait for the data of streams still being written.
+        let whole_fs = self.shared.open_streams.load(Ordering::SeqCst) == 0;
+        for (index, target) in self.targets.iter().enumerate() {
+            match target {
+                Target::Maildir(_) | Target::Eml(_) => {
+                    let mut staged = Vec::with_capacity(finished.len());
+                    for (i, message) in finished.iter_mut().enumerate() {
+                        let Some(files) = message.files.get_mut(index) else {
+                            continue;
+                        };
+                        let files = std::mem::take(files);
+                        if ok[i] {
+                            staged.push((i, files));
+                        } else {
+                            commit::remove_all(&files);
+                        }
+                    }
+                    match target {
+                        Target::Maildir(t) => t.commit(staged, &mut ok, whole_fs),
+                        Target::Eml(t) => t.commit(staged, &mut ok, whole_fs),
+                        Target::Jsonl(_) => {}
+                    }
+                }
+                Target::Jsonl(t) => {
+                    let mut lines = Vec::with_capacity(finished.len() * 400);
+                    for (message, _) in finished.iter().zip(&ok).filter(|(_, ok)| **ok) {
+                        lines.extend_from_slice(message.record.as_deref().unwrap_or_default());
+                    }
+                    t.commit(&lines, &mut ok);
+                }
+            }
+        }
+        let done = Instant::now();
+        for (message, stored) in finished.drain(..).zip(ok) {
+            self.latency
+                .observe(done.saturating_duration_since(message.submitted), stored);
+            let Notify {
+                completions,
+                key,
+                id,
+            } = &message.notify;
+            completions.report(*key, *id, stored);
         }
     }
 }
 
-/// The sink of one connection: discards, or buffers each message and sends it to the
-/// storage threads. Discarding costs one pointer per connection (idle connections are
-/// counted in the thousands); the storing state lives behind it.
+/// The sink of one connection: discards, or streams each message to the storage threads.
+/// Discarding costs one pointer per connection (idle connections are counted in the
+/// thousands); the storing state lives behind it.
 #[derive(Debug)]
 pub struct StoreSink {
     /// `None` to discard.
@@ -355,14 +936,20 @@ pub struct StoreSink {
 /// What a storing connection keeps.
 #[derive(Debug)]
 struct Storing {
-    /// Where jobs go (`None` once the storage threads are finishing).
-    jobs: Option<Sender<Job>>,
+    /// The queues, budget and pool.
+    shared: Arc<Shared>,
     /// Whom the storage thread tells.
     notify: Notify,
     /// The client's address, for the records.
     client: SocketAddr,
-    /// The content of the message being received.
-    body: Vec<u8>,
+    /// The message being received, until its stream starts.
+    meta: Option<MessageMeta>,
+    /// The chunk being filled (no capacity when none is held).
+    chunk: Vec<u8>,
+    /// `(stream, thread)` once the message's first full chunk went out.
+    stream: Option<(u64, usize)>,
+    /// Registered with the budget to be woken (until [`StoreSink::on_budget`]).
+    waiting_for_budget: Cell<bool>,
 }
 
 impl StoreSink {
@@ -375,25 +962,112 @@ impl StoreSink {
     pub fn storing(hub: &StoreHub, notify: Notify, client: SocketAddr) -> StoreSink {
         StoreSink {
             storing: Some(Box::new(Storing {
-                jobs: hub.sender(),
+                shared: Arc::clone(&hub.shared),
                 notify,
                 client,
-                body: Vec::new(),
+                meta: None,
+                chunk: Vec::new(),
+                stream: None,
+                waiting_for_budget: Cell::new(false),
             })),
+        }
+    }
+
+    /// Whether the connection may read more message content now: always when discarding;
+    /// with stores, while the budget of bytes in flight has room. When it has none, the
+    /// connection is registered to be woken (through its worker's [`Completions`]) once the
+    /// storage threads free enough of it; until then it should leave its input unread, so
+    /// TCP flow control holds the sender back.
+    pub fn may_read(&self) -> bool {
+        let Some(storing) = &self.storing else {
+            return true;
+        };
+        let budget = &storing.shared.budget;
+        if budget.has_room() {
+            return true;
+        }
+        if storing.waiting_for_budget.get() {
+            return false; // a wake-up is registered or on its way
+        }
+        storing.waiting_for_budget.set(true);
+        budget.wait(&storing.notify)
+    }
+
+    /// The wake-up for a budget wait arrived (see [`Completions::take_budget_into`]): a
+    /// later wait registers again.
+    pub fn on_budget(&self) {
+        if let Some(storing) = &self.storing {
+            storing.waiting_for_budget.set(false);
+        }
+    }
+}
+
+impl Storing {
+    /// Sends the full chunk: the first one starts the message's stream.
+    fn send_chunk(&mut self) {
+        let chunk = std::mem::take(&mut self.chunk);
+        let (stream, thread) = match self.stream {
+            Some(started) => started,
+            None => {
+                let stream = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+                let thread =
+                    self.shared.next_thread.fetch_add(1, Ordering::Relaxed) % self.shared.threads;
+                let Some(meta) = self.meta.take() else {
+                    return self.shared.recycle(chunk); // no message started: nothing to keep
+                };
+                let meta = Box::new(meta);
+                // If the threads are finishing, the end of the message will say so.
+                let _ = self
+                    .shared
+                    .push_op(thread, StreamOp::Start { stream, meta });
+                self.stream = Some((stream, thread));
+                (stream, thread)
+            }
+        };
+        if !self
+            .shared
+            .push_op(thread, StreamOp::Data { stream, chunk })
+        {
+            // Finishing: the buffer was not handed over (the message will be refused).
+        }
+    }
+
+    /// Drops the message in progress: its chunk goes back to the pool, and a started
+    /// stream is told to remove what it wrote.
+    fn abandon(&mut self) {
+        self.meta = None;
+        if self.chunk.capacity() > 0 {
+            self.shared.recycle(std::mem::take(&mut self.chunk));
+        }
+        if let Some((stream, thread)) = self.stream.take() {
+            let _ = self.shared.push_op(thread, StreamOp::Abort { stream });
         }
     }
 }
 
 impl MessageSink for StoreSink {
-    fn on_message_start(&mut self, _envelope: &Envelope<'_>) {
+    fn on_message_start(&mut self, envelope: &Envelope<'_>) {
         if let Some(storing) = &mut self.storing {
-            storing.body.clear();
+            storing.abandon(); // nothing, unless a message was left without an end
+            storing.meta = Some(MessageMeta::new(envelope, storing.client));
         }
     }
 
-    fn on_message_data(&mut self, piece: &[u8]) {
-        if let Some(storing) = &mut self.storing {
-            storing.body.extend_from_slice(piece);
+    fn on_message_data(&mut self, mut piece: &[u8]) {
+        let Some(storing) = &mut self.storing else {
+            return;
+        };
+        while !piece.is_empty() {
+            if storing.chunk.capacity() == 0 {
+                storing.chunk = storing.shared.take_buffer();
+            }
+            let room = CHUNK_LEN - storing.chunk.len();
+            let (now, later) = piece.split_at(room.min(piece.len()));
+            storing.chunk.extend_from_slice(now);
+            piece = later;
+            if storing.chunk.len() == CHUNK_LEN {
+                storing.send_chunk();
+            }
         }
     }
 
@@ -401,28 +1075,54 @@ impl MessageSink for StoreSink {
         let Some(storing) = &mut self.storing else {
             return Verdict::Stored; // discard
         };
-        let Some(jobs) = &storing.jobs else {
-            return Verdict::Failed;
+        let notify = storing.notify.clone();
+        let submitted = Instant::now();
+        let chunk = std::mem::take(&mut storing.chunk);
+        let queued = match storing.stream.take() {
+            // The whole message fits in one chunk: it goes whole, on the queue served first.
+            None => {
+                let meta = storing
+                    .meta
+                    .take()
+                    .unwrap_or_else(|| MessageMeta::new(envelope, storing.client));
+                storing.shared.push_whole(Whole {
+                    meta,
+                    body: chunk,
+                    notify,
+                    submitted,
+                })
+            }
+            Some((stream, thread)) => storing.shared.push_op(
+                thread,
+                StreamOp::End {
+                    stream,
+                    chunk,
+                    notify,
+                    submitted,
+                },
+            ),
         };
-        let job = Job {
-            meta: MessageMeta::new(envelope, storing.client),
-            body: std::mem::take(&mut storing.body),
-            notify: storing.notify.clone(),
-            submitted: std::time::Instant::now(),
-        };
-        match jobs.send(job) {
-            Ok(()) => Verdict::Pending,
-            // The storage threads are gone (shutting down): not stored.
-            Err(_) => Verdict::Failed,
+        // RFC 5321 §4.1.1.4: the `250` waits for the storage thread's word that the message
+        // is on disk; a message the threads will never see is refused now.
+        if queued {
+            Verdict::Pending
+        } else {
+            Verdict::Failed
         }
     }
 
     fn on_message_abort(&mut self) {
         if let Some(storing) = &mut self.storing {
-            storing.body.clear();
-            if storing.body.capacity() > BODY_KEEP_CAPACITY {
-                storing.body.shrink_to(BODY_KEEP_CAPACITY);
-            }
+            storing.abandon();
+        }
+    }
+}
+
+impl Drop for StoreSink {
+    fn drop(&mut self) {
+        // A connection dropped mid-message leaves no temporary files behind.
+        if let Some(storing) = &mut self.storing {
+            storing.abandon();
         }
     }
 }
@@ -430,6 +1130,92 @@ impl MessageSink for StoreSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn completions() -> (mio::Poll, Arc<Completions>) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        (poll, Arc::new(Completions::new(waker)))
+    }
+
+    #[test]
+    fn a_spent_budget_stops_readers_until_three_quarters_are_free_then_wakes_each_once() {
+        let (mut poll, completions) = completions();
+        let notify = |key| Notify {
+            completions: Arc::clone(&completions),
+            key,
+            id: key as u64 + 100,
+        };
+        let budget = Budget {
+            limit: 400,
+            in_flight: AtomicUsize::new(0),
+            waiting: Mutex::new(Vec::new()),
+            anyone_waiting: AtomicBool::new(false),
+        };
+        budget.charge(399);
+        assert!(budget.has_room());
+        budget.charge(1);
+        assert!(!budget.has_room());
+        assert!(!budget.wait(&notify(1)));
+        assert!(!budget.wait(&notify(2)));
+        budget.release(50); // 350 in flight: room, but not yet three quarters free
+        assert!(budget.has_room());
+        let mut woken = Vec::new();
+        completions.take_budget_into(&mut woken);
+        assert!(woken.is_empty());
+        budget.release(50); // 300: wake them all, once
+        completions.take_budget_into(&mut woken);
+        assert_eq!(woken, [(1, 101), (2, 102)]);
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "the worker's waker fired");
+        budget.release(300);
+        woken.clear();
+        completions.take_budget_into(&mut woken);
+        assert!(woken.is_empty(), "nobody waits any more");
+    }
+
+    #[test]
+    fn a_sink_registers_once_per_wait_and_reads_again_after_the_wake_up() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let specs = [StoreSpec::Jsonl(dir.join("m.jsonl"))];
+        let hub = StoreHub::start(&specs, 1, 16, MIN_STORE_BUFFER, "h")
+            .unwrap()
+            .unwrap();
+        let (_poll, completions) = completions();
+        let notify = Notify {
+            completions: Arc::clone(&completions),
+            key: 3,
+            id: 4,
+        };
+        let sink = StoreSink::storing(&hub, notify, "127.0.0.1:25".parse().unwrap());
+        assert!(sink.may_read());
+        assert!(StoreSink::discard().may_read());
+        // The budget spent (as if chunks were on their way).
+        hub.shared.budget.charge(MIN_STORE_BUFFER);
+        assert!(!sink.may_read());
+        assert!(!sink.may_read());
+        assert_eq!(lock(&hub.shared.budget.waiting).len(), 1, "registered once");
+        hub.shared.budget.release(MIN_STORE_BUFFER);
+        let mut woken = Vec::new();
+        completions.take_budget_into(&mut woken);
+        assert_eq!(woken, [(3, 4)]);
+        sink.on_budget();
+        assert!(sink.may_read());
+        hub.shared.budget.charge(MIN_STORE_BUFFER);
+        assert!(!sink.may_read());
+        assert_eq!(
+            lock(&hub.shared.budget.waiting).len(),
+            1,
+            "registered again"
+        );
+        hub.shared.budget.release(MIN_STORE_BUFFER);
+        drop(sink);
+        hub.finish();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn store_specs_parse() {

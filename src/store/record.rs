@@ -2,7 +2,8 @@
 //! derived texts the stores write (the JSON record, the `Received:` trace header, dates).
 //!
 //! What it does: format. [`MessageMeta::new`] runs on the event loop (once per message, when
-//! its content is complete, to copy the envelope for the storage thread); the rest runs on
+//! its content begins, to copy the envelope for the storage thread); [`ContentDigest`] follows
+//! the content as it streams past; the rest runs on
 //! the storage threads.
 //!
 //! What it does not do: touch files (see the store modules) or parse SMTP.
@@ -19,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct MessageMeta {
     /// Unique within this host: `<seconds>.<pid>.<sequence>`.
     pub id: String,
-    /// When the content was complete.
+    /// When the message began: its first content arrived (`354` sent or first `BDAT`).
     pub received_at: SystemTime,
     /// The client's address.
     pub client: SocketAddr,
@@ -222,13 +223,103 @@ pub fn trace_headers(meta: &MessageMeta, hostname: &str) -> String {
     )
 }
 
+/// Most bytes of a message's header section kept for [`ContentDigest`] to look up
+/// `Message-ID` and `Subject` in: a field that starts past it is not found (real header
+/// sections are a few KiB; this bounds what a streamed message holds on its storage thread).
+pub const MAX_HEADER_KEEP: usize = 64 * 1024;
+
+/// What the records say about a message's content, computed as the content streams past in
+/// pieces: size, SHA-256, and the header section (up to [`MAX_HEADER_KEEP`]) for
+/// `Message-ID` and `Subject`. Fed the same bytes, it gives what the whole-buffer functions
+/// ([`sha256_hex`], [`header_field`]) give.
+#[derive(Debug, Clone, Default)]
+pub struct ContentDigest {
+    /// Content bytes seen.
+    size: u64,
+    /// The running hash.
+    sha256: Sha256,
+    /// The start of the content, up to the end of the header section or the limit.
+    head: Vec<u8>,
+    /// The header section is complete in `head` (or cut at the limit).
+    head_done: bool,
+}
+
+impl ContentDigest {
+    /// A digest of nothing yet.
+    pub fn new() -> ContentDigest {
+        ContentDigest::default()
+    }
+
+    /// Takes the next piece of content.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.size += piece.len() as u64;
+        self.sha256.update(piece);
+        if self.head_done {
+            return;
+        }
+        // The empty line may straddle pieces: look again from two bytes back.
+        let from = self.head.len().saturating_sub(2);
+        let take = piece.len().min(MAX_HEADER_KEEP - self.head.len());
+        self.head.extend_from_slice(&piece[..take]);
+        if let Some(end) = header_section_end(&self.head, from) {
+            // Nothing past the empty line is looked at.
+            self.head.truncate(end);
+            self.head_done = true;
+        } else if take < piece.len() || self.head.len() == MAX_HEADER_KEEP {
+            // Cut at the last whole line, so a field cut short is not taken for a whole one.
+            let keep = memchr::memrchr(b'\n', &self.head).map_or(0, |at| at + 1);
+            self.head.truncate(keep);
+            self.head_done = true;
+        }
+    }
+
+    /// Content bytes seen.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Where the empty line that ends a header section (RFC 5322 §2.2) ends in `head`, if it is
+/// there, looking at line ends from offset `from` on.
+fn header_section_end(head: &[u8], from: usize) -> Option<usize> {
+    if head.starts_with(b"\n") {
+        return Some(1);
+    }
+    if head.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    memchr::memchr_iter(b'\n', &head[from..]).find_map(|at| {
+        let next = &head[from + at + 1..];
+        if next.starts_with(b"\n") {
+            Some(from + at + 2)
+        } else if next.starts_with(b"\r\n") {
+            Some(from + at + 3)
+        } else {
+            None
+        }
+    })
+}
+
 /// The JSON description of a message (one `jsonl` line, or an `.eml` sidecar).
 pub fn json_record(meta: &MessageMeta, body: &[u8]) -> serde_json::Value {
+    let mut digest = ContentDigest::new();
+    digest.update(body);
+    json_record_of(meta, digest)
+}
+
+/// The JSON description of a message whose content went through `digest`.
+pub fn json_record_of(meta: &MessageMeta, digest: ContentDigest) -> serde_json::Value {
     let body_param = meta.params.body.map(|b| match b {
         Body::SevenBit => "7BIT",
         Body::EightBitMime => "8BITMIME",
         Body::BinaryMime => "BINARYMIME",
     });
+    let hash = digest.sha256.finalize();
+    let mut sha256 = String::with_capacity(64);
+    for byte in hash {
+        sha256.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        sha256.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
     serde_json::json!({
         "id": meta.id,
         "time": rfc3339(meta.received_at),
@@ -246,10 +337,10 @@ pub fn json_record(meta: &MessageMeta, body: &[u8]) -> serde_json::Value {
             Transfer::Data => "DATA",
             Transfer::Bdat => "BDAT",
         },
-        "size": body.len(),
-        "sha256": sha256_hex(body),
-        "message_id": header_field(body, "Message-ID"),
-        "subject": header_field(body, "Subject"),
+        "size": digest.size,
+        "sha256": sha256,
+        "message_id": header_field(&digest.head, "Message-ID"),
+        "subject": header_field(&digest.head, "Subject"),
     })
 }
 
@@ -298,6 +389,56 @@ mod tests {
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn a_digest_fed_in_pieces_matches_the_whole_buffer_functions() {
+        let message = b"From: a@b\r\nSubject: split\r\n here\r\nMessage-ID: <m@x>\r\n\r\nSubject: no\r\nbody\r\n";
+        for split in 0..=message.len() {
+            for step in [1, 2, 3, 7, message.len()] {
+                let mut digest = ContentDigest::new();
+                let (a, b) = message.split_at(split);
+                for piece in a.chunks(step).chain(b.chunks(step)) {
+                    digest.update(piece);
+                }
+                assert_eq!(digest.size(), message.len() as u64);
+                assert_eq!(
+                    header_field(&digest.head, "Subject").as_deref(),
+                    Some("split here")
+                );
+                assert_eq!(
+                    header_field(&digest.head, "Message-ID").as_deref(),
+                    Some("<m@x>")
+                );
+                assert_eq!(
+                    sha256_hex(message),
+                    json_record_of(&meta(), digest)["sha256"].as_str().unwrap()
+                );
+            }
+        }
+        // A header section longer than the limit: cut at a line end, the rest still hashed.
+        let mut long = b"Subject: first\r\n".to_vec();
+        while long.len() < 3 * MAX_HEADER_KEEP {
+            long.extend_from_slice(b"X-Filler: 0123456789\r\n");
+        }
+        let mut digest = ContentDigest::new();
+        long.chunks(65_000).for_each(|piece| digest.update(piece));
+        assert!(digest.head.len() <= MAX_HEADER_KEEP && digest.head.ends_with(b"\n"));
+        assert_eq!(json_record_of(&meta(), digest)["subject"], "first");
+    }
+
+    fn meta() -> MessageMeta {
+        MessageMeta {
+            id: "1.2.3".into(),
+            received_at: UNIX_EPOCH,
+            client: "127.0.0.1:25".parse().unwrap(),
+            helo: b"c".to_vec(),
+            esmtp: true,
+            sender: b"a@b".to_vec(),
+            params: MailParams::default(),
+            recipients: vec![b"c@d".to_vec()],
+            transfer: Transfer::Data,
+        }
     }
 
     #[test]

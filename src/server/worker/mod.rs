@@ -8,7 +8,9 @@
 //!    we did not get to last turn).
 //! 2. For each event (every event is only a hint: stale tokens and spurious wake-ups are
 //!    harmless):
-//!    * the waker: storage outcomes arrived, or shutdown was requested (`shutdown`);
+//!    * the waker: storage outcomes arrived, the stores' budget has room again for
+//!      connections that stopped reading for it ([`Conn::on_budget`]), or shutdown was
+//!      requested (`shutdown`);
 //!    * a listener: accept until `WouldBlock` (`accept`), greet each client at once;
 //!    * a connection: [`Conn::ready`] reads until drained (at most
 //!      [`super::conn::MAX_READS_PER_TURN`] reads, for fairness), lets the session process
@@ -132,6 +134,8 @@ pub struct Worker {
     spare: crate::server::descriptors::Spare,
     /// Accept failures since the last report, and when that report was.
     accept_errors: (u64, Option<Instant>),
+    /// Connections whose wait for the stores' budget is over (kept for its capacity).
+    budget_resumed: Vec<(usize, u64)>,
 }
 
 /// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
@@ -193,6 +197,7 @@ impl Worker {
             completed: Vec::with_capacity(64),
             spare: crate::server::descriptors::Spare::new(),
             accept_errors: (0, None),
+            budget_resumed: Vec::with_capacity(64),
         })
     }
 
@@ -276,7 +281,8 @@ impl Worker {
         self.on_shutdown_request(now);
     }
 
-    /// Gives each waiting session its storage outcome (see [`Conn::on_store_complete`]).
+    /// Gives each waiting session its storage outcome (see [`Conn::on_store_complete`]), and
+    /// drives again each connection that waited for the stores' budget ([`Conn::on_budget`]).
     fn on_store_completions(&mut self, now: Instant) {
         let mut completed = std::mem::take(&mut self.completed);
         self.links.completions.take_into(&mut completed);
@@ -289,6 +295,18 @@ impl Worker {
         }
         completed.clear();
         self.completed = completed;
+        // Connections that stopped reading for the stores' budget, now that it has room.
+        let mut resumed = std::mem::take(&mut self.budget_resumed);
+        self.links.completions.take_budget_into(&mut resumed);
+        for &(key, id) in &resumed {
+            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
+                continue;
+            };
+            let outcome = conn.on_budget(&mut driver!(self), now);
+            self.apply(key, id, outcome);
+        }
+        resumed.clear();
+        self.budget_resumed = resumed;
     }
 
     fn run_revisits(&mut self, now: Instant) {

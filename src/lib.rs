@@ -17,8 +17,9 @@
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
 #![deny(missing_docs, missing_debug_implementations)]
-// Three `unsafe` blocks in the crate (`syncfs`, `sync_file_range` and `malloc_trim` in `store`),
-// allowed where they are, with their SAFETY notes.
+// A few libc calls with no safe std equivalent are the crate's only `unsafe`: `syncfs`,
+// `sync_file_range` and `malloc_trim` in `store`, `getrlimit`/`setrlimit` in
+// `server::descriptors`; each is allowed where it is, with its SAFETY note.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -7,25 +7,15 @@
 //! on the real binary in `tests/signals.rs`.
 
 mod util;
+use util::scratch_dir;
 
 use fastsmtpd::config::Config;
 use fastsmtpd::store::StoreSpec;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use util::{test_config, Client, TestServer, QUEUED};
 
 /// A message that could not be stored.
 const NOT_STORED: &str = "451 4.3.0 Error: could not store message, try again later\r\n";
-
-/// A fresh empty directory for one test.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fastsmtpd-jsonl-reopen-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn jsonl_server(file: &Path) -> TestServer {
     TestServer::start(Config {

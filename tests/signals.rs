@@ -6,9 +6,10 @@
 //! bounded.
 
 mod util;
+use util::scratch_dir;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use util::process::ChildGuard;
@@ -16,14 +17,6 @@ use util::{Client, GO_AHEAD, GREETING, QUEUED, REPLY_WAIT};
 
 /// Bound on a server's exit after the signal that should end it.
 const EXIT_WAIT: Duration = Duration::from_secs(20);
-
-/// A fresh empty directory for one test.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fastsmtpd-signals-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The real binary, running (killed when dropped).
 struct Spawned {

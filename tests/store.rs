@@ -4,6 +4,7 @@
 //! partial in `new/`.
 
 mod util;
+use util::scratch_dir;
 
 use fastsmtpd::config::Config;
 use fastsmtpd::store::record::sha256_hex;
@@ -11,9 +12,8 @@ use fastsmtpd::store::StoreSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use util::process::{run_bounded, ChildGuard, PYTHON3};
 use util::{test_config, TestServer, REPLY_WAIT};
@@ -21,17 +21,6 @@ use util::{test_config, TestServer, REPLY_WAIT};
 /// Bound on one smtplib run of up to 1000 messages with fsync (a hang guard for a shared,
 /// slow machine, not a speed check).
 const SMTPLIB_LIMIT: Duration = Duration::from_secs(300);
-
-/// A fresh empty directory for one test.
-fn scratch_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("fastsmtpd-store-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config_with(stores: Vec<StoreSpec>) -> Config {
     Config {

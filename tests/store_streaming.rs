@@ -6,15 +6,16 @@
 //! cut off, reset, too large or fails to write leaves no file behind.
 
 mod util;
+use util::scratch_dir;
 
 use fastsmtpd::store::record::sha256_hex;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use util::process::ChildGuard;
@@ -23,19 +24,6 @@ use util::REPLY_WAIT;
 /// How long one big transfer may take on a slow shared machine (a hang guard).
 const TRANSFER_LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1024 * 1024;
-
-/// A fresh empty directory for one test.
-fn scratch_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "fastsmtpd-streaming-{}-{n}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 struct Spawned {
     child: ChildGuard,

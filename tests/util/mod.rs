@@ -15,6 +15,18 @@ use std::time::{Duration, Instant};
 /// assertion: only a bound so a broken server fails the test instead of hanging it).
 pub const REPLY_WAIT: Duration = Duration::from_secs(10);
 
+/// A fresh, empty directory under the system's temporary directory, unique to this test
+/// process and call (`name` says whose it is).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("fastsmtpd-test-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A loopback address (`127.0.0.1:PORT`) nobody listens on right now, for starting the real
 /// binary (which cannot report an ephemeral port back to the test).
 pub fn free_local_addr() -> String {

@@ -182,7 +182,18 @@ struct Io<'r, 'a, S, G> {
     pause_at: Option<usize>,
 }
 
-impl<S: MessageSink, G: Gate> Io<'_, '_, S, G> {
+impl<'r, 'a, S: MessageSink, G: Gate> Io<'r, 'a, S, G> {
+    /// The caller's side of a call that has done nothing yet.
+    fn new(out: &'r mut Replies<'a>, sink: &'r mut S, gate: &'r mut G) -> Self {
+        Io {
+            out,
+            sink,
+            gate,
+            completed: 0,
+            pause_at: None,
+        }
+    }
+
     /// Marks the output from here on as held by a pause.
     fn pause_here(&mut self) {
         self.pause_at.get_or_insert(self.out.len());
@@ -214,13 +225,7 @@ impl Session {
         sink: &mut S,
         gate: &mut G,
     ) -> Progress {
-        let mut io = Io {
-            out,
-            sink,
-            gate,
-            completed: 0,
-            pause_at: None,
-        };
+        let mut io = Io::new(out, sink, gate);
         let decision = io.gate.check(Checkpoint::Connect, &GateContext::default());
         let refusal = match decision {
             Decision::Proceed => None,
@@ -314,13 +319,7 @@ impl Session {
         sink: &mut S,
         gate: &mut G,
     ) -> Progress {
-        let mut io = Io {
-            out,
-            sink,
-            gate,
-            completed: 0,
-            pause_at: None,
-        };
+        let mut io = Io::new(out, sink, gate);
         let mut pos = 0;
         loop {
             if io.pause_at.is_some() {

@@ -242,15 +242,21 @@ impl Completions {
         self.push(|r| r.budget.push((key, id)));
     }
 
-    /// Moves every reported store outcome into `into` (which the worker reuses).
-    pub fn take_into(&self, into: &mut Vec<(usize, u64, bool)>) {
-        into.append(&mut lock(&self.reported).outcomes);
-    }
-
-    /// Moves every connection whose budget wait is over into `into` (which the worker
-    /// reuses): drive each again ([`StoreSink::on_budget`], then read).
-    pub fn take_budget_into(&self, into: &mut Vec<(usize, u64)>) {
-        into.append(&mut lock(&self.reported).budget);
+    /// Moves every reported store outcome into `outcomes` and every connection whose budget
+    /// wait is over into `budget` (both reused by the worker; drive the latter again with
+    /// [`StoreSink::on_budget`], then read).
+    ///
+    /// Both lists are taken under one lock, in one step: `push` wakes the worker only when it
+    /// finds both empty, so emptying them one at a time would let a report made in between
+    /// find one list non-empty, wake nobody, and wait for ever.
+    pub fn take_all_into(
+        &self,
+        outcomes: &mut Vec<(usize, u64, bool)>,
+        budget: &mut Vec<(usize, u64)>,
+    ) {
+        let mut reported = lock(&self.reported);
+        outcomes.append(&mut reported.outcomes);
+        budget.append(&mut reported.budget);
     }
 }
 
@@ -993,7 +999,7 @@ impl StoreSink {
         budget.wait(&storing.notify)
     }
 
-    /// The wake-up for a budget wait arrived (see [`Completions::take_budget_into`]): a
+    /// The wake-up for a budget wait arrived (see [`Completions::take_all_into`]): a
     /// later wait registers again.
     pub fn on_budget(&self) {
         if let Some(storing) = &self.storing {
@@ -1160,10 +1166,10 @@ mod tests {
         budget.release(50); // 350 in flight: room, but not yet three quarters free
         assert!(budget.has_room());
         let mut woken = Vec::new();
-        completions.take_budget_into(&mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken);
         assert!(woken.is_empty());
         budget.release(50); // 300: wake them all, once
-        completions.take_budget_into(&mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken);
         assert_eq!(woken, [(1, 101), (2, 102)]);
         let mut events = mio::Events::with_capacity(4);
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
@@ -1171,7 +1177,7 @@ mod tests {
         assert!(!events.is_empty(), "the worker's waker fired");
         budget.release(300);
         woken.clear();
-        completions.take_budget_into(&mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken);
         assert!(woken.is_empty(), "nobody waits any more");
     }
 
@@ -1200,7 +1206,7 @@ mod tests {
         assert_eq!(lock(&hub.shared.budget.waiting).len(), 1, "registered once");
         hub.shared.budget.release(MIN_STORE_BUFFER);
         let mut woken = Vec::new();
-        completions.take_budget_into(&mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken);
         assert_eq!(woken, [(3, 4)]);
         sink.on_budget();
         assert!(sink.may_read());
@@ -1241,5 +1247,32 @@ mod tests {
             "maildir:a:b".parse::<StoreSpec>().unwrap().to_string(),
             "maildir:a:b"
         );
+    }
+
+    /// Bug (found in review): the worker emptied the outcome list and the budget list one
+    /// after the other; a report made in between found the other list non-empty, woke
+    /// nobody, and every later report did the same: stored messages never got their `250`.
+    /// Both lists are now taken in one step, so after a take the next report always wakes.
+    #[test]
+    fn a_report_after_the_worker_took_everything_always_wakes_it() {
+        let (mut poll, completions) = completions();
+        let mut events = mio::Events::with_capacity(4);
+        let mut woke = |poll: &mut mio::Poll| {
+            events.clear();
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            !events.is_empty()
+        };
+        completions.report(1, 1, true);
+        completions.report_budget(2, 2);
+        assert!(woke(&mut poll), "the first report wakes");
+        let (mut outcomes, mut budget) = (Vec::new(), Vec::new());
+        completions.take_all_into(&mut outcomes, &mut budget);
+        assert_eq!((outcomes.len(), budget.len()), (1, 1));
+        completions.report(3, 3, true);
+        assert!(woke(&mut poll), "a report after a take wakes again");
+        completions.take_all_into(&mut outcomes, &mut budget);
+        completions.report_budget(4, 4);
+        assert!(woke(&mut poll));
     }
 }

@@ -285,7 +285,10 @@ impl Worker {
     /// drives again each connection that waited for the stores' budget ([`Conn::on_budget`]).
     fn on_store_completions(&mut self, now: Instant) {
         let mut completed = std::mem::take(&mut self.completed);
-        self.links.completions.take_into(&mut completed);
+        let mut resumed = std::mem::take(&mut self.budget_resumed);
+        self.links
+            .completions
+            .take_all_into(&mut completed, &mut resumed);
         for &(key, id, stored) in &completed {
             let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
                 continue; // that connection is gone; its slot may have been reused
@@ -296,8 +299,6 @@ impl Worker {
         completed.clear();
         self.completed = completed;
         // Connections that stopped reading for the stores' budget, now that it has room.
-        let mut resumed = std::mem::take(&mut self.budget_resumed);
-        self.links.completions.take_budget_into(&mut resumed);
         for &(key, id) in &resumed {
             let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
                 continue;

@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
 /// Failed commands before `421 4.7.0` (Postfix's `smtpd_hard_error_limit` is also 20).
 pub const DEFAULT_MAX_ERRORS: u32 = 20;
-/// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated per session between
+/// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, HELP, empty BDAT chunks, refused messages) tolerated per session between
 /// accepted messages before `421 4.7.0` (Postfix's `smtpd_junk_command_limit` is also 100).
 pub const DEFAULT_MAX_JUNK_COMMANDS: u32 = 100;
 /// Connections at once from one client address (Postfix's

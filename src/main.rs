@@ -55,8 +55,8 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ERRORS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_errors: u32,
-    /// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated per session
-    /// between accepted messages before "421 4.7.0", so no client holds a slot for ever.
+    /// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, HELP, empty BDAT chunks, refused messages)
+    /// tolerated between accepted messages before "421 4.7.0", so no client holds a slot for ever.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_junk_commands: u32,

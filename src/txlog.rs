@@ -10,6 +10,7 @@
 //!
 //! What it does not do: log commands one by one, or rotate anything (redirect stdout).
 
+use crate::proto::command::is_unsafe_char;
 use crate::proto::envelope::{Envelope, Transfer};
 use crate::proto::sink::{MessageSink, Verdict};
 use crate::store::record::rfc3339;
@@ -109,7 +110,7 @@ pub fn logfmt_value(bytes: &[u8]) -> String {
         && matches!(text, std::borrow::Cow::Borrowed(_))
         && text
             .chars()
-            .all(|c| !c.is_control() && !matches!(c, ' ' | '"' | '=' | '\\'));
+            .all(|c| !is_unsafe_char(c) && !matches!(c, ' ' | '"' | '=' | '\\'));
     if plain {
         return text.into_owned();
     }
@@ -129,6 +130,7 @@ pub fn logfmt_value(bytes: &[u8]) -> String {
                         out.push_str(&format!("\\x{byte:02x}"));
                     }
                 }
+                c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
                 c => out.push(c),
             }
         }
@@ -248,5 +250,10 @@ mod tests {
         );
         assert_eq!(logfmt_value(b"\xff"), "\"\\xff\"");
         assert_eq!(logfmt_value(b"a\tb"), "\"a\\tb\"");
+        assert_eq!(
+            logfmt_value("a\u{202e}b".as_bytes()),
+            "\"a\\u{202e}b\"",
+            "a text-direction override is spelled out"
+        );
     }
 }

@@ -159,8 +159,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
             return Err(CommandError::MissingDomain);
         }
         // The argument is logged and goes into trace headers: no control characters (a
-        // terminal escape or a tab there is never a host name, RFC 5321 §4.1.1.1).
-        if domain.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        // terminal escape or a tab there is never a host name, RFC 5321 §4.1.1.1), nor
+        // their UTF-8 forms or text-direction overrides.
+        if has_control(domain) {
             return Err(CommandError::ControlInDomain);
         }
         Ok(if verb_is(b"EHLO") {
@@ -248,7 +249,7 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         PathError::Syntax => CommandError::BadSenderPath,
         PathError::TooLong => CommandError::SenderTooLong,
     })?;
-    if !is_utf8(path) {
+    if !is_utf8(path) || has_control(path) {
         return Err(CommandError::BadSenderPath);
     }
     let mut params = MailParams::default();
@@ -324,6 +325,9 @@ fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
     if !is_utf8(path) {
         return Err(CommandError::RecipientNotUtf8);
     }
+    if has_control(path) {
+        return Err(CommandError::BadRecipientPath);
+    }
     let tail = &arg[consumed..];
     if !tail.is_empty() && !is_blank(tail[0]) {
         return Err(CommandError::BadRecipientPath);
@@ -354,6 +358,27 @@ fn parse_bdat(rest: Option<&[u8]>) -> Result<Command<'static>, CommandError> {
 /// other (RFC 5321 has a space; senders that put a tab there mean the same).
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
+}
+
+/// Whether `bytes` hold a character that must not reach a log line or a header: an ASCII
+/// control (C0 or DEL), a C1 control in its UTF-8 form (U+0080 to U+009F: the 8-bit terminal
+/// escapes), or a bidirectional formatting character (U+061C, U+200E, U+200F, U+202A to
+/// U+202E, U+2066 to U+2069: text that reads differently from what it is). `bytes` that are
+/// not UTF-8 are checked only for the ASCII controls.
+pub fn has_control(bytes: &[u8]) -> bool {
+    if bytes.is_ascii() {
+        return bytes.iter().any(|&b| b < 0x20 || b == 0x7f);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.chars().any(is_unsafe_char),
+        Err(_) => bytes.iter().any(|&b| b < 0x20 || b == 0x7f),
+    }
+}
+
+/// See [`has_control`].
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Whether `bytes` are UTF-8 (ASCII is, cheaply).
@@ -788,6 +813,27 @@ mod tests {
         );
         assert_eq!(parse_command(b"HELO a\tb"), Err(ControlInDomain));
         assert_eq!(parse_command(b"HELO a\x7f"), Err(ControlInDomain));
+        // C1 controls and text-direction overrides in their UTF-8 forms too.
+        assert_eq!(
+            parse_command("EHLO evil\u{9b}31m".as_bytes()),
+            Err(ControlInDomain)
+        );
+        assert_eq!(
+            parse_command("EHLO a\u{202e}lpmaxe".as_bytes()),
+            Err(ControlInDomain)
+        );
+        assert!(matches!(
+            parse_command("EHLO b\u{fc}cher.example".as_bytes()),
+            Ok(Command::Ehlo { .. })
+        ));
+        assert_eq!(
+            parse_command("RCPT TO:<u\u{85}\u{9b}2J@b.example>".as_bytes()),
+            Err(BadRecipientPath)
+        );
+        assert_eq!(
+            parse_command("MAIL FROM:<a\u{202e}@b.example> SMTPUTF8".as_bytes()),
+            Err(BadSenderPath)
+        );
         assert_eq!(
             parse_command(b"EHLO client.example\t"),
             Ok(Command::Ehlo {

@@ -75,7 +75,7 @@ pub const STORE_FAILED: &[u8] = b"451 4.3.0 Error: could not store message, try 
 
 /// Too many failed commands in one session.
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
-/// Too many NOOP/RSET/VRFY/HELP outside a transaction (Postfix's junk commands).
+/// Too many commands that move no message forward (HELO, EHLO, RSET, NOOP, VRFY, HELP, ...).
 pub const TOO_MANY_JUNK_COMMANDS: &[u8] =
     b"421 4.7.0 Error: too many commands without mail, closing connection\r\n";
 /// Too many connections from the client's address at once.

@@ -3,7 +3,9 @@
 //!
 //! What it does: count open connections per client address in one shared table, touched only
 //! when a connection is accepted and when it closes (never per command), and refuse a new one
-//! past the limit. The table holds only addresses with a connection open, so it is bounded by
+//! past the limit. An IPv6 client is counted by its /64 (the smallest usual allocation to
+//! one subscriber, who can use any address in it: counting single addresses would be no
+//! limit at all); an IPv4-mapped IPv6 address counts as its IPv4 address. The table holds only addresses with a connection open, so it is bounded by
 //! the connection cap.
 //!
 //! What it does not do: reply (the acceptor says `421 4.7.0`), or rate-limit connection
@@ -33,6 +35,7 @@ impl PerClientConnections {
 
     /// Counts a new connection from `client`; false (and nothing counted) past the limit.
     pub fn try_open(&self, client: IpAddr) -> bool {
+        let client = counted_as(client);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(client).or_insert(0);
         if *count >= self.limit {
@@ -47,6 +50,7 @@ impl PerClientConnections {
 
     /// A connection from `client` closed.
     pub fn close(&self, client: IpAddr) {
+        let client = counted_as(client);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = open.get_mut(&client) {
             *count -= 1;
@@ -54,6 +58,20 @@ impl PerClientConnections {
                 open.remove(&client);
             }
         }
+    }
+}
+
+/// The key a client is counted under: its IPv4 address, or its IPv6 /64.
+fn counted_as(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -74,5 +92,21 @@ mod tests {
         table.close(a);
         table.close(b);
         assert!(table.open.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_slash_64() {
+        let table = PerClientConnections::new(1);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(table.try_open(one));
+        assert!(!table.try_open(same_64));
+        assert!(table.try_open(other_64));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert!(table.try_open(mapped));
+        assert!(!table.try_open(IpAddr::from([10, 0, 0, 1])));
+        table.close(same_64);
+        assert!(table.try_open(one));
     }
 }

@@ -191,7 +191,9 @@ fn header_safe(helo: &[u8]) -> String {
     String::from_utf8_lossy(helo)
         .chars()
         .map(|c| {
-            if c.is_control() || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}') {
+            if crate::proto::command::is_unsafe_char(c)
+                || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}')
+            {
                 '?'
             } else {
                 c

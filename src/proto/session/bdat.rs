@@ -82,8 +82,7 @@ impl Session {
             // An empty chunk that does not end the message carries nothing (Postfix refuses
             // it). It is valid BDAT syntax, so it is answered, but counted as a junk command:
             // repeated, it cannot keep a session busy for ever.
-            self.junk += 1;
-            if self.junk > config.max_junk_commands {
+            if self.is_junk(config) {
                 return self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io);
             }
         }

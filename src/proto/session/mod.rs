@@ -62,9 +62,9 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// Failed commands tolerated before the session is closed with `421 4.7.0`.
     pub max_errors: u32,
-    /// Junk commands (NOOP, RSET, VRFY, HELP outside a transaction) tolerated between
-    /// accepted messages before the session is closed with `421 4.7.0`: a client that only
-    /// keeps its connection alive cannot hold a slot for ever.
+    /// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, HELP, an empty BDAT chunk, a message the
+    /// session refused) tolerated between accepted messages before the session is closed with
+    /// `421 4.7.0`: a client that only keeps its connection busy cannot hold a slot for ever.
     pub max_junk_commands: u32,
     /// What to do with bare CR / bare LF in message content.
     pub bare_lf: BareLfPolicy,
@@ -157,7 +157,7 @@ pub struct Session {
     message_open: bool,
     /// Failed commands so far.
     errors: u32,
-    /// Junk commands since the last accepted message.
+    /// Junk commands (see `is_junk`) since the last accepted message.
     junk: u32,
     /// The server is shutting down: close as soon as no transaction is open.
     draining: bool,
@@ -605,6 +605,9 @@ impl Session {
             None
         };
         self.finish_message(Transfer::Data, transfer.size, refusal, io);
+        if refusal.is_some() && self.is_junk(config) && !self.is_closed() {
+            self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io);
+        }
     }
 
     fn on_command_line<S: MessageSink, G: Gate>(
@@ -630,6 +633,16 @@ impl Session {
             }
         }
         match command {
+            Command::Helo { .. }
+            | Command::Ehlo { .. }
+            | Command::Rset
+            | Command::Noop
+            | Command::Vrfy
+            | Command::Help
+                if self.is_junk(config) =>
+            {
+                self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io)
+            }
             Command::Helo { domain } | Command::Ehlo { domain } => {
                 // RFC 5321 §4.1.4: a HELO/EHLO mid-session resets the transaction like RSET.
                 self.reset_transaction(io.sink);
@@ -646,11 +659,6 @@ impl Session {
             Command::Rcpt { path } => self.on_rcpt(config, path, io),
             Command::Data => self.on_data(config, io),
             Command::Bdat { size, last } => self.on_bdat(config, size, last, io),
-            Command::Rset | Command::Noop | Command::Vrfy | Command::Help
-                if self.is_junk(config) =>
-            {
-                self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io)
-            }
             Command::Rset => {
                 self.reset_transaction(io.sink);
                 io.out.push(reply::OK);
@@ -662,12 +670,13 @@ impl Session {
         }
     }
 
-    /// Counts a NOOP, RSET, VRFY or HELP given outside a transaction (Postfix's "junk
-    /// commands"); true once there were more than the limit since the last accepted message.
+    /// Counts a command that moves no message forward: HELO, EHLO, RSET, NOOP, VRFY, HELP (as
+    /// Postfix's `smtpd_junk_command_limit` counts HELO, EHLO, RSET, NOOP, VRFY), an empty
+    /// `BDAT` chunk, or a message the session refused (size, bare CR/LF). True once there were
+    /// more than the limit since the last accepted message: a client that only keeps its
+    /// connection busy cannot hold a slot for ever.
     fn is_junk(&mut self, config: &SessionConfig) -> bool {
-        if matches!(self.stage, Stage::Connected | Stage::Greeted) {
-            self.junk += 1;
-        }
+        self.junk = self.junk.saturating_add(1);
         self.junk > config.max_junk_commands
     }
 

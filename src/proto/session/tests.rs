@@ -965,29 +965,48 @@ fn a_spent_output_budget_stops_taking_commands_and_loses_none() {
 }
 
 #[test]
-fn junk_commands_outside_a_transaction_are_limited_and_mail_resets_the_count() {
+fn junk_commands_are_limited_and_an_accepted_message_resets_the_count() {
     let config = SessionConfig {
         max_junk_commands: 3,
         ..config()
     };
-    // Three junk commands are answered; the fourth closes.
+    // EHLO, NOOP and RSET are answered; VRFY is the fourth and closes.
     let (out, _, session) = run_split(
         &config,
-        b"EHLO c\r\nNOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nNOOP\r\n",
+        b"EHLO c\r\nNOOP\r\nRSET\r\nVRFY x\r\nHELP\r\n",
         &[],
     );
-    assert!(out.ends_with("252 2.5.0 Cannot VRFY user, but will accept message\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
+    assert!(out.ends_with("250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
     assert!(session.is_closed());
-    // Inside a transaction they are not junk, and an accepted message resets the count.
-    let input = b"EHLO c\r\nNOOP\r\nNOOP\r\nMAIL FROM:<a@b>\r\nNOOP\r\nRSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n";
+    // HELO/EHLO loops and MAIL + RSET loops count too (RSET in a transaction as well).
+    let (out, _, session) = run_split(&config, b"EHLO a\r\nHELO b\r\nEHLO c\r\nEHLO d\r\n", &[]);
+    assert!(
+        out.ends_with("421 4.7.0 Error: too many commands without mail, closing connection\r\n"),
+        "{out}"
+    );
+    assert!(session.is_closed());
+    let (out, _, session) = run_split(&config, b"EHLO a\r\nMAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\nRSET\r\n", &[]);
+    assert!(
+        out.ends_with("421 4.7.0 Error: too many commands without mail, closing connection\r\n"),
+        "{out}"
+    );
+    assert!(session.is_closed());
+    // An accepted message resets the count.
+    let input = b"EHLO c\r\nNOOP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n";
     let (out, sink, _) = run_split(&config, input, &[]);
     assert!(out.ends_with("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n"), "{out}");
     assert_eq!(sink.messages.len(), 1);
+    // Messages the session refuses count: the third refused one (after EHLO) closes.
+    let refused = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nbare\nLF\r\n.\r\n";
+    let input = format!("EHLO c\r\n{}", refused.repeat(3));
+    let (out, _, session) = run_split(&config, input.as_bytes(), &[]);
+    assert_eq!(out.matches("550 5.5.2").count(), 3, "{out}");
+    assert!(out.ends_with("550 5.5.2 Error: bare CR or LF in message data\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
+    assert!(session.is_closed());
     // BDAT 0 without LAST is answered but counts as junk, even inside a transaction.
-    let input =
-        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\n";
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\n";
     let (out, _, session) = run_split(&config, input, &[]);
-    assert_eq!(out.matches("250 2.0.0 Ok: 0 octets received").count(), 3);
+    assert_eq!(out.matches("250 2.0.0 Ok: 0 octets received").count(), 2);
     assert!(
         out.ends_with("421 4.7.0 Error: too many commands without mail, closing connection\r\n")
     );

@@ -137,9 +137,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     let verb_is = |name: &[u8]| verb.eq_ignore_ascii_case(name);
     // MAIL and RCPT check their own bytes, so that an address that is not UTF-8 is answered
     // as a bad address (501 5.1.7 / 553 5.6.7), not as an unknown command.
-    let checks_own_bytes = verb_is(b"MAIL") || verb_is(b"RCPT");
-    if !(line.is_ascii() || checks_own_bytes) && std::str::from_utf8(line).is_err() {
-        return Err(CommandError::InvalidUtf8);
+    if !line.is_ascii() {
+        let checks_own_bytes = verb_is(b"MAIL") || verb_is(b"RCPT");
+        if !checks_own_bytes && std::str::from_utf8(line).is_err() {
+            return Err(CommandError::InvalidUtf8);
+        }
     }
 
     if verb_is(b"MAIL") {
@@ -249,7 +251,8 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         PathError::Syntax => CommandError::BadSenderPath,
         PathError::TooLong => CommandError::SenderTooLong,
     })?;
-    if !is_utf8(path) || has_control(path) {
+    // The path grammar admits no ASCII control: only 8-bit octets need a look.
+    if !path.is_ascii() && (!is_utf8(path) || has_control(path)) {
         return Err(CommandError::BadSenderPath);
     }
     let mut params = MailParams::default();
@@ -322,11 +325,14 @@ fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         PathError::Syntax => CommandError::BadRecipientPath,
         PathError::TooLong => CommandError::RecipientTooLong,
     })?;
-    if !is_utf8(path) {
-        return Err(CommandError::RecipientNotUtf8);
-    }
-    if has_control(path) {
-        return Err(CommandError::BadRecipientPath);
+    if !path.is_ascii() {
+        // The path grammar admits no ASCII control: only 8-bit octets need a look.
+        if !is_utf8(path) {
+            return Err(CommandError::RecipientNotUtf8);
+        }
+        if has_control(path) {
+            return Err(CommandError::BadRecipientPath);
+        }
     }
     let tail = &arg[consumed..];
     if !tail.is_empty() && !is_blank(tail[0]) {

@@ -93,6 +93,7 @@ impl Gate for Open {
 
 /// No gate configured: everything proceeds.
 impl<G: Gate> Gate for Option<G> {
+    #[inline]
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
         match self {
             Some(gate) => gate.check(checkpoint, context),

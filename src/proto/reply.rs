@@ -141,9 +141,13 @@ pub const LAST_CODE: u16 = 599;
 const CODES: usize = (LAST_CODE - FIRST_CODE + 1) as usize;
 
 /// Replies produced, by code: kept by whoever drives sessions (one per server worker), counted
-/// as [`Replies::push`] appends them. A multi-line reply counts once.
+/// as [`Replies::push`] appends them. A multi-line reply counts once. A tally made with
+/// [`ReplyTally::disabled`] counts nothing (a server without `--metrics` pays one branch per
+/// reply, not the count).
 #[derive(Debug, Clone)]
 pub struct ReplyTally {
+    /// Whether replies are counted at all.
+    enabled: bool,
     /// Replies per code, indexed by `code - FIRST_CODE`.
     counts: [u64; CODES],
     /// One bit per code counted since the last [`ReplyTally::take_changed`].
@@ -153,6 +157,7 @@ pub struct ReplyTally {
 impl Default for ReplyTally {
     fn default() -> Self {
         ReplyTally {
+            enabled: true,
             counts: [0; CODES],
             changed: [0; CODES.div_ceil(64)],
         }
@@ -160,8 +165,20 @@ impl Default for ReplyTally {
 }
 
 impl ReplyTally {
+    /// A tally that counts nothing.
+    pub fn disabled() -> ReplyTally {
+        ReplyTally {
+            enabled: false,
+            ..ReplyTally::default()
+        }
+    }
+
     /// Counts one reply; its code is its first three octets (ours always have one).
+    #[inline]
     fn count(&mut self, reply: &[u8]) {
+        if !self.enabled {
+            return;
+        }
         let code = match reply {
             [a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
                 u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
@@ -244,6 +261,7 @@ impl<'a> Replies<'a> {
     }
 
     /// Appends one whole reply (all its lines) and counts it.
+    #[inline]
     pub fn push(&mut self, reply: &[u8]) {
         self.tally.count(reply);
         self.make_room(reply.len());
@@ -252,11 +270,18 @@ impl<'a> Replies<'a> {
 
     /// With a budget, a growing buffer doubles as usual but never past the budget plus room
     /// for the reply that crosses it: a full buffer holds about the budget, not twice that.
+    #[inline]
     fn make_room(&mut self, additional: usize) {
         let needed = self.bytes.len() + additional;
         if needed <= self.bytes.capacity() || self.limit == usize::MAX {
             return;
         }
+        self.grow_to_budget(needed);
+    }
+
+    /// The slow half of [`Replies::make_room`].
+    #[cold]
+    fn grow_to_budget(&mut self, needed: usize) {
         let doubled = (self.bytes.capacity() * 2).max(needed).max(256);
         let target = doubled.min(needed.max(self.limit.saturating_add(BUDGET_SLACK)));
         self.bytes.reserve_exact(target - self.bytes.len());
@@ -430,6 +455,10 @@ mod tests {
         assert_eq!(changed, [(250, 3), (421, 1)]);
         tally.take_changed(|_, _| panic!("nothing changed since"));
         assert_eq!(tally.get(199), 0);
+        let mut bytes = Vec::new();
+        let mut off = ReplyTally::disabled();
+        Replies::new(&mut bytes, &mut off).push(OK);
+        assert_eq!((off.get(250), bytes.len()), (0, OK.len()));
     }
 
     #[test]

@@ -501,6 +501,7 @@ impl Session {
 
     /// Asks the gate about `checkpoint`. `sender` and `recipient` are the ones being given
     /// by the command, if it gives one.
+    #[inline]
     fn ask_gate<S: MessageSink, G: Gate>(
         &self,
         checkpoint: Checkpoint,
@@ -675,12 +676,14 @@ impl Session {
     /// `BDAT` chunk, or a message the session refused (size, bare CR/LF). True once there were
     /// more than the limit since the last accepted message: a client that only keeps its
     /// connection busy cannot hold a slot for ever.
+    #[inline]
     fn is_junk(&mut self, config: &SessionConfig) -> bool {
         self.junk = self.junk.saturating_add(1);
         self.junk > config.max_junk_commands
     }
 
     /// Asks the gate about a command about to be carried out.
+    #[inline]
     fn command_decision<S: MessageSink, G: Gate>(
         &self,
         command: &Command<'_>,

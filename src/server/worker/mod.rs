@@ -184,7 +184,12 @@ impl Worker {
             lent: Lent {
                 scratch: vec![0; scratch_len].into_boxed_slice(),
                 spare_out: Vec::with_capacity(16 * 1024),
-                tally: ReplyTally::default(),
+                // Replies are counted only for the metrics endpoint.
+                tally: if links.replies.is_some() {
+                    ReplyTally::default()
+                } else {
+                    ReplyTally::disabled()
+                },
                 stats: Stats::default(),
             },
             revisit: Vec::with_capacity(64),

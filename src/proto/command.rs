@@ -585,9 +585,29 @@ impl Cursor<'_> {
 }
 
 /// RFC 5322 `atext`, plus UTF-8 octets (RFC 6531 §3.3).
+#[inline]
 fn is_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
+    ATEXT[usize::from(b)]
 }
+
+/// [`is_atext`] as a table: one load per octet of a local part, the hottest loop of MAIL and
+/// RCPT parsing.
+const ATEXT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c >= 0x80;
+        b += 1;
+    }
+    let specials = b"!#$%&'*+-/=?^_`{|}~";
+    let mut i = 0;
+    while i < specials.len() {
+        table[specials[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -741,6 +761,15 @@ mod tests {
                 "line {:?}",
                 String::from_utf8_lossy(line)
             );
+        }
+    }
+
+    #[test]
+    fn the_atext_table_is_the_rfc_5322_definition() {
+        for b in 0..=255u8 {
+            let defined =
+                b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80;
+            assert_eq!(is_atext(b), defined, "{b:#04x}");
         }
     }
 

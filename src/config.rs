@@ -91,6 +91,10 @@ pub struct Config {
     pub faults: Vec<String>,
     /// Seed for probabilistic faults and random delays.
     pub seed: u64,
+    /// Addresses that speak implicit TLS (RFC 8314, "port 465 style"); each needs `tls`.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Where the TLS certificate comes from (`None`: no TLS).
+    pub tls: Option<crate::server::tls::TlsSource>,
     /// Where to serve Prometheus metrics over HTTP (`None`: not served).
     pub metrics: Option<SocketAddr>,
     /// Print one line per message attempt on standard output.
@@ -125,6 +129,8 @@ impl Default for Config {
             faults: Vec::new(),
             seed: 0,
             metrics: None,
+            listen_tls: Vec::new(),
+            tls: None,
             log_sessions: false,
         }
     }
@@ -151,6 +157,12 @@ impl Config {
         }
         if self.threads == 0 {
             return Err("--threads must be at least 1".into());
+        }
+        if !self.listen_tls.is_empty() && self.tls.is_none() {
+            return Err(
+                "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
+                    .into(),
+            );
         }
         if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(

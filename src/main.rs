@@ -25,6 +25,26 @@ struct Cli {
     /// Address to listen on (repeatable), e.g. 127.0.0.1:2525 or [::1]:2525.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:2525")]
     listen: Vec<SocketAddr>,
+    /// Address that speaks implicit TLS (RFC 8314, "port 465 style"; repeatable): the TLS
+    /// handshake comes first, then the greeting. Needs --tls-cert/--tls-key or
+    /// --tls-self-signed. STARTTLS is not offered (yet).
+    #[arg(long = "listen-tls", value_name = "ADDR")]
+    listen_tls: Vec<SocketAddr>,
+    /// The TLS certificate, PEM (leaf first, then its chain).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Make a self-signed certificate for --hostname at start (tests and quick starts only:
+    /// senders that verify certificates refuse it).
+    #[arg(long)]
+    tls_self_signed: bool,
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -131,6 +151,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut config = Config {
         listen: cli.listen,
+        listen_tls: cli.listen_tls,
+        tls: match (cli.tls_cert, cli.tls_key, cli.tls_self_signed) {
+            (Some(cert), Some(key), _) => {
+                Some(fastsmtpd::server::tls::TlsSource::Files { cert, key })
+            }
+            (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
+            _ => None,
+        },
         hostname: cli.hostname,
         max_message_size: cli.max_message_size,
         max_recipients: cli.max_recipients,

@@ -24,6 +24,7 @@ pub mod descriptors;
 pub mod listener;
 pub mod per_client;
 pub mod timer;
+pub mod tls;
 pub mod transport;
 pub mod worker;
 
@@ -93,7 +94,18 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             config.max_connections
         );
     }
-    let (listeners, addrs) = listener::bind_all(&config.listen, config.threads, config.backlog)?;
+    let tls = match &config.tls {
+        Some(source) => Some(tls::server_config(source, &config.hostname)?),
+        None => None,
+    };
+    // Plain listeners first, then the implicit-TLS ones: a worker tells them apart by index.
+    let all_addresses: Vec<SocketAddr> = config
+        .listen
+        .iter()
+        .chain(&config.listen_tls)
+        .copied()
+        .collect();
+    let (listeners, addrs) = listener::bind_all(&all_addresses, config.threads, config.backlog)?;
     let session_config = Arc::new(config.session_config());
     let open_connections = Arc::new(AtomicUsize::new(0));
     let per_client = Arc::new(per_client::PerClientConnections::new(
@@ -153,6 +165,8 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             deadlines,
             max_connections,
             open_connections: Arc::clone(&open_connections),
+            tls: tls.clone(),
+            first_tls_listener: config.listen.len(),
             per_client: Arc::clone(&per_client),
             stats: shared,
             store: store.clone(),

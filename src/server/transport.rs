@@ -1,5 +1,5 @@
 //! The transport: the one place every byte of a connection passes through between the
-//! socket and the connection's buffers. Plain TCP today.
+//! socket and the connection's buffers: plain TCP, or TLS (rustls) for implicit-TLS listeners.
 //!
 //! What it does: non-blocking reads and writes ([`Transport::try_read`],
 //! [`Transport::try_write`]) with the socket's own `WouldBlock` semantics, registration with
@@ -16,10 +16,11 @@
 //! [`Transport::wants_write`] (keep WRITABLE registered for those), and
 //! [`Transport::has_buffered_input`] (input the layer read from the socket but has not
 //! handed over yet, so a short read does not mean the socket is drained). Plain TCP answers
-//! the last three trivially. A layer changes this module and the code that constructs a
+//! the last three trivially. TLS (implicit, RFC 8314) is built this way already: see
+//! [`Transport::tls`]. A layer changes this module and the code that constructs a
 //! transport (`worker/accept.rs`), never the worker's loop.
 //!
-//! * **Implicit TLS (RFC 8314), rustls.** Hold a `rustls::ServerConnection` beside the socket
+//! * **Implicit TLS (RFC 8314), rustls** (built, as follows). Hold a `rustls::ServerConnection` beside the socket
 //!   (boxed: plaintext connections stay small). `try_read`: `read_tls` from the socket until
 //!   it would block or a few records are in, `process_new_packets` (an error ends the
 //!   connection: return it as an `io::Error`), then copy plaintext out of `reader()`; return
@@ -50,12 +51,15 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
-/// A connection's byte stream.
+/// A connection's byte stream: plain TCP, or TLS over it (implicit TLS, RFC 8314).
 #[derive(Debug)]
 pub struct Transport {
     /// The socket.
     socket: TcpStream,
+    /// The TLS state, for a connection that speaks TLS (boxed: plain connections stay small).
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Transport {
@@ -63,35 +67,100 @@ impl Transport {
     /// already batched one write per turn, so Nagle would only add delay.
     pub fn plain(socket: TcpStream) -> Transport {
         let _ = socket.set_nodelay(true);
-        Transport { socket }
+        Transport { socket, tls: None }
+    }
+
+    /// A TLS transport over an accepted socket: the handshake starts with the client's first
+    /// bytes; replies written before it completes wait inside rustls.
+    pub fn tls(socket: TcpStream, config: &Arc<rustls::ServerConfig>) -> io::Result<Transport> {
+        let _ = socket.set_nodelay(true);
+        let tls = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        Ok(Transport {
+            socket,
+            tls: Some(Box::new(tls)),
+        })
     }
 
     /// Reads what is available into `buf`: `Ok(0)` at end of stream, `WouldBlock` when
-    /// nothing is available now.
+    /// nothing is available now (for TLS: no plaintext yet, e.g. during the handshake).
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(buf)
+        let Some(tls) = &mut self.tls else {
+            return self.socket.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: the client closed with close_notify
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match tls.read_tls(&mut self.socket) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    if let Err(error) = tls.process_new_packets() {
+                        // Tell the client why (an alert), best effort, then end the connection.
+                        let _ = tls.write_tls(&mut self.socket);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
-    /// Writes as much of `buf` as the socket takes now; `WouldBlock` when it takes nothing.
+    /// Writes as much of `buf` as the transport takes now; `WouldBlock` when it takes nothing.
+    /// For TLS the plaintext is taken by rustls and sent by [`Transport::flush_buffered`].
     pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.write(buf)
+        let Some(tls) = &mut self.tls else {
+            return self.socket.write(buf);
+        };
+        let taken = tls.writer().write(buf)?;
+        if taken > 0 || buf.is_empty() {
+            return Ok(taken);
+        }
+        // rustls's buffer is full: send records first, then try again.
+        if !self.flush_buffered()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let tls = self.tls.as_mut().expect("a TLS transport");
+        match tls.writer().write(buf)? {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            taken => Ok(taken),
+        }
     }
 
-    /// Sends bytes the transport itself has queued (a TLS layer's records): `Ok(true)` when
-    /// none are left. Plain TCP queues nothing.
+    /// Sends bytes the transport itself has queued (TLS records: the handshake, encrypted
+    /// replies, alerts): `Ok(true)` when none are left. Plain TCP queues nothing.
     pub fn flush_buffered(&mut self) -> io::Result<bool> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(true);
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.socket) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(true)
     }
 
-    /// Whether the transport has bytes of its own to write (none for plain TCP).
+    /// Whether the transport has bytes of its own to write (TLS records waiting).
     pub fn wants_write(&self) -> bool {
-        false
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
-    /// Whether input was read from the socket but not yet handed over, so a short read does
-    /// not mean the socket is drained (never for plain TCP).
+    /// Whether input may be waiting that a short read does not show: for TLS, always (rustls
+    /// may hold plaintext, and it reads the socket in records), so the connection reads on
+    /// until `WouldBlock` instead of taking a short read as "drained". Never for plain TCP.
     pub fn has_buffered_input(&self) -> bool {
-        false
+        self.tls.is_some()
+    }
+
+    /// Whether the connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Registers with the worker's poller.

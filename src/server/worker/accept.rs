@@ -51,7 +51,7 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.on_accept(stream, peer, now),
+                Ok((stream, peer)) => self.on_accept(stream, peer, index, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -126,7 +126,7 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn on_accept(&mut self, stream: TcpStream, peer: SocketAddr, listener: usize, now: Instant) {
         let open = self.links.open_connections.fetch_add(1, Ordering::Relaxed);
         if open >= self.links.max_connections {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -163,7 +163,22 @@ impl Worker {
             .as_ref()
             .map(|rules| Box::new(FaultGate::new(Arc::clone(rules), peer.ip())));
         let mut cx: Driver<'_> = driver!(self);
-        let transport = Transport::plain(stream);
+        let tls = self
+            .links
+            .tls
+            .as_ref()
+            .filter(|_| listener >= self.links.first_tls_listener);
+        let transport = match tls {
+            None => Transport::plain(stream),
+            Some(config) => match Transport::tls(stream, config) {
+                Ok(transport) => transport,
+                Err(_) => {
+                    self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    self.links.per_client.close(peer.ip());
+                    return;
+                }
+            },
+        };
         let Ok(conn) = Conn::open(transport, peer, Token(key), id, sink, gate, &mut cx, now) else {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
             self.links.per_client.close(peer.ip());

@@ -67,6 +67,10 @@ pub struct WorkerLinks {
     pub max_connections: usize,
     /// Connections open over all workers.
     pub open_connections: Arc<AtomicUsize>,
+    /// The TLS configuration, when implicit-TLS listeners are configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Listeners from this index on speak implicit TLS (RFC 8314).
+    pub first_tls_listener: usize,
     /// Connections open per client address, over all workers.
     pub per_client: Arc<crate::server::per_client::PerClientConnections>,
     /// Where this worker publishes its counters.

@@ -1,0 +1,105 @@
+//! TLS settings: the rustls server configuration the transports share.
+//!
+//! What it does: build one `rustls::ServerConfig` at start from PEM files (`--tls-cert`, a chain
+//! is allowed, and `--tls-key`) or from a certificate made at start for the host name
+//! (`--tls-self-signed`, with rcgen: for tests and quick starts, never for real senders that
+//! verify). TLS 1.2 and 1.3 with rustls's default suites; the crypto provider is `ring`
+//! (small, builds with a C compiler alone, no cmake or assembler toolchain, which keeps CI and
+//! a fresh checkout simple). Session resumption is on both ways: a session cache (TLS 1.2 ids)
+//! and stateless tickets.
+//!
+//! What it does not do: read or write sockets (the transport does, see
+//! [`super::transport`]), or decide when TLS starts (implicit TLS listeners start it at accept;
+//! STARTTLS is not implemented yet).
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files: the certificate (and its chain, leaf first) and the private key.
+    Files {
+        /// `--tls-cert`.
+        cert: PathBuf,
+        /// `--tls-key`.
+        key: PathBuf,
+    },
+    /// A self-signed certificate made at start for the host name (`--tls-self-signed`).
+    SelfSigned,
+}
+
+/// Builds the shared server configuration; an error names the file or says what is wrong.
+pub fn server_config(source: &TlsSource, hostname: &str) -> io::Result<Arc<rustls::ServerConfig>> {
+    let (chain, key) = match source {
+        TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
+        TlsSource::SelfSigned => self_signed(hostname)?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(invalid)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(invalid)?;
+    // Resumption: a session cache for TLS 1.2 session ids, tickets for both versions.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(invalid)?;
+    Ok(Arc::new(config))
+}
+
+/// The certificate chain in `path`, leaf first.
+fn read_chain(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
+    let shown = path.display();
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| io::Error::other(format!("--tls-cert {shown}: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io::Error::other(format!("--tls-cert {shown}: {e}")))?;
+    if chain.is_empty() {
+        return Err(io::Error::other(format!(
+            "--tls-cert {shown}: no CERTIFICATE block in the file"
+        )));
+    }
+    Ok(chain)
+}
+
+/// The private key in `path` (PKCS#8, PKCS#1 or SEC1).
+fn read_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| io::Error::other(format!("--tls-key {}: {e}", path.display())))
+}
+
+/// A certificate for `hostname`, signed by its own key.
+fn self_signed(
+    hostname: &str,
+) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let made = rcgen::generate_simple_self_signed(vec![hostname.to_string()]).map_err(invalid)?;
+    let key = PrivateKeyDer::try_from(made.key_pair.serialize_der()).map_err(invalid)?;
+    Ok((vec![made.cert.der().clone()], key))
+}
+
+fn invalid(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_signed_configuration_builds_and_bad_files_say_which() {
+        assert!(server_config(&TlsSource::SelfSigned, "mx.test").is_ok());
+        let missing = TlsSource::Files {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let error = server_config(&missing, "mx.test").unwrap_err().to_string();
+        assert!(
+            error.contains("--tls-cert /nonexistent/cert.pem"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Implicit TLS (RFC 8314) seen by real clients: Python's `ssl` + `smtplib` (TLS 1.3 and 1.2,
+//! a pipelined batch read back through the TLS layer), `swaks --tls-on-connect`, a plaintext
+//! client on a TLS port (an alert and a close, nothing hangs), and certificates from PEM files.
+//! STARTTLS and AUTH are not implemented yet; this is the transport layer's first use.
+
+mod util;
+
+use fastsmtpd::config::Config;
+use fastsmtpd::server::tls::TlsSource;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use util::process::{run_bounded, CHILD_LIMIT, PYTHON3, SWAKS};
+use util::{test_config, TestServer, REPLY_WAIT};
+
+/// A server with one plain and one implicit-TLS listener; returns it and the TLS address.
+fn with_tls(source: TlsSource) -> (TestServer, SocketAddr) {
+    let server = TestServer::start(Config {
+        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(source),
+        ..test_config()
+    });
+    let tls_addr = server.handle().local_addrs()[1];
+    (server, tls_addr)
+}
+
+/// Runs a Python snippet with `ssl`, `smtplib`, `socket` imported and `PORT` set.
+fn python(addr: SocketAddr, body: &str) -> Vec<String> {
+    let script = format!(
+        "import smtplib, ssl, socket\nPORT = {}\nctx = ssl._create_unverified_context()\n{body}",
+        addr.port()
+    );
+    let mut command = PYTHON3.command();
+    command.args(["-c", &script]);
+    let output = run_bounded(command, None, CHILD_LIMIT);
+    output.assert_success("python");
+    output.stdout_lines()
+}
+
+#[test]
+fn smtplib_delivers_over_tls_1_3_and_1_2() {
+    let (server, tls) = with_tls(TlsSource::SelfSigned);
+    let lines = python(
+        tls,
+        r#"
+for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    c = ssl._create_unverified_context()
+    c.minimum_version = c.maximum_version = version
+    s = smtplib.SMTP_SSL("127.0.0.1", PORT, context=c, timeout=10)
+    code, _ = s.ehlo("client.example")
+    refused = s.sendmail("a@b.example", ["c@d.example"], "Subject: tls\r\n\r\nsecret\r\n")
+    print(code, refused, s.sock.version())
+    s.quit()
+"#,
+    );
+    assert_eq!(lines, ["250 {} TLSv1.3", "250 {} TLSv1.2"]);
+    let stats = server.stop();
+    assert_eq!(stats.messages, 2);
+}
+
+#[test]
+fn a_pipelined_batch_comes_back_whole_through_tls() {
+    let (server, tls) = with_tls(TlsSource::SelfSigned);
+    // 200 transactions in one write; all 802 replies read back in order.
+    let lines = python(
+        tls,
+        r#"
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", PORT), timeout=10))
+batch = b"EHLO c\r\n" + b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nhello\r\n.\r\n" * 200 + b"QUIT\r\n"
+s.sendall(batch)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.count(b"250 2.0.0 Ok: queued\r\n"), data.startswith(b"220 mx.test ESMTP"), data.endswith(b"221 2.0.0 Bye\r\n"))
+"#,
+    );
+    assert_eq!(lines, ["200 True True"]);
+    assert_eq!(server.stop().messages, 200);
+}
+
+#[test]
+fn swaks_delivers_with_tls_on_connect() {
+    let (server, tls) = with_tls(TlsSource::SelfSigned);
+    let mut command = SWAKS.command();
+    command.args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &tls.port().to_string(),
+        "--tls-on-connect",
+        "--from",
+        "a@b.example",
+        "--to",
+        "c@d.example",
+        "--silent",
+        "2",
+    ]);
+    let output = run_bounded(command, None, CHILD_LIMIT);
+    output.assert_success("swaks --tls-on-connect");
+    assert_eq!(server.stop().messages, 1);
+}
+
+#[test]
+fn plaintext_on_a_tls_port_gets_an_alert_and_a_close() {
+    let (server, tls) = with_tls(TlsSource::SelfSigned);
+    let mut client = TcpStream::connect(tls).unwrap();
+    client.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+    client.write_all(b"EHLO plain.example\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    // A TLS alert record (content type 21), never an SMTP reply, then the close.
+    assert_eq!(got.first(), Some(&21), "{got:?}");
+    // The plain listener of the same server still works.
+    let mut plain = server.client();
+    plain.ehlo();
+    plain.roundtrip("QUIT\r\n", util::BYE);
+    drop(server);
+}
+
+#[test]
+fn certificates_come_from_pem_files() {
+    let dir = util::scratch_dir("tls-files");
+    let made = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let (server, tls) = with_tls(TlsSource::Files {
+        cert: cert.clone(),
+        key: key.clone(),
+    });
+    // The server presents exactly the certificate in the file.
+    let lines = python(
+        tls,
+        r#"
+import hashlib
+s = smtplib.SMTP_SSL("127.0.0.1", PORT, context=ctx, timeout=10)
+print(hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest())
+print(s.noop()[0])
+s.quit()
+"#,
+    );
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(made.cert.der())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(lines, [want, "250".to_string()]);
+    drop(server);
+    // A key that does not parse is a clear start-up error, naming the file.
+    std::fs::write(&key, "not a key\n").unwrap();
+    let error = fastsmtpd::server::start(&Config {
+        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(TlsSource::Files { cert, key }),
+        ..test_config()
+    })
+    .expect_err("a bad key is refused");
+    assert!(error.to_string().contains("--tls-key"), "{error}");
+}

@@ -24,22 +24,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Starts the binary on a free port with `args`; returns it and its address.
 fn start(args: &[&str]) -> (ChildGuard, SocketAddr) {
-    let listen = util::free_local_addr();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
-    command
-        .args([
-            "--listen",
-            &listen,
-            "--threads",
-            "1",
-            "--hostname",
-            "mx.test",
-        ])
-        .args(args);
-    let mut server = ChildGuard::spawn(command);
-    let line = server.next_line(REPLY_WAIT);
-    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
-    (server, listen.parse().unwrap())
+    util::start_binary(1, args)
 }
 
 /// Writes as much of `bytes` as the peer takes before it stops taking any for `stall`.

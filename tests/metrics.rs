@@ -125,28 +125,21 @@ fn counters_match_the_traffic_sent() {
 
 #[test]
 fn log_sessions_prints_one_line_per_message_attempt() {
-    let listen = util::free_local_addr();
     let dir = std::env::temp_dir().join(format!("fastsmtpd-txlog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
-    command
-        .args([
-            "--listen",
-            &listen,
-            "--threads",
+    let store = format!("maildir:{}", dir.display());
+    let (child, addr) = util::start_binary(
+        1,
+        &[
+            "--log-sessions",
+            "--exit-after-sessions",
             "1",
-            "--hostname",
-            "mx.test",
-        ])
-        .args(["--log-sessions", "--exit-after-sessions", "1"])
-        .args(["--fault", "eod nth=2 reply=451 4.3.0 Not now"])
-        .arg("--store")
-        .arg(format!("maildir:{}", dir.display()));
-    let mut child = util::process::ChildGuard::spawn(command);
-    let line = child.next_line(util::REPLY_WAIT);
-    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
-
-    let addr: SocketAddr = listen.parse().unwrap();
+            "--fault",
+            "eod nth=2 reply=451 4.3.0 Not now",
+            "--store",
+            &store,
+        ],
+    );
     let mut client = util::Client::connect(addr);
     client.expect("220 mx.test ESMTP fastsmtpd\r\n");
     client.send("EHLO c.test\r\n");

@@ -4,10 +4,8 @@
 
 mod util;
 
-use std::net::SocketAddr;
-use std::process::Command;
-use util::process::{ChildGuard, CHILD_LIMIT};
-use util::{Client, BYE, GREETING, MAIL_OK, REPLY_WAIT};
+use util::process::CHILD_LIMIT;
+use util::{Client, BYE, GREETING, MAIL_OK};
 
 /// Bug: `--fault` rules were tried before the `--fault-file` rules, while the README said the
 /// command-line rules come after the file's. With "the first rule that fires wins", that let
@@ -23,26 +21,18 @@ fn fault_file_rules_come_before_command_line_fault_rules() {
     let command_line_rule = "rcpt reply=450 4.7.1 From the command line";
     std::fs::write(&file, format!("rules = [\"{file_rule}\"]\n")).unwrap();
 
-    let listen = util::free_local_addr();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
-    command
-        .args([
-            "--listen",
-            &listen,
-            "--threads",
+    let file_arg = file.to_str().expect("a UTF-8 temporary path");
+    let (server, addr) = util::start_binary(
+        1,
+        &[
+            "--exit-after-sessions",
             "1",
-            "--hostname",
-            "mx.test",
-        ])
-        .args(["--exit-after-sessions", "1"])
-        .args(["--fault", command_line_rule])
-        .arg("--fault-file")
-        .arg(&file);
-    let mut server = ChildGuard::spawn(command);
-    let line = server.next_line(REPLY_WAIT);
-    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
-
-    let addr: SocketAddr = listen.parse().unwrap();
+            "--fault",
+            command_line_rule,
+            "--fault-file",
+            file_arg,
+        ],
+    );
     let mut client = Client::connect(addr);
     client.expect(GREETING);
     client.helo();

@@ -10,7 +10,6 @@ use util::scratch_dir;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use util::process::ChildGuard;
 use util::{Client, GO_AHEAD, GREETING, QUEUED, REPLY_WAIT};
@@ -28,21 +27,7 @@ impl Spawned {
     /// Starts the real binary with one worker; returns once it printed its listening line.
     #[track_caller]
     fn start(args: &[&str]) -> Spawned {
-        let addr: SocketAddr = util::free_local_addr().parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
-        command
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--threads",
-                "1",
-                "--hostname",
-                "mx.test",
-            ])
-            .args(args);
-        let mut child = ChildGuard::spawn(command);
-        let line = child.next_line(REPLY_WAIT);
-        assert!(line.starts_with("fastsmtpd listening on "), "{line:?}");
+        let (child, addr) = util::start_binary(1, args);
         Spawned { child, addr }
     }
 

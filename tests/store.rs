@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use util::process::{run_bounded, ChildGuard, PYTHON3};
 use util::{test_config, TestServer, REPLY_WAIT};
@@ -348,21 +347,7 @@ struct Spawned {
 /// which would count as a session).
 #[track_caller]
 fn spawn_server(args: &[&str]) -> Spawned {
-    let addr: SocketAddr = util::free_local_addr().parse().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
-    command
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--threads",
-            "2",
-            "--hostname",
-            "mx.test",
-        ])
-        .args(args);
-    let mut child = ChildGuard::spawn(command);
-    let line = child.next_line(REPLY_WAIT);
-    assert!(line.starts_with("fastsmtpd listening on "), "{line:?}");
+    let (child, addr) = util::start_binary(2, args);
     Spawned { child, addr }
 }
 

@@ -27,6 +27,23 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Starts the real binary on a free loopback port with `threads` workers and host name
+/// `mx.test`, followed by `args`; returns once it printed its listening line (no probe
+/// connection, which would count as a session).
+#[track_caller]
+pub fn start_binary(threads: usize, args: &[&str]) -> (process::ChildGuard, SocketAddr) {
+    let listen = free_local_addr();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command
+        .args(["--listen", &listen, "--threads", &threads.to_string()])
+        .args(["--hostname", "mx.test"])
+        .args(args);
+    let mut child = process::ChildGuard::spawn(command);
+    let line = child.next_line(REPLY_WAIT);
+    assert!(line.starts_with("fastsmtpd listening on "), "{line:?}");
+    (child, listen.parse().unwrap())
+}
+
 /// A loopback address (`127.0.0.1:PORT`) nobody listens on right now, for starting the real
 /// binary (which cannot report an ephemeral port back to the test).
 pub fn free_local_addr() -> String {

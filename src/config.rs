@@ -5,8 +5,8 @@
 //!
 //! What it does not do: parse the command line (that is `main.rs`, with clap) or open sockets.
 
-use crate::proto::reply::Banner;
-use crate::proto::session::{BareLfPolicy, SessionConfig};
+use crate::proto::reply::{Advertised, Banner};
+use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
 use crate::store::StoreSpec;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +33,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MIN_DATA_RATE: u64 = 500;
 /// How long a message in flight may take to finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The TLS handshake deadline: a client that opens TLS (or sends STARTTLS) and stalls is
+/// closed after this, long before the idle timeout (Postfix's `smtpd_starttls_timeout` is
+/// 300 s, scaled by message size; a handshake on loopback or a LAN takes milliseconds).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Listen backlog per listening socket.
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Storage threads: two let one batch sync while the next gathers.
@@ -93,8 +97,19 @@ pub struct Config {
     pub seed: u64,
     /// Addresses that speak implicit TLS (RFC 8314, "port 465 style"); each needs `tls`.
     pub listen_tls: Vec<SocketAddr>,
-    /// Where the TLS certificate comes from (`None`: no TLS).
+    /// Where the TLS certificate comes from (`None`: no TLS). With a certificate, plaintext
+    /// listeners offer STARTTLS (RFC 3207).
     pub tls: Option<crate::server::tls::TlsSource>,
+    /// A TLS handshake must complete within this; then the connection is closed.
+    pub tls_handshake_timeout: Duration,
+    /// `MAIL` and `AUTH` on plaintext get `530 5.7.0 Must issue a STARTTLS command first`.
+    pub require_tls: bool,
+    /// SMTP AUTH (RFC 4954), PLAIN and LOGIN, and who may log in (`None`: not offered).
+    pub auth: Option<crate::auth::AuthSource>,
+    /// Offer AUTH on plaintext connections too (otherwise only inside TLS; `538 5.7.11`).
+    pub auth_plaintext: bool,
+    /// `MAIL` without a successful AUTH gets `530 5.7.0`.
+    pub auth_required: bool,
     /// Where to serve Prometheus metrics over HTTP (`None`: not served).
     pub metrics: Option<SocketAddr>,
     /// Print one line per message attempt on standard output.
@@ -131,6 +146,11 @@ impl Default for Config {
             metrics: None,
             listen_tls: Vec::new(),
             tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            require_tls: false,
+            auth: None,
+            auth_plaintext: false,
+            auth_required: false,
             log_sessions: false,
         }
     }
@@ -139,8 +159,21 @@ impl Default for Config {
 impl Config {
     /// The protocol settings every session of this server shares.
     pub fn session_config(&self) -> SessionConfig {
+        let security = SecurityPolicy {
+            starttls: self.tls.is_some(),
+            require_tls: self.require_tls,
+            auth: self.auth.is_some(),
+            auth_plaintext: self.auth_plaintext,
+            auth_required: self.auth_required,
+        };
+        let advertised = Advertised {
+            starttls: security.starttls,
+            auth_on_plaintext: security.auth && security.auth_plaintext && !security.require_tls,
+            auth_under_tls: security.auth,
+        };
         SessionConfig {
-            banner: Banner::new(&self.hostname, self.max_message_size),
+            banner: Banner::with(&self.hostname, self.max_message_size, advertised),
+            security,
             max_line_len: self.max_line_len,
             max_message_size: self.max_message_size,
             max_recipients: self.max_recipients,
@@ -157,6 +190,24 @@ impl Config {
         }
         if self.threads == 0 {
             return Err("--threads must be at least 1".into());
+        }
+        if self.require_tls && self.tls.is_none() {
+            return Err(
+                "--require-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
+                    .into(),
+            );
+        }
+        if self.auth.is_some() && self.tls.is_none() && !self.auth_plaintext {
+            return Err(
+                "--auth is offered only inside TLS: give a certificate (--tls-cert/--tls-key or --tls-self-signed), or allow --auth-plaintext"
+                    .into(),
+            );
+        }
+        if (self.auth_plaintext || self.auth_required) && self.auth.is_none() {
+            return Err("--auth-plaintext and --auth-required need --auth any|file:PATH".into());
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return Err("--tls-handshake-timeout must be more than 0".into());
         }
         if !self.listen_tls.is_empty() && self.tls.is_none() {
             return Err(

@@ -8,6 +8,7 @@
 //! | [`txlog`] | `--log-sessions`: one line per message attempt, written off the event loop |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
+//! | [`auth`] | SMTP AUTH's back end: `--auth any` or a password file, hashes checked off the loop |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
@@ -22,6 +23,7 @@
 // `server::descriptors`; each is allowed where it is, with its SAFETY note.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod fault;
 pub mod metrics;

@@ -18,7 +18,8 @@ use std::time::Duration;
     version,
     about,
     after_help = "Signals: SIGINT/SIGTERM shut down gracefully (a second one exits at once with \
-                  130/143); SIGHUP reopens the jsonl store files (log rotation); SIGUSR1 \
+                  130/143); SIGHUP reopens the jsonl store files (log rotation) and reloads the TLS \
+                  certificate and the --auth password file; SIGUSR1 \
                   prints the stats line; SIGUSR2 is ignored."
 )]
 struct Cli {
@@ -27,7 +28,7 @@ struct Cli {
     listen: Vec<SocketAddr>,
     /// Address that speaks implicit TLS (RFC 8314, "port 465 style"; repeatable): the TLS
     /// handshake comes first, then the greeting. Needs --tls-cert/--tls-key or
-    /// --tls-self-signed. STARTTLS is not offered (yet).
+    /// --tls-self-signed. (With a certificate, the --listen addresses offer STARTTLS.)
     #[arg(long = "listen-tls", value_name = "ADDR")]
     listen_tls: Vec<SocketAddr>,
     /// The TLS certificate, PEM (leaf first, then its chain).
@@ -45,6 +46,27 @@ struct Cli {
     /// senders that verify certificates refuse it).
     #[arg(long)]
     tls_self_signed: bool,
+    /// Seconds a TLS handshake (implicit, or after STARTTLS) may take; then the connection
+    /// is closed.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    tls_handshake_timeout: u64,
+    /// Refuse MAIL and AUTH on plaintext with `530 5.7.0 Must issue a STARTTLS command
+    /// first` (RFC 3207 §4). Needs a certificate.
+    #[arg(long)]
+    require_tls: bool,
+    /// Offer SMTP AUTH PLAIN and LOGIN (RFC 4954): `any` accepts every user and password and
+    /// records the user (a sink for testing senders); `file:PATH` checks a file of `user:hash`
+    /// lines (Argon2 `$argon2id$...`, bcrypt `$2b$...`, or `{PLAIN}password` for tests),
+    /// reloaded on SIGHUP. Offered inside TLS only, unless --auth-plaintext.
+    #[arg(long, value_name = "any|file:PATH")]
+    auth: Option<fastsmtpd::auth::AuthSource>,
+    /// Offer AUTH on plaintext connections too (otherwise AUTH there gets `538 5.7.11`).
+    #[arg(long, requires = "auth")]
+    auth_plaintext: bool,
+    /// Refuse MAIL without a successful AUTH (`530 5.7.0`).
+    #[arg(long, requires = "auth")]
+    auth_required: bool,
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -159,6 +181,11 @@ fn main() -> ExitCode {
             (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
             _ => None,
         },
+        tls_handshake_timeout: Duration::from_secs(cli.tls_handshake_timeout),
+        require_tls: cli.require_tls,
+        auth: cli.auth,
+        auth_plaintext: cli.auth_plaintext,
+        auth_required: cli.auth_required,
         hostname: cli.hostname,
         max_message_size: cli.max_message_size,
         max_recipients: cli.max_recipients,

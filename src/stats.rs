@@ -7,6 +7,70 @@
 //! What it does not do: histograms or latency (that is the load generator's job).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// TLS versions counted, as rustls names them (the index into [`SecurityStats::handshakes`]).
+pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
+/// Why a TLS handshake failed (the index into [`SecurityStats::handshake_failures`]):
+/// * `timeout`: not complete within `--tls-handshake-timeout`;
+/// * `closed`: the client closed the connection during the handshake;
+/// * `alert`: the client sent a fatal alert (it did not like our certificate, say);
+/// * `incompatible`: no version, suite or extension in common;
+/// * `garbage`: bytes that are not TLS (plaintext on an implicit-TLS port, injected bytes).
+pub const TLS_FAILURE_REASONS: [&str; 5] =
+    ["timeout", "closed", "alert", "incompatible", "garbage"];
+
+/// Counters about TLS and AUTH, kept apart: they change once per connection, not per
+/// message, so they are published under a lock only when they changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SecurityStats {
+    /// Handshakes completed, by version ([`TLS_VERSIONS`]) and `[full, resumed]`.
+    pub handshakes: [[u64; 2]; 2],
+    /// Handshakes failed, by reason ([`TLS_FAILURE_REASONS`]).
+    pub handshake_failures: [u64; 5],
+    /// `STARTTLS` commands answered `220`.
+    pub starttls: u64,
+    /// `STARTTLS` lines with plaintext behind them in the same read, which was discarded
+    /// (RFC 3207 §4.2; the CVE-2011-0411 class of injection, or a client that pipelined it).
+    pub starttls_discarded: u64,
+    /// AUTH attempts accepted (`235`).
+    pub auth_successes: u64,
+    /// AUTH attempts refused (`535`).
+    pub auth_failures: u64,
+}
+
+impl SecurityStats {
+    /// Every counter added up (they only grow: a change shows in the sum).
+    fn sum(&self) -> u64 {
+        let handshakes: u64 = self.handshakes.iter().flatten().sum();
+        let failures: u64 = self.handshake_failures.iter().sum();
+        handshakes
+            + failures
+            + self.starttls
+            + self.starttls_discarded
+            + self.auth_successes
+            + self.auth_failures
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &SecurityStats) {
+        for (mine, theirs) in self.handshakes.iter_mut().zip(&other.handshakes) {
+            mine[0] += theirs[0];
+            mine[1] += theirs[1];
+        }
+        for (mine, theirs) in self
+            .handshake_failures
+            .iter_mut()
+            .zip(&other.handshake_failures)
+        {
+            *mine += theirs;
+        }
+        self.starttls += other.starttls;
+        self.starttls_discarded += other.starttls_discarded;
+        self.auth_successes += other.auth_successes;
+        self.auth_failures += other.auth_failures;
+    }
+}
 
 /// A worker's counters, or the sum over workers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +89,8 @@ pub struct Stats {
     pub errors: u64,
     /// Sessions closed by a timeout.
     pub timeouts: u64,
+    /// TLS and AUTH.
+    pub security: SecurityStats,
 }
 
 impl Stats {
@@ -37,6 +103,7 @@ impl Stats {
         self.bytes += other.bytes;
         self.errors += other.errors;
         self.timeouts += other.timeouts;
+        self.security.merge(&other.security);
     }
 
     /// Sums a set of worker counters.
@@ -59,6 +126,10 @@ pub struct SharedStats {
     bytes: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
+    security: Mutex<SecurityStats>,
+    /// The sum of every security counter last published: they only grow, so a different sum
+    /// means something changed, and the lock is taken only then.
+    security_sum: AtomicU64,
 }
 
 impl SharedStats {
@@ -71,6 +142,11 @@ impl SharedStats {
         self.bytes.store(stats.bytes, Ordering::Relaxed);
         self.errors.store(stats.errors, Ordering::Relaxed);
         self.timeouts.store(stats.timeouts, Ordering::Relaxed);
+        let sum = stats.security.sum();
+        if sum != self.security_sum.load(Ordering::Relaxed) {
+            *self.security.lock().unwrap_or_else(|e| e.into_inner()) = stats.security;
+            self.security_sum.store(sum, Ordering::Relaxed);
+        }
         // Last, with Release: a reader that sees a connection closed (Acquire, loaded first)
         // also sees the counts that closing it produced.
         self.open_connections
@@ -87,6 +163,7 @@ impl SharedStats {
             bytes: self.bytes.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            security: *self.security.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }

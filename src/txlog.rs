@@ -89,7 +89,7 @@ pub fn envelope_text(envelope: &Envelope<'_>) -> String {
     sender.push(b'<');
     sender.extend_from_slice(envelope.sender);
     sender.push(b'>');
-    format!(
+    let mut text = format!(
         "helo={} from={} to={} transfer={}",
         logfmt_value(envelope.helo),
         logfmt_value(&sender),
@@ -98,7 +98,19 @@ pub fn envelope_text(envelope: &Envelope<'_>) -> String {
             Transfer::Data => "DATA",
             Transfer::Bdat => "BDAT",
         }
-    )
+    );
+    // TLS parameters are the library's names (no client bytes) but for SNI, a DNS name the
+    // TLS library checked; the user is the client's and is quoted like the rest.
+    if let Some(tls) = envelope.tls {
+        text.push_str(&format!(" tls={} cipher={}", tls.version, tls.cipher));
+        if let Some(sni) = &tls.sni {
+            text.push_str(&format!(" sni={}", logfmt_value(sni.as_bytes())));
+        }
+    }
+    if let Some(user) = envelope.auth_user {
+        text.push_str(&format!(" auth={}", logfmt_value(user)));
+    }
+    text
 }
 
 /// `bytes` as a logfmt value: as they are when they are printable and hold no space, `"`,

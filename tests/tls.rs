@@ -1,7 +1,7 @@
 //! Implicit TLS (RFC 8314) seen by real clients: Python's `ssl` + `smtplib` (TLS 1.3 and 1.2,
 //! a pipelined batch read back through the TLS layer), `swaks --tls-on-connect`, a plaintext
 //! client on a TLS port (an alert and a close, nothing hangs), and certificates from PEM files.
-//! STARTTLS and AUTH are not implemented yet; this is the transport layer's first use.
+//! STARTTLS and AUTH with real clients are in `starttls_auth.rs`.
 
 mod util;
 
@@ -114,7 +114,9 @@ fn plaintext_on_a_tls_port_gets_an_alert_and_a_close() {
     assert_eq!(got.first(), Some(&21), "{got:?}");
     // The plain listener of the same server still works.
     let mut plain = server.client();
-    plain.ehlo();
+    plain.send("EHLO client.test\r\n");
+    // With a certificate configured, the plain listener offers STARTTLS (RFC 3207).
+    assert!(plain.read_reply().contains("250-STARTTLS\r\n"));
     plain.roundtrip("QUIT\r\n", util::BYE);
     drop(server);
 }

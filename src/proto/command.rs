@@ -53,6 +53,15 @@ pub enum Command<'a> {
     Help,
     /// `QUIT` (RFC 5321 §4.1.1.10).
     Quit,
+    /// `STARTTLS` (RFC 3207 §4), which takes no argument.
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+    Auth {
+        /// The SASL mechanism name, as sent (compared without regard to case).
+        mechanism: &'a [u8],
+        /// The initial response (base64, or `=` for an empty one), if given.
+        initial: Option<&'a [u8]>,
+    },
 }
 
 /// `BODY=` values (RFC 6152 §2, RFC 3030 §3).
@@ -75,6 +84,9 @@ pub struct MailParams {
     pub body: Option<Body>,
     /// `SMTPUTF8` (RFC 6531 §3.4): the envelope may hold UTF-8.
     pub smtputf8: bool,
+    /// `AUTH=<mailbox>` or `AUTH=<>` (RFC 4954 §5) was given. Its value is not kept: this
+    /// server relays nothing, so the identity a relay vouches for changes nothing here.
+    pub auth: bool,
     /// Whether any parameter was given at all (they are refused after `HELO`).
     pub any: bool,
 }
@@ -119,6 +131,9 @@ pub enum CommandError {
     BadParameter,
     /// A parameter we do not support: `555 5.5.4`.
     UnknownParameter,
+    /// `AUTH` without a mechanism, with a name that is not a SASL name (RFC 4422 §3.1), or
+    /// with more than one initial response: `501 5.5.4`.
+    MissingMechanism,
     /// `BDAT` whose size is missing, malformed or too large: `501 5.5.4`, then close,
     /// because the octets that follow can no longer be framed (RFC 3030 §2).
     BadBdat,
@@ -184,6 +199,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         }
     } else if verb_is(b"HELP") {
         Ok(Command::Help)
+    } else if verb_is(b"STARTTLS") {
+        // RFC 3207 §4: "STARTTLS" with no parameters (a 501 otherwise).
+        no_argument(rest, Command::StartTls)
+    } else if verb_is(b"AUTH") {
+        parse_auth(rest)
     } else if NOT_IMPLEMENTED.iter().any(|name| verb_is(name)) {
         Err(CommandError::NotImplemented)
     } else if NOT_SMTP.iter().any(|name| verb_is(name))
@@ -199,18 +219,27 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
 }
 
 /// Verbs from RFC 5321 and its extensions that we recognise and deliberately do not implement.
-/// STARTTLS and AUTH are here until those layers exist: we never advertise them.
 const NOT_IMPLEMENTED: &[&[u8]] = &[
-    b"EXPN",
-    b"TURN",
-    b"ETRN",
-    b"SEND",
-    b"SOML",
-    b"SAML",
-    b"ATRN",
-    b"STARTTLS",
-    b"AUTH",
+    b"EXPN", b"TURN", b"ETRN", b"SEND", b"SOML", b"SAML", b"ATRN",
 ];
+
+/// `AUTH mechanism [initial-response]` (RFC 4954 §4): the mechanism is a SASL name
+/// (RFC 4422 §3.1: upper-case letters, digits, `-` and `_`, at most 20 characters; compared
+/// here without regard to case), the initial response one base64 word or `=`.
+fn parse_auth(rest: Option<&[u8]>) -> Result<Command<'_>, CommandError> {
+    let rest = trim_trailing_spaces(rest.unwrap_or(b""));
+    let mut words = rest.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or(CommandError::MissingMechanism)?;
+    let initial = words.next();
+    let is_sasl_name = mechanism.len() <= 20
+        && mechanism
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !is_sasl_name || words.next().is_some() {
+        return Err(CommandError::MissingMechanism);
+    }
+    Ok(Command::Auth { mechanism, initial })
+}
 
 /// First words of HTTP requests.
 const NOT_SMTP: &[&[u8]] = &[b"GET", b"POST", b"CONNECT", b"HEAD", b"PUT"];
@@ -311,6 +340,17 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
                 return Err(CommandError::BadParameter);
             }
             params.smtputf8 = true;
+        } else if keyword.eq_ignore_ascii_case(b"AUTH") {
+            // RFC 4954 §5: AUTH=<> or AUTH=xtext (printable ASCII but `=`; `+XX` escapes).
+            let value = value.ok_or(CommandError::BadParameter)?;
+            let is_xtext = !value.is_empty()
+                && value
+                    .iter()
+                    .all(|&b| (b'!'..=b'~').contains(&b) && b != b'=');
+            if !is_xtext || params.auth {
+                return Err(CommandError::BadParameter);
+            }
+            params.auth = true;
         } else if is_esmtp_keyword(keyword) {
             return Err(CommandError::UnknownParameter);
         } else {
@@ -662,8 +702,27 @@ mod tests {
             (b"SEND FROM:<a@b>", Err(NotImplemented)),
             (b"SOML FROM:<a@b>", Err(NotImplemented)),
             (b"SAML FROM:<a@b>", Err(NotImplemented)),
-            (b"STARTTLS", Err(NotImplemented)),
-            (b"AUTH PLAIN", Err(NotImplemented)),
+            (b"STARTTLS", Ok(Command::StartTls)),
+            (b"starttls  ", Ok(Command::StartTls)),
+            (b"STARTTLS x", Err(UnexpectedArgument)),
+            (
+                b"AUTH PLAIN",
+                Ok(Command::Auth {
+                    mechanism: b"PLAIN",
+                    initial: None,
+                }),
+            ),
+            (
+                b"auth login dXNlcg==",
+                Ok(Command::Auth {
+                    mechanism: b"login",
+                    initial: Some(b"dXNlcg=="),
+                }),
+            ),
+            (b"AUTH", Err(MissingMechanism)),
+            (b"AUTH PLAIN a b", Err(MissingMechanism)),
+            (b"AUTH PL@IN", Err(MissingMechanism)),
+            (b"EXPN list", Err(NotImplemented)),
             (b"", Err(Unrecognized)),
             (b"FOO", Err(Unrecognized)),
             (b"NOOPX", Err(Unrecognized)),
@@ -884,6 +943,7 @@ mod tests {
             size,
             body,
             smtputf8,
+            auth: false,
             any: true,
         };
         let cases: &[(&[u8], Result<Command, CommandError>)] = &[
@@ -943,7 +1003,19 @@ mod tests {
                 mail(b"a@b", p(Some(5), Some(Body::EightBitMime), true)),
             ),
             (b"MAIL FROM:<a@b> RET=HDRS", Err(UnknownParameter)),
-            (b"MAIL FROM:<a@b> AUTH=<>", Err(UnknownParameter)),
+            (
+                b"MAIL FROM:<a@b> AUTH=<>",
+                Ok(Command::Mail {
+                    path: b"a@b",
+                    params: MailParams {
+                        auth: true,
+                        any: true,
+                        ..MailParams::default()
+                    },
+                }),
+            ),
+            (b"MAIL FROM:<a@b> AUTH=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> AUTH=<> AUTH=<>", Err(BadParameter)),
             (b"MAIL FROM:<a@b> X-FOO", Err(UnknownParameter)),
             (b"MAIL FROM:<a@b> =x", Err(BadParameter)),
         ];

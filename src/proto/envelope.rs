@@ -35,6 +35,25 @@ pub struct Envelope<'a> {
     pub transfer: Transfer,
     /// Whether the client greeted with EHLO (for the `with` clause of a `Received:` header).
     pub esmtp: bool,
+    /// The TLS session the transaction came over, if any (RFC 3207, RFC 8314).
+    pub tls: Option<&'a TlsInfo>,
+    /// The user the client authenticated as (RFC 4954), if it did.
+    pub auth_user: Option<&'a [u8]>,
+}
+
+/// What the transport says about the TLS session, for records and trace headers. Made by the
+/// caller (the session never sees TLS itself) once the handshake is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The protocol version, e.g. `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The server name the client asked for (SNI, RFC 6066 §3), a DNS name checked by the TLS
+    /// library; `None` when it sent none.
+    pub sni: Option<Box<str>>,
+    /// Whether the session was resumed (a ticket or session id) rather than fully negotiated.
+    pub resumed: bool,
 }
 
 /// A list of recipients stored back to back (no allocation per recipient).
@@ -98,6 +117,12 @@ pub struct EnvelopeBuf {
     recipient_ends: Vec<u32>,
     /// Recipients refused in this transaction (for `554` versus `503` on DATA, RFC 5321 §3.3).
     pub(crate) recipients_refused: u32,
+    /// The TLS session, once the handshake is complete.
+    pub(crate) tls: Option<TlsInfo>,
+    /// The authenticated user (meaningful only while `authenticated`).
+    auth_user: Vec<u8>,
+    /// Whether AUTH succeeded in this session (since the last STARTTLS).
+    pub(crate) authenticated: bool,
 }
 
 impl EnvelopeBuf {
@@ -147,6 +172,23 @@ impl EnvelopeBuf {
         self.recipients_refused = 0;
     }
 
+    /// Records the user a successful AUTH named.
+    pub(crate) fn set_auth_user(&mut self, user: &[u8]) {
+        self.auth_user.clear();
+        self.auth_user.extend_from_slice(user);
+        self.authenticated = true;
+    }
+
+    /// Forgets everything the client said before STARTTLS (RFC 3207 §4.2): the greeting,
+    /// the transaction and any authentication.
+    pub(crate) fn forget_all(&mut self) {
+        self.clear_transaction();
+        self.helo.clear();
+        self.esmtp = false;
+        self.auth_user.clear();
+        self.authenticated = false;
+    }
+
     /// The envelope as sinks see it.
     pub(crate) fn view(&self, transfer: Transfer) -> Envelope<'_> {
         Envelope {
@@ -156,6 +198,8 @@ impl EnvelopeBuf {
             recipients: self.recipients(),
             transfer,
             esmtp: self.esmtp,
+            tls: self.tls.as_ref(),
+            auth_user: self.authenticated.then_some(&self.auth_user[..]),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! | [`envelope`] | the transaction's envelope: reused buffers and the borrowed view sinks get |
 //! | [`sink`] | the [`sink::MessageSink`] trait: message start, content, end (the verdict), outcome |
 //! | [`gate`] | the [`gate::Gate`] trait: proceed, refuse, close, or pause before a command |
+//! | [`sasl`] | SMTP AUTH's SASL mechanisms (PLAIN, LOGIN): response decoding, the credentials buffer |
 //! | [`session`] | the state machine: sequence rules, DATA and BDAT framing, limits |
 
 pub mod command;
@@ -24,5 +25,6 @@ pub mod envelope;
 pub mod gate;
 pub mod line;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 pub mod sink;

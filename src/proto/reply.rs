@@ -97,6 +97,42 @@ pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, closi
 pub const TOO_MUCH_DISCARDED: &[u8] =
     b"421 4.7.0 Error: too much refused message data, closing connection\r\n";
 
+/// `STARTTLS` accepted: the TLS handshake follows at once (RFC 3207 §4).
+pub const READY_TO_START_TLS: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
+/// `STARTTLS` inside TLS (RFC 3207 §4.2: no second negotiation).
+pub const TLS_ALREADY_ACTIVE: &[u8] = b"503 5.5.1 Error: TLS already active\r\n";
+/// `STARTTLS` or `AUTH` inside a mail transaction.
+pub const NOT_IN_TRANSACTION: &[u8] =
+    b"503 5.5.1 Error: command not allowed during a mail transaction\r\n";
+/// `MAIL` or `AUTH` on plaintext under `--require-tls` (RFC 3207 §4).
+pub const MUST_STARTTLS: &[u8] = b"530 5.7.0 Must issue a STARTTLS command first\r\n";
+/// `MAIL` without AUTH under `--auth-required` (RFC 4954 §6).
+pub const AUTH_REQUIRED: &[u8] = b"530 5.7.0 Error: authentication required\r\n";
+/// `AUTH` before `EHLO` (RFC 4954 §4: AUTH is an ESMTP extension), or after `HELO`.
+pub const NEED_EHLO: &[u8] = b"503 5.5.1 Error: send EHLO first\r\n";
+/// `AUTH` succeeded (RFC 4954 §6).
+pub const AUTH_OK: &[u8] = b"235 2.7.0 Authentication successful\r\n";
+/// `AUTH` with wrong credentials (RFC 4954 §6).
+pub const AUTH_FAILED: &[u8] = b"535 5.7.8 Error: authentication failed\r\n";
+/// The client answered a challenge with `*` (RFC 4954 §4).
+pub const AUTH_CANCELLED: &[u8] = b"501 5.7.0 Error: authentication cancelled\r\n";
+/// A response that is not base64, or a PLAIN message that is not three fields (RFC 4954 §4).
+pub const AUTH_UNDECODABLE: &[u8] = b"501 5.5.2 Error: cannot decode response\r\n";
+/// `AUTH` on plaintext when it is offered only under TLS (RFC 4954 §6).
+pub const AUTH_NEEDS_TLS: &[u8] =
+    b"538 5.7.11 Encryption required for requested authentication mechanism\r\n";
+/// `AUTH` with a mechanism we do not offer (RFC 4954 §4).
+pub const AUTH_UNKNOWN_MECHANISM: &[u8] =
+    b"504 5.5.4 Error: unrecognized authentication mechanism\r\n";
+/// `AUTH` after a successful `AUTH` (RFC 4954 §4).
+pub const ALREADY_AUTHENTICATED: &[u8] = b"503 5.5.1 Error: already authenticated\r\n";
+/// The challenge of `AUTH PLAIN` without an initial response: empty (RFC 4616, RFC 4954 §4).
+pub const PLAIN_CHALLENGE: &[u8] = b"334 \r\n";
+/// `AUTH LOGIN`'s first challenge, base64 of `Username:`.
+pub const LOGIN_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
+/// `AUTH LOGIN`'s second challenge, base64 of `Password:`.
+pub const LOGIN_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+
 /// The fixed reply for a command that failed to parse.
 pub fn command_error(error: CommandError) -> &'static [u8] {
     match error {
@@ -123,6 +159,9 @@ pub fn command_error(error: CommandError) -> &'static [u8] {
         }
         CommandError::BadParameter => b"501 5.5.4 Error: bad parameter syntax\r\n",
         CommandError::UnknownParameter => b"555 5.5.4 Error: unsupported parameter\r\n",
+        CommandError::MissingMechanism => {
+            b"501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+        }
         CommandError::BadBdat => b"501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n",
     }
 }
@@ -314,31 +353,61 @@ pub struct Banner {
     pub greeting: Box<[u8]>,
     /// The one-line reply to `HELO`.
     pub helo: Box<[u8]>,
-    /// The multi-line reply to `EHLO`, listing every extension we implement.
+    /// The multi-line reply to `EHLO` on a plaintext connection, listing every extension we
+    /// implement (with `STARTTLS` when TLS is configured).
     pub ehlo: Box<[u8]>,
+    /// The reply to `EHLO` inside TLS: never `STARTTLS` (RFC 3207 §4.2).
+    pub ehlo_tls: Box<[u8]>,
+}
+
+/// The extensions that depend on how the server is set up (TLS, AUTH) and on the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Advertised {
+    /// `STARTTLS` on plaintext connections (RFC 3207): TLS is configured.
+    pub starttls: bool,
+    /// `AUTH PLAIN LOGIN` on plaintext connections (`--auth-plaintext`).
+    pub auth_on_plaintext: bool,
+    /// `AUTH PLAIN LOGIN` inside TLS.
+    pub auth_under_tls: bool,
 }
 
 impl Banner {
     /// Builds the replies for `hostname` (printable ASCII without spaces, checked by the caller)
-    /// and the advertised message size limit (RFC 1870 §4).
+    /// and the advertised message size limit (RFC 1870 §4), with no STARTTLS or AUTH.
     pub fn new(hostname: &str, max_message_size: u64) -> Banner {
+        Banner::with(hostname, max_message_size, Advertised::default())
+    }
+
+    /// The same, with the extensions in `advertised`.
+    pub fn with(hostname: &str, max_message_size: u64, advertised: Advertised) -> Banner {
         let greeting = format!("220 {hostname} ESMTP fastsmtpd\r\n");
         let helo = format!("250 {hostname}\r\n");
         // RFC 5321 §4.1.1.1: the first line names the server; then one extension a line.
-        let ehlo = format!(
-            "250-{hostname}\r\n\
-             250-PIPELINING\r\n\
-             250-SIZE {max_message_size}\r\n\
-             250-8BITMIME\r\n\
-             250-BINARYMIME\r\n\
-             250-CHUNKING\r\n\
-             250-SMTPUTF8\r\n\
-             250 ENHANCEDSTATUSCODES\r\n"
-        );
+        let ehlo = |starttls: bool, auth: bool| {
+            let mut reply = format!(
+                "250-{hostname}\r\n\
+                 250-PIPELINING\r\n\
+                 250-SIZE {max_message_size}\r\n\
+                 250-8BITMIME\r\n\
+                 250-BINARYMIME\r\n\
+                 250-CHUNKING\r\n\
+                 250-SMTPUTF8\r\n"
+            );
+            if starttls {
+                reply.push_str("250-STARTTLS\r\n");
+            }
+            if auth {
+                // RFC 4954 §3: the mechanisms, space separated.
+                reply.push_str("250-AUTH PLAIN LOGIN\r\n");
+            }
+            reply.push_str("250 ENHANCEDSTATUSCODES\r\n");
+            reply.into_bytes().into_boxed_slice()
+        };
         Banner {
             greeting: greeting.into_bytes().into(),
             helo: helo.into_bytes().into(),
-            ehlo: ehlo.into_bytes().into(),
+            ehlo: ehlo(advertised.starttls, advertised.auth_on_plaintext),
+            ehlo_tls: ehlo(false, advertised.auth_under_tls),
         }
     }
 }
@@ -406,6 +475,22 @@ mod tests {
             FAULT_CLOSING,
             SHUTTING_DOWN,
             TOO_MUCH_DISCARDED,
+            READY_TO_START_TLS,
+            TLS_ALREADY_ACTIVE,
+            NOT_IN_TRANSACTION,
+            MUST_STARTTLS,
+            AUTH_REQUIRED,
+            NEED_EHLO,
+            AUTH_OK,
+            AUTH_FAILED,
+            AUTH_CANCELLED,
+            AUTH_UNDECODABLE,
+            AUTH_NEEDS_TLS,
+            AUTH_UNKNOWN_MECHANISM,
+            ALREADY_AUTHENTICATED,
+            PLAIN_CHALLENGE,
+            LOGIN_USERNAME,
+            LOGIN_PASSWORD,
         ] {
             check_reply(reply, true);
         }
@@ -428,6 +513,7 @@ mod tests {
             RecipientNotUtf8,
             BadParameter,
             UnknownParameter,
+            MissingMechanism,
             BadBdat,
         ] {
             check_reply(command_error(error), true);

@@ -26,16 +26,18 @@
 
 use super::timer::{ConnDeadline, Deadlines, Due};
 use super::transport::Transport;
+use crate::auth::{Authenticator, Check};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
 use crate::proto::session::{Progress, Session, SessionConfig};
 use crate::stats::Stats;
-use crate::store::StoreSink;
+use crate::store::{Completions, Notify, StoreSink};
 use crate::txlog::Logged;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
 /// further command and nothing more is read: the client is not reading its replies, so TCP
@@ -53,6 +55,14 @@ const OUT_KEEP_CAPACITY: usize = 16 * 1024;
 pub const MAX_READS_PER_TURN: usize = 8;
 /// Input read from a closed session before closing, so the close sends FIN, not RST.
 const MAX_DRAIN_READS: usize = 4;
+
+/// How long the `535` of the `failures`-th failed AUTH attempt in a session is held: none for
+/// the first (a typo), then 1 s more for each, at most 5 s (Postfix sleeps after errors in the
+/// same spirit). Combined with the error cap this bounds the guesses one connection can make
+/// to a handful per several seconds, while a user who mistyped once notices nothing.
+pub fn auth_failure_delay(failures: u32) -> Duration {
+    Duration::from_secs(u64::from(failures.saturating_sub(1).min(5)))
+}
 
 /// The sink every connection uses: its store (or discard), with `--log-sessions` records.
 pub type ConnSink = Logged<StoreSink>;
@@ -75,6 +85,23 @@ pub struct Driver<'a> {
     pub tally: &'a mut ReplyTally,
     /// The worker's counters.
     pub stats: &'a mut Stats,
+    /// The TLS configuration, when TLS is configured (for STARTTLS).
+    pub tls: Option<&'a Arc<rustls::ServerConfig>>,
+    /// The AUTH back end, with `--auth`.
+    pub auth: Option<&'a Authenticator>,
+    /// The worker's completion queue (AUTH verdicts from the verifier thread come back there).
+    pub completions: &'a Arc<Completions>,
+}
+
+/// Where the connection stands with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsPhase {
+    /// Plaintext (STARTTLS may still come).
+    Plain,
+    /// A handshake is under way (implicit TLS from accept, or after `220` to STARTTLS).
+    Handshaking,
+    /// The handshake is complete.
+    Established,
 }
 
 /// What the worker should do with the connection next.
@@ -161,6 +188,10 @@ pub struct Conn {
     registered: Interest,
     /// When the worker must next look at this connection, and why.
     deadline: ConnDeadline,
+    /// TLS, if any.
+    tls: TlsPhase,
+    /// An AUTH verdict is being computed on the verifier thread.
+    auth_pending: bool,
 }
 
 impl Conn {
@@ -178,12 +209,22 @@ impl Conn {
         now: Instant,
     ) -> io::Result<Conn> {
         transport.register(cx.registry, token, Interest::READABLE)?;
+        let implicit_tls = transport.is_tls();
+        let mut deadline = ConnDeadline::new(now, cx.deadlines);
+        if implicit_tls {
+            deadline.start_handshake(now, cx.deadlines);
+        }
         let mut conn = Conn {
             transport,
             client,
             token,
             id,
-            session: Session::new(),
+            // RFC 8314 §3.3: the session starts inside TLS.
+            session: if implicit_tls {
+                Session::over_tls()
+            } else {
+                Session::new()
+            },
             sink,
             gate,
             carry: Vec::new(),
@@ -195,7 +236,13 @@ impl Conn {
             // epoll reports data that arrived before registration, so no read is tried now.
             read: ReadSide::Idle,
             registered: Interest::READABLE,
-            deadline: ConnDeadline::new(now, cx.deadlines),
+            deadline,
+            tls: if implicit_tls {
+                TlsPhase::Handshaking
+            } else {
+                TlsPhase::Plain
+            },
+            auth_pending: false,
         };
         conn.borrow_out(cx.spare_out);
         let progress = conn.session.on_connect(
@@ -240,15 +287,32 @@ impl Conn {
             ReadStatus::Drained
         };
         let accepted = self.count_accepted(cx.stats);
-        let flushed = match self.flush() {
+        if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
+            self.on_handshake_complete(cx, now);
+        }
+        let mut flushed = match self.flush() {
             Ok(flushed) => flushed,
             Err(_) => return self.outcome(Next::Close, accepted),
         };
+        // RFC 3207 §4.2: once the `220` is out, every later byte is TLS. Input behind the
+        // STARTTLS line was discarded by the session; nothing more was read since.
+        let upgraded = flushed && self.session.is_starting_tls();
+        if upgraded {
+            if self.start_tls(cx, now).is_err() {
+                return self.outcome(Next::Close, accepted);
+            }
+            flushed = match self.flush() {
+                Ok(flushed) => flushed,
+                Err(_) => return self.outcome(Next::Close, accepted),
+            };
+        }
         self.return_out(cx.spare_out);
         // A client that half-closed right behind its last message still gets that message's
         // reply once the store reports (and the replies to what it pipelined after it).
         let finished = self.session.is_closed()
-            || (self.read == ReadSide::Ended && !self.session.is_awaiting_store());
+            || (self.read == ReadSide::Ended
+                && !self.session.is_awaiting_store()
+                && !self.auth_pending);
         if finished && flushed {
             if self.read != ReadSide::Ended {
                 self.drain_input(cx.scratch);
@@ -270,7 +334,9 @@ impl Conn {
             }
             self.registered = wanted;
         }
-        let more = status == ReadStatus::MoreLater && self.pending_out() < OUT_HIGH_WATER;
+        // After the upgrade the client's handshake may already be waiting: look again.
+        let more =
+            (status == ReadStatus::MoreLater && self.pending_out() < OUT_HIGH_WATER) || upgraded;
         let next = if more && !finished {
             Next::Revisit
         } else {
@@ -303,6 +369,14 @@ impl Conn {
                 self.ready(cx, now)
             }
             Due::Expired => {
+                if self.tls == TlsPhase::Handshaking {
+                    // The handshake did not finish in time: close without a reply (there is
+                    // no channel to send one on).
+                    cx.stats.security.handshake_failures[0] += 1;
+                    self.tls = TlsPhase::Plain;
+                    cx.stats.timeouts += 1;
+                    return self.outcome(Next::Close, 0);
+                }
                 if !self.session.is_closed() && self.read != ReadSide::Ended {
                     let rate_applies = cx.deadlines.min_data_rate > 0;
                     let reply = if rate_applies && self.session.in_message_content() {
@@ -369,9 +443,110 @@ impl Conn {
 
     /// The connection is being dropped: abandons any message in progress. Returns the
     /// session's failed commands, for the worker's counters.
-    pub fn on_close(&mut self) -> u32 {
+    pub fn on_close(&mut self, stats: &mut Stats) -> u32 {
+        if self.tls == TlsPhase::Handshaking {
+            // Ended mid-handshake: by a TLS error (its reason), or the client went away.
+            let reason = self.transport.tls_failure().unwrap_or(1);
+            stats.security.handshake_failures[reason] += 1;
+        }
         self.session.on_disconnect(&mut self.sink);
         self.session.errors()
+    }
+
+    /// The verifier thread decided the AUTH attempt this session waits for: the reply goes
+    /// out, then the input kept behind it is processed, and reading resumes.
+    pub fn on_auth_complete(
+        &mut self,
+        accepted: bool,
+        cx: &mut Driver<'_>,
+        now: Instant,
+    ) -> Outcome {
+        if !self.auth_pending {
+            return self.outcome(Next::Wait, 0);
+        }
+        self.auth_pending = false;
+        self.borrow_out(cx.spare_out);
+        self.finish_auth(accepted, cx, now);
+        self.resume(cx, now);
+        self.ready(cx, now)
+    }
+
+    /// Checks the credentials the session collected: at once (`--auth any`, a `{PLAIN}`
+    /// entry), or on the verifier thread (hashes; [`Conn::on_auth_complete`] follows).
+    fn check_auth(&mut self, cx: &mut Driver<'_>, now: Instant) {
+        let Some((user, password)) = self.session.pending_credentials() else {
+            return;
+        };
+        let notify = || Notify {
+            completions: Arc::clone(cx.completions),
+            key: self.token.0,
+            id: self.id,
+        };
+        let check = match cx.auth {
+            Some(auth) => auth.check(user, password, notify),
+            None => Check::Rejected,
+        };
+        match check {
+            Check::Accepted => self.finish_auth(true, cx, now),
+            Check::Rejected => self.finish_auth(false, cx, now),
+            Check::Pending => self.auth_pending = true,
+        }
+    }
+
+    /// Gives the session its AUTH verdict. A failure after the first is answered late
+    /// ([`auth_failure_delay`]): the `535` is held like a fault pause, and so is whatever the
+    /// client sends meanwhile.
+    fn finish_auth(&mut self, accepted: bool, cx: &mut Driver<'_>, now: Instant) {
+        let before = self.out.len();
+        self.session.on_auth_result(
+            cx.config,
+            accepted,
+            &mut Replies::new(&mut self.out, cx.tally),
+            &mut self.sink,
+        );
+        if accepted {
+            cx.stats.security.auth_successes += 1;
+        } else {
+            cx.stats.security.auth_failures += 1;
+            let delay = auth_failure_delay(self.session.auth_failures());
+            if !delay.is_zero() {
+                self.held_from.get_or_insert(before);
+                self.deadline.pause(now, delay);
+            }
+        }
+        // The input kept behind the AUTH exchange goes next, before anything more is read.
+        self.input_stalled = !self.carry.is_empty();
+    }
+
+    /// STARTTLS: the `220` is written; the transport becomes TLS and the session goes back
+    /// to the state after the greeting. The handshake must finish within its own deadline.
+    fn start_tls(&mut self, cx: &mut Driver<'_>, now: Instant) -> io::Result<()> {
+        let config = cx
+            .tls
+            .ok_or_else(|| io::Error::other("STARTTLS without TLS"))?;
+        self.transport.start_tls(config)?;
+        self.session
+            .on_tls_started(&mut Replies::new(&mut self.out, cx.tally), &mut self.sink);
+        self.carry.clear();
+        self.input_stalled = false;
+        self.tls = TlsPhase::Handshaking;
+        self.deadline.start_handshake(now, cx.deadlines);
+        cx.stats.security.starttls += 1;
+        // Whatever is in the socket now is the client's handshake.
+        self.read = ReadSide::Ready;
+        Ok(())
+    }
+
+    /// The TLS handshake finished: the session learns what was negotiated (for records and
+    /// trace headers), and the client gets the usual idle time again.
+    fn on_handshake_complete(&mut self, cx: &mut Driver<'_>, now: Instant) {
+        self.tls = TlsPhase::Established;
+        if let Some(info) = self.transport.tls_info() {
+            let version = usize::from(info.version == "TLSv1.3");
+            cx.stats.security.handshakes[version][usize::from(info.resumed)] += 1;
+            self.session.on_tls_established(info);
+        }
+        self.deadline.on_input(1, 0, false, now, cx.deadlines);
     }
 
     /// What to tell the worker.
@@ -395,7 +570,11 @@ impl Conn {
     /// spent, replies pile up, or the session waits.
     fn read_and_process(&mut self, cx: &mut Driver<'_>, now: Instant) -> ReadStatus {
         for _ in 0..MAX_READS_PER_TURN {
-            if self.session.is_awaiting_store() || self.held_from.is_some() {
+            if self.session.is_awaiting_store()
+                || self.held_from.is_some()
+                || self.auth_pending
+                || self.session.is_starting_tls()
+            {
                 // Input behind a message being stored (or a pause) stays in the socket and in
                 // `carry` until its reply can go out: replies stay in order (RFC 2920 §3.1).
                 return ReadStatus::Paused;
@@ -517,8 +696,18 @@ impl Conn {
 
     /// Bookkeeping after the session processed input: the deadline moves with progress, and
     /// a pause the gate asked for starts (its length is the gate's to say).
-    fn after_input(&mut self, progress: Progress, bytes: u64, now: Instant, cx: &Driver<'_>) {
+    fn after_input(&mut self, progress: Progress, bytes: u64, now: Instant, cx: &mut Driver<'_>) {
         self.input_stalled = progress.output_full;
+        if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
+            self.on_handshake_complete(cx, now);
+        }
+        let discarded = self.session.take_discarded_after_starttls();
+        if discarded > 0 {
+            cx.stats.security.starttls_discarded += 1;
+        }
+        if self.session.pending_credentials().is_some() && !self.auth_pending {
+            self.check_auth(cx, now);
+        }
         self.deadline.on_input(
             progress.completed,
             bytes,

@@ -61,6 +61,10 @@ pub struct ServerHandle {
     metrics: Option<MetricsServer>,
     /// The transaction log writer, with `--log-sessions`.
     txlog: Option<Arc<crate::txlog::TxLog>>,
+    /// The TLS certificate, when TLS is configured (SIGHUP reloads it).
+    certificates: Option<Arc<tls::Certificates>>,
+    /// The AUTH back end, with `--auth` (SIGHUP reloads a password file).
+    auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 /// Starts the server: binds every address (an error names the address) and starts the
@@ -98,6 +102,13 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         Some(source) => Some(tls::server_config(source, &config.hostname)?),
         None => None,
     };
+    let auth = match &config.auth {
+        Some(source) => Some(
+            crate::auth::Authenticator::start(source.clone())
+                .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
+        ),
+        None => None,
+    };
     // Plain listeners first, then the implicit-TLS ones: a worker tells them apart by index.
     let all_addresses: Vec<SocketAddr> = config
         .listen
@@ -115,6 +126,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         idle_timeout: config.idle_timeout,
         min_data_rate: config.min_data_rate,
         shutdown_grace: config.shutdown_grace,
+        tls_handshake_timeout: config.tls_handshake_timeout,
     };
 
     let faults = crate::fault::FaultRules::parse(&config.faults, config.seed)
@@ -165,7 +177,8 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             deadlines,
             max_connections,
             open_connections: Arc::clone(&open_connections),
-            tls: tls.clone(),
+            tls: tls.as_ref().map(|settings| Arc::clone(&settings.config)),
+            auth: auth.clone(),
             first_tls_listener: config.listen.len(),
             per_client: Arc::clone(&per_client),
             stats: shared,
@@ -204,6 +217,8 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         faults,
         metrics,
         txlog,
+        certificates: tls.map(|settings| settings.certificates),
+        auth,
     })
 }
 
@@ -285,6 +300,31 @@ impl ServerHandle {
         self.store.as_ref().map_or(Ok(0), |store| store.reopen())
     }
 
+    /// What SIGHUP does besides reopening files: reads the TLS certificate and key files
+    /// again (new connections get the new certificate; on error the old one stays) and the
+    /// `--auth file:` password file (on error the old users stay). Returns one line per thing
+    /// reloaded or failed, for the server to print.
+    pub fn reload(&self) -> Vec<Result<String, String>> {
+        let mut said = Vec::new();
+        if let Some(certificates) = &self.certificates {
+            said.push(match certificates.reload() {
+                Ok(true) => Ok("reloaded the TLS certificate".to_string()),
+                Ok(false) => Ok("kept the self-signed TLS certificate".to_string()),
+                Err(e) => Err(format!("{e} (the old certificate stays)")),
+            });
+        }
+        if let Some(auth) = &self.auth {
+            match auth.reload() {
+                Ok(Some(users)) => {
+                    said.push(Ok(format!("reloaded the password file ({users} users)")))
+                }
+                Ok(None) => {}
+                Err(e) => said.push(Err(format!("{e} (the old users stay)"))),
+            }
+        }
+        said
+    }
+
     /// Shuts down and waits (for tests and embedding).
     pub fn stop(self) -> io::Result<Stats> {
         self.shutdown();
@@ -311,8 +351,9 @@ enum Request {
 /// * SIGINT, SIGTERM: graceful shutdown; a second one of either exits at once with status
 ///   128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process killed
 ///   by it.
-/// * SIGHUP: reopens the JSON-lines store files (log rotation; see [`ServerHandle::reopen`])
-///   and says so on stdout. Nothing else is written by path: `--log-sessions` and the
+/// * SIGHUP: reopens the JSON-lines store files (log rotation; see [`ServerHandle::reopen`]),
+///   reloads the TLS certificate and the `--auth file:` password file
+///   ([`ServerHandle::reload`]), and says so on stdout (failures on stderr). Nothing else is written by path: `--log-sessions` and the
 ///   server's own lines go to the stdout and stderr it was started with, which it cannot
 ///   reopen. Ignored once shutdown has begun.
 /// * SIGUSR1: prints the stats line (counters and rates since start).
@@ -379,15 +420,23 @@ pub fn run(config: &Config) -> io::Result<Stats> {
                 );
                 break;
             }
-            Ok(Request::Reopen) => match server.reopen() {
-                Ok(reopened) => println!(
-                    "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
-                    if reopened == 1 { "" } else { "s" }
-                ),
-                Err(e) => eprintln!(
-                    "fastsmtpd: SIGHUP: {e} (each batch tries again; until then its messages get 451)"
-                ),
-            },
+            Ok(Request::Reopen) => {
+                match server.reopen() {
+                    Ok(reopened) => println!(
+                        "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
+                        if reopened == 1 { "" } else { "s" }
+                    ),
+                    Err(e) => eprintln!(
+                        "fastsmtpd: SIGHUP: {e} (each batch tries again; until then its messages get 451)"
+                    ),
+                }
+                for line in server.reload() {
+                    match line {
+                        Ok(done) => println!("fastsmtpd: SIGHUP: {done}"),
+                        Err(failed) => eprintln!("fastsmtpd: SIGHUP: {failed}"),
+                    }
+                }
+            }
             Ok(Request::Report) => {
                 println!(
                     "{}",

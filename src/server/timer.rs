@@ -31,6 +31,8 @@ pub struct Deadlines {
     pub min_data_rate: u64,
     /// Time given to messages in flight after shutdown begins.
     pub shutdown_grace: Duration,
+    /// A TLS handshake must complete within this (`--tls-handshake-timeout`).
+    pub tls_handshake_timeout: Duration,
 }
 
 /// One scheduled look at a connection.
@@ -187,6 +189,12 @@ impl ConnDeadline {
         // Bytes of an incomplete command line earn nothing: a command must complete in time.
     }
 
+    /// A TLS handshake starts now: it must finish within the handshake timeout (or the idle
+    /// timeout, if shorter). Completing it counts as progress ([`ConnDeadline::on_input`]).
+    pub fn start_handshake(&mut self, now: Instant, deadlines: &Deadlines) {
+        self.at = now + deadlines.tls_handshake_timeout.min(deadlines.idle_timeout);
+    }
+
     /// A fault pause of `length` starts now (a running pause keeps its end).
     pub fn pause(&mut self, now: Instant, length: Duration) {
         self.pause_until.get_or_insert(now + length);
@@ -225,6 +233,7 @@ mod tests {
             idle_timeout: Duration::from_secs(300),
             min_data_rate,
             shutdown_grace: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 

@@ -8,15 +8,20 @@
 //! a fresh checkout simple). Session resumption is on both ways: a session cache (TLS 1.2 ids)
 //! and stateless tickets.
 //!
+//! The certificate sits behind a resolver ([`Certificates`]) so that SIGHUP can swap in the
+//! files' new contents for new connections ([`Certificates::reload`]) while the configuration,
+//! its session cache and ticket keys stay: sessions resumed across a reload keep working.
+//!
 //! What it does not do: read or write sockets (the transport does, see
-//! [`super::transport`]), or decide when TLS starts (implicit TLS listeners start it at accept;
-//! STARTTLS is not implemented yet).
+//! [`super::transport`]), or decide when TLS starts (implicit TLS listeners start it at accept,
+//! plaintext ones at `STARTTLS`, RFC 3207).
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,23 +37,91 @@ pub enum TlsSource {
     SelfSigned,
 }
 
+/// The server's certificate and key, replaceable while the server runs.
+#[derive(Debug)]
+pub struct Certificates {
+    /// Where they come from.
+    source: TlsSource,
+    /// The host name (for a self-signed certificate).
+    hostname: String,
+    /// The signing provider, to load keys.
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// The certificate handed to new handshakes.
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    /// Loads the certificate and key (or makes a self-signed pair).
+    fn load(
+        source: &TlsSource,
+        hostname: &str,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> io::Result<CertifiedKey> {
+        let (chain, key) = match source {
+            TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
+            TlsSource::SelfSigned => self_signed(hostname)?,
+        };
+        CertifiedKey::from_der(chain, key, provider).map_err(invalid)
+    }
+
+    /// SIGHUP: reads the files again; new connections get the new certificate, connections
+    /// open keep theirs. On error the old certificate stays. A self-signed certificate is
+    /// kept (making a new one would only break clients that pinned it).
+    pub fn reload(&self) -> io::Result<bool> {
+        if self.source == TlsSource::SelfSigned {
+            return Ok(false);
+        }
+        let fresh = Certificates::load(&self.source, &self.hostname, &self.provider)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(true)
+    }
+
+    /// The leaf certificate now in use (DER), for tests and reports.
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.cert[0].clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+}
+
+/// The TLS settings the workers share: the configuration, and its reloadable certificate.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// What every TLS transport is made from.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The certificate behind it (SIGHUP reloads it).
+    pub certificates: Arc<Certificates>,
+}
+
 /// Builds the shared server configuration; an error names the file or says what is wrong.
-pub fn server_config(source: &TlsSource, hostname: &str) -> io::Result<Arc<rustls::ServerConfig>> {
-    let (chain, key) = match source {
-        TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
-        TlsSource::SelfSigned => self_signed(hostname)?,
-    };
+pub fn server_config(source: &TlsSource, hostname: &str) -> io::Result<TlsSettings> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = Certificates::load(source, hostname, &provider)?;
+    let certificates = Arc::new(Certificates {
+        source: source.clone(),
+        hostname: hostname.to_string(),
+        provider: Arc::clone(&provider),
+        current: RwLock::new(Arc::new(certified)),
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(invalid)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(invalid)?;
+        .with_cert_resolver(Arc::clone(&certificates) as _);
     // Resumption: a session cache for TLS 1.2 session ids, tickets for both versions.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(invalid)?;
-    Ok(Arc::new(config))
+    Ok(TlsSettings {
+        config: Arc::new(config),
+        certificates,
+    })
 }
 
 /// The certificate chain in `path`, leaf first.

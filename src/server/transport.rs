@@ -48,18 +48,22 @@
 //! Per-connection memory: rustls keeps its own buffers per connection; keep the plain path
 //! free of them (a `Box` behind an enum variant), so plaintext connections stay small.
 
+use crate::proto::envelope::TlsInfo;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-/// A connection's byte stream: plain TCP, or TLS over it (implicit TLS, RFC 8314).
+/// A connection's byte stream: plain TCP, or TLS over it (implicit TLS, RFC 8314, or after
+/// STARTTLS, RFC 3207).
 #[derive(Debug)]
 pub struct Transport {
     /// The socket.
     socket: TcpStream,
     /// The TLS state, for a connection that speaks TLS (boxed: plain connections stay small).
     tls: Option<Box<rustls::ServerConnection>>,
+    /// Why TLS failed, once it has (an index into `crate::stats::TLS_FAILURE_REASONS`).
+    tls_failure: Option<usize>,
 }
 
 impl Transport {
@@ -67,7 +71,11 @@ impl Transport {
     /// already batched one write per turn, so Nagle would only add delay.
     pub fn plain(socket: TcpStream) -> Transport {
         let _ = socket.set_nodelay(true);
-        Transport { socket, tls: None }
+        Transport {
+            socket,
+            tls: None,
+            tls_failure: None,
+        }
     }
 
     /// A TLS transport over an accepted socket: the handshake starts with the client's first
@@ -78,7 +86,49 @@ impl Transport {
         Ok(Transport {
             socket,
             tls: Some(Box::new(tls)),
+            tls_failure: None,
         })
+    }
+
+    /// STARTTLS (RFC 3207): the plain connection becomes a TLS one, in place. The caller has
+    /// written every plaintext reply (the `220` last) and discarded any plaintext input; from
+    /// here on every byte read is TLS.
+    pub fn start_tls(&mut self, config: &Arc<rustls::ServerConfig>) -> io::Result<()> {
+        debug_assert!(self.tls.is_none(), "STARTTLS on a TLS transport");
+        let tls = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        self.tls = Some(Box::new(tls));
+        Ok(())
+    }
+
+    /// Whether a TLS handshake is still under way.
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.is_handshaking())
+    }
+
+    /// The negotiated session, once the handshake is complete.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        let tls = self.tls.as_ref().filter(|tls| !tls.is_handshaking())?;
+        let version = match tls.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        };
+        let cipher = tls
+            .negotiated_cipher_suite()?
+            .suite()
+            .as_str()
+            .unwrap_or("unknown");
+        Some(TlsInfo {
+            version,
+            cipher,
+            sni: tls.server_name().map(Box::from),
+            resumed: matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+        })
+    }
+
+    /// Why TLS failed, if it did (see `crate::stats::TLS_FAILURE_REASONS`).
+    pub fn tls_failure(&self) -> Option<usize> {
+        self.tls_failure
     }
 
     /// Reads what is available into `buf`: `Ok(0)` at end of stream, `WouldBlock` when
@@ -99,6 +149,7 @@ impl Transport {
                     if let Err(error) = tls.process_new_packets() {
                         // Tell the client why (an alert), best effort, then end the connection.
                         let _ = tls.write_tls(&mut self.socket);
+                        self.tls_failure = Some(failure_reason(&error));
                         return Err(io::Error::new(io::ErrorKind::InvalidData, error));
                     }
                 }
@@ -181,5 +232,21 @@ impl Transport {
         interest: Interest,
     ) -> io::Result<()> {
         registry.reregister(&mut self.socket, token, interest)
+    }
+}
+
+/// Sorts a rustls error into one of `crate::stats::TLS_FAILURE_REASONS` (`closed` and
+/// `timeout` are the connection's to tell).
+fn failure_reason(error: &rustls::Error) -> usize {
+    use rustls::Error;
+    match error {
+        Error::AlertReceived(_) => 2,
+        Error::PeerIncompatible(_) | Error::NoCertificatesPresented => 3,
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::PeerMisbehaved(_)
+        | Error::DecryptError => 4,
+        _ => 3,
     }
 }

@@ -200,6 +200,8 @@ struct Reported {
     outcomes: Vec<(usize, u64, bool)>,
     /// `(connection key, connection id)`: connections that waited for the budget.
     budget: Vec<(usize, u64)>,
+    /// `(connection key, connection id, accepted)`: AUTH verdicts from the verifier thread.
+    auth: Vec<(usize, u64, bool)>,
 }
 
 /// Outcomes for one worker, and the waker of its event loop.
@@ -223,7 +225,8 @@ impl Completions {
     /// Records one report; wakes the worker if it was not already due to look.
     fn push(&self, add: impl FnOnce(&mut Reported)) {
         let mut reported = lock(&self.reported);
-        let was_empty = reported.outcomes.is_empty() && reported.budget.is_empty();
+        let was_empty =
+            reported.outcomes.is_empty() && reported.budget.is_empty() && reported.auth.is_empty();
         add(&mut reported);
         drop(reported);
         if was_empty {
@@ -237,26 +240,33 @@ impl Completions {
         self.push(|r| r.outcomes.push((key, id, stored)));
     }
 
+    /// Reports an AUTH verdict (from `crate::auth`'s verifier thread).
+    pub fn report_auth(&self, key: usize, id: u64, accepted: bool) {
+        self.push(|r| r.auth.push((key, id, accepted)));
+    }
+
     /// Reports that the budget has room again for a connection that waited for it.
     fn report_budget(&self, key: usize, id: u64) {
         self.push(|r| r.budget.push((key, id)));
     }
 
-    /// Moves every reported store outcome into `outcomes` and every connection whose budget
-    /// wait is over into `budget` (both reused by the worker; drive the latter again with
-    /// [`StoreSink::on_budget`], then read).
+    /// Moves every reported store outcome into `outcomes`, every connection whose budget
+    /// wait is over into `budget` (drive it again with [`StoreSink::on_budget`], then read)
+    /// and every AUTH verdict into `auth` (all three reused by the worker).
     ///
-    /// Both lists are taken under one lock, in one step: `push` wakes the worker only when it
-    /// finds both empty, so emptying them one at a time would let a report made in between
+    /// The lists are taken under one lock, in one step: `push` wakes the worker only when it
+    /// finds all empty, so emptying them one at a time would let a report made in between
     /// find one list non-empty, wake nobody, and wait for ever.
     pub fn take_all_into(
         &self,
         outcomes: &mut Vec<(usize, u64, bool)>,
         budget: &mut Vec<(usize, u64)>,
+        auth: &mut Vec<(usize, u64, bool)>,
     ) {
         let mut reported = lock(&self.reported);
         outcomes.append(&mut reported.outcomes);
         budget.append(&mut reported.budget);
+        auth.append(&mut reported.auth);
     }
 }
 
@@ -1166,10 +1176,10 @@ mod tests {
         budget.release(50); // 350 in flight: room, but not yet three quarters free
         assert!(budget.has_room());
         let mut woken = Vec::new();
-        completions.take_all_into(&mut Vec::new(), &mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
         assert!(woken.is_empty());
         budget.release(50); // 300: wake them all, once
-        completions.take_all_into(&mut Vec::new(), &mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
         assert_eq!(woken, [(1, 101), (2, 102)]);
         let mut events = mio::Events::with_capacity(4);
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
@@ -1177,7 +1187,7 @@ mod tests {
         assert!(!events.is_empty(), "the worker's waker fired");
         budget.release(300);
         woken.clear();
-        completions.take_all_into(&mut Vec::new(), &mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
         assert!(woken.is_empty(), "nobody waits any more");
     }
 
@@ -1206,7 +1216,7 @@ mod tests {
         assert_eq!(lock(&hub.shared.budget.waiting).len(), 1, "registered once");
         hub.shared.budget.release(MIN_STORE_BUFFER);
         let mut woken = Vec::new();
-        completions.take_all_into(&mut Vec::new(), &mut woken);
+        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
         assert_eq!(woken, [(3, 4)]);
         sink.on_budget();
         assert!(sink.may_read());
@@ -1267,11 +1277,11 @@ mod tests {
         completions.report_budget(2, 2);
         assert!(woke(&mut poll), "the first report wakes");
         let (mut outcomes, mut budget) = (Vec::new(), Vec::new());
-        completions.take_all_into(&mut outcomes, &mut budget);
+        completions.take_all_into(&mut outcomes, &mut budget, &mut Vec::new());
         assert_eq!((outcomes.len(), budget.len()), (1, 1));
         completions.report(3, 3, true);
         assert!(woke(&mut poll), "a report after a take wakes again");
-        completions.take_all_into(&mut outcomes, &mut budget);
+        completions.take_all_into(&mut outcomes, &mut budget, &mut Vec::new());
         completions.report_budget(4, 4);
         assert!(woke(&mut poll));
     }

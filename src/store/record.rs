@@ -9,7 +9,7 @@
 //! What it does not do: touch files (see the store modules) or parse SMTP.
 
 use crate::proto::command::{Body, MailParams};
-use crate::proto::envelope::{Envelope, Transfer};
+use crate::proto::envelope::{Envelope, TlsInfo, Transfer};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +36,10 @@ pub struct MessageMeta {
     pub recipients: Vec<Vec<u8>>,
     /// DATA or BDAT.
     pub transfer: Transfer,
+    /// The TLS session, if the message came over TLS.
+    pub tls: Option<TlsInfo>,
+    /// The authenticated user (RFC 4954), if any.
+    pub auth_user: Option<Vec<u8>>,
 }
 
 /// Sequence number shared by every connection of the process, for unique names.
@@ -60,6 +64,8 @@ impl MessageMeta {
             params: envelope.params,
             recipients: envelope.recipients().map(<[u8]>::to_vec).collect(),
             transfer: envelope.transfer,
+            tls: envelope.tls.cloned(),
+            auth_user: envelope.auth_user.map(<[u8]>::to_vec),
         }
     }
 }
@@ -205,18 +211,31 @@ fn header_safe(helo: &[u8]) -> String {
 /// The `Return-Path:` and `Received:` header lines a delivery adds on top of the message
 /// (RFC 5321 §4.4), CR LF terminated like the content.
 pub fn trace_headers(meta: &MessageMeta, hostname: &str) -> String {
-    // RFC 5321 §4.4: "with" names the protocol; RFC 3848 defines ESMTP and UTF8SMTP.
-    let protocol = match (meta.esmtp, meta.params.smtputf8) {
+    // RFC 5321 §4.4: "with" names the protocol; RFC 3848 defines ESMTP, ESMTPS (TLS),
+    // ESMTPA (AUTH), ESMTPSA (both); RFC 6531 §3.7.3 the UTF8SMTP forms of each.
+    let base = match (meta.esmtp, meta.params.smtputf8) {
         (false, _) => "SMTP",
         (true, false) => "ESMTP",
         (true, true) => "UTF8SMTP",
+    };
+    let suffix = match (meta.esmtp, meta.tls.is_some(), meta.auth_user.is_some()) {
+        (false, _, _) | (true, false, false) => "",
+        (true, true, false) => "S",
+        (true, false, true) => "A",
+        (true, true, true) => "SA",
+    };
+    let protocol = format!("{base}{suffix}");
+    // RFC 3848 §2 and Postfix's habit: the TLS parameters as a comment after the protocol.
+    let tls = match &meta.tls {
+        Some(tls) => format!("\r\n\t({} with cipher {})", tls.version, tls.cipher),
+        None => String::new(),
     };
     let recipient = match meta.recipients.as_slice() {
         [only] => format!("\r\n\tfor <{}>", text(only)),
         _ => String::new(),
     };
     format!(
-        "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {hostname} (fastsmtpd) with {protocol} id {}{recipient};\r\n\t{}\r\n",
+        "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {hostname} (fastsmtpd) with {protocol} id {}{tls}{recipient};\r\n\t{}\r\n",
         text(&meta.sender),
         header_safe(&meta.helo),
         meta.client.ip(),
@@ -339,6 +358,13 @@ pub fn json_record_of(meta: &MessageMeta, digest: ContentDigest) -> serde_json::
             Transfer::Data => "DATA",
             Transfer::Bdat => "BDAT",
         },
+        "tls": meta.tls.as_ref().map(|tls| serde_json::json!({
+            "version": tls.version,
+            "cipher": tls.cipher,
+            "sni": tls.sni.as_deref(),
+            "resumed": tls.resumed,
+        })),
+        "auth_user": meta.auth_user.as_deref().map(text),
         "size": digest.size,
         "sha256": sha256,
         "message_id": header_field(&digest.head, "Message-ID"),
@@ -440,6 +466,8 @@ mod tests {
             params: MailParams::default(),
             recipients: vec![b"c@d".to_vec()],
             transfer: Transfer::Data,
+            tls: None,
+            auth_user: None,
         }
     }
 

@@ -186,6 +186,34 @@ impl Client {
         );
     }
 
+    /// Reads one whole reply (every line up to the one with a space after its code).
+    #[track_caller]
+    pub fn read_reply(&mut self) -> String {
+        let mut buf = [0u8; 65536];
+        loop {
+            let mut start = 0;
+            while let Some(end) = self.pending[start..].windows(2).position(|w| w == b"\r\n") {
+                let line = &self.pending[start..start + end];
+                start += end + 2;
+                if line.get(3) == Some(&b' ') || line.len() == 3 {
+                    let reply: Vec<u8> = self.pending.drain(..start).collect();
+                    return String::from_utf8_lossy(&reply).into_owned();
+                }
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "closed mid-reply: {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "reading reply: {e}; got {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+            }
+        }
+    }
+
     /// Sends `command` and expects `reply`.
     #[track_caller]
     pub fn roundtrip(&mut self, command: impl AsRef<[u8]>, reply: impl AsRef<[u8]>) {

@@ -27,6 +27,8 @@
 
 mod bdat;
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;
 
 use super::command::{parse_command, Body, Command, CommandError, MailParams};
@@ -68,6 +70,26 @@ pub struct SessionConfig {
     pub max_junk_commands: u32,
     /// What to do with bare CR / bare LF in message content.
     pub bare_lf: BareLfPolicy,
+    /// STARTTLS, AUTH and the policies that go with them.
+    pub security: SecurityPolicy,
+}
+
+/// What the server offers and demands about TLS and AUTH. The EHLO replies in
+/// [`SessionConfig::banner`] must advertise the same (see [`reply::Advertised`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecurityPolicy {
+    /// STARTTLS is offered on plaintext connections (RFC 3207): TLS is configured.
+    pub starttls: bool,
+    /// `MAIL` and `AUTH` on plaintext get `530 5.7.0` (`--require-tls`).
+    pub require_tls: bool,
+    /// AUTH PLAIN and LOGIN are offered (RFC 4954): under TLS, and on plaintext too with
+    /// `auth_plaintext`.
+    pub auth: bool,
+    /// AUTH is offered on plaintext connections too (`--auth-plaintext`); without it, `AUTH`
+    /// there gets `538 5.7.11`.
+    pub auth_plaintext: bool,
+    /// `MAIL` without a successful AUTH gets `530 5.7.0` (`--auth-required`).
+    pub auth_required: bool,
 }
 
 /// What one call into the session did, for the caller's bookkeeping.
@@ -108,8 +130,28 @@ enum Mode {
         /// The message's content octets, counted once it is stored.
         size: u64,
     },
+    /// Reading the client's answer to an AUTH challenge (a base64 line, or `*`).
+    AuthResponse(AuthStep),
+    /// AUTH credentials are complete and wait for the caller's verdict
+    /// ([`Session::pending_credentials`], [`Session::on_auth_result`]); input behind them waits.
+    AwaitingAuth,
+    /// `220` to STARTTLS is out: the caller flushes it, discards every byte received behind
+    /// the command (RFC 3207 §4.2, CVE-2011-0411), starts TLS and calls
+    /// [`Session::on_tls_started`]. No input is processed until then.
+    StartingTls,
     /// The session is over; input is ignored.
     Closed,
+}
+
+/// Which response an AUTH exchange waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthStep {
+    /// The PLAIN message, after an empty `334` challenge.
+    Plain,
+    /// LOGIN's user name.
+    LoginUser,
+    /// LOGIN's password.
+    LoginPassword,
 }
 
 /// Progress through DATA content.
@@ -161,6 +203,15 @@ pub struct Session {
     junk: u32,
     /// The server is shutting down: close as soon as no transaction is open.
     draining: bool,
+    /// The connection is encrypted (implicit TLS, or after STARTTLS).
+    tls_active: bool,
+    /// The credentials of the AUTH exchange in progress.
+    credentials: crate::proto::sasl::Credentials,
+    /// Failed AUTH attempts in this session (the caller slows repeated failures down).
+    auth_failures: u32,
+    /// Bytes discarded behind a `STARTTLS` line (injected plaintext, or a client that
+    /// pipelined where it must not): the caller counts them.
+    discarded_after_starttls: usize,
     /// Messages accepted (answered `250`) since the caller last took the counters.
     accepted_messages: u64,
     /// Content octets of those messages.
@@ -214,6 +265,109 @@ impl Session {
     /// A new session. The caller calls [`Session::on_connect`] first.
     pub fn new() -> Session {
         Session::default()
+    }
+
+    /// A new session on a connection that is encrypted from the start (implicit TLS, RFC
+    /// 8314): STARTTLS is not offered, AUTH is.
+    pub fn over_tls() -> Session {
+        Session {
+            tls_active: true,
+            ..Session::default()
+        }
+    }
+
+    /// Whether the connection is encrypted, as far as the session knows.
+    pub fn is_tls(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The handshake is complete: `info` goes into every later message's envelope.
+    pub fn on_tls_established(&mut self, info: crate::proto::envelope::TlsInfo) {
+        self.envelope.tls = Some(info);
+    }
+
+    /// Whether the session answered `STARTTLS` with `220` and waits for the caller to start
+    /// TLS: flush the replies, discard any input behind the command, then call
+    /// [`Session::on_tls_started`].
+    pub fn is_starting_tls(&self) -> bool {
+        matches!(self.mode, Mode::StartingTls)
+    }
+
+    /// Input octets that arrived behind a `STARTTLS` line and were thrown away (the caller
+    /// counts them as a protocol violation); cleared by the call.
+    pub fn take_discarded_after_starttls(&mut self) -> usize {
+        std::mem::take(&mut self.discarded_after_starttls)
+    }
+
+    /// The caller switched the connection to TLS after the `220`: the session is back at the
+    /// state right after the greeting (RFC 3207 §4.2): the EHLO name, the envelope and any
+    /// authentication are forgotten, and the client must send EHLO again. Nothing is
+    /// sent (no second greeting). During shutdown the session ends with `421` at once.
+    pub fn on_tls_started<S: MessageSink>(&mut self, out: &mut Replies<'_>, sink: &mut S) {
+        if !self.is_starting_tls() {
+            return;
+        }
+        self.abort_message(sink);
+        self.envelope.forget_all();
+        self.credentials.wipe();
+        self.chunked_size = 0;
+        self.stage = Stage::Connected;
+        self.tls_active = true;
+        self.mode = Mode::Command;
+        if self.draining {
+            out.push(reply::SHUTTING_DOWN);
+            self.mode = Mode::Closed;
+        }
+    }
+
+    /// The credentials of the AUTH attempt waiting for a verdict, `(user, password)`: the
+    /// caller checks them and answers with [`Session::on_auth_result`]. `None` when no attempt
+    /// is waiting.
+    pub fn pending_credentials(&self) -> Option<(&[u8], &[u8])> {
+        match self.mode {
+            Mode::AwaitingAuth => Some((&self.credentials.user, &self.credentials.password)),
+            _ => None,
+        }
+    }
+
+    /// Failed AUTH attempts so far.
+    pub fn auth_failures(&self) -> u32 {
+        self.auth_failures
+    }
+
+    /// The caller's verdict on [`Session::pending_credentials`]: `235 2.7.0` and the user is
+    /// recorded, or `535 5.7.8` (counted toward the error cap, RFC 4954 §6). The password is
+    /// wiped either way. The caller then presents the input it kept again. Ignored when no
+    /// attempt is waiting.
+    pub fn on_auth_result<S: MessageSink>(
+        &mut self,
+        config: &SessionConfig,
+        accepted: bool,
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
+        if !matches!(self.mode, Mode::AwaitingAuth) {
+            return;
+        }
+        self.mode = Mode::Command;
+        if accepted {
+            self.envelope.set_auth_user(&self.credentials.user);
+            out.push(reply::AUTH_OK);
+        } else {
+            self.auth_failures = self.auth_failures.saturating_add(1);
+            out.push(reply::AUTH_FAILED);
+            self.errors += 1;
+            if self.errors >= config.max_errors {
+                self.abort_message(sink);
+                out.push(reply::TOO_MANY_ERRORS);
+                self.mode = Mode::Closed;
+            }
+        }
+        self.credentials.wipe();
+        if self.draining && self.is_idle() {
+            out.push(reply::SHUTTING_DOWN);
+            self.mode = Mode::Closed;
+        }
     }
 
     /// The connection is open: asks the gate about it, then appends the `220` greeting
@@ -336,7 +490,27 @@ impl Session {
             }
             match self.mode {
                 Mode::Closed => return io.progress(input.len()),
-                Mode::AwaitingStore { .. } => return io.progress(pos),
+                Mode::StartingTls => {
+                    // RFC 3207 §4.2 and RFC 2920 §3.1: STARTTLS ends a pipelined group, so
+                    // nothing legal follows it in plaintext. Whatever did is discarded here,
+                    // never executed inside TLS (CVE-2011-0411).
+                    self.discarded_after_starttls += input.len() - pos;
+                    return io.progress(input.len());
+                }
+                Mode::AwaitingStore { .. } | Mode::AwaitingAuth => return io.progress(pos),
+                Mode::AuthResponse(step) => match next_line(&input[pos..], config.max_line_len) {
+                    Ok(Status::Complete { line, consumed }) => {
+                        pos += consumed;
+                        io.completed += 1;
+                        self.on_auth_response(config, step, line, false, &mut io);
+                    }
+                    Ok(Status::Partial) => return io.progress(pos),
+                    Err(LineError::TooLong) => {
+                        // An overlong response ends the exchange like any overlong line.
+                        self.credentials.wipe();
+                        self.mode = Mode::SkippingLongLine { saw_cr: false };
+                    }
+                },
                 Mode::Command => match next_line(&input[pos..], config.max_line_len) {
                     Ok(Status::Complete { line, consumed }) => {
                         pos += consumed;
@@ -650,7 +824,9 @@ impl Session {
                 self.stage = Stage::Greeted;
                 let esmtp = matches!(command, Command::Ehlo { .. });
                 self.envelope.set_helo(domain, esmtp);
-                io.out.push(if esmtp {
+                io.out.push(if esmtp && self.tls_active {
+                    &config.banner.ehlo_tls
+                } else if esmtp {
                     &config.banner.ehlo
                 } else {
                     &config.banner.helo
@@ -668,6 +844,8 @@ impl Session {
             Command::Vrfy => io.out.push(reply::VRFY_CANNOT),
             Command::Help => io.out.push(reply::HELP),
             Command::Quit => self.close_with(reply::BYE, io),
+            Command::StartTls => self.on_starttls(config, io),
+            Command::Auth { mechanism, initial } => self.on_auth(config, mechanism, initial, io),
         }
     }
 
@@ -699,7 +877,10 @@ impl Session {
             Command::Rset => Checkpoint::Rset,
             Command::Noop => Checkpoint::Noop,
             Command::Quit => Checkpoint::Quit,
-            Command::Vrfy | Command::Help => return Decision::Proceed,
+            // STARTTLS and AUTH have no fault checkpoints: faults are for the mail flow.
+            Command::Vrfy | Command::Help | Command::StartTls | Command::Auth { .. } => {
+                return Decision::Proceed
+            }
         };
         match *command {
             // MAIL's own sender is the one a gate means by "the sender".
@@ -754,6 +935,7 @@ impl Session {
             | CommandError::MissingDomain
             | CommandError::ControlInDomain
             | CommandError::MissingArgument
+            | CommandError::MissingMechanism
             | CommandError::UnexpectedArgument
             | CommandError::BadKeyword
             | CommandError::BadSenderPath
@@ -773,9 +955,20 @@ impl Session {
         params: MailParams,
         io: &mut Io<'_, '_, S, G>,
     ) {
+        let policy = config.security;
         let refusal = match self.stage {
             Stage::Connected => Some(reply::NEED_HELO),
             Stage::MailGiven => Some(reply::NESTED_MAIL),
+            // RFC 3207 §4: a server may demand TLS before any transaction.
+            Stage::Greeted if policy.require_tls && !self.tls_active => Some(reply::MUST_STARTTLS),
+            // RFC 4954 §6: 530 when authentication is required.
+            Stage::Greeted if policy.auth_required && !self.envelope.authenticated => {
+                Some(reply::AUTH_REQUIRED)
+            }
+            // RFC 4954 §5: AUTH= is a parameter of the AUTH extension, unknown without it.
+            Stage::Greeted if params.auth && !self.auth_offered(config) => {
+                Some(reply::command_error(CommandError::UnknownParameter))
+            }
             Stage::Chunking | Stage::ChunkingFailed => Some(reply::NOT_DURING_BDAT),
             // RFC 1869 §4.5 (HELO means no extensions): parameters are an error.
             Stage::Greeted if params.any && !self.envelope.esmtp => Some(reply::PARAMS_AFTER_HELO),
@@ -843,6 +1036,147 @@ impl Session {
             }
             Stage::MailGiven | Stage::Chunking => None,
             Stage::ChunkingFailed => Some(reply::MESSAGE_TOO_BIG),
+        }
+    }
+
+    /// Whether AUTH is offered on this connection now (RFC 4954 §3).
+    fn auth_offered(&self, config: &SessionConfig) -> bool {
+        let policy = config.security;
+        policy.auth && (self.tls_active || policy.auth_plaintext)
+    }
+
+    /// `STARTTLS` (RFC 3207 §4): `220`, then the caller starts TLS.
+    fn on_starttls<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        let refusal = if !config.security.starttls {
+            Some(reply::command_error(CommandError::NotImplemented))
+        } else if self.tls_active {
+            Some(reply::TLS_ALREADY_ACTIVE)
+        } else {
+            match self.stage {
+                Stage::MailGiven | Stage::Chunking | Stage::ChunkingFailed => {
+                    Some(reply::NOT_IN_TRANSACTION)
+                }
+                Stage::Connected | Stage::Greeted => None,
+            }
+        };
+        if let Some(refusal) = refusal {
+            return self.reply_error(config, refusal, io);
+        }
+        io.out.push(reply::READY_TO_START_TLS);
+        self.mode = Mode::StartingTls;
+    }
+
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+    fn on_auth<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        mechanism: &[u8],
+        initial: Option<&[u8]>,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        use crate::proto::sasl::Mechanism;
+        let policy = config.security;
+        let refusal = if !policy.auth {
+            Some(reply::command_error(CommandError::NotImplemented))
+        } else if self.stage == Stage::Connected || !self.envelope.esmtp {
+            Some(reply::NEED_EHLO)
+        } else if self.envelope.authenticated {
+            Some(reply::ALREADY_AUTHENTICATED)
+        } else if self.stage != Stage::Greeted {
+            Some(reply::NOT_IN_TRANSACTION)
+        } else if policy.require_tls && !self.tls_active {
+            Some(reply::MUST_STARTTLS)
+        } else if !self.auth_offered(config) {
+            Some(reply::AUTH_NEEDS_TLS)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return self.reply_error(config, refusal, io);
+        }
+        let Some(mechanism) = Mechanism::from_name(mechanism) else {
+            return self.reply_error(config, reply::AUTH_UNKNOWN_MECHANISM, io);
+        };
+        self.credentials.wipe();
+        let step = match mechanism {
+            Mechanism::Plain => AuthStep::Plain,
+            Mechanism::Login => AuthStep::LoginUser,
+        };
+        match initial {
+            Some(response) => self.on_auth_response(config, step, response, true, io),
+            None => {
+                io.out.push(match step {
+                    AuthStep::Plain => reply::PLAIN_CHALLENGE,
+                    AuthStep::LoginUser | AuthStep::LoginPassword => reply::LOGIN_USERNAME,
+                });
+                self.mode = Mode::AuthResponse(step);
+            }
+        }
+    }
+
+    /// One client response in an AUTH exchange: the next challenge, a refusal, or complete
+    /// credentials for the caller to check ([`Mode::AwaitingAuth`]).
+    fn on_auth_response<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        step: AuthStep,
+        line: &[u8],
+        initial: bool,
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        use crate::proto::sasl::{decode_response, is_acceptable_user, split_plain, Response};
+        self.mode = Mode::Command;
+        let credentials = &mut self.credentials;
+        let refusal = match decode_response(line, initial, &mut credentials.decoded) {
+            Response::Cancel => Some(reply::AUTH_CANCELLED),
+            Response::Undecodable => Some(reply::AUTH_UNDECODABLE),
+            Response::Decoded => match step {
+                AuthStep::Plain => match split_plain(&credentials.decoded) {
+                    None => Some(reply::AUTH_UNDECODABLE),
+                    Some((authzid, user, password)) => {
+                        // Acting for someone else (an authorization identity other than
+                        // the user) is not supported: the attempt fails like a wrong password.
+                        let valid =
+                            (authzid.is_empty() || authzid == user) && is_acceptable_user(user);
+                        credentials.user.extend_from_slice(user);
+                        credentials.password.extend_from_slice(password);
+                        if valid {
+                            None
+                        } else {
+                            Some(reply::AUTH_FAILED)
+                        }
+                    }
+                },
+                AuthStep::LoginUser => {
+                    credentials.user.extend_from_slice(&credentials.decoded);
+                    if is_acceptable_user(&credentials.user) {
+                        crate::proto::sasl::wipe(&mut credentials.decoded);
+                        io.out.push(reply::LOGIN_PASSWORD);
+                        self.mode = Mode::AuthResponse(AuthStep::LoginPassword);
+                        return;
+                    }
+                    Some(reply::AUTH_FAILED)
+                }
+                AuthStep::LoginPassword => {
+                    credentials.password.extend_from_slice(&credentials.decoded);
+                    None
+                }
+            },
+        };
+        crate::proto::sasl::wipe(&mut self.credentials.decoded);
+        match refusal {
+            None => self.mode = Mode::AwaitingAuth,
+            Some(refusal) => {
+                if refusal == reply::AUTH_FAILED {
+                    self.auth_failures = self.auth_failures.saturating_add(1);
+                }
+                self.credentials.wipe();
+                self.reply_error(config, refusal, io);
+            }
         }
     }
 

@@ -127,6 +127,7 @@ fn config() -> SessionConfig {
         max_errors: 20,
         max_junk_commands: 100,
         bare_lf: BareLfPolicy::Reject,
+        security: SecurityPolicy::default(),
     }
 }
 

@@ -67,8 +67,10 @@ pub struct WorkerLinks {
     pub max_connections: usize,
     /// Connections open over all workers.
     pub open_connections: Arc<AtomicUsize>,
-    /// The TLS configuration, when implicit-TLS listeners are configured.
+    /// The TLS configuration, when TLS is configured (implicit-TLS listeners, STARTTLS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The AUTH back end, with `--auth`.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
     /// Listeners from this index on speak implicit TLS (RFC 8314).
     pub first_tls_listener: usize,
     /// Connections open per client address, over all workers.
@@ -140,6 +142,8 @@ pub struct Worker {
     accept_errors: (u64, Option<Instant>),
     /// Connections whose wait for the stores' budget is over (kept for its capacity).
     budget_resumed: Vec<(usize, u64)>,
+    /// AUTH verdicts being handled (kept for its capacity).
+    auth_verdicts: Vec<(usize, u64, bool)>,
 }
 
 /// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
@@ -154,6 +158,9 @@ macro_rules! driver {
             spare_out: &mut $worker.lent.spare_out,
             tally: &mut $worker.lent.tally,
             stats: &mut $worker.lent.stats,
+            tls: $worker.links.tls.as_ref(),
+            auth: $worker.links.auth.as_deref(),
+            completions: &$worker.links.completions,
         }
     };
 }
@@ -207,6 +214,7 @@ impl Worker {
             spare: crate::server::descriptors::Spare::new(),
             accept_errors: (0, None),
             budget_resumed: Vec::with_capacity(64),
+            auth_verdicts: Vec::new(),
         })
     }
 
@@ -295,9 +303,19 @@ impl Worker {
     fn on_store_completions(&mut self, now: Instant) {
         let mut completed = std::mem::take(&mut self.completed);
         let mut resumed = std::mem::take(&mut self.budget_resumed);
+        let mut auth = std::mem::take(&mut self.auth_verdicts);
         self.links
             .completions
-            .take_all_into(&mut completed, &mut resumed);
+            .take_all_into(&mut completed, &mut resumed, &mut auth);
+        for &(key, id, accepted) in &auth {
+            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
+                continue;
+            };
+            let outcome = conn.on_auth_complete(accepted, &mut driver!(self), now);
+            self.apply(key, id, outcome);
+        }
+        auth.clear();
+        self.auth_verdicts = auth;
         for &(key, id, stored) in &completed {
             let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
                 continue; // that connection is gone; its slot may have been reused
@@ -373,7 +391,7 @@ impl Worker {
             return;
         };
         self.timers.disarm(key);
-        self.lent.stats.errors += u64::from(conn.on_close());
+        self.lent.stats.errors += u64::from(conn.on_close(&mut self.lent.stats));
         self.lent.stats.open_connections -= 1;
         self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
         self.links.per_client.close(conn.client());

@@ -1,0 +1,217 @@
+//! The password file of `--auth file:PATH`: one `user:hash` a line, and checking a password
+//! against a hash.
+//!
+//! Format: blank lines and lines starting with `#` are ignored; every other line is
+//! `user:secret`, split at the first `:` (as `htpasswd` files are: a user name holds no `:`,
+//! a `{PLAIN}` password may), where
+//! `secret` is one of
+//! * an Argon2 PHC string, `$argon2id$v=19$m=...,t=...,p=...$salt$hash` (also `argon2i`,
+//!   `argon2d`), checked with the `argon2` crate (RustCrypto);
+//! * a bcrypt hash, `$2b$`, `$2a$`, `$2y$` (cost 4 to 31), checked with the `bcrypt` crate;
+//! * `{PLAIN}password`: the password itself, for tests only (compared in constant time).
+//!
+//! Any other form is an error naming the line, so a typo does not lock a user out silently.
+//! A user listed twice is an error too.
+//!
+//! What it does not do: run anywhere in particular (hash checks are slow on purpose and run
+//! on the verifier thread, see [`super`]), or hash passwords (use `argon2` or `htpasswd -B`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How a user's password is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// `{PLAIN}...`: the password itself (tests only).
+    Plain(Vec<u8>),
+    /// An Argon2 PHC string.
+    Argon2(String),
+    /// A bcrypt hash.
+    Bcrypt(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Plain(_) => "Secret::Plain(..)",
+            Secret::Argon2(_) => "Secret::Argon2(..)",
+            Secret::Bcrypt(_) => "Secret::Bcrypt(..)",
+        })
+    }
+}
+
+impl Secret {
+    /// Parses the part after the `:`; `None` when it is none of the forms above.
+    fn parse(text: &str) -> Option<Secret> {
+        if let Some(password) = text.strip_prefix("{PLAIN}") {
+            return Some(Secret::Plain(password.as_bytes().to_vec()));
+        }
+        if text.starts_with("$argon2") {
+            // A PHC string with a salt and a hash (the parser alone accepts `$argon2id$x`).
+            let hash = argon2::PasswordHash::new(text).ok()?;
+            let complete = hash.salt.is_some() && hash.hash.is_some();
+            return complete.then(|| Secret::Argon2(text.to_string()));
+        }
+        if ["$2b$", "$2a$", "$2y$"].iter().any(|p| text.starts_with(p)) {
+            // Validate the form now: `$2b$NN$` then 53 characters of salt and hash.
+            let cost: u32 = text.get(4..6)?.parse().ok()?;
+            let ok = (4..=31).contains(&cost) && text.len() == 60 && text.as_bytes()[6] == b'$';
+            return ok.then(|| Secret::Bcrypt(text.to_string()));
+        }
+        None
+    }
+
+    /// Whether the check is cheap enough for the event loop (no hashing).
+    pub fn is_cheap(&self) -> bool {
+        matches!(self, Secret::Plain(_))
+    }
+
+    /// Whether `password` matches. Slow for hashes, on purpose.
+    pub fn matches(&self, password: &[u8]) -> bool {
+        match self {
+            Secret::Plain(expected) => constant_time_eq(expected, password),
+            Secret::Argon2(phc) => {
+                use argon2::PasswordVerifier as _;
+                match argon2::PasswordHash::new(phc) {
+                    Ok(hash) => argon2::Argon2::default()
+                        .verify_password(password, &hash)
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+            Secret::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        }
+    }
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// The users of a password file.
+#[derive(Debug, Default, Clone)]
+pub struct Users {
+    /// Secret per user name.
+    by_name: HashMap<Vec<u8>, Secret>,
+}
+
+impl Users {
+    /// Reads and checks `path`; the error names the file and the line.
+    pub fn load(path: &Path) -> Result<Users, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--auth file:{}: {e}", path.display()))?;
+        Users::parse(&text).map_err(|e| format!("--auth file:{}: {e}", path.display()))
+    }
+
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<Users, String> {
+        let mut by_name = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let number = number + 1;
+            let Some((user, secret)) = line.split_once(':') else {
+                return Err(format!("line {number}: expected user:hash"));
+            };
+            if user.is_empty() || !crate::proto::sasl::is_acceptable_user(user.as_bytes()) {
+                return Err(format!("line {number}: empty or unprintable user name"));
+            }
+            let Some(secret) = Secret::parse(secret) else {
+                return Err(format!(
+                    "line {number}: the hash is not an Argon2 PHC string ($argon2id$...), a bcrypt hash ($2b$...) or {{PLAIN}}password"
+                ));
+            };
+            if by_name.insert(user.as_bytes().to_vec(), secret).is_some() {
+                return Err(format!("line {number}: user {user:?} is listed twice"));
+            }
+        }
+        Ok(Users { by_name })
+    }
+
+    /// The secret of `user`, if listed.
+    pub fn get(&self, user: &[u8]) -> Option<&Secret> {
+        self.by_name.get(user)
+    }
+
+    /// How many users there are.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `argon2id` of "hunter2" with small parameters (m=64 KiB, t=1), made with the argon2 crate.
+    fn argon2_hash(password: &str) -> String {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"fixed salt for a test").unwrap();
+        argon
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn each_form_checks_the_password() {
+        let bcrypt = bcrypt::hash("s3cret", 4).unwrap();
+        let text = format!(
+            "# users\n\nalice:{}\nbob:{bcrypt}\ncarol:{{PLAIN}}pa:ss\n",
+            argon2_hash("hunter2")
+        );
+        let users = Users::parse(&text).unwrap();
+        assert_eq!(users.len(), 3);
+        assert!(users.get(b"alice").unwrap().matches(b"hunter2"));
+        assert!(!users.get(b"alice").unwrap().matches(b"hunter3"));
+        assert!(users.get(b"bob").unwrap().matches(b"s3cret"));
+        assert!(!users.get(b"bob").unwrap().matches(b""));
+        // Split at the first colon: a {PLAIN} password may hold one.
+        assert!(users.get(b"carol").unwrap().matches(b"pa:ss"));
+        assert!(!users.get(b"carol").unwrap().matches(b"pa"));
+        assert!(users.get(b"nobody").is_none());
+        assert!(users.get(b"carol").unwrap().is_cheap());
+        assert!(!users.get(b"bob").unwrap().is_cheap());
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        for (text, expect) in [
+            ("alice\n", "line 1: expected user:hash"),
+            ("# c\nalice:secret\n", "line 2: the hash is not"),
+            ("alice:$2b$99$abc\n", "line 1: the hash is not"),
+            ("alice:$argon2id$garbage\n", "line 1: the hash is not"),
+            (
+                "a:{PLAIN}x\na:{PLAIN}y\n",
+                "line 2: user \"a\" is listed twice",
+            ),
+            (":{PLAIN}x\n", "line 1: empty or unprintable"),
+        ] {
+            let error = Users::parse(text).unwrap_err();
+            assert!(error.starts_with(expect), "{text:?}: {error}");
+        }
+        let error = Users::load(Path::new("/nonexistent/users")).unwrap_err();
+        assert!(error.contains("--auth file:/nonexistent/users"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let users = Users::parse("a:{PLAIN}topsecret\n").unwrap();
+        assert!(!format!("{users:?}").contains("topsecret"));
+    }
+}

@@ -425,3 +425,50 @@ fn repeated_failures_are_answered_in_order_and_hit_the_error_cap() {
     let stats = server.stop();
     assert_eq!(stats.security.auth_failures, 3);
 }
+
+#[test]
+fn tls_and_auth_counters_reach_the_metrics_endpoint() {
+    let (server, tls) = secure_server(|config| {
+        config.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
+    python(
+        &server,
+        tls,
+        r#"
+s = smtplib.SMTP("127.0.0.1", PLAIN, timeout=10)
+s.starttls(context=ctx)
+s.login("carol", "s3cret")
+s.quit()
+s = smtplib.SMTP_SSL("127.0.0.1", TLS, context=ctx, timeout=10)
+try:
+    s.login("carol", "nope")
+except smtplib.SMTPAuthenticationError:
+    pass
+"#,
+    );
+    server.wait_for_stats(|s| s.open_connections == 0);
+    let addr = server.handle().metrics_addr().unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    for line in [
+        "fastsmtpd_starttls_total 1\n",
+        "fastsmtpd_auth_attempts_total{result=\"success\"} 1\n",
+        // smtplib tries PLAIN, then LOGIN.
+        "fastsmtpd_auth_attempts_total{result=\"failure\"} 2\n",
+        "fastsmtpd_tls_handshake_failures_total{reason=\"garbage\"} 0\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    let handshakes: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("fastsmtpd_tls_handshakes_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(handshakes, 2, "{text}");
+    server.stop();
+}

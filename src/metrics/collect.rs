@@ -129,6 +129,96 @@ const WORKER_METRICS: [WorkerMetric; 7] = [
     },
 ];
 
+/// The TLS and AUTH families (from [`crate::stats::SecurityStats`]).
+#[derive(Debug)]
+struct SecurityDescs {
+    /// `fastsmtpd_tls_handshakes_total{version, resumed}`.
+    handshakes: Desc,
+    /// `fastsmtpd_tls_handshake_failures_total{reason}`.
+    failures: Desc,
+    /// `fastsmtpd_starttls_total`.
+    starttls: Desc,
+    /// `fastsmtpd_starttls_discarded_input_total`.
+    discarded: Desc,
+    /// `fastsmtpd_auth_attempts_total{result}`.
+    auth: Desc,
+}
+
+impl SecurityDescs {
+    fn new() -> prometheus::Result<SecurityDescs> {
+        Ok(SecurityDescs {
+            handshakes: desc(
+                "fastsmtpd_tls_handshakes_total",
+                "TLS handshakes completed (implicit TLS and STARTTLS), by protocol version and whether the session was resumed.",
+                &["version", "resumed"],
+            )?,
+            failures: desc(
+                "fastsmtpd_tls_handshake_failures_total",
+                "TLS handshakes that failed, by reason: timeout, closed, alert, incompatible, garbage.",
+                &["reason"],
+            )?,
+            starttls: desc(
+                "fastsmtpd_starttls_total",
+                "STARTTLS commands answered 220.",
+                &[],
+            )?,
+            discarded: desc(
+                "fastsmtpd_starttls_discarded_input_total",
+                "STARTTLS commands with plaintext behind them in the same read, which was discarded (RFC 3207 4.2).",
+                &[],
+            )?,
+            auth: desc(
+                "fastsmtpd_auth_attempts_total",
+                "AUTH attempts decided, by result: success (235) or failure (535).",
+                &["result"],
+            )?,
+        })
+    }
+
+    fn collect(&self, security: &crate::stats::SecurityStats) -> Vec<MetricFamily> {
+        use crate::stats::{TLS_FAILURE_REASONS, TLS_VERSIONS};
+        let mut handshakes = Vec::new();
+        for (version, counts) in TLS_VERSIONS.iter().zip(&security.handshakes) {
+            for (resumed, count) in ["false", "true"].iter().zip(counts) {
+                handshakes.push(counter(
+                    *count,
+                    &[
+                        ("version", (*version).to_string()),
+                        ("resumed", (*resumed).to_string()),
+                    ],
+                ));
+            }
+        }
+        let failures = TLS_FAILURE_REASONS
+            .iter()
+            .zip(&security.handshake_failures)
+            .map(|(reason, count)| counter(*count, &[("reason", (*reason).to_string())]))
+            .collect();
+        let auth = vec![
+            counter(
+                security.auth_successes,
+                &[("result", "success".to_string())],
+            ),
+            counter(security.auth_failures, &[("result", "failure".to_string())]),
+        ];
+        vec![
+            family(&self.handshakes, MetricType::COUNTER, handshakes),
+            family(&self.failures, MetricType::COUNTER, failures),
+            family(
+                &self.starttls,
+                MetricType::COUNTER,
+                vec![counter(security.starttls, &[])],
+            ),
+            family(
+                &self.discarded,
+                MetricType::COUNTER,
+                vec![counter(security.starttls_discarded, &[])],
+            ),
+            family(&self.auth, MetricType::COUNTER, auth),
+        ]
+    }
+}
+
 /// The counters each worker publishes once per loop turn, summed over workers.
 #[derive(Debug)]
 struct WorkerCollector {
@@ -136,6 +226,8 @@ struct WorkerCollector {
     workers: Vec<Arc<SharedStats>>,
     /// One per entry of [`WORKER_METRICS`], in its order.
     descs: Vec<Desc>,
+    /// The TLS and AUTH families.
+    security: SecurityDescs,
 }
 
 impl WorkerCollector {
@@ -144,18 +236,33 @@ impl WorkerCollector {
             .iter()
             .map(|metric| desc(metric.name, metric.help, &[]))
             .collect::<prometheus::Result<_>>()?;
-        Ok(WorkerCollector { workers, descs })
+        Ok(WorkerCollector {
+            workers,
+            descs,
+            security: SecurityDescs::new()?,
+        })
     }
 }
 
 impl Collector for WorkerCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        let security = &self.security;
+        self.descs
+            .iter()
+            .chain([
+                &security.handshakes,
+                &security.failures,
+                &security.starttls,
+                &security.discarded,
+                &security.auth,
+            ])
+            .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let snapshots: Vec<Stats> = self.workers.iter().map(|w| w.snapshot()).collect();
         let stats = Stats::sum(&snapshots);
+        let security = self.security.collect(&stats.security);
         WORKER_METRICS
             .iter()
             .zip(&self.descs)
@@ -167,6 +274,7 @@ impl Collector for WorkerCollector {
                 };
                 family(desc, metric.kind, vec![sample])
             })
+            .chain(security)
             .collect()
     }
 }

@@ -29,14 +29,14 @@
 //!   `write_tls` to the socket until `wants_write()` is false (`Ok(true)`) or the socket would
 //!   block (`Ok(false)`): this is what sends the handshake, tickets and `close_notify`.
 //!   `wants_write`: `ServerConnection::wants_write()`. `has_buffered_input`: true when rustls
-//!   holds plaintext or the last `read_tls` stopped before `WouldBlock`. The handshake's
-//!   deadline is the connection's idle deadline until the session greets.
-//! * **STARTTLS (RFC 3207)** starts plain and upgrades in place, so it is not transport-only:
-//!   `proto` gains the command, the EHLO keyword and the reset to the state after the
-//!   greeting (RFC 3207 §4.2), and the session says "upgrade after this reply" in its
-//!   `Progress`; the connection then drops every byte that arrived behind the `STARTTLS` line
-//!   (CVE-2011-0411), flushes the `220`, and swaps its transport for the TLS one. The loop
-//!   still does not change.
+//!   holds plaintext or the last `read_tls` stopped before `WouldBlock`. The handshake has
+//!   its own deadline (`--tls-handshake-timeout`, `ConnDeadline::start_handshake`).
+//! * **STARTTLS (RFC 3207)** (built): the connection starts plain and upgrades in place. It is
+//!   not transport-only: `proto` has the command, the EHLO keyword and the reset to the state
+//!   after the greeting (`Session::on_tls_started`), and answers `220` by going into a mode
+//!   that consumes (discards) every byte behind the `STARTTLS` line (CVE-2011-0411). The
+//!   connection stops reading, flushes the `220` in plaintext, then calls
+//!   [`Transport::start_tls`]: from there on every byte read is TLS. The loop did not change.
 //! * **PROXY protocol (HAProxy v1/v2).** The header comes before any SMTP byte: `try_read`
 //!   parses it first (it may arrive in pieces; keep those few bytes here), records the
 //!   client address it names, and only then returns payload. The per-client parts

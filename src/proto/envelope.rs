@@ -118,7 +118,7 @@ pub struct EnvelopeBuf {
     /// Recipients refused in this transaction (for `554` versus `503` on DATA, RFC 5321 §3.3).
     pub(crate) recipients_refused: u32,
     /// The TLS session, once the handshake is complete.
-    pub(crate) tls: Option<TlsInfo>,
+    pub(crate) tls: Option<Box<TlsInfo>>,
     /// The authenticated user (meaningful only while `authenticated`).
     auth_user: Vec<u8>,
     /// Whether AUTH succeeded in this session (since the last STARTTLS).
@@ -198,7 +198,7 @@ impl EnvelopeBuf {
             recipients: self.recipients(),
             transfer,
             esmtp: self.esmtp,
-            tls: self.tls.as_ref(),
+            tls: self.tls.as_deref(),
             auth_user: self.authenticated.then_some(&self.auth_user[..]),
         }
     }

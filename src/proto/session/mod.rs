@@ -205,8 +205,9 @@ pub struct Session {
     draining: bool,
     /// The connection is encrypted (implicit TLS, or after STARTTLS).
     tls_active: bool,
-    /// The credentials of the AUTH exchange in progress.
-    credentials: crate::proto::sasl::Credentials,
+    /// The credentials of the AUTH exchange in progress (boxed and made at the first AUTH:
+    /// most sessions never authenticate, and an idle connection should stay small).
+    credentials: Option<Box<crate::proto::sasl::Credentials>>,
     /// Failed AUTH attempts in this session (the caller slows repeated failures down).
     auth_failures: u32,
     /// Bytes discarded behind a `STARTTLS` line (injected plaintext, or a client that
@@ -283,7 +284,7 @@ impl Session {
 
     /// The handshake is complete: `info` goes into every later message's envelope.
     pub fn on_tls_established(&mut self, info: crate::proto::envelope::TlsInfo) {
-        self.envelope.tls = Some(info);
+        self.envelope.tls = Some(Box::new(info));
     }
 
     /// Whether the session answered `STARTTLS` with `220` and waits for the caller to start
@@ -309,7 +310,7 @@ impl Session {
         }
         self.abort_message(sink);
         self.envelope.forget_all();
-        self.credentials.wipe();
+        self.wipe_credentials();
         self.chunked_size = 0;
         self.stage = Stage::Connected;
         self.tls_active = true;
@@ -325,7 +326,10 @@ impl Session {
     /// is waiting.
     pub fn pending_credentials(&self) -> Option<(&[u8], &[u8])> {
         match self.mode {
-            Mode::AwaitingAuth => Some((&self.credentials.user, &self.credentials.password)),
+            Mode::AwaitingAuth => self
+                .credentials
+                .as_deref()
+                .map(|c| (&c.user[..], &c.password[..])),
             _ => None,
         }
     }
@@ -333,6 +337,13 @@ impl Session {
     /// Failed AUTH attempts so far.
     pub fn auth_failures(&self) -> u32 {
         self.auth_failures
+    }
+
+    /// Forgets the AUTH attempt's user and password (wiping the password).
+    fn wipe_credentials(&mut self) {
+        if let Some(credentials) = &mut self.credentials {
+            credentials.wipe();
+        }
     }
 
     /// The caller's verdict on [`Session::pending_credentials`]: `235 2.7.0` and the user is
@@ -351,7 +362,9 @@ impl Session {
         }
         self.mode = Mode::Command;
         if accepted {
-            self.envelope.set_auth_user(&self.credentials.user);
+            if let Some(credentials) = &self.credentials {
+                self.envelope.set_auth_user(&credentials.user);
+            }
             out.push(reply::AUTH_OK);
         } else {
             self.auth_failures = self.auth_failures.saturating_add(1);
@@ -363,7 +376,7 @@ impl Session {
                 self.mode = Mode::Closed;
             }
         }
-        self.credentials.wipe();
+        self.wipe_credentials();
         if self.draining && self.is_idle() {
             out.push(reply::SHUTTING_DOWN);
             self.mode = Mode::Closed;
@@ -507,7 +520,7 @@ impl Session {
                     Ok(Status::Partial) => return io.progress(pos),
                     Err(LineError::TooLong) => {
                         // An overlong response ends the exchange like any overlong line.
-                        self.credentials.wipe();
+                        self.wipe_credentials();
                         self.mode = Mode::SkippingLongLine { saw_cr: false };
                     }
                 },
@@ -1101,7 +1114,7 @@ impl Session {
         let Some(mechanism) = Mechanism::from_name(mechanism) else {
             return self.reply_error(config, reply::AUTH_UNKNOWN_MECHANISM, io);
         };
-        self.credentials.wipe();
+        self.wipe_credentials();
         let step = match mechanism {
             Mechanism::Plain => AuthStep::Plain,
             Mechanism::Login => AuthStep::LoginUser,
@@ -1130,7 +1143,7 @@ impl Session {
     ) {
         use crate::proto::sasl::{decode_response, is_acceptable_user, split_plain, Response};
         self.mode = Mode::Command;
-        let credentials = &mut self.credentials;
+        let credentials = self.credentials.get_or_insert_with(Box::default);
         let refusal = match decode_response(line, initial, &mut credentials.decoded) {
             Response::Cancel => Some(reply::AUTH_CANCELLED),
             Response::Undecodable => Some(reply::AUTH_UNDECODABLE),
@@ -1167,14 +1180,14 @@ impl Session {
                 }
             },
         };
-        crate::proto::sasl::wipe(&mut self.credentials.decoded);
+        crate::proto::sasl::wipe(&mut credentials.decoded);
         match refusal {
             None => self.mode = Mode::AwaitingAuth,
             Some(refusal) => {
                 if refusal == reply::AUTH_FAILED {
                     self.auth_failures = self.auth_failures.saturating_add(1);
                 }
-                self.credentials.wipe();
+                self.wipe_credentials();
                 self.reply_error(config, refusal, io);
             }
         }

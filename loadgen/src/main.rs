@@ -87,7 +87,8 @@ fn write_outputs(
     if let Some(path) = &settings.hdr_log {
         let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
         let intervals = interval_log::run_intervals(results, finished.wall_start);
-        interval_log::write_hlog(&mut file, finished.wall_start, header, &intervals)
+        let counts = interval_log::run_counts(results, finished.wall_start);
+        interval_log::write_hlog(&mut file, finished.wall_start, header, &intervals, &counts)
             .map_err(|e| file_error(path, e))?;
     }
     Ok(())
@@ -134,16 +135,25 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
 /// `merge`: several hosts' interval logs into one, aligned on whole seconds.
 fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
+    let mut all_counts = Vec::new();
     for path in logs {
         all.push(read_log(path)?);
+        all_counts.push(read_notes(path)?.counts);
     }
     let merged = interval_log::merge_logs(&all)?;
+    let merged_counts = interval_log::merge_counts(&all_counts);
     let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
     let base = SystemTime::UNIX_EPOCH
         + Duration::from_secs_f64(if first == f64::MAX { 0.0 } else { first });
     let mut file = std::fs::File::create(output).map_err(|e| file_error(output, e))?;
-    interval_log::write_hlog(&mut file, base, "smtp-loadgen merge", &merged)
-        .map_err(|e| file_error(output, e))?;
+    interval_log::write_hlog(
+        &mut file,
+        base,
+        "smtp-loadgen merge",
+        &merged,
+        &merged_counts,
+    )
+    .map_err(|e| file_error(output, e))?;
     println!(
         "merged {} logs, {} intervals -> {}",
         logs.len(),
@@ -165,6 +175,12 @@ fn report_command(path: &Path) -> Result<ExitCode, String> {
 fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     interval_log::read_hlog(&bytes).map_err(|e| file_error(path, e))
+}
+
+/// Reads the comments and message counts of an interval log file.
+fn read_notes(path: &Path) -> Result<interval_log::LogNotes, String> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    interval_log::read_notes(&bytes).map_err(|e| file_error(path, e))
 }
 
 /// An error about a file, as shown to the user: `PATH: ERROR`.

@@ -124,22 +124,32 @@ mod tests {
 
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut log = Vec::new();
+        let counts = interval_log::run_counts(&results, base);
         interval_log::write_hlog(
             &mut log,
             base,
             "golden",
             &interval_log::run_intervals(&results, base),
+            &counts,
         )
         .unwrap();
         assert_golden("run.hlog", &log);
         let read = interval_log::read_hlog(&log).unwrap();
+        let notes = interval_log::read_notes(&log).unwrap();
+        assert_eq!(notes.counts, counts);
+        assert_eq!(notes.comments[0], "golden");
         assert_golden(
             "report.txt",
             render::log_table(&interval_log::totals_per_tag(&read).unwrap()).as_bytes(),
         );
         let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
+        let merged_counts = interval_log::merge_counts(&[notes.counts.clone(), notes.counts]);
+        assert_eq!(
+            merged_counts[1].counts.accepted,
+            2 * counts[1].counts.accepted
+        );
         let mut log = Vec::new();
-        interval_log::write_hlog(&mut log, base, "golden merge", &merged).unwrap();
+        interval_log::write_hlog(&mut log, base, "golden merge", &merged, &merged_counts).unwrap();
         assert_golden("merged.hlog", &log);
     }
 

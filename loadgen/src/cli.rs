@@ -7,6 +7,7 @@
 //! What it does not do: check flags against each other or build the run's settings
 //! (`settings`), or run anything.
 
+use crate::cli_charts::ChartArgs;
 use crate::workload::{self, Sizes};
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,10 +43,15 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Print percentiles per tag of an interval log.
+    /// Print percentiles per tag of interval logs; with --html, --svg or --png, chart them
+    /// (several logs are overlaid, named by --label).
     Report {
-        /// The log to read.
-        log: PathBuf,
+        /// The logs to read.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Chart outputs.
+        #[command(flatten)]
+        charts: ChartArgs,
     },
 }
 
@@ -146,6 +152,9 @@ pub struct RunArgs {
     /// Write an HdrHistogram interval log here (one tag per stage).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+    /// Chart outputs of the run (or of the sweep).
+    #[command(flatten)]
+    pub charts: ChartArgs,
     /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable).
     #[arg(long, value_name = "EXPR")]
     pub slo: Vec<String>,

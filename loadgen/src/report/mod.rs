@@ -8,10 +8,19 @@
 //! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
 //!   V2-deflate base64 histogram encoding.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
+//! * [`figures`]: what charts show, from an interval log: per-tag totals and per-interval
+//!   p50/p99/max, throughput per interval, percentile spectra.
+//! * [`chart`]: one chart drawn with plotters, as SVG text or PNG bytes.
+//! * [`charts`]: which charts a report of one or more runs has (runs overlaid).
+//! * [`html`]: the self-contained HTML page (inline SVG, tables, a small script).
 //!
 //! What it does not do: measure (the engine and `record` do), or choose the exit code
 //! (`main` does, from the SLO verdicts).
 
+pub mod chart;
+pub mod charts;
+pub mod figures;
+pub mod html;
 pub mod interval_log;
 pub mod render;
 pub mod results;

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! * [`cli`]: the command line (clap) and the duration and size parsers.
-//! * [`cli_charts`]: the chart flags.
+//! * [`cli_charts`]: the chart and rate-sweep flags, and the rate parsers.
 //! * [`settings`]: the command line checked as a whole; per-thread plans; the run's header.
 //! * [`runner`]: starts the engine threads and merges their reports (the reporter loop).
 //! * [`progress`]: the progress line on standard error.
@@ -15,12 +15,14 @@
 //! * [`workload`]: what is sent: commands and message content.
 //! * [`record`]: histograms and counters of one thread and interval.
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
-//!   (SVG, PNG, HTML).
+//!   (SVG, PNG, HTML) and the sweep's table.
+//! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
 //!
 //! Exit codes: 0 success; 1 the run completed but an SLO was breached or no message was
-//! accepted; 2 the command line or a file was wrong, or the run could not be carried out.
+//! accepted (a sweep: no step passed); 2 the command line or a file was wrong, or the run
+//! could not be carried out.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -37,6 +39,7 @@ pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod sweep;
 pub mod workload;
 
 use clap::Parser;
@@ -68,10 +71,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// A load run: settings, the run, its outputs (charts too), the verdict.
+/// A load run (or a sweep): settings, the run, its outputs, the verdict.
 fn run(mut args: RunArgs) -> Result<ExitCode, String> {
     let chart_args = std::mem::take(&mut args.charts);
-    let settings = Settings::from_args(args)?;
+    let rates = args.sweep.rates()?;
+    if rates.is_some() && args.duration.is_none() {
+        args.duration = Some(sweep::DEFAULT_STEP_DURATION);
+    }
+    let mut settings = Settings::from_args(args)?;
+    if let Some(rates) = rates {
+        return run_sweep(&mut settings, rates, &chart_args);
+    }
     let header = settings.header();
     let finished = runner::run(&settings, &header)?;
     write_outputs(&settings, &header, &finished)?;
@@ -88,6 +98,54 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
         })?;
     }
     Ok(verdict(&settings, &finished.results))
+}
+
+/// A rate sweep: the steps (table printed as they finish), why the last one failed, the
+/// result line, `--json`, per-step `--hdr-log`s and the charts. Exits 1 if no step passed.
+fn run_sweep(
+    settings: &mut Settings,
+    rates: Vec<f64>,
+    chart_args: &ChartArgs,
+) -> Result<ExitCode, String> {
+    let hdr_log = settings.hdr_log.clone();
+    let sweep = sweep::run(settings, rates, |step| match &hdr_log {
+        Some(path) => write_hlog_file(
+            &step_log_path(path, step.offered),
+            &step.header,
+            &step.results,
+            step.wall_start,
+        ),
+        None => Ok(()),
+    })?;
+    for step in &sweep.steps {
+        print!("{}", report::sweep::failure_lines(step));
+    }
+    println!("{}", sweep.result_line());
+    if let Some(path) = &settings.json {
+        let doc = report::sweep::json(&sweep, settings.config_json());
+        let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
+        std::fs::write(path, text).map_err(|e| file_error(path, e))?;
+    }
+    if chart_args.any() {
+        let list = report::sweep::charts(&sweep)?;
+        write_charts(chart_args, &list, || report::sweep::page(&sweep, &list))?;
+    }
+    Ok(if sweep.max_rate().is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`.
+fn step_log_path(path: &Path, rate: f64) -> PathBuf {
+    let rate = report::sweep::rate(rate);
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{rate}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{rate}"),
+    };
+    path.with_file_name(name)
 }
 
 /// The chart figures of a finished run, as a report of its interval log would have them.

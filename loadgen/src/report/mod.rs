@@ -13,9 +13,10 @@
 //! * [`chart`]: one chart drawn with plotters, as SVG text or PNG bytes.
 //! * [`charts`]: which charts a report of one or more runs has (runs overlaid).
 //! * [`html`]: the self-contained HTML page (inline SVG, tables, a small script).
+//! * [`sweep`]: a rate sweep's steps judged, and its table, JSON and charts.
 //!
-//! What it does not do: measure (the engine and `record` do), or choose the exit code
-//! (`main` does, from the SLO verdicts).
+//! What it does not do: measure (the engine and `record` do), run sweep steps (`sweep` at
+//! the top), or choose the exit code (`main` does, from the SLO verdicts).
 
 pub mod chart;
 pub mod charts;
@@ -25,6 +26,7 @@ pub mod interval_log;
 pub mod render;
 pub mod results;
 pub mod slo;
+pub mod sweep;
 
 pub use results::Results;
 

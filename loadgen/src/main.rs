@@ -74,6 +74,9 @@ fn main() -> ExitCode {
 /// A load run (or a sweep): settings, the run, its outputs, the verdict.
 fn run(mut args: RunArgs) -> Result<ExitCode, String> {
     let chart_args = std::mem::take(&mut args.charts);
+    if chart_args.label.len() > 1 {
+        return Err("a run takes one --label (several are for `report` with several logs)".into());
+    }
     let rates = args.sweep.rates()?;
     if rates.is_some() && args.duration.is_none() {
         args.duration = Some(sweep::DEFAULT_STEP_DURATION);

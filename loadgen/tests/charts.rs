@@ -334,3 +334,28 @@ fn logs_without_counts_lines_are_still_charted() {
         roxmltree::Document::parse(&text).unwrap();
     }
 }
+
+#[test]
+fn chart_flags_are_checked() {
+    let log = scratch("flags.hlog");
+    std::fs::write(&log, "#empty\n").unwrap();
+    for bad in [
+        &["--target", "127.0.0.1:1", "--label", "a", "--label", "b"][..],
+        &[
+            "report",
+            log.to_str().unwrap(),
+            "--label",
+            "a",
+            "--label",
+            "b",
+        ],
+        &["report", "--html", "x.html"],
+    ] {
+        let (code, stdout, stderr) = run_binary(&args(bad));
+        assert_eq!(code, 2, "{bad:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("label") || stderr.contains("<LOGS>"),
+            "{stderr}"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 //! What it does not do: check flags against each other or build the run's settings
 //! (`settings`), or run anything.
 
+use crate::cli_charts::{ChartArgs, SweepArgs};
 use crate::workload::{self, Sizes};
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,10 +43,15 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Print percentiles per tag of an interval log.
+    /// Print percentiles per tag of interval logs; with --html, --svg or --png, chart them
+    /// (several logs are overlaid, named by --label).
     Report {
-        /// The log to read.
-        log: PathBuf,
+        /// The logs to read.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Chart outputs.
+        #[command(flatten)]
+        charts: ChartArgs,
     },
 }
 
@@ -92,7 +98,8 @@ pub struct RunArgs {
     /// Messages to send (default 10000 unless --duration is given).
     #[arg(long, short = 'n', value_name = "N")]
     pub messages: Option<u64>,
-    /// Run for this long instead of a message count (500ms, 10s, 2m).
+    /// Run for this long instead of a message count (500ms, 10s, 2m; with --sweep, each
+    /// step's length, default 10s).
     #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Exclude this first part of the run from the results (rounded up to whole seconds).
@@ -140,13 +147,21 @@ pub struct RunArgs {
     /// Seed for message sizes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write the results as JSON here.
+    /// Write the results as JSON here (with --sweep: every step, and the rate found).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write an HdrHistogram interval log here (one tag per stage).
+    /// Write an HdrHistogram interval log here (one tag per stage; with --sweep, one log per
+    /// step: NAME.RATE.hlog).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
-    /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable).
+    /// Chart outputs of the run (or of the sweep).
+    #[command(flatten)]
+    pub charts: ChartArgs,
+    /// The rate sweep.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable; with
+    /// --sweep, a step passes only if every one holds).
     #[arg(long, value_name = "EXPR")]
     pub slo: Vec<String>,
     /// No progress output.

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! * [`cli`]: the command line (clap) and the duration and size parsers.
+//! * [`cli_charts`]: the chart and rate-sweep flags, and the rate parsers.
 //! * [`settings`]: the command line checked as a whole; per-thread plans; the run's header.
 //! * [`runner`]: starts the engine threads and merges their reports (the reporter loop).
 //! * [`progress`]: the progress line on standard error.
@@ -13,12 +14,15 @@
 //! * [`reply`]: the generator's own SMTP reply parser.
 //! * [`workload`]: what is sent: commands and message content.
 //! * [`record`]: histograms and counters of one thread and interval.
-//! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs.
+//! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
+//!   (SVG, PNG, HTML) and the sweep's table.
+//! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
 //!
 //! Exit codes: 0 success; 1 the run completed but an SLO was breached or no message was
-//! accepted; 2 the command line or a file was wrong, or the run could not be carried out.
+//! accepted (a sweep: no step passed); 2 the command line or a file was wrong, or the run
+//! could not be carried out.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -26,6 +30,7 @@
 #![warn(clippy::missing_docs_in_private_items)]
 
 pub mod cli;
+pub mod cli_charts;
 pub mod client;
 pub mod engine;
 pub mod progress;
@@ -34,12 +39,16 @@ pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod sweep;
 pub mod workload;
 
 use clap::Parser;
 use cli::{Cli, Command, RunArgs};
+use cli_charts::ChartArgs;
 use record::ErrorKind;
-use report::{interval_log, render, Results};
+use report::chart::{self, Chart};
+use report::figures::RunFigures;
+use report::{charts, html, interval_log, render, Results};
 use settings::Settings;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,7 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Merge { logs, output }) => merge_command(&logs, &output),
-        Some(Command::Report { log }) => report_command(&log),
+        Some(Command::Report { logs, charts }) => report_command(&logs, &charts),
         None => run(cli.run),
     };
     match result {
@@ -62,13 +71,140 @@ fn main() -> ExitCode {
     }
 }
 
-/// A load run: settings, the run, its outputs, the verdict.
-fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let settings = Settings::from_args(args)?;
+/// A load run (or a sweep): settings, the run, its outputs, the verdict.
+fn run(mut args: RunArgs) -> Result<ExitCode, String> {
+    let chart_args = std::mem::take(&mut args.charts);
+    if chart_args.label.len() > 1 {
+        return Err("a run takes one --label (several are for `report` with several logs)".into());
+    }
+    let rates = args.sweep.rates()?;
+    if rates.is_some() && args.duration.is_none() {
+        args.duration = Some(sweep::DEFAULT_STEP_DURATION);
+    }
+    let mut settings = Settings::from_args(args)?;
+    if let Some(rates) = rates {
+        return run_sweep(&mut settings, rates, &chart_args);
+    }
     let header = settings.header();
     let finished = runner::run(&settings, &header)?;
     write_outputs(&settings, &header, &finished)?;
+    if chart_args.any() {
+        let label = chart_args
+            .label
+            .first()
+            .cloned()
+            .unwrap_or_else(|| settings.target_text.clone());
+        let figures = run_figures(&label, &header, &finished.results, finished.wall_start)?;
+        let list = charts::run_charts(std::slice::from_ref(&figures));
+        write_charts(&chart_args, &list, || {
+            html::run_page(std::slice::from_ref(&figures), &list)
+        })?;
+    }
     Ok(verdict(&settings, &finished.results))
+}
+
+/// A rate sweep: the steps (table printed as they finish), why the last one failed, the
+/// result line, `--json`, per-step `--hdr-log`s and the charts. Exits 1 if no step passed.
+fn run_sweep(
+    settings: &mut Settings,
+    rates: Vec<f64>,
+    chart_args: &ChartArgs,
+) -> Result<ExitCode, String> {
+    let hdr_log = settings.hdr_log.clone();
+    let sweep = sweep::run(settings, rates, |step| match &hdr_log {
+        Some(path) => write_hlog_file(
+            &step_log_path(path, step.offered),
+            &step.header,
+            &step.results,
+            step.wall_start,
+        ),
+        None => Ok(()),
+    })?;
+    for step in &sweep.steps {
+        print!("{}", report::sweep::failure_lines(step));
+    }
+    println!("{}", sweep.result_line());
+    if let Some(path) = &settings.json {
+        let doc = report::sweep::json(&sweep, settings.config_json());
+        let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
+        std::fs::write(path, text).map_err(|e| file_error(path, e))?;
+    }
+    if chart_args.any() {
+        let list = report::sweep::charts(&sweep)?;
+        write_charts(chart_args, &list, || report::sweep::page(&sweep, &list))?;
+    }
+    Ok(if sweep.max_rate().is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`.
+fn step_log_path(path: &Path, rate: f64) -> PathBuf {
+    let rate = report::sweep::rate(rate);
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{rate}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{rate}"),
+    };
+    path.with_file_name(name)
+}
+
+/// The chart figures of a finished run, as a report of its interval log would have them.
+fn run_figures(
+    label: &str,
+    header: &str,
+    results: &Results,
+    wall_start: SystemTime,
+) -> Result<RunFigures, String> {
+    let intervals = interval_log::run_intervals(results, wall_start);
+    let notes = interval_log::LogNotes {
+        comments: vec![header.to_string()],
+        counts: interval_log::run_counts(results, wall_start),
+    };
+    RunFigures::from_log(label, &intervals, &notes)
+}
+
+/// Writes what `args` asks for: the HTML page (made by `page` only then), one SVG and one
+/// PNG file per chart, named by chart id.
+fn write_charts(
+    args: &ChartArgs,
+    list: &[Chart],
+    page: impl FnOnce() -> Result<String, String>,
+) -> Result<(), String> {
+    if let Some(path) = &args.html {
+        std::fs::write(path, page()?).map_err(|e| file_error(path, e))?;
+    }
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+        for c in list {
+            let path = dir.join(format!("{}.svg", c.id));
+            std::fs::write(&path, chart::svg(c)?.text).map_err(|e| file_error(&path, e))?;
+        }
+    }
+    if let Some(dir) = &args.png {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+        for c in list {
+            let path = dir.join(format!("{}.png", c.id));
+            std::fs::write(&path, chart::png(c)?).map_err(|e| file_error(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a run's interval log (with its counts lines) to `path`.
+fn write_hlog_file(
+    path: &Path,
+    header: &str,
+    results: &Results,
+    wall_start: SystemTime,
+) -> Result<(), String> {
+    let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+    let intervals = interval_log::run_intervals(results, wall_start);
+    let counts = interval_log::run_counts(results, wall_start);
+    interval_log::write_hlog(&mut file, wall_start, header, &intervals, &counts)
+        .map_err(|e| file_error(path, e))
 }
 
 /// The summary on standard output, and the `--json` and `--hdr-log` files if asked for.
@@ -85,10 +221,7 @@ fn write_outputs(
         std::fs::write(path, text).map_err(|e| file_error(path, e))?;
     }
     if let Some(path) = &settings.hdr_log {
-        let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
-        let intervals = interval_log::run_intervals(results, finished.wall_start);
-        interval_log::write_hlog(&mut file, finished.wall_start, header, &intervals)
-            .map_err(|e| file_error(path, e))?;
+        write_hlog_file(path, header, results, finished.wall_start)?;
     }
     Ok(())
 }
@@ -134,16 +267,25 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
 /// `merge`: several hosts' interval logs into one, aligned on whole seconds.
 fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
+    let mut all_counts = Vec::new();
     for path in logs {
         all.push(read_log(path)?);
+        all_counts.push(read_notes(path)?.counts);
     }
     let merged = interval_log::merge_logs(&all)?;
+    let merged_counts = interval_log::merge_counts(&all_counts);
     let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
     let base = SystemTime::UNIX_EPOCH
         + Duration::from_secs_f64(if first == f64::MAX { 0.0 } else { first });
     let mut file = std::fs::File::create(output).map_err(|e| file_error(output, e))?;
-    interval_log::write_hlog(&mut file, base, "smtp-loadgen merge", &merged)
-        .map_err(|e| file_error(output, e))?;
+    interval_log::write_hlog(
+        &mut file,
+        base,
+        "smtp-loadgen merge",
+        &merged,
+        &merged_counts,
+    )
+    .map_err(|e| file_error(output, e))?;
     println!(
         "merged {} logs, {} intervals -> {}",
         logs.len(),
@@ -153,11 +295,51 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `report`: the percentiles per tag of an interval log.
-fn report_command(path: &Path) -> Result<ExitCode, String> {
-    let intervals = read_log(path)?;
-    let totals = interval_log::totals_per_tag(&intervals)?;
-    print!("{}", render::log_table(&totals));
+/// `report`: the percentiles per tag of each interval log (with several logs, each table
+/// under its label), and the charts if asked for.
+fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode, String> {
+    if chart_args.label.len() > paths.len() {
+        return Err(format!(
+            "{} --label for {} log(s): give at most one per log",
+            chart_args.label.len(),
+            paths.len()
+        ));
+    }
+    let mut runs = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let intervals = read_log(path)?;
+        let label = chart_args.label.get(i).cloned().unwrap_or_else(|| {
+            path.file_stem()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        });
+        let totals = interval_log::totals_per_tag(&intervals)?;
+        if paths.len() > 1 {
+            println!("== {label} ({})", path.display());
+        }
+        print!("{}", render::log_table(&totals));
+        if chart_args.any() {
+            let notes = read_notes(path)?;
+            runs.push(
+                RunFigures::from_log(&label, &intervals, &notes)
+                    .map_err(|e| file_error(path, e))?,
+            );
+        }
+    }
+    if chart_args.any() {
+        let list = charts::run_charts(&runs);
+        write_charts(chart_args, &list, || html::run_page(&runs, &list))?;
+        for (what, path) in [
+            ("report", &chart_args.html),
+            ("SVG charts", &chart_args.svg),
+            ("PNG charts", &chart_args.png),
+        ] {
+            if let Some(path) = path {
+                println!("wrote {what}: {}", path.display());
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,6 +347,12 @@ fn report_command(path: &Path) -> Result<ExitCode, String> {
 fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     interval_log::read_hlog(&bytes).map_err(|e| file_error(path, e))
+}
+
+/// Reads the comments and message counts of an interval log file.
+fn read_notes(path: &Path) -> Result<interval_log::LogNotes, String> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    interval_log::read_notes(&bytes).map_err(|e| file_error(path, e))
 }
 
 /// An error about a file, as shown to the user: `PATH: ERROR`.

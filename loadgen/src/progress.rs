@@ -1,7 +1,9 @@
 //! Progress output on standard error while a run goes on.
 //!
 //! What it does: show one line at a time, as a live line (indicatif spinner) on a terminal or
-//! as plain lines otherwise (a log file or a CI job keeps every second).
+//! as plain lines otherwise (a log file or a CI job keeps every second). Each second comes
+//! in two forms: the live one (richer: the sweep step, the corrected p99) and the plain one,
+//! which stays as it always was for logs and scripts.
 //!
 //! What it does not do: decide what the lines say (`report::render`), or write standard
 //! output (the results go there).
@@ -29,11 +31,12 @@ impl Progress {
         Progress { bar }
     }
 
-    /// Shows `text`: replaces the live line, or prints a line.
-    pub fn line(&self, text: &str) {
+    /// Shows a line: `live` replaces the live line on a terminal; otherwise `plain` is
+    /// printed as a line.
+    pub fn show(&self, plain: &str, live: &str) {
         match &self.bar {
-            Some(bar) => bar.set_message(text.to_string()),
-            None => eprintln!("{text}"),
+            Some(bar) => bar.set_message(live.to_string()),
+            None => eprintln!("{plain}"),
         }
     }
 

@@ -31,6 +31,12 @@ pub struct Finished {
 
 /// Runs the load `settings` describe, with progress on standard error unless quiet.
 pub fn run(settings: &Settings, header: &str) -> Result<Finished, String> {
+    run_step(settings, header, "")
+}
+
+/// [`run`], with `step` (a sweep's step, e.g. `step 2/5 at 400 msgs/s  `) before the live
+/// line on a terminal.
+pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finished, String> {
     let start = Instant::now() + START_DELAY;
     let wall_start = SystemTime::now() + START_DELAY;
     let (reports_tx, reports) = mpsc::channel::<IntervalReport>();
@@ -39,9 +45,14 @@ pub fn run(settings: &Settings, header: &str) -> Result<Finished, String> {
 
     let progress = (!settings.quiet).then(|| Progress::new(std::io::stderr().is_terminal()));
     if let Some(p) = &progress {
-        p.line(header);
+        p.show(header, &format!("{step}{header}"));
     }
-    let mut results = collect(settings.threads, &reports, progress.as_ref());
+    let view = progress.as_ref().map(|p| View {
+        progress: p,
+        step,
+        open_loop: settings.rate.is_some(),
+    });
+    let mut results = collect(settings.threads, &reports, view.as_ref());
     let run_end = Instant::now();
     join(handles)?;
     if let Some(p) = progress {
@@ -75,12 +86,22 @@ fn start_threads(
         .collect()
 }
 
+/// Where and how the reporter loop shows each second.
+struct View<'a> {
+    /// The progress output.
+    progress: &'a Progress,
+    /// The sweep step, before the live line (empty outside sweeps).
+    step: &'a str,
+    /// Whether the run is open loop (the live line then has the corrected p99).
+    open_loop: bool,
+}
+
 /// The reporter loop: merges reports until every thread has sent its last one (or all
 /// senders are gone), showing each finished second.
 fn collect(
     threads: usize,
     reports: &mpsc::Receiver<IntervalReport>,
-    progress: Option<&Progress>,
+    view: Option<&View<'_>>,
 ) -> Results {
     let mut results = Results::new(threads);
     let mut finished_threads = 0;
@@ -98,9 +119,13 @@ fn collect(
             finished_threads += 1;
         }
         // Each second is shown once every thread has reported it.
-        if let Some(p) = progress {
+        if let Some(v) = view {
             for second in finished {
-                p.line(&render::progress_line(second, &results.intervals[&second]));
+                let summary = &results.intervals[&second];
+                v.progress.show(
+                    &render::progress_line(second, summary),
+                    &render::live_line(v.step, second, summary, v.open_loop),
+                );
             }
         }
     }

@@ -7,6 +7,12 @@
 //! read any HdrHistogram tool's log back with absolute times; merge logs from several load
 //! hosts on whole seconds of absolute time; add a log up per tag for `report`.
 //!
+//! Message counts per interval (started, accepted, failed, errors, bytes, warm-up: what the
+//! throughput chart needs and a histogram does not hold) travel as comment lines,
+//! `#smtp-loadgen-counts: START,LENGTH,started=N,accepted=N,...`, START relative to BaseTime
+//! as on the histogram lines. HdrHistogram readers skip comments, so the logs stay readable
+//! by every tool; logs without them (older ones, other tools') read as having no counts.
+//!
 //! What it does not do: open files (the caller passes bytes or a writer), render the
 //! `report` table (`render`), or keep decoded histograms around: a [`LoggedInterval`] holds
 //! its histogram encoded and decodes it only when asked, so a long log never has all its
@@ -16,7 +22,7 @@ use super::results::Results;
 use crate::record::new_histogram;
 use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -64,19 +70,84 @@ impl LoggedInterval {
     }
 }
 
+/// The comment that starts a counts line.
+const COUNTS_PREFIX: &str = "#smtp-loadgen-counts: ";
+
+/// The message counts of one interval (all threads, or all hosts once merged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntervalCounts {
+    /// Whether the interval is (partly) inside the warm-up.
+    pub warmup: bool,
+    /// Messages started.
+    pub started: u64,
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Messages that failed.
+    pub failed: u64,
+    /// Connection-level errors.
+    pub errors: u64,
+    /// Bytes of accepted messages.
+    pub bytes: u64,
+}
+
+impl IntervalCounts {
+    /// Adds `other` into `self` (warm-up if either is).
+    fn add(&mut self, other: &IntervalCounts) {
+        self.warmup |= other.warmup;
+        self.started += other.started;
+        self.accepted += other.accepted;
+        self.failed += other.failed;
+        self.errors += other.errors;
+        self.bytes += other.bytes;
+    }
+
+    /// The counts as the comment line carries them, after START,LENGTH.
+    fn fields(&self) -> String {
+        format!(
+            "started={},accepted={},failed={},errors={},bytes={},warmup={}",
+            self.started,
+            self.accepted,
+            self.failed,
+            self.errors,
+            self.bytes,
+            u8::from(self.warmup)
+        )
+    }
+}
+
+/// One interval's counts from a log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedCounts {
+    /// Seconds since the Unix epoch when the interval began.
+    pub start: f64,
+    /// Interval length in seconds.
+    pub duration: f64,
+    /// The counts.
+    pub counts: IntervalCounts,
+}
+
 /// Writes an interval log: one histogram per (interval, tag), timestamps relative to
-/// `base` (written as both StartTime and BaseTime, as the Java tools expect).
+/// `base` (written as both StartTime and BaseTime, as the Java tools expect); each
+/// interval's `counts` line goes before its histograms.
 pub fn write_hlog(
     out: &mut impl io::Write,
     base: SystemTime,
     comment: &str,
     intervals: &[LoggedInterval],
+    counts: &[LoggedCounts],
 ) -> io::Result<()> {
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
         .add_comment(comment)
-        .add_comment("values are nanoseconds; max column in milliseconds")
+        .add_comment("values are nanoseconds; max column in milliseconds");
+    if !counts.is_empty() {
+        builder.add_comment(
+            "smtp-loadgen-counts lines: interval start and length as on the histogram lines, \
+             then the interval's message counts",
+        );
+    }
+    builder
         .with_start_time(base)
         .with_base_time(base)
         .with_max_value_divisor(1e6);
@@ -85,7 +156,13 @@ pub fn write_hlog(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
+    let mut counts: Vec<&LoggedCounts> = counts.iter().collect();
+    counts.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let mut counts = counts.into_iter().peekable();
     for interval in intervals {
+        while let Some(c) = counts.next_if(|c| c.start <= interval.start) {
+            write_counts_line(&mut writer, c, base_secs)?;
+        }
         let offset = Duration::from_secs_f64((interval.start - base_secs).max(0.0));
         let histogram = interval.histogram().map_err(io::Error::other)?;
         writer
@@ -97,7 +174,141 @@ pub fn write_hlog(
             )
             .map_err(|e| io::Error::other(format!("writing the interval log: {e}")))?;
     }
+    for c in counts {
+        write_counts_line(&mut writer, c, base_secs)?;
+    }
     Ok(())
+}
+
+/// Writes one `#smtp-loadgen-counts` line, its start relative to `base_secs`.
+fn write_counts_line<W: io::Write, S: Serializer>(
+    writer: &mut IntervalLogWriter<'_, '_, W, S>,
+    c: &LoggedCounts,
+    base_secs: f64,
+) -> io::Result<()> {
+    // The writer adds the `#`.
+    writer.write_comment(&format!(
+        "{}{:.3},{:.3},{}",
+        &COUNTS_PREFIX[1..],
+        (c.start - base_secs).max(0.0),
+        c.duration,
+        c.counts.fields()
+    ))
+}
+
+/// The counts of a run's finished seconds, as [`run_intervals`] logs their histograms.
+pub fn run_counts(results: &Results, run_start: SystemTime) -> Vec<LoggedCounts> {
+    let start = run_start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    results
+        .intervals
+        .iter()
+        .map(|(second, summary)| LoggedCounts {
+            start: start + *second as f64,
+            duration: 1.0,
+            counts: IntervalCounts {
+                warmup: summary.warmup,
+                started: summary.started,
+                accepted: summary.accepted,
+                failed: summary.failed,
+                errors: summary.errors,
+                bytes: summary.bytes,
+            },
+        })
+        .collect()
+}
+
+/// The header comments and `#smtp-loadgen-counts` lines of a log, in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct LogNotes {
+    /// The free-text comment lines before the first interval, without the `#` (ours start
+    /// with the run's header line).
+    pub comments: Vec<String>,
+    /// The counts lines, with absolute start times.
+    pub counts: Vec<LoggedCounts>,
+}
+
+/// Reads the comments and counts lines of a log (none in older logs or other tools' logs).
+/// A counts line that does not parse is an error naming its line.
+pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut notes = LogNotes::default();
+    let (mut start_time, mut base_time) = (None, None);
+    let mut in_header = true;
+    let header_time = |line: &str, prefix: &str| -> Option<f64> {
+        line.strip_prefix(prefix)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if let Some(t) = header_time(line, "#[StartTime: ") {
+            start_time = Some(t);
+        } else if let Some(t) = header_time(line, "#[BaseTime: ") {
+            base_time = Some(t);
+        } else if let Some(rest) = line.strip_prefix(COUNTS_PREFIX) {
+            let base = base_time.or(start_time).unwrap_or(0.0);
+            let counts = parse_counts(rest, base)
+                .ok_or_else(|| format!("line {}: bad counts line {line:?}", number + 1))?;
+            notes.counts.push(counts);
+        } else if let Some(comment) = line.strip_prefix('#') {
+            if in_header && !comment.starts_with('[') {
+                notes.comments.push(comment.to_string());
+            }
+        } else if !line.is_empty() && !line.starts_with("\"StartTimestamp\"") {
+            in_header = false;
+        }
+    }
+    Ok(notes)
+}
+
+/// Parses `START,LENGTH,key=value,...` (unknown keys are skipped, for later additions).
+fn parse_counts(text: &str, base: f64) -> Option<LoggedCounts> {
+    let mut fields = text.split(',');
+    let start: f64 = fields.next()?.trim().parse().ok()?;
+    let duration: f64 = fields.next()?.trim().parse().ok()?;
+    let mut counts = IntervalCounts::default();
+    for field in fields {
+        let (key, value) = field.split_once('=')?;
+        let value: u64 = value.trim().parse().ok()?;
+        match key.trim() {
+            "started" => counts.started = value,
+            "accepted" => counts.accepted = value,
+            "failed" => counts.failed = value,
+            "errors" => counts.errors = value,
+            "bytes" => counts.bytes = value,
+            "warmup" => counts.warmup = value != 0,
+            _ => {}
+        }
+    }
+    Some(LoggedCounts {
+        start: base + start,
+        duration,
+        counts,
+    })
+}
+
+/// Merges counts from several load hosts on whole seconds of absolute time, as
+/// [`merge_logs`] merges histograms.
+pub fn merge_counts(logs: &[Vec<LoggedCounts>]) -> Vec<LoggedCounts> {
+    let mut merged: BTreeMap<i64, (f64, IntervalCounts)> = BTreeMap::new();
+    for c in logs.iter().flatten() {
+        let entry = merged.entry(c.start.floor() as i64).or_default();
+        entry.0 = entry.0.max(c.duration);
+        entry.1.add(&c.counts);
+    }
+    merged
+        .into_iter()
+        .map(|(second, (duration, counts))| LoggedCounts {
+            start: second as f64,
+            duration,
+            counts,
+        })
+        .collect()
 }
 
 /// The intervals of a run as log entries (warm-up included: it is logged, not summarised).
@@ -244,7 +455,7 @@ mod tests {
             },
         ];
         let mut bytes = Vec::new();
-        write_hlog(&mut bytes, base, "test", &intervals).unwrap();
+        write_hlog(&mut bytes, base, "test", &intervals, &[]).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1700000000"), "{text}");
         assert!(text.contains("Tag=eod,"), "{text}");
@@ -267,6 +478,70 @@ mod tests {
         assert_eq!(totals[0].histogram.len(), 4000);
         assert_eq!(totals[0].intervals, 2);
         assert_eq!(totals[0].last_end - totals[0].first_start, 2.0);
+    }
+
+    #[test]
+    fn counts_lines_round_trip_and_older_logs_have_none() {
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = new_histogram();
+        h.record(1_000).unwrap();
+        let at = |start: f64| LoggedInterval {
+            start,
+            duration: 1.0,
+            tag: "eod".into(),
+            encoded: encode_histogram(&h),
+        };
+        let counts = |start: f64, accepted: u64| LoggedCounts {
+            start,
+            duration: 1.0,
+            counts: IntervalCounts {
+                warmup: start < 1_700_000_001.0,
+                started: accepted + 1,
+                accepted,
+                failed: 1,
+                errors: 2,
+                bytes: accepted * 1024,
+            },
+        };
+        let written = [counts(1_700_000_000.0, 10), counts(1_700_000_001.0, 20)];
+        let mut bytes = Vec::new();
+        write_hlog(
+            &mut bytes,
+            base,
+            "header line",
+            &[at(1_700_000_000.0), at(1_700_000_001.0)],
+            &written,
+        )
+        .unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        // Each interval's counts come right before its histograms.
+        let lines: Vec<&str> = text.lines().collect();
+        let first = lines.iter().position(|l| l.starts_with("Tag=")).unwrap();
+        assert_eq!(
+            lines[first - 1],
+            "#smtp-loadgen-counts: 0.000,1.000,started=11,accepted=10,failed=1,errors=2,bytes=10240,warmup=1"
+        );
+        assert!(lines[first + 1].starts_with("#smtp-loadgen-counts: 1.000,"));
+        let notes = read_notes(&bytes).unwrap();
+        assert_eq!(notes.counts, written);
+        assert_eq!(notes.comments[0], "header line");
+        // The histograms read as before.
+        assert_eq!(read_hlog(&bytes).unwrap().len(), 2);
+        // A log without counts lines (older smtp-loadgen, other tools) has none.
+        let mut old = Vec::new();
+        write_hlog(&mut old, base, "old", &[at(1_700_000_000.0)], &[]).unwrap();
+        assert!(!String::from_utf8_lossy(&old).contains("smtp-loadgen-counts"));
+        let notes = read_notes(&old).unwrap();
+        assert!(notes.counts.is_empty());
+        assert_eq!(
+            notes.comments,
+            ["old", "values are nanoseconds; max column in milliseconds"]
+        );
+        // Unknown keys are skipped; a counts line that does not parse is an error.
+        let later = b"#smtp-loadgen-counts: 0.000,1.000,accepted=5,future=9\n";
+        assert_eq!(read_notes(later).unwrap().counts[0].counts.accepted, 5);
+        let bad = b"#smtp-loadgen-counts: 0.000,accepted=x\n";
+        assert!(read_notes(bad).unwrap_err().contains("line 1"));
     }
 
     #[test]

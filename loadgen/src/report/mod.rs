@@ -8,14 +8,25 @@
 //! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
 //!   V2-deflate base64 histogram encoding.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
+//! * [`figures`]: what charts show, from an interval log: per-tag totals and per-interval
+//!   p50/p99/max, throughput per interval, percentile spectra.
+//! * [`chart`]: one chart drawn with plotters, as SVG text or PNG bytes.
+//! * [`charts`]: which charts a report of one or more runs has (runs overlaid).
+//! * [`html`]: the self-contained HTML page (inline SVG, tables, a small script).
+//! * [`sweep`]: a rate sweep's steps judged, and its table, JSON and charts.
 //!
-//! What it does not do: measure (the engine and `record` do), or choose the exit code
-//! (`main` does, from the SLO verdicts).
+//! What it does not do: measure (the engine and `record` do), run sweep steps (`sweep` at
+//! the top), or choose the exit code (`main` does, from the SLO verdicts).
 
+pub mod chart;
+pub mod charts;
+pub mod figures;
+pub mod html;
 pub mod interval_log;
 pub mod render;
 pub mod results;
 pub mod slo;
+pub mod sweep;
 
 pub use results::Results;
 
@@ -124,22 +135,32 @@ mod tests {
 
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut log = Vec::new();
+        let counts = interval_log::run_counts(&results, base);
         interval_log::write_hlog(
             &mut log,
             base,
             "golden",
             &interval_log::run_intervals(&results, base),
+            &counts,
         )
         .unwrap();
         assert_golden("run.hlog", &log);
         let read = interval_log::read_hlog(&log).unwrap();
+        let notes = interval_log::read_notes(&log).unwrap();
+        assert_eq!(notes.counts, counts);
+        assert_eq!(notes.comments[0], "golden");
         assert_golden(
             "report.txt",
             render::log_table(&interval_log::totals_per_tag(&read).unwrap()).as_bytes(),
         );
         let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
+        let merged_counts = interval_log::merge_counts(&[notes.counts.clone(), notes.counts]);
+        assert_eq!(
+            merged_counts[1].counts.accepted,
+            2 * counts[1].counts.accepted
+        );
         let mut log = Vec::new();
-        interval_log::write_hlog(&mut log, base, "golden merge", &merged).unwrap();
+        interval_log::write_hlog(&mut log, base, "golden merge", &merged, &merged_counts).unwrap();
         assert_golden("merged.hlog", &log);
     }
 

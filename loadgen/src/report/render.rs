@@ -148,6 +148,27 @@ pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
     )
 }
 
+/// The live line on a terminal: the last second's msgs/s, p99 (end of data or BDAT; in open
+/// loop also the corrected message latency) and errors, after `prefix` (the sweep step).
+pub fn live_line(prefix: &str, second: u64, interval: &IntervalSummary, open_loop: bool) -> String {
+    let mut line = format!(
+        "{prefix}[{:>4}s]{} {:>9} msgs/s  p99 eod/bdat {:.3} ms",
+        second + 1,
+        if interval.warmup { " warmup" } else { "" },
+        interval.accepted,
+        interval.eod_p99.max(interval.bdat_p99) as f64 / 1e6,
+    );
+    if open_loop {
+        let _ = write!(
+            line,
+            ", corrected {:.3} ms",
+            interval.corrected_p99 as f64 / 1e6
+        );
+    }
+    let _ = write!(line, "  errors {}", interval.errors + interval.failed);
+    line
+}
+
 /// A histogram's count, percentiles, max and mean in milliseconds, as JSON.
 fn percentiles_json(h: &Histogram<u64>) -> serde_json::Value {
     let mut map = serde_json::Map::new();
@@ -272,11 +293,21 @@ mod tests {
             eod_p99: 1_234_567,
             bdat_p99: 0,
             message_p99: 0,
+            corrected_p99: 2_000_000,
             histograms: Vec::new(),
         };
         assert_eq!(
             progress_line(0, &second),
             "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  errors 4"
+        );
+        assert_eq!(
+            live_line("step 2/5 at 400 msgs/s  ", 0, &second, true),
+            "step 2/5 at 400 msgs/s  [   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms, \
+             corrected 2.000 ms  errors 4"
+        );
+        assert_eq!(
+            live_line("", 0, &second, false),
+            "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  errors 4"
         );
         second.warmup = false;
         second.bdat_p99 = 12_345_678_901;

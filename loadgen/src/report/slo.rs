@@ -171,6 +171,11 @@ impl Slo {
         })
     }
 
+    /// The objective as given on the command line.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Checks the objective against the totals: `Ok` with the verdict line if it holds,
     /// `Err` describing the breach (a latency with no measurements is a breach).
     pub fn check(&self, total: &Recorder) -> Result<String, String> {

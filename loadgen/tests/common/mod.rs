@@ -189,6 +189,11 @@ pub struct StubScript {
     pub stall: Option<(u64, Duration)>,
     /// Advertise PIPELINING.
     pub pipelining: bool,
+    /// Serve at most this many messages per second: each end-of-data reply waits for its
+    /// turn at one server-wide worker taking 1/capacity seconds per message (in arrival
+    /// order). Below this rate replies come at once; past it they queue without bound: a
+    /// designed knee.
+    pub capacity: Option<f64>,
 }
 
 impl Default for StubScript {
@@ -198,6 +203,7 @@ impl Default for StubScript {
             refuse_rcpt: None,
             stall: None,
             pipelining: true,
+            capacity: None,
         }
     }
 }
@@ -227,6 +233,9 @@ pub struct Stub {
 /// The time until which every reply is held (a stall in progress), shared by connections.
 type StallClock = Arc<Mutex<Option<Instant>>>;
 
+/// When the server-wide worker of [`StubScript::capacity`] is next free.
+type CapacityClock = Arc<Mutex<Instant>>;
+
 impl Stub {
     /// Starts a stub following `script`. It runs until the test process ends.
     pub fn start(script: StubScript) -> Stub {
@@ -234,6 +243,7 @@ impl Stub {
         let addr = listener.local_addr().expect("stub address");
         let counts = Arc::new(StubCounts::default());
         let stall_until: StallClock = Arc::new(Mutex::new(None));
+        let worker_free: CapacityClock = Arc::new(Mutex::new(Instant::now()));
         let shared = Arc::clone(&counts);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -242,8 +252,9 @@ impl Stub {
                 let script = script.clone();
                 let counts = Arc::clone(&shared);
                 let stall_until = Arc::clone(&stall_until);
+                let worker_free = Arc::clone(&worker_free);
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &script, &counts, &stall_until);
+                    let _ = serve(stream, &script, &counts, &stall_until, &worker_free);
                 });
             }
         });
@@ -262,6 +273,7 @@ fn serve(
     script: &StubScript,
     counts: &StubCounts,
     stall_until: &StallClock,
+    worker_free: &CapacityClock,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -359,6 +371,15 @@ fn serve(
                     if n == after {
                         *stall_until.lock().unwrap() = Some(Instant::now() + pause);
                     }
+                }
+                if let Some(capacity) = script.capacity {
+                    let done = {
+                        let mut free = worker_free.lock().unwrap();
+                        *free =
+                            (*free).max(Instant::now()) + Duration::from_secs_f64(1.0 / capacity);
+                        *free
+                    };
+                    std::thread::sleep(done.saturating_duration_since(Instant::now()));
                 }
                 recipients = 0;
                 reply("250 2.0.0 Ok: queued\r\n")?;

@@ -1,0 +1,502 @@
+//! Drawing one chart with plotters, as SVG text or as a PNG image: one code path for the
+//! HTML report (inline SVG), `--svg` and `--png`.
+//!
+//! What it does: take a [`Chart`] (series of points, axis scales, labels), fit the axes to
+//! the data, and draw lines, markers, shaded spans and a legend. Text is laid out (and, in
+//! PNGs, drawn) with DejaVu Sans embedded in the binary, registered with plotters'
+//! `ab_glyph` backend on first use, so no system font is looked up. The percentile axis is
+//! HdrHistogram's `1/(1-p)` on a log scale, labelled in percent. Each drawing also returns
+//! where its plot area is, in pixels and in data units, so a page can map a pointer to
+//! values.
+//!
+//! What it does not do: decide what a chart shows (`charts`, `sweep`), or write files.
+
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use std::ops::Range;
+use std::sync::Once;
+
+/// Width of every chart in pixels.
+pub const WIDTH: u32 = 960;
+/// Height of every chart in pixels.
+pub const HEIGHT: u32 = 440;
+/// The font family plotters is asked for (and the SVG's `font-family`).
+const FONT: &str = "sans-serif";
+
+/// Series colours (Tableau 10: tell-apart-able, also in grey print).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(0x4e, 0x79, 0xa7),
+    RGBColor(0xf2, 0x8e, 0x2b),
+    RGBColor(0xe1, 0x57, 0x59),
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0x59, 0xa1, 0x4f),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xb0, 0x7a, 0xa1),
+    RGBColor(0xff, 0x9d, 0xa7),
+    RGBColor(0x9c, 0x75, 0x5f),
+    RGBColor(0xba, 0xb0, 0xac),
+];
+
+/// How an axis maps values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Linear, from 0 (or the smallest value, if negative) to the largest.
+    Linear,
+    /// Logarithmic, around the values.
+    Log,
+    /// HdrHistogram's percentile axis: values are `1/(1-p)` on a log scale, labelled as
+    /// percentiles (1 is 0%, 10 is 90%, 100 is 99%, ...).
+    Percentile,
+}
+
+impl Scale {
+    /// The name the HTML page's script knows the scale by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Linear => "linear",
+            Scale::Log => "log",
+            Scale::Percentile => "percentile",
+        }
+    }
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A solid line of this width in pixels.
+    Line(u32),
+    /// A dashed line.
+    Dashed,
+    /// A filled circle at each point, joined by a thin line.
+    Points,
+    /// A cross at each point, not joined.
+    Crosses,
+}
+
+/// One series.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The legend text.
+    pub name: String,
+    /// Index into the palette (wraps around).
+    pub color: usize,
+    /// How it is drawn.
+    pub mark: Mark,
+    /// `(x, y)` points in data units, in x order for lines.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Where the legend goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    /// Top left of the plot area.
+    UpperLeft,
+    /// Top right of the plot area.
+    UpperRight,
+}
+
+/// A chart: what to draw and how to label it.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// A stable identifier: the HTML element's id and the file name of `--svg`/`--png`.
+    pub id: String,
+    /// The title above the chart.
+    pub title: String,
+    /// What the chart shows and how to read it (the HTML caption).
+    pub caption: String,
+    /// The x axis' description.
+    pub x_label: String,
+    /// The y axis' description.
+    pub y_label: String,
+    /// The x axis' scale.
+    pub x_scale: Scale,
+    /// The y axis' scale.
+    pub y_scale: Scale,
+    /// The series, drawn in order.
+    pub series: Vec<Series>,
+    /// `(from, to)` x spans shaded grey (a warm-up), with the legend text for them.
+    pub shaded: Option<(String, Vec<(f64, f64)>)>,
+    /// Where the legend goes.
+    pub legend: Legend,
+}
+
+/// Where a drawing's plot area is: pixels and the data range they show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotArea {
+    /// Left and right edge in pixels.
+    pub px: (i32, i32),
+    /// Top and bottom edge in pixels.
+    pub py: (i32, i32),
+    /// The x values at the left and right edge.
+    pub x: (f64, f64),
+    /// The y values at the bottom and top edge.
+    pub y: (f64, f64),
+}
+
+/// An SVG drawing and its plot area.
+#[derive(Debug, Clone)]
+pub struct Svg {
+    /// The `<svg>` document.
+    pub text: String,
+    /// Where its plot area is.
+    pub area: PlotArea,
+}
+
+/// Registers the embedded font with plotters, once per process.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a known-good TTF; failure here would be a build problem.
+        if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err()
+        {
+            panic!("the embedded DejaVu Sans font does not load");
+        }
+    });
+}
+
+/// Draws `chart` as an SVG document.
+pub fn svg(chart: &Chart) -> Result<Svg, String> {
+    register_font();
+    let mut text = String::new();
+    let area = {
+        let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
+        let area = draw(&root, chart)?;
+        root.present().map_err(|e| e.to_string())?;
+        area
+    };
+    Ok(Svg { text, area })
+}
+
+/// Draws `chart` as a PNG image (8-bit RGB).
+pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
+    register_font();
+    let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, chart)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, WIDTH, HEIGHT);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(&rgb).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Draws `chart` on `root`, with the axis types its scales need.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+) -> Result<PlotArea, String>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let x = fit(
+        chart.x_scale,
+        chart.series.iter().flat_map(|s| &s.points).map(|p| p.0),
+    );
+    let y = fit(
+        chart.y_scale,
+        chart.series.iter().flat_map(|s| &s.points).map(|p| p.1),
+    );
+    let result = match (chart.x_scale, chart.y_scale) {
+        (Scale::Linear, Scale::Linear) => draw_with(root, chart, x.clone(), y.clone()),
+        (Scale::Linear, _) => draw_with(root, chart, x.clone(), y.clone().log_scale()),
+        (_, Scale::Linear) => draw_with(root, chart, x.clone().log_scale(), y.clone()),
+        (_, _) => draw_with(root, chart, x.clone().log_scale(), y.clone().log_scale()),
+    };
+    let (px, py) = result.map_err(|e| e.to_string())?;
+    Ok(PlotArea {
+        px: (px.start, px.end),
+        py: (py.start, py.end),
+        x: (x.start, x.end),
+        y: (y.start, y.end),
+    })
+}
+
+/// The axis range that shows `values` on `scale`.
+fn fit(scale: Scale, values: impl Iterator<Item = f64>) -> Range<f64> {
+    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        if scale != Scale::Linear && v <= 0.0 {
+            continue;
+        }
+        low = low.min(v);
+        high = high.max(v);
+    }
+    if !low.is_finite() {
+        (low, high) = (1.0, 10.0);
+    }
+    match scale {
+        Scale::Linear => {
+            let low = low.min(0.0);
+            let high = if high > low { high * 1.08 } else { low + 1.0 };
+            low..high
+        }
+        Scale::Log => {
+            // Whole decades around the values, so the ticks are round.
+            let low = 10f64.powf(low.log10().floor());
+            let mut high = 10f64.powf(high.log10().ceil());
+            if high <= low {
+                high = low * 10.0;
+            }
+            low..high
+        }
+        Scale::Percentile => {
+            // From 0% to at least 99%, up to the decade above the largest x.
+            let high = 10f64.powf(high.log10().ceil()).max(100.0);
+            1.0..high
+        }
+    }
+}
+
+/// A number on an axis: as short as its size allows.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 {
+        format!("{}M", trim(v / 1e6, 2))
+    } else if a >= 1e4 {
+        format!("{}k", trim(v / 1e3, 1))
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        trim(v, 2)
+    } else {
+        trim(v, 4)
+    }
+}
+
+/// `v` with at most `decimals` decimals, trailing zeros dropped.
+fn trim(v: f64, decimals: usize) -> String {
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// An x of the percentile axis as the percentile it stands for: 10 -> `90%`.
+pub fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x.max(1.0));
+    // As many decimals as the nines need (99.99% has two), at most six.
+    let decimals = ((x.log10().round() as i32) - 2).clamp(0, 6) as usize;
+    format!("{}%", trim(p, decimals))
+}
+
+/// Formats a tick of an axis with `scale`.
+fn tick_for(scale: Scale, v: f64) -> String {
+    match scale {
+        Scale::Percentile => percentile_label(v),
+        _ => tick(v),
+    }
+}
+
+/// A plot area's x and y extent in pixels.
+type PixelRanges = (Range<i32>, Range<i32>);
+
+/// The drawing itself, generic over the axis types. Returns the plot area's pixel ranges.
+fn draw_with<DB, X, Y>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+    x: X,
+    y: Y,
+) -> Result<PixelRanges, DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, (FONT, 20))
+        .margin(12)
+        .margin_right(36)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)?;
+    let (x_scale, y_scale) = (chart.x_scale, chart.y_scale);
+    let x_format = move |v: &f64| tick_for(x_scale, *v);
+    let y_format = move |v: &f64| tick_for(y_scale, *v);
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .x_labels(10)
+        .y_labels(8)
+        .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .bold_line_style(RGBColor(0xd0, 0xd0, 0xd0))
+        .draw()?;
+
+    let y_range = ctx.y_range();
+    if let Some((name, spans)) = &chart.shaded {
+        let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
+        let drawn = ctx.draw_series(
+            spans
+                .iter()
+                .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], shade)),
+        )?;
+        if !spans.is_empty() {
+            drawn
+                .label(name.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade));
+        }
+    }
+
+    for series in &chart.series {
+        let color = COLORS[series.color % COLORS.len()];
+        let points = series
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite());
+        let name = series.name.clone();
+        match series.mark {
+            Mark::Line(width) => {
+                let style = color.stroke_width(width);
+                ctx.draw_series(LineSeries::new(points, style))?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+            Mark::Dashed => {
+                let style = color.stroke_width(2);
+                ctx.draw_series(DashedLineSeries::new(points, 6, 4, style))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, style)
+                    });
+            }
+            Mark::Points => {
+                let line = color.stroke_width(1);
+                ctx.draw_series(LineSeries::new(points.clone(), line))?;
+                ctx.draw_series(points.map(|p| Circle::new(p, 4, color.filled())))?
+                    .label(name)
+                    .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            }
+            Mark::Crosses => {
+                let style = color.stroke_width(2);
+                ctx.draw_series(points.map(|p| Cross::new(p, 6, style)))?
+                    .label(name)
+                    .legend(move |(x, y)| Cross::new((x + 10, y), 6, style));
+            }
+        }
+    }
+    if !chart.series.is_empty() {
+        ctx.configure_series_labels()
+            .position(match chart.legend {
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            })
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xbb, 0xbb, 0xbb))
+            .draw()?;
+    }
+    Ok(ctx.plotting_area().get_pixel_range())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(x_scale: Scale, y_scale: Scale) -> Chart {
+        Chart {
+            id: "sample".into(),
+            title: "A <sample> & more".into(),
+            caption: String::new(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_scale,
+            y_scale,
+            series: vec![
+                Series {
+                    name: "one".into(),
+                    color: 0,
+                    mark: Mark::Line(2),
+                    points: vec![(1.0, 1.0), (10.0, 2.0), (1000.0, 30.0)],
+                },
+                Series {
+                    name: "two".into(),
+                    color: 1,
+                    mark: Mark::Dashed,
+                    points: vec![(1.0, 0.5), (100.0, 3.0)],
+                },
+                Series {
+                    name: "three".into(),
+                    color: 2,
+                    mark: Mark::Points,
+                    points: vec![(2.0, 0.7), (50.0, 4.0)],
+                },
+                Series {
+                    name: "four".into(),
+                    color: 3,
+                    mark: Mark::Crosses,
+                    points: vec![(3.0, 0.8)],
+                },
+            ],
+            shaded: Some(("warm-up".into(), vec![(1.0, 2.0)])),
+            legend: Legend::UpperLeft,
+        }
+    }
+
+    #[test]
+    fn every_scale_pair_draws_svg_and_png() {
+        for (x, y) in [
+            (Scale::Linear, Scale::Linear),
+            (Scale::Percentile, Scale::Linear),
+            (Scale::Linear, Scale::Log),
+            (Scale::Log, Scale::Log),
+        ] {
+            let chart = sample(x, y);
+            let svg = svg(&chart).unwrap();
+            assert!(svg.text.starts_with("<svg"), "{}", &svg.text[..100]);
+            assert!(svg.text.contains("&lt;sample&gt; &amp; more"));
+            assert!(svg.text.contains(">\none\n</text>"));
+            let area = svg.area;
+            assert!(area.px.0 < area.px.1 && area.py.0 < area.py.1, "{area:?}");
+            let png = png(&chart).unwrap();
+            assert_eq!(&png[1..4], b"PNG");
+        }
+        // An empty chart still draws (axes only).
+        let mut chart = sample(Scale::Percentile, Scale::Linear);
+        chart.series.clear();
+        chart.shaded = None;
+        assert!(svg(&chart).is_ok());
+    }
+
+    #[test]
+    fn axes_fit_the_data_and_label_percentiles() {
+        assert_eq!(fit(Scale::Linear, [2.0, 5.0].into_iter()), 0.0..5.4);
+        assert_eq!(fit(Scale::Log, [0.3, 0.0, 42.0].into_iter()), 0.1..100.0);
+        assert_eq!(fit(Scale::Percentile, [1.0, 12.0].into_iter()), 1.0..100.0);
+        assert_eq!(
+            fit(Scale::Percentile, [1.0, 2000.0].into_iter()),
+            1.0..10000.0
+        );
+        assert_eq!(fit(Scale::Linear, std::iter::empty()), 0.0..10.8);
+        let labels: Vec<String> = [1.0, 2.0, 10.0, 100.0, 1000.0, 1e4, 1e6]
+            .into_iter()
+            .map(percentile_label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.9999%"]
+        );
+        assert_eq!(tick(15_000.0), "15k");
+        assert_eq!(tick(2_500_000.0), "2.5M");
+        assert_eq!(tick(0.25), "0.25");
+        assert_eq!(tick(120.0), "120");
+    }
+}

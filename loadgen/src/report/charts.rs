@@ -1,0 +1,336 @@
+//! Which charts a report of one or more runs has, built from their [`RunFigures`]; several
+//! runs are overlaid in each chart, one colour per run, named by their labels.
+//!
+//! The charts, by id (the HTML element id and the `--svg`/`--png` file name):
+//! * `percentiles-TAG`, one per tag with data: the whole run's latency by percentile on
+//!   HdrHistogram's `1/(1-p)` axis, which gives each further nine as much room as the last
+//!   (the tail is where servers differ).
+//! * `corrected-vs-service` (open-loop runs): latency from the intended send time
+//!   (coordinated-omission corrected) against service time from the first command written.
+//! * `latency-over-time-TAG` for `eod`, `bdat`, `message`, `message_corrected`: p50, p99 and
+//!   max of each interval, the warm-up shaded.
+//! * `throughput`: messages accepted per second per interval (and started, the offered load
+//!   in open loop, when the log has counts).
+//!
+//! What it does not do: compute figures (`figures`), draw (`chart`), or lay out the page
+//! (`html`).
+
+use super::chart::{Chart, Legend, Mark, Scale, Series};
+use super::figures::{spectrum, tag_rank, RunFigures, TagFigures};
+
+/// The tags that get a latency-over-time chart, in this order.
+const OVER_TIME_TAGS: [&str; 4] = ["eod", "bdat", "message", "message_corrected"];
+
+/// A tag as it is named in titles (`(untagged)` for other tools' untagged intervals).
+pub fn tag_title(tag: &str) -> &str {
+    if tag.is_empty() {
+        "(untagged)"
+    } else {
+        tag
+    }
+}
+
+/// A tag as part of an id or a file name: letters, digits, `_` and `-` kept, others `-`.
+pub fn id_part(tag: &str) -> String {
+    if tag.is_empty() {
+        return "untagged".into();
+    }
+    tag.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Every tag of `runs` with data, in display order.
+fn tags(runs: &[RunFigures]) -> Vec<String> {
+    let mut tags: Vec<String> = runs
+        .iter()
+        .flat_map(|r| &r.tags)
+        .filter(|t| !t.total.is_empty() || !t.over_time.is_empty())
+        .map(|t| t.tag.clone())
+        .collect();
+    tags.sort_by_key(|t| (tag_rank(t), t.clone()));
+    tags.dedup();
+    tags
+}
+
+/// The charts of a report on `runs`, in the order the page shows them.
+pub fn run_charts(runs: &[RunFigures]) -> Vec<Chart> {
+    let mut charts = Vec::new();
+    if runs.iter().any(|r| !r.throughput.is_empty()) {
+        charts.push(throughput_chart(runs));
+    }
+    let all_tags = tags(runs);
+    for tag in OVER_TIME_TAGS {
+        if all_tags.iter().any(|t| t == tag) {
+            charts.push(over_time_chart(runs, tag));
+        }
+    }
+    if runs.iter().any(RunFigures::open_loop) {
+        charts.push(corrected_vs_service_chart(runs));
+    }
+    for tag in &all_tags {
+        if runs
+            .iter()
+            .filter_map(|r| r.tag(tag))
+            .any(|t| !t.total.is_empty())
+        {
+            charts.push(percentile_chart(runs, tag));
+        }
+    }
+    charts
+}
+
+/// `percentiles-TAG`: one spectrum per run.
+pub fn percentile_chart(runs: &[RunFigures], tag: &str) -> Chart {
+    let series = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| {
+            let figures = run.tag(tag)?;
+            (!figures.total.is_empty()).then(|| Series {
+                name: run.label.clone(),
+                color: i,
+                mark: Mark::Line(2),
+                points: spectrum(&figures.total),
+            })
+        })
+        .collect();
+    Chart {
+        id: format!("percentiles-{}", id_part(tag)),
+        title: format!("{} latency by percentile", tag_title(tag)),
+        caption: format!(
+            "{} latency of the whole run (warm-up left out) by percentile. The percentile axis \
+             is 1/(1-p) on a log scale, as HdrHistogram's plotter draws it: 90%, 99%, 99.9% are \
+             equally far apart, so the tail gets the room. A curve ends at its largest value.",
+            tag_title(tag)
+        ),
+        x_label: "percentile".into(),
+        y_label: "latency (ms)".into(),
+        x_scale: Scale::Percentile,
+        y_scale: Scale::Linear,
+        series,
+        shaded: None,
+        legend: Legend::UpperLeft,
+    }
+}
+
+/// `corrected-vs-service`: per open-loop run, the corrected and the service-time spectrum.
+fn corrected_vs_service_chart(runs: &[RunFigures]) -> Chart {
+    let mut series = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let nonempty = |tag| run.tag(tag).filter(|t: &&TagFigures| !t.total.is_empty());
+        let (Some(corrected), Some(service)) = (nonempty("message_corrected"), nonempty("message"))
+        else {
+            continue;
+        };
+        series.push(Series {
+            name: format!("{}: corrected (from intended send)", run.label),
+            color: i,
+            mark: Mark::Line(2),
+            points: spectrum(&corrected.total),
+        });
+        series.push(Series {
+            name: format!("{}: service time", run.label),
+            color: i,
+            mark: Mark::Dashed,
+            points: spectrum(&service.total),
+        });
+    }
+    Chart {
+        id: "corrected-vs-service".into(),
+        title: "Message latency: corrected vs service time".into(),
+        caption: "Open loop: latency counted from each message's intended send time \
+                  (coordinated-omission corrected, solid) against service time from its first \
+                  command written (dashed). Where they part, messages waited for a connection: \
+                  the server fell behind the offered rate."
+            .into(),
+        x_label: "percentile".into(),
+        y_label: "latency (ms)".into(),
+        x_scale: Scale::Percentile,
+        y_scale: Scale::Linear,
+        series,
+        shaded: None,
+        legend: Legend::UpperLeft,
+    }
+}
+
+/// The warm-up spans of every run, for shading; named after the runs that have one when
+/// others have none.
+fn warmups(runs: &[RunFigures]) -> Option<(String, Vec<(f64, f64)>)> {
+    let spans: Vec<(f64, f64)> = runs.iter().flat_map(|r| r.warmup.iter().copied()).collect();
+    let with: Vec<&str> = runs
+        .iter()
+        .filter(|r| !r.warmup.is_empty())
+        .map(|r| r.label.as_str())
+        .collect();
+    let name = if with.len() == runs.len() {
+        "warm-up".to_string()
+    } else {
+        format!("warm-up ({})", with.join(", "))
+    };
+    (!spans.is_empty()).then_some((name, spans))
+}
+
+/// `latency-over-time-TAG`: p50, p99 and max per interval, per run.
+fn over_time_chart(runs: &[RunFigures], tag: &str) -> Chart {
+    let mut series = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let Some(figures) = run.tag(tag) else {
+            continue;
+        };
+        let points = |f: fn(&super::figures::IntervalLatency) -> u64| -> Vec<(f64, f64)> {
+            figures
+                .over_time
+                .iter()
+                .map(|p| (p.t, f(p) as f64 / 1e6))
+                .collect()
+        };
+        series.push(Series {
+            name: format!("{} p99", run.label),
+            color: i,
+            mark: Mark::Line(2),
+            points: points(|p| p.p99),
+        });
+        series.push(Series {
+            name: format!("{} p50", run.label),
+            color: i,
+            mark: Mark::Line(1),
+            points: points(|p| p.p50),
+        });
+        series.push(Series {
+            name: format!("{} max", run.label),
+            color: i,
+            mark: Mark::Dashed,
+            points: points(|p| p.max),
+        });
+    }
+    Chart {
+        id: format!("latency-over-time-{}", id_part(tag)),
+        title: format!("{} latency over time", tag_title(tag)),
+        caption: format!(
+            "{} latency per interval: p99 (thick), p50 (thin) and max (dashed), at each \
+             interval's end; the warm-up is shaded.",
+            tag_title(tag)
+        ),
+        x_label: "seconds since start".into(),
+        y_label: "latency (ms)".into(),
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series,
+        shaded: warmups(runs),
+        legend: Legend::UpperRight,
+    }
+}
+
+/// `throughput`: messages accepted (and started) per second, per run.
+fn throughput_chart(runs: &[RunFigures]) -> Chart {
+    let mut series = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        if run.throughput.is_empty() {
+            continue;
+        }
+        series.push(Series {
+            name: format!("{} accepted", run.label),
+            color: i,
+            mark: Mark::Line(2),
+            points: run.throughput.iter().map(|p| (p.t, p.accepted)).collect(),
+        });
+        let started: Vec<(f64, f64)> = run
+            .throughput
+            .iter()
+            .filter_map(|p| Some((p.t, p.started?)))
+            .collect();
+        if !started.is_empty() {
+            series.push(Series {
+                name: format!("{} started", run.label),
+                color: i,
+                mark: Mark::Dashed,
+                points: started,
+            });
+        }
+    }
+    Chart {
+        id: "throughput".into(),
+        title: "Throughput over time".into(),
+        caption: "Messages accepted per second in each interval (solid) and messages started \
+                  (dashed; in open loop, the offered load). Logs without smtp-loadgen's counts \
+                  lines show messages finished per second, from the histograms."
+            .into(),
+        x_label: "seconds since start".into(),
+        y_label: "messages per second".into(),
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series,
+        shaded: warmups(runs),
+        legend: Legend::UpperRight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::interval_log::{encode_histogram, LogNotes, LoggedInterval};
+
+    fn run(label: &str, tags: &[&str]) -> RunFigures {
+        let mut h = crate::record::new_histogram();
+        h.record(1_000_000).unwrap();
+        let intervals: Vec<LoggedInterval> = tags
+            .iter()
+            .map(|tag| LoggedInterval {
+                start: 0.0,
+                duration: 1.0,
+                tag: tag.to_string(),
+                encoded: encode_histogram(&h),
+            })
+            .collect();
+        RunFigures::from_log(label, &intervals, &LogNotes::default()).unwrap()
+    }
+
+    #[test]
+    fn charts_follow_the_tags_the_runs_have() {
+        let closed = run("closed", &["mail", "eod", "message"]);
+        let ids = |runs: &[RunFigures]| -> Vec<String> {
+            run_charts(runs).into_iter().map(|c| c.id).collect()
+        };
+        assert_eq!(
+            ids(std::slice::from_ref(&closed)),
+            [
+                "throughput",
+                "latency-over-time-eod",
+                "latency-over-time-message",
+                "percentiles-mail",
+                "percentiles-eod",
+                "percentiles-message"
+            ]
+        );
+        let open = run("open", &["bdat", "message", "message_corrected", "odd tag"]);
+        let charts = run_charts(&[closed, open]);
+        let ids: Vec<&str> = charts.iter().map(|c| c.id.as_str()).collect();
+        assert!(ids.contains(&"corrected-vs-service"));
+        assert!(ids.contains(&"percentiles-odd-tag"));
+        assert!(ids.contains(&"latency-over-time-bdat"));
+        // Overlays: both runs in the message spectrum, each in its colour.
+        let message = charts
+            .iter()
+            .find(|c| c.id == "percentiles-message")
+            .unwrap();
+        let names: Vec<(&str, usize)> = message
+            .series
+            .iter()
+            .map(|s| (s.name.as_str(), s.color))
+            .collect();
+        assert_eq!(names, [("closed", 0), ("open", 1)]);
+        let cvs = charts
+            .iter()
+            .find(|c| c.id == "corrected-vs-service")
+            .unwrap();
+        assert_eq!(cvs.series.len(), 2);
+        assert!(cvs.series.iter().all(|s| s.color == 1));
+    }
+}

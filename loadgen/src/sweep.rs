@@ -1,0 +1,74 @@
+//! The rate sweep (`--sweep LOW..HIGH`): open-loop runs at rising rates, to find the
+//! highest rate a server sustains within its SLOs (the knee of its latency curve).
+//!
+//! Each step is a whole open-loop run at one `--rate` (the engine's coordinated-omission-safe
+//! schedule: latency counts from each message's intended send time), with its own
+//! connections, its own `--warmup` and `--duration`, and its own histograms. After each step
+//! its row of the table is printed, and the sweep stops after the first step that fails
+//! (see [`report::sweep`](crate::report::sweep) for what passing means): one failing step,
+//! not two in a row, because past the knee a server's queues grow and every later step only
+//! measures that backlog while pushing it further; a step that failed by chance is better
+//! answered with a longer `--duration` than with a non-monotonic result.
+//!
+//! What it does not do: judge or render steps (`report::sweep`), or write files (`main`).
+
+use crate::report::sweep::{rate, table_header, table_row, Step, Sweep};
+use crate::runner;
+use crate::settings::Settings;
+use std::io::Write as _;
+use std::time::Duration;
+
+/// How long each step is measured when `--duration` is not given.
+pub const DEFAULT_STEP_DURATION: Duration = Duration::from_secs(10);
+
+/// Runs the sweep over `rates` (in order) with `settings` (whose rate each step sets),
+/// printing the table as it goes; `on_step` is called with each finished step (to write its
+/// interval log). Returns the steps run.
+pub fn run(
+    settings: &mut Settings,
+    rates: Vec<f64>,
+    mut on_step: impl FnMut(&Step) -> Result<(), String>,
+) -> Result<Sweep, String> {
+    let mut sweep = Sweep {
+        planned: rates.clone(),
+        steps: Vec::new(),
+        step_seconds: settings
+            .duration
+            .unwrap_or(DEFAULT_STEP_DURATION)
+            .as_secs_f64(),
+        warmup_seconds: settings.warmup.as_secs_f64(),
+        target: settings.target_text.clone(),
+    };
+    let mut out = std::io::stdout();
+    let _ = write!(out, "{}", table_header(&sweep));
+    let _ = out.flush();
+    let count = rates.len();
+    for (index, offered) in rates.into_iter().enumerate() {
+        settings.rate = Some(offered);
+        let header = settings.header();
+        let label = format!("step {}/{count} at {} msgs/s  ", index + 1, rate(offered));
+        let finished = runner::run_step(settings, &header, &label)?;
+        let verdicts = settings
+            .slos
+            .iter()
+            .map(|slo| slo.check(&finished.results.total))
+            .collect();
+        let step = Step {
+            offered,
+            header,
+            results: finished.results,
+            wall_start: finished.wall_start,
+            verdicts,
+        };
+        let _ = write!(out, "{}", table_row(&step));
+        let _ = out.flush();
+        on_step(&step)?;
+        let passed = step.passed();
+        sweep.steps.push(step);
+        if !passed {
+            break;
+        }
+    }
+    settings.rate = None;
+    Ok(sweep)
+}

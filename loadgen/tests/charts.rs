@@ -1,0 +1,361 @@
+//! smtp-loadgen's charts: the HTML report as headless Chromium sees it (its DOM dumped after
+//! the page's scripts ran: structure, not pixels), the SVG files as XML, the PNG files, and
+//! logs without counts lines (older smtp-loadgen, other tools) still charted.
+//!
+//! Chromium is required, not optional: without it the test fails and says to install it
+//! (Debian: `apt-get install chromium`; CI's `.ci/run` installs it).
+
+mod common;
+
+use common::{loadgen, run_binary, run_bounded, scratch, Run, Stub, StubScript};
+use scraper::{ElementRef, Html, Selector};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The longest a headless Chromium may take to load and dump a page.
+const CHROMIUM_LIMIT: Duration = Duration::from_secs(120);
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn select<'a>(element: ElementRef<'a>, css: &str) -> Vec<ElementRef<'a>> {
+    let selector = Selector::parse(css).unwrap_or_else(|e| panic!("{css}: {e:?}"));
+    element.select(&selector).collect()
+}
+
+/// The headless Chromium to use; fails the test, saying what to install, if there is none.
+fn chromium() -> &'static str {
+    for name in ["chromium", "chromium-browser"] {
+        let works = Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if works {
+            return name;
+        }
+    }
+    panic!(
+        "headless Chromium is needed to check the HTML report and was not found on PATH: \
+         install it (Debian: `apt-get install chromium`; CI's .ci/run installs it)"
+    );
+}
+
+/// Opens `page` in headless Chromium; returns the DOM after its scripts ran and what
+/// Chromium logged (console messages appear as `INFO:CONSOLE` lines).
+fn dump_dom(page: &Path) -> (String, String) {
+    let profile = scratch("chromium-profile");
+    let mut command = Command::new(chromium());
+    command.args([
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        &format!("--user-data-dir={}", profile.display()),
+        "--dump-dom",
+        &format!("file://{}", page.display()),
+    ]);
+    let (status, stdout, stderr) = run_bounded(command, CHROMIUM_LIMIT);
+    assert!(status.success(), "chromium failed: {status}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// An open-loop run (with warm-up) and a closed-loop run against the stub, logged.
+fn two_logged_runs(stub: &Stub) -> (PathBuf, PathBuf, PathBuf, Run) {
+    let open = scratch("open.hlog");
+    let closed = scratch("closed.hlog");
+    let direct = scratch("direct.html");
+    let run = loadgen(
+        stub.addr,
+        &[
+            "-c",
+            "4",
+            "--rate",
+            "400",
+            "-d",
+            "2s",
+            "--warmup",
+            "1s",
+            "--hdr-log",
+            open.to_str().unwrap(),
+            "--html",
+            direct.to_str().unwrap(),
+            "--label",
+            "stub open loop",
+        ],
+    );
+    run.assert_clean();
+    loadgen(
+        stub.addr,
+        &[
+            "-c",
+            "2",
+            "-n",
+            "1500",
+            "--hdr-log",
+            closed.to_str().unwrap(),
+        ],
+    )
+    .assert_clean();
+    (open, closed, direct, run)
+}
+
+#[test]
+fn the_html_report_opens_in_headless_chromium_with_every_chart_and_no_error() {
+    let stub = Stub::start(StubScript::default());
+    let (open, closed, direct, _) = two_logged_runs(&stub);
+    let page = scratch("report.html");
+    let (code, stdout, stderr) = run_binary(&args(&[
+        "report",
+        open.to_str().unwrap(),
+        closed.to_str().unwrap(),
+        "--label",
+        "open <400/s>",
+        "--label",
+        "closed",
+        "--html",
+        page.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The text tables are still printed, one per log.
+    assert!(stdout.contains("== open <400/s>"), "{stdout}");
+    assert!(stdout.contains("== closed"), "{stdout}");
+
+    // Self-contained: nothing to fetch.
+    let html = std::fs::read_to_string(&page).unwrap();
+    for reference in ["http://", "https://", " src=", " href=", "@import", "url("] {
+        assert!(
+            !html.contains(reference),
+            "the page refers to {reference:?}"
+        );
+    }
+
+    let (dom, log) = dump_dom(&page);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let doc = Html::parse_document(&dom);
+    let root = doc.root_element();
+    assert_eq!(
+        root.value().attr("data-errors"),
+        None,
+        "uncaught error: {:?}",
+        root.value().attr("data-last-error")
+    );
+    let body = select(root, "body")[0];
+    assert_eq!(
+        body.value().attr("data-ready"),
+        Some("1"),
+        "the script did not finish"
+    );
+
+    // Every chart is a figure with one SVG that has drawn lines, a caption and a readout.
+    let figures = select(root, "figure.chart");
+    let ids: Vec<&str> = figures.iter().map(|f| f.value().id().unwrap()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate ids: {ids:?}");
+    assert_eq!(
+        body.value().attr("data-charts"),
+        Some(&*ids.len().to_string())
+    );
+    for expected in [
+        "throughput",
+        "latency-over-time-eod",
+        "latency-over-time-message",
+        "latency-over-time-message_corrected",
+        "corrected-vs-service",
+        "percentiles-eod",
+        "percentiles-mail",
+        "percentiles-rcpt",
+        "percentiles-data",
+        "percentiles-message",
+        "percentiles-message_corrected",
+    ] {
+        assert!(unique.contains(expected), "no {expected} chart in {ids:?}");
+    }
+    for figure in &figures {
+        let id = figure.value().id().unwrap();
+        assert_eq!(select(*figure, "svg").len(), 1, "{id}");
+        assert!(
+            !select(*figure, "svg polyline").is_empty(),
+            "{id}: nothing drawn"
+        );
+        assert_eq!(select(*figure, "figcaption").len(), 1, "{id}");
+        assert_eq!(select(*figure, "output.readout").len(), 1, "{id}");
+        for attr in ["data-px", "data-py", "data-x", "data-y", "data-x-scale"] {
+            assert!(figure.value().attr(attr).is_some(), "{id}: no {attr}");
+        }
+    }
+    // Overlays: both runs appear in the legend of a chart they share.
+    let eod = figures
+        .iter()
+        .find(|f| f.value().id() == Some("percentiles-eod"))
+        .unwrap();
+    let legend: Vec<String> = select(*eod, "svg text")
+        .iter()
+        .map(|t| t.text().collect::<String>().trim().to_string())
+        .collect();
+    assert!(legend.iter().any(|t| t == "open <400/s>"), "{legend:?}");
+    assert!(legend.iter().any(|t| t == "closed"), "{legend:?}");
+    // The percentile axis is labelled in percent.
+    assert!(legend.iter().any(|t| t == "99.9%"), "{legend:?}");
+    // Only the open-loop run has a corrected-vs-service pair.
+    let cvs = figures
+        .iter()
+        .find(|f| f.value().id() == Some("corrected-vs-service"))
+        .unwrap();
+    assert_eq!(cvs.value().attr("data-series"), Some("2"));
+
+    // The figures table: a row per run and tag, labels escaped and intact.
+    let rows = select(root, "table#figures tbody tr");
+    let cells = |row: &ElementRef| -> Vec<String> {
+        select(*row, "td")
+            .iter()
+            .map(|c| c.text().collect())
+            .collect()
+    };
+    let eod_rows: Vec<Vec<String>> = rows.iter().map(cells).filter(|c| c[1] == "eod").collect();
+    assert_eq!(eod_rows.len(), 2, "{eod_rows:?}");
+    assert_eq!(eod_rows[0][0], "open <400/s>");
+    assert_eq!(eod_rows[1][0], "closed");
+    assert_eq!(eod_rows[1][2], "1500");
+    let runs = select(root, "table#runs tbody tr");
+    assert_eq!(runs.len(), 2);
+
+    // A run writes its own report too.
+    let (dom, log) = dump_dom(&direct);
+    assert!(!log.contains(":CONSOLE"), "{log}");
+    let doc = Html::parse_document(&dom);
+    let root = doc.root_element();
+    assert_eq!(root.value().attr("data-errors"), None);
+    assert_eq!(
+        select(root, "body")[0].value().attr("data-ready"),
+        Some("1")
+    );
+    assert_eq!(select(root, "figure#corrected-vs-service svg").len(), 1);
+    assert_eq!(
+        select(root, "table#runs td")[0].text().collect::<String>(),
+        "stub open loop"
+    );
+}
+
+#[test]
+fn svg_files_parse_as_xml_and_png_files_are_images() {
+    let stub = Stub::start(StubScript::default());
+    let (open, closed, _, _) = two_logged_runs(&stub);
+    let svg_dir = scratch("svg");
+    let png_dir = scratch("png");
+    let (code, stdout, stderr) = run_binary(&args(&[
+        "report",
+        open.to_str().unwrap(),
+        closed.to_str().unwrap(),
+        "--svg",
+        svg_dir.to_str().unwrap(),
+        "--png",
+        png_dir.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let names = |dir: &Path, ext: &str| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let svgs = names(&svg_dir, "svg");
+    assert!(svgs.contains("percentiles-eod"), "{svgs:?}");
+    assert!(svgs.contains("throughput"), "{svgs:?}");
+    assert_eq!(svgs, names(&png_dir, "png"));
+    for name in &svgs {
+        let text = std::fs::read_to_string(svg_dir.join(format!("{name}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|e| panic!("{name}.svg is not XML: {e}"));
+        let svg = doc.root_element();
+        assert_eq!(svg.tag_name().name(), "svg", "{name}");
+        assert_eq!(
+            svg.tag_name().namespace(),
+            Some("http://www.w3.org/2000/svg")
+        );
+        assert_eq!(svg.attribute("width"), Some("960"));
+        assert!(
+            svg.descendants().any(|n| n.has_tag_name("polyline")),
+            "{name}"
+        );
+        // Legend labels are the log names by default.
+        if name == "percentiles-eod" {
+            assert!(
+                text.contains("\nopen\n") && text.contains("\nclosed\n"),
+                "{text}"
+            );
+        }
+        let png = std::fs::read(png_dir.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png");
+    }
+}
+
+#[test]
+fn logs_without_counts_lines_are_still_charted() {
+    // An older log: the same run with its #smtp-loadgen-counts lines removed.
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("new.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "500", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("#smtp-loadgen-counts: "));
+    let old_text: String = text
+        .lines()
+        .filter(|l| !l.contains("smtp-loadgen-counts"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let old = scratch("old.hlog");
+    std::fs::write(&old, old_text).unwrap();
+    let svg_dir = scratch("old-svg");
+    let (code, stdout, stderr) = run_binary(&args(&[
+        "report",
+        old.to_str().unwrap(),
+        "--svg",
+        svg_dir.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The text table is the same either way.
+    let (_, new_table, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
+    assert!(stdout.starts_with(&new_table), "{stdout}\n---\n{new_table}");
+    for chart in ["throughput", "percentiles-eod", "latency-over-time-eod"] {
+        let path = svg_dir.join(format!("{chart}.svg"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        roxmltree::Document::parse(&text).unwrap();
+    }
+}
+
+#[test]
+fn chart_flags_are_checked() {
+    let log = scratch("flags.hlog");
+    std::fs::write(&log, "#empty\n").unwrap();
+    for bad in [
+        &["--target", "127.0.0.1:1", "--label", "a", "--label", "b"][..],
+        &[
+            "report",
+            log.to_str().unwrap(),
+            "--label",
+            "a",
+            "--label",
+            "b",
+        ],
+        &["report", "--html", "x.html"],
+    ] {
+        let (code, stdout, stderr) = run_binary(&args(bad));
+        assert_eq!(code, 2, "{bad:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("label") || stderr.contains("<LOGS>"),
+            "{stderr}"
+        );
+    }
+}

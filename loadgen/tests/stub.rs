@@ -147,12 +147,22 @@ fn a_server_stall_shows_in_corrected_latency_not_in_service_time() {
 
 #[test]
 fn a_closed_port_fails_the_run_with_a_clear_message() {
-    // Bind and drop to find a port nobody listens on.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A socket bound to the port but not listening: connections to it are refused, and no
+    // other test can take the port meanwhile (binding and dropping a listener left a window
+    // in which a parallel test's server could get the same port).
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    reserved
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
         .unwrap();
+    let addr = reserved.local_addr().unwrap().as_socket().unwrap();
     let run = loadgen(addr, &["-c", "2", "-n", "10"]);
+    drop(reserved);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
         run.stderr.contains("no message was accepted") && run.stderr.contains("failed"),

@@ -33,13 +33,8 @@ impl Spawned {
 
     /// Sends `signal` to the server.
     #[track_caller]
-    #[allow(unsafe_code)]
     fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is our
-        // own child, not yet reaped (the guard reaps it only when it exits or is dropped).
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+        self.child.signal(signal);
     }
 
     /// Reads standard output until a line containing `needle` (bounded); returns it.

@@ -1,6 +1,8 @@
 //! Signals on the real binary: SIGHUP reopens the JSON-lines files and disturbs no session,
-//! SIGUSR1 prints the stats line, SIGUSR2 is ignored, and SIGINT/SIGTERM shut down gracefully
-//! with a second one exiting at once with the conventional status (128 + signal number).
+//! and reloads the TLS certificate and the password file (new connections get the new ones; a
+//! broken or mismatched key keeps the old certificate); SIGUSR1 prints the stats line, SIGUSR2
+//! is ignored, and SIGINT/SIGTERM shut down gracefully with a second one exiting at once with
+//! the conventional status (128 + signal number).
 //!
 //! Every server runs under a [`ChildGuard`] (killed if the test fails) and every wait is
 //! bounded.
@@ -33,13 +35,8 @@ impl Spawned {
 
     /// Sends `signal` to the server.
     #[track_caller]
-    #[allow(unsafe_code)]
     fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is our
-        // own child, not yet reaped (the guard reaps it only when it exits or is dropped).
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+        self.child.signal(signal);
     }
 
     /// Reads standard output until a line containing `needle` (bounded); returns it.
@@ -218,4 +215,190 @@ fn a_second_sigint_exits_at_once_with_130_and_other_signals_do_not_count() {
         ),
         130
     );
+}
+
+/// A new certificate for `mx.test`: its PEM, its key's PEM and its SHA-256 (hex).
+fn certificate() -> (String, String, String) {
+    use sha2::{Digest, Sha256};
+    let made = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+    let fingerprint = Sha256::digest(made.cert.der())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    (made.cert.pem(), made.key_pair.serialize_pem(), fingerprint)
+}
+
+/// Replaces `path`'s contents at once (written aside, then renamed over it, as an operator
+/// or a certificate tool does).
+fn replace(path: &Path, contents: &str) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, contents).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+/// For each `(user, password)`, a new connection to `addr` that does STARTTLS (Python's
+/// `ssl`, not verifying) and AUTH: returns `cert <SHA-256 of the served certificate>` and
+/// `<user> <reply code>` lines.
+#[track_caller]
+fn starttls_logins(addr: SocketAddr, logins: &[(&str, &str)]) -> Vec<String> {
+    let script = r#"
+import hashlib, smtplib, ssl, sys
+ctx = ssl._create_unverified_context()
+args = sys.argv[2:]
+for user, password in zip(args[0::2], args[1::2]):
+    s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+    s.starttls(context=ctx)
+    print("cert", hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest())
+    try:
+        code = s.login(user, password)[0]
+    except smtplib.SMTPAuthenticationError as e:
+        code = e.smtp_code
+    print(user, code)
+    s.quit()
+"#;
+    let mut command = util::process::PYTHON3.command();
+    command.args(["-c", script, &addr.port().to_string()]);
+    for (user, password) in logins {
+        command.args([user, password]);
+    }
+    let output = util::process::run_bounded(command, None, util::process::CHILD_LIMIT);
+    output.assert_success("python3 smtplib STARTTLS + AUTH");
+    output.stdout_lines()
+}
+
+/// Sends SIGHUP and returns the server's `SIGHUP:` lines up to the password file's, which it
+/// prints last.
+#[track_caller]
+fn sighup_lines(server: &mut Spawned) -> Vec<String> {
+    server.signal(libc::SIGHUP);
+    let mut lines = Vec::new();
+    loop {
+        let line = server.line_containing("SIGHUP:").trim_end().to_string();
+        let last = line.contains("password file");
+        lines.push(line);
+        if last {
+            return lines;
+        }
+    }
+}
+
+/// Waits (bounded) until the server's stderr holds `needle` `times` times; returns it.
+#[track_caller]
+fn stderr_with(server: &Spawned, needle: &str, times: usize) -> String {
+    let start = Instant::now();
+    loop {
+        let stderr = server.child.stderr();
+        if stderr.matches(needle).count() >= times {
+            return stderr;
+        }
+        assert!(
+            start.elapsed() < REPLY_WAIT,
+            "stderr never said {needle:?} {times} times: {stderr:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_the_password_file_and_keeps_them_on_a_bad_key() {
+    let dir = scratch_dir("hup-tls");
+    let (cert_path, key_path, users) =
+        (dir.join("cert.pem"), dir.join("key.pem"), dir.join("users"));
+    let (cert_a, key_a, sha_a) = certificate();
+    std::fs::write(&cert_path, &cert_a).unwrap();
+    std::fs::write(&key_path, &key_a).unwrap();
+    let stays = bcrypt::hash("stays-pass", 4).unwrap();
+    std::fs::write(&users, format!("old:{{PLAIN}}old-pass\nstays:{stays}\n")).unwrap();
+    let mut server = Spawned::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+        "--auth",
+        &format!("file:{}", users.display()),
+    ]);
+    let logins = [
+        ("old", "old-pass"),
+        ("stays", "stays-pass"),
+        ("new", "new-pass"),
+    ];
+    let served = |sha: &str, codes: [u16; 3]| -> Vec<String> {
+        logins
+            .iter()
+            .zip(codes)
+            .flat_map(|((user, _), code)| [format!("cert {sha}"), format!("{user} {code}")])
+            .collect()
+    };
+    assert_eq!(
+        starttls_logins(server.addr, &logins),
+        served(&sha_a, [235, 235, 535])
+    );
+
+    // New certificate and key; `old` removed, `new` added (Argon2id). SIGHUP.
+    let (cert_b, key_b, sha_b) = certificate();
+    replace(&cert_path, &cert_b);
+    replace(&key_path, &key_b);
+    let new_hash = {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        argon2::Argon2::default()
+            .hash_password(b"new-pass", &SaltString::encode_b64(b"a new salt").unwrap())
+            .unwrap()
+            .to_string()
+    };
+    replace(&users, &format!("stays:{stays}\nnew:{new_hash}\n"));
+    let reloaded = [
+        "fastsmtpd: SIGHUP: reopened 0 store files",
+        "fastsmtpd: SIGHUP: reloaded the TLS certificate",
+        "fastsmtpd: SIGHUP: reloaded the password file (2 users)",
+    ];
+    assert_eq!(sighup_lines(&mut server), reloaded);
+    assert_eq!(
+        starttls_logins(server.addr, &logins),
+        served(&sha_b, [535, 235, 235])
+    );
+
+    // A key file that is not a key, with a new certificate: the old pair stays, said on
+    // stderr; the password file still reloads.
+    let kept_users = [reloaded[0], reloaded[2]];
+    let (cert_c, key_c, sha_c) = certificate();
+    replace(&cert_path, &cert_c);
+    replace(
+        &key_path,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    );
+    assert_eq!(sighup_lines(&mut server), kept_users);
+    // The error names the files (the operator sees nothing else).
+    let refused = format!(
+        "fastsmtpd: SIGHUP: TLS: --tls-cert {}, --tls-key {}: ",
+        cert_path.display(),
+        key_path.display()
+    );
+    let stderr = stderr_with(&server, &refused, 1);
+    assert!(
+        stderr.contains("(the old certificate stays)\n"),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        starttls_logins(server.addr, &logins[1..]),
+        served(&sha_b, [535, 235, 235])[2..]
+    );
+
+    // A real key, but not the certificate's (a rotation caught half-way): refused the same.
+    let (_, key_d, _) = certificate();
+    replace(&key_path, &key_d);
+    assert_eq!(sighup_lines(&mut server), kept_users);
+    stderr_with(&server, &refused, 2);
+    assert_eq!(
+        starttls_logins(server.addr, &logins[1..2]),
+        served(&sha_b, [535, 235, 235])[2..4]
+    );
+
+    // The matching key: the new certificate at last.
+    replace(&key_path, &key_c);
+    assert_eq!(sighup_lines(&mut server), reloaded);
+    assert_eq!(
+        starttls_logins(server.addr, &logins[1..2]),
+        served(&sha_c, [535, 235, 235])[2..4]
+    );
+    stop_gracefully(server, 0);
 }

@@ -57,11 +57,24 @@ impl Certificates {
         hostname: &str,
         provider: &rustls::crypto::CryptoProvider,
     ) -> io::Result<CertifiedKey> {
-        let (chain, key) = match source {
-            TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
-            TlsSource::SelfSigned => self_signed(hostname)?,
-        };
-        CertifiedKey::from_der(chain, key, provider).map_err(invalid)
+        match source {
+            TlsSource::Files { cert, key } => {
+                let (chain, key_der) = (read_chain(cert)?, read_key(key)?);
+                // A key that does not parse, or is not the certificate's: name both files (on
+                // SIGHUP this is all the operator sees).
+                CertifiedKey::from_der(chain, key_der, provider).map_err(|e| {
+                    invalid(format!(
+                        "--tls-cert {}, --tls-key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })
+            }
+            TlsSource::SelfSigned => {
+                let (chain, key) = self_signed(hostname)?;
+                CertifiedKey::from_der(chain, key, provider).map_err(invalid)
+            }
+        }
     }
 
     /// SIGHUP: reads the files again; new connections get the new certificate, connections
@@ -172,6 +185,31 @@ mod tests {
         let error = server_config(&missing, "mx.test").unwrap_err().to_string();
         assert!(
             error.contains("--tls-cert /nonexistent/cert.pem"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_names_both_files() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let one = rcgen::generate_simple_self_signed(vec!["mx.test".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["mx.test".into()]).unwrap();
+        std::fs::write(&cert, one.cert.pem()).unwrap();
+        std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
+        let source = TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let error = server_config(&source, "mx.test").unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            error.starts_with(&format!(
+                "TLS: --tls-cert {}, --tls-key {}: ",
+                cert.display(),
+                key.display()
+            )),
             "{error}"
         );
     }

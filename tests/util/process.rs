@@ -323,6 +323,17 @@ impl ChildGuard {
         text(&self.stderr)
     }
 
+    /// Sends `signal` to the child.
+    #[track_caller]
+    #[allow(unsafe_code)]
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.id()).unwrap();
+        // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is our
+        // own child, not yet reaped (the guard reaps it only when it exits or is dropped).
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    }
+
     /// The next line of standard output (with its `\n`), waiting at most `deadline`. Fails
     /// the test if none comes in time or the output ends.
     #[track_caller]

@@ -37,6 +37,8 @@ pub struct IntervalSummary {
     pub bdat_p99: u64,
     /// Message service time p99 in nanoseconds.
     pub message_p99: u64,
+    /// TLS handshakes completed.
+    pub handshakes: u64,
     /// `(tag, V2-deflate base64)` of every non-empty histogram, for `--hdr-log`.
     pub histograms: Vec<(&'static str, String)>,
 }
@@ -58,6 +60,7 @@ impl IntervalSummary {
             eod_p99: r.stage(Stage::Eod).value_at_percentile(99.0),
             bdat_p99: r.stage(Stage::Bdat).value_at_percentile(99.0),
             message_p99: r.message.value_at_percentile(99.0),
+            handshakes: r.handshakes(),
             histograms: named
                 .filter(|(_, h)| !h.is_empty())
                 .map(|(tag, h)| (tag, encode_histogram(h)))

@@ -359,3 +359,184 @@ fn a_refused_setup_ends_the_run_and_says_why() {
         }
     }
 }
+
+/// A small SMTP server in Python whose TLS is OpenSSL's (the `ssl` module): STARTTLS, then
+/// AUTH PLAIN/LOGIN inside TLS only, MAIL refused before AUTH, a refusal if anything was
+/// pipelined behind STARTTLS. It prints its port, serves each connection in a thread, and
+/// exits by itself after a minute. At the end of each session it prints `tls`/`auth`/`msg`
+/// counts as one line per session.
+const PYTHON_SERVER: &str = r#"
+import base64, socket, ssl, sys, threading, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+srv.settimeout(0.5)
+print(srv.getsockname()[1], flush=True)
+lock = threading.Lock()
+
+def serve(sock):
+    s = {"sock": sock, "buf": b"", "tls": False, "auth": False, "msgs": 0}
+    sock.settimeout(30)
+    def send(data):
+        s["sock"].sendall(data)
+    def line():
+        while b"\r\n" not in s["buf"]:
+            data = s["sock"].recv(65536)
+            if not data:
+                raise EOFError
+            s["buf"] += data
+        first, s["buf"] = s["buf"].split(b"\r\n", 1)
+        return first
+    try:
+        send(b"220 py.test ESMTP OpenSSL\r\n")
+        while True:
+            cmd = line()
+            verb = cmd.split(b" ")[0].upper()
+            if verb == b"EHLO":
+                caps = [b"py.test", b"PIPELINING"]
+                caps.append(b"AUTH LOGIN PLAIN" if s["tls"] else b"STARTTLS")
+                send(b"".join(b"250-" + c + b"\r\n" for c in caps[:-1]) + b"250 " + caps[-1] + b"\r\n")
+            elif verb == b"STARTTLS" and not s["tls"]:
+                if s["buf"]:
+                    send(b"554 5.5.1 commands pipelined behind STARTTLS\r\n")
+                    return
+                send(b"220 2.0.0 go ahead\r\n")
+                s["sock"] = ctx.wrap_socket(s["sock"], server_side=True)
+                s["tls"] = True
+            elif verb == b"AUTH" and s["tls"] and not s["auth"]:
+                words = cmd.split(b" ")
+                if words[1].upper() == b"LOGIN":
+                    send(b"334 VXNlcm5hbWU6\r\n")
+                    user = base64.b64decode(line())
+                    send(b"334 UGFzc3dvcmQ6\r\n")
+                    ok = (user, base64.b64decode(line())) == (b"user", b"pass")
+                else:
+                    ok = base64.b64decode(words[2]) == b"\0user\0pass"
+                s["auth"] = ok
+                send(b"235 2.7.0 ok\r\n" if ok else b"535 5.7.8 no\r\n")
+            elif verb == b"MAIL":
+                send(b"250 2.1.0 ok\r\n" if s["auth"] else b"530 5.7.0 AUTH first\r\n")
+            elif verb == b"RCPT":
+                send(b"250 2.1.5 ok\r\n")
+            elif verb == b"DATA":
+                send(b"354 go\r\n")
+                while line() != b".":
+                    pass
+                s["msgs"] += 1
+                send(b"250 2.0.0 queued\r\n")
+            elif verb == b"QUIT":
+                send(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                send(b"502 5.5.2 what\r\n")
+    except (EOFError, OSError):
+        pass
+    finally:
+        with lock:
+            print("session tls=%d auth=%d msgs=%d" % (s["tls"], s["auth"], s["msgs"]), flush=True)
+        s["sock"].close()
+
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        conn, _ = srv.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+/// The Python server above, killed when dropped.
+struct PythonServer {
+    /// The child.
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    addr: SocketAddr,
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PythonServer {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> PythonServer {
+        use std::io::BufRead;
+        let script = scratch("server.py");
+        std::fs::write(&script, PYTHON_SERVER).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(cert)
+            .arg(key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (the root crate's tests need it too)");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut port = String::new();
+        stdout.read_line(&mut port).unwrap();
+        // Keep draining its session lines so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stdout.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let port: u16 = port.trim().parse().expect("the server prints its port");
+        PythonServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+#[test]
+fn starttls_and_auth_against_openssl() {
+    let (ca, _, cert, key) = certificates();
+    let server = PythonServer::start(&cert, &key);
+    for (mech, extra) in [
+        ("login", &["--pipelining", "on", "-n", "200"][..]),
+        // A handshake per message, verified against the CA, resuming OpenSSL's sessions.
+        (
+            "plain",
+            &[
+                "--msgs-per-conn",
+                "1",
+                "-n",
+                "30",
+                "--ca",
+                ca.to_str().unwrap(),
+                "--sni",
+                "mx.test",
+            ][..],
+        ),
+    ] {
+        let mut args = vec![
+            "--starttls",
+            "--auth",
+            "user:pass",
+            "--auth-mech",
+            mech,
+            "-c",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let run = loadgen(server.addr, &args);
+        run.assert_clean();
+        let messages = run.total("started");
+        assert_eq!(run.total("accepted"), messages, "{mech}: {}", run.stdout);
+        let sessions = run.code_count("auth", 235);
+        assert_eq!(run.code_count("tls", 220), sessions);
+        assert_eq!(
+            handshakes(&run, "full") + handshakes(&run, "resumed"),
+            sessions
+        );
+        if mech == "plain" {
+            assert_eq!(sessions, 30);
+            assert!(handshakes(&run, "resumed") > 0, "{}", run.stdout);
+        }
+    }
+}

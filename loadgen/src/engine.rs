@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 
 /// Length of a reporting interval.
 pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read from a socket (or out of rustls) in one go.
+const READ_CHUNK: usize = 64 * 1024;
 /// Wait before reconnecting after a failed connect.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections that failed before getting ready (connect refused, greeting, TLS, AUTH ...),
@@ -140,6 +142,9 @@ struct Engine {
     ever_ready: bool,
     /// Reports go here.
     reports: Sender<IntervalReport>,
+    /// The read buffer every connection of the thread shares ([`READ_CHUNK`] bytes, made
+    /// once: a buffer on the stack would be zeroed on every read event).
+    scratch: Vec<u8>,
 }
 
 /// Runs one thread's plan to completion.
@@ -172,6 +177,7 @@ pub fn run_thread(
         setup_failures: 0,
         ever_ready: false,
         reports,
+        scratch: vec![0; READ_CHUNK],
     };
     engine.run()
 }
@@ -394,12 +400,18 @@ impl Engine {
     /// Reads and handles replies. `peer_closed`: the poller saw the server's FIN (or an
     /// error), so read on to end of file: no later event would announce it again.
     fn read(&mut self, key: usize, peer_closed: bool, now: Instant) {
-        let mut buf = [0u8; 65536];
+        let mut buf = std::mem::take(&mut self.scratch);
+        self.read_into(key, peer_closed, now, &mut buf);
+        self.scratch = buf;
+    }
+
+    /// [`Engine::read`] with the thread's read buffer `buf`.
+    fn read_into(&mut self, key: usize, peer_closed: bool, now: Instant, buf: &mut [u8]) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let result = conn.transport.try_read(&mut buf);
+            let result = conn.transport.try_read(buf);
             // A handshake that completed in this read comes before the plaintext behind it
             // (with implicit TLS the greeting may arrive in the same records).
             if let Some(resumed) = conn.transport.take_handshake_done() {

@@ -182,7 +182,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", help_heading = "TLS and AUTH")]
     pub sni: Option<String>,
     /// Resume TLS sessions (tickets, session ids) on later connections [default: on].
-    #[arg(long, value_enum, value_name = "on|off", help_heading = "TLS and AUTH")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "on|off",
+        hide_possible_values = true,
+        help_heading = "TLS and AUTH"
+    )]
     pub tls_resume: Option<OnOff>,
     /// AUTH after the (last) EHLO with these credentials (RFC 4954); the password is never
     /// shown, but the command line is visible to other local users: use a test account.
@@ -194,6 +200,7 @@ pub struct RunArgs {
         long,
         value_enum,
         value_name = "plain|login",
+        hide_possible_values = true,
         help_heading = "TLS and AUTH"
     )]
     pub auth_mech: Option<AuthMechArg>,

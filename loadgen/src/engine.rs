@@ -490,7 +490,7 @@ impl Engine {
         let recorder = &mut self.recorder;
         let mut pos = 0;
         let mut last = 0..0;
-        let mut desync = false;
+        let mut garbage = None;
         // Replies are handed over until the session ends or asks for TLS: bytes behind the
         // 220 to STARTTLS are not replies (see below).
         while !client.is_closed() && !client.tls_requested() {
@@ -505,8 +505,8 @@ impl Engine {
                     conn.last_progress = now;
                 }
                 Ok(None) => break,
-                Err(_) => {
-                    desync = true;
+                Err(e) => {
+                    garbage = Some(e);
                     break;
                 }
             }
@@ -514,8 +514,9 @@ impl Engine {
         if client.was_ready() {
             self.ever_ready = true;
         }
-        if desync {
-            self.drop_conn(key, Some(ErrorKind::Desync), now);
+        if let Some(error) = garbage {
+            let detail = format!("a reply that does not parse ({error:?})");
+            self.fail_conn(key, ErrorKind::Desync, detail, now);
             return false;
         }
         if client.is_closed() {

@@ -54,6 +54,7 @@ fn implicit_tls_pipelined_against_fastsmtpd() {
     assert_eq!(stats.messages, 2000);
     assert_eq!(run.total("bytes"), stats.bytes);
     assert_eq!(stats.connections, 4);
+    assert_eq!(stats.errors, 0, "server: {stats:?}");
     // One handshake per connection, timed under `tls`; the greeting came inside TLS.
     assert_eq!(handshakes(&run, "full") + handshakes(&run, "resumed"), 4);
     assert_eq!(run.json()["latency"]["tls"]["count"], 4);

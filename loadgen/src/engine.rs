@@ -411,7 +411,7 @@ impl Engine {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let result = conn.transport.try_read(buf);
+            let result = conn.transport.try_read(buf, peer_closed);
             // A handshake that completed in this read comes before the plaintext behind it
             // (with implicit TLS the greeting may arrive in the same records).
             if let Some(resumed) = conn.transport.take_handshake_done() {

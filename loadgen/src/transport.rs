@@ -34,6 +34,9 @@ pub struct Transport {
     handshaking: bool,
     /// A handshake completed and nobody asked yet: `Some(resumed)`.
     handshake_done: Option<bool>,
+    /// TLS: the last socket read returned less than rustls asked for, so it took all the
+    /// socket had at that moment.
+    drained: bool,
 }
 
 impl Transport {
@@ -44,6 +47,7 @@ impl Transport {
             tls: None,
             handshaking: false,
             handshake_done: None,
+            drained: false,
         }
     }
 
@@ -78,7 +82,14 @@ impl Transport {
     /// Reads plaintext into `buf`: `Ok(0)` at the end of the stream, `WouldBlock` when none
     /// is available now (for TLS also while the handshake goes on). A TLS error is an
     /// `InvalidData` error carrying the rustls error.
-    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    ///
+    /// TLS, unless `to_the_end`: once rustls holds no more plaintext and the last socket read
+    /// came back short (it took all there was), `WouldBlock` comes without the read that
+    /// would only say so: mio is edge-triggered, so any later arrival raises a new event (the
+    /// engine's plain path skips that read the same way). `to_the_end` (the poller saw the
+    /// peer's FIN) reads on until the socket says `WouldBlock` or end of stream, since no
+    /// later event would announce the end.
+    pub fn try_read(&mut self, buf: &mut [u8], to_the_end: bool) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.read(buf);
         };
@@ -88,7 +99,14 @@ impl Transport {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            match tls.read_tls(&mut self.socket) {
+            if std::mem::take(&mut self.drained) && !to_the_end {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut socket = NoteShort {
+                socket: &mut self.socket,
+                short: &mut self.drained,
+            };
+            match tls.read_tls(&mut socket) {
                 Ok(0) => return Ok(0),
                 Ok(_) => {
                     if let Err(error) = tls.process_new_packets() {
@@ -150,6 +168,22 @@ impl Transport {
     /// Whether the transport has records of its own to send (keep WRITABLE registered).
     pub fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+}
+
+/// The socket as rustls reads it, noting whether a read returned less than it asked for.
+struct NoteShort<'a> {
+    /// The socket.
+    socket: &'a mut TcpStream,
+    /// Set when the last read was short.
+    short: &'a mut bool,
+}
+
+impl Read for NoteShort<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        *self.short = n < buf.len();
+        Ok(n)
     }
 }
 

@@ -541,3 +541,35 @@ fn starttls_and_auth_against_openssl() {
         }
     }
 }
+
+#[test]
+fn open_loop_over_tls_keeps_its_corrected_latency() {
+    // The handshake is a setup stage like connect and greeting: every message still has an
+    // intended start and a corrected latency, never below its service time.
+    let (server, tls) = tls_server(TlsSource::SelfSigned);
+    let run = loadgen(
+        tls,
+        &[
+            "--tls",
+            "-c",
+            "4",
+            "-n",
+            "300",
+            "--rate",
+            "1000",
+            "--msgs-per-conn",
+            "10",
+        ],
+    );
+    let stats = server.stop().unwrap();
+    run.assert_clean();
+    assert_eq!(stats.messages, 300);
+    assert_eq!(run.json()["latency"]["message_corrected"]["count"], 300);
+    assert_eq!(run.json()["latency"]["send_lateness"]["count"], 300);
+    assert!(
+        run.latency_ms("message_corrected", "max_ms") >= run.latency_ms("message", "max_ms"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(handshakes(&run, "full") + handshakes(&run, "resumed"), 30);
+}

@@ -83,6 +83,50 @@ impl ValueEnum for PipeliningArg {
     }
 }
 
+/// `--tls-resume`: on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl ValueEnum for OnOff {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OnOff::On, OnOff::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            OnOff::On => "on",
+            OnOff::Off => "off",
+        }))
+    }
+}
+
+/// `--auth-mech`: the SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechArg {
+    /// PLAIN with the initial response.
+    Plain,
+    /// LOGIN with its two challenges.
+    Login,
+}
+
+impl ValueEnum for AuthMechArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[AuthMechArg::Plain, AuthMechArg::Login]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            AuthMechArg::Plain => "plain",
+            AuthMechArg::Login => "login",
+        }))
+    }
+}
+
 /// The flags of a load run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -126,6 +170,47 @@ pub struct RunArgs {
     /// Greet with HELO (servers without ESMTP); implies no pipelining.
     #[arg(long)]
     pub helo: bool,
+    /// STARTTLS after EHLO (RFC 3207), then EHLO again inside TLS.
+    #[arg(long, conflicts_with = "tls", help_heading = "TLS and AUTH")]
+    pub starttls: bool,
+    /// Implicit TLS: the handshake first, the greeting inside TLS (RFC 8314, port 465 style).
+    #[arg(long, help_heading = "TLS and AUTH")]
+    pub tls: bool,
+    /// Verify the server's certificate (chain and name) against --ca or the system's roots.
+    /// Without it the certificate is NOT verified (self-signed test servers; the handshake
+    /// signatures still are), and the output says so.
+    #[arg(long, help_heading = "TLS and AUTH")]
+    pub tls_verify: bool,
+    /// Trusted root certificates for --tls-verify, PEM (implies --tls-verify).
+    #[arg(long, value_name = "FILE", help_heading = "TLS and AUTH")]
+    pub ca: Option<PathBuf>,
+    /// TLS server name to ask for (SNI) and verify [default: the --target host; an IP
+    /// address sends no SNI].
+    #[arg(long, value_name = "NAME", help_heading = "TLS and AUTH")]
+    pub sni: Option<String>,
+    /// Resume TLS sessions (tickets, session ids) on later connections [default: on].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "on|off",
+        hide_possible_values = true,
+        help_heading = "TLS and AUTH"
+    )]
+    pub tls_resume: Option<OnOff>,
+    /// AUTH after the (last) EHLO with these credentials (RFC 4954); the password is never
+    /// shown, but the command line is visible to other local users: use a test account.
+    #[arg(long, value_name = "USER:PASS", help_heading = "TLS and AUTH")]
+    pub auth: Option<String>,
+    /// SASL mechanism for --auth: plain (initial response, one round trip) or login (two
+    /// challenges) [default: plain].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "plain|login",
+        hide_possible_values = true,
+        help_heading = "TLS and AUTH"
+    )]
+    pub auth_mech: Option<AuthMechArg>,
     /// Open loop: intended send rate in messages per second over all threads.
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,

@@ -1,7 +1,12 @@
 //! The client state machine of one connection, sans I/O: replies in, commands out.
 //!
-//! What it does: greet (EHLO, or HELO with `--helo`), run mail transactions the way the
-//! workload asks (step by step, or pipelined in RFC 2920 groups: `MAIL`, every `RCPT` and
+//! What it does: greet (EHLO, or HELO with `--helo`); with `--starttls` send `STARTTLS`
+//! after the first EHLO and, once its `220` is in, ask the engine to start TLS (nothing is
+//! pipelined behind `STARTTLS`: RFC 3207 §4, RFC 2920 §3.1), then say EHLO again inside TLS
+//! and use that reply's extensions (RFC 3207 §4.2: what was learnt before TLS is forgotten);
+//! with `--auth` authenticate after the last EHLO (RFC 4954: PLAIN with its initial
+//! response, or LOGIN answering two `334` challenges) before the first transaction; run mail
+//! transactions the way the workload asks (step by step, or pipelined in RFC 2920 groups: `MAIL`, every `RCPT` and
 //! `DATA` in one write, the content after `354`, and the next group written right behind the
 //! end-of-data dot; or whole `BDAT n LAST` transactions, several in flight), check every reply
 //! against the step it answers, time each step, and finally `QUIT`. A refusal (4yz, 5yz)
@@ -9,11 +14,13 @@
 //! a refusal, or one nobody asked for, means the replies no longer line up with the commands:
 //! the connection ends as a desync instead of both sides waiting for each other.
 //!
-//! What it does not do: sockets, the clock, or the schedule (the engine decides when a
-//! message may start and passes `now` in).
+//! What it does not do: sockets, TLS, the clock, or the schedule. The engine owns the
+//! transport: it starts the TLS handshake when [`Client::tls_requested`] says so (or at
+//! connect for implicit TLS) and reports its end with [`Client::on_tls_established`]; it
+//! decides when a message may start and passes `now` in.
 
 use crate::reply::Reply;
-use crate::workload::{Pipelining, Workload};
+use crate::workload::{Pipelining, Security, Workload};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -22,10 +29,16 @@ use std::time::Instant;
 pub enum Stage {
     /// TCP connect (measured by the engine).
     Connect,
+    /// The TLS handshake: from `STARTTLS` written (or, for implicit TLS, from the TCP connect
+    /// completed) to the handshake complete. Only completed handshakes are timed; the reply
+    /// codes to `STARTTLS` are counted here.
+    Tls,
     /// The `220` greeting, from connect.
     Greeting,
-    /// `EHLO`/`HELO`.
+    /// `EHLO`/`HELO` (both of them with STARTTLS).
     Ehlo,
+    /// `AUTH` to its final reply (`235`), challenges included; the `334`s are counted here.
+    Auth,
     /// `MAIL FROM`.
     Mail,
     /// Each `RCPT TO`.
@@ -44,10 +57,12 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 12] = [
         Stage::Connect,
+        Stage::Tls,
         Stage::Greeting,
         Stage::Ehlo,
+        Stage::Auth,
         Stage::Mail,
         Stage::Rcpt,
         Stage::Data,
@@ -61,8 +76,10 @@ impl Stage {
     pub fn name(self) -> &'static str {
         match self {
             Stage::Connect => "connect",
+            Stage::Tls => "tls",
             Stage::Greeting => "greeting",
             Stage::Ehlo => "ehlo",
+            Stage::Auth => "auth",
             Stage::Mail => "mail",
             Stage::Rcpt => "rcpt",
             Stage::Data => "data",
@@ -81,7 +98,8 @@ impl Stage {
     /// The code that means success at this stage.
     fn expected_code(self) -> u16 {
         match self {
-            Stage::Connect | Stage::Greeting => 220,
+            Stage::Connect | Stage::Greeting | Stage::Tls => 220,
+            Stage::Auth => 235,
             Stage::Data => 354,
             Stage::Quit => 221,
             Stage::Ehlo | Stage::Mail | Stage::Rcpt | Stage::Eod | Stage::Bdat | Stage::Rset => 250,
@@ -135,10 +153,17 @@ enum Step {
 /// Where the connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// The TLS handshake is under way in the engine's transport (implicit TLS from the
+    /// start; STARTTLS after its `220`). No reply can arrive meanwhile.
+    Handshake,
     /// Waiting for the greeting.
     Greeting,
     /// `EHLO` sent.
     Ehlo,
+    /// `STARTTLS` sent, nothing behind it.
+    StartTls,
+    /// `AUTH` sent; `challenges_left` more `334`s to answer.
+    Auth,
     /// Ready for transactions.
     Ready,
     /// `QUIT` sent.
@@ -150,6 +175,20 @@ enum Phase {
 /// What the engine should record after a reply.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event {
+    /// A reply counted but not timed: the reply to `STARTTLS` (its stage is timed to the end
+    /// of the handshake) and `334` challenges (the stage is timed to the final reply).
+    Code {
+        /// Which step it answered.
+        stage: Stage,
+        /// The reply code.
+        code: u16,
+    },
+    /// A TLS handshake completed.
+    Handshake {
+        /// Nanoseconds from its start (`STARTTLS` written, or the TCP connect for implicit
+        /// TLS) to its end.
+        nanos: u64,
+    },
     /// A timed reply.
     Reply {
         /// Which step it answered.
@@ -179,10 +218,22 @@ pub enum Failure {
     Desync,
     /// The server closed the session with a `421`.
     ServiceClosing,
-    /// The greeting or EHLO was refused.
-    Refused,
-    /// The server lacks an extension we were told to use (`--bdat` without CHUNKING).
-    MissingExtension,
+    /// A step of the session's setup was refused: the greeting, EHLO, `STARTTLS` or `AUTH`
+    /// (4yz or 5yz; the code is counted under the stage).
+    Refused(Stage),
+    /// The server lacks an extension we were told to use.
+    MissingExtension(Extension),
+}
+
+/// An extension the workload needs from the server's EHLO reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// `STARTTLS` (`--starttls`, RFC 3207).
+    StartTls,
+    /// `AUTH` with the `--auth-mech` mechanism (RFC 4954).
+    Auth,
+    /// `CHUNKING` (`--bdat`, RFC 3030).
+    Chunking,
 }
 
 /// One connection's client state.
@@ -204,20 +255,36 @@ pub struct Client {
     awaiting_354: bool,
     /// Set when the connection must end.
     failure: Option<Failure>,
+    /// Whether the session runs inside TLS (the handshake completed).
+    tls_active: bool,
+    /// When the TLS handshake began (the stage `tls` is timed from it).
+    handshake_started: Option<Instant>,
+    /// `334` challenges of the AUTH exchange still to answer.
+    challenges_left: u8,
+    /// Whether the session reached [`Phase::Ready`] (set up: greeted, TLS, AUTH).
+    was_ready: bool,
 }
 
 impl Client {
-    /// A client for a connection that has just been established at `connected_at`.
-    pub fn new(connected_at: Instant) -> Client {
+    /// A client for a connection whose TCP connect began at `connect_started` and completed
+    /// at `connected_at`. The greeting is timed from the start of the connect (what a client
+    /// waits, implicit TLS's handshake included); with implicit TLS the session starts in
+    /// the handshake, timed from the connect's completion.
+    pub fn new(workload: &Workload, connect_started: Instant, connected_at: Instant) -> Client {
         let mut expected = VecDeque::with_capacity(16);
         expected.push_back(Expected {
             stage: Stage::Greeting,
-            sent_at: connected_at,
+            sent_at: connect_started,
             message: None,
             then: None,
         });
+        let implicit = workload.security == Security::Implicit;
         Client {
-            phase: Phase::Greeting,
+            phase: if implicit {
+                Phase::Handshake
+            } else {
+                Phase::Greeting
+            },
             pipelining: false,
             expected,
             messages: VecDeque::with_capacity(8),
@@ -225,7 +292,56 @@ impl Client {
             started: 0,
             awaiting_354: false,
             failure: None,
+            tls_active: false,
+            handshake_started: implicit.then_some(connected_at),
+            challenges_left: 0,
+            was_ready: false,
         }
+    }
+
+    /// Whether the engine must run (or is running) a TLS handshake now: from the start with
+    /// implicit TLS, after the `220` to `STARTTLS` otherwise. Nothing was written behind
+    /// `STARTTLS`, and every reply byte after its `220` is a protocol violation (RFC 3207 §4:
+    /// the server sends nothing more before the handshake).
+    pub fn tls_requested(&self) -> bool {
+        self.phase == Phase::Handshake
+    }
+
+    /// The engine's transport completed the TLS handshake at `now`: records its time, and
+    /// after STARTTLS writes EHLO again (RFC 3207 §4.2: the session is back at the state
+    /// after the greeting, so the extensions are learnt anew). With implicit TLS the
+    /// greeting comes next.
+    pub fn on_tls_established(
+        &mut self,
+        workload: &Workload,
+        now: Instant,
+        out: &mut Vec<u8>,
+        mut record: impl FnMut(Event),
+    ) {
+        if self.phase != Phase::Handshake {
+            return self.fail(Failure::Desync);
+        }
+        self.tls_active = true;
+        if let Some(started) = self.handshake_started.take() {
+            record(Event::Handshake {
+                nanos: now.saturating_duration_since(started).as_nanos() as u64,
+            });
+        }
+        if self
+            .expected
+            .front()
+            .is_some_and(|e| e.stage == Stage::Greeting)
+        {
+            self.phase = Phase::Greeting;
+        } else {
+            self.write_ehlo(workload, now, out);
+        }
+    }
+
+    /// Whether the session was ever ready for transactions (the greeting, EHLO, TLS and AUTH
+    /// all went through).
+    pub fn was_ready(&self) -> bool {
+        self.was_ready
     }
 
     /// Whether the client has finished (QUIT answered, or failed).
@@ -238,9 +354,10 @@ impl Client {
         self.failure
     }
 
-    /// Whether replies are outstanding (for the reply timeout).
+    /// Whether replies (or the end of a TLS handshake) are outstanding (for the reply
+    /// timeout).
     pub fn is_waiting(&self) -> bool {
-        !self.expected.is_empty()
+        !self.expected.is_empty() || self.phase == Phase::Handshake
     }
 
     /// Messages started on this connection.
@@ -339,16 +456,29 @@ impl Client {
         out: &mut Vec<u8>,
         mut record: impl FnMut(Event),
     ) {
+        if self.phase == Phase::Handshake {
+            // Plaintext while TLS is being set up: the engine never hands any over.
+            return self.fail(Failure::Desync);
+        }
         let Some(expected) = self.expected.pop_front() else {
             // A reply nobody asked for.
             return self.fail(Failure::Desync);
         };
-        let nanos = now.saturating_duration_since(expected.sent_at).as_nanos() as u64;
-        record(Event::Reply {
-            stage: expected.stage,
-            code: reply.code,
-            nanos,
-        });
+        let untimed =
+            expected.stage == Stage::Tls || (expected.stage == Stage::Auth && reply.code == 334);
+        if untimed {
+            record(Event::Code {
+                stage: expected.stage,
+                code: reply.code,
+            });
+        } else {
+            let nanos = now.saturating_duration_since(expected.sent_at).as_nanos() as u64;
+            record(Event::Reply {
+                stage: expected.stage,
+                code: reply.code,
+                nanos,
+            });
+        }
         if reply.code == 421 {
             // RFC 5321 §3.8: the server is closing the channel.
             return self.fail(Failure::ServiceClosing);
@@ -359,29 +489,30 @@ impl Client {
             Stage::Connect => self.fail(Failure::Desync),
             Stage::Greeting => {
                 if !ok {
-                    return self.fail(Failure::Refused);
+                    return self.fail(Failure::Refused(Stage::Greeting));
                 }
-                let greeting: &[u8] = if workload.helo { b"HELO " } else { b"EHLO " };
-                out.extend_from_slice(greeting);
-                out.extend_from_slice(workload.ehlo_name.as_bytes());
-                out.extend_from_slice(b"\r\n");
-                self.phase = Phase::Ehlo;
-                self.expect(Stage::Ehlo, now, None, None);
+                self.write_ehlo(workload, now, out);
             }
             Stage::Ehlo => {
                 if !ok {
-                    return self.fail(Failure::Refused);
+                    return self.fail(Failure::Refused(Stage::Ehlo));
                 }
-                self.pipelining = match workload.pipelining {
-                    Pipelining::On => true,
-                    Pipelining::Off => false,
-                    Pipelining::Auto => !workload.helo && offers(raw, b"PIPELINING"),
-                };
-                if workload.bdat && (workload.helo || !offers(raw, b"CHUNKING")) {
-                    return self.fail(Failure::MissingExtension);
-                }
-                self.phase = Phase::Ready;
+                self.on_ehlo(workload, raw, now, out);
             }
+            Stage::Tls => {
+                if !ok {
+                    // 454 (TLS not available for now), 5yz, or out of step.
+                    let failure = if is_refusal(reply.code) {
+                        Failure::Refused(Stage::Tls)
+                    } else {
+                        Failure::Desync
+                    };
+                    return self.fail(failure);
+                }
+                self.phase = Phase::Handshake;
+                self.handshake_started = Some(expected.sent_at);
+            }
+            Stage::Auth => self.on_auth_reply(workload, expected, reply.code, out),
             Stage::Quit => {
                 if !ok && !is_refusal(reply.code) {
                     // RFC 5321 §4.1.1.10: QUIT is answered 221. Another success code is most
@@ -404,6 +535,80 @@ impl Client {
                 self.on_transaction_reply(workload, expected, ok, now, out, &mut record);
             }
         }
+    }
+
+    /// Writes `EHLO` (or `HELO` with `--helo`).
+    fn write_ehlo(&mut self, workload: &Workload, now: Instant, out: &mut Vec<u8>) {
+        let greeting: &[u8] = if workload.helo { b"HELO " } else { b"EHLO " };
+        out.extend_from_slice(greeting);
+        out.extend_from_slice(workload.ehlo_name.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        self.phase = Phase::Ehlo;
+        self.expect(Stage::Ehlo, now, None, None);
+    }
+
+    /// An accepted EHLO: `STARTTLS` if TLS is still to come (the last command of its group,
+    /// RFC 2920 §3.1), else the extensions of this reply decide pipelining and CHUNKING, and
+    /// `AUTH` goes out if asked for.
+    fn on_ehlo(&mut self, workload: &Workload, raw: &[u8], now: Instant, out: &mut Vec<u8>) {
+        if workload.security == Security::StartTls && !self.tls_active {
+            if workload.helo || !offers(raw, b"STARTTLS") {
+                return self.fail(Failure::MissingExtension(Extension::StartTls));
+            }
+            out.extend_from_slice(b"STARTTLS\r\n");
+            self.phase = Phase::StartTls;
+            return self.expect(Stage::Tls, now, None, None);
+        }
+        self.pipelining = match workload.pipelining {
+            Pipelining::On => true,
+            Pipelining::Off => false,
+            Pipelining::Auto => !workload.helo && offers(raw, b"PIPELINING"),
+        };
+        if workload.bdat && (workload.helo || !offers(raw, b"CHUNKING")) {
+            return self.fail(Failure::MissingExtension(Extension::Chunking));
+        }
+        if let Some(auth) = &workload.auth {
+            if workload.helo || !offers_auth(raw, auth.mech.name().as_bytes()) {
+                return self.fail(Failure::MissingExtension(Extension::Auth));
+            }
+            auth.write_command(out);
+            self.challenges_left = auth.challenges();
+            self.phase = Phase::Auth;
+            return self.expect(Stage::Auth, now, None, None);
+        }
+        self.become_ready();
+    }
+
+    /// A reply in the AUTH exchange (RFC 4954 §4): a `334` challenge while one is due gets
+    /// the next response (and the stage stays timed from the `AUTH` command); `235` after the
+    /// last one ends it; a refusal (535, 538, 501, 504, 454, ...) fails the session's setup.
+    /// Anything else (a `334` too many, a `235` too early, another code) is out of step.
+    fn on_auth_reply(
+        &mut self,
+        workload: &Workload,
+        expected: Expected,
+        code: u16,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(auth) = &workload.auth else {
+            return self.fail(Failure::Desync);
+        };
+        match code {
+            334 if self.challenges_left > 0 => {
+                auth.write_response(auth.challenges() - self.challenges_left, out);
+                self.challenges_left -= 1;
+                self.expect(Stage::Auth, expected.sent_at, None, None);
+            }
+            235 if self.challenges_left == 0 => self.become_ready(),
+            code if is_refusal(code) => self.fail(Failure::Refused(Stage::Auth)),
+            _ => self.fail(Failure::Desync),
+        }
+    }
+
+    /// The session is set up: transactions may start.
+    fn become_ready(&mut self) {
+        self.phase = Phase::Ready;
+        self.was_ready = true;
     }
 
     /// Handles the reply to a transaction step (`MAIL` ... end of data, `RSET`): accounts it to
@@ -547,15 +752,102 @@ fn is_refusal(code: u16) -> bool {
     (400..600).contains(&code)
 }
 
-/// Whether an EHLO reply lists the extension `keyword` (RFC 5321 §4.1.1.1: one per line after
-/// the first, keyword first, case-insensitive).
-fn offers(ehlo_reply: &[u8], keyword: &[u8]) -> bool {
-    ehlo_reply.split(|&b| b == b'\n').skip(1).any(|line| {
+/// The extension lines of an EHLO reply (RFC 5321 §4.1.1.1: one per line after the first),
+/// each without its code and CR LF.
+fn extension_lines(ehlo_reply: &[u8]) -> impl Iterator<Item = &[u8]> {
+    ehlo_reply.split(|&b| b == b'\n').skip(1).map(|line| {
         let text = line.get(4..).unwrap_or(b"");
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        text.strip_suffix(b"\r").unwrap_or(text)
+    })
+}
+
+/// Whether an EHLO reply lists the extension `keyword` (keyword first on its line,
+/// case-insensitive).
+fn offers(ehlo_reply: &[u8], keyword: &[u8]) -> bool {
+    extension_lines(ehlo_reply).any(|text| {
         let word = text.split(|&b| b == b' ').next().unwrap_or(b"");
         word.eq_ignore_ascii_case(keyword)
     })
+}
+
+/// The mechanisms of the `AUTH` line of an EHLO reply (RFC 4954 §3: `AUTH mech mech ...`;
+/// also the `AUTH=mech ...` form some servers still send beside it, from before the RFC).
+fn auth_mechanisms(ehlo_reply: &[u8]) -> impl Iterator<Item = &[u8]> {
+    extension_lines(ehlo_reply).flat_map(|text| {
+        let mut words = text.split(|&b| b == b' ' || b == b'=');
+        let is_auth = words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"AUTH"));
+        words.filter(move |w| is_auth && !w.is_empty())
+    })
+}
+
+/// Whether an EHLO reply offers AUTH with `mechanism`.
+fn offers_auth(ehlo_reply: &[u8], mechanism: &[u8]) -> bool {
+    auth_mechanisms(ehlo_reply).any(|m| m.eq_ignore_ascii_case(mechanism))
+}
+
+/// Longest reply text a failure's description quotes.
+const MAX_QUOTED: usize = 120;
+
+/// What went wrong, for people: the failure and, where it helps, the reply that caused it
+/// (`reply`: the raw bytes of the last reply handled; its last line is quoted, printable
+/// ASCII only). Never contains credentials: the server's text is all that is quoted.
+pub fn describe_failure(failure: Failure, workload: &Workload, reply: &[u8]) -> String {
+    let last_line = reply
+        .strip_suffix(b"\r\n")
+        .unwrap_or(reply)
+        .rsplit(|&b| b == b'\n')
+        .next()
+        .unwrap_or(b"");
+    let quoted: String = last_line
+        .iter()
+        .take(MAX_QUOTED)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let mechanism = workload.auth.as_ref().map_or("", |a| a.mech.name());
+    match failure {
+        Failure::Desync => format!("replies out of step with the commands (last: {quoted})"),
+        Failure::ServiceClosing => format!("the server closed the session: {quoted}"),
+        Failure::Refused(stage) => {
+            let step = match stage {
+                Stage::Greeting => "greeting".to_string(),
+                Stage::Ehlo if workload.helo => "HELO".to_string(),
+                Stage::Ehlo => "EHLO".to_string(),
+                Stage::Tls => "STARTTLS".to_string(),
+                Stage::Auth => format!("AUTH {mechanism}"),
+                other => other.name().to_string(),
+            };
+            format!("{step} refused: {quoted}")
+        }
+        Failure::MissingExtension(Extension::StartTls) => {
+            "the server does not offer STARTTLS in its EHLO reply".to_string()
+        }
+        Failure::MissingExtension(Extension::Chunking) => {
+            "the server does not offer CHUNKING in its EHLO reply (needed by --bdat)".to_string()
+        }
+        Failure::MissingExtension(Extension::Auth) => {
+            let offered: Vec<String> = auth_mechanisms(reply)
+                .map(|m| String::from_utf8_lossy(m).into_owned())
+                .collect();
+            if offered.is_empty() {
+                format!(
+                    "the server does not offer AUTH in its EHLO reply (AUTH {mechanism} asked for)"
+                )
+            } else {
+                format!(
+                    "the server does not offer AUTH {mechanism} (it offers AUTH {})",
+                    offered.join(" ")
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! One load-generating thread: a mio event loop driving many client connections.
 //!
 //! What it does: open its share of the connections (staggered if asked), start messages when
-//! the load model allows, move bytes between sockets and each connection's [`Client`], time
-//! connects, hand a [`Recorder`] for every one-second interval to the reporter, and stop when
-//! its share of the work is done.
+//! the load model allows, move bytes between sockets and each connection's [`Client`] through
+//! the connection's [`Transport`] (plain, or TLS: started at connect for implicit TLS, or when
+//! the client asks after the `220` to `STARTTLS`), time connects, hand a [`Recorder`] for
+//! every one-second interval to the reporter, and stop when its share of the work is done.
+//! A thread gives up when its first connections all fail before getting ready (refused,
+//! TLS or AUTH failing, ...): a run against a server that never lets a session through ends
+//! and says why instead of retrying for ever.
 //!
 //! Load models:
 //! * **closed loop** (no `--rate`): a connection starts its next message as soon as the client
@@ -13,17 +17,20 @@
 //!   connection; its latency counts from the intended time (as wrk2 does), so a server stall
 //!   shows in the corrected histogram even though the generator sent nothing meanwhile.
 //!
-//! What it does not do: parse replies (see `reply`) or aggregate across threads (`runner`,
-//! `report::results`).
+//! What it does not do: parse replies (see `reply`), decide SMTP steps (the client), speak
+//! TLS itself (`transport`, with the configuration of `tls`), or aggregate across threads
+//! (`runner`, `report::results`).
 
-use crate::client::{Client, Event, Failure, Stage};
+use crate::client::{describe_failure, Client, Event, Failure, Stage};
 use crate::record::{record, ErrorKind, Recorder};
 use crate::reply::parse_reply;
-use crate::workload::{Rng, Workload};
+use crate::tls::TlsClient;
+use crate::transport::{tls_error, Transport};
+use crate::workload::{Rng, Security, Workload};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -31,10 +38,13 @@ use std::time::{Duration, Instant};
 
 /// Length of a reporting interval.
 pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read from a socket (or out of rustls) in one go.
+const READ_CHUNK: usize = 64 * 1024;
 /// Wait before reconnecting after a failed connect.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// Consecutive failed connects (with none succeeding) after which a thread gives up.
-const MAX_CONNECT_FAILURES: u64 = 20;
+/// Connections that failed before getting ready (connect refused, greeting, TLS, AUTH ...),
+/// with none ever ready, after which a thread gives up.
+const MAX_SETUP_FAILURES: u64 = 20;
 
 /// What one thread is asked to do.
 #[derive(Debug, Clone)]
@@ -61,6 +71,8 @@ pub struct ThreadPlan {
     pub reply_timeout: Duration,
     /// Seed for message sizes.
     pub seed: u64,
+    /// TLS (`--starttls`, `--tls`): the shared configuration and the server name.
+    pub tls: Option<TlsClient>,
 }
 
 /// One interval's measurements from one thread.
@@ -82,8 +94,8 @@ pub struct IntervalReport {
 
 /// A connection and its buffers.
 struct Conn {
-    /// The socket.
-    stream: TcpStream,
+    /// The socket, plain or with TLS over it.
+    transport: Transport,
     /// `None` while the TCP connect is in progress.
     client: Option<Client>,
     /// When the connect started.
@@ -124,12 +136,15 @@ struct Engine {
     threads: u64,
     /// Connections still to open at given times (staggering, reconnect backoff).
     pending_connects: Vec<Instant>,
-    /// Connects that failed in a row without any success.
-    connect_failures: u64,
-    /// Whether any connect ever succeeded.
-    ever_connected: bool,
+    /// Connections that failed before getting ready.
+    setup_failures: u64,
+    /// Whether any connection ever got ready for transactions.
+    ever_ready: bool,
     /// Reports go here.
     reports: Sender<IntervalReport>,
+    /// The read buffer every connection of the thread shares ([`READ_CHUNK`] bytes, made
+    /// once: a buffer on the stack would be zeroed on every read event).
+    scratch: Vec<u8>,
 }
 
 /// Runs one thread's plan to completion.
@@ -159,9 +174,10 @@ pub fn run_thread(
         started: 0,
         next_slot: 0,
         pending_connects,
-        connect_failures: 0,
-        ever_connected: false,
+        setup_failures: 0,
+        ever_ready: false,
         reports,
+        scratch: vec![0; READ_CHUNK],
     };
     engine.run()
 }
@@ -207,7 +223,7 @@ impl Engine {
 
     /// Whether more messages may still be started (ignoring whether one is due yet).
     fn work_left(&self, now: Instant) -> bool {
-        if self.connect_failures >= MAX_CONNECT_FAILURES && !self.ever_connected {
+        if self.setup_failures >= MAX_SETUP_FAILURES && !self.ever_ready {
             return false;
         }
         let quota_left = self.plan.messages.is_none_or(|quota| self.started < quota);
@@ -308,7 +324,7 @@ impl Engine {
                     return;
                 }
                 entry.insert(Conn {
-                    stream,
+                    transport: Transport::plain(stream),
                     client: None,
                     connect_started: now,
                     out: Vec::with_capacity(4096),
@@ -325,50 +341,86 @@ impl Engine {
     /// Counts a failed connect and schedules another after the backoff.
     fn connect_failed(&mut self, now: Instant) {
         self.recorder.error(ErrorKind::Refused);
-        self.connect_failures += 1;
+        self.setup_failures += 1;
         self.pending_connects.push(now + RECONNECT_BACKOFF);
     }
 
-    /// Handles readiness of connection `key`: completes a pending connect (timing it and
-    /// creating its client), then reads.
+    /// Handles readiness of connection `key`: completes a pending connect (timing it,
+    /// starting TLS for implicit TLS, and creating its client), then reads.
     fn on_event(&mut self, key: usize, peer_closed: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.client.is_none() {
             // A connect completes when the socket turns writable without an error.
-            match conn.stream.take_error() {
+            let socket = conn.transport.socket();
+            match socket.take_error() {
                 Ok(None) => {}
                 _ => return self.drop_conn(key, Some(ErrorKind::Refused), now),
             }
-            match conn.stream.peer_addr() {
+            match socket.peer_addr() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(_) => return self.drop_conn(key, Some(ErrorKind::Refused), now),
             }
-            let _ = conn.stream.set_nodelay(true);
+            let _ = socket.set_nodelay(true);
             let nanos = now
                 .saturating_duration_since(conn.connect_started)
                 .as_nanos() as u64;
             record(&mut self.recorder.stages[Stage::Connect.index()], nanos);
-            // The greeting is timed from the start of the connect: what a client waits.
-            conn.client = Some(Client::new(conn.connect_started));
+            conn.client = Some(Client::new(&self.workload, conn.connect_started, now));
             conn.last_progress = now;
-            self.ever_connected = true;
-            self.connect_failures = 0;
+            if self.workload.security == Security::Implicit && !self.start_tls(key, now) {
+                return;
+            }
         }
         self.read(key, peer_closed, now);
+    }
+
+    /// Starts TLS on connection `key` (its `ClientHello` goes out with the next flush);
+    /// returns false if the connection was dropped.
+    fn start_tls(&mut self, key: usize, now: Instant) -> bool {
+        let Some(tls) = &self.plan.tls else {
+            self.fail_conn(
+                key,
+                ErrorKind::Tls,
+                "TLS asked for without a configuration".into(),
+                now,
+            );
+            return false;
+        };
+        let conn = &mut self.conns[key];
+        if let Err(e) = conn.transport.start_tls(&tls.config, &tls.server_name) {
+            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {e}"), now);
+            return false;
+        }
+        true
     }
 
     /// Reads and handles replies. `peer_closed`: the poller saw the server's FIN (or an
     /// error), so read on to end of file: no later event would announce it again.
     fn read(&mut self, key: usize, peer_closed: bool, now: Instant) {
-        let mut buf = [0u8; 65536];
+        let mut buf = std::mem::take(&mut self.scratch);
+        self.read_into(key, peer_closed, now, &mut buf);
+        self.scratch = buf;
+    }
+
+    /// [`Engine::read`] with the thread's read buffer `buf`.
+    fn read_into(&mut self, key: usize, peer_closed: bool, now: Instant, buf: &mut [u8]) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            match conn.stream.read(&mut buf) {
+            let result = conn.transport.try_read(buf, peer_closed);
+            // A handshake that completed in this read comes before the plaintext behind it
+            // (with implicit TLS the greeting may arrive in the same records).
+            if let Some(resumed) = conn.transport.take_handshake_done() {
+                if !self.on_handshake(key, resumed, now) {
+                    return;
+                }
+            }
+            let conn = &mut self.conns[key];
+            match result {
                 Ok(0) => {
                     let clean = conn.client.as_ref().is_some_and(Client::is_closed);
                     let error = if clean { None } else { Some(ErrorKind::Reset) };
@@ -376,21 +428,56 @@ impl Engine {
                 }
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
+                    let tls = conn.transport.is_tls();
                     if !self.process_replies(key, now) {
                         return;
                     }
-                    if n < buf.len() && !peer_closed {
+                    if n < buf.len() && !peer_closed && !tls {
                         // A short read took all the socket had. mio is edge-triggered and any
                         // later arrival raises a new event, so the read that would only say
-                        // WouldBlock is skipped: one read per batch of replies.
+                        // WouldBlock is skipped: one read per batch of replies. (Not for TLS:
+                        // rustls reads the socket in records and may hold plaintext.)
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
+                Err(e) => {
+                    return match tls_error(&e) {
+                        Some(tls) => {
+                            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {tls}"), now)
+                        }
+                        None => self.drop_conn(key, Some(ErrorKind::Reset), now),
+                    }
+                }
             }
         }
+    }
+
+    /// The handshake of connection `key` completed: counted (full or resumed) and timed by
+    /// the client, which may write (EHLO after STARTTLS). Returns false if the connection was
+    /// dropped.
+    fn on_handshake(&mut self, key: usize, resumed: bool, now: Instant) -> bool {
+        let workload = Arc::clone(&self.workload);
+        let conn = &mut self.conns[key];
+        let Some(client) = conn.client.as_mut() else {
+            return true;
+        };
+        let recorder = &mut self.recorder;
+        client.on_tls_established(&workload, now, &mut conn.out, |event| {
+            record_event(recorder, event, now, resumed)
+        });
+        conn.last_progress = now;
+        if client.is_closed() {
+            self.fail_conn(
+                key,
+                ErrorKind::Desync,
+                "a TLS handshake the session did not ask for".into(),
+                now,
+            );
+            return false;
+        }
+        true
     }
 
     /// Parses and handles every complete reply; returns false if the connection was dropped.
@@ -402,63 +489,64 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let mut pos = 0;
-        let mut desync = false;
-        while !client.is_closed() {
+        let mut last = 0..0;
+        let mut garbage = None;
+        // Replies are handed over until the session ends or asks for TLS: bytes behind the
+        // 220 to STARTTLS are not replies (see below).
+        while !client.is_closed() && !client.tls_requested() {
             match parse_reply(&conn.input[pos..]) {
                 Ok(Some((reply, used))) => {
                     let raw = &conn.input[pos..pos + used];
-                    client.on_reply(
-                        &workload,
-                        reply,
-                        raw,
-                        now,
-                        &mut conn.out,
-                        |event| match event {
-                            Event::Reply { stage, code, nanos } => {
-                                recorder.reply(stage, code, nanos)
-                            }
-                            Event::Message {
-                                accepted,
-                                size,
-                                started,
-                                intended,
-                            } => {
-                                let service =
-                                    now.saturating_duration_since(started).as_nanos() as u64;
-                                let corrected = intended
-                                    .map(|at| now.saturating_duration_since(at).as_nanos() as u64);
-                                recorder.message_done(accepted, size, service, corrected);
-                            }
-                        },
-                    );
+                    client.on_reply(&workload, reply, raw, now, &mut conn.out, |event| {
+                        record_event(recorder, event, now, false)
+                    });
+                    last = pos..pos + used;
                     pos += used;
                     conn.last_progress = now;
                 }
                 Ok(None) => break,
-                Err(_) => {
-                    desync = true;
+                Err(e) => {
+                    garbage = Some(e);
                     break;
                 }
             }
         }
-        conn.input.drain(..pos);
-        let failure = client.failure();
-        let closed = client.is_closed();
-        if desync {
-            self.drop_conn(key, Some(ErrorKind::Desync), now);
+        if client.was_ready() {
+            self.ever_ready = true;
+        }
+        if let Some(error) = garbage {
+            let detail = format!("a reply that does not parse ({error:?})");
+            self.fail_conn(key, ErrorKind::Desync, detail, now);
             return false;
         }
-        if closed {
-            let error = failure.map(|f| match f {
-                Failure::Desync => ErrorKind::Desync,
-                Failure::ServiceClosing => ErrorKind::ServiceClosing,
-                Failure::Refused | Failure::MissingExtension => ErrorKind::Rejected,
-            });
-            if error.is_some() {
-                self.drop_conn(key, error, now);
+        if client.is_closed() {
+            if let Some(failure) = client.failure() {
+                let kind = match failure {
+                    Failure::Desync => ErrorKind::Desync,
+                    Failure::ServiceClosing => ErrorKind::ServiceClosing,
+                    Failure::Refused(_) | Failure::MissingExtension(_) => ErrorKind::Rejected,
+                };
+                let detail = describe_failure(failure, &workload, &conn.input[last]);
+                self.fail_conn(key, kind, detail, now);
                 return false;
             }
             // QUIT answered: the server closes; wait for its FIN (read returns 0).
+        }
+        conn.input.drain(..pos);
+        if client.tls_requested() && !conn.transport.is_tls() {
+            if !conn.input.is_empty() {
+                // RFC 3207 §4: the server sends nothing between its 220 and the handshake.
+                // Bytes there would be read as if they came through TLS (a man in the middle
+                // could inject replies that way): end the connection instead.
+                self.fail_conn(
+                    key,
+                    ErrorKind::Desync,
+                    "bytes after the 220 to STARTTLS, before the TLS handshake".into(),
+                    now,
+                );
+                return false;
+            }
+            return self.start_tls(key, now);
         }
         true
     }
@@ -510,12 +598,12 @@ impl Engine {
         }
     }
 
-    /// Writes pending output on every connection that has some.
+    /// Writes pending output on every connection that has some (commands, or TLS records).
     fn flush_all(&mut self) {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, conn)| conn.out_pos < conn.out.len())
+            .filter(|(_, conn)| conn.out_pos < conn.out.len() || conn.transport.wants_write())
             .map(|(key, _)| key)
             .collect();
         let now = Instant::now();
@@ -524,12 +612,13 @@ impl Engine {
         }
     }
 
-    /// Writes what connection `key` has pending until done or `WouldBlock`, and asks for
-    /// WRITABLE only while output remains.
+    /// Writes what connection `key` has pending until done or `WouldBlock` (for TLS: into
+    /// rustls, then its records to the socket), and asks for WRITABLE only while output
+    /// remains.
     fn flush(&mut self, key: usize, now: Instant) {
         let conn = &mut self.conns[key];
         while conn.out_pos < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.out_pos..]) {
+            match conn.transport.try_write(&conn.out[conn.out_pos..]) {
                 Ok(0) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
                 Ok(n) => conn.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -537,11 +626,14 @@ impl Engine {
                 Err(_) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
             }
         }
+        if conn.transport.flush_buffered().is_err() {
+            return self.drop_conn(key, Some(ErrorKind::Reset), now);
+        }
         if conn.out_pos == conn.out.len() {
             conn.out.clear();
             conn.out_pos = 0;
         }
-        let wanted = if conn.out.is_empty() {
+        let wanted = if conn.out.is_empty() && !conn.transport.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
@@ -550,7 +642,7 @@ impl Engine {
             let _ = self
                 .poll
                 .registry()
-                .reregister(&mut conn.stream, Token(key), wanted);
+                .reregister(conn.transport.socket(), Token(key), wanted);
             conn.interest = wanted;
         }
     }
@@ -572,15 +664,20 @@ impl Engine {
         }
     }
 
+    /// Closes a connection with an error of `kind` described by `detail`.
+    fn fail_conn(&mut self, key: usize, kind: ErrorKind, detail: String, now: Instant) {
+        self.recorder.note(detail);
+        self.drop_conn(key, Some(kind), now);
+    }
+
     /// Closes a connection, counts `error`, and replaces it if work is left.
     fn drop_conn(&mut self, key: usize, error: Option<ErrorKind>, now: Instant) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
-        let connected = conn.client.is_some();
         if let Some(kind) = error {
-            if kind == ErrorKind::Refused && !connected {
-                self.connect_failures += 1;
+            if !conn.client.as_ref().is_some_and(Client::was_ready) {
+                self.setup_failures += 1;
             }
             self.recorder.error(kind);
         }
@@ -627,5 +724,24 @@ impl Engine {
         });
         self.interval = (now.saturating_duration_since(self.plan.start).as_nanos()
             / INTERVAL.as_nanos()) as u64;
+    }
+}
+
+/// Records what the client reports (`resumed`: how a handshake it reports went).
+fn record_event(recorder: &mut Recorder, event: Event, now: Instant, resumed: bool) {
+    match event {
+        Event::Reply { stage, code, nanos } => recorder.reply(stage, code, nanos),
+        Event::Code { stage, code } => recorder.code(stage, code),
+        Event::Handshake { nanos } => recorder.handshake(nanos, resumed),
+        Event::Message {
+            accepted,
+            size,
+            started,
+            intended,
+        } => {
+            let service = now.saturating_duration_since(started).as_nanos() as u64;
+            let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
+            recorder.message_done(accepted, size, service, corrected);
+        }
     }
 }

@@ -11,6 +11,8 @@
 //! * [`progress`]: the progress line on standard error.
 //! * [`engine`]: one mio event loop per thread, driving many connections.
 //! * [`client`]: one connection's SMTP client state machine, sans I/O.
+//! * [`tls`]: the TLS client configuration every connection shares, and the server name.
+//! * [`transport`]: a connection's bytes, plain or through rustls.
 //! * [`reply`]: the generator's own SMTP reply parser.
 //! * [`workload`]: what is sent: commands and message content.
 //! * [`record`]: histograms and counters of one thread and interval.
@@ -40,6 +42,8 @@ pub mod report;
 pub mod runner;
 pub mod settings;
 pub mod sweep;
+pub mod tls;
+pub mod transport;
 pub mod workload;
 
 use clap::Parser;
@@ -254,6 +258,13 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             );
         } else {
             eprintln!("smtp-loadgen: no message was accepted");
+        }
+        // Say why, most frequent first (a TLS certificate that does not verify, AUTH refused,
+        // an extension the server lacks ...).
+        let mut details: Vec<(&String, &u64)> = results.total.details.iter().collect();
+        details.sort_by(|a, b| b.1.cmp(a.1));
+        for (detail, n) in details.iter().take(3) {
+            eprintln!("smtp-loadgen: {detail} ({n} connection(s))");
         }
         return ExitCode::FAILURE;
     }

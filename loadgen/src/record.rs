@@ -2,7 +2,9 @@
 //!
 //! What it does: one [`Recorder`] per engine thread and interval, filled without locks; the
 //! reporter merges them with `Histogram::add` at interval ends. All latencies are in
-//! nanoseconds.
+//! nanoseconds. Besides the counts of errors per kind it keeps a few distinct descriptions of
+//! what went wrong ("TLS: invalid peer certificate: UnknownIssuer", "AUTH PLAIN refused:
+//! 535 ..."), at most [`MAX_DETAILS`], so a run that fails says why.
 //!
 //! What it does not do: merge across threads, print or serialise (see `report`).
 
@@ -14,6 +16,10 @@ use std::collections::BTreeMap;
 const MAX_NANOS: u64 = 3_600_000_000_000;
 /// Significant decimal digits kept (0.1% resolution).
 const SIGFIGS: u8 = 3;
+/// Most distinct error descriptions kept; later new ones are counted under [`OTHER_DETAIL`].
+pub const MAX_DETAILS: usize = 16;
+/// Where error descriptions past [`MAX_DETAILS`] are counted.
+pub const OTHER_DETAIL: &str = "(other errors)";
 
 /// Kinds of connection-level failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,19 +34,24 @@ pub enum ErrorKind {
     Desync,
     /// The server closed the session with `421`.
     ServiceClosing,
-    /// The greeting or EHLO was refused, or the server lacks a needed extension.
+    /// The greeting, EHLO, STARTTLS or AUTH was refused, or the server lacks a needed
+    /// extension.
     Rejected,
+    /// The TLS handshake failed (a certificate that does not verify, an alert, a protocol
+    /// error), or TLS failed later in the session.
+    Tls,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Refused,
         ErrorKind::Reset,
         ErrorKind::Timeout,
         ErrorKind::Desync,
         ErrorKind::ServiceClosing,
         ErrorKind::Rejected,
+        ErrorKind::Tls,
     ];
 
     /// The name used in output.
@@ -52,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Desync => "desync",
             ErrorKind::ServiceClosing => "service_closing",
             ErrorKind::Rejected => "rejected",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -81,6 +93,12 @@ pub struct Recorder {
     pub codes: BTreeMap<(usize, u16), u64>,
     /// Errors per kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Error descriptions and how often each occurred (at most [`MAX_DETAILS`] + 1 keys).
+    pub details: BTreeMap<String, u64>,
+    /// TLS handshakes completed in full (a HelloRetryRequest round trip included).
+    pub handshakes_full: u64,
+    /// TLS handshakes that resumed an earlier session (ticket or session id).
+    pub handshakes_resumed: u64,
     /// Messages started.
     pub started: u64,
     /// Messages accepted (every step succeeded, final 250).
@@ -107,6 +125,9 @@ impl Recorder {
             send_lateness: new_histogram(),
             codes: BTreeMap::new(),
             errors: BTreeMap::new(),
+            details: BTreeMap::new(),
+            handshakes_full: 0,
+            handshakes_resumed: 0,
             started: 0,
             accepted: 0,
             failed: 0,
@@ -140,9 +161,53 @@ impl Recorder {
         }
     }
 
+    /// Records a reply that is counted but not timed.
+    pub fn code(&mut self, stage: Stage, code: u16) {
+        *self.codes.entry((stage.index(), code)).or_default() += 1;
+    }
+
+    /// Records a completed TLS handshake: its time (stage `tls`) and whether it resumed.
+    pub fn handshake(&mut self, nanos: u64, resumed: bool) {
+        record(&mut self.stages[Stage::Tls.index()], nanos);
+        if resumed {
+            self.handshakes_resumed += 1;
+        } else {
+            self.handshakes_full += 1;
+        }
+    }
+
     /// Counts an error.
     pub fn error(&mut self, kind: ErrorKind) {
         *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Counts an error with its description.
+    pub fn error_with(&mut self, kind: ErrorKind, detail: String) {
+        self.error(kind);
+        self.note(detail);
+    }
+
+    /// Counts one occurrence of an error description (the error itself is counted apart).
+    pub fn note(&mut self, detail: String) {
+        self.add_detail(detail, 1);
+    }
+
+    /// Counts `n` occurrences of a description (past [`MAX_DETAILS`] distinct ones, under
+    /// [`OTHER_DETAIL`]).
+    fn add_detail(&mut self, detail: String, n: u64) {
+        let kept = self.details.len() - usize::from(self.details.contains_key(OTHER_DETAIL));
+        if let Some(count) = self.details.get_mut(&detail) {
+            *count += n;
+        } else if kept < MAX_DETAILS && detail != OTHER_DETAIL {
+            self.details.insert(detail, n);
+        } else {
+            *self.details.entry(OTHER_DETAIL.to_string()).or_default() += n;
+        }
+    }
+
+    /// TLS handshakes completed.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes_full + self.handshakes_resumed
     }
 
     /// All errors counted.
@@ -168,6 +233,11 @@ impl Recorder {
         for (key, count) in &other.errors {
             *self.errors.entry(*key).or_default() += count;
         }
+        for (detail, count) in &other.details {
+            self.add_detail(detail.clone(), *count);
+        }
+        self.handshakes_full += other.handshakes_full;
+        self.handshakes_resumed += other.handshakes_resumed;
         self.started += other.started;
         self.accepted += other.accepted;
         self.failed += other.failed;
@@ -209,5 +279,23 @@ mod tests {
         record(&mut other, 5_000);
         h.add(&other).unwrap();
         assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn error_details_are_bounded() {
+        let mut r = Recorder::new();
+        for i in 0..MAX_DETAILS + 5 {
+            r.error_with(ErrorKind::Tls, format!("detail {i}"));
+        }
+        r.error_with(ErrorKind::Tls, "detail 0".into());
+        assert_eq!(r.details.len(), MAX_DETAILS + 1);
+        assert_eq!(r.details["detail 0"], 2);
+        assert_eq!(r.details[OTHER_DETAIL], 5);
+        let mut merged = Recorder::new();
+        merged.merge(&r);
+        merged.merge(&r);
+        assert_eq!(merged.details.len(), MAX_DETAILS + 1);
+        assert_eq!(merged.details[OTHER_DETAIL], 10);
+        assert_eq!(merged.errors[&ErrorKind::Tls], 2 * (MAX_DETAILS as u64 + 6));
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! What it does: resolve the target, check flags against each other (in a fixed order, so a
 //! command line with several mistakes always gets the same message), parse the SLOs, build
-//! the shared [`Workload`], split the work into per-thread [`ThreadPlan`]s, and describe the
-//! run (the header line, the `config` object of `--json`).
+//! the shared [`Workload`] and the one TLS configuration, split the work into per-thread
+//! [`ThreadPlan`]s, and describe the run (the header line, the `config` object of `--json`;
+//! both say plainly when certificates are not verified).
 //!
 //! What it does not do: parse single values (`cli`), start threads (`runner`), or report.
 
-use crate::cli::{parse_duration, PipeliningArg, RunArgs};
+use crate::cli::{parse_duration, AuthMechArg, OnOff, PipeliningArg, RunArgs};
 use crate::engine::ThreadPlan;
 use crate::report::slo::Slo;
-use crate::workload::{AddressPattern, Pipelining, Sizes, Workload};
+use crate::tls::{describe_name, TlsClient, TlsOptions};
+use crate::workload::{AddressPattern, Auth, AuthMech, Pipelining, Security, Sizes, Workload};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,7 +63,14 @@ pub struct Settings {
     pub hdr_log: Option<PathBuf>,
     /// No progress output.
     pub quiet: bool,
+    /// The TLS options as given (`None`: no TLS).
+    pub tls_options: Option<TlsOptions>,
+    /// The TLS configuration every connection shares, and the server name.
+    pub tls: Option<TlsClient>,
 }
+
+/// What the output says when certificates are not checked.
+pub const NOT_VERIFIED: &str = "certificate not verified";
 
 impl Settings {
     /// Checks the command line of a load run.
@@ -82,6 +91,42 @@ impl Settings {
         if args.bdat && args.helo {
             return Err("--bdat needs EHLO (CHUNKING); drop --helo".into());
         }
+        let security = match (args.starttls, args.tls) {
+            (true, _) => Security::StartTls,
+            (false, true) => Security::Implicit,
+            (false, false) => Security::Plain,
+        };
+        if args.starttls && args.helo {
+            return Err("--starttls needs EHLO; drop --helo".into());
+        }
+        if security == Security::Plain
+            && (args.tls_verify
+                || args.ca.is_some()
+                || args.sni.is_some()
+                || args.tls_resume.is_some())
+        {
+            return Err(
+                "--tls-verify, --ca, --sni and --tls-resume need --starttls or --tls".into(),
+            );
+        }
+        let auth = match &args.auth {
+            None if args.auth_mech.is_some() => {
+                return Err("--auth-mech needs --auth USER:PASS".into())
+            }
+            None => None,
+            Some(_) if args.helo => return Err("--auth needs EHLO; drop --helo".into()),
+            Some(credentials) => Some(parse_auth(credentials, args.auth_mech)?),
+        };
+        let tls_options = (security != Security::Plain).then(|| TlsOptions {
+            verify: args.tls_verify || args.ca.is_some(),
+            ca: args.ca.clone(),
+            sni: args.sni.clone(),
+            resume: args.tls_resume != Some(OnOff::Off),
+        });
+        let tls = match &tls_options {
+            Some(options) => Some(TlsClient::new(options, &target_text)?),
+            None => None,
+        };
         let slos: Vec<Slo> = args
             .slo
             .iter()
@@ -108,7 +153,8 @@ impl Settings {
             AddressPattern::new(&args.from)?,
             AddressPattern::new(&args.to)?,
             args.size,
-        );
+        )
+        .with_session(security, auth);
         Ok(Settings {
             target_text,
             target,
@@ -128,6 +174,8 @@ impl Settings {
             json: args.json,
             hdr_log: args.hdr_log,
             quiet: args.quiet,
+            tls_options,
+            tls,
         })
     }
 
@@ -153,6 +201,7 @@ impl Settings {
             stagger: self.stagger,
             reply_timeout: self.reply_timeout,
             seed: self.seed,
+            tls: self.tls.clone(),
         }
     }
 
@@ -182,13 +231,49 @@ impl Settings {
             }
         );
         format!(
-            "smtp-loadgen -> {}: {} connections on {} thread(s), {mode}, {} rcpt(s), size {:?}",
+            "smtp-loadgen -> {}: {} connections on {} thread(s), {mode}, {} rcpt(s), size {:?}{}",
             self.target_text,
             self.connections,
             self.threads,
             self.workload.rcpts,
-            self.size()
+            self.size(),
+            self.session_description()
         )
+    }
+
+    /// TLS and AUTH as the header shows them (empty for plain SMTP without AUTH), e.g.
+    /// `, STARTTLS (certificate not verified, no SNI, resumption on), AUTH PLAIN as u`.
+    fn session_description(&self) -> String {
+        let mut out = String::new();
+        if let (Some(options), Some(tls)) = (&self.tls_options, &self.tls) {
+            let mode = match self.workload.security {
+                Security::Implicit => "implicit TLS",
+                _ => "STARTTLS",
+            };
+            out.push_str(&format!(
+                ", {mode} ({}, {}, resumption {})",
+                self.verification(),
+                describe_name(&tls.server_name),
+                if options.resume { "on" } else { "off" }
+            ));
+        }
+        if let Some(auth) = &self.workload.auth {
+            out.push_str(&format!(", AUTH {} as {}", auth.mech.name(), auth.user));
+        }
+        out
+    }
+
+    /// How the server's certificate is checked, in words.
+    fn verification(&self) -> String {
+        match &self.tls_options {
+            Some(TlsOptions { verify: false, .. }) | None => NOT_VERIFIED.to_string(),
+            Some(TlsOptions { ca: Some(ca), .. }) => {
+                format!("certificate verified against {}", ca.display())
+            }
+            Some(TlsOptions { ca: None, .. }) => {
+                "certificate verified against the system's roots".to_string()
+            }
+        }
     }
 
     /// The `config` object of `--json`: the run's settings as given.
@@ -210,8 +295,45 @@ impl Settings {
             "helo": workload.helo,
             "rate": self.rate,
             "seed": self.seed,
+            "tls": self.tls_options.as_ref().map(|options| serde_json::json!({
+                "mode": match self.workload.security {
+                    Security::Implicit => "implicit",
+                    _ => "starttls",
+                },
+                "certificate": self.verification(),
+                "verified": options.verify,
+                "ca": options.ca.as_ref().map(|p| p.display().to_string()),
+                "sni": self.tls.as_ref().and_then(|tls| match &tls.server_name {
+                    rustls::pki_types::ServerName::DnsName(name) => Some(name.as_ref().to_string()),
+                    _ => None,
+                }),
+                "resumption": options.resume,
+            })),
+            "auth": workload.auth.as_ref().map(|auth| serde_json::json!({
+                "mechanism": auth.mech.name(),
+                "user": auth.user,
+            })),
         })
     }
+}
+
+/// `--auth USER:PASS` (split at the first colon: the password may hold colons).
+fn parse_auth(credentials: &str, mech: Option<AuthMechArg>) -> Result<Auth, String> {
+    let (user, pass) = credentials
+        .split_once(':')
+        .ok_or("--auth wants USER:PASS")?;
+    if user.is_empty() {
+        return Err("--auth USER:PASS: the user name is empty".into());
+    }
+    if credentials.contains('\0') {
+        // RFC 4616 §2: NUL separates PLAIN's fields and may not appear in them.
+        return Err("--auth USER:PASS: no NUL characters".into());
+    }
+    let mech = match mech {
+        None | Some(AuthMechArg::Plain) => AuthMech::Plain,
+        Some(AuthMechArg::Login) => AuthMech::Login,
+    };
+    Ok(Auth::new(mech, user, pass))
 }
 
 /// The first address `target` resolves to.
@@ -293,5 +415,89 @@ mod tests {
         assert_eq!(config["pipelining"], "Auto");
         assert_eq!(config["messages"], 10_000);
         assert_eq!(config["inflight"], 4);
+        assert_eq!(config["tls"], serde_json::Value::Null);
+        assert_eq!(config["auth"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn tls_and_auth_are_described_and_unverified_certificates_said_plainly() {
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "--starttls",
+            "--auth",
+            "user:se:cret",
+            "--auth-mech",
+            "login",
+        ])
+        .unwrap();
+        let header = s.header();
+        assert!(
+            header.ends_with(
+                ", STARTTLS (certificate not verified, no SNI, resumption on), AUTH LOGIN as user"
+            ),
+            "{header}"
+        );
+        assert!(!header.contains("se:cret"));
+        let config = s.config_json();
+        assert_eq!(config["tls"]["mode"], "starttls");
+        assert_eq!(config["tls"]["certificate"], "certificate not verified");
+        assert_eq!(config["tls"]["verified"], false);
+        assert_eq!(config["auth"]["mechanism"], "LOGIN");
+        assert_eq!(config["auth"]["user"], "user");
+        assert!(!config.to_string().contains("se:cret"));
+        assert_eq!(s.workload.security, Security::StartTls);
+
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:465",
+            "--tls",
+            "--sni",
+            "mx.test",
+            "--tls-resume",
+            "off",
+        ])
+        .unwrap();
+        assert!(
+            s.header().ends_with(
+                ", implicit TLS (certificate not verified, SNI mx.test, resumption off)"
+            ),
+            "{}",
+            s.header()
+        );
+        assert_eq!(s.config_json()["tls"]["sni"], "mx.test");
+        assert_eq!(s.config_json()["tls"]["resumption"], false);
+    }
+
+    #[test]
+    fn tls_and_auth_flags_are_checked() {
+        let error = |args: &[&str]| {
+            let mut all = vec!["--target", "127.0.0.1:25"];
+            all.extend_from_slice(args);
+            settings(&all).unwrap_err()
+        };
+        assert!(error(&["--starttls", "--tls"]).contains("cannot be used with"));
+        assert!(error(&["--tls-verify"]).contains("need --starttls or --tls"));
+        assert!(error(&["--sni", "mx.test"]).contains("need --starttls or --tls"));
+        assert!(error(&["--tls-resume", "off"]).contains("need --starttls or --tls"));
+        assert!(error(&["--starttls", "--helo"]).contains("drop --helo"));
+        assert!(error(&["--auth", "u:p", "--helo"]).contains("drop --helo"));
+        assert!(error(&["--auth", "nocolon"]).contains("USER:PASS"));
+        assert!(error(&["--auth", ":pass"]).contains("user name is empty"));
+        assert!(error(&["--auth-mech", "login"]).contains("needs --auth"));
+        assert!(
+            error(&["--tls", "--ca", "/nonexistent/ca.pem"]).contains("--ca /nonexistent/ca.pem")
+        );
+        // --ca implies verification.
+        assert!(settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "--tls",
+            "--tls-verify",
+            "--sni",
+            "mx.test"
+        ])
+        .map(|s| s.tls_options.unwrap().verify)
+        .unwrap_or(true));
     }
 }

@@ -1,14 +1,114 @@
 //! What the generator sends: the workload settings and the bytes of each command and message.
 //!
 //! What it does: hold the immutable description of the load (recipients, sizes, modes,
-//! address patterns) and write commands and message content into a connection's output
-//! buffer without allocating. Message content comes from one template built at start-up,
+//! address patterns, TLS mode, AUTH credentials) and write commands and message content into
+//! a connection's output buffer without allocating. Message content comes from one template built at start-up,
 //! 78-byte text lines that never start with a dot, so DATA content needs no dot-stuffing and
 //! can never contain the end-of-data sequence.
 //!
 //! What it does not do: decide when to send (the engine) or parse replies (the client).
 
+use base64::Engine as _;
 use std::io::Write as _;
+
+/// How a connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain SMTP.
+    Plain,
+    /// `STARTTLS` after the first EHLO (RFC 3207), then EHLO again inside TLS.
+    StartTls,
+    /// TLS from the first byte, the greeting inside it (RFC 8314 §3, "port 465 style").
+    Implicit,
+}
+
+/// `--auth-mech`: the SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMech {
+    /// PLAIN (RFC 4616) with the initial response: one round trip.
+    Plain,
+    /// LOGIN (draft-murchison-sasl-login): `334` for the user name, `334` for the password.
+    Login,
+}
+
+impl AuthMech {
+    /// The mechanism's name as EHLO lists it and AUTH sends it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMech::Plain => "PLAIN",
+            AuthMech::Login => "LOGIN",
+        }
+    }
+}
+
+/// `--auth USER:PASS` with its mechanism, the responses encoded once at start-up.
+#[derive(Clone)]
+pub struct Auth {
+    /// The mechanism.
+    pub mech: AuthMech,
+    /// The user name (shown in the header and `--json`; the password never is).
+    pub user: String,
+    /// PLAIN: `base64(\0user\0pass)`; LOGIN: `base64(user)` (RFC 4954 §4: each response is
+    /// one base64 line).
+    first: String,
+    /// LOGIN: `base64(pass)`; PLAIN: empty.
+    second: String,
+}
+
+impl std::fmt::Debug for Auth {
+    /// Never shows the password, not even encoded.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("mech", &self.mech)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Credentials for `mech`.
+    pub fn new(mech: AuthMech, user: &str, pass: &str) -> Auth {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let (first, second) = match mech {
+            // RFC 4616 §2: authzid NUL authcid NUL passwd, with an empty authzid.
+            AuthMech::Plain => (b64(format!("\0{user}\0{pass}").as_bytes()), String::new()),
+            AuthMech::Login => (b64(user.as_bytes()), b64(pass.as_bytes())),
+        };
+        Auth {
+            mech,
+            user: user.to_string(),
+            first,
+            second,
+        }
+    }
+
+    /// How many `334` challenges the exchange answers before its final reply.
+    pub fn challenges(&self) -> u8 {
+        match self.mech {
+            AuthMech::Plain => 0,
+            AuthMech::Login => 2,
+        }
+    }
+
+    /// The `AUTH` command (RFC 4954 §4): PLAIN with its initial response, LOGIN bare.
+    pub fn write_command(&self, out: &mut Vec<u8>) {
+        match self.mech {
+            AuthMech::Plain => {
+                out.extend_from_slice(b"AUTH PLAIN ");
+                out.extend_from_slice(self.first.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            AuthMech::Login => out.extend_from_slice(b"AUTH LOGIN\r\n"),
+        }
+    }
+
+    /// The response to challenge number `n` (0-based), one base64 line.
+    pub fn write_response(&self, n: u8, out: &mut Vec<u8>) {
+        let line = if n == 0 { &self.first } else { &self.second };
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
 
 /// `--pipelining`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +238,10 @@ pub struct Workload {
     pub to: AddressPattern,
     /// Message sizes.
     pub sizes: Sizes,
+    /// Plain, STARTTLS or implicit TLS.
+    pub security: Security,
+    /// `AUTH` after the (last) EHLO, if asked for.
+    pub auth: Option<Auth>,
     /// Header block and text lines, at least `sizes.max()` bytes.
     template: Vec<u8>,
 }
@@ -181,8 +285,17 @@ impl Workload {
             from,
             to,
             sizes,
+            security: Security::Plain,
+            auth: None,
             template,
         }
+    }
+
+    /// The same workload secured by `security` and authenticating with `auth`.
+    pub fn with_session(mut self, security: Security, auth: Option<Auth>) -> Workload {
+        self.security = security;
+        self.auth = auth;
+        self
     }
 
     /// `MAIL FROM:<...>`.
@@ -280,6 +393,23 @@ mod tests {
         );
         assert!(AddressPattern::new("a b@c").is_err());
         assert!(AddressPattern::new("<a@b>").is_err());
+    }
+
+    #[test]
+    fn auth_responses_are_base64_lines() {
+        let plain = Auth::new(AuthMech::Plain, "user", "p:ss");
+        let mut out = Vec::new();
+        plain.write_command(&mut out);
+        // base64("\0user\0p:ss")
+        assert_eq!(out, b"AUTH PLAIN AHVzZXIAcDpzcw==\r\n");
+        assert_eq!(plain.challenges(), 0);
+        let login = Auth::new(AuthMech::Login, "user", "pass");
+        let mut out = Vec::new();
+        login.write_command(&mut out);
+        login.write_response(0, &mut out);
+        login.write_response(1, &mut out);
+        assert_eq!(out, b"AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n");
+        assert!(!format!("{login:?}").contains("cGFzcw"));
     }
 
     #[test]

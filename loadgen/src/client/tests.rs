@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::reply::{parse_reply, ReplyError};
-use crate::workload::{AddressPattern, Rng, Sizes, MIN_SIZE};
+use crate::workload::{AddressPattern, Auth, AuthMech, Rng, Sizes, MIN_SIZE};
 use std::time::Duration;
 
 /// A workload with tiny messages (`MIN_SIZE` bytes), so transcripts stay readable.
@@ -21,6 +21,23 @@ fn workload(rcpts: usize, pipelining: Pipelining, bdat: bool, inflight: usize) -
         AddressPattern::new("r{r}@b.test").unwrap(),
         Sizes::Fixed(MIN_SIZE),
     )
+}
+
+/// [`workload`] secured by `security`, authenticating as `user`/`pass` with `mech`.
+fn session_workload(
+    security: Security,
+    mech: Option<AuthMech>,
+    pipelining: Pipelining,
+    bdat: bool,
+) -> Workload {
+    workload(1, pipelining, bdat, 2)
+        .with_session(security, mech.map(|m| Auth::new(m, "user", "pass")))
+}
+
+/// base64 of `text`.
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// The content of a `MIN_SIZE` message as DATA sends it (the dot included).
@@ -50,13 +67,17 @@ enum End {
     Waiting,
     /// Nothing outstanding: the client waits for the engine to start a message.
     Idle,
+    /// Bytes arrived behind the `220` to STARTTLS (the engine ends the connection).
+    Injected,
 }
 
 /// The client's side of a connection, driven as `Engine::process_replies` and
 /// `Engine::start_messages` drive it: bytes are buffered and every complete reply is
 /// handed over; after each reply, messages are started while the client allows (the
 /// engine does it after each read; a server never answers a command before it was
-/// sent, so for a real reply stream this is the same).
+/// sent, so for a real reply stream this is the same). When the client asks for TLS the
+/// handshake "happens" at once (after the bytes fed so far; bytes behind the `220` in the
+/// same feed are an injection, as in the engine); with implicit TLS before anything else.
 struct Conversation<'w> {
     /// What is sent.
     workload: &'w Workload,
@@ -82,14 +103,18 @@ struct Conversation<'w> {
     hold: bool,
     /// The parser's verdict on input that is not a reply.
     garbage: Option<ReplyError>,
+    /// Bytes came behind the 220 to STARTTLS.
+    injected: bool,
+    /// TLS handshakes completed.
+    handshakes: u32,
 }
 
 impl<'w> Conversation<'w> {
     fn new(workload: &'w Workload, messages: u64) -> Conversation<'w> {
         let base = Instant::now();
-        Conversation {
+        let mut conversation = Conversation {
             workload,
-            client: Client::new(base),
+            client: Client::new(workload, base, base),
             input: Vec::new(),
             out: Vec::new(),
             sent: 0,
@@ -100,14 +125,31 @@ impl<'w> Conversation<'w> {
             seq: 0,
             hold: false,
             garbage: None,
+            injected: false,
+            handshakes: 0,
+        };
+        if conversation.client.tls_requested() {
+            // Implicit TLS: the transport's handshake comes before any reply.
+            conversation.establish_tls();
         }
+        conversation
+    }
+
+    /// The transport completed the handshake, half a millisecond after the last reply.
+    fn establish_tls(&mut self) {
+        let now = self.base + Duration::from_millis(self.replies) + Duration::from_micros(500);
+        let events = &mut self.events;
+        self.client
+            .on_tls_established(self.workload, now, &mut self.out, |e| events.push(e));
+        self.handshakes += 1;
+        self.pump(now);
     }
 
     /// Bytes from the server.
     fn feed(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
         let mut pos = 0;
-        while !self.client.is_closed() && self.garbage.is_none() {
+        while !self.client.is_closed() && self.garbage.is_none() && !self.client.tls_requested() {
             match parse_reply(&self.input[pos..]) {
                 Ok(Some((reply, used))) => {
                     self.replies += 1;
@@ -126,6 +168,13 @@ impl<'w> Conversation<'w> {
             }
         }
         self.input.drain(..pos);
+        if self.client.tls_requested() && !self.injected {
+            if self.input.is_empty() {
+                self.establish_tls();
+            } else {
+                self.injected = true;
+            }
+        }
     }
 
     /// Starts messages while the client allows, or says QUIT when all are done.
@@ -167,7 +216,9 @@ impl<'w> Conversation<'w> {
     }
 
     fn end(&self) -> End {
-        if let Some(e) = self.garbage {
+        if self.injected {
+            End::Injected
+        } else if let Some(e) = self.garbage {
             End::Garbage(e)
         } else if let Some(f) = self.client.failure() {
             End::Failed(f)
@@ -180,13 +231,27 @@ impl<'w> Conversation<'w> {
         }
     }
 
-    /// `(code, stage)` of every recorded reply, in order.
+    /// `(code, stage)` of every recorded reply (timed or not), in order.
     fn replies(&self) -> Vec<(Stage, u16)> {
         self.events
             .iter()
             .filter_map(|e| match *e {
-                Event::Reply { stage, code, .. } => Some((stage, code)),
-                Event::Message { .. } => None,
+                Event::Reply { stage, code, .. } | Event::Code { stage, code } => {
+                    Some((stage, code))
+                }
+                Event::Message { .. } | Event::Handshake { .. } => None,
+            })
+            .collect()
+    }
+
+    /// `(stage, milliseconds)` of every timed reply and handshake, in order.
+    fn timings(&self) -> Vec<(Stage, f64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Reply { stage, nanos, .. } => Some((stage, nanos as f64 / 1e6)),
+                Event::Handshake { nanos } => Some((Stage::Tls, nanos as f64 / 1e6)),
+                Event::Message { .. } | Event::Code { .. } => None,
             })
             .collect()
     }
@@ -197,7 +262,7 @@ impl<'w> Conversation<'w> {
             .iter()
             .filter_map(|e| match *e {
                 Event::Message { accepted, .. } => Some(accepted),
-                Event::Reply { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -211,6 +276,14 @@ struct Server {
     pipelining: bool,
     /// Advertise CHUNKING.
     chunking: bool,
+    /// Advertise STARTTLS (outside TLS).
+    starttls: bool,
+    /// Advertise AUTH with these mechanisms (`"PLAIN LOGIN"`); credentials `user`/`pass`.
+    auth: Option<&'static str>,
+    /// Inside TLS (after the 220 to STARTTLS).
+    tls: bool,
+    /// AUTH LOGIN: responses still to read (2: the user name, 1: the password).
+    login_wait: u8,
     /// Make every reply two lines (`250-...` then `250 ...`).
     multi_line: bool,
     /// RCPT commands (numbered from 1 over the session) refused with 550.
@@ -320,6 +393,19 @@ impl Server {
     fn on_command(&mut self, line: &str, out: &mut Vec<u8>) {
         self.commands += 1;
         let n = self.commands;
+        if self.login_wait > 0 {
+            // RFC 4954 §4: a response line of the AUTH exchange, not a command.
+            self.login_wait -= 1;
+            match (self.login_wait, line == b64("user"), line == b64("pass")) {
+                (1, true, _) => self.reply(out, n, 334, "UGFzc3dvcmQ6"),
+                (0, _, true) => self.reply(out, n, 235, "2.7.0 Authentication successful"),
+                _ => {
+                    self.login_wait = 0;
+                    self.reply(out, n, 535, "5.7.8 Authentication credentials invalid");
+                }
+            }
+            return;
+        }
         let verb = line.split(' ').next().unwrap_or("");
         match verb {
             "EHLO" => {
@@ -330,6 +416,12 @@ impl Server {
                 if self.chunking {
                     ehlo.push_str("250-CHUNKING\r\n");
                 }
+                if self.starttls && !self.tls {
+                    ehlo.push_str("250-STARTTLS\r\n");
+                }
+                if let Some(mechanisms) = self.auth {
+                    ehlo.push_str(&format!("250-AUTH {mechanisms}\r\n"));
+                }
                 ehlo.push_str("250 8BITMIME\r\n");
                 match self.replace {
                     Some((at, bytes)) if at == n => out.extend_from_slice(bytes.as_bytes()),
@@ -337,6 +429,28 @@ impl Server {
                 }
             }
             "HELO" => self.reply(out, n, 250, "mx.test"),
+            "STARTTLS" => {
+                // RFC 3207 §4.2: back to the state after the greeting.
+                self.tls = true;
+                self.rcpts = 0;
+                self.reply(out, n, 220, "2.0.0 Ready to start TLS");
+            }
+            "AUTH" => {
+                let mut words = line.split(' ').skip(1);
+                match (words.next(), words.next()) {
+                    (Some("PLAIN"), Some(response)) if response == b64("\0user\0pass") => {
+                        self.reply(out, n, 235, "2.7.0 Authentication successful")
+                    }
+                    (Some("PLAIN"), _) => {
+                        self.reply(out, n, 535, "5.7.8 Authentication credentials invalid")
+                    }
+                    (Some("LOGIN"), None) => {
+                        self.login_wait = 2;
+                        self.reply(out, n, 334, "VXNlcm5hbWU6");
+                    }
+                    _ => self.reply(out, n, 504, "5.5.4 Unrecognized authentication type"),
+                }
+            }
             "MAIL" => {
                 self.rcpts = 0;
                 self.reply(out, n, 250, "2.1.0 Ok");
@@ -508,7 +622,7 @@ fn a_pipelined_session_step_by_step() {
         .iter()
         .filter_map(|e| match *e {
             Event::Reply { nanos, .. } => Some(nanos / 1_000_000),
-            Event::Message { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(nanos, [1, 1, 1, 2, 3, 4, 1, 1]);
@@ -607,14 +721,14 @@ fn ehlo_keywords_decide_pipelining_and_chunking() {
             Pipelining::On,
             true,
             true,
-            Some(Failure::MissingExtension),
+            Some(Failure::MissingExtension(Extension::Chunking)),
         ),
         (
             "550 go away\r\n",
             Pipelining::Auto,
             false,
             false,
-            Some(Failure::Refused),
+            Some(Failure::Refused(Stage::Ehlo)),
         ),
         (
             "421 busy\r\n",
@@ -657,7 +771,7 @@ fn helo_never_pipelines() {
 fn a_refused_greeting_ends_the_connection() {
     let w = workload(1, Pipelining::Auto, false, 1);
     for (greeting, failure) in [
-        ("554 no service\r\n", Failure::Refused),
+        ("554 no service\r\n", Failure::Refused(Stage::Greeting)),
         ("421-closing\r\n421 down\r\n", Failure::ServiceClosing),
     ] {
         let mut c = Conversation::new(&w, 1);
@@ -1103,4 +1217,640 @@ fn random_reply_streams_never_panic() {
         let limit = if w.bdat { w.inflight } else { 2 };
         assert!(c.client.in_flight() <= limit, "round {round}");
     }
+}
+
+// ---- STARTTLS, implicit TLS and AUTH ----
+
+/// An EHLO reply offering `extensions`, one per line.
+fn ehlo_reply(extensions: &[&str]) -> String {
+    let mut reply = String::from("250-mx.test\r\n");
+    for (i, extension) in extensions.iter().enumerate() {
+        let sep = if i + 1 == extensions.len() { ' ' } else { '-' };
+        reply.push_str(&format!("250{sep}{extension}\r\n"));
+    }
+    if extensions.is_empty() {
+        reply = "250 mx.test\r\n".into();
+    }
+    reply
+}
+
+#[test]
+fn starttls_ends_its_group_and_the_second_ehlo_decides() {
+    // Pipelining on: still nothing goes behind STARTTLS (RFC 2920 §3.1, RFC 3207 §4).
+    let w = session_workload(
+        Security::StartTls,
+        Some(AuthMech::Plain),
+        Pipelining::Auto,
+        false,
+    );
+    let mut c = Conversation::new(&w, 1);
+    assert!(!c.client.tls_requested());
+    c.feed(b"220 mx.test ESMTP\r\n");
+    assert_eq!(c.written(), "EHLO lg.test\r\n");
+    // Before TLS: PIPELINING, AUTH and STARTTLS offered; only STARTTLS is used.
+    c.feed(ehlo_reply(&["PIPELINING", "AUTH PLAIN", "STARTTLS"]).as_bytes());
+    assert_eq!(c.written(), "STARTTLS\r\n");
+    assert!(!c.client.tls_requested());
+    assert!(c.client.is_waiting());
+    c.hold = true;
+    c.feed(b"220 2.0.0 Ready to start TLS\r\n");
+    // The conversation's transport ran the handshake; the client said EHLO again.
+    assert_eq!(c.handshakes, 1);
+    assert!(!c.client.tls_requested());
+    assert_eq!(c.written(), "EHLO lg.test\r\n");
+    // Inside TLS the server offers no PIPELINING: the session goes step by step.
+    c.feed(ehlo_reply(&["AUTH LOGIN PLAIN", "8BITMIME"]).as_bytes());
+    assert_eq!(
+        c.written(),
+        format!("AUTH PLAIN {}\r\n", b64("\0user\0pass"))
+    );
+    assert!(!c.client.was_ready());
+    c.hold = false;
+    c.feed(b"235 2.7.0 Authentication successful\r\n");
+    assert!(c.client.was_ready());
+    assert_eq!(c.written(), "MAIL FROM:<s0@a.test>\r\n", "not pipelined");
+    c.feed(b"250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n221 bye\r\n");
+    assert_eq!(c.end(), End::Clean);
+    assert_eq!(c.messages(), [true]);
+    assert_eq!(
+        c.replies()[..6],
+        [
+            (Stage::Greeting, 220),
+            (Stage::Ehlo, 250),
+            (Stage::Tls, 220),
+            (Stage::Ehlo, 250),
+            (Stage::Auth, 235),
+            (Stage::Mail, 250),
+        ]
+    );
+    // STARTTLS went out at 2 ms (with the first EHLO's reply), its 220 came at 3 ms and the
+    // handshake ended half a millisecond later: the stage `tls` is 1.5 ms (the 220 itself is
+    // counted, not timed). The second EHLO went out then and was answered at 4 ms; AUTH went
+    // out at 4 ms and its 235 came at 5 ms.
+    let timings = c.timings();
+    assert_eq!(timings[2], (Stage::Tls, 1.5));
+    assert_eq!(timings[3], (Stage::Ehlo, 0.5));
+    assert_eq!(timings[4], (Stage::Auth, 1.0));
+    assert!(c.events.contains(&Event::Code {
+        stage: Stage::Tls,
+        code: 220
+    }));
+
+    // The other way round: PIPELINING and CHUNKING only inside TLS are used, and --bdat does
+    // not fail on the first EHLO that lacks CHUNKING.
+    let w = session_workload(Security::StartTls, None, Pipelining::Auto, true);
+    let mut c = Conversation::new(&w, 2);
+    c.feed(b"220 mx\r\n");
+    c.feed(ehlo_reply(&["STARTTLS"]).as_bytes());
+    c.feed(b"220 go\r\n");
+    assert_eq!(c.written(), "EHLO lg.test\r\nSTARTTLS\r\nEHLO lg.test\r\n");
+    c.feed(ehlo_reply(&["PIPELINING", "CHUNKING"]).as_bytes());
+    let written = c.written();
+    assert_eq!(written.matches("BDAT").count(), 2, "pipelined: {written}");
+    assert_eq!(c.client.failure(), None);
+}
+
+#[test]
+fn the_reply_to_starttls_decides_the_handshake() {
+    // (reply to STARTTLS, failure); every reply is counted under `tls`, never timed.
+    let cases: &[(&str, Option<Failure>)] = &[
+        ("220 2.0.0 Ready to start TLS\r\n", None),
+        ("220-multi\r\n220 line\r\n", None),
+        (
+            "454 4.7.0 TLS not available due to temporary reason\r\n",
+            Some(Failure::Refused(Stage::Tls)),
+        ),
+        (
+            "502 5.5.1 Not implemented\r\n",
+            Some(Failure::Refused(Stage::Tls)),
+        ),
+        (
+            "503 5.5.1 Already in TLS\r\n",
+            Some(Failure::Refused(Stage::Tls)),
+        ),
+        (
+            "501 5.5.4 Syntax error\r\n",
+            Some(Failure::Refused(Stage::Tls)),
+        ),
+        ("421 4.3.2 shutting down\r\n", Some(Failure::ServiceClosing)),
+        ("250 2.0.0 Ok\r\n", Some(Failure::Desync)),
+        ("354 go ahead\r\n", Some(Failure::Desync)),
+    ];
+    let w = session_workload(Security::StartTls, None, Pipelining::On, false);
+    for &(reply, failure) in cases {
+        let mut c = Conversation::new(&w, 1);
+        c.feed(b"220 mx\r\n");
+        c.feed(ehlo_reply(&["STARTTLS"]).as_bytes());
+        c.written();
+        c.feed(reply.as_bytes());
+        assert_eq!(c.client.failure(), failure, "{reply:?}");
+        let code: u16 = reply[..3].parse().unwrap();
+        assert_eq!(
+            c.events[2],
+            Event::Code {
+                stage: Stage::Tls,
+                code
+            },
+            "{reply:?}"
+        );
+        if failure.is_some() {
+            assert_eq!(c.handshakes, 0, "{reply:?}");
+            assert!(c.client.is_closed());
+            assert_eq!(
+                c.written(),
+                "",
+                "nothing after a refused STARTTLS: {reply:?}"
+            );
+        } else {
+            assert_eq!(c.handshakes, 1);
+            assert_eq!(c.written(), "EHLO lg.test\r\n");
+        }
+    }
+}
+
+#[test]
+fn missing_extensions_fail_before_anything_is_sent() {
+    let starttls = session_workload(Security::StartTls, None, Pipelining::Auto, false);
+    let plain_auth = session_workload(
+        Security::Plain,
+        Some(AuthMech::Plain),
+        Pipelining::Auto,
+        false,
+    );
+    let login_auth = session_workload(
+        Security::StartTls,
+        Some(AuthMech::Login),
+        Pipelining::Auto,
+        false,
+    );
+    /// (workload, EHLO extensions before TLS, after TLS, failure, description)
+    type Case<'a> = (&'a Workload, Vec<&'a str>, Vec<&'a str>, Failure, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            &starttls,
+            vec!["PIPELINING", "STARTTLSX"],
+            vec![],
+            Failure::MissingExtension(Extension::StartTls),
+            "the server does not offer STARTTLS in its EHLO reply",
+        ),
+        (
+            &plain_auth,
+            vec!["PIPELINING"],
+            vec![],
+            Failure::MissingExtension(Extension::Auth),
+            "the server does not offer AUTH in its EHLO reply (AUTH PLAIN asked for)",
+        ),
+        (
+            &plain_auth,
+            vec!["AUTH LOGIN CRAM-MD5"],
+            vec![],
+            Failure::MissingExtension(Extension::Auth),
+            "the server does not offer AUTH PLAIN (it offers AUTH LOGIN CRAM-MD5)",
+        ),
+        (
+            // AUTH offered before TLS only: the second EHLO is what counts.
+            &login_auth,
+            vec!["STARTTLS", "AUTH LOGIN"],
+            vec!["PIPELINING"],
+            Failure::MissingExtension(Extension::Auth),
+            "the server does not offer AUTH in its EHLO reply (AUTH LOGIN asked for)",
+        ),
+    ];
+    for (w, before, after, failure, description) in cases {
+        let mut c = Conversation::new(w, 1);
+        c.feed(b"220 mx\r\n");
+        let ehlo = ehlo_reply(&before);
+        c.feed(ehlo.as_bytes());
+        let mut last = ehlo;
+        if c.handshakes == 0 && c.client.failure().is_none() {
+            c.feed(b"220 go\r\n");
+            last = ehlo_reply(&after);
+            c.feed(last.as_bytes());
+        }
+        assert_eq!(c.end(), End::Failed(failure), "{before:?} {after:?}");
+        let written = c.all_written();
+        assert!(
+            !written.contains("AUTH") && !written.contains("MAIL"),
+            "{written}"
+        );
+        assert_eq!(describe_failure(failure, w, last.as_bytes()), description);
+    }
+    // The pre-RFC form `AUTH=PLAIN` counts too, and mechanisms are case-insensitive.
+    let offers: [&[&str]; 3] = [
+        &["AUTH=PLAIN"],
+        &["auth login plain"],
+        &["AUTH LOGIN", "AUTH=LOGIN PLAIN"],
+    ];
+    for lines in offers {
+        let mut c = Conversation::new(&plain_auth, 1);
+        c.feed(b"220 mx\r\n");
+        c.feed(ehlo_reply(lines).as_bytes());
+        let line = lines.join(" / ");
+        assert_eq!(c.client.failure(), None, "{line}");
+        assert!(c
+            .written()
+            .ends_with(&format!("AUTH PLAIN {}\r\n", b64("\0user\0pass"))));
+    }
+    // HELO has no extensions at all.
+    let mut helo = session_workload(
+        Security::Plain,
+        Some(AuthMech::Plain),
+        Pipelining::Auto,
+        false,
+    );
+    helo.helo = true;
+    let mut c = Conversation::new(&helo, 1);
+    c.feed(b"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n");
+    assert_eq!(
+        c.end(),
+        End::Failed(Failure::MissingExtension(Extension::Auth))
+    );
+}
+
+#[test]
+fn auth_login_answers_two_challenges_and_is_timed_to_the_end() {
+    let w = session_workload(
+        Security::Plain,
+        Some(AuthMech::Login),
+        Pipelining::Auto,
+        false,
+    );
+    let mut c = Conversation::new(&w, 1);
+    c.feed(b"220 mx\r\n");
+    c.feed(ehlo_reply(&["PIPELINING", "AUTH PLAIN LOGIN"]).as_bytes());
+    assert_eq!(c.written(), "EHLO lg.test\r\nAUTH LOGIN\r\n");
+    c.feed(b"334 VXNlcm5hbWU6\r\n");
+    assert_eq!(c.written(), format!("{}\r\n", b64("user")));
+    c.feed(b"334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(c.written(), format!("{}\r\n", b64("pass")));
+    assert!(!c.client.can_start(&w));
+    c.feed(b"235 2.7.0 Authentication successful\r\n");
+    // Ready: the pipelined group goes out.
+    assert_eq!(
+        c.written(),
+        "MAIL FROM:<s0@a.test>\r\nRCPT TO:<r0@b.test>\r\nDATA\r\n"
+    );
+    assert_eq!(
+        c.replies()[2..5],
+        [(Stage::Auth, 334), (Stage::Auth, 334), (Stage::Auth, 235)]
+    );
+    // AUTH went out at 2 ms; the 235 is reply 5: 3 ms, challenges included.
+    assert!(
+        c.timings().contains(&(Stage::Auth, 3.0)),
+        "{:?}",
+        c.timings()
+    );
+    assert_eq!(
+        c.events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                Event::Reply {
+                    stage: Stage::Auth,
+                    ..
+                }
+            ))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn every_auth_reply_code_path() {
+    // (mechanism, replies from the AUTH command on, outcome, reply codes counted under auth)
+    use AuthMech::{Login, Plain};
+    let refused = Some(Failure::Refused(Stage::Auth));
+    let cases: &[(AuthMech, &[&str], Option<Failure>)] = &[
+        (Plain, &["235 2.7.0 ok"], None),
+        (
+            Plain,
+            &["535 5.7.8 Authentication credentials invalid"],
+            refused,
+        ),
+        (Plain, &["538 5.7.11 Encryption required"], refused),
+        (Plain, &["501 5.5.2 Cannot decode"], refused),
+        (
+            Plain,
+            &["504 5.5.4 Unrecognized authentication type"],
+            refused,
+        ),
+        (
+            Plain,
+            &["454 4.7.0 Temporary authentication failure"],
+            refused,
+        ),
+        (Plain, &["534 5.7.9 Mechanism too weak"], refused),
+        (
+            Plain,
+            &["530 5.7.0 Must issue a STARTTLS command first"],
+            refused,
+        ),
+        (Plain, &["503 5.5.1 Already authenticated"], refused),
+        (Plain, &["421 4.3.2 bye"], Some(Failure::ServiceClosing)),
+        // PLAIN sent its response already: a challenge or another success is out of step.
+        (Plain, &["334 "], Some(Failure::Desync)),
+        (Plain, &["250 ok"], Some(Failure::Desync)),
+        (
+            Login,
+            &["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "235 2.7.0 ok"],
+            None,
+        ),
+        (
+            Login,
+            &["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "535 5.7.8 no"],
+            refused,
+        ),
+        (
+            Login,
+            &["334 VXNlcm5hbWU6", "535 5.7.8 unknown user"],
+            refused,
+        ),
+        (Login, &["504 5.5.4 No LOGIN here"], refused),
+        (Login, &["538 5.7.11 Encryption required"], refused),
+        (
+            Login,
+            &["334 VXNlcm5hbWU6", "501 5.5.2 bad base64"],
+            refused,
+        ),
+        // A 235 before the password, or a third challenge: out of step.
+        (
+            Login,
+            &["334 VXNlcm5hbWU6", "235 2.7.0 ok"],
+            Some(Failure::Desync),
+        ),
+        (Login, &["334 a", "334 b", "334 c"], Some(Failure::Desync)),
+        (Login, &["250 ok"], Some(Failure::Desync)),
+    ];
+    for &(mech, replies, outcome) in cases {
+        let w = session_workload(Security::Plain, Some(mech), Pipelining::On, false);
+        let mut c = Conversation::new(&w, 1);
+        c.feed(b"220 mx\r\n");
+        c.feed(ehlo_reply(&["AUTH PLAIN LOGIN"]).as_bytes());
+        for reply in replies {
+            c.feed(format!("{reply}\r\n").as_bytes());
+        }
+        assert_eq!(c.client.failure(), outcome, "{mech:?} {replies:?}");
+        let auth_codes: Vec<u16> = c
+            .replies()
+            .into_iter()
+            .filter(|(s, _)| *s == Stage::Auth)
+            .map(|(_, code)| code)
+            .collect();
+        let expected: Vec<u16> = replies.iter().map(|r| r[..3].parse().unwrap()).collect();
+        assert_eq!(auth_codes, expected, "{mech:?} {replies:?}");
+        let written = c.all_written();
+        match outcome {
+            None => assert!(written.contains("MAIL FROM"), "{written}"),
+            Some(failure) => {
+                assert!(!written.contains("MAIL FROM"), "{written}");
+                assert!(c.client.is_closed());
+                let last = format!("{}\r\n", replies.last().unwrap());
+                let description = describe_failure(failure, &w, last.as_bytes());
+                if failure == Failure::Refused(Stage::Auth) {
+                    assert_eq!(
+                        description,
+                        format!("AUTH {} refused: {}", mech.name(), replies.last().unwrap())
+                    );
+                }
+                // Credentials never appear in what is shown.
+                assert!(!description.contains(&b64("pass")), "{description}");
+            }
+        }
+    }
+}
+
+#[test]
+fn implicit_tls_greets_inside_the_handshake() {
+    let w = session_workload(
+        Security::Implicit,
+        Some(AuthMech::Plain),
+        Pipelining::Auto,
+        false,
+    );
+    let base = Instant::now();
+    // Before the handshake: waiting for it (the reply timeout runs), and no reply can come.
+    let mut client = Client::new(&w, base, base + Duration::from_millis(2));
+    assert!(client.tls_requested());
+    assert!(client.is_waiting());
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    let reply = parse_reply(b"220 mx\r\n").unwrap().unwrap().0;
+    client.on_reply(&w, reply, b"220 mx\r\n", base, &mut out, |e| events.push(e));
+    assert_eq!(
+        client.failure(),
+        Some(Failure::Desync),
+        "plaintext before the handshake"
+    );
+
+    let mut client = Client::new(&w, base, base + Duration::from_millis(2));
+    client.on_tls_established(&w, base + Duration::from_millis(5), &mut out, |e| {
+        events.push(e)
+    });
+    assert_eq!(events, [Event::Handshake { nanos: 3_000_000 }]);
+    assert!(out.is_empty(), "the server speaks first");
+    assert!(!client.tls_requested());
+    // A second handshake nobody asked for is out of step.
+    client.on_tls_established(&w, base, &mut out, |e| events.push(e));
+    assert_eq!(client.failure(), Some(Failure::Desync));
+
+    // A whole session: greeting, EHLO (no STARTTLS inside TLS), AUTH, the transaction.
+    let mut c = Conversation::new(&w, 1);
+    assert_eq!(c.handshakes, 1);
+    c.feed(b"220 mx.test ESMTP\r\n");
+    assert_eq!(c.written(), "EHLO lg.test\r\n");
+    c.feed(ehlo_reply(&["PIPELINING", "AUTH PLAIN"]).as_bytes());
+    assert!(c.written().starts_with("AUTH PLAIN "));
+    c.feed(b"235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n221 bye\r\n");
+    assert_eq!(c.end(), End::Clean);
+    assert_eq!(c.messages(), [true]);
+    assert!(!c.all_written().contains("STARTTLS"));
+    // The greeting is timed from the connect's start, the handshake included.
+    assert_eq!(c.timings()[0], (Stage::Tls, 0.5));
+    assert_eq!(c.timings()[1], (Stage::Greeting, 1.0));
+}
+
+#[test]
+fn starttls_never_runs_a_plaintext_reply_as_if_it_came_through_tls() {
+    // Bytes behind the 220 in the same read are not handed over (the engine ends the
+    // connection); a client in the handshake refuses any reply.
+    let w = session_workload(Security::StartTls, None, Pipelining::On, false);
+    let mut c = Conversation::new(&w, 1);
+    c.feed(b"220 mx\r\n");
+    c.feed(ehlo_reply(&["STARTTLS"]).as_bytes());
+    c.feed(b"220 go\r\n250-mx\r\n250 PIPELINING\r\n");
+    assert_eq!(c.end(), End::Injected);
+    assert_eq!(c.handshakes, 0);
+    assert!(c.client.tls_requested());
+    assert_eq!(
+        c.replies().len(),
+        3,
+        "the injected EHLO reply was not taken"
+    );
+    assert_eq!(c.all_written(), "EHLO lg.test\r\nSTARTTLS\r\n");
+}
+
+#[test]
+fn tls_and_auth_sessions_against_the_model_server() {
+    use AuthMech::{Login, Plain};
+    let cases = [
+        (
+            "STARTTLS, PLAIN, pipelined DATA",
+            Security::StartTls,
+            Some(Plain),
+            false,
+        ),
+        (
+            "STARTTLS, LOGIN, BDAT",
+            Security::StartTls,
+            Some(Login),
+            true,
+        ),
+        (
+            "implicit TLS, LOGIN",
+            Security::Implicit,
+            Some(Login),
+            false,
+        ),
+        ("plain SMTP, PLAIN", Security::Plain, Some(Plain), false),
+        ("STARTTLS alone", Security::StartTls, None, false),
+    ];
+    for (name, security, mech, bdat) in cases {
+        let w = session_workload(security, mech, Pipelining::Auto, bdat);
+        let mut server = Server {
+            starttls: true,
+            auth: Some("PLAIN LOGIN"),
+            ..Server::esmtp()
+        };
+        let (c, _) = talk(&w, &mut server, 3);
+        assert_eq!(c.end(), End::Clean, "{name}");
+        assert_eq!(c.messages(), [true; 3], "{name}");
+        assert_eq!(server.tls, security == Security::StartTls, "{name}");
+        assert_eq!(
+            c.handshakes,
+            u32::from(security != Security::Plain),
+            "{name}"
+        );
+        let auths = c
+            .replies()
+            .iter()
+            .filter(|r| **r == (Stage::Auth, 235))
+            .count();
+        assert_eq!(auths, usize::from(mech.is_some()), "{name}");
+    }
+    // Wrong credentials: the model refuses with 535; the session ends before any MAIL.
+    let w = workload(1, Pipelining::Auto, false, 1)
+        .with_session(Security::StartTls, Some(Auth::new(Login, "user", "wrong")));
+    let mut server = Server {
+        starttls: true,
+        auth: Some("LOGIN"),
+        ..Server::esmtp()
+    };
+    let (c, _) = talk(&w, &mut server, 1);
+    assert_eq!(c.end(), End::Failed(Failure::Refused(Stage::Auth)));
+    assert!(c.replies().contains(&(Stage::Auth, 535)));
+    assert!(!c.all_written().contains("MAIL"));
+}
+
+#[test]
+fn tls_sessions_cut_at_every_offset_give_the_same_session() {
+    // The reply stream of a STARTTLS + AUTH LOGIN session, cut anywhere before the 220 to
+    // STARTTLS and anywhere after it (never across it: bytes behind the 220 in one read are
+    // an injection, tested above).
+    for (security, bdat) in [(Security::StartTls, false), (Security::Implicit, true)] {
+        let w = session_workload(security, Some(AuthMech::Login), Pipelining::Auto, bdat);
+        let mut server = Server {
+            starttls: true,
+            auth: Some("PLAIN LOGIN"),
+            multi_line: true,
+            ..Server::esmtp()
+        };
+        let (live, stream) = talk(&w, &mut server, 2);
+        assert_eq!(live.end(), End::Clean, "{security:?}");
+        let boundary = match security {
+            Security::StartTls => {
+                let at = find(&stream, b"220-2.0.0 Ready to start TLS\r\n220 ok\r\n");
+                at + "220-2.0.0 Ready to start TLS\r\n220 ok\r\n".len()
+            }
+            _ => 0,
+        };
+        let (before, after) = stream.split_at(boundary);
+        let whole = replay(&w, 2, &[before, after]);
+        assert_eq!(whole.0, live.out, "{security:?}");
+        assert_eq!(whole.2, End::Clean, "{security:?}");
+        for cut in 0..=before.len() {
+            let (a, b) = before.split_at(cut);
+            assert_eq!(
+                replay(&w, 2, &[a, b, after]),
+                whole,
+                "{security:?} before, {cut}"
+            );
+        }
+        for cut in 0..=after.len() {
+            let (a, b) = after.split_at(cut);
+            assert_eq!(
+                replay(&w, 2, &[before, a, b]),
+                whole,
+                "{security:?} after, {cut}"
+            );
+        }
+        let mut bytes: Vec<&[u8]> = before.chunks(1).collect();
+        bytes.extend(after.chunks(1));
+        assert_eq!(replay(&w, 2, &bytes), whole, "{security:?} byte by byte");
+    }
+}
+
+/// Where `needle` starts in `haystack`.
+#[track_caller]
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle in the stream")
+}
+
+#[test]
+fn failures_are_described_with_the_reply_that_caused_them() {
+    let w = session_workload(
+        Security::StartTls,
+        Some(AuthMech::Plain),
+        Pipelining::Auto,
+        false,
+    );
+    let cases: &[(Failure, &[u8], &str)] = &[
+        (
+            Failure::Refused(Stage::Tls),
+            b"454 4.7.0 TLS not available\r\n",
+            "STARTTLS refused: 454 4.7.0 TLS not available",
+        ),
+        (
+            Failure::Refused(Stage::Greeting),
+            b"554-no\r\n554 5.7.1 go away\r\n",
+            "greeting refused: 554 5.7.1 go away",
+        ),
+        (
+            Failure::Refused(Stage::Ehlo),
+            b"550 \x01bad\xff\r\n",
+            "EHLO refused: 550 ?bad?",
+        ),
+        (
+            Failure::ServiceClosing,
+            b"421 4.3.2 shutting down\r\n",
+            "the server closed the session: 421 4.3.2 shutting down",
+        ),
+        (
+            Failure::MissingExtension(Extension::Chunking),
+            b"250 mx\r\n",
+            "the server does not offer CHUNKING in its EHLO reply (needed by --bdat)",
+        ),
+        (
+            Failure::Desync,
+            b"354 what\r\n",
+            "replies out of step with the commands (last: 354 what)",
+        ),
+    ];
+    for &(failure, reply, text) in cases {
+        assert_eq!(describe_failure(failure, &w, reply), text);
+    }
+    let long = format!("550 {}\r\n", "x".repeat(500));
+    assert!(describe_failure(Failure::Refused(Stage::Ehlo), &w, long.as_bytes()).len() < 140);
 }

@@ -68,6 +68,19 @@ mod tests {
                 }
                 r.started = 52;
                 r.error(ErrorKind::Timeout);
+                // A TLS session with AUTH per thread and second: handshakes (one resumed),
+                // STARTTLS's 220 and a LOGIN challenge counted, not timed.
+                r.handshake(base * 1_500, false);
+                r.handshake(base * 700, true);
+                r.code(Stage::Tls, 220);
+                r.code(Stage::Auth, 334);
+                r.reply(Stage::Auth, 235, base * 600);
+                if thread == 0 && second == 2 {
+                    r.error_with(
+                        ErrorKind::Tls,
+                        "TLS: invalid peer certificate: UnknownIssuer".into(),
+                    );
+                }
                 if thread == 1 {
                     r.error(ErrorKind::Desync);
                     r.reply(Stage::Quit, 221, 120_000);
@@ -114,6 +127,8 @@ mod tests {
             "rcpt:p100<=1ms",
             "quit:p99<1ms",
             "bdat:p99<1ms",
+            "tls:p99<5ms",
+            "auth:max<1ms",
             "errors<1%",
             "errors<10",
             "errors<=2",

@@ -88,6 +88,16 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
         results.msgs_per_sec(),
         total.accepted_bytes as f64 / secs.max(1e-9) / 1e6
     );
+    if total.handshakes() > 0 {
+        let _ = writeln!(
+            out,
+            "tls handshakes: {} ({} resumed, {} full), {:.1}/s",
+            total.handshakes(),
+            total.handshakes_resumed,
+            total.handshakes_full,
+            total.handshakes() as f64 / secs.max(1e-9)
+        );
+    }
     if let Some(rate) = target_rate {
         let achieved = results.msgs_per_sec();
         if achieved < 0.99 * rate || results.backlog > 0 {
@@ -133,6 +143,9 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
             errors.join(" ")
         }
     );
+    for (detail, n) in &total.details {
+        let _ = writeln!(out, "error detail: {detail} (x{n})");
+    }
     out
 }
 
@@ -230,6 +243,7 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
                 "eod_p99_ms": millis(i.eod_p99),
                 "bdat_p99_ms": millis(i.bdat_p99),
                 "message_p99_ms": millis(i.message_p99),
+                "handshakes": i.handshakes,
             })
         })
         .collect();
@@ -244,8 +258,14 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
             "msgs_per_sec": results.msgs_per_sec(),
             "mb_per_sec": total.accepted_bytes as f64 / results.measured.as_secs_f64().max(1e-9) / 1e6,
             "errors": errors,
+            "error_details": total.details,
             "codes": codes,
             "backlog": results.backlog,
+            "tls_handshakes": {
+                "full": total.handshakes_full,
+                "resumed": total.handshakes_resumed,
+                "per_sec": total.handshakes() as f64 / results.measured.as_secs_f64().max(1e-9),
+            },
         },
         "latency": stages,
         "histograms_v2_deflate_base64": histograms,
@@ -294,6 +314,7 @@ mod tests {
             bdat_p99: 0,
             message_p99: 0,
             corrected_p99: 2_000_000,
+            handshakes: 0,
             histograms: Vec::new(),
         };
         assert_eq!(

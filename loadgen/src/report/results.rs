@@ -39,6 +39,8 @@ pub struct IntervalSummary {
     pub message_p99: u64,
     /// Corrected message latency p99 in nanoseconds (open loop; 0 otherwise).
     pub corrected_p99: u64,
+    /// TLS handshakes completed.
+    pub handshakes: u64,
     /// `(tag, V2-deflate base64)` of every non-empty histogram, for `--hdr-log`.
     pub histograms: Vec<(&'static str, String)>,
 }
@@ -61,6 +63,7 @@ impl IntervalSummary {
             bdat_p99: r.stage(Stage::Bdat).value_at_percentile(99.0),
             message_p99: r.message.value_at_percentile(99.0),
             corrected_p99: r.message_corrected.value_at_percentile(99.0),
+            handshakes: r.handshakes(),
             histograms: named
                 .filter(|(_, h)| !h.is_empty())
                 .map(|(tag, h)| (tag, encode_histogram(h)))

@@ -1,10 +1,13 @@
 //! Shared helpers for smtp-loadgen's integration tests: run the real binary as a child, read
-//! its `--json` results, and a scripted stub SMTP server whose behaviour each test chooses.
+//! its `--json` results, and a scripted stub SMTP server whose behaviour each test chooses
+//! (STARTTLS with a self-signed certificate and AUTH PLAIN/LOGIN included, until fastsmtpd
+//! has its own).
 //!
 //! Every wait is bounded (a broken generator fails the test instead of hanging it); no
 //! assertion here is about speed.
 #![allow(dead_code)] // each test file uses a different subset
 
+use base64::Engine as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -189,6 +192,17 @@ pub struct StubScript {
     pub stall: Option<(u64, Duration)>,
     /// Advertise PIPELINING.
     pub pipelining: bool,
+    /// Offer STARTTLS (a self-signed certificate for `stub.test`); AUTH is then offered only
+    /// inside TLS, as servers do.
+    pub starttls: bool,
+    /// Reply to STARTTLS with this instead of `220` (and stay in plaintext).
+    pub starttls_refusal: Option<&'static str>,
+    /// Send these bytes right behind the `220` to STARTTLS, in the same write.
+    pub after_starttls: Option<&'static str>,
+    /// Offer AUTH with these mechanisms (`"PLAIN LOGIN"`); MAIL then needs AUTH first.
+    pub auth: Option<&'static str>,
+    /// The password AUTH accepts for the user `user`.
+    pub password: &'static str,
     /// Serve at most this many messages per second: each end-of-data reply waits for its
     /// turn at one server-wide worker taking 1/capacity seconds per message (in arrival
     /// order). Below this rate replies come at once; past it they queue without bound: a
@@ -203,6 +217,11 @@ impl Default for StubScript {
             refuse_rcpt: None,
             stall: None,
             pipelining: true,
+            starttls: false,
+            starttls_refusal: None,
+            after_starttls: None,
+            auth: None,
+            password: "pass",
             capacity: None,
         }
     }
@@ -219,6 +238,10 @@ pub struct StubCounts {
     pub rcpts: AtomicU64,
     /// `RCPT` commands refused by the script.
     pub refused_rcpts: AtomicU64,
+    /// TLS sessions begun after STARTTLS (handshake done, a command read inside).
+    pub tls_sessions: AtomicU64,
+    /// Successful AUTH exchanges.
+    pub auths: AtomicU64,
 }
 
 /// A scripted SMTP server on 127.0.0.1: one thread per connection, plain blocking I/O,
@@ -245,6 +268,7 @@ impl Stub {
         let stall_until: StallClock = Arc::new(Mutex::new(None));
         let worker_free: CapacityClock = Arc::new(Mutex::new(Instant::now()));
         let shared = Arc::clone(&counts);
+        let tls = script.starttls.then(stub_tls_config);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -252,9 +276,10 @@ impl Stub {
                 let script = script.clone();
                 let counts = Arc::clone(&shared);
                 let stall_until = Arc::clone(&stall_until);
+                let tls = tls.clone();
                 let worker_free = Arc::clone(&worker_free);
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &script, &counts, &stall_until, &worker_free);
+                    let _ = serve(stream, &script, &counts, &stall_until, &worker_free, tls);
                 });
             }
         });
@@ -267,29 +292,79 @@ impl Stub {
     }
 }
 
-/// One stub session.
+/// A server configuration with a certificate for `stub.test`, signed by its own key.
+fn stub_tls_config() -> Arc<rustls::ServerConfig> {
+    let made = rcgen::generate_simple_self_signed(vec!["stub.test".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+    Arc::new(config)
+}
+
+/// One stub connection: a plaintext session, then the TLS one if it said STARTTLS.
 fn serve(
     stream: TcpStream,
     script: &StubScript,
     counts: &StubCounts,
     stall_until: &StallClock,
     worker_free: &CapacityClock,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = |text: &str| -> std::io::Result<()> {
+    let mut stub = Session {
+        script,
+        counts,
+        stall_until,
+        worker_free,
+        in_tls: false,
+        authenticated: false,
+    };
+    if let Some(tcp) = stub.run(stream, true)? {
+        // RFC 3207 §4.2: whatever the client sent behind STARTTLS is gone with the plaintext
+        // reader; the TLS session starts over without a greeting.
+        let connection = rustls::ServerConnection::new(tls.expect("STARTTLS offered"))
+            .map_err(std::io::Error::other)?;
+        stub.in_tls = true;
+        stub.run(rustls::StreamOwned::new(connection, tcp), false)?;
+    }
+    Ok(())
+}
+
+/// One stub session's state.
+struct Session<'a> {
+    /// What the stub does.
+    script: &'a StubScript,
+    /// What it saw.
+    counts: &'a StubCounts,
+    /// A whole-server stall in progress.
+    stall_until: &'a StallClock,
+    /// When the capacity-limited worker is next free.
+    worker_free: &'a CapacityClock,
+    /// Whether the session runs inside TLS.
+    in_tls: bool,
+    /// Whether AUTH succeeded.
+    authenticated: bool,
+}
+
+impl Session<'_> {
+    /// Writes a reply (held during a stall, cut into pieces with `split_replies`).
+    fn reply<S: Write>(&self, writer: &mut S, text: &str) -> std::io::Result<()> {
         // A stall in progress holds every reply, as a server stuck in a GC pause or on a
         // disk would.
-        let until = *stall_until.lock().unwrap();
+        let until = *self.stall_until.lock().unwrap();
         if let Some(until) = until {
             let now = Instant::now();
             if until > now {
                 std::thread::sleep(until - now);
             }
         }
-        if script.split_replies {
+        if self.script.split_replies {
             // Cut inside the code, inside the text, and at each line break.
             let bytes = text.as_bytes();
             let mut cuts: Vec<usize> = vec![0, 2.min(bytes.len())];
@@ -310,90 +385,189 @@ fn serve(
             }
             Ok(())
         } else {
-            writer.write_all(text.as_bytes())
+            writer.write_all(text.as_bytes())?;
+            writer.flush()
         }
-    };
-    reply("220-stub.test greets you\r\n220 stub.test ESMTP stub\r\n")?;
-    let mut line = Vec::new();
-    let mut recipients = 0u32;
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+    }
+
+    /// Runs a session over `stream` (greeting first if `greet`) until QUIT or the end of the
+    /// stream; returns the stream if the client said STARTTLS and got its `220`.
+    fn run<S: Read + Write>(&mut self, stream: S, greet: bool) -> std::io::Result<Option<S>> {
+        let script = self.script;
+        let counts = self.counts;
+        let mut reader = BufReader::new(stream);
+        if greet {
+            self.reply(
+                reader.get_mut(),
+                "220-stub.test greets you\r\n220 stub.test ESMTP stub\r\n",
+            )?;
         }
-        let text = String::from_utf8_lossy(&line).to_ascii_uppercase();
-        let verb = text.split([' ', '\r', '\n']).next().unwrap_or("");
-        match verb {
-            "EHLO" => {
-                let mut ehlo = String::from("250-stub.test\r\n250-8BITMIME\r\n");
-                if script.pipelining {
-                    ehlo.push_str("250-PIPELINING\r\n");
-                }
-                ehlo.push_str("250 ENHANCEDSTATUSCODES\r\n");
-                reply(&ehlo)?;
+        let mut line = Vec::new();
+        let mut recipients = 0u32;
+        let mut first_command = true;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(None);
             }
-            "HELO" => reply("250 stub.test\r\n")?,
-            "MAIL" => {
-                recipients = 0;
-                reply("250 2.1.0 Ok\r\n")?;
+            if first_command && self.in_tls {
+                counts.tls_sessions.fetch_add(1, Ordering::SeqCst);
             }
-            "RCPT" => {
-                let n = counts.rcpts.fetch_add(1, Ordering::SeqCst) + 1;
-                match script.refuse_rcpt {
-                    Some((every, refusal)) if n % every == 0 => {
-                        counts.refused_rcpts.fetch_add(1, Ordering::SeqCst);
-                        reply(refusal)?;
+            first_command = false;
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let upper = text.to_ascii_uppercase();
+            let verb = upper.split([' ', '\r', '\n']).next().unwrap_or("");
+            match verb {
+                "EHLO" => {
+                    let mut ehlo = String::from("250-stub.test\r\n250-8BITMIME\r\n");
+                    if script.pipelining {
+                        ehlo.push_str("250-PIPELINING\r\n");
                     }
-                    _ => {
-                        recipients += 1;
-                        reply("250 2.1.5 Ok\r\n")?;
+                    if script.starttls && !self.in_tls {
+                        ehlo.push_str("250-STARTTLS\r\n");
+                    }
+                    if let Some(mechanisms) = script.auth {
+                        if self.in_tls || !script.starttls {
+                            ehlo.push_str(&format!("250-AUTH {mechanisms}\r\n"));
+                        }
+                    }
+                    ehlo.push_str("250 ENHANCEDSTATUSCODES\r\n");
+                    self.reply(reader.get_mut(), &ehlo)?;
+                }
+                "HELO" => self.reply(reader.get_mut(), "250 stub.test\r\n")?,
+                "STARTTLS" if script.starttls && !self.in_tls => {
+                    if let Some(refusal) = script.starttls_refusal {
+                        self.reply(reader.get_mut(), refusal)?;
+                        continue;
+                    }
+                    let mut ready = String::from("220 2.0.0 Ready to start TLS\r\n");
+                    ready.push_str(script.after_starttls.unwrap_or(""));
+                    self.reply(reader.get_mut(), &ready)?;
+                    return Ok(Some(reader.into_inner()));
+                }
+                "AUTH" if script.auth.is_some() && !self.authenticated => {
+                    let ok = self.auth(&mut reader, &text)?;
+                    if ok {
+                        self.authenticated = true;
+                        counts.auths.fetch_add(1, Ordering::SeqCst);
+                        self.reply(reader.get_mut(), "235 2.7.0 Authentication successful\r\n")?;
+                    } else {
+                        self.reply(
+                            reader.get_mut(),
+                            "535 5.7.8 Authentication credentials invalid\r\n",
+                        )?;
                     }
                 }
-            }
-            "DATA" => {
-                if recipients == 0 {
-                    // RFC 2920 §3.1: with no valid recipient, DATA is refused.
-                    reply("554 5.5.1 No valid recipients\r\n")?;
-                    continue;
+                "MAIL" if script.auth.is_some() && !self.authenticated => {
+                    self.reply(reader.get_mut(), "530 5.7.0 Authentication required\r\n")?;
                 }
-                reply("354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                loop {
-                    line.clear();
-                    if reader.read_until(b'\n', &mut line)? == 0 {
-                        return Ok(());
-                    }
-                    if line == b".\r\n" {
-                        break;
-                    }
+                "MAIL" => {
+                    recipients = 0;
+                    self.reply(reader.get_mut(), "250 2.1.0 Ok\r\n")?;
                 }
-                let n = counts.messages.fetch_add(1, Ordering::SeqCst) + 1;
-                if let Some((after, pause)) = script.stall {
-                    if n == after {
-                        *stall_until.lock().unwrap() = Some(Instant::now() + pause);
+                "RCPT" => {
+                    let n = counts.rcpts.fetch_add(1, Ordering::SeqCst) + 1;
+                    match script.refuse_rcpt {
+                        Some((every, refusal)) if n % every == 0 => {
+                            counts.refused_rcpts.fetch_add(1, Ordering::SeqCst);
+                            self.reply(reader.get_mut(), refusal)?;
+                        }
+                        _ => {
+                            recipients += 1;
+                            self.reply(reader.get_mut(), "250 2.1.5 Ok\r\n")?;
+                        }
                     }
                 }
-                if let Some(capacity) = script.capacity {
-                    let done = {
-                        let mut free = worker_free.lock().unwrap();
-                        *free =
-                            (*free).max(Instant::now()) + Duration::from_secs_f64(1.0 / capacity);
-                        *free
-                    };
-                    std::thread::sleep(done.saturating_duration_since(Instant::now()));
+                "DATA" => {
+                    if recipients == 0 {
+                        // RFC 2920 §3.1: with no valid recipient, DATA is refused.
+                        self.reply(reader.get_mut(), "554 5.5.1 No valid recipients\r\n")?;
+                        continue;
+                    }
+                    self.reply(reader.get_mut(), "354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                    loop {
+                        line.clear();
+                        if reader.read_until(b'\n', &mut line)? == 0 {
+                            return Ok(None);
+                        }
+                        if line == b".\r\n" {
+                            break;
+                        }
+                    }
+                    let n = counts.messages.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Some((after, pause)) = script.stall {
+                        if n == after {
+                            *self.stall_until.lock().unwrap() = Some(Instant::now() + pause);
+                        }
+                    }
+                    if let Some(capacity) = script.capacity {
+                        let done = {
+                            let mut free = self.worker_free.lock().unwrap();
+                            *free = (*free).max(Instant::now())
+                                + Duration::from_secs_f64(1.0 / capacity);
+                            *free
+                        };
+                        std::thread::sleep(done.saturating_duration_since(Instant::now()));
+                    }
+                    recipients = 0;
+                    self.reply(reader.get_mut(), "250 2.0.0 Ok: queued\r\n")?;
                 }
-                recipients = 0;
-                reply("250 2.0.0 Ok: queued\r\n")?;
+                "RSET" => {
+                    recipients = 0;
+                    self.reply(reader.get_mut(), "250 2.0.0 Ok\r\n")?;
+                }
+                "NOOP" => self.reply(reader.get_mut(), "250 2.0.0 Ok\r\n")?,
+                "QUIT" => {
+                    self.reply(reader.get_mut(), "221 2.0.0 Bye\r\n")?;
+                    return Ok(None);
+                }
+                _ => self.reply(reader.get_mut(), "502 5.5.2 Command not recognised\r\n")?,
             }
-            "RSET" => {
-                recipients = 0;
-                reply("250 2.0.0 Ok\r\n")?;
-            }
-            "NOOP" => reply("250 2.0.0 Ok\r\n")?,
-            "QUIT" => {
-                reply("221 2.0.0 Bye\r\n")?;
-                return Ok(());
-            }
-            _ => reply("502 5.5.2 Command not recognised\r\n")?,
         }
+    }
+
+    /// The AUTH exchange (RFC 4954) for the command line `command`: PLAIN with or without an
+    /// initial response, LOGIN with its two challenges. Whether the credentials are
+    /// `user` and the script's password.
+    fn auth<S: Read + Write>(
+        &self,
+        reader: &mut BufReader<S>,
+        command: &str,
+    ) -> std::io::Result<bool> {
+        let decode = |text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .unwrap_or_default()
+        };
+        let mut response = |challenge: &str| -> std::io::Result<Vec<u8>> {
+            self.reply(reader.get_mut(), challenge)?;
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            Ok(decode(&line))
+        };
+        let mut words = command.split_whitespace().skip(1);
+        let mechanism = words.next().unwrap_or("").to_ascii_uppercase();
+        let offered = self
+            .script
+            .auth
+            .unwrap_or("")
+            .split(' ')
+            .any(|m| m == mechanism);
+        let password = self.script.password.as_bytes();
+        Ok(match (offered, mechanism.as_str(), words.next()) {
+            (true, "PLAIN", initial) => {
+                let plain = match initial {
+                    Some(initial) => decode(initial),
+                    None => response("334 \r\n")?,
+                };
+                plain == [&b"\0user\0"[..], password].concat()
+            }
+            (true, "LOGIN", None) => {
+                let user = response("334 VXNlcm5hbWU6\r\n")?;
+                let pass = response("334 UGFzc3dvcmQ6\r\n")?;
+                user == b"user" && pass == password
+            }
+            _ => false,
+        })
     }
 }

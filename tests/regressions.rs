@@ -109,3 +109,22 @@ fn an_end_of_data_pause_holds_the_reply_of_a_stored_message() {
     assert_eq!(server.stop().messages, 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bug (found by the `command_parse` fuzz target): a source route (`<@a,@b:c@d>`, RFC 5321
+/// §4.1.2, parsed and then dropped) was checked for syntax but not for UTF-8, so MAIL and
+/// RCPT lines that are not UTF-8 (RFC 6531 §3.3) were accepted when the bad octets were in
+/// the route, while the same octets in the mailbox were refused. Now the whole path, route
+/// included, must be UTF-8.
+#[test]
+fn a_source_route_that_is_not_utf8_is_refused_like_the_mailbox() {
+    let server = util::TestServer::default_config();
+    let mut client = server.client();
+    client.ehlo();
+    client.send(b"MAIL FROM:<@\xe9.example:a@b.example>\r\n");
+    client.expect("501 5.1.7 Error: bad sender address syntax\r\n");
+    client.roundtrip("MAIL FROM:<@r.example:a@b.example>\r\n", MAIL_OK);
+    client.send(b"RCPT TO:<@a.example,@b\xff.example:c@d.example>\r\n");
+    client.expect("553 5.6.7 Error: recipient address is not valid UTF-8\r\n");
+    client.roundtrip("QUIT\r\n", BYE);
+    drop(server);
+}

@@ -280,8 +280,9 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         PathError::Syntax => CommandError::BadSenderPath,
         PathError::TooLong => CommandError::SenderTooLong,
     })?;
-    // The path grammar admits no ASCII control: only 8-bit octets need a look.
-    if !path.is_ascii() && (!is_utf8(path) || has_control(path)) {
+    // The path grammar admits no ASCII control: only 8-bit octets need a look. UTF-8 is
+    // checked over the whole path, source route included (dropped, but part of the line).
+    if !is_utf8(&arg[..consumed]) || (!path.is_ascii() && has_control(path)) {
         return Err(CommandError::BadSenderPath);
     }
     let mut params = MailParams::default();
@@ -365,14 +366,13 @@ fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         PathError::Syntax => CommandError::BadRecipientPath,
         PathError::TooLong => CommandError::RecipientTooLong,
     })?;
-    if !path.is_ascii() {
-        // The path grammar admits no ASCII control: only 8-bit octets need a look.
-        if !is_utf8(path) {
-            return Err(CommandError::RecipientNotUtf8);
-        }
-        if has_control(path) {
-            return Err(CommandError::BadRecipientPath);
-        }
+    // The path grammar admits no ASCII control: only 8-bit octets need a look. UTF-8 is
+    // checked over the whole path, source route included (dropped, but part of the line).
+    if !is_utf8(&arg[..consumed]) {
+        return Err(CommandError::RecipientNotUtf8);
+    }
+    if !path.is_ascii() && has_control(path) {
+        return Err(CommandError::BadRecipientPath);
     }
     let tail = &arg[consumed..];
     if !tail.is_empty() && !is_blank(tail[0]) {
@@ -891,6 +891,23 @@ mod tests {
         );
         assert_eq!(parse_command(b"MAIL FROM:<a@b> X=\xe9"), Err(BadParameter));
         assert_eq!(parse_command(b"NOOP \xe9"), Err(InvalidUtf8));
+        // In a source route too, though the route itself is dropped: the line is not UTF-8
+        // (RFC 6531 §3.3). Found by the `command_parse` fuzz target.
+        assert_eq!(
+            parse_command(b"RCPT TO:<@a,@b\xff:c@d.example>"),
+            Err(RecipientNotUtf8)
+        );
+        assert_eq!(
+            parse_command(b"MAIL FROM:<@\xe9.example:c@d.example>"),
+            Err(BadSenderPath)
+        );
+        // A route in UTF-8 is still dropped as before.
+        assert_eq!(
+            parse_command("RCPT TO:<@é.example:c@d.example>".as_bytes()),
+            Ok(Command::Rcpt {
+                path: b"c@d.example"
+            })
+        );
         assert_eq!(
             parse_command(b"RCPT TO:<a@b.example>\t"),
             Ok(Command::Rcpt {

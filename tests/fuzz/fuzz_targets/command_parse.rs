@@ -1,5 +1,7 @@
 //! `parse_command` on arbitrary bytes: never panics, borrows only from its input, refuses
-//! CR/LF/NUL, and treats the verb case-insensitively.
+//! CR/LF/NUL, and treats the verb case-insensitively. `STARTTLS` takes no argument (RFC 3207
+//! §4); `AUTH` gives a SASL mechanism name (RFC 4422 §3.1: at most 20 of `A-Z 0-9 - _`, any
+//! case here) and at most one initial-response word (RFC 4954 §4), both inside the line.
 #![no_main]
 
 use fastsmtpd::proto::command::{parse_command, Command, CommandError};
@@ -37,7 +39,53 @@ fuzz_target!(|line: &[u8]| {
                     hex(line)
                 );
             }
-            Command::Mail { path, .. } => assert_inside(path, line),
+            Command::Mail { path, params } => {
+                assert_inside(path, line);
+                // `AUTH=` is flagged only when the line has one (RFC 4954 §5).
+                if params.auth {
+                    assert!(
+                        line.to_ascii_uppercase().windows(5).any(|w| w == b"AUTH="),
+                        "{}",
+                        hex(line)
+                    );
+                }
+            }
+            Command::StartTls => {
+                // Only the verb, with trailing blanks at most.
+                assert!(
+                    line.trim_ascii_end().eq_ignore_ascii_case(b"STARTTLS"),
+                    "{}",
+                    hex(line)
+                );
+            }
+            Command::Auth { mechanism, initial } => {
+                assert_inside(mechanism, line);
+                assert!(
+                    (1..=20).contains(&mechanism.len())
+                        && mechanism
+                            .iter()
+                            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "not a SASL name: {}",
+                    hex(line)
+                );
+                // Words of the line without its trailing blanks: the verb, the mechanism,
+                // the initial response if any, and nothing more.
+                let mut end = line.len();
+                while end > 0 && matches!(line[end - 1], b' ' | b'\t') {
+                    end -= 1;
+                }
+                let words: Vec<&[u8]> = line[..end]
+                    .split(|&b| b == b' ')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                assert!(words[0].eq_ignore_ascii_case(b"AUTH"), "{}", hex(line));
+                assert_eq!(words.get(1), Some(&mechanism), "{}", hex(line));
+                assert_eq!(words.get(2).copied(), initial, "{}", hex(line));
+                assert!(words.len() <= 3, "{}", hex(line));
+                if let Some(initial) = initial {
+                    assert_inside(initial, line);
+                }
+            }
             Command::Rcpt { path } => {
                 assert_inside(path, line);
                 assert!(!path.is_empty(), "empty forward path: {}", hex(line));

@@ -1,25 +1,72 @@
 //! A whole `Session` driven like the server drives it: input arrives in fuzzer-chosen pieces,
 //! unconsumed bytes are carried and presented again with the next piece.
 //!
-//! Input: `[line] [size lo] [size hi] [recipients] [errors] [flags] [cut count] [cuts]...
-//! [splice: u8, u16 LE if flag bit 4] payload`. Flags: bit 0 bare-LF policy Keep, bit 1 the
-//! sink fails to store, bit 2 shutdown after the input, bit 3 also feed the payload one byte
-//! at a time, bit 4 insert one of the SMTP smuggling vectors of
+//! Input: `[line] [size lo] [size hi] [recipients] [errors] [flags] [security] [cut count]
+//! [cuts]... [splice: u8, u16 LE if flag bit 4] payload`. Flags: bit 0 bare-LF policy Keep,
+//! bit 1 the sink fails to store, bit 2 shutdown after the input, bit 3 also feed the payload
+//! one byte at a time, bit 4 insert one of the SMTP smuggling vectors of
 //! `fastsmtpd::proto::data::reference` into the payload (`fastsmtpd_fuzz::Splice`).
+//! Security (the server's settings, turned into a `SessionConfig` by `Config::session_config`
+//! as the server does, so the EHLO replies advertise what the policy allows): bit 0 TLS is
+//! configured (STARTTLS offered), bit 1 AUTH (`--auth`), bit 2 AUTH on plaintext too
+//! (`--auth-plaintext`), bit 3 `--require-tls`, bit 4 `--auth-required`, bit 5 the session
+//! starts inside TLS (`Session::over_tls`, an implicit-TLS listener). Combinations the server's
+//! `Config::validate` refuses are fuzzed too: the session must cope with any policy.
+//!
+//! Driven like `src/server/conn.rs`: after each `on_input`, credentials waiting for a verdict
+//! are answered with `on_auth_result` (accepted exactly when the password is
+//! [`RIGHT_PASSWORD`]) and the kept input is presented again. When the session answers
+//! `STARTTLS` with `220`, the server discards everything behind it: each run ends its input
+//! there (every split variant stops at the same point), then, like the server, starts TLS
+//! (`on_tls_started`) and sends one `EHLO` inside it.
 //!
 //! Checks: the sink sees start/data/end/abort properly paired; the carry stays shorter than
-//! `max_line_len`; output, stored messages and counters do not depend on the split points;
-//! every reply line ends in CR LF and is printable ASCII; accepted counts agree with the
-//! `250 ... queued` replies.
+//! `max_line_len`; output, stored messages, counters and the point where STARTTLS cut the input
+//! do not depend on the split points; every reply line ends in CR LF and is printable ASCII;
+//! accepted counts agree with the `250 ... queued` replies. Security: the bytes discarded
+//! after STARTTLS (whole-input run) are exactly the input behind the STARTTLS line; no reply
+//! contains the password or its base64; `235` comes once per accepted password and never
+//! otherwise; `535`s = `auth_failures()`; no reply given inside TLS mentions STARTTLS, and the
+//! EHLO after the upgrade gets the TLS EHLO reply; the sink never starts a message without a
+//! successful AUTH under `--auth-required`, nor outside TLS under `--require-tls`, and each
+//! message's envelope carries exactly the TLS state and the user the driver knows of.
 #![no_main]
 
-use fastsmtpd::proto::envelope::Envelope;
+use fastsmtpd::auth::AuthSource;
+use fastsmtpd::config::Config;
+use fastsmtpd::proto::envelope::{Envelope, TlsInfo};
 use fastsmtpd::proto::gate::Open;
-use fastsmtpd::proto::reply::{Banner, Replies, ReplyTally, MESSAGE_ACCEPTED};
+use fastsmtpd::proto::reply::{
+    Replies, ReplyTally, AUTH_FAILED, AUTH_OK, MESSAGE_ACCEPTED, READY_TO_START_TLS,
+};
 use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
 use fastsmtpd::proto::sink::{MessageSink, Verdict};
+use fastsmtpd::server::tls::TlsSource;
 use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+/// The one password the driver accepts (any user). Distinctive, so finding it in a reply
+/// cannot be a coincidence.
+const RIGHT_PASSWORD: &[u8] = b"right-pw-7Zq";
+/// Forms of it that must never appear in a reply: base64 of the password (an AUTH LOGIN
+/// response) and of `\0alice\0right-pw-7Zq` (an AUTH PLAIN response, in the dictionary).
+const PASSWORD_FORMS: [&[u8]; 3] = [
+    RIGHT_PASSWORD,
+    b"cmlnaHQtcHctN1px",
+    b"AGFsaWNlAHJpZ2h0LXB3LTdacQ==",
+];
+/// What the session is told once the driver "started TLS".
+fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3",
+        cipher: "TLS13_AES_128_GCM_SHA256",
+        sni: None,
+        resumed: false,
+    }
+}
+/// The command the driver sends inside TLS after an upgrade.
+const PROBE_EHLO: &[u8] = b"EHLO p\r\n";
 
 /// (sender, recipients, content) of a stored message.
 type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
@@ -33,6 +80,34 @@ struct RecordingSink {
     ended: usize,
     aborted: usize,
     fail_store: bool,
+    /// `--require-tls` / `--auth-required`: checked at every message start.
+    require_tls: bool,
+    auth_required: bool,
+    /// What the driver knows: TLS is on; the user of the last accepted AUTH (forgotten when
+    /// TLS starts, RFC 3207 §4.2).
+    tls: bool,
+    authenticated: Option<Vec<u8>>,
+}
+
+impl RecordingSink {
+    /// The security fields of `envelope` agree with what the driver knows, and the policy
+    /// allows a message now.
+    fn check_security(&self, envelope: &Envelope<'_>) {
+        assert!(
+            !self.require_tls || self.tls,
+            "message outside TLS with require_tls"
+        );
+        assert!(
+            !self.auth_required || self.authenticated.is_some(),
+            "message without AUTH with auth_required"
+        );
+        assert_eq!(envelope.tls.is_some(), self.tls, "envelope TLS state");
+        assert_eq!(
+            envelope.auth_user,
+            self.authenticated.as_deref(),
+            "envelope AUTH user"
+        );
+    }
 }
 
 impl MessageSink for RecordingSink {
@@ -42,6 +117,7 @@ impl MessageSink for RecordingSink {
             envelope.recipient_count() >= 1,
             "message without recipients"
         );
+        self.check_security(envelope);
         self.open = true;
         self.started += 1;
         self.current.clear();
@@ -56,6 +132,7 @@ impl MessageSink for RecordingSink {
             envelope.recipient_count() >= 1,
             "message without recipients"
         );
+        self.check_security(envelope);
         self.open = false;
         self.ended += 1;
         if self.fail_store {
@@ -87,11 +164,32 @@ struct Observed {
     commands: u64,
     errors: u32,
     accepted: (u64, u64),
+    /// AUTH verdicts given: accepted, refused.
+    verdicts: (u32, u32),
+    auth_failures: u32,
+    /// Where the input stopped counting: the offset right behind the STARTTLS line.
+    starttls_at: Option<usize>,
+    /// Replies inside TLS after the upgrade (to the probe EHLO, or a closing 421).
+    after_upgrade: Vec<u8>,
 }
 
 struct Plan {
     shutdown: bool,
     fail_store: bool,
+    over_tls: bool,
+    require_tls: bool,
+    auth_required: bool,
+}
+
+/// The settings the target varies start from the server's defaults (built once: the
+/// default thread count asks the OS).
+fn base_config() -> &'static Config {
+    static BASE: OnceLock<Config> = OnceLock::new();
+    BASE.get_or_init(|| Config {
+        hostname: "mx.test".into(),
+        threads: 1,
+        ..Config::default()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -101,6 +199,7 @@ fuzz_target!(|data: &[u8]| {
     let recipients = header.u8();
     let errors = header.u8();
     let flags = header.u8();
+    let security = header.u8();
     let raw_cuts = header.cuts();
     let splice = (flags & 16 != 0).then(|| Splice::read(&mut header));
     let payload = header.rest();
@@ -108,8 +207,7 @@ fuzz_target!(|data: &[u8]| {
     let input = spliced.as_deref().unwrap_or(payload);
 
     let max_message_size = 1 + u64::from(size % 4096);
-    let config = SessionConfig {
-        banner: Banner::new("mx.test", max_message_size),
+    let server = Config {
         // Mostly tiny limits so that they are hit; sometimes the RFC minimum.
         max_line_len: if line < 0xc0 {
             1 + usize::from(line % 0x80)
@@ -125,15 +223,27 @@ fuzz_target!(|data: &[u8]| {
         } else {
             BareLfPolicy::Reject
         },
+        tls: (security & 1 != 0).then_some(TlsSource::SelfSigned),
+        auth: (security & 2 != 0).then_some(AuthSource::Any),
+        auth_plaintext: security & 4 != 0,
+        require_tls: security & 8 != 0,
+        auth_required: security & 16 != 0,
+        ..base_config().clone()
     };
+    let config = server.session_config();
     let plan = Plan {
         fail_store: flags & 2 != 0,
         shutdown: flags & 4 != 0,
+        over_tls: security & 32 != 0,
+        require_tls: server.require_tls,
+        auth_required: server.auth_required,
     };
 
-    let whole = run(&config, &plan, input, &[input.len()]);
-    check_output(&whole, &plan, input);
-    let split = run(&config, &plan, input, &cut_bounds(&raw_cuts, input.len()));
+    // Octets discarded behind STARTTLS are compared with the input only for the whole-input
+    // run: a split run never presents the pieces after the one holding STARTTLS.
+    let (whole, discarded) = run(&config, &plan, input, &[input.len()]);
+    check_output(&whole, discarded, &plan, &config, input);
+    let (split, _) = run(&config, &plan, input, &cut_bounds(&raw_cuts, input.len()));
     assert!(
         whole == split,
         "split {raw_cuts:?} changed the result\nwhole {whole:?}\nsplit {split:?}\ninput {}",
@@ -141,7 +251,7 @@ fuzz_target!(|data: &[u8]| {
     );
     if flags & 8 != 0 {
         let every: Vec<usize> = (0..=input.len()).collect();
-        let bytewise = run(&config, &plan, input, &every);
+        let (bytewise, _) = run(&config, &plan, input, &every);
         assert!(
             whole == bytewise,
             "bytewise changed the result\nwhole {whole:?}\nbytewise {bytewise:?}\ninput {}",
@@ -150,14 +260,94 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// One `on_input` round as the server does it: the input, then each AUTH verdict followed by
+/// the kept input again, until the session waits for nothing from the driver. Returns the
+/// commands completed.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    config: &SessionConfig,
+    session: &mut Session,
+    carry: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    tally: &mut ReplyTally,
+    sink: &mut RecordingSink,
+    verdicts: &mut (u32, u32),
+    discarded: &mut usize,
+) -> u64 {
+    let mut commands = 0;
+    loop {
+        let tls = session.is_tls();
+        let before = out.len();
+        let progress = session.on_input(
+            config,
+            carry,
+            &mut Replies::new(out, tally),
+            sink,
+            &mut Open,
+        );
+        assert!(progress.pause_at.is_none(), "paused without a gate asking");
+        commands += u64::from(progress.completed);
+        assert!(progress.consumed <= carry.len(), "consumed more than given");
+        if session.is_closed() || session.is_starting_tls() {
+            assert_eq!(progress.consumed, carry.len(), "input left behind");
+        }
+        carry.drain(..progress.consumed);
+        *discarded += session.take_discarded_after_starttls();
+        let verdict = session
+            .pending_credentials()
+            .map(|(user, password)| (user.to_vec(), password == RIGHT_PASSWORD));
+        if let Some((_, accepted)) = &verdict {
+            let replies_before = out.len();
+            session.on_auth_result(config, *accepted, &mut Replies::new(out, tally), sink);
+            assert!(session.pending_credentials().is_none(), "verdict ignored");
+            let reply = &out[replies_before..];
+            if *accepted {
+                verdicts.0 += 1;
+                assert!(reply.starts_with(AUTH_OK), "{reply:?}");
+            } else {
+                verdicts.1 += 1;
+                assert!(reply.starts_with(AUTH_FAILED), "{reply:?}");
+            }
+        }
+        let answered = verdict.is_some();
+        if let Some((user, true)) = verdict {
+            sink.authenticated = Some(user);
+        }
+        // RFC 3207 §4.2: inside TLS, STARTTLS is neither offered nor accepted.
+        if tls {
+            assert!(
+                !contains(&out[before..], b"STARTTLS"),
+                "STARTTLS inside TLS: {:?}",
+                String::from_utf8_lossy(&out[before..])
+            );
+        }
+        if !answered {
+            return commands;
+        }
+    }
+}
+
 /// Feeds `input[prev..end]` for each `end` of `ends` (ascending, last = len) like the server:
-/// the unconsumed tail of each call is presented again, followed by the next piece.
-fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Observed {
-    let mut session = Session::new();
+/// the unconsumed tail of each call is presented again, followed by the next piece. Stops
+/// feeding once the session answered STARTTLS. Also returns the input octets the session
+/// reported discarded behind STARTTLS.
+fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Observed, usize) {
+    let mut session = if plan.over_tls {
+        Session::over_tls()
+    } else {
+        Session::new()
+    };
     let mut sink = RecordingSink {
         fail_store: plan.fail_store,
+        require_tls: plan.require_tls,
+        auth_required: plan.auth_required,
         ..RecordingSink::default()
     };
+    if plan.over_tls {
+        // The handshake of an implicit-TLS listener completes before the greeting.
+        session.on_tls_established(tls_info());
+        sink.tls = true;
+    }
     let mut out = Vec::new();
     let mut tally = ReplyTally::default();
     session.on_connect(
@@ -167,39 +357,67 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Obs
         &mut Open,
     );
     let mut commands = 0u64;
+    let mut verdicts = (0, 0);
+    let mut discarded = 0;
     let mut carry: Vec<u8> = Vec::new();
     let mut start = 0;
+    let mut starttls_at = None;
     for &end in ends {
         carry.extend_from_slice(&input[start..end]);
-        let progress = session.on_input(
+        commands += feed(
             config,
-            &carry,
-            &mut Replies::new(&mut out, &mut tally),
+            &mut session,
+            &mut carry,
+            &mut out,
+            &mut tally,
             &mut sink,
-            &mut Open,
+            &mut verdicts,
+            &mut discarded,
         );
-        assert!(progress.pause_at.is_none(), "paused without a gate asking");
-        commands += u64::from(progress.completed);
-        let consumed = progress.consumed;
-        assert!(consumed <= carry.len(), "consumed more than given");
-        let left = carry.len() - consumed;
+        let left = carry.len();
         assert!(
             left < config.max_line_len,
             "carry of {left} bytes, max_line_len {}: {}",
             config.max_line_len,
             hex(input)
         );
-        if session.is_closed() {
-            assert_eq!(left, 0, "a closed session leaves input unconsumed");
-        }
-        carry.drain(..consumed);
         start = end;
+        if session.is_starting_tls() {
+            // The server flushes the 220 and drops everything else it has read.
+            assert!(out.ends_with(READY_TO_START_TLS), "{}", hex(input));
+            starttls_at = Some(end - discarded);
+            break;
+        }
     }
     if plan.shutdown {
         session.on_shutdown(&mut Replies::new(&mut out, &mut tally), &mut sink);
     }
+    let mut after_upgrade = Vec::new();
+    if session.is_starting_tls() {
+        session.on_tls_started(&mut Replies::new(&mut after_upgrade, &mut tally), &mut sink);
+        assert!(session.is_tls() && !session.is_starting_tls());
+        session.on_tls_established(tls_info());
+        sink.tls = true;
+        sink.authenticated = None;
+        let mut probe = PROBE_EHLO.to_vec();
+        commands += feed(
+            config,
+            &mut session,
+            &mut probe,
+            &mut after_upgrade,
+            &mut tally,
+            &mut sink,
+            &mut verdicts,
+            &mut discarded,
+        );
+        // The EHLO inside TLS gets the TLS reply (or an error such as a tiny line limit's).
+        if after_upgrade.starts_with(b"250") {
+            assert_eq!(after_upgrade, &config.banner.ehlo_tls[..]);
+        }
+    }
     let closed = session.is_closed();
     let errors = session.errors();
+    let auth_failures = session.auth_failures();
     let accepted = session.take_accepted();
     assert_eq!(session.take_accepted(), (0, 0));
     session.on_disconnect(&mut sink);
@@ -210,7 +428,7 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Obs
         sink.ended + sink.aborted,
         "start/end/abort unpaired"
     );
-    Observed {
+    let observed = Observed {
         out,
         sink,
         carry,
@@ -218,21 +436,44 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> Obs
         commands,
         errors,
         accepted,
-    }
+        verdicts,
+        auth_failures,
+        starttls_at,
+        after_upgrade,
+    };
+    (observed, discarded)
 }
 
-fn check_output(observed: &Observed, plan: &Plan, input: &[u8]) {
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+fn check_output(
+    observed: &Observed,
+    discarded: usize,
+    plan: &Plan,
+    config: &SessionConfig,
+    input: &[u8],
+) {
     let out = &observed.out;
     assert!(
         out.ends_with(b"\r\n"),
         "output does not end in CRLF: {}",
         hex(input)
     );
-    for line in out.split_inclusive(|&b| b == b'\n') {
+    let all = [&out[..], &observed.after_upgrade[..]].concat();
+    for line in all.split_inclusive(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r\n").unwrap_or_else(|| {
             panic!(
                 "reply line without CRLF in {:?}: {}",
-                String::from_utf8_lossy(out),
+                String::from_utf8_lossy(&all),
                 hex(input)
             )
         });
@@ -247,10 +488,7 @@ fn check_output(observed: &Observed, plan: &Plan, input: &[u8]) {
         );
     }
     // Every `250 ... queued` is one stored message, and the counters agree.
-    let queued = out
-        .windows(MESSAGE_ACCEPTED.len())
-        .filter(|w| *w == MESSAGE_ACCEPTED)
-        .count();
+    let queued = count(out, MESSAGE_ACCEPTED);
     let stored = &observed.sink.messages;
     assert_eq!(
         queued,
@@ -268,4 +506,58 @@ fn check_output(observed: &Observed, plan: &Plan, input: &[u8]) {
         "{}",
         hex(input)
     );
+
+    // AUTH: no reply repeats the password; 235 only for the right one; 535s counted.
+    for form in PASSWORD_FORMS {
+        assert!(!contains(&all, form), "password in a reply: {}", hex(input));
+    }
+    let lines_with_code = |code: &[u8]| {
+        all.split_inclusive(|&b| b == b'\n')
+            .filter(|line| line.starts_with(code))
+            .count()
+    };
+    assert_eq!(
+        lines_with_code(b"235") as u32,
+        observed.verdicts.0,
+        "235 without the right password: {}",
+        hex(input)
+    );
+    assert_eq!(
+        lines_with_code(b"535") as u32,
+        observed.auth_failures,
+        "535 replies vs auth_failures(): {}",
+        hex(input)
+    );
+    assert!(observed.auth_failures >= observed.verdicts.1);
+    if !config.security.auth {
+        assert_eq!(observed.verdicts, (0, 0), "AUTH without AUTH configured");
+    }
+
+    // STARTTLS: the whole-input run discards exactly what follows the STARTTLS line.
+    if let Some(at) = observed.starttls_at {
+        assert!(config.security.starttls && !plan.over_tls);
+        assert_eq!(
+            discarded,
+            input.len() - at,
+            "discarded vs input behind STARTTLS: {}",
+            hex(input)
+        );
+        let line = input[..at]
+            .strip_suffix(b"\r\n")
+            .expect("STARTTLS line ends in CR LF");
+        let line = line.trim_ascii_end();
+        assert!(
+            line.len() >= 8 && line[line.len() - 8..].eq_ignore_ascii_case(b"STARTTLS"),
+            "220 to a line that is not STARTTLS: {}",
+            hex(input)
+        );
+        assert!(!contains(&observed.after_upgrade, b"STARTTLS"));
+    } else {
+        assert_eq!(discarded, 0);
+        assert!(observed.after_upgrade.is_empty());
+        assert_eq!(count(out, READY_TO_START_TLS), 0, "220 without an upgrade");
+    }
+    if plan.over_tls {
+        assert!(!contains(out, b"STARTTLS"), "STARTTLS inside TLS");
+    }
 }

@@ -131,6 +131,10 @@ pub fn server_config(source: &TlsSource, hostname: &str) -> io::Result<TlsSettin
     // Resumption: a session cache for TLS 1.2 session ids, tickets for both versions.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(invalid)?;
+    // The server chooses the suite, in rustls's default order (AES-256-GCM, AES-128-GCM,
+    // ChaCha20-Poly1305; all AEAD with forward secrecy), as scanners such as testssl.sh
+    // expect of a server ("cipher order"), instead of taking the client's first choice.
+    config.ignore_client_order = true;
     Ok(TlsSettings {
         config: Arc::new(config),
         certificates,

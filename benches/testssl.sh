@@ -2,10 +2,12 @@
 # testssl.sh against fastsmtpd's STARTTLS and implicit-TLS listeners, with a certificate chain
 # a test CA signs (so findings about the server's TLS are not drowned by "self-signed"):
 #   apt-get install -y testssl.sh openssl && cargo build --release
-#   benches/testssl.sh [OUT_DIR]
+#   benches/testssl.sh [OUT_DIR]        (SERVER=path/to/fastsmtpd to scan another build)
 # Prints every finding rated LOW or worse per listener; the full outputs go to OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+server_bin=${SERVER:-${CARGO_TARGET_DIR:-$root/target}/release/fastsmtpd}
 out=${1:-target/testssl}
 mkdir -p "$out"
 cd "$out"
@@ -26,11 +28,13 @@ cat leaf.pem ca.pem >chain.pem
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 plain=$(port)
 tls=$(port)
-../release/fastsmtpd --listen "127.0.0.1:$plain" --listen-tls "127.0.0.1:$tls" \
+"$server_bin" --listen "127.0.0.1:$plain" --listen-tls "127.0.0.1:$tls" \
     --tls-cert chain.pem --tls-key leaf.key --threads 1 --max-connections-per-ip 1000 >server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null' EXIT
-sleep 0.5
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do grep -q listening server.log && break; sleep 0.1; done
+# testssl appends to an existing JSON file: start from none.
+rm -f starttls.json implicit.json
 testssl --quiet --color 0 --add-ca ca.pem --starttls smtp --jsonfile starttls.json \
     "127.0.0.1:$plain" >starttls.txt 2>&1 || true
 testssl --quiet --color 0 --add-ca ca.pem --jsonfile implicit.json "127.0.0.1:$tls" \

@@ -3,8 +3,9 @@
 //! commands, so whole sessions run in memory and can be replayed cut anywhere.
 
 use super::*;
+use crate::output::Output;
 use crate::reply::{parse_reply, ReplyError};
-use crate::workload::{AddressPattern, Auth, AuthMech, Rng, Sizes, MIN_SIZE};
+use crate::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
 use std::time::Duration;
 
 /// A workload with tiny messages (`MIN_SIZE` bytes), so transcripts stay readable.
@@ -42,16 +43,16 @@ fn b64(text: &str) -> String {
 
 /// The content of a `MIN_SIZE` message as DATA sends it (the dot included).
 fn data_content(w: &Workload) -> String {
-    let mut out = Vec::new();
-    w.write_data_content(MIN_SIZE, &mut out);
-    String::from_utf8(out).unwrap()
+    let mut out = Output::default();
+    w.write_data_content(Content::Generated(MIN_SIZE), &mut out);
+    String::from_utf8(out.written().to_vec()).unwrap()
 }
 
 /// `BDAT n LAST` and a `MIN_SIZE` message.
 fn bdat_content(w: &Workload) -> String {
-    let mut out = Vec::new();
-    w.write_bdat(MIN_SIZE, &mut out);
-    String::from_utf8(out).unwrap()
+    let mut out = Output::default();
+    w.write_bdat(Content::Generated(MIN_SIZE), &mut out);
+    String::from_utf8(out.written().to_vec()).unwrap()
 }
 
 /// How a conversation ended (or did not).
@@ -86,7 +87,7 @@ struct Conversation<'w> {
     /// Received bytes not yet parsed.
     input: Vec<u8>,
     /// Everything the client wrote.
-    out: Vec<u8>,
+    out: Output,
     /// How much of `out` the server model has read.
     sent: usize,
     /// Everything the client recorded.
@@ -116,7 +117,7 @@ impl<'w> Conversation<'w> {
             workload,
             client: Client::new(workload, base, base),
             input: Vec::new(),
-            out: Vec::new(),
+            out: Output::default(),
             sent: 0,
             events: Vec::new(),
             base,
@@ -191,8 +192,14 @@ impl<'w> Conversation<'w> {
             if no_more || !self.client.can_start(self.workload) {
                 return;
             }
-            self.client
-                .start_message(self.workload, self.seq, MIN_SIZE, None, now, &mut self.out);
+            self.client.start_message(
+                self.workload,
+                self.seq,
+                Content::Generated(MIN_SIZE),
+                None,
+                now,
+                &mut self.out,
+            );
             self.seq += 1;
             self.messages_left -= 1;
         }
@@ -200,8 +207,8 @@ impl<'w> Conversation<'w> {
 
     /// What the client wrote since the last call.
     fn take_sent(&mut self) -> Vec<u8> {
-        let new = self.out[self.sent..].to_vec();
-        self.sent = self.out.len();
+        let new = self.out.written()[self.sent..].to_vec();
+        self.sent = self.out.written().len();
         new
     }
 
@@ -212,7 +219,7 @@ impl<'w> Conversation<'w> {
 
     /// Everything the client wrote, as text.
     fn all_written(&self) -> String {
-        String::from_utf8(self.out.clone()).unwrap()
+        String::from_utf8(self.out.written().to_vec()).unwrap()
     }
 
     fn end(&self) -> End {
@@ -548,7 +555,7 @@ fn replay(workload: &Workload, messages: u64, chunks: &[&[u8]]) -> Transcript {
             other => other,
         })
         .collect();
-    (c.out.clone(), events, c.end())
+    (c.out.written().to_vec(), events, c.end())
 }
 
 /// `at` moved onto a fixed base, so instants of different conversations compare.
@@ -1054,7 +1061,7 @@ fn replies_cut_at_every_offset_give_the_same_session() {
         assert_eq!(live.end(), End::Clean, "{name}");
         let whole = assert_split_invariant(w, messages, &stream);
         // The recorded stream replayed reproduces the live session.
-        assert_eq!(whole.0, live.out, "{name}");
+        assert_eq!(whole.0, live.out.written(), "{name}");
         assert_eq!(whole.2, End::Clean, "{name}");
     }
 }
@@ -1632,7 +1639,7 @@ fn implicit_tls_greets_inside_the_handshake() {
     let mut client = Client::new(&w, base, base + Duration::from_millis(2));
     assert!(client.tls_requested());
     assert!(client.is_waiting());
-    let mut out = Vec::new();
+    let mut out = Output::default();
     let mut events = Vec::new();
     let reply = parse_reply(b"220 mx\r\n").unwrap().unwrap().0;
     client.on_reply(&w, reply, b"220 mx\r\n", base, &mut out, |e| events.push(e));
@@ -1775,7 +1782,7 @@ fn tls_sessions_cut_at_every_offset_give_the_same_session() {
         };
         let (before, after) = stream.split_at(boundary);
         let whole = replay(&w, 2, &[before, after]);
-        assert_eq!(whole.0, live.out, "{security:?}");
+        assert_eq!(whole.0, live.out.written(), "{security:?}");
         assert_eq!(whole.2, End::Clean, "{security:?}");
         for cut in 0..=before.len() {
             let (a, b) = before.split_at(cut);

@@ -653,6 +653,44 @@ mod tests {
     }
 
     #[test]
+    fn sources_and_targets_are_checked_and_described() {
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "--target",
+            "127.0.0.1:26",
+            "--source",
+            "127.0.0.2",
+            "--source",
+            "127.0.0.3",
+        ])
+        .unwrap();
+        assert!(
+            s.header().starts_with(
+                "smtp-loadgen -> 127.0.0.1:25, 127.0.0.1:26: 10 connections on 1 thread(s), \
+                 from 127.0.0.2 127.0.0.3, closed loop"
+            ),
+            "{}",
+            s.header()
+        );
+        assert_eq!(s.target_names(), ["127.0.0.1:25", "127.0.0.1:26"]);
+        let plan = s.thread_plan(0, Instant::now());
+        assert_eq!(plan.targets.len(), 2);
+        assert_eq!(plan.sources[1], "127.0.0.3:0".parse().unwrap());
+        let config = s.config_json();
+        assert_eq!(config["targets"][1], "127.0.0.1:26");
+        assert_eq!(config["sources"][0], "127.0.0.2");
+        // One target: no per-target section, and the JSON config as before.
+        let one = settings(&["--target", "127.0.0.1:25"]).unwrap();
+        assert!(one.target_names().is_empty());
+        for key in ["targets", "sources", "corpus", "rcpt_file"] {
+            assert!(one.config_json().get(key).is_none(), "{key}");
+        }
+        let error = settings(&["--target", "127.0.0.1:25", "--source", "::1"]).unwrap_err();
+        assert!(error.contains("one is IPv4, the other IPv6"), "{error}");
+    }
+
+    #[test]
     fn tls_and_auth_flags_are_checked() {
         let error = |args: &[&str]| {
             let mut all = vec!["--target", "127.0.0.1:25"];

@@ -3,7 +3,8 @@
 //! commands, so whole sessions run in memory and can be replayed cut anywhere.
 
 use super::*;
-use crate::output::Output;
+use crate::corpus::wire::Form;
+use crate::output::{Body, Output};
 use crate::reply::{parse_reply, ReplyError};
 use crate::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
 use std::time::Duration;
@@ -108,6 +109,8 @@ struct Conversation<'w> {
     injected: bool,
     /// TLS handshakes completed.
     handshakes: u32,
+    /// What each message carries.
+    content: Content,
 }
 
 impl<'w> Conversation<'w> {
@@ -128,6 +131,7 @@ impl<'w> Conversation<'w> {
             garbage: None,
             injected: false,
             handshakes: 0,
+            content: Content::Generated(MIN_SIZE),
         };
         if conversation.client.tls_requested() {
             // Implicit TLS: the transport's handshake comes before any reply.
@@ -195,7 +199,7 @@ impl<'w> Conversation<'w> {
             self.client.start_message(
                 self.workload,
                 self.seq,
-                Content::Generated(MIN_SIZE),
+                self.content,
                 None,
                 now,
                 &mut self.out,
@@ -885,6 +889,60 @@ fn pipelined_bdat_keeps_inflight_transactions_going() {
     c.feed(b"221 bye\r\n");
     assert_eq!(c.end(), End::Clean);
     assert_eq!(c.messages(), [true, true, false]);
+}
+
+#[test]
+fn corpus_messages_go_into_the_output_where_their_content_belongs() {
+    let corpus = Content::Corpus {
+        index: 4,
+        size: 1234,
+    };
+    let body = |form| Body { message: 4, form };
+    // DATA, pipelined: the message after its 354, the next group right behind it.
+    let w = workload(1, Pipelining::On, false, 1);
+    let mut c = Conversation::new(&w, 2);
+    c.content = corpus;
+    c.feed(b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n");
+    let group =
+        |n: u64, last: &str| format!("MAIL FROM:<s{n}@a.test>\r\nRCPT TO:<r0@b.test>\r\n{last}");
+    assert_eq!(
+        c.written(),
+        format!("EHLO lg.test\r\n{}", group(0, "DATA\r\n"))
+    );
+    assert_eq!(c.out.bodies().count(), 0, "nothing before the 354");
+    let before = c.out.written().len();
+    c.feed(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(c.written(), group(1, "DATA\r\n"));
+    assert_eq!(
+        c.out.bodies().collect::<Vec<_>>(),
+        [(before, body(Form::Data))]
+    );
+    c.feed(b"250 queued\r\n");
+    assert!(c.events.iter().any(|e| matches!(
+        e,
+        Event::Message {
+            accepted: true,
+            size: 1234,
+            ..
+        }
+    )));
+    // BDAT: the size of the message as stored in the command, the message right behind it.
+    let w = workload(1, Pipelining::On, true, 2);
+    let mut c = Conversation::new(&w, 2);
+    c.content = corpus;
+    c.feed(b"220 mx\r\n250-mx\r\n250 CHUNKING\r\n");
+    let ehlo = "EHLO lg.test\r\n";
+    let first = group(0, "BDAT 1234 LAST\r\n");
+    let second = group(1, "BDAT 1234 LAST\r\n");
+    assert_eq!(c.written(), format!("{ehlo}{first}{second}"));
+    let at = ehlo.len() + first.len();
+    assert_eq!(
+        c.out.bodies().collect::<Vec<_>>(),
+        [
+            (at, body(Form::Bdat)),
+            (at + second.len(), body(Form::Bdat))
+        ]
+    );
 }
 
 #[test]

@@ -127,12 +127,40 @@ impl ValueEnum for AuthMechArg {
     }
 }
 
+/// `--order`: which corpus message each transaction sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderArg {
+    /// In order.
+    Sequential,
+    /// Seeded random.
+    Random,
+}
+
+impl ValueEnum for OrderArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OrderArg::Sequential, OrderArg::Random]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            OrderArg::Sequential => "sequential",
+            OrderArg::Random => "random",
+        }))
+    }
+}
+
 /// The flags of a load run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Server to load, HOST:PORT.
+    /// Server to load, HOST:PORT (repeatable: connections go to the targets in turn, and the
+    /// results have a section per target).
     #[arg(long, value_name = "HOST:PORT")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
+    /// Local address to connect from, port chosen by the system (repeatable: each new
+    /// connection binds the next one in turn, e.g. 127.0.0.2 and 127.0.0.3 for more ephemeral
+    /// ports toward one server) [default: the system's choice].
+    #[arg(long, value_name = "ADDR")]
+    pub source: Vec<std::net::IpAddr>,
     /// Concurrent connections.
     #[arg(long, short = 'c', value_name = "C", default_value_t = 10)]
     pub connections: usize,
@@ -150,8 +178,43 @@ pub struct RunArgs {
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
     pub warmup: Duration,
     /// Message size in bytes (1024, 64k, 1m) or a range (1k..64k), headers included.
-    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k")]
+    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k",
+          conflicts_with_all = ["message_dir", "mbox"])]
     pub size: Sizes,
+    /// Send the messages of this directory's *.eml files (one per file) instead of generated
+    /// ones, each as it is: bare LF sent as CR LF, a missing last line end added, dot-stuffed
+    /// for DATA, the exact octets for BDAT; sizes come from the files. Indexed once at start
+    /// and read as sent: the corpus may be bigger than memory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "mbox",
+        help_heading = "Real messages"
+    )]
+    pub message_dir: Option<PathBuf>,
+    /// Send the messages of this mbox file instead of generated ones, as --message-dir does
+    /// (read as mboxrd: one > taken off >From lines).
+    #[arg(long, value_name = "FILE", help_heading = "Real messages")]
+    pub mbox: Option<PathBuf>,
+    /// Which corpus message each transaction sends: sequential (in order, over and over;
+    /// files sorted by name) or random (seeded by --seed) [default: sequential].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "sequential|random",
+        hide_possible_values = true,
+        help_heading = "Real messages"
+    )]
+    pub order: Option<OrderArg>,
+    /// Recipient addresses, one per line (blank lines and # comments skipped); each message
+    /// takes the next --rcpts of them, cycling through the file (instead of --to).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "to",
+        help_heading = "Real messages"
+    )]
+    pub rcpt_file: Option<PathBuf>,
     /// Recipients per message.
     #[arg(long, value_name = "R", default_value_t = 1)]
     pub rcpts: usize,
@@ -229,7 +292,7 @@ pub struct RunArgs {
     /// EHLO/HELO name.
     #[arg(long, default_value = "loadgen.example.org")]
     pub ehlo_name: String,
-    /// Seed for message sizes.
+    /// Seed for message sizes and --order random.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Write the results as JSON here (with --sweep: every step, and the rate found).

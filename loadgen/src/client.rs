@@ -14,13 +14,15 @@
 //! a refusal, or one nobody asked for, means the replies no longer line up with the commands:
 //! the connection ends as a desync instead of both sides waiting for each other.
 //!
-//! What it does not do: sockets, TLS, the clock, or the schedule. The engine owns the
+//! What it does not do: sockets, TLS, the clock, the schedule, or files (a corpus message's
+//! content goes into the [`Output`] as a reference, which the engine streams from its file). The engine owns the
 //! transport: it starts the TLS handshake when [`Client::tls_requested`] says so (or at
 //! connect for implicit TLS) and reports its end with [`Client::on_tls_established`]; it
 //! decides when a message may start and passes `now` in.
 
+use crate::output::Output;
 use crate::reply::Reply;
-use crate::workload::{Pipelining, Security, Workload};
+use crate::workload::{Content, Pipelining, Security, Workload};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -114,8 +116,8 @@ struct Message {
     intended: Option<Instant>,
     /// When its first command was written.
     started: Instant,
-    /// Its size in bytes.
-    size: usize,
+    /// What it carries (its size counts in the statistics).
+    content: Content,
     /// Its sequence number (for address patterns).
     seq: u64,
     /// Whether `MAIL` was accepted.
@@ -315,7 +317,7 @@ impl Client {
         &mut self,
         workload: &Workload,
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Output,
         mut record: impl FnMut(Event),
     ) {
         if self.phase != Phase::Handshake {
@@ -400,7 +402,7 @@ impl Client {
     }
 
     /// Writes `QUIT`.
-    pub fn quit(&mut self, now: Instant, out: &mut Vec<u8>) {
+    pub fn quit(&mut self, now: Instant, out: &mut Output) {
         out.extend_from_slice(b"QUIT\r\n");
         self.phase = Phase::Quitting;
         self.expect(Stage::Quit, now, None, None);
@@ -411,16 +413,16 @@ impl Client {
         &mut self,
         workload: &Workload,
         seq: u64,
-        size: usize,
+        content: Content,
         intended: Option<Instant>,
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) {
         let number = self.first_message + self.messages.len() as u64;
         self.messages.push_back(Message {
             intended,
             started: now,
-            size,
+            content,
             seq,
             mail_ok: false,
             rcpts_ok: 0,
@@ -453,7 +455,7 @@ impl Client {
         reply: Reply,
         raw: &[u8],
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Output,
         mut record: impl FnMut(Event),
     ) {
         if self.phase == Phase::Handshake {
@@ -538,7 +540,7 @@ impl Client {
     }
 
     /// Writes `EHLO` (or `HELO` with `--helo`).
-    fn write_ehlo(&mut self, workload: &Workload, now: Instant, out: &mut Vec<u8>) {
+    fn write_ehlo(&mut self, workload: &Workload, now: Instant, out: &mut Output) {
         let greeting: &[u8] = if workload.helo { b"HELO " } else { b"EHLO " };
         out.extend_from_slice(greeting);
         out.extend_from_slice(workload.ehlo_name.as_bytes());
@@ -550,7 +552,7 @@ impl Client {
     /// An accepted EHLO: `STARTTLS` if TLS is still to come (the last command of its group,
     /// RFC 2920 §3.1), else the extensions of this reply decide pipelining and CHUNKING, and
     /// `AUTH` goes out if asked for.
-    fn on_ehlo(&mut self, workload: &Workload, raw: &[u8], now: Instant, out: &mut Vec<u8>) {
+    fn on_ehlo(&mut self, workload: &Workload, raw: &[u8], now: Instant, out: &mut Output) {
         if workload.security == Security::StartTls && !self.tls_active {
             if workload.helo || !offers(raw, b"STARTTLS") {
                 return self.fail(Failure::MissingExtension(Extension::StartTls));
@@ -588,7 +590,7 @@ impl Client {
         workload: &Workload,
         expected: Expected,
         code: u16,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) {
         let Some(auth) = &workload.auth else {
             return self.fail(Failure::Desync);
@@ -620,7 +622,7 @@ impl Client {
         expected: Expected,
         ok: bool,
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Output,
         record: &mut impl FnMut(Event),
     ) {
         let Some(number) = expected.message else {
@@ -646,7 +648,7 @@ impl Client {
         if expected.stage == Stage::Data {
             self.awaiting_354 = false;
             if ok {
-                workload.write_data_content(message.size, out);
+                workload.write_data_content(message.content, out);
                 self.expect(Stage::Eod, now, Some(number), None);
             }
         }
@@ -680,7 +682,7 @@ impl Client {
         if message.awaiting == 0 {
             record(Event::Message {
                 accepted: !message.failed && message.rcpts_ok > 0,
-                size: message.size,
+                size: message.content.size(),
                 started: message.started,
                 intended: message.intended,
             });
@@ -693,7 +695,7 @@ impl Client {
     }
 
     /// Writes `RSET` (its reply belongs to no message).
-    fn write_rset(&mut self, now: Instant, out: &mut Vec<u8>) {
+    fn write_rset(&mut self, now: Instant, out: &mut Output) {
         out.extend_from_slice(b"RSET\r\n");
         self.expect(Stage::Rset, now, None, None);
     }
@@ -704,12 +706,12 @@ impl Client {
         workload: &Workload,
         number: u64,
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) {
         let index = (number - self.first_message) as usize;
-        let size = self.messages[index].size;
+        let content = self.messages[index].content;
         if workload.bdat {
-            workload.write_bdat(size, out);
+            workload.write_bdat(content, out);
             self.expect(Stage::Bdat, now, Some(number), None);
         } else {
             out.extend_from_slice(b"DATA\r\n");

@@ -1,10 +1,21 @@
 //! One load-generating thread: a mio event loop driving many client connections.
 //!
-//! What it does: open its share of the connections (staggered if asked), start messages when
-//! the load model allows, move bytes between sockets and each connection's [`Client`] through
-//! the connection's [`Transport`] (plain, or TLS: started at connect for implicit TLS, or when
-//! the client asks after the `220` to `STARTTLS`), time connects, hand a [`Recorder`] for
-//! every one-second interval to the reporter, and stop when its share of the work is done.
+//! What it does: open its share of the connections (staggered if asked; each new connection
+//! to the next `--target` in turn, from the next `--source` address in turn, bound with
+//! socket2 before the non-blocking connect), start messages when the load model allows, move
+//! bytes between sockets and each connection's [`Client`] through the connection's
+//! [`Transport`] (plain, or TLS: started at connect for implicit TLS, or when the client asks
+//! after the `220` to `STARTTLS`), time connects, hand a [`Recorder`] for every one-second
+//! interval to the reporter (with per-target figures when there are several targets), and
+//! stop when its share of the work is done.
+//!
+//! Output: commands (and generated content) are written from the connection's [`Output`] as
+//! they are. A corpus message in it is streamed: the connection's staging buffer is filled
+//! with the wire form of at most [`STAGING`] bytes' worth of the message at a time (read
+//! from the file by the thread's [`CorpusReader`], with the commands around it), only when
+//! the socket has taken the previous piece; so a connection holds a few KiB of a message
+//! whatever its size. File reads happen on the loop (small `pread`s, usually from the page
+//! cache).
 //! A thread gives up when its first connections all fail before getting ready (refused,
 //! TLS or AUTH failing, ...): a run against a server that never lets a session through ends
 //! and says why instead of retrying for ever.
@@ -22,6 +33,8 @@
 //! (`runner`, `report::results`).
 
 use crate::client::{describe_failure, Client, Event, Failure, Stage};
+use crate::corpus::{BodyStream, CorpusReader};
+use crate::output::{Next, Output};
 use crate::record::{record, ErrorKind, Recorder};
 use crate::reply::parse_reply;
 use crate::tls::TlsClient;
@@ -45,14 +58,31 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections that failed before getting ready (connect refused, greeting, TLS, AUTH ...),
 /// with none ever ready, after which a thread gives up.
 const MAX_SETUP_FAILURES: u64 = 20;
+/// How much of a corpus message's wire form a connection's staging buffer is filled with at
+/// a time (a little more when a piece ends in dot-stuffed lines or the message's end).
+pub const STAGING: usize = 16 * 1024;
+
+/// A server to load.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `--target` as given.
+    pub text: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// TLS (`--starttls`, `--tls`): the shared configuration and this target's server name.
+    pub tls: Option<TlsClient>,
+}
 
 /// What one thread is asked to do.
 #[derive(Debug, Clone)]
 pub struct ThreadPlan {
     /// The thread's number.
     pub index: usize,
-    /// Where to connect.
-    pub target: SocketAddr,
+    /// Where to connect: each new connection to the next in turn.
+    pub targets: Vec<Target>,
+    /// Local addresses to bind (port 0), each new connection the next in turn; empty: the
+    /// system chooses.
+    pub sources: Vec<SocketAddr>,
     /// Connections this thread keeps open.
     pub connections: usize,
     /// Messages to send (`None`: until `end`).
@@ -69,10 +99,8 @@ pub struct ThreadPlan {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
-    /// Seed for message sizes.
+    /// Seed for message sizes and random corpus order.
     pub seed: u64,
-    /// TLS (`--starttls`, `--tls`): the shared configuration and the server name.
-    pub tls: Option<TlsClient>,
 }
 
 /// One interval's measurements from one thread.
@@ -98,12 +126,18 @@ struct Conn {
     transport: Transport,
     /// `None` while the TCP connect is in progress.
     client: Option<Client>,
+    /// Its target's number in the plan.
+    target: usize,
     /// When the connect started.
     connect_started: Instant,
-    /// Bytes to write.
-    out: Vec<u8>,
-    /// Written part of `out`.
-    out_pos: usize,
+    /// What to write: commands, generated content, corpus messages to stream.
+    out: Output,
+    /// Wire bytes of a corpus message (and the commands around it) to write before `out`.
+    staging: Vec<u8>,
+    /// Written part of `staging`.
+    staging_pos: usize,
+    /// The corpus message being streamed into `staging`.
+    body: Option<BodyStream>,
     /// Received bytes not yet parsed.
     input: Vec<u8>,
     /// When the last reply (or the connect) happened, for the reply timeout.
@@ -145,6 +179,10 @@ struct Engine {
     /// The read buffer every connection of the thread shares ([`READ_CHUNK`] bytes, made
     /// once: a buffer on the stack would be zeroed on every read event).
     scratch: Vec<u8>,
+    /// The corpus files, when messages come from a corpus.
+    reader: Option<CorpusReader>,
+    /// Connections opened so far (the round robin over targets and sources).
+    connects: usize,
 }
 
 /// Runs one thread's plan to completion.
@@ -162,6 +200,11 @@ pub fn run_thread(
     let pending_connects = (0..plan.connections)
         .map(|i| plan.start + stagger_step * i as u32)
         .collect();
+    let reader = match &workload.corpus {
+        Some(corpus) => Some(CorpusReader::new(Arc::clone(corpus))?),
+        None => None,
+    };
+    let connects = plan.index;
     let mut engine = Engine {
         rng: Rng::new(plan.seed.wrapping_add(plan.index as u64)),
         threads: threads as u64,
@@ -178,6 +221,8 @@ pub fn run_thread(
         ever_ready: false,
         reports,
         scratch: vec![0; READ_CHUNK],
+        reader,
+        connects,
     };
     engine.run()
 }
@@ -307,9 +352,17 @@ impl Engine {
         }
     }
 
-    /// Starts a non-blocking connect and registers the socket; a failure is retried later.
+    /// Starts a non-blocking connect to the next target from the next source address and
+    /// registers the socket; a failure is retried later.
     fn connect(&mut self, now: Instant) {
-        match TcpStream::connect(self.plan.target) {
+        let turn = self.connects;
+        self.connects += 1;
+        let target = turn % self.plan.targets.len();
+        let source = match self.plan.sources.len() {
+            0 => None,
+            n => Some(self.plan.sources[turn % n]),
+        };
+        match open_socket(self.plan.targets[target].addr, source) {
             Ok(mut stream) => {
                 let entry = self.conns.vacant_entry();
                 let interest = Interest::READABLE | Interest::WRITABLE;
@@ -319,30 +372,49 @@ impl Engine {
                     .register(&mut stream, Token(entry.key()), interest)
                     .is_err()
                 {
-                    self.recorder.error(ErrorKind::Refused);
+                    self.count_error(ErrorKind::Refused, target);
                     self.pending_connects.push(now + RECONNECT_BACKOFF);
                     return;
                 }
                 entry.insert(Conn {
                     transport: Transport::plain(stream),
                     client: None,
+                    target,
                     connect_started: now,
-                    out: Vec::with_capacity(4096),
-                    out_pos: 0,
+                    out: Output::with_capacity(4096),
+                    staging: Vec::new(),
+                    staging_pos: 0,
+                    body: None,
                     input: Vec::with_capacity(4096),
                     last_progress: now,
                     interest,
                 });
             }
-            Err(_) => self.connect_failed(now),
+            Err(e) => {
+                if let Some(source) = source {
+                    // Binding can fail at run time (the address's ports are all in use).
+                    self.recorder
+                        .note(format!("connect from {}: {e}", source.ip()));
+                }
+                self.connect_failed(now, target);
+            }
         }
     }
 
-    /// Counts a failed connect and schedules another after the backoff.
-    fn connect_failed(&mut self, now: Instant) {
-        self.recorder.error(ErrorKind::Refused);
+    /// Counts a failed connect to `target` and schedules another after the backoff.
+    fn connect_failed(&mut self, now: Instant, target: usize) {
+        self.count_error(ErrorKind::Refused, target);
         self.setup_failures += 1;
         self.pending_connects.push(now + RECONNECT_BACKOFF);
+    }
+
+    /// Counts an error of `kind` with `target` (and in its own figures when there are
+    /// several targets).
+    fn count_error(&mut self, kind: ErrorKind, target: usize) {
+        self.recorder.error(kind);
+        if self.plan.targets.len() > 1 {
+            self.recorder.target(target).errors += 1;
+        }
     }
 
     /// Handles readiness of connection `key`: completes a pending connect (timing it,
@@ -380,7 +452,7 @@ impl Engine {
     /// Starts TLS on connection `key` (its `ClientHello` goes out with the next flush);
     /// returns false if the connection was dropped.
     fn start_tls(&mut self, key: usize, now: Instant) -> bool {
-        let Some(tls) = &self.plan.tls else {
+        let Some(tls) = &self.plan.targets[self.conns[key].target].tls else {
             self.fail_conn(
                 key,
                 ErrorKind::Tls,
@@ -464,8 +536,9 @@ impl Engine {
             return true;
         };
         let recorder = &mut self.recorder;
+        let target = (self.plan.targets.len() > 1).then_some(conn.target);
         client.on_tls_established(&workload, now, &mut conn.out, |event| {
-            record_event(recorder, event, now, resumed)
+            record_event(recorder, event, now, resumed, target)
         });
         conn.last_progress = now;
         if client.is_closed() {
@@ -488,6 +561,7 @@ impl Engine {
             return true;
         };
         let recorder = &mut self.recorder;
+        let target = (self.plan.targets.len() > 1).then_some(conn.target);
         let mut pos = 0;
         let mut last = 0..0;
         let mut garbage = None;
@@ -498,7 +572,7 @@ impl Engine {
                 Ok(Some((reply, used))) => {
                     let raw = &conn.input[pos..pos + used];
                     client.on_reply(&workload, reply, raw, now, &mut conn.out, |event| {
-                        record_event(recorder, event, now, false)
+                        record_event(recorder, event, now, false, target)
                     });
                     last = pos..pos + used;
                     pos += used;
@@ -584,16 +658,19 @@ impl Engine {
                         Some(intended)
                     }
                 };
-                let size = workload.sizes.pick(&mut self.rng);
                 let seq = self.started * self.threads + self.plan.index as u64;
+                let content = workload.pick_content(seq, &mut self.rng);
                 self.started += 1;
                 self.recorder.started += 1;
                 let conn = &mut self.conns[key];
+                if self.plan.targets.len() > 1 {
+                    self.recorder.target(conn.target).started += 1;
+                }
                 let client = conn.client.as_mut().expect("checked above");
                 if !client.is_waiting() {
                     conn.last_progress = now;
                 }
-                client.start_message(&workload, seq, size, intended, now, &mut conn.out);
+                client.start_message(&workload, seq, content, intended, now, &mut conn.out);
             }
         }
     }
@@ -603,7 +680,7 @@ impl Engine {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, conn)| conn.out_pos < conn.out.len() || conn.transport.wants_write())
+            .filter(|(_, conn)| conn.has_output() || conn.transport.wants_write())
             .map(|(key, _)| key)
             .collect();
         let now = Instant::now();
@@ -614,13 +691,40 @@ impl Engine {
 
     /// Writes what connection `key` has pending until done or `WouldBlock` (for TLS: into
     /// rustls, then its records to the socket), and asks for WRITABLE only while output
-    /// remains.
+    /// remains. Commands go out from the output as they are; around a corpus message, the
+    /// staging buffer is filled with the next piece once the socket took the last.
     fn flush(&mut self, key: usize, now: Instant) {
         let conn = &mut self.conns[key];
-        while conn.out_pos < conn.out.len() {
-            match conn.transport.try_write(&conn.out[conn.out_pos..]) {
-                Ok(0) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
-                Ok(n) => conn.out_pos += n,
+        loop {
+            let result = if conn.staging_pos < conn.staging.len() {
+                conn.transport
+                    .try_write(&conn.staging[conn.staging_pos..])
+                    .map(|n| (n, true))
+            } else if conn.body.is_none() && !conn.out.has_bodies() {
+                let Next::Bytes(bytes) = conn.out.next() else {
+                    break;
+                };
+                conn.transport.try_write(bytes).map(|n| (n, false))
+            } else {
+                match fill_staging(conn, self.reader.as_mut()) {
+                    Ok(()) if conn.staging.is_empty() => break,
+                    Ok(()) => continue,
+                    Err(e) => {
+                        let detail = format!("corpus: {e}");
+                        return self.fail_conn(key, ErrorKind::Corpus, detail, now);
+                    }
+                }
+            };
+            match result {
+                Ok((0, _)) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
+                Ok((n, true)) => {
+                    conn.staging_pos += n;
+                    if conn.staging_pos == conn.staging.len() {
+                        conn.staging.clear();
+                        conn.staging_pos = 0;
+                    }
+                }
+                Ok((n, false)) => conn.out.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.drop_conn(key, Some(ErrorKind::Reset), now),
@@ -629,11 +733,7 @@ impl Engine {
         if conn.transport.flush_buffered().is_err() {
             return self.drop_conn(key, Some(ErrorKind::Reset), now);
         }
-        if conn.out_pos == conn.out.len() {
-            conn.out.clear();
-            conn.out_pos = 0;
-        }
-        let wanted = if conn.out.is_empty() && !conn.transport.wants_write() {
+        let wanted = if !conn.has_output() && !conn.transport.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
@@ -679,12 +779,14 @@ impl Engine {
             if !conn.client.as_ref().is_some_and(Client::was_ready) {
                 self.setup_failures += 1;
             }
-            self.recorder.error(kind);
+            self.count_error(kind, conn.target);
         }
         // Messages still in flight on a broken connection are lost: count them failed.
         if let Some(client) = &conn.client {
-            for _ in 0..client.in_flight() {
-                self.recorder.failed += 1;
+            let lost = client.in_flight() as u64;
+            self.recorder.failed += lost;
+            if self.plan.targets.len() > 1 {
+                self.recorder.target(conn.target).failed += lost;
             }
         }
         if self.connection_needed(now) {
@@ -727,8 +829,97 @@ impl Engine {
     }
 }
 
-/// Records what the client reports (`resumed`: how a handshake it reports went).
-fn record_event(recorder: &mut Recorder, event: Event, now: Instant, resumed: bool) {
+/// Fills connection `conn`'s empty staging buffer with the next [`STAGING`] bytes or so of
+/// its output: commands copied, corpus messages streamed from their files by `reader`.
+/// Leaves it empty only when nothing is pending.
+fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::Result<()> {
+    while conn.staging.len() < STAGING {
+        let room = STAGING - conn.staging.len();
+        if let Some(body) = conn.body.as_mut() {
+            let Some(reader) = reader.as_deref_mut() else {
+                return Err(io::Error::other("a corpus message without a corpus"));
+            };
+            if reader.fill(body, &mut conn.staging, room)? {
+                conn.body = None;
+            }
+            continue;
+        }
+        match conn.out.next() {
+            Next::Bytes(bytes) => {
+                let n = bytes.len().min(room);
+                conn.staging.extend_from_slice(&bytes[..n]);
+                conn.out.consume(n);
+            }
+            Next::Body(body) => {
+                let Some(reader) = reader.as_deref_mut() else {
+                    return Err(io::Error::other("a corpus message without a corpus"));
+                };
+                conn.body = Some(reader.open(body.message, body.form)?);
+                conn.out.take_body();
+            }
+            Next::Empty => break,
+        }
+    }
+    Ok(())
+}
+
+/// Opens a non-blocking TCP connection to `target`, from `source` (port 0: the system picks
+/// one) if given. mio's own connect cannot bind first, so the socket is made with socket2.
+fn open_socket(target: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&source.into())?;
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        // A non-blocking connect under way; its end is the socket turning writable.
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+impl Conn {
+    /// Whether anything waits to be written (commands, staged bytes, a message's rest).
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.staging_pos < self.staging.len() || self.body.is_some()
+    }
+}
+
+/// Records what the client reports (`resumed`: how a handshake it reports went; `target`:
+/// the connection's target, when figures are kept per target).
+fn record_event(
+    recorder: &mut Recorder,
+    event: Event,
+    now: Instant,
+    resumed: bool,
+    target: Option<usize>,
+) {
+    if let Some(target) = target {
+        let figures = recorder.target(target);
+        match event {
+            Event::Reply {
+                stage: Stage::Eod | Stage::Bdat,
+                nanos,
+                ..
+            } => record(&mut figures.eod, nanos),
+            Event::Message { accepted, size, .. } => {
+                if accepted {
+                    figures.accepted += 1;
+                    figures.accepted_bytes += size as u64;
+                } else {
+                    figures.failed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
     match event {
         Event::Reply { stage, code, nanos } => recorder.reply(stage, code, nanos),
         Event::Code { stage, code } => recorder.code(stage, code),

@@ -14,7 +14,11 @@
 //! * [`tls`]: the TLS client configuration every connection shares, and the server name.
 //! * [`transport`]: a connection's bytes, plain or through rustls.
 //! * [`reply`]: the generator's own SMTP reply parser.
-//! * [`workload`]: what is sent: commands and message content.
+//! * [`workload`]: what is sent: commands and message content (generated, or which corpus
+//!   message), recipients.
+//! * [`output`]: a connection's outgoing stream, sans I/O: bytes, and corpus messages to stream.
+//! * [`corpus`]: real messages (`--message-dir`, `--mbox`): indexed once, streamed in wire
+//!   form (line ends, dot-stuffing, mboxrd un-quoting) as they are sent.
 //! * [`record`]: histograms and counters of one thread and interval.
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
 //!   (SVG, PNG, HTML) and the sweep's table.
@@ -34,7 +38,9 @@
 pub mod cli;
 pub mod cli_charts;
 pub mod client;
+pub mod corpus;
 pub mod engine;
+pub mod output;
 pub mod progress;
 pub mod record;
 pub mod reply;
@@ -90,6 +96,10 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
         return run_sweep(&mut settings, rates, &chart_args);
     }
     let header = settings.header();
+    if let (Some(corpus), false) = (settings.corpus(), settings.quiet) {
+        // Said before the run: what the corpus holds and what sending it changes.
+        eprintln!("{}", corpus.description());
+    }
     let finished = runner::run(&settings, &header)?;
     write_outputs(&settings, &header, &finished)?;
     if chart_args.any() {
@@ -218,9 +228,17 @@ fn write_outputs(
     finished: &runner::Finished,
 ) -> Result<(), String> {
     let results = &finished.results;
-    print!("{}", render::summary(results, header, settings.rate));
+    let names = settings.target_names();
+    print!(
+        "{}",
+        render::summary(results, &settings.summary_header(header), settings.rate)
+    );
+    print!("{}", render::targets(results, &names));
     if let Some(path) = &settings.json {
-        let doc = render::json(results, settings.config_json());
+        let mut doc = render::json(results, settings.config_json());
+        if !names.is_empty() {
+            doc["targets"] = render::targets_json(results, &names);
+        }
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
         std::fs::write(path, text).map_err(|e| file_error(path, e))?;
     }
@@ -252,9 +270,14 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             .copied()
             .unwrap_or(0);
         if refused > 0 && results.total.started == 0 {
+            let targets: Vec<String> = settings
+                .targets
+                .iter()
+                .map(|t| t.addr.to_string())
+                .collect();
             eprintln!(
                 "smtp-loadgen: no message was accepted: {refused} connect(s) to {} failed (is a server listening there?)",
-                settings.target
+                targets.join(", ")
             );
         } else {
             eprintln!("smtp-loadgen: no message was accepted");

@@ -40,11 +40,13 @@ pub enum ErrorKind {
     /// The TLS handshake failed (a certificate that does not verify, an alert, a protocol
     /// error), or TLS failed later in the session.
     Tls,
+    /// A corpus message could not be read, or changed since it was indexed.
+    Corpus,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Refused,
         ErrorKind::Reset,
         ErrorKind::Timeout,
@@ -52,6 +54,7 @@ impl ErrorKind {
         ErrorKind::ServiceClosing,
         ErrorKind::Rejected,
         ErrorKind::Tls,
+        ErrorKind::Corpus,
     ];
 
     /// The name used in output.
@@ -64,6 +67,7 @@ impl ErrorKind {
             ErrorKind::ServiceClosing => "service_closing",
             ErrorKind::Rejected => "rejected",
             ErrorKind::Tls => "tls",
+            ErrorKind::Corpus => "corpus",
         }
     }
 }
@@ -107,6 +111,50 @@ pub struct Recorder {
     pub failed: u64,
     /// Bytes of accepted messages.
     pub accepted_bytes: u64,
+    /// Per target, by target number (only with several `--target`s; empty otherwise).
+    pub targets: Vec<TargetFigures>,
+}
+
+/// One target's share of a recorder's figures (several `--target`s).
+#[derive(Debug, Clone)]
+pub struct TargetFigures {
+    /// Messages started on its connections.
+    pub started: u64,
+    /// Messages it accepted.
+    pub accepted: u64,
+    /// Messages that failed on its connections.
+    pub failed: u64,
+    /// Bytes of accepted messages.
+    pub accepted_bytes: u64,
+    /// Connection-level errors with it.
+    pub errors: u64,
+    /// The reply to the end of the content: the end-of-data dot (DATA) or `BDAT LAST`.
+    pub eod: Histogram<u64>,
+}
+
+impl Default for TargetFigures {
+    fn default() -> Self {
+        TargetFigures {
+            started: 0,
+            accepted: 0,
+            failed: 0,
+            accepted_bytes: 0,
+            errors: 0,
+            eod: new_histogram(),
+        }
+    }
+}
+
+impl TargetFigures {
+    /// Adds `other` into `self`.
+    fn merge(&mut self, other: &TargetFigures) {
+        self.started += other.started;
+        self.accepted += other.accepted;
+        self.failed += other.failed;
+        self.accepted_bytes += other.accepted_bytes;
+        self.errors += other.errors;
+        self.eod.add(&other.eod).expect("same histogram bounds");
+    }
 }
 
 impl Default for Recorder {
@@ -132,7 +180,16 @@ impl Recorder {
             accepted: 0,
             failed: 0,
             accepted_bytes: 0,
+            targets: Vec::new(),
         }
+    }
+
+    /// Target `index`'s figures (made on first use).
+    pub fn target(&mut self, index: usize) -> &mut TargetFigures {
+        if self.targets.len() <= index {
+            self.targets.resize_with(index + 1, TargetFigures::default);
+        }
+        &mut self.targets[index]
     }
 
     /// Records one reply.
@@ -242,6 +299,9 @@ impl Recorder {
         self.accepted += other.accepted;
         self.failed += other.failed;
         self.accepted_bytes += other.accepted_bytes;
+        for (index, figures) in other.targets.iter().enumerate() {
+            self.target(index).merge(figures);
+        }
     }
 
     /// The histogram for `stage`.

@@ -1,20 +1,25 @@
 //! The settings of a load run: the command line checked as a whole and turned into what the
 //! engine and the reports need.
 //!
-//! What it does: resolve the target, check flags against each other (in a fixed order, so a
-//! command line with several mistakes always gets the same message), parse the SLOs, build
-//! the shared [`Workload`] and the one TLS configuration, split the work into per-thread
-//! [`ThreadPlan`]s, and describe the run (the header line, the `config` object of `--json`;
-//! both say plainly when certificates are not verified).
+//! What it does: resolve the targets, check the source addresses (each is bound once, so an
+//! address not on this host fails here and not at every connect), check flags against each
+//! other (in a fixed order, so a command line with several mistakes always gets the same
+//! message), parse the SLOs, index the corpus and read the recipient list, build the shared
+//! [`Workload`] and the one TLS configuration, split the work into per-thread
+//! [`ThreadPlan`]s, and describe the run (the header line, the corpus line, the `config`
+//! object of `--json`; they say plainly when certificates are not verified).
 //!
 //! What it does not do: parse single values (`cli`), start threads (`runner`), or report.
 
-use crate::cli::{parse_duration, AuthMechArg, OnOff, PipeliningArg, RunArgs};
-use crate::engine::ThreadPlan;
+use crate::cli::{parse_duration, AuthMechArg, OnOff, OrderArg, PipeliningArg, RunArgs};
+use crate::corpus::Corpus;
+use crate::engine::{Target, ThreadPlan};
 use crate::report::slo::Slo;
-use crate::tls::{describe_name, TlsClient, TlsOptions};
-use crate::workload::{AddressPattern, Auth, AuthMech, Pipelining, Security, Sizes, Workload};
-use std::net::{SocketAddr, ToSocketAddrs};
+use crate::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
+use crate::workload::{
+    AddressPattern, Auth, AuthMech, Order, Pipelining, RecipientList, Security, Sizes, Workload,
+};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +32,12 @@ const MAX_RCPTS: usize = 10_000;
 /// A checked load run.
 #[derive(Debug)]
 pub struct Settings {
-    /// `--target` as given (shown in the header and `--json`).
+    /// `--target` as given (several: joined by `, `; shown in the header and `--json`).
     pub target_text: String,
-    /// `--target` resolved.
-    pub target: SocketAddr,
+    /// Every `--target`, resolved, with its TLS server name.
+    pub targets: Vec<Target>,
+    /// `--source` addresses (port 0), in the order given.
+    pub sources: Vec<SocketAddr>,
     /// Concurrent connections over all threads.
     pub connections: usize,
     /// Event-loop threads (never more than connections).
@@ -65,7 +72,8 @@ pub struct Settings {
     pub quiet: bool,
     /// The TLS options as given (`None`: no TLS).
     pub tls_options: Option<TlsOptions>,
-    /// The TLS configuration every connection shares, and the server name.
+    /// The TLS configuration every connection shares, and the server name (of the first
+    /// target; each target has its own name in `targets`).
     pub tls: Option<TlsClient>,
 }
 
@@ -75,8 +83,16 @@ pub const NOT_VERIFIED: &str = "certificate not verified";
 impl Settings {
     /// Checks the command line of a load run.
     pub fn from_args(args: RunArgs) -> Result<Settings, String> {
-        let target_text = args.target.ok_or("--target HOST:PORT is required")?;
-        let target = resolve(&target_text)?;
+        if args.target.is_empty() {
+            return Err("--target HOST:PORT is required".into());
+        }
+        let target_text = args.target.join(", ");
+        let addrs: Vec<SocketAddr> = args
+            .target
+            .iter()
+            .map(|t| resolve(t))
+            .collect::<Result<_, _>>()?;
+        let sources = check_sources(&args.source, &addrs)?;
         if args.connections == 0 || args.threads == 0 {
             return Err("--connections and --threads must be at least 1".into());
         }
@@ -123,10 +139,24 @@ impl Settings {
             sni: args.sni.clone(),
             resume: args.tls_resume != Some(OnOff::Off),
         });
-        let tls = match &tls_options {
-            Some(options) => Some(TlsClient::new(options, &target_text)?),
-            None => None,
-        };
+        // One configuration (and session store) for every target; a server name each.
+        let config = tls_options.as_ref().map(client_config).transpose()?;
+        let mut targets = Vec::with_capacity(addrs.len());
+        for (text, addr) in args.target.iter().zip(addrs) {
+            let tls = match (&config, &tls_options) {
+                (Some(config), Some(options)) => Some(TlsClient {
+                    config: config.clone(),
+                    server_name: server_name(text, options.sni.as_deref())?,
+                }),
+                _ => None,
+            };
+            targets.push(Target {
+                text: text.clone(),
+                addr,
+                tls,
+            });
+        }
+        let tls = targets[0].tls.clone();
         let slos: Vec<Slo> = args
             .slo
             .iter()
@@ -142,7 +172,35 @@ impl Settings {
             PipeliningArg::On => Pipelining::On,
             PipeliningArg::Off => Pipelining::Off,
         };
-        let workload = Workload::new(
+        if args.order.is_some() && args.message_dir.is_none() && args.mbox.is_none() {
+            return Err("--order needs --message-dir or --mbox".into());
+        }
+        let corpus = match (&args.message_dir, &args.mbox) {
+            (Some(dir), _) => Some(Corpus::open_dir(dir)?),
+            (None, Some(mbox)) => Some(Corpus::open_mbox(mbox)?),
+            (None, None) => None,
+        };
+        let recipients = args
+            .rcpt_file
+            .as_deref()
+            .map(RecipientList::read)
+            .transpose()?;
+        if let Some(list) = &recipients {
+            if list.len() < args.rcpts {
+                return Err(format!(
+                    "--rcpts {} is more than the {} address(es) of --rcpt-file {}: a message \
+                     would name one recipient twice",
+                    args.rcpts,
+                    list.len(),
+                    list.path.display()
+                ));
+            }
+        }
+        let order = match args.order {
+            None | Some(OrderArg::Sequential) => Order::Sequential,
+            Some(OrderArg::Random) => Order::Random,
+        };
+        let mut workload = Workload::new(
             args.rcpts,
             args.msgs_per_conn,
             pipelining,
@@ -155,9 +213,16 @@ impl Settings {
             args.size,
         )
         .with_session(security, auth);
+        if let Some(corpus) = corpus {
+            workload = workload.with_corpus(Arc::new(corpus), order);
+        }
+        if let Some(list) = recipients {
+            workload = workload.with_recipients(list);
+        }
         Ok(Settings {
             target_text,
-            target,
+            targets,
+            sources,
             connections: args.connections,
             threads: args.threads.min(args.connections),
             messages,
@@ -179,9 +244,31 @@ impl Settings {
         })
     }
 
-    /// Message sizes.
+    /// Message sizes (generated messages).
     fn size(&self) -> Sizes {
         self.workload.sizes
+    }
+
+    /// The corpus, if messages come from one.
+    pub fn corpus(&self) -> Option<&Corpus> {
+        self.workload.corpus.as_deref()
+    }
+
+    /// The header line(s) of the summary: the header, and the corpus line if there is one.
+    pub fn summary_header(&self, header: &str) -> String {
+        match self.corpus() {
+            Some(corpus) => format!("{header}\n{}", corpus.description()),
+            None => header.to_string(),
+        }
+    }
+
+    /// The targets' names, when there are several (the per-target figures); empty for one.
+    pub fn target_names(&self) -> Vec<String> {
+        if self.targets.len() > 1 {
+            self.targets.iter().map(|t| t.text.clone()).collect()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The plan of thread `index` for a run starting at `start`: an even share of the
@@ -191,7 +278,8 @@ impl Settings {
         let share = |total: u64| total / threads + u64::from((index as u64) < total % threads);
         ThreadPlan {
             index,
-            target: self.target,
+            targets: self.targets.clone(),
+            sources: self.sources.clone(),
             connections: share(self.connections as u64) as usize,
             messages: self.messages.map(share),
             rate: self.rate.map(|r| r / self.threads as f64),
@@ -201,7 +289,6 @@ impl Settings {
             stagger: self.stagger,
             reply_timeout: self.reply_timeout,
             seed: self.seed,
-            tls: self.tls.clone(),
         }
     }
 
@@ -230,13 +317,35 @@ impl Settings {
                 PipeliningArg::Off => ", no pipelining",
             }
         );
+        let content = match self.corpus() {
+            Some(corpus) => format!(
+                "{} {} ({} messages{})",
+                corpus.kind_name(),
+                corpus.path.display(),
+                corpus.len(),
+                match self.workload.order {
+                    Order::Sequential => ", in order",
+                    Order::Random => ", random order",
+                }
+            ),
+            None => format!("size {:?}", self.size()),
+        };
+        let recipients = match &self.workload.recipients {
+            Some(list) => format!(" from {} ({} addresses)", list.path.display(), list.len()),
+            None => String::new(),
+        };
+        let sources = if self.sources.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = self.sources.iter().map(|s| s.ip().to_string()).collect();
+            format!(", from {}", list.join(" "))
+        };
         format!(
-            "smtp-loadgen -> {}: {} connections on {} thread(s), {mode}, {} rcpt(s), size {:?}{}",
+            "smtp-loadgen -> {}: {} connections on {} thread(s){sources}, {mode}, {} rcpt(s){recipients}, {content}{}",
             self.target_text,
             self.connections,
             self.threads,
             self.workload.rcpts,
-            self.size(),
             self.session_description()
         )
     }
@@ -279,7 +388,7 @@ impl Settings {
     /// The `config` object of `--json`: the run's settings as given.
     pub fn config_json(&self) -> serde_json::Value {
         let workload = &self.workload;
-        serde_json::json!({
+        let mut config = serde_json::json!({
             "target": self.target_text,
             "connections": self.connections,
             "threads": self.threads,
@@ -313,7 +422,56 @@ impl Settings {
                 "mechanism": auth.mech.name(),
                 "user": auth.user,
             })),
-        })
+        });
+        // Only when used, so a run without them keeps the same document.
+        let extra = [
+            (
+                "targets",
+                (self.targets.len() > 1).then(|| {
+                    serde_json::json!(self.targets.iter().map(|t| &t.text).collect::<Vec<_>>())
+                }),
+            ),
+            (
+                "sources",
+                (!self.sources.is_empty()).then(|| {
+                    serde_json::json!(self
+                        .sources
+                        .iter()
+                        .map(|s| s.ip().to_string())
+                        .collect::<Vec<_>>())
+                }),
+            ),
+            (
+                "corpus",
+                self.corpus().map(|corpus| {
+                    let mut json = corpus.json();
+                    json["order"] = match workload.order {
+                        Order::Sequential => "sequential",
+                        Order::Random => "random",
+                    }
+                    .into();
+                    json
+                }),
+            ),
+            (
+                "rcpt_file",
+                workload.recipients.as_ref().map(|list| {
+                    serde_json::json!({
+                        "path": list.path.display().to_string(),
+                        "addresses": list.len(),
+                    })
+                }),
+            ),
+        ];
+        for (key, value) in extra {
+            if let Some(value) = value {
+                config[key] = value;
+            }
+        }
+        if self.corpus().is_some() {
+            config["size"] = "corpus".into();
+        }
+        config
     }
 }
 
@@ -334,6 +492,31 @@ fn parse_auth(credentials: &str, mech: Option<AuthMechArg>) -> Result<Auth, Stri
         Some(AuthMechArg::Login) => AuthMech::Login,
     };
     Ok(Auth::new(mech, user, pass))
+}
+
+/// `--source` addresses with port 0, each checked by binding a socket to it once: an address
+/// not on this host, or of another family than a target, fails here with a clear message.
+fn check_sources(sources: &[IpAddr], targets: &[SocketAddr]) -> Result<Vec<SocketAddr>, String> {
+    let mut checked = Vec::with_capacity(sources.len());
+    for &ip in sources {
+        let addr = SocketAddr::new(ip, 0);
+        if let Some(target) = targets.iter().find(|t| t.is_ipv4() != ip.is_ipv4()) {
+            return Err(format!(
+                "--source {ip} cannot reach --target {target}: one is IPv4, the other IPv6"
+            ));
+        }
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(|e| format!("--source {ip}: {e}"))?;
+        socket.bind(&addr.into()).map_err(|e| {
+            format!("--source {ip}: cannot bind to it ({e}): is the address on this host?")
+        })?;
+        checked.push(addr);
+    }
+    Ok(checked)
 }
 
 /// The first address `target` resolves to.
@@ -467,6 +650,44 @@ mod tests {
         );
         assert_eq!(s.config_json()["tls"]["sni"], "mx.test");
         assert_eq!(s.config_json()["tls"]["resumption"], false);
+    }
+
+    #[test]
+    fn sources_and_targets_are_checked_and_described() {
+        let s = settings(&[
+            "--target",
+            "127.0.0.1:25",
+            "--target",
+            "127.0.0.1:26",
+            "--source",
+            "127.0.0.2",
+            "--source",
+            "127.0.0.3",
+        ])
+        .unwrap();
+        assert!(
+            s.header().starts_with(
+                "smtp-loadgen -> 127.0.0.1:25, 127.0.0.1:26: 10 connections on 1 thread(s), \
+                 from 127.0.0.2 127.0.0.3, closed loop"
+            ),
+            "{}",
+            s.header()
+        );
+        assert_eq!(s.target_names(), ["127.0.0.1:25", "127.0.0.1:26"]);
+        let plan = s.thread_plan(0, Instant::now());
+        assert_eq!(plan.targets.len(), 2);
+        assert_eq!(plan.sources[1], "127.0.0.3:0".parse().unwrap());
+        let config = s.config_json();
+        assert_eq!(config["targets"][1], "127.0.0.1:26");
+        assert_eq!(config["sources"][0], "127.0.0.2");
+        // One target: no per-target section, and the JSON config as before.
+        let one = settings(&["--target", "127.0.0.1:25"]).unwrap();
+        assert!(one.target_names().is_empty());
+        for key in ["targets", "sources", "corpus", "rcpt_file"] {
+            assert!(one.config_json().get(key).is_none(), "{key}");
+        }
+        let error = settings(&["--target", "127.0.0.1:25", "--source", "::1"]).unwrap_err();
+        assert!(error.contains("one is IPv4, the other IPv6"), "{error}");
     }
 
     #[test]

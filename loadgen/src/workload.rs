@@ -1,15 +1,24 @@
 //! What the generator sends: the workload settings and the bytes of each command and message.
 //!
 //! What it does: hold the immutable description of the load (recipients, sizes, modes,
-//! address patterns, TLS mode, AUTH credentials) and write commands and message content into
-//! a connection's output buffer without allocating. Message content comes from one template built at start-up,
-//! 78-byte text lines that never start with a dot, so DATA content needs no dot-stuffing and
-//! can never contain the end-of-data sequence.
+//! address patterns or a recipient list, TLS mode, AUTH credentials, the corpus and the order
+//! its messages are chosen in), choose each message's [`Content`], and write commands and
+//! message content into a connection's [`Output`] without allocating. Generated content comes
+//! from one template built at start-up, 78-byte text lines that never start with a dot, so
+//! DATA content needs no dot-stuffing and can never contain the end-of-data sequence. A corpus
+//! message goes into the output as a reference ([`Body`]), which the engine streams from its
+//! file in wire form (`corpus`).
 //!
-//! What it does not do: decide when to send (the engine) or parse replies (the client).
+//! What it does not do: decide when to send (the engine), read files, or parse replies (the
+//! client).
 
+use crate::corpus::wire::Form;
+use crate::corpus::Corpus;
+use crate::output::{Body, Output};
 use base64::Engine as _;
 use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How a connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +100,7 @@ impl Auth {
     }
 
     /// The `AUTH` command (RFC 4954 §4): PLAIN with its initial response, LOGIN bare.
-    pub fn write_command(&self, out: &mut Vec<u8>) {
+    pub fn write_command(&self, out: &mut Output) {
         match self.mech {
             AuthMech::Plain => {
                 out.extend_from_slice(b"AUTH PLAIN ");
@@ -103,7 +112,7 @@ impl Auth {
     }
 
     /// The response to challenge number `n` (0-based), one base64 line.
-    pub fn write_response(&self, n: u8, out: &mut Vec<u8>) {
+    pub fn write_response(&self, n: u8, out: &mut Output) {
         let line = if n == 0 { &self.first } else { &self.second };
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -195,7 +204,7 @@ impl AddressPattern {
     }
 
     /// Writes the address for message `seq`, recipient `rcpt`.
-    fn write(&self, seq: u64, rcpt: usize, out: &mut Vec<u8>) {
+    fn write(&self, seq: u64, rcpt: usize, out: &mut Output) {
         let mut rest = self.pattern.as_str();
         while let Some(open) = rest.find('{') {
             out.extend_from_slice(&rest.as_bytes()[..open]);
@@ -207,11 +216,109 @@ impl AddressPattern {
                 let _ = write!(out, "{rcpt}");
                 rest = after;
             } else {
-                out.push(b'{');
+                out.extend_from_slice(b"{");
                 rest = &tail[1..];
             }
         }
         out.extend_from_slice(rest.as_bytes());
+    }
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Generated text of this many bytes.
+    Generated(usize),
+    /// Corpus message number `index`, `size` bytes as the server stores it.
+    Corpus {
+        /// Its number in the corpus.
+        index: u32,
+        /// Its size after line-end normalisation (what `BDAT` announces).
+        size: u64,
+    },
+}
+
+impl Content {
+    /// The message's size in bytes as stored (statistics and throughput count it).
+    pub fn size(self) -> usize {
+        match self {
+            Content::Generated(size) => size.max(MIN_SIZE),
+            Content::Corpus { size, .. } => size as usize,
+        }
+    }
+}
+
+/// `--order`: which corpus message each transaction sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// In order (message `seq` modulo the corpus size), over and over.
+    Sequential,
+    /// Uniformly at random, from the seeded generator (`--seed`).
+    Random,
+}
+
+/// `--rcpt-file`: recipient addresses, one per line.
+#[derive(Debug, Clone)]
+pub struct RecipientList {
+    /// The file as given.
+    pub path: PathBuf,
+    /// The addresses, in file order.
+    addresses: Vec<String>,
+}
+
+impl RecipientList {
+    /// Reads `path`: one address per line; blank lines and lines starting with `#` are
+    /// skipped, white space around an address is trimmed. Addresses must be printable ASCII
+    /// without spaces or `<>` (as `--to` patterns).
+    pub fn read(path: &std::path::Path) -> Result<RecipientList, String> {
+        let text =
+            std::fs::read(path).map_err(|e| format!("--rcpt-file {}: {e}", path.display()))?;
+        let mut addresses = Vec::new();
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            let line = line.trim_ascii();
+            if line.is_empty() || line.starts_with(b"#") {
+                continue;
+            }
+            let valid = line
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+            if !valid {
+                return Err(format!(
+                    "--rcpt-file {} line {}: {:?} is not an address (printable ASCII without spaces or <>)",
+                    path.display(),
+                    n + 1,
+                    String::from_utf8_lossy(line)
+                ));
+            }
+            addresses.push(String::from_utf8_lossy(line).into_owned());
+        }
+        if addresses.is_empty() {
+            return Err(format!("--rcpt-file {}: no addresses", path.display()));
+        }
+        Ok(RecipientList {
+            path: path.to_path_buf(),
+            addresses,
+        })
+    }
+
+    /// Addresses in the list.
+    pub fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    /// Whether the list is empty (never: reading refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
+    }
+
+    /// Recipient `rcpt` of message `seq` with `per_message` recipients each: the list in
+    /// order, cycling.
+    fn address(&self, seq: u64, rcpt: usize, per_message: usize) -> &str {
+        let n = seq
+            .wrapping_mul(per_message as u64)
+            .wrapping_add(rcpt as u64)
+            % self.addresses.len() as u64;
+        &self.addresses[n as usize]
     }
 }
 
@@ -242,6 +349,12 @@ pub struct Workload {
     pub security: Security,
     /// `AUTH` after the (last) EHLO, if asked for.
     pub auth: Option<Auth>,
+    /// Real messages to send instead of generated ones.
+    pub corpus: Option<Arc<Corpus>>,
+    /// Which corpus message each transaction sends.
+    pub order: Order,
+    /// Recipients from `--rcpt-file` instead of the `to` pattern.
+    pub recipients: Option<RecipientList>,
     /// Header block and text lines, at least `sizes.max()` bytes.
     template: Vec<u8>,
 }
@@ -287,6 +400,9 @@ impl Workload {
             sizes,
             security: Security::Plain,
             auth: None,
+            corpus: None,
+            order: Order::Sequential,
+            recipients: None,
             template,
         }
     }
@@ -298,43 +414,93 @@ impl Workload {
         self
     }
 
+    /// The same workload sending the messages of `corpus`, chosen in `order`.
+    pub fn with_corpus(mut self, corpus: Arc<Corpus>, order: Order) -> Workload {
+        self.corpus = Some(corpus);
+        self.order = order;
+        self
+    }
+
+    /// The same workload sending to the addresses of `recipients`.
+    pub fn with_recipients(mut self, recipients: RecipientList) -> Workload {
+        self.recipients = Some(recipients);
+        self
+    }
+
+    /// What message `seq` carries: the next corpus message (in order: number `seq` modulo
+    /// the corpus size; at random: from `rng`), or generated content of a size from `rng`.
+    pub fn pick_content(&self, seq: u64, rng: &mut Rng) -> Content {
+        match &self.corpus {
+            Some(corpus) => {
+                let count = corpus.len() as u64;
+                let index = match self.order {
+                    Order::Sequential => seq % count,
+                    Order::Random => rng.next_u64() % count,
+                } as u32;
+                Content::Corpus {
+                    index,
+                    size: corpus.size(index),
+                }
+            }
+            None => Content::Generated(self.sizes.pick(rng)),
+        }
+    }
+
     /// `MAIL FROM:<...>`.
-    pub fn write_mail(&self, seq: u64, out: &mut Vec<u8>) {
+    pub fn write_mail(&self, seq: u64, out: &mut Output) {
         out.extend_from_slice(b"MAIL FROM:<");
         self.from.write(seq, 0, out);
         out.extend_from_slice(b">\r\n");
     }
 
     /// `RCPT TO:<...>` for recipient `rcpt` of message `seq`.
-    pub fn write_rcpt(&self, seq: u64, rcpt: usize, out: &mut Vec<u8>) {
+    pub fn write_rcpt(&self, seq: u64, rcpt: usize, out: &mut Output) {
         out.extend_from_slice(b"RCPT TO:<");
-        self.to.write(seq, rcpt, out);
+        match &self.recipients {
+            Some(list) => out.extend_from_slice(list.address(seq, rcpt, self.rcpts).as_bytes()),
+            None => self.to.write(seq, rcpt, out),
+        }
         out.extend_from_slice(b">\r\n");
     }
 
-    /// Exactly `size` bytes of message content ending in CR LF.
-    fn write_message(&self, size: usize, out: &mut Vec<u8>) {
+    /// Exactly `size` bytes of generated content ending in CR LF.
+    fn write_message(&self, size: usize, out: &mut Output) {
         let size = size.max(MIN_SIZE);
-        out.extend_from_slice(&self.template[..size - 2]);
+        out.extend_from_slice(&self.template[..size - 3]);
         // Cutting a line between its CR and LF would leave a bare CR; make it text.
-        if let Some(last) = out.last_mut() {
-            if *last == b'\r' {
-                *last = b'x';
-            }
+        if self.template[size - 3] == b'\r' {
+            out.extend_from_slice(b"x");
+        } else {
+            out.extend_from_slice(&self.template[size - 3..size - 2]);
         }
         out.extend_from_slice(b"\r\n");
     }
 
-    /// DATA content: the message and the terminating dot (RFC 5321 §4.1.1.4).
-    pub fn write_data_content(&self, size: usize, out: &mut Vec<u8>) {
-        self.write_message(size, out);
-        out.extend_from_slice(b".\r\n");
+    /// DATA content: the message and the terminating dot (RFC 5321 §4.1.1.4); a corpus
+    /// message dot-stuffed, streamed by the engine.
+    pub fn write_data_content(&self, content: Content, out: &mut Output) {
+        match content {
+            Content::Generated(size) => {
+                self.write_message(size, out);
+                out.extend_from_slice(b".\r\n");
+            }
+            Content::Corpus { index, .. } => out.push_body(Body {
+                message: index,
+                form: Form::Data,
+            }),
+        }
     }
 
     /// `BDAT <size> LAST` and the message (RFC 3030 §2).
-    pub fn write_bdat(&self, size: usize, out: &mut Vec<u8>) {
-        let _ = write!(out, "BDAT {} LAST\r\n", size.max(MIN_SIZE));
-        self.write_message(size, out);
+    pub fn write_bdat(&self, content: Content, out: &mut Output) {
+        let _ = write!(out, "BDAT {} LAST\r\n", content.size());
+        match content {
+            Content::Generated(size) => self.write_message(size, out),
+            Content::Corpus { index, .. } => out.push_body(Body {
+                message: index,
+                form: Form::Bdat,
+            }),
+        }
     }
 }
 
@@ -361,8 +527,9 @@ mod tests {
     fn messages_have_exact_sizes_and_no_bare_cr() {
         let w = workload(Sizes::Fixed(4096));
         for size in MIN_SIZE..1200 {
-            let mut out = Vec::new();
+            let mut out = Output::default();
             w.write_message(size, &mut out);
+            let out = out.written();
             assert_eq!(out.len(), size);
             assert!(out.ends_with(b"\r\n"));
             for (i, &b) in out.iter().enumerate() {
@@ -384,11 +551,11 @@ mod tests {
     #[test]
     fn patterns_expand() {
         let w = workload(Sizes::Fixed(100));
-        let mut out = Vec::new();
+        let mut out = Output::default();
         w.write_mail(42, &mut out);
         w.write_rcpt(42, 3, &mut out);
         assert_eq!(
-            out,
+            out.written(),
             b"MAIL FROM:<s42@example.org>\r\nRCPT TO:<r3-42@example.net>\r\n"
         );
         assert!(AddressPattern::new("a b@c").is_err());
@@ -398,17 +565,17 @@ mod tests {
     #[test]
     fn auth_responses_are_base64_lines() {
         let plain = Auth::new(AuthMech::Plain, "user", "p:ss");
-        let mut out = Vec::new();
+        let mut out = Output::default();
         plain.write_command(&mut out);
         // base64("\0user\0p:ss")
-        assert_eq!(out, b"AUTH PLAIN AHVzZXIAcDpzcw==\r\n");
+        assert_eq!(out.written(), b"AUTH PLAIN AHVzZXIAcDpzcw==\r\n");
         assert_eq!(plain.challenges(), 0);
         let login = Auth::new(AuthMech::Login, "user", "pass");
-        let mut out = Vec::new();
+        let mut out = Output::default();
         login.write_command(&mut out);
         login.write_response(0, &mut out);
         login.write_response(1, &mut out);
-        assert_eq!(out, b"AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n");
+        assert_eq!(out.written(), b"AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n");
         assert!(!format!("{login:?}").contains("cGFzcw"));
     }
 
@@ -422,5 +589,38 @@ mod tests {
             assert_eq!(size, sizes.pick(&mut b));
             assert!((1000..=2000).contains(&size));
         }
+    }
+
+    #[test]
+    fn recipients_come_from_the_list_in_order_cycling() {
+        let path = std::env::temp_dir().join(format!("loadgen-rcpts-{}", std::process::id()));
+        std::fs::write(&path, "# test list\n a@x.test \n\nb@x.test\r\nc@x.test").unwrap();
+        let list = RecipientList::read(&path).unwrap();
+        assert_eq!(list.len(), 3);
+        let mut w = workload(Sizes::Fixed(100)).with_recipients(list);
+        w.rcpts = 2;
+        let mut out = Output::default();
+        for seq in 0..3 {
+            for rcpt in 0..2 {
+                w.write_rcpt(seq, rcpt, &mut out);
+            }
+        }
+        let text = String::from_utf8(out.written().to_vec()).unwrap();
+        let sent: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_start_matches("RCPT TO:<").trim_end_matches('>'))
+            .collect();
+        assert_eq!(
+            sent,
+            ["a@x.test", "b@x.test", "c@x.test", "a@x.test", "b@x.test", "c@x.test"]
+        );
+        std::fs::write(&path, "ok@x.test\nnot an address\n").unwrap();
+        let error = RecipientList::read(&path).unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+        std::fs::write(&path, "# nothing\n\n").unwrap();
+        assert!(RecipientList::read(&path)
+            .unwrap_err()
+            .contains("no addresses"));
+        let _ = std::fs::remove_file(&path);
     }
 }

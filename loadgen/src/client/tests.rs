@@ -3,8 +3,10 @@
 //! commands, so whole sessions run in memory and can be replayed cut anywhere.
 
 use super::*;
+use crate::corpus::wire::Form;
+use crate::output::{Body, Output};
 use crate::reply::{parse_reply, ReplyError};
-use crate::workload::{AddressPattern, Auth, AuthMech, Rng, Sizes, MIN_SIZE};
+use crate::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
 use std::time::Duration;
 
 /// A workload with tiny messages (`MIN_SIZE` bytes), so transcripts stay readable.
@@ -42,16 +44,16 @@ fn b64(text: &str) -> String {
 
 /// The content of a `MIN_SIZE` message as DATA sends it (the dot included).
 fn data_content(w: &Workload) -> String {
-    let mut out = Vec::new();
-    w.write_data_content(MIN_SIZE, &mut out);
-    String::from_utf8(out).unwrap()
+    let mut out = Output::default();
+    w.write_data_content(Content::Generated(MIN_SIZE), &mut out);
+    String::from_utf8(out.written().to_vec()).unwrap()
 }
 
 /// `BDAT n LAST` and a `MIN_SIZE` message.
 fn bdat_content(w: &Workload) -> String {
-    let mut out = Vec::new();
-    w.write_bdat(MIN_SIZE, &mut out);
-    String::from_utf8(out).unwrap()
+    let mut out = Output::default();
+    w.write_bdat(Content::Generated(MIN_SIZE), &mut out);
+    String::from_utf8(out.written().to_vec()).unwrap()
 }
 
 /// How a conversation ended (or did not).
@@ -86,7 +88,7 @@ struct Conversation<'w> {
     /// Received bytes not yet parsed.
     input: Vec<u8>,
     /// Everything the client wrote.
-    out: Vec<u8>,
+    out: Output,
     /// How much of `out` the server model has read.
     sent: usize,
     /// Everything the client recorded.
@@ -107,6 +109,8 @@ struct Conversation<'w> {
     injected: bool,
     /// TLS handshakes completed.
     handshakes: u32,
+    /// What each message carries.
+    content: Content,
 }
 
 impl<'w> Conversation<'w> {
@@ -116,7 +120,7 @@ impl<'w> Conversation<'w> {
             workload,
             client: Client::new(workload, base, base),
             input: Vec::new(),
-            out: Vec::new(),
+            out: Output::default(),
             sent: 0,
             events: Vec::new(),
             base,
@@ -127,6 +131,7 @@ impl<'w> Conversation<'w> {
             garbage: None,
             injected: false,
             handshakes: 0,
+            content: Content::Generated(MIN_SIZE),
         };
         if conversation.client.tls_requested() {
             // Implicit TLS: the transport's handshake comes before any reply.
@@ -191,8 +196,14 @@ impl<'w> Conversation<'w> {
             if no_more || !self.client.can_start(self.workload) {
                 return;
             }
-            self.client
-                .start_message(self.workload, self.seq, MIN_SIZE, None, now, &mut self.out);
+            self.client.start_message(
+                self.workload,
+                self.seq,
+                self.content,
+                None,
+                now,
+                &mut self.out,
+            );
             self.seq += 1;
             self.messages_left -= 1;
         }
@@ -200,8 +211,8 @@ impl<'w> Conversation<'w> {
 
     /// What the client wrote since the last call.
     fn take_sent(&mut self) -> Vec<u8> {
-        let new = self.out[self.sent..].to_vec();
-        self.sent = self.out.len();
+        let new = self.out.written()[self.sent..].to_vec();
+        self.sent = self.out.written().len();
         new
     }
 
@@ -212,7 +223,7 @@ impl<'w> Conversation<'w> {
 
     /// Everything the client wrote, as text.
     fn all_written(&self) -> String {
-        String::from_utf8(self.out.clone()).unwrap()
+        String::from_utf8(self.out.written().to_vec()).unwrap()
     }
 
     fn end(&self) -> End {
@@ -548,7 +559,7 @@ fn replay(workload: &Workload, messages: u64, chunks: &[&[u8]]) -> Transcript {
             other => other,
         })
         .collect();
-    (c.out.clone(), events, c.end())
+    (c.out.written().to_vec(), events, c.end())
 }
 
 /// `at` moved onto a fixed base, so instants of different conversations compare.
@@ -881,6 +892,60 @@ fn pipelined_bdat_keeps_inflight_transactions_going() {
 }
 
 #[test]
+fn corpus_messages_go_into_the_output_where_their_content_belongs() {
+    let corpus = Content::Corpus {
+        index: 4,
+        size: 1234,
+    };
+    let body = |form| Body { message: 4, form };
+    // DATA, pipelined: the message after its 354, the next group right behind it.
+    let w = workload(1, Pipelining::On, false, 1);
+    let mut c = Conversation::new(&w, 2);
+    c.content = corpus;
+    c.feed(b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n");
+    let group =
+        |n: u64, last: &str| format!("MAIL FROM:<s{n}@a.test>\r\nRCPT TO:<r0@b.test>\r\n{last}");
+    assert_eq!(
+        c.written(),
+        format!("EHLO lg.test\r\n{}", group(0, "DATA\r\n"))
+    );
+    assert_eq!(c.out.bodies().count(), 0, "nothing before the 354");
+    let before = c.out.written().len();
+    c.feed(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(c.written(), group(1, "DATA\r\n"));
+    assert_eq!(
+        c.out.bodies().collect::<Vec<_>>(),
+        [(before, body(Form::Data))]
+    );
+    c.feed(b"250 queued\r\n");
+    assert!(c.events.iter().any(|e| matches!(
+        e,
+        Event::Message {
+            accepted: true,
+            size: 1234,
+            ..
+        }
+    )));
+    // BDAT: the size of the message as stored in the command, the message right behind it.
+    let w = workload(1, Pipelining::On, true, 2);
+    let mut c = Conversation::new(&w, 2);
+    c.content = corpus;
+    c.feed(b"220 mx\r\n250-mx\r\n250 CHUNKING\r\n");
+    let ehlo = "EHLO lg.test\r\n";
+    let first = group(0, "BDAT 1234 LAST\r\n");
+    let second = group(1, "BDAT 1234 LAST\r\n");
+    assert_eq!(c.written(), format!("{ehlo}{first}{second}"));
+    let at = ehlo.len() + first.len();
+    assert_eq!(
+        c.out.bodies().collect::<Vec<_>>(),
+        [
+            (at, body(Form::Bdat)),
+            (at + second.len(), body(Form::Bdat))
+        ]
+    );
+}
+
+#[test]
 fn some_refused_recipients_do_not_stop_the_message() {
     for pipelining in [Pipelining::On, Pipelining::Off] {
         let w = workload(3, pipelining, false, 1);
@@ -1054,7 +1119,7 @@ fn replies_cut_at_every_offset_give_the_same_session() {
         assert_eq!(live.end(), End::Clean, "{name}");
         let whole = assert_split_invariant(w, messages, &stream);
         // The recorded stream replayed reproduces the live session.
-        assert_eq!(whole.0, live.out, "{name}");
+        assert_eq!(whole.0, live.out.written(), "{name}");
         assert_eq!(whole.2, End::Clean, "{name}");
     }
 }
@@ -1632,7 +1697,7 @@ fn implicit_tls_greets_inside_the_handshake() {
     let mut client = Client::new(&w, base, base + Duration::from_millis(2));
     assert!(client.tls_requested());
     assert!(client.is_waiting());
-    let mut out = Vec::new();
+    let mut out = Output::default();
     let mut events = Vec::new();
     let reply = parse_reply(b"220 mx\r\n").unwrap().unwrap().0;
     client.on_reply(&w, reply, b"220 mx\r\n", base, &mut out, |e| events.push(e));
@@ -1775,7 +1840,7 @@ fn tls_sessions_cut_at_every_offset_give_the_same_session() {
         };
         let (before, after) = stream.split_at(boundary);
         let whole = replay(&w, 2, &[before, after]);
-        assert_eq!(whole.0, live.out, "{security:?}");
+        assert_eq!(whole.0, live.out.written(), "{security:?}");
         assert_eq!(whole.2, End::Clean, "{security:?}");
         for cut in 0..=before.len() {
             let (a, b) = before.split_at(cut);

@@ -11,7 +11,7 @@
 use super::interval_log::{encode_histogram, TagTotal};
 use super::results::{IntervalSummary, Results};
 use crate::client::Stage;
-use crate::record::{ErrorKind, Recorder};
+use crate::record::{ErrorKind, Recorder, TargetFigures};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
 
@@ -147,6 +147,65 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
         let _ = writeln!(out, "error detail: {detail} (x{n})");
     }
     out
+}
+
+/// The per-target section of the summary (several `--target`s, named by `names` in order;
+/// empty for one target): per target msgs/s of accepted messages, messages started, accepted
+/// and failed, connection errors, and the end-of-content reply's p50 and p99 in milliseconds
+/// (`eod`: the end-of-data dot, or `BDAT LAST` with `--bdat`). The aggregate above is the sum.
+pub fn targets(results: &Results, names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let width = names.iter().map(String::len).max().unwrap_or(0).max(6) + 2;
+    let mut out = format!(
+        "{:<width$}{:>12}{:>10}{:>10}{:>10}{:>10}{:>12}{:>12}\n",
+        "target", "msgs/s", "started", "accepted", "failed", "errors", "eod p50 ms", "eod p99 ms"
+    );
+    let secs = results.measured.as_secs_f64().max(1e-9);
+    let empty = TargetFigures::default();
+    for (i, name) in names.iter().enumerate() {
+        let t = results.total.targets.get(i).unwrap_or(&empty);
+        let _ = writeln!(
+            out,
+            "{name:<width$}{:>12.1}{:>10}{:>10}{:>10}{:>10}{:>12.3}{:>12.3}",
+            t.accepted as f64 / secs,
+            t.started,
+            t.accepted,
+            t.failed,
+            t.errors,
+            millis(t.eod.value_at_percentile(50.0)),
+            millis(t.eod.value_at_percentile(99.0)),
+        );
+    }
+    out
+}
+
+/// The `targets` array of `--json` (several `--target`s): what [`targets`] shows, per
+/// target, with bytes and MB/s.
+pub fn targets_json(results: &Results, names: &[String]) -> serde_json::Value {
+    let secs = results.measured.as_secs_f64().max(1e-9);
+    let empty = TargetFigures::default();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let t = results.total.targets.get(i).unwrap_or(&empty);
+            serde_json::json!({
+                "target": name,
+                "started": t.started,
+                "accepted": t.accepted,
+                "failed": t.failed,
+                "bytes": t.accepted_bytes,
+                "errors": t.errors,
+                "msgs_per_sec": t.accepted as f64 / secs,
+                "mb_per_sec": t.accepted_bytes as f64 / secs / 1e6,
+                "eod_count": t.eod.len(),
+                "eod_p50_ms": millis(t.eod.value_at_percentile(50.0)),
+                "eod_p99_ms": millis(t.eod.value_at_percentile(99.0)),
+            })
+        })
+        .collect()
 }
 
 /// The progress line of a finished second (`second` counts from 0, shown from 1).
@@ -300,6 +359,38 @@ pub fn log_table(totals: &[TagTotal]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_target_figures() {
+        let mut results = Results::new(1);
+        let mut r = Recorder::new();
+        for (target, accepted) in [(0usize, 30u64), (1, 10)] {
+            let t = r.target(target);
+            t.started = accepted + 1;
+            t.accepted = accepted;
+            t.failed = 1;
+            t.errors = target as u64;
+            t.accepted_bytes = accepted * 1000;
+            for i in 0..accepted {
+                crate::record::record(&mut t.eod, 1_000_000 + i * 10_000);
+            }
+        }
+        results.add(0, 0, false, &r, true);
+        results.measured = std::time::Duration::from_secs(2);
+        let names = ["127.0.0.1:25".to_string(), "mx.test:2525".to_string()];
+        assert_eq!(
+            targets(&results, &names),
+            "target              msgs/s   started  accepted    failed    errors  eod p50 ms  eod p99 ms\n\
+             127.0.0.1:25          15.0        31        30         1         0       1.141       1.290\n\
+             mx.test:2525           5.0        11        10         1         1       1.040       1.091\n"
+        );
+        assert_eq!(targets(&results, &[]), "");
+        let json = targets_json(&results, &names);
+        assert_eq!(json[1]["target"], "mx.test:2525");
+        assert_eq!(json[1]["accepted"], 10);
+        assert_eq!(json[0]["msgs_per_sec"], 15.0);
+        assert_eq!(json[0]["eod_count"], 30);
+    }
 
     #[test]
     fn progress_lines() {

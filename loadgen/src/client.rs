@@ -265,6 +265,8 @@ pub struct Client {
     challenges_left: u8,
     /// Whether the session reached [`Phase::Ready`] (set up: greeted, TLS, AUTH).
     was_ready: bool,
+    /// Whether the server offered 8BITMIME (RFC 6152) in its last EHLO reply.
+    eight_bit_mime: bool,
 }
 
 impl Client {
@@ -298,6 +300,7 @@ impl Client {
             handshake_started: implicit.then_some(connected_at),
             challenges_left: 0,
             was_ready: false,
+            eight_bit_mime: false,
         }
     }
 
@@ -430,7 +433,15 @@ impl Client {
             failed: false,
         });
         self.started += 1;
-        workload.write_mail(seq, out);
+        let eight_bit = self.eight_bit_mime
+            && matches!(
+                content,
+                Content::Corpus {
+                    eight_bit: true,
+                    ..
+                }
+            );
+        workload.write_mail(seq, eight_bit, out);
         if self.pipelining {
             self.expect(Stage::Mail, now, Some(number), None);
             for n in 0..workload.rcpts {
@@ -561,6 +572,7 @@ impl Client {
             self.phase = Phase::StartTls;
             return self.expect(Stage::Tls, now, None, None);
         }
+        self.eight_bit_mime = !workload.helo && offers(raw, b"8BITMIME");
         self.pipelining = match workload.pipelining {
             Pipelining::On => true,
             Pipelining::Off => false,

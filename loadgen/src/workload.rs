@@ -235,6 +235,8 @@ pub enum Content {
         index: u32,
         /// Its size after line-end normalisation (what `BDAT` announces).
         size: u64,
+        /// Whether it holds octets above 127 (sent with `BODY=8BITMIME` where offered).
+        eight_bit: bool,
     },
 }
 
@@ -440,17 +442,23 @@ impl Workload {
                 Content::Corpus {
                     index,
                     size: corpus.size(index),
+                    eight_bit: corpus.is_eight_bit(index),
                 }
             }
             None => Content::Generated(self.sizes.pick(rng)),
         }
     }
 
-    /// `MAIL FROM:<...>`.
-    pub fn write_mail(&self, seq: u64, out: &mut Output) {
+    /// `MAIL FROM:<...>`, with `BODY=8BITMIME` when `eight_bit` (RFC 6152 §3: a client
+    /// sends 8-bit content only with it, to a server that offered 8BITMIME).
+    pub fn write_mail(&self, seq: u64, eight_bit: bool, out: &mut Output) {
         out.extend_from_slice(b"MAIL FROM:<");
         self.from.write(seq, 0, out);
-        out.extend_from_slice(b">\r\n");
+        out.extend_from_slice(if eight_bit {
+            b"> BODY=8BITMIME\r\n"
+        } else {
+            b">\r\n"
+        });
     }
 
     /// `RCPT TO:<...>` for recipient `rcpt` of message `seq`.
@@ -552,7 +560,7 @@ mod tests {
     fn patterns_expand() {
         let w = workload(Sizes::Fixed(100));
         let mut out = Output::default();
-        w.write_mail(42, &mut out);
+        w.write_mail(42, false, &mut out);
         w.write_rcpt(42, 3, &mut out);
         assert_eq!(
             out.written(),

@@ -196,6 +196,21 @@ fn assert_corpus_arrives_exact(corpus_args: &[&str], as_stored: &[Vec<u8>]) {
         // The sizes counted are the messages' as stored, on both sides.
         assert_eq!(run.total("bytes"), 2 * total, "{mode:?}");
         assert_eq!(stats.bytes, 2 * total, "{mode:?}");
+        // RFC 6152: 8-bit messages go with BODY=8BITMIME (fastsmtpd offers it), 7-bit ones
+        // without a BODY parameter.
+        for record in &records {
+            let hash = record["sha256"].as_str().unwrap();
+            let original = messages
+                .iter()
+                .find(|m| sha256_hex(&normalised(m)) == hash)
+                .expect("a corpus message");
+            let want = if original.is_ascii() {
+                serde_json::Value::Null
+            } else {
+                "8BITMIME".into()
+            };
+            assert_eq!(record["mail_params"]["body"], want, "{mode:?}");
+        }
         let transfer = if mode[0] == "--bdat" { "BDAT" } else { "DATA" };
         assert!(
             records.iter().all(|r| r["transfer"] == transfer),

@@ -896,6 +896,7 @@ fn corpus_messages_go_into_the_output_where_their_content_belongs() {
     let corpus = Content::Corpus {
         index: 4,
         size: 1234,
+        eight_bit: false,
     };
     let body = |form| Body { message: 4, form };
     // DATA, pipelined: the message after its 354, the next group right behind it.
@@ -1918,4 +1919,29 @@ fn failures_are_described_with_the_reply_that_caused_them() {
     }
     let long = format!("550 {}\r\n", "x".repeat(500));
     assert!(describe_failure(Failure::Refused(Stage::Ehlo), &w, long.as_bytes()).len() < 140);
+}
+
+#[test]
+fn an_eight_bit_corpus_message_says_body_8bitmime_only_where_offered() {
+    let eight_bit = Content::Corpus {
+        index: 0,
+        size: 100,
+        eight_bit: true,
+    };
+    for (ehlo, want) in [
+        (
+            &b"220 mx\r\n250-mx\r\n250-8BITMIME\r\n250 PIPELINING\r\n"[..],
+            "MAIL FROM:<s0@a.test> BODY=8BITMIME\r\n",
+        ),
+        (
+            b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n",
+            "MAIL FROM:<s0@a.test>\r\n",
+        ),
+    ] {
+        let w = workload(1, Pipelining::On, false, 1);
+        let mut c = Conversation::new(&w, 1);
+        c.content = eight_bit;
+        c.feed(ehlo);
+        assert!(c.written().contains(want), "{}", c.written());
+    }
 }

@@ -54,6 +54,8 @@ struct Entry {
     len: u64,
     /// Its size as stored (see [`wire::Encoder::stored`]).
     size: u64,
+    /// Whether it holds octets above 127 (`BODY=8BITMIME`, RFC 6152).
+    eight_bit: bool,
 }
 
 /// What the corpus holds, for the output.
@@ -182,6 +184,7 @@ impl Corpus {
                 offset: 0,
                 len,
                 size: encoder.stored(),
+                eight_bit: encoder.notes().eight_bit,
             });
             names.extend_from_slice(path.file_name().unwrap_or_default().as_bytes());
             name_ends.push(names.len());
@@ -228,6 +231,11 @@ impl Corpus {
     /// Message `index`'s size as stored.
     pub fn size(&self, index: u32) -> u64 {
         self.entries[index as usize].size
+    }
+
+    /// Whether message `index` holds octets above 127.
+    pub fn is_eight_bit(&self, index: u32) -> bool {
+        self.entries[index as usize].eight_bit
     }
 
     /// Directory: the file of message `index`.
@@ -385,6 +393,7 @@ impl mbox::MboxSink for MboxIndexer {
             offset: self.start,
             len,
             size: encoder.stored(),
+            eight_bit: encoder.notes().eight_bit,
         });
         Ok(())
     }

@@ -64,6 +64,8 @@ pub struct Notes {
     pub final_line_end: bool,
     /// mboxrd: `>From ` lines un-quoted.
     pub unquoted: u64,
+    /// Octets above 127 (the message is sent with `BODY=8BITMIME` where offered, RFC 6152).
+    pub eight_bit: bool,
 }
 
 /// A `>`... `From ` prefix being matched at a line start (mboxrd).
@@ -121,6 +123,7 @@ impl Encoder {
     /// Message bytes: emitted as they are stored.
     fn put(&mut self, out: &mut impl Emit, bytes: &[u8]) {
         self.stored += bytes.len() as u64;
+        self.notes.eight_bit |= !bytes.is_ascii();
         out.emit(bytes);
     }
 
@@ -335,9 +338,12 @@ mod tests {
                 bare_lf: 3,
                 bare_cr: 1,
                 final_line_end: true,
-                unquoted: 1
+                unquoted: 1,
+                eight_bit: false,
             }
         );
+        let (_, e) = encode("Subject: café\n".as_bytes(), &[], Form::Data, false);
+        assert!(e.notes().eight_bit);
         // A CR at the end of one piece and the LF at the start of the next make CR LF.
         let (out, e) = encode(b"a\r\nb\rc", &[2, 5], Form::Bdat, false);
         assert_eq!(out, b"a\r\nb\rc\r\n");

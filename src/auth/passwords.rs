@@ -11,7 +11,10 @@
 //! * `{PLAIN}password`: the password itself, for tests only (compared in constant time).
 //!
 //! Any other form is an error naming the line, so a typo does not lock a user out silently.
-//! A user listed twice is an error too.
+//! So are a user listed twice, an empty `{PLAIN}` password, a hash so costly that checking it
+//! would hold a verifier thread for seconds (Argon2 memory over 1 GiB or more than 16
+//! passes, bcrypt cost over 16), and a file with no user at all. A UTF-8 byte-order mark at
+//! the start is skipped.
 //!
 //! What it does not do: run anywhere in particular (hash checks are slow on purpose and run
 //! on the verifier thread, see [`super`]), or hash passwords (use `argon2` or `htpasswd -B`).
@@ -44,21 +47,79 @@ impl Secret {
     /// Parses the part after the `:`; `None` when it is none of the forms above.
     fn parse(text: &str) -> Option<Secret> {
         if let Some(password) = text.strip_prefix("{PLAIN}") {
-            return Some(Secret::Plain(password.as_bytes().to_vec()));
+            return (!password.is_empty()).then(|| Secret::Plain(password.as_bytes().to_vec()));
         }
         if text.starts_with("$argon2") {
-            // A PHC string with a salt and a hash (the parser alone accepts `$argon2id$x`).
+            // A PHC string with a salt and a hash (the parser alone accepts `$argon2id$x`),
+            // at a cost a verifier thread can afford.
             let hash = argon2::PasswordHash::new(text).ok()?;
+            let params = argon2::Params::try_from(&hash).ok()?;
+            let affordable =
+                params.m_cost() <= MAX_ARGON2_MEMORY_KIB && params.t_cost() <= MAX_ARGON2_PASSES;
             let complete = hash.salt.is_some() && hash.hash.is_some();
-            return complete.then(|| Secret::Argon2(text.to_string()));
+            return (complete && affordable).then(|| Secret::Argon2(text.to_string()));
         }
         if ["$2b$", "$2a$", "$2y$"].iter().any(|p| text.starts_with(p)) {
             // Validate the form now: `$2b$NN$` then 53 characters of salt and hash.
             let cost: u32 = text.get(4..6)?.parse().ok()?;
-            let ok = (4..=31).contains(&cost) && text.len() == 60 && text.as_bytes()[6] == b'$';
+            let ok = (4..=MAX_BCRYPT_COST).contains(&cost)
+                && text.len() == 60
+                && text.as_bytes()[6] == b'$';
             return ok.then(|| Secret::Bcrypt(text.to_string()));
         }
         None
+    }
+
+    /// What makes two hashes cost the same to check: the algorithm and its cost parameters.
+    fn cost_class(&self) -> Option<String> {
+        match self {
+            Secret::Plain(_) => None,
+            Secret::Bcrypt(hash) => Some(hash[..6].to_string()),
+            Secret::Argon2(phc) => {
+                let hash = argon2::PasswordHash::new(phc).ok()?;
+                let params = argon2::Params::try_from(&hash).ok()?;
+                Some(format!(
+                    "{} {:?} {} {} {}",
+                    hash.algorithm,
+                    hash.version,
+                    params.m_cost(),
+                    params.t_cost(),
+                    params.p_cost()
+                ))
+            }
+        }
+    }
+
+    /// A secret of the same algorithm and cost as `self`, for a random password: checking
+    /// any password against it takes as long as against `self`, and never matches.
+    fn dummy_like(&self) -> Secret {
+        let random = rustls::crypto::ring::default_provider().secure_random;
+        let mut password = [0u8; 32];
+        let mut salt = [0u8; 16];
+        if random.fill(&mut password).is_err() || random.fill(&mut salt).is_err() {
+            return Secret::Plain(Vec::new()); // matches nothing: `matches` needs equal bytes
+        }
+        let made = match self {
+            Secret::Plain(_) => None,
+            Secret::Bcrypt(hash) => {
+                let cost = hash[4..6].parse().unwrap_or(bcrypt::DEFAULT_COST);
+                bcrypt::hash_with_salt(password, cost, salt)
+                    .ok()
+                    .map(|h| Secret::Bcrypt(h.format_for_version(bcrypt::Version::TwoB)))
+            }
+            Secret::Argon2(phc) => (|| {
+                use argon2::password_hash::{PasswordHasher as _, SaltString};
+                let hash = argon2::PasswordHash::new(phc).ok()?;
+                let params = argon2::Params::try_from(&hash).ok()?;
+                let algorithm = argon2::Algorithm::try_from(hash.algorithm).ok()?;
+                let version = argon2::Version::try_from(hash.version.unwrap_or(0x13)).ok()?;
+                let salt = SaltString::encode_b64(&salt).ok()?;
+                let argon = argon2::Argon2::new(algorithm, version, params);
+                let made = argon.hash_password(&password, &salt).ok()?;
+                Some(Secret::Argon2(made.to_string()))
+            })(),
+        };
+        made.unwrap_or(Secret::Plain(Vec::new()))
     }
 
     /// Whether the check is cheap enough for the event loop (no hashing).
@@ -83,6 +144,13 @@ impl Secret {
         }
     }
 }
+
+/// Argon2 memory cost (KiB) a password file may ask for: 1 GiB.
+const MAX_ARGON2_MEMORY_KIB: u32 = 1024 * 1024;
+/// Argon2 passes a password file may ask for.
+const MAX_ARGON2_PASSES: u32 = 16;
+/// bcrypt cost a password file may ask for (cost 16 takes seconds already).
+const MAX_BCRYPT_COST: u32 = 16;
 
 /// Compares two byte strings in time that depends on their lengths only.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -111,6 +179,7 @@ impl Users {
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<Users, String> {
         let mut by_name = HashMap::new();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (number, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -125,14 +194,36 @@ impl Users {
             }
             let Some(secret) = Secret::parse(secret) else {
                 return Err(format!(
-                    "line {number}: the hash is not an Argon2 PHC string ($argon2id$...), a bcrypt hash ($2b$...) or {{PLAIN}}password"
+                    "line {number}: the hash is not an Argon2 PHC string ($argon2id$..., at most m=1048576 and t=16), a bcrypt hash ($2b$..., cost at most 16) or {{PLAIN}}password (not empty)"
                 ));
             };
             if by_name.insert(user.as_bytes().to_vec(), secret).is_some() {
                 return Err(format!("line {number}: user {user:?} is listed twice"));
             }
         }
+        if by_name.is_empty() {
+            return Err("no user in the file (lines are user:hash)".into());
+        }
         Ok(Users { by_name })
+    }
+
+    /// A secret for unknown users that costs what most of the file's entries cost to check
+    /// (the same algorithm and parameters, a random password): the time an attempt takes
+    /// does not tell whether its user exists. A `{PLAIN}`-only file gets a `{PLAIN}` one.
+    pub fn dummy_like_most(&self) -> Secret {
+        let mut classes: HashMap<String, (usize, &Secret)> = HashMap::new();
+        for secret in self.by_name.values() {
+            if let Some(class) = secret.cost_class() {
+                classes.entry(class).or_insert((0, secret)).0 += 1;
+            }
+        }
+        let most = classes
+            .into_iter()
+            .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(&a.0)));
+        match most {
+            Some((_, (_, secret))) => secret.dummy_like(),
+            None => Secret::Plain(Vec::new()),
+        }
     }
 
     /// The secret of `user`, if listed.
@@ -190,6 +281,34 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_skipped_and_the_dummy_costs_what_most_entries_cost() {
+        let bcrypt5 = bcrypt::hash("x", 5).unwrap();
+        let bcrypt4 = bcrypt::hash("y", 4).unwrap();
+        let text = format!("\u{feff}alice:{bcrypt5}\nbob:{bcrypt5}\ncarol:{bcrypt4}\n");
+        let users = Users::parse(&text).unwrap();
+        assert!(
+            users.get(b"alice").is_some(),
+            "the BOM is not part of the first user"
+        );
+        let dummy = users.dummy_like_most();
+        match &dummy {
+            Secret::Bcrypt(hash) => assert!(hash.starts_with("$2b$05$"), "{hash}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!dummy.matches(b"x") && !dummy.matches(b""));
+        let argon = Users::parse(&format!("a:{}\n", argon2_hash("p"))).unwrap();
+        match argon.dummy_like_most() {
+            Secret::Argon2(phc) => {
+                assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = Users::parse("a:{PLAIN}p\n").unwrap();
+        assert!(plain.dummy_like_most().is_cheap());
+        assert!(!plain.dummy_like_most().matches(b"p"));
+    }
+
+    #[test]
     fn bad_lines_are_named() {
         for (text, expect) in [
             ("alice\n", "line 1: expected user:hash"),
@@ -201,6 +320,16 @@ mod tests {
                 "line 2: user \"a\" is listed twice",
             ),
             (":{PLAIN}x\n", "line 1: empty or unprintable"),
+            ("a:{PLAIN}\n", "line 1: the hash is not"),
+            (
+                "a:$2b$17$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012\n",
+                "line 1: the hash is not",
+            ),
+            (
+                "a:$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\n",
+                "line 1: the hash is not",
+            ),
+            ("# nobody\n\n", "no user in the file"),
         ] {
             let error = Users::parse(text).unwrap_err();
             assert!(error.starts_with(expect), "{text:?}: {error}");

@@ -112,6 +112,8 @@ pub const AUTH_REQUIRED: &[u8] = b"530 5.7.0 Error: authentication required\r\n"
 pub const NEED_EHLO: &[u8] = b"503 5.5.1 Error: send EHLO first\r\n";
 /// `AUTH` succeeded (RFC 4954 §6).
 pub const AUTH_OK: &[u8] = b"235 2.7.0 Authentication successful\r\n";
+/// The credentials cannot be checked now (RFC 4954 §6): try again later.
+pub const AUTH_TEMPORARY_FAILURE: &[u8] = b"454 4.7.0 Temporary authentication failure\r\n";
 /// `AUTH` with wrong credentials (RFC 4954 §6).
 pub const AUTH_FAILED: &[u8] = b"535 5.7.8 Error: authentication failed\r\n";
 /// The client answered a challenge with `*` (RFC 4954 §4).
@@ -483,6 +485,7 @@ mod tests {
             NEED_EHLO,
             AUTH_OK,
             AUTH_FAILED,
+            AUTH_TEMPORARY_FAILURE,
             AUTH_CANCELLED,
             AUTH_UNDECODABLE,
             AUTH_NEEDS_TLS,

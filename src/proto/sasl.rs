@@ -98,6 +98,10 @@ pub struct Credentials {
     pub password: Vec<u8>,
     /// Scratch for decoding a response.
     pub decoded: Vec<u8>,
+    /// The attempt fails whatever the password check says: an authorization identity other
+    /// than the user, a user name we do not keep, an empty user or password. It is still
+    /// handed to the caller like any attempt, so that it takes as long and counts the same.
+    pub refused: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -114,13 +118,17 @@ impl Credentials {
         wipe(&mut self.password);
         wipe(&mut self.decoded);
         self.user.clear();
+        self.refused = false;
     }
 }
 
-/// A user name we keep and log: UTF-8 without control characters (a user name is written to
-/// the session log and the JSON line), at most 255 octets.
+/// A user name we keep and log: not empty, UTF-8 without control characters (a user name is
+/// written to the session log and the JSON line), at most 255 octets.
 pub fn is_acceptable_user(user: &[u8]) -> bool {
-    user.len() <= 255 && std::str::from_utf8(user).is_ok() && !super::command::has_control(user)
+    !user.is_empty()
+        && user.len() <= 255
+        && std::str::from_utf8(user).is_ok()
+        && !super::command::has_control(user)
 }
 
 #[cfg(test)]
@@ -183,10 +191,12 @@ mod tests {
         assert!(is_acceptable_user("jörg@example.org".as_bytes()));
         assert!(!is_acceptable_user(b"a\x1b[2Jb"));
         assert!(!is_acceptable_user(b"\xff"));
+        assert!(!is_acceptable_user(b""));
         let mut credentials = Credentials {
             user: b"u".to_vec(),
             password: b"secret".to_vec(),
             decoded: b"x".to_vec(),
+            refused: true,
         };
         assert!(!format!("{credentials:?}").contains("secret"));
         credentials.wipe();

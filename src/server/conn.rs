@@ -26,7 +26,7 @@
 
 use super::timer::{ConnDeadline, Deadlines, Due};
 use super::transport::Transport;
-use crate::auth::{Authenticator, Check};
+use crate::auth::{Authenticator, Check, Ticket};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
 use crate::proto::session::{Progress, Session, SessionConfig};
@@ -190,8 +190,9 @@ pub struct Conn {
     deadline: ConnDeadline,
     /// TLS, if any.
     tls: TlsPhase,
-    /// An AUTH verdict is being computed on the verifier thread.
-    auth_pending: bool,
+    /// An AUTH verdict is being computed on a verifier thread (dropping the ticket, as closing
+    /// the connection does, cancels it).
+    auth_pending: Option<Ticket>,
 }
 
 impl Conn {
@@ -242,7 +243,7 @@ impl Conn {
             } else {
                 TlsPhase::Plain
             },
-            auth_pending: false,
+            auth_pending: None,
         };
         conn.borrow_out(cx.spare_out);
         let progress = conn.session.on_connect(
@@ -312,7 +313,7 @@ impl Conn {
         let finished = self.session.is_closed()
             || (self.read == ReadSide::Ended
                 && !self.session.is_awaiting_store()
-                && !self.auth_pending);
+                && self.auth_pending.is_none());
         if finished && flushed {
             if self.read != ReadSide::Ended {
                 self.drain_input(cx.scratch);
@@ -461,10 +462,9 @@ impl Conn {
         cx: &mut Driver<'_>,
         now: Instant,
     ) -> Outcome {
-        if !self.auth_pending {
+        if self.auth_pending.take().is_none() {
             return self.outcome(Next::Wait, 0);
         }
-        self.auth_pending = false;
         self.borrow_out(cx.spare_out);
         self.finish_auth(accepted, cx, now);
         self.resume(cx, now);
@@ -483,22 +483,28 @@ impl Conn {
             id: self.id,
         };
         let check = match cx.auth {
-            Some(auth) => auth.check(user, password, notify),
+            Some(auth) => auth.check(self.client.ip(), user, password, notify),
             None => Check::Rejected,
         };
         match check {
             Check::Accepted => self.finish_auth(true, cx, now),
             Check::Rejected => self.finish_auth(false, cx, now),
-            Check::Pending => self.auth_pending = true,
+            Check::Pending(ticket) => self.auth_pending = Some(ticket),
+            Check::Busy => {
+                self.session
+                    .on_auth_unavailable(&mut Replies::new(&mut self.out, cx.tally));
+                self.input_stalled = !self.carry.is_empty();
+            }
         }
     }
 
-    /// Gives the session its AUTH verdict. A failure after the first is answered late
+    /// Gives the session its AUTH verdict. A failure after the first, in this session or from
+    /// this address within `crate::auth::FAILURE_MEMORY`, is answered late
     /// ([`auth_failure_delay`]): the `535` is held like a fault pause, and so is whatever the
     /// client sends meanwhile.
     fn finish_auth(&mut self, accepted: bool, cx: &mut Driver<'_>, now: Instant) {
         let before = self.out.len();
-        self.session.on_auth_result(
+        let accepted = self.session.on_auth_result(
             cx.config,
             accepted,
             &mut Replies::new(&mut self.out, cx.tally),
@@ -508,7 +514,10 @@ impl Conn {
             cx.stats.security.auth_successes += 1;
         } else {
             cx.stats.security.auth_failures += 1;
-            let delay = auth_failure_delay(self.session.auth_failures());
+            let from_address = cx
+                .auth
+                .map_or(0, |auth| auth.record_failure(self.client.ip()));
+            let delay = auth_failure_delay(self.session.auth_failures().max(from_address));
             if !delay.is_zero() {
                 self.held_from.get_or_insert(before);
                 self.deadline.pause(now, delay);
@@ -572,7 +581,7 @@ impl Conn {
         for _ in 0..MAX_READS_PER_TURN {
             if self.session.is_awaiting_store()
                 || self.held_from.is_some()
-                || self.auth_pending
+                || self.auth_pending.is_some()
                 || self.session.is_starting_tls()
             {
                 // Input behind a message being stored (or a pause) stays in the socket and in
@@ -705,7 +714,7 @@ impl Conn {
         if discarded > 0 {
             cx.stats.security.starttls_discarded += 1;
         }
-        if self.session.pending_credentials().is_some() && !self.auth_pending {
+        if self.session.pending_credentials().is_some() && self.auth_pending.is_none() {
             self.check_auth(cx, now);
         }
         self.deadline.on_input(

@@ -62,7 +62,7 @@ impl PerClientConnections {
 }
 
 /// The key a client is counted under: its IPv4 address, or its IPv6 /64.
-fn counted_as(client: IpAddr) -> IpAddr {
+pub fn counted_as(client: IpAddr) -> IpAddr {
     match client {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -347,20 +347,24 @@ impl Session {
     }
 
     /// The caller's verdict on [`Session::pending_credentials`]: `235 2.7.0` and the user is
-    /// recorded, or `535 5.7.8` (counted toward the error cap, RFC 4954 §6). The password is
-    /// wiped either way. The caller then presents the input it kept again. Ignored when no
-    /// attempt is waiting.
+    /// recorded, or `535 5.7.8` (counted toward the error cap, RFC 4954 §6). An attempt the
+    /// session found invalid itself (an authorization identity other than the user, an empty
+    /// user or password, a user name that is not printable UTF-8) fails whatever the caller
+    /// says: it is handed over like any other only so it takes as long. The password is wiped
+    /// either way. Returns whether the attempt succeeded. The caller then presents the input
+    /// it kept again. Ignored (false) when no attempt is waiting.
     pub fn on_auth_result<S: MessageSink>(
         &mut self,
         config: &SessionConfig,
         accepted: bool,
         out: &mut Replies<'_>,
         sink: &mut S,
-    ) {
+    ) -> bool {
         if !matches!(self.mode, Mode::AwaitingAuth) {
-            return;
+            return false;
         }
         self.mode = Mode::Command;
+        let accepted = accepted && self.credentials.as_ref().is_some_and(|c| !c.refused);
         if accepted {
             if let Some(credentials) = &self.credentials {
                 self.envelope.set_auth_user(&credentials.user);
@@ -377,6 +381,23 @@ impl Session {
             }
         }
         self.wipe_credentials();
+        if self.draining && self.is_idle() {
+            out.push(reply::SHUTTING_DOWN);
+            self.mode = Mode::Closed;
+        }
+        accepted
+    }
+
+    /// The caller cannot check the attempt now (its checker is saturated): `454 4.7.0`
+    /// (RFC 4954 §6, a temporary failure: the client may try again later). Not counted as a
+    /// failed attempt. Ignored when no attempt is waiting.
+    pub fn on_auth_unavailable(&mut self, out: &mut Replies<'_>) {
+        if !matches!(self.mode, Mode::AwaitingAuth) {
+            return;
+        }
+        self.mode = Mode::Command;
+        self.wipe_credentials();
+        out.push(reply::AUTH_TEMPORARY_FAILURE);
         if self.draining && self.is_idle() {
             out.push(reply::SHUTTING_DOWN);
             self.mode = Mode::Closed;
@@ -820,6 +841,23 @@ impl Session {
                 }
             }
         }
+        // RFC 3207 §4: a server that requires TLS answers 530 to every command but NOOP,
+        // EHLO, STARTTLS and QUIT until TLS is on. (BDAT keeps its own path: its octets must
+        // be read, and without a transaction it is refused anyway.)
+        let needs_tls = matches!(
+            command,
+            Command::Helo { .. }
+                | Command::Rset
+                | Command::Vrfy
+                | Command::Help
+                | Command::Mail { .. }
+                | Command::Rcpt { .. }
+                | Command::Data
+                | Command::Auth { .. }
+        );
+        if needs_tls && config.security.require_tls && !self.tls_active {
+            return self.reply_error(config, reply::MUST_STARTTLS, io);
+        }
         match command {
             Command::Helo { .. }
             | Command::Ehlo { .. }
@@ -1152,30 +1190,29 @@ impl Session {
                     None => Some(reply::AUTH_UNDECODABLE),
                     Some((authzid, user, password)) => {
                         // Acting for someone else (an authorization identity other than
-                        // the user) is not supported: the attempt fails like a wrong password.
+                        // the user) is not supported: the attempt fails like a wrong password
+                        // (and is decided like one, by the caller, in the same time).
                         let valid =
                             (authzid.is_empty() || authzid == user) && is_acceptable_user(user);
                         credentials.user.extend_from_slice(user);
                         credentials.password.extend_from_slice(password);
-                        if valid {
-                            None
-                        } else {
-                            Some(reply::AUTH_FAILED)
-                        }
+                        credentials.refused = !valid;
+                        None
                     }
                 },
                 AuthStep::LoginUser => {
+                    // A user name we would not keep still gets the password challenge: the
+                    // reply to a user name never tells whether it could exist.
                     credentials.user.extend_from_slice(&credentials.decoded);
-                    if is_acceptable_user(&credentials.user) {
-                        crate::proto::sasl::wipe(&mut credentials.decoded);
-                        io.out.push(reply::LOGIN_PASSWORD);
-                        self.mode = Mode::AuthResponse(AuthStep::LoginPassword);
-                        return;
-                    }
-                    Some(reply::AUTH_FAILED)
+                    credentials.refused = !is_acceptable_user(&credentials.user);
+                    crate::proto::sasl::wipe(&mut credentials.decoded);
+                    io.out.push(reply::LOGIN_PASSWORD);
+                    self.mode = Mode::AuthResponse(AuthStep::LoginPassword);
+                    return;
                 }
                 AuthStep::LoginPassword => {
                     credentials.password.extend_from_slice(&credentials.decoded);
+                    credentials.refused |= credentials.password.is_empty();
                     None
                 }
             },
@@ -1184,9 +1221,6 @@ impl Session {
         match refusal {
             None => self.mode = Mode::AwaitingAuth,
             Some(refusal) => {
-                if refusal == reply::AUTH_FAILED {
-                    self.auth_failures = self.auth_failures.saturating_add(1);
-                }
                 self.wipe_credentials();
                 self.reply_error(config, refusal, io);
             }

@@ -99,7 +99,7 @@ fn run(config: &SessionConfig, before_tls: &[u8], cut: usize, after_tls: &[u8]) 
             .map(|(user, password)| user == b"alice" && password == b"right");
         match verdict {
             Some(accepted) => {
-                session.on_auth_result(config, accepted, &mut Replies::new(out, &mut tally), sink)
+                session.on_auth_result(config, accepted, &mut Replies::new(out, &mut tally), sink);
             }
             None => return,
         }

@@ -483,6 +483,10 @@ fn parse_auth(credentials: &str, mech: Option<AuthMechArg>) -> Result<Auth, Stri
     if user.is_empty() {
         return Err("--auth USER:PASS: the user name is empty".into());
     }
+    if pass.is_empty() {
+        // RFC 4616 §2: PLAIN's password is one or more octets; servers refuse an empty one.
+        return Err("--auth USER:PASS: the password is empty".into());
+    }
     if credentials.contains('\0') {
         // RFC 4616 §2: NUL separates PLAIN's fields and may not appear in them.
         return Err("--auth USER:PASS: no NUL characters".into());

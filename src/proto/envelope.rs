@@ -47,7 +47,7 @@ pub struct Envelope<'a> {
 pub struct TlsInfo {
     /// The protocol version, e.g. `TLSv1.3`.
     pub version: &'static str,
-    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    /// The cipher suite's IANA name, e.g. `TLS_AES_128_GCM_SHA256`.
     pub cipher: &'static str,
     /// The server name the client asked for (SNI, RFC 6066 §3), a DNS name checked by the TLS
     /// library; `None` when it sent none.

@@ -118,6 +118,7 @@ impl Transport {
             .suite()
             .as_str()
             .unwrap_or("unknown");
+        let cipher = iana_cipher_name(cipher);
         Some(TlsInfo {
             version,
             cipher,
@@ -235,6 +236,27 @@ impl Transport {
     }
 }
 
+/// The IANA names of the TLS 1.3 suites (RFC 8446 §B.4) rustls may negotiate.
+const IANA_TLS13_NAMES: [&str; 3] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+/// The IANA name of a suite rustls names `name`: rustls calls TLS 1.3 suites `TLS13_...`,
+/// the IANA registry (and OpenSSL, and other MTAs' trace headers) `TLS_AES_128_GCM_SHA256`.
+/// TLS 1.2 names agree already.
+fn iana_cipher_name(name: &'static str) -> &'static str {
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => IANA_TLS13_NAMES
+            .iter()
+            .find(|iana| iana.strip_prefix("TLS_") == Some(rest))
+            .copied()
+            .unwrap_or(name),
+        None => name,
+    }
+}
+
 /// Sorts a rustls error into one of `crate::stats::TLS_FAILURE_REASONS` (`closed` and
 /// `timeout` are the connection's to tell).
 fn failure_reason(error: &rustls::Error) -> usize {
@@ -248,5 +270,30 @@ fn failure_reason(error: &rustls::Error) -> usize {
         | Error::PeerMisbehaved(_)
         | Error::DecryptError => 4,
         _ => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iana_cipher_name;
+
+    #[test]
+    fn cipher_names_are_the_iana_ones() {
+        assert_eq!(
+            iana_cipher_name("TLS13_AES_128_GCM_SHA256"),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            iana_cipher_name("TLS13_CHACHA20_POLY1305_SHA256"),
+            "TLS_CHACHA20_POLY1305_SHA256"
+        );
+        assert_eq!(
+            iana_cipher_name("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            iana_cipher_name("TLS13_SOMETHING_NEW"),
+            "TLS13_SOMETHING_NEW"
+        );
     }
 }

@@ -118,7 +118,7 @@ fn run(config: &SessionConfig, before_tls: &[u8], cut: usize, after_tls: &[u8]) 
         );
         session.on_tls_established(TlsInfo {
             version: "TLSv1.3",
-            cipher: "TLS13_AES_128_GCM_SHA256",
+            cipher: "TLS_AES_128_GCM_SHA256",
             sni: None,
             resumed: false,
         });
@@ -416,4 +416,81 @@ fn credentials_never_reach_a_reply() {
     let run = run(&config, input.as_bytes(), usize::MAX, b"");
     assert!(!run.plaintext.contains("s3cr3t") && !run.plaintext.contains("alice"));
     assert!(!format!("{:?}", run.session).contains("s3cr3t"));
+}
+
+#[test]
+fn invalid_attempts_are_decided_like_any_other_and_fail() {
+    // Each goes to the caller (so it takes as long as a real check) and gets 535 even though
+    // the caller's check would accept the password.
+    let config = policy(true, false, false);
+    for input in [
+        format!("EHLO c\r\nAUTH PLAIN {}\r\n", b64(b"bob\0alice\0right")),
+        format!("EHLO c\r\nAUTH LOGIN {}\r\n\r\n", b64(b"alice")),
+        "EHLO c\r\nAUTH LOGIN =\r\ncmlnaHQ=\r\n".to_string(),
+        format!("EHLO c\r\nAUTH LOGIN {}\r\ncmlnaHQ=\r\n", b64(b"al\x1bice")),
+    ] {
+        let run = run(&config, input.as_bytes(), usize::MAX, b"");
+        assert!(
+            run.plaintext
+                .ends_with("535 5.7.8 Error: authentication failed\r\n"),
+            "{input:?}: {}",
+            run.plaintext
+        );
+        assert_eq!(run.session.auth_failures(), 1, "{input:?}");
+    }
+}
+
+#[test]
+fn a_saturated_checker_answers_454_and_the_session_goes_on() {
+    let config = policy(true, false, false);
+    let mut session = Session::new();
+    let mut sink = Sink::default();
+    let mut tally = ReplyTally::default();
+    let mut out = Vec::new();
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nNOOP\r\n",
+        b64(b"\0alice\0right")
+    );
+    let progress = session.on_input(
+        &config,
+        input.as_bytes(),
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut Open,
+    );
+    assert!(session.pending_credentials().is_some());
+    session.on_auth_unavailable(&mut Replies::new(&mut out, &mut tally));
+    session.on_input(
+        &config,
+        &input.as_bytes()[progress.consumed..],
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut Open,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with("454 4.7.0 Temporary authentication failure\r\n250 2.0.0 Ok\r\n"),
+        "{out}"
+    );
+    assert_eq!(session.auth_failures(), 0);
+    assert_eq!(session.errors(), 0);
+}
+
+#[test]
+fn require_tls_answers_530_to_all_but_noop_ehlo_starttls_quit() {
+    let mut config = policy(false, true, false);
+    config.max_errors = 20;
+    let run = run(
+        &config,
+        b"HELO c\r\nEHLO c\r\nNOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nRCPT TO:<a@b>\r\nDATA\r\nQUIT\r\n",
+        usize::MAX,
+        b"",
+    );
+    let must = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+    let want = format!(
+        "{must}{}250 2.0.0 Ok\r\n{}221 2.0.0 Bye\r\n",
+        ehlo_reply(&config, false),
+        must.repeat(5)
+    );
+    assert_eq!(run.plaintext, want);
 }

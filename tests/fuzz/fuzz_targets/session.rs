@@ -60,7 +60,7 @@ const PASSWORD_FORMS: [&[u8]; 3] = [
 fn tls_info() -> TlsInfo {
     TlsInfo {
         version: "TLSv1.3",
-        cipher: "TLS13_AES_128_GCM_SHA256",
+        cipher: "TLS_AES_128_GCM_SHA256",
         sni: None,
         resumed: false,
     }

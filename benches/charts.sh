@@ -36,7 +36,7 @@ pids+=($!)
 wait_port "$fast"
 wait_port "$sink"
 
-# W1, closed loop: the same load for both (the smtp-sink probe above counted as a session).
+# W1, closed loop: the same load for both.
 for server in fastsmtpd smtp-sink; do
     p=$fast
     [ "$server" = smtp-sink ] && p=$sink
@@ -48,12 +48,14 @@ done
 mkdir -p docs
 cp "$out/charts/percentiles-eod.svg" docs/w1-eod-percentiles.svg
 
-# Rate sweeps at eod:p99<5ms, open loop, 20 connections (each step 10 s after 2 s warm-up).
+# Rate sweeps at eod:p99<5ms, open loop, 200 connections (open loop keeps one message in
+# flight per connection: 20 would cap the offered rate near 20 / round trip), each step 5 s
+# after 1 s warm-up.
 for server in fastsmtpd smtp-sink; do
     p=$fast
     [ "$server" = smtp-sink ] && p=$sink
-    "${loadgen[@]}" --target "127.0.0.1:$p" -c 20 --size 1024 --sweep "${SWEEP:-5k..200k}" \
-        --step "${STEP:-5k}" -d 10s --warmup 2s --slo 'eod:p99<5ms' --quiet \
+    "${loadgen[@]}" --target "127.0.0.1:$p" -c "${SWEEP_CONNECTIONS:-200}" --size 1024 --sweep "${SWEEP:-10k..200k}" \
+        --step "${STEP:-10k}" -d "${STEP_SECONDS:-5s}" --warmup 1s --slo 'eod:p99<5ms' --quiet \
         --json "$out/sweep-$server.json" --svg "$out/sweep-$server" >"$out/sweep-$server.txt" || true
     echo "== $server"
     tail -n 3 "$out/sweep-$server.txt"

@@ -38,6 +38,7 @@ pub fn run(
             .as_secs_f64(),
         warmup_seconds: settings.warmup.as_secs_f64(),
         target: settings.target_text.clone(),
+        slos: settings.slos.clone(),
     };
     let mut out = std::io::stdout();
     let _ = write!(out, "{}", table_header(&sweep));
@@ -53,12 +54,18 @@ pub fn run(
             .iter()
             .map(|slo| slo.check(&finished.results.total))
             .collect();
+        let slo_values = settings
+            .slos
+            .iter()
+            .map(|slo| slo.evaluate(&finished.results.total))
+            .collect();
         let step = Step {
             offered,
             header,
             results: finished.results,
             wall_start: finished.wall_start,
             verdicts,
+            slo_values,
         };
         let _ = write!(out, "{}", table_row(&step));
         let _ = out.flush();

@@ -74,6 +74,15 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     );
     // Past the knee the server fell behind: the corrected p99 breached the SLO.
     assert_eq!(last["slo"][0]["ok"], false, "{:#}", last["slo"]);
+    // Every step carries the measured value of each SLO, and the table shows it.
+    for step in steps {
+        let v = &step["slo_values"][0];
+        assert_eq!(v["slo"], "message_corrected:p99<100ms");
+        assert_eq!(v["unit"], "ms");
+        assert!(v["value"].as_f64().is_some(), "{v}");
+    }
+    assert_eq!(last["slo_values"][0]["pass"], false);
+    assert!(run.stdout.contains(" ms ✓"), "{}", run.stdout);
     // Each step carries its own results, with coordinated-omission-corrected latency.
     for step in steps {
         assert!(step["results"]["latency"]["message_corrected"]["count"]
@@ -119,6 +128,8 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<table id=\"steps\">"));
     assert!(page.contains("id=\"sweep-latency\""));
+    assert!(page.contains("<th>message_corrected:p99&lt;100ms</th>"));
+    assert!(page.contains("SLO message_corrected:p99&lt;100ms"));
 }
 
 #[test]

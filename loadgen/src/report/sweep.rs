@@ -21,6 +21,7 @@ use super::html::{self, Block};
 use super::interval_log::{run_counts, run_intervals, LogNotes};
 use super::render;
 use super::results::Results;
+use super::slo::{Slo, SloValue};
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -43,6 +44,8 @@ pub struct Step {
     pub wall_start: SystemTime,
     /// Each SLO's verdict line: `Ok` met, `Err` breached.
     pub verdicts: Vec<Result<String, String>>,
+    /// Each SLO's measured value and verdict, in `--slo` order.
+    pub slo_values: Vec<SloValue>,
 }
 
 impl Step {
@@ -110,6 +113,8 @@ pub struct Sweep {
     pub warmup_seconds: f64,
     /// The target, as given.
     pub target: String,
+    /// The `--slo`s every step is judged by.
+    pub slos: Vec<Slo>,
 }
 
 impl Sweep {
@@ -160,12 +165,21 @@ pub fn table_header(sweep: &Sweep) -> String {
         sweep.step_seconds,
         sweep.warmup_seconds
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{:>10}{:>11}{:>8}{:>10}{:>10}{:>10}{:>9}  verdict",
+        "{:>10}{:>11}{:>8}{:>10}{:>10}{:>10}{:>9}",
         "offered", "achieved", "%", "p50 ms", "p99 ms", "p99.9 ms", "errors"
     );
+    for slo in &sweep.slos {
+        let _ = write!(out, "  {:>w$}", slo.text(), w = slo_width(slo.text()));
+    }
+    let _ = writeln!(out, "  verdict");
     out
+}
+
+/// The width of an SLO's column in the step table.
+fn slo_width(text: &str) -> usize {
+    text.chars().count().max(12)
 }
 
 /// A step's verdict word(s).
@@ -182,8 +196,8 @@ fn verdict(step: &Step) -> &'static str {
 pub fn table_row(step: &Step) -> String {
     let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
     let total = &step.results.total;
-    format!(
-        "{:>10}{:>11.1}{:>8.1}{:>10}{:>10}{:>10}{:>9}  {}\n",
+    let mut row = format!(
+        "{:>10}{:>11.1}{:>8.1}{:>10}{:>10}{:>10}{:>9}",
         rate(step.offered),
         step.achieved(),
         100.0 * step.achieved() / step.offered,
@@ -191,8 +205,12 @@ pub fn table_row(step: &Step) -> String {
         cell(step.corrected_ms(99.0)),
         cell(step.corrected_ms(99.9)),
         total.failed + total.error_count(),
-        verdict(step)
-    )
+    );
+    for value in &step.slo_values {
+        let _ = write!(row, "  {:>w$}", value.cell(), w = slo_width(&value.slo));
+    }
+    let _ = writeln!(row, "  {}", verdict(step));
+    row
 }
 
 /// Why a step failed, one line per reason (empty for a step that passed).
@@ -214,6 +232,15 @@ pub fn failure_lines(step: &Step) -> String {
         );
     }
     out
+}
+
+/// A percentile as a series name: `p99`, `p99.9`, `max`.
+fn percentile_name(p: f64) -> String {
+    if p >= 100.0 {
+        "max".into()
+    } else {
+        format!("p{p}")
+    }
 }
 
 /// The `--json` document of a sweep; `config` is the run's settings as given.
@@ -239,6 +266,12 @@ pub fn json(sweep: &Sweep, config: serde_json::Value) -> serde_json::Value {
                 "slos_met": step.slos_met(),
                 "passed": step.passed(),
                 "slo": verdicts,
+                "slo_values": step.slo_values.iter().map(|v| serde_json::json!({
+                    "slo": v.slo,
+                    "value": v.value,
+                    "unit": v.unit,
+                    "pass": v.pass,
+                })).collect::<Vec<_>>(),
                 "corrected_latency_ms": {
                     "p50": step.corrected_ms(50.0),
                     "p99": step.corrected_ms(99.0),
@@ -283,6 +316,35 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
         percentile_series("p99", 1, 99.0),
         percentile_series("p99.9", 4, 99.9),
     ];
+    let x_low = sweep.planned.first().copied().unwrap_or(0.0);
+    let x_high = sweep.steps.last().map_or(x_low, |s| s.offered);
+    // Each latency SLO: its stage's percentile per step (unless plotted already), and its
+    // bound as a horizontal line.
+    for (i, slo) in sweep.slos.iter().enumerate() {
+        let Some((stage, p, bound)) = slo.latency_bound() else {
+            continue;
+        };
+        let plotted = stage == "message_corrected" && [50.0, 99.0, 99.9].contains(&p);
+        let color = 5 + (i % 4);
+        if !plotted {
+            latency.push(Series {
+                name: format!("{stage} {}", percentile_name(p)),
+                color,
+                mark: Mark::Points,
+                points: sweep
+                    .steps
+                    .iter()
+                    .filter_map(|s| Some((s.offered, s.slo_values.get(i)?.value?)))
+                    .collect(),
+            });
+        }
+        latency.push(Series {
+            name: format!("SLO {}", slo.text()),
+            color,
+            mark: Mark::Dashed,
+            points: vec![(x_low.min(x_high), bound), (x_high, bound)],
+        });
+    }
     let failed: Vec<(f64, f64)> = sweep
         .steps
         .iter()
@@ -306,8 +368,9 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
             title: "Corrected latency against offered rate".into(),
             caption: format!(
                 "p50, p99 and p99.9 of message latency from the intended send time at each \
-                 step's offered rate (log scale); crosses mark steps that breached an SLO or \
-                 fell short of their rate. {}",
+                 step's offered rate (log scale); each latency --slo's bound is a dashed line \
+                 (with its stage's percentile as points when it is not one of those); crosses \
+                 mark steps that breached an SLO or fell short of their rate. {}",
                 sweep.result_line()
             ),
             x_label: x_label.clone(),
@@ -372,7 +435,7 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
         .map(|s| {
             let cell = |p| s.corrected_ms(p).map_or("-".into(), |v| format!("{v:.3}"));
             let total = &s.results.total;
-            vec![
+            let mut row = vec![
                 rate(s.offered),
                 format!("{:.1}", s.achieved()),
                 format!("{:.1}", 100.0 * s.achieved() / s.offered),
@@ -380,10 +443,25 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
                 cell(99.0),
                 cell(99.9),
                 (total.failed + total.error_count()).to_string(),
-                verdict(s).to_string(),
-            ]
+            ];
+            row.extend(s.slo_values.iter().map(SloValue::cell));
+            row.push(verdict(s).to_string());
+            row
         })
         .collect();
+    let mut head: Vec<String> = [
+        "offered msgs/s",
+        "achieved msgs/s",
+        "%",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "failed + errors",
+    ]
+    .map(String::from)
+    .to_vec();
+    head.extend(sweep.slos.iter().map(|s| s.text().to_string()));
+    head.push("verdict".into());
     let mut blocks = vec![
         Block::Text(sweep.result_line()),
         Block::Text(format!(
@@ -398,18 +476,7 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
         Block::Table {
             id: "steps".into(),
             caption: "Steps".into(),
-            head: [
-                "offered msgs/s",
-                "achieved msgs/s",
-                "%",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "failed + errors",
-                "verdict",
-            ]
-            .map(String::from)
-            .to_vec(),
+            head,
             rows,
         },
     ];
@@ -453,6 +520,12 @@ mod tests {
             } else {
                 Err("eod:p99<5ms: measured 9 ms".into())
             }],
+            slo_values: vec![SloValue {
+                slo: "eod:p99<5ms".into(),
+                value: Some(if slo_ok { 1.0 } else { 9.0 }),
+                unit: "ms",
+                pass: slo_ok,
+            }],
         }
     }
 
@@ -463,6 +536,7 @@ mod tests {
             step_seconds: 2.0,
             warmup_seconds: 1.0,
             target: "127.0.0.1:2525".into(),
+            slos: vec![Slo::parse("eod:p99<5ms", |_| Ok(Duration::from_millis(5))).unwrap()],
         }
     }
 
@@ -485,6 +559,10 @@ mod tests {
         assert!(s.result_line().contains("the next, 300 msgs/s, did not"));
         let row = table_row(&s.steps[2]);
         assert!(row.contains("SLO breached, short of rate"), "{row}");
+        // Every row shows each SLO's measured value and verdict, under the SLO's text.
+        assert!(row.contains("9.000 ms ✗"), "{row}");
+        assert!(table_row(&s.steps[0]).contains("1.000 ms ✓"));
+        assert!(table_header(&s).contains("eod:p99<5ms"));
         let why = failure_lines(&s.steps[2]);
         assert!(
             why.contains("300 msgs/s: SLO BREACHED: eod:p99<5ms"),
@@ -510,6 +588,12 @@ mod tests {
         assert_eq!(doc["sweep"]["max_sustainable_rate"], 100.0);
         assert_eq!(doc["steps"][1]["passed"], false);
         assert_eq!(doc["steps"][1]["slo"][0]["ok"], false);
+        let value = &doc["steps"][1]["slo_values"][0];
+        assert_eq!(value["slo"], "eod:p99<5ms");
+        assert_eq!(value["value"], 9.0);
+        assert_eq!(value["unit"], "ms");
+        assert_eq!(value["pass"], false);
+        assert_eq!(doc["steps"][0]["slo_values"][0]["pass"], true);
         assert_eq!(doc["steps"][0]["results"]["config"]["rate"], 100.0);
         assert!(
             doc["steps"][0]["corrected_latency_ms"]["p99"]
@@ -527,10 +611,27 @@ mod tests {
                 "percentiles-message_corrected"
             ]
         );
+        // p50, p99, p99.9, the SLO's eod p99 (not plotted otherwise), its bound, the failed.
+        let names: Vec<&str> = charts[0].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "p50",
+                "p99",
+                "p99.9",
+                "eod p99",
+                "SLO eod:p99<5ms",
+                "failed step (at its p99)"
+            ]
+        );
+        assert_eq!(charts[0].series[3].points, [(100.0, 1.0), (200.0, 9.0)]);
+        assert_eq!(charts[0].series[4].points, [(100.0, 5.0), (200.0, 5.0)]);
         assert_eq!(charts[0].series.last().unwrap().points.len(), 1);
         assert_eq!(charts[2].series.len(), 2);
         let page = page(&s, &charts).unwrap();
         assert!(page.contains("<table id=\"steps\">"));
+        assert!(page.contains("<th>eod:p99&lt;5ms</th>"), "{page}");
+        assert!(page.contains("9.000 ms ✗"));
         assert!(page.contains("id=\"sweep-latency\""));
     }
 }

@@ -57,9 +57,10 @@ pub struct RateRange {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SweepArgs {
     /// Rate sweep: open-loop steps from LOW to HIGH msgs/s (5k..100k; k = 1000), each
-    /// --duration long (default 10s) after its own --warmup, with fresh connections. Stops
-    /// after the first step that breaches an --slo or achieves less than 95% of its rate,
-    /// and reports the highest rate that met every SLO (text, and --json/--html/--svg/--png).
+    /// --duration long (default 10s) after its own --warmup, with fresh connections. A step
+    /// that breaches an --slo or achieves less than 95% of its rate is run once more; the
+    /// sweep stops when that re-try fails too, and reports the highest rate that met every
+    /// SLO (text, and --json/--html/--svg/--png).
     #[arg(
         long = "sweep",
         value_name = "LOW..HIGH",

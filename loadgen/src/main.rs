@@ -127,7 +127,7 @@ fn run_sweep(
     let hdr_log = settings.hdr_log.clone();
     let sweep = sweep::run(settings, rates, |step| match &hdr_log {
         Some(path) => write_hlog_file(
-            &step_log_path(path, step.offered),
+            &step_log_path(path, step.offered, step.retry),
             &step.header,
             &step.results,
             step.wall_start,
@@ -154,9 +154,11 @@ fn run_sweep(
     })
 }
 
-/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`.
-fn step_log_path(path: &Path, rate: f64) -> PathBuf {
+/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`
+/// (`NAME.RATE.retry.EXT` for a step's re-try).
+fn step_log_path(path: &Path, rate: f64, retry: bool) -> PathBuf {
     let rate = report::sweep::rate(rate);
+    let rate = if retry { format!("{rate}.retry") } else { rate };
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let name = match path.extension() {
         Some(ext) => format!("{stem}.{rate}.{}", ext.to_string_lossy()),

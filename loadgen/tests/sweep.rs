@@ -57,16 +57,36 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
         "found {found} msgs/s, the knee is {KNEE}\n{}",
         run.stdout
     );
-    // It stopped right after the first failing step, which is the one after `found`.
+    // It stopped right after the first rate that failed twice (the step and its re-try),
+    // which is the one after `found`.
     let steps = doc["steps"].as_array().unwrap();
     let offered: Vec<f64> = steps
         .iter()
         .map(|s| s["offered_rate"].as_f64().unwrap())
         .collect();
-    assert_eq!(*offered.last().unwrap(), found + STEP, "{offered:?}");
+    let n = steps.len();
+    assert!(n >= 2, "{offered:?}");
+    assert_eq!(offered[n - 1], found + STEP, "{offered:?}");
+    assert_eq!(
+        offered[n - 2],
+        found + STEP,
+        "the failing rate is re-tried: {offered:?}"
+    );
     let last = steps.last().unwrap();
     assert_eq!(last["passed"], false);
-    assert!(steps[..steps.len() - 1].iter().all(|s| s["passed"] == true));
+    assert_eq!(last["retry"], true);
+    assert_eq!(steps[n - 2]["passed"], false);
+    assert_eq!(steps[n - 2]["retry"], false);
+    assert_eq!(doc["sweep"]["knee_found"], true);
+    // Every lower rate passed (maybe on its re-try).
+    for rate in &offered[..n - 2] {
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["offered_rate"].as_f64() == Some(*rate) && s["passed"] == true),
+            "{rate}: {offered:?}"
+        );
+    }
     assert_eq!(
         doc["sweep"]["planned_rates"].as_array().unwrap().len(),
         5,
@@ -106,12 +126,18 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     let rows = run
         .stdout
         .lines()
-        .filter(|l| l.trim_end().ends_with(" ok") || l.contains("breached"))
+        .filter(|l| {
+            !l.contains("msgs/s:")
+                && l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<f64>().is_ok())
+        })
         .count();
     assert_eq!(rows, steps.len(), "{}", run.stdout);
     // One interval log per step, beside the name given.
-    for rate in &offered {
-        let path = hlog.with_file_name(format!("sweep.{rate}.hlog"));
+    for (rate, step) in offered.iter().zip(steps) {
+        let retry = if step["retry"] == true { ".retry" } else { "" };
+        let path = hlog.with_file_name(format!("sweep.{rate}{retry}.hlog"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(text.contains("Tag=message_corrected,"));

@@ -31,6 +31,11 @@ use std::time::SystemTime;
 /// flight at the end of a step already cost a percent at low rates.
 pub const SUSTAINED_FRACTION: f64 = 0.95;
 
+/// A step whose achieved rate is above this fraction of its offered rate caught up: the
+/// generator fell behind (a stalled warm-up, a busy machine) and sent the backlog late, so
+/// its rate and latency are not those of a steady load at the offered rate.
+pub const CATCH_UP_FRACTION: f64 = 1.05;
+
 /// One finished step.
 #[derive(Debug)]
 pub struct Step {
@@ -46,6 +51,8 @@ pub struct Step {
     pub verdicts: Vec<Result<String, String>>,
     /// Each SLO's measured value and verdict, in `--slo` order.
     pub slo_values: Vec<SloValue>,
+    /// Whether this is the re-try of a step that failed at the same rate.
+    pub retry: bool,
 }
 
 impl Step {
@@ -57,6 +64,12 @@ impl Step {
     /// Whether the step kept up with its offered rate.
     pub fn sustained(&self) -> bool {
         self.results.total.accepted > 0 && self.achieved() >= SUSTAINED_FRACTION * self.offered
+    }
+
+    /// Whether the step achieved more than [`CATCH_UP_FRACTION`] of its offered rate:
+    /// the generator fell behind and caught up (its figures are suspect).
+    pub fn catch_up(&self) -> bool {
+        self.achieved() > CATCH_UP_FRACTION * self.offered
     }
 
     /// Whether every SLO held.
@@ -105,7 +118,7 @@ pub fn rate(r: f64) -> String {
 pub struct Sweep {
     /// The rates planned, in order.
     pub planned: Vec<f64>,
-    /// The steps run (the sweep stops after the first that fails).
+    /// The steps run, re-tries included (the sweep stops when a re-try fails).
     pub steps: Vec<Step>,
     /// Measured seconds per step.
     pub step_seconds: f64,
@@ -118,6 +131,12 @@ pub struct Sweep {
 }
 
 impl Sweep {
+    /// Whether the sweep found a knee: it stopped at a step that failed (twice). Without
+    /// one, [`Sweep::max_rate`] is only a lower bound.
+    pub fn knee_found(&self) -> bool {
+        self.steps.last().is_some_and(|s| !s.passed())
+    }
+
     /// The highest offered rate of a step that passed.
     pub fn max_rate(&self) -> Option<f64> {
         self.steps
@@ -129,22 +148,22 @@ impl Sweep {
 
     /// The result, as one sentence (the text output's last line).
     pub fn result_line(&self) -> String {
-        let failed = self.steps.iter().find(|s| !s.passed());
+        let failed = self.steps.last().filter(|s| !s.passed());
         match (self.max_rate(), failed) {
             (Some(max), Some(next)) => format!(
                 "max sustainable rate: {} msgs/s (the highest step that met every SLO and \
-                 achieved at least {:.0}% of its rate; the next, {} msgs/s, did not)",
+                 achieved at least {:.0}% of its rate; the next, {} msgs/s, did not, twice)",
                 rate(max),
                 SUSTAINED_FRACTION * 100.0,
                 rate(next.offered)
             ),
             (Some(max), None) => format!(
-                "max sustainable rate: at least {} msgs/s: every step passed (no knee below \
-                 the top of --sweep; raise it to find one)",
+                "max sustainable rate: at least {} msgs/s (no step failed: a lower bound, no \
+                 knee below the top of --sweep; raise it to find one)",
                 rate(max)
             ),
             (None, Some(first)) => format!(
-                "max sustainable rate: none: the first step, {} msgs/s, already failed",
+                "max sustainable rate: none: the first step, {} msgs/s, already failed (twice)",
                 rate(first.offered)
             ),
             (None, None) => "max sustainable rate: none: no step ran".into(),
@@ -183,13 +202,23 @@ fn slo_width(text: &str) -> usize {
 }
 
 /// A step's verdict word(s).
-fn verdict(step: &Step) -> &'static str {
-    match (step.slos_met(), step.sustained()) {
+fn verdict(step: &Step) -> String {
+    let mut words = match (step.slos_met(), step.sustained()) {
         (true, true) => "ok",
         (false, true) => "SLO breached",
         (true, false) => "short of rate",
         (false, false) => "SLO breached, short of rate",
     }
+    .to_string();
+    if step.catch_up() {
+        words.push_str(" (catch-up: achieved > offered)");
+    }
+    if step.retry {
+        words.push_str(" (re-try)");
+    } else if !step.passed() {
+        words.push_str(" (re-trying)");
+    }
+    words
 }
 
 /// A step's row in the table (printed as the step finishes).
@@ -265,6 +294,8 @@ pub fn json(sweep: &Sweep, config: serde_json::Value) -> serde_json::Value {
                 "sustained": step.sustained(),
                 "slos_met": step.slos_met(),
                 "passed": step.passed(),
+                "catch_up": step.catch_up(),
+                "retry": step.retry,
                 "slo": verdicts,
                 "slo_values": step.slo_values.iter().map(|v| serde_json::json!({
                     "slo": v.slo,
@@ -288,10 +319,13 @@ pub fn json(sweep: &Sweep, config: serde_json::Value) -> serde_json::Value {
             "step_seconds": sweep.step_seconds,
             "warmup_seconds": sweep.warmup_seconds,
             "sustained_fraction": SUSTAINED_FRACTION,
-            "stop_rule": "stop after the first step that breaches an SLO or achieves less than \
-                          sustained_fraction of its offered rate",
+            "catch_up_fraction": CATCH_UP_FRACTION,
+            "stop_rule": "a step that breaches an SLO or achieves less than sustained_fraction \
+                          of its offered rate is run once more (retry: true); the sweep stops \
+                          when the re-try fails too",
             "steps_run": sweep.steps.len(),
             "max_sustainable_rate": sweep.max_rate(),
+            "knee_found": sweep.knee_found(),
             "result": sweep.result_line(),
         },
         "steps": steps,
@@ -445,7 +479,7 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
                 (total.failed + total.error_count()).to_string(),
             ];
             row.extend(s.slo_values.iter().map(SloValue::cell));
-            row.push(verdict(s).to_string());
+            row.push(verdict(s));
             row
         })
         .collect();
@@ -467,8 +501,8 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
         Block::Text(format!(
             "Open-loop steps of {} s each after a {} s warm-up, with fresh connections; \
              latency counted from each message's intended send time (coordinated-omission \
-             corrected). The sweep stops after the first step that breaches an SLO or \
-             achieves less than {:.0}% of its offered rate.",
+             corrected). A step that breaches an SLO or achieves less than {:.0}% of its \
+             offered rate is run once more; the sweep stops when that re-try fails too.",
             sweep.step_seconds,
             sweep.warmup_seconds,
             SUSTAINED_FRACTION * 100.0
@@ -526,6 +560,7 @@ mod tests {
                 unit: "ms",
                 pass: slo_ok,
             }],
+            retry: false,
         }
     }
 
@@ -578,7 +613,39 @@ mod tests {
             .result_line()
             .contains("none: the first step, 100 msgs/s"));
         let all = sweep(vec![step(100.0, 100, 1, true)]);
-        assert!(all.result_line().contains("at least 100 msgs/s"));
+        assert!(all
+            .result_line()
+            .contains("at least 100 msgs/s (no step failed"));
+        assert!(!all.knee_found());
+        assert!(s.knee_found());
+        assert_eq!(
+            json(&all, serde_json::json!({}))["sweep"]["knee_found"],
+            false
+        );
+        assert_eq!(json(&s, serde_json::json!({}))["sweep"]["knee_found"], true);
+    }
+
+    #[test]
+    fn a_failed_step_passed_on_its_retry_is_no_knee_and_catch_up_is_flagged() {
+        let mut retried = step(200.0, 200, 1, true);
+        retried.retry = true;
+        let s = sweep(vec![
+            step(100.0, 100, 1, true),
+            step(200.0, 200, 9, false),
+            retried,
+        ]);
+        assert!(!s.knee_found());
+        assert_eq!(s.max_rate(), Some(200.0));
+        assert!(table_row(&s.steps[1]).contains("(re-trying)"));
+        assert!(table_row(&s.steps[2]).contains("(re-try)"));
+        // 106 of 100 a second: the generator caught up after falling behind.
+        let fast = step(100.0, 106, 1, true);
+        assert!(fast.catch_up() && fast.passed());
+        assert!(!step(100.0, 105, 1, true).catch_up());
+        assert!(table_row(&fast).contains("catch-up"));
+        let doc = json(&sweep(vec![fast]), serde_json::json!({}));
+        assert_eq!(doc["steps"][0]["catch_up"], true);
+        assert_eq!(doc["steps"][0]["retry"], false);
     }
 
     #[test]

@@ -92,6 +92,10 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
         args.duration = Some(sweep::DEFAULT_STEP_DURATION);
     }
     let mut settings = Settings::from_args(args)?;
+    // Every output is checked before any load is sent: a typo in a path should not cost a run.
+    check_file("--json", settings.json.as_deref())?;
+    check_file("--hdr-log", settings.hdr_log.as_deref())?;
+    check_chart_outputs(&chart_args)?;
     if let Some(rates) = rates {
         return run_sweep(&mut settings, rates, &chart_args);
     }
@@ -334,6 +338,7 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
 /// `report`: the percentiles per tag of each interval log (with several logs, each table
 /// under its label), and the charts if asked for.
 fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode, String> {
+    check_chart_outputs(chart_args)?;
     if chart_args.label.len() > paths.len() {
         return Err(format!(
             "{} --label for {} log(s): give at most one per log",
@@ -389,6 +394,45 @@ fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
 fn read_notes(path: &Path) -> Result<interval_log::LogNotes, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     interval_log::read_notes(&bytes).map_err(|e| file_error(path, e))
+}
+
+/// Checks that the output file `path` (of `flag`) can be written, before the run: opened
+/// for writing (not truncated) if it exists, else created and removed again.
+fn check_file(flag: &str, path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot write {flag} {}: {e}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Checks that the output directory `dir` (of `flag`) exists or can be created, and that a
+/// file can be written in it, before the run.
+fn check_dir(flag: &str, dir: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let fail = |e: std::io::Error| format!("cannot write {flag} {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".smtp-loadgen-check-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Checks the chart outputs `args` asks for (see [`check_file`], [`check_dir`]).
+fn check_chart_outputs(args: &ChartArgs) -> Result<(), String> {
+    check_file("--html", args.html.as_deref())?;
+    check_dir("--svg", args.svg.as_deref())?;
+    check_dir("--png", args.png.as_deref())
 }
 
 /// An error about a file, as shown to the user: `PATH: ERROR`.

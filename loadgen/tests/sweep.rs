@@ -173,3 +173,46 @@ fn sweep_flags_are_checked() {
         assert_eq!(run.code, 2, "{bad:?}: {run:#?}");
     }
 }
+
+#[test]
+fn unwritable_outputs_fail_before_any_load_is_sent() {
+    let stub = Stub::start(StubScript::default());
+    let file_in_file = scratch("plain-file");
+    std::fs::write(&file_in_file, "x").unwrap();
+    let under_file = file_in_file.join("sub");
+    let under = under_file.to_str().unwrap();
+    for (flag, value) in [
+        ("--html", "/nonexistent/x.html"),
+        ("--hdr-log", "/nonexistent/x.hlog"),
+        ("--svg", under),
+        ("--png", under),
+    ] {
+        for mode in [&["-n", "5"][..], &["--sweep", "100..200", "-d", "1s"]] {
+            let mut args = mode.to_vec();
+            args.extend([flag, value]);
+            let run = loadgen(stub.addr, &args);
+            assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+            assert!(
+                run.stderr.contains(&format!("cannot write {flag} {value}")),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(
+        stub.counts
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no load was sent"
+    );
+    // A report checks them before reading its logs too.
+    let (code, _, stderr) = common::run_binary(&[
+        "report".into(),
+        "/nonexistent/in.hlog".into(),
+        "--html".into(),
+        "/nonexistent/x.html".into(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot write --html"), "{stderr}");
+}

@@ -107,11 +107,13 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
     let finished = runner::run(&settings, &header)?;
     write_outputs(&settings, &header, &finished)?;
     if chart_args.any() {
-        let label = chart_args
-            .label
-            .first()
-            .cloned()
-            .unwrap_or_else(|| settings.target_text.clone());
+        let label = report::printable(
+            &chart_args
+                .label
+                .first()
+                .cloned()
+                .unwrap_or_else(|| settings.target_text.clone()),
+        );
         let figures = run_figures(&label, &header, &finished.results, finished.wall_start)?;
         let list = charts::run_charts(std::slice::from_ref(&figures));
         write_charts(&chart_args, &list, || {
@@ -349,15 +351,18 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
     let mut runs = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let intervals = read_log(path)?;
-        let label = chart_args.label.get(i).cloned().unwrap_or_else(|| {
+        let label = report::printable(&chart_args.label.get(i).cloned().unwrap_or_else(|| {
             path.file_stem()
                 .unwrap_or(path.as_os_str())
                 .to_string_lossy()
                 .into_owned()
-        });
+        }));
         let totals = interval_log::totals_per_tag(&intervals)?;
         if paths.len() > 1 {
-            println!("== {label} ({})", path.display());
+            println!(
+                "== {label} ({})",
+                report::printable(&path.display().to_string())
+            );
         }
         print!("{}", render::log_table(&totals));
         if chart_args.any() {
@@ -377,7 +382,10 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
             ("PNG charts", &chart_args.png),
         ] {
             if let Some(path) = path {
-                println!("wrote {what}: {}", path.display());
+                println!(
+                    "wrote {what}: {}",
+                    report::printable(&path.display().to_string())
+                );
             }
         }
     }
@@ -407,7 +415,12 @@ fn check_file(flag: &str, path: Option<&Path>) -> Result<(), String> {
         .append(true)
         .create(true)
         .open(path)
-        .map_err(|e| format!("cannot write {flag} {}: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot write {flag} {}: {e}",
+                report::printable(&path.display().to_string())
+            )
+        })?;
     if !existed {
         let _ = std::fs::remove_file(path);
     }
@@ -420,7 +433,12 @@ fn check_dir(flag: &str, dir: Option<&Path>) -> Result<(), String> {
     let Some(dir) = dir else {
         return Ok(());
     };
-    let fail = |e: std::io::Error| format!("cannot write {flag} {}: {e}", dir.display());
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot write {flag} {}: {e}",
+            report::printable(&dir.display().to_string())
+        )
+    };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(format!(".smtp-loadgen-check-{}", std::process::id()));
     std::fs::File::create(&probe).map_err(fail)?;
@@ -437,5 +455,8 @@ fn check_chart_outputs(args: &ChartArgs) -> Result<(), String> {
 
 /// An error about a file, as shown to the user: `PATH: ERROR`.
 fn file_error(path: &Path, error: impl std::fmt::Display) -> String {
-    format!("{}: {error}", path.display())
+    format!(
+        "{}: {error}",
+        report::printable(&path.display().to_string())
+    )
 }

@@ -359,3 +359,44 @@ fn chart_flags_are_checked() {
         );
     }
 }
+
+#[test]
+fn control_characters_in_labels_and_file_names_are_replaced() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("ctl\u{1}name.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let svg_dir = scratch("ctl-svg");
+    let html = scratch("ctl.html");
+    let (code, stdout, stderr) = run_binary(&args(&[
+        "report",
+        log.to_str().unwrap(),
+        log.to_str().unwrap(),
+        "--label",
+        "x\u{1}y",
+        "--label",
+        "z\u{9b}w",
+        "--svg",
+        svg_dir.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("== x\u{FFFD}y ("), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1}') && !stdout.contains('\u{9b}'),
+        "{stdout:?}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains('\u{1}') && !page.contains('\u{9b}'));
+    let mut svgs = 0;
+    for entry in std::fs::read_dir(&svg_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        svgs += 1;
+    }
+    assert!(svgs > 0);
+}

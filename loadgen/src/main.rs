@@ -312,6 +312,9 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all_counts = Vec::new();
     for path in logs {
         all.push(read_log(path)?);
+        if let Some(note) = unit_note(path)? {
+            eprintln!("smtp-loadgen: {note}");
+        }
         all_counts.push(read_notes(path)?.counts);
     }
     let merged = interval_log::merge_logs(&all)?;
@@ -358,6 +361,9 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
                 .into_owned()
         }));
         let totals = interval_log::totals_per_tag(&intervals)?;
+        if let Some(note) = unit_note(path)? {
+            println!("{note}");
+        }
         if paths.len() > 1 {
             println!(
                 "== {label} ({})",
@@ -396,6 +402,18 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
 fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     interval_log::read_hlog(&bytes).map_err(|e| file_error(path, e))
+}
+
+/// The note a report prints for a log without a `#[MaxValueDivisor: D]` header: its values
+/// are read as nanoseconds (smtp-loadgen's own logs always have one).
+fn unit_note(path: &Path) -> Result<Option<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    Ok(interval_log::value_scale(&bytes).is_none().then(|| {
+        format!(
+            "note: {} has no #[MaxValueDivisor] header: its values are read as nanoseconds",
+            report::printable(&path.display().to_string())
+        )
+    }))
 }
 
 /// Reads the comments and message counts of an interval log file.

@@ -400,3 +400,53 @@ fn control_characters_in_labels_and_file_names_are_replaced() {
     }
     assert!(svgs > 0);
 }
+
+#[test]
+fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("units.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("#[MaxValueDivisor: 1000000.000]"));
+    let (code, ours, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
+    assert_eq!(code, 0);
+    assert!(!ours.contains("note:"), "{ours}");
+    // The same values said to be microseconds (divisor 1000, as a Java log written in µs
+    // with outputValueUnitRatio 1000): 1000 times larger.
+    let pico = scratch("micro.hlog");
+    std::fs::write(
+        &pico,
+        text.replace(
+            "#[MaxValueDivisor: 1000000.000]",
+            "#[MaxValueDivisor: 1000.000]",
+        ),
+    )
+    .unwrap();
+    let (_, scaled, _) = run_binary(&args(&["report", pico.to_str().unwrap()]));
+    let max_of = |table: &str| -> f64 {
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("eod"))
+            .unwrap_or_else(|| panic!("{table}"));
+        row.split_whitespace().nth(7).unwrap().parse().unwrap()
+    };
+    let (a, b) = (max_of(&ours), max_of(&scaled));
+    assert!(
+        a > 0.0 && (b / a - 1000.0).abs() < 20.0,
+        "{a} vs {b}\n{ours}\n{scaled}"
+    );
+    // Without the header: nanoseconds, and the report says so.
+    let bare = scratch("bare.hlog");
+    std::fs::write(&bare, text.replace("#[MaxValueDivisor: 1000000.000]\n", "")).unwrap();
+    let (code, out, _) = run_binary(&args(&["report", bare.to_str().unwrap()]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("has no #[MaxValueDivisor] header: its values are read as nanoseconds"),
+        "{out}"
+    );
+    assert_eq!(max_of(&out), a);
+}

@@ -331,9 +331,46 @@ pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInte
     out
 }
 
+/// The factor that turns a log's values into nanoseconds, from its `#[MaxValueDivisor: D]`
+/// header: the max column is `max / D` milliseconds, so values are in units of 1 ms / D and
+/// one is `1e6 / D` ns (ours: D = 1e6, values in ns; a Java log in µs with
+/// `outputValueUnitRatio` 1000: D = 1000). `None`: the log has no such header (values are
+/// then read as nanoseconds).
+pub fn value_scale(bytes: &[u8]) -> Option<f64> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines().find_map(|line| {
+        let rest = line.trim_end().strip_prefix("#[MaxValueDivisor:")?;
+        let divisor: f64 = rest.trim_end_matches(']').trim().parse().ok()?;
+        (divisor.is_finite() && divisor > 0.0).then(|| 1e6 / divisor)
+    })
+}
+
+/// `h` with every value multiplied by `scale` (into nanoseconds).
+fn rescale(h: &Histogram<u64>, scale: f64) -> Result<Histogram<u64>, String> {
+    let mut out = new_histogram();
+    for v in h.iter_recorded() {
+        let value = (h.median_equivalent(v.value_iterated_to()) as f64 * scale).round();
+        out.record_n(value as u64, v.count_at_value())
+            .map_err(|e| format!("value {value} ns out of range: {e:?}"))?;
+    }
+    Ok(out)
+}
+
 /// Reads an interval log (ours or any HdrHistogram tool's). Returns the intervals with
-/// absolute start times.
+/// absolute start times, values in nanoseconds (scaled by the log's `MaxValueDivisor`,
+/// see [`value_scale`]).
 pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
+    let mut out = read_hlog_raw(bytes)?;
+    if let Some(scale) = value_scale(bytes).filter(|s| (s - 1.0).abs() > 1e-9) {
+        for interval in &mut out {
+            interval.encoded = encode_histogram(&rescale(&interval.histogram()?, scale)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an interval log's intervals, values as they are.
+fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
     let mut start_time = None;
     let mut base_time = None;
     let mut out = Vec::new();
@@ -426,6 +463,46 @@ pub fn totals_per_tag(intervals: &[LoggedInterval]) -> Result<Vec<TagTotal>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_scaled_by_the_max_value_divisor() {
+        // A Java HistogramLogWriter log of microseconds, outputValueUnitRatio 1000.
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        h.record(7200).unwrap();
+        let encoded = encode_histogram(&h);
+        let log = |header: &str| {
+            format!(
+                "#[StartTime: 1000.000 (seconds since epoch)]\n{header}\
+                 \"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n\
+                 Tag=eod,0.000,1.000,7.200,{encoded}\n"
+            )
+        };
+        let micros = log("#[MaxValueDivisor: 1000.000]\n");
+        assert_eq!(value_scale(micros.as_bytes()), Some(1000.0));
+        let read = read_hlog(micros.as_bytes()).unwrap();
+        let max = read[0].histogram().unwrap().max() as f64 / 1e6;
+        assert!((max - 7.2).abs() < 0.01, "{max} ms");
+        // Ours: nanoseconds, divisor 1e6: as they are.
+        let ours = log("#[MaxValueDivisor: 1000000.000]\n");
+        assert_eq!(value_scale(ours.as_bytes()), Some(1.0));
+        assert_eq!(
+            read_hlog(ours.as_bytes()).unwrap()[0]
+                .histogram()
+                .unwrap()
+                .max(),
+            h.max()
+        );
+        // No header: nanoseconds assumed.
+        let bare = log("");
+        assert_eq!(value_scale(bare.as_bytes()), None);
+        assert_eq!(
+            read_hlog(bare.as_bytes()).unwrap()[0]
+                .histogram()
+                .unwrap()
+                .max(),
+            h.max()
+        );
+    }
 
     #[test]
     fn hlog_round_trip_and_merge() {

@@ -399,9 +399,24 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
 }
 
 /// Reads an interval log file; errors name the file.
+/// A log with no interval is an error; a last line cut short (a killed run) is left out
+/// with a warning naming it.
 fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    interval_log::read_hlog(&bytes).map_err(|e| file_error(path, e))
+    let (intervals, warnings) =
+        interval_log::read_hlog_lenient(&bytes).map_err(|e| file_error(path, e))?;
+    let shown = report::printable(&path.display().to_string());
+    if let Some(line) = warnings.cut_line {
+        eprintln!(
+            "smtp-loadgen: warning: {shown}: line {line} is cut short (a killed run?); read up \
+             to line {}",
+            line - 1
+        );
+    }
+    if intervals.is_empty() {
+        return Err(format!("no intervals in {shown}"));
+    }
+    Ok(intervals)
 }
 
 /// The note a report prints for a log without a `#[MaxValueDivisor: D]` header: its values

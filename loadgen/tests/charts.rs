@@ -450,3 +450,43 @@ fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
     );
     assert_eq!(max_of(&out), a);
 }
+
+#[test]
+fn empty_and_cut_logs() {
+    let empty = scratch("empty.hlog");
+    std::fs::write(&empty, "#[StartTime: 1000.000 (seconds since epoch)]\n").unwrap();
+    let (code, stdout, stderr) = run_binary(&args(&["report", empty.to_str().unwrap()]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains(&format!("no intervals in {}", empty.display())),
+        "{stderr}"
+    );
+    // A run killed while writing its log: read up to the last whole line, with a warning.
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("whole.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().count();
+    let cut = scratch("cut.hlog");
+    std::fs::write(&cut, &text[..text.len() - 20]).unwrap();
+    let (code, stdout, stderr) = run_binary(&args(&["report", cut.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("line {lines} is cut short")),
+        "{stderr}"
+    );
+    // A bad line names the file and the line.
+    let bad = scratch("bad.hlog");
+    std::fs::write(&bad, text.replacen("Tag=", "xTag=", 1)).unwrap();
+    let (code, _, stderr) = run_binary(&args(&["report", bad.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{}: line ", bad.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("offset"), "{stderr}");
+}

@@ -22,6 +22,7 @@
 //! * [`record`]: histograms and counters of one thread and interval.
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
 //!   (SVG, PNG, HTML) and the sweep's table.
+//! * [`stdout`]: standard output that a closed pipe (`| head`) does not crash.
 //! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
@@ -47,6 +48,7 @@ pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod stdout;
 pub mod sweep;
 pub mod tls;
 pub mod transport;
@@ -63,6 +65,7 @@ use settings::Settings;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+use stdout::{say, say_line};
 
 /// Runs the command the command line names; an error is printed and exits 2.
 fn main() -> ExitCode {
@@ -141,9 +144,9 @@ fn run_sweep(
         None => Ok(()),
     })?;
     for step in &sweep.steps {
-        print!("{}", report::sweep::failure_lines(step));
+        say(&report::sweep::failure_lines(step));
     }
-    println!("{}", sweep.result_line());
+    say_line(&sweep.result_line());
     if let Some(path) = &settings.json {
         let doc = report::sweep::json(&sweep, settings.config_json());
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
@@ -237,11 +240,12 @@ fn write_outputs(
 ) -> Result<(), String> {
     let results = &finished.results;
     let names = settings.target_names();
-    print!(
-        "{}",
-        render::summary(results, &settings.summary_header(header), settings.rate)
-    );
-    print!("{}", render::targets(results, &names));
+    say(&render::summary(
+        results,
+        &settings.summary_header(header),
+        settings.rate,
+    ));
+    say(&render::targets(results, &names));
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());
         if !names.is_empty() {
@@ -262,9 +266,9 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     let mut breached = false;
     for slo in &settings.slos {
         match slo.check(&results.total) {
-            Ok(line) => println!("SLO ok: {line}"),
+            Ok(line) => say_line(&format!("SLO ok: {line}")),
             Err(line) => {
-                println!("SLO BREACHED: {line}");
+                say_line(&format!("SLO BREACHED: {line}"));
                 breached = true;
             }
         }
@@ -331,12 +335,12 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
         &merged_counts,
     )
     .map_err(|e| file_error(output, e))?;
-    println!(
+    say_line(&format!(
         "merged {} logs, {} intervals -> {}",
         logs.len(),
         merged.len(),
         output.display()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -362,15 +366,15 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
         }));
         let totals = interval_log::totals_per_tag(&intervals)?;
         if let Some(note) = unit_note(path)? {
-            println!("{note}");
+            say_line(&note);
         }
         if paths.len() > 1 {
-            println!(
+            say_line(&format!(
                 "== {label} ({})",
                 report::printable(&path.display().to_string())
-            );
+            ));
         }
-        print!("{}", render::log_table(&totals));
+        say(&render::log_table(&totals));
         if chart_args.any() {
             let notes = read_notes(path)?;
             runs.push(
@@ -388,10 +392,10 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
             ("PNG charts", &chart_args.png),
         ] {
             if let Some(path) = path {
-                println!(
+                say_line(&format!(
                     "wrote {what}: {}",
                     report::printable(&path.display().to_string())
-                );
+                ));
             }
         }
     }

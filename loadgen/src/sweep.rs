@@ -15,7 +15,7 @@
 use crate::report::sweep::{rate, table_header, table_row, Step, Sweep};
 use crate::runner;
 use crate::settings::Settings;
-use std::io::Write as _;
+use crate::stdout::say;
 use std::time::Duration;
 
 /// How long each step is measured when `--duration` is not given.
@@ -40,16 +40,13 @@ pub fn run(
         target: settings.target_text.clone(),
         slos: settings.slos.clone(),
     };
-    let mut out = std::io::stdout();
-    let _ = write!(out, "{}", table_header(&sweep));
-    let _ = out.flush();
+    say(&table_header(&sweep));
     let count = rates.len();
     for (index, offered) in rates.into_iter().enumerate() {
         let mut retry = false;
         loop {
             let step = run_one(settings, offered, index, count, retry)?;
-            let _ = write!(out, "{}", table_row(&step));
-            let _ = out.flush();
+            say(&table_row(&step));
             on_step(&step)?;
             let passed = step.passed();
             sweep.steps.push(step);

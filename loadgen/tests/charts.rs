@@ -490,3 +490,64 @@ fn empty_and_cut_logs() {
     );
     assert!(!stderr.contains("offset"), "{stderr}");
 }
+
+/// Runs the binary with `list` and its standard output closed by the reader at once (as
+/// `| head -1` does); returns the exit code and standard error.
+fn run_with_closed_stdout(list: &[String]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"))
+        .args(list)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_no_panic() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("pipe.hlog");
+    let html = scratch("pipe.html");
+    let (code, stderr) = run_with_closed_stdout(&args(&[
+        "--target",
+        &stub.addr.to_string(),
+        "--quiet",
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "--hdr-log",
+        log.to_str().unwrap(),
+        "--slo",
+        "eod:p99<10s",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The run's own status is kept: a breached SLO still exits 1.
+    let (code, stderr) = run_with_closed_stdout(&args(&[
+        "--target",
+        &stub.addr.to_string(),
+        "--quiet",
+        "-n",
+        "20",
+        "--slo",
+        "eod:p99<1ns",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut list = vec!["report".to_string()];
+    list.extend((0..20).map(|_| log.to_str().unwrap().to_string()));
+    list.extend(args(&["--html", html.to_str().unwrap()]));
+    let (code, stderr) = run_with_closed_stdout(&list);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        std::fs::metadata(&html).unwrap().len() > 0,
+        "the page is still written"
+    );
+}

@@ -164,9 +164,10 @@ fn run_sweep(
 }
 
 /// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`
-/// (`NAME.RATE.retry.EXT` for a step's re-try).
+/// (`NAME.RATE.retry.EXT` for a step's re-try). RATE has every digit the rate has (the
+/// shortest text that reads back as the same number), so two steps never share a name.
 fn step_log_path(path: &Path, rate: f64, retry: bool) -> PathBuf {
-    let rate = report::sweep::rate(rate);
+    let rate = format!("{rate}");
     let rate = if retry { format!("{rate}.retry") } else { rate };
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let name = match path.extension() {
@@ -496,4 +497,30 @@ fn file_error(path: &Path, error: impl std::fmt::Display) -> String {
         "{}: {error}",
         report::printable(&path.display().to_string())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_log_names_do_not_collide() {
+        let base = Path::new("/tmp/sweep.hlog");
+        let name = |rate, retry| step_log_path(base, rate, retry);
+        assert_eq!(name(1000.0, false), Path::new("/tmp/sweep.1000.hlog"));
+        assert_eq!(name(1000.0, true), Path::new("/tmp/sweep.1000.retry.hlog"));
+        // 1000.01 and 1000.04 both showed as 1000.0.
+        assert_ne!(name(1000.01, false), name(1000.04, false));
+        let rates = cli_charts::SweepArgs {
+            range: Some(cli_charts::parse_rate_range("1k..1001").unwrap()),
+            step: None,
+            steps: Some(1000),
+        }
+        .rates()
+        .unwrap()
+        .unwrap();
+        let names: std::collections::BTreeSet<PathBuf> =
+            rates.iter().map(|r| name(*r, false)).collect();
+        assert_eq!(names.len(), rates.len());
+    }
 }

@@ -168,6 +168,11 @@ fn sweep_flags_are_checked() {
         &["--sweep", "1k..2k", "--step", "100", "--steps", "3"],
         &["--step", "100"],
         &["--sweep", "1k..2k", "--steps", "0"],
+        &["--sweep", "1..1e308"],
+        &["--sweep", "0.5..1"],
+        &["-n", "5", "--source", "255.255.255.255"],
+        &["-n", "5", "--source", "0.0.0.0"],
+        &["-n", "5", "--source", "224.0.0.1"],
     ] {
         let run = loadgen(stub.addr, bad);
         assert_eq!(run.code, 2, "{bad:?}: {run:#?}");

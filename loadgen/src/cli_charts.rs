@@ -35,8 +35,9 @@ pub struct ChartArgs {
     /// Write each chart as a PNG file (960x440) into this directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub png: Option<PathBuf>,
-    /// Name of a run in charts and tables; repeat once per log, in order (default: the log's
-    /// file name without extension; for a load run, the target).
+    /// Name of a run in charts and tables; `report`: one per log, in order, or none
+    /// (default: the log's file name without extension; for a load run, the target).
+    /// Repeated names get " (2)", " (3)", ... in legends.
     #[arg(long, value_name = "TEXT")]
     pub label: Vec<String>,
 }

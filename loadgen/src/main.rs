@@ -349,22 +349,31 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
 /// under its label), and the charts if asked for.
 fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode, String> {
     check_chart_outputs(chart_args)?;
-    if chart_args.label.len() > paths.len() {
+    if !chart_args.label.is_empty() && chart_args.label.len() != paths.len() {
         return Err(format!(
-            "{} --label for {} log(s): give at most one per log",
+            "{} --label for {} log(s): give one per log, in order, or none (each log is then \
+             named by its file name)",
             chart_args.label.len(),
             paths.len()
         ));
     }
+    let labels = unique_labels(
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                report::printable(&chart_args.label.get(i).cloned().unwrap_or_else(|| {
+                    path.file_stem()
+                        .unwrap_or(path.as_os_str())
+                        .to_string_lossy()
+                        .into_owned()
+                }))
+            })
+            .collect(),
+    );
     let mut runs = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
+    for (path, label) in paths.iter().zip(labels) {
         let intervals = read_log(path)?;
-        let label = report::printable(&chart_args.label.get(i).cloned().unwrap_or_else(|| {
-            path.file_stem()
-                .unwrap_or(path.as_os_str())
-                .to_string_lossy()
-                .into_owned()
-        }));
         let totals = interval_log::totals_per_tag(&intervals)?;
         if let Some(note) = unit_note(path)? {
             say_line(&note);
@@ -401,6 +410,23 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Labels made distinct for legends: a repeated one gets ` (2)`, ` (3)`, ...
+fn unique_labels(labels: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let mut n = *seen.get(&label).unwrap_or(&0);
+        let mut name = label.clone();
+        while out.contains(&name) {
+            n += 1;
+            name = format!("{label} ({})", n + 1);
+        }
+        seen.insert(label, n);
+        out.push(name);
+    }
+    out
 }
 
 /// Reads an interval log file; errors name the file.
@@ -522,5 +548,14 @@ mod tests {
         let names: std::collections::BTreeSet<PathBuf> =
             rates.iter().map(|r| name(*r, false)).collect();
         assert_eq!(names.len(), rates.len());
+    }
+
+    #[test]
+    fn repeated_labels_are_numbered() {
+        let labels = |list: &[&str]| unique_labels(list.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            labels(&["a", "b", "a", "a", "a (2)"]),
+            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
+        );
     }
 }

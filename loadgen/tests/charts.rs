@@ -551,3 +551,42 @@ fn a_closed_stdout_pipe_is_no_panic() {
         "the page is still written"
     );
 }
+
+#[test]
+fn labels_one_per_log_repeated_ones_numbered_and_dead_targets_show_a_dash() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("labels.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "100", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let l = log.to_str().unwrap();
+    // Fewer labels than logs: an error, before anything is read.
+    let (code, _, stderr) = run_binary(&args(&["report", l, l, "--label", "a"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("give one per log"), "{stderr}");
+    // The same name twice: numbered in legends and headers.
+    let svg_dir = scratch("labels-svg");
+    let (code, stdout, stderr) =
+        run_binary(&args(&["report", l, l, "--svg", svg_dir.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("== labels ("), "{stdout}");
+    assert!(stdout.contains("== labels (2) ("), "{stdout}");
+    let svg = std::fs::read_to_string(svg_dir.join("percentiles-eod.svg")).unwrap();
+    assert!(svg.contains("labels (2)"));
+    // A target that never answered: its latency is `-`, not 0.000.
+    let run = loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "20", "--target", "127.0.0.1:1"],
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:1 "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        row.trim_end().ends_with('-') && !row.contains("0.000"),
+        "{row}"
+    );
+}

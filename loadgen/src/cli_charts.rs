@@ -16,6 +16,10 @@ use std::path::PathBuf;
 pub const DEFAULT_STEPS: u32 = 10;
 /// Most steps a sweep may have.
 const MAX_STEPS: usize = 1000;
+/// The lowest rate a sweep may start at, in msgs/s.
+pub const MIN_SWEEP_RATE: f64 = 1.0;
+/// The highest rate a sweep may reach, in msgs/s (far above what one generator sends).
+pub const MAX_SWEEP_RATE: f64 = 10_000_000.0;
 
 /// Where to write charts, and what to call the runs in them.
 #[derive(Debug, Clone, Default, Args)]
@@ -31,8 +35,9 @@ pub struct ChartArgs {
     /// Write each chart as a PNG file (960x440) into this directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub png: Option<PathBuf>,
-    /// Name of a run in charts and tables; repeat once per log, in order (default: the log's
-    /// file name without extension; for a load run, the target).
+    /// Name of a run in charts and tables; `report`: one per log, in order, or none
+    /// (default: the log's file name without extension; for a load run, the target).
+    /// Repeated names get " (2)", " (3)", ... in legends.
     #[arg(long, value_name = "TEXT")]
     pub label: Vec<String>,
 }
@@ -56,10 +61,12 @@ pub struct RateRange {
 /// The rate sweep's flags.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SweepArgs {
-    /// Rate sweep: open-loop steps from LOW to HIGH msgs/s (5k..100k; k = 1000), each
-    /// --duration long (default 10s) after its own --warmup, with fresh connections. Stops
-    /// after the first step that breaches an --slo or achieves less than 95% of its rate,
-    /// and reports the highest rate that met every SLO (text, and --json/--html/--svg/--png).
+    /// Rate sweep: open-loop steps from LOW to HIGH msgs/s (5k..100k; k = 1000; LOW at
+    /// least 1, HIGH at most 10m), each
+    /// --duration long (default 10s) after its own --warmup, with fresh connections. A step
+    /// that breaches an --slo or achieves less than 95% of its rate is run once more; the
+    /// sweep stops when that re-try fails too, and reports the highest rate that met every
+    /// SLO (text, and --json/--html/--svg/--png).
     #[arg(
         long = "sweep",
         value_name = "LOW..HIGH",
@@ -67,7 +74,7 @@ pub struct SweepArgs {
         conflicts_with_all = ["rate", "messages"]
     )]
     pub range: Option<RateRange>,
-    /// Sweep step in msgs/s (5k): LOW, LOW+STEP, ... up to HIGH.
+    /// Sweep step in msgs/s (5k): LOW, LOW+STEP, ... below HIGH, then HIGH itself.
     #[arg(
         long,
         value_name = "R",
@@ -76,7 +83,8 @@ pub struct SweepArgs {
         conflicts_with = "steps"
     )]
     pub step: Option<f64>,
-    /// Number of sweep steps, LOW and HIGH included, evenly spaced [default: 10].
+    /// Number of sweep steps, LOW and HIGH included, evenly spaced (1 runs LOW and HIGH)
+    /// [default: 10].
     #[arg(long, value_name = "N", requires = "range")]
     pub steps: Option<u32>,
 }
@@ -87,30 +95,33 @@ impl SweepArgs {
         let Some(RateRange { low, high }) = self.range else {
             return Ok(None);
         };
-        let rates: Vec<f64> = match (self.step, self.steps) {
+        let mut rates: Vec<f64> = match (self.step, self.steps) {
             (Some(step), _) => {
-                let count = ((high - low) / step + 1e-9).floor() as usize + 1;
-                if count > MAX_STEPS {
+                let count = ((high - low) / step + 1e-9).floor();
+                if count >= MAX_STEPS as f64 {
                     return Err(format!(
-                        "--step {step} makes {count} steps; at most {MAX_STEPS}"
+                        "--step {step} makes more than {MAX_STEPS} steps; at most {MAX_STEPS}"
                     ));
                 }
-                (0..count).map(|i| low + step * i as f64).collect()
+                (0..=count as usize)
+                    .map(|i| low + step * i as f64)
+                    .collect()
             }
             (None, steps) => {
                 let steps = steps.unwrap_or(DEFAULT_STEPS) as usize;
                 if steps == 0 || steps > MAX_STEPS {
                     return Err(format!("--steps must be between 1 and {MAX_STEPS}"));
                 }
-                if steps == 1 || high == low {
-                    vec![low]
-                } else {
-                    (0..steps)
-                        .map(|i| low + (high - low) * i as f64 / (steps - 1) as f64)
-                        .collect()
-                }
+                (0..steps.max(2))
+                    .map(|i| low + (high - low) * i as f64 / (steps.max(2) - 1) as f64)
+                    .collect()
             }
         };
+        // HIGH is always tested, as the last step (a --step that does not land on it, one
+        // larger than the range, --steps 1).
+        rates.retain(|r| *r < high * (1.0 - 1e-9));
+        rates.push(high);
+        rates.dedup();
         Ok(Some(rates))
     }
 }
@@ -141,6 +152,18 @@ pub fn parse_rate_range(text: &str) -> Result<RateRange, String> {
     let (low, high) = (parse_rate(low)?, parse_rate(high)?);
     if low > high {
         return Err(format!("{text:?}: the range is empty"));
+    }
+    if low < MIN_SWEEP_RATE {
+        return Err(format!(
+            "{text:?}: a sweep starts at {MIN_SWEEP_RATE} msg/s or more (an open-loop step \
+             below 1 msg/s measures next to nothing)"
+        ));
+    }
+    if high > MAX_SWEEP_RATE {
+        return Err(format!(
+            "{text:?}: HIGH is at most {} msgs/s",
+            MAX_SWEEP_RATE as u64
+        ));
     }
     Ok(RateRange { low, high })
 }
@@ -186,14 +209,22 @@ mod tests {
             sweep("5k..20k", Some("5k"), None).unwrap(),
             [5e3, 10e3, 15e3, 20e3]
         );
-        // HIGH is a ceiling: a step that would pass it is not run.
+        // HIGH is always the last step, even where --step does not land on it.
         assert_eq!(
             sweep("200..900", Some("200"), None).unwrap(),
-            [200.0, 400.0, 600.0, 800.0]
+            [200.0, 400.0, 600.0, 800.0, 900.0]
         );
+        assert_eq!(sweep("1k..2k", Some("5k"), None).unwrap(), [1e3, 2e3]);
         assert_eq!(sweep("1k..2k", None, Some(3)).unwrap(), [1e3, 1.5e3, 2e3]);
-        assert_eq!(sweep("1k..2k", None, Some(1)).unwrap(), [1e3]);
+        // --steps 1: LOW and HIGH are still both tested.
+        assert_eq!(sweep("1k..2k", None, Some(1)).unwrap(), [1e3, 2e3]);
         assert_eq!(sweep("1k..1k", None, None).unwrap(), [1e3]);
+        assert_eq!(sweep("1k..1k", None, Some(1)).unwrap(), [1e3]);
+        // Silly ranges are refused.
+        for bad in ["1..1e308", "1..10000001", "0.5..1", "0.001..5"] {
+            assert!(parse_rate_range(bad).is_err(), "{bad}");
+        }
+        assert!(parse_rate_range("1..10m").is_ok());
         assert_eq!(
             sweep("1k..10k", None, None).unwrap().len(),
             DEFAULT_STEPS as usize

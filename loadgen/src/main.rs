@@ -22,6 +22,7 @@
 //! * [`record`]: histograms and counters of one thread and interval.
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
 //!   (SVG, PNG, HTML) and the sweep's table.
+//! * [`stdout`]: standard output that a closed pipe (`| head`) does not crash.
 //! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
@@ -47,6 +48,7 @@ pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod stdout;
 pub mod sweep;
 pub mod tls;
 pub mod transport;
@@ -63,6 +65,7 @@ use settings::Settings;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+use stdout::{say, say_line};
 
 /// Runs the command the command line names; an error is printed and exits 2.
 fn main() -> ExitCode {
@@ -92,6 +95,10 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
         args.duration = Some(sweep::DEFAULT_STEP_DURATION);
     }
     let mut settings = Settings::from_args(args)?;
+    // Every output is checked before any load is sent: a typo in a path should not cost a run.
+    check_file("--json", settings.json.as_deref())?;
+    check_file("--hdr-log", settings.hdr_log.as_deref())?;
+    check_chart_outputs(&chart_args)?;
     if let Some(rates) = rates {
         return run_sweep(&mut settings, rates, &chart_args);
     }
@@ -103,11 +110,13 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
     let finished = runner::run(&settings, &header)?;
     write_outputs(&settings, &header, &finished)?;
     if chart_args.any() {
-        let label = chart_args
-            .label
-            .first()
-            .cloned()
-            .unwrap_or_else(|| settings.target_text.clone());
+        let label = report::printable(
+            &chart_args
+                .label
+                .first()
+                .cloned()
+                .unwrap_or_else(|| settings.target_text.clone()),
+        );
         let figures = run_figures(&label, &header, &finished.results, finished.wall_start)?;
         let list = charts::run_charts(std::slice::from_ref(&figures));
         write_charts(&chart_args, &list, || {
@@ -127,7 +136,7 @@ fn run_sweep(
     let hdr_log = settings.hdr_log.clone();
     let sweep = sweep::run(settings, rates, |step| match &hdr_log {
         Some(path) => write_hlog_file(
-            &step_log_path(path, step.offered),
+            &step_log_path(path, step.offered, step.retry),
             &step.header,
             &step.results,
             step.wall_start,
@@ -135,9 +144,9 @@ fn run_sweep(
         None => Ok(()),
     })?;
     for step in &sweep.steps {
-        print!("{}", report::sweep::failure_lines(step));
+        say(&report::sweep::failure_lines(step));
     }
-    println!("{}", sweep.result_line());
+    say_line(&sweep.result_line());
     if let Some(path) = &settings.json {
         let doc = report::sweep::json(&sweep, settings.config_json());
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
@@ -154,9 +163,12 @@ fn run_sweep(
     })
 }
 
-/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`.
-fn step_log_path(path: &Path, rate: f64) -> PathBuf {
-    let rate = report::sweep::rate(rate);
+/// A sweep step's interval log: `NAME.RATE.EXT` beside `--hdr-log NAME.EXT`
+/// (`NAME.RATE.retry.EXT` for a step's re-try). RATE has every digit the rate has (the
+/// shortest text that reads back as the same number), so two steps never share a name.
+fn step_log_path(path: &Path, rate: f64, retry: bool) -> PathBuf {
+    let rate = format!("{rate}");
+    let rate = if retry { format!("{rate}.retry") } else { rate };
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let name = match path.extension() {
         Some(ext) => format!("{stem}.{rate}.{}", ext.to_string_lossy()),
@@ -229,11 +241,12 @@ fn write_outputs(
 ) -> Result<(), String> {
     let results = &finished.results;
     let names = settings.target_names();
-    print!(
-        "{}",
-        render::summary(results, &settings.summary_header(header), settings.rate)
-    );
-    print!("{}", render::targets(results, &names));
+    say(&render::summary(
+        results,
+        &settings.summary_header(header),
+        settings.rate,
+    ));
+    say(&render::targets(results, &names));
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());
         if !names.is_empty() {
@@ -254,9 +267,9 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     let mut breached = false;
     for slo in &settings.slos {
         match slo.check(&results.total) {
-            Ok(line) => println!("SLO ok: {line}"),
+            Ok(line) => say_line(&format!("SLO ok: {line}")),
             Err(line) => {
-                println!("SLO BREACHED: {line}");
+                say_line(&format!("SLO BREACHED: {line}"));
                 breached = true;
             }
         }
@@ -304,6 +317,9 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all_counts = Vec::new();
     for path in logs {
         all.push(read_log(path)?);
+        if let Some(note) = unit_note(path)? {
+            eprintln!("smtp-loadgen: {note}");
+        }
         all_counts.push(read_notes(path)?.counts);
     }
     let merged = interval_log::merge_logs(&all)?;
@@ -320,39 +336,55 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
         &merged_counts,
     )
     .map_err(|e| file_error(output, e))?;
-    println!(
+    say_line(&format!(
         "merged {} logs, {} intervals -> {}",
         logs.len(),
         merged.len(),
         output.display()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `report`: the percentiles per tag of each interval log (with several logs, each table
 /// under its label), and the charts if asked for.
 fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode, String> {
-    if chart_args.label.len() > paths.len() {
+    check_chart_outputs(chart_args)?;
+    if !chart_args.label.is_empty() && chart_args.label.len() != paths.len() {
         return Err(format!(
-            "{} --label for {} log(s): give at most one per log",
+            "{} --label for {} log(s): give one per log, in order, or none (each log is then \
+             named by its file name)",
             chart_args.label.len(),
             paths.len()
         ));
     }
+    let labels = unique_labels(
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                report::printable(&chart_args.label.get(i).cloned().unwrap_or_else(|| {
+                    path.file_stem()
+                        .unwrap_or(path.as_os_str())
+                        .to_string_lossy()
+                        .into_owned()
+                }))
+            })
+            .collect(),
+    );
     let mut runs = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
+    for (path, label) in paths.iter().zip(labels) {
         let intervals = read_log(path)?;
-        let label = chart_args.label.get(i).cloned().unwrap_or_else(|| {
-            path.file_stem()
-                .unwrap_or(path.as_os_str())
-                .to_string_lossy()
-                .into_owned()
-        });
         let totals = interval_log::totals_per_tag(&intervals)?;
-        if paths.len() > 1 {
-            println!("== {label} ({})", path.display());
+        if let Some(note) = unit_note(path)? {
+            say_line(&note);
         }
-        print!("{}", render::log_table(&totals));
+        if paths.len() > 1 {
+            say_line(&format!(
+                "== {label} ({})",
+                report::printable(&path.display().to_string())
+            ));
+        }
+        say(&render::log_table(&totals));
         if chart_args.any() {
             let notes = read_notes(path)?;
             runs.push(
@@ -370,17 +402,64 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
             ("PNG charts", &chart_args.png),
         ] {
             if let Some(path) = path {
-                println!("wrote {what}: {}", path.display());
+                say_line(&format!(
+                    "wrote {what}: {}",
+                    report::printable(&path.display().to_string())
+                ));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Labels made distinct for legends: a repeated one gets ` (2)`, ` (3)`, ...
+fn unique_labels(labels: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let mut n = *seen.get(&label).unwrap_or(&0);
+        let mut name = label.clone();
+        while out.contains(&name) {
+            n += 1;
+            name = format!("{label} ({})", n + 1);
+        }
+        seen.insert(label, n);
+        out.push(name);
+    }
+    out
+}
+
 /// Reads an interval log file; errors name the file.
+/// A log with no interval is an error; a last line cut short (a killed run) is left out
+/// with a warning naming it.
 fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    interval_log::read_hlog(&bytes).map_err(|e| file_error(path, e))
+    let (intervals, warnings) =
+        interval_log::read_hlog_lenient(&bytes).map_err(|e| file_error(path, e))?;
+    let shown = report::printable(&path.display().to_string());
+    if let Some(line) = warnings.cut_line {
+        eprintln!(
+            "smtp-loadgen: warning: {shown}: line {line} is cut short (a killed run?); read up \
+             to line {}",
+            line - 1
+        );
+    }
+    if intervals.is_empty() {
+        return Err(format!("no intervals in {shown}"));
+    }
+    Ok(intervals)
+}
+
+/// The note a report prints for a log without a `#[MaxValueDivisor: D]` header: its values
+/// are read as nanoseconds (smtp-loadgen's own logs always have one).
+fn unit_note(path: &Path) -> Result<Option<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    Ok(interval_log::value_scale(&bytes).is_none().then(|| {
+        format!(
+            "note: {} has no #[MaxValueDivisor] header: its values are read as nanoseconds",
+            report::printable(&path.display().to_string())
+        )
+    }))
 }
 
 /// Reads the comments and message counts of an interval log file.
@@ -389,7 +468,94 @@ fn read_notes(path: &Path) -> Result<interval_log::LogNotes, String> {
     interval_log::read_notes(&bytes).map_err(|e| file_error(path, e))
 }
 
+/// Checks that the output file `path` (of `flag`) can be written, before the run: opened
+/// for writing (not truncated) if it exists, else created and removed again.
+fn check_file(flag: &str, path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "cannot write {flag} {}: {e}",
+                report::printable(&path.display().to_string())
+            )
+        })?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Checks that the output directory `dir` (of `flag`) exists or can be created, and that a
+/// file can be written in it, before the run.
+fn check_dir(flag: &str, dir: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot write {flag} {}: {e}",
+            report::printable(&dir.display().to_string())
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".smtp-loadgen-check-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Checks the chart outputs `args` asks for (see [`check_file`], [`check_dir`]).
+fn check_chart_outputs(args: &ChartArgs) -> Result<(), String> {
+    check_file("--html", args.html.as_deref())?;
+    check_dir("--svg", args.svg.as_deref())?;
+    check_dir("--png", args.png.as_deref())
+}
+
 /// An error about a file, as shown to the user: `PATH: ERROR`.
 fn file_error(path: &Path, error: impl std::fmt::Display) -> String {
-    format!("{}: {error}", path.display())
+    format!(
+        "{}: {error}",
+        report::printable(&path.display().to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_log_names_do_not_collide() {
+        let base = Path::new("/tmp/sweep.hlog");
+        let name = |rate, retry| step_log_path(base, rate, retry);
+        assert_eq!(name(1000.0, false), Path::new("/tmp/sweep.1000.hlog"));
+        assert_eq!(name(1000.0, true), Path::new("/tmp/sweep.1000.retry.hlog"));
+        // 1000.01 and 1000.04 both showed as 1000.0.
+        assert_ne!(name(1000.01, false), name(1000.04, false));
+        let rates = cli_charts::SweepArgs {
+            range: Some(cli_charts::parse_rate_range("1k..1001").unwrap()),
+            step: None,
+            steps: Some(1000),
+        }
+        .rates()
+        .unwrap()
+        .unwrap();
+        let names: std::collections::BTreeSet<PathBuf> =
+            rates.iter().map(|r| name(*r, false)).collect();
+        assert_eq!(names.len(), rates.len());
+    }
+
+    #[test]
+    fn repeated_labels_are_numbered() {
+        let labels = |list: &[&str]| unique_labels(list.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            labels(&["a", "b", "a", "a", "a (2)"]),
+            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
+        );
+    }
 }

@@ -503,6 +503,13 @@ fn parse_auth(credentials: &str, mech: Option<AuthMechArg>) -> Result<Auth, Stri
 fn check_sources(sources: &[IpAddr], targets: &[SocketAddr]) -> Result<Vec<SocketAddr>, String> {
     let mut checked = Vec::with_capacity(sources.len());
     for &ip in sources {
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || ip.is_multicast() || broadcast {
+            return Err(format!(
+                "--source {ip}: not a local unicast address (unspecified, broadcast and \
+                 multicast addresses cannot be a TCP connection's source)"
+            ));
+        }
         let addr = SocketAddr::new(ip, 0);
         if let Some(target) = targets.iter().find(|t| t.is_ipv4() != ip.is_ipv4()) {
             return Err(format!(
@@ -692,6 +699,18 @@ mod tests {
         }
         let error = settings(&["--target", "127.0.0.1:25", "--source", "::1"]).unwrap_err();
         assert!(error.contains("one is IPv4, the other IPv6"), "{error}");
+        for bad in ["255.255.255.255", "0.0.0.0", "224.0.0.1", "::", "ff02::1"] {
+            let target = if bad.contains(':') {
+                "[::1]:25"
+            } else {
+                "127.0.0.1:25"
+            };
+            let error = settings(&["--target", target, "--source", bad]).unwrap_err();
+            assert!(
+                error.contains("not a local unicast address"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -4,18 +4,18 @@
 //! Each step is a whole open-loop run at one `--rate` (the engine's coordinated-omission-safe
 //! schedule: latency counts from each message's intended send time), with its own
 //! connections, its own `--warmup` and `--duration`, and its own histograms. After each step
-//! its row of the table is printed, and the sweep stops after the first step that fails
-//! (see [`report::sweep`](crate::report::sweep) for what passing means): one failing step,
-//! not two in a row, because past the knee a server's queues grow and every later step only
-//! measures that backlog while pushing it further; a step that failed by chance is better
-//! answered with a longer `--duration` than with a non-monotonic result.
+//! its row of the table is printed. A step that fails (see
+//! [`report::sweep`](crate::report::sweep) for what passing means) is run once more at the
+//! same rate, and the sweep stops when that re-try fails too: past the knee a server's queues
+//! grow and every later step only measures that backlog while pushing it further, but a
+//! single noisy second on a shared machine should not decide the headline figure.
 //!
 //! What it does not do: judge or render steps (`report::sweep`), or write files (`main`).
 
 use crate::report::sweep::{rate, table_header, table_row, Step, Sweep};
 use crate::runner;
 use crate::settings::Settings;
-use std::io::Write as _;
+use crate::stdout::say;
 use std::time::Duration;
 
 /// How long each step is measured when `--duration` is not given.
@@ -38,37 +38,68 @@ pub fn run(
             .as_secs_f64(),
         warmup_seconds: settings.warmup.as_secs_f64(),
         target: settings.target_text.clone(),
+        slos: settings.slos.clone(),
     };
-    let mut out = std::io::stdout();
-    let _ = write!(out, "{}", table_header(&sweep));
-    let _ = out.flush();
+    say(&table_header(&sweep));
     let count = rates.len();
     for (index, offered) in rates.into_iter().enumerate() {
-        settings.rate = Some(offered);
-        let header = settings.header();
-        let label = format!("step {}/{count} at {} msgs/s  ", index + 1, rate(offered));
-        let finished = runner::run_step(settings, &header, &label)?;
-        let verdicts = settings
-            .slos
-            .iter()
-            .map(|slo| slo.check(&finished.results.total))
-            .collect();
-        let step = Step {
-            offered,
-            header,
-            results: finished.results,
-            wall_start: finished.wall_start,
-            verdicts,
-        };
-        let _ = write!(out, "{}", table_row(&step));
-        let _ = out.flush();
-        on_step(&step)?;
-        let passed = step.passed();
-        sweep.steps.push(step);
-        if !passed {
-            break;
+        let mut retry = false;
+        loop {
+            let step = run_one(settings, offered, index, count, retry)?;
+            say(&table_row(&step));
+            on_step(&step)?;
+            let passed = step.passed();
+            sweep.steps.push(step);
+            if passed {
+                break;
+            }
+            if retry {
+                settings.rate = None;
+                return Ok(sweep);
+            }
+            // A failing step is run once more before it decides: a single noisy second on
+            // a shared machine should not set the headline figure.
+            retry = true;
         }
     }
     settings.rate = None;
     Ok(sweep)
+}
+
+/// Runs one step (or its re-try) at `offered` msgs/s and judges it.
+fn run_one(
+    settings: &mut Settings,
+    offered: f64,
+    index: usize,
+    count: usize,
+    retry: bool,
+) -> Result<Step, String> {
+    settings.rate = Some(offered);
+    let header = settings.header();
+    let label = format!(
+        "step {}/{count}{} at {} msgs/s  ",
+        index + 1,
+        if retry { " (re-try)" } else { "" },
+        rate(offered)
+    );
+    let finished = runner::run_step(settings, &header, &label)?;
+    let verdicts = settings
+        .slos
+        .iter()
+        .map(|slo| slo.check(&finished.results.total))
+        .collect();
+    let slo_values = settings
+        .slos
+        .iter()
+        .map(|slo| slo.evaluate(&finished.results.total))
+        .collect();
+    Ok(Step {
+        offered,
+        header,
+        results: finished.results,
+        wall_start: finished.wall_start,
+        verdicts,
+        slo_values,
+        retry,
+    })
 }

@@ -359,3 +359,234 @@ fn chart_flags_are_checked() {
         );
     }
 }
+
+#[test]
+fn control_characters_in_labels_and_file_names_are_replaced() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("ctl\u{1}name.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let svg_dir = scratch("ctl-svg");
+    let html = scratch("ctl.html");
+    let (code, stdout, stderr) = run_binary(&args(&[
+        "report",
+        log.to_str().unwrap(),
+        log.to_str().unwrap(),
+        "--label",
+        "x\u{1}y",
+        "--label",
+        "z\u{9b}w",
+        "--svg",
+        svg_dir.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("== x\u{FFFD}y ("), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1}') && !stdout.contains('\u{9b}'),
+        "{stdout:?}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains('\u{1}') && !page.contains('\u{9b}'));
+    let mut svgs = 0;
+    for entry in std::fs::read_dir(&svg_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        svgs += 1;
+    }
+    assert!(svgs > 0);
+}
+
+#[test]
+fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("units.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("#[MaxValueDivisor: 1000000.000]"));
+    let (code, ours, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
+    assert_eq!(code, 0);
+    assert!(!ours.contains("note:"), "{ours}");
+    // The same values said to be microseconds (divisor 1000, as a Java log written in µs
+    // with outputValueUnitRatio 1000): 1000 times larger.
+    let pico = scratch("micro.hlog");
+    std::fs::write(
+        &pico,
+        text.replace(
+            "#[MaxValueDivisor: 1000000.000]",
+            "#[MaxValueDivisor: 1000.000]",
+        ),
+    )
+    .unwrap();
+    let (_, scaled, _) = run_binary(&args(&["report", pico.to_str().unwrap()]));
+    let max_of = |table: &str| -> f64 {
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("eod"))
+            .unwrap_or_else(|| panic!("{table}"));
+        row.split_whitespace().nth(7).unwrap().parse().unwrap()
+    };
+    let (a, b) = (max_of(&ours), max_of(&scaled));
+    assert!(
+        a > 0.0 && (b / a - 1000.0).abs() < 20.0,
+        "{a} vs {b}\n{ours}\n{scaled}"
+    );
+    // Without the header: nanoseconds, and the report says so.
+    let bare = scratch("bare.hlog");
+    std::fs::write(&bare, text.replace("#[MaxValueDivisor: 1000000.000]\n", "")).unwrap();
+    let (code, out, _) = run_binary(&args(&["report", bare.to_str().unwrap()]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("has no #[MaxValueDivisor] header: its values are read as nanoseconds"),
+        "{out}"
+    );
+    assert_eq!(max_of(&out), a);
+}
+
+#[test]
+fn empty_and_cut_logs() {
+    let empty = scratch("empty.hlog");
+    std::fs::write(&empty, "#[StartTime: 1000.000 (seconds since epoch)]\n").unwrap();
+    let (code, stdout, stderr) = run_binary(&args(&["report", empty.to_str().unwrap()]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains(&format!("no intervals in {}", empty.display())),
+        "{stderr}"
+    );
+    // A run killed while writing its log: read up to the last whole line, with a warning.
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("whole.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "200", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().count();
+    let cut = scratch("cut.hlog");
+    std::fs::write(&cut, &text[..text.len() - 20]).unwrap();
+    let (code, stdout, stderr) = run_binary(&args(&["report", cut.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("line {lines} is cut short")),
+        "{stderr}"
+    );
+    // A bad line names the file and the line.
+    let bad = scratch("bad.hlog");
+    std::fs::write(&bad, text.replacen("Tag=", "xTag=", 1)).unwrap();
+    let (code, _, stderr) = run_binary(&args(&["report", bad.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{}: line ", bad.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("offset"), "{stderr}");
+}
+
+/// Runs the binary with `list` and its standard output closed by the reader at once (as
+/// `| head -1` does); returns the exit code and standard error.
+fn run_with_closed_stdout(list: &[String]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"))
+        .args(list)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_no_panic() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("pipe.hlog");
+    let html = scratch("pipe.html");
+    let (code, stderr) = run_with_closed_stdout(&args(&[
+        "--target",
+        &stub.addr.to_string(),
+        "--quiet",
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "--hdr-log",
+        log.to_str().unwrap(),
+        "--slo",
+        "eod:p99<10s",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The run's own status is kept: a breached SLO still exits 1.
+    let (code, stderr) = run_with_closed_stdout(&args(&[
+        "--target",
+        &stub.addr.to_string(),
+        "--quiet",
+        "-n",
+        "20",
+        "--slo",
+        "eod:p99<1ns",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut list = vec!["report".to_string()];
+    list.extend((0..20).map(|_| log.to_str().unwrap().to_string()));
+    list.extend(args(&["--html", html.to_str().unwrap()]));
+    let (code, stderr) = run_with_closed_stdout(&list);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        std::fs::metadata(&html).unwrap().len() > 0,
+        "the page is still written"
+    );
+}
+
+#[test]
+fn labels_one_per_log_repeated_ones_numbered_and_dead_targets_show_a_dash() {
+    let stub = Stub::start(StubScript::default());
+    let log = scratch("labels.hlog");
+    loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "100", "--hdr-log", log.to_str().unwrap()],
+    )
+    .assert_clean();
+    let l = log.to_str().unwrap();
+    // Fewer labels than logs: an error, before anything is read.
+    let (code, _, stderr) = run_binary(&args(&["report", l, l, "--label", "a"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("give one per log"), "{stderr}");
+    // The same name twice: numbered in legends and headers.
+    let svg_dir = scratch("labels-svg");
+    let (code, stdout, stderr) =
+        run_binary(&args(&["report", l, l, "--svg", svg_dir.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("== labels ("), "{stdout}");
+    assert!(stdout.contains("== labels (2) ("), "{stdout}");
+    let svg = std::fs::read_to_string(svg_dir.join("percentiles-eod.svg")).unwrap();
+    assert!(svg.contains("labels (2)"));
+    // A target that never answered: its latency is `-`, not 0.000.
+    let run = loadgen(
+        stub.addr,
+        &["-c", "2", "-n", "20", "--target", "127.0.0.1:1"],
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:1 "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        row.trim_end().ends_with('-') && !row.contains("0.000"),
+        "{row}"
+    );
+}

@@ -57,16 +57,36 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
         "found {found} msgs/s, the knee is {KNEE}\n{}",
         run.stdout
     );
-    // It stopped right after the first failing step, which is the one after `found`.
+    // It stopped right after the first rate that failed twice (the step and its re-try),
+    // which is the one after `found`.
     let steps = doc["steps"].as_array().unwrap();
     let offered: Vec<f64> = steps
         .iter()
         .map(|s| s["offered_rate"].as_f64().unwrap())
         .collect();
-    assert_eq!(*offered.last().unwrap(), found + STEP, "{offered:?}");
+    let n = steps.len();
+    assert!(n >= 2, "{offered:?}");
+    assert_eq!(offered[n - 1], found + STEP, "{offered:?}");
+    assert_eq!(
+        offered[n - 2],
+        found + STEP,
+        "the failing rate is re-tried: {offered:?}"
+    );
     let last = steps.last().unwrap();
     assert_eq!(last["passed"], false);
-    assert!(steps[..steps.len() - 1].iter().all(|s| s["passed"] == true));
+    assert_eq!(last["retry"], true);
+    assert_eq!(steps[n - 2]["passed"], false);
+    assert_eq!(steps[n - 2]["retry"], false);
+    assert_eq!(doc["sweep"]["knee_found"], true);
+    // Every lower rate passed (maybe on its re-try).
+    for rate in &offered[..n - 2] {
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["offered_rate"].as_f64() == Some(*rate) && s["passed"] == true),
+            "{rate}: {offered:?}"
+        );
+    }
     assert_eq!(
         doc["sweep"]["planned_rates"].as_array().unwrap().len(),
         5,
@@ -74,6 +94,15 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     );
     // Past the knee the server fell behind: the corrected p99 breached the SLO.
     assert_eq!(last["slo"][0]["ok"], false, "{:#}", last["slo"]);
+    // Every step carries the measured value of each SLO, and the table shows it.
+    for step in steps {
+        let v = &step["slo_values"][0];
+        assert_eq!(v["slo"], "message_corrected:p99<100ms");
+        assert_eq!(v["unit"], "ms");
+        assert!(v["value"].as_f64().is_some(), "{v}");
+    }
+    assert_eq!(last["slo_values"][0]["pass"], false);
+    assert!(run.stdout.contains(" ms ✓"), "{}", run.stdout);
     // Each step carries its own results, with coordinated-omission-corrected latency.
     for step in steps {
         assert!(step["results"]["latency"]["message_corrected"]["count"]
@@ -97,12 +126,18 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     let rows = run
         .stdout
         .lines()
-        .filter(|l| l.trim_end().ends_with(" ok") || l.contains("breached"))
+        .filter(|l| {
+            !l.contains("msgs/s:")
+                && l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<f64>().is_ok())
+        })
         .count();
     assert_eq!(rows, steps.len(), "{}", run.stdout);
     // One interval log per step, beside the name given.
-    for rate in &offered {
-        let path = hlog.with_file_name(format!("sweep.{rate}.hlog"));
+    for (rate, step) in offered.iter().zip(steps) {
+        let retry = if step["retry"] == true { ".retry" } else { "" };
+        let path = hlog.with_file_name(format!("sweep.{rate}{retry}.hlog"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(text.contains("Tag=message_corrected,"));
@@ -119,6 +154,8 @@ fn a_sweep_finds_the_knee_within_one_step_and_stops_past_it() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<table id=\"steps\">"));
     assert!(page.contains("id=\"sweep-latency\""));
+    assert!(page.contains("<th>message_corrected:p99&lt;100ms</th>"));
+    assert!(page.contains("SLO message_corrected:p99&lt;100ms"));
 }
 
 #[test]
@@ -131,8 +168,56 @@ fn sweep_flags_are_checked() {
         &["--sweep", "1k..2k", "--step", "100", "--steps", "3"],
         &["--step", "100"],
         &["--sweep", "1k..2k", "--steps", "0"],
+        &["--sweep", "1..1e308"],
+        &["--sweep", "0.5..1"],
+        &["-n", "5", "--source", "255.255.255.255"],
+        &["-n", "5", "--source", "0.0.0.0"],
+        &["-n", "5", "--source", "224.0.0.1"],
     ] {
         let run = loadgen(stub.addr, bad);
         assert_eq!(run.code, 2, "{bad:?}: {run:#?}");
     }
+}
+
+#[test]
+fn unwritable_outputs_fail_before_any_load_is_sent() {
+    let stub = Stub::start(StubScript::default());
+    let file_in_file = scratch("plain-file");
+    std::fs::write(&file_in_file, "x").unwrap();
+    let under_file = file_in_file.join("sub");
+    let under = under_file.to_str().unwrap();
+    for (flag, value) in [
+        ("--html", "/nonexistent/x.html"),
+        ("--hdr-log", "/nonexistent/x.hlog"),
+        ("--svg", under),
+        ("--png", under),
+    ] {
+        for mode in [&["-n", "5"][..], &["--sweep", "100..200", "-d", "1s"]] {
+            let mut args = mode.to_vec();
+            args.extend([flag, value]);
+            let run = loadgen(stub.addr, &args);
+            assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+            assert!(
+                run.stderr.contains(&format!("cannot write {flag} {value}")),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(
+        stub.counts
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no load was sent"
+    );
+    // A report checks them before reading its logs too.
+    let (code, _, stderr) = common::run_binary(&[
+        "report".into(),
+        "/nonexistent/in.hlog".into(),
+        "--html".into(),
+        "/nonexistent/x.html".into(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot write --html"), "{stderr}");
 }

@@ -7,8 +7,9 @@
 //! memory. The same pass runs each message through the wire encoder ([`wire`]) to learn its
 //! size as the server will store it (line ends normalised, mboxrd quoting undone), which is
 //! what `BDAT n LAST` announces and what the statistics count, and what it changed (bare LFs,
-//! a missing final line end, bare CRs left), which the run reports. An empty message is
-//! refused with its name. There is no size cap: messages are streamed, never held whole.
+//! a missing final line end, bare CRs left), which the run reports. An empty file is
+//! refused with its name; an empty message in an mbox is skipped and counted (the mbox is
+//! refused only when no message is left). There is no size cap: messages are streamed, never held whole.
 //!
 //! Sending: each engine thread has a [`CorpusReader`]; [`CorpusReader::open`] starts a
 //! message ([`BodyStream`]) and [`CorpusReader::fill`] appends its wire form in pieces of at
@@ -79,6 +80,9 @@ pub struct Summary {
     pub bare_cr: u64,
     /// Mbox: messages with `>From ` lines un-quoted.
     pub unquoted: u64,
+    /// Mbox: empty messages (a separator line followed by nothing but the separating empty
+    /// line) left out.
+    pub empty_skipped: u64,
 }
 
 /// An indexed corpus, shared read-only by every thread.
@@ -208,13 +212,21 @@ impl Corpus {
         if indexer.entries.len() > u32::MAX as usize {
             return Err(shown(&"more than 2^32 messages"));
         }
+        if indexer.entries.is_empty() {
+            return Err(shown(&format!(
+                "no message to send: every message is empty ({} skipped)",
+                indexer.empty
+            )));
+        }
+        let mut summary = indexer.tally.finish();
+        summary.empty_skipped = indexer.empty;
         Ok(Corpus {
             path: path.to_path_buf(),
             kind: Kind::Mbox,
             entries: indexer.entries,
             names: Vec::new(),
             name_ends: Vec::new(),
-            summary: indexer.tally.finish(),
+            summary,
         })
     }
 
@@ -297,6 +309,11 @@ impl Corpus {
         }
         if self.kind == Kind::Mbox {
             line.push_str(&format!(", >From un-quoted in {}", s.unquoted));
+            match s.empty_skipped {
+                0 => {}
+                1 => line.push_str("; 1 empty message skipped"),
+                n => line.push_str(&format!("; {n} empty messages skipped")),
+            }
         }
         line
     }
@@ -317,6 +334,7 @@ impl Corpus {
             "final_line_end_added": s.final_line_end,
             "bare_cr_kept": s.bare_cr,
             "from_unquoted": s.unquoted,
+            "empty_skipped": s.empty_skipped,
         })
     }
 }
@@ -337,6 +355,8 @@ struct MboxIndexer {
     held: Vec<u8>,
     /// The current message's last three bytes (fewer at its start).
     last: Vec<u8>,
+    /// Empty messages left out so far.
+    empty: u64,
 }
 
 impl mbox::MboxSink for MboxIndexer {
@@ -378,15 +398,12 @@ impl mbox::MboxSink for MboxIndexer {
         encoder.encode(&self.held[..self.held.len() - strip], &mut Discard);
         encoder.finish(&mut Discard);
         let len = at - self.start - strip as u64;
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "message {} (offset {}) is empty",
-                    self.entries.len() + 1,
-                    self.start
-                ),
-            ));
+        // Empty: nothing, or only the empty line that separates it from the next message
+        // (`From a\n\nFrom b`: a line end alone is the separator, not a message).
+        let raw = at - self.start;
+        if len == 0 || (raw <= 2 && (self.last == b"\n" || self.last == b"\r\n")) {
+            self.empty += 1;
+            return Ok(());
         }
         self.tally.add(encoder.stored(), encoder.notes());
         self.entries.push(Entry {
@@ -618,7 +635,28 @@ mod tests {
         assert!(error.contains("message 2"), "{error}");
         std::fs::write(&path, b"From a\n").unwrap();
         let error = Corpus::open_mbox(&path).unwrap_err();
-        assert!(error.contains("is empty"), "{error}");
+        assert!(
+            error.contains("every message is empty (1 skipped)"),
+            "{error}"
+        );
+        std::fs::write(&path, b"From a\n\nFrom b\n\n").unwrap();
+        let error = Corpus::open_mbox(&path).unwrap_err();
+        assert!(error.contains("(2 skipped)"), "{error}");
+        // An empty message among others is skipped and counted, not sent as 2 bytes.
+        for text in [
+            &b"From a\n\nFrom b\nSubject: b\n\nbody\n"[..],
+            b"From a\r\n\r\nFrom b\nSubject: b\n\nbody\n",
+            b"From a\nFrom b\nSubject: b\n\nbody\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let corpus = Corpus::open_mbox(&path).unwrap();
+            assert_eq!(corpus.len(), 1, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(corpus.summary.empty_skipped, 1);
+            assert!(corpus.description().ends_with("; 1 empty message skipped"));
+            assert_eq!(corpus.json()["empty_skipped"], 1);
+            let sent = send_all(corpus, Form::Bdat, 100);
+            assert_eq!(sent, [b"Subject: b\r\n\r\nbody\r\n"]);
+        }
     }
 
     #[test]

@@ -156,8 +156,27 @@ fn register_font() {
     });
 }
 
+/// `chart` with control characters replaced in every text it draws (see
+/// [`printable`](super::printable)): they would make the SVG invalid XML.
+fn printable(chart: &Chart) -> Chart {
+    let p = super::printable;
+    let mut clean = chart.clone();
+    clean.title = p(&chart.title);
+    clean.caption = p(&chart.caption);
+    clean.x_label = p(&chart.x_label);
+    clean.y_label = p(&chart.y_label);
+    for series in &mut clean.series {
+        series.name = p(&series.name);
+    }
+    if let Some((name, _)) = &mut clean.shaded {
+        *name = p(name);
+    }
+    clean
+}
+
 /// Draws `chart` as an SVG document.
 pub fn svg(chart: &Chart) -> Result<Svg, String> {
+    let chart = &printable(chart);
     register_font();
     let mut text = String::new();
     let area = {
@@ -171,6 +190,7 @@ pub fn svg(chart: &Chart) -> Result<Svg, String> {
 
 /// Draws `chart` as a PNG image (8-bit RGB).
 pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
+    let chart = &printable(chart);
     register_font();
     let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
     {

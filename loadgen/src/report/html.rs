@@ -112,6 +112,8 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in HTML text (nor in inline SVG).
+            c if c.is_control() && c != '\n' => out.push('\u{FFFD}'),
             _ => out.push(c),
         }
     }

@@ -233,6 +233,11 @@ pub struct LogNotes {
 /// Reads the comments and counts lines of a log (none in older logs or other tools' logs).
 /// A counts line that does not parse is an error naming its line.
 pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
+    // A last line without its line end was cut short (a killed run): left out.
+    let bytes = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(end) if !bytes.ends_with(b"\n") => &bytes[..=end],
+        _ => bytes,
+    };
     let text = String::from_utf8_lossy(bytes);
     let mut notes = LogNotes::default();
     let (mut start_time, mut base_time) = (None, None);
@@ -331,14 +336,107 @@ pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInte
     out
 }
 
+/// The factor that turns a log's values into nanoseconds, from its `#[MaxValueDivisor: D]`
+/// header: the max column is `max / D` milliseconds, so values are in units of 1 ms / D and
+/// one is `1e6 / D` ns (ours: D = 1e6, values in ns; a Java log in µs with
+/// `outputValueUnitRatio` 1000: D = 1000). `None`: the log has no such header (values are
+/// then read as nanoseconds).
+pub fn value_scale(bytes: &[u8]) -> Option<f64> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines().find_map(|line| {
+        let rest = line.trim_end().strip_prefix("#[MaxValueDivisor:")?;
+        let divisor: f64 = rest.trim_end_matches(']').trim().parse().ok()?;
+        (divisor.is_finite() && divisor > 0.0).then(|| 1e6 / divisor)
+    })
+}
+
+/// `h` with every value multiplied by `scale` (into nanoseconds).
+fn rescale(h: &Histogram<u64>, scale: f64) -> Result<Histogram<u64>, String> {
+    let mut out = new_histogram();
+    for v in h.iter_recorded() {
+        let value = (h.median_equivalent(v.value_iterated_to()) as f64 * scale).round();
+        out.record_n(value as u64, v.count_at_value())
+            .map_err(|e| format!("value {value} ns out of range: {e:?}"))?;
+    }
+    Ok(out)
+}
+
+/// What reading a log found besides its intervals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadWarnings {
+    /// The line number of an unfinished last line (a killed run) that was left out.
+    pub cut_line: Option<usize>,
+}
+
+/// Reads an interval log as [`read_hlog`] does; a last line cut short (no line end, and
+/// the log does not parse with it: a run killed while writing) is left out and named in the
+/// warnings. An error names the line.
+pub fn read_hlog_lenient(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, ReadWarnings), String> {
+    match read_hlog(bytes) {
+        Ok(out) => Ok((out, ReadWarnings::default())),
+        Err(e) if !bytes.is_empty() && !bytes.ends_with(b"\n") => {
+            let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+                return Err(e);
+            };
+            let line = bytes[..end].iter().filter(|b| **b == b'\n').count() + 2;
+            let out = read_hlog(&bytes[..=end])?;
+            Ok((
+                out,
+                ReadWarnings {
+                    cut_line: Some(line),
+                },
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads an interval log (ours or any HdrHistogram tool's). Returns the intervals with
-/// absolute start times.
+/// absolute start times, values in nanoseconds (scaled by the log's `MaxValueDivisor`,
+/// see [`value_scale`]). Every histogram is decoded once, so a bad one is found here.
 pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
+    let mut out = read_hlog_raw(bytes)?;
+    for (i, interval) in out.iter().enumerate() {
+        interval
+            .histogram()
+            .map_err(|e| format!("interval {} (tag {:?}): {e}", i + 1, interval.tag))?;
+    }
+    if let Some(scale) = value_scale(bytes).filter(|s| (s - 1.0).abs() > 1e-9) {
+        for interval in &mut out {
+            interval.encoded = encode_histogram(&rescale(&interval.histogram()?, scale)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an interval log's intervals, values as they are.
+fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
     let mut start_time = None;
     let mut base_time = None;
     let mut out = Vec::new();
     for entry in IntervalLogIterator::new(bytes) {
-        match entry.map_err(|e| format!("unreadable interval log: {e:?}"))? {
+        let entry = entry.map_err(|e| {
+            let hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } =
+                e;
+            let line = bytes[..offset.min(bytes.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            let text = String::from_utf8_lossy(bytes);
+            let shown: String = text
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            format!(
+                "line {line}: not an interval log line: {:?}",
+                super::printable(&shown)
+            )
+        })?;
+        match entry {
             LogEntry::StartTime(t) => start_time = Some(t.as_secs_f64()),
             LogEntry::BaseTime(t) => base_time = Some(t.as_secs_f64()),
             LogEntry::Interval(interval) => {
@@ -426,6 +524,75 @@ pub fn totals_per_tag(intervals: &[LoggedInterval]) -> Result<Vec<TagTotal>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_logs_are_read_to_their_last_line_and_errors_name_the_line() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        h.record(1000).unwrap();
+        let encoded = encode_histogram(&h);
+        let full = format!(
+            "#[StartTime: 1000.000 (seconds since epoch)]\n\
+             Tag=eod,0.000,1.000,0.001,{encoded}\n\
+             #smtp-loadgen-counts: 1.000,1.000,started=1,accepted=1,failed=0,errors=0,bytes=1,warmup=0\n\
+             Tag=eod,1.000,1.000,0.001,{encoded}\n"
+        );
+        let (all, warnings) = read_hlog_lenient(full.as_bytes()).unwrap();
+        assert_eq!((all.len(), warnings.cut_line), (2, None));
+        // Killed while writing line 4, and while writing the counts line 3.
+        let cut = &full[..full.len() - 10];
+        let (read, warnings) = read_hlog_lenient(cut.as_bytes()).unwrap();
+        assert_eq!((read.len(), warnings.cut_line), (1, Some(4)));
+        let cut_counts = &full[..full.find("bytes=1").unwrap()];
+        assert_eq!(read_notes(cut_counts.as_bytes()).unwrap().counts.len(), 0);
+        assert_eq!(read_hlog_lenient(cut_counts.as_bytes()).unwrap().0.len(), 1);
+        // A bad line in the middle is an error naming its line.
+        let bad = full.replace("Tag=eod,1.000", "garbage here\nTag=eod,1.000");
+        let e = read_hlog_lenient(bad.as_bytes()).unwrap_err();
+        assert!(e.starts_with("line 4: "), "{e}");
+        let bad_histogram = full.replacen(&encoded, "HISTFAAAAxyz", 1);
+        let e = read_hlog(bad_histogram.as_bytes()).unwrap_err();
+        assert!(e.contains("interval 1"), "{e}");
+    }
+
+    #[test]
+    fn values_are_scaled_by_the_max_value_divisor() {
+        // A Java HistogramLogWriter log of microseconds, outputValueUnitRatio 1000.
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        h.record(7200).unwrap();
+        let encoded = encode_histogram(&h);
+        let log = |header: &str| {
+            format!(
+                "#[StartTime: 1000.000 (seconds since epoch)]\n{header}\
+                 \"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n\
+                 Tag=eod,0.000,1.000,7.200,{encoded}\n"
+            )
+        };
+        let micros = log("#[MaxValueDivisor: 1000.000]\n");
+        assert_eq!(value_scale(micros.as_bytes()), Some(1000.0));
+        let read = read_hlog(micros.as_bytes()).unwrap();
+        let max = read[0].histogram().unwrap().max() as f64 / 1e6;
+        assert!((max - 7.2).abs() < 0.01, "{max} ms");
+        // Ours: nanoseconds, divisor 1e6: as they are.
+        let ours = log("#[MaxValueDivisor: 1000000.000]\n");
+        assert_eq!(value_scale(ours.as_bytes()), Some(1.0));
+        assert_eq!(
+            read_hlog(ours.as_bytes()).unwrap()[0]
+                .histogram()
+                .unwrap()
+                .max(),
+            h.max()
+        );
+        // No header: nanoseconds assumed.
+        let bare = log("");
+        assert_eq!(value_scale(bare.as_bytes()), None);
+        assert_eq!(
+            read_hlog(bare.as_bytes()).unwrap()[0]
+                .histogram()
+                .unwrap()
+                .max(),
+            h.max()
+        );
+    }
 
     #[test]
     fn hlog_round_trip_and_merge() {

@@ -30,6 +30,27 @@ pub mod sweep;
 
 pub use results::Results;
 
+/// `text` with every control character (C0, DEL, C1) replaced by U+FFFD, for labels and
+/// file names shown in charts, HTML and terminal headers: XML forbids most of them, and on a
+/// terminal they are escape sequences. Tab and line ends are replaced too (a label is one
+/// line).
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_replaced() {
+        assert_eq!(
+            super::printable("x\u{1}y\u{7f}z\u{85}\u{9b}é\t"),
+            "x\u{FFFD}y\u{FFFD}z\u{FFFD}\u{FFFD}é\u{FFFD}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The output formats are an interface: these tests pin them byte for byte.

@@ -166,16 +166,24 @@ pub fn targets(results: &Results, names: &[String]) -> String {
     let empty = TargetFigures::default();
     for (i, name) in names.iter().enumerate() {
         let t = results.total.targets.get(i).unwrap_or(&empty);
+        // A target that answered nothing has no latency: `-`, not 0.000.
+        let eod = |p: f64| {
+            if t.eod.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.3}", millis(t.eod.value_at_percentile(p)))
+            }
+        };
         let _ = writeln!(
             out,
-            "{name:<width$}{:>12.1}{:>10}{:>10}{:>10}{:>10}{:>12.3}{:>12.3}",
+            "{name:<width$}{:>12.1}{:>10}{:>10}{:>10}{:>10}{:>12}{:>12}",
             t.accepted as f64 / secs,
             t.started,
             t.accepted,
             t.failed,
             t.errors,
-            millis(t.eod.value_at_percentile(50.0)),
-            millis(t.eod.value_at_percentile(99.0)),
+            eod(50.0),
+            eod(99.0),
         );
     }
     out
@@ -223,19 +231,23 @@ pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
 /// The live line on a terminal: the last second's msgs/s, p99 (end of data or BDAT; in open
 /// loop also the corrected message latency) and errors, after `prefix` (the sweep step).
 pub fn live_line(prefix: &str, second: u64, interval: &IntervalSummary, open_loop: bool) -> String {
+    // A second with no reply measured shows `-` (no latency is 0 ns).
+    let ms = |nanos: u64| {
+        if nanos == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3} ms", nanos as f64 / 1e6)
+        }
+    };
     let mut line = format!(
-        "{prefix}[{:>4}s]{} {:>9} msgs/s  p99 eod/bdat {:.3} ms",
+        "{prefix}[{:>4}s]{} {:>9} msgs/s  p99 eod/bdat {}",
         second + 1,
         if interval.warmup { " warmup" } else { "" },
         interval.accepted,
-        interval.eod_p99.max(interval.bdat_p99) as f64 / 1e6,
+        ms(interval.eod_p99.max(interval.bdat_p99)),
     );
     if open_loop {
-        let _ = write!(
-            line,
-            ", corrected {:.3} ms",
-            interval.corrected_p99 as f64 / 1e6
-        );
+        let _ = write!(line, ", corrected {}", ms(interval.corrected_p99));
     }
     let _ = write!(line, "  errors {}", interval.errors + interval.failed);
     line
@@ -420,6 +432,13 @@ mod tests {
         assert_eq!(
             live_line("", 0, &second, false),
             "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  errors 4"
+        );
+        // A second with no reply: `-`, not 0.000 ms.
+        let mut quiet = second.clone();
+        (quiet.eod_p99, quiet.corrected_p99, quiet.accepted) = (0, 0, 0);
+        assert_eq!(
+            live_line("", 0, &quiet, true),
+            "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  errors 4"
         );
         second.warmup = false;
         second.bdat_p99 = 12_345_678_901;

@@ -112,6 +112,32 @@ impl Metric {
     }
 }
 
+/// One objective measured on one run (or sweep step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloValue {
+    /// The objective as given.
+    pub slo: String,
+    /// The measured value in `unit` (`None`: nothing to measure, a breach).
+    pub value: Option<f64>,
+    /// `ms`, `%` or `errors`.
+    pub unit: &'static str,
+    /// Whether the objective held.
+    pub pass: bool,
+}
+
+impl SloValue {
+    /// The value and verdict as a table cell: `7.200 ms ✗`, `0.0100% ✓`, `- ✗`.
+    pub fn cell(&self) -> String {
+        let mark = if self.pass { '✓' } else { '✗' };
+        match (self.value, self.unit) {
+            (None, _) => format!("- {mark}"),
+            (Some(v), "ms") => format!("{v:.3} ms {mark}"),
+            (Some(v), "%") => format!("{v:.4}% {mark}"),
+            (Some(v), _) => format!("{v} {mark}"),
+        }
+    }
+}
+
 /// A service-level objective: a metric that must stay strictly below a bound.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slo {
@@ -174,6 +200,41 @@ impl Slo {
     /// The objective as given on the command line.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The objective measured on `total`: its value in the unit it is shown in, and
+    /// whether it held.
+    pub fn evaluate(&self, total: &Recorder) -> SloValue {
+        let raw = self.metric.measure(total);
+        let (value, unit) = match (self.metric, raw) {
+            (Metric::Latency { .. }, v) => (v.map(|v| v / 1e6), "ms"),
+            (Metric::ErrorRate, v) => (v.map(|v| v * 100.0), "%"),
+            (Metric::ErrorCount, v) => (v, "errors"),
+        };
+        SloValue {
+            slo: self.text.clone(),
+            value,
+            unit,
+            pass: raw.is_some_and(|v| v < self.bound),
+        }
+    }
+
+    /// For a latency objective: the histogram name (`eod`, `message_corrected`, ...), the
+    /// percentile (100 for max) and the bound in milliseconds.
+    pub fn latency_bound(&self) -> Option<(String, f64, f64)> {
+        let Metric::Latency { of, statistic } = self.metric else {
+            return None;
+        };
+        let name = match of {
+            LatencyOf::Stage(stage) => stage.name().to_string(),
+            LatencyOf::Message { corrected: false } => "message".into(),
+            LatencyOf::Message { corrected: true } => "message_corrected".into(),
+        };
+        let p = match statistic {
+            Statistic::Percentile(p) => p,
+            Statistic::Max => 100.0,
+        };
+        Some((name, p, self.bound / 1e6))
     }
 
     /// Checks the objective against the totals: `Ok` with the verdict line if it holds,
@@ -305,5 +366,22 @@ mod tests {
         let rate = Slo::parse("errors<50%", parse_ms).unwrap();
         r.failed = 0;
         assert_eq!(rate.check(&r), Ok("errors<50%: measured 0.0000%".into()));
+    }
+
+    #[test]
+    fn evaluated_values_carry_unit_and_verdict() {
+        let mut r = Recorder::new();
+        let slo = Slo::parse("eod:p99<5ms", parse_ms).unwrap();
+        assert_eq!(slo.evaluate(&r).cell(), "- ✗");
+        r.reply(Stage::Eod, 250, 7_200_000);
+        let v = slo.evaluate(&r);
+        assert_eq!((v.unit, v.pass), ("ms", false));
+        assert_eq!(v.cell(), "7.201 ms ✗"); // 3 significant digits, highest equivalent
+        assert_eq!(slo.latency_bound(), Some(("eod".to_string(), 99.0, 5.0)));
+        let errors = Slo::parse("errors<1%", parse_ms).unwrap();
+        r.started = 100;
+        let v = errors.evaluate(&r);
+        assert_eq!((v.value, v.unit, v.pass), (Some(0.0), "%", true));
+        assert_eq!(errors.latency_bound(), None);
     }
 }

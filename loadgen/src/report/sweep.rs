@@ -21,6 +21,7 @@ use super::html::{self, Block};
 use super::interval_log::{run_counts, run_intervals, LogNotes};
 use super::render;
 use super::results::Results;
+use super::slo::{Slo, SloValue};
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -29,6 +30,11 @@ use std::time::SystemTime;
 /// the 99% of a single run's warning: a sweep's steps are short, and a few messages still in
 /// flight at the end of a step already cost a percent at low rates.
 pub const SUSTAINED_FRACTION: f64 = 0.95;
+
+/// A step whose achieved rate is above this fraction of its offered rate caught up: the
+/// generator fell behind (a stalled warm-up, a busy machine) and sent the backlog late, so
+/// its rate and latency are not those of a steady load at the offered rate.
+pub const CATCH_UP_FRACTION: f64 = 1.05;
 
 /// One finished step.
 #[derive(Debug)]
@@ -43,6 +49,10 @@ pub struct Step {
     pub wall_start: SystemTime,
     /// Each SLO's verdict line: `Ok` met, `Err` breached.
     pub verdicts: Vec<Result<String, String>>,
+    /// Each SLO's measured value and verdict, in `--slo` order.
+    pub slo_values: Vec<SloValue>,
+    /// Whether this is the re-try of a step that failed at the same rate.
+    pub retry: bool,
 }
 
 impl Step {
@@ -54,6 +64,12 @@ impl Step {
     /// Whether the step kept up with its offered rate.
     pub fn sustained(&self) -> bool {
         self.results.total.accepted > 0 && self.achieved() >= SUSTAINED_FRACTION * self.offered
+    }
+
+    /// Whether the step achieved more than [`CATCH_UP_FRACTION`] of its offered rate:
+    /// the generator fell behind and caught up (its figures are suspect).
+    pub fn catch_up(&self) -> bool {
+        self.achieved() > CATCH_UP_FRACTION * self.offered
     }
 
     /// Whether every SLO held.
@@ -102,7 +118,7 @@ pub fn rate(r: f64) -> String {
 pub struct Sweep {
     /// The rates planned, in order.
     pub planned: Vec<f64>,
-    /// The steps run (the sweep stops after the first that fails).
+    /// The steps run, re-tries included (the sweep stops when a re-try fails).
     pub steps: Vec<Step>,
     /// Measured seconds per step.
     pub step_seconds: f64,
@@ -110,9 +126,17 @@ pub struct Sweep {
     pub warmup_seconds: f64,
     /// The target, as given.
     pub target: String,
+    /// The `--slo`s every step is judged by.
+    pub slos: Vec<Slo>,
 }
 
 impl Sweep {
+    /// Whether the sweep found a knee: it stopped at a step that failed (twice). Without
+    /// one, [`Sweep::max_rate`] is only a lower bound.
+    pub fn knee_found(&self) -> bool {
+        self.steps.last().is_some_and(|s| !s.passed())
+    }
+
     /// The highest offered rate of a step that passed.
     pub fn max_rate(&self) -> Option<f64> {
         self.steps
@@ -124,22 +148,22 @@ impl Sweep {
 
     /// The result, as one sentence (the text output's last line).
     pub fn result_line(&self) -> String {
-        let failed = self.steps.iter().find(|s| !s.passed());
+        let failed = self.steps.last().filter(|s| !s.passed());
         match (self.max_rate(), failed) {
             (Some(max), Some(next)) => format!(
                 "max sustainable rate: {} msgs/s (the highest step that met every SLO and \
-                 achieved at least {:.0}% of its rate; the next, {} msgs/s, did not)",
+                 achieved at least {:.0}% of its rate; the next, {} msgs/s, did not, twice)",
                 rate(max),
                 SUSTAINED_FRACTION * 100.0,
                 rate(next.offered)
             ),
             (Some(max), None) => format!(
-                "max sustainable rate: at least {} msgs/s: every step passed (no knee below \
-                 the top of --sweep; raise it to find one)",
+                "max sustainable rate: at least {} msgs/s (no step failed: a lower bound, no \
+                 knee below the top of --sweep; raise it to find one)",
                 rate(max)
             ),
             (None, Some(first)) => format!(
-                "max sustainable rate: none: the first step, {} msgs/s, already failed",
+                "max sustainable rate: none: the first step, {} msgs/s, already failed (twice)",
                 rate(first.offered)
             ),
             (None, None) => "max sustainable rate: none: no step ran".into(),
@@ -160,30 +184,49 @@ pub fn table_header(sweep: &Sweep) -> String {
         sweep.step_seconds,
         sweep.warmup_seconds
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{:>10}{:>11}{:>8}{:>10}{:>10}{:>10}{:>9}  verdict",
+        "{:>10}{:>11}{:>8}{:>10}{:>10}{:>10}{:>9}",
         "offered", "achieved", "%", "p50 ms", "p99 ms", "p99.9 ms", "errors"
     );
+    for slo in &sweep.slos {
+        let _ = write!(out, "  {:>w$}", slo.text(), w = slo_width(slo.text()));
+    }
+    let _ = writeln!(out, "  verdict");
     out
 }
 
+/// The width of an SLO's column in the step table.
+fn slo_width(text: &str) -> usize {
+    text.chars().count().max(12)
+}
+
 /// A step's verdict word(s).
-fn verdict(step: &Step) -> &'static str {
-    match (step.slos_met(), step.sustained()) {
+fn verdict(step: &Step) -> String {
+    let mut words = match (step.slos_met(), step.sustained()) {
         (true, true) => "ok",
         (false, true) => "SLO breached",
         (true, false) => "short of rate",
         (false, false) => "SLO breached, short of rate",
     }
+    .to_string();
+    if step.catch_up() {
+        words.push_str(" (catch-up: achieved > offered)");
+    }
+    if step.retry {
+        words.push_str(" (re-try)");
+    } else if !step.passed() {
+        words.push_str(" (re-trying)");
+    }
+    words
 }
 
 /// A step's row in the table (printed as the step finishes).
 pub fn table_row(step: &Step) -> String {
     let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
     let total = &step.results.total;
-    format!(
-        "{:>10}{:>11.1}{:>8.1}{:>10}{:>10}{:>10}{:>9}  {}\n",
+    let mut row = format!(
+        "{:>10}{:>11.1}{:>8.1}{:>10}{:>10}{:>10}{:>9}",
         rate(step.offered),
         step.achieved(),
         100.0 * step.achieved() / step.offered,
@@ -191,8 +234,12 @@ pub fn table_row(step: &Step) -> String {
         cell(step.corrected_ms(99.0)),
         cell(step.corrected_ms(99.9)),
         total.failed + total.error_count(),
-        verdict(step)
-    )
+    );
+    for value in &step.slo_values {
+        let _ = write!(row, "  {:>w$}", value.cell(), w = slo_width(&value.slo));
+    }
+    let _ = writeln!(row, "  {}", verdict(step));
+    row
 }
 
 /// Why a step failed, one line per reason (empty for a step that passed).
@@ -214,6 +261,15 @@ pub fn failure_lines(step: &Step) -> String {
         );
     }
     out
+}
+
+/// A percentile as a series name: `p99`, `p99.9`, `max`.
+fn percentile_name(p: f64) -> String {
+    if p >= 100.0 {
+        "max".into()
+    } else {
+        format!("p{p}")
+    }
 }
 
 /// The `--json` document of a sweep; `config` is the run's settings as given.
@@ -238,7 +294,15 @@ pub fn json(sweep: &Sweep, config: serde_json::Value) -> serde_json::Value {
                 "sustained": step.sustained(),
                 "slos_met": step.slos_met(),
                 "passed": step.passed(),
+                "catch_up": step.catch_up(),
+                "retry": step.retry,
                 "slo": verdicts,
+                "slo_values": step.slo_values.iter().map(|v| serde_json::json!({
+                    "slo": v.slo,
+                    "value": v.value,
+                    "unit": v.unit,
+                    "pass": v.pass,
+                })).collect::<Vec<_>>(),
                 "corrected_latency_ms": {
                     "p50": step.corrected_ms(50.0),
                     "p99": step.corrected_ms(99.0),
@@ -255,10 +319,13 @@ pub fn json(sweep: &Sweep, config: serde_json::Value) -> serde_json::Value {
             "step_seconds": sweep.step_seconds,
             "warmup_seconds": sweep.warmup_seconds,
             "sustained_fraction": SUSTAINED_FRACTION,
-            "stop_rule": "stop after the first step that breaches an SLO or achieves less than \
-                          sustained_fraction of its offered rate",
+            "catch_up_fraction": CATCH_UP_FRACTION,
+            "stop_rule": "a step that breaches an SLO or achieves less than sustained_fraction \
+                          of its offered rate is run once more (retry: true); the sweep stops \
+                          when the re-try fails too",
             "steps_run": sweep.steps.len(),
             "max_sustainable_rate": sweep.max_rate(),
+            "knee_found": sweep.knee_found(),
             "result": sweep.result_line(),
         },
         "steps": steps,
@@ -283,6 +350,35 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
         percentile_series("p99", 1, 99.0),
         percentile_series("p99.9", 4, 99.9),
     ];
+    let x_low = sweep.planned.first().copied().unwrap_or(0.0);
+    let x_high = sweep.steps.last().map_or(x_low, |s| s.offered);
+    // Each latency SLO: its stage's percentile per step (unless plotted already), and its
+    // bound as a horizontal line.
+    for (i, slo) in sweep.slos.iter().enumerate() {
+        let Some((stage, p, bound)) = slo.latency_bound() else {
+            continue;
+        };
+        let plotted = stage == "message_corrected" && [50.0, 99.0, 99.9].contains(&p);
+        let color = 5 + (i % 4);
+        if !plotted {
+            latency.push(Series {
+                name: format!("{stage} {}", percentile_name(p)),
+                color,
+                mark: Mark::Points,
+                points: sweep
+                    .steps
+                    .iter()
+                    .filter_map(|s| Some((s.offered, s.slo_values.get(i)?.value?)))
+                    .collect(),
+            });
+        }
+        latency.push(Series {
+            name: format!("SLO {}", slo.text()),
+            color,
+            mark: Mark::Dashed,
+            points: vec![(x_low.min(x_high), bound), (x_high, bound)],
+        });
+    }
     let failed: Vec<(f64, f64)> = sweep
         .steps
         .iter()
@@ -306,8 +402,9 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
             title: "Corrected latency against offered rate".into(),
             caption: format!(
                 "p50, p99 and p99.9 of message latency from the intended send time at each \
-                 step's offered rate (log scale); crosses mark steps that breached an SLO or \
-                 fell short of their rate. {}",
+                 step's offered rate (log scale); each latency --slo's bound is a dashed line \
+                 (with its stage's percentile as points when it is not one of those); crosses \
+                 mark steps that breached an SLO or fell short of their rate. {}",
                 sweep.result_line()
             ),
             x_label: x_label.clone(),
@@ -372,7 +469,7 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
         .map(|s| {
             let cell = |p| s.corrected_ms(p).map_or("-".into(), |v| format!("{v:.3}"));
             let total = &s.results.total;
-            vec![
+            let mut row = vec![
                 rate(s.offered),
                 format!("{:.1}", s.achieved()),
                 format!("{:.1}", 100.0 * s.achieved() / s.offered),
@@ -380,17 +477,32 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
                 cell(99.0),
                 cell(99.9),
                 (total.failed + total.error_count()).to_string(),
-                verdict(s).to_string(),
-            ]
+            ];
+            row.extend(s.slo_values.iter().map(SloValue::cell));
+            row.push(verdict(s));
+            row
         })
         .collect();
+    let mut head: Vec<String> = [
+        "offered msgs/s",
+        "achieved msgs/s",
+        "%",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "failed + errors",
+    ]
+    .map(String::from)
+    .to_vec();
+    head.extend(sweep.slos.iter().map(|s| s.text().to_string()));
+    head.push("verdict".into());
     let mut blocks = vec![
         Block::Text(sweep.result_line()),
         Block::Text(format!(
             "Open-loop steps of {} s each after a {} s warm-up, with fresh connections; \
              latency counted from each message's intended send time (coordinated-omission \
-             corrected). The sweep stops after the first step that breaches an SLO or \
-             achieves less than {:.0}% of its offered rate.",
+             corrected). A step that breaches an SLO or achieves less than {:.0}% of its \
+             offered rate is run once more; the sweep stops when that re-try fails too.",
             sweep.step_seconds,
             sweep.warmup_seconds,
             SUSTAINED_FRACTION * 100.0
@@ -398,18 +510,7 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
         Block::Table {
             id: "steps".into(),
             caption: "Steps".into(),
-            head: [
-                "offered msgs/s",
-                "achieved msgs/s",
-                "%",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "failed + errors",
-                "verdict",
-            ]
-            .map(String::from)
-            .to_vec(),
+            head,
             rows,
         },
     ];
@@ -453,6 +554,13 @@ mod tests {
             } else {
                 Err("eod:p99<5ms: measured 9 ms".into())
             }],
+            slo_values: vec![SloValue {
+                slo: "eod:p99<5ms".into(),
+                value: Some(if slo_ok { 1.0 } else { 9.0 }),
+                unit: "ms",
+                pass: slo_ok,
+            }],
+            retry: false,
         }
     }
 
@@ -463,6 +571,7 @@ mod tests {
             step_seconds: 2.0,
             warmup_seconds: 1.0,
             target: "127.0.0.1:2525".into(),
+            slos: vec![Slo::parse("eod:p99<5ms", |_| Ok(Duration::from_millis(5))).unwrap()],
         }
     }
 
@@ -485,6 +594,10 @@ mod tests {
         assert!(s.result_line().contains("the next, 300 msgs/s, did not"));
         let row = table_row(&s.steps[2]);
         assert!(row.contains("SLO breached, short of rate"), "{row}");
+        // Every row shows each SLO's measured value and verdict, under the SLO's text.
+        assert!(row.contains("9.000 ms ✗"), "{row}");
+        assert!(table_row(&s.steps[0]).contains("1.000 ms ✓"));
+        assert!(table_header(&s).contains("eod:p99<5ms"));
         let why = failure_lines(&s.steps[2]);
         assert!(
             why.contains("300 msgs/s: SLO BREACHED: eod:p99<5ms"),
@@ -500,7 +613,39 @@ mod tests {
             .result_line()
             .contains("none: the first step, 100 msgs/s"));
         let all = sweep(vec![step(100.0, 100, 1, true)]);
-        assert!(all.result_line().contains("at least 100 msgs/s"));
+        assert!(all
+            .result_line()
+            .contains("at least 100 msgs/s (no step failed"));
+        assert!(!all.knee_found());
+        assert!(s.knee_found());
+        assert_eq!(
+            json(&all, serde_json::json!({}))["sweep"]["knee_found"],
+            false
+        );
+        assert_eq!(json(&s, serde_json::json!({}))["sweep"]["knee_found"], true);
+    }
+
+    #[test]
+    fn a_failed_step_passed_on_its_retry_is_no_knee_and_catch_up_is_flagged() {
+        let mut retried = step(200.0, 200, 1, true);
+        retried.retry = true;
+        let s = sweep(vec![
+            step(100.0, 100, 1, true),
+            step(200.0, 200, 9, false),
+            retried,
+        ]);
+        assert!(!s.knee_found());
+        assert_eq!(s.max_rate(), Some(200.0));
+        assert!(table_row(&s.steps[1]).contains("(re-trying)"));
+        assert!(table_row(&s.steps[2]).contains("(re-try)"));
+        // 106 of 100 a second: the generator caught up after falling behind.
+        let fast = step(100.0, 106, 1, true);
+        assert!(fast.catch_up() && fast.passed());
+        assert!(!step(100.0, 105, 1, true).catch_up());
+        assert!(table_row(&fast).contains("catch-up"));
+        let doc = json(&sweep(vec![fast]), serde_json::json!({}));
+        assert_eq!(doc["steps"][0]["catch_up"], true);
+        assert_eq!(doc["steps"][0]["retry"], false);
     }
 
     #[test]
@@ -510,6 +655,12 @@ mod tests {
         assert_eq!(doc["sweep"]["max_sustainable_rate"], 100.0);
         assert_eq!(doc["steps"][1]["passed"], false);
         assert_eq!(doc["steps"][1]["slo"][0]["ok"], false);
+        let value = &doc["steps"][1]["slo_values"][0];
+        assert_eq!(value["slo"], "eod:p99<5ms");
+        assert_eq!(value["value"], 9.0);
+        assert_eq!(value["unit"], "ms");
+        assert_eq!(value["pass"], false);
+        assert_eq!(doc["steps"][0]["slo_values"][0]["pass"], true);
         assert_eq!(doc["steps"][0]["results"]["config"]["rate"], 100.0);
         assert!(
             doc["steps"][0]["corrected_latency_ms"]["p99"]
@@ -527,10 +678,27 @@ mod tests {
                 "percentiles-message_corrected"
             ]
         );
+        // p50, p99, p99.9, the SLO's eod p99 (not plotted otherwise), its bound, the failed.
+        let names: Vec<&str> = charts[0].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "p50",
+                "p99",
+                "p99.9",
+                "eod p99",
+                "SLO eod:p99<5ms",
+                "failed step (at its p99)"
+            ]
+        );
+        assert_eq!(charts[0].series[3].points, [(100.0, 1.0), (200.0, 9.0)]);
+        assert_eq!(charts[0].series[4].points, [(100.0, 5.0), (200.0, 5.0)]);
         assert_eq!(charts[0].series.last().unwrap().points.len(), 1);
         assert_eq!(charts[2].series.len(), 2);
         let page = page(&s, &charts).unwrap();
         assert!(page.contains("<table id=\"steps\">"));
+        assert!(page.contains("<th>eod:p99&lt;5ms</th>"), "{page}");
+        assert!(page.contains("9.000 ms ✗"));
         assert!(page.contains("id=\"sweep-latency\""));
     }
 }

@@ -396,6 +396,22 @@ class Server:
             raise RuntimeError(f"{self.name}: swaks --tls failed:\n{out.stdout[-1500:]}"
                                f"{out.stderr[-500:]}")
 
+    def settle(self, timeout=120.0):
+        """Waits until the server has finished with what it accepted: Postfix's queue empty (its
+        qmgr and discard work after the 250 is sent belongs to the run's CPU). The others
+        discard before they answer the end of data."""
+        if self.name != "postfix-tls":
+            return
+        queue = os.path.join(self.base, "queue")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            queued = sum(len(files) for d in ("maildrop", "incoming", "active", "deferred", "hold")
+                         for _, _, files in os.walk(os.path.join(queue, d)))
+            if queued == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"postfix-tls: {queued} messages still queued after {timeout:.0f} s")
+
     def pids(self):
         if self.cgroup:
             with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
@@ -562,6 +578,7 @@ def measure_group(entries, generator, runs, out_dir):
                 before, cpus_before = handle.cpu_us(), cpu_busy_seconds()
                 sample = run_generator(generator, workload, handle.port, out_dir,
                                        f"{server}-{workload}-{generator}-{run}", server)
+                handle.settle()
                 used = handle.cpu_us() - before
                 sample["server_cpu_us_per_msg"] = used / max(sample["messages"], 1)
                 if "generator_wall_s" in sample:

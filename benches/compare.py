@@ -168,6 +168,24 @@ def cpu_busy_seconds():
     return busy
 
 
+WAIT_QUIET = 0.0        # --wait-quiet: longest wait for idle CPUs before each run, seconds
+QUIET_THRESHOLD = 0.15  # "idle": neither CPU more than this busy over one second
+
+
+def wait_for_quiet():
+    """Before a run on a shared machine: wait (at most WAIT_QUIET seconds) for a second in which
+    neither CPU was more than QUIET_THRESHOLD busy. The decision is taken before the run, from
+    the load alone, never from the run's result. Returns the seconds waited."""
+    started = time.time()
+    while time.time() - started < WAIT_QUIET:
+        before = cpu_busy_seconds()
+        time.sleep(1.0)
+        after = cpu_busy_seconds()
+        if all(after[cpu] - before[cpu] <= QUIET_THRESHOLD for cpu in (SERVER_CPU, CLIENT_CPU)):
+            break
+    return time.time() - started
+
+
 def find_cgroup2():
     """A cgroup v2 hierarchy we may create groups in, or None (then CPU is read from /proc)."""
     try:
@@ -575,10 +593,12 @@ def measure_group(entries, generator, runs, out_dir):
             for entry in order:
                 server, workload = entry
                 handle = started[entry]
+                waited = wait_for_quiet() if WAIT_QUIET > 0 else 0.0
                 before, cpus_before = handle.cpu_us(), cpu_busy_seconds()
                 sample = run_generator(generator, workload, handle.port, out_dir,
                                        f"{server}-{workload}-{generator}-{run}", server)
                 handle.settle()
+                sample["waited_for_quiet_s"] = waited
                 used = handle.cpu_us() - before
                 sample["server_cpu_us_per_msg"] = used / max(sample["messages"], 1)
                 if "generator_wall_s" in sample:
@@ -599,7 +619,9 @@ def measure_group(entries, generator, runs, out_dir):
                       + (f", generator busy {sample['generator_busy']:.0%}, server busy "
                          f"{sample['server_busy']:.0%}, others on CPU 0/1 "
                          f"{sample['others_cpu0']:.0%}/{sample['others_cpu1']:.0%}"
-                         if "generator_busy" in sample else ""), file=sys.stderr, flush=True)
+                         if "generator_busy" in sample else "")
+                      + (f" (waited {waited:.0f} s for idle CPUs)" if waited >= 1.5 else ""),
+                      file=sys.stderr, flush=True)
         peaks = {entry: handle.sample_rss() for entry, handle in started.items()}
     finally:
         for handle in started.values():
@@ -806,6 +828,9 @@ def main():
                              "STARTTLS); default: 10000 when a TLS workload runs, else 0")
     parser.add_argument("--baseline", metavar="BIN",
                         help="another fastsmtpd binary, measured as server fastsmtpd-baseline")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each run, wait up to this long for a second in which "
+                             f"neither CPU is more than {QUIET_THRESHOLD:.0%} busy (a shared machine)")
     parser.add_argument("--tls", action="store_true",
                         help="the TLS comparison: --workloads W1,W1-TLS,W2-TLS --servers "
                              "fastsmtpd,postfix-tls,haraka --generators smtp-loadgen --idle 0 "
@@ -814,8 +839,9 @@ def main():
     if args.tls:
         args.workloads, args.generators = "W1,W1-TLS,W2-TLS", "smtp-loadgen"
         args.servers, args.idle = "fastsmtpd,postfix-tls,haraka", 0
-    global BASELINE, CGROUP2
+    global BASELINE, CGROUP2, WAIT_QUIET
     BASELINE = args.baseline
+    WAIT_QUIET = args.wait_quiet
     CGROUP2 = find_cgroup2()
     servers_wanted = args.servers.split(",")
     if BASELINE and "fastsmtpd-baseline" not in servers_wanted:
@@ -882,7 +908,9 @@ def main():
     machine = f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}"
     lines = [
         f"Date {datetime.date.today()}, machine: {machine}; server on CPU {SERVER_CPU}, "
-        f"generator on CPU {CLIENT_CPU}; median of {args.runs} runs; {cpu_method()}.",
+        f"generator on CPU {CLIENT_CPU}; median of {args.runs} runs; {cpu_method()}"
+        + (f"; before each run waited up to {WAIT_QUIET:.0f} s for a second with both CPUs "
+           f"under {QUIET_THRESHOLD:.0%} busy" if WAIT_QUIET > 0 else "") + ".",
         "",
         "| workload | server | generator | msgs/s | MB/s | server CPU µs/msg | eod p50 ms | eod p99 ms | server peak RSS MiB |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",

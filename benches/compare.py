@@ -759,6 +759,8 @@ def limited_by(r):
     if gen is None or srv is None:
         return "n/a"
     cpu0, cpu1 = srv + (r.get("others_cpu0") or 0), gen + (r.get("others_cpu1") or 0)
+    if gen >= 0.9 and srv >= 0.9:
+        return f"both CPUs full (generator {gen:.0%}, server {srv:.0%} busy)"
     if gen >= 0.9:
         return f"generator CPU ({gen:.0%} busy)"
     if srv >= 0.9:
@@ -810,6 +812,78 @@ def idle_tls(connections, out_dir):
         return json.load(f)
 
 
+def render(meta, results, idle, idle_by_kind):
+    """The markdown report of a run (also from a saved results.json: --from-json)."""
+    wait_quiet = meta.get("wait_quiet", 0)
+    lines = [
+        f"Date {meta['date']}, machine: {meta['machine']}; server on CPU {SERVER_CPU}, "
+        f"generator on CPU {CLIENT_CPU}; median of {meta['runs']} runs; {meta['cpu_method']}"
+        + (f"; before each run waited up to {wait_quiet:.0f} s for a second with both CPUs "
+           f"under {QUIET_THRESHOLD:.0%} busy" if wait_quiet > 0 else "") + ".",
+        "",
+        "| workload | server | generator | msgs/s | MB/s | server CPU µs/msg | eod p50 ms | eod p99 ms | server peak RSS MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if is_tls(r["workload"]):
+            continue
+        desc = f"{r['workload']} {WORKLOADS[r['workload']][0]}"
+        if "error" in r:
+            lines.append(f"| {desc} | {r['server']} | {r['generator']} | failed: {r['error']} | | | | | |")
+            continue
+        lines.append(
+            f"| {desc} | {r['server']} | {r['generator']} | {fmt(r['msgs_per_sec'], 0)} | "
+            f"{fmt(r['mb_per_sec'])} | {fmt(r['server_cpu_us_per_msg'], 2)} | {fmt(r['eod_p50_ms'], 3)} | "
+            f"{fmt(r['eod_p99_ms'], 3)} | {fmt(r['peak_rss_kib'] / 1024)} |")
+    tls_table = tls_rows(results)
+    if tls_table:
+        lines += ["", "TLS (STARTTLS, smtp-loadgen, certificate not verified; ECDSA P-256 "
+                  "certificates everywhere): median (min–max) of the runs; handshakes full / "
+                  "resumed per run; generator busy = smtp-loadgen's CPU time ÷ its wall time on "
+                  "its one CPU; server busy = server CPU ÷ the same wall time; others = the share "
+                  "of CPU 0 / CPU 1 taken meanwhile by other processes of the machine (neither "
+                  "the server nor the generator); for Postfix the memory column is the PSS summed "
+                  "over its processes after a run.", "",
+                  "| workload | server | msgs/s | server CPU µs/msg | eod p50 ms | eod p99 ms | "
+                  "handshakes full / resumed | generator busy | server busy | others on CPU 0 / 1 | "
+                  "server peak RSS MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"] + tls_table
+    ratios = ratio_rows(results)
+    if ratios:
+        lines += ["", "Side by side, from the rows above (fastsmtpd ÷ smtp-sink; the issue's targets: CPU "
+                  "≤ 0.8 with smtp-source on W1/W2/W4, ≤ 1/6 on W3/W5; with smtp-loadgen msgs/s ≥ 2 on W1, "
+                  "≥ 4 on W3, CPU ≤ 1/3):", "",
+                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
+                  "|---|---|---:|---:|"] + ratios
+    tls_ratios = tls_ratio_rows(results)
+    if tls_ratios:
+        lines += ["", "TLS ratios, from the rows above (server CPU ratio: ours ÷ theirs, lower is "
+                  "better):", "",
+                  "| workload | compared | msgs/s ratio | server CPU per message ratio | what limited the runs |",
+                  "|---|---|---:|---:|---|"] + tls_ratios
+    baseline_ratios = ratio_rows(results, against="fastsmtpd-baseline")
+    if baseline_ratios:
+        lines += ["", f"This build against the baseline ({meta.get('baseline')}), from the rows above "
+                  "(fastsmtpd ÷ fastsmtpd-baseline):", "",
+                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
+                  "|---|---|---:|---:|"] + baseline_ratios
+    if idle:
+        lines += ["", "| server | idle connections (after EHLO) | RSS per connection |", "|---|---:|---:|"]
+        for r in idle:
+            value = "failed: " + r["error"] if "error" in r else f"{r['bytes_per_connection'] / 1024:.2f} KiB"
+            lines.append(f"| {r['server']} | {r['connections']} | {value} |")
+    if idle_by_kind:
+        lines += ["", "Idle sessions by kind (benches/idle_rss.py: fastsmtpd with a certificate, "
+                  "one worker, sessions idle after EHLO, RSS before taken after a warm-up):", "",
+                  "| session | idle sessions | RSS per session |", "|---|---:|---:|"]
+        for r in idle_by_kind:
+            if "error" in r:
+                lines.append(f"| {r['mode']} | | failed: {r['error']} |")
+            else:
+                lines.append(f"| {r['mode']} | {r['connections']} | {r['kib_per_connection']:.2f} KiB |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -835,7 +909,15 @@ def main():
                         help="the TLS comparison: --workloads W1,W1-TLS,W2-TLS --servers "
                              "fastsmtpd,postfix-tls,haraka --generators smtp-loadgen --idle 0 "
                              "(idle sessions by kind still measured: --idle-tls)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="measure nothing: print the report of a saved results.json again")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        saved.setdefault("wait_quiet", args.wait_quiet)
+        print(render(saved, saved["results"], saved.get("idle", []), saved.get("idle_by_kind", [])))
+        return
     if args.tls:
         args.workloads, args.generators = "W1,W1-TLS,W2-TLS", "smtp-loadgen"
         args.servers, args.idle = "fastsmtpd,postfix-tls,haraka", 0
@@ -905,81 +987,16 @@ def main():
             idle_by_kind = idle_tls(args.idle_tls, args.out)
         except (subprocess.SubprocessError, OSError) as e:
             idle_by_kind = [{"mode": "all", "error": str(e)}]
-    machine = f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}"
-    lines = [
-        f"Date {datetime.date.today()}, machine: {machine}; server on CPU {SERVER_CPU}, "
-        f"generator on CPU {CLIENT_CPU}; median of {args.runs} runs; {cpu_method()}"
-        + (f"; before each run waited up to {WAIT_QUIET:.0f} s for a second with both CPUs "
-           f"under {QUIET_THRESHOLD:.0%} busy" if WAIT_QUIET > 0 else "") + ".",
-        "",
-        "| workload | server | generator | msgs/s | MB/s | server CPU µs/msg | eod p50 ms | eod p99 ms | server peak RSS MiB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        if is_tls(r["workload"]):
-            continue
-        desc = f"{r['workload']} {WORKLOADS[r['workload']][0]}"
-        if "error" in r:
-            lines.append(f"| {desc} | {r['server']} | {r['generator']} | failed: {r['error']} | | | | | |")
-            continue
-        lines.append(
-            f"| {desc} | {r['server']} | {r['generator']} | {fmt(r['msgs_per_sec'], 0)} | "
-            f"{fmt(r['mb_per_sec'])} | {fmt(r['server_cpu_us_per_msg'], 2)} | {fmt(r['eod_p50_ms'], 3)} | "
-            f"{fmt(r['eod_p99_ms'], 3)} | {fmt(r['peak_rss_kib'] / 1024)} |")
-    tls_table = tls_rows(results)
-    if tls_table:
-        lines += ["", "TLS (STARTTLS, smtp-loadgen, certificate not verified; ECDSA P-256 "
-                  "certificates everywhere): median (min–max) of the runs; handshakes full / "
-                  "resumed per run; generator busy = smtp-loadgen's CPU time ÷ its wall time on "
-                  "its one CPU; server busy = server CPU ÷ the same wall time; others = the share "
-                  "of CPU 0 / CPU 1 taken meanwhile by other processes of the machine (neither "
-                  "the server nor the generator); for Postfix the memory column is the PSS summed "
-                  "over its processes after a run.", "",
-                  "| workload | server | msgs/s | server CPU µs/msg | eod p50 ms | eod p99 ms | "
-                  "handshakes full / resumed | generator busy | server busy | others on CPU 0 / 1 | "
-                  "server peak RSS MiB |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"] + tls_table
-    ratios = ratio_rows(results)
-    if ratios:
-        lines += ["", "Side by side, from the rows above (fastsmtpd ÷ smtp-sink; the issue's targets: CPU "
-                  "≤ 0.8 with smtp-source on W1/W2/W4, ≤ 1/6 on W3/W5; with smtp-loadgen msgs/s ≥ 2 on W1, "
-                  "≥ 4 on W3, CPU ≤ 1/3):", "",
-                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
-                  "|---|---|---:|---:|"] + ratios
-    tls_ratios = tls_ratio_rows(results)
-    if tls_ratios:
-        lines += ["", "TLS ratios, from the rows above (server CPU ratio: ours ÷ theirs, lower is "
-                  "better):", "",
-                  "| workload | compared | msgs/s ratio | server CPU per message ratio | what limited the runs |",
-                  "|---|---|---:|---:|---|"] + tls_ratios
-    baseline_ratios = ratio_rows(results, against="fastsmtpd-baseline")
-    if baseline_ratios:
-        lines += ["", f"This build against the baseline ({BASELINE}), from the rows above "
-                  "(fastsmtpd ÷ fastsmtpd-baseline):", "",
-                  "| workload | generator | msgs/s ratio | server CPU per message ratio |",
-                  "|---|---|---:|---:|"] + baseline_ratios
-    if idle:
-        lines += ["", "| server | idle connections (after EHLO) | RSS per connection |", "|---|---:|---:|"]
-        for r in idle:
-            value = "failed: " + r["error"] if "error" in r else f"{r['bytes_per_connection'] / 1024:.2f} KiB"
-            lines.append(f"| {r['server']} | {r['connections']} | {value} |")
-    if idle_by_kind:
-        lines += ["", "Idle sessions by kind (benches/idle_rss.py: fastsmtpd with a certificate, "
-                  "one worker, sessions idle after EHLO, RSS before taken after a warm-up):", "",
-                  "| session | idle sessions | RSS per session |", "|---|---:|---:|"]
-        for r in idle_by_kind:
-            if "error" in r:
-                lines.append(f"| {r['mode']} | | failed: {r['error']} |")
-            else:
-                lines.append(f"| {r['mode']} | {r['connections']} | {r['kib_per_connection']:.2f} KiB |")
-    table = "\n".join(lines)
+    meta = {"date": str(datetime.date.today()),
+            "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}",
+            "runs": args.runs, "cpu_method": cpu_method(), "wait_quiet": WAIT_QUIET,
+            "baseline": BASELINE}
+    table = render(meta, results, idle, idle_by_kind)
     print(table)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"date": str(datetime.date.today()), "machine": machine, "runs": args.runs,
-                   "cpu_method": cpu_method(), "results": results, "idle": idle,
-                   "idle_by_kind": idle_by_kind}, f, indent=2)
+        json.dump(dict(meta, results=results, idle=idle, idle_by_kind=idle_by_kind), f, indent=2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use fastsmtpd::config::Config;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::process::{run_bounded, ChildGuard, CHILD_LIMIT, PYTHON3};
+use util::process::{run_bounded, ChildGuard, CHILD_LIMIT};
 use util::{test_config, TestServer, MAIL_OK, REPLY_WAIT};
 
 fn with_faults(rules: &[&str], seed: u64) -> TestServer {
@@ -22,11 +22,7 @@ fn with_faults(rules: &[&str], seed: u64) -> TestServer {
 /// Runs a Python snippet with `smtplib` imported and `PORT` set; returns its stdout lines.
 fn python(addr: SocketAddr, body: &str) -> Vec<String> {
     let script = format!("import smtplib, sys, time\nPORT = {}\n{body}", addr.port());
-    let mut command = PYTHON3.command();
-    command.args(["-c", &script]);
-    let output = run_bounded(command, None, CHILD_LIMIT);
-    output.assert_success("python");
-    output.stdout_lines()
+    util::process::run_python(&script)
 }
 
 /// A Python function `send(s, n, to)` that sends message `n` and prints the outcome as one

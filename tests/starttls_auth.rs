@@ -14,7 +14,7 @@ use fastsmtpd::server::tls::TlsSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use util::process::{run_bounded, Tool, CHILD_LIMIT, CURL, PYTHON3, SWAKS};
+use util::process::{run_bounded, Tool, CHILD_LIMIT, CURL, SWAKS};
 use util::{test_config, TestServer};
 
 /// openssl's command-line tool (for `s_client`).
@@ -70,11 +70,7 @@ fn python(server: &TestServer, tls: SocketAddr, body: &str) -> Vec<String> {
         plain_addr(server).port(),
         tls.port()
     );
-    let mut command = PYTHON3.command();
-    command.args(["-c", &script]);
-    let output = run_bounded(command, None, CHILD_LIMIT);
-    output.assert_success("python");
-    output.stdout_lines()
+    util::process::run_python(&script)
 }
 
 #[test]

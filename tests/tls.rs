@@ -9,7 +9,7 @@ use fastsmtpd::config::Config;
 use fastsmtpd::server::tls::TlsSource;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use util::process::{run_bounded, CHILD_LIMIT, PYTHON3, SWAKS};
+use util::process::{run_bounded, CHILD_LIMIT, SWAKS};
 use util::{test_config, TestServer, REPLY_WAIT};
 
 /// A server with one plain and one implicit-TLS listener; returns it and the TLS address.
@@ -29,11 +29,7 @@ fn python(addr: SocketAddr, body: &str) -> Vec<String> {
         "import smtplib, ssl, socket\nPORT = {}\nctx = ssl._create_unverified_context()\n{body}",
         addr.port()
     );
-    let mut command = PYTHON3.command();
-    command.args(["-c", &script]);
-    let output = run_bounded(command, None, CHILD_LIMIT);
-    output.assert_success("python");
-    output.stdout_lines()
+    util::process::run_python(&script)
 }
 
 #[test]

@@ -65,6 +65,18 @@ impl Output {
     }
 }
 
+/// Runs `script` with `python3 -c` within [`CHILD_LIMIT`], fails the test unless it exits 0,
+/// and returns its standard output lines.
+#[track_caller]
+#[allow(dead_code)] // not every test file runs Python
+pub fn run_python(script: &str) -> Vec<String> {
+    let mut command = PYTHON3.command();
+    command.args(["-c", script]);
+    let output = run_bounded(command, None, CHILD_LIMIT);
+    output.assert_success("python");
+    output.stdout_lines()
+}
+
 /// `command` as a short human-readable line for failure messages: the program and its
 /// arguments, each long argument (a Python script, say) cut short.
 pub fn describe(command: &Command) -> String {

@@ -8,6 +8,7 @@
 //! | [`txlog`] | `--log-sessions`: one line per message attempt, written off the event loop |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
+//! | [`peer`] | one client as the limits see it: its key (IPv4 address, IPv6 /64), work shared round-robin between clients, events per client and window |
 //! | [`auth`] | SMTP AUTH's back end: `--auth any` or a password file, hashes checked off the loop |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod config;
 pub mod fault;
 pub mod metrics;
+pub mod peer;
 pub mod proto;
 pub mod server;
 pub mod stats;

@@ -3,10 +3,9 @@
 //!
 //! What it does: count open connections per client address in one shared table, touched only
 //! when a connection is accepted and when it closes (never per command), and refuse a new one
-//! past the limit. An IPv6 client is counted by its /64 (the smallest usual allocation to
-//! one subscriber, who can use any address in it: counting single addresses would be no
-//! limit at all); an IPv4-mapped IPv6 address counts as its IPv4 address. The table holds only addresses with a connection open, so it is bounded by
-//! the connection cap.
+//! past the limit. A client is counted by its key ([`crate::peer::counted_as`]: an IPv4
+//! address, or an IPv6 /64). The table holds only addresses with a connection open, so it
+//! is bounded by the connection cap.
 //!
 //! What it does not do: reply (the acceptor says `421 4.7.0`), or rate-limit connection
 //! attempts over time (the `connect` fault rules with `rate=` do that).
@@ -61,19 +60,8 @@ impl PerClientConnections {
     }
 }
 
-/// The key a client is counted under: its IPv4 address, or its IPv6 /64.
-pub fn counted_as(client: IpAddr) -> IpAddr {
-    match client {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
-    }
-}
+/// The key a client is counted under (see [`crate::peer::counted_as`]).
+pub use crate::peer::counted_as;
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// closed after this, long before the idle timeout (Postfix's `smtpd_starttls_timeout` is
 /// 300 s, scaled by message size; a handshake on loopback or a LAN takes milliseconds).
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Full TLS handshakes in progress at once per client address on each worker, by default
+/// (`--tls-max-handshakes-per-ip`); more wait their turn (see `server::handshakes`).
+pub const DEFAULT_TLS_MAX_HANDSHAKES_PER_IP: u32 = 8;
+/// Full TLS handshakes per client address and second, by default
+/// (`--tls-handshake-rate-per-ip`; a burst of as many): an RSA-4096 handshake costs the
+/// server about 5 ms of CPU, so one address may take at most about half a core; a resumed
+/// handshake does not count.
+pub const DEFAULT_TLS_HANDSHAKE_RATE_PER_IP: u32 = 100;
 /// Listen backlog per listening socket.
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Storage threads: two let one batch sync while the next gathers.
@@ -110,6 +118,15 @@ pub struct Config {
     pub auth_plaintext: bool,
     /// `MAIL` without a successful AUTH gets `530 5.7.0`.
     pub auth_required: bool,
+    /// What one client may ask of the password checkers (`--auth-max-pending-per-ip`,
+    /// `--auth-max-failures-per-ip`, `--auth-failure-window`).
+    pub auth_limits: crate::auth::AuthLimits,
+    /// Full TLS handshakes in progress at once per client address on each worker; more wait
+    /// (`--tls-max-handshakes-per-ip`).
+    pub tls_max_handshakes_per_ip: u32,
+    /// Full TLS handshakes per client address and second (0: no limit); past it the
+    /// connection is closed without a byte (`--tls-handshake-rate-per-ip`).
+    pub tls_handshake_rate_per_ip: u32,
     /// Where to serve Prometheus metrics over HTTP (`None`: not served).
     pub metrics: Option<SocketAddr>,
     /// Print one line per message attempt on standard output.
@@ -151,6 +168,9 @@ impl Default for Config {
             auth: None,
             auth_plaintext: false,
             auth_required: false,
+            auth_limits: crate::auth::AuthLimits::default(),
+            tls_max_handshakes_per_ip: DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
+            tls_handshake_rate_per_ip: DEFAULT_TLS_HANDSHAKE_RATE_PER_IP,
             log_sessions: false,
         }
     }
@@ -205,6 +225,15 @@ impl Config {
         }
         if (self.auth_plaintext || self.auth_required) && self.auth.is_none() {
             return Err("--auth-plaintext and --auth-required need --auth any|file:PATH".into());
+        }
+        if self.auth_limits.pending_per_client == 0 {
+            return Err("--auth-max-pending-per-ip must be at least 1".into());
+        }
+        if self.auth_limits.failures.window.is_zero() {
+            return Err("--auth-failure-window must be more than 0".into());
+        }
+        if self.tls_max_handshakes_per_ip == 0 {
+            return Err("--tls-max-handshakes-per-ip must be at least 1".into());
         }
         if self.tls_handshake_timeout.is_zero() {
             return Err("--tls-handshake-timeout must be more than 0".into());

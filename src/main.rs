@@ -67,6 +67,30 @@ struct Cli {
     /// Refuse MAIL without a successful AUTH (`530 5.7.0`).
     #[arg(long, requires = "auth")]
     auth_required: bool,
+    /// Password checks queued or running at once per client address (IPv4, IPv6 /64); more
+    /// get "454 4.7.0". Keep it above the connection pools your senders open from one host.
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_MAX_PENDING_PER_CLIENT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    auth_max_pending_per_ip: u32,
+    /// Failed AUTH attempts per client address within --auth-failure-window (a burst of N,
+    /// then one more per window/N); past it every AUTH of that address gets "454 4.7.0" at
+    /// once, unchecked (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_MAX_FAILURES)]
+    auth_max_failures_per_ip: u32,
+    /// The window of --auth-max-failures-per-ip, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = fastsmtpd::auth::DEFAULT_FAILURE_WINDOW.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    auth_failure_window: u64,
+    /// TLS handshakes in progress at once per client address on each worker; its further
+    /// connections wait their turn.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    tls_max_handshakes_per_ip: u32,
+    /// Full (not resumed) TLS handshakes per client address and second, a burst of as many;
+    /// past it a connection is closed without a byte (0: no limit, e.g. to measure
+    /// handshakes/s from one host).
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_TLS_HANDSHAKE_RATE_PER_IP)]
+    tls_handshake_rate_per_ip: u32,
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -186,6 +210,15 @@ fn main() -> ExitCode {
         auth: cli.auth,
         auth_plaintext: cli.auth_plaintext,
         auth_required: cli.auth_required,
+        auth_limits: fastsmtpd::auth::AuthLimits {
+            pending_per_client: cli.auth_max_pending_per_ip,
+            failures: fastsmtpd::peer::RateLimit {
+                events: cli.auth_max_failures_per_ip,
+                window: Duration::from_secs(cli.auth_failure_window),
+            },
+        },
+        tls_max_handshakes_per_ip: cli.tls_max_handshakes_per_ip,
+        tls_handshake_rate_per_ip: cli.tls_handshake_rate_per_ip,
         hostname: cli.hostname,
         max_message_size: cli.max_message_size,
         max_recipients: cli.max_recipients,

@@ -37,6 +37,17 @@ pub struct SecurityStats {
     pub auth_successes: u64,
     /// AUTH attempts refused (`535`).
     pub auth_failures: u64,
+    /// AUTH attempts not checked because the checkers' queue was full for the client or in
+    /// all (`454`).
+    pub auth_busy: u64,
+    /// AUTH attempts not checked because the client failed too often within the window
+    /// (`454`).
+    pub auth_limited: u64,
+    /// AUTH attempts whose connection closed before the verdict (a client that hung up).
+    pub auth_abandoned: u64,
+    /// TLS handshakes refused (the connection closed without a byte) because the client
+    /// started too many full handshakes within a second.
+    pub handshakes_refused: u64,
 }
 
 impl SecurityStats {
@@ -50,6 +61,10 @@ impl SecurityStats {
             + self.starttls_discarded
             + self.auth_successes
             + self.auth_failures
+            + self.auth_busy
+            + self.auth_limited
+            + self.auth_abandoned
+            + self.handshakes_refused
     }
 
     /// Adds `other` into `self`.
@@ -69,6 +84,10 @@ impl SecurityStats {
         self.starttls_discarded += other.starttls_discarded;
         self.auth_successes += other.auth_successes;
         self.auth_failures += other.auth_failures;
+        self.auth_busy += other.auth_busy;
+        self.auth_limited += other.auth_limited;
+        self.auth_abandoned += other.auth_abandoned;
+        self.handshakes_refused += other.handshakes_refused;
     }
 }
 

@@ -407,9 +407,8 @@ fn repeated_failures_are_answered_in_order_and_hit_the_error_cap() {
     let mut client = server.client();
     client.send("EHLO c\r\n");
     client.read_reply();
-    // Three wrong hashed passwords pipelined in one write: each 535 comes (the later ones
-    // held back a little), then the error cap closes the session. No reply is lost or
-    // reordered while the verifier thread and the delays do their work.
+    // Three wrong hashed passwords pipelined in one write: each 535 comes, then the error cap
+    // closes the session. No reply is lost or reordered while the verifier threads work.
     let wrong = "AUTH PLAIN AGFsaWNlAHdyb25n\r\n"; // \0alice\0wrong
     client.send(wrong.repeat(3));
     let rest = String::from_utf8(client.read_to_close()).unwrap();

@@ -10,41 +10,68 @@
 //! a stored message's. The file is read again on SIGHUP ([`Authenticator::reload`]); a file
 //! that no longer parses keeps the old users.
 //!
-//! Bounds (a password check is the most expensive thing a client can ask for):
-//! * at most [`MAX_PENDING_PER_ADDRESS`] checks queued per client address (IPv4, or IPv6 /64)
-//!   and [`MAX_PENDING`] in all; past either the attempt gets `454 4.7.0` at once
-//!   ([`Check::Busy`]), so one client cannot make everyone else's logins wait;
-//! * a check whose connection has gone is dropped before it runs ([`Ticket`]);
-//! * failures are remembered per address for [`FAILURE_MEMORY`] ([`Authenticator::
-//!   record_failure`]): the connection slows the `535`s of an address that keeps failing,
-//!   across connections, not only within one session;
-//! * an unknown user is checked against a dummy hash made like the file's own hashes (same
-//!   algorithm and cost as the most common entry), so the time taken does not tell which
-//!   users exist.
+//! Bounds (a password check is the most expensive thing a client can ask for). A client is
+//! its key (`crate::peer::counted_as`: an IPv4 address, or an IPv6 /64).
+//! * **Failures, not attempts, are what is bounded**: at most [`AuthLimits::failures`] per
+//!   client and window (`--auth-max-failures-per-ip`, `--auth-failure-window`; default
+//!   [`DEFAULT_MAX_FAILURES`] per [`DEFAULT_FAILURE_WINDOW`], a burst of that many and then
+//!   one more per window ÷ N, see `crate::peer::RateBook`). Past it every attempt of that
+//!   client is answered [`Verdict::Limited`] (`454 4.7.0`) at once, without a check, whatever
+//!   the password, until the window lets one more through; a check already queued when the
+//!   limit is reached is answered the same when its turn comes. So guesses per client are
+//!   bounded by the window, however many connections it opens, while a pool of correct
+//!   logins from one host never fails and is never slowed.
+//! * **The answer's time does not depend on the password**: `235` and `535` are both sent
+//!   when the check is done (a hash takes as long whether it matches or not; an unknown user
+//!   is checked against a dummy hash made like the file's own, same algorithm and cost).
+//!   There is no extra delay on failures any more: it told a client that hears nothing
+//!   within a fraction of a second that its guess was wrong, and it held the connection (and
+//!   its per-address slot) for nothing. The failure bound above replaces it.
+//! * **Checks are shared fairly**: the queue is a `crate::peer::FairQueue`, one lane per
+//!   client served in turn, and a client without a recent failure goes before clients with
+//!   one. A correct login therefore waits for the checks running now and, at worst, one
+//!   check of each other client without failures; a flood from one or many guessing clients
+//!   cannot push it back (a first-come queue of 128 made it wait for all of them).
+//! * **Pending checks are bounded**: at most [`AuthLimits::pending_per_client`] queued or
+//!   running per client (`--auth-max-pending-per-ip`, default
+//!   [`DEFAULT_MAX_PENDING_PER_CLIENT`]: above the pools real senders open from one host)
+//!   and [`MAX_PENDING`] in all; past the first [`Verdict::Busy`] (`454 4.7.0`) at once.
+//!   When the whole queue is full, a client with fewer checks queued (or without recent
+//!   failures) takes the place of the newest check of the client with the most queued (or of
+//!   one that failed recently), which is answered `Busy`: a flood from many clients cannot
+//!   shut others out.
+//! * A check whose connection has gone is taken out of the queue at once ([`Ticket`]'s drop);
+//!   one already running still counts its failure.
 //!
-//! What it does not do: speak SASL (the session does), choose replies, hold the `535` (the
-//! connection does, see `server::conn`), or log a password (nothing here prints one;
-//! `Secret`'s `Debug` hides it).
+//! What it does not do: speak SASL (the session does), choose replies, or log a password
+//! (nothing here prints one; `Secret`'s `Debug` hides it).
 
 pub mod passwords;
 
+use crate::peer::{counted_as, FairQueue, RateBook, RateLimit};
 use crate::store::Notify;
 use passwords::{Secret, Users};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// Password checks queued at most per client address; more get `454 4.7.0`.
-pub const MAX_PENDING_PER_ADDRESS: u32 = 2;
-/// Password checks queued at most over all clients; more get `454 4.7.0`.
-pub const MAX_PENDING: u32 = 128;
-/// How long failed attempts of an address are remembered (each new failure restarts it).
-pub const FAILURE_MEMORY: Duration = Duration::from_secs(600);
-/// Addresses whose failures are remembered at most (the oldest half is forgotten past it).
+/// Checks queued or running at once per client, by default (`--auth-max-pending-per-ip`):
+/// well above the connection pools senders open from one host (Nodemailer's is 5, a
+/// benchmark's a few dozen at most share one address), so a pool logging in at once never
+/// gets `454`, while one client still cannot fill the queue alone.
+pub const DEFAULT_MAX_PENDING_PER_CLIENT: u32 = 20;
+/// Checks queued or running at once over all clients; more get `454 4.7.0` (or take the
+/// place of a flooding client's newest check, see the module docs).
+pub const MAX_PENDING: usize = 1024;
+/// Failed attempts per client and window, by default (`--auth-max-failures-per-ip`).
+pub const DEFAULT_MAX_FAILURES: u32 = 10;
+/// The window of [`DEFAULT_MAX_FAILURES`] (`--auth-failure-window`; Postfix's anvil counts
+/// in windows of 60 s, `anvil_rate_time_unit`).
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Clients whose failures are remembered at most (past it the ones that would be forgiven
+/// first are forgotten).
 const MAX_REMEMBERED: usize = 65_536;
 
 /// Where the users come from.
@@ -72,30 +99,72 @@ impl std::str::FromStr for AuthSource {
     }
 }
 
+/// What one client may ask of the checkers (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// Checks queued or running at once per client (`--auth-max-pending-per-ip`).
+    pub pending_per_client: u32,
+    /// Failed attempts per client and window (`--auth-max-failures-per-ip`,
+    /// `--auth-failure-window`); `events == 0`: no limit.
+    pub failures: RateLimit,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            pending_per_client: DEFAULT_MAX_PENDING_PER_CLIENT,
+            failures: RateLimit {
+                events: DEFAULT_MAX_FAILURES,
+                window: DEFAULT_FAILURE_WINDOW,
+            },
+        }
+    }
+}
+
+/// What became of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials are good: `235`.
+    Accepted,
+    /// They are not: `535`.
+    Rejected,
+    /// Not checked: too many checks are pending (for this client, or in all): `454`.
+    Busy,
+    /// Not checked: the client failed too often within the window: `454`.
+    Limited,
+}
+
 /// The answer to [`Authenticator::check`].
 #[derive(Debug)]
 pub enum Check {
-    /// The credentials are good.
-    Accepted,
-    /// They are not.
-    Rejected,
-    /// A hash is being checked on a verifier thread; the answer arrives through the
+    /// Decided at once.
+    Now(Verdict),
+    /// A hash is being checked on a verifier thread; the verdict arrives through the
     /// [`Notify`] given. Dropping the ticket (the connection closed) cancels the check.
     Pending(Ticket),
-    /// Too many checks are queued (for this address, or in all): answer `454 4.7.0`.
-    Busy,
 }
 
-/// A queued check's handle: dropping it cancels the check if it has not run yet.
+/// A queued check's handle: dropping it takes the check out of the queue if it has not
+/// started, and silences its verdict if it has.
 #[derive(Debug)]
 pub struct Ticket {
-    /// Set when the connection no longer wants the answer.
+    /// The checkers' shared state.
+    shared: Arc<Shared>,
+    /// The client the check is queued under.
+    client: IpAddr,
+    /// The check's id in the queue.
+    id: u64,
+    /// Set when the connection no longer wants the verdict.
     cancelled: Arc<AtomicBool>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.cancelled.store(true, Ordering::Relaxed);
+        let removed = lock(&self.shared.state).queue.remove(self.client, self.id);
+        if let Some(mut job) = removed {
+            crate::proto::sasl::wipe(&mut job.password);
+        }
     }
 }
 
@@ -107,47 +176,61 @@ struct Job {
     known: bool,
     /// The password, wiped after the check.
     password: Vec<u8>,
-    /// The client's address (as counted), to release its place in the queue.
-    client: IpAddr,
-    /// Set when the connection went away: skip the work.
+    /// Set when the connection went away: nobody hears the verdict.
     cancelled: Arc<AtomicBool>,
     /// Whom to tell.
     notify: Notify,
 }
 
-/// Checks queued, per client address and in all.
-#[derive(Debug, Default)]
-struct Queued {
-    /// Per counted address.
-    by_address: HashMap<IpAddr, u32>,
-    /// In all.
-    total: u32,
+/// What the verifier threads and the workers share.
+struct Shared {
+    /// The queue and the failure book, under one lock (held for microseconds: never while
+    /// hashing).
+    state: Mutex<State>,
+    /// Wakes a verifier thread when a check is queued (or all are told to stop).
+    work: Condvar,
 }
 
-impl Queued {
-    /// Takes a place for `client`, if there is one.
-    fn take(&mut self, client: IpAddr) -> bool {
-        let mine = self.by_address.entry(client).or_insert(0);
-        if *mine >= MAX_PENDING_PER_ADDRESS || self.total >= MAX_PENDING {
-            if *mine == 0 {
-                self.by_address.remove(&client);
-            }
-            return false;
-        }
-        *mine += 1;
-        self.total += 1;
-        true
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The checkers' state.
+struct State {
+    /// Checks waiting, per client, served in turn.
+    queue: FairQueue<Job>,
+    /// Recent failures per client.
+    failures: RateBook,
+    /// The id of the next check.
+    next_id: u64,
+    /// Set when the [`Authenticator`] is gone: the verifier threads end.
+    closed: bool,
+}
+
+impl State {
+    /// A client's rank in the queue: one without a failure counted now goes first.
+    fn rank(&self, client: IpAddr, now: Instant) -> u8 {
+        u8::from(!self.failures.is_clear(client, now))
     }
 
-    /// Gives `client`'s place back.
-    fn release(&mut self, client: IpAddr) {
-        if let Some(mine) = self.by_address.get_mut(&client) {
-            *mine -= 1;
-            if *mine == 0 {
-                self.by_address.remove(&client);
-            }
-            self.total = self.total.saturating_sub(1);
+    /// The queue is full: picks whose newest queued check gives way to `client`'s, if any
+    /// should (see the module docs), and takes it out.
+    fn make_room_for(&mut self, client: IpAddr, now: Instant) -> Option<Job> {
+        let mine = (self.rank(client, now), self.queue.pending(client) as usize);
+        let victim = self
+            .queue
+            .waiting_clients()
+            .filter(|other| *other != client)
+            .map(|other| (self.rank(other, now), self.queue.queued_of(other), other))
+            .max()?;
+        let (victim_rank, victim_queued, victim) = victim;
+        let gives_way = victim_rank > mine.0 || victim_queued > mine.1 + 1;
+        if !gives_way {
+            return None;
         }
+        self.queue.remove_newest(victim).map(|(_, job)| job)
     }
 }
 
@@ -156,26 +239,45 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Tells a check's connection its verdict (unless it went away).
+fn report(job: Job, verdict: Verdict) {
+    if job.cancelled.load(Ordering::Relaxed) {
+        return;
+    }
+    let Notify {
+        completions,
+        key,
+        id,
+    } = job.notify;
+    completions.report_auth(key, id, verdict);
+}
+
 /// Checks credentials for every worker.
 pub struct Authenticator {
     /// Where the users come from.
     source: AuthSource,
+    /// What one client may ask.
+    limits: AuthLimits,
     /// The users of the password file (empty for `any`), and the dummy secret for unknown
     /// users, made like their hashes.
     users: RwLock<Arc<(Users, Secret)>>,
-    /// Work for the verifier threads (`None` for `any`).
-    jobs: Option<Mutex<mpsc::Sender<Job>>>,
-    /// Checks queued, shared with the verifier threads.
-    queued: Arc<Mutex<Queued>>,
-    /// Recent failures per counted address: how many, and when the last was.
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// The queue, the failure book and the verifier threads' wake-up.
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("source", &self.source)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Authenticator {
+    fn drop(&mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.work.notify_all();
     }
 }
 
@@ -183,7 +285,7 @@ impl Authenticator {
     /// Loads the users (for a file) and starts the verifier threads (two, or one on a
     /// machine with one core: enough that one slow hash does not hold every login up, few
     /// enough that hashing cannot take the event loops' cores).
-    pub fn start(source: AuthSource) -> Result<Arc<Authenticator>, String> {
+    pub fn start(source: AuthSource, limits: AuthLimits) -> Result<Arc<Authenticator>, String> {
         let (users, dummy) = match &source {
             AuthSource::Any => (Users::default(), Secret::Plain(Vec::new())),
             AuthSource::File(path) => {
@@ -192,36 +294,36 @@ impl Authenticator {
                 (users, dummy)
             }
         };
-        let queued = Arc::new(Mutex::new(Queued::default()));
-        let jobs = match source {
-            AuthSource::Any => None,
-            AuthSource::File(_) => {
-                let (sender, receiver) = mpsc::channel::<Job>();
-                let receiver = Arc::new(Mutex::new(receiver));
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-                for i in 0..threads {
-                    let receiver = Arc::clone(&receiver);
-                    let queued = Arc::clone(&queued);
-                    std::thread::Builder::new()
-                        .name(format!("auth-verifier-{i}"))
-                        .spawn(move || verify_loop(&receiver, &queued))
-                        .map_err(|e| format!("--auth: cannot start a verifier thread: {e}"))?;
-                }
-                Some(Mutex::new(sender))
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: FairQueue::new(),
+                failures: RateBook::new(limits.failures, MAX_REMEMBERED),
+                next_id: 0,
+                closed: false,
+            }),
+            work: Condvar::new(),
+        });
+        if let AuthSource::File(_) = source {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+            for i in 0..threads {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("auth-verifier-{i}"))
+                    .spawn(move || verify_loop(&shared))
+                    .map_err(|e| format!("--auth: cannot start a verifier thread: {e}"))?;
             }
-        };
+        }
         Ok(Arc::new(Authenticator {
             source,
+            limits,
             users: RwLock::new(Arc::new((users, dummy))),
-            jobs,
-            queued,
-            failures: Mutex::new(HashMap::new()),
+            shared,
         }))
     }
 
-    /// Checks `user` and `password` for a client at `client`. A hash check is handed to a
-    /// verifier thread, which reports through `notify` ([`Check::Pending`]), unless too many
-    /// are queued ([`Check::Busy`]).
+    /// Checks `user` and `password` for a client at `client`: at once (`--auth any`, a
+    /// `{PLAIN}` entry, a client past its failure limit, a full queue), or on a verifier
+    /// thread, which reports through `notify` ([`Check::Pending`]).
     pub fn check(
         &self,
         client: IpAddr,
@@ -229,67 +331,68 @@ impl Authenticator {
         password: &[u8],
         notify: impl FnOnce() -> Notify,
     ) -> Check {
-        let Some(jobs) = &self.jobs else {
-            return Check::Accepted; // --auth any
-        };
+        if self.source == AuthSource::Any {
+            return Check::Now(Verdict::Accepted);
+        }
+        let client = counted_as(client);
+        let now = Instant::now();
+        if lock(&self.shared.state).failures.is_over(client, now) {
+            return Check::Now(Verdict::Limited);
+        }
         let users = Arc::clone(&self.users.read().unwrap_or_else(|e| e.into_inner()));
         let (users, dummy) = &*users;
         let (secret, known) = match users.get(user) {
             Some(secret) if secret.is_cheap() => {
-                return if secret.matches(password) {
-                    Check::Accepted
-                } else {
-                    Check::Rejected
-                };
+                if secret.matches(password) {
+                    return Check::Now(Verdict::Accepted);
+                }
+                lock(&self.shared.state).failures.record(client, now);
+                return Check::Now(Verdict::Rejected);
             }
             Some(secret) => (secret.clone(), true),
-            None if dummy.is_cheap() => return Check::Rejected,
+            None if dummy.is_cheap() => {
+                lock(&self.shared.state).failures.record(client, now);
+                return Check::Now(Verdict::Rejected);
+            }
             None => (dummy.clone(), false),
         };
-        let client = crate::server::per_client::counted_as(client);
-        if !lock(&self.queued).take(client) {
-            return Check::Busy;
+        let mut state = lock(&self.shared.state);
+        if state.closed || state.queue.pending(client) >= self.limits.pending_per_client {
+            return Check::Now(Verdict::Busy);
         }
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let job = Job {
-            secret,
-            known,
-            password: password.to_vec(),
-            client,
-            cancelled: Arc::clone(&cancelled),
-            notify: notify(),
-        };
-        match lock(jobs).send(job) {
-            Ok(()) => Check::Pending(Ticket { cancelled }),
-            Err(_) => {
-                // The verifier threads are gone: fail closed.
-                lock(&self.queued).release(client);
-                Check::Rejected
+        let mut displaced = None;
+        if state.queue.queued() >= MAX_PENDING {
+            displaced = state.make_room_for(client, now);
+            if displaced.is_none() {
+                return Check::Now(Verdict::Busy);
             }
         }
-    }
-
-    /// Records a failed attempt from `client`; returns how many failures that address had
-    /// within [`FAILURE_MEMORY`] (this one included), for the connection's delay.
-    pub fn record_failure(&self, client: IpAddr) -> u32 {
-        let client = crate::server::per_client::counted_as(client);
-        let now = Instant::now();
-        let mut failures = lock(&self.failures);
-        if failures.len() >= MAX_REMEMBERED {
-            // Forget the addresses whose last failure is oldest (a flood of addresses must
-            // not grow this without bound).
-            let mut lasts: Vec<Instant> = failures.values().map(|(_, last)| *last).collect();
-            lasts.sort_unstable();
-            let cut = lasts[lasts.len() / 2];
-            failures.retain(|_, (_, last)| *last > cut);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let id = state.next_id;
+        state.next_id += 1;
+        state.queue.push(
+            client,
+            id,
+            Job {
+                secret,
+                known,
+                password: password.to_vec(),
+                cancelled: Arc::clone(&cancelled),
+                notify: notify(),
+            },
+        );
+        drop(state);
+        self.shared.work.notify_one();
+        if let Some(mut job) = displaced {
+            crate::proto::sasl::wipe(&mut job.password);
+            report(job, Verdict::Busy);
         }
-        let entry = failures.entry(client).or_insert((0, now));
-        if now.duration_since(entry.1) > FAILURE_MEMORY {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        entry.0
+        Check::Pending(Ticket {
+            shared: Arc::clone(&self.shared),
+            client,
+            id,
+            cancelled,
+        })
     }
 
     /// Reads the password file again (SIGHUP): `Ok(users)` with the new count, or the error
@@ -306,28 +409,47 @@ impl Authenticator {
     }
 }
 
-/// A verifier thread: checks hashes in arrival order, skipping those whose connection has
-/// gone, until every worker is gone.
-fn verify_loop(jobs: &Mutex<mpsc::Receiver<Job>>, queued: &Mutex<Queued>) {
+/// A verifier thread: takes the next check in fair order (see the module docs), checks the
+/// hash (without the lock), counts a failure, and reports, until the [`Authenticator`] is
+/// gone. A check whose client went past its failure limit while it waited is answered
+/// [`Verdict::Limited`] without hashing.
+fn verify_loop(shared: &Shared) {
     loop {
-        let job = lock(jobs).recv();
-        let Ok(mut job) = job else {
-            return;
+        let (client, mut job, limited) = {
+            let mut state = lock(&shared.state);
+            loop {
+                let now = Instant::now();
+                let picked = {
+                    let State {
+                        queue, failures, ..
+                    } = &mut *state;
+                    queue.pop(|client| Some(u8::from(!failures.is_clear(client, now))))
+                };
+                if let Some((client, _, job)) = picked {
+                    let limited = state.failures.is_over(client, now);
+                    break (client, job, limited);
+                }
+                if state.closed {
+                    return;
+                }
+                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
         };
-        let matched = !job.cancelled.load(Ordering::Relaxed)
-            && job.secret.matches(&job.password)
-            && job.known;
+        let matched = !limited && job.secret.matches(&job.password) && job.known;
         crate::proto::sasl::wipe(&mut job.password);
-        lock(queued).release(job.client);
-        if job.cancelled.load(Ordering::Relaxed) {
-            continue;
+        {
+            let mut state = lock(&shared.state);
+            state.queue.finish(client);
+            if !limited && !matched {
+                state.failures.record(client, Instant::now());
+            }
         }
-        let Notify {
-            completions,
-            key,
-            id,
-        } = job.notify;
-        completions.report_auth(key, id, matched);
+        let verdict = match (limited, matched) {
+            (true, _) => Verdict::Limited,
+            (false, true) => Verdict::Accepted,
+            (false, false) => Verdict::Rejected,
+        };
+        report(job, verdict);
     }
 }
 
@@ -335,43 +457,114 @@ fn verify_loop(jobs: &Mutex<mpsc::Receiver<Job>>, queued: &Mutex<Queued>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_queue_is_bounded_per_address_and_in_all() {
-        let mut queued = Queued::default();
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..MAX_PENDING_PER_ADDRESS {
-            assert!(queued.take(a));
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// A state whose failure limit is `failures` per minute.
+    fn state(failures: u32) -> State {
+        State {
+            queue: FairQueue::new(),
+            failures: RateBook::new(
+                RateLimit {
+                    events: failures,
+                    window: Duration::from_secs(60),
+                },
+                100,
+            ),
+            next_id: 0,
+            closed: false,
         }
-        assert!(!queued.take(a), "past the per-address bound");
-        assert!(queued.take(b), "another address still gets a place");
-        queued.release(a);
-        assert!(queued.take(a));
-        for i in 0..MAX_PENDING {
-            queued.take(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]));
+    }
+
+    /// A job nobody waits for (its notify goes to a completion queue without a worker).
+    fn job() -> Job {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        Job {
+            secret: Secret::Plain(b"x".to_vec()),
+            known: true,
+            password: b"x".to_vec(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            notify: Notify {
+                completions: Arc::new(crate::store::Completions::new(waker)),
+                key: 0,
+                id: 0,
+            },
         }
-        assert_eq!(queued.total, MAX_PENDING);
-        assert!(
-            !queued.take("192.0.2.3".parse().unwrap()),
-            "past the total bound"
-        );
-        queued.release(b);
-        queued.release(b); // a second release of nothing changes nothing
-        assert_eq!(queued.total, MAX_PENDING - 1);
     }
 
     #[test]
-    fn failures_are_counted_per_address() {
-        let auth = Authenticator::start(AuthSource::Any).unwrap();
-        let a: IpAddr = "2001:db8::1".parse().unwrap();
-        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
-        assert_eq!(auth.record_failure(a), 1);
-        assert_eq!(
-            auth.record_failure(same_64),
-            2,
-            "an IPv6 /64 counts as one address"
+    fn a_clean_client_is_checked_before_clients_that_failed_recently() {
+        let mut state = state(10);
+        let now = Instant::now();
+        let (guesser, other_guesser, user) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.9"));
+        state.failures.record(guesser, now);
+        state.failures.record(other_guesser, now);
+        for id in 0..5 {
+            state.queue.push(guesser, id, job());
+            state.queue.push(other_guesser, 10 + id, job());
+        }
+        state.queue.push(user, 99, job());
+        let first = {
+            let State {
+                queue, failures, ..
+            } = &mut state;
+            queue.pop(|c| Some(u8::from(!failures.is_clear(c, now))))
+        };
+        assert_eq!(first.map(|(c, id, _)| (c, id)), Some((user, 99)));
+        assert_eq!(state.rank(user, now), 0);
+        assert_eq!(state.rank(guesser, now), 1);
+    }
+
+    #[test]
+    fn a_full_queue_makes_room_for_a_client_with_less_queued_or_no_failures() {
+        let mut state = state(10);
+        let now = Instant::now();
+        let (flood, user) = (ip("192.0.2.1"), ip("192.0.2.9"));
+        for id in 0..3 {
+            state.queue.push(flood, id, job());
+        }
+        // The flood's newest gives way to a client with nothing queued...
+        assert!(state.make_room_for(user, now).is_some());
+        assert_eq!(state.queue.queued_of(flood), 2);
+        state.queue.push(user, 50, job());
+        // ... but not to a client holding as many (or one fewer).
+        state.queue.push(user, 51, job());
+        assert!(state.make_room_for(user, now).is_none());
+        // Equal counts: the one that failed recently gives way to the one that did not.
+        state.failures.record(flood, now);
+        assert!(state.make_room_for(user, now).is_some());
+        assert!(
+            state.make_room_for(flood, now).is_none(),
+            "a client that failed recently takes no clean client's place"
         );
-        assert_eq!(auth.record_failure("192.0.2.9".parse().unwrap()), 1);
+    }
+
+    #[test]
+    fn the_failure_limit_is_per_client_and_an_ipv6_64_counts_as_one() {
+        let auth = Authenticator::start(
+            AuthSource::Any,
+            AuthLimits {
+                pending_per_client: 1,
+                failures: RateLimit {
+                    events: 2,
+                    window: Duration::from_secs(60),
+                },
+            },
+        )
+        .unwrap();
+        let now = Instant::now();
+        let mut state = lock(&auth.shared.state);
+        state.failures.record(counted_as(ip("2001:db8::1")), now);
+        state.failures.record(counted_as(ip("2001:db8::2")), now);
+        assert!(state
+            .failures
+            .is_over(counted_as(ip("2001:db8::ffff")), now));
+        assert!(!state
+            .failures
+            .is_over(counted_as(ip("2001:db8:0:1::1")), now));
+        assert!(!state.failures.is_over(counted_as(ip("192.0.2.9")), now));
     }
 
     #[test]

@@ -142,6 +142,10 @@ struct SecurityDescs {
     discarded: Desc,
     /// `fastsmtpd_auth_attempts_total{result}`.
     auth: Desc,
+    /// `fastsmtpd_auth_abandoned_total`.
+    abandoned: Desc,
+    /// `fastsmtpd_tls_handshakes_refused_total`.
+    handshakes_refused: Desc,
 }
 
 impl SecurityDescs {
@@ -169,8 +173,18 @@ impl SecurityDescs {
             )?,
             auth: desc(
                 "fastsmtpd_auth_attempts_total",
-                "AUTH attempts decided, by result: success (235) or failure (535).",
+                "AUTH attempts answered, by result: success (235), failure (535), busy (454: the checks pending for the client or in all are at their limit), rate_limited (454: the client failed too often within the window).",
                 &["result"],
+            )?,
+            abandoned: desc(
+                "fastsmtpd_auth_abandoned_total",
+                "AUTH attempts whose connection closed before the verdict (the client hung up or timed out while its password was being checked).",
+                &[],
+            )?,
+            handshakes_refused: desc(
+                "fastsmtpd_tls_handshakes_refused_total",
+                "TLS handshakes refused, the connection closed without a byte, because the client address started more full handshakes per second than --tls-handshake-rate-per-ip.",
+                &[],
             )?,
         })
     }
@@ -200,6 +214,11 @@ impl SecurityDescs {
                 &[("result", "success".to_string())],
             ),
             counter(security.auth_failures, &[("result", "failure".to_string())]),
+            counter(security.auth_busy, &[("result", "busy".to_string())]),
+            counter(
+                security.auth_limited,
+                &[("result", "rate_limited".to_string())],
+            ),
         ];
         vec![
             family(&self.handshakes, MetricType::COUNTER, handshakes),
@@ -215,6 +234,16 @@ impl SecurityDescs {
                 vec![counter(security.starttls_discarded, &[])],
             ),
             family(&self.auth, MetricType::COUNTER, auth),
+            family(
+                &self.abandoned,
+                MetricType::COUNTER,
+                vec![counter(security.auth_abandoned, &[])],
+            ),
+            family(
+                &self.handshakes_refused,
+                MetricType::COUNTER,
+                vec![counter(security.handshakes_refused, &[])],
+            ),
         ]
     }
 }
@@ -255,6 +284,8 @@ impl Collector for WorkerCollector {
                 &security.starttls,
                 &security.discarded,
                 &security.auth,
+                &security.abandoned,
+                &security.handshakes_refused,
             ])
             .collect()
     }

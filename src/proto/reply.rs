@@ -114,6 +114,10 @@ pub const NEED_EHLO: &[u8] = b"503 5.5.1 Error: send EHLO first\r\n";
 pub const AUTH_OK: &[u8] = b"235 2.7.0 Authentication successful\r\n";
 /// The credentials cannot be checked now (RFC 4954 §6): try again later.
 pub const AUTH_TEMPORARY_FAILURE: &[u8] = b"454 4.7.0 Temporary authentication failure\r\n";
+/// The client failed to authenticate too often within the window (RFC 4954 §6's temporary
+/// failure, as Postfix's anvil answers past `smtpd_client_auth_rate_limit`): try again later.
+pub const AUTH_TOO_MANY_FAILURES: &[u8] =
+    b"454 4.7.0 Error: too many failed authentications from your address, try again later\r\n";
 /// `AUTH` with wrong credentials (RFC 4954 §6).
 pub const AUTH_FAILED: &[u8] = b"535 5.7.8 Error: authentication failed\r\n";
 /// The client answered a challenge with `*` (RFC 4954 §4).
@@ -486,6 +490,7 @@ mod tests {
             AUTH_OK,
             AUTH_FAILED,
             AUTH_TEMPORARY_FAILURE,
+            AUTH_TOO_MANY_FAILURES,
             AUTH_CANCELLED,
             AUTH_UNDECODABLE,
             AUTH_NEEDS_TLS,

@@ -24,9 +24,10 @@
 //! storage threads, and while their budget of bytes in flight is spent, a connection in
 //! message content reads nothing more (backpressure) until [`Conn::on_budget`].
 
+use super::handshakes::HandshakeTurns;
 use super::timer::{ConnDeadline, Deadlines, Due};
 use super::transport::Transport;
-use crate::auth::{Authenticator, Check, Ticket};
+use crate::auth::{Authenticator, Check, Ticket, Verdict};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
 use crate::proto::session::{Progress, Session, SessionConfig};
@@ -37,7 +38,7 @@ use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
 /// further command and nothing more is read: the client is not reading its replies, so TCP
@@ -55,14 +56,6 @@ const OUT_KEEP_CAPACITY: usize = 16 * 1024;
 pub const MAX_READS_PER_TURN: usize = 8;
 /// Input read from a closed session before closing, so the close sends FIN, not RST.
 const MAX_DRAIN_READS: usize = 4;
-
-/// How long the `535` of the `failures`-th failed AUTH attempt in a session is held: none for
-/// the first (a typo), then 1 s more for each, at most 5 s (Postfix sleeps after errors in the
-/// same spirit). Combined with the error cap this bounds the guesses one connection can make
-/// to a handful per several seconds, while a user who mistyped once notices nothing.
-pub fn auth_failure_delay(failures: u32) -> Duration {
-    Duration::from_secs(u64::from(failures.saturating_sub(1).min(5)))
-}
 
 /// The sink every connection uses: its store (or discard), with `--log-sessions` records.
 pub type ConnSink = Logged<StoreSink>;
@@ -85,6 +78,8 @@ pub struct Driver<'a> {
     pub tally: &'a mut ReplyTally,
     /// The worker's counters.
     pub stats: &'a mut Stats,
+    /// The worker's TLS handshake turns (see `super::handshakes`).
+    pub handshakes: &'a mut HandshakeTurns,
     /// The TLS configuration, when TLS is configured (for STARTTLS).
     pub tls: Option<&'a Arc<rustls::ServerConfig>>,
     /// The AUTH back end, with `--auth`.
@@ -193,6 +188,23 @@ pub struct Conn {
     /// An AUTH verdict is being computed on a verifier thread (dropping the ticket, as closing
     /// the connection does, cancels it).
     auth_pending: Option<Ticket>,
+    /// The poller reported the connection reset (or closed both ways): nothing sent from now
+    /// on can arrive. A connection that only waits (for an AUTH verdict, or a pause) closes
+    /// at once instead of holding its place until then.
+    hung_up: bool,
+    /// Where the TLS handshake stands with the worker's turns.
+    handshake: HandshakeTurn,
+}
+
+/// A connection's TLS handshake and the worker's turns (see `super::handshakes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct HandshakeTurn {
+    /// Waiting in the worker's queue for its turn to start.
+    queued: bool,
+    /// Started and counted as in progress (until it completes or the connection closes).
+    in_progress: bool,
+    /// Counted as a full handshake toward the client's rate.
+    charged: bool,
 }
 
 impl Conn {
@@ -244,6 +256,8 @@ impl Conn {
                 TlsPhase::Plain
             },
             auth_pending: None,
+            hung_up: false,
+            handshake: HandshakeTurn::default(),
         };
         conn.borrow_out(cx.spare_out);
         let progress = conn.session.on_connect(
@@ -266,8 +280,10 @@ impl Conn {
         self.client.ip()
     }
 
-    /// The poller reported readiness: `readable`, and `peer_closed` (read closed or error).
-    pub fn on_event(&mut self, readable: bool, peer_closed: bool) {
+    /// The poller reported readiness: `readable`, `peer_closed` (read closed or error), and
+    /// `hung_up` (reset, or closed both ways: no reply can reach the client any more).
+    pub fn on_event(&mut self, readable: bool, peer_closed: bool, hung_up: bool) {
+        self.hung_up |= hung_up;
         self.read = match (self.read, peer_closed, readable) {
             (ReadSide::Ended, _, _) => ReadSide::Ended,
             (_, true, _) => ReadSide::ReadyToEnd,
@@ -280,14 +296,33 @@ impl Conn {
     /// The entry point: reads and processes what is available (within the turn's budget),
     /// writes the replies, re-arms the poller, and says what next.
     pub fn ready(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
-        self.borrow_out(cx.spare_out);
+        let waiting = self.auth_pending.is_some() || self.held_from.is_some();
+        if self.hung_up && (waiting || self.handshake.queued) {
+            // Nobody is left to hear the verdict or the held reply: free the connection's
+            // place (and its per-address slot) now, not when the wait ends.
+            return self.outcome(Next::Close, 0);
+        }
         let readable = matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd);
+        if self.tls == TlsPhase::Handshaking && !self.handshake_may_go(readable, cx) {
+            // The client's first flight waits, unread, for the worker to grant a turn.
+            return self.outcome(Next::Wait, 0);
+        }
+        self.borrow_out(cx.spare_out);
         let status = if readable || self.input_stalled {
             self.read_and_process(cx, now)
         } else {
             ReadStatus::Drained
         };
         let accepted = self.count_accepted(cx.stats);
+        if self.handshake.in_progress
+            && !self.handshake.charged
+            && self.transport.is_full_handshake()
+        {
+            // A full handshake (a signature made): it counts toward the client's rate; a
+            // resumed one does not.
+            self.handshake.charged = true;
+            cx.handshakes.charge_full(self.client.ip(), now);
+        }
         if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
             self.on_handshake_complete(cx, now);
         }
@@ -444,7 +479,17 @@ impl Conn {
 
     /// The connection is being dropped: abandons any message in progress. Returns the
     /// session's failed commands, for the worker's counters.
-    pub fn on_close(&mut self, stats: &mut Stats) -> u32 {
+    pub fn on_close(&mut self, stats: &mut Stats, handshakes: &mut HandshakeTurns) -> u32 {
+        if self.handshake.queued {
+            handshakes.cancel(self.client.ip(), self.id);
+        }
+        if self.handshake.in_progress {
+            handshakes.end(self.client.ip());
+        }
+        if self.auth_pending.take().is_some() {
+            // Dropping the ticket takes the check out of the queue (or silences its verdict).
+            stats.security.auth_abandoned += 1;
+        }
         if self.tls == TlsPhase::Handshaking {
             // Ended mid-handshake: by a TLS error (its reason), or the client went away.
             let reason = self.transport.tls_failure().unwrap_or(1);
@@ -458,7 +503,7 @@ impl Conn {
     /// out, then the input kept behind it is processed, and reading resumes.
     pub fn on_auth_complete(
         &mut self,
-        accepted: bool,
+        verdict: Verdict,
         cx: &mut Driver<'_>,
         now: Instant,
     ) -> Outcome {
@@ -466,14 +511,15 @@ impl Conn {
             return self.outcome(Next::Wait, 0);
         }
         self.borrow_out(cx.spare_out);
-        self.finish_auth(accepted, cx, now);
+        self.finish_auth(verdict, cx);
         self.resume(cx, now);
         self.ready(cx, now)
     }
 
     /// Checks the credentials the session collected: at once (`--auth any`, a `{PLAIN}`
-    /// entry), or on the verifier thread (hashes; [`Conn::on_auth_complete`] follows).
-    fn check_auth(&mut self, cx: &mut Driver<'_>, now: Instant) {
+    /// entry, a client past its limits), or on a verifier thread (hashes;
+    /// [`Conn::on_auth_complete`] follows).
+    fn check_auth(&mut self, cx: &mut Driver<'_>) {
         let Some((user, password)) = self.session.pending_credentials() else {
             return;
         };
@@ -484,43 +530,44 @@ impl Conn {
         };
         let check = match cx.auth {
             Some(auth) => auth.check(self.client.ip(), user, password, notify),
-            None => Check::Rejected,
+            None => Check::Now(Verdict::Rejected),
         };
         match check {
-            Check::Accepted => self.finish_auth(true, cx, now),
-            Check::Rejected => self.finish_auth(false, cx, now),
+            Check::Now(verdict) => self.finish_auth(verdict, cx),
             Check::Pending(ticket) => self.auth_pending = Some(ticket),
-            Check::Busy => {
-                self.session
-                    .on_auth_unavailable(&mut Replies::new(&mut self.out, cx.tally));
-                self.input_stalled = !self.carry.is_empty();
-            }
         }
     }
 
-    /// Gives the session its AUTH verdict. A failure after the first, in this session or from
-    /// this address within `crate::auth::FAILURE_MEMORY`, is answered late
-    /// ([`auth_failure_delay`]): the `535` is held like a fault pause, and so is whatever the
-    /// client sends meanwhile.
-    fn finish_auth(&mut self, accepted: bool, cx: &mut Driver<'_>, now: Instant) {
-        let before = self.out.len();
-        let accepted = self.session.on_auth_result(
-            cx.config,
-            accepted,
-            &mut Replies::new(&mut self.out, cx.tally),
-            &mut self.sink,
-        );
-        if accepted {
-            cx.stats.security.auth_successes += 1;
-        } else {
-            cx.stats.security.auth_failures += 1;
-            let from_address = cx
-                .auth
-                .map_or(0, |auth| auth.record_failure(self.client.ip()));
-            let delay = auth_failure_delay(self.session.auth_failures().max(from_address));
-            if !delay.is_zero() {
-                self.held_from.get_or_insert(before);
-                self.deadline.pause(now, delay);
+    /// Gives the session its AUTH verdict: `235`, `535`, or a `454` (busy, or too many
+    /// failures from this client). Every answer goes out as soon as it is known, so the time
+    /// it takes says nothing about the password (`crate::auth` bounds failures per client
+    /// instead of slowing them down).
+    fn finish_auth(&mut self, verdict: Verdict, cx: &mut Driver<'_>) {
+        let mut replies = Replies::new(&mut self.out, cx.tally);
+        let security = &mut cx.stats.security;
+        match verdict {
+            Verdict::Accepted | Verdict::Rejected => {
+                let accepted = self.session.on_auth_result(
+                    cx.config,
+                    verdict == Verdict::Accepted,
+                    &mut replies,
+                    &mut self.sink,
+                );
+                if accepted {
+                    security.auth_successes += 1;
+                } else {
+                    security.auth_failures += 1;
+                }
+            }
+            Verdict::Busy => {
+                security.auth_busy += 1;
+                let reply = reply::AUTH_TEMPORARY_FAILURE;
+                (self.session).on_auth_unavailable(cx.config, reply, &mut replies, &mut self.sink);
+            }
+            Verdict::Limited => {
+                security.auth_limited += 1;
+                let reply = reply::AUTH_TOO_MANY_FAILURES;
+                (self.session).on_auth_unavailable(cx.config, reply, &mut replies, &mut self.sink);
             }
         }
         // The input kept behind the AUTH exchange goes next, before anything more is read.
@@ -550,12 +597,43 @@ impl Conn {
     /// trace headers), and the client gets the usual idle time again.
     fn on_handshake_complete(&mut self, cx: &mut Driver<'_>, now: Instant) {
         self.tls = TlsPhase::Established;
+        if std::mem::take(&mut self.handshake.in_progress) {
+            cx.handshakes.end(self.client.ip());
+        }
         if let Some(info) = self.transport.tls_info() {
             let version = usize::from(info.version == "TLSv1.3");
             cx.stats.security.handshakes[version][usize::from(info.resumed)] += 1;
             self.session.on_tls_established(info);
         }
         self.deadline.on_input(1, 0, false, now, cx.deadlines);
+    }
+
+    /// Whether a connection in its handshake may read now: once started, always; before, only
+    /// when the worker granted it a turn (then it starts: counted as in progress). A readable
+    /// connection without a turn joins the worker's queue (once).
+    fn handshake_may_go(&mut self, readable: bool, cx: &mut Driver<'_>) -> bool {
+        if self.handshake.in_progress {
+            return true;
+        }
+        if cx.handshakes.is_granted() {
+            self.handshake.queued = false;
+            self.handshake.in_progress = true;
+            cx.handshakes.begin(self.client.ip());
+            return true;
+        }
+        if readable && !self.handshake.queued {
+            self.handshake.queued = true;
+            cx.handshakes.wait(self.client.ip(), self.token.0, self.id);
+        }
+        false
+    }
+
+    /// The worker refuses this connection's handshake (its client is past the full-handshake
+    /// rate): it is closed next without a byte, counted as refused rather than as a failed
+    /// handshake.
+    pub fn refuse_handshake(&mut self) {
+        self.handshake.queued = false;
+        self.tls = TlsPhase::Plain;
     }
 
     /// What to tell the worker.
@@ -650,6 +728,12 @@ impl Conn {
             }
             self.carry.extend_from_slice(rest);
             self.after_input(progress, n as u64, now, cx);
+            if self.input_stalled {
+                // Commands kept behind one answered at once (an AUTH refused with `454`
+                // without a check) go now; returning here would leave them waiting for an
+                // event that may never come.
+                continue;
+            }
             if n < room && self.read == ReadSide::Ready && !self.transport.has_buffered_input() {
                 // A short read took everything the socket had. With edge-triggered epoll any
                 // later arrival raises a new event, so the extra read that would only return
@@ -715,7 +799,7 @@ impl Conn {
             cx.stats.security.starttls_discarded += 1;
         }
         if self.session.pending_credentials().is_some() && self.auth_pending.is_none() {
-            self.check_auth(cx, now);
+            self.check_auth(cx);
         }
         self.deadline.on_input(
             progress.completed,

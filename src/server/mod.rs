@@ -21,6 +21,7 @@
 
 pub mod conn;
 pub mod descriptors;
+pub mod handshakes;
 pub mod listener;
 pub mod per_client;
 pub mod timer;
@@ -104,7 +105,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     };
     let auth = match &config.auth {
         Some(source) => Some(
-            crate::auth::Authenticator::start(source.clone())
+            crate::auth::Authenticator::start(source.clone(), config.auth_limits)
                 .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
         ),
         None => None,
@@ -121,6 +122,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let open_connections = Arc::new(AtomicUsize::new(0));
     let per_client = Arc::new(per_client::PerClientConnections::new(
         config.max_connections_per_ip,
+    ));
+    let handshake_rates = Arc::new(handshakes::HandshakeRates::new(
+        config.tls_handshake_rate_per_ip,
     ));
     let deadlines = Deadlines {
         idle_timeout: config.idle_timeout,
@@ -181,6 +185,8 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             auth: auth.clone(),
             first_tls_listener: config.listen.len(),
             per_client: Arc::clone(&per_client),
+            handshake_rates: Arc::clone(&handshake_rates),
+            max_handshakes_per_client: config.tls_max_handshakes_per_ip,
             stats: shared,
             store: store.clone(),
             completions: Arc::new(Completions::new(waker)),

@@ -100,6 +100,19 @@ impl Transport {
         Ok(())
     }
 
+    /// Whether the handshake under way (or done) is a full one: the server signed (rustls
+    /// knows once it has answered the ClientHello). A resumed one is not.
+    pub fn is_full_handshake(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| {
+            matches!(
+                tls.handshake_kind(),
+                Some(
+                    rustls::HandshakeKind::Full | rustls::HandshakeKind::FullWithHelloRetryRequest
+                )
+            )
+        })
+    }
+
     /// Whether a TLS handshake is still under way.
     pub fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(|tls| tls.is_handshaking())

@@ -200,8 +200,8 @@ struct Reported {
     outcomes: Vec<(usize, u64, bool)>,
     /// `(connection key, connection id)`: connections that waited for the budget.
     budget: Vec<(usize, u64)>,
-    /// `(connection key, connection id, accepted)`: AUTH verdicts from the verifier thread.
-    auth: Vec<(usize, u64, bool)>,
+    /// `(connection key, connection id, verdict)`: AUTH verdicts from the verifier threads.
+    auth: Vec<(usize, u64, crate::auth::Verdict)>,
 }
 
 /// Outcomes for one worker, and the waker of its event loop.
@@ -241,8 +241,8 @@ impl Completions {
     }
 
     /// Reports an AUTH verdict (from `crate::auth`'s verifier thread).
-    pub fn report_auth(&self, key: usize, id: u64, accepted: bool) {
-        self.push(|r| r.auth.push((key, id, accepted)));
+    pub fn report_auth(&self, key: usize, id: u64, verdict: crate::auth::Verdict) {
+        self.push(|r| r.auth.push((key, id, verdict)));
     }
 
     /// Reports that the budget has room again for a connection that waited for it.
@@ -261,7 +261,7 @@ impl Completions {
         &self,
         outcomes: &mut Vec<(usize, u64, bool)>,
         budget: &mut Vec<(usize, u64)>,
-        auth: &mut Vec<(usize, u64, bool)>,
+        auth: &mut Vec<(usize, u64, crate::auth::Verdict)>,
     ) {
         let mut reported = lock(&self.reported);
         outcomes.append(&mut reported.outcomes);

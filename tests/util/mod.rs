@@ -153,6 +153,32 @@ impl Client {
         }
     }
 
+    /// Connects from the loopback address `source` (any 127.0.0.0/8 address: Linux routes the
+    /// whole /8 to loopback), so one test can play several client addresses.
+    #[track_caller]
+    pub fn connect_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let local = SocketAddr::from((source, 0));
+        socket
+            .bind(&local.into())
+            .expect("bind to a loopback address");
+        socket.connect(&addr.into()).expect("connect");
+        let stream = TcpStream::from(socket);
+        stream.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Closes with a TCP reset (`SO_LINGER` 0), as a client that gives up does.
+    pub fn reset(self) {
+        let socket = socket2::Socket::from(self.stream);
+        let _ = socket.set_linger(Some(Duration::ZERO));
+    }
+
     /// Sends raw bytes.
     #[track_caller]
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {

@@ -388,17 +388,29 @@ impl Session {
         accepted
     }
 
-    /// The caller cannot check the attempt now (its checker is saturated): `454 4.7.0`
-    /// (RFC 4954 §6, a temporary failure: the client may try again later). Not counted as a
-    /// failed attempt. Ignored when no attempt is waiting.
-    pub fn on_auth_unavailable(&mut self, out: &mut Replies<'_>) {
+    /// The caller does not check the attempt now: `reply` is a `454 4.7.0` (RFC 4954 §6, a
+    /// temporary failure: the checkers are saturated, or the client failed too often). Not a
+    /// failed attempt, but a failed command: it counts toward the error cap like any other
+    /// (else a client could send `AUTH` for ever for free). Ignored when no attempt is waiting.
+    pub fn on_auth_unavailable<S: MessageSink>(
+        &mut self,
+        config: &SessionConfig,
+        reply: &'static [u8],
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
         if !matches!(self.mode, Mode::AwaitingAuth) {
             return;
         }
         self.mode = Mode::Command;
         self.wipe_credentials();
-        out.push(reply::AUTH_TEMPORARY_FAILURE);
-        if self.draining && self.is_idle() {
+        out.push(reply);
+        self.errors += 1;
+        if self.errors >= config.max_errors {
+            self.abort_message(sink);
+            out.push(reply::TOO_MANY_ERRORS);
+            self.mode = Mode::Closed;
+        } else if self.draining && self.is_idle() {
             out.push(reply::SHUTTING_DOWN);
             self.mode = Mode::Closed;
         }

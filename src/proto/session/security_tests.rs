@@ -440,40 +440,52 @@ fn invalid_attempts_are_decided_like_any_other_and_fail() {
     }
 }
 
+/// Bug (issue 16, item 8): a `454` was free: 200 pipelined `AUTH` lines answered `454` on
+/// one connection were counted neither as errors nor as junk, so the connection was never
+/// closed. Now each `454` counts toward the error cap.
 #[test]
-fn a_saturated_checker_answers_454_and_the_session_goes_on() {
-    let config = policy(true, false, false);
+fn a_454_counts_toward_the_error_cap_and_the_session_goes_on_until_it() {
+    let mut config = policy(true, false, false);
+    config.max_errors = 3;
     let mut session = Session::new();
     let mut sink = Sink::default();
     let mut tally = ReplyTally::default();
     let mut out = Vec::new();
-    let input = format!(
-        "EHLO c\r\nAUTH PLAIN {}\r\nNOOP\r\n",
-        b64(b"\0alice\0right")
-    );
-    let progress = session.on_input(
-        &config,
-        input.as_bytes(),
-        &mut Replies::new(&mut out, &mut tally),
-        &mut sink,
-        &mut Open,
-    );
-    assert!(session.pending_credentials().is_some());
-    session.on_auth_unavailable(&mut Replies::new(&mut out, &mut tally));
-    session.on_input(
-        &config,
-        &input.as_bytes()[progress.consumed..],
-        &mut Replies::new(&mut out, &mut tally),
-        &mut sink,
-        &mut Open,
-    );
+    let auth = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0right"));
+    let input = format!("EHLO c\r\n{auth}NOOP\r\n{auth}{auth}NOOP\r\n");
+    let mut input = input.as_bytes();
+    let replies = [reply::AUTH_TEMPORARY_FAILURE, reply::AUTH_TOO_MANY_FAILURES];
+    let mut answered = 0;
+    while !input.is_empty() && !session.is_closed() {
+        let progress = session.on_input(
+            &config,
+            input,
+            &mut Replies::new(&mut out, &mut tally),
+            &mut sink,
+            &mut Open,
+        );
+        input = &input[progress.consumed..];
+        if session.pending_credentials().is_some() {
+            session.on_auth_unavailable(
+                &config,
+                replies[answered % 2],
+                &mut Replies::new(&mut out, &mut tally),
+                &mut sink,
+            );
+            answered += 1;
+        }
+    }
     let out = String::from_utf8(out).unwrap();
-    assert!(
-        out.ends_with("454 4.7.0 Temporary authentication failure\r\n250 2.0.0 Ok\r\n"),
-        "{out}"
+    let busy = "454 4.7.0 Temporary authentication failure\r\n";
+    let limited =
+        "454 4.7.0 Error: too many failed authentications from your address, try again later\r\n";
+    let want = format!(
+        "{busy}250 2.0.0 Ok\r\n{limited}{busy}421 4.7.0 Error: too many errors, closing connection\r\n"
     );
-    assert_eq!(session.auth_failures(), 0);
-    assert_eq!(session.errors(), 0);
+    assert!(out.ends_with(&want), "{out}");
+    assert_eq!(session.auth_failures(), 0, "not failed attempts");
+    assert_eq!(session.errors(), 3);
+    assert!(session.is_closed());
 }
 
 #[test]

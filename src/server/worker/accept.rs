@@ -2,10 +2,15 @@
 //!
 //! What it does: accept until `WouldBlock`; past `--max-connections` (counted over all
 //! workers) or `--max-connections-per-ip` answer `421 4.7.0` and close (before any fault
-//! rule at `connect` is asked: a refused connection is not an occurrence of that point); otherwise build the connection's sink (store or
+//! rule at `connect` is asked: a refused connection is not an occurrence of that point);
+//! on an implicit-TLS listener close without a byte instead (the client expects a TLS
+//! record: a plaintext `421` reads as a broken one, RFC 8314 §3.3 has no refusal before the
+//! handshake, and a handshake just to refuse is work for a client we are shedding); either
+//! way the refusal is counted. Otherwise build the connection's sink (store or
 //! discard, with the session log) and gate (fault rules), open it and greet. When `accept`
 //! fails for want of descriptors (EMFILE, ENFILE), the worker's spare descriptor is given up
-//! to accept the waiting connection, answer it `421 4.7.0` and close it (see
+//! to accept the waiting connection, answer it `421 4.7.0` (or nothing, on a TLS listener)
+//! and close it (see
 //! `server::descriptors`); for other failures (ENOBUFS) the pending connection stays queued and
 //! accepting pauses briefly instead of spinning on it. Failures are reported on stderr at most
 //! once every 10 s, with a count.
@@ -90,8 +95,7 @@ impl Worker {
         };
         match listener.accept() {
             Ok((stream, _)) => {
-                self.lent.stats.refused_connections += 1;
-                let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS);
+                self.refuse(&stream, index, reply::TOO_MANY_CONNECTIONS);
                 true
             }
             Err(_) => false,
@@ -126,19 +130,32 @@ impl Worker {
         }
     }
 
+    /// Whether listener `index` speaks implicit TLS.
+    fn is_tls_listener(&self, index: usize) -> bool {
+        self.links.tls.is_some() && index >= self.links.first_tls_listener
+    }
+
+    /// Refuses a connection accepted from listener `index`: `reply` (a `421`) on a plaintext
+    /// listener, nothing on an implicit-TLS one (see the module docs); counted either way.
+    /// The caller drops the stream, which closes it.
+    fn refuse(&mut self, stream: &TcpStream, index: usize, reply: &[u8]) {
+        self.lent.stats.refused_connections += 1;
+        if !self.is_tls_listener(index) {
+            // Best effort: a fresh socket's send buffer takes the short reply at once.
+            let _ = (&*stream).write(reply);
+        }
+    }
+
     fn on_accept(&mut self, stream: TcpStream, peer: SocketAddr, listener: usize, now: Instant) {
         let open = self.links.open_connections.fetch_add(1, Ordering::Relaxed);
         if open >= self.links.max_connections {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
-            self.lent.stats.refused_connections += 1;
-            // Best effort: a fresh socket's send buffer takes the short reply at once.
-            let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS);
+            self.refuse(&stream, listener, reply::TOO_MANY_CONNECTIONS);
             return;
         }
         if !self.links.per_client.try_open(peer.ip()) {
             self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
-            self.lent.stats.refused_connections += 1;
-            let _ = (&stream).write(reply::TOO_MANY_CONNECTIONS_FROM_ADDRESS);
+            self.refuse(&stream, listener, reply::TOO_MANY_CONNECTIONS_FROM_ADDRESS);
             return;
         }
         let id = self.next_id;

@@ -31,6 +31,7 @@ mod shutdown;
 pub use shutdown::{ExitAfter, ShutdownSignal};
 
 use super::conn::{Conn, Next, Outcome};
+use super::handshakes::{HandshakeRates, HandshakeTurns, Turn};
 use super::timer::{Deadlines, Timers};
 use crate::metrics::ReplyCounts;
 use crate::proto::reply::ReplyTally;
@@ -75,6 +76,10 @@ pub struct WorkerLinks {
     pub first_tls_listener: usize,
     /// Connections open per client address, over all workers.
     pub per_client: Arc<crate::server::per_client::PerClientConnections>,
+    /// Full TLS handshakes per client and second, over all workers.
+    pub handshake_rates: Arc<HandshakeRates>,
+    /// TLS handshakes in progress at most per client on this worker.
+    pub max_handshakes_per_client: u32,
     /// Where this worker publishes its counters.
     pub stats: Arc<SharedStats>,
     /// The storage threads, when messages are kept.
@@ -103,6 +108,8 @@ struct Lent {
     tally: ReplyTally,
     /// Counters.
     stats: Stats,
+    /// Which connection may start its TLS handshake, and this turn's handshake work.
+    handshakes: HandshakeTurns,
 }
 
 /// One event loop.
@@ -143,7 +150,7 @@ pub struct Worker {
     /// Connections whose wait for the stores' budget is over (kept for its capacity).
     budget_resumed: Vec<(usize, u64)>,
     /// AUTH verdicts being handled (kept for its capacity).
-    auth_verdicts: Vec<(usize, u64, bool)>,
+    auth_verdicts: Vec<(usize, u64, crate::auth::Verdict)>,
 }
 
 /// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
@@ -158,6 +165,7 @@ macro_rules! driver {
             spare_out: &mut $worker.lent.spare_out,
             tally: &mut $worker.lent.tally,
             stats: &mut $worker.lent.stats,
+            handshakes: &mut $worker.lent.handshakes,
             tls: $worker.links.tls.as_ref(),
             auth: $worker.links.auth.as_deref(),
             completions: &$worker.links.completions,
@@ -202,6 +210,10 @@ impl Worker {
                     ReplyTally::disabled()
                 },
                 stats: Stats::default(),
+                handshakes: HandshakeTurns::new(
+                    links.max_handshakes_per_client,
+                    Arc::clone(&links.handshake_rates),
+                ),
             },
             revisit: Vec::with_capacity(64),
             revisiting: Vec::with_capacity(64),
@@ -230,6 +242,7 @@ impl Worker {
                 return Err(e);
             }
             let now = Instant::now();
+            self.lent.handshakes.new_turn();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.on_wake(now),
@@ -241,12 +254,16 @@ impl Worker {
                             continue; // a stale token: that connection is gone
                         };
                         let peer_closed = event.is_read_closed() || event.is_error();
-                        conn.on_event(event.is_readable(), peer_closed);
+                        // A reset raises EPOLLERR and EPOLLHUP; a FIN (the client may
+                        // still read) only EPOLLRDHUP.
+                        let hung_up = event.is_error() || event.is_write_closed();
+                        conn.on_event(event.is_readable(), peer_closed, hung_up);
                         self.drive(key, now);
                     }
                 }
             }
             self.run_revisits(now);
+            self.run_handshakes(now);
             self.expire(now);
             self.resume_accepting(now);
             self.publish();
@@ -260,7 +277,7 @@ impl Worker {
 
     /// The poll timeout: until the nearest deadline, or zero if work is waiting.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.revisit.is_empty() {
+        if !self.revisit.is_empty() || self.lent.handshakes.has_backlog() {
             return Some(Duration::ZERO);
         }
         let grace_end = self
@@ -307,11 +324,11 @@ impl Worker {
         self.links
             .completions
             .take_all_into(&mut completed, &mut resumed, &mut auth);
-        for &(key, id, accepted) in &auth {
+        for &(key, id, verdict) in &auth {
             let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
                 continue;
             };
-            let outcome = conn.on_auth_complete(accepted, &mut driver!(self), now);
+            let outcome = conn.on_auth_complete(verdict, &mut driver!(self), now);
             self.apply(key, id, outcome);
         }
         auth.clear();
@@ -346,6 +363,34 @@ impl Worker {
             }
         }
         self.revisiting.clear();
+    }
+
+    /// Grants TLS handshake turns (see `server::handshakes`): connections waiting to start
+    /// their handshake go in turn per client until this turn's handshake work is spent; a
+    /// connection whose client is past its full-handshake rate is closed without a byte.
+    fn run_handshakes(&mut self, now: Instant) {
+        while let Some(turn) = self.lent.handshakes.next(now) {
+            match turn {
+                Turn::Refuse { key, id } => {
+                    let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
+                        continue;
+                    };
+                    conn.refuse_handshake();
+                    self.lent.stats.security.handshakes_refused += 1;
+                    self.close(key);
+                }
+                Turn::Start { key, id } => {
+                    let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
+                        continue;
+                    };
+                    let started = Instant::now();
+                    self.lent.handshakes.grant(true, Duration::ZERO);
+                    let outcome = conn.ready(&mut driver!(self), now);
+                    self.lent.handshakes.grant(false, started.elapsed());
+                    self.apply(key, id, outcome);
+                }
+            }
+        }
     }
 
     /// Lets one connection do its work ([`Conn::ready`]).
@@ -391,7 +436,8 @@ impl Worker {
             return;
         };
         self.timers.disarm(key);
-        self.lent.stats.errors += u64::from(conn.on_close(&mut self.lent.stats));
+        self.lent.stats.errors +=
+            u64::from(conn.on_close(&mut self.lent.stats, &mut self.lent.handshakes));
         self.lent.stats.open_connections -= 1;
         self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
         self.links.per_client.close(conn.client());

@@ -115,6 +115,47 @@ fn one_message_per_connection_measures_handshakes_resumed_or_not() {
     assert_eq!(stats.messages, 120);
 }
 
+/// Bug (issue 16, item 3): the README's `smtp-loadgen --starttls --auth user:pass -c 20`
+/// against fastsmtpd with a bcrypt password file lost sessions to `454 4.7.0` (two checks
+/// queued per address at most, and all 20 connections log in at once from one address).
+/// Run as written (only fewer messages), it now completes: every session logs in.
+#[test]
+fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
+    let users = scratch("users");
+    let hash = bcrypt::hash("pass", 10).unwrap();
+    std::fs::write(&users, format!("user:{hash}\n")).unwrap();
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(TlsSource::SelfSigned),
+        auth: Some(fastsmtpd::auth::AuthSource::File(users)),
+        threads: 1,
+        hostname: "mx.test".into(),
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let server = server::start(&config).expect("fastsmtpd starts");
+    // README: smtp-loadgen --target 127.0.0.1:2525 --starttls --auth user:pass -c 20 -n 100000
+    let run = loadgen(
+        server.local_addrs()[0],
+        &[
+            "--starttls",
+            "--auth",
+            "user:pass",
+            "-c",
+            "20",
+            "-n",
+            "2000",
+        ],
+    );
+    run.assert_clean();
+    assert_eq!(run.total("accepted"), 2000);
+    assert_eq!(run.code_count("auth", 235), 20, "{}", run.stdout);
+    assert_eq!(run.code_count("auth", 454), 0, "{}", run.stdout);
+    let stats = server.stop().unwrap();
+    assert_eq!(stats.security.auth_successes, 20);
+    assert_eq!(stats.messages, 2000);
+}
+
 /// PEM files: a CA, a certificate for `mx.test` and 127.0.0.1 it signed with its key, and an
 /// unrelated CA. Returns (ca, other ca, cert, key).
 fn certificates() -> (PathBuf, PathBuf, PathBuf, PathBuf) {

@@ -28,10 +28,13 @@
 //!   within a fraction of a second that its guess was wrong, and it held the connection (and
 //!   its per-address slot) for nothing. The failure bound above replaces it.
 //! * **Checks are shared fairly**: the queue is a `crate::peer::FairQueue`, one lane per
-//!   client served in turn, and a client without a recent failure goes before clients with
-//!   one. A correct login therefore waits for the checks running now and, at worst, one
-//!   check of each other client without failures; a flood from one or many guessing clients
-//!   cannot push it back (a first-come queue of 128 made it wait for all of them).
+//!   client served in turn, and a client without a failure within about the window goes
+//!   before clients with one. A correct login therefore waits for the checks running now
+//!   and, at worst, one check of each other client without failures: once a guessing
+//!   client has failed, its flood, from one address or many, no longer delays it (a
+//!   first-come queue of 128 made it wait for all of them). What remains is the first
+//!   round of an attack from fresh addresses: before each has failed once, they are
+//!   indistinguishable from honest clients and share the turns with them.
 //! * **Pending checks are bounded**: at most [`AuthLimits::pending_per_client`] queued or
 //!   running per client (`--auth-max-pending-per-ip`, default
 //!   [`DEFAULT_MAX_PENDING_PER_CLIENT`]: above the pools real senders open from one host)
@@ -210,9 +213,11 @@ struct State {
 }
 
 impl State {
-    /// A client's rank in the queue: one without a failure counted now goes first.
+    /// A client's rank in the queue: one without a failure within about the window goes
+    /// first (`RateBook::is_quiet`: a client pacing its failures just slower than they drain
+    /// still counts as failing).
     fn rank(&self, client: IpAddr, now: Instant) -> u8 {
-        u8::from(!self.failures.is_clear(client, now))
+        u8::from(!self.failures.is_quiet(client, now))
     }
 
     /// The queue is full: picks whose newest queued check gives way to `client`'s, if any
@@ -423,7 +428,7 @@ fn verify_loop(shared: &Shared) {
                     let State {
                         queue, failures, ..
                     } = &mut *state;
-                    queue.pop(|client| Some(u8::from(!failures.is_clear(client, now))))
+                    queue.pop(|client| Some(u8::from(!failures.is_quiet(client, now))))
                 };
                 if let Some((client, _, job)) = picked {
                     let limited = state.failures.is_over(client, now);
@@ -510,7 +515,7 @@ mod tests {
             let State {
                 queue, failures, ..
             } = &mut state;
-            queue.pop(|c| Some(u8::from(!failures.is_clear(c, now))))
+            queue.pop(|c| Some(u8::from(!failures.is_quiet(c, now))))
         };
         assert_eq!(first.map(|(c, id, _)| (c, id)), Some((user, 99)));
         assert_eq!(state.rank(user, now), 0);

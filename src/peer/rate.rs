@@ -72,6 +72,17 @@ impl RateBook {
         self.drained_at.get(&client).is_none_or(|at| *at <= now)
     }
 
+    /// Whether `client` had no event within about the last window (its events drain
+    /// `window / N` each; this waits for the window after its last one, or longer after a
+    /// burst): stricter than [`RateBook::is_clear`], so a client pacing its events just
+    /// slower than they drain is still seen.
+    pub fn is_quiet(&self, client: IpAddr, now: Instant) -> bool {
+        let linger = self.limit.window.saturating_sub(self.limit.interval());
+        self.drained_at
+            .get(&client)
+            .is_none_or(|at| *at + linger <= now)
+    }
+
     /// Counts an event of `client` now. Nothing is counted without a limit.
     pub fn record(&mut self, client: IpAddr, now: Instant) {
         if self.limit.events == 0 {
@@ -129,6 +140,7 @@ mod tests {
             "the 11th at once is past the limit"
         );
         assert!(!book.is_over(ip(2), t0), "another client is not");
+        assert!(!book.is_quiet(ip(1), t0) && book.is_quiet(ip(2), t0));
         assert!(!book.is_clear(ip(1), t0));
         // One interval (6 s) later there is room for exactly one more.
         let t6 = t0 + Duration::from_secs(6);
@@ -147,6 +159,20 @@ mod tests {
         }
         assert_eq!(allowed, 100, "ten minutes at 10 a minute");
         assert!(book.is_clear(ip(1), t0 + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn one_event_is_drained_after_its_interval_but_remembered_for_the_window() {
+        let limit = RateLimit {
+            events: 10,
+            window: Duration::from_secs(60),
+        };
+        let mut book = RateBook::new(limit, 100);
+        let t0 = Instant::now();
+        book.record(ip(1), t0);
+        let later = |s| t0 + Duration::from_secs(s);
+        assert!(!book.is_clear(ip(1), later(5)) && book.is_clear(ip(1), later(6)));
+        assert!(!book.is_quiet(ip(1), later(59)) && book.is_quiet(ip(1), later(60)));
     }
 
     #[test]

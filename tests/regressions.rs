@@ -128,3 +128,43 @@ fn a_source_route_that_is_not_utf8_is_refused_like_the_mailbox() {
     client.roundtrip("QUIT\r\n", BYE);
     drop(server);
 }
+
+/// Bug (issue 16): fault rules were asked before the protocol's sequence check, so a sender
+/// with a sequence bug was told something else: `RCPT` without `MAIL` got the injected `550`
+/// instead of `503`, and a second (nested) `MAIL` the injected `553`. A fault now acts only
+/// on a command the protocol would accept; the rule still fires where it should.
+#[test]
+fn a_fault_rule_never_hides_a_sequence_error() {
+    let server = util::TestServer::start(fastsmtpd::config::Config {
+        faults: vec![
+            "rcpt reply=550 5.1.1 No such user".into(),
+            "mail from=second@* reply=553 5.7.1 Sender rejected".into(),
+            "data disconnect".into(),
+        ],
+        ..util::test_config()
+    });
+    let mut client = server.client();
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "503 5.5.1 Error: send HELO/EHLO first\r\n",
+    );
+    client.ehlo();
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", util::NEED_MAIL);
+    client.roundtrip("DATA\r\n", util::NEED_MAIL);
+    client.roundtrip("MAIL FROM:<first@a.example>\r\n", MAIL_OK);
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "503 5.5.1 Error: nested MAIL command\r\n",
+    );
+    client.roundtrip("DATA\r\n", util::NEED_RCPT);
+    // Where the protocol accepts, the rules fire.
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", "550 5.1.1 No such user\r\n");
+    client.roundtrip("RSET\r\n", util::OK);
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "553 5.7.1 Sender rejected\r\n",
+    );
+    client.roundtrip("QUIT\r\n", BYE);
+    client.expect_closed();
+    drop(server);
+}

@@ -415,8 +415,8 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         match requests.recv_timeout(CHECK_EXIT) {
             Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 println!(
-                    "fastsmtpd: shutting down (grace {} s)",
-                    config.shutdown_grace.as_secs()
+                    "fastsmtpd: shutting down (grace {})",
+                    crate::units::format_duration(config.shutdown_grace)
                 );
                 break;
             }

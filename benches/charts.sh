@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's benchmarking chart and sweep, made by smtp-loadgen itself from one run here:
+# The benchmark record docs/benchmarks/2026-11-29-charts-sweep.md (chart and sweep), made by
+# smtp-loadgen itself from one run here:
 # fastsmtpd against Postfix's smtp-sink on workload W1 (1 KiB messages, 20 connections reused,
 # pipelined where offered), then a rate sweep of each at the SLO `eod:p99<5ms`.
 #   cargo build --release && benches/charts.sh [OUT_DIR]

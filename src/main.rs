@@ -73,16 +73,18 @@ struct Cli {
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
-    /// Name used in the greeting and the EHLO reply.
+    /// Name used in the greeting, the EHLO reply and Received: headers (printable ASCII, no
+    /// spaces).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hostname: String,
     /// Largest message accepted (advertised with SIZE), at least 1 byte.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = config::parse_bytes)]
     max_message_size: u64,
-    /// Most recipients per message (RFC 5321 asks for at least 100).
+    /// Most recipients per message (RFC 5321 asks for at least 100); more get "452 4.5.3".
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS)]
     max_recipients: usize,
-    /// Most connections at once; more get "421 4.7.0" and are closed.
+    /// Most connections at once; more get "421 4.7.0" and are closed. Lowered at start to
+    /// fit the open-file limit (said on stderr).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
     /// Idle and per-command timeout (RFC 5321 asks for at least 5m). From 1s to 1d.
@@ -104,7 +106,9 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_junk_commands: u32,
-    /// Connections at once from one client address; more get "421 4.7.0" and are closed.
+    /// Connections at once from one client address (IPv4, or IPv6 /64); more get "421 4.7.0"
+    /// and are closed. A load generator on one host connects from one address: raise this
+    /// above its connection count.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_connections_per_ip: u64,
@@ -124,15 +128,15 @@ struct Cli {
     /// started anew at the path (SIGHUP does it at once). Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
-    /// Threads that write the stores (and group their fsyncs).
+    /// Threads that write the stores (and group their fsyncs), 1 to 64.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS)]
     store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
     store_batch: usize,
-    /// Message content in flight to the storage threads at most: past it, connections
-    /// receiving content are not read until the threads catch up (TCP backpressure; nobody is
-    /// refused for it).
+    /// Message content in flight to the storage threads at most, at least 64KiB: past it,
+    /// connections receiving content are not read until the threads catch up (TCP
+    /// backpressure; nobody is refused for it).
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = config::parse_bytes)]
     store_buffer: u64,
     /// Shut down gracefully after this many accepted messages.
@@ -141,20 +145,24 @@ struct Cli {
     /// Shut down gracefully after this many ended sessions.
     #[arg(long, value_name = "N")]
     exit_after_sessions: Option<u64>,
-    /// Inject a fault (repeatable): POINT [from=GLOB] [to=GLOB] [nth=N] [every=N] [p=P]
-    /// [rate=N/PERIOD] ACTION. POINT: connect, helo, ehlo, mail, rcpt, data, eod (end of
-    /// message content), bdat, rset, noop, quit. ACTION: reply=CODE [X.Y.Z] TEXT (a 4xx/5xx;
-    /// without X.Y.Z the reply gets X.0.0 of its class), disconnect, disconnect=421,
-    /// delay=DURATION[..DURATION] (up to 1h; optionally followed by reply=), or at rcpt
-    /// greylist=DURATION (refuse each new client/sender/recipient for that long, 451 4.7.1).
-    /// rate=N/PERIOD (PERIOD s, m, h, d or a DURATION: 100/m, 5/10s) fires only for a client
-    /// address past N commands per PERIOD, allowing a burst of N (a bucket of N refilled at N
-    /// per PERIOD, as Postfix's anvil counts). A rule is asked only about a command or message
-    /// the server would accept: its own syntax, sequence and limit checks come first, so a
-    /// sender's bug still gets its 5xx. Rules are tried in order, those of --fault-file first,
-    /// and the first that fires wins, so a file's scenario runs as written (its nth/every/p
-    /// counts included): a --fault rule acts only where no file rule fired, it cannot override
-    /// one. A rule that does not parse stops the server at start.
+    /// Inject a fault (repeatable): POINT [SELECTOR...] ACTION. POINT: connect, helo, ehlo,
+    /// mail, rcpt, data, eod (end of data, before its 250), bdat, rset, noop, quit.
+    /// SELECTORs, all optional, all must hold: from=GLOB, to=GLOB (not at connect; `*` any
+    /// text, case-insensitive), nth=N (only the Nth matching occurrence), every=N, p=P
+    /// (probability 0..1, see --seed), rate=N/PERIOD (only while this client address goes
+    /// beyond N per PERIOD, with a burst of N: a bucket of N refilled at N per PERIOD, as
+    /// Postfix's anvil counts; PERIOD s, m, h, d or a DURATION: 100/m, 5/10s). ACTION:
+    /// reply=CODE [X.Y.Z] TEXT (a 4xx/5xx instead of the command; takes the rest of the rule;
+    /// without X.Y.Z the reply gets X.0.0 of its class), disconnect (close without a word),
+    /// disconnect=421, delay=DURATION or delay=D1..D2 (up to 1h; optionally followed by
+    /// reply=), or at rcpt greylist=DURATION (451 4.7.1 to each new client, sender and
+    /// recipient until it has passed, up to 1d; optionally followed by reply=). A rule is
+    /// asked only about a command or message the server would accept: the protocol's syntax,
+    /// sequence and limit checks come first, so a sender's bug still gets its 503. Rules are
+    /// tried in order, those of --fault-file first, and the first that fires wins, so a file's
+    /// scenario runs as written (its nth/every/p counts included): a --fault rule acts only
+    /// where no file rule fired, it cannot override one. A rule that does not parse stops the
+    /// server at start. E.g. 'rcpt to=*@bad.example reply=550 5.1.1 No such user'.
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
     /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N. Its rules
@@ -164,7 +172,8 @@ struct Cli {
     /// Seed for probabilistic faults and random delays (same seed, same faults).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
+    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025), at
+    /// GET /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Print one line per message attempt (client, envelope, size, final reply) on stdout

@@ -38,6 +38,9 @@ fn git(args: &[&str]) -> Option<String> {
 
 /// The short commit hash, with `-dirty` if tracked files changed; `None` outside a checkout.
 fn from_git() -> Option<String> {
+    // A tarball unpacked inside some other checkout is not that checkout's commit: our own
+    // build script must be a file git tracks there.
+    git(&["ls-files", "--error-unmatch", "build.rs"])?;
     let hash = git(&["rev-parse", "--short", "HEAD"]).filter(|h| !h.is_empty())?;
     // Re-run when HEAD moves: a commit, a checkout, a branch's ref updated.
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {

@@ -18,7 +18,8 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "smtp-loadgen",
-    version,
+    // The commit too (build.rs), as every report's provenance states it.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SMTP_LOADGEN_COMMIT"), ")"),
     about,
     args_conflicts_with_subcommands = true
 )]

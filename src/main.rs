@@ -46,8 +46,8 @@ struct Cli {
     /// senders that verify certificates refuse it).
     #[arg(long)]
     tls_self_signed: bool,
-    /// Seconds a TLS handshake (implicit, or after STARTTLS) may take; then the connection
-    /// is closed.
+    /// Seconds a TLS handshake (implicit, or after STARTTLS) may take, 1 to 3600; then the
+    /// connection is closed.
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     tls_handshake_timeout: u64,
@@ -70,17 +70,19 @@ struct Cli {
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
-    /// Name used in the greeting and the EHLO reply.
+    /// Name used in the greeting, the EHLO reply and Received: headers (printable ASCII, no
+    /// spaces).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hostname: String,
     /// Largest message accepted, in bytes (advertised with SIZE).
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_MESSAGE_SIZE,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_message_size: u64,
-    /// Most recipients per message (RFC 5321 asks for at least 100).
+    /// Most recipients per message (RFC 5321 asks for at least 100); more get "452 4.5.3".
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS)]
     max_recipients: usize,
-    /// Most connections at once; more get "421 4.7.0" and are closed.
+    /// Most connections at once; more get "421 4.7.0" and are closed. Lowered at start to
+    /// fit the open-file limit (said on stderr).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
     /// Idle and per-command timeout in seconds (RFC 5321 asks for at least 300).
@@ -102,7 +104,9 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_junk_commands: u32,
-    /// Connections at once from one client address; more get "421 4.7.0" and are closed.
+    /// Connections at once from one client address (IPv4, or IPv6 /64); more get "421 4.7.0"
+    /// and are closed. A load generator on one host connects from one address: raise this
+    /// above its connection count.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_connections_per_ip: u64,
@@ -121,15 +125,15 @@ struct Cli {
     /// started anew at the path (SIGHUP does it at once). Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
-    /// Threads that write the stores (and group their fsyncs).
+    /// Threads that write the stores (and group their fsyncs), 1 to 64.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS)]
     store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
     store_batch: usize,
     /// Bytes of message content in flight to the storage threads at most (K, M, G or KiB,
-    /// MiB, GiB suffixes): past it, connections receiving content are not read until the
-    /// threads catch up (TCP backpressure; nobody is refused for it).
+    /// MiB, GiB suffixes; at least 64KiB): past it, connections receiving content are not
+    /// read until the threads catch up (TCP backpressure; nobody is refused for it).
     #[arg(long, value_name = "BYTES", default_value = "64MiB",
           value_parser = fastsmtpd::config::parse_bytes)]
     store_buffer: usize,
@@ -139,12 +143,19 @@ struct Cli {
     /// Shut down gracefully after this many ended sessions.
     #[arg(long, value_name = "N")]
     exit_after_sessions: Option<u64>,
-    /// Inject a fault (repeatable): POINT [from=GLOB] [to=GLOB] [nth=N] [every=N] [p=P]
-    /// ACTION, ACTION one of reply=CODE TEXT, disconnect, disconnect=421, delay=D[..D]
-    /// (optionally followed by reply=). POINT: connect, helo, ehlo, mail, rcpt, data, eod,
-    /// bdat, rset, noop, quit. Rules are tried in order, those of --fault-file first, and the
-    /// first that fires wins, so a file's scenario runs as written (its nth/every/p counts
-    /// included): a --fault rule acts only where no file rule fired, it cannot override one.
+    /// Inject a fault (repeatable): POINT [SELECTOR...] ACTION. POINT: connect, helo, ehlo,
+    /// mail, rcpt, data, eod (end of data, before its 250), bdat, rset, noop, quit.
+    /// SELECTORs, all optional, all must hold: from=GLOB, to=GLOB (not at connect; `*` any
+    /// text, case-insensitive), nth=N (only the Nth matching occurrence), every=N, p=P
+    /// (probability 0..1, see --seed), rate=N/s or rate=N/m (only while this client address
+    /// goes beyond N a second or a minute). ACTION: reply=CODE TEXT (a 4xx/5xx instead of
+    /// the command; takes the rest of the rule), disconnect (close without a word),
+    /// disconnect=421, delay=D or delay=D1..D2 (ms, s, m; up to 1h; optionally followed by
+    /// reply=), or at rcpt greylist=D (451 4.7.1 to each new client, sender and recipient
+    /// until D has passed; optionally followed by reply=). Rules are tried in order, those of
+    /// --fault-file first, and the first that fires wins, so a file's scenario runs as written
+    /// (its nth/every/p counts included): a --fault rule acts only where no file rule fired,
+    /// it cannot override one. E.g. 'rcpt to=*@bad.example reply=550 5.1.1 No such user'.
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
     /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N. Its rules
@@ -154,7 +165,8 @@ struct Cli {
     /// Seed for probabilistic faults and random delays (same seed, same faults).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
+    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025), at
+    /// GET /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Print one line per message attempt (client, envelope, size, final reply) on stdout

@@ -3,7 +3,7 @@
 //! SMTPUTF8 (RFC 6531 §3.5) and invalid UTF-8, bare CR/LF/NUL in command lines (§2.3.8),
 //! unknown and unimplemented commands (§4.2.4), non-SMTP peers, and the error cap. Where the
 //! RFCs leave the choice (the reply to a non-SMTP peer, the error cap), the policy is the one
-//! stated in the README, "Protocol behaviour and limits".
+//! stated in docs/protocol.md.
 
 mod util;
 use util::*;

@@ -190,7 +190,8 @@ pub struct RunArgs {
     /// Exclude this first part of the run from the results (rounded up to whole seconds).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
     pub warmup: Duration,
-    /// Message size in bytes (1024, 64k, 1m) or a range (1k..64k), headers included.
+    /// Message size in bytes (1024, 64k, 1m; k and m are 1024 and 1024²) or a range
+    /// (1k..64k, seeded by --seed), headers included; 32 bytes to 1 GiB.
     #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k",
           conflicts_with_all = ["message_dir", "mbox"])]
     pub size: Sizes,
@@ -228,7 +229,7 @@ pub struct RunArgs {
         help_heading = "Real messages"
     )]
     pub rcpt_file: Option<PathBuf>,
-    /// Recipients per message.
+    /// Recipients per message, 1 to 10000.
     #[arg(long, value_name = "R", default_value_t = 1)]
     pub rcpts: usize,
     /// Messages per connection before QUIT (1: a new connection per message; 0: for ever).

@@ -477,9 +477,9 @@ impl Conn {
         self.return_out(cx.spare_out);
     }
 
-    /// The connection is being dropped: abandons any message in progress. Returns the
-    /// session's failed commands, for the worker's counters.
-    pub fn on_close(&mut self, stats: &mut Stats, handshakes: &mut HandshakeTurns) -> u32 {
+    /// The connection is being dropped: abandons any message in progress, gives back its
+    /// place in the worker's handshake turns, and drops a pending AUTH check (counted).
+    pub fn on_close(&mut self, stats: &mut Stats, handshakes: &mut HandshakeTurns) {
         if self.handshake.queued {
             handshakes.cancel(self.client.ip(), self.id);
         }
@@ -496,7 +496,6 @@ impl Conn {
             stats.security.handshake_failures[reason] += 1;
         }
         self.session.on_disconnect(&mut self.sink);
-        self.session.errors()
     }
 
     /// The verifier thread decided the AUTH attempt this session waits for: the reply goes

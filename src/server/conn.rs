@@ -303,9 +303,16 @@ impl Conn {
             return self.outcome(Next::Close, 0);
         }
         let readable = matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd);
-        if self.tls == TlsPhase::Handshaking && !self.handshake_may_go(readable, cx) {
-            // The client's first flight waits, unread, for the worker to grant a turn.
-            return self.outcome(Next::Wait, 0);
+        if self.tls == TlsPhase::Handshaking && !self.handshake.in_progress {
+            if self.session.is_closed() {
+                // Closed before its handshake started (a shutdown): nothing can be said to
+                // it, and no handshake work is worth doing for it.
+                return self.outcome(Next::Close, 0);
+            }
+            if !self.handshake_may_go(readable, cx) {
+                // The client's first flight waits, unread, for the worker to grant a turn.
+                return self.outcome(Next::Wait, 0);
+            }
         }
         self.borrow_out(cx.spare_out);
         let status = if readable || self.input_stalled {

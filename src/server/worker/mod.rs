@@ -17,9 +17,12 @@
 //!      every complete command, writes all replies in one write (RFC 2920 §3.2), and says
 //!      what it wants next; the worker arms its deadline and, if asked, revisits it.
 //! 3. Connections that still had input after their read budget get another turn.
-//! 4. Deadlines that are due go to their connections ([`Conn::on_deadline`]): a pause ends,
+//! 4. TLS handshakes waiting to start get turns, round-robin per client address, until this
+//!    turn's handshake work is spent (`super::handshakes`); the rest wait for the next turn
+//!    (the poll then does not wait), so established sessions are served in between.
+//! 5. Deadlines that are due go to their connections ([`Conn::on_deadline`]): a pause ends,
 //!    or the client gets `421` and is closed.
-//! 5. Publish the counters; during shutdown, exit once all sessions ended or the grace period
+//! 6. Publish the counters; during shutdown, exit once all sessions ended or the grace period
 //!    is over.
 //!
 //! What it does not do: parse SMTP (the session does), touch a connection's socket or

@@ -480,9 +480,11 @@ impl Session {
             return;
         };
         self.mode = Mode::Command;
+        let accepted;
         let reply = if stored {
             self.count_accepted(size);
-            reply::MESSAGE_ACCEPTED
+            accepted = reply::message_accepted(sink.queue_id());
+            accepted.as_bytes()
         } else {
             reply::STORE_FAILED
         };
@@ -756,6 +758,7 @@ impl Session {
                 }
             }
         }
+        let accepted;
         let reply = match refusal {
             Some(refusal) => refusal,
             None if !accept => reply::STORE_FAILED,
@@ -764,7 +767,9 @@ impl Session {
                 match io.sink.on_message_end(&self.envelope.view(transfer)) {
                     Verdict::Stored => {
                         self.count_accepted(size);
-                        reply::MESSAGE_ACCEPTED
+                        // `250 2.0.0 Ok: queued as <id>`, with the sink's name for it.
+                        accepted = reply::message_accepted(io.sink.queue_id());
+                        accepted.as_bytes()
                     }
                     Verdict::Failed => reply::STORE_FAILED,
                     // The transaction is over either way; only the reply waits.
@@ -783,7 +788,7 @@ impl Session {
         &mut self,
         transfer: Transfer,
         size: u64,
-        reply: &'static [u8],
+        reply: &[u8],
         io: &mut Io<'_, '_, S, G>,
     ) {
         io.out.push(reply);

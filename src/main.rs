@@ -46,6 +46,11 @@ struct Cli {
     /// senders that verify certificates refuse it).
     #[arg(long)]
     tls_self_signed: bool,
+    /// Write the certificate --tls-self-signed made to FILE (PEM, replaced atomically), so a
+    /// sender that verifies can trust it (e.g. `openssl s_client -CAfile FILE`, Python's
+    /// `cafile=`).
+    #[arg(long, value_name = "FILE", requires = "tls_self_signed")]
+    tls_self_signed_out: Option<std::path::PathBuf>,
     /// Seconds a TLS handshake (implicit, or after STARTTLS) may take; then the connection
     /// is closed.
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
@@ -116,9 +121,12 @@ struct Cli {
     /// Print a one-line summary every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     stats_interval: u64,
-    /// Keep accepted messages (repeatable): maildir:DIR, eml:DIR or jsonl:FILE. A 250 is sent
-    /// only once every store has the message on disk. A jsonl FILE renamed or deleted is
-    /// started anew at the path (SIGHUP does it at once). Default: discard.
+    /// Keep accepted messages (repeatable): maildir:DIR (LF line ends, X-Original-To per
+    /// recipient), eml:DIR (the bytes as received) or jsonl:FILE; missing directories are
+    /// created. A 250 is sent only once every store has the message on disk. A jsonl FILE
+    /// renamed or deleted is started anew at the path (SIGHUP does it at once). jsonl:- writes
+    /// to stdout (the server's own lines then go to stderr) and jsonl:FIFO to a pipe: not
+    /// durable (no fsync), a 250 means the line was written. Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
     /// Threads that write the stores (and group their fsyncs).
@@ -181,6 +189,7 @@ fn main() -> ExitCode {
             (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
             _ => None,
         },
+        tls_self_signed_out: cli.tls_self_signed_out,
         tls_handshake_timeout: Duration::from_secs(cli.tls_handshake_timeout),
         require_tls: cli.require_tls,
         auth: cli.auth,

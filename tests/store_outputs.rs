@@ -259,11 +259,19 @@ fn a_fifo_gets_each_record_once_and_no_reader_means_451_not_a_hang() {
         .status()
         .unwrap();
     assert!(made.success());
-    // No reader yet: the server starts all the same.
-    let server = TestServer::start(Config {
+    // No reader yet: the server starts all the same (an open that waited for a reader would
+    // hang here: the start runs on a thread, with a bound).
+    let config = Config {
         stores: vec![StoreSpec::Jsonl(fifo.clone())],
         ..test_config()
+    };
+    let (started, start) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = started.send(TestServer::start(config));
     });
+    let server = start
+        .recv_timeout(REPLY_WAIT)
+        .expect("the server did not start: opening the FIFO waited for a reader");
     let mut client = server.client();
     client.ehlo();
     send(&mut client, &["x@y.example"], "nobody reads", NOT_STORED);
@@ -368,4 +376,25 @@ fn the_records_size_and_sha256_are_the_eml_files_bytes() {
     assert_eq!(kept, sent);
     assert_eq!(record["size"], sent.len());
     assert_eq!(record["sha256"], fastsmtpd::store::record::sha256_hex(sent));
+}
+
+/// The discard store names its messages too: the id a `250` gives is in the
+/// `--log-sessions` line of that message, so a sender's log joins with the server's.
+#[test]
+fn a_discarded_message_has_an_id_that_log_sessions_shows() {
+    let (mut child, addr) = util::start_binary(1, &["--log-sessions"]);
+    let mut client = Client::connect(addr);
+    client.expect(util::GREETING);
+    client.ehlo();
+    let first = send(&mut client, &["x@y.example"], "one", QUEUED);
+    let second = send(&mut client, &["x@y.example"], "two", QUEUED);
+    assert_ne!(first, second);
+    for id in [&first[0], &second[0]] {
+        let line = child.next_line(REPLY_WAIT);
+        assert!(
+            line.ends_with(&format!(" reply=\"250 2.0.0 Ok: queued as {id}\"\n")),
+            "{line}"
+        );
+    }
+    client.roundtrip("QUIT\r\n", util::BYE);
 }

@@ -18,7 +18,6 @@ use crate::proto::command::{Body, MailParams};
 use crate::proto::envelope::{Envelope, TlsInfo, Transfer};
 use crate::proto::sink::QueueId;
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -65,24 +64,30 @@ fn pid() -> u32 {
 /// `<seconds>.M<microseconds>P<pid>Q<sequence>`, the unique part of a Maildir file name as the
 /// Maildir convention describes it (cr.yp.to/proto/maildir.html: `M` microseconds, `P`
 /// process id, `Q` deliveries by this process). Unique on this host: the sequence is the
-/// process's, the process id tells processes apart within a second. Made on the event loop
-/// for every message (the discard store's too), without allocating.
+/// process's, the process id tells processes apart within a second, and the microseconds keep
+/// a restarted server that got the same process id (PID 1 in a container) from repeating
+/// the names of its previous run within the same second. Made on the event loop for every
+/// message (the discard store's too), without allocating: about 600 instructions
+/// (callgrind, `benches/proto.rs` `session/pipelined_named`), the digits by `itoa`.
 pub fn next_queue_id(received_at: SystemTime) -> QueueId {
     let since = received_at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let sequence = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    // At most 20 + 2 + 6 + 1 + 10 + 1 + 20 = 60 octets.
     let mut text = [0u8; QueueId::MAX_LEN];
-    let room = text.len();
-    let mut cursor = &mut text[..];
-    // At most 20 + 2 + 6 + 1 + 10 + 1 + 20 = 60 octets: the write cannot run out of room.
-    let _ = write!(
-        cursor,
-        "{}.M{}P{}Q{sequence}",
-        since.as_secs(),
-        since.subsec_micros(),
-        pid()
-    );
-    let len = room - cursor.len();
-    QueueId::new(&text[..len]).unwrap_or_else(|| unreachable!("digits, dots and letters"))
+    let mut len = 0;
+    for part in [
+        itoa::Buffer::new().format(since.as_secs()).as_bytes(),
+        b".M",
+        itoa::Buffer::new().format(since.subsec_micros()).as_bytes(),
+        b"P",
+        itoa::Buffer::new().format(pid()).as_bytes(),
+        b"Q",
+        itoa::Buffer::new().format(sequence).as_bytes(),
+    ] {
+        text[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    QueueId::new(&text[..len]).unwrap_or_else(|| unreachable!("digits, a dot and letters"))
 }
 
 impl MessageMeta {
@@ -590,6 +595,19 @@ mod tests {
             tls: None,
             auth_user: None,
         }
+    }
+
+    #[test]
+    fn queue_ids_are_the_maildir_unique_part_and_never_repeat() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_795_925_106_000_042);
+        let (a, b) = (next_queue_id(at), next_queue_id(at));
+        let pid = std::process::id();
+        let prefix = format!("1795925106.M42P{pid}Q");
+        assert!(a.as_str().starts_with(&prefix), "{a}");
+        let sequence = |id: QueueId| -> u64 { id.as_str()[prefix.len()..].parse().unwrap() };
+        assert!(sequence(b) > sequence(a));
+        let zero = next_queue_id(UNIX_EPOCH);
+        assert!(zero.as_str().starts_with(&format!("0.M0P{pid}Q")), "{zero}");
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
     }
     let measured_end = settings.end(start).map_or(run_end, |e| e.min(run_end));
     results.measured = measured_end.saturating_duration_since(start + settings.warmup);
+    results.warmup = settings.warmup;
     Ok(Finished {
         results,
         wall_start,

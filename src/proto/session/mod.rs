@@ -505,9 +505,11 @@ impl Session {
             return;
         };
         self.mode = Mode::Command;
+        let accepted;
         let reply = if stored {
             self.count_accepted(size);
-            reply::MESSAGE_ACCEPTED
+            accepted = reply::message_accepted(sink.queue_id());
+            accepted.as_bytes()
         } else {
             reply::STORE_FAILED
         };
@@ -796,6 +798,7 @@ impl Session {
                 }
             }
         }
+        let accepted;
         let reply = match refusal {
             Some(refusal) => refusal,
             None if !accept => reply::STORE_FAILED,
@@ -804,7 +807,9 @@ impl Session {
                 match io.sink.on_message_end(&self.envelope.view(transfer)) {
                     Verdict::Stored => {
                         self.count_accepted(size);
-                        reply::MESSAGE_ACCEPTED
+                        // `250 2.0.0 Ok: queued as <id>`, with the sink's name for it.
+                        accepted = reply::message_accepted(io.sink.queue_id());
+                        accepted.as_bytes()
                     }
                     Verdict::Failed => reply::STORE_FAILED,
                     // The transaction is over either way; only the reply waits.
@@ -823,7 +828,7 @@ impl Session {
         &mut self,
         transfer: Transfer,
         size: u64,
-        reply: &'static [u8],
+        reply: &[u8],
         origin: Origin,
         io: &mut Io<'_, '_, S, G>,
     ) {

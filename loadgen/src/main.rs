@@ -10,6 +10,7 @@
 //! * [`runner`]: starts the engine threads and merges their reports (the reporter loop).
 //! * [`progress`]: the progress line on standard error.
 //! * [`engine`]: one mio event loop per thread, driving many connections.
+//! * [`slots`]: the connections asked for and how many of them were alive, over time.
 //! * [`client`]: one connection's SMTP client state machine, sans I/O.
 //! * [`tls`]: the TLS client configuration every connection shares, and the server name.
 //! * [`transport`]: a connection's bytes, plain or through rustls.
@@ -23,13 +24,16 @@
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
 //!   (SVG, PNG, HTML) and the sweep's table.
 //! * [`stdout`]: standard output that a closed pipe (`| head`) does not crash.
+//! * [`units`]: durations and sizes with units (the grammar fastsmtpd's flags share).
 //! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
 //!
 //! Exit codes: 0 success; 1 the run completed but an SLO was breached or no message was
 //! accepted (a sweep: no step passed); 2 the command line or a file was wrong, or the run
-//! could not be carried out.
+//! could not be carried out; 3 fewer connections than `--connections` were alive for more
+//! than 1% of the measured time (refused by the server, or failed and not back), unless
+//! `--allow-fewer-connections` (the figures are not those of the run asked for).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -48,10 +52,12 @@ pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod slots;
 pub mod stdout;
 pub mod sweep;
 pub mod tls;
 pub mod transport;
+pub mod units;
 pub mod workload;
 
 use clap::Parser;
@@ -64,6 +70,9 @@ use report::{charts, html, interval_log, render, Results};
 use settings::Settings;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The exit status of a run in which fewer connections than asked for were alive.
+const EXIT_FEWER_CONNECTIONS: u8 = 3;
 use std::time::{Duration, SystemTime};
 use stdout::{say, say_line};
 
@@ -117,7 +126,12 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
                 .cloned()
                 .unwrap_or_else(|| settings.target_text.clone()),
         );
-        let figures = run_figures(&label, &header, &finished.results, finished.wall_start)?;
+        let figures = run_figures(
+            &label,
+            &with_warning(&header, &finished.results),
+            &finished.results,
+            finished.wall_start,
+        )?;
         let list = charts::run_charts(std::slice::from_ref(&figures));
         write_charts(&chart_args, &list, || {
             html::run_page(std::slice::from_ref(&figures), &list)
@@ -186,7 +200,7 @@ fn run_figures(
 ) -> Result<RunFigures, String> {
     let intervals = interval_log::run_intervals(results, wall_start);
     let notes = interval_log::LogNotes {
-        comments: vec![header.to_string()],
+        comments: header.lines().map(str::to_string).collect(),
         counts: interval_log::run_counts(results, wall_start),
     };
     RunFigures::from_log(label, &intervals, &notes)
@@ -241,14 +255,19 @@ fn write_outputs(
 ) -> Result<(), String> {
     let results = &finished.results;
     let names = settings.target_names();
-    say(&render::summary(
-        results,
-        &settings.summary_header(header),
-        settings.rate,
-    ));
+    // What went wrong with the connections comes first, under the header.
+    let mut summary_header = settings.summary_header(header);
+    let connections = report::connections::lines(results);
+    if !connections.is_empty() {
+        summary_header = format!("{summary_header}\n{}", connections.trim_end());
+    }
+    say(&render::summary(results, &summary_header, settings.rate));
     say(&render::targets(results, &names));
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());
+        if let Some(totals) = doc["totals"].as_object_mut() {
+            totals.extend(report::connections::json_fields(results));
+        }
         if !names.is_empty() {
             doc["targets"] = render::targets_json(results, &names);
         }
@@ -256,13 +275,27 @@ fn write_outputs(
         std::fs::write(path, text).map_err(|e| file_error(path, e))?;
     }
     if let Some(path) = &settings.hdr_log {
-        write_hlog_file(path, header, results, finished.wall_start)?;
+        write_hlog_file(
+            path,
+            &with_warning(header, results),
+            results,
+            finished.wall_start,
+        )?;
     }
     Ok(())
 }
 
+/// `header`, and under it the warning of fewer connections than asked for if there is one
+/// (the interval log's comments, and so the HTML report, carry it).
+fn with_warning(header: &str, results: &Results) -> String {
+    match report::connections::warning(results) {
+        Some(warning) => format!("{header}\n{warning}"),
+        None => header.to_string(),
+    }
+}
+
 /// Prints each SLO's verdict; fails the run (exit 1) on a breach or if no message was
-/// accepted.
+/// accepted, and (exit 3) when fewer connections than asked for were alive, unless allowed.
 fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     let mut breached = false;
     for slo in &settings.slos {
@@ -303,6 +336,19 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             eprintln!("smtp-loadgen: {detail} ({n} connection(s))");
         }
         return ExitCode::FAILURE;
+    }
+    let connections = &results.connections;
+    if connections.fewer(results.measured) {
+        if connections.fails(results.measured) {
+            for line in report::connections::failure_message(results).lines() {
+                eprintln!("smtp-loadgen: {line}");
+            }
+            return ExitCode::from(EXIT_FEWER_CONNECTIONS);
+        }
+        eprintln!(
+            "smtp-loadgen: fewer connections than asked for were alive (allowed by \
+             --allow-fewer-connections)"
+        );
     }
     if breached {
         ExitCode::FAILURE

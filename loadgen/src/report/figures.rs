@@ -76,6 +76,8 @@ pub struct RunFigures {
     pub label: String,
     /// The log's first comment (for smtp-loadgen logs, the run's header line).
     pub description: Option<String>,
+    /// The log's warning comments (fewer connections than asked for were alive).
+    pub warnings: Vec<String>,
     /// Per tag, in stage order, then `message`, `message_corrected`, then others by name.
     pub tags: Vec<TagFigures>,
     /// Per interval, in time order.
@@ -203,6 +205,12 @@ impl RunFigures {
         Ok(RunFigures {
             label: label.to_string(),
             description: notes.comments.first().cloned(),
+            warnings: notes
+                .comments
+                .iter()
+                .filter(|c| c.starts_with(super::connections::WARNING_PREFIX))
+                .cloned()
+                .collect(),
             tags,
             throughput,
             throughput_source,

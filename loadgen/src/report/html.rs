@@ -294,7 +294,16 @@ pub fn figures_table(runs: &[RunFigures]) -> Block<'static> {
 pub fn run_page(runs: &[RunFigures], charts: &[Chart]) -> Result<String, String> {
     let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
     let title = format!("smtp-loadgen report: {}", labels.join(" vs "));
-    let mut blocks = vec![runs_table(runs), figures_table(runs)];
+    // A run that is not the one asked for says so before any figure.
+    let mut blocks: Vec<Block> = runs
+        .iter()
+        .flat_map(|run| {
+            run.warnings
+                .iter()
+                .map(|w| Block::Text(format!("{}: {w}", run.label)))
+        })
+        .collect();
+    blocks.extend([runs_table(runs), figures_table(runs)]);
     let sections = [
         ("Throughput", "throughput"),
         ("Latency over time", "latency-over-time-"),

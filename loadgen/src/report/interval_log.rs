@@ -138,9 +138,11 @@ pub fn write_hlog(
 ) -> io::Result<()> {
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
-    builder
-        .add_comment(comment)
-        .add_comment("values are nanoseconds; max column in milliseconds");
+    // One comment line per line of `comment` (the header, and a warning under it).
+    for line in comment.lines() {
+        builder.add_comment(line);
+    }
+    builder.add_comment("values are nanoseconds; max column in milliseconds");
     if !counts.is_empty() {
         builder.add_comment(
             "smtp-loadgen-counts lines: interval start and length as on the histogram lines, \

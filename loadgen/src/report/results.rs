@@ -11,6 +11,7 @@
 use super::interval_log::encode_histogram;
 use crate::client::Stage;
 use crate::record::Recorder;
+use crate::slots::SlotFigures;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -87,6 +88,8 @@ pub struct Results {
     pub measured: Duration,
     /// Open-loop slots that were due but never sent.
     pub backlog: u64,
+    /// The connections asked for and how many were alive over the measured time.
+    pub connections: SlotFigures,
 }
 
 impl Results {
@@ -99,6 +102,7 @@ impl Results {
             reported: vec![None; threads],
             measured: Duration::ZERO,
             backlog: 0,
+            connections: SlotFigures::default(),
         }
     }
 

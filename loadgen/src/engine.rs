@@ -35,6 +35,7 @@
 use crate::client::{describe_failure, Client, Event, Failure, Stage};
 use crate::corpus::{BodyStream, CorpusReader};
 use crate::output::{Next, Output};
+use crate::pacer::{self, Pacer};
 use crate::record::{record, ErrorKind, Recorder};
 use crate::reply::parse_reply;
 use crate::slots::{Slot, SlotAccount, SETUP_GRACE};
@@ -100,6 +101,8 @@ pub struct ThreadPlan {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
+    /// How much of each wait for a deadline is spun rather than slept (see `pacer`).
+    pub pace_spin: Duration,
     /// Seed for message sizes and random corpus order.
     pub seed: u64,
 }
@@ -159,6 +162,8 @@ struct Engine {
     workload: Arc<Workload>,
     /// The event loop's poller.
     poll: Poll,
+    /// The clock the loop waits with (a timer finer than the poll's milliseconds).
+    pacer: Pacer,
     /// Open connections; slab keys are poll tokens.
     conns: Slab<Conn>,
     /// Current interval's measurements.
@@ -214,12 +219,15 @@ pub fn run_thread(
         None => None,
     };
     let connects = plan.index;
+    let poll = Poll::new()?;
+    let pacer = Pacer::new(&poll, plan.pace_spin);
     let mut engine = Engine {
         rng: Rng::new(plan.seed.wrapping_add(plan.index as u64)),
         threads: threads as u64,
         plan,
         workload,
-        poll: Poll::new()?,
+        poll,
+        pacer,
         conns: Slab::new(),
         recorder: Recorder::new(),
         interval: 0,
@@ -251,14 +259,14 @@ impl Engine {
             if self.finished() {
                 break;
             }
-            let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+            let wake = self.next_wake(Instant::now());
+            self.pacer.wait(&mut self.poll, &mut events, wake)?;
             let now = Instant::now();
             for event in events.iter() {
+                if event.token() == pacer::TIMER {
+                    self.pacer.on_timer();
+                    continue;
+                }
                 let peer_closed = event.is_read_closed() || event.is_error();
                 self.on_event(event.token().0, peer_closed, now);
             }
@@ -322,9 +330,10 @@ impl Engine {
         Some(self.plan.start + offset)
     }
 
-    /// How long to poll: until the nearest of the interval end, a pending connect, the next
-    /// open-loop slot and the run's end; at most 100 ms (reply timeouts are checked after each poll).
-    fn poll_timeout(&self, now: Instant) -> Duration {
+    /// When to wake up at the latest: the nearest of the interval end, a pending connect, the
+    /// next open-loop slot and the run's end (the pacer waits at most
+    /// [`pacer::MAX_WAIT`]: reply timeouts are checked after each poll).
+    fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = self.interval_end();
         if let Some(next) = self.pending_connects.iter().map(|(at, _)| *at).min() {
             wake = wake.min(next);
@@ -339,8 +348,7 @@ impl Engine {
                 wake = wake.min(end);
             }
         }
-        wake.saturating_duration_since(now)
-            .min(Duration::from_millis(100))
+        wake
     }
 
     /// Whether one more connection has work to do: with a message quota and a per-connection

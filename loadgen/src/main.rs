@@ -10,6 +10,7 @@
 //! * [`runner`]: starts the engine threads and merges their reports (the reporter loop).
 //! * [`progress`]: the progress line on standard error.
 //! * [`engine`]: one mio event loop per thread, driving many connections.
+//! * [`pacer`]: the engine's clock: a timer finer than the poll's milliseconds.
 //! * [`slots`]: the connections asked for and how many of them were alive, over time.
 //! * [`client`]: one connection's SMTP client state machine, sans I/O.
 //! * [`tls`]: the TLS client configuration every connection shares, and the server name.
@@ -46,6 +47,7 @@ pub mod client;
 pub mod corpus;
 pub mod engine;
 pub mod output;
+pub mod pacer;
 pub mod progress;
 pub mod record;
 pub mod reply;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
+    /// How much of each wait for a deadline is spun (hidden `--pace-spin`).
+    pub pace_spin: Duration,
     /// Seed for message sizes.
     pub seed: u64,
     /// What each connection sends.
@@ -235,6 +237,7 @@ impl Settings {
             rate: args.rate,
             stagger: args.stagger,
             reply_timeout: args.timeout,
+            pace_spin: args.pace_spin.unwrap_or(crate::pacer::SPIN),
             seed: args.seed,
             workload: Arc::new(workload),
             pipelining: args.pipelining,
@@ -292,6 +295,7 @@ impl Settings {
             end: self.end(start),
             stagger: self.stagger,
             reply_timeout: self.reply_timeout,
+            pace_spin: self.pace_spin,
             seed: self.seed,
         }
     }

@@ -1,6 +1,6 @@
 //! Durations and sizes with units: the grammar every smtp-loadgen flag takes, the same as
 //! fastsmtpd's (`fastsmtpd::config::parse_duration` / `parse_bytes`; each crate keeps its
-//! own code, and both are checked against the table in [`cases`]).
+//! own code, and both are checked against the table in `units/cases.rs`).
 //!
 //! * **Duration**: a decimal number (a fraction allowed: `1.5`, `.5`, `5.`) and an optional
 //!   unit, `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`, `d` (24 h), with nothing

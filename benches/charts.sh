@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's benchmarking chart and sweep, made by smtp-loadgen itself from one run here:
+# The benchmark record docs/benchmarks/2026-11-29-charts-sweep.md (chart and sweep), made by
+# smtp-loadgen itself from one run here:
 # fastsmtpd against Postfix's smtp-sink on workload W1 (1 KiB messages, 20 connections reused,
 # pipelined where offered), then a rate sweep of each at the SLO `eod:p99<5ms`.
 #   cargo build --release && benches/charts.sh [OUT_DIR]
@@ -8,6 +9,35 @@
 # OUT_DIR/charts/), and the sweeps (sweep-*.json, sweep-*/ charts); copies the W1 percentile
 # chart to docs/w1-eod-percentiles.svg.
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: benches/charts.sh [OUT_DIR]
+
+fastsmtpd against Postfix's smtp-sink on workload W1 (1 KiB messages, 20 connections reused,
+pipelined where offered), charted by smtp-loadgen, then a rate sweep of each at the SLO
+eod:p99<5ms. Build first: cargo build --release. Needs 2 CPUs, taskset and
+/usr/sbin/smtp-sink (Debian: postfix).
+
+  OUT_DIR   where the logs, reports and charts go [default: target/charts]
+  -h, --help  print this help
+
+Environment: SWEEP (10k..200k), STEP (10k), STEP_SECONDS (5s), SWEEP_CONNECTIONS (200).
+Copies the W1 percentile chart to docs/w1-eod-percentiles.svg.
+Record: docs/benchmarks/2026-11-29-charts-sweep.md
+USAGE
+}
+for arg in "$@"; do
+    case $arg in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    esac
+done
+if [ $# -gt 1 ] || [[ ${1:-} == -* ]]; then
+    usage >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 root=$(pwd)
 release=${CARGO_TARGET_DIR:-$root/target}/release

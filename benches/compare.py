@@ -926,17 +926,23 @@ def render(meta, results, idle, idle_by_kind):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs per (server, workload, generator); medians are reported "
+                             "(default: %(default)s)")
     parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6",
                         help="W1..W6 (plaintext), W1-TLS, W2-TLS (= W2-TLS-resume,W2-TLS-full)")
     parser.add_argument("--servers", default="fastsmtpd,smtp-sink,aiosmtpd,postfix-tls,haraka",
                         help="postfix-tls and haraka run the TLS workloads only; smtp-sink "
                              "and aiosmtpd the plaintext ones only")
-    parser.add_argument("--generators", default="smtp-source,smtp-loadgen")
-    parser.add_argument("--out", default=os.path.join(TARGET, "compare"))
+    parser.add_argument("--generators", default="smtp-source,smtp-loadgen",
+                        help="load generators, comma-separated (default: %(default)s)")
+    parser.add_argument("--out", default=os.path.join(TARGET, "compare"),
+                        help="output directory for results.md, results.json and the servers' "
+                             "files (default: %(default)s)")
     parser.add_argument("--idle", type=int, default=10000,
                         help="idle connections for the RSS measurement (0: skip)")
-    parser.add_argument("--idle-servers", default="fastsmtpd,smtp-sink")
+    parser.add_argument("--idle-servers", default="fastsmtpd,smtp-sink",
+                        help="servers whose idle-connection RSS is measured (default: %(default)s)")
     parser.add_argument("--idle-tls", type=int, default=None, metavar="N",
                         help="idle sessions for benches/idle_rss.py (plaintext, implicit TLS, "
                              "STARTTLS); default: 10000 when a TLS workload runs, else 0")
@@ -944,7 +950,8 @@ def main():
                         help="another fastsmtpd binary, measured as server fastsmtpd-baseline")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each run, wait up to this long for a second in which "
-                             f"neither CPU is more than {QUIET_THRESHOLD:.0%} busy (a shared machine)")
+                             # argparse %-formats help strings: the percent sign is doubled.
+                             f"neither CPU is more than {QUIET_THRESHOLD:.0%}% busy (a shared machine)")
     parser.add_argument("--tls", action="store_true",
                         help="the TLS comparison: --workloads W1,W1-TLS,W2-TLS --servers "
                              "fastsmtpd,postfix-tls,haraka --generators smtp-loadgen --idle 0 "

@@ -6,6 +6,36 @@
 # benches/compare.py (options pass through: --runs, --workloads W1,W3, --servers, --generators,
 # --tls). Results: a markdown table on stdout, $CARGO_TARGET_DIR (or target)/compare/results.{md,json}.
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: benches/compare.sh [COMPARE_PY_OPTIONS...]
+
+Compare fastsmtpd with Postfix smtp-sink and aiosmtpd (plaintext W1..W6, driven by
+smtp-source and smtp-loadgen), or with a private Postfix instance and Haraka over STARTTLS
+(--tls). Installs what it needs on a fresh Debian machine (Postfix without starting a mail
+daemon, aiosmtpd from PyPI, swaks, openssl, Haraka from npm for --tls), builds in release
+mode, then runs benches/compare.py with the options given. Needs 2 CPUs.
+Results: a markdown table on stdout, target/compare/results.{md,json}.
+Records: docs/benchmarks/2026-11-29-compare.md, docs/benchmarks/2026-11-30-tls.md
+
+  -h, --help  print this help and compare.py's options (nothing is installed or built)
+
+Examples:
+  benches/compare.sh
+  benches/compare.sh --workloads W1 --servers fastsmtpd,smtp-sink
+  benches/compare.sh --tls --runs 5 --wait-quiet 300
+
+compare.py's options:
+USAGE
+}
+for arg in "$@"; do
+    case $arg in
+    -h | --help)
+        usage
+        exec python3 "$(dirname "$0")/compare.py" --help
+        ;;
+    esac
+done
 cd "$(dirname "$0")/.."
 
 if [ "$(nproc)" -lt 2 ]; then

@@ -6,6 +6,34 @@
 # SERVER=path/to/fastsmtpd benches/stores.sh compares another build (e.g. the one before a change)
 # with the same load generator.
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: benches/stores.sh [RUNS]
+
+Store throughput side by side: fastsmtpd --threads 1 on CPU 0, smtp-loadgen on CPU 1,
+1 KiB messages, 20 connections; discard vs jsonl vs maildir vs eml, with and without group
+commit (--store-batch 1). Builds both binaries in release mode. Files go under
+target/storebench, on the disk the repository is on. Needs 2 CPUs and taskset.
+Record: docs/benchmarks/2026-11-29-stores.md
+
+  RUNS        rounds of every row [default: 2]
+  -h, --help  print this help
+
+Environment: SERVER=path/to/fastsmtpd measures another build with the same load generator.
+USAGE
+}
+for arg in "$@"; do
+    case $arg in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    esac
+done
+if [ $# -gt 1 ] || ! [[ ${1:-2} =~ ^[1-9][0-9]*$ ]]; then
+    usage >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 runs=${1:-2}
 cargo build --release -q -p fastsmtpd -p smtp-loadgen

@@ -5,6 +5,32 @@
 #   benches/testssl.sh [OUT_DIR]        (SERVER=path/to/fastsmtpd to scan another build)
 # Prints every finding rated LOW or worse per listener; the full outputs go to OUT_DIR.
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: benches/testssl.sh [OUT_DIR]
+
+testssl.sh against fastsmtpd's STARTTLS and implicit-TLS listeners, with a certificate chain
+a test CA signs. Prints every finding rated LOW or worse per listener.
+Needs: apt-get install -y testssl.sh openssl && cargo build --release
+
+  OUT_DIR     where the certificates and testssl's full outputs go [default: target/testssl]
+  -h, --help  print this help
+
+Environment: SERVER=path/to/fastsmtpd scans another build.
+USAGE
+}
+for arg in "$@"; do
+    case $arg in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    esac
+done
+if [ $# -gt 1 ] || [[ ${1:-} == -* ]]; then
+    usage >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 root=$(pwd)
 server_bin=${SERVER:-${CARGO_TARGET_DIR:-$root/target}/release/fastsmtpd}

@@ -3,6 +3,10 @@
 //! What it does: hold every knob of the server in one plain struct, with defaults chosen from
 //! the RFCs (cited per field), and build the protocol-level [`SessionConfig`] from it.
 //!
+//! The grammar of every duration and size (flags, fault rules) is [`crate::units`]'s,
+//! re-exported here as [`parse_duration`], [`parse_bytes`] and [`parse_data_rate`]; the
+//! bounds of each setting are checked in [`Config::validate`].
+//!
 //! What it does not do: parse the command line (that is `main.rs`, with clap) or open sockets.
 
 use crate::proto::reply::{Advertised, Banner};
@@ -10,6 +14,8 @@ use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
 use crate::store::StoreSpec;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+pub use crate::units::{format_duration, parse_bytes, parse_data_rate, parse_duration};
 
 /// Default command-line limit, `CR LF` included. RFC 5321 §4.5.3.1.4 requires 512 octets;
 /// RFC 1870 (SIZE) adds 26 and RFC 6531 (SMTPUTF8) 10; long source routes and parameter lists
@@ -37,6 +43,19 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// closed after this, long before the idle timeout (Postfix's `smtpd_starttls_timeout` is
 /// 300 s, scaled by message size; a handshake on loopback or a LAN takes milliseconds).
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest idle timeout: a second (RFC 5321 §4.5.3.2.7 asks for minutes; shorter makes
+/// sense only in tests).
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest idle timeout, shutdown grace or stats interval: a day (a deadline that far off
+/// is "never", and a bounded one cannot overflow the clock).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The shortest TLS handshake timeout.
+pub const MIN_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest TLS handshake timeout.
+pub const MAX_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The shortest stats interval: the server checks whether one is due every 100 ms.
+pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Listen backlog per listening socket.
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Storage threads: two let one batch sync while the next gathers.
@@ -206,9 +225,12 @@ impl Config {
         if (self.auth_plaintext || self.auth_required) && self.auth.is_none() {
             return Err("--auth-plaintext and --auth-required need --auth any|file:PATH".into());
         }
-        if self.tls_handshake_timeout.is_zero() {
-            return Err("--tls-handshake-timeout must be more than 0".into());
-        }
+        check_duration(
+            "--tls-handshake-timeout",
+            self.tls_handshake_timeout,
+            MIN_TLS_HANDSHAKE_TIMEOUT,
+            MAX_TLS_HANDSHAKE_TIMEOUT,
+        )?;
         if !self.listen_tls.is_empty() && self.tls.is_none() {
             return Err(
                 "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
@@ -233,8 +255,25 @@ impl Config {
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
-        if self.idle_timeout.is_zero() {
-            return Err("--idle-timeout must be at least 1 second".into());
+        check_duration(
+            "--idle-timeout",
+            self.idle_timeout,
+            MIN_IDLE_TIMEOUT,
+            MAX_TIMEOUT,
+        )?;
+        check_duration(
+            "--shutdown-grace",
+            self.shutdown_grace,
+            Duration::ZERO,
+            MAX_TIMEOUT,
+        )?;
+        if let Some(interval) = self.stats_interval {
+            check_duration(
+                "--stats-interval",
+                interval,
+                MIN_STATS_INTERVAL,
+                MAX_TIMEOUT,
+            )?;
         }
         if self.store_threads == 0 || self.store_threads > 64 {
             return Err("--store-threads must be between 1 and 64".into());
@@ -257,26 +296,17 @@ impl Config {
         Ok(())
     }
 }
-/// Parses a byte count: digits, optionally followed by `K`, `M` or `G` (or `KiB`, `MiB`,
-/// `GiB`: powers of 1024), as in `--store-buffer 64MiB`.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &text[digits.len()..];
-    let shift = match unit {
-        "" => 0,
-        "K" | "KiB" | "k" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (K, M, G, KiB, MiB, GiB)"
-            ))
-        }
-    };
-    let number: usize = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number of bytes, like 64MiB"))?;
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?}: too large"))
+
+/// Checks that `flag`'s `value` lies within `min..=max`; the message gives both bounds.
+fn check_duration(flag: &str, value: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} {}: must be from {} to {}",
+            format_duration(value),
+            format_duration(min),
+            format_duration(max)
+        ))
+    }
 }

@@ -12,6 +12,7 @@
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
+//! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
@@ -32,3 +33,4 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod txlog;
+pub mod units;

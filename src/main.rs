@@ -17,7 +17,11 @@ use std::time::Duration;
     name = "fastsmtpd",
     version,
     about,
-    after_help = "Signals: SIGINT/SIGTERM shut down gracefully (a second one exits at once with \
+    after_help = "Durations (DURATION): a number, fractions allowed, and a unit: ns, us, ms, s, \
+                  m, h, d (30s, 1.5m, 200ms); a bare number is seconds. Sizes (SIZE): a whole \
+                  number and a unit, any case: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, all powers of 1024 \
+                  (10M = 10 MiB); a bare number is bytes.\n\n\
+                  Signals: SIGINT/SIGTERM shut down gracefully (a second one exits at once with \
                   130/143); SIGHUP reopens the jsonl store files (log rotation) and reloads the TLS \
                   certificate and the --auth password file; SIGUSR1 \
                   prints the stats line; SIGUSR2 is ignored."
@@ -46,11 +50,10 @@ struct Cli {
     /// senders that verify certificates refuse it).
     #[arg(long)]
     tls_self_signed: bool,
-    /// Seconds a TLS handshake (implicit, or after STARTTLS) may take; then the connection
-    /// is closed.
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    tls_handshake_timeout: u64,
+    /// How long a TLS handshake (implicit, or after STARTTLS) may take; then the connection
+    /// is closed. From 1s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    tls_handshake_timeout: Duration,
     /// Refuse MAIL and AUTH on plaintext with `530 5.7.0 Must issue a STARTTLS command
     /// first` (RFC 3207 §4). Needs a certificate.
     #[arg(long)]
@@ -70,29 +73,30 @@ struct Cli {
     /// Worker threads (event loops) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
-    /// Name used in the greeting and the EHLO reply.
+    /// Name used in the greeting, the EHLO reply and Received: headers (printable ASCII, no
+    /// spaces).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hostname: String,
-    /// Largest message accepted, in bytes (advertised with SIZE).
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_MESSAGE_SIZE,
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Largest message accepted (advertised with SIZE), at least 1 byte.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = config::parse_bytes)]
     max_message_size: u64,
-    /// Most recipients per message (RFC 5321 asks for at least 100).
+    /// Most recipients per message (RFC 5321 asks for at least 100); more get "452 4.5.3".
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS)]
     max_recipients: usize,
-    /// Most connections at once; more get "421 4.7.0" and are closed.
+    /// Most connections at once; more get "421 4.7.0" and are closed. Lowered at start to
+    /// fit the open-file limit (said on stderr).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
-    /// Idle and per-command timeout in seconds (RFC 5321 asks for at least 300).
-    #[arg(long, value_name = "SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    idle_timeout: u64,
-    /// Minimum data rate during DATA/BDAT in bytes/second (0: no rate check).
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MIN_DATA_RATE)]
+    /// Idle and per-command timeout (RFC 5321 asks for at least 5m). From 1s to 1d.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = config::parse_duration)]
+    idle_timeout: Duration,
+    /// Minimum data rate during DATA/BDAT, bytes per second: a SIZE, optionally with /s
+    /// (500, 1K/s); 0: no rate check.
+    #[arg(long, value_name = "RATE", default_value = "500", value_parser = config::parse_data_rate)]
     min_data_rate: u64,
-    /// Longest command line in bytes, CRLF included (at least 512).
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_LINE_LEN)]
-    max_line_length: usize,
+    /// Longest command line, CRLF included (at least 512 bytes).
+    #[arg(long, value_name = "SIZE", default_value = "2048", value_parser = config::parse_bytes)]
+    max_line_length: u64,
     /// Failed commands tolerated per session before "421 4.7.0".
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ERRORS,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -102,49 +106,63 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_junk_commands: u32,
-    /// Connections at once from one client address; more get "421 4.7.0" and are closed.
+    /// Connections at once from one client address (IPv4, or IPv6 /64); more get "421 4.7.0"
+    /// and are closed. A load generator on one host connects from one address: raise this
+    /// above its connection count.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_connections_per_ip: u64,
-    /// Bare CR or LF inside message data: refuse the message (550) or keep the bytes.
+    /// Bare CR or LF inside message data: refuse the message ("550 5.5.2 ... (see --bare-lf
+    /// keep)") or keep the bytes.
     #[arg(long, value_enum, default_value_t = BareLf::Reject)]
     bare_lf: BareLf,
-    /// Seconds a message in flight may take to finish after SIGINT/SIGTERM (a second signal
-    /// exits at once).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    shutdown_grace: u64,
-    /// Print a one-line summary every SECS seconds (0: off).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    stats_interval: u64,
+    /// How long a message in flight may take to finish after SIGINT/SIGTERM (a second signal
+    /// exits at once). Up to 1d.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    shutdown_grace: Duration,
+    /// Print a one-line summary this often (0: off; else from 100ms to 1d).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = config::parse_duration)]
+    stats_interval: Duration,
     /// Keep accepted messages (repeatable): maildir:DIR, eml:DIR or jsonl:FILE. A 250 is sent
     /// only once every store has the message on disk. A jsonl FILE renamed or deleted is
     /// started anew at the path (SIGHUP does it at once). Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
-    /// Threads that write the stores (and group their fsyncs).
+    /// Threads that write the stores (and group their fsyncs), 1 to 64.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS)]
     store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
     store_batch: usize,
-    /// Bytes of message content in flight to the storage threads at most (K, M, G or KiB,
-    /// MiB, GiB suffixes): past it, connections receiving content are not read until the
-    /// threads catch up (TCP backpressure; nobody is refused for it).
-    #[arg(long, value_name = "BYTES", default_value = "64MiB",
-          value_parser = fastsmtpd::config::parse_bytes)]
-    store_buffer: usize,
+    /// Message content in flight to the storage threads at most, at least 64KiB: past it,
+    /// connections receiving content are not read until the threads catch up (TCP
+    /// backpressure; nobody is refused for it).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = config::parse_bytes)]
+    store_buffer: u64,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N")]
     exit_after_messages: Option<u64>,
     /// Shut down gracefully after this many ended sessions.
     #[arg(long, value_name = "N")]
     exit_after_sessions: Option<u64>,
-    /// Inject a fault (repeatable): POINT [from=GLOB] [to=GLOB] [nth=N] [every=N] [p=P]
-    /// ACTION, ACTION one of reply=CODE TEXT, disconnect, disconnect=421, delay=D[..D]
-    /// (optionally followed by reply=). POINT: connect, helo, ehlo, mail, rcpt, data, eod,
-    /// bdat, rset, noop, quit. Rules are tried in order, those of --fault-file first, and the
-    /// first that fires wins, so a file's scenario runs as written (its nth/every/p counts
-    /// included): a --fault rule acts only where no file rule fired, it cannot override one.
+    /// Inject a fault (repeatable): POINT [SELECTOR...] ACTION. POINT: connect, helo, ehlo,
+    /// mail, rcpt, data, eod (end of data, before its 250), bdat, rset, noop, quit.
+    /// SELECTORs, all optional, all must hold: from=GLOB, to=GLOB (not at connect; `*` any
+    /// text, case-insensitive), nth=N (only the Nth matching occurrence), every=N, p=P
+    /// (probability 0..1, see --seed), rate=N/PERIOD (only while this client address goes
+    /// beyond N per PERIOD, with a burst of N: a bucket of N refilled at N per PERIOD, as
+    /// Postfix's anvil counts; PERIOD s, m, h, d or a DURATION: 100/m, 5/10s). ACTION:
+    /// reply=CODE [X.Y.Z] TEXT (a 4xx/5xx instead of the command; takes the rest of the rule;
+    /// without X.Y.Z the reply gets X.0.0 of its class), disconnect (close without a word),
+    /// disconnect=421, delay=DURATION or delay=D1..D2 (up to 1h; optionally followed by
+    /// reply=), or at rcpt greylist=DURATION (451 4.7.1 to each new client, sender and
+    /// recipient until it has passed, up to 1d; optionally followed by reply=). A rule is
+    /// asked only about a command or message the server would accept: the protocol's syntax,
+    /// sequence and limit checks come first, so a sender's bug still gets its 503. Rules are
+    /// tried in order, those of --fault-file first, and the first that fires wins, so a file's
+    /// scenario runs as written (its nth/every/p counts included): a --fault rule acts only
+    /// where no file rule fired, it cannot override one. A rule that does not parse stops the
+    /// server at start. E.g. 'rcpt to=*@bad.example reply=550 5.1.1 No such user'.
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
     /// Fault rules from a TOML file: rules = ["...", ...] and an optional seed = N. Its rules
@@ -154,7 +172,8 @@ struct Cli {
     /// Seed for probabilistic faults and random delays (same seed, same faults).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025).
+    /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025), at
+    /// GET /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Print one line per message attempt (client, envelope, size, final reply) on stdout
@@ -181,7 +200,7 @@ fn main() -> ExitCode {
             (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
             _ => None,
         },
-        tls_handshake_timeout: Duration::from_secs(cli.tls_handshake_timeout),
+        tls_handshake_timeout: cli.tls_handshake_timeout,
         require_tls: cli.require_tls,
         auth: cli.auth,
         auth_plaintext: cli.auth_plaintext,
@@ -190,9 +209,9 @@ fn main() -> ExitCode {
         max_message_size: cli.max_message_size,
         max_recipients: cli.max_recipients,
         max_connections: cli.max_connections,
-        idle_timeout: Duration::from_secs(cli.idle_timeout),
+        idle_timeout: cli.idle_timeout,
         min_data_rate: cli.min_data_rate,
-        max_line_len: cli.max_line_length,
+        max_line_len: usize::try_from(cli.max_line_length).unwrap_or(usize::MAX),
         max_errors: cli.max_errors,
         max_junk_commands: cli.max_junk_commands,
         max_connections_per_ip: usize::try_from(cli.max_connections_per_ip).unwrap_or(usize::MAX),
@@ -200,12 +219,12 @@ fn main() -> ExitCode {
             BareLf::Reject => BareLfPolicy::Reject,
             BareLf::Keep => BareLfPolicy::Keep,
         },
-        shutdown_grace: Duration::from_secs(cli.shutdown_grace),
-        stats_interval: (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval)),
+        shutdown_grace: cli.shutdown_grace,
+        stats_interval: (!cli.stats_interval.is_zero()).then_some(cli.stats_interval),
         stores: cli.stores,
         store_threads: cli.store_threads,
         store_batch: cli.store_batch,
-        store_buffer: cli.store_buffer,
+        store_buffer: usize::try_from(cli.store_buffer).unwrap_or(usize::MAX),
         exit_after_messages: cli.exit_after_messages,
         exit_after_sessions: cli.exit_after_sessions,
         faults: cli.faults,
@@ -242,6 +261,75 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("fastsmtpd: error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults `--help` shows (as text, in units) are the library's defaults.
+    #[test]
+    fn command_line_defaults_are_the_config_defaults() {
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(cli.tls_handshake_timeout, defaults.tls_handshake_timeout);
+        assert_eq!(cli.max_message_size, defaults.max_message_size);
+        assert_eq!(cli.idle_timeout, defaults.idle_timeout);
+        assert_eq!(cli.min_data_rate, defaults.min_data_rate);
+        assert_eq!(cli.max_line_length, defaults.max_line_len as u64);
+        assert_eq!(cli.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(
+            (!cli.stats_interval.is_zero()).then_some(cli.stats_interval),
+            defaults.stats_interval
+        );
+        assert_eq!(cli.store_buffer, defaults.store_buffer as u64);
+    }
+
+    /// Durations and sizes take units; bare numbers keep their historical unit.
+    #[test]
+    fn durations_and_sizes_take_units() {
+        let cli = Cli::try_parse_from([
+            "fastsmtpd",
+            "--idle-timeout",
+            "1.5m",
+            "--max-message-size",
+            "10M",
+            "--tls-handshake-timeout",
+            "2500ms",
+            "--shutdown-grace",
+            "30",
+            "--stats-interval",
+            "1s",
+            "--min-data-rate",
+            "1K/s",
+            "--max-line-length",
+            "4K",
+            "--store-buffer",
+            "16mb",
+        ])
+        .unwrap();
+        assert_eq!(cli.idle_timeout, Duration::from_secs(90));
+        assert_eq!(cli.max_message_size, 10 << 20);
+        assert_eq!(cli.tls_handshake_timeout, Duration::from_millis(2500));
+        assert_eq!(cli.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(cli.stats_interval, Duration::from_secs(1));
+        assert_eq!(cli.min_data_rate, 1024);
+        assert_eq!(cli.max_line_length, 4096);
+        assert_eq!(cli.store_buffer, 16 << 20);
+        let bare = Cli::try_parse_from(["fastsmtpd", "--idle-timeout", "30"]).unwrap();
+        assert_eq!(bare.idle_timeout, Duration::from_secs(30));
+        for (flag, value) in [
+            ("--idle-timeout", "-5s"),
+            ("--idle-timeout", "5 minutes"),
+            ("--max-message-size", "1.5M"),
+            ("--max-message-size", "10T"),
+            ("--stats-interval", "NaN"),
+        ] {
+            let argument = format!("{flag}={value}");
+            let error = Cli::try_parse_from(["fastsmtpd", &argument]).unwrap_err();
+            assert!(error.to_string().contains(flag), "{flag} {value}: {error}");
         }
     }
 }

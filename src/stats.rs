@@ -6,6 +6,7 @@
 //!
 //! What it does not do: histograms or latency (that is the load generator's job).
 
+use crate::proto::reply::ErrorReplies;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -85,8 +86,12 @@ pub struct Stats {
     pub messages: u64,
     /// Content octets of accepted messages.
     pub bytes: u64,
-    /// Failed commands (4xx/5xx replies to commands) in closed sessions.
+    /// Every 4xx/5xx reply sessions sent (to commands, at the end of a message, when closing
+    /// with `421`), whoever made it: the total of [`Stats::error_replies`]. Connections
+    /// refused at accept are [`Stats::refused_connections`] instead.
     pub errors: u64,
+    /// The same replies by class and by whether a fault rule made them.
+    pub error_replies: ErrorReplies,
     /// Sessions closed by a timeout.
     pub timeouts: u64,
     /// TLS and AUTH.
@@ -102,6 +107,7 @@ impl Stats {
         self.messages += other.messages;
         self.bytes += other.bytes;
         self.errors += other.errors;
+        self.error_replies.merge(&other.error_replies);
         self.timeouts += other.timeouts;
         self.security.merge(&other.security);
     }
@@ -124,7 +130,8 @@ pub struct SharedStats {
     refused_connections: AtomicU64,
     messages: AtomicU64,
     bytes: AtomicU64,
-    errors: AtomicU64,
+    /// [`ErrorReplies::protocol`] then [`ErrorReplies::fault`].
+    errors: [AtomicU64; 4],
     timeouts: AtomicU64,
     security: Mutex<SecurityStats>,
     /// The sum of every security counter last published: they only grow, so a different sum
@@ -140,7 +147,14 @@ impl SharedStats {
             .store(stats.refused_connections, Ordering::Relaxed);
         self.messages.store(stats.messages, Ordering::Relaxed);
         self.bytes.store(stats.bytes, Ordering::Relaxed);
-        self.errors.store(stats.errors, Ordering::Relaxed);
+        let errors = stats
+            .error_replies
+            .protocol
+            .iter()
+            .chain(&stats.error_replies.fault);
+        for (shared, count) in self.errors.iter().zip(errors) {
+            shared.store(*count, Ordering::Relaxed);
+        }
         self.timeouts.store(stats.timeouts, Ordering::Relaxed);
         let sum = stats.security.sum();
         if sum != self.security_sum.load(Ordering::Relaxed) {
@@ -155,13 +169,19 @@ impl SharedStats {
 
     /// The last published counters.
     pub fn snapshot(&self) -> Stats {
+        let [p4, p5, f4, f5] = self.errors.each_ref().map(|e| e.load(Ordering::Relaxed));
+        let error_replies = ErrorReplies {
+            protocol: [p4, p5],
+            fault: [f4, f5],
+        };
         Stats {
             connections: self.connections.load(Ordering::Relaxed),
             open_connections: self.open_connections.load(Ordering::Acquire),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            errors: error_replies.total(),
+            error_replies,
             timeouts: self.timeouts.load(Ordering::Relaxed),
             security: *self.security.lock().unwrap_or_else(|e| e.into_inner()),
         }

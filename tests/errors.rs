@@ -3,7 +3,7 @@
 //! SMTPUTF8 (RFC 6531 §3.5) and invalid UTF-8, bare CR/LF/NUL in command lines (§2.3.8),
 //! unknown and unimplemented commands (§4.2.4), non-SMTP peers, and the error cap. Where the
 //! RFCs leave the choice (the reply to a non-SMTP peer, the error cap), the policy is the one
-//! stated in the README, "Protocol behaviour and limits".
+//! stated in docs/protocol.md.
 
 mod util;
 use util::*;
@@ -324,7 +324,11 @@ fn error_cap_one_at_a_time() {
     }
     client.roundtrip("RCPT TO:<c@d>\r\n", format!("{NEED_MAIL}{TOO_MANY_ERRORS}"));
     client.expect_closed();
-    assert_eq!(server.stop().errors, 20);
+    // Every 4xx/5xx reply is counted: the 20 refused commands and the closing 421.
+    let stats = server.stop();
+    assert_eq!(stats.errors, 21);
+    let by_class = stats.error_replies;
+    assert_eq!((by_class.protocol, by_class.fault), ([1, 20], [0, 0]));
 }
 
 #[test]
@@ -389,7 +393,11 @@ fn recipients_over_a_small_limit_then_data_works() {
     client.roundtrip("QUIT\r\n", BYE);
     client.expect_closed();
     let stats = server.stop();
-    assert_eq!((stats.messages, stats.errors), (1, 0));
+    // The cap did not close the session; the 27 replies of 452 are counted as 4xx replies.
+    assert_eq!(stats.messages, 1);
+    assert_eq!(stats.errors, 27);
+    let by_class = stats.error_replies;
+    assert_eq!((by_class.protocol, by_class.fault), ([27, 0], [0, 0]));
 }
 
 #[test]

@@ -123,6 +123,71 @@ fn counters_match_the_traffic_sent() {
     server.stop();
 }
 
+/// Issue 16: `fastsmtpd_command_errors_total` (and the summary's `errors=`) left out the
+/// 4xx/5xx replies of fault rules, and some of the protocol's own (a message refused at its
+/// end, a recipient past the limit). Now every 4xx/5xx reply a session sends is counted, by
+/// class and by origin, and the counts add up to the 4xx/5xx codes of
+/// `fastsmtpd_replies_total`.
+#[test]
+fn every_error_reply_is_counted_by_class_and_origin() {
+    let server = TestServer::start(Config {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        max_recipients: 1,
+        faults: vec![
+            "rcpt to=*@bad.example reply=550 5.1.1 No such user".into(),
+            "mail from=later@* reply=451 4.3.0 Later".into(),
+        ],
+        ..test_config()
+    });
+    let mut client = server.client();
+    client.ehlo();
+    client.roundtrip("FOO\r\n", "500 5.5.2 Error: command not recognized\r\n");
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", util::NEED_MAIL);
+    client.roundtrip("MAIL FROM:<later@b.example>\r\n", "451 4.3.0 Later\r\n");
+    client.roundtrip("MAIL FROM:<a@b.example>\r\n", MAIL_OK);
+    client.roundtrip("RCPT TO:<x@bad.example>\r\n", "550 5.1.1 No such user\r\n");
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", RCPT_OK);
+    client.roundtrip(
+        "RCPT TO:<e@d.example>\r\n",
+        "452 4.5.3 Error: too many recipients\r\n",
+    );
+    client.roundtrip("DATA\r\n", util::GO_AHEAD);
+    client.roundtrip("bare\nLF\r\n.\r\n", util::BARE_IN_DATA);
+    client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
+    client.expect_closed();
+    server.wait_for_stats(|s| s.open_connections == 0);
+
+    let text = scrape(metrics_addr(&server));
+    let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+    let errors = |class: &str, origin: &str| {
+        value(&format!(
+            "fastsmtpd_command_errors_total{{class=\"{class}\",origin=\"{origin}\"}}"
+        ))
+    };
+    // 500, 503 and the bare-LF 550 from the protocol; 452 past the recipient limit; one
+    // refusal of each class from the rules.
+    assert_eq!(errors("5xx", "protocol"), 3.0, "{text}");
+    assert_eq!(errors("4xx", "protocol"), 1.0, "{text}");
+    assert_eq!(errors("5xx", "fault"), 1.0, "{text}");
+    assert_eq!(errors("4xx", "fault"), 1.0, "{text}");
+    let error_replies: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("fastsmtpd_replies_total{code=\"4")
+                || l.starts_with("fastsmtpd_replies_total{code=\"5")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(error_replies, 6.0, "{text}");
+    assert!(
+        text.contains("# HELP fastsmtpd_command_errors_total Every 4xx/5xx reply"),
+        "the help says what is counted: {text}"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.errors, 6);
+    assert_eq!(stats.error_replies.fault, [1, 1]);
+}
+
 #[test]
 fn log_sessions_prints_one_line_per_message_attempt() {
     let dir = std::env::temp_dir().join(format!("fastsmtpd-txlog-{}", std::process::id()));

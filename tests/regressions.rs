@@ -128,3 +128,138 @@ fn a_source_route_that_is_not_utf8_is_refused_like_the_mailbox() {
     client.roundtrip("QUIT\r\n", BYE);
     drop(server);
 }
+
+/// Bug (issue 16): fault rules were asked before the protocol's sequence check, so a sender
+/// with a sequence bug was told something else: `RCPT` without `MAIL` got the injected `550`
+/// instead of `503`, and a second (nested) `MAIL` the injected `553`. A fault now acts only
+/// on a command the protocol would accept; the rule still fires where it should.
+#[test]
+fn a_fault_rule_never_hides_a_sequence_error() {
+    let server = util::TestServer::start(fastsmtpd::config::Config {
+        faults: vec![
+            "rcpt reply=550 5.1.1 No such user".into(),
+            "mail from=second@* reply=553 5.7.1 Sender rejected".into(),
+            "data disconnect".into(),
+        ],
+        ..util::test_config()
+    });
+    let mut client = server.client();
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "503 5.5.1 Error: send HELO/EHLO first\r\n",
+    );
+    client.ehlo();
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", util::NEED_MAIL);
+    client.roundtrip("DATA\r\n", util::NEED_MAIL);
+    client.roundtrip("MAIL FROM:<first@a.example>\r\n", MAIL_OK);
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "503 5.5.1 Error: nested MAIL command\r\n",
+    );
+    client.roundtrip("DATA\r\n", util::NEED_RCPT);
+    // Where the protocol accepts, the rules fire.
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", "550 5.1.1 No such user\r\n");
+    client.roundtrip("RSET\r\n", util::OK);
+    client.roundtrip(
+        "MAIL FROM:<second@a.example>\r\n",
+        "553 5.7.1 Sender rejected\r\n",
+    );
+    client.roundtrip("QUIT\r\n", BYE);
+    client.expect_closed();
+    drop(server);
+}
+
+/// Bug (issue 16): `rate=100/m` was a bucket of max(100/60, 1) = 1 token refilled every
+/// 0.6 s, so 8 MAILs 0.1 s apart got 250, 450, 250, 450, ... A rate `N/m` is N per minute
+/// with a burst of N, as Postfix's anvil counts: 8 MAILs at once pass under `rate=100/m`, and
+/// under `rate=3/m` three pass, then the rule fires (one more token comes after 20 s).
+#[test]
+fn a_rate_per_minute_allows_a_burst_of_its_count() {
+    let mail_rset = "MAIL FROM:<a@b.example>\r\nRSET\r\n";
+    let slow_down = "450 4.7.0 Slow down\r\n";
+    let server = util::TestServer::start(fastsmtpd::config::Config {
+        faults: vec![format!("mail rate=100/m reply={}", slow_down.trim_end())],
+        ..util::test_config()
+    });
+    let mut client = server.client();
+    client.ehlo();
+    client.send(mail_rset.repeat(8));
+    client.expect(format!("{MAIL_OK}{}", util::OK).repeat(8));
+    drop(server);
+
+    let server = util::TestServer::start(fastsmtpd::config::Config {
+        faults: vec![format!("mail rate=3/m reply={}", slow_down.trim_end())],
+        ..util::test_config()
+    });
+    let mut client = server.client();
+    client.ehlo();
+    client.send(mail_rset.repeat(5));
+    let accepted = format!("{MAIL_OK}{}", util::OK).repeat(3);
+    let refused = format!("{slow_down}{}", util::OK).repeat(2);
+    client.expect(format!("{accepted}{refused}"));
+    drop(server);
+}
+
+/// Bug (issue 16): a fault `reply=` without an enhanced status code (`reply=550 No such
+/// user`) went out as written, although the server advertises ENHANCEDSTATUSCODES and every
+/// other reply carries one (RFC 2034 §4). Now the rule's reply gets `X.0.0` of its class
+/// (RFC 3463 §3.1: the code to use when only the class is known), from `--fault` and
+/// `--fault-file` alike; a code that contradicts the reply's class is refused at start.
+#[test]
+fn a_fault_reply_without_an_enhanced_code_gets_one() {
+    let dir = util::scratch_dir("fault-enhanced");
+    let file = dir.join("faults.toml");
+    std::fs::write(
+        &file,
+        "rules = [\"rcpt to=*@bad.example reply=550 No such user\"]\n",
+    )
+    .unwrap();
+    let file_arg = file.to_str().expect("a UTF-8 temporary path");
+    let (server, addr) = util::start_binary(
+        1,
+        &[
+            "--exit-after-sessions",
+            "1",
+            "--fault",
+            "mail from=later@* reply=451 Try again later",
+            "--fault",
+            "data reply=554",
+            "--fault-file",
+            file_arg,
+        ],
+    );
+    let mut client = Client::connect(addr);
+    client.expect(GREETING);
+    client.helo();
+    client.roundtrip(
+        "MAIL FROM:<later@a.example>\r\n",
+        "451 4.0.0 Try again later\r\n",
+    );
+    client.roundtrip("MAIL FROM:<a@a.example>\r\n", MAIL_OK);
+    client.roundtrip("RCPT TO:<c@bad.example>\r\n", "550 5.0.0 No such user\r\n");
+    client.roundtrip("RCPT TO:<c@d.example>\r\n", util::RCPT_OK);
+    // A code alone gets its class's enhanced code and a text.
+    client.roundtrip("DATA\r\n", "554 5.0.0 Fault injected\r\n");
+    client.roundtrip("QUIT\r\n", BYE);
+    client.expect_closed();
+    let exited = server.wait(CHILD_LIMIT);
+    assert!(exited.status.success(), "{}", exited.dump());
+
+    // A code of the wrong class stops the server at start, naming the rule.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "rcpt reply=550 4.1.1 No such user",
+    ]);
+    let output = util::process::run_bounded(command, None, CHILD_LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("rcpt reply=550 4.1.1 No such user")
+            && output.stderr.contains("class"),
+        "{}",
+        output.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

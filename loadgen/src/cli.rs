@@ -20,7 +20,8 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "smtp-loadgen",
-    version,
+    // The commit too (build.rs), as every report's provenance states it.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SMTP_LOADGEN_COMMIT"), ")"),
     about,
     args_conflicts_with_subcommands = true,
     after_help = "Exit status: 0 success; 1 an --slo breached or no message was accepted (a sweep: \
@@ -56,6 +57,11 @@ pub enum Command {
         /// The logs to read.
         #[arg(required = true)]
         logs: Vec<PathBuf>,
+        /// Leave out every interval that starts before this much time from the run's start
+        /// (500ms, 1s, 2m), in every table and chart [default: the warm-up the log records,
+        /// as the run itself left out; none for logs that record none].
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        warmup: Option<Duration>,
         /// Chart outputs.
         #[command(flatten)]
         charts: ChartArgs,
@@ -76,17 +82,24 @@ pub enum PipeliningArg {
     Off,
 }
 
+impl PipeliningArg {
+    /// The flag's value as typed (`auto`, `on`, `off`): the header's and JSON's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PipeliningArg::Auto => "auto",
+            PipeliningArg::On => "on",
+            PipeliningArg::Off => "off",
+        }
+    }
+}
+
 impl ValueEnum for PipeliningArg {
     fn value_variants<'a>() -> &'a [Self] {
         &[PipeliningArg::Auto, PipeliningArg::On, PipeliningArg::Off]
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(match self {
-            PipeliningArg::Auto => "auto",
-            PipeliningArg::On => "on",
-            PipeliningArg::Off => "off",
-        }))
+        Some(PossibleValue::new(self.name()))
     }
 }
 
@@ -190,8 +203,8 @@ pub struct RunArgs {
     /// to whole seconds).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
     pub warmup: Duration,
-    /// Message size (1024, 64K, 1M, 1MiB: K, M, G are 1024-multiples) or a range (1k..64k),
-    /// headers included.
+    /// Message size (1024, 64K, 1M, 1MiB: K, M, G are 1024-multiples) or a range (1k..64k,
+    /// seeded by --seed), headers included; 32 bytes to 1 GiB.
     #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k",
           conflicts_with_all = ["message_dir", "mbox"])]
     pub size: Sizes,
@@ -229,7 +242,7 @@ pub struct RunArgs {
         help_heading = "Real messages"
     )]
     pub rcpt_file: Option<PathBuf>,
-    /// Recipients per message.
+    /// Recipients per message, 1 to 10000.
     #[arg(long, value_name = "R", default_value_t = 1)]
     pub rcpts: usize,
     /// Messages per connection before QUIT (1: a new connection per message; 0: for ever).

@@ -32,7 +32,8 @@ pub struct ChartArgs {
     /// chart: percentiles-eod.svg, throughput.svg, ...
     #[arg(long, value_name = "DIR")]
     pub svg: Option<PathBuf>,
-    /// Write each chart as a PNG file (960x440) into this directory (created if missing).
+    /// Write each chart as a PNG file (960 pixels wide, 440 high plus the legend below the
+    /// plot) into this directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub png: Option<PathBuf>,
     /// Name of a run in charts and tables; `report`: one per log, in order, or none

@@ -31,12 +31,12 @@ use std::time::Instant;
 pub enum Stage {
     /// TCP connect (measured by the engine).
     Connect,
+    /// The `220` greeting, from connect.
+    Greeting,
     /// The TLS handshake: from `STARTTLS` written (or, for implicit TLS, from the TCP connect
     /// completed) to the handshake complete. Only completed handshakes are timed; the reply
     /// codes to `STARTTLS` are counted here.
     Tls,
-    /// The `220` greeting, from connect.
-    Greeting,
     /// `EHLO`/`HELO` (both of them with STARTTLS).
     Ehlo,
     /// `AUTH` to its final reply (`235`), challenges included; the `334`s are counted here.
@@ -58,11 +58,15 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// Every stage, in order.
+    /// Every stage, in protocol order: the order every table, chart and JSON list shows
+    /// them in. `tls` comes after `greeting` and before `ehlo` as in a STARTTLS session
+    /// (greeting, EHLO, STARTTLS and its handshake, EHLO again: both EHLOs share one row);
+    /// with implicit TLS the handshake comes before the greeting, but one order for every
+    /// run keeps tables comparable.
     pub const ALL: [Stage; 12] = [
         Stage::Connect,
-        Stage::Tls,
         Stage::Greeting,
+        Stage::Tls,
         Stage::Ehlo,
         Stage::Auth,
         Stage::Mail,

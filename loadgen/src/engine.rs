@@ -524,7 +524,8 @@ impl Engine {
         };
         let conn = &mut self.conns[key];
         if let Err(e) = conn.transport.start_tls(&tls.config, &tls.server_name) {
-            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {e}"), now);
+            let words = crate::tls::describe_error(&e);
+            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {words}"), now);
             return false;
         }
         true
@@ -578,7 +579,8 @@ impl Engine {
                 Err(e) => {
                     return match tls_error(&e) {
                         Some(tls) => {
-                            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {tls}"), now)
+                            let words = crate::tls::describe_error(tls);
+                            self.fail_conn(key, ErrorKind::Tls, format!("TLS: {words}"), now)
                         }
                         None => self.drop_conn(key, Some(ErrorKind::Reset), now),
                     }
@@ -658,7 +660,7 @@ impl Engine {
             }
         }
         if let Some(error) = garbage {
-            let detail = format!("a reply that does not parse ({error:?})");
+            let detail = format!("a reply that does not parse ({error})");
             self.fail_conn(key, ErrorKind::Desync, detail, now);
             return false;
         }

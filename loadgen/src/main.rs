@@ -68,6 +68,8 @@ use cli_charts::ChartArgs;
 use record::ErrorKind;
 use report::chart::{self, Chart};
 use report::figures::RunFigures;
+use report::provenance::{Kind, Provenance};
+use report::warmup::{Source, Warmup};
 use report::{charts, html, interval_log, render, Results};
 use settings::Settings;
 use std::path::{Path, PathBuf};
@@ -83,7 +85,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Merge { logs, output }) => merge_command(&logs, &output),
-        Some(Command::Report { logs, charts }) => report_command(&logs, &charts),
+        Some(Command::Report {
+            logs,
+            warmup,
+            charts,
+        }) => report_command(&logs, warmup, &charts),
         None => run(cli.run),
     };
     match result {
@@ -119,7 +125,14 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
         eprintln!("{}", corpus.description());
     }
     let finished = runner::run(&settings, &header)?;
-    write_outputs(&settings, &header, &finished)?;
+    let provenance = Provenance::capture(
+        Kind::Run,
+        finished.wall_start,
+        &header,
+        settings.config_json(),
+        settings.warmup.as_secs_f64(),
+    );
+    write_outputs(&settings, &provenance, &finished)?;
     if chart_args.any() {
         let label = report::printable(
             &chart_args
@@ -128,12 +141,7 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
                 .cloned()
                 .unwrap_or_else(|| settings.target_text.clone()),
         );
-        let figures = run_figures(
-            &label,
-            &with_warning(&header, &finished.results),
-            &finished.results,
-            finished.wall_start,
-        )?;
+        let figures = run_figures(&label, &provenance, &finished.results, finished.wall_start)?;
         let list = charts::run_charts(std::slice::from_ref(&figures));
         write_charts(&chart_args, &list, || {
             html::run_page(std::slice::from_ref(&figures), &list)
@@ -153,7 +161,7 @@ fn run_sweep(
     let sweep = sweep::run(settings, rates, |step| match &hdr_log {
         Some(path) => write_hlog_file(
             &step_log_path(path, step.offered, step.retry),
-            &step.header,
+            &step.provenance,
             &step.results,
             step.wall_start,
         ),
@@ -164,7 +172,8 @@ fn run_sweep(
     }
     say_line(&sweep.result_line());
     if let Some(path) = &settings.json {
-        let doc = report::sweep::json(&sweep, settings.config_json());
+        let mut doc = report::sweep::json(&sweep, settings.config_json());
+        doc["provenance"] = sweep.provenance.json();
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
         std::fs::write(path, text).map_err(|e| file_error(path, e))?;
     }
@@ -196,16 +205,26 @@ fn step_log_path(path: &Path, rate: f64, retry: bool) -> PathBuf {
 /// The chart figures of a finished run, as a report of its interval log would have them.
 fn run_figures(
     label: &str,
-    header: &str,
+    provenance: &Provenance,
     results: &Results,
     wall_start: SystemTime,
 ) -> Result<RunFigures, String> {
     let intervals = interval_log::run_intervals(results, wall_start);
+    let start = wall_start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     let notes = interval_log::LogNotes {
-        comments: header.lines().map(str::to_string).collect(),
+        comments: [provenance.description.clone()]
+            .into_iter()
+            .chain(report::connections::warning(results))
+            .collect(),
         counts: interval_log::run_counts(results, wall_start),
+        start_time: Some(start),
+        provenance: Some(provenance.clone()),
     };
-    RunFigures::from_log(label, &intervals, &notes)
+    let warmup = Warmup::new(results.warmup.as_secs_f64(), start, Source::Run);
+    RunFigures::from_log(label, &intervals, &notes, warmup)
 }
 
 /// Writes what `args` asks for: the HTML page (made by `page` only then), one SVG and one
@@ -235,38 +254,50 @@ fn write_charts(
     Ok(())
 }
 
-/// Writes a run's interval log (with its counts lines) to `path`.
+/// Writes a run's interval log (with its counts lines, provenance, and the warning of fewer
+/// connections than asked for if there is one) to `path`.
 fn write_hlog_file(
     path: &Path,
-    header: &str,
+    provenance: &Provenance,
     results: &Results,
     wall_start: SystemTime,
 ) -> Result<(), String> {
     let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
     let intervals = interval_log::run_intervals(results, wall_start);
     let counts = interval_log::run_counts(results, wall_start);
-    interval_log::write_hlog(&mut file, wall_start, header, &intervals, &counts)
-        .map_err(|e| file_error(path, e))
+    let warnings: Vec<String> = report::connections::warning(results).into_iter().collect();
+    interval_log::write_hlog_with(
+        &mut file, wall_start, provenance, &warnings, &intervals, &counts,
+    )
+    .map_err(|e| file_error(path, e))
 }
 
-/// The summary on standard output, and the `--json` and `--hdr-log` files if asked for.
+/// The summary on standard output (the header, the provenance lines, the figures), and the
+/// `--json` and `--hdr-log` files if asked for.
 fn write_outputs(
     settings: &Settings,
-    header: &str,
+    provenance: &Provenance,
     finished: &runner::Finished,
 ) -> Result<(), String> {
     let results = &finished.results;
     let names = settings.target_names();
-    // What went wrong with the connections comes first, under the header.
-    let mut summary_header = settings.summary_header(header);
+    // The header; right under it what went wrong with the connections (before anything
+    // else: the figures are not those of the run asked for); then the provenance.
+    let mut header = settings.summary_header(&provenance.description);
     let connections = report::connections::lines(results);
     if !connections.is_empty() {
-        summary_header = format!("{summary_header}\n{}", connections.trim_end());
+        header.push('\n');
+        header.push_str(connections.trim_end());
     }
-    say(&render::summary(results, &summary_header, settings.rate));
+    for line in provenance.lines() {
+        header.push('\n');
+        header.push_str(&line);
+    }
+    say(&render::summary(results, &header, settings.rate));
     say(&render::targets(results, &names));
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());
+        doc["provenance"] = provenance.json();
         if let Some(totals) = doc["totals"].as_object_mut() {
             totals.extend(report::connections::json_fields(results));
         }
@@ -277,23 +308,9 @@ fn write_outputs(
         std::fs::write(path, text).map_err(|e| file_error(path, e))?;
     }
     if let Some(path) = &settings.hdr_log {
-        write_hlog_file(
-            path,
-            &with_warning(header, results),
-            results,
-            finished.wall_start,
-        )?;
+        write_hlog_file(path, provenance, results, finished.wall_start)?;
     }
     Ok(())
-}
-
-/// `header`, and under it the warning of fewer connections than asked for if there is one
-/// (the interval log's comments, and so the HTML report, carry it).
-fn with_warning(header: &str, results: &Results) -> String {
-    match report::connections::warning(results) {
-        Some(warning) => format!("{header}\n{warning}"),
-        None => header.to_string(),
-    }
 }
 
 /// Prints each SLO's verdict; fails the run (exit 1) on a breach or if no message was
@@ -359,43 +376,76 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     }
 }
 
-/// `merge`: several hosts' interval logs into one, aligned on whole seconds.
+/// `merge`: several hosts' interval logs into one, aligned on whole seconds. The merged
+/// log's warm-up lasts from its start until the last input warm-up has ended (an interval
+/// partly inside any host's warm-up is warm-up: the one rule; hosts that are merged ran at
+/// the same time), its counts lines flag it so, and its provenance keeps each input's.
 fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
     let mut all_counts = Vec::new();
+    let mut inputs = Vec::new();
+    let mut warmup_end = f64::NEG_INFINITY;
     for path in logs {
-        all.push(read_log(path)?);
+        let intervals = read_log(path)?;
         if let Some(note) = unit_note(path)? {
             eprintln!("smtp-loadgen: {note}");
         }
-        all_counts.push(read_notes(path)?.counts);
+        let notes = read_notes(path)?;
+        let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
+        let warmup = Warmup::of_log(&notes, &starts, None);
+        if warmup.seconds > 0.0 {
+            warmup_end = warmup_end.max(warmup.origin + warmup.seconds);
+        }
+        inputs.extend(notes.provenance.clone());
+        all.push(intervals);
+        all_counts.push(notes.counts);
     }
     let merged = interval_log::merge_logs(&all)?;
-    let merged_counts = interval_log::merge_counts(&all_counts);
+    let mut merged_counts = interval_log::merge_counts(&all_counts);
     let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
-    let base = SystemTime::UNIX_EPOCH
-        + Duration::from_secs_f64(if first == f64::MAX { 0.0 } else { first });
+    let first = if first == f64::MAX { 0.0 } else { first };
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(first);
+    // No input with a warm-up: none (`Warmup::new` takes a negative length as 0).
+    let warmup = Warmup::new(warmup_end - first, first, Source::Run);
+    for c in &mut merged_counts {
+        c.counts.warmup = warmup.excludes(c.start);
+    }
+    let names: Vec<String> = logs
+        .iter()
+        .map(|p| report::printable(&p.display().to_string()))
+        .collect();
+    let mut provenance = Provenance::capture(
+        Kind::Merge,
+        SystemTime::now(),
+        &format!(
+            "smtp-loadgen merge of {} logs: {}",
+            logs.len(),
+            names.join(", ")
+        ),
+        serde_json::Value::Null,
+        warmup.seconds,
+    );
+    provenance.inputs = inputs;
     let mut file = std::fs::File::create(output).map_err(|e| file_error(output, e))?;
-    interval_log::write_hlog(
-        &mut file,
-        base,
-        "smtp-loadgen merge",
-        &merged,
-        &merged_counts,
-    )
-    .map_err(|e| file_error(output, e))?;
+    interval_log::write_hlog(&mut file, base, &provenance, &merged, &merged_counts)
+        .map_err(|e| file_error(output, e))?;
     say_line(&format!(
-        "merged {} logs, {} intervals -> {}",
+        "merged {} logs, {} intervals -> {}; {}",
         logs.len(),
         merged.len(),
-        output.display()
+        output.display(),
+        warmup.statement(warmup.measured_from(merged.iter().map(|i| i.start)))
     ));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `report`: the percentiles per tag of each interval log (with several logs, each table
 /// under its label), and the charts if asked for.
-fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode, String> {
+fn report_command(
+    paths: &[PathBuf],
+    warmup: Option<Duration>,
+    chart_args: &ChartArgs,
+) -> Result<ExitCode, String> {
     check_chart_outputs(chart_args)?;
     if !chart_args.label.is_empty() && chart_args.label.len() != paths.len() {
         return Err(format!(
@@ -422,7 +472,19 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
     let mut runs = Vec::new();
     for (path, label) in paths.iter().zip(labels) {
         let intervals = read_log(path)?;
-        let totals = interval_log::totals_per_tag(&intervals)?;
+        let notes = read_notes(path)?;
+        let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
+        let rule = Warmup::of_log(&notes, &starts, warmup.map(|d| d.as_secs_f64()));
+        // One set of figures for the text table, the HTML tables and the charts.
+        let figures = RunFigures::from_log(&label, &intervals, &notes, rule)
+            .map_err(|e| file_error(path, e))?;
+        if figures.tags.iter().all(|t| t.total.is_empty()) {
+            return Err(format!(
+                "{}: every interval is inside the warm-up ({}); give a shorter --warmup",
+                report::printable(&path.display().to_string()),
+                figures.warmup_statement()
+            ));
+        }
         if let Some(note) = unit_note(path)? {
             say_line(&note);
         }
@@ -432,13 +494,9 @@ fn report_command(paths: &[PathBuf], chart_args: &ChartArgs) -> Result<ExitCode,
                 report::printable(&path.display().to_string())
             ));
         }
-        say(&render::log_table(&totals));
+        say(&render::log_report(&figures));
         if chart_args.any() {
-            let notes = read_notes(path)?;
-            runs.push(
-                RunFigures::from_log(&label, &intervals, &notes)
-                    .map_err(|e| file_error(path, e))?,
-            );
+            runs.push(figures);
         }
     }
     if chart_args.any() {

@@ -3,7 +3,7 @@
 //! What it does: one [`Recorder`] per engine thread and interval, filled without locks; the
 //! reporter merges them with `Histogram::add` at interval ends. All latencies are in
 //! nanoseconds. Besides the counts of errors per kind it keeps a few distinct descriptions of
-//! what went wrong ("TLS: invalid peer certificate: UnknownIssuer", "AUTH PLAIN refused:
+//! what went wrong ("TLS: invalid peer certificate: unknown issuer ...", "AUTH PLAIN refused:
 //! 535 ..."), at most [`MAX_DETAILS`], so a run that fails says why.
 //!
 //! What it does not do: merge across threads, print or serialise (see `report`).

@@ -36,6 +36,18 @@ pub enum ReplyError {
     TooLong,
 }
 
+impl std::fmt::Display for ReplyError {
+    /// Words for the output's error details (RFC 5321 §4.2: a reply line is a three-digit
+    /// code, then a space, a hyphen or the line end; every line of a reply has the same code).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplyError::BadLine => "a line without a three-digit code and space or hyphen",
+            ReplyError::CodeChanged => "the lines of one reply carry different codes",
+            ReplyError::TooLong => "a reply line or reply too long",
+        })
+    }
+}
+
 /// Parses one reply at the start of `buf`. `Ok(None)` means incomplete: read more.
 /// On success returns the reply and the bytes it took.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {

@@ -72,6 +72,7 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     results.connections = account.finish(measured_end);
     results.connections.allowed = settings.allow_fewer_connections;
+    results.warmup = settings.warmup;
     Ok(Finished {
         results,
         wall_start,

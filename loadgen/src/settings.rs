@@ -336,7 +336,7 @@ impl Settings {
                     Order::Random => ", random order",
                 }
             ),
-            None => format!("size {:?}", self.size()),
+            None => format!("size {}", self.size().text()),
         };
         let recipients = match &self.workload.recipients {
             Some(list) => format!(" from {} ({} addresses)", list.path.display(), list.len()),
@@ -403,10 +403,10 @@ impl Settings {
             "messages": self.messages,
             "duration_seconds": self.duration.map(|d| d.as_secs_f64()),
             "warmup_seconds": self.warmup.as_secs_f64(),
-            "size": format!("{:?}", self.size()),
+            "size": self.size().json(),
             "rcpts": workload.rcpts,
             "msgs_per_conn": workload.msgs_per_conn,
-            "pipelining": format!("{:?}", self.pipelining),
+            "pipelining": self.pipelining.name(),
             "bdat": workload.bdat,
             "inflight": self.inflight,
             "helo": workload.helo,
@@ -476,8 +476,14 @@ impl Settings {
                 config[key] = value;
             }
         }
-        if self.corpus().is_some() {
-            config["size"] = "corpus".into();
+        if let Some(corpus) = self.corpus() {
+            // Sizes come from the corpus: typed like the others, one key saying which.
+            let json = corpus.json();
+            config["size"] = serde_json::json!({ "corpus": {
+                "min": json["size_min"],
+                "median": json["size_median"],
+                "max": json["size_max"],
+            }});
         }
         config
     }
@@ -611,10 +617,11 @@ mod tests {
         assert_eq!(
             s.header(),
             "smtp-loadgen -> 127.0.0.1:25: 10 connections on 1 thread(s), closed loop, \
-             BDAT (inflight 4), pipelining if offered, 1 rcpt(s), size Fixed(1024)"
+             BDAT (inflight 4), pipelining if offered, 1 rcpt(s), size 1 KiB"
         );
         let config = s.config_json();
-        assert_eq!(config["pipelining"], "Auto");
+        assert_eq!(config["pipelining"], "auto");
+        assert_eq!(config["size"], serde_json::json!({"fixed": 1024}));
         assert_eq!(config["messages"], 10_000);
         assert_eq!(config["inflight"], 4);
         assert_eq!(config["tls"], serde_json::Value::Null);

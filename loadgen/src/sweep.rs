@@ -12,11 +12,12 @@
 //!
 //! What it does not do: judge or render steps (`report::sweep`), or write files (`main`).
 
+use crate::report::provenance::{Kind, Provenance};
 use crate::report::sweep::{rate, table_header, table_row, Step, Sweep};
 use crate::runner;
 use crate::settings::Settings;
-use crate::stdout::say;
-use std::time::Duration;
+use crate::stdout::{say, say_line};
+use std::time::{Duration, SystemTime};
 
 /// How long each step is measured when `--duration` is not given.
 pub const DEFAULT_STEP_DURATION: Duration = Duration::from_secs(10);
@@ -29,6 +30,26 @@ pub fn run(
     rates: Vec<f64>,
     mut on_step: impl FnMut(&Step) -> Result<(), String>,
 ) -> Result<Sweep, String> {
+    let mut config = settings.config_json();
+    config["sweep"] = serde_json::json!({
+        "low": rates.first(),
+        "high": rates.last(),
+        "steps": rates.len(),
+    });
+    let provenance = Provenance::capture(
+        Kind::Sweep,
+        SystemTime::now(),
+        &format!(
+            "smtp-loadgen rate sweep -> {}: {} connections, {}..{} msgs/s in {} steps",
+            settings.target_text,
+            settings.connections,
+            rate(rates.first().copied().unwrap_or(0.0)),
+            rate(rates.last().copied().unwrap_or(0.0)),
+            rates.len()
+        ),
+        config,
+        settings.warmup.as_secs_f64(),
+    );
     let mut sweep = Sweep {
         planned: rates.clone(),
         steps: Vec::new(),
@@ -39,7 +60,12 @@ pub fn run(
         warmup_seconds: settings.warmup.as_secs_f64(),
         target: settings.target_text.clone(),
         slos: settings.slos.clone(),
+        provenance,
     };
+    say_line(&sweep.provenance.description);
+    for line in sweep.provenance.lines() {
+        say_line(&line);
+    }
     say(&table_header(&sweep));
     let count = rates.len();
     for (index, offered) in rates.into_iter().enumerate() {
@@ -93,9 +119,17 @@ fn run_one(
         .iter()
         .map(|slo| slo.evaluate(&finished.results.total))
         .collect();
+    let provenance = Provenance::capture(
+        Kind::Run,
+        finished.wall_start,
+        &header,
+        settings.config_json(),
+        settings.warmup.as_secs_f64(),
+    );
     Ok(Step {
         offered,
         header,
+        provenance,
         results: finished.results,
         wall_start: finished.wall_start,
         verdicts,

@@ -15,6 +15,9 @@
 //! session id or ticket from an earlier one, whichever thread made it; `off` makes every
 //! handshake a full one.
 //!
+//! TLS failures are said in words ([`describe_error`]): rustls shows some of its error
+//! values as Rust debug text (`UnknownIssuer`), which the output does not.
+//!
 //! What it does not do: read or write sockets, or drive handshakes (`transport`).
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -26,6 +29,52 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+
+/// A TLS failure in words, for the output's error details: `invalid peer certificate:
+/// unknown issuer (not signed by a root this run trusts: --ca FILE names one)`.
+pub fn describe_error(error: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error};
+    match error {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "invalid peer certificate: unknown issuer (not signed by a root this run trusts: \
+             --ca FILE names one)"
+                .to_string()
+        }
+        Error::InvalidCertificate(c) => {
+            format!("invalid peer certificate: {}", words(&c.to_string()))
+        }
+        Error::AlertReceived(alert) => {
+            format!("the server sent the alert {}", words(&format!("{alert:?}")))
+        }
+        other => words(&other.to_string()),
+    }
+}
+
+/// Text with each CamelCase word (rustls's debug text of an enum value, `BadEncoding`) in
+/// lower-case words (`bad encoding`); other text as it is.
+fn words(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let camel = word.len() > 1
+                && word.starts_with(|c: char| c.is_ascii_uppercase())
+                && word.chars().all(|c| c.is_ascii_alphanumeric())
+                && word.chars().skip(1).any(|c| c.is_ascii_uppercase())
+                && word.chars().any(|c| c.is_ascii_lowercase());
+            if !camel {
+                return word.to_string();
+            }
+            let mut out = String::new();
+            for (i, c) in word.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push(' ');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Sessions the client keeps for resumption (per server name, rustls keeps a few TLS 1.3
 /// tickets; one server name is all a run uses).
@@ -204,6 +253,30 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_errors_are_words_not_debug_text() {
+        use rustls::{AlertDescription, CertificateError, Error};
+        assert_eq!(
+            describe_error(&Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            "invalid peer certificate: unknown issuer (not signed by a root this run trusts: \
+             --ca FILE names one)"
+        );
+        assert_eq!(
+            describe_error(&Error::InvalidCertificate(CertificateError::BadEncoding)),
+            "invalid peer certificate: bad encoding"
+        );
+        assert_eq!(
+            describe_error(&Error::InvalidCertificate(
+                CertificateError::NotValidForName
+            )),
+            "invalid peer certificate: not valid for name"
+        );
+        assert_eq!(
+            describe_error(&Error::AlertReceived(AlertDescription::HandshakeFailure)),
+            "the server sent the alert handshake failure"
+        );
+    }
 
     #[test]
     fn server_names_come_from_sni_or_the_target_host() {

@@ -154,6 +154,39 @@ impl Sizes {
             Sizes::Range(low, high) => low + (rng.next_u64() % (high - low + 1) as u64) as usize,
         }
     }
+
+    /// The sizes as a reader writes them: `1 KiB`, `1000 bytes`, `1 KiB..64 KiB`.
+    pub fn text(self) -> String {
+        match self {
+            Sizes::Fixed(n) => bytes_text(n),
+            Sizes::Range(low, high) => format!("{}..{}", bytes_text(low), bytes_text(high)),
+        }
+    }
+
+    /// The sizes as typed JSON: `{"fixed": 1024}` or `{"range": {"min": 1024, "max": 65536}}`
+    /// (bytes).
+    pub fn json(self) -> serde_json::Value {
+        match self {
+            Sizes::Fixed(n) => serde_json::json!({ "fixed": n }),
+            Sizes::Range(low, high) => serde_json::json!({ "range": { "min": low, "max": high } }),
+        }
+    }
+}
+
+/// A byte count in the largest binary unit that divides it (as `--size` reads them: `64k`
+/// is 64 KiB), else in bytes.
+pub fn bytes_text(n: usize) -> String {
+    const MIB: usize = 1 << 20;
+    const KIB: usize = 1 << 10;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else if n == 1 {
+        "1 byte".to_string()
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// The smallest message we generate: a header line, an empty line and CR LF.

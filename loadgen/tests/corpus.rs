@@ -228,7 +228,11 @@ fn assert_corpus_arrives_exact(corpus_args: &[&str], as_stored: &[Vec<u8>]) {
         );
         let unterminated = as_stored.iter().filter(|m| !m.ends_with(b"\n")).count();
         assert_eq!(corpus["final_line_end_added"], unterminated, "{corpus}");
-        assert_eq!(run.json()["config"]["size"], "corpus");
+        // Typed: the corpus's smallest and largest message, in bytes.
+        let size = &run.json()["config"]["size"]["corpus"];
+        assert_eq!(size["min"], corpus["size_min"], "{size}");
+        assert_eq!(size["max"], corpus["size_max"], "{size}");
+        assert!(size["min"].as_u64().unwrap() <= size["max"].as_u64().unwrap());
         assert!(
             run.stdout
                 .contains(&format!("{} messages, {total} bytes", messages.len())),

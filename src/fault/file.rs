@@ -4,9 +4,12 @@
 //! The file holds `rules = ["...", ...]` (each in the `--fault` syntax) and an optional
 //! `seed = N`; anything else is an error that names the key, so a typo is not silently ignored.
 //!
-//! What it does not do: parse the rules themselves ([`super::rule`]) or decide their order
-//! against command-line rules (the caller does).
+//! Each rule is checked as it is read ([`super::rule`] parses it), so a broken one is reported
+//! with the file, its place in `rules` and the reason, at start.
+//!
+//! What it does not do: decide the rules' order against command-line rules (the caller does).
 
+use super::rule::Rule;
 use std::path::Path;
 
 /// Reads the rules and the seed from `path`.
@@ -23,7 +26,12 @@ pub(super) fn read_rules(path: &Path) -> Result<(Vec<String>, Option<u64>), Stri
             ("rules", toml::Value::Array(items)) => {
                 for item in items {
                     match item {
-                        toml::Value::String(rule) => rules.push(rule.clone()),
+                        toml::Value::String(rule) => {
+                            Rule::parse(rule).map_err(|e| {
+                                format!("--fault-file {shown}: rules[{}] {rule:?}: {e}", rules.len())
+                            })?;
+                            rules.push(rule.clone());
+                        }
                         other => {
                             return Err(format!(
                                 "--fault-file {shown}: rules holds strings, not {}", other.type_str()

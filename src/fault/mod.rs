@@ -5,7 +5,7 @@
 //! `file`) and decide, for each [`Checkpoint`] a session reaches, whether a rule fires. A
 //! rule names the point (a command, `connect` or `eod`, the end of message content), optional
 //! selectors (sender or recipient pattern, the Nth or every Nth matching occurrence, a
-//! probability, a per-client rate) and one action:
+//! probability, a per-client rate: N per period with a burst of N) and one action:
 //!
 //! ```text
 //! rcpt to=*@bad.example reply=550 5.1.1 No such user
@@ -14,8 +14,15 @@
 //! data every=2 delay=200ms..1s
 //! connect disconnect=421
 //! rcpt greylist=5m
-//! mail rate=10/s reply=450 4.7.0 Slow down
+//! mail rate=100/m reply=450 4.7.0 Slow down
+//! rcpt reply=550 No such user          (sent as "550 5.0.0 No such user")
 //! ```
+//!
+//! A rule is asked only about what the protocol would accept: the session checks syntax,
+//! sequence and limits first (a `RCPT` without `MAIL` gets `503` whatever the rules say), so
+//! injected faults never hide a sender's own bugs. Durations and rates use the server's one
+//! grammar ([`crate::units`]). A rule that does not parse is refused at start, with the rule
+//! and the reason.
 //!
 //! The session reaches the rules through [`FaultGate`], this module's implementation of the
 //! protocol's [`crate::proto::gate::Gate`]: the session asks in protocol terms, the gate adds
@@ -118,7 +125,8 @@ impl FaultRules {
     }
 
     /// Reads rules from a TOML file: `rules = ["...", ...]` (the `--fault` syntax) and an
-    /// optional `seed = N`. Returns the rules and the seed.
+    /// optional `seed = N`. Returns the rules and the seed; a rule that does not parse is an
+    /// error naming the file and the rule.
     pub fn read_file(path: &std::path::Path) -> Result<(Vec<String>, Option<u64>), String> {
         file::read_rules(path)
     }
@@ -139,8 +147,14 @@ impl FaultRules {
             if rule.point != point || !rule.selects(context) {
                 continue;
             }
-            if rule.rate.as_ref().is_some_and(|rate| !rate.over(context)) {
-                continue;
+            if let Some(rate) = &rule.rate {
+                let over = match (context.client, context.now) {
+                    (Some(client), Some(now)) => rate.over(client, now),
+                    _ => false,
+                };
+                if !over {
+                    continue;
+                }
             }
             if let RuleAction::Greylist { list, .. } = &rule.action {
                 if !list.refuses(context) {
@@ -343,6 +357,79 @@ mod tests {
     }
 
     #[test]
+    fn replies_without_an_enhanced_code_get_one_of_their_class() {
+        let reply = |rule: &str| match rules(&[rule]).rules[0].action {
+            RuleAction::Reply(reply) => String::from_utf8(reply.to_vec()).unwrap(),
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reply("rcpt reply=550 No such user"),
+            "550 5.0.0 No such user\r\n"
+        );
+        assert_eq!(reply("rcpt reply=451 Later"), "451 4.0.0 Later\r\n");
+        assert_eq!(reply("data reply=554"), "554 5.0.0 Fault injected\r\n");
+        assert_eq!(
+            reply("data reply=554 5.3.0"),
+            "554 5.3.0 Fault injected\r\n"
+        );
+        assert_eq!(
+            reply("rcpt reply=550 5.1.1 No such user"),
+            "550 5.1.1 No such user\r\n"
+        );
+        // Text that starts with a number is text.
+        assert_eq!(
+            reply("mail reply=452 3 messages max"),
+            "452 4.0.0 3 messages max\r\n"
+        );
+        let greylisted = match &rules(&["rcpt greylist=1m reply=450 Wait"]).rules[0].action {
+            RuleAction::Greylist { reply, .. } => reply.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(greylisted, b"450 4.0.0 Wait\r\n");
+    }
+
+    #[test]
+    fn rates_count_per_period_with_a_burst_of_n() {
+        // Issue 16: rate=100/m was a bucket of max(100/60, 1) tokens; 8 MAILs 0.1 s apart
+        // got 250, 450, 250, ... Now a burst of 100 passes, as Postfix's anvil counts.
+        let r = rules(&["mail rate=100/m reply=450 4.7.0 Slow down"]);
+        let t0 = Instant::now();
+        let mail = |r: &FaultRules, at_ms: u64| {
+            r.decide(
+                Checkpoint::Mail,
+                &FaultContext {
+                    client: Some(IpAddr::from([10, 0, 0, 1])),
+                    now: Some(t0 + Duration::from_millis(at_ms)),
+                    ..FaultContext::default()
+                },
+            )
+            .is_some()
+        };
+        let fired: Vec<bool> = (0..8).map(|i| mail(&r, i * 100)).collect();
+        assert_eq!(fired, [false; 8]);
+        let r = rules(&["mail rate=3/m reply=450 4.7.0 Slow down"]);
+        let fired: Vec<bool> = [0, 0, 0, 0, 20_000].iter().map(|t| mail(&r, *t)).collect();
+        assert_eq!(fired, [false, false, false, true, false]);
+        // Other periods: hours, days, any duration; N alone is per second.
+        for (text, count, period) in [
+            ("5/h", 5, 3600),
+            ("5/d", 5, 86_400),
+            ("5/10s", 5, 10),
+            ("5/1.5m", 5, 90),
+            ("5", 5, 1),
+        ] {
+            assert_eq!(
+                rule::parse_rate(text),
+                Ok(limiter::Rate {
+                    count,
+                    period: Duration::from_secs(period)
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn rate_limits_apply_per_client_beyond_the_rate() {
         let r = rules(&["mail rate=2/s reply=450 4.7.0 Slow down"]);
         let t0 = Instant::now();
@@ -384,6 +471,17 @@ mod tests {
         assert!(FaultRules::read_file(&bad)
             .unwrap_err()
             .contains("unexpected \"rule\""));
+        std::fs::write(
+            &bad,
+            "rules = [\"rcpt disconnect\", \"rcpt reply=250 fine\"]\n",
+        )
+        .unwrap();
+        let error = FaultRules::read_file(&bad).unwrap_err();
+        assert!(
+            error.contains("bad.toml: rules[1] \"rcpt reply=250 fine\": reply=")
+                && error.contains("4xx or 5xx"),
+            "{error}"
+        );
         std::fs::write(&bad, "rules = [1]\n").unwrap();
         assert!(FaultRules::read_file(&bad).unwrap_err().contains("strings"));
         std::fs::write(&bad, "rules = [\n").unwrap();
@@ -405,15 +503,31 @@ mod tests {
         bad("rcpt reply=55x nope", "4xx or 5xx");
         bad("rcpt nth=0 disconnect", "at least 1");
         bad("rcpt p=1.5 disconnect", "probability");
-        bad("rcpt delay=90m", "one hour");
-        bad("rcpt delay=5h", "unknown unit");
+        bad("rcpt delay=90m", "up to 1h");
+        bad("rcpt delay=5y", "unknown unit");
+        bad("rcpt delay=-1s", "negative");
+        bad("rcpt delay=500us", "whole milliseconds");
+        bad("rcpt greylist=0s", "from 1s");
+        bad("rcpt greylist=2d", "to 1d");
         bad("rcpt delay=2s..1s", "empty");
         bad("rcpt frobnicate disconnect", "expected");
         bad("rcpt delay=1s disconnect", "not with disconnect");
         bad("connect to=*@x disconnect", "connect has no");
         bad("mail greylist=30s", "applies at rcpt");
-        bad("rcpt rate=0/s disconnect", "N > 0");
-        bad("rcpt rate=5/h disconnect", "N/s or N/m");
+        bad("rcpt rate=0/s disconnect", "at least 1");
+        bad("rcpt rate=0.5/s disconnect", "whole number");
+        bad(
+            "rcpt rate=5/w disconnect",
+            "the period is a unit (s, m, h, d)",
+        );
+        bad("rcpt rate=5/0s disconnect", "from 1ms");
+        bad("rcpt rate=5/2d disconnect", "to 1d");
+        bad("rcpt reply=550 4.1.1 No such user", "another class");
+        bad("rcpt reply=450 4.1 Busy", "not an enhanced status code");
+        bad(
+            "rcpt reply=450 4.1.1234 Busy",
+            "not an enhanced status code",
+        );
         bad("rcpt disconnect reply=550 5.7.1 no", "one action");
     }
 }

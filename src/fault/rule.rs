@@ -8,11 +8,19 @@
 //! [`super::FaultRules::decide`]) or keep per-client state ([`super::limiter`]).
 
 use super::glob::glob;
-use super::limiter::{Greylist, RateLimiter};
+use super::limiter::{Greylist, Rate, RateLimiter};
 use super::FaultContext;
 use crate::proto::gate::Checkpoint;
+use crate::units::{format_duration, parse_duration};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+/// The longest `delay=`: a pause holds a connection's output, and longer than this is a hang.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// The longest `greylist=` wait: greylisting forgets a triplet after a day.
+const MAX_GREYLIST: Duration = Duration::from_secs(24 * 3600);
+/// The longest `rate=` period.
+const MAX_RATE_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// The reply of a greylisting rule without `reply=` (RFC 6647 §2.1 suggests a 4xx; 4.7.1).
 pub(super) const GREYLISTED: &[u8] = b"451 4.7.1 Greylisted, please try again later\r\n";
@@ -78,7 +86,7 @@ pub(super) struct Rule {
     pub every: Option<u64>,
     /// `p=P`: with this probability.
     pub probability: Option<f64>,
-    /// `rate=N/s`: only for a client beyond this rate.
+    /// `rate=N/PERIOD`: only for a client beyond this rate.
     pub rate: Option<RateLimiter>,
     /// What happens.
     pub action: RuleAction,
@@ -160,8 +168,8 @@ struct Selectors {
     nth: Option<u64>,
     every: Option<u64>,
     probability: Option<f64>,
-    /// Per second.
-    rate: Option<f64>,
+    /// `rate=`.
+    rate: Option<Rate>,
 }
 
 /// The action words of a rule being parsed; [`Parts::into_action`] makes one action of them.
@@ -260,15 +268,24 @@ fn parse_word(word: &str, selectors: &mut Selectors, parts: &mut Parts) -> Resul
         ("rate", v) => selectors.rate = Some(parse_rate(v)?),
         ("delay", v) => {
             let (low, high) = match v.split_once("..") {
-                Some((a, b)) => (parse_duration(a)?, parse_duration(b)?),
-                None => (parse_duration(v)?, parse_duration(v)?),
+                Some((a, b)) => (parse_delay(a)?, parse_delay(b)?),
+                None => (parse_delay(v)?, parse_delay(v)?),
             };
             if low > high {
                 return Err(format!("delay={v}: the range is empty"));
             }
             parts.delay = Some((low, high));
         }
-        ("greylist", v) => parts.greylist = Some(parse_duration(v)?),
+        ("greylist", v) => {
+            let wait = parse_duration(v).map_err(|e| format!("greylist={v}: {e}"))?;
+            if wait.is_zero() || wait > MAX_GREYLIST {
+                return Err(format!(
+                    "greylist={v}: a wait from 1s to {}",
+                    format_duration(MAX_GREYLIST)
+                ));
+            }
+            parts.greylist = Some(wait);
+        }
         ("disconnect", "") => parts.disconnect = Some(false),
         ("disconnect", "421") => parts.disconnect = Some(true),
         _ => {
@@ -280,44 +297,57 @@ fn parse_word(word: &str, selectors: &mut Selectors, parts: &mut Parts) -> Resul
     Ok(())
 }
 
-/// `N/s` or `N/m` (N > 0) as a rate per second.
-fn parse_rate(text: &str) -> Result<f64, String> {
+/// `N/PERIOD`: N (a whole number, at least 1) commands per PERIOD, PERIOD a unit (`s`, `m`,
+/// `h`, `d`: one of it) or a duration (`10s`, `1.5m`); `N` alone is per second.
+pub(super) fn parse_rate(text: &str) -> Result<Rate, String> {
     let (count, per) = text.split_once('/').unwrap_or((text, "s"));
-    let count: f64 = count
-        .parse()
-        .ok()
-        .filter(|n: &f64| *n > 0.0 && n.is_finite())
-        .ok_or_else(|| format!("rate={text:?}: expected N/s or N/m, N > 0"))?;
-    match per {
-        "s" => Ok(count),
-        "m" => Ok(count / 60.0),
-        _ => Err(format!("rate={text:?}: expected N/s or N/m")),
+    let count: u32 = count.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        format!(
+            "rate={text:?}: N/PERIOD with N a whole number of commands, at least 1 (100/m, 5/10s)"
+        )
+    })?;
+    let period = match per {
+        "s" | "m" | "h" | "d" => parse_duration(&format!("1{per}")),
+        _ => parse_duration(per),
     }
+    .map_err(|e| format!("rate={text:?}: the period is a unit (s, m, h, d) or a duration: {e}"))?;
+    if period < Duration::from_millis(1) || period > MAX_RATE_PERIOD {
+        return Err(format!(
+            "rate={text:?}: a period from 1ms to {}",
+            format_duration(MAX_RATE_PERIOD)
+        ));
+    }
+    if (period / count).is_zero() {
+        return Err(format!("rate={text:?}: more than one per nanosecond"));
+    }
+    Ok(Rate { count, period })
 }
 
-/// `200ms`, `2s`, `1.5m` (no unit: seconds), up to one hour.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 200ms, 2s)"))?;
-    let seconds = match unit {
-        "ms" => value / 1e3,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit (ms, s, m)")),
-    };
-    if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
-        return Err(format!("{text:?}: delays go up to one hour"));
+/// One end of a `delay=` range: a duration up to [`MAX_DELAY`], zero or at least a
+/// millisecond (the worker's timers count whole milliseconds; a shorter pause would be one).
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let delay = parse_duration(text).map_err(|e| format!("delay={text}: {e}"))?;
+    if delay > MAX_DELAY {
+        return Err(format!(
+            "delay={text}: delays go up to {}",
+            format_duration(MAX_DELAY)
+        ));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    if !delay.is_zero() && delay < Duration::from_millis(1) {
+        return Err(format!(
+            "delay={text}: delays are timed in whole milliseconds: 0 or at least 1ms"
+        ));
+    }
+    Ok(delay)
 }
 
-/// A configured reply: `CODE TEXT`, a 4xx or 5xx code; CR LF is added. Kept for the life of
-/// the process (rules are configuration), so sessions can borrow it as `'static`.
+/// A configured reply: `CODE [X.Y.Z] [TEXT]`, a 4xx or 5xx code; CR LF is added. Since the
+/// server advertises ENHANCEDSTATUSCODES, every such reply carries an enhanced status code
+/// (RFC 2034 §4): without one, the reply gets `X.0.0` of its class (RFC 3463 §3.1: "Other
+/// undefined status", the code for when only the class is known), and one whose class is
+/// not the reply's (`550 4.1.1`) is refused. Without text, the text is "Fault injected".
+/// Kept for the life of the process (rules are configuration), so sessions can borrow it as
+/// `'static`.
 fn parse_reply(text: &str) -> Result<&'static [u8], String> {
     let text = text.trim();
     let code = text.get(..3).unwrap_or("");
@@ -332,10 +362,44 @@ fn parse_reply(text: &str) -> Result<&'static [u8], String> {
     if !text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
         return Err(format!("reply={text:?}: printable ASCII only"));
     }
-    let line = if text.len() == 3 {
-        format!("{text} Fault injected\r\n")
+    let rest = text[3..].trim_start();
+    let (first, after) = rest.split_once(' ').unwrap_or((rest, ""));
+    let class = char::from(code.as_bytes()[0]);
+    let looks_enhanced =
+        first.contains('.') && first.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let (enhanced, words) = if looks_enhanced {
+        check_enhanced_code(first, class).map_err(|e| format!("reply={text:?}: {e}"))?;
+        (first.to_string(), after.trim_start())
     } else {
-        format!("{text}\r\n")
+        (format!("{class}.0.0"), rest)
     };
+    let words = if words.is_empty() {
+        "Fault injected"
+    } else {
+        words
+    };
+    let line = format!("{code} {enhanced} {words}\r\n");
     Ok(Box::leak(line.into_boxed_str()).as_bytes())
+}
+
+/// Checks an enhanced status code (RFC 3463 §2: `class.subject.detail`, subject and detail
+/// of 1 to 3 digits) and that its class is the reply's (RFC 2034 §4).
+fn check_enhanced_code(code: &str, class: char) -> Result<(), String> {
+    let fields: Vec<&str> = code.split('.').collect();
+    let well_formed = fields.len() == 3
+        && fields[0].len() == 1
+        && fields[1..]
+            .iter()
+            .all(|f| (1..=3).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed {
+        return Err(format!(
+            "{code:?} is not an enhanced status code (X.Y.Z, RFC 3463: e.g. 5.1.1)"
+        ));
+    }
+    if !fields[0].starts_with(class) {
+        return Err(format!(
+            "the enhanced code {code} is of another class than the reply (its first digit must be {class})"
+        ));
+    }
+    Ok(())
 }

@@ -83,8 +83,9 @@ struct WorkerMetric {
     field: fn(&Stats) -> u64,
 }
 
-/// The workers' [`Stats`], each as a metric.
-const WORKER_METRICS: [WorkerMetric; 7] = [
+/// The workers' [`Stats`], each as a metric (the error replies, which have labels, are
+/// [`ERROR_REPLIES_HELP`]'s family).
+const WORKER_METRICS: [WorkerMetric; 6] = [
     WorkerMetric {
         name: "fastsmtpd_connections_open",
         help: "Connections open now.",
@@ -116,18 +117,32 @@ const WORKER_METRICS: [WorkerMetric; 7] = [
         field: |s| s.bytes,
     },
     WorkerMetric {
-        name: "fastsmtpd_command_errors_total",
-        help: "Failed commands (4xx/5xx replies) in sessions that have ended.",
-        kind: MetricType::COUNTER,
-        field: |s| s.errors,
-    },
-    WorkerMetric {
         name: "fastsmtpd_timeouts_total",
         help: "Sessions closed by a timeout.",
         kind: MetricType::COUNTER,
         field: |s| s.timeouts,
     },
 ];
+
+/// `fastsmtpd_command_errors_total{class, origin}`: what it counts, for whoever reads a scrape.
+const ERROR_REPLIES_HELP: &str = "Every 4xx/5xx reply sent in SMTP sessions (to commands, at the end of a message, and 421 when a session is closed), by class (4xx, 5xx) and origin (protocol: the server's own rules, limits, stores and timeouts; fault: a --fault rule). Connections refused at accept are fastsmtpd_connections_refused_total.";
+
+/// The error-reply counters as samples of `fastsmtpd_command_errors_total{class, origin}`.
+fn error_samples(errors: &crate::proto::reply::ErrorReplies) -> Vec<Metric> {
+    let mut samples = Vec::new();
+    for (origin, counts) in [("protocol", &errors.protocol), ("fault", &errors.fault)] {
+        for (class, count) in ["4xx", "5xx"].iter().zip(counts) {
+            samples.push(counter(
+                *count,
+                &[
+                    ("class", (*class).to_string()),
+                    ("origin", origin.to_string()),
+                ],
+            ));
+        }
+    }
+    samples
+}
 
 /// The TLS and AUTH families (from [`crate::stats::SecurityStats`]).
 #[derive(Debug)]
@@ -226,6 +241,8 @@ struct WorkerCollector {
     workers: Vec<Arc<SharedStats>>,
     /// One per entry of [`WORKER_METRICS`], in its order.
     descs: Vec<Desc>,
+    /// `fastsmtpd_command_errors_total{class, origin}`.
+    errors: Desc,
     /// The TLS and AUTH families.
     security: SecurityDescs,
 }
@@ -239,6 +256,11 @@ impl WorkerCollector {
         Ok(WorkerCollector {
             workers,
             descs,
+            errors: desc(
+                "fastsmtpd_command_errors_total",
+                ERROR_REPLIES_HELP,
+                &["class", "origin"],
+            )?,
             security: SecurityDescs::new()?,
         })
     }
@@ -250,6 +272,7 @@ impl Collector for WorkerCollector {
         self.descs
             .iter()
             .chain([
+                &self.errors,
                 &security.handshakes,
                 &security.failures,
                 &security.starttls,
@@ -274,6 +297,11 @@ impl Collector for WorkerCollector {
                 };
                 family(desc, metric.kind, vec![sample])
             })
+            .chain([family(
+                &self.errors,
+                MetricType::COUNTER,
+                error_samples(&stats.error_replies),
+            )])
             .chain(security)
             .collect()
     }

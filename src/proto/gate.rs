@@ -2,7 +2,8 @@
 //! proceed, or what instead?"), as a trait in protocol terms.
 //!
 //! What it does: define the [`Checkpoint`]s where the session asks (the connection's start,
-//! each command, the end of message content), what the asker may look at ([`GateContext`]:
+//! each command, the end of message content: always after the protocol's own checks, about
+//! a command or message the session would otherwise accept), what the asker may look at ([`GateContext`]:
 //! the envelope so far and the recipient being given), and the answers ([`Decision`]):
 //! proceed, refuse with a reply, close with or without a reply, or pause the output first.
 //! [`Open`] always says proceed.
@@ -75,7 +76,9 @@ pub enum Decision {
     Pause(Option<&'static [u8]>),
 }
 
-/// Asked by the session before it carries out each [`Checkpoint`].
+/// Asked by the session before it carries out each [`Checkpoint`], once the protocol's own
+/// checks (syntax, sequence, limits) have passed it: a gate never sees a command the session
+/// refuses by itself.
 pub trait Gate {
     /// Decides for one occurrence of `checkpoint`.
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision;

@@ -68,7 +68,10 @@ pub const SENDER_NEEDS_SMTPUTF8: &[u8] =
 pub const RECIPIENT_NEEDS_SMTPUTF8: &[u8] =
     b"553 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n";
 /// The message held a bare CR or bare LF and the policy is to refuse it.
-pub const BARE_CR_LF_IN_DATA: &[u8] = b"550 5.5.2 Error: bare CR or LF in message data\r\n";
+/// The text names the switch that keeps such messages, for whoever reads the sender's log
+/// (RFC 5321 §2.3.8 is the rule broken: a protocol-level error, hence 5.5.2 as for commands).
+pub const BARE_CR_LF_IN_DATA: &[u8] =
+    b"550 5.5.2 Error: bare CR or LF in message data (see --bare-lf keep)\r\n";
 /// The sink could not store the message: the client should retry (RFC 5321 §4.1.1.4 forbids
 /// a 250 for a message we cannot take responsibility for).
 pub const STORE_FAILED: &[u8] = b"451 4.3.0 Error: could not store message, try again later\r\n";
@@ -181,14 +184,54 @@ pub const LAST_CODE: u16 = 599;
 /// Codes from [`FIRST_CODE`] to [`LAST_CODE`].
 const CODES: usize = (LAST_CODE - FIRST_CODE + 1) as usize;
 
+/// Who made a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The server: the protocol's rules and limits, a store's verdict, a timeout, shutdown.
+    Protocol,
+    /// A fault rule, through the session's gate (an injected refusal or `421`).
+    Fault,
+}
+
+/// Error replies (4xx and 5xx) made so far, by class and by [`Origin`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorReplies {
+    /// `[4xx, 5xx]` made by the server itself.
+    pub protocol: [u64; 2],
+    /// `[4xx, 5xx]` made by fault rules.
+    pub fault: [u64; 2],
+}
+
+impl ErrorReplies {
+    /// Every error reply, whatever its class and origin.
+    pub fn total(&self) -> u64 {
+        self.protocol.iter().chain(&self.fault).sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &ErrorReplies) {
+        for (mine, theirs) in self
+            .protocol
+            .iter_mut()
+            .zip(&other.protocol)
+            .chain(self.fault.iter_mut().zip(&other.fault))
+        {
+            *mine += theirs;
+        }
+    }
+}
+
 /// Replies produced, by code: kept by whoever drives sessions (one per server worker), counted
 /// as [`Replies::push`] appends them. A multi-line reply counts once. A tally made with
-/// [`ReplyTally::disabled`] counts nothing (a server without `--metrics` pays one branch per
-/// reply, not the count).
+/// [`ReplyTally::disabled`] does not count by code (a server without `--metrics` pays one
+/// branch per reply, not the count); error replies ([`ErrorReplies`]) are counted always.
 #[derive(Debug, Clone)]
 pub struct ReplyTally {
-    /// Whether replies are counted at all.
+    /// Whether replies are counted by code.
     enabled: bool,
+    /// 4xx and 5xx replies by origin: counted even when `enabled` is false (the exit summary
+    /// and the stats line report them).
+    errors: ErrorReplies,
     /// Replies per code, indexed by `code - FIRST_CODE`.
     counts: [u64; CODES],
     /// One bit per code counted since the last [`ReplyTally::take_changed`].
@@ -199,6 +242,7 @@ impl Default for ReplyTally {
     fn default() -> Self {
         ReplyTally {
             enabled: true,
+            errors: ErrorReplies::default(),
             counts: [0; CODES],
             changed: [0; CODES.div_ceil(64)],
         }
@@ -214,9 +258,21 @@ impl ReplyTally {
         }
     }
 
-    /// Counts one reply; its code is its first three octets (ours always have one).
+    /// Counts one reply made by `origin`; its code is its first three octets (ours always
+    /// have one).
     #[inline]
-    fn count(&mut self, reply: &[u8]) {
+    fn count(&mut self, reply: &[u8], origin: Origin) {
+        let class = match reply.first() {
+            Some(b'4') => Some(0),
+            Some(b'5') => Some(1),
+            _ => None,
+        };
+        if let Some(class) = class {
+            match origin {
+                Origin::Protocol => self.errors.protocol[class] += 1,
+                Origin::Fault => self.errors.fault[class] += 1,
+            }
+        }
         if !self.enabled {
             return;
         }
@@ -231,6 +287,11 @@ impl ReplyTally {
             self.counts[index] += 1;
             self.changed[index / 64] |= 1 << (index % 64);
         }
+    }
+
+    /// Error replies so far, by class and origin.
+    pub fn errors(&self) -> ErrorReplies {
+        self.errors
     }
 
     /// Replies with `code` so far.
@@ -301,10 +362,16 @@ impl<'a> Replies<'a> {
         self.bytes.len() >= self.limit
     }
 
-    /// Appends one whole reply (all its lines) and counts it.
+    /// Appends one whole reply (all its lines) and counts it as the server's own.
     #[inline]
     pub fn push(&mut self, reply: &[u8]) {
-        self.tally.count(reply);
+        self.push_from(reply, Origin::Protocol);
+    }
+
+    /// Appends one whole reply and counts it as made by `origin`.
+    #[inline]
+    pub fn push_from(&mut self, reply: &[u8], origin: Origin) {
+        self.tally.count(reply, origin);
         self.make_room(reply.len());
         self.bytes.extend_from_slice(reply);
     }
@@ -334,7 +401,7 @@ impl<'a> Replies<'a> {
         self.make_room(52);
         let start = self.bytes.len();
         chunk_received_into(octets, self.bytes);
-        self.tally.count(&self.bytes[start..]);
+        self.tally.count(&self.bytes[start..], Origin::Protocol);
     }
 
     /// The length of the caller's buffer: where the next reply would start.

@@ -442,16 +442,14 @@ impl Conn {
         self.return_out(cx.spare_out);
     }
 
-    /// The connection is being dropped: abandons any message in progress. Returns the
-    /// session's failed commands, for the worker's counters.
-    pub fn on_close(&mut self, stats: &mut Stats) -> u32 {
+    /// The connection is being dropped: abandons any message in progress.
+    pub fn on_close(&mut self, stats: &mut Stats) {
         if self.tls == TlsPhase::Handshaking {
             // Ended mid-handshake: by a TLS error (its reason), or the client went away.
             let reason = self.transport.tls_failure().unwrap_or(1);
             stats.security.handshake_failures[reason] += 1;
         }
         self.session.on_disconnect(&mut self.sink);
-        self.session.errors()
     }
 
     /// The verifier thread decided the AUTH attempt this session waits for: the reply goes

@@ -415,8 +415,8 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         match requests.recv_timeout(CHECK_EXIT) {
             Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 println!(
-                    "fastsmtpd: shutting down (grace {} s)",
-                    config.shutdown_grace.as_secs()
+                    "fastsmtpd: shutting down (grace {})",
+                    crate::units::format_duration(config.shutdown_grace)
                 );
                 break;
             }
@@ -464,12 +464,12 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         println!("fastsmtpd: fault {rule:?} fired {count} times");
     }
     println!(
-        "fastsmtpd: done: messages={} bytes={} connections={} refused_connections={} errors={} timeouts={}",
+        "fastsmtpd: done: messages={} bytes={} connections={} refused_connections={} {} timeouts={}",
         total.messages,
         total.bytes,
         total.connections,
         total.refused_connections,
-        total.errors,
+        errors_fields(&total.error_replies),
         total.timeouts
     );
     Ok(total)
@@ -480,13 +480,25 @@ fn stats_line(now: &Stats, before: &Stats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let messages = now.messages - before.messages;
     format!(
-        "stats: connections open={} total={} messages={} bytes={} msgs/s={:.1} MB/s={:.2} errors={}",
+        "stats: connections open={} total={} messages={} bytes={} msgs/s={:.1} MB/s={:.2} {}",
         now.open_connections,
         now.connections,
         now.messages,
         now.bytes,
         messages as f64 / secs,
         (now.bytes - before.bytes) as f64 / secs / 1e6,
-        now.errors
+        errors_fields(&now.error_replies)
+    )
+}
+
+/// The error replies in the summary and stats lines: `errors=` counts every 4xx/5xx reply,
+/// then by class, then those fault rules made (already in the total).
+fn errors_fields(errors: &crate::proto::reply::ErrorReplies) -> String {
+    format!(
+        "errors={} errors_4xx={} errors_5xx={} fault_errors={}",
+        errors.total(),
+        errors.protocol[0] + errors.fault[0],
+        errors.protocol[1] + errors.fault[1],
+        errors.fault[0] + errors.fault[1]
     )
 }

@@ -281,7 +281,8 @@ pub const GREETING: &str = "220 mx.test ESMTP fastsmtpd\r\n";
 /// The reply to `HELO` on a test server.
 pub const HELO_OK: &str = "250 mx.test\r\n";
 /// A message refused for a bare CR or LF in its content.
-pub const BARE_IN_DATA: &str = "550 5.5.2 Error: bare CR or LF in message data\r\n";
+pub const BARE_IN_DATA: &str =
+    "550 5.5.2 Error: bare CR or LF in message data (see --bare-lf keep)\r\n";
 /// A bare CR, LF or NUL in a command line.
 pub const BAD_BYTES: &str = "500 5.5.2 Error: bare CR, LF or NUL in command line\r\n";
 /// An unknown command.

@@ -2,12 +2,15 @@
 //! HTML report (inline SVG), `--svg` and `--png`.
 //!
 //! What it does: take a [`Chart`] (series of points, axis scales, labels), fit the axes to
-//! the data, and draw lines, markers, shaded spans and a legend. Text is laid out (and, in
-//! PNGs, drawn) with DejaVu Sans embedded in the binary, registered with plotters'
-//! `ab_glyph` backend on first use, so no system font is looked up. The percentile axis is
-//! HdrHistogram's `1/(1-p)` on a log scale, labelled in percent. Each drawing also returns
-//! where its plot area is, in pixels and in data units, so a page can map a pointer to
-//! values.
+//! the data, and draw lines, markers, shaded spans and a legend. The legend never covers
+//! data: it is drawn below the plot (under the x axis' description), in as many columns as
+//! fit the width, and the drawing grows by its height; in SVG it is one
+//! `<g class="legend">`, so a test can check it against everything else drawn. Text is laid
+//! out (and, in PNGs, drawn) with DejaVu Sans embedded in the binary, registered with
+//! plotters' `ab_glyph` backend on first use, so no system font is looked up. The percentile
+//! axis is HdrHistogram's `1/(1-p)` on a log scale, labelled in percent. Each drawing also
+//! returns where its plot area is, in pixels and in data units, so a page can map a pointer
+//! to values.
 //!
 //! What it does not do: decide what a chart shows (`charts`, `sweep`), or write files.
 
@@ -15,13 +18,27 @@ use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ops::Range;
 use std::sync::Once;
 
 /// Width of every chart in pixels.
 pub const WIDTH: u32 = 960;
-/// Height of every chart in pixels.
+/// Height of every chart without its legend, in pixels (the legend below adds
+/// [`legend_height`]).
 pub const HEIGHT: u32 = 440;
+/// Height of a legend row in pixels.
+const LEGEND_ROW: u32 = 20;
+/// Space around the legend's entries in pixels.
+const LEGEND_PAD: u32 = 8;
+/// Length of a legend entry's line sample in pixels.
+const SWATCH: i32 = 22;
+/// Space between columns of legend entries in pixels.
+const LEGEND_GAP: u32 = 24;
+/// Font size of legend text.
+const LEGEND_FONT: u32 = 13;
+/// The legend frame's colour.
+const LEGEND_BORDER: RGBColor = RGBColor(0xbb, 0xbb, 0xbb);
 /// The font family plotters is asked for (and the SVG's `font-family`).
 const FONT: &str = "sans-serif";
 
@@ -88,15 +105,6 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Where the legend goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Legend {
-    /// Top left of the plot area.
-    UpperLeft,
-    /// Top right of the plot area.
-    UpperRight,
-}
-
 /// A chart: what to draw and how to label it.
 #[derive(Debug, Clone)]
 pub struct Chart {
@@ -118,8 +126,6 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// `(from, to)` x spans shaded grey (a warm-up), with the legend text for them.
     pub shaded: Option<(String, Vec<(f64, f64)>)>,
-    /// Where the legend goes.
-    pub legend: Legend,
 }
 
 /// Where a drawing's plot area is: pixels and the data range they show.
@@ -174,32 +180,54 @@ fn printable(chart: &Chart) -> Chart {
     clean
 }
 
-/// Draws `chart` as an SVG document.
+/// Draws `chart` as an SVG document. The legend is drawn apart and put in as one
+/// `<g class="legend">` after the plot.
 pub fn svg(chart: &Chart) -> Result<Svg, String> {
     let chart = &printable(chart);
     register_font();
+    let layout = LegendLayout::of(chart)?;
+    let size = (WIDTH, HEIGHT + layout.height());
     let mut text = String::new();
     let area = {
-        let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         let area = draw(&root, chart)?;
         root.present().map_err(|e| e.to_string())?;
         area
     };
+    if !layout.entries.is_empty() {
+        let mut legend = String::new();
+        {
+            let root = SVGBackend::with_string(&mut legend, size).into_drawing_area();
+            draw_legend(&root, &layout, area.px.0)?;
+            root.present().map_err(|e| e.to_string())?;
+        }
+        // The legend document's elements: after its `<svg ...>` line, before `</svg>`.
+        let body = legend
+            .split_once('\n')
+            .map_or("", |(_, rest)| rest)
+            .trim_end()
+            .trim_end_matches("</svg>");
+        let end = text.rfind("</svg>").unwrap_or(text.len());
+        text.insert_str(end, &format!("<g class=\"legend\">\n{body}</g>\n"));
+    }
     Ok(Svg { text, area })
 }
 
-/// Draws `chart` as a PNG image (8-bit RGB).
+/// Draws `chart` as a PNG image (8-bit RGB), the legend below the plot.
 pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
     let chart = &printable(chart);
     register_font();
-    let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+    let layout = LegendLayout::of(chart)?;
+    let (width, height) = (WIDTH, HEIGHT + layout.height());
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, chart)?;
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let area = draw(&root, chart)?;
+        draw_legend(&root, &layout, area.px.0)?;
         root.present().map_err(|e| e.to_string())?;
     }
     let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, WIDTH, HEIGHT);
+    let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
@@ -208,7 +236,136 @@ pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Draws `chart` on `root`, with the axis types its scales need.
+/// How a legend entry shows its series.
+#[derive(Debug, Clone, Copy)]
+enum Swatch {
+    /// A grey box (shaded spans).
+    Shade,
+    /// The series' mark in its colour.
+    Mark(Mark, RGBColor),
+}
+
+/// The legend's entries in a grid of equal columns, filled row by row.
+#[derive(Debug)]
+struct LegendLayout {
+    /// `(text, swatch)` in the chart's order: the shaded spans first, then each series.
+    entries: Vec<(String, Swatch)>,
+    /// Width of a column in pixels.
+    column: u32,
+    /// Columns.
+    columns: usize,
+}
+
+impl LegendLayout {
+    /// The layout of `chart`'s legend, its text measured with the embedded font.
+    fn of(chart: &Chart) -> Result<LegendLayout, String> {
+        let mut entries = Vec::new();
+        if let Some((name, spans)) = &chart.shaded {
+            if !spans.is_empty() {
+                entries.push((name.clone(), Swatch::Shade));
+            }
+        }
+        for series in &chart.series {
+            let color = COLORS[series.color % COLORS.len()];
+            entries.push((series.name.clone(), Swatch::Mark(series.mark, color)));
+        }
+        let font = (FONT, LEGEND_FONT).into_font();
+        let mut widest = 0;
+        for (name, _) in &entries {
+            let (w, _) = font.box_size(name).map_err(|e| format!("{e:?}"))?;
+            widest = widest.max(w);
+        }
+        let column = widest + SWATCH as u32 + 8 + LEGEND_GAP;
+        // From the plot's left edge (about 76 px in) to the right edge, less padding.
+        let room = WIDTH.saturating_sub(76 + 12 + 2 * LEGEND_PAD);
+        let columns = ((room / column.max(1)) as usize).clamp(1, entries.len().max(1));
+        Ok(LegendLayout {
+            entries,
+            column,
+            columns,
+        })
+    }
+
+    /// Rows of entries.
+    fn rows(&self) -> u32 {
+        self.entries.len().div_ceil(self.columns) as u32
+    }
+
+    /// The height the legend adds below the plot (0 without entries).
+    fn height(&self) -> u32 {
+        if self.entries.is_empty() {
+            0
+        } else {
+            self.rows() * LEGEND_ROW + 2 * LEGEND_PAD + 6
+        }
+    }
+}
+
+/// Draws the legend below the plot on `root` (the whole drawing), its frame's left edge at
+/// `left` (the plot area's).
+fn draw_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    layout: &LegendLayout,
+    left: i32,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    if layout.entries.is_empty() {
+        return Ok(());
+    }
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let top = HEIGHT as i32;
+    let columns = layout.columns.min(layout.entries.len());
+    let width = columns as i32 * layout.column as i32 - LEGEND_GAP as i32 + 2 * LEGEND_PAD as i32;
+    let height = (layout.rows() * LEGEND_ROW + 2 * LEGEND_PAD) as i32;
+    root.draw(&Rectangle::new(
+        [(left, top), (left + width, top + height)],
+        LEGEND_BORDER.stroke_width(1),
+    ))
+    .map_err(err)?;
+    let text_style = TextStyle::from((FONT, LEGEND_FONT).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (name, swatch)) in layout.entries.iter().enumerate() {
+        let (row, column) = (i / layout.columns, i % layout.columns);
+        let x = left + LEGEND_PAD as i32 + column as i32 * layout.column as i32;
+        let y = top + (LEGEND_PAD + row as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+        match *swatch {
+            Swatch::Shade => {
+                let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
+                root.draw(&Rectangle::new([(x, y - 5), (x + SWATCH, y + 5)], shade))
+            }
+            Swatch::Mark(Mark::Line(w), color) => root.draw(&PathElement::new(
+                vec![(x, y), (x + SWATCH, y)],
+                color.stroke_width(w),
+            )),
+            Swatch::Mark(Mark::Dashed, color) => root.draw(&DashedPathElement::new(
+                vec![(x, y), (x + SWATCH, y)],
+                5,
+                3,
+                color.stroke_width(2),
+            )),
+            Swatch::Mark(Mark::Points, color) => {
+                root.draw(&Circle::new((x + SWATCH / 2, y), 4, color.filled()))
+            }
+            Swatch::Mark(Mark::Crosses, color) => {
+                root.draw(&Cross::new((x + SWATCH / 2, y), 6, color.stroke_width(2)))
+            }
+        }
+        .map_err(err)?;
+        root.draw(&Text::new(
+            name.clone(),
+            (x + SWATCH + 8, y),
+            text_style.clone(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Draws `chart`'s plot (without the legend) on `root`'s top [`HEIGHT`] pixels, with the
+/// axis types its scales need.
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
@@ -217,6 +374,8 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (root, _) = root.split_vertically(HEIGHT);
+    let root = &root;
     let x = fit(
         chart.x_scale,
         chart.series.iter().flat_map(|s| &s.points).map(|p| p.0),
@@ -361,18 +520,13 @@ where
         .draw()?;
 
     let y_range = ctx.y_range();
-    if let Some((name, spans)) = &chart.shaded {
+    if let Some((_, spans)) = &chart.shaded {
         let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
-        let drawn = ctx.draw_series(
+        ctx.draw_series(
             spans
                 .iter()
                 .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], shade)),
         )?;
-        if !spans.is_empty() {
-            drawn
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade));
-        }
     }
 
     for series in &chart.series {
@@ -382,47 +536,22 @@ where
             .iter()
             .copied()
             .filter(|(x, y)| x.is_finite() && y.is_finite());
-        let name = series.name.clone();
         match series.mark {
             Mark::Line(width) => {
-                let style = color.stroke_width(width);
-                ctx.draw_series(LineSeries::new(points, style))?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                ctx.draw_series(LineSeries::new(points, color.stroke_width(width)))?;
             }
             Mark::Dashed => {
-                let style = color.stroke_width(2);
-                ctx.draw_series(DashedLineSeries::new(points, 6, 4, style))?
-                    .label(name)
-                    .legend(move |(x, y)| {
-                        DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, style)
-                    });
+                ctx.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2)))?;
             }
             Mark::Points => {
-                let line = color.stroke_width(1);
-                ctx.draw_series(LineSeries::new(points.clone(), line))?;
-                ctx.draw_series(points.map(|p| Circle::new(p, 4, color.filled())))?
-                    .label(name)
-                    .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+                ctx.draw_series(LineSeries::new(points.clone(), color.stroke_width(1)))?;
+                ctx.draw_series(points.map(|p| Circle::new(p, 4, color.filled())))?;
             }
             Mark::Crosses => {
                 let style = color.stroke_width(2);
-                ctx.draw_series(points.map(|p| Cross::new(p, 6, style)))?
-                    .label(name)
-                    .legend(move |(x, y)| Cross::new((x + 10, y), 6, style));
+                ctx.draw_series(points.map(|p| Cross::new(p, 6, style)))?;
             }
         }
-    }
-    if !chart.series.is_empty() {
-        ctx.configure_series_labels()
-            .position(match chart.legend {
-                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
-                Legend::UpperRight => SeriesLabelPosition::UpperRight,
-            })
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xbb, 0xbb, 0xbb))
-            .draw()?;
     }
     Ok(ctx.plotting_area().get_pixel_range())
 }
@@ -467,7 +596,6 @@ mod tests {
                 },
             ],
             shaded: Some(("warm-up".into(), vec![(1.0, 2.0)])),
-            legend: Legend::UpperLeft,
         }
     }
 

@@ -4,7 +4,11 @@
 //! The charts, by id (the HTML element id and the `--svg`/`--png` file name):
 //! * `percentiles-TAG`, one per tag with data: the whole run's latency by percentile on
 //!   HdrHistogram's `1/(1-p)` axis, which gives each further nine as much room as the last
-//!   (the tail is where servers differ).
+//!   (the tail is where servers differ). Tags whose histograms are identical in every run
+//!   that has them ([`identical`]: mail, rcpt and data of one pipelined group) share one
+//!   chart, named by the first (`percentiles-mail`, titled `mail = rcpt = data (one pipelined
+//!   group)`), drawn once
+//!   with a note instead of as lines on top of each other.
 //! * `corrected-vs-service` (open-loop runs): latency from the intended send time
 //!   (coordinated-omission corrected) against service time from the first command written.
 //! * `latency-over-time-TAG` for `eod`, `bdat`, `message`, `message_corrected`: p50, p99 and
@@ -15,8 +19,8 @@
 //! What it does not do: compute figures (`figures`), draw (`chart`), or lay out the page
 //! (`html`).
 
-use super::chart::{Chart, Legend, Mark, Scale, Series};
-use super::figures::{spectrum, tag_rank, RunFigures, TagFigures};
+use super::chart::{Chart, Mark, Scale, Series};
+use super::figures::{identical, spectrum, tag_rank, RunFigures, TagFigures};
 
 /// The tags that get a latency-over-time chart, in this order.
 const OVER_TIME_TAGS: [&str; 4] = ["eod", "bdat", "message", "message_corrected"];
@@ -74,16 +78,54 @@ pub fn run_charts(runs: &[RunFigures]) -> Vec<Chart> {
     if runs.iter().any(RunFigures::open_loop) {
         charts.push(corrected_vs_service_chart(runs));
     }
-    for tag in &all_tags {
-        if runs
-            .iter()
-            .filter_map(|r| r.tag(tag))
-            .any(|t| !t.total.is_empty())
-        {
-            charts.push(percentile_chart(runs, tag));
+    let measured: Vec<String> = all_tags
+        .into_iter()
+        .filter(|tag| {
+            runs.iter()
+                .filter_map(|r| r.tag(tag))
+                .any(|t| !t.total.is_empty())
+        })
+        .collect();
+    for group in identical_groups(runs, &measured) {
+        let mut chart = percentile_chart(runs, &group[0]);
+        if group.len() > 1 {
+            let names = group.join(" = ");
+            let list = match group.len() {
+                2 => format!("{} and {}", group[0], group[1]),
+                n => format!("{} and {}", group[..n - 1].join(", "), group[n - 1]),
+            };
+            chart.title = format!("{names} (one pipelined group): latency by percentile");
+            chart.caption = format!(
+                "{names} (one pipelined group): {list} have identical histograms in every \
+                 run (the same count in every bucket, so the same value at every percentile: \
+                 their replies arrive in one read), so they are drawn once. {}",
+                chart.caption
+            );
         }
+        charts.push(chart);
     }
     charts
+}
+
+/// `tags` (with data, in display order) in groups of tags whose measured histograms are
+/// [`identical`] in every run, and present in the same runs; each group in display order,
+/// groups ordered by their first tag.
+pub fn identical_groups(runs: &[RunFigures], tags: &[String]) -> Vec<Vec<String>> {
+    let same = |a: &str, b: &str| {
+        runs.iter().all(|run| match (run.tag(a), run.tag(b)) {
+            (Some(x), Some(y)) => identical(&x.total, &y.total),
+            (None, None) => true,
+            _ => false,
+        })
+    };
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for tag in tags {
+        match groups.iter_mut().find(|g| same(&g[0], tag)) {
+            Some(group) => group.push(tag.clone()),
+            None => groups.push(vec![tag.clone()]),
+        }
+    }
+    groups
 }
 
 /// `percentiles-TAG`: one spectrum per run.
@@ -116,7 +158,6 @@ pub fn percentile_chart(runs: &[RunFigures], tag: &str) -> Chart {
         y_scale: Scale::Linear,
         series,
         shaded: None,
-        legend: Legend::UpperLeft,
     }
 }
 
@@ -156,7 +197,6 @@ fn corrected_vs_service_chart(runs: &[RunFigures]) -> Chart {
         y_scale: Scale::Linear,
         series,
         shaded: None,
-        legend: Legend::UpperLeft,
     }
 }
 
@@ -224,7 +264,6 @@ fn over_time_chart(runs: &[RunFigures], tag: &str) -> Chart {
         y_scale: Scale::Linear,
         series,
         shaded: warmups(runs),
-        legend: Legend::UpperRight,
     }
 }
 
@@ -268,7 +307,6 @@ fn throughput_chart(runs: &[RunFigures]) -> Chart {
         y_scale: Scale::Linear,
         series,
         shaded: warmups(runs),
-        legend: Legend::UpperRight,
     }
 }
 
@@ -276,20 +314,70 @@ fn throughput_chart(runs: &[RunFigures]) -> Chart {
 mod tests {
     use super::*;
     use crate::report::interval_log::{encode_histogram, LogNotes, LoggedInterval};
+    use crate::report::warmup::{Source, Warmup};
 
-    fn run(label: &str, tags: &[&str]) -> RunFigures {
-        let mut h = crate::record::new_histogram();
-        h.record(1_000_000).unwrap();
+    /// A run with one interval per tag: each tag's values are `values(i)` (i: its place).
+    fn run_with(label: &str, tags: &[&str], values: impl Fn(usize) -> Vec<u64>) -> RunFigures {
         let intervals: Vec<LoggedInterval> = tags
             .iter()
-            .map(|tag| LoggedInterval {
-                start: 0.0,
-                duration: 1.0,
-                tag: tag.to_string(),
-                encoded: encode_histogram(&h),
+            .enumerate()
+            .map(|(i, tag)| {
+                let mut h = crate::record::new_histogram();
+                for v in values(i) {
+                    h.record(v).unwrap();
+                }
+                LoggedInterval {
+                    start: 0.0,
+                    duration: 1.0,
+                    tag: tag.to_string(),
+                    encoded: encode_histogram(&h),
+                }
             })
             .collect();
-        RunFigures::from_log(label, &intervals, &LogNotes::default()).unwrap()
+        let none = Warmup::new(0.0, 0.0, Source::None);
+        RunFigures::from_log(label, &intervals, &LogNotes::default(), none).unwrap()
+    }
+
+    /// A run whose tags each have a different value.
+    fn run(label: &str, tags: &[&str]) -> RunFigures {
+        run_with(label, tags, |i| vec![1_000_000 * (i as u64 + 1)])
+    }
+
+    #[test]
+    fn identical_stages_share_one_chart_with_a_note() {
+        // A pipelined run: mail, rcpt and data identical; eod differs.
+        let tags = ["mail", "rcpt", "data", "eod"];
+        let same = |i: usize| {
+            if i < 3 {
+                vec![500_000, 700_000]
+            } else {
+                vec![9_000_000]
+            }
+        };
+        let piped = run_with("piped", &tags, same);
+        let charts = run_charts(std::slice::from_ref(&piped));
+        let ids: Vec<&str> = charts.iter().map(|c| c.id.as_str()).collect();
+        assert!(ids.contains(&"percentiles-mail"), "{ids:?}");
+        assert!(!ids.contains(&"percentiles-rcpt") && !ids.contains(&"percentiles-data"));
+        let mail = charts.iter().find(|c| c.id == "percentiles-mail").unwrap();
+        assert_eq!(
+            mail.title,
+            "mail = rcpt = data (one pipelined group): latency by percentile"
+        );
+        assert!(mail.caption.starts_with("mail = rcpt = data (one pipelined group): mail, rcpt and data have identical histograms"), "{}", mail.caption);
+        assert_eq!(mail.series.len(), 1, "drawn once");
+        // Identical in one run but not in another: each keeps its own chart.
+        let stepwise = run("stepwise", &tags);
+        let both = run_charts(&[piped.clone(), stepwise]);
+        let ids: Vec<&str> = both.iter().map(|c| c.id.as_str()).collect();
+        for id in ["percentiles-mail", "percentiles-rcpt", "percentiles-data"] {
+            assert!(ids.contains(&id), "{id} in {ids:?}");
+        }
+        // Two runs in which they are identical: still one chart, both runs in it.
+        let twice = run_charts(&[piped.clone(), piped]);
+        let mail = twice.iter().find(|c| c.id == "percentiles-mail").unwrap();
+        assert_eq!(mail.series.len(), 2);
+        assert!(!twice.iter().any(|c| c.id == "percentiles-rcpt"));
     }
 
     #[test]

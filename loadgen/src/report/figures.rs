@@ -1,17 +1,22 @@
-//! What the charts show, computed from one interval log: per tag the whole run's histogram
-//! and its p50/p99/max per interval, and the throughput per interval.
+//! What the charts and the `report` tables show, computed from one interval log: per tag
+//! the whole run's histogram and its p50/p99/max per interval, and the throughput per
+//! interval.
 //!
-//! What it does: decode each interval's histogram once, add it to its tag's total (warm-up
-//! intervals left out of the totals when the log says which they are) and keep the
-//! interval's p50, p99 and max; take throughput from the log's counts lines, or, in logs
-//! without them (older smtp-loadgen, other tools), from the number of values in each
-//! interval's `message` histogram (messages finished, accepted or not); and turn a histogram
-//! into its percentile spectrum, the points HdrHistogram's plotter draws.
+//! What it does: decode each interval's histogram once, add it to its tag's total unless the
+//! warm-up rule ([`Warmup`]) leaves it out, and keep the interval's p50, p99 and max; take
+//! throughput from the log's counts lines, or, in logs without them (older smtp-loadgen,
+//! other tools), from the number of values in each interval's `message` histogram (messages
+//! finished, accepted or not); find tags whose histograms are identical (mail, rcpt and data
+//! of one pipelined group), so charts draw them once; and turn a histogram into its
+//! percentile spectrum, the points HdrHistogram's plotter draws. `report`'s text table, its
+//! HTML tables and its charts all come from one [`RunFigures`], so they agree.
 //!
 //! What it does not do: draw (`chart`), choose which charts a report has (`charts`), or
 //! read files (the caller passes a parsed log).
 
 use super::interval_log::{LogNotes, LoggedInterval};
+use super::provenance::Provenance;
+use super::warmup::Warmup;
 use crate::client::Stage;
 use crate::record::new_histogram;
 use hdrhistogram::Histogram;
@@ -39,8 +44,12 @@ pub struct IntervalLatency {
 pub struct TagFigures {
     /// The tag (stage name, `message`, `message_corrected`, or another tool's tag).
     pub tag: String,
-    /// Every interval added up (warm-up left out when the log marks it).
+    /// Every measured interval added up (the warm-up left out).
     pub total: Histogram<u64>,
+    /// How many measured intervals carried the tag.
+    pub intervals: usize,
+    /// Seconds from the first measured interval's start to the last one's end (0: none).
+    pub span: f64,
     /// Per interval, in time order (warm-up included).
     pub over_time: Vec<IntervalLatency>,
 }
@@ -78,13 +87,19 @@ pub struct RunFigures {
     pub description: Option<String>,
     /// The log's warning comments (fewer connections than asked for were alive).
     pub warnings: Vec<String>,
+    /// What made the run (`None`: the log does not say).
+    pub provenance: Option<Provenance>,
+    /// The warm-up rule applied.
+    pub warmup_rule: Warmup,
+    /// Seconds from the run's start to the first measured interval.
+    pub measured_from: f64,
     /// Per tag, in stage order, then `message`, `message_corrected`, then others by name.
     pub tags: Vec<TagFigures>,
     /// Per interval, in time order.
     pub throughput: Vec<IntervalThroughput>,
     /// Where `throughput` comes from.
     pub throughput_source: ThroughputSource,
-    /// Warm-up intervals as `(from, to)` seconds from the log's first interval.
+    /// The warm-up, shaded in charts over time: `(from, to)` seconds from the run's start.
     pub warmup: Vec<(f64, f64)>,
     /// Seconds of load the totals cover: without the warm-up and the drain after the last
     /// send when the log has counts; every interval otherwise.
@@ -96,43 +111,46 @@ pub struct RunFigures {
 }
 
 impl RunFigures {
-    /// The figures of one log: its histogram lines and its comments and counts.
+    /// The figures of one log: its histogram lines and its comments and counts, with the
+    /// warm-up rule `warmup` (see [`Warmup::of_log`]).
     pub fn from_log(
         label: &str,
         intervals: &[LoggedInterval],
         notes: &LogNotes,
+        warmup: Warmup,
     ) -> Result<RunFigures, String> {
-        let t0 = intervals
+        let t0 = warmup.origin;
+        let starts: Vec<f64> = intervals
             .iter()
             .map(|i| i.start)
             .chain(notes.counts.iter().map(|c| c.start))
-            .fold(f64::INFINITY, f64::min);
-        let t0 = if t0.is_finite() { t0 } else { 0.0 };
-        // Warm-up seconds, by whole second of absolute time (as `merge` aligns them).
-        let warm: Vec<(f64, f64)> = notes
-            .counts
-            .iter()
-            .filter(|c| c.counts.warmup)
-            .map(|c| (c.start, c.start + c.duration))
             .collect();
-        let in_warmup = |start: f64| warm.iter().any(|(a, b)| start >= *a && start < *b);
+        let measured_from = warmup.measured_from(starts.iter().copied());
 
         let mut per_tag: BTreeMap<(usize, String), TagFigures> = BTreeMap::new();
+        let mut spans: BTreeMap<(usize, String), (f64, f64)> = BTreeMap::new();
         let mut measured: BTreeMap<i64, f64> = BTreeMap::new();
         for interval in intervals {
             let histogram = interval.histogram()?;
-            let entry = per_tag
-                .entry((tag_rank(&interval.tag), interval.tag.clone()))
-                .or_insert_with(|| TagFigures {
-                    tag: interval.tag.clone(),
-                    total: new_histogram(),
-                    over_time: Vec::new(),
-                });
-            if !in_warmup(interval.start) {
+            let key = (tag_rank(&interval.tag), interval.tag.clone());
+            let entry = per_tag.entry(key.clone()).or_insert_with(|| TagFigures {
+                tag: interval.tag.clone(),
+                total: new_histogram(),
+                intervals: 0,
+                span: 0.0,
+                over_time: Vec::new(),
+            });
+            if !warmup.excludes(interval.start) {
                 entry
                     .total
                     .add(&histogram)
                     .map_err(|e| format!("adding up {}: {e:?}", interval.tag))?;
+                entry.intervals += 1;
+                let span = spans
+                    .entry(key)
+                    .or_insert((f64::INFINITY, f64::NEG_INFINITY));
+                span.0 = span.0.min(interval.start);
+                span.1 = span.1.max(interval.start + interval.duration);
                 let slot = measured.entry(interval.start.floor() as i64).or_default();
                 *slot = slot.max(interval.duration);
             }
@@ -143,6 +161,11 @@ impl RunFigures {
                     p99: histogram.value_at_quantile(0.99),
                     max: histogram.max(),
                 });
+            }
+        }
+        for (key, tag) in &mut per_tag {
+            if let Some((first, last)) = spans.get(key) {
+                tag.span = last - first;
             }
         }
         let mut tags: Vec<TagFigures> = per_tag.into_values().collect();
@@ -175,7 +198,7 @@ impl RunFigures {
             points.truncate(last_sending.map_or(points.len(), |i| i + 1));
             (points, ThroughputSource::Counts)
         };
-        let measured_counts = notes.counts.iter().filter(|c| !c.counts.warmup);
+        let measured_counts = notes.counts.iter().filter(|c| !warmup.excludes(c.start));
         let (accepted, errors) = if notes.counts.is_empty() {
             (None, None)
         } else {
@@ -198,7 +221,7 @@ impl RunFigures {
             notes
                 .counts
                 .iter()
-                .filter(|c| !c.counts.warmup && c.start < last_sending_end)
+                .filter(|c| !warmup.excludes(c.start) && c.start < last_sending_end)
                 .map(|c| c.duration)
                 .sum()
         };
@@ -211,14 +234,35 @@ impl RunFigures {
                 .filter(|c| c.starts_with(super::connections::WARNING_PREFIX))
                 .cloned()
                 .collect(),
+            provenance: notes.provenance.clone(),
+            warmup_rule: warmup,
+            measured_from,
             tags,
             throughput,
             throughput_source,
-            warmup: merge_spans(warm.iter().map(|(a, b)| (a - t0, b - t0)).collect()),
+            warmup: if warmup.seconds > 0.0 {
+                vec![(0.0, measured_from)]
+            } else {
+                Vec::new()
+            },
             measured_seconds,
             accepted,
             errors,
         })
+    }
+
+    /// The sentence that states the warm-up rule for this run.
+    pub fn warmup_statement(&self) -> String {
+        self.warmup_rule.statement(self.measured_from)
+    }
+
+    /// The tags with intervals only inside the warm-up (no row in the tables).
+    pub fn warmup_only_tags(&self) -> Vec<&str> {
+        self.tags
+            .iter()
+            .filter(|t| t.total.is_empty() && !t.over_time.is_empty())
+            .map(|t| t.tag.as_str())
+            .collect()
     }
 
     /// The figures of `tag`, if the log has it.
@@ -271,30 +315,33 @@ fn throughput_from_histograms(
     (points, source)
 }
 
-/// Adjacent or overlapping spans joined, in order.
-fn merge_spans(mut spans: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    for (a, b) in spans {
-        match out.last_mut() {
-            Some(last) if a <= last.1 + 1e-6 => last.1 = last.1.max(b),
-            _ => out.push((a, b)),
-        }
-    }
-    out
-}
-
-/// The order tags are shown in: stages in protocol order, then `message`,
-/// `message_corrected`, then any other tag.
+/// The order tags are shown in, in every table, chart and JSON list: stages in protocol
+/// order ([`Stage::ALL`]), then `message`, `message_corrected`, `send_lateness`, then any
+/// other tag (by name, among themselves).
 pub fn tag_rank(tag: &str) -> usize {
     match Stage::ALL.iter().position(|s| s.name() == tag) {
         Some(i) => i,
         None => match tag {
             "message" => 100,
             "message_corrected" => 101,
+            "send_lateness" => 102,
             _ => 200,
         },
     }
+}
+
+/// Whether two histograms are identical: the same count of values in every bucket (at
+/// HdrHistogram's 3 significant digits), hence the same value at every percentile and the
+/// same max. Mail, rcpt and data of one pipelined group are: their replies come in one read
+/// and are timed from one write.
+pub fn identical(a: &Histogram<u64>, b: &Histogram<u64>) -> bool {
+    a.len() == b.len()
+        && a.max() == b.max()
+        && a.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .eq(b
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value())))
 }
 
 /// A histogram's percentile spectrum as `(1/(1-p), milliseconds)` points, p from 0 up to
@@ -325,6 +372,59 @@ mod tests {
     use crate::report::interval_log::{
         encode_histogram, IntervalCounts, LoggedCounts, LoggedInterval,
     };
+    use crate::report::warmup::Source;
+
+    fn none(origin: f64) -> Warmup {
+        Warmup::new(0.0, origin, Source::None)
+    }
+
+    #[test]
+    fn stage_indices_follow_the_protocol_order() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(stage.index(), i, "{}", stage.name());
+        }
+        let mut tags = [
+            "send_lateness",
+            "quit",
+            "message",
+            "zz",
+            "eod",
+            "tls",
+            "connect",
+        ];
+        tags.sort_by_key(|t| tag_rank(t));
+        assert_eq!(
+            tags,
+            [
+                "connect",
+                "tls",
+                "eod",
+                "quit",
+                "message",
+                "send_lateness",
+                "zz"
+            ]
+        );
+    }
+
+    #[test]
+    fn identical_means_the_same_count_in_every_bucket() {
+        let of = |values: &[u64]| {
+            let mut h = new_histogram();
+            for v in values {
+                h.record(*v).unwrap();
+            }
+            h
+        };
+        assert!(identical(&of(&[1_000, 2_000]), &of(&[2_000, 1_000])));
+        // 100 000 and 100 010 share a bucket at 3 significant digits (64 ns wide there);
+        // 1000 and 1010 do not (1 ns wide).
+        assert!(identical(&of(&[100_000]), &of(&[100_010])));
+        assert!(!identical(&of(&[100_000]), &of(&[100_040])));
+        assert!(!identical(&of(&[1_000]), &of(&[1_010])));
+        assert!(!identical(&of(&[1_000]), &of(&[1_000, 1_000])));
+        assert!(identical(&new_histogram(), &new_histogram()));
+    }
 
     fn interval(start: f64, tag: &str, values: &[u64]) -> LoggedInterval {
         let mut h = new_histogram();
@@ -385,8 +485,33 @@ mod tests {
         let notes = LogNotes {
             comments: vec!["smtp-loadgen -> x".into()],
             counts: vec![count(100.0, true, 2), count(101.0, false, 1), drain],
+            start_time: None,
+            provenance: None,
         };
-        let f = RunFigures::from_log("run", &intervals, &notes).unwrap();
+        // An older log: no provenance, its warm-up from the counts lines' flags.
+        let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
+        let rule = Warmup::of_log(&notes, &starts, None);
+        assert_eq!((rule.seconds, rule.origin), (1.0, 100.0));
+        assert_eq!(rule.source, Source::Counts);
+        let f = RunFigures::from_log("run", &intervals, &notes, rule).unwrap();
+        assert_eq!(
+            f.warmup_statement(),
+            "warm-up 1 s excluded: intervals from 1.0 s (as the log's counts lines flag it)"
+        );
+        assert_eq!(f.tag("eod").unwrap().intervals, 1);
+        // `message` has an interval only inside the warm-up: no row, but named.
+        assert_eq!(f.warmup_only_tags(), ["message"]);
+        // report --warmup 0: every interval counted, the same log.
+        let all = RunFigures::from_log(
+            "run",
+            &intervals,
+            &notes,
+            Warmup::of_log(&notes, &starts, Some(0.0)),
+        )
+        .unwrap();
+        assert_eq!(all.tag("eod").unwrap().total.len(), 3);
+        assert_eq!(all.accepted, Some(4));
+        assert!(all.warmup.is_empty());
         let tags: Vec<&str> = f.tags.iter().map(|t| t.tag.as_str()).collect();
         assert_eq!(tags, ["mail", "eod", "message", "message_corrected"]);
         assert_eq!(f.tag("eod").unwrap().total.len(), 1);
@@ -412,7 +537,7 @@ mod tests {
             interval(10.0, "message", &[3_000, 3_000, 4_000]),
             interval(11.0, "message", &[3_000]),
         ];
-        let f = RunFigures::from_log("old", &intervals, &LogNotes::default()).unwrap();
+        let f = RunFigures::from_log("old", &intervals, &LogNotes::default(), none(10.0)).unwrap();
         assert_eq!(f.throughput_source, ThroughputSource::Histogram("message"));
         let accepted: Vec<f64> = f.throughput.iter().map(|p| p.accepted).collect();
         assert_eq!(accepted, [3.0, 1.0]);
@@ -425,7 +550,7 @@ mod tests {
             interval(10.0, "eod", &[1_000]),
             interval(10.0, "bdat", &[1]),
         ];
-        let f = RunFigures::from_log("old", &eod_only, &LogNotes::default()).unwrap();
+        let f = RunFigures::from_log("old", &eod_only, &LogNotes::default(), none(10.0)).unwrap();
         assert_eq!(f.throughput[0].accepted, 2.0);
     }
 }

@@ -15,6 +15,7 @@
 use super::chart::{self, Chart};
 use super::charts::tag_title;
 use super::figures::RunFigures;
+use super::provenance::Provenance;
 use super::render::PERCENTILES;
 use std::fmt::Write as _;
 
@@ -25,17 +26,19 @@ pub enum Block<'a> {
     Heading(String),
     /// A paragraph of plain text.
     Text(String),
-    /// A table: element id, caption, header cells, rows of cells (plain text; a cell that
-    /// starts with a digit or a sign is right-aligned).
+    /// A table: element id, caption, header cells, rows of cells (plain text).
     Table {
         /// The `<table>` id.
         id: String,
         /// The caption.
         caption: String,
-        /// Header cells.
+        /// Header cells (none: no header row).
         head: Vec<String>,
         /// Rows.
         rows: Vec<Vec<String>>,
+        /// Whether cells that are figures ([`is_numeric`]) are right-aligned (tables of
+        /// figures), or every cell is left as text (tables of facts: a date, `1 KiB`).
+        figures: bool,
     },
     /// A chart, drawn as inline SVG.
     Chart(&'a Chart),
@@ -145,7 +148,8 @@ pub fn page(title: &str, blocks: &[Block<'_>]) -> Result<String, String> {
                 caption,
                 head,
                 rows,
-            } => table_into(&mut out, id, caption, head, rows),
+                figures,
+            } => table_into(&mut out, id, caption, head, rows, *figures),
             Block::Chart(chart) => figure_into(&mut out, chart)?,
         }
     }
@@ -154,30 +158,45 @@ pub fn page(title: &str, blocks: &[Block<'_>]) -> Result<String, String> {
 }
 
 /// Appends a `<table>`.
-fn table_into(out: &mut String, id: &str, caption: &str, head: &[String], rows: &[Vec<String>]) {
+fn table_into(
+    out: &mut String,
+    id: &str,
+    caption: &str,
+    head: &[String],
+    rows: &[Vec<String>],
+    figures: bool,
+) {
     let _ = write!(
         out,
-        "<table id=\"{}\">\n<caption>{}</caption>\n<thead><tr>",
+        "<table id=\"{}\">\n<caption>{}</caption>\n",
         escape(id),
         escape(caption)
     );
-    for cell in head {
-        let _ = write!(out, "<th>{}</th>", escape(cell));
+    if !head.is_empty() {
+        out.push_str("<thead><tr>");
+        for cell in head {
+            let _ = write!(out, "<th>{}</th>", escape(cell));
+        }
+        out.push_str("</tr></thead>\n");
     }
-    out.push_str("</tr></thead>\n<tbody>\n");
+    out.push_str("<tbody>\n");
     for row in rows {
         out.push_str("<tr>");
         for cell in row {
-            let numeric = cell
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+');
+            let numeric = figures && is_numeric(cell);
             let class = if numeric { " class=\"num\"" } else { "" };
             let _ = write!(out, "<td{class}>{}</td>", escape(cell));
         }
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody>\n</table>\n");
+}
+
+/// Whether a cell is a figure, right-aligned: `-` (none), or a number followed by at most a
+/// unit and a mark (`4.674`, `9.000 ms ✓`); not a date or a sentence that starts with one.
+fn is_numeric(cell: &str) -> bool {
+    let mut words = cell.split_whitespace();
+    cell == "-" || (words.next().is_some_and(|w| w.parse::<f64>().is_ok()) && words.count() <= 2)
 }
 
 /// Appends a chart's `<figure>`.
@@ -224,6 +243,70 @@ fn ms(nanos: u64) -> String {
     format!("{:.3}", nanos as f64 / 1e6)
 }
 
+/// The provenance of `runs`: per run a table (`provenance-N`, N from 1) with the date,
+/// smtp-loadgen's version and commit, the command line, the host, target(s), connections,
+/// message size, mode and warm-up, or a sentence saying the log does not record it.
+pub fn provenance_blocks(runs: &[RunFigures]) -> Vec<Block<'static>> {
+    let mut blocks = vec![Block::Heading("How the runs were made".into())];
+    for (i, run) in runs.iter().enumerate() {
+        match &run.provenance {
+            Some(p) => blocks.push(provenance_table(
+                &format!("provenance-{}", i + 1),
+                &format!("{}: {}", run.label, p.description),
+                p,
+                &run.warmup_statement(),
+            )),
+            None => blocks.push(Block::Text(format!(
+                "{}: provenance not recorded in the log (an older smtp-loadgen or another \
+                 tool); {}.",
+                run.label,
+                run.warmup_statement()
+            ))),
+        }
+    }
+    blocks
+}
+
+/// One provenance table: `id`, `caption`, a row per fact, the warm-up rule last.
+pub fn provenance_table(
+    id: &str,
+    caption: &str,
+    provenance: &Provenance,
+    warmup: &str,
+) -> Block<'static> {
+    let mut rows: Vec<Vec<String>> = provenance
+        .rows()
+        .into_iter()
+        .map(|(what, text)| vec![what, text])
+        .collect();
+    rows.push(vec!["warm-up".into(), warmup.to_string()]);
+    Block::Table {
+        id: id.to_string(),
+        caption: caption.to_string(),
+        head: Vec::new(),
+        rows,
+        figures: false,
+    }
+}
+
+/// The page's last line: what made this page (date, smtp-loadgen's version and commit, the
+/// command line).
+pub fn made_by() -> Block<'static> {
+    let me = Provenance::capture(
+        super::provenance::Kind::Run,
+        std::time::SystemTime::now(),
+        "",
+        serde_json::Value::Null,
+        0.0,
+    );
+    Block::Text(format!(
+        "This page: made {} by {}: {}",
+        me.date,
+        me.tool(),
+        me.command_line
+    ))
+}
+
 /// The `runs` table: each run's label, description, measured time and message counts.
 pub fn runs_table(runs: &[RunFigures]) -> Block<'static> {
     let rows = runs
@@ -239,24 +322,28 @@ pub fn runs_table(runs: &[RunFigures]) -> Block<'static> {
                 run.accepted.map_or("n/a".into(), |a| a.to_string()),
                 rate,
                 run.errors.map_or("n/a".into(), |e| e.to_string()),
+                run.warmup_statement(),
                 run.description.clone().unwrap_or_default(),
             ]
         })
         .collect();
     Block::Table {
         id: "runs".into(),
-        caption: "Runs (warm-up left out; n/a: the log has no message counts)".into(),
+        caption: "Runs (the warm-up left out, as stated; n/a: the log has no message counts)"
+            .into(),
         head: [
             "run",
             "seconds",
             "accepted",
             "msgs/s",
             "failed + errors",
+            "warm-up",
             "description",
         ]
         .map(String::from)
         .to_vec(),
         rows,
+        figures: true,
     }
 }
 
@@ -282,11 +369,24 @@ pub fn figures_table(runs: &[RunFigures]) -> Block<'static> {
             rows.push(row);
         }
     }
+    let mut caption = "Latency per tag, in protocol order (the warm-up left out)".to_string();
+    for run in runs {
+        let only = run.warmup_only_tags();
+        if !only.is_empty() {
+            let _ = write!(
+                caption,
+                "; {}: {} only inside the warm-up",
+                run.label,
+                only.join(", ")
+            );
+        }
+    }
     Block::Table {
         id: "figures".into(),
-        caption: "Latency per tag (warm-up left out)".into(),
+        caption,
         head,
         rows,
+        figures: true,
     }
 }
 
@@ -303,7 +403,9 @@ pub fn run_page(runs: &[RunFigures], charts: &[Chart]) -> Result<String, String>
                 .map(|w| Block::Text(format!("{}: {w}", run.label)))
         })
         .collect();
-    blocks.extend([runs_table(runs), figures_table(runs)]);
+    blocks.push(runs_table(runs));
+    blocks.extend(provenance_blocks(runs));
+    blocks.push(figures_table(runs));
     let sections = [
         ("Throughput", "throughput"),
         ("Latency over time", "latency-over-time-"),
@@ -320,6 +422,7 @@ pub fn run_page(runs: &[RunFigures], charts: &[Chart]) -> Result<String, String>
             blocks.push(Block::Chart(chart));
         }
     }
+    blocks.push(made_by());
     page(&title, &blocks)
 }
 
@@ -344,9 +447,12 @@ mod tests {
                 encoded: encode_histogram(&h),
             })
             .collect();
+        let no_warmup =
+            crate::report::warmup::Warmup::new(0.0, 0.0, crate::report::warmup::Source::None);
         let runs = [
-            RunFigures::from_log("a <b> & 'c'", &intervals, &LogNotes::default()).unwrap(),
-            RunFigures::from_log("second", &intervals, &LogNotes::default()).unwrap(),
+            RunFigures::from_log("a <b> & 'c'", &intervals, &LogNotes::default(), no_warmup)
+                .unwrap(),
+            RunFigures::from_log("second", &intervals, &LogNotes::default(), no_warmup).unwrap(),
         ];
         let charts = run_charts(&runs);
         let html = run_page(&runs, &charts).unwrap();

@@ -4,8 +4,8 @@
 //! What it does: encode a histogram as V2-deflate base64 and back; turn a run's finished
 //! seconds into log entries, one per (second, tag) with a tag per stage; write a log that
 //! Java's HistogramLogProcessor reads (StartTime and BaseTime headers, relative timestamps);
-//! read any HdrHistogram tool's log back with absolute times; merge logs from several load
-//! hosts on whole seconds of absolute time; add a log up per tag for `report`.
+//! read any HdrHistogram tool's log back with absolute times, with its provenance line;
+//! merge logs from several load hosts on whole seconds of absolute time.
 //!
 //! Message counts per interval (started, accepted, failed, errors, bytes, warm-up: what the
 //! throughput chart needs and a histogram does not hold) travel as comment lines,
@@ -14,11 +14,13 @@
 //! by every tool; logs without them (older ones, other tools') read as having no counts.
 //!
 //! What it does not do: open files (the caller passes bytes or a writer), render the
-//! `report` table (`render`), or keep decoded histograms around: a [`LoggedInterval`] holds
+//! `report` table (`render`, from `figures`), or keep decoded histograms around: a [`LoggedInterval`] holds
 //! its histogram encoded and decodes it only when asked, so a long log never has all its
 //! histograms in memory at once.
 
+use super::provenance::Provenance;
 use super::results::Results;
+use super::warmup::{Source, Warmup};
 use crate::record::new_histogram;
 use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{
@@ -72,6 +74,9 @@ impl LoggedInterval {
 
 /// The comment that starts a counts line.
 const COUNTS_PREFIX: &str = "#smtp-loadgen-counts: ";
+
+/// The comment that starts the provenance line: the JSON of [`Provenance::json`].
+const PROVENANCE_PREFIX: &str = "#smtp-loadgen-provenance: ";
 
 /// The message counts of one interval (all threads, or all hosts once merged).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,36 +133,68 @@ pub struct LoggedCounts {
 
 /// Writes an interval log: one histogram per (interval, tag), timestamps relative to
 /// `base` (written as both StartTime and BaseTime, as the Java tools expect); each
-/// interval's `counts` line goes before its histograms.
+/// interval's `counts` line goes before its histograms. The header comments say what made
+/// it (`provenance`: the description, date, version and commit, command line, host, a
+/// merge's inputs), its warm-up rule, and carry the provenance as one JSON line that
+/// `report` and `merge` read back.
 pub fn write_hlog(
     out: &mut impl io::Write,
     base: SystemTime,
-    comment: &str,
+    provenance: &Provenance,
+    intervals: &[LoggedInterval],
+    counts: &[LoggedCounts],
+) -> io::Result<()> {
+    write_hlog_with(out, base, provenance, &[], intervals, counts)
+}
+
+/// [`write_hlog`], with `warnings` (fewer connections than asked for...) as comments right
+/// under the description, where `report` and the HTML page find them.
+pub fn write_hlog_with(
+    out: &mut impl io::Write,
+    base: SystemTime,
+    provenance: &Provenance,
+    warnings: &[String],
     intervals: &[LoggedInterval],
     counts: &[LoggedCounts],
 ) -> io::Result<()> {
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
-    // One comment line per line of `comment` (the header, and a warning under it).
-    for line in comment.lines() {
-        builder.add_comment(line);
-    }
-    builder.add_comment("values are nanoseconds; max column in milliseconds");
+    let base_secs = base
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let warmup = Warmup::new(provenance.warmup_seconds, base_secs, Source::Run);
+    let from = warmup.measured_from(
+        intervals
+            .iter()
+            .map(|i| i.start)
+            .chain(counts.iter().map(|c| c.start)),
+    );
+    // One line each: a comment cannot hold a line end.
+    let one_line = |text: &str| super::printable(text);
+    let mut comments = vec![one_line(&provenance.description)];
+    comments.extend(warnings.iter().map(|w| one_line(w)));
+    comments.extend(provenance.lines().iter().map(|l| one_line(l)));
+    comments.push(warmup.statement(from));
+    comments.push("values are nanoseconds; max column in milliseconds".into());
     if !counts.is_empty() {
-        builder.add_comment(
+        comments.push(
             "smtp-loadgen-counts lines: interval start and length as on the histogram lines, \
-             then the interval's message counts",
+             then the interval's message counts"
+                .into(),
         );
+    }
+    // The writer adds the `#`; serde_json writes the JSON on one line, control characters
+    // escaped.
+    comments.push(format!("{}{}", &PROVENANCE_PREFIX[1..], provenance.json()));
+    for comment in &comments {
+        builder.add_comment(comment);
     }
     builder
         .with_start_time(base)
         .with_base_time(base)
         .with_max_value_divisor(1e6);
     let mut writer = builder.begin_log_with(out, &mut serializer)?;
-    let base_secs = base
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
     let mut counts: Vec<&LoggedCounts> = counts.iter().collect();
     counts.sort_by(|a, b| a.start.total_cmp(&b.start));
     let mut counts = counts.into_iter().peekable();
@@ -222,7 +259,7 @@ pub fn run_counts(results: &Results, run_start: SystemTime) -> Vec<LoggedCounts>
         .collect()
 }
 
-/// The header comments and `#smtp-loadgen-counts` lines of a log, in one pass.
+/// The header comments, provenance and `#smtp-loadgen-counts` lines of a log, in one pass.
 #[derive(Debug, Clone, Default)]
 pub struct LogNotes {
     /// The free-text comment lines before the first interval, without the `#` (ours start
@@ -230,6 +267,10 @@ pub struct LogNotes {
     pub comments: Vec<String>,
     /// The counts lines, with absolute start times.
     pub counts: Vec<LoggedCounts>,
+    /// The log's `#[StartTime]` (else its `#[BaseTime]`), seconds since the epoch.
+    pub start_time: Option<f64>,
+    /// What made the log (none in older smtp-loadgen logs and other tools' logs).
+    pub provenance: Option<Provenance>,
 }
 
 /// Reads the comments and counts lines of a log (none in older logs or other tools' logs).
@@ -257,6 +298,13 @@ pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
             start_time = Some(t);
         } else if let Some(t) = header_time(line, "#[BaseTime: ") {
             base_time = Some(t);
+        } else if let Some(rest) = line.strip_prefix(PROVENANCE_PREFIX) {
+            let value: serde_json::Value = serde_json::from_str(rest)
+                .map_err(|e| format!("line {}: bad provenance line: {e}", number + 1))?;
+            notes.provenance = Some(
+                Provenance::from_json(&value)
+                    .ok_or_else(|| format!("line {}: bad provenance line", number + 1))?,
+            );
         } else if let Some(rest) = line.strip_prefix(COUNTS_PREFIX) {
             let base = base_time.or(start_time).unwrap_or(0.0);
             let counts = parse_counts(rest, base)
@@ -270,6 +318,7 @@ pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
             in_header = false;
         }
     }
+    notes.start_time = start_time.or(base_time);
     Ok(notes)
 }
 
@@ -484,48 +533,13 @@ pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Result<Vec<LoggedInterval>, S
         .collect())
 }
 
-/// A whole log's measurements for one tag (a row of the `report` table).
-#[derive(Debug)]
-pub struct TagTotal {
-    /// The tag (empty for untagged intervals).
-    pub tag: String,
-    /// Every interval of the tag added up.
-    pub histogram: Histogram<u64>,
-    /// How many intervals carried the tag.
-    pub intervals: usize,
-    /// Seconds since the Unix epoch when the tag's first interval began.
-    pub first_start: f64,
-    /// Seconds since the Unix epoch when the tag's last interval ended.
-    pub last_end: f64,
-}
-
-/// `report`: each tag's intervals added up, in tag order.
-pub fn totals_per_tag(intervals: &[LoggedInterval]) -> Result<Vec<TagTotal>, String> {
-    let mut per_tag: BTreeMap<&str, TagTotal> = BTreeMap::new();
-    for interval in intervals {
-        let total = per_tag
-            .entry(interval.tag.as_str())
-            .or_insert_with(|| TagTotal {
-                tag: interval.tag.clone(),
-                histogram: new_histogram(),
-                intervals: 0,
-                first_start: f64::MAX,
-                last_end: f64::MIN,
-            });
-        total
-            .histogram
-            .add(&interval.histogram()?)
-            .map_err(|e| format!("adding up {}: {e:?}", interval.tag))?;
-        total.intervals += 1;
-        total.first_start = total.first_start.min(interval.start);
-        total.last_end = total.last_end.max(interval.start + interval.duration);
-    }
-    Ok(per_tag.into_values().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_provenance(description: &str) -> Provenance {
+        Provenance::for_tests(description, 1.0)
+    }
 
     #[test]
     fn cut_logs_are_read_to_their_last_line_and_errors_name_the_line() {
@@ -624,7 +638,7 @@ mod tests {
             },
         ];
         let mut bytes = Vec::new();
-        write_hlog(&mut bytes, base, "test", &intervals, &[]).unwrap();
+        write_hlog(&mut bytes, base, &test_provenance("test"), &intervals, &[]).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1700000000"), "{text}");
         assert!(text.contains("Tag=eod,"), "{text}");
@@ -641,12 +655,9 @@ mod tests {
         let merged = merge_logs(&[read, other]).unwrap();
         assert_eq!(merged.len(), 3);
         assert_eq!(merged[0].histogram().unwrap().len(), 2000);
-        let totals = totals_per_tag(&merged).unwrap();
-        assert_eq!(totals.len(), 2);
-        assert_eq!(totals[0].tag, "eod");
-        assert_eq!(totals[0].histogram.len(), 4000);
-        assert_eq!(totals[0].intervals, 2);
-        assert_eq!(totals[0].last_end - totals[0].first_start, 2.0);
+        assert_eq!(merged[1].start, 1_700_000_001.0);
+        assert_eq!(merged[1].tag, "eod");
+        assert_eq!(merged[2].tag, "mail");
     }
 
     #[test]
@@ -677,7 +688,7 @@ mod tests {
         write_hlog(
             &mut bytes,
             base,
-            "header line",
+            &test_provenance("header line"),
             &[at(1_700_000_000.0), at(1_700_000_001.0)],
             &written,
         )
@@ -698,14 +709,30 @@ mod tests {
         assert_eq!(read_hlog(&bytes).unwrap().len(), 2);
         // A log without counts lines (older smtp-loadgen, other tools) has none.
         let mut old = Vec::new();
-        write_hlog(&mut old, base, "old", &[at(1_700_000_000.0)], &[]).unwrap();
+        let mut bare = test_provenance("old");
+        bare.warmup_seconds = 0.0;
+        write_hlog(&mut old, base, &bare, &[at(1_700_000_000.0)], &[]).unwrap();
         assert!(!String::from_utf8_lossy(&old).contains("smtp-loadgen-counts"));
         let notes = read_notes(&old).unwrap();
         assert!(notes.counts.is_empty());
+        // The header comments: description, provenance lines, the warm-up rule, units; the
+        // provenance JSON line is read back, not kept as a comment.
         assert_eq!(
             notes.comments,
-            ["old", "values are nanoseconds; max column in milliseconds"]
+            [
+                "old",
+                "run 2023-11-14T22:13:20Z by smtp-loadgen 0.0.0-test (commit 0123abc)",
+                "command: smtp-loadgen --target 127.0.0.1:2525 -c 2 --warmup 1s",
+                "host: Test CPU @ 1.00GHz, 2 cores, Linux 6.1.0-test (x86_64)",
+                "no warm-up: intervals from 0.0 s",
+                "values are nanoseconds; max column in milliseconds"
+            ]
         );
+        assert_eq!(notes.provenance, Some(bare));
+        assert_eq!(notes.start_time, Some(1_700_000_000.0));
+        // A provenance line that does not parse is an error naming its line.
+        let e = read_notes(b"#x\n#smtp-loadgen-provenance: {oops\n").unwrap_err();
+        assert!(e.starts_with("line 2: bad provenance line"), "{e}");
         // Unknown keys are skipped; a counts line that does not parse is an error.
         let later = b"#smtp-loadgen-counts: 0.000,1.000,accepted=5,future=9\n";
         assert_eq!(read_notes(later).unwrap().counts[0].counts.accepted, 5);
@@ -724,6 +751,6 @@ mod tests {
             encoded: "aGVsbG8=".into(),
         };
         assert!(merge_logs(&[vec![broken.clone()]]).is_err());
-        assert!(totals_per_tag(&[broken]).is_err());
+        assert!(broken.histogram().is_err());
     }
 }

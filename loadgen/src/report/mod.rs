@@ -15,6 +15,8 @@
 //! * [`charts`]: which charts a report of one or more runs has (runs overlaid).
 //! * [`html`]: the self-contained HTML page (inline SVG, tables, a small script).
 //! * [`sweep`]: a rate sweep's steps judged, and its table, JSON and charts.
+//! * [`warmup`]: the warm-up rule every output applies and states.
+//! * [`provenance`]: when, with what and where a run was made, as JSON, text and rows.
 //!
 //! What it does not do: measure (the engine and `record` do), run sweep steps (`sweep` at
 //! the top), or choose the exit code (`main` does, from the SLO verdicts).
@@ -25,10 +27,12 @@ pub mod connections;
 pub mod figures;
 pub mod html;
 pub mod interval_log;
+pub mod provenance;
 pub mod render;
 pub mod results;
 pub mod slo;
 pub mod sweep;
+pub mod warmup;
 
 pub use results::Results;
 
@@ -101,7 +105,7 @@ mod tests {
                 if thread == 0 && second == 2 {
                     r.error_with(
                         ErrorKind::Tls,
-                        "TLS: invalid peer certificate: UnknownIssuer".into(),
+                        "TLS: invalid peer certificate: unknown issuer".into(),
                     );
                 }
                 if thread == 1 {
@@ -113,6 +117,7 @@ mod tests {
         }
         results.measured = Duration::from_millis(2_000);
         results.backlog = 3;
+        results.warmup = Duration::from_secs(1);
         results
     }
 
@@ -168,8 +173,13 @@ mod tests {
         assert_golden("summary.txt", text.as_bytes());
 
         let config = serde_json::json!({"target": "golden", "rate": 100.0});
-        let doc = serde_json::to_string_pretty(&render::json(&results, config)).unwrap();
-        assert_golden("results.json", doc.as_bytes());
+        let provenance = provenance::Provenance::for_tests("golden", 1.0);
+        let mut doc = render::json(&results, config);
+        doc["provenance"] = provenance.json();
+        assert_golden(
+            "results.json",
+            serde_json::to_string_pretty(&doc).unwrap().as_bytes(),
+        );
 
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut log = Vec::new();
@@ -177,7 +187,7 @@ mod tests {
         interval_log::write_hlog(
             &mut log,
             base,
-            "golden",
+            &provenance,
             &interval_log::run_intervals(&results, base),
             &counts,
         )
@@ -187,10 +197,25 @@ mod tests {
         let notes = interval_log::read_notes(&log).unwrap();
         assert_eq!(notes.counts, counts);
         assert_eq!(notes.comments[0], "golden");
-        assert_golden(
-            "report.txt",
-            render::log_table(&interval_log::totals_per_tag(&read).unwrap()).as_bytes(),
-        );
+        assert_eq!(notes.provenance.as_ref(), Some(&provenance));
+        // `report`: the warm-up the log records, the same figures as the run's totals.
+        let starts: Vec<f64> = read.iter().map(|i| i.start).collect();
+        let rule = warmup::Warmup::of_log(&notes, &starts, None);
+        let figures = figures::RunFigures::from_log("golden", &read, &notes, rule).unwrap();
+        assert_golden("report.txt", render::log_report(&figures).as_bytes());
+        for tag in &figures.tags {
+            let stage = Stage::ALL.iter().find(|s| s.name() == tag.tag);
+            let run_total = match (stage, tag.tag.as_str()) {
+                (Some(stage), _) => results.total.stage(*stage),
+                (None, "message") => &results.total.message,
+                (None, _) => &results.total.message_corrected,
+            };
+            assert!(
+                figures::identical(&tag.total, run_total),
+                "{}: the report and the run disagree",
+                tag.tag
+            );
+        }
         let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
         let merged_counts = interval_log::merge_counts(&[notes.counts.clone(), notes.counts]);
         assert_eq!(
@@ -198,7 +223,9 @@ mod tests {
             2 * counts[1].counts.accepted
         );
         let mut log = Vec::new();
-        interval_log::write_hlog(&mut log, base, "golden merge", &merged, &merged_counts).unwrap();
+        let mut merge = provenance::Provenance::for_tests("golden merge", 1.0);
+        merge.inputs = vec![provenance.clone(), provenance];
+        interval_log::write_hlog(&mut log, base, &merge, &merged, &merged_counts).unwrap();
         assert_golden("merged.hlog", &log);
     }
 

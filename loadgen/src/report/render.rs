@@ -1,14 +1,15 @@
 //! Rendering results as text and JSON: the end-of-run summary, the per-second progress line,
 //! the `--json` document and the `report` table.
 //!
-//! What it does: format figures that are already merged ([`Results`], [`TagTotal`]) into
-//! strings or JSON values. Latencies are recorded in nanoseconds and shown in milliseconds.
+//! What it does: format figures that are already merged ([`Results`], [`RunFigures`]) into
+//! strings or JSON values, stages in protocol order, each output stating its warm-up rule. Latencies are recorded in nanoseconds and shown in milliseconds.
 //! The formats are an interface (scripts parse them): `report::tests` pins them byte for byte.
 //!
 //! What it does not do: merge figures (`results`), write files or print (the caller does),
 //! or encode histograms (`interval_log`).
 
-use super::interval_log::{encode_histogram, TagTotal};
+use super::figures::{tag_rank, RunFigures};
+use super::interval_log::encode_histogram;
 use super::results::{IntervalSummary, Results};
 use crate::client::Stage;
 use crate::record::{ErrorKind, Recorder, TargetFigures};
@@ -77,6 +78,8 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
     let secs = results.measured.as_secs_f64();
     let mut out = String::new();
     let _ = writeln!(out, "{header}");
+    let (rule, from) = results.warmup_rule();
+    let _ = writeln!(out, "{}", rule.statement(from));
     let _ = writeln!(
         out,
         "measured {secs:.2} s: messages started {}, accepted {}, failed {}",
@@ -296,13 +299,19 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
             ("send_lateness", &total.send_lateness),
         ])
         .collect();
+    // JSON objects have no order: `latency_order` lists the keys of `latency` in protocol
+    // order, as every table shows them.
+    let mut order: Vec<&str> = Vec::new();
     for (name, h) in named {
         if h.is_empty() {
             continue;
         }
         stages.insert(name.into(), percentiles_json(h));
         histograms.insert(name.into(), encode_histogram(h).into());
+        order.push(name);
     }
+    order.sort_by_key(|name| tag_rank(name));
+    let (rule, from) = results.warmup_rule();
     let mut codes = serde_json::Map::new();
     for ((stage, code), n) in &total.codes {
         let key = format!("{}:{code}", Stage::ALL[*stage].name());
@@ -334,6 +343,7 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "config": config,
+        "warmup": rule.json(from),
         "totals": {
             "measured_seconds": results.measured.as_secs_f64(),
             "started": total.started,
@@ -353,30 +363,66 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
             },
         },
         "latency": stages,
+        "latency_order": order,
         "histograms_v2_deflate_base64": histograms,
         "series": series,
     })
 }
 
-/// The `report` table: per tag, the whole log's percentiles, intervals and time span.
-pub fn log_table(totals: &[TagTotal]) -> String {
+/// The `report` text of one log: its description and provenance as recorded, the warm-up
+/// rule applied, and per tag (protocol order) the measured intervals' percentiles, their
+/// number and time span; the same figures as the HTML report's tables.
+pub fn log_report(run: &RunFigures) -> String {
+    let mut out = String::new();
+    if let Some(description) = &run.description {
+        let _ = writeln!(out, "{description}");
+    }
+    // A run whose connections fell short says so before anything else, as it did.
+    for warning in &run.warnings {
+        let _ = writeln!(out, "{warning}");
+    }
+    match &run.provenance {
+        Some(p) => {
+            for line in p.lines() {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "provenance: not recorded in the log (an older smtp-loadgen or another tool)"
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", run.warmup_statement());
+    out.push_str(&log_table(run));
+    let only = run.warmup_only_tags();
+    if !only.is_empty() {
+        let _ = writeln!(out, "only inside the warm-up: {}", only.join(", "));
+    }
+    out
+}
+
+/// The `report` table: per tag with measured intervals, in protocol order, the percentiles,
+/// the number of measured intervals and the seconds they span.
+pub fn log_table(run: &RunFigures) -> String {
     let mut out = format!("{:<18}{:>10}", "tag (ms)", "count");
     for (name, _) in PERCENTILES {
         let _ = write!(out, "{name:>10}");
     }
     let _ = writeln!(out, "{:>10}{:>11}{:>10}", "max", "intervals", "seconds");
-    for total in totals {
-        let name = if total.tag.is_empty() {
+    for tag in run.tags.iter().filter(|t| !t.total.is_empty()) {
+        let name = if tag.tag.is_empty() {
             "(untagged)"
         } else {
-            &total.tag
+            &tag.tag
         };
         let _ = writeln!(
             out,
             "{}{:>11}{:>10.1}",
-            latency_row(name, &total.histogram),
-            total.intervals,
-            total.last_end - total.first_start
+            latency_row(name, &tag.total),
+            tag.intervals,
+            tag.span
         );
     }
     out

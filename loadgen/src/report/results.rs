@@ -9,6 +9,7 @@
 //! `interval_log`), or judge the figures (`slo`).
 
 use super::interval_log::encode_histogram;
+use super::warmup::{Source, Warmup};
 use crate::client::Stage;
 use crate::record::Recorder;
 use crate::slots::SlotFigures;
@@ -90,6 +91,8 @@ pub struct Results {
     pub backlog: u64,
     /// The connections asked for and how many were alive over the measured time.
     pub connections: SlotFigures,
+    /// The warm-up (whole seconds): the intervals flagged `warmup` are inside it.
+    pub warmup: Duration,
 }
 
 impl Results {
@@ -103,6 +106,7 @@ impl Results {
             measured: Duration::ZERO,
             backlog: 0,
             connections: SlotFigures::default(),
+            warmup: Duration::ZERO,
         }
     }
 
@@ -144,6 +148,14 @@ impl Results {
             }
         }
         finished
+    }
+
+    /// The warm-up rule's sentence for this run (`warm-up 1 s excluded: intervals from
+    /// 1.0 s`): the same rule `report` applies to the run's interval log.
+    pub fn warmup_rule(&self) -> (Warmup, f64) {
+        let rule = Warmup::new(self.warmup.as_secs_f64(), 0.0, Source::Run);
+        let from = rule.measured_from(self.intervals.keys().map(|s| *s as f64));
+        (rule, from)
     }
 
     /// Accepted messages per second over the measured time.

@@ -14,14 +14,16 @@
 //!
 //! What it does not do: run the steps (`sweep`), or write files.
 
-use super::chart::{Chart, Legend, Mark, Scale, Series};
+use super::chart::{Chart, Mark, Scale, Series};
 use super::charts::percentile_chart;
 use super::figures::RunFigures;
 use super::html::{self, Block};
 use super::interval_log::{run_counts, run_intervals, LogNotes};
+use super::provenance::Provenance;
 use super::render;
 use super::results::Results;
 use super::slo::{Slo, SloValue};
+use super::warmup::{Source, Warmup};
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -53,6 +55,8 @@ pub struct Step {
     pub slo_values: Vec<SloValue>,
     /// Whether this is the re-try of a step that failed at the same rate.
     pub retry: bool,
+    /// What made the step (a run at its rate), as its interval log records it.
+    pub provenance: Provenance,
 }
 
 impl Step {
@@ -99,14 +103,22 @@ impl Step {
     /// The step's figures, as a report of its interval log would have them.
     pub fn figures(&self) -> Result<RunFigures, String> {
         let intervals = run_intervals(&self.results, self.wall_start);
+        let start = self
+            .wall_start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         let notes = LogNotes {
             comments: [self.header.clone()]
                 .into_iter()
                 .chain(super::connections::warning(&self.results))
                 .collect(),
             counts: run_counts(&self.results, self.wall_start),
+            start_time: Some(start),
+            provenance: Some(self.provenance.clone()),
         };
-        RunFigures::from_log(&self.label(), &intervals, &notes)
+        let warmup = Warmup::new(self.results.warmup.as_secs_f64(), start, Source::Run);
+        RunFigures::from_log(&self.label(), &intervals, &notes, warmup)
     }
 }
 
@@ -134,6 +146,8 @@ pub struct Sweep {
     pub target: String,
     /// The `--slo`s every step is judged by.
     pub slos: Vec<Slo>,
+    /// What made the sweep: date, version and commit, command line, host, settings.
+    pub provenance: Provenance,
 }
 
 impl Sweep {
@@ -426,7 +440,6 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
             y_scale: Scale::Log,
             series: latency,
             shaded: None,
-            legend: Legend::UpperLeft,
         },
         Chart {
             id: "sweep-throughput".into(),
@@ -459,7 +472,6 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
                 },
             ],
             shaded: None,
-            legend: Legend::UpperLeft,
         },
     ];
     let figures = step_figures(sweep)?;
@@ -509,8 +521,18 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
     .to_vec();
     head.extend(sweep.slos.iter().map(|s| s.text().to_string()));
     head.push("verdict".into());
+    let warmup = Warmup::new(sweep.warmup_seconds, 0.0, Source::Run);
     let mut blocks = vec![
         Block::Text(sweep.result_line()),
+        html::provenance_table(
+            "provenance",
+            &format!("How the sweep was made: {}", sweep.provenance.description),
+            &sweep.provenance,
+            &format!(
+                "each step: {}",
+                warmup.statement(warmup.measured_from([0.0, sweep.warmup_seconds]))
+            ),
+        ),
         Block::Text(format!(
             "Open-loop steps of {} s each after a {} s warm-up, with fresh connections; \
              latency counted from each message's intended send time (coordinated-omission \
@@ -525,11 +547,13 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
             caption: "Steps".into(),
             head,
             rows,
+            figures: true,
         },
     ];
     for chart in charts {
         blocks.push(Block::Chart(chart));
     }
+    blocks.push(html::made_by());
     html::page(
         &format!("smtp-loadgen rate sweep: {}", sweep.target),
         &blocks,
@@ -574,7 +598,18 @@ mod tests {
                 pass: slo_ok,
             }],
             retry: false,
+            provenance: test_provenance(),
         }
+    }
+
+    fn test_provenance() -> Provenance {
+        Provenance::capture(
+            crate::report::provenance::Kind::Sweep,
+            SystemTime::UNIX_EPOCH,
+            "smtp-loadgen rate sweep -> 127.0.0.1:2525",
+            serde_json::json!({"target": "127.0.0.1:2525", "connections": 4}),
+            1.0,
+        )
     }
 
     fn sweep(steps: Vec<Step>) -> Sweep {
@@ -585,6 +620,7 @@ mod tests {
             warmup_seconds: 1.0,
             target: "127.0.0.1:2525".into(),
             slos: vec![Slo::parse("eod:p99<5ms", |_| Ok(Duration::from_millis(5))).unwrap()],
+            provenance: test_provenance(),
         }
     }
 

@@ -571,3 +571,44 @@ impl Session<'_> {
         })
     }
 }
+
+/// The longest a headless Chromium may take to load and dump a page.
+pub const CHROMIUM_LIMIT: Duration = Duration::from_secs(120);
+
+/// The headless Chromium to use; fails the test, saying what to install, if there is none.
+pub fn chromium() -> &'static str {
+    for name in ["chromium", "chromium-browser"] {
+        let works = Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if works {
+            return name;
+        }
+    }
+    panic!(
+        "headless Chromium is needed to check the HTML report and was not found on PATH: \
+         install it (Debian: `apt-get install chromium`; CI's .ci/run installs it)"
+    );
+}
+
+/// Opens `page` in headless Chromium; returns the DOM after its scripts ran and what
+/// Chromium logged (console messages appear as `INFO:CONSOLE` lines).
+pub fn dump_dom(page: &std::path::Path) -> (String, String) {
+    let profile = scratch("chromium-profile");
+    let mut command = Command::new(chromium());
+    command.args([
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        &format!("--user-data-dir={}", profile.display()),
+        "--dump-dom",
+        &format!("file://{}", page.display()),
+    ]);
+    let (status, stdout, stderr) = run_bounded(command, CHROMIUM_LIMIT);
+    assert!(status.success(), "chromium failed: {status}\n{stderr}");
+    (stdout, stderr)
+}

@@ -18,10 +18,10 @@
 //! What it does not do: parse the `BDAT` line ([`super::super::command`]) or decide the
 //! sequence rules shared with DATA (the session's `content_refusal`).
 
-use super::{Io, Mode, Session, SessionConfig, Stage};
+use super::{Gated, Io, Mode, Session, SessionConfig, Stage};
 use crate::proto::envelope::Transfer;
-use crate::proto::gate::Gate;
-use crate::proto::reply;
+use crate::proto::gate::{Checkpoint, Gate};
+use crate::proto::reply::{self, Origin};
 use crate::proto::sink::MessageSink;
 
 /// Progress through one BDAT chunk.
@@ -107,6 +107,12 @@ impl Session {
                 return self.close_with(reply::TOO_MUCH_DISCARDED, io);
             }
         } else {
+            // The protocol would take this chunk: only now may a fault rule refuse it.
+            match self.ask_gate_about(Checkpoint::Bdat, None, b"", io) {
+                Gated::Proceed => {}
+                Gated::Refuse(reply) => return self.refuse_chunk_by_gate(size, last, reply, io),
+                Gated::Ended => return,
+            }
             if self.stage == Stage::MailGiven {
                 self.start_message(Transfer::Bdat, io.sink);
                 self.stage = Stage::Chunking;
@@ -122,9 +128,10 @@ impl Session {
         });
     }
 
-    /// The gate refused a `BDAT`: the transaction ends, and the chunk's octets are read and
-    /// dropped before the gate's reply goes out.
-    pub(super) fn refuse_chunk_by_gate<S: MessageSink, G: Gate>(
+    /// The gate refused a `BDAT` the protocol would have taken (so its size is within the
+    /// limit): the transaction ends, and the chunk's octets are read and dropped before the
+    /// gate's reply goes out.
+    fn refuse_chunk_by_gate<S: MessageSink, G: Gate>(
         &mut self,
         size: u64,
         last: bool,
@@ -149,7 +156,7 @@ impl Session {
         io: &mut Io<'_, '_, S, G>,
     ) {
         match transfer.refusal {
-            Some(refusal) if transfer.refused_by_gate => io.out.push(refusal),
+            Some(refusal) if transfer.refused_by_gate => io.out.push_from(refusal, Origin::Fault),
             Some(refusal) => {
                 if transfer.last && refusal == reply::NO_VALID_RECIPIENTS {
                     // The attempt ends here without a message: the log hears it.

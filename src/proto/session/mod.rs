@@ -3,7 +3,9 @@
 //! What it does: frame the input (command lines, message data, BDAT chunks), apply the command
 //! sequence rules of RFC 5321 §4.1.4 and §3.3 and of the extensions we advertise, write every
 //! reply into the caller's [`Replies`], stream message content into a [`MessageSink`], and ask
-//! a [`Gate`] before each command whether it may proceed. [`Session::on_input`] processes
+//! a [`Gate`] whether a command may proceed, once the protocol's own checks (syntax, then
+//! sequence, then limits) have passed it: a fault never replaces the reply a sender's bug
+//! deserves. [`Session::on_input`] processes
 //! *every* complete command in the input, in order (RFC 2920 §3.1: a pipelining server must
 //! not lose input), so the caller can flush all the replies of one read with one write
 //! (RFC 2920 §3.2). It stops early only where the output must wait: a message whose sink
@@ -36,7 +38,7 @@ use super::data::DataScanner;
 use super::envelope::{EnvelopeBuf, Transfer};
 use super::gate::{Checkpoint, Decision, Gate, GateContext};
 use super::line::{find_line_end, next_line, LineError, Status};
-use super::reply::{self, Banner, Replies};
+use super::reply::{self, Banner, Origin, Replies};
 use super::sink::{MessageSink, Verdict};
 use bdat::ChunkTransfer;
 
@@ -217,6 +219,17 @@ pub struct Session {
     accepted_messages: u64,
     /// Content octets of those messages.
     accepted_bytes: u64,
+}
+
+/// The gate's answer about a command the protocol would carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gated {
+    /// Carry it out.
+    Proceed,
+    /// Answer with this reply (a fault's) instead.
+    Refuse(&'static [u8]),
+    /// The session is over (the gate hung up, or closed with a `421`).
+    Ended,
 }
 
 /// The caller's side of one call: where replies, content and questions go, and what the call
@@ -430,7 +443,7 @@ impl Session {
         match refusal {
             None => io.out.push(&config.banner.greeting),
             // A connection refused at the greeting is over (RFC 5321 §3.1: 554 or 421).
-            Some(reply) => self.close_with(reply, &mut io),
+            Some(reply) => self.close_injected(reply, &mut io),
         }
         io.progress(0)
     }
@@ -668,6 +681,17 @@ impl Session {
         self.mode = Mode::Closed;
     }
 
+    /// Closes the session with a reply the gate gave (counted as a fault's, not ours).
+    fn close_injected<S: MessageSink, G: Gate>(
+        &mut self,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        self.abort_message(io.sink);
+        io.out.push_from(reply, Origin::Fault);
+        self.mode = Mode::Closed;
+    }
+
     /// Appends a 4xx/5xx reply to a command and applies the error cap.
     fn reply_error<S: MessageSink, G: Gate>(
         &mut self,
@@ -735,9 +759,13 @@ impl Session {
     ) {
         let accept = refusal.is_none() && self.message_open;
         if accept {
+            // The message is complete and the protocol would accept it (no size or bare-LF
+            // refusal): only now may a fault rule decide otherwise.
             match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
                 Decision::Proceed => {}
-                Decision::Refuse(reply) => return self.end_message_with(transfer, size, reply, io),
+                Decision::Refuse(reply) => {
+                    return self.end_message_with(transfer, size, reply, Origin::Fault, io)
+                }
                 Decision::Hangup => {
                     let envelope = self.envelope.view(transfer);
                     io.sink.on_outcome(Some(&envelope), size, b"(disconnected)");
@@ -746,12 +774,12 @@ impl Session {
                 Decision::Close(reply) => {
                     let envelope = self.envelope.view(transfer);
                     io.sink.on_outcome(Some(&envelope), size, reply);
-                    return self.close_with(reply, io);
+                    return self.close_injected(reply, io);
                 }
                 Decision::Pause(then) => {
                     io.pause_here();
                     if let Some(reply) = then {
-                        return self.end_message_with(transfer, size, reply, io);
+                        return self.end_message_with(transfer, size, reply, Origin::Fault, io);
                     }
                 }
             }
@@ -775,18 +803,19 @@ impl Session {
                 }
             }
         };
-        self.end_message_with(transfer, size, reply, io);
+        self.end_message_with(transfer, size, reply, Origin::Protocol, io);
     }
 
-    /// The final reply of a message attempt, then a clean transaction.
+    /// The final reply of a message attempt (made by `origin`), then a clean transaction.
     fn end_message_with<S: MessageSink, G: Gate>(
         &mut self,
         transfer: Transfer,
         size: u64,
         reply: &'static [u8],
+        origin: Origin,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        io.out.push(reply);
+        io.out.push_from(reply, origin);
         io.sink
             .on_outcome(Some(&self.envelope.view(transfer)), size, reply);
         self.reset_transaction(io.sink);
@@ -825,22 +854,14 @@ impl Session {
         line: &[u8],
         io: &mut Io<'_, '_, S, G>,
     ) {
+        // The protocol's own checks come first: syntax here, then (below and in each
+        // command's handler) sequence, then limits. The gate is asked only about a command
+        // the protocol would carry out, so an injected fault never hides a sender's bug (a
+        // `503` stays a `503`).
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(error) => return self.on_command_error(config, error, io),
         };
-        match self.command_decision(&command, io) {
-            Decision::Proceed => {}
-            Decision::Refuse(reply) => return self.refuse_by_gate(&command, reply, io),
-            Decision::Hangup => return self.on_disconnect(io.sink),
-            Decision::Close(reply) => return self.close_with(reply, io),
-            Decision::Pause(then) => {
-                io.pause_here();
-                if let Some(reply) = then {
-                    return self.refuse_by_gate(&command, reply, io);
-                }
-            }
-        }
         // RFC 3207 §4: a server that requires TLS answers 530 to every command but NOOP,
         // EHLO, STARTTLS and QUIT until TLS is on. (BDAT keeps its own path: its octets must
         // be read, and without a transaction it is refused anyway.)
@@ -870,10 +891,18 @@ impl Session {
                 self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io)
             }
             Command::Helo { domain } | Command::Ehlo { domain } => {
+                let esmtp = matches!(command, Command::Ehlo { .. });
+                let checkpoint = if esmtp {
+                    Checkpoint::Ehlo
+                } else {
+                    Checkpoint::Helo
+                };
+                if !self.gate_passes(checkpoint, None, b"", io) {
+                    return;
+                }
                 // RFC 5321 §4.1.4: a HELO/EHLO mid-session resets the transaction like RSET.
                 self.reset_transaction(io.sink);
                 self.stage = Stage::Greeted;
-                let esmtp = matches!(command, Command::Ehlo { .. });
                 self.envelope.set_helo(domain, esmtp);
                 io.out.push(if esmtp && self.tls_active {
                     &config.banner.ehlo_tls
@@ -888,13 +917,24 @@ impl Session {
             Command::Data => self.on_data(config, io),
             Command::Bdat { size, last } => self.on_bdat(config, size, last, io),
             Command::Rset => {
-                self.reset_transaction(io.sink);
-                io.out.push(reply::OK);
+                if self.gate_passes(Checkpoint::Rset, None, b"", io) {
+                    self.reset_transaction(io.sink);
+                    io.out.push(reply::OK);
+                }
             }
-            Command::Noop => io.out.push(reply::OK),
+            Command::Noop => {
+                if self.gate_passes(Checkpoint::Noop, None, b"", io) {
+                    io.out.push(reply::OK);
+                }
+            }
+            // VRFY, HELP, STARTTLS and AUTH have no checkpoints: faults are for the mail flow.
             Command::Vrfy => io.out.push(reply::VRFY_CANNOT),
             Command::Help => io.out.push(reply::HELP),
-            Command::Quit => self.close_with(reply::BYE, io),
+            Command::Quit => {
+                if self.gate_passes(Checkpoint::Quit, None, b"", io) {
+                    self.close_with(reply::BYE, io);
+                }
+            }
             Command::StartTls => self.on_starttls(config, io),
             Command::Auth { mechanism, initial } => self.on_auth(config, mechanism, initial, io),
         }
@@ -911,53 +951,58 @@ impl Session {
         self.junk > config.max_junk_commands
     }
 
-    /// Asks the gate about a command about to be carried out.
+    /// Asks the gate about a command (at `checkpoint`) that the protocol would carry out, and
+    /// does what only the gate decides: a hang-up, a close with its `421`, the start of a
+    /// pause. `sender` is the sender the command gives (`MAIL`), `recipient` the recipient
+    /// (`RCPT`).
     #[inline]
-    fn command_decision<S: MessageSink, G: Gate>(
-        &self,
-        command: &Command<'_>,
+    fn ask_gate_about<S: MessageSink, G: Gate>(
+        &mut self,
+        checkpoint: Checkpoint,
+        sender: Option<&[u8]>,
+        recipient: &[u8],
         io: &mut Io<'_, '_, S, G>,
-    ) -> Decision {
-        let checkpoint = match command {
-            Command::Helo { .. } => Checkpoint::Helo,
-            Command::Ehlo { .. } => Checkpoint::Ehlo,
-            Command::Mail { .. } => Checkpoint::Mail,
-            Command::Rcpt { .. } => Checkpoint::Rcpt,
-            Command::Data => Checkpoint::Data,
-            Command::Bdat { .. } => Checkpoint::Bdat,
-            Command::Rset => Checkpoint::Rset,
-            Command::Noop => Checkpoint::Noop,
-            Command::Quit => Checkpoint::Quit,
-            // STARTTLS and AUTH have no fault checkpoints: faults are for the mail flow.
-            Command::Vrfy | Command::Help | Command::StartTls | Command::Auth { .. } => {
-                return Decision::Proceed
+    ) -> Gated {
+        match self.ask_gate(checkpoint, sender, recipient, io) {
+            Decision::Proceed => Gated::Proceed,
+            Decision::Refuse(reply) => Gated::Refuse(reply),
+            Decision::Hangup => {
+                self.on_disconnect(io.sink);
+                Gated::Ended
             }
-        };
-        match *command {
-            // MAIL's own sender is the one a gate means by "the sender".
-            Command::Mail { path, .. } => self.ask_gate(checkpoint, Some(path), b"", io),
-            Command::Rcpt { path } => self.ask_gate(checkpoint, None, path, io),
-            _ => self.ask_gate(checkpoint, None, b"", io),
+            Decision::Close(reply) => {
+                self.close_injected(reply, io);
+                Gated::Ended
+            }
+            Decision::Pause(then) => {
+                io.pause_here();
+                then.map_or(Gated::Proceed, Gated::Refuse)
+            }
         }
     }
 
-    /// Answers a command with the gate's reply instead of carrying it out. A refused `BDAT`
-    /// still has its octets read (RFC 3030 §2) and ends the transaction.
-    fn refuse_by_gate<S: MessageSink, G: Gate>(
+    /// [`Session::ask_gate_about`] for a command other than `BDAT`: true when it is to be
+    /// carried out; otherwise the gate's answer was given. A refusal leaves the state as it
+    /// was (RFC 5321 §4.1.4); a refused `RCPT` counts as a refused recipient for `DATA` (554,
+    /// not 503: RFC 2920 §3.1 wants a pipelining client told there was no valid recipient).
+    /// Injected refusals do not count toward the error cap: the client did nothing wrong.
+    fn gate_passes<S: MessageSink, G: Gate>(
         &mut self,
-        command: &Command<'_>,
-        reply: &'static [u8],
+        checkpoint: Checkpoint,
+        sender: Option<&[u8]>,
+        recipient: &[u8],
         io: &mut Io<'_, '_, S, G>,
-    ) {
-        match *command {
-            Command::Bdat { size, last } => self.refuse_chunk_by_gate(size, last, reply, io),
-            Command::Rcpt { .. } => {
-                // A refused recipient, as far as DATA is concerned (554, not 503: RFC 2920
-                // §3.1 wants a pipelining client told there was no valid recipient).
-                self.envelope.recipients_refused += 1;
-                io.out.push(reply);
+    ) -> bool {
+        match self.ask_gate_about(checkpoint, sender, recipient, io) {
+            Gated::Proceed => true,
+            Gated::Refuse(reply) => {
+                if checkpoint == Checkpoint::Rcpt {
+                    self.envelope.recipients_refused += 1;
+                }
+                io.out.push_from(reply, Origin::Fault);
+                false
             }
-            _ => io.out.push(reply),
+            Gated::Ended => false,
         }
     }
 
@@ -1040,6 +1085,9 @@ impl Session {
         if let Some(refusal) = refusal {
             return self.reply_error(config, refusal, io);
         }
+        if !self.gate_passes(Checkpoint::Mail, Some(path), b"", io) {
+            return;
+        }
         self.stage = Stage::MailGiven;
         self.envelope.set_sender(path, params);
         io.out.push(reply::MAIL_OK);
@@ -1069,6 +1117,9 @@ impl Session {
         if !path.is_ascii() && !self.envelope.params.smtputf8 {
             self.envelope.recipients_refused += 1;
             return self.reply_error(config, reply::RECIPIENT_NEEDS_SMTPUTF8, io);
+        }
+        if !self.gate_passes(Checkpoint::Rcpt, None, path, io) {
+            return;
         }
         self.envelope.add_recipient(path);
         io.out.push(reply::RCPT_OK);
@@ -1248,6 +1299,9 @@ impl Session {
                 io.sink.on_outcome(Some(&envelope), 0, refusal);
             }
             return self.reply_error(config, refusal, io);
+        }
+        if !self.gate_passes(Checkpoint::Data, None, b"", io) {
+            return;
         }
         self.start_message(Transfer::Data, io.sink);
         self.mode = Mode::Data(DataTransfer {

@@ -359,7 +359,7 @@ fn utf8_addresses() {
 fn bare_lf_policy() {
     let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nline\nwith bare LF\r\n.\r\nNOOP\r\n";
     let (out, sink, _) = run_split(&config(), input, &[]);
-    assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n550 5.5.2 Error: bare CR or LF in message data\r\n250 2.0.0 Ok\r\n"), "{out}");
+    assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n550 5.5.2 Error: bare CR or LF in message data (see --bare-lf keep)\r\n250 2.0.0 Ok\r\n"), "{out}");
     assert!(sink.messages.is_empty());
     let keep = SessionConfig {
         bare_lf: BareLfPolicy::Keep,
@@ -773,12 +773,12 @@ fn the_gate_is_asked_in_protocol_terms_and_its_refusals_are_replies() {
             q(Checkpoint::Ehlo, "", "", 0),
             q(Checkpoint::Mail, "a@b", "", 0),
             q(Checkpoint::Rcpt, "a@b", "x@y", 0),
-            q(Checkpoint::Data, "a@b", "", 0),
+            // The first DATA (no valid recipient) was the protocol's to refuse: not asked.
             q(Checkpoint::Rcpt, "a@b", "z@y", 0),
             q(Checkpoint::Data, "a@b", "", 1),
             q(Checkpoint::EndOfData, "a@b", "", 1),
         ],
-        "VRFY is not a checkpoint"
+        "VRFY is not a checkpoint, and a refused DATA is not asked about"
     );
 }
 
@@ -1002,7 +1002,7 @@ fn junk_commands_are_limited_and_an_accepted_message_resets_the_count() {
     let input = format!("EHLO c\r\n{}", refused.repeat(3));
     let (out, _, session) = run_split(&config, input.as_bytes(), &[]);
     assert_eq!(out.matches("550 5.5.2").count(), 3, "{out}");
-    assert!(out.ends_with("550 5.5.2 Error: bare CR or LF in message data\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
+    assert!(out.ends_with("550 5.5.2 Error: bare CR or LF in message data (see --bare-lf keep)\r\n421 4.7.0 Error: too many commands without mail, closing connection\r\n"), "{out}");
     assert!(session.is_closed());
     // BDAT 0 without LAST is answered but counts as junk, even inside a transaction.
     let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 0\r\nBDAT 0\r\nBDAT 0\r\n";
@@ -1042,4 +1042,323 @@ fn a_transaction_whose_recipients_were_all_refused_is_an_outcome() {
     assert_eq!(sink.outcomes[0].0, b"a@b");
     assert_eq!(sink.outcomes[1].0, b"e@f");
     assert_eq!(sink.outcomes[0].1, 0);
+}
+
+/// A gate that lets everything through until it is armed, then answers every question with
+/// its decision and records where it was asked.
+#[derive(Default)]
+struct ArmedGate {
+    /// The answer once armed (`None`: not armed, everything proceeds).
+    armed: Option<Decision>,
+    /// The checkpoints asked about while armed.
+    asked: Vec<Checkpoint>,
+}
+
+impl Gate for ArmedGate {
+    fn check(&mut self, checkpoint: Checkpoint, _context: &GateContext<'_>) -> Decision {
+        match self.armed {
+            Some(decision) => {
+                self.asked.push(checkpoint);
+                decision
+            }
+            None => Decision::Proceed,
+        }
+    }
+}
+
+/// Runs `setup` with the gate letting everything through, then arms it with `decision` and
+/// runs `probe`; returns the replies to the probe and the checkpoints asked during it.
+fn probe_armed(
+    config: &SessionConfig,
+    setup: &[u8],
+    probe: &[u8],
+    decision: Decision,
+) -> (String, Vec<Checkpoint>) {
+    let mut session = Session::new();
+    let mut sink = RecordingSink::default();
+    let mut tally = ReplyTally::default();
+    let mut gate = ArmedGate::default();
+    let mut out = Vec::new();
+    session.on_connect(
+        config,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut gate,
+    );
+    let progress = session.on_input(
+        config,
+        setup,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut gate,
+    );
+    assert_eq!(progress.consumed, setup.len(), "the setup runs whole");
+    gate.armed = Some(decision);
+    let mut out = Vec::new();
+    session.on_input(
+        config,
+        probe,
+        &mut Replies::new(&mut out, &mut tally),
+        &mut sink,
+        &mut gate,
+    );
+    (String::from_utf8(out).unwrap(), gate.asked)
+}
+
+/// Issue 16: a fault rule was asked before the protocol's own checks, so `RCPT` without
+/// `MAIL` got the injected reply instead of `503`, and a nested `MAIL` the injected `553`.
+/// The protocol's checks (syntax, then sequence, then limits) come first; the gate is asked
+/// only about a command (or a message) the protocol would accept, at every checkpoint, and
+/// whatever it would answer (refuse, close, hang up, pause).
+#[test]
+fn the_gate_is_asked_only_about_what_the_protocol_would_accept() {
+    let plain = config();
+    let junk = SessionConfig {
+        max_junk_commands: 1,
+        ..config()
+    };
+    let tls_required = SessionConfig {
+        security: SecurityPolicy {
+            starttls: true,
+            require_tls: true,
+            ..SecurityPolicy::default()
+        },
+        ..config()
+    };
+    let auth_required = SessionConfig {
+        security: SecurityPolicy {
+            auth: true,
+            auth_plaintext: true,
+            auth_required: true,
+            ..SecurityPolicy::default()
+        },
+        ..config()
+    };
+    let mail = "EHLO c\r\nMAIL FROM:<a@b>\r\n";
+    let rcpt = "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n";
+    let data = "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n";
+    let too_big = format!("{}\r\n.\r\n", "x".repeat(1001));
+    let over_limit = format!("BDAT 1001 LAST\r\n{}", "x".repeat(1001));
+    let need_mail = "503 5.5.1 Error: need MAIL command\r\n";
+    // (config, setup, probe, the protocol's reply to the probe)
+    let cases: Vec<(&SessionConfig, &str, &str, &str)> = vec![
+        // Syntax.
+        (
+            &plain,
+            "",
+            "EHLO\r\n",
+            "501 5.5.4 Syntax: HELO/EHLO domain\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\n",
+            "MAIL FROM:a@b\r\n",
+            "501 5.1.7 Error: bad sender address syntax\r\n",
+        ),
+        (
+            &plain,
+            mail,
+            "RCPT TO:<c@d\r\n",
+            "501 5.1.3 Error: bad recipient address syntax\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\n",
+            "RSET x\r\n",
+            "501 5.5.4 Syntax: command takes no argument\r\n",
+        ),
+        // Sequence.
+        (
+            &plain,
+            "",
+            "MAIL FROM:<a@b>\r\n",
+            "503 5.5.1 Error: send HELO/EHLO first\r\n",
+        ),
+        (
+            &plain,
+            mail,
+            "MAIL FROM:<e@f>\r\n",
+            "503 5.5.1 Error: nested MAIL command\r\n",
+        ),
+        (&plain, "EHLO c\r\n", "RCPT TO:<c@d>\r\n", need_mail),
+        (&plain, "EHLO c\r\n", "DATA\r\n", need_mail),
+        (
+            &plain,
+            mail,
+            "DATA\r\n",
+            "503 5.5.1 Error: need RCPT command\r\n",
+        ),
+        (&plain, "EHLO c\r\n", "BDAT 2 LAST\r\nhi", need_mail),
+        (
+            &plain,
+            "HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n",
+            "BDAT 2 LAST\r\nhi",
+            "503 5.5.1 Error: BDAT requires EHLO\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\nhi",
+            "DATA\r\n",
+            "503 5.5.1 Error: DATA not allowed after BDAT\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\nhi",
+            "RCPT TO:<e@f>\r\n",
+            "503 5.5.1 Error: command not allowed during BDAT\r\n",
+        ),
+        (
+            &plain,
+            "HELO c\r\n",
+            "MAIL FROM:<a@b> BODY=8BITMIME\r\n",
+            "555 5.5.4 Error: parameters not supported after HELO\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\n",
+            "DATA\r\n",
+            "503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n",
+        ),
+        (
+            &tls_required,
+            "EHLO c\r\n",
+            "MAIL FROM:<a@b>\r\n",
+            "530 5.7.0 Must issue a STARTTLS command first\r\n",
+        ),
+        (
+            &tls_required,
+            "",
+            "HELO c\r\n",
+            "530 5.7.0 Must issue a STARTTLS command first\r\n",
+        ),
+        (
+            &tls_required,
+            "EHLO c\r\n",
+            "RSET\r\n",
+            "530 5.7.0 Must issue a STARTTLS command first\r\n",
+        ),
+        (
+            &auth_required,
+            "EHLO c\r\n",
+            "MAIL FROM:<a@b>\r\n",
+            "530 5.7.0 Error: authentication required\r\n",
+        ),
+        // Limits.
+        (
+            &plain,
+            "EHLO c\r\n",
+            "MAIL FROM:<a@b> SIZE=1001\r\n",
+            "552 5.3.4 Error: message size exceeds fixed limit\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\n",
+            "MAIL FROM:<\u{e9}@b>\r\n",
+            "550 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n",
+        ),
+        (
+            &plain,
+            mail,
+            "RCPT TO:<\u{e9}@d>\r\n",
+            "553 5.6.7 Error: non-ASCII address requires SMTPUTF8\r\n",
+        ),
+        (
+            &plain,
+            "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@d>\r\nRCPT TO:<2@d>\r\nRCPT TO:<3@d>\r\n",
+            "RCPT TO:<4@d>\r\n",
+            "452 4.5.3 Error: too many recipients\r\n",
+        ),
+        (
+            &plain,
+            rcpt,
+            &over_limit,
+            "552 5.3.4 Error: message size exceeds fixed limit\r\n",
+        ),
+        (
+            &plain,
+            data,
+            &too_big,
+            "552 5.3.4 Error: message size exceeds fixed limit\r\n",
+        ),
+        (
+            &plain,
+            data,
+            "bare\nLF\r\n.\r\n",
+            std::str::from_utf8(reply::BARE_CR_LF_IN_DATA).unwrap(),
+        ),
+        (
+            &junk,
+            "EHLO c\r\n",
+            "NOOP\r\n",
+            "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+        ),
+        (
+            &junk,
+            "EHLO c\r\n",
+            "RSET\r\n",
+            "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+        ),
+        (
+            &junk,
+            "EHLO c\r\n",
+            "EHLO c\r\n",
+            "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+        ),
+        (
+            &junk,
+            "EHLO c\r\n",
+            "HELO c\r\n",
+            "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+        ),
+        (
+            &junk,
+            rcpt,
+            "BDAT 0\r\n",
+            "421 4.7.0 Error: too many commands without mail, closing connection\r\n",
+        ),
+    ];
+    let injected: &'static [u8] = b"550 5.7.1 Injected\r\n";
+    let decisions = [
+        Decision::Refuse(injected),
+        Decision::Close(reply::FAULT_CLOSING),
+        Decision::Hangup,
+        Decision::Pause(Some(injected)),
+    ];
+    for (config, setup, probe, expected) in &cases {
+        for decision in decisions {
+            let (out, asked) = probe_armed(config, setup.as_bytes(), probe.as_bytes(), decision);
+            assert_eq!(
+                (out.as_str(), asked.as_slice()),
+                (*expected, &[][..]),
+                "{setup:?} then {probe:?} with the gate answering {decision:?}"
+            );
+        }
+    }
+    // Where the protocol accepts, the armed gate is asked and its answer stands (at every
+    // checkpoint a command reaches), so the cases above are not passing by accident.
+    let accepted: Vec<(&str, &str, Checkpoint)> = vec![
+        ("", "HELO c\r\n", Checkpoint::Helo),
+        ("", "EHLO c\r\n", Checkpoint::Ehlo),
+        ("EHLO c\r\n", "MAIL FROM:<a@b>\r\n", Checkpoint::Mail),
+        (mail, "RCPT TO:<c@d>\r\n", Checkpoint::Rcpt),
+        (rcpt, "DATA\r\n", Checkpoint::Data),
+        (rcpt, "BDAT 2 LAST\r\nhi", Checkpoint::Bdat),
+        (data, "hi\r\n.\r\n", Checkpoint::EndOfData),
+        ("EHLO c\r\n", "RSET\r\n", Checkpoint::Rset),
+        ("EHLO c\r\n", "NOOP\r\n", Checkpoint::Noop),
+        ("EHLO c\r\n", "QUIT\r\n", Checkpoint::Quit),
+    ];
+    for (setup, probe, checkpoint) in accepted {
+        let (out, asked) = probe_armed(
+            &plain,
+            setup.as_bytes(),
+            probe.as_bytes(),
+            Decision::Refuse(injected),
+        );
+        assert_eq!(
+            (out.as_bytes(), asked.as_slice()),
+            (injected, &[checkpoint][..]),
+            "{setup:?} then {probe:?}"
+        );
+    }
 }

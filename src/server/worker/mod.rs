@@ -284,6 +284,8 @@ impl Worker {
     /// Makes this turn's counters visible to reporters (and reply counts to the metrics
     /// endpoint, when served).
     fn publish(&mut self) {
+        self.lent.stats.error_replies = self.lent.tally.errors();
+        self.lent.stats.errors = self.lent.stats.error_replies.total();
         self.links.stats.publish(&self.lent.stats);
         if let Some(replies) = &self.links.replies {
             self.lent
@@ -391,7 +393,7 @@ impl Worker {
             return;
         };
         self.timers.disarm(key);
-        self.lent.stats.errors += u64::from(conn.on_close(&mut self.lent.stats));
+        conn.on_close(&mut self.lent.stats);
         self.lent.stats.open_connections -= 1;
         self.links.open_connections.fetch_sub(1, Ordering::Relaxed);
         self.links.per_client.close(conn.client());

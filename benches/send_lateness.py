@@ -13,7 +13,8 @@ the figures: on a shared machine the tails measure the neighbours too.
 
 The baseline is an older smtp-loadgen: `--baseline BIN`, or `--baseline-commit REV` to build
 that revision (git worktree in a temporary directory, its own target directory, release).
-`--variant LABEL=BIN[,KEY=VALUE...]` adds any other binary, with environment variables.
+`--variant LABEL=BIN[,ITEM...]` adds any other binary, with extra flags (`--pace-spin=0`)
+or environment variables (`K=V`).
 
 Writes a markdown report (the exact command, machine, load, table) to stdout and into --out
 (below a marker line: text above it is kept, so the record's prose survives a re-run), and
@@ -48,8 +49,9 @@ def parse_args():
     p.add_argument("--baseline", metavar="BIN", help="an older smtp-loadgen binary (label 'before')")
     p.add_argument("--baseline-commit", metavar="REV",
                    help="build smtp-loadgen at this git revision and use it as 'before'")
-    p.add_argument("--variant", action="append", default=[], metavar="LABEL=BIN[,K=V...]",
-                   help="another binary to measure, with environment variables (repeatable)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=BIN[,ITEM...]",
+                   help="another binary to measure (repeatable); each ITEM is an extra "
+                        "smtp-loadgen flag (--pace-spin=0) or an environment variable (K=V)")
     p.add_argument("--server", default=os.path.join(ROOT, "target/release/fastsmtpd"),
                    help="the fastsmtpd binary to load (default: target/release/fastsmtpd)")
     p.add_argument("--rates", default="200,2000,20000", help="msgs/s, comma-separated")
@@ -57,6 +59,10 @@ def parse_args():
     p.add_argument("--duration", default="5s", help="measured time of each run (smtp-loadgen -d)")
     p.add_argument("--warmup", default="1s", help="warm-up of each run (smtp-loadgen --warmup)")
     p.add_argument("--connections", type=int, default=4, help="smtp-loadgen -c")
+    p.add_argument("--rt", action="store_true",
+                   help="run fastsmtpd and smtp-loadgen at SCHED_FIFO priority 1 (chrt; needs "
+                        "root): on a shared machine, the neighbours' ordinary tasks then do not "
+                        "delay their wake-ups, which is what an idle machine gives")
     p.add_argument("--pin", action="store_true",
                    help="pin fastsmtpd to CPU 0 (1 worker) and smtp-loadgen to CPU 1 with taskset")
     p.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/2026-12-06-send-lateness.md"),
@@ -92,10 +98,12 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def start_server(server, pin):
+def start_server(server, pin, rt):
     cmd = [server, "--listen", "127.0.0.1:0"]
     if pin:
         cmd = ["taskset", "-c", "0"] + cmd + ["--threads", "1"]
+    if rt:
+        cmd = ["chrt", "-f", "1"] + cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -111,13 +119,15 @@ def start_server(server, pin):
 
 def run_once(variant, target, rate, args):
     """One smtp-loadgen run; returns its figures."""
-    label, binary, env = variant
+    label, binary, env, extra = variant
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
     out.close()
     cmd = [binary, "--target", target, "-c", str(args.connections), "--rate", str(rate),
-           "-d", args.duration, "--warmup", args.warmup, "-q", "--json", out.name]
+           "-d", args.duration, "--warmup", args.warmup, "-q", "--json", out.name] + extra
     if args.pin:
         cmd = ["taskset", "-c", "1"] + cmd
+    if args.rt:
+        cmd = ["chrt", "-f", "1"] + cmd
     busy0, total0 = cpu_busy()
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -157,18 +167,20 @@ def main():
     args = parse_args()
     variants = []
     if args.baseline_commit:
-        variants.append(("before", build_baseline(args.baseline_commit), {}))
+        variants.append(("before", build_baseline(args.baseline_commit), {}, []))
     elif args.baseline:
-        variants.append(("before", args.baseline, {}))
+        variants.append(("before", args.baseline, {}, []))
     for spec in args.variant:
         label, _, rest = spec.partition("=")
-        binary, *pairs = rest.split(",")
-        variants.append((label, binary, dict(p.split("=", 1) for p in pairs)))
-    variants.append(("after", args.new, {}))
+        binary, *items = rest.split(",")
+        flags = [i for i in items if i.startswith("-")]
+        env = dict(i.split("=", 1) for i in items if not i.startswith("-"))
+        variants.append((label, binary, env, flags))
+    variants.append(("after", args.new, {}, []))
     rates = [int(r) for r in args.rates.split(",")]
 
     load_before = loadavg()
-    server, target = start_server(args.server, args.pin)
+    server, target = start_server(args.server, args.pin, args.rt)
     results = []
     try:
         for run in range(args.runs):
@@ -196,7 +208,7 @@ def main():
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rate in rates:
-        for label, _, _ in variants:
+        for label, *_ in variants:
             rows = [r for r in results if r["rate"] == rate and r["variant"] == label]
             lines.append(
                 f"| {rate} | {label} | {us(med(rows, 'lateness_p50_ms'))} | "
@@ -221,8 +233,10 @@ def main():
         "",
         f"Each cell: the median of {args.runs} runs of `smtp-loadgen -c {args.connections} "
         f"--rate R -d {args.duration} --warmup {args.warmup}` against one `fastsmtpd --listen "
-        f"127.0.0.1:0`{' (pinned: server CPU 0, generator CPU 1)' if args.pin else ''}. "
-        "Variants: " + ", ".join(f"{l} = `{b}`" + (f" with {e}" if e else "") for l, b, e in variants)
+        f"127.0.0.1:0`{' (pinned: server CPU 0, generator CPU 1)' if args.pin else ''}"
+        f"{', both at SCHED_FIFO priority 1 (chrt -f 1)' if args.rt else ''}. "
+        "Variants: " + ", ".join(f"{l} = `{b}`" + "".join(f" `{f}`" for f in x)
+                                 + (f" with {e}" if e else "") for l, b, e, x in variants)
         + ".",
         "",
         *lines,

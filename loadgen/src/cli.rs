@@ -317,10 +317,10 @@ pub struct RunArgs {
     /// A reply not received within this counts as a timeout error (a duration, e.g. 30s).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
     pub timeout: Duration,
-    /// For measuring the generator itself: how much of each wait for a deadline (an
-    /// open-loop send) is spun on the clock instead of slept (docs/benchmarks/
-    /// 2026-12-06-send-lateness.md).
-    #[arg(long, value_name = "D", value_parser = parse_duration, hide = true)]
+    /// Open loop: how much of each wait for a send is spun on the clock instead of slept on
+    /// the timer: less makes the generator's CPU cheaper and its sends later by the
+    /// machine's wake-up latency (0: no spin) [default: 50us].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub pace_spin: Option<Duration>,
     /// Sender pattern; the letter n in braces becomes the message number.
     #[arg(long, default_value = "loadgen{n}@example.org")]

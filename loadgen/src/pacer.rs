@@ -6,10 +6,11 @@
 //! that, not the server. So on Linux a `timerfd` (nanosecond resolution, no timer slack) is
 //! armed for the next due instant and registered with the poll under [`TIMER`]; the poll's
 //! own timeout (rounded up by mio) stays as the fallback and as the cap ([`MAX_WAIT`]: reply
-//! timeouts are checked after each poll). When the timer wakes the thread with the deadline
-//! less than [`SPIN`] away (it is armed that much early), the rest is waited by spinning
-//! on the clock: a wake-up from the timer interrupt costs tens of microseconds of
-//! scheduling, which a spin of a few microseconds does not.
+//! timeouts are checked after each poll). The timer is armed [`SPIN`] early (at most half
+//! the wait early) and, when it alone woke the thread, the rest is spun on the clock:
+//! polling without waiting, so replies are still read at once, and yielding, so a server
+//! thread ready on the same CPU still runs. A wake-up from the timer interrupt costs tens of
+//! microseconds of scheduling (more in a virtual machine), which the spin does not.
 //!
 //! What it does not do: decide what is due (the engine computes the next deadline), or
 //! handle any other event. Elsewhere than on Linux it falls back to the poll's timeout.
@@ -22,10 +23,12 @@ use std::time::{Duration, Instant};
 pub const TIMER: Token = Token(usize::MAX);
 /// The longest the engine waits in one poll, whatever is due.
 pub const MAX_WAIT: Duration = Duration::from_millis(100);
-/// How early the timer is armed before a deadline, the rest being spun: about the wake-up
-/// latency of an idle machine, so that a send is neither late by it nor costs more than a
-/// few microseconds of CPU per wait (measured in docs/benchmarks/2026-12-06-send-lateness.md).
-pub const SPIN: Duration = Duration::from_micros(20);
+/// How early the timer is armed before a deadline, the rest being spun (polling for events
+/// meanwhile): above the wake-up latency of a virtual machine's timer interrupt, so that a
+/// send is not late by it, at a cost of at most this much CPU per send where the thread
+/// would otherwise sleep (about 10% of a core at 2 000 msgs/s; measured in
+/// docs/benchmarks/2026-12-06-send-lateness.md; `--pace-spin` changes it).
+pub const SPIN: Duration = Duration::from_micros(50);
 
 /// How to wait for a deadline (the pure part of [`Pacer::wait`], tested without a clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +38,21 @@ pub struct Wait {
     pub timer: Option<Instant>,
     /// The poll's timeout (mio rounds it up to whole milliseconds).
     pub poll: Duration,
+    /// How much before the deadline the timer fires, to be spun.
+    pub spin: Duration,
 }
 
-/// How to wait at `now` for `deadline`, with the timer armed `spin` early.
+/// How to wait at `now` for `deadline`, with the timer armed `spin` early, or half the wait
+/// early if that is less: the thread never spins longer than it sleeps, so at rates where
+/// sends are closer together than twice the spin it does not spin all the time (and a
+/// thread at a real-time priority does not starve the server on its CPU).
 pub fn plan_wait(now: Instant, deadline: Instant, spin: Duration) -> Wait {
     let until = deadline.saturating_duration_since(now);
     if until.is_zero() {
         return Wait {
             timer: None,
             poll: Duration::ZERO,
+            spin: Duration::ZERO,
         };
     }
     if until > MAX_WAIT {
@@ -51,17 +60,15 @@ pub fn plan_wait(now: Instant, deadline: Instant, spin: Duration) -> Wait {
         return Wait {
             timer: None,
             poll: MAX_WAIT,
+            spin: Duration::ZERO,
         };
     }
-    // A timer for 0 ns would disarm it: fire at once instead (and spin the rest).
-    let fire = deadline
-        .checked_sub(spin)
-        .filter(|t| *t > now)
-        .unwrap_or(now + Duration::from_nanos(1));
+    let spin = spin.min(until / 2);
     Wait {
-        timer: Some(fire),
+        timer: Some(deadline - spin),
         // The fallback: later than the timer, since mio rounds up to whole milliseconds.
         poll: until,
+        spin,
     }
 }
 
@@ -73,8 +80,8 @@ pub struct Pacer {
     timer: Option<rustix::fd::OwnedFd>,
     /// The instant the timer is armed for (armed again only when the deadline changes).
     armed: Option<Instant>,
-    /// How early the timer fires before a deadline, the rest spun ([`SPIN`] unless the
-    /// hidden `--pace-spin` says otherwise, for measuring).
+    /// How early the timer fires before a deadline, the rest spun ([`SPIN`] unless
+    /// `--pace-spin` says otherwise).
     spin: Duration,
 }
 
@@ -99,8 +106,8 @@ impl Pacer {
         deadline: Instant,
     ) -> io::Result<()> {
         let now = Instant::now();
-        let spin = self.spin;
-        let mut wait = plan_wait(now, deadline, spin);
+        let mut wait = plan_wait(now, deadline, self.spin);
+        let spin = wait.spin;
         if let Some(at) = wait.timer {
             if self.armed != Some(at) {
                 if self.arm(at - now) {
@@ -110,15 +117,28 @@ impl Pacer {
                 }
             }
         }
-        match poll.poll(events, Some(wait.poll)) {
-            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
-            _ => {}
-        }
+        poll_once(poll, events, wait.poll)?;
         let timer_only = events.iter().all(|e| e.token() == TIMER);
         if wait.timer.is_some() && timer_only {
-            // Woken by the timer (or by nothing) just before the deadline: spin the rest.
-            while Instant::now() < deadline && deadline - Instant::now() <= spin {
-                std::hint::spin_loop();
+            // Woken by the timer (or by nothing) just before the deadline: spin the rest,
+            // polling without waiting, so a reply that comes meanwhile is read at once (a
+            // plain spin would hold it up to `spin` and add that to its latency).
+            if !events.is_empty() {
+                self.on_timer();
+                events.clear();
+            }
+            loop {
+                let now = Instant::now();
+                if now >= deadline || deadline - now > spin {
+                    break;
+                }
+                poll_once(poll, events, Duration::ZERO)?;
+                if !events.is_empty() {
+                    break;
+                }
+                // Let a thread that is ready on this CPU (the server's, on a small machine)
+                // run instead of the spin: a yield with nothing else to run returns at once.
+                std::thread::yield_now();
             }
         }
         Ok(())
@@ -141,6 +161,17 @@ impl Pacer {
         }
         let _ = after;
         false
+    }
+}
+
+/// One poll of at most `timeout`; an interrupted poll is an empty one.
+fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -201,34 +232,42 @@ mod tests {
     fn the_timer_is_armed_a_spin_early_and_only_when_it_comes_before_the_poll() {
         let now = Instant::now();
         let us = Duration::from_micros;
-        // 300 µs away: the timer fires 20 µs early; the poll's timeout is the fallback.
+        // 300 µs away: the timer fires 50 µs early; the poll's timeout is the fallback.
         assert_eq!(
-            plan_wait(now, now + us(300), us(20)),
+            plan_wait(now, now + us(300), us(50)),
             Wait {
-                timer: Some(now + us(280)),
-                poll: us(300)
+                timer: Some(now + us(250)),
+                poll: us(300),
+                spin: us(50),
             }
         );
         // Due, or past: no wait at all.
         let due = Wait {
             timer: None,
             poll: Duration::ZERO,
+            spin: Duration::ZERO,
         };
-        assert_eq!(plan_wait(now, now, us(20)), due);
-        assert_eq!(plan_wait(now + us(5), now, us(20)), due);
-        // Closer than the spin: fire at once, spin the rest.
+        assert_eq!(plan_wait(now, now, us(50)), due);
+        assert_eq!(plan_wait(now + us(5), now, us(50)), due);
+        // 60 µs away (20 000 msgs/s is one send every 50 µs): spin at most half the wait.
         assert_eq!(
-            plan_wait(now, now + us(10), us(20)).timer,
-            Some(now + Duration::from_nanos(1))
+            plan_wait(now, now + us(60), us(50)),
+            Wait {
+                timer: Some(now + us(30)),
+                poll: us(60),
+                spin: us(30),
+            }
         );
         // Past the longest wait: the poll's timeout comes back first, no timer.
         assert_eq!(
-            plan_wait(now, now + Duration::from_secs(5), us(20)),
+            plan_wait(now, now + Duration::from_secs(5), us(50)),
             Wait {
                 timer: None,
-                poll: MAX_WAIT
+                poll: MAX_WAIT,
+                spin: Duration::ZERO,
             }
         );
+        // No spin: the timer fires at the deadline.
         assert_eq!(
             plan_wait(now, now + MAX_WAIT, Duration::ZERO).timer,
             Some(now + MAX_WAIT)

@@ -56,7 +56,7 @@ pub struct Settings {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
-    /// How much of each wait for a deadline is spun (hidden `--pace-spin`).
+    /// How much of each wait for a deadline is spun (`--pace-spin`).
     pub pace_spin: Duration,
     /// Seed for message sizes.
     pub seed: u64,

@@ -12,7 +12,8 @@ rate, and the generator's CPU use (utime+stime over wall time, from wait4). The 
 the figures: on a shared machine the tails measure the neighbours too.
 
 The baseline is an older smtp-loadgen: `--baseline BIN`, or `--baseline-commit REV` to build
-that revision (git worktree in a temporary directory, its own target directory, release).
+that revision (git worktree in a temporary directory, its own target directory seeded with a
+copy of target/release so compiled dependencies are reused, release build).
 `--variant LABEL=BIN[,ITEM...]` adds any other binary, with extra flags (`--pace-spin=0`)
 or environment variables (`K=V`).
 
@@ -28,6 +29,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,10 +61,11 @@ def parse_args():
     p.add_argument("--duration", default="5s", help="measured time of each run (smtp-loadgen -d)")
     p.add_argument("--warmup", default="1s", help="warm-up of each run (smtp-loadgen --warmup)")
     p.add_argument("--connections", type=int, default=4, help="smtp-loadgen -c")
-    p.add_argument("--rt", action="store_true",
-                   help="run fastsmtpd and smtp-loadgen at SCHED_FIFO priority 1 (chrt; needs "
-                        "root): on a shared machine, the neighbours' ordinary tasks then do not "
-                        "delay their wake-ups, which is what an idle machine gives")
+    p.add_argument("--priority", choices=["normal", "rt", "both"], default="normal",
+                   help="normal: as started; rt: fastsmtpd and smtp-loadgen at SCHED_FIFO "
+                        "priority 1 (chrt, needs root): on a shared machine the neighbours' "
+                        "ordinary tasks then do not delay their wake-ups, which is what an idle "
+                        "machine gives; both: one table each (default: normal)")
     p.add_argument("--pin", action="store_true",
                    help="pin fastsmtpd to CPU 0 (1 worker) and smtp-loadgen to CPU 1 with taskset")
     p.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/2026-12-06-send-lateness.md"),
@@ -76,10 +79,18 @@ def build_baseline(rev):
     tree = os.path.join(base, "tree")
     subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, rev], check=True)
     try:
+        target = os.path.join(base, "target")
+        seed = os.path.join(ROOT, "target", "release")
+        if os.path.isdir(seed):
+            # A copy (never links: cargo rewrites files in place) of this checkout's release
+            # directory, so the dependencies compiled there are reused.
+            os.makedirs(target)
+            subprocess.run(["cp", "-a", seed, target], check=True)
         subprocess.run(["cargo", "build", "--release", "-p", "smtp-loadgen"], cwd=tree, check=True,
-                       env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(base, "target")))
+                       env=dict(os.environ, CARGO_TARGET_DIR=target))
         binary = os.path.join(base, "binary-smtp-loadgen")
-        os.replace(os.path.join(base, "target/release/smtp-loadgen"), binary)
+        os.replace(os.path.join(target, "release/smtp-loadgen"), binary)
+        shutil.rmtree(target)
         return binary
     finally:
         subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], check=False)
@@ -117,7 +128,7 @@ def start_server(server, pin, rt):
     sys.exit(f"fastsmtpd did not start: {line!r}")
 
 
-def run_once(variant, target, rate, args):
+def run_once(variant, target, rate, args, rt):
     """One smtp-loadgen run; returns its figures."""
     label, binary, env, extra = variant
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
@@ -126,7 +137,7 @@ def run_once(variant, target, rate, args):
            "-d", args.duration, "--warmup", args.warmup, "-q", "--json", out.name] + extra
     if args.pin:
         cmd = ["taskset", "-c", "1"] + cmd
-    if args.rt:
+    if rt:
         cmd = ["chrt", "-f", "1"] + cmd
     busy0, total0 = cpu_busy()
     start = time.monotonic()
@@ -163,41 +174,31 @@ def run_once(variant, target, rate, args):
     }
 
 
-def main():
-    args = parse_args()
-    variants = []
-    if args.baseline_commit:
-        variants.append(("before", build_baseline(args.baseline_commit), {}, []))
-    elif args.baseline:
-        variants.append(("before", args.baseline, {}, []))
-    for spec in args.variant:
-        label, _, rest = spec.partition("=")
-        binary, *items = rest.split(",")
-        flags = [i for i in items if i.startswith("-")]
-        env = dict(i.split("=", 1) for i in items if not i.startswith("-"))
-        variants.append((label, binary, env, flags))
-    variants.append(("after", args.new, {}, []))
-    rates = [int(r) for r in args.rates.split(",")]
-
+def measure(args, variants, rates, rt):
+    """Every run of every variant at every rate against one server; returns the results and
+    the load average before and after."""
     load_before = loadavg()
-    server, target = start_server(args.server, args.pin, args.rt)
+    server, target = start_server(args.server, args.pin, rt)
     results = []
     try:
         for run in range(args.runs):
             for rate in rates:
                 for variant in variants:
-                    r = run_once(variant, target, rate, args)
+                    r = run_once(variant, target, rate, args, rt)
                     r["run"] = run + 1
                     results.append(r)
-                    print(f"run {run + 1} {variant[0]:>8} {rate:>6}/s: lateness p50 "
-                          f"{r['lateness_p50_ms'] * 1000:.0f} us p99 {r['lateness_p99_ms'] * 1000:.0f} us, "
-                          f"cpu {r['cpu_percent']:.0f}%, machine busy {r['machine_busy_percent']:.0f}%",
-                          file=sys.stderr)
+                    print(f"{'rt' if rt else 'normal'} run {run + 1} {variant[0]:>8} {rate:>6}/s: "
+                          f"lateness p50 {r['lateness_p50_ms'] * 1000:.0f} us p99 "
+                          f"{r['lateness_p99_ms'] * 1000:.0f} us, cpu {r['cpu_percent']:.0f}%, "
+                          f"machine busy {r['machine_busy_percent']:.0f}%", file=sys.stderr)
     finally:
         server.terminate()
         server.wait()
-    load_after = loadavg()
+    return results, load_before, loadavg()
 
+
+def table(results, rates, variants):
+    """The markdown table of medians per (rate, variant)."""
     def med(rows, key):
         return statistics.median(r[key] for r in rows)
 
@@ -217,6 +218,36 @@ def main():
                 f"{us(med(rows, 'corrected_p50_ms'))} | {us(med(rows, 'corrected_p99_ms'))} | "
                 f"{med(rows, 'achieved'):.0f} | {med(rows, 'cpu_percent'):.1f} | "
                 f"{med(rows, 'machine_busy_percent'):.0f} |")
+    return lines
+
+
+def main():
+    args = parse_args()
+    variants = []
+    if args.baseline_commit:
+        variants.append(("before", build_baseline(args.baseline_commit), {}, []))
+    elif args.baseline:
+        variants.append(("before", args.baseline, {}, []))
+    for spec in args.variant:
+        label, _, rest = spec.partition("=")
+        binary, *items = rest.split(",")
+        flags = [i for i in items if i.startswith("-")]
+        env = dict(i.split("=", 1) for i in items if not i.startswith("-"))
+        variants.append((label, binary, env, flags))
+    variants.append(("after", args.new, {}, []))
+    rates = [int(r) for r in args.rates.split(",")]
+
+    sections = []
+    all_results = []
+    modes = ["normal", "rt"] if args.priority == "both" else [args.priority]
+    for mode in modes:
+        results, load_before, load_after = measure(args, variants, rates, mode == "rt")
+        all_results.extend(dict(r, priority=mode) for r in results)
+        title = ("At SCHED_FIFO priority 1 (`chrt -f 1`, server and generator): what an idle "
+                 "machine gives" if mode == "rt" else "At ordinary priority: the machine as it was")
+        sections += [f"### {title}", "",
+                     f"Load average {load_before} before, {load_after} after.", "",
+                     *table(results, rates, variants), ""]
     cpu_model = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -224,23 +255,29 @@ def main():
     except (OSError, StopIteration):
         pass
     command = " ".join(shlex.quote(a) for a in ["python3"] + sys.argv)
+
+    def described(binary):
+        if args.baseline_commit and binary == variants[0][1]:
+            return f"smtp-loadgen built from `{args.baseline_commit}`"
+        return f"`{os.path.relpath(binary, ROOT) if binary.startswith(ROOT) else binary}`"
+
     report = "\n".join([
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
-        f"{cpu_model}, {os.cpu_count()} CPUs, Linux {platform.release()}; load average "
-        f"{load_before} before, {load_after} after.",
+        f"{cpu_model}, {os.cpu_count()} CPUs, Linux {platform.release()}.",
         "",
         f"Command: `{command}`",
         "",
         f"Each cell: the median of {args.runs} runs of `smtp-loadgen -c {args.connections} "
         f"--rate R -d {args.duration} --warmup {args.warmup}` against one `fastsmtpd --listen "
-        f"127.0.0.1:0`{' (pinned: server CPU 0, generator CPU 1)' if args.pin else ''}"
-        f"{', both at SCHED_FIFO priority 1 (chrt -f 1)' if args.rt else ''}. "
-        "Variants: " + ", ".join(f"{l} = `{b}`" + "".join(f" `{f}`" for f in x)
+        f"127.0.0.1:0`{' (pinned: server CPU 0, generator CPU 1)' if args.pin else ''}, "
+        "runs interleaved (run 1 of every rate and variant, then run 2...). "
+        "Variants: " + ", ".join(f"{l} = {described(b)}" + "".join(f" `{f}`" for f in x)
                                  + (f" with {e}" if e else "") for l, b, e, x in variants)
-        + ".",
+        + ". Generator CPU: its utime+stime over its wall time (start, warm-up and drain "
+        "included); machine busy: all CPUs over the run, from /proc/stat (this run's server "
+        "and generator included).",
         "",
-        *lines,
-        "",
+        *sections,
     ])
     print(report)
     if args.out != "-":
@@ -255,7 +292,7 @@ def main():
         with open(args.out, "w") as f:
             f.write(head + MARKER + "\n\n" + report)
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(all_results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@
 //! TLS or AUTH failing, ...): a run against a server that never lets a session through ends
 //! and says why instead of retrying for ever.
 //!
+//! Connections asked for: each of the thread's connections is a slot in the run's
+//! [`SlotAccount`] (shared by the threads): the engine moves it to alive or down as sessions
+//! are set up, fail, take too long to set up, or close cleanly, and counts the connections
+//! that never got ready by reason (see `slots`).
+//!
+//! Time: the loop waits with its [`Pacer`], a timer of nanosecond resolution (the poll's own
+//! timeout is whole milliseconds), until the nearest deadline: the next open-loop send, a
+//! pending connect, the interval's end.
+//!
 //! Load models:
 //! * **closed loop** (no `--rate`): a connection starts its next message as soon as the client
 //!   allows (for pipelining: right behind the previous end-of-data dot).

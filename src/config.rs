@@ -119,6 +119,10 @@ pub struct Config {
     /// Where the TLS certificate comes from (`None`: no TLS). With a certificate, plaintext
     /// listeners offer STARTTLS (RFC 3207).
     pub tls: Option<crate::server::tls::TlsSource>,
+    /// Where to write the self-signed certificate (PEM) made at start, so a sender that
+    /// verifies can be told to trust it (`--tls-self-signed-out`; needs
+    /// [`TlsSource::SelfSigned`](crate::server::tls::TlsSource::SelfSigned)).
+    pub tls_self_signed_out: Option<std::path::PathBuf>,
     /// A TLS handshake must complete within this; then the connection is closed.
     pub tls_handshake_timeout: Duration,
     /// `MAIL` and `AUTH` on plaintext get `530 5.7.0 Must issue a STARTTLS command first`.
@@ -165,6 +169,7 @@ impl Default for Config {
             metrics: None,
             listen_tls: Vec::new(),
             tls: None,
+            tls_self_signed_out: None,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             require_tls: false,
             auth: None,
@@ -231,6 +236,20 @@ impl Config {
             MIN_TLS_HANDSHAKE_TIMEOUT,
             MAX_TLS_HANDSHAKE_TIMEOUT,
         )?;
+        if self.tls_self_signed_out.is_some()
+            && self.tls != Some(crate::server::tls::TlsSource::SelfSigned)
+        {
+            return Err(
+                "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)"
+                    .into(),
+            );
+        }
+        if self.log_sessions && self.stores.contains(&StoreSpec::JsonlStdout) {
+            return Err(
+                "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions"
+                    .into(),
+            );
+        }
         if !self.listen_tls.is_empty() && self.tls.is_none() {
             return Err(
                 "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"

@@ -20,8 +20,9 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 // A few libc calls with no safe std equivalent are the crate's only `unsafe`: `syncfs`,
-// `sync_file_range` and `malloc_trim` in `store`, `getrlimit`/`setrlimit` in
-// `server::descriptors`; each is allowed where it is, with its SAFETY note.
+// `sync_file_range`, `malloc_trim` and `fcntl` (a FIFO made blocking again) in `store`,
+// `getrlimit`/`setrlimit` in `server::descriptors`; each is allowed where it is, with its
+// SAFETY note.
 #![deny(unsafe_code)]
 
 pub mod auth;

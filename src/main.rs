@@ -50,6 +50,11 @@ struct Cli {
     /// senders that verify certificates refuse it).
     #[arg(long)]
     tls_self_signed: bool,
+    /// Write the certificate --tls-self-signed made to FILE (PEM, replaced atomically), so a
+    /// sender that verifies can trust it (e.g. `openssl s_client -CAfile FILE`, Python's
+    /// `cafile=`).
+    #[arg(long, value_name = "FILE", requires = "tls_self_signed")]
+    tls_self_signed_out: Option<std::path::PathBuf>,
     /// How long a TLS handshake (implicit, or after STARTTLS) may take; then the connection
     /// is closed. From 1s to 1h.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
@@ -123,9 +128,12 @@ struct Cli {
     /// Print a one-line summary this often (0: off; else from 100ms to 1d).
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = config::parse_duration)]
     stats_interval: Duration,
-    /// Keep accepted messages (repeatable): maildir:DIR, eml:DIR or jsonl:FILE. A 250 is sent
-    /// only once every store has the message on disk. A jsonl FILE renamed or deleted is
-    /// started anew at the path (SIGHUP does it at once). Default: discard.
+    /// Keep accepted messages (repeatable): maildir:DIR (LF line ends, X-Original-To per
+    /// recipient), eml:DIR (the bytes as received) or jsonl:FILE; missing directories are
+    /// created. A 250 is sent only once every store has the message on disk. A jsonl FILE
+    /// renamed or deleted is started anew at the path (SIGHUP does it at once). jsonl:- writes
+    /// to stdout (the server's own lines then go to stderr) and jsonl:FIFO to a pipe: not
+    /// durable (no fsync), a 250 means the line was written. Default: discard.
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
     /// Threads that write the stores (and group their fsyncs), 1 to 64.
@@ -200,6 +208,7 @@ fn main() -> ExitCode {
             (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
             _ => None,
         },
+        tls_self_signed_out: cli.tls_self_signed_out,
         tls_handshake_timeout: cli.tls_handshake_timeout,
         require_tls: cli.require_tls,
         auth: cli.auth,

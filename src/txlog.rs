@@ -226,6 +226,10 @@ impl<S: MessageSink> MessageSink for Logged<S> {
         self.inner.on_message_abort();
     }
 
+    fn queue_id(&self) -> Option<crate::proto::sink::QueueId> {
+        self.inner.queue_id()
+    }
+
     fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, size: u64, reply: &[u8]) {
         self.inner.on_outcome(envelope, size, reply);
         let Some(log) = &mut self.log else {

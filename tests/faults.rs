@@ -191,7 +191,7 @@ fn an_injected_bdat_refusal_still_reads_the_chunk() {
     // "QUIT\r\n" are chunk octets, not a command; RSET is the next command.
     client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n552 5.3.4 Chunk refused\r\n250 2.0.0 Ok\r\n");
     client.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 5 LAST\r\nhello");
-    client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n");
+    client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as [queue id]\r\n");
     assert_eq!(server.stop().messages, 1);
 }
 

@@ -230,7 +230,10 @@ fn client_bytes_cannot_forge_log_fields_or_headers() {
     client.roundtrip("MAIL FROM:<real@sender.example>\r\n", util::MAIL_OK);
     client.roundtrip("RCPT TO:<c@d.example>\r\n", util::RCPT_OK);
     client.roundtrip("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
-    client.roundtrip("Subject: x\r\n\r\nhi\r\n.\r\n", "250 2.0.0 Ok: queued\r\n");
+    client.roundtrip(
+        "Subject: x\r\n\r\nhi\r\n.\r\n",
+        "250 2.0.0 Ok: queued as [queue id]\r\n",
+    );
     let line = server.next_line(REPLY_WAIT);
     assert!(
         line.contains(" helo=\"evil.example from=<ceo@bank.example>\" from=<real@sender.example> "),

@@ -56,7 +56,7 @@ fn server_after_traffic(dir_name: &str, faults: &[&str]) -> TestServer {
     for _ in 0..3 {
         client.roundtrip(
             "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 5 LAST\r\nhello",
-            format!("{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: queued\r\n"),
+            format!("{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: queued as [queue id]\r\n"),
         );
     }
     client.roundtrip(
@@ -210,15 +210,17 @@ fn log_sessions_prints_one_line_per_message_attempt() {
     client.send("EHLO c.test\r\n");
     let mut ehlo = [0u8; 512];
     let _ = client.stream.read(&mut ehlo).unwrap();
+    let mut ids = Vec::new();
     for (to, reply) in [
-        ("x@y.example", "250 2.0.0 Ok: queued\r\n"),
+        ("x@y.example", "250 2.0.0 Ok: queued as [queue id]\r\n"),
         ("z@y.example", "451 4.3.0 Not now\r\n"),
     ] {
-        client.roundtrip(
+        ids.extend(client.roundtrip(
             format!("MAIL FROM:<a@b.example>\r\nRCPT TO:<{to}>\r\nBDAT 5 LAST\r\nhello"),
             format!("{MAIL_OK}{RCPT_OK}{reply}"),
-        );
+        ));
     }
+    assert_eq!(ids.len(), 1);
     client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
     let exited = child.wait(util::process::CHILD_LIMIT);
     assert!(exited.status.success(), "{}", exited.dump());
@@ -226,7 +228,8 @@ fn log_sessions_prints_one_line_per_message_attempt() {
     let records: Vec<&str> = rest.lines().filter(|l| l.contains(" client=")).collect();
     assert_eq!(records.len(), 2, "{rest}");
     assert!(
-        records[0].contains(" helo=c.test from=<a@b.example> to=<x@y.example> transfer=BDAT size=5 reply=\"250 2.0.0 Ok: queued\""),
+        // The id the client was given is in the log: the two can be joined.
+        records[0].contains(&format!(" helo=c.test from=<a@b.example> to=<x@y.example> transfer=BDAT size=5 reply=\"250 2.0.0 Ok: queued as {}\"", ids[0])),
         "{}",
         records[0]
     );

@@ -17,7 +17,8 @@ fn whole_session_in_one_write() {
         "{GREETING}{}{MAIL_OK}{RCPT_OK}{RCPT_OK}{GO_AHEAD}{QUEUED}{BYE}",
         ehlo_reply(fastsmtpd::config::DEFAULT_MAX_MESSAGE_SIZE)
     );
-    assert_eq!(String::from_utf8_lossy(&client.read_to_close()), want);
+    client.expect(want);
+    client.expect_closed();
     let stats = server.stop();
     assert_eq!(stats.messages, 1);
     assert_eq!(
@@ -32,7 +33,8 @@ fn helo_session_in_one_write() {
     let mut client = server.client();
     client.send("HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
     let want = format!("{HELO_OK}{MAIL_OK}{RCPT_OK}{GO_AHEAD}{QUEUED}{BYE}");
-    assert_eq!(String::from_utf8_lossy(&client.read_to_close()), want);
+    client.expect(want);
+    client.expect_closed();
     assert_eq!(server.stop().messages, 1);
 }
 

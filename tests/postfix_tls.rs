@@ -476,7 +476,7 @@ fn postfix_relays_over_starttls_with_sasl_auth_and_every_message_arrives_byte_ex
             id.as_ref().is_some_and(|id| {
                 log.lines().any(|line| {
                     line.contains(&format!(": {id}: to=<rcpt@example.org>, {relay},"))
-                        && line.contains(", status=sent (250 2.0.0 Ok: queued)")
+                        && line.contains(", status=sent (250 2.0.0 Ok: queued as ")
                 })
             })
         });
@@ -519,6 +519,17 @@ fn postfix_relays_over_starttls_with_sasl_auth_and_every_message_arrives_byte_ex
         // The bytes kept: Postfix's one Received: header (naming the queue id it logged),
         // then exactly what was injected; the JSON line's hash and size are of those bytes.
         let path = eml.join(format!("{}.eml", record["id"].as_str().unwrap()));
+        // Postfix logged our 250, which names the record's id: its log joins with the record.
+        let sent_line = format!(": {id}: to=<rcpt@example.org>, {relay}, delay=");
+        assert!(
+            log.lines().any(|line| line.contains(&sent_line)
+                && line.ends_with(&format!(
+                    "status=sent (250 2.0.0 Ok: queued as {})",
+                    record["id"].as_str().unwrap()
+                ))),
+            "Postfix's log does not name {} for {id}:\n{log}",
+            record["id"]
+        );
         let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(record["sha256"], sha256_hex(&kept).as_str(), "{record}");
         assert_eq!(record["size"], kept.len() as u64, "{record}");

@@ -91,7 +91,7 @@ fn an_end_of_data_pause_holds_the_reply_of_a_stored_message() {
     client.send(format!("{message}{message}NOOP\r\n"));
     let transaction = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n";
     client.expect(transaction);
-    client.expect("250 2.0.0 Ok: queued\r\n");
+    client.expect("250 2.0.0 Ok: queued as [queue id]\r\n");
     // Lower bounds only: the pauses cannot have been skipped.
     assert!(
         start.elapsed() >= Duration::from_millis(290),
@@ -99,7 +99,7 @@ fn an_end_of_data_pause_holds_the_reply_of_a_stored_message() {
         start.elapsed()
     );
     client.expect(transaction);
-    client.expect("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n");
+    client.expect("250 2.0.0 Ok: queued as [queue id]\r\n250 2.0.0 Ok\r\n");
     assert!(
         start.elapsed() >= Duration::from_millis(590),
         "{:?}",

@@ -16,7 +16,7 @@ fn one_message_then_quit() {
     client.roundtrip("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
     client.roundtrip(
         "Subject: hi\r\n\r\nbody\r\n.\r\n",
-        "250 2.0.0 Ok: queued\r\n",
+        "250 2.0.0 Ok: queued as [queue id]\r\n",
     );
     client.roundtrip("QUIT\r\n", "221 2.0.0 Bye\r\n");
     client.expect_closed();

@@ -49,7 +49,8 @@ fn message(n: usize) -> Vec<u8> {
     m
 }
 
-/// The Maildir files in `dir/new`, by their `X`-independent key: the Message-ID number.
+/// The Maildir files in `dir/new`, by their `X`-independent key: the Message-ID number; each
+/// is the content after the lines the delivery added (LF line ends, as Maildir readers want).
 fn maildir_messages(dir: &Path) -> BTreeMap<usize, Vec<u8>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir.join("new")).unwrap() {
@@ -60,7 +61,19 @@ fn maildir_messages(dir: &Path) -> BTreeMap<usize, Vec<u8>> {
     out
 }
 
-/// The content after the `Return-Path:` and `Received:` lines a delivery adds.
+/// `bytes` with every CR LF turned into LF: what a Maildir file holds of the content sent.
+fn lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The content after the `Return-Path:`, `X-Original-To:` and `Received:` lines a Maildir
+/// delivery adds (each ending in LF, never CR LF).
 fn strip_trace_headers(file: &[u8]) -> &[u8] {
     assert!(
         file.starts_with(b"Return-Path: <"),
@@ -68,14 +81,20 @@ fn strip_trace_headers(file: &[u8]) -> &[u8] {
         String::from_utf8_lossy(&file[..80.min(file.len())])
     );
     let mut rest = file;
-    // Return-Path line, then Received: with its continuation lines (starting with a tab).
+    // Return-Path line, then X-Original-To lines, then Received: with its continuation
+    // lines (starting with a tab).
     let mut first = true;
     loop {
-        let end = rest.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        let end = rest.iter().position(|&b| b == b'\n').unwrap() + 1;
         let line = &rest[..end];
-        if !(first || line.starts_with(b"Received:") || line.starts_with(b"\t")) {
+        let added = first
+            || line.starts_with(b"X-Original-To: ")
+            || line.starts_with(b"Received:")
+            || line.starts_with(b"\t");
+        if !added {
             return rest;
         }
+        assert!(!line.contains(&b'\r'), "a CR in {line:?}");
         first = false;
         rest = &rest[end..];
     }
@@ -182,20 +201,35 @@ fn maildir_eml_and_jsonl_keep_1000_smtplib_and_1000_bdat_messages_exactly() {
     ]));
     send_with_smtplib(server.addr, 0..1000, 4);
     let finals = send_with_bdat(server.addr, 1000..2000);
-    assert!(
-        finals.iter().all(|r| r == "250 2.0.0 Ok: queued\r\n"),
-        "{finals:?}"
-    );
+    // Each 250 names its message: the id joins the sender's log with every store.
+    let ids: Vec<String> = finals.iter().map(|reply| queued_as(reply)).collect();
     let stats = server.stop();
     assert_eq!(stats.messages, 2000);
 
-    // Maildir: every message, its body exactly as sent.
+    // Maildir: every message, its body as sent with LF line ends.
     let stored = maildir_messages(&maildir);
     assert_eq!(stored.len(), 2000);
     for (n, body) in &stored {
-        assert_eq!(body, &message(*n), "maildir message {n}");
+        assert_eq!(body, &lf(&message(*n)), "maildir message {n}");
     }
     assert_eq!(std::fs::read_dir(maildir.join("tmp")).unwrap().count(), 0);
+    let maildir_names: Vec<String> = std::fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let n = 1000 + i;
+        let eml_file = eml.join(format!("{id}.eml"));
+        assert_eq!(std::fs::read(&eml_file).unwrap(), message(n), "{id}");
+        let prefix = format!("{id}.mx.test,S=");
+        let named: Vec<&String> = maildir_names
+            .iter()
+            .filter(|name| name.starts_with(&prefix))
+            .collect();
+        assert_eq!(named.len(), 1, "{id}: {named:?}");
+        let file = std::fs::read(maildir.join("new").join(named[0])).unwrap();
+        assert_eq!(strip_trace_headers(&file), lf(&message(n)));
+    }
 
     // .eml: the bytes exactly, and a sidecar with the envelope.
     let mut eml_count = 0;
@@ -230,8 +264,16 @@ fn maildir_eml_and_jsonl_keep_1000_smtplib_and_1000_bdat_messages_exactly() {
             .parse()
             .unwrap();
         let sent = message(n);
+        // size and sha256 cover the content as received: the .eml file's bytes.
         assert_eq!(record["sha256"], sha256_hex(&sent), "message {n}");
-        assert_eq!(record["sha256"], sha256_hex(&stored[&n]));
+        let id = record["id"].as_str().unwrap();
+        assert_eq!(
+            record["sha256"],
+            sha256_hex(&std::fs::read(eml.join(format!("{id}.eml"))).unwrap())
+        );
+        if n >= 1000 {
+            assert_eq!(id, ids[n - 1000], "the 250 named the record's id");
+        }
         assert_eq!(record["size"], sent.len());
         assert_eq!(record["subject"], format!("message {n}"));
         assert_eq!(record["mail_from"], format!("sender{n}@example.org"));
@@ -250,7 +292,7 @@ fn the_maildir_file_carries_return_path_and_received() {
     let dir = scratch_dir("trace");
     let server = TestServer::start(config_with(vec![StoreSpec::Maildir(dir.clone())]));
     let finals = send_with_bdat(server.addr, 7..8);
-    assert_eq!(finals, ["250 2.0.0 Ok: queued\r\n"]);
+    let id = queued_as(&finals[0]);
     server.stop();
     let entry = std::fs::read_dir(dir.join("new"))
         .unwrap()
@@ -263,14 +305,22 @@ fn the_maildir_file_carries_return_path_and_received() {
         name.contains(&format!("P{}Q", std::process::id())),
         "{name}"
     );
+    assert!(name.starts_with(&format!("{id}.mx.test,")), "{name}");
     assert!(name.ends_with(&format!(",S={}", file.len())), "{name}");
     let text = String::from_utf8_lossy(&file);
-    assert!(text.starts_with("Return-Path: <sender7@example.org>\r\nReceived: from bdat.test (127.0.0.1)\r\n\tby mx.test (fastsmtpd) with ESMTP id "), "{text}");
-    assert!(
-        text.contains("\r\n\tfor <rcpt@example.net>;\r\n\t"),
-        "{text}"
-    );
-    assert_eq!(strip_trace_headers(&file), message(7));
+    assert!(text.starts_with(&format!("Return-Path: <sender7@example.org>\nX-Original-To: rcpt@example.net\nReceived: from bdat.test (127.0.0.1)\n\tby mx.test (fastsmtpd) with ESMTP id {id}\n\tfor <rcpt@example.net>;\n\t")), "{text}");
+    assert_eq!(strip_trace_headers(&file), lf(&message(7)));
+}
+
+/// The id in `250 2.0.0 Ok: queued as <id>\r\n` (the test fails on any other reply).
+#[track_caller]
+fn queued_as(reply: &str) -> String {
+    let id = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .and_then(|rest| rest.strip_suffix("\r\n"))
+        .unwrap_or_else(|| panic!("not a 250 with an id: {reply:?}"));
+    assert!(util::is_queue_id(id), "{reply:?}");
+    id.to_string()
 }
 
 #[test]
@@ -305,7 +355,7 @@ fn a_maildir_that_becomes_unwritable_answers_451_and_keeps_new_clean() {
             format!("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n{reply}"),
         );
     };
-    send(&mut client, "250 2.0.0 Ok: queued\r\n");
+    send(&mut client, util::QUEUED);
     // tmp/ disappears (tests run as root, so permissions would not stop a write).
     std::fs::remove_dir_all(dir.join("tmp")).unwrap();
     send(
@@ -331,7 +381,7 @@ fn a_client_that_half_closes_behind_its_message_still_gets_its_replies() {
     client.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
     client.send("Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n");
     client.stream.shutdown(std::net::Shutdown::Write).unwrap();
-    client.expect("250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n");
+    client.expect(format!("{}221 2.0.0 Bye\r\n", util::QUEUED));
     client.expect_closed();
     assert_eq!(server.stop().messages, 1);
     assert_eq!(std::fs::read_dir(dir.join("new")).unwrap().count(), 1);
@@ -426,13 +476,13 @@ fn kill_9_loses_no_message_that_got_250_and_leaves_nothing_partial_in_new() {
     for n in &acknowledged {
         assert_eq!(
             stored.get(n),
-            Some(&message(*n)),
+            Some(&lf(&message(*n))),
             "message {n} got 250 but is not complete in new/"
         );
     }
     // Whatever is in new/ is whole (messages whose 250 was lost in the kill may be there too).
     for (n, body) in &stored {
-        assert_eq!(body, &message(*n), "partial message {n} in new/");
+        assert_eq!(body, &lf(&message(*n)), "partial message {n} in new/");
     }
 }
 

@@ -69,7 +69,7 @@ while True:
     if not chunk:
         break
     data += chunk
-print(data.count(b"250 2.0.0 Ok: queued\r\n"), data.startswith(b"220 mx.test ESMTP"), data.endswith(b"221 2.0.0 Bye\r\n"))
+print(data.count(b"250 2.0.0 Ok: queued as "), data.startswith(b"220 mx.test ESMTP"), data.endswith(b"221 2.0.0 Bye\r\n"))
 "#,
     );
     assert_eq!(lines, ["200 True True"]);
@@ -156,4 +156,117 @@ s.quit()
     })
     .expect_err("a bad key is refused");
     assert!(error.to_string().contains("--tls-key"), "{error}");
+}
+
+/// openssl's command-line tool (for `s_client`).
+const OPENSSL: util::process::Tool = util::process::Tool {
+    program: "openssl",
+    probe: &["version"],
+    install: "apt-get install -y openssl",
+};
+
+/// `openssl s_client` to `addr` for the name `mx.test`, verifying the chain (`-CAfile`,
+/// when given) and the name, failing on any verification error; sends QUIT.
+fn s_client_verifying(
+    addr: SocketAddr,
+    ca_file: Option<&std::path::Path>,
+) -> util::process::Output {
+    let mut command = OPENSSL.command();
+    command.args([
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-servername",
+        "mx.test",
+        "-verify_hostname",
+        "mx.test",
+        "-verify_return_error",
+        "-brief",
+        "-crlf",
+    ]);
+    if let Some(ca_file) = ca_file {
+        command.arg("-CAfile").arg(ca_file);
+    }
+    run_bounded(command, Some(b"QUIT\n"), CHILD_LIMIT)
+}
+
+/// Issue 16: a sender that verifies certificates could not be told to trust
+/// `--tls-self-signed`'s certificate. `--tls-self-signed-out FILE` writes it (PEM); the start
+/// line says where, and which listener is implicit TLS; with it as the trust anchor,
+/// `openssl s_client -verify_return_error` and Python's default (verifying) context accept the
+/// server as `mx.test`; without it, verification fails (it is real).
+#[test]
+fn tls_self_signed_out_writes_a_certificate_a_verifying_sender_trusts() {
+    let dir = util::scratch_dir("self-signed-out");
+    let cert = dir.join("fastsmtpd.pem");
+    let (plain, tls) = (util::free_local_addr(), util::free_local_addr());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command.args(["--listen", &plain, "--listen-tls", &tls, "--threads", "1"]);
+    command.args([
+        "--hostname",
+        "mx.test",
+        "--tls-self-signed",
+        "--tls-self-signed-out",
+    ]);
+    command.arg(&cert);
+    let mut child = util::process::ChildGuard::spawn(command);
+    let line = child.next_line(REPLY_WAIT);
+    let want = format!(
+        "fastsmtpd listening on {plain} (STARTTLS), {tls} (implicit TLS) with 1 worker; \
+         TLS: self-signed for mx.test, certificate written to {}; AUTH: off; \
+         stores: none (messages are discarded)\n",
+        cert.display()
+    );
+    assert_eq!(line, want);
+    let tls: SocketAddr = tls.parse().unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"), "{pem}");
+
+    let verified = s_client_verifying(tls, Some(&cert));
+    verified.assert_success("openssl s_client -verify_return_error -CAfile");
+    assert!(
+        verified.stderr.contains("Verification: OK"),
+        "{}",
+        verified.dump()
+    );
+    let unverified = s_client_verifying(tls, None);
+    unverified.assert_failure("openssl s_client -verify_return_error without the CA file");
+
+    let lines = util::process::run_python(&format!(
+        r#"
+import smtplib, ssl, socket
+ctx = ssl.create_default_context(cafile={cert:?})
+raw = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+tls = ctx.wrap_socket(raw, server_hostname="mx.test")
+print(tls.getpeercert()["subjectAltName"])
+s = smtplib.SMTP(timeout=10)
+s.sock = tls
+s.file = None
+print(s.getreply()[0])
+print(s.ehlo("client.example")[0])
+print(s.sendmail("a@b.example", ["c@d.example"], "Subject: verified\r\n\r\nhi\r\n"))
+s.quit()
+"#,
+        cert = cert.to_str().unwrap(),
+        port = tls.port()
+    ));
+    assert_eq!(lines, ["(('DNS', 'mx.test'),)", "220", "250", "{}"]);
+    drop(child);
+
+    // Without --tls-self-signed there is no certificate to write: a clear error.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command.args([
+        "--listen",
+        &util::free_local_addr(),
+        "--tls-self-signed-out",
+    ]);
+    command.arg(dir.join("other.pem"));
+    let refused = run_bounded(command, None, CHILD_LIMIT);
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.dump());
+    assert!(
+        refused.stderr.contains("--tls-self-signed"),
+        "{}",
+        refused.dump()
+    );
+    assert!(!dir.join("other.pem").exists());
 }

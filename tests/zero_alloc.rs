@@ -10,7 +10,7 @@
 mod alloc_counter;
 mod util;
 
-use alloc_counter::{batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
+use alloc_counter::{batch, CountingAllocator, ReplyMatcher, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
@@ -19,18 +19,15 @@ use util::*;
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating.
+/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating
+/// (each message's id included: see [`ReplyMatcher`]).
 fn run_batch(stream: &mut std::net::TcpStream, requests: &[u8], replies: &[u8], buf: &mut [u8]) {
     stream.write_all(requests).unwrap();
-    let mut matched = 0;
-    while matched < replies.len() {
+    let mut matcher = ReplyMatcher::new(replies);
+    while !matcher.is_done() {
         let n = stream.read(buf).unwrap();
         assert!(n > 0, "server closed the connection");
-        assert!(
-            buf[..n] == replies[matched..matched + n],
-            "unexpected reply bytes"
-        );
-        matched += n;
+        assert!(matcher.feed(&buf[..n]), "unexpected reply bytes");
     }
 }
 

@@ -16,6 +16,7 @@
 //! ENHANCEDSTATUSCODES.
 
 use super::command::CommandError;
+use super::sink::QueueId;
 use std::io::Write as _;
 
 /// `MAIL` accepted.
@@ -26,7 +27,8 @@ pub const RCPT_OK: &[u8] = b"250 2.1.5 Ok\r\n";
 pub const OK: &[u8] = b"250 2.0.0 Ok\r\n";
 /// `DATA` accepted: send the content (RFC 5321 §4.1.1.4). 3xx carries no enhanced code.
 pub const DATA_GO_AHEAD: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
-/// The message is accepted (after `.` or `BDAT ... LAST`).
+/// The message is accepted (after `.` or `BDAT ... LAST`) by a sink that names no id; with
+/// one, see [`message_accepted`].
 pub const MESSAGE_ACCEPTED: &[u8] = b"250 2.0.0 Ok: queued\r\n";
 /// `VRFY`: we do not verify, but would accept (RFC 5321 §3.5.3).
 pub const VRFY_CANNOT: &[u8] = b"252 2.5.0 Cannot VRFY user, but will accept message\r\n";
@@ -175,6 +177,46 @@ pub fn command_error(error: CommandError) -> &'static [u8] {
 pub fn chunk_received_into(octets: u64, out: &mut Vec<u8>) {
     // Writing to a Vec cannot fail; formatting integers does not allocate.
     let _ = write!(out, "250 2.0.0 Ok: {octets} octets received\r\n");
+}
+
+/// The start of [`message_accepted`]'s reply when the sink named the message.
+const QUEUED_AS: &[u8] = b"250 2.0.0 Ok: queued as ";
+/// Room for the longest `250 2.0.0 Ok: queued as <id>` reply.
+const ACCEPTED_MAX: usize = QUEUED_AS.len() + QueueId::MAX_LEN + 2;
+
+/// The `250` for an accepted message, built on the stack (nothing allocated per message).
+#[derive(Clone, Copy, Debug)]
+pub struct Accepted {
+    /// Octets used in `bytes`.
+    len: usize,
+    /// The reply.
+    bytes: [u8; ACCEPTED_MAX],
+}
+
+impl Accepted {
+    /// The whole reply, `CR LF` included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// `250 2.0.0 Ok: queued as <id>` when the sink named the message (as Postfix says it, so a
+/// sender's log can be joined with the stored record), else [`MESSAGE_ACCEPTED`]. The id is
+/// printable ASCII by construction ([`QueueId::new`]).
+pub fn message_accepted(id: Option<QueueId>) -> Accepted {
+    let mut reply = Accepted {
+        len: 0,
+        bytes: [0; ACCEPTED_MAX],
+    };
+    let parts: [&[u8]; 3] = match &id {
+        Some(id) => [QUEUED_AS, id.as_bytes(), b"\r\n"],
+        None => [MESSAGE_ACCEPTED, b"", b""],
+    };
+    for part in parts {
+        reply.bytes[reply.len..reply.len + part.len()].copy_from_slice(part);
+        reply.len += part.len();
+    }
+    reply
 }
 
 /// Lowest reply code [`ReplyTally`] counts (RFC 5321 §4.2.1: codes run from 2yz to 5yz).
@@ -515,6 +557,7 @@ mod tests {
             OK,
             DATA_GO_AHEAD,
             MESSAGE_ACCEPTED,
+            message_accepted(QueueId::new(&[b'~'; QueueId::MAX_LEN])).as_bytes(),
             VRFY_CANNOT,
             HELP,
             BYE,
@@ -591,6 +634,18 @@ mod tests {
         let mut out = Vec::new();
         chunk_received_into(1234, &mut out);
         assert_eq!(out, b"250 2.0.0 Ok: 1234 octets received\r\n");
+    }
+
+    #[test]
+    fn an_accepted_message_names_its_queue_id_when_there_is_one() {
+        assert_eq!(message_accepted(None).as_bytes(), MESSAGE_ACCEPTED);
+        let id = QueueId::new(b"1764393906.M1P2Q3");
+        assert_eq!(
+            message_accepted(id).as_bytes(),
+            b"250 2.0.0 Ok: queued as 1764393906.M1P2Q3\r\n"
+        );
+        let longest = QueueId::new(&[b'z'; QueueId::MAX_LEN]);
+        assert_eq!(message_accepted(longest).as_bytes().len(), ACCEPTED_MAX);
     }
 
     #[test]

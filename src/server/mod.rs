@@ -102,6 +102,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         Some(source) => Some(tls::server_config(source, &config.hostname)?),
         None => None,
     };
+    if let (Some(path), Some(settings)) = (&config.tls_self_signed_out, &tls) {
+        tls::write_certificate_pem(&settings.certificates.leaf(), path)?;
+    }
     let auth = match &config.auth {
         Some(source) => Some(
             crate::auth::Authenticator::start(source.clone())
@@ -279,6 +282,12 @@ impl ServerHandle {
         }
     }
 
+    /// The stores that write to a stream (`jsonl:-`, a FIFO, a device), as given: they are
+    /// not durable (see [`crate::store::jsonl`]).
+    pub fn not_durable_stores(&self) -> &[String] {
+        self.store.as_ref().map_or(&[], |store| store.not_durable())
+    }
+
     /// Where the metrics endpoint listens, if `--metrics` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::local_addr)
@@ -343,8 +352,9 @@ enum Request {
     Report,
 }
 
-/// Runs the server until SIGINT or SIGTERM: prints the listening line, the periodic stats line
-/// if asked, and a summary at the end.
+/// Runs the server until SIGINT or SIGTERM: prints the listening line ([`start_line`]), the
+/// periodic stats line if asked, and a summary at the end, on standard output (on standard
+/// error with `--store jsonl:-`, whose records have standard output to themselves).
 ///
 /// Signals (taken by a signal thread and acted on here, never in an event loop, so no session
 /// notices them):
@@ -393,19 +403,28 @@ pub fn run(config: &Config) -> io::Result<Stats> {
                 let _ = requests_tx.send(request);
             }
         })?;
-    let addrs: Vec<String> = server
-        .local_addrs()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    println!(
-        "fastsmtpd listening on {} with {} worker{}",
-        addrs.join(", "),
-        config.threads,
-        if config.threads == 1 { "" } else { "s" }
-    );
+    // Standard output belongs to the records with `jsonl:-`: the server's lines go to stderr.
+    let console = if config
+        .stores
+        .contains(&crate::store::StoreSpec::JsonlStdout)
+    {
+        Console::Stderr
+    } else {
+        Console::Stdout
+    };
+    let say = |line: &str| console.say(line);
+    for store in server.not_durable_stores() {
+        eprintln!(
+            "fastsmtpd: {store} is not durable: it writes to a stream (standard output, a FIFO or a device) without fsync; a 250 means its line was written to the stream, not that it is on disk"
+        );
+    }
+    say(&start_line(
+        config,
+        server.local_addrs(),
+        server.not_durable_stores(),
+    ));
     if let Some(addr) = server.metrics_addr() {
-        println!("fastsmtpd: metrics on http://{addr}/metrics");
+        say(&format!("fastsmtpd: metrics on http://{addr}/metrics"));
     }
 
     let mut last = (started, Stats::default());
@@ -414,46 +433,47 @@ pub fn run(config: &Config) -> io::Result<Stats> {
     loop {
         match requests.recv_timeout(CHECK_EXIT) {
             Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                println!(
+                say(&format!(
                     "fastsmtpd: shutting down (grace {})",
                     crate::units::format_duration(config.shutdown_grace)
-                );
+                ));
                 break;
             }
             Ok(Request::Reopen) => {
                 match server.reopen() {
-                    Ok(reopened) => println!(
+                    Ok(reopened) => say(&format!(
                         "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
                         if reopened == 1 { "" } else { "s" }
-                    ),
+                    )),
                     Err(e) => eprintln!(
                         "fastsmtpd: SIGHUP: {e} (each batch tries again; until then its messages get 451)"
                     ),
                 }
                 for line in server.reload() {
                     match line {
-                        Ok(done) => println!("fastsmtpd: SIGHUP: {done}"),
+                        Ok(done) => say(&format!("fastsmtpd: SIGHUP: {done}")),
                         Err(failed) => eprintln!("fastsmtpd: SIGHUP: {failed}"),
                     }
                 }
             }
             Ok(Request::Report) => {
-                println!(
-                    "{}",
-                    stats_line(&server.stats(), &Stats::default(), started.elapsed())
-                );
+                say(&stats_line(
+                    &server.stats(),
+                    &Stats::default(),
+                    started.elapsed(),
+                ));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if server.is_shutting_down() {
-            println!("fastsmtpd: exit condition reached, shutting down");
+            say("fastsmtpd: exit condition reached, shutting down");
             break;
         }
         if let Some(interval) = config.stats_interval {
             let now = Instant::now();
             if now - last.0 >= interval {
                 let stats = server.stats();
-                println!("{}", stats_line(&stats, &last.1, now - last.0));
+                say(&stats_line(&stats, &last.1, now - last.0));
                 last = (now, stats);
             }
         }
@@ -461,9 +481,9 @@ pub fn run(config: &Config) -> io::Result<Stats> {
     let faults = server.faults.clone();
     let total = server.stop()?;
     for (rule, count) in faults.map_or_else(Vec::new, |f| f.fired()) {
-        println!("fastsmtpd: fault {rule:?} fired {count} times");
+        say(&format!("fastsmtpd: fault {rule:?} fired {count} times"));
     }
-    println!(
+    say(&format!(
         "fastsmtpd: done: messages={} bytes={} connections={} refused_connections={} {} timeouts={}",
         total.messages,
         total.bytes,
@@ -471,8 +491,103 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         total.refused_connections,
         errors_fields(&total.error_replies),
         total.timeouts
-    );
+    ));
     Ok(total)
+}
+
+/// Where the server's own lines go (the listening line, stats, SIGHUP results, the
+/// summary): standard output, or standard error while a store writes its records to
+/// standard output (`--store jsonl:-`), so that stream holds nothing but JSON lines.
+#[derive(Debug, Clone, Copy)]
+enum Console {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Console {
+    /// Prints `line` and a newline.
+    fn say(self, line: &str) {
+        match self {
+            Console::Stdout => println!("{line}"),
+            Console::Stderr => eprintln!("{line}"),
+        }
+    }
+}
+
+/// The line the server prints once it listens: every address (and which speaks implicit TLS,
+/// which offers STARTTLS), the workers, then what is on: TLS (and where a self-signed
+/// certificate was written), AUTH (its source, where it is offered, whether required), and
+/// the stores (those in `not_durable` marked so). It always starts with
+/// `fastsmtpd listening on `.
+pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String]) -> String {
+    let tls = config.tls.is_some();
+    let listeners: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(index, addr)| match (index < config.listen.len(), tls) {
+            (false, _) => format!("{addr} (implicit TLS)"),
+            (true, true) if config.require_tls => format!("{addr} (STARTTLS, required)"),
+            (true, true) => format!("{addr} (STARTTLS)"),
+            (true, false) => addr.to_string(),
+        })
+        .collect();
+    let tls_text = match (&config.tls, &config.tls_self_signed_out) {
+        (None, _) => "off".to_string(),
+        (Some(tls::TlsSource::Files { cert, .. }), _) => format!("{}", cert.display()),
+        (Some(tls::TlsSource::SelfSigned), None) => {
+            format!("self-signed for {}", config.hostname)
+        }
+        (Some(tls::TlsSource::SelfSigned), Some(out)) => format!(
+            "self-signed for {}, certificate written to {}",
+            config.hostname,
+            out.display()
+        ),
+    };
+    let auth_text = match &config.auth {
+        None => "off".to_string(),
+        Some(source) => {
+            let source = match source {
+                crate::auth::AuthSource::Any => "any".to_string(),
+                crate::auth::AuthSource::File(path) => format!("file:{}", path.display()),
+            };
+            let offered = match (config.auth_plaintext && !config.require_tls, tls) {
+                (false, _) => "inside TLS only",
+                (true, true) => "inside TLS and on plaintext",
+                (true, false) => "on plaintext",
+            };
+            let required = if config.auth_required {
+                ", required"
+            } else {
+                ""
+            };
+            format!("{source} (PLAIN LOGIN, {offered}{required})")
+        }
+    };
+    let stores_text = if config.stores.is_empty() {
+        "none (messages are discarded)".to_string()
+    } else {
+        let stores: Vec<String> = config
+            .stores
+            .iter()
+            .map(|spec| {
+                let spec = spec.to_string();
+                if not_durable.contains(&spec) {
+                    format!("{spec} (not durable)")
+                } else {
+                    spec
+                }
+            })
+            .collect();
+        stores.join(", ")
+    };
+    format!(
+        "fastsmtpd listening on {} with {} worker{}; TLS: {tls_text}; AUTH: {auth_text}; stores: {stores_text}",
+        listeners.join(", "),
+        config.threads,
+        if config.threads == 1 { "" } else { "s" },
+    )
 }
 
 /// The periodic one-line report.
@@ -501,4 +616,101 @@ fn errors_fields(errors: &crate::proto::reply::ErrorReplies) -> String {
         errors.protocol[1] + errors.fault[1],
         errors.fault[0] + errors.fault[1]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreSpec;
+
+    /// The start line says which listener speaks implicit TLS and which offers STARTTLS,
+    /// whether AUTH is on (its source, where, required), and which stores are active, the
+    /// ones that are not durable marked so.
+    #[test]
+    fn the_start_line_says_what_is_on() {
+        let plain: SocketAddr = "127.0.0.1:2525".parse().unwrap();
+        let implicit: SocketAddr = "127.0.0.1:4650".parse().unwrap();
+        let quiet = Config {
+            listen: vec![plain],
+            threads: 1,
+            ..Config::default()
+        };
+        assert_eq!(
+            start_line(&quiet, &[plain], &[]),
+            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: none (messages are discarded)"
+        );
+        let busy = Config {
+            listen: vec![plain],
+            listen_tls: vec![implicit],
+            threads: 2,
+            hostname: "mx.test".into(),
+            tls: Some(tls::TlsSource::SelfSigned),
+            tls_self_signed_out: Some("cert.pem".into()),
+            auth: Some(crate::auth::AuthSource::File("users".into())),
+            auth_required: true,
+            stores: vec![StoreSpec::Maildir("Maildir".into()), StoreSpec::JsonlStdout],
+            ..Config::default()
+        };
+        assert_eq!(
+            start_line(&busy, &[plain, implicit], &["jsonl:-".to_string()]),
+            "fastsmtpd listening on 127.0.0.1:2525 (STARTTLS), 127.0.0.1:4650 (implicit TLS) \
+             with 2 workers; TLS: self-signed for mx.test, certificate written to cert.pem; \
+             AUTH: file:users (PLAIN LOGIN, inside TLS only, required); \
+             stores: maildir:Maildir, jsonl:- (not durable)"
+        );
+        let files = Config {
+            tls: Some(tls::TlsSource::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            }),
+            require_tls: true,
+            auth: Some(crate::auth::AuthSource::Any),
+            auth_plaintext: true,
+            threads: 1,
+            ..Config::default()
+        };
+        assert_eq!(
+            start_line(&files, &[plain], &[]),
+            "fastsmtpd listening on 127.0.0.1:2525 (STARTTLS, required) with 1 worker; \
+             TLS: c.pem; AUTH: any (PLAIN LOGIN, inside TLS only); stores: none (messages are discarded)"
+        );
+    }
+
+    #[test]
+    fn jsonl_dash_is_standard_output_and_excludes_log_sessions() {
+        assert_eq!("jsonl:-".parse::<StoreSpec>(), Ok(StoreSpec::JsonlStdout));
+        assert_eq!(StoreSpec::JsonlStdout.to_string(), "jsonl:-");
+        assert_eq!(
+            "jsonl:./-".parse::<StoreSpec>(),
+            Ok(StoreSpec::Jsonl("./-".into()))
+        );
+        let both = Config {
+            stores: vec![StoreSpec::JsonlStdout],
+            log_sessions: true,
+            ..Config::default()
+        };
+        assert!(both.validate().unwrap_err().contains("--log-sessions"));
+        let out_without_self_signed = Config {
+            tls_self_signed_out: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(out_without_self_signed
+            .validate()
+            .unwrap_err()
+            .contains("needs --tls-self-signed"));
+    }
+
+    /// Two streams cannot both be kept: a line one has emitted cannot be taken back if the
+    /// other refuses the message.
+    #[test]
+    fn at_most_one_store_may_be_a_stream() {
+        let specs = [StoreSpec::JsonlStdout, StoreSpec::Jsonl("/dev/null".into())];
+        let error = StoreHub::start(&specs, 1, 16, crate::store::MIN_STORE_BUFFER, "h")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--store jsonl:-, --store jsonl:/dev/null: at most one store"),
+            "{error}"
+        );
+    }
 }

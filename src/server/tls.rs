@@ -162,6 +162,46 @@ fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
+/// Writes `certificate` to `path` as PEM (RFC 7468 §5: a `CERTIFICATE` block, base64 in
+/// lines of 64), so a sender that verifies can be given it as its trust anchor
+/// (`--tls-self-signed-out`). Atomic: written to a temporary name beside `path`, synced, then
+/// renamed over it, so a reader never sees half a file; the directory is synced after.
+pub fn write_certificate_pem(certificate: &CertificateDer<'_>, path: &Path) -> io::Result<()> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let shown = path.display();
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(format!("--tls-self-signed-out {shown}: not a file name")))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(certificate.as_ref());
+    let mut pem = String::with_capacity(encoded.len() + encoded.len() / 64 + 64);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(".tmp.{}", std::process::id()));
+    let temporary = dir.join(temporary_name);
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(pem.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        io::Error::new(e.kind(), format!("--tls-self-signed-out {shown}: {e}"))
+    })
+}
+
 /// The certificate chain in `path`, leaf first.
 fn read_chain(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let shown = path.display();
@@ -212,6 +252,30 @@ mod tests {
             error.contains("--tls-cert /nonexistent/cert.pem"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_self_signed_certificate_is_written_as_pem_that_reads_back() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-tls-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let settings = server_config(&TlsSource::SelfSigned, "mx.test").unwrap();
+        let path = dir.join("cert.pem");
+        std::fs::write(&path, "old contents").unwrap();
+        write_certificate_pem(&settings.certificates.leaf(), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"), "{text}");
+        assert!(text.lines().all(|line| line.len() <= 64));
+        let read = read_chain(&path).unwrap();
+        assert_eq!(read, [settings.certificates.leaf()]);
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left behind");
+        let missing = dir.join("no/such/dir/cert.pem");
+        let error = write_certificate_pem(&settings.certificates.leaf(), &missing).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--tls-self-signed-out "),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

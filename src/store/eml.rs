@@ -14,7 +14,6 @@
 
 use super::commit::{commit_staged, Staged};
 use super::record::MessageMeta;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -25,9 +24,9 @@ pub struct EmlDir {
 }
 
 impl EmlDir {
-    /// Opens (creating if needed) the directory.
+    /// Opens (creating if needed, with missing parents) the directory.
     pub fn open(dir: &Path) -> io::Result<EmlDir> {
-        fs::create_dir_all(dir)?;
+        super::create_dir_all_durably(dir)?;
         Ok(EmlDir {
             dir: dir.to_path_buf(),
         })

@@ -1,7 +1,8 @@
 //! Keeping mail: Maildir, `.eml` files and JSON lines, written durably on storage threads.
 //!
-//! What it does: [`StoreSink`] is the sink every connection uses. With no store configured it
-//! discards (and allocates nothing). With stores, it streams the message content (already
+//! What it does: [`StoreSink`] is the sink every connection uses. It names every message as
+//! it begins (`record::next_queue_id`: the id the `250` reply, the records and the file
+//! names carry), kept or not. With no store configured it discards (and allocates nothing). With stores, it streams the message content (already
 //! dot-unstuffed; BDAT octets as they came) to the storage threads in chunks of
 //! [`CHUNK_LEN`] bytes as it arrives, in buffers recycled through a pool; at the end it
 //! answers [`Verdict::Pending`]: the session holds the `250` until the storage thread
@@ -22,8 +23,10 @@
 //! messages taken at once): for Maildir and `.eml`, one `syncfs` for the batch's files (one
 //! `fdatasync` each while streams are being written, so a small message does not wait for
 //! other messages' unfinished data; see `sync_files`) and one directory `fsync` for their
-//! names; for JSON lines, one write and one `fdatasync`. With several threads, one batch
-//! syncs while the next gathers.
+//! names; for JSON lines, one write and one `fdatasync` (none for a stream: standard output,
+//! a FIFO, a device, which cannot be made durable and are committed after every other store,
+//! see `jsonl`). With several threads, one batch syncs while the next gathers. Maildir files
+//! get LF line ends, converted chunk by chunk as the content is written (`maildir`).
 //!
 //! The budget (`--store-buffer`, [`DEFAULT_STORE_BUFFER`]): chunks handed to the storage
 //! threads and not yet written count against one budget for the whole server. While it is
@@ -52,7 +55,7 @@ pub mod record;
 
 use crate::metrics::StoreLatency;
 use crate::proto::envelope::Envelope;
-use crate::proto::sink::{MessageSink, Verdict};
+use crate::proto::sink::{MessageSink, QueueId, Verdict};
 use commit::Staged;
 use mio::Waker;
 use record::{ContentDigest, MessageMeta};
@@ -67,7 +70,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Most messages one storage thread makes durable together, by default (`--store-batch`).
 pub const DEFAULT_MAX_BATCH: usize = 256;
@@ -92,6 +95,8 @@ pub enum StoreSpec {
     Eml(PathBuf),
     /// `jsonl:FILE`.
     Jsonl(PathBuf),
+    /// `jsonl:-`: standard output (a stream, not durable; a file named `-` is `jsonl:./-`).
+    JsonlStdout,
 }
 
 impl FromStr for StoreSpec {
@@ -103,6 +108,9 @@ impl FromStr for StoreSpec {
             .ok_or_else(|| format!("{text:?}: expected maildir:DIR, eml:DIR or jsonl:FILE"))?;
         if path.is_empty() {
             return Err(format!("{text:?}: the path is empty"));
+        }
+        if kind == "jsonl" && path == "-" {
+            return Ok(StoreSpec::JsonlStdout);
         }
         let path = PathBuf::from(path);
         match kind {
@@ -122,6 +130,7 @@ impl fmt::Display for StoreSpec {
             StoreSpec::Maildir(p) => write!(f, "maildir:{}", p.display()),
             StoreSpec::Eml(p) => write!(f, "eml:{}", p.display()),
             StoreSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            StoreSpec::JsonlStdout => f.write_str("jsonl:-"),
         }
     }
 }
@@ -140,6 +149,7 @@ impl Target {
             StoreSpec::Maildir(dir) => maildir::Maildir::open(dir, hostname).map(Target::Maildir),
             StoreSpec::Eml(dir) => eml::EmlDir::open(dir).map(Target::Eml),
             StoreSpec::Jsonl(file) => jsonl::JsonLines::open(file).map(Target::Jsonl),
+            StoreSpec::JsonlStdout => jsonl::JsonLines::stdout().map(Target::Jsonl),
         };
         opened.map_err(|e| io::Error::new(e.kind(), format!("--store {spec}: {e}")))
     }
@@ -153,15 +163,50 @@ impl Target {
     /// Maildir and `.eml` open each file by name as they write it. Whether there was one.
     fn reopen(&self) -> io::Result<bool> {
         match self {
-            Target::Jsonl(t) => t.reopen().map(|()| true),
+            Target::Jsonl(t) => t.reopen(),
             Target::Maildir(_) | Target::Eml(_) => Ok(false),
         }
+    }
+
+    /// Whether the store writes to a stream (standard output, a FIFO, a device): nothing it
+    /// wrote can be taken back or made durable.
+    fn is_stream(&self) -> bool {
+        matches!(self, Target::Jsonl(t) if t.is_stream())
     }
 }
 
 /// `fsync` a directory, making the entries created in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// The directory that holds `path` (`.` for a bare name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and every missing parent (as `mkdir -p` does), then syncs the parent of
+/// each directory it created, so their names survive a crash before anything in them is
+/// confirmed. Every store does this at start (`maildir:` and `eml:` for their directories,
+/// `jsonl:` for its file's), and only then: a directory removed while the server runs is a
+/// failure (`451 4.3.0`), not something to create again.
+pub(crate) fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
+    let mut created = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at {
+        if path.as_os_str().is_empty() || path.exists() {
+            break;
+        }
+        created.push(path);
+        at = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    created
+        .iter()
+        .try_for_each(|path| sync_dir(parent_dir(path)))
 }
 
 /// Makes the contents of `files` (all on one filesystem: a store's own directory) durable.
@@ -492,6 +537,8 @@ pub struct StoreHub {
     pub latency: Arc<StoreLatency>,
     /// The stores the threads write (kept here too for [`StoreHub::reopen`]).
     targets: Arc<Vec<Target>>,
+    /// The stores that write to a stream, as given (see [`StoreHub::not_durable`]).
+    not_durable: Vec<String>,
 }
 
 impl StoreHub {
@@ -508,12 +555,30 @@ impl StoreHub {
         if specs.is_empty() {
             return Ok(None);
         }
-        let targets: Arc<Vec<Target>> = Arc::new(
-            specs
-                .iter()
-                .map(|spec| Target::open(spec, hostname))
-                .collect::<io::Result<_>>()?,
-        );
+        let targets: Vec<Target> = specs
+            .iter()
+            .map(|spec| Target::open(spec, hostname))
+            .collect::<io::Result<_>>()?;
+        let streams: Vec<String> = specs
+            .iter()
+            .zip(&targets)
+            .filter(|(_, target)| target.is_stream())
+            .map(|(spec, _)| spec.to_string())
+            .collect();
+        if streams.len() > 1 {
+            // A stream cannot take a line back: had a second stream refused a message whose
+            // line the first had emitted, the client would be told 451 for a record it can
+            // see (and its retry would show it twice).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--store {}: at most one store may write to a stream (standard output, a FIFO or a device)",
+                    streams.join(", --store ")
+                ),
+            ));
+        }
+        let not_durable = streams;
+        let targets = Arc::new(targets);
         let threads = threads.max(1);
         let latency = Arc::new(StoreLatency::default());
         let shared = Arc::new(Shared {
@@ -556,7 +621,14 @@ impl StoreHub {
             threads: Mutex::new(handles),
             latency,
             targets,
+            not_durable,
         })))
+    }
+
+    /// The stores that write to a stream (`jsonl:-`, a FIFO, a device), as given: not
+    /// durable (a `250` means the line was written to the stream), for the start line.
+    pub fn not_durable(&self) -> &[String] {
+        &self.not_durable
     }
 
     /// Opens every JSON-lines file again (log rotation: SIGHUP), creating it if missing;
@@ -610,6 +682,8 @@ struct Writing {
     parts: Vec<Part>,
     /// Size, hash and header fields for the records, when a store writes one.
     digest: Option<ContentDigest>,
+    /// CR LF to LF for the Maildir files, when a Maildir store is configured.
+    lf: Option<maildir::LfConverter>,
     /// A write failed: everything was removed, the message will be refused.
     failed: bool,
 }
@@ -636,10 +710,15 @@ impl Writing {
             .iter()
             .any(Target::needs_record)
             .then(ContentDigest::new);
+        let lf = targets
+            .iter()
+            .any(|t| matches!(t, Target::Maildir(_)))
+            .then(maildir::LfConverter::default);
         let mut writing = Writing {
             meta,
             parts: Vec::with_capacity(targets.len()),
             digest,
+            lf,
             failed: false,
         };
         for target in targets {
@@ -662,17 +741,31 @@ impl Writing {
         writing
     }
 
-    /// Appends the next piece of content to every file (and the digest).
-    fn write(&mut self, targets: &[Target], piece: &[u8]) {
+    /// Appends the next piece of content to every file (and the digest): as it came to the
+    /// `.eml` files, with LF line ends to the Maildir files (converted once into `scratch`,
+    /// the storage thread's buffer).
+    fn write(&mut self, targets: &[Target], piece: &[u8], scratch: &mut Vec<u8>) {
         if self.failed || piece.is_empty() {
             return;
         }
         if let Some(digest) = &mut self.digest {
             digest.update(piece);
         }
+        if let Some(lf) = &mut self.lf {
+            lf.convert(piece, scratch);
+        }
+        self.append(targets, piece, scratch);
+    }
+
+    /// Appends `piece` to the `.eml` files and `lf_piece` to the Maildir files.
+    fn append(&mut self, targets: &[Target], piece: &[u8], lf_piece: &[u8]) {
         for (target, part) in targets.iter().zip(&mut self.parts) {
             let Part::File(file) = part else { continue };
-            if let Err(e) = file.append(piece) {
+            let bytes = match target {
+                Target::Maildir(_) => lf_piece,
+                Target::Eml(_) | Target::Jsonl(_) => piece,
+            };
+            if let Err(e) = file.append(bytes) {
                 match target {
                     Target::Maildir(t) => t.report(&e),
                     Target::Eml(t) => t.report(&e),
@@ -704,6 +797,11 @@ impl Writing {
             record: None,
             ok: false,
         };
+        if let Some(held) = self.lf.as_mut().map(maildir::LfConverter::finish) {
+            if !held.is_empty() && !self.failed {
+                self.append(targets, b"", held); // a CR that ended the content
+            }
+        }
         if self.failed {
             return finished;
         }
@@ -787,6 +885,8 @@ impl StorageThread {
         let mut ops: Vec<StreamOp> = Vec::with_capacity(STREAM_OPS_PER_TURN);
         let mut streams: HashMap<u64, Writing> = HashMap::new();
         let mut finished: Vec<Finished> = Vec::with_capacity(self.max_batch);
+        // Content converted for the Maildir files (LF line ends), one chunk at a time.
+        let mut scratch: Vec<u8> = Vec::new();
         // Stream chunks were handled since memory was last given back.
         let mut streamed = false;
         loop {
@@ -829,12 +929,12 @@ impl StorageThread {
             }
             for whole in wholes.drain(..) {
                 let mut writing = Writing::begin(targets, whole.meta);
-                writing.write(targets, &whole.body);
+                writing.write(targets, &whole.body, &mut scratch);
                 self.shared.give_back(whole.body);
                 finished.push(writing.finish(targets, whole.notify, whole.submitted));
             }
             for op in ops.drain(..) {
-                self.on_op(op, &mut streams, &mut finished);
+                self.on_op(op, &mut streams, &mut finished, &mut scratch);
             }
             if !finished.is_empty() {
                 self.commit(&mut finished);
@@ -848,6 +948,7 @@ impl StorageThread {
         op: StreamOp,
         streams: &mut HashMap<u64, Writing>,
         finished: &mut Vec<Finished>,
+        scratch: &mut Vec<u8>,
     ) {
         let targets: &[Target] = &self.targets;
         match op {
@@ -857,7 +958,7 @@ impl StorageThread {
             }
             StreamOp::Data { stream, chunk } => {
                 if let Some(writing) = streams.get_mut(&stream) {
-                    writing.write(targets, &chunk);
+                    writing.write(targets, &chunk, scratch);
                 }
                 self.shared.give_back(chunk);
             }
@@ -870,7 +971,7 @@ impl StorageThread {
                 let writing = streams.remove(&stream);
                 match writing {
                     Some(mut writing) => {
-                        writing.write(targets, &chunk);
+                        writing.write(targets, &chunk, scratch);
                         finished.push(writing.finish(targets, notify, submitted));
                         self.shared.open_streams.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -889,14 +990,17 @@ impl StorageThread {
         }
     }
 
-    /// Makes `finished` durable in every store, in the stores' order, then reports each
-    /// outcome. A message refused by one store is not committed to the later ones (its
-    /// files there are removed).
+    /// Makes `finished` durable in every store, in the stores' order but a stream's last,
+    /// then reports each outcome. A message refused by one store is not committed to the
+    /// later ones (its files there are removed): so a stream, which cannot take a line back,
+    /// only sees messages every other store has kept.
     fn commit(&self, finished: &mut Vec<Finished>) {
         let mut ok: Vec<bool> = finished.iter().map(|f| f.ok).collect();
         // `syncfs` would also wait for the data of streams still being written.
         let whole_fs = self.shared.open_streams.load(Ordering::SeqCst) == 0;
-        for (index, target) in self.targets.iter().enumerate() {
+        let in_order = self.targets.iter().enumerate();
+        let (streams, stores): (Vec<_>, Vec<_>) = in_order.partition(|(_, t)| t.is_stream());
+        for (index, target) in stores.into_iter().chain(streams) {
             match target {
                 Target::Maildir(_) | Target::Eml(_) => {
                     let mut staged = Vec::with_capacity(finished.len());
@@ -919,10 +1023,14 @@ impl StorageThread {
                 }
                 Target::Jsonl(t) => {
                     let mut lines = Vec::with_capacity(finished.len() * 400);
-                    for (message, _) in finished.iter().zip(&ok).filter(|(_, ok)| **ok) {
-                        lines.extend_from_slice(message.record.as_deref().unwrap_or_default());
+                    let mut members = Vec::with_capacity(finished.len());
+                    for (i, message) in finished.iter().enumerate() {
+                        if ok[i] {
+                            lines.extend_from_slice(message.record.as_deref().unwrap_or_default());
+                            members.push((i, lines.len()));
+                        }
                     }
-                    t.commit(&lines, &mut ok);
+                    t.commit(&lines, &members, &mut ok);
                 }
             }
         }
@@ -947,6 +1055,9 @@ impl StorageThread {
 pub struct StoreSink {
     /// `None` to discard.
     storing: Option<Box<Storing>>,
+    /// The id of the message begun last (every message gets one, discarded or kept: the
+    /// `250` names it, and `--log-sessions` shows that reply).
+    id: Option<QueueId>,
 }
 
 /// What a storing connection keeps.
@@ -971,7 +1082,10 @@ struct Storing {
 impl StoreSink {
     /// A sink that keeps nothing.
     pub fn discard() -> StoreSink {
-        StoreSink { storing: None }
+        StoreSink {
+            storing: None,
+            id: None,
+        }
     }
 
     /// A sink that stores through `hub`, reporting to `notify`.
@@ -986,6 +1100,7 @@ impl StoreSink {
                 stream: None,
                 waiting_for_budget: Cell::new(false),
             })),
+            id: None,
         }
     }
 
@@ -1063,9 +1178,12 @@ impl Storing {
 
 impl MessageSink for StoreSink {
     fn on_message_start(&mut self, envelope: &Envelope<'_>) {
+        let received_at = SystemTime::now();
+        let id = record::next_queue_id(received_at);
+        self.id = Some(id);
         if let Some(storing) = &mut self.storing {
             storing.abandon(); // nothing, unless a message was left without an end
-            storing.meta = Some(MessageMeta::new(envelope, storing.client));
+            storing.meta = Some(MessageMeta::new(envelope, storing.client, id, received_at));
         }
     }
 
@@ -1097,10 +1215,13 @@ impl MessageSink for StoreSink {
         let queued = match storing.stream.take() {
             // The whole message fits in one chunk: it goes whole, on the queue served first.
             None => {
-                let meta = storing
-                    .meta
-                    .take()
-                    .unwrap_or_else(|| MessageMeta::new(envelope, storing.client));
+                let meta = storing.meta.take().unwrap_or_else(|| {
+                    // Cannot happen (every message starts first); named anew all the same.
+                    let now = SystemTime::now();
+                    let id = record::next_queue_id(now);
+                    self.id = Some(id);
+                    MessageMeta::new(envelope, storing.client, id, now)
+                });
                 storing.shared.push_whole(Whole {
                     meta,
                     body: chunk,
@@ -1131,6 +1252,10 @@ impl MessageSink for StoreSink {
         if let Some(storing) = &mut self.storing {
             storing.abandon();
         }
+    }
+
+    fn queue_id(&self) -> Option<QueueId> {
+        self.id
     }
 }
 

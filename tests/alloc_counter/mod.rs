@@ -206,8 +206,61 @@ pub const BATCH: usize = 50;
 pub const WARMUP_BATCHES: usize = 10;
 pub const MEASURED_BATCHES: usize = 40;
 
+/// Where the expected replies of [`batch`] hold a message id (the `250` after each message
+/// names one: `queued as <id>`); see [`ReplyMatcher`].
+pub const ID_MARK: u8 = b'*';
+
+/// Compares reply bytes as they arrive against the expected replies, in which each
+/// [`ID_MARK`] stands for one message id (one or more of `0-9 A-Z a-z .`); allocates nothing.
+pub struct ReplyMatcher<'a> {
+    /// The expected replies.
+    expected: &'a [u8],
+    /// How far they have been matched.
+    at: usize,
+    /// Characters of the id being matched at `at` (an [`ID_MARK`]).
+    id_len: usize,
+}
+
+impl<'a> ReplyMatcher<'a> {
+    /// A matcher at the start of `expected`.
+    pub fn new(expected: &'a [u8]) -> ReplyMatcher<'a> {
+        ReplyMatcher {
+            expected,
+            at: 0,
+            id_len: 0,
+        }
+    }
+
+    /// Takes the next bytes received; `false` as soon as they cannot match.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if self.expected.get(self.at) == Some(&ID_MARK) {
+                if b.is_ascii_alphanumeric() || b == b'.' {
+                    self.id_len += 1;
+                    continue;
+                }
+                if self.id_len == 0 {
+                    return false;
+                }
+                self.at += 1;
+                self.id_len = 0;
+            }
+            if self.expected.get(self.at) != Some(&b) {
+                return false;
+            }
+            self.at += 1;
+        }
+        true
+    }
+
+    /// Whether all of the expected replies arrived.
+    pub fn is_done(&self) -> bool {
+        self.at == self.expected.len()
+    }
+}
+
 /// One batch: BATCH DATA transactions and BATCH BDAT transactions, pipelined, and the exact
-/// replies expected.
+/// replies expected (each message's id as an [`ID_MARK`]).
 pub fn batch() -> (Vec<u8>, Vec<u8>) {
     let body_line = "x".repeat(70) + "\r\n";
     let body = body_line.repeat(14) + ".dot-stuffed line\r\n";
@@ -219,12 +272,12 @@ pub fn batch() -> (Vec<u8>, Vec<u8>) {
             format!("MAIL FROM:<sender{i}@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n{stuffed}.\r\n").as_bytes(),
         );
         replies.extend_from_slice(
-            b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n",
+            b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as *\r\n",
         );
         requests.extend_from_slice(
             format!("MAIL FROM:<sender{i}@example.org> BODY=BINARYMIME\r\nRCPT TO:<rcpt@example.net>\r\nBDAT {} LAST\r\n{body}", body.len()).as_bytes(),
         );
-        replies.extend_from_slice(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n");
+        replies.extend_from_slice(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as *\r\n");
     }
     (requests, replies)
 }

@@ -159,12 +159,23 @@ impl Client {
         self.stream.write_all(bytes.as_ref()).expect("send");
     }
 
-    /// Reads until exactly `want` has arrived (or fails if anything else arrives).
+    /// Reads until exactly `want` has arrived (or fails if anything else arrives). Each
+    /// [`QUEUE_ID`] in `want` stands for one message id as the server makes them
+    /// (`<seconds>.M<micros>P<pid>Q<sequence>`, see [`is_queue_id`]); the ids found there are
+    /// returned in order.
     #[track_caller]
-    pub fn expect(&mut self, want: impl AsRef<[u8]>) {
+    pub fn expect(&mut self, want: impl AsRef<[u8]>) -> Vec<String> {
         let want = want.as_ref();
         let mut buf = [0u8; 65536];
-        while self.pending.len() < want.len() {
+        loop {
+            match match_with_ids(&self.pending, want) {
+                Match::Done { consumed, ids } => {
+                    self.pending.drain(..consumed);
+                    return ids;
+                }
+                Match::Mismatch => break,
+                Match::NeedMore => {}
+            }
             match self.stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
@@ -175,14 +186,10 @@ impl Client {
                 ),
             }
         }
-        let got: Vec<u8> = self
-            .pending
-            .drain(..want.len().min(self.pending.len()))
-            .collect();
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(want),
-            "reply mismatch"
+        panic!(
+            "reply mismatch\n  got: {:?}\n want: {:?}",
+            String::from_utf8_lossy(&self.pending),
+            String::from_utf8_lossy(want)
         );
     }
 
@@ -214,11 +221,12 @@ impl Client {
         }
     }
 
-    /// Sends `command` and expects `reply`.
+    /// Sends `command` and expects `reply` (see [`Client::expect`]); returns the message
+    /// ids the reply named.
     #[track_caller]
-    pub fn roundtrip(&mut self, command: impl AsRef<[u8]>, reply: impl AsRef<[u8]>) {
+    pub fn roundtrip(&mut self, command: impl AsRef<[u8]>, reply: impl AsRef<[u8]>) -> Vec<String> {
         self.send(command);
-        self.expect(reply);
+        self.expect(reply)
     }
 
     /// Expects the server to close the connection with nothing more to say.
@@ -272,8 +280,79 @@ pub const RCPT_OK: &str = "250 2.1.5 Ok\r\n";
 pub const OK: &str = "250 2.0.0 Ok\r\n";
 /// `DATA` accepted.
 pub const GO_AHEAD: &str = "354 End data with <CR><LF>.<CR><LF>\r\n";
-/// A message accepted.
-pub const QUEUED: &str = "250 2.0.0 Ok: queued\r\n";
+/// Where an expected reply holds a message id (see [`Client::expect`], [`is_queue_id`]).
+pub const QUEUE_ID: &str = "[queue id]";
+/// A message accepted: the `250` names the message's id, as Postfix does.
+pub const QUEUED: &str = "250 2.0.0 Ok: queued as [queue id]\r\n";
+
+/// Whether `id` is a message id as the server makes them:
+/// `<seconds>.M<microseconds>P<pid>Q<sequence>`, all decimal.
+pub fn is_queue_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((seconds, rest)) = id.split_once(".M") else {
+        return false;
+    };
+    let Some((micros, rest)) = rest.split_once('P') else {
+        return false;
+    };
+    let Some((pid, sequence)) = rest.split_once('Q') else {
+        return false;
+    };
+    [seconds, micros, pid, sequence].into_iter().all(digits)
+}
+
+/// How far `got` matches `want` (see [`Client::expect`]).
+enum Match {
+    /// All of `want`, in the first `consumed` bytes of `got`.
+    Done { consumed: usize, ids: Vec<String> },
+    /// So far so good: more bytes are needed.
+    NeedMore,
+    /// `got` cannot match.
+    Mismatch,
+}
+
+/// Matches `got` against `want`, in which each [`QUEUE_ID`] stands for a message id (the
+/// longest run of id characters, checked with [`is_queue_id`]).
+fn match_with_ids(got: &[u8], want: &[u8]) -> Match {
+    let marker = QUEUE_ID.as_bytes();
+    let (mut at, mut rest, mut ids) = (0, want, Vec::new());
+    loop {
+        let literal_len = rest
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap_or(rest.len());
+        let literal = &rest[..literal_len];
+        let have = &got[at.min(got.len())..];
+        if have.len() < literal.len() {
+            return if literal.starts_with(have) {
+                Match::NeedMore
+            } else {
+                Match::Mismatch
+            };
+        }
+        if &have[..literal.len()] != literal {
+            return Match::Mismatch;
+        }
+        at += literal.len();
+        if literal_len == rest.len() {
+            return Match::Done { consumed: at, ids };
+        }
+        rest = &rest[literal_len + marker.len()..];
+        let id_len = got[at..]
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'.'))
+            .unwrap_or(got.len() - at);
+        if at + id_len == got.len() {
+            return Match::NeedMore; // the id may go on
+        }
+        let id = String::from_utf8_lossy(&got[at..at + id_len]).into_owned();
+        if !is_queue_id(&id) {
+            return Match::Mismatch;
+        }
+        ids.push(id);
+        at += id_len;
+    }
+}
 /// `QUIT`.
 pub const BYE: &str = "221 2.0.0 Bye\r\n";
 /// The greeting of a test server.

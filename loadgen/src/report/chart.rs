@@ -25,7 +25,7 @@ use std::sync::Once;
 /// Width of every chart in pixels.
 pub const WIDTH: u32 = 960;
 /// Height of every chart without its legend, in pixels (the legend below adds
-/// [`legend_height`]).
+/// `legend_height`).
 pub const HEIGHT: u32 = 440;
 /// Height of a legend row in pixels.
 const LEGEND_ROW: u32 = 20;

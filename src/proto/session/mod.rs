@@ -493,9 +493,11 @@ impl Session {
             return;
         };
         self.mode = Mode::Command;
+        let accepted;
         let reply = if stored {
             self.count_accepted(size);
-            reply::MESSAGE_ACCEPTED
+            accepted = reply::message_accepted(sink.queue_id());
+            accepted.as_bytes()
         } else {
             reply::STORE_FAILED
         };
@@ -784,6 +786,7 @@ impl Session {
                 }
             }
         }
+        let accepted;
         let reply = match refusal {
             Some(refusal) => refusal,
             None if !accept => reply::STORE_FAILED,
@@ -792,7 +795,9 @@ impl Session {
                 match io.sink.on_message_end(&self.envelope.view(transfer)) {
                     Verdict::Stored => {
                         self.count_accepted(size);
-                        reply::MESSAGE_ACCEPTED
+                        // `250 2.0.0 Ok: queued as <id>`, with the sink's name for it.
+                        accepted = reply::message_accepted(io.sink.queue_id());
+                        accepted.as_bytes()
                     }
                     Verdict::Failed => reply::STORE_FAILED,
                     // The transaction is over either way; only the reply waits.
@@ -811,7 +816,7 @@ impl Session {
         &mut self,
         transfer: Transfer,
         size: u64,
-        reply: &'static [u8],
+        reply: &[u8],
         origin: Origin,
         io: &mut Io<'_, '_, S, G>,
     ) {

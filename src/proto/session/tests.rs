@@ -23,6 +23,8 @@ struct RecordingSink {
     pending: usize,
     /// Every outcome heard: (sender, recipients, reply).
     outcomes: Vec<(Vec<u8>, usize, Vec<u8>)>,
+    /// Name each message `Q<n>` (n: messages ended so far), as the server's stores do.
+    names_messages: bool,
 }
 
 impl MessageSink for RecordingSink {
@@ -65,6 +67,12 @@ impl MessageSink for RecordingSink {
         assert!(self.open, "abort without a message");
         self.open = false;
         self.aborted += 1;
+    }
+    fn queue_id(&self) -> Option<crate::proto::sink::QueueId> {
+        let name = format!("Q{}", self.messages.len());
+        self.names_messages
+            .then(|| crate::proto::sink::QueueId::new(name.as_bytes()))
+            .flatten()
     }
 }
 
@@ -1042,6 +1050,63 @@ fn a_transaction_whose_recipients_were_all_refused_is_an_outcome() {
     assert_eq!(sink.outcomes[0].0, b"a@b");
     assert_eq!(sink.outcomes[1].0, b"e@f");
     assert_eq!(sink.outcomes[0].1, 0);
+}
+
+/// The `250` after DATA's dot, after `BDAT ... LAST` and after a pending store names the
+/// message with the sink's id (`queued as <id>`, as Postfix says it), and the outcome the sink
+/// hears (for `--log-sessions`) is that same reply.
+#[test]
+fn the_250_names_the_message_with_the_sinks_queue_id() {
+    let config = config();
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\none\r\n.\r\n\
+MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 2\r\ntwBDAT 1 LAST\r\no\
+MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 0 LAST\r\n";
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        names_messages: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    feed(&mut session, &config, input, &mut out, &mut sink);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with(
+            "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as Q1\r\n\
+             250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 2 octets received\r\n\
+             250 2.0.0 Ok: queued as Q2\r\n\
+             250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as Q3\r\n"
+        ),
+        "{out}"
+    );
+    let heard: Vec<&[u8]> = sink.outcomes.iter().map(|o| &o.2[..]).collect();
+    assert_eq!(
+        heard,
+        [
+            &b"250 2.0.0 Ok: queued as Q1\r\n"[..],
+            b"250 2.0.0 Ok: queued as Q2\r\n",
+            b"250 2.0.0 Ok: queued as Q3\r\n"
+        ]
+    );
+
+    // Pending: the id comes with the late `250`; a failed store names nothing.
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        names_messages: true,
+        defer_store: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let first = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 3 LAST\r\none";
+    feed(&mut session, &config, first, &mut out, &mut sink);
+    out.clear();
+    store_complete(&mut session, true, &mut out, &mut sink);
+    assert_eq!(out, b"250 2.0.0 Ok: queued as Q1\r\n");
+    assert_eq!(sink.outcomes.last().unwrap().2, out);
+    let again = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\ntwo\r\n.\r\n";
+    feed(&mut session, &config, again, &mut out, &mut sink);
+    out.clear();
+    store_complete(&mut session, false, &mut out, &mut sink);
+    assert_eq!(out, reply::STORE_FAILED);
 }
 
 /// A gate that lets everything through until it is armed, then answers every question with

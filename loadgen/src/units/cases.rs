@@ -1,6 +1,7 @@
 //! The shared table of duration and size inputs and what they mean, for smtp-loadgen's
 //! parsers ([`super::parse_duration`], [`super::parse_bytes`]) and fastsmtpd's (the same
-//! grammar): a cross-check can `include!` this file, which names nothing outside itself.
+//! grammar): it names nothing outside itself, so another crate's test can load it as a
+//! module: `#[path = "../loadgen/src/units/cases.rs"] mod cases;`.
 //! A bare duration number here is in seconds.
 
 /// `(input, Some((seconds, nanoseconds)))` for an accepted duration, `(input, None)` for

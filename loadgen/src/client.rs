@@ -271,6 +271,8 @@ pub struct Client {
     was_ready: bool,
     /// Whether the server offered 8BITMIME (RFC 6152) in its last EHLO reply.
     eight_bit_mime: bool,
+    /// The last reply's step and code (why a session that never got ready ended).
+    last_reply: Option<(Stage, u16)>,
 }
 
 impl Client {
@@ -305,6 +307,7 @@ impl Client {
             challenges_left: 0,
             was_ready: false,
             eight_bit_mime: false,
+            last_reply: None,
         }
     }
 
@@ -351,6 +354,19 @@ impl Client {
     /// all went through).
     pub fn was_ready(&self) -> bool {
         self.was_ready
+    }
+
+    /// The step and code of the last reply (`None` before the first).
+    pub fn last_reply(&self) -> Option<(Stage, u16)> {
+        self.last_reply
+    }
+
+    /// The step whose reply is awaited next (`Tls` during a handshake; `None`: nothing).
+    pub fn awaiting(&self) -> Option<Stage> {
+        if self.phase == Phase::Handshake {
+            return Some(Stage::Tls);
+        }
+        self.expected.front().map(|e| e.stage)
     }
 
     /// Whether the client has finished (QUIT answered, or failed).
@@ -481,6 +497,7 @@ impl Client {
             // A reply nobody asked for.
             return self.fail(Failure::Desync);
         };
+        self.last_reply = Some((expected.stage, reply.code));
         let untimed =
             expected.stage == Stage::Tls || (expected.stage == Stage::Auth && reply.code == 334);
         if untimed {

@@ -20,6 +20,15 @@
 //! TLS or AUTH failing, ...): a run against a server that never lets a session through ends
 //! and says why instead of retrying for ever.
 //!
+//! Connections asked for: each of the thread's connections is a slot in the run's
+//! [`SlotAccount`] (shared by the threads): the engine moves it to alive or down as sessions
+//! are set up, fail, take too long to set up, or close cleanly, and counts the connections
+//! that never got ready by reason (see `slots`).
+//!
+//! Time: the loop waits with its [`Pacer`], a timer of nanosecond resolution (the poll's own
+//! timeout is whole milliseconds), until the nearest deadline: the next open-loop send, a
+//! pending connect, the interval's end.
+//!
 //! Load models:
 //! * **closed loop** (no `--rate`): a connection starts its next message as soon as the client
 //!   allows (for pipelining: right behind the previous end-of-data dot).
@@ -35,8 +44,10 @@
 use crate::client::{describe_failure, Client, Event, Failure, Stage};
 use crate::corpus::{BodyStream, CorpusReader};
 use crate::output::{Next, Output};
+use crate::pacer::{self, Pacer};
 use crate::record::{record, ErrorKind, Recorder};
 use crate::reply::parse_reply;
+use crate::slots::{Slot, SlotAccount, SETUP_GRACE};
 use crate::tls::TlsClient;
 use crate::transport::{tls_error, Transport};
 use crate::workload::{Rng, Security, Workload};
@@ -46,7 +57,7 @@ use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Length of a reporting interval.
@@ -99,6 +110,8 @@ pub struct ThreadPlan {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
+    /// How much of each wait for a deadline is spun rather than slept (see `pacer`).
+    pub pace_spin: Duration,
     /// Seed for message sizes and random corpus order.
     pub seed: u64,
 }
@@ -144,6 +157,10 @@ struct Conn {
     last_progress: Instant,
     /// Registered interest.
     interest: Interest,
+    /// Its slot in the run's account: alive or down (see `slots`).
+    slot: Slot,
+    /// Whether its session was set up (counted in the account's sessions).
+    ready: bool,
 }
 
 /// The thread's state.
@@ -154,6 +171,8 @@ struct Engine {
     workload: Arc<Workload>,
     /// The event loop's poller.
     poll: Poll,
+    /// The clock the loop waits with (a timer finer than the poll's milliseconds).
+    pacer: Pacer,
     /// Open connections; slab keys are poll tokens.
     conns: Slab<Conn>,
     /// Current interval's measurements.
@@ -168,8 +187,9 @@ struct Engine {
     rng: Rng,
     /// Sequence numbers for address patterns (unique over threads: thread index in low bits).
     threads: u64,
-    /// Connections still to open at given times (staggering, reconnect backoff).
-    pending_connects: Vec<Instant>,
+    /// Connections still to open at given times (staggering, reconnect backoff), with the
+    /// state of the slot each one fills.
+    pending_connects: Vec<(Instant, Slot)>,
     /// Connections that failed before getting ready.
     setup_failures: u64,
     /// Whether any connection ever got ready for transactions.
@@ -183,6 +203,8 @@ struct Engine {
     reader: Option<CorpusReader>,
     /// Connections opened so far (the round robin over targets and sources).
     connects: usize,
+    /// The run's account of connections alive (shared by every thread).
+    slots: Arc<Mutex<SlotAccount>>,
 }
 
 /// Runs one thread's plan to completion.
@@ -191,6 +213,7 @@ pub fn run_thread(
     threads: usize,
     workload: Arc<Workload>,
     reports: Sender<IntervalReport>,
+    slots: Arc<Mutex<SlotAccount>>,
 ) -> io::Result<()> {
     let stagger_step = if plan.connections > 0 {
         plan.stagger / plan.connections as u32
@@ -198,19 +221,22 @@ pub fn run_thread(
         Duration::ZERO
     };
     let pending_connects = (0..plan.connections)
-        .map(|i| plan.start + stagger_step * i as u32)
+        .map(|i| (plan.start + stagger_step * i as u32, Slot::New))
         .collect();
     let reader = match &workload.corpus {
         Some(corpus) => Some(CorpusReader::new(Arc::clone(corpus))?),
         None => None,
     };
     let connects = plan.index;
+    let poll = Poll::new()?;
+    let pacer = Pacer::new(&poll, plan.pace_spin);
     let mut engine = Engine {
         rng: Rng::new(plan.seed.wrapping_add(plan.index as u64)),
         threads: threads as u64,
         plan,
         workload,
-        poll: Poll::new()?,
+        poll,
+        pacer,
         conns: Slab::new(),
         recorder: Recorder::new(),
         interval: 0,
@@ -223,6 +249,7 @@ pub fn run_thread(
         scratch: vec![0; READ_CHUNK],
         reader,
         connects,
+        slots,
     };
     engine.run()
 }
@@ -241,14 +268,14 @@ impl Engine {
             if self.finished() {
                 break;
             }
-            let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+            let wake = self.next_wake(Instant::now());
+            self.pacer.wait(&mut self.poll, &mut events, wake)?;
             let now = Instant::now();
             for event in events.iter() {
+                if event.token() == pacer::TIMER {
+                    self.pacer.on_timer();
+                    continue;
+                }
                 let peer_closed = event.is_read_closed() || event.is_error();
                 self.on_event(event.token().0, peer_closed, now);
             }
@@ -268,12 +295,36 @@ impl Engine {
 
     /// Whether more messages may still be started (ignoring whether one is due yet).
     fn work_left(&self, now: Instant) -> bool {
-        if self.setup_failures >= MAX_SETUP_FAILURES && !self.ever_ready {
+        if self.gave_up() {
             return false;
         }
         let quota_left = self.plan.messages.is_none_or(|quota| self.started < quota);
         let time_left = self.plan.end.is_none_or(|end| now < end);
         quota_left && time_left
+    }
+
+    /// Whether the thread gave up: its first connections all failed before getting ready.
+    fn gave_up(&self) -> bool {
+        self.setup_failures >= MAX_SETUP_FAILURES && !self.ever_ready
+    }
+
+    /// Moves one slot from `from` to `to` in the run's account.
+    fn slot_change(&self, now: Instant, from: Slot, to: Slot) {
+        if from != to {
+            lock(&self.slots).change(now, from, to);
+        }
+    }
+
+    /// A slot (in state `slot`) that no connection will fill any more: retired once the
+    /// work is done or covered; down for good when the thread gave up (the connections
+    /// asked for never came).
+    fn release_slot(&self, now: Instant, slot: Slot) {
+        let to = if self.gave_up() {
+            Slot::Down
+        } else {
+            Slot::Retired
+        };
+        self.slot_change(now, slot, to);
     }
 
     /// Whether the thread is done: no work left and every connection closed.
@@ -288,12 +339,13 @@ impl Engine {
         Some(self.plan.start + offset)
     }
 
-    /// How long to poll: until the nearest of the interval end, a pending connect, the next
-    /// open-loop slot and the run's end; at most 100 ms (reply timeouts are checked after each poll).
-    fn poll_timeout(&self, now: Instant) -> Duration {
+    /// When to wake up at the latest: the nearest of the interval end, a pending connect, the
+    /// next open-loop slot and the run's end (the pacer waits at most
+    /// [`pacer::MAX_WAIT`]: reply timeouts are checked after each poll).
+    fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = self.interval_end();
-        if let Some(next) = self.pending_connects.iter().min() {
-            wake = wake.min(*next);
+        if let Some(next) = self.pending_connects.iter().map(|(at, _)| *at).min() {
+            wake = wake.min(next);
         }
         if self.work_left(now) {
             if let Some(intended) = self.next_intended() {
@@ -305,8 +357,7 @@ impl Engine {
                 wake = wake.min(end);
             }
         }
-        wake.saturating_duration_since(now)
-            .min(Duration::from_millis(100))
+        wake
     }
 
     /// Whether one more connection has work to do: with a message quota and a per-connection
@@ -338,13 +389,23 @@ impl Engine {
     }
 
     /// Opens the pending connections that are due, if still needed (drops them when not).
+    /// A slot's first connection makes it alive (within [`SETUP_GRACE`]).
     fn open_due_connections(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.pending_connects.len() {
-            if self.pending_connects[i] <= now || !self.work_left(now) {
+            let (at, slot) = self.pending_connects[i];
+            if at <= now || !self.work_left(now) {
                 self.pending_connects.swap_remove(i);
                 if self.connection_needed(now) {
-                    self.connect(now);
+                    let slot = if slot == Slot::New {
+                        self.slot_change(now, Slot::New, Slot::Alive);
+                        Slot::Alive
+                    } else {
+                        slot
+                    };
+                    self.connect(now, slot);
+                } else {
+                    self.release_slot(now, slot);
                 }
             } else {
                 i += 1;
@@ -353,8 +414,8 @@ impl Engine {
     }
 
     /// Starts a non-blocking connect to the next target from the next source address and
-    /// registers the socket; a failure is retried later.
-    fn connect(&mut self, now: Instant) {
+    /// registers the socket, for a slot in state `slot`; a failure is retried later.
+    fn connect(&mut self, now: Instant, slot: Slot) {
         let turn = self.connects;
         self.connects += 1;
         let target = turn % self.plan.targets.len();
@@ -373,7 +434,10 @@ impl Engine {
                     .is_err()
                 {
                     self.count_error(ErrorKind::Refused, target);
-                    self.pending_connects.push(now + RECONNECT_BACKOFF);
+                    self.recorder.not_ready("connect failed".into());
+                    self.slot_change(now, slot, Slot::Down);
+                    self.pending_connects
+                        .push((now + RECONNECT_BACKOFF, Slot::Down));
                     return;
                 }
                 entry.insert(Conn {
@@ -388,6 +452,8 @@ impl Engine {
                     input: Vec::with_capacity(4096),
                     last_progress: now,
                     interest,
+                    slot,
+                    ready: false,
                 });
             }
             Err(e) => {
@@ -396,16 +462,20 @@ impl Engine {
                     self.recorder
                         .note(format!("connect from {}: {e}", source.ip()));
                 }
-                self.connect_failed(now, target);
+                self.connect_failed(now, target, slot);
             }
         }
     }
 
-    /// Counts a failed connect to `target` and schedules another after the backoff.
-    fn connect_failed(&mut self, now: Instant, target: usize) {
+    /// Counts a failed connect to `target` (its slot, in state `slot`, is down) and
+    /// schedules another after the backoff.
+    fn connect_failed(&mut self, now: Instant, target: usize, slot: Slot) {
         self.count_error(ErrorKind::Refused, target);
+        self.recorder.not_ready("connect failed".into());
         self.setup_failures += 1;
-        self.pending_connects.push(now + RECONNECT_BACKOFF);
+        self.slot_change(now, slot, Slot::Down);
+        self.pending_connects
+            .push((now + RECONNECT_BACKOFF, Slot::Down));
     }
 
     /// Counts an error of `kind` with `target` (and in its own figures when there are
@@ -587,8 +657,16 @@ impl Engine {
                 }
             }
         }
-        if client.was_ready() {
+        if client.was_ready() && !conn.ready {
             self.ever_ready = true;
+            conn.ready = true;
+            let mut slots = lock(&self.slots);
+            slots.session(now, true);
+            if conn.slot == Slot::Down {
+                // A session set up again: its slot is alive.
+                slots.change(now, Slot::Down, Slot::Alive);
+                conn.slot = Slot::Alive;
+            }
         }
         if let Some(error) = garbage {
             let detail = format!("a reply that does not parse ({error})");
@@ -749,9 +827,18 @@ impl Engine {
         }
     }
 
-    /// Drops connections that waited longer than the reply timeout for a reply (or a connect).
+    /// Drops connections that waited longer than the reply timeout for a reply (or a
+    /// connect); marks down the slots whose session is taking longer than [`SETUP_GRACE`]
+    /// to set up (from the moment the grace ran out).
     fn check_timeouts(&mut self, now: Instant) {
         let timeout = self.plan.reply_timeout;
+        for (_, conn) in self.conns.iter_mut() {
+            let grace_end = conn.connect_started + SETUP_GRACE;
+            if !conn.ready && conn.slot == Slot::Alive && now > grace_end {
+                lock(&self.slots).change(grace_end, Slot::Alive, Slot::Down);
+                conn.slot = Slot::Down;
+            }
+        }
         let late: Vec<usize> = self
             .conns
             .iter()
@@ -772,7 +859,9 @@ impl Engine {
         self.drop_conn(key, Some(kind), now);
     }
 
-    /// Closes a connection, counts `error`, and replaces it if work is left.
+    /// Closes a connection, counts `error`, and replaces it if work is left. An error puts
+    /// its slot down until a new session is set up; a clean close (after `QUIT`) keeps it as
+    /// it was.
     fn drop_conn(&mut self, key: usize, error: Option<ErrorKind>, now: Instant) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
@@ -780,9 +869,19 @@ impl Engine {
         if let Some(kind) = error {
             if !conn.client.as_ref().is_some_and(Client::was_ready) {
                 self.setup_failures += 1;
+                self.recorder.not_ready(never_ready_reason(&conn, kind));
             }
             self.count_error(kind, conn.target);
         }
+        if conn.ready {
+            lock(&self.slots).session(now, false);
+        }
+        let slot = if error.is_some() {
+            Slot::Down
+        } else {
+            conn.slot
+        };
+        self.slot_change(now, conn.slot, slot);
         // Messages still in flight on a broken connection are lost: count them failed.
         if let Some(client) = &conn.client {
             let lost = client.in_flight() as u64;
@@ -797,7 +896,9 @@ impl Engine {
             } else {
                 Duration::ZERO
             };
-            self.pending_connects.push(now + delay);
+            self.pending_connects.push((now + delay, slot));
+        } else {
+            self.release_slot(now, slot);
         }
     }
 
@@ -863,6 +964,42 @@ fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::R
         }
     }
     Ok(())
+}
+
+/// The run's slot account, locked (a thread that panicked while holding it left counts that
+/// are still counts).
+fn lock(slots: &Mutex<SlotAccount>) -> std::sync::MutexGuard<'_, SlotAccount> {
+    slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Why a connection that never got ready ended (the key of [`Recorder::never_ready`]): a
+/// refusal's step and code (`greeting 421`, `auth 535`), or what went wrong while waiting
+/// for a step (`closed awaiting greeting`, `timeout awaiting ehlo`).
+fn never_ready_reason(conn: &Conn, kind: ErrorKind) -> String {
+    let Some(client) = &conn.client else {
+        return match kind {
+            ErrorKind::Timeout => "connect timed out".into(),
+            _ => "connect failed".into(),
+        };
+    };
+    if let Some((stage, code)) = client.last_reply() {
+        if code >= 400 {
+            return format!("{} {code}", stage.name());
+        }
+    }
+    let awaiting = client.awaiting().map_or("nothing", |s| s.name());
+    match kind {
+        ErrorKind::Refused => "connect failed".into(),
+        ErrorKind::Reset => format!("closed awaiting {awaiting}"),
+        ErrorKind::Timeout => format!("timeout awaiting {awaiting}"),
+        ErrorKind::Tls => "TLS failed".into(),
+        ErrorKind::Desync => format!("desync awaiting {awaiting}"),
+        ErrorKind::ServiceClosing => format!("{awaiting} 421"),
+        ErrorKind::Rejected => "a needed extension not offered".into(),
+        ErrorKind::Corpus => "corpus".into(),
+    }
 }
 
 /// Opens a non-blocking TCP connection to `target`, from `source` (port 0: the system picks

@@ -10,6 +10,8 @@
 //! * [`runner`]: starts the engine threads and merges their reports (the reporter loop).
 //! * [`progress`]: the progress line on standard error.
 //! * [`engine`]: one mio event loop per thread, driving many connections.
+//! * [`pacer`]: the engine's clock: a timer finer than the poll's milliseconds.
+//! * [`slots`]: the connections asked for and how many of them were alive, over time.
 //! * [`client`]: one connection's SMTP client state machine, sans I/O.
 //! * [`tls`]: the TLS client configuration every connection shares, and the server name.
 //! * [`transport`]: a connection's bytes, plain or through rustls.
@@ -23,13 +25,16 @@
 //! * [`report`]: results merged, rendered as text and JSON, interval logs, SLOs, charts
 //!   (SVG, PNG, HTML) and the sweep's table.
 //! * [`stdout`]: standard output that a closed pipe (`| head`) does not crash.
+//! * [`units`]: durations and sizes with units (the grammar fastsmtpd's flags share).
 //! * [`sweep`]: the rate sweep: open-loop steps at rising rates until one fails.
 //!
 //! This file: the entry point, each command's steps, and the exit code.
 //!
 //! Exit codes: 0 success; 1 the run completed but an SLO was breached or no message was
 //! accepted (a sweep: no step passed); 2 the command line or a file was wrong, or the run
-//! could not be carried out.
+//! could not be carried out; 3 fewer connections than `--connections` were alive for more
+//! than 1% of the measured time (refused by the server, or failed and not back), unless
+//! `--allow-fewer-connections` (the figures are not those of the run asked for).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -42,16 +47,19 @@ pub mod client;
 pub mod corpus;
 pub mod engine;
 pub mod output;
+pub mod pacer;
 pub mod progress;
 pub mod record;
 pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod slots;
 pub mod stdout;
 pub mod sweep;
 pub mod tls;
 pub mod transport;
+pub mod units;
 pub mod workload;
 
 use clap::Parser;
@@ -66,6 +74,9 @@ use report::{charts, html, interval_log, render, Results};
 use settings::Settings;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The exit status of a run in which fewer connections than asked for were alive.
+const EXIT_FEWER_CONNECTIONS: u8 = 3;
 use std::time::{Duration, SystemTime};
 use stdout::{say, say_line};
 
@@ -204,7 +215,10 @@ fn run_figures(
         .unwrap_or_default()
         .as_secs_f64();
     let notes = interval_log::LogNotes {
-        comments: vec![provenance.description.clone()],
+        comments: [provenance.description.clone()]
+            .into_iter()
+            .chain(report::connections::warning(results))
+            .collect(),
         counts: interval_log::run_counts(results, wall_start),
         start_time: Some(start),
         provenance: Some(provenance.clone()),
@@ -240,7 +254,8 @@ fn write_charts(
     Ok(())
 }
 
-/// Writes a run's interval log (with its counts lines and provenance) to `path`.
+/// Writes a run's interval log (with its counts lines, provenance, and the warning of fewer
+/// connections than asked for if there is one) to `path`.
 fn write_hlog_file(
     path: &Path,
     provenance: &Provenance,
@@ -250,8 +265,11 @@ fn write_hlog_file(
     let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
     let intervals = interval_log::run_intervals(results, wall_start);
     let counts = interval_log::run_counts(results, wall_start);
-    interval_log::write_hlog(&mut file, wall_start, provenance, &intervals, &counts)
-        .map_err(|e| file_error(path, e))
+    let warnings: Vec<String> = report::connections::warning(results).into_iter().collect();
+    interval_log::write_hlog_with(
+        &mut file, wall_start, provenance, &warnings, &intervals, &counts,
+    )
+    .map_err(|e| file_error(path, e))
 }
 
 /// The summary on standard output (the header, the provenance lines, the figures), and the
@@ -263,7 +281,14 @@ fn write_outputs(
 ) -> Result<(), String> {
     let results = &finished.results;
     let names = settings.target_names();
+    // The header; right under it what went wrong with the connections (before anything
+    // else: the figures are not those of the run asked for); then the provenance.
     let mut header = settings.summary_header(&provenance.description);
+    let connections = report::connections::lines(results);
+    if !connections.is_empty() {
+        header.push('\n');
+        header.push_str(connections.trim_end());
+    }
     for line in provenance.lines() {
         header.push('\n');
         header.push_str(&line);
@@ -273,6 +298,9 @@ fn write_outputs(
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());
         doc["provenance"] = provenance.json();
+        if let Some(totals) = doc["totals"].as_object_mut() {
+            totals.extend(report::connections::json_fields(results));
+        }
         if !names.is_empty() {
             doc["targets"] = render::targets_json(results, &names);
         }
@@ -286,7 +314,7 @@ fn write_outputs(
 }
 
 /// Prints each SLO's verdict; fails the run (exit 1) on a breach or if no message was
-/// accepted.
+/// accepted, and (exit 3) when fewer connections than asked for were alive, unless allowed.
 fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     let mut breached = false;
     for slo in &settings.slos {
@@ -327,6 +355,19 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             eprintln!("smtp-loadgen: {detail} ({n} connection(s))");
         }
         return ExitCode::FAILURE;
+    }
+    let connections = &results.connections;
+    if connections.fewer(results.measured) {
+        if connections.fails(results.measured) {
+            for line in report::connections::failure_message(results).lines() {
+                eprintln!("smtp-loadgen: {line}");
+            }
+            return ExitCode::from(EXIT_FEWER_CONNECTIONS);
+        }
+        eprintln!(
+            "smtp-loadgen: fewer connections than asked for were alive (allowed by \
+             --allow-fewer-connections)"
+        );
     }
     if breached {
         ExitCode::FAILURE

@@ -113,6 +113,10 @@ pub struct Recorder {
     pub accepted_bytes: u64,
     /// Per target, by target number (only with several `--target`s; empty otherwise).
     pub targets: Vec<TargetFigures>,
+    /// Connections that ended before their session was set up (never ready for a message),
+    /// per reason: `connect failed`, `greeting 421`, `closed before greeting`, `auth 535`,
+    /// ... (a step name and a reply code at most, so the keys are few).
+    pub never_ready: BTreeMap<String, u64>,
 }
 
 /// One target's share of a recorder's figures (several `--target`s).
@@ -181,6 +185,7 @@ impl Recorder {
             failed: 0,
             accepted_bytes: 0,
             targets: Vec::new(),
+            never_ready: BTreeMap::new(),
         }
     }
 
@@ -236,6 +241,11 @@ impl Recorder {
     /// Counts an error.
     pub fn error(&mut self, kind: ErrorKind) {
         *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Counts a connection that ended before its session was set up, for `reason`.
+    pub fn not_ready(&mut self, reason: String) {
+        *self.never_ready.entry(reason).or_default() += 1;
     }
 
     /// Counts an error with its description.
@@ -301,6 +311,9 @@ impl Recorder {
         self.accepted_bytes += other.accepted_bytes;
         for (index, figures) in other.targets.iter().enumerate() {
             self.target(index).merge(figures);
+        }
+        for (reason, count) in &other.never_ready {
+            *self.never_ready.entry(reason.clone()).or_default() += count;
         }
     }
 

@@ -3,7 +3,8 @@
 //! What it does: fix the run's start (a moment ahead, so every thread begins together),
 //! start one engine thread per share of the work, receive every thread's one-second
 //! reports into [`Results`] (showing each second once all threads have reported it), join
-//! the threads, and set the measured time.
+//! the threads, and set the measured time and the connections alive over it (the
+//! [`SlotAccount`] every thread keeps).
 //!
 //! What it does not do: drive connections (`engine`), check the command line (`settings`),
 //! or print results (`report`).
@@ -12,8 +13,9 @@ use crate::engine::{self, IntervalReport};
 use crate::progress::Progress;
 use crate::report::{render, Results};
 use crate::settings::Settings;
+use crate::slots::SlotAccount;
 use std::io::IsTerminal;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,7 +42,12 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
     let start = Instant::now() + START_DELAY;
     let wall_start = SystemTime::now() + START_DELAY;
     let (reports_tx, reports) = mpsc::channel::<IntervalReport>();
-    let handles = start_threads(settings, start, &reports_tx)?;
+    let slots = Arc::new(Mutex::new(SlotAccount::new(
+        settings.connections,
+        start + settings.warmup,
+        settings.end(start),
+    )));
+    let handles = start_threads(settings, start, &reports_tx, &slots)?;
     drop(reports_tx);
 
     let progress = (!settings.quiet).then(|| Progress::new(std::io::stderr().is_terminal()));
@@ -60,6 +67,11 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
     }
     let measured_end = settings.end(start).map_or(run_end, |e| e.min(run_end));
     results.measured = measured_end.saturating_duration_since(start + settings.warmup);
+    let mut account = slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.connections = account.finish(measured_end);
+    results.connections.allowed = settings.allow_fewer_connections;
     results.warmup = settings.warmup;
     Ok(Finished {
         results,
@@ -72,6 +84,7 @@ fn start_threads(
     settings: &Settings,
     start: Instant,
     reports: &mpsc::Sender<IntervalReport>,
+    slots: &Arc<Mutex<SlotAccount>>,
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>, String> {
     let threads = settings.threads;
     (0..threads)
@@ -79,9 +92,10 @@ fn start_threads(
             let plan = settings.thread_plan(index, start);
             let workload = Arc::clone(&settings.workload);
             let tx = reports.clone();
+            let slots = Arc::clone(slots);
             std::thread::Builder::new()
                 .name(format!("loadgen-{index}"))
-                .spawn(move || engine::run_thread(plan, threads, workload, tx))
+                .spawn(move || engine::run_thread(plan, threads, workload, tx, slots))
                 .map_err(|e| format!("cannot start a thread: {e}"))
         })
         .collect()

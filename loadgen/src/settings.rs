@@ -11,7 +11,7 @@
 //!
 //! What it does not do: parse single values (`cli`), start threads (`runner`), or report.
 
-use crate::cli::{parse_duration, AuthMechArg, OnOff, OrderArg, PipeliningArg, RunArgs};
+use crate::cli::{greeting, parse_duration, AuthMechArg, OnOff, OrderArg, PipeliningArg, RunArgs};
 use crate::corpus::Corpus;
 use crate::engine::{Target, ThreadPlan};
 use crate::report::slo::Slo;
@@ -40,6 +40,8 @@ pub struct Settings {
     pub sources: Vec<SocketAddr>,
     /// Concurrent connections over all threads.
     pub connections: usize,
+    /// `--allow-fewer-connections`: a shortfall of connections does not fail the run.
+    pub allow_fewer_connections: bool,
     /// Event-loop threads (never more than connections).
     pub threads: usize,
     /// Messages to send (`None`: for `duration`).
@@ -54,6 +56,8 @@ pub struct Settings {
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
     pub reply_timeout: Duration,
+    /// How much of each wait for a deadline is spun (`--pace-spin`).
+    pub pace_spin: Duration,
     /// Seed for message sizes.
     pub seed: u64,
     /// What each connection sends.
@@ -104,7 +108,8 @@ impl Settings {
                 return Err("--rate must be a positive number of messages per second".into());
             }
         }
-        if args.bdat && args.helo {
+        let (helo, greeting_name) = greeting(&args)?;
+        if args.bdat && helo {
             return Err("--bdat needs EHLO (CHUNKING); drop --helo".into());
         }
         let security = match (args.starttls, args.tls) {
@@ -112,7 +117,7 @@ impl Settings {
             (false, true) => Security::Implicit,
             (false, false) => Security::Plain,
         };
-        if args.starttls && args.helo {
+        if args.starttls && helo {
             return Err("--starttls needs EHLO; drop --helo".into());
         }
         if security == Security::Plain
@@ -130,7 +135,7 @@ impl Settings {
                 return Err("--auth-mech needs --auth USER:PASS".into())
             }
             None => None,
-            Some(_) if args.helo => return Err("--auth needs EHLO; drop --helo".into()),
+            Some(_) if helo => return Err("--auth needs EHLO; drop --helo".into()),
             Some(credentials) => Some(parse_auth(credentials, args.auth_mech)?),
         };
         let tls_options = (security != Security::Plain).then(|| TlsOptions {
@@ -206,8 +211,8 @@ impl Settings {
             pipelining,
             args.bdat,
             args.inflight,
-            args.helo,
-            args.ehlo_name,
+            helo,
+            greeting_name,
             AddressPattern::new(&args.from)?,
             AddressPattern::new(&args.to)?,
             args.size,
@@ -224,6 +229,7 @@ impl Settings {
             targets,
             sources,
             connections: args.connections,
+            allow_fewer_connections: args.allow_fewer_connections,
             threads: args.threads.min(args.connections),
             messages,
             duration: args.duration,
@@ -231,6 +237,7 @@ impl Settings {
             rate: args.rate,
             stagger: args.stagger,
             reply_timeout: args.timeout,
+            pace_spin: args.pace_spin.unwrap_or(crate::pacer::SPIN),
             seed: args.seed,
             workload: Arc::new(workload),
             pipelining: args.pipelining,
@@ -288,6 +295,7 @@ impl Settings {
             end: self.end(start),
             stagger: self.stagger,
             reply_timeout: self.reply_timeout,
+            pace_spin: self.pace_spin,
             seed: self.seed,
         }
     }
@@ -718,6 +726,51 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn helo_and_ehlo_take_the_name_a_user_gives() {
+        let greeting = |args: &[&str]| {
+            let mut all = vec!["--target", "127.0.0.1:25"];
+            all.extend_from_slice(args);
+            settings(&all).map(|s| (s.workload.helo, s.workload.ehlo_name.clone()))
+        };
+        let ok = |helo: bool, name: &str| Ok((helo, name.to_string()));
+        assert_eq!(greeting(&[]), ok(false, "loadgen.example.org"));
+        assert_eq!(
+            greeting(&["--helo", "client.test"]),
+            ok(true, "client.test")
+        );
+        assert_eq!(greeting(&["--helo"]), ok(true, "loadgen.example.org"));
+        assert_eq!(
+            greeting(&["--ehlo", "client.test"]),
+            ok(false, "client.test")
+        );
+        assert_eq!(
+            greeting(&["--helo", "[192.0.2.1]"]),
+            ok(true, "[192.0.2.1]")
+        );
+        // The old spellings: --ehlo-name NAME alone, and with a bare --helo.
+        assert_eq!(
+            greeting(&["--ehlo-name", "old.test"]),
+            ok(false, "old.test")
+        );
+        assert_eq!(
+            greeting(&["--helo", "--ehlo-name", "old.test"]),
+            ok(true, "old.test")
+        );
+        let error = greeting(&["--helo", "a.test", "--ehlo", "b.test"]).unwrap_err();
+        assert!(error.contains("cannot be used with"), "{error}");
+        let error = greeting(&["--helo", "a.test", "--ehlo-name", "b.test"]).unwrap_err();
+        assert!(error.contains("give the HELO name once"), "{error}");
+        let error = greeting(&["--ehlo", "a b"]).unwrap_err();
+        assert!(error.contains("cannot be part of a domain"), "{error}");
+        let error = greeting(&["--helo", "x\r\nMAIL FROM:<a@b>"]).unwrap_err();
+        assert!(error.contains("cannot be part of a domain"), "{error}");
+        let error = greeting(&["--ehlo", ""]).unwrap_err();
+        assert!(error.contains("the name is empty"), "{error}");
+        let error = greeting(&["--helo", "h.test", "--bdat"]).unwrap_err();
+        assert!(error.contains("drop --helo"), "{error}");
     }
 
     #[test]

@@ -163,7 +163,27 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["-n", "10"], "--target"),
         (&["--target", "127.0.0.1:25", "--size", "10"], "at least"),
-        (&["--target", "127.0.0.1:25", "--size", "64x"], "not a size"),
+        (
+            &["--target", "127.0.0.1:25", "--size", "64x"],
+            "unknown size unit",
+        ),
+        (
+            &["--target", "127.0.0.1:25", "--size", "1.5M"],
+            "whole numbers",
+        ),
+        (&["--target", "127.0.0.1:25", "--timeout=-1s"], "negative"),
+        (
+            &[
+                "--target",
+                "127.0.0.1:25",
+                "--helo",
+                "a.test",
+                "--ehlo",
+                "b.test",
+            ],
+            "--ehlo",
+        ),
+        (&["--target", "127.0.0.1:25", "--ehlo", "a b"], "domain"),
         (&["--target", "127.0.0.1:25", "--size", "64k..1k"], "empty"),
         (&["--target", "127.0.0.1:25", "-d", "5 parsecs"], "duration"),
         (&["--target", "127.0.0.1:25", "--rate", "0"], "--rate"),
@@ -194,4 +214,74 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
         );
         assert!(!stderr.contains("panicked"), "{cli:?}: {stderr}");
     }
+}
+
+/// The greeting command (`EHLO x` / `HELO x`) smtp-loadgen sends with `flags`, as a minimal
+/// one-connection SMTP server over loopback reads it (it answers every command, so the run
+/// sends its one message and ends cleanly).
+fn greeting_sent(flags: &[&str]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        writer.write_all(b"220 t.test\r\n").unwrap();
+        let mut first = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let command = line.trim_end().to_string();
+            first.get_or_insert_with(|| command.clone());
+            let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "DATA" => {
+                    writer.write_all(b"354 go\r\n").unwrap();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0
+                        && !line.ends_with("\r\n.\r\n")
+                    {}
+                    b"250 ok\r\n"
+                }
+                "QUIT" => {
+                    writer.write_all(b"221 bye\r\n").unwrap();
+                    break;
+                }
+                _ => b"250 ok\r\n",
+            };
+            writer.write_all(reply).unwrap();
+        }
+        first.unwrap_or_default()
+    });
+    let mut all = vec!["-c", "1", "-n", "1"];
+    all.extend_from_slice(flags);
+    let run = loadgen(target, &all);
+    run.assert_clean();
+    server.join().unwrap()
+}
+
+#[test]
+fn helo_and_ehlo_send_the_name_given() {
+    assert_eq!(greeting_sent(&[]), "EHLO loadgen.example.org");
+    assert_eq!(
+        greeting_sent(&["--helo", "client.test"]),
+        "HELO client.test"
+    );
+    assert_eq!(
+        greeting_sent(&["--ehlo", "client.test"]),
+        "EHLO client.test"
+    );
+    assert_eq!(greeting_sent(&["--helo"]), "HELO loadgen.example.org");
+    // The old spellings still work.
+    assert_eq!(
+        greeting_sent(&["--helo", "--ehlo-name", "old.test"]),
+        "HELO old.test"
+    );
+    assert_eq!(greeting_sent(&["--ehlo-name", "old.test"]), "EHLO old.test");
 }

@@ -85,6 +85,8 @@ pub struct RunFigures {
     pub label: String,
     /// The log's first comment (for smtp-loadgen logs, the run's header line).
     pub description: Option<String>,
+    /// The log's warning comments (fewer connections than asked for were alive).
+    pub warnings: Vec<String>,
     /// What made the run (`None`: the log does not say).
     pub provenance: Option<Provenance>,
     /// The warm-up rule applied.
@@ -226,6 +228,12 @@ impl RunFigures {
         Ok(RunFigures {
             label: label.to_string(),
             description: notes.comments.first().cloned(),
+            warnings: notes
+                .comments
+                .iter()
+                .filter(|c| c.starts_with(super::connections::WARNING_PREFIX))
+                .cloned()
+                .collect(),
             provenance: notes.provenance.clone(),
             warmup_rule: warmup,
             measured_from,

@@ -394,7 +394,16 @@ pub fn figures_table(runs: &[RunFigures]) -> Block<'static> {
 pub fn run_page(runs: &[RunFigures], charts: &[Chart]) -> Result<String, String> {
     let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
     let title = format!("smtp-loadgen report: {}", labels.join(" vs "));
-    let mut blocks = vec![runs_table(runs)];
+    // A run that is not the one asked for says so before any figure.
+    let mut blocks: Vec<Block> = runs
+        .iter()
+        .flat_map(|run| {
+            run.warnings
+                .iter()
+                .map(|w| Block::Text(format!("{}: {w}", run.label)))
+        })
+        .collect();
+    blocks.push(runs_table(runs));
     blocks.extend(provenance_blocks(runs));
     blocks.push(figures_table(runs));
     let sections = [

@@ -144,6 +144,19 @@ pub fn write_hlog(
     intervals: &[LoggedInterval],
     counts: &[LoggedCounts],
 ) -> io::Result<()> {
+    write_hlog_with(out, base, provenance, &[], intervals, counts)
+}
+
+/// [`write_hlog`], with `warnings` (fewer connections than asked for...) as comments right
+/// under the description, where `report` and the HTML page find them.
+pub fn write_hlog_with(
+    out: &mut impl io::Write,
+    base: SystemTime,
+    provenance: &Provenance,
+    warnings: &[String],
+    intervals: &[LoggedInterval],
+    counts: &[LoggedCounts],
+) -> io::Result<()> {
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     let base_secs = base
@@ -160,6 +173,7 @@ pub fn write_hlog(
     // One line each: a comment cannot hold a line end.
     let one_line = |text: &str| super::printable(text);
     let mut comments = vec![one_line(&provenance.description)];
+    comments.extend(warnings.iter().map(|w| one_line(w)));
     comments.extend(provenance.lines().iter().map(|l| one_line(l)));
     comments.push(warmup.statement(from));
     comments.push("values are nanoseconds; max column in milliseconds".into());

@@ -7,6 +7,7 @@
 //!   `report` table, as text or JSON values.
 //! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
 //!   V2-deflate base64 histogram encoding.
+//! * [`connections`]: the connections asked for and alive, and why some never got ready.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
 //! * [`figures`]: what charts show, from an interval log: per-tag totals and per-interval
 //!   p50/p99/max, throughput per interval, percentile spectra.
@@ -22,6 +23,7 @@
 
 pub mod chart;
 pub mod charts;
+pub mod connections;
 pub mod figures;
 pub mod html;
 pub mod interval_log;

@@ -112,6 +112,14 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
                 results.backlog,
                 millis(total.send_lateness.value_at_percentile(99.0))
             );
+        } else if results.connections.fewer(results.measured) {
+            // The rate was reached, but not over the connections asked for.
+            let _ = writeln!(
+                out,
+                "WARNING: target rate {rate:.1} msgs/s NOT sustained as asked: achieved \
+                 {achieved:.1} msgs/s over fewer connections than the {} asked for",
+                results.connections.requested
+            );
         } else {
             let _ = writeln!(out, "target rate {rate:.1} msgs/s sustained");
         }
@@ -219,14 +227,20 @@ pub fn targets_json(results: &Results, names: &[String]) -> serde_json::Value {
         .collect()
 }
 
-/// The progress line of a finished second (`second` counts from 0, shown from 1).
+/// The progress line of a finished second (`second` counts from 0, shown from 1). A second
+/// without an end-of-data or BDAT reply shows `-` (no latency is not 0 ms).
 pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
+    let p99 = interval.eod_p99.max(interval.bdat_p99);
+    let p99 = if p99 == 0 {
+        format!("{:>11}", "-")
+    } else {
+        format!("{:>8.3} ms", p99 as f64 / 1e6)
+    };
     format!(
-        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {:>8.3} ms  errors {}",
+        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {p99}  errors {}",
         second + 1,
         if interval.warmup { " warmup" } else { "" },
         interval.accepted,
-        interval.eod_p99.max(interval.bdat_p99) as f64 / 1e6,
         interval.errors + interval.failed
     )
 }
@@ -363,6 +377,10 @@ pub fn log_report(run: &RunFigures) -> String {
     if let Some(description) = &run.description {
         let _ = writeln!(out, "{description}");
     }
+    // A run whose connections fell short says so before anything else, as it did.
+    for warning in &run.warnings {
+        let _ = writeln!(out, "{warning}");
+    }
     match &run.provenance {
         Some(p) => {
             for line in p.lines() {
@@ -481,6 +499,10 @@ mod tests {
         assert_eq!(
             live_line("", 0, &quiet, true),
             "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  errors 4"
+        );
+        assert_eq!(
+            progress_line(0, &quiet),
+            "[   1s] warmup         0 msgs/s  eod/bdat p99           -  errors 4"
         );
         second.warmup = false;
         second.bdat_p99 = 12_345_678_901;

@@ -12,6 +12,7 @@ use super::interval_log::encode_histogram;
 use super::warmup::{Source, Warmup};
 use crate::client::Stage;
 use crate::record::Recorder;
+use crate::slots::SlotFigures;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ pub struct Results {
     pub measured: Duration,
     /// Open-loop slots that were due but never sent.
     pub backlog: u64,
+    /// The connections asked for and how many were alive over the measured time.
+    pub connections: SlotFigures,
     /// The warm-up (whole seconds): the intervals flagged `warmup` are inside it.
     pub warmup: Duration,
 }
@@ -102,6 +105,7 @@ impl Results {
             reported: vec![None; threads],
             measured: Duration::ZERO,
             backlog: 0,
+            connections: SlotFigures::default(),
             warmup: Duration::ZERO,
         }
     }

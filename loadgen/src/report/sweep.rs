@@ -65,9 +65,12 @@ impl Step {
         self.results.msgs_per_sec()
     }
 
-    /// Whether the step kept up with its offered rate.
+    /// Whether the step kept up with its offered rate, over the connections asked for
+    /// (unless `--allow-fewer-connections`).
     pub fn sustained(&self) -> bool {
-        self.results.total.accepted > 0 && self.achieved() >= SUSTAINED_FRACTION * self.offered
+        self.results.total.accepted > 0
+            && self.achieved() >= SUSTAINED_FRACTION * self.offered
+            && !self.results.connections.fails(self.results.measured)
     }
 
     /// Whether the step achieved more than [`CATCH_UP_FRACTION`] of its offered rate:
@@ -106,7 +109,10 @@ impl Step {
             .unwrap_or_default()
             .as_secs_f64();
         let notes = LogNotes {
-            comments: vec![self.header.clone()],
+            comments: [self.header.clone()]
+                .into_iter()
+                .chain(super::connections::warning(&self.results))
+                .collect(),
             counts: run_counts(&self.results, self.wall_start),
             start_time: Some(start),
             provenance: Some(self.provenance.clone()),
@@ -227,6 +233,9 @@ fn verdict(step: &Step) -> String {
     if step.catch_up() {
         words.push_str(" (catch-up: achieved > offered)");
     }
+    if step.results.connections.fails(step.results.measured) {
+        words.push_str(" (fewer connections)");
+    }
     if step.retry {
         words.push_str(" (re-try)");
     } else if !step.passed() {
@@ -256,13 +265,17 @@ pub fn table_row(step: &Step) -> String {
     row
 }
 
-/// Why a step failed, one line per reason (empty for a step that passed).
+/// Why a step failed, one line per reason (for a step that passed: empty, or the warning
+/// of fewer connections that `--allow-fewer-connections` let pass).
 pub fn failure_lines(step: &Step) -> String {
     let mut out = String::new();
     for line in step.verdicts.iter().filter_map(|v| v.as_ref().err()) {
         let _ = writeln!(out, "  {} msgs/s: SLO BREACHED: {line}", rate(step.offered));
     }
-    if !step.sustained() {
+    if let Some(warning) = super::connections::warning(&step.results) {
+        let _ = writeln!(out, "  {} msgs/s: {warning}", rate(step.offered));
+    }
+    if step.results.total.accepted == 0 || step.achieved() < SUSTAINED_FRACTION * step.offered {
         let _ = writeln!(
             out,
             "  {} msgs/s: achieved {:.1} msgs/s, below {:.0}% of the offered rate ({} sends \

@@ -7,12 +7,12 @@
 //! together (one sync), the sidecar and then the message renamed into place, and the
 //! directory synced once (group commit, the sequence shared with Maildir in `commit`). The
 //! `.eml` rename is the commit point: a `.eml` that exists is complete and has its sidecar.
-//! Failures and abandoned messages remove what was written.
+//! Failures, abandoned messages and messages another store refused remove what was written.
 //!
 //! What it does not do: add trace headers (the bytes are the client's, byte for byte), or
 //! hold a message in memory (only the chunk being written).
 
-use super::commit::{commit_staged, Staged};
+use super::commit::Staged;
 use super::record::MessageMeta;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -59,21 +59,17 @@ impl EmlDir {
         match json {
             Ok(json) => Ok(vec![json, eml]),
             Err(e) => {
-                eml.remove();
+                if let Err(removing) = eml.remove() {
+                    self.report(&removing);
+                }
                 Err(e)
             }
         }
     }
 
-    /// Commits a batch (see `commit_staged`); clears `ok[i]` for each message that could not
-    /// be made durable.
-    pub(super) fn commit(
-        &self,
-        staged: Vec<(usize, Vec<Staged>)>,
-        ok: &mut [bool],
-        whole_fs_sync: bool,
-    ) {
-        commit_staged(staged, ok, &self.dir, whole_fs_sync, |e| self.report(e));
+    /// Where complete messages go (the directory itself), synced once per batch (`commit`).
+    pub(super) fn final_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Says what went wrong; the client sees only `451 4.3.0`.

@@ -47,7 +47,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Where a JSON-lines store writes.
 #[derive(Debug)]
@@ -157,29 +157,60 @@ impl JsonLines {
         Ok(true)
     }
 
-    /// Stores a batch: `lines` holds the record lines of the messages `members` names, in
-    /// order, each as `(message index, offset just past its line)`. Clears `ok[i]` for each
-    /// member whose line is not stored: all of them if the lines are not durable in a
-    /// regular file; on a stream, those not written whole.
-    pub(super) fn commit(&self, lines: &[u8], members: &[(usize, usize)], ok: &mut [bool]) {
-        if lines.is_empty() {
-            return;
+    /// Appends a batch to a regular file (not a stream) and makes it durable: `lines` holds
+    /// the record lines of the messages `members` names, in order, each as `(message index,
+    /// offset just past its line)`. On success the file stays locked until the returned
+    /// [`Appended`] is dropped, so the caller can still take the lines back (a later store
+    /// refused some of the messages) without another batch's lines in the way. On failure
+    /// nothing of `lines` is in the file (cut back, and said on stderr), and `members` comes
+    /// back.
+    pub(super) fn append<'a>(
+        &'a self,
+        lines: &[u8],
+        members: Vec<(usize, usize)>,
+    ) -> Result<Appended<'a>, Vec<(usize, usize)>> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let Place::Path { path, dir } = &self.place else {
+            return Err(members); // standard output is a stream: never here
+        };
+        match append_durably(path, dir, &mut slot, lines) {
+            Ok(start) => Ok(Appended {
+                store: self,
+                slot,
+                start,
+                members,
+            }),
+            Err(e) => {
+                eprintln!("fastsmtpd: jsonl {}: {e}", self.name());
+                Err(members)
+            }
         }
+    }
+
+    /// Writes a batch's lines to a stream (after every durable store has kept their
+    /// messages). Returns how many bytes of `lines` were written (all, unless the stream
+    /// failed part way: the reader went away, or none is there); the lines written whole are
+    /// out, and their messages kept.
+    pub(super) fn emit(&self, lines: &[u8]) -> usize {
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let written = match &self.place {
-            Place::Path { path, dir } => self.append_at_path(path, dir, &mut slot, lines),
+            Place::Path { path, dir } => emit_at_path(path, dir, &mut slot, lines),
             Place::Stdout => append_to_stdout(&mut slot, lines),
         };
-        if let Err((stored, e)) = written {
-            if let Some(e) = e {
-                eprintln!("fastsmtpd: jsonl {}: {e}", self.name());
-            }
-            for &(i, end) in members {
-                if end > stored {
-                    ok[i] = false;
+        match written {
+            Ok(()) => lines.len(),
+            Err((written, e)) => {
+                if let Some(e) = e {
+                    eprintln!("fastsmtpd: jsonl {}: {e}", self.name());
                 }
+                written
             }
         }
+    }
+
+    /// Says what went wrong, naming the store; the client sees only `451 4.3.0`.
+    pub(super) fn report(&self, error: &io::Error) {
+        eprintln!("fastsmtpd: jsonl {}: {error}", self.name());
     }
 
     /// The store as the user named it, for messages.
@@ -189,74 +220,143 @@ impl JsonLines {
             Place::Stdout => "-".to_string(),
         }
     }
+}
 
-    /// Appends `lines` to the file the path names now (reopening it if that is no longer the
-    /// open file). A regular file is made durable, and on failure nothing of `lines` stays
-    /// in it; a stream keeps what was written. The error says how many bytes of `lines` are
-    /// stored (from the start), and what went wrong (`None`: said already).
-    fn append_at_path(
-        &self,
-        path: &Path,
-        dir: &Path,
-        slot: &mut Option<Output>,
-        lines: &[u8],
-    ) -> Result<(), (usize, Option<io::Error>)> {
-        let fail = |e: io::Error| (0, Some(e));
-        // One stat of the path and one fstat of the open file per batch (not per message).
-        // `metadata` follows symlinks, as opening the path does.
-        let at_path = fs::metadata(path).ok();
-        let open = match slot.as_ref().map(|o| o.file.metadata()).transpose() {
-            Ok(open) => open,
-            Err(e) => return Err(fail(e)),
+/// A batch's lines appended to a regular JSON-lines file and synced, the file still locked:
+/// [`Appended::take_back`] can cut the lines of refused messages off again until it is
+/// dropped.
+#[derive(Debug)]
+pub(super) struct Appended<'a> {
+    /// The store (for messages).
+    store: &'a JsonLines,
+    /// The open file, locked.
+    slot: MutexGuard<'a, Option<Output>>,
+    /// The file's length before the batch.
+    start: u64,
+    /// `(message index, offset just past its line)` of the lines still in the file.
+    members: Vec<(usize, usize)>,
+}
+
+impl Appended<'_> {
+    /// Cuts the file back to where the line of the first message no longer `ok` began (a
+    /// later store refused it), and syncs it. Messages are refused from some point of the
+    /// batch on (a stream stops part way) or all at once, so what stays are the lines of the
+    /// messages still kept.
+    pub(super) fn take_back(&mut self, ok: &[bool]) {
+        let Some(first) = self.members.iter().position(|&(i, _)| !ok[i]) else {
+            return;
         };
-        let start = match (open, at_path) {
-            (Some(open), Some(at_path)) if same_file(&open, &at_path) => open.len(),
-            (open, _) => {
-                if open.is_some() {
-                    eprintln!(
-                        "fastsmtpd: jsonl {}: the file was renamed or deleted; opening the path again",
-                        path.display()
-                    );
-                }
-                // Never another byte to the old inode: if the open fails, no file is open.
-                *slot = None;
-                let output = open_path(path, dir).map_err(fail)?;
-                let len = output.file.metadata().map_err(fail)?.len();
-                *slot = Some(output);
-                len
-            }
+        debug_assert!(self.members[first..].iter().all(|&(i, _)| !ok[i]));
+        let keep = if first == 0 {
+            0
+        } else {
+            self.members[first - 1].1
         };
-        let Some(output) = slot.as_ref() else {
-            return Err(fail(io::Error::other("no file open"))); // set just above
+        self.members.truncate(first);
+        let Some(output) = self.slot.as_ref() else {
+            return;
         };
-        if !output.durable {
-            let (written, result) = write_counted(&output.file, lines);
-            if let Err(e) = result {
-                // Closed, so a FIFO's next reader never sees the torn line; the next batch
-                // opens the path again.
-                *slot = None;
-                return Err((written, Some(e)));
-            }
-            return Ok(());
+        let cut = output
+            .file
+            .set_len(self.start + keep as u64)
+            .and_then(|()| output.file.sync_data());
+        if let Err(e) = cut {
+            eprintln!(
+                "fastsmtpd: jsonl {}: could not take back the lines of refused messages: {e}",
+                self.store.name()
+            );
         }
-        let file = &output.file;
-        let written = (&*file).write_all(lines).and_then(|()| file.sync_data());
-        if let Err(e) = written {
-            // Cut a torn batch off, so every line in the file stays a whole record.
-            let _ = file.set_len(start);
-            return Err(fail(e));
+    }
+}
+
+/// Appends `lines` to the regular file the path names now (reopening it if that is no
+/// longer the open file) and makes them durable; returns the file's length before them. On
+/// failure nothing of `lines` stays in it.
+fn append_durably(
+    path: &Path,
+    dir: &Path,
+    slot: &mut Option<Output>,
+    lines: &[u8],
+) -> io::Result<u64> {
+    let start = open_current(path, dir, slot)?;
+    let Some(output) = slot.as_ref() else {
+        return Err(io::Error::other("no file open")); // opened just above
+    };
+    if !output.durable {
+        // The path named a regular file at start and names a stream now: a line written to
+        // it could not be taken back if another store refused its message.
+        *slot = None;
+        return Err(io::Error::other(
+            "the path no longer names a regular file; refusing to write to a stream here",
+        ));
+    }
+    let file = &output.file;
+    let written = (&*file).write_all(lines).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // Cut a torn batch off, so every line in the file stays a whole record.
+        let _ = file.set_len(start);
+        return Err(e);
+    }
+    // Deleted between the stat and the sync: the lines went nowhere, so no `250`. (A file
+    // renamed meanwhile still holds them durably under its new name: that is fine.)
+    match file.metadata() {
+        Ok(meta) if meta.nlink() == 0 => {
+            *slot = None;
+            Err(io::Error::other(
+                "the file was deleted while the batch was written",
+            ))
         }
-        // Deleted between the stat and the sync: the lines went nowhere, so no `250`. (A
-        // file renamed meanwhile still holds them durably under its new name: that is fine.)
-        match file.metadata() {
-            Ok(meta) if meta.nlink() == 0 => {
-                *slot = None;
-                Err(fail(io::Error::other(
-                    "the file was deleted while the batch was written",
-                )))
+        Ok(_) => Ok(start),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `lines` to the stream the path names (opening it again after a failure, or when
+/// the path now names another file). The error says how many bytes of `lines` were written
+/// (from the start), and what went wrong (`None`: said already).
+fn emit_at_path(
+    path: &Path,
+    dir: &Path,
+    slot: &mut Option<Output>,
+    lines: &[u8],
+) -> Result<(), (usize, Option<io::Error>)> {
+    open_current(path, dir, slot).map_err(|e| (0, Some(e)))?;
+    let Some(output) = slot.as_ref() else {
+        return Err((0, Some(io::Error::other("no file open")))); // opened just above
+    };
+    let (written, result) = write_counted(&output.file, lines);
+    if let Err(e) = result {
+        // Closed, so a FIFO's next reader never sees the torn line; the next batch opens
+        // the path again.
+        *slot = None;
+        return Err((written, Some(e)));
+    }
+    Ok(())
+}
+
+/// Makes sure `slot` holds the file `path` names now: one `stat` of the path and one `fstat`
+/// of the open file per batch (not per message); a file renamed away or deleted is closed
+/// without another byte and the path opened again (created if missing). Returns the open
+/// file's length.
+fn open_current(path: &Path, dir: &Path, slot: &mut Option<Output>) -> io::Result<u64> {
+    // `metadata` follows symlinks, as opening the path does.
+    let at_path = fs::metadata(path).ok();
+    let open = slot.as_ref().map(|o| o.file.metadata()).transpose()?;
+    match (open, at_path) {
+        (Some(open), Some(at_path)) if same_file(&open, &at_path) => Ok(open.len()),
+        (open, _) => {
+            if open.is_some() {
+                eprintln!(
+                    "fastsmtpd: jsonl {}: the file was renamed or deleted; opening the path again",
+                    path.display()
+                );
             }
-            Ok(_) => Ok(()),
-            Err(e) => Err(fail(e)),
+            // Never another byte to the old inode: if the open fails, no file is open.
+            *slot = None;
+            let output = open_path(path, dir)?;
+            let len = output.file.metadata()?.len();
+            *slot = Some(output);
+            Ok(len)
         }
     }
 }

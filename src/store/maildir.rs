@@ -8,9 +8,10 @@
 //! accepted recipient in RCPT order (as Postfix's `local` writes it), and `Received:`. For a
 //! batch of complete messages, make all their contents durable together (one sync), rename
 //! them into `new/`, and `fsync` `new/` once (group commit: two flushes per batch instead of
-//! one per message). A message counts as stored only after all of that. Any failure removes
-//! the file from `tmp/` (or `new/`, if only the directory sync failed), so `new/` never holds
-//! a partial message.
+//! one per message; the sequence, shared with the other stores, is in `commit`). A message
+//! counts as stored only after all of that, in every store. Any failure removes the file from
+//! `tmp/` (or from `new/`, if a later step or another store refused the message), so `new/`
+//! never holds a partial message, nor one the client was told `451` for.
 //!
 //! Line ends: `LfConverter` turns every CR LF of the content into LF as the chunks go past
 //! (a CR at the end of a chunk waits for the next one's first byte), so nothing is held but
@@ -35,7 +36,7 @@
 //!
 //! What it does not do: deliver to `cur/`, set flags, or split by recipient.
 
-use super::commit::{commit_staged, Staged};
+use super::commit::Staged;
 use super::record::{trace_headers, MessageMeta};
 
 use std::io;
@@ -94,17 +95,11 @@ impl Maildir {
         vec![file]
     }
 
-    /// Commits a batch; clears `ok[i]` for each message that could not be made durable.
-    /// Order (`commit_staged`): every file already written to `tmp/`, their data synced
-    /// together, then renamed into `new/`, then `new/` synced: a name in `new/` only ever
-    /// points at complete, durable content.
-    pub(super) fn commit(
-        &self,
-        staged: Vec<(usize, Vec<Staged>)>,
-        ok: &mut [bool],
-        whole_fs_sync: bool,
-    ) {
-        commit_staged(staged, ok, &self.new, whole_fs_sync, |e| self.report(e));
+    /// Where complete messages go: `new/`. A batch is committed there (`commit`): every
+    /// file already written to `tmp/`, their data synced together, then renamed into `new/`,
+    /// then `new/` synced, so a name in `new/` only ever points at complete, durable content.
+    pub(super) fn final_dir(&self) -> &Path {
+        &self.new
     }
 
     /// Says what went wrong; the client sees only `451 4.3.0`.

@@ -173,6 +173,25 @@ impl Target {
     fn is_stream(&self) -> bool {
         matches!(self, Target::Jsonl(t) if t.is_stream())
     }
+
+    /// For a store of one file per message (Maildir, `.eml`): the directory its messages are
+    /// renamed into (synced once per batch).
+    fn final_dir(&self) -> Option<&Path> {
+        match self {
+            Target::Maildir(t) => Some(t.final_dir()),
+            Target::Eml(t) => Some(t.final_dir()),
+            Target::Jsonl(_) => None,
+        }
+    }
+
+    /// Says what went wrong, naming the store; the client sees only `451 4.3.0`.
+    fn report(&self, error: &io::Error) {
+        match self {
+            Target::Maildir(t) => t.report(error),
+            Target::Eml(t) => t.report(error),
+            Target::Jsonl(t) => t.report(error),
+        }
+    }
 }
 
 /// `fsync` a directory, making the entries created in it durable.
@@ -723,8 +742,8 @@ impl Writing {
         };
         for target in targets {
             let begun = match target {
-                Target::Maildir(t) => t.begin(&writing.meta).map_err(|e| t.report(&e)),
-                Target::Eml(t) => t.begin(&writing.meta).map_err(|e| t.report(&e)),
+                Target::Maildir(t) => t.begin(&writing.meta).map_err(|e| target.report(&e)),
+                Target::Eml(t) => t.begin(&writing.meta).map_err(|e| target.report(&e)),
                 Target::Jsonl(_) => {
                     writing.parts.push(Part::Nothing);
                     continue;
@@ -733,7 +752,7 @@ impl Writing {
             match begun {
                 Ok(file) => writing.parts.push(Part::File(file)),
                 Err(()) => {
-                    writing.fail();
+                    writing.fail(targets);
                     break;
                 }
             }
@@ -766,23 +785,19 @@ impl Writing {
                 Target::Eml(_) | Target::Jsonl(_) => piece,
             };
             if let Err(e) = file.append(bytes) {
-                match target {
-                    Target::Maildir(t) => t.report(&e),
-                    Target::Eml(t) => t.report(&e),
-                    Target::Jsonl(_) => {}
-                }
-                self.fail();
+                target.report(&e);
+                self.fail(targets);
                 return;
             }
         }
     }
 
     /// Removes everything written: the message will not be kept.
-    fn fail(&mut self) {
+    fn fail(&mut self, targets: &[Target]) {
         self.failed = true;
-        for part in self.parts.drain(..) {
+        for (part, target) in self.parts.drain(..).zip(targets) {
             if let Part::File(file) = part {
-                file.remove();
+                commit::remove_all(&[file], target);
             }
         }
     }
@@ -817,7 +832,7 @@ impl Writing {
         for (target, part) in targets.iter().zip(parts) {
             let files = match (target, part) {
                 (_, Part::File(file)) if failed => {
-                    file.remove();
+                    commit::remove_all(&[file], target);
                     continue;
                 }
                 (Target::Maildir(t), Part::File(file)) => t.finish(&self.meta, file),
@@ -826,7 +841,7 @@ impl Writing {
                     match t.finish(&self.meta, file, record) {
                         Ok(files) => files,
                         Err(e) => {
-                            t.report(&e);
+                            target.report(&e);
                             failed = true;
                             Vec::new()
                         }
@@ -837,10 +852,9 @@ impl Writing {
             finished.files.push(files);
         }
         if failed {
-            finished
-                .files
-                .iter()
-                .for_each(|files| commit::remove_all(files));
+            for (files, target) in finished.files.iter().zip(targets) {
+                commit::remove_all(files, target);
+            }
             finished.files.clear();
         } else {
             finished.ok = true;
@@ -905,7 +919,7 @@ impl StorageThread {
                     if queues.closing {
                         drop(queues);
                         // Streams never ended (their connections went without a word).
-                        streams.values_mut().for_each(Writing::fail);
+                        streams.values_mut().for_each(|w| w.fail(targets));
                         return;
                     }
                     queues.idle += 1;
@@ -983,57 +997,22 @@ impl StorageThread {
             }
             StreamOp::Abort { stream } => {
                 if let Some(mut writing) = streams.remove(&stream) {
-                    writing.fail();
+                    writing.fail(targets);
                     self.shared.open_streams.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         }
     }
 
-    /// Makes `finished` durable in every store, in the stores' order but a stream's last,
-    /// then reports each outcome. A message refused by one store is not committed to the
-    /// later ones (its files there are removed): so a stream, which cannot take a line back,
-    /// only sees messages every other store has kept.
+    /// Makes `finished` durable in every store or in none (`commit::commit_batch`: the
+    /// stores' contents synced, then the renames, directory syncs, JSON-lines appends and
+    /// last the stream, each undone for a message a later step refuses), then reports each
+    /// outcome.
     fn commit(&self, finished: &mut Vec<Finished>) {
         let mut ok: Vec<bool> = finished.iter().map(|f| f.ok).collect();
         // `syncfs` would also wait for the data of streams still being written.
         let whole_fs = self.shared.open_streams.load(Ordering::SeqCst) == 0;
-        let in_order = self.targets.iter().enumerate();
-        let (streams, stores): (Vec<_>, Vec<_>) = in_order.partition(|(_, t)| t.is_stream());
-        for (index, target) in stores.into_iter().chain(streams) {
-            match target {
-                Target::Maildir(_) | Target::Eml(_) => {
-                    let mut staged = Vec::with_capacity(finished.len());
-                    for (i, message) in finished.iter_mut().enumerate() {
-                        let Some(files) = message.files.get_mut(index) else {
-                            continue;
-                        };
-                        let files = std::mem::take(files);
-                        if ok[i] {
-                            staged.push((i, files));
-                        } else {
-                            commit::remove_all(&files);
-                        }
-                    }
-                    match target {
-                        Target::Maildir(t) => t.commit(staged, &mut ok, whole_fs),
-                        Target::Eml(t) => t.commit(staged, &mut ok, whole_fs),
-                        Target::Jsonl(_) => {}
-                    }
-                }
-                Target::Jsonl(t) => {
-                    let mut lines = Vec::with_capacity(finished.len() * 400);
-                    let mut members = Vec::with_capacity(finished.len());
-                    for (i, message) in finished.iter().enumerate() {
-                        if ok[i] {
-                            lines.extend_from_slice(message.record.as_deref().unwrap_or_default());
-                            members.push((i, lines.len()));
-                        }
-                    }
-                    t.commit(&lines, &members, &mut ok);
-                }
-            }
-        }
+        commit::commit_batch(&self.targets, finished, &mut ok, whole_fs);
         let done = Instant::now();
         for (message, stored) in finished.drain(..).zip(ok) {
             self.latency

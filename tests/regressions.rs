@@ -263,3 +263,45 @@ fn a_fault_reply_without_an_enhanced_code_gets_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bug (review F12): with `--exit-after-messages`, the client's `QUIT` after its last `250`
+/// got `421 4.3.2` (swaks showed `<** 421`) and the summary counted `errors=1`: reaching the
+/// limit began the shutdown, which closed every session between transactions at once. Now a
+/// session between transactions during shutdown takes only `QUIT`, answered `221` as usual,
+/// for a moment after its last reply; a clean run counts no error. Any other command still
+/// gets the `421`.
+#[test]
+fn a_quit_after_the_last_message_of_exit_after_messages_gets_221() {
+    use fastsmtpd::config::Config;
+    let server = util::TestServer::start(Config {
+        exit_after_messages: Some(2),
+        ..util::test_config()
+    });
+    let mut polite = server.client();
+    polite.ehlo();
+    let mut eager = server.client();
+    eager.ehlo();
+    polite.deliver("one\r\n");
+    polite.deliver("two\r\n");
+    // The limit is reached: the shutdown has begun before the QUIT is sent.
+    let start = std::time::Instant::now();
+    while !server.handle().is_shutting_down() {
+        assert!(
+            start.elapsed() < util::REPLY_WAIT,
+            "no shutdown after 2 messages"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    polite.roundtrip("QUIT\r\n", BYE);
+    polite.expect_closed();
+    // Nothing new starts during shutdown: a MAIL is answered 421 and the session closes.
+    eager.roundtrip("MAIL FROM:<a@b.example>\r\n", util::SHUTTING_DOWN);
+    eager.expect_closed();
+    let stats = server.stop();
+    assert_eq!(stats.messages, 2);
+    assert_eq!(
+        stats.errors, 1,
+        "only the refused MAIL's 421 is an error: {:?}",
+        stats.error_replies
+    );
+}

@@ -25,7 +25,7 @@
 //! message content reads nothing more (backpressure) until [`Conn::on_budget`].
 
 use super::handshakes::HandshakeTurns;
-use super::timer::{ConnDeadline, Deadlines, Due};
+use super::timer::{ConnDeadline, Deadlines, Due, QUIT_WINDOW};
 use super::transport::Transport;
 use crate::auth::{Authenticator, Check, Ticket, Verdict};
 use crate::fault::FaultGate;
@@ -194,6 +194,9 @@ pub struct Conn {
     hung_up: bool,
     /// Where the TLS handshake stands with the worker's turns.
     handshake: HandshakeTurn,
+    /// When replies were last handed to the socket: during shutdown a session between
+    /// transactions waits for its `QUIT` until [`QUIT_WINDOW`] after that, no longer.
+    replied_at: Instant,
 }
 
 /// A connection's TLS handshake and the worker's turns (see `super::handshakes`).
@@ -258,6 +261,7 @@ impl Conn {
             auth_pending: None,
             hung_up: false,
             handshake: HandshakeTurn::default(),
+            replied_at: now,
         };
         conn.borrow_out(cx.spare_out);
         let progress = conn.session.on_connect(
@@ -333,6 +337,9 @@ impl Conn {
         if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
             self.on_handshake_complete(cx, now);
         }
+        if self.pending_out() > 0 {
+            self.replied_at = now;
+        }
         let mut flushed = match self.flush() {
             Ok(flushed) => flushed,
             Err(_) => return self.outcome(Next::Close, accepted),
@@ -365,6 +372,10 @@ impl Conn {
         if finished {
             // The last replies are still going out; do not wait for them forever.
             self.deadline.linger(now);
+        } else if self.session.awaits_quit() {
+            // Shutting down between transactions: a client that just got its reply gets a
+            // moment to say QUIT (`221`, not `421`); then `on_deadline` ends the session.
+            self.deadline.close_by(self.replied_at + QUIT_WINDOW);
         }
         let wanted = self.wanted_interest();
         if wanted != self.registered {
@@ -420,6 +431,11 @@ impl Conn {
                     cx.stats.timeouts += 1;
                     return self.outcome(Next::Close, 0);
                 }
+                if self.session.awaits_quit() {
+                    // Shutting down, and no QUIT came in time: not the client's fault.
+                    self.end_with(reply::SHUTTING_DOWN, cx);
+                    return self.outcome(Next::Close, 0);
+                }
                 if !self.session.is_closed() && self.read != ReadSide::Ended {
                     let rate_applies = cx.deadlines.min_data_rate > 0;
                     let reply = if rate_applies && self.session.in_message_content() {
@@ -462,11 +478,20 @@ impl Conn {
         self.ready(cx, now)
     }
 
-    /// The server is shutting down (see [`Session::on_shutdown`]).
+    /// The server is shutting down (see [`Session::on_shutdown`]). A session between
+    /// transactions may still say `QUIT` (and get `221`) within [`QUIT_WINDOW`] of its last
+    /// reply; one idle for longer gets `421 4.3.2` at once. A TLS handshake not finished has
+    /// no channel for either: it ends now.
     pub fn on_shutdown(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
-        self.borrow_out(cx.spare_out);
-        self.session
-            .on_shutdown(&mut Replies::new(&mut self.out, cx.tally), &mut self.sink);
+        self.session.on_shutdown();
+        if self.tls == TlsPhase::Handshaking {
+            self.borrow_out(cx.spare_out);
+            self.session.on_timeout(
+                reply::SHUTTING_DOWN,
+                &mut Replies::new(&mut self.out, cx.tally),
+                &mut self.sink,
+            );
+        }
         self.ready(cx, now)
     }
 

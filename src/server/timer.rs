@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 /// How long a finished session may take to collect its last reply before we close anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
+/// During shutdown, how long after its last reply a session between transactions may still
+/// say `QUIT` and get `221` (a client that got its last `250` says it within a round trip);
+/// after that it gets `421 4.3.2`. Bounded by the shutdown grace period as well.
+pub const QUIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// Time limits that the server, not the protocol, enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
@@ -206,6 +211,11 @@ impl ConnDeadline {
         if self.pause_until.is_none() {
             self.at = self.at.min(now + CLOSE_LINGER);
         }
+    }
+
+    /// The connection must be looked at by `at` at the latest (a pause keeps its end).
+    pub fn close_by(&mut self, at: Instant) {
+        self.at = self.at.min(at);
     }
 
     /// What the deadline means at `now`. A pause that is over ends here, and the client gets

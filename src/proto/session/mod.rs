@@ -203,7 +203,8 @@ pub struct Session {
     errors: u32,
     /// Junk commands (see `is_junk`) since the last accepted message.
     junk: u32,
-    /// The server is shutting down: close as soon as no transaction is open.
+    /// The server is shutting down: no new transaction starts. Between transactions only
+    /// `QUIT` is taken (see [`Session::awaits_quit`]); any other command gets `421 4.3.2`.
     draining: bool,
     /// The connection is encrypted (implicit TLS, or after STARTTLS).
     tls_active: bool,
@@ -394,10 +395,6 @@ impl Session {
             }
         }
         self.wipe_credentials();
-        if self.draining && self.is_idle() {
-            out.push(reply::SHUTTING_DOWN);
-            self.mode = Mode::Closed;
-        }
         accepted
     }
 
@@ -422,9 +419,6 @@ impl Session {
         if self.errors >= config.max_errors {
             self.abort_message(sink);
             out.push(reply::TOO_MANY_ERRORS);
-            self.mode = Mode::Closed;
-        } else if self.draining && self.is_idle() {
-            out.push(reply::SHUTTING_DOWN);
             self.mode = Mode::Closed;
         }
     }
@@ -515,11 +509,6 @@ impl Session {
         };
         out.push(reply);
         sink.on_outcome(None, size, reply);
-        if self.draining && self.is_idle() {
-            self.abort_message(sink);
-            out.push(reply::SHUTTING_DOWN);
-            self.mode = Mode::Closed;
-        }
     }
 
     /// Processes `input`, appending replies to `out`, content to `sink`, and asking `gate`
@@ -577,7 +566,6 @@ impl Session {
                         pos += consumed;
                         io.completed += 1;
                         self.on_command_line(config, line, &mut io);
-                        self.close_if_draining(&mut io);
                     }
                     Ok(Status::Partial) => return io.progress(pos),
                     // RFC 5321 §4.5.3.1.4: too long. Drop it up to its CR LF, then reply.
@@ -624,7 +612,6 @@ impl Session {
                     io.completed += 1;
                     self.mode = Mode::Command;
                     self.on_data_end(config, transfer, &mut io);
-                    self.close_if_draining(&mut io);
                 }
                 Mode::Chunk(transfer) => {
                     let (taken, transfer) =
@@ -637,7 +624,6 @@ impl Session {
                     // the minimum data rate like DATA content.
                     self.mode = Mode::Command;
                     self.on_chunk_end(config, transfer, &mut io);
-                    self.close_if_draining(&mut io);
                 }
             }
         }
@@ -657,13 +643,20 @@ impl Session {
         }
     }
 
-    /// The server is shutting down. An idle session gets `421 4.3.2` now; one with a
-    /// transaction open may finish it and gets the `421` after its final reply.
-    pub fn on_shutdown<S: MessageSink>(&mut self, out: &mut Replies<'_>, sink: &mut S) {
+    /// The server is shutting down. A session with a transaction open may finish it; from
+    /// then on (or at once, for an idle one) it takes only `QUIT`, answered `221` as usual:
+    /// a client that got its last `250` and says `QUIT` is told goodbye, not `421`. Any
+    /// other command is answered `421 4.3.2` (RFC 5321 §3.8) and the session closes. Nothing
+    /// is said until then: how long the session may wait for its `QUIT` is the caller's
+    /// choice ([`Session::awaits_quit`]; it ends it with [`Session::on_timeout`]).
+    pub fn on_shutdown(&mut self) {
         self.draining = true;
-        if !self.is_closed() && self.is_idle() {
-            self.on_timeout(reply::SHUTTING_DOWN, out, sink);
-        }
+    }
+
+    /// The server is shutting down and this session has no transaction open: it takes only
+    /// `QUIT` now, and the caller ends it (`421 4.3.2`) if none comes soon.
+    pub fn awaits_quit(&self) -> bool {
+        self.draining && !self.is_closed() && self.is_idle()
     }
 
     /// The connection is gone: a message in progress is abandoned (never accepted).
@@ -676,13 +669,6 @@ impl Session {
     fn is_idle(&self) -> bool {
         matches!(self.mode, Mode::Command | Mode::SkippingLongLine { .. })
             && matches!(self.stage, Stage::Connected | Stage::Greeted)
-    }
-
-    /// During shutdown, closes the session once its transaction is over.
-    fn close_if_draining<S: MessageSink, G: Gate>(&mut self, io: &mut Io<'_, '_, S, G>) {
-        if self.draining && !self.is_closed() && self.is_idle() {
-            self.close_with(reply::SHUTTING_DOWN, io);
-        }
     }
 
     fn close_with<S: MessageSink, G: Gate>(
@@ -875,7 +861,13 @@ impl Session {
         // command's handler) sequence, then limits. The gate is asked only about a command
         // the protocol would carry out, so an injected fault never hides a sender's bug (a
         // `503` stays a `503`).
-        let command = match parse_command(line) {
+        let parsed = parse_command(line);
+        if self.awaits_quit() && !matches!(parsed, Ok(Command::Quit)) {
+            // Shutting down, between transactions: nothing new starts. RFC 5321 §3.8: a
+            // server that must close answers `421` to any command but `QUIT`.
+            return self.close_with(reply::SHUTTING_DOWN, io);
+        }
+        let command = match parsed {
             Ok(command) => command,
             Err(error) => return self.on_command_error(config, error, io),
         };

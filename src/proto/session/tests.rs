@@ -122,10 +122,6 @@ fn timeout(
     );
 }
 
-fn shutdown(session: &mut Session, out: &mut Vec<u8>, sink: &mut RecordingSink) {
-    session.on_shutdown(&mut Replies::new(out, &mut ReplyTally::default()), sink);
-}
-
 fn config() -> SessionConfig {
     SessionConfig {
         banner: Banner::new("mx.test", 1000),
@@ -579,7 +575,7 @@ fn many_messages_on_one_session() {
 }
 
 #[test]
-fn shutdown_lets_a_message_finish() {
+fn shutdown_lets_a_message_finish_then_takes_only_quit() {
     let config = config();
     let mut session = Session::new();
     let mut sink = RecordingSink::default();
@@ -592,12 +588,14 @@ fn shutdown_lets_a_message_finish() {
         &mut sink,
     );
     out.clear();
-    shutdown(&mut session, &mut out, &mut sink);
-    assert!(out.is_empty() && !session.is_closed());
+    session.on_shutdown();
+    assert!(!session.awaits_quit() && !session.is_closed());
+    // The message finishes; then only QUIT is taken: a NOOP (any command but QUIT) is
+    // answered 421 and closes, unexecuted.
     feed(
         &mut session,
         &config,
-        b"\r\n.\r\nNOOP\r\n",
+        b"\r\n.\r\nNOOP\r\nQUIT\r\n",
         &mut out,
         &mut sink,
     );
@@ -606,11 +604,35 @@ fn shutdown_lets_a_message_finish() {
         b"250 2.0.0 Ok: queued\r\n421 4.3.2 Error: service shutting down, closing connection\r\n"
     );
     assert!(session.is_closed());
-    // An idle one is closed at once.
+    // A QUIT right behind the last reply gets its 221, as on any day (review F12: a client
+    // of --exit-after-messages was told 421 for its QUIT).
+    let mut polite = Session::new();
+    out.clear();
+    feed(
+        &mut polite,
+        &config,
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n",
+        &mut out,
+        &mut sink,
+    );
+    polite.on_shutdown();
+    assert!(polite.awaits_quit());
+    out.clear();
+    feed(&mut polite, &config, b"QUIT\r\n", &mut out, &mut sink);
+    assert_eq!(out, reply::BYE);
+    assert!(polite.is_closed() && !polite.awaits_quit());
+    // An idle one says nothing until the caller ends it (its QUIT window is the caller's).
     let mut idle = Session::new();
     out.clear();
-    shutdown(&mut idle, &mut out, &mut sink);
+    idle.on_shutdown();
+    assert!(out.is_empty() && idle.awaits_quit());
+    idle.on_timeout(
+        reply::SHUTTING_DOWN,
+        &mut Replies::new(&mut out, &mut ReplyTally::default()),
+        &mut sink,
+    );
     assert_eq!(out, reply::SHUTTING_DOWN);
+    assert!(idle.is_closed());
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Stopping: graceful shutdown on request, and the `--exit-after-*` conditions that request it.
 //!
 //! What it does: [`ShutdownSignal`] sets a flag and wakes every worker. A woken worker stops
-//! listening and tells each session ([`crate::proto::session::Session::on_shutdown`]): an idle
-//! session gets `421 4.3.2` at once; one in a transaction may finish it within the grace
-//! period. When every connection is gone, or the grace period is over (the rest get the
-//! `421` then), the worker's loop ends. [`ExitAfter`] counts accepted messages and ended
+//! listening and tells each session ([`crate::proto::session::Session::on_shutdown`]): one in a
+//! transaction may finish it within the grace period; between transactions a session takes
+//! only `QUIT` (`221`) for a moment after its last reply (`QUIT_WINDOW`, so the client of
+//! `--exit-after-messages` that got its last `250` is told goodbye), then gets `421 4.3.2`;
+//! any other command gets the `421` at once. When every connection is gone, or the grace
+//! period is over (the rest get the `421` then), the worker's loop ends. [`ExitAfter`] counts accepted messages and ended
 //! sessions over all workers and requests shutdown when a limit is reached.
 //!
 //! What it does not do: handle signals (the caller of [`crate::server::run`] does) or wait

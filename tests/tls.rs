@@ -270,3 +270,65 @@ s.quit()
     );
     assert!(!dir.join("other.pem").exists());
 }
+
+/// Review F5: a second start on an address in use failed (`Address already in use`), but had
+/// first rewritten `--tls-self-signed-out FILE` with its own new certificate, so the running
+/// server's senders, told to trust FILE, no longer verified it. Now the file is put in place
+/// only after every listener is bound: the failed start leaves it (and the directory) as the
+/// running server wrote it.
+#[test]
+fn a_failed_second_start_leaves_the_running_servers_certificate_file_alone() {
+    let dir = util::scratch_dir("self-signed-out-twice");
+    let cert = dir.join("fastsmtpd.pem");
+    let (listen, listen_tls) = (util::free_local_addr(), util::free_local_addr());
+    let start = |cert: &std::path::Path| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+        command.args([
+            "--listen",
+            &listen,
+            "--listen-tls",
+            &listen_tls,
+            "--threads",
+            "1",
+        ]);
+        command.args(["--hostname", "mx.test", "--tls-self-signed"]);
+        command.arg("--tls-self-signed-out").arg(cert);
+        command
+    };
+    let mut running = util::process::ChildGuard::spawn(start(&cert));
+    let line = running.next_line(REPLY_WAIT);
+    assert!(line.starts_with("fastsmtpd listening on "), "{line}");
+    let trusted = std::fs::read(&cert).unwrap();
+
+    let second = run_bounded(start(&cert), None, CHILD_LIMIT);
+    second.assert_failure("a second fastsmtpd on the same address");
+    assert!(
+        second.stderr.contains("ddress already in use"),
+        "{}",
+        second.dump()
+    );
+    assert_eq!(
+        std::fs::read(&cert).unwrap(),
+        trusted,
+        "the running server's certificate was replaced"
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        [std::ffi::OsString::from("fastsmtpd.pem")],
+        "no temporary file left"
+    );
+    // A sender that trusts the file still verifies the running server.
+    let verified = s_client_verifying(listen_tls.parse().unwrap(), Some(&cert));
+    verified.assert_success("openssl s_client -verify_return_error -CAfile FILE");
+    assert!(
+        verified.stderr.contains("Verification: OK"),
+        "{}",
+        verified.dump()
+    );
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}

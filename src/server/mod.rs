@@ -103,9 +103,16 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         Some(source) => Some(tls::server_config(source, &config.hostname)?),
         None => None,
     };
-    if let (Some(path), Some(settings)) = (&config.tls_self_signed_out, &tls) {
-        tls::write_certificate_pem(&settings.certificates.leaf(), path)?;
-    }
+    // Written now (a path that cannot be written is refused before anything is bound), put
+    // in place only once every listener is bound: a start that fails (the address is in use
+    // by a running fastsmtpd) must not replace the certificate that server's senders trust.
+    let certificate_out = match (&config.tls_self_signed_out, &tls) {
+        (Some(path), Some(settings)) => Some(tls::stage_certificate_pem(
+            &settings.certificates.leaf(),
+            path,
+        )?),
+        _ => None,
+    };
     let auth = match &config.auth {
         Some(source) => Some(
             crate::auth::Authenticator::start(source.clone(), config.auth_limits)
@@ -217,7 +224,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             },
         )?),
     };
-    Ok(ServerHandle {
+    let handle = ServerHandle {
         addrs,
         shutdown,
         threads,
@@ -228,7 +235,14 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         txlog,
         certificates: tls.map(|settings| settings.certificates),
         auth,
-    })
+    };
+    if let Some(certificate) = certificate_out {
+        if let Err(e) = certificate.publish() {
+            let _ = handle.stop();
+            return Err(e);
+        }
+    }
+    Ok(handle)
 }
 
 impl ServerHandle {

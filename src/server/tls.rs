@@ -162,11 +162,31 @@ fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
-/// Writes `certificate` to `path` as PEM (RFC 7468 §5: a `CERTIFICATE` block, base64 in
-/// lines of 64), so a sender that verifies can be given it as its trust anchor
-/// (`--tls-self-signed-out`). Atomic: written to a temporary name beside `path`, synced, then
-/// renamed over it, so a reader never sees half a file; the directory is synced after.
-pub fn write_certificate_pem(certificate: &CertificateDer<'_>, path: &Path) -> io::Result<()> {
+/// The certificate of `--tls-self-signed`, written as PEM (RFC 7468 §5: a `CERTIFICATE`
+/// block, base64 in lines of 64) beside `--tls-self-signed-out FILE` under a temporary name
+/// and synced, but not yet in place: [`PendingCertificate::publish`] renames it over `FILE`
+/// once the server's listeners are bound, so a start that fails (the address is in use by
+/// another fastsmtpd) never replaces the certificate a running server's senders trust.
+/// Dropped unpublished, the temporary file is removed.
+#[derive(Debug)]
+pub struct PendingCertificate {
+    /// Where it is written now.
+    temporary: std::path::PathBuf,
+    /// `FILE`.
+    path: std::path::PathBuf,
+    /// The directory holding both (synced after the rename).
+    dir: std::path::PathBuf,
+    /// Renamed into place: nothing to remove.
+    published: bool,
+}
+
+/// Writes `certificate` as PEM beside `path` (see [`PendingCertificate`]), so a sender that
+/// verifies can be given it as its trust anchor (`--tls-self-signed-out`). Errors name the
+/// flag and the path.
+pub fn stage_certificate_pem(
+    certificate: &CertificateDer<'_>,
+    path: &Path,
+) -> io::Result<PendingCertificate> {
     use base64::Engine as _;
     use std::io::Write as _;
     let shown = path.display();
@@ -188,18 +208,41 @@ pub fn write_certificate_pem(certificate: &CertificateDer<'_>, path: &Path) -> i
     let mut temporary_name = std::ffi::OsString::from(".");
     temporary_name.push(name);
     temporary_name.push(format!(".tmp.{}", std::process::id()));
-    let temporary = dir.join(temporary_name);
-    let written = std::fs::File::create(&temporary)
+    let pending = PendingCertificate {
+        temporary: dir.join(temporary_name),
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        published: false,
+    };
+    std::fs::File::create(&pending.temporary)
         .and_then(|mut file| {
             file.write_all(pem.as_bytes())?;
             file.sync_all()
         })
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .and_then(|()| std::fs::File::open(dir)?.sync_all());
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        io::Error::new(e.kind(), format!("--tls-self-signed-out {shown}: {e}"))
-    })
+        .map_err(|e| io::Error::new(e.kind(), format!("--tls-self-signed-out {shown}: {e}")))?;
+    Ok(pending)
+}
+
+impl PendingCertificate {
+    /// Renames the certificate over `FILE` (atomic: a reader never sees half a file) and
+    /// syncs the directory.
+    pub fn publish(mut self) -> io::Result<()> {
+        let published = std::fs::rename(&self.temporary, &self.path)
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
+        self.published = published.is_ok();
+        published.map_err(|e| {
+            let shown = self.path.display();
+            io::Error::new(e.kind(), format!("--tls-self-signed-out {shown}: {e}"))
+        })
+    }
+}
+
+impl Drop for PendingCertificate {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
 }
 
 /// The certificate chain in `path`, leaf first.
@@ -261,7 +304,14 @@ mod tests {
         let settings = server_config(&TlsSource::SelfSigned, "mx.test").unwrap();
         let path = dir.join("cert.pem");
         std::fs::write(&path, "old contents").unwrap();
-        write_certificate_pem(&settings.certificates.leaf(), &path).unwrap();
+        // Staged and dropped unpublished (the start failed): the old file stays, and no
+        // temporary file is left.
+        drop(stage_certificate_pem(&settings.certificates.leaf(), &path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old contents");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let staged = stage_certificate_pem(&settings.certificates.leaf(), &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old contents");
+        staged.publish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"), "{text}");
         assert!(text.lines().all(|line| line.len() <= 64));
@@ -270,7 +320,7 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
         let missing = dir.join("no/such/dir/cert.pem");
-        let error = write_certificate_pem(&settings.certificates.leaf(), &missing).unwrap_err();
+        let error = stage_certificate_pem(&settings.certificates.leaf(), &missing).unwrap_err();
         assert!(
             error.to_string().starts_with("--tls-self-signed-out "),
             "{error}"

@@ -305,3 +305,35 @@ fn a_quit_after_the_last_message_of_exit_after_messages_gets_221() {
         stats.error_replies
     );
 }
+
+/// Bug (review F11): a store path beneath a regular file gave a different error per store and
+/// per depth: `jsonl:FILE/m.jsonl` said `File exists (os error 17)`, `maildir:FILE/md`
+/// `Not a directory (os error 20)`, neither naming the culprit. Now every store (and any
+/// depth, and the store's own directory being a file) says which path is not a directory.
+#[test]
+fn a_store_path_beneath_a_regular_file_is_refused_naming_that_file() {
+    let dir = util::scratch_dir("store-under-a-file");
+    let file = dir.join("plain");
+    std::fs::write(&file, b"not a directory\n").unwrap();
+    let f = file.display();
+    for spec in [
+        format!("jsonl:{f}/m.jsonl"),
+        format!("jsonl:{f}/deeper/m.jsonl"),
+        format!("maildir:{f}/Maildir"),
+        format!("maildir:{f}"),
+        format!("eml:{f}/eml"),
+        format!("eml:{f}"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+        command.args(["--listen", "127.0.0.1:0", "--store", &spec]);
+        let output = util::process::run_bounded(command, None, CHILD_LIMIT);
+        assert_eq!(output.status.code(), Some(1), "{spec}: {}", output.stderr);
+        assert_eq!(
+            output.stderr,
+            format!("fastsmtpd: error: --store {spec}: {f} is a regular file, not a directory\n"),
+            "{spec}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

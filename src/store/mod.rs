@@ -213,6 +213,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// `jsonl:` for its file's), and only then: a directory removed while the server runs is a
 /// failure (`451 4.3.0`), not something to create again.
 pub(crate) fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
+    refuse_non_directory_ancestor(dir)?;
     let mut created = Vec::new();
     let mut at = Some(dir);
     while let Some(path) = at {
@@ -226,6 +227,49 @@ pub(crate) fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
     created
         .iter()
         .try_for_each(|path| sync_dir(parent_dir(path)))
+}
+
+/// Refuses `dir` when it, or one of its parents, exists but is not a directory, naming that
+/// path: the same clear error for every store, where `mkdir -p` would say `File exists` or
+/// `Not a directory` depending on where the file sits.
+fn refuse_non_directory_ancestor(dir: &Path) -> io::Result<()> {
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    ancestors.reverse();
+    for path in ancestors {
+        // Follows symbolic links, as creating and opening beneath the path does.
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                let kind = describe_file_type(&meta.file_type());
+                return Err(io::Error::new(
+                    io::Error::from_raw_os_error(libc::ENOTDIR).kind(),
+                    format!("{} is {kind}, not a directory", path.display()),
+                ));
+            }
+            // Missing (created next), or not for us to judge here: creating says why.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// What a file that is not a directory is, for messages.
+fn describe_file_type(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "neither a file nor a directory"
+    }
 }
 
 /// Makes the contents of `files` (all on one filesystem: a store's own directory) durable.

@@ -337,3 +337,95 @@ fn a_store_path_beneath_a_regular_file_is_refused_naming_that_file() {
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bug (review F2): `--shutdown-grace` was ignored while a stream store's reader took
+/// nothing: the storage thread sat in a blocking `write` to the full pipe, the workers left,
+/// and the server stayed up until the reader died. Now, when the grace period ends, the
+/// stalled write gives up: the message whose line was not written whole gets `451 4.3.0`
+/// (then `421`), and the server stops. Only the messages told `250` have whole lines in the
+/// stream. (The wait for the server to stop is bounded, a hang guard, not a timing check.)
+#[test]
+#[allow(unsafe_code)]
+fn shutdown_grace_is_kept_while_a_stream_stores_reader_takes_nothing() {
+    use fastsmtpd::config::Config;
+    use fastsmtpd::store::StoreSpec;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let dir = util::scratch_dir("stalled-fifo");
+    let fifo = dir.join("records");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The reader: it opens the FIFO and never reads. (Read-write, so opening does not wait.)
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    // SAFETY: fcntl on a descriptor we own, no memory passed.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(
+        size >= 4096,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    let in_pipe = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, to `n`.
+        unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n as usize
+    };
+    // Not dropped if an assertion fails first: dropping stops the server, which is what
+    // never returned before the fix (the test must fail, not hang).
+    let server = std::mem::ManuallyDrop::new(util::TestServer::start(Config {
+        stores: vec![StoreSpec::Jsonl(fifo.clone())],
+        shutdown_grace: Duration::from_millis(300),
+        ..util::test_config()
+    }));
+    let mut client = server.client();
+    client.ehlo();
+    client.deliver("Subject: small\r\n\r\nfits in the pipe\r\n");
+    let first_line = in_pipe();
+    assert!(first_line > 0);
+    // A record larger than the whole pipe: its write stalls part way.
+    let big = format!("Subject: {}\r\n\r\nbody\r\n", "x".repeat(size as usize * 2));
+    client.begin_transaction();
+    client.roundtrip("DATA\r\n", util::GO_AHEAD);
+    client.send(format!("{big}.\r\n"));
+    let start = Instant::now();
+    while in_pipe() <= first_line {
+        assert!(
+            start.elapsed() < util::REPLY_WAIT,
+            "the big record never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.handle().shutdown();
+    client.expect(format!(
+        "451 4.3.0 Error: could not store message, try again later\r\n{}",
+        util::SHUTTING_DOWN
+    ));
+    client.expect_closed();
+    let (done, stopped) = std::sync::mpsc::channel();
+    let server = std::mem::ManuallyDrop::into_inner(server);
+    std::thread::spawn(move || {
+        let _ = done.send(server.stop());
+    });
+    let stats = stopped
+        .recv_timeout(util::REPLY_WAIT)
+        .expect("the server did not stop: the storage thread is stuck on the pipe");
+    assert_eq!(stats.messages, 1);
+    // The stream holds the first record whole; the second, given up, was not confirmed.
+    let mut bytes = vec![0u8; in_pipe()];
+    std::io::Read::read_exact(&mut &reader, &mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let whole: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .collect();
+    assert_eq!(whole.len(), 1, "{text}");
+    assert!(whole[0].contains("\"subject\":\"small\""), "{}", whole[0]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

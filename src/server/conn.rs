@@ -478,6 +478,11 @@ impl Conn {
         self.ready(cx, now)
     }
 
+    /// The session waits for the stores' verdict on its message.
+    pub fn is_awaiting_store(&self) -> bool {
+        self.session.is_awaiting_store()
+    }
+
     /// The server is shutting down (see [`Session::on_shutdown`]). A session between
     /// transactions may still say `QUIT` (and get `221`) within [`QUIT_WINDOW`] of its last
     /// reply; one idle for longer gets `421 4.3.2` at once. A TLS handshake not finished has

@@ -169,7 +169,11 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
         polls.push(poll);
     }
-    let shutdown = Arc::new(ShutdownSignal::new(wakers.clone()));
+    let shutdown = Arc::new(ShutdownSignal::new(
+        wakers.clone(),
+        store.clone(),
+        config.shutdown_grace,
+    ));
 
     let mut threads = Vec::with_capacity(config.threads);
     let mut stats = Vec::with_capacity(config.threads);

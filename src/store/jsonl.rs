@@ -19,12 +19,18 @@
 //!   whose lines were written whole are confirmed, the others refused. The storage threads
 //!   commit a stream after every other store ([`JsonLines::is_stream`]), so no later store
 //!   can refuse a message whose line is already out; and at most one stream is allowed.
-//!   A full pipe holds the writer back (the `250`s wait for the reader).
+//!   A full pipe holds the writer back (the `250`s wait for the reader), but not past the
+//!   shutdown: a pipe is written without blocking (a FIFO is opened `O_NONBLOCK`, a pipe on
+//!   standard output is opened again, `O_NONBLOCK`, through `/proc/self/fd/1`, so the shell's
+//!   descriptor is left as it was), waiting for room with `poll`; once the shutdown grace
+//!   period is over ([`JsonLines::give_up_at`]) a write that finds no room gives up, and the
+//!   messages whose lines were not written whole are refused (`451 4.3.0`), so a reader that
+//!   never reads cannot keep the server from exiting.
 //!
 //! A FIFO is opened without waiting for a reader: with none yet, the output stays closed
 //! and each batch tries again, its messages answered `451 4.3.0` (nothing was emitted, so
-//! the client's retry duplicates nothing). After a failed write the FIFO is closed (so no
-//! later reader sees the torn line) and opened again the same way.
+//! the client's retry duplicates nothing). After a failed write the FIFO is closed and
+//! opened again the same way.
 //!
 //! A path is followed, not the file it first opened: a line is only ever confirmed once it
 //! is in the file that `FILE` names. Before each batch, one `stat` of the path is compared
@@ -48,6 +54,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest single wait for room in a stream, so a give-up time set meanwhile (the
+/// shutdown began) is noticed soon.
+const ROOM_WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// Where a JSON-lines store writes.
 #[derive(Debug)]
@@ -85,6 +96,9 @@ pub struct JsonLines {
     stream: bool,
     /// The open output; `None` after a failed (re)open, until a batch or a reopen succeeds.
     file: Mutex<Option<Output>>,
+    /// When a write to a stream that finds no room gives up (the end of the shutdown grace
+    /// period); `None` while the server runs.
+    give_up: Mutex<Option<Instant>>,
 }
 
 impl JsonLines {
@@ -115,6 +129,7 @@ impl JsonLines {
             },
             stream,
             file: Mutex::new(output),
+            give_up: Mutex::new(None),
         })
     }
 
@@ -122,16 +137,43 @@ impl JsonLines {
     /// whatever it is connected to.
     pub fn stdout() -> io::Result<JsonLines> {
         use std::os::fd::AsFd;
-        let file = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        // A pipe is opened again as a description of our own, non-blocking (see the module
+        // docs); setting `O_NONBLOCK` on the inherited one would change the shell's too.
+        let is_pipe = stdout.metadata().is_ok_and(|m| m.file_type().is_fifo());
+        let own = is_pipe
+            .then(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open("/proc/self/fd/1")
+                    .ok()
+            })
+            .flatten();
         Ok(JsonLines {
             place: Place::Stdout,
             stream: true,
             file: Mutex::new(Some(Output {
-                file,
+                file: own.unwrap_or(stdout),
                 durable: false,
                 broken: false,
             })),
+            give_up: Mutex::new(None),
         })
+    }
+
+    /// From `at` on, a write to a stream that finds no room gives up instead of waiting for
+    /// the reader (the shutdown grace period ends then). The first time set wins.
+    pub fn give_up_at(&self, at: Instant) {
+        self.give_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(at);
+    }
+
+    /// When a stream write gives up, if set.
+    fn give_up(&self) -> Option<Instant> {
+        *self.give_up.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the output is a stream (standard output, a FIFO, a device): not durable,
@@ -194,8 +236,8 @@ impl JsonLines {
     pub(super) fn emit(&self, lines: &[u8]) -> usize {
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let written = match &self.place {
-            Place::Path { path, dir } => emit_at_path(path, dir, &mut slot, lines),
-            Place::Stdout => append_to_stdout(&mut slot, lines),
+            Place::Path { path, dir } => emit_at_path(path, dir, &mut slot, lines, self),
+            Place::Stdout => append_to_stdout(&mut slot, lines, self),
         };
         match written {
             Ok(()) => lines.len(),
@@ -319,15 +361,15 @@ fn emit_at_path(
     dir: &Path,
     slot: &mut Option<Output>,
     lines: &[u8],
+    store: &JsonLines,
 ) -> Result<(), (usize, Option<io::Error>)> {
     open_current(path, dir, slot).map_err(|e| (0, Some(e)))?;
     let Some(output) = slot.as_ref() else {
         return Err((0, Some(io::Error::other("no file open")))); // opened just above
     };
-    let (written, result) = write_counted(&output.file, lines);
+    let (written, result) = write_counted(&output.file, lines, store);
     if let Err(e) = result {
-        // Closed, so a FIFO's next reader never sees the torn line; the next batch opens
-        // the path again.
+        // Closed; the next batch opens the path again.
         *slot = None;
         return Err((written, Some(e)));
     }
@@ -366,6 +408,7 @@ fn open_current(path: &Path, dir: &Path, slot: &mut Option<Output>) -> io::Resul
 fn append_to_stdout(
     slot: &mut Option<Output>,
     lines: &[u8],
+    store: &JsonLines,
 ) -> Result<(), (usize, Option<io::Error>)> {
     let Some(output) = slot.as_mut() else {
         return Err((0, None));
@@ -374,9 +417,13 @@ fn append_to_stdout(
         return Err((0, None));
     }
     let _stdout = io::stdout().lock();
-    let (written, result) = write_counted(&output.file, lines);
+    let (written, result) = write_counted(&output.file, lines, store);
     result.map_err(|e| {
         output.broken = true;
+        if e.kind() == io::ErrorKind::TimedOut {
+            // Given up at the end of the shutdown grace period: said as it is.
+            return (written, Some(e));
+        }
         let said = io::Error::new(
             e.kind(),
             format!("{e}: standard output is closed, every message gets 451 4.3.0 from now on"),
@@ -386,18 +433,59 @@ fn append_to_stdout(
 }
 
 /// Writes all of `bytes` to `file` (a stream), one `write` after another; returns how many
-/// were written, and the error that stopped it.
-fn write_counted(mut file: &File, bytes: &[u8]) -> (usize, io::Result<()>) {
+/// were written, and the error that stopped it. A non-blocking stream without room is
+/// waited for (`poll`), until `store`'s give-up time, if one is set: then it gives up.
+fn write_counted(mut file: &File, bytes: &[u8], store: &JsonLines) -> (usize, io::Result<()>) {
     let mut written = 0;
     while written < bytes.len() {
         match file.write(&bytes[written..]) {
             Ok(0) => return (written, Err(io::ErrorKind::WriteZero.into())),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = wait_for_room(file, store) {
+                    return (written, Err(e));
+                }
+            }
             Err(e) => return (written, Err(e)),
         }
     }
     (written, Ok(()))
+}
+
+/// Waits (at most [`ROOM_WAIT_SLICE`]) until `file` takes more bytes; an error once `store`'s
+/// give-up time has passed with no room.
+#[allow(unsafe_code)]
+fn wait_for_room(file: &File, store: &JsonLines) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let wait = match store.give_up() {
+        Some(at) => at
+            .saturating_duration_since(Instant::now())
+            .min(ROOM_WAIT_SLICE),
+        None => ROOM_WAIT_SLICE,
+    };
+    let mut poll = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call; `file` is open meanwhile.
+    let ready = unsafe { libc::poll(&mut poll, 1, wait.as_millis() as libc::c_int) };
+    if ready < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    if ready == 0 && store.give_up().is_some_and(|at| Instant::now() >= at) {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the reader took nothing within the shutdown grace period: gave up, the messages whose lines were not written get 451 4.3.0",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether two `stat` results describe the same file.
@@ -406,8 +494,9 @@ fn same_file(a: &Metadata, b: &Metadata) -> bool {
 }
 
 /// Opens `path` for appending. A FIFO is opened without waiting for a reader (`ENXIO` when
-/// there is none), then made blocking again, so a full pipe holds the writer back. Anything
-/// else is created if missing; a regular file's directory `dir` is then synced.
+/// there is none), and stays non-blocking: a full pipe holds the writer back in `poll`,
+/// where the shutdown can end the wait. Anything else is created if missing; a regular
+/// file's directory `dir` is then synced.
 fn open_path(path: &Path, dir: &Path) -> io::Result<Output> {
     let fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
     if fifo {
@@ -415,7 +504,6 @@ fn open_path(path: &Path, dir: &Path) -> io::Result<Output> {
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)?;
-        set_blocking(&file)?;
         return Ok(Output {
             file,
             durable: false,
@@ -436,20 +524,4 @@ fn open_path(path: &Path, dir: &Path) -> io::Result<Output> {
         durable,
         broken: false,
     })
-}
-
-/// Clears `O_NONBLOCK` on `file`.
-#[allow(unsafe_code)]
-fn set_blocking(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl with F_GETFL/F_SETFL takes a descriptor and an int and touches no memory
-    // of ours; `file` is open for the duration of both calls.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

@@ -711,6 +711,18 @@ impl StoreHub {
         first_error.map_or(Ok(reopened), Err)
     }
 
+    /// From `at` on (the end of the shutdown grace period), a write to a stream store that
+    /// finds no room gives up instead of waiting for its reader (see [`jsonl`]): the
+    /// messages whose lines were not written get `451 4.3.0` and the storage threads can
+    /// finish.
+    pub fn give_up_streams_at(&self, at: std::time::Instant) {
+        for target in self.targets.iter() {
+            if let Target::Jsonl(jsonl) = target {
+                jsonl.give_up_at(at);
+            }
+        }
+    }
+
     /// Bytes of message content handed to the storage threads and not yet written.
     pub fn in_flight(&self) -> usize {
         self.shared.budget.in_flight.load(Ordering::SeqCst)

@@ -283,9 +283,16 @@ impl Worker {
         if !self.revisit.is_empty() || self.lent.handshakes.has_backlog() {
             return Some(Duration::ZERO);
         }
-        let grace_end = self
-            .draining_since
-            .map(|since| since + self.links.deadlines.shutdown_grace);
+        // Past the grace period, only sessions waiting for a verdict are left: their verdict
+        // wakes the worker, or the wait for it ends.
+        let grace_end = self.draining_since.map(|since| {
+            let end = since + self.links.deadlines.shutdown_grace;
+            if now < end {
+                end
+            } else {
+                end + shutdown::VERDICT_WAIT
+            }
+        });
         [
             self.timers.next_deadline(),
             self.accept_paused_until,

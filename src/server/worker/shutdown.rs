@@ -9,15 +9,26 @@
 //! period is over (the rest get the `421` then), the worker's loop ends. [`ExitAfter`] counts accepted messages and ended
 //! sessions over all workers and requests shutdown when a limit is reached.
 //!
+//! The stores keep to the same grace period: when it ends, a write to a stream store whose
+//! reader takes nothing gives up ([`StoreHub::give_up_streams_at`]), and a session still
+//! waiting for its message's verdict then gets it (`451 4.3.0` for a line not written) before
+//! its `421`; the worker waits for those verdicts at most [`VERDICT_WAIT`] past the grace.
+//!
 //! What it does not do: handle signals (the caller of [`crate::server::run`] does) or wait
 //! for the storage threads (the server handle does, after the workers).
 
 use super::{driver, Worker};
 use crate::proto::reply;
+use crate::store::StoreHub;
 use mio::Waker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// After the grace period, how long a worker still waits for the stores' verdict on a
+/// message (the stores give up their stalled writes at the end of the grace period, so the
+/// verdict follows at once; this only bounds a store stuck elsewhere, e.g. in a disk sync).
+pub const VERDICT_WAIT: Duration = Duration::from_secs(1);
 
 /// Asks every worker to shut down.
 #[derive(Debug)]
@@ -26,20 +37,33 @@ pub struct ShutdownSignal {
     requested: AtomicBool,
     /// One waker per worker.
     wakers: Vec<Arc<Waker>>,
+    /// The stores, told when the grace period ends (their stalled stream writes give up).
+    stores: Option<Arc<StoreHub>>,
+    /// `--shutdown-grace`.
+    grace: Duration,
 }
 
 impl ShutdownSignal {
-    /// A signal over these workers' wakers.
-    pub fn new(wakers: Vec<Arc<Waker>>) -> ShutdownSignal {
+    /// A signal over these workers' wakers; `stores` learn when the `grace` period ends.
+    pub fn new(
+        wakers: Vec<Arc<Waker>>,
+        stores: Option<Arc<StoreHub>>,
+        grace: Duration,
+    ) -> ShutdownSignal {
         ShutdownSignal {
             requested: AtomicBool::new(false),
             wakers,
+            stores,
+            grace,
         }
     }
 
     /// Requests shutdown and wakes every worker.
     pub fn trigger(&self) {
-        self.requested.store(true, Ordering::Release);
+        let first = !self.requested.swap(true, Ordering::AcqRel);
+        if let (true, Some(stores)) = (first, &self.stores) {
+            stores.give_up_streams_at(Instant::now() + self.grace);
+        }
         for waker in &self.wakers {
             // A failed wake means the worker is gone already.
             let _ = waker.wake();
@@ -113,7 +137,9 @@ impl Worker {
     }
 
     /// Whether the loop should end: during shutdown, once every connection is gone, or when
-    /// the grace period is over (the remaining sessions get `421 4.3.2` and are closed).
+    /// the grace period is over (the remaining sessions get `421 4.3.2` and are closed; one
+    /// waiting for its message's verdict gets the verdict first, if it comes within
+    /// [`VERDICT_WAIT`]).
     pub(super) fn shutdown_finished(&mut self, now: Instant) -> bool {
         let Some(since) = self.draining_since else {
             return false;
@@ -121,16 +147,21 @@ impl Worker {
         if self.conns.is_empty() {
             return true;
         }
-        if now < since + self.links.deadlines.shutdown_grace {
+        let grace_end = since + self.links.deadlines.shutdown_grace;
+        if now < grace_end {
             return false;
         }
+        let wait_for_verdicts = now < grace_end + VERDICT_WAIT;
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
+                if wait_for_verdicts && conn.is_awaiting_store() {
+                    continue;
+                }
                 conn.end_with(reply::SHUTTING_DOWN, &mut driver!(self));
             }
             self.close(key);
         }
-        true
+        self.conns.is_empty()
     }
 }

@@ -52,6 +52,7 @@ pub mod eml;
 pub mod jsonl;
 pub mod maildir;
 pub mod record;
+mod rfc2047;
 
 use crate::metrics::StoreLatency;
 use crate::proto::envelope::Envelope;

@@ -179,21 +179,7 @@ pub fn header_field(message: &[u8], name: &str) -> Option<String> {
     header_field_raw(message, name).map(unfold)
 }
 
-/// An unstructured field body (`Subject:`) as a reader shows it: unfolded, and its
-/// encoded-words (RFC 2047 §2, `=?charset?B|Q?...?=`, in any charset mail-parser knows:
-/// UTF-8, ISO-8859-*, Windows-125x, KOI8, ISO-2022-JP, GB18030, Big5...) decoded, with the
-/// white space between adjacent encoded-words dropped (RFC 2047 §6.2). Words that do not
-/// decode stay as they are. Decoding is mail-parser's (Stalwart's parser for unstructured
-/// fields); it runs on the storage threads.
-pub fn decode_unstructured(raw: &[u8]) -> String {
-    let mut field = Vec::with_capacity(raw.len() + 2);
-    field.extend_from_slice(raw);
-    field.extend_from_slice(b"\r\n"); // the parser reads up to the end of the field
-    match mail_parser::parsers::MessageStream::new(&field).parse_unstructured() {
-        mail_parser::HeaderValue::Text(value) => value.trim().to_string(),
-        _ => String::new(),
-    }
-}
+pub use super::rfc2047::decode_unstructured;
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -495,7 +481,7 @@ mod tests {
     /// came (unfolded).
     #[test]
     fn subjects_are_decoded_with_the_raw_value_beside_them() {
-        let cases: [(&str, &str); 8] = [
+        let cases: &[(&str, &str)] = &[
             ("=?ISO-8859-1?Q?Caf=E9_cr=E8me?=", "Caf\u{e9} cr\u{e8}me"),
             ("=?UTF-8?B?w6l0w6k=?=", "\u{e9}t\u{e9}"),
             ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),
@@ -507,8 +493,18 @@ mod tests {
             ("=?windows-1252?Q?=80_5?=", "\u{20ac} 5"),
             ("plain words", "plain words"),
             ("=?bogus?X?abc?=", "=?bogus?X?abc?="),
+            // Review F10: white space kept as it is but between encoded-words; nothing
+            // decoded inside quotes; unfolding removes the line breaks only; an unknown
+            // charset stays as it is.
+            (
+                "=?utf-8?q?a?= =?utf-8?q?b?=  plain  =?utf-8?q?c?=",
+                "ab  plain  c",
+            ),
+            ("\"=?UTF-8?Q?quoted?=\"", "\"=?UTF-8?Q?quoted?=\""),
+            ("multi\r\n\tline\r\n  fold", "multi\tline  fold"),
+            ("=?x-unknown?Q?abc?= tail", "=?x-unknown?Q?abc?= tail"),
         ];
-        for (raw, decoded) in cases {
+        for &(raw, decoded) in cases {
             let message = format!("From: a@b\r\nSubject: {raw}\r\nTo: c@d\r\n\r\nbody\r\n");
             let record = json_record(&meta(), message.as_bytes());
             assert_eq!(record["subject"], decoded, "{raw}");

@@ -141,10 +141,13 @@ impl RunFigures {
                 over_time: Vec::new(),
             });
             if !warmup.excludes(interval.start) {
-                entry
-                    .total
-                    .add(&histogram)
-                    .map_err(|e| format!("adding up {}: {e:?}", interval.tag))?;
+                entry.total.add(&histogram).map_err(|e| {
+                    format!(
+                        "adding up {}: {}",
+                        super::quoted(&interval.tag),
+                        super::interval_log::addition_error(&e)
+                    )
+                })?;
                 entry.intervals += 1;
                 let span = spans
                     .entry(key)

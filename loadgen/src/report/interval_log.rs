@@ -23,10 +23,13 @@ use super::results::Results;
 use super::warmup::{Source, Warmup};
 use crate::record::new_histogram;
 use base64::Engine as _;
+use hdrhistogram::errors::{AdditionError, RecordError};
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{
+    DeserializeError, Deserializer, Serializer, V2DeflateSerializer,
+};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::io;
@@ -45,10 +48,37 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| format!("bad base64: {e}"))?;
+        .map_err(|e| format!("the histogram is not base64 ({e})"))?;
     Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("bad histogram: {e:?}"))
+        .map_err(|e| format!("the histogram does not decode: {}", deserialize_error(&e)))
+}
+
+/// Why a histogram did not decode, in words (the library's `Debug` names are not for users).
+fn deserialize_error(e: &DeserializeError) -> String {
+    match e {
+        DeserializeError::IoError(e) => format!("it is cut short ({e})"),
+        DeserializeError::InvalidCookie => {
+            "it is not an HdrHistogram encoding (its first bytes name no known format)".into()
+        }
+        DeserializeError::UnsupportedFeature => {
+            "it uses an HdrHistogram feature this reader does not support".into()
+        }
+        DeserializeError::UnsuitableCounterType => "a count in it is too large".into(),
+        DeserializeError::InvalidParameters => "its value range or precision is invalid".into(),
+        DeserializeError::UsizeTypeTooSmall => "it is too large for this machine".into(),
+        DeserializeError::EncodedArrayTooLong => "its counts run past its value range".into(),
+    }
+}
+
+/// Why two histograms could not be added, in words.
+pub fn addition_error(e: &AdditionError) -> &'static str {
+    match e {
+        AdditionError::OtherAddendValueExceedsRange => "a value is out of the histogram's range",
+        AdditionError::ResizeFailedUsizeTypeTooSmall => {
+            "the values span too wide a range for this machine"
+        }
+    }
 }
 
 /// One interval histogram from a log.
@@ -307,8 +337,13 @@ pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
             );
         } else if let Some(rest) = line.strip_prefix(COUNTS_PREFIX) {
             let base = base_time.or(start_time).unwrap_or(0.0);
-            let counts = parse_counts(rest, base)
-                .ok_or_else(|| format!("line {}: bad counts line {line:?}", number + 1))?;
+            let counts = parse_counts(rest, base).ok_or_else(|| {
+                format!(
+                    "line {}: bad counts line {}",
+                    number + 1,
+                    super::quoted(line)
+                )
+            })?;
             notes.counts.push(counts);
         } else if let Some(comment) = line.strip_prefix('#') {
             if in_header && !comment.starts_with('[') {
@@ -407,7 +442,13 @@ fn rescale(h: &Histogram<u64>, scale: f64) -> Result<Histogram<u64>, String> {
     for v in h.iter_recorded() {
         let value = (h.median_equivalent(v.value_iterated_to()) as f64 * scale).round();
         out.record_n(value as u64, v.count_at_value())
-            .map_err(|e| format!("value {value} ns out of range: {e:?}"))?;
+            .map_err(|e| {
+                let why = match e {
+                    RecordError::ValueOutOfRangeResizeDisabled => "out of range",
+                    RecordError::ResizeFailedUsizeTypeTooSmall => "too large for this machine",
+                };
+                format!("a value of {value} ns is {why}")
+            })?;
     }
     Ok(out)
 }
@@ -448,9 +489,13 @@ pub fn read_hlog_lenient(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, ReadWarni
 pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
     let mut out = read_hlog_raw(bytes)?;
     for (i, interval) in out.iter().enumerate() {
-        interval
-            .histogram()
-            .map_err(|e| format!("interval {} (tag {:?}): {e}", i + 1, interval.tag))?;
+        interval.histogram().map_err(|e| {
+            format!(
+                "interval {} (tag {}): {e}",
+                i + 1,
+                super::quoted(&interval.tag)
+            )
+        })?;
     }
     if let Some(scale) = value_scale(bytes).filter(|s| (s - 1.0).abs() > 1e-9) {
         for interval in &mut out {
@@ -474,18 +519,11 @@ fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
                 .filter(|b| **b == b'\n')
                 .count()
                 + 1;
-            let text = String::from_utf8_lossy(bytes);
-            let shown: String = text
-                .lines()
+            let shown = bytes
+                .split(|b| *b == b'\n')
                 .nth(line - 1)
-                .unwrap_or("")
-                .chars()
-                .take(60)
-                .collect();
-            format!(
-                "line {line}: not an interval log line: {:?}",
-                super::printable(&shown)
-            )
+                .map_or_else(|| "(none)".to_string(), super::shown_line);
+            format!("line {line}: not an interval log line: {shown}")
         })?;
         match entry {
             LogEntry::StartTime(t) => start_time = Some(t.as_secs_f64()),
@@ -517,10 +555,13 @@ pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Result<Vec<LoggedInterval>, S
             .or_insert_with(|| (interval.duration, new_histogram()));
         entry.0 = entry.0.max(interval.duration);
         // Our histograms grow to fit, so values from any other tool's bounds are taken.
-        entry
-            .1
-            .add(&interval.histogram()?)
-            .map_err(|e| format!("merging {}: {e:?}", interval.tag))?;
+        entry.1.add(&interval.histogram()?).map_err(|e| {
+            format!(
+                "merging {}: {}",
+                super::quoted(&interval.tag),
+                addition_error(&e)
+            )
+        })?;
     }
     Ok(merged
         .into_iter()
@@ -738,6 +779,28 @@ mod tests {
         assert_eq!(read_notes(later).unwrap().counts[0].counts.accepted, 5);
         let bad = b"#smtp-loadgen-counts: 0.000,accepted=x\n";
         assert!(read_notes(bad).unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn read_errors_are_said_in_words() {
+        // A histogram that is base64 but not an HdrHistogram encoding: no `InvalidCookie`.
+        let log = "Tag=eod,0.000,1.000,0.001,aGVsbG8gd29ybGQh\n";
+        let e = read_hlog(log.as_bytes()).unwrap_err();
+        assert_eq!(
+            e,
+            "interval 1 (tag \"eod\"): the histogram does not decode: it is not an HdrHistogram \
+             encoding (its first bytes name no known format)"
+        );
+        // Random bytes: no `\u{..}` escapes, no noise; text lines are quoted, cut short.
+        let e = read_hlog(b"6\xd9d\xc1A\xdd\xd9\x89k\x1c?\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: not an interval log line: 11 bytes that are not text (a binary file?)"
+        );
+        let e = read_hlog("é\u{749} hello\n".as_bytes()).unwrap_err();
+        assert_eq!(e, "line 1: not an interval log line: \"é\u{749} hello\"");
+        let e = read_hlog(format!("{}\n", "y".repeat(100)).as_bytes()).unwrap_err();
+        assert!(e.ends_with(&format!("\"{}…\"", "y".repeat(60))), "{e}");
     }
 
     #[test]

@@ -46,6 +46,31 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// How many characters of a user's text an error message quotes.
+const QUOTED_CHARS: usize = 60;
+
+/// `text` as an error message quotes it: in double quotes, control characters replaced (see
+/// [`printable`]), cut to 60 characters with `…`. Not Rust's `Debug` form, whose `\u{..}`
+/// escapes mean nothing to a user.
+pub fn quoted(text: &str) -> String {
+    let mut shown: String = printable(text).chars().take(QUOTED_CHARS).collect();
+    if text.chars().nth(QUOTED_CHARS).is_some() {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
+}
+
+/// A line of a file as an error message shows it: [`quoted`] if it is text (UTF-8 without
+/// control characters other than tabs), else how many bytes of what it is (random bytes
+/// would be noise on a terminal).
+pub fn shown_line(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\t') => quoted(text),
+        _ => format!("{} bytes that are not text (a binary file?)", line.len()),
+    }
+}
+
 #[cfg(test)]
 mod printable_tests {
     #[test]
@@ -54,6 +79,29 @@ mod printable_tests {
             super::printable("x\u{1}y\u{7f}z\u{85}\u{9b}é\t"),
             "x\u{FFFD}y\u{FFFD}z\u{FFFD}\u{FFFD}é\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn quoted_text_is_cut_and_binary_lines_are_described() {
+        assert_eq!(super::quoted("hello world"), "\"hello world\"");
+        let long = "x".repeat(70);
+        assert_eq!(super::quoted(&long), format!("\"{}…\"", "x".repeat(60)));
+        assert_eq!(super::quoted("a\u{1b}[31m"), "\"a\u{FFFD}[31m\"");
+        assert_eq!(
+            super::shown_line(b"hello\tworld\r"),
+            "\"hello\u{FFFD}world\""
+        );
+        // Random bytes (not UTF-8, or with control characters): described, not shown.
+        assert_eq!(
+            super::shown_line(b"6\xd9d\xc1A\xddk\x1c?"),
+            "9 bytes that are not text (a binary file?)"
+        );
+        assert_eq!(
+            super::shown_line("a\u{749}\u{0}b".as_bytes()),
+            "5 bytes that are not text (a binary file?)"
+        );
+        // Text that is not ASCII is shown as it is (no `\u{..}` escapes).
+        assert_eq!(super::shown_line("é\u{749}x".as_bytes()), "\"é\u{749}x\"");
     }
 }
 

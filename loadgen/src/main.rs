@@ -376,15 +376,13 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     }
 }
 
-/// `merge`: several hosts' interval logs into one, aligned on whole seconds. The merged
-/// log's warm-up lasts from its start until the last input warm-up has ended (an interval
-/// partly inside any host's warm-up is warm-up: the one rule; hosts that are merged ran at
-/// the same time), its counts lines flag it so, and its provenance keeps each input's.
+/// `merge`: several hosts' interval logs into one, on one grid of whole seconds from the
+/// earliest input's start; a merged second is warm-up when it holds an interval its input's
+/// own `report` leaves out, and so is every second before it (see [`report::merge`]). The
+/// merged log's counts lines flag it so, and its provenance keeps each input's.
 fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
-    let mut all_counts = Vec::new();
     let mut inputs = Vec::new();
-    let mut warmup_end = f64::NEG_INFINITY;
     for path in logs {
         let intervals = read_log(path)?;
         if let Some(note) = unit_note(path)? {
@@ -393,23 +391,15 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
         let notes = read_notes(path)?;
         let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
         let warmup = Warmup::of_log(&notes, &starts, None);
-        if warmup.seconds > 0.0 {
-            warmup_end = warmup_end.max(warmup.origin + warmup.seconds);
-        }
         inputs.extend(notes.provenance.clone());
-        all.push(intervals);
-        all_counts.push(notes.counts);
+        all.push(report::merge::Input {
+            intervals,
+            counts: notes.counts,
+            warmup,
+        });
     }
-    let merged = interval_log::merge_logs(&all)?;
-    let mut merged_counts = interval_log::merge_counts(&all_counts);
-    let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
-    let first = if first == f64::MAX { 0.0 } else { first };
-    let base = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(first);
-    // No input with a warm-up: none (`Warmup::new` takes a negative length as 0).
-    let warmup = Warmup::new(warmup_end - first, first, Source::Run);
-    for c in &mut merged_counts {
-        c.counts.warmup = warmup.excludes(c.start);
-    }
+    let merged = report::merge::merge(&all)?;
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(merged.origin.max(0.0));
     let names: Vec<String> = logs
         .iter()
         .map(|p| report::printable(&p.display().to_string()))
@@ -423,18 +413,25 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
             names.join(", ")
         ),
         serde_json::Value::Null,
-        warmup.seconds,
+        merged.warmup.seconds,
     );
     provenance.inputs = inputs;
     let mut file = std::fs::File::create(output).map_err(|e| file_error(output, e))?;
-    interval_log::write_hlog(&mut file, base, &provenance, &merged, &merged_counts)
-        .map_err(|e| file_error(output, e))?;
+    interval_log::write_hlog(
+        &mut file,
+        base,
+        &provenance,
+        &merged.intervals,
+        &merged.counts,
+    )
+    .map_err(|e| file_error(output, e))?;
+    let warmup = merged.warmup;
     say_line(&format!(
         "merged {} logs, {} intervals -> {}; {}",
         logs.len(),
-        merged.len(),
+        merged.intervals.len(),
         output.display(),
-        warmup.statement(warmup.measured_from(merged.iter().map(|i| i.start)))
+        warmup.statement(warmup.measured_from(merged.intervals.iter().map(|i| i.start)))
     ));
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,66 @@ fn interval_logs_are_read_back_by_report_and_merge() {
     assert_eq!(reported_count(&table, "greeting"), 4);
 }
 
+/// The StartTime of an interval log, seconds since the epoch.
+fn start_time(log: &Path) -> f64 {
+    let text = std::fs::read_to_string(log).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#[StartTime: "))
+        .expect("a StartTime header");
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn merge_counts_what_report_counts_with_and_without_a_warmup() {
+    // B6: a run starts at a fractional second; merge put its intervals on whole seconds of
+    // absolute time but ended the warm-up at the exact time, and dropped a measured second.
+    let server = start_server();
+    for (name, warmup) in [("warm", Some("1s")), ("cold", None)] {
+        let log = scratch(&format!("{name}.hlog"));
+        let merged = scratch(&format!("{name}-merged.hlog"));
+        let mut flags = vec!["-c", "2", "--rate", "200", "-d", "2s"];
+        flags.extend(warmup.iter().flat_map(|w| ["--warmup", *w]));
+        flags.extend(["--hdr-log", log.to_str().unwrap()]);
+        let run = loadgen(server.local_addrs()[0], &flags);
+        run.assert_clean();
+        // Whole-second starts are 1 in 1000; the test is about the others.
+        let start = start_time(&log);
+        if start.fract() == 0.0 {
+            eprintln!("{name}: the run started on a whole second: nothing to check");
+            continue;
+        }
+        let (code, alone, stderr) = run_binary(&args(&["report", log.to_str().unwrap()]));
+        assert_eq!(code, 0, "{stderr}");
+        let (code, said, stderr) = run_binary(&args(&[
+            "merge",
+            log.to_str().unwrap(),
+            "-o",
+            merged.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        let expected = match warmup {
+            Some(_) => "warm-up 1 s excluded: intervals from 1.0 s",
+            None => "no warm-up: intervals from 0.0 s",
+        };
+        assert!(said.contains(expected), "{name}: {said}");
+        // The merged log starts where its input did, not on the whole second before it.
+        assert!((start_time(&merged) - start).abs() < 1e-6, "{name}");
+        let (code, together, stderr) = run_binary(&args(&["report", merged.to_str().unwrap()]));
+        assert_eq!(code, 0, "{stderr}");
+        for tag in ["eod", "message", "message_corrected"] {
+            assert_eq!(
+                reported_count(&together, tag),
+                reported_count(&alone, tag),
+                "{name} {tag}:\n{alone}\n{together}"
+            );
+        }
+        // 2 s at 200 msgs/s after the warm-up.
+        assert_eq!(reported_count(&alone, "eod"), 400, "{name}:\n{alone}");
+    }
+    server.stop().unwrap();
+}
+
 /// Debian's libhdrhistogram-java, the reference implementation's log reader.
 const HDRHISTOGRAM_JAR: &str = "/usr/share/java/hdrhistogram.jar";
 

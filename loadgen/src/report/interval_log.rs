@@ -4,8 +4,7 @@
 //! What it does: encode a histogram as V2-deflate base64 and back; turn a run's finished
 //! seconds into log entries, one per (second, tag) with a tag per stage; write a log that
 //! Java's HistogramLogProcessor reads (StartTime and BaseTime headers, relative timestamps);
-//! read any HdrHistogram tool's log back with absolute times, with its provenance line;
-//! merge logs from several load hosts on whole seconds of absolute time.
+//! read any HdrHistogram tool's log back with absolute times, with its provenance line.
 //!
 //! Message counts per interval (started, accepted, failed, errors, bytes, warm-up: what the
 //! throughput chart needs and a histogram does not hold) travel as comment lines,
@@ -31,7 +30,6 @@ use hdrhistogram::serialization::{
     DeserializeError, Deserializer, Serializer, V2DeflateSerializer,
 };
 use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, SystemTime};
 
@@ -127,7 +125,7 @@ pub struct IntervalCounts {
 
 impl IntervalCounts {
     /// Adds `other` into `self` (warm-up if either is).
-    fn add(&mut self, other: &IntervalCounts) {
+    pub fn add(&mut self, other: &IntervalCounts) {
         self.warmup |= other.warmup;
         self.started += other.started;
         self.accepted += other.accepted;
@@ -383,25 +381,6 @@ fn parse_counts(text: &str, base: f64) -> Option<LoggedCounts> {
     })
 }
 
-/// Merges counts from several load hosts on whole seconds of absolute time, as
-/// [`merge_logs`] merges histograms.
-pub fn merge_counts(logs: &[Vec<LoggedCounts>]) -> Vec<LoggedCounts> {
-    let mut merged: BTreeMap<i64, (f64, IntervalCounts)> = BTreeMap::new();
-    for c in logs.iter().flatten() {
-        let entry = merged.entry(c.start.floor() as i64).or_default();
-        entry.0 = entry.0.max(c.duration);
-        entry.1.add(&c.counts);
-    }
-    merged
-        .into_iter()
-        .map(|(second, (duration, counts))| LoggedCounts {
-            start: second as f64,
-            duration,
-            counts,
-        })
-        .collect()
-}
-
 /// The intervals of a run as log entries (warm-up included: it is logged, not summarised).
 pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInterval> {
     let start = run_start
@@ -544,36 +523,6 @@ fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
     Ok(out)
 }
 
-/// Merges logs from several load hosts: intervals that start in the same whole second (of
-/// absolute time) with the same tag are added together.
-pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Result<Vec<LoggedInterval>, String> {
-    let mut merged: BTreeMap<(i64, String), (f64, Histogram<u64>)> = BTreeMap::new();
-    for interval in logs.iter().flatten() {
-        let second = interval.start.floor() as i64;
-        let entry = merged
-            .entry((second, interval.tag.clone()))
-            .or_insert_with(|| (interval.duration, new_histogram()));
-        entry.0 = entry.0.max(interval.duration);
-        // Our histograms grow to fit, so values from any other tool's bounds are taken.
-        entry.1.add(&interval.histogram()?).map_err(|e| {
-            format!(
-                "merging {}: {}",
-                super::quoted(&interval.tag),
-                addition_error(&e)
-            )
-        })?;
-    }
-    Ok(merged
-        .into_iter()
-        .map(|((second, tag), (duration, histogram))| LoggedInterval {
-            start: second as f64,
-            duration,
-            tag,
-            encoded: encode_histogram(&histogram),
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,7 +601,7 @@ mod tests {
     }
 
     #[test]
-    fn hlog_round_trip_and_merge() {
+    fn hlog_round_trip() {
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut h = new_histogram();
         for v in 1..=1000u64 {
@@ -688,17 +637,6 @@ mod tests {
         assert_eq!(read[1].start, 1_700_000_001.0);
         assert_eq!(read[2].tag, "mail");
         assert_eq!(read[0].histogram().unwrap(), h);
-        // Two hosts' logs, offset by half a second, align on whole seconds.
-        let mut other = read.clone();
-        for i in &mut other {
-            i.start += 0.5;
-        }
-        let merged = merge_logs(&[read, other]).unwrap();
-        assert_eq!(merged.len(), 3);
-        assert_eq!(merged[0].histogram().unwrap().len(), 2000);
-        assert_eq!(merged[1].start, 1_700_000_001.0);
-        assert_eq!(merged[1].tag, "eod");
-        assert_eq!(merged[2].tag, "mail");
     }
 
     #[test]
@@ -813,7 +751,6 @@ mod tests {
             tag: "eod".into(),
             encoded: "aGVsbG8=".into(),
         };
-        assert!(merge_logs(&[vec![broken.clone()]]).is_err());
         assert!(broken.histogram().is_err());
     }
 }

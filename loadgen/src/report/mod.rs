@@ -7,6 +7,7 @@
 //!   `report` table, as text or JSON values.
 //! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
 //!   V2-deflate base64 histogram encoding.
+//! * [`merge`]: several hosts' logs added up on one grid of seconds, with one warm-up.
 //! * [`connections`]: the connections asked for and alive, and why some never got ready.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
 //! * [`figures`]: what charts show, from an interval log: per-tag totals and per-interval
@@ -27,6 +28,7 @@ pub mod connections;
 pub mod figures;
 pub mod html;
 pub mod interval_log;
+pub mod merge;
 pub mod provenance;
 pub mod render;
 pub mod results;
@@ -264,16 +266,22 @@ mod tests {
                 tag.tag
             );
         }
-        let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
-        let merged_counts = interval_log::merge_counts(&[notes.counts.clone(), notes.counts]);
+        let input = merge::Input {
+            intervals: read,
+            counts: notes.counts,
+            warmup: rule,
+        };
+        let merged = merge::merge(&[input.clone(), input]).unwrap();
         assert_eq!(
-            merged_counts[1].counts.accepted,
+            merged.counts[1].counts.accepted,
             2 * counts[1].counts.accepted
         );
+        assert_eq!(merged.warmup.seconds, 1.0);
         let mut log = Vec::new();
         let mut merge = provenance::Provenance::for_tests("golden merge", 1.0);
         merge.inputs = vec![provenance.clone(), provenance];
-        interval_log::write_hlog(&mut log, base, &merge, &merged, &merged_counts).unwrap();
+        interval_log::write_hlog(&mut log, base, &merge, &merged.intervals, &merged.counts)
+            .unwrap();
         assert_golden("merged.hlog", &log);
     }
 

@@ -384,8 +384,8 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
     let mut inputs = Vec::new();
     for path in logs {
-        let intervals = read_log(path)?;
-        if let Some(note) = unit_note(path)? {
+        let (intervals, unit_note) = read_log(path)?;
+        if let Some(note) = unit_note {
             eprintln!("smtp-loadgen: {note}");
         }
         let notes = read_notes(path)?;
@@ -468,7 +468,7 @@ fn report_command(
     );
     let mut runs = Vec::new();
     for (path, label) in paths.iter().zip(labels) {
-        let intervals = read_log(path)?;
+        let (intervals, unit_note) = read_log(path)?;
         let notes = read_notes(path)?;
         let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
         let rule = Warmup::of_log(&notes, &starts, warmup.map(|d| d.as_secs_f64()));
@@ -482,7 +482,7 @@ fn report_command(
                 figures.warmup_statement()
             ));
         }
-        if let Some(note) = unit_note(path)? {
+        if let Some(note) = unit_note {
             say_line(&note);
         }
         if paths.len() > 1 {
@@ -532,10 +532,12 @@ fn unique_labels(labels: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Reads an interval log file; errors name the file.
+/// Reads an interval log file; errors name the file. Returns its intervals (values in
+/// nanoseconds) and, for a log whose header does not give its values' unit, the note that
+/// says which unit they were read in and why.
 /// A log with no interval is an error; a last line cut short (a killed run) is left out
 /// with a warning naming it.
-fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
+fn read_log(path: &Path) -> Result<(Vec<interval_log::LoggedInterval>, Option<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     let (intervals, warnings) =
         interval_log::read_hlog_lenient(&bytes).map_err(|e| file_error(path, e))?;
@@ -550,19 +552,7 @@ fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     if intervals.is_empty() {
         return Err(format!("no intervals in {shown}"));
     }
-    Ok(intervals)
-}
-
-/// The note a report prints for a log without a `#[MaxValueDivisor: D]` header: its values
-/// are read as nanoseconds (smtp-loadgen's own logs always have one).
-fn unit_note(path: &Path) -> Result<Option<String>, String> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    Ok(interval_log::value_scale(&bytes).is_none().then(|| {
-        format!(
-            "note: {} has no #[MaxValueDivisor] header: its values are read as nanoseconds",
-            report::printable(&path.display().to_string())
-        )
-    }))
+    Ok((intervals, warnings.unit.note(&shown)))
 }
 
 /// Reads the comments and message counts of an interval log file.

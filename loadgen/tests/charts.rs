@@ -383,8 +383,7 @@ fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
     let (code, ours, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
     assert_eq!(code, 0);
     assert!(!ours.contains("note:"), "{ours}");
-    // The same values said to be microseconds (divisor 1000, as a Java log written in µs
-    // with outputValueUnitRatio 1000): 1000 times larger.
+    // The same values said to be microseconds (divisor 1000): 1000 times larger.
     let pico = scratch("micro.hlog");
     std::fs::write(
         &pico,
@@ -407,13 +406,17 @@ fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
         a > 0.0 && (b / a - 1000.0).abs() < 20.0,
         "{a} vs {b}\n{ours}\n{scaled}"
     );
-    // Without the header: nanoseconds, and the report says so.
+    // Without the header: the Interval_Max column (max / 1e6) says nanoseconds, and the
+    // report says so.
     let bare = scratch("bare.hlog");
     std::fs::write(&bare, text.replace("#[MaxValueDivisor: 1000000.000]\n", "")).unwrap();
     let (code, out, _) = run_binary(&args(&["report", bare.to_str().unwrap()]));
     assert_eq!(code, 0);
     assert!(
-        out.contains("has no #[MaxValueDivisor] header: its values are read as nanoseconds"),
+        out.contains(
+            "has no #[MaxValueDivisor] header: values read as ns: Interval_Max column = max / \
+             1000000 in every interval"
+        ),
         "{out}"
     );
     assert_eq!(max_of(&out), a);

@@ -124,8 +124,31 @@ pub struct Chart {
     pub y_scale: Scale,
     /// The series, drawn in order.
     pub series: Vec<Series>,
-    /// `(from, to)` x spans shaded grey (a warm-up), with the legend text for them.
-    pub shaded: Option<(String, Vec<(f64, f64)>)>,
+    /// Shaded x spans (a warm-up, a drain), each kind with its legend text; the x axis
+    /// covers them.
+    pub shaded: Vec<Shade>,
+}
+
+/// Spans of the x axis shaded in one tone, with the legend text for them.
+#[derive(Debug, Clone)]
+pub struct Shade {
+    /// The legend text.
+    pub name: String,
+    /// `(from, to)` x spans in data units.
+    pub spans: Vec<(f64, f64)>,
+    /// Index into [`SHADES`] (wraps around): 0 grey (a warm-up), 1 blue (a drain).
+    pub tone: usize,
+}
+
+/// The tones of shaded spans, drawn at [`SHADE_OPACITY`].
+pub const SHADES: [RGBColor; 2] = [RGBColor(0x99, 0x99, 0x99), RGBColor(0x3a, 0x7b, 0xd5)];
+
+/// How opaque a shaded span is: the lines over it stay readable.
+const SHADE_OPACITY: f64 = 0.18;
+
+/// A shaded span's fill.
+fn shade_style(tone: usize) -> ShapeStyle {
+    SHADES[tone % SHADES.len()].mix(SHADE_OPACITY).filled()
 }
 
 /// Where a drawing's plot area is: pixels and the data range they show.
@@ -174,8 +197,8 @@ fn printable(chart: &Chart) -> Chart {
     for series in &mut clean.series {
         series.name = p(&series.name);
     }
-    if let Some((name, _)) = &mut clean.shaded {
-        *name = p(name);
+    for shade in &mut clean.shaded {
+        shade.name = p(&shade.name);
     }
     clean
 }
@@ -239,8 +262,8 @@ pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
 /// How a legend entry shows its series.
 #[derive(Debug, Clone, Copy)]
 enum Swatch {
-    /// A grey box (shaded spans).
-    Shade,
+    /// A box in a shade's tone (shaded spans).
+    Shade(usize),
     /// The series' mark in its colour.
     Mark(Mark, RGBColor),
 }
@@ -260,10 +283,8 @@ impl LegendLayout {
     /// The layout of `chart`'s legend, its text measured with the embedded font.
     fn of(chart: &Chart) -> Result<LegendLayout, String> {
         let mut entries = Vec::new();
-        if let Some((name, spans)) = &chart.shaded {
-            if !spans.is_empty() {
-                entries.push((name.clone(), Swatch::Shade));
-            }
+        for shade in chart.shaded.iter().filter(|s| !s.spans.is_empty()) {
+            entries.push((shade.name.clone(), Swatch::Shade(shade.tone)));
         }
         for series in &chart.series {
             let color = COLORS[series.color % COLORS.len()];
@@ -332,10 +353,10 @@ where
         let x = left + LEGEND_PAD as i32 + column as i32 * layout.column as i32;
         let y = top + (LEGEND_PAD + row as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
         match *swatch {
-            Swatch::Shade => {
-                let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
-                root.draw(&Rectangle::new([(x, y - 5), (x + SWATCH, y + 5)], shade))
-            }
+            Swatch::Shade(tone) => root.draw(&Rectangle::new(
+                [(x, y - 5), (x + SWATCH, y + 5)],
+                shade_style(tone),
+            )),
             Swatch::Mark(Mark::Line(w), color) => root.draw(&PathElement::new(
                 vec![(x, y), (x + SWATCH, y)],
                 color.stroke_width(w),
@@ -376,9 +397,21 @@ where
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (root, _) = root.split_vertically(HEIGHT);
     let root = &root;
+    // The x axis covers the shaded spans too: charts over time of one report share it.
     let x = fit(
         chart.x_scale,
-        chart.series.iter().flat_map(|s| &s.points).map(|p| p.0),
+        chart
+            .series
+            .iter()
+            .flat_map(|s| &s.points)
+            .map(|p| p.0)
+            .chain(
+                chart
+                    .shaded
+                    .iter()
+                    .flat_map(|s| &s.spans)
+                    .flat_map(|(a, b)| [*a, *b]),
+            ),
     );
     let y = fit(
         chart.y_scale,
@@ -520,12 +553,13 @@ where
         .draw()?;
 
     let y_range = ctx.y_range();
-    if let Some((_, spans)) = &chart.shaded {
-        let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
+    for shade in &chart.shaded {
+        let style = shade_style(shade.tone);
         ctx.draw_series(
-            spans
+            shade
+                .spans
                 .iter()
-                .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], shade)),
+                .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], style)),
         )?;
     }
 
@@ -595,7 +629,11 @@ mod tests {
                     points: vec![(3.0, 0.8)],
                 },
             ],
-            shaded: Some(("warm-up".into(), vec![(1.0, 2.0)])),
+            shaded: vec![Shade {
+                name: "warm-up".into(),
+                spans: vec![(1.0, 2.0)],
+                tone: 0,
+            }],
         }
     }
 
@@ -620,7 +658,7 @@ mod tests {
         // An empty chart still draws (axes only).
         let mut chart = sample(Scale::Percentile, Scale::Linear);
         chart.series.clear();
-        chart.shaded = None;
+        chart.shaded.clear();
         assert!(svg(&chart).is_ok());
     }
 

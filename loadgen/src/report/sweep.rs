@@ -439,7 +439,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
             x_scale: Scale::Linear,
             y_scale: Scale::Log,
             series: latency,
-            shaded: None,
+            shaded: Vec::new(),
         },
         Chart {
             id: "sweep-throughput".into(),
@@ -471,7 +471,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
                         .collect(),
                 },
             ],
-            shaded: None,
+            shaded: Vec::new(),
         },
     ];
     let figures = step_figures(sweep)?;

@@ -452,7 +452,7 @@ fn report_command(
             paths.len()
         ));
     }
-    let labels = unique_labels(
+    let labels = report::unique_labels(
         paths
             .iter()
             .enumerate()
@@ -513,23 +513,6 @@ fn report_command(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Labels made distinct for legends: a repeated one gets ` (2)`, ` (3)`, ...
-fn unique_labels(labels: Vec<String>) -> Vec<String> {
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Vec<String> = Vec::with_capacity(labels.len());
-    for label in labels {
-        let mut n = *seen.get(&label).unwrap_or(&0);
-        let mut name = label.clone();
-        while out.contains(&name) {
-            n += 1;
-            name = format!("{label} ({})", n + 1);
-        }
-        seen.insert(label, n);
-        out.push(name);
-    }
-    out
 }
 
 /// Reads an interval log file; errors name the file. Returns its intervals (values in
@@ -641,14 +624,5 @@ mod tests {
         let names: std::collections::BTreeSet<PathBuf> =
             rates.iter().map(|r| name(*r, false)).collect();
         assert_eq!(names.len(), rates.len());
-    }
-
-    #[test]
-    fn repeated_labels_are_numbered() {
-        let labels = |list: &[&str]| unique_labels(list.iter().map(|s| s.to_string()).collect());
-        assert_eq!(
-            labels(&["a", "b", "a", "a", "a (2)"]),
-            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
-        );
     }
 }

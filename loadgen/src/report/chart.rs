@@ -468,21 +468,31 @@ fn fit(scale: Scale, values: impl Iterator<Item = f64>) -> Range<f64> {
     }
 }
 
-/// A number on an axis: as short as its size allows.
-fn tick(v: f64) -> String {
-    let a = v.abs();
+/// The unit every tick of a linear axis reaching `top` (its largest absolute end) is
+/// written in, so one axis never mixes `8000` with `10k`: `(divisor, suffix)`.
+fn tick_unit(top: f64) -> (f64, &'static str) {
+    if top >= 1e6 {
+        (1e6, "M")
+    } else if top >= 1e4 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    }
+}
+
+/// A tick of an axis reaching `top`, in the axis' one unit ([`tick_unit`]): `2k`, `2.5k`,
+/// `10k`; without a unit, up to two decimals from 1 up and four below (`120`, `1.5`,
+/// `0.025`).
+fn tick(v: f64, top: f64) -> String {
+    let (divisor, suffix) = tick_unit(top);
+    let scaled = v / divisor;
+    let a = scaled.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1e6 {
-        format!("{}M", trim(v / 1e6, 2))
-    } else if a >= 1e4 {
-        format!("{}k", trim(v / 1e3, 1))
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        trim(v, 2)
+    } else if !suffix.is_empty() || a >= 1.0 {
+        format!("{}{suffix}", trim(scaled, 2))
     } else {
-        trim(v, 4)
+        trim(scaled, 4)
     }
 }
 
@@ -504,11 +514,13 @@ pub fn percentile_label(x: f64) -> String {
     format!("{}%", trim(p, decimals))
 }
 
-/// Formats a tick of an axis with `scale`.
-fn tick_for(scale: Scale, v: f64) -> String {
+/// Formats a tick of an axis with `scale` reaching `top`: a linear axis in one unit
+/// ([`tick_unit`]); a log axis in plain numbers (its decades span units: `0.1` to `10000`).
+fn tick_for(scale: Scale, v: f64, top: f64) -> String {
     match scale {
         Scale::Percentile => percentile_label(v),
-        _ => tick(v),
+        Scale::Log => tick(v, 1.0),
+        Scale::Linear => tick(v, top),
     }
 }
 
@@ -537,8 +549,10 @@ where
         .y_label_area_size(64)
         .build_cartesian_2d(x, y)?;
     let (x_scale, y_scale) = (chart.x_scale, chart.y_scale);
-    let x_format = move |v: &f64| tick_for(x_scale, *v);
-    let y_format = move |v: &f64| tick_for(y_scale, *v);
+    let top = |r: Range<f64>| r.start.abs().max(r.end.abs());
+    let (x_top, y_top) = (top(ctx.x_range()), top(ctx.y_range()));
+    let x_format = move |v: &f64| tick_for(x_scale, *v, x_top);
+    let y_format = move |v: &f64| tick_for(y_scale, *v, y_top);
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
@@ -680,9 +694,26 @@ mod tests {
             labels,
             ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.9999%"]
         );
-        assert_eq!(tick(15_000.0), "15k");
-        assert_eq!(tick(2_500_000.0), "2.5M");
-        assert_eq!(tick(0.25), "0.25");
-        assert_eq!(tick(120.0), "120");
+        assert_eq!(tick(15_000.0, 15_000.0), "15k");
+        assert_eq!(tick(2_500_000.0, 3e6), "2.5M");
+        assert_eq!(tick(0.25, 1.0), "0.25");
+        assert_eq!(tick(120.0, 150.0), "120");
+        // N2: one unit per axis: a sweep's x axis up to 13000 was `2000 ... 8000, 10k, 12k`.
+        let axis: Vec<String> = [0.0, 2000.0, 8000.0, 10_000.0, 12_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Linear, v, 13_000.0))
+            .collect();
+        assert_eq!(axis, ["0", "2k", "8k", "10k", "12k"]);
+        let axis: Vec<String> = [500_000.0, 1_500_000.0, 2_000_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Linear, v, 2_100_000.0))
+            .collect();
+        assert_eq!(axis, ["0.5M", "1.5M", "2M"]);
+        // Log axes: plain numbers, each decade as it is.
+        let axis: Vec<String> = [0.1, 1.0, 1000.0, 10_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Log, v, 10_000.0))
+            .collect();
+        assert_eq!(axis, ["0.1", "1", "1000", "10000"]);
     }
 }

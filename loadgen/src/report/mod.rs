@@ -73,8 +73,36 @@ pub fn shown_line(line: &[u8]) -> String {
     }
 }
 
+/// Labels made distinct for legends (`report --label`, sweep steps): a repeated one gets
+/// ` (2)`, ` (3)`, ...
+pub fn unique_labels(labels: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let mut n = *seen.get(&label).unwrap_or(&0);
+        let mut name = label.clone();
+        while out.contains(&name) {
+            n += 1;
+            name = format!("{label} ({})", n + 1);
+        }
+        seen.insert(label, n);
+        out.push(name);
+    }
+    out
+}
+
 #[cfg(test)]
 mod printable_tests {
+    #[test]
+    fn repeated_labels_are_numbered() {
+        let labels =
+            |list: &[&str]| super::unique_labels(list.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            labels(&["a", "b", "a", "a", "a (2)"]),
+            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
+        );
+    }
+
     #[test]
     fn control_characters_are_replaced() {
         assert_eq!(

@@ -483,7 +483,17 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
 
 /// Every step's figures.
 fn step_figures(sweep: &Sweep) -> Result<Vec<RunFigures>, String> {
-    sweep.steps.iter().map(Step::figures).collect()
+    let mut figures: Vec<RunFigures> = sweep
+        .steps
+        .iter()
+        .map(Step::figures)
+        .collect::<Result<_, _>>()?;
+    // A step run once more (its retry) has its rate's name again: ` (2)` tells them apart.
+    let labels = super::unique_labels(figures.iter().map(|f| f.label.clone()).collect());
+    for (f, label) in figures.iter_mut().zip(labels) {
+        f.label = label;
+    }
+    Ok(figures)
 }
 
 /// The sweep's HTML page.
@@ -687,6 +697,14 @@ mod tests {
         assert_eq!(s.max_rate(), Some(200.0));
         assert!(table_row(&s.steps[1]).contains("(re-trying)"));
         assert!(table_row(&s.steps[2]).contains("(re-try)"));
+        // N2: the re-try's spectrum is told apart in the legend, as repeated labels are.
+        let charts = charts(&s).unwrap();
+        let spectrum = charts
+            .iter()
+            .find(|c| c.id == "percentiles-message_corrected")
+            .unwrap();
+        let names: Vec<&str> = spectrum.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["100 msgs/s", "200 msgs/s", "200 msgs/s (2)"]);
         // 106 of 100 a second: the generator caught up after falling behind.
         let fast = step(100.0, 106, 1, true);
         assert!(fast.catch_up() && fast.passed());

@@ -24,14 +24,25 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// The numbers of `tag`'s row in a `report` table (count, p50, ..., max); texts name
+/// `message_corrected` in words, as the run's summary does.
+#[track_caller]
+fn reported_row(table: &str, tag: &str) -> Vec<String> {
+    let shown = tag.replace('_', " ");
+    table
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(&shown)?;
+            rest.starts_with(' ')
+                .then(|| rest.split_whitespace().map(String::from).collect())
+        })
+        .unwrap_or_else(|| panic!("no {shown} row in:\n{table}"))
+}
+
 /// The `count` column of `tag`'s row in a `report` table.
 #[track_caller]
 fn reported_count(table: &str, tag: &str) -> u64 {
-    let row = table
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(tag))
-        .unwrap_or_else(|| panic!("no {tag} row in:\n{table}"));
-    row.split_whitespace().nth(1).unwrap().parse().unwrap()
+    reported_row(table, tag)[0].parse().unwrap()
 }
 
 /// A load of `messages` against `server`, logged to `log`.
@@ -208,11 +219,7 @@ fn have_java_hdr() -> bool {
 /// A `report` column (1: count, 2: p50, ... 7: max) of `tag`'s row, in milliseconds.
 #[track_caller]
 fn reported_ms(table: &str, tag: &str, column: usize) -> f64 {
-    let row = table
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(tag))
-        .unwrap_or_else(|| panic!("no {tag} row in:\n{table}"));
-    row.split_whitespace().nth(column).unwrap().parse().unwrap()
+    reported_row(table, tag)[column - 1].parse().unwrap()
 }
 
 /// Checks `report` on a log of end-of-data latencies from 10 µs to 10 ms, written in

@@ -96,7 +96,13 @@ fn closed_run(stub: &Stub, log: &Path, messages: u64) {
     .assert_clean();
 }
 
-/// The `report` table's rows, in order: tag -> [count, p50, p90, p99, p99.9, p99.99, max].
+/// A tag as the JSON keys it: texts name `message corrected` and `send lateness` in words.
+fn json_key(shown: &str) -> String {
+    shown.replace(' ', "_")
+}
+
+/// The `report` table's rows, in order: tag (as the JSON keys it) -> [count, p50, p90, p99,
+/// p99.9, p99.99, max].
 fn text_rows(text: &str) -> (Vec<String>, BTreeMap<String, Vec<f64>>) {
     let mut order = Vec::new();
     let mut rows = BTreeMap::new();
@@ -119,7 +125,7 @@ fn text_rows(text: &str) -> (Vec<String>, BTreeMap<String, Vec<f64>>) {
             in_table = false;
             continue;
         };
-        let tag = words[..words.len() - 7].join(" ");
+        let tag = json_key(&words[..words.len() - 7].join(" "));
         order.push(tag.clone());
         rows.insert(tag, numbers);
     }
@@ -149,6 +155,16 @@ fn report_text_html_and_the_runs_json_agree_on_one_warmup_rule() {
     assert!(
         rows.contains_key("eod") && rows.contains_key("message_corrected"),
         "{text}"
+    );
+    // N10: the stage is named as the run's summary names it, in words.
+    assert!(
+        text.contains("\nmessage corrected ") && !text.contains("message_corrected"),
+        "{text}"
+    );
+    assert!(
+        run.stdout.contains("\nmessage corrected "),
+        "{}",
+        run.stdout
     );
     let ranked: Vec<usize> = order
         .iter()
@@ -213,7 +229,7 @@ fn report_text_html_and_the_runs_json_agree_on_one_warmup_rule() {
             .iter()
             .map(|c| c.text().collect())
             .collect();
-        let tag = cells[1].clone();
+        let tag = json_key(&cells[1]);
         let numbers: Vec<f64> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
         assert_eq!(Some(&numbers), rows.get(&tag), "{tag}: HTML {cells:?}");
         html_order.push(tag);

@@ -24,19 +24,10 @@
 //! (`html`).
 
 use super::chart::{Chart, Mark, Scale, Series, Shade};
-use super::figures::{identical, spectrum, tag_rank, RunFigures, TagFigures};
+use super::figures::{identical, spectrum, tag_rank, tag_title, RunFigures, TagFigures};
 
 /// The tags that get a latency-over-time chart, in this order.
 const OVER_TIME_TAGS: [&str; 4] = ["eod", "bdat", "message", "message_corrected"];
-
-/// A tag as it is named in titles (`(untagged)` for other tools' untagged intervals).
-pub fn tag_title(tag: &str) -> &str {
-    if tag.is_empty() {
-        "(untagged)"
-    } else {
-        tag
-    }
-}
 
 /// A tag as part of an id or a file name: letters, digits, `_` and `-` kept, others `-`.
 pub fn id_part(tag: &str) -> String {
@@ -93,6 +84,7 @@ pub fn run_charts(runs: &[RunFigures]) -> Vec<Chart> {
     for group in identical_groups(runs, &measured) {
         let mut chart = percentile_chart(runs, &group[0]);
         if group.len() > 1 {
+            let group: Vec<&str> = group.iter().map(|t| tag_title(t)).collect();
             let names = group.join(" = ");
             let list = match group.len() {
                 2 => format!("{} and {}", group[0], group[1]),

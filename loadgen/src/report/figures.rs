@@ -282,12 +282,13 @@ impl RunFigures {
         out
     }
 
-    /// The tags with intervals only inside the warm-up (no row in the tables).
+    /// The tags with intervals only inside the warm-up (no row in the tables), as texts
+    /// name them ([`tag_title`]).
     pub fn warmup_only_tags(&self) -> Vec<&str> {
         self.tags
             .iter()
             .filter(|t| t.total.is_empty() && !t.over_time.is_empty())
-            .map(|t| t.tag.as_str())
+            .map(|t| tag_title(&t.tag))
             .collect()
     }
 
@@ -353,6 +354,19 @@ fn throughput_from_histograms(
         })
         .collect();
     (points, source)
+}
+
+/// A tag as every text names it (tables, titles, legends), as the run's summary does:
+/// `message corrected` and `send lateness` in words (their JSON keys, `--slo` names, chart
+/// ids and log tags stay `message_corrected`, `send_lateness`); `(untagged)` for other
+/// tools' untagged intervals; any other tag as it is.
+pub fn tag_title(tag: &str) -> &str {
+    match tag {
+        "" => "(untagged)",
+        "message_corrected" => "message corrected",
+        "send_lateness" => "send lateness",
+        other => other,
+    }
 }
 
 /// The order tags are shown in, in every table, chart and JSON list: stages in protocol

@@ -13,7 +13,7 @@
 //! write the file.
 
 use super::chart::{self, Chart};
-use super::charts::tag_title;
+use super::figures::tag_title;
 use super::figures::RunFigures;
 use super::provenance::Provenance;
 use super::render::PERCENTILES;

@@ -8,7 +8,7 @@
 //! What it does not do: merge figures (`results`), write files or print (the caller does),
 //! or encode histograms (`interval_log`).
 
-use super::figures::{tag_rank, RunFigures};
+use super::figures::{tag_rank, tag_title, RunFigures};
 use super::interval_log::encode_histogram;
 use super::results::{IntervalSummary, Results};
 use crate::client::Stage;
@@ -414,12 +414,7 @@ pub fn log_table(run: &RunFigures) -> String {
     }
     let _ = writeln!(out, "{:>10}", "max");
     for tag in run.tags.iter().filter(|t| !t.total.is_empty()) {
-        let name = if tag.tag.is_empty() {
-            "(untagged)"
-        } else {
-            &tag.tag
-        };
-        let _ = writeln!(out, "{}", latency_row(name, &tag.total));
+        let _ = writeln!(out, "{}", latency_row(tag_title(&tag.tag), &tag.total));
     }
     out
 }

@@ -16,7 +16,7 @@
 
 use super::chart::{Chart, Mark, Scale, Series};
 use super::charts::percentile_chart;
-use super::figures::RunFigures;
+use super::figures::{tag_title, RunFigures};
 use super::html::{self, Block};
 use super::interval_log::{run_counts, run_intervals, LogNotes};
 use super::provenance::Provenance;
@@ -197,7 +197,7 @@ pub fn table_header(sweep: &Sweep) -> String {
     let _ = writeln!(
         out,
         "sweep: {} steps planned, {}..{} msgs/s, each {} s after a {} s warm-up; latency is \
-         message_corrected (from the intended send time)",
+         message corrected (from the intended send time)",
         sweep.planned.len(),
         rate(sweep.planned.first().copied().unwrap_or(0.0)),
         rate(sweep.planned.last().copied().unwrap_or(0.0)),
@@ -389,7 +389,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
         let color = 5 + (i % 4);
         if !plotted {
             latency.push(Series {
-                name: format!("{stage} {}", percentile_name(p)),
+                name: format!("{} {}", tag_title(&stage), percentile_name(p)),
                 color,
                 mark: Mark::Points,
                 points: sweep
@@ -705,6 +705,15 @@ mod tests {
             .unwrap();
         let names: Vec<&str> = spectrum.series.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["100 msgs/s", "200 msgs/s", "200 msgs/s (2)"]);
+        // N10: texts name the corrected latency in words.
+        assert!(
+            spectrum
+                .caption
+                .starts_with("message corrected latency of the whole run"),
+            "{}",
+            spectrum.caption
+        );
+        assert!(table_header(&s).contains("latency is message corrected"));
         // 106 of 100 a second: the generator caught up after falling behind.
         let fast = step(100.0, 106, 1, true);
         assert!(fast.catch_up() && fast.passed());

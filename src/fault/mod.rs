@@ -513,6 +513,11 @@ mod tests {
         bad("rcpt frobnicate disconnect", "expected");
         bad("rcpt delay=1s disconnect", "not with disconnect");
         bad("connect to=*@x disconnect", "connect has no");
+        bad("connect reply=550 5.7.1 No", "at connect, reply= is 554");
+        bad(
+            "connect delay=1s reply=450 4.3.0 Later",
+            "at connect, reply= is 554",
+        );
         bad("mail greylist=30s", "applies at rcpt");
         bad("rcpt rate=0/s disconnect", "at least 1");
         bad("rcpt rate=0.5/s disconnect", "whole number");

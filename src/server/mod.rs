@@ -108,8 +108,12 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     }
     let auth = match &config.auth {
         Some(source) => Some(
-            crate::auth::Authenticator::start(source.clone(), config.auth_limits)
-                .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
+            crate::auth::Authenticator::start(
+                source.clone(),
+                config.auth_limits,
+                config.auth_threads,
+            )
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
         ),
         None => None,
     };

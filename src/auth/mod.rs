@@ -409,6 +409,14 @@ impl Authenticator {
         })
     }
 
+    /// When the password file's entries differ in algorithm or cost, a warning naming the
+    /// users by group ([`Users::mixed_costs`]); the server prints it at start and after each
+    /// reload.
+    pub fn mixed_costs(&self) -> Option<String> {
+        let users = Arc::clone(&self.users.read().unwrap_or_else(|e| e.into_inner()));
+        users.0.mixed_costs()
+    }
+
     /// Reads the password file again (SIGHUP): `Ok(users)` with the new count, or the error
     /// (the old users stay). Nothing to do for `--auth any`.
     pub fn reload(&self) -> Result<Option<usize>, String> {

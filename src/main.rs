@@ -205,7 +205,8 @@ struct Cli {
     /// Inject a fault (repeatable): POINT [SELECTOR...] ACTION. POINT: connect, helo, ehlo,
     /// mail, rcpt, data, eod (end of data, before its 250), bdat, rset, noop, quit.
     /// SELECTORs, all optional, all must hold: from=GLOB, to=GLOB (not at connect; `*` any
-    /// text, case-insensitive), nth=N (only the Nth matching occurrence), every=N, p=P
+    /// text, case-insensitive), nth=N (only the Nth occurrence that reaches this rule and
+    /// passes its other selectors; an earlier rule that fired takes the occurrence), every=N, p=P
     /// (probability 0..1, see --seed), rate=N/PERIOD (only while this client address goes
     /// beyond N per PERIOD, with a burst of N: a bucket of N refilled at N per PERIOD, as
     /// Postfix's anvil counts; PERIOD s, m, h, d or a DURATION: 100/m, 5/10s). ACTION:

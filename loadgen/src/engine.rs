@@ -684,7 +684,12 @@ impl Engine {
                 self.fail_conn(key, kind, detail, now);
                 return false;
             }
-            // QUIT answered: the server closes; wait for its FIN (read returns 0).
+            // QUIT answered: close now. RFC 5321 §4.1.1.10 has the server close after its
+            // 221 and lets the client close once it has the reply, as smtp-source, swaks
+            // and smtplib do; waiting for the server's FIN would hang on a server that
+            // never sends one (no reply is awaited, so no reply timeout would end it).
+            self.drop_conn(key, None, now);
+            return false;
         }
         conn.input.drain(..pos);
         if client.tls_requested() && !conn.transport.is_tls() {

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{loadgen, Stub, StubScript};
+use common::{loadgen, loadgen_within, Stub, StubScript};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[test]
@@ -170,4 +171,65 @@ fn a_closed_port_fails_the_run_with_a_clear_message() {
         run.stderr
     );
     assert!(run.errors("refused") > 0);
+}
+
+/// How long a run that must end by itself may take before the test calls it a hang (the
+/// runs below take well under a second when they do not hang).
+const HANG: Duration = Duration::from_secs(20);
+
+/// Waits (bounded) until the stub has seen `n` connections closed by the client.
+#[track_caller]
+fn wait_closed_by_client(stub: &Stub, n: u64) {
+    let deadline = std::time::Instant::now() + HANG;
+    while stub.counts.closed_by_client.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client closed {} of {n} connections",
+            stub.counts.closed_by_client.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_server_that_keeps_the_connection_open_after_221_does_not_hold_the_run() {
+    // RFC 5321 §4.1.1.10: the server closes after its 221, and the client may close once it
+    // has it. This one never closes; the generator used to wait for its FIN for ever (no
+    // reply awaited, so no --timeout either).
+    let stub = Stub::start(StubScript {
+        hold_after_quit: true,
+        ..StubScript::default()
+    });
+    let mut sessions = 0;
+    for (args, messages, connections) in [
+        (&["-c", "1", "-n", "1"][..], 1, 1),
+        (&["-c", "1", "-n", "3", "--msgs-per-conn", "1"], 3, 3),
+        (&["-c", "2", "-n", "4", "--msgs-per-conn", "2"], 4, 2),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--timeout", "60s"]);
+        let run = loadgen_within(stub.addr, &all, HANG);
+        run.assert_clean();
+        assert_eq!(run.total("accepted"), messages, "{}", run.stdout);
+        assert_eq!(run.code_count("quit", 221), connections);
+        sessions += connections;
+        wait_closed_by_client(&stub, sessions);
+    }
+    // A duration run ends at its end too.
+    let run = loadgen_within(
+        stub.addr,
+        &[
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--rate",
+            "50",
+            "--msgs-per-conn",
+            "5",
+        ],
+        HANG,
+    );
+    run.assert_clean();
+    assert!(run.code_count("quit", 221) >= 2, "{}", run.stdout);
 }

@@ -192,11 +192,11 @@ pub struct RunArgs {
     /// Event-loop threads; connections are spread over them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
-    /// Messages to send (default 10000 unless --duration is given).
+    /// Messages to send, at least 1 (default 10000 unless --duration is given).
     #[arg(long, short = 'n', value_name = "N")]
     pub messages: Option<u64>,
-    /// Run for this long instead of a message count (500ms, 10s, 1.5m, 1h; a bare number is
-    /// seconds; with --sweep, each step's length, default 10s).
+    /// Run for this long instead of a message count, at least 1s (10s, 1.5m, 1h; a bare
+    /// number is seconds; with --sweep, each step's length, default 10s).
     #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Exclude this first part of the run from the results (a duration, e.g. 2s; rounded up
@@ -314,7 +314,8 @@ pub struct RunArgs {
     /// Spread the initial connects over this long (a duration, e.g. 500ms).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
     pub stagger: Duration,
-    /// A reply not received within this counts as a timeout error (a duration, e.g. 30s).
+    /// A reply not received within this counts as a timeout error (a duration, e.g. 30s; at
+    /// least 1ms).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
     pub timeout: Duration,
     /// Open loop: how much of each wait for a send is spun on the clock instead of slept on

@@ -8,7 +8,7 @@
 //! What it does not do: check flags against each other or build the run's settings
 //! (`settings`), or run anything.
 
-use crate::cli_charts::{ChartArgs, SweepArgs};
+use crate::cli_charts::{parse_rate, ChartArgs, SweepArgs, MAX_SWEEP_RATE};
 use crate::units;
 use crate::workload::{self, Sizes};
 use clap::builder::PossibleValue;
@@ -308,8 +308,9 @@ pub struct RunArgs {
         help_heading = "TLS and AUTH"
     )]
     pub auth_mech: Option<AuthMechArg>,
-    /// Open loop: intended send rate in messages per second over all threads.
-    #[arg(long, value_name = "R")]
+    /// Open loop: intended send rate in messages per second over all threads (500, 5k,
+    /// 2.5k, 1m; k = 1000, m = 1000000; 0.001 to 10m).
+    #[arg(long, value_name = "R", value_parser = parse_open_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
     /// Spread the initial connects over this long (a duration, e.g. 500ms).
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
@@ -389,6 +390,24 @@ pub fn greeting(args: &RunArgs) -> Result<(bool, String), String> {
     Ok((helo, name))
 }
 
+/// The lowest `--rate`: one message every 1000 s. Far lower rates put the next send past
+/// any run (and past what the clock can add up).
+pub const MIN_RATE: f64 = 0.001;
+
+/// Parses `--rate`: a rate as `--sweep` takes it ([`parse_rate`]: `500`, `5k`, `1m`), from
+/// [`MIN_RATE`] to [`MAX_SWEEP_RATE`].
+fn parse_open_rate(text: &str) -> Result<f64, String> {
+    let rate = parse_rate(text)?;
+    if !(MIN_RATE..=MAX_SWEEP_RATE).contains(&rate) {
+        return Err(format!(
+            "{:?}: a rate is between 0.001 (one message every 1000 s) and 10m (10000000) \
+             msgs/s",
+            text.trim()
+        ));
+    }
+    Ok(rate)
+}
+
 /// Parses a message size: `1024`, `64k`, `1M`, `1MiB` ([`units::parse_bytes`]), between
 /// [`workload::MIN_SIZE`] bytes and 1 GiB.
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -449,6 +468,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("cannot be negative"), "{error}");
+    }
+
+    #[test]
+    fn rates_take_multiples_and_stay_in_bounds() {
+        let rate = |text: &str| {
+            Cli::try_parse_from(["smtp-loadgen", "--target", "x:25", "--rate", text])
+                .map(|cli| cli.run.rate.unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(rate("5k"), Ok(5000.0));
+        assert_eq!(rate("2.5k"), Ok(2500.0));
+        assert_eq!(rate("0.001"), Ok(0.001));
+        assert_eq!(rate("10m"), Ok(1e7));
+        for bad in [
+            "1e-300", "0.0009", "10000001", "1e300", "0", "-5", "inf", "NaN",
+        ] {
+            let error = rate(bad).unwrap_err();
+            assert!(error.contains("--rate"), "{bad}: {error}");
+        }
+        let error = rate("1e-300").unwrap_err();
+        assert!(error.contains("between 0.001"), "{error}");
     }
 
     #[test]

@@ -332,11 +332,12 @@ impl Engine {
         !self.work_left(Instant::now()) && self.conns.is_empty()
     }
 
-    /// Open loop: the intended start of the next slot.
+    /// Open loop: the intended start of the next slot (`None` in closed loop, or when it
+    /// lies past what the clock can add up: never due).
     fn next_intended(&self) -> Option<Instant> {
         let rate = self.plan.rate?;
-        let offset = Duration::from_secs_f64(self.next_slot as f64 / rate);
-        Some(self.plan.start + offset)
+        let offset = Duration::try_from_secs_f64(self.next_slot as f64 / rate).ok()?;
+        self.plan.start.checked_add(offset)
     }
 
     /// When to wake up at the latest: the nearest of the interval end, a pending connect, the
@@ -731,10 +732,9 @@ impl Engine {
                 let intended = match self.plan.rate {
                     None => None,
                     Some(_) => {
-                        let intended = self.next_intended().expect("open loop has a rate");
-                        if intended > now {
+                        let Some(intended) = self.next_intended().filter(|at| *at <= now) else {
                             break;
-                        }
+                        };
                         self.next_slot += 1;
                         record(
                             &mut self.recorder.send_lateness,

@@ -188,6 +188,14 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
         (&["--target", "127.0.0.1:25", "-d", "5 parsecs"], "duration"),
         (&["--target", "127.0.0.1:25", "--rate", "0"], "--rate"),
         (&["--target", "127.0.0.1:25", "--rate=-5"], "--rate"),
+        // A rate so low its second send lies past what the clock can add up.
+        (
+            &["--target", "127.0.0.1:25", "--rate", "1e-300"],
+            "between 0.001",
+        ),
+        (&["--target", "127.0.0.1:25", "-n", "0"], "--messages"),
+        (&["--target", "127.0.0.1:25", "-d", "0"], "--duration"),
+        (&["--target", "127.0.0.1:25", "--timeout", "0"], "--timeout"),
         (&["--target", "127.0.0.1:25", "-c", "0"], "--connections"),
         (&["--target", "127.0.0.1:25", "--rcpts", "0"], "--rcpts"),
         (&["--target", "127.0.0.1:25", "--bdat", "--helo"], "--helo"),

@@ -264,6 +264,9 @@ impl Engine {
             let now = Instant::now();
             self.open_due_connections(now);
             self.start_messages(now);
+            if !self.work_left(now) {
+                self.abandon_setups(now);
+            }
             self.flush_all();
             if self.finished() {
                 break;
@@ -855,6 +858,33 @@ impl Engine {
             .collect();
         for key in late {
             self.drop_conn(key, Some(ErrorKind::Timeout), now);
+        }
+    }
+
+    /// Once no work is left, closes the connections whose session has been setting up
+    /// (connecting, or awaiting the greeting, EHLO, TLS or AUTH) for longer than
+    /// [`SETUP_GRACE`]: no message can go out on them any more, and a server that never
+    /// answers them would otherwise hold the run's end for up to `--timeout`. Each counts
+    /// as never ready ("awaiting greeting at the run's end"). Younger set-ups (a reconnect
+    /// for `--msgs-per-conn` just before the end) are left to finish with QUIT.
+    fn abandon_setups(&mut self, now: Instant) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| {
+                !conn.client.as_ref().is_some_and(Client::was_ready)
+                    && now >= conn.connect_started + SETUP_GRACE
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            let conn = self.conns.remove(key);
+            let awaiting = conn.client.as_ref().map_or("connect", |client| {
+                client.awaiting().map_or("nothing", |s| s.name())
+            });
+            self.recorder
+                .not_ready(format!("awaiting {awaiting} at the run's end"));
+            self.release_slot(now, conn.slot);
         }
     }
 

@@ -233,3 +233,35 @@ fn a_server_that_keeps_the_connection_open_after_221_does_not_hold_the_run() {
     run.assert_clean();
     assert!(run.code_count("quit", 221) >= 2, "{}", run.stdout);
 }
+
+#[test]
+fn connections_still_awaiting_the_greeting_do_not_hold_the_end_of_a_run() {
+    // A server that accepts but never greets (connections queued past a process limit
+    // look like this). Once -d is over no message can go out on them: the run ends at
+    // once instead of after --timeout, and says they never got ready.
+    let stub = Stub::start(StubScript {
+        silent: true,
+        ..StubScript::default()
+    });
+    let run = loadgen_within(
+        stub.addr,
+        &["-c", "3", "-d", "2s", "--timeout", "60s"],
+        HANG,
+    );
+    // Nothing was accepted (exit 1, which comes before the shortfall's 3).
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("WARNING: fewer connections"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.total("accepted"), 0);
+    assert_eq!(
+        run.json()["totals"]["connections_never_ready"]["awaiting greeting at the run's end"],
+        3,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.errors("timeout"), 0, "{}", run.stdout);
+    wait_closed_by_client(&stub, 3);
+}

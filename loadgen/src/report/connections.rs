@@ -111,8 +111,10 @@ pub fn failure_message(results: &Results) -> String {
             .sum()
     };
     let refused = count(&|r| r.starts_with("greeting 4") || r.starts_with("greeting 5"));
-    let connect = count(&|r| r.starts_with("connect "));
-    let slow = count(&|r| r.starts_with("timeout awaiting"));
+    // Set-ups still under way when the run ended (see the engine) waited as long as the
+    // run let them: slow, as a timeout is.
+    let connect = count(&|r| r.starts_with("connect ") || r == "awaiting connect at the run's end");
+    let slow = count(&|r| r.starts_with("timeout awaiting") || r.ends_with("at the run's end"));
     let mut out = format!(
         "fewer connections than asked for: at most {} of {} set up at once, fewer than {} \
          alive during {:.1}% of the measured time",
@@ -211,6 +213,28 @@ mod tests {
         assert!(message.contains("smtpd_client_connection_count_limit"));
         assert!(message.contains("smtp_accept_max_per_host"));
         assert!(message.contains("--allow-fewer-connections"));
+    }
+
+    #[test]
+    fn set_ups_cut_short_by_the_end_of_the_run_read_as_slow_set_ups() {
+        let mut results = Results::new(1);
+        results.measured = Duration::from_secs(2);
+        results.connections = refused_run().connections;
+        let mut r = Recorder::new();
+        for _ in 0..40 {
+            r.not_ready("awaiting greeting at the run's end".into());
+        }
+        results.add(0, 0, false, &r, true);
+        let message = failure_message(&results);
+        assert!(
+            message.contains("took longer than 1 s to set up"),
+            "{message}"
+        );
+        let mut r = Recorder::new();
+        r.not_ready("awaiting connect at the run's end".into());
+        results.add(0, 1, false, &r, true);
+        let message = failure_message(&results);
+        assert!(message.contains("listen backlog"), "{message}");
     }
 
     #[test]

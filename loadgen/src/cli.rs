@@ -312,7 +312,8 @@ pub struct RunArgs {
     /// 2.5k, 1m; k = 1000, m = 1000000; 0.001 to 10m).
     #[arg(long, value_name = "R", value_parser = parse_open_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
-    /// Spread the initial connects over this long (a duration, e.g. 500ms).
+    /// Spread the initial connects over this long (a duration, e.g. 500ms); connections not
+    /// opened yet count as missing, so give a --warmup at least as long.
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
     pub stagger: Duration,
     /// A reply not received within this counts as a timeout error (a duration, e.g. 30s; at

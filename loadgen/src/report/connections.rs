@@ -85,6 +85,10 @@ pub fn json_fields(results: &Results) -> serde_json::Map<String, serde_json::Val
         (c.fewer_nanos as f64 / 1e9).into(),
     );
     put(
+        "connections_unopened_seconds",
+        (c.unopened_nanos as f64 / 1e9).into(),
+    );
+    put(
         "connections_fewer_fraction",
         c.fewer_fraction(measured).into(),
     );
@@ -115,6 +119,8 @@ pub fn failure_message(results: &Results) -> String {
     // run let them: slow, as a timeout is.
     let connect = count(&|r| r.starts_with("connect ") || r == "awaiting connect at the run's end");
     let slow = count(&|r| r.starts_with("timeout awaiting") || r.ends_with("at the run's end"));
+    // Slots not opened yet (--stagger) for most of the short time.
+    let unopened = c.unopened_nanos > 0 && c.unopened_nanos * 2 >= c.fewer_nanos;
     let mut out = format!(
         "fewer connections than asked for: at most {} of {} set up at once, fewer than {} \
          alive during {:.1}% of the measured time",
@@ -132,7 +138,12 @@ pub fn failure_message(results: &Results) -> String {
         );
     }
     out.push('\n');
-    let likely = if refused > 0 {
+    let likely = if unopened && never.is_empty() {
+        "--stagger spread the first connects into the measured time (some connections were \
+         not opened yet, or never: a --stagger longer than the run); give a --warmup at least \
+         as long as --stagger, or a shorter --stagger"
+            .to_string()
+    } else if refused > 0 {
         "the server refused connections past a limit (one load generator is one client \
          address): fastsmtpd's --max-connections-per-ip (default 50 per client address) or \
          --max-connections, Postfix's anvil smtpd_client_connection_count_limit (default 50), \
@@ -184,6 +195,7 @@ mod tests {
             alive_nanos: 50 * 2_000_000_000,
             fewer_nanos: 2_000_000_000,
             allowed: false,
+            unopened_nanos: 0,
         };
         results
     }
@@ -248,6 +260,7 @@ mod tests {
             alive_nanos: 8_000_000_000,
             fewer_nanos: 1_000_000,
             allowed: false,
+            unopened_nanos: 0,
         };
         assert_eq!(lines(&results), "");
         assert_eq!(warning(&results), None);

@@ -15,8 +15,7 @@
 //! fails (refused, `421`/`554` greeting, reset, timeout, TLS or AUTH refused), or a set-up
 //! takes longer than [`SETUP_GRACE`], until a session of it is set up again. A slot the run
 //! no longer needs (its share of `-n` is sent, or the run's end) is **retired** and no longer
-//! counted. A slot not **opened** yet (`--stagger` spreads the first connects) is short as a
-//! down one is: during the measured time a connection that was asked for and not there is
+//! counted. With `--stagger`, a slot not **opened** yet is short as a down one is: during the measured time a connection that was asked for and not there is
 //! missing, whatever the reason (the figures say how long some were still unopened, so the
 //! message can name `--stagger`).
 //!
@@ -108,6 +107,10 @@ pub struct SlotAccount {
     down: usize,
     /// Slots not opened yet.
     new: usize,
+    /// Whether the first connects are spread (`--stagger`): only then is a slot not opened
+    /// yet short (without, the first connects all happen at the start, and the moment
+    /// before the loop gets to them is set-up, not a missing connection).
+    staggered: bool,
     /// Sessions set up now (a subset of the alive slots: those not in a set-up).
     ready: usize,
     /// When `alive` and `down` last changed (integrated up to here).
@@ -119,14 +122,21 @@ pub struct SlotAccount {
 }
 
 impl SlotAccount {
-    /// An account for `requested` slots, measured from `window_start` to `window_end`.
-    pub fn new(requested: usize, window_start: Instant, window_end: Option<Instant>) -> Self {
+    /// An account for `requested` slots, measured from `window_start` to `window_end`
+    /// (`staggered`: the first connects are spread over time).
+    pub fn new(
+        requested: usize,
+        window_start: Instant,
+        window_end: Option<Instant>,
+        staggered: bool,
+    ) -> Self {
         SlotAccount {
             window_start,
             window_end,
             alive: 0,
             down: 0,
             new: requested,
+            staggered,
             ready: 0,
             since: window_start,
             seen: false,
@@ -187,10 +197,11 @@ impl SlotAccount {
         let nanos = (to - from).as_nanos();
         let figures = &mut self.figures;
         figures.alive_nanos += nanos * self.alive as u128;
-        if self.down + self.new > 0 {
+        let unopened = if self.staggered { self.new } else { 0 };
+        if self.down + unopened > 0 {
             figures.fewer_nanos += nanos;
         }
-        if self.new > 0 {
+        if unopened > 0 {
             figures.unopened_nanos += nanos;
         }
         figures.most_ready = figures.most_ready.max(self.ready);
@@ -219,7 +230,7 @@ mod tests {
     fn a_slot_down_for_part_of_the_window_is_counted_from_the_window_start() {
         let t0 = Instant::now();
         // Warm-up of 1 s, then 2 s measured.
-        let mut account = SlotAccount::new(3, t0 + ms(1000), Some(t0 + ms(3000)));
+        let mut account = SlotAccount::new(3, t0 + ms(1000), Some(t0 + ms(3000)), false);
         for _ in 0..3 {
             account.change(t0, Slot::New, Slot::Alive);
             account.session(t0, true);
@@ -256,7 +267,7 @@ mod tests {
     fn slots_never_opened_within_the_window_are_short() {
         // --stagger 10s over a 2 s run: 2 of 10 slots open, the other 8 never do.
         let t0 = Instant::now();
-        let mut account = SlotAccount::new(10, t0, Some(t0 + ms(2000)));
+        let mut account = SlotAccount::new(10, t0, Some(t0 + ms(2000)), true);
         account.change(t0, Slot::New, Slot::Alive);
         account.change(t0 + ms(1000), Slot::New, Slot::Alive);
         for _ in 0..8 {
@@ -273,7 +284,7 @@ mod tests {
     #[test]
     fn retired_slots_are_not_counted_and_a_short_blip_or_stagger_is_tolerated() {
         let t0 = Instant::now();
-        let mut account = SlotAccount::new(2, t0, None);
+        let mut account = SlotAccount::new(2, t0, None, true);
         account.change(t0, Slot::New, Slot::Alive);
         // The second slot opens 30 ms later (--stagger): 0.3% of the time short.
         account.change(t0 + ms(30), Slot::New, Slot::Alive);
@@ -290,11 +301,17 @@ mod tests {
         assert_eq!(figures.least_alive, 1);
         assert!(!figures.fewer(ms(10_000)));
         // Opened only during the warm-up: not short.
-        let mut account = SlotAccount::new(2, t0 + ms(1000), None);
+        let mut account = SlotAccount::new(2, t0 + ms(1000), None, true);
         account.change(t0, Slot::New, Slot::Alive);
         account.change(t0 + ms(900), Slot::New, Slot::Alive);
         let figures = account.finish(t0 + ms(3000));
         assert_eq!((figures.fewer_nanos, figures.least_alive), (0, 2));
+        // Without --stagger, the moment before the loop opens the first connects is set-up.
+        let mut account = SlotAccount::new(2, t0, None, false);
+        account.change(t0 + ms(5), Slot::New, Slot::Alive);
+        account.change(t0 + ms(5), Slot::New, Slot::Alive);
+        let figures = account.finish(t0 + ms(20));
+        assert_eq!((figures.fewer_nanos, figures.unopened_nanos), (0, 0));
         // Not tracked at all: never "fewer".
         assert!(!SlotFigures::default().fewer(ms(10_000)));
     }

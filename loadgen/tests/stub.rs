@@ -265,3 +265,30 @@ fn connections_still_awaiting_the_greeting_do_not_hold_the_end_of_a_run() {
     assert_eq!(run.errors("timeout"), 0, "{}", run.stdout);
     wait_closed_by_client(&stub, 3);
 }
+
+#[test]
+fn sends_that_went_out_late_are_not_a_sustained_rate() {
+    // The server holds every reply for 300 ms once, early in a 2 s open-loop run; the
+    // generator catches up afterwards, so the rate is reached and every send started, but
+    // a sixth of them went out up to 300 ms late: the offered load did not run as asked.
+    let stub = Stub::start(StubScript {
+        stall: Some((200, Duration::from_millis(300))),
+        ..StubScript::default()
+    });
+    let run = loadgen(
+        stub.addr,
+        &["-c", "4", "-d", "2s", "--rate", "500", "--pipelining", "on"],
+    );
+    run.assert_clean();
+    assert!(
+        run.latency_ms("send_lateness", "p99_ms") >= 100.0,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("msgs/s sustained"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("NOT sustained on time"),
+        "{}",
+        run.stdout
+    );
+}

@@ -72,6 +72,12 @@ fn latency_table(recorder: &Recorder, open_loop: bool) -> String {
     table
 }
 
+/// The send lateness p99 (nanoseconds) past which an open loop that reached its rate is
+/// not "sustained": its sends went out late and caught up. 10 ms: far above the
+/// generator's own floor (the machine's wake-up latency, well under a millisecond on an
+/// idle machine), far below a server stall worth reporting.
+pub const LATE_SEND_LIMIT: u64 = 10_000_000;
+
 /// The human summary printed at the end of a run (`target_rate`: the open loop's `--rate`).
 pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> String {
     let total = &results.total;
@@ -111,6 +117,17 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
                 100.0 * achieved / rate,
                 results.backlog,
                 millis(total.send_lateness.value_at_percentile(99.0))
+            );
+        } else if total.send_lateness.value_at_percentile(99.0) > LATE_SEND_LIMIT {
+            // Every send started and the rate was reached, but by catching up: sends waited
+            // for a free connection (a server stall) or for the CPU.
+            let _ = writeln!(
+                out,
+                "WARNING: target rate {rate:.1} msgs/s NOT sustained on time: achieved \
+                 {achieved:.1} msgs/s, but send lateness p99 {:.3} ms is over {} ms (sends \
+                 waited for a free connection, as when the server stalls, or for the CPU)",
+                millis(total.send_lateness.value_at_percentile(99.0)),
+                LATE_SEND_LIMIT / 1_000_000
             );
         } else if results.connections.fewer(results.measured) {
             // The rate was reached, but not over the connections asked for.

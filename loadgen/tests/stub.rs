@@ -292,3 +292,25 @@ fn sends_that_went_out_late_are_not_a_sustained_rate() {
         run.stdout
     );
 }
+
+#[test]
+fn a_run_that_ends_inside_its_warm_up_says_so() {
+    // 20 messages take a few milliseconds: all of them inside the 1 s warm-up. The run
+    // measured nothing (exit 1), but mail was accepted: it must not say otherwise.
+    let stub = Stub::start(StubScript::default());
+    let run = loadgen(stub.addr, &["-c", "2", "-n", "20", "--warmup", "1s"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(stub.messages(), 20);
+    assert!(
+        !run.stderr.contains("no message was accepted"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "nothing was measured: all 20 accepted message(s) went out inside the 1 s warm-up"
+        ),
+        "{}",
+        run.stderr
+    );
+}

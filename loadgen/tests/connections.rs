@@ -102,7 +102,7 @@ fn fewer_connections_than_asked_for_fail_the_run_and_are_said_first() {
         "smtpd_client_connection_count_limit",
         "smtp_accept_max_per_host",
         "--allow-fewer-connections",
-        "exit status 3",
+        "This run exits with status 3",
     ] {
         assert!(run.stderr.contains(needle), "{needle:?} in {}", run.stderr);
     }

@@ -138,36 +138,53 @@ pub fn failure_message(results: &Results) -> String {
         );
     }
     out.push('\n');
-    let likely = if unopened && never.is_empty() {
-        "--stagger spread the first connects into the measured time (some connections were \
-         not opened yet, or never: a --stagger longer than the run); give a --warmup at least \
-         as long as --stagger, or a shorter --stagger"
-            .to_string()
+    // The likely cause, and what to do about that cause (a server that is down has no
+    // limit to raise).
+    let (likely, advice) = if unopened && never.is_empty() {
+        (
+            "--stagger spread the first connects into the measured time (some connections \
+             were not opened yet, or never: a --stagger longer than the run)"
+                .to_string(),
+            "Give a --warmup at least as long as --stagger, or a shorter --stagger",
+        )
     } else if refused > 0 {
-        "the server refused connections past a limit (one load generator is one client \
-         address): fastsmtpd's --max-connections-per-ip (default 50 per client address) or \
-         --max-connections, Postfix's anvil smtpd_client_connection_count_limit (default 50), \
-         Exim's smtp_accept_max_per_host or smtp_accept_max"
-            .to_string()
+        (
+            "the server refused connections past a limit (one load generator is one client \
+             address): fastsmtpd's --max-connections-per-ip (default 50 per client address) \
+             or --max-connections, Postfix's anvil smtpd_client_connection_count_limit \
+             (default 50), Exim's smtp_accept_max_per_host or smtp_accept_max"
+                .to_string(),
+            "Raise the server's limit, connect from several --source addresses, or lower \
+             --connections",
+        )
     } else if connect > 0 {
-        "connects failed: is the server up, its listen backlog full, or this host out of \
-         ephemeral ports (spread connections over several --source addresses)?"
-            .to_string()
+        (
+            "connects failed or never completed: the server is down or not listening at the \
+             target, its listen backlog is full, or this host is out of ephemeral ports"
+                .to_string(),
+            "Check that the server listens at --target; for ephemeral ports, connect from \
+             several --source addresses",
+        )
     } else if slow > 0 || never.is_empty() {
-        format!(
-            "sessions took longer than {} s to set up, or failed during the run (see the \
-             errors): a server that queues connections past a process limit (Postfix's \
-             default_process_limit, 100) or is overloaded",
-            SETUP_GRACE.as_secs()
+        (
+            format!(
+                "sessions took longer than {} s to set up, or failed during the run (see the \
+                 errors): a server that queues connections past a process limit (Postfix's \
+                 default_process_limit, 100) or is overloaded",
+                SETUP_GRACE.as_secs()
+            ),
+            "Raise the server's process limit, or lower --connections",
         )
     } else {
-        "the sessions failed to set up (see the reasons above and the errors)".to_string()
+        (
+            "the sessions failed to set up (see the reasons above and the errors)".to_string(),
+            "Fix what the reasons above name",
+        )
     };
     let _ = write!(
         out,
-        "likely cause: {likely}.\nRaise the server's limit, connect from several --source \
-         addresses, or lower --connections; or pass --allow-fewer-connections to accept the \
-         run as it was (exit status 3)."
+        "likely cause: {likely}.\n{advice}. This run exits with status 3; with \
+         --allow-fewer-connections such a run is reported the same but does not fail."
     );
     out
 }
@@ -225,6 +242,36 @@ mod tests {
         assert!(message.contains("smtpd_client_connection_count_limit"));
         assert!(message.contains("smtp_accept_max_per_host"));
         assert!(message.contains("--allow-fewer-connections"));
+        assert!(message.contains("Raise the server's limit"), "{message}");
+        assert!(!message.contains("?."), "{message}");
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_not_told_to_raise_a_limit() {
+        let mut results = Results::new(1);
+        results.measured = Duration::from_secs(2);
+        results.connections = refused_run().connections;
+        let mut r = Recorder::new();
+        for _ in 0..20 {
+            r.not_ready("connect failed".into());
+        }
+        results.add(0, 0, false, &r, true);
+        let message = failure_message(&results);
+        assert!(message.contains("not listening at the target"), "{message}");
+        assert!(
+            message.contains("Check that the server listens"),
+            "{message}"
+        );
+        assert!(!message.contains("Raise"), "{message}");
+        assert!(!message.contains("?."), "{message}");
+        // The exit status is the run's, not the flag's.
+        assert!(
+            message.ends_with(
+                "This run exits with status 3; with --allow-fewer-connections such a run is \
+                 reported the same but does not fail."
+            ),
+            "{message}"
+        );
     }
 
     #[test]

@@ -30,13 +30,28 @@ pub fn millis(nanos: u64) -> f64 {
     nanos as f64 / 1e6
 }
 
-/// One table row: count and percentiles in milliseconds.
+/// The value of `h` at percentile `q` in milliseconds (3 decimals), or `-` when `h` holds
+/// nothing (0.000 would read as a measured zero).
+fn percentile_ms(h: &Histogram<u64>, q: f64) -> String {
+    if h.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.3}", millis(h.value_at_percentile(q)))
+    }
+}
+
+/// One table row: count and percentiles in milliseconds (`-` for a row with no data).
 fn latency_row(name: &str, h: &Histogram<u64>) -> String {
     let mut row = format!("{name:<18}{:>10}", h.len());
     for (_, q) in PERCENTILES {
-        let _ = write!(row, "{:>10.3}", millis(h.value_at_percentile(q)));
+        let _ = write!(row, "{:>10}", percentile_ms(h, q));
     }
-    let _ = write!(row, "{:>10.3}", millis(h.max()));
+    let max = if h.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.3}", millis(h.max()))
+    };
+    let _ = write!(row, "{max:>10}");
     row
 }
 
@@ -113,10 +128,13 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
             let _ = writeln!(
                 out,
                 "WARNING: target rate {rate:.1} msgs/s NOT sustained: achieved {achieved:.1} msgs/s \
-                 ({:.1}%), {} sends never started, send lateness p99 {:.3} ms",
+                 ({:.1}%), {} sends never started, send lateness p99 {}",
                 100.0 * achieved / rate,
                 results.backlog,
-                millis(total.send_lateness.value_at_percentile(99.0))
+                match percentile_ms(&total.send_lateness, 99.0).as_str() {
+                    "-" => "- (no send)".to_string(),
+                    ms => format!("{ms} ms"),
+                }
             );
         } else if total.send_lateness.value_at_percentile(99.0) > LATE_SEND_LIMIT {
             // Every send started and the rate was reached, but by catching up: sends waited
@@ -479,6 +497,32 @@ mod tests {
         assert_eq!(json[1]["accepted"], 10);
         assert_eq!(json[0]["msgs_per_sec"], 15.0);
         assert_eq!(json[0]["eod_count"], 30);
+    }
+
+    #[test]
+    fn rows_without_data_show_a_dash_not_zero() {
+        let mut r = Recorder::new();
+        crate::record::record(&mut r.message, 1_500_000);
+        let table = latency_table(&r, true);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {table}"))
+                .to_string()
+        };
+        assert!(row("message ").contains("1.500"), "{table}");
+        for name in ["message corrected", "send lateness"] {
+            let line = row(name);
+            assert!(!line.contains("0.000"), "{line}");
+            assert_eq!(line.split_whitespace().filter(|w| *w == "-").count(), 6);
+        }
+        // The NOT-sustained warning of a run that sent nothing.
+        let mut results = Results::new(1);
+        results.measured = std::time::Duration::from_secs(1);
+        let text = summary(&results, "header", Some(100.0));
+        assert!(text.contains("send lateness p99 - (no send)"), "{text}");
+        assert!(!text.contains("0.000 ms"), "{text}");
     }
 
     #[test]

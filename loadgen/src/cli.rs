@@ -254,7 +254,7 @@ pub struct RunArgs {
     /// Send content with BDAT (CHUNKING) instead of DATA.
     #[arg(long)]
     pub bdat: bool,
-    /// BDAT transactions in flight per connection (with pipelining).
+    /// BDAT transactions in flight per connection (with pipelining); at least 1.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub inflight: usize,
     /// Greet with HELO NAME instead of EHLO (servers without ESMTP: no pipelining, BDAT,

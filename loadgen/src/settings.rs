@@ -115,6 +115,9 @@ impl Settings {
                 "--duration must be at least 1s (results are kept per one-second interval)".into(),
             );
         }
+        if args.inflight == 0 {
+            return Err("--inflight must be at least 1 (BDAT transactions in flight)".into());
+        }
         if args.timeout < MIN_REPLY_TIMEOUT {
             return Err("--timeout must be at least 1ms".into());
         }
@@ -637,6 +640,10 @@ mod tests {
             settings(&all).unwrap_err()
         };
         assert_eq!(refused(&["-n", "0"]), "--messages must be at least 1");
+        // Was accepted, and the header said "BDAT (inflight 0)".
+        assert!(
+            refused(&["--bdat", "--inflight", "0"]).starts_with("--inflight must be at least 1")
+        );
         for args in [&["-d", "0"][..], &["-d", "5µs"], &["-d", "999ms"]] {
             let error = refused(args);
             assert!(

@@ -92,13 +92,21 @@ fn main() -> ExitCode {
         }) => report_command(&logs, warmup, &charts),
         None => run(cli.run),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("smtp-loadgen: error: {message}");
             ExitCode::from(2)
         }
+    };
+    if let Some(error) = stdout::write_error() {
+        // The output asked for is lost: never a silent success.
+        eprintln!("smtp-loadgen: error: writing standard output: {error} (output lost)");
+        if code == ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
     }
+    code
 }
 
 /// A load run (or a sweep): settings, the run, its outputs, the verdict.

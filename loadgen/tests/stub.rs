@@ -314,3 +314,35 @@ fn a_run_that_ends_inside_its_warm_up_says_so() {
         run.stderr
     );
 }
+
+#[test]
+fn a_summary_that_cannot_be_written_is_not_a_silent_success() {
+    // stdout on a full device: the write fails (ENOSPC), unlike a reader that left (a
+    // closed pipe stays quiet, see logs_and_cli). The summary is lost: say so, exit 1.
+    let stub = Stub::start(StubScript::default());
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        "exec \"$0\" --target \"$1\" -q -c 1 -n 5 >/dev/full",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (status, _, stderr) = common::run_bounded(command, HANG);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: writing standard output: No space left on device"),
+        "{stderr}"
+    );
+    assert_eq!(stub.messages(), 5);
+    // A reader that left (| true) is not an error: quiet, exit 0.
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        "\"$0\" --target \"$1\" -q -c 1 -n 5 | true; echo \"status ${PIPESTATUS[0]}\" >&2",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (_, _, stderr) = common::run_bounded(command, HANG);
+    assert!(stderr.ends_with("status 0\n"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

@@ -60,7 +60,7 @@ pub enum Command {
         /// Leave out every interval that starts before this much time from the run's start
         /// (500ms, 1s, 2m), in every table and chart [default: the warm-up the log records,
         /// as the run itself left out; none for logs that record none].
-        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
         warmup: Option<Duration>,
         /// Chart outputs.
         #[command(flatten)]
@@ -197,15 +197,15 @@ pub struct RunArgs {
     pub messages: Option<u64>,
     /// Run for this long instead of a message count, at least 1s (10s, 1.5m, 1h; a bare
     /// number is seconds; with --sweep, each step's length, default 10s).
-    #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration)]
+    #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Exclude this first part of the run from the results (a duration, e.g. 2s; rounded up
     /// to whole seconds).
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
     pub warmup: Duration,
     /// Message size (1024, 64K, 1M, 1MiB: K, M, G are 1024-multiples) or a range (1k..64k,
     /// seeded by --seed), headers included; 32 bytes to 1 GiB.
-    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k",
+    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, allow_hyphen_values = true, default_value = "1k",
           conflicts_with_all = ["message_dir", "mbox"])]
     pub size: Sizes,
     /// Send the messages of this directory's *.eml files (one per file) instead of generated
@@ -314,16 +314,16 @@ pub struct RunArgs {
     pub rate: Option<f64>,
     /// Spread the initial connects over this long (a duration, e.g. 500ms); connections not
     /// opened yet count as missing, so give a --warmup at least as long.
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
     pub stagger: Duration,
     /// A reply not received within this counts as a timeout error (a duration, e.g. 30s; at
     /// least 1ms).
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     pub timeout: Duration,
     /// Open loop: how much of each wait for a send is spun on the clock instead of slept on
     /// the timer: less makes the generator's CPU cheaper and its sends later by the
     /// machine's wake-up latency (0: no spin) [default: 50us].
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub pace_spin: Option<Duration>,
     /// Sender pattern; the letter n in braces becomes the message number.
     #[arg(long, default_value = "loadgen{n}@example.org")]

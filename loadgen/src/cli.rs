@@ -347,8 +347,8 @@ pub struct RunArgs {
     /// The rate sweep.
     #[command(flatten)]
     pub sweep: SweepArgs,
-    /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable; with
-    /// --sweep, a step passes only if every one holds).
+    /// Fail (exit 1) unless this holds: STAGE:pNN<D (eod:p99<5ms), STAGE:max<D, errors<N%
+    /// or errors<N (repeatable; with --sweep, a step passes only if every one holds).
     #[arg(long, value_name = "EXPR")]
     pub slo: Vec<String>,
     /// No progress output.
@@ -513,6 +513,21 @@ mod tests {
             "2G",
         ] {
             assert!(parse_sizes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slo_help_names_every_form() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "slo")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap();
+        for form in ["STAGE:pNN<D", "STAGE:max<D", "errors<N%", "errors<N "] {
+            assert!(help.contains(form), "{form} in {help}");
         }
     }
 

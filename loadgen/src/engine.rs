@@ -66,6 +66,10 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 64 * 1024;
 /// Wait before reconnecting after a failed connect.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connects started in one turn of the loop at most. Between turns the loop polls, so a
+/// connect's completion is seen (and timed) soon after it happens, not after the thread
+/// has issued every other connect of a large `-c` (which would time the generator).
+const CONNECTS_PER_TURN: usize = 16;
 /// Connections that failed before getting ready (connect refused, greeting, TLS, AUTH ...),
 /// with none ever ready, after which a thread gives up.
 const MAX_SETUP_FAILURES: u64 = 20;
@@ -392,15 +396,22 @@ impl Engine {
         remaining > open_capacity + pending_capacity
     }
 
-    /// Opens the pending connections that are due, if still needed (drops them when not).
+    /// Opens the pending connections that are due, if still needed (drops them when not),
+    /// at most [`CONNECTS_PER_TURN`] (the rest stay due: the loop comes back at once).
     /// A slot's first connection makes it alive (within [`SETUP_GRACE`]).
     fn open_due_connections(&mut self, now: Instant) {
         let mut i = 0;
+        let mut opened = 0;
         while i < self.pending_connects.len() {
+            if opened == CONNECTS_PER_TURN {
+                break;
+            }
             let (at, slot) = self.pending_connects[i];
             if at <= now || !self.work_left(now) {
                 self.pending_connects.swap_remove(i);
+                // Asked with this connect no longer pending (it counts among the pending).
                 if self.connection_needed(now) {
+                    opened += 1;
                     let slot = if slot == Slot::New {
                         self.slot_change(now, Slot::New, Slot::Alive);
                         Slot::Alive
@@ -418,8 +429,11 @@ impl Engine {
     }
 
     /// Starts a non-blocking connect to the next target from the next source address and
-    /// registers the socket, for a slot in state `slot`; a failure is retried later.
+    /// registers the socket, for a slot in state `slot`; a failure is retried later. The
+    /// connect is timed from its own start (the clock read here), not from the loop turn's
+    /// `now` shared by every connect of the turn.
     fn connect(&mut self, now: Instant, slot: Slot) {
+        let started = Instant::now().max(now);
         let turn = self.connects;
         self.connects += 1;
         let target = turn % self.plan.targets.len();
@@ -448,13 +462,13 @@ impl Engine {
                     transport: Transport::plain(stream),
                     client: None,
                     target,
-                    connect_started: now,
+                    connect_started: started,
                     out: Output::with_capacity(4096),
                     staging: Vec::new(),
                     staging_pos: 0,
                     body: None,
                     input: Vec::with_capacity(4096),
-                    last_progress: now,
+                    last_progress: started,
                     interest,
                     slot,
                     ready: false,

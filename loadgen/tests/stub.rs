@@ -346,3 +346,25 @@ fn a_summary_that_cannot_be_written_is_not_a_silent_success() {
     assert!(stderr.ends_with("status 0\n"), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn each_connect_is_timed_from_its_own_start() {
+    // 100 connects due at once. They used to share one start (the loop turn's clock) and be
+    // seen complete only after the thread had issued all of them: every connect then
+    // measured the same span, the generator's batch (p50 = max). Each is now timed from its
+    // own start, and completions are polled for between small batches.
+    let stub = Stub::start(StubScript::default());
+    let run = loadgen(stub.addr, &["-c", "100", "-n", "200"]);
+    run.assert_clean();
+    let latency = &run.json()["latency"]["connect"];
+    assert_eq!(latency["count"], 100, "{latency:#}");
+    let (p50, max) = (
+        run.latency_ms("connect", "p50_ms"),
+        run.latency_ms("connect", "max_ms"),
+    );
+    assert!(
+        p50 < max,
+        "connect p50 {p50} ms, max {max} ms\n{}",
+        run.stdout
+    );
+}

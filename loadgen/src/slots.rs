@@ -60,8 +60,12 @@ pub struct SlotFigures {
     /// The fewest slots alive at once during the measured window (slots not yet opened or
     /// retired left out).
     pub least_alive: usize,
-    /// Alive slots integrated over the measured window, in slot-nanoseconds.
+    /// Alive slots integrated over the measured window, in slot-nanoseconds (a slot whose
+    /// session is being set up counts, within [`SETUP_GRACE`]).
     pub alive_nanos: u128,
+    /// Sessions set up integrated over the measured window, in session-nanoseconds (at
+    /// most `most_ready` times the window: comparable with it, as `alive_nanos` is not).
+    pub ready_nanos: u128,
     /// Nanoseconds of the measured window during which some slot was down or not opened yet.
     pub fewer_nanos: u128,
     /// Nanoseconds of the measured window during which some slot was not opened yet
@@ -75,6 +79,11 @@ impl SlotFigures {
     /// The time-weighted mean of slots alive over `measured`.
     pub fn alive_mean(&self, measured: Duration) -> f64 {
         self.alive_nanos as f64 / (measured.as_nanos() as f64).max(1.0)
+    }
+
+    /// The time-weighted mean of sessions set up over `measured`.
+    pub fn ready_mean(&self, measured: Duration) -> f64 {
+        self.ready_nanos as f64 / (measured.as_nanos() as f64).max(1.0)
     }
 
     /// The share of `measured` during which fewer slots than asked for were alive (0..=1).
@@ -197,6 +206,7 @@ impl SlotAccount {
         let nanos = (to - from).as_nanos();
         let figures = &mut self.figures;
         figures.alive_nanos += nanos * self.alive as u128;
+        figures.ready_nanos += nanos * self.ready as u128;
         let unopened = if self.staggered { self.new } else { 0 };
         if self.down + unopened > 0 {
             figures.fewer_nanos += nanos;
@@ -255,6 +265,7 @@ mod tests {
         let measured = ms(2000);
         assert_eq!(figures.fewer_fraction(measured), 0.5);
         assert_eq!(figures.alive_mean(measured), 2.5);
+        assert_eq!(figures.ready_mean(measured), 2.5);
         assert!(figures.fewer(measured) && figures.fails(measured));
         let allowed = SlotFigures {
             allowed: true,
@@ -278,6 +289,14 @@ mod tests {
         assert_eq!(figures.unopened_nanos, ms(2000).as_nanos());
         assert_eq!(figures.least_alive, 1);
         assert_eq!(figures.alive_mean(ms(2000)), 1.5);
+        // Opened but never set up (a server that does not greet): alive within the grace,
+        // never set up, so the mean of sessions set up stays within the most at once.
+        let mut account = SlotAccount::new(1, t0, Some(t0 + ms(2000)), false);
+        account.change(t0, Slot::New, Slot::Alive);
+        account.change(t0 + ms(1000), Slot::Alive, Slot::Down);
+        let figures = account.finish(t0 + ms(2000));
+        assert_eq!(figures.alive_mean(ms(2000)), 0.5);
+        assert_eq!((figures.most_ready, figures.ready_mean(ms(2000))), (0, 0.0));
         assert!(figures.fails(ms(2000)));
     }
 

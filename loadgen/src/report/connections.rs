@@ -40,11 +40,11 @@ pub fn warning(results: &Results) -> Option<String> {
     }
     Some(format!(
         "{WARNING_PREFIX} than the {} asked for were alive during {:.1}% of the measured time \
-         ({} set up at most at once, {:.1} alive on average): these figures are not those of {} connections",
+         ({} set up at most at once, {:.1} set up on average): these figures are not those of {} connections",
         c.requested,
         100.0 * c.fewer_fraction(measured),
         c.most_ready,
-        c.alive_mean(measured),
+        c.ready_mean(measured),
         c.requested
     ))
 }
@@ -80,6 +80,7 @@ pub fn json_fields(results: &Results) -> serde_json::Map<String, serde_json::Val
     put("connections_established", c.most_ready.into());
     put("connections_alive_min", c.least_alive.into());
     put("connections_alive_mean", c.alive_mean(measured).into());
+    put("connections_ready_mean", c.ready_mean(measured).into());
     put(
         "connections_fewer_seconds",
         (c.fewer_nanos as f64 / 1e9).into(),
@@ -210,6 +211,7 @@ mod tests {
             most_ready: 50,
             least_alive: 50,
             alive_nanos: 50 * 2_000_000_000,
+            ready_nanos: 50 * 2_000_000_000,
             fewer_nanos: 2_000_000_000,
             allowed: false,
             unopened_nanos: 0,
@@ -223,7 +225,7 @@ mod tests {
         assert_eq!(
             lines(&results),
             "WARNING: fewer connections than the 60 asked for were alive during 100.0% of the \
-             measured time (50 set up at most at once, 50.0 alive on average): these figures are not those \
+             measured time (50 set up at most at once, 50.0 set up on average): these figures are not those \
              of 60 connections\n\
              connections that never got ready: 201 (greeting 421: 200, connect failed: 1)\n"
         );
@@ -305,6 +307,7 @@ mod tests {
             most_ready: 4,
             least_alive: 4,
             alive_nanos: 8_000_000_000,
+            ready_nanos: 8_000_000_000,
             fewer_nanos: 1_000_000,
             allowed: false,
             unopened_nanos: 0,

@@ -272,11 +272,12 @@ pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
         format!("{:>8.3} ms", p99 as f64 / 1e6)
     };
     format!(
-        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {p99}  errors {}",
+        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {p99}  failed {}  errors {}",
         second + 1,
         if interval.warmup { " warmup" } else { "" },
         interval.accepted,
-        interval.errors + interval.failed
+        interval.failed,
+        interval.errors
     )
 }
 
@@ -301,7 +302,12 @@ pub fn live_line(prefix: &str, second: u64, interval: &IntervalSummary, open_loo
     if open_loop {
         let _ = write!(line, ", corrected {}", ms(interval.corrected_p99));
     }
-    let _ = write!(line, "  errors {}", interval.errors + interval.failed);
+    // The summary's words: failed messages, and errors (connection-level, by kind).
+    let _ = write!(
+        line,
+        "  failed {}  errors {}",
+        interval.failed, interval.errors
+    );
     line
 }
 
@@ -543,33 +549,33 @@ mod tests {
         };
         assert_eq!(
             progress_line(0, &second),
-            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  errors 4"
+            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  failed 3  errors 1"
         );
         assert_eq!(
             live_line("step 2/5 at 400 msgs/s  ", 0, &second, true),
             "step 2/5 at 400 msgs/s  [   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms, \
-             corrected 2.000 ms  errors 4"
+             corrected 2.000 ms  failed 3  errors 1"
         );
         assert_eq!(
             live_line("", 0, &second, false),
-            "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  errors 4"
+            "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  failed 3  errors 1"
         );
         // A second with no reply: `-`, not 0.000 ms.
         let mut quiet = second.clone();
         (quiet.eod_p99, quiet.corrected_p99, quiet.accepted) = (0, 0, 0);
         assert_eq!(
             live_line("", 0, &quiet, true),
-            "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  errors 4"
+            "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  failed 3  errors 1"
         );
         assert_eq!(
             progress_line(0, &quiet),
-            "[   1s] warmup         0 msgs/s  eod/bdat p99           -  errors 4"
+            "[   1s] warmup         0 msgs/s  eod/bdat p99           -  failed 3  errors 1"
         );
         second.warmup = false;
         second.bdat_p99 = 12_345_678_901;
         assert_eq!(
             progress_line(41, &second),
-            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  errors 4"
+            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  failed 3  errors 1"
         );
     }
 }

@@ -93,6 +93,17 @@ fn latency_table(recorder: &Recorder, open_loop: bool) -> String {
 /// idle machine), far below a server stall worth reporting.
 pub const LATE_SEND_LIMIT: u64 = 10_000_000;
 
+/// The most TLS handshakes in one measured second.
+fn peak_handshakes(results: &Results) -> u64 {
+    results
+        .intervals
+        .values()
+        .filter(|i| !i.warmup)
+        .map(|i| i.handshakes)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The human summary printed at the end of a run (`target_rate`: the open loop's `--rate`).
 pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> String {
     let total = &results.total;
@@ -113,13 +124,17 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
         total.accepted_bytes as f64 / secs.max(1e-9) / 1e6
     );
     if total.handshakes() > 0 {
+        // Handshakes come in bursts (at connect): the average over the run says little
+        // about the rate a server sustained, so the busiest second is said too.
         let _ = writeln!(
             out,
-            "tls handshakes: {} ({} resumed, {} full), {:.1}/s",
+            "tls handshakes: {} ({} resumed, {} full), {:.1}/s averaged over the measured \
+             {secs:.2} s, at most {} in one second",
             total.handshakes(),
             total.handshakes_resumed,
             total.handshakes_full,
-            total.handshakes() as f64 / secs.max(1e-9)
+            total.handshakes() as f64 / secs.max(1e-9),
+            peak_handshakes(results)
         );
     }
     if let Some(rate) = target_rate {
@@ -401,6 +416,7 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
                 "full": total.handshakes_full,
                 "resumed": total.handshakes_resumed,
                 "per_sec": total.handshakes() as f64 / results.measured.as_secs_f64().max(1e-9),
+                "most_in_one_second": peak_handshakes(results),
             },
         },
         "latency": stages,
@@ -529,6 +545,26 @@ mod tests {
         let text = summary(&results, "header", Some(100.0));
         assert!(text.contains("send lateness p99 - (no send)"), "{text}");
         assert!(!text.contains("0.000 ms"), "{text}");
+    }
+
+    #[test]
+    fn handshakes_per_second_say_what_they_average_and_the_busiest_second() {
+        let mut results = Results::new(1);
+        let mut r = Recorder::new();
+        for _ in 0..20 {
+            r.handshake(1_000_000, false);
+        }
+        results.add(0, 0, false, &r, false);
+        results.add(0, 1, false, &Recorder::new(), true);
+        results.measured = std::time::Duration::from_secs(2);
+        let text = summary(&results, "header", None);
+        assert!(
+            text.contains(
+                "tls handshakes: 20 (0 resumed, 20 full), 10.0/s averaged over the measured \
+                 2.00 s, at most 20 in one second"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ Scenarios (pick with --only, comma-separated; default all):
              and whether the connection was closed (item 8: 454 was never counted)
   hangup     --max-connections-per-ip 1: a connection resets while its AUTH is pending; how
              long until the same address may connect again (the slot is freed at close)
+  hangupfin  the same with a normal close (FIN, shutdown(SHUT_WR)) instead of a reset: a
+             client that closes its side right behind its AUTH is gone too (reviewer B, F3:
+             the slot stayed taken until the check was done)
   timing     --logins right and --logins wrong passwords, interleaved, one connection each,
              each wrong one from a fresh address (so no failure limit is reached): the time
              from AUTH sent to its reply, per kind (a client must learn nothing from it)
@@ -140,6 +143,14 @@ class Smtp:
 
     def auth(self, user, password):
         self.send(f"AUTH PLAIN {plain(user, password)}\r\n")
+
+    def finish(self):
+        """Closes its side normally (FIN), as a client that simply quits does; the socket
+        stays open for reading (close() later)."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def reset(self):
         """Closes with a TCP reset (SO_LINGER 0), as a client that gives up does."""
@@ -394,8 +405,9 @@ def free454(server, args):
             f"metrics {metrics}")
 
 
-def hangup(server, args):
-    """How long a reset connection with a pending AUTH keeps its per-address slot."""
+def hangup(server, args, fin=False):
+    """How long a connection that hangs up (reset, or FIN with fin) with a pending AUTH
+    keeps its per-address slot."""
     results = []
     for _ in range(args.logins):
         c = Smtp(server.addr, "127.0.0.4")
@@ -404,7 +416,10 @@ def hangup(server, args):
         c.reply()  # a first failure
         c.auth(USER, "wrong")  # the second: held (before) or pending
         time.sleep(0.05)
-        c.reset()
+        if fin:
+            c.finish()
+        else:
+            c.reset()
         t0 = time.time()
         while True:
             d = Smtp(server.addr, "127.0.0.4")
@@ -414,10 +429,17 @@ def hangup(server, args):
                 break
             time.sleep(0.005)
         results.append((time.time() - t0) * 1000)
+        c.close()
         time.sleep(0.2)
-    return (f"hangup: slot of a reset connection free again after p50 {pct(results, 50):.0f} ms, "
-            f"max {max(results):.0f} ms ({len(results)} tries); metrics "
-            f"{server.scrape('fastsmtpd_auth')}")
+    kind = "a connection closed with FIN" if fin else "a reset connection"
+    return (f"hangup{'fin' if fin else ''}: slot of {kind} free again after p50 "
+            f"{pct(results, 50):.0f} ms, max {max(results):.0f} ms ({len(results)} tries); "
+            f"metrics {server.scrape('fastsmtpd_auth')}")
+
+
+def hangupfin(server, args):
+    """hangup, closing with FIN instead of a reset."""
+    return hangup(server, args, fin=True)
 
 
 def timing(server, args):
@@ -458,6 +480,7 @@ SCENARIOS = {
     "starve": (starve, []),
     "free454": (free454, []),
     "hangup": (hangup, ["--max-connections-per-ip", "1"]),
+    "hangupfin": (hangupfin, ["--max-connections-per-ip", "1"]),
     "timing": (timing, []),
 }
 

@@ -21,10 +21,26 @@ pub use crate::units::{format_duration, parse_bytes, parse_data_rate, parse_dura
 /// RFC 1870 (SIZE) adds 26 and RFC 6531 (SMTPUTF8) 10; long source routes and parameter lists
 /// from real clients fit comfortably in 2048.
 pub const DEFAULT_MAX_LINE_LEN: usize = 2048;
+/// The shortest `--max-line-length`: RFC 5321 §4.5.3.1.4's 512 octets.
+pub const MIN_MAX_LINE_LEN: usize = 512;
+/// The longest `--max-line-length`: 64 KiB. A connection keeps room for one partial command
+/// line (and each worker a read buffer of twice the limit), so the limit is what a silent
+/// client that sends a long line without its CR LF costs the server, per connection: 64 KiB
+/// is the size of the reply budget (`server::conn::OUT_HIGH_WATER`), 32 times the default,
+/// and far above the longest lines real clients send (an `AUTH` with a large initial
+/// response, such as a Kerberos or OAuth token, is a few KiB; RFC 4954 §4 asks servers to
+/// take at least 12288 octets for AUTH lines).
+pub const MAX_MAX_LINE_LEN: usize = 64 * 1024;
 /// Default message size limit, advertised in `SIZE` (RFC 1870): 32 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 32 * 1024 * 1024;
 /// Default recipients per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
 pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+/// The most `--max-recipients` may be. A transaction keeps its accepted recipients (each
+/// path at most 256 octets, RFC 5321 §4.5.3.1.3) until it ends: 100 000 of them are at most
+/// 25.6 MB per connection, and their offsets stay far inside the `u32` the envelope keeps
+/// them in. 100 times Postfix's default (`smtpd_recipient_limit` = 1000) and 1000 times
+/// what RFC 5321 asks a server to take.
+pub const MAX_MAX_RECIPIENTS: usize = 100_000;
 /// Failed commands before `421 4.7.0` (Postfix's `smtpd_hard_error_limit` is also 20).
 pub const DEFAULT_MAX_ERRORS: u32 = 20;
 /// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, HELP, empty BDAT chunks, refused messages) tolerated per session between
@@ -146,6 +162,8 @@ pub struct Config {
     /// What one client may ask of the password checkers (`--auth-max-pending-per-ip`,
     /// `--auth-max-failures-per-ip`, `--auth-failure-window`).
     pub auth_limits: crate::auth::AuthLimits,
+    /// Threads that check password hashes for `--auth file:` (`--auth-threads`).
+    pub auth_threads: usize,
     /// Full TLS handshakes in progress at once per client address on each worker; more wait
     /// (`--tls-max-handshakes-per-ip`).
     pub tls_max_handshakes_per_ip: u32,
@@ -195,6 +213,7 @@ impl Default for Config {
             auth_plaintext: false,
             auth_required: false,
             auth_limits: crate::auth::AuthLimits::default(),
+            auth_threads: crate::auth::DEFAULT_THREADS,
             tls_max_handshakes_per_ip: DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
             tls_handshake_rate_per_ip: DEFAULT_TLS_HANDSHAKE_RATE_PER_IP,
             log_sessions: false,
@@ -252,6 +271,12 @@ impl Config {
         if (self.auth_plaintext || self.auth_required) && self.auth.is_none() {
             return Err("--auth-plaintext and --auth-required need --auth any|file:PATH".into());
         }
+        if !(1..=crate::auth::MAX_THREADS).contains(&self.auth_threads) {
+            return Err(format!(
+                "--auth-threads must be between 1 and {}",
+                crate::auth::MAX_THREADS
+            ));
+        }
         if self.auth_limits.pending_per_client == 0 {
             return Err("--auth-max-pending-per-ip must be at least 1".into());
         }
@@ -296,11 +321,17 @@ impl Config {
                 self.hostname
             ));
         }
-        if self.max_line_len < 512 {
-            return Err("--max-line-length must be at least 512 (RFC 5321 §4.5.3.1.4)".into());
+        if !(MIN_MAX_LINE_LEN..=MAX_MAX_LINE_LEN).contains(&self.max_line_len) {
+            return Err(format!(
+                "--max-line-length {}: must be between {MIN_MAX_LINE_LEN} (RFC 5321 §4.5.3.1.4) and {MAX_MAX_LINE_LEN} bytes (64KiB: a partial line is kept per connection)",
+                self.max_line_len
+            ));
         }
-        if self.max_recipients < 1 {
-            return Err("--max-recipients must be at least 1 (RFC 5321 asks for 100)".into());
+        if !(1..=MAX_MAX_RECIPIENTS).contains(&self.max_recipients) {
+            return Err(format!(
+                "--max-recipients {}: must be between 1 and {MAX_MAX_RECIPIENTS} (RFC 5321 asks for 100; the recipients of a transaction are kept until it ends)",
+                self.max_recipients
+            ));
         }
         if self.max_message_size == 0 {
             return Err("--max-message-size must be at least 1".into());
@@ -321,12 +352,13 @@ impl Config {
             MAX_TIMEOUT,
         )?;
         if let Some(interval) = self.stats_interval {
-            check_duration(
-                "--stats-interval",
-                interval,
-                MIN_STATS_INTERVAL,
-                MAX_TIMEOUT,
-            )?;
+            if !(MIN_STATS_INTERVAL..=MAX_TIMEOUT).contains(&interval) {
+                return Err(format!(
+                    "--stats-interval {}: {}",
+                    format_duration(interval),
+                    stats_interval_bounds()
+                ));
+            }
         }
         if self.store_threads == 0 || self.store_threads > 64 {
             return Err("--store-threads must be between 1 and 64".into());
@@ -348,6 +380,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What `--stats-interval` may be, for its refusals.
+fn stats_interval_bounds() -> String {
+    format!(
+        "must be 0 (off) or from {} to {}",
+        format_duration(MIN_STATS_INTERVAL),
+        format_duration(MAX_TIMEOUT)
+    )
+}
+
+/// Parses `--stats-interval`: a duration ([`parse_duration`]) where only an exact zero means
+/// off. A value the grammar rounds down to zero (`0.0000000001ns`: digits below a
+/// nanosecond are dropped) is not "off" but below the shortest interval, and refused.
+pub fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    let written_as_zero = !text.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    if interval.is_zero() && !written_as_zero {
+        return Err(format!("{:?}: {}", text.trim(), stats_interval_bounds()));
+    }
+    Ok(interval)
 }
 
 /// Checks that `flag`'s `value` lies within `min..=max`; the message gives both bounds.

@@ -17,7 +17,7 @@ use std::time::Duration;
     name = "fastsmtpd",
     version,
     about,
-    after_help = "Durations (DURATION): a number, fractions allowed, and a unit: ns, us, ms, s, \
+    after_help = "Durations (DURATION): a number, fractions allowed, and a unit: ns, us (or µs), ms, s, \
                   m, h, d (30s, 1.5m, 200ms); a bare number is seconds. Sizes (SIZE): a whole \
                   number and a unit, any case: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, all powers of 1024 \
                   (10M = 10 MiB); a bare number is bytes.\n\n\
@@ -57,7 +57,8 @@ struct Cli {
     tls_self_signed_out: Option<std::path::PathBuf>,
     /// How long a TLS handshake (implicit, or after STARTTLS) may take; then the connection
     /// is closed. From 1s to 1h.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
     tls_handshake_timeout: Duration,
     /// Refuse MAIL and AUTH on plaintext with `530 5.7.0 Must issue a STARTTLS command
     /// first` (RFC 3207 §4). Needs a certificate.
@@ -78,67 +79,85 @@ struct Cli {
     /// Password checks queued or running at once per client address (IPv4, IPv6 /64); more
     /// get "454 4.7.0". Keep it above the connection pools your senders open from one host.
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_MAX_PENDING_PER_CLIENT,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = count::<u32>(1, u32::MAX as u64), allow_hyphen_values = true)]
     auth_max_pending_per_ip: u32,
     /// Failed AUTH attempts per client address within --auth-failure-window (a burst of N,
     /// then one more per window/N); past it every AUTH of that address gets "454 4.7.0" at
     /// once, unchecked (0: no limit).
-    #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_MAX_FAILURES)]
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_MAX_FAILURES,
+          value_parser = count::<u32>(0, u32::MAX as u64), allow_hyphen_values = true)]
     auth_max_failures_per_ip: u32,
     /// The window of --auth-max-failures-per-ip. From 1s to 1d.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
     auth_failure_window: Duration,
+    /// Threads that check password hashes (--auth file:), 1 to 64. A bcrypt of cost 12 takes
+    /// about a quarter of a second of one core: N threads answer N logins at a time.
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::auth::DEFAULT_THREADS,
+          value_parser = count::<usize>(1, fastsmtpd::auth::MAX_THREADS as u64),
+          allow_hyphen_values = true)]
+    auth_threads: usize,
     /// TLS handshakes in progress at once per client address on each worker; its further
     /// connections wait their turn.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = count::<u32>(1, u32::MAX as u64), allow_hyphen_values = true)]
     tls_max_handshakes_per_ip: u32,
     /// Full (not resumed) TLS handshakes per client address and second, a burst of as many;
     /// past it a connection is closed without a byte (0: no limit, e.g. to measure
     /// handshakes/s from one host).
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_TLS_HANDSHAKE_RATE_PER_IP)]
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_TLS_HANDSHAKE_RATE_PER_IP,
+          value_parser = count::<u32>(0, u32::MAX as u64), allow_hyphen_values = true)]
     tls_handshake_rate_per_ip: u32,
     /// Worker threads (event loops) [default: number of cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = count::<u16>(1, 1024), allow_hyphen_values = true)]
     threads: Option<u16>,
     /// Name used in the greeting, the EHLO reply and Received: headers (printable ASCII, no
     /// spaces).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hostname: String,
     /// Largest message accepted (advertised with SIZE), at least 1 byte.
-    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = config::parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = config::parse_bytes,
+          allow_hyphen_values = true)]
     max_message_size: u64,
-    /// Most recipients per message (RFC 5321 asks for at least 100); more get "452 4.5.3".
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS)]
+    /// Most recipients per message (RFC 5321 asks for at least 100), 1 to 100000; more get
+    /// "452 4.5.3".
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECIPIENTS,
+          value_parser = count::<usize>(1, config::MAX_MAX_RECIPIENTS as u64),
+          allow_hyphen_values = true)]
     max_recipients: usize,
     /// Most connections at once; more get "421 4.7.0" and are closed. Lowered at start to
     /// fit the open-file limit (said on stderr).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = count::<usize>(1, u32::MAX as u64), allow_hyphen_values = true)]
     max_connections: usize,
     /// Idle and per-command timeout (RFC 5321 asks for at least 5m). From 1s to 1d.
-    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
     idle_timeout: Duration,
     /// Minimum data rate during DATA/BDAT, bytes per second: a SIZE, optionally with /s
     /// (500, 1K/s); 0: no rate check.
-    #[arg(long, value_name = "RATE", default_value = "500", value_parser = config::parse_data_rate)]
+    #[arg(long, value_name = "RATE", default_value = "500", value_parser = config::parse_data_rate,
+          allow_hyphen_values = true)]
     min_data_rate: u64,
-    /// Longest command line, CRLF included (at least 512 bytes).
-    #[arg(long, value_name = "SIZE", default_value = "2048", value_parser = config::parse_bytes)]
+    /// Longest command line, CRLF included: 512 bytes to 64KiB (a partial line is kept per
+    /// connection, so this bounds what one costs).
+    #[arg(long, value_name = "SIZE", default_value = "2048", value_parser = config::parse_bytes,
+          allow_hyphen_values = true)]
     max_line_length: u64,
     /// Failed commands tolerated per session before "421 4.7.0".
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ERRORS,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = count::<u32>(1, u32::MAX as u64), allow_hyphen_values = true)]
     max_errors: u32,
     /// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, HELP, empty BDAT chunks, refused messages)
     /// tolerated between accepted messages before "421 4.7.0", so no client holds a slot for ever.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_JUNK_COMMANDS,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = count::<u32>(1, u32::MAX as u64), allow_hyphen_values = true)]
     max_junk_commands: u32,
     /// Connections at once from one client address (IPv4, or IPv6 /64); more get "421 4.7.0"
     /// and are closed. A load generator on one host connects from one address: raise this
     /// above its connection count.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = count::<u64>(1, u32::MAX as u64), allow_hyphen_values = true)]
     max_connections_per_ip: u64,
     /// Bare CR or LF inside message data: refuse the message ("550 5.5.2 ... (see --bare-lf
     /// keep)") or keep the bytes.
@@ -146,10 +165,12 @@ struct Cli {
     bare_lf: BareLf,
     /// How long a message in flight may take to finish after SIGINT/SIGTERM (a second signal
     /// exits at once). Up to 1d.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
     shutdown_grace: Duration,
-    /// Print a one-line summary this often (0: off; else from 100ms to 1d).
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = config::parse_duration)]
+    /// Print a one-line summary this often: 0 (exactly: off) or from 100ms to 1d.
+    #[arg(long, value_name = "DURATION", default_value = "0",
+          value_parser = config::parse_stats_interval, allow_hyphen_values = true)]
     stats_interval: Duration,
     /// Keep accepted messages (repeatable): maildir:DIR (LF line ends, X-Original-To per
     /// recipient), eml:DIR (the bytes as received) or jsonl:FILE; missing directories are
@@ -160,26 +181,32 @@ struct Cli {
     #[arg(long = "store", value_name = "KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
     /// Threads that write the stores (and group their fsyncs), 1 to 64.
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS)]
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS,
+          value_parser = count::<usize>(1, 64), allow_hyphen_values = true)]
     store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
-    #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH)]
+    #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH,
+          value_parser = count::<usize>(1, u32::MAX as u64), allow_hyphen_values = true)]
     store_batch: usize,
     /// Message content in flight to the storage threads at most, at least 64KiB: past it,
     /// connections receiving content are not read until the threads catch up (TCP
     /// backpressure; nobody is refused for it).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = config::parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = config::parse_bytes,
+          allow_hyphen_values = true)]
     store_buffer: u64,
     /// Shut down gracefully after this many accepted messages.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
+          allow_hyphen_values = true)]
     exit_after_messages: Option<u64>,
     /// Shut down gracefully after this many ended sessions.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
+          allow_hyphen_values = true)]
     exit_after_sessions: Option<u64>,
     /// Inject a fault (repeatable): POINT [SELECTOR...] ACTION. POINT: connect, helo, ehlo,
     /// mail, rcpt, data, eod (end of data, before its 250), bdat, rset, noop, quit.
     /// SELECTORs, all optional, all must hold: from=GLOB, to=GLOB (not at connect; `*` any
-    /// text, case-insensitive), nth=N (only the Nth matching occurrence), every=N, p=P
+    /// text, case-insensitive), nth=N (only the Nth occurrence that reaches this rule and
+    /// passes its other selectors; an earlier rule that fired takes the occurrence), every=N, p=P
     /// (probability 0..1, see --seed), rate=N/PERIOD (only while this client address goes
     /// beyond N per PERIOD, with a burst of N: a bucket of N refilled at N per PERIOD, as
     /// Postfix's anvil counts; PERIOD s, m, h, d or a DURATION: 100/m, 5/10s). ACTION:
@@ -200,8 +227,10 @@ struct Cli {
     /// come before the --fault rules (see --fault); --seed wins over its seed.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<std::path::PathBuf>,
-    /// Seed for probabilistic faults and random delays (same seed, same faults).
-    #[arg(long, value_name = "N")]
+    /// Seed for probabilistic faults and random delays (same seed, same faults) [default:
+    /// the --fault-file's seed, else 0].
+    #[arg(long, value_name = "N", value_parser = count::<u64>(0, u64::MAX),
+          allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Serve Prometheus text metrics over HTTP on this address (e.g. 127.0.0.1:9025), at
     /// GET /metrics.
@@ -211,6 +240,18 @@ struct Cli {
     /// (SIGHUP cannot reopen stdout: rotate it outside, e.g. with copytruncate).
     #[arg(long)]
     log_sessions: bool,
+}
+
+/// A value parser for a whole number from `min` to `max` of type `T` (clap's own range
+/// check says Rust's `1..=4294967295`; this one says "between 1 and 4294967295").
+fn count<T: TryFrom<u64>>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let n = fastsmtpd::units::parse_count(text, min, max)?;
+        T::try_from(n).map_err(|_| format!("{text:?}: must be between {min} and {max}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -237,6 +278,7 @@ fn main() -> ExitCode {
         auth: cli.auth,
         auth_plaintext: cli.auth_plaintext,
         auth_required: cli.auth_required,
+        auth_threads: cli.auth_threads,
         auth_limits: fastsmtpd::auth::AuthLimits {
             pending_per_client: cli.auth_max_pending_per_ip,
             failures: fastsmtpd::peer::RateLimit {
@@ -325,6 +367,7 @@ mod tests {
             (!cli.stats_interval.is_zero()).then_some(cli.stats_interval),
             defaults.stats_interval
         );
+        assert_eq!(cli.auth_threads, defaults.auth_threads);
         assert_eq!(cli.store_buffer, defaults.store_buffer as u64);
         assert_eq!(
             cli.auth_max_pending_per_ip,
@@ -391,6 +434,14 @@ mod tests {
             let argument = format!("{flag}={value}");
             let error = Cli::try_parse_from(["fastsmtpd", &argument]).unwrap_err();
             assert!(error.to_string().contains(flag), "{flag} {value}: {error}");
+            // As two words too: a value with a leading hyphen reaches the parser.
+            let error = Cli::try_parse_from(["fastsmtpd", flag, value]).unwrap_err();
+            assert!(error.to_string().contains(flag), "{flag} {value}: {error}");
         }
+        let error = Cli::try_parse_from(["fastsmtpd", "--idle-timeout", "-1s"]).unwrap_err();
+        assert!(
+            error.to_string().contains("a duration cannot be negative"),
+            "{error}"
+        );
     }
 }

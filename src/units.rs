@@ -4,7 +4,22 @@
 //! What it does: parse text into a [`Duration`] ([`parse_duration`]) or a byte count
 //! ([`parse_bytes`], and [`parse_data_rate`] for bytes per second), exactly (no floating
 //! point), refusing with a message that says what was wrong: a negative value, something
-//! that is not a number, an unknown unit, a value too large to represent.
+//! that is not a number, an unknown unit, a value too large to represent. The refusals read
+//! the same in both binaries (smtp-loadgen's copy uses these texts):
+//!
+//! ```text
+//! "-1s": a duration cannot be negative          "-1": a size cannot be negative
+//! "x" is not a duration (a number and a unit: 30s, 1.5m, 200ms, 2h; a bare number is seconds)
+//! "5min": unknown unit "min" (ns, us, µs, ms, s, m, h, d)
+//! "99999999999999999999d": too large a duration
+//! "K" is not a size (a whole number and a unit: 512K, 10M, 1GiB; a bare number is bytes)
+//! "1.5M": a size is a whole number (use a smaller unit: 1536K, not 1.5M)
+//! "10T": unknown unit "T" (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)
+//! "18446744073709551616": too large a size
+//! ```
+//!
+//! [`parse_count`] reads whole numbers within bounds the caller gives, saying them as
+//! "between 1 and 64" (never Rust's `1..=64`).
 //!
 //! ```text
 //! duration = number [unit]    number = digits ["." digits] | "." digits
@@ -12,11 +27,12 @@
 //! size     = digits [unit]    unit   = B | K | KB | KiB | M | MB | MiB | G | GB | GiB
 //!                                      (any case; all powers of 1024; bare: bytes)
 //! rate     = size ["/s"]      (bytes per second)
+//! count    = digits           (a whole number, between the flag's bounds)
 //! ```
 //!
 //! Surrounding blanks are ignored; nothing may separate the number from its unit.
 //!
-//! What it does not do: bounds. Each flag has its own (an idle timeout of at least a second,
+//! What it does not do: bounds of durations and sizes. Each flag has its own (an idle timeout of at least a second,
 //! a message size of at least one byte), checked where the value is used
 //! ([`crate::config::Config::validate`], the fault rules).
 
@@ -28,11 +44,14 @@ const DURATION_EXAMPLE: &str =
 /// What a size grammar error shows as an example.
 const SIZE_EXAMPLE: &str = "a whole number and a unit: 512K, 10M, 1GiB; a bare number is bytes";
 
-/// The units of a duration, with their length in nanoseconds.
-const DURATION_UNITS: [(&str, u128); 9] = [
+/// The units of a duration, with their length in nanoseconds. Microseconds are `us`, or `µs`
+/// with MICRO SIGN (U+00B5, what a keyboard's AltGr+m types) or GREEK SMALL LETTER MU
+/// (U+03BC, what many input methods and Unicode normalization (NFKC) give).
+const DURATION_UNITS: [(&str, u128); 10] = [
     ("ns", 1),
     ("us", 1_000),
-    ("µs", 1_000),
+    ("\u{b5}s", 1_000),
+    ("\u{3bc}s", 1_000),
     ("ms", 1_000_000),
     ("", NANOS_PER_SECOND),
     ("s", NANOS_PER_SECOND),
@@ -66,7 +85,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     let Some(&(_, per_unit)) = DURATION_UNITS.iter().find(|(name, _)| *name == unit) else {
         return Err(format!(
-            "{text:?}: unknown unit {unit:?} (ns, us, ms, s, m, h or d; a bare number is seconds)"
+            "{text:?}: unknown unit {unit:?} (ns, us, µs, ms, s, m, h, d)"
         ));
     };
     let too_large = || format!("{text:?}: too large a duration");
@@ -141,13 +160,32 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => {
             return Err(format!(
-                "{text:?}: unknown unit {unit:?} (B, K, M, G, or KiB, MiB, GiB: powers of 1024)"
+                "{text:?}: unknown unit {unit:?} (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)"
             ))
         }
     };
     let too_large = || format!("{text:?}: too large a size");
     let number: u64 = digits.parse().map_err(|_| too_large())?;
     number.checked_mul(1 << shift).ok_or_else(too_large)
+}
+
+/// Parses a whole number from `min` to `max` (a count: connections, threads, errors). The
+/// refusal names the bounds in words: `"0": must be between 1 and 64`.
+pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let bounds = format!("between {min} and {max}");
+    if text.starts_with('-') {
+        return Err(format!(
+            "{text:?}: cannot be negative (a whole number {bounds})"
+        ));
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not a whole number ({bounds})"));
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?}: must be {bounds}")),
+    }
 }
 
 /// Parses a data rate in bytes per second: a size ([`parse_bytes`]), optionally followed by
@@ -176,7 +214,8 @@ mod tests {
             ("2.", Duration::from_secs(2)),
             ("200ms", Duration::from_millis(200)),
             ("250us", Duration::from_micros(250)),
-            ("250µs", Duration::from_micros(250)),
+            ("250\u{b5}s", Duration::from_micros(250)),
+            ("250\u{3bc}s", Duration::from_micros(250)),
             ("800ns", Duration::from_nanos(800)),
             ("1.5ns", Duration::from_nanos(1)),
             ("2h", Duration::from_secs(7200)),
@@ -211,6 +250,74 @@ mod tests {
         for (text, needle) in bad {
             let error = parse_duration(text).expect_err(text);
             assert!(error.contains(needle), "{text}: {error}");
+        }
+    }
+
+    /// Reviewer A, D2: the refusals read exactly as smtp-loadgen's (which copies these
+    /// texts), without Rust syntax.
+    #[test]
+    fn refusals_read_as_documented() {
+        for (text, message) in [
+            ("-1s", r#""-1s": a duration cannot be negative"#),
+            (
+                "5min",
+                r#""5min": unknown unit "min" (ns, us, µs, ms, s, m, h, d)"#,
+            ),
+            (
+                "99999999999999999999d",
+                r#""99999999999999999999d": too large a duration"#,
+            ),
+            (
+                "x",
+                r#""x" is not a duration (a number and a unit: 30s, 1.5m, 200ms, 2h; a bare number is seconds)"#,
+            ),
+        ] {
+            assert_eq!(parse_duration(text).unwrap_err(), message);
+        }
+        for (text, message) in [
+            ("-1", r#""-1": a size cannot be negative"#),
+            (
+                "10T",
+                r#""10T": unknown unit "T" (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)"#,
+            ),
+            (
+                "18446744073709551616",
+                r#""18446744073709551616": too large a size"#,
+            ),
+            (
+                "1.5M",
+                r#""1.5M": a size is a whole number (use a smaller unit: 1536K, not 1.5M)"#,
+            ),
+            (
+                "K",
+                r#""K" is not a size (a whole number and a unit: 512K, 10M, 1GiB; a bare number is bytes)"#,
+            ),
+        ] {
+            assert_eq!(parse_bytes(text).unwrap_err(), message);
+        }
+    }
+
+    #[test]
+    fn counts_say_their_bounds_in_words() {
+        assert_eq!(parse_count("7", 1, 64), Ok(7));
+        assert_eq!(parse_count(" 64 ", 1, 64), Ok(64));
+        assert_eq!(parse_count("0", 0, 10), Ok(0));
+        for (text, message) in [
+            ("0", r#""0": must be between 1 and 64"#),
+            ("65", r#""65": must be between 1 and 64"#),
+            (
+                "99999999999999999999",
+                r#""99999999999999999999": must be between 1 and 64"#,
+            ),
+            (
+                "-1",
+                r#""-1": cannot be negative (a whole number between 1 and 64)"#,
+            ),
+            ("1.5", r#""1.5" is not a whole number (between 1 and 64)"#),
+            ("", r#""" is not a whole number (between 1 and 64)"#),
+            ("+3", r#""+3" is not a whole number (between 1 and 64)"#),
+        ] {
+            assert_eq!(parse_count(text, 1, 64).unwrap_err(), message);
         }
     }
 

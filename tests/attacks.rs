@@ -270,6 +270,54 @@ fn a_reset_while_a_check_is_pending_frees_the_connection_at_once() {
     drop(server);
 }
 
+/// Bug (reviewer B, F3): a client that closed its side normally (FIN) right behind its AUTH
+/// was not taken for gone: its check ran to the end and its per-address slot stayed taken
+/// until then (16 such connections: all 16 checks ran, `fastsmtpd_auth_abandoned_total` 0).
+/// Now a FIN with nothing behind the AUTH drops the check like a reset.
+#[test]
+fn a_fin_right_behind_a_pending_auth_drops_the_check_like_a_reset() {
+    let server = auth_server(13, |config| {
+        config.max_connections_per_ip = 1;
+    });
+    let source = Ipv4Addr::new(127, 0, 0, 9);
+    let mut client = greeted(server.addr, source);
+    client.send(auth_plain("alice", "wrong"));
+    // A barrier, as above: the check is pending when the FIN comes.
+    let mut other = Client::connect_from(server.addr, Ipv4Addr::new(127, 0, 0, 10));
+    other.expect(util::GREETING);
+    other.roundtrip("QUIT\r\n", util::BYE);
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let stats = server.stats_when(|s| s.open_connections == 0);
+    assert_eq!(
+        (stats.security.auth_successes, stats.security.auth_failures),
+        (0, 0),
+        "closed before the verdict"
+    );
+    let stats = server.stats_when(|s| s.security.auth_abandoned == 1);
+    assert_eq!(stats.security.auth_abandoned, 1);
+    // Closed without a verdict, and the address's only slot is free again.
+    assert_eq!(client.read_to_close(), b"");
+    let mut again = Client::connect_from(server.addr, source);
+    again.expect(util::GREETING);
+    again.roundtrip("QUIT\r\n", util::BYE);
+    drop(server);
+}
+
+/// The other side of the rule above: a client that pipelined a command behind its AUTH and
+/// then closed its side still gets the verdict and the reply to that command.
+#[test]
+fn a_fin_behind_an_auth_and_a_quit_still_gets_both_replies() {
+    let server = auth_server(4, |_| {});
+    let mut client = greeted(server.addr, Ipv4Addr::new(127, 0, 0, 11));
+    client.send(format!("{}QUIT\r\n", auth_plain("alice", "s3cret")));
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    client.expect(format!("{AUTH_OK}{}", util::BYE));
+    assert_eq!(client.read_to_close(), b"");
+    let stats = server.stop();
+    assert_eq!(stats.security.auth_successes, 1);
+    assert_eq!(stats.security.auth_abandoned, 0);
+}
+
 /// A server with an implicit-TLS listener (self-signed), adjusted by `adjust`; returns it
 /// and the TLS address.
 fn tls_server(adjust: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {

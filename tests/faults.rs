@@ -127,6 +127,50 @@ fn disconnects_with_and_without_421() {
     client.expect_closed();
 }
 
+/// Bug (reviewer B, F6): `reply=421` answered the command and left the session open (the
+/// NOOP behind it got `250`). A 421 closes the channel (RFC 5321 §3.8), as `disconnect=421`
+/// and the server's own 421s do.
+#[test]
+fn a_fault_reply_421_closes_the_session() {
+    let server = with_faults(
+        &["rset reply=421 rset fault", "helo reply=421 4.3.2 bye"],
+        0,
+    );
+    let mut client = server.client();
+    client.ehlo();
+    client.send("RSET\r\nNOOP\r\n");
+    assert_eq!(
+        String::from_utf8(client.read_to_close()).unwrap(),
+        "421 4.0.0 rset fault\r\n"
+    );
+    let mut client = server.client();
+    client.send("HELO client.test\r\nNOOP\r\n");
+    assert_eq!(
+        String::from_utf8(client.read_to_close()).unwrap(),
+        "421 4.3.2 bye\r\n"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.error_replies.fault, [2, 0]);
+}
+
+/// Bug (reviewer B, F7): `connect reply=554` closed at once. RFC 5321 §3.1: after a 554
+/// greeting the server "MUST still wait for the client to send a QUIT ... and SHOULD
+/// respond to any intervening commands with "503 bad sequence of commands"".
+#[test]
+fn a_554_greeting_waits_for_quit_and_answers_503_to_the_rest() {
+    let server = with_faults(&["connect nth=1 reply=554 5.7.1 No service for you"], 0);
+    let mut client = util::Client::connect(server.addr);
+    client.expect("554 5.7.1 No service for you\r\n");
+    let refused = "503 5.5.1 Error: this session was refused, send QUIT\r\n";
+    client.roundtrip("EHLO client.test\r\n", refused);
+    client.roundtrip("MAIL FROM:<a@b.example>\r\n", refused);
+    client.roundtrip("QUIT\r\n", util::BYE);
+    client.expect_closed();
+    // The rule fired once: the next connection is greeted.
+    let mut client = server.client();
+    client.roundtrip("QUIT\r\n", util::BYE);
+}
+
 #[test]
 fn a_refused_connection_and_a_late_greeting() {
     let server = with_faults(&["connect nth=1 reply=554 5.7.1 No service for you"], 0);

@@ -263,3 +263,101 @@ fn a_fault_reply_without_an_enhanced_code_gets_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `fastsmtpd ARGS` (bounded) with a listen address nobody uses, for refusals at start.
+fn refused_at_start(args: &[&str]) -> util::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command.args(["--listen", "127.0.0.1:0"]).args(args);
+    util::process::run_bounded(command, None, CHILD_LIMIT)
+}
+
+/// Bug (reviewer A, B7): `--max-line-length 18446744073709551615` panicked ("capacity
+/// overflow", exit 101), `16G` aborted on a failed allocation (exit 134), and `1G` made each
+/// worker allocate 2 GB at start; `--max-recipients` had no bound either. Both are bounded
+/// now (64 KiB, 100 000: what one connection may hold stays bounded) and a value past the
+/// bound is a clear error with exit status 2.
+#[test]
+fn line_length_and_recipient_limits_past_their_bounds_are_refused_with_exit_2() {
+    for (args, needle) in [
+        (
+            ["--max-line-length", "18446744073709551615"],
+            "--max-line-length 18446744073709551615: must be between 512",
+        ),
+        (
+            ["--max-line-length", "16G"],
+            "--max-line-length 17179869184: must be between 512",
+        ),
+        (["--max-line-length", "65537"], "and 65536 bytes"),
+        (
+            ["--max-recipients", "100001"],
+            "must be between 1 and 100000",
+        ),
+        (
+            ["--max-recipients", "18446744073709551615"],
+            "must be between 1 and 100000",
+        ),
+    ] {
+        let output = refused_at_start(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", output.dump());
+        assert!(
+            output.stderr.contains(needle),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+    }
+}
+
+/// Bug (reviewer A, D2 and N7): refusals of numbers spoke Rust (`0 is not in
+/// 1..=4294967295`), a duration with a leading hyphen given as a separate word never reached
+/// the parser (clap: "unexpected argument '-1' found"), and `--stats-interval
+/// 0.0000000001ns`, which the grammar rounds to zero, was taken as "off" while `5us` was
+/// refused. Now counts say "between 1 and N", "-1s" is a negative duration, and only an
+/// exact 0 turns the stats line off.
+#[test]
+fn command_line_refusals_speak_plainly() {
+    for (args, needle) in [
+        (
+            &["--idle-timeout", "-1s"][..],
+            r#"invalid value '-1s' for '--idle-timeout <DURATION>': "-1s": a duration cannot be negative"#,
+        ),
+        (
+            &["--max-message-size", "-5M"],
+            r#""-5M": a size cannot be negative"#,
+        ),
+        (
+            &["--max-connections-per-ip", "0"],
+            r#""0": must be between 1 and 4294967295"#,
+        ),
+        (
+            &["--max-errors", "-3"],
+            r#""-3": cannot be negative (a whole number between 1 and 4294967295)"#,
+        ),
+        (
+            &["--threads", "2000"],
+            r#""2000": must be between 1 and 1024"#,
+        ),
+        (
+            &["--stats-interval", "0.0000000001ns"],
+            r#""0.0000000001ns": must be 0 (off) or from 100ms to 1d"#,
+        ),
+        (
+            &["--stats-interval", "5us"],
+            "--stats-interval 5us: must be 0 (off) or from 100ms to 1d",
+        ),
+        (
+            &["--idle-timeout", "5μs"],
+            "--idle-timeout 5us: must be from 1s to 1d",
+        ),
+        (&["--auth-threads", "0"], r#""0": must be between 1 and 64"#),
+    ] {
+        let output = refused_at_start(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", output.dump());
+        assert!(
+            output.stderr.contains(needle),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(!output.stderr.contains("..="), "{}", output.stderr);
+    }
+}

@@ -402,3 +402,49 @@ fn sighup_reloads_the_certificate_and_the_password_file_and_keeps_them_on_a_bad_
     );
     stop_gracefully(server, 0);
 }
+
+/// Reviewer B, F9: a password file whose hashes differ in cost lets the answer time tell
+/// users apart (bcrypt cost 5 answers in milliseconds, unknown users as slowly as the
+/// common cost). The server says so on stderr, naming the users by group, at start and
+/// after each SIGHUP that loads such a file (not after one that loads a uniform file).
+#[test]
+fn a_password_file_of_mixed_costs_is_named_at_start_and_on_sighup() {
+    let dir = scratch_dir("hup-costs");
+    let users = dir.join("users");
+    let (cost4, cost5) = (bcrypt::hash("x", 4).unwrap(), bcrypt::hash("y", 5).unwrap());
+    std::fs::write(
+        &users,
+        format!("alice:{cost4}\nbob:{cost5}\ncarol:{cost4}\n"),
+    )
+    .unwrap();
+    let mut server = Spawned::start(&[
+        "--auth",
+        &format!("file:{}", users.display()),
+        "--auth-plaintext",
+    ]);
+    let warning = "fastsmtpd: warning: --auth: the password hashes differ in algorithm or cost (bcrypt cost 4: alice, carol; bcrypt cost 5: bob): ";
+    stderr_with(&server, warning, 1);
+    // All alike: reloaded without a warning.
+    replace(&users, &format!("alice:{cost4}\nbob:{cost4}\n"));
+    assert_eq!(
+        sighup_lines(&mut server),
+        [
+            "fastsmtpd: SIGHUP: reopened 0 store files",
+            "fastsmtpd: SIGHUP: reloaded the password file (2 users)"
+        ]
+    );
+    // Mixed again, with a {PLAIN} entry: the warning comes with the reload.
+    replace(&users, &format!("alice:{cost4}\ndave:{{PLAIN}}d\n"));
+    sighup_lines(&mut server);
+    let stderr = stderr_with(
+        &server,
+        "fastsmtpd: SIGHUP: warning: --auth: the password hashes differ in algorithm or cost (bcrypt cost 4: alice; {PLAIN}: dave): ",
+        1,
+    );
+    assert_eq!(
+        stderr.matches("the password hashes differ").count(),
+        2,
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

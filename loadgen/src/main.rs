@@ -393,40 +393,30 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     }
 }
 
-/// `merge`: several hosts' interval logs into one, aligned on whole seconds. The merged
-/// log's warm-up lasts from its start until the last input warm-up has ended (an interval
-/// partly inside any host's warm-up is warm-up: the one rule; hosts that are merged ran at
-/// the same time), its counts lines flag it so, and its provenance keeps each input's.
+/// `merge`: several hosts' interval logs into one, on one grid of whole seconds from the
+/// earliest input's start; a merged second is warm-up when it holds an interval its input's
+/// own `report` leaves out, and so is every second before it (see [`report::merge`]). The
+/// merged log's counts lines flag it so, and its provenance keeps each input's.
 fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     let mut all = Vec::new();
-    let mut all_counts = Vec::new();
     let mut inputs = Vec::new();
-    let mut warmup_end = f64::NEG_INFINITY;
     for path in logs {
-        let intervals = read_log(path)?;
-        if let Some(note) = unit_note(path)? {
+        let (intervals, unit_note) = read_log(path)?;
+        if let Some(note) = unit_note {
             eprintln!("smtp-loadgen: {note}");
         }
         let notes = read_notes(path)?;
         let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
         let warmup = Warmup::of_log(&notes, &starts, None);
-        if warmup.seconds > 0.0 {
-            warmup_end = warmup_end.max(warmup.origin + warmup.seconds);
-        }
         inputs.extend(notes.provenance.clone());
-        all.push(intervals);
-        all_counts.push(notes.counts);
+        all.push(report::merge::Input {
+            intervals,
+            counts: notes.counts,
+            warmup,
+        });
     }
-    let merged = interval_log::merge_logs(&all)?;
-    let mut merged_counts = interval_log::merge_counts(&all_counts);
-    let first = merged.iter().map(|i| i.start).fold(f64::MAX, f64::min);
-    let first = if first == f64::MAX { 0.0 } else { first };
-    let base = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(first);
-    // No input with a warm-up: none (`Warmup::new` takes a negative length as 0).
-    let warmup = Warmup::new(warmup_end - first, first, Source::Run);
-    for c in &mut merged_counts {
-        c.counts.warmup = warmup.excludes(c.start);
-    }
+    let merged = report::merge::merge(&all)?;
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(merged.origin.max(0.0));
     let names: Vec<String> = logs
         .iter()
         .map(|p| report::printable(&p.display().to_string()))
@@ -440,18 +430,25 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
             names.join(", ")
         ),
         serde_json::Value::Null,
-        warmup.seconds,
+        merged.warmup.seconds,
     );
     provenance.inputs = inputs;
     let mut file = std::fs::File::create(output).map_err(|e| file_error(output, e))?;
-    interval_log::write_hlog(&mut file, base, &provenance, &merged, &merged_counts)
-        .map_err(|e| file_error(output, e))?;
+    interval_log::write_hlog(
+        &mut file,
+        base,
+        &provenance,
+        &merged.intervals,
+        &merged.counts,
+    )
+    .map_err(|e| file_error(output, e))?;
+    let warmup = merged.warmup;
     say_line(&format!(
         "merged {} logs, {} intervals -> {}; {}",
         logs.len(),
-        merged.len(),
+        merged.intervals.len(),
         output.display(),
-        warmup.statement(warmup.measured_from(merged.iter().map(|i| i.start)))
+        warmup.statement(warmup.measured_from(merged.intervals.iter().map(|i| i.start)))
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -472,7 +469,7 @@ fn report_command(
             paths.len()
         ));
     }
-    let labels = unique_labels(
+    let labels = report::unique_labels(
         paths
             .iter()
             .enumerate()
@@ -488,7 +485,7 @@ fn report_command(
     );
     let mut runs = Vec::new();
     for (path, label) in paths.iter().zip(labels) {
-        let intervals = read_log(path)?;
+        let (intervals, unit_note) = read_log(path)?;
         let notes = read_notes(path)?;
         let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
         let rule = Warmup::of_log(&notes, &starts, warmup.map(|d| d.as_secs_f64()));
@@ -502,7 +499,7 @@ fn report_command(
                 figures.warmup_statement()
             ));
         }
-        if let Some(note) = unit_note(path)? {
+        if let Some(note) = unit_note {
             say_line(&note);
         }
         if paths.len() > 1 {
@@ -535,27 +532,12 @@ fn report_command(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Labels made distinct for legends: a repeated one gets ` (2)`, ` (3)`, ...
-fn unique_labels(labels: Vec<String>) -> Vec<String> {
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Vec<String> = Vec::with_capacity(labels.len());
-    for label in labels {
-        let mut n = *seen.get(&label).unwrap_or(&0);
-        let mut name = label.clone();
-        while out.contains(&name) {
-            n += 1;
-            name = format!("{label} ({})", n + 1);
-        }
-        seen.insert(label, n);
-        out.push(name);
-    }
-    out
-}
-
-/// Reads an interval log file; errors name the file.
+/// Reads an interval log file; errors name the file. Returns its intervals (values in
+/// nanoseconds) and, for a log whose header does not give its values' unit, the note that
+/// says which unit they were read in and why.
 /// A log with no interval is an error; a last line cut short (a killed run) is left out
 /// with a warning naming it.
-fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
+fn read_log(path: &Path) -> Result<(Vec<interval_log::LoggedInterval>, Option<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     let (intervals, warnings) =
         interval_log::read_hlog_lenient(&bytes).map_err(|e| file_error(path, e))?;
@@ -570,19 +552,7 @@ fn read_log(path: &Path) -> Result<Vec<interval_log::LoggedInterval>, String> {
     if intervals.is_empty() {
         return Err(format!("no intervals in {shown}"));
     }
-    Ok(intervals)
-}
-
-/// The note a report prints for a log without a `#[MaxValueDivisor: D]` header: its values
-/// are read as nanoseconds (smtp-loadgen's own logs always have one).
-fn unit_note(path: &Path) -> Result<Option<String>, String> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    Ok(interval_log::value_scale(&bytes).is_none().then(|| {
-        format!(
-            "note: {} has no #[MaxValueDivisor] header: its values are read as nanoseconds",
-            report::printable(&path.display().to_string())
-        )
-    }))
+    Ok((intervals, warnings.unit.note(&shown)))
 }
 
 /// Reads the comments and message counts of an interval log file.
@@ -671,14 +641,5 @@ mod tests {
         let names: std::collections::BTreeSet<PathBuf> =
             rates.iter().map(|r| name(*r, false)).collect();
         assert_eq!(names.len(), rates.len());
-    }
-
-    #[test]
-    fn repeated_labels_are_numbered() {
-        let labels = |list: &[&str]| unique_labels(list.iter().map(|s| s.to_string()).collect());
-        assert_eq!(
-            labels(&["a", "b", "a", "a", "a (2)"]),
-            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
-        );
     }
 }

@@ -292,9 +292,18 @@ fn logs_without_counts_lines_are_still_charted() {
         svg_dir.to_str().unwrap(),
     ]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    // The text table is the same either way.
-    let (_, new_table, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
-    assert!(stdout.starts_with(&new_table), "{stdout}\n---\n{new_table}");
+    // The text table is the same either way; the measured line says the old log has no
+    // counts (every interval after the warm-up is measured time).
+    let (_, new_text, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
+    let table = |text: &str| text[text.find("tag (ms)").unwrap()..].to_string();
+    assert!(
+        table(&stdout).starts_with(&table(&new_text)),
+        "{stdout}\n---\n{new_text}"
+    );
+    assert!(
+        stdout.contains("(every interval after the warm-up: the log has no message counts)"),
+        "{stdout}"
+    );
     for chart in ["throughput", "percentiles-eod", "latency-over-time-eod"] {
         let path = svg_dir.join(format!("{chart}.svg"));
         let text =
@@ -383,8 +392,7 @@ fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
     let (code, ours, _) = run_binary(&args(&["report", log.to_str().unwrap()]));
     assert_eq!(code, 0);
     assert!(!ours.contains("note:"), "{ours}");
-    // The same values said to be microseconds (divisor 1000, as a Java log written in µs
-    // with outputValueUnitRatio 1000): 1000 times larger.
+    // The same values said to be microseconds (divisor 1000): 1000 times larger.
     let pico = scratch("micro.hlog");
     std::fs::write(
         &pico,
@@ -407,13 +415,17 @@ fn the_max_value_divisor_sets_the_unit_and_its_absence_is_noted() {
         a > 0.0 && (b / a - 1000.0).abs() < 20.0,
         "{a} vs {b}\n{ours}\n{scaled}"
     );
-    // Without the header: nanoseconds, and the report says so.
+    // Without the header: the Interval_Max column (max / 1e6) says nanoseconds, and the
+    // report says so.
     let bare = scratch("bare.hlog");
     std::fs::write(&bare, text.replace("#[MaxValueDivisor: 1000000.000]\n", "")).unwrap();
     let (code, out, _) = run_binary(&args(&["report", bare.to_str().unwrap()]));
     assert_eq!(code, 0);
     assert!(
-        out.contains("has no #[MaxValueDivisor] header: its values are read as nanoseconds"),
+        out.contains(
+            "has no #[MaxValueDivisor] header: values read as ns: Interval_Max column = max / \
+             1000000 in every interval"
+        ),
         "{out}"
     );
     assert_eq!(max_of(&out), a);

@@ -24,14 +24,25 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// The numbers of `tag`'s row in a `report` table (count, p50, ..., max); texts name
+/// `message_corrected` in words, as the run's summary does.
+#[track_caller]
+fn reported_row(table: &str, tag: &str) -> Vec<String> {
+    let shown = tag.replace('_', " ");
+    table
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(&shown)?;
+            rest.starts_with(' ')
+                .then(|| rest.split_whitespace().map(String::from).collect())
+        })
+        .unwrap_or_else(|| panic!("no {shown} row in:\n{table}"))
+}
+
 /// The `count` column of `tag`'s row in a `report` table.
 #[track_caller]
 fn reported_count(table: &str, tag: &str) -> u64 {
-    let row = table
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(tag))
-        .unwrap_or_else(|| panic!("no {tag} row in:\n{table}"));
-    row.split_whitespace().nth(1).unwrap().parse().unwrap()
+    reported_row(table, tag)[0].parse().unwrap()
 }
 
 /// A load of `messages` against `server`, logged to `log`.
@@ -88,6 +99,66 @@ fn interval_logs_are_read_back_by_report_and_merge() {
     assert_eq!(reported_count(&table, "greeting"), 4);
 }
 
+/// The StartTime of an interval log, seconds since the epoch.
+fn start_time(log: &Path) -> f64 {
+    let text = std::fs::read_to_string(log).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#[StartTime: "))
+        .expect("a StartTime header");
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn merge_counts_what_report_counts_with_and_without_a_warmup() {
+    // B6: a run starts at a fractional second; merge put its intervals on whole seconds of
+    // absolute time but ended the warm-up at the exact time, and dropped a measured second.
+    let server = start_server();
+    for (name, warmup) in [("warm", Some("1s")), ("cold", None)] {
+        let log = scratch(&format!("{name}.hlog"));
+        let merged = scratch(&format!("{name}-merged.hlog"));
+        let mut flags = vec!["-c", "2", "--rate", "200", "-d", "2s"];
+        flags.extend(warmup.iter().flat_map(|w| ["--warmup", *w]));
+        flags.extend(["--hdr-log", log.to_str().unwrap()]);
+        let run = loadgen(server.local_addrs()[0], &flags);
+        run.assert_clean();
+        // Whole-second starts are 1 in 1000; the test is about the others.
+        let start = start_time(&log);
+        if start.fract() == 0.0 {
+            eprintln!("{name}: the run started on a whole second: nothing to check");
+            continue;
+        }
+        let (code, alone, stderr) = run_binary(&args(&["report", log.to_str().unwrap()]));
+        assert_eq!(code, 0, "{stderr}");
+        let (code, said, stderr) = run_binary(&args(&[
+            "merge",
+            log.to_str().unwrap(),
+            "-o",
+            merged.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        let expected = match warmup {
+            Some(_) => "warm-up 1 s excluded: intervals from 1.0 s",
+            None => "no warm-up: intervals from 0.0 s",
+        };
+        assert!(said.contains(expected), "{name}: {said}");
+        // The merged log starts where its input did, not on the whole second before it.
+        assert!((start_time(&merged) - start).abs() < 1e-6, "{name}");
+        let (code, together, stderr) = run_binary(&args(&["report", merged.to_str().unwrap()]));
+        assert_eq!(code, 0, "{stderr}");
+        for tag in ["eod", "message", "message_corrected"] {
+            assert_eq!(
+                reported_count(&together, tag),
+                reported_count(&alone, tag),
+                "{name} {tag}:\n{alone}\n{together}"
+            );
+        }
+        // 2 s at 200 msgs/s after the warm-up.
+        assert_eq!(reported_count(&alone, "eod"), 400, "{name}:\n{alone}");
+    }
+    server.stop().unwrap();
+}
+
 /// Debian's libhdrhistogram-java, the reference implementation's log reader.
 const HDRHISTOGRAM_JAR: &str = "/usr/share/java/hdrhistogram.jar";
 
@@ -96,16 +167,9 @@ const JAVA_LIMIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn java_histogram_log_processor_reads_the_log() {
-    let mut probe = std::process::Command::new("java");
-    probe.arg("-version");
-    let have_java = try_run_bounded(probe, JAVA_LIMIT).is_ok_and(|(status, _, _)| status.success());
-    if !have_java || !Path::new(HDRHISTOGRAM_JAR).exists() {
-        // CI installs both and sets this, so there the check cannot be skipped silently.
-        assert!(
-            std::env::var_os("SMTP_LOADGEN_REQUIRE_JAVA_HDR").is_none(),
-            "java or {HDRHISTOGRAM_JAR} missing (apt-get install default-jre-headless libhdrhistogram-java)"
-        );
-        eprintln!("skipped: java or {HDRHISTOGRAM_JAR} not installed");
+    // CI installs both and sets SMTP_LOADGEN_REQUIRE_JAVA_HDR, so there the check cannot be
+    // skipped silently.
+    if !have_java_hdr() {
         return;
     }
     let server = start_server();
@@ -133,6 +197,95 @@ fn java_histogram_log_processor_reads_the_log() {
         summary.contains("Total count    =         1200"),
         "HistogramLogProcessor saw another count:\n{summary}"
     );
+}
+
+/// Whether java and HdrHistogram's jar are installed; when not, fails if CI asked for them
+/// (`SMTP_LOADGEN_REQUIRE_JAVA_HDR`), else says the check is skipped.
+fn have_java_hdr() -> bool {
+    let mut probe = std::process::Command::new("java");
+    probe.arg("-version");
+    let have_java = try_run_bounded(probe, JAVA_LIMIT).is_ok_and(|(status, _, _)| status.success());
+    if have_java && Path::new(HDRHISTOGRAM_JAR).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SMTP_LOADGEN_REQUIRE_JAVA_HDR").is_none(),
+        "java or {HDRHISTOGRAM_JAR} missing (apt-get install default-jre-headless libhdrhistogram-java)"
+    );
+    eprintln!("skipped: java or {HDRHISTOGRAM_JAR} not installed");
+    false
+}
+
+/// A `report` column (1: count, 2: p50, ... 7: max) of `tag`'s row, in milliseconds.
+#[track_caller]
+fn reported_ms(table: &str, tag: &str, column: usize) -> f64 {
+    reported_row(table, tag)[column - 1].parse().unwrap()
+}
+
+/// Checks `report` on a log of end-of-data latencies from 10 µs to 10 ms, written in
+/// microseconds by Java's HistogramLogWriter (no `#[MaxValueDivisor]` header).
+#[track_caller]
+fn assert_read_as_micros(log: &Path) {
+    let (code, stdout, stderr) = run_binary(&args(&["report", log.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "has no #[MaxValueDivisor] header: values read as µs: Interval_Max column = max / \
+             1000 in every interval"
+        ),
+        "{stdout}"
+    );
+    // Before: read as nanoseconds, 1000 times too small (max 0.010 ms).
+    let max = reported_ms(&stdout, "eod", 7);
+    assert!((max - 10.007).abs() < 0.02, "max {max} ms:\n{stdout}");
+    let p50 = reported_ms(&stdout, "eod", 2);
+    assert!((p50 - 5.0).abs() < 0.05, "p50 {p50} ms:\n{stdout}");
+    assert_eq!(reported_count(&stdout, "eod"), 3000);
+}
+
+#[test]
+fn foreign_logs_in_microseconds_are_read_by_their_interval_max_column() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/java-micros.hlog");
+    assert_read_as_micros(&fixture);
+    // A column that agrees with no ratio: the unit is said to be unknown.
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    let odd = scratch("odd-unit.hlog");
+    std::fs::write(&odd, text.replace(",10.007,", ",3.000,")).unwrap();
+    let (code, stdout, stderr) = run_binary(&args(&["report", odd.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "its Interval_Max column is max / none of 1000000, 1000, 1 in every interval: \
+             the values' unit is unknown; read as nanoseconds"
+        ),
+        "{stdout}"
+    );
+    // merge says it too, on standard error.
+    let merged = scratch("micros-merged.hlog");
+    let (code, _, stderr) = run_binary(&args(&[
+        "merge",
+        fixture.to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("values read as µs"), "{stderr}");
+
+    // A log Java's HistogramLogWriter writes now (CI has java).
+    if !have_java_hdr() {
+        return;
+    }
+    let fresh = scratch("java-written-micros.hlog");
+    let mut java = std::process::Command::new("java");
+    java.args(["-cp", HDRHISTOGRAM_JAR])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/WriteMicros.java"))
+        .arg(&fresh);
+    let (status, stdout, stderr) = run_bounded(java, JAVA_LIMIT);
+    assert!(status.success(), "{status:?}\n{stdout}\n{stderr}");
+    assert!(!std::fs::read_to_string(&fresh)
+        .unwrap()
+        .contains("MaxValueDivisor"));
+    assert_read_as_micros(&fresh);
 }
 
 #[test]

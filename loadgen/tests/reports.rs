@@ -96,7 +96,13 @@ fn closed_run(stub: &Stub, log: &Path, messages: u64) {
     .assert_clean();
 }
 
-/// The `report` table's rows: tag -> [count, p50, p90, p99, p99.9, p99.99, max].
+/// A tag as the JSON keys it: texts name `message corrected` and `send lateness` in words.
+fn json_key(shown: &str) -> String {
+    shown.replace(' ', "_")
+}
+
+/// The `report` table's rows, in order: tag (as the JSON keys it) -> [count, p50, p90, p99,
+/// p99.9, p99.99, max].
 fn text_rows(text: &str) -> (Vec<String>, BTreeMap<String, Vec<f64>>) {
     let mut order = Vec::new();
     let mut rows = BTreeMap::new();
@@ -107,13 +113,21 @@ fn text_rows(text: &str) -> (Vec<String>, BTreeMap<String, Vec<f64>>) {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        if !in_table || words.len() != 10 {
-            in_table = in_table && words.len() == 10;
+        let numbers: Option<Vec<f64>> = (words.len() >= 8)
+            .then(|| {
+                words[words.len() - 7..]
+                    .iter()
+                    .map(|w| w.parse().ok())
+                    .collect()
+            })
+            .flatten();
+        let (true, Some(numbers)) = (in_table, numbers) else {
+            in_table = false;
             continue;
-        }
-        let numbers: Vec<f64> = words[1..8].iter().map(|w| w.parse().unwrap()).collect();
-        order.push(words[0].to_string());
-        rows.insert(words[0].to_string(), numbers);
+        };
+        let tag = json_key(&words[..words.len() - 7].join(" "));
+        order.push(tag.clone());
+        rows.insert(tag, numbers);
     }
     (order, rows)
 }
@@ -139,8 +153,18 @@ fn report_text_html_and_the_runs_json_agree_on_one_warmup_rule() {
     );
     let (order, rows) = text_rows(&text);
     assert!(
-        rows.contains_key("eod") && rows.contains_key("message"),
+        rows.contains_key("eod") && rows.contains_key("message_corrected"),
         "{text}"
+    );
+    // N10: the stage is named as the run's summary names it, in words.
+    assert!(
+        text.contains("\nmessage corrected ") && !text.contains("message_corrected"),
+        "{text}"
+    );
+    assert!(
+        run.stdout.contains("\nmessage corrected "),
+        "{}",
+        run.stdout
     );
     let ranked: Vec<usize> = order
         .iter()
@@ -205,7 +229,7 @@ fn report_text_html_and_the_runs_json_agree_on_one_warmup_rule() {
             .iter()
             .map(|c| c.text().collect())
             .collect();
-        let tag = cells[1].clone();
+        let tag = json_key(&cells[1]);
         let numbers: Vec<f64> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
         assert_eq!(Some(&numbers), rows.get(&tag), "{tag}: HTML {cells:?}");
         html_order.push(tag);
@@ -220,10 +244,28 @@ fn report_text_html_and_the_runs_json_agree_on_one_warmup_rule() {
         "runs table: {runs:?}"
     );
     assert_eq!(
-        runs[2],
+        runs[3],
         run.total("accepted").to_string(),
         "accepted after the warm-up"
     );
+
+    // N1: one rule for the drain after the last send (here the reply to the last message
+    // and QUIT, in the second after -d ends): not measured time in the run's summary, its
+    // JSON, the text and the HTML; its replies counted in all of them.
+    let measured = json["totals"]["measured_seconds"].as_f64().unwrap();
+    assert_eq!(measured, 2.0);
+    assert!(run.stdout.contains("measured 2.00 s"), "{}", run.stdout);
+    assert!(
+        text.contains(&format!(
+            "measured 2 s (drain after the last send: 1 s from 3.0 s to 4.0 s, not measured \
+             time; its replies are counted): accepted {} ({:.1} msgs/s)",
+            run.total("accepted"),
+            run.total("accepted") as f64 / 2.0
+        )),
+        "{text}"
+    );
+    assert_eq!(runs[1], "2", "seconds: {runs:?}");
+    assert_eq!(runs[2], "1 s, from 3.0 s to 4.0 s", "drain: {runs:?}");
 
     // report --warmup 0s: every interval, more values, said so.
     let (_, all, _) = run_binary(&args(&["report", log.to_str().unwrap(), "--warmup", "0s"]));

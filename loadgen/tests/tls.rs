@@ -118,7 +118,8 @@ fn one_message_per_connection_measures_handshakes_resumed_or_not() {
 /// Bug (issue 16, item 3): the README's `smtp-loadgen --starttls --auth user:pass -c 20`
 /// against fastsmtpd with a bcrypt password file lost sessions to `454 4.7.0` (two checks
 /// queued per address at most, and all 20 connections log in at once from one address).
-/// Run as written (only fewer messages), it now completes: every session logs in.
+/// Run as docs/loadgen.md writes it (only shorter), it now completes: every session logs in
+/// within the warm-up, so the measured window has all 20 connections.
 #[test]
 fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
     let users = scratch("users");
@@ -134,7 +135,9 @@ fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
         ..Config::default()
     };
     let server = server::start(&config).expect("fastsmtpd starts");
-    // README: smtp-loadgen --target 127.0.0.1:2525 --starttls --auth user:pass -c 20 -n 100000
+    // docs/loadgen.md: smtp-loadgen --target 127.0.0.1:2525 --starttls --auth user:pass -c 20
+    // -d 20s --warmup 5s (shorter here; cost 10 rather than the recipe's 12 keeps the 20
+    // logins well inside the warm-up on a loaded CI machine)
     let run = loadgen(
         server.local_addrs()[0],
         &[
@@ -143,17 +146,34 @@ fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
             "user:pass",
             "-c",
             "20",
-            "-n",
-            "2000",
+            "-d",
+            "1s",
+            "--warmup",
+            "5s",
         ],
     );
     run.assert_clean();
-    assert_eq!(run.total("accepted"), 2000);
-    assert_eq!(run.code_count("auth", 235), 20, "{}", run.stdout);
-    assert_eq!(run.code_count("auth", 454), 0, "{}", run.stdout);
+    assert!(run.total("accepted") > 0, "{}", run.stdout);
+    // The logins happened during the warm-up, so the run's reply-code counts (measured
+    // window only) do not hold them: the server's counters do, and the run says every
+    // connection stayed up through the window.
+    assert_eq!(
+        run.json()["totals"]["connections_established"],
+        20,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.json()["totals"]["connections_fewer"],
+        false,
+        "{}",
+        run.stdout
+    );
     let stats = server.stop().unwrap();
     assert_eq!(stats.security.auth_successes, 20);
-    assert_eq!(stats.messages, 2000);
+    assert_eq!(stats.security.auth_failures, 0);
+    assert_eq!(stats.security.auth_busy, 0, "no 454 for a pool of 20");
+    assert!(stats.messages >= run.total("accepted"));
 }
 
 /// PEM files: a CA, a certificate for `mx.test` and 127.0.0.1 it signed with its key, and an

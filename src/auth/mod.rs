@@ -73,6 +73,13 @@ pub const DEFAULT_MAX_FAILURES: u32 = 10;
 /// The window of [`DEFAULT_MAX_FAILURES`] (`--auth-failure-window`; Postfix's anvil counts
 /// in windows of 60 s, `anvil_rate_time_unit`).
 pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Verifier threads, by default (`--auth-threads`): enough that one slow hash does not hold
+/// every login up, few enough that hashing cannot take the event loops' cores. A bcrypt of
+/// cost 12 takes about 0.25 s of one core, so 20 logins at once are answered within about
+/// 2.5 s on two threads.
+pub const DEFAULT_THREADS: usize = 2;
+/// The most verifier threads (`--auth-threads`).
+pub const MAX_THREADS: usize = 64;
 /// Clients whose failures are remembered at most (past it the ones that would be forgiven
 /// first are forgotten).
 const MAX_REMEMBERED: usize = 65_536;
@@ -287,10 +294,13 @@ impl Drop for Authenticator {
 }
 
 impl Authenticator {
-    /// Loads the users (for a file) and starts the verifier threads (two, or one on a
-    /// machine with one core: enough that one slow hash does not hold every login up, few
-    /// enough that hashing cannot take the event loops' cores).
-    pub fn start(source: AuthSource, limits: AuthLimits) -> Result<Arc<Authenticator>, String> {
+    /// Loads the users (for a file) and starts `threads` verifier threads (for a file only;
+    /// see [`DEFAULT_THREADS`]).
+    pub fn start(
+        source: AuthSource,
+        limits: AuthLimits,
+        threads: usize,
+    ) -> Result<Arc<Authenticator>, String> {
         let (users, dummy) = match &source {
             AuthSource::Any => (Users::default(), Secret::Plain(Vec::new())),
             AuthSource::File(path) => {
@@ -309,8 +319,7 @@ impl Authenticator {
             work: Condvar::new(),
         });
         if let AuthSource::File(_) = source {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-            for i in 0..threads {
+            for i in 0..threads.max(1) {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("auth-verifier-{i}"))
@@ -398,6 +407,14 @@ impl Authenticator {
             id,
             cancelled,
         })
+    }
+
+    /// When the password file's entries differ in algorithm or cost, a warning naming the
+    /// users by group ([`Users::mixed_costs`]); the server prints it at start and after each
+    /// reload.
+    pub fn mixed_costs(&self) -> Option<String> {
+        let users = Arc::clone(&self.users.read().unwrap_or_else(|e| e.into_inner()));
+        users.0.mixed_costs()
     }
 
     /// Reads the password file again (SIGHUP): `Ok(users)` with the new count, or the error
@@ -557,6 +574,7 @@ mod tests {
                     window: Duration::from_secs(60),
                 },
             },
+            DEFAULT_THREADS,
         )
         .unwrap();
         let now = Instant::now();

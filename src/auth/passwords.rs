@@ -122,6 +122,28 @@ impl Secret {
         made.unwrap_or(Secret::Plain(Vec::new()))
     }
 
+    /// What a check of this secret costs, for people: `bcrypt cost 12`, `argon2id m=19456
+    /// t=2 p=1`, `{PLAIN}`. Secrets with the same text take the same time to check (the
+    /// bcrypt variants `$2a$`, `$2b$`, `$2y$` are one algorithm).
+    fn cost_text(&self) -> String {
+        match self {
+            Secret::Plain(_) => "{PLAIN}".to_string(),
+            Secret::Bcrypt(hash) => format!("bcrypt cost {}", hash[4..6].trim_start_matches('0')),
+            Secret::Argon2(phc) => (|| {
+                let hash = argon2::PasswordHash::new(phc).ok()?;
+                let params = argon2::Params::try_from(&hash).ok()?;
+                Some(format!(
+                    "{} m={} t={} p={}",
+                    hash.algorithm,
+                    params.m_cost(),
+                    params.t_cost(),
+                    params.p_cost()
+                ))
+            })()
+            .unwrap_or_else(|| "argon2".to_string()),
+        }
+    }
+
     /// Whether the check is cheap enough for the event loop (no hashing).
     pub fn is_cheap(&self) -> bool {
         matches!(self, Secret::Plain(_))
@@ -224,6 +246,48 @@ impl Users {
             Some((_, (_, secret))) => secret.dummy_like(),
             None => Secret::Plain(Vec::new()),
         }
+    }
+
+    /// When the entries do not all cost the same to check (algorithm and cost: bcrypt cost
+    /// 5 and 12, Argon2 and bcrypt, `{PLAIN}` and hashes), a warning naming the users of
+    /// each kind; `None` when they all do. The time a login takes then tells which kind a
+    /// user is, and an unknown user is checked against the most common kind only
+    /// ([`Users::dummy_like_most`]): the users of the other kinds can be told apart from
+    /// users that do not exist (a bcrypt cost 5 entry answers in milliseconds, an unknown
+    /// user as slowly as cost 12).
+    pub fn mixed_costs(&self) -> Option<String> {
+        /// Users named per kind at most (the rest are counted).
+        const NAMED: usize = 8;
+        let mut kinds: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (user, secret) in &self.by_name {
+            kinds
+                .entry(secret.cost_text())
+                .or_default()
+                .push(String::from_utf8_lossy(user).into_owned());
+        }
+        if kinds.len() < 2 {
+            return None;
+        }
+        let mut kinds: Vec<(String, Vec<String>)> = kinds.into_iter().collect();
+        // The most common kind first (the one unknown users are checked against).
+        kinds.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+        let groups: Vec<String> = kinds
+            .into_iter()
+            .map(|(kind, mut users)| {
+                users.sort();
+                let more = users.len().saturating_sub(NAMED);
+                users.truncate(NAMED);
+                let mut names = users.join(", ");
+                if more > 0 {
+                    names.push_str(&format!(" and {more} more"));
+                }
+                format!("{kind}: {names}")
+            })
+            .collect();
+        Some(format!(
+            "the password hashes differ in algorithm or cost ({}): the time a login takes tells which group a user is in, and users outside the first group can be told apart from users that do not exist; hash every password alike (e.g. htpasswd -nbB -C 12 USER PASSWORD)",
+            groups.join("; ")
+        ))
     }
 
     /// The secret of `user`, if listed.
@@ -336,6 +400,45 @@ mod tests {
         }
         let error = Users::load(Path::new("/nonexistent/users")).unwrap_err();
         assert!(error.contains("--auth file:/nonexistent/users"), "{error}");
+    }
+
+    /// Reviewer B, F9: a file mixing bcrypt costs (Python's `gensalt()` makes cost 12,
+    /// `htpasswd -nbB` cost 5) let the answer time tell which users exist. Such a file is
+    /// now named with its users grouped by cost.
+    #[test]
+    fn entries_of_different_costs_are_named_by_group() {
+        let cost4 = bcrypt::hash("x", 4).unwrap();
+        let cost5 = bcrypt::hash("y", 5).unwrap();
+        let alike = Users::parse(&format!("alice:{cost4}\nbob:{cost4}\n")).unwrap();
+        assert_eq!(alike.mixed_costs(), None);
+        // `$2a$` and `$2b$` of one cost cost the same.
+        let two_a = cost4.replacen("$2b$", "$2a$", 1);
+        let variants = Users::parse(&format!("alice:{cost4}\nbob:{two_a}\n")).unwrap();
+        assert_eq!(variants.mixed_costs(), None);
+        let mixed = Users::parse(&format!(
+            "carol:{cost5}\nalice:{cost5}\nbob:{cost4}\ndave:{{PLAIN}}d\n"
+        ))
+        .unwrap();
+        let warning = mixed.mixed_costs().unwrap();
+        assert!(
+            warning.starts_with(
+                "the password hashes differ in algorithm or cost (bcrypt cost 5: alice, carol; bcrypt cost 4: bob; {PLAIN}: dave): "
+            ),
+            "{warning}"
+        );
+        assert!(warning.contains("htpasswd -nbB -C 12"), "{warning}");
+        let argon = Users::parse(&format!("a:{}\nb:{cost4}\n", argon2_hash("p"))).unwrap();
+        let warning = argon.mixed_costs().unwrap();
+        assert!(warning.contains("argon2id m=64 t=1 p=1: a"), "{warning}");
+        let many: String = (0..12).map(|i| format!("u{i:02}:{cost4}\n")).collect();
+        let many = Users::parse(&format!("{many}z:{{PLAIN}}z\n")).unwrap();
+        let warning = many.mixed_costs().unwrap();
+        assert!(
+            warning.contains(
+                "bcrypt cost 4: u00, u01, u02, u03, u04, u05, u06, u07 and 4 more; {PLAIN}: z)"
+            ),
+            "{warning}"
+        );
     }
 
     #[test]

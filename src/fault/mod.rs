@@ -29,8 +29,10 @@
 //! what only the server knows (the client's address, the time) and keeps the length of a
 //! delay for the connection, which owns the timer.
 //!
-//! Occurrences are counted per rule over the whole server, so `nth=3` is the third matching
-//! command the server sees. Probabilities come from a hash of (`--seed`, rule, occurrence), so
+//! Occurrences are counted per rule over the whole server. An occurrence counts for a rule
+//! only when it reaches that rule (no earlier rule fired on it) and passes the rule's
+//! selectors, `rate=` and `greylist=`; so `nth=3` is the third such command, and rules
+//! `nth=1`, `nth=2`, `nth=3` at one point fire on its 1st, 3rd and 5th occurrence. Probabilities come from a hash of (`--seed`, rule, occurrence), so
 //! a run repeats exactly for the same sequence of commands. Greylisting and rate limits keep
 //! per-client state behind a lock (`limiter`), taken only by rules that use them.
 //!
@@ -260,6 +262,35 @@ mod tests {
         assert_eq!(fired, [false, true, false, true, false, true]);
         assert_eq!(rcpt(&r, "x@y"), None);
         assert_eq!(rcpt(&r, "x@y"), Some(FaultAction::Disconnect421));
+    }
+
+    /// An occurrence a rule never sees (an earlier rule fired on it) is not counted by it:
+    /// `nth=1`, `nth=2`, `nth=3` fire on the 1st, 3rd and 5th occurrence, not 1st, 2nd, 3rd.
+    #[test]
+    fn nth_counts_only_occurrences_that_reach_the_rule() {
+        let r = rules(&[
+            "rcpt nth=1 reply=550 5.1.1 one",
+            "rcpt nth=2 reply=550 5.1.1 two",
+            "rcpt nth=3 reply=550 5.1.1 three",
+        ]);
+        let fired: Vec<Option<FaultAction>> = (0..6).map(|_| rcpt(&r, "x@y")).collect();
+        let reply = |text: &'static [u8]| Some(FaultAction::Reply(text));
+        assert_eq!(
+            fired,
+            [
+                reply(b"550 5.1.1 one\r\n"),
+                None,
+                reply(b"550 5.1.1 two\r\n"),
+                None,
+                reply(b"550 5.1.1 three\r\n"),
+                None,
+            ]
+        );
+        // A selector that does not match is not an occurrence either.
+        let r = rules(&["rcpt to=*@bad.example nth=2 disconnect"]);
+        assert_eq!(rcpt(&r, "a@bad.example"), None);
+        assert_eq!(rcpt(&r, "a@good.example"), None);
+        assert_eq!(rcpt(&r, "b@bad.example"), Some(FaultAction::Disconnect));
     }
 
     #[test]
@@ -513,6 +544,11 @@ mod tests {
         bad("rcpt frobnicate disconnect", "expected");
         bad("rcpt delay=1s disconnect", "not with disconnect");
         bad("connect to=*@x disconnect", "connect has no");
+        bad("connect reply=550 5.7.1 No", "at connect, reply= is 554");
+        bad(
+            "connect delay=1s reply=450 4.3.0 Later",
+            "at connect, reply= is 554",
+        );
         bad("mail greylist=30s", "applies at rcpt");
         bad("rcpt rate=0/s disconnect", "at least 1");
         bad("rcpt rate=0.5/s disconnect", "whole number");

@@ -125,9 +125,21 @@ impl Rule {
             rest = after;
             parse_word(word, &mut selectors, &mut parts)?;
         }
+        let greeting = parts.reply;
         let action = parts.into_action(point)?;
         if point == Checkpoint::Connect && (selectors.to.is_some() || selectors.from.is_some()) {
             return Err("connect has no sender or recipient to match".into());
+        }
+        if point == Checkpoint::Connect
+            && greeting
+                .is_some_and(|reply| !(reply.starts_with(b"554") || reply.starts_with(b"421")))
+        {
+            // RFC 5321 §3.1 and §4.3.2: a server greets with 220, refuses the session with
+            // 554 (then waits for QUIT), or says 421 and closes; no other greeting exists.
+            return Err(
+                "at connect, reply= is 554 (the session is refused: the server answers 503 until QUIT, RFC 5321 §3.1) or 421 (said, then the connection is closed)"
+                    .into(),
+            );
         }
         Ok(Rule {
             text: text.to_string(),

@@ -96,6 +96,9 @@ pub const TOO_MANY_CONNECTIONS: &[u8] =
 /// A fault rule closes the connection (`disconnect=421`).
 pub const FAULT_CLOSING: &[u8] =
     b"421 4.3.0 Service not available, closing transmission channel\r\n";
+/// Any command but `QUIT` after a `554` greeting (RFC 5321 §3.1: "SHOULD respond to any
+/// intervening commands with "503 bad sequence of commands"").
+pub const SESSION_REFUSED: &[u8] = b"503 5.5.1 Error: this session was refused, send QUIT\r\n";
 /// The server is shutting down.
 pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, closing connection\r\n";
 /// BDAT octets discarded beyond the allowance: the client keeps sending a refused message.
@@ -143,6 +146,12 @@ pub const PLAIN_CHALLENGE: &[u8] = b"334 \r\n";
 pub const LOGIN_USERNAME: &[u8] = b"334 VXNlcm5hbWU6\r\n";
 /// `AUTH LOGIN`'s second challenge, base64 of `Password:`.
 pub const LOGIN_PASSWORD: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
+
+/// Whether `reply` is a `421`: the server closes the connection after it (RFC 5321 §3.8,
+/// §4.2.2: "Service not available, closing transmission channel").
+pub fn is_closing(reply: &[u8]) -> bool {
+    reply.starts_with(b"421")
+}
 
 /// The fixed reply for a command that failed to parse.
 pub fn command_error(error: CommandError) -> &'static [u8] {

@@ -350,6 +350,14 @@ impl Conn {
             };
         }
         self.return_out(cx.spare_out);
+        if self.auth_pending.is_some() && self.read == ReadSide::Ended && self.carry.is_empty() {
+            // The client closed its side (FIN) right behind its AUTH, with nothing after it:
+            // no command can follow, so the verdict could only tell a client that is not
+            // waiting for one, or one that left (a guesser hangs up normally as often as with
+            // a reset). The check is dropped as for a reset (`on_close` counts it) and the
+            // connection's per-address slot is free at once.
+            return self.outcome(Next::Close, accepted);
+        }
         // A client that half-closed right behind its last message still gets that message's
         // reply once the store reports (and the replies to what it pipelined after it).
         let finished = self.session.is_closed()
@@ -670,6 +678,9 @@ impl Conn {
             {
                 // Input behind a message being stored (or a pause) stays in the socket and in
                 // `carry` until its reply can go out: replies stay in order (RFC 2920 §3.1).
+                if self.auth_pending.is_some() {
+                    self.notice_end_behind_auth(cx.scratch);
+                }
                 return ReadStatus::Paused;
             }
             if self.pending_out() >= OUT_HIGH_WATER {
@@ -753,6 +764,28 @@ impl Conn {
             }
         }
         ReadStatus::MoreLater
+    }
+
+    /// While an AUTH check is pending and the client has closed its side (FIN): whether
+    /// anything follows the AUTH. With nothing kept in `carry`, one read tells: end of
+    /// stream (the read side is then `Ended`, and [`Conn::ready`] drops the check), or input
+    /// that is kept behind the AUTH, as any pipelined input is (at most one read), and
+    /// answered after the verdict.
+    fn notice_end_behind_auth(&mut self, scratch: &mut [u8]) {
+        if self.read != ReadSide::ReadyToEnd || !self.carry.is_empty() {
+            return;
+        }
+        loop {
+            match self.transport.try_read(scratch) {
+                Ok(0) => self.read = ReadSide::Ended,
+                Ok(n) => self.carry.extend_from_slice(&scratch[..n]),
+                // A TLS record not yet whole: its end raises another event.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.read = ReadSide::Ended,
+            }
+            return;
+        }
     }
 
     /// Processes the input kept while the session waited (a pending store or a pause);

@@ -108,8 +108,12 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     }
     let auth = match &config.auth {
         Some(source) => Some(
-            crate::auth::Authenticator::start(source.clone(), config.auth_limits)
-                .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
+            crate::auth::Authenticator::start(
+                source.clone(),
+                config.auth_limits,
+                config.auth_threads,
+            )
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
         ),
         None => None,
     };
@@ -331,7 +335,10 @@ impl ServerHandle {
         if let Some(auth) = &self.auth {
             match auth.reload() {
                 Ok(Some(users)) => {
-                    said.push(Ok(format!("reloaded the password file ({users} users)")))
+                    said.push(Ok(format!("reloaded the password file ({users} users)")));
+                    if let Some(warning) = auth.mixed_costs() {
+                        said.push(Err(format!("warning: --auth: {warning}")));
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => said.push(Err(format!("{e} (the old users stay)"))),
@@ -419,6 +426,9 @@ pub fn run(config: &Config) -> io::Result<Stats> {
         Console::Stdout
     };
     let say = |line: &str| console.say(line);
+    if let Some(warning) = server.auth.as_ref().and_then(|auth| auth.mixed_costs()) {
+        eprintln!("fastsmtpd: warning: --auth: {warning}");
+    }
     for store in server.not_durable_stores() {
         eprintln!(
             "fastsmtpd: {store} is not durable: it writes to a stream (standard output, a FIFO or a device) without fsync; a 250 means its line was written to the stream, not that it is on disk"

@@ -124,8 +124,31 @@ pub struct Chart {
     pub y_scale: Scale,
     /// The series, drawn in order.
     pub series: Vec<Series>,
-    /// `(from, to)` x spans shaded grey (a warm-up), with the legend text for them.
-    pub shaded: Option<(String, Vec<(f64, f64)>)>,
+    /// Shaded x spans (a warm-up, a drain), each kind with its legend text; the x axis
+    /// covers them.
+    pub shaded: Vec<Shade>,
+}
+
+/// Spans of the x axis shaded in one tone, with the legend text for them.
+#[derive(Debug, Clone)]
+pub struct Shade {
+    /// The legend text.
+    pub name: String,
+    /// `(from, to)` x spans in data units.
+    pub spans: Vec<(f64, f64)>,
+    /// Index into [`SHADES`] (wraps around): 0 grey (a warm-up), 1 blue (a drain).
+    pub tone: usize,
+}
+
+/// The tones of shaded spans, drawn at [`SHADE_OPACITY`].
+pub const SHADES: [RGBColor; 2] = [RGBColor(0x99, 0x99, 0x99), RGBColor(0x3a, 0x7b, 0xd5)];
+
+/// How opaque a shaded span is: the lines over it stay readable.
+const SHADE_OPACITY: f64 = 0.18;
+
+/// A shaded span's fill.
+fn shade_style(tone: usize) -> ShapeStyle {
+    SHADES[tone % SHADES.len()].mix(SHADE_OPACITY).filled()
 }
 
 /// Where a drawing's plot area is: pixels and the data range they show.
@@ -174,8 +197,8 @@ fn printable(chart: &Chart) -> Chart {
     for series in &mut clean.series {
         series.name = p(&series.name);
     }
-    if let Some((name, _)) = &mut clean.shaded {
-        *name = p(name);
+    for shade in &mut clean.shaded {
+        shade.name = p(&shade.name);
     }
     clean
 }
@@ -239,8 +262,8 @@ pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
 /// How a legend entry shows its series.
 #[derive(Debug, Clone, Copy)]
 enum Swatch {
-    /// A grey box (shaded spans).
-    Shade,
+    /// A box in a shade's tone (shaded spans).
+    Shade(usize),
     /// The series' mark in its colour.
     Mark(Mark, RGBColor),
 }
@@ -260,10 +283,8 @@ impl LegendLayout {
     /// The layout of `chart`'s legend, its text measured with the embedded font.
     fn of(chart: &Chart) -> Result<LegendLayout, String> {
         let mut entries = Vec::new();
-        if let Some((name, spans)) = &chart.shaded {
-            if !spans.is_empty() {
-                entries.push((name.clone(), Swatch::Shade));
-            }
+        for shade in chart.shaded.iter().filter(|s| !s.spans.is_empty()) {
+            entries.push((shade.name.clone(), Swatch::Shade(shade.tone)));
         }
         for series in &chart.series {
             let color = COLORS[series.color % COLORS.len()];
@@ -332,10 +353,10 @@ where
         let x = left + LEGEND_PAD as i32 + column as i32 * layout.column as i32;
         let y = top + (LEGEND_PAD + row as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
         match *swatch {
-            Swatch::Shade => {
-                let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
-                root.draw(&Rectangle::new([(x, y - 5), (x + SWATCH, y + 5)], shade))
-            }
+            Swatch::Shade(tone) => root.draw(&Rectangle::new(
+                [(x, y - 5), (x + SWATCH, y + 5)],
+                shade_style(tone),
+            )),
             Swatch::Mark(Mark::Line(w), color) => root.draw(&PathElement::new(
                 vec![(x, y), (x + SWATCH, y)],
                 color.stroke_width(w),
@@ -376,9 +397,21 @@ where
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (root, _) = root.split_vertically(HEIGHT);
     let root = &root;
+    // The x axis covers the shaded spans too: charts over time of one report share it.
     let x = fit(
         chart.x_scale,
-        chart.series.iter().flat_map(|s| &s.points).map(|p| p.0),
+        chart
+            .series
+            .iter()
+            .flat_map(|s| &s.points)
+            .map(|p| p.0)
+            .chain(
+                chart
+                    .shaded
+                    .iter()
+                    .flat_map(|s| &s.spans)
+                    .flat_map(|(a, b)| [*a, *b]),
+            ),
     );
     let y = fit(
         chart.y_scale,
@@ -435,21 +468,31 @@ fn fit(scale: Scale, values: impl Iterator<Item = f64>) -> Range<f64> {
     }
 }
 
-/// A number on an axis: as short as its size allows.
-fn tick(v: f64) -> String {
-    let a = v.abs();
+/// The unit every tick of a linear axis reaching `top` (its largest absolute end) is
+/// written in, so one axis never mixes `8000` with `10k`: `(divisor, suffix)`.
+fn tick_unit(top: f64) -> (f64, &'static str) {
+    if top >= 1e6 {
+        (1e6, "M")
+    } else if top >= 1e4 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    }
+}
+
+/// A tick of an axis reaching `top`, in the axis' one unit ([`tick_unit`]): `2k`, `2.5k`,
+/// `10k`; without a unit, up to two decimals from 1 up and four below (`120`, `1.5`,
+/// `0.025`).
+fn tick(v: f64, top: f64) -> String {
+    let (divisor, suffix) = tick_unit(top);
+    let scaled = v / divisor;
+    let a = scaled.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1e6 {
-        format!("{}M", trim(v / 1e6, 2))
-    } else if a >= 1e4 {
-        format!("{}k", trim(v / 1e3, 1))
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        trim(v, 2)
+    } else if !suffix.is_empty() || a >= 1.0 {
+        format!("{}{suffix}", trim(scaled, 2))
     } else {
-        trim(v, 4)
+        trim(scaled, 4)
     }
 }
 
@@ -471,11 +514,13 @@ pub fn percentile_label(x: f64) -> String {
     format!("{}%", trim(p, decimals))
 }
 
-/// Formats a tick of an axis with `scale`.
-fn tick_for(scale: Scale, v: f64) -> String {
+/// Formats a tick of an axis with `scale` reaching `top`: a linear axis in one unit
+/// ([`tick_unit`]); a log axis in plain numbers (its decades span units: `0.1` to `10000`).
+fn tick_for(scale: Scale, v: f64, top: f64) -> String {
     match scale {
         Scale::Percentile => percentile_label(v),
-        _ => tick(v),
+        Scale::Log => tick(v, 1.0),
+        Scale::Linear => tick(v, top),
     }
 }
 
@@ -504,8 +549,10 @@ where
         .y_label_area_size(64)
         .build_cartesian_2d(x, y)?;
     let (x_scale, y_scale) = (chart.x_scale, chart.y_scale);
-    let x_format = move |v: &f64| tick_for(x_scale, *v);
-    let y_format = move |v: &f64| tick_for(y_scale, *v);
+    let top = |r: Range<f64>| r.start.abs().max(r.end.abs());
+    let (x_top, y_top) = (top(ctx.x_range()), top(ctx.y_range()));
+    let x_format = move |v: &f64| tick_for(x_scale, *v, x_top);
+    let y_format = move |v: &f64| tick_for(y_scale, *v, y_top);
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
@@ -520,12 +567,13 @@ where
         .draw()?;
 
     let y_range = ctx.y_range();
-    if let Some((_, spans)) = &chart.shaded {
-        let shade = RGBColor(0x99, 0x99, 0x99).mix(0.18).filled();
+    for shade in &chart.shaded {
+        let style = shade_style(shade.tone);
         ctx.draw_series(
-            spans
+            shade
+                .spans
                 .iter()
-                .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], shade)),
+                .map(|(a, b)| Rectangle::new([(*a, y_range.start), (*b, y_range.end)], style)),
         )?;
     }
 
@@ -595,7 +643,11 @@ mod tests {
                     points: vec![(3.0, 0.8)],
                 },
             ],
-            shaded: Some(("warm-up".into(), vec![(1.0, 2.0)])),
+            shaded: vec![Shade {
+                name: "warm-up".into(),
+                spans: vec![(1.0, 2.0)],
+                tone: 0,
+            }],
         }
     }
 
@@ -620,7 +672,7 @@ mod tests {
         // An empty chart still draws (axes only).
         let mut chart = sample(Scale::Percentile, Scale::Linear);
         chart.series.clear();
-        chart.shaded = None;
+        chart.shaded.clear();
         assert!(svg(&chart).is_ok());
     }
 
@@ -642,9 +694,26 @@ mod tests {
             labels,
             ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.9999%"]
         );
-        assert_eq!(tick(15_000.0), "15k");
-        assert_eq!(tick(2_500_000.0), "2.5M");
-        assert_eq!(tick(0.25), "0.25");
-        assert_eq!(tick(120.0), "120");
+        assert_eq!(tick(15_000.0, 15_000.0), "15k");
+        assert_eq!(tick(2_500_000.0, 3e6), "2.5M");
+        assert_eq!(tick(0.25, 1.0), "0.25");
+        assert_eq!(tick(120.0, 150.0), "120");
+        // N2: one unit per axis: a sweep's x axis up to 13000 was `2000 ... 8000, 10k, 12k`.
+        let axis: Vec<String> = [0.0, 2000.0, 8000.0, 10_000.0, 12_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Linear, v, 13_000.0))
+            .collect();
+        assert_eq!(axis, ["0", "2k", "8k", "10k", "12k"]);
+        let axis: Vec<String> = [500_000.0, 1_500_000.0, 2_000_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Linear, v, 2_100_000.0))
+            .collect();
+        assert_eq!(axis, ["0.5M", "1.5M", "2M"]);
+        // Log axes: plain numbers, each decade as it is.
+        let axis: Vec<String> = [0.1, 1.0, 1000.0, 10_000.0]
+            .into_iter()
+            .map(|v| tick_for(Scale::Log, v, 10_000.0))
+            .collect();
+        assert_eq!(axis, ["0.1", "1", "1000", "10000"]);
     }
 }

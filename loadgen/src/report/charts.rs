@@ -12,27 +12,22 @@
 //! * `corrected-vs-service` (open-loop runs): latency from the intended send time
 //!   (coordinated-omission corrected) against service time from the first command written.
 //! * `latency-over-time-TAG` for `eod`, `bdat`, `message`, `message_corrected`: p50, p99 and
-//!   max of each interval, the warm-up shaded.
+//!   max of each interval.
 //! * `throughput`: messages accepted per second per interval (and started, the offered load
 //!   in open loop, when the log has counts).
+//!
+//! Charts over time draw every interval of the log on one x axis (from the start to the
+//! log's end): the warm-up shaded grey, the drain after the last send (replies to earlier
+//! sends only; not measured time) shaded blue.
 //!
 //! What it does not do: compute figures (`figures`), draw (`chart`), or lay out the page
 //! (`html`).
 
-use super::chart::{Chart, Mark, Scale, Series};
-use super::figures::{identical, spectrum, tag_rank, RunFigures, TagFigures};
+use super::chart::{Chart, Mark, Scale, Series, Shade};
+use super::figures::{identical, spectrum, tag_rank, tag_title, RunFigures, TagFigures};
 
 /// The tags that get a latency-over-time chart, in this order.
 const OVER_TIME_TAGS: [&str; 4] = ["eod", "bdat", "message", "message_corrected"];
-
-/// A tag as it is named in titles (`(untagged)` for other tools' untagged intervals).
-pub fn tag_title(tag: &str) -> &str {
-    if tag.is_empty() {
-        "(untagged)"
-    } else {
-        tag
-    }
-}
 
 /// A tag as part of an id or a file name: letters, digits, `_` and `-` kept, others `-`.
 pub fn id_part(tag: &str) -> String {
@@ -89,6 +84,7 @@ pub fn run_charts(runs: &[RunFigures]) -> Vec<Chart> {
     for group in identical_groups(runs, &measured) {
         let mut chart = percentile_chart(runs, &group[0]);
         if group.len() > 1 {
+            let group: Vec<&str> = group.iter().map(|t| tag_title(t)).collect();
             let names = group.join(" = ");
             let list = match group.len() {
                 2 => format!("{} and {}", group[0], group[1]),
@@ -147,7 +143,8 @@ pub fn percentile_chart(runs: &[RunFigures], tag: &str) -> Chart {
         id: format!("percentiles-{}", id_part(tag)),
         title: format!("{} latency by percentile", tag_title(tag)),
         caption: format!(
-            "{} latency of the whole run (warm-up left out) by percentile. The percentile axis \
+            "{} latency of the whole run (warm-up left out; the drain's replies counted) by \
+             percentile. The percentile axis \
              is 1/(1-p) on a log scale, as HdrHistogram's plotter draws it: 90%, 99%, 99.9% are \
              equally far apart, so the tail gets the room. A curve ends at its largest value.",
             tag_title(tag)
@@ -157,7 +154,7 @@ pub fn percentile_chart(runs: &[RunFigures], tag: &str) -> Chart {
         x_scale: Scale::Percentile,
         y_scale: Scale::Linear,
         series,
-        shaded: None,
+        shaded: Vec::new(),
     }
 }
 
@@ -196,25 +193,34 @@ fn corrected_vs_service_chart(runs: &[RunFigures]) -> Chart {
         x_scale: Scale::Percentile,
         y_scale: Scale::Linear,
         series,
-        shaded: None,
+        shaded: Vec::new(),
     }
 }
 
-/// The warm-up spans of every run, for shading; named after the runs that have one when
-/// others have none.
-fn warmups(runs: &[RunFigures]) -> Option<(String, Vec<(f64, f64)>)> {
-    let spans: Vec<(f64, f64)> = runs.iter().flat_map(|r| r.warmup.iter().copied()).collect();
-    let with: Vec<&str> = runs
-        .iter()
-        .filter(|r| !r.warmup.is_empty())
-        .map(|r| r.label.as_str())
-        .collect();
-    let name = if with.len() == runs.len() {
-        "warm-up".to_string()
-    } else {
-        format!("warm-up ({})", with.join(", "))
+/// The shaded spans of charts over time: every run's warm-up (grey) and drain (blue), each
+/// named after the runs that have one when others have none.
+fn shades(runs: &[RunFigures]) -> Vec<Shade> {
+    let kind = |name: &str, tone: usize, spans_of: fn(&RunFigures) -> &Vec<(f64, f64)>| {
+        let spans: Vec<(f64, f64)> = runs.iter().flat_map(|r| spans_of(r).clone()).collect();
+        let with: Vec<&str> = runs
+            .iter()
+            .filter(|r| !spans_of(r).is_empty())
+            .map(|r| r.label.as_str())
+            .collect();
+        let name = if with.len() == runs.len() {
+            name.to_string()
+        } else {
+            format!("{name} ({})", with.join(", "))
+        };
+        (!spans.is_empty()).then_some(Shade { name, spans, tone })
     };
-    (!spans.is_empty()).then_some((name, spans))
+    [
+        kind("warm-up", 0, |r| &r.warmup),
+        kind("drain (after the last send)", 1, |r| &r.drain),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// `latency-over-time-TAG`: p50, p99 and max per interval, per run.
@@ -255,7 +261,8 @@ fn over_time_chart(runs: &[RunFigures], tag: &str) -> Chart {
         title: format!("{} latency over time", tag_title(tag)),
         caption: format!(
             "{} latency per interval: p99 (thick), p50 (thin) and max (dashed), at each \
-             interval's end; the warm-up is shaded.",
+             interval's end; the warm-up is shaded grey, the drain after the last send (replies \
+             to earlier sends; not measured time, its replies counted) blue.",
             tag_title(tag)
         ),
         x_label: "seconds since start".into(),
@@ -263,7 +270,7 @@ fn over_time_chart(runs: &[RunFigures], tag: &str) -> Chart {
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
         series,
-        shaded: warmups(runs),
+        shaded: shades(runs),
     }
 }
 
@@ -299,14 +306,16 @@ fn throughput_chart(runs: &[RunFigures]) -> Chart {
         title: "Throughput over time".into(),
         caption: "Messages accepted per second in each interval (solid) and messages started \
                   (dashed; in open loop, the offered load). Logs without smtp-loadgen's counts \
-                  lines show messages finished per second, from the histograms."
+                  lines show messages finished per second, from the histograms. The warm-up \
+                  is shaded grey, the drain after the last send (nothing started: replies to \
+                  earlier sends; not measured time) blue."
             .into(),
         x_label: "seconds since start".into(),
         y_label: "messages per second".into(),
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
         series,
-        shaded: warmups(runs),
+        shaded: shades(runs),
     }
 }
 
@@ -378,6 +387,77 @@ mod tests {
         let mail = twice.iter().find(|c| c.id == "percentiles-mail").unwrap();
         assert_eq!(mail.series.len(), 2);
         assert!(!twice.iter().any(|c| c.id == "percentiles-rcpt"));
+    }
+
+    #[test]
+    fn charts_over_time_share_one_axis_with_the_drain_shaded() {
+        // N1: a run of 3 s after a 1 s warm-up, then a drain second (nothing started, a late
+        // reply) and a second with QUIT only. Before, the throughput chart stopped at 4 s
+        // while the eod chart drew the drain's reply (at 5 s).
+        use crate::report::interval_log::{IntervalCounts, LoggedCounts};
+        let eod = |start: f64| {
+            let mut h = crate::record::new_histogram();
+            h.record(2_000_000).unwrap();
+            LoggedInterval {
+                start,
+                duration: 1.0,
+                tag: "eod".into(),
+                encoded: encode_histogram(&h),
+            }
+        };
+        let mut intervals: Vec<LoggedInterval> = (0..5).map(|s| eod(s as f64)).collect();
+        let mut quit = eod(5.0);
+        quit.tag = "quit".into();
+        intervals.push(quit);
+        let counts = (0..6)
+            .map(|s| LoggedCounts {
+                start: s as f64,
+                duration: 1.0,
+                counts: IntervalCounts {
+                    warmup: s == 0,
+                    started: if s < 4 { 1 } else { 0 },
+                    accepted: u64::from(s < 5),
+                    ..IntervalCounts::default()
+                },
+            })
+            .collect();
+        let notes = LogNotes {
+            counts,
+            ..LogNotes::default()
+        };
+        let rule = Warmup::new(1.0, 0.0, Source::Run);
+        let run = RunFigures::from_log("r", &intervals, &notes, rule).unwrap();
+        assert_eq!(run.measured_seconds, 3.0);
+        assert_eq!(run.drain, [(4.0, 6.0)]);
+        // The drain's reply is counted: 4 eod values after the warm-up.
+        assert_eq!(run.tag("eod").unwrap().total.len(), 4);
+        let charts = run_charts(std::slice::from_ref(&run));
+        let over_time: Vec<&Chart> = charts
+            .iter()
+            .filter(|c| c.id == "throughput" || c.id.starts_with("latency-over-time-"))
+            .collect();
+        assert_eq!(over_time.len(), 2);
+        for chart in over_time {
+            let shades: Vec<String> = chart
+                .shaded
+                .iter()
+                .map(|s| format!("{} {:?} tone {}", s.name, s.spans, s.tone))
+                .collect();
+            assert_eq!(
+                shades,
+                [
+                    "warm-up [(0.0, 1.0)] tone 0",
+                    "drain (after the last send) [(4.0, 6.0)] tone 1"
+                ],
+                "{}",
+                chart.id
+            );
+            assert!(chart.caption.contains("drain"), "{}", chart.caption);
+        }
+        // The throughput chart draws the drain's seconds (shaded) instead of stopping.
+        let throughput = charts.iter().find(|c| c.id == "throughput").unwrap();
+        let xs: Vec<f64> = throughput.series[0].points.iter().map(|p| p.0).collect();
+        assert_eq!(xs, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 
     #[test]

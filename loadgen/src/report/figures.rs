@@ -44,12 +44,9 @@ pub struct IntervalLatency {
 pub struct TagFigures {
     /// The tag (stage name, `message`, `message_corrected`, or another tool's tag).
     pub tag: String,
-    /// Every measured interval added up (the warm-up left out).
+    /// Every interval after the warm-up added up (the drain included: its replies answer
+    /// messages sent in the measured time).
     pub total: Histogram<u64>,
-    /// How many measured intervals carried the tag.
-    pub intervals: usize,
-    /// Seconds from the first measured interval's start to the last one's end (0: none).
-    pub span: f64,
     /// Per interval, in time order (warm-up included).
     pub over_time: Vec<IntervalLatency>,
 }
@@ -101,8 +98,13 @@ pub struct RunFigures {
     pub throughput_source: ThroughputSource,
     /// The warm-up, shaded in charts over time: `(from, to)` seconds from the run's start.
     pub warmup: Vec<(f64, f64)>,
-    /// Seconds of load the totals cover: without the warm-up and the drain after the last
-    /// send when the log has counts; every interval otherwise.
+    /// The drain, shaded in charts over time: `(from, to)` seconds from the run's start, the
+    /// intervals after the last one that started a message (they only carry replies to
+    /// earlier sends, and QUIT). Known only from a log's counts lines (empty otherwise).
+    pub drain: Vec<(f64, f64)>,
+    /// Seconds of load (the measured time): the intervals after the warm-up, without the
+    /// drain (as the run's own summary measures it). A log without counts lines: every
+    /// interval after the warm-up.
     pub measured_seconds: f64,
     /// Messages accepted in the measured intervals (counts lines only).
     pub accepted: Option<u64>,
@@ -127,8 +129,26 @@ impl RunFigures {
             .collect();
         let measured_from = warmup.measured_from(starts.iter().copied());
 
+        // The drain: with counts, everything after the end of the last interval that started
+        // a message (the run's --duration ends there).
+        let last_sending_end = notes
+            .counts
+            .iter()
+            .filter(|c| c.counts.started > 0)
+            .map(|c| c.start + c.duration)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let log_end = intervals
+            .iter()
+            .map(|i| i.start + i.duration)
+            .chain(notes.counts.iter().map(|c| c.start + c.duration))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let drain = if last_sending_end.is_finite() && log_end > last_sending_end + 1e-9 {
+            vec![(last_sending_end - t0, log_end - t0)]
+        } else {
+            Vec::new()
+        };
+
         let mut per_tag: BTreeMap<(usize, String), TagFigures> = BTreeMap::new();
-        let mut spans: BTreeMap<(usize, String), (f64, f64)> = BTreeMap::new();
         let mut measured: BTreeMap<i64, f64> = BTreeMap::new();
         for interval in intervals {
             let histogram = interval.histogram()?;
@@ -136,21 +156,16 @@ impl RunFigures {
             let entry = per_tag.entry(key.clone()).or_insert_with(|| TagFigures {
                 tag: interval.tag.clone(),
                 total: new_histogram(),
-                intervals: 0,
-                span: 0.0,
                 over_time: Vec::new(),
             });
             if !warmup.excludes(interval.start) {
-                entry
-                    .total
-                    .add(&histogram)
-                    .map_err(|e| format!("adding up {}: {e:?}", interval.tag))?;
-                entry.intervals += 1;
-                let span = spans
-                    .entry(key)
-                    .or_insert((f64::INFINITY, f64::NEG_INFINITY));
-                span.0 = span.0.min(interval.start);
-                span.1 = span.1.max(interval.start + interval.duration);
+                entry.total.add(&histogram).map_err(|e| {
+                    format!(
+                        "adding up {}: {}",
+                        super::quoted(&interval.tag),
+                        super::interval_log::addition_error(&e)
+                    )
+                })?;
                 let slot = measured.entry(interval.start.floor() as i64).or_default();
                 *slot = slot.max(interval.duration);
             }
@@ -161,11 +176,6 @@ impl RunFigures {
                     p99: histogram.value_at_quantile(0.99),
                     max: histogram.max(),
                 });
-            }
-        }
-        for (key, tag) in &mut per_tag {
-            if let Some((first, last)) = spans.get(key) {
-                tag.span = last - first;
             }
         }
         let mut tags: Vec<TagFigures> = per_tag.into_values().collect();
@@ -189,13 +199,8 @@ impl RunFigures {
                     }
                 })
                 .collect();
+            // The drain's points stay: shaded as the drain, they do not read as a collapse.
             points.sort_by(|a, b| a.t.total_cmp(&b.t));
-            // The intervals after the last one that started a message only drain replies (a
-            // run's last second is cut short): as throughput they would read as a collapse.
-            let last_sending = points
-                .iter()
-                .rposition(|p| p.started.is_some_and(|s| s > 0.0));
-            points.truncate(last_sending.map_or(points.len(), |i| i + 1));
             (points, ThroughputSource::Counts)
         };
         let measured_counts = notes.counts.iter().filter(|c| !warmup.excludes(c.start));
@@ -209,12 +214,6 @@ impl RunFigures {
         };
         // With counts, the measured time is the sending intervals after the warm-up (as a
         // run measures it: the drain after the last send is not time the load ran).
-        let last_sending_end = notes
-            .counts
-            .iter()
-            .filter(|c| c.counts.started > 0)
-            .map(|c| c.start + c.duration)
-            .fold(f64::NEG_INFINITY, f64::max);
         let measured_seconds = if notes.counts.is_empty() {
             measured.values().sum()
         } else {
@@ -245,6 +244,7 @@ impl RunFigures {
             } else {
                 Vec::new()
             },
+            drain,
             measured_seconds,
             accepted,
             errors,
@@ -256,12 +256,39 @@ impl RunFigures {
         self.warmup_rule.statement(self.measured_from)
     }
 
-    /// The tags with intervals only inside the warm-up (no row in the tables).
+    /// The sentence that states the measured time and the drain rule for this run, the same
+    /// figures as the HTML's runs table: `measured 10 s (drain after the last send: 1.0 s,
+    /// 10.0 s to 11.0 s, not measured time; its replies are counted): accepted 4000 (400.0
+    /// msgs/s), failed + errors 0`.
+    pub fn measured_statement(&self) -> String {
+        let mut out = format!("measured {}", seconds(self.measured_seconds));
+        match self.drain.first() {
+            Some((from, to)) => out.push_str(&format!(
+                " (drain after the last send: {} from {from:.1} s to {to:.1} s, not measured \
+                 time; its replies are counted)",
+                seconds(to - from)
+            )),
+            None if self.accepted.is_none() => {
+                out.push_str(" (every interval after the warm-up: the log has no message counts)")
+            }
+            None => {}
+        }
+        if let (Some(accepted), Some(errors)) = (self.accepted, self.errors) {
+            out.push_str(&format!(
+                ": accepted {accepted} ({:.1} msgs/s), failed + errors {errors}",
+                accepted as f64 / self.measured_seconds.max(1e-9)
+            ));
+        }
+        out
+    }
+
+    /// The tags with intervals only inside the warm-up (no row in the tables), as texts
+    /// name them ([`tag_title`]).
     pub fn warmup_only_tags(&self) -> Vec<&str> {
         self.tags
             .iter()
             .filter(|t| t.total.is_empty() && !t.over_time.is_empty())
-            .map(|t| t.tag.as_str())
+            .map(|t| tag_title(&t.tag))
             .collect()
     }
 
@@ -275,6 +302,20 @@ impl RunFigures {
         self.tag("message_corrected")
             .is_some_and(|t| !t.total.is_empty())
     }
+}
+
+/// Seconds as every report states them (text and HTML): `10`, `0.5`.
+pub fn seconds_figure(s: f64) -> String {
+    if (s - s.round()).abs() < 1e-6 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// [`seconds_figure`] with its unit: `10 s`.
+fn seconds(s: f64) -> String {
+    format!("{} s", seconds_figure(s))
 }
 
 /// Throughput from histogram value counts: the `message` tag (messages finished), else
@@ -313,6 +354,19 @@ fn throughput_from_histograms(
         })
         .collect();
     (points, source)
+}
+
+/// A tag as every text names it (tables, titles, legends), as the run's summary does:
+/// `message corrected` and `send lateness` in words (their JSON keys, `--slo` names, chart
+/// ids and log tags stay `message_corrected`, `send_lateness`); `(untagged)` for other
+/// tools' untagged intervals; any other tag as it is.
+pub fn tag_title(tag: &str) -> &str {
+    match tag {
+        "" => "(untagged)",
+        "message_corrected" => "message corrected",
+        "send_lateness" => "send lateness",
+        other => other,
+    }
 }
 
 /// The order tags are shown in, in every table, chart and JSON list: stages in protocol
@@ -498,7 +552,6 @@ mod tests {
             f.warmup_statement(),
             "warm-up 1 s excluded: intervals from 1.0 s (as the log's counts lines flag it)"
         );
-        assert_eq!(f.tag("eod").unwrap().intervals, 1);
         // `message` has an interval only inside the warm-up: no row, but named.
         assert_eq!(f.warmup_only_tags(), ["message"]);
         // report --warmup 0: every interval counted, the same log.
@@ -523,8 +576,16 @@ mod tests {
         assert_eq!(f.measured_seconds, 1.0);
         assert_eq!((f.accepted, f.errors), (Some(2), Some(2)));
         assert_eq!(f.throughput_source, ThroughputSource::Counts);
-        // The drain-only last interval is left out of the throughput series.
-        assert_eq!(f.throughput.len(), 2);
+        // N1: the drain-only last interval (102: nothing started) is not measured time, and
+        // is drawn, shaded as the drain; its replies are counted.
+        assert_eq!(f.drain, [(2.0, 3.0)]);
+        assert_eq!(
+            f.measured_statement(),
+            "measured 1 s (drain after the last send: 1 s from 2.0 s to 3.0 s, not measured \
+             time; its replies are counted): accepted 2 (2.0 msgs/s), failed + errors 2"
+        );
+        assert_eq!(f.throughput.len(), 3);
+        assert_eq!(f.throughput[2].started, Some(0.0));
         assert_eq!(f.throughput[0].accepted, 2.0);
         assert_eq!(f.throughput[0].started, Some(3.0));
         assert_eq!(f.description.as_deref(), Some("smtp-loadgen -> x"));
@@ -545,6 +606,11 @@ mod tests {
         assert!(f.warmup.is_empty());
         assert_eq!(f.tag("eod").unwrap().total.len(), 2);
         assert_eq!(f.measured_seconds, 2.0);
+        assert!(f.drain.is_empty());
+        assert_eq!(
+            f.measured_statement(),
+            "measured 2 s (every interval after the warm-up: the log has no message counts)"
+        );
         assert!(!f.open_loop());
         let eod_only = [
             interval(10.0, "eod", &[1_000]),

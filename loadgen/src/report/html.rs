@@ -13,7 +13,7 @@
 //! write the file.
 
 use super::chart::{self, Chart};
-use super::charts::tag_title;
+use super::figures::tag_title;
 use super::figures::RunFigures;
 use super::provenance::Provenance;
 use super::render::PERCENTILES;
@@ -307,7 +307,9 @@ pub fn made_by() -> Block<'static> {
     ))
 }
 
-/// The `runs` table: each run's label, description, measured time and message counts.
+/// The `runs` table: each run's label, description, measured time (the drain after the
+/// last send left out, as the text report and the run's summary do), drain and message
+/// counts.
 pub fn runs_table(runs: &[RunFigures]) -> Block<'static> {
     let rows = runs
         .iter()
@@ -316,9 +318,18 @@ pub fn runs_table(runs: &[RunFigures]) -> Block<'static> {
                 .accepted
                 .map(|a| format!("{:.1}", a as f64 / run.measured_seconds.max(1e-9)))
                 .unwrap_or_else(|| "n/a".into());
+            let drain = match (run.drain.first(), run.accepted) {
+                (Some((from, to)), _) => format!(
+                    "{} s, from {from:.1} s to {to:.1} s",
+                    super::figures::seconds_figure(to - from)
+                ),
+                (None, Some(_)) => "none".into(),
+                (None, None) => "n/a".into(),
+            };
             vec![
                 run.label.clone(),
-                format!("{:.0}", run.measured_seconds),
+                super::figures::seconds_figure(run.measured_seconds),
+                drain,
                 run.accepted.map_or("n/a".into(), |a| a.to_string()),
                 rate,
                 run.errors.map_or("n/a".into(), |e| e.to_string()),
@@ -329,11 +340,13 @@ pub fn runs_table(runs: &[RunFigures]) -> Block<'static> {
         .collect();
     Block::Table {
         id: "runs".into(),
-        caption: "Runs (the warm-up left out, as stated; n/a: the log has no message counts)"
+        caption: "Runs (the warm-up left out, as stated; the drain after the last send is not \
+                  measured time, its replies are counted; n/a: the log has no message counts)"
             .into(),
         head: [
             "run",
             "seconds",
+            "drain",
             "accepted",
             "msgs/s",
             "failed + errors",

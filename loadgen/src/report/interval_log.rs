@@ -4,8 +4,7 @@
 //! What it does: encode a histogram as V2-deflate base64 and back; turn a run's finished
 //! seconds into log entries, one per (second, tag) with a tag per stage; write a log that
 //! Java's HistogramLogProcessor reads (StartTime and BaseTime headers, relative timestamps);
-//! read any HdrHistogram tool's log back with absolute times, with its provenance line;
-//! merge logs from several load hosts on whole seconds of absolute time.
+//! read any HdrHistogram tool's log back with absolute times, with its provenance line.
 //!
 //! Message counts per interval (started, accepted, failed, errors, bytes, warm-up: what the
 //! throughput chart needs and a histogram does not hold) travel as comment lines,
@@ -23,12 +22,14 @@ use super::results::Results;
 use super::warmup::{Source, Warmup};
 use crate::record::new_histogram;
 use base64::Engine as _;
+use hdrhistogram::errors::{AdditionError, RecordError};
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{
+    DeserializeError, Deserializer, Serializer, V2DeflateSerializer,
+};
 use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, SystemTime};
 
@@ -45,10 +46,37 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| format!("bad base64: {e}"))?;
+        .map_err(|e| format!("the histogram is not base64 ({e})"))?;
     Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("bad histogram: {e:?}"))
+        .map_err(|e| format!("the histogram does not decode: {}", deserialize_error(&e)))
+}
+
+/// Why a histogram did not decode, in words (the library's `Debug` names are not for users).
+fn deserialize_error(e: &DeserializeError) -> String {
+    match e {
+        DeserializeError::IoError(e) => format!("it is cut short ({e})"),
+        DeserializeError::InvalidCookie => {
+            "it is not an HdrHistogram encoding (its first bytes name no known format)".into()
+        }
+        DeserializeError::UnsupportedFeature => {
+            "it uses an HdrHistogram feature this reader does not support".into()
+        }
+        DeserializeError::UnsuitableCounterType => "a count in it is too large".into(),
+        DeserializeError::InvalidParameters => "its value range or precision is invalid".into(),
+        DeserializeError::UsizeTypeTooSmall => "it is too large for this machine".into(),
+        DeserializeError::EncodedArrayTooLong => "its counts run past its value range".into(),
+    }
+}
+
+/// Why two histograms could not be added, in words.
+pub fn addition_error(e: &AdditionError) -> &'static str {
+    match e {
+        AdditionError::OtherAddendValueExceedsRange => "a value is out of the histogram's range",
+        AdditionError::ResizeFailedUsizeTypeTooSmall => {
+            "the values span too wide a range for this machine"
+        }
+    }
 }
 
 /// One interval histogram from a log.
@@ -97,7 +125,7 @@ pub struct IntervalCounts {
 
 impl IntervalCounts {
     /// Adds `other` into `self` (warm-up if either is).
-    fn add(&mut self, other: &IntervalCounts) {
+    pub fn add(&mut self, other: &IntervalCounts) {
         self.warmup |= other.warmup;
         self.started += other.started;
         self.accepted += other.accepted;
@@ -307,8 +335,13 @@ pub fn read_notes(bytes: &[u8]) -> Result<LogNotes, String> {
             );
         } else if let Some(rest) = line.strip_prefix(COUNTS_PREFIX) {
             let base = base_time.or(start_time).unwrap_or(0.0);
-            let counts = parse_counts(rest, base)
-                .ok_or_else(|| format!("line {}: bad counts line {line:?}", number + 1))?;
+            let counts = parse_counts(rest, base).ok_or_else(|| {
+                format!(
+                    "line {}: bad counts line {}",
+                    number + 1,
+                    super::quoted(line)
+                )
+            })?;
             notes.counts.push(counts);
         } else if let Some(comment) = line.strip_prefix('#') {
             if in_header && !comment.starts_with('[') {
@@ -348,25 +381,6 @@ fn parse_counts(text: &str, base: f64) -> Option<LoggedCounts> {
     })
 }
 
-/// Merges counts from several load hosts on whole seconds of absolute time, as
-/// [`merge_logs`] merges histograms.
-pub fn merge_counts(logs: &[Vec<LoggedCounts>]) -> Vec<LoggedCounts> {
-    let mut merged: BTreeMap<i64, (f64, IntervalCounts)> = BTreeMap::new();
-    for c in logs.iter().flatten() {
-        let entry = merged.entry(c.start.floor() as i64).or_default();
-        entry.0 = entry.0.max(c.duration);
-        entry.1.add(&c.counts);
-    }
-    merged
-        .into_iter()
-        .map(|(second, (duration, counts))| LoggedCounts {
-            start: second as f64,
-            duration,
-            counts,
-        })
-        .collect()
-}
-
 /// The intervals of a run as log entries (warm-up included: it is logged, not summarised).
 pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInterval> {
     let start = run_start
@@ -389,9 +403,8 @@ pub fn run_intervals(results: &Results, run_start: SystemTime) -> Vec<LoggedInte
 
 /// The factor that turns a log's values into nanoseconds, from its `#[MaxValueDivisor: D]`
 /// header: the max column is `max / D` milliseconds, so values are in units of 1 ms / D and
-/// one is `1e6 / D` ns (ours: D = 1e6, values in ns; a Java log in µs with
-/// `outputValueUnitRatio` 1000: D = 1000). `None`: the log has no such header (values are
-/// then read as nanoseconds).
+/// one is `1e6 / D` ns (ours: D = 1e6, values in ns). `None`: the log has no such header
+/// (Java's `HistogramLogWriter` writes none; see [`ValueUnit`]).
 pub fn value_scale(bytes: &[u8]) -> Option<f64> {
     let text = String::from_utf8_lossy(bytes);
     text.lines().find_map(|line| {
@@ -401,40 +414,155 @@ pub fn value_scale(bytes: &[u8]) -> Option<f64> {
     })
 }
 
+/// The ratios an `Interval_Max` column is tried at, with the unit each means: the column is
+/// written as `max / ratio` in milliseconds (Java's `outputValueUnitRatio`; 1e6 is its
+/// default and ours).
+const UNIT_RATIOS: [(f64, &str); 3] = [(1e6, "ns"), (1e3, "µs"), (1.0, "ms")];
+
+/// The unit of a log's values, and how it was found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueUnit {
+    /// The log's `#[MaxValueDivisor: D]` header: values are 1 ms / D (smtp-loadgen's own
+    /// logs: D = 1e6, nanoseconds).
+    Header {
+        /// One value in nanoseconds (`1e6 / D`).
+        scale: f64,
+    },
+    /// No header (Java's `HistogramLogWriter` writes none, whatever the unit): every
+    /// interval's `Interval_Max` column is its histogram's max divided by `ratio` (1e6:
+    /// values in ns, 1e3: µs, 1: ms), within the histogram's precision and the column's
+    /// three decimals.
+    Inferred {
+        /// The ratio the column agrees with.
+        ratio: f64,
+    },
+    /// No header, and the column agrees with none of the ratios in every interval: the
+    /// unit is unknown (values read as nanoseconds).
+    Unknown,
+    /// No header, and no interval with a value to tell the unit by (read as nanoseconds).
+    NoEvidence,
+}
+
+impl ValueUnit {
+    /// One value in nanoseconds.
+    pub fn scale(&self) -> f64 {
+        match *self {
+            ValueUnit::Header { scale } => scale,
+            ValueUnit::Inferred { ratio } => 1e6 / ratio,
+            ValueUnit::Unknown | ValueUnit::NoEvidence => 1.0,
+        }
+    }
+
+    /// What `report` and `merge` say about the unit of the log `name`: nothing when its
+    /// header says it.
+    pub fn note(&self, name: &str) -> Option<String> {
+        let ratios = || {
+            UNIT_RATIOS
+                .iter()
+                .map(|(r, _)| format!("{r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match *self {
+            ValueUnit::Header { .. } => None,
+            ValueUnit::Inferred { ratio } => {
+                let unit = UNIT_RATIOS
+                    .iter()
+                    .find(|(r, _)| *r == ratio)
+                    .map_or("?", |(_, u)| u);
+                Some(format!(
+                    "note: {name} has no #[MaxValueDivisor] header: values read as {unit}: \
+                     Interval_Max column = max / {ratio} in every interval"
+                ))
+            }
+            ValueUnit::Unknown => Some(format!(
+                "warning: {name} has no #[MaxValueDivisor] header and its Interval_Max column \
+                 is max / none of {} in every interval: the values' unit is unknown; read as \
+                 nanoseconds",
+                ratios()
+            )),
+            ValueUnit::NoEvidence => Some(format!(
+                "note: {name} has no #[MaxValueDivisor] header and no value to tell the unit \
+                 by: read as nanoseconds"
+            )),
+        }
+    }
+
+    /// The unit of a log without a header whose intervals have `(Interval_Max column,
+    /// histogram max, histogram significant digits)`: the first of [`UNIT_RATIOS`] every
+    /// interval with a value agrees with.
+    fn infer(intervals: impl Iterator<Item = (f64, u64, u8)>) -> ValueUnit {
+        let mut candidates: Vec<f64> = UNIT_RATIOS.iter().map(|(r, _)| *r).collect();
+        let mut evidence = false;
+        for (column, max, sigfig) in intervals.filter(|(_, max, _)| *max > 0) {
+            evidence = true;
+            let max = max as f64;
+            // The max is its bucket's highest value: within 10^-sigfig of the value
+            // recorded (twice, for the column's own rounding by the writer); the column
+            // has three decimals.
+            let precision = 2.0 * 10f64.powi(-i32::from(sigfig));
+            candidates.retain(|ratio| {
+                let expected = max / ratio;
+                (column - expected).abs() <= 0.0005 + expected * precision + 1e-12
+            });
+        }
+        match (evidence, candidates.first()) {
+            (false, _) => ValueUnit::NoEvidence,
+            (true, Some(ratio)) => ValueUnit::Inferred { ratio: *ratio },
+            (true, None) => ValueUnit::Unknown,
+        }
+    }
+}
+
 /// `h` with every value multiplied by `scale` (into nanoseconds).
 fn rescale(h: &Histogram<u64>, scale: f64) -> Result<Histogram<u64>, String> {
     let mut out = new_histogram();
     for v in h.iter_recorded() {
         let value = (h.median_equivalent(v.value_iterated_to()) as f64 * scale).round();
         out.record_n(value as u64, v.count_at_value())
-            .map_err(|e| format!("value {value} ns out of range: {e:?}"))?;
+            .map_err(|e| {
+                let why = match e {
+                    RecordError::ValueOutOfRangeResizeDisabled => "out of range",
+                    RecordError::ResizeFailedUsizeTypeTooSmall => "too large for this machine",
+                };
+                format!("a value of {value} ns is {why}")
+            })?;
     }
     Ok(out)
 }
 
 /// What reading a log found besides its intervals.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadWarnings {
     /// The line number of an unfinished last line (a killed run) that was left out.
     pub cut_line: Option<usize>,
+    /// The unit its values were read in.
+    pub unit: ValueUnit,
 }
 
 /// Reads an interval log as [`read_hlog`] does; a last line cut short (no line end, and
 /// the log does not parse with it: a run killed while writing) is left out and named in the
 /// warnings. An error names the line.
 pub fn read_hlog_lenient(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, ReadWarnings), String> {
-    match read_hlog(bytes) {
-        Ok(out) => Ok((out, ReadWarnings::default())),
+    match read_hlog_with_unit(bytes) {
+        Ok((out, unit)) => Ok((
+            out,
+            ReadWarnings {
+                cut_line: None,
+                unit,
+            },
+        )),
         Err(e) if !bytes.is_empty() && !bytes.ends_with(b"\n") => {
             let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
                 return Err(e);
             };
             let line = bytes[..end].iter().filter(|b| **b == b'\n').count() + 2;
-            let out = read_hlog(&bytes[..=end])?;
+            let (out, unit) = read_hlog_with_unit(&bytes[..=end])?;
             Ok((
                 out,
                 ReadWarnings {
                     cut_line: Some(line),
+                    unit,
                 },
             ))
         }
@@ -443,28 +571,54 @@ pub fn read_hlog_lenient(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, ReadWarni
 }
 
 /// Reads an interval log (ours or any HdrHistogram tool's). Returns the intervals with
-/// absolute start times, values in nanoseconds (scaled by the log's `MaxValueDivisor`,
-/// see [`value_scale`]). Every histogram is decoded once, so a bad one is found here.
+/// absolute start times, values in nanoseconds (see [`read_hlog_with_unit`]).
 pub fn read_hlog(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
-    let mut out = read_hlog_raw(bytes)?;
+    read_hlog_with_unit(bytes).map(|(out, _)| out)
+}
+
+/// Reads an interval log (ours or any HdrHistogram tool's). Returns the intervals with
+/// absolute start times, values scaled to nanoseconds by the unit the log's
+/// `MaxValueDivisor` header gives, else the unit its `Interval_Max` column agrees with
+/// ([`ValueUnit`]), and that unit. Every histogram is decoded here, so a bad one is found.
+pub fn read_hlog_with_unit(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, ValueUnit), String> {
+    let (mut out, columns) = read_hlog_raw(bytes)?;
+    // Each histogram's max and precision: what tells the unit of a log without a header.
+    let mut maxima = Vec::with_capacity(out.len());
     for (i, interval) in out.iter().enumerate() {
-        interval
-            .histogram()
-            .map_err(|e| format!("interval {} (tag {:?}): {e}", i + 1, interval.tag))?;
+        let h = interval.histogram().map_err(|e| {
+            format!(
+                "interval {} (tag {}): {e}",
+                i + 1,
+                super::quoted(&interval.tag)
+            )
+        })?;
+        maxima.push((h.max(), h.sigfig()));
     }
-    if let Some(scale) = value_scale(bytes).filter(|s| (s - 1.0).abs() > 1e-9) {
+    let unit = match value_scale(bytes) {
+        Some(scale) => ValueUnit::Header { scale },
+        None => ValueUnit::infer(
+            columns
+                .iter()
+                .zip(&maxima)
+                .map(|(column, (max, sigfig))| (*column, *max, *sigfig)),
+        ),
+    };
+    let scale = unit.scale();
+    if (scale - 1.0).abs() > 1e-9 {
         for interval in &mut out {
             interval.encoded = encode_histogram(&rescale(&interval.histogram()?, scale)?);
         }
     }
-    Ok(out)
+    Ok((out, unit))
 }
 
-/// Reads an interval log's intervals, values as they are.
-fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
+/// Reads an interval log's intervals, values as they are, and each one's `Interval_Max`
+/// column.
+fn read_hlog_raw(bytes: &[u8]) -> Result<(Vec<LoggedInterval>, Vec<f64>), String> {
     let mut start_time = None;
     let mut base_time = None;
     let mut out = Vec::new();
+    let mut columns = Vec::new();
     for entry in IntervalLogIterator::new(bytes) {
         let entry = entry.map_err(|e| {
             let hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } =
@@ -474,24 +628,18 @@ fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
                 .filter(|b| **b == b'\n')
                 .count()
                 + 1;
-            let text = String::from_utf8_lossy(bytes);
-            let shown: String = text
-                .lines()
+            let shown = bytes
+                .split(|b| *b == b'\n')
                 .nth(line - 1)
-                .unwrap_or("")
-                .chars()
-                .take(60)
-                .collect();
-            format!(
-                "line {line}: not an interval log line: {:?}",
-                super::printable(&shown)
-            )
+                .map_or_else(|| "(none)".to_string(), super::shown_line);
+            format!("line {line}: not an interval log line: {shown}")
         })?;
         match entry {
             LogEntry::StartTime(t) => start_time = Some(t.as_secs_f64()),
             LogEntry::BaseTime(t) => base_time = Some(t.as_secs_f64()),
             LogEntry::Interval(interval) => {
                 let base = base_time.or(start_time).unwrap_or(0.0);
+                columns.push(interval.max());
                 out.push(LoggedInterval {
                     start: base + interval.start_timestamp().as_secs_f64(),
                     duration: interval.duration().as_secs_f64(),
@@ -503,34 +651,7 @@ fn read_hlog_raw(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
             }
         }
     }
-    Ok(out)
-}
-
-/// Merges logs from several load hosts: intervals that start in the same whole second (of
-/// absolute time) with the same tag are added together.
-pub fn merge_logs(logs: &[Vec<LoggedInterval>]) -> Result<Vec<LoggedInterval>, String> {
-    let mut merged: BTreeMap<(i64, String), (f64, Histogram<u64>)> = BTreeMap::new();
-    for interval in logs.iter().flatten() {
-        let second = interval.start.floor() as i64;
-        let entry = merged
-            .entry((second, interval.tag.clone()))
-            .or_insert_with(|| (interval.duration, new_histogram()));
-        entry.0 = entry.0.max(interval.duration);
-        // Our histograms grow to fit, so values from any other tool's bounds are taken.
-        entry
-            .1
-            .add(&interval.histogram()?)
-            .map_err(|e| format!("merging {}: {e:?}", interval.tag))?;
-    }
-    Ok(merged
-        .into_iter()
-        .map(|((second, tag), (duration, histogram))| LoggedInterval {
-            start: second as f64,
-            duration,
-            tag,
-            encoded: encode_histogram(&histogram),
-        })
-        .collect())
+    Ok((out, columns))
 }
 
 #[cfg(test)]
@@ -571,47 +692,76 @@ mod tests {
     }
 
     #[test]
-    fn values_are_scaled_by_the_max_value_divisor() {
-        // A Java HistogramLogWriter log of microseconds, outputValueUnitRatio 1000.
+    fn values_are_scaled_by_the_max_value_divisor_or_the_max_column() {
+        // A log of one interval whose max is 7200 (in some unit), its Interval_Max column
+        // `column`, under `header`.
         let mut h = Histogram::<u64>::new(3).unwrap();
         h.record(7200).unwrap();
         let encoded = encode_histogram(&h);
-        let log = |header: &str| {
+        let log = |header: &str, column: &str| {
             format!(
                 "#[StartTime: 1000.000 (seconds since epoch)]\n{header}\
                  \"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n\
-                 Tag=eod,0.000,1.000,7.200,{encoded}\n"
+                 Tag=eod,0.000,1.000,{column},{encoded}\n"
             )
         };
-        let micros = log("#[MaxValueDivisor: 1000.000]\n");
+        let max_ms = |text: &str| {
+            let (read, unit) = read_hlog_with_unit(text.as_bytes()).unwrap();
+            (read[0].histogram().unwrap().max() as f64 / 1e6, unit)
+        };
+        // A header says it: D = 1000, values of 1 µs.
+        let micros = log("#[MaxValueDivisor: 1000.000]\n", "7.200");
         assert_eq!(value_scale(micros.as_bytes()), Some(1000.0));
-        let read = read_hlog(micros.as_bytes()).unwrap();
-        let max = read[0].histogram().unwrap().max() as f64 / 1e6;
+        let (max, unit) = max_ms(&micros);
         assert!((max - 7.2).abs() < 0.01, "{max} ms");
+        assert_eq!(unit, ValueUnit::Header { scale: 1000.0 });
+        assert_eq!(unit.note("x"), None);
         // Ours: nanoseconds, divisor 1e6: as they are.
-        let ours = log("#[MaxValueDivisor: 1000000.000]\n");
+        let ours = log("#[MaxValueDivisor: 1000000.000]\n", "0.007");
         assert_eq!(value_scale(ours.as_bytes()), Some(1.0));
         assert_eq!(
-            read_hlog(ours.as_bytes()).unwrap()[0]
-                .histogram()
-                .unwrap()
-                .max(),
-            h.max()
+            read_hlog(ours.as_bytes()).unwrap()[0].histogram().unwrap(),
+            h
         );
-        // No header: nanoseconds assumed.
-        let bare = log("");
-        assert_eq!(value_scale(bare.as_bytes()), None);
+        // No header (Java's HistogramLogWriter writes none): the Interval_Max column tells.
+        // 7.200 = 7200 / 1000: microseconds (B10: read as ns, 1000 times too small).
+        let (max, unit) = max_ms(&log("", "7.200"));
+        assert!((max - 7.2).abs() < 0.01, "{max} ms");
+        assert_eq!(unit, ValueUnit::Inferred { ratio: 1000.0 });
         assert_eq!(
-            read_hlog(bare.as_bytes()).unwrap()[0]
-                .histogram()
-                .unwrap()
-                .max(),
-            h.max()
+            unit.note("x.hlog").unwrap(),
+            "note: x.hlog has no #[MaxValueDivisor] header: values read as µs: Interval_Max \
+             column = max / 1000 in every interval"
         );
+        // 0.007 = 7200 / 1e6 to three decimals: nanoseconds.
+        let (max, unit) = max_ms(&log("", "0.007"));
+        assert_eq!(unit, ValueUnit::Inferred { ratio: 1e6 });
+        assert!((max - 0.0072).abs() < 0.0001, "{max} ms");
+        // 7200.000 (or 7203, within the bucket): milliseconds.
+        for column in ["7200.000", "7203.000"] {
+            let (max, unit) = max_ms(&log("", column));
+            assert_eq!(unit, ValueUnit::Inferred { ratio: 1.0 }, "{column}");
+            assert!((max - 7200.0).abs() < 8.0, "{max} ms");
+        }
+        // A column that agrees with none: unknown, read as nanoseconds, said so.
+        let (max, unit) = max_ms(&log("", "3.000"));
+        assert_eq!(unit, ValueUnit::Unknown);
+        assert!((max - 0.0072).abs() < 0.0001, "{max} ms");
+        assert!(unit
+            .note("x")
+            .unwrap()
+            .contains("the values' unit is unknown"));
+        // Every interval must agree: one µs interval and one that fits no ratio.
+        let two = log("", "7.200") + &format!("Tag=eod,1.000,1.000,9.000,{encoded}\n");
+        assert_eq!(max_ms(&two).1, ValueUnit::Unknown);
+        // No value to tell by.
+        let empty = encode_histogram(&Histogram::<u64>::new(3).unwrap());
+        let none = log("", "0.000").replace(&encoded, &empty);
+        assert_eq!(max_ms(&none).1, ValueUnit::NoEvidence);
     }
 
     #[test]
-    fn hlog_round_trip_and_merge() {
+    fn hlog_round_trip() {
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut h = new_histogram();
         for v in 1..=1000u64 {
@@ -647,17 +797,6 @@ mod tests {
         assert_eq!(read[1].start, 1_700_000_001.0);
         assert_eq!(read[2].tag, "mail");
         assert_eq!(read[0].histogram().unwrap(), h);
-        // Two hosts' logs, offset by half a second, align on whole seconds.
-        let mut other = read.clone();
-        for i in &mut other {
-            i.start += 0.5;
-        }
-        let merged = merge_logs(&[read, other]).unwrap();
-        assert_eq!(merged.len(), 3);
-        assert_eq!(merged[0].histogram().unwrap().len(), 2000);
-        assert_eq!(merged[1].start, 1_700_000_001.0);
-        assert_eq!(merged[1].tag, "eod");
-        assert_eq!(merged[2].tag, "mail");
     }
 
     #[test]
@@ -741,6 +880,28 @@ mod tests {
     }
 
     #[test]
+    fn read_errors_are_said_in_words() {
+        // A histogram that is base64 but not an HdrHistogram encoding: no `InvalidCookie`.
+        let log = "Tag=eod,0.000,1.000,0.001,aGVsbG8gd29ybGQh\n";
+        let e = read_hlog(log.as_bytes()).unwrap_err();
+        assert_eq!(
+            e,
+            "interval 1 (tag \"eod\"): the histogram does not decode: it is not an HdrHistogram \
+             encoding (its first bytes name no known format)"
+        );
+        // Random bytes: no `\u{..}` escapes, no noise; text lines are quoted, cut short.
+        let e = read_hlog(b"6\xd9d\xc1A\xdd\xd9\x89k\x1c?\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 1: not an interval log line: 11 bytes that are not text (a binary file?)"
+        );
+        let e = read_hlog("é\u{749} hello\n".as_bytes()).unwrap_err();
+        assert_eq!(e, "line 1: not an interval log line: \"é\u{749} hello\"");
+        let e = read_hlog(format!("{}\n", "y".repeat(100)).as_bytes()).unwrap_err();
+        assert!(e.ends_with(&format!("\"{}…\"", "y".repeat(60))), "{e}");
+    }
+
+    #[test]
     fn broken_histograms_are_errors_not_panics() {
         assert!(decode_histogram("not base64!").is_err());
         assert!(decode_histogram("aGVsbG8=").is_err());
@@ -750,7 +911,6 @@ mod tests {
             tag: "eod".into(),
             encoded: "aGVsbG8=".into(),
         };
-        assert!(merge_logs(&[vec![broken.clone()]]).is_err());
         assert!(broken.histogram().is_err());
     }
 }

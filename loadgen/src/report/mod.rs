@@ -7,6 +7,7 @@
 //!   `report` table, as text or JSON values.
 //! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
 //!   V2-deflate base64 histogram encoding.
+//! * [`merge`]: several hosts' logs added up on one grid of seconds, with one warm-up.
 //! * [`connections`]: the connections asked for and alive, and why some never got ready.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
 //! * [`figures`]: what charts show, from an interval log: per-tag totals and per-interval
@@ -27,6 +28,7 @@ pub mod connections;
 pub mod figures;
 pub mod html;
 pub mod interval_log;
+pub mod merge;
 pub mod provenance;
 pub mod render;
 pub mod results;
@@ -46,14 +48,90 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// How many characters of a user's text an error message quotes.
+const QUOTED_CHARS: usize = 60;
+
+/// `text` as an error message quotes it: in double quotes, control characters replaced (see
+/// [`printable`]), cut to 60 characters with `…`. Not Rust's `Debug` form, whose `\u{..}`
+/// escapes mean nothing to a user.
+pub fn quoted(text: &str) -> String {
+    let mut shown: String = printable(text).chars().take(QUOTED_CHARS).collect();
+    if text.chars().nth(QUOTED_CHARS).is_some() {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
+}
+
+/// A line of a file as an error message shows it: [`quoted`] if it is text (UTF-8 without
+/// control characters other than tabs), else how many bytes of what it is (random bytes
+/// would be noise on a terminal).
+pub fn shown_line(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\t') => quoted(text),
+        _ => format!("{} bytes that are not text (a binary file?)", line.len()),
+    }
+}
+
+/// Labels made distinct for legends (`report --label`, sweep steps): a repeated one gets
+/// ` (2)`, ` (3)`, ...
+pub fn unique_labels(labels: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let mut n = *seen.get(&label).unwrap_or(&0);
+        let mut name = label.clone();
+        while out.contains(&name) {
+            n += 1;
+            name = format!("{label} ({})", n + 1);
+        }
+        seen.insert(label, n);
+        out.push(name);
+    }
+    out
+}
+
 #[cfg(test)]
 mod printable_tests {
+    #[test]
+    fn repeated_labels_are_numbered() {
+        let labels =
+            |list: &[&str]| super::unique_labels(list.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            labels(&["a", "b", "a", "a", "a (2)"]),
+            ["a", "b", "a (2)", "a (3)", "a (2) (2)"]
+        );
+    }
+
     #[test]
     fn control_characters_are_replaced() {
         assert_eq!(
             super::printable("x\u{1}y\u{7f}z\u{85}\u{9b}é\t"),
             "x\u{FFFD}y\u{FFFD}z\u{FFFD}\u{FFFD}é\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn quoted_text_is_cut_and_binary_lines_are_described() {
+        assert_eq!(super::quoted("hello world"), "\"hello world\"");
+        let long = "x".repeat(70);
+        assert_eq!(super::quoted(&long), format!("\"{}…\"", "x".repeat(60)));
+        assert_eq!(super::quoted("a\u{1b}[31m"), "\"a\u{FFFD}[31m\"");
+        assert_eq!(
+            super::shown_line(b"hello\tworld\r"),
+            "\"hello\u{FFFD}world\""
+        );
+        // Random bytes (not UTF-8, or with control characters): described, not shown.
+        assert_eq!(
+            super::shown_line(b"6\xd9d\xc1A\xddk\x1c?"),
+            "9 bytes that are not text (a binary file?)"
+        );
+        assert_eq!(
+            super::shown_line("a\u{749}\u{0}b".as_bytes()),
+            "5 bytes that are not text (a binary file?)"
+        );
+        // Text that is not ASCII is shown as it is (no `\u{..}` escapes).
+        assert_eq!(super::shown_line("é\u{749}x".as_bytes()), "\"é\u{749}x\"");
     }
 }
 
@@ -216,16 +294,22 @@ mod tests {
                 tag.tag
             );
         }
-        let merged = interval_log::merge_logs(&[read.clone(), read]).unwrap();
-        let merged_counts = interval_log::merge_counts(&[notes.counts.clone(), notes.counts]);
+        let input = merge::Input {
+            intervals: read,
+            counts: notes.counts,
+            warmup: rule,
+        };
+        let merged = merge::merge(&[input.clone(), input]).unwrap();
         assert_eq!(
-            merged_counts[1].counts.accepted,
+            merged.counts[1].counts.accepted,
             2 * counts[1].counts.accepted
         );
+        assert_eq!(merged.warmup.seconds, 1.0);
         let mut log = Vec::new();
         let mut merge = provenance::Provenance::for_tests("golden merge", 1.0);
         merge.inputs = vec![provenance.clone(), provenance];
-        interval_log::write_hlog(&mut log, base, &merge, &merged, &merged_counts).unwrap();
+        interval_log::write_hlog(&mut log, base, &merge, &merged.intervals, &merged.counts)
+            .unwrap();
         assert_golden("merged.hlog", &log);
     }
 

@@ -8,7 +8,7 @@
 //! What it does not do: merge figures (`results`), write files or print (the caller does),
 //! or encode histograms (`interval_log`).
 
-use super::figures::{tag_rank, RunFigures};
+use super::figures::{tag_rank, tag_title, RunFigures};
 use super::interval_log::encode_histogram;
 use super::results::{IntervalSummary, Results};
 use crate::client::Stage;
@@ -427,8 +427,9 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
 }
 
 /// The `report` text of one log: its description and provenance as recorded, the warm-up
-/// rule applied, and per tag (protocol order) the measured intervals' percentiles, their
-/// number and time span; the same figures as the HTML report's tables.
+/// rule applied, the measured time (the drain after the last send left out of it, its
+/// replies counted) with the message counts, and per tag (protocol order) the counts and
+/// percentiles after the warm-up; the same figures as the HTML report's tables.
 pub fn log_report(run: &RunFigures) -> String {
     let mut out = String::new();
     if let Some(description) = &run.description {
@@ -452,6 +453,7 @@ pub fn log_report(run: &RunFigures) -> String {
         }
     }
     let _ = writeln!(out, "{}", run.warmup_statement());
+    let _ = writeln!(out, "{}", run.measured_statement());
     out.push_str(&log_table(run));
     let only = run.warmup_only_tags();
     if !only.is_empty() {
@@ -460,27 +462,16 @@ pub fn log_report(run: &RunFigures) -> String {
     out
 }
 
-/// The `report` table: per tag with measured intervals, in protocol order, the percentiles,
-/// the number of measured intervals and the seconds they span.
+/// The `report` table: per tag with values after the warm-up, in protocol order, the count
+/// and percentiles (the measured time is the run's, stated above it, not per tag).
 pub fn log_table(run: &RunFigures) -> String {
     let mut out = format!("{:<18}{:>10}", "tag (ms)", "count");
     for (name, _) in PERCENTILES {
         let _ = write!(out, "{name:>10}");
     }
-    let _ = writeln!(out, "{:>10}{:>11}{:>10}", "max", "intervals", "seconds");
+    let _ = writeln!(out, "{:>10}", "max");
     for tag in run.tags.iter().filter(|t| !t.total.is_empty()) {
-        let name = if tag.tag.is_empty() {
-            "(untagged)"
-        } else {
-            &tag.tag
-        };
-        let _ = writeln!(
-            out,
-            "{}{:>11}{:>10.1}",
-            latency_row(name, &tag.total),
-            tag.intervals,
-            tag.span
-        );
+        let _ = writeln!(out, "{}", latency_row(tag_title(&tag.tag), &tag.total));
     }
     out
 }

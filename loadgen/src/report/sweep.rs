@@ -16,7 +16,7 @@
 
 use super::chart::{Chart, Mark, Scale, Series};
 use super::charts::percentile_chart;
-use super::figures::RunFigures;
+use super::figures::{tag_title, RunFigures};
 use super::html::{self, Block};
 use super::interval_log::{run_counts, run_intervals, LogNotes};
 use super::provenance::Provenance;
@@ -197,7 +197,7 @@ pub fn table_header(sweep: &Sweep) -> String {
     let _ = writeln!(
         out,
         "sweep: {} steps planned, {}..{} msgs/s, each {} s after a {} s warm-up; latency is \
-         message_corrected (from the intended send time)",
+         message corrected (from the intended send time)",
         sweep.planned.len(),
         rate(sweep.planned.first().copied().unwrap_or(0.0)),
         rate(sweep.planned.last().copied().unwrap_or(0.0)),
@@ -389,7 +389,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
         let color = 5 + (i % 4);
         if !plotted {
             latency.push(Series {
-                name: format!("{stage} {}", percentile_name(p)),
+                name: format!("{} {}", tag_title(&stage), percentile_name(p)),
                 color,
                 mark: Mark::Points,
                 points: sweep
@@ -439,7 +439,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
             x_scale: Scale::Linear,
             y_scale: Scale::Log,
             series: latency,
-            shaded: None,
+            shaded: Vec::new(),
         },
         Chart {
             id: "sweep-throughput".into(),
@@ -471,7 +471,7 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
                         .collect(),
                 },
             ],
-            shaded: None,
+            shaded: Vec::new(),
         },
     ];
     let figures = step_figures(sweep)?;
@@ -483,7 +483,17 @@ pub fn charts(sweep: &Sweep) -> Result<Vec<Chart>, String> {
 
 /// Every step's figures.
 fn step_figures(sweep: &Sweep) -> Result<Vec<RunFigures>, String> {
-    sweep.steps.iter().map(Step::figures).collect()
+    let mut figures: Vec<RunFigures> = sweep
+        .steps
+        .iter()
+        .map(Step::figures)
+        .collect::<Result<_, _>>()?;
+    // A step run once more (its retry) has its rate's name again: ` (2)` tells them apart.
+    let labels = super::unique_labels(figures.iter().map(|f| f.label.clone()).collect());
+    for (f, label) in figures.iter_mut().zip(labels) {
+        f.label = label;
+    }
+    Ok(figures)
 }
 
 /// The sweep's HTML page.
@@ -687,6 +697,23 @@ mod tests {
         assert_eq!(s.max_rate(), Some(200.0));
         assert!(table_row(&s.steps[1]).contains("(re-trying)"));
         assert!(table_row(&s.steps[2]).contains("(re-try)"));
+        // N2: the re-try's spectrum is told apart in the legend, as repeated labels are.
+        let charts = charts(&s).unwrap();
+        let spectrum = charts
+            .iter()
+            .find(|c| c.id == "percentiles-message_corrected")
+            .unwrap();
+        let names: Vec<&str> = spectrum.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["100 msgs/s", "200 msgs/s", "200 msgs/s (2)"]);
+        // N10: texts name the corrected latency in words.
+        assert!(
+            spectrum
+                .caption
+                .starts_with("message corrected latency of the whole run"),
+            "{}",
+            spectrum.caption
+        );
+        assert!(table_header(&s).contains("latency is message corrected"));
         // 106 of 100 a second: the generator caught up after falling behind.
         let fast = step(100.0, 106, 1, true);
         assert!(fast.catch_up() && fast.passed());

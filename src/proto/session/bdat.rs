@@ -21,7 +21,7 @@
 use super::{Gated, Io, Mode, Session, SessionConfig, Stage};
 use crate::proto::envelope::Transfer;
 use crate::proto::gate::{Checkpoint, Gate};
-use crate::proto::reply::{self, Origin};
+use crate::proto::reply;
 use crate::proto::sink::MessageSink;
 
 /// Progress through one BDAT chunk.
@@ -87,6 +87,8 @@ impl Session {
             }
         }
         let mut refusal = match self.stage {
+            // The session was refused at the greeting (RFC 5321 §3.1): only QUIT is taken.
+            _ if self.refused => Some(reply::SESSION_REFUSED),
             // CHUNKING is offered only in the EHLO reply (RFC 3030 §2; RFC 1869 §4.5: HELO
             // means no extensions). The chunk's octets are still read, then refused.
             Stage::Greeted | Stage::MailGiven if !self.envelope.esmtp => {
@@ -156,7 +158,7 @@ impl Session {
         io: &mut Io<'_, '_, S, G>,
     ) {
         match transfer.refusal {
-            Some(refusal) if transfer.refused_by_gate => io.out.push_from(refusal, Origin::Fault),
+            Some(refusal) if transfer.refused_by_gate => self.push_fault_reply(refusal, io),
             Some(refusal) => {
                 if transfer.last && refusal == reply::NO_VALID_RECIPIENTS {
                     // The attempt ends here without a message: the log hears it.

@@ -219,6 +219,9 @@ pub struct Session {
     accepted_messages: u64,
     /// Content octets of those messages.
     accepted_bytes: u64,
+    /// The gate refused the session at the greeting with a `554` (RFC 5321 §3.1): only
+    /// `QUIT` is carried out; every other command gets `503 5.5.1`.
+    refused: bool,
 }
 
 /// The gate's answer about a command the protocol would carry out.
@@ -454,8 +457,17 @@ impl Session {
         };
         match refusal {
             None => io.out.push(&config.banner.greeting),
-            // A connection refused at the greeting is over (RFC 5321 §3.1: 554 or 421).
-            Some(reply) => self.close_injected(reply, &mut io),
+            // RFC 5321 §3.8: a 421 closes the connection after it.
+            Some(reply) if reply::is_closing(reply) => self.close_injected(reply, &mut io),
+            // RFC 5321 §3.1: "a 554 response MAY be given in the initial connection opening
+            // message instead of the 220. A server taking this approach MUST still wait for
+            // the client to send a QUIT (see Section 4.1.1.10) before closing the connection
+            // and SHOULD respond to any intervening commands with "503 bad sequence of
+            // commands"." The idle timeout and the error cap still bound the wait.
+            Some(reply) => {
+                io.out.push_from(reply, Origin::Fault);
+                self.refused = true;
+            }
         }
         io.progress(0)
     }
@@ -695,6 +707,24 @@ impl Session {
         self.mode = Mode::Closed;
     }
 
+    /// A reply the gate gave instead of carrying a command out (counted as a fault's, not
+    /// ours). A `421` closes the session after it, as the server's own `421`s do: RFC 5321
+    /// §3.8 lets a server close the connection "after detecting the need to shut down the
+    /// SMTP service and returning a 421 response code", and §4.2.2 defines 421 as "Service
+    /// not available, closing transmission channel": a client that hears it expects no
+    /// further reply.
+    fn push_fault_reply<S: MessageSink, G: Gate>(
+        &mut self,
+        reply: &'static [u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        if reply::is_closing(reply) {
+            self.close_injected(reply, io);
+        } else {
+            io.out.push_from(reply, Origin::Fault);
+        }
+    }
+
     /// Closes the session with a reply the gate gave (counted as a fault's, not ours).
     fn close_injected<S: MessageSink, G: Gate>(
         &mut self,
@@ -836,6 +866,10 @@ impl Session {
         io.sink
             .on_outcome(Some(&self.envelope.view(transfer)), size, reply);
         self.reset_transaction(io.sink);
+        if origin == Origin::Fault && reply::is_closing(reply) {
+            // RFC 5321 §3.8, as in `push_fault_reply`.
+            self.mode = Mode::Closed;
+        }
     }
 
     fn count_accepted(&mut self, size: u64) {
@@ -875,6 +909,9 @@ impl Session {
         // command's handler) sequence, then limits. The gate is asked only about a command
         // the protocol would carry out, so an injected fault never hides a sender's bug (a
         // `503` stays a `503`).
+        if self.refused {
+            return self.on_refused_session_line(config, line, io);
+        }
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(error) => return self.on_command_error(config, error, io),
@@ -957,6 +994,24 @@ impl Session {
         }
     }
 
+    /// A command line after a `554` greeting (RFC 5321 §3.1, see [`Session::on_connect`]):
+    /// `QUIT` gets `221` and closes, anything else `503 5.5.1` (counted toward the error
+    /// cap, so a client that never says QUIT is closed after `max_errors`, if the idle
+    /// timeout does not close it first). `BDAT`'s octets are read before its `503`, as
+    /// always (RFC 3030 §2), so they are not taken for commands.
+    fn on_refused_session_line<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        line: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) {
+        match parse_command(line) {
+            Ok(Command::Quit) => self.close_with(reply::BYE, io),
+            Ok(Command::Bdat { size, last }) => self.on_bdat(config, size, last, io),
+            _ => self.reply_error(config, reply::SESSION_REFUSED, io),
+        }
+    }
+
     /// Counts a command that moves no message forward: HELO, EHLO, RSET, NOOP, VRFY, HELP (as
     /// Postfix's `smtpd_junk_command_limit` counts HELO, EHLO, RSET, NOOP, VRFY), an empty
     /// `BDAT` chunk, or a message the session refused (size, bare CR/LF). True once there were
@@ -1016,7 +1071,7 @@ impl Session {
                 if checkpoint == Checkpoint::Rcpt {
                     self.envelope.recipients_refused += 1;
                 }
-                io.out.push_from(reply, Origin::Fault);
+                self.push_fault_reply(reply, io);
                 false
             }
             Gated::Ended => false,

@@ -856,6 +856,117 @@ fn a_gate_can_close_or_hang_up_at_connect_and_at_end_of_data() {
     assert_eq!(sink.aborted, 1);
 }
 
+/// Bug (reviewer B, F6): a fault's `421` instead of a command left the session open (RSET
+/// got `421`, the NOOP behind it `250`). A 421 means the server is closing (RFC 5321 §3.8),
+/// so the session now ends after it, wherever the gate gives it: for a command, after a
+/// pause, for a BDAT chunk (its octets read first) and at the end of data.
+#[test]
+fn a_fault_421_closes_the_session_after_it() {
+    const CLOSING: &[u8] = b"421 4.3.2 bye\r\n";
+    let ehlo = std::str::from_utf8(&config().banner.ehlo)
+        .unwrap()
+        .to_string();
+    let greeting = "220 mx.test ESMTP fastsmtpd\r\n";
+    for (checkpoint, decision, input, before) in [
+        (
+            Checkpoint::Rset,
+            Decision::Refuse(CLOSING),
+            &b"EHLO c\r\nRSET\r\nNOOP\r\n"[..],
+            ehlo.clone(),
+        ),
+        (
+            Checkpoint::Helo,
+            Decision::Refuse(CLOSING),
+            b"HELO c\r\nNOOP\r\n",
+            String::new(),
+        ),
+        (
+            Checkpoint::Mail,
+            Decision::Pause(Some(CLOSING)),
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nNOOP\r\n",
+            ehlo.clone(),
+        ),
+        (
+            Checkpoint::Bdat,
+            Decision::Refuse(CLOSING),
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6 LAST\r\nNOOP\r\nNOOP\r\n",
+            format!("{ehlo}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+        ),
+        (
+            Checkpoint::EndOfData,
+            Decision::Refuse(CLOSING),
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n",
+            format!(
+                "{ehlo}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+            ),
+        ),
+    ] {
+        let mut gate = ScriptedGate {
+            script: vec![(checkpoint, decision)],
+            ..ScriptedGate::default()
+        };
+        let (out, _, sink) = run_gated(input, &mut gate);
+        assert_eq!(
+            out,
+            format!("{greeting}{before}421 4.3.2 bye\r\n"),
+            "{checkpoint:?}: nothing after the 421"
+        );
+        assert!(sink.messages.is_empty(), "{checkpoint:?}");
+    }
+    // Any other refusal leaves the session open, as before.
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Rset, Decision::Refuse(b"450 4.3.2 not now\r\n"))],
+        ..ScriptedGate::default()
+    };
+    let (out, _, _) = run_gated(b"EHLO c\r\nRSET\r\nNOOP\r\n", &mut gate);
+    assert!(
+        out.ends_with("450 4.3.2 not now\r\n250 2.0.0 Ok\r\n"),
+        "{out}"
+    );
+}
+
+/// Bug (reviewer B, F7): a `554` greeting closed the connection at once. RFC 5321 §3.1: a
+/// server that refuses the session with 554 "MUST still wait for the client to send a QUIT
+/// ... and SHOULD respond to any intervening commands with "503 bad sequence of
+/// commands"". Now it does: 503 to everything but QUIT (BDAT's octets read first), 221 to
+/// QUIT, and the error cap still ends a client that never says QUIT.
+#[test]
+fn a_554_greeting_waits_for_quit_and_answers_503_meanwhile() {
+    const REFUSED: &[u8] = b"554 5.7.1 No service\r\n";
+    let refused = std::str::from_utf8(reply::SESSION_REFUSED).unwrap();
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Connect, Decision::Refuse(REFUSED))],
+        ..ScriptedGate::default()
+    };
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nBDAT 6 LAST\r\nNOOP\r\nNOOP\r\nSTARTTLS\r\nAUTH PLAIN\r\nGET / HTTP/1.1\r\nQUIT\r\nNOOP\r\n";
+    let (out, calls, sink) = run_gated(input, &mut gate);
+    assert_eq!(
+        out,
+        format!(
+            "554 5.7.1 No service\r\n{}221 2.0.0 Bye\r\n",
+            refused.repeat(7)
+        )
+    );
+    assert_eq!(calls.last().unwrap().consumed, input.len());
+    assert!(sink.messages.is_empty());
+    assert_eq!(gate.asked.len(), 1, "only the connection was asked about");
+    // A client that never says QUIT meets the error cap.
+    let mut gate = ScriptedGate {
+        script: vec![(Checkpoint::Connect, Decision::Refuse(REFUSED))],
+        ..ScriptedGate::default()
+    };
+    let max = config().max_errors as usize;
+    let (out, _, _) = run_gated("NOOP\r\n".repeat(max + 5).as_bytes(), &mut gate);
+    assert_eq!(
+        out,
+        format!(
+            "554 5.7.1 No service\r\n{}{}",
+            refused.repeat(max),
+            std::str::from_utf8(reply::TOO_MANY_ERRORS).unwrap()
+        )
+    );
+}
+
 #[test]
 fn every_reply_is_counted_once_as_it_is_produced() {
     let config = config();

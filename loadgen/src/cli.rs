@@ -8,7 +8,7 @@
 //! What it does not do: check flags against each other or build the run's settings
 //! (`settings`), or run anything.
 
-use crate::cli_charts::{ChartArgs, SweepArgs};
+use crate::cli_charts::{parse_rate, ChartArgs, SweepArgs, MAX_SWEEP_RATE};
 use crate::units;
 use crate::workload::{self, Sizes};
 use clap::builder::PossibleValue;
@@ -60,7 +60,7 @@ pub enum Command {
         /// Leave out every interval that starts before this much time from the run's start
         /// (500ms, 1s, 2m), in every table and chart [default: the warm-up the log records,
         /// as the run itself left out; none for logs that record none].
-        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
         warmup: Option<Duration>,
         /// Chart outputs.
         #[command(flatten)]
@@ -192,20 +192,20 @@ pub struct RunArgs {
     /// Event-loop threads; connections are spread over them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
-    /// Messages to send (default 10000 unless --duration is given).
+    /// Messages to send, at least 1 (default 10000 unless --duration is given).
     #[arg(long, short = 'n', value_name = "N")]
     pub messages: Option<u64>,
-    /// Run for this long instead of a message count (500ms, 10s, 1.5m, 1h; a bare number is
-    /// seconds; with --sweep, each step's length, default 10s).
-    #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration)]
+    /// Run for this long instead of a message count, at least 1s (10s, 1.5m, 1h; a bare
+    /// number is seconds; with --sweep, each step's length, default 10s).
+    #[arg(long, short = 'd', value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Exclude this first part of the run from the results (a duration, e.g. 2s; rounded up
     /// to whole seconds).
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
     pub warmup: Duration,
     /// Message size (1024, 64K, 1M, 1MiB: K, M, G are 1024-multiples) or a range (1k..64k,
     /// seeded by --seed), headers included; 32 bytes to 1 GiB.
-    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, default_value = "1k",
+    #[arg(long, short = 's', value_name = "SIZE", value_parser = parse_sizes, allow_hyphen_values = true, default_value = "1k",
           conflicts_with_all = ["message_dir", "mbox"])]
     pub size: Sizes,
     /// Send the messages of this directory's *.eml files (one per file) instead of generated
@@ -254,7 +254,7 @@ pub struct RunArgs {
     /// Send content with BDAT (CHUNKING) instead of DATA.
     #[arg(long)]
     pub bdat: bool,
-    /// BDAT transactions in flight per connection (with pipelining).
+    /// BDAT transactions in flight per connection (with pipelining); at least 1.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub inflight: usize,
     /// Greet with HELO NAME instead of EHLO (servers without ESMTP: no pipelining, BDAT,
@@ -308,19 +308,22 @@ pub struct RunArgs {
         help_heading = "TLS and AUTH"
     )]
     pub auth_mech: Option<AuthMechArg>,
-    /// Open loop: intended send rate in messages per second over all threads.
-    #[arg(long, value_name = "R")]
+    /// Open loop: intended send rate in messages per second over all threads (500, 5k,
+    /// 2.5k, 1m; k = 1000, m = 1000000; 0.001 to 10m).
+    #[arg(long, value_name = "R", value_parser = parse_open_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
-    /// Spread the initial connects over this long (a duration, e.g. 500ms).
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "0s")]
+    /// Spread the initial connects over this long (a duration, e.g. 500ms); connections not
+    /// opened yet count as missing, so give a --warmup at least as long.
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
     pub stagger: Duration,
-    /// A reply not received within this counts as a timeout error (a duration, e.g. 30s).
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    /// A reply not received within this counts as a timeout error (a duration, e.g. 30s; at
+    /// least 1ms).
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     pub timeout: Duration,
     /// Open loop: how much of each wait for a send is spun on the clock instead of slept on
     /// the timer: less makes the generator's CPU cheaper and its sends later by the
     /// machine's wake-up latency (0: no spin) [default: 50us].
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub pace_spin: Option<Duration>,
     /// Sender pattern; the letter n in braces becomes the message number.
     #[arg(long, default_value = "loadgen{n}@example.org")]
@@ -344,8 +347,8 @@ pub struct RunArgs {
     /// The rate sweep.
     #[command(flatten)]
     pub sweep: SweepArgs,
-    /// Fail (exit 1) unless this holds: STAGE:pNN<DURATION or errors<N% (repeatable; with
-    /// --sweep, a step passes only if every one holds).
+    /// Fail (exit 1) unless this holds: STAGE:pNN<D (eod:p99<5ms), STAGE:max<D, errors<N%
+    /// or errors<N (repeatable; with --sweep, a step passes only if every one holds).
     #[arg(long, value_name = "EXPR")]
     pub slo: Vec<String>,
     /// No progress output.
@@ -386,6 +389,24 @@ pub fn greeting(args: &RunArgs) -> Result<(bool, String), String> {
         ));
     }
     Ok((helo, name))
+}
+
+/// The lowest `--rate`: one message every 1000 s. Far lower rates put the next send past
+/// any run (and past what the clock can add up).
+pub const MIN_RATE: f64 = 0.001;
+
+/// Parses `--rate`: a rate as `--sweep` takes it ([`parse_rate`]: `500`, `5k`, `1m`), from
+/// [`MIN_RATE`] to [`MAX_SWEEP_RATE`].
+fn parse_open_rate(text: &str) -> Result<f64, String> {
+    let rate = parse_rate(text)?;
+    if !(MIN_RATE..=MAX_SWEEP_RATE).contains(&rate) {
+        return Err(format!(
+            "{:?}: a rate is between 0.001 (one message every 1000 s) and 10m (10000000) \
+             msgs/s",
+            text.trim()
+        ));
+    }
+    Ok(rate)
 }
 
 /// Parses a message size: `1024`, `64k`, `1M`, `1MiB` ([`units::parse_bytes`]), between
@@ -451,6 +472,27 @@ mod tests {
     }
 
     #[test]
+    fn rates_take_multiples_and_stay_in_bounds() {
+        let rate = |text: &str| {
+            Cli::try_parse_from(["smtp-loadgen", "--target", "x:25", "--rate", text])
+                .map(|cli| cli.run.rate.unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(rate("5k"), Ok(5000.0));
+        assert_eq!(rate("2.5k"), Ok(2500.0));
+        assert_eq!(rate("0.001"), Ok(0.001));
+        assert_eq!(rate("10m"), Ok(1e7));
+        for bad in [
+            "1e-300", "0.0009", "10000001", "1e300", "0", "-5", "inf", "NaN",
+        ] {
+            let error = rate(bad).unwrap_err();
+            assert!(error.contains("--rate"), "{bad}: {error}");
+        }
+        let error = rate("1e-300").unwrap_err();
+        assert!(error.contains("between 0.001"), "{error}");
+    }
+
+    #[test]
     fn sizes_and_ranges() {
         assert_eq!(parse_sizes("1024"), Ok(Sizes::Fixed(1024)));
         assert_eq!(parse_sizes("64k"), Ok(Sizes::Fixed(64 * 1024)));
@@ -471,6 +513,21 @@ mod tests {
             "2G",
         ] {
             assert!(parse_sizes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slo_help_names_every_form() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "slo")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap();
+        for form in ["STAGE:pNN<D", "STAGE:max<D", "errors<N%", "errors<N "] {
+            assert!(help.contains(form), "{form} in {help}");
         }
     }
 

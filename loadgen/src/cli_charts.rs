@@ -72,6 +72,7 @@ pub struct SweepArgs {
         long = "sweep",
         value_name = "LOW..HIGH",
         value_parser = parse_rate_range,
+        allow_hyphen_values = true,
         conflicts_with_all = ["rate", "messages"]
     )]
     pub range: Option<RateRange>,
@@ -80,6 +81,7 @@ pub struct SweepArgs {
         long,
         value_name = "R",
         value_parser = parse_rate,
+        allow_hyphen_values = true,
         requires = "range",
         conflicts_with = "steps"
     )]

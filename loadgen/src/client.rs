@@ -494,7 +494,12 @@ impl Client {
             return self.fail(Failure::Desync);
         }
         let Some(expected) = self.expected.pop_front() else {
-            // A reply nobody asked for.
+            if reply.code == 421 {
+                // RFC 5321 §3.8: a server shutting down may say 421 at any point, on an idle
+                // connection too (nothing asked): it is closing, not out of step.
+                return self.fail(Failure::ServiceClosing);
+            }
+            // Any other reply nobody asked for.
             return self.fail(Failure::Desync);
         };
         self.last_reply = Some((expected.stage, reply.code));

@@ -66,6 +66,10 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 64 * 1024;
 /// Wait before reconnecting after a failed connect.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connects started in one turn of the loop at most. Between turns the loop polls, so a
+/// connect's completion is seen (and timed) soon after it happens, not after the thread
+/// has issued every other connect of a large `-c` (which would time the generator).
+const CONNECTS_PER_TURN: usize = 16;
 /// Connections that failed before getting ready (connect refused, greeting, TLS, AUTH ...),
 /// with none ever ready, after which a thread gives up.
 const MAX_SETUP_FAILURES: u64 = 20;
@@ -264,6 +268,9 @@ impl Engine {
             let now = Instant::now();
             self.open_due_connections(now);
             self.start_messages(now);
+            if !self.work_left(now) {
+                self.abandon_setups(now);
+            }
             self.flush_all();
             if self.finished() {
                 break;
@@ -332,11 +339,12 @@ impl Engine {
         !self.work_left(Instant::now()) && self.conns.is_empty()
     }
 
-    /// Open loop: the intended start of the next slot.
+    /// Open loop: the intended start of the next slot (`None` in closed loop, or when it
+    /// lies past what the clock can add up: never due).
     fn next_intended(&self) -> Option<Instant> {
         let rate = self.plan.rate?;
-        let offset = Duration::from_secs_f64(self.next_slot as f64 / rate);
-        Some(self.plan.start + offset)
+        let offset = Duration::try_from_secs_f64(self.next_slot as f64 / rate).ok()?;
+        self.plan.start.checked_add(offset)
     }
 
     /// When to wake up at the latest: the nearest of the interval end, a pending connect, the
@@ -388,15 +396,22 @@ impl Engine {
         remaining > open_capacity + pending_capacity
     }
 
-    /// Opens the pending connections that are due, if still needed (drops them when not).
+    /// Opens the pending connections that are due, if still needed (drops them when not),
+    /// at most [`CONNECTS_PER_TURN`] (the rest stay due: the loop comes back at once).
     /// A slot's first connection makes it alive (within [`SETUP_GRACE`]).
     fn open_due_connections(&mut self, now: Instant) {
         let mut i = 0;
+        let mut opened = 0;
         while i < self.pending_connects.len() {
+            if opened == CONNECTS_PER_TURN {
+                break;
+            }
             let (at, slot) = self.pending_connects[i];
             if at <= now || !self.work_left(now) {
                 self.pending_connects.swap_remove(i);
+                // Asked with this connect no longer pending (it counts among the pending).
                 if self.connection_needed(now) {
+                    opened += 1;
                     let slot = if slot == Slot::New {
                         self.slot_change(now, Slot::New, Slot::Alive);
                         Slot::Alive
@@ -414,8 +429,11 @@ impl Engine {
     }
 
     /// Starts a non-blocking connect to the next target from the next source address and
-    /// registers the socket, for a slot in state `slot`; a failure is retried later.
+    /// registers the socket, for a slot in state `slot`; a failure is retried later. The
+    /// connect is timed from its own start (the clock read here), not from the loop turn's
+    /// `now` shared by every connect of the turn.
     fn connect(&mut self, now: Instant, slot: Slot) {
+        let started = Instant::now().max(now);
         let turn = self.connects;
         self.connects += 1;
         let target = turn % self.plan.targets.len();
@@ -444,13 +462,13 @@ impl Engine {
                     transport: Transport::plain(stream),
                     client: None,
                     target,
-                    connect_started: now,
+                    connect_started: started,
                     out: Output::with_capacity(4096),
                     staging: Vec::new(),
                     staging_pos: 0,
                     body: None,
                     input: Vec::with_capacity(4096),
-                    last_progress: now,
+                    last_progress: started,
                     interest,
                     slot,
                     ready: false,
@@ -684,7 +702,12 @@ impl Engine {
                 self.fail_conn(key, kind, detail, now);
                 return false;
             }
-            // QUIT answered: the server closes; wait for its FIN (read returns 0).
+            // QUIT answered: close now. RFC 5321 §4.1.1.10 has the server close after its
+            // 221 and lets the client close once it has the reply, as smtp-source, swaks
+            // and smtplib do; waiting for the server's FIN would hang on a server that
+            // never sends one (no reply is awaited, so no reply timeout would end it).
+            self.drop_conn(key, None, now);
+            return false;
         }
         conn.input.drain(..pos);
         if client.tls_requested() && !conn.transport.is_tls() {
@@ -726,10 +749,9 @@ impl Engine {
                 let intended = match self.plan.rate {
                     None => None,
                     Some(_) => {
-                        let intended = self.next_intended().expect("open loop has a rate");
-                        if intended > now {
+                        let Some(intended) = self.next_intended().filter(|at| *at <= now) else {
                             break;
-                        }
+                        };
                         self.next_slot += 1;
                         record(
                             &mut self.recorder.send_lateness,
@@ -850,6 +872,33 @@ impl Engine {
             .collect();
         for key in late {
             self.drop_conn(key, Some(ErrorKind::Timeout), now);
+        }
+    }
+
+    /// Once no work is left, closes the connections whose session has been setting up
+    /// (connecting, or awaiting the greeting, EHLO, TLS or AUTH) for longer than
+    /// [`SETUP_GRACE`]: no message can go out on them any more, and a server that never
+    /// answers them would otherwise hold the run's end for up to `--timeout`. Each counts
+    /// as never ready ("awaiting greeting at the run's end"). Younger set-ups (a reconnect
+    /// for `--msgs-per-conn` just before the end) are left to finish with QUIT.
+    fn abandon_setups(&mut self, now: Instant) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| {
+                !conn.client.as_ref().is_some_and(Client::was_ready)
+                    && now >= conn.connect_started + SETUP_GRACE
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            let conn = self.conns.remove(key);
+            let awaiting = conn.client.as_ref().map_or("connect", |client| {
+                client.awaiting().map_or("nothing", |s| s.name())
+            });
+            self.recorder
+                .not_ready(format!("awaiting {awaiting} at the run's end"));
+            self.release_slot(now, conn.slot);
         }
     }
 

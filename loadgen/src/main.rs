@@ -92,13 +92,21 @@ fn main() -> ExitCode {
         }) => report_command(&logs, warmup, &charts),
         None => run(cli.run),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("smtp-loadgen: error: {message}");
             ExitCode::from(2)
         }
+    };
+    if let Some(error) = stdout::write_error() {
+        // The output asked for is lost: never a silent success.
+        eprintln!("smtp-loadgen: error: writing standard output: {error} (output lost)");
+        if code == ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
     }
+    code
 }
 
 /// A load run (or a sweep): settings, the run, its outputs, the verdict.
@@ -334,7 +342,16 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             .get(&ErrorKind::Refused)
             .copied()
             .unwrap_or(0);
-        if refused > 0 && results.total.started == 0 {
+        let in_warmup = results.warmup_accepted();
+        if in_warmup > 0 {
+            // A -n run that ended inside its warm-up (a -d run is measured after it).
+            eprintln!(
+                "smtp-loadgen: nothing was measured: all {in_warmup} accepted message(s) went \
+                 out inside the {} s warm-up, which is left out; send more (-n), shorten \
+                 --warmup, or give --duration (measured after the warm-up)",
+                results.warmup.as_secs()
+            );
+        } else if refused > 0 && results.total.started == 0 {
             let targets: Vec<String> = settings
                 .targets
                 .iter()

@@ -46,6 +46,7 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
         settings.connections,
         start + settings.warmup,
         settings.end(start),
+        !settings.stagger.is_zero(),
     )));
     let handles = start_threads(settings, start, &reports_tx, &slots)?;
     drop(reports_tx);

@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 const DEFAULT_MESSAGES: u64 = 10_000;
 /// Most recipients per message (`--rcpts`).
 const MAX_RCPTS: usize = 10_000;
+/// The shortest `--duration`: results are kept per one-second interval, and a session may
+/// take up to [`SETUP_GRACE`](crate::slots::SETUP_GRACE) (1 s) to set up, so a shorter run
+/// could measure nothing but set-up.
+const MIN_DURATION: Duration = Duration::from_secs(1);
+/// The shortest `--timeout`: the loop checks reply timeouts after each wait, which lasts up
+/// to a millisecond; a shorter timeout would fail replies that came in time.
+const MIN_REPLY_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// A checked load run.
 #[derive(Debug)]
@@ -99,6 +106,20 @@ impl Settings {
         let sources = check_sources(&args.source, &addrs)?;
         if args.connections == 0 || args.threads == 0 {
             return Err("--connections and --threads must be at least 1".into());
+        }
+        if args.messages == Some(0) {
+            return Err("--messages must be at least 1".into());
+        }
+        if args.duration.is_some_and(|d| d < MIN_DURATION) {
+            return Err(
+                "--duration must be at least 1s (results are kept per one-second interval)".into(),
+            );
+        }
+        if args.inflight == 0 {
+            return Err("--inflight must be at least 1 (BDAT transactions in flight)".into());
+        }
+        if args.timeout < MIN_REPLY_TIMEOUT {
+            return Err("--timeout must be at least 1ms".into());
         }
         if args.rcpts == 0 || args.rcpts > MAX_RCPTS {
             return Err(format!("--rcpts must be between 1 and {MAX_RCPTS}"));
@@ -609,6 +630,40 @@ mod tests {
         assert_eq!(s.warmup, Duration::from_secs(2));
         let start = Instant::now();
         assert_eq!(s.end(start), Some(start + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn empty_runs_and_instant_timeouts_are_usage_errors() {
+        let refused = |args: &[&str]| {
+            let mut all = vec!["--target", "127.0.0.1:25"];
+            all.extend(args);
+            settings(&all).unwrap_err()
+        };
+        assert_eq!(refused(&["-n", "0"]), "--messages must be at least 1");
+        // Was accepted, and the header said "BDAT (inflight 0)".
+        assert!(
+            refused(&["--bdat", "--inflight", "0"]).starts_with("--inflight must be at least 1")
+        );
+        for args in [&["-d", "0"][..], &["-d", "5µs"], &["-d", "999ms"]] {
+            let error = refused(args);
+            assert!(
+                error.starts_with("--duration must be at least 1s"),
+                "{error}"
+            );
+        }
+        for args in [
+            &["--timeout", "0"][..],
+            &["--timeout", "5µs"],
+            &["--timeout", "0.0000000001ns"],
+        ] {
+            assert_eq!(refused(args), "--timeout must be at least 1ms");
+        }
+        // The shortest accepted.
+        for args in [&["-n", "1"][..], &["-d", "1s"], &["--timeout", "1ms"]] {
+            let mut all = vec!["--target", "127.0.0.1:25"];
+            all.extend(args);
+            assert!(settings(&all).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

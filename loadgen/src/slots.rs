@@ -15,7 +15,9 @@
 //! fails (refused, `421`/`554` greeting, reset, timeout, TLS or AUTH refused), or a set-up
 //! takes longer than [`SETUP_GRACE`], until a session of it is set up again. A slot the run
 //! no longer needs (its share of `-n` is sent, or the run's end) is **retired** and no longer
-//! counted.
+//! counted. With `--stagger`, a slot not **opened** yet is short as a down one is: during the measured time a connection that was asked for and not there is
+//! missing, whatever the reason (the figures say how long some were still unopened, so the
+//! message can name `--stagger`).
 //!
 //! What it does not do: open or close connections (the engine does, and tells it), or print
 //! (`report::connections` renders the figures).
@@ -36,7 +38,8 @@ pub const FEWER_TOLERANCE: f64 = 0.01;
 /// Where a slot stands in the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
-    /// Not opened yet (its first connect is scheduled for later: `--stagger`); not counted.
+    /// Not opened yet (its first connect is scheduled for later: `--stagger`); short, as
+    /// down is.
     New,
     /// Alive: a session set up, or being set up within [`SETUP_GRACE`].
     Alive,
@@ -57,10 +60,17 @@ pub struct SlotFigures {
     /// The fewest slots alive at once during the measured window (slots not yet opened or
     /// retired left out).
     pub least_alive: usize,
-    /// Alive slots integrated over the measured window, in slot-nanoseconds.
+    /// Alive slots integrated over the measured window, in slot-nanoseconds (a slot whose
+    /// session is being set up counts, within [`SETUP_GRACE`]).
     pub alive_nanos: u128,
-    /// Nanoseconds of the measured window during which some slot was down.
+    /// Sessions set up integrated over the measured window, in session-nanoseconds (at
+    /// most `most_ready` times the window: comparable with it, as `alive_nanos` is not).
+    pub ready_nanos: u128,
+    /// Nanoseconds of the measured window during which some slot was down or not opened yet.
     pub fewer_nanos: u128,
+    /// Nanoseconds of the measured window during which some slot was not opened yet
+    /// (`--stagger` reaching into the measured time; part of `fewer_nanos`).
+    pub unopened_nanos: u128,
     /// `--allow-fewer-connections`: a shortfall is reported but does not fail the run.
     pub allowed: bool,
 }
@@ -69,6 +79,11 @@ impl SlotFigures {
     /// The time-weighted mean of slots alive over `measured`.
     pub fn alive_mean(&self, measured: Duration) -> f64 {
         self.alive_nanos as f64 / (measured.as_nanos() as f64).max(1.0)
+    }
+
+    /// The time-weighted mean of sessions set up over `measured`.
+    pub fn ready_mean(&self, measured: Duration) -> f64 {
+        self.ready_nanos as f64 / (measured.as_nanos() as f64).max(1.0)
     }
 
     /// The share of `measured` during which fewer slots than asked for were alive (0..=1).
@@ -99,6 +114,12 @@ pub struct SlotAccount {
     alive: usize,
     /// Slots down now.
     down: usize,
+    /// Slots not opened yet.
+    new: usize,
+    /// Whether the first connects are spread (`--stagger`): only then is a slot not opened
+    /// yet short (without, the first connects all happen at the start, and the moment
+    /// before the loop gets to them is set-up, not a missing connection).
+    staggered: bool,
     /// Sessions set up now (a subset of the alive slots: those not in a set-up).
     ready: usize,
     /// When `alive` and `down` last changed (integrated up to here).
@@ -110,13 +131,21 @@ pub struct SlotAccount {
 }
 
 impl SlotAccount {
-    /// An account for `requested` slots, measured from `window_start` to `window_end`.
-    pub fn new(requested: usize, window_start: Instant, window_end: Option<Instant>) -> Self {
+    /// An account for `requested` slots, measured from `window_start` to `window_end`
+    /// (`staggered`: the first connects are spread over time).
+    pub fn new(
+        requested: usize,
+        window_start: Instant,
+        window_end: Option<Instant>,
+        staggered: bool,
+    ) -> Self {
         SlotAccount {
             window_start,
             window_end,
             alive: 0,
             down: 0,
+            new: requested,
+            staggered,
             ready: 0,
             since: window_start,
             seen: false,
@@ -136,12 +165,14 @@ impl SlotAccount {
         match from {
             Slot::Alive => self.alive = self.alive.saturating_sub(1),
             Slot::Down => self.down = self.down.saturating_sub(1),
-            Slot::New | Slot::Retired => {}
+            Slot::New => self.new = self.new.saturating_sub(1),
+            Slot::Retired => {}
         }
         match to {
             Slot::Alive => self.alive += 1,
             Slot::Down => self.down += 1,
-            Slot::New | Slot::Retired => {}
+            Slot::New => self.new += 1,
+            Slot::Retired => {}
         }
     }
 
@@ -175,11 +206,17 @@ impl SlotAccount {
         let nanos = (to - from).as_nanos();
         let figures = &mut self.figures;
         figures.alive_nanos += nanos * self.alive as u128;
-        if self.down > 0 {
+        figures.ready_nanos += nanos * self.ready as u128;
+        let unopened = if self.staggered { self.new } else { 0 };
+        if self.down + unopened > 0 {
             figures.fewer_nanos += nanos;
         }
+        if unopened > 0 {
+            figures.unopened_nanos += nanos;
+        }
         figures.most_ready = figures.most_ready.max(self.ready);
-        // Only time during which some slot was wanted says how few were alive.
+        // Only time during which some slot was opened and wanted says how few were alive
+        // (not the instant before the first connects).
         if self.alive + self.down > 0 {
             figures.least_alive = if self.seen {
                 figures.least_alive.min(self.alive)
@@ -203,7 +240,7 @@ mod tests {
     fn a_slot_down_for_part_of_the_window_is_counted_from_the_window_start() {
         let t0 = Instant::now();
         // Warm-up of 1 s, then 2 s measured.
-        let mut account = SlotAccount::new(3, t0 + ms(1000), Some(t0 + ms(3000)));
+        let mut account = SlotAccount::new(3, t0 + ms(1000), Some(t0 + ms(3000)), false);
         for _ in 0..3 {
             account.change(t0, Slot::New, Slot::Alive);
             account.session(t0, true);
@@ -228,6 +265,7 @@ mod tests {
         let measured = ms(2000);
         assert_eq!(figures.fewer_fraction(measured), 0.5);
         assert_eq!(figures.alive_mean(measured), 2.5);
+        assert_eq!(figures.ready_mean(measured), 2.5);
         assert!(figures.fewer(measured) && figures.fails(measured));
         let allowed = SlotFigures {
             allowed: true,
@@ -237,12 +275,38 @@ mod tests {
     }
 
     #[test]
-    fn retired_and_unopened_slots_are_not_counted_and_a_short_blip_is_tolerated() {
+    fn slots_never_opened_within_the_window_are_short() {
+        // --stagger 10s over a 2 s run: 2 of 10 slots open, the other 8 never do.
         let t0 = Instant::now();
-        let mut account = SlotAccount::new(2, t0, None);
+        let mut account = SlotAccount::new(10, t0, Some(t0 + ms(2000)), true);
         account.change(t0, Slot::New, Slot::Alive);
-        // The second slot opens later (--stagger): not short meanwhile.
-        account.change(t0 + ms(300), Slot::New, Slot::Alive);
+        account.change(t0 + ms(1000), Slot::New, Slot::Alive);
+        for _ in 0..8 {
+            account.change(t0 + ms(2000), Slot::New, Slot::Retired);
+        }
+        let figures = account.finish(t0 + ms(2000));
+        assert_eq!(figures.fewer_nanos, ms(2000).as_nanos());
+        assert_eq!(figures.unopened_nanos, ms(2000).as_nanos());
+        assert_eq!(figures.least_alive, 1);
+        assert_eq!(figures.alive_mean(ms(2000)), 1.5);
+        // Opened but never set up (a server that does not greet): alive within the grace,
+        // never set up, so the mean of sessions set up stays within the most at once.
+        let mut account = SlotAccount::new(1, t0, Some(t0 + ms(2000)), false);
+        account.change(t0, Slot::New, Slot::Alive);
+        account.change(t0 + ms(1000), Slot::Alive, Slot::Down);
+        let figures = account.finish(t0 + ms(2000));
+        assert_eq!(figures.alive_mean(ms(2000)), 0.5);
+        assert_eq!((figures.most_ready, figures.ready_mean(ms(2000))), (0, 0.0));
+        assert!(figures.fails(ms(2000)));
+    }
+
+    #[test]
+    fn retired_slots_are_not_counted_and_a_short_blip_or_stagger_is_tolerated() {
+        let t0 = Instant::now();
+        let mut account = SlotAccount::new(2, t0, None, true);
+        account.change(t0, Slot::New, Slot::Alive);
+        // The second slot opens 30 ms later (--stagger): 0.3% of the time short.
+        account.change(t0 + ms(30), Slot::New, Slot::Alive);
         // A reset at 5 s, back 50 ms later: 0.5% of 10 s.
         account.change(t0 + ms(5000), Slot::Alive, Slot::Down);
         account.change(t0 + ms(5050), Slot::Down, Slot::Alive);
@@ -251,9 +315,22 @@ mod tests {
         // Threads read the clock before locking: an instant out of order changes nothing.
         account.change(t0 + ms(8999), Slot::Alive, Slot::Alive);
         let figures = account.finish(t0 + ms(10_000));
-        assert_eq!(figures.fewer_nanos, ms(50).as_nanos());
+        assert_eq!(figures.fewer_nanos, ms(80).as_nanos());
+        assert_eq!(figures.unopened_nanos, ms(30).as_nanos());
         assert_eq!(figures.least_alive, 1);
         assert!(!figures.fewer(ms(10_000)));
+        // Opened only during the warm-up: not short.
+        let mut account = SlotAccount::new(2, t0 + ms(1000), None, true);
+        account.change(t0, Slot::New, Slot::Alive);
+        account.change(t0 + ms(900), Slot::New, Slot::Alive);
+        let figures = account.finish(t0 + ms(3000));
+        assert_eq!((figures.fewer_nanos, figures.least_alive), (0, 2));
+        // Without --stagger, the moment before the loop opens the first connects is set-up.
+        let mut account = SlotAccount::new(2, t0, None, false);
+        account.change(t0 + ms(5), Slot::New, Slot::Alive);
+        account.change(t0 + ms(5), Slot::New, Slot::Alive);
+        let figures = account.finish(t0 + ms(20));
+        assert_eq!((figures.fewer_nanos, figures.unopened_nanos), (0, 0));
         // Not tracked at all: never "fewer".
         assert!(!SlotFigures::default().fewer(ms(10_000)));
     }

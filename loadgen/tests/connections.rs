@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{loadgen, scratch, Run};
+use common::{loadgen, scratch, Run, Stub, StubScript};
 use fastsmtpd::config::Config;
 use fastsmtpd::server::{self, ServerHandle};
 use std::time::Duration;
@@ -102,7 +102,7 @@ fn fewer_connections_than_asked_for_fail_the_run_and_are_said_first() {
         "smtpd_client_connection_count_limit",
         "smtp_accept_max_per_host",
         "--allow-fewer-connections",
-        "exit status 3",
+        "This run exits with status 3",
     ] {
         assert!(run.stderr.contains(needle), "{needle:?} in {}", run.stderr);
     }
@@ -209,4 +209,23 @@ fn a_connection_dropped_mid_run_is_not_alive_until_it_is_back() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_stagger_longer_than_the_run_is_a_shortfall_that_names_it() {
+    // --stagger 10s over a 2 s run: most connections are never opened. They were asked
+    // for and missing, so the run is not "sustained" and exits 3, naming --stagger.
+    let stub = Stub::start(StubScript::default());
+    let run = loadgen(
+        stub.addr,
+        &["-c", "10", "-d", "2s", "--rate", "200", "--stagger", "10s"],
+    );
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let totals = &run.json()["totals"];
+    assert_eq!(totals["connections_fewer"], true, "{totals:#}");
+    assert!(totals["connections_established"].as_u64().unwrap() < 10);
+    assert!(totals["connections_unopened_seconds"].as_f64().unwrap() > 1.0);
+    assert!(!run.stdout.contains("msgs/s sustained"), "{}", run.stdout);
+    assert!(run.stdout.contains("NOT sustained"), "{}", run.stdout);
+    assert!(run.stderr.contains("--stagger spread"), "{}", run.stderr);
 }

@@ -318,11 +318,11 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
         (&["--target", "127.0.0.1:25", "--size", "10"], "at least"),
         (
             &["--target", "127.0.0.1:25", "--size", "64x"],
-            "unknown size unit",
+            "unknown unit \"x\" (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)",
         ),
         (
             &["--target", "127.0.0.1:25", "--size", "1.5M"],
-            "whole numbers",
+            "a size is a whole number (use a smaller unit: 1536K, not 1.5M)",
         ),
         (&["--target", "127.0.0.1:25", "--timeout=-1s"], "negative"),
         (
@@ -339,8 +339,29 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
         (&["--target", "127.0.0.1:25", "--ehlo", "a b"], "domain"),
         (&["--target", "127.0.0.1:25", "--size", "64k..1k"], "empty"),
         (&["--target", "127.0.0.1:25", "-d", "5 parsecs"], "duration"),
+        // A value starting with '-' reaches the parser (not clap's "unexpected argument").
+        (
+            &["--target", "127.0.0.1:25", "--warmup", "-1s"],
+            "\"-1s\": a duration cannot be negative",
+        ),
+        (
+            &["--target", "127.0.0.1:25", "--size", "-1"],
+            "\"-1\": a size cannot be negative",
+        ),
+        (
+            &["--target", "127.0.0.1:25", "--timeout", "5x"],
+            "unknown unit \"x\" (ns, us, µs, ms, s, m, h, d)",
+        ),
         (&["--target", "127.0.0.1:25", "--rate", "0"], "--rate"),
         (&["--target", "127.0.0.1:25", "--rate=-5"], "--rate"),
+        // A rate so low its second send lies past what the clock can add up.
+        (
+            &["--target", "127.0.0.1:25", "--rate", "1e-300"],
+            "between 0.001",
+        ),
+        (&["--target", "127.0.0.1:25", "-n", "0"], "--messages"),
+        (&["--target", "127.0.0.1:25", "-d", "0"], "--duration"),
+        (&["--target", "127.0.0.1:25", "--timeout", "0"], "--timeout"),
         (&["--target", "127.0.0.1:25", "-c", "0"], "--connections"),
         (&["--target", "127.0.0.1:25", "--rcpts", "0"], "--rcpts"),
         (&["--target", "127.0.0.1:25", "--bdat", "--helo"], "--helo"),

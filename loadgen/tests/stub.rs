@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{loadgen, Stub, StubScript};
+use common::{loadgen, loadgen_within, Stub, StubScript};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[test]
@@ -170,4 +171,200 @@ fn a_closed_port_fails_the_run_with_a_clear_message() {
         run.stderr
     );
     assert!(run.errors("refused") > 0);
+}
+
+/// How long a run that must end by itself may take before the test calls it a hang (the
+/// runs below take well under a second when they do not hang).
+const HANG: Duration = Duration::from_secs(20);
+
+/// Waits (bounded) until the stub has seen `n` connections closed by the client.
+#[track_caller]
+fn wait_closed_by_client(stub: &Stub, n: u64) {
+    let deadline = std::time::Instant::now() + HANG;
+    while stub.counts.closed_by_client.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client closed {} of {n} connections",
+            stub.counts.closed_by_client.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_server_that_keeps_the_connection_open_after_221_does_not_hold_the_run() {
+    // RFC 5321 §4.1.1.10: the server closes after its 221, and the client may close once it
+    // has it. This one never closes; the generator used to wait for its FIN for ever (no
+    // reply awaited, so no --timeout either).
+    let stub = Stub::start(StubScript {
+        hold_after_quit: true,
+        ..StubScript::default()
+    });
+    let mut sessions = 0;
+    for (args, messages, connections) in [
+        (&["-c", "1", "-n", "1"][..], 1, 1),
+        (&["-c", "1", "-n", "3", "--msgs-per-conn", "1"], 3, 3),
+        (&["-c", "2", "-n", "4", "--msgs-per-conn", "2"], 4, 2),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--timeout", "60s"]);
+        let run = loadgen_within(stub.addr, &all, HANG);
+        run.assert_clean();
+        assert_eq!(run.total("accepted"), messages, "{}", run.stdout);
+        assert_eq!(run.code_count("quit", 221), connections);
+        sessions += connections;
+        wait_closed_by_client(&stub, sessions);
+    }
+    // A duration run ends at its end too.
+    let run = loadgen_within(
+        stub.addr,
+        &[
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--rate",
+            "50",
+            "--msgs-per-conn",
+            "5",
+        ],
+        HANG,
+    );
+    run.assert_clean();
+    assert!(run.code_count("quit", 221) >= 2, "{}", run.stdout);
+}
+
+#[test]
+fn connections_still_awaiting_the_greeting_do_not_hold_the_end_of_a_run() {
+    // A server that accepts but never greets (connections queued past a process limit
+    // look like this). Once -d is over no message can go out on them: the run ends at
+    // once instead of after --timeout, and says they never got ready.
+    let stub = Stub::start(StubScript {
+        silent: true,
+        ..StubScript::default()
+    });
+    let run = loadgen_within(
+        stub.addr,
+        &["-c", "3", "-d", "2s", "--timeout", "60s"],
+        HANG,
+    );
+    // Nothing was accepted (exit 1, which comes before the shortfall's 3).
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("WARNING: fewer connections"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.total("accepted"), 0);
+    assert_eq!(
+        run.json()["totals"]["connections_never_ready"]["awaiting greeting at the run's end"],
+        3,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.errors("timeout"), 0, "{}", run.stdout);
+    wait_closed_by_client(&stub, 3);
+}
+
+#[test]
+fn sends_that_went_out_late_are_not_a_sustained_rate() {
+    // The server holds every reply for 300 ms once, early in a 2 s open-loop run; the
+    // generator catches up afterwards, so the rate is reached and every send started, but
+    // a sixth of them went out up to 300 ms late: the offered load did not run as asked.
+    let stub = Stub::start(StubScript {
+        stall: Some((200, Duration::from_millis(300))),
+        ..StubScript::default()
+    });
+    let run = loadgen(
+        stub.addr,
+        &["-c", "4", "-d", "2s", "--rate", "500", "--pipelining", "on"],
+    );
+    run.assert_clean();
+    assert!(
+        run.latency_ms("send_lateness", "p99_ms") >= 100.0,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("msgs/s sustained"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("NOT sustained on time"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_run_that_ends_inside_its_warm_up_says_so() {
+    // 20 messages take a few milliseconds: all of them inside the 1 s warm-up. The run
+    // measured nothing (exit 1), but mail was accepted: it must not say otherwise.
+    let stub = Stub::start(StubScript::default());
+    let run = loadgen(stub.addr, &["-c", "2", "-n", "20", "--warmup", "1s"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(stub.messages(), 20);
+    assert!(
+        !run.stderr.contains("no message was accepted"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "nothing was measured: all 20 accepted message(s) went out inside the 1 s warm-up"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_summary_that_cannot_be_written_is_not_a_silent_success() {
+    // stdout on a full device: the write fails (ENOSPC), unlike a reader that left (a
+    // closed pipe stays quiet, see logs_and_cli). The summary is lost: say so, exit 1.
+    let stub = Stub::start(StubScript::default());
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        "exec \"$0\" --target \"$1\" -q -c 1 -n 5 >/dev/full",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (status, _, stderr) = common::run_bounded(command, HANG);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: writing standard output: No space left on device"),
+        "{stderr}"
+    );
+    assert_eq!(stub.messages(), 5);
+    // A reader that left (| true) is not an error: quiet, exit 0.
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        "\"$0\" --target \"$1\" -q -c 1 -n 5 | true; echo \"status ${PIPESTATUS[0]}\" >&2",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (_, _, stderr) = common::run_bounded(command, HANG);
+    assert!(stderr.ends_with("status 0\n"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn each_connect_is_timed_from_its_own_start() {
+    // 100 connects due at once. They used to share one start (the loop turn's clock) and be
+    // seen complete only after the thread had issued all of them: every connect then
+    // measured the same span, the generator's batch (p50 = max). Each is now timed from its
+    // own start, and completions are polled for between small batches.
+    let stub = Stub::start(StubScript::default());
+    let run = loadgen(stub.addr, &["-c", "100", "-n", "200"]);
+    run.assert_clean();
+    let latency = &run.json()["latency"]["connect"];
+    assert_eq!(latency["count"], 100, "{latency:#}");
+    let (p50, max) = (
+        run.latency_ms("connect", "p50_ms"),
+        run.latency_ms("connect", "max_ms"),
+    );
+    assert!(
+        p50 < max,
+        "connect p50 {p50} ms, max {max} ms\n{}",
+        run.stdout
+    );
 }

@@ -1209,6 +1209,40 @@ fn a_reply_when_none_is_awaited_is_a_desync() {
 }
 
 #[test]
+fn a_421_at_any_point_is_the_server_closing_not_a_desync() {
+    // A server shutting down says 421 on idle connections too (RFC 5321 §3.8): with no
+    // reply awaited, after the greeting, in the middle of a transaction, after QUIT.
+    let w = workload(1, Pipelining::On, false, 1);
+    let mut c = Conversation::new(&w, 1);
+    c.hold = true;
+    c.feed(b"220 mx\r\n250 mx\r\n");
+    assert_eq!(c.end(), End::Idle);
+    c.feed(b"421 4.3.2 Error: service shutting down, closing connection\r\n");
+    assert_eq!(c.end(), End::Failed(Failure::ServiceClosing));
+    let description = describe_failure(
+        Failure::ServiceClosing,
+        &w,
+        b"421 4.3.2 Error: service shutting down, closing connection\r\n",
+    );
+    assert!(description.starts_with("the server closed the session: 421"));
+    for (stream, stage) in [
+        (&b"421 busy\r\n"[..], Stage::Greeting),
+        (b"220 mx\r\n421 bye\r\n", Stage::Ehlo),
+        (b"220 mx\r\n250 PIPELINING\r\n421 bye\r\n", Stage::Mail),
+    ] {
+        let mut c = Conversation::new(&w, 1);
+        c.feed(stream);
+        assert_eq!(c.end(), End::Failed(Failure::ServiceClosing), "{stage:?}");
+        assert_eq!(c.replies().last(), Some(&(stage, 421)));
+    }
+    // Any other reply nobody asked for is still a desync.
+    let mut c = Conversation::new(&w, 1);
+    c.hold = true;
+    c.feed(b"220 mx\r\n250 mx\r\n220 again\r\n");
+    assert_eq!(c.end(), End::Failed(Failure::Desync));
+}
+
+#[test]
 fn garbage_is_an_error_at_every_cut() {
     let w = workload(1, Pipelining::On, false, 1);
     let good = b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n";

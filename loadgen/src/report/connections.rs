@@ -40,11 +40,11 @@ pub fn warning(results: &Results) -> Option<String> {
     }
     Some(format!(
         "{WARNING_PREFIX} than the {} asked for were alive during {:.1}% of the measured time \
-         ({} set up at most at once, {:.1} alive on average): these figures are not those of {} connections",
+         ({} set up at most at once, {:.1} set up on average): these figures are not those of {} connections",
         c.requested,
         100.0 * c.fewer_fraction(measured),
         c.most_ready,
-        c.alive_mean(measured),
+        c.ready_mean(measured),
         c.requested
     ))
 }
@@ -80,9 +80,14 @@ pub fn json_fields(results: &Results) -> serde_json::Map<String, serde_json::Val
     put("connections_established", c.most_ready.into());
     put("connections_alive_min", c.least_alive.into());
     put("connections_alive_mean", c.alive_mean(measured).into());
+    put("connections_ready_mean", c.ready_mean(measured).into());
     put(
         "connections_fewer_seconds",
         (c.fewer_nanos as f64 / 1e9).into(),
+    );
+    put(
+        "connections_unopened_seconds",
+        (c.unopened_nanos as f64 / 1e9).into(),
     );
     put(
         "connections_fewer_fraction",
@@ -111,8 +116,12 @@ pub fn failure_message(results: &Results) -> String {
             .sum()
     };
     let refused = count(&|r| r.starts_with("greeting 4") || r.starts_with("greeting 5"));
-    let connect = count(&|r| r.starts_with("connect "));
-    let slow = count(&|r| r.starts_with("timeout awaiting"));
+    // Set-ups still under way when the run ended (see the engine) waited as long as the
+    // run let them: slow, as a timeout is.
+    let connect = count(&|r| r.starts_with("connect ") || r == "awaiting connect at the run's end");
+    let slow = count(&|r| r.starts_with("timeout awaiting") || r.ends_with("at the run's end"));
+    // Slots not opened yet (--stagger) for most of the short time.
+    let unopened = c.unopened_nanos > 0 && c.unopened_nanos * 2 >= c.fewer_nanos;
     let mut out = format!(
         "fewer connections than asked for: at most {} of {} set up at once, fewer than {} \
          alive during {:.1}% of the measured time",
@@ -130,31 +139,53 @@ pub fn failure_message(results: &Results) -> String {
         );
     }
     out.push('\n');
-    let likely = if refused > 0 {
-        "the server refused connections past a limit (one load generator is one client \
-         address): fastsmtpd's --max-connections-per-ip (default 50 per client address) or \
-         --max-connections, Postfix's anvil smtpd_client_connection_count_limit (default 50), \
-         Exim's smtp_accept_max_per_host or smtp_accept_max"
-            .to_string()
+    // The likely cause, and what to do about that cause (a server that is down has no
+    // limit to raise).
+    let (likely, advice) = if unopened && never.is_empty() {
+        (
+            "--stagger spread the first connects into the measured time (some connections \
+             were not opened yet, or never: a --stagger longer than the run)"
+                .to_string(),
+            "Give a --warmup at least as long as --stagger, or a shorter --stagger",
+        )
+    } else if refused > 0 {
+        (
+            "the server refused connections past a limit (one load generator is one client \
+             address): fastsmtpd's --max-connections-per-ip (default 50 per client address) \
+             or --max-connections, Postfix's anvil smtpd_client_connection_count_limit \
+             (default 50), Exim's smtp_accept_max_per_host or smtp_accept_max"
+                .to_string(),
+            "Raise the server's limit, connect from several --source addresses, or lower \
+             --connections",
+        )
     } else if connect > 0 {
-        "connects failed: is the server up, its listen backlog full, or this host out of \
-         ephemeral ports (spread connections over several --source addresses)?"
-            .to_string()
+        (
+            "connects failed or never completed: the server is down or not listening at the \
+             target, its listen backlog is full, or this host is out of ephemeral ports"
+                .to_string(),
+            "Check that the server listens at --target; for ephemeral ports, connect from \
+             several --source addresses",
+        )
     } else if slow > 0 || never.is_empty() {
-        format!(
-            "sessions took longer than {} s to set up, or failed during the run (see the \
-             errors): a server that queues connections past a process limit (Postfix's \
-             default_process_limit, 100) or is overloaded",
-            SETUP_GRACE.as_secs()
+        (
+            format!(
+                "sessions took longer than {} s to set up, or failed during the run (see the \
+                 errors): a server that queues connections past a process limit (Postfix's \
+                 default_process_limit, 100) or is overloaded",
+                SETUP_GRACE.as_secs()
+            ),
+            "Raise the server's process limit, or lower --connections",
         )
     } else {
-        "the sessions failed to set up (see the reasons above and the errors)".to_string()
+        (
+            "the sessions failed to set up (see the reasons above and the errors)".to_string(),
+            "Fix what the reasons above name",
+        )
     };
     let _ = write!(
         out,
-        "likely cause: {likely}.\nRaise the server's limit, connect from several --source \
-         addresses, or lower --connections; or pass --allow-fewer-connections to accept the \
-         run as it was (exit status 3)."
+        "likely cause: {likely}.\n{advice}. This run exits with status 3; with \
+         --allow-fewer-connections such a run is reported the same but does not fail."
     );
     out
 }
@@ -180,8 +211,10 @@ mod tests {
             most_ready: 50,
             least_alive: 50,
             alive_nanos: 50 * 2_000_000_000,
+            ready_nanos: 50 * 2_000_000_000,
             fewer_nanos: 2_000_000_000,
             allowed: false,
+            unopened_nanos: 0,
         };
         results
     }
@@ -192,7 +225,7 @@ mod tests {
         assert_eq!(
             lines(&results),
             "WARNING: fewer connections than the 60 asked for were alive during 100.0% of the \
-             measured time (50 set up at most at once, 50.0 alive on average): these figures are not those \
+             measured time (50 set up at most at once, 50.0 set up on average): these figures are not those \
              of 60 connections\n\
              connections that never got ready: 201 (greeting 421: 200, connect failed: 1)\n"
         );
@@ -211,6 +244,58 @@ mod tests {
         assert!(message.contains("smtpd_client_connection_count_limit"));
         assert!(message.contains("smtp_accept_max_per_host"));
         assert!(message.contains("--allow-fewer-connections"));
+        assert!(message.contains("Raise the server's limit"), "{message}");
+        assert!(!message.contains("?."), "{message}");
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_not_told_to_raise_a_limit() {
+        let mut results = Results::new(1);
+        results.measured = Duration::from_secs(2);
+        results.connections = refused_run().connections;
+        let mut r = Recorder::new();
+        for _ in 0..20 {
+            r.not_ready("connect failed".into());
+        }
+        results.add(0, 0, false, &r, true);
+        let message = failure_message(&results);
+        assert!(message.contains("not listening at the target"), "{message}");
+        assert!(
+            message.contains("Check that the server listens"),
+            "{message}"
+        );
+        assert!(!message.contains("Raise"), "{message}");
+        assert!(!message.contains("?."), "{message}");
+        // The exit status is the run's, not the flag's.
+        assert!(
+            message.ends_with(
+                "This run exits with status 3; with --allow-fewer-connections such a run is \
+                 reported the same but does not fail."
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn set_ups_cut_short_by_the_end_of_the_run_read_as_slow_set_ups() {
+        let mut results = Results::new(1);
+        results.measured = Duration::from_secs(2);
+        results.connections = refused_run().connections;
+        let mut r = Recorder::new();
+        for _ in 0..40 {
+            r.not_ready("awaiting greeting at the run's end".into());
+        }
+        results.add(0, 0, false, &r, true);
+        let message = failure_message(&results);
+        assert!(
+            message.contains("took longer than 1 s to set up"),
+            "{message}"
+        );
+        let mut r = Recorder::new();
+        r.not_ready("awaiting connect at the run's end".into());
+        results.add(0, 1, false, &r, true);
+        let message = failure_message(&results);
+        assert!(message.contains("listen backlog"), "{message}");
     }
 
     #[test]
@@ -222,8 +307,10 @@ mod tests {
             most_ready: 4,
             least_alive: 4,
             alive_nanos: 8_000_000_000,
+            ready_nanos: 8_000_000_000,
             fewer_nanos: 1_000_000,
             allowed: false,
+            unopened_nanos: 0,
         };
         assert_eq!(lines(&results), "");
         assert_eq!(warning(&results), None);

@@ -30,13 +30,28 @@ pub fn millis(nanos: u64) -> f64 {
     nanos as f64 / 1e6
 }
 
-/// One table row: count and percentiles in milliseconds.
+/// The value of `h` at percentile `q` in milliseconds (3 decimals), or `-` when `h` holds
+/// nothing (0.000 would read as a measured zero).
+fn percentile_ms(h: &Histogram<u64>, q: f64) -> String {
+    if h.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.3}", millis(h.value_at_percentile(q)))
+    }
+}
+
+/// One table row: count and percentiles in milliseconds (`-` for a row with no data).
 fn latency_row(name: &str, h: &Histogram<u64>) -> String {
     let mut row = format!("{name:<18}{:>10}", h.len());
     for (_, q) in PERCENTILES {
-        let _ = write!(row, "{:>10.3}", millis(h.value_at_percentile(q)));
+        let _ = write!(row, "{:>10}", percentile_ms(h, q));
     }
-    let _ = write!(row, "{:>10.3}", millis(h.max()));
+    let max = if h.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.3}", millis(h.max()))
+    };
+    let _ = write!(row, "{max:>10}");
     row
 }
 
@@ -72,6 +87,23 @@ fn latency_table(recorder: &Recorder, open_loop: bool) -> String {
     table
 }
 
+/// The send lateness p99 (nanoseconds) past which an open loop that reached its rate is
+/// not "sustained": its sends went out late and caught up. 10 ms: far above the
+/// generator's own floor (the machine's wake-up latency, well under a millisecond on an
+/// idle machine), far below a server stall worth reporting.
+pub const LATE_SEND_LIMIT: u64 = 10_000_000;
+
+/// The most TLS handshakes in one measured second.
+fn peak_handshakes(results: &Results) -> u64 {
+    results
+        .intervals
+        .values()
+        .filter(|i| !i.warmup)
+        .map(|i| i.handshakes)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The human summary printed at the end of a run (`target_rate`: the open loop's `--rate`).
 pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> String {
     let total = &results.total;
@@ -92,13 +124,17 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
         total.accepted_bytes as f64 / secs.max(1e-9) / 1e6
     );
     if total.handshakes() > 0 {
+        // Handshakes come in bursts (at connect): the average over the run says little
+        // about the rate a server sustained, so the busiest second is said too.
         let _ = writeln!(
             out,
-            "tls handshakes: {} ({} resumed, {} full), {:.1}/s",
+            "tls handshakes: {} ({} resumed, {} full), {:.1}/s averaged over the measured \
+             {secs:.2} s, at most {} in one second",
             total.handshakes(),
             total.handshakes_resumed,
             total.handshakes_full,
-            total.handshakes() as f64 / secs.max(1e-9)
+            total.handshakes() as f64 / secs.max(1e-9),
+            peak_handshakes(results)
         );
     }
     if let Some(rate) = target_rate {
@@ -107,10 +143,24 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
             let _ = writeln!(
                 out,
                 "WARNING: target rate {rate:.1} msgs/s NOT sustained: achieved {achieved:.1} msgs/s \
-                 ({:.1}%), {} sends never started, send lateness p99 {:.3} ms",
+                 ({:.1}%), {} sends never started, send lateness p99 {}",
                 100.0 * achieved / rate,
                 results.backlog,
-                millis(total.send_lateness.value_at_percentile(99.0))
+                match percentile_ms(&total.send_lateness, 99.0).as_str() {
+                    "-" => "- (no send)".to_string(),
+                    ms => format!("{ms} ms"),
+                }
+            );
+        } else if total.send_lateness.value_at_percentile(99.0) > LATE_SEND_LIMIT {
+            // Every send started and the rate was reached, but by catching up: sends waited
+            // for a free connection (a server stall) or for the CPU.
+            let _ = writeln!(
+                out,
+                "WARNING: target rate {rate:.1} msgs/s NOT sustained on time: achieved \
+                 {achieved:.1} msgs/s, but send lateness p99 {:.3} ms is over {} ms (sends \
+                 waited for a free connection, as when the server stalls, or for the CPU)",
+                millis(total.send_lateness.value_at_percentile(99.0)),
+                LATE_SEND_LIMIT / 1_000_000
             );
         } else if results.connections.fewer(results.measured) {
             // The rate was reached, but not over the connections asked for.
@@ -237,11 +287,12 @@ pub fn progress_line(second: u64, interval: &IntervalSummary) -> String {
         format!("{:>8.3} ms", p99 as f64 / 1e6)
     };
     format!(
-        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {p99}  errors {}",
+        "[{:>4}s]{} {:>9} msgs/s  eod/bdat p99 {p99}  failed {}  errors {}",
         second + 1,
         if interval.warmup { " warmup" } else { "" },
         interval.accepted,
-        interval.errors + interval.failed
+        interval.failed,
+        interval.errors
     )
 }
 
@@ -266,7 +317,12 @@ pub fn live_line(prefix: &str, second: u64, interval: &IntervalSummary, open_loo
     if open_loop {
         let _ = write!(line, ", corrected {}", ms(interval.corrected_p99));
     }
-    let _ = write!(line, "  errors {}", interval.errors + interval.failed);
+    // The summary's words: failed messages, and errors (connection-level, by kind).
+    let _ = write!(
+        line,
+        "  failed {}  errors {}",
+        interval.failed, interval.errors
+    );
     line
 }
 
@@ -360,6 +416,7 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
                 "full": total.handshakes_full,
                 "resumed": total.handshakes_resumed,
                 "per_sec": total.handshakes() as f64 / results.measured.as_secs_f64().max(1e-9),
+                "most_in_one_second": peak_handshakes(results),
             },
         },
         "latency": stages,
@@ -456,6 +513,52 @@ mod tests {
     }
 
     #[test]
+    fn rows_without_data_show_a_dash_not_zero() {
+        let mut r = Recorder::new();
+        crate::record::record(&mut r.message, 1_500_000);
+        let table = latency_table(&r, true);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {table}"))
+                .to_string()
+        };
+        assert!(row("message ").contains("1.500"), "{table}");
+        for name in ["message corrected", "send lateness"] {
+            let line = row(name);
+            assert!(!line.contains("0.000"), "{line}");
+            assert_eq!(line.split_whitespace().filter(|w| *w == "-").count(), 6);
+        }
+        // The NOT-sustained warning of a run that sent nothing.
+        let mut results = Results::new(1);
+        results.measured = std::time::Duration::from_secs(1);
+        let text = summary(&results, "header", Some(100.0));
+        assert!(text.contains("send lateness p99 - (no send)"), "{text}");
+        assert!(!text.contains("0.000 ms"), "{text}");
+    }
+
+    #[test]
+    fn handshakes_per_second_say_what_they_average_and_the_busiest_second() {
+        let mut results = Results::new(1);
+        let mut r = Recorder::new();
+        for _ in 0..20 {
+            r.handshake(1_000_000, false);
+        }
+        results.add(0, 0, false, &r, false);
+        results.add(0, 1, false, &Recorder::new(), true);
+        results.measured = std::time::Duration::from_secs(2);
+        let text = summary(&results, "header", None);
+        assert!(
+            text.contains(
+                "tls handshakes: 20 (0 resumed, 20 full), 10.0/s averaged over the measured \
+                 2.00 s, at most 20 in one second"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn progress_lines() {
         let mut second = IntervalSummary {
             warmup: true,
@@ -473,33 +576,33 @@ mod tests {
         };
         assert_eq!(
             progress_line(0, &second),
-            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  errors 4"
+            "[   1s] warmup       990 msgs/s  eod/bdat p99    1.235 ms  failed 3  errors 1"
         );
         assert_eq!(
             live_line("step 2/5 at 400 msgs/s  ", 0, &second, true),
             "step 2/5 at 400 msgs/s  [   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms, \
-             corrected 2.000 ms  errors 4"
+             corrected 2.000 ms  failed 3  errors 1"
         );
         assert_eq!(
             live_line("", 0, &second, false),
-            "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  errors 4"
+            "[   1s] warmup       990 msgs/s  p99 eod/bdat 1.235 ms  failed 3  errors 1"
         );
         // A second with no reply: `-`, not 0.000 ms.
         let mut quiet = second.clone();
         (quiet.eod_p99, quiet.corrected_p99, quiet.accepted) = (0, 0, 0);
         assert_eq!(
             live_line("", 0, &quiet, true),
-            "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  errors 4"
+            "[   1s] warmup         0 msgs/s  p99 eod/bdat -, corrected -  failed 3  errors 1"
         );
         assert_eq!(
             progress_line(0, &quiet),
-            "[   1s] warmup         0 msgs/s  eod/bdat p99           -  errors 4"
+            "[   1s] warmup         0 msgs/s  eod/bdat p99           -  failed 3  errors 1"
         );
         second.warmup = false;
         second.bdat_p99 = 12_345_678_901;
         assert_eq!(
             progress_line(41, &second),
-            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  errors 4"
+            "[  42s]       990 msgs/s  eod/bdat p99 12345.679 ms  failed 3  errors 1"
         );
     }
 }

@@ -158,6 +158,15 @@ impl Results {
         (rule, from)
     }
 
+    /// Messages accepted inside the warm-up (left out of `total`).
+    pub fn warmup_accepted(&self) -> u64 {
+        self.intervals
+            .values()
+            .filter(|i| i.warmup)
+            .map(|i| i.accepted)
+            .sum()
+    }
+
     /// Accepted messages per second over the measured time.
     pub fn msgs_per_sec(&self) -> f64 {
         self.total.accepted as f64 / self.measured.as_secs_f64().max(1e-9)

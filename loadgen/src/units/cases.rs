@@ -19,7 +19,9 @@ pub const DURATION_CASES: &[(&str, Option<(u64, u32)>)] = &[
     ("500ms", Some((0, 500_000_000))),
     ("1.5ms", Some((0, 1_500_000))),
     ("250us", Some((0, 250_000))),
-    ("250µs", Some((0, 250_000))),
+    // MICRO SIGN (U+00B5) and GREEK SMALL LETTER MU (U+03BC): both are typed for µ.
+    ("250\u{b5}s", Some((0, 250_000))),
+    ("250\u{3bc}s", Some((0, 250_000))),
     ("800ns", Some((0, 800))),
     ("0.5ns", Some((0, 0))),
     ("2m", Some((120, 0))),

@@ -3,7 +3,8 @@
 //! own code, and both are checked against the table in `units/cases.rs`).
 //!
 //! * **Duration**: a decimal number (a fraction allowed: `1.5`, `.5`, `5.`) and an optional
-//!   unit, `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`, `d` (24 h), with nothing
+//!   unit, `ns`, `us` (or `µs`, with MICRO SIGN U+00B5 or GREEK SMALL LETTER MU U+03BC),
+//!   `ms`, `s`, `m` (minutes), `h`, `d` (24 h), with nothing
 //!   between them. A bare number is in the flag's historical unit (seconds for every
 //!   smtp-loadgen flag). The value is computed exactly in nanoseconds (fractions of a
 //!   nanosecond are dropped), so `800ns` is 800 ns and `1.5ms` 1 500 000 ns. Negative
@@ -15,6 +16,19 @@
 //!
 //! Surrounding white space is ignored; white space inside is not allowed.
 //!
+//! Refusals read word for word as fastsmtpd's (`fastsmtpd::units`):
+//!
+//! ```text
+//! "-1s": a duration cannot be negative          "-1": a size cannot be negative
+//! "x" is not a duration (a number and a unit: 30s, 1.5m, 200ms, 2h; a bare number is seconds)
+//! "5min": unknown unit "min" (ns, us, µs, ms, s, m, h, d)
+//! "99999999999999999999d": too large a duration
+//! "K" is not a size (a whole number and a unit: 512K, 10M, 1GiB; a bare number is bytes)
+//! "1.5M": a size is a whole number (use a smaller unit: 1536K, not 1.5M)
+//! "10T": unknown unit "T" (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)
+//! "18446744073709551616": too large a size
+//! ```
+//!
 //! What it does not do: decide a flag's range (a message size of at least 32 bytes, ...):
 //! the caller checks the value.
 
@@ -23,11 +37,20 @@ pub mod cases;
 
 use std::time::Duration;
 
-/// The units a duration may have, with their length in nanoseconds.
-const DURATION_UNITS: [(&str, u128); 9] = [
+/// What a duration grammar error shows as an example.
+const DURATION_EXAMPLE: &str =
+    "a number and a unit: 30s, 1.5m, 200ms, 2h; a bare number is seconds";
+/// What a size grammar error shows as an example.
+const SIZE_EXAMPLE: &str = "a whole number and a unit: 512K, 10M, 1GiB; a bare number is bytes";
+
+/// The units a duration may have, with their length in nanoseconds. Microseconds are `us`,
+/// or `µs` with MICRO SIGN (U+00B5, what a keyboard's AltGr+m types) or GREEK SMALL LETTER
+/// MU (U+03BC, what many input methods and Unicode normalization (NFKC) give).
+const DURATION_UNITS: [(&str, u128); 10] = [
     ("ns", 1),
     ("us", 1_000),
-    ("µs", 1_000),
+    ("\u{b5}s", 1_000),
+    ("\u{3bc}s", 1_000),
     ("ms", 1_000_000),
     ("s", 1_000_000_000),
     ("m", 60_000_000_000),
@@ -62,7 +85,6 @@ const MAX_FRACTION_DIGITS: usize = 24;
 /// number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let example = "a number and a unit: 500ms, 10s, 1.5m, 2h, 1d (ns, us, µs, ms, s, m, h, d)";
     if text.starts_with('-') {
         return Err(format!("{text:?}: a duration cannot be negative"));
     }
@@ -72,14 +94,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return Err(format!("{text:?} is not a duration ({example})"));
+        return Err(format!("{text:?} is not a duration ({DURATION_EXAMPLE})"));
     }
     let Some(&(_, unit_nanos)) = DURATION_UNITS.iter().find(|(name, _)| *name == unit) else {
         return Err(format!(
-            "{text:?}: unknown duration unit {unit:?} (use ns, us, µs, ms, s, m, h or d)"
+            "{text:?}: unknown unit {unit:?} (ns, us, µs, ms, s, m, h, d)"
         ));
     };
-    let too_large = || format!("{text:?} is too long a duration");
+    let too_large = || format!("{text:?}: too large a duration");
     // Exact: whole * unit + fraction * unit / 10^digits, in nanoseconds.
     let whole: u128 = if whole.is_empty() {
         0
@@ -106,7 +128,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a size in bytes: a whole number with an optional binary unit (see the module docs).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let example = "a whole number and a unit: 1024, 64K, 10M, 1G (B, K, KB, KiB, M, MB, MiB, G, GB, GiB; all times 1024)";
     if text.starts_with('-') {
         return Err(format!("{text:?}: a size cannot be negative"));
     }
@@ -116,11 +137,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(split);
     if unit.starts_with('.') {
         return Err(format!(
-            "{text:?}: sizes are whole numbers (write 1536K for 1.5M)"
+            "{text:?}: a size is a whole number (use a smaller unit: 1536K, not 1.5M)"
         ));
     }
     if number.is_empty() {
-        return Err(format!("{text:?} is not a size ({example})"));
+        return Err(format!("{text:?} is not a size ({SIZE_EXAMPLE})"));
     }
     let lower = unit.to_ascii_lowercase();
     let Some(&(_, multiple)) = SIZE_UNITS
@@ -129,10 +150,10 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .find(|(name, _)| *name == lower)
     else {
         return Err(format!(
-            "{text:?}: unknown size unit {unit:?} (use B, K, KB, KiB, M, MB, MiB, G, GB or GiB)"
+            "{text:?}: unknown unit {unit:?} (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)"
         ));
     };
-    let too_large = || format!("{text:?} is too large a size");
+    let too_large = || format!("{text:?}: too large a size");
     let n: u64 = number.parse().map_err(|_| too_large())?;
     n.checked_mul(multiple).ok_or_else(too_large)
 }
@@ -167,32 +188,55 @@ mod tests {
     }
 
     #[test]
-    fn errors_say_what_is_wrong() {
-        let error = |text: &str| parse_duration(text).unwrap_err();
-        assert!(
-            error("-1s").contains("cannot be negative"),
-            "{}",
-            error("-1s")
-        );
-        assert!(
-            error("5x").contains("unknown duration unit \"x\""),
-            "{}",
-            error("5x")
-        );
-        assert!(
-            error("NaN").contains("is not a duration"),
-            "{}",
-            error("NaN")
-        );
-        assert!(error("99999999999999999999d").contains("too long"));
-        let error = |text: &str| parse_bytes(text).unwrap_err();
-        assert!(error("1.5M").contains("whole numbers"), "{}", error("1.5M"));
-        assert!(
-            error("10X").contains("unknown size unit \"X\""),
-            "{}",
-            error("10X")
-        );
-        assert!(error("-1").contains("cannot be negative"));
-        assert!(error("99999999999G").contains("too large"));
+    fn errors_read_as_fastsmtpd_s() {
+        // Word for word the texts of fastsmtpd::units (the module docs list them).
+        let cases: [(&str, Result<Duration, String>); 6] = [
+            ("-1s", Err("\"-1s\": a duration cannot be negative".into())),
+            (
+                "x",
+                Err(
+                    "\"x\" is not a duration (a number and a unit: 30s, 1.5m, 200ms, 2h; a \
+                     bare number is seconds)"
+                        .into(),
+                ),
+            ),
+            (
+                "5min",
+                Err("\"5min\": unknown unit \"min\" (ns, us, µs, ms, s, m, h, d)".into()),
+            ),
+            (
+                "99999999999999999999d",
+                Err("\"99999999999999999999d\": too large a duration".into()),
+            ),
+            // Both micro signs.
+            ("250\u{b5}s", Ok(Duration::from_micros(250))),
+            ("250\u{3bc}s", Ok(Duration::from_micros(250))),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), expected, "{text:?}");
+        }
+        let cases = [
+            ("-1", "\"-1\": a size cannot be negative"),
+            (
+                "K",
+                "\"K\" is not a size (a whole number and a unit: 512K, 10M, 1GiB; a bare \
+                 number is bytes)",
+            ),
+            (
+                "1.5M",
+                "\"1.5M\": a size is a whole number (use a smaller unit: 1536K, not 1.5M)",
+            ),
+            (
+                "10T",
+                "\"10T\": unknown unit \"T\" (B, K, KB, KiB, M, MB, MiB, G, GB, GiB)",
+            ),
+            (
+                "18446744073709551616",
+                "\"18446744073709551616\": too large a size",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_bytes(text), Err(expected.to_string()), "{text:?}");
+        }
     }
 }

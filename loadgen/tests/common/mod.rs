@@ -158,6 +158,13 @@ pub fn try_run_bounded(
 /// Runs a load against `target` with `args`, collecting the `--json` results.
 #[track_caller]
 pub fn loadgen(target: SocketAddr, args: &[&str]) -> Run {
+    loadgen_within(target, args, RUN_LIMIT)
+}
+
+/// [`loadgen`], killed (and the test failed) past `limit`: for runs that must end by
+/// themselves well before it (a hang is the failure, not a slow machine).
+#[track_caller]
+pub fn loadgen_within(target: SocketAddr, args: &[&str], limit: Duration) -> Run {
     let json_path = scratch("results.json");
     let mut all: Vec<String> = vec![
         "--target".into(),
@@ -167,7 +174,10 @@ pub fn loadgen(target: SocketAddr, args: &[&str]) -> Run {
         json_path.display().to_string(),
     ];
     all.extend(args.iter().map(|a| a.to_string()));
-    let (code, stdout, stderr) = run_binary(&all);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smtp-loadgen"));
+    command.args(&all);
+    let (status, stdout, stderr) = run_bounded(command, limit);
+    let code = status.code().unwrap_or(-1);
     let json = std::fs::read_to_string(&json_path)
         .ok()
         .map(|text| serde_json::from_str(&text).expect("the --json file is valid JSON"));
@@ -208,6 +218,11 @@ pub struct StubScript {
     /// order). Below this rate replies come at once; past it they queue without bound: a
     /// designed knee.
     pub capacity: Option<f64>,
+    /// Answer `QUIT` with `221` and keep the connection open until the client closes it
+    /// (RFC 5321 §4.1.1.10 has the server close; this one does not).
+    pub hold_after_quit: bool,
+    /// Never greet: accept and hold the connection until the client closes it.
+    pub silent: bool,
 }
 
 impl Default for StubScript {
@@ -223,6 +238,8 @@ impl Default for StubScript {
             auth: None,
             password: "pass",
             capacity: None,
+            hold_after_quit: false,
+            silent: false,
         }
     }
 }
@@ -242,6 +259,9 @@ pub struct StubCounts {
     pub tls_sessions: AtomicU64,
     /// Successful AUTH exchanges.
     pub auths: AtomicU64,
+    /// Connections the client closed after the `221` ([`StubScript::hold_after_quit`]) or
+    /// while waiting for the greeting ([`StubScript::silent`]).
+    pub closed_by_client: AtomicU64,
 }
 
 /// A scripted SMTP server on 127.0.0.1: one thread per connection, plain blocking I/O,
@@ -396,6 +416,10 @@ impl Session<'_> {
         let script = self.script;
         let counts = self.counts;
         let mut reader = BufReader::new(stream);
+        if greet && script.silent {
+            self.wait_for_close(&mut reader)?;
+            return Ok(None);
+        }
         if greet {
             self.reply(
                 reader.get_mut(),
@@ -519,11 +543,23 @@ impl Session<'_> {
                 "NOOP" => self.reply(reader.get_mut(), "250 2.0.0 Ok\r\n")?,
                 "QUIT" => {
                     self.reply(reader.get_mut(), "221 2.0.0 Bye\r\n")?;
+                    if script.hold_after_quit {
+                        self.wait_for_close(&mut reader)?;
+                    }
                     return Ok(None);
                 }
                 _ => self.reply(reader.get_mut(), "502 5.5.2 Command not recognised\r\n")?,
             }
         }
+    }
+
+    /// Holds the connection, reading and dropping whatever comes, until the client closes
+    /// it (counted) or the read timeout ends the wait.
+    fn wait_for_close<S: Read>(&self, reader: &mut BufReader<S>) -> std::io::Result<()> {
+        let mut sink = [0u8; 512];
+        while reader.read(&mut sink)? > 0 {}
+        self.counts.closed_by_client.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The AUTH exchange (RFC 4954) for the command line `command`: PLAIN with or without an

@@ -9,8 +9,8 @@
 //! (`settings`), or run anything.
 
 use crate::cli_charts::{parse_rate, ChartArgs, SweepArgs, MAX_SWEEP_RATE};
+use crate::drive::workload::{self, Sizes};
 use crate::units;
-use crate::workload::{self, Sizes};
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -9,11 +9,11 @@
 //! What it does not do: drive connections (`engine`), check the command line (`settings`),
 //! or print results (`report`).
 
-use crate::engine::{self, IntervalReport};
+use crate::drive::engine::{self, IntervalReport};
+use crate::drive::slots::SlotAccount;
 use crate::progress::Progress;
 use crate::report::{render, Results};
 use crate::settings::Settings;
-use crate::slots::SlotAccount;
 use std::io::IsTerminal;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;

@@ -12,13 +12,13 @@
 //! What it does not do: parse single values (`cli`), start threads (`runner`), or report.
 
 use crate::cli::{greeting, parse_duration, AuthMechArg, OnOff, OrderArg, PipeliningArg, RunArgs};
-use crate::corpus::Corpus;
-use crate::engine::{Target, ThreadPlan};
-use crate::report::slo::Slo;
-use crate::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
-use crate::workload::{
+use crate::drive::corpus::Corpus;
+use crate::drive::engine::{Target, ThreadPlan};
+use crate::drive::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
+use crate::drive::workload::{
     AddressPattern, Auth, AuthMech, Order, Pipelining, RecipientList, Security, Sizes, Workload,
 };
+use crate::report::slo::Slo;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ const DEFAULT_MESSAGES: u64 = 10_000;
 /// Most recipients per message (`--rcpts`).
 const MAX_RCPTS: usize = 10_000;
 /// The shortest `--duration`: results are kept per one-second interval, and a session may
-/// take up to [`SETUP_GRACE`](crate::slots::SETUP_GRACE) (1 s) to set up, so a shorter run
+/// take up to [`SETUP_GRACE`](crate::drive::slots::SETUP_GRACE) (1 s) to set up, so a shorter run
 /// could measure nothing but set-up.
 const MIN_DURATION: Duration = Duration::from_secs(1);
 /// The shortest `--timeout`: the loop checks reply timeouts after each wait, which lasts up
@@ -258,7 +258,7 @@ impl Settings {
             rate: args.rate,
             stagger: args.stagger,
             reply_timeout: args.timeout,
-            pace_spin: args.pace_spin.unwrap_or(crate::pacer::SPIN),
+            pace_spin: args.pace_spin.unwrap_or(crate::drive::pacer::SPIN),
             seed: args.seed,
             workload: Arc::new(workload),
             pipelining: args.pipelining,

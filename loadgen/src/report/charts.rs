@@ -322,7 +322,8 @@ fn throughput_chart(runs: &[RunFigures]) -> Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::interval_log::{encode_histogram, LogNotes, LoggedInterval};
+    use crate::report::codec::encode_histogram;
+    use crate::report::interval_log::{LogNotes, LoggedInterval};
     use crate::report::warmup::{Source, Warmup};
 
     /// A run with one interval per tag: each tag's values are `values(i)` (i: its place).
@@ -331,7 +332,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, tag)| {
-                let mut h = crate::record::new_histogram();
+                let mut h = crate::drive::record::new_histogram();
                 for v in values(i) {
                     h.record(v).unwrap();
                 }
@@ -396,7 +397,7 @@ mod tests {
         // while the eod chart drew the drain's reply (at 5 s).
         use crate::report::interval_log::{IntervalCounts, LoggedCounts};
         let eod = |start: f64| {
-            let mut h = crate::record::new_histogram();
+            let mut h = crate::drive::record::new_histogram();
             h.record(2_000_000).unwrap();
             LoggedInterval {
                 start,

@@ -2,14 +2,14 @@
 //! never got ready. Said first in the summary, in `--json`, in the interval log's comments
 //! (and from there in the HTML report), and as the reason for exit status 3.
 //!
-//! What it does: turn [`SlotFigures`](crate::slots::SlotFigures) and the never-ready counts
+//! What it does: turn [`SlotFigures`](crate::drive::slots::SlotFigures) and the never-ready counts
 //! of [`Results`] into text lines, JSON fields and the closing message, which names the
 //! server limits that most likely refused the connections.
 //!
 //! What it does not do: count (`slots`, the engine), or choose the exit status (`main`).
 
 use super::results::Results;
-use crate::slots::{FEWER_TOLERANCE, SETUP_GRACE};
+use crate::drive::slots::{FEWER_TOLERANCE, SETUP_GRACE};
 use std::fmt::Write as _;
 
 /// What starts the warning line (the HTML report finds it among the log's comments).
@@ -193,8 +193,8 @@ pub fn failure_message(results: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Recorder;
-    use crate::slots::SlotFigures;
+    use crate::drive::record::Recorder;
+    use crate::drive::slots::SlotFigures;
     use std::time::Duration;
 
     fn refused_run() -> Results {

@@ -17,8 +17,8 @@
 use super::interval_log::{LogNotes, LoggedInterval};
 use super::provenance::Provenance;
 use super::warmup::Warmup;
-use crate::client::Stage;
-use crate::record::new_histogram;
+use crate::drive::client::Stage;
+use crate::drive::record::new_histogram;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
@@ -163,7 +163,7 @@ impl RunFigures {
                     format!(
                         "adding up {}: {}",
                         super::quoted(&interval.tag),
-                        super::interval_log::addition_error(&e)
+                        super::codec::addition_error(&e)
                     )
                 })?;
                 let slot = measured.entry(interval.start.floor() as i64).or_default();
@@ -423,9 +423,8 @@ pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::interval_log::{
-        encode_histogram, IntervalCounts, LoggedCounts, LoggedInterval,
-    };
+    use crate::report::codec::encode_histogram;
+    use crate::report::interval_log::{IntervalCounts, LoggedCounts, LoggedInterval};
     use crate::report::warmup::Source;
 
     fn none(origin: f64) -> Warmup {

@@ -443,11 +443,12 @@ pub fn run_page(runs: &[RunFigures], charts: &[Chart]) -> Result<String, String>
 mod tests {
     use super::*;
     use crate::report::charts::run_charts;
-    use crate::report::interval_log::{encode_histogram, LogNotes, LoggedInterval};
+    use crate::report::codec::encode_histogram;
+    use crate::report::interval_log::{LogNotes, LoggedInterval};
 
     #[test]
     fn the_page_is_self_contained_and_names_each_chart() {
-        let mut h = crate::record::new_histogram();
+        let mut h = crate::drive::record::new_histogram();
         for v in 1..100u64 {
             h.record(v * 10_000).unwrap();
         }

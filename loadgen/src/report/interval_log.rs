@@ -1,7 +1,6 @@
-//! HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the histogram encoding
-//! they share with `--json`.
+//! HdrHistogram interval logs (`--hdr-log`, `report`, `merge`).
 //!
-//! What it does: encode a histogram as V2-deflate base64 and back; turn a run's finished
+//! What it does: turn a run's finished
 //! seconds into log entries, one per (second, tag) with a tag per stage; write a log that
 //! Java's HistogramLogProcessor reads (StartTime and BaseTime headers, relative timestamps);
 //! read any HdrHistogram tool's log back with absolute times, with its provenance line.
@@ -17,64 +16,53 @@
 //! its histogram encoded and decodes it only when asked, so a long log never has all its
 //! histograms in memory at once.
 
+use super::codec::{decode_histogram, encode_histogram};
 use super::provenance::Provenance;
 use super::results::Results;
 use super::warmup::{Source, Warmup};
-use crate::record::new_histogram;
-use base64::Engine as _;
-use hdrhistogram::errors::{AdditionError, RecordError};
+use crate::drive::record::new_histogram;
+use hdrhistogram::errors::RecordError;
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{
-    DeserializeError, Deserializer, Serializer, V2DeflateSerializer,
-};
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-/// A histogram serialised as V2 with deflate, base64 (what HdrHistogram logs carry).
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serialising into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads a histogram written by [`encode_histogram`] (or any HdrHistogram implementation).
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| format!("the histogram is not base64 ({e})"))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("the histogram does not decode: {}", deserialize_error(&e)))
-}
-
-/// Why a histogram did not decode, in words (the library's `Debug` names are not for users).
-fn deserialize_error(e: &DeserializeError) -> String {
-    match e {
-        DeserializeError::IoError(e) => format!("it is cut short ({e})"),
-        DeserializeError::InvalidCookie => {
-            "it is not an HdrHistogram encoding (its first bytes name no known format)".into()
+impl Warmup {
+    /// The warm-up of a log whose intervals start at `starts` (absolute): `flag` (report
+    /// `--warmup`, seconds) if given, else what the log records (see the module doc). The
+    /// origin is the log's StartTime, else its first interval.
+    pub fn of_log(notes: &LogNotes, starts: &[f64], flag: Option<f64>) -> Warmup {
+        let origin = notes.start_time.unwrap_or_else(|| {
+            let first = starts
+                .iter()
+                .copied()
+                .chain(notes.counts.iter().map(|c| c.start))
+                .fold(f64::INFINITY, f64::min);
+            if first.is_finite() {
+                first
+            } else {
+                0.0
+            }
+        });
+        if let Some(seconds) = flag {
+            return Warmup::new(seconds, origin, Source::Flag);
         }
-        DeserializeError::UnsupportedFeature => {
-            "it uses an HdrHistogram feature this reader does not support".into()
+        if let Some(p) = &notes.provenance {
+            return Warmup::new(p.warmup_seconds, origin, Source::Log);
         }
-        DeserializeError::UnsuitableCounterType => "a count in it is too large".into(),
-        DeserializeError::InvalidParameters => "its value range or precision is invalid".into(),
-        DeserializeError::UsizeTypeTooSmall => "it is too large for this machine".into(),
-        DeserializeError::EncodedArrayTooLong => "its counts run past its value range".into(),
-    }
-}
-
-/// Why two histograms could not be added, in words.
-pub fn addition_error(e: &AdditionError) -> &'static str {
-    match e {
-        AdditionError::OtherAddendValueExceedsRange => "a value is out of the histogram's range",
-        AdditionError::ResizeFailedUsizeTypeTooSmall => {
-            "the values span too wide a range for this machine"
+        let flagged_end = notes
+            .counts
+            .iter()
+            .filter(|c| c.counts.warmup)
+            .map(|c| c.start + c.duration - origin)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if flagged_end.is_finite() {
+            Warmup::new(flagged_end, origin, Source::Counts)
+        } else {
+            Warmup::new(0.0, origin, Source::None)
         }
     }
 }

@@ -15,9 +15,10 @@
 //! [`Merged`] with `interval_log::write_hlog`), or keep decoded histograms beyond the one
 //! being added.
 
-use super::interval_log::{addition_error, encode_histogram, LoggedCounts, LoggedInterval};
+use super::codec::{addition_error, encode_histogram};
+use super::interval_log::{LoggedCounts, LoggedInterval};
 use super::warmup::{Source, Warmup};
-use crate::record::new_histogram;
+use crate::drive::record::new_histogram;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 

@@ -5,8 +5,8 @@
 //!   series ([`Results`]).
 //! * [`render`]: the end-of-run summary, the progress line, the `--json` document and the
 //!   `report` table, as text or JSON values.
-//! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`) and the
-//!   V2-deflate base64 histogram encoding.
+//! * [`interval_log`]: HdrHistogram interval logs (`--hdr-log`, `report`, `merge`).
+//! * [`codec`]: the V2-deflate base64 histogram encoding logs and `--json` share.
 //! * [`merge`]: several hosts' logs added up on one grid of seconds, with one warm-up.
 //! * [`connections`]: the connections asked for and alive, and why some never got ready.
 //! * [`slo`]: `--slo` objectives, parsed once into a metric and a bound, checked at the end.
@@ -19,11 +19,13 @@
 //! * [`warmup`]: the warm-up rule every output applies and states.
 //! * [`provenance`]: when, with what and where a run was made, as JSON, text and rows.
 //!
-//! What it does not do: measure (the engine and `record` do), run sweep steps (`sweep` at
-//! the top), or choose the exit code (`main` does, from the SLO verdicts).
+//! What it does not do: measure (the `drive` wing: the engine and `record` do), run sweep
+//! steps (`sweep` in the hall), or choose the exit code (`commands` does, from the SLO
+//! verdicts). It reads `drive` only through the record types (see the crate's rule).
 
 pub mod chart;
 pub mod charts;
+pub mod codec;
 pub mod connections;
 pub mod figures;
 pub mod html;
@@ -140,8 +142,8 @@ mod tests {
     //! The output formats are an interface: these tests pin them byte for byte.
 
     use super::*;
-    use crate::client::Stage;
-    use crate::record::{ErrorKind, Recorder};
+    use crate::drive::client::Stage;
+    use crate::drive::record::{ErrorKind, Recorder};
     use std::time::{Duration, SystemTime};
 
     /// Deterministic results: two threads, a warm-up second and two measured seconds, every
@@ -169,7 +171,7 @@ mod tests {
                         base * 4_000 + i * 997,
                         Some(base * 5_000),
                     );
-                    crate::record::record(&mut r.send_lateness, i * 1_000);
+                    crate::drive::record::record(&mut r.send_lateness, i * 1_000);
                 }
                 r.started = 52;
                 r.error(ErrorKind::Timeout);

@@ -13,7 +13,7 @@
 //! What it does not do: decide the run's settings (`settings`) or its warm-up rule
 //! (`warmup`), or write files.
 
-use crate::workload::bytes_text;
+use crate::units::bytes_text;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 

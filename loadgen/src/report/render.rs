@@ -8,11 +8,11 @@
 //! What it does not do: merge figures (`results`), write files or print (the caller does),
 //! or encode histograms (`interval_log`).
 
+use super::codec::encode_histogram;
 use super::figures::{tag_rank, tag_title, RunFigures};
-use super::interval_log::encode_histogram;
 use super::results::{IntervalSummary, Results};
-use crate::client::Stage;
-use crate::record::{ErrorKind, Recorder, TargetFigures};
+use crate::drive::client::Stage;
+use crate::drive::record::{ErrorKind, Recorder, TargetFigures};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
 
@@ -492,7 +492,7 @@ mod tests {
             t.errors = target as u64;
             t.accepted_bytes = accepted * 1000;
             for i in 0..accepted {
-                crate::record::record(&mut t.eod, 1_000_000 + i * 10_000);
+                crate::drive::record::record(&mut t.eod, 1_000_000 + i * 10_000);
             }
         }
         results.add(0, 0, false, &r, true);
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn rows_without_data_show_a_dash_not_zero() {
         let mut r = Recorder::new();
-        crate::record::record(&mut r.message, 1_500_000);
+        crate::drive::record::record(&mut r.message, 1_500_000);
         let table = latency_table(&r, true);
         let row = |name: &str| {
             table

@@ -8,11 +8,11 @@
 //! What it does not do: measure (the engine does), print or write files (`render`,
 //! `interval_log`), or judge the figures (`slo`).
 
-use super::interval_log::encode_histogram;
+use super::codec::encode_histogram;
 use super::warmup::{Source, Warmup};
-use crate::client::Stage;
-use crate::record::Recorder;
-use crate::slots::SlotFigures;
+use crate::drive::client::Stage;
+use crate::drive::record::Recorder;
+use crate::drive::slots::SlotFigures;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -14,8 +14,8 @@
 //! other flags read durations alike), print verdicts or choose the exit code (`main`).
 
 use super::render::millis;
-use crate::client::Stage;
-use crate::record::Recorder;
+use crate::drive::client::Stage;
+use crate::drive::record::Recorder;
 use hdrhistogram::Histogram;
 use std::time::Duration;
 

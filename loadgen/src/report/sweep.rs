@@ -573,8 +573,8 @@ pub fn page(sweep: &Sweep, charts: &[Chart]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Stage;
-    use crate::record::Recorder;
+    use crate::drive::client::Stage;
+    use crate::drive::record::Recorder;
     use std::time::Duration;
 
     /// A step at `offered` msgs/s that accepted `accepted` messages a second for 2 seconds,

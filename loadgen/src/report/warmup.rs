@@ -10,11 +10,11 @@
 //!
 //! Which warm-up: a run's `--warmup`; for `report`, its `--warmup` if given, else the one
 //! the log records (its provenance line), else (older smtp-loadgen logs) the one its counts
-//! lines flag, else none (other tools' logs).
+//! lines flag, else none (other tools' logs). That choice for a log, `Warmup::of_log`, is
+//! written in `interval_log`, beside the notes it reads.
 //!
 //! What it does not do: read logs (`interval_log`) or add figures up (`figures`, `results`).
 
-use super::interval_log::LogNotes;
 use serde_json::{json, Value};
 
 /// Interval log timestamps have millisecond resolution: a start within this of the
@@ -58,41 +58,6 @@ impl Warmup {
             },
             origin,
             source,
-        }
-    }
-
-    /// The warm-up of a log whose intervals start at `starts` (absolute): `flag` (report
-    /// `--warmup`, seconds) if given, else what the log records (see the module doc). The
-    /// origin is the log's StartTime, else its first interval.
-    pub fn of_log(notes: &LogNotes, starts: &[f64], flag: Option<f64>) -> Warmup {
-        let origin = notes.start_time.unwrap_or_else(|| {
-            let first = starts
-                .iter()
-                .copied()
-                .chain(notes.counts.iter().map(|c| c.start))
-                .fold(f64::INFINITY, f64::min);
-            if first.is_finite() {
-                first
-            } else {
-                0.0
-            }
-        });
-        if let Some(seconds) = flag {
-            return Warmup::new(seconds, origin, Source::Flag);
-        }
-        if let Some(p) = &notes.provenance {
-            return Warmup::new(p.warmup_seconds, origin, Source::Log);
-        }
-        let flagged_end = notes
-            .counts
-            .iter()
-            .filter(|c| c.counts.warmup)
-            .map(|c| c.start + c.duration - origin)
-            .fold(f64::NEG_INFINITY, f64::max);
-        if flagged_end.is_finite() {
-            Warmup::new(flagged_end, origin, Source::Counts)
-        } else {
-            Warmup::new(0.0, origin, Source::None)
         }
     }
 

@@ -29,6 +29,8 @@
 //! "18446744073709551616": too large a size
 //! ```
 //!
+//! Sizes are also written back for people: [`bytes_text`] (`64 KiB`, as `--size` reads it).
+//!
 //! What it does not do: decide a flag's range (a message size of at least 32 bytes, ...):
 //! the caller checks the value.
 
@@ -156,6 +158,22 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let too_large = || format!("{text:?}: too large a size");
     let n: u64 = number.parse().map_err(|_| too_large())?;
     n.checked_mul(multiple).ok_or_else(too_large)
+}
+
+/// A byte count in the largest binary unit that divides it (as `--size` reads them: `64k`
+/// is 64 KiB), else in bytes.
+pub fn bytes_text(n: usize) -> String {
+    const MIB: usize = 1 << 20;
+    const KIB: usize = 1 << 10;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else if n == 1 {
+        "1 byte".to_string()
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 #[cfg(test)]

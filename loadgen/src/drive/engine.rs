@@ -41,16 +41,16 @@
 //! TLS itself (`transport`, with the configuration of `tls`), or aggregate across threads
 //! (`runner`, `report::results`).
 
-use crate::client::{describe_failure, Client, Event, Failure, Stage};
-use crate::corpus::{BodyStream, CorpusReader};
-use crate::output::{Next, Output};
-use crate::pacer::{self, Pacer};
-use crate::record::{record, ErrorKind, Recorder};
-use crate::reply::parse_reply;
-use crate::slots::{Slot, SlotAccount, SETUP_GRACE};
-use crate::tls::TlsClient;
-use crate::transport::{tls_error, Transport};
-use crate::workload::{Rng, Security, Workload};
+use crate::drive::client::{describe_failure, Client, Event, Failure, Stage};
+use crate::drive::corpus::{BodyStream, CorpusReader};
+use crate::drive::output::{Next, Output};
+use crate::drive::pacer::{self, Pacer};
+use crate::drive::record::{record, ErrorKind, Recorder};
+use crate::drive::reply::parse_reply;
+use crate::drive::slots::{Slot, SlotAccount, SETUP_GRACE};
+use crate::drive::tls::TlsClient;
+use crate::drive::transport::{tls_error, Transport};
+use crate::drive::workload::{Rng, Security, Workload};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -551,7 +551,7 @@ impl Engine {
         };
         let conn = &mut self.conns[key];
         if let Err(e) = conn.transport.start_tls(&tls.config, &tls.server_name) {
-            let words = crate::tls::describe_error(&e);
+            let words = crate::drive::tls::describe_error(&e);
             self.fail_conn(key, ErrorKind::Tls, format!("TLS: {words}"), now);
             return false;
         }
@@ -606,7 +606,7 @@ impl Engine {
                 Err(e) => {
                     return match tls_error(&e) {
                         Some(tls) => {
-                            let words = crate::tls::describe_error(tls);
+                            let words = crate::drive::tls::describe_error(tls);
                             self.fail_conn(key, ErrorKind::Tls, format!("TLS: {words}"), now)
                         }
                         None => self.drop_conn(key, Some(ErrorKind::Reset), now),

@@ -3,10 +3,10 @@
 //! commands, so whole sessions run in memory and can be replayed cut anywhere.
 
 use super::*;
-use crate::corpus::wire::Form;
-use crate::output::{Body, Output};
-use crate::reply::{parse_reply, ReplyError};
-use crate::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
+use crate::drive::corpus::wire::Form;
+use crate::drive::output::{Body, Output};
+use crate::drive::reply::{parse_reply, ReplyError};
+use crate::drive::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
 use std::time::Duration;
 
 /// A workload with tiny messages (`MIN_SIZE` bytes), so transcripts stay readable.

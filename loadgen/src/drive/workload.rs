@@ -12,9 +12,10 @@
 //! What it does not do: decide when to send (the engine), read files, or parse replies (the
 //! client).
 
-use crate::corpus::wire::Form;
-use crate::corpus::Corpus;
-use crate::output::{Body, Output};
+use crate::drive::corpus::wire::Form;
+use crate::drive::corpus::Corpus;
+use crate::drive::output::{Body, Output};
+use crate::units::bytes_text;
 use base64::Engine as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -170,22 +171,6 @@ impl Sizes {
             Sizes::Fixed(n) => serde_json::json!({ "fixed": n }),
             Sizes::Range(low, high) => serde_json::json!({ "range": { "min": low, "max": high } }),
         }
-    }
-}
-
-/// A byte count in the largest binary unit that divides it (as `--size` reads them: `64k`
-/// is 64 KiB), else in bytes.
-pub fn bytes_text(n: usize) -> String {
-    const MIB: usize = 1 << 20;
-    const KIB: usize = 1 << 10;
-    if n >= MIB && n % MIB == 0 {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
-        format!("{} KiB", n / KIB)
-    } else if n == 1 {
-        "1 byte".to_string()
-    } else {
-        format!("{n} bytes")
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! What it does not do: merge across threads, print or serialise (see `report`).
 
-use crate::client::Stage;
+use crate::drive::client::Stage;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 

@@ -341,7 +341,7 @@ mod tests {
             b"250", b"251", b"354", b"099", b"600", b"25", b"2500", b"-", b" ", b"ok", b"2.1.0",
             b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b"x", b"", b"\xff",
         ];
-        let mut rng = crate::workload::Rng::new(7);
+        let mut rng = crate::drive::workload::Rng::new(7);
         for round in 0..50_000 {
             let mut buf = Vec::new();
             for _ in 0..rng.next_u64() % 12 {

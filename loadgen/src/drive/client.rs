@@ -20,9 +20,9 @@
 //! connect for implicit TLS) and reports its end with [`Client::on_tls_established`]; it
 //! decides when a message may start and passes `now` in.
 
-use crate::output::Output;
-use crate::reply::Reply;
-use crate::workload::{Content, Pipelining, Security, Workload};
+use crate::drive::output::Output;
+use crate::drive::reply::Reply;
+use crate::drive::workload::{Content, Pipelining, Security, Workload};
 use std::collections::VecDeque;
 use std::time::Instant;
 

@@ -10,7 +10,7 @@
 //!
 //! What it does not do: read files or write sockets (the engine and `corpus` do).
 
-use crate::corpus::wire::Form;
+use crate::drive::corpus::wire::Form;
 use std::collections::VecDeque;
 
 /// A corpus message's content, to be streamed in place.

@@ -241,7 +241,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::Rng;
+    use crate::drive::workload::Rng;
 
     /// The rules, one line at a time over the whole message: the reference the streaming
     /// encoder must match at every split.

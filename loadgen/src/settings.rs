@@ -16,7 +16,8 @@ use crate::drive::corpus::Corpus;
 use crate::drive::engine::{Target, ThreadPlan};
 use crate::drive::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
 use crate::drive::workload::{
-    AddressPattern, Auth, AuthMech, Order, Pipelining, RecipientList, Security, Sizes, Workload,
+    AddressPattern, Auth, AuthMech, Generated, Order, Pipelining, RecipientList, Security, Sizes,
+    Workload,
 };
 use crate::report::slo::Slo;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -226,25 +227,23 @@ impl Settings {
             None | Some(OrderArg::Sequential) => Order::Sequential,
             Some(OrderArg::Random) => Order::Random,
         };
-        let mut workload = Workload::new(
-            args.rcpts,
-            args.msgs_per_conn,
+        let workload = Workload {
+            rcpts: args.rcpts,
+            msgs_per_conn: args.msgs_per_conn,
             pipelining,
-            args.bdat,
-            args.inflight,
+            bdat: args.bdat,
+            inflight: args.inflight,
             helo,
-            greeting_name,
-            AddressPattern::new(&args.from)?,
-            AddressPattern::new(&args.to)?,
-            args.size,
-        )
-        .with_session(security, auth);
-        if let Some(corpus) = corpus {
-            workload = workload.with_corpus(Arc::new(corpus), order);
-        }
-        if let Some(list) = recipients {
-            workload = workload.with_recipients(list);
-        }
+            ehlo_name: greeting_name,
+            from: AddressPattern::new(&args.from)?,
+            to: AddressPattern::new(&args.to)?,
+            generated: Generated::new(args.size),
+            security,
+            auth,
+            corpus: corpus.map(Arc::new),
+            order,
+            recipients,
+        };
         Ok(Settings {
             target_text,
             targets,
@@ -274,7 +273,7 @@ impl Settings {
 
     /// Message sizes (generated messages).
     fn size(&self) -> Sizes {
-        self.workload.sizes
+        self.workload.generated.sizes()
     }
 
     /// The corpus, if messages come from one.

@@ -363,8 +363,8 @@ pub struct Workload {
     pub from: AddressPattern,
     /// Recipient pattern.
     pub to: AddressPattern,
-    /// Message sizes.
-    pub sizes: Sizes,
+    /// Generated messages: their sizes and the text they are cut from.
+    pub generated: Generated,
     /// Plain, STARTTLS or implicit TLS.
     pub security: Security,
     /// `AUTH` after the (last) EHLO, if asked for.
@@ -375,25 +375,21 @@ pub struct Workload {
     pub order: Order,
     /// Recipients from `--rcpt-file` instead of the `to` pattern.
     pub recipients: Option<RecipientList>,
+}
+
+/// Generated messages: their sizes, and the text each is cut from (built once, at least as
+/// long as the largest size, so the two always go together).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Message sizes.
+    sizes: Sizes,
     /// Header block and text lines, at least `sizes.max()` bytes.
     template: Vec<u8>,
 }
 
-impl Workload {
-    /// Builds the workload and its content template.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        rcpts: usize,
-        msgs_per_conn: u64,
-        pipelining: Pipelining,
-        bdat: bool,
-        inflight: usize,
-        helo: bool,
-        ehlo_name: String,
-        from: AddressPattern,
-        to: AddressPattern,
-        sizes: Sizes,
-    ) -> Workload {
+impl Generated {
+    /// Messages of `sizes`, and their content template.
+    pub fn new(sizes: Sizes) -> Generated {
         let mut template = b"From: smtp-loadgen <loadgen@example.org>\r\n\
             To: <sink@example.net>\r\n\
             Subject: smtp-loadgen test message\r\n\
@@ -407,46 +403,16 @@ impl Workload {
             );
             line_no += 1;
         }
-        Workload {
-            rcpts,
-            msgs_per_conn,
-            pipelining,
-            bdat,
-            inflight: inflight.max(1),
-            helo,
-            ehlo_name,
-            from,
-            to,
-            sizes,
-            security: Security::Plain,
-            auth: None,
-            corpus: None,
-            order: Order::Sequential,
-            recipients: None,
-            template,
-        }
+        Generated { sizes, template }
     }
 
-    /// The same workload secured by `security` and authenticating with `auth`.
-    pub fn with_session(mut self, security: Security, auth: Option<Auth>) -> Workload {
-        self.security = security;
-        self.auth = auth;
-        self
+    /// The message sizes.
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
     }
+}
 
-    /// The same workload sending the messages of `corpus`, chosen in `order`.
-    pub fn with_corpus(mut self, corpus: Arc<Corpus>, order: Order) -> Workload {
-        self.corpus = Some(corpus);
-        self.order = order;
-        self
-    }
-
-    /// The same workload sending to the addresses of `recipients`.
-    pub fn with_recipients(mut self, recipients: RecipientList) -> Workload {
-        self.recipients = Some(recipients);
-        self
-    }
-
+impl Workload {
     /// What message `seq` carries: the next corpus message (in order: number `seq` modulo
     /// the corpus size; at random: from `rng`), or generated content of a size from `rng`.
     pub fn pick_content(&self, seq: u64, rng: &mut Rng) -> Content {
@@ -463,7 +429,7 @@ impl Workload {
                     eight_bit: corpus.is_eight_bit(index),
                 }
             }
-            None => Content::Generated(self.sizes.pick(rng)),
+            None => Content::Generated(self.generated.sizes.pick(rng)),
         }
     }
 
@@ -492,12 +458,13 @@ impl Workload {
     /// Exactly `size` bytes of generated content ending in CR LF.
     fn write_message(&self, size: usize, out: &mut Output) {
         let size = size.max(MIN_SIZE);
-        out.extend_from_slice(&self.template[..size - 3]);
+        let template = &self.generated.template;
+        out.extend_from_slice(&template[..size - 3]);
         // Cutting a line between its CR and LF would leave a bare CR; make it text.
-        if self.template[size - 3] == b'\r' {
+        if template[size - 3] == b'\r' {
             out.extend_from_slice(b"x");
         } else {
-            out.extend_from_slice(&self.template[size - 3..size - 2]);
+            out.extend_from_slice(&template[size - 3..size - 2]);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -535,18 +502,23 @@ mod tests {
     use super::*;
 
     fn workload(sizes: Sizes) -> Workload {
-        Workload::new(
-            1,
-            0,
-            Pipelining::Auto,
-            false,
-            1,
-            false,
-            "loadgen.test".into(),
-            AddressPattern::new("s{n}@example.org").unwrap(),
-            AddressPattern::new("r{r}-{n}@example.net").unwrap(),
-            sizes,
-        )
+        Workload {
+            rcpts: 1,
+            msgs_per_conn: 0,
+            pipelining: Pipelining::Auto,
+            bdat: false,
+            inflight: 1,
+            helo: false,
+            ehlo_name: "loadgen.test".into(),
+            from: AddressPattern::new("s{n}@example.org").unwrap(),
+            to: AddressPattern::new("r{r}-{n}@example.net").unwrap(),
+            generated: Generated::new(sizes),
+            security: Security::Plain,
+            auth: None,
+            corpus: None,
+            order: Order::Sequential,
+            recipients: None,
+        }
     }
 
     #[test]
@@ -623,7 +595,10 @@ mod tests {
         std::fs::write(&path, "# test list\n a@x.test \n\nb@x.test\r\nc@x.test").unwrap();
         let list = RecipientList::read(&path).unwrap();
         assert_eq!(list.len(), 3);
-        let mut w = workload(Sizes::Fixed(100)).with_recipients(list);
+        let mut w = Workload {
+            recipients: Some(list),
+            ..workload(Sizes::Fixed(100))
+        };
         w.rcpts = 2;
         let mut out = Output::default();
         for seq in 0..3 {

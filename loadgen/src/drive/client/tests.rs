@@ -6,23 +6,30 @@ use super::*;
 use crate::drive::corpus::wire::Form;
 use crate::drive::output::{Body, Output};
 use crate::drive::reply::{parse_reply, ReplyError};
-use crate::drive::workload::{AddressPattern, Auth, AuthMech, Content, Rng, Sizes, MIN_SIZE};
+use crate::drive::workload::{
+    AddressPattern, Auth, AuthMech, Content, Generated, Order, Rng, Sizes, MIN_SIZE,
+};
 use std::time::Duration;
 
 /// A workload with tiny messages (`MIN_SIZE` bytes), so transcripts stay readable.
 fn workload(rcpts: usize, pipelining: Pipelining, bdat: bool, inflight: usize) -> Workload {
-    Workload::new(
+    Workload {
         rcpts,
-        0,
+        msgs_per_conn: 0,
         pipelining,
         bdat,
-        inflight,
-        false,
-        "lg.test".into(),
-        AddressPattern::new("s{n}@a.test").unwrap(),
-        AddressPattern::new("r{r}@b.test").unwrap(),
-        Sizes::Fixed(MIN_SIZE),
-    )
+        inflight: inflight.max(1),
+        helo: false,
+        ehlo_name: "lg.test".into(),
+        from: AddressPattern::new("s{n}@a.test").unwrap(),
+        to: AddressPattern::new("r{r}@b.test").unwrap(),
+        generated: Generated::new(Sizes::Fixed(MIN_SIZE)),
+        security: Security::Plain,
+        auth: None,
+        corpus: None,
+        order: Order::Sequential,
+        recipients: None,
+    }
 }
 
 /// [`workload`] secured by `security`, authenticating as `user`/`pass` with `mech`.
@@ -32,8 +39,11 @@ fn session_workload(
     pipelining: Pipelining,
     bdat: bool,
 ) -> Workload {
-    workload(1, pipelining, bdat, 2)
-        .with_session(security, mech.map(|m| Auth::new(m, "user", "pass")))
+    Workload {
+        security,
+        auth: mech.map(|m| Auth::new(m, "user", "pass")),
+        ..workload(1, pipelining, bdat, 2)
+    }
 }
 
 /// base64 of `text`.
@@ -1838,8 +1848,11 @@ fn tls_and_auth_sessions_against_the_model_server() {
         assert_eq!(auths, usize::from(mech.is_some()), "{name}");
     }
     // Wrong credentials: the model refuses with 535; the session ends before any MAIL.
-    let w = workload(1, Pipelining::Auto, false, 1)
-        .with_session(Security::StartTls, Some(Auth::new(Login, "user", "wrong")));
+    let w = Workload {
+        security: Security::StartTls,
+        auth: Some(Auth::new(Login, "user", "wrong")),
+        ..workload(1, Pipelining::Auto, false, 1)
+    };
     let mut server = Server {
         starttls: true,
         auth: Some("LOGIN"),

@@ -25,6 +25,15 @@
 //! are set up, fail, take too long to set up, or close cleanly, and counts the connections
 //! that never got ready by reason (see `slots`).
 //!
+//! One pass per turn: the loop never walks every connection. A connection is put on a list
+//! when something happened to it: it had an event (output may be due, and its client may
+//! start a message or QUIT), or it started one (output is due). Open loop: connections
+//! that may start but wait for a message to be due wait in a queue, served first in, first
+//! out when one is. Reply timeouts and set-up grace ends are deadlines in a heap, checked
+//! from the nearest; how many more messages the open connections may still carry is a
+//! counter. Only the end of the work (and a thread giving up) looks at every connection,
+//! once, since it changes what each may do.
+//!
 //! Time: the loop waits with its [`Pacer`], a timer of nanosecond resolution (the poll's own
 //! timeout is whole milliseconds), until the nearest deadline: the next open-loop send, a
 //! pending connect, the interval's end.
@@ -54,6 +63,8 @@ use crate::drive::workload::{Rng, Security, Workload};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
@@ -137,8 +148,40 @@ pub struct IntervalReport {
     pub backlog: u64,
 }
 
+/// A connection on a list: its slab key, and its number (a key is reused once its connection
+/// is gone; an entry whose number differs is stale and skipped).
+type Listed = (usize, u64);
+
+/// What a deadline in the engine's heap is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    /// The reply timeout: the connection's last progress plus `--timeout` (checked again
+    /// when progress was made since the entry was pushed).
+    Reply,
+    /// The set-up grace ([`SETUP_GRACE`]) from the connect's start: a slot whose session is
+    /// not set up by then is down.
+    Setup,
+}
+
+/// Why [`Engine::serve`] stopped starting messages on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Nothing more for now: connecting, waiting for replies, quitting, or no work left.
+    Waiting,
+    /// It may start a message, but none is due yet (open loop): it waits in the queue.
+    NotDue,
+}
+
 /// A connection and its buffers.
 struct Conn {
+    /// Its number (unique in the thread): what list entries are checked against.
+    id: u64,
+    /// Whether it is on the list of connections to flush.
+    to_flush: bool,
+    /// Whether it is on the list of connections whose client may start a message or QUIT.
+    to_serve: bool,
+    /// Whether it is in the open loop's queue of connections waiting for a due message.
+    queued: bool,
     /// The socket, plain or with TLS over it.
     transport: Transport,
     /// `None` while the TCP connect is in progress.
@@ -209,6 +252,26 @@ struct Engine {
     connects: usize,
     /// The run's account of connections alive (shared by every thread).
     slots: Arc<Mutex<SlotAccount>>,
+    /// Connections that may have output to write (an event, a message started).
+    to_flush: Vec<Listed>,
+    /// Connections whose client may start a message or QUIT (an event).
+    to_serve: Vec<Listed>,
+    /// The list being worked through (swapped with `to_flush` or `to_serve`, so that
+    /// neither list is allocated again).
+    working: Vec<Listed>,
+    /// Open loop: connections that may start a message, waiting for one to be due.
+    queue: VecDeque<Listed>,
+    /// Reply timeouts and set-up grace ends, nearest first (an entry is never later than
+    /// the moment it stands for; stale ones are skipped).
+    deadlines: BinaryHeap<Reverse<(Instant, Deadline, usize, u64)>>,
+    /// Messages the open connections may still carry under `--msgs-per-conn` (the sum, over
+    /// open connections, of the limit less what each started).
+    open_capacity: u64,
+    /// Connections whose session is not set up yet.
+    unready: usize,
+    /// Whether work was left at the last turn (its end changes what every connection may
+    /// do: each is looked at once then).
+    work_was_left: bool,
 }
 
 /// Runs one thread's plan to completion.
@@ -254,6 +317,14 @@ pub fn run_thread(
         reader,
         connects,
         slots,
+        to_flush: Vec::new(),
+        to_serve: Vec::new(),
+        working: Vec::new(),
+        queue: VecDeque::new(),
+        deadlines: BinaryHeap::new(),
+        open_capacity: 0,
+        unready: 0,
+        work_was_left: true,
     };
     engine.run()
 }
@@ -284,7 +355,13 @@ impl Engine {
                     continue;
                 }
                 let peer_closed = event.is_read_closed() || event.is_error();
-                self.on_event(event.token().0, peer_closed, now);
+                let key = event.token().0;
+                let Some(id) = self.conns.get(key).map(|conn| conn.id) else {
+                    continue;
+                };
+                self.on_event(key, peer_closed, now);
+                self.mark_flush(key, id);
+                self.mark_serve(key, id);
             }
             self.check_timeouts(now);
             if now >= self.interval_end() {
@@ -383,17 +460,16 @@ impl Engine {
             return true;
         }
         let remaining = quota.saturating_sub(self.started);
-        let open_capacity: u64 = self
-            .conns
-            .iter()
-            .map(|(_, conn)| {
-                conn.client
-                    .as_ref()
-                    .map_or(per_conn, |client| per_conn.saturating_sub(client.started()))
-            })
-            .sum();
+        debug_assert_eq!(
+            self.open_capacity,
+            self.conns
+                .iter()
+                .map(|(_, conn)| capacity(conn, per_conn))
+                .sum::<u64>(),
+            "the open connections' capacity counter"
+        );
         let pending_capacity = self.pending_connects.len() as u64 * per_conn;
-        remaining > open_capacity + pending_capacity
+        remaining > self.open_capacity + pending_capacity
     }
 
     /// Opens the pending connections that are due, if still needed (drops them when not),
@@ -458,7 +534,13 @@ impl Engine {
                         .push((now + RECONNECT_BACKOFF, Slot::Down));
                     return;
                 }
+                let key = entry.key();
+                let id = turn as u64;
                 entry.insert(Conn {
+                    id,
+                    to_flush: false,
+                    to_serve: false,
+                    queued: false,
                     transport: Transport::plain(stream),
                     client: None,
                     target,
@@ -473,6 +555,15 @@ impl Engine {
                     slot,
                     ready: false,
                 });
+                self.open_capacity += self.workload.msgs_per_conn;
+                self.unready += 1;
+                self.push_deadline(
+                    started.checked_add(self.plan.reply_timeout),
+                    Deadline::Reply,
+                    key,
+                    id,
+                );
+                self.push_deadline(started.checked_add(SETUP_GRACE), Deadline::Setup, key, id);
             }
             Err(e) => {
                 if let Some(source) = source {
@@ -678,6 +769,7 @@ impl Engine {
         if client.was_ready() && !conn.ready {
             self.ever_ready = true;
             conn.ready = true;
+            self.unready -= 1;
             let mut slots = lock(&self.slots);
             slots.session(now, true);
             if conn.slot == Slot::Down {
@@ -728,67 +820,165 @@ impl Engine {
         true
     }
 
-    /// Starts every message the load model allows now, and QUITs finished connections.
+    /// Starts every message the load model allows now, and QUITs finished connections: on
+    /// the connections queued for a due message (open loop), then on those that had an
+    /// event. When work runs out (or comes back), every connection is looked at once.
     fn start_messages(&mut self, now: Instant) {
+        let work_left = self.work_left(now);
+        if work_left != self.work_was_left {
+            self.work_was_left = work_left;
+            for (key, conn) in self.conns.iter_mut() {
+                if !conn.to_serve {
+                    conn.to_serve = true;
+                    self.to_serve.push((key, conn.id));
+                }
+            }
+        }
+        // The queue first, oldest first: a due message goes to the connection that waited
+        // longest. One that may start but finds nothing due ends the walk (none behind it
+        // would find more).
+        while let Some(&(key, id)) = self.queue.front() {
+            if self.conns.get(key).is_some_and(|conn| conn.id == id)
+                && self.serve(key, now) == Served::NotDue
+            {
+                break;
+            }
+            self.queue.pop_front();
+            if let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) {
+                conn.queued = false;
+            }
+        }
+        std::mem::swap(&mut self.to_serve, &mut self.working);
+        for i in 0..self.working.len() {
+            let (key, id) = self.working[i];
+            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) else {
+                continue;
+            };
+            conn.to_serve = false;
+            if self.serve(key, now) == Served::NotDue {
+                let conn = &mut self.conns[key];
+                if !conn.queued {
+                    conn.queued = true;
+                    self.queue.push_back((key, id));
+                }
+            }
+        }
+        self.working.clear();
+    }
+
+    /// Starts the messages the load model allows now on connection `key`, or QUITs it when
+    /// it is done; says why it stopped.
+    fn serve(&mut self, key: usize, now: Instant) -> Served {
         let workload = Arc::clone(&self.workload);
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            loop {
-                let work_left = self.work_left(now);
-                let conn = &mut self.conns[key];
-                let Some(client) = conn.client.as_mut() else {
-                    break;
-                };
-                if client.should_quit(&workload, !work_left) {
-                    client.quit(now, &mut conn.out);
-                    break;
-                }
-                if !work_left || !client.can_start(&workload) {
-                    break;
-                }
-                let intended = match self.plan.rate {
-                    None => None,
-                    Some(_) => {
-                        let Some(intended) = self.next_intended().filter(|at| *at <= now) else {
-                            break;
-                        };
-                        self.next_slot += 1;
-                        record(
-                            &mut self.recorder.send_lateness,
-                            now.saturating_duration_since(intended).as_nanos() as u64,
-                        );
-                        Some(intended)
-                    }
-                };
-                let seq = self.started * self.threads + self.plan.index as u64;
-                let content = workload.pick_content(seq, &mut self.rng);
-                self.started += 1;
-                self.recorder.started += 1;
-                let conn = &mut self.conns[key];
-                if self.plan.targets.len() > 1 {
-                    self.recorder.target(conn.target).started += 1;
-                }
-                let client = conn.client.as_mut().expect("checked above");
+        let per_conn = workload.msgs_per_conn;
+        loop {
+            let work_left = self.work_left(now);
+            let conn = &mut self.conns[key];
+            let Some(client) = conn.client.as_mut() else {
+                return Served::Waiting;
+            };
+            if client.should_quit(&workload, !work_left) {
                 if !client.is_waiting() {
+                    // The QUIT's reply is timed from now, not from the last reply before
+                    // an idle spell (as a message's first command is).
                     conn.last_progress = now;
                 }
-                client.start_message(&workload, seq, content, intended, now, &mut conn.out);
+                client.quit(now, &mut conn.out);
+                let id = conn.id;
+                self.mark_flush(key, id);
+                return Served::Waiting;
+            }
+            if !work_left || !client.can_start(&workload) {
+                return Served::Waiting;
+            }
+            let intended = match self.plan.rate {
+                None => None,
+                Some(_) => {
+                    let Some(intended) = self.next_intended().filter(|at| *at <= now) else {
+                        return Served::NotDue;
+                    };
+                    self.next_slot += 1;
+                    record(
+                        &mut self.recorder.send_lateness,
+                        now.saturating_duration_since(intended).as_nanos() as u64,
+                    );
+                    Some(intended)
+                }
+            };
+            let seq = self.started * self.threads + self.plan.index as u64;
+            let content = workload.pick_content(seq, &mut self.rng);
+            self.started += 1;
+            self.recorder.started += 1;
+            let conn = &mut self.conns[key];
+            if self.plan.targets.len() > 1 {
+                self.recorder.target(conn.target).started += 1;
+            }
+            let before = capacity(conn, per_conn);
+            let client = conn.client.as_mut().expect("checked above");
+            if !client.is_waiting() {
+                conn.last_progress = now;
+            }
+            client.start_message(&workload, seq, content, intended, now, &mut conn.out);
+            self.open_capacity -= before - capacity(conn, per_conn);
+            let id = conn.id;
+            self.mark_flush(key, id);
+        }
+    }
+
+    /// Puts connection `key` (number `id`) on the list to flush, once.
+    fn mark_flush(&mut self, key: usize, id: u64) {
+        if let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) {
+            if !conn.to_flush {
+                conn.to_flush = true;
+                self.to_flush.push((key, id));
             }
         }
     }
 
-    /// Writes pending output on every connection that has some (commands, or TLS records).
-    fn flush_all(&mut self) {
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| conn.has_output() || conn.transport.wants_write())
-            .map(|(key, _)| key)
-            .collect();
-        let now = Instant::now();
-        for key in keys {
-            self.flush(key, now);
+    /// Puts connection `key` (number `id`) on the list whose clients may start or QUIT,
+    /// once.
+    fn mark_serve(&mut self, key: usize, id: u64) {
+        if let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) {
+            if !conn.to_serve {
+                conn.to_serve = true;
+                self.to_serve.push((key, id));
+            }
         }
+    }
+
+    /// Adds a deadline of `kind` at `at` for connection `key` (number `id`); none when the
+    /// moment lies past what the clock can add up (never due).
+    fn push_deadline(&mut self, at: Option<Instant>, kind: Deadline, key: usize, id: u64) {
+        if let Some(at) = at {
+            self.deadlines.push(Reverse((at, kind, key, id)));
+        }
+        // Entries of closed connections stay until due; when they outnumber the live ones,
+        // they go (no allocation: the heap keeps its room).
+        if self.deadlines.len() > 4 * self.conns.len() + 64 {
+            let conns = &self.conns;
+            self.deadlines.retain(|Reverse((_, _, key, id))| {
+                conns.get(*key).is_some_and(|conn| conn.id == *id)
+            });
+        }
+    }
+
+    /// Writes pending output (commands, or TLS records) on the connections listed to flush
+    /// that have some. A connection whose socket took less than all waits for its
+    /// WRITABLE event, which lists it again.
+    fn flush_all(&mut self) {
+        std::mem::swap(&mut self.to_flush, &mut self.working);
+        let now = Instant::now();
+        for i in 0..self.working.len() {
+            let (key, id) = self.working[i];
+            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) else {
+                continue;
+            };
+            conn.to_flush = false;
+            if conn.has_output() || conn.transport.wants_write() {
+                self.flush(key, now);
+            }
+        }
+        self.working.clear();
     }
 
     /// Writes what connection `key` has pending until done or `WouldBlock` (for TLS: into
@@ -851,27 +1041,37 @@ impl Engine {
 
     /// Drops connections that waited longer than the reply timeout for a reply (or a
     /// connect); marks down the slots whose session is taking longer than [`SETUP_GRACE`]
-    /// to set up (from the moment the grace ran out).
+    /// to set up (from the moment the grace ran out). Only the deadlines that passed are
+    /// looked at: a reply deadline whose connection made progress since is pushed again,
+    /// at the new one (or, when it waits for nothing, one timeout from now: whatever it
+    /// waits for next is timed from then or later).
     fn check_timeouts(&mut self, now: Instant) {
         let timeout = self.plan.reply_timeout;
-        for (_, conn) in self.conns.iter_mut() {
-            let grace_end = conn.connect_started + SETUP_GRACE;
-            if !conn.ready && conn.slot == Slot::Alive && now > grace_end {
-                lock(&self.slots).change(grace_end, Slot::Alive, Slot::Down);
-                conn.slot = Slot::Down;
+        while let Some(&Reverse((at, kind, key, id))) = self.deadlines.peek() {
+            if at >= now {
+                break;
             }
-        }
-        let late: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| {
-                let waiting = conn.client.as_ref().is_none_or(Client::is_waiting);
-                waiting && now.saturating_duration_since(conn.last_progress) > timeout
-            })
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
-            self.drop_conn(key, Some(ErrorKind::Timeout), now);
+            self.deadlines.pop();
+            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id == id) else {
+                continue;
+            };
+            match kind {
+                Deadline::Setup => {
+                    if !conn.ready && conn.slot == Slot::Alive {
+                        lock(&self.slots).change(at, Slot::Alive, Slot::Down);
+                        conn.slot = Slot::Down;
+                    }
+                }
+                Deadline::Reply => {
+                    let waiting = conn.client.as_ref().is_none_or(Client::is_waiting);
+                    if waiting && now.saturating_duration_since(conn.last_progress) > timeout {
+                        self.drop_conn(key, Some(ErrorKind::Timeout), now);
+                        continue;
+                    }
+                    let next = if waiting { conn.last_progress } else { now };
+                    self.push_deadline(next.checked_add(timeout), Deadline::Reply, key, id);
+                }
+            }
         }
     }
 
@@ -882,17 +1082,21 @@ impl Engine {
     /// as never ready ("awaiting greeting at the run's end"). Younger set-ups (a reconnect
     /// for `--msgs-per-conn` just before the end) are left to finish with QUIT.
     fn abandon_setups(&mut self, now: Instant) {
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| {
-                !conn.client.as_ref().is_some_and(Client::was_ready)
-                    && now >= conn.connect_started + SETUP_GRACE
-            })
-            .map(|(key, _)| key)
-            .collect();
-        for key in keys {
-            let conn = self.conns.remove(key);
+        if self.unready == 0 {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.working);
+        keys.extend(
+            self.conns
+                .iter()
+                .filter(|(_, conn)| {
+                    !conn.client.as_ref().is_some_and(Client::was_ready)
+                        && now >= conn.connect_started + SETUP_GRACE
+                })
+                .map(|(key, conn)| (key, conn.id)),
+        );
+        for &(key, _) in &keys {
+            let conn = self.remove_conn(key);
             let awaiting = conn.client.as_ref().map_or("connect", |client| {
                 client.awaiting().map_or("nothing", |s| s.name())
             });
@@ -900,6 +1104,18 @@ impl Engine {
                 .not_ready(format!("awaiting {awaiting} at the run's end"));
             self.release_slot(now, conn.slot);
         }
+        keys.clear();
+        self.working = keys;
+    }
+
+    /// Takes connection `key` out of the slab, and out of the counters.
+    fn remove_conn(&mut self, key: usize) -> Conn {
+        let conn = self.conns.remove(key);
+        self.open_capacity -= capacity(&conn, self.workload.msgs_per_conn);
+        if !conn.ready {
+            self.unready -= 1;
+        }
+        conn
     }
 
     /// Closes a connection with an error of `kind` described by `detail`.
@@ -912,9 +1128,10 @@ impl Engine {
     /// its slot down until a new session is set up; a clean close (after `QUIT`) keeps it as
     /// it was.
     fn drop_conn(&mut self, key: usize, error: Option<ErrorKind>, now: Instant) {
-        let Some(conn) = self.conns.try_remove(key) else {
+        if !self.conns.contains(key) {
             return;
-        };
+        }
+        let conn = self.remove_conn(key);
         if let Some(kind) = error {
             if !conn.client.as_ref().is_some_and(Client::was_ready) {
                 self.setup_failures += 1;
@@ -1078,6 +1295,14 @@ impl Conn {
     fn has_output(&self) -> bool {
         !self.out.is_empty() || self.staging_pos < self.staging.len() || self.body.is_some()
     }
+}
+
+/// How many more messages `conn` may carry under a limit of `per_conn` a connection (0: no
+/// limit, and no count kept).
+fn capacity(conn: &Conn, per_conn: u64) -> u64 {
+    conn.client
+        .as_ref()
+        .map_or(per_conn, |client| per_conn.saturating_sub(client.started()))
 }
 
 /// Records what the client reports (`resumed`: how a handshake it reports went; `target`:

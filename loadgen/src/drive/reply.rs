@@ -112,7 +112,11 @@ fn parse_enhanced(text: &[u8], code: u16) -> Option<(u8, u16, u16)> {
         if part.is_empty() || part.len() > max_digits || !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        std::str::from_utf8(part).ok()?.parse().ok()
+        // At most three ASCII digits: the value fits, and needs no parser.
+        Some(
+            part.iter()
+                .fold(0u16, |n, &digit| n * 10 + u16::from(digit - b'0')),
+        )
     };
     let class = number(1)?;
     let subject = number(3)?;

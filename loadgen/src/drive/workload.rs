@@ -202,6 +202,20 @@ impl Rng {
 pub struct AddressPattern {
     /// The pattern as given.
     pattern: String,
+    /// The pattern cut once into what is written for each address: literal text (a range
+    /// of `pattern`) and the numbers that stand in for `{n}` and `{r}`.
+    pieces: Vec<Piece>,
+}
+
+/// A piece of an [`AddressPattern`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// `pattern[start..end]`, as it is.
+    Literal(usize, usize),
+    /// `{n}`: the message sequence number.
+    Seq,
+    /// `{r}`: the recipient index.
+    Rcpt,
 }
 
 impl AddressPattern {
@@ -216,30 +230,64 @@ impl AddressPattern {
                 "address pattern {pattern:?} must be printable ASCII without spaces or <>"
             ));
         }
+        // `{n}` and `{r}` are placeholders; any other `{` is literal text.
+        let bytes = pattern.as_bytes();
+        let mut pieces = Vec::new();
+        let mut literal = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let piece = match &bytes[i..] {
+                [b'{', b'n', b'}', ..] => Piece::Seq,
+                [b'{', b'r', b'}', ..] => Piece::Rcpt,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            if literal < i {
+                pieces.push(Piece::Literal(literal, i));
+            }
+            pieces.push(piece);
+            i += 3;
+            literal = i;
+        }
+        if literal < bytes.len() {
+            pieces.push(Piece::Literal(literal, bytes.len()));
+        }
         Ok(AddressPattern {
             pattern: pattern.to_string(),
+            pieces,
         })
     }
 
     /// Writes the address for message `seq`, recipient `rcpt`.
     fn write(&self, seq: u64, rcpt: usize, out: &mut Output) {
-        let mut rest = self.pattern.as_str();
-        while let Some(open) = rest.find('{') {
-            out.extend_from_slice(&rest.as_bytes()[..open]);
-            let tail = &rest[open..];
-            if let Some(after) = tail.strip_prefix("{n}") {
-                let _ = write!(out, "{seq}");
-                rest = after;
-            } else if let Some(after) = tail.strip_prefix("{r}") {
-                let _ = write!(out, "{rcpt}");
-                rest = after;
-            } else {
-                out.extend_from_slice(b"{");
-                rest = &tail[1..];
+        for piece in &self.pieces {
+            match *piece {
+                Piece::Literal(start, end) => {
+                    out.extend_from_slice(&self.pattern.as_bytes()[start..end]);
+                }
+                Piece::Seq => write_decimal(seq, out),
+                Piece::Rcpt => write_decimal(rcpt as u64, out),
             }
         }
-        out.extend_from_slice(rest.as_bytes());
     }
+}
+
+/// Writes `n` in decimal, as `{n}` formats it (without the formatting machinery: two
+/// numbers go into every message's commands).
+fn write_decimal(mut n: u64, out: &mut Output) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// What a message carries.
@@ -558,6 +606,56 @@ mod tests {
         );
         assert!(AddressPattern::new("a b@c").is_err());
         assert!(AddressPattern::new("<a@b>").is_err());
+    }
+
+    #[test]
+    fn patterns_expand_as_a_naive_reading_does() {
+        // The reading before patterns were cut into pieces once: scan for `{` every time.
+        fn naive(pattern: &str, seq: u64, rcpt: usize) -> String {
+            let mut out = String::new();
+            let mut rest = pattern;
+            while let Some(open) = rest.find('{') {
+                out.push_str(&rest[..open]);
+                let tail = &rest[open..];
+                if let Some(after) = tail.strip_prefix("{n}") {
+                    out.push_str(&seq.to_string());
+                    rest = after;
+                } else if let Some(after) = tail.strip_prefix("{r}") {
+                    out.push_str(&rcpt.to_string());
+                    rest = after;
+                } else {
+                    out.push('{');
+                    rest = &tail[1..];
+                }
+            }
+            out + rest
+        }
+        for pattern in [
+            "a@b",
+            "{n}",
+            "{r}",
+            "{n}{r}",
+            "{",
+            "}",
+            "{n",
+            "{{n}}",
+            "{x}{n}@{r}.",
+            "a{r}b{n}c{",
+            "{{{r}",
+            "n}{r}{n}{",
+            "{}",
+        ] {
+            let p = AddressPattern::new(pattern).unwrap();
+            for (seq, rcpt) in [(0, 0), (7, 12), (u64::MAX, usize::MAX), (1_000_000, 9)] {
+                let mut out = Output::default();
+                p.write(seq, rcpt, &mut out);
+                assert_eq!(
+                    out.written(),
+                    naive(pattern, seq, rcpt).as_bytes(),
+                    "{pattern:?} {seq} {rcpt}"
+                );
+            }
+        }
     }
 
     #[test]

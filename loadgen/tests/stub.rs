@@ -347,6 +347,26 @@ fn a_summary_that_cannot_be_written_is_not_a_silent_success() {
     assert!(!stderr.contains("error"), "{stderr}");
 }
 
+/// Bug (issue 16 review): `smtp-loadgen ... 2>&1 | head -1` ended with a panic, exit status
+/// 101: the progress line went to a standard error whose reader had left, and `eprintln!`
+/// panics on the failed write. Lines on standard error are a courtesy too now: the run goes
+/// on to its end and exit status.
+#[test]
+fn a_closed_standard_error_is_not_a_crash() {
+    let stub = Stub::start(StubScript::default());
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        // Not -q: a progress line every second goes to the closed stderr.
+        "\"$0\" --target \"$1\" -c 1 -d 2s 2>&1 | true; echo \"status ${PIPESTATUS[0]}\" >&2",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (_, _, stderr) = common::run_bounded(command, HANG);
+    assert!(stderr.ends_with("status 0\n"), "{stderr}");
+    assert!(stub.messages() > 0);
+}
+
 #[test]
 fn each_connect_is_timed_from_its_own_start() {
     // 100 connects due at once. They used to share one start (the loop turn's clock) and be

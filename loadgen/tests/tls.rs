@@ -136,7 +136,7 @@ fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
     };
     let server = server::start(&config).expect("fastsmtpd starts");
     // docs/loadgen.md: smtp-loadgen --target 127.0.0.1:2525 --starttls --auth user:pass -c 20
-    // -d 20s --warmup 5s (shorter here; cost 10 rather than the recipe's 12 keeps the 20
+    // -d 20s --warmup 10s (shorter here; cost 10 rather than the recipe's 12 keeps the 20
     // logins well inside the warm-up on a loaded CI machine)
     let run = loadgen(
         server.local_addrs()[0],

@@ -8,7 +8,7 @@
 //! reused buffers ([`Credentials`]) that are wiped once the attempt is decided.
 //!
 //! What it does not do: check a password (the caller does, against `--auth any` or a
-//! password file, possibly on another thread: see [`super::session::Session::pending_credentials`]),
+//! password file, possibly on another thread: see [`super::session::Session::credentials`]),
 //! or choose replies (the session does).
 
 use base64::engine::general_purpose::STANDARD;

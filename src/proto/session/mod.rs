@@ -11,10 +11,17 @@
 //! (RFC 2920 §3.2). It stops early only where the output must wait: a message whose sink
 //! stores it elsewhere ([`Verdict::Pending`]), a pause the gate asked for
 //! ([`Progress::pause_at`]), or replies piling up past the caller's budget
-//! ([`Progress::output_full`]).
+//! ([`Wait::Output`]).
 //!
-//! What it does not do: read or write sockets, keep time (the caller calls
-//! [`Session::on_timeout`] when a deadline passes, and times a pause), or own message storage.
+//! The contract with the caller: every call returns a [`Progress`] that says what the
+//! session now waits for ([`Wait`]: the output, a store, an AUTH verdict, a TLS handshake,
+//! nothing more) and which of the caller's deadlines applies ([`Clock`]); the events that end
+//! a wait, and the server's own (shutdown, an expired deadline), come back through one entry
+//! point, [`Session::resume`] with a [`Resume`]. The caller never asks what state the
+//! session is in.
+//!
+//! What it does not do: read or write sockets, keep time (the caller gives
+//! [`Resume::Expired`] when a deadline passes, and times a pause), or own message storage.
 //!
 //! The state is split in two on purpose. `Mode` says how the next bytes are framed (command
 //! line, overlong line being skipped, DATA content, BDAT octets, waiting for a store, nothing
@@ -94,22 +101,104 @@ pub struct SecurityPolicy {
     pub auth_required: bool,
 }
 
-/// What one call into the session did, for the caller's bookkeeping.
+/// What one call into the session did, and what the session now waits for: the caller reads
+/// its next step from here, never by asking the session questions (as rustls's
+/// `process_new_packets` returns its `IoState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
     /// Input bytes consumed. The rest (an incomplete command line, shorter than the line
-    /// limit; or input behind a pause or a pending store) must be presented again, followed
-    /// by more input.
+    /// limit; or input behind a pause or a wait) must be presented again, followed by more
+    /// input.
     pub consumed: usize,
     /// Commands and messages completed: nonzero means the client made progress (the caller
     /// moves its idle deadline).
     pub completed: u32,
     /// A gate asked for a pause: output from this offset of the caller's buffer on must wait
     /// (the gate's owner knows how long), and the caller presents no input until it is over.
+    /// Apart from [`Progress::wait`]: a pause can overlap any wait.
     pub pause_at: Option<usize>,
+    /// What the session waits for before it takes more input; `None`: input, as it comes.
+    pub wait: Option<Wait>,
+    /// Which of the caller's deadlines applies now.
+    pub clock: Clock,
+    /// Input octets that arrived behind a `STARTTLS` line and were thrown away in this call
+    /// (the caller counts them as a protocol violation; RFC 3207 §4.2, CVE-2011-0411).
+    pub discarded: usize,
+}
+
+/// What the session waits for before it takes more input. Each names the one event that
+/// ends it: a new wait (a PROXY header, a relay hand-off) is a new variant here and a new
+/// [`Resume`] event, nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
     /// The output reached the caller's budget ([`Replies::with_limit`]) with input left: the
     /// caller presents the rest again once it has written some replies out.
-    pub output_full: bool,
+    Output,
+    /// The sink is storing a message elsewhere ([`Verdict::Pending`]): its reply, and
+    /// everything behind it, waits for [`Resume::Stored`].
+    Store,
+    /// AUTH credentials are complete ([`Session::credentials`]): the caller checks them and
+    /// answers with [`Resume::Auth`].
+    Credentials,
+    /// `220` to STARTTLS is in the output: the caller flushes it, starts TLS, and reports the
+    /// finished handshake with [`Resume::TlsStarted`] (RFC 3207 §4.2). Input until then is
+    /// discarded (counted in [`Progress::discarded`]).
+    StartTls,
+    /// The session is over: the caller flushes the output and closes the connection.
+    Closed,
+}
+
+/// Which of the caller's deadlines applies to the session now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// The per-command idle timeout (RFC 5321 §4.5.3.2).
+    #[default]
+    Command,
+    /// Message content (DATA or BDAT octets) is being received: the server's minimum data
+    /// rate applies, if it sets one.
+    Content,
+    /// The server is shutting down and no transaction is open: the session takes only
+    /// `QUIT`, and the caller ends it ([`Resume::Expired`]) if none comes soon.
+    Quit,
+}
+
+/// An event from outside the input that the session waited for (or must hear now): the one
+/// entry point besides [`Session::on_input`] that changes its state.
+#[derive(Debug)]
+pub enum Resume {
+    /// The sink's outcome for the message it answered [`Verdict::Pending`] for: stored
+    /// (`250`) or not (`451 4.3.0`). Ignored unless the session waits for [`Wait::Store`].
+    Stored(bool),
+    /// The verdict on [`Session::credentials`]. Ignored unless the session waits for
+    /// [`Wait::Credentials`].
+    Auth(AuthVerdict),
+    /// The TLS handshake finished (implicit TLS, or after STARTTLS): what was negotiated goes
+    /// into every later message's envelope; after STARTTLS the session is back at the state
+    /// right after the greeting (RFC 3207 §4.2).
+    TlsStarted(crate::proto::envelope::TlsInfo),
+    /// The server is shutting down. A session with a transaction open may finish it; from
+    /// then on (or at once, for an idle one) it takes only `QUIT`, answered `221` as usual:
+    /// a client that got its last `250` and says `QUIT` is told goodbye, not `421`. Any
+    /// other command is answered `421 4.3.2` (RFC 5321 §3.8) and the session closes. Nothing
+    /// is said until then: how long the session may wait for its `QUIT` is the caller's
+    /// choice ([`Clock::Quit`]; it ends the session with [`Resume::Expired`]).
+    Shutdown,
+    /// The caller's deadline passed: the session replies with this (a `421`) and closes. A
+    /// session that waited for its `QUIT` during shutdown says `421 4.3.2` instead.
+    Expired(&'static [u8]),
+}
+
+/// The caller's verdict on an AUTH attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// The credentials are right: `235 2.7.0` (unless the session found the attempt invalid
+    /// itself).
+    Accepted,
+    /// They are wrong: `535 5.7.8`.
+    Rejected,
+    /// Not checked now: this `454 4.7.0` reply (RFC 4954 §6: the checkers are saturated, or
+    /// the client failed too often).
+    Unavailable(&'static [u8]),
 }
 
 /// How the next input bytes are framed.
@@ -126,7 +215,7 @@ enum Mode {
     /// Reading the octets of a BDAT chunk.
     Chunk(ChunkTransfer),
     /// The sink is storing a complete message elsewhere; its final reply (and everything the
-    /// client pipelined behind it) waits for [`Session::on_store_complete`]. RFC 5321
+    /// client pipelined behind it) waits for [`Resume::Stored`]. RFC 5321
     /// §4.1.1.4: `250` means the receiver has taken responsibility, so it cannot come sooner.
     AwaitingStore {
         /// The message's content octets, counted once it is stored.
@@ -135,11 +224,11 @@ enum Mode {
     /// Reading the client's answer to an AUTH challenge (a base64 line, or `*`).
     AuthResponse(AuthStep),
     /// AUTH credentials are complete and wait for the caller's verdict
-    /// ([`Session::pending_credentials`], [`Session::on_auth_result`]); input behind them waits.
+    /// ([`Session::credentials`], [`Resume::Auth`]); input behind them waits.
     AwaitingAuth,
     /// `220` to STARTTLS is out: the caller flushes it, discards every byte received behind
-    /// the command (RFC 3207 §4.2, CVE-2011-0411), starts TLS and calls
-    /// [`Session::on_tls_started`]. No input is processed until then.
+    /// the command (RFC 3207 §4.2, CVE-2011-0411), starts TLS and reports the finished
+    /// handshake ([`Resume::TlsStarted`]). No input is processed until then.
     StartingTls,
     /// The session is over; input is ignored.
     Closed,
@@ -204,7 +293,7 @@ pub struct Session {
     /// Junk commands (see `is_junk`) since the last accepted message.
     junk: u32,
     /// The server is shutting down: no new transaction starts. Between transactions only
-    /// `QUIT` is taken (see [`Session::awaits_quit`]); any other command gets `421 4.3.2`.
+    /// `QUIT` is taken ([`Clock::Quit`]); any other command gets `421 4.3.2`.
     draining: bool,
     /// The connection is encrypted (implicit TLS, or after STARTTLS).
     tls_active: bool,
@@ -213,9 +302,6 @@ pub struct Session {
     credentials: Option<Box<crate::proto::sasl::Credentials>>,
     /// Failed AUTH attempts in this session (the caller slows repeated failures down).
     auth_failures: u32,
-    /// Bytes discarded behind a `STARTTLS` line (injected plaintext, or a client that
-    /// pipelined where it must not): the caller counts them.
-    discarded_after_starttls: usize,
     /// Messages accepted (answered `250`) since the caller last took the counters.
     accepted_messages: u64,
     /// Content octets of those messages.
@@ -249,6 +335,10 @@ struct Io<'r, 'a, S, G> {
     completed: u32,
     /// Where a pause the gate asked for begins in the output.
     pause_at: Option<usize>,
+    /// The output budget ran out with input left.
+    output_full: bool,
+    /// Input discarded behind a `STARTTLS` line.
+    discarded: usize,
 }
 
 impl<'r, 'a, S: MessageSink, G: Gate> Io<'r, 'a, S, G> {
@@ -260,22 +350,14 @@ impl<'r, 'a, S: MessageSink, G: Gate> Io<'r, 'a, S, G> {
             gate,
             completed: 0,
             pause_at: None,
+            output_full: false,
+            discarded: 0,
         }
     }
 
     /// Marks the output from here on as held by a pause.
     fn pause_here(&mut self) {
         self.pause_at.get_or_insert(self.out.len());
-    }
-
-    /// What the call did, having consumed `consumed` bytes.
-    fn progress(&self, consumed: usize) -> Progress {
-        Progress {
-            consumed,
-            completed: self.completed,
-            pause_at: self.pause_at,
-            output_full: false,
-        }
     }
 }
 
@@ -299,49 +381,10 @@ impl Session {
         self.tls_active
     }
 
-    /// The handshake is complete: `info` goes into every later message's envelope.
-    pub fn on_tls_established(&mut self, info: crate::proto::envelope::TlsInfo) {
-        self.envelope.tls = Some(Box::new(info));
-    }
-
-    /// Whether the session answered `STARTTLS` with `220` and waits for the caller to start
-    /// TLS: flush the replies, discard any input behind the command, then call
-    /// [`Session::on_tls_started`].
-    pub fn is_starting_tls(&self) -> bool {
-        matches!(self.mode, Mode::StartingTls)
-    }
-
-    /// Input octets that arrived behind a `STARTTLS` line and were thrown away (the caller
-    /// counts them as a protocol violation); cleared by the call.
-    pub fn take_discarded_after_starttls(&mut self) -> usize {
-        std::mem::take(&mut self.discarded_after_starttls)
-    }
-
-    /// The caller switched the connection to TLS after the `220`: the session is back at the
-    /// state right after the greeting (RFC 3207 §4.2): the EHLO name, the envelope and any
-    /// authentication are forgotten, and the client must send EHLO again. Nothing is
-    /// sent (no second greeting). During shutdown the session ends with `421` at once.
-    pub fn on_tls_started<S: MessageSink>(&mut self, out: &mut Replies<'_>, sink: &mut S) {
-        if !self.is_starting_tls() {
-            return;
-        }
-        self.abort_message(sink);
-        self.envelope.forget_all();
-        self.wipe_credentials();
-        self.chunked_size = 0;
-        self.stage = Stage::Connected;
-        self.tls_active = true;
-        self.mode = Mode::Command;
-        if self.draining {
-            out.push(reply::SHUTTING_DOWN);
-            self.mode = Mode::Closed;
-        }
-    }
-
-    /// The credentials of the AUTH attempt waiting for a verdict, `(user, password)`: the
-    /// caller checks them and answers with [`Session::on_auth_result`]. `None` when no attempt
-    /// is waiting.
-    pub fn pending_credentials(&self) -> Option<(&[u8], &[u8])> {
+    /// The credentials of the AUTH attempt waiting for a verdict ([`Wait::Credentials`]),
+    /// `(user, password)`: the caller checks them and answers with [`Resume::Auth`]. `None`
+    /// when no attempt is waiting.
+    pub fn credentials(&self) -> Option<(&[u8], &[u8])> {
         match self.mode {
             Mode::AwaitingAuth => self
                 .credentials
@@ -351,9 +394,129 @@ impl Session {
         }
     }
 
+    /// Whether the client has authenticated (RFC 4954) in this session.
+    pub fn authenticated(&self) -> bool {
+        self.envelope.authenticated
+    }
+
     /// Failed AUTH attempts so far.
     pub fn auth_failures(&self) -> u32 {
         self.auth_failures
+    }
+
+    /// Failed commands so far.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    /// Returns the messages and content octets accepted since the last call, and resets both.
+    pub fn take_accepted(&mut self) -> (u64, u64) {
+        let taken = (self.accepted_messages, self.accepted_bytes);
+        self.accepted_messages = 0;
+        self.accepted_bytes = 0;
+        taken
+    }
+
+    /// An event the session waited for, or must hear now (see [`Resume`]): appends the
+    /// replies it calls for and says what the session waits for next. The caller then
+    /// presents the input it kept again (if the session takes input).
+    pub fn resume<S: MessageSink>(
+        &mut self,
+        config: &SessionConfig,
+        event: Resume,
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) -> Progress {
+        match event {
+            Resume::Stored(stored) => self.on_stored(stored, out, sink),
+            Resume::Auth(verdict) => self.on_auth_verdict(config, verdict, out, sink),
+            Resume::TlsStarted(info) => self.on_tls_started(info, out, sink),
+            Resume::Shutdown => self.draining = true,
+            Resume::Expired(reply) => {
+                if !self.is_closed() {
+                    self.end_with(reply, out, sink);
+                }
+            }
+        }
+        Progress {
+            wait: self.waiting_for(),
+            clock: self.clock(),
+            ..Progress::default()
+        }
+    }
+
+    /// The connection is gone: a message in progress is abandoned (never accepted).
+    pub fn on_disconnect<S: MessageSink>(&mut self, sink: &mut S) {
+        self.abort_message(sink);
+        self.mode = Mode::Closed;
+    }
+
+    /// What the session waits for, from its framing mode (the output budget is the call's
+    /// to tell).
+    fn waiting_for(&self) -> Option<Wait> {
+        match self.mode {
+            Mode::AwaitingStore { .. } => Some(Wait::Store),
+            Mode::AwaitingAuth => Some(Wait::Credentials),
+            Mode::StartingTls => Some(Wait::StartTls),
+            Mode::Closed => Some(Wait::Closed),
+            Mode::Command
+            | Mode::SkippingLongLine { .. }
+            | Mode::Data(_)
+            | Mode::Chunk(_)
+            | Mode::AuthResponse(_) => None,
+        }
+    }
+
+    /// Which of the caller's deadlines applies now.
+    fn clock(&self) -> Clock {
+        if matches!(self.mode, Mode::Data(_) | Mode::Chunk(_)) {
+            Clock::Content
+        } else if self.awaits_quit() {
+            Clock::Quit
+        } else {
+            Clock::Command
+        }
+    }
+
+    /// What a call that took input did, having consumed `consumed` bytes. A wait of the
+    /// session's own comes before a full output budget: the input waits for it either way.
+    fn progress<S, G>(&self, io: &Io<'_, '_, S, G>, consumed: usize) -> Progress {
+        Progress {
+            consumed,
+            completed: io.completed,
+            pause_at: io.pause_at,
+            wait: self
+                .waiting_for()
+                .or(io.output_full.then_some(Wait::Output)),
+            clock: self.clock(),
+            discarded: io.discarded,
+        }
+    }
+
+    /// The handshake finished: `info` goes into every later message's envelope. After
+    /// STARTTLS, the session is back at the state right after the greeting (RFC 3207 §4.2):
+    /// the EHLO name, the envelope and any authentication are forgotten, and the client must
+    /// send EHLO again. Nothing is sent (no second greeting). During shutdown the session
+    /// ends with `421` at once.
+    fn on_tls_started<S: MessageSink>(
+        &mut self,
+        info: crate::proto::envelope::TlsInfo,
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
+        if matches!(self.mode, Mode::StartingTls) {
+            self.abort_message(sink);
+            self.envelope.forget_all();
+            self.wipe_credentials();
+            self.chunked_size = 0;
+            self.stage = Stage::Connected;
+            self.tls_active = true;
+            self.mode = Mode::Command;
+            if self.draining {
+                self.close_for_shutdown(out, sink);
+            }
+        }
+        self.envelope.tls = Some(Box::new(info));
     }
 
     /// Forgets the AUTH attempt's user and password (wiping the password).
@@ -363,52 +526,18 @@ impl Session {
         }
     }
 
-    /// The caller's verdict on [`Session::pending_credentials`]: `235 2.7.0` and the user is
-    /// recorded, or `535 5.7.8` (counted toward the error cap, RFC 4954 §6). An attempt the
-    /// session found invalid itself (an authorization identity other than the user, an empty
-    /// user or password, a user name that is not printable UTF-8) fails whatever the caller
-    /// says: it is handed over like any other only so it takes as long. The password is wiped
-    /// either way. Returns whether the attempt succeeded. The caller then presents the input
-    /// it kept again. Ignored (false) when no attempt is waiting.
-    pub fn on_auth_result<S: MessageSink>(
+    /// The caller's verdict on [`Session::credentials`]. Accepted: `235 2.7.0` and the user is
+    /// recorded; rejected: `535 5.7.8` (counted toward the error cap, RFC 4954 §6). An
+    /// attempt the session found invalid itself (an authorization identity other than the
+    /// user, an empty user or password, a user name that is not printable UTF-8) fails
+    /// whatever the caller says: it is handed over like any other only so it takes as long.
+    /// Unavailable: the `454` given is not a failed attempt, but a failed command: it counts
+    /// toward the error cap like any other (else a client could send `AUTH` for ever for
+    /// free). The password is wiped either way. Ignored when no attempt is waiting.
+    fn on_auth_verdict<S: MessageSink>(
         &mut self,
         config: &SessionConfig,
-        accepted: bool,
-        out: &mut Replies<'_>,
-        sink: &mut S,
-    ) -> bool {
-        if !matches!(self.mode, Mode::AwaitingAuth) {
-            return false;
-        }
-        self.mode = Mode::Command;
-        let accepted = accepted && self.credentials.as_ref().is_some_and(|c| !c.refused);
-        if accepted {
-            if let Some(credentials) = &self.credentials {
-                self.envelope.set_auth_user(&credentials.user);
-            }
-            out.push(reply::AUTH_OK);
-        } else {
-            self.auth_failures = self.auth_failures.saturating_add(1);
-            out.push(reply::AUTH_FAILED);
-            self.errors += 1;
-            if self.errors >= config.max_errors {
-                self.abort_message(sink);
-                out.push(reply::TOO_MANY_ERRORS);
-                self.mode = Mode::Closed;
-            }
-        }
-        self.wipe_credentials();
-        accepted
-    }
-
-    /// The caller does not check the attempt now: `reply` is a `454 4.7.0` (RFC 4954 §6, a
-    /// temporary failure: the checkers are saturated, or the client failed too often). Not a
-    /// failed attempt, but a failed command: it counts toward the error cap like any other
-    /// (else a client could send `AUTH` for ever for free). Ignored when no attempt is waiting.
-    pub fn on_auth_unavailable<S: MessageSink>(
-        &mut self,
-        config: &SessionConfig,
-        reply: &'static [u8],
+        verdict: AuthVerdict,
         out: &mut Replies<'_>,
         sink: &mut S,
     ) {
@@ -416,13 +545,28 @@ impl Session {
             return;
         }
         self.mode = Mode::Command;
+        let accepted = verdict == AuthVerdict::Accepted
+            && self.credentials.as_ref().is_some_and(|c| !c.refused);
+        let reply = match verdict {
+            _ if accepted => {
+                if let Some(credentials) = &self.credentials {
+                    self.envelope.set_auth_user(&credentials.user);
+                }
+                reply::AUTH_OK
+            }
+            AuthVerdict::Accepted | AuthVerdict::Rejected => {
+                self.auth_failures = self.auth_failures.saturating_add(1);
+                reply::AUTH_FAILED
+            }
+            AuthVerdict::Unavailable(reply) => reply,
+        };
         self.wipe_credentials();
         out.push(reply);
-        self.errors += 1;
-        if self.errors >= config.max_errors {
-            self.abort_message(sink);
-            out.push(reply::TOO_MANY_ERRORS);
-            self.mode = Mode::Closed;
+        if !accepted {
+            self.errors += 1;
+            if self.errors >= config.max_errors {
+                self.end_with(reply::TOO_MANY_ERRORS, out, sink);
+            }
         }
     }
 
@@ -442,7 +586,7 @@ impl Session {
             Decision::Refuse(reply) | Decision::Close(reply) => Some(reply),
             Decision::Hangup => {
                 self.on_disconnect(io.sink);
-                return io.progress(0);
+                return self.progress(&io, 0);
             }
             Decision::Pause(then) => {
                 io.pause_here();
@@ -463,50 +607,24 @@ impl Session {
                 self.refused = true;
             }
         }
-        io.progress(0)
+        self.progress(&io, 0)
     }
 
-    /// Whether the session has ended (after QUIT, a closing `421`/`221`, or a framing error):
-    /// flush the output, then close the connection.
-    pub fn is_closed(&self) -> bool {
+    /// Whether the session has ended (after QUIT, a closing `421`/`221`, or a framing error).
+    fn is_closed(&self) -> bool {
         matches!(self.mode, Mode::Closed)
     }
 
-    /// Whether message content (DATA or BDAT octets) is being received, when the server
-    /// applies its minimum data rate instead of the per-command deadline.
-    pub fn in_message_content(&self) -> bool {
-        matches!(self.mode, Mode::Data(_) | Mode::Chunk(_))
-    }
-
-    /// Whether the session waits for its sink to report a stored message (and so consumes
-    /// no input: the caller should stop reading until [`Session::on_store_complete`]).
-    pub fn is_awaiting_store(&self) -> bool {
+    /// Whether the session waits for its sink to report a stored message.
+    #[cfg(test)]
+    fn is_awaiting_store(&self) -> bool {
         matches!(self.mode, Mode::AwaitingStore { .. })
     }
 
-    /// Failed commands so far.
-    pub fn errors(&self) -> u32 {
-        self.errors
-    }
-
-    /// Returns the messages and content octets accepted since the last call, and resets both.
-    pub fn take_accepted(&mut self) -> (u64, u64) {
-        let taken = (self.accepted_messages, self.accepted_bytes);
-        self.accepted_messages = 0;
-        self.accepted_bytes = 0;
-        taken
-    }
-
-    /// The sink reports the outcome of the message it answered [`Verdict::Pending`] for:
-    /// appends `250` or `451 4.3.0` and resumes reading commands. The caller then presents
-    /// the input it kept again. Ignored when the session is not waiting (it timed out or
-    /// closed meanwhile).
-    pub fn on_store_complete<S: MessageSink>(
-        &mut self,
-        stored: bool,
-        out: &mut Replies<'_>,
-        sink: &mut S,
-    ) {
+    /// The sink's outcome for the message it answered [`Verdict::Pending`] for: appends `250`
+    /// or `451 4.3.0` and resumes reading commands. Ignored when the session is not waiting
+    /// (it timed out or closed meanwhile).
+    fn on_stored<S: MessageSink>(&mut self, stored: bool, out: &mut Replies<'_>, sink: &mut S) {
         let Mode::AwaitingStore { size } = self.mode else {
             return;
         };
@@ -536,37 +654,46 @@ impl Session {
         gate: &mut G,
     ) -> Progress {
         let mut io = Io::new(out, sink, gate);
+        let consumed = self.take_input(config, input, &mut io);
+        self.progress(&io, consumed)
+    }
+
+    /// [`Session::on_input`]'s loop: returns the bytes consumed.
+    fn take_input<S: MessageSink, G: Gate>(
+        &mut self,
+        config: &SessionConfig,
+        input: &[u8],
+        io: &mut Io<'_, '_, S, G>,
+    ) -> usize {
         let mut pos = 0;
         loop {
             if io.pause_at.is_some() {
-                return io.progress(pos);
+                return pos;
             }
             if io.out.is_full() && pos < input.len() && !self.is_closed() {
                 // The client is not reading its replies: take no more commands. Nothing is
                 // lost or reordered (the rest is presented again once replies have drained),
                 // and the client's TCP window holds back what it sends meanwhile.
-                return Progress {
-                    output_full: true,
-                    ..io.progress(pos)
-                };
+                io.output_full = true;
+                return pos;
             }
             match self.mode {
-                Mode::Closed => return io.progress(input.len()),
+                Mode::Closed => return input.len(),
                 Mode::StartingTls => {
                     // RFC 3207 §4.2 and RFC 2920 §3.1: STARTTLS ends a pipelined group, so
                     // nothing legal follows it in plaintext. Whatever did is discarded here,
                     // never executed inside TLS (CVE-2011-0411).
-                    self.discarded_after_starttls += input.len() - pos;
-                    return io.progress(input.len());
+                    io.discarded += input.len() - pos;
+                    return input.len();
                 }
-                Mode::AwaitingStore { .. } | Mode::AwaitingAuth => return io.progress(pos),
+                Mode::AwaitingStore { .. } | Mode::AwaitingAuth => return pos,
                 Mode::AuthResponse(step) => match next_line(&input[pos..], config.max_line_len) {
                     Ok(Status::Complete { line, consumed }) => {
                         pos += consumed;
                         io.completed += 1;
-                        self.on_auth_response(config, step, line, false, &mut io);
+                        self.on_auth_response(config, step, line, false, io);
                     }
-                    Ok(Status::Partial) => return io.progress(pos),
+                    Ok(Status::Partial) => return pos,
                     Err(LineError::TooLong) => {
                         // An overlong response ends the exchange like any overlong line.
                         self.wipe_credentials();
@@ -577,9 +704,9 @@ impl Session {
                     Ok(Status::Complete { line, consumed }) => {
                         pos += consumed;
                         io.completed += 1;
-                        self.on_command_line(config, line, &mut io);
+                        self.on_command_line(config, line, io);
                     }
-                    Ok(Status::Partial) => return io.progress(pos),
+                    Ok(Status::Partial) => return pos,
                     // RFC 5321 §4.5.3.1.4: too long. Drop it up to its CR LF, then reply.
                     Err(LineError::TooLong) => {
                         self.mode = Mode::SkippingLongLine { saw_cr: false };
@@ -592,7 +719,7 @@ impl Session {
                             pos += end;
                             io.completed += 1;
                             self.mode = Mode::Command;
-                            self.reply_error(config, reply::LINE_TOO_LONG, &mut io);
+                            self.reply_error(config, reply::LINE_TOO_LONG, io);
                         }
                         None => {
                             let saw_cr = match rest.last() {
@@ -600,7 +727,7 @@ impl Session {
                                 None => saw_cr,
                             };
                             self.mode = Mode::SkippingLongLine { saw_cr };
-                            return io.progress(input.len());
+                            return input.len();
                         }
                     }
                 }
@@ -619,62 +746,31 @@ impl Session {
                     pos += scan.consumed;
                     if !scan.done {
                         self.mode = Mode::Data(transfer);
-                        return io.progress(pos);
+                        return pos;
                     }
                     io.completed += 1;
                     self.mode = Mode::Command;
-                    self.on_data_end(config, transfer, &mut io);
+                    self.on_data_end(config, transfer, io);
                 }
                 Mode::Chunk(transfer) => {
-                    let (taken, transfer) =
-                        self.take_chunk_octets(transfer, &input[pos..], &mut io);
+                    let (taken, transfer) = self.take_chunk_octets(transfer, &input[pos..], io);
                     pos += taken;
                     let Some(transfer) = transfer else {
-                        return io.progress(pos);
+                        return pos;
                     };
                     // The BDAT command line counted as progress; its octets earn time at
                     // the minimum data rate like DATA content.
                     self.mode = Mode::Command;
-                    self.on_chunk_end(config, transfer, &mut io);
+                    self.on_chunk_end(config, transfer, io);
                 }
             }
         }
     }
 
-    /// The caller's deadline for this session passed: reply `reply` (a `421`) and close.
-    pub fn on_timeout<S: MessageSink>(
-        &mut self,
-        reply: &'static [u8],
-        out: &mut Replies<'_>,
-        sink: &mut S,
-    ) {
-        if !self.is_closed() {
-            self.abort_message(sink);
-            out.push(reply);
-            self.mode = Mode::Closed;
-        }
-    }
-
-    /// The server is shutting down. A session with a transaction open may finish it; from
-    /// then on (or at once, for an idle one) it takes only `QUIT`, answered `221` as usual:
-    /// a client that got its last `250` and says `QUIT` is told goodbye, not `421`. Any
-    /// other command is answered `421 4.3.2` (RFC 5321 §3.8) and the session closes. Nothing
-    /// is said until then: how long the session may wait for its `QUIT` is the caller's
-    /// choice ([`Session::awaits_quit`]; it ends it with [`Session::on_timeout`]).
-    pub fn on_shutdown(&mut self) {
-        self.draining = true;
-    }
-
     /// The server is shutting down and this session has no transaction open: it takes only
-    /// `QUIT` now, and the caller ends it (`421 4.3.2`) if none comes soon.
-    pub fn awaits_quit(&self) -> bool {
+    /// `QUIT` now.
+    fn awaits_quit(&self) -> bool {
         self.draining && !self.is_closed() && self.is_idle()
-    }
-
-    /// The connection is gone: a message in progress is abandoned (never accepted).
-    pub fn on_disconnect<S: MessageSink>(&mut self, sink: &mut S) {
-        self.abort_message(sink);
-        self.mode = Mode::Closed;
     }
 
     /// No transaction is open and commands are being read.
@@ -688,9 +784,26 @@ impl Session {
         reply: &'static [u8],
         io: &mut Io<'_, '_, S, G>,
     ) {
-        self.abort_message(io.sink);
-        io.out.push(reply);
+        self.end_with(reply, io.out, io.sink);
+    }
+
+    /// Ends the session with our `reply`: a message in progress is abandoned.
+    fn end_with<S: MessageSink>(
+        &mut self,
+        reply: &'static [u8],
+        out: &mut Replies<'_>,
+        sink: &mut S,
+    ) {
+        self.abort_message(sink);
+        out.push(reply);
         self.mode = Mode::Closed;
+    }
+
+    /// The server is shutting down and the session may not go on (a command other than
+    /// `QUIT` between transactions, or a TLS upgrade finishing): `421 4.3.2` and close
+    /// (RFC 5321 §3.8).
+    fn close_for_shutdown<S: MessageSink>(&mut self, out: &mut Replies<'_>, sink: &mut S) {
+        self.end_with(reply::SHUTTING_DOWN, out, sink);
     }
 
     /// A reply the gate gave instead of carrying a command out (counted as a fault's, not
@@ -902,7 +1015,7 @@ impl Session {
         if self.awaits_quit() && !matches!(parsed, Ok(Command::Quit)) {
             // Shutting down, between transactions: nothing new starts. RFC 5321 §3.8: a
             // server that must close answers `421` to any command but `QUIT`.
-            return self.close_with(reply::SHUTTING_DOWN, io);
+            return self.close_for_shutdown(io.out, io.sink);
         }
         let command = match parsed {
             Ok(command) => command,

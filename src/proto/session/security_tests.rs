@@ -81,47 +81,53 @@ fn run(config: &SessionConfig, before_tls: &[u8], cut: usize, after_tls: &[u8]) 
     let mut discarded = 0;
     let mut carry = Vec::new();
     let mut tls_out = Vec::new();
-    let mut feed = |session: &mut Session,
-                    carry: &mut Vec<u8>,
-                    out: &mut Vec<u8>,
-                    sink: &mut Sink| loop {
-        let progress = session.on_input(
-            config,
-            carry,
-            &mut Replies::new(out, &mut tally),
-            sink,
-            &mut Open,
-        );
-        carry.drain(..progress.consumed);
-        discarded += session.take_discarded_after_starttls();
-        let verdict = session
-            .pending_credentials()
-            .map(|(user, password)| user == b"alice" && password == b"right");
-        match verdict {
-            Some(accepted) => {
-                session.on_auth_result(config, accepted, &mut Replies::new(out, &mut tally), sink);
-            }
-            None => return,
-        }
-    };
+    let mut feed =
+        |session: &mut Session, carry: &mut Vec<u8>, out: &mut Vec<u8>, sink: &mut Sink| loop {
+            let progress = session.on_input(
+                config,
+                carry,
+                &mut Replies::new(out, &mut tally),
+                sink,
+                &mut Open,
+            );
+            carry.drain(..progress.consumed);
+            discarded += progress.discarded;
+            let verdict = session
+                .credentials()
+                .map(|(user, password)| user == b"alice" && password == b"right");
+            let verdict = match verdict {
+                Some(true) => AuthVerdict::Accepted,
+                Some(false) => AuthVerdict::Rejected,
+                None => return progress.wait,
+            };
+            session.resume(
+                config,
+                Resume::Auth(verdict),
+                &mut Replies::new(out, &mut tally),
+                sink,
+            );
+        };
     let cut = cut.min(before_tls.len());
+    let mut wait = None;
     for piece in [&before_tls[..cut], &before_tls[cut..]] {
         carry.extend_from_slice(piece);
-        feed(&mut session, &mut carry, &mut out, &mut sink);
+        wait = feed(&mut session, &mut carry, &mut out, &mut sink);
     }
-    if session.is_starting_tls() {
-        // The server drops what is left and starts TLS.
+    if wait == Some(Wait::StartTls) {
+        // The server drops what is left, starts TLS, and reports the finished handshake.
         carry.clear();
-        session.on_tls_started(
-            &mut Replies::new(&mut tls_out, &mut ReplyTally::default()),
-            &mut sink,
-        );
-        session.on_tls_established(TlsInfo {
+        let info = TlsInfo {
             version: "TLSv1.3",
             cipher: "TLS_AES_128_GCM_SHA256",
             sni: None,
             resumed: false,
-        });
+        };
+        session.resume(
+            config,
+            Resume::TlsStarted(info),
+            &mut Replies::new(&mut tls_out, &mut ReplyTally::default()),
+            &mut sink,
+        );
         carry.extend_from_slice(after_tls);
         feed(&mut session, &mut carry, &mut tls_out, &mut sink);
     }
@@ -465,10 +471,10 @@ fn a_454_counts_toward_the_error_cap_and_the_session_goes_on_until_it() {
             &mut Open,
         );
         input = &input[progress.consumed..];
-        if session.pending_credentials().is_some() {
-            session.on_auth_unavailable(
+        if session.credentials().is_some() {
+            session.resume(
                 &config,
-                replies[answered % 2],
+                Resume::Auth(AuthVerdict::Unavailable(replies[answered % 2])),
                 &mut Replies::new(&mut out, &mut tally),
                 &mut sink,
             );

@@ -102,8 +102,9 @@ fn store_complete(
     out: &mut Vec<u8>,
     sink: &mut RecordingSink,
 ) {
-    session.on_store_complete(
-        stored,
+    session.resume(
+        &config(),
+        Resume::Stored(stored),
         &mut Replies::new(out, &mut ReplyTally::default()),
         sink,
     );
@@ -115,11 +116,22 @@ fn timeout(
     out: &mut Vec<u8>,
     sink: &mut RecordingSink,
 ) {
-    session.on_timeout(
-        reply,
+    session.resume(
+        &config(),
+        Resume::Expired(reply),
         &mut Replies::new(out, &mut ReplyTally::default()),
         sink,
     );
+}
+
+fn shutdown(session: &mut Session, sink: &mut RecordingSink) {
+    let progress = session.resume(
+        &config(),
+        Resume::Shutdown,
+        &mut Replies::new(&mut Vec::new(), &mut ReplyTally::default()),
+        sink,
+    );
+    assert_eq!(progress.clock == Clock::Quit, session.awaits_quit());
 }
 
 fn config() -> SessionConfig {
@@ -588,7 +600,7 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
         &mut sink,
     );
     out.clear();
-    session.on_shutdown();
+    shutdown(&mut session, &mut sink);
     assert!(!session.awaits_quit() && !session.is_closed());
     // The message finishes; then only QUIT is taken: a NOOP (any command but QUIT) is
     // answered 421 and closes, unexecuted.
@@ -615,7 +627,7 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
         &mut out,
         &mut sink,
     );
-    polite.on_shutdown();
+    shutdown(&mut polite, &mut sink);
     assert!(polite.awaits_quit());
     out.clear();
     feed(&mut polite, &config, b"QUIT\r\n", &mut out, &mut sink);
@@ -624,13 +636,9 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
     // An idle one says nothing until the caller ends it (its QUIT window is the caller's).
     let mut idle = Session::new();
     out.clear();
-    idle.on_shutdown();
+    shutdown(&mut idle, &mut sink);
     assert!(out.is_empty() && idle.awaits_quit());
-    idle.on_timeout(
-        reply::SHUTTING_DOWN,
-        &mut Replies::new(&mut out, &mut ReplyTally::default()),
-        &mut sink,
-    );
+    timeout(&mut idle, reply::SHUTTING_DOWN, &mut out, &mut sink);
     assert_eq!(out, reply::SHUTTING_DOWN);
     assert!(idle.is_closed());
 }
@@ -1089,7 +1097,7 @@ fn a_spent_output_budget_stops_taking_commands_and_loses_none() {
             out.len() < 40 + reply::OK.len(),
             "at most one reply past the budget"
         );
-        assert_eq!(progress.output_full, !session.is_closed());
+        assert_eq!(progress.wait == Some(Wait::Output), !session.is_closed());
         rest = &rest[progress.consumed..];
         wire.extend_from_slice(&out);
         calls += 1;

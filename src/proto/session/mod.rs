@@ -9,7 +9,7 @@
 //! *every* complete command in the input, in order (RFC 2920 §3.1: a pipelining server must
 //! not lose input), so the caller can flush all the replies of one read with one write
 //! (RFC 2920 §3.2). It stops early only where the output must wait: a message whose sink
-//! stores it elsewhere ([`Verdict::Pending`]), a pause the gate asked for
+//! stores it elsewhere ([`Verdict::Pending`](super::sink::Verdict::Pending)), a pause the gate asked for
 //! ([`Progress::pause_at`]), or replies piling up past the caller's budget
 //! ([`Wait::Output`]).
 //!
@@ -28,26 +28,39 @@
 //! more); `Stage` says where the mail transaction stands. They are independent: a line
 //! skipped for being too long in the middle of a transaction leaves the transaction as it was
 //! (RFC 5321 §4.1.4: a failed command changes no state). Each is one enum whose variants own
-//! their data; transitions are in `match`es with no catch-all arm. BDAT's framing and policy
-//! (RFC 3030) are in `bdat`; the envelope's storage is [`super::envelope`].
+//! their data; transitions are in `match`es with no catch-all arm.
+//!
+//! The rooms, by sub-protocol: this module frames the input, dispatches commands, keeps the
+//! contract with the caller and the error and junk caps; `mail` has MAIL and RCPT; `message`
+//! DATA content and the end of every message (the final reply, a store's wait); `bdat` the
+//! BDAT chunks (RFC 3030); `auth` the AUTH exchange (RFC 4954); `starttls` STARTTLS (RFC
+//! 3207); `gate` what only the gate decides. The envelope's storage is [`super::envelope`].
 //!
 //! Memory: the input is borrowed, never copied; the envelope is kept in a few buffers that
 //! are cleared, not freed, between messages, so after warm-up a session allocates nothing.
 
+mod auth;
 mod bdat;
+mod gate;
+mod mail;
+mod message;
 #[cfg(test)]
 mod security_tests;
+mod starttls;
 #[cfg(test)]
 mod tests;
 
-use super::command::{parse_command, Body, Command, CommandError, MailParams};
-use super::data::DataScanner;
-use super::envelope::{EnvelopeBuf, Transfer};
+use super::command::{parse_command, Command, CommandError};
+use super::envelope::EnvelopeBuf;
 use super::gate::{Checkpoint, Decision, Gate, GateContext};
 use super::line::{find_line_end, next_line, LineError, Status};
 use super::reply::{self, Banner, Origin, Replies};
-use super::sink::{MessageSink, Verdict};
+use super::sink::MessageSink;
+use auth::AuthStep;
+pub use auth::AuthVerdict;
 use bdat::ChunkTransfer;
+use gate::Gated;
+use message::DataTransfer;
 
 /// What to do with a bare CR or bare LF in message content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +147,7 @@ pub enum Wait {
     /// The output reached the caller's budget ([`Replies::with_limit`]) with input left: the
     /// caller presents the rest again once it has written some replies out.
     Output,
-    /// The sink is storing a message elsewhere ([`Verdict::Pending`]): its reply, and
+    /// The sink is storing a message elsewhere ([`Verdict::Pending`](super::sink::Verdict::Pending)): its reply, and
     /// everything behind it, waits for [`Resume::Stored`].
     Store,
     /// AUTH credentials are complete ([`Session::credentials`]): the caller checks them and
@@ -166,7 +179,7 @@ pub enum Clock {
 /// entry point besides [`Session::on_input`] that changes its state.
 #[derive(Debug)]
 pub enum Resume {
-    /// The sink's outcome for the message it answered [`Verdict::Pending`] for: stored
+    /// The sink's outcome for the message it answered [`Verdict::Pending`](super::sink::Verdict::Pending) for: stored
     /// (`250`) or not (`451 4.3.0`). Ignored unless the session waits for [`Wait::Store`].
     Stored(bool),
     /// The verdict on [`Session::credentials`]. Ignored unless the session waits for
@@ -186,19 +199,6 @@ pub enum Resume {
     /// The caller's deadline passed: the session replies with this (a `421`) and closes. A
     /// session that waited for its `QUIT` during shutdown says `421 4.3.2` instead.
     Expired(&'static [u8]),
-}
-
-/// The caller's verdict on an AUTH attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthVerdict {
-    /// The credentials are right: `235 2.7.0` (unless the session found the attempt invalid
-    /// itself).
-    Accepted,
-    /// They are wrong: `535 5.7.8`.
-    Rejected,
-    /// Not checked now: this `454 4.7.0` reply (RFC 4954 §6: the checkers are saturated, or
-    /// the client failed too often).
-    Unavailable(&'static [u8]),
 }
 
 /// How the next input bytes are framed.
@@ -232,29 +232,6 @@ enum Mode {
     StartingTls,
     /// The session is over; input is ignored.
     Closed,
-}
-
-/// Which response an AUTH exchange waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AuthStep {
-    /// The PLAIN message, after an empty `334` challenge.
-    Plain,
-    /// LOGIN's user name.
-    LoginUser,
-    /// LOGIN's password.
-    LoginPassword,
-}
-
-/// Progress through DATA content.
-#[derive(Debug, Clone, Copy)]
-struct DataTransfer {
-    /// Finds the end of data and undoes dot-stuffing.
-    scanner: DataScanner,
-    /// Content octets so far.
-    size: u64,
-    /// Whether `size` passed the limit (the rest is read and dropped; RFC 1870 §6.3 lets us
-    /// refuse only after the end of data).
-    too_big: bool,
 }
 
 /// Where the mail transaction stands (RFC 5321 §3.3).
@@ -309,17 +286,6 @@ pub struct Session {
     /// The gate refused the session at the greeting with a `554` (RFC 5321 §3.1): only
     /// `QUIT` is carried out; every other command gets `503 5.5.1`.
     refused: bool,
-}
-
-/// The gate's answer about a command the protocol would carry out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gated {
-    /// Carry it out.
-    Proceed,
-    /// Answer with this reply (a fault's) instead.
-    Refuse(&'static [u8]),
-    /// The session is over (the gate hung up, or closed with a `421`).
-    Ended,
 }
 
 /// The caller's side of one call: where replies, content and questions go, and what the call
@@ -379,29 +345,6 @@ impl Session {
     /// Whether the connection is encrypted, as far as the session knows.
     pub fn is_tls(&self) -> bool {
         self.tls_active
-    }
-
-    /// The credentials of the AUTH attempt waiting for a verdict ([`Wait::Credentials`]),
-    /// `(user, password)`: the caller checks them and answers with [`Resume::Auth`]. `None`
-    /// when no attempt is waiting.
-    pub fn credentials(&self) -> Option<(&[u8], &[u8])> {
-        match self.mode {
-            Mode::AwaitingAuth => self
-                .credentials
-                .as_deref()
-                .map(|c| (&c.user[..], &c.password[..])),
-            _ => None,
-        }
-    }
-
-    /// Whether the client has authenticated (RFC 4954) in this session.
-    pub fn authenticated(&self) -> bool {
-        self.envelope.authenticated
-    }
-
-    /// Failed AUTH attempts so far.
-    pub fn auth_failures(&self) -> u32 {
-        self.auth_failures
     }
 
     /// Failed commands so far.
@@ -493,83 +436,6 @@ impl Session {
         }
     }
 
-    /// The handshake finished: `info` goes into every later message's envelope. After
-    /// STARTTLS, the session is back at the state right after the greeting (RFC 3207 §4.2):
-    /// the EHLO name, the envelope and any authentication are forgotten, and the client must
-    /// send EHLO again. Nothing is sent (no second greeting). During shutdown the session
-    /// ends with `421` at once.
-    fn on_tls_started<S: MessageSink>(
-        &mut self,
-        info: crate::proto::envelope::TlsInfo,
-        out: &mut Replies<'_>,
-        sink: &mut S,
-    ) {
-        if matches!(self.mode, Mode::StartingTls) {
-            self.abort_message(sink);
-            self.envelope.forget_all();
-            self.wipe_credentials();
-            self.chunked_size = 0;
-            self.stage = Stage::Connected;
-            self.tls_active = true;
-            self.mode = Mode::Command;
-            if self.draining {
-                self.close_for_shutdown(out, sink);
-            }
-        }
-        self.envelope.tls = Some(Box::new(info));
-    }
-
-    /// Forgets the AUTH attempt's user and password (wiping the password).
-    fn wipe_credentials(&mut self) {
-        if let Some(credentials) = &mut self.credentials {
-            credentials.wipe();
-        }
-    }
-
-    /// The caller's verdict on [`Session::credentials`]. Accepted: `235 2.7.0` and the user is
-    /// recorded; rejected: `535 5.7.8` (counted toward the error cap, RFC 4954 §6). An
-    /// attempt the session found invalid itself (an authorization identity other than the
-    /// user, an empty user or password, a user name that is not printable UTF-8) fails
-    /// whatever the caller says: it is handed over like any other only so it takes as long.
-    /// Unavailable: the `454` given is not a failed attempt, but a failed command: it counts
-    /// toward the error cap like any other (else a client could send `AUTH` for ever for
-    /// free). The password is wiped either way. Ignored when no attempt is waiting.
-    fn on_auth_verdict<S: MessageSink>(
-        &mut self,
-        config: &SessionConfig,
-        verdict: AuthVerdict,
-        out: &mut Replies<'_>,
-        sink: &mut S,
-    ) {
-        if !matches!(self.mode, Mode::AwaitingAuth) {
-            return;
-        }
-        self.mode = Mode::Command;
-        let accepted = verdict == AuthVerdict::Accepted
-            && self.credentials.as_ref().is_some_and(|c| !c.refused);
-        let reply = match verdict {
-            _ if accepted => {
-                if let Some(credentials) = &self.credentials {
-                    self.envelope.set_auth_user(&credentials.user);
-                }
-                reply::AUTH_OK
-            }
-            AuthVerdict::Accepted | AuthVerdict::Rejected => {
-                self.auth_failures = self.auth_failures.saturating_add(1);
-                reply::AUTH_FAILED
-            }
-            AuthVerdict::Unavailable(reply) => reply,
-        };
-        self.wipe_credentials();
-        out.push(reply);
-        if !accepted {
-            self.errors += 1;
-            if self.errors >= config.max_errors {
-                self.end_with(reply::TOO_MANY_ERRORS, out, sink);
-            }
-        }
-    }
-
     /// The connection is open: asks the gate about it, then appends the `220` greeting
     /// (RFC 5321 §4.2, §3.1) or whatever the gate said instead.
     pub fn on_connect<S: MessageSink, G: Gate>(
@@ -619,26 +485,6 @@ impl Session {
     #[cfg(test)]
     fn is_awaiting_store(&self) -> bool {
         matches!(self.mode, Mode::AwaitingStore { .. })
-    }
-
-    /// The sink's outcome for the message it answered [`Verdict::Pending`] for: appends `250`
-    /// or `451 4.3.0` and resumes reading commands. Ignored when the session is not waiting
-    /// (it timed out or closed meanwhile).
-    fn on_stored<S: MessageSink>(&mut self, stored: bool, out: &mut Replies<'_>, sink: &mut S) {
-        let Mode::AwaitingStore { size } = self.mode else {
-            return;
-        };
-        self.mode = Mode::Command;
-        let accepted;
-        let reply = if stored {
-            self.count_accepted(size);
-            accepted = reply::message_accepted(sink.queue_id());
-            accepted.as_bytes()
-        } else {
-            reply::STORE_FAILED
-        };
-        out.push(reply);
-        sink.on_outcome(None, size, reply);
     }
 
     /// Processes `input`, appending replies to `out`, content to `sink`, and asking `gate`
@@ -731,23 +577,13 @@ impl Session {
                         }
                     }
                 }
-                Mode::Data(mut transfer) => {
-                    let max = config.max_message_size;
-                    let message_open = self.message_open;
-                    let sink = &mut *io.sink;
-                    let scan = transfer.scanner.scan(&input[pos..], |piece| {
-                        transfer.size += piece.len() as u64;
-                        if transfer.size > max {
-                            transfer.too_big = true;
-                        } else if message_open {
-                            sink.on_message_data(piece);
-                        }
-                    });
-                    pos += scan.consumed;
-                    if !scan.done {
-                        self.mode = Mode::Data(transfer);
+                Mode::Data(transfer) => {
+                    let (taken, transfer) =
+                        self.take_data_octets(config, transfer, &input[pos..], io);
+                    pos += taken;
+                    let Some(transfer) = transfer else {
                         return pos;
-                    }
+                    };
                     io.completed += 1;
                     self.mode = Mode::Command;
                     self.on_data_end(config, transfer, io);
@@ -806,35 +642,6 @@ impl Session {
         self.end_with(reply::SHUTTING_DOWN, out, sink);
     }
 
-    /// A reply the gate gave instead of carrying a command out (counted as a fault's, not
-    /// ours). A `421` closes the session after it, as the server's own `421`s do: RFC 5321
-    /// §3.8 lets a server close the connection "after detecting the need to shut down the
-    /// SMTP service and returning a 421 response code", and §4.2.2 defines 421 as "Service
-    /// not available, closing transmission channel": a client that hears it expects no
-    /// further reply.
-    fn push_fault_reply<S: MessageSink, G: Gate>(
-        &mut self,
-        reply: &'static [u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        if reply::is_closing(reply) {
-            self.close_injected(reply, io);
-        } else {
-            io.out.push_from(reply, Origin::Fault);
-        }
-    }
-
-    /// Closes the session with a reply the gate gave (counted as a fault's, not ours).
-    fn close_injected<S: MessageSink, G: Gate>(
-        &mut self,
-        reply: &'static [u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        self.abort_message(io.sink);
-        io.out.push_from(reply, Origin::Fault);
-        self.mode = Mode::Closed;
-    }
-
     /// Appends a 4xx/5xx reply to a command and applies the error cap.
     fn reply_error<S: MessageSink, G: Gate>(
         &mut self,
@@ -849,18 +656,6 @@ impl Session {
         }
     }
 
-    fn start_message<S: MessageSink>(&mut self, transfer: Transfer, sink: &mut S) {
-        sink.on_message_start(&self.envelope.view(transfer));
-        self.message_open = true;
-    }
-
-    fn abort_message<S: MessageSink>(&mut self, sink: &mut S) {
-        if self.message_open {
-            self.message_open = false;
-            sink.on_message_abort();
-        }
-    }
-
     /// Ends the transaction (RFC 5321 §4.1.1.5 for RSET; also after the final reply).
     fn reset_transaction<S: MessageSink>(&mut self, sink: &mut S) {
         self.abort_message(sink);
@@ -872,130 +667,6 @@ impl Session {
                 Stage::Greeted
             }
         };
-    }
-
-    /// Asks the gate about `checkpoint`. `sender` and `recipient` are the ones being given
-    /// by the command, if it gives one.
-    #[inline]
-    fn ask_gate<S: MessageSink, G: Gate>(
-        &self,
-        checkpoint: Checkpoint,
-        sender: Option<&[u8]>,
-        recipient: &[u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) -> Decision {
-        let context = GateContext {
-            sender: sender.unwrap_or(self.envelope.sender()),
-            recipient,
-            accepted: self.envelope.recipients(),
-        };
-        io.gate.check(checkpoint, &context)
-    }
-
-    /// Ends an accepted-or-refused message: the final reply, then a clean transaction.
-    fn finish_message<S: MessageSink, G: Gate>(
-        &mut self,
-        transfer: Transfer,
-        size: u64,
-        refusal: Option<&'static [u8]>,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        let accept = refusal.is_none() && self.message_open;
-        if accept {
-            // The message is complete and the protocol would accept it (no size or bare-LF
-            // refusal): only now may a fault rule decide otherwise.
-            match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
-                Decision::Proceed => {}
-                Decision::Refuse(reply) => {
-                    return self.end_message_with(transfer, size, reply, Origin::Fault, io)
-                }
-                Decision::Hangup => {
-                    let envelope = self.envelope.view(transfer);
-                    io.sink.on_outcome(Some(&envelope), size, b"(disconnected)");
-                    return self.on_disconnect(io.sink);
-                }
-                Decision::Close(reply) => {
-                    let envelope = self.envelope.view(transfer);
-                    io.sink.on_outcome(Some(&envelope), size, reply);
-                    return self.close_injected(reply, io);
-                }
-                Decision::Pause(then) => {
-                    io.pause_here();
-                    if let Some(reply) = then {
-                        return self.end_message_with(transfer, size, reply, Origin::Fault, io);
-                    }
-                }
-            }
-        }
-        let accepted;
-        let reply = match refusal {
-            Some(refusal) => refusal,
-            None if !accept => reply::STORE_FAILED,
-            None => {
-                self.message_open = false;
-                match io.sink.on_message_end(&self.envelope.view(transfer)) {
-                    Verdict::Stored => {
-                        self.count_accepted(size);
-                        // `250 2.0.0 Ok: queued as <id>`, with the sink's name for it.
-                        accepted = reply::message_accepted(io.sink.queue_id());
-                        accepted.as_bytes()
-                    }
-                    Verdict::Failed => reply::STORE_FAILED,
-                    // The transaction is over either way; only the reply waits.
-                    Verdict::Pending => {
-                        self.mode = Mode::AwaitingStore { size };
-                        return self.reset_transaction(io.sink);
-                    }
-                }
-            }
-        };
-        self.end_message_with(transfer, size, reply, Origin::Protocol, io);
-    }
-
-    /// The final reply of a message attempt (made by `origin`), then a clean transaction.
-    fn end_message_with<S: MessageSink, G: Gate>(
-        &mut self,
-        transfer: Transfer,
-        size: u64,
-        reply: &[u8],
-        origin: Origin,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        io.out.push_from(reply, origin);
-        io.sink
-            .on_outcome(Some(&self.envelope.view(transfer)), size, reply);
-        self.reset_transaction(io.sink);
-        if origin == Origin::Fault && reply::is_closing(reply) {
-            // RFC 5321 §3.8, as in `push_fault_reply`.
-            self.mode = Mode::Closed;
-        }
-    }
-
-    fn count_accepted(&mut self, size: u64) {
-        self.discarded = 0;
-        self.junk = 0;
-        self.accepted_messages += 1;
-        self.accepted_bytes += size;
-    }
-
-    fn on_data_end<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        transfer: DataTransfer,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        let bare = transfer.scanner.saw_bare_cr_or_lf() && config.bare_lf == BareLfPolicy::Reject;
-        let refusal = if transfer.too_big {
-            Some(reply::MESSAGE_TOO_BIG)
-        } else if bare {
-            Some(reply::BARE_CR_LF_IN_DATA)
-        } else {
-            None
-        };
-        self.finish_message(Transfer::Data, transfer.size, refusal, io);
-        if refusal.is_some() && self.is_junk(config) && !self.is_closed() {
-            self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io);
-        }
     }
 
     fn on_command_line<S: MessageSink, G: Gate>(
@@ -1128,61 +799,6 @@ impl Session {
         self.junk > config.max_junk_commands
     }
 
-    /// Asks the gate about a command (at `checkpoint`) that the protocol would carry out, and
-    /// does what only the gate decides: a hang-up, a close with its `421`, the start of a
-    /// pause. `sender` is the sender the command gives (`MAIL`), `recipient` the recipient
-    /// (`RCPT`).
-    #[inline]
-    fn ask_gate_about<S: MessageSink, G: Gate>(
-        &mut self,
-        checkpoint: Checkpoint,
-        sender: Option<&[u8]>,
-        recipient: &[u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) -> Gated {
-        match self.ask_gate(checkpoint, sender, recipient, io) {
-            Decision::Proceed => Gated::Proceed,
-            Decision::Refuse(reply) => Gated::Refuse(reply),
-            Decision::Hangup => {
-                self.on_disconnect(io.sink);
-                Gated::Ended
-            }
-            Decision::Close(reply) => {
-                self.close_injected(reply, io);
-                Gated::Ended
-            }
-            Decision::Pause(then) => {
-                io.pause_here();
-                then.map_or(Gated::Proceed, Gated::Refuse)
-            }
-        }
-    }
-
-    /// [`Session::ask_gate_about`] for a command other than `BDAT`: true when it is to be
-    /// carried out; otherwise the gate's answer was given. A refusal leaves the state as it
-    /// was (RFC 5321 §4.1.4); a refused `RCPT` counts as a refused recipient for `DATA` (554,
-    /// not 503: RFC 2920 §3.1 wants a pipelining client told there was no valid recipient).
-    /// Injected refusals do not count toward the error cap: the client did nothing wrong.
-    fn gate_passes<S: MessageSink, G: Gate>(
-        &mut self,
-        checkpoint: Checkpoint,
-        sender: Option<&[u8]>,
-        recipient: &[u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) -> bool {
-        match self.ask_gate_about(checkpoint, sender, recipient, io) {
-            Gated::Proceed => true,
-            Gated::Refuse(reply) => {
-                if checkpoint == Checkpoint::Rcpt {
-                    self.envelope.recipients_refused += 1;
-                }
-                self.push_fault_reply(reply, io);
-                false
-            }
-            Gated::Ended => false,
-        }
-    }
-
     fn on_command_error<S: MessageSink, G: Gate>(
         &mut self,
         config: &SessionConfig,
@@ -1219,273 +835,5 @@ impl Session {
             | CommandError::BadParameter
             | CommandError::UnknownParameter => self.reply_error(config, reply, io),
         }
-    }
-
-    fn on_mail<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        path: &[u8],
-        params: MailParams,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        let policy = config.security;
-        let refusal = match self.stage {
-            Stage::Connected => Some(reply::NEED_HELO),
-            Stage::MailGiven => Some(reply::NESTED_MAIL),
-            // RFC 3207 §4: a server may demand TLS before any transaction.
-            Stage::Greeted if policy.require_tls && !self.tls_active => Some(reply::MUST_STARTTLS),
-            // RFC 4954 §6: 530 when authentication is required.
-            Stage::Greeted if policy.auth_required && !self.envelope.authenticated => {
-                Some(reply::AUTH_REQUIRED)
-            }
-            // RFC 4954 §5: AUTH= is a parameter of the AUTH extension, unknown without it.
-            Stage::Greeted if params.auth && !self.auth_offered(config) => {
-                Some(reply::command_error(CommandError::UnknownParameter))
-            }
-            Stage::Chunking | Stage::ChunkingFailed => Some(reply::NOT_DURING_BDAT),
-            // RFC 1869 §4.5 (HELO means no extensions): parameters are an error.
-            Stage::Greeted if params.any && !self.envelope.esmtp => Some(reply::PARAMS_AFTER_HELO),
-            // RFC 6531 §3.5: a UTF-8 address needs the SMTPUTF8 parameter.
-            Stage::Greeted if !path.is_ascii() && !params.smtputf8 => {
-                Some(reply::SENDER_NEEDS_SMTPUTF8)
-            }
-            // RFC 1870 §6.1: a declared size over the limit is refused at once.
-            Stage::Greeted
-                if params
-                    .size
-                    .is_some_and(|size| size > config.max_message_size) =>
-            {
-                Some(reply::MESSAGE_TOO_BIG)
-            }
-            Stage::Greeted => None,
-        };
-        if let Some(refusal) = refusal {
-            return self.reply_error(config, refusal, io);
-        }
-        if !self.gate_passes(Checkpoint::Mail, Some(path), b"", io) {
-            return;
-        }
-        self.stage = Stage::MailGiven;
-        self.envelope.set_sender(path, params);
-        io.out.push(reply::MAIL_OK);
-    }
-
-    fn on_rcpt<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        path: &[u8],
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        match self.stage {
-            Stage::Connected | Stage::Greeted => {
-                return self.reply_error(config, reply::NEED_MAIL, io)
-            }
-            Stage::Chunking | Stage::ChunkingFailed => {
-                return self.reply_error(config, reply::NOT_DURING_BDAT, io)
-            }
-            Stage::MailGiven => {}
-        }
-        if self.envelope.recipients().len() >= config.max_recipients {
-            // RFC 5321 §4.5.3.1.10: 452, and the recipients so far stay accepted. Not counted
-            // as a client error: a legitimate client with a long list hits this.
-            io.out.push(reply::TOO_MANY_RECIPIENTS);
-            return;
-        }
-        if !path.is_ascii() && !self.envelope.params.smtputf8 {
-            self.envelope.recipients_refused += 1;
-            return self.reply_error(config, reply::RECIPIENT_NEEDS_SMTPUTF8, io);
-        }
-        if !self.gate_passes(Checkpoint::Rcpt, None, path, io) {
-            return;
-        }
-        self.envelope.add_recipient(path);
-        io.out.push(reply::RCPT_OK);
-    }
-
-    /// The reply for DATA/BDAT when no message may start, if any.
-    fn content_refusal(&self) -> Option<&'static [u8]> {
-        match self.stage {
-            Stage::Connected | Stage::Greeted => Some(reply::NEED_MAIL),
-            Stage::MailGiven if self.envelope.recipients().is_empty() => {
-                Some(if self.envelope.recipients_refused > 0 {
-                    reply::NO_VALID_RECIPIENTS
-                } else {
-                    reply::NEED_RCPT
-                })
-            }
-            Stage::MailGiven | Stage::Chunking => None,
-            Stage::ChunkingFailed => Some(reply::MESSAGE_TOO_BIG),
-        }
-    }
-
-    /// Whether AUTH is offered on this connection now (RFC 4954 §3).
-    fn auth_offered(&self, config: &SessionConfig) -> bool {
-        let policy = config.security;
-        policy.auth && (self.tls_active || policy.auth_plaintext)
-    }
-
-    /// `STARTTLS` (RFC 3207 §4): `220`, then the caller starts TLS.
-    fn on_starttls<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        let refusal = if !config.security.starttls {
-            Some(reply::command_error(CommandError::NotImplemented))
-        } else if self.tls_active {
-            Some(reply::TLS_ALREADY_ACTIVE)
-        } else {
-            match self.stage {
-                Stage::MailGiven | Stage::Chunking | Stage::ChunkingFailed => {
-                    Some(reply::NOT_IN_TRANSACTION)
-                }
-                Stage::Connected | Stage::Greeted => None,
-            }
-        };
-        if let Some(refusal) = refusal {
-            return self.reply_error(config, refusal, io);
-        }
-        io.out.push(reply::READY_TO_START_TLS);
-        self.mode = Mode::StartingTls;
-    }
-
-    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
-    fn on_auth<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        mechanism: &[u8],
-        initial: Option<&[u8]>,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        use crate::proto::sasl::Mechanism;
-        let policy = config.security;
-        let refusal = if !policy.auth {
-            Some(reply::command_error(CommandError::NotImplemented))
-        } else if self.stage == Stage::Connected || !self.envelope.esmtp {
-            Some(reply::NEED_EHLO)
-        } else if self.envelope.authenticated {
-            Some(reply::ALREADY_AUTHENTICATED)
-        } else if self.stage != Stage::Greeted {
-            Some(reply::NOT_IN_TRANSACTION)
-        } else if policy.require_tls && !self.tls_active {
-            Some(reply::MUST_STARTTLS)
-        } else if !self.auth_offered(config) {
-            Some(reply::AUTH_NEEDS_TLS)
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            return self.reply_error(config, refusal, io);
-        }
-        let Some(mechanism) = Mechanism::from_name(mechanism) else {
-            return self.reply_error(config, reply::AUTH_UNKNOWN_MECHANISM, io);
-        };
-        self.wipe_credentials();
-        let step = match mechanism {
-            Mechanism::Plain => AuthStep::Plain,
-            Mechanism::Login => AuthStep::LoginUser,
-        };
-        match initial {
-            Some(response) => self.on_auth_response(config, step, response, true, io),
-            None => {
-                io.out.push(match step {
-                    AuthStep::Plain => reply::PLAIN_CHALLENGE,
-                    AuthStep::LoginUser | AuthStep::LoginPassword => reply::LOGIN_USERNAME,
-                });
-                self.mode = Mode::AuthResponse(step);
-            }
-        }
-    }
-
-    /// One client response in an AUTH exchange: the next challenge, a refusal, or complete
-    /// credentials for the caller to check ([`Mode::AwaitingAuth`]).
-    fn on_auth_response<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        step: AuthStep,
-        line: &[u8],
-        initial: bool,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        use crate::proto::sasl::{decode_response, is_acceptable_user, split_plain, Response};
-        self.mode = Mode::Command;
-        let credentials = self.credentials.get_or_insert_with(Box::default);
-        let refusal = match decode_response(line, initial, &mut credentials.decoded) {
-            Response::Cancel => Some(reply::AUTH_CANCELLED),
-            Response::Undecodable => Some(reply::AUTH_UNDECODABLE),
-            Response::Decoded => match step {
-                AuthStep::Plain => match split_plain(&credentials.decoded) {
-                    None => Some(reply::AUTH_UNDECODABLE),
-                    Some((authzid, user, password)) => {
-                        // Acting for someone else (an authorization identity other than
-                        // the user) is not supported: the attempt fails like a wrong password
-                        // (and is decided like one, by the caller, in the same time).
-                        let valid =
-                            (authzid.is_empty() || authzid == user) && is_acceptable_user(user);
-                        credentials.user.extend_from_slice(user);
-                        credentials.password.extend_from_slice(password);
-                        credentials.refused = !valid;
-                        None
-                    }
-                },
-                AuthStep::LoginUser => {
-                    // A user name we would not keep still gets the password challenge: the
-                    // reply to a user name never tells whether it could exist.
-                    credentials.user.extend_from_slice(&credentials.decoded);
-                    credentials.refused = !is_acceptable_user(&credentials.user);
-                    crate::proto::sasl::wipe(&mut credentials.decoded);
-                    io.out.push(reply::LOGIN_PASSWORD);
-                    self.mode = Mode::AuthResponse(AuthStep::LoginPassword);
-                    return;
-                }
-                AuthStep::LoginPassword => {
-                    credentials.password.extend_from_slice(&credentials.decoded);
-                    credentials.refused |= credentials.password.is_empty();
-                    None
-                }
-            },
-        };
-        crate::proto::sasl::wipe(&mut credentials.decoded);
-        match refusal {
-            None => self.mode = Mode::AwaitingAuth,
-            Some(refusal) => {
-                self.wipe_credentials();
-                self.reply_error(config, refusal, io);
-            }
-        }
-    }
-
-    fn on_data<S: MessageSink, G: Gate>(
-        &mut self,
-        config: &SessionConfig,
-        io: &mut Io<'_, '_, S, G>,
-    ) {
-        let refusal = match self.stage {
-            // RFC 3030 §2: DATA may not follow BDAT in one transaction.
-            Stage::Chunking | Stage::ChunkingFailed => Some(reply::DATA_AFTER_BDAT),
-            // RFC 3030 §3: BINARYMIME content cannot be dot-stuffed text.
-            Stage::MailGiven if self.envelope.params.body == Some(Body::BinaryMime) => self
-                .content_refusal()
-                .or(Some(reply::BINARYMIME_NEEDS_BDAT)),
-            Stage::Connected | Stage::Greeted | Stage::MailGiven => self.content_refusal(),
-        };
-        if let Some(refusal) = refusal {
-            if refusal == reply::NO_VALID_RECIPIENTS {
-                // A transaction that ends here is a message attempt too: the log hears it.
-                let envelope = self.envelope.view(Transfer::Data);
-                io.sink.on_outcome(Some(&envelope), 0, refusal);
-            }
-            return self.reply_error(config, refusal, io);
-        }
-        if !self.gate_passes(Checkpoint::Data, None, b"", io) {
-            return;
-        }
-        self.start_message(Transfer::Data, io.sink);
-        self.mode = Mode::Data(DataTransfer {
-            scanner: DataScanner::new(),
-            size: 0,
-            too_big: false,
-        });
-        io.out.push(reply::DATA_GO_AHEAD);
     }
 }

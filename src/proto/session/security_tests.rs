@@ -6,6 +6,7 @@ use super::*;
 use crate::proto::envelope::{Envelope, TlsInfo};
 use crate::proto::gate::Open;
 use crate::proto::reply::{Advertised, Banner, ReplyTally};
+use crate::proto::sink::Verdict;
 use base64::Engine as _;
 
 /// A sink that remembers each message's security fields.

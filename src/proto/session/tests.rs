@@ -5,6 +5,7 @@ use crate::proto::envelope::Envelope;
 use crate::proto::gate::Open;
 use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
 use crate::proto::reply::ReplyTally;
+use crate::proto::sink::Verdict;
 
 /// A stored message: (sender, recipients, content).
 type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);

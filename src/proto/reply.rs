@@ -484,7 +484,9 @@ pub struct Banner {
     pub ehlo_tls: Box<[u8]>,
 }
 
-/// The extensions that depend on how the server is set up (TLS, AUTH) and on the connection.
+/// The extensions that depend on how the server is set up (TLS, AUTH) and on the connection:
+/// made only by `SecurityPolicy::advertised` (in `super::session`), so what EHLO lists and
+/// what the session accepts come from one policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Advertised {
     /// `STARTTLS` on plaintext connections (RFC 3207): TLS is configured.

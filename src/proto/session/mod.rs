@@ -96,8 +96,9 @@ pub struct SessionConfig {
     pub security: SecurityPolicy,
 }
 
-/// What the server offers and demands about TLS and AUTH. The EHLO replies in
-/// [`SessionConfig::banner`] must advertise the same (see [`reply::Advertised`]).
+/// What the server offers and demands about TLS and AUTH: the one source of what is
+/// offered. The EHLO replies in [`SessionConfig::banner`] are built from it
+/// ([`SecurityPolicy::advertised`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SecurityPolicy {
     /// STARTTLS is offered on plaintext connections (RFC 3207): TLS is configured.
@@ -112,6 +113,21 @@ pub struct SecurityPolicy {
     pub auth_plaintext: bool,
     /// `MAIL` without a successful AUTH gets `530 5.7.0` (`--auth-required`).
     pub auth_required: bool,
+}
+
+impl SecurityPolicy {
+    /// What EHLO lists, on plaintext and inside TLS: STARTTLS when TLS is configured (never
+    /// inside TLS, RFC 3207 §4.2, which [`reply::Banner`] knows); AUTH inside TLS, and on
+    /// plaintext only with `auth_plaintext` and when TLS is not required first (AUTH there
+    /// gets `530`, RFC 3207 §4). Build the banner with this: `Banner::with(name, size,
+    /// policy.advertised())`.
+    pub fn advertised(&self) -> reply::Advertised {
+        reply::Advertised {
+            starttls: self.starttls,
+            auth_on_plaintext: self.auth && self.auth_plaintext && !self.require_tls,
+            auth_under_tls: self.auth,
+        }
+    }
 }
 
 /// What one call into the session did, and what the session now waits for: the caller reads

@@ -5,7 +5,7 @@
 use super::*;
 use crate::proto::envelope::{Envelope, TlsInfo};
 use crate::proto::gate::Open;
-use crate::proto::reply::{Advertised, Banner, ReplyTally};
+use crate::proto::reply::{Banner, ReplyTally};
 use crate::proto::sink::Verdict;
 use base64::Engine as _;
 
@@ -38,15 +38,7 @@ fn policy(auth_plaintext: bool, require_tls: bool, auth_required: bool) -> Sessi
         auth_required,
     };
     SessionConfig {
-        banner: Banner::with(
-            "mx.test",
-            1000,
-            Advertised {
-                starttls: true,
-                auth_on_plaintext: auth_plaintext,
-                auth_under_tls: true,
-            },
-        ),
+        banner: Banner::with("mx.test", 1000, security.advertised()),
         max_line_len: 512,
         max_message_size: 1000,
         max_recipients: 3,

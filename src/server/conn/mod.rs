@@ -16,6 +16,10 @@
 //! its one `Blocked` state and never asks the session a question after a call. Whether the
 //! connection may read now is answered in one place, `Conn::next_step`.
 //!
+//! The rooms: this module has the entry points, the read loop and the bookkeeping after each
+//! call into the session; `auth` the AUTH check; `tls` the handshake's turn, the STARTTLS
+//! upgrade and the report of a finished handshake; `output` the reply buffer and its writes.
+//!
 //! What it does not do: decide protocol matters (the session does), keep the timer heap or
 //! the loop (the worker does), or know what the transport is: the TLS state, the handshake's
 //! included, lives in [`super::transport`], which reports a finished handshake once.
@@ -31,21 +35,26 @@
 //! storage threads, and while their budget of bytes in flight is spent, a connection in
 //! message content reads nothing more (backpressure) until [`Conn::on_budget`].
 
+mod auth;
+mod output;
+mod tls;
+
 use super::handshakes::HandshakeTurns;
 use super::timer::{ConnDeadline, Deadlines, Due, QUIT_WINDOW};
 use super::transport::Transport;
-use crate::auth::{Authenticator, Check, Ticket, Verdict};
+use crate::auth::{Authenticator, Ticket};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
-use crate::proto::session::{AuthVerdict, Clock, Progress, Resume, Session, SessionConfig, Wait};
+use crate::proto::session::{Clock, Progress, Resume, Session, SessionConfig, Wait};
 use crate::stats::Stats;
-use crate::store::{Completions, Notify, StoreSink};
+use crate::store::{Completions, StoreSink};
 use crate::txlog::Logged;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tls::HandshakeTurn;
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
 /// further command and nothing more is read: the client is not reading its replies, so TCP
@@ -231,17 +240,6 @@ pub struct Conn {
     /// When replies were last handed to the socket: during shutdown a session between
     /// transactions waits for its `QUIT` until [`QUIT_WINDOW`] after that, no longer.
     replied_at: Instant,
-}
-
-/// A connection's TLS handshake and the worker's turns (see `super::handshakes`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct HandshakeTurn {
-    /// Waiting in the worker's queue for its turn to start.
-    queued: bool,
-    /// Started and counted as in progress (until it completes or the connection closes).
-    in_progress: bool,
-    /// Counted as a full handshake toward the client's rate.
-    charged: bool,
 }
 
 impl Conn {
@@ -570,23 +568,6 @@ impl Conn {
         self.session.on_disconnect(&mut self.sink);
     }
 
-    /// The verifier thread decided the AUTH attempt this session waits for: the reply goes
-    /// out, then the input kept behind it is processed, and reading resumes.
-    pub fn on_auth_complete(
-        &mut self,
-        verdict: Verdict,
-        cx: &mut Driver<'_>,
-        now: Instant,
-    ) -> Outcome {
-        if !matches!(self.blocked, Blocked::Verdict(_)) {
-            return self.outcome(Next::Wait, 0);
-        }
-        self.blocked = Blocked::No;
-        self.finish_auth(verdict, cx, now);
-        self.take_kept(cx, now);
-        self.ready(cx, now)
-    }
-
     /// Gives the session an event it waits for (or must hear) and applies what it then says.
     fn resume(&mut self, event: Resume, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
@@ -597,120 +578,6 @@ impl Conn {
             &mut self.sink,
         );
         self.after_input(progress, 0, now, cx);
-    }
-
-    /// Checks the credentials the session collected: at once (`--auth any`, a `{PLAIN}`
-    /// entry, a client past its limits), or on a verifier thread (hashes;
-    /// [`Conn::on_auth_complete`] follows).
-    fn check_auth(&mut self, cx: &mut Driver<'_>, now: Instant) {
-        let Some((user, password)) = self.session.credentials() else {
-            return;
-        };
-        let notify = || Notify {
-            completions: Arc::clone(cx.completions),
-            key: self.token.0,
-            id: self.id,
-        };
-        let check = match cx.auth {
-            Some(auth) => auth.check(self.client.ip(), user, password, notify),
-            None => Check::Now(Verdict::Rejected),
-        };
-        match check {
-            Check::Now(verdict) => self.finish_auth(verdict, cx, now),
-            Check::Pending(ticket) => self.blocked = Blocked::Verdict(ticket),
-        }
-    }
-
-    /// Gives the session its AUTH verdict: `235`, `535`, or a `454` (busy, or too many
-    /// failures from this client). Every answer goes out as soon as it is known, so the time
-    /// it takes says nothing about the password (`crate::auth` bounds failures per client
-    /// instead of slowing them down).
-    fn finish_auth(&mut self, verdict: Verdict, cx: &mut Driver<'_>, now: Instant) {
-        let security = &mut cx.stats.security;
-        let verdict = match verdict {
-            Verdict::Accepted => AuthVerdict::Accepted,
-            Verdict::Rejected => AuthVerdict::Rejected,
-            Verdict::Busy => {
-                security.auth_busy += 1;
-                AuthVerdict::Unavailable(reply::AUTH_TEMPORARY_FAILURE)
-            }
-            Verdict::Limited => {
-                security.auth_limited += 1;
-                AuthVerdict::Unavailable(reply::AUTH_TOO_MANY_FAILURES)
-            }
-        };
-        self.resume(Resume::Auth(verdict), cx, now);
-        if !matches!(verdict, AuthVerdict::Unavailable(_)) {
-            if self.session.authenticated() {
-                cx.stats.security.auth_successes += 1;
-            } else {
-                cx.stats.security.auth_failures += 1;
-            }
-        }
-        // The input kept behind the AUTH exchange goes next, before anything more is read.
-        if matches!(self.blocked, Blocked::No) && !self.carry.is_empty() {
-            self.blocked = Blocked::Backlog;
-        }
-    }
-
-    /// STARTTLS: the `220` is written; the transport becomes TLS, and the session waits for
-    /// the handshake to finish, which must happen within its own deadline.
-    fn start_tls(&mut self, cx: &mut Driver<'_>, now: Instant) -> io::Result<()> {
-        let config = cx
-            .tls
-            .ok_or_else(|| io::Error::other("STARTTLS without TLS"))?;
-        self.transport.start_tls(config)?;
-        self.carry.clear();
-        self.blocked = Blocked::Handshake;
-        self.deadline.start_handshake(now, cx.deadlines);
-        cx.stats.security.starttls += 1;
-        // Whatever is in the socket now is the client's handshake.
-        self.read = ReadSide::Ready;
-        Ok(())
-    }
-
-    /// Once the transport reports its handshake finished: the session learns what was
-    /// negotiated (for records and trace headers; after STARTTLS it starts over, RFC 3207
-    /// §4.2), the worker's handshake turn ends, and the client gets the usual idle time again.
-    fn notice_handshake(&mut self, cx: &mut Driver<'_>, now: Instant) {
-        let Some(info) = self.transport.handshake_finished() else {
-            return;
-        };
-        if std::mem::take(&mut self.handshake.in_progress) {
-            cx.handshakes.end(self.client.ip());
-        }
-        let version = usize::from(info.version == "TLSv1.3");
-        cx.stats.security.handshakes[version][usize::from(info.resumed)] += 1;
-        self.resume(Resume::TlsStarted(info), cx, now);
-        self.deadline.on_input(1, 0, false, now, cx.deadlines);
-    }
-
-    /// Whether a connection in its handshake may read now: once started, always; before, only
-    /// when the worker granted it a turn (then it starts: counted as in progress). A readable
-    /// connection without a turn joins the worker's queue (once).
-    fn handshake_may_go(&mut self, readable: bool, cx: &mut Driver<'_>) -> bool {
-        if self.handshake.in_progress {
-            return true;
-        }
-        if cx.handshakes.is_granted() {
-            self.handshake.queued = false;
-            self.handshake.in_progress = true;
-            cx.handshakes.begin(self.client.ip());
-            return true;
-        }
-        if readable && !self.handshake.queued {
-            self.handshake.queued = true;
-            cx.handshakes.wait(self.client.ip(), self.token.0, self.id);
-        }
-        false
-    }
-
-    /// The worker refuses this connection's handshake (its client is past the full-handshake
-    /// rate): it is closed next without a byte, counted as refused rather than as a failed
-    /// handshake.
-    pub fn refuse_handshake(&mut self) {
-        self.handshake.queued = false;
-        self.transport.abandon_handshake();
     }
 
     /// What to tell the worker.
@@ -860,28 +727,6 @@ impl Conn {
         Step::Read
     }
 
-    /// While an AUTH check is pending and the client has closed its side (FIN): whether
-    /// anything follows the AUTH. With nothing kept in `carry`, one read tells: end of
-    /// stream (the read side is then `Ended`, and [`Conn::ready`] drops the check), or input
-    /// that is kept behind the AUTH, as any pipelined input is (at most one read), and
-    /// answered after the verdict.
-    fn notice_end_behind_auth(&mut self, scratch: &mut [u8]) {
-        if self.read != ReadSide::ReadyToEnd || !self.carry.is_empty() {
-            return;
-        }
-        loop {
-            match self.transport.try_read(scratch) {
-                Ok(0) => self.read = ReadSide::Ended,
-                Ok(n) => self.carry.extend_from_slice(&scratch[..n]),
-                // A TLS record not yet whole: its end raises another event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => self.read = ReadSide::Ended,
-            }
-            return;
-        }
-    }
-
     /// Processes the input kept while the session waited (a pending store or a pause);
     /// reading resumes afterwards.
     fn take_kept(&mut self, cx: &mut Driver<'_>, now: Instant) {
@@ -895,17 +740,6 @@ impl Conn {
         if self.read == ReadSide::Idle {
             self.read = ReadSide::Ready;
         }
-    }
-
-    /// The end of the output budget, as an offset in `out`. Replies already written are
-    /// dropped from the front first (only after a short write), so the buffer's capacity
-    /// stays near the budget.
-    fn output_budget(&mut self) -> usize {
-        if self.out_pos > 0 && self.held_from.is_none() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
-        self.out_pos + OUT_HIGH_WATER
     }
 
     /// Presents the kept input to the session again, within the output budget.
@@ -967,88 +801,6 @@ impl Conn {
         }
         if check_auth {
             self.check_auth(cx, now);
-        }
-    }
-
-    /// Lends the worker's output buffer (`spare`) to this connection while it has nothing
-    /// pending, so replies are built in one warm buffer and an idle connection owns none.
-    fn borrow_out(&mut self, spare: &mut Vec<u8>) {
-        if self.out.is_empty() && self.out.capacity() == 0 {
-            std::mem::swap(&mut self.out, spare);
-        }
-    }
-
-    /// After a flush: once everything is written, the buffer goes back to the worker (or, if
-    /// the worker has one already, is freed). Bytes still pending stay with the connection.
-    fn return_out(&mut self, spare: &mut Vec<u8>) {
-        if !self.out.is_empty() {
-            return;
-        }
-        if spare.capacity() == 0 {
-            std::mem::swap(&mut self.out, spare);
-        } else if self.out.capacity() > 0 {
-            self.out = Vec::new();
-        }
-    }
-
-    /// Reply bytes waiting to be written.
-    fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
-    }
-
-    /// The end of what may be written now: everything, or up to a pause.
-    fn write_limit(&self) -> usize {
-        self.held_from
-            .map_or(self.out.len(), |from| from.min(self.out.len()))
-    }
-
-    /// What to ask the poller for: always readable (to notice data and hang-ups), writable
-    /// only while a write came back short (or the transport has bytes of its own to send).
-    fn wanted_interest(&self) -> Interest {
-        if self.write_limit() > self.out_pos || self.transport.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
-    }
-
-    /// Writes pending replies until done, a pause, or the transport is full. `Ok(true)` when
-    /// all is written.
-    fn flush(&mut self) -> io::Result<bool> {
-        let limit = self.write_limit();
-        while self.out_pos < limit {
-            match self.transport.try_write(&self.out[self.out_pos..limit]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if !self.transport.flush_buffered()? || limit < self.out.len() {
-            return Ok(false);
-        }
-        // Everything before the pause point (if any) is written. A pause that began at the end
-        // of the buffer still holds what comes next: its point moves to the new start.
-        if let Some(from) = &mut self.held_from {
-            *from = from.saturating_sub(self.out.len());
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        if self.out.capacity() > OUT_KEEP_CAPACITY {
-            self.out.shrink_to(OUT_KEEP_CAPACITY);
-        }
-        Ok(true)
-    }
-
-    /// Reads and drops what the client still sent, so that closing does not reset the
-    /// connection (and destroy the final reply in flight).
-    fn drain_input(&mut self, scratch: &mut [u8]) {
-        for _ in 0..MAX_DRAIN_READS {
-            match self.transport.try_read(scratch) {
-                Ok(n) if n == scratch.len() => {}
-                _ => return,
-            }
         }
     }
 }

@@ -3,31 +3,12 @@
 //! asks for it.
 
 use super::*;
-use crate::proto::envelope::{Envelope, TlsInfo};
+use crate::proto::envelope::TlsInfo;
 use crate::proto::gate::Open;
 use crate::proto::reply::{Banner, ReplyTally};
-use crate::proto::sink::Verdict;
 use base64::Engine as _;
 
-/// A sink that remembers each message's security fields.
-#[derive(Default)]
-struct Sink {
-    /// (tls version, auth user) per stored message.
-    stored: Vec<(Option<String>, Option<Vec<u8>>)>,
-}
-
-impl MessageSink for Sink {
-    fn on_message_start(&mut self, _: &Envelope<'_>) {}
-    fn on_message_data(&mut self, _: &[u8]) {}
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        self.stored.push((
-            envelope.tls.map(|t| t.version.to_string()),
-            envelope.auth_user.map(<[u8]>::to_vec),
-        ));
-        Verdict::Stored
-    }
-    fn on_message_abort(&mut self) {}
-}
+use crate::proto::testkit::RecordingSink as Sink;
 
 fn policy(auth_plaintext: bool, require_tls: bool, auth_required: bool) -> SessionConfig {
     let security = SecurityPolicy {
@@ -185,7 +166,7 @@ fn starttls_then_the_session_starts_over_at_every_split_point() {
         );
         assert_eq!(run.discarded, 0);
         assert!(run.session.is_tls());
-        assert_eq!(run.sink.stored, [(Some("TLSv1.3".to_string()), None)]);
+        assert_eq!(run.sink.security, [(Some("TLSv1.3".to_string()), None)]);
     }
 }
 
@@ -288,7 +269,7 @@ fn auth_plain_and_login_at_every_split_point() {
                 ehlo_reply(&config, false)
             );
             assert_eq!(run.plaintext, want, "{input:?} cut {cut}");
-            assert_eq!(run.sink.stored, [(None, Some(b"alice".to_vec()))]);
+            assert_eq!(run.sink.security, [(None, Some(b"alice".to_vec()))]);
         }
     }
 }
@@ -400,7 +381,7 @@ fn failures_count_toward_the_error_cap_and_starttls_forgets_auth() {
         usize::MAX,
         b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n",
     );
-    assert_eq!(run2.sink.stored, [(Some("TLSv1.3".to_string()), None)]);
+    assert_eq!(run2.sink.security, [(Some("TLSv1.3".to_string()), None)]);
 }
 
 #[test]

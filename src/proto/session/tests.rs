@@ -1,81 +1,11 @@
 //! The session's unit tests: whole conversations as byte strings, cut at every split point.
 
 use super::*;
-use crate::proto::envelope::Envelope;
 use crate::proto::gate::Open;
 use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
 use crate::proto::reply::ReplyTally;
-use crate::proto::sink::Verdict;
 
-/// A stored message: (sender, recipients, content).
-type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
-
-/// A sink that records everything, to check what the session hands over.
-#[derive(Default)]
-struct RecordingSink {
-    /// Completed messages: (sender, recipients, content).
-    messages: Vec<Stored>,
-    current: Vec<u8>,
-    open: bool,
-    aborted: usize,
-    fail_store: bool,
-    /// Answer `Pending` and count the messages awaiting completion.
-    defer_store: bool,
-    pending: usize,
-    /// Every outcome heard: (sender, recipients, reply).
-    outcomes: Vec<(Vec<u8>, usize, Vec<u8>)>,
-    /// Name each message `Q<n>` (n: messages ended so far), as the server's stores do.
-    names_messages: bool,
-}
-
-impl MessageSink for RecordingSink {
-    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, _size: u64, reply: &[u8]) {
-        let (sender, recipients) = envelope.map_or((Vec::new(), 0), |e| {
-            (e.sender.to_vec(), e.recipient_count())
-        });
-        self.outcomes.push((sender, recipients, reply.to_vec()));
-    }
-    fn on_message_start(&mut self, _: &Envelope<'_>) {
-        assert!(!self.open, "message started twice");
-        self.open = true;
-        self.current.clear();
-    }
-    fn on_message_data(&mut self, piece: &[u8]) {
-        assert!(self.open, "data outside a message");
-        self.current.extend_from_slice(piece);
-    }
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        assert!(self.open);
-        self.open = false;
-        if self.fail_store {
-            return Verdict::Failed;
-        }
-        if self.defer_store {
-            self.pending += 1;
-        }
-        self.messages.push((
-            envelope.sender.to_vec(),
-            envelope.recipients().map(<[u8]>::to_vec).collect(),
-            std::mem::take(&mut self.current),
-        ));
-        if self.defer_store {
-            Verdict::Pending
-        } else {
-            Verdict::Stored
-        }
-    }
-    fn on_message_abort(&mut self) {
-        assert!(self.open, "abort without a message");
-        self.open = false;
-        self.aborted += 1;
-    }
-    fn queue_id(&self) -> Option<crate::proto::sink::QueueId> {
-        let name = format!("Q{}", self.messages.len());
-        self.names_messages
-            .then(|| crate::proto::sink::QueueId::new(name.as_bytes()))
-            .flatten()
-    }
-}
+use crate::proto::testkit::RecordingSink;
 
 /// `on_input` with an open gate and a throwaway tally; returns the bytes consumed.
 fn feed(

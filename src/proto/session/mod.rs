@@ -439,6 +439,7 @@ impl Session {
 
     /// What a call that took input did, having consumed `consumed` bytes. A wait of the
     /// session's own comes before a full output budget: the input waits for it either way.
+    #[inline]
     fn progress<S, G>(&self, io: &Io<'_, '_, S, G>, consumed: usize) -> Progress {
         Progress {
             consumed,
@@ -521,6 +522,7 @@ impl Session {
     }
 
     /// [`Session::on_input`]'s loop: returns the bytes consumed.
+    #[inline]
     fn take_input<S: MessageSink, G: Gate>(
         &mut self,
         config: &SessionConfig,

@@ -766,23 +766,29 @@ impl Conn {
         if progress.discarded > 0 {
             cx.stats.security.starttls_discarded += 1;
         }
-        let check_auth;
-        (self.blocked, check_auth) = match (
-            progress.wait,
-            std::mem::replace(&mut self.blocked, Blocked::No),
-        ) {
-            (Some(Wait::Credentials), Blocked::Verdict(ticket)) => {
-                (Blocked::Verdict(ticket), false)
+        // Only a change is written: the common case (no wait, nothing blocked) is a compare.
+        let mut check_auth = false;
+        match progress.wait {
+            None => {
+                if !matches!(self.blocked, Blocked::No | Blocked::Budget) {
+                    self.blocked = Blocked::No;
+                }
             }
-            (Some(Wait::Credentials), _) => (Blocked::No, true),
-            (Some(Wait::Store), _) => (Blocked::Store, false),
-            (Some(Wait::StartTls), Blocked::Handshake) => (Blocked::Handshake, false),
-            (Some(Wait::StartTls), _) => (Blocked::StartTls, false),
-            (Some(Wait::Closed), _) => (Blocked::Closed, false),
-            (Some(Wait::Output), _) => (Blocked::Backlog, false),
-            (None, Blocked::Budget) => (Blocked::Budget, false),
-            (None, _) => (Blocked::No, false),
-        };
+            Some(Wait::Output) => self.blocked = Blocked::Backlog,
+            Some(Wait::Store) => self.blocked = Blocked::Store,
+            Some(Wait::Credentials) => {
+                if !matches!(self.blocked, Blocked::Verdict(_)) {
+                    self.blocked = Blocked::No;
+                    check_auth = true;
+                }
+            }
+            Some(Wait::StartTls) => {
+                if !matches!(self.blocked, Blocked::Handshake) {
+                    self.blocked = Blocked::StartTls;
+                }
+            }
+            Some(Wait::Closed) => self.blocked = Blocked::Closed,
+        }
         self.deadline.on_input(
             progress.completed,
             bytes,

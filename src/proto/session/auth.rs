@@ -13,6 +13,7 @@ use super::{Io, Mode, Session, SessionConfig, Stage};
 use crate::proto::command::CommandError;
 use crate::proto::gate::Gate;
 use crate::proto::reply::{self, Replies};
+use crate::proto::sasl::{Filled, Step};
 use crate::proto::sink::MessageSink;
 
 /// The caller's verdict on an AUTH attempt.
@@ -26,17 +27,6 @@ pub enum AuthVerdict {
     /// Not checked now: this `454 4.7.0` reply (RFC 4954 §6: the checkers are saturated, or
     /// the client failed too often).
     Unavailable(&'static [u8]),
-}
-
-/// Which response an AUTH exchange waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AuthStep {
-    /// The PLAIN message, after an empty `334` challenge.
-    Plain,
-    /// LOGIN's user name.
-    LoginUser,
-    /// LOGIN's password.
-    LoginPassword,
 }
 
 impl Session {
@@ -153,15 +143,15 @@ impl Session {
         };
         self.wipe_credentials();
         let step = match mechanism {
-            Mechanism::Plain => AuthStep::Plain,
-            Mechanism::Login => AuthStep::LoginUser,
+            Mechanism::Plain => Step::Plain,
+            Mechanism::Login => Step::LoginUser,
         };
         match initial {
             Some(response) => self.on_auth_response(config, step, response, true, io),
             None => {
                 io.out.push(match step {
-                    AuthStep::Plain => reply::PLAIN_CHALLENGE,
-                    AuthStep::LoginUser | AuthStep::LoginPassword => reply::LOGIN_USERNAME,
+                    Step::Plain => reply::PLAIN_CHALLENGE,
+                    Step::LoginUser | Step::LoginPassword => reply::LOGIN_USERNAME,
                 });
                 self.mode = Mode::AuthResponse(step);
             }
@@ -173,50 +163,25 @@ impl Session {
     pub(super) fn on_auth_response<S: MessageSink, G: Gate>(
         &mut self,
         config: &SessionConfig,
-        step: AuthStep,
+        step: Step,
         line: &[u8],
         initial: bool,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        use crate::proto::sasl::{decode_response, is_acceptable_user, split_plain, Response};
         self.mode = Mode::Command;
         let credentials = self.credentials.get_or_insert_with(Box::default);
-        let refusal = match decode_response(line, initial, &mut credentials.decoded) {
-            Response::Cancel => Some(reply::AUTH_CANCELLED),
-            Response::Undecodable => Some(reply::AUTH_UNDECODABLE),
-            Response::Decoded => match step {
-                AuthStep::Plain => match split_plain(&credentials.decoded) {
-                    None => Some(reply::AUTH_UNDECODABLE),
-                    Some((authzid, user, password)) => {
-                        // Acting for someone else (an authorization identity other than
-                        // the user) is not supported: the attempt fails like a wrong password
-                        // (and is decided like one, by the caller, in the same time).
-                        let valid =
-                            (authzid.is_empty() || authzid == user) && is_acceptable_user(user);
-                        credentials.user.extend_from_slice(user);
-                        credentials.password.extend_from_slice(password);
-                        credentials.refused = !valid;
-                        None
-                    }
-                },
-                AuthStep::LoginUser => {
-                    // A user name we would not keep still gets the password challenge: the
-                    // reply to a user name never tells whether it could exist.
-                    credentials.user.extend_from_slice(&credentials.decoded);
-                    credentials.refused = !is_acceptable_user(&credentials.user);
-                    crate::proto::sasl::wipe(&mut credentials.decoded);
-                    io.out.push(reply::LOGIN_PASSWORD);
-                    self.mode = Mode::AuthResponse(AuthStep::LoginPassword);
-                    return;
-                }
-                AuthStep::LoginPassword => {
-                    credentials.password.extend_from_slice(&credentials.decoded);
-                    credentials.refused |= credentials.password.is_empty();
-                    None
-                }
-            },
+        let refusal = match credentials.take_response(step, line, initial) {
+            Filled::Complete => None,
+            Filled::NeedPassword => {
+                // A user name we would not keep still gets the password challenge: the
+                // reply to a user name never tells whether it could exist.
+                io.out.push(reply::LOGIN_PASSWORD);
+                self.mode = Mode::AuthResponse(Step::LoginPassword);
+                return;
+            }
+            Filled::Cancelled => Some(reply::AUTH_CANCELLED),
+            Filled::Undecodable => Some(reply::AUTH_UNDECODABLE),
         };
-        crate::proto::sasl::wipe(&mut credentials.decoded);
         match refusal {
             None => self.mode = Mode::AwaitingAuth,
             Some(refusal) => {

@@ -56,7 +56,6 @@ use super::gate::{Checkpoint, Decision, Gate, GateContext};
 use super::line::{find_line_end, next_line, LineError, Status};
 use super::reply::{self, Banner, Origin, Replies};
 use super::sink::MessageSink;
-use auth::AuthStep;
 pub use auth::AuthVerdict;
 use bdat::ChunkTransfer;
 use gate::Gated;
@@ -238,7 +237,7 @@ enum Mode {
         size: u64,
     },
     /// Reading the client's answer to an AUTH challenge (a base64 line, or `*`).
-    AuthResponse(AuthStep),
+    AuthResponse(crate::proto::sasl::Step),
     /// AUTH credentials are complete and wait for the caller's verdict
     /// ([`Session::credentials`], [`Resume::Auth`]); input behind them waits.
     AwaitingAuth,

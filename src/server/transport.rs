@@ -131,6 +131,7 @@ impl Transport {
 
     /// Whether a TLS handshake is under way (or finished, and not reported yet by
     /// [`Transport::handshake_finished`]).
+    #[inline]
     pub fn in_handshake(&self) -> bool {
         self.handshake == Handshake::Running
     }

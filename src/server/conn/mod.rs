@@ -359,7 +359,9 @@ impl Conn {
             self.handshake.charged = true;
             cx.handshakes.charge_full(self.client.ip(), now);
         }
-        self.notice_handshake(cx, now);
+        if self.transport.in_handshake() {
+            self.notice_handshake(cx, now);
+        }
         let accepted = self.count_accepted(cx.stats);
         if self.pending_out() > 0 {
             self.replied_at = now;

@@ -12,6 +12,7 @@
 //! | [`auth`] | SMTP AUTH's back end: `--auth any` or a password file, hashes checked off the loop |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
+//! | [`console`] | the server's own lines on stdout and stderr, never a panic when nobody reads them |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
@@ -28,6 +29,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod fault;
 pub mod metrics;
 pub mod peer;

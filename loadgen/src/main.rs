@@ -334,6 +334,21 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             }
         }
     }
+    let auth_refused: u64 = results
+        .total
+        .never_ready
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("auth 5"))
+        .map(|(_, n)| n)
+        .sum();
+    if auth_refused > 0 {
+        crate::warn_line!(
+            "smtp-loadgen: the server refused the --auth credentials on {auth_refused} \
+             connection(s); no connection was opened after that, so as not to spend the \
+             server's failure allowance for this host (fastsmtpd --auth-max-failures-per-ip, \
+             Postfix smtpd_client_auth_rate_limit) and lock out its other senders"
+        );
+    }
     if results.total.accepted == 0 {
         // A run that moved no mail measured nothing: say why, and fail, so a script notices.
         let refused = results

@@ -8,11 +8,13 @@
 //! | [`txlog`] | `--log-sessions`: one line per message attempt, written off the event loop |
 //! | [`store`] | keeping messages (Maildir, `.eml`, JSON lines) durably on storage threads |
 //! | [`server`] | sockets and time: listeners, one mio event loop per worker thread, timers, shutdown |
+//! | [`wake`] | a worker's mailbox: store outcomes, budget room and AUTH verdicts as one `Wake`, and the waker of its loop |
 //! | [`peer`] | one client as the limits see it: its key (IPv4 address, IPv6 /64), work shared round-robin between clients, events per client and window |
 //! | [`auth`] | SMTP AUTH's back end: `--auth any` or a password file, hashes checked off the loop |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
+//! | [`lock`] | taking a lock whose holder panicked: the one poison-tolerant `lock`, `read`, `write` and `wait` |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
 //!
@@ -29,6 +31,7 @@
 pub mod auth;
 pub mod config;
 pub mod fault;
+pub mod lock;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
@@ -37,3 +40,4 @@ pub mod stats;
 pub mod store;
 pub mod txlog;
 pub mod units;
+pub mod wake;

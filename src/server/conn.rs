@@ -31,9 +31,10 @@ use crate::auth::{Authenticator, Check, Ticket, Verdict};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
 use crate::proto::session::{Progress, Session, SessionConfig};
-use crate::stats::Stats;
-use crate::store::{Completions, Notify, StoreSink};
+use crate::stats::{HandshakeFailure, Stats};
+use crate::store::StoreSink;
 use crate::txlog::Logged;
+use crate::wake::{Mailbox, Notify};
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
@@ -84,8 +85,8 @@ pub struct Driver<'a> {
     pub tls: Option<&'a Arc<rustls::ServerConfig>>,
     /// The AUTH back end, with `--auth`.
     pub auth: Option<&'a Authenticator>,
-    /// The worker's completion queue (AUTH verdicts from the verifier thread come back there).
-    pub completions: &'a Arc<Completions>,
+    /// The worker's mailbox (AUTH verdicts from the verifier thread come back there).
+    pub mailbox: &'a Arc<Mailbox>,
 }
 
 /// Where the connection stands with TLS.
@@ -434,7 +435,9 @@ impl Conn {
                 if self.tls == TlsPhase::Handshaking {
                     // The handshake did not finish in time: close without a reply (there is
                     // no channel to send one on).
-                    cx.stats.security.handshake_failures[0] += 1;
+                    cx.stats
+                        .security
+                        .handshake_failed(HandshakeFailure::Timeout);
                     self.tls = TlsPhase::Plain;
                     cx.stats.timeouts += 1;
                     return self.outcome(Next::Close, 0);
@@ -537,8 +540,8 @@ impl Conn {
         }
         if self.tls == TlsPhase::Handshaking {
             // Ended mid-handshake: by a TLS error (its reason), or the client went away.
-            let reason = self.transport.tls_failure().unwrap_or(1);
-            stats.security.handshake_failures[reason] += 1;
+            let why = self.transport.tls_failure();
+            (stats.security).handshake_failed(why.unwrap_or(HandshakeFailure::Closed));
         }
         self.session.on_disconnect(&mut self.sink);
     }
@@ -568,7 +571,7 @@ impl Conn {
             return;
         };
         let notify = || Notify {
-            completions: Arc::clone(cx.completions),
+            mailbox: Arc::clone(cx.mailbox),
             key: self.token.0,
             id: self.id,
         };
@@ -645,8 +648,9 @@ impl Conn {
             cx.handshakes.end(self.client.ip());
         }
         if let Some(info) = self.transport.tls_info() {
-            let version = usize::from(info.version == "TLSv1.3");
-            cx.stats.security.handshakes[version][usize::from(info.resumed)] += 1;
+            if let Some(version) = self.transport.tls_version() {
+                cx.stats.security.handshake_done(version, info.resumed);
+            }
             self.session.on_tls_established(info);
         }
         self.deadline.on_input(1, 0, false, now, cx.deadlines);

@@ -7,7 +7,7 @@
 //! [`CHUNK_LEN`] bytes as it arrives, in buffers recycled through a pool; at the end it
 //! answers [`Verdict::Pending`]: the session holds the `250` until the storage thread
 //! reports that every store has the message on disk (RFC 5321 §4.1.1.4: `250` means we took
-//! responsibility). The thread reports through the worker's [`Completions`] queue and wakes
+//! responsibility). The thread reports through the worker's [`Mailbox`](crate::wake::Mailbox) queue and wakes
 //! its event loop; disk I/O never runs on an event loop.
 //!
 //! How chunks flow: a message that ends within its first chunk (most mail) goes to the
@@ -33,7 +33,7 @@
 //! spent, a connection receiving message content reads nothing more ([`StoreSink::may_read`]):
 //! TCP flow control holds the sender back, and no client is ever failed for it. The storage
 //! thread that frees enough of it (down to three quarters) wakes the waiting connections'
-//! workers through the same [`Completions`] queue and waker as store outcomes.
+//! workers through the same [`Mailbox`](crate::wake::Mailbox) queue and waker as store outcomes.
 //!
 //! What it does not do: decide replies (the session does) or retry: a failed store is
 //! `451 4.3.0` and the client retries.
@@ -54,11 +54,12 @@ pub mod maildir;
 pub mod record;
 mod rfc2047;
 
+use crate::lock::{lock, wait};
 use crate::metrics::StoreLatency;
 use crate::proto::envelope::Envelope;
 use crate::proto::sink::{MessageSink, QueueId, Verdict};
+use crate::wake::{Notify, Wake};
 use commit::Staged;
-use mio::Waker;
 use record::{ContentDigest, MessageMeta};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -69,7 +70,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -297,99 +298,6 @@ pub(crate) fn sync_files(files: &[&File], whole_fs: bool) -> io::Result<()> {
     files.iter().try_for_each(|file| file.sync_data())
 }
 
-/// Locks `mutex`, taking over its data if a panicking thread left it poisoned.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What the storage threads reported to one worker, not yet picked up.
-#[derive(Debug, Default)]
-struct Reported {
-    /// `(connection key, connection id, stored)`: store outcomes.
-    outcomes: Vec<(usize, u64, bool)>,
-    /// `(connection key, connection id)`: connections that waited for the budget.
-    budget: Vec<(usize, u64)>,
-    /// `(connection key, connection id, verdict)`: AUTH verdicts from the verifier threads.
-    auth: Vec<(usize, u64, crate::auth::Verdict)>,
-}
-
-/// Outcomes for one worker, and the waker of its event loop.
-#[derive(Debug)]
-pub struct Completions {
-    /// What was reported and not yet picked up.
-    reported: Mutex<Reported>,
-    /// Wakes the worker's `poll`.
-    waker: Arc<Waker>,
-}
-
-impl Completions {
-    /// A queue that wakes the loop behind `waker`.
-    pub fn new(waker: Arc<Waker>) -> Completions {
-        Completions {
-            reported: Mutex::new(Reported::default()),
-            waker,
-        }
-    }
-
-    /// Records one report; wakes the worker if it was not already due to look.
-    fn push(&self, add: impl FnOnce(&mut Reported)) {
-        let mut reported = lock(&self.reported);
-        let was_empty =
-            reported.outcomes.is_empty() && reported.budget.is_empty() && reported.auth.is_empty();
-        add(&mut reported);
-        drop(reported);
-        if was_empty {
-            // A failed wake means the worker is gone; its connections are gone too.
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// Reports one store outcome.
-    fn report(&self, key: usize, id: u64, stored: bool) {
-        self.push(|r| r.outcomes.push((key, id, stored)));
-    }
-
-    /// Reports an AUTH verdict (from `crate::auth`'s verifier thread).
-    pub fn report_auth(&self, key: usize, id: u64, verdict: crate::auth::Verdict) {
-        self.push(|r| r.auth.push((key, id, verdict)));
-    }
-
-    /// Reports that the budget has room again for a connection that waited for it.
-    fn report_budget(&self, key: usize, id: u64) {
-        self.push(|r| r.budget.push((key, id)));
-    }
-
-    /// Moves every reported store outcome into `outcomes`, every connection whose budget
-    /// wait is over into `budget` (drive it again with [`StoreSink::on_budget`], then read)
-    /// and every AUTH verdict into `auth` (all three reused by the worker).
-    ///
-    /// The lists are taken under one lock, in one step: `push` wakes the worker only when it
-    /// finds all empty, so emptying them one at a time would let a report made in between
-    /// find one list non-empty, wake nobody, and wait for ever.
-    pub fn take_all_into(
-        &self,
-        outcomes: &mut Vec<(usize, u64, bool)>,
-        budget: &mut Vec<(usize, u64)>,
-        auth: &mut Vec<(usize, u64, crate::auth::Verdict)>,
-    ) {
-        let mut reported = lock(&self.reported);
-        outcomes.append(&mut reported.outcomes);
-        budget.append(&mut reported.budget);
-        auth.append(&mut reported.auth);
-    }
-}
-
-/// Whom to tell when a message is stored (or the budget has room).
-#[derive(Debug, Clone)]
-pub struct Notify {
-    /// The worker's queue.
-    pub completions: Arc<Completions>,
-    /// The connection's slab key.
-    pub key: usize,
-    /// The connection's id (keys are reused; ids are not).
-    pub id: u64,
-}
-
 /// The bytes of message content in flight to the storage threads, against `--store-buffer`.
 #[derive(Debug)]
 struct Budget {
@@ -426,7 +334,7 @@ impl Budget {
             let mut waiting = lock(&self.waiting);
             self.anyone_waiting.store(false, Ordering::SeqCst);
             for notify in waiting.drain(..) {
-                notify.completions.report_budget(notify.key, notify.id);
+                notify.send(Wake::BudgetRoom);
             }
         }
     }
@@ -980,11 +888,7 @@ impl StorageThread {
                         return;
                     }
                     queues.idle += 1;
-                    queues = self
-                        .shared
-                        .work
-                        .wait(queues)
-                        .unwrap_or_else(|p| p.into_inner());
+                    queues = wait(&self.shared.work, queues);
                     queues.idle -= 1;
                 }
                 while wholes.len() < self.max_batch {
@@ -1048,7 +952,7 @@ impl StorageThread {
                     }
                     // Cannot happen (a stream ends once, on the thread that started it);
                     // refused rather than confirmed.
-                    None => notify.completions.report(notify.key, notify.id, false),
+                    None => notify.send(Wake::Stored(false)),
                 }
                 self.shared.give_back(chunk);
             }
@@ -1074,12 +978,7 @@ impl StorageThread {
         for (message, stored) in finished.drain(..).zip(ok) {
             self.latency
                 .observe(done.saturating_duration_since(message.submitted), stored);
-            let Notify {
-                completions,
-                key,
-                id,
-            } = &message.notify;
-            completions.report(*key, *id, stored);
+            message.notify.send(Wake::Stored(stored));
         }
     }
 }
@@ -1142,7 +1041,7 @@ impl StoreSink {
 
     /// Whether the connection may read more message content now: always when discarding;
     /// with stores, while the budget of bytes in flight has room. When it has none, the
-    /// connection is registered to be woken (through its worker's [`Completions`]) once the
+    /// connection is registered to be woken (through its worker's [`Mailbox`](crate::wake::Mailbox)) once the
     /// storage threads free enough of it; until then it should leave its input unread, so
     /// TCP flow control holds the sender back.
     pub fn may_read(&self) -> bool {
@@ -1160,7 +1059,7 @@ impl StoreSink {
         budget.wait(&storing.notify)
     }
 
-    /// The wake-up for a budget wait arrived (see [`Completions::take_all_into`]): a
+    /// The wake-up for a budget wait arrived (a [`Wake::BudgetRoom`]): a
     /// later wait registers again.
     pub fn on_budget(&self) {
         if let Some(storing) = &self.storing {
@@ -1308,17 +1207,32 @@ impl Drop for StoreSink {
 mod tests {
     use super::*;
 
-    fn completions() -> (mio::Poll, Arc<Completions>) {
+    use crate::wake::{Letter, Mailbox};
+
+    fn mailbox() -> (mio::Poll, Arc<Mailbox>) {
         let poll = mio::Poll::new().unwrap();
-        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        (poll, Arc::new(Completions::new(waker)))
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        (poll, Arc::new(Mailbox::new(waker)))
+    }
+
+    /// The connections woken for budget room, as `(key, id)`.
+    fn budget_room(mailbox: &Mailbox) -> Vec<(usize, u64)> {
+        let mut letters = Vec::new();
+        mailbox.take_into(&mut letters);
+        letters
+            .iter()
+            .map(|&Letter { key, id, wake }| {
+                assert_eq!(wake, Wake::BudgetRoom);
+                (key, id)
+            })
+            .collect()
     }
 
     #[test]
     fn a_spent_budget_stops_readers_until_three_quarters_are_free_then_wakes_each_once() {
-        let (mut poll, completions) = completions();
+        let (mut poll, mailbox) = mailbox();
         let notify = |key| Notify {
-            completions: Arc::clone(&completions),
+            mailbox: Arc::clone(&mailbox),
             key,
             id: key as u64 + 100,
         };
@@ -1336,20 +1250,15 @@ mod tests {
         assert!(!budget.wait(&notify(2)));
         budget.release(50); // 350 in flight: room, but not yet three quarters free
         assert!(budget.has_room());
-        let mut woken = Vec::new();
-        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
-        assert!(woken.is_empty());
+        assert!(budget_room(&mailbox).is_empty());
         budget.release(50); // 300: wake them all, once
-        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
-        assert_eq!(woken, [(1, 101), (2, 102)]);
+        assert_eq!(budget_room(&mailbox), [(1, 101), (2, 102)]);
         let mut events = mio::Events::with_capacity(4);
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
             .unwrap();
         assert!(!events.is_empty(), "the worker's waker fired");
         budget.release(300);
-        woken.clear();
-        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
-        assert!(woken.is_empty(), "nobody waits any more");
+        assert!(budget_room(&mailbox).is_empty(), "nobody waits any more");
     }
 
     #[test]
@@ -1361,9 +1270,9 @@ mod tests {
         let hub = StoreHub::start(&specs, 1, 16, MIN_STORE_BUFFER, "h")
             .unwrap()
             .unwrap();
-        let (_poll, completions) = completions();
+        let (_poll, mailbox) = mailbox();
         let notify = Notify {
-            completions: Arc::clone(&completions),
+            mailbox: Arc::clone(&mailbox),
             key: 3,
             id: 4,
         };
@@ -1376,9 +1285,7 @@ mod tests {
         assert!(!sink.may_read());
         assert_eq!(lock(&hub.shared.budget.waiting).len(), 1, "registered once");
         hub.shared.budget.release(MIN_STORE_BUFFER);
-        let mut woken = Vec::new();
-        completions.take_all_into(&mut Vec::new(), &mut woken, &mut Vec::new());
-        assert_eq!(woken, [(3, 4)]);
+        assert_eq!(budget_room(&mailbox), [(3, 4)]);
         sink.on_budget();
         assert!(sink.may_read());
         hub.shared.budget.charge(MIN_STORE_BUFFER);
@@ -1418,32 +1325,5 @@ mod tests {
             "maildir:a:b".parse::<StoreSpec>().unwrap().to_string(),
             "maildir:a:b"
         );
-    }
-
-    /// Bug (found in review): the worker emptied the outcome list and the budget list one
-    /// after the other; a report made in between found the other list non-empty, woke
-    /// nobody, and every later report did the same: stored messages never got their `250`.
-    /// Both lists are now taken in one step, so after a take the next report always wakes.
-    #[test]
-    fn a_report_after_the_worker_took_everything_always_wakes_it() {
-        let (mut poll, completions) = completions();
-        let mut events = mio::Events::with_capacity(4);
-        let mut woke = |poll: &mut mio::Poll| {
-            events.clear();
-            poll.poll(&mut events, Some(std::time::Duration::from_millis(200)))
-                .unwrap();
-            !events.is_empty()
-        };
-        completions.report(1, 1, true);
-        completions.report_budget(2, 2);
-        assert!(woke(&mut poll), "the first report wakes");
-        let (mut outcomes, mut budget) = (Vec::new(), Vec::new());
-        completions.take_all_into(&mut outcomes, &mut budget, &mut Vec::new());
-        assert_eq!((outcomes.len(), budget.len()), (1, 1));
-        completions.report(3, 3, true);
-        assert!(woke(&mut poll), "a report after a take wakes again");
-        completions.take_all_into(&mut outcomes, &mut budget, &mut Vec::new());
-        completions.report_budget(4, 4);
-        assert!(woke(&mut poll));
     }
 }

@@ -41,7 +41,7 @@ use fastsmtpd::proto::reply::{
 };
 use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
 use fastsmtpd::proto::sink::{MessageSink, Verdict};
-use fastsmtpd::server::tls::TlsSource;
+use fastsmtpd::config::TlsSource;
 use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! Taking a lock whose holder panicked: the one place the crate says what a poisoned lock
 //! means to it.
 //!
-//! What it does: [`lock`], [`read`], [`write`] and [`wait`] are `Mutex::lock`,
+//! What it does: [`lock()`], [`read()`], [`write()`] and [`wait()`] are `Mutex::lock`,
 //! `RwLock::read`, `RwLock::write` and `Condvar::wait` that take over the data when a thread
 //! panicked while holding the lock. Every structure the crate puts behind a lock (queues,
 //! tables of counts, a file handle, the current TLS configuration) stays consistent between

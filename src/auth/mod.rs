@@ -11,7 +11,7 @@
 //! that no longer parses keeps the old users.
 //!
 //! Bounds (a password check is the most expensive thing a client can ask for). A client is
-//! its key (`crate::peer::counted_as`: an IPv4 address, or an IPv6 /64).
+//! its key ([`ClientKey`]: an IPv4 address, or an IPv6 /64).
 //! * **Failures, not attempts, are what is bounded**: at most [`AuthLimits::failures`] per
 //!   client and window (`--auth-max-failures-per-ip`, `--auth-failure-window`; default
 //!   [`DEFAULT_MAX_FAILURES`] per [`DEFAULT_FAILURE_WINDOW`], a burst of that many and then
@@ -132,7 +132,7 @@ impl Default for AuthLimits {
     }
 }
 
-/// What became of an attempt: the mailbox's [`AuthVerdict`], under the name AUTH gives it.
+/// What became of an attempt: the mailbox's [`AuthVerdict`](crate::wake::AuthVerdict), under the name AUTH gives it.
 pub use crate::wake::AuthVerdict as Verdict;
 
 /// The answer to [`Authenticator::check`].

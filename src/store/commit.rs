@@ -29,7 +29,8 @@
 //! (RFC 5321 §6.1: at least once).
 
 use super::jsonl::Appended;
-use super::{sync_dir, sync_files, Finished, Target};
+use super::target::{sync_dir, sync_files, Target};
+use super::thread::Finished;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -21,7 +21,9 @@
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
 
-#![deny(missing_docs, missing_debug_implementations)]
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+// Every `unsafe` block says why it is sound, in a `// SAFETY:` comment just above it.
+#![deny(clippy::undocumented_unsafe_blocks)]
 // A few libc calls with no safe std equivalent are the crate's only `unsafe`: `syncfs`,
 // `sync_file_range`, `malloc_trim` and `fcntl` (a FIFO made blocking again) in `store`,
 // `getrlimit`/`setrlimit` in `server::descriptors`; each is allowed where it is, with its

@@ -48,7 +48,7 @@
 //! simply let the next batch start the new file), reopen standard output, or create a
 //! missing directory after start.
 
-use super::{create_dir_all_durably, parent_dir, sync_dir};
+use super::durable::{create_dir_all_durably, parent_dir, sync_dir};
 use crate::lock::lock;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};

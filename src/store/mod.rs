@@ -51,7 +51,8 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | `target` | what a store is: [`StoreSpec`], opening it, the filesystem steps all stores share |
+//! | `durable` | the filesystem steps every store shares: a staged file, syncing files and directories |
+//! | `target` | what a store is: [`StoreSpec`], opening it |
 //! | `queues` | the work for the storage threads, the budget of bytes in flight, the chunk pool |
 //! | `thread` | one storage thread: writing each message's files, then the batch's commit |
 //! | `sink` | [`StoreSink`], one connection's end: chunks out, `Pending`, the budget check |
@@ -61,6 +62,7 @@
 //! This file holds the [`StoreHub`]: it opens the stores and starts the threads.
 
 mod commit;
+mod durable;
 pub mod eml;
 pub mod jsonl;
 pub mod maildir;
@@ -73,7 +75,6 @@ mod thread;
 
 pub use sink::StoreSink;
 pub use target::StoreSpec;
-pub(crate) use target::{create_dir_all_durably, parent_dir, sync_dir};
 
 use crate::lock::lock;
 use crate::metrics::StoreLatency;

@@ -1,17 +1,15 @@
-//! What a store is: its spec (`--store`), the opened store ([`Target`]), and the filesystem
-//! steps every store shares (creating directories durably, syncing files and directories).
+//! What a store is: its spec (`--store`) and the opened store ([`Target`]).
 //!
-//! What it does: parse and print [`StoreSpec`]; open each store once at start (creating its
-//! directories, then syncing their parents, so their names survive a crash); answer what
-//! kind of store it is (writes a JSON record, writes to a stream, renames into a directory);
-//! `sync_files` and `sync_dir` for the commit.
+//! What it does: parse and print [`StoreSpec`]; open each store once at start (each creates
+//! its directories durably, see `durable`); answer what kind of store it is (writes a JSON
+//! record, writes to a stream, renames into a directory), reopen it (SIGHUP) and report its
+//! errors by name.
 //!
 //! What it does not do: write messages (the storage thread does, through each store's own
 //! module: `maildir`, `eml`, `jsonl`), or decide what is durable when (`commit` does).
 
 use super::{eml, jsonl, maildir};
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -122,108 +120,6 @@ impl Target {
             Target::Jsonl(t) => t.report(error),
         }
     }
-}
-
-/// `fsync` a directory, making the entries created in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The directory that holds `path` (`.` for a bare name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    }
-}
-
-/// Creates `dir` and every missing parent (as `mkdir -p` does), then syncs the parent of
-/// each directory it created, so their names survive a crash before anything in them is
-/// confirmed. Every store does this at start (`maildir:` and `eml:` for their directories,
-/// `jsonl:` for its file's), and only then: a directory removed while the server runs is a
-/// failure (`451 4.3.0`), not something to create again.
-pub(crate) fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
-    refuse_non_directory_ancestor(dir)?;
-    let mut created = Vec::new();
-    let mut at = Some(dir);
-    while let Some(path) = at {
-        if path.as_os_str().is_empty() || path.exists() {
-            break;
-        }
-        created.push(path);
-        at = path.parent();
-    }
-    std::fs::create_dir_all(dir)?;
-    created
-        .iter()
-        .try_for_each(|path| sync_dir(parent_dir(path)))
-}
-
-/// Refuses `dir` when it, or one of its parents, exists but is not a directory, naming that
-/// path: the same clear error for every store, where `mkdir -p` would say `File exists` or
-/// `Not a directory` depending on where the file sits.
-fn refuse_non_directory_ancestor(dir: &Path) -> io::Result<()> {
-    let mut ancestors: Vec<&Path> = dir
-        .ancestors()
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect();
-    ancestors.reverse();
-    for path in ancestors {
-        // Follows symbolic links, as creating and opening beneath the path does.
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) => {
-                let kind = describe_file_type(&meta.file_type());
-                return Err(io::Error::new(
-                    io::Error::from_raw_os_error(libc::ENOTDIR).kind(),
-                    format!("{} is {kind}, not a directory", path.display()),
-                ));
-            }
-            // Missing (created next), or not for us to judge here: creating says why.
-            Err(_) => return Ok(()),
-        }
-    }
-    Ok(())
-}
-
-/// What a file that is not a directory is, for messages.
-fn describe_file_type(file_type: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if file_type.is_file() {
-        "a regular file"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        "a device"
-    } else {
-        "neither a file nor a directory"
-    }
-}
-
-/// Makes the contents of `files` (all on one filesystem: a store's own directory) durable.
-///
-/// With `whole_fs`, one `syncfs` flushes them all with a single journal commit, where an
-/// `fdatasync` per file costs one commit each: this is where group commit pays most for
-/// Maildir and `.eml` (new files, so every `fdatasync` has metadata to commit). But `syncfs`
-/// also waits for every other dirty file on the filesystem, so while large messages are being
-/// streamed to disk the caller asks for one `fdatasync` per file instead. If `syncfs` is
-/// refused, each file is synced on its own.
-#[allow(unsafe_code)]
-pub(crate) fn sync_files(files: &[&File], whole_fs: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let Some(first) = files.first() else {
-        return Ok(());
-    };
-    if whole_fs && files.len() > 1 {
-        // SAFETY: syncfs takes a file descriptor and touches no memory of ours; `first` is
-        // an open file for the duration of the call.
-        if unsafe { libc::syncfs(first.as_raw_fd()) } == 0 {
-            return Ok(());
-        }
-    }
-    files.iter().try_for_each(|file| file.sync_data())
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! What it does not do: decide replies, read sockets, or choose which thread a stream goes to
 //! (the sink does, in turn).
 
-use super::commit::{self, Staged};
+use super::commit::{self, Finished};
+use super::durable::Staged;
 use super::queues::{Shared, StreamOp, Whole};
 use super::record::{self, ContentDigest, MessageMeta};
 use super::target::Target;
@@ -47,21 +48,6 @@ struct Writing {
     pub(super) lf: Option<maildir::LfConverter>,
     /// A write failed: everything was removed, the message will be refused.
     pub(super) failed: bool,
-}
-
-/// A message whose content is all written, waiting for its batch's commit.
-#[derive(Debug)]
-pub(super) struct Finished {
-    /// Whom to tell.
-    pub(super) notify: Notify,
-    /// When the session handed it over.
-    pub(super) submitted: Instant,
-    /// The files to commit, per store (empty for JSON lines).
-    pub(super) files: Vec<Vec<Staged>>,
-    /// The JSON record and its newline, when a store writes one.
-    pub(super) record: Option<Vec<u8>>,
-    /// Still on its way to being stored.
-    pub(super) ok: bool,
 }
 
 impl Writing {

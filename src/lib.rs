@@ -20,6 +20,27 @@
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
+//!
+//! # Layers
+//!
+//! A room imports only rooms in lower layers, never one beside or above it, so each can be
+//! read, tested and replaced with only what is below it in mind (`tests/architecture.rs`
+//! reads this table and checks every `crate::` path against it, and that no modules anywhere
+//! in `src/` import each other around a circle):
+//!
+//! | layer | rooms |
+//! |---|---|
+//! | 5 | `server` |
+//! | 4 | `config`, `txlog` |
+//! | 3 | `store`, `auth` |
+//! | 2 | `metrics` |
+//! | 1 | `wake`, `stats`, `fault` |
+//! | 0 | `proto`, `peer`, `lock`, `units` |
+//!
+//! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
+//! and AUTH post to without knowing the server; `metrics` sits below `store` because the
+//! store-latency histogram it exports is filled by the storage threads; `config` holds every
+//! setting (stores, AUTH, faults) and `server` builds the running server from it.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 // Every `unsafe` block says why it is sound, in a `// SAFETY:` comment just above it.

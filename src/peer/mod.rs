@@ -23,9 +23,10 @@ use std::net::IpAddr;
 
 /// One client, as every limit counts it: its IPv4 address, or its IPv6 /64.
 ///
-/// The /64 rule, stated here once: an IPv6 /64 is the smallest usual allocation to one
-/// subscriber (RFC 6177 §2 and RFC 7421 §1: a /64 per link, routinely one per home), who can
-/// use any address in it at will, so counting single IPv6 addresses would be no limit at all.
+/// The /64 rule, stated here once: a unicast IPv6 address is a 64-bit subnet prefix and a
+/// 64-bit interface identifier (RFC 4291 §2.5.1; RFC 7421 on why the boundary stays at 64), so
+/// a /64 is one link, the least a subscriber is given, and every address in it is theirs to
+/// use at will: counting single IPv6 addresses would be no limit at all.
 /// An IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) is the IPv4 client it maps. Connection
 /// caps, AUTH's failure and pending bounds, TLS handshake turns and rates, and the fault
 /// rules' `rate=` and greylisting all count by this key.

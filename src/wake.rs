@@ -18,11 +18,12 @@ use crate::lock::lock;
 use mio::Waker;
 use std::sync::{Arc, Mutex};
 
-/// What became of an AUTH attempt checked off the loop (RFC 4954 §6 for the replies).
-/// Defined here, beside the mailbox that carries it, so `crate::auth` (which decides it)
-/// and the worker (which delivers it) both stand above it.
+/// The AUTH back end's verdict on one check of credentials (RFC 4954 §6 for the replies the
+/// connection makes of it; the session's own `AuthVerdict` is that reply-level view).
+/// Defined here, beside the mailbox that carries it, so `crate::auth` (which decides it, and
+/// names it `auth::Verdict`) and the worker (which delivers it) both stand above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthVerdict {
+pub enum CheckVerdict {
     /// The credentials are good: `235`.
     Accepted,
     /// They are not: `535`.
@@ -43,7 +44,7 @@ pub enum Wake {
     /// for it may read on.
     BudgetRoom,
     /// The verdict on the credentials the connection sent.
-    Auth(AuthVerdict),
+    Auth(CheckVerdict),
 }
 
 /// One letter: a [`Wake`] for the connection with slab key `key` and id `id`.
@@ -146,7 +147,7 @@ mod tests {
         };
         notify.send(Wake::BudgetRoom);
         mailbox.post(1, 10, Wake::Stored(true));
-        notify.send(Wake::Auth(AuthVerdict::Rejected));
+        notify.send(Wake::Auth(CheckVerdict::Rejected));
         assert!(woken(&mut poll));
         assert!(
             !woken(&mut poll),
@@ -160,7 +161,7 @@ mod tests {
             [
                 (3, 30, Wake::BudgetRoom),
                 (1, 10, Wake::Stored(true)),
-                (3, 30, Wake::Auth(AuthVerdict::Rejected)),
+                (3, 30, Wake::Auth(CheckVerdict::Rejected)),
             ]
         );
     }

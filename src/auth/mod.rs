@@ -132,8 +132,9 @@ impl Default for AuthLimits {
     }
 }
 
-/// What became of an attempt: the mailbox's [`AuthVerdict`](crate::wake::AuthVerdict), under the name AUTH gives it.
-pub use crate::wake::AuthVerdict as Verdict;
+/// What became of an attempt: [`CheckVerdict`](crate::wake::CheckVerdict), defined beside the
+/// mailbox that carries it to the worker.
+pub use crate::wake::CheckVerdict as Verdict;
 
 /// The answer to [`Authenticator::check`].
 #[derive(Debug)]

@@ -6,9 +6,9 @@
 //! sink that records who logged in). `--auth file:PATH` looks the user up in a password file
 //! ([`passwords`]); a `{PLAIN}` entry is compared at once, while Argon2 and bcrypt hashes,
 //! slow on purpose, are checked on verifier threads so that a login never stalls the other
-//! connections of a worker: the answer comes back through the worker's completion queue like
-//! a stored message's (`crate::wake`). The file is read again on SIGHUP ([`Authenticator::reload`]); a file
-//! that no longer parses keeps the old users.
+//! connections of a worker: the answer comes back through the worker's mailbox
+//! (`crate::wake`), like a stored message's. The file is read again on SIGHUP
+//! ([`Authenticator::reload`]); a file that no longer parses keeps the old users.
 //!
 //! Bounds (a password check is the most expensive thing a client can ask for). A client is
 //! its key ([`ClientKey`]: an IPv4 address, or an IPv6 /64).
@@ -485,7 +485,7 @@ mod tests {
         }
     }
 
-    /// A job nobody waits for (its notify goes to a completion queue without a worker).
+    /// A job nobody waits for (its notify goes to a mailbox without a worker).
     fn job() -> Job {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());

@@ -13,6 +13,7 @@
 //! | [`auth`] | SMTP AUTH's back end: `--auth any` or a password file, hashes checked off the loop |
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
+//! | [`console`] | the server's own lines on stdout and stderr, never a panic when nobody reads them |
 //! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
 //! | [`lock`] | taking a lock whose holder panicked: the one poison-tolerant `lock`, `read`, `write` and `wait` |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
@@ -53,6 +54,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod fault;
 pub mod lock;
 pub mod metrics;

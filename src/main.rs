@@ -325,7 +325,7 @@ fn main() -> ExitCode {
                 config.seed = cli.seed.or(seed).unwrap_or(0);
             }
             Err(message) => {
-                eprintln!("fastsmtpd: error: {message}");
+                fastsmtpd::warn_line!("fastsmtpd: error: {message}");
                 return ExitCode::from(2);
             }
         }
@@ -334,13 +334,13 @@ fn main() -> ExitCode {
         config.threads = usize::from(threads);
     }
     if let Err(message) = config.validate() {
-        eprintln!("fastsmtpd: error: {message}");
+        fastsmtpd::warn_line!("fastsmtpd: error: {message}");
         return ExitCode::from(2);
     }
     match fastsmtpd::server::run(&config) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fastsmtpd: error: {e}");
+            fastsmtpd::warn_line!("fastsmtpd: error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -527,3 +527,82 @@ fn command_line_refusals_speak_plainly() {
         assert!(!output.stderr.contains("..="), "{}", output.stderr);
     }
 }
+
+/// Bug (issue 16 review): `fastsmtpd ... | head -1` panicked on the main thread at the next
+/// line it printed (a stats line, or the shutdown lines), `failed printing to stdout: Broken
+/// pipe`, exit status 101, with messages in flight answered by nothing. The same for stderr
+/// (`2>&1 | head -1`). The server's own lines are a courtesy now: a failed write is dropped,
+/// mail goes on, the shutdown is as graceful as ever.
+#[test]
+fn a_closed_stdout_or_stderr_pipe_does_not_stop_the_server() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    for closed in ["stdout", "stderr"] {
+        let listen = util::free_local_addr();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+        command
+            .args([
+                "--listen",
+                &listen,
+                "--threads",
+                "1",
+                "--hostname",
+                "mx.test",
+            ])
+            .args(["--stats-interval", "100ms"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("fastsmtpd starts");
+        // A reader that takes one line and goes away, as `head -1` does.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert!(first.starts_with("fastsmtpd listening on "), "{first:?}");
+        let stderr = child.stderr.take().unwrap();
+        let _kept_open = if closed == "stdout" {
+            drop(stdout);
+            Some(stderr)
+        } else {
+            drop(stderr);
+            None
+        };
+        let addr: std::net::SocketAddr = listen.parse().unwrap();
+        let mut client = Client::connect(addr);
+        client.expect(GREETING);
+        client.ehlo();
+        // Several stats lines go out (and fail) while the session runs.
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        client.deliver("Subject: still here\r\n\r\nhello\r\n");
+        client.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+        client.expect(MAIL_OK);
+        client.read_reply();
+        client.read_reply();
+        // SIGTERM while a message is in flight: it is finished and answered, then 421.
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) takes two integers and touches no memory; the pid is our own
+        // child, not yet reaped.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        client.send("in flight\r\n.\r\n");
+        let reply = client.read_reply();
+        assert!(
+            reply.starts_with("250 2.0.0 Ok: queued as "),
+            "{closed}: {reply:?}"
+        );
+        let deadline = std::time::Instant::now() + CHILD_LIMIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{closed}: fastsmtpd did not exit after SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(status.success(), "{closed} closed: exit {status:?}");
+    }
+}

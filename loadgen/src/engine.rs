@@ -198,6 +198,12 @@ struct Engine {
     setup_failures: u64,
     /// Whether any connection ever got ready for transactions.
     ever_ready: bool,
+    /// Whether the server refused the credentials (`5xx` to `AUTH`): no new connection is
+    /// opened then. A wrong `--auth` is a mistake of the run, not a load to keep offering,
+    /// and each retry would spend the server's failure allowance for this host
+    /// (fastsmtpd's `--auth-max-failures-per-ip`, Postfix's `smtpd_client_auth_rate_limit`),
+    /// locking out every other sender on it.
+    credentials_refused: bool,
     /// Reports go here.
     reports: Sender<IntervalReport>,
     /// The read buffer every connection of the thread shares ([`READ_CHUNK`] bytes, made
@@ -249,6 +255,7 @@ pub fn run_thread(
         pending_connects,
         setup_failures: 0,
         ever_ready: false,
+        credentials_refused: false,
         reports,
         scratch: vec![0; READ_CHUNK],
         reader,
@@ -312,7 +319,7 @@ impl Engine {
 
     /// Whether the thread gave up: its first connections all failed before getting ready.
     fn gave_up(&self) -> bool {
-        self.setup_failures >= MAX_SETUP_FAILURES && !self.ever_ready
+        self.credentials_refused || (self.setup_failures >= MAX_SETUP_FAILURES && !self.ever_ready)
     }
 
     /// Moves one slot from `from` to `to` in the run's account.
@@ -916,6 +923,11 @@ impl Engine {
             return;
         };
         if let Some(kind) = error {
+            if let Some((Stage::Auth, 500..=599)) =
+                conn.client.as_ref().and_then(Client::last_reply)
+            {
+                self.credentials_refused = true;
+            }
             if !conn.client.as_ref().is_some_and(Client::was_ready) {
                 self.setup_failures += 1;
                 self.recorder.not_ready(never_ready_reason(&conn, kind));

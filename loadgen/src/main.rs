@@ -95,13 +95,13 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("smtp-loadgen: error: {message}");
+            crate::warn_line!("smtp-loadgen: error: {message}");
             ExitCode::from(2)
         }
     };
     if let Some(error) = stdout::write_error() {
         // The output asked for is lost: never a silent success.
-        eprintln!("smtp-loadgen: error: writing standard output: {error} (output lost)");
+        crate::warn_line!("smtp-loadgen: error: writing standard output: {error} (output lost)");
         if code == ExitCode::SUCCESS {
             return ExitCode::FAILURE;
         }
@@ -130,7 +130,7 @@ fn run(mut args: RunArgs) -> Result<ExitCode, String> {
     let header = settings.header();
     if let (Some(corpus), false) = (settings.corpus(), settings.quiet) {
         // Said before the run: what the corpus holds and what sending it changes.
-        eprintln!("{}", corpus.description());
+        crate::warn_line!("{}", corpus.description());
     }
     let finished = runner::run(&settings, &header)?;
     let provenance = Provenance::capture(
@@ -334,6 +334,21 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
             }
         }
     }
+    let auth_refused: u64 = results
+        .total
+        .never_ready
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("auth 5"))
+        .map(|(_, n)| n)
+        .sum();
+    if auth_refused > 0 {
+        crate::warn_line!(
+            "smtp-loadgen: the server refused the --auth credentials on {auth_refused} \
+             connection(s); no connection was opened after that, so as not to spend the \
+             server's failure allowance for this host (fastsmtpd --auth-max-failures-per-ip, \
+             Postfix smtpd_client_auth_rate_limit) and lock out its other senders"
+        );
+    }
     if results.total.accepted == 0 {
         // A run that moved no mail measured nothing: say why, and fail, so a script notices.
         let refused = results
@@ -345,7 +360,7 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
         let in_warmup = results.warmup_accepted();
         if in_warmup > 0 {
             // A -n run that ended inside its warm-up (a -d run is measured after it).
-            eprintln!(
+            crate::warn_line!(
                 "smtp-loadgen: nothing was measured: all {in_warmup} accepted message(s) went \
                  out inside the {} s warm-up, which is left out; send more (-n), shorten \
                  --warmup, or give --duration (measured after the warm-up)",
@@ -357,19 +372,19 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
                 .iter()
                 .map(|t| t.addr.to_string())
                 .collect();
-            eprintln!(
+            crate::warn_line!(
                 "smtp-loadgen: no message was accepted: {refused} connect(s) to {} failed (is a server listening there?)",
                 targets.join(", ")
             );
         } else {
-            eprintln!("smtp-loadgen: no message was accepted");
+            crate::warn_line!("smtp-loadgen: no message was accepted");
         }
         // Say why, most frequent first (a TLS certificate that does not verify, AUTH refused,
         // an extension the server lacks ...).
         let mut details: Vec<(&String, &u64)> = results.total.details.iter().collect();
         details.sort_by(|a, b| b.1.cmp(a.1));
         for (detail, n) in details.iter().take(3) {
-            eprintln!("smtp-loadgen: {detail} ({n} connection(s))");
+            crate::warn_line!("smtp-loadgen: {detail} ({n} connection(s))");
         }
         return ExitCode::FAILURE;
     }
@@ -377,11 +392,11 @@ fn verdict(settings: &Settings, results: &Results) -> ExitCode {
     if connections.fewer(results.measured) {
         if connections.fails(results.measured) {
             for line in report::connections::failure_message(results).lines() {
-                eprintln!("smtp-loadgen: {line}");
+                crate::warn_line!("smtp-loadgen: {line}");
             }
             return ExitCode::from(EXIT_FEWER_CONNECTIONS);
         }
-        eprintln!(
+        crate::warn_line!(
             "smtp-loadgen: fewer connections than asked for were alive (allowed by \
              --allow-fewer-connections)"
         );
@@ -403,7 +418,7 @@ fn merge_command(logs: &[PathBuf], output: &Path) -> Result<ExitCode, String> {
     for path in logs {
         let (intervals, unit_note) = read_log(path)?;
         if let Some(note) = unit_note {
-            eprintln!("smtp-loadgen: {note}");
+            crate::warn_line!("smtp-loadgen: {note}");
         }
         let notes = read_notes(path)?;
         let starts: Vec<f64> = intervals.iter().map(|i| i.start).collect();
@@ -543,7 +558,7 @@ fn read_log(path: &Path) -> Result<(Vec<interval_log::LoggedInterval>, Option<St
         interval_log::read_hlog_lenient(&bytes).map_err(|e| file_error(path, e))?;
     let shown = report::printable(&path.display().to_string());
     if let Some(line) = warnings.cut_line {
-        eprintln!(
+        crate::warn_line!(
             "smtp-loadgen: warning: {shown}: line {line} is cut short (a killed run?); read up \
              to line {}",
             line - 1

@@ -36,7 +36,7 @@ impl Progress {
     pub fn show(&self, plain: &str, live: &str) {
         match &self.bar {
             Some(bar) => bar.set_message(live.to_string()),
-            None => eprintln!("{plain}"),
+            None => crate::warn_line!("{plain}"),
         }
     }
 

@@ -312,6 +312,13 @@ impl Recorder {
         for (index, figures) in other.targets.iter().enumerate() {
             self.target(index).merge(figures);
         }
+        self.merge_never_ready(other);
+    }
+
+    /// Adds `other`'s connections that never got ready. Apart from [`Recorder::merge`] for
+    /// the warm-up: its latencies and counts are left out of the run's totals, but a
+    /// connection refused during the warm-up is still one the run asked for and never had.
+    pub fn merge_never_ready(&mut self, other: &Recorder) {
         for (reason, count) in &other.never_ready {
             *self.never_ready.entry(reason.clone()).or_default() += count;
         }

@@ -7,7 +7,9 @@
 //! ([`write_error`]): the command says so at its end and does not exit 0, since the summary
 //! it was run for is lost.
 //!
-//! What it does not do: standard error (the progress line and errors).
+//! Standard error (the progress lines, warnings and errors) goes through [`warn`]: a
+//! failed write there is dropped (`smtp-loadgen ... 2>&1 | head -1` closes both), since
+//! `eprintln!` would panic and end the run with exit status 101.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,4 +43,19 @@ pub fn write_error() -> Option<&'static str> {
 /// [`say`] with a line end.
 pub fn say_line(text: &str) {
     say(&format!("{text}\n"));
+}
+
+/// Writes `args` and a line end to standard error; a failed write (a closed pipe) is
+/// dropped, never a panic as with `eprintln!`.
+pub fn warn(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
+/// `eprintln!` that never panics: see [`warn`].
+#[macro_export]
+macro_rules! warn_line {
+    ($($arg:tt)*) => {
+        $crate::stdout::warn(format_args!($($arg)*))
+    };
 }

@@ -163,7 +163,6 @@ fn a_closed_port_fails_the_run_with_a_clear_message() {
         .unwrap();
     let addr = reserved.local_addr().unwrap().as_socket().unwrap();
     let run = loadgen(addr, &["-c", "2", "-n", "10"]);
-    drop(reserved);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
         run.stderr.contains("no message was accepted") && run.stderr.contains("failed"),
@@ -171,6 +170,22 @@ fn a_closed_port_fails_the_run_with_a_clear_message() {
         run.stderr
     );
     assert!(run.errors("refused") > 0);
+    // The same inside a warm-up (bug, issue 16 review): the run said 'errors: none' and
+    // nothing about its connections, since everything in the warm-up was left out. The
+    // connections that never got ready are the run's whatever the time.
+    let run = loadgen(addr, &["-c", "3", "-d", "1s", "--warmup", "5s"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    // At least the 3 first connects (the engine may try again before it gives up).
+    let failed = &run.json()["totals"]["connections_never_ready"]["connect failed"];
+    assert!(failed.as_u64().is_some_and(|n| n >= 3), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "connections that never got ready: {failed} (connect failed: {failed})"
+        )),
+        "{}",
+        run.stdout
+    );
+    drop(reserved);
 }
 
 /// How long a run that must end by itself may take before the test calls it a hang (the
@@ -345,6 +360,26 @@ fn a_summary_that_cannot_be_written_is_not_a_silent_success() {
     let (_, _, stderr) = common::run_bounded(command, HANG);
     assert!(stderr.ends_with("status 0\n"), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
+}
+
+/// Bug (issue 16 review): `smtp-loadgen ... 2>&1 | head -1` ended with a panic, exit status
+/// 101: the progress line went to a standard error whose reader had left, and `eprintln!`
+/// panics on the failed write. Lines on standard error are a courtesy too now: the run goes
+/// on to its end and exit status.
+#[test]
+fn a_closed_standard_error_is_not_a_crash() {
+    let stub = Stub::start(StubScript::default());
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        // Not -q: a progress line every second goes to the closed stderr.
+        "\"$0\" --target \"$1\" -c 1 -d 2s 2>&1 | true; echo \"status ${PIPESTATUS[0]}\" >&2",
+        env!("CARGO_BIN_EXE_smtp-loadgen"),
+        &stub.addr.to_string(),
+    ]);
+    let (_, _, stderr) = common::run_bounded(command, HANG);
+    assert!(stderr.ends_with("status 0\n"), "{stderr}");
+    assert!(stub.messages() > 0);
 }
 
 #[test]

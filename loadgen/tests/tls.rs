@@ -136,7 +136,7 @@ fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
     };
     let server = server::start(&config).expect("fastsmtpd starts");
     // docs/loadgen.md: smtp-loadgen --target 127.0.0.1:2525 --starttls --auth user:pass -c 20
-    // -d 20s --warmup 5s (shorter here; cost 10 rather than the recipe's 12 keeps the 20
+    // -d 20s --warmup 10s (shorter here; cost 10 rather than the recipe's 12 keeps the 20
     // logins well inside the warm-up on a loaded CI machine)
     let run = loadgen(
         server.local_addrs()[0],
@@ -633,4 +633,28 @@ fn open_loop_over_tls_keeps_its_corrected_latency() {
         run.stdout
     );
     assert_eq!(handshakes(&run, "full") + handshakes(&run, "resumed"), 30);
+}
+
+/// Bug (issue 16 review): a wrong `--auth` password kept the run reconnecting and failing
+/// (`auth[535=10]` from `-c 3`), spending the server's failure allowance for the host, so the
+/// right password from the same host then got `454` on every connection. A refused
+/// credential now ends the opening of connections: one failure per connection at most, and
+/// the run says why it stopped.
+#[test]
+fn a_refused_password_is_not_tried_again_and_again() {
+    let stub = tls_stub(|_| {});
+    let run = loadgen(
+        stub.addr,
+        &["--starttls", "--auth", "user:wrong", "-c", "3", "-n", "100"],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.total("accepted"), 0);
+    let connections = stub.counts.connections.load(Ordering::SeqCst);
+    assert!(connections <= 3, "{connections} connections for -c 3");
+    assert!(
+        run.stderr
+            .contains("the server refused the --auth credentials on"),
+        "{}",
+        run.stderr
+    );
 }

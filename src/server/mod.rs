@@ -95,7 +95,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     );
     let max_connections = descriptors::fit_connection_cap(config.max_connections, limit, reserved);
     if max_connections < config.max_connections {
-        eprintln!(
+        crate::warn_line!(
             "fastsmtpd: --max-connections lowered from {} to {max_connections}: the descriptor limit is {limit} ({reserved} kept for the server); raise it with `ulimit -n`",
             config.max_connections
         );
@@ -420,7 +420,7 @@ pub fn run(config: &Config) -> io::Result<Stats> {
                         } else {
                             "SIGTERM"
                         };
-                        eprintln!("fastsmtpd: second {name}, exiting now");
+                        crate::warn_line!("fastsmtpd: second {name}, exiting now");
                         std::process::exit(128 + signal);
                     }
                     SIGINT | SIGTERM => {
@@ -446,10 +446,10 @@ pub fn run(config: &Config) -> io::Result<Stats> {
     };
     let say = |line: &str| console.say(line);
     if let Some(warning) = server.auth.as_ref().and_then(|auth| auth.mixed_costs()) {
-        eprintln!("fastsmtpd: warning: --auth: {warning}");
+        crate::warn_line!("fastsmtpd: warning: --auth: {warning}");
     }
     for store in server.not_durable_stores() {
-        eprintln!(
+        crate::warn_line!(
             "fastsmtpd: {store} is not durable: it writes to a stream (standard output, a FIFO or a device) without fsync; a 250 means its line was written to the stream, not that it is on disk"
         );
     }
@@ -480,14 +480,14 @@ pub fn run(config: &Config) -> io::Result<Stats> {
                         "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
                         if reopened == 1 { "" } else { "s" }
                     )),
-                    Err(e) => eprintln!(
+                    Err(e) => crate::warn_line!(
                         "fastsmtpd: SIGHUP: {e} (each batch tries again; until then its messages get 451)"
                     ),
                 }
                 for line in server.reload() {
                     match line {
                         Ok(done) => say(&format!("fastsmtpd: SIGHUP: {done}")),
-                        Err(failed) => eprintln!("fastsmtpd: SIGHUP: {failed}"),
+                        Err(failed) => crate::warn_line!("fastsmtpd: SIGHUP: {failed}"),
                     }
                 }
             }
@@ -545,8 +545,8 @@ impl Console {
     /// Prints `line` and a newline.
     fn say(self, line: &str) {
         match self {
-            Console::Stdout => println!("{line}"),
-            Console::Stderr => eprintln!("{line}"),
+            Console::Stdout => crate::say!("{line}"),
+            Console::Stderr => crate::warn_line!("{line}"),
         }
     }
 }

@@ -74,6 +74,6 @@ impl EmlDir {
 
     /// Says what went wrong; the client sees only `451 4.3.0`.
     pub(super) fn report(&self, error: &io::Error) {
-        eprintln!("fastsmtpd: eml {}: {error}", self.dir.display());
+        crate::warn_line!("fastsmtpd: eml {}: {error}", self.dir.display());
     }
 }

@@ -115,7 +115,7 @@ impl JsonLines {
                 (Some(output), stream)
             }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                eprintln!(
+                crate::warn_line!(
                     "fastsmtpd: jsonl:{}: a FIFO with no reader yet: messages get 451 4.3.0 until a reader opens it",
                     path.display()
                 );
@@ -221,7 +221,7 @@ impl JsonLines {
                 members,
             }),
             Err(e) => {
-                eprintln!("fastsmtpd: jsonl {}: {e}", self.name());
+                crate::warn_line!("fastsmtpd: jsonl {}: {e}", self.name());
                 Err(members)
             }
         }
@@ -241,7 +241,7 @@ impl JsonLines {
             Ok(()) => lines.len(),
             Err((written, e)) => {
                 if let Some(e) = e {
-                    eprintln!("fastsmtpd: jsonl {}: {e}", self.name());
+                    crate::warn_line!("fastsmtpd: jsonl {}: {e}", self.name());
                 }
                 written
             }
@@ -250,7 +250,7 @@ impl JsonLines {
 
     /// Says what went wrong, naming the store; the client sees only `451 4.3.0`.
     pub(super) fn report(&self, error: &io::Error) {
-        eprintln!("fastsmtpd: jsonl {}: {error}", self.name());
+        crate::warn_line!("fastsmtpd: jsonl {}: {error}", self.name());
     }
 
     /// The store as the user named it, for messages.
@@ -301,7 +301,7 @@ impl Appended<'_> {
             .set_len(self.start + keep as u64)
             .and_then(|()| output.file.sync_data());
         if let Err(e) = cut {
-            eprintln!(
+            crate::warn_line!(
                 "fastsmtpd: jsonl {}: could not take back the lines of refused messages: {e}",
                 self.store.name()
             );
@@ -386,7 +386,7 @@ fn open_current(path: &Path, dir: &Path, slot: &mut Option<Output>) -> io::Resul
         (Some(open), Some(at_path)) if same_file(&open, &at_path) => Ok(open.len()),
         (open, _) => {
             if open.is_some() {
-                eprintln!(
+                crate::warn_line!(
                     "fastsmtpd: jsonl {}: the file was renamed or deleted; opening the path again",
                     path.display()
                 );

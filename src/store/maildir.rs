@@ -173,7 +173,7 @@ impl LfConverter {
 
 /// Says once per failure what went wrong; the client sees only `451 4.3.0`.
 fn report_failure(path: &Path, error: &io::Error) {
-    eprintln!("fastsmtpd: maildir {}: {error}", path.display());
+    crate::warn_line!("fastsmtpd: maildir {}: {error}", path.display());
 }
 
 #[cfg(test)]

@@ -120,7 +120,11 @@ impl Results {
         recorder: &Recorder,
         last: bool,
     ) -> Vec<u64> {
-        if !warmup {
+        if warmup {
+            // Set-up failures count whenever they happen: the connections section says
+            // what the run asked for and never had (issue 16, item 1).
+            self.total.merge_never_ready(recorder);
+        } else {
             self.total.merge(recorder);
         }
         let entry = self

@@ -114,7 +114,7 @@ impl Worker {
         {
             return;
         }
-        eprintln!(
+        crate::warn_line!(
             "fastsmtpd: worker {}: accept failed: {error} ({} time(s) since the last report); connections meanwhile get 421 4.7.0 or wait",
             self.index, self.accept_errors.0
         );

@@ -36,7 +36,7 @@
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault` |
-//! | 0 | `proto`, `peer`, `lock`, `units` |
+//! | 0 | `proto`, `peer`, `lock`, `units`, `console` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
 //! and AUTH post to without knowing the server; `metrics` sits below `store` because the

@@ -9,7 +9,7 @@
 //!
 //! What it does not do: parse the command line (that is `main.rs`, with clap) or open sockets.
 
-use crate::proto::reply::{Advertised, Banner};
+use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
 use crate::store::StoreSpec;
 use std::net::SocketAddr;
@@ -246,13 +246,8 @@ impl Config {
             auth_plaintext: self.auth_plaintext,
             auth_required: self.auth_required,
         };
-        let advertised = Advertised {
-            starttls: security.starttls,
-            auth_on_plaintext: security.auth && security.auth_plaintext && !security.require_tls,
-            auth_under_tls: security.auth,
-        };
         SessionConfig {
-            banner: Banner::with(&self.hostname, self.max_message_size, advertised),
+            banner: Banner::with(&self.hostname, self.max_message_size, security.advertised()),
             security,
             max_line_len: self.max_line_len,
             max_message_size: self.max_message_size,

@@ -18,6 +18,7 @@
 //! | [`gate`] | the [`gate::Gate`] trait: proceed, refuse, close, or pause before a command |
 //! | [`sasl`] | SMTP AUTH's SASL mechanisms (PLAIN, LOGIN): response decoding, the credentials buffer |
 //! | [`session`] | the state machine: sequence rules, DATA and BDAT framing, limits |
+//! | `testkit` | (tests, and the `testkit` feature) the one recording sink that drivers of a session check it with |
 
 pub mod command;
 pub mod data;
@@ -28,3 +29,5 @@ pub mod reply;
 pub mod sasl;
 pub mod session;
 pub mod sink;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

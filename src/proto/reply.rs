@@ -398,7 +398,7 @@ impl<'a> Replies<'a> {
     /// Replies appended to `bytes`, counted in `tally`; once `bytes` holds `limit` octets the
     /// session stops taking commands (the reply being written is finished, so the buffer ends
     /// at most one reply past the limit) and says so in
-    /// [`super::session::Progress::output_full`]. A client that pipelines commands but never
+    /// [`super::session::Wait::Output`]. A client that pipelines commands but never
     /// reads its replies then holds a bounded amount of memory: its input stays unread.
     pub fn with_limit(
         bytes: &'a mut Vec<u8>,
@@ -484,7 +484,9 @@ pub struct Banner {
     pub ehlo_tls: Box<[u8]>,
 }
 
-/// The extensions that depend on how the server is set up (TLS, AUTH) and on the connection.
+/// The extensions that depend on how the server is set up (TLS, AUTH) and on the connection:
+/// made only by `SecurityPolicy::advertised` (in `super::session`), so what EHLO lists and
+/// what the session accepts come from one policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Advertised {
     /// `STARTTLS` on plaintext connections (RFC 3207): TLS is configured.

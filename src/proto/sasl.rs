@@ -4,11 +4,13 @@
 //!
 //! What it does: name the mechanisms we offer ([`Mechanism`]), decode a client response
 //! (base64, `*` to cancel, `=` for an empty initial response, RFC 4954 §4), split a PLAIN
-//! message into authorization identity, user and password, and keep user and password in
-//! reused buffers ([`Credentials`]) that are wiped once the attempt is decided.
+//! message into authorization identity, user and password, and fill the credentials from
+//! each response ([`Credentials::take_response`]: user and password in reused buffers that
+//! are wiped once the attempt is decided). The session only sequences the exchange: which
+//! challenge, which reply.
 //!
 //! What it does not do: check a password (the caller does, against `--auth any` or a
-//! password file, possibly on another thread: see [`super::session::Session::pending_credentials`]),
+//! password file, possibly on another thread: see [`super::session::Session::credentials`]),
 //! or choose replies (the session does).
 
 use base64::engine::general_purpose::STANDARD;
@@ -122,6 +124,69 @@ impl Credentials {
     }
 }
 
+/// Which response of an exchange a client line answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The PLAIN message, after an empty `334` challenge (or on the `AUTH` line).
+    Plain,
+    /// LOGIN's user name.
+    LoginUser,
+    /// LOGIN's password.
+    LoginPassword,
+}
+
+/// What a response did to the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// User and password are in: the attempt waits for its verdict.
+    Complete,
+    /// LOGIN's user name is in: the password comes next ([`Step::LoginPassword`]).
+    NeedPassword,
+    /// The client cancelled (`*`).
+    Cancelled,
+    /// Not base64, or not a PLAIN message.
+    Undecodable,
+}
+
+impl Credentials {
+    /// Decodes the response `line` to `step` (`initial`: on the `AUTH` line) into the user
+    /// and password. An attempt that can only fail (an authorization identity other than
+    /// the user: acting for someone else is not supported; a user name we would not keep; an
+    /// empty password) is marked `refused` but completed like any other, so that the caller
+    /// decides it like a wrong password, in the same time. The decode buffer is wiped.
+    pub fn take_response(&mut self, step: Step, line: &[u8], initial: bool) -> Filled {
+        let filled = match decode_response(line, initial, &mut self.decoded) {
+            Response::Cancel => Filled::Cancelled,
+            Response::Undecodable => Filled::Undecodable,
+            Response::Decoded => match step {
+                Step::Plain => match split_plain(&self.decoded) {
+                    None => Filled::Undecodable,
+                    Some((authzid, user, password)) => {
+                        let valid =
+                            (authzid.is_empty() || authzid == user) && is_acceptable_user(user);
+                        self.user.extend_from_slice(user);
+                        self.password.extend_from_slice(password);
+                        self.refused = !valid;
+                        Filled::Complete
+                    }
+                },
+                Step::LoginUser => {
+                    self.user.extend_from_slice(&self.decoded);
+                    self.refused = !is_acceptable_user(&self.user);
+                    Filled::NeedPassword
+                }
+                Step::LoginPassword => {
+                    self.password.extend_from_slice(&self.decoded);
+                    self.refused |= self.password.is_empty();
+                    Filled::Complete
+                }
+            },
+        };
+        wipe(&mut self.decoded);
+        filled
+    }
+}
+
 /// A user name we keep and log: not empty, UTF-8 without control characters (a user name is
 /// written to the session log and the JSON line), at most 255 octets.
 pub fn is_acceptable_user(user: &[u8]) -> bool {
@@ -134,6 +199,43 @@ pub fn is_acceptable_user(user: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn responses_fill_the_credentials() {
+        let mut c = Credentials::default();
+        // PLAIN "\0alice\0pw", then acting for someone else (refused, but complete).
+        assert_eq!(
+            c.take_response(Step::Plain, b"AGFsaWNlAHB3", true),
+            Filled::Complete
+        );
+        assert_eq!(
+            (&c.user[..], &c.password[..], c.refused),
+            (&b"alice"[..], &b"pw"[..], false)
+        );
+        c.wipe();
+        assert_eq!(
+            c.take_response(Step::Plain, b"Ym9iAGFsaWNlAHB3", true),
+            Filled::Complete
+        );
+        assert!(c.refused);
+        c.wipe();
+        // LOGIN: the user, then the password; an empty password can only fail.
+        assert_eq!(
+            c.take_response(Step::LoginUser, b"YWxpY2U=", false),
+            Filled::NeedPassword
+        );
+        assert_eq!(
+            c.take_response(Step::LoginPassword, b"", false),
+            Filled::Complete
+        );
+        assert!(c.refused && c.decoded.is_empty());
+        c.wipe();
+        assert_eq!(c.take_response(Step::Plain, b"*", false), Filled::Cancelled);
+        assert_eq!(
+            c.take_response(Step::Plain, b"YWxpY2U=", false),
+            Filled::Undecodable
+        );
+    }
 
     #[test]
     fn responses_decode_cancel_and_refuse_garbage() {

@@ -84,7 +84,7 @@ pub enum Verdict {
     Failed,
     /// The sink is storing it elsewhere (a storage thread) and will report the outcome; the
     /// session holds the final reply, and all later input, until
-    /// [`super::session::Session::on_store_complete`] is called.
+    /// [`super::session::Resume::Stored`] is given.
     Pending,
 }
 

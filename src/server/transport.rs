@@ -33,7 +33,7 @@
 //!   its own deadline (`--tls-handshake-timeout`, `ConnDeadline::start_handshake`).
 //! * **STARTTLS (RFC 3207)** (built): the connection starts plain and upgrades in place. It is
 //!   not transport-only: `proto` has the command, the EHLO keyword and the reset to the state
-//!   after the greeting (`Session::on_tls_started`), and answers `220` by going into a mode
+//!   after the greeting (`Resume::TlsStarted`), and answers `220` by going into a mode
 //!   that consumes (discards) every byte behind the `STARTTLS` line (CVE-2011-0411). The
 //!   connection stops reading, flushes the `220` in plaintext, then calls
 //!   [`Transport::start_tls`]: from there on every byte read is TLS. The loop did not change.
@@ -65,6 +65,19 @@ pub struct Transport {
     tls: Option<Box<rustls::ServerConnection>>,
     /// Why TLS failed, once it has.
     tls_failure: Option<HandshakeFailure>,
+    /// Where the TLS handshake stands.
+    handshake: Handshake,
+}
+
+/// Where a transport's TLS handshake stands: the transport owns it, and reports a finished
+/// handshake once ([`Transport::handshake_finished`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    /// None under way: plain TCP, or a finished (or abandoned) handshake.
+    None,
+    /// Under way (implicit TLS from accept, or after STARTTLS), or finished and not yet
+    /// reported.
+    Running,
 }
 
 impl Transport {
@@ -76,6 +89,7 @@ impl Transport {
             socket,
             tls: None,
             tls_failure: None,
+            handshake: Handshake::None,
         }
     }
 
@@ -88,6 +102,7 @@ impl Transport {
             socket,
             tls: Some(Box::new(tls)),
             tls_failure: None,
+            handshake: Handshake::Running,
         })
     }
 
@@ -98,6 +113,7 @@ impl Transport {
         debug_assert!(self.tls.is_none(), "STARTTLS on a TLS transport");
         let tls = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
         self.tls = Some(Box::new(tls));
+        self.handshake = Handshake::Running;
         Ok(())
     }
 
@@ -114,9 +130,29 @@ impl Transport {
         })
     }
 
-    /// Whether a TLS handshake is still under way.
-    pub fn is_handshaking(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.is_handshaking())
+    /// Whether a TLS handshake is under way (or finished, and not reported yet by
+    /// [`Transport::handshake_finished`]).
+    #[inline]
+    pub fn in_handshake(&self) -> bool {
+        self.handshake == Handshake::Running
+    }
+
+    /// The handshake under way finished: what was negotiated. `Some` once per handshake, at
+    /// the first call after it finished.
+    pub fn handshake_finished(&mut self) -> Option<TlsInfo> {
+        if self.handshake != Handshake::Running
+            || self.tls.as_ref().is_none_or(|tls| tls.is_handshaking())
+        {
+            return None;
+        }
+        self.handshake = Handshake::None;
+        self.tls_info()
+    }
+
+    /// The connection gives up on the handshake under way (refused, or timed out, and counted
+    /// so): it is no longer reported as under way.
+    pub fn abandon_handshake(&mut self) {
+        self.handshake = Handshake::None;
     }
 
     /// The negotiated version, once the handshake is complete.
@@ -130,7 +166,7 @@ impl Transport {
     }
 
     /// The negotiated session, once the handshake is complete.
-    pub fn tls_info(&self) -> Option<TlsInfo> {
+    fn tls_info(&self) -> Option<TlsInfo> {
         let tls = self.tls.as_ref().filter(|tls| !tls.is_handshaking())?;
         let version = self.tls_version().map_or("TLS", TlsVersion::name);
         let cipher = tls

@@ -33,10 +33,22 @@ pub(super) struct ChunkTransfer {
     size: u64,
     /// Whether the chunk was `BDAT n LAST`.
     last: bool,
-    /// `None` to pass the octets to the sink; `Some(reply)` to drop them and refuse the chunk.
-    refusal: Option<&'static [u8]>,
-    /// The refusal came from the gate (it does not count as a client error).
-    refused_by_gate: bool,
+    /// What becomes of the chunk's octets and what its reply is.
+    fate: Fate,
+}
+
+/// What becomes of a chunk, decided when its `BDAT` line is read (its octets are read
+/// either way, RFC 3030 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// The octets go to the sink; the reply is `250` (the message's final reply after `LAST`).
+    Taken,
+    /// The protocol refuses the chunk: its octets are dropped, then this reply (a client
+    /// error, counted toward the cap).
+    Refused(&'static [u8]),
+    /// The gate refused a chunk the protocol would take: its octets are dropped, then the
+    /// gate's reply (not a client error).
+    RefusedByGate(&'static [u8]),
 }
 
 impl SessionConfig {
@@ -58,7 +70,7 @@ impl Session {
         io: &mut Io<'_, '_, S, G>,
     ) -> (usize, Option<ChunkTransfer>) {
         let take = transfer.remaining.min(input.len() as u64) as usize;
-        if take > 0 && transfer.refusal.is_none() {
+        if take > 0 && transfer.fate == Fate::Taken {
             io.sink.on_message_data(&input[..take]);
         }
         transfer.remaining -= take as u64;
@@ -125,8 +137,7 @@ impl Session {
             remaining: size,
             size,
             last,
-            refusal,
-            refused_by_gate: false,
+            fate: refusal.map_or(Fate::Taken, Fate::Refused),
         });
     }
 
@@ -145,8 +156,7 @@ impl Session {
             remaining: size,
             size,
             last,
-            refusal: Some(reply),
-            refused_by_gate: true,
+            fate: Fate::RefusedByGate(reply),
         });
     }
 
@@ -157,9 +167,9 @@ impl Session {
         transfer: ChunkTransfer,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        match transfer.refusal {
-            Some(refusal) if transfer.refused_by_gate => self.push_fault_reply(refusal, io),
-            Some(refusal) => {
+        match transfer.fate {
+            Fate::RefusedByGate(refusal) => self.push_fault_reply(refusal, io),
+            Fate::Refused(refusal) => {
                 if transfer.last && refusal == reply::NO_VALID_RECIPIENTS {
                     // The attempt ends here without a message: the log hears it.
                     let envelope = self.envelope.view(Transfer::Bdat);
@@ -171,11 +181,11 @@ impl Session {
                 }
                 self.reply_error(config, refusal, io);
             }
-            None if transfer.last => {
+            Fate::Taken if transfer.last => {
                 let size = self.chunked_size;
                 self.finish_message(Transfer::Bdat, size, None, io);
             }
-            None => io.out.push_chunk_received(transfer.size),
+            Fate::Taken => io.out.push_chunk_received(transfer.size),
         }
     }
 }

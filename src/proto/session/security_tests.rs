@@ -3,30 +3,12 @@
 //! asks for it.
 
 use super::*;
-use crate::proto::envelope::{Envelope, TlsInfo};
+use crate::proto::envelope::TlsInfo;
 use crate::proto::gate::Open;
-use crate::proto::reply::{Advertised, Banner, ReplyTally};
+use crate::proto::reply::{Banner, ReplyTally};
 use base64::Engine as _;
 
-/// A sink that remembers each message's security fields.
-#[derive(Default)]
-struct Sink {
-    /// (tls version, auth user) per stored message.
-    stored: Vec<(Option<String>, Option<Vec<u8>>)>,
-}
-
-impl MessageSink for Sink {
-    fn on_message_start(&mut self, _: &Envelope<'_>) {}
-    fn on_message_data(&mut self, _: &[u8]) {}
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        self.stored.push((
-            envelope.tls.map(|t| t.version.to_string()),
-            envelope.auth_user.map(<[u8]>::to_vec),
-        ));
-        Verdict::Stored
-    }
-    fn on_message_abort(&mut self) {}
-}
+use crate::proto::testkit::RecordingSink as Sink;
 
 fn policy(auth_plaintext: bool, require_tls: bool, auth_required: bool) -> SessionConfig {
     let security = SecurityPolicy {
@@ -37,15 +19,7 @@ fn policy(auth_plaintext: bool, require_tls: bool, auth_required: bool) -> Sessi
         auth_required,
     };
     SessionConfig {
-        banner: Banner::with(
-            "mx.test",
-            1000,
-            Advertised {
-                starttls: true,
-                auth_on_plaintext: auth_plaintext,
-                auth_under_tls: true,
-            },
-        ),
+        banner: Banner::with("mx.test", 1000, security.advertised()),
         max_line_len: 512,
         max_message_size: 1000,
         max_recipients: 3,
@@ -81,47 +55,53 @@ fn run(config: &SessionConfig, before_tls: &[u8], cut: usize, after_tls: &[u8]) 
     let mut discarded = 0;
     let mut carry = Vec::new();
     let mut tls_out = Vec::new();
-    let mut feed = |session: &mut Session,
-                    carry: &mut Vec<u8>,
-                    out: &mut Vec<u8>,
-                    sink: &mut Sink| loop {
-        let progress = session.on_input(
-            config,
-            carry,
-            &mut Replies::new(out, &mut tally),
-            sink,
-            &mut Open,
-        );
-        carry.drain(..progress.consumed);
-        discarded += session.take_discarded_after_starttls();
-        let verdict = session
-            .pending_credentials()
-            .map(|(user, password)| user == b"alice" && password == b"right");
-        match verdict {
-            Some(accepted) => {
-                session.on_auth_result(config, accepted, &mut Replies::new(out, &mut tally), sink);
-            }
-            None => return,
-        }
-    };
+    let mut feed =
+        |session: &mut Session, carry: &mut Vec<u8>, out: &mut Vec<u8>, sink: &mut Sink| loop {
+            let progress = session.on_input(
+                config,
+                carry,
+                &mut Replies::new(out, &mut tally),
+                sink,
+                &mut Open,
+            );
+            carry.drain(..progress.consumed);
+            discarded += progress.discarded;
+            let verdict = session
+                .credentials()
+                .map(|(user, password)| user == b"alice" && password == b"right");
+            let verdict = match verdict {
+                Some(true) => AuthVerdict::Accepted,
+                Some(false) => AuthVerdict::Rejected,
+                None => return progress.wait,
+            };
+            session.resume(
+                config,
+                Resume::Auth(verdict),
+                &mut Replies::new(out, &mut tally),
+                sink,
+            );
+        };
     let cut = cut.min(before_tls.len());
+    let mut wait = None;
     for piece in [&before_tls[..cut], &before_tls[cut..]] {
         carry.extend_from_slice(piece);
-        feed(&mut session, &mut carry, &mut out, &mut sink);
+        wait = feed(&mut session, &mut carry, &mut out, &mut sink);
     }
-    if session.is_starting_tls() {
-        // The server drops what is left and starts TLS.
+    if wait == Some(Wait::StartTls) {
+        // The server drops what is left, starts TLS, and reports the finished handshake.
         carry.clear();
-        session.on_tls_started(
-            &mut Replies::new(&mut tls_out, &mut ReplyTally::default()),
-            &mut sink,
-        );
-        session.on_tls_established(TlsInfo {
+        let info = TlsInfo {
             version: "TLSv1.3",
             cipher: "TLS_AES_128_GCM_SHA256",
             sni: None,
             resumed: false,
-        });
+        };
+        session.resume(
+            config,
+            Resume::TlsStarted(info),
+            &mut Replies::new(&mut tls_out, &mut ReplyTally::default()),
+            &mut sink,
+        );
         carry.extend_from_slice(after_tls);
         feed(&mut session, &mut carry, &mut tls_out, &mut sink);
     }
@@ -186,7 +166,7 @@ fn starttls_then_the_session_starts_over_at_every_split_point() {
         );
         assert_eq!(run.discarded, 0);
         assert!(run.session.is_tls());
-        assert_eq!(run.sink.stored, [(Some("TLSv1.3".to_string()), None)]);
+        assert_eq!(run.sink.security, [(Some("TLSv1.3".to_string()), None)]);
     }
 }
 
@@ -289,7 +269,7 @@ fn auth_plain_and_login_at_every_split_point() {
                 ehlo_reply(&config, false)
             );
             assert_eq!(run.plaintext, want, "{input:?} cut {cut}");
-            assert_eq!(run.sink.stored, [(None, Some(b"alice".to_vec()))]);
+            assert_eq!(run.sink.security, [(None, Some(b"alice".to_vec()))]);
         }
     }
 }
@@ -401,7 +381,7 @@ fn failures_count_toward_the_error_cap_and_starttls_forgets_auth() {
         usize::MAX,
         b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n",
     );
-    assert_eq!(run2.sink.stored, [(Some("TLSv1.3".to_string()), None)]);
+    assert_eq!(run2.sink.security, [(Some("TLSv1.3".to_string()), None)]);
 }
 
 #[test]
@@ -465,10 +445,10 @@ fn a_454_counts_toward_the_error_cap_and_the_session_goes_on_until_it() {
             &mut Open,
         );
         input = &input[progress.consumed..];
-        if session.pending_credentials().is_some() {
-            session.on_auth_unavailable(
+        if session.credentials().is_some() {
+            session.resume(
                 &config,
-                replies[answered % 2],
+                Resume::Auth(AuthVerdict::Unavailable(replies[answered % 2])),
                 &mut Replies::new(&mut out, &mut tally),
                 &mut sink,
             );

@@ -1,80 +1,11 @@
 //! The session's unit tests: whole conversations as byte strings, cut at every split point.
 
 use super::*;
-use crate::proto::envelope::Envelope;
 use crate::proto::gate::Open;
 use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
 use crate::proto::reply::ReplyTally;
 
-/// A stored message: (sender, recipients, content).
-type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
-
-/// A sink that records everything, to check what the session hands over.
-#[derive(Default)]
-struct RecordingSink {
-    /// Completed messages: (sender, recipients, content).
-    messages: Vec<Stored>,
-    current: Vec<u8>,
-    open: bool,
-    aborted: usize,
-    fail_store: bool,
-    /// Answer `Pending` and count the messages awaiting completion.
-    defer_store: bool,
-    pending: usize,
-    /// Every outcome heard: (sender, recipients, reply).
-    outcomes: Vec<(Vec<u8>, usize, Vec<u8>)>,
-    /// Name each message `Q<n>` (n: messages ended so far), as the server's stores do.
-    names_messages: bool,
-}
-
-impl MessageSink for RecordingSink {
-    fn on_outcome(&mut self, envelope: Option<&Envelope<'_>>, _size: u64, reply: &[u8]) {
-        let (sender, recipients) = envelope.map_or((Vec::new(), 0), |e| {
-            (e.sender.to_vec(), e.recipient_count())
-        });
-        self.outcomes.push((sender, recipients, reply.to_vec()));
-    }
-    fn on_message_start(&mut self, _: &Envelope<'_>) {
-        assert!(!self.open, "message started twice");
-        self.open = true;
-        self.current.clear();
-    }
-    fn on_message_data(&mut self, piece: &[u8]) {
-        assert!(self.open, "data outside a message");
-        self.current.extend_from_slice(piece);
-    }
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        assert!(self.open);
-        self.open = false;
-        if self.fail_store {
-            return Verdict::Failed;
-        }
-        if self.defer_store {
-            self.pending += 1;
-        }
-        self.messages.push((
-            envelope.sender.to_vec(),
-            envelope.recipients().map(<[u8]>::to_vec).collect(),
-            std::mem::take(&mut self.current),
-        ));
-        if self.defer_store {
-            Verdict::Pending
-        } else {
-            Verdict::Stored
-        }
-    }
-    fn on_message_abort(&mut self) {
-        assert!(self.open, "abort without a message");
-        self.open = false;
-        self.aborted += 1;
-    }
-    fn queue_id(&self) -> Option<crate::proto::sink::QueueId> {
-        let name = format!("Q{}", self.messages.len());
-        self.names_messages
-            .then(|| crate::proto::sink::QueueId::new(name.as_bytes()))
-            .flatten()
-    }
-}
+use crate::proto::testkit::RecordingSink;
 
 /// `on_input` with an open gate and a throwaway tally; returns the bytes consumed.
 fn feed(
@@ -102,8 +33,9 @@ fn store_complete(
     out: &mut Vec<u8>,
     sink: &mut RecordingSink,
 ) {
-    session.on_store_complete(
-        stored,
+    session.resume(
+        &config(),
+        Resume::Stored(stored),
         &mut Replies::new(out, &mut ReplyTally::default()),
         sink,
     );
@@ -115,11 +47,22 @@ fn timeout(
     out: &mut Vec<u8>,
     sink: &mut RecordingSink,
 ) {
-    session.on_timeout(
-        reply,
+    session.resume(
+        &config(),
+        Resume::Expired(reply),
         &mut Replies::new(out, &mut ReplyTally::default()),
         sink,
     );
+}
+
+fn shutdown(session: &mut Session, sink: &mut RecordingSink) {
+    let progress = session.resume(
+        &config(),
+        Resume::Shutdown,
+        &mut Replies::new(&mut Vec::new(), &mut ReplyTally::default()),
+        sink,
+    );
+    assert_eq!(progress.clock == Clock::Quit, session.awaits_quit());
 }
 
 fn config() -> SessionConfig {
@@ -588,7 +531,7 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
         &mut sink,
     );
     out.clear();
-    session.on_shutdown();
+    shutdown(&mut session, &mut sink);
     assert!(!session.awaits_quit() && !session.is_closed());
     // The message finishes; then only QUIT is taken: a NOOP (any command but QUIT) is
     // answered 421 and closes, unexecuted.
@@ -615,7 +558,7 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
         &mut out,
         &mut sink,
     );
-    polite.on_shutdown();
+    shutdown(&mut polite, &mut sink);
     assert!(polite.awaits_quit());
     out.clear();
     feed(&mut polite, &config, b"QUIT\r\n", &mut out, &mut sink);
@@ -624,13 +567,9 @@ fn shutdown_lets_a_message_finish_then_takes_only_quit() {
     // An idle one says nothing until the caller ends it (its QUIT window is the caller's).
     let mut idle = Session::new();
     out.clear();
-    idle.on_shutdown();
+    shutdown(&mut idle, &mut sink);
     assert!(out.is_empty() && idle.awaits_quit());
-    idle.on_timeout(
-        reply::SHUTTING_DOWN,
-        &mut Replies::new(&mut out, &mut ReplyTally::default()),
-        &mut sink,
-    );
+    timeout(&mut idle, reply::SHUTTING_DOWN, &mut out, &mut sink);
     assert_eq!(out, reply::SHUTTING_DOWN);
     assert!(idle.is_closed());
 }
@@ -1089,7 +1028,7 @@ fn a_spent_output_budget_stops_taking_commands_and_loses_none() {
             out.len() < 40 + reply::OK.len(),
             "at most one reply past the budget"
         );
-        assert_eq!(progress.output_full, !session.is_closed());
+        assert_eq!(progress.wait == Some(Wait::Output), !session.is_closed());
         rest = &rest[progress.consumed..];
         wire.extend_from_slice(&out);
         calls += 1;

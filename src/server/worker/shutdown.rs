@@ -1,7 +1,7 @@
 //! Stopping: graceful shutdown on request, and the `--exit-after-*` conditions that request it.
 //!
 //! What it does: [`ShutdownSignal`] sets a flag and wakes every worker. A woken worker stops
-//! listening and tells each session ([`crate::proto::session::Session::on_shutdown`]): one in a
+//! listening and tells each session ([`crate::proto::session::Resume::Shutdown`]): one in a
 //! transaction may finish it within the grace period; between transactions a session takes
 //! only `QUIT` (`221`) for a moment after its last reply (`QUIT_WINDOW`, so the client of
 //! `--exit-after-messages` that got its last `250` is told goodbye), then gets `421 4.3.2`;

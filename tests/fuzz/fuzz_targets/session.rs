@@ -13,12 +13,13 @@
 //! starts inside TLS (`Session::over_tls`, an implicit-TLS listener). Combinations the server's
 //! `Config::validate` refuses are fuzzed too: the session must cope with any policy.
 //!
-//! Driven like `src/server/conn.rs`: after each `on_input`, credentials waiting for a verdict
-//! are answered with `on_auth_result` (accepted exactly when the password is
-//! [`RIGHT_PASSWORD`]) and the kept input is presented again. When the session answers
-//! `STARTTLS` with `220`, the server discards everything behind it: each run ends its input
-//! there (every split variant stops at the same point), then, like the server, starts TLS
-//! (`on_tls_started`) and sends one `EHLO` inside it.
+//! Driven like `src/server/conn/`: after each `on_input`, credentials waiting for a verdict
+//! ([`Wait::Credentials`]) are answered with [`Resume::Auth`] (accepted exactly when the
+//! password is [`RIGHT_PASSWORD`]) and the kept input is presented again. When the session
+//! answers `STARTTLS` with `220` ([`Wait::StartTls`]), the server discards everything behind
+//! it: each run ends its input there (every split variant stops at the same point), then, like
+//! the server, starts TLS, reports the finished handshake ([`Resume::TlsStarted`]) and sends
+//! one `EHLO` inside it. The sink is the crate's test kit (`testkit` feature).
 //!
 //! Checks: the sink sees start/data/end/abort properly paired; the carry stays shorter than
 //! `max_line_len`; output, stored messages, counters and the point where STARTTLS cut the input
@@ -34,14 +35,16 @@
 
 use fastsmtpd::auth::AuthSource;
 use fastsmtpd::config::Config;
-use fastsmtpd::proto::envelope::{Envelope, TlsInfo};
+use fastsmtpd::config::TlsSource;
+use fastsmtpd::proto::envelope::TlsInfo;
 use fastsmtpd::proto::gate::Open;
 use fastsmtpd::proto::reply::{
     Replies, ReplyTally, AUTH_FAILED, AUTH_OK, MESSAGE_ACCEPTED, READY_TO_START_TLS,
 };
-use fastsmtpd::proto::session::{BareLfPolicy, Session, SessionConfig};
-use fastsmtpd::proto::sink::{MessageSink, Verdict};
-use fastsmtpd::config::TlsSource;
+use fastsmtpd::proto::session::{
+    AuthVerdict, BareLfPolicy, Resume, Session, SessionConfig, Wait,
+};
+use fastsmtpd::proto::testkit::{RecordingSink, SecurityChecks};
 use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -67,92 +70,6 @@ fn tls_info() -> TlsInfo {
 }
 /// The command the driver sends inside TLS after an upgrade.
 const PROBE_EHLO: &[u8] = b"EHLO p\r\n";
-
-/// (sender, recipients, content) of a stored message.
-type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
-
-#[derive(Default, Debug, PartialEq)]
-struct RecordingSink {
-    messages: Vec<Stored>,
-    current: Vec<u8>,
-    open: bool,
-    started: usize,
-    ended: usize,
-    aborted: usize,
-    fail_store: bool,
-    /// `--require-tls` / `--auth-required`: checked at every message start.
-    require_tls: bool,
-    auth_required: bool,
-    /// What the driver knows: TLS is on; the user of the last accepted AUTH (forgotten when
-    /// TLS starts, RFC 3207 §4.2).
-    tls: bool,
-    authenticated: Option<Vec<u8>>,
-}
-
-impl RecordingSink {
-    /// The security fields of `envelope` agree with what the driver knows, and the policy
-    /// allows a message now.
-    fn check_security(&self, envelope: &Envelope<'_>) {
-        assert!(
-            !self.require_tls || self.tls,
-            "message outside TLS with require_tls"
-        );
-        assert!(
-            !self.auth_required || self.authenticated.is_some(),
-            "message without AUTH with auth_required"
-        );
-        assert_eq!(envelope.tls.is_some(), self.tls, "envelope TLS state");
-        assert_eq!(
-            envelope.auth_user,
-            self.authenticated.as_deref(),
-            "envelope AUTH user"
-        );
-    }
-}
-
-impl MessageSink for RecordingSink {
-    fn on_message_start(&mut self, envelope: &Envelope<'_>) {
-        assert!(!self.open, "message started while one is open");
-        assert!(
-            envelope.recipient_count() >= 1,
-            "message without recipients"
-        );
-        self.check_security(envelope);
-        self.open = true;
-        self.started += 1;
-        self.current.clear();
-    }
-    fn on_message_data(&mut self, piece: &[u8]) {
-        assert!(self.open, "data outside a message");
-        self.current.extend_from_slice(piece);
-    }
-    fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
-        assert!(self.open, "end without a message");
-        assert!(
-            envelope.recipient_count() >= 1,
-            "message without recipients"
-        );
-        self.check_security(envelope);
-        self.open = false;
-        self.ended += 1;
-        if self.fail_store {
-            self.current.clear();
-            return Verdict::Failed;
-        }
-        self.messages.push((
-            envelope.sender.to_vec(),
-            envelope.recipients().map(<[u8]>::to_vec).collect(),
-            std::mem::take(&mut self.current),
-        ));
-        Verdict::Stored
-    }
-    fn on_message_abort(&mut self) {
-        assert!(self.open, "abort without a message");
-        self.open = false;
-        self.aborted += 1;
-        self.current.clear();
-    }
-}
 
 /// Everything observable after a run, compared across split points.
 #[derive(Debug, PartialEq)]
@@ -273,6 +190,7 @@ fn feed(
     sink: &mut RecordingSink,
     verdicts: &mut (u32, u32),
     discarded: &mut usize,
+    wait: &mut Option<Wait>,
 ) -> u64 {
     let mut commands = 0;
     loop {
@@ -288,18 +206,35 @@ fn feed(
         assert!(progress.pause_at.is_none(), "paused without a gate asking");
         commands += u64::from(progress.completed);
         assert!(progress.consumed <= carry.len(), "consumed more than given");
-        if session.is_closed() || session.is_starting_tls() {
+        *wait = progress.wait;
+        if matches!(progress.wait, Some(Wait::Closed | Wait::StartTls)) {
             assert_eq!(progress.consumed, carry.len(), "input left behind");
         }
         carry.drain(..progress.consumed);
-        *discarded += session.take_discarded_after_starttls();
+        *discarded += progress.discarded;
         let verdict = session
-            .pending_credentials()
+            .credentials()
             .map(|(user, password)| (user.to_vec(), password == RIGHT_PASSWORD));
+        assert_eq!(
+            verdict.is_some(),
+            progress.wait == Some(Wait::Credentials),
+            "credentials without the wait for them"
+        );
         if let Some((_, accepted)) = &verdict {
             let replies_before = out.len();
-            session.on_auth_result(config, *accepted, &mut Replies::new(out, tally), sink);
-            assert!(session.pending_credentials().is_none(), "verdict ignored");
+            let answer = if *accepted {
+                AuthVerdict::Accepted
+            } else {
+                AuthVerdict::Rejected
+            };
+            let resumed = session.resume(
+                config,
+                Resume::Auth(answer),
+                &mut Replies::new(out, tally),
+                sink,
+            );
+            *wait = resumed.wait;
+            assert!(session.credentials().is_none(), "verdict ignored");
             let reply = &out[replies_before..];
             if *accepted {
                 verdicts.0 += 1;
@@ -311,7 +246,7 @@ fn feed(
         }
         let answered = verdict.is_some();
         if let Some((user, true)) = verdict {
-            sink.authenticated = Some(user);
+            checks(sink).authenticated = Some(user);
         }
         // RFC 3207 §4.2: inside TLS, STARTTLS is neither offered nor accepted.
         if tls {
@@ -339,17 +274,26 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
     };
     let mut sink = RecordingSink {
         fail_store: plan.fail_store,
-        require_tls: plan.require_tls,
-        auth_required: plan.auth_required,
+        checks: Some(SecurityChecks {
+            require_tls: plan.require_tls,
+            auth_required: plan.auth_required,
+            ..SecurityChecks::default()
+        }),
         ..RecordingSink::default()
     };
-    if plan.over_tls {
-        // The handshake of an implicit-TLS listener completes before the greeting.
-        session.on_tls_established(tls_info());
-        sink.tls = true;
-    }
     let mut out = Vec::new();
     let mut tally = ReplyTally::default();
+    if plan.over_tls {
+        // The handshake of an implicit-TLS listener completes before the greeting.
+        let progress = session.resume(
+            config,
+            Resume::TlsStarted(tls_info()),
+            &mut Replies::new(&mut out, &mut tally),
+            &mut sink,
+        );
+        assert!(out.is_empty() && progress.wait.is_none());
+        checks(&mut sink).tls = true;
+    }
     session.on_connect(
         config,
         &mut Replies::new(&mut out, &mut tally),
@@ -362,6 +306,7 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
     let mut carry: Vec<u8> = Vec::new();
     let mut start = 0;
     let mut starttls_at = None;
+    let mut wait = None;
     for &end in ends {
         carry.extend_from_slice(&input[start..end]);
         commands += feed(
@@ -373,6 +318,7 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
             &mut sink,
             &mut verdicts,
             &mut discarded,
+            &mut wait,
         );
         let left = carry.len();
         assert!(
@@ -382,7 +328,7 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
             hex(input)
         );
         start = end;
-        if session.is_starting_tls() {
+        if wait == Some(Wait::StartTls) {
             // The server flushes the 220 and drops everything else it has read.
             assert!(out.ends_with(READY_TO_START_TLS), "{}", hex(input));
             starttls_at = Some(end - discarded);
@@ -390,15 +336,28 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
         }
     }
     if plan.shutdown {
-        session.on_shutdown(&mut Replies::new(&mut out, &mut tally), &mut sink);
+        let before = out.len();
+        let progress = session.resume(
+            config,
+            Resume::Shutdown,
+            &mut Replies::new(&mut out, &mut tally),
+            &mut sink,
+        );
+        assert_eq!(out.len(), before, "shutdown said something at once");
+        wait = progress.wait;
     }
     let mut after_upgrade = Vec::new();
-    if session.is_starting_tls() {
-        session.on_tls_started(&mut Replies::new(&mut after_upgrade, &mut tally), &mut sink);
-        assert!(session.is_tls() && !session.is_starting_tls());
-        session.on_tls_established(tls_info());
-        sink.tls = true;
-        sink.authenticated = None;
+    if wait == Some(Wait::StartTls) {
+        let progress = session.resume(
+            config,
+            Resume::TlsStarted(tls_info()),
+            &mut Replies::new(&mut after_upgrade, &mut tally),
+            &mut sink,
+        );
+        wait = progress.wait;
+        assert!(session.is_tls() && wait != Some(Wait::StartTls));
+        checks(&mut sink).tls = true;
+        checks(&mut sink).authenticated = None;
         let mut probe = PROBE_EHLO.to_vec();
         commands += feed(
             config,
@@ -409,19 +368,27 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
             &mut sink,
             &mut verdicts,
             &mut discarded,
+            &mut wait,
         );
         // The EHLO inside TLS gets the TLS reply (or an error such as a tiny line limit's).
         if after_upgrade.starts_with(b"250") {
             assert_eq!(after_upgrade, &config.banner.ehlo_tls[..]);
         }
     }
-    let closed = session.is_closed();
+    let closed = wait == Some(Wait::Closed);
     let errors = session.errors();
     let auth_failures = session.auth_failures();
     let accepted = session.take_accepted();
     assert_eq!(session.take_accepted(), (0, 0));
     session.on_disconnect(&mut sink);
-    assert!(session.is_closed());
+    let mut after_close = Vec::new();
+    let progress = session.resume(
+        config,
+        Resume::Expired(b"421 4.4.2 closing\r\n"),
+        &mut Replies::new(&mut after_close, &mut tally),
+        &mut sink,
+    );
+    assert!(progress.wait == Some(Wait::Closed) && after_close.is_empty());
     assert!(!sink.open, "message left open after disconnect");
     assert_eq!(
         sink.started,
@@ -442,6 +409,11 @@ fn run(config: &SessionConfig, plan: &Plan, input: &[u8], ends: &[usize]) -> (Ob
         after_upgrade,
     };
     (observed, discarded)
+}
+
+/// The sink's security checks (every run sets them).
+fn checks(sink: &mut RecordingSink) -> &mut SecurityChecks {
+    sink.checks.as_mut().expect("checks set by run")
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -6,12 +6,23 @@
 //! last read), hands the bytes to the [`Session`], writes the replies it produced, all of them
 //! at once, and tells the worker what it now wants ([`Outcome`]: look again soon, wait, or
 //! close; and by when). The other entry points ([`Conn::on_deadline`],
-//! [`Conn::on_store_complete`], [`Conn::on_budget`], [`Conn::on_shutdown`]) change the session's situation and
-//! then do the same. The worker never reaches into the session, the transport or the sink.
+//! [`Conn::on_store_complete`], [`Conn::on_budget`], [`Conn::on_shutdown`]) change the
+//! session's situation and then do the same. The worker never reaches into the session, the
+//! transport or the sink.
+//!
+//! The contract with the session: every call into it ([`Session::on_input`], and
+//! [`Session::resume`] for each outside event) returns a [`Progress`] that says what it now
+//! waits for ([`Wait`]) and which deadline applies ([`Clock`]); the connection turns that into
+//! its one `Blocked` state and never asks the session a question after a call. Whether the
+//! connection may read now is answered in one place, `Conn::next_step`.
+//!
+//! The rooms: this module has the entry points, the read loop and the bookkeeping after each
+//! call into the session; `auth` the AUTH check; `tls` the handshake's turn, the STARTTLS
+//! upgrade and the report of a finished handshake; `output` the reply buffer and its writes.
 //!
 //! What it does not do: decide protocol matters (the session does), keep the timer heap or
-//! the loop (the worker does), or know what the transport is (TLS would live in
-//! [`super::transport`]).
+//! the loop (the worker does), or know what the transport is: the TLS state, the handshake's
+//! included, lives in [`super::transport`], which reports a finished handshake once.
 //!
 //! Memory: a connection owns only `carry` (an incomplete command line, bounded by the line
 //! limit; or, while a message is being stored, a pause holds the output or the output budget
@@ -24,22 +35,27 @@
 //! storage threads, and while their budget of bytes in flight is spent, a connection in
 //! message content reads nothing more (backpressure) until [`Conn::on_budget`].
 
+mod auth;
+mod output;
+mod tls;
+
 use super::handshakes::HandshakeTurns;
 use super::timer::{ConnDeadline, Deadlines, Due, QUIT_WINDOW};
 use super::transport::Transport;
-use crate::auth::{Authenticator, Check, Ticket, Verdict};
+use crate::auth::{Authenticator, Ticket};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
-use crate::proto::session::{Progress, Session, SessionConfig};
+use crate::proto::session::{Clock, Progress, Resume, Session, SessionConfig, Wait};
 use crate::stats::{HandshakeFailure, Stats};
 use crate::store::StoreSink;
 use crate::txlog::Logged;
-use crate::wake::{Mailbox, Notify};
+use crate::wake::Mailbox;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tls::HandshakeTurn;
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
 /// further command and nothing more is read: the client is not reading its replies, so TCP
@@ -89,15 +105,48 @@ pub struct Driver<'a> {
     pub mailbox: &'a Arc<Mailbox>,
 }
 
-/// Where the connection stands with TLS.
+/// Why the connection reads no input now, or must do something else first: what the session
+/// waits for ([`Wait`]), and the connection's own waits. A pause the gate asked for holds the
+/// output apart from this (`Conn::held_from`): it can overlap a store wait.
+/// [`Conn::next_step`] is the one place that answers "may this connection read now?".
+#[derive(Debug)]
+enum Blocked {
+    /// Nothing: input is read as the poller reports it.
+    No,
+    /// `carry` holds commands the session has not taken yet (the output budget was spent,
+    /// or they came behind an AUTH verdict): they go first, before anything more is read,
+    /// once the replies are under the budget.
+    Backlog,
+    /// The session waits for the stores' verdict on its message.
+    Store,
+    /// The session waits for its AUTH verdict, being computed on a verifier thread (dropping
+    /// the ticket, as closing the connection does, cancels it).
+    Verdict(Ticket),
+    /// `220` to STARTTLS is in the output: once it is written, the transport becomes TLS.
+    StartTls,
+    /// The transport became TLS after STARTTLS: reads drive the handshake, and the session
+    /// hears when it finished ([`Resume::TlsStarted`]).
+    Handshake,
+    /// The stores' budget of bytes in flight is spent: message content stays in the socket
+    /// until [`Conn::on_budget`].
+    Budget,
+    /// The session is over: what the client still sends is read and dropped.
+    Closed,
+}
+
+/// What [`Conn::next_step`] says the read loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TlsPhase {
-    /// Plaintext (STARTTLS may still come).
-    Plain,
-    /// A handshake is under way (implicit TLS from accept, or after `220` to STARTTLS).
-    Handshaking,
-    /// The handshake is complete.
-    Established,
+enum Step {
+    /// Read from the transport.
+    Read,
+    /// Present the commands kept in `carry` again.
+    Backlog,
+    /// Stop: replies are past the output budget (more may be waiting).
+    Full,
+    /// Stop: the poller reported nothing more to read.
+    Idle,
+    /// Stop: a wait (see [`Blocked`]) or a pause; reading resumes when it is over.
+    Wait,
 }
 
 /// What the worker should do with the connection next.
@@ -173,22 +222,16 @@ pub struct Conn {
     out_pos: usize,
     /// While a pause holds the output: replies from this offset of `out` wait.
     held_from: Option<usize>,
-    /// `carry` holds commands the session declined because the output budget was spent: they
-    /// are processed, before anything more is read, once replies have drained.
-    input_stalled: bool,
-    /// Reading stopped because the stores' budget was spent, until [`Conn::on_budget`].
-    budget_wait: bool,
+    /// Why no input is read now (see [`Blocked`]).
+    blocked: Blocked,
+    /// Which deadline the session's state calls for (from its last [`Progress`]).
+    clock: Clock,
     /// What the poller told about the read side.
     read: ReadSide,
     /// The interest registered with the poller.
     registered: Interest,
     /// When the worker must next look at this connection, and why.
     deadline: ConnDeadline,
-    /// TLS, if any.
-    tls: TlsPhase,
-    /// An AUTH verdict is being computed on a verifier thread (dropping the ticket, as closing
-    /// the connection does, cancels it).
-    auth_pending: Option<Ticket>,
     /// The poller reported the connection reset (or closed both ways): nothing sent from now
     /// on can arrive. A connection that only waits (for an AUTH verdict, or a pause) closes
     /// at once instead of holding its place until then.
@@ -198,17 +241,6 @@ pub struct Conn {
     /// When replies were last handed to the socket: during shutdown a session between
     /// transactions waits for its `QUIT` until [`QUIT_WINDOW`] after that, no longer.
     replied_at: Instant,
-}
-
-/// A connection's TLS handshake and the worker's turns (see `super::handshakes`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct HandshakeTurn {
-    /// Waiting in the worker's queue for its turn to start.
-    queued: bool,
-    /// Started and counted as in progress (until it completes or the connection closes).
-    in_progress: bool,
-    /// Counted as a full handshake toward the client's rate.
-    charged: bool,
 }
 
 impl Conn {
@@ -248,18 +280,12 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             held_from: None,
-            input_stalled: false,
-            budget_wait: false,
+            blocked: Blocked::No,
+            clock: Clock::Command,
             // epoll reports data that arrived before registration, so no read is tried now.
             read: ReadSide::Idle,
             registered: Interest::READABLE,
             deadline,
-            tls: if implicit_tls {
-                TlsPhase::Handshaking
-            } else {
-                TlsPhase::Plain
-            },
-            auth_pending: None,
             hung_up: false,
             handshake: HandshakeTurn::default(),
             replied_at: now,
@@ -301,15 +327,15 @@ impl Conn {
     /// The entry point: reads and processes what is available (within the turn's budget),
     /// writes the replies, re-arms the poller, and says what next.
     pub fn ready(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
-        let waiting = self.auth_pending.is_some() || self.held_from.is_some();
+        let waiting = matches!(self.blocked, Blocked::Verdict(_)) || self.held_from.is_some();
         if self.hung_up && (waiting || self.handshake.queued) {
             // Nobody is left to hear the verdict or the held reply: free the connection's
             // place (and its per-address slot) now, not when the wait ends.
             return self.outcome(Next::Close, 0);
         }
         let readable = matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd);
-        if self.tls == TlsPhase::Handshaking && !self.handshake.in_progress {
-            if self.session.is_closed() {
+        if self.transport.in_handshake() && !self.handshake.in_progress {
+            if matches!(self.blocked, Blocked::Closed) {
                 // Closed before its handshake started (a shutdown): nothing can be said to
                 // it, and no handshake work is worth doing for it.
                 return self.outcome(Next::Close, 0);
@@ -320,12 +346,11 @@ impl Conn {
             }
         }
         self.borrow_out(cx.spare_out);
-        let status = if readable || self.input_stalled {
+        let status = if readable || matches!(self.blocked, Blocked::Backlog) {
             self.read_and_process(cx, now)
         } else {
             ReadStatus::Drained
         };
-        let accepted = self.count_accepted(cx.stats);
         if self.handshake.in_progress
             && !self.handshake.charged
             && self.transport.is_full_handshake()
@@ -335,9 +360,10 @@ impl Conn {
             self.handshake.charged = true;
             cx.handshakes.charge_full(self.client.ip(), now);
         }
-        if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
-            self.on_handshake_complete(cx, now);
+        if self.transport.in_handshake() {
+            self.notice_handshake(cx, now);
         }
+        let accepted = self.count_accepted(cx.stats);
         if self.pending_out() > 0 {
             self.replied_at = now;
         }
@@ -347,7 +373,7 @@ impl Conn {
         };
         // RFC 3207 §4.2: once the `220` is out, every later byte is TLS. Input behind the
         // STARTTLS line was discarded by the session; nothing more was read since.
-        let upgraded = flushed && self.session.is_starting_tls();
+        let upgraded = flushed && matches!(self.blocked, Blocked::StartTls);
         if upgraded {
             if self.start_tls(cx, now).is_err() {
                 return self.outcome(Next::Close, accepted);
@@ -358,7 +384,8 @@ impl Conn {
             };
         }
         self.return_out(cx.spare_out);
-        if self.auth_pending.is_some() && self.read == ReadSide::Ended && self.carry.is_empty() {
+        let verdict_pending = matches!(self.blocked, Blocked::Verdict(_));
+        if verdict_pending && self.read == ReadSide::Ended && self.carry.is_empty() {
             // The client closed its side (FIN) right behind its AUTH, with nothing after it:
             // no command can follow, so the verdict could only tell a client that is not
             // waiting for one, or one that left (a guesser hangs up normally as often as with
@@ -368,10 +395,15 @@ impl Conn {
         }
         // A client that half-closed right behind its last message still gets that message's
         // reply once the store reports (and the replies to what it pipelined after it).
-        let finished = self.session.is_closed()
-            || (self.read == ReadSide::Ended
-                && !self.session.is_awaiting_store()
-                && self.auth_pending.is_none());
+        let finished = match self.blocked {
+            Blocked::Closed => true,
+            Blocked::Store | Blocked::Verdict(_) => false,
+            Blocked::No
+            | Blocked::Backlog
+            | Blocked::StartTls
+            | Blocked::Handshake
+            | Blocked::Budget => self.read == ReadSide::Ended,
+        };
         if finished && flushed {
             if self.read != ReadSide::Ended {
                 self.drain_input(cx.scratch);
@@ -381,7 +413,7 @@ impl Conn {
         if finished {
             // The last replies are still going out; do not wait for them forever.
             self.deadline.linger(now);
-        } else if self.session.awaits_quit() {
+        } else if self.clock == Clock::Quit {
             // Shutting down between transactions: a client that just got its reply gets a
             // moment to say QUIT (`221`, not `421`); then `on_deadline` ends the session.
             self.deadline.close_by(self.replied_at + QUIT_WINDOW);
@@ -419,7 +451,7 @@ impl Conn {
     /// time (`421` and close: "data rate too low" while content arrives too slowly with a
     /// minimum rate set, the plain timeout otherwise).
     pub fn on_deadline(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
-        if self.budget_wait && self.deadline.next() <= now {
+        if matches!(self.blocked, Blocked::Budget) && self.deadline.next() <= now {
             // The stores are behind, not the client: it gets time until they catch up.
             self.deadline.on_input(1, 0, false, now, cx.deadlines);
             return self.outcome(Next::Wait, 0);
@@ -428,28 +460,28 @@ impl Conn {
             Due::Later(_) => self.outcome(Next::Wait, 0),
             Due::PauseOver => {
                 self.held_from = None;
-                self.resume(cx, now);
+                self.take_kept(cx, now);
                 self.ready(cx, now)
             }
             Due::Expired => {
-                if self.tls == TlsPhase::Handshaking {
+                if self.transport.in_handshake() {
                     // The handshake did not finish in time: close without a reply (there is
                     // no channel to send one on).
                     cx.stats
                         .security
                         .handshake_failed(HandshakeFailure::Timeout);
-                    self.tls = TlsPhase::Plain;
+                    self.transport.abandon_handshake();
                     cx.stats.timeouts += 1;
                     return self.outcome(Next::Close, 0);
                 }
-                if self.session.awaits_quit() {
+                if self.clock == Clock::Quit {
                     // Shutting down, and no QUIT came in time: not the client's fault.
                     self.end_with(reply::SHUTTING_DOWN, cx);
                     return self.outcome(Next::Close, 0);
                 }
-                if !self.session.is_closed() && self.read != ReadSide::Ended {
+                if !matches!(self.blocked, Blocked::Closed) && self.read != ReadSide::Ended {
                     let rate_applies = cx.deadlines.min_data_rate > 0;
-                    let reply = if rate_applies && self.session.in_message_content() {
+                    let reply = if rate_applies && self.clock == Clock::Content {
                         reply::TOO_SLOW
                     } else {
                         reply::TIMEOUT
@@ -471,13 +503,8 @@ impl Conn {
         cx: &mut Driver<'_>,
         now: Instant,
     ) -> Outcome {
-        self.borrow_out(cx.spare_out);
-        self.session.on_store_complete(
-            stored,
-            &mut Replies::new(&mut self.out, cx.tally),
-            &mut self.sink,
-        );
-        self.resume(cx, now);
+        self.resume(Resume::Stored(stored), cx, now);
+        self.take_kept(cx, now);
         self.ready(cx, now)
     }
 
@@ -485,28 +512,25 @@ impl Conn {
     /// reading for it (see [`StoreSink::may_read`]): reading resumes.
     pub fn on_budget(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
         self.sink.inner().on_budget();
-        self.budget_wait = false;
+        if matches!(self.blocked, Blocked::Budget) {
+            self.blocked = Blocked::No;
+        }
         self.ready(cx, now)
     }
 
     /// The session waits for the stores' verdict on its message.
     pub fn is_awaiting_store(&self) -> bool {
-        self.session.is_awaiting_store()
+        matches!(self.blocked, Blocked::Store)
     }
 
-    /// The server is shutting down (see [`Session::on_shutdown`]). A session between
+    /// The server is shutting down (see [`Resume::Shutdown`]). A session between
     /// transactions may still say `QUIT` (and get `221`) within [`QUIT_WINDOW`] of its last
     /// reply; one idle for longer gets `421 4.3.2` at once. A TLS handshake not finished has
     /// no channel for either: it ends now.
     pub fn on_shutdown(&mut self, cx: &mut Driver<'_>, now: Instant) -> Outcome {
-        self.session.on_shutdown();
-        if self.tls == TlsPhase::Handshaking {
-            self.borrow_out(cx.spare_out);
-            self.session.on_timeout(
-                reply::SHUTTING_DOWN,
-                &mut Replies::new(&mut self.out, cx.tally),
-                &mut self.sink,
-            );
+        self.resume(Resume::Shutdown, cx, now);
+        if self.transport.in_handshake() {
+            self.resume(Resume::Expired(reply::SHUTTING_DOWN), cx, now);
         }
         self.ready(cx, now)
     }
@@ -515,11 +539,13 @@ impl Conn {
     /// effort: the worker closes the connection next.
     pub fn end_with(&mut self, reply: &'static [u8], cx: &mut Driver<'_>) {
         self.borrow_out(cx.spare_out);
-        self.session.on_timeout(
-            reply,
+        let progress = self.session.resume(
+            cx.config,
+            Resume::Expired(reply),
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
+        self.clock = progress.clock;
         // Output held by a pause stays unsent, the closing reply with it.
         let _ = self.flush();
         self.return_out(cx.spare_out);
@@ -534,11 +560,12 @@ impl Conn {
         if self.handshake.in_progress {
             handshakes.end(self.client.ip());
         }
-        if self.auth_pending.take().is_some() {
+        if let Blocked::Verdict(ticket) = std::mem::replace(&mut self.blocked, Blocked::Closed) {
             // Dropping the ticket takes the check out of the queue (or silences its verdict).
+            drop(ticket);
             stats.security.auth_abandoned += 1;
         }
-        if self.tls == TlsPhase::Handshaking {
+        if self.transport.in_handshake() {
             // Ended mid-handshake: by a TLS error (its reason), or the client went away.
             let why = self.transport.tls_failure();
             (stats.security).handshake_failed(why.unwrap_or(HandshakeFailure::Closed));
@@ -546,142 +573,16 @@ impl Conn {
         self.session.on_disconnect(&mut self.sink);
     }
 
-    /// The verifier thread decided the AUTH attempt this session waits for: the reply goes
-    /// out, then the input kept behind it is processed, and reading resumes.
-    pub fn on_auth_complete(
-        &mut self,
-        verdict: Verdict,
-        cx: &mut Driver<'_>,
-        now: Instant,
-    ) -> Outcome {
-        if self.auth_pending.take().is_none() {
-            return self.outcome(Next::Wait, 0);
-        }
+    /// Gives the session an event it waits for (or must hear) and applies what it then says.
+    fn resume(&mut self, event: Resume, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
-        self.finish_auth(verdict, cx);
-        self.resume(cx, now);
-        self.ready(cx, now)
-    }
-
-    /// Checks the credentials the session collected: at once (`--auth any`, a `{PLAIN}`
-    /// entry, a client past its limits), or on a verifier thread (hashes;
-    /// [`Conn::on_auth_complete`] follows).
-    fn check_auth(&mut self, cx: &mut Driver<'_>) {
-        let Some((user, password)) = self.session.pending_credentials() else {
-            return;
-        };
-        let notify = || Notify {
-            mailbox: Arc::clone(cx.mailbox),
-            key: self.token.0,
-            id: self.id,
-        };
-        let check = match cx.auth {
-            Some(auth) => auth.check(self.client.ip(), user, password, notify),
-            None => Check::Now(Verdict::Rejected),
-        };
-        match check {
-            Check::Now(verdict) => self.finish_auth(verdict, cx),
-            Check::Pending(ticket) => self.auth_pending = Some(ticket),
-        }
-    }
-
-    /// Gives the session its AUTH verdict: `235`, `535`, or a `454` (busy, or too many
-    /// failures from this client). Every answer goes out as soon as it is known, so the time
-    /// it takes says nothing about the password (`crate::auth` bounds failures per client
-    /// instead of slowing them down).
-    fn finish_auth(&mut self, verdict: Verdict, cx: &mut Driver<'_>) {
-        let mut replies = Replies::new(&mut self.out, cx.tally);
-        let security = &mut cx.stats.security;
-        match verdict {
-            Verdict::Accepted | Verdict::Rejected => {
-                let accepted = self.session.on_auth_result(
-                    cx.config,
-                    verdict == Verdict::Accepted,
-                    &mut replies,
-                    &mut self.sink,
-                );
-                if accepted {
-                    security.auth_successes += 1;
-                } else {
-                    security.auth_failures += 1;
-                }
-            }
-            Verdict::Busy => {
-                security.auth_busy += 1;
-                let reply = reply::AUTH_TEMPORARY_FAILURE;
-                (self.session).on_auth_unavailable(cx.config, reply, &mut replies, &mut self.sink);
-            }
-            Verdict::Limited => {
-                security.auth_limited += 1;
-                let reply = reply::AUTH_TOO_MANY_FAILURES;
-                (self.session).on_auth_unavailable(cx.config, reply, &mut replies, &mut self.sink);
-            }
-        }
-        // The input kept behind the AUTH exchange goes next, before anything more is read.
-        self.input_stalled = !self.carry.is_empty();
-    }
-
-    /// STARTTLS: the `220` is written; the transport becomes TLS and the session goes back
-    /// to the state after the greeting. The handshake must finish within its own deadline.
-    fn start_tls(&mut self, cx: &mut Driver<'_>, now: Instant) -> io::Result<()> {
-        let config = cx
-            .tls
-            .ok_or_else(|| io::Error::other("STARTTLS without TLS"))?;
-        self.transport.start_tls(config)?;
-        self.session
-            .on_tls_started(&mut Replies::new(&mut self.out, cx.tally), &mut self.sink);
-        self.carry.clear();
-        self.input_stalled = false;
-        self.tls = TlsPhase::Handshaking;
-        self.deadline.start_handshake(now, cx.deadlines);
-        cx.stats.security.starttls += 1;
-        // Whatever is in the socket now is the client's handshake.
-        self.read = ReadSide::Ready;
-        Ok(())
-    }
-
-    /// The TLS handshake finished: the session learns what was negotiated (for records and
-    /// trace headers), and the client gets the usual idle time again.
-    fn on_handshake_complete(&mut self, cx: &mut Driver<'_>, now: Instant) {
-        self.tls = TlsPhase::Established;
-        if std::mem::take(&mut self.handshake.in_progress) {
-            cx.handshakes.end(self.client.ip());
-        }
-        if let Some(info) = self.transport.tls_info() {
-            if let Some(version) = self.transport.tls_version() {
-                cx.stats.security.handshake_done(version, info.resumed);
-            }
-            self.session.on_tls_established(info);
-        }
-        self.deadline.on_input(1, 0, false, now, cx.deadlines);
-    }
-
-    /// Whether a connection in its handshake may read now: once started, always; before, only
-    /// when the worker granted it a turn (then it starts: counted as in progress). A readable
-    /// connection without a turn joins the worker's queue (once).
-    fn handshake_may_go(&mut self, readable: bool, cx: &mut Driver<'_>) -> bool {
-        if self.handshake.in_progress {
-            return true;
-        }
-        if cx.handshakes.is_granted() {
-            self.handshake.queued = false;
-            self.handshake.in_progress = true;
-            cx.handshakes.begin(self.client.ip());
-            return true;
-        }
-        if readable && !self.handshake.queued {
-            self.handshake.queued = true;
-            cx.handshakes.wait(self.client.ip(), self.token.0, self.id);
-        }
-        false
-    }
-
-    /// The worker refuses this connection's handshake (its client is past the full-handshake
-    /// rate): it is closed next without a byte, counted as refused rather than as a failed
-    /// handshake.
-    pub fn refuse_handshake(&mut self) {
-        self.handshake.queued = false;
-        self.tls = TlsPhase::Plain;
+        let progress = self.session.resume(
+            cx.config,
+            event,
+            &mut Replies::new(&mut self.out, cx.tally),
+            &mut self.sink,
+        );
+        self.after_input(progress, 0, now, cx);
     }
 
     /// What to tell the worker.
@@ -705,36 +606,15 @@ impl Conn {
     /// spent, replies pile up, or the session waits.
     fn read_and_process(&mut self, cx: &mut Driver<'_>, now: Instant) -> ReadStatus {
         for _ in 0..MAX_READS_PER_TURN {
-            if self.session.is_awaiting_store()
-                || self.held_from.is_some()
-                || self.auth_pending.is_some()
-                || self.session.is_starting_tls()
-            {
-                // Input behind a message being stored (or a pause) stays in the socket and in
-                // `carry` until its reply can go out: replies stay in order (RFC 2920 §3.1).
-                if self.auth_pending.is_some() {
-                    self.notice_end_behind_auth(cx.scratch);
+            match self.next_step(cx.scratch) {
+                Step::Read => {}
+                Step::Backlog => {
+                    self.process_carry(cx, now);
+                    continue;
                 }
-                return ReadStatus::Paused;
-            }
-            if self.pending_out() >= OUT_HIGH_WATER {
-                return ReadStatus::MoreLater;
-            }
-            if self.input_stalled {
-                // Replies have drained below the budget: the commands kept go first.
-                self.process_carry(cx, now);
-                continue;
-            }
-            if !matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd) {
-                return ReadStatus::Drained;
-            }
-            if self.session.in_message_content() && !self.sink.inner().may_read() {
-                // The stores' budget of bytes in flight is spent: the content stays in the
-                // socket (TCP flow control holds the sender back) until the storage threads
-                // free some and wake this connection (`on_budget`). Nobody is refused for it,
-                // nor timed out meanwhile (`on_deadline`).
-                self.budget_wait = true;
-                return ReadStatus::Paused;
+                Step::Full => return ReadStatus::MoreLater,
+                Step::Idle => return ReadStatus::Drained,
+                Step::Wait => return ReadStatus::Paused,
             }
             let carried = self.carry.len();
             cx.scratch[..carried].copy_from_slice(&self.carry);
@@ -755,6 +635,10 @@ impl Conn {
                     return ReadStatus::Drained;
                 }
             };
+            if self.transport.in_handshake() {
+                // Plaintext after a handshake: the session hears of the handshake first.
+                self.notice_handshake(cx, now);
+            }
             let budget = self.output_budget();
             let input = &cx.scratch[..carried + n];
             let progress = self.session.on_input(
@@ -783,7 +667,7 @@ impl Conn {
             }
             self.carry.extend_from_slice(rest);
             self.after_input(progress, n as u64, now, cx);
-            if self.input_stalled {
+            if matches!(self.blocked, Blocked::Backlog) {
                 // Commands kept behind one answered at once (an AUTH refused with `454`
                 // without a check) go now; returning here would leave them waiting for an
                 // event that may never come.
@@ -800,31 +684,57 @@ impl Conn {
         ReadStatus::MoreLater
     }
 
-    /// While an AUTH check is pending and the client has closed its side (FIN): whether
-    /// anything follows the AUTH. With nothing kept in `carry`, one read tells: end of
-    /// stream (the read side is then `Ended`, and [`Conn::ready`] drops the check), or input
-    /// that is kept behind the AUTH, as any pipelined input is (at most one read), and
-    /// answered after the verdict.
-    fn notice_end_behind_auth(&mut self, scratch: &mut [u8]) {
-        if self.read != ReadSide::ReadyToEnd || !self.carry.is_empty() {
-            return;
-        }
-        loop {
-            match self.transport.try_read(scratch) {
-                Ok(0) => self.read = ReadSide::Ended,
-                Ok(n) => self.carry.extend_from_slice(&scratch[..n]),
-                // A TLS record not yet whole: its end raises another event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => self.read = ReadSide::Ended,
+    /// Whether this connection may read now, the one place that says so (see [`Blocked`]):
+    /// not while the session waits for something other than input, nor while a pause holds
+    /// the output (input behind a message being stored, an AUTH verdict, a pause, stays in
+    /// the socket and in `carry` until its reply can go out: replies stay in order, RFC
+    /// 2920 §3.1), nor with replies past the output budget, nor, in message content, while
+    /// the stores' budget is spent. Commands kept in `carry` go before anything new is read.
+    fn next_step(&mut self, scratch: &mut [u8]) -> Step {
+        match self.blocked {
+            Blocked::Store | Blocked::StartTls => return Step::Wait,
+            Blocked::Verdict(_) => {
+                self.notice_end_behind_auth(scratch);
+                return Step::Wait;
             }
-            return;
+            Blocked::No
+            | Blocked::Backlog
+            | Blocked::Handshake
+            | Blocked::Budget
+            | Blocked::Closed => {}
         }
+        if self.held_from.is_some() {
+            return Step::Wait;
+        }
+        if self.pending_out() >= OUT_HIGH_WATER {
+            return Step::Full;
+        }
+        if matches!(self.blocked, Blocked::Backlog) {
+            // Replies have drained below the budget: the commands kept go first.
+            return Step::Backlog;
+        }
+        if !matches!(self.read, ReadSide::Ready | ReadSide::ReadyToEnd) {
+            return Step::Idle;
+        }
+        if self.clock == Clock::Content {
+            if !self.sink.inner().may_read() {
+                // The stores' budget of bytes in flight is spent: the content stays in the
+                // socket (TCP flow control holds the sender back) until the storage threads
+                // free some and wake this connection (`on_budget`). Nobody is refused for it,
+                // nor timed out meanwhile (`on_deadline`).
+                self.blocked = Blocked::Budget;
+                return Step::Wait;
+            }
+            if matches!(self.blocked, Blocked::Budget) {
+                self.blocked = Blocked::No;
+            }
+        }
+        Step::Read
     }
 
     /// Processes the input kept while the session waited (a pending store or a pause);
     /// reading resumes afterwards.
-    fn resume(&mut self, cx: &mut Driver<'_>, now: Instant) {
+    fn take_kept(&mut self, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
         if self.held_from.is_some() {
             // A pause is still running (a store reported during a fault delay): the kept
@@ -835,17 +745,6 @@ impl Conn {
         if self.read == ReadSide::Idle {
             self.read = ReadSide::Ready;
         }
-    }
-
-    /// The end of the output budget, as an offset in `out`. Replies already written are
-    /// dropped from the front first (only after a short write), so the buffer's capacity
-    /// stays near the budget.
-    fn output_budget(&mut self) -> usize {
-        if self.out_pos > 0 && self.held_from.is_none() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
-        self.out_pos + OUT_HIGH_WATER
     }
 
     /// Presents the kept input to the session again, within the output budget.
@@ -864,24 +763,41 @@ impl Conn {
         self.after_input(progress, 0, now, cx);
     }
 
-    /// Bookkeeping after the session processed input: the deadline moves with progress, and
-    /// a pause the gate asked for starts (its length is the gate's to say).
+    /// Bookkeeping after every call into the session: what it now waits for becomes
+    /// [`Blocked`] (credentials are checked at once), the deadline moves with progress, and a
+    /// pause the gate asked for starts (its length is the gate's to say).
     fn after_input(&mut self, progress: Progress, bytes: u64, now: Instant, cx: &mut Driver<'_>) {
-        self.input_stalled = progress.output_full;
-        if self.tls == TlsPhase::Handshaking && !self.transport.is_handshaking() {
-            self.on_handshake_complete(cx, now);
-        }
-        let discarded = self.session.take_discarded_after_starttls();
-        if discarded > 0 {
+        self.clock = progress.clock;
+        if progress.discarded > 0 {
             cx.stats.security.starttls_discarded += 1;
         }
-        if self.session.pending_credentials().is_some() && self.auth_pending.is_none() {
-            self.check_auth(cx);
+        // Only a change is written: the common case (no wait, nothing blocked) is a compare.
+        let mut check_auth = false;
+        match progress.wait {
+            None => {
+                if !matches!(self.blocked, Blocked::No | Blocked::Budget) {
+                    self.blocked = Blocked::No;
+                }
+            }
+            Some(Wait::Output) => self.blocked = Blocked::Backlog,
+            Some(Wait::Store) => self.blocked = Blocked::Store,
+            Some(Wait::Credentials) => {
+                if !matches!(self.blocked, Blocked::Verdict(_)) {
+                    self.blocked = Blocked::No;
+                    check_auth = true;
+                }
+            }
+            Some(Wait::StartTls) => {
+                if !matches!(self.blocked, Blocked::Handshake) {
+                    self.blocked = Blocked::StartTls;
+                }
+            }
+            Some(Wait::Closed) => self.blocked = Blocked::Closed,
         }
         self.deadline.on_input(
             progress.completed,
             bytes,
-            self.session.in_message_content(),
+            self.clock == Clock::Content,
             now,
             cx.deadlines,
         );
@@ -894,87 +810,8 @@ impl Conn {
             self.held_from.get_or_insert(offset);
             self.deadline.pause(now, length);
         }
-    }
-
-    /// Lends the worker's output buffer (`spare`) to this connection while it has nothing
-    /// pending, so replies are built in one warm buffer and an idle connection owns none.
-    fn borrow_out(&mut self, spare: &mut Vec<u8>) {
-        if self.out.is_empty() && self.out.capacity() == 0 {
-            std::mem::swap(&mut self.out, spare);
-        }
-    }
-
-    /// After a flush: once everything is written, the buffer goes back to the worker (or, if
-    /// the worker has one already, is freed). Bytes still pending stay with the connection.
-    fn return_out(&mut self, spare: &mut Vec<u8>) {
-        if !self.out.is_empty() {
-            return;
-        }
-        if spare.capacity() == 0 {
-            std::mem::swap(&mut self.out, spare);
-        } else if self.out.capacity() > 0 {
-            self.out = Vec::new();
-        }
-    }
-
-    /// Reply bytes waiting to be written.
-    fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
-    }
-
-    /// The end of what may be written now: everything, or up to a pause.
-    fn write_limit(&self) -> usize {
-        self.held_from
-            .map_or(self.out.len(), |from| from.min(self.out.len()))
-    }
-
-    /// What to ask the poller for: always readable (to notice data and hang-ups), writable
-    /// only while a write came back short (or the transport has bytes of its own to send).
-    fn wanted_interest(&self) -> Interest {
-        if self.write_limit() > self.out_pos || self.transport.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
-    }
-
-    /// Writes pending replies until done, a pause, or the transport is full. `Ok(true)` when
-    /// all is written.
-    fn flush(&mut self) -> io::Result<bool> {
-        let limit = self.write_limit();
-        while self.out_pos < limit {
-            match self.transport.try_write(&self.out[self.out_pos..limit]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if !self.transport.flush_buffered()? || limit < self.out.len() {
-            return Ok(false);
-        }
-        // Everything before the pause point (if any) is written. A pause that began at the end
-        // of the buffer still holds what comes next: its point moves to the new start.
-        if let Some(from) = &mut self.held_from {
-            *from = from.saturating_sub(self.out.len());
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        if self.out.capacity() > OUT_KEEP_CAPACITY {
-            self.out.shrink_to(OUT_KEEP_CAPACITY);
-        }
-        Ok(true)
-    }
-
-    /// Reads and drops what the client still sent, so that closing does not reset the
-    /// connection (and destroy the final reply in flight).
-    fn drain_input(&mut self, scratch: &mut [u8]) {
-        for _ in 0..MAX_DRAIN_READS {
-            match self.transport.try_read(scratch) {
-                Ok(n) if n == scratch.len() => {}
-                _ => return,
-            }
+        if check_auth {
+            self.check_auth(cx, now);
         }
     }
 }

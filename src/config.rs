@@ -13,6 +13,7 @@ use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
 use crate::store::StoreSpec;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::units::{format_duration, parse_bytes, parse_data_rate, parse_duration};
@@ -87,6 +88,20 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Storage threads: two let one batch sync while the next gathers.
 pub const DEFAULT_STORE_THREADS: usize = 2;
 
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files: the certificate (and its chain, leaf first) and the private key.
+    Files {
+        /// `--tls-cert`.
+        cert: PathBuf,
+        /// `--tls-key`.
+        key: PathBuf,
+    },
+    /// A self-signed certificate made at start for the host name (`--tls-self-signed`).
+    SelfSigned,
+}
+
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -144,11 +159,11 @@ pub struct Config {
     pub listen_tls: Vec<SocketAddr>,
     /// Where the TLS certificate comes from (`None`: no TLS). With a certificate, plaintext
     /// listeners offer STARTTLS (RFC 3207).
-    pub tls: Option<crate::server::tls::TlsSource>,
+    pub tls: Option<TlsSource>,
     /// Where to write the self-signed certificate (PEM) made at start, so a sender that
     /// verifies can be told to trust it (`--tls-self-signed-out`; needs
-    /// [`TlsSource::SelfSigned`](crate::server::tls::TlsSource::SelfSigned)).
-    pub tls_self_signed_out: Option<std::path::PathBuf>,
+    /// [`TlsSource::SelfSigned`]).
+    pub tls_self_signed_out: Option<PathBuf>,
     /// A TLS handshake must complete within this; then the connection is closed.
     pub tls_handshake_timeout: Duration,
     /// `MAIL` and `AUTH` on plaintext get `530 5.7.0 Must issue a STARTTLS command first`.
@@ -290,9 +305,7 @@ impl Config {
             MIN_TLS_HANDSHAKE_TIMEOUT,
             MAX_TLS_HANDSHAKE_TIMEOUT,
         )?;
-        if self.tls_self_signed_out.is_some()
-            && self.tls != Some(crate::server::tls::TlsSource::SelfSigned)
-        {
+        if self.tls_self_signed_out.is_some() && self.tls != Some(TlsSource::SelfSigned) {
             return Err(
                 "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)"
                     .into(),

@@ -266,10 +266,8 @@ fn main() -> ExitCode {
         listen: cli.listen,
         listen_tls: cli.listen_tls,
         tls: match (cli.tls_cert, cli.tls_key, cli.tls_self_signed) {
-            (Some(cert), Some(key), _) => {
-                Some(fastsmtpd::server::tls::TlsSource::Files { cert, key })
-            }
-            (_, _, true) => Some(fastsmtpd::server::tls::TlsSource::SelfSigned),
+            (Some(cert), Some(key), _) => Some(fastsmtpd::config::TlsSource::Files { cert, key }),
+            (_, _, true) => Some(fastsmtpd::config::TlsSource::SelfSigned),
             _ => None,
         },
         tls_self_signed_out: cli.tls_self_signed_out,

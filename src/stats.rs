@@ -6,29 +6,80 @@
 //!
 //! What it does not do: histograms or latency (that is the load generator's job).
 
+use crate::lock::lock;
 use crate::proto::reply::ErrorReplies;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// TLS versions counted, as rustls names them (the index into [`SecurityStats::handshakes`]).
-pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
-/// Why a TLS handshake failed (the index into [`SecurityStats::handshake_failures`]):
-/// * `timeout`: not complete within `--tls-handshake-timeout`;
-/// * `closed`: the client closed the connection during the handshake;
-/// * `alert`: the client sent a fatal alert (it did not like our certificate, say);
-/// * `incompatible`: no version, suite or extension in common;
-/// * `garbage`: bytes that are not TLS (plaintext on an implicit-TLS port, injected bytes).
-pub const TLS_FAILURE_REASONS: [&str; 5] =
-    ["timeout", "closed", "alert", "incompatible", "garbage"];
+/// A TLS version the server negotiates (rustls with TLS 1.2 and 1.3; RFC 8996 deprecates
+/// the ones before): the index of [`SecurityStats::handshakes`]. Typed here, beside the
+/// counters, so the metrics and the transport (above) share it without a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version, in counter order.
+    pub const ALL: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
+
+    /// The name records, trace headers and metrics use (rustls's): `TLSv1.2`, `TLSv1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// Why a TLS handshake failed: the index of [`SecurityStats::handshake_failures`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeFailure {
+    /// Not complete within `--tls-handshake-timeout`.
+    Timeout,
+    /// The client closed the connection during the handshake.
+    Closed,
+    /// The client sent a fatal alert (it did not like our certificate, say; RFC 8446 §6.2).
+    Alert,
+    /// No version, suite or extension in common.
+    Incompatible,
+    /// Bytes that are not TLS (plaintext on an implicit-TLS port, injected bytes).
+    Garbage,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in counter order.
+    pub const ALL: [HandshakeFailure; 5] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Alert,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::Garbage,
+    ];
+
+    /// The name the metrics use (the `reason` label).
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::Alert => "alert",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::Garbage => "garbage",
+        }
+    }
+}
 
 /// Counters about TLS and AUTH, kept apart: they change once per connection, not per
 /// message, so they are published under a lock only when they changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SecurityStats {
-    /// Handshakes completed, by version ([`TLS_VERSIONS`]) and `[full, resumed]`.
-    pub handshakes: [[u64; 2]; 2],
-    /// Handshakes failed, by reason ([`TLS_FAILURE_REASONS`]).
-    pub handshake_failures: [u64; 5],
+    /// Handshakes completed, by version ([`TlsVersion`] order) and `[full, resumed]`.
+    pub handshakes: [[u64; 2]; TlsVersion::ALL.len()],
+    /// Handshakes failed, by reason ([`HandshakeFailure`] order).
+    pub handshake_failures: [u64; HandshakeFailure::ALL.len()],
     /// `STARTTLS` commands answered `220`.
     pub starttls: u64,
     /// `STARTTLS` lines with plaintext behind them in the same read, which was discarded
@@ -52,6 +103,26 @@ pub struct SecurityStats {
 }
 
 impl SecurityStats {
+    /// Counts a completed handshake.
+    pub fn handshake_done(&mut self, version: TlsVersion, resumed: bool) {
+        self.handshakes[version as usize][usize::from(resumed)] += 1;
+    }
+
+    /// Counts a failed handshake.
+    pub fn handshake_failed(&mut self, why: HandshakeFailure) {
+        self.handshake_failures[why as usize] += 1;
+    }
+
+    /// Handshakes completed with `version`, `[full, resumed]`.
+    pub fn handshakes_of(&self, version: TlsVersion) -> [u64; 2] {
+        self.handshakes[version as usize]
+    }
+
+    /// Handshakes failed for `why`.
+    pub fn failures_of(&self, why: HandshakeFailure) -> u64 {
+        self.handshake_failures[why as usize]
+    }
+
     /// Every counter added up (they only grow: a change shows in the sum).
     fn sum(&self) -> u64 {
         let handshakes: u64 = self.handshakes.iter().flatten().sum();
@@ -177,7 +248,7 @@ impl SharedStats {
         self.timeouts.store(stats.timeouts, Ordering::Relaxed);
         let sum = stats.security.sum();
         if sum != self.security_sum.load(Ordering::Relaxed) {
-            *self.security.lock().unwrap_or_else(|e| e.into_inner()) = stats.security;
+            *lock(&self.security) = stats.security;
             self.security_sum.store(sum, Ordering::Relaxed);
         }
         // Last, with Release: a reader that sees a connection closed (Acquire, loaded first)
@@ -202,7 +273,7 @@ impl SharedStats {
             errors: error_replies.total(),
             error_replies,
             timeouts: self.timeouts.load(Ordering::Relaxed),
-            security: *self.security.lock().unwrap_or_else(|e| e.into_inner()),
+            security: *lock(&self.security),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! What it does not do: log commands one by one, or rotate anything (redirect stdout).
 
+use crate::lock::lock;
 use crate::proto::command::is_unsafe_char;
 use crate::proto::envelope::{Envelope, Transfer};
 use crate::proto::sink::{MessageSink, Verdict};
@@ -57,16 +58,13 @@ impl TxLog {
 
     /// A sender for one connection (`None` once finishing).
     pub fn sender(&self) -> Option<Sender<String>> {
-        self.sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.sender).clone()
     }
 
     /// After the workers are gone: writes what is queued and stops.
     pub fn finish(&self) {
-        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        lock(&self.sender).take();
+        if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
         }
     }

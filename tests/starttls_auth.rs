@@ -10,7 +10,7 @@ mod util;
 
 use fastsmtpd::auth::AuthSource;
 use fastsmtpd::config::Config;
-use fastsmtpd::server::tls::TlsSource;
+use fastsmtpd::config::TlsSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 mod util;
 
 use fastsmtpd::config::Config;
-use fastsmtpd::server::tls::TlsSource;
+use fastsmtpd::config::TlsSource;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use util::process::{run_bounded, CHILD_LIMIT, SWAKS};

@@ -20,7 +20,7 @@ mod util;
 use alloc_counter::{batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
 use fastsmtpd::config::Config;
-use fastsmtpd::server::tls::TlsSource;
+use fastsmtpd::config::TlsSource;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdout, Stdio};

@@ -10,7 +10,7 @@ mod common;
 
 use common::{loadgen, scratch, Run, Stub, StubScript};
 use fastsmtpd::config::Config;
-use fastsmtpd::server::tls::TlsSource;
+use fastsmtpd::config::TlsSource;
 use fastsmtpd::server::{self, ServerHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -6,12 +6,12 @@
 //! sink that records who logged in). `--auth file:PATH` looks the user up in a password file
 //! ([`passwords`]); a `{PLAIN}` entry is compared at once, while Argon2 and bcrypt hashes,
 //! slow on purpose, are checked on verifier threads so that a login never stalls the other
-//! connections of a worker: the answer comes back through the worker's completion queue like
-//! a stored message's. The file is read again on SIGHUP ([`Authenticator::reload`]); a file
-//! that no longer parses keeps the old users.
+//! connections of a worker: the answer comes back through the worker's mailbox
+//! (`crate::wake`), like a stored message's. The file is read again on SIGHUP
+//! ([`Authenticator::reload`]); a file that no longer parses keeps the old users.
 //!
 //! Bounds (a password check is the most expensive thing a client can ask for). A client is
-//! its key (`crate::peer::counted_as`: an IPv4 address, or an IPv6 /64).
+//! its key ([`ClientKey`]: an IPv4 address, or an IPv6 /64).
 //! * **Failures, not attempts, are what is bounded**: at most [`AuthLimits::failures`] per
 //!   client and window (`--auth-max-failures-per-ip`, `--auth-failure-window`; default
 //!   [`DEFAULT_MAX_FAILURES`] per [`DEFAULT_FAILURE_WINDOW`], a burst of that many and then
@@ -51,8 +51,9 @@
 
 pub mod passwords;
 
-use crate::peer::{counted_as, FairQueue, RateBook, RateLimit};
-use crate::store::Notify;
+use crate::lock::{lock, read, wait, write};
+use crate::peer::{ClientKey, FairQueue, RateBook, RateLimit};
+use crate::wake::{Notify, Wake};
 use passwords::{Secret, Users};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -131,18 +132,9 @@ impl Default for AuthLimits {
     }
 }
 
-/// What became of an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The credentials are good: `235`.
-    Accepted,
-    /// They are not: `535`.
-    Rejected,
-    /// Not checked: too many checks are pending (for this client, or in all): `454`.
-    Busy,
-    /// Not checked: the client failed too often within the window: `454`.
-    Limited,
-}
+/// What became of an attempt: [`CheckVerdict`](crate::wake::CheckVerdict), defined beside the
+/// mailbox that carries it to the worker.
+pub use crate::wake::CheckVerdict as Verdict;
 
 /// The answer to [`Authenticator::check`].
 #[derive(Debug)]
@@ -161,7 +153,7 @@ pub struct Ticket {
     /// The checkers' shared state.
     shared: Arc<Shared>,
     /// The client the check is queued under.
-    client: IpAddr,
+    client: ClientKey,
     /// The check's id in the queue.
     id: u64,
     /// Set when the connection no longer wants the verdict.
@@ -223,13 +215,13 @@ impl State {
     /// A client's rank in the queue: one without a failure within about the window goes
     /// first (`RateBook::is_quiet`: a client pacing its failures just slower than they drain
     /// still counts as failing).
-    fn rank(&self, client: IpAddr, now: Instant) -> u8 {
+    fn rank(&self, client: ClientKey, now: Instant) -> u8 {
         u8::from(!self.failures.is_quiet(client, now))
     }
 
     /// The queue is full: picks whose newest queued check gives way to `client`'s, if any
     /// should (see the module docs), and takes it out.
-    fn make_room_for(&mut self, client: IpAddr, now: Instant) -> Option<Job> {
+    fn make_room_for(&mut self, client: ClientKey, now: Instant) -> Option<Job> {
         let mine = (self.rank(client, now), self.queue.pending(client) as usize);
         let victim = self
             .queue
@@ -246,22 +238,12 @@ impl State {
     }
 }
 
-/// Locks `mutex`, taking over its data if a panicking thread left it poisoned.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Tells a check's connection its verdict (unless it went away).
 fn report(job: Job, verdict: Verdict) {
     if job.cancelled.load(Ordering::Relaxed) {
         return;
     }
-    let Notify {
-        completions,
-        key,
-        id,
-    } = job.notify;
-    completions.report_auth(key, id, verdict);
+    job.notify.send(Wake::Auth(verdict));
 }
 
 /// Checks credentials for every worker.
@@ -348,12 +330,12 @@ impl Authenticator {
         if self.source == AuthSource::Any {
             return Check::Now(Verdict::Accepted);
         }
-        let client = counted_as(client);
+        let client = ClientKey::of(client);
         let now = Instant::now();
         if lock(&self.shared.state).failures.is_over(client, now) {
             return Check::Now(Verdict::Limited);
         }
-        let users = Arc::clone(&self.users.read().unwrap_or_else(|e| e.into_inner()));
+        let users = Arc::clone(&read(&self.users));
         let (users, dummy) = &*users;
         let (secret, known) = match users.get(user) {
             Some(secret) if secret.is_cheap() => {
@@ -413,7 +395,7 @@ impl Authenticator {
     /// users by group ([`Users::mixed_costs`]); the server prints it at start and after each
     /// reload.
     pub fn mixed_costs(&self) -> Option<String> {
-        let users = Arc::clone(&self.users.read().unwrap_or_else(|e| e.into_inner()));
+        let users = Arc::clone(&read(&self.users));
         users.0.mixed_costs()
     }
 
@@ -426,7 +408,7 @@ impl Authenticator {
         let users = Users::load(path)?;
         let count = users.len();
         let dummy = users.dummy_like_most();
-        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new((users, dummy));
+        *write(&self.users) = Arc::new((users, dummy));
         Ok(Some(count))
     }
 }
@@ -454,7 +436,7 @@ fn verify_loop(shared: &Shared) {
                 if state.closed {
                     return;
                 }
-                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = wait(&shared.work, state);
             }
         };
         let matched = !limited && job.secret.matches(&job.password) && job.known;
@@ -483,6 +465,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn key(text: &str) -> ClientKey {
+        ClientKey::of(ip(text))
+    }
+
     /// A state whose failure limit is `failures` per minute.
     fn state(failures: u32) -> State {
         State {
@@ -499,7 +485,7 @@ mod tests {
         }
     }
 
-    /// A job nobody waits for (its notify goes to a completion queue without a worker).
+    /// A job nobody waits for (its notify goes to a mailbox without a worker).
     fn job() -> Job {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
@@ -509,7 +495,7 @@ mod tests {
             password: b"x".to_vec(),
             cancelled: Arc::new(AtomicBool::new(false)),
             notify: Notify {
-                completions: Arc::new(crate::store::Completions::new(waker)),
+                mailbox: Arc::new(crate::wake::Mailbox::new(waker)),
                 key: 0,
                 id: 0,
             },
@@ -520,7 +506,7 @@ mod tests {
     fn a_clean_client_is_checked_before_clients_that_failed_recently() {
         let mut state = state(10);
         let now = Instant::now();
-        let (guesser, other_guesser, user) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.9"));
+        let (guesser, other_guesser, user) = (key("192.0.2.1"), key("192.0.2.2"), key("192.0.2.9"));
         state.failures.record(guesser, now);
         state.failures.record(other_guesser, now);
         for id in 0..5 {
@@ -543,7 +529,7 @@ mod tests {
     fn a_full_queue_makes_room_for_a_client_with_less_queued_or_no_failures() {
         let mut state = state(10);
         let now = Instant::now();
-        let (flood, user) = (ip("192.0.2.1"), ip("192.0.2.9"));
+        let (flood, user) = (key("192.0.2.1"), key("192.0.2.9"));
         for id in 0..3 {
             state.queue.push(flood, id, job());
         }
@@ -579,15 +565,15 @@ mod tests {
         .unwrap();
         let now = Instant::now();
         let mut state = lock(&auth.shared.state);
-        state.failures.record(counted_as(ip("2001:db8::1")), now);
-        state.failures.record(counted_as(ip("2001:db8::2")), now);
+        state.failures.record(ClientKey::of(ip("2001:db8::1")), now);
+        state.failures.record(ClientKey::of(ip("2001:db8::2")), now);
         assert!(state
             .failures
-            .is_over(counted_as(ip("2001:db8::ffff")), now));
+            .is_over(ClientKey::of(ip("2001:db8::ffff")), now));
         assert!(!state
             .failures
-            .is_over(counted_as(ip("2001:db8:0:1::1")), now));
-        assert!(!state.failures.is_over(counted_as(ip("192.0.2.9")), now));
+            .is_over(ClientKey::of(ip("2001:db8:0:1::1")), now));
+        assert!(!state.failures.is_over(ClientKey::of(ip("192.0.2.9")), now));
     }
 
     #[test]

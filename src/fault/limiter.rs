@@ -1,6 +1,6 @@
 //! The stateful parts of fault rules: greylisting and per-client rate limits.
 //!
-//! What it does: remember, per client, when a (client, sender, recipient) triplet was first
+//! What it does: remember, per client (its [`ClientKey`]: IPv6 clients by their /64), when a (client, sender, recipient) triplet was first
 //! seen ([`Greylist`], RFC 6647) and how many commands a client may still give
 //! ([`RateLimiter`]: N per period, a burst of N). Both are shared by every worker behind a lock taken only when a rule
 //! that uses them is consulted, and both forget old entries past [`MAX_REMEMBERED`], so
@@ -10,6 +10,8 @@
 //! or decide what happens when a rule fires.
 
 use super::FaultContext;
+use crate::lock::lock;
+use crate::peer::ClientKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -22,8 +24,9 @@ const MAX_REMEMBERED: usize = 100_000;
 /// How long greylisting remembers a triplet.
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// What greylisting keys on: client address, sender, recipient (both lowercased).
-type Triplet = (IpAddr, Vec<u8>, Vec<u8>);
+/// What greylisting keys on: client key (an IPv4 address, or an IPv6 /64), sender,
+/// recipient (both lowercased).
+type Triplet = (ClientKey, Vec<u8>, Vec<u8>);
 
 /// Greylisting state (RFC 6647): when each triplet was first seen.
 #[derive(Debug)]
@@ -49,7 +52,7 @@ impl Greylist {
         let (Some(client), Some(now)) = (context.client, context.now) else {
             return false;
         };
-        let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = lock(&self.first_seen);
         if seen.len() >= MAX_REMEMBERED {
             seen.retain(|_, first| now.saturating_duration_since(*first) < FORGET_AFTER);
             if seen.len() >= MAX_REMEMBERED {
@@ -57,7 +60,7 @@ impl Greylist {
             }
         }
         let key = (
-            client,
+            ClientKey::of(client),
             context.sender.to_ascii_lowercase(),
             context.recipient.to_ascii_lowercase(),
         );
@@ -75,7 +78,8 @@ pub(super) struct Rate {
     pub period: Duration,
 }
 
-/// Per-client rate limits for `rate=N/PERIOD`: each client address has a bucket of N tokens,
+/// Per-client rate limits for `rate=N/PERIOD`: each client (its [`ClientKey`]: an IPv4
+/// address, or an IPv6 /64) has a bucket of N tokens,
 /// refilled at N per PERIOD, and a command finding it empty is over the rate. As Postfix's
 /// anvil counts (`smtpd_client_message_rate_limit` per `anvil_rate_time_unit`): `100/m` lets
 /// 100 commands through at once, then one every 0.6 s.
@@ -91,7 +95,7 @@ pub(super) struct RateLimiter {
     /// N - 1 intervals.
     tolerance: Duration,
     /// Per client: when its bucket is full again.
-    full_at: Mutex<HashMap<IpAddr, Instant>>,
+    full_at: Mutex<HashMap<ClientKey, Instant>>,
 }
 
 impl RateLimiter {
@@ -109,7 +113,8 @@ impl RateLimiter {
     /// Takes a token from `client`'s bucket at `now`; true when there was none (the client is
     /// over the rate, so the rule applies). A command over the rate takes nothing.
     pub fn over(&self, client: IpAddr, now: Instant) -> bool {
-        let mut full_at = self.full_at.lock().unwrap_or_else(|p| p.into_inner());
+        let client = ClientKey::of(client);
+        let mut full_at = lock(&self.full_at);
         if full_at.len() >= MAX_REMEMBERED {
             // Clients whose bucket is full again are as good as new: forgetting them is exact.
             full_at.retain(|_, at| *at > now);
@@ -204,7 +209,10 @@ mod tests {
         {
             let mut full_at = limiter.full_at.lock().unwrap();
             for i in 0..MAX_REMEMBERED as u32 {
-                full_at.insert(IpAddr::from(((i + 1) << 8).to_be_bytes()), start);
+                full_at.insert(
+                    ClientKey::of(IpAddr::from(((i + 1) << 8).to_be_bytes())),
+                    start,
+                );
             }
         }
         assert!(!limiter.over(a, later));

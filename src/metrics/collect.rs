@@ -205,23 +205,28 @@ impl SecurityDescs {
     }
 
     fn collect(&self, security: &crate::stats::SecurityStats) -> Vec<MetricFamily> {
-        use crate::stats::{TLS_FAILURE_REASONS, TLS_VERSIONS};
+        use crate::stats::{HandshakeFailure, TlsVersion};
         let mut handshakes = Vec::new();
-        for (version, counts) in TLS_VERSIONS.iter().zip(&security.handshakes) {
+        for version in TlsVersion::ALL {
+            let counts = security.handshakes_of(version);
             for (resumed, count) in ["false", "true"].iter().zip(counts) {
                 handshakes.push(counter(
-                    *count,
+                    count,
                     &[
-                        ("version", (*version).to_string()),
+                        ("version", version.name().to_string()),
                         ("resumed", (*resumed).to_string()),
                     ],
                 ));
             }
         }
-        let failures = TLS_FAILURE_REASONS
+        let failures = HandshakeFailure::ALL
             .iter()
-            .zip(&security.handshake_failures)
-            .map(|(reason, count)| counter(*count, &[("reason", (*reason).to_string())]))
+            .map(|why| {
+                counter(
+                    security.failures_of(*why),
+                    &[("reason", why.name().to_string())],
+                )
+            })
             .collect();
         let auth = vec![
             counter(

@@ -12,8 +12,8 @@
 //! What it does not do: bound itself (the caller refuses before [`FairQueue::push`]), lock,
 //! or know what an item is.
 
+use super::ClientKey;
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 
 /// One client's queued items and how many of its items are being worked on.
 #[derive(Debug)]
@@ -28,9 +28,9 @@ struct Lane<T> {
 #[derive(Debug)]
 pub struct FairQueue<T> {
     /// Every client with an item queued or running.
-    lanes: HashMap<IpAddr, Lane<T>>,
+    lanes: HashMap<ClientKey, Lane<T>>,
     /// The clients with an item queued, in the order of their next turn.
-    ring: VecDeque<IpAddr>,
+    ring: VecDeque<ClientKey>,
     /// Items queued over all clients.
     queued: usize,
 }
@@ -62,25 +62,25 @@ impl<T> FairQueue<T> {
     }
 
     /// Items of `client` queued or running.
-    pub fn pending(&self, client: IpAddr) -> u32 {
+    pub fn pending(&self, client: ClientKey) -> u32 {
         self.lanes.get(&client).map_or(0, |lane| {
             lane.running + u32::try_from(lane.items.len()).unwrap_or(u32::MAX)
         })
     }
 
     /// Items of `client` queued (not running).
-    pub fn queued_of(&self, client: IpAddr) -> usize {
+    pub fn queued_of(&self, client: ClientKey) -> usize {
         self.lanes.get(&client).map_or(0, |lane| lane.items.len())
     }
 
     /// The clients with an item queued, in turn order.
-    pub fn waiting_clients(&self) -> impl Iterator<Item = IpAddr> + '_ {
+    pub fn waiting_clients(&self) -> impl Iterator<Item = ClientKey> + '_ {
         self.ring.iter().copied()
     }
 
     /// Queues `item` (with the caller's `id`, for [`FairQueue::remove`]) behind `client`'s
     /// earlier ones. A client with nothing queued joins the ring at the back.
-    pub fn push(&mut self, client: IpAddr, id: u64, item: T) {
+    pub fn push(&mut self, client: ClientKey, id: u64, item: T) {
         let lane = self.lanes.entry(client).or_insert_with(|| Lane {
             items: VecDeque::new(),
             running: 0,
@@ -96,7 +96,7 @@ impl<T> FairQueue<T> {
     /// (lowest) rank; `rank` returns `None` for a client to hold back for now. The client
     /// goes to the back of the ring, and the item counts as running until
     /// [`FairQueue::finish`]. `None` when nothing queued may go.
-    pub fn pop(&mut self, rank: impl Fn(IpAddr) -> Option<u8>) -> Option<(IpAddr, u64, T)> {
+    pub fn pop(&mut self, rank: impl Fn(ClientKey) -> Option<u8>) -> Option<(ClientKey, u64, T)> {
         let mut best: Option<(usize, u8)> = None;
         for (position, client) in self.ring.iter().enumerate() {
             if let Some(r) = rank(*client) {
@@ -121,7 +121,7 @@ impl<T> FairQueue<T> {
     }
 
     /// An item of `client` handed out by [`FairQueue::pop`] is done.
-    pub fn finish(&mut self, client: IpAddr) {
+    pub fn finish(&mut self, client: ClientKey) {
         if let Some(lane) = self.lanes.get_mut(&client) {
             lane.running = lane.running.saturating_sub(1);
             if lane.running == 0 && lane.items.is_empty() {
@@ -132,7 +132,7 @@ impl<T> FairQueue<T> {
 
     /// Takes the queued item `id` of `client` out (it is no longer wanted); `None` if it is
     /// not queued (handed out already, or never there).
-    pub fn remove(&mut self, client: IpAddr, id: u64) -> Option<T> {
+    pub fn remove(&mut self, client: ClientKey, id: u64) -> Option<T> {
         let lane = self.lanes.get_mut(&client)?;
         let index = lane.items.iter().position(|(queued, _)| *queued == id)?;
         let (_, item) = lane.items.remove(index)?;
@@ -142,7 +142,7 @@ impl<T> FairQueue<T> {
     }
 
     /// Takes the newest queued item of `client` out (to make room for another client's).
-    pub fn remove_newest(&mut self, client: IpAddr) -> Option<(u64, T)> {
+    pub fn remove_newest(&mut self, client: ClientKey) -> Option<(u64, T)> {
         let lane = self.lanes.get_mut(&client)?;
         let newest = lane.items.pop_back()?;
         self.queued -= 1;
@@ -152,7 +152,7 @@ impl<T> FairQueue<T> {
 
     /// After an item of `client` left the queue: a client with nothing queued leaves the
     /// ring, and one with nothing running either is forgotten.
-    fn tidy(&mut self, client: IpAddr) {
+    fn tidy(&mut self, client: ClientKey) {
         let Some(lane) = self.lanes.get(&client) else {
             return;
         };
@@ -171,8 +171,8 @@ impl<T> FairQueue<T> {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([192, 0, 2, last])
+    fn ip(last: u8) -> ClientKey {
+        ClientKey::of(std::net::IpAddr::from([192, 0, 2, last]))
     }
 
     /// Pops everything with every client ranked alike; returns the items in order.
@@ -241,7 +241,7 @@ mod tests {
         queue.push(ip(1), 1, "suspect2");
         queue.push(ip(2), 0, "held");
         queue.push(ip(3), 0, "clean");
-        let rank = |client: IpAddr| match client {
+        let rank = |client: ClientKey| match client {
             c if c == ip(1) => Some(1),
             c if c == ip(2) => None,
             _ => Some(0),

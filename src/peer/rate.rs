@@ -11,8 +11,8 @@
 //!
 //! What it does not do: decide what happens past the limit, lock, or read the clock.
 
+use super::ClientKey;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// At most `events` per `window` (a burst of `events`); `events == 0` means no limit.
@@ -37,7 +37,7 @@ pub struct RateBook {
     /// The limit.
     limit: RateLimit,
     /// Per client with events not yet drained: when they will have.
-    drained_at: HashMap<IpAddr, Instant>,
+    drained_at: HashMap<ClientKey, Instant>,
     /// Clients remembered at most.
     max_clients: usize,
 }
@@ -58,7 +58,7 @@ impl RateBook {
     }
 
     /// Whether one more event of `client` now would go past the limit.
-    pub fn is_over(&self, client: IpAddr, now: Instant) -> bool {
+    pub fn is_over(&self, client: ClientKey, now: Instant) -> bool {
         if self.limit.events == 0 {
             return false;
         }
@@ -68,7 +68,7 @@ impl RateBook {
     }
 
     /// Whether `client` has no event counted now (never had one, or all have drained).
-    pub fn is_clear(&self, client: IpAddr, now: Instant) -> bool {
+    pub fn is_clear(&self, client: ClientKey, now: Instant) -> bool {
         self.drained_at.get(&client).is_none_or(|at| *at <= now)
     }
 
@@ -76,7 +76,7 @@ impl RateBook {
     /// `window / N` each; this waits for the window after its last one, or longer after a
     /// burst): stricter than [`RateBook::is_clear`], so a client pacing its events just
     /// slower than they drain is still seen.
-    pub fn is_quiet(&self, client: IpAddr, now: Instant) -> bool {
+    pub fn is_quiet(&self, client: ClientKey, now: Instant) -> bool {
         let linger = self.limit.window.saturating_sub(self.limit.interval());
         self.drained_at
             .get(&client)
@@ -84,7 +84,7 @@ impl RateBook {
     }
 
     /// Counts an event of `client` now. Nothing is counted without a limit.
-    pub fn record(&mut self, client: IpAddr, now: Instant) {
+    pub fn record(&mut self, client: ClientKey, now: Instant) {
         if self.limit.events == 0 {
             return;
         }
@@ -118,8 +118,8 @@ impl RateBook {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([198, 51, 100, last])
+    fn ip(last: u8) -> ClientKey {
+        ClientKey::of(std::net::IpAddr::from([198, 51, 100, last]))
     }
 
     #[test]

@@ -660,7 +660,7 @@ mod tests {
 
     #[test]
     fn verbs() {
-        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+        let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (
                 b"EHLO client.example",
                 Ok(Command::Ehlo {
@@ -751,7 +751,7 @@ mod tests {
     #[test]
     fn mail_from() {
         let none = MailParams::default();
-        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+        let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (b"MAIL FROM:<a@b.example>", mail(b"a@b.example", none)),
             (b"mail from:<a@b.example>", mail(b"a@b.example", none)),
             (b"MAIL FROM: <a@b.example>", mail(b"a@b.example", none)),
@@ -963,7 +963,7 @@ mod tests {
             auth: false,
             any: true,
         };
-        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+        let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (
                 b"MAIL FROM:<a@b> SIZE=1000",
                 mail(b"a@b", p(Some(1000), None, false)),
@@ -1049,7 +1049,7 @@ mod tests {
     #[test]
     fn rcpt_to() {
         let rcpt = |path| Ok(Command::Rcpt { path });
-        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+        let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (b"RCPT TO:<x@y.example>", rcpt(b"x@y.example")),
             (b"rcpt to: <x@y.example>", rcpt(b"x@y.example")),
             (b"RCPT TO:<Postmaster>", rcpt(b"Postmaster")),
@@ -1074,7 +1074,7 @@ mod tests {
 
     #[test]
     fn bdat() {
-        let cases: &[(&[u8], Result<Command, CommandError>)] = &[
+        let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (
                 b"BDAT 12",
                 Ok(Command::Bdat {

@@ -27,7 +27,7 @@
 //! What it does not do: read sockets or run rustls (the connection does, when granted), or
 //! judge a handshake (rustls does).
 
-use crate::peer::{counted_as, FairQueue, RateBook, RateLimit};
+use crate::peer::{ClientKey, FairQueue, RateBook, RateLimit};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -60,17 +60,17 @@ impl HandshakeRates {
     }
 
     /// Whether one more full handshake of `client` now would go past the limit.
-    fn is_over(&self, client: IpAddr, now: Instant) -> bool {
+    fn is_over(&self, client: ClientKey, now: Instant) -> bool {
         self.lock().is_over(client, now)
     }
 
     /// Counts a full handshake of `client`.
-    fn record(&self, client: IpAddr, now: Instant) {
+    fn record(&self, client: ClientKey, now: Instant) {
         self.lock().record(client, now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RateBook> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.book)
     }
 }
 
@@ -100,7 +100,7 @@ pub struct HandshakeTurns {
     /// connection id as the queue's id.
     waiting: FairQueue<usize>,
     /// Handshakes started and not finished on this worker, per client key.
-    in_progress: HashMap<IpAddr, u32>,
+    in_progress: HashMap<ClientKey, u32>,
     /// Most handshakes in progress per client on this worker.
     max_in_progress: u32,
     /// The full-handshake rates, shared with the other workers.
@@ -126,12 +126,12 @@ impl HandshakeTurns {
 
     /// Connection `key` (id `id`) of `client` has a handshake to start: it waits its turn.
     pub fn wait(&mut self, client: IpAddr, key: usize, id: u64) {
-        self.waiting.push(counted_as(client), id, key);
+        self.waiting.push(ClientKey::of(client), id, key);
     }
 
     /// Connection `id` of `client` no longer waits (it closed).
     pub fn cancel(&mut self, client: IpAddr, id: u64) {
-        self.waiting.remove(counted_as(client), id);
+        self.waiting.remove(ClientKey::of(client), id);
     }
 
     /// Whether the connection being driven may start its handshake now.
@@ -141,12 +141,12 @@ impl HandshakeTurns {
 
     /// A handshake of `client` started (its first flight is being processed).
     pub fn begin(&mut self, client: IpAddr) {
-        *self.in_progress.entry(counted_as(client)).or_insert(0) += 1;
+        *self.in_progress.entry(ClientKey::of(client)).or_insert(0) += 1;
     }
 
     /// A handshake of `client` that had started finished (completed, failed or closed).
     pub fn end(&mut self, client: IpAddr) {
-        let client = counted_as(client);
+        let client = ClientKey::of(client);
         if let Some(count) = self.in_progress.get_mut(&client) {
             *count -= 1;
             if *count == 0 {
@@ -158,7 +158,7 @@ impl HandshakeTurns {
     /// The handshake of `client` turned out to be a full one (not resumed): it counts
     /// toward the client's rate.
     pub fn charge_full(&mut self, client: IpAddr, now: Instant) {
-        self.rates.record(counted_as(client), now);
+        self.rates.record(ClientKey::of(client), now);
     }
 
     /// A new loop turn: no handshake work done in it yet.

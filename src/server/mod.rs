@@ -32,7 +32,8 @@ pub mod worker;
 use crate::config::Config;
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
-use crate::store::{Completions, StoreHub};
+use crate::store::StoreHub;
+use crate::wake::Mailbox;
 use mio::{Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
@@ -169,7 +170,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let mut wakers = Vec::with_capacity(config.threads);
     for _ in 0..config.threads {
         let poll = Poll::new()?;
-        // One waker per poll: shutdown and storage completions share it.
+        // One waker per poll: shutdown and the mailbox (`crate::wake`) share it.
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
         polls.push(poll);
     }
@@ -207,7 +208,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             max_handshakes_per_client: config.tls_max_handshakes_per_ip,
             stats: shared,
             store: store.clone(),
-            completions: Arc::new(Completions::new(waker)),
+            mailbox: Arc::new(Mailbox::new(waker)),
             exit_after: exit_after.clone(),
             faults: faults.clone(),
             replies,
@@ -569,11 +570,11 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         .collect();
     let tls_text = match (&config.tls, &config.tls_self_signed_out) {
         (None, _) => "off".to_string(),
-        (Some(tls::TlsSource::Files { cert, .. }), _) => format!("{}", cert.display()),
-        (Some(tls::TlsSource::SelfSigned), None) => {
+        (Some(crate::config::TlsSource::Files { cert, .. }), _) => format!("{}", cert.display()),
+        (Some(crate::config::TlsSource::SelfSigned), None) => {
             format!("self-signed for {}", config.hostname)
         }
-        (Some(tls::TlsSource::SelfSigned), Some(out)) => format!(
+        (Some(crate::config::TlsSource::SelfSigned), Some(out)) => format!(
             "self-signed for {}, certificate written to {}",
             config.hostname,
             out.display()
@@ -678,7 +679,7 @@ mod tests {
             listen_tls: vec![implicit],
             threads: 2,
             hostname: "mx.test".into(),
-            tls: Some(tls::TlsSource::SelfSigned),
+            tls: Some(crate::config::TlsSource::SelfSigned),
             tls_self_signed_out: Some("cert.pem".into()),
             auth: Some(crate::auth::AuthSource::File("users".into())),
             auth_required: true,
@@ -693,7 +694,7 @@ mod tests {
              stores: maildir:Maildir, jsonl:- (not durable)"
         );
         let files = Config {
-            tls: Some(tls::TlsSource::Files {
+            tls: Some(crate::config::TlsSource::Files {
                 cert: "c.pem".into(),
                 key: "k.pem".into(),
             }),

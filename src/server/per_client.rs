@@ -1,30 +1,31 @@
-//! `--max-connections-per-ip`: how many connections each client address holds, over all
-//! workers.
+//! `--max-connections-per-ip`: how many connections each client holds, over all workers.
 //!
-//! What it does: count open connections per client address in one shared table, touched only
+//! What it does: count open connections per client in one shared table, touched only
 //! when a connection is accepted and when it closes (never per command), and refuse a new one
-//! past the limit. A client is counted by its key ([`crate::peer::counted_as`]: an IPv4
-//! address, or an IPv6 /64). The table holds only addresses with a connection open, so it
+//! past the limit. A client is counted by its key ([`ClientKey`]: an IPv4
+//! address, or an IPv6 /64). The table holds only clients with a connection open, so it
 //! is bounded by the connection cap.
 //!
 //! What it does not do: reply (the acceptor says `421 4.7.0`), or rate-limit connection
 //! attempts over time (the `connect` fault rules with `rate=` do that).
 
+use crate::lock::lock;
+use crate::peer::ClientKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// Open connections per client address.
+/// Open connections per client key.
 #[derive(Debug)]
 pub struct PerClientConnections {
-    /// Most connections one address may hold.
+    /// Most connections one client may hold.
     limit: usize,
-    /// Open connections per address (addresses with none are removed).
-    open: Mutex<HashMap<IpAddr, usize>>,
+    /// Open connections per client key (keys with none are removed).
+    open: Mutex<HashMap<ClientKey, usize>>,
 }
 
 impl PerClientConnections {
-    /// A table allowing `limit` connections per address.
+    /// A table allowing `limit` connections per client.
     pub fn new(limit: usize) -> PerClientConnections {
         PerClientConnections {
             limit,
@@ -34,8 +35,8 @@ impl PerClientConnections {
 
     /// Counts a new connection from `client`; false (and nothing counted) past the limit.
     pub fn try_open(&self, client: IpAddr) -> bool {
-        let client = counted_as(client);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let client = ClientKey::of(client);
+        let mut open = lock(&self.open);
         let count = open.entry(client).or_insert(0);
         if *count >= self.limit {
             if *count == 0 {
@@ -49,8 +50,8 @@ impl PerClientConnections {
 
     /// A connection from `client` closed.
     pub fn close(&self, client: IpAddr) {
-        let client = counted_as(client);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let client = ClientKey::of(client);
+        let mut open = lock(&self.open);
         if let Some(count) = open.get_mut(&client) {
             *count -= 1;
             if *count == 0 {
@@ -59,9 +60,6 @@ impl PerClientConnections {
         }
     }
 }
-
-/// The key a client is counted under (see [`crate::peer::counted_as`]).
-pub use crate::peer::counted_as;
 
 #[cfg(test)]
 mod tests {

@@ -16,26 +16,14 @@
 //! [`super::transport`]), or decide when TLS starts (implicit TLS listeners start it at accept,
 //! plaintext ones at `STARTTLS`, RFC 3207).
 
+use crate::config::TlsSource;
+use crate::lock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
-
-/// Where the server's certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsSource {
-    /// PEM files: the certificate (and its chain, leaf first) and the private key.
-    Files {
-        /// `--tls-cert`.
-        cert: PathBuf,
-        /// `--tls-key`.
-        key: PathBuf,
-    },
-    /// A self-signed certificate made at start for the host name (`--tls-self-signed`).
-    SelfSigned,
-}
 
 /// The server's certificate and key, replaceable while the server runs.
 #[derive(Debug)]
@@ -85,22 +73,20 @@ impl Certificates {
             return Ok(false);
         }
         let fresh = Certificates::load(&self.source, &self.hostname, &self.provider)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        *lock::write(&self.current) = Arc::new(fresh);
         Ok(true)
     }
 
     /// The leaf certificate now in use (DER), for tests and reports.
     pub fn leaf(&self) -> CertificateDer<'static> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let current = lock::read(&self.current);
         current.cert[0].clone()
     }
 }
 
 impl rustls::server::ResolvesServerCert for Certificates {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.current.read().unwrap_or_else(|e| e.into_inner()),
-        ))
+        Some(Arc::clone(&lock::read(&self.current)))
     }
 }
 

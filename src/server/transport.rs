@@ -49,6 +49,7 @@
 //! free of them (a `Box` behind an enum variant), so plaintext connections stay small.
 
 use crate::proto::envelope::TlsInfo;
+use crate::stats::{HandshakeFailure, TlsVersion};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -62,8 +63,8 @@ pub struct Transport {
     socket: TcpStream,
     /// The TLS state, for a connection that speaks TLS (boxed: plain connections stay small).
     tls: Option<Box<rustls::ServerConnection>>,
-    /// Why TLS failed, once it has (an index into `crate::stats::TLS_FAILURE_REASONS`).
-    tls_failure: Option<usize>,
+    /// Why TLS failed, once it has.
+    tls_failure: Option<HandshakeFailure>,
     /// Where the TLS handshake stands.
     handshake: Handshake,
 }
@@ -154,14 +155,20 @@ impl Transport {
         self.handshake = Handshake::None;
     }
 
+    /// The negotiated version, once the handshake is complete.
+    pub fn tls_version(&self) -> Option<TlsVersion> {
+        let tls = self.tls.as_ref().filter(|tls| !tls.is_handshaking())?;
+        match tls.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => Some(TlsVersion::Tls13),
+            rustls::ProtocolVersion::TLSv1_2 => Some(TlsVersion::Tls12),
+            _ => None,
+        }
+    }
+
     /// The negotiated session, once the handshake is complete.
     fn tls_info(&self) -> Option<TlsInfo> {
         let tls = self.tls.as_ref().filter(|tls| !tls.is_handshaking())?;
-        let version = match tls.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            _ => "TLS",
-        };
+        let version = self.tls_version().map_or("TLS", TlsVersion::name);
         let cipher = tls
             .negotiated_cipher_suite()?
             .suite()
@@ -176,8 +183,8 @@ impl Transport {
         })
     }
 
-    /// Why TLS failed, if it did (see `crate::stats::TLS_FAILURE_REASONS`).
-    pub fn tls_failure(&self) -> Option<usize> {
+    /// Why TLS failed, if it did.
+    pub fn tls_failure(&self) -> Option<HandshakeFailure> {
         self.tls_failure
     }
 
@@ -306,19 +313,21 @@ fn iana_cipher_name(name: &'static str) -> &'static str {
     }
 }
 
-/// Sorts a rustls error into one of `crate::stats::TLS_FAILURE_REASONS` (`closed` and
-/// `timeout` are the connection's to tell).
-fn failure_reason(error: &rustls::Error) -> usize {
+/// Sorts a rustls error into a [`HandshakeFailure`] (`Closed` and `Timeout` are the
+/// connection's to tell).
+fn failure_reason(error: &rustls::Error) -> HandshakeFailure {
     use rustls::Error;
     match error {
-        Error::AlertReceived(_) => 2,
-        Error::PeerIncompatible(_) | Error::NoCertificatesPresented => 3,
+        Error::AlertReceived(_) => HandshakeFailure::Alert,
+        Error::PeerIncompatible(_) | Error::NoCertificatesPresented => {
+            HandshakeFailure::Incompatible
+        }
         Error::InvalidMessage(_)
         | Error::InappropriateMessage { .. }
         | Error::InappropriateHandshakeMessage { .. }
         | Error::PeerMisbehaved(_)
-        | Error::DecryptError => 4,
-        _ => 3,
+        | Error::DecryptError => HandshakeFailure::Garbage,
+        _ => HandshakeFailure::Incompatible,
     }
 }
 

@@ -1,13 +1,11 @@
 //! Committing a batch of messages to every store at once: all stores keep a message, or none
 //! does.
 //!
-//! What it does: [`Staged`] is one file (Maildir, `.eml`) being written under a temporary
-//! name as the content streams in, with writeback started early so the final sync has little
-//! left to wait for. [`commit_batch`] takes a batch of messages whose content is complete in
+//! What it does: [`commit_batch`] takes a batch of messages whose content is complete in
 //! every store and decides, per message, kept everywhere or kept nowhere, in two phases:
 //!
 //! 1. Prepare, where nothing is visible yet and a failure costs nothing to undo: one
-//!    [`sync_files`] per file store for the contents of every staged file (group commit).
+//!    `durable::sync_files` per file store for the contents of every staged file (group commit).
 //! 2. Commit, each step undoable: the renames into place (each message's files in the order
 //!    staged, so its last file is its commit point); one `fsync` per file store's directory;
 //!    then each regular JSON-lines file gets the batch's lines in one write and one
@@ -28,121 +26,27 @@
 //! steps can leave a message in some stores only; its sender, told nothing, sends it again
 //! (RFC 5321 §6.1: at least once).
 
+use super::durable::{sync_dir, sync_files, Staged};
 use super::jsonl::Appended;
-use super::{sync_dir, sync_files, Finished, Target};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::PathBuf;
+use super::target::Target;
+use crate::wake::Notify;
+use std::fs::File;
+use std::io;
+use std::time::Instant;
 
-/// Bytes written to a file before its writeback is started (`sync_file_range`), so a large
-/// message's data goes to disk as it arrives rather than all at its final sync, and dirty
-/// pages do not pile up behind the syncs of other messages.
-const WRITEBACK_EVERY: u64 = 1024 * 1024;
-
-/// One file written for a message under a temporary name, waiting to be committed.
+/// A message whose content is all written, waiting for its batch's commit.
 #[derive(Debug)]
-pub(super) struct Staged {
-    /// The open file (for the batch's sync).
-    file: File,
-    /// Where it is written.
-    temporary: PathBuf,
-    /// Where it goes once durable.
-    destination: PathBuf,
-    /// Bytes written so far.
-    written: u64,
-    /// Bytes whose writeback was started.
-    kicked: u64,
-}
-
-impl Staged {
-    /// Creates `temporary` (which must not exist), bound for `destination`.
-    pub(super) fn create(temporary: PathBuf, destination: PathBuf) -> io::Result<Staged> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
-        Ok(Staged {
-            file,
-            temporary,
-            destination,
-            written: 0,
-            kicked: 0,
-        })
-    }
-
-    /// Creates `temporary` (which must not exist), writes `parts` into it one after another,
-    /// and remembers `destination`. On failure nothing stays behind.
-    pub(super) fn write(
-        temporary: PathBuf,
-        destination: PathBuf,
-        parts: &[&[u8]],
-    ) -> io::Result<Staged> {
-        let mut staged = Staged::create(temporary, destination)?;
-        for part in parts {
-            if let Err(e) = staged.append(part) {
-                let _ = staged.remove(); // created just now, by this thread
-                return Err(e);
-            }
-        }
-        Ok(staged)
-    }
-
-    /// Appends `bytes`; past every [`WRITEBACK_EVERY`] bytes, starts (does not wait for)
-    /// their writeback.
-    pub(super) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        if self.written - self.kicked >= WRITEBACK_EVERY {
-            start_writeback(&self.file, self.kicked, self.written - self.kicked);
-            self.kicked = self.written;
-        }
-        Ok(())
-    }
-
-    /// Bytes written so far.
-    pub(super) fn len(&self) -> u64 {
-        self.written
-    }
-
-    /// Changes where the file goes once durable (a name that depends on the final size).
-    pub(super) fn set_destination(&mut self, destination: PathBuf) {
-        self.destination = destination;
-    }
-
-    /// Moves the file to its final name (the commit point of a file store).
-    pub(super) fn rename(&self) -> io::Result<()> {
-        fs::rename(&self.temporary, &self.destination)
-    }
-
-    /// Removes the file, under either name (nothing is left of an abandoned message). A name
-    /// that does not exist is fine; the first other failure is returned.
-    pub(super) fn remove(&self) -> io::Result<()> {
-        let mut result = Ok(());
-        for path in [&self.temporary, &self.destination] {
-            match fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound && result.is_ok() => result = Err(e),
-                _ => {}
-            }
-        }
-        result
-    }
-}
-
-/// Starts writeback of `len` bytes of `file` from `offset`, without waiting: a hint, so a
-/// failure changes nothing (the final sync reports real errors).
-#[allow(unsafe_code)]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range takes a file descriptor and touches no memory of ours; `file`
-    // is open for the duration of the call.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
+pub(super) struct Finished {
+    /// Whom to tell.
+    pub(super) notify: Notify,
+    /// When the session handed it over.
+    pub(super) submitted: Instant,
+    /// The files to commit, per store (empty for JSON lines).
+    pub(super) files: Vec<Vec<Staged>>,
+    /// The JSON record and its newline, when a store writes one.
+    pub(super) record: Option<Vec<u8>>,
+    /// Still on its way to being stored.
+    pub(super) ok: bool,
 }
 
 /// Removes every staged file of a message, under either name; says what could not be removed
@@ -247,7 +151,7 @@ impl Batch<'_, '_> {
                 .zip(self.ok.iter())
                 .filter(|(_, ok)| **ok)
                 .filter_map(|(message, _)| message.files.get(index))
-                .flat_map(|files| files.iter().map(|staged| &staged.file))
+                .flat_map(|files| files.iter().map(Staged::file))
                 .collect();
             if let Err(e) = sync_files(&files, whole_fs_sync) {
                 target.report(&e);
@@ -383,53 +287,5 @@ impl Batch<'_, '_> {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// A staged file is written in pieces under its temporary name, renamed to its final
-    /// name, and removed under whichever name it has (a name already gone is no error, so
-    /// an undo after a partial commit can remove every file of a message alike).
-    #[test]
-    fn a_staged_file_is_renamed_and_removed_under_either_name() {
-        let dir = std::env::temp_dir().join(format!("fastsmtpd-commit-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let mut staged =
-            Staged::write(dir.join(".a.tmp"), dir.join("a.final"), &[b"head "]).unwrap();
-        for piece in b"message\r\n".chunks(3) {
-            staged.append(piece).unwrap();
-        }
-        assert_eq!(staged.len(), 14);
-        assert_eq!(names(&dir), [".a.tmp"]);
-        staged.set_destination(dir.join("a.eml"));
-        staged.rename().unwrap();
-        assert_eq!(names(&dir), ["a.eml"]);
-        assert_eq!(fs::read(dir.join("a.eml")).unwrap(), b"head message\r\n");
-        staged.remove().unwrap();
-        assert!(names(&dir).is_empty());
-        staged.remove().unwrap(); // gone under both names: nothing to say
-        let unrenamed = Staged::create(dir.join(".b.tmp"), dir.join("b")).unwrap();
-        unrenamed.remove().unwrap();
-        assert!(names(&dir).is_empty());
-        // Renaming into a directory that is gone fails, and leaves the temporary file.
-        let lost = Staged::create(dir.join(".c.tmp"), dir.join("gone").join("c")).unwrap();
-        assert!(lost.rename().is_err());
-        assert_eq!(names(&dir), [".c.tmp"]);
-        lost.remove().unwrap();
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,7 @@
 //! What it does not do: add trace headers (the bytes are the client's, byte for byte), or
 //! hold a message in memory (only the chunk being written).
 
-use super::commit::Staged;
+use super::durable::Staged;
 use super::record::MessageMeta;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ pub struct EmlDir {
 impl EmlDir {
     /// Opens (creating if needed, with missing parents) the directory.
     pub fn open(dir: &Path) -> io::Result<EmlDir> {
-        super::create_dir_all_durably(dir)?;
+        super::durable::create_dir_all_durably(dir)?;
         Ok(EmlDir {
             dir: dir.to_path_buf(),
         })

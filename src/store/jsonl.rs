@@ -48,7 +48,8 @@
 //! simply let the next batch start the new file), reopen standard output, or create a
 //! missing directory after start.
 
-use super::{create_dir_all_durably, parent_dir, sync_dir};
+use super::durable::{create_dir_all_durably, parent_dir, sync_dir};
+use crate::lock::lock;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -165,15 +166,12 @@ impl JsonLines {
     /// From `at` on, a write to a stream that finds no room gives up instead of waiting for
     /// the reader (the shutdown grace period ends then). The first time set wins.
     pub fn give_up_at(&self, at: Instant) {
-        self.give_up
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(at);
+        lock(&self.give_up).get_or_insert(at);
     }
 
     /// When a stream write gives up, if set.
     fn give_up(&self) -> Option<Instant> {
-        *self.give_up.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.give_up)
     }
 
     /// Whether the output is a stream (standard output, a FIFO, a device): not durable,
@@ -190,7 +188,7 @@ impl JsonLines {
         let Place::Path { path, dir } = &self.place else {
             return Ok(false);
         };
-        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.file);
         // Dropped first: whatever happens next, the old file gets no more lines.
         *slot = None;
         let output = open_path(path, dir)
@@ -211,7 +209,7 @@ impl JsonLines {
         lines: &[u8],
         members: Vec<(usize, usize)>,
     ) -> Result<Appended<'a>, Vec<(usize, usize)>> {
-        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.file);
         let Place::Path { path, dir } = &self.place else {
             return Err(members); // standard output is a stream: never here
         };
@@ -234,7 +232,7 @@ impl JsonLines {
     /// failed part way: the reader went away, or none is there); the lines written whole are
     /// out, and their messages kept.
     pub(super) fn emit(&self, lines: &[u8]) -> usize {
-        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.file);
         let written = match &self.place {
             Place::Path { path, dir } => emit_at_path(path, dir, &mut slot, lines, self),
             Place::Stdout => append_to_stdout(&mut slot, lines, self),

@@ -36,7 +36,7 @@
 //!
 //! What it does not do: deliver to `cur/`, set flags, or split by recipient.
 
-use super::commit::Staged;
+use super::durable::Staged;
 use super::record::{trace_headers, MessageMeta};
 
 use std::io;
@@ -59,7 +59,7 @@ impl Maildir {
     /// Opens (creating if needed, with missing parents) the Maildir at `dir`.
     pub fn open(dir: &Path, hostname: &str) -> io::Result<Maildir> {
         for sub in ["tmp", "new", "cur"] {
-            super::create_dir_all_durably(&dir.join(sub))?;
+            super::durable::create_dir_all_durably(&dir.join(sub))?;
         }
         let name_host = hostname.replace('/', "\\057").replace(':', "\\072");
         Ok(Maildir {

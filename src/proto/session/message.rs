@@ -229,7 +229,7 @@ impl Session {
         self.accepted_bytes += size;
     }
 
-    /// The sink's outcome for the message it answered [`Verdict::Pending`](crate::proto::sink::Verdict::Pending) for: appends `250`
+    /// The sink's outcome for the message it answered [`Verdict::Pending`] for: appends `250`
     /// or `451 4.3.0` and resumes reading commands. Ignored when the session is not waiting
     /// (it timed out or closed meanwhile).
     pub(super) fn on_stored<S: MessageSink>(

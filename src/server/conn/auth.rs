@@ -9,7 +9,7 @@ use super::{Blocked, Conn, Driver, Next, Outcome, ReadSide};
 use crate::auth::{Check, Verdict};
 use crate::proto::reply;
 use crate::proto::session::{AuthVerdict, Resume};
-use crate::store::Notify;
+use crate::wake::Notify;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,7 +40,7 @@ impl Conn {
             return;
         };
         let notify = || Notify {
-            completions: Arc::clone(cx.completions),
+            mailbox: Arc::clone(cx.mailbox),
             key: self.token.0,
             id: self.id,
         };

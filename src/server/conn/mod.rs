@@ -46,9 +46,10 @@ use crate::auth::{Authenticator, Ticket};
 use crate::fault::FaultGate;
 use crate::proto::reply::{self, Replies, ReplyTally};
 use crate::proto::session::{Clock, Progress, Resume, Session, SessionConfig, Wait};
-use crate::stats::Stats;
-use crate::store::{Completions, StoreSink};
+use crate::stats::{HandshakeFailure, Stats};
+use crate::store::StoreSink;
 use crate::txlog::Logged;
+use crate::wake::Mailbox;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
@@ -100,8 +101,8 @@ pub struct Driver<'a> {
     pub tls: Option<&'a Arc<rustls::ServerConfig>>,
     /// The AUTH back end, with `--auth`.
     pub auth: Option<&'a Authenticator>,
-    /// The worker's completion queue (AUTH verdicts from the verifier thread come back there).
-    pub completions: &'a Arc<Completions>,
+    /// The worker's mailbox (AUTH verdicts from the verifier thread come back there).
+    pub mailbox: &'a Arc<Mailbox>,
 }
 
 /// Why the connection reads no input now, or must do something else first: what the session
@@ -466,7 +467,9 @@ impl Conn {
                 if self.transport.in_handshake() {
                     // The handshake did not finish in time: close without a reply (there is
                     // no channel to send one on).
-                    cx.stats.security.handshake_failures[0] += 1;
+                    cx.stats
+                        .security
+                        .handshake_failed(HandshakeFailure::Timeout);
                     self.transport.abandon_handshake();
                     cx.stats.timeouts += 1;
                     return self.outcome(Next::Close, 0);
@@ -564,8 +567,8 @@ impl Conn {
         }
         if self.transport.in_handshake() {
             // Ended mid-handshake: by a TLS error (its reason), or the client went away.
-            let reason = self.transport.tls_failure().unwrap_or(1);
-            stats.security.handshake_failures[reason] += 1;
+            let why = self.transport.tls_failure();
+            (stats.security).handshake_failed(why.unwrap_or(HandshakeFailure::Closed));
         }
         self.session.on_disconnect(&mut self.sink);
     }

@@ -49,8 +49,9 @@ impl Conn {
         if std::mem::take(&mut self.handshake.in_progress) {
             cx.handshakes.end(self.client.ip());
         }
-        let version = usize::from(info.version == "TLSv1.3");
-        cx.stats.security.handshakes[version][usize::from(info.resumed)] += 1;
+        if let Some(version) = self.transport.tls_version() {
+            cx.stats.security.handshake_done(version, info.resumed);
+        }
         self.resume(Resume::TlsStarted(info), cx, now);
         self.deadline.on_input(1, 0, false, now, cx.deadlines);
     }

@@ -23,8 +23,9 @@ use crate::fault::FaultGate;
 use crate::proto::reply;
 use crate::server::conn::{Conn, Driver};
 use crate::server::transport::Transport;
-use crate::store::{Notify, StoreSink};
+use crate::store::StoreSink;
 use crate::txlog::Logged;
+use crate::wake::Notify;
 use mio::net::TcpStream;
 use mio::Token;
 use std::io::{self, Write};
@@ -166,7 +167,7 @@ impl Worker {
             None => StoreSink::discard(),
             Some(hub) => {
                 let notify = Notify {
-                    completions: Arc::clone(&self.links.completions),
+                    mailbox: Arc::clone(&self.links.mailbox),
                     key,
                     id,
                 };

@@ -8,9 +8,9 @@
 //!    we did not get to last turn).
 //! 2. For each event (every event is only a hint: stale tokens and spurious wake-ups are
 //!    harmless):
-//!    * the waker: storage outcomes arrived, the stores' budget has room again for
-//!      connections that stopped reading for it ([`Conn::on_budget`]), or shutdown was
-//!      requested (`shutdown`);
+//!    * the waker: letters arrived in the mailbox (`crate::wake`: storage outcomes, room in
+//!      the stores' budget for connections that stopped reading for it, AUTH verdicts), or
+//!      shutdown was requested (`shutdown`);
 //!    * a listener: accept until `WouldBlock` (`accept`), greet each client at once;
 //!    * a connection: [`Conn::ready`] reads until drained (at most
 //!      [`super::conn::MAX_READS_PER_TURN`] reads, for fairness), lets the session process
@@ -40,7 +40,8 @@ use crate::metrics::ReplyCounts;
 use crate::proto::reply::ReplyTally;
 use crate::proto::session::SessionConfig;
 use crate::stats::{SharedStats, Stats};
-use crate::store::{Completions, StoreHub};
+use crate::store::StoreHub;
+use crate::wake::{Letter, Mailbox, Wake};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -87,8 +88,8 @@ pub struct WorkerLinks {
     pub stats: Arc<SharedStats>,
     /// The storage threads, when messages are kept.
     pub store: Option<Arc<StoreHub>>,
-    /// Where the storage threads report to this worker.
-    pub completions: Arc<Completions>,
+    /// Where the storage threads and AUTH's verifier threads report to this worker.
+    pub mailbox: Arc<Mailbox>,
     /// Exit conditions shared by all workers (`--exit-after-*`).
     pub exit_after: Option<Arc<ExitAfter>>,
     /// Fault-injection rules, if any.
@@ -144,16 +145,12 @@ pub struct Worker {
     accept_paused_until: Option<Instant>,
     /// Id for the next connection.
     next_id: u64,
-    /// Storage outcomes being handled (kept for its capacity).
-    completed: Vec<(usize, u64, bool)>,
+    /// Letters from the mailbox being handled (kept for its capacity).
+    letters: Vec<Letter>,
     /// A descriptor held back to answer a connection when none is left.
     spare: crate::server::descriptors::Spare,
     /// Accept failures since the last report, and when that report was.
     accept_errors: (u64, Option<Instant>),
-    /// Connections whose wait for the stores' budget is over (kept for its capacity).
-    budget_resumed: Vec<(usize, u64)>,
-    /// AUTH verdicts being handled (kept for its capacity).
-    auth_verdicts: Vec<(usize, u64, crate::auth::Verdict)>,
 }
 
 /// Builds the [`Driver`](crate::server::conn::Driver) a connection borrows: a macro, not a method, so the borrow of
@@ -171,7 +168,7 @@ macro_rules! driver {
             handshakes: &mut $worker.lent.handshakes,
             tls: $worker.links.tls.as_ref(),
             auth: $worker.links.auth.as_deref(),
-            completions: &$worker.links.completions,
+            mailbox: &$worker.links.mailbox,
         }
     };
 }
@@ -225,11 +222,9 @@ impl Worker {
             draining_since: None,
             accept_paused_until: None,
             next_id: 0,
-            completed: Vec::with_capacity(64),
+            letters: Vec::with_capacity(64),
             spare: crate::server::descriptors::Spare::new(),
             accept_errors: (0, None),
-            budget_resumed: Vec::with_capacity(64),
-            auth_verdicts: Vec::new(),
         })
     }
 
@@ -321,49 +316,33 @@ impl Worker {
         }
     }
 
-    /// The waker fired: storage outcomes arrived, or shutdown was requested.
+    /// The waker fired: letters arrived in the mailbox, or shutdown was requested.
     fn on_wake(&mut self, now: Instant) {
-        self.on_store_completions(now);
+        self.on_letters(now);
         self.on_shutdown_request(now);
     }
 
-    /// Gives each waiting session its storage outcome (see [`Conn::on_store_complete`]), and
-    /// drives again each connection that waited for the stores' budget ([`Conn::on_budget`]).
-    fn on_store_completions(&mut self, now: Instant) {
-        let mut completed = std::mem::take(&mut self.completed);
-        let mut resumed = std::mem::take(&mut self.budget_resumed);
-        let mut auth = std::mem::take(&mut self.auth_verdicts);
-        self.links
-            .completions
-            .take_all_into(&mut completed, &mut resumed, &mut auth);
-        for &(key, id, verdict) in &auth {
+    /// Takes every letter from the mailbox (`crate::wake`) and hands each to its connection,
+    /// in the order they were posted: a store outcome ([`Conn::on_store_complete`]), room in
+    /// the stores' budget ([`Conn::on_budget`]) or an AUTH verdict
+    /// ([`Conn::on_auth_complete`]). A letter for a connection that has gone is dropped (its
+    /// slab key may have been reused; its id was not).
+    fn on_letters(&mut self, now: Instant) {
+        let mut letters = std::mem::take(&mut self.letters);
+        self.links.mailbox.take_into(&mut letters);
+        for &Letter { key, id, wake } in &letters {
             let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
                 continue;
             };
-            let outcome = conn.on_auth_complete(verdict, &mut driver!(self), now);
-            self.apply(key, id, outcome);
-        }
-        auth.clear();
-        self.auth_verdicts = auth;
-        for &(key, id, stored) in &completed {
-            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
-                continue; // that connection is gone; its slot may have been reused
+            let outcome = match wake {
+                Wake::Stored(stored) => conn.on_store_complete(stored, &mut driver!(self), now),
+                Wake::BudgetRoom => conn.on_budget(&mut driver!(self), now),
+                Wake::Auth(verdict) => conn.on_auth_complete(verdict, &mut driver!(self), now),
             };
-            let outcome = conn.on_store_complete(stored, &mut driver!(self), now);
             self.apply(key, id, outcome);
         }
-        completed.clear();
-        self.completed = completed;
-        // Connections that stopped reading for the stores' budget, now that it has room.
-        for &(key, id) in &resumed {
-            let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.id() == id) else {
-                continue;
-            };
-            let outcome = conn.on_budget(&mut driver!(self), now);
-            self.apply(key, id, outcome);
-        }
-        resumed.clear();
-        self.budget_resumed = resumed;
+        letters.clear();
+        self.letters = letters;
     }
 
     fn run_revisits(&mut self, now: Instant) {

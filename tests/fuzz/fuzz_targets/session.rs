@@ -35,6 +35,7 @@
 
 use fastsmtpd::auth::AuthSource;
 use fastsmtpd::config::Config;
+use fastsmtpd::config::TlsSource;
 use fastsmtpd::proto::envelope::TlsInfo;
 use fastsmtpd::proto::gate::Open;
 use fastsmtpd::proto::reply::{
@@ -44,7 +45,6 @@ use fastsmtpd::proto::session::{
     AuthVerdict, BareLfPolicy, Resume, Session, SessionConfig, Wait,
 };
 use fastsmtpd::proto::testkit::{RecordingSink, SecurityChecks};
-use fastsmtpd::server::tls::TlsSource;
 use fastsmtpd_fuzz::{cut_bounds, hex, Header, Splice};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

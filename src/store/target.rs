@@ -1,0 +1,154 @@
+//! What a store is: its spec (`--store`) and the opened store ([`Target`]).
+//!
+//! What it does: parse and print [`StoreSpec`]; open each store once at start (each creates
+//! its directories durably, see `durable`); answer what kind of store it is (writes a JSON
+//! record, writes to a stream, renames into a directory), reopen it (SIGHUP) and report its
+//! errors by name.
+//!
+//! What it does not do: write messages (the storage thread does, through each store's own
+//! module: `maildir`, `eml`, `jsonl`), or decide what is durable when (`commit` does).
+
+use super::{eml, jsonl, maildir};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where to keep messages (`--store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `maildir:DIR`.
+    Maildir(PathBuf),
+    /// `eml:DIR`.
+    Eml(PathBuf),
+    /// `jsonl:FILE`.
+    Jsonl(PathBuf),
+    /// `jsonl:-`: standard output (a stream, not durable; a file named `-` is `jsonl:./-`).
+    JsonlStdout,
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StoreSpec, String> {
+        let (kind, path) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: expected maildir:DIR, eml:DIR or jsonl:FILE"))?;
+        if path.is_empty() {
+            return Err(format!("{text:?}: the path is empty"));
+        }
+        if kind == "jsonl" && path == "-" {
+            return Ok(StoreSpec::JsonlStdout);
+        }
+        let path = PathBuf::from(path);
+        match kind {
+            "maildir" => Ok(StoreSpec::Maildir(path)),
+            "eml" => Ok(StoreSpec::Eml(path)),
+            "jsonl" => Ok(StoreSpec::Jsonl(path)),
+            _ => Err(format!(
+                "{text:?}: unknown store {kind:?} (maildir, eml or jsonl)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Maildir(p) => write!(f, "maildir:{}", p.display()),
+            StoreSpec::Eml(p) => write!(f, "eml:{}", p.display()),
+            StoreSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            StoreSpec::JsonlStdout => f.write_str("jsonl:-"),
+        }
+    }
+}
+
+/// An opened store.
+#[derive(Debug)]
+pub(super) enum Target {
+    Maildir(maildir::Maildir),
+    Eml(eml::EmlDir),
+    Jsonl(jsonl::JsonLines),
+}
+
+impl Target {
+    pub(super) fn open(spec: &StoreSpec, hostname: &str) -> io::Result<Target> {
+        let opened = match spec {
+            StoreSpec::Maildir(dir) => maildir::Maildir::open(dir, hostname).map(Target::Maildir),
+            StoreSpec::Eml(dir) => eml::EmlDir::open(dir).map(Target::Eml),
+            StoreSpec::Jsonl(file) => jsonl::JsonLines::open(file).map(Target::Jsonl),
+            StoreSpec::JsonlStdout => jsonl::JsonLines::stdout().map(Target::Jsonl),
+        };
+        opened.map_err(|e| io::Error::new(e.kind(), format!("--store {spec}: {e}")))
+    }
+
+    /// Whether the store writes a JSON record (and so needs the content's digest).
+    pub(super) fn needs_record(&self) -> bool {
+        matches!(self, Target::Eml(_) | Target::Jsonl(_))
+    }
+
+    /// Opens again what the store keeps open by path (log rotation): only a JSON-lines file;
+    /// Maildir and `.eml` open each file by name as they write it. Whether there was one.
+    pub(super) fn reopen(&self) -> io::Result<bool> {
+        match self {
+            Target::Jsonl(t) => t.reopen(),
+            Target::Maildir(_) | Target::Eml(_) => Ok(false),
+        }
+    }
+
+    /// Whether the store writes to a stream (standard output, a FIFO, a device): nothing it
+    /// wrote can be taken back or made durable.
+    pub(super) fn is_stream(&self) -> bool {
+        matches!(self, Target::Jsonl(t) if t.is_stream())
+    }
+
+    /// For a store of one file per message (Maildir, `.eml`): the directory its messages are
+    /// renamed into (synced once per batch).
+    pub(super) fn final_dir(&self) -> Option<&Path> {
+        match self {
+            Target::Maildir(t) => Some(t.final_dir()),
+            Target::Eml(t) => Some(t.final_dir()),
+            Target::Jsonl(_) => None,
+        }
+    }
+
+    /// Says what went wrong, naming the store; the client sees only `451 4.3.0`.
+    pub(super) fn report(&self, error: &io::Error) {
+        match self {
+            Target::Maildir(t) => t.report(error),
+            Target::Eml(t) => t.report(error),
+            Target::Jsonl(t) => t.report(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_parse() {
+        assert_eq!(
+            "maildir:/var/mail/x".parse::<StoreSpec>(),
+            Ok(StoreSpec::Maildir("/var/mail/x".into()))
+        );
+        assert_eq!(
+            "jsonl:out.jsonl".parse::<StoreSpec>(),
+            Ok(StoreSpec::Jsonl("out.jsonl".into()))
+        );
+        assert_eq!("eml:d".parse::<StoreSpec>(), Ok(StoreSpec::Eml("d".into())));
+        assert!("mbox:x"
+            .parse::<StoreSpec>()
+            .unwrap_err()
+            .contains("unknown store"));
+        assert!("maildir:"
+            .parse::<StoreSpec>()
+            .unwrap_err()
+            .contains("empty"));
+        assert!("maildir".parse::<StoreSpec>().is_err());
+        assert_eq!(
+            "maildir:a:b".parse::<StoreSpec>().unwrap().to_string(),
+            "maildir:a:b"
+        );
+    }
+}

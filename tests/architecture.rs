@@ -152,7 +152,6 @@ fn the_reader_finds_a_circle_and_an_upward_import_and_ignores_comments_and_tests
 /// No circle of imports among the modules of `loadgen/src` either (the same reader; the
 /// load generator's own layer rule, drive below report, is `loadgen/tests/architecture.rs`'s).
 #[test]
-#[ignore = "until smtp-loadgen's report/interval_log <-> report/results circle is opened (issue 17, item 5)"]
 fn no_import_cycle_in_loadgen() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("loadgen/src");
     let cycles = layers::cycles(&layers::imports(&root));

@@ -325,6 +325,11 @@ pub struct RunArgs {
     /// machine's wake-up latency (0: no spin) [default: 50us].
     #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub pace_spin: Option<Duration>,
+    /// Open loop: the send lateness p99 above which a run that reached its rate is reported
+    /// NOT sustained on time (its sends went out late and caught up, as after a server
+    /// stall); raise it on a machine whose wake-ups are slow (a duration) [default: 10ms].
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub late_send_limit: Option<Duration>,
     /// Sender pattern; the letter n in braces becomes the message number.
     #[arg(long, default_value = "loadgen{n}@example.org")]
     pub from: String,

@@ -249,7 +249,12 @@ fn write_outputs(
         header.push('\n');
         header.push_str(&line);
     }
-    say(&render::summary(results, &header, settings.rate));
+    say(&render::summary(
+        results,
+        &header,
+        settings.rate,
+        settings.late_send_limit,
+    ));
     say(&render::targets(results, &names));
     if let Some(path) = &settings.json {
         let mut doc = render::json(results, settings.config_json());

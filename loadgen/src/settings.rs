@@ -66,6 +66,9 @@ pub struct Settings {
     pub reply_timeout: Duration,
     /// How much of each wait for a deadline is spun (`--pace-spin`).
     pub pace_spin: Duration,
+    /// The send lateness p99 past which a rate reached is not "sustained on time"
+    /// (`--late-send-limit`).
+    pub late_send_limit: Duration,
     /// Seed for message sizes.
     pub seed: u64,
     /// What each connection sends.
@@ -258,6 +261,9 @@ impl Settings {
             stagger: args.stagger,
             reply_timeout: args.timeout,
             pace_spin: args.pace_spin.unwrap_or(crate::drive::pacer::SPIN),
+            late_send_limit: args
+                .late_send_limit
+                .unwrap_or(crate::report::render::LATE_SEND_LIMIT),
             seed: args.seed,
             workload: Arc::new(workload),
             pipelining: args.pipelining,

@@ -225,8 +225,18 @@ mod tests {
     #[test]
     fn output_formats_are_unchanged() {
         let results = sample_results();
-        let mut text = render::summary(&results, "smtp-loadgen -> golden", Some(100.0));
-        text.push_str(&render::summary(&results, "smtp-loadgen -> golden", None));
+        let mut text = render::summary(
+            &results,
+            "smtp-loadgen -> golden",
+            Some(100.0),
+            render::LATE_SEND_LIMIT,
+        );
+        text.push_str(&render::summary(
+            &results,
+            "smtp-loadgen -> golden",
+            None,
+            render::LATE_SEND_LIMIT,
+        ));
         for expr in [
             "eod:p99<5ms",
             "eod:p50<1ns",

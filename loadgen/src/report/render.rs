@@ -15,6 +15,7 @@ use crate::drive::client::Stage;
 use crate::drive::record::{ErrorKind, Recorder, TargetFigures};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Percentiles shown everywhere: (column name, percentile).
 pub const PERCENTILES: [(&str, f64); 5] = [
@@ -87,11 +88,11 @@ fn latency_table(recorder: &Recorder, open_loop: bool) -> String {
     table
 }
 
-/// The send lateness p99 (nanoseconds) past which an open loop that reached its rate is
-/// not "sustained": its sends went out late and caught up. 10 ms: far above the
-/// generator's own floor (the machine's wake-up latency, well under a millisecond on an
-/// idle machine), far below a server stall worth reporting.
-pub const LATE_SEND_LIMIT: u64 = 10_000_000;
+/// The default send lateness p99 past which an open loop that reached its rate is not
+/// "sustained" (`--late-send-limit`): its sends went out late and caught up. 10 ms: far
+/// above the generator's own floor (the machine's wake-up latency, well under a millisecond
+/// on an idle machine), far below a server stall worth reporting.
+pub const LATE_SEND_LIMIT: Duration = Duration::from_millis(10);
 
 /// The most TLS handshakes in one measured second.
 fn peak_handshakes(results: &Results) -> u64 {
@@ -105,7 +106,15 @@ fn peak_handshakes(results: &Results) -> u64 {
 }
 
 /// The human summary printed at the end of a run (`target_rate`: the open loop's `--rate`).
-pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> String {
+///
+/// `late_send_limit`: the send lateness p99 past which a rate reached is reported NOT
+/// sustained on time ([`LATE_SEND_LIMIT`] unless `--late-send-limit` says otherwise).
+pub fn summary(
+    results: &Results,
+    header: &str,
+    target_rate: Option<f64>,
+    late_send_limit: Duration,
+) -> String {
     let total = &results.total;
     let secs = results.measured.as_secs_f64();
     let mut out = String::new();
@@ -151,16 +160,19 @@ pub fn summary(results: &Results, header: &str, target_rate: Option<f64>) -> Str
                     ms => format!("{ms} ms"),
                 }
             );
-        } else if total.send_lateness.value_at_percentile(99.0) > LATE_SEND_LIMIT {
+        } else if total.send_lateness.value_at_percentile(99.0)
+            > u64::try_from(late_send_limit.as_nanos()).unwrap_or(u64::MAX)
+        {
             // Every send started and the rate was reached, but by catching up: sends waited
             // for a free connection (a server stall) or for the CPU.
             let _ = writeln!(
                 out,
                 "WARNING: target rate {rate:.1} msgs/s NOT sustained on time: achieved \
                  {achieved:.1} msgs/s, but send lateness p99 {:.3} ms is over {} ms (sends \
-                 waited for a free connection, as when the server stalls, or for the CPU)",
+                 waited for a free connection, as when the server stalls, or for the CPU; \
+                 --late-send-limit)",
                 millis(total.send_lateness.value_at_percentile(99.0)),
-                LATE_SEND_LIMIT / 1_000_000
+                late_send_limit.as_secs_f64() * 1e3
             );
         } else if results.connections.fewer(results.measured) {
             // The rate was reached, but not over the connections asked for.
@@ -533,7 +545,7 @@ mod tests {
         // The NOT-sustained warning of a run that sent nothing.
         let mut results = Results::new(1);
         results.measured = std::time::Duration::from_secs(1);
-        let text = summary(&results, "header", Some(100.0));
+        let text = summary(&results, "header", Some(100.0), LATE_SEND_LIMIT);
         assert!(text.contains("send lateness p99 - (no send)"), "{text}");
         assert!(!text.contains("0.000 ms"), "{text}");
     }
@@ -548,7 +560,7 @@ mod tests {
         results.add(0, 0, false, &r, false);
         results.add(0, 1, false, &Recorder::new(), true);
         results.measured = std::time::Duration::from_secs(2);
-        let text = summary(&results, "header", None);
+        let text = summary(&results, "header", None, LATE_SEND_LIMIT);
         assert!(
             text.contains(
                 "tls handshakes: 20 (0 resumed, 20 full), 10.0/s averaged over the measured \

@@ -24,6 +24,7 @@ pub mod descriptors;
 pub mod handshakes;
 pub mod listener;
 pub mod per_client;
+mod signals;
 pub mod timer;
 pub mod tls;
 pub mod transport;
@@ -373,17 +374,6 @@ impl ServerHandle {
     }
 }
 
-/// What the signal thread asks of [`run`]'s loop.
-#[derive(Debug, Clone, Copy)]
-enum Request {
-    /// SIGINT or SIGTERM (the first one): shut down gracefully.
-    Shutdown,
-    /// SIGHUP: reopen the files written by path ([`ServerHandle::reopen`]).
-    Reopen,
-    /// SIGUSR1: print the stats line.
-    Report,
-}
-
 /// Runs the server until SIGINT or SIGTERM: prints the listening line ([`start_line`]), the
 /// periodic stats line if asked, and a summary at the end, on standard output (on standard
 /// error with `--store jsonl:-`, whose records have standard output to themselves).
@@ -401,40 +391,10 @@ enum Request {
 /// * SIGUSR1: prints the stats line (counters and rates since start).
 /// * SIGUSR2: ignored (caught, so it does not kill the server as it would by default).
 pub fn run(config: &Config) -> io::Result<Stats> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     let server = start(config)?;
     let started = Instant::now();
     // Caught before the listening line: whoever waits for that line may signal at once.
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
-    let (requests_tx, requests) = mpsc::channel::<Request>();
-    std::thread::Builder::new()
-        .name("fastsmtpd-signals".into())
-        .spawn(move || {
-            let mut stopping = false;
-            for signal in signals.forever() {
-                let request = match signal {
-                    SIGINT | SIGTERM if stopping => {
-                        let name = if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        };
-                        crate::warn_line!("fastsmtpd: second {name}, exiting now");
-                        std::process::exit(128 + signal);
-                    }
-                    SIGINT | SIGTERM => {
-                        stopping = true;
-                        Request::Shutdown
-                    }
-                    SIGHUP => Request::Reopen,
-                    SIGUSR1 => Request::Report,
-                    _ => continue, // SIGUSR2: caught only so that it does not kill
-                };
-                // Once the loop below has ended nobody listens, and nothing needs to.
-                let _ = requests_tx.send(request);
-            }
-        })?;
+    let requests = signals::catch()?;
     // Standard output belongs to the records with `jsonl:-`: the server's lines go to stderr.
     let console = if config
         .stores
@@ -467,14 +427,14 @@ pub fn run(config: &Config) -> io::Result<Stats> {
     const CHECK_EXIT: Duration = Duration::from_millis(100);
     loop {
         match requests.recv_timeout(CHECK_EXIT) {
-            Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Ok(signals::Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 say(&format!(
                     "fastsmtpd: shutting down (grace {})",
                     crate::units::format_duration(config.shutdown_grace)
                 ));
                 break;
             }
-            Ok(Request::Reopen) => {
+            Ok(signals::Request::Reopen) => {
                 match server.reopen() {
                     Ok(reopened) => say(&format!(
                         "fastsmtpd: SIGHUP: reopened {reopened} store file{}",
@@ -491,7 +451,7 @@ pub fn run(config: &Config) -> io::Result<Stats> {
                     }
                 }
             }
-            Ok(Request::Report) => {
+            Ok(signals::Request::Report) => {
                 say(&stats_line(
                     &server.stats(),
                     &Stats::default(),

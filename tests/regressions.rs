@@ -553,7 +553,16 @@ fn a_closed_stdout_or_stderr_pipe_does_not_stop_the_server() {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("fastsmtpd starts");
+        /// Kills the server if the test fails half-way (no process outlives the test).
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut guard = KillOnDrop(command.spawn().expect("fastsmtpd starts"));
+        let child = &mut guard.0;
         // A reader that takes one line and goes away, as `head -1` does.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();

@@ -31,10 +31,11 @@ pub(super) struct DataTransfer {
 }
 
 impl Session {
-    /// Takes DATA content from `input`, undoing dot-stuffing and passing it to the sink while
-    /// the message is open and within the size limit. Returns the bytes taken, and the
-    /// transfer once the end of data is in (`None` while more is to come; the session stays
-    /// in `Mode::Data`).
+    /// Takes DATA content from `input`, undoing dot-stuffing and passing it to the sink (the
+    /// message is open for as long as the session is in `Mode::Data`) while within the size
+    /// limit. Returns the bytes taken, and the transfer once the end of data is in (`None`
+    /// while more is to come). The session stays in `Mode::Data` either way: the message is
+    /// open until [`Session::finish_message`] ends it.
     #[inline]
     pub(super) fn take_data_octets<S: MessageSink, G: Gate>(
         &mut self,
@@ -44,21 +45,17 @@ impl Session {
         io: &mut Io<'_, '_, S, G>,
     ) -> (usize, Option<DataTransfer>) {
         let max = config.max_message_size;
-        let message_open = self.message_open;
         let sink = &mut *io.sink;
         let scan = transfer.scanner.scan(input, |piece| {
             transfer.size += piece.len() as u64;
             if transfer.size > max {
                 transfer.too_big = true;
-            } else if message_open {
+            } else {
                 sink.on_message_data(piece);
             }
         });
-        if !scan.done {
-            self.mode = Mode::Data(transfer);
-            return (scan.consumed, None);
-        }
-        (scan.consumed, Some(transfer))
+        self.mode = Mode::Data(transfer);
+        (scan.consumed, scan.done.then_some(transfer))
     }
 
     pub(super) fn on_data<S: MessageSink, G: Gate>(
@@ -110,6 +107,10 @@ impl Session {
             None
         };
         self.finish_message(Transfer::Data, transfer.size, refusal, io);
+        debug_assert!(
+            !matches!(self.mode, Mode::Data(_)),
+            "every end of a message leaves Mode::Data"
+        );
         if refusal.is_some() && self.is_junk(config) && !self.is_closed() {
             self.close_with(reply::TOO_MANY_JUNK_COMMANDS, io);
         }
@@ -131,14 +132,39 @@ impl Session {
         }
     }
 
-    pub(super) fn start_message<S: MessageSink>(&mut self, transfer: Transfer, sink: &mut S) {
+    /// Opens the message in the sink. The caller then enters the state that says so
+    /// (`Mode::Data`, or `Stage::Chunking` for BDAT): the session keeps no flag of its own
+    /// that could disagree with it.
+    pub(super) fn start_message<S: MessageSink>(&self, transfer: Transfer, sink: &mut S) {
         sink.on_message_start(&self.envelope.view(transfer));
-        self.message_open = true;
     }
 
+    /// Whether the sink has an open message (started, neither ended nor aborted): DATA
+    /// content is being read or its end is being answered (`Mode::Data`), or a BDAT message
+    /// has chunks in and waits for more or for `LAST` (`Stage::Chunking`).
+    pub(super) fn has_open_message(&self) -> bool {
+        matches!(self.mode, Mode::Data(_)) || self.stage == Stage::Chunking
+    }
+
+    /// Leaves the state that says a message is open: DATA framing goes back to command
+    /// lines, a BDAT transaction is over (the caller resets the transaction or closes the
+    /// session next). Returns whether a message was open; the caller ends it in the sink
+    /// (stored, or aborted).
+    fn close_message(&mut self) -> bool {
+        if matches!(self.mode, Mode::Data(_)) {
+            self.mode = Mode::Command;
+            true
+        } else if self.stage == Stage::Chunking {
+            self.stage = Stage::Greeted;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Abandons the sink's open message, if there is one (it is never accepted).
     pub(super) fn abort_message<S: MessageSink>(&mut self, sink: &mut S) {
-        if self.message_open {
-            self.message_open = false;
+        if self.close_message() {
             sink.on_message_abort();
         }
     }
@@ -151,7 +177,7 @@ impl Session {
         refusal: Option<&'static [u8]>,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        let accept = refusal.is_none() && self.message_open;
+        let accept = refusal.is_none() && self.has_open_message();
         if accept {
             // The message is complete and the protocol would accept it (no size or bare-LF
             // refusal): only now may a fault rule decide otherwise.
@@ -183,7 +209,9 @@ impl Session {
             Some(refusal) => refusal,
             None if !accept => reply::STORE_FAILED,
             None => {
-                self.message_open = false;
+                // The sink ends the message now, whatever its verdict: nothing is left to
+                // abort.
+                self.close_message();
                 match io.sink.on_message_end(&self.envelope.view(transfer)) {
                     Verdict::Stored => {
                         self.count_accepted(size);

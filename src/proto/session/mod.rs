@@ -28,7 +28,10 @@
 //! more); `Stage` says where the mail transaction stands. They are independent: a line
 //! skipped for being too long in the middle of a transaction leaves the transaction as it was
 //! (RFC 5321 §4.1.4: a failed command changes no state). Each is one enum whose variants own
-//! their data; transitions are in `match`es with no catch-all arm.
+//! their data; transitions are in `match`es with no catch-all arm. Whether the sink has a
+//! message open is read from the two, never kept beside them: `Mode::Data` (DATA content,
+//! until its end is answered) or `Stage::Chunking` (a BDAT message between its first chunk
+//! and `LAST`, RFC 3030 §2, while commands are read between chunks).
 //!
 //! The rooms, by sub-protocol: this module frames the input, dispatches commands, keeps the
 //! contract with the caller and the error and junk caps; `mail` has MAIL and RCPT; `message`
@@ -225,7 +228,8 @@ enum Mode {
     /// Skipping the rest of an overlong command line; `saw_cr` tells whether the last byte
     /// skipped was a CR (the line end may straddle two reads).
     SkippingLongLine { saw_cr: bool },
-    /// Reading DATA content.
+    /// Reading DATA content, or answering its end: the sink's message is open for as long as
+    /// the session is in this mode (it leaves it when the message is stored or aborted).
     Data(DataTransfer),
     /// Reading the octets of a BDAT chunk.
     Chunk(ChunkTransfer),
@@ -259,7 +263,9 @@ enum Stage {
     Greeted,
     /// `MAIL` accepted; recipients may follow.
     MailGiven,
-    /// At least one BDAT chunk accepted; more chunks follow until `LAST`.
+    /// At least one BDAT chunk accepted; more chunks follow until `LAST`. The sink's message
+    /// is open for as long as the transaction is at this stage (between chunks too, while
+    /// commands are read).
     Chunking,
     /// A BDAT chunk was refused mid-message: later chunks are refused until `LAST` or `RSET`.
     ChunkingFailed,
@@ -278,8 +284,6 @@ pub struct Session {
     chunked_size: u64,
     /// Refused BDAT octets thrown away since the last accepted message.
     discarded: u64,
-    /// Whether the sink has an open message (started, neither ended nor aborted).
-    message_open: bool,
     /// Failed commands so far.
     errors: u32,
     /// Junk commands (see `is_junk`) since the last accepted message.
@@ -602,7 +606,8 @@ impl Session {
                         return pos;
                     };
                     io.completed += 1;
-                    self.mode = Mode::Command;
+                    // The session stays in `Mode::Data` (the message open) until the
+                    // message's end leaves it.
                     self.on_data_end(config, transfer, io);
                 }
                 Mode::Chunk(transfer) => {

@@ -563,6 +563,9 @@ fn the_scan_sees_the_imports_it_must() {
         ("report::interval_log", "report::codec"),
         ("report::render", "drive::record"),
         ("runner", "drive::engine"),
+        // A room of a directory module (`drive/engine/wire.rs`), and its parent.
+        ("drive::engine::wire", "drive::reply"),
+        ("drive::engine::wire", "drive::engine"),
         ("commands", "report"),
         // A relative child path in a `mod.rs`: `pub use results::Results`.
         ("report", "report::results"),

@@ -12,7 +12,9 @@
 //! [`record`] (and [`slots`]'s figures and [`client::Stage`]), which `report` reads.
 //!
 //! # Layout
-//! * [`engine`]: one mio event loop per thread, driving many connections.
+//! * [`engine`]: one mio event loop per thread, driving many connections; its rooms are the
+//!   turn's schedule (`engine::schedule`), a connection's life (`engine::connections`) and
+//!   its bytes (`engine::wire`).
 //! * [`pacer`]: the engine's clock: a timer finer than the poll's milliseconds.
 //! * [`slots`]: the connections asked for and how many of them were alive, over time.
 //! * [`client`]: one connection's SMTP client state machine, sans I/O.

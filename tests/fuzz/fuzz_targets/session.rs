@@ -34,7 +34,7 @@
 #![no_main]
 
 use fastsmtpd::auth::AuthSource;
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Auth, Config, Limits, Tls};
 use fastsmtpd::config::TlsSource;
 use fastsmtpd::proto::envelope::TlsInfo;
 use fastsmtpd::proto::gate::Open;
@@ -125,26 +125,35 @@ fuzz_target!(|data: &[u8]| {
 
     let max_message_size = 1 + u64::from(size % 4096);
     let server = Config {
-        // Mostly tiny limits so that they are hit; sometimes the RFC minimum.
-        max_line_len: if line < 0xc0 {
-            1 + usize::from(line % 0x80)
-        } else {
-            512
+        limits: Limits {
+            // Mostly tiny limits so that they are hit; sometimes the RFC minimum.
+            max_line_len: if line < 0xc0 {
+                1 + usize::from(line % 0x80)
+            } else {
+                512
+            },
+            max_message_size,
+            max_recipients: 1 + usize::from(recipients % 4),
+            max_errors: 1 + u32::from(errors % 24),
+            max_junk_commands: 100,
+            ..base_config().limits.clone()
         },
-        max_message_size,
-        max_recipients: 1 + usize::from(recipients % 4),
-        max_errors: 1 + u32::from(errors % 24),
-        max_junk_commands: 100,
         bare_lf: if flags & 1 == 1 {
             BareLfPolicy::Keep
         } else {
             BareLfPolicy::Reject
         },
-        tls: (security & 1 != 0).then_some(TlsSource::SelfSigned),
-        auth: (security & 2 != 0).then_some(AuthSource::Any),
-        auth_plaintext: security & 4 != 0,
-        require_tls: security & 8 != 0,
-        auth_required: security & 16 != 0,
+        tls: Tls {
+            source: (security & 1 != 0).then_some(TlsSource::SelfSigned),
+            require: security & 8 != 0,
+            ..base_config().tls.clone()
+        },
+        auth: Auth {
+            source: (security & 2 != 0).then_some(AuthSource::Any),
+            plaintext: security & 4 != 0,
+            required: security & 16 != 0,
+            ..base_config().auth.clone()
+        },
         ..base_config().clone()
     };
     let config = server.session_config();

@@ -161,8 +161,8 @@ fuzz_target!(|data: &[u8]| {
         fail_store: flags & 2 != 0,
         shutdown: flags & 4 != 0,
         over_tls: security & 32 != 0,
-        require_tls: server.require_tls,
-        auth_required: server.auth_required,
+        require_tls: server.tls.require,
+        auth_required: server.auth.required,
     };
 
     // Octets discarded behind STARTTLS are compared with the input only for the whole-input

@@ -382,6 +382,16 @@ mod tests {
             defaults.stats_interval
         );
         assert_eq!(cli.auth_threads, defaults.auth.threads);
+        assert_eq!(cli.max_connections, defaults.limits.max_connections);
+        assert_eq!(
+            cli.max_connections_per_ip,
+            defaults.limits.max_connections_per_ip as u64
+        );
+        assert_eq!(cli.max_recipients, defaults.limits.max_recipients);
+        assert_eq!(cli.max_errors, defaults.limits.max_errors);
+        assert_eq!(cli.max_junk_commands, defaults.limits.max_junk_commands);
+        assert_eq!(cli.store_threads, defaults.stores.threads);
+        assert_eq!(cli.store_batch, defaults.stores.batch);
         assert_eq!(cli.store_buffer, defaults.stores.buffer as u64);
         assert_eq!(
             cli.auth_max_pending_per_ip,

@@ -212,3 +212,66 @@ fn the_readme_gives_the_test_command_that_ci_runs() {
         "README.md has no code block line `{command}`, the test command .ci/run runs"
     );
 }
+
+mod tour_paths;
+
+#[test]
+fn every_path_the_tour_names_still_exists() {
+    let file = root().join("docs/tour.md");
+    let tour = std::fs::read_to_string(&file).expect("docs/tour.md");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (line, span) in tour_paths::code_spans(&tour) {
+        let Some(name) = tour_paths::name_of(&span) else {
+            continue;
+        };
+        checked += 1;
+        if let Err(why) = tour_paths::resolve(root(), &name) {
+            wrong.push(format!("docs/tour.md:{line}: `{span}`: {why}"));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    // The tour is a walk through the code: it names many places, and this check saw them.
+    eprintln!("{checked} names in docs/tour.md resolved");
+    assert!(
+        checked >= 100,
+        "only {checked} names checked in docs/tour.md"
+    );
+}
+
+#[test]
+fn the_tour_check_refuses_what_does_not_exist() {
+    let check = |span: &str| {
+        let name = tour_paths::name_of(span).expect(span);
+        tour_paths::resolve(root(), &name)
+    };
+    // What exists: a module function, a method in a sub-file of its type's module, a trait
+    // method, a variant, a field, a type named alone with a method, a file.
+    for good in [
+        "proto::line::next_line",
+        "server::conn::Conn::flush",
+        "proto::sink::MessageSink::on_message_end",
+        "store::queues::StreamOp::Start",
+        "Progress::discarded",
+        "Session::take_input",
+        "src/store/queues.rs",
+    ] {
+        assert_eq!(check(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "proto::line::no_such_function",
+        "server::conn::Conn::no_such_method",
+        "server::conn::NoSuchType",
+        "store::queues::StreamOp::NoSuchVariant",
+        "Session::no_such_method",
+        "NoSuchType::anything",
+        "src/no_such_file.rs",
+        // A method of another type in the same module does not count.
+        "server::conn::Outcome::flush",
+    ] {
+        assert!(check(bad).is_err(), "{bad} resolved");
+    }
+    // Other crates' paths and non-paths are not checked.
+    assert_eq!(tour_paths::name_of("--store maildir:/tmp/mail"), None);
+    assert_eq!(tour_paths::name_of("Command<'_>"), None);
+}

@@ -221,15 +221,20 @@ fn feed(
         }
         carry.drain(..progress.consumed);
         *discarded += progress.discarded;
-        let verdict = session
-            .credentials()
-            .map(|(user, password)| (user.to_vec(), password == RIGHT_PASSWORD));
+        // The driver accepts the right password; the session still refuses an attempt it
+        // found invalid itself (another authorization identity, a user name that is not
+        // printable UTF-8, an empty password), so `235` comes exactly for the right password
+        // and a valid attempt.
+        let refused = session.credentials_refused();
+        let verdict = session.credentials().map(|(user, password)| {
+            (user.to_vec(), password == RIGHT_PASSWORD, refused == Some(true))
+        });
         assert_eq!(
             verdict.is_some(),
             progress.wait == Some(Wait::Credentials),
             "credentials without the wait for them"
         );
-        if let Some((_, accepted)) = &verdict {
+        if let Some((_, accepted, refused)) = &verdict {
             let replies_before = out.len();
             let answer = if *accepted {
                 AuthVerdict::Accepted
@@ -245,7 +250,7 @@ fn feed(
             *wait = resumed.wait;
             assert!(session.credentials().is_none(), "verdict ignored");
             let reply = &out[replies_before..];
-            if *accepted {
+            if *accepted && !*refused {
                 verdicts.0 += 1;
                 assert!(reply.starts_with(AUTH_OK), "{reply:?}");
             } else {
@@ -254,7 +259,7 @@ fn feed(
             }
         }
         let answered = verdict.is_some();
-        if let Some((user, true)) = verdict {
+        if let Some((user, true, false)) = verdict {
             checks(sink).authenticated = Some(user);
         }
         // RFC 3207 §4.2: inside TLS, STARTTLS is neither offered nor accepted.

@@ -1,13 +1,17 @@
-//! Server settings and their defaults.
+//! Server settings, their defaults and their bounds.
 //!
-//! What it does: hold every knob of the server in one plain struct, with defaults chosen from
-//! the RFCs (cited per field), and build the protocol-level [`SessionConfig`] from it.
+//! What it does: hold every knob of the server in one [`Config`], grouped by job ([`Limits`],
+//! [`Tls`], [`Auth`], [`Stores`], [`Faults`]; the few that belong to none at the top), with
+//! defaults chosen from the RFCs (cited per constant); check it once, in
+//! [`Config::validate`], which refuses with a typed [`ConfigError`] or returns the
+//! [`ValidConfig`] the server starts from, holding the fault rules parsed (they are parsed
+//! there and nowhere else); and build the protocol-level [`SessionConfig`] from it.
 //!
 //! The grammar of every duration and size (flags, fault rules) is [`crate::units`]'s,
-//! re-exported here as [`parse_duration`], [`parse_bytes`] and [`parse_data_rate`]; the
-//! bounds of each setting are checked in [`Config::validate`].
+//! re-exported here as [`parse_duration`], [`parse_bytes`] and [`parse_data_rate`].
 //!
-//! What it does not do: parse the command line (that is `main.rs`, with clap) or open sockets.
+//! What it does not do: parse the command line (that is `main.rs`, with clap), read the fault
+//! file (`main.rs` with [`crate::fault::FaultRules::read_file`]) or open sockets.
 
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
@@ -87,6 +91,10 @@ pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Storage threads: two let one batch sync while the next gathers.
 pub const DEFAULT_STORE_THREADS: usize = 2;
+/// The most `--store-threads` may be.
+pub const MAX_STORE_THREADS: usize = 64;
+/// Connections at once over all workers, by default (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,93 +110,49 @@ pub enum TlsSource {
     SelfSigned,
 }
 
-/// Everything the server needs to run.
+/// Everything the server needs to run, in five groups ([`Limits`], [`Tls`], [`Auth`],
+/// [`Stores`], [`Faults`]) and the few settings that belong to none. Checked and made ready
+/// by [`Config::validate`], which returns the [`ValidConfig`] the server starts from.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on; each worker binds each of them with `SO_REUSEPORT`.
+    /// Addresses to listen on (`--listen`); each worker binds each of them with
+    /// `SO_REUSEPORT`. At least one.
     pub listen: Vec<SocketAddr>,
-    /// Worker threads, each with its own event loop and listening sockets.
+    /// Worker threads (`--threads`), each with its own event loop and listening sockets. At
+    /// least 1.
     pub threads: usize,
-    /// The name in the greeting and the EHLO reply.
+    /// The name in the greeting and the EHLO reply (`--hostname`): printable ASCII, no spaces.
     pub hostname: String,
-    /// Longest command line, `CR LF` included.
-    pub max_line_len: usize,
-    /// Largest message, in content octets.
-    pub max_message_size: u64,
-    /// Most recipients per transaction.
-    pub max_recipients: usize,
-    /// Failed commands tolerated per session.
-    pub max_errors: u32,
-    /// Junk commands tolerated per session between accepted messages.
-    pub max_junk_commands: u32,
-    /// Most connections open at once from one client address; more get `421 4.7.0`.
-    pub max_connections_per_ip: usize,
-    /// Most connections open at once over all workers; more get `421 4.7.0` and are closed.
-    pub max_connections: usize,
-    /// Idle and per-command timeout: a command line must complete within this of the previous.
-    pub idle_timeout: Duration,
-    /// Minimum data rate in bytes per second during DATA/BDAT (0: only the idle timeout).
-    pub min_data_rate: u64,
-    /// Bare CR / bare LF in message content.
-    pub bare_lf: BareLfPolicy,
-    /// How long messages in flight may take to finish after shutdown begins.
-    pub shutdown_grace: Duration,
-    /// Interval of the one-line statistics report (`None`: no report).
-    pub stats_interval: Option<Duration>,
-    /// Listen backlog.
+    /// Listen backlog per listening socket.
     pub backlog: i32,
-    /// Where accepted messages are kept (none: discard).
-    pub stores: Vec<StoreSpec>,
-    /// Storage threads writing the stores (they also batch fsyncs).
-    pub store_threads: usize,
-    /// Most messages a storage thread makes durable together (1: no group commit).
-    pub store_batch: usize,
-    /// Bytes of message content in flight to the storage threads at most (`--store-buffer`):
-    /// past it, connections receiving content stop reading until the threads catch up.
-    pub store_buffer: usize,
-    /// Shut down gracefully once this many messages were accepted.
+    /// Bare CR / bare LF in message content (`--bare-lf`).
+    pub bare_lf: BareLfPolicy,
+    /// How long messages in flight may take to finish after shutdown begins
+    /// (`--shutdown-grace`): up to [`MAX_TIMEOUT`].
+    pub shutdown_grace: Duration,
+    /// Interval of the one-line statistics report (`--stats-interval`; `None`: no report):
+    /// from [`MIN_STATS_INTERVAL`] to [`MAX_TIMEOUT`].
+    pub stats_interval: Option<Duration>,
+    /// Shut down gracefully once this many messages were accepted (`--exit-after-messages`,
+    /// at least 1).
     pub exit_after_messages: Option<u64>,
-    /// Shut down gracefully once this many sessions have ended.
+    /// Shut down gracefully once this many sessions have ended (`--exit-after-sessions`, at
+    /// least 1).
     pub exit_after_sessions: Option<u64>,
-    /// Fault-injection rules in the order they are tried (the `--fault-file` rules, then the
-    /// `--fault` ones; the first that fires wins); see [`crate::fault`].
-    pub faults: Vec<String>,
-    /// Seed for probabilistic faults and random delays.
-    pub seed: u64,
-    /// Addresses that speak implicit TLS (RFC 8314, "port 465 style"); each needs `tls`.
-    pub listen_tls: Vec<SocketAddr>,
-    /// Where the TLS certificate comes from (`None`: no TLS). With a certificate, plaintext
-    /// listeners offer STARTTLS (RFC 3207).
-    pub tls: Option<TlsSource>,
-    /// Where to write the self-signed certificate (PEM) made at start, so a sender that
-    /// verifies can be told to trust it (`--tls-self-signed-out`; needs
-    /// [`TlsSource::SelfSigned`]).
-    pub tls_self_signed_out: Option<PathBuf>,
-    /// A TLS handshake must complete within this; then the connection is closed.
-    pub tls_handshake_timeout: Duration,
-    /// `MAIL` and `AUTH` on plaintext get `530 5.7.0 Must issue a STARTTLS command first`.
-    pub require_tls: bool,
-    /// SMTP AUTH (RFC 4954), PLAIN and LOGIN, and who may log in (`None`: not offered).
-    pub auth: Option<crate::auth::AuthSource>,
-    /// Offer AUTH on plaintext connections too (otherwise only inside TLS; `538 5.7.11`).
-    pub auth_plaintext: bool,
-    /// `MAIL` without a successful AUTH gets `530 5.7.0`.
-    pub auth_required: bool,
-    /// What one client may ask of the password checkers (`--auth-max-pending-per-ip`,
-    /// `--auth-max-failures-per-ip`, `--auth-failure-window`).
-    pub auth_limits: crate::auth::AuthLimits,
-    /// Threads that check password hashes for `--auth file:` (`--auth-threads`).
-    pub auth_threads: usize,
-    /// Full TLS handshakes in progress at once per client address on each worker; more wait
-    /// (`--tls-max-handshakes-per-ip`).
-    pub tls_max_handshakes_per_ip: u32,
-    /// Full TLS handshakes per client address and second (0: no limit); past it the
-    /// connection is closed without a byte (`--tls-handshake-rate-per-ip`).
-    pub tls_handshake_rate_per_ip: u32,
-    /// Where to serve Prometheus metrics over HTTP (`None`: not served).
+    /// Where to serve Prometheus metrics over HTTP (`--metrics`; `None`: not served).
     pub metrics: Option<SocketAddr>,
-    /// Print one line per message attempt on standard output.
+    /// Print one line per message attempt on standard output (`--log-sessions`).
     pub log_sessions: bool,
+    /// What one client and one session may take.
+    pub limits: Limits,
+    /// TLS: the certificate, implicit-TLS listeners, handshake limits.
+    pub tls: Tls,
+    /// SMTP AUTH: who may log in, where it is offered, its limits.
+    pub auth: Auth,
+    /// Where accepted messages are kept, and the threads that write them.
+    pub stores: Stores,
+    /// Fault injection.
+    pub faults: Faults,
 }
 
 impl Default for Config {
@@ -197,42 +161,343 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             hostname: "localhost".to_string(),
+            backlog: DEFAULT_BACKLOG,
+            bare_lf: BareLfPolicy::Reject,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            stats_interval: None,
+            exit_after_messages: None,
+            exit_after_sessions: None,
+            metrics: None,
+            log_sessions: false,
+            limits: Limits::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            stores: Stores::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What one client and one session may take: sizes, counts, connections and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest command line, `CR LF` included (`--max-line-length`, bytes): from
+    /// [`MIN_MAX_LINE_LEN`] to [`MAX_MAX_LINE_LEN`].
+    pub max_line_len: usize,
+    /// Largest message, in content octets (`--max-message-size`, bytes; advertised in `SIZE`,
+    /// RFC 1870): at least 1.
+    pub max_message_size: u64,
+    /// Most recipients per transaction (`--max-recipients`): from 1 to [`MAX_MAX_RECIPIENTS`].
+    pub max_recipients: usize,
+    /// Failed commands tolerated per session (`--max-errors`).
+    pub max_errors: u32,
+    /// Junk commands tolerated per session between accepted messages
+    /// (`--max-junk-commands`).
+    pub max_junk_commands: u32,
+    /// Most connections open at once from one client address (`--max-connections-per-ip`);
+    /// more get `421 4.7.0`.
+    pub max_connections_per_ip: usize,
+    /// Most connections open at once over all workers (`--max-connections`, at least 1);
+    /// more get `421 4.7.0` and are closed.
+    pub max_connections: usize,
+    /// Idle and per-command timeout (`--idle-timeout`): a command line must complete within
+    /// this of the previous. From [`MIN_IDLE_TIMEOUT`] to [`MAX_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// Minimum data rate during DATA/BDAT (`--min-data-rate`, bytes per second; 0: only the
+    /// idle timeout).
+    pub min_data_rate: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
             max_line_len: DEFAULT_MAX_LINE_LEN,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_errors: DEFAULT_MAX_ERRORS,
             max_junk_commands: DEFAULT_MAX_JUNK_COMMANDS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             min_data_rate: DEFAULT_MIN_DATA_RATE,
-            bare_lf: BareLfPolicy::Reject,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            stats_interval: None,
-            backlog: DEFAULT_BACKLOG,
-            stores: Vec::new(),
-            store_threads: DEFAULT_STORE_THREADS,
-            store_batch: crate::store::DEFAULT_MAX_BATCH,
-            store_buffer: crate::store::DEFAULT_STORE_BUFFER,
-            exit_after_messages: None,
-            exit_after_sessions: None,
-            faults: Vec::new(),
-            seed: 0,
-            metrics: None,
-            listen_tls: Vec::new(),
-            tls: None,
-            tls_self_signed_out: None,
-            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            require_tls: false,
-            auth: None,
-            auth_plaintext: false,
-            auth_required: false,
-            auth_limits: crate::auth::AuthLimits::default(),
-            auth_threads: crate::auth::DEFAULT_THREADS,
-            tls_max_handshakes_per_ip: DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
-            tls_handshake_rate_per_ip: DEFAULT_TLS_HANDSHAKE_RATE_PER_IP,
-            log_sessions: false,
         }
+    }
+}
+
+/// TLS (RFC 3207 STARTTLS, RFC 8314 implicit TLS): where the certificate comes from, which
+/// addresses speak TLS from the first byte, and what a handshake may cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Where the certificate comes from (`--tls-cert`/`--tls-key` or `--tls-self-signed`;
+    /// `None`: no TLS). With a certificate, plaintext listeners offer STARTTLS (RFC 3207).
+    pub source: Option<TlsSource>,
+    /// Addresses that speak implicit TLS (`--listen-tls`; RFC 8314, "port 465 style"); each
+    /// needs a [`Tls::source`].
+    pub listen: Vec<SocketAddr>,
+    /// Where to write the self-signed certificate (PEM) made at start, so a sender that
+    /// verifies can be told to trust it (`--tls-self-signed-out`; needs
+    /// [`TlsSource::SelfSigned`]).
+    pub self_signed_out: Option<PathBuf>,
+    /// A TLS handshake must complete within this, then the connection is closed
+    /// (`--tls-handshake-timeout`): from [`MIN_TLS_HANDSHAKE_TIMEOUT`] to
+    /// [`MAX_TLS_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
+    /// Full TLS handshakes in progress at once per client address on each worker; more wait
+    /// (`--tls-max-handshakes-per-ip`, at least 1).
+    pub max_handshakes_per_ip: u32,
+    /// Full TLS handshakes per client address and second (`--tls-handshake-rate-per-ip`; 0:
+    /// no limit); past it the connection is closed without a byte.
+    pub handshake_rate_per_ip: u32,
+    /// `MAIL` and `AUTH` on plaintext get `530 5.7.0 Must issue a STARTTLS command first`
+    /// (`--require-tls`, RFC 3207 §4; needs a [`Tls::source`]).
+    pub require: bool,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            source: None,
+            listen: Vec::new(),
+            self_signed_out: None,
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            max_handshakes_per_ip: DEFAULT_TLS_MAX_HANDSHAKES_PER_IP,
+            handshake_rate_per_ip: DEFAULT_TLS_HANDSHAKE_RATE_PER_IP,
+            require: false,
+        }
+    }
+}
+
+/// SMTP AUTH (RFC 4954), PLAIN and LOGIN: who may log in, where it is offered, and what one
+/// client may ask of the password checkers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// Who may log in (`--auth any|file:PATH`; `None`: AUTH is not offered).
+    pub source: Option<crate::auth::AuthSource>,
+    /// Offer AUTH on plaintext connections too (`--auth-plaintext`; otherwise only inside
+    /// TLS, `538 5.7.11`). Needs [`Auth::source`].
+    pub plaintext: bool,
+    /// `MAIL` without a successful AUTH gets `530 5.7.0` (`--auth-required`). Needs
+    /// [`Auth::source`].
+    pub required: bool,
+    /// What one client may ask of the password checkers (`--auth-max-pending-per-ip`, at
+    /// least 1; `--auth-max-failures-per-ip`; `--auth-failure-window`, from
+    /// [`MIN_AUTH_FAILURE_WINDOW`] to [`MAX_TIMEOUT`]).
+    pub limits: crate::auth::AuthLimits,
+    /// Threads that check password hashes for `--auth file:` (`--auth-threads`): from 1 to
+    /// [`crate::auth::MAX_THREADS`].
+    pub threads: usize,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            source: None,
+            plaintext: false,
+            required: false,
+            limits: crate::auth::AuthLimits::default(),
+            threads: crate::auth::DEFAULT_THREADS,
+        }
+    }
+}
+
+/// Where accepted messages are kept, and how the storage threads write them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stores {
+    /// The stores (`--store KIND:PATH`, repeatable; none: messages are discarded).
+    pub specs: Vec<StoreSpec>,
+    /// Storage threads writing the stores; they also batch fsyncs (`--store-threads`): from 1
+    /// to [`MAX_STORE_THREADS`].
+    pub threads: usize,
+    /// Most messages a storage thread makes durable together (`--store-batch`, at least 1;
+    /// 1: no group commit).
+    pub batch: usize,
+    /// Bytes of message content in flight to the storage threads at most (`--store-buffer`,
+    /// at least [`crate::store::MIN_STORE_BUFFER`]): past it, connections receiving content
+    /// stop reading until the threads catch up.
+    pub buffer: usize,
+}
+
+impl Default for Stores {
+    fn default() -> Self {
+        Stores {
+            specs: Vec::new(),
+            threads: DEFAULT_STORE_THREADS,
+            batch: crate::store::DEFAULT_MAX_BATCH,
+            buffer: crate::store::DEFAULT_STORE_BUFFER,
+        }
+    }
+}
+
+/// Fault injection ([`crate::fault`]): the rules as written, parsed once by
+/// [`Config::validate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The rules in the order they are tried (`--fault-file`'s rules, then the `--fault`
+    /// ones; the first that fires wins).
+    pub rules: Vec<String>,
+    /// Seed for probabilistic faults and random delays (`--seed`).
+    pub seed: u64,
+}
+
+/// A [`Config`] that passed [`Config::validate`], with what checking it made: the parsed
+/// fault rules. The server starts from one of these ([`crate::server::start_valid`]), so
+/// nothing is parsed twice. Read the settings through `Deref` (they can no longer change).
+#[derive(Debug)]
+pub struct ValidConfig {
+    /// The settings, as checked.
+    config: Config,
+    /// The fault rules, parsed (with their counters and limiters, fresh for this start).
+    faults: crate::fault::FaultRules,
+}
+
+impl ValidConfig {
+    /// The settings and the parsed fault rules, taken apart.
+    pub fn into_parts(self) -> (Config, crate::fault::FaultRules) {
+        (self.config, self.faults)
+    }
+}
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Why a [`Config`] was refused. `Display` gives the message the server prints after
+/// `fastsmtpd: error: ` (and exits with status 2); each names the flag and the bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No `--listen` address.
+    NoListenAddress,
+    /// A count that must be at least 1 is 0 (`--threads`, `--max-message-size`, ...).
+    Zero {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A count outside its range (`--auth-threads`, `--store-threads`).
+    CountOutOfRange {
+        /// The flag.
+        flag: &'static str,
+        /// The least it may be.
+        min: usize,
+        /// The most it may be.
+        max: usize,
+    },
+    /// A duration outside its range.
+    DurationOutOfRange {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The shortest it may be.
+        min: Duration,
+        /// The longest it may be.
+        max: Duration,
+    },
+    /// `--stats-interval` is neither 0 nor within its range.
+    StatsInterval(Duration),
+    /// `--max-line-length` outside [`MIN_MAX_LINE_LEN`]..=[`MAX_MAX_LINE_LEN`].
+    MaxLineLength(usize),
+    /// `--max-recipients` outside 1..=[`MAX_MAX_RECIPIENTS`].
+    MaxRecipients(usize),
+    /// `--store-buffer` below [`crate::store::MIN_STORE_BUFFER`].
+    StoreBuffer,
+    /// `--exit-after-messages 0` or `--exit-after-sessions 0`.
+    ExitAfterZero,
+    /// `--hostname` is empty or not printable ASCII without spaces.
+    Hostname(String),
+    /// A flag that needs a certificate was given without one (`--require-tls`,
+    /// `--listen-tls`).
+    NeedsCertificate {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// `--auth` without TLS and without `--auth-plaintext`.
+    AuthOutsideTls,
+    /// `--auth-plaintext` or `--auth-required` without `--auth`.
+    AuthOptionWithoutAuth,
+    /// `--tls-self-signed-out` without `--tls-self-signed`.
+    SelfSignedOutWithoutSelfSigned,
+    /// `--log-sessions` with `--store jsonl:-`: both would write to standard output.
+    StandardOutputTwice,
+    /// A fault rule that does not parse (the message names the rule and why).
+    FaultRule(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NoListenAddress => f.write_str("at least one --listen address is needed"),
+            ConfigError::Zero { flag } => write!(f, "{flag} must be at least 1"),
+            ConfigError::CountOutOfRange { flag, min, max } => {
+                write!(f, "{flag} must be between {min} and {max}")
+            }
+            ConfigError::DurationOutOfRange {
+                flag,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "{flag} {}: must be from {} to {}",
+                format_duration(*value),
+                format_duration(*min),
+                format_duration(*max)
+            ),
+            ConfigError::StatsInterval(interval) => write!(
+                f,
+                "--stats-interval {}: {}",
+                format_duration(*interval),
+                stats_interval_bounds()
+            ),
+            ConfigError::MaxLineLength(value) => write!(
+                f,
+                "--max-line-length {value}: must be between {MIN_MAX_LINE_LEN} (RFC 5321 §4.5.3.1.4) and {MAX_MAX_LINE_LEN} bytes (64KiB: a partial line is kept per connection)"
+            ),
+            ConfigError::MaxRecipients(value) => write!(
+                f,
+                "--max-recipients {value}: must be between 1 and {MAX_MAX_RECIPIENTS} (RFC 5321 asks for 100; the recipients of a transaction are kept until it ends)"
+            ),
+            ConfigError::StoreBuffer => write!(
+                f,
+                "--store-buffer must be at least {} bytes (one chunk)",
+                crate::store::MIN_STORE_BUFFER
+            ),
+            ConfigError::ExitAfterZero => {
+                f.write_str("--exit-after-messages and --exit-after-sessions must be at least 1")
+            }
+            ConfigError::Hostname(hostname) => write!(
+                f,
+                "--hostname {hostname:?} must be printable ASCII without spaces (it goes into replies)"
+            ),
+            ConfigError::NeedsCertificate { flag } => write!(
+                f,
+                "{flag} needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
+            ),
+            ConfigError::AuthOutsideTls => f.write_str(
+                "--auth is offered only inside TLS: give a certificate (--tls-cert/--tls-key or --tls-self-signed), or allow --auth-plaintext",
+            ),
+            ConfigError::AuthOptionWithoutAuth => {
+                f.write_str("--auth-plaintext and --auth-required need --auth any|file:PATH")
+            }
+            ConfigError::SelfSignedOutWithoutSelfSigned => f.write_str(
+                "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)",
+            ),
+            ConfigError::StandardOutputTwice => f.write_str(
+                "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions",
+            ),
+            ConfigError::FaultRule(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for std::io::Error {
+    fn from(error: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, error)
     }
 }
 
@@ -240,116 +505,125 @@ impl Config {
     /// The protocol settings every session of this server shares.
     pub fn session_config(&self) -> SessionConfig {
         let security = SecurityPolicy {
-            starttls: self.tls.is_some(),
-            require_tls: self.require_tls,
-            auth: self.auth.is_some(),
-            auth_plaintext: self.auth_plaintext,
-            auth_required: self.auth_required,
+            starttls: self.tls.source.is_some(),
+            require_tls: self.tls.require,
+            auth: self.auth.source.is_some(),
+            auth_plaintext: self.auth.plaintext,
+            auth_required: self.auth.required,
         };
         SessionConfig {
-            banner: Banner::with(&self.hostname, self.max_message_size, security.advertised()),
+            banner: Banner::with(
+                &self.hostname,
+                self.limits.max_message_size,
+                security.advertised(),
+            ),
             security,
-            max_line_len: self.max_line_len,
-            max_message_size: self.max_message_size,
-            max_recipients: self.max_recipients,
-            max_errors: self.max_errors,
-            max_junk_commands: self.max_junk_commands,
+            max_line_len: self.limits.max_line_len,
+            max_message_size: self.limits.max_message_size,
+            max_recipients: self.limits.max_recipients,
+            max_errors: self.limits.max_errors,
+            max_junk_commands: self.limits.max_junk_commands,
             bare_lf: self.bare_lf,
         }
     }
 
-    /// Checks values that would make the server misbehave; the message says which and why.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values that would make the server misbehave (the error says which and why) and
+    /// parses the fault rules: the only place they are parsed. The checks run in a fixed
+    /// order; the first that fails is reported.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        self.check()?;
+        let faults = crate::fault::FaultRules::parse(&self.faults.rules, self.faults.seed)
+            .map_err(ConfigError::FaultRule)?;
+        self.check_stores()?;
+        Ok(ValidConfig {
+            config: self,
+            faults,
+        })
+    }
+
+    /// The checks before the fault rules are parsed (their order is the order refusals were
+    /// always reported in).
+    fn check(&self) -> Result<(), ConfigError> {
+        let (limits, tls, auth) = (&self.limits, &self.tls, &self.auth);
         if self.listen.is_empty() {
-            return Err("at least one --listen address is needed".into());
+            return Err(ConfigError::NoListenAddress);
         }
         if self.threads == 0 {
-            return Err("--threads must be at least 1".into());
+            return Err(ConfigError::Zero { flag: "--threads" });
         }
-        if self.require_tls && self.tls.is_none() {
-            return Err(
-                "--require-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
-                    .into(),
-            );
+        if tls.require && tls.source.is_none() {
+            return Err(ConfigError::NeedsCertificate {
+                flag: "--require-tls",
+            });
         }
-        if self.auth.is_some() && self.tls.is_none() && !self.auth_plaintext {
-            return Err(
-                "--auth is offered only inside TLS: give a certificate (--tls-cert/--tls-key or --tls-self-signed), or allow --auth-plaintext"
-                    .into(),
-            );
+        if auth.source.is_some() && tls.source.is_none() && !auth.plaintext {
+            return Err(ConfigError::AuthOutsideTls);
         }
-        if (self.auth_plaintext || self.auth_required) && self.auth.is_none() {
-            return Err("--auth-plaintext and --auth-required need --auth any|file:PATH".into());
+        if (auth.plaintext || auth.required) && auth.source.is_none() {
+            return Err(ConfigError::AuthOptionWithoutAuth);
         }
-        if !(1..=crate::auth::MAX_THREADS).contains(&self.auth_threads) {
-            return Err(format!(
-                "--auth-threads must be between 1 and {}",
-                crate::auth::MAX_THREADS
-            ));
+        if !(1..=crate::auth::MAX_THREADS).contains(&auth.threads) {
+            return Err(ConfigError::CountOutOfRange {
+                flag: "--auth-threads",
+                min: 1,
+                max: crate::auth::MAX_THREADS,
+            });
         }
-        if self.auth_limits.pending_per_client == 0 {
-            return Err("--auth-max-pending-per-ip must be at least 1".into());
+        if auth.limits.pending_per_client == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--auth-max-pending-per-ip",
+            });
         }
         check_duration(
             "--auth-failure-window",
-            self.auth_limits.failures.window,
+            auth.limits.failures.window,
             MIN_AUTH_FAILURE_WINDOW,
             MAX_TIMEOUT,
         )?;
-        if self.tls_max_handshakes_per_ip == 0 {
-            return Err("--tls-max-handshakes-per-ip must be at least 1".into());
+        if tls.max_handshakes_per_ip == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--tls-max-handshakes-per-ip",
+            });
         }
         check_duration(
             "--tls-handshake-timeout",
-            self.tls_handshake_timeout,
+            tls.handshake_timeout,
             MIN_TLS_HANDSHAKE_TIMEOUT,
             MAX_TLS_HANDSHAKE_TIMEOUT,
         )?;
-        if self.tls_self_signed_out.is_some() && self.tls != Some(TlsSource::SelfSigned) {
-            return Err(
-                "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)"
-                    .into(),
-            );
+        if tls.self_signed_out.is_some() && tls.source != Some(TlsSource::SelfSigned) {
+            return Err(ConfigError::SelfSignedOutWithoutSelfSigned);
         }
-        if self.log_sessions && self.stores.contains(&StoreSpec::JsonlStdout) {
-            return Err(
-                "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions"
-                    .into(),
-            );
+        if self.log_sessions && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
+            return Err(ConfigError::StandardOutputTwice);
         }
-        if !self.listen_tls.is_empty() && self.tls.is_none() {
-            return Err(
-                "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed"
-                    .into(),
-            );
+        if !tls.listen.is_empty() && tls.source.is_none() {
+            return Err(ConfigError::NeedsCertificate {
+                flag: "--listen-tls",
+            });
         }
         if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "--hostname {:?} must be printable ASCII without spaces (it goes into replies)",
-                self.hostname
-            ));
+            return Err(ConfigError::Hostname(self.hostname.clone()));
         }
-        if !(MIN_MAX_LINE_LEN..=MAX_MAX_LINE_LEN).contains(&self.max_line_len) {
-            return Err(format!(
-                "--max-line-length {}: must be between {MIN_MAX_LINE_LEN} (RFC 5321 §4.5.3.1.4) and {MAX_MAX_LINE_LEN} bytes (64KiB: a partial line is kept per connection)",
-                self.max_line_len
-            ));
+        if !(MIN_MAX_LINE_LEN..=MAX_MAX_LINE_LEN).contains(&limits.max_line_len) {
+            return Err(ConfigError::MaxLineLength(limits.max_line_len));
         }
-        if !(1..=MAX_MAX_RECIPIENTS).contains(&self.max_recipients) {
-            return Err(format!(
-                "--max-recipients {}: must be between 1 and {MAX_MAX_RECIPIENTS} (RFC 5321 asks for 100; the recipients of a transaction are kept until it ends)",
-                self.max_recipients
-            ));
+        if !(1..=MAX_MAX_RECIPIENTS).contains(&limits.max_recipients) {
+            return Err(ConfigError::MaxRecipients(limits.max_recipients));
         }
-        if self.max_message_size == 0 {
-            return Err("--max-message-size must be at least 1".into());
+        if limits.max_message_size == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--max-message-size",
+            });
         }
-        if self.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
+        if limits.max_connections == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--max-connections",
+            });
         }
         check_duration(
             "--idle-timeout",
-            self.idle_timeout,
+            limits.idle_timeout,
             MIN_IDLE_TIMEOUT,
             MAX_TIMEOUT,
         )?;
@@ -361,30 +635,31 @@ impl Config {
         )?;
         if let Some(interval) = self.stats_interval {
             if !(MIN_STATS_INTERVAL..=MAX_TIMEOUT).contains(&interval) {
-                return Err(format!(
-                    "--stats-interval {}: {}",
-                    format_duration(interval),
-                    stats_interval_bounds()
-                ));
+                return Err(ConfigError::StatsInterval(interval));
             }
         }
-        if self.store_threads == 0 || self.store_threads > 64 {
-            return Err("--store-threads must be between 1 and 64".into());
+        if !(1..=MAX_STORE_THREADS).contains(&self.stores.threads) {
+            return Err(ConfigError::CountOutOfRange {
+                flag: "--store-threads",
+                min: 1,
+                max: MAX_STORE_THREADS,
+            });
         }
-        crate::fault::FaultRules::parse(&self.faults, self.seed)?;
-        if self.store_batch == 0 {
-            return Err("--store-batch must be at least 1".into());
+        Ok(())
+    }
+
+    /// The checks after the fault rules are parsed.
+    fn check_stores(&self) -> Result<(), ConfigError> {
+        if self.stores.batch == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--store-batch",
+            });
         }
-        if self.store_buffer < crate::store::MIN_STORE_BUFFER {
-            return Err(format!(
-                "--store-buffer must be at least {} bytes (one chunk)",
-                crate::store::MIN_STORE_BUFFER
-            ));
+        if self.stores.buffer < crate::store::MIN_STORE_BUFFER {
+            return Err(ConfigError::StoreBuffer);
         }
         if self.exit_after_messages == Some(0) || self.exit_after_sessions == Some(0) {
-            return Err(
-                "--exit-after-messages and --exit-after-sessions must be at least 1".into(),
-            );
+            return Err(ConfigError::ExitAfterZero);
         }
         Ok(())
     }
@@ -411,16 +686,146 @@ pub fn parse_stats_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
-/// Checks that `flag`'s `value` lies within `min..=max`; the message gives both bounds.
-fn check_duration(flag: &str, value: Duration, min: Duration, max: Duration) -> Result<(), String> {
+/// Checks that `flag`'s `value` lies within `min..=max`; the refusal gives both bounds.
+fn check_duration(
+    flag: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(format!(
-            "{flag} {}: must be from {} to {}",
-            format_duration(value),
-            format_duration(min),
-            format_duration(max)
-        ))
+        Err(ConfigError::DurationOutOfRange {
+            flag,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal, as `validate` reports it, word for word as the server has always printed
+    /// it (the command-line tests and docs/cli.md quote these).
+    #[test]
+    fn each_refusal_says_what_it_always_said() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        /// A change to the defaults, and the refusal it meets.
+        type Case<'a> = (&'a dyn Fn(&mut Config), &'a str);
+        let cases: [Case<'_>; 21] = [
+            (&|c| c.listen.clear(), "at least one --listen address is needed"),
+            (&|c| c.threads = 0, "--threads must be at least 1"),
+            (
+                &|c| c.tls.require = true,
+                "--require-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed",
+            ),
+            (
+                &|c| c.auth.source = Some(crate::auth::AuthSource::Any),
+                "--auth is offered only inside TLS: give a certificate (--tls-cert/--tls-key or --tls-self-signed), or allow --auth-plaintext",
+            ),
+            (
+                &|c| c.auth.required = true,
+                "--auth-plaintext and --auth-required need --auth any|file:PATH",
+            ),
+            (&|c| c.auth.threads = 0, "--auth-threads must be between 1 and 64"),
+            (
+                &|c| c.auth.limits.pending_per_client = 0,
+                "--auth-max-pending-per-ip must be at least 1",
+            ),
+            (
+                &|c| c.auth.limits.failures.window = Duration::from_millis(500),
+                "--auth-failure-window 500ms: must be from 1s to 1d",
+            ),
+            (
+                &|c| c.tls.max_handshakes_per_ip = 0,
+                "--tls-max-handshakes-per-ip must be at least 1",
+            ),
+            (
+                &|c| c.tls.self_signed_out = Some("cert.pem".into()),
+                "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)",
+            ),
+            (
+                &|c| {
+                    c.log_sessions = true;
+                    c.stores.specs = vec![StoreSpec::JsonlStdout];
+                },
+                "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions",
+            ),
+            (
+                &|c| c.tls.listen = vec![SocketAddr::from(([127, 0, 0, 1], 4650))],
+                "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --tls-self-signed",
+            ),
+            (
+                &|c| c.hostname = "mx test".into(),
+                "--hostname \"mx test\" must be printable ASCII without spaces (it goes into replies)",
+            ),
+            (
+                &|c| c.limits.max_line_len = 511,
+                "--max-line-length 511: must be between 512 (RFC 5321 §4.5.3.1.4) and 65536 bytes (64KiB: a partial line is kept per connection)",
+            ),
+            (
+                &|c| c.limits.max_recipients = 0,
+                "--max-recipients 0: must be between 1 and 100000 (RFC 5321 asks for 100; the recipients of a transaction are kept until it ends)",
+            ),
+            (&|c| c.limits.max_connections = 0, "--max-connections must be at least 1"),
+            (
+                &|c| c.stats_interval = Some(Duration::from_millis(50)),
+                "--stats-interval 50ms: must be 0 (off) or from 100ms to 1d",
+            ),
+            (&|c| c.stores.threads = 65, "--store-threads must be between 1 and 64"),
+            (&|c| c.stores.batch = 0, "--store-batch must be at least 1"),
+            (
+                &|c| c.stores.buffer = 1,
+                "--store-buffer must be at least 65536 bytes (one chunk)",
+            ),
+            (
+                &|c| c.exit_after_sessions = Some(0),
+                "--exit-after-messages and --exit-after-sessions must be at least 1",
+            ),
+        ];
+        for (change, message) in cases {
+            assert_eq!(refused(change), message);
+        }
+        assert_eq!(
+            refused(&|c| c.limits.max_message_size = 0),
+            "--max-message-size must be at least 1"
+        );
+        assert_eq!(
+            refused(&|c| c.faults.rules = vec!["helo".into()]),
+            "--fault \"helo\": no action: give reply=..., disconnect, disconnect=421, delay=... or greylist=..."
+        );
+    }
+
+    /// The fault rules are parsed by `validate`, and the checked config holds them: the
+    /// server starts from that and parses nothing.
+    #[test]
+    fn the_checked_config_holds_the_parsed_fault_rules() {
+        let config = Config {
+            faults: Faults {
+                rules: vec![
+                    "rcpt reply=550 5.1.1 No such user".into(),
+                    "mail disconnect".into(),
+                ],
+                seed: 3,
+            },
+            ..Config::default()
+        };
+        let (config, rules) = config.validate().unwrap().into_parts();
+        assert_eq!(config.faults.rules.len(), 2);
+        assert_eq!(
+            rules.fired(),
+            [
+                ("rcpt reply=550 5.1.1 No such user".to_string(), 0),
+                ("mail disconnect".to_string(), 0)
+            ]
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! | [`fault`] | fault-injection rules: which command fails, hangs up or answers late |
 //! | [`metrics`] | the `--metrics` HTTP endpoint (Prometheus text) and the counters only it needs |
 //! | [`console`] | the server's own lines on stdout and stderr, never a panic when nobody reads them |
-//! | [`config`] | the server's settings and their defaults, with the RFC sections behind them |
+//! | [`config`] | the server's settings grouped by job, their defaults with the RFC sections behind them, checked once (`ConfigError` or a `ValidConfig`) |
 //! | [`lock`] | taking a lock whose holder panicked: the one poison-tolerant `lock`, `read`, `write` and `wait` |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |

@@ -4,7 +4,7 @@
 #![deny(missing_docs)]
 
 use clap::{Parser, ValueEnum};
-use fastsmtpd::config::{self, Config};
+use fastsmtpd::config::{self, Auth, Config, Faults, Limits, Stores, Tls, TlsSource};
 use fastsmtpd::proto::session::BareLfPolicy;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -127,7 +127,7 @@ struct Cli {
     max_recipients: usize,
     /// Most connections at once; more get "421 4.7.0" and are closed. Lowered at start to
     /// fit the open-file limit (said on stderr).
-    #[arg(long, value_name = "N", default_value_t = 10_000,
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS,
           value_parser = count::<usize>(1, u32::MAX as u64), allow_hyphen_values = true)]
     max_connections: usize,
     /// Idle and per-command timeout (RFC 5321 asks for at least 5m). From 1s to 1d.
@@ -182,7 +182,8 @@ struct Cli {
     stores: Vec<fastsmtpd::store::StoreSpec>,
     /// Threads that write the stores (and group their fsyncs), 1 to 64.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS,
-          value_parser = count::<usize>(1, 64), allow_hyphen_values = true)]
+          value_parser = count::<usize>(1, config::MAX_STORE_THREADS as u64),
+          allow_hyphen_values = true)]
     store_threads: usize,
     /// Most messages a storage thread makes durable together (1: no group commit).
     #[arg(long, value_name = "N", default_value_t = fastsmtpd::store::DEFAULT_MAX_BATCH,
@@ -264,54 +265,65 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut config = Config {
         listen: cli.listen,
-        listen_tls: cli.listen_tls,
-        tls: match (cli.tls_cert, cli.tls_key, cli.tls_self_signed) {
-            (Some(cert), Some(key), _) => Some(fastsmtpd::config::TlsSource::Files { cert, key }),
-            (_, _, true) => Some(fastsmtpd::config::TlsSource::SelfSigned),
-            _ => None,
-        },
-        tls_self_signed_out: cli.tls_self_signed_out,
-        tls_handshake_timeout: cli.tls_handshake_timeout,
-        require_tls: cli.require_tls,
-        auth: cli.auth,
-        auth_plaintext: cli.auth_plaintext,
-        auth_required: cli.auth_required,
-        auth_threads: cli.auth_threads,
-        auth_limits: fastsmtpd::auth::AuthLimits {
-            pending_per_client: cli.auth_max_pending_per_ip,
-            failures: fastsmtpd::peer::RateLimit {
-                events: cli.auth_max_failures_per_ip,
-                window: cli.auth_failure_window,
-            },
-        },
-        tls_max_handshakes_per_ip: cli.tls_max_handshakes_per_ip,
-        tls_handshake_rate_per_ip: cli.tls_handshake_rate_per_ip,
         hostname: cli.hostname,
-        max_message_size: cli.max_message_size,
-        max_recipients: cli.max_recipients,
-        max_connections: cli.max_connections,
-        idle_timeout: cli.idle_timeout,
-        min_data_rate: cli.min_data_rate,
-        max_line_len: usize::try_from(cli.max_line_length).unwrap_or(usize::MAX),
-        max_errors: cli.max_errors,
-        max_junk_commands: cli.max_junk_commands,
-        max_connections_per_ip: usize::try_from(cli.max_connections_per_ip).unwrap_or(usize::MAX),
         bare_lf: match cli.bare_lf {
             BareLf::Reject => BareLfPolicy::Reject,
             BareLf::Keep => BareLfPolicy::Keep,
         },
         shutdown_grace: cli.shutdown_grace,
         stats_interval: (!cli.stats_interval.is_zero()).then_some(cli.stats_interval),
-        stores: cli.stores,
-        store_threads: cli.store_threads,
-        store_batch: cli.store_batch,
-        store_buffer: usize::try_from(cli.store_buffer).unwrap_or(usize::MAX),
         exit_after_messages: cli.exit_after_messages,
         exit_after_sessions: cli.exit_after_sessions,
-        faults: cli.faults,
-        seed: cli.seed.unwrap_or(0),
         metrics: cli.metrics,
         log_sessions: cli.log_sessions,
+        limits: Limits {
+            max_line_len: usize::try_from(cli.max_line_length).unwrap_or(usize::MAX),
+            max_message_size: cli.max_message_size,
+            max_recipients: cli.max_recipients,
+            max_errors: cli.max_errors,
+            max_junk_commands: cli.max_junk_commands,
+            max_connections_per_ip: usize::try_from(cli.max_connections_per_ip)
+                .unwrap_or(usize::MAX),
+            max_connections: cli.max_connections,
+            idle_timeout: cli.idle_timeout,
+            min_data_rate: cli.min_data_rate,
+        },
+        tls: Tls {
+            source: match (cli.tls_cert, cli.tls_key, cli.tls_self_signed) {
+                (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+                (_, _, true) => Some(TlsSource::SelfSigned),
+                _ => None,
+            },
+            listen: cli.listen_tls,
+            self_signed_out: cli.tls_self_signed_out,
+            handshake_timeout: cli.tls_handshake_timeout,
+            max_handshakes_per_ip: cli.tls_max_handshakes_per_ip,
+            handshake_rate_per_ip: cli.tls_handshake_rate_per_ip,
+            require: cli.require_tls,
+        },
+        auth: Auth {
+            source: cli.auth,
+            plaintext: cli.auth_plaintext,
+            required: cli.auth_required,
+            limits: fastsmtpd::auth::AuthLimits {
+                pending_per_client: cli.auth_max_pending_per_ip,
+                failures: fastsmtpd::peer::RateLimit {
+                    events: cli.auth_max_failures_per_ip,
+                    window: cli.auth_failure_window,
+                },
+            },
+            threads: cli.auth_threads,
+        },
+        stores: Stores {
+            specs: cli.stores,
+            threads: cli.store_threads,
+            batch: cli.store_batch,
+            buffer: usize::try_from(cli.store_buffer).unwrap_or(usize::MAX),
+        },
+        faults: Faults {
+            rules: cli.faults,
+            seed: cli.seed.unwrap_or(0),
+        },
         ..Config::default()
     };
     if let Some(path) = &cli.fault_file {
@@ -319,10 +331,10 @@ fn main() -> ExitCode {
             Ok((rules, seed)) => {
                 // The file's rules first, then --fault's: the first rule that fires wins, so
                 // the file's scenario runs as written and the command line only adds to it.
-                let command_line = std::mem::replace(&mut config.faults, rules);
-                config.faults.extend(command_line);
+                let command_line = std::mem::replace(&mut config.faults.rules, rules);
+                config.faults.rules.extend(command_line);
                 // --seed on the command line wins over the file's.
-                config.seed = cli.seed.or(seed).unwrap_or(0);
+                config.faults.seed = cli.seed.or(seed).unwrap_or(0);
             }
             Err(message) => {
                 fastsmtpd::warn_line!("fastsmtpd: error: {message}");
@@ -333,11 +345,15 @@ fn main() -> ExitCode {
     if let Some(threads) = cli.threads {
         config.threads = usize::from(threads);
     }
-    if let Err(message) = config.validate() {
-        fastsmtpd::warn_line!("fastsmtpd: error: {message}");
-        return ExitCode::from(2);
-    }
-    match fastsmtpd::server::run(&config) {
+    // Checked (and the fault rules parsed) here, once; the server starts from the result.
+    let config = match config.validate() {
+        Ok(config) => config,
+        Err(error) => {
+            fastsmtpd::warn_line!("fastsmtpd: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match fastsmtpd::server::run(config) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             fastsmtpd::warn_line!("fastsmtpd: error: {e}");
@@ -355,37 +371,47 @@ mod tests {
     fn command_line_defaults_are_the_config_defaults() {
         let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
         let defaults = Config::default();
-        assert_eq!(cli.tls_handshake_timeout, defaults.tls_handshake_timeout);
-        assert_eq!(cli.max_message_size, defaults.max_message_size);
-        assert_eq!(cli.idle_timeout, defaults.idle_timeout);
-        assert_eq!(cli.min_data_rate, defaults.min_data_rate);
-        assert_eq!(cli.max_line_length, defaults.max_line_len as u64);
+        assert_eq!(cli.tls_handshake_timeout, defaults.tls.handshake_timeout);
+        assert_eq!(cli.max_message_size, defaults.limits.max_message_size);
+        assert_eq!(cli.idle_timeout, defaults.limits.idle_timeout);
+        assert_eq!(cli.min_data_rate, defaults.limits.min_data_rate);
+        assert_eq!(cli.max_line_length, defaults.limits.max_line_len as u64);
         assert_eq!(cli.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(
             (!cli.stats_interval.is_zero()).then_some(cli.stats_interval),
             defaults.stats_interval
         );
-        assert_eq!(cli.auth_threads, defaults.auth_threads);
-        assert_eq!(cli.store_buffer, defaults.store_buffer as u64);
+        assert_eq!(cli.auth_threads, defaults.auth.threads);
+        assert_eq!(cli.max_connections, defaults.limits.max_connections);
+        assert_eq!(
+            cli.max_connections_per_ip,
+            defaults.limits.max_connections_per_ip as u64
+        );
+        assert_eq!(cli.max_recipients, defaults.limits.max_recipients);
+        assert_eq!(cli.max_errors, defaults.limits.max_errors);
+        assert_eq!(cli.max_junk_commands, defaults.limits.max_junk_commands);
+        assert_eq!(cli.store_threads, defaults.stores.threads);
+        assert_eq!(cli.store_batch, defaults.stores.batch);
+        assert_eq!(cli.store_buffer, defaults.stores.buffer as u64);
         assert_eq!(
             cli.auth_max_pending_per_ip,
-            defaults.auth_limits.pending_per_client
+            defaults.auth.limits.pending_per_client
         );
         assert_eq!(
             cli.auth_max_failures_per_ip,
-            defaults.auth_limits.failures.events
+            defaults.auth.limits.failures.events
         );
         assert_eq!(
             cli.auth_failure_window,
-            defaults.auth_limits.failures.window
+            defaults.auth.limits.failures.window
         );
         assert_eq!(
             cli.tls_max_handshakes_per_ip,
-            defaults.tls_max_handshakes_per_ip
+            defaults.tls.max_handshakes_per_ip
         );
         assert_eq!(
             cli.tls_handshake_rate_per_ip,
-            defaults.tls_handshake_rate_per_ip
+            defaults.tls.handshake_rate_per_ip
         );
     }
 

@@ -9,8 +9,8 @@ mod util;
 
 use base64::Engine as _;
 use fastsmtpd::auth::{AuthLimits, AuthSource};
-use fastsmtpd::config::Config;
 use fastsmtpd::config::TlsSource;
+use fastsmtpd::config::{Auth, Config, Tls};
 use fastsmtpd::peer::RateLimit;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -44,8 +44,11 @@ fn password_file(cost: u32) -> PathBuf {
 /// with a bcrypt cost of `cost`, adjusted by `adjust`.
 fn auth_server(cost: u32, adjust: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config {
-        auth: Some(AuthSource::File(password_file(cost))),
-        auth_plaintext: true,
+        auth: Auth {
+            source: Some(AuthSource::File(password_file(cost))),
+            plaintext: true,
+            ..Auth::default()
+        },
         ..test_config()
     };
     adjust(&mut config);
@@ -163,7 +166,7 @@ fn a_flood_of_wrong_passwords_from_64_addresses_does_not_turn_away_a_login() {
 #[test]
 fn past_its_failure_limit_an_address_gets_454_on_every_connection_unchecked() {
     let server = auth_server(4, |config| {
-        config.auth_limits = AuthLimits {
+        config.auth.limits = AuthLimits {
             failures: RateLimit {
                 events: 3,
                 window: Duration::from_secs(600),
@@ -193,7 +196,7 @@ fn past_its_failure_limit_an_address_gets_454_on_every_connection_unchecked() {
 #[test]
 fn pipelined_454s_count_toward_the_error_cap_and_close_the_connection() {
     let server = auth_server(4, |config| {
-        config.auth_limits.failures.events = 1;
+        config.auth.limits.failures.events = 1;
     });
     let mut client = greeted(server.addr, Ipv4Addr::new(127, 0, 0, 5));
     client.send(auth_plain("carol", "wrong").repeat(200));
@@ -216,8 +219,8 @@ fn pipelined_454s_count_toward_the_error_cap_and_close_the_connection() {
 #[test]
 fn busy_454s_count_toward_the_error_cap_too() {
     let server = auth_server(12, |config| {
-        config.auth_limits.pending_per_client = 1;
-        config.max_errors = 5;
+        config.auth.limits.pending_per_client = 1;
+        config.limits.max_errors = 5;
     });
     let source = Ipv4Addr::new(127, 0, 0, 6);
     let mut holder = greeted(server.addr, source);
@@ -245,7 +248,7 @@ fn busy_454s_count_toward_the_error_cap_too() {
 #[test]
 fn a_reset_while_a_check_is_pending_frees_the_connection_at_once() {
     let server = auth_server(13, |config| {
-        config.max_connections_per_ip = 1;
+        config.limits.max_connections_per_ip = 1;
     });
     let source = Ipv4Addr::new(127, 0, 0, 7);
     let mut client = greeted(server.addr, source);
@@ -277,7 +280,7 @@ fn a_reset_while_a_check_is_pending_frees_the_connection_at_once() {
 #[test]
 fn a_fin_right_behind_a_pending_auth_drops_the_check_like_a_reset() {
     let server = auth_server(13, |config| {
-        config.max_connections_per_ip = 1;
+        config.limits.max_connections_per_ip = 1;
     });
     let source = Ipv4Addr::new(127, 0, 0, 9);
     let mut client = greeted(server.addr, source);
@@ -322,8 +325,11 @@ fn a_fin_behind_an_auth_and_a_quit_still_gets_both_replies() {
 /// and the TLS address.
 fn tls_server(adjust: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {
     let mut config = Config {
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(TlsSource::SelfSigned),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(TlsSource::SelfSigned),
+            ..Tls::default()
+        },
         ..test_config()
     };
     adjust(&mut config);
@@ -338,7 +344,7 @@ fn tls_server(adjust: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {
 /// is counted either way.
 #[test]
 fn a_refused_connection_on_an_implicit_tls_port_is_closed_without_a_byte() {
-    let (server, tls) = tls_server(|config| config.max_connections_per_ip = 1);
+    let (server, tls) = tls_server(|config| config.limits.max_connections_per_ip = 1);
     let source = Ipv4Addr::new(127, 0, 0, 9);
     let _held = Client::connect_from(tls, source);
     server.wait_for_stats(|s| s.open_connections == 1);
@@ -365,7 +371,7 @@ fn a_refused_connection_on_an_implicit_tls_port_is_closed_without_a_byte() {
 /// connection is closed without a byte, and counted; another address is not affected.
 #[test]
 fn past_its_full_handshake_rate_an_address_is_closed_without_a_byte() {
-    let (server, tls) = tls_server(|config| config.tls_handshake_rate_per_ip = 2);
+    let (server, tls) = tls_server(|config| config.tls.handshake_rate_per_ip = 2);
     let script = format!(
         r#"
 import socket, ssl, threading

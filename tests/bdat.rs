@@ -3,6 +3,7 @@
 //! malformed BDAT closing the connection.
 
 mod util;
+use fastsmtpd::config::Limits;
 use util::*;
 
 const NOT_DURING_BDAT: &str = "503 5.5.1 Error: command not allowed during BDAT\r\n";
@@ -130,7 +131,10 @@ fn malformed_bdat_closes() {
 fn over_size_chunks_are_refused_until_last() {
     let max = 1000u64;
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: max,
+        limits: Limits {
+            max_message_size: max,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut client = server.client();
@@ -160,7 +164,10 @@ fn over_size_chunks_are_refused_until_last() {
 fn discarding_far_past_the_limit_closes() {
     let max = 1000u64;
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: max,
+        limits: Limits {
+            max_message_size: max,
+            ..Limits::default()
+        },
         ..test_config()
     });
     // One chunk announced past 1.5 x the limit: closed without reading it.

@@ -3,6 +3,7 @@
 //! message, one byte per write, and an oversize message (silence during DATA, then 552).
 
 mod util;
+use fastsmtpd::config::Limits;
 use fastsmtpd::proto::data::reference::{self, SMUGGLING_VECTORS};
 use fastsmtpd::proto::session::BareLfPolicy;
 use std::time::Duration;
@@ -172,7 +173,10 @@ fn long_text_lines_are_accepted() {
 fn oversize_message_is_refused_only_after_the_end() {
     let max = 1000;
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: max,
+        limits: Limits {
+            max_message_size: max,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

@@ -6,6 +6,7 @@
 //! stated in docs/protocol.md.
 
 mod util;
+use fastsmtpd::config::Limits;
 use util::*;
 
 const NEED_HELO: &str = "503 5.5.1 Error: send HELO/EHLO first\r\n";
@@ -372,7 +373,10 @@ fn recipients_over_the_default_limit() {
 #[test]
 fn recipients_over_a_small_limit_then_data_works() {
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_recipients: 3,
+        limits: Limits {
+            max_recipients: 3,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

@@ -4,7 +4,7 @@
 
 mod util;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Faults};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,8 +13,10 @@ use util::{test_config, TestServer, MAIL_OK, REPLY_WAIT};
 
 fn with_faults(rules: &[&str], seed: u64) -> TestServer {
     TestServer::start(Config {
-        faults: rules.iter().map(|r| r.to_string()).collect(),
-        seed,
+        faults: Faults {
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+            seed,
+        },
         ..test_config()
     })
 }
@@ -270,7 +272,10 @@ fn seeded_probability_faults_repeat_exactly() {
 #[test]
 fn bad_rules_are_refused_at_start() {
     let config = Config {
-        faults: vec!["rcpt p=2 disconnect".into()],
+        faults: Faults {
+            rules: vec!["rcpt p=2 disconnect".into()],
+            ..Faults::default()
+        },
         ..test_config()
     };
     let error = fastsmtpd::server::start(&config).expect_err("refused");

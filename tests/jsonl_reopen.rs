@@ -9,7 +9,7 @@
 mod util;
 use util::scratch_dir;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Stores};
 use fastsmtpd::store::StoreSpec;
 use std::path::Path;
 use util::{test_config, Client, TestServer, QUEUED};
@@ -19,7 +19,10 @@ const NOT_STORED: &str = "451 4.3.0 Error: could not store message, try again la
 
 fn jsonl_server(file: &Path) -> TestServer {
     TestServer::start(Config {
-        stores: vec![StoreSpec::Jsonl(file.to_path_buf())],
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl(file.to_path_buf())],
+            ..Stores::default()
+        },
         ..test_config()
     })
 }

@@ -2,7 +2,7 @@
 //! workers sharing the port (SO_REUSEPORT), graceful shutdown, the connection cap, and IPv6.
 
 mod util;
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Limits};
 use std::io::ErrorKind;
 use std::time::Duration;
 use util::*;
@@ -191,7 +191,10 @@ fn shutdown_grace_runs_out() {
 #[test]
 fn connection_cap() {
     let server = TestServer::start(Config {
-        max_connections: 2,
+        limits: Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut first = server.client();
@@ -222,8 +225,11 @@ fn connection_cap() {
 #[test]
 fn connection_cap_over_several_workers() {
     let server = TestServer::start(Config {
-        max_connections: 3,
         threads: 4,
+        limits: Limits {
+            max_connections: 3,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let admitted: Vec<Client> = (0..3).map(|_| server.client()).collect();

@@ -4,7 +4,7 @@
 
 mod util;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Faults, Limits, Stores};
 use fastsmtpd::store::StoreSpec;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,8 +47,14 @@ fn server_after_traffic(dir_name: &str, faults: &[&str]) -> TestServer {
     let _ = std::fs::remove_dir_all(&dir);
     let server = TestServer::start(Config {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        stores: vec![StoreSpec::Maildir(dir)],
-        faults: faults.iter().map(|f| (*f).to_owned()).collect(),
+        stores: Stores {
+            specs: vec![StoreSpec::Maildir(dir)],
+            ..Stores::default()
+        },
+        faults: Faults {
+            rules: faults.iter().map(|f| (*f).to_owned()).collect(),
+            ..Faults::default()
+        },
         ..test_config()
     });
     let mut client = server.client();
@@ -132,11 +138,17 @@ fn counters_match_the_traffic_sent() {
 fn every_error_reply_is_counted_by_class_and_origin() {
     let server = TestServer::start(Config {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        max_recipients: 1,
-        faults: vec![
-            "rcpt to=*@bad.example reply=550 5.1.1 No such user".into(),
-            "mail from=later@* reply=451 4.3.0 Later".into(),
-        ],
+        limits: Limits {
+            max_recipients: 1,
+            ..Limits::default()
+        },
+        faults: Faults {
+            rules: vec![
+                "rcpt to=*@bad.example reply=550 5.1.1 No such user".into(),
+                "mail from=later@* reply=451 4.3.0 Later".into(),
+            ],
+            ..Faults::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

@@ -3,6 +3,7 @@
 //! BDAT transactions. Every reply must come back, in order, byte for byte.
 
 mod util;
+use fastsmtpd::config::Limits;
 use util::*;
 
 #[test]
@@ -158,7 +159,10 @@ fn large_pipeline_keeps_every_reply_in_order() {
     // reads: the server must push back when replies pile up (not drop, not reorder). NOOPs
     // outside a transaction are junk commands; the limit on those is lifted here.
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_junk_commands: u32::MAX,
+        limits: Limits {
+            max_junk_commands: u32::MAX,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

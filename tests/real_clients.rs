@@ -11,6 +11,7 @@
 //! timeout, so a broken server fails a test instead of hanging it. No timing is asserted.
 
 mod util;
+use fastsmtpd::config::Limits;
 use util::process::{run_bounded, Output, CURL, PYTHON3, SWAKS};
 use util::{test_config, TestServer};
 
@@ -287,7 +288,10 @@ assert replies.read() == b'', 'bytes after QUIT'
 #[test]
 fn smtplib_oversize_message_is_refused() {
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: 2048,
+        limits: Limits {
+            max_message_size: 2048,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let ran = python(
@@ -453,7 +457,10 @@ fn curl_non_ascii_recipient() {
 #[test]
 fn curl_fails_on_refusals() {
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: 2048,
+        limits: Limits {
+            max_message_size: 2048,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let big = format!(
@@ -602,7 +609,10 @@ fn swaks_body_with_a_lone_dot_line() {
 #[test]
 fn swaks_oversize_is_refused() {
     let server = TestServer::start(fastsmtpd::config::Config {
-        max_message_size: 2048,
+        limits: Limits {
+            max_message_size: 2048,
+            ..Limits::default()
+        },
         ..test_config()
     });
     let body = format!("{}\n", "q".repeat(70)).repeat(60);
@@ -623,6 +633,7 @@ fn swaks_oversize_is_refused() {
 mod with_lettre {
     use super::util::{test_config, TestServer};
     use super::QUEUED_LINE;
+    use fastsmtpd::config::Limits;
     use lettre::message::header::{ContentTransferEncoding, ContentType};
     use lettre::message::{Body, Message};
     use lettre::transport::smtp::extension::ClientId;
@@ -701,7 +712,10 @@ mod with_lettre {
     #[test]
     fn lettre_oversize_message_is_refused() {
         let server = TestServer::start(fastsmtpd::config::Config {
-            max_message_size: 2048,
+            limits: Limits {
+                max_message_size: 2048,
+                ..Limits::default()
+            },
             ..test_config()
         });
         let mailer = transport(&server);

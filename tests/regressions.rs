@@ -72,14 +72,20 @@ fn fault_file_rules_come_before_command_line_fault_rules() {
 /// waits for the pause's end.
 #[test]
 fn an_end_of_data_pause_holds_the_reply_of_a_stored_message() {
-    use fastsmtpd::config::Config;
+    use fastsmtpd::config::{Config, Faults, Stores};
     use fastsmtpd::store::StoreSpec;
     use std::time::{Duration, Instant};
     let dir = std::env::temp_dir().join(format!("fastsmtpd-eod-pause-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let server = util::TestServer::start(Config {
-        stores: vec![StoreSpec::Maildir(dir.clone())],
-        faults: vec!["eod delay=300ms".into()],
+        stores: Stores {
+            specs: vec![StoreSpec::Maildir(dir.clone())],
+            ..Stores::default()
+        },
+        faults: Faults {
+            rules: vec!["eod delay=300ms".into()],
+            ..Faults::default()
+        },
         ..util::test_config()
     });
     let mut client = server.client();
@@ -136,11 +142,14 @@ fn a_source_route_that_is_not_utf8_is_refused_like_the_mailbox() {
 #[test]
 fn a_fault_rule_never_hides_a_sequence_error() {
     let server = util::TestServer::start(fastsmtpd::config::Config {
-        faults: vec![
-            "rcpt reply=550 5.1.1 No such user".into(),
-            "mail from=second@* reply=553 5.7.1 Sender rejected".into(),
-            "data disconnect".into(),
-        ],
+        faults: fastsmtpd::config::Faults {
+            rules: vec![
+                "rcpt reply=550 5.1.1 No such user".into(),
+                "mail from=second@* reply=553 5.7.1 Sender rejected".into(),
+                "data disconnect".into(),
+            ],
+            ..fastsmtpd::config::Faults::default()
+        },
         ..util::test_config()
     });
     let mut client = server.client();
@@ -178,7 +187,10 @@ fn a_rate_per_minute_allows_a_burst_of_its_count() {
     let mail_rset = "MAIL FROM:<a@b.example>\r\nRSET\r\n";
     let slow_down = "450 4.7.0 Slow down\r\n";
     let server = util::TestServer::start(fastsmtpd::config::Config {
-        faults: vec![format!("mail rate=100/m reply={}", slow_down.trim_end())],
+        faults: fastsmtpd::config::Faults {
+            rules: vec![format!("mail rate=100/m reply={}", slow_down.trim_end())],
+            ..fastsmtpd::config::Faults::default()
+        },
         ..util::test_config()
     });
     let mut client = server.client();
@@ -188,7 +200,10 @@ fn a_rate_per_minute_allows_a_burst_of_its_count() {
     drop(server);
 
     let server = util::TestServer::start(fastsmtpd::config::Config {
-        faults: vec![format!("mail rate=3/m reply={}", slow_down.trim_end())],
+        faults: fastsmtpd::config::Faults {
+            rules: vec![format!("mail rate=3/m reply={}", slow_down.trim_end())],
+            ..fastsmtpd::config::Faults::default()
+        },
         ..util::test_config()
     });
     let mut client = server.client();
@@ -347,7 +362,7 @@ fn a_store_path_beneath_a_regular_file_is_refused_naming_that_file() {
 #[test]
 #[allow(unsafe_code)]
 fn shutdown_grace_is_kept_while_a_stream_stores_reader_takes_nothing() {
-    use fastsmtpd::config::Config;
+    use fastsmtpd::config::{Config, Stores};
     use fastsmtpd::store::StoreSpec;
     use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
@@ -380,8 +395,11 @@ fn shutdown_grace_is_kept_while_a_stream_stores_reader_takes_nothing() {
     // Not dropped if an assertion fails first: dropping stops the server, which is what
     // never returned before the fix (the test must fail, not hang).
     let server = std::mem::ManuallyDrop::new(util::TestServer::start(Config {
-        stores: vec![StoreSpec::Jsonl(fifo.clone())],
         shutdown_grace: Duration::from_millis(300),
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl(fifo.clone())],
+            ..Stores::default()
+        },
         ..util::test_config()
     }));
     let mut client = server.client();

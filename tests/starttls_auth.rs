@@ -9,8 +9,8 @@
 mod util;
 
 use fastsmtpd::auth::AuthSource;
-use fastsmtpd::config::Config;
 use fastsmtpd::config::TlsSource;
+use fastsmtpd::config::{Auth, Config, Tls};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,9 +47,15 @@ fn password_file() -> PathBuf {
 /// password file; returns it and the implicit-TLS address.
 fn secure_server(adjust: impl FnOnce(&mut Config)) -> (TestServer, SocketAddr) {
     let mut config = Config {
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(TlsSource::SelfSigned),
-        auth: Some(AuthSource::File(password_file())),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(TlsSource::SelfSigned),
+            ..Tls::default()
+        },
+        auth: Auth {
+            source: Some(AuthSource::File(password_file())),
+            ..Auth::default()
+        },
         ..test_config()
     };
     adjust(&mut config);
@@ -207,7 +213,7 @@ fn swaks_tls_and_tls_on_connect_with_auth_plain_and_login() {
 
 #[test]
 fn curl_ssl_reqd_and_smtps_with_user() {
-    let (server, tls) = secure_server(|config| config.auth_required = true);
+    let (server, tls) = secure_server(|config| config.auth.required = true);
     let dir = util::scratch_dir("curl-tls");
     let body = dir.join("message.txt");
     std::fs::write(&body, "Subject: curl\r\n\r\nhello\r\n").unwrap();
@@ -323,7 +329,7 @@ print(reply(g).decode().strip())
 #[test]
 fn a_stalled_or_garbage_handshake_closes_only_that_connection() {
     let (server, tls) = secure_server(|config| {
-        config.tls_handshake_timeout = Duration::from_secs(1);
+        config.tls.handshake_timeout = Duration::from_secs(1);
     });
     // Implicit TLS, nothing sent: closed after the handshake deadline.
     let mut silent = util::Client::connect(tls);
@@ -349,7 +355,7 @@ fn a_stalled_or_garbage_handshake_closes_only_that_connection() {
 
 #[test]
 fn policies_on_plaintext_require_tls_538_and_auth_required() {
-    let (server, _) = secure_server(|config| config.require_tls = true);
+    let (server, _) = secure_server(|config| config.tls.require = true);
     let mut client = server.client();
     client.send("EHLO c\r\n");
     let ehlo = client.read_reply();
@@ -380,8 +386,8 @@ fn policies_on_plaintext_require_tls_538_and_auth_required() {
     drop(server);
     // --auth-plaintext --auth-required: AUTH works on plaintext and MAIL needs it.
     let (server, _) = secure_server(|config| {
-        config.auth_plaintext = true;
-        config.auth_required = true;
+        config.auth.plaintext = true;
+        config.auth.required = true;
     });
     let mut client = server.client();
     client.send("EHLO c\r\n");
@@ -401,8 +407,8 @@ fn policies_on_plaintext_require_tls_538_and_auth_required() {
 #[test]
 fn repeated_failures_are_answered_in_order_and_hit_the_error_cap() {
     let (server, _) = secure_server(|config| {
-        config.auth_plaintext = true;
-        config.max_errors = 3;
+        config.auth.plaintext = true;
+        config.limits.max_errors = 3;
     });
     let mut client = server.client();
     client.send("EHLO c\r\n");

@@ -6,7 +6,7 @@
 mod util;
 use util::scratch_dir;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Stores};
 use fastsmtpd::store::record::sha256_hex;
 use fastsmtpd::store::StoreSpec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +23,10 @@ const SMTPLIB_LIMIT: Duration = Duration::from_secs(300);
 
 fn config_with(stores: Vec<StoreSpec>) -> Config {
     Config {
-        stores,
+        stores: Stores {
+            specs: stores,
+            ..Stores::default()
+        },
         ..test_config()
     }
 }

@@ -11,7 +11,7 @@
 
 mod util;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Stores};
 use fastsmtpd::store::StoreSpec;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -302,7 +302,10 @@ fn run_case(kinds: &[Kind], broken: usize, fault: Fault) {
     let fifo = stores.iter().position(|s| s.kind == Kind::Fifo);
     let mut reader = fifo.map(|at| FifoReader::open(&stores[at].path));
     let server = TestServer::start(Config {
-        stores: stores.iter().map(Store::spec).collect(),
+        stores: Stores {
+            specs: stores.iter().map(Store::spec).collect(),
+            ..Stores::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

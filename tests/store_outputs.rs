@@ -4,7 +4,7 @@
 
 mod util;
 
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Stores};
 use fastsmtpd::store::StoreSpec;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,7 +48,10 @@ fn python_mailbox_reads_lf_only_headers_and_an_x_original_to_per_recipient() {
         .join("deep")
         .join("Maildir");
     let server = TestServer::start(Config {
-        stores: vec![StoreSpec::Maildir(dir.clone())],
+        stores: Stores {
+            specs: vec![StoreSpec::Maildir(dir.clone())],
+            ..Stores::default()
+        },
         ..test_config()
     });
     let mut client = server.client();
@@ -262,7 +265,10 @@ fn a_fifo_gets_each_record_once_and_no_reader_means_451_not_a_hang() {
     // No reader yet: the server starts all the same (an open that waited for a reader would
     // hang here: the start runs on a thread, with a bound).
     let config = Config {
-        stores: vec![StoreSpec::Jsonl(fifo.clone())],
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl(fifo.clone())],
+            ..Stores::default()
+        },
         ..test_config()
     };
     let (started, start) = std::sync::mpsc::channel();
@@ -309,7 +315,10 @@ fn a_fifo_gets_each_record_once_and_no_reader_means_451_not_a_hang() {
 #[test]
 fn jsonl_on_a_character_device_accepts_every_message() {
     let server = TestServer::start(Config {
-        stores: vec![StoreSpec::Jsonl("/dev/null".into())],
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl("/dev/null".into())],
+            ..Stores::default()
+        },
         ..test_config()
     });
     assert_eq!(
@@ -333,11 +342,14 @@ fn every_store_creates_its_missing_parent_directories() {
     let jsonl = root.join("a/b/records.jsonl");
     let (maildir, eml) = (root.join("c/d/Maildir"), root.join("e/f/eml"));
     let server = TestServer::start(Config {
-        stores: vec![
-            StoreSpec::Jsonl(jsonl.clone()),
-            StoreSpec::Maildir(maildir.clone()),
-            StoreSpec::Eml(eml.clone()),
-        ],
+        stores: Stores {
+            specs: vec![
+                StoreSpec::Jsonl(jsonl.clone()),
+                StoreSpec::Maildir(maildir.clone()),
+                StoreSpec::Eml(eml.clone()),
+            ],
+            ..Stores::default()
+        },
         ..test_config()
     });
     assert!(server.handle().not_durable_stores().is_empty());
@@ -361,7 +373,10 @@ fn the_records_size_and_sha256_are_the_eml_files_bytes() {
     let root = util::scratch_dir("sha");
     let (jsonl, eml) = (root.join("m.jsonl"), root.join("eml"));
     let server = TestServer::start(Config {
-        stores: vec![StoreSpec::Jsonl(jsonl.clone()), StoreSpec::Eml(eml.clone())],
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl(jsonl.clone()), StoreSpec::Eml(eml.clone())],
+            ..Stores::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

@@ -3,14 +3,17 @@
 //! minimum data rate during DATA and BDAT. No test asserts on elapsed time; each is bounded.
 
 mod util;
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Limits};
 use std::time::Duration;
 use util::*;
 
 fn short_timeouts(min_data_rate: u64) -> Config {
     Config {
-        idle_timeout: Duration::from_secs(1),
-        min_data_rate,
+        limits: Limits {
+            idle_timeout: Duration::from_secs(1),
+            min_data_rate,
+            ..Limits::default()
+        },
         ..test_config()
     }
 }
@@ -101,7 +104,10 @@ fn fast_data_passes_a_high_minimum_rate() {
 fn each_command_restarts_the_idle_timer() {
     // Commands at a steady pace, for longer than the idle timeout in total, are never cut.
     let server = TestServer::start(Config {
-        idle_timeout: Duration::from_secs(2),
+        limits: Limits {
+            idle_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
         ..test_config()
     });
     let mut client = server.client();

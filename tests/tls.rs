@@ -5,8 +5,8 @@
 
 mod util;
 
-use fastsmtpd::config::Config;
 use fastsmtpd::config::TlsSource;
+use fastsmtpd::config::{Config, Tls};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use util::process::{run_bounded, CHILD_LIMIT, SWAKS};
@@ -15,8 +15,11 @@ use util::{test_config, TestServer, REPLY_WAIT};
 /// A server with one plain and one implicit-TLS listener; returns it and the TLS address.
 fn with_tls(source: TlsSource) -> (TestServer, SocketAddr) {
     let server = TestServer::start(Config {
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(source),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(source),
+            ..Tls::default()
+        },
         ..test_config()
     });
     let tls_addr = server.handle().local_addrs()[1];
@@ -150,8 +153,11 @@ s.quit()
     // A key that does not parse is a clear start-up error, naming the file.
     std::fs::write(&key, "not a key\n").unwrap();
     let error = fastsmtpd::server::start(&Config {
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(TlsSource::Files { cert, key }),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(TlsSource::Files { cert, key }),
+            ..Tls::default()
+        },
         ..test_config()
     })
     .expect_err("a bad key is refused");

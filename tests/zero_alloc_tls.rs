@@ -19,8 +19,8 @@ mod util;
 
 use alloc_counter::{batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
-use fastsmtpd::config::Config;
 use fastsmtpd::config::TlsSource;
+use fastsmtpd::config::{Config, Tls};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdout, Stdio};
@@ -149,8 +149,11 @@ fn fail(child: &mut Child, word: &[u8]) -> ! {
 #[test]
 fn rustls_alone_allocates_per_message_after_warmup() {
     let config = Config {
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(TlsSource::SelfSigned),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(TlsSource::SelfSigned),
+            ..Tls::default()
+        },
         ..test_config()
     };
     let ehlo_tls = config.session_config().banner.ehlo_tls;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{loadgen, Run};
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Faults};
 use fastsmtpd::server::{self, ServerHandle};
 use fastsmtpd::stats::Stats;
 use std::time::Duration;
@@ -160,10 +160,13 @@ fn injected_faults_are_counted_by_code() {
         threads: 1,
         hostname: "mx.test".into(),
         shutdown_grace: Duration::from_secs(5),
-        faults: vec![
-            "rcpt every=5 reply=450 4.2.1 Mailbox busy".into(),
-            "eod nth=7 reply=451 4.3.0 Could not queue".into(),
-        ],
+        faults: Faults {
+            rules: vec![
+                "rcpt every=5 reply=450 4.2.1 Mailbox busy".into(),
+                "eod nth=7 reply=451 4.3.0 Could not queue".into(),
+            ],
+            ..Faults::default()
+        },
         ..Config::default()
     };
     let server = server::start(&config).expect("fastsmtpd starts");

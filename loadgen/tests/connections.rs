@@ -7,7 +7,7 @@
 mod common;
 
 use common::{loadgen, scratch, Run, Stub, StubScript};
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Faults, Limits};
 use fastsmtpd::server::{self, ServerHandle};
 use std::time::Duration;
 
@@ -18,8 +18,14 @@ fn start_server(faults: &[&str]) -> ServerHandle {
         threads: 1,
         hostname: "mx.test".into(),
         shutdown_grace: Duration::from_secs(5),
-        max_connections_per_ip: 5,
-        faults: faults.iter().map(|f| f.to_string()).collect(),
+        limits: Limits {
+            max_connections_per_ip: 5,
+            ..Limits::default()
+        },
+        faults: Faults {
+            rules: faults.iter().map(|f| f.to_string()).collect(),
+            ..Faults::default()
+        },
         ..Config::default()
     };
     server::start(&config).expect("fastsmtpd starts")

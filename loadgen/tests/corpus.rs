@@ -8,7 +8,7 @@
 mod common;
 
 use common::{loadgen, scratch, Run};
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Config, Stores};
 use fastsmtpd::server::{self, ServerHandle};
 use fastsmtpd::stats::Stats;
 use fastsmtpd::store::record::sha256_hex;
@@ -24,7 +24,10 @@ fn start_server(jsonl: &Path) -> ServerHandle {
         threads: 1,
         hostname: "mx.test".into(),
         shutdown_grace: Duration::from_secs(5),
-        stores: vec![StoreSpec::Jsonl(jsonl.to_path_buf())],
+        stores: Stores {
+            specs: vec![StoreSpec::Jsonl(jsonl.to_path_buf())],
+            ..Stores::default()
+        },
         ..Config::default()
     };
     server::start(&config).expect("fastsmtpd starts")

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{loadgen, scratch, Run, Stub, StubScript};
-use fastsmtpd::config::Config;
 use fastsmtpd::config::TlsSource;
+use fastsmtpd::config::{Auth, Config, Tls};
 use fastsmtpd::server::{self, ServerHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,11 +21,14 @@ use std::time::Duration;
 fn tls_server(source: TlsSource) -> (ServerHandle, SocketAddr) {
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        listen_tls: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(source),
         threads: 1,
         hostname: "mx.test".into(),
         shutdown_grace: Duration::from_secs(5),
+        tls: Tls {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            source: Some(source),
+            ..Tls::default()
+        },
         ..Config::default()
     };
     let server = server::start(&config).expect("fastsmtpd starts");
@@ -127,11 +130,17 @@ fn the_readme_starttls_auth_example_passes_against_a_bcrypt_password_file() {
     std::fs::write(&users, format!("user:{hash}\n")).unwrap();
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: Some(TlsSource::SelfSigned),
-        auth: Some(fastsmtpd::auth::AuthSource::File(users)),
         threads: 1,
         hostname: "mx.test".into(),
         shutdown_grace: Duration::from_secs(5),
+        tls: Tls {
+            source: Some(TlsSource::SelfSigned),
+            ..Tls::default()
+        },
+        auth: Auth {
+            source: Some(fastsmtpd::auth::AuthSource::File(users)),
+            ..Auth::default()
+        },
         ..Config::default()
     };
     let server = server::start(&config).expect("fastsmtpd starts");

@@ -3,13 +3,14 @@
 //! What it does: answer the session's question at each checkpoint with the rules' decision,
 //! adding what the session does not know (the client's address, the time), and keep the
 //! length of a delay until the connection, which owns the timer, takes it
-//! ([`FaultGate::take_pause`]).
+//! ([`FaultGate::take_pause`]). A rule's reply goes to the session by the rule's number
+//! ([`GateReply::Kept`]); the session reads the text, which the rule owns, when it sends it.
 //!
 //! What it does not do: time the pause, or hold state shared with other connections (the
 //! rules and their limiters are shared, behind [`Arc`]).
 
 use super::{FaultAction, FaultContext, FaultRules};
-use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
+use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext, GateReply};
 use crate::proto::reply;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,16 +55,24 @@ impl Gate for FaultGate {
             recipient: context.recipient,
             accepted: context.accepted,
         };
-        match self.rules.decide(checkpoint, &context) {
+        // A reply is named by its rule, which keeps the text ([`Gate::kept_text`]).
+        match self.rules.decide_rule(checkpoint, &context) {
             None => Decision::Proceed,
-            Some(FaultAction::Reply(reply)) => Decision::Refuse(reply),
-            Some(FaultAction::Disconnect) => Decision::Hangup,
-            Some(FaultAction::Disconnect421) => Decision::Close(reply::FAULT_CLOSING),
-            Some(FaultAction::Delay { hold, then }) => {
+            Some((rule, FaultAction::Reply(_))) => Decision::Refuse(GateReply::Kept(rule)),
+            Some((_, FaultAction::Disconnect)) => Decision::Hangup,
+            Some((_, FaultAction::Disconnect421)) => {
+                Decision::Close(GateReply::Fixed(reply::FAULT_CLOSING))
+            }
+            Some((rule, FaultAction::Delay { hold, then })) => {
                 self.pause = Some(hold);
-                Decision::Pause(then)
+                Decision::Pause(then.map(|_| GateReply::Kept(rule)))
             }
         }
+    }
+
+    /// Rule `n`'s reply text, owned by the rule: nothing is copied.
+    fn kept_text(&self, n: usize) -> &[u8] {
+        self.rules.reply_text(n)
     }
 }
 
@@ -86,16 +95,24 @@ mod tests {
             recipient: b"x@bad.example",
             ..GateContext::default()
         };
-        assert_eq!(
-            gate.check(Checkpoint::Rcpt, &bad),
-            Decision::Refuse(b"550 5.1.1 No such user\r\n")
-        );
+        // The refusal names rule 0; its text is the rule's own bytes, not a copy.
+        let refusal = gate.check(Checkpoint::Rcpt, &bad);
+        assert_eq!(refusal, Decision::Refuse(GateReply::Kept(0)));
+        let Decision::Refuse(reply) = refusal else {
+            unreachable!()
+        };
+        assert_eq!(gate.text(reply), b"550 5.1.1 No such user\r\n");
+        // The same name read through another gate gives that gate's rule's text: the bytes
+        // live in the rules (dropped with them), not anywhere shared or `'static`.
+        let other = FaultRules::parse(&["rcpt reply=450 4.2.0 Busy".to_string()], 1).unwrap();
+        let other = FaultGate::new(Arc::new(other), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(other.text(reply), b"450 4.2.0 Busy\r\n");
         let quiet = GateContext::default();
         assert_eq!(gate.check(Checkpoint::Helo, &quiet), Decision::Proceed);
         assert_eq!(gate.check(Checkpoint::Mail, &quiet), Decision::Hangup);
         assert_eq!(
             gate.check(Checkpoint::Data, &quiet),
-            Decision::Close(reply::FAULT_CLOSING)
+            Decision::Close(GateReply::Fixed(reply::FAULT_CLOSING))
         );
         assert_eq!(gate.take_pause(), None);
         assert_eq!(

@@ -39,7 +39,11 @@
 //! Three enums, one per layer: a rule's configured `RuleAction` (which may hold a range
 //! of delays), the [`FaultAction`] decided for one occurrence (a drawn delay), and the
 //! protocol's `Decision` that [`FaultGate`] turns it into (no time in it: the gate keeps the
-//! delay's length for the connection).
+//! delay's length for the connection). A `reply=` text is parsed once, when the server's
+//! configuration is checked, and owned by its rule: a [`FaultAction`] borrows it, and a
+//! `Decision` names it by the rule's number (`GateReply::Kept`), so the session reads it
+//! from the rules when it sends it. Nothing is copied per reply, and nothing outlives the
+//! rules.
 //!
 //! What it does not do: carry the action out (the session replies or closes; the connection
 //! times a delay) or read the clock for anyone but its own limiters.
@@ -60,11 +64,22 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// What a firing rule does, as decided for one occurrence.
+/// What a firing rule does, as decided for one occurrence. A reply is borrowed from the rule
+/// that owns it, so an action cannot outlive the rules:
+///
+/// ```compile_fail
+/// # use fastsmtpd::fault::{FaultContext, FaultRules};
+/// # use fastsmtpd::proto::gate::Checkpoint;
+/// let action = {
+///     let rules = FaultRules::parse(&["helo reply=550 No".to_string()], 0).unwrap();
+///     rules.decide(Checkpoint::Helo, &FaultContext::default())
+/// }; // the rules are dropped here, and with them the reply's text
+/// println!("{action:?}");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultAction {
+pub enum FaultAction<'r> {
     /// Answer with this reply (CR LF included) instead of carrying the command out.
-    Reply(&'static [u8]),
+    Reply(&'r [u8]),
     /// Close the connection without a word.
     Disconnect,
     /// Say `421 4.3.0` and close.
@@ -75,7 +90,7 @@ pub enum FaultAction {
         /// How long.
         hold: Duration,
         /// The reply after the delay, instead of carrying the command out.
-        then: Option<&'static [u8]>,
+        then: Option<&'r [u8]>,
     },
 }
 
@@ -144,7 +159,26 @@ impl FaultRules {
     }
 
     /// Decides for one occurrence of `point`: the action of the first rule that fires.
-    pub fn decide(&self, point: Checkpoint, context: &FaultContext<'_>) -> Option<FaultAction> {
+    pub fn decide(&self, point: Checkpoint, context: &FaultContext<'_>) -> Option<FaultAction<'_>> {
+        self.decide_rule(point, context).map(|(_, action)| action)
+    }
+
+    /// The reply text of rule number `rule` (in the order given; CR LF included), which
+    /// [`FaultRules::decide_rule`] names: empty for a rule that says no reply.
+    pub fn reply_text(&self, rule: usize) -> &[u8] {
+        self.rules
+            .get(rule)
+            .and_then(Rule::reply)
+            .unwrap_or_default()
+    }
+
+    /// [`FaultRules::decide`], with the number of the rule that fired (its reply is
+    /// [`FaultRules::reply_text`] of that number).
+    pub fn decide_rule(
+        &self,
+        point: Checkpoint,
+        context: &FaultContext<'_>,
+    ) -> Option<(usize, FaultAction<'_>)> {
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.point != point || !rule.selects(context) {
                 continue;
@@ -175,7 +209,7 @@ impl FaultRules {
                 }
             }
             rule.fired.fetch_add(1, Ordering::Relaxed);
-            return Some(match rule.action {
+            let action = match &rule.action {
                 RuleAction::Reply(reply) => FaultAction::Reply(reply),
                 RuleAction::Disconnect => FaultAction::Disconnect,
                 RuleAction::Disconnect421 => FaultAction::Disconnect421,
@@ -184,15 +218,16 @@ impl FaultRules {
                     longest,
                     then,
                 } => {
-                    let spread = longest.saturating_sub(shortest).as_secs_f64();
+                    let spread = longest.saturating_sub(*shortest).as_secs_f64();
                     let pick = unit(self.seed, index as u64, occurrence, 1);
                     FaultAction::Delay {
-                        hold: shortest + Duration::from_secs_f64(spread * pick),
-                        then,
+                        hold: *shortest + Duration::from_secs_f64(spread * pick),
+                        then: then.as_deref(),
                     }
                 }
-                RuleAction::Greylist { reply, .. } => FaultAction::Reply(reply),
-            });
+                RuleAction::Greylist { .. } => FaultAction::Reply(rule.reply().unwrap_or_default()),
+            };
+            return Some((index, action));
         }
         None
     }
@@ -229,7 +264,7 @@ mod tests {
         FaultRules::parse(&texts, 7).unwrap()
     }
 
-    fn rcpt(rules: &FaultRules, to: &str) -> Option<FaultAction> {
+    fn rcpt<'r>(rules: &'r FaultRules, to: &str) -> Option<FaultAction<'r>> {
         rules.decide(
             Checkpoint::Rcpt,
             &FaultContext {
@@ -273,7 +308,7 @@ mod tests {
             "rcpt nth=2 reply=550 5.1.1 two",
             "rcpt nth=3 reply=550 5.1.1 three",
         ]);
-        let fired: Vec<Option<FaultAction>> = (0..6).map(|_| rcpt(&r, "x@y")).collect();
+        let fired: Vec<Option<FaultAction<'_>>> = (0..6).map(|_| rcpt(&r, "x@y")).collect();
         let reply = |text: &'static [u8]| Some(FaultAction::Reply(text));
         assert_eq!(
             fired,
@@ -389,7 +424,7 @@ mod tests {
 
     #[test]
     fn replies_without_an_enhanced_code_get_one_of_their_class() {
-        let reply = |rule: &str| match rules(&[rule]).rules[0].action {
+        let reply = |rule: &str| match &rules(&[rule]).rules[0].action {
             RuleAction::Reply(reply) => String::from_utf8(reply.to_vec()).unwrap(),
             ref other => panic!("{other:?}"),
         };
@@ -413,7 +448,7 @@ mod tests {
             "452 4.0.0 3 messages max\r\n"
         );
         let greylisted = match &rules(&["rcpt greylist=1m reply=450 Wait"]).rules[0].action {
-            RuleAction::Greylist { reply, .. } => reply.to_vec(),
+            RuleAction::Greylist { reply, .. } => reply.as_deref().unwrap().to_vec(),
             other => panic!("{other:?}"),
         };
         assert_eq!(greylisted, b"450 4.0.0 Wait\r\n");

@@ -44,7 +44,7 @@ const POINT_NAMES: [(&str, Checkpoint); 11] = [
 #[derive(Debug)]
 pub(super) enum RuleAction {
     /// `reply=CODE TEXT`: answer with this reply instead of carrying the command out.
-    Reply(&'static [u8]),
+    Reply(Box<[u8]>),
     /// `disconnect`: close without a word.
     Disconnect,
     /// `disconnect=421`: say `421 4.3.0` and close.
@@ -57,15 +57,15 @@ pub(super) enum RuleAction {
         /// The longest hold.
         longest: Duration,
         /// `reply=`, sent after the hold instead of carrying the command out.
-        then: Option<&'static [u8]>,
+        then: Option<Box<[u8]>>,
     },
     /// `greylist=D` (at `rcpt`): refuse a (client, sender, recipient) until D after its first
     /// attempt (RFC 6647), with `reply=` or [`GREYLISTED`].
     Greylist {
         /// The triplets seen and when.
         list: Greylist,
-        /// The refusal.
-        reply: &'static [u8],
+        /// `reply=`, the refusal ([`GREYLISTED`] without one).
+        reply: Option<Box<[u8]>>,
     },
 }
 
@@ -125,15 +125,15 @@ impl Rule {
             rest = after;
             parse_word(word, &mut selectors, &mut parts)?;
         }
-        let greeting = parts.reply;
+        let strange_greeting = parts
+            .reply
+            .as_deref()
+            .is_some_and(|reply| !(reply.starts_with(b"554") || reply.starts_with(b"421")));
         let action = parts.into_action(point)?;
         if point == Checkpoint::Connect && (selectors.to.is_some() || selectors.from.is_some()) {
             return Err("connect has no sender or recipient to match".into());
         }
-        if point == Checkpoint::Connect
-            && greeting
-                .is_some_and(|reply| !(reply.starts_with(b"554") || reply.starts_with(b"421")))
-        {
+        if point == Checkpoint::Connect && strange_greeting {
             // RFC 5321 §3.1 and §4.3.2: a server greets with 220, refuses the session with
             // 554 (then waits for QUIT), or says 421 and closes; no other greeting exists.
             return Err(
@@ -154,6 +154,17 @@ impl Rule {
             seen: AtomicU64::new(0),
             fired: AtomicU64::new(0),
         })
+    }
+
+    /// The rule's reply text (CR LF included), if its action says one: `reply=`, or for
+    /// greylisting [`GREYLISTED`] without it.
+    pub fn reply(&self) -> Option<&[u8]> {
+        match &self.action {
+            RuleAction::Reply(reply) => Some(reply),
+            RuleAction::Delay { then, .. } => then.as_deref(),
+            RuleAction::Greylist { reply, .. } => Some(reply.as_deref().unwrap_or(GREYLISTED)),
+            RuleAction::Disconnect | RuleAction::Disconnect421 => None,
+        }
     }
 
     /// Whether the sender and recipient patterns match.
@@ -187,7 +198,7 @@ struct Selectors {
 /// The action words of a rule being parsed; [`Parts::into_action`] makes one action of them.
 #[derive(Debug, Default)]
 struct Parts {
-    reply: Option<&'static [u8]>,
+    reply: Option<Box<[u8]>>,
     /// `Some(false)`: `disconnect`; `Some(true)`: `disconnect=421`.
     disconnect: Option<bool>,
     delay: Option<(Duration, Duration)>,
@@ -211,7 +222,7 @@ impl Parts {
                 }
                 Ok(RuleAction::Greylist {
                     list: Greylist::new(wait),
-                    reply: reply.unwrap_or(GREYLISTED),
+                    reply,
                 })
             }
             Parts {
@@ -358,9 +369,8 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 /// (RFC 2034 §4): without one, the reply gets `X.0.0` of its class (RFC 3463 §3.1: "Other
 /// undefined status", the code for when only the class is known), and one whose class is
 /// not the reply's (`550 4.1.1`) is refused. Without text, the text is "Fault injected".
-/// Kept for the life of the process (rules are configuration), so sessions can borrow it as
-/// `'static`.
-fn parse_reply(text: &str) -> Result<&'static [u8], String> {
+/// The rule owns the bytes; a session reads them through its gate when it sends them.
+fn parse_reply(text: &str) -> Result<Box<[u8]>, String> {
     let text = text.trim();
     let code = text.get(..3).unwrap_or("");
     let valid_code = code.len() == 3
@@ -391,7 +401,7 @@ fn parse_reply(text: &str) -> Result<&'static [u8], String> {
         words
     };
     let line = format!("{code} {enhanced} {words}\r\n");
-    Ok(Box::leak(line.into_boxed_str()).as_bytes())
+    Ok(line.into_bytes().into_boxed_slice())
 }
 
 /// Checks an enhanced status code (RFC 3463 §2: `class.subject.detail`, subject and detail

@@ -148,8 +148,10 @@ impl EnvelopeBuf {
     /// Adds an accepted recipient.
     pub(crate) fn add_recipient(&mut self, path: &[u8]) {
         self.recipient_bytes.extend_from_slice(path);
-        // Recipient bytes are bounded by max_recipients * max_line_len, far below u32::MAX
-        // for any sane configuration; the conversion saturates rather than wraps otherwise.
+        // Recipient bytes are bounded by max_recipients (at most `config::MAX_MAX_RECIPIENTS`,
+        // 100 000) times a path's length (at most `command::MAX_PATH_LEN`, 256 octets, RFC 5321
+        // §4.5.3.1.3): 25.6 MB, far inside u32. The conversion saturates rather than wraps
+        // for a session configured past those bounds.
         self.recipient_ends
             .push(u32::try_from(self.recipient_bytes.len()).unwrap_or(u32::MAX));
     }

@@ -6,6 +6,8 @@
 //! a command or message the session would otherwise accept), what the asker may look at ([`GateContext`]:
 //! the envelope so far and the recipient being given), and the answers ([`Decision`]):
 //! proceed, refuse with a reply, close with or without a reply, or pause the output first.
+//! A reply is named ([`GateReply`]), not carried: the gate keeps its texts and the session
+//! reads one ([`Gate::text`]) when it sends it.
 //! [`Open`] always says proceed.
 //!
 //! What it does not do: hold rules, clocks or client addresses. Fault injection
@@ -59,6 +61,18 @@ pub struct GateContext<'a> {
     pub accepted: Recipients<'a>,
 }
 
+/// A reply a gate answers with, by name: `Copy`, so the session can keep one while it reads on
+/// (a refused `BDAT` chunk's reply waits for the chunk's last octet, RFC 3030 §2), and turned
+/// into bytes ([`Gate::text`]) only when it is sent. The gate keeps its own texts (a fault
+/// rule owns its `reply=` text), so none has to live for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateReply {
+    /// A text that is part of the program (such as [`super::reply::FAULT_CLOSING`]).
+    Fixed(&'static [u8]),
+    /// The gate's own text number `n`, which the gate keeps ([`Gate::kept_text`]).
+    Kept(usize),
+}
+
 /// The gate's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -66,14 +80,14 @@ pub enum Decision {
     Proceed,
     /// Do not carry it out; answer with this reply (a whole 4xx/5xx reply, CR LF included).
     /// A refused `BDAT` still has its octets read (RFC 3030 §2).
-    Refuse(&'static [u8]),
+    Refuse(GateReply),
     /// Say this reply (a `421`), then close the session.
-    Close(&'static [u8]),
+    Close(GateReply),
     /// Close the connection at once, without a word.
     Hangup,
     /// Stop the output here for a while (the gate's owner knows how long), then carry the
     /// command out, or with `Some(reply)` answer with that reply instead.
-    Pause(Option<&'static [u8]>),
+    Pause(Option<GateReply>),
 }
 
 /// Asked by the session before it carries out each [`Checkpoint`], once the protocol's own
@@ -82,6 +96,20 @@ pub enum Decision {
 pub trait Gate {
     /// Decides for one occurrence of `checkpoint`.
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision;
+
+    /// The text (CR LF included) of the reply this gate gave as [`GateReply::Kept`]`(n)`. A
+    /// gate that answers only with [`GateReply::Fixed`] texts keeps none, and returns an
+    /// empty slice (it is never asked).
+    fn kept_text(&self, n: usize) -> &[u8];
+
+    /// The bytes of `reply`.
+    #[inline]
+    fn text(&self, reply: GateReply) -> &[u8] {
+        match reply {
+            GateReply::Fixed(text) => text,
+            GateReply::Kept(n) => self.kept_text(n),
+        }
+    }
 }
 
 /// A gate that lets everything through.
@@ -91,6 +119,10 @@ pub struct Open;
 impl Gate for Open {
     fn check(&mut self, _checkpoint: Checkpoint, _context: &GateContext<'_>) -> Decision {
         Decision::Proceed
+    }
+
+    fn kept_text(&self, _n: usize) -> &[u8] {
+        &[] // it never answers but `Proceed`
     }
 }
 
@@ -103,10 +135,18 @@ impl<G: Gate> Gate for Option<G> {
             None => Decision::Proceed,
         }
     }
+
+    fn kept_text(&self, n: usize) -> &[u8] {
+        self.as_ref().map_or(&[], |gate| gate.kept_text(n))
+    }
 }
 
 impl<G: Gate + ?Sized> Gate for Box<G> {
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
         (**self).check(checkpoint, context)
+    }
+
+    fn kept_text(&self, n: usize) -> &[u8] {
+        (**self).kept_text(n)
     }
 }

@@ -30,7 +30,7 @@ pub mod tls;
 pub mod transport;
 pub mod worker;
 
-use crate::config::Config;
+use crate::config::{Config, ValidConfig};
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
 use crate::store::StoreHub;
@@ -70,12 +70,17 @@ pub struct ServerHandle {
     auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
-/// Starts the server: binds every address (an error names the address) and starts the
-/// workers. Returns once all are listening.
+/// Checks `config` ([`Config::validate`]: a refusal is an `InvalidInput` error carrying the
+/// [`crate::config::ConfigError`]), then starts the server from it ([`start_valid`]).
 pub fn start(config: &Config) -> io::Result<ServerHandle> {
-    config
-        .validate()
-        .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+    start_valid(config.clone().validate()?)
+}
+
+/// Starts the server: binds every address (an error names the address) and starts the
+/// workers. Returns once all are listening. The fault rules are the ones `config` holds,
+/// parsed when it was checked: nothing is parsed here.
+pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
+    let (config, faults) = config.into_parts();
     if config.listen.len() > MAX_LISTENERS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -89,38 +94,39 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let reserved = descriptors::reserved(
         config.threads,
         config.listen.len(),
-        config.stores.len(),
-        config.store_batch,
-        config.store_threads,
+        config.stores.specs.len(),
+        config.stores.batch,
+        config.stores.threads,
         config.metrics.is_some(),
     );
-    let max_connections = descriptors::fit_connection_cap(config.max_connections, limit, reserved);
-    if max_connections < config.max_connections {
+    let max_connections =
+        descriptors::fit_connection_cap(config.limits.max_connections, limit, reserved);
+    if max_connections < config.limits.max_connections {
         crate::warn_line!(
             "fastsmtpd: --max-connections lowered from {} to {max_connections}: the descriptor limit is {limit} ({reserved} kept for the server); raise it with `ulimit -n`",
-            config.max_connections
+            config.limits.max_connections
         );
     }
-    let tls = match &config.tls {
+    let tls = match &config.tls.source {
         Some(source) => Some(tls::server_config(source, &config.hostname)?),
         None => None,
     };
     // Written now (a path that cannot be written is refused before anything is bound), put
     // in place only once every listener is bound: a start that fails (the address is in use
     // by a running fastsmtpd) must not replace the certificate that server's senders trust.
-    let certificate_out = match (&config.tls_self_signed_out, &tls) {
+    let certificate_out = match (&config.tls.self_signed_out, &tls) {
         (Some(path), Some(settings)) => Some(tls::stage_certificate_pem(
             &settings.certificates.leaf(),
             path,
         )?),
         _ => None,
     };
-    let auth = match &config.auth {
+    let auth = match &config.auth.source {
         Some(source) => Some(
             crate::auth::Authenticator::start(
                 source.clone(),
-                config.auth_limits,
-                config.auth_threads,
+                config.auth.limits,
+                config.auth.threads,
             )
             .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?,
         ),
@@ -130,33 +136,31 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
     let all_addresses: Vec<SocketAddr> = config
         .listen
         .iter()
-        .chain(&config.listen_tls)
+        .chain(&config.tls.listen)
         .copied()
         .collect();
     let (listeners, addrs) = listener::bind_all(&all_addresses, config.threads, config.backlog)?;
     let session_config = Arc::new(config.session_config());
     let open_connections = Arc::new(AtomicUsize::new(0));
     let per_client = Arc::new(per_client::PerClientConnections::new(
-        config.max_connections_per_ip,
+        config.limits.max_connections_per_ip,
     ));
     let handshake_rates = Arc::new(handshakes::HandshakeRates::new(
-        config.tls_handshake_rate_per_ip,
+        config.tls.handshake_rate_per_ip,
     ));
     let deadlines = Deadlines {
-        idle_timeout: config.idle_timeout,
-        min_data_rate: config.min_data_rate,
+        idle_timeout: config.limits.idle_timeout,
+        min_data_rate: config.limits.min_data_rate,
         shutdown_grace: config.shutdown_grace,
-        tls_handshake_timeout: config.tls_handshake_timeout,
+        tls_handshake_timeout: config.tls.handshake_timeout,
     };
 
-    let faults = crate::fault::FaultRules::parse(&config.faults, config.seed)
-        .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
     let faults = (!faults.is_empty()).then(|| Arc::new(faults));
     let store = StoreHub::start(
-        &config.stores,
-        config.store_threads,
-        config.store_batch,
-        config.store_buffer,
+        &config.stores.specs,
+        config.stores.threads,
+        config.stores.batch,
+        config.stores.buffer,
         &config.hostname,
     )?;
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
@@ -206,7 +210,7 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
             first_tls_listener: config.listen.len(),
             per_client: Arc::clone(&per_client),
             handshake_rates: Arc::clone(&handshake_rates),
-            max_handshakes_per_client: config.tls_max_handshakes_per_ip,
+            max_handshakes_per_client: config.tls.max_handshakes_per_ip,
             stats: shared,
             store: store.clone(),
             mailbox: Arc::new(Mailbox::new(waker)),
@@ -390,14 +394,18 @@ impl ServerHandle {
 ///   reopen. Ignored once shutdown has begun.
 /// * SIGUSR1: prints the stats line (counters and rates since start).
 /// * SIGUSR2: ignored (caught, so it does not kill the server as it would by default).
-pub fn run(config: &Config) -> io::Result<Stats> {
-    let server = start(config)?;
+pub fn run(config: ValidConfig) -> io::Result<Stats> {
+    // The settings this loop and its lines read; the server takes the checked config.
+    let settings = Config::clone(&config);
+    let server = start_valid(config)?;
+    let config = &settings;
     let started = Instant::now();
     // Caught before the listening line: whoever waits for that line may signal at once.
     let requests = signals::catch()?;
     // Standard output belongs to the records with `jsonl:-`: the server's lines go to stderr.
     let console = if config
         .stores
+        .specs
         .contains(&crate::store::StoreSpec::JsonlStdout)
     {
         Console::Stderr
@@ -517,18 +525,18 @@ impl Console {
 /// the stores (those in `not_durable` marked so). It always starts with
 /// `fastsmtpd listening on `.
 pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String]) -> String {
-    let tls = config.tls.is_some();
+    let tls = config.tls.source.is_some();
     let listeners: Vec<String> = addrs
         .iter()
         .enumerate()
         .map(|(index, addr)| match (index < config.listen.len(), tls) {
             (false, _) => format!("{addr} (implicit TLS)"),
-            (true, true) if config.require_tls => format!("{addr} (STARTTLS, required)"),
+            (true, true) if config.tls.require => format!("{addr} (STARTTLS, required)"),
             (true, true) => format!("{addr} (STARTTLS)"),
             (true, false) => addr.to_string(),
         })
         .collect();
-    let tls_text = match (&config.tls, &config.tls_self_signed_out) {
+    let tls_text = match (&config.tls.source, &config.tls.self_signed_out) {
         (None, _) => "off".to_string(),
         (Some(crate::config::TlsSource::Files { cert, .. }), _) => format!("{}", cert.display()),
         (Some(crate::config::TlsSource::SelfSigned), None) => {
@@ -540,19 +548,19 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             out.display()
         ),
     };
-    let auth_text = match &config.auth {
+    let auth_text = match &config.auth.source {
         None => "off".to_string(),
         Some(source) => {
             let source = match source {
                 crate::auth::AuthSource::Any => "any".to_string(),
                 crate::auth::AuthSource::File(path) => format!("file:{}", path.display()),
             };
-            let offered = match (config.auth_plaintext && !config.require_tls, tls) {
+            let offered = match (config.auth.plaintext && !config.tls.require, tls) {
                 (false, _) => "inside TLS only",
                 (true, true) => "inside TLS and on plaintext",
                 (true, false) => "on plaintext",
             };
-            let required = if config.auth_required {
+            let required = if config.auth.required {
                 ", required"
             } else {
                 ""
@@ -560,11 +568,12 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             format!("{source} (PLAIN LOGIN, {offered}{required})")
         }
     };
-    let stores_text = if config.stores.is_empty() {
+    let stores_text = if config.stores.specs.is_empty() {
         "none (messages are discarded)".to_string()
     } else {
         let stores: Vec<String> = config
             .stores
+            .specs
             .iter()
             .map(|spec| {
                 let spec = spec.to_string();
@@ -616,6 +625,7 @@ fn errors_fields(errors: &crate::proto::reply::ErrorReplies) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Auth, Stores, Tls};
     use crate::store::StoreSpec;
 
     /// The start line says which listener speaks implicit TLS and which offers STARTTLS,
@@ -636,14 +646,23 @@ mod tests {
         );
         let busy = Config {
             listen: vec![plain],
-            listen_tls: vec![implicit],
             threads: 2,
             hostname: "mx.test".into(),
-            tls: Some(crate::config::TlsSource::SelfSigned),
-            tls_self_signed_out: Some("cert.pem".into()),
-            auth: Some(crate::auth::AuthSource::File("users".into())),
-            auth_required: true,
-            stores: vec![StoreSpec::Maildir("Maildir".into()), StoreSpec::JsonlStdout],
+            tls: Tls {
+                source: Some(crate::config::TlsSource::SelfSigned),
+                listen: vec![implicit],
+                self_signed_out: Some("cert.pem".into()),
+                ..Tls::default()
+            },
+            auth: Auth {
+                source: Some(crate::auth::AuthSource::File("users".into())),
+                required: true,
+                ..Auth::default()
+            },
+            stores: Stores {
+                specs: vec![StoreSpec::Maildir("Maildir".into()), StoreSpec::JsonlStdout],
+                ..Stores::default()
+            },
             ..Config::default()
         };
         assert_eq!(
@@ -654,13 +673,19 @@ mod tests {
              stores: maildir:Maildir, jsonl:- (not durable)"
         );
         let files = Config {
-            tls: Some(crate::config::TlsSource::Files {
-                cert: "c.pem".into(),
-                key: "k.pem".into(),
-            }),
-            require_tls: true,
-            auth: Some(crate::auth::AuthSource::Any),
-            auth_plaintext: true,
+            tls: Tls {
+                source: Some(crate::config::TlsSource::Files {
+                    cert: "c.pem".into(),
+                    key: "k.pem".into(),
+                }),
+                require: true,
+                ..Tls::default()
+            },
+            auth: Auth {
+                source: Some(crate::auth::AuthSource::Any),
+                plaintext: true,
+                ..Auth::default()
+            },
             threads: 1,
             ..Config::default()
         };
@@ -680,18 +705,29 @@ mod tests {
             Ok(StoreSpec::Jsonl("./-".into()))
         );
         let both = Config {
-            stores: vec![StoreSpec::JsonlStdout],
+            stores: Stores {
+                specs: vec![StoreSpec::JsonlStdout],
+                ..Stores::default()
+            },
             log_sessions: true,
             ..Config::default()
         };
-        assert!(both.validate().unwrap_err().contains("--log-sessions"));
+        assert!(both
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--log-sessions"));
         let out_without_self_signed = Config {
-            tls_self_signed_out: Some("cert.pem".into()),
+            tls: Tls {
+                self_signed_out: Some("cert.pem".into()),
+                ..Tls::default()
+            },
             ..Config::default()
         };
         assert!(out_without_self_signed
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("needs --tls-self-signed"));
     }
 

@@ -43,6 +43,18 @@ impl Session {
         }
     }
 
+    /// Whether the attempt waiting for a verdict fails whatever the caller answers (see
+    /// `Session::on_auth_verdict`: an authorization identity other than the user, a user name
+    /// that is not printable UTF-8, an empty password); `None` when no attempt is waiting.
+    /// For drivers that check every reply against what they answered (the fuzz target).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn credentials_refused(&self) -> Option<bool> {
+        match self.mode {
+            Mode::AwaitingAuth => self.credentials.as_deref().map(|c| c.refused),
+            _ => None,
+        }
+    }
+
     /// Whether the client has authenticated (RFC 4954) in this session.
     pub fn authenticated(&self) -> bool {
         self.envelope.authenticated

@@ -20,7 +20,7 @@
 
 use super::{Gated, Io, Mode, Session, SessionConfig, Stage};
 use crate::proto::envelope::Transfer;
-use crate::proto::gate::{Checkpoint, Gate};
+use crate::proto::gate::{Checkpoint, Gate, GateReply};
 use crate::proto::reply;
 use crate::proto::sink::MessageSink;
 
@@ -48,7 +48,7 @@ enum Fate {
     Refused(&'static [u8]),
     /// The gate refused a chunk the protocol would take: its octets are dropped, then the
     /// gate's reply (not a client error).
-    RefusedByGate(&'static [u8]),
+    RefusedByGate(GateReply),
 }
 
 impl SessionConfig {
@@ -148,7 +148,7 @@ impl Session {
         &mut self,
         size: u64,
         last: bool,
-        reply: &'static [u8],
+        reply: GateReply,
         io: &mut Io<'_, '_, S, G>,
     ) {
         self.reset_transaction(io.sink);

@@ -6,7 +6,7 @@
 //! or ask before the protocol's own checks: a fault never hides a sender's bug.
 
 use super::{Io, Mode, Session};
-use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
+use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext, GateReply};
 use crate::proto::reply::{self, Origin};
 use crate::proto::sink::MessageSink;
 
@@ -16,7 +16,7 @@ pub(super) enum Gated {
     /// Carry it out.
     Proceed,
     /// Answer with this reply (a fault's) instead.
-    Refuse(&'static [u8]),
+    Refuse(GateReply),
     /// The session is over (the gate hung up, or closed with a `421`).
     Ended,
 }
@@ -103,24 +103,25 @@ impl Session {
     /// further reply.
     pub(super) fn push_fault_reply<S: MessageSink, G: Gate>(
         &mut self,
-        reply: &'static [u8],
+        reply: GateReply,
         io: &mut Io<'_, '_, S, G>,
     ) {
-        if reply::is_closing(reply) {
+        let text = io.gate.text(reply);
+        if reply::is_closing(text) {
             self.close_injected(reply, io);
         } else {
-            io.out.push_from(reply, Origin::Fault);
+            io.out.push_from(text, Origin::Fault);
         }
     }
 
     /// Closes the session with a reply the gate gave (counted as a fault's, not ours).
     pub(super) fn close_injected<S: MessageSink, G: Gate>(
         &mut self,
-        reply: &'static [u8],
+        reply: GateReply,
         io: &mut Io<'_, '_, S, G>,
     ) {
         self.abort_message(io.sink);
-        io.out.push_from(reply, Origin::Fault);
+        io.out.push_from(io.gate.text(reply), Origin::Fault);
         self.mode = Mode::Closed;
     }
 }

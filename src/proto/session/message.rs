@@ -184,7 +184,15 @@ impl Session {
             match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
                 Decision::Proceed => {}
                 Decision::Refuse(reply) => {
-                    return self.end_message_with(transfer, size, reply, Origin::Fault, io)
+                    let text = io.gate.text(reply);
+                    return self.end_message_with(
+                        transfer,
+                        size,
+                        text,
+                        Origin::Fault,
+                        io.out,
+                        io.sink,
+                    );
                 }
                 Decision::Hangup => {
                     let envelope = self.envelope.view(transfer);
@@ -193,13 +201,22 @@ impl Session {
                 }
                 Decision::Close(reply) => {
                     let envelope = self.envelope.view(transfer);
-                    io.sink.on_outcome(Some(&envelope), size, reply);
+                    io.sink
+                        .on_outcome(Some(&envelope), size, io.gate.text(reply));
                     return self.close_injected(reply, io);
                 }
                 Decision::Pause(then) => {
                     io.pause_here();
                     if let Some(reply) = then {
-                        return self.end_message_with(transfer, size, reply, Origin::Fault, io);
+                        let text = io.gate.text(reply);
+                        return self.end_message_with(
+                            transfer,
+                            size,
+                            text,
+                            Origin::Fault,
+                            io.out,
+                            io.sink,
+                        );
                     }
                 }
             }
@@ -228,22 +245,22 @@ impl Session {
                 }
             }
         };
-        self.end_message_with(transfer, size, reply, Origin::Protocol, io);
+        self.end_message_with(transfer, size, reply, Origin::Protocol, io.out, io.sink);
     }
 
     /// The final reply of a message attempt (made by `origin`), then a clean transaction.
-    pub(super) fn end_message_with<S: MessageSink, G: Gate>(
+    pub(super) fn end_message_with<S: MessageSink>(
         &mut self,
         transfer: Transfer,
         size: u64,
         reply: &[u8],
         origin: Origin,
-        io: &mut Io<'_, '_, S, G>,
+        out: &mut Replies<'_>,
+        sink: &mut S,
     ) {
-        io.out.push_from(reply, origin);
-        io.sink
-            .on_outcome(Some(&self.envelope.view(transfer)), size, reply);
-        self.reset_transaction(io.sink);
+        out.push_from(reply, origin);
+        sink.on_outcome(Some(&self.envelope.view(transfer)), size, reply);
+        self.reset_transaction(sink);
         if origin == Origin::Fault && reply::is_closing(reply) {
             // RFC 5321 §3.8, as in `push_fault_reply`.
             self.mode = Mode::Closed;

@@ -482,14 +482,16 @@ impl Session {
         match refusal {
             None => io.out.push(&config.banner.greeting),
             // RFC 5321 §3.8: a 421 closes the connection after it.
-            Some(reply) if reply::is_closing(reply) => self.close_injected(reply, &mut io),
+            Some(reply) if reply::is_closing(io.gate.text(reply)) => {
+                self.close_injected(reply, &mut io)
+            }
             // RFC 5321 §3.1: "a 554 response MAY be given in the initial connection opening
             // message instead of the 220. A server taking this approach MUST still wait for
             // the client to send a QUIT (see Section 4.1.1.10) before closing the connection
             // and SHOULD respond to any intervening commands with "503 bad sequence of
             // commands"." The idle timeout and the error cap still bound the wait.
             Some(reply) => {
-                io.out.push_from(reply, Origin::Fault);
+                io.out.push_from(io.gate.text(reply), Origin::Fault);
                 self.refused = true;
             }
         }

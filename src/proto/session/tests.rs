@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::proto::gate::Open;
-use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext};
+use crate::proto::gate::{Checkpoint, Decision, Gate, GateContext, GateReply};
 use crate::proto::reply::ReplyTally;
 
 use crate::proto::testkit::RecordingSink;
@@ -662,6 +662,10 @@ impl Gate for ScriptedGate {
             None => Decision::Proceed,
         }
     }
+
+    fn kept_text(&self, _n: usize) -> &[u8] {
+        &[] // every reply in these tests is a `Fixed` one
+    }
 }
 
 /// Runs `input` in one piece with `gate`; returns the output, each call's progress, and the
@@ -702,11 +706,11 @@ fn the_gate_is_asked_in_protocol_terms_and_its_refusals_are_replies() {
         script: vec![
             (
                 Checkpoint::Rcpt,
-                Decision::Refuse(b"550 5.1.1 No such user\r\n"),
+                Decision::Refuse(GateReply::Fixed(b"550 5.1.1 No such user\r\n")),
             ),
             (
                 Checkpoint::EndOfData,
-                Decision::Refuse(b"451 4.3.0 Later\r\n"),
+                Decision::Refuse(GateReply::Fixed(b"451 4.3.0 Later\r\n")),
             ),
         ],
         ..ScriptedGate::default()
@@ -771,7 +775,7 @@ fn a_pause_stops_the_output_where_it_begins_and_the_input_behind_it() {
     let mut gate = ScriptedGate {
         script: vec![(
             Checkpoint::Rcpt,
-            Decision::Pause(Some(b"450 4.2.0 Busy\r\n")),
+            Decision::Pause(Some(GateReply::Fixed(b"450 4.2.0 Busy\r\n"))),
         )],
         ..ScriptedGate::default()
     };
@@ -784,7 +788,10 @@ fn a_pause_stops_the_output_where_it_begins_and_the_input_behind_it() {
 fn a_gate_can_close_or_hang_up_at_connect_and_at_end_of_data() {
     let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n";
     let mut gate = ScriptedGate {
-        script: vec![(Checkpoint::Connect, Decision::Close(reply::FAULT_CLOSING))],
+        script: vec![(
+            Checkpoint::Connect,
+            Decision::Close(GateReply::Fixed(reply::FAULT_CLOSING)),
+        )],
         ..ScriptedGate::default()
     };
     let (out, _, _) = run_gated(input, &mut gate);
@@ -831,31 +838,31 @@ fn a_fault_421_closes_the_session_after_it() {
     for (checkpoint, decision, input, before) in [
         (
             Checkpoint::Rset,
-            Decision::Refuse(CLOSING),
+            Decision::Refuse(GateReply::Fixed(CLOSING)),
             &b"EHLO c\r\nRSET\r\nNOOP\r\n"[..],
             ehlo.clone(),
         ),
         (
             Checkpoint::Helo,
-            Decision::Refuse(CLOSING),
+            Decision::Refuse(GateReply::Fixed(CLOSING)),
             b"HELO c\r\nNOOP\r\n",
             String::new(),
         ),
         (
             Checkpoint::Mail,
-            Decision::Pause(Some(CLOSING)),
+            Decision::Pause(Some(GateReply::Fixed(CLOSING))),
             b"EHLO c\r\nMAIL FROM:<a@b>\r\nNOOP\r\n",
             ehlo.clone(),
         ),
         (
             Checkpoint::Bdat,
-            Decision::Refuse(CLOSING),
+            Decision::Refuse(GateReply::Fixed(CLOSING)),
             b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6 LAST\r\nNOOP\r\nNOOP\r\n",
             format!("{ehlo}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
         ),
         (
             Checkpoint::EndOfData,
-            Decision::Refuse(CLOSING),
+            Decision::Refuse(GateReply::Fixed(CLOSING)),
             b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n",
             format!(
                 "{ehlo}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -876,7 +883,10 @@ fn a_fault_421_closes_the_session_after_it() {
     }
     // Any other refusal leaves the session open, as before.
     let mut gate = ScriptedGate {
-        script: vec![(Checkpoint::Rset, Decision::Refuse(b"450 4.3.2 not now\r\n"))],
+        script: vec![(
+            Checkpoint::Rset,
+            Decision::Refuse(GateReply::Fixed(b"450 4.3.2 not now\r\n")),
+        )],
         ..ScriptedGate::default()
     };
     let (out, _, _) = run_gated(b"EHLO c\r\nRSET\r\nNOOP\r\n", &mut gate);
@@ -896,7 +906,10 @@ fn a_554_greeting_waits_for_quit_and_answers_503_meanwhile() {
     const REFUSED: &[u8] = b"554 5.7.1 No service\r\n";
     let refused = std::str::from_utf8(reply::SESSION_REFUSED).unwrap();
     let mut gate = ScriptedGate {
-        script: vec![(Checkpoint::Connect, Decision::Refuse(REFUSED))],
+        script: vec![(
+            Checkpoint::Connect,
+            Decision::Refuse(GateReply::Fixed(REFUSED)),
+        )],
         ..ScriptedGate::default()
     };
     let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nBDAT 6 LAST\r\nNOOP\r\nNOOP\r\nSTARTTLS\r\nAUTH PLAIN\r\nGET / HTTP/1.1\r\nQUIT\r\nNOOP\r\n";
@@ -913,7 +926,10 @@ fn a_554_greeting_waits_for_quit_and_answers_503_meanwhile() {
     assert_eq!(gate.asked.len(), 1, "only the connection was asked about");
     // A client that never says QUIT meets the error cap.
     let mut gate = ScriptedGate {
-        script: vec![(Checkpoint::Connect, Decision::Refuse(REFUSED))],
+        script: vec![(
+            Checkpoint::Connect,
+            Decision::Refuse(GateReply::Fixed(REFUSED)),
+        )],
         ..ScriptedGate::default()
     };
     let max = config().max_errors as usize;
@@ -1201,6 +1217,10 @@ impl Gate for ArmedGate {
             None => Decision::Proceed,
         }
     }
+
+    fn kept_text(&self, _n: usize) -> &[u8] {
+        &[] // every reply in these tests is a `Fixed` one
+    }
 }
 
 /// Runs `setup` with the gate letting everything through, then arms it with `decision` and
@@ -1456,10 +1476,10 @@ fn the_gate_is_asked_only_about_what_the_protocol_would_accept() {
     ];
     let injected: &'static [u8] = b"550 5.7.1 Injected\r\n";
     let decisions = [
-        Decision::Refuse(injected),
-        Decision::Close(reply::FAULT_CLOSING),
+        Decision::Refuse(GateReply::Fixed(injected)),
+        Decision::Close(GateReply::Fixed(reply::FAULT_CLOSING)),
         Decision::Hangup,
-        Decision::Pause(Some(injected)),
+        Decision::Pause(Some(GateReply::Fixed(injected))),
     ];
     for (config, setup, probe, expected) in &cases {
         for decision in decisions {
@@ -1490,7 +1510,7 @@ fn the_gate_is_asked_only_about_what_the_protocol_would_accept() {
             &plain,
             setup.as_bytes(),
             probe.as_bytes(),
-            Decision::Refuse(injected),
+            Decision::Refuse(GateReply::Fixed(injected)),
         );
         assert_eq!(
             (out.as_bytes(), asked.as_slice()),

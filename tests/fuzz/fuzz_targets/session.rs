@@ -34,7 +34,7 @@
 #![no_main]
 
 use fastsmtpd::auth::AuthSource;
-use fastsmtpd::config::Config;
+use fastsmtpd::config::{Auth, Config, Limits, Tls};
 use fastsmtpd::config::TlsSource;
 use fastsmtpd::proto::envelope::TlsInfo;
 use fastsmtpd::proto::gate::Open;
@@ -125,26 +125,35 @@ fuzz_target!(|data: &[u8]| {
 
     let max_message_size = 1 + u64::from(size % 4096);
     let server = Config {
-        // Mostly tiny limits so that they are hit; sometimes the RFC minimum.
-        max_line_len: if line < 0xc0 {
-            1 + usize::from(line % 0x80)
-        } else {
-            512
+        limits: Limits {
+            // Mostly tiny limits so that they are hit; sometimes the RFC minimum.
+            max_line_len: if line < 0xc0 {
+                1 + usize::from(line % 0x80)
+            } else {
+                512
+            },
+            max_message_size,
+            max_recipients: 1 + usize::from(recipients % 4),
+            max_errors: 1 + u32::from(errors % 24),
+            max_junk_commands: 100,
+            ..base_config().limits.clone()
         },
-        max_message_size,
-        max_recipients: 1 + usize::from(recipients % 4),
-        max_errors: 1 + u32::from(errors % 24),
-        max_junk_commands: 100,
         bare_lf: if flags & 1 == 1 {
             BareLfPolicy::Keep
         } else {
             BareLfPolicy::Reject
         },
-        tls: (security & 1 != 0).then_some(TlsSource::SelfSigned),
-        auth: (security & 2 != 0).then_some(AuthSource::Any),
-        auth_plaintext: security & 4 != 0,
-        require_tls: security & 8 != 0,
-        auth_required: security & 16 != 0,
+        tls: Tls {
+            source: (security & 1 != 0).then_some(TlsSource::SelfSigned),
+            require: security & 8 != 0,
+            ..base_config().tls.clone()
+        },
+        auth: Auth {
+            source: (security & 2 != 0).then_some(AuthSource::Any),
+            plaintext: security & 4 != 0,
+            required: security & 16 != 0,
+            ..base_config().auth.clone()
+        },
         ..base_config().clone()
     };
     let config = server.session_config();
@@ -152,8 +161,8 @@ fuzz_target!(|data: &[u8]| {
         fail_store: flags & 2 != 0,
         shutdown: flags & 4 != 0,
         over_tls: security & 32 != 0,
-        require_tls: server.require_tls,
-        auth_required: server.auth_required,
+        require_tls: server.tls.require,
+        auth_required: server.auth.required,
     };
 
     // Octets discarded behind STARTTLS are compared with the input only for the whole-input
@@ -212,15 +221,20 @@ fn feed(
         }
         carry.drain(..progress.consumed);
         *discarded += progress.discarded;
-        let verdict = session
-            .credentials()
-            .map(|(user, password)| (user.to_vec(), password == RIGHT_PASSWORD));
+        // The driver accepts the right password; the session still refuses an attempt it
+        // found invalid itself (another authorization identity, a user name that is not
+        // printable UTF-8, an empty password), so `235` comes exactly for the right password
+        // and a valid attempt.
+        let refused = session.credentials_refused();
+        let verdict = session.credentials().map(|(user, password)| {
+            (user.to_vec(), password == RIGHT_PASSWORD, refused == Some(true))
+        });
         assert_eq!(
             verdict.is_some(),
             progress.wait == Some(Wait::Credentials),
             "credentials without the wait for them"
         );
-        if let Some((_, accepted)) = &verdict {
+        if let Some((_, accepted, refused)) = &verdict {
             let replies_before = out.len();
             let answer = if *accepted {
                 AuthVerdict::Accepted
@@ -236,7 +250,7 @@ fn feed(
             *wait = resumed.wait;
             assert!(session.credentials().is_none(), "verdict ignored");
             let reply = &out[replies_before..];
-            if *accepted {
+            if *accepted && !*refused {
                 verdicts.0 += 1;
                 assert!(reply.starts_with(AUTH_OK), "{reply:?}");
             } else {
@@ -245,7 +259,7 @@ fn feed(
             }
         }
         let answered = verdict.is_some();
-        if let Some((user, true)) = verdict {
+        if let Some((user, true, false)) = verdict {
             checks(sink).authenticated = Some(user);
         }
         // RFC 3207 §4.2: inside TLS, STARTTLS is neither offered nor accepted.

@@ -181,18 +181,12 @@ impl Session {
         if accept {
             // The message is complete and the protocol would accept it (no size or bare-LF
             // refusal): only now may a fault rule decide otherwise.
-            match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
-                Decision::Proceed => {}
-                Decision::Refuse(reply) => {
-                    let text = io.gate.text(reply);
-                    return self.end_message_with(
-                        transfer,
-                        size,
-                        text,
-                        Origin::Fault,
-                        io.out,
-                        io.sink,
-                    );
+            let refused = match self.ask_gate(Checkpoint::EndOfData, None, b"", io) {
+                Decision::Proceed => None,
+                Decision::Refuse(reply) => Some(reply),
+                Decision::Pause(then) => {
+                    io.pause_here();
+                    then
                 }
                 Decision::Hangup => {
                     let envelope = self.envelope.view(transfer);
@@ -205,20 +199,10 @@ impl Session {
                         .on_outcome(Some(&envelope), size, io.gate.text(reply));
                     return self.close_injected(reply, io);
                 }
-                Decision::Pause(then) => {
-                    io.pause_here();
-                    if let Some(reply) = then {
-                        let text = io.gate.text(reply);
-                        return self.end_message_with(
-                            transfer,
-                            size,
-                            text,
-                            Origin::Fault,
-                            io.out,
-                            io.sink,
-                        );
-                    }
-                }
+            };
+            if let Some(reply) = refused {
+                let text = io.gate.text(reply);
+                return self.end_message_with(transfer, size, text, Origin::Fault, io.out, io.sink);
             }
         }
         let accepted;

@@ -51,14 +51,37 @@ fn shown_bound(bound: u64) -> String {
     format!("{bound} octets")
 }
 
+/// What the tests of every reader of named files need: a scratch path and a FIFO there.
+#[cfg(test)]
+pub(crate) mod scratch {
+    use std::path::PathBuf;
+
+    /// `name` in a scratch directory of this test process, `tag` telling the readers apart.
+    pub(crate) fn path(tag: &str, name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// A FIFO (with no writer) at [`path`]`(tag, name)`, made anew.
+    pub(crate) fn fifo(tag: &str, name: &str) -> PathBuf {
+        let fifo = path(tag, name);
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        fifo
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("fastsmtpd-named-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        super::scratch::path("named-file", name)
     }
 
     #[test]
@@ -79,13 +102,7 @@ mod tests {
     /// hangs rather than fails: no timed assertion on a noisy machine.)
     #[test]
     fn a_fifo_is_refused_without_waiting_for_a_writer() {
-        let path = scratch("fifo");
-        let _ = std::fs::remove_file(&path);
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success(), "mkfifo {}", path.display());
+        let path = super::scratch::fifo("named-file", "fifo");
         let error = read_text(&path, 1 << 20, "why").unwrap_err();
         assert!(error.starts_with("not a regular file"), "{error}");
         std::fs::remove_file(&path).unwrap();

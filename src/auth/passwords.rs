@@ -421,20 +421,12 @@ mod tests {
             error.starts_with("--auth file:/dev/zero: not a regular file"),
             "{error}"
         );
-        let dir = std::env::temp_dir().join(format!("fastsmtpd-users-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("users.fifo");
-        let _ = std::fs::remove_file(&fifo);
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = crate::named_file::scratch::fifo("users", "users.fifo");
         let error = Users::load(&fifo).unwrap_err();
         assert!(error.contains("users.fifo: not a regular file"), "{error}");
         std::fs::remove_file(&fifo).unwrap();
         // Over the bound: a sparse file, so the test writes nothing to disk.
-        let large = dir.join("users.large");
+        let large = crate::named_file::scratch::path("users", "users.large");
         let file = std::fs::File::create(&large).unwrap();
         file.set_len(MAX_PASSWORD_FILE + 1).unwrap();
         let error = Users::load(&large).unwrap_err();

@@ -603,19 +603,11 @@ mod tests {
             error.starts_with("--fault-file /dev/zero: not a regular file"),
             "{error}"
         );
-        let dir = std::env::temp_dir().join(format!("fastsmtpd-faults-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("faults.fifo");
-        let _ = std::fs::remove_file(&fifo);
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = crate::named_file::scratch::fifo("faults", "faults.fifo");
         let error = FaultRules::read_file(&fifo).unwrap_err();
         assert!(error.contains("faults.fifo: not a regular file"), "{error}");
         std::fs::remove_file(&fifo).unwrap();
-        let large = dir.join("large.toml");
+        let large = crate::named_file::scratch::path("faults", "large.toml");
         let mut text = String::from("rules = []\n");
         while text.len() as u64 <= MAX_FAULT_FILE {
             text.push_str("# a comment line to make the file larger than the bound\n");

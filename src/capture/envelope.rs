@@ -3,8 +3,8 @@
 //! recipient, each as a length-prefixed run of bytes.
 //!
 //! Layout: one flags byte (bit 0: TLS, bit 1: AUTH user, bit 2: client address), then
-//! `id`, `sender`, `params`, `helo`, [`client`], [`tls version`, `tls cipher`], [`auth user`],
-//! then the recipient count, then each recipient; every length and the count a LEB128
+//! `id`, `sender`, `params`, `helo`, then if flagged `client`, `tls version` and `tls cipher`,
+//! `auth user`, then the recipient count, then each recipient; every length and the count a LEB128
 //! varint (one octet below 128). A one-recipient envelope costs its text plus about 10
 //! octets, and one heap block.
 //!

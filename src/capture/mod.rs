@@ -125,6 +125,10 @@ pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<index::Entry>() + 24 + 16;
 /// What the budget charges per recipient: its slot in the recipient index.
 pub const RECIPIENT_OVERHEAD: usize = 48;
 
+// Issue 18's bound: the index overhead of a one-recipient message, beyond its raw bytes and
+// its envelope's text, is at most 256 octets.
+const _: () = assert!(ENTRY_OVERHEAD + RECIPIENT_OVERHEAD <= 256);
+
 /// The retention limits, all enforced at insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

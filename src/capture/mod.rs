@@ -49,10 +49,10 @@
 //! (charged 282; the packed envelope is 106 of it, so the index overhead is ~191), 248 with
 //! one shared recipient (charged 276). Not charged: the slack of tables that grow by
 //! doubling (at 100 000 entries they have room for 131 072: most of the 297 - 282; up to a
-//! table's worth just past a doubling), the allocator's own headers, the tombstone ring (a fixed bound, below),
-//! the waiters, and the spare capacity of a `Vec` the caller turned into the `Bytes` (hand
-//! over a buffer sized to the message: `Bytes::from(Vec)` does not copy, and cannot shrink
-//! it). A [`Snapshot`] held by a reader keeps its message's bytes alive after an eviction
+//! table's worth just past a doubling), the allocator's own headers, the tombstone ring (a
+//! fixed bound, below), the waiters, and the spare capacity of a `Vec` the caller turned
+//! into the `Bytes` (hand over a buffer sized to the message: `Bytes::from(Vec)` does not
+//! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes alive after an eviction
 //! until the reader drops it.
 //!
 //! Tombstones: at most [`Limits::max_tombstones`] (default [`TOMBSTONES_MAX`] = 65 536, about

@@ -52,8 +52,8 @@
 //! table's worth just past a doubling), the allocator's own headers, the tombstone ring (a
 //! fixed bound, below), the waiters, and the spare capacity of a `Vec` the caller turned
 //! into the `Bytes` (hand over a buffer sized to the message: `Bytes::from(Vec)` does not
-//! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes alive after an eviction
-//! until the reader drops it.
+//! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes
+//! alive after an eviction until the reader drops it.
 //!
 //! Tombstones: at most [`Limits::max_tombstones`] (default [`TOMBSTONES_MAX`] = 65 536, about
 //! 56 octets each with their two tables: ≤ 3.5 MiB, ~1.4 % of a 256 MiB budget). They are

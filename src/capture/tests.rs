@@ -540,27 +540,36 @@ fn waiters_are_woken_exactly_for_matching_inserts() {
 
 #[test]
 fn a_waiter_registered_before_its_check_never_misses_an_insert() {
-    // Register, check, then sleep until woken: each of many concurrent inserts is seen.
+    // Register, check, then sleep until woken. The writer inserts one message at a time and
+    // waits until the reader has seen it, so every insert's wake-up is needed: one lost
+    // wake-up parks the reader until the deadline.
     let capture = Arc::new(Capture::new(Limits::default(), OnFull::EvictOldest));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    const ROUNDS: u64 = 500;
     let writer = {
-        let capture = Arc::clone(&capture);
+        let (capture, acked) = (Arc::clone(&capture), Arc::clone(&acked));
         std::thread::spawn(move || {
-            for n in 1..=200 {
+            for n in 1..=ROUNDS {
                 capture.insert(message(n, "s@x", &["w@x"], "", 0)).unwrap();
+                while acked.load(Ordering::SeqCst) < n {
+                    std::thread::yield_now();
+                }
             }
         })
     };
     let mut seen = 0;
     let filter = Filter::recipient(b"w@x");
-    while seen < 200 {
+    while seen < ROUNDS {
         let unpark = Arc::new(ThreadUnpark(std::thread::current()));
         let waiter = capture.register(WaitKey::Recipient(b"w@x".to_vec()), Waker::from(unpark));
         let page = capture.page(Some(seen), Direction::Newer, 1000, &filter);
-        if page.items.is_empty() {
+        if let Some(last) = page.items.last() {
+            seen = last.seq;
+        } else {
             // Parks return early (an unpark left by an earlier waker, or spuriously): check
             // again each time; never poll on a timer, so a lost wake-up parks until the
             // deadline and fails.
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
             loop {
                 std::thread::park_timeout(
                     deadline.saturating_duration_since(std::time::Instant::now()),
@@ -570,12 +579,14 @@ fn a_waiter_registered_before_its_check_never_misses_an_insert() {
                     seen = last.seq;
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "not woken");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "not woken after {seen}"
+                );
             }
-        } else {
-            seen = page.items.last().unwrap().seq;
         }
         capture.cancel(waiter);
+        acked.store(seen, Ordering::SeqCst);
     }
     writer.join().unwrap();
 }

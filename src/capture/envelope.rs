@@ -11,6 +11,7 @@
 //! What it does not do: check anything (the session did), or keep what the capture store does
 //! not show (the `Received:`-style trace is the HTTP side's to render from these fields).
 
+use crate::proto::command::{Body, MailParams};
 use crate::proto::sink::QueueId;
 use std::net::SocketAddr;
 
@@ -36,6 +37,69 @@ pub struct EnvelopeParts<'a> {
     pub tls: Option<(&'a str, &'a str)>,
     /// The user the client authenticated as, if it did.
     pub auth_user: Option<&'a [u8]>,
+}
+
+/// The `MAIL FROM` parameters as the capture store keeps them, as text on the stack.
+#[derive(Clone, Copy)]
+pub struct ParamsText {
+    /// Octets used.
+    len: u8,
+    /// The text (55 octets at most: `SIZE=` and 20 digits, ` BODY=BINARYMIME`, ` SMTPUTF8`,
+    /// ` AUTH`).
+    bytes: [u8; 64],
+}
+
+impl ParamsText {
+    /// The text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for ParamsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// `params` as text: the parameters the session kept, in a fixed order and canonical
+/// spelling (`SIZE=1024 BODY=8BITMIME SMTPUTF8 AUTH`). The session keeps no `AUTH=` value
+/// (see [`MailParams::auth`]), so `AUTH` alone says one was given.
+pub fn mail_params_text(params: &MailParams) -> ParamsText {
+    let mut text = ParamsText {
+        len: 0,
+        bytes: [0; 64],
+    };
+    let mut push = |word: &[u8]| {
+        let at = usize::from(text.len);
+        let space = usize::from(at > 0);
+        if space == 1 {
+            text.bytes[at] = b' ';
+        }
+        text.bytes[at + space..at + space + word.len()].copy_from_slice(word);
+        text.len += (space + word.len()) as u8;
+    };
+    if let Some(size) = params.size {
+        let mut digits = itoa::Buffer::new();
+        let mut word = [0u8; 25];
+        let digits = digits.format(size).as_bytes();
+        word[..5].copy_from_slice(b"SIZE=");
+        word[5..5 + digits.len()].copy_from_slice(digits);
+        push(&word[..5 + digits.len()]);
+    }
+    match params.body {
+        Some(Body::SevenBit) => push(b"BODY=7BIT"),
+        Some(Body::EightBitMime) => push(b"BODY=8BITMIME"),
+        Some(Body::BinaryMime) => push(b"BODY=BINARYMIME"),
+        None => {}
+    }
+    if params.smtputf8 {
+        push(b"SMTPUTF8");
+    }
+    if params.auth {
+        push(b"AUTH");
+    }
+    text
 }
 
 /// A packed envelope (see the module doc). Immutable once made.
@@ -306,6 +370,29 @@ mod tests {
         assert_eq!(v.auth_user, Some(&b"ann"[..]));
         assert_eq!(v.recipients.iter().collect::<Vec<_>>(), rcpts);
         assert_eq!(v.recipients.len(), 3);
+    }
+
+    #[test]
+    fn mail_params_as_text() {
+        let text = |params: MailParams| mail_params_text(&params).as_bytes().to_vec();
+        assert_eq!(text(MailParams::default()), b"");
+        let all = MailParams {
+            size: Some(u64::MAX),
+            body: Some(Body::BinaryMime),
+            smtputf8: true,
+            auth: true,
+            any: true,
+        };
+        assert_eq!(
+            text(all),
+            b"SIZE=18446744073709551615 BODY=BINARYMIME SMTPUTF8 AUTH"
+        );
+        let some = MailParams {
+            body: Some(Body::EightBitMime),
+            any: true,
+            ..MailParams::default()
+        };
+        assert_eq!(text(some), b"BODY=8BITMIME");
     }
 
     #[test]

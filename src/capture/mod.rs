@@ -79,8 +79,9 @@
 //! # The interface, for the next increments
 //!
 //! SMTP side (the `StoreSink` capture target): accumulate the content in a `Vec<u8>` sized
-//! from `SIZE=` (or grown), then at `on_message_end`: `Arrival::new(id, now, Bytes::from(vec),
-//! &EnvelopeParts {..}, envelope.recipients())` and [`Capture::insert`] → `Ok(Inserted)`:
+//! from `SIZE=` (or grown), then at `on_message_end`: [`Arrival::from_envelope`]`(id, now,
+//! Bytes::from(vec), envelope, client)` (or [`Arrival::new`] with [`EnvelopeParts`] for a
+//! message seeded over HTTP) and [`Capture::insert`] → `Ok(Inserted)`:
 //! `Verdict::Stored` (the record is visible before the `250` is written);
 //! `Err(Refused::Full)`: `452 4.3.1`; `Err(Refused::TooLarge)`: `552 5.3.4`;
 //! `Err(Refused::DuplicateId)`: a bug, `451 4.3.0`.
@@ -109,6 +110,7 @@ pub use filter::{Filter, Match, Term};
 pub use headers::Field;
 
 use crate::lock::lock;
+use crate::proto::envelope::Envelope;
 use crate::proto::sink::QueueId;
 use bytes::Bytes;
 use envelope::Packed;
@@ -237,9 +239,49 @@ impl Arrival {
         }
     }
 
+    /// A message the SMTP session accepted: its envelope as the session lends it to the
+    /// sink, and the client's address (the transport's; `None` if unknown).
+    pub fn from_envelope(
+        id: QueueId,
+        received_at: SystemTime,
+        raw: Bytes,
+        envelope: &Envelope<'_>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Arrival {
+        let params = envelope::mail_params_text(&envelope.params);
+        let parts = EnvelopeParts {
+            sender: envelope.sender,
+            params: params.as_bytes(),
+            helo: envelope.helo,
+            client,
+            tls: envelope.tls.map(|tls| (tls.version, tls.cipher)),
+            auth_user: envelope.auth_user,
+        };
+        Arrival::new(
+            id,
+            received_at,
+            raw,
+            &parts,
+            ProtoRecipients(envelope.recipients),
+        )
+    }
+
     /// What the budget charges for this message (see the module doc).
     pub fn charge(&self) -> u64 {
         charge(&self.raw, &self.envelope)
+    }
+}
+
+/// The session's recipients, iterable twice (packing measures, then copies).
+#[derive(Clone, Copy)]
+struct ProtoRecipients<'a>(crate::proto::envelope::Recipients<'a>);
+
+impl<'a> IntoIterator for ProtoRecipients<'a> {
+    type Item = &'a [u8];
+    type IntoIter = Box<dyn Iterator<Item = &'a [u8]> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.0.iter())
     }
 }
 

@@ -742,3 +742,56 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_smtp_envelope_is_kept_whole() {
+    use crate::proto::command::{Body, MailParams};
+    use crate::proto::envelope::{EnvelopeBuf, TlsInfo, Transfer};
+    let mut buf = EnvelopeBuf::default();
+    buf.set_helo(b"client.example", true);
+    let params = MailParams {
+        size: Some(1234),
+        body: Some(Body::EightBitMime),
+        any: true,
+        ..MailParams::default()
+    };
+    buf.set_sender(b"s@x", params);
+    buf.set_auth_user(b"ann");
+    buf.add_recipient(b"a@x");
+    buf.add_recipient(b"B@y");
+    let tls = TlsInfo {
+        version: "TLSv1.3",
+        cipher: "TLS_AES_128_GCM_SHA256",
+        sni: None,
+        resumed: false,
+    };
+    let mut envelope = buf.view(Transfer::Data);
+    envelope.tls = Some(&tls);
+    let client = "192.0.2.1:4567".parse().unwrap();
+    let arrival = Arrival::from_envelope(
+        id(1),
+        at(1),
+        Bytes::from_static(b"Subject: s\r\n\r\nbody"),
+        &envelope,
+        Some(client),
+    );
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    capture.insert(arrival).unwrap();
+    let Lookup::Found(kept) = capture.get(&id(1)) else {
+        panic!("kept")
+    };
+    let view = kept.envelope();
+    assert_eq!(view.helo, b"client.example");
+    assert_eq!(view.sender, b"s@x");
+    assert_eq!(view.params, b"SIZE=1234 BODY=8BITMIME");
+    assert_eq!(view.auth_user, envelope.auth_user);
+    assert_eq!(view.tls, Some(("TLSv1.3", "TLS_AES_128_GCM_SHA256")));
+    assert_eq!(view.client_addr(), Some(client));
+    assert_eq!(
+        view.recipients.iter().collect::<Vec<_>>(),
+        [&b"a@x"[..], b"B@y"]
+    );
+    assert_eq!(kept.raw, &b"Subject: s\r\n\r\nbody"[..]);
+    assert_eq!(capture.count(&Filter::recipient(b"b@Y")), 0);
+    assert_eq!(capture.count(&Filter::recipient(b"B@Y")), 1);
+}

@@ -11,7 +11,8 @@
 //! re-exported here as [`parse_duration`], [`parse_bytes`] and [`parse_data_rate`].
 //!
 //! What it does not do: parse the command line (that is `main.rs`, with clap), read the fault
-//! file (`main.rs` with [`crate::fault::FaultRules::read_file`]) or open sockets.
+//! file (`main.rs` with [`crate::fault::FaultRules::read_file`]; its rules are parsed here,
+//! with the file kept beside them to name it in errors) or open sockets.
 
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
@@ -328,8 +329,8 @@ impl Default for Stores {
     }
 }
 
-/// Fault injection ([`crate::fault`]): the rules as written, parsed once by
-/// [`Config::validate`].
+/// Fault injection ([`crate::fault`]): the rules as written, with where the first came from,
+/// parsed once by [`Config::validate`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
     /// The rules in the order they are tried (`--fault-file`'s rules, then the `--fault`
@@ -337,6 +338,9 @@ pub struct Faults {
     pub rules: Vec<String>,
     /// Seed for probabilistic faults and random delays (`--seed`).
     pub seed: u64,
+    /// The `--fault-file` the first [`Faults::rules`] came from, if any: a rule of it that
+    /// does not parse is named by the file and its place (`rules[i]`).
+    pub file: Option<crate::fault::RulesFile>,
 }
 
 /// A [`Config`] that passed [`Config::validate`], with what checking it made: the parsed
@@ -371,6 +375,13 @@ impl std::ops::Deref for ValidConfig {
 pub enum ConfigError {
     /// No `--listen` address.
     NoListenAddress,
+    /// An address given twice, in `--listen` or `--listen-tls` (the second bind would fail).
+    ListenTwice {
+        /// The address.
+        address: SocketAddr,
+        /// Where it was given: `--listen`, `--listen-tls`, or both.
+        flags: &'static str,
+    },
     /// A count that must be at least 1 is 0 (`--threads`, `--max-message-size`, ...).
     Zero {
         /// The flag.
@@ -418,6 +429,8 @@ pub enum ConfigError {
     AuthOutsideTls,
     /// `--auth-plaintext` or `--auth-required` without `--auth`.
     AuthOptionWithoutAuth,
+    /// `--auth-plaintext` with `--require-tls`, which refuses AUTH on plaintext anyway.
+    AuthPlaintextWithRequireTls,
     /// `--tls-self-signed-out` without `--tls-self-signed`.
     SelfSignedOutWithoutSelfSigned,
     /// `--log-sessions` with `--store jsonl:-`: both would write to standard output.
@@ -430,6 +443,10 @@ impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConfigError::NoListenAddress => f.write_str("at least one --listen address is needed"),
+            ConfigError::ListenTwice { address, flags } => write!(
+                f,
+                "{flags} {address}: given twice (each address is bound once; a second bind would fail with \"Address already in use\")"
+            ),
             ConfigError::Zero { flag } => write!(f, "{flag} must be at least 1"),
             ConfigError::CountOutOfRange { flag, min, max } => {
                 write!(f, "{flag} must be between {min} and {max}")
@@ -482,6 +499,9 @@ impl std::fmt::Display for ConfigError {
             ConfigError::AuthOptionWithoutAuth => {
                 f.write_str("--auth-plaintext and --auth-required need --auth any|file:PATH")
             }
+            ConfigError::AuthPlaintextWithRequireTls => f.write_str(
+                "--auth-plaintext with --require-tls: --require-tls answers AUTH on plaintext with 530 before STARTTLS (RFC 3207 §4), so --auth-plaintext would do nothing: leave out one of them",
+            ),
             ConfigError::SelfSignedOutWithoutSelfSigned => f.write_str(
                 "--tls-self-signed-out FILE writes the certificate --tls-self-signed makes: it needs --tls-self-signed (with --tls-cert, give senders that file)",
             ),
@@ -532,8 +552,12 @@ impl Config {
     /// order; the first that fails is reported.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         self.check()?;
-        let faults = crate::fault::FaultRules::parse(&self.faults.rules, self.faults.seed)
-            .map_err(ConfigError::FaultRule)?;
+        let faults = crate::fault::FaultRules::parse_from(
+            &self.faults.rules,
+            self.faults.seed,
+            self.faults.file.as_ref(),
+        )
+        .map_err(ConfigError::FaultRule)?;
         self.check_stores()?;
         Ok(ValidConfig {
             config: self,
@@ -548,6 +572,7 @@ impl Config {
         if self.listen.is_empty() {
             return Err(ConfigError::NoListenAddress);
         }
+        self.check_listen_once()?;
         if self.threads == 0 {
             return Err(ConfigError::Zero { flag: "--threads" });
         }
@@ -561,6 +586,9 @@ impl Config {
         }
         if (auth.plaintext || auth.required) && auth.source.is_none() {
             return Err(ConfigError::AuthOptionWithoutAuth);
+        }
+        if auth.plaintext && tls.require {
+            return Err(ConfigError::AuthPlaintextWithRequireTls);
         }
         if !(1..=crate::auth::MAX_THREADS).contains(&auth.threads) {
             return Err(ConfigError::CountOutOfRange {
@@ -644,6 +672,28 @@ impl Config {
                 min: 1,
                 max: MAX_STORE_THREADS,
             });
+        }
+        Ok(())
+    }
+
+    /// Each address at most once over `--listen` and `--listen-tls`: two sockets cannot be
+    /// bound to one address (port 0 is left out: each bind of it picks a port of its own).
+    fn check_listen_once(&self) -> Result<(), ConfigError> {
+        let plain = self.listen.iter().map(|a| (a, "--listen"));
+        let tls = self.tls.listen.iter().map(|a| (a, "--listen-tls"));
+        let all: Vec<_> = plain.chain(tls).filter(|(a, _)| a.port() != 0).collect();
+        for (i, (address, flag)) in all.iter().enumerate() {
+            if let Some((_, earlier)) = all[..i].iter().find(|(a, _)| a == address) {
+                let flags = if earlier == flag {
+                    flag
+                } else {
+                    "--listen and --listen-tls"
+                };
+                return Err(ConfigError::ListenTwice {
+                    address: **address,
+                    flags,
+                });
+            }
         }
         Ok(())
     }
@@ -798,6 +848,36 @@ mod tests {
             refused(&|c| c.limits.max_message_size = 0),
             "--max-message-size must be at least 1"
         );
+        // Review of issue 17, F2: `--auth-plaintext` did nothing under `--require-tls`.
+        assert_eq!(
+            refused(&|c| {
+                c.tls.source = Some(TlsSource::SelfSigned);
+                c.tls.require = true;
+                c.auth.source = Some(crate::auth::AuthSource::Any);
+                c.auth.plaintext = true;
+            }),
+            "--auth-plaintext with --require-tls: --require-tls answers AUTH on plaintext with 530 before STARTTLS (RFC 3207 §4), so --auth-plaintext would do nothing: leave out one of them"
+        );
+        // Review of issue 17, F9: an address given twice failed at bind, "is another server
+        // running?".
+        let twice = SocketAddr::from(([127, 0, 0, 1], 2525));
+        assert_eq!(
+            refused(&|c| c.listen = vec![twice, twice]),
+            "--listen 127.0.0.1:2525: given twice (each address is bound once; a second bind would fail with \"Address already in use\")"
+        );
+        assert_eq!(
+            refused(&|c| {
+                c.tls.source = Some(TlsSource::SelfSigned);
+                c.tls.listen = vec![twice];
+            }),
+            "--listen and --listen-tls 127.0.0.1:2525: given twice (each address is bound once; a second bind would fail with \"Address already in use\")"
+        );
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = Config {
+            listen: vec![any_port, any_port],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok(), "port 0 picks a port per bind");
         assert_eq!(
             refused(&|c| c.faults.rules = vec!["helo".into()]),
             "--fault \"helo\": no action: give reply=..., disconnect, disconnect=421, delay=... or greylist=..."
@@ -815,6 +895,7 @@ mod tests {
                     "mail disconnect".into(),
                 ],
                 seed: 3,
+                file: None,
             },
             ..Config::default()
         };

@@ -16,6 +16,7 @@
 //! | [`console`] | the server's own lines on stdout and stderr, never a panic when nobody reads them |
 //! | [`config`] | the server's settings grouped by job, their defaults with the RFC sections behind them, checked once (`ConfigError` or a `ValidConfig`) |
 //! | [`lock`] | taking a lock whose holder panicked: the one poison-tolerant `lock`, `read`, `write` and `wait` |
+//! | [`named_file`] | reading a file a flag names (`--fault-file`, `--auth file:`): a regular file only, of bounded size |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
 //! | [`capture`] | the capture store: kept messages in memory under a byte budget, their index, tombstones and waiters (no HTTP, no MIME, no disk) |
@@ -37,7 +38,7 @@
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault`, `capture` |
-//! | 0 | `proto`, `peer`, `lock`, `units`, `console` |
+//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
 //! and AUTH post to without knowing the server; `metrics` sits below `store` because the
@@ -60,6 +61,7 @@ pub mod console;
 pub mod fault;
 pub mod lock;
 pub mod metrics;
+pub mod named_file;
 pub mod peer;
 pub mod proto;
 pub mod server;

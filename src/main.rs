@@ -323,6 +323,7 @@ fn main() -> ExitCode {
         faults: Faults {
             rules: cli.faults,
             seed: cli.seed.unwrap_or(0),
+            file: None,
         },
         ..Config::default()
     };
@@ -331,6 +332,11 @@ fn main() -> ExitCode {
             Ok((rules, seed)) => {
                 // The file's rules first, then --fault's: the first rule that fires wins, so
                 // the file's scenario runs as written and the command line only adds to it.
+                // Unparsed: validate parses them once, naming the file for its rules.
+                config.faults.file = Some(fastsmtpd::fault::RulesFile {
+                    path: path.clone(),
+                    rules: rules.len(),
+                });
                 let command_line = std::mem::replace(&mut config.faults.rules, rules);
                 config.faults.rules.extend(command_line);
                 // --seed on the command line wins over the file's.

@@ -16,6 +16,7 @@ fn with_faults(rules: &[&str], seed: u64) -> TestServer {
         faults: Faults {
             rules: rules.iter().map(|r| r.to_string()).collect(),
             seed,
+            ..Faults::default()
         },
         ..test_config()
     })
@@ -367,4 +368,28 @@ fn rules_from_a_toml_file() {
     let output = run_bounded(command, None, CHILD_LIMIT);
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stderr.contains("at least 1"));
+
+    // Review of issue 17, F1: a device filled memory and a FIFO hung the start; both are
+    // refused with exit status 2.
+    let fifo = dir.join("faults.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for path in [std::path::Path::new("/dev/zero"), &fifo] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--fault-file"])
+            .arg(path);
+        let output = run_bounded(command, None, CHILD_LIMIT);
+        assert_eq!(output.status.code(), Some(2), "{}", path.display());
+        assert!(
+            output.stderr.contains(": not a regular file"),
+            "{}",
+            output.stderr
+        );
+    }
+    std::fs::remove_file(&fifo).unwrap();
 }

@@ -320,14 +320,16 @@ pub struct RunArgs {
     /// least 1ms).
     #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     pub timeout: Duration,
-    /// Open loop: how much of each wait for a send is spun on the clock instead of slept on
-    /// the timer: less makes the generator's CPU cheaper and its sends later by the
-    /// machine's wake-up latency (0: no spin) [default: 50us].
+    /// Open loop (--rate or --sweep; refused without): how much of each wait for a send is
+    /// spun on the clock instead of slept on the timer: less makes the generator's CPU
+    /// cheaper and its sends later by the machine's wake-up latency (0: no spin)
+    /// [default: 50us].
     #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub pace_spin: Option<Duration>,
-    /// Open loop: the send lateness p99 above which a run that reached its rate is reported
-    /// NOT sustained on time (its sends went out late and caught up, as after a server
-    /// stall); raise it on a machine whose wake-ups are slow (a duration) [default: 10ms].
+    /// Open loop (--rate; refused without, and with --sweep): the send lateness p99 above
+    /// which a run that reached its rate is reported NOT sustained on time (its sends went
+    /// out late and caught up, as after a server stall); raise it on a machine whose
+    /// wake-ups are slow (a duration, more than 0) [default: 10ms].
     #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
     pub late_send_limit: Option<Duration>,
     /// Sender pattern; the letter n in braces becomes the message number.

@@ -60,6 +60,8 @@ pub struct Settings {
     pub warmup: Duration,
     /// Open loop: messages per second over all threads (`None`: closed loop).
     pub rate: Option<f64>,
+    /// `--sweep`: every run is an open-loop step at a rate the sweep sets in `rate`.
+    pub sweep: bool,
     /// Spread the initial connects over this long.
     pub stagger: Duration,
     /// A reply not received within this is a timeout.
@@ -133,6 +135,8 @@ impl Settings {
                 return Err("--rate must be a positive number of messages per second".into());
             }
         }
+        let sweep = args.sweep.range.is_some();
+        check_pacing(&args, sweep)?;
         let (helo, greeting_name) = greeting(&args)?;
         if args.bdat && helo {
             return Err("--bdat needs EHLO (CHUNKING); drop --helo".into());
@@ -258,6 +262,7 @@ impl Settings {
             duration: args.duration,
             warmup: Duration::from_secs(args.warmup.as_secs_f64().ceil() as u64),
             rate: args.rate,
+            sweep,
             stagger: args.stagger,
             reply_timeout: args.timeout,
             pace_spin: args.pace_spin.unwrap_or(crate::drive::pacer::SPIN),
@@ -332,7 +337,8 @@ impl Settings {
     }
 
     /// The first line of the progress output and of the summary (and the interval log's
-    /// comment): target, connections, load model, transfer mode, recipients, size.
+    /// comment): target, connections, load model, transfer mode (and, open loop, the pacing
+    /// flags in use), recipients, size.
     pub fn header(&self) -> String {
         let mode = format!(
             "{}, {}{}",
@@ -351,6 +357,14 @@ impl Settings {
                 PipeliningArg::Off => ", no pipelining",
             }
         );
+        let mut pacing = String::new();
+        if let Some(spin) = self.pace_spin_in_use() {
+            pacing.push_str(&format!(", pace spin {spin:?}"));
+        }
+        if let Some(limit) = self.late_send_limit_in_use() {
+            pacing.push_str(&format!(", late-send limit {limit:?}"));
+        }
+        let mode = mode + &pacing;
         let content = match self.corpus() {
             Some(corpus) => format!(
                 "{} {} ({} messages{})",
@@ -417,6 +431,17 @@ impl Settings {
                 "certificate verified against the system's roots".to_string()
             }
         }
+    }
+
+    /// `--pace-spin` (or its default) where sends are paced: open loop (`--rate`, `--sweep`).
+    fn pace_spin_in_use(&self) -> Option<Duration> {
+        (self.rate.is_some() || self.sweep).then_some(self.pace_spin)
+    }
+
+    /// `--late-send-limit` (or its default) where the summary's "sustained" verdict uses it:
+    /// a single open-loop run (a sweep step passes on its achieved rate and its `--slo`).
+    fn late_send_limit_in_use(&self) -> Option<Duration> {
+        (self.rate.is_some() && !self.sweep).then_some(self.late_send_limit)
     }
 
     /// The `config` object of `--json`: the run's settings as given.
@@ -488,6 +513,16 @@ impl Settings {
                 }),
             ),
             (
+                "pace_spin_seconds",
+                self.pace_spin_in_use()
+                    .map(|spin| serde_json::json!(spin.as_secs_f64())),
+            ),
+            (
+                "late_send_limit_seconds",
+                self.late_send_limit_in_use()
+                    .map(|limit| serde_json::json!(limit.as_secs_f64())),
+            ),
+            (
                 "rcpt_file",
                 workload.recipients.as_ref().map(|list| {
                     serde_json::json!({
@@ -513,6 +548,45 @@ impl Settings {
         }
         config
     }
+}
+
+/// Checks `--pace-spin` and `--late-send-limit`: both pace or judge an open loop's send
+/// schedule, so a closed-loop run (no `--rate` or `--sweep`), which has none, refuses them
+/// rather than ignore them; a sweep refuses `--late-send-limit` (its steps pass on their
+/// achieved rate and `--slo`, not on send lateness); and a zero limit is refused, as no run
+/// could meet it (a send lateness is recorded as at least 1 ns).
+fn check_pacing(args: &RunArgs, sweep: bool) -> Result<(), String> {
+    if let Some(limit) = args.late_send_limit {
+        if limit.is_zero() {
+            return Err(format!(
+                "--late-send-limit {limit:?}: must be more than 0 (a send lateness is \
+                 recorded as at least 1 ns, so no run would be sustained on time)"
+            ));
+        }
+        if sweep {
+            return Err(format!(
+                "--late-send-limit {limit:?}: applies to a single open-loop run (--rate) \
+                 only; a --sweep step passes on its achieved rate and its --slo"
+            ));
+        }
+        if args.rate.is_none() {
+            return Err(format!(
+                "--late-send-limit {limit:?}: applies to open-loop runs (--rate) only; a \
+                 closed-loop run sends each message when a connection is free, on no schedule \
+                 to be late for"
+            ));
+        }
+    }
+    if let Some(spin) = args.pace_spin {
+        if args.rate.is_none() && !sweep {
+            return Err(format!(
+                "--pace-spin {spin:?}: applies to open-loop runs (--rate or --sweep) only; a \
+                 closed-loop run sends each message when a connection is free, on no schedule \
+                 to wait for"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `--auth USER:PASS` (split at the first colon: the password may hold colons).
@@ -686,6 +760,81 @@ mod tests {
         assert_eq!(config["inflight"], 4);
         assert_eq!(config["tls"], serde_json::Value::Null);
         assert_eq!(config["auth"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn pacing_flags_are_refused_where_they_do_not_apply_and_recorded_where_they_do() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["--target", "127.0.0.1:25"];
+            all.extend_from_slice(args);
+            settings(&all)
+        };
+        // Closed loop: both were accepted and silently ignored.
+        assert_eq!(
+            run(&["--late-send-limit", "5ms"]).unwrap_err(),
+            "--late-send-limit 5ms: applies to open-loop runs (--rate) only; a closed-loop \
+             run sends each message when a connection is free, on no schedule to be late for"
+        );
+        assert_eq!(
+            run(&["--pace-spin", "20us"]).unwrap_err(),
+            "--pace-spin 20µs: applies to open-loop runs (--rate or --sweep) only; a \
+             closed-loop run sends each message when a connection is free, on no schedule to \
+             wait for"
+        );
+        // A zero limit can never be met: a lateness is recorded as at least 1 ns.
+        for args in [
+            &["--rate", "100", "--late-send-limit", "0"][..],
+            &["--late-send-limit", "0ms"],
+        ] {
+            let error = run(args).unwrap_err();
+            assert!(
+                error.starts_with("--late-send-limit 0ns: must be more than 0"),
+                "{error}"
+            );
+        }
+        // A sweep paces its steps but judges them on their achieved rate and SLOs.
+        let error = run(&["--sweep", "10..20", "--late-send-limit", "5ms"]).unwrap_err();
+        assert!(
+            error.contains("a --sweep step passes on its achieved rate and its --slo"),
+            "{error}"
+        );
+        let sweep = run(&["--sweep", "10..20", "--pace-spin", "0"]).unwrap();
+        assert_eq!(sweep.config_json()["pace_spin_seconds"], 0.0);
+        assert!(sweep.config_json().get("late_send_limit_seconds").is_none());
+
+        // Open loop: the values in use, given or not, in the header and the JSON config.
+        let open = run(&["--rate", "100"]).unwrap();
+        assert!(
+            open.header().contains(
+                "open loop at 100 msgs/s, DATA, pipelining if offered, pace spin 50µs, \
+                           late-send limit 10ms, 1 rcpt(s)"
+            ),
+            "{}",
+            open.header()
+        );
+        assert_eq!(open.config_json()["pace_spin_seconds"], 50e-6);
+        assert_eq!(open.config_json()["late_send_limit_seconds"], 0.01);
+        let given = run(&[
+            "--rate",
+            "100",
+            "--pace-spin",
+            "0",
+            "--late-send-limit",
+            "25ms",
+        ])
+        .unwrap();
+        assert_eq!(given.late_send_limit, Duration::from_millis(25));
+        assert!(given
+            .header()
+            .contains(", pace spin 0ns, late-send limit 25ms,"));
+        assert_eq!(given.config_json()["pace_spin_seconds"], 0.0);
+        assert_eq!(given.config_json()["late_send_limit_seconds"], 0.025);
+        // Closed loop: neither (they do not apply), and the document as before.
+        let closed = run(&[]).unwrap();
+        assert!(!closed.header().contains("pace spin"));
+        for key in ["pace_spin_seconds", "late_send_limit_seconds"] {
+            assert!(closed.config_json().get(key).is_none(), "{key}");
+        }
     }
 
     #[test]

@@ -359,6 +359,38 @@ fn bad_command_lines_exit_2_with_a_clear_message() {
             &["--target", "127.0.0.1:25", "--rate", "1e-300"],
             "between 0.001",
         ),
+        // Open-loop flags in a closed-loop run (were silently ignored), a zero limit (no run
+        // meets it), and the limit in a sweep (whose steps it does not judge).
+        (
+            &["--target", "127.0.0.1:25", "--late-send-limit", "5ms"],
+            "--late-send-limit 5ms: applies to open-loop runs (--rate) only",
+        ),
+        (
+            &["--target", "127.0.0.1:25", "--pace-spin", "0"],
+            "--pace-spin 0ns: applies to open-loop runs (--rate or --sweep) only",
+        ),
+        (
+            &[
+                "--target",
+                "127.0.0.1:25",
+                "--rate",
+                "10",
+                "--late-send-limit",
+                "0",
+            ],
+            "--late-send-limit 0ns: must be more than 0",
+        ),
+        (
+            &[
+                "--target",
+                "127.0.0.1:25",
+                "--sweep",
+                "10..20",
+                "--late-send-limit",
+                "5ms",
+            ],
+            "a --sweep step passes on its achieved rate",
+        ),
         (&["--target", "127.0.0.1:25", "-n", "0"], "--messages"),
         (&["--target", "127.0.0.1:25", "-d", "0"], "--duration"),
         (&["--target", "127.0.0.1:25", "--timeout", "0"], "--timeout"),

@@ -174,6 +174,12 @@ const MAX_ARGON2_PASSES: u32 = 16;
 /// bcrypt cost a password file may ask for (cost 16 takes seconds already).
 const MAX_BCRYPT_COST: u32 = 16;
 
+/// The largest password file read: 64 MiB, a million users with lines of 64 octets (an
+/// Argon2 PHC string is about 100 octets, a bcrypt hash 60). The file is read whole, at start
+/// and again on SIGHUP while the old users are still held, so the bound keeps a device or a
+/// runaway file from filling memory.
+pub const MAX_PASSWORD_FILE: u64 = 64 << 20;
+
 /// Compares two byte strings in time that depends on their lengths only.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -193,8 +199,12 @@ pub struct Users {
 impl Users {
     /// Reads and checks `path`; the error names the file and the line.
     pub fn load(path: &Path) -> Result<Users, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--auth file:{}: {e}", path.display()))?;
+        let text = crate::named_file::read_text(
+            path,
+            MAX_PASSWORD_FILE,
+            "a million users of 64-octet lines; the file is read whole, at start and on SIGHUP",
+        )
+        .map_err(|e| format!("--auth file:{}: {e}", path.display()))?;
         Users::parse(&text).map_err(|e| format!("--auth file:{}: {e}", path.display()))
     }
 
@@ -400,6 +410,39 @@ mod tests {
         }
         let error = Users::load(Path::new("/nonexistent/users")).unwrap_err();
         assert!(error.contains("--auth file:/nonexistent/users"), "{error}");
+    }
+
+    /// Review of issue 17, F1: `--auth file:/dev/zero` grew memory without end (at start or
+    /// on SIGHUP) and a FIFO hung; now only a regular file of at most 64 MiB is read.
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let error = Users::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            error.starts_with("--auth file:/dev/zero: not a regular file"),
+            "{error}"
+        );
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("users.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let error = Users::load(&fifo).unwrap_err();
+        assert!(error.contains("users.fifo: not a regular file"), "{error}");
+        std::fs::remove_file(&fifo).unwrap();
+        // Over the bound: a sparse file, so the test writes nothing to disk.
+        let large = dir.join("users.large");
+        let file = std::fs::File::create(&large).unwrap();
+        file.set_len(MAX_PASSWORD_FILE + 1).unwrap();
+        let error = Users::load(&large).unwrap_err();
+        assert!(
+            error.contains("users.large: larger than 64 MiB: a million users"),
+            "{error}"
+        );
+        std::fs::remove_file(&large).unwrap();
     }
 
     /// Reviewer B, F9: a file mixing bcrypt costs (Python's `gensalt()` makes cost 12,

@@ -54,6 +54,7 @@ mod glob;
 mod limiter;
 mod rule;
 
+pub use file::{RulesFile, MAX_FAULT_FILE};
 pub use gate::FaultGate;
 pub use glob::glob;
 
@@ -134,16 +135,30 @@ pub struct FaultRules {
 impl FaultRules {
     /// Parses rules (the `--fault` syntax, in order: the first that fires wins).
     pub fn parse(texts: &[String], seed: u64) -> Result<FaultRules, String> {
+        FaultRules::parse_from(texts, seed, None)
+    }
+
+    /// [`FaultRules::parse`], where the first rules may come from `file`: an error about one
+    /// of them names the file and its place (`--fault-file PATH: rules[i] "...": why`).
+    pub fn parse_from(
+        texts: &[String],
+        seed: u64,
+        file: Option<&RulesFile>,
+    ) -> Result<FaultRules, String> {
         let rules = texts
             .iter()
-            .map(|t| Rule::parse(t).map_err(|e| format!("--fault {t:?}: {e}")))
+            .enumerate()
+            .map(|(i, t)| {
+                Rule::parse(t).map_err(|e| format!("{}: {e}", RulesFile::origin(file, i, t)))
+            })
             .collect::<Result<_, _>>()?;
         Ok(FaultRules { rules, seed })
     }
 
     /// Reads rules from a TOML file: `rules = ["...", ...]` (the `--fault` syntax) and an
-    /// optional `seed = N`. Returns the rules and the seed; a rule that does not parse is an
-    /// error naming the file and the rule.
+    /// optional `seed = N`; a regular file of at most [`MAX_FAULT_FILE`] octets. Returns the
+    /// rules as written and the seed; the rules are parsed later, once, with the others
+    /// ([`FaultRules::parse_from`], given a [`RulesFile`] so errors name the file).
     pub fn read_file(path: &std::path::Path) -> Result<(Vec<String>, Option<u64>), String> {
         file::read_rules(path)
     }
@@ -542,7 +557,14 @@ mod tests {
             "rules = [\"rcpt disconnect\", \"rcpt reply=250 fine\"]\n",
         )
         .unwrap();
-        let error = FaultRules::read_file(&bad).unwrap_err();
+        // The file's rules are read as written and parsed once, later, with the file
+        // named beside them: the error still names the file and the rule's place.
+        let (rules, _) = FaultRules::read_file(&bad).unwrap();
+        let file = RulesFile {
+            path: bad.clone(),
+            rules: rules.len(),
+        };
+        let error = FaultRules::parse_from(&rules, 0, Some(&file)).unwrap_err();
         assert!(
             error.contains("bad.toml: rules[1] \"rcpt reply=250 fine\": reply=")
                 && error.contains("4xx or 5xx"),
@@ -555,6 +577,55 @@ mod tests {
             .unwrap_err()
             .contains("not TOML"));
         assert!(FaultRules::read_file(&dir.join("missing.toml")).is_err());
+        // A command-line rule after the file's is named as one.
+        let texts = [
+            "rcpt disconnect".to_string(),
+            "rcpt p=2 disconnect".to_string(),
+        ];
+        let file = RulesFile {
+            path: bad.clone(),
+            rules: 1,
+        };
+        let error = FaultRules::parse_from(&texts, 0, Some(&file)).unwrap_err();
+        assert!(
+            error.starts_with("--fault \"rcpt p=2 disconnect\": "),
+            "{error}"
+        );
+    }
+
+    /// Review of issue 17, F1: `--fault-file /dev/zero` grew memory without end and a FIFO
+    /// hung the start; now only a regular file of at most 1 MiB is read, and the error says
+    /// which flag, which file and why.
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let error = FaultRules::read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            error.starts_with("--fault-file /dev/zero: not a regular file"),
+            "{error}"
+        );
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("faults.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let error = FaultRules::read_file(&fifo).unwrap_err();
+        assert!(error.contains("faults.fifo: not a regular file"), "{error}");
+        std::fs::remove_file(&fifo).unwrap();
+        let large = dir.join("large.toml");
+        let mut text = String::from("rules = []\n");
+        while text.len() as u64 <= MAX_FAULT_FILE {
+            text.push_str("# a comment line to make the file larger than the bound\n");
+        }
+        std::fs::write(&large, text).unwrap();
+        let error = FaultRules::read_file(&large).unwrap_err();
+        assert!(
+            error.contains("large.toml: larger than 1 MiB: a fault file is a few rules"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -600,5 +671,23 @@ mod tests {
             "not an enhanced status code",
         );
         bad("rcpt disconnect reply=550 5.7.1 no", "one action");
+    }
+
+    /// Review of issue 17, F3: a `reply=` text had no length bound, and a line of 100 000
+    /// octets went out. The line sent (the enhanced code added, CR LF included) is at most
+    /// 512 octets (RFC 5321 §4.5.3.1.5); the error names the rule by its start only.
+    #[test]
+    fn a_reply_line_over_512_octets_is_refused() {
+        let fits = |words: usize| format!("rcpt reply=550 {}", "x".repeat(words));
+        // "550 5.0.0 " is 10 octets, CR LF 2: 500 octets of text make a 512-octet line.
+        assert!(FaultRules::parse(&[fits(500)], 0).is_ok());
+        let error = FaultRules::parse(&[fits(501)], 0).unwrap_err();
+        assert!(
+            error.ends_with("the reply line sent would be 513 octets with CR LF, more than the 512 RFC 5321 §4.5.3.1.5 allows"),
+            "{error}"
+        );
+        let error = FaultRules::parse(&[fits(100_000)], 0).unwrap_err();
+        assert!(error.len() < 400, "{error}");
+        assert!(error.starts_with("--fault \"rcpt reply=550 xxx"), "{error}");
     }
 }

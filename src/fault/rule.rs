@@ -364,11 +364,15 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
     Ok(delay)
 }
 
+/// The longest reply line, CR LF included (RFC 5321 §4.5.3.1.5).
+const MAX_REPLY_LINE: usize = 512;
+
 /// A configured reply: `CODE [X.Y.Z] [TEXT]`, a 4xx or 5xx code; CR LF is added. Since the
 /// server advertises ENHANCEDSTATUSCODES, every such reply carries an enhanced status code
 /// (RFC 2034 §4): without one, the reply gets `X.0.0` of its class (RFC 3463 §3.1: "Other
 /// undefined status", the code for when only the class is known), and one whose class is
-/// not the reply's (`550 4.1.1`) is refused. Without text, the text is "Fault injected".
+/// not the reply's (`550 4.1.1`) is refused. Without text, the text is "Fault injected". The
+/// line sent, enhanced code and CR LF included, is at most 512 octets (RFC 5321 §4.5.3.1.5).
 /// The rule owns the bytes; a session reads them through its gate when it sends them.
 fn parse_reply(text: &str) -> Result<Box<[u8]>, String> {
     let text = text.trim();
@@ -401,6 +405,13 @@ fn parse_reply(text: &str) -> Result<Box<[u8]>, String> {
         words
     };
     let line = format!("{code} {enhanced} {words}\r\n");
+    if line.len() > MAX_REPLY_LINE {
+        return Err(format!(
+            "reply= of {} octets: the reply line sent would be {} octets with CR LF, more than the {MAX_REPLY_LINE} RFC 5321 §4.5.3.1.5 allows",
+            text.len(),
+            line.len()
+        ));
+    }
     Ok(line.into_bytes().into_boxed_slice())
 }
 

@@ -7,7 +7,7 @@
 //! (only the stream's thread); a thread gives each chunk back (budget released, buffer
 //! recycled). [`Budget`] counts the bytes in flight against `--store-buffer` and wakes the
 //! connections that waited for room, through their workers' mailboxes (`crate::wake`), once
-//! three quarters of it are free.
+//! the bytes in flight are down to three quarters of it (a quarter free).
 //!
 //! What it does not do: write anything (the storage thread does) or decide when a
 //! connection reads (the sink asks [`Budget::has_room`]).
@@ -269,7 +269,7 @@ pub(super) mod tests {
         assert!(!budget.has_room());
         assert!(!budget.wait(&notify(1)));
         assert!(!budget.wait(&notify(2)));
-        budget.release(50); // 350 in flight: room, but not yet three quarters free
+        budget.release(50); // 350 in flight: room, but not yet down to three quarters
         assert!(budget.has_room());
         assert!(budget_room(&mailbox).is_empty());
         budget.release(50); // 300: wake them all, once

@@ -15,7 +15,7 @@
 
 use crate::units::bytes_text;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The git commit smtp-loadgen was built from (`build.rs`): short hash, `-dirty` if tracked
 /// files differed from it, `unknown` outside a git checkout.
@@ -371,7 +371,8 @@ fn size_text(size: &Value) -> Option<String> {
     }
 }
 
-/// The mode as text: load model, transfer, pipelining, TLS, AUTH.
+/// The mode as text: load model, transfer, pipelining, TLS, AUTH, and (open loop) the
+/// pacing flags in use.
 fn mode_text(config: &Value) -> String {
     let sweep = &config["sweep"];
     let mut parts = vec![match (config["rate"].as_f64(), sweep["low"].as_f64()) {
@@ -413,6 +414,18 @@ fn mode_text(config: &Value) -> String {
     }
     if let Some(mech) = config["auth"]["mechanism"].as_str() {
         parts.push(format!("AUTH {mech}"));
+    }
+    // Open loop: the pacing flags in use (older configs lack them).
+    let seconds = |key: &str| {
+        config[key]
+            .as_f64()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    };
+    if let Some(spin) = seconds("pace_spin_seconds") {
+        parts.push(format!("pace spin {spin:?}"));
+    }
+    if let Some(limit) = seconds("late_send_limit_seconds") {
+        parts.push(format!("late-send limit {limit:?}"));
     }
     parts.join(", ")
 }
@@ -480,7 +493,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn dates_are_rfc3339_utc() {
@@ -578,6 +590,13 @@ mod tests {
         let bare = Provenance::from_json(&json!({})).unwrap();
         assert_eq!(bare.version, "unknown");
         assert!(load_rows(&Value::Null).is_empty());
+        // Open loop: the pacing flags in use are part of the mode.
+        let open = json!({"rate": 100.0, "pace_spin_seconds": 50e-6,
+                          "late_send_limit_seconds": 0.01});
+        assert_eq!(
+            mode_text(&open),
+            "open loop at 100 msgs/s, DATA, no TLS, pace spin 50µs, late-send limit 10ms"
+        );
         assert_eq!(Provenance::from_json(&json!("text")), None);
     }
 }

@@ -19,6 +19,7 @@
 //! | [`named_file`] | reading a file a flag names (`--fault-file`, `--auth file:`): a regular file only, of bounded size |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
+//! | [`capture`] | the capture store: kept messages in memory under a byte budget, their index, tombstones and waiters (no HTTP, no MIME, no disk) |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
@@ -36,7 +37,7 @@
 //! | 4 | `config`, `txlog` |
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
-//! | 1 | `wake`, `stats`, `fault` |
+//! | 1 | `wake`, `stats`, `fault`, `capture` |
 //! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
@@ -54,6 +55,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod capture;
 pub mod config;
 pub mod console;
 pub mod fault;

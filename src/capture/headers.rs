@@ -1,0 +1,312 @@
+//! The bounded header scan done once per message at insert: where the first `From`, `To`,
+//! `Cc`, `Subject`, `Message-ID` and `Date` fields' values are in the raw bytes.
+//!
+//! What it does: walk the header block (RFC 5322 §2.2) line by line, lines ending in CR LF or
+//! a bare LF, field names matched ASCII case-insensitively (an obsolete space before the
+//! colon is allowed, RFC 5322 §4.5), continuation lines (starting with SP or HTAB, §2.2.3)
+//! belonging to the field above; keep each wanted field's value as an `(offset, len)` range
+//! into the raw bytes, from the first octet after the colon and any folding white space to
+//! the end of its last line (line ending excluded). It stops at the first empty line, or at
+//! [`HEADER_SCAN_MAX`] octets; a field not ended within the bound is not located (a range
+//! that cuts a value would lie to an exact match).
+//!
+//! What it does not do: copy, decode (RFC 2047 words stay encoded: decoding comes later, at
+//! read time), parse MIME or addresses, or look past the bound. [`unfold`] gives a value as one
+//! logical line when it is read.
+
+use std::borrow::Cow;
+
+/// How far into a message the scan looks, in octets: 64 KiB less one, so an offset and a
+/// length each fit a `u16` (the ranges cost 24 bytes per message).
+pub const HEADER_SCAN_MAX: usize = u16::MAX as usize;
+
+/// The header fields located at insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `From:` (RFC 5322 §3.6.2).
+    From,
+    /// `To:` (§3.6.3).
+    To,
+    /// `Cc:` (§3.6.3).
+    Cc,
+    /// `Subject:` (§3.6.5).
+    Subject,
+    /// `Message-ID:` (§3.6.4).
+    MessageId,
+    /// `Date:` (§3.6.1).
+    Date,
+}
+
+impl Field {
+    /// Every located field, in the order of [`HeaderRanges`].
+    pub const ALL: [Field; 6] = [
+        Field::From,
+        Field::To,
+        Field::Cc,
+        Field::Subject,
+        Field::MessageId,
+        Field::Date,
+    ];
+
+    /// The field's name as RFC 5322 spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::From => "From",
+            Field::To => "To",
+            Field::Cc => "Cc",
+            Field::Subject => "Subject",
+            Field::MessageId => "Message-ID",
+            Field::Date => "Date",
+        }
+    }
+
+    /// The located field named `name` (ASCII case-insensitive), if it is one.
+    pub fn from_name(name: &[u8]) -> Option<Field> {
+        Field::ALL
+            .into_iter()
+            .find(|f| f.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// The field's slot in [`HeaderRanges`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where the located fields' values are in a message's raw bytes: `(offset, len)` pairs,
+/// `(0, 0)` for a field not found (a value never starts at offset 0: a name and a colon come
+/// first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderRanges {
+    /// One `(offset, len)` per [`Field::ALL`] entry.
+    ranges: [(u16, u16); 6],
+}
+
+impl HeaderRanges {
+    /// The raw value of `field` in `raw` (the bytes these ranges were scanned from), folds
+    /// and encoded words as sent; `None` if it was not located.
+    pub fn value<'r>(&self, raw: &'r [u8], field: Field) -> Option<&'r [u8]> {
+        let (offset, len) = self.ranges[field.index()];
+        if offset == 0 {
+            return None;
+        }
+        raw.get(usize::from(offset)..usize::from(offset) + usize::from(len))
+    }
+
+    /// The `(offset, len)` of `field`'s value, if it was located.
+    pub fn range(&self, field: Field) -> Option<(usize, usize)> {
+        let (offset, len) = self.ranges[field.index()];
+        (offset != 0).then_some((usize::from(offset), usize::from(len)))
+    }
+}
+
+/// The end of the line starting at `pos` in `block`: `(content_end, next_line_start,
+/// ended)`, where `ended` says a line feed was found.
+fn line_at(block: &[u8], pos: usize) -> (usize, usize, bool) {
+    match memchr::memchr(b'\n', &block[pos..]) {
+        Some(i) => {
+            let lf = pos + i;
+            let content_end = if lf > pos && block[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            (content_end, lf + 1, true)
+        }
+        None => (block.len(), block.len(), false),
+    }
+}
+
+/// Scans the header block of `raw` (see the module doc).
+pub fn scan_headers(raw: &[u8]) -> HeaderRanges {
+    let block = &raw[..raw.len().min(HEADER_SCAN_MAX)];
+    // A line not ended within the block is only complete if the block is the whole message.
+    let whole = block.len() == raw.len();
+    let mut found = HeaderRanges::default();
+    let mut pos = 0;
+    while pos < block.len() {
+        let (content_end, next, ended) = line_at(block, pos);
+        let line = &block[pos..content_end];
+        if line.is_empty() {
+            break; // The empty line that ends the header block (RFC 5322 §2.1).
+        }
+        // Take in the continuation lines of this field.
+        let (mut end, mut after, mut complete) = (content_end, next, ended || whole);
+        while after < block.len() && matches!(block[after], b' ' | b'\t') {
+            let (c, n, e) = line_at(block, after);
+            (end, after, complete) = (c, n, e || whole);
+        }
+        // The field's last line must be complete, and what follows must be known not to be
+        // another continuation line (the bound may cut just before one).
+        let known_end = complete && (after < block.len() || whole);
+        if let (false, Some(colon)) = (matches!(line[0], b' ' | b'\t'), memchr::memchr(b':', line))
+        {
+            if let Some(field) = Field::from_name(line[..colon].trim_ascii_end()) {
+                let slot = &mut found.ranges[field.index()];
+                if *slot == (0, 0) && known_end {
+                    let mut start = pos + colon + 1;
+                    while start < end && matches!(block[start], b' ' | b'\t' | b'\r' | b'\n') {
+                        start += 1;
+                    }
+                    // Both fit: end <= block.len() <= u16::MAX.
+                    *slot = (start as u16, (end - start) as u16);
+                }
+            }
+        }
+        pos = after;
+    }
+    found
+}
+
+/// A located value as one logical line: every line break inside it (CR LF or a bare LF,
+/// always followed by white space in a field) removed, the white space kept (RFC 5322 §2.2.3).
+/// Borrows when the value was not folded.
+pub fn unfold(value: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'\n', value).is_none() {
+        return Cow::Borrowed(value);
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b'\r' if value.get(i + 1) == Some(&b'\n') => i += 2,
+            b'\n' => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `needle` occurs in `haystack`, ASCII letters compared case-insensitively (an empty
+/// needle occurs everywhere).
+pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn located(raw: &[u8]) -> Vec<(Field, String)> {
+        let ranges = scan_headers(raw);
+        Field::ALL
+            .into_iter()
+            .filter_map(|f| {
+                ranges
+                    .value(raw, f)
+                    .map(|v| (f, String::from_utf8_lossy(v).into_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_block_with_crlf_and_a_body() {
+        let raw = b"Received: from x\r\nFrom: Ann <a@x>\r\nTO: b@y\r\ncc:c@z\r\nSubject:  Hello\r\nMessage-ID: <1@x>\r\nDate: Sun, 6 Dec 2026 10:00:00 +0000\r\n\r\nSubject: not a header\r\n";
+        assert_eq!(
+            located(raw),
+            vec![
+                (Field::From, "Ann <a@x>".into()),
+                (Field::To, "b@y".into()),
+                (Field::Cc, "c@z".into()),
+                (Field::Subject, "Hello".into()),
+                (Field::MessageId, "<1@x>".into()),
+                (Field::Date, "Sun, 6 Dec 2026 10:00:00 +0000".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn folded_values_keep_their_folds_and_unfold_on_read() {
+        let raw = b"Subject: a long\r\n  subject\r\n\tline\r\nTo:\r\n b@y\r\n\r\nbody";
+        let ranges = scan_headers(raw);
+        let subject = ranges.value(raw, Field::Subject).unwrap();
+        assert_eq!(subject, b"a long\r\n  subject\r\n\tline");
+        assert_eq!(&*unfold(subject), b"a long  subject\tline");
+        assert_eq!(ranges.value(raw, Field::To).unwrap(), b"b@y");
+    }
+
+    #[test]
+    fn bare_lf_lines_and_no_blank_line() {
+        let raw = b"From: a@x\nSubject: s\n folded\nDate: d";
+        let ranges = scan_headers(raw);
+        assert_eq!(ranges.value(raw, Field::From).unwrap(), b"a@x");
+        assert_eq!(
+            &*unfold(ranges.value(raw, Field::Subject).unwrap()),
+            b"s folded"
+        );
+        assert_eq!(ranges.value(raw, Field::Date).unwrap(), b"d");
+    }
+
+    #[test]
+    fn the_first_field_wins_and_missing_fields_are_none() {
+        let raw = b"Subject: one\r\nSubject: two\r\n\r\n";
+        assert_eq!(located(raw), vec![(Field::Subject, "one".into())]);
+        assert_eq!(located(b""), vec![]);
+        assert_eq!(located(b"\r\nSubject: body\r\n"), vec![]);
+    }
+
+    #[test]
+    fn odd_lines_are_skipped() {
+        let raw = b" leading continuation\r\nnot a header line\r\nX-Subject: no\r\nSubject : obs space\r\nSubjectX: no\r\nEmpty:\r\nTo:\r\n\r\n";
+        assert_eq!(
+            located(raw),
+            vec![(Field::To, "".into()), (Field::Subject, "obs space".into())]
+        );
+    }
+
+    #[test]
+    fn the_bound_is_kept() {
+        // A header block larger than the bound: a field past it is not located, one before
+        // it is.
+        let mut raw = b"From: a@x\r\n".to_vec();
+        while raw.len() < HEADER_SCAN_MAX + 100 {
+            raw.extend_from_slice(b"X-Pad: ........................................\r\n");
+        }
+        raw.extend_from_slice(b"Subject: too far\r\n\r\n");
+        assert_eq!(located(&raw), vec![(Field::From, "a@x".into())]);
+
+        // A field cut by the bound is not located.
+        let mut raw = b"Subject: ".to_vec();
+        raw.resize(HEADER_SCAN_MAX + 10, b's');
+        assert_eq!(located(&raw), vec![]);
+
+        // A field ending just before the bound, where the next line might continue it.
+        let mut raw = b"Subject: ".to_vec();
+        raw.resize(HEADER_SCAN_MAX - 2, b's');
+        raw.extend_from_slice(b"\r\n more\r\n\r\n");
+        assert_eq!(located(&raw), vec![]);
+
+        // The same message, whole within the bound, is located.
+        let mut raw = b"Subject: ".to_vec();
+        raw.resize(HEADER_SCAN_MAX - 20, b's');
+        raw.extend_from_slice(b"\r\n more\r\n\r\n");
+        let ranges = scan_headers(&raw);
+        assert!(ranges
+            .value(&raw, Field::Subject)
+            .unwrap()
+            .ends_with(b"\r\n more"));
+    }
+
+    #[test]
+    fn a_message_of_headers_only_ending_without_a_line_break() {
+        assert_eq!(
+            located(b"Subject: end"),
+            vec![(Field::Subject, "end".into())]
+        );
+    }
+
+    #[test]
+    fn names_and_substrings() {
+        assert_eq!(Field::from_name(b"message-id"), Some(Field::MessageId));
+        assert_eq!(Field::from_name(b"Bcc"), None);
+        assert!(contains_ignore_ascii_case(b"Your CODE is 1234", b"code"));
+        assert!(!contains_ignore_ascii_case(b"abc", b"abcd"));
+        assert!(contains_ignore_ascii_case(b"", b""));
+    }
+}

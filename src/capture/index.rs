@@ -1,0 +1,598 @@
+//! The store behind [`super::Capture`]'s lock: the kept entries in sequence order, the id
+//! and recipient indexes, the tombstone ring and the counters.
+//!
+//! Entries sit in a `VecDeque` in ascending `seq` (inserts push at the back, so it stays
+//! sorted): the oldest is at the front (eviction and expiry pop it), a seq is found by binary
+//! search. Ids and addresses are indexed by a keyed 64-bit hash (SipHash with the store's
+//! random keys, so a sender cannot make them collide on purpose): the id index maps a hash to
+//! one seq, verified against the entry's id (a rare true collision goes to a small side map);
+//! the recipient index maps an address hash to the ascending seqs of the messages with that
+//! recipient, candidates that every read checks against the envelope. Tombstones are found
+//! by id hash alone (a false "gone" needs a 64-bit keyed collision).
+
+use super::address::Address;
+use super::envelope::Packed;
+use super::filter::Filter;
+use super::headers::HeaderRanges;
+use super::{
+    charge, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
+    Refused, Removed, Snapshot, Stats,
+};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+/// A hasher for keys that are hashes already (the store's keyed SipHash): passes a `u64`
+/// through.
+#[derive(Debug, Default)]
+pub(super) struct Passthrough(u64);
+
+impl Hasher for Passthrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A `HashMap` keyed by a hash already taken.
+type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
+
+/// The keyed hash of `address` normalised: the same for the same mailbox (see
+/// [`super::address`]); the recipient index's and the waiters' key.
+pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
+    let mut hasher = keys.build_hasher();
+    hasher.write_u8(0);
+    Address::parse(address).hash_into(&mut hasher);
+    hasher.finish()
+}
+
+/// The keyed hash of an id.
+fn id_hash(keys: &RandomState, id: &[u8]) -> u64 {
+    let mut hasher = keys.build_hasher();
+    hasher.write_u8(1);
+    hasher.write(id);
+    hasher.finish()
+}
+
+/// One kept message (88 octets; see the module doc of [`super`] for what it costs in all).
+pub(super) struct Entry {
+    /// Its sequence number.
+    seq: u64,
+    /// When its content was complete, in nanoseconds since the Unix epoch.
+    received_ns: u64,
+    /// The message as received.
+    raw: Bytes,
+    /// The id and envelope.
+    envelope: Packed,
+    /// The located header fields.
+    headers: HeaderRanges,
+}
+
+impl Entry {
+    /// A copy for a reader (the raw bytes are shared).
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            seq: self.seq,
+            received_at: time(self.received_ns),
+            raw: self.raw.clone(),
+            envelope: self.envelope.clone(),
+            headers: self.headers,
+        }
+    }
+
+    /// What the budget charged for it.
+    fn charge(&self) -> u64 {
+        charge(&self.raw, &self.envelope)
+    }
+
+    /// Whether `filter` matches it.
+    fn matches(&self, filter: &Filter) -> bool {
+        filter.matches(&self.envelope.view(), &self.raw, &self.headers)
+    }
+}
+
+/// The ascending seqs of the messages with one recipient; one seq inline (the common case of
+/// a recipient seen once costs no allocation).
+enum Seqs {
+    /// One message.
+    One(u64),
+    /// Several, ascending.
+    Many(VecDeque<u64>),
+}
+
+impl Seqs {
+    /// Adds `seq` (the newest), once.
+    fn push(&mut self, seq: u64) {
+        match self {
+            Seqs::One(s) if *s == seq => {}
+            Seqs::One(s) => *self = Seqs::Many(VecDeque::from([*s, seq])),
+            Seqs::Many(v) => {
+                if v.back() != Some(&seq) {
+                    v.push_back(seq);
+                }
+            }
+        }
+    }
+
+    /// Removes `seq`; true if none are left.
+    fn remove(&mut self, seq: u64) -> bool {
+        match self {
+            Seqs::One(s) => *s == seq,
+            Seqs::Many(v) => {
+                if v.front() == Some(&seq) {
+                    v.pop_front();
+                } else if let Ok(i) = v.binary_search(&seq) {
+                    v.remove(i);
+                }
+                v.is_empty()
+            }
+        }
+    }
+
+    /// The seqs beyond `cursor` in `direction`.
+    fn range(
+        &self,
+        cursor: Option<u64>,
+        direction: Direction,
+    ) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Seqs::One(s) => {
+                let beyond = match (direction, cursor) {
+                    (_, None) => true,
+                    (Direction::Older, Some(c)) => *s < c,
+                    (Direction::Newer, Some(c)) => *s > c,
+                };
+                Box::new(beyond.then_some(*s).into_iter())
+            }
+            Seqs::Many(v) => match direction {
+                Direction::Older => {
+                    let end = cursor.map_or(v.len(), |c| v.partition_point(|&s| s < c));
+                    Box::new(v.range(..end).rev().copied())
+                }
+                Direction::Newer => {
+                    let start = cursor.map_or(0, |c| v.partition_point(|&s| s <= c));
+                    Box::new(v.range(start..).copied())
+                }
+            },
+        }
+    }
+}
+
+/// The bounded ring of tombstones.
+struct Tombstones {
+    /// Id hashes, oldest removal first.
+    order: VecDeque<u64>,
+    /// The tombstones by id hash.
+    gone: ByHash<Gone>,
+    /// The most kept.
+    cap: usize,
+}
+
+impl Tombstones {
+    /// Remembers a removal, forgetting the oldest past the bound.
+    fn push(&mut self, id_hash: u64, gone: Gone) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.gone.remove(&old);
+            }
+        }
+        self.order.push_back(id_hash);
+        self.gone.insert(id_hash, gone);
+    }
+}
+
+/// The kept messages, their indexes and counters.
+pub(super) struct Index {
+    /// The limits.
+    limits: Limits,
+    /// What an insert does when full.
+    on_full: OnFull,
+    /// The hash keys (the same as the waiters').
+    keys: RandomState,
+    /// The kept messages, ascending seq.
+    entries: VecDeque<Entry>,
+    /// The next seq to give.
+    next_seq: u64,
+    /// Octets charged.
+    bytes: u64,
+    /// Id hash -> seq.
+    ids: ByHash<u64>,
+    /// Ids whose hash collided with a kept one's -> seq (almost always empty).
+    id_collisions: HashMap<Box<[u8]>, u64>,
+    /// Address hash -> seqs.
+    recipients: ByHash<Seqs>,
+    /// Removed ids.
+    tombs: Tombstones,
+    /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
+    stats: Stats,
+}
+
+impl Index {
+    /// An empty store.
+    pub(super) fn new(limits: Limits, on_full: OnFull, keys: RandomState) -> Index {
+        Index {
+            limits,
+            on_full,
+            keys,
+            entries: VecDeque::new(),
+            next_seq: 1,
+            bytes: 0,
+            ids: ByHash::default(),
+            id_collisions: HashMap::new(),
+            recipients: ByHash::default(),
+            tombs: Tombstones {
+                order: VecDeque::new(),
+                gone: ByHash::default(),
+                cap: limits.max_tombstones,
+            },
+            stats: Stats {
+                max_bytes: limits.max_bytes,
+                ..Stats::default()
+            },
+        }
+    }
+
+    /// The position of `seq` in `entries`.
+    fn position(&self, seq: u64) -> Option<usize> {
+        self.entries.binary_search_by_key(&seq, |e| e.seq).ok()
+    }
+
+    /// The position of the entry named `id`.
+    fn find_id(&self, id: &[u8]) -> Option<usize> {
+        let hash = id_hash(&self.keys, id);
+        if let Some(pos) = self.ids.get(&hash).and_then(|&seq| self.position(seq)) {
+            if self.entries[pos].envelope.view().id == id {
+                return Some(pos);
+            }
+        }
+        self.id_collisions
+            .get(id)
+            .and_then(|&seq| self.position(seq))
+    }
+
+    /// Keeps `arrival`, evicting or refusing as the limits and policy say.
+    pub(super) fn insert(&mut self, arrival: super::Arrival) -> Result<Inserted, Refused> {
+        let now = nanos(arrival.received_at);
+        let mut evicted = self.expire(now);
+        let charge = arrival.charge();
+        if charge > self.limits.max_bytes || self.limits.max_messages == 0 {
+            self.stats.refused_too_large += 1;
+            return Err(Refused::TooLarge);
+        }
+        let view = arrival.envelope.view();
+        let hash = id_hash(&self.keys, view.id);
+        if self.find_id(view.id).is_some() || self.tombs.gone.contains_key(&hash) {
+            self.stats.refused_duplicate += 1;
+            return Err(Refused::DuplicateId);
+        }
+        while self.bytes + charge > self.limits.max_bytes
+            || self.entries.len() >= self.limits.max_messages
+        {
+            if self.on_full == OnFull::Refuse {
+                self.stats.refused_full += 1;
+                return Err(Refused::Full);
+            }
+            let reason = if self.entries.len() >= self.limits.max_messages {
+                GoneReason::EvictedCount
+            } else {
+                GoneReason::EvictedBytes
+            };
+            self.remove_at(0, reason, now);
+            evicted += 1;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(kept) = self.ids.insert(hash, seq) {
+            // A true 64-bit collision with a kept id: that one keeps the main slot.
+            self.ids.insert(hash, kept);
+            self.id_collisions.insert(view.id.into(), seq);
+        }
+        for recipient in view.recipients.iter() {
+            let hash = address_hash(&self.keys, recipient);
+            self.recipients
+                .entry(hash)
+                .and_modify(|seqs| seqs.push(seq))
+                .or_insert(Seqs::One(seq));
+        }
+        let id = arrival.envelope.id();
+        self.bytes += charge;
+        self.stats.inserted += 1;
+        self.entries.push_back(Entry {
+            seq,
+            received_ns: now,
+            raw: arrival.raw,
+            envelope: arrival.envelope,
+            headers: arrival.headers,
+        });
+        Ok(Inserted { seq, id, evicted })
+    }
+
+    /// Removes the entry at `pos` for `reason` at `now` (nanoseconds); its charge.
+    fn remove_at(&mut self, pos: usize, reason: GoneReason, now: u64) -> u64 {
+        match self.entries.remove(pos) {
+            Some(entry) => self.retire(&entry, reason, now),
+            None => 0,
+        }
+    }
+
+    /// Unindexes a removed entry, leaves its tombstone and counts it; its charge.
+    fn retire(&mut self, entry: &Entry, reason: GoneReason, now: u64) -> u64 {
+        let view = entry.envelope.view();
+        let hash = id_hash(&self.keys, view.id);
+        if self.ids.get(&hash) == Some(&entry.seq) {
+            self.ids.remove(&hash);
+        } else {
+            self.id_collisions.remove(view.id);
+        }
+        for recipient in view.recipients.iter() {
+            let key = address_hash(&self.keys, recipient);
+            if let Some(seqs) = self.recipients.get_mut(&key) {
+                if seqs.remove(entry.seq) {
+                    self.recipients.remove(&key);
+                }
+            }
+        }
+        let charge = entry.charge();
+        self.bytes -= charge;
+        self.tombs.push(
+            hash,
+            Gone {
+                seq: entry.seq,
+                at: time(now),
+                reason,
+            },
+        );
+        match reason {
+            GoneReason::EvictedBytes => self.stats.evicted_bytes += 1,
+            GoneReason::EvictedCount => self.stats.evicted_count += 1,
+            GoneReason::Expired => self.stats.expired += 1,
+            GoneReason::Deleted => self.stats.deleted += 1,
+        }
+        charge
+    }
+
+    /// Drops the entries older than `max_age` at `now` (nanoseconds), oldest first, stopping
+    /// at the first one young enough (ages follow insertion order); how many.
+    pub(super) fn expire(&mut self, now: u64) -> usize {
+        let Some(max_age) = self.limits.max_age else {
+            return 0;
+        };
+        let max_age = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
+        let mut dropped = 0;
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.received_ns.saturating_add(max_age) < now)
+        {
+            self.remove_at(0, GoneReason::Expired, now);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// The message named `id`, or its tombstone.
+    pub(super) fn get(&self, id: &crate::proto::sink::QueueId) -> Lookup {
+        if let Some(pos) = self.find_id(id.as_bytes()) {
+            return Lookup::Found(self.entries[pos].snapshot());
+        }
+        match self.tombs.gone.get(&id_hash(&self.keys, id.as_bytes())) {
+            Some(gone) => Lookup::Gone(*gone),
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// The message numbered `seq`.
+    pub(super) fn get_seq(&self, seq: u64) -> Option<Snapshot> {
+        self.position(seq).map(|pos| self.entries[pos].snapshot())
+    }
+
+    /// The last seq given.
+    pub(super) fn head(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The oldest kept seq.
+    pub(super) fn oldest(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.seq)
+    }
+
+    /// The entries matching `filter` beyond `cursor` in `direction`, in that order; through
+    /// the recipient index when the filter names a recipient.
+    fn matching<'a>(
+        &'a self,
+        cursor: Option<u64>,
+        direction: Direction,
+        filter: &'a Filter,
+    ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
+        let candidates: Box<dyn Iterator<Item = &'a Entry> + 'a> = match filter.recipient_hint() {
+            Some(address) => match self.recipients.get(&address_hash(&self.keys, address)) {
+                None => Box::new(std::iter::empty()),
+                Some(seqs) => Box::new(
+                    seqs.range(cursor, direction)
+                        .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
+                ),
+            },
+            None => match direction {
+                Direction::Older => {
+                    let end = cursor.map_or(self.entries.len(), |c| {
+                        self.entries.partition_point(|e| e.seq < c)
+                    });
+                    Box::new(self.entries.range(..end).rev())
+                }
+                Direction::Newer => {
+                    let start = cursor.map_or(0, |c| self.entries.partition_point(|e| e.seq <= c));
+                    Box::new(self.entries.range(start..))
+                }
+            },
+        };
+        Box::new(candidates.filter(move |e| e.matches(filter)))
+    }
+
+    /// A page (see [`super::Capture::page`]).
+    pub(super) fn page(
+        &self,
+        cursor: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        filter: &Filter,
+    ) -> Page {
+        let mut items = Vec::with_capacity(limit.min(512));
+        let mut more = false;
+        for entry in self.matching(cursor, direction, filter) {
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(entry.snapshot());
+        }
+        let next = if more {
+            items.last().map(|s: &Snapshot| s.seq)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+
+    /// How many kept messages match `filter`.
+    pub(super) fn count(&self, filter: &Filter) -> usize {
+        if filter.is_all() {
+            return self.entries.len();
+        }
+        self.matching(None, Direction::Newer, filter).count()
+    }
+
+    /// Deletes the message named `id`.
+    pub(super) fn delete_id(&mut self, id: &crate::proto::sink::QueueId, now: u64) -> Removed {
+        let Some(pos) = self.find_id(id.as_bytes()) else {
+            return Removed::default();
+        };
+        let seq = self.entries[pos].seq;
+        let bytes = self.remove_at(pos, GoneReason::Deleted, now);
+        Removed {
+            seqs: vec![seq],
+            bytes,
+        }
+    }
+
+    /// Deletes the messages matching `filter`, in one pass over the entries.
+    pub(super) fn delete_matching(&mut self, filter: &Filter, now: u64) -> Removed {
+        let seqs: Vec<u64> = self
+            .matching(None, Direction::Newer, filter)
+            .map(|e| e.seq)
+            .collect();
+        if seqs.is_empty() {
+            return Removed::default();
+        }
+        let kept = VecDeque::with_capacity(self.entries.len() - seqs.len());
+        let old = std::mem::replace(&mut self.entries, kept);
+        let mut bytes = 0;
+        let mut next = seqs.iter().peekable();
+        for entry in old {
+            if next.peek() == Some(&&entry.seq) {
+                next.next();
+                bytes += self.retire(&entry, GoneReason::Deleted, now);
+            } else {
+                self.entries.push_back(entry);
+            }
+        }
+        Removed { seqs, bytes }
+    }
+
+    /// The distinct address hashes of the recipients of message `seq` (for waking waiters).
+    pub(super) fn recipient_hashes(&self, seq: u64) -> Vec<u64> {
+        let Some(pos) = self.position(seq) else {
+            return Vec::new();
+        };
+        let mut hashes: Vec<u64> = self.entries[pos]
+            .envelope
+            .view()
+            .recipients
+            .iter()
+            .map(|r| address_hash(&self.keys, r))
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes
+    }
+
+    /// The counters.
+    pub(super) fn stats(&self) -> Stats {
+        Stats {
+            messages: self.entries.len(),
+            bytes: self.bytes,
+            head: self.head(),
+            tombstones: self.tombs.order.len(),
+            ..self.stats
+        }
+    }
+
+    /// Every invariant the tests rely on, checked the slow way: entries ascending, the
+    /// charged bytes their sum and within budget, the id index naming exactly the kept
+    /// entries, the recipient index holding exactly each kept (recipient, seq) pair, and the
+    /// tombstone ring within its bound.
+    #[cfg(test)]
+    pub(super) fn check(&self) -> Result<(), String> {
+        use std::collections::{BTreeSet, HashSet};
+        let seqs: Vec<u64> = self.entries.iter().map(|e| e.seq).collect();
+        if !seqs.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("entries out of order: {seqs:?}"));
+        }
+        let sum: u64 = self.entries.iter().map(Entry::charge).sum();
+        if sum != self.bytes || self.bytes > self.limits.max_bytes {
+            return Err(format!(
+                "bytes {} sum {sum} max {}",
+                self.bytes, self.limits.max_bytes
+            ));
+        }
+        if self.entries.len() > self.limits.max_messages {
+            return Err("too many messages".into());
+        }
+        if self.ids.len() + self.id_collisions.len() != self.entries.len() {
+            return Err("id index size".into());
+        }
+        for e in &self.entries {
+            if self.find_id(e.envelope.view().id) != self.position(e.seq) {
+                return Err(format!("id of seq {} not found", e.seq));
+            }
+        }
+        let mut want: HashMap<u64, BTreeSet<u64>> = HashMap::new();
+        for e in &self.entries {
+            for r in e.envelope.view().recipients.iter() {
+                want.entry(address_hash(&self.keys, r))
+                    .or_default()
+                    .insert(e.seq);
+            }
+        }
+        let mut have: HashMap<u64, BTreeSet<u64>> = HashMap::new();
+        for (hash, s) in &self.recipients {
+            let list: Vec<u64> = s.range(None, Direction::Newer).collect();
+            if !list.windows(2).all(|w| w[0] < w[1]) || list.is_empty() {
+                return Err(format!("recipient list not ascending or empty: {list:?}"));
+            }
+            have.insert(*hash, list.into_iter().collect());
+        }
+        if want != have {
+            return Err(format!("recipient index {have:?} != {want:?}"));
+        }
+        let ring: HashSet<&u64> = self.tombs.order.iter().collect();
+        if self.tombs.order.len() > self.tombs.cap
+            || ring.len() != self.tombs.gone.len()
+            || !self.tombs.gone.keys().all(|k| ring.contains(k))
+        {
+            return Err("tombstone ring".into());
+        }
+        Ok(())
+    }
+}

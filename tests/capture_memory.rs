@@ -1,0 +1,115 @@
+//! What the capture store really allocates per kept message, measured with a counting global
+//! allocator, against what its budget charges ([`Arrival::charge`]). Requested sizes are
+//! counted (the allocator's own headers are not: the charge adds 16 octets for the one
+//! envelope block). The run is one test so no other test's allocations mix in.
+
+use bytes::Bytes;
+use fastsmtpd::capture::{
+    Arrival, Capture, EnvelopeParts, Limits, OnFull, ENTRY_OVERHEAD, RECIPIENT_OVERHEAD,
+};
+use fastsmtpd::proto::sink::QueueId;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The system allocator, counting the octets currently allocated.
+struct Counting;
+
+/// Octets allocated now.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; the counter is only arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const MESSAGES: u64 = 100_000;
+const RAW: usize = 1024;
+
+/// Keeps `MESSAGES` messages of `RAW` octets, each to `recipient(n)`; returns (octets
+/// allocated per message beyond the raw bytes, octets charged per message beyond them).
+fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
+    let before = LIVE.load(Ordering::SeqCst);
+    let capture = Capture::new(
+        Limits {
+            max_bytes: u64::MAX,
+            ..Limits::default()
+        },
+        OnFull::EvictOldest,
+    );
+    let mut charged = 0u64;
+    for n in 0..MESSAGES {
+        let id = QueueId::new(format!("1764393906.M{n:06}P1234Q{n}").as_bytes()).unwrap();
+        let to = recipient(n);
+        // An exact-capacity buffer: `Bytes::from` takes it without copying or allocating.
+        let raw = Bytes::from(vec![b'x'; RAW]);
+        let arrival = Arrival::new(
+            id,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(n),
+            raw,
+            &EnvelopeParts {
+                sender: b"sender@example.com",
+                helo: b"client.example",
+                client: Some("127.0.0.1:54321".parse().unwrap()),
+                ..EnvelopeParts::default()
+            },
+            [to.as_bytes()],
+        );
+        charged += arrival.charge();
+        capture.insert(arrival).unwrap();
+    }
+    let used = (LIVE.load(Ordering::SeqCst) - before) as f64;
+    let per_message = used / MESSAGES as f64 - RAW as f64;
+    let charged = charged as f64 / MESSAGES as f64 - RAW as f64;
+    drop(capture);
+    (per_message, charged)
+}
+
+#[test]
+fn allocated_overhead_per_message_against_the_charge() {
+    let (distinct, distinct_charged) = measure(|n| format!("user{n:06}@example.com"));
+    let (shared, shared_charged) = measure(|_| "user@example.com".to_string());
+    println!(
+        "per message beyond {RAW} raw octets, {MESSAGES} messages: distinct recipients \
+         {distinct:.0} allocated / {distinct_charged:.0} charged; one shared recipient \
+         {shared:.0} allocated / {shared_charged:.0} charged"
+    );
+    // Issue 18's bound: beyond the raw bytes and the envelope's own text, at most 256
+    // octets per one-recipient message, measured (table slack included).
+    let envelope = distinct_charged - (ENTRY_OVERHEAD + RECIPIENT_OVERHEAD) as f64;
+    println!("of which the packed envelope: {envelope:.0}");
+    assert!(distinct - envelope <= 256.0, "{distinct} - {envelope}");
+    assert!(shared - envelope <= 256.0, "{shared} - {envelope}");
+    // The charge is what the budget counts; the tables grow by doubling, so what is
+    // allocated may exceed it by their slack, never by more than the charge again.
+    assert!(
+        distinct < 2.0 * distinct_charged,
+        "{distinct} vs {distinct_charged}"
+    );
+    assert!(
+        shared < 2.0 * shared_charged,
+        "{shared} vs {shared_charged}"
+    );
+}

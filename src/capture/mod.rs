@@ -101,6 +101,7 @@ pub mod envelope;
 pub mod filter;
 pub mod headers;
 mod index;
+pub mod query;
 #[cfg(test)]
 mod tests;
 
@@ -108,6 +109,7 @@ pub use address::{same_address, Address};
 pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
+pub use query::{Query, QueryError, Residual};
 
 use crate::lock::lock;
 use crate::proto::envelope::Envelope;

@@ -264,3 +264,6 @@ pub fn header_addresses(value: &[u8]) -> Vec<Vec<u8>> {
     finish(&mut item, &mut angle, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,10 @@
 //!   "evicted / deleted at T" (HTTP 410) from "never arrived" (404).
 //! - Answers reads: by id ([`Capture::get`]), by seq ([`Capture::get_seq`]), pages newest or
 //!   oldest first from a cursor (a seq: pages never shift when mail arrives), counts, all with
-//!   a [`Filter`] (exact recipient from an index; sender; subject substring; header values).
+//!   a [`Filter`] (exact recipient from an index; sender; subject substring; header values;
+//!   addresses in `To:`; `Message-ID`; size; time of arrival).
+//! - Parses the search grammar ([`query`]) into the [`Filter`] it evaluates and the residual
+//!   terms that need the decoded message (evaluated by the `view` room, outside the lock).
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
 //!   per matching insert, after the store's lock is released.
 //! - Counts, for metrics ([`Stats`]).
@@ -94,7 +97,11 @@
 //! [`Capture::get`] (a [`Lookup::Gone`] is a `410` with its time and reason);
 //! `DELETE` = [`Capture::delete`], [`Capture::delete_all`], [`Capture::delete_matching`];
 //! `events` = [`Capture::get_seq`] / [`Capture::page`] after the subscriber's cursor, with
-//! [`Capture::oldest`] to tell a lagging subscriber what it missed; metrics = [`Capture::stats`].
+//! [`Capture::oldest`] to tell a lagging subscriber what it missed; metrics = [`Capture::stats`];
+//! `search?q=` = [`query::parse`] (a [`QueryError`] is a `400`), then `view::search` with a
+//! shared `view::ViewCache` (it pages the index part here and decodes outside the lock);
+//! a message's text, HTML, parts, links and codes = `view::ViewCache::get_or_parse`, a part's
+//! bytes = `view::MessageView::part`.
 
 pub mod address;
 pub mod envelope;

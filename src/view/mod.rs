@@ -118,8 +118,9 @@ pub struct MessageView {
     pub links: Vec<String>,
     /// One-time codes (see [`links`]).
     pub codes: Vec<Code>,
-    /// The text `body:` searches.
-    pub body_text: String,
+    /// The text `body:` searches when there is no text body (see [`MessageView::body_text`]);
+    /// empty otherwise (the text body is not kept twice).
+    fallback_text: String,
     /// mail-parser failed (found no header block, or panicked): the view holds the raw
     /// bytes as text only.
     pub unparsed: bool,
@@ -140,7 +141,6 @@ impl MessageView {
                 MessageView {
                     links: links::links(Some(&text), None),
                     codes: links::codes("", &text, &[]),
-                    body_text: text.clone(),
                     text: Some(text),
                     unparsed: true,
                     ..MessageView::default()
@@ -186,8 +186,8 @@ impl MessageView {
         };
         let text = join(&message.text_body, false);
         let html = join(&message.html_body, true);
-        let body_text = match (&text, &html) {
-            (Some(text), _) => text.clone(),
+        let fallback_text = match (&text, &html) {
+            (Some(_), _) => String::new(),
             (None, Some(html)) => mail_parser::decoders::html::html_to_text(html),
             // Broken MIME (a multipart with no boundary, say): the text mail-parser made of
             // any part.
@@ -220,10 +220,11 @@ impl MessageView {
             true
         });
         let links = match (&text, &html) {
-            (None, None) => links::links(Some(&body_text), None),
+            (None, None) => links::links(Some(&fallback_text), None),
             _ => links::links(text.as_deref(), html.as_deref()),
         };
-        let codes = links::codes(subject.as_deref().unwrap_or(""), &body_text, &links);
+        let body_text = text.as_deref().unwrap_or(&fallback_text);
+        let codes = links::codes(subject.as_deref().unwrap_or(""), body_text, &links);
         MessageView {
             headers,
             subject,
@@ -233,7 +234,7 @@ impl MessageView {
             parts_omitted: omitted,
             links,
             codes,
-            body_text,
+            fallback_text,
             unparsed: false,
         }
     }
@@ -271,6 +272,12 @@ impl MessageView {
         })
         .ok()
         .flatten()
+    }
+
+    /// The text `body:` searches: the text body, or the HTML body as text when there is none,
+    /// or else the text of the parts (see the module doc).
+    pub fn body_text(&self) -> &str {
+        self.text.as_deref().unwrap_or(&self.fallback_text)
     }
 
     /// The octets [`cache::ViewCache`] charges for this view: the struct, and the capacity
@@ -313,7 +320,7 @@ impl MessageView {
                 .iter()
                 .map(|c| std::mem::size_of::<Code>() + c.code.capacity())
                 .sum::<usize>()
-            + self.body_text.capacity()
+            + self.fallback_text.capacity()
     }
 }
 

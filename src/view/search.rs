@@ -120,14 +120,14 @@ pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &View
         }
         Residual::Body(text) => {
             let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
-            contains_lowercase(&view.body_text, text)
+            contains_lowercase(view.body_text(), text)
         }
         Residual::Text(text) => {
             if contains_lowercase(subject.get_or_insert_with(decode), text) {
                 return true;
             }
             let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
-            contains_lowercase(&view.body_text, text)
+            contains_lowercase(view.body_text(), text)
         }
         Residual::Header { name, value, how } => {
             let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));

@@ -63,7 +63,7 @@ fn multipart_alternative_with_qp_and_base64() {
     );
     let html = view.html.as_deref().unwrap();
     assert!(html.contains("<p>Hallo Jürgen, <a href="), "{html:?}");
-    assert_eq!(view.body_text, text);
+    assert_eq!(view.body_text(), text);
     assert_eq!(
         view.parts
             .iter()
@@ -220,7 +220,7 @@ fn broken_mime_still_gives_a_view() {
     let view = MessageView::parse(&crlf(
         "Subject: s\nContent-Type: multipart/mixed\n\n--x\nContent-Type: text/plain\n\nhello\n--x--\n",
     ));
-    assert!(view.body_text.contains("hello"), "{view:?}");
+    assert!(view.body_text().contains("hello"), "{view:?}");
     assert!(!view.parts.is_empty());
     // Truncated inside a base64 part, with no closing boundary.
     let view = MessageView::parse(&crlf(
@@ -389,4 +389,71 @@ proptest::proptest! {
         }
         proptest::prop_assert!(view.charge() >= std::mem::size_of::<MessageView>());
     }
+}
+
+/// Figures for the report, not a timed assertion: `cargo test --release -p fastsmtpd --lib
+/// -- --ignored --nocapture view::tests::measure`.
+#[test]
+#[ignore]
+fn measure() {
+    use std::time::Instant;
+    let raw = crlf(ALTERNATIVE);
+    let rounds = 20_000;
+    let start = Instant::now();
+    let mut charge = 0;
+    for _ in 0..rounds {
+        charge = MessageView::parse(&raw).charge();
+    }
+    let per = start.elapsed() / rounds;
+    println!(
+        "parse: {} octets -> {per:?} per view, charged {charge} octets",
+        raw.len()
+    );
+    // 100 000 messages of ~1 KiB, one in 10 000 with the needle.
+    let messages: Vec<String> = (0..100_000)
+        .map(|n| {
+            let word = if n % 10_000 == 0 { "needle" } else { "hay" };
+            format!(
+                "From: s@x\nTo: r{n}@x\nSubject: message {n}\nContent-Type: text/plain\n\n{}{word}\n",
+                "lorem ipsum dolor sit amet ".repeat(36)
+            )
+        })
+        .collect();
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    for (i, text) in messages.iter().enumerate() {
+        let arrival = Arrival::new(
+            QueueId::new(format!("m{i}").as_bytes()).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64 + 1),
+            Bytes::from(crlf(text)),
+            &EnvelopeParts {
+                sender: b"s@x",
+                ..EnvelopeParts::default()
+            },
+            [format!("r{i}@x").as_bytes()],
+        );
+        capture.insert(arrival).unwrap();
+    }
+    let cache = ViewCache::new(32 << 20);
+    for (name, q) in [
+        ("rcpt (index only)", "rcpt:r4242@x"),
+        ("size (index only, full scan)", "size>1M"),
+        (
+            "subject~ (decodes subjects only)",
+            "subject~\"message 99999\"",
+        ),
+        ("body: cold cache", "body:needle"),
+        ("body: warm cache", "body:needle"),
+    ] {
+        let query = parse(q);
+        let start = Instant::now();
+        let page = search(&capture, &query, None, Direction::Older, 50, &cache);
+        println!(
+            "{name}: first call {:?}, {} items, scanned {}, next {:?}",
+            start.elapsed(),
+            page.items.len(),
+            page.scanned,
+            page.next
+        );
+    }
+    println!("cache: {:?}", cache.stats());
 }

@@ -82,8 +82,9 @@ pub struct Code {
 /// The links of a message's text and HTML bodies (see the module doc).
 pub fn links(text: Option<&str>, html: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut push = |link: String| {
-        if out.len() < LINKS_MAX && link.len() <= LINK_LEN_MAX && !out.contains(&link) {
+        if out.len() < LINKS_MAX && link.len() <= LINK_LEN_MAX && seen.insert(link.clone()) {
             out.push(link);
         }
     };
@@ -125,12 +126,19 @@ fn text_links(text: &str, push: &mut dyn FnMut(String)) {
                     || matches!(b, b'<' | b'>' | b'"' | b'`' | b'\''))
             })
             .count();
+        i = start + len;
+        if len > LINK_LEN_MAX {
+            continue;
+        }
         let mut link = &text[start..start + len];
+        // Trimming removes only trailing punctuation and closing brackets, never an opening
+        // one: whether the link holds one is known once.
+        let (paren, bracket) = (link.contains('('), link.contains('['));
         loop {
             let trimmed = link.trim_end_matches(['.', ',', ';', ':', '!', '?']);
             let trimmed = match trimmed.as_bytes().last() {
-                Some(b')') if !trimmed.contains('(') => &trimmed[..trimmed.len() - 1],
-                Some(b']') if !trimmed.contains('[') => &trimmed[..trimmed.len() - 1],
+                Some(b')') if !paren => &trimmed[..trimmed.len() - 1],
+                Some(b']') if !bracket => &trimmed[..trimmed.len() - 1],
                 _ => trimmed,
             };
             if trimmed.len() == link.len() {
@@ -138,7 +146,6 @@ fn text_links(text: &str, push: &mut dyn FnMut(String)) {
             }
             link = trimmed;
         }
-        i = start + len;
         if link.len() > "https://".len() {
             push(link.to_string());
         }
@@ -363,6 +370,22 @@ mod tests {
         assert!(codes_of("barcode 12345").is_empty());
         let far = format!("code{}12345", " ".repeat(CODE_NEAR));
         assert!(codes_of(&far).is_empty());
+    }
+
+    #[test]
+    fn adversarial_bodies_cost_linear_time() {
+        // A link of closing brackets, a long one, many equal links: each is handled in
+        // one pass (these took minutes when trimming rescanned the link).
+        let brackets = format!("https://x.example/{}", ")".repeat(200_000));
+        assert!(links(Some(&brackets), None).is_empty());
+        let short = format!("https://x.example/{} end", ")".repeat(1000));
+        assert_eq!(links(Some(&short), None), ["https://x.example/"]);
+        let same = "https://same.example/aaaa ".repeat(50_000);
+        assert_eq!(links(Some(&same), None).len(), 1);
+        let many: String = (0..5000)
+            .map(|n| format!("https://x.example/{n} "))
+            .collect();
+        assert_eq!(links(Some(&many), None).len(), LINKS_MAX);
     }
 
     #[test]

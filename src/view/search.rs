@@ -13,7 +13,7 @@
 
 use super::cache::ViewCache;
 use super::MessageView;
-use crate::capture::headers::{contains_ignore_ascii_case, unfold};
+use crate::capture::headers::unfold;
 use crate::capture::query::{Query, Residual};
 use crate::capture::{Capture, Direction, Field, Match, Snapshot};
 use crate::store::rfc2047::decode_unstructured;
@@ -138,18 +138,25 @@ pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &View
                     let raw = unfold(h.raw.as_bytes());
                     match how {
                         Match::Exact => raw.trim_ascii() == value.as_bytes(),
-                        Match::Contains => contains_ignore_ascii_case(&raw, value.as_bytes()),
+                        Match::Contains => memchr::memmem::find(
+                            &raw.to_ascii_lowercase(),
+                            &value.as_bytes().to_ascii_lowercase(),
+                        )
+                        .is_some(),
                     }
                 })
         }
     })
 }
 
-/// Whether `haystack` contains `needle`, both in Unicode lower case.
+/// Whether `haystack` contains `needle`, both in Unicode lower case (a linear-time search:
+/// a body and a needle chosen together cannot make it quadratic).
 fn contains_lowercase(haystack: &str, needle: &str) -> bool {
     let needle = needle.to_lowercase();
-    if haystack.is_ascii() && needle.is_ascii() {
-        return contains_ignore_ascii_case(haystack.as_bytes(), needle.as_bytes());
-    }
-    haystack.to_lowercase().contains(&needle)
+    let haystack = if haystack.is_ascii() {
+        haystack.to_ascii_lowercase()
+    } else {
+        haystack.to_lowercase()
+    };
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
 }

@@ -456,4 +456,36 @@ fn measure() {
         );
     }
     println!("cache: {:?}", cache.stats());
+    // Hostile shapes: many parts, deep nesting, one long line of HTML.
+    let mut many = String::from("Subject: many\nContent-Type: multipart/mixed; boundary=m\n\n");
+    for n in 0..50_000 {
+        many.push_str(&format!("--m\nContent-Type: text/plain\n\npart {n}\n"));
+    }
+    let mut deep = String::from("Subject: deep\n");
+    for level in 0..5_000 {
+        deep.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=l{level}\n\n--l{level}\n"
+        ));
+    }
+    let html = format!(
+        "Subject: h\nContent-Type: text/html\n\n{}",
+        "<a href=\"https://x.example/?token=1\">code 123456</a>".repeat(50_000)
+    );
+    for (name, text) in [
+        ("50 000 parts", many),
+        ("5 000 levels", deep),
+        ("2.5 MB of HTML", html),
+    ] {
+        let raw = crlf(&text);
+        let start = Instant::now();
+        let view = MessageView::parse(&raw);
+        println!(
+            "{name}: {} octets parsed in {:?}, {} parts listed, {} omitted, charged {}",
+            raw.len(),
+            start.elapsed(),
+            view.parts.len(),
+            view.parts_omitted,
+            view.charge()
+        );
+    }
 }

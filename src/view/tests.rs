@@ -330,6 +330,12 @@ fn search_applies_the_decoded_terms_after_the_index() {
     assert_eq!(run("header:X-Tag~T"), [6, 5, 4, 3, 2, 1]);
     assert_eq!(run("plain number"), [5, 3, 1]);
     assert_eq!(run("rcpt:r@X size>1"), [6, 5, 4, 3, 2, 1]);
+    // Through the recipient index, then the body.
+    assert_eq!(run("rcpt:r@x body:\"number 4\""), [4]);
+    assert_eq!(
+        run("rcpt:r@x from:s@X message-id:nope body:number"),
+        Vec::<u64>::new()
+    );
     // The local part is compared as sent.
     assert_eq!(run("rcpt:R@x"), Vec::<u64>::new());
     assert_eq!(run("rcpt:xr@x"), Vec::<u64>::new());

@@ -495,3 +495,77 @@ fn measure() {
         );
     }
 }
+
+/// Words the generated messages and queries are made of (case and accents as traps).
+const WORDS: [&str; 6] = ["alpha", "Beta", "gamma", "Ünï", "ünï", "delta"];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100))]
+
+    /// Following `next` until it is `None`, in either direction and with any page size,
+    /// yields exactly the messages a naive scan of the decoded subjects and bodies finds,
+    /// in order, each once.
+    #[test]
+    fn search_pages_agree_with_a_naive_scan(
+        messages in proptest::collection::vec((0..WORDS.len(), 0..WORDS.len(), proptest::prelude::any::<bool>()), 1..30),
+        term in 0..4usize,
+        word in 0..WORDS.len(),
+        limit in 1usize..7,
+        newer in proptest::prelude::any::<bool>(),
+    ) {
+        let texts: Vec<String> = messages
+            .iter()
+            .map(|&(s, b, encode)| {
+                let subject = if encode {
+                    format!("=?UTF-8?B?{}?=", base64_of(WORDS[s]))
+                } else {
+                    WORDS[s].to_string()
+                };
+                format!("Subject: {subject}\nContent-Type: text/plain; charset=utf-8\n\nsome {} text\n", WORDS[b])
+            })
+            .collect();
+        let capture = store(&texts);
+        let cache = ViewCache::new(4096);
+        let w = WORDS[word];
+        let (q, want): (String, Box<dyn Fn(usize, usize) -> bool>) = match term {
+            0 => (format!("subject:{w}"), Box::new(move |s, _| WORDS[s] == w)),
+            1 => (format!("subject~{w}"), Box::new(move |s, _| WORDS[s].to_lowercase().contains(&w.to_lowercase()))),
+            2 => (format!("body:{w}"), Box::new(move |_, b| WORDS[b].to_lowercase().contains(&w.to_lowercase()))),
+            _ => (w.to_string(), Box::new(move |s, b| {
+                WORDS[s].to_lowercase().contains(&w.to_lowercase())
+                    || WORDS[b].to_lowercase().contains(&w.to_lowercase())
+            })),
+        };
+        let mut expected: Vec<u64> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, &(s, b, _))| want(s, b))
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        let direction = if newer { Direction::Newer } else { Direction::Older };
+        if !newer {
+            expected.reverse();
+        }
+        let query = parse(&q);
+        let mut found = Vec::new();
+        let mut cursor = None;
+        for _ in 0..100 {
+            let page = search(&capture, &query, cursor, direction, limit, &cache);
+            proptest::prop_assert!(page.items.len() <= limit);
+            found.extend(seqs(&page));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        proptest::prop_assert_eq!(found, expected, "{}", q);
+        let stats = cache.stats();
+        proptest::prop_assert!(stats.bytes <= stats.max_bytes);
+    }
+}
+
+/// `text` in base64.
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -31,7 +31,8 @@
 //!
 //! Addresses (`:`/`=` on `rcpt`, `from`, `to`) compare as [`super::same_address`] does: the
 //! local part exactly as sent, the domain ASCII case-insensitively; `a@x` never matches
-//! `ba@x`. `W` is an RFC 3339 time (`2026-12-06T18:00:00Z`, an offset `+01:00` or a fraction
+//! `ba@x`; a quoted local part is written as in the address (`rcpt:"john doe"@x`), and a
+//! whole address in quotes (`rcpt:"a@x"`) is the address inside. `W` is an RFC 3339 time (`2026-12-06T18:00:00Z`, an offset `+01:00` or a fraction
 //! allowed), a date (`2026-12-06`, midnight UTC) or a duration ago in the grammar of
 //! [`crate::units::parse_duration`] (`after:5m`). `N` is a size in the grammar of
 //! [`crate::units::parse_bytes`] (`size>10K`). A bare word cannot contain `:`, `=`, `~`, `<`
@@ -231,6 +232,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// Reads an address value: like [`Reader::value`], except that a quoted local part may
+    /// be followed by the rest of the address (`"john doe"@x` is the address as written,
+    /// quotes kept, as addresses are compared).
+    fn address(&mut self, term_start: usize, key: &str) -> Result<(String, bool), QueryError> {
+        let from = self.pos;
+        match self.value(term_start, key) {
+            Err(e) if e.message.starts_with("text right after a closing quote") => {
+                self.pos = from;
+                let mut quoted = false;
+                let mut escaped = false;
+                while let Some(c) = self.peek() {
+                    if !quoted && c.is_whitespace() {
+                        break;
+                    }
+                    self.pos += c.len_utf8();
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' if quoted => escaped = true,
+                        '"' => quoted = !quoted,
+                        _ => {}
+                    }
+                }
+                if quoted {
+                    return Err(QueryError {
+                        position: from,
+                        term: key.to_string(),
+                        message: "unbalanced quote: no closing `\"`".to_string(),
+                    });
+                }
+                Ok((self.text[from..self.pos].to_string(), false))
+            }
+            other => other,
+        }
+    }
+}
+
 /// Parses `text` into a [`Query`]; `now` is the time durations (`after:5m`) count back
 /// from. An empty query matches everything.
 pub fn parse(text: &str, now: SystemTime) -> Result<Query, QueryError> {
@@ -377,7 +415,11 @@ fn term(
         }
         return Ok(());
     }
-    let (value, quoted) = reader.value(start, key)?;
+    let (value, quoted) = if ["rcpt", "from", "to"].contains(&lower.as_str()) {
+        reader.address(start, key)?
+    } else {
+        reader.value(start, key)?
+    };
     if value.is_empty() && !quoted {
         return Err(error(
             "an empty value (write \"\" to mean empty)".to_string(),

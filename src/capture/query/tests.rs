@@ -166,6 +166,23 @@ fn quotes_take_escapes_and_may_be_empty() {
 }
 
 #[test]
+fn a_quoted_local_part_stays_in_the_address() {
+    assert_eq!(
+        terms(r#"rcpt:"john doe"@x from:"a@x" to:"x\" y"@z"#),
+        [
+            Term::Recipient(br#""john doe"@x"#.to_vec()),
+            Term::Sender(b"a@x".to_vec()),
+            Term::HeaderAddress {
+                field: Field::To,
+                address: br#""x\" y"@z"#.to_vec()
+            },
+        ]
+    );
+    let e = err(r#"rcpt:"john doe"@x"unclosed"#);
+    assert!(e.message.contains("unbalanced"), "{e}");
+}
+
+#[test]
 fn errors_name_the_term_and_its_offset() {
     let e = err("rcpt:a@x  subject:\"unclosed");
     assert_eq!((e.position, e.term.as_str()), (18, "subject"));

@@ -23,6 +23,11 @@ use crate::lock::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+/// A budget for the cache when the caller has no better figure: 32 MiB holds the views of
+/// about 15 000 messages of 1 KiB (a view of one is charged ~2.2 KB), an eighth of the
+/// capture store's default budget of 256 MiB beside it.
+pub const VIEW_CACHE_DEFAULT: usize = 32 << 20;
+
 /// What a cached view costs beyond [`MessageView::charge`]: a map slot (seq, pointer, charge,
 /// bit: ~40 octets at the table's load), a ring slot (8) and the `Arc`'s two counts (16).
 pub const SLOT_OVERHEAD: usize = 64;

@@ -46,7 +46,7 @@ pub mod search;
 use crate::store::rfc2047::decode_unstructured;
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-pub use cache::ViewCache;
+pub use cache::{ViewCache, VIEW_CACHE_DEFAULT};
 pub use links::{Code, CodeSource};
 pub use search::{search, SearchPage, SEARCH_EXAMINE_BYTES_MAX, SEARCH_EXAMINE_MAX};
 
@@ -280,46 +280,38 @@ impl MessageView {
         self.text.as_deref().unwrap_or(&self.fallback_text)
     }
 
-    /// The octets [`cache::ViewCache`] charges for this view: the struct, and the capacity
-    /// of every string and list it owns (each header, part and code's struct included).
+    /// The octets [`cache::ViewCache`] charges for this view: the struct, the capacity of
+    /// every list it owns (each header, part, link and code's struct, spare slots included)
+    /// and of every string.
     pub fn charge(&self) -> usize {
+        use std::mem::size_of;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        std::mem::size_of::<MessageView>()
+        size_of::<MessageView>()
+            + self.headers.capacity() * size_of::<HeaderLine>()
             + self
                 .headers
                 .iter()
-                .map(|h| {
-                    std::mem::size_of::<HeaderLine>()
-                        + h.name.capacity()
-                        + h.raw.capacity()
-                        + h.decoded.capacity()
-                })
+                .map(|h| h.name.capacity() + h.raw.capacity() + h.decoded.capacity())
                 .sum::<usize>()
             + opt(&self.subject)
             + opt(&self.text)
             + opt(&self.html)
+            + self.parts.capacity() * size_of::<PartInfo>()
             + self
                 .parts
                 .iter()
                 .map(|p| {
-                    std::mem::size_of::<PartInfo>()
-                        + p.content_type.capacity()
+                    p.content_type.capacity()
                         + opt(&p.charset)
                         + opt(&p.filename)
                         + opt(&p.disposition)
                         + opt(&p.content_id)
                 })
                 .sum::<usize>()
-            + self
-                .links
-                .iter()
-                .map(|l| std::mem::size_of::<String>() + l.capacity())
-                .sum::<usize>()
-            + self
-                .codes
-                .iter()
-                .map(|c| std::mem::size_of::<Code>() + c.code.capacity())
-                .sum::<usize>()
+            + self.links.capacity() * size_of::<String>()
+            + self.links.iter().map(String::capacity).sum::<usize>()
+            + self.codes.capacity() * size_of::<Code>()
+            + self.codes.iter().map(|c| c.code.capacity()).sum::<usize>()
             + self.fallback_text.capacity()
     }
 }

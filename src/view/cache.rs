@@ -4,6 +4,9 @@
 //! string and list it owns) plus [`SLOT_OVERHEAD`] (its slot in the map and the ring, and the
 //! `Arc`'s counts). The raw bytes are not charged: the view keeps none (the capture store
 //! charges them). A view larger than the whole budget is returned but not kept.
+//! `tests/view_memory.rs` measures the heap with a counting allocator: 20 000 views of 1 KiB
+//! multipart messages allocate 2 599 octets each and are charged 2 580 (the rest: the slack
+//! of the map and the ring, which grow by doubling).
 //!
 //! Eviction is CLOCK (second chance): views sit in a ring in insertion order with a
 //! "referenced" bit set by each hit; to make room the hand takes the oldest, and if its bit

@@ -68,7 +68,7 @@ pub mod jsonl;
 pub mod maildir;
 mod queues;
 pub mod record;
-mod rfc2047;
+pub mod rfc2047;
 mod sink;
 mod target;
 mod thread;

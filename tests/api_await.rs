@@ -176,3 +176,22 @@ fn a_waiter_whose_client_goes_away_is_cancelled() {
     until("the waiter's cancellation", || capture.stats().waiters == 0);
     assert_eq!(server.counters().waiters.get(), 0);
 }
+
+#[test]
+fn curl_dash_f_fails_a_step_on_timeout_and_passes_on_arrival() {
+    let (capture, server) = serve(ApiOptions::default());
+    let base = format!("http://{}/api/v1", server.local_addr());
+    let curl = |url: &str| {
+        std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "60", url])
+            .output()
+            .expect("curl is installed")
+    };
+    let missing = curl(&format!("{base}/await?rcpt=r@test&timeout=0"));
+    assert_eq!(missing.status.code(), Some(22), "curl -f exits 22 on a 4xx");
+    insert(&capture, "m1", "s@test", &["r@test"], &mail("1"));
+    let found = curl(&format!("{base}/await?rcpt=r@test&timeout=0"));
+    assert!(found.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(ids(&answer), ["m1"]);
+}

@@ -112,3 +112,54 @@ fn subscribers_are_capped() {
     assert!(r.header("retry-after").is_some());
     drop(open);
 }
+
+#[test]
+fn a_message_the_subscriber_saw_and_the_store_removed_is_a_gone_event() {
+    let limits = Limits {
+        max_messages: 3,
+        ..Limits::default()
+    };
+    let (capture, server) = serve_with(limits, ApiOptions::default());
+    let addr = server.local_addr();
+    let mut events = Events::open(addr, "/api/v1/events", &[]);
+    until("the subscriber", || capture.stats().waiters == 1);
+    for n in 1..=3 {
+        insert(
+            &capture,
+            &format!("m{n}"),
+            "s@test",
+            &["r@test"],
+            &mail("x"),
+        );
+    }
+    for seq in 1..=3 {
+        assert_eq!(events.next().id, seq.to_string());
+    }
+    assert_eq!(
+        request(addr, "DELETE", "/api/v1/messages/m2", &[]).status,
+        200
+    );
+    let gone = events.next();
+    assert_eq!((gone.event.as_str(), gone.id.as_str()), ("gone", ""));
+    let data: serde_json::Value = serde_json::from_str(&gone.data).unwrap();
+    assert_eq!(
+        (data["seq"].as_u64(), data["reason"].as_str()),
+        (Some(2), Some("deleted"))
+    );
+    // Kept: m1, m3; m4 fills the count (3), m5 evicts m1.
+    insert(&capture, "m4", "s@test", &["r@test"], &mail("x"));
+    insert(&capture, "m5", "s@test", &["r@test"], &mail("x"));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = events.next();
+        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        seen.push(match event.event.as_str() {
+            "gone" => format!("gone {} {}", data["seq"], data["reason"].as_str().unwrap()),
+            other => format!("{other} {}", event.id),
+        });
+    }
+    // The removal may be read before or after the messages; the messages keep their order.
+    let messages: Vec<&String> = seen.iter().filter(|e| e.starts_with("message")).collect();
+    assert_eq!(messages, ["message 4", "message 5"]);
+    assert!(seen.contains(&"gone 1 evicted".to_owned()), "{seen:?}");
+}

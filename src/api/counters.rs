@@ -20,7 +20,7 @@ pub struct ApiCounters {
     pub waiters: IntGauge,
     /// `fastsmtpd_api_event_subscribers`: event streams open now.
     pub subscribers: IntGauge,
-    /// `fastsmtpd_api_lagged_events_total`: `lagged` events sent.
+    /// `fastsmtpd_api_lagged_events_total`: `lagged` and `gone-lagged` events sent.
     pub lagged: IntCounter,
     /// `fastsmtpd_api_request_duration_seconds{route}`: from the request head to the
     /// response head (an await's wait included; an event stream's life not).

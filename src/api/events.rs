@@ -15,8 +15,15 @@
 //! The cursor starts at `Last-Event-ID` (a reconnecting `EventSource` sends it), else
 //! `?after=`, else the store's head (only what arrives from now).
 //!
-//! What it does not do: report evictions and deletions of messages the subscriber already
-//! read (no ring of non-message events yet), filter, or buffer more than one page.
+//! A message the subscriber was sent (or passed in a `lagged` range) and that the store then
+//! stops keeping is `event: gone` with `{"seq", "at", "reason"}` (`evicted`, `expired`,
+//! `deleted`), read from the store's numbered removals ([`crate::capture::removals`]) after
+//! the subscriber's own removal number. A `gone` event has no `id:` line (the last event id
+//! stays the last message's), and removals are live only: a resumed stream starts at the
+//! removals of its resumption. If the store's ring forgot removals before the subscriber read
+//! them: `event: gone-lagged` `{"from", "to"}` (removal numbers), then on.
+//!
+//! What it does not do: filter, or buffer more than one page.
 
 use super::counters::ApiCounters;
 use super::render;
@@ -34,8 +41,10 @@ use tokio::time::{Instant, Sleep};
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The most subscribers at once; past it a new one gets `503`.
 pub const MAX_SUBSCRIBERS: usize = 64;
-/// The most messages read from the store for one write.
+/// The most messages (or removals) read from the store at once.
 const PAGE: usize = 64;
+/// The most pages of removals read for one write when none is this subscriber's.
+const REMOVAL_PAGES: usize = 16;
 
 /// One subscriber's stream: a response body.
 #[derive(Debug)]
@@ -44,6 +53,8 @@ pub struct EventStream {
     capture: Arc<Capture>,
     /// The last sequence number sent (or skipped as lagged).
     cursor: u64,
+    /// The number of the last removal read.
+    removals: u64,
     /// Its waiter in the store, once polled.
     waiter: Option<WaiterId>,
     /// The next heartbeat.
@@ -54,6 +65,8 @@ pub struct EventStream {
     counters: ApiCounters,
     /// Whether the opening comment was sent.
     opened: bool,
+    /// Whether removals are left to read (the last read stopped at its bound).
+    more: bool,
 }
 
 impl EventStream {
@@ -62,6 +75,7 @@ impl EventStream {
         counters.subscribers.inc();
         conn.hold(HEARTBEAT);
         EventStream {
+            removals: capture.removal_head(),
             capture,
             cursor,
             waiter: None,
@@ -69,6 +83,7 @@ impl EventStream {
             conn,
             counters,
             opened: false,
+            more: false,
         }
     }
 
@@ -95,6 +110,9 @@ impl EventStream {
         if self.heartbeat.as_mut().poll(cx).is_ready() {
             return self.write(b": heartbeat\n\n".to_vec());
         }
+        if self.more {
+            cx.waker().wake_by_ref();
+        }
         Poll::Pending
     }
 
@@ -105,14 +123,41 @@ impl EventStream {
         Poll::Ready(Bytes::from(text))
     }
 
-    /// The events after the cursor, one page at most, as text; moves the cursor.
+    /// The events after the cursors, one page of each at most, as text; moves the cursors.
     fn read(&mut self) -> Vec<u8> {
+        let mut text = Vec::new();
+        // Removals first: those of messages up to the cursor are this subscriber's to hear
+        // of; later ones show as gaps (`lagged`) when the messages are read below.
+        // Bounded per write: past it, the task wakes itself to read on.
+        self.more = false;
+        for _ in 0..REMOVAL_PAGES {
+            let removals = self.capture.removals_after(self.removals, PAGE);
+            if let Some((from, to)) = removals.missed {
+                text.extend_from_slice(
+                    format!("event: gone-lagged\ndata: {{\"from\":{from},\"to\":{to}}}\n\n")
+                        .as_bytes(),
+                );
+                self.counters.lagged.inc();
+                self.removals = to;
+            }
+            for (number, gone) in &removals.items {
+                self.removals = *number;
+                if gone.seq <= self.cursor {
+                    text.extend_from_slice(b"event: gone\ndata: ");
+                    text.extend_from_slice(render::removal(gone).to_string().as_bytes());
+                    text.extend_from_slice(b"\n\n");
+                }
+            }
+            self.more = removals.items.len() == PAGE;
+            if !self.more || !text.is_empty() {
+                break;
+            }
+        }
         // Every sequence number up to the head read now was given before the page below.
         let head = self.capture.head();
         let page = self
             .capture
             .page(Some(self.cursor), Direction::Newer, PAGE, &Filter::all());
-        let mut text = Vec::new();
         for message in &page.items {
             if message.seq > self.cursor + 1 {
                 self.lagged(&mut text, message.seq - 1);

@@ -83,16 +83,25 @@ pub fn message(message: &Snapshot) -> Value {
     })
 }
 
-/// A `410`'s body: `{"gone": {"seq", "at", "reason"}}`; `reason` is `evicted` (the budget
-/// or the message count), `expired` (`max_age`) or `deleted`.
-pub fn gone(gone: &Gone) -> Value {
-    let reason = match gone.reason {
+/// A removal: `{"seq", "at", "reason"}`; `reason` is `evicted` (the budget or the message
+/// count), `expired` (`max_age`) or `deleted`.
+pub fn removal(gone: &Gone) -> Value {
+    json!({"seq": gone.seq, "at": rfc3339(gone.at), "reason": reason(gone)})
+}
+
+/// A removal's reason as the API names it.
+fn reason(gone: &Gone) -> &'static str {
+    match gone.reason {
         GoneReason::EvictedBytes | GoneReason::EvictedCount => "evicted",
         GoneReason::Expired => "expired",
         GoneReason::Deleted => "deleted",
-    };
+    }
+}
+
+/// A `410`'s body: `{"error": .., "gone": {"seq", "at", "reason"}}` (see [`removal`]).
+pub fn gone(gone: &Gone) -> Value {
     json!({
-        "error": {"status": 410, "message": format!("message {reason}")},
-        "gone": {"seq": gone.seq, "at": rfc3339(gone.at), "reason": reason},
+        "error": {"status": 410, "message": format!("message {}", reason(gone))},
+        "gone": removal(gone),
     })
 }

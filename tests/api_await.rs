@@ -195,3 +195,12 @@ fn curl_dash_f_fails_a_step_on_timeout_and_passes_on_arrival() {
     let answer: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
     assert_eq!(ids(&answer), ["m1"]);
 }
+
+/// An `await` longer than the connection's request deadline (10 s) holds its connection:
+/// the answer is the `408`, not a closed socket.
+#[test]
+fn an_await_longer_than_the_request_deadline_is_answered() {
+    let (_capture, server) = serve(ApiOptions::default());
+    let r = get(server.local_addr(), "/api/v1/await?rcpt=r@test&timeout=11s");
+    assert_eq!(r.status, 408);
+}

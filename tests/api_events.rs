@@ -163,3 +163,15 @@ fn a_message_the_subscriber_saw_and_the_store_removed_is_a_gone_event() {
     assert_eq!(messages, ["message 4", "message 5"]);
     assert!(seen.contains(&"gone 1 evicted".to_owned()), "{seen:?}");
 }
+
+/// An idle stream outlives the connection's request deadline (10 s): the stream holds its
+/// connection, and a message after 12 s idle still arrives.
+#[test]
+fn an_idle_stream_outlives_the_request_deadline() {
+    let (capture, server) = serve(ApiOptions::default());
+    let mut events = Events::open(server.local_addr(), "/api/v1/events", &[]);
+    until("the subscriber", || capture.stats().waiters == 1);
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    insert(&capture, "late", "s@test", &["r@test"], &mail("late"));
+    assert_eq!(events.next().id, "1");
+}

@@ -36,8 +36,9 @@
 //!
 //! | layer | rooms |
 //! |---|---|
-//! | 5 | `server` |
-//! | 4 | `config`, `txlog`, `api`, `view` |
+//! | 6 | `server` |
+//! | 5 | `api` |
+//! | 4 | `config`, `txlog`, `view` |
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault`, `capture` |

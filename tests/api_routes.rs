@@ -23,7 +23,6 @@ fn health_cursor_unknown_routes_and_wrong_methods() {
     assert_eq!(get(addr, "/api/v1/cursor").json()["cursor"], "1");
 
     for path in [
-        "/",
         "/api",
         "/api/v1",
         "/api/v2/cursor",

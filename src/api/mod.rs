@@ -14,20 +14,24 @@
 //! | `wait` | `await`: register, scan, sleep until woken or the timeout |
 //! | `events` | the server-sent event stream, read from the index after a cursor |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
+//! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
+//! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
 //!
-//! What it does not do: keep mail (the capture store does), take mail over HTTP, parse MIME,
-//! parse the search grammar, serve the web UI or `/metrics` (not yet: issue 18's later
-//! increments), or speak TLS.
+//! What it does not do: keep mail (the capture store does), take mail over HTTP (not yet),
+//! parse MIME or the search grammar itself (`crate::view`, `crate::capture::query`), serve
+//! `/metrics` (the metrics endpoint does), or speak TLS.
 
 mod counters;
 mod events;
 mod query;
+mod read;
 mod render;
 mod response;
 mod routes;
 mod select;
+mod ui;
 mod wait;
 
 pub use counters::ApiCounters;
@@ -87,6 +91,7 @@ impl ApiServer {
             token: options.token,
             cors_origin,
             counters: counters.clone(),
+            views: crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT),
         });
         let limits = Limits {
             max_connections: MAX_CONNECTIONS,

@@ -261,7 +261,7 @@ pub fn events_after(query: Option<&str>) -> Result<Option<u64>, BadRequest> {
 }
 
 /// An unknown parameter's error.
-fn unknown(key: &str) -> BadRequest {
+pub(super) fn unknown(key: &str) -> BadRequest {
     BadRequest(format!("unknown parameter {key:?}"))
 }
 
@@ -275,7 +275,7 @@ pub fn cursor(key: &str, value: &str) -> Result<u64, BadRequest> {
 }
 
 /// A whole number from `min` to `max`.
-fn number(key: &str, value: &str, min: u64, max: u64) -> Result<u64, BadRequest> {
+pub(super) fn number(key: &str, value: &str, min: u64, max: u64) -> Result<u64, BadRequest> {
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(BadRequest(format!(

@@ -7,7 +7,7 @@
 use super::events::EventStream;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Response, StatusCode};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -58,6 +58,28 @@ pub fn whole(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// A response with `status`, a content type made at run time (a part's) and `body`, and the
+/// headers that keep a browser from treating content a message carried as part of this
+/// origin: `Content-Security-Policy: sandbox; default-src 'none'` (no script, nothing
+/// loaded, an opaque origin) and `X-Content-Type-Options: nosniff`.
+pub fn whole_with(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<ApiBody> {
+    let mut response = Response::new(ApiBody::Whole(Some(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    confine(headers);
+    response
+}
+
+/// Adds the headers of [`whole_with`] that confine content a message carried.
+pub fn confine(headers: &mut hyper::HeaderMap) {
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 /// A JSON response.

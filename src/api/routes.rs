@@ -9,21 +9,26 @@
 //! | `/api/v1/messages` | `GET`, `DELETE` |
 //! | `/api/v1/messages/{id}` | `GET`, `DELETE` |
 //! | `/api/v1/messages/{id}/raw` | `GET`, `HEAD` |
+//! | `/api/v1/messages/{id}/links` | `GET` |
+//! | `/api/v1/messages/{id}/parts/{n}` | `GET`, `HEAD` |
+//! | `/api/v1/search?q=` | `GET`, `DELETE` |
+//! | `/api/v1/stats` | `GET` |
 //! | `/api/v1/events` | `GET` |
+//! | `/`, `/ui/app.js`, `/ui/app.css` | `GET`, `HEAD` (the web UI; open without the token) |
 //!
 //! Another path is `404`; another method `405` with `Allow`; `OPTIONS` is a CORS preflight
 //! when `--api-cors` is set (`204`), else `405`. An id in a path is 1 to 63 characters of
 //! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
 //! longer id) is `404` before the store is asked.
 //!
-//! What it does not do: read request bodies (no route takes one), or parse the search
-//! grammar.
+//! What it does not do: read request bodies (no route takes one yet), or parse the search
+//! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
 
 use super::counters::ApiCounters;
 use super::events::{EventStream, MAX_SUBSCRIBERS};
 use super::query::{self, AwaitQuery, BadRequest, ListQuery};
 use super::response::{error, json, whole, ApiBody};
-use super::{render, select, wait};
+use super::{read, render, select, wait};
 use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
 use crate::proto::sink::QueueId;
@@ -50,6 +55,8 @@ pub struct State {
     pub cors_origin: Option<HeaderValue>,
     /// The metrics.
     pub counters: ApiCounters,
+    /// Parsed views of the messages read lately, shared by every route.
+    pub views: crate::view::ViewCache,
 }
 
 /// Answers one request.
@@ -105,7 +112,13 @@ async fn route(
             }
             api(state, method, rest, query, request.headers(), conn).await
         }
-        _ => ("unknown", error(StatusCode::NOT_FOUND, "no such route")),
+        _ => match super::ui::asset(path) {
+            Some(asset) => match allow(method, &[Method::GET, Method::HEAD], state) {
+                Some(refused) => ("ui", refused),
+                None => ("ui", asset),
+            },
+            None => ("unknown", error(StatusCode::NOT_FOUND, "no such route")),
+        },
     }
 }
 
@@ -154,6 +167,33 @@ async fn api(
             let answer = allow(method, get_head, state).unwrap_or_else(|| raw(state, id, query));
             ("raw", answer)
         }
+        ["messages", id, "links"] => {
+            let answer = allow(method, GET, state).unwrap_or_else(|| {
+                lookup(state, id, query).map_or_else(|r| *r, |m| read::links(&state.views, &m))
+            });
+            ("links", answer)
+        }
+        ["messages", id, "parts", number] => {
+            let answer = allow(method, get_head, state).unwrap_or_else(|| {
+                lookup(state, id, query).map_or_else(|r| *r, |m| read::part(&m, number))
+            });
+            ("part", answer)
+        }
+        ["search"] => {
+            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
+                if method == Method::DELETE {
+                    read::delete_search(&state.capture, &state.views, query)
+                } else {
+                    read::search_route(&state.capture, &state.views, query)
+                }
+            });
+            ("search", answer)
+        }
+        ["stats"] => (
+            "stats",
+            allow(method, GET, state)
+                .unwrap_or_else(|| read::stats(&state.capture, state.counters.subscribers.get())),
+        ),
         ["events"] => {
             let answer =
                 allow(method, GET, state).unwrap_or_else(|| events(state, query, headers, conn));
@@ -376,7 +416,7 @@ fn lookup(
 /// `GET /api/v1/messages/{id}`.
 fn message(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
     match lookup(state, id, query) {
-        Ok(message) => json(StatusCode::OK, &render::message(&message)),
+        Ok(message) => read::message(&state.views, &message),
         Err(refused) => *refused,
     }
 }
@@ -395,7 +435,11 @@ fn delete_one(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody>
 /// `GET /api/v1/messages/{id}/raw`: the bytes as received, shared with the store.
 fn raw(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
     match lookup(state, id, query) {
-        Ok(message) => whole(StatusCode::OK, "message/rfc822", message.raw),
+        Ok(message) => {
+            let mut response = whole(StatusCode::OK, "message/rfc822", message.raw);
+            super::response::confine(response.headers_mut());
+            response
+        }
         Err(refused) => *refused,
     }
 }

@@ -176,7 +176,7 @@ fn search_query(text: Option<&str>, paged: bool) -> Result<SearchQuery, BadReque
 
 /// `GET /api/v1/search?q=`: summaries of matching messages, newest first. `next` continues
 /// (a page may be short when the per-call bound of examined messages was reached, see
-/// [`crate::view::search`]); `total` is given when the query is answered from the index
+/// [`crate::view::search()`]); `total` is given when the query is answered from the index
 /// alone, else `null` (counting would decode every candidate).
 pub fn search_route(capture: &Capture, views: &ViewCache, text: Option<&str>) -> Response<ApiBody> {
     let q = match search_query(text, true) {

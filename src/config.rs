@@ -14,6 +14,13 @@
 //! file (`main.rs` with [`crate::fault::FaultRules::read_file`]; its rules are parsed here,
 //! with the file kept beside them to name it in errors) or open sockets.
 
+mod capture;
+
+pub use capture::{
+    ApiSettings, CaptureSettings, DEFAULT_API_ADDR, DEFAULT_CAPTURE_MEMORY, MAX_CAPTURE_MAX_AGE,
+    MIN_CAPTURE_MAX_AGE, MIN_CAPTURE_MEMORY,
+};
+
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
 use crate::store::StoreSpec;
@@ -154,6 +161,11 @@ pub struct Config {
     pub stores: Stores,
     /// Fault injection.
     pub faults: Faults,
+    /// The capture store's limits (`--capture-*`, `--on-full`; it exists with `--store
+    /// memory` or `--api`).
+    pub capture: CaptureSettings,
+    /// The HTTP API (`--api`; `None`: not served).
+    pub api: Option<ApiSettings>,
 }
 
 impl Default for Config {
@@ -175,6 +187,8 @@ impl Default for Config {
             auth: Auth::default(),
             stores: Stores::default(),
             faults: Faults::default(),
+            capture: CaptureSettings::default(),
+            api: None,
         }
     }
 }
@@ -437,6 +451,22 @@ pub enum ConfigError {
     StandardOutputTwice,
     /// A fault rule that does not parse (the message names the rule and why).
     FaultRule(String),
+    /// `--store memory` more than once.
+    MemoryStoreTwice,
+    /// A capture flag (`--capture-memory`, `--capture-max-messages`, `--capture-max-age`,
+    /// `--on-full`) without a capture store (`--store memory` or `--api`).
+    CaptureWithoutStore {
+        /// The first such flag given.
+        flag: &'static str,
+    },
+    /// `--capture-memory` below [`MIN_CAPTURE_MEMORY`].
+    CaptureMemory(u64),
+    /// `--api-token` or `--api-cors` without `--api`.
+    ApiOptionWithoutApi,
+    /// `--api-token` empty, or not printable ASCII without spaces.
+    ApiToken,
+    /// `--api-cors` not an origin (`scheme://host[:port]`, printable ASCII), or `*`.
+    ApiCors(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -509,6 +539,27 @@ impl std::fmt::Display for ConfigError {
                 "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions",
             ),
             ConfigError::FaultRule(message) => f.write_str(message),
+            ConfigError::MemoryStoreTwice => f.write_str(
+                "--store memory given twice: there is one capture store (size it with --capture-memory)",
+            ),
+            ConfigError::CaptureWithoutStore { flag } => write!(
+                f,
+                "{flag} sets a limit of the capture store, and there is none: add --store memory (or --api, which reads it)"
+            ),
+            ConfigError::CaptureMemory(value) => write!(
+                f,
+                "--capture-memory {value}: must be at least {MIN_CAPTURE_MEMORY} bytes (64KiB)"
+            ),
+            ConfigError::ApiOptionWithoutApi => {
+                f.write_str("--api-token and --api-cors need --api [ADDR]")
+            }
+            ConfigError::ApiToken => f.write_str(
+                "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)",
+            ),
+            ConfigError::ApiCors(origin) => write!(
+                f,
+                "--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *"
+            ),
         }
     }
 }
@@ -711,7 +762,27 @@ impl Config {
         if self.exit_after_messages == Some(0) || self.exit_after_sessions == Some(0) {
             return Err(ConfigError::ExitAfterZero);
         }
+        let memory_stores = self
+            .stores
+            .specs
+            .iter()
+            .filter(|spec| **spec == StoreSpec::Memory)
+            .count();
+        if memory_stores > 1 {
+            return Err(ConfigError::MemoryStoreTwice);
+        }
+        self.capture.check(self.keeps_capture())?;
+        if let Some(api) = &self.api {
+            api.check()?;
+        }
         Ok(())
+    }
+
+    /// Whether the server keeps a capture store: with `--store memory` (the store itself,
+    /// or a copy beside file stores) or `--api` (which reads it; with only file stores the
+    /// capture keeps copies under its budget).
+    pub fn keeps_capture(&self) -> bool {
+        self.api.is_some() || self.stores.specs.contains(&StoreSpec::Memory)
     }
 }
 
@@ -882,6 +953,125 @@ mod tests {
             refused(&|c| c.faults.rules = vec!["helo".into()]),
             "--fault \"helo\": no action: give reply=..., disconnect, disconnect=421, delay=... or greylist=..."
         );
+    }
+
+    /// The capture store's and the API's refusals, word for word (docs/cli.md quotes them).
+    #[test]
+    fn capture_and_api_refusals_say_what_to_do() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        let memory = |c: &mut Config| c.stores.specs = vec![StoreSpec::Memory];
+        let api = |c: &mut Config| {
+            c.api = Some(ApiSettings {
+                addr: DEFAULT_API_ADDR,
+                token: None,
+                cors: None,
+            })
+        };
+        assert_eq!(
+            refused(&|c| c.stores.specs = vec![StoreSpec::Memory, StoreSpec::Memory]),
+            "--store memory given twice: there is one capture store (size it with --capture-memory)"
+        );
+        for (change, flag) in [
+            (
+                &(|c: &mut Config| c.capture.memory = Some(1 << 20)) as &dyn Fn(&mut Config),
+                "--capture-memory",
+            ),
+            (
+                &|c| c.capture.max_messages = Some(5),
+                "--capture-max-messages",
+            ),
+            (
+                &|c| c.capture.max_age = Some(Duration::from_secs(60)),
+                "--capture-max-age",
+            ),
+            (
+                &|c| c.capture.on_full = Some(crate::capture::OnFull::Refuse),
+                "--on-full",
+            ),
+        ] {
+            assert_eq!(
+                refused(change),
+                format!("{flag} sets a limit of the capture store, and there is none: add --store memory (or --api, which reads it)")
+            );
+            // With file stores only, still none.
+            assert!(refused(&|c| {
+                c.stores.specs = vec![StoreSpec::Maildir("m".into())];
+                change(c);
+            })
+            .starts_with(flag));
+            for with in [&memory as &dyn Fn(&mut Config), &api] {
+                let mut config = Config::default();
+                with(&mut config);
+                change(&mut config);
+                assert!(config.validate().is_ok(), "{flag}");
+            }
+        }
+        assert_eq!(
+            refused(&|c| {
+                memory(c);
+                c.capture.memory = Some(1000);
+            }),
+            "--capture-memory 1000: must be at least 65536 bytes (64KiB)"
+        );
+        assert_eq!(
+            refused(&|c| {
+                memory(c);
+                c.capture.max_messages = Some(0);
+            }),
+            "--capture-max-messages must be at least 1"
+        );
+        assert_eq!(
+            refused(&|c| {
+                memory(c);
+                c.capture.max_age = Some(Duration::from_millis(10));
+            }),
+            "--capture-max-age 10ms: must be from 1s to 365d"
+        );
+        assert_eq!(
+            refused(&|c| {
+                api(c);
+                c.api.as_mut().unwrap().token = Some("two words".into());
+            }),
+            "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)"
+        );
+        for origin in ["*", "localhost:3000", "http://a b"] {
+            assert_eq!(
+                refused(&|c| {
+                    api(c);
+                    c.api.as_mut().unwrap().cors = Some(origin.into());
+                }),
+                format!("--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *")
+            );
+        }
+        // --api with only file stores: the capture keeps copies.
+        let mut config = Config::default();
+        api(&mut config);
+        config.stores.specs = vec![StoreSpec::Maildir("m".into())];
+        assert!(config.keeps_capture());
+        assert!(config.validate().is_ok());
+        assert!(!Config::default().keeps_capture());
+    }
+
+    /// A non-loopback API without a token says loudly that it is open; the token never
+    /// shows in `Debug`.
+    #[test]
+    fn an_open_api_beyond_loopback_is_said_loudly() {
+        let mut api = ApiSettings {
+            addr: "0.0.0.0:8025".parse().unwrap(),
+            token: None,
+            cors: None,
+        };
+        assert!(api.open_warning().unwrap().contains("is OPEN"));
+        api.token = Some("s3cret".into());
+        assert_eq!(api.open_warning(), None);
+        assert!(!format!("{api:?}").contains("s3cret"));
+        api.token = None;
+        api.addr = "[::1]:8025".parse().unwrap();
+        assert_eq!(api.open_warning(), None);
     }
 
     /// The fault rules are parsed by `validate`, and the checked config holds them: the

@@ -110,6 +110,8 @@ pub struct MetricsSource {
     pub store: Option<Arc<StoreLatency>>,
     /// Fault rules, when configured.
     pub faults: Option<Arc<FaultRules>>,
+    /// The capture store, when kept (`--store memory`, `--api`).
+    pub capture: Option<Arc<crate::capture::Capture>>,
 }
 
 impl MetricsSource {
@@ -154,6 +156,7 @@ mod tests {
             replies: vec![],
             store: Some(Arc::new(latency)),
             faults: None,
+            capture: None,
         };
         let text = source.render().unwrap();
         assert!(

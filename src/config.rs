@@ -1,7 +1,8 @@
 //! Server settings, their defaults and their bounds.
 //!
 //! What it does: hold every knob of the server in one [`Config`], grouped by job ([`Limits`],
-//! [`Tls`], [`Auth`], [`Stores`], [`Faults`]; the few that belong to none at the top), with
+//! [`Tls`], [`Auth`], [`Stores`], [`Faults`], and beside them, in `config/capture.rs`,
+//! [`CaptureSettings`] and [`ApiSettings`]; the few that belong to none at the top), with
 //! defaults chosen from the RFCs (cited per constant); check it once, in
 //! [`Config::validate`], which refuses with a typed [`ConfigError`] or returns the
 //! [`ValidConfig`] the server starts from, holding the fault rules parsed (they are parsed
@@ -953,125 +954,6 @@ mod tests {
             refused(&|c| c.faults.rules = vec!["helo".into()]),
             "--fault \"helo\": no action: give reply=..., disconnect, disconnect=421, delay=... or greylist=..."
         );
-    }
-
-    /// The capture store's and the API's refusals, word for word (docs/cli.md quotes them).
-    #[test]
-    fn capture_and_api_refusals_say_what_to_do() {
-        let refused = |change: &dyn Fn(&mut Config)| {
-            let mut config = Config::default();
-            change(&mut config);
-            config.validate().unwrap_err().to_string()
-        };
-        let memory = |c: &mut Config| c.stores.specs = vec![StoreSpec::Memory];
-        let api = |c: &mut Config| {
-            c.api = Some(ApiSettings {
-                addr: DEFAULT_API_ADDR,
-                token: None,
-                cors: None,
-            })
-        };
-        assert_eq!(
-            refused(&|c| c.stores.specs = vec![StoreSpec::Memory, StoreSpec::Memory]),
-            "--store memory given twice: there is one capture store (size it with --capture-memory)"
-        );
-        for (change, flag) in [
-            (
-                &(|c: &mut Config| c.capture.memory = Some(1 << 20)) as &dyn Fn(&mut Config),
-                "--capture-memory",
-            ),
-            (
-                &|c| c.capture.max_messages = Some(5),
-                "--capture-max-messages",
-            ),
-            (
-                &|c| c.capture.max_age = Some(Duration::from_secs(60)),
-                "--capture-max-age",
-            ),
-            (
-                &|c| c.capture.on_full = Some(crate::capture::OnFull::Refuse),
-                "--on-full",
-            ),
-        ] {
-            assert_eq!(
-                refused(change),
-                format!("{flag} sets a limit of the capture store, and there is none: add --store memory (or --api, which reads it)")
-            );
-            // With file stores only, still none.
-            assert!(refused(&|c| {
-                c.stores.specs = vec![StoreSpec::Maildir("m".into())];
-                change(c);
-            })
-            .starts_with(flag));
-            for with in [&memory as &dyn Fn(&mut Config), &api] {
-                let mut config = Config::default();
-                with(&mut config);
-                change(&mut config);
-                assert!(config.validate().is_ok(), "{flag}");
-            }
-        }
-        assert_eq!(
-            refused(&|c| {
-                memory(c);
-                c.capture.memory = Some(1000);
-            }),
-            "--capture-memory 1000: must be at least 65536 bytes (64KiB)"
-        );
-        assert_eq!(
-            refused(&|c| {
-                memory(c);
-                c.capture.max_messages = Some(0);
-            }),
-            "--capture-max-messages must be at least 1"
-        );
-        assert_eq!(
-            refused(&|c| {
-                memory(c);
-                c.capture.max_age = Some(Duration::from_millis(10));
-            }),
-            "--capture-max-age 10ms: must be from 1s to 365d"
-        );
-        assert_eq!(
-            refused(&|c| {
-                api(c);
-                c.api.as_mut().unwrap().token = Some("two words".into());
-            }),
-            "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)"
-        );
-        for origin in ["*", "localhost:3000", "http://a b"] {
-            assert_eq!(
-                refused(&|c| {
-                    api(c);
-                    c.api.as_mut().unwrap().cors = Some(origin.into());
-                }),
-                format!("--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *")
-            );
-        }
-        // --api with only file stores: the capture keeps copies.
-        let mut config = Config::default();
-        api(&mut config);
-        config.stores.specs = vec![StoreSpec::Maildir("m".into())];
-        assert!(config.keeps_capture());
-        assert!(config.validate().is_ok());
-        assert!(!Config::default().keeps_capture());
-    }
-
-    /// A non-loopback API without a token says loudly that it is open; the token never
-    /// shows in `Debug`.
-    #[test]
-    fn an_open_api_beyond_loopback_is_said_loudly() {
-        let mut api = ApiSettings {
-            addr: "0.0.0.0:8025".parse().unwrap(),
-            token: None,
-            cors: None,
-        };
-        assert!(api.open_warning().unwrap().contains("is OPEN"));
-        api.token = Some("s3cret".into());
-        assert_eq!(api.open_warning(), None);
-        assert!(!format!("{api:?}").contains("s3cret"));
-        api.token = None;
-        api.addr = "[::1]:8025".parse().unwrap();
-        assert_eq!(api.open_warning(), None);
     }
 
     /// The fault rules are parsed by `validate`, and the checked config holds them: the

@@ -450,7 +450,7 @@ fn the_binary_refuses_capture_flags_without_a_capture_store() {
 }
 
 #[test]
-fn the_binary_with_api_alone_keeps_memory_and_an_open_api_is_said_loudly() {
+fn an_open_api_is_said_loudly_and_a_loopback_one_is_not() {
     let (mut child, _addr) = util::start_binary(1, &["--api", "0.0.0.0:8025"]);
     let start = std::time::Instant::now();
     while !child.stderr().contains("is OPEN") {

@@ -621,7 +621,11 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
                 .specs
                 .contains(&crate::store::StoreSpec::Memory)
         {
-            stores.push(format!("memory copies for the API ({})", capture_text()));
+            stores.push(if stores.is_empty() {
+                format!("memory ({})", capture_text())
+            } else {
+                format!("memory copies for the API ({})", capture_text())
+            });
         }
         stores.join(", ")
     };
@@ -690,6 +694,14 @@ mod tests {
             start_line(&memory, &[plain], &[]),
             "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: memory (268435456 bytes, when full: tempfail)"
         );
+        let mut api_alone = quiet.clone();
+        api_alone.api = Some(crate::config::ApiSettings {
+            addr: crate::config::DEFAULT_API_ADDR,
+            token: None,
+            cors: None,
+        });
+        assert!(start_line(&api_alone, &[plain], &[])
+            .ends_with("stores: memory (268435456 bytes, when full: evict oldest)"));
         let mut copies = quiet.clone();
         copies.stores.specs = vec![StoreSpec::Maildir("m".into())];
         copies.api = Some(crate::config::ApiSettings {

@@ -20,6 +20,8 @@
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
 //! | [`capture`] | the capture store: kept messages in memory under a byte budget, their index, tombstones and waiters (no HTTP, no MIME, no disk) |
+//! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
+//! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
@@ -34,11 +36,11 @@
 //! | layer | rooms |
 //! |---|---|
 //! | 5 | `server` |
-//! | 4 | `config`, `txlog` |
+//! | 4 | `config`, `txlog`, `api` |
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault`, `capture` |
-//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file` |
+//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file`, `control` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
 //! and AUTH post to without knowing the server; `metrics` sits below `store` because the
@@ -54,10 +56,12 @@
 // SAFETY note.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod fault;
 pub mod lock;
 pub mod metrics;

@@ -9,7 +9,7 @@
 //! | submodule | job |
 //! |---|---|
 //! | `collect` | `prometheus` collectors that read the published counters at scrape time; the `prometheus` crate encodes the text |
-//! | `http` | the HTTP server: hyper on a current-thread tokio runtime, with deadlines and a connection cap |
+//! | `http` | the one route, served by [`crate::control`]'s HTTP server (deadlines, a connection cap) |
 //!
 //! What it does not do: run on an SMTP event loop or make one wait (workers publish atomics
 //! and never see the metrics thread), keep history, or write HTTP or the exposition format
@@ -18,7 +18,8 @@
 mod collect;
 mod http;
 
-pub use http::{MetricsServer, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
+pub use crate::control::{HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
+pub use http::{MetricsServer, MAX_CONNECTIONS};
 
 use crate::fault::FaultRules;
 use crate::proto::reply::{FIRST_CODE, LAST_CODE};

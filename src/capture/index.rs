@@ -14,6 +14,7 @@ use super::address::Address;
 use super::envelope::Packed;
 use super::filter::Filter;
 use super::headers::HeaderRanges;
+use super::removals::RemovalPage;
 use super::{
     charge, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
     Refused, Removed, Snapshot, Stats,
@@ -175,11 +176,15 @@ struct Tombstones {
     gone: ByHash<Gone>,
     /// The most kept.
     cap: usize,
+    /// Removals since the start: the number of the newest, the oldest in `order` being
+    /// `pushed - order.len() + 1` (the event stream reads removals by these numbers).
+    pushed: u64,
 }
 
 impl Tombstones {
     /// Remembers a removal, forgetting the oldest past the bound.
     fn push(&mut self, id_hash: u64, gone: Gone) {
+        self.pushed += 1;
         if self.cap == 0 {
             return;
         }
@@ -236,6 +241,7 @@ impl Index {
                 order: VecDeque::new(),
                 gone: ByHash::default(),
                 cap: limits.max_tombstones,
+                pushed: 0,
             },
             stats: Stats {
                 max_bytes: limits.max_bytes,
@@ -528,6 +534,27 @@ impl Index {
     }
 
     /// The counters.
+    /// Up to `limit` removals numbered after `after`, oldest first (see
+    /// [`super::removals`]).
+    pub(super) fn removals_after(&self, after: u64, limit: usize) -> RemovalPage {
+        let tombs = &self.tombs;
+        let first = tombs.pushed - tombs.order.len() as u64 + 1;
+        let from = after.saturating_add(1).max(first);
+        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        let items = tombs
+            .order
+            .range(skip.min(tombs.order.len())..)
+            .take(limit)
+            .zip(from..)
+            .filter_map(|(hash, number)| tombs.gone.get(hash).map(|gone| (number, *gone)))
+            .collect();
+        RemovalPage {
+            items,
+            missed: (from > after.saturating_add(1)).then(|| (after + 1, from - 1)),
+            head: tombs.pushed,
+        }
+    }
+
     pub(super) fn stats(&self) -> Stats {
         Stats {
             messages: self.entries.len(),

@@ -22,7 +22,10 @@
 //!   oldest first from a cursor (a seq: pages never shift when mail arrives), counts, all with
 //!   a [`Filter`] (exact recipient from an index; sender; subject substring; header values).
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
-//!   per matching insert, after the store's lock is released.
+//!   per matching insert, after the store's lock is released; the waiters for any message
+//!   also after a client's delete or an expiry (so event streams report removals).
+//! - Numbers removals in the order they happen, read back from the tombstone ring
+//!   ([`removals`], [`Capture::removals_after`]): the event stream's `gone` events.
 //! - Counts, for metrics ([`Stats`]).
 //!
 //! # What it does not do
@@ -94,13 +97,15 @@
 //! [`Capture::get`] (a [`Lookup::Gone`] is a `410` with its time and reason);
 //! `DELETE` = [`Capture::delete`], [`Capture::delete_all`], [`Capture::delete_matching`];
 //! `events` = [`Capture::get_seq`] / [`Capture::page`] after the subscriber's cursor, with
-//! [`Capture::oldest`] to tell a lagging subscriber what it missed; metrics = [`Capture::stats`].
+//! [`Capture::oldest`] to tell a lagging subscriber what it missed, and
+//! [`Capture::removals_after`] for removals; metrics = [`Capture::stats`].
 
 pub mod address;
 pub mod envelope;
 pub mod filter;
 pub mod headers;
 mod index;
+pub mod removals;
 #[cfg(test)]
 mod tests;
 
@@ -108,6 +113,7 @@ pub use address::{same_address, Address};
 pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
+pub use removals::RemovalPage;
 
 use crate::lock::lock;
 use crate::proto::envelope::Envelope;
@@ -608,7 +614,11 @@ impl Capture {
 
     /// Drops the messages older than `max_age` at `now`; how many.
     pub fn expire(&self, now: SystemTime) -> usize {
-        lock(&self.index).expire(nanos(now))
+        let expired = lock(&self.index).expire(nanos(now));
+        if expired > 0 {
+            self.removed(expired);
+        }
+        expired
     }
 
     /// The message named `id`, or its tombstone.
@@ -650,7 +660,28 @@ impl Capture {
 
     /// Deletes the message named `id` (leaving a tombstone).
     pub fn delete(&self, id: &QueueId) -> Removed {
-        lock(&self.index).delete_id(id, nanos(SystemTime::now()))
+        let removed = lock(&self.index).delete_id(id, nanos(SystemTime::now()));
+        self.removed(removed.seqs.len());
+        removed
+    }
+
+    /// After a removal outside an insert: wakes the waiters for any message (the event
+    /// streams report removals), if any is registered.
+    fn removed(&self, count: usize) {
+        if count > 0 && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.wake(&[]);
+        }
+    }
+
+    /// Up to `limit` removals numbered after `after`, oldest first (see [`removals`]).
+    pub fn removals_after(&self, after: u64, limit: usize) -> RemovalPage {
+        lock(&self.index).removals_after(after, limit)
+    }
+
+    /// The number of the newest removal (0: none yet): where a new reader of removals
+    /// starts.
+    pub fn removal_head(&self) -> u64 {
+        lock(&self.index).removals_after(u64::MAX, 0).head
     }
 
     /// Deletes every message.
@@ -660,7 +691,9 @@ impl Capture {
 
     /// Deletes the messages matching `filter`.
     pub fn delete_matching(&self, filter: &Filter) -> Removed {
-        lock(&self.index).delete_matching(filter, nanos(SystemTime::now()))
+        let removed = lock(&self.index).delete_matching(filter, nanos(SystemTime::now()));
+        self.removed(removed.seqs.len());
+        removed
     }
 
     /// The counters.

@@ -71,7 +71,7 @@ pub mod maildir;
 mod memory;
 mod queues;
 pub mod record;
-mod rfc2047;
+pub mod rfc2047;
 mod sink;
 mod target;
 mod thread;

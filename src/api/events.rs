@@ -1,0 +1,199 @@
+//! `GET /api/v1/events`: server-sent events (the WHATWG HTML standard, §9.2) read from the
+//! store's index itself.
+//!
+//! Each subscriber keeps only a cursor (a sequence number) and reads the kept messages after
+//! it, a page at a time, when the store wakes it: no per-subscriber queue of copies, so its
+//! memory is bounded whatever it reads, and a slow reader only falls behind. Each message is
+//! one event: `id:` its `seq`, `event: message`, `data:` its summary (JSON, one line).
+//!
+//! When messages after the cursor are no longer kept (evicted, expired or deleted before the
+//! subscriber read them), it gets `event: lagged` with `{"from": A, "to": B}` (the sequence
+//! numbers it missed, both included; `id:` is B) and goes on: never a silent gap, never a
+//! disconnect. A comment line (`: heartbeat`) every [`HEARTBEAT`] keeps proxies and the
+//! connection's deadline from closing an idle stream.
+//!
+//! The cursor starts at `Last-Event-ID` (a reconnecting `EventSource` sends it), else
+//! `?after=`, else the store's head (only what arrives from now).
+//!
+//! A message the subscriber was sent (or passed in a `lagged` range) and that the store then
+//! stops keeping is `event: gone` with `{"seq", "at", "reason"}` (`evicted`, `expired`,
+//! `deleted`), read from the store's numbered removals ([`crate::capture::removals`]) after
+//! the subscriber's own removal number. A `gone` event has no `id:` line (the last event id
+//! stays the last message's), and removals are live only: a resumed stream starts at the
+//! removals of its resumption. If the store's ring forgot removals before the subscriber read
+//! them: `event: gone-lagged` `{"from", "to"}` (removal numbers), then on.
+//!
+//! What it does not do: filter, or buffer more than one page.
+
+use super::counters::ApiCounters;
+use super::render;
+use crate::capture::{Capture, Direction, Filter, WaitKey, WaiterId};
+use crate::control::Conn;
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// How often an idle stream gets a comment line.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The most subscribers at once; past it a new one gets `503`.
+pub const MAX_SUBSCRIBERS: usize = 64;
+/// The most messages (or removals) read from the store at once.
+const PAGE: usize = 64;
+/// The most pages of removals read for one write when none is this subscriber's.
+const REMOVAL_PAGES: usize = 16;
+
+/// One subscriber's stream: a response body.
+#[derive(Debug)]
+pub struct EventStream {
+    /// The store.
+    capture: Arc<Capture>,
+    /// The last sequence number sent (or skipped as lagged).
+    cursor: u64,
+    /// The number of the last removal read.
+    removals: u64,
+    /// Its waiter in the store, once polled.
+    waiter: Option<WaiterId>,
+    /// The next heartbeat.
+    heartbeat: Pin<Box<Sleep>>,
+    /// Its connection, whose deadline each write extends.
+    conn: Conn,
+    /// Where it is counted.
+    counters: ApiCounters,
+    /// Whether the opening comment was sent.
+    opened: bool,
+    /// Whether removals are left to read (the last read stopped at its bound).
+    more: bool,
+}
+
+impl EventStream {
+    /// A stream of what arrives after `cursor`.
+    pub fn new(capture: Arc<Capture>, cursor: u64, conn: Conn, counters: ApiCounters) -> Self {
+        counters.subscribers.inc();
+        conn.hold(HEARTBEAT);
+        EventStream {
+            removals: capture.removal_head(),
+            capture,
+            cursor,
+            waiter: None,
+            heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+            conn,
+            counters,
+            opened: false,
+            more: false,
+        }
+    }
+
+    /// The next bytes to send; pending until there are some (never ends by itself).
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+        // Register (or refresh) the waker before reading, so an insert after the read wakes
+        // this task.
+        match self.waiter {
+            None => {
+                self.waiter = Some(self.capture.register(WaitKey::Any, cx.waker().clone()));
+            }
+            Some(id) => {
+                self.capture.update(id, cx.waker());
+            }
+        }
+        if !self.opened {
+            self.opened = true;
+            return self.write(b": fastsmtpd events\n\n".to_vec());
+        }
+        let text = self.read();
+        if !text.is_empty() {
+            return self.write(text);
+        }
+        if self.heartbeat.as_mut().poll(cx).is_ready() {
+            return self.write(b": heartbeat\n\n".to_vec());
+        }
+        if self.more {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    /// Sends `text`, and moves the heartbeat and the connection's deadline on.
+    fn write(&mut self, text: Vec<u8>) -> Poll<Bytes> {
+        self.heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+        self.conn.hold(HEARTBEAT);
+        Poll::Ready(Bytes::from(text))
+    }
+
+    /// The events after the cursors, one page of each at most, as text; moves the cursors.
+    fn read(&mut self) -> Vec<u8> {
+        let mut text = Vec::new();
+        // Removals first: those of messages up to the cursor are this subscriber's to hear
+        // of; later ones show as gaps (`lagged`) when the messages are read below.
+        // Bounded per write: past it, the task wakes itself to read on.
+        self.more = false;
+        for _ in 0..REMOVAL_PAGES {
+            let removals = self.capture.removals_after(self.removals, PAGE);
+            if let Some((from, to)) = removals.missed {
+                text.extend_from_slice(
+                    format!("event: gone-lagged\ndata: {{\"from\":{from},\"to\":{to}}}\n\n")
+                        .as_bytes(),
+                );
+                self.counters.lagged.inc();
+                self.removals = to;
+            }
+            for (number, gone) in &removals.items {
+                self.removals = *number;
+                if gone.seq <= self.cursor {
+                    text.extend_from_slice(b"event: gone\ndata: ");
+                    text.extend_from_slice(render::removal(gone).to_string().as_bytes());
+                    text.extend_from_slice(b"\n\n");
+                }
+            }
+            self.more = removals.items.len() == PAGE;
+            if !self.more || !text.is_empty() {
+                break;
+            }
+        }
+        // Every sequence number up to the head read now was given before the page below.
+        let head = self.capture.head();
+        let page = self
+            .capture
+            .page(Some(self.cursor), Direction::Newer, PAGE, &Filter::all());
+        for message in &page.items {
+            if message.seq > self.cursor + 1 {
+                self.lagged(&mut text, message.seq - 1);
+            }
+            let summary = render::summary(message);
+            text.extend_from_slice(
+                format!("id: {}\nevent: message\ndata: ", message.seq).as_bytes(),
+            );
+            text.extend_from_slice(summary.to_string().as_bytes());
+            text.extend_from_slice(b"\n\n");
+            self.cursor = message.seq;
+        }
+        if page.items.is_empty() && head > self.cursor {
+            // Nothing after the cursor is kept, yet messages up to the head were given.
+            self.lagged(&mut text, head);
+        }
+        text
+    }
+
+    /// Writes a `lagged` event for the messages after the cursor up to `to`, and skips them.
+    fn lagged(&mut self, text: &mut Vec<u8>, to: u64) {
+        let from = self.cursor + 1;
+        text.extend_from_slice(
+            format!("id: {to}\nevent: lagged\ndata: {{\"from\":{from},\"to\":{to}}}\n\n")
+                .as_bytes(),
+        );
+        self.cursor = to;
+        self.counters.lagged.inc();
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter.take() {
+            self.capture.cancel(id);
+        }
+        self.counters.subscribers.dec();
+    }
+}

@@ -1,0 +1,119 @@
+//! `--api ADDR`: the control plane's HTTP API over the capture store, so a test can ask what
+//! arrived (issue 18): take a cursor, trigger the action, `await` the message; list, read,
+//! delete; follow a live stream of server-sent events. `docs/api.md` is the manual.
+//!
+//! It runs on a thread of its own ([`crate::control`]: hyper on a current-thread tokio
+//! runtime, every request bounded in size and time, connections capped), never on an SMTP
+//! event loop: it reads the store under its short lock and waits with the store's waiters.
+//!
+//! | submodule | job |
+//! |---|---|
+//! | `routes` | method and path → handler; the bearer token, CORS, `404`/`405` |
+//! | `query` | the query string: filter parameters → a `Selection`, bounded numbers, `400`s |
+//! | `select` | pages and counts of a selection (index filter in the store, decoded subject outside) |
+//! | `wait` | `await`: register, scan, sleep until woken or the timeout |
+//! | `events` | the server-sent event stream, read from the index after a cursor |
+//! | `render` | a kept message as JSON: summary, whole record, tombstone |
+//! | `response` | the response body (whole or a stream) and JSON/error responses |
+//! | `counters` | the API's metrics as `prometheus` collectors |
+//!
+//! What it does not do: keep mail (the capture store does), take mail over HTTP, parse MIME,
+//! parse the search grammar, serve the web UI or `/metrics` (not yet: issue 18's later
+//! increments), or speak TLS.
+
+mod counters;
+mod events;
+mod query;
+mod render;
+mod response;
+mod routes;
+mod select;
+mod wait;
+
+pub use counters::ApiCounters;
+pub use events::{HEARTBEAT, MAX_SUBSCRIBERS};
+pub use query::{DEFAULT_TIMEOUT, MAX_COUNT, MAX_LIMIT, MAX_TIMEOUT};
+
+use crate::capture::Capture;
+use crate::control::{HttpServer, Limits};
+use hyper::header::HeaderValue;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Most API connections open at once (each `await` holds one); past it the least recently
+/// active one is closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How the API is exposed.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// `--api-token`: every `/api/` route needs `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// `--api-cors`: the one origin a browser may read responses from (none: same origin
+    /// only).
+    pub cors_origin: Option<String>,
+}
+
+/// The API server: a thread serving until [`ApiServer::stop`] (or drop).
+#[derive(Debug)]
+pub struct ApiServer {
+    /// The HTTP server.
+    http: HttpServer,
+    /// Its metrics.
+    counters: ApiCounters,
+}
+
+impl ApiServer {
+    /// Binds `addr` and serves `capture` until [`ApiServer::stop`]. Errors (the address is
+    /// taken, a CORS origin that is not a header value) are reported here.
+    pub fn start(
+        addr: SocketAddr,
+        capture: Arc<Capture>,
+        options: ApiOptions,
+    ) -> io::Result<ApiServer> {
+        let cors_origin = match options.cors_origin {
+            Some(origin) => Some(HeaderValue::from_str(&origin).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--api-cors {origin:?}: not a valid origin"),
+                )
+            })?),
+            None => None,
+        };
+        let counters = ApiCounters::new();
+        let state = Arc::new(routes::State {
+            capture,
+            token: options.token,
+            cors_origin,
+            counters: counters.clone(),
+        });
+        let limits = Limits {
+            max_connections: MAX_CONNECTIONS,
+        };
+        let http = HttpServer::start(
+            addr,
+            "--api",
+            "fastsmtpd-api",
+            limits,
+            move |request, conn| routes::handle(Arc::clone(&state), request, conn),
+        )?;
+        Ok(ApiServer { http, counters })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Its metrics, to register with the metrics endpoint ([`ApiCounters::register`]).
+    pub fn counters(&self) -> &ApiCounters {
+        &self.counters
+    }
+
+    /// Stops serving: closes every connection (cancelling their waiters and streams) and
+    /// waits for the thread. Calling it again does nothing.
+    pub fn stop(&mut self) {
+        self.http.stop();
+    }
+}

@@ -1,0 +1,356 @@
+//! A request's query string read into what the routes need: the filter parameters
+//! (`rcpt=`, `from=`, `subject=`, `subject~=`, `header.NAME=`, `header.NAME~=`) as a
+//! [`Selection`], and the bounded numbers (`count`, `limit`, `timeout`, cursors).
+//!
+//! `rcpt=` and `from=` compare addresses as [`crate::capture::same_address`] does (local part
+//! as sent, domain case-insensitive: `a@x` never matches `ba@x`), from the store's index.
+//! `subject=` is the decoded subject (RFC 2047, as the JSON record decodes it), trimmed, equal
+//! octet for octet; `subject~=` a case-insensitive substring of it (ASCII letters and, for
+//! other scripts, Unicode lower case). `header.NAME=` compares a located field's unfolded,
+//! trimmed raw value (From, To, Cc, Subject, Message-ID, Date); `header.NAME~=` a
+//! case-insensitive substring of it. Every parameter given must hold (AND); a parameter given
+//! twice must hold twice.
+//!
+//! Bad input (an unknown parameter, a value out of its bounds, a header the store does not
+//! locate, bad percent-encoding) is a [`BadRequest`]: the route answers `400` with its text.
+//!
+//! What it does not do: parse the search grammar (`q=`, another room's job), or evaluate the
+//! decoded subject under the store's lock (that runs on snapshots, see [`Selection::admits`]).
+
+use crate::capture::{Field, Filter, Match, Snapshot, Term, WaitKey};
+use crate::store::rfc2047::decode_unstructured;
+use crate::units::parse_duration;
+use std::time::Duration;
+
+/// The longest `timeout` of an `await`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// The `timeout` of an `await` without one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most messages an `await` waits for (`count`).
+pub const MAX_COUNT: usize = 500;
+/// The most summaries on one page of `messages` (`limit`).
+pub const MAX_LIMIT: usize = 500;
+/// The page size of `messages` without a `limit`.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// A `400`'s message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+/// The query string's pairs, percent-decoded (`+` is a space).
+pub fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, BadRequest> {
+    let Some(query) = query else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+/// `text` percent-decoded, `+` as a space; it must be UTF-8.
+fn decode(text: &str) -> Result<String, BadRequest> {
+    let bad = || BadRequest(format!("bad percent-encoding in {text:?}"));
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next().ok_or_else(bad)?, bytes.next().ok_or_else(bad)?];
+                let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).map_err(|_| BadRequest(format!("{text:?} is not UTF-8 once decoded")))
+}
+
+/// Which messages a request means: a [`Filter`] the store evaluates on its index, and
+/// conditions on the decoded subject evaluated on snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The index part.
+    pub filter: Filter,
+    /// The first `rcpt=`, for the waiter's key.
+    recipient: Option<String>,
+    /// `subject=` values: the decoded subject equals each.
+    subject_is: Vec<String>,
+    /// `subject~=` values, lower-cased: the decoded subject contains each.
+    subject_contains: Vec<String>,
+}
+
+impl Selection {
+    /// Whether there are conditions beyond the index's.
+    pub fn has_residual(&self) -> bool {
+        !self.subject_is.is_empty() || !self.subject_contains.is_empty()
+    }
+
+    /// Whether a message the filter matched meets the decoded-subject conditions too.
+    pub fn admits(&self, message: &Snapshot) -> bool {
+        if !self.has_residual() {
+            return true;
+        }
+        let Some(raw) = message.header(Field::Subject) else {
+            return false;
+        };
+        let subject = decode_unstructured(raw);
+        let subject = subject.trim();
+        if !self.subject_is.iter().all(|s| s == subject) {
+            return false;
+        }
+        let lower = subject.to_lowercase();
+        self.subject_contains.iter().all(|s| lower.contains(s))
+    }
+
+    /// What a waiter for these messages waits on: their recipient if one is named.
+    pub fn wait_key(&self) -> WaitKey {
+        match &self.recipient {
+            Some(address) => WaitKey::Recipient(address.as_bytes().to_vec()),
+            None => WaitKey::Any,
+        }
+    }
+
+    /// Takes `key=value` if it is a filter parameter: `Ok(true)` if it was, `Ok(false)` if
+    /// it is something else.
+    fn take(&mut self, key: &str, value: &str) -> Result<bool, BadRequest> {
+        let term = match key {
+            "rcpt" => {
+                if self.recipient.is_none() {
+                    self.recipient = Some(value.to_owned());
+                }
+                Term::Recipient(value.as_bytes().to_vec())
+            }
+            "from" => Term::Sender(value.as_bytes().to_vec()),
+            "subject" => {
+                self.subject_is.push(value.trim().to_owned());
+                return Ok(true);
+            }
+            "subject~" => {
+                self.subject_contains.push(value.to_lowercase());
+                return Ok(true);
+            }
+            _ => {
+                let Some(name) = key.strip_prefix("header.") else {
+                    return Ok(false);
+                };
+                let (name, how) = match name.strip_suffix('~') {
+                    Some(name) => (name, Match::Contains),
+                    None => (name, Match::Exact),
+                };
+                let field = Field::from_name(name.as_bytes()).ok_or_else(|| {
+                    BadRequest(format!(
+                        "{key}: only these header fields can be matched: From, To, Cc, \
+                         Subject, Message-ID, Date"
+                    ))
+                })?;
+                let value = match how {
+                    Match::Exact => value.trim(),
+                    Match::Contains => value,
+                };
+                Term::Header {
+                    field,
+                    value: value.as_bytes().to_vec(),
+                    how,
+                }
+            }
+        };
+        self.filter = std::mem::take(&mut self.filter).and(term);
+        Ok(true)
+    }
+}
+
+/// What `await` was asked.
+#[derive(Debug, Clone)]
+pub struct AwaitQuery {
+    /// Which messages.
+    pub selection: Selection,
+    /// How many must match (`count`, 1 to [`MAX_COUNT`]).
+    pub count: usize,
+    /// Only messages after this cursor (`after`, default 0: everything kept).
+    pub after: u64,
+    /// How long to wait (`timeout`, up to [`MAX_TIMEOUT`]).
+    pub timeout: Duration,
+    /// `expect=none`: success is that nothing matches by the timeout.
+    pub expect_none: bool,
+}
+
+impl AwaitQuery {
+    /// Reads the parameters of `GET /api/v1/await`.
+    pub fn parse(query: Option<&str>) -> Result<AwaitQuery, BadRequest> {
+        let mut q = AwaitQuery {
+            selection: Selection::default(),
+            count: 1,
+            after: 0,
+            timeout: DEFAULT_TIMEOUT,
+            expect_none: false,
+        };
+        for (key, value) in pairs(query)? {
+            if q.selection.take(&key, &value)? {
+                continue;
+            }
+            match key.as_str() {
+                "count" => q.count = number(&key, &value, 1, MAX_COUNT as u64)? as usize,
+                "after" => q.after = cursor(&key, &value)?,
+                "timeout" => q.timeout = timeout(&value)?,
+                "expect" => match value.as_str() {
+                    "none" => q.expect_none = true,
+                    "some" | "" => q.expect_none = false,
+                    _ => return Err(BadRequest(format!("expect={value}: only expect=none"))),
+                },
+                _ => return Err(unknown(&key)),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// What `GET /api/v1/messages` (or a filtered `DELETE`) was asked.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Which messages.
+    pub selection: Selection,
+    /// Page size (`limit`, 1 to [`MAX_LIMIT`]).
+    pub limit: usize,
+    /// Only messages older than this cursor (`before`).
+    pub before: Option<u64>,
+    /// Only messages newer than this cursor (`after`).
+    pub after: Option<u64>,
+}
+
+impl ListQuery {
+    /// Reads the parameters of `GET /api/v1/messages`; `paged`: `limit`, `before` and
+    /// `after` are allowed (not on `DELETE`).
+    pub fn parse(query: Option<&str>, paged: bool) -> Result<ListQuery, BadRequest> {
+        let mut q = ListQuery {
+            selection: Selection::default(),
+            limit: DEFAULT_LIMIT,
+            before: None,
+            after: None,
+        };
+        for (key, value) in pairs(query)? {
+            if q.selection.take(&key, &value)? {
+                continue;
+            }
+            match key.as_str() {
+                "limit" if paged => q.limit = number(&key, &value, 1, MAX_LIMIT as u64)? as usize,
+                "before" if paged => q.before = Some(cursor(&key, &value)?),
+                "after" if paged => q.after = Some(cursor(&key, &value)?),
+                _ => return Err(unknown(&key)),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// The `after` of `GET /api/v1/events` (or `None`).
+pub fn events_after(query: Option<&str>) -> Result<Option<u64>, BadRequest> {
+    let mut after = None;
+    for (key, value) in pairs(query)? {
+        match key.as_str() {
+            "after" => after = Some(cursor(&key, &value)?),
+            _ => return Err(unknown(&key)),
+        }
+    }
+    Ok(after)
+}
+
+/// An unknown parameter's error.
+fn unknown(key: &str) -> BadRequest {
+    BadRequest(format!("unknown parameter {key:?}"))
+}
+
+/// A cursor: a sequence number (decimal).
+pub fn cursor(key: &str, value: &str) -> Result<u64, BadRequest> {
+    value.parse().map_err(|_| {
+        BadRequest(format!(
+            "{key}={value:?}: a cursor is a decimal sequence number"
+        ))
+    })
+}
+
+/// A whole number from `min` to `max`.
+fn number(key: &str, value: &str, min: u64, max: u64) -> Result<u64, BadRequest> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(BadRequest(format!(
+            "{key}={value:?}: a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+/// A `timeout`: a duration (`30s`, `1.5m`, `500ms`; a bare number is seconds) up to
+/// [`MAX_TIMEOUT`].
+fn timeout(value: &str) -> Result<Duration, BadRequest> {
+    let time = parse_duration(value).map_err(|e| BadRequest(format!("timeout: {e}")))?;
+    if time > MAX_TIMEOUT {
+        return Err(BadRequest(format!(
+            "timeout={value}: at most {}s",
+            MAX_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_percent_decoded_and_bad_encoding_is_refused() {
+        let got = pairs(Some("rcpt=a%2Bb%40x&subject~=hello+world&x")).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("rcpt".into(), "a+b@x".into()),
+                ("subject~".into(), "hello world".into()),
+                ("x".into(), String::new())
+            ]
+        );
+        assert!(pairs(Some("a=%zz")).is_err());
+        assert!(pairs(Some("a=%4")).is_err());
+        assert!(pairs(Some("a=%ff")).is_err());
+    }
+
+    #[test]
+    fn await_parameters_are_bounded() {
+        let q = AwaitQuery::parse(Some("rcpt=a@x&count=3&after=7&timeout=1s")).unwrap();
+        assert_eq!(
+            (q.count, q.after, q.timeout),
+            (3, 7, Duration::from_secs(1))
+        );
+        assert_eq!(q.selection.wait_key(), WaitKey::Recipient(b"a@x".to_vec()));
+        for bad in [
+            "timeout=301s",
+            "timeout=-1",
+            "timeout=abc",
+            "count=0",
+            "count=501",
+            "after=x",
+            "expect=all",
+            "header.X-Mailer=a",
+            "nonsense=1",
+        ] {
+            assert!(AwaitQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            AwaitQuery::parse(None).unwrap().selection.wait_key(),
+            WaitKey::Any
+        );
+    }
+
+    #[test]
+    fn list_parameters_are_bounded_and_delete_takes_no_paging() {
+        assert_eq!(
+            ListQuery::parse(Some("limit=500"), true).unwrap().limit,
+            500
+        );
+        assert!(ListQuery::parse(Some("limit=501"), true).is_err());
+        assert!(ListQuery::parse(Some("limit=5"), false).is_err());
+    }
+}

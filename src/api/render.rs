@@ -1,0 +1,107 @@
+//! A kept message as JSON: the summary a list, an await and an event carry (never the body),
+//! and the whole record of `GET /api/v1/messages/{id}` (envelope and top headers).
+//!
+//! Text the client sent is shown as UTF-8, invalid sequences replaced (U+FFFD); the subject
+//! decoded (RFC 2047, as the JSON record of the file stores decodes it) with its raw value
+//! beside it; times in RFC 3339 UTC.
+//!
+//! What it does not do: parse MIME (no text, HTML or parts yet), or choose which messages.
+
+use crate::capture::{Field, Gone, GoneReason, Snapshot};
+use crate::store::record::rfc3339;
+use crate::store::rfc2047::decode_unstructured;
+use serde_json::{json, Value};
+
+/// Octets as text (invalid UTF-8 replaced).
+fn text(bytes: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A located header's value, unfolded and trimmed, or `null`.
+fn header(message: &Snapshot, field: Field) -> Value {
+    match message.header(field) {
+        Some(raw) => {
+            let unfolded = crate::capture::headers::unfold(raw);
+            text(unfolded.trim_ascii())
+        }
+        None => Value::Null,
+    }
+}
+
+/// The decoded subject, or `null`.
+fn subject(message: &Snapshot) -> Value {
+    match message.header(Field::Subject) {
+        Some(raw) => Value::String(decode_unstructured(raw).trim().to_owned()),
+        None => Value::Null,
+    }
+}
+
+/// The summary: `id`, `seq`, `received_at`, `size`, `mail_from`, `rcpt_to`, `from`,
+/// `subject`.
+pub fn summary(message: &Snapshot) -> Value {
+    let envelope = message.envelope();
+    json!({
+        "id": message.id().as_str(),
+        "seq": message.seq,
+        "received_at": rfc3339(message.received_at),
+        "size": message.raw.len(),
+        "mail_from": text(envelope.sender),
+        "rcpt_to": envelope.recipients.iter().map(text).collect::<Vec<_>>(),
+        "from": header(message, Field::From),
+        "subject": subject(message),
+    })
+}
+
+/// The whole record: the summary's identity, the envelope and the top headers.
+pub fn message(message: &Snapshot) -> Value {
+    let envelope = message.envelope();
+    json!({
+        "id": message.id().as_str(),
+        "seq": message.seq,
+        "received_at": rfc3339(message.received_at),
+        "size": message.raw.len(),
+        "envelope": {
+            "mail_from": text(envelope.sender),
+            "mail_params": text(envelope.params),
+            "rcpt_to": envelope.recipients.iter().map(text).collect::<Vec<_>>(),
+            "helo": text(envelope.helo),
+            "client": envelope.client.map_or(Value::Null, text),
+            "tls": envelope.tls.map_or(Value::Null, |(version, cipher)| json!({
+                "version": version, "cipher": cipher,
+            })),
+            "auth_user": envelope.auth_user.map_or(Value::Null, text),
+        },
+        "headers": {
+            "from": header(message, Field::From),
+            "to": header(message, Field::To),
+            "cc": header(message, Field::Cc),
+            "subject": subject(message),
+            "subject_raw": header(message, Field::Subject),
+            "message_id": header(message, Field::MessageId),
+            "date": header(message, Field::Date),
+        },
+    })
+}
+
+/// A removal: `{"seq", "at", "reason"}`; `reason` is `evicted` (the budget or the message
+/// count), `expired` (`max_age`) or `deleted`.
+pub fn removal(gone: &Gone) -> Value {
+    json!({"seq": gone.seq, "at": rfc3339(gone.at), "reason": reason(gone)})
+}
+
+/// A removal's reason as the API names it.
+fn reason(gone: &Gone) -> &'static str {
+    match gone.reason {
+        GoneReason::EvictedBytes | GoneReason::EvictedCount => "evicted",
+        GoneReason::Expired => "expired",
+        GoneReason::Deleted => "deleted",
+    }
+}
+
+/// A `410`'s body: `{"error": .., "gone": {"seq", "at", "reason"}}` (see [`removal`]).
+pub fn gone(gone: &Gone) -> Value {
+    json!({
+        "error": {"status": 410, "message": format!("message {}", reason(gone))},
+        "gone": removal(gone),
+    })
+}

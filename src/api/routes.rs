@@ -1,0 +1,469 @@
+//! The routes: a request's method and path segments matched by hand to what answers it, the
+//! bearer token and CORS checked on the way.
+//!
+//! | route | methods |
+//! |---|---|
+//! | `/healthz`, `/readyz` | `GET`, `HEAD` (open without the token) |
+//! | `/api/v1/cursor` | `GET` |
+//! | `/api/v1/await` | `GET` |
+//! | `/api/v1/messages` | `GET`, `DELETE` |
+//! | `/api/v1/messages/{id}` | `GET`, `DELETE` |
+//! | `/api/v1/messages/{id}/raw` | `GET`, `HEAD` |
+//! | `/api/v1/events` | `GET` |
+//!
+//! Another path is `404`; another method `405` with `Allow`; `OPTIONS` is a CORS preflight
+//! when `--api-cors` is set (`204`), else `405`. An id in a path is 1 to 63 characters of
+//! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
+//! longer id) is `404` before the store is asked.
+//!
+//! What it does not do: read request bodies (no route takes one), or parse the search
+//! grammar.
+
+use super::counters::ApiCounters;
+use super::events::{EventStream, MAX_SUBSCRIBERS};
+use super::query::{self, AwaitQuery, BadRequest, ListQuery};
+use super::response::{error, json, whole, ApiBody};
+use super::{render, select, wait};
+use crate::capture::{Capture, Direction, Lookup};
+use crate::control::Conn;
+use crate::proto::sink::QueueId;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, AUTHORIZATION, CACHE_CONTROL,
+    CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every request shares.
+#[derive(Debug)]
+pub struct State {
+    /// The store.
+    pub capture: Arc<Capture>,
+    /// `Authorization: Bearer` this, on every `/api/` route.
+    pub token: Option<String>,
+    /// The one origin allowed to read responses from a browser.
+    pub cors_origin: Option<HeaderValue>,
+    /// The metrics.
+    pub counters: ApiCounters,
+}
+
+/// Answers one request.
+pub async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    conn: Conn,
+) -> Response<ApiBody> {
+    let started = Instant::now();
+    let (route, mut response) = route(&state, &request, conn).await;
+    if let Some(origin) = &state.cors_origin {
+        let headers = response.headers_mut();
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(VARY, HeaderValue::from_static("Origin"));
+    }
+    state
+        .counters
+        .requests
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The route's name (a metrics label) and its answer.
+async fn route(
+    state: &State,
+    request: &Request<Incoming>,
+    conn: Conn,
+) -> (&'static str, Response<ApiBody>) {
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let method = request.method();
+    let query = request.uri().query();
+    match segments.as_slice() {
+        ["healthz"] | ["readyz"] => {
+            let name = if segments[0] == "healthz" {
+                "healthz"
+            } else {
+                "readyz"
+            };
+            let answer = allow(method, &[Method::GET, Method::HEAD], state).unwrap_or_else(|| {
+                whole(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    Bytes::from_static(b"ok\n"),
+                )
+            });
+            (name, answer)
+        }
+        ["api", "v1", rest @ ..] => {
+            if let Some(refused) = authorize(state, request) {
+                return ("unauthorized", refused);
+            }
+            api(state, method, rest, query, request.headers(), conn).await
+        }
+        _ => ("unknown", error(StatusCode::NOT_FOUND, "no such route")),
+    }
+}
+
+/// The `/api/v1/` routes.
+async fn api(
+    state: &State,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    conn: Conn,
+) -> (&'static str, Response<ApiBody>) {
+    const GET: &[Method] = &[Method::GET];
+    let get_delete = &[Method::GET, Method::DELETE];
+    let get_head = &[Method::GET, Method::HEAD];
+    match rest {
+        ["cursor"] => (
+            "cursor",
+            allow(method, GET, state).unwrap_or_else(|| cursor(state)),
+        ),
+        ["await"] => match allow(method, GET, state) {
+            Some(refused) => ("await", refused),
+            None => ("await", await_route(state, query, conn).await),
+        },
+        ["messages"] => {
+            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
+                if method == Method::DELETE {
+                    delete_matching(state, query)
+                } else {
+                    list(state, query)
+                }
+            });
+            ("messages", answer)
+        }
+        ["messages", id] => {
+            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
+                if method == Method::DELETE {
+                    delete_one(state, id, query)
+                } else {
+                    message(state, id, query)
+                }
+            });
+            ("message", answer)
+        }
+        ["messages", id, "raw"] => {
+            let answer = allow(method, get_head, state).unwrap_or_else(|| raw(state, id, query));
+            ("raw", answer)
+        }
+        ["events"] => {
+            let answer =
+                allow(method, GET, state).unwrap_or_else(|| events(state, query, headers, conn));
+            ("events", answer)
+        }
+        _ => ("unknown", error(StatusCode::NOT_FOUND, "no such route")),
+    }
+}
+
+/// `None` if `method` is one of `allowed`; else the `405` (or a CORS preflight's `204`).
+fn allow(method: &Method, allowed: &[Method], state: &State) -> Option<Response<ApiBody>> {
+    if allowed.contains(method) {
+        return None;
+    }
+    let list = allowed
+        .iter()
+        .map(Method::as_str)
+        .chain(state.cors_origin.as_ref().map(|_| "OPTIONS"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list = HeaderValue::from_str(&list).unwrap_or(HeaderValue::from_static("GET"));
+    if method == Method::OPTIONS && state.cors_origin.is_some() {
+        let mut response = Response::new(ApiBody::Whole(None));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let headers = response.headers_mut();
+        headers.insert(ACCESS_CONTROL_ALLOW_METHODS, list.clone());
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization, Last-Event-ID"),
+        );
+        headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        headers.insert(ALLOW, list);
+        return Some(response);
+    }
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!(
+            "method {method} not allowed here (allowed: {})",
+            list.to_str().unwrap_or("")
+        ),
+    );
+    response.headers_mut().insert(ALLOW, list);
+    Some(response)
+}
+
+/// `None` if no token is set or the request carries it; else the `401`. A preflight
+/// (`OPTIONS`, which browsers send without credentials) passes.
+fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+    let token = state.token.as_ref()?;
+    if request.method() == Method::OPTIONS && state.cors_origin.is_some() {
+        return None;
+    }
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if given.is_some_and(|given| same_secret(given, token.as_bytes())) {
+        return None;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "this API needs Authorization: Bearer TOKEN (--api-token)",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"fastsmtpd\""),
+    );
+    Some(response)
+}
+
+/// Whether two secrets are equal, in a time that depends on their lengths only (RFC 6750
+/// §5.2 asks bearer tokens be guarded; a compare that stops at the first difference tells
+/// a timing attacker how much of a guess was right).
+fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != wanted.len());
+    for (i, &w) in wanted.iter().enumerate() {
+        difference |= w ^ given.get(i).copied().unwrap_or(!w);
+    }
+    difference == 0
+}
+
+/// A `400` from a bad parameter.
+fn bad(e: BadRequest) -> Response<ApiBody> {
+    error(StatusCode::BAD_REQUEST, &e.0)
+}
+
+/// `GET /api/v1/cursor`: the head, as a string (a `u64` does not fit a JavaScript number).
+fn cursor(state: &State) -> Response<ApiBody> {
+    json(
+        StatusCode::OK,
+        &json!({"cursor": state.capture.head().to_string()}),
+    )
+}
+
+/// `GET /api/v1/await`.
+async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response<ApiBody> {
+    let query = match AwaitQuery::parse(query) {
+        Ok(query) => query,
+        Err(e) => return bad(e),
+    };
+    conn.hold(query.timeout);
+    let found = wait::wait(&state.capture, &query, &state.counters).await;
+    let status = match (query.expect_none, found.complete) {
+        (false, true) | (true, false) => StatusCode::OK,
+        (false, false) => StatusCode::REQUEST_TIMEOUT,
+        (true, true) => StatusCode::CONFLICT,
+    };
+    let mut body = json!({
+        "cursor": found.cursor.to_string(),
+        "messages": found.messages.iter().map(render::summary).collect::<Vec<_>>(),
+    });
+    if status != StatusCode::OK {
+        let message = match status {
+            StatusCode::CONFLICT => "a matching message arrived (expect=none)".to_owned(),
+            _ => format!(
+                "{} of {} matching messages by the timeout",
+                found.messages.len(),
+                query.count
+            ),
+        };
+        body["error"] = json!({"status": status.as_u16(), "message": message});
+    }
+    json(status, &body)
+}
+
+/// `GET /api/v1/messages`: a page of summaries, newest first.
+fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let query = match ListQuery::parse(query, true) {
+        Ok(query) => query,
+        Err(e) => return bad(e),
+    };
+    let page = select::page(
+        &state.capture,
+        &query.selection,
+        query.before,
+        Direction::Older,
+        query.limit,
+        query.after,
+    );
+    json(
+        StatusCode::OK,
+        &json!({
+            "messages": page.items.iter().map(render::summary).collect::<Vec<_>>(),
+            "next": page.next.map(|n| n.to_string()),
+            "total": select::count(&state.capture, &query.selection),
+        }),
+    )
+}
+
+/// `DELETE /api/v1/messages`: every message, or those the filters select.
+fn delete_matching(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let query = match ListQuery::parse(query, false) {
+        Ok(query) => query,
+        Err(e) => return bad(e),
+    };
+    let deleted = if query.selection.has_residual() {
+        let mut deleted = 0;
+        let mut cursor = None;
+        loop {
+            let page = select::page(
+                &state.capture,
+                &query.selection,
+                cursor,
+                Direction::Newer,
+                query::MAX_LIMIT,
+                None,
+            );
+            for message in &page.items {
+                deleted += state.capture.delete(&message.id()).seqs.len();
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        deleted
+    } else {
+        state
+            .capture
+            .delete_matching(&query.selection.filter)
+            .seqs
+            .len()
+    };
+    json(StatusCode::OK, &json!({"deleted": deleted}))
+}
+
+/// The id in a path, if it is one (see the module doc).
+fn queue_id(id: &str) -> Option<QueueId> {
+    let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if id.bytes().all(|b| alphabet(&b)) {
+        QueueId::new(id.as_bytes())
+    } else {
+        None
+    }
+}
+
+/// The message named in a path, or the `404`/`410` (or `400` for a query on a route that
+/// takes none).
+fn lookup(
+    state: &State,
+    id: &str,
+    query: Option<&str>,
+) -> Result<crate::capture::Snapshot, Box<Response<ApiBody>>> {
+    if let Err(e) = query::pairs(query).and_then(|pairs| match pairs.first() {
+        Some((key, _)) => Err(BadRequest(format!("unknown parameter {key:?}"))),
+        None => Ok(()),
+    }) {
+        return Err(Box::new(bad(e)));
+    }
+    let Some(id) = queue_id(id) else {
+        return Err(Box::new(error(StatusCode::NOT_FOUND, "no such message")));
+    };
+    match state.capture.get(&id) {
+        Lookup::Found(message) => Ok(message),
+        Lookup::Gone(gone) => Err(Box::new(json(StatusCode::GONE, &render::gone(&gone)))),
+        Lookup::Unknown => Err(Box::new(error(StatusCode::NOT_FOUND, "no such message"))),
+    }
+}
+
+/// `GET /api/v1/messages/{id}`.
+fn message(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
+    match lookup(state, id, query) {
+        Ok(message) => json(StatusCode::OK, &render::message(&message)),
+        Err(refused) => *refused,
+    }
+}
+
+/// `DELETE /api/v1/messages/{id}`.
+fn delete_one(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
+    match lookup(state, id, query) {
+        Ok(message) => {
+            let deleted = state.capture.delete(&message.id()).seqs.len();
+            json(StatusCode::OK, &json!({"deleted": deleted}))
+        }
+        Err(refused) => *refused,
+    }
+}
+
+/// `GET /api/v1/messages/{id}/raw`: the bytes as received, shared with the store.
+fn raw(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
+    match lookup(state, id, query) {
+        Ok(message) => whole(StatusCode::OK, "message/rfc822", message.raw),
+        Err(refused) => *refused,
+    }
+}
+
+/// `GET /api/v1/events`.
+fn events(
+    state: &State,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    conn: Conn,
+) -> Response<ApiBody> {
+    let after = match query::events_after(query) {
+        Ok(after) => after,
+        Err(e) => return bad(e),
+    };
+    let last = match headers.get("last-event-id") {
+        Some(value) => match value
+            .to_str()
+            .map_err(|_| BadRequest("Last-Event-ID: not text".into()))
+            .and_then(|v| query::cursor("Last-Event-ID", v.trim()))
+        {
+            Ok(last) => Some(last),
+            Err(e) => return bad(e),
+        },
+        None => None,
+    };
+    if state.counters.subscribers.get() >= MAX_SUBSCRIBERS as i64 {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{MAX_SUBSCRIBERS} event streams are open already"),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    let cursor = last.or(after).unwrap_or_else(|| state.capture.head());
+    let stream = EventStream::new(
+        Arc::clone(&state.capture),
+        cursor,
+        conn,
+        state.counters.clone(),
+    );
+    let mut response = Response::new(ApiBody::Events(Box::new(stream)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abd", b"abc"));
+        assert!(!same_secret(b"ab", b"abc"));
+        assert!(!same_secret(b"abcd", b"abc"));
+        assert!(!same_secret(b"", b"abc"));
+    }
+
+    #[test]
+    fn ids_outside_the_alphabet_are_not_ids() {
+        assert!(queue_id("1795925106.M42P9Q7").is_some());
+        for bad in ["", "a/b", "a%2fb", "..%2f", "a b", &"x".repeat(64), "é"] {
+            assert!(queue_id(bad).is_none(), "{bad}");
+        }
+    }
+}

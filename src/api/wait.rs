@@ -1,0 +1,149 @@
+//! `await`: wait until `count` kept messages after a cursor match a selection, or a timeout.
+//!
+//! The order that loses nothing (the store's module doc): register a waiter FIRST, then scan
+//! the kept mail after the cursor, then sleep until a matching insert wakes the waiter and
+//! scan again from the last message examined. The waiter is keyed by the selection's first
+//! recipient (only inserts for that address wake it) or by any message. Its waker sets a
+//! permit in a [`Notify`], so a wake between a scan and the sleep is never lost.
+//!
+//! The waiter is cancelled when the wait ends, and when its future is dropped: the client
+//! went away and hyper dropped the request, or the server stopped.
+//!
+//! What it does not do: format the answer (the routes do), or examine a message twice (each
+//! scan starts after the last message the previous one examined, or after the store's head
+//! when the scan read all of it).
+
+use super::counters::ApiCounters;
+use super::query::AwaitQuery;
+use super::select;
+use crate::capture::{Capture, Direction, Snapshot, WaiterId};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+use std::time::SystemTime;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What a wait found.
+#[derive(Debug)]
+pub struct Found {
+    /// The matching messages, oldest first (at most `count`).
+    pub messages: Vec<Snapshot>,
+    /// The cursor after the last message examined: where a next `await` can start.
+    pub cursor: u64,
+    /// Whether `count` matched before the timeout.
+    pub complete: bool,
+}
+
+/// A waker that leaves a permit in its [`Notify`].
+#[derive(Debug, Default)]
+struct Permit(Notify);
+
+impl Wake for Permit {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+/// A registered waiter, cancelled on drop.
+struct Registered<'a> {
+    /// The store it waits on.
+    capture: &'a Capture,
+    /// Its id there.
+    id: WaiterId,
+    /// The gauge it counts in.
+    counters: &'a ApiCounters,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.capture.cancel(self.id);
+        self.counters.waiters.dec();
+    }
+}
+
+/// Waits as `query` asks (see the module doc).
+pub async fn wait(capture: &Capture, query: &AwaitQuery, counters: &ApiCounters) -> Found {
+    let deadline = Instant::now() + query.timeout;
+    let wanted = if query.expect_none { 1 } else { query.count };
+    let permit = Arc::new(Permit::default());
+    let _registered = Registered {
+        id: capture.register(query.selection.wait_key(), Waker::from(Arc::clone(&permit))),
+        capture,
+        counters,
+    };
+    counters.waiters.inc();
+    let mut found = Found {
+        messages: Vec::new(),
+        cursor: query.after,
+        complete: false,
+    };
+    let mut waited = false;
+    loop {
+        scan(capture, query, wanted, &mut found);
+        if found.messages.len() >= wanted {
+            found.complete = true;
+            if waited {
+                if let Some(last) = found.messages.last() {
+                    let since = SystemTime::now()
+                        .duration_since(last.received_at)
+                        .unwrap_or_default();
+                    counters.await_return.observe(since.as_secs_f64());
+                }
+            }
+            return found;
+        }
+        let mut woken = pin!(permit.0.notified());
+        let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        let timed_out = poll_fn(|cx| {
+            if woken.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            sleep.as_mut().poll(cx).map(|()| true)
+        })
+        .await;
+        if timed_out {
+            return found;
+        }
+        waited = true;
+    }
+}
+
+/// Adds the matching messages after `found.cursor` (up to `wanted`) and moves the cursor.
+fn scan(capture: &Capture, query: &AwaitQuery, wanted: usize, found: &mut Found) {
+    // Every sequence number up to the head read now was given before the pages below run.
+    let head = capture.head();
+    loop {
+        let room = wanted - found.messages.len();
+        let page = select::page(
+            capture,
+            &query.selection,
+            Some(found.cursor),
+            Direction::Newer,
+            room,
+            None,
+        );
+        let examined_to = page.next;
+        for message in page.items {
+            found.cursor = found.cursor.max(message.seq);
+            found.messages.push(message);
+        }
+        if found.messages.len() >= wanted {
+            return;
+        }
+        match examined_to {
+            // More to examine (a selection with decoded-subject conditions pages in chunks).
+            Some(next) if next > found.cursor => found.cursor = next,
+            _ => {
+                // Read to the end: nothing up to `head` is left to match.
+                found.cursor = found.cursor.max(head);
+                return;
+            }
+        }
+    }
+}

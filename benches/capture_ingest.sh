@@ -6,22 +6,23 @@
 # noisy neighbour hits both alike. Prints one line per run: mode, msgs/s (the generator's),
 # server CPU microseconds per message (from /proc), the server's peak RSS.
 #
-# Run: benches/capture_ingest.sh [ROUNDS] [MESSAGES]   (after cargo build --release)
+# Run: benches/capture_ingest.sh [ROUNDS] [MESSAGES] [SIZE]   (after cargo build --release)
 # Modes: discard; memory (256MiB budget, no eviction at 100k x 1 KiB); memory-evict (a 16MiB
 # budget: every insert past the first ~12k evicts).
 set -eu
 case "${1:-}" in
     -h | --help)
-        echo "usage: benches/capture_ingest.sh [ROUNDS] [MESSAGES]"
+        echo "usage: benches/capture_ingest.sh [ROUNDS] [MESSAGES] [SIZE]"
         echo "W1 closed loop (1 KiB, 20 connections) against --store memory and discard, side by side;"
         echo "modes alternate within each round. Needs target/release/{fastsmtpd,smtp-loadgen}"
         echo "(cargo build --release -p fastsmtpd -p smtp-loadgen), taskset, python3."
-        echo "Defaults: 3 rounds of 100000 messages."
+        echo "Defaults: 3 rounds of 100000 messages of 1k (W1); SIZE as smtp-loadgen -s takes it."
         exit 0
         ;;
 esac
 ROUNDS=${1:-3}
 N=${2:-100000}
+SIZE=${3:-1k}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=$ROOT/target/release/fastsmtpd
 LOADGEN=$ROOT/target/release/smtp-loadgen
@@ -46,7 +47,7 @@ for _ in range(200):
         time.sleep(0.05)
 EOF
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    out=$(taskset -c 1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s 1k -q \
+    out=$(taskset -c 1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s "$SIZE" -q \
         --json /tmp/capture-ingest.json 2>&1) || { echo "$out"; kill "$pid"; exit 1; }
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")

@@ -231,6 +231,15 @@ fn a_message_larger_than_the_budget_gets_552() {
         b"Subject: s\r\n\r\nok\r\n",
     ));
     kept(&capture, &small);
+    // Refused while in flight (it alone went beyond the budget): its buffer was dropped at
+    // once, counted with the replies, not by the store.
+    assert_eq!(capture.stats().refused_too_large, 0);
+    // Within the budget in flight, over it with the index overhead: the store refuses it.
+    let body = format!("Subject: huge\r\n\r\n{}\r\n", "z".repeat((64 << 10) - 200));
+    assert_eq!(
+        send_data(&mut client, "r@x.test", body.as_bytes()),
+        "552 5.3.4 Error: message larger than the capture store's budget\r\n"
+    );
     assert_eq!(capture.stats().refused_too_large, 1);
 }
 

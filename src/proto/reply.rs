@@ -84,6 +84,10 @@ pub const CAPTURE_FULL: &[u8] = b"452 4.3.1 Error: capture store full, try again
 /// RFC 3463 5.3.4 "message too big for system", permanent (a retry cannot fit either).
 pub const CAPTURE_TOO_BIG: &[u8] =
     b"552 5.3.4 Error: message larger than the capture store's budget\r\n";
+/// The messages being received for the capture store already hold as much memory as its
+/// budget: RFC 3463 4.3.1 "mail system full", transient (the sender retries once they end).
+pub const CAPTURE_BUSY: &[u8] =
+    b"452 4.3.1 Error: too much mail in flight to the capture store, try again later\r\n";
 
 /// Too many failed commands in one session.
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
@@ -601,6 +605,7 @@ mod tests {
             STORE_FAILED,
             CAPTURE_FULL,
             CAPTURE_TOO_BIG,
+            CAPTURE_BUSY,
             TOO_MANY_ERRORS,
             TIMEOUT,
             TOO_SLOW,

@@ -34,7 +34,7 @@ use crate::capture::Capture;
 use crate::config::{Config, ValidConfig};
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
-use crate::store::StoreHub;
+use crate::store::{CaptureTarget, StoreHub};
 use crate::wake::Mailbox;
 use mio::{Poll, Waker};
 use std::io;
@@ -60,7 +60,7 @@ pub struct ServerHandle {
     /// The storage threads, if any file store is configured (finished after the workers).
     store: Option<Arc<StoreHub>>,
     /// The capture store, with `--store memory` or `--api`.
-    capture: Option<Arc<Capture>>,
+    capture: Option<Arc<CaptureTarget>>,
     /// The fault rules, if any.
     faults: Option<Arc<crate::fault::FaultRules>>,
     /// The metrics endpoint, if served.
@@ -166,11 +166,11 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         config.stores.buffer,
         &config.hostname,
     )?;
+    // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {
-        Arc::new(Capture::new(
-            config.capture.limits(),
-            config.capture.on_full(),
-        ))
+        let limits = config.capture.limits();
+        let store = Arc::new(Capture::new(limits, config.capture.on_full()));
+        Arc::new(CaptureTarget::new(store, limits.max_bytes))
     });
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
         .then(|| {
@@ -245,7 +245,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 replies: reply_counts,
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
                 faults: faults.clone(),
-                capture: capture.clone(),
+                capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
             },
         )?),
     };
@@ -337,7 +337,9 @@ impl ServerHandle {
     /// The capture store (`--store memory` or `--api`; `None` without either), for whoever
     /// serves the API over it.
     pub fn capture(&self) -> Option<Arc<Capture>> {
-        self.capture.clone()
+        self.capture
+            .as_ref()
+            .map(|target| Arc::clone(target.capture()))
     }
 
     /// Where the metrics endpoint listens, if `--metrics` was given.

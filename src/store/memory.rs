@@ -30,10 +30,19 @@
 //! `Bytes` without a further allocation), and what the budget counts is what the heap holds.
 //! Measured in `docs/benchmarks/2026-12-06-capture-ingest.md`.
 //!
+//! Memory in flight: a message being received costs its whole content on its connection
+//! until its end (the capture keeps no chunked form). All connections together may hold at
+//! most as much as the capture's budget ([`CaptureTarget`] counts it, one atomic add per
+//! piece): a piece that would go beyond drops that message's buffer, and its end is answered
+//! `452 4.3.1` ([`reply::CAPTURE_BUSY`]; the content is still read, as for an oversized
+//! message), or `552 5.3.4` if the message alone is larger than the budget (it could never
+//! be kept). These refusals are counted with the replies, not in the store's statistics. So hostile senders (many connections, each sending a large message slowly)
+//! cannot make the server hold more than twice the budget, plus one read per connection.
+//! Beside file stores such a message is stored in the files and answered by them; the
+//! capture does not get its copy.
+//!
 //! What it does not do: write files (the storage threads do), choose the reply text (the
-//! session does, from the [`Verdict`]) or evict (the capture store does, at insert). A
-//! message being received costs its whole content on the connection until its end (at most
-//! `--max-message-size`; the capture has no chunked form), outside the budget.
+//! session does, from the [`Verdict`]) or evict (the capture store does, at insert).
 
 use crate::capture::{Arrival, Capture, Inserted, Refused};
 use crate::proto::envelope::Envelope;
@@ -41,6 +50,7 @@ use crate::proto::reply;
 use crate::proto::sink::{QueueId, Verdict};
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -48,11 +58,67 @@ use std::time::SystemTime;
 /// it grows as content arrives (a declared size is a client's word, not yet bytes).
 pub const RESERVE_MAX: u64 = 1 << 20;
 
+/// The capture store as the connections feeding it see it: the store, and the octets of
+/// messages still being received for it (bounded; see the module doc).
+#[derive(Debug)]
+pub struct CaptureTarget {
+    /// The store.
+    capture: Arc<Capture>,
+    /// Octets held in the buffers of messages being received (or held for the file stores'
+    /// word).
+    in_flight: AtomicU64,
+    /// The most they may hold together.
+    max_in_flight: u64,
+}
+
+impl CaptureTarget {
+    /// The target for `capture`, whose connections may hold `max_in_flight` octets of
+    /// messages being received (the server gives the store's budget).
+    pub fn new(capture: Arc<Capture>, max_in_flight: u64) -> CaptureTarget {
+        CaptureTarget {
+            capture,
+            in_flight: AtomicU64::new(0),
+            max_in_flight,
+        }
+    }
+
+    /// The store.
+    pub fn capture(&self) -> &Arc<Capture> {
+        &self.capture
+    }
+
+    /// Octets of messages being received for it now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Takes `len` octets of room in flight; `false` (nothing taken) if there is none.
+    fn take(&self, len: u64) -> bool {
+        let before = self.in_flight.fetch_add(len, Ordering::Relaxed);
+        if before + len > self.max_in_flight {
+            self.in_flight.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `len` octets taken.
+    fn give_back(&self, len: u64) {
+        self.in_flight.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
 /// What a connection with a capture store keeps.
 #[derive(Debug)]
 pub(super) struct Capturing {
-    /// The store.
-    capture: Arc<Capture>,
+    /// The store and the count of octets in flight.
+    target: Arc<CaptureTarget>,
+    /// Octets this connection holds of that count (its buffer, or its held message).
+    taken: u64,
+    /// The message being received went beyond the room in flight: its content is dropped
+    /// and its end answered with this (`452 4.3.1`; `552 5.3.4` if it alone is larger than
+    /// the whole budget).
+    over: Option<&'static [u8]>,
     /// The client's address, for the envelope.
     client: SocketAddr,
     /// `--max-message-size`, bounding the reservation.
@@ -66,12 +132,14 @@ pub(super) struct Capturing {
 impl Capturing {
     /// A connection from `client` keeping messages in `capture`.
     pub(super) fn new(
-        capture: Arc<Capture>,
+        target: Arc<CaptureTarget>,
         client: SocketAddr,
         max_message_size: u64,
     ) -> Capturing {
         Capturing {
-            capture,
+            target,
+            taken: 0,
+            over: None,
             client,
             max_message_size,
             content: Vec::new(),
@@ -81,7 +149,7 @@ impl Capturing {
 
     /// A message begins: reserve for its declared size (none declared: nothing yet).
     pub(super) fn start(&mut self, envelope: &Envelope<'_>) {
-        self.pending = None;
+        self.abandon();
         let reserve = envelope
             .params
             .size
@@ -93,23 +161,57 @@ impl Capturing {
 
     /// The next piece of content.
     pub(super) fn data(&mut self, piece: &[u8]) {
+        if self.over.is_some() {
+            return;
+        }
+        let len = piece.len() as u64;
+        let refusal = if self.taken + len > self.target.max_in_flight {
+            // It alone is larger than the budget: it could never be kept.
+            Some(reply::CAPTURE_TOO_BIG)
+        } else if !self.target.take(len) {
+            Some(reply::CAPTURE_BUSY)
+        } else {
+            None
+        };
+        if refusal.is_some() {
+            // This message is dropped here (module doc).
+            self.abandon();
+            self.over = refusal;
+            return;
+        }
+        self.taken += len;
         self.content.extend_from_slice(piece);
     }
 
-    /// The message will not be kept.
+    /// The message will not be kept: its buffer, or its held message, and its room in
+    /// flight go.
     pub(super) fn abandon(&mut self) {
         self.content = Vec::new();
         self.pending = None;
+        self.over = None;
+        self.target.give_back(std::mem::take(&mut self.taken));
     }
 
     /// The content is complete and the capture is the only store: keep it now.
     pub(super) fn keep(&mut self, id: QueueId, envelope: &Envelope<'_>) -> Verdict {
+        if let Some(refusal) = self.over {
+            self.abandon();
+            return Verdict::Refused(refusal);
+        }
         let arrival = self.arrival(id, envelope);
-        verdict(self.capture.insert(arrival))
+        let inserted = self.target.capture.insert(arrival);
+        // Kept (now under the store's budget) or refused: no longer in flight.
+        self.abandon();
+        verdict(inserted)
     }
 
-    /// The content is complete and file stores write it too: hold it for their word.
+    /// The content is complete and file stores write it too: hold it for their word (a
+    /// message that went beyond the room in flight is not held: the files answer for it).
     pub(super) fn hold(&mut self, id: QueueId, envelope: &Envelope<'_>) {
+        if self.over.is_some() {
+            self.abandon();
+            return;
+        }
         self.pending = Some(self.arrival(id, envelope));
     }
 
@@ -118,9 +220,10 @@ impl Capturing {
     pub(super) fn on_stores_done(&mut self, stored: bool) {
         if let Some(arrival) = self.pending.take() {
             if stored {
-                let _ = self.capture.insert(arrival);
+                let _ = self.target.capture.insert(arrival);
             }
         }
+        self.abandon();
     }
 
     /// The arrival made from the complete content, which it takes.
@@ -135,6 +238,13 @@ impl Capturing {
             envelope,
             Some(self.client),
         )
+    }
+}
+
+impl Drop for Capturing {
+    /// A connection gone mid-message gives its room in flight back.
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
@@ -172,12 +282,15 @@ mod tests {
         buf
     }
 
-    fn store(max_bytes: u64, on_full: OnFull) -> Arc<Capture> {
+    fn store(max_bytes: u64, on_full: OnFull) -> Arc<CaptureTarget> {
         let limits = Limits {
             max_bytes,
             ..Limits::default()
         };
-        Arc::new(Capture::new(limits, on_full))
+        Arc::new(CaptureTarget::new(
+            Arc::new(Capture::new(limits, on_full)),
+            max_bytes,
+        ))
     }
 
     /// Sends `content` in pieces of 7 octets through `sink`; the verdict and the id.
@@ -195,8 +308,9 @@ mod tests {
 
     #[test]
     fn a_message_is_in_the_capture_when_the_sink_answers_stored() {
-        let capture = store(1 << 20, OnFull::EvictOldest);
-        let mut sink = StoreSink::discard().capturing(&capture, CLIENT.parse().unwrap(), 1 << 20);
+        let target = store(1 << 20, OnFull::EvictOldest);
+        let capture = target.capture();
+        let mut sink = StoreSink::discard().capturing(&target, CLIENT.parse().unwrap(), 1 << 20);
         let buf = envelope_buf(None);
         let content = b"Subject: hi\r\n\r\n.leading dot kept as unstuffed\r\nbody\r\n";
         let (verdict, id) = send(&mut sink, &buf, content);
@@ -216,8 +330,11 @@ mod tests {
     #[test]
     fn refusals_of_the_capture_are_the_replies() {
         // Room for one 40 KiB message, not two.
-        let capture = store(64 << 10, OnFull::Refuse);
-        let mut sink = StoreSink::discard().capturing(&capture, CLIENT.parse().unwrap(), 1 << 20);
+        let target = store(64 << 10, OnFull::Refuse);
+        let capture = target.capture();
+        // Room in flight beyond the budget, so the store's own refusals are seen here.
+        let target = Arc::new(CaptureTarget::new(Arc::clone(capture), 1 << 20));
+        let mut sink = StoreSink::discard().capturing(&target, CLIENT.parse().unwrap(), 1 << 20);
         let buf = envelope_buf(None);
         let big = vec![b'x'; 40 << 10];
         assert_eq!(send(&mut sink, &buf, &big).0, Verdict::Stored);
@@ -235,8 +352,9 @@ mod tests {
 
     #[test]
     fn an_aborted_message_is_not_kept() {
-        let capture = store(1 << 20, OnFull::EvictOldest);
-        let mut sink = StoreSink::discard().capturing(&capture, CLIENT.parse().unwrap(), 1 << 20);
+        let target = store(1 << 20, OnFull::EvictOldest);
+        let capture = target.capture();
+        let mut sink = StoreSink::discard().capturing(&target, CLIENT.parse().unwrap(), 1 << 20);
         let buf = envelope_buf(None);
         sink.on_message_start(&buf.view(Transfer::Data));
         sink.on_message_data(b"half a mess");
@@ -251,16 +369,16 @@ mod tests {
 
     #[test]
     fn the_buffer_reserves_the_declared_size_within_bounds_and_ends_exact() {
-        let capture = store(64 << 20, OnFull::EvictOldest);
+        let target = store(64 << 20, OnFull::EvictOldest);
         let client = CLIENT.parse().unwrap();
-        let mut capturing = Capturing::new(Arc::clone(&capture), client, 32 << 20);
+        let mut capturing = Capturing::new(Arc::clone(&target), client, 32 << 20);
         let declared = envelope_buf(Some(5000));
         capturing.start(&declared.view(Transfer::Data));
         assert!(capturing.content.capacity() >= 5000);
         let lying = envelope_buf(Some(30 << 20));
         capturing.start(&lying.view(Transfer::Data));
         assert!(capturing.content.capacity() <= RESERVE_MAX as usize);
-        let small_limit = Capturing::new(Arc::clone(&capture), client, 100);
+        let small_limit = Capturing::new(Arc::clone(&target), client, 100);
         let mut small_limit = small_limit;
         small_limit.start(&lying.view(Transfer::Data));
         assert!(small_limit.content.capacity() <= 100);
@@ -284,9 +402,10 @@ mod tests {
 
     #[test]
     fn a_held_message_is_kept_only_when_the_file_stores_stored_it() {
-        let capture = store(1 << 20, OnFull::EvictOldest);
+        let target = store(1 << 20, OnFull::EvictOldest);
+        let capture = target.capture();
         let client = CLIENT.parse().unwrap();
-        let mut capturing = Capturing::new(Arc::clone(&capture), client, 1 << 20);
+        let mut capturing = Capturing::new(Arc::clone(&target), client, 1 << 20);
         let buf = envelope_buf(None);
         let envelope = buf.view(Transfer::Data);
         for (name, stored) in [(&b"failed"[..], false), (b"stored", true)] {
@@ -301,5 +420,48 @@ mod tests {
         // Nothing held: nothing happens.
         capturing.on_stores_done(true);
         assert_eq!(capture.stats().messages, 1);
+    }
+
+    #[test]
+    fn messages_in_flight_hold_at_most_the_budget_together() {
+        let target = store(64 << 10, OnFull::EvictOldest);
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let buf = envelope_buf(None);
+        let envelope = buf.view(Transfer::Data);
+        let mut first = StoreSink::discard().capturing(&target, client, 1 << 20);
+        let mut second = StoreSink::discard().capturing(&target, client, 1 << 20);
+        first.on_message_start(&envelope);
+        second.on_message_start(&envelope);
+        first.on_message_data(&[b'a'; 40 << 10]);
+        assert_eq!(target.in_flight(), 40 << 10);
+        // The second goes beyond: its content is dropped, its end refused, and the first
+        // is untouched.
+        second.on_message_data(&[b'b'; 20 << 10]);
+        second.on_message_data(&[b'b'; 20 << 10]);
+        assert_eq!(target.in_flight(), 40 << 10);
+        assert_eq!(
+            second.on_message_end(&envelope),
+            Verdict::Refused(reply::CAPTURE_BUSY)
+        );
+        assert_eq!(first.on_message_end(&envelope), Verdict::Stored);
+        assert_eq!(target.in_flight(), 0, "kept: out of flight");
+        // The room is back: the second connection's next message goes in.
+        assert_eq!(
+            send(&mut second, &buf, &[b'c'; 30 << 10]).0,
+            Verdict::Stored
+        );
+        // A message larger than the whole budget is refused for good, in flight already.
+        let huge = vec![b'e'; 65 << 10];
+        assert_eq!(
+            send(&mut second, &buf, &huge).0,
+            Verdict::Refused(reply::CAPTURE_TOO_BIG)
+        );
+        assert_eq!(target.in_flight(), 0);
+        // A connection dropped mid-message gives its room back.
+        first.on_message_start(&envelope);
+        first.on_message_data(&[b'd'; 1000]);
+        assert_eq!(target.in_flight(), 1000);
+        drop(first);
+        assert_eq!(target.in_flight(), 0);
     }
 }

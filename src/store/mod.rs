@@ -76,6 +76,7 @@ mod sink;
 mod target;
 mod thread;
 
+pub use memory::CaptureTarget;
 pub use sink::StoreSink;
 pub use target::StoreSpec;
 

@@ -14,11 +14,10 @@
 //! What it does not do: write files (the storage threads do) or choose replies (the session
 //! does).
 
-use super::memory::Capturing;
+use super::memory::{CaptureTarget, Capturing};
 use super::queues::{Shared, StreamOp, Whole};
 use super::record::{self, MessageMeta};
 use super::{StoreHub, CHUNK_LEN};
-use crate::capture::Capture;
 use crate::proto::envelope::Envelope;
 use crate::proto::sink::{MessageSink, QueueId, Verdict};
 use crate::wake::Notify;
@@ -88,17 +87,17 @@ impl StoreSink {
         }
     }
 
-    /// This sink, keeping every message in `capture` too (before its `250`; see
+    /// This sink, keeping every message in the capture store too (before its `250`; see
     /// `super::memory`), for a connection from `client` whose messages are at most
     /// `max_message_size` octets.
     pub fn capturing(
         mut self,
-        capture: &Arc<Capture>,
+        target: &Arc<CaptureTarget>,
         client: SocketAddr,
         max_message_size: u64,
     ) -> StoreSink {
         self.capturing = Some(Box::new(Capturing::new(
-            Arc::clone(capture),
+            Arc::clone(target),
             client,
             max_message_size,
         )));

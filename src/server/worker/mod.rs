@@ -89,7 +89,7 @@ pub struct WorkerLinks {
     /// The storage threads, when messages are kept in files.
     pub store: Option<Arc<StoreHub>>,
     /// The capture store, with `--store memory` or `--api`.
-    pub capture: Option<Arc<crate::capture::Capture>>,
+    pub capture: Option<Arc<crate::store::CaptureTarget>>,
     /// Where the storage threads and AUTH's verifier threads report to this worker.
     pub mailbox: Arc<Mailbox>,
     /// Exit conditions shared by all workers (`--exit-after-*`).

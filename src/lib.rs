@@ -19,7 +19,8 @@
 //! | [`named_file`] | reading a file a flag names (`--fault-file`, `--auth file:`): a regular file only, of bounded size |
 //! | [`units`] | the one grammar of durations (`30s`, `1.5m`) and sizes (`10M`) for flags and fault rules |
 //! | [`stats`] | per-worker counters, merged for reports |
-//! | [`capture`] | the capture store: kept messages in memory under a byte budget, their index, tombstones and waiters (no HTTP, no MIME, no disk) |
+//! | [`capture`] | the capture store: kept messages in memory under a byte budget, their index, tombstones and waiters, and the search grammar (no HTTP, no MIME, no disk) |
+//! | [`view`] | a kept message parsed for reading (headers, text, HTML, parts, links, codes), a byte-bounded cache of views, and search with the decoded terms |
 //! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
 //! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
 //!
@@ -36,7 +37,7 @@
 //! | layer | rooms |
 //! |---|---|
 //! | 5 | `server` |
-//! | 4 | `config`, `txlog`, `api` |
+//! | 4 | `config`, `txlog`, `api`, `view` |
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault`, `capture` |
@@ -73,4 +74,5 @@ pub mod stats;
 pub mod store;
 pub mod txlog;
 pub mod units;
+pub mod view;
 pub mod wake;

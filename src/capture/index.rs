@@ -97,7 +97,12 @@ impl Entry {
 
     /// Whether `filter` matches it.
     fn matches(&self, filter: &Filter) -> bool {
-        filter.matches(&self.envelope.view(), &self.raw, &self.headers)
+        filter.matches(
+            &self.envelope.view(),
+            &self.raw,
+            &self.headers,
+            time(self.received_ns),
+        )
     }
 }
 

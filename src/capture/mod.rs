@@ -20,7 +20,10 @@
 //!   "evicted / deleted at T" (HTTP 410) from "never arrived" (404).
 //! - Answers reads: by id ([`Capture::get`]), by seq ([`Capture::get_seq`]), pages newest or
 //!   oldest first from a cursor (a seq: pages never shift when mail arrives), counts, all with
-//!   a [`Filter`] (exact recipient from an index; sender; subject substring; header values).
+//!   a [`Filter`] (exact recipient from an index; sender; subject substring; header values;
+//!   addresses in `To:`; `Message-ID`; size; time of arrival).
+//! - Parses the search grammar ([`query`]) into the [`Filter`] it evaluates and the residual
+//!   terms that need the decoded message (evaluated by the `view` room, outside the lock).
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
 //!   per matching insert, after the store's lock is released; the waiters for any message
 //!   also after a client's delete or an expiry (so event streams report removals).
@@ -98,13 +101,18 @@
 //! `DELETE` = [`Capture::delete`], [`Capture::delete_all`], [`Capture::delete_matching`];
 //! `events` = [`Capture::get_seq`] / [`Capture::page`] after the subscriber's cursor, with
 //! [`Capture::oldest`] to tell a lagging subscriber what it missed, and
-//! [`Capture::removals_after`] for removals; metrics = [`Capture::stats`].
+//! [`Capture::removals_after`] for removals; metrics = [`Capture::stats`];
+//! `search?q=` = [`query::parse`] (a [`QueryError`] is a `400`), then `view::search` with a
+//! shared `view::ViewCache` (it pages the index part here and decodes outside the lock);
+//! a message's text, HTML, parts, links and codes = `view::ViewCache::get_or_parse`, a part's
+//! bytes = `view::MessageView::part`.
 
 pub mod address;
 pub mod envelope;
 pub mod filter;
 pub mod headers;
 mod index;
+pub mod query;
 pub mod removals;
 #[cfg(test)]
 mod tests;
@@ -113,6 +121,7 @@ pub use address::{same_address, Address};
 pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
+pub use query::{Query, QueryError, Residual};
 pub use removals::RemovalPage;
 
 use crate::lock::lock;

@@ -1,0 +1,162 @@
+//! A search over the capture store with a parsed [`Query`]: the index part paged in the store
+//! under its lock, the residual part (decoded subject, body, other headers) evaluated here on
+//! parsed views, never under the store's lock.
+//!
+//! Bounded per call: at most [`SEARCH_EXAMINE_MAX`] candidates (messages the index part
+//! matched) are examined by the residual part, and no more once [`SEARCH_EXAMINE_BYTES_MAX`]
+//! raw octets have been; the page may then hold fewer than `limit` items with a `next`
+//! cursor to go on from. A query with no residual part is one store page (the store's own
+//! scan, under its lock, with no decoding).
+//!
+//! What it does not do: parse the query ([`crate::capture::query`]), or hold views beyond the
+//! cache's budget.
+
+use super::cache::ViewCache;
+use super::MessageView;
+use crate::capture::headers::unfold;
+use crate::capture::query::{Query, Residual};
+use crate::capture::{Capture, Direction, Field, Match, Snapshot};
+use crate::store::rfc2047::decode_unstructured;
+use std::sync::Arc;
+
+/// The most candidates one call examines with the residual part.
+pub const SEARCH_EXAMINE_MAX: usize = 1000;
+
+/// The raw octets after which one call stops examining (the candidate that crosses it is
+/// examined whole).
+pub const SEARCH_EXAMINE_BYTES_MAX: u64 = 64 << 20;
+
+/// How many candidates one store page fetches at a time.
+const CHUNK: usize = 64;
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    /// The matching messages, in the page's direction.
+    pub items: Vec<Snapshot>,
+    /// The cursor to go on from in the same direction; `None` when no candidate is left. It
+    /// may be `Some` with fewer than `limit` items (the bound was reached), or with items
+    /// that turn out to be the last (a next call then returns none).
+    pub next: Option<u64>,
+    /// The candidates examined (for an index-only query, the items).
+    pub scanned: usize,
+}
+
+/// Up to `limit` (at least 1) messages matching `query`, from `cursor` (exclusive) in
+/// `direction`, views parsed through `cache` (see the module doc for the bounds).
+pub fn search(
+    capture: &Capture,
+    query: &Query,
+    cursor: Option<u64>,
+    direction: Direction,
+    limit: usize,
+    cache: &ViewCache,
+) -> SearchPage {
+    let limit = limit.max(1);
+    if query.index_only() {
+        let page = capture.page(cursor, direction, limit, &query.index);
+        let scanned = page.items.len();
+        return SearchPage {
+            items: page.items,
+            next: page.next,
+            scanned,
+        };
+    }
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    let mut bytes = 0u64;
+    let mut at = cursor;
+    loop {
+        let want = CHUNK.min(SEARCH_EXAMINE_MAX - scanned);
+        let page = capture.page(at, direction, want, &query.index);
+        let count = page.items.len();
+        for (i, snapshot) in page.items.into_iter().enumerate() {
+            scanned += 1;
+            bytes += snapshot.raw.len() as u64;
+            at = Some(snapshot.seq);
+            if residual_matches(&query.residual, &snapshot, cache) {
+                items.push(snapshot);
+            }
+            let more = i + 1 < count || page.next.is_some();
+            if items.len() == limit
+                || scanned >= SEARCH_EXAMINE_MAX
+                || bytes >= SEARCH_EXAMINE_BYTES_MAX
+            {
+                return SearchPage {
+                    items,
+                    next: if more { at } else { None },
+                    scanned,
+                };
+            }
+        }
+        if page.next.is_none() {
+            return SearchPage {
+                items,
+                next: None,
+                scanned,
+            };
+        }
+    }
+}
+
+/// Whether every residual term holds for `snapshot` (the subject decoded from the located
+/// field; a view parsed only if a term needs one).
+pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &ViewCache) -> bool {
+    let mut subject: Option<String> = None;
+    let mut view: Option<Arc<MessageView>> = None;
+    let decode = || {
+        snapshot
+            .header(Field::Subject)
+            .map(decode_unstructured)
+            .unwrap_or_default()
+    };
+    residual.iter().all(|term| match term {
+        Residual::Subject { text, how } => {
+            let subject = subject.get_or_insert_with(decode);
+            match how {
+                Match::Exact => subject == text.trim(),
+                Match::Contains => contains_lowercase(subject, text),
+            }
+        }
+        Residual::Body(text) => {
+            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
+            contains_lowercase(view.body_text(), text)
+        }
+        Residual::Text(text) => {
+            if contains_lowercase(subject.get_or_insert_with(decode), text) {
+                return true;
+            }
+            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
+            contains_lowercase(view.body_text(), text)
+        }
+        Residual::Header { name, value, how } => {
+            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
+            view.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .any(|h| {
+                    let raw = unfold(h.raw.as_bytes());
+                    match how {
+                        Match::Exact => raw.trim_ascii() == value.as_bytes(),
+                        Match::Contains => memchr::memmem::find(
+                            &raw.to_ascii_lowercase(),
+                            &value.as_bytes().to_ascii_lowercase(),
+                        )
+                        .is_some(),
+                    }
+                })
+        }
+    })
+}
+
+/// Whether `haystack` contains `needle`, both in Unicode lower case (a linear-time search:
+/// a body and a needle chosen together cannot make it quadratic).
+fn contains_lowercase(haystack: &str, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    let haystack = if haystack.is_ascii() {
+        haystack.to_ascii_lowercase()
+    } else {
+        haystack.to_lowercase()
+    };
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}

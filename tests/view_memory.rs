@@ -1,0 +1,87 @@
+//! What the cache of parsed views really allocates, measured with a counting global
+//! allocator, against what it charges (`ViewCache::stats().bytes`: each view's
+//! `MessageView::charge` plus `SLOT_OVERHEAD`). Requested sizes are counted (the allocator's
+//! own headers are not). The run is one test so no other test's allocations mix in.
+
+use fastsmtpd::view::ViewCache;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+/// The system allocator, counting the octets currently allocated.
+struct Counting;
+
+/// Octets allocated now.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; the counter is only arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A message of about 1 KiB: multipart/alternative, quoted-printable text, base64 HTML, a
+/// link with a token, a code.
+fn message(n: usize) -> Vec<u8> {
+    format!(
+        "From: Shop <shop@example.com>\r\nTo: user{n}@example.org\r\nSubject: =?UTF-8?Q?Your_code_=E2=9C=93?= {n}\r\n\
+         Message-ID: <{n}@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         Your verification code is {:06}. Confirm: https://shop.example/c?token=t{n}\r\n{}\r\n--b\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n<p>Confirm <a href=3D\"https://shop.example/c?token=t{n}\">here</a></p>{}\r\n--b--\r\n",
+        n % 1_000_000,
+        "lorem ipsum dolor sit amet ".repeat(12),
+        "<p>lorem ipsum</p>".repeat(12),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn the_cache_charges_what_its_views_allocate() {
+    const VIEWS: usize = 20_000;
+    let raws: Vec<Vec<u8>> = (0..VIEWS).map(message).collect();
+    let before = LIVE.load(Ordering::SeqCst);
+    let cache = ViewCache::new(usize::MAX);
+    for (n, raw) in raws.iter().enumerate() {
+        cache.get_or_parse(n as u64, raw);
+    }
+    let allocated = (LIVE.load(Ordering::SeqCst) - before) as f64 / VIEWS as f64;
+    let stats = cache.stats();
+    let charged = stats.bytes as f64 / VIEWS as f64;
+    println!(
+        "{VIEWS} views of {}-octet messages: allocated {allocated:.0} octets each, charged {charged:.0}",
+        raws[0].len()
+    );
+    assert_eq!(stats.views, VIEWS);
+    // The charge covers the views' own allocations; what it leaves out is the slack of the
+    // map and the ring, which grow by doubling (up to a table's worth just past one).
+    assert!(
+        allocated <= charged * 1.25,
+        "allocated {allocated:.0} > 1.25 x charged {charged:.0}"
+    );
+    assert!(
+        charged <= allocated * 1.5,
+        "charged {charged:.0} far above allocated {allocated:.0}"
+    );
+}

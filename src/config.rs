@@ -1,7 +1,8 @@
 //! Server settings, their defaults and their bounds.
 //!
 //! What it does: hold every knob of the server in one [`Config`], grouped by job ([`Limits`],
-//! [`Tls`], [`Auth`], [`Stores`], [`Faults`]; the few that belong to none at the top), with
+//! [`Tls`], [`Auth`], [`Stores`], [`Faults`], and beside them, in `config/capture.rs`,
+//! [`CaptureSettings`] and [`ApiSettings`]; the few that belong to none at the top), with
 //! defaults chosen from the RFCs (cited per constant); check it once, in
 //! [`Config::validate`], which refuses with a typed [`ConfigError`] or returns the
 //! [`ValidConfig`] the server starts from, holding the fault rules parsed (they are parsed
@@ -13,6 +14,13 @@
 //! What it does not do: parse the command line (that is `main.rs`, with clap), read the fault
 //! file (`main.rs` with [`crate::fault::FaultRules::read_file`]; its rules are parsed here,
 //! with the file kept beside them to name it in errors) or open sockets.
+
+mod capture;
+
+pub use capture::{
+    ApiSettings, CaptureSettings, DEFAULT_API_ADDR, DEFAULT_CAPTURE_MEMORY, MAX_CAPTURE_MAX_AGE,
+    MIN_CAPTURE_MAX_AGE, MIN_CAPTURE_MEMORY,
+};
 
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
@@ -154,6 +162,11 @@ pub struct Config {
     pub stores: Stores,
     /// Fault injection.
     pub faults: Faults,
+    /// The capture store's limits (`--capture-*`, `--on-full`; it exists with `--store
+    /// memory` or `--api`).
+    pub capture: CaptureSettings,
+    /// The HTTP API (`--api`; `None`: not served).
+    pub api: Option<ApiSettings>,
 }
 
 impl Default for Config {
@@ -175,6 +188,8 @@ impl Default for Config {
             auth: Auth::default(),
             stores: Stores::default(),
             faults: Faults::default(),
+            capture: CaptureSettings::default(),
+            api: None,
         }
     }
 }
@@ -437,6 +452,22 @@ pub enum ConfigError {
     StandardOutputTwice,
     /// A fault rule that does not parse (the message names the rule and why).
     FaultRule(String),
+    /// `--store memory` more than once.
+    MemoryStoreTwice,
+    /// A capture flag (`--capture-memory`, `--capture-max-messages`, `--capture-max-age`,
+    /// `--on-full`) without a capture store (`--store memory` or `--api`).
+    CaptureWithoutStore {
+        /// The first such flag given.
+        flag: &'static str,
+    },
+    /// `--capture-memory` below [`MIN_CAPTURE_MEMORY`].
+    CaptureMemory(u64),
+    /// `--api-token` or `--api-cors` without `--api`.
+    ApiOptionWithoutApi,
+    /// `--api-token` empty, or not printable ASCII without spaces.
+    ApiToken,
+    /// `--api-cors` not an origin (`scheme://host[:port]`, printable ASCII), or `*`.
+    ApiCors(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -509,6 +540,27 @@ impl std::fmt::Display for ConfigError {
                 "--log-sessions and --store jsonl:- would both write to standard output: send the records to a file or a FIFO (--store jsonl:PATH), or leave out --log-sessions",
             ),
             ConfigError::FaultRule(message) => f.write_str(message),
+            ConfigError::MemoryStoreTwice => f.write_str(
+                "--store memory given twice: there is one capture store (size it with --capture-memory)",
+            ),
+            ConfigError::CaptureWithoutStore { flag } => write!(
+                f,
+                "{flag} sets a limit of the capture store, and there is none: add --store memory (or --api, which reads it)"
+            ),
+            ConfigError::CaptureMemory(value) => write!(
+                f,
+                "--capture-memory {value}: must be at least {MIN_CAPTURE_MEMORY} bytes (64KiB)"
+            ),
+            ConfigError::ApiOptionWithoutApi => {
+                f.write_str("--api-token and --api-cors need --api [ADDR]")
+            }
+            ConfigError::ApiToken => f.write_str(
+                "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)",
+            ),
+            ConfigError::ApiCors(origin) => write!(
+                f,
+                "--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *"
+            ),
         }
     }
 }
@@ -711,7 +763,27 @@ impl Config {
         if self.exit_after_messages == Some(0) || self.exit_after_sessions == Some(0) {
             return Err(ConfigError::ExitAfterZero);
         }
+        let memory_stores = self
+            .stores
+            .specs
+            .iter()
+            .filter(|spec| **spec == StoreSpec::Memory)
+            .count();
+        if memory_stores > 1 {
+            return Err(ConfigError::MemoryStoreTwice);
+        }
+        self.capture.check(self.keeps_capture())?;
+        if let Some(api) = &self.api {
+            api.check()?;
+        }
         Ok(())
+    }
+
+    /// Whether the server keeps a capture store: with `--store memory` (the store itself,
+    /// or a copy beside file stores) or `--api` (which reads it; with only file stores the
+    /// capture keeps copies under its budget).
+    pub fn keeps_capture(&self) -> bool {
+        self.api.is_some() || self.stores.specs.contains(&StoreSpec::Memory)
     }
 }
 

@@ -4,7 +4,10 @@
 #![deny(missing_docs)]
 
 use clap::{Parser, ValueEnum};
-use fastsmtpd::config::{self, Auth, Config, Faults, Limits, Stores, Tls, TlsSource};
+use fastsmtpd::config::{
+    self, ApiSettings, Auth, CaptureSettings, Config, ConfigError, Faults, Limits, Stores, Tls,
+    TlsSource,
+};
 use fastsmtpd::proto::session::BareLfPolicy;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -177,9 +180,43 @@ struct Cli {
     /// created. A 250 is sent only once every store has the message on disk. A jsonl FILE
     /// renamed or deleted is started anew at the path (SIGHUP does it at once). jsonl:- writes
     /// to stdout (the server's own lines then go to stderr) and jsonl:FIFO to a pipe: not
-    /// durable (no fsync), a 250 means the line was written. Default: discard.
-    #[arg(long = "store", value_name = "KIND:PATH")]
+    /// durable (no fsync), a 250 means the line was written. `memory` keeps messages in the
+    /// capture store (not durable; see --capture-memory, --api), each visible before its 250;
+    /// beside file stores it keeps a copy of what they stored. Default: discard (memory with
+    /// --api).
+    #[arg(long = "store", value_name = "memory|KIND:PATH")]
     stores: Vec<fastsmtpd::store::StoreSpec>,
+    /// The capture store's budget (--store memory, --api): raw messages plus the index
+    /// overhead charged per message (~200 bytes), at least 64KiB [default: 256MiB]. Enforced
+    /// at each insert (see --on-full).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_bytes, allow_hyphen_values = true)]
+    capture_memory: Option<u64>,
+    /// The most messages the capture store keeps [default: no limit but the budget].
+    #[arg(long, value_name = "N", value_parser = count::<usize>(1, u32::MAX as u64),
+          allow_hyphen_values = true)]
+    capture_max_messages: Option<usize>,
+    /// Drop captured messages older than this, from 1s to 365d [default: no age limit].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
+    capture_max_age: Option<Duration>,
+    /// When the capture store is full: evict the oldest messages (counted, their ids then
+    /// answer 410 Gone), or tempfail the new one with "452 4.3.1" (the sender retries) [default:
+    /// evict].
+    #[arg(long, value_enum, value_name = "evict|tempfail")]
+    on_full: Option<OnFull>,
+    /// Serve the HTTP API over the capture store on ADDR (--api alone: 127.0.0.1:8025);
+    /// without --store it means --store memory. Beyond loopback, give --api-token (else a
+    /// loud warning says it is open).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8025")]
+    api: Option<SocketAddr>,
+    /// The bearer token every API request must carry (also from the environment variable
+    /// FASTSMTPD_API_TOKEN, so it need not show in `ps`; the flag wins).
+    #[arg(long, value_name = "TOKEN")]
+    api_token: Option<String>,
+    /// The one origin allowed to call the API cross-origin, e.g. http://localhost:3000
+    /// [default: same origin only].
+    #[arg(long, value_name = "ORIGIN")]
+    api_cors: Option<String>,
     /// Threads that write the stores (and group their fsyncs), 1 to 64.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_STORE_THREADS,
           value_parser = count::<usize>(1, config::MAX_STORE_THREADS as u64),
@@ -261,6 +298,36 @@ enum BareLf {
     Keep,
 }
 
+/// `--on-full`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnFull {
+    Evict,
+    Tempfail,
+}
+
+/// Where `--api-token` may also come from.
+const API_TOKEN_ENV: &str = "FASTSMTPD_API_TOKEN";
+
+/// The API's settings from `--api`, `--api-token` (else `env_token`, FASTSMTPD_API_TOKEN's
+/// value) and `--api-cors`: `--api-token` and `--api-cors` need `--api` (the environment
+/// variable alone is no request for an API, and is ignored without it).
+fn api_settings(
+    addr: Option<SocketAddr>,
+    token: Option<String>,
+    cors: Option<String>,
+    env_token: Option<String>,
+) -> Result<Option<ApiSettings>, ConfigError> {
+    match addr {
+        None if token.is_some() || cors.is_some() => Err(ConfigError::ApiOptionWithoutApi),
+        None => Ok(None),
+        Some(addr) => Ok(Some(ApiSettings {
+            addr,
+            token: token.or(env_token.filter(|t| !t.is_empty())),
+            cors,
+        })),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut config = Config {
@@ -325,8 +392,36 @@ fn main() -> ExitCode {
             seed: cli.seed.unwrap_or(0),
             file: None,
         },
+        capture: CaptureSettings {
+            memory: cli.capture_memory,
+            max_messages: cli.capture_max_messages,
+            max_age: cli.capture_max_age,
+            on_full: cli.on_full.map(|on_full| match on_full {
+                OnFull::Evict => fastsmtpd::capture::OnFull::EvictOldest,
+                OnFull::Tempfail => fastsmtpd::capture::OnFull::Refuse,
+            }),
+        },
         ..Config::default()
     };
+    config.api = match api_settings(
+        cli.api,
+        cli.api_token,
+        cli.api_cors,
+        std::env::var(API_TOKEN_ENV).ok(),
+    ) {
+        Ok(api) => api,
+        Err(error) => {
+            fastsmtpd::warn_line!("fastsmtpd: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
+    if config.api.is_some() && config.stores.specs.is_empty() {
+        config
+            .stores
+            .specs
+            .push(fastsmtpd::store::StoreSpec::Memory);
+    }
     if let Some(path) = &cli.fault_file {
         match fastsmtpd::fault::FaultRules::read_file(path) {
             Ok((rules, seed)) => {
@@ -419,6 +514,63 @@ mod tests {
             cli.tls_handshake_rate_per_ip,
             defaults.tls.handshake_rate_per_ip
         );
+    }
+
+    /// The capture and API flags: defaults, `--api` alone, the token from the environment,
+    /// and the refusal of `--api-token`/`--api-cors` without `--api`.
+    #[test]
+    fn capture_and_api_flags() {
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.capture_memory, None);
+        assert_eq!(
+            CaptureSettings::default().limits().max_bytes,
+            config::DEFAULT_CAPTURE_MEMORY
+        );
+        let cli = Cli::try_parse_from([
+            "fastsmtpd",
+            "--store",
+            "memory",
+            "--capture-memory",
+            "1MiB",
+            "--capture-max-messages",
+            "10",
+            "--capture-max-age",
+            "1h",
+            "--on-full",
+            "tempfail",
+            "--api",
+        ])
+        .unwrap();
+        assert_eq!(cli.stores, [fastsmtpd::store::StoreSpec::Memory]);
+        assert_eq!(cli.capture_memory, Some(1 << 20));
+        assert_eq!(cli.capture_max_messages, Some(10));
+        assert_eq!(cli.capture_max_age, Some(Duration::from_secs(3600)));
+        assert!(matches!(cli.on_full, Some(OnFull::Tempfail)));
+        assert_eq!(cli.api, Some(config::DEFAULT_API_ADDR));
+        let cli = Cli::try_parse_from(["fastsmtpd", "--api", "0.0.0.0:9000"]).unwrap();
+        assert_eq!(cli.api, Some("0.0.0.0:9000".parse().unwrap()));
+        assert!(Cli::try_parse_from(["fastsmtpd", "--capture-max-messages", "0"]).is_err());
+        assert!(Cli::try_parse_from(["fastsmtpd", "--on-full", "drop"]).is_err());
+
+        let addr = Some(config::DEFAULT_API_ADDR);
+        let from_env = api_settings(addr, None, None, Some("secret".into())).unwrap();
+        assert_eq!(from_env.unwrap().token.as_deref(), Some("secret"));
+        let flag_wins = api_settings(addr, Some("flag".into()), None, Some("env".into())).unwrap();
+        assert_eq!(flag_wins.unwrap().token.as_deref(), Some("flag"));
+        let empty_env = api_settings(addr, None, None, Some(String::new())).unwrap();
+        assert_eq!(empty_env.unwrap().token, None);
+        assert_eq!(api_settings(None, None, None, Some("env".into())), Ok(None));
+        for (token, cors) in [
+            (Some("t".to_string()), None),
+            (None, Some("http://x".into())),
+        ] {
+            assert_eq!(
+                api_settings(None, token, cors, None)
+                    .unwrap_err()
+                    .to_string(),
+                "--api-token and --api-cors need --api [ADDR]"
+            );
+        }
     }
 
     /// Durations and sizes take units; bare numbers keep their historical unit.

@@ -111,6 +111,8 @@ pub struct MetricsSource {
     pub store: Option<Arc<StoreLatency>>,
     /// Fault rules, when configured.
     pub faults: Option<Arc<FaultRules>>,
+    /// The capture store, when kept (`--store memory`, `--api`).
+    pub capture: Option<Arc<crate::capture::Capture>>,
 }
 
 impl MetricsSource {
@@ -155,6 +157,7 @@ mod tests {
             replies: vec![],
             store: Some(Arc::new(latency)),
             faults: None,
+            capture: None,
         };
         let text = source.render().unwrap();
         assert!(

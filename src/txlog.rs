@@ -201,6 +201,11 @@ impl<S> Logged<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped sink, to tell it what happened outside the session (the stores' word).
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: MessageSink> MessageSink for Logged<S> {

@@ -48,7 +48,8 @@ fn server_after_traffic(dir_name: &str, faults: &[&str]) -> TestServer {
     let server = TestServer::start(Config {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         stores: Stores {
-            specs: vec![StoreSpec::Maildir(dir)],
+            // The capture store beside it: its families pass promtool too.
+            specs: vec![StoreSpec::Maildir(dir), StoreSpec::Memory],
             ..Stores::default()
         },
         faults: Faults {
@@ -323,6 +324,8 @@ fn exposition_passes_promtool_check_metrics() {
         "fastsmtpd_connections_open gauge",
         "fastsmtpd_replies_total counter",
         "fastsmtpd_store_seconds histogram",
+        "fastsmtpd_capture_bytes gauge",
+        "fastsmtpd_capture_evictions_total counter",
     ] {
         assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
     }

@@ -2,7 +2,7 @@
 //!
 //! What it does: implement the `prometheus` crate's [`Collector`] for each source of numbers
 //! (the workers' [`SharedStats`], their [`ReplyCounts`], the store's [`StoreLatency`], the
-//! fault rules' fired counts) and register them in a [`Registry`]. Each scrape calls
+//! fault rules' fired counts, the capture store's [`crate::capture::Stats`]) and register them in a [`Registry`]. Each scrape calls
 //! [`Collector::collect`], which loads the atomics once and builds the metric families; the
 //! registry sorts them and `prometheus::TextEncoder` writes the text exposition (format 0.0.4).
 //!
@@ -10,6 +10,7 @@
 //! keep state between scrapes, or format text by hand.
 
 use super::{ReplyCounts, StoreLatency, STORE_BUCKETS};
+use crate::capture::Capture;
 use crate::fault::FaultRules;
 use crate::proto::reply::FIRST_CODE;
 use crate::stats::{SharedStats, Stats};
@@ -449,6 +450,144 @@ impl Collector for StoreCollector {
     }
 }
 
+/// Which field of the capture store's [`crate::capture::Stats`] a gauge shows.
+type CaptureField = fn(&crate::capture::Stats) -> u64;
+
+/// The capture store's gauges and counters, from [`Capture::stats`] at each scrape.
+#[derive(Debug)]
+struct CaptureCollector {
+    /// The store.
+    capture: Arc<Capture>,
+    /// Gauges without labels, with the [`crate::capture::Stats`] field each shows.
+    gauges: Vec<(Desc, CaptureField)>,
+    /// `fastsmtpd_capture_inserted_total`.
+    inserted: Desc,
+    /// `fastsmtpd_capture_evictions_total{reason}`.
+    evictions: Desc,
+    /// `fastsmtpd_capture_deleted_total`.
+    deleted: Desc,
+    /// `fastsmtpd_capture_refused_total{reason}`.
+    refused: Desc,
+}
+
+impl CaptureCollector {
+    fn new(capture: Arc<Capture>) -> prometheus::Result<CaptureCollector> {
+        let gauges: [(&str, &str, CaptureField); 5] = [
+            (
+                "fastsmtpd_capture_messages",
+                "Messages kept in the capture store now.",
+                |s| s.messages as u64,
+            ),
+            (
+                "fastsmtpd_capture_bytes",
+                "Octets the capture store charges now: raw messages plus the index overhead per message (compare with fastsmtpd_capture_budget_bytes).",
+                |s| s.bytes,
+            ),
+            (
+                "fastsmtpd_capture_budget_bytes",
+                "The capture store's byte budget (--capture-memory).",
+                |s| s.max_bytes,
+            ),
+            (
+                "fastsmtpd_capture_tombstones",
+                "Ids of removed messages remembered (they answer 410 Gone, not 404).",
+                |s| s.tombstones as u64,
+            ),
+            (
+                "fastsmtpd_capture_waiters",
+                "Waiters registered on the capture store now.",
+                |s| s.waiters as u64,
+            ),
+        ];
+        Ok(CaptureCollector {
+            capture,
+            gauges: gauges
+                .into_iter()
+                .map(|(name, help, field)| Ok((desc(name, help, &[])?, field)))
+                .collect::<prometheus::Result<_>>()?,
+            inserted: desc(
+                "fastsmtpd_capture_inserted_total",
+                "Messages the capture store took.",
+                &[],
+            )?,
+            evictions: desc(
+                "fastsmtpd_capture_evictions_total",
+                "Messages the capture store dropped to make room or for age, by reason: budget (--capture-memory), count (--capture-max-messages), age (--capture-max-age).",
+                &["reason"],
+            )?,
+            deleted: desc(
+                "fastsmtpd_capture_deleted_total",
+                "Messages deleted from the capture store by clients.",
+                &[],
+            )?,
+            refused: desc(
+                "fastsmtpd_capture_refused_total",
+                "Messages the capture store refused, by reason: full (--on-full tempfail, 452 4.3.1), too_large (over the whole budget, 552 5.3.4), duplicate_id (a bug, 451 4.3.0). Beside file stores the client still got 250.",
+                &["reason"],
+            )?,
+        })
+    }
+}
+
+impl Collector for CaptureCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauges
+            .iter()
+            .map(|(desc, _)| desc)
+            .chain([
+                &self.inserted,
+                &self.evictions,
+                &self.deleted,
+                &self.refused,
+            ])
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.capture.stats();
+        let by_reason = |pairs: &[(&str, u64)]| -> Vec<Metric> {
+            pairs
+                .iter()
+                .map(|(reason, n)| counter(*n, &[("reason", (*reason).to_string())]))
+                .collect()
+        };
+        self.gauges
+            .iter()
+            .map(|(desc, field)| family(desc, MetricType::GAUGE, vec![gauge(field(&stats))]))
+            .chain([
+                family(
+                    &self.inserted,
+                    MetricType::COUNTER,
+                    vec![counter(stats.inserted, &[])],
+                ),
+                family(
+                    &self.evictions,
+                    MetricType::COUNTER,
+                    by_reason(&[
+                        ("budget", stats.evicted_bytes),
+                        ("count", stats.evicted_count),
+                        ("age", stats.expired),
+                    ]),
+                ),
+                family(
+                    &self.deleted,
+                    MetricType::COUNTER,
+                    vec![counter(stats.deleted, &[])],
+                ),
+                family(
+                    &self.refused,
+                    MetricType::COUNTER,
+                    by_reason(&[
+                        ("full", stats.refused_full),
+                        ("too_large", stats.refused_too_large),
+                        ("duplicate_id", stats.refused_duplicate),
+                    ]),
+                ),
+            ])
+            .collect()
+    }
+}
+
 /// A registry with a collector for each of `source`'s parts.
 pub(super) fn registry(source: &super::MetricsSource) -> prometheus::Result<Registry> {
     let registry = Registry::new();
@@ -470,6 +609,9 @@ pub(super) fn registry(source: &super::MetricsSource) -> prometheus::Result<Regi
                 &["rule"],
             )?,
         }))?;
+    }
+    if let Some(capture) = &source.capture {
+        registry.register(Box::new(CaptureCollector::new(Arc::clone(capture))?))?;
     }
     if let Some(store) = &source.store {
         registry.register(Box::new(StoreCollector {
@@ -526,6 +668,7 @@ mod tests {
             replies: vec![counts],
             store: None,
             faults: None,
+            capture: None,
         };
         let text = source.render().unwrap();
         let replies: Vec<&str> = text

@@ -77,6 +77,17 @@ pub const BARE_CR_LF_IN_DATA: &[u8] =
 /// The sink could not store the message: the client should retry (RFC 5321 §4.1.1.4 forbids
 /// a 250 for a message we cannot take responsibility for).
 pub const STORE_FAILED: &[u8] = b"451 4.3.0 Error: could not store message, try again later\r\n";
+/// The capture store is full and refuses rather than evicts (`--on-full tempfail`): RFC 3463
+/// 4.3.1 "mail system full", a transient failure the client retries after room is made.
+pub const CAPTURE_FULL: &[u8] = b"452 4.3.1 Error: capture store full, try again later\r\n";
+/// The message alone is larger than the capture store's whole budget (`--capture-memory`):
+/// RFC 3463 5.3.4 "message too big for system", permanent (a retry cannot fit either).
+pub const CAPTURE_TOO_BIG: &[u8] =
+    b"552 5.3.4 Error: message larger than the capture store's budget\r\n";
+/// The messages being received for the capture store already hold as much memory as its
+/// budget: RFC 3463 4.3.1 "mail system full", transient (the sender retries once they end).
+pub const CAPTURE_BUSY: &[u8] =
+    b"452 4.3.1 Error: too much mail in flight to the capture store, try again later\r\n";
 
 /// Too many failed commands in one session.
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
@@ -592,6 +603,9 @@ mod tests {
             RECIPIENT_NEEDS_SMTPUTF8,
             BARE_CR_LF_IN_DATA,
             STORE_FAILED,
+            CAPTURE_FULL,
+            CAPTURE_TOO_BIG,
+            CAPTURE_BUSY,
             TOO_MANY_ERRORS,
             TIMEOUT,
             TOO_SLOW,

@@ -82,6 +82,9 @@ pub enum Verdict {
     Stored,
     /// The sink could not take responsibility for it: the client gets `451 4.3.0`.
     Failed,
+    /// The sink refuses it with this final reply (a `4yz` or `5yz` of the sink's own, such as
+    /// a full capture store's `452 4.3.1`); the client does not get `250`.
+    Refused(&'static [u8]),
     /// The sink is storing it elsewhere (a storage thread) and will report the outcome; the
     /// session holds the final reply, and all later input, until
     /// [`super::session::Resume::Stored`] is given.

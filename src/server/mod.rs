@@ -30,10 +30,11 @@ pub mod tls;
 pub mod transport;
 pub mod worker;
 
+use crate::capture::Capture;
 use crate::config::{Config, ValidConfig};
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
-use crate::store::StoreHub;
+use crate::store::{CaptureTarget, StoreHub};
 use crate::wake::Mailbox;
 use mio::{Poll, Waker};
 use std::io;
@@ -56,8 +57,10 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<io::Result<Stats>>>,
     /// Each worker's published counters.
     stats: Vec<Arc<SharedStats>>,
-    /// The storage threads, if any store is configured (finished after the workers).
+    /// The storage threads, if any file store is configured (finished after the workers).
     store: Option<Arc<StoreHub>>,
+    /// The capture store, with `--store memory` or `--api`.
+    capture: Option<Arc<CaptureTarget>>,
     /// The fault rules, if any.
     faults: Option<Arc<crate::fault::FaultRules>>,
     /// The metrics endpoint, if served.
@@ -163,6 +166,12 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         config.stores.buffer,
         &config.hostname,
     )?;
+    // Messages being received for the capture may hold as much as its budget together.
+    let capture = config.keeps_capture().then(|| {
+        let limits = config.capture.limits();
+        let store = Arc::new(Capture::new(limits, config.capture.on_full()));
+        Arc::new(CaptureTarget::new(store, limits.max_bytes))
+    });
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
         .then(|| {
             Arc::new(ExitAfter::new(
@@ -213,6 +222,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             max_handshakes_per_client: config.tls.max_handshakes_per_ip,
             stats: shared,
             store: store.clone(),
+            capture: capture.clone(),
             mailbox: Arc::new(Mailbox::new(waker)),
             exit_after: exit_after.clone(),
             faults: faults.clone(),
@@ -235,6 +245,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 replies: reply_counts,
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
                 faults: faults.clone(),
+                capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
             },
         )?),
     };
@@ -244,6 +255,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         threads,
         stats,
         store,
+        capture,
         faults,
         metrics,
         txlog,
@@ -320,6 +332,14 @@ impl ServerHandle {
     /// not durable (see [`crate::store::jsonl`]).
     pub fn not_durable_stores(&self) -> &[String] {
         self.store.as_ref().map_or(&[], |store| store.not_durable())
+    }
+
+    /// The capture store (`--store memory` or `--api`; `None` without either), for whoever
+    /// serves the API over it.
+    pub fn capture(&self) -> Option<Arc<Capture>> {
+        self.capture
+            .as_ref()
+            .map(|target| Arc::clone(target.capture()))
     }
 
     /// Where the metrics endpoint listens, if `--metrics` was given.
@@ -415,6 +435,9 @@ pub fn run(config: ValidConfig) -> io::Result<Stats> {
     let say = |line: &str| console.say(line);
     if let Some(warning) = server.auth.as_ref().and_then(|auth| auth.mixed_costs()) {
         crate::warn_line!("fastsmtpd: warning: --auth: {warning}");
+    }
+    if let Some(warning) = config.api.as_ref().and_then(|api| api.open_warning()) {
+        crate::warn_line!("{warning}");
     }
     for store in server.not_durable_stores() {
         crate::warn_line!(
@@ -568,22 +591,44 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             format!("{source} (PLAIN LOGIN, {offered}{required})")
         }
     };
-    let stores_text = if config.stores.specs.is_empty() {
+    let capture_text = || {
+        let limits = config.capture.limits();
+        let on_full = match config.capture.on_full() {
+            crate::capture::OnFull::EvictOldest => "evict oldest",
+            crate::capture::OnFull::Refuse => "tempfail",
+        };
+        format!("{} bytes, when full: {on_full}", limits.max_bytes)
+    };
+    let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
         "none (messages are discarded)".to_string()
     } else {
-        let stores: Vec<String> = config
+        let mut stores: Vec<String> = config
             .stores
             .specs
             .iter()
             .map(|spec| {
-                let spec = spec.to_string();
-                if not_durable.contains(&spec) {
-                    format!("{spec} (not durable)")
+                let text = spec.to_string();
+                if *spec == crate::store::StoreSpec::Memory {
+                    format!("memory ({})", capture_text())
+                } else if not_durable.contains(&text) {
+                    format!("{text} (not durable)")
                 } else {
-                    spec
+                    text
                 }
             })
             .collect();
+        if config.keeps_capture()
+            && !config
+                .stores
+                .specs
+                .contains(&crate::store::StoreSpec::Memory)
+        {
+            stores.push(if stores.is_empty() {
+                format!("memory ({})", capture_text())
+            } else {
+                format!("memory copies for the API ({})", capture_text())
+            });
+        }
         stores.join(", ")
     };
     format!(
@@ -643,6 +688,32 @@ mod tests {
         assert_eq!(
             start_line(&quiet, &[plain], &[]),
             "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: none (messages are discarded)"
+        );
+        let mut memory = quiet.clone();
+        memory.stores.specs = vec![StoreSpec::Memory];
+        memory.capture.on_full = Some(crate::capture::OnFull::Refuse);
+        assert_eq!(
+            start_line(&memory, &[plain], &[]),
+            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: memory (268435456 bytes, when full: tempfail)"
+        );
+        let mut api_alone = quiet.clone();
+        api_alone.api = Some(crate::config::ApiSettings {
+            addr: crate::config::DEFAULT_API_ADDR,
+            token: None,
+            cors: None,
+        });
+        assert!(start_line(&api_alone, &[plain], &[])
+            .ends_with("stores: memory (268435456 bytes, when full: evict oldest)"));
+        let mut copies = quiet.clone();
+        copies.stores.specs = vec![StoreSpec::Maildir("m".into())];
+        copies.api = Some(crate::config::ApiSettings {
+            addr: crate::config::DEFAULT_API_ADDR,
+            token: None,
+            cors: None,
+        });
+        assert_eq!(
+            start_line(&copies, &[plain], &[]),
+            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: maildir:m, memory copies for the API (268435456 bytes, when full: evict oldest)"
         );
         let busy = Config {
             listen: vec![plain],

@@ -43,7 +43,8 @@
 //! of message content (and input a connection had already read and kept while its previous
 //! message's reply was pending, at most one read each, goes on without a second check). Besides, a connection receiving a message keeps the one chunk it is
 //! filling ([`CHUNK_LEN`]), and a stream on its storage thread keeps the start of its header
-//! section for the records (`record::MAX_HEADER_KEEP`). No message is ever held whole. When
+//! section for the records (`record::MAX_HEADER_KEEP`). The storage threads never hold a message whole (the
+//! capture store does: `memory`, with its budget). When
 //! no stream is open any more, an idle storage thread gives freed memory back to the system
 //! (`malloc_trim`), so a burst of large messages does not leave the process at its peak.
 //!
@@ -56,6 +57,7 @@
 //! | `queues` | the work for the storage threads, the budget of bytes in flight, the chunk pool |
 //! | `thread` | one storage thread: writing each message's files, then the batch's commit |
 //! | `sink` | [`StoreSink`], one connection's end: chunks out, `Pending`, the budget check |
+//! | `memory` | the capture target (`--store memory`, `--api`): the content gathered, inserted into [`crate::capture::Capture`] before the `250` |
 //! | `commit` | a batch made durable in every store or in none |
 //! | [`maildir`], [`eml`], [`jsonl`], [`record`] | each store's own format, and the JSON record |
 //!
@@ -66,6 +68,7 @@ mod durable;
 pub mod eml;
 pub mod jsonl;
 pub mod maildir;
+mod memory;
 mod queues;
 pub mod record;
 pub mod rfc2047;
@@ -73,6 +76,7 @@ mod sink;
 mod target;
 mod thread;
 
+pub use memory::CaptureTarget;
 pub use sink::StoreSink;
 pub use target::StoreSpec;
 
@@ -125,11 +129,14 @@ impl StoreHub {
         buffer: usize,
         hostname: &str,
     ) -> io::Result<Option<Arc<StoreHub>>> {
+        // The capture store (`memory`) is kept by the sinks, not by these threads.
+        let specs: Vec<&StoreSpec> = specs.iter().filter(|spec| spec.is_file()).collect();
         if specs.is_empty() {
             return Ok(None);
         }
         let targets: Vec<Target> = specs
             .iter()
+            .copied()
             .map(|spec| Target::open(spec, hostname))
             .collect::<io::Result<_>>()?;
         let streams: Vec<String> = specs

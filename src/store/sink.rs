@@ -1,15 +1,20 @@
 //! The sink of one connection ([`StoreSink`]): discards, or streams each message to the
-//! storage threads and answers `Pending` until they report.
+//! storage threads and answers `Pending` until they report, and/or keeps it in the capture
+//! store (`super::memory`).
 //!
 //! What it does: name every message as it begins (`record::next_queue_id`); with stores,
 //! fill a chunk buffer from the pool with the content as it comes and hand it over: whole
 //! (a message that ends within its first chunk) or as a stream to one storage thread;
 //! [`StoreSink::may_read`] says whether the budget of bytes in flight lets the connection
-//! read more content (and registers it to be woken when it does not).
+//! read more content (and registers it to be woken when it does not). With a capture store,
+//! hand the content to its target too (`super::memory::Capturing`): alone, its insert is the
+//! verdict; beside file stores, the message is inserted when they report success
+//! ([`StoreSink::on_stores_done`], called before the session resumes).
 //!
 //! What it does not do: write files (the storage threads do) or choose replies (the session
 //! does).
 
+use super::memory::{CaptureTarget, Capturing};
 use super::queues::{Shared, StreamOp, Whole};
 use super::record::{self, MessageMeta};
 use super::{StoreHub, CHUNK_LEN};
@@ -27,8 +32,10 @@ use std::time::{Instant, SystemTime};
 /// thousands); the storing state lives behind it.
 #[derive(Debug)]
 pub struct StoreSink {
-    /// `None` to discard.
+    /// `None`: no file store.
     storing: Option<Box<Storing>>,
+    /// `None`: no capture store (with no file store either: discard).
+    capturing: Option<Box<Capturing>>,
     /// The id of the message begun last (every message gets one, discarded or kept: the
     /// `250` names it, and `--log-sessions` shows that reply).
     id: Option<QueueId>,
@@ -58,6 +65,7 @@ impl StoreSink {
     pub fn discard() -> StoreSink {
         StoreSink {
             storing: None,
+            capturing: None,
             id: None,
         }
     }
@@ -74,7 +82,34 @@ impl StoreSink {
                 stream: None,
                 waiting_for_budget: Cell::new(false),
             })),
+            capturing: None,
             id: None,
+        }
+    }
+
+    /// This sink, keeping every message in the capture store too (before its `250`; see
+    /// `super::memory`), for a connection from `client` whose messages are at most
+    /// `max_message_size` octets.
+    pub fn capturing(
+        mut self,
+        target: &Arc<CaptureTarget>,
+        client: SocketAddr,
+        max_message_size: u64,
+    ) -> StoreSink {
+        self.capturing = Some(Box::new(Capturing::new(
+            Arc::clone(target),
+            client,
+            max_message_size,
+        )));
+        self
+    }
+
+    /// The storage threads reported on the message this sink answered `Pending` for: with a
+    /// capture store, the message goes into it now if `stored` (before the session is
+    /// resumed, so before its `250` is queued), else it is dropped.
+    pub fn on_stores_done(&mut self, stored: bool) {
+        if let Some(capturing) = &mut self.capturing {
+            capturing.on_stores_done(stored);
         }
     }
 
@@ -159,9 +194,15 @@ impl MessageSink for StoreSink {
             storing.abandon(); // nothing, unless a message was left without an end
             storing.meta = Some(MessageMeta::new(envelope, storing.client, id, received_at));
         }
+        if let Some(capturing) = &mut self.capturing {
+            capturing.start(envelope);
+        }
     }
 
     fn on_message_data(&mut self, mut piece: &[u8]) {
+        if let Some(capturing) = &mut self.capturing {
+            capturing.data(piece);
+        }
         let Some(storing) = &mut self.storing else {
             return;
         };
@@ -181,7 +222,16 @@ impl MessageSink for StoreSink {
 
     fn on_message_end(&mut self, envelope: &Envelope<'_>) -> Verdict {
         let Some(storing) = &mut self.storing else {
-            return Verdict::Stored; // discard
+            return match (&mut self.capturing, self.id) {
+                (Some(capturing), Some(id)) => capturing.keep(id, envelope),
+                (Some(capturing), None) => {
+                    // Cannot happen (every message starts first); named anew all the same.
+                    let id = record::next_queue_id(SystemTime::now());
+                    self.id = Some(id);
+                    capturing.keep(id, envelope)
+                }
+                (None, _) => Verdict::Stored, // discard
+            };
         };
         let notify = storing.notify.clone();
         let submitted = Instant::now();
@@ -215,16 +265,24 @@ impl MessageSink for StoreSink {
         };
         // RFC 5321 §4.1.1.4: the `250` waits for the storage thread's word that the message
         // is on disk; a message the threads will never see is refused now.
-        if queued {
-            Verdict::Pending
-        } else {
-            Verdict::Failed
+        if !queued {
+            if let Some(capturing) = &mut self.capturing {
+                capturing.abandon();
+            }
+            return Verdict::Failed;
         }
+        if let (Some(capturing), Some(id)) = (&mut self.capturing, self.id) {
+            capturing.hold(id, envelope);
+        }
+        Verdict::Pending
     }
 
     fn on_message_abort(&mut self) {
         if let Some(storing) = &mut self.storing {
             storing.abandon();
+        }
+        if let Some(capturing) = &mut self.capturing {
+            capturing.abandon();
         }
     }
 

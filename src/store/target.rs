@@ -25,15 +25,28 @@ pub enum StoreSpec {
     Jsonl(PathBuf),
     /// `jsonl:-`: standard output (a stream, not durable; a file named `-` is `jsonl:./-`).
     JsonlStdout,
+    /// `memory`: the capture store ([`crate::capture::Capture`]), in memory under its budget
+    /// (not durable); the storage threads never see it (`super::memory`).
+    Memory,
+}
+
+impl StoreSpec {
+    /// Whether the storage threads write this store (every kind but `memory`).
+    pub fn is_file(&self) -> bool {
+        *self != StoreSpec::Memory
+    }
 }
 
 impl FromStr for StoreSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<StoreSpec, String> {
-        let (kind, path) = text
-            .split_once(':')
-            .ok_or_else(|| format!("{text:?}: expected maildir:DIR, eml:DIR or jsonl:FILE"))?;
+        if text == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        let (kind, path) = text.split_once(':').ok_or_else(|| {
+            format!("{text:?}: expected memory, maildir:DIR, eml:DIR or jsonl:FILE")
+        })?;
         if path.is_empty() {
             return Err(format!("{text:?}: the path is empty"));
         }
@@ -46,7 +59,7 @@ impl FromStr for StoreSpec {
             "eml" => Ok(StoreSpec::Eml(path)),
             "jsonl" => Ok(StoreSpec::Jsonl(path)),
             _ => Err(format!(
-                "{text:?}: unknown store {kind:?} (maildir, eml or jsonl)"
+                "{text:?}: unknown store {kind:?} (memory, maildir, eml or jsonl)"
             )),
         }
     }
@@ -59,6 +72,7 @@ impl fmt::Display for StoreSpec {
             StoreSpec::Eml(p) => write!(f, "eml:{}", p.display()),
             StoreSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
             StoreSpec::JsonlStdout => f.write_str("jsonl:-"),
+            StoreSpec::Memory => f.write_str("memory"),
         }
     }
 }
@@ -78,6 +92,10 @@ impl Target {
             StoreSpec::Eml(dir) => eml::EmlDir::open(dir).map(Target::Eml),
             StoreSpec::Jsonl(file) => jsonl::JsonLines::open(file).map(Target::Jsonl),
             StoreSpec::JsonlStdout => jsonl::JsonLines::stdout().map(Target::Jsonl),
+            StoreSpec::Memory => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "kept by the capture store, not by a storage thread",
+            )),
         };
         opened.map_err(|e| io::Error::new(e.kind(), format!("--store {spec}: {e}")))
     }
@@ -146,6 +164,13 @@ mod tests {
             .unwrap_err()
             .contains("empty"));
         assert!("maildir".parse::<StoreSpec>().is_err());
+        assert_eq!("memory".parse::<StoreSpec>(), Ok(StoreSpec::Memory));
+        assert_eq!(StoreSpec::Memory.to_string(), "memory");
+        assert!(!StoreSpec::Memory.is_file());
+        assert!("memory:x"
+            .parse::<StoreSpec>()
+            .unwrap_err()
+            .contains("unknown store"));
         assert_eq!(
             "maildir:a:b".parse::<StoreSpec>().unwrap().to_string(),
             "maildir:a:b"

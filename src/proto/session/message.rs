@@ -221,6 +221,7 @@ impl Session {
                         accepted.as_bytes()
                     }
                     Verdict::Failed => reply::STORE_FAILED,
+                    Verdict::Refused(refusal) => refusal,
                     // The transaction is over either way; only the reply waits.
                     Verdict::Pending => {
                         self.mode = Mode::AwaitingStore { size };

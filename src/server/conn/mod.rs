@@ -503,6 +503,8 @@ impl Conn {
         cx: &mut Driver<'_>,
         now: Instant,
     ) -> Outcome {
+        // The capture store, if any, gets the message first: visible before its `250`.
+        self.sink.inner_mut().on_stores_done(stored);
         self.resume(Resume::Stored(stored), cx, now);
         self.take_kept(cx, now);
         self.ready(cx, now)

@@ -163,7 +163,7 @@ impl Worker {
         self.next_id += 1;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let store = match &self.links.store {
+        let mut store = match &self.links.store {
             None => StoreSink::discard(),
             Some(hub) => {
                 let notify = Notify {
@@ -174,6 +174,10 @@ impl Worker {
                 StoreSink::storing(hub, notify, peer)
             }
         };
+        if let Some(capture) = &self.links.capture {
+            let max_size = self.links.session_config.max_message_size;
+            store = store.capturing(capture, peer, max_size);
+        }
         let sink = Logged::new(store, self.links.txlog.as_deref(), peer);
         let gate = self
             .links

@@ -86,8 +86,10 @@ pub struct WorkerLinks {
     pub max_handshakes_per_client: u32,
     /// Where this worker publishes its counters.
     pub stats: Arc<SharedStats>,
-    /// The storage threads, when messages are kept.
+    /// The storage threads, when messages are kept in files.
     pub store: Option<Arc<StoreHub>>,
+    /// The capture store, with `--store memory` or `--api`.
+    pub capture: Option<Arc<crate::store::CaptureTarget>>,
     /// Where the storage threads and AUTH's verifier threads report to this worker.
     pub mailbox: Arc<Mailbox>,
     /// Exit conditions shared by all workers (`--exit-after-*`).

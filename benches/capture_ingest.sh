@@ -1,0 +1,71 @@
+#!/bin/sh
+# Ingest rate of the capture store against the discard store, side by side (issue 18:
+# "ingest >= 0.9x the same run's discard store"). W1 closed loop: 1 KiB messages over 20
+# reused connections, smtp-loadgen sending N messages; one server worker pinned to CPU 0, the
+# generator to CPU 1 (as benches/compare.py does). Modes alternate within each round, so a
+# noisy neighbour hits both alike. Prints one line per run: mode, msgs/s (the generator's),
+# server CPU microseconds per message (from /proc), the server's peak RSS.
+#
+# Run: benches/capture_ingest.sh [ROUNDS] [MESSAGES] [SIZE]   (after cargo build --release)
+# Modes: discard; memory (256MiB budget, no eviction at 100k x 1 KiB); memory-evict (a 16MiB
+# budget: every insert past the first ~12k evicts).
+set -eu
+case "${1:-}" in
+    -h | --help)
+        echo "usage: benches/capture_ingest.sh [ROUNDS] [MESSAGES] [SIZE]"
+        echo "W1 closed loop (1 KiB, 20 connections) against --store memory and discard, side by side;"
+        echo "modes alternate within each round. Needs target/release/{fastsmtpd,smtp-loadgen}"
+        echo "(cargo build --release -p fastsmtpd -p smtp-loadgen), taskset, python3."
+        echo "Defaults: 3 rounds of 100000 messages of 1k (W1); SIZE as smtp-loadgen -s takes it."
+        exit 0
+        ;;
+esac
+ROUNDS=${1:-3}
+N=${2:-100000}
+SIZE=${3:-1k}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SERVER=$ROOT/target/release/fastsmtpd
+LOADGEN=$ROOT/target/release/smtp-loadgen
+TICKS=$(getconf CLK_TCK)
+
+run() {
+    mode=$1
+    shift
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    taskset -c 0 "$SERVER" --listen "127.0.0.1:$port" --threads 1 --max-connections-per-ip 1000 \
+        "$@" >/dev/null 2>&1 &
+    pid=$!
+    # Wait for the greeting.
+    python3 - "$port" <<'EOF'
+import socket, sys, time
+for _ in range(200):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
+        if s.recv(100).startswith(b"220"):
+            break
+    except OSError:
+        time.sleep(0.05)
+EOF
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    out=$(taskset -c 1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s "$SIZE" -q \
+        --json /tmp/capture-ingest.json 2>&1) || { echo "$out"; kill "$pid"; exit 1; }
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    python3 - "$mode" "$before" "$after" "$TICKS" "$N" "$rss" <<'EOF'
+import json, sys
+mode, before, after, ticks, n, rss = sys.argv[1:]
+totals = json.load(open("/tmp/capture-ingest.json"))["totals"]
+rate, accepted = totals["msgs_per_sec"], totals["accepted"]
+cpu_us = (int(after) - int(before)) / int(ticks) * 1e6 / int(n)
+print(f"{mode:13} msgs/s={rate:9.0f} accepted={accepted} server_cpu_us_per_msg={cpu_us:6.2f} peak_rss_kib={rss}")
+EOF
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "round $round"
+    run discard
+    run memory --store memory
+    run memory-evict --store memory --capture-memory 16MiB
+done

@@ -113,6 +113,19 @@ pub struct MetricsSource {
     pub faults: Option<Arc<FaultRules>>,
     /// The capture store, when kept (`--store memory`, `--api`).
     pub capture: Option<Arc<crate::capture::Capture>>,
+    /// Collectors that rooms above this one own and fill (the API's), gathered with these.
+    pub collectors: Collectors,
+}
+
+/// Collectors owned by a room above `metrics` (which cannot name their types), shared so the
+/// owner keeps updating them.
+#[derive(Clone, Default)]
+pub struct Collectors(pub Vec<Arc<dyn prometheus::core::Collector>>);
+
+impl std::fmt::Debug for Collectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Collectors({})", self.0.len())
+    }
 }
 
 impl MetricsSource {
@@ -158,6 +171,7 @@ mod tests {
             store: Some(Arc::new(latency)),
             faults: None,
             capture: None,
+            collectors: Default::default(),
         };
         let text = source.render().unwrap();
         assert!(

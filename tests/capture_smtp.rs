@@ -392,6 +392,11 @@ fn the_capture_gauges_reach_the_metrics_endpoint() {
             ..CaptureSettings::default()
         },
         metrics: Some("127.0.0.1:0".parse().unwrap()),
+        api: Some(fastsmtpd::config::ApiSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            cors: None,
+        }),
         ..test_config()
     };
     let server = TestServer::start(config);
@@ -415,6 +420,8 @@ fn the_capture_gauges_reach_the_metrics_endpoint() {
         "fastsmtpd_capture_inserted_total 1\n",
         "fastsmtpd_capture_evictions_total{reason=\"budget\"} 0\n",
         "fastsmtpd_capture_refused_total{reason=\"full\"} 0\n",
+        "fastsmtpd_api_waiters 0\n",
+        "fastsmtpd_api_event_subscribers 0\n",
     ] {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
@@ -460,14 +467,22 @@ fn the_binary_refuses_capture_flags_without_a_capture_store() {
 
 #[test]
 fn an_open_api_is_said_loudly_and_a_loopback_one_is_not() {
-    let (mut child, _addr) = util::start_binary(1, &["--api", "0.0.0.0:8025"]);
+    // Ports of their own: 8025 may be taken on the machine that runs the tests.
+    let port = util::free_local_addr()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let open = format!("0.0.0.0:{port}");
+    let (mut child, _addr) = util::start_binary(1, &["--api", &open]);
     let start = std::time::Instant::now();
     while !child.stderr().contains("is OPEN") {
         assert!(start.elapsed() < util::REPLY_WAIT, "{}", child.stderr());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill();
-    let (mut child, _addr) = util::start_binary(1, &["--api"]);
+    let loopback = util::free_local_addr();
+    let (mut child, _addr) = util::start_binary(1, &["--api", &loopback]);
     child.kill();
     assert!(!child.stderr().contains("is OPEN"), "{}", child.stderr());
 }

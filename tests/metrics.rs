@@ -56,6 +56,12 @@ fn server_after_traffic(dir_name: &str, faults: &[&str]) -> TestServer {
             rules: faults.iter().map(|f| (*f).to_owned()).collect(),
             ..Faults::default()
         },
+        // The capture API too: its families (waiters, request durations) pass promtool.
+        api: Some(fastsmtpd::config::ApiSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            cors: None,
+        }),
         ..test_config()
     });
     let mut client = server.client();

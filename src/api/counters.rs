@@ -7,6 +7,7 @@
 //! [`crate::capture::Stats`] does).
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry};
+use std::sync::Arc;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -65,6 +66,17 @@ impl ApiCounters {
             )
             .expect("a valid name"),
         }
+    }
+
+    /// Every collector, for the metrics endpoint's registry ([`crate::metrics::Collectors`]).
+    pub fn collectors(&self) -> crate::metrics::Collectors {
+        crate::metrics::Collectors(vec![
+            Arc::new(self.waiters.clone()),
+            Arc::new(self.subscribers.clone()),
+            Arc::new(self.lagged.clone()),
+            Arc::new(self.requests.clone()),
+            Arc::new(self.await_return.clone()),
+        ])
     }
 
     /// Registers every collector in `registry`.

@@ -588,9 +588,25 @@ impl Collector for CaptureCollector {
     }
 }
 
+/// A collector another room owns, registered by reference.
+struct SharedCollector(Arc<dyn Collector>);
+
+impl Collector for SharedCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
 /// A registry with a collector for each of `source`'s parts.
 pub(super) fn registry(source: &super::MetricsSource) -> prometheus::Result<Registry> {
     let registry = Registry::new();
+    for collector in &source.collectors.0 {
+        registry.register(Box::new(SharedCollector(Arc::clone(collector))))?;
+    }
     registry.register(Box::new(WorkerCollector::new(source.workers.clone())?))?;
     registry.register(Box::new(ReplyCollector {
         replies: source.replies.clone(),
@@ -669,6 +685,7 @@ mod tests {
             store: None,
             faults: None,
             capture: None,
+            collectors: Default::default(),
         };
         let text = source.render().unwrap();
         let replies: Vec<&str> = text

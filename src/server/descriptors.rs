@@ -45,7 +45,8 @@ pub fn raise_limit() -> io::Result<u64> {
 /// Descriptors the server needs besides one per connection: standard streams and the signal
 /// pipe; per worker its poller, waker, spare and listening sockets; the storage threads'
 /// files of one batch (two per message for `.eml`) and directory syncs; the metrics
-/// endpoint's poller and its connections; and some slack for the runtime.
+/// endpoint's poller and its connections; the capture API's (`--api`, its connection cap
+/// and some); and some slack for the runtime.
 pub fn reserved(
     threads: usize,
     listen_addresses: usize,
@@ -53,6 +54,7 @@ pub fn reserved(
     store_batch: usize,
     store_threads: usize,
     metrics: bool,
+    api: bool,
 ) -> usize {
     let workers = threads * (3 + listen_addresses);
     let storage = if stores > 0 {
@@ -61,7 +63,12 @@ pub fn reserved(
         0
     };
     let endpoint = if metrics { 140 } else { 0 };
-    32 + workers + storage + endpoint
+    let api = if api {
+        crate::api::MAX_CONNECTIONS + 16
+    } else {
+        0
+    };
+    32 + workers + storage + endpoint + api
 }
 
 /// The connection cap that fits `limit` descriptors with `reserved` of them kept for the
@@ -120,7 +127,10 @@ mod tests {
         assert_eq!(fit_connection_cap(500, 1024, 100), 500);
         assert_eq!(fit_connection_cap(10_000, u64::MAX, 100), 10_000);
         assert_eq!(fit_connection_cap(10_000, 50, 100), 1);
-        assert!(reserved(2, 1, 0, 256, 2, false) < reserved(2, 1, 1, 256, 2, true));
+        assert!(reserved(2, 1, 0, 256, 2, false, false) < reserved(2, 1, 1, 256, 2, true, false));
+        assert!(
+            reserved(2, 1, 0, 256, 2, false, false) + 1024 < reserved(2, 1, 0, 256, 2, false, true)
+        );
     }
 
     #[test]

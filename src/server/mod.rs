@@ -30,6 +30,7 @@ pub mod tls;
 pub mod transport;
 pub mod worker;
 
+use crate::api::{ApiOptions, ApiServer};
 use crate::capture::Capture;
 use crate::config::{Config, ValidConfig};
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
@@ -65,6 +66,8 @@ pub struct ServerHandle {
     faults: Option<Arc<crate::fault::FaultRules>>,
     /// The metrics endpoint, if served.
     metrics: Option<MetricsServer>,
+    /// The capture API (`--api`), if served.
+    api: Option<ApiServer>,
     /// The transaction log writer, with `--log-sessions`.
     txlog: Option<Arc<crate::txlog::TxLog>>,
     /// The TLS certificate, when TLS is configured (SIGHUP reloads it).
@@ -101,6 +104,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         config.stores.batch,
         config.stores.threads,
         config.metrics.is_some(),
+        config.api.is_some(),
     );
     let max_connections =
         descriptors::fit_connection_cap(config.limits.max_connections, limit, reserved);
@@ -236,6 +240,18 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 .spawn(move || worker.run())?,
         );
     }
+    // The API comes up before the metrics endpoint, which exports its counters.
+    let api = match (&config.api, &capture) {
+        (Some(settings), Some(target)) => Some(ApiServer::start(
+            settings.addr,
+            Arc::clone(target.capture()),
+            ApiOptions {
+                token: settings.token.clone(),
+                cors_origin: settings.cors.clone(),
+            },
+        )?),
+        _ => None,
+    };
     let metrics = match config.metrics {
         None => None,
         Some(addr) => Some(MetricsServer::start(
@@ -246,6 +262,10 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
                 faults: faults.clone(),
                 capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
+                collectors: api
+                    .as_ref()
+                    .map(|api| api.counters().collectors())
+                    .unwrap_or_default(),
             },
         )?),
     };
@@ -258,6 +278,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         capture,
         faults,
         metrics,
+        api,
         txlog,
         certificates: tls.map(|settings| settings.certificates),
         auth,
@@ -319,6 +340,10 @@ impl ServerHandle {
         if let Some(metrics) = &mut self.metrics {
             metrics.stop();
         }
+        // The API stops after the workers: a test may read what arrived until the end.
+        if let Some(api) = &mut self.api {
+            api.stop();
+        }
         if let Some(txlog) = &self.txlog {
             txlog.finish();
         }
@@ -340,6 +365,11 @@ impl ServerHandle {
         self.capture
             .as_ref()
             .map(|target| Arc::clone(target.capture()))
+    }
+
+    /// Where the capture API listens, if `--api` was given.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiServer::local_addr)
     }
 
     /// Where the metrics endpoint listens, if `--metrics` was given.
@@ -451,6 +481,11 @@ pub fn run(config: ValidConfig) -> io::Result<Stats> {
     ));
     if let Some(addr) = server.metrics_addr() {
         say(&format!("fastsmtpd: metrics on http://{addr}/metrics"));
+    }
+    if let Some(addr) = server.api_addr() {
+        say(&format!(
+            "fastsmtpd: capture API on http://{addr}/api/v1/ (web UI at http://{addr}/)"
+        ));
     }
 
     let mut last = (started, Stats::default());

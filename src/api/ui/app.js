@@ -4,8 +4,9 @@
 // virtualised (only the rows in sight exist in the DOM); inserts new mail live from the event
 // stream (/api/v1/events), coalesced into one update per animation frame and never a refetch;
 // searches in the API's query language; shows one message (HTML in a sandboxed iframe that
-// cannot run script and loads nothing remote, text, headers, raw, envelope, transcript,
-// attachments, links and codes); a status strip from /api/v1/stats.
+// cannot run script and loads nothing remote, text, headers, raw, envelope,
+// attachments, links and codes); a status strip from /api/v1/stats. The SMTP transcript
+// tab comes with the transcript route (not built yet).
 //
 // What it does not do: parse mail (the server does), keep state across reloads, or fetch a
 // link found in a message. It needs no network beyond this origin: every asset is served by
@@ -525,14 +526,6 @@ async function tab(name) {
         ["Received", m.received_at],
       ])
     );
-  } else if (name === "transcript") {
-    try {
-      const t = await api(base + "/transcript");
-      if (shown !== m) return;
-      body.append(pre(typeof t === "string" ? t : (t.lines || []).map((l) => `${l.dir} ${l.text}`).join("\n")));
-    } catch (error) {
-      body.append(muted(error.status === 404 ? "No transcript was recorded for this message." : error.message));
-    }
   } else if (name === "parts") {
     const parts = (m.parts || []).filter((p) => p.filename || p.disposition === "attachment");
     if (!parts.length) return body.append(muted("No attachments."));

@@ -91,7 +91,10 @@ impl ApiServer {
             token: options.token,
             cors_origin,
             counters: counters.clone(),
-            views: crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT),
+            views: Arc::new(crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT)),
+            readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
+            in_flight: Arc::default(),
+            loopback: addr.ip().is_loopback(),
         });
         let limits = Limits {
             max_connections: MAX_CONNECTIONS,

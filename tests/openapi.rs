@@ -4,7 +4,8 @@
 //! loopback, and each JSON body is validated against the schema the document gives for that
 //! path, method and status, by Python `jsonschema` (Draft 2020-12, the dialect of OpenAPI
 //! 3.1) fed over stdin. A response whose status or content type the document does not list
-//! fails; a route added to the table without a path in the document fails.
+//! fails; a route added to the table, or to the code of `routes.rs`, without a path in the
+//! document fails.
 //!
 //! Without `jsonschema` the schema validation is skipped (said on stderr) unless
 //! `FASTSMTPD_REQUIRE_OPENAPI_TEST` is set (CI sets it, after `pip install jsonschema`).
@@ -233,6 +234,66 @@ fn the_document_covers_every_route_of_the_table() {
         assert!(
             listed.contains(path),
             "{path} is in openapi.json, not in the routes table"
+        );
+    }
+}
+
+/// The `/api/v1/` paths the code of `src/api/routes.rs` matches (its `api` function's arms),
+/// with every variable segment as `{}`: a route added to the code and to neither the table
+/// nor the document is caught here.
+fn routes_in_code() -> BTreeSet<String> {
+    let source = include_str!("../src/api/routes.rs");
+    let start = source
+        .find("async fn api(")
+        .expect("routes.rs has `async fn api(`");
+    let end = start + source[start..].find("\nfn ").unwrap();
+    let mut paths = BTreeSet::new();
+    for line in source[start..end].lines() {
+        let line = line.trim();
+        let Some(arm) = line.strip_prefix('[').and_then(|l| l.split_once("] =>")) else {
+            continue;
+        };
+        let segments: Vec<String> = arm
+            .0
+            .split(", ")
+            .map(
+                |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    Some(literal) => literal.to_owned(),
+                    None => "{}".to_owned(),
+                },
+            )
+            .collect();
+        paths.insert(format!("/api/v1/{}", segments.join("/")));
+    }
+    assert!(
+        paths.len() > 8,
+        "the arms of routes.rs were not found: {paths:?}"
+    );
+    paths
+}
+
+/// A path template with every variable segment as `{}`.
+fn shape(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn every_route_the_code_matches_is_in_the_document() {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| shape(p))
+        .collect();
+    for path in routes_in_code() {
+        assert!(
+            documented.contains(&path),
+            "src/api/routes.rs answers {path}, which openapi.json does not describe"
         );
     }
 }

@@ -11,12 +11,12 @@
 //! `FASTSMTPD_REQUIRE_OPENAPI_TEST` is set (CI sets it, after `pip install jsonschema`).
 
 mod api_client;
+mod util;
 
 use api_client::*;
 use fastsmtpd::api::{ApiOptions, OPENAPI};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 const TOKEN: &str = "s3cret";
@@ -438,21 +438,12 @@ fn every_response_validates_against_the_document() {
         eprintln!("skipped the schema validation: python3 -m pip install jsonschema");
         return;
     }
-    let mut child = Command::new("python3")
-        .args(["-c", VALIDATE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = json!({"doc": doc, "cases": checks.cases});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
+    let mut python = Command::new("python3");
+    python.args(["-c", VALIDATE]);
+    let input = json!({"doc": doc, "cases": checks.cases}).to_string();
+    let output =
+        util::process::run_bounded(python, Some(input.as_bytes()), util::process::CHILD_LIMIT);
+    let report = &output.stdout;
     assert!(output.status.success(), "{report}");
     assert!(report.contains(" 0 errors"), "{report}");
 }

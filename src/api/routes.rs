@@ -4,6 +4,7 @@
 //! | route | methods |
 //! |---|---|
 //! | `/healthz`, `/readyz` | `GET`, `HEAD` (open without the token) |
+//! | `/api/v1/openapi.json` | `GET` |
 //! | `/api/v1/cursor` | `GET` |
 //! | `/api/v1/await` | `GET` |
 //! | `/api/v1/messages` | `GET`, `DELETE` |
@@ -205,6 +206,16 @@ async fn api(
     let get_delete = &[Method::GET, Method::DELETE];
     let get_head = &[Method::GET, Method::HEAD];
     match rest {
+        ["openapi.json"] => (
+            "openapi",
+            allow(method, GET, state).unwrap_or_else(|| {
+                whole(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(super::OPENAPI.as_bytes()),
+                )
+            }),
+        ),
         ["cursor"] => (
             "cursor",
             allow(method, GET, state)

@@ -168,7 +168,9 @@ fn a_waiter_whose_client_goes_away_is_cancelled() {
     let (capture, server) = serve(ApiOptions::default());
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream
-        .write_all(b"GET /api/v1/await?rcpt=r@test&timeout=300s HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(
+            b"GET /api/v1/await?rcpt=r@test&timeout=300s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        )
         .unwrap();
     until("the waiter", || capture.stats().waiters == 1);
     assert_eq!(server.counters().waiters.get(), 1);

@@ -342,7 +342,7 @@ fn an_oversized_head_and_a_slowloris_sender_are_refused_and_the_api_goes_on() {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let big = format!(
-        "GET /api/v1/cursor HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "GET /api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
         "x".repeat(64 * 1024)
     );
     let _ = stream.write_all(big.as_bytes());
@@ -356,7 +356,7 @@ fn an_oversized_head_and_a_slowloris_sender_are_refused_and_the_api_goes_on() {
     // A head that never ends: closed by the server's header deadline (the read ends).
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.set_read_timeout(Some(WAIT)).unwrap();
-    slow.write_all(b"GET /api/v1/cursor HTTP/1.1\r\nHost: t\r\n")
+    slow.write_all(b"GET /api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);

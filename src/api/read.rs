@@ -157,6 +157,12 @@ fn search_query(text: Option<&str>, paged: bool) -> Result<SearchQuery, BadReque
     for (key, value) in query::pairs(text)? {
         query::once(&mut seen, &key)?;
         match key.as_str() {
+            "q" if value.trim().is_empty() => {
+                // An empty query matches everything: a `DELETE` of it would empty the store.
+                return Err(BadRequest(
+                    "q: empty (to list or delete everything, use /api/v1/messages)".into(),
+                ));
+            }
             "q" => {
                 let parsed = grammar::parse(&value, SystemTime::now()).map_err(|e| {
                     BadRequest(format!(

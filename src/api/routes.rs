@@ -299,13 +299,15 @@ async fn api(
         }
         ["stats"] => (
             "stats",
-            allow(method, GET, state).unwrap_or_else(|| {
-                read::stats(
-                    &state.capture,
-                    state.counters.waiters.get(),
-                    state.counters.subscribers.get(),
-                )
-            }),
+            allow(method, GET, state)
+                .or_else(|| no_parameters(query))
+                .unwrap_or_else(|| {
+                    read::stats(
+                        &state.capture,
+                        state.counters.waiters.get(),
+                        state.counters.subscribers.get(),
+                    )
+                }),
         ),
         ["events"] => {
             let answer =

@@ -99,7 +99,7 @@ impl Response {
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for header in headers {
         head.push_str(header);
         head.push_str("\r\n");
@@ -190,7 +190,7 @@ impl Events {
     pub fn open(addr: SocketAddr, path: &str, headers: &[&str]) -> Events {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        let mut head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
         for header in headers {
             head.push_str(header);
             head.push_str("\r\n");

@@ -583,15 +583,12 @@ impl Config {
             auth_plaintext: self.auth.plaintext,
             auth_required: self.auth.required,
         };
+        let max_message_size = self.max_message_size();
         SessionConfig {
-            banner: Banner::with(
-                &self.hostname,
-                self.limits.max_message_size,
-                security.advertised(),
-            ),
+            banner: Banner::with(&self.hostname, max_message_size, security.advertised()),
             security,
             max_line_len: self.limits.max_line_len,
-            max_message_size: self.limits.max_message_size,
+            max_message_size,
             max_recipients: self.limits.max_recipients,
             max_errors: self.limits.max_errors,
             max_junk_commands: self.limits.max_junk_commands,
@@ -784,6 +781,26 @@ impl Config {
     /// capture keeps copies under its budget).
     pub fn keeps_capture(&self) -> bool {
         self.api.is_some() || self.stores.specs.contains(&StoreSpec::Memory)
+    }
+
+    /// The largest message accepted and advertised (`SIZE`, RFC 1870): `--max-message-size`,
+    /// or the capture store's budget when that is smaller and the capture is where mail is
+    /// kept (no file store beside it): a larger message could never be kept, so the client
+    /// learns it at `EHLO` and `MAIL FROM SIZE=` rather than after sending it all.
+    pub fn max_message_size(&self) -> u64 {
+        let capture_only = self.keeps_capture()
+            && self
+                .stores
+                .specs
+                .iter()
+                .all(|spec| *spec == StoreSpec::Memory);
+        if capture_only {
+            self.limits
+                .max_message_size
+                .min(self.capture.limits().max_bytes)
+        } else {
+            self.limits.max_message_size
+        }
     }
 }
 

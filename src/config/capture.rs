@@ -307,6 +307,20 @@ mod tests {
             config.api.as_mut().unwrap().cors = Some(origin.into());
             assert!(config.validate().is_ok(), "{origin}");
         }
+        // The capture as the only store: nothing larger than its budget is accepted or
+        // advertised (SIZE); beside a file store, --max-message-size stands.
+        let mut config = Config::default();
+        api(&mut config);
+        config.capture.memory = Some(64 << 10);
+        assert_eq!(config.max_message_size(), 64 << 10);
+        let ehlo = config.session_config().banner.ehlo;
+        assert!(
+            ehlo.windows(10).any(|w| w == b"SIZE 65536"),
+            "{}",
+            String::from_utf8_lossy(&ehlo)
+        );
+        config.stores.specs = vec![StoreSpec::Maildir("m".into())];
+        assert_eq!(config.max_message_size(), config.limits.max_message_size);
         // --api with only file stores: the capture keeps copies.
         let mut config = Config::default();
         api(&mut config);

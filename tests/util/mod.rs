@@ -278,10 +278,13 @@ impl Client {
     /// Sends EHLO and checks the whole multi-line reply.
     #[track_caller]
     pub fn ehlo(&mut self) {
-        self.roundtrip(
-            "EHLO client.test\r\n",
-            ehlo_reply(fastsmtpd::config::DEFAULT_MAX_MESSAGE_SIZE),
-        );
+        self.ehlo_size(fastsmtpd::config::DEFAULT_MAX_MESSAGE_SIZE);
+    }
+
+    /// `EHLO`, expecting `SIZE max_size` (a server whose capture budget is below
+    /// `--max-message-size` advertises the budget).
+    pub fn ehlo_size(&mut self, max_size: u64) {
+        self.roundtrip("EHLO client.test\r\n", ehlo_reply(max_size));
     }
 }
 

@@ -21,7 +21,8 @@
 //! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
 //! longer id) is `404` before the store is asked.
 //!
-//! What it does not do: read request bodies (no route takes one yet), or parse the search
+//! What it does not do: read request bodies (no route here takes one; `/compat/mailpit/` is
+//! `mailpit`'s, sent there by the server's handler in `api`), or parse the search
 //! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
 
 use super::counters::ApiCounters;
@@ -66,7 +67,17 @@ pub async fn handle(
     conn: Conn,
 ) -> Response<ApiBody> {
     let started = Instant::now();
-    let (route, mut response) = route(&state, &request, conn).await;
+    let (route, response) = route(&state, &request, conn).await;
+    finish(&state, route, started, response)
+}
+
+/// A response on its way out: the CORS header added, its time observed under `route`.
+pub fn finish(
+    state: &State,
+    route: &'static str,
+    started: Instant,
+    mut response: Response<ApiBody>,
+) -> Response<ApiBody> {
     if let Some(origin) = &state.cors_origin {
         let headers = response.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -267,7 +278,7 @@ fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiB
 /// Whether two secrets are equal, in a time that depends on their lengths only (RFC 6750
 /// §5.2 asks bearer tokens be guarded; a compare that stops at the first difference tells
 /// a timing attacker how much of a guess was right).
-fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
+pub(super) fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
     let mut difference = u8::from(given.len() != wanted.len());
     for (i, &w) in wanted.iter().enumerate() {
         difference |= w ^ given.get(i).copied().unwrap_or(!w);
@@ -381,7 +392,7 @@ fn delete_matching(state: &State, query: Option<&str>) -> Response<ApiBody> {
 }
 
 /// The id in a path, if it is one (see the module doc).
-fn queue_id(id: &str) -> Option<QueueId> {
+pub(super) fn queue_id(id: &str) -> Option<QueueId> {
     let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
     if id.bytes().all(|b| alphabet(&b)) {
         QueueId::new(id.as_bytes())

@@ -1,0 +1,993 @@
+//! `/compat/mailpit/`: a read subset of Mailpit's API v1 (as of Mailpit v1.30.5), so a test
+//! suite written against Mailpit (the npm clients `mailpit-api`, `cypress-mailpit`) runs
+//! against fastsmtpd by changing its base URL to `http://HOST:PORT/compat/mailpit`.
+//!
+//! | route (under `/compat/mailpit`) | methods | answer |
+//! |---|---|---|
+//! | `/api/v1/messages?start=&limit=` | `GET` | `MessagesSummary`, newest first |
+//! | `/api/v1/messages` | `DELETE` | body `{"IDs": [..]}`: those; none, empty or not JSON: all. `ok` |
+//! | `/api/v1/messages` | `PUT` | read status: checked, accepted, not kept (`ok`) |
+//! | `/api/v1/message/{ID}` | `GET` | `Message` (`ID` may be `latest`, with `?query=`) |
+//! | `/api/v1/message/{ID}/raw` | `GET` | the raw bytes as received, `text/plain` (`?dl=1`: a download) |
+//! | `/api/v1/message/{ID}/headers` | `GET` | `{"Canonical-Name": [values]}`, keys sorted |
+//! | `/api/v1/search?query=&start=&limit=` | `GET`, `DELETE` | `MessagesSummary` of the matches / `ok` |
+//! | `/view/{ID}.html`, `/view/{ID}.txt` | `GET` | the HTML body (`404` without one) / the text body |
+//!
+//! Statuses and content types are Mailpit's: every success is `200` (a `DELETE` too: the
+//! clients throw on anything else); a bad request is `400` `text/plain` with the reason; an
+//! unknown path or message `404` `text/plain` `404 page not found` (`latest` with nothing to
+//! show: `Message not found`); a known path with another method `405` with `Allow`. `GET`
+//! routes answer `HEAD` too. Empty path segments are skipped (cypress-mailpit asks for
+//! `BASE//view/ID.html`; Mailpit redirects it, this serves it).
+//!
+//! Mailpit's search grammar is translated into [`crate::capture::query`]'s where it maps (see
+//! [`translate`]); a term that does not map (`-`/`!` negation, `is:`, `tag:`, `has:`, `bcc:`,
+//! `addressed:`) is a `400` naming it, never a silent mismatch.
+//!
+//! What it keeps from Mailpit's JSON and what it cannot fill: `Read` is always `false` and
+//! `unread` equals `total` (fastsmtpd keeps no read state: `GET message` does not mark a
+//! message read, `PUT messages` changes nothing); `Tags` are always `[]`; attachment
+//! checksums carry `SHA256` only (`MD5` and `SHA1` are `""`); `PartID` is the part's number
+//! in fastsmtpd's view (`1`, `2`, ..., MIME tree order), not Mailpit's dotted path. Mailpit adds
+//! a `Bcc:` header for envelope recipients the headers do not name; fastsmtpd never alters
+//! the raw bytes, but lists those recipients in the JSON `Bcc` as Mailpit's does.
+//! `ReturnPath` is the `Return-Path` field, else the envelope sender (what Mailpit writes into
+//! that field on arrival), else `From`. Object keys come out sorted (JSON objects are
+//! unordered; the clients index them by name).
+//!
+//! Authentication: with `--api-token`, `Authorization: Bearer TOKEN` or Basic auth with the
+//! token as password (the Mailpit clients send Basic auth), else `401`.
+//!
+//! What it does not do: tags, read state, sending, releasing, HTML or link checks,
+//! SpamAssassin, websockets, parts by `PartID` (fastsmtpd's own API serves parts), gzip.
+
+use super::query::pairs;
+use super::response::{confine, whole, ApiBody};
+use super::routes::{finish, queue_id, same_secret, State};
+use crate::capture::query as grammar;
+use crate::capture::{same_address, Capture, Direction, Filter, Lookup, Snapshot};
+use crate::store::record::rfc3339;
+use crate::view::{search, MessageView, ViewCache};
+use base64::Engine;
+use bytes::Bytes;
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_DISPOSITION, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use mail_parser::{Address, MessageParser};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The path prefix of these routes.
+pub const PREFIX: &str = "/compat/mailpit/";
+
+/// The largest request body read (`DELETE`/`PUT /api/v1/messages`); a larger one is `413`
+/// before any message is touched. A list of 10 000 ids of 63 octets fits.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Mailpit's default page size.
+const DEFAULT_LIMIT: usize = 50;
+
+/// The store's page size while paging through messages here.
+const CHUNK: usize = 256;
+
+/// Longest `Snippet`, in octets, before `...` (Mailpit's `tools.CreateSnippet`).
+const SNIPPET_MAX: usize = 200;
+
+/// Answers a request under [`PREFIX`] (timed under the metrics label `mailpit`).
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<ApiBody> {
+    let started = std::time::Instant::now();
+    let response = answer(&state, request).await;
+    finish(&state, "mailpit", started, response)
+}
+
+/// The answer to a request under [`PREFIX`].
+async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
+    if let Some(refused) = authorize(state, &request) {
+        return refused;
+    }
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path[PREFIX.len()..]
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let params = match pairs(request.uri().query()) {
+        Ok(params) => params,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.0),
+    };
+    let method = request.method().clone();
+    let get = &[Method::GET, Method::HEAD][..];
+    match segments.as_slice() {
+        ["api", "v1", "messages"] => {
+            match allowed(
+                &method,
+                &[Method::GET, Method::HEAD, Method::DELETE, Method::PUT],
+            ) {
+                Some(refused) => refused,
+                None if method == Method::DELETE => match body(request).await {
+                    Ok(body) => delete_messages(&state.capture, &body),
+                    Err(refused) => refused,
+                },
+                None if method == Method::PUT => match body(request).await {
+                    Ok(body) => read_status(&body),
+                    Err(refused) => refused,
+                },
+                None => list(state, &params),
+            }
+        }
+        ["api", "v1", "message", id] => allowed(&method, get).unwrap_or_else(|| {
+            find(state, id, &params).map_or_else(|r| *r, |m| message(state, &m))
+        }),
+        ["api", "v1", "message", id, "raw"] => allowed(&method, get)
+            .unwrap_or_else(|| find(state, id, &params).map_or_else(|r| *r, |m| raw(&m, &params))),
+        ["api", "v1", "message", id, "headers"] => allowed(&method, get).unwrap_or_else(|| {
+            find(state, id, &params).map_or_else(|r| *r, |m| headers(state, &m))
+        }),
+        ["api", "v1", "search"] => {
+            match allowed(&method, &[Method::GET, Method::HEAD, Method::DELETE]) {
+                Some(refused) => refused,
+                None if method == Method::DELETE => delete_search(state, &params),
+                None => search_route(state, &params),
+            }
+        }
+        ["view", file] => allowed(&method, get).unwrap_or_else(|| view_route(state, file, &params)),
+        _ => not_found(),
+    }
+}
+
+/// A `text/plain` response (Mailpit's errors and `ok`).
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ApiBody> {
+    whole(status, "text/plain", body.into())
+}
+
+/// Mailpit's `404`.
+fn not_found() -> Response<ApiBody> {
+    text(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// A JSON `200`.
+fn json_ok(value: &Value) -> Response<ApiBody> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    whole(StatusCode::OK, "application/json", Bytes::from(body))
+}
+
+/// `None` if `method` is one of `allowed`; else the `405` with `Allow` (Go's `ServeMux`).
+fn allowed(method: &Method, allowed: &[Method]) -> Option<Response<ApiBody>> {
+    if allowed.contains(method) {
+        return None;
+    }
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    let mut response = whole(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(b"Method Not Allowed\n"),
+    );
+    if let Ok(list) = HeaderValue::from_str(&list.join(", ")) {
+        response.headers_mut().insert(ALLOW, list);
+    }
+    Some(response)
+}
+
+/// `None` without `--api-token` or when the request carries it (as a bearer token, or as the
+/// password of Basic auth, RFC 7617 §2); else Mailpit's `401`.
+fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+    let token = state.token.as_ref()?;
+    let value = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let given = match value {
+        Some(v) if v.starts_with(b"Bearer ") => Some(v[7..].to_vec()),
+        Some(v) if v.starts_with(b"Basic ") => base64::engine::general_purpose::STANDARD
+            .decode(&v[6..])
+            .ok()
+            .and_then(|pair| {
+                let colon = pair.iter().position(|&b| b == b':')?;
+                Some(pair[colon + 1..].to_vec())
+            }),
+        _ => None,
+    };
+    if given.is_some_and(|given| same_secret(&given, token.as_bytes())) {
+        return None;
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized.\n");
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Login\""),
+    );
+    Some(response)
+}
+
+/// The request body, at most [`MAX_BODY`] octets (else `413`).
+async fn body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} octets"),
+        )
+    };
+    let mut body = request.into_body();
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else {
+            return Err(text(StatusCode::BAD_REQUEST, "request body cut short"));
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// A query parameter's value (the first).
+fn param<'p>(params: &'p [(String, String)], key: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `start` and `limit` as Mailpit's `getStartLimit` reads them: `start` an integer above 0
+/// or else 0; `limit` an integer of 0 or more or else 50.
+fn start_limit(params: &[(String, String)]) -> (usize, usize) {
+    let start = param(params, "start")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&n| n > 0)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let limit = param(params, "limit")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&n| n >= 0)
+        .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    (start, limit)
+}
+
+/// Messages `start..start + limit` of those `filter` selects, newest first.
+fn skip_take(capture: &Capture, filter: &Filter, start: usize, limit: usize) -> Vec<Snapshot> {
+    let mut items = Vec::new();
+    let mut skipped = 0;
+    let mut cursor = None;
+    while items.len() < limit {
+        let page = capture.page(cursor, Direction::Older, CHUNK, filter);
+        for message in page.items {
+            cursor = Some(message.seq);
+            if skipped < start {
+                skipped += 1;
+            } else if items.len() < limit {
+                items.push(message);
+            }
+        }
+        if page.next.is_none() {
+            break;
+        }
+    }
+    items
+}
+
+/// The whole mailbox's count (`total`; `unread` too, as nothing is ever read).
+fn total(capture: &Capture) -> usize {
+    capture.count(&Filter::default())
+}
+
+/// A `MessagesSummary`.
+fn summary_page(
+    state: &State,
+    total: usize,
+    matched: usize,
+    start: usize,
+    items: &[Snapshot],
+) -> Value {
+    json!({
+        "total": total,
+        "unread": total,
+        "count": items.len(),
+        "messages_count": matched,
+        "messages_unread": matched,
+        "start": start,
+        "tags": [],
+        "messages": items.iter().map(|m| summary(&state.views, m)).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /api/v1/messages`: `limit=0` is every message (Mailpit's list; not its search).
+fn list(state: &State, params: &[(String, String)]) -> Response<ApiBody> {
+    let (start, limit) = start_limit(params);
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let total = total(&state.capture);
+    let items = skip_take(&state.capture, &Filter::default(), start, limit);
+    json_ok(&summary_page(state, total, total, start, &items))
+}
+
+/// The message an `{ID}` names: `latest` (the newest, or the newest matching `?query=`) or
+/// an id; a removed message is unknown here (Mailpit has no `410`).
+fn find(
+    state: &State,
+    id: &str,
+    params: &[(String, String)],
+) -> Result<Snapshot, Box<Response<ApiBody>>> {
+    if id == "latest" {
+        let newest = match param(params, "query")
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        {
+            Some(query) => matches(state, &parse(query)?, 0, 1).1.into_iter().next(),
+            None => skip_take(&state.capture, &Filter::default(), 0, 1)
+                .into_iter()
+                .next(),
+        };
+        return newest.ok_or_else(|| Box::new(text(StatusCode::NOT_FOUND, "Message not found")));
+    }
+    let Some(id) = queue_id(id) else {
+        return Err(Box::new(not_found()));
+    };
+    match state.capture.get(&id) {
+        Lookup::Found(message) => Ok(message),
+        Lookup::Gone(_) | Lookup::Unknown => Err(Box::new(not_found())),
+    }
+}
+
+/// Octets as text (invalid UTF-8 replaced).
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An address object `{"Name", "Address"}`.
+fn address(name: Option<&str>, address: Option<&str>) -> Value {
+    json!({"Name": name.unwrap_or(""), "Address": address.unwrap_or("")})
+}
+
+/// An address list as Mailpit's array (`[]` when absent, never `null`).
+fn addresses(list: Option<&Address<'_>>) -> Vec<Value> {
+    list.map(|list| {
+        list.iter()
+            .map(|a| address(a.name.as_deref(), a.address.as_deref()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// What the header block says, parsed once: the address fields, `Message-ID` and `Date`.
+struct Heads {
+    /// `From` (the first address), `{"Name": "", "Address": ""}` without one.
+    from: Value,
+    /// `To`, `Cc`, `Bcc` (with the envelope-only recipients), `ReplyTo`.
+    to: Vec<Value>,
+    /// See `to`.
+    cc: Vec<Value>,
+    /// See `to`.
+    bcc: Vec<Value>,
+    /// See `to`.
+    reply_to: Vec<Value>,
+    /// `Message-ID` without its angle brackets.
+    message_id: String,
+    /// The `Date` field in RFC 3339, if it parses.
+    date: Option<String>,
+}
+
+/// Reads the header block of `message`.
+fn heads(message: &Snapshot) -> Heads {
+    let parsed = MessageParser::new().parse_headers(&message.raw[..]);
+    let from = parsed
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(Address::first)
+        .map_or_else(
+            || address(None, None),
+            |a| address(a.name.as_deref(), a.address.as_deref()),
+        );
+    let to = addresses(parsed.as_ref().and_then(|m| m.to()));
+    let cc = addresses(parsed.as_ref().and_then(|m| m.cc()));
+    let mut bcc = addresses(parsed.as_ref().and_then(|m| m.bcc()));
+    // Mailpit adds a `Bcc:` for envelope recipients (RFC 5321 §3.3 RCPT) the headers do not
+    // name; fastsmtpd keeps the raw bytes as sent and lists them here instead.
+    let named = |rcpt: &[u8]| {
+        to.iter().chain(&cc).chain(&bcc).any(|a| {
+            a["Address"]
+                .as_str()
+                .is_some_and(|a| same_address(a.as_bytes(), rcpt))
+        })
+    };
+    let hidden: Vec<Value> = message
+        .envelope()
+        .recipients
+        .iter()
+        .filter(|rcpt| !named(rcpt))
+        .map(|rcpt| address(None, Some(&lossy(rcpt))))
+        .collect();
+    bcc.extend(hidden);
+    let reply_to = addresses(parsed.as_ref().and_then(|m| m.reply_to()));
+    let message_id = message
+        .header(crate::capture::Field::MessageId)
+        .map(|raw| {
+            let value = lossy(crate::capture::headers::unfold(raw).trim_ascii());
+            value
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let date = parsed
+        .as_ref()
+        .and_then(|m| m.date())
+        .filter(|d| d.is_valid())
+        .map(|d| d.to_rfc3339());
+    Heads {
+        from,
+        to,
+        cc,
+        bcc,
+        reply_to,
+        message_id,
+        date,
+    }
+}
+
+/// The decoded subject (`""` without one).
+fn subject(view: &MessageView) -> String {
+    view.subject.clone().unwrap_or_default()
+}
+
+/// Which parts Mailpit would list as attachments and which as inline (enmime's split): an
+/// attachment is a part with `Content-Disposition: attachment`, or a file name and no
+/// `inline`; inline is a part with a content id or an `inline` disposition and a name that is
+/// not the message's text or HTML body.
+fn split_parts(view: &MessageView) -> (Vec<&crate::view::PartInfo>, Vec<&crate::view::PartInfo>) {
+    let mut attachments = Vec::new();
+    let mut inline = Vec::new();
+    for part in &view.parts {
+        let disposition = part
+            .disposition
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let kind = part.content_type.to_ascii_lowercase();
+        let body = (kind.starts_with("text/plain") || kind.starts_with("text/html"))
+            && part.filename.is_none()
+            && disposition != "attachment";
+        if disposition == "attachment" || (part.filename.is_some() && disposition != "inline") {
+            attachments.push(part);
+        } else if !body && (part.content_id.is_some() || part.filename.is_some()) {
+            inline.push(part);
+        }
+    }
+    (attachments, inline)
+}
+
+/// Mailpit's `Snippet`: the HTML body as text if there is one, else the text body, white
+/// space collapsed, at most [`SNIPPET_MAX`] octets then `...`.
+fn snippet(view: &MessageView) -> String {
+    let source = match (&view.html, &view.text) {
+        (Some(html), _) => mail_parser::decoders::html::html_to_text(html),
+        (None, Some(text)) => text.clone(),
+        (None, None) => String::new(),
+    };
+    let mut out = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > SNIPPET_MAX {
+        let mut end = SNIPPET_MAX;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str("...");
+    }
+    out
+}
+
+/// A `MessageSummary`.
+fn summary(views: &ViewCache, message: &Snapshot) -> Value {
+    let view = views.get_or_parse(message.seq, &message.raw);
+    let heads = heads(message);
+    let (attachments, _) = split_parts(&view);
+    json!({
+        "ID": message.id().as_str(),
+        "MessageID": heads.message_id,
+        "Read": false,
+        "From": heads.from,
+        "To": heads.to,
+        "Cc": heads.cc,
+        "Bcc": heads.bcc,
+        "ReplyTo": heads.reply_to,
+        "Subject": subject(&view),
+        "Created": rfc3339(message.received_at),
+        "Username": message.envelope().auth_user.map(lossy).unwrap_or_default(),
+        "Tags": [],
+        "Size": message.raw.len(),
+        "Attachments": attachments.len(),
+        "Snippet": snippet(&view),
+    })
+}
+
+/// An `Attachment` object (checksums: see the module doc).
+fn attachment(message: &Snapshot, part: &crate::view::PartInfo) -> Value {
+    let sha256 = MessageView::part(&message.raw, part.number)
+        .map(|content| {
+            Sha256::digest(&content.bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    json!({
+        "PartID": part.number.to_string(),
+        "FileName": part.filename.clone().unwrap_or_default(),
+        "ContentType": part.content_type,
+        "ContentID": part.content_id.clone().unwrap_or_default(),
+        "Size": part.size,
+        "Checksums": {"MD5": "", "SHA1": "", "SHA256": sha256},
+    })
+}
+
+/// The first header field named `name` (case-insensitive), unfolded and trimmed.
+fn field(view: &MessageView, name: &str) -> Option<String> {
+    view.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| lossy(crate::capture::headers::unfold(h.raw.as_bytes()).trim_ascii()))
+}
+
+/// Mailpit's `ListUnsubscribe`: the field, its links (at most one `mailto:` and one
+/// `http(s):`, RFC 2369 §2), and `List-Unsubscribe-Post` (RFC 8058).
+fn list_unsubscribe(view: &MessageView) -> Value {
+    let header = field(view, "List-Unsubscribe").unwrap_or_default();
+    let mut links: Vec<String> = Vec::new();
+    let (mut mailto, mut web) = (false, false);
+    for item in header.split(',') {
+        let link = item
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
+        let lower = link.to_ascii_lowercase();
+        if lower.starts_with("mailto:") && !mailto {
+            mailto = true;
+            links.push(link.to_owned());
+        } else if (lower.starts_with("http://") || lower.starts_with("https://")) && !web {
+            web = true;
+            links.push(link.to_owned());
+        }
+    }
+    json!({
+        "Header": header,
+        "Links": links,
+        "Errors": "",
+        "HeaderPost": field(view, "List-Unsubscribe-Post").unwrap_or_default(),
+    })
+}
+
+/// `GET /api/v1/message/{ID}`: Mailpit's `Message`.
+fn message(state: &State, message: &Snapshot) -> Response<ApiBody> {
+    let view = state.views.get_or_parse(message.seq, &message.raw);
+    let heads = heads(message);
+    let (attachments, inline) = split_parts(&view);
+    let envelope = message.envelope();
+    let return_path = field(&view, "Return-Path")
+        .map(|v| v.trim_start_matches('<').trim_end_matches('>').to_owned())
+        .filter(|v| !v.is_empty())
+        .or_else(|| Some(lossy(envelope.sender)).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| heads.from["Address"].as_str().unwrap_or("").to_owned());
+    let created = rfc3339(message.received_at);
+    json_ok(&json!({
+        "ID": message.id().as_str(),
+        "MessageID": heads.message_id,
+        "From": heads.from,
+        "To": heads.to,
+        "Cc": heads.cc,
+        "Bcc": heads.bcc,
+        "ReplyTo": heads.reply_to,
+        "ReturnPath": return_path,
+        "Subject": subject(&view),
+        "ListUnsubscribe": list_unsubscribe(&view),
+        "Date": heads.date.unwrap_or(created),
+        "Tags": [],
+        "Username": envelope.auth_user.map(lossy).unwrap_or_default(),
+        "Text": view.text.clone().unwrap_or_default(),
+        "HTML": view.html.clone().unwrap_or_default(),
+        "Size": message.raw.len(),
+        "Inline": inline.iter().map(|p| attachment(message, p)).collect::<Vec<_>>(),
+        "Attachments": attachments.iter().map(|p| attachment(message, p)).collect::<Vec<_>>(),
+    }))
+}
+
+/// `GET /api/v1/message/{ID}/raw`: the bytes as received, shared with the store; `dl=1`
+/// makes it a download named `{ID}.eml`.
+fn raw(message: &Snapshot, params: &[(String, String)]) -> Response<ApiBody> {
+    let mut response = whole(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        message.raw.clone(),
+    );
+    confine(response.headers_mut());
+    if param(params, "dl") == Some("1") {
+        let name = format!("attachment; filename=\"{}.eml\"", message.id().as_str());
+        if let Ok(value) = HeaderValue::from_str(&name) {
+            response.headers_mut().insert(CONTENT_DISPOSITION, value);
+        }
+    }
+    response
+}
+
+/// A field name as Go's `textproto.CanonicalMIMEHeaderKey` writes it (`Message-Id`,
+/// `Mime-Version`); a name with a character outside a token is left as sent.
+fn canonical(name: &str) -> String {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !name.bytes().all(token) {
+        return name.to_owned();
+    }
+    let mut upper = true;
+    name.chars()
+        .map(|c| {
+            let c = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            c
+        })
+        .collect()
+}
+
+/// `GET /api/v1/message/{ID}/headers`: every top-level field, canonical names sorted, values
+/// unfolded, encoded words left as sent (as Go's `net/mail.Header`).
+fn headers(state: &State, message: &Snapshot) -> Response<ApiBody> {
+    let view = state.views.get_or_parse(message.seq, &message.raw);
+    let mut map = Map::new();
+    for header in &view.headers {
+        let value = lossy(crate::capture::headers::unfold(header.raw.as_bytes()).trim_ascii());
+        let entry = map
+            .entry(canonical(&header.name))
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(values) = entry {
+            values.push(Value::String(value));
+        }
+    }
+    json_ok(&Value::Object(map))
+}
+
+/// A value quoted for [`crate::capture::query`] (`"` and `\` escaped).
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Splits a Mailpit query as its `tools.ArgsParser` does: on spaces, double quotes grouping
+/// a phrase (and then removed).
+fn mailpit_terms(query: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    let mut term = String::new();
+    let mut in_quotes = false;
+    for c in query.chars() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            c if c.is_whitespace() && !in_quotes => {
+                if !term.is_empty() {
+                    terms.push(std::mem::take(&mut term));
+                }
+            }
+            c => term.push(c),
+        }
+    }
+    if !term.is_empty() {
+        terms.push(term);
+    }
+    terms
+}
+
+/// Translates a Mailpit search into fastsmtpd's grammar, term by term (all ANDed in both):
+///
+/// | Mailpit | fastsmtpd | note |
+/// |---|---|---|
+/// | `to:V` | `to~"V"` | the raw `To:` contains V |
+/// | `from:V` | `header:from~"V"` | the `From:` field, not the envelope sender |
+/// | `cc:V`, `reply-to:V` | `header:cc~"V"`, `header:reply-to~"V"` | |
+/// | `subject:V` | `subject~"V"` | decoded subject contains V |
+/// | `message-id:V` | `header:message-id~"V"` | |
+/// | `after:W`, `before:W` | the same | W: RFC 3339, a date or a duration ago |
+/// | `larger:N[k/m]`, `smaller:N[k/m]` | `size>N`, `size<N` | |
+/// | a word or `"phrase"` | `"word"` | decoded subject or body text; Mailpit also looks in the address fields |
+///
+/// Everything matches case-insensitively, as a substring, as in Mailpit. Not translated
+/// (an `Err` naming the term): negation (`-term`, `!term`), `is:`, `tag:`, `has:`, `bcc:`,
+/// `addressed:`.
+pub fn translate(query: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for term in mailpit_terms(query) {
+        if term.starts_with('-') || term.starts_with('!') {
+            return Err(format!(
+                "search term {term:?}: negation is not supported by fastsmtpd's Mailpit compatibility"
+            ));
+        }
+        let (key, value) = match term.split_once(':') {
+            Some((key, value)) => (key.to_ascii_lowercase(), value),
+            None => (String::new(), term.as_str()),
+        };
+        let translated = match key.as_str() {
+            "to" => format!("to~{}", quoted(value)),
+            "from" | "cc" | "reply-to" | "message-id" => {
+                format!("header:{key}~{}", quoted(value))
+            }
+            "subject" => format!("subject~{}", quoted(value)),
+            "after" | "before" => format!("{key}:{}", quoted(value)),
+            "larger" | "smaller" => {
+                let lower = value.to_ascii_lowercase();
+                let number = lower.trim_end_matches('b');
+                let op = if key == "larger" { '>' } else { '<' };
+                format!("size{op}{}", number.to_ascii_uppercase())
+            }
+            "is" | "tag" | "has" | "bcc" | "addressed" => {
+                return Err(format!(
+                    "search term {term:?}: {key}: is not supported by fastsmtpd's Mailpit compatibility"
+                ));
+            }
+            // Mailpit reads any other `word:word` as plain text.
+            _ => quoted(&term),
+        };
+        out.push(translated);
+    }
+    Ok(out.join(" "))
+}
+
+/// A Mailpit search parsed into fastsmtpd's [`grammar::Query`], or the `400`.
+fn parse(query: &str) -> Result<grammar::Query, Box<Response<ApiBody>>> {
+    let translated = translate(query).map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, e)))?;
+    grammar::parse(&translated, SystemTime::now()).map_err(|e| {
+        Box::new(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "search {query:?} (as {translated:?}): {} at {:?}",
+                e.message, e.term
+            ),
+        ))
+    })
+}
+
+/// The `query` parameter, trimmed and parsed; blank is Mailpit's `400`.
+fn search_param(params: &[(String, String)]) -> Result<grammar::Query, Box<Response<ApiBody>>> {
+    match param(params, "query")
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+    {
+        Some(query) => parse(query),
+        None => Err(Box::new(text(
+            StatusCode::BAD_REQUEST,
+            "Error: no search query",
+        ))),
+    }
+}
+
+/// How many messages match `query`, and matches `start..start + limit`, newest first.
+fn matches(
+    state: &State,
+    query: &grammar::Query,
+    start: usize,
+    limit: usize,
+) -> (usize, Vec<Snapshot>) {
+    let mut items = Vec::new();
+    let mut seen = 0;
+    let mut cursor = None;
+    loop {
+        if query.index_only() && seen >= start.saturating_add(limit) {
+            return (state.capture.count(&query.index), items);
+        }
+        let page = search(
+            &state.capture,
+            query,
+            cursor,
+            Direction::Older,
+            CHUNK,
+            &state.views,
+        );
+        for message in page.items {
+            if seen >= start && items.len() < limit {
+                items.push(message);
+            }
+            seen += 1;
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return (seen, items),
+        }
+    }
+}
+
+/// `GET /api/v1/search`: `messages_count` counts every match; `limit=0` is an empty page (as
+/// Mailpit's search slices `start..start + limit`).
+fn search_route(state: &State, params: &[(String, String)]) -> Response<ApiBody> {
+    let query = match search_param(params) {
+        Ok(query) => query,
+        Err(refused) => return *refused,
+    };
+    let (start, limit) = start_limit(params);
+    let (matched, items) = matches(state, &query, start, limit);
+    json_ok(&summary_page(
+        state,
+        total(&state.capture),
+        matched,
+        start,
+        &items,
+    ))
+}
+
+/// `DELETE /api/v1/search`: deletes every match; `ok`.
+fn delete_search(state: &State, params: &[(String, String)]) -> Response<ApiBody> {
+    let query = match search_param(params) {
+        Ok(query) => query,
+        Err(refused) => return *refused,
+    };
+    if query.index_only() {
+        state.capture.delete_matching(&query.index);
+    } else {
+        let (_, items) = matches(state, &query, 0, usize::MAX);
+        for message in items {
+            state.capture.delete(&message.id());
+        }
+    }
+    text(StatusCode::OK, "ok")
+}
+
+/// `DELETE /api/v1/messages`: the `IDs` of a JSON body (unknown ones ignored); with no body,
+/// no `IDs`, an empty list or a body that is not JSON, every message (Mailpit's rule, which
+/// both clients rely on: their "delete all" sends no body).
+fn delete_messages(capture: &Capture, body: &[u8]) -> Response<ApiBody> {
+    let ids: Vec<String> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            let object = v.as_object()?;
+            let ids = object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("ids"))?
+                .1
+                .as_array()?;
+            Some(
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    if ids.is_empty() {
+        capture.delete_all();
+    } else {
+        for id in ids.iter().filter_map(|id| queue_id(id)) {
+            capture.delete(&id);
+        }
+    }
+    text(StatusCode::OK, "ok")
+}
+
+/// `PUT /api/v1/messages`: the body checked as Mailpit checks it (JSON; not both `IDs` and
+/// `Search`), then `ok`; fastsmtpd keeps no read state, so nothing changes.
+fn read_status(body: &[u8]) -> Response<ApiBody> {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        return text(StatusCode::BAD_REQUEST, "a JSON object is needed");
+    };
+    let get = |key: &str| {
+        object
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    };
+    let ids = get("IDs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let search = get("Search")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if ids && search {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "You may specify either IDs or a search query, not both",
+        );
+    }
+    text(StatusCode::OK, "ok")
+}
+
+/// `GET /view/{ID}.html` and `/view/{ID}.txt`: the HTML body (`404` without one), under the
+/// API's sandbox policy (no script runs, nothing loads), or the text body.
+fn view_route(state: &State, file: &str, params: &[(String, String)]) -> Response<ApiBody> {
+    let (id, html) = if let Some(id) = file.strip_suffix(".html") {
+        (id, true)
+    } else if let Some(id) = file.strip_suffix(".txt") {
+        (id, false)
+    } else {
+        return not_found();
+    };
+    let message = match find(state, id, params) {
+        Ok(message) => message,
+        Err(refused) => return *refused,
+    };
+    let view: Arc<MessageView> = state.views.get_or_parse(message.seq, &message.raw);
+    let mut response = if html {
+        match &view.html {
+            Some(html) => whole(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from(html.clone()),
+            ),
+            None => return not_found(),
+        }
+    } else {
+        whole(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from(view.text.clone().unwrap_or_default()),
+        )
+    };
+    confine(response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_and_limit_read_as_mailpit_reads_them() {
+        let p = |q: &str| start_limit(&pairs(Some(q)).unwrap());
+        assert_eq!(p(""), (0, 50));
+        assert_eq!(p("start=2&limit=3"), (2, 3));
+        assert_eq!(p("start=-1&limit=-5"), (0, 50));
+        assert_eq!(p("start=x&limit=y"), (0, 50));
+        assert_eq!(p("limit=0"), (0, 0));
+    }
+
+    #[test]
+    fn searches_translate_or_are_refused() {
+        assert_eq!(
+            translate("subject:Welcome to:jane@example.test").unwrap(),
+            "subject~\"Welcome\" to~\"jane@example.test\""
+        );
+        assert_eq!(
+            translate("from:\"Shop Team\" hello").unwrap(),
+            "header:from~\"Shop Team\" \"hello\""
+        );
+        assert_eq!(translate("larger:10kb").unwrap(), "size>10K");
+        assert_eq!(translate("odd:word").unwrap(), "\"odd:word\"");
+        for bad in [
+            "-subject:x",
+            "!x",
+            "is:read",
+            "tag:a",
+            "has:attachment",
+            "bcc:x",
+        ] {
+            assert!(translate(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "subject:Welcome",
+            "to:a@b",
+            "from:x cc:y reply-to:z message-id:abc@x",
+            "\"a \\\"b\" c",
+            "after:2026-01-01 before:5m larger:1m smaller:2k",
+        ] {
+            let translated = translate(ok).unwrap();
+            assert!(
+                grammar::parse(&translated, SystemTime::now()).is_ok(),
+                "{ok} -> {translated}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_names_are_canonical_as_go_writes_them() {
+        assert_eq!(canonical("MESSAGE-ID"), "Message-Id");
+        assert_eq!(canonical("mime-version"), "Mime-Version");
+        assert_eq!(canonical("x-mailer"), "X-Mailer");
+        assert_eq!(canonical("odd name"), "odd name");
+    }
+}

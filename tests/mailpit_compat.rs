@@ -143,3 +143,38 @@ fn the_mailpit_api_client_reads_searches_and_deletes_through_the_compat_routes()
         server.stderr()
     );
 }
+
+/// One HTTP/1.1 request over a fresh connection; the status code.
+fn status(addr: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn with_a_token_the_compat_routes_take_it_as_basic_auth_password_or_bearer() {
+    let api = util::free_local_addr();
+    let (_server, _smtp) = util::start_binary(1, &["--api", &api, "--api-token", "s3cret"]);
+    let get = |auth: &str| {
+        status(
+            &api,
+            &format!(
+                "GET /compat/mailpit/api/v1/messages HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    assert_eq!(get(""), 401);
+    // base64("user:s3cret") and base64("user:wrong")
+    assert_eq!(get("Authorization: Basic dXNlcjpzM2NyZXQ=\r\n"), 200);
+    assert_eq!(get("Authorization: Basic dXNlcjp3cm9uZw==\r\n"), 401);
+    assert_eq!(get("Authorization: Bearer s3cret\r\n"), 200);
+    assert_eq!(get("Authorization: Bearer wrong\r\n"), 401);
+}

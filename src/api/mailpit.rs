@@ -21,7 +21,7 @@
 //! `BASE//view/ID.html`; Mailpit redirects it, this serves it).
 //!
 //! Mailpit's search grammar is translated into [`crate::capture::query`]'s where it maps (see
-//! [`translate`]); a term that does not map (`-`/`!` negation, `is:`, `tag:`, `has:`, `bcc:`,
+//! [`filters::translate`]); a term that does not map (`-`/`!` negation, `is:`, `tag:`, `has:`, `bcc:`,
 //! `addressed:`) is a `400` naming it, never a silent mismatch.
 //!
 //! What it keeps from Mailpit's JSON and what it cannot fill: `Read` is always `false` and
@@ -40,6 +40,10 @@
 //!
 //! What it does not do: tags, read state, sending, releasing, HTML or link checks,
 //! SpamAssassin, websockets, parts by `PartID` (fastsmtpd's own API serves parts), gzip.
+
+mod filters;
+
+pub use filters::translate;
 
 use super::query::pairs;
 use super::response::{confine, whole, ApiBody};
@@ -651,97 +655,6 @@ fn headers(state: &State, message: &Snapshot) -> Response<ApiBody> {
     json_ok(&Value::Object(map))
 }
 
-/// A value quoted for [`crate::capture::query`] (`"` and `\` escaped).
-fn quoted(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// Splits a Mailpit query as its `tools.ArgsParser` does: on spaces, double quotes grouping
-/// a phrase (and then removed).
-fn mailpit_terms(query: &str) -> Vec<String> {
-    let mut terms = Vec::new();
-    let mut term = String::new();
-    let mut in_quotes = false;
-    for c in query.chars() {
-        match c {
-            '"' => in_quotes = !in_quotes,
-            c if c.is_whitespace() && !in_quotes => {
-                if !term.is_empty() {
-                    terms.push(std::mem::take(&mut term));
-                }
-            }
-            c => term.push(c),
-        }
-    }
-    if !term.is_empty() {
-        terms.push(term);
-    }
-    terms
-}
-
-/// Translates a Mailpit search into fastsmtpd's grammar, term by term (all ANDed in both):
-///
-/// | Mailpit | fastsmtpd | note |
-/// |---|---|---|
-/// | `to:V` | `to~"V"` | the raw `To:` contains V |
-/// | `from:V` | `header:from~"V"` | the `From:` field, not the envelope sender |
-/// | `cc:V`, `reply-to:V` | `header:cc~"V"`, `header:reply-to~"V"` | |
-/// | `subject:V` | `subject~"V"` | decoded subject contains V |
-/// | `message-id:V` | `header:message-id~"V"` | |
-/// | `after:W`, `before:W` | the same | W: RFC 3339, a date or a duration ago |
-/// | `larger:N[k/m]`, `smaller:N[k/m]` | `size>N`, `size<N` | |
-/// | a word or `"phrase"` | `"word"` | decoded subject or body text; Mailpit also looks in the address fields |
-///
-/// Everything matches case-insensitively, as a substring, as in Mailpit. Not translated
-/// (an `Err` naming the term): negation (`-term`, `!term`), `is:`, `tag:`, `has:`, `bcc:`,
-/// `addressed:`.
-pub fn translate(query: &str) -> Result<String, String> {
-    let mut out = Vec::new();
-    for term in mailpit_terms(query) {
-        if term.starts_with('-') || term.starts_with('!') {
-            return Err(format!(
-                "search term {term:?}: negation is not supported by fastsmtpd's Mailpit compatibility"
-            ));
-        }
-        let (key, value) = match term.split_once(':') {
-            Some((key, value)) => (key.to_ascii_lowercase(), value),
-            None => (String::new(), term.as_str()),
-        };
-        let translated = match key.as_str() {
-            "to" => format!("to~{}", quoted(value)),
-            "from" | "cc" | "reply-to" | "message-id" => {
-                format!("header:{key}~{}", quoted(value))
-            }
-            "subject" => format!("subject~{}", quoted(value)),
-            "after" | "before" => format!("{key}:{}", quoted(value)),
-            "larger" | "smaller" => {
-                let lower = value.to_ascii_lowercase();
-                let number = lower.trim_end_matches('b');
-                let op = if key == "larger" { '>' } else { '<' };
-                format!("size{op}{}", number.to_ascii_uppercase())
-            }
-            "is" | "tag" | "has" | "bcc" | "addressed" => {
-                return Err(format!(
-                    "search term {term:?}: {key}: is not supported by fastsmtpd's Mailpit compatibility"
-                ));
-            }
-            // Mailpit reads any other `word:word` as plain text.
-            _ => quoted(&term),
-        };
-        out.push(translated);
-    }
-    Ok(out.join(" "))
-}
-
 /// A Mailpit search parsed into fastsmtpd's [`grammar::Query`], or the `400`.
 fn parse(query: &str) -> Result<grammar::Query, Box<Response<ApiBody>>> {
     let translated = translate(query).map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, e)))?;
@@ -944,43 +857,6 @@ mod tests {
         assert_eq!(p("start=-1&limit=-5"), (0, 50));
         assert_eq!(p("start=x&limit=y"), (0, 50));
         assert_eq!(p("limit=0"), (0, 0));
-    }
-
-    #[test]
-    fn searches_translate_or_are_refused() {
-        assert_eq!(
-            translate("subject:Welcome to:jane@example.test").unwrap(),
-            "subject~\"Welcome\" to~\"jane@example.test\""
-        );
-        assert_eq!(
-            translate("from:\"Shop Team\" hello").unwrap(),
-            "header:from~\"Shop Team\" \"hello\""
-        );
-        assert_eq!(translate("larger:10kb").unwrap(), "size>10K");
-        assert_eq!(translate("odd:word").unwrap(), "\"odd:word\"");
-        for bad in [
-            "-subject:x",
-            "!x",
-            "is:read",
-            "tag:a",
-            "has:attachment",
-            "bcc:x",
-        ] {
-            assert!(translate(bad).is_err(), "{bad}");
-        }
-        for ok in [
-            "subject:Welcome",
-            "to:a@b",
-            "from:x cc:y reply-to:z message-id:abc@x",
-            "\"a \\\"b\" c",
-            "after:2026-01-01 before:5m larger:1m smaller:2k",
-        ] {
-            let translated = translate(ok).unwrap();
-            assert!(
-                grammar::parse(&translated, SystemTime::now()).is_ok(),
-                "{ok} -> {translated}"
-            );
-        }
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn with_a_token_the_compat_routes_take_it_as_basic_auth_password_or_bearer() {
         status(
             &api,
             &format!(
-                "GET /compat/mailpit/api/v1/messages HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+                "GET /compat/mailpit/api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
             ),
         )
     };

@@ -47,9 +47,10 @@ pub use filters::translate;
 
 use super::query::pairs;
 use super::response::{confine, whole, ApiBody};
-use super::routes::{finish, queue_id, same_secret, State};
+use super::routes::{blocking, failed, finish, foreign_host, queue_id, same_secret, State};
 use crate::capture::query as grammar;
 use crate::capture::{same_address, Capture, Direction, Filter, Lookup, Snapshot};
+use crate::control::Conn;
 use crate::store::record::rfc3339;
 use crate::view::{search, MessageView, ViewCache};
 use base64::Engine;
@@ -80,63 +81,92 @@ const CHUNK: usize = 256;
 /// Longest `Snippet`, in octets, before `...` (Mailpit's `tools.CreateSnippet`).
 const SNIPPET_MAX: usize = 200;
 
-/// Answers a request under [`PREFIX`] (timed under the metrics label `mailpit`).
-pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<ApiBody> {
+/// Answers a request under [`PREFIX`] (timed under the metrics label `mailpit`, paced and
+/// given the CORS header as every API answer is).
+pub async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    conn: Conn,
+) -> Response<ApiBody> {
     let started = std::time::Instant::now();
     let response = answer(&state, request).await;
-    finish(&state, "mailpit", started, response)
+    finish(&state, "mailpit", started, response, conn)
 }
 
-/// The answer to a request under [`PREFIX`].
-async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
+/// The answer to a request under [`PREFIX`]: the checks every API route makes (a loopback
+/// API serves loopback hosts only, the token, `--capture-max-age` at every read), the body
+/// read if the method takes one, then the route on a blocking thread (it parses messages:
+/// see [`State::readers`]).
+async fn answer(state: &Arc<State>, request: Request<Incoming>) -> Response<ApiBody> {
+    if state.loopback {
+        if let Some(refused) = foreign_host(&request) {
+            return refused;
+        }
+    }
     if let Some(refused) = authorize(state, &request) {
         return refused;
     }
-    let path = request.uri().path().to_owned();
-    let segments: Vec<&str> = path[PREFIX.len()..]
+    state.capture.expire(SystemTime::now());
+    let segments: Vec<String> = request.uri().path()[PREFIX.len()..]
         .split('/')
         .filter(|s| !s.is_empty())
+        .map(str::to_owned)
         .collect();
     let params = match pairs(request.uri().query()) {
         Ok(params) => params,
         Err(e) => return text(StatusCode::BAD_REQUEST, e.0),
     };
     let method = request.method().clone();
+    let body = if method == Method::DELETE || method == Method::PUT {
+        match body(request).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        }
+    } else {
+        Vec::new()
+    };
+    let shared = Arc::clone(state);
+    blocking(state, move || {
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        route(&shared, &method, &segments, &params, &body)
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+/// The route a path and method name, answered.
+fn route(
+    state: &State,
+    method: &Method,
+    segments: &[&str],
+    params: &[(String, String)],
+    body: &[u8],
+) -> Response<ApiBody> {
     let get = &[Method::GET, Method::HEAD][..];
-    match segments.as_slice() {
+    match segments {
         ["api", "v1", "messages"] => {
-            match allowed(
-                &method,
-                &[Method::GET, Method::HEAD, Method::DELETE, Method::PUT],
-            ) {
+            let allowed_here = [Method::GET, Method::HEAD, Method::DELETE, Method::PUT];
+            match allowed(method, &allowed_here) {
                 Some(refused) => refused,
-                None if method == Method::DELETE => match body(request).await {
-                    Ok(body) => delete_messages(&state.capture, &body),
-                    Err(refused) => refused,
-                },
-                None if method == Method::PUT => match body(request).await {
-                    Ok(body) => read_status(&body),
-                    Err(refused) => refused,
-                },
-                None => list(state, &params),
+                None if method == Method::DELETE => delete_messages(&state.capture, body),
+                None if method == Method::PUT => read_status(body),
+                None => list(state, params),
             }
         }
-        ["api", "v1", "message", id] => allowed(&method, get).unwrap_or_else(|| {
-            find(state, id, &params).map_or_else(|r| *r, |m| message(state, &m))
-        }),
-        ["api", "v1", "message", id, "raw"] => allowed(&method, get)
-            .unwrap_or_else(|| find(state, id, &params).map_or_else(|r| *r, |m| raw(&m, &params))),
-        ["api", "v1", "message", id, "headers"] => allowed(&method, get).unwrap_or_else(|| {
-            find(state, id, &params).map_or_else(|r| *r, |m| headers(state, &m))
-        }),
+        ["api", "v1", "message", id] => allowed(method, get)
+            .unwrap_or_else(|| find(state, id, params).map_or_else(|r| *r, |m| message(state, &m))),
+        ["api", "v1", "message", id, "raw"] => allowed(method, get)
+            .unwrap_or_else(|| find(state, id, params).map_or_else(|r| *r, |m| raw(&m, params))),
+        ["api", "v1", "message", id, "headers"] => allowed(method, get)
+            .unwrap_or_else(|| find(state, id, params).map_or_else(|r| *r, |m| headers(state, &m))),
         ["api", "v1", "search"] => {
-            match allowed(&method, &[Method::GET, Method::HEAD, Method::DELETE]) {
+            match allowed(method, &[Method::GET, Method::HEAD, Method::DELETE]) {
                 Some(refused) => refused,
-                None if method == Method::DELETE => delete_search(state, &params),
-                None => search_route(state, &params),
+                None if method == Method::DELETE => delete_search(state, params),
+                None => search_route(state, params),
             }
         }
-        ["view", file] => allowed(&method, get).unwrap_or_else(|| view_route(state, file, &params)),
+        ["view", file] => allowed(method, get).unwrap_or_else(|| view_route(state, file, params)),
         _ => not_found(),
     }
 }

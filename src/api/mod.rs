@@ -15,6 +15,7 @@
 //! | `events` | the server-sent event stream, read from the index after a cursor |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
+//! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
@@ -26,6 +27,7 @@
 
 mod counters;
 mod events;
+mod mailpit;
 mod query;
 mod read;
 mod render;
@@ -110,7 +112,16 @@ impl ApiServer {
             "--api",
             "fastsmtpd-api",
             limits,
-            move |request, conn| routes::handle(Arc::clone(&state), request, conn),
+            move |request, conn| {
+                let state = Arc::clone(&state);
+                async move {
+                    if request.uri().path().starts_with(mailpit::PREFIX) {
+                        mailpit::handle(state, request, conn).await
+                    } else {
+                        routes::handle(state, request, conn).await
+                    }
+                }
+            },
         )?;
         Ok(ApiServer { http, counters })
     }

@@ -22,7 +22,8 @@
 //! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
 //! longer id) is `404` before the store is asked.
 //!
-//! What it does not do: read request bodies (no route takes one yet), or parse the search
+//! What it does not do: read request bodies (no route here takes one; `/compat/mailpit/` is
+//! `mailpit`'s, sent there by the server's handler in `api`), or parse the search
 //! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
 
 use super::counters::ApiCounters;
@@ -79,7 +80,7 @@ pub const READERS: usize = 2;
 pub const RESPONSE_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 /// Runs `job` on a blocking thread once a reader's place is free (see [`State::readers`]).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &State,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
@@ -88,7 +89,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A `500` for a read that failed inside (a panic the blocking pool caught).
-fn failed() -> Response<ApiBody> {
+pub(super) fn failed() -> Response<ApiBody> {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the message could not be read",
@@ -103,7 +104,19 @@ pub async fn handle(
 ) -> Response<ApiBody> {
     let started = Instant::now();
     let (route, response) = route(&state, &request, conn.clone()).await;
-    let mut response = pace(&state, route, response, conn);
+    finish(&state, route, started, response, conn)
+}
+
+/// A response on its way out: paced ([`pace`]), the CORS header added, its time observed
+/// under `route`.
+pub fn finish(
+    state: &State,
+    route: &'static str,
+    started: Instant,
+    response: Response<ApiBody>,
+    conn: Conn,
+) -> Response<ApiBody> {
+    let mut response = pace(state, route, response, conn);
     if let Some(origin) = &state.cors_origin {
         let headers = response.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -322,7 +335,7 @@ async fn api(
 /// (`localhost`, `127.0.0.0/8`, `::1`, any port). A web page a developer visits could
 /// otherwise point its own name at 127.0.0.1 (DNS rebinding) and read captured mail, reset
 /// codes included, as same-origin requests: its requests carry its own name as `Host`.
-fn foreign_host(request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+pub(super) fn foreign_host(request: &Request<Incoming>) -> Option<Response<ApiBody>> {
     let host = request.headers().get(hyper::header::HOST)?;
     let text = host.to_str().unwrap_or("");
     let name = match text.strip_prefix('[') {
@@ -410,7 +423,7 @@ fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiB
 /// Whether two secrets are equal, in a time that depends on their lengths only (RFC 6750
 /// §5.2 asks bearer tokens be guarded; a compare that stops at the first difference tells
 /// a timing attacker how much of a guess was right).
-fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
+pub(super) fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
     let mut difference = u8::from(given.len() != wanted.len());
     for (i, &w) in wanted.iter().enumerate() {
         difference |= w ^ given.get(i).copied().unwrap_or(!w);
@@ -555,7 +568,7 @@ fn delete_matching(state: &State, query: Option<&str>) -> Response<ApiBody> {
 }
 
 /// The id in a path, if it is one (see the module doc).
-fn queue_id(id: &str) -> Option<QueueId> {
+pub(super) fn queue_id(id: &str) -> Option<QueueId> {
     let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
     if id.bytes().all(|b| alphabet(&b)) {
         QueueId::new(id.as_bytes())

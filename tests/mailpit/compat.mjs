@@ -182,11 +182,18 @@ assert.equal(response.status, 405);
 response = await fetch(`${base}/api/v1/nothing`);
 assert.equal(response.status, 404);
 assert.equal(await response.text(), "404 page not found");
-response = await fetch(`${base}/api/v1/messages`, {
-  method: "DELETE",
-  body: "x".repeat(2 << 20),
-});
-assert.equal(response.status, 413);
+// The server answers 413 as soon as the body passes its bound and closes the connection:
+// a client still writing may see the reset before it reads the 413. Either way, nothing is
+// deleted.
+try {
+  response = await fetch(`${base}/api/v1/messages`, {
+    method: "DELETE",
+    body: "x".repeat(2 << 20),
+  });
+  assert.equal(response.status, 413);
+} catch (error) {
+  assert.match(String(error.cause ?? error), /ECONNRESET|EPIPE|other side closed|SocketError|UND_ERR/);
+}
 assert.equal((await mp.listMessages()).total, 3, "an oversized body deletes nothing");
 
 step("a base URL with a trailing slash works the same");

@@ -23,6 +23,7 @@
 //! | [`view`] | a kept message parsed for reading (headers, text, HTML, parts, links, codes), a byte-bounded cache of views, and search with the decoded terms |
 //! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
 //! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
+//! | [`probe`] | `fastsmtpd await` and `fastsmtpd ready`: the API and the SMTP greeting asked from a shell, a blocking HTTP/1.1 client |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
@@ -42,7 +43,7 @@
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
 //! | 1 | `wake`, `stats`, `fault`, `capture` |
-//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file`, `control` |
+//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file`, `control`, `probe` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
 //! and AUTH post to without knowing the server; `metrics` sits below `store` because the
@@ -69,6 +70,7 @@ pub mod lock;
 pub mod metrics;
 pub mod named_file;
 pub mod peer;
+pub mod probe;
 pub mod proto;
 pub mod server;
 pub mod stats;

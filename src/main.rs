@@ -20,6 +20,7 @@ use std::time::Duration;
     name = "fastsmtpd",
     version,
     about,
+    args_conflicts_with_subcommands = true,
     after_help = "Durations (DURATION): a number, fractions allowed, and a unit: ns, us (or µs), ms, s, \
                   m, h, d (30s, 1.5m, 200ms); a bare number is seconds. Sizes (SIZE): a whole \
                   number and a unit, any case: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, all powers of 1024 \
@@ -278,6 +279,102 @@ struct Cli {
     /// (SIGHUP cannot reopen stdout: rotate it outside, e.g. with copytruncate).
     #[arg(long)]
     log_sessions: bool,
+    /// A probe instead of the server (`fastsmtpd await ...`, `fastsmtpd ready ...`).
+    #[command(subcommand)]
+    probe: Option<Probe>,
+}
+
+/// The subcommands: probes of a running server, for shells and compose health checks
+/// (without one, `fastsmtpd` runs the server).
+#[derive(Debug, clap::Subcommand)]
+enum Probe {
+    /// Wait for mail through the capture API (GET /api/v1/await) and print the JSON result.
+    /// Exit 0 when satisfied, 1 on a timeout (408) or, with --expect-none, a match (409), 2
+    /// on a usage or connection error (a line on stderr says which).
+    Await(AwaitCli),
+    /// Poll the API's /readyz (and with --smtp an SMTP greeting 220) until ready. Exit 0
+    /// when ready, 1 when not by --timeout.
+    Ready(ReadyCli),
+}
+
+/// `fastsmtpd await`.
+#[derive(Debug, clap::Args)]
+struct AwaitCli {
+    /// The API's base URL (plain http).
+    #[arg(long, value_name = "URL", default_value = fastsmtpd::probe::DEFAULT_API)]
+    api: String,
+    /// An envelope recipient the messages must have (repeatable: each must hold).
+    #[arg(long, value_name = "ADDRESS")]
+    rcpt: Vec<String>,
+    /// The envelope sender the messages must have.
+    #[arg(long, value_name = "ADDRESS")]
+    from: Option<String>,
+    /// The decoded subject the messages must have (equal, trimmed).
+    #[arg(long, value_name = "TEXT")]
+    subject: Option<String>,
+    /// How many matching messages to wait for, 1 to 500.
+    #[arg(long, value_name = "N", value_parser = count::<u32>(1, fastsmtpd::api::MAX_COUNT as u64))]
+    count: Option<u32>,
+    /// A cursor (from GET /api/v1/cursor or an earlier result's "cursor"): only messages after
+    /// it count [default: 0, everything kept].
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+    /// How long the server waits, up to 5m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = config::parse_duration)]
+    timeout: Duration,
+    /// Succeed when no matching message arrives by the timeout (exit 1 if one does).
+    #[arg(long)]
+    expect_none: bool,
+    /// The API's bearer token [default: $FASTSMTPD_API_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+/// `fastsmtpd ready`.
+#[derive(Debug, clap::Args)]
+struct ReadyCli {
+    /// The API's base URL (plain http): its /readyz must answer 200.
+    #[arg(long, value_name = "URL", default_value = fastsmtpd::probe::DEFAULT_API)]
+    api: String,
+    /// Also wait for an SMTP greeting 220 on this HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp: Option<String>,
+    /// How long to keep trying.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+    timeout: Duration,
+}
+
+/// Runs a probe; its exit code.
+fn probe(probe: Probe) -> ExitCode {
+    use fastsmtpd::probe::{run_await, run_ready, AwaitArgs, ReadyArgs};
+    let code = match probe {
+        Probe::Await(cli) => run_await(
+            &AwaitArgs {
+                api: cli.api,
+                rcpt: cli.rcpt,
+                from: cli.from,
+                subject: cli.subject,
+                count: cli.count,
+                after: cli.after,
+                timeout: cli.timeout,
+                expect_none: cli.expect_none,
+                token: cli
+                    .token
+                    .or_else(|| std::env::var(API_TOKEN_ENV).ok().filter(|t| !t.is_empty())),
+            },
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
+        Probe::Ready(cli) => run_ready(
+            &ReadyArgs {
+                api: cli.api,
+                smtp: cli.smtp,
+                timeout: cli.timeout,
+            },
+            &mut std::io::stderr().lock(),
+        ),
+    };
+    ExitCode::from(code)
 }
 
 /// A value parser for a whole number from `min` to `max` of type `T` (clap's own range
@@ -329,7 +426,10 @@ fn api_settings(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(subcommand) = cli.probe.take() {
+        return probe(subcommand);
+    }
     let mut config = Config {
         listen: cli.listen,
         hostname: cli.hostname,

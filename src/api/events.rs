@@ -23,6 +23,11 @@
 //! removals of its resumption. If the store's ring forgot removals before the subscriber read
 //! them: `event: gone-lagged` `{"from", "to"}` (removal numbers), then on.
 //!
+//! A client that resumes from a cursor ahead of the newest message (the server restarted
+//! and numbers messages from 1 again) gets `event: reset` with `{"from": CURSOR, "head": H}`
+//! first, then every kept message from the oldest: it should drop what it had and start
+//! over.
+//!
 //! What it does not do: filter, or buffer more than one page.
 
 use super::counters::ApiCounters;
@@ -67,6 +72,9 @@ pub struct EventStream {
     opened: bool,
     /// Whether removals are left to read (the last read stopped at its bound).
     more: bool,
+    /// The cursor the client resumed from when it was ahead of this server's head (the
+    /// server restarted and numbers from 1 again): said first, as `event: reset`.
+    reset: Option<u64>,
 }
 
 impl EventStream {
@@ -84,7 +92,17 @@ impl EventStream {
             counters,
             opened: false,
             more: false,
+            reset: None,
         }
+    }
+
+    /// A stream for a client that resumed from `cursor`, ahead of this server's head (see
+    /// the module doc): it starts with `event: reset` `{"from": cursor, "head": H}` and then
+    /// sends every kept message from the oldest, so the client can start over.
+    pub fn reset(capture: Arc<Capture>, cursor: u64, conn: Conn, counters: ApiCounters) -> Self {
+        let mut stream = EventStream::new(capture, 0, conn, counters);
+        stream.reset = Some(cursor);
+        stream
     }
 
     /// The next bytes to send; pending until there are some (never ends by itself).
@@ -101,7 +119,15 @@ impl EventStream {
         }
         if !self.opened {
             self.opened = true;
-            return self.write(b": fastsmtpd events\n\n".to_vec());
+            let mut text = b": fastsmtpd events\n\n".to_vec();
+            if let Some(from) = self.reset {
+                let head = self.capture.head();
+                text.extend_from_slice(
+                    format!("event: reset\ndata: {{\"from\":{from},\"head\":{head}}}\n\n")
+                        .as_bytes(),
+                );
+            }
+            return self.write(text);
         }
         let text = self.read();
         if !text.is_empty() {

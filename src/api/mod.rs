@@ -18,6 +18,7 @@
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
+//! | `openapi.json` | the OpenAPI 3.1 document, served as is ([`OPENAPI`]) |
 //!
 //! What it does not do: keep mail (the capture store does), take mail over HTTP (not yet),
 //! parse MIME or the search grammar itself (`crate::view`, `crate::capture::query`), serve
@@ -44,6 +45,11 @@ use hyper::header::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The OpenAPI 3.1 document of every route (`GET /api/v1/openapi.json`; behind the token like
+/// the rest of `/api/v1`: one rule for the whole prefix, and the document is in the source
+/// tree for anyone without one). `tests/openapi.rs` validates real responses against it.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Most API connections open at once (each `await` holds one); past it the least recently
 /// active one is closed.
@@ -91,7 +97,10 @@ impl ApiServer {
             token: options.token,
             cors_origin,
             counters: counters.clone(),
-            views: crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT),
+            views: Arc::new(crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT)),
+            readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
+            in_flight: Arc::default(),
+            loopback: addr.ip().is_loopback(),
         });
         let limits = Limits {
             max_connections: MAX_CONNECTIONS,

@@ -119,6 +119,12 @@ impl Selection {
     /// Takes `key=value` if it is a filter parameter: `Ok(true)` if it was, `Ok(false)` if
     /// it is something else.
     fn take(&mut self, key: &str, value: &str) -> Result<bool, BadRequest> {
+        if matches!(key, "rcpt" | "from") && value.contains(' ') && !value.contains('"') {
+            return Err(BadRequest(format!(
+                "{key}={value:?}: an address has no space here; a + in a query string reads \
+                 as a space (HTML form encoding): write + as %2B (user%2Btag@example.com)"
+            )));
+        }
         let term = match key {
             "rcpt" => {
                 if self.recipient.is_none() {
@@ -190,17 +196,18 @@ impl AwaitQuery {
             timeout: DEFAULT_TIMEOUT,
             expect_none: false,
         };
+        let mut seen = Vec::new();
         for (key, value) in pairs(query)? {
             if q.selection.take(&key, &value)? {
                 continue;
             }
+            once(&mut seen, &key)?;
             match key.as_str() {
                 "count" => q.count = number(&key, &value, 1, MAX_COUNT as u64)? as usize,
                 "after" => q.after = cursor(&key, &value)?,
                 "timeout" => q.timeout = timeout(&value)?,
                 "expect" => match value.as_str() {
                     "none" => q.expect_none = true,
-                    "some" | "" => q.expect_none = false,
                     _ => return Err(BadRequest(format!("expect={value}: only expect=none"))),
                 },
                 _ => return Err(unknown(&key)),
@@ -233,10 +240,12 @@ impl ListQuery {
             before: None,
             after: None,
         };
+        let mut seen = Vec::new();
         for (key, value) in pairs(query)? {
             if q.selection.take(&key, &value)? {
                 continue;
             }
+            once(&mut seen, &key)?;
             match key.as_str() {
                 "limit" if paged => q.limit = number(&key, &value, 1, MAX_LIMIT as u64)? as usize,
                 "before" if paged => q.before = Some(cursor(&key, &value)?),
@@ -258,6 +267,16 @@ pub fn events_after(query: Option<&str>) -> Result<Option<u64>, BadRequest> {
         }
     }
     Ok(after)
+}
+
+/// A `400` for a setting given twice (`timeout`, `limit`...: which one was meant?); filter
+/// parameters may repeat (each must hold).
+pub(super) fn once(seen: &mut Vec<String>, key: &str) -> Result<(), BadRequest> {
+    if seen.iter().any(|k| k == key) {
+        return Err(BadRequest(format!("{key} is given twice")));
+    }
+    seen.push(key.to_owned());
+    Ok(())
 }
 
 /// An unknown parameter's error.

@@ -93,10 +93,16 @@ pub fn links(views: &ViewCache, message: &Snapshot) -> Response<ApiBody> {
 /// `GET /api/v1/messages/{id}/parts/{n}`: the part's decoded bytes (see the module doc for
 /// the headers that keep a browser safe).
 pub fn part(message: &Snapshot, number: &str) -> Response<ApiBody> {
-    let Ok(number) = number.parse::<usize>() else {
+    let canonical = !number.is_empty()
+        && number.len() <= 6
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && !number.starts_with('0');
+    let Some(number) = number.parse::<usize>().ok().filter(|_| canonical) else {
         return error(
-            StatusCode::NOT_FOUND,
-            "no such part: parts are numbered from 1",
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "part {number:?}: parts are numbered 1, 2, 3... (a decimal number, no leading zero)"
+            ),
         );
     };
     let Some(part) = MessageView::part(&message.raw, number) else {
@@ -147,7 +153,9 @@ fn search_query(text: Option<&str>, paged: bool) -> Result<SearchQuery, BadReque
     let mut q = None;
     let mut limit = query::DEFAULT_LIMIT;
     let mut before = None;
+    let mut seen = Vec::new();
     for (key, value) in query::pairs(text)? {
+        query::once(&mut seen, &key)?;
         match key.as_str() {
             "q" => {
                 let parsed = grammar::parse(&value, SystemTime::now()).map_err(|e| {
@@ -245,8 +253,9 @@ pub fn delete_search(
 
 /// `GET /api/v1/stats`: the store's figures for the UI's status strip and for scripts:
 /// `messages`, `bytes` (charged) and `budget_bytes`, `accepted_total` (inserted since start),
-/// `evicted`, `expired`, `deleted`, `refused`, `waiters`, `subscribers`, `head`.
-pub fn stats(capture: &Capture, subscribers: i64) -> Response<ApiBody> {
+/// `evicted`, `expired`, `deleted`, `refused`, `waiters` (awaits waiting), `subscribers`
+/// (event streams), `head`.
+pub fn stats(capture: &Capture, waiters: i64, subscribers: i64) -> Response<ApiBody> {
     let s = capture.stats();
     json(
         StatusCode::OK,
@@ -259,7 +268,7 @@ pub fn stats(capture: &Capture, subscribers: i64) -> Response<ApiBody> {
             "expired": s.expired,
             "deleted": s.deleted,
             "refused": s.refused_full + s.refused_too_large + s.refused_duplicate,
-            "waiters": s.waiters,
+            "waiters": waiters,
             "subscribers": subscribers,
             "head": s.head.to_string(),
         }),

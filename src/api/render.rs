@@ -36,8 +36,28 @@ fn subject(message: &Snapshot) -> Value {
     }
 }
 
-/// The summary: `id`, `seq`, `received_at`, `size`, `mail_from`, `rcpt_to`, `from`,
-/// `subject`.
+/// The most characters of `from` and `subject` in a summary, and of recipients listed in
+/// its `rcpt_to`: a summary stays small whatever a message carries (a list of 500 is never
+/// inbox-sized); the whole record has everything.
+pub const SUMMARY_TEXT_MAX: usize = 256;
+/// The most recipients a summary lists (`rcpt_count` has them all).
+pub const SUMMARY_RECIPIENTS_MAX: usize = 20;
+
+/// `value` cut to [`SUMMARY_TEXT_MAX`] characters, with `…` when cut.
+fn cut(value: Value) -> Value {
+    match value {
+        Value::String(text) if text.chars().count() > SUMMARY_TEXT_MAX => {
+            let mut short: String = text.chars().take(SUMMARY_TEXT_MAX).collect();
+            short.push('…');
+            Value::String(short)
+        }
+        other => other,
+    }
+}
+
+/// The summary: `id`, `seq`, `received_at`, `size`, `mail_from`, `rcpt_to` (at most
+/// [`SUMMARY_RECIPIENTS_MAX`]), `rcpt_count`, `from`, `subject` (each text cut to
+/// [`SUMMARY_TEXT_MAX`] characters, ending `…` when cut).
 pub fn summary(message: &Snapshot) -> Value {
     let envelope = message.envelope();
     json!({
@@ -45,10 +65,16 @@ pub fn summary(message: &Snapshot) -> Value {
         "seq": message.seq,
         "received_at": rfc3339(message.received_at),
         "size": message.raw.len(),
-        "mail_from": text(envelope.sender),
-        "rcpt_to": envelope.recipients.iter().map(text).collect::<Vec<_>>(),
-        "from": header(message, Field::From),
-        "subject": subject(message),
+        "mail_from": cut(text(envelope.sender)),
+        "rcpt_to": envelope
+            .recipients
+            .iter()
+            .take(SUMMARY_RECIPIENTS_MAX)
+            .map(|r| cut(text(r)))
+            .collect::<Vec<_>>(),
+        "rcpt_count": envelope.recipients.len(),
+        "from": cut(header(message, Field::From)),
+        "subject": cut(subject(message)),
     })
 }
 

@@ -5,12 +5,15 @@
 //! What it does not do: decide statuses (the routes do) or write HTTP (hyper does).
 
 use super::events::EventStream;
+use crate::control::Conn;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Response, StatusCode};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A response body.
@@ -20,6 +23,58 @@ pub enum ApiBody {
     Whole(Option<Bytes>),
     /// Server-sent events until the client goes away or the server stops.
     Events(Box<EventStream>),
+    /// A large body sent a slice at a time (see [`Sending`]).
+    Sending(Box<Sending>),
+}
+
+/// Bodies larger than this go out in slices of this size ([`ApiBody::Sending`]).
+pub const SLICE: usize = 64 << 10;
+
+/// A large body on its way out, a slice at a time: each slice hyper asks for extends the
+/// connection's deadline ([`Conn::hold`]), so a body is cut off only when the client stops
+/// reading for the request timeout, never because it is large; and its octets stay
+/// counted in the API's bytes in flight until it is sent or dropped.
+#[derive(Debug)]
+pub struct Sending {
+    /// The whole body (slices of it are shared, not copied).
+    bytes: Bytes,
+    /// Octets sent so far.
+    sent: usize,
+    /// The connection, to extend its deadline.
+    conn: Conn,
+    /// The octets counted in flight (0 for a store's own bytes) and the counter.
+    charge: (usize, Arc<AtomicUsize>),
+}
+
+impl Sending {
+    /// `bytes` to send over `conn`, `charged` octets of them counted in `in_flight`
+    /// (already added by the caller).
+    pub fn new(bytes: Bytes, conn: Conn, charged: usize, in_flight: Arc<AtomicUsize>) -> Sending {
+        Sending {
+            bytes,
+            sent: 0,
+            conn,
+            charge: (charged, in_flight),
+        }
+    }
+
+    /// The next slice, if any.
+    fn next(&mut self) -> Option<Bytes> {
+        if self.sent >= self.bytes.len() {
+            return None;
+        }
+        let end = (self.sent + SLICE).min(self.bytes.len());
+        let slice = self.bytes.slice(self.sent..end);
+        self.sent = end;
+        self.conn.hold(std::time::Duration::ZERO);
+        Some(slice)
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.charge.1.fetch_sub(self.charge.0, Ordering::Relaxed);
+    }
 }
 
 impl Body for ApiBody {
@@ -33,11 +88,16 @@ impl Body for ApiBody {
         match self.get_mut() {
             ApiBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ApiBody::Events(stream) => stream.poll_event(cx).map(|b| Some(Ok(Frame::data(b)))),
+            ApiBody::Sending(sending) => Poll::Ready(sending.next().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ApiBody::Whole(None))
+        match self {
+            ApiBody::Whole(bytes) => bytes.is_none(),
+            ApiBody::Events(_) => false,
+            ApiBody::Sending(sending) => sending.sent >= sending.bytes.len(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -46,6 +106,9 @@ impl Body for ApiBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ApiBody::Events(_) => SizeHint::default(),
+            ApiBody::Sending(sending) => {
+                SizeHint::with_exact((sending.bytes.len() - sending.sent) as u64)
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! | route | methods |
 //! |---|---|
 //! | `/healthz`, `/readyz` | `GET`, `HEAD` (open without the token) |
+//! | `/api/v1/openapi.json` | `GET` |
 //! | `/api/v1/cursor` | `GET` |
 //! | `/api/v1/await` | `GET` |
 //! | `/api/v1/messages` | `GET`, `DELETE` |
@@ -27,7 +28,7 @@
 use super::counters::ApiCounters;
 use super::events::{EventStream, MAX_SUBSCRIBERS};
 use super::query::{self, AwaitQuery, BadRequest, ListQuery};
-use super::response::{error, json, whole, ApiBody};
+use super::response::{error, json, whole, ApiBody, Sending, SLICE};
 use super::{read, render, select, wait};
 use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
@@ -41,6 +42,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,7 +58,41 @@ pub struct State {
     /// The metrics.
     pub counters: ApiCounters,
     /// Parsed views of the messages read lately, shared by every route.
-    pub views: crate::view::ViewCache,
+    pub views: Arc<crate::view::ViewCache>,
+    /// Parsing and searching run on tokio's blocking threads, at most this many at once, so
+    /// that a message built to be slow to parse never stalls the other routes (awaits,
+    /// event streams) and parsing's memory is bounded by a few messages' worth.
+    pub readers: Arc<tokio::sync::Semaphore>,
+    /// The API listens on a loopback address: only requests naming a loopback host are
+    /// served (see [`foreign_host`]).
+    pub loopback: bool,
+    /// Octets of response bodies made for a request (JSON, decoded parts) not yet sent:
+    /// bounded by [`RESPONSE_BYTES_IN_FLIGHT`], past it `503`.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// At most this many parses or searches run at once (see [`State::readers`]).
+pub const READERS: usize = 2;
+
+/// The most octets of made response bodies waiting to be sent, over every connection (the
+/// raw bytes of a message are not counted: they are the store's own, shared, never copied).
+pub const RESPONSE_BYTES_IN_FLIGHT: usize = 64 << 20;
+
+/// Runs `job` on a blocking thread once a reader's place is free (see [`State::readers`]).
+async fn blocking<T: Send + 'static>(
+    state: &State,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _place = state.readers.acquire().await.ok()?;
+    tokio::task::spawn_blocking(job).await.ok()
+}
+
+/// A `500` for a read that failed inside (a panic the blocking pool caught).
+fn failed() -> Response<ApiBody> {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the message could not be read",
+    )
 }
 
 /// Answers one request.
@@ -66,7 +102,8 @@ pub async fn handle(
     conn: Conn,
 ) -> Response<ApiBody> {
     let started = Instant::now();
-    let (route, mut response) = route(&state, &request, conn).await;
+    let (route, response) = route(&state, &request, conn.clone()).await;
+    let mut response = pace(&state, route, response, conn);
     if let Some(origin) = &state.cors_origin {
         let headers = response.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -80,6 +117,32 @@ pub async fn handle(
     response
 }
 
+/// A large whole body made into one sent a slice at a time ([`Sending`]), its octets counted
+/// in flight unless they are the store's own (`raw`); a `503` when the octets in flight
+/// would pass [`RESPONSE_BYTES_IN_FLIGHT`].
+fn pace(state: &State, route: &str, response: Response<ApiBody>, conn: Conn) -> Response<ApiBody> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        ApiBody::Whole(Some(bytes)) if bytes.len() > SLICE => bytes,
+        body => return Response::from_parts(parts, body),
+    };
+    let charged = if route == "raw" { 0 } else { bytes.len() };
+    let before = state.in_flight.fetch_add(charged, Ordering::Relaxed);
+    if charged > 0 && before + charged > RESPONSE_BYTES_IN_FLIGHT {
+        state.in_flight.fetch_sub(charged, Ordering::Relaxed);
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many large responses are being sent: try again",
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    let sending = Sending::new(bytes, conn, charged, Arc::clone(&state.in_flight));
+    Response::from_parts(parts, ApiBody::Sending(Box::new(sending)))
+}
+
 /// The route's name (a metrics label) and its answer.
 async fn route(
     state: &State,
@@ -90,6 +153,11 @@ async fn route(
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let method = request.method();
     let query = request.uri().query();
+    if state.loopback {
+        if let Some(refused) = foreign_host(request) {
+            return ("foreign-host", refused);
+        }
+    }
     match segments.as_slice() {
         ["healthz"] | ["readyz"] => {
             let name = if segments[0] == "healthz" {
@@ -110,6 +178,9 @@ async fn route(
             if let Some(refused) = authorize(state, request) {
                 return ("unauthorized", refused);
             }
+            // `--capture-max-age` holds at every read, not only at the next insert: a
+            // message past its age is never served (it answers `410`, expired).
+            state.capture.expire(std::time::SystemTime::now());
             api(state, method, rest, query, request.headers(), conn).await
         }
         _ => match super::ui::asset(path) {
@@ -135,9 +206,21 @@ async fn api(
     let get_delete = &[Method::GET, Method::DELETE];
     let get_head = &[Method::GET, Method::HEAD];
     match rest {
+        ["openapi.json"] => (
+            "openapi",
+            allow(method, GET, state).unwrap_or_else(|| {
+                whole(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(super::OPENAPI.as_bytes()),
+                )
+            }),
+        ),
         ["cursor"] => (
             "cursor",
-            allow(method, GET, state).unwrap_or_else(|| cursor(state)),
+            allow(method, GET, state)
+                .or_else(|| no_parameters(query))
+                .unwrap_or_else(|| cursor(state)),
         ),
         ["await"] => match allow(method, GET, state) {
             Some(refused) => ("await", refused),
@@ -154,45 +237,75 @@ async fn api(
             ("messages", answer)
         }
         ["messages", id] => {
-            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
-                if method == Method::DELETE {
-                    delete_one(state, id, query)
-                } else {
-                    message(state, id, query)
-                }
-            });
-            ("message", answer)
+            if let Some(refused) = allow(method, get_delete, state) {
+                return ("message", refused);
+            }
+            if method == Method::DELETE {
+                return ("message", delete_one(state, id, query));
+            }
+            let message = match lookup(state, id, query) {
+                Ok(message) => message,
+                Err(refused) => return ("message", *refused),
+            };
+            let views = Arc::clone(&state.views);
+            let answer = blocking(state, move || read::message(&views, &message)).await;
+            ("message", answer.unwrap_or_else(failed))
         }
         ["messages", id, "raw"] => {
             let answer = allow(method, get_head, state).unwrap_or_else(|| raw(state, id, query));
             ("raw", answer)
         }
         ["messages", id, "links"] => {
-            let answer = allow(method, GET, state).unwrap_or_else(|| {
-                lookup(state, id, query).map_or_else(|r| *r, |m| read::links(&state.views, &m))
-            });
-            ("links", answer)
+            if let Some(refused) = allow(method, GET, state) {
+                return ("links", refused);
+            }
+            let message = match lookup(state, id, query) {
+                Ok(message) => message,
+                Err(refused) => return ("links", *refused),
+            };
+            let views = Arc::clone(&state.views);
+            let answer = blocking(state, move || read::links(&views, &message)).await;
+            ("links", answer.unwrap_or_else(failed))
         }
         ["messages", id, "parts", number] => {
-            let answer = allow(method, get_head, state).unwrap_or_else(|| {
-                lookup(state, id, query).map_or_else(|r| *r, |m| read::part(&m, number))
-            });
-            ("part", answer)
+            if let Some(refused) = allow(method, get_head, state) {
+                return ("part", refused);
+            }
+            let message = match lookup(state, id, query) {
+                Ok(message) => message,
+                Err(refused) => return ("part", *refused),
+            };
+            let number = (*number).to_owned();
+            let answer = blocking(state, move || read::part(&message, &number)).await;
+            ("part", answer.unwrap_or_else(failed))
         }
         ["search"] => {
-            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
-                if method == Method::DELETE {
-                    read::delete_search(&state.capture, &state.views, query)
+            if let Some(refused) = allow(method, get_delete, state) {
+                return ("search", refused);
+            }
+            let capture = Arc::clone(&state.capture);
+            let views = Arc::clone(&state.views);
+            let query = query.map(str::to_owned);
+            let delete = method == Method::DELETE;
+            let answer = blocking(state, move || {
+                if delete {
+                    read::delete_search(&capture, &views, query.as_deref())
                 } else {
-                    read::search_route(&state.capture, &state.views, query)
+                    read::search_route(&capture, &views, query.as_deref())
                 }
-            });
-            ("search", answer)
+            })
+            .await;
+            ("search", answer.unwrap_or_else(failed))
         }
         ["stats"] => (
             "stats",
-            allow(method, GET, state)
-                .unwrap_or_else(|| read::stats(&state.capture, state.counters.subscribers.get())),
+            allow(method, GET, state).unwrap_or_else(|| {
+                read::stats(
+                    &state.capture,
+                    state.counters.waiters.get(),
+                    state.counters.subscribers.get(),
+                )
+            }),
         ),
         ["events"] => {
             let answer =
@@ -201,6 +314,33 @@ async fn api(
         }
         _ => ("unknown", error(StatusCode::NOT_FOUND, "no such route")),
     }
+}
+
+/// On a loopback API, a `403` for a request whose `Host` is not a loopback name or address
+/// (`localhost`, `127.0.0.0/8`, `::1`, any port). A web page a developer visits could
+/// otherwise point its own name at 127.0.0.1 (DNS rebinding) and read captured mail, reset
+/// codes included, as same-origin requests: its requests carry its own name as `Host`.
+fn foreign_host(request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+    let host = request.headers().get(hyper::header::HOST)?;
+    let text = host.to_str().unwrap_or("");
+    let name = match text.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => text.rsplit_once(':').map_or(text, |(name, _)| name),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return None;
+    }
+    Some(error(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Host {text:?} is not a loopback name: this API listens on loopback and answers \
+             only requests for localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding)"
+        ),
+    ))
 }
 
 /// `None` if `method` is one of `allowed`; else the `405` (or a CORS preflight's `204`).
@@ -246,10 +386,11 @@ fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiB
     if request.method() == Method::OPTIONS && state.cors_origin.is_some() {
         return None;
     }
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let given = request.headers().get(AUTHORIZATION).and_then(|v| {
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        let v = v.as_bytes();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+    });
     if given.is_some_and(|given| same_secret(given, token.as_bytes())) {
         return None;
     }
@@ -275,6 +416,16 @@ fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
     difference == 0
 }
 
+/// A `400` if the query string has any parameter (for routes that take none).
+fn no_parameters(query: Option<&str>) -> Option<Response<ApiBody>> {
+    match query::pairs(query) {
+        Err(e) => Some(bad(e)),
+        Ok(pairs) => pairs
+            .first()
+            .map(|(key, _)| bad(BadRequest(format!("unknown parameter {key:?}")))),
+    }
+}
+
 /// A `400` from a bad parameter.
 fn bad(e: BadRequest) -> Response<ApiBody> {
     error(StatusCode::BAD_REQUEST, &e.0)
@@ -294,6 +445,9 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) = ahead(state, "after", Some(query.after)) {
+        return refused;
+    }
     conn.hold(query.timeout);
     let found = wait::wait(&state.capture, &query, &state.counters).await;
     let status = match (query.expect_none, found.complete) {
@@ -319,12 +473,30 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
     json(status, &body)
 }
 
+/// A `400` for a cursor (`after`) ahead of the newest message this server numbered: a
+/// cursor of an earlier run (sequence numbers start from 1 at each start), with which a
+/// wait would miss every message of this run.
+fn ahead(state: &State, key: &str, cursor: Option<u64>) -> Option<Response<ApiBody>> {
+    let head = state.capture.head();
+    let cursor = cursor.filter(|&cursor| cursor > head)?;
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "{key}={cursor} is ahead of the newest message ({head}): a cursor from before \
+             the server restarted? take a new one from /api/v1/cursor"
+        ),
+    ))
+}
+
 /// `GET /api/v1/messages`: a page of summaries, newest first.
 fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
     let query = match ListQuery::parse(query, true) {
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) = ahead(state, "after", query.after) {
+        return refused;
+    }
     let page = select::page(
         &state.capture,
         &query.selection,
@@ -413,14 +585,6 @@ fn lookup(
     }
 }
 
-/// `GET /api/v1/messages/{id}`.
-fn message(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
-    match lookup(state, id, query) {
-        Ok(message) => read::message(&state.views, &message),
-        Err(refused) => *refused,
-    }
-}
-
 /// `DELETE /api/v1/messages/{id}`.
 fn delete_one(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
     match lookup(state, id, query) {
@@ -476,13 +640,23 @@ fn events(
             .insert(RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     }
-    let cursor = last.or(after).unwrap_or_else(|| state.capture.head());
-    let stream = EventStream::new(
-        Arc::clone(&state.capture),
-        cursor,
-        conn,
-        state.counters.clone(),
-    );
+    let head = state.capture.head();
+    let cursor = last.or(after).unwrap_or(head);
+    let stream = if cursor > head {
+        EventStream::reset(
+            Arc::clone(&state.capture),
+            cursor,
+            conn,
+            state.counters.clone(),
+        )
+    } else {
+        EventStream::new(
+            Arc::clone(&state.capture),
+            cursor,
+            conn,
+            state.counters.clone(),
+        )
+    };
     let mut response = Response::new(ApiBody::Events(Box::new(stream)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

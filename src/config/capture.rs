@@ -153,12 +153,42 @@ impl ApiSettings {
             }
         }
         if let Some(origin) = &self.cors {
-            if !header_safe(origin) || origin == "*" || !origin.contains("://") {
+            if !header_safe(origin) || !is_origin(origin) {
                 return Err(ConfigError::ApiCors(origin.clone()));
             }
         }
         Ok(())
     }
+}
+
+/// Whether `text` is one serialized origin (RFC 6454 §6.2): `scheme://host[:port]`, no
+/// path, query or trailing slash; a browser sends exactly that in `Origin`, so anything else
+/// could never match.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    scheme_ok && host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -249,7 +279,16 @@ mod tests {
             }),
             "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)"
         );
-        for origin in ["*", "localhost:3000", "http://a b"] {
+        for origin in [
+            "*",
+            "localhost:3000",
+            "http://a b",
+            "http://x/path",
+            "http://x/",
+            "http://x:",
+            "http://x:port",
+            "null",
+        ] {
             assert_eq!(
                 refused(&|c| {
                     api(c);
@@ -257,6 +296,16 @@ mod tests {
                 }),
                 format!("--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *")
             );
+        }
+        for origin in [
+            "http://localhost:3000",
+            "https://app.example",
+            "http://[::1]:8080",
+        ] {
+            let mut config = Config::default();
+            api(&mut config);
+            config.api.as_mut().unwrap().cors = Some(origin.into());
+            assert!(config.validate().is_ok(), "{origin}");
         }
         // --api with only file stores: the capture keeps copies.
         let mut config = Config::default();

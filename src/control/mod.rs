@@ -16,8 +16,10 @@
 //!   [`Conn::hold`], by a bounded time;
 //! - at most [`Limits::max_connections`] are open: the accept loop never stops accepting (a
 //!   scrape must not wait in the kernel's backlog behind idle sockets), and when full it
-//!   closes the least recently active connection, the one with the oldest accept or request,
-//!   as nginx drops its oldest idle connections when it runs out (`ngx_drain_connections`).
+//!   closes one: a connection that never sent a request head first, then the least recently
+//!   active, the one with the oldest accept or request, as nginx drops its oldest idle
+//!   connections when it runs out (`ngx_drain_connections`); a connection a handler holds
+//!   open on purpose (a long poll, an event stream) only when every one is held.
 //!
 //! [`HttpServer::stop`] tells the accept loop to end; the runtime is then dropped, which
 //! cancels every connection task (dropping its handler's futures and bodies) and closes its
@@ -210,7 +212,7 @@ async fn accept_loop<H, F, B>(
         live.retain(|conn| !conn.abort.is_finished());
         if live.len() >= max {
             let oldest = (0..live.len())
-                .min_by_key(|&i| live[i].activity.last())
+                .min_by_key(|&i| live[i].activity.eviction_order())
                 .expect("max is not zero");
             live.swap_remove(oldest).abort.abort();
         }
@@ -243,6 +245,8 @@ struct Activity {
     millis: AtomicU64,
     /// Milliseconds from `epoch` to the end of the latest [`Conn::hold`] (0: none).
     held: AtomicU64,
+    /// Whether a request head has arrived on it yet.
+    requested: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -251,6 +255,7 @@ impl Activity {
             epoch,
             millis: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            requested: std::sync::atomic::AtomicBool::new(false),
         };
         activity.touch();
         activity
@@ -272,6 +277,22 @@ impl Activity {
             .now()
             .saturating_add(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
         self.held.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// A request head arrived.
+    fn request(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Which connection the accept loop closes first when full (the least of these):
+    /// one that is answering late on purpose (a held long poll or event stream) last; among
+    /// the others, one that never sent a request head (a bare or slowloris socket) first; then
+    /// the least recently active. So a flood of sockets that say nothing, which needs no
+    /// token, cannot close a client's waiting `await` or its event stream.
+    fn eviction_order(&self) -> (bool, bool, Instant) {
+        let held = self.held.load(Ordering::Relaxed) > self.now();
+        (held, self.requested.load(Ordering::Relaxed), self.last())
     }
 
     /// The latest activity.
@@ -303,7 +324,7 @@ async fn connection<H, F, B>(
     let service = {
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |request: Request<Incoming>| {
-            activity.touch();
+            activity.request();
             let conn = Conn {
                 activity: Arc::clone(&activity),
             };

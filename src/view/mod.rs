@@ -26,7 +26,9 @@
 //!
 //! The work is one mail-parser pass over the raw bytes (which the SMTP size limit bounds);
 //! mail-parser itself decodes `message/rfc822` parts only 3 levels deep (deeper ones stay
-//! binary parts). The part walk lists at most [`PARTS_MAX`] parts and descends at most
+//! binary parts). A message with more than [`DELIMITER_LINES_MAX`] lines that start with
+//! `--` is not parsed at all (see there). The part walk lists at most [`PARTS_MAX`] parts and
+//! descends at most
 //! [`DEPTH_MAX`] levels of multipart nesting; what lies beyond is counted in
 //! [`MessageView::parts_omitted`], never listed. Links: see [`links`].
 //!
@@ -52,6 +54,14 @@ pub use search::{search, SearchPage, SEARCH_EXAMINE_BYTES_MAX, SEARCH_EXAMINE_MA
 
 /// The most parts a view lists.
 pub const PARTS_MAX: usize = 256;
+
+/// The most lines starting with `--` (MIME boundary delimiters, RFC 2046 §5.1.1) a message
+/// may have and still be parsed: mail-parser builds every part before the walk can stop at
+/// [`PARTS_MAX`], so a message of a million tiny parts would take ~20 times its size in
+/// memory and seconds of CPU. Past it the view is [`MessageView::unparsed`] (the raw bytes
+/// as text). Sixteen times [`PARTS_MAX`] leaves room for signature separators (`-- `) and
+/// quoted text in a legitimate message.
+pub const DELIMITER_LINES_MAX: usize = 16 * PARTS_MAX;
 
 /// The deepest multipart nesting the part walk descends.
 pub const DEPTH_MAX: usize = 32;
@@ -121,19 +131,27 @@ pub struct MessageView {
     /// The text `body:` searches when there is no text body (see [`MessageView::body_text`]);
     /// empty otherwise (the text body is not kept twice).
     fallback_text: String,
-    /// mail-parser failed (found no header block, or panicked): the view holds the raw
-    /// bytes as text only.
+    /// Not parsed: mail-parser failed (found no header block, or panicked), or the message
+    /// has more than [`DELIMITER_LINES_MAX`] delimiter lines; the view holds the raw bytes
+    /// as text only.
     pub unparsed: bool,
 }
 
 impl MessageView {
     /// Parses `raw` (see the module doc). Never panics.
     pub fn parse(raw: &[u8]) -> MessageView {
-        let parsed = std::panic::catch_unwind(|| {
-            MessageParser::default()
-                .parse(raw)
-                .map(|message| MessageView::of(raw, &message))
-        });
+        let delimiters = memchr::memmem::find_iter(raw, b"\n--")
+            .take(DELIMITER_LINES_MAX + 1)
+            .count();
+        let parsed = if delimiters > DELIMITER_LINES_MAX {
+            Ok(None)
+        } else {
+            std::panic::catch_unwind(|| {
+                MessageParser::default()
+                    .parse(raw)
+                    .map(|message| MessageView::of(raw, &message))
+            })
+        };
         match parsed {
             Ok(Some(view)) => view,
             _ => {
@@ -243,6 +261,12 @@ impl MessageView {
     /// its decoded bytes and the content type to serve them with. `None` if there is no
     /// such part. Parses `raw` again (a part is read rarely; the view keeps no bytes).
     pub fn part(raw: &[u8], number: usize) -> Option<PartContent> {
+        let delimiters = memchr::memmem::find_iter(raw, b"\n--")
+            .take(DELIMITER_LINES_MAX + 1)
+            .count();
+        if delimiters > DELIMITER_LINES_MAX {
+            return None; // not parsed, so it lists no parts (see `DELIMITER_LINES_MAX`)
+        }
         std::panic::catch_unwind(|| {
             let message = MessageParser::default().parse(raw)?;
             let mut seen = 0;

@@ -134,6 +134,16 @@ with sync_playwright() as p:
     expect(page.locator(".row")).to_have_count(1, timeout=10000)
     assert api("/api/v1/messages")["total"] == 1
     page.screenshot(path=str(shots / "5-deleted.png"))
+
+    # "Delete all" in a search view deletes what the search matches, and says so.
+    page.fill("#q", "rcpt:bob@example.com")
+    page.press("#q", "Enter")
+    expect(page.locator(".row")).to_have_count(1, timeout=10000)
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#delete-all").click()
+    expect(page.locator("#status")).to_have_text("deleted 1", timeout=10000)
+    expect(page.locator(".row")).to_have_count(0)
+    assert api("/api/v1/messages")["total"] == 0
     browser.close()
 
 assert not remote, f"the UI or a message loaded something remote: {remote}"

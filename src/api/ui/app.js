@@ -235,12 +235,15 @@ $("delete-all").addEventListener("click", async () => {
   const what = state.query ? `every message matching “${state.query}”` : "every message";
   if (!confirm(`Delete ${what}?`)) return;
   try {
-    const params = state.query ? "?" + new URLSearchParams({ q: state.query }) : "";
-    await api("/api/v1/messages" + params, { method: "DELETE" });
+    const path = state.query
+      ? "/api/v1/search?" + new URLSearchParams({ q: state.query })
+      : "/api/v1/messages";
+    const done = await api(path, { method: "DELETE" });
+    await reload();
+    say(`deleted ${done.deleted}`);
   } catch (error) {
-    say(error.message);
+    say(error.message); // kept on screen: the list is not reloaded over it
   }
-  reload();
 });
 
 // ---------------------------------------------------------------------------------------
@@ -354,6 +357,12 @@ function dispatch(block) {
   try {
     parsed = JSON.parse(data.join("\n"));
   } catch {
+    return;
+  }
+  if (type === "reset") {
+    // The server restarted (its numbering starts again): what is listed is gone.
+    state.head = "0";
+    queue("lagged", parsed);
     return;
   }
   if (type === "gone") {

@@ -1,0 +1,449 @@
+//! The OpenAPI document (`src/api/openapi.json`, served at `GET /api/v1/openapi.json`) checked
+//! against the REAL responses: every route of the routes table is in it with its methods,
+//! every route and status (200, 400, 401, 404, 405, 408, 409, 410) is exercised over
+//! loopback, and each JSON body is validated against the schema the document gives for that
+//! path, method and status, by Python `jsonschema` (Draft 2020-12, the dialect of OpenAPI
+//! 3.1) fed over stdin. A response whose status or content type the document does not list
+//! fails; a route added to the table, or to the code of `routes.rs`, without a path in the
+//! document fails.
+//!
+//! Without `jsonschema` the schema validation is skipped (said on stderr) unless
+//! `FASTSMTPD_REQUIRE_OPENAPI_TEST` is set (CI sets it, after `pip install jsonschema`).
+
+mod api_client;
+mod util;
+
+use api_client::*;
+use fastsmtpd::api::{ApiOptions, OPENAPI};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+const TOKEN: &str = "s3cret";
+const AUTH: &str = "Authorization: Bearer s3cret";
+
+/// A multipart message: a text part with a code and a link, an HTML part, an attached file.
+fn rich() -> Vec<u8> {
+    concat!(
+        "From: Shop <shop@test>\r\n",
+        "To: alice@test\r\n",
+        "Subject: =?UTF-8?B?Q2Fmw6kgb3JkZXI=?=\r\n",
+        "Message-ID: <rich@test>\r\n",
+        "MIME-Version: 1.0\r\n",
+        "Content-Type: multipart/mixed; boundary=\"outer\"\r\n",
+        "\r\n",
+        "--outer\r\n",
+        "Content-Type: text/plain; charset=utf-8\r\n",
+        "\r\n",
+        "Your verification code is 482913.\r\n",
+        "Confirm at https://shop.test/confirm?token=t0k3n\r\n",
+        "--outer\r\n",
+        "Content-Type: text/html; charset=utf-8\r\n",
+        "\r\n",
+        "<p>Hello</p><a href=\"https://shop.test/a\">a</a>\r\n",
+        "--outer\r\n",
+        "Content-Type: application/pdf; name=\"a.pdf\"\r\n",
+        "Content-Disposition: attachment; filename=\"a.pdf\"\r\n",
+        "\r\n",
+        "%PDF-1.4\r\n",
+        "--outer--\r\n",
+    )
+    .as_bytes()
+    .to_vec()
+}
+
+/// The document's path template matching a concrete path (`{x}` is one segment).
+fn template<'a>(doc: &'a Value, path: &str) -> Option<&'a str> {
+    let path = path.split('?').next().unwrap();
+    let concrete: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()?
+        .keys()
+        .map(String::as_str)
+        .find(|t| {
+            let parts: Vec<&str> = t.split('/').collect();
+            parts.len() == concrete.len()
+                && parts
+                    .iter()
+                    .zip(&concrete)
+                    .all(|(t, c)| t == c || (t.starts_with('{') && t.ends_with('}')))
+        })
+}
+
+/// Follows a `$ref` to a component (one level: that is all the document uses for
+/// responses).
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(reference) => doc
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("{reference} does not resolve")),
+        None => value,
+    }
+}
+
+/// A JSON pointer token (RFC 6901 §3).
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// What was checked: the cases for Python, and the (path, method, status) triples seen.
+#[derive(Default)]
+struct Checks {
+    cases: Vec<Value>,
+    seen: BTreeSet<(String, String, u16)>,
+}
+
+impl Checks {
+    /// Finds the document's response for `method path` → `response` (its status and content
+    /// type must be listed) and queues the body for validation if it is JSON.
+    fn check(&mut self, doc: &Value, method: &str, path: &str, response: &Response) {
+        let status = response.status;
+        let label = format!("{method} {path} → {status}");
+        let pointer = if status == 405 {
+            "/components/responses/MethodNotAllowed".to_owned()
+        } else if let Some(t) = template(doc, path) {
+            let op = format!("/paths/{}/{}", escape(t), method.to_ascii_lowercase());
+            assert!(
+                doc.pointer(&op).is_some(),
+                "{label}: no {op} in the document"
+            );
+            self.seen.insert((t.to_owned(), method.to_owned(), status));
+            format!("{op}/responses/{status}")
+        } else {
+            assert_eq!(status, 404, "{label}: a path the document does not have");
+            "/components/responses/NotFound".to_owned()
+        };
+        let listed = doc
+            .pointer(&pointer)
+            .unwrap_or_else(|| panic!("{label}: the document lists no such status ({pointer})"));
+        let pointer = match listed["$ref"].as_str() {
+            Some(reference) => reference.trim_start_matches('#').to_owned(),
+            None => pointer,
+        };
+        let documented = resolve(doc, listed);
+        if method == "HEAD" {
+            return;
+        }
+        let content_type = response
+            .header("content-type")
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        let content = &documented["content"];
+        let key = if content.get(&content_type).is_some() {
+            content_type.clone()
+        } else if content.get("*/*").is_some() {
+            "*/*".to_owned()
+        } else {
+            panic!("{label}: content type {content_type:?} not in the document: {content}")
+        };
+        if content_type == "application/json" {
+            self.cases.push(json!({
+                "label": label,
+                "schema": format!("{pointer}/content/{}/schema", escape(&key)),
+                "body": response.json(),
+            }));
+        }
+    }
+}
+
+const VALIDATE: &str = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+given = json.load(sys.stdin)
+doc = given["doc"]
+registry = Registry().with_resource("urn:openapi", Resource(contents=doc, specification=DRAFT202012))
+failed = 0
+for name, schema in doc["components"]["schemas"].items():
+    Draft202012Validator.check_schema(schema)
+for case in given["cases"]:
+    validator = Draft202012Validator({"$ref": "urn:openapi#" + case["schema"]}, registry=registry)
+    for error in validator.iter_errors(case["body"]):
+        failed += 1
+        print(f"{case['label']}: {error.json_path}: {error.message}")
+print(f"validated {len(given['cases'])} bodies, {failed} errors")
+sys.exit(1 if failed else 0)
+"#;
+
+/// Whether Python `jsonschema` (with `referencing`) is importable.
+fn have_jsonschema() -> bool {
+    Command::new("python3")
+        .args(["-c", "import jsonschema, referencing"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The routes table of `src/api/routes.rs`'s module doc: (path, methods).
+fn routes_table() -> Vec<(String, Vec<String>)> {
+    let source = include_str!("../src/api/routes.rs");
+    let mut routes = Vec::new();
+    for line in source.lines() {
+        let Some(row) = line.strip_prefix("//! | `") else {
+            continue;
+        };
+        let mut cells = row.split(" | ");
+        let paths = cells.next().unwrap();
+        let methods: Vec<String> = cells
+            .next()
+            .unwrap()
+            .split('`')
+            .filter(|m| m.chars().all(|c| c.is_ascii_uppercase()) && !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for path in paths.split('`').filter(|p| p.starts_with('/')) {
+            let path = path.split('?').next().unwrap().to_owned();
+            routes.push((path, methods.clone()));
+        }
+    }
+    assert!(routes.len() > 10, "the routes table was not found");
+    routes
+}
+
+#[test]
+fn the_document_covers_every_route_of_the_table() {
+    let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "openapi: {}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let mut listed = BTreeSet::new();
+    for (path, methods) in routes_table() {
+        if !path.starts_with("/api/") && !path.ends_with("z") {
+            continue; // the web UI's assets: not an API
+        }
+        listed.insert(path.clone());
+        let item = paths
+            .get(&path)
+            .unwrap_or_else(|| panic!("{path} is in the routes table, not in openapi.json"));
+        for method in methods {
+            assert!(
+                item.get(method.to_ascii_lowercase()).is_some(),
+                "{method} {path} is in the routes table, not in openapi.json"
+            );
+        }
+    }
+    for path in paths.keys() {
+        assert!(
+            listed.contains(path),
+            "{path} is in openapi.json, not in the routes table"
+        );
+    }
+}
+
+/// The `/api/v1/` paths the code of `src/api/routes.rs` matches (its `api` function's arms),
+/// with every variable segment as `{}`: a route added to the code and to neither the table
+/// nor the document is caught here.
+fn routes_in_code() -> BTreeSet<String> {
+    let source = include_str!("../src/api/routes.rs");
+    let start = source
+        .find("async fn api(")
+        .expect("routes.rs has `async fn api(`");
+    let end = start + source[start..].find("\nfn ").unwrap();
+    let mut paths = BTreeSet::new();
+    for line in source[start..end].lines() {
+        let line = line.trim();
+        let Some(arm) = line.strip_prefix('[').and_then(|l| l.split_once("] =>")) else {
+            continue;
+        };
+        let segments: Vec<String> = arm
+            .0
+            .split(", ")
+            .map(
+                |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    Some(literal) => literal.to_owned(),
+                    None => "{}".to_owned(),
+                },
+            )
+            .collect();
+        paths.insert(format!("/api/v1/{}", segments.join("/")));
+    }
+    assert!(
+        paths.len() > 8,
+        "the arms of routes.rs were not found: {paths:?}"
+    );
+    paths
+}
+
+/// A path template with every variable segment as `{}`.
+fn shape(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn every_route_the_code_matches_is_in_the_document() {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| shape(p))
+        .collect();
+    for path in routes_in_code() {
+        assert!(
+            documented.contains(&path),
+            "src/api/routes.rs answers {path}, which openapi.json does not describe"
+        );
+    }
+}
+
+#[test]
+fn every_response_validates_against_the_document() {
+    let (capture, server) = serve(ApiOptions {
+        token: Some(TOKEN.into()),
+        cors_origin: None,
+    });
+    let addr = server.local_addr();
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    insert(&capture, "rich", "shop@test", &["alice@test"], &rich());
+    insert(&capture, "m2", "app@test", &["bob@test"], &mail("Hello"));
+    insert(&capture, "gone", "app@test", &["carol@test"], &mail("Bye"));
+    insert(&capture, "del", "app@test", &["dave@test"], &mail("Del"));
+    let mut checks = Checks::default();
+    let mut call = |method: &str, path: &str, with_token: bool, want: u16| {
+        let headers: &[&str] = if with_token { &[AUTH] } else { &[] };
+        let response = request(addr, method, path, headers);
+        assert_eq!(
+            response.status,
+            want,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        checks.check(&doc, method, path, &response);
+        response
+    };
+    let served = call("GET", "/api/v1/openapi.json", true, 200);
+    assert_eq!(served.body, OPENAPI.as_bytes());
+    call("GET", "/api/v1/openapi.json", false, 401);
+    call("GET", "/healthz", false, 200);
+    call("HEAD", "/healthz", false, 200);
+    call("GET", "/readyz", false, 200);
+    call("HEAD", "/readyz", false, 200);
+    call("GET", "/api/v1/cursor", true, 200);
+    call("GET", "/api/v1/cursor", false, 401);
+    call("PUT", "/api/v1/cursor", true, 405);
+    call("POST", "/api/v1/messages", true, 405);
+    call("GET", "/api/v1/nothing", true, 404);
+    call("GET", "/api/v1/await?rcpt=alice@test&timeout=5s", true, 200);
+    call("GET", "/api/v1/await?count=0", true, 400);
+    call("GET", "/api/v1/await?rcpt=nobody@test&timeout=0", true, 408);
+    call(
+        "GET",
+        "/api/v1/await?rcpt=bob@test&expect=none&timeout=0",
+        true,
+        409,
+    );
+    call(
+        "GET",
+        "/api/v1/await?rcpt=nobody@test&expect=none&timeout=0",
+        true,
+        200,
+    );
+    call("GET", "/api/v1/messages?limit=2", true, 200);
+    call("GET", "/api/v1/messages?subject~=hel", true, 200);
+    call("GET", "/api/v1/messages?limit=0", true, 400);
+    call("DELETE", "/api/v1/messages?rcpt=nobody@test", true, 200);
+    call("DELETE", "/api/v1/messages?limit=1", true, 400);
+    call("DELETE", "/api/v1/messages/gone", true, 200);
+    call("GET", "/api/v1/messages/rich", true, 200);
+    call("GET", "/api/v1/messages/m2", true, 200);
+    call("GET", "/api/v1/messages/rich?x=1", true, 400);
+    call("GET", "/api/v1/messages/nosuch", true, 404);
+    call("GET", "/api/v1/messages/gone", true, 410);
+    call("DELETE", "/api/v1/messages/gone", true, 410);
+    call("DELETE", "/api/v1/messages/nosuch", true, 404);
+    call("DELETE", "/api/v1/messages/rich?x=1", true, 400);
+    call("GET", "/api/v1/messages/rich/raw", true, 200);
+    call("HEAD", "/api/v1/messages/rich/raw", true, 200);
+    call("GET", "/api/v1/messages/rich/raw?x=1", true, 400);
+    call("GET", "/api/v1/messages/nosuch/raw", true, 404);
+    call("GET", "/api/v1/messages/gone/raw", true, 410);
+    call("GET", "/api/v1/messages/rich/links", true, 200);
+    call("GET", "/api/v1/messages/rich/links?x=1", true, 400);
+    call("GET", "/api/v1/messages/nosuch/links", true, 404);
+    call("GET", "/api/v1/messages/gone/links", true, 410);
+    call("GET", "/api/v1/messages/rich/parts/1", true, 200);
+    call("GET", "/api/v1/messages/rich/parts/3", true, 200);
+    call("HEAD", "/api/v1/messages/rich/parts/1", true, 200);
+    call("GET", "/api/v1/messages/rich/parts/99", true, 404);
+    call("GET", "/api/v1/messages/rich/parts/1?x=1", true, 400);
+    call("GET", "/api/v1/messages/gone/parts/1", true, 410);
+    call("GET", "/api/v1/search?q=rcpt:alice@test", true, 200);
+    call("GET", "/api/v1/search?q=body:482913", true, 200);
+    call("GET", "/api/v1/search", true, 400);
+    call("DELETE", "/api/v1/search?q=rcpt:nobody@test", true, 200);
+    call("DELETE", "/api/v1/search?q=rcpt:dave@test", true, 200);
+    call("DELETE", "/api/v1/search?q=colour:blue", true, 400);
+    call("GET", "/api/v1/search?q=subject:%22unclosed", true, 400);
+    call("GET", "/api/v1/stats", true, 200);
+    call("GET", "/api/v1/events?after=x", true, 400);
+    call("GET", "/api/v1/events", false, 401);
+    call("DELETE", "/api/v1/stats", true, 405);
+    for (path, method) in [
+        ("/api/v1/messages", "GET"),
+        ("/api/v1/search", "DELETE"),
+        ("/api/v1/stats", "GET"),
+    ] {
+        call(method, path, false, 401);
+    }
+
+    // The event stream: its status, and each event's data as the document says.
+    let mut events = Events::open(addr, "/api/v1/events?after=0", &[AUTH]);
+    assert_eq!(events.status, 200);
+    checks
+        .seen
+        .insert(("/api/v1/events".into(), "GET".into(), 200));
+    let event = events.next();
+    assert_eq!(event.event, "message");
+    checks.cases.push(json!({
+        "label": "GET /api/v1/events: event: message",
+        "schema": "/components/schemas/Summary",
+        "body": serde_json::from_str::<Value>(&event.data).unwrap(),
+    }));
+
+    // Every operation was answered 200 at least once, and every status was seen.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if method == "parameters" {
+                continue;
+            }
+            let method = method.to_ascii_uppercase();
+            assert!(
+                checks.seen.contains(&(path.clone(), method.clone(), 200)),
+                "{method} {path} was never answered 200 here: add it to this test"
+            );
+        }
+    }
+    let statuses: BTreeSet<u16> = checks.seen.iter().map(|s| s.2).collect();
+    for status in [200, 400, 401, 404, 408, 409, 410] {
+        assert!(statuses.contains(&status), "no {status} was checked");
+    }
+
+    if !have_jsonschema() {
+        assert!(
+            std::env::var_os("FASTSMTPD_REQUIRE_OPENAPI_TEST").is_none(),
+            "FASTSMTPD_REQUIRE_OPENAPI_TEST is set but Python jsonschema is missing"
+        );
+        eprintln!("skipped the schema validation: python3 -m pip install jsonschema");
+        return;
+    }
+    let mut python = Command::new("python3");
+    python.args(["-c", VALIDATE]);
+    let input = json!({"doc": doc, "cases": checks.cases}).to_string();
+    let output =
+        util::process::run_bounded(python, Some(input.as_bytes()), util::process::CHILD_LIMIT);
+    let report = &output.stdout;
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains(" 0 errors"), "{report}");
+}

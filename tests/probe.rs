@@ -1,0 +1,162 @@
+//! `fastsmtpd await` and `fastsmtpd ready` run as the binary against the binary: exit codes
+//! (0 satisfied, 1 not, 2 usage or connection), the JSON on stdout, the token from the
+//! environment, and the server still started by flags without a subcommand.
+
+mod util;
+
+use std::process::Command;
+use util::process::{run_bounded, CHILD_LIMIT};
+
+/// `fastsmtpd ARGS` run to its exit, with `FASTSMTPD_API_TOKEN` set to `token` (or unset).
+fn fastsmtpd(args: &[&str], token: Option<&str>) -> util::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+    command.args(args).env_remove("FASTSMTPD_API_TOKEN");
+    if let Some(token) = token {
+        command.env("FASTSMTPD_API_TOKEN", token);
+    }
+    run_bounded(command, None, CHILD_LIMIT)
+}
+
+#[test]
+fn ready_waits_for_the_api_and_the_greeting_and_fails_on_nothing() {
+    let api = util::free_local_addr();
+    let (_server, smtp) = util::start_binary(1, &["--api", &api]);
+    let url = format!("http://{api}");
+    let smtp = smtp.to_string();
+    let out = fastsmtpd(
+        &["ready", "--api", &url, "--smtp", &smtp, "--timeout", "30s"],
+        None,
+    );
+    out.assert_success("ready against a running server");
+
+    let nobody = format!("http://{}", util::free_local_addr());
+    let out = fastsmtpd(&["ready", "--api", &nobody, "--timeout", "300ms"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", out.dump());
+    assert!(out.stderr.contains("not ready after"), "{}", out.dump());
+
+    let elsewhere = util::free_local_addr();
+    let out = fastsmtpd(
+        &[
+            "ready",
+            "--api",
+            &url,
+            "--smtp",
+            &elsewhere,
+            "--timeout",
+            "300ms",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.dump());
+    assert!(out.stderr.contains(&elsewhere), "{}", out.dump());
+
+    let out = fastsmtpd(&["ready", "--api", "https://127.0.0.1:1"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(
+        out.stderr.contains("https is not supported"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn await_prints_the_result_and_exits_by_what_happened() {
+    let api = util::free_local_addr();
+    let (_server, smtp) = util::start_binary(1, &["--api", &api, "--api-token", "s3cret"]);
+    let url = format!("http://{api}");
+    let mut client = util::Client::connect(smtp);
+    client.read_reply();
+    client.helo();
+    client.deliver("Subject: Welcome aboard\r\n\r\nhello\r\n");
+
+    // Satisfied: the summary on stdout, exit 0 (the token from the environment).
+    let out = fastsmtpd(
+        &[
+            "await",
+            "--api",
+            &url,
+            "--rcpt",
+            "b@example.org",
+            "--subject",
+            "Welcome aboard",
+            "--timeout",
+            "30s",
+        ],
+        Some("s3cret"),
+    );
+    out.assert_success("await for a message that arrived");
+    let result: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(result["messages"][0]["rcpt_to"][0], "b@example.org");
+    assert_eq!(result["messages"][0]["subject"], "Welcome aboard");
+    let cursor = result["cursor"].as_str().unwrap().to_owned();
+
+    // Nothing after the cursor by the timeout: 408, exit 1, what matched (nothing) printed.
+    let out = fastsmtpd(
+        &[
+            "await",
+            "--api",
+            &url,
+            "--token",
+            "s3cret",
+            "--rcpt",
+            "b@example.org",
+            "--after",
+            &cursor,
+            "--timeout",
+            "0s",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.dump());
+    let result: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(result["error"]["status"], 408);
+
+    // --expect-none: nothing new is success; the kept message is a 409, exit 1.
+    let out = fastsmtpd(
+        &[
+            "await",
+            "--api",
+            &url,
+            "--rcpt",
+            "b@example.org",
+            "--after",
+            &cursor,
+            "--timeout",
+            "0s",
+            "--expect-none",
+        ],
+        Some("s3cret"),
+    );
+    out.assert_success("expect-none with nothing new");
+    let out = fastsmtpd(
+        &[
+            "await",
+            "--api",
+            &url,
+            "--rcpt",
+            "b@example.org",
+            "--timeout",
+            "0s",
+            "--expect-none",
+        ],
+        Some("s3cret"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.dump());
+    assert!(out.stderr.contains("arrived"), "{}", out.dump());
+
+    // Usage and connection errors: exit 2 with a line saying which.
+    let out = fastsmtpd(&["await", "--api", &url, "--timeout", "0s"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(out.stderr.contains("401"), "{}", out.dump());
+    let out = fastsmtpd(&["await", "--api", &url, "--after", "x"], Some("s3cret"));
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(out.stderr.contains("400"), "{}", out.dump());
+    let nobody = format!("http://{}", util::free_local_addr());
+    let out = fastsmtpd(&["await", "--api", &nobody], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(out.stderr.contains("cannot ask"), "{}", out.dump());
+    let out = fastsmtpd(&["await", "--count", "0"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    let out = fastsmtpd(&["--listen", "127.0.0.1:1", "await"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+}

@@ -9,6 +9,16 @@
 # Run: benches/capture_ingest.sh [ROUNDS] [MESSAGES] [SIZE]   (after cargo build --release)
 # Modes: discard; memory (256MiB budget, no eviction at 100k x 1 KiB); memory-evict (a 16MiB
 # budget: every insert past the first ~12k evicts).
+#
+# Environment:
+#   WATCHERS=1   the memory modes serve the API (--api on a free port) with, during the run,
+#                one SSE subscriber (curl -N /api/v1/events) and 100 idle waiters
+#                (curl /api/v1/await?rcpt=idleN@x&timeout=300s), all curl pinned to CPU 1
+#                beside the generator (issue 18's condition). Discard has no API (--api
+#                implies the capture store).
+#   BASELINE=PATH  a second fastsmtpd binary (e.g. main's, copied before the change): each
+#                round also runs the memory modes with it, labelled "before-...", so before
+#                and after are side by side in one run.
 set -eu
 case "${1:-}" in
     -h | --help)
@@ -27,12 +37,26 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=$ROOT/target/release/fastsmtpd
 LOADGEN=$ROOT/target/release/smtp-loadgen
 TICKS=$(getconf CLK_TCK)
+WATCHERS=${WATCHERS:-0}
+BASELINE=${BASELINE:-}
 
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# run MODE BINARY [SERVER ARGS...]
 run() {
     mode=$1
-    shift
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    taskset -c 0 "$SERVER" --listen "127.0.0.1:$port" --threads 1 --max-connections-per-ip 1000 \
+    binary=$2
+    shift 2
+    port=$(free_port)
+    api=""
+    watchers=""
+    if [ "$WATCHERS" = 1 ] && [ "$mode" != discard ]; then
+        api=$(free_port)
+        set -- "$@" --api "127.0.0.1:$api"
+    fi
+    taskset -c 0 "$binary" --listen "127.0.0.1:$port" --threads 1 --max-connections-per-ip 1000 \
         "$@" >/dev/null 2>&1 &
     pid=$!
     # Wait for the greeting.
@@ -46,11 +70,33 @@ for _ in range(200):
     except OSError:
         time.sleep(0.05)
 EOF
+    if [ -n "$api" ]; then
+        python3 - "$api" <<'EOF'
+import socket, sys, time
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+EOF
+        taskset -c 1 curl -sN "http://127.0.0.1:$api/api/v1/events" >/dev/null 2>&1 &
+        watchers="$!"
+        for i in $(seq 100); do
+            taskset -c 1 curl -s "http://127.0.0.1:$api/api/v1/await?rcpt=idle$i@x&timeout=300s" \
+                >/dev/null 2>&1 &
+            watchers="$watchers $!"
+        done
+        # Let the waiters register.
+        sleep 1
+    fi
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     out=$(taskset -c 1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s "$SIZE" -q \
         --json /tmp/capture-ingest.json 2>&1) || { echo "$out"; kill "$pid"; exit 1; }
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    # shellcheck disable=SC2086
+    [ -z "$watchers" ] || kill $watchers 2>/dev/null || true
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     python3 - "$mode" "$before" "$after" "$TICKS" "$N" "$rss" <<'EOF'
@@ -59,13 +105,17 @@ mode, before, after, ticks, n, rss = sys.argv[1:]
 totals = json.load(open("/tmp/capture-ingest.json"))["totals"]
 rate, accepted = totals["msgs_per_sec"], totals["accepted"]
 cpu_us = (int(after) - int(before)) / int(ticks) * 1e6 / int(n)
-print(f"{mode:13} msgs/s={rate:9.0f} accepted={accepted} server_cpu_us_per_msg={cpu_us:6.2f} peak_rss_kib={rss}")
+print(f"{mode:14} msgs/s={rate:9.0f} accepted={accepted} server_cpu_us_per_msg={cpu_us:6.2f} peak_rss_kib={rss}")
 EOF
 }
 
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
-    run discard
-    run memory --store memory
-    run memory-evict --store memory --capture-memory 16MiB
+    run discard "$SERVER"
+    if [ -n "$BASELINE" ]; then
+        run before-memory "$BASELINE" --store memory
+        run before-evict "$BASELINE" --store memory --capture-memory 16MiB
+    fi
+    run memory "$SERVER" --store memory
+    run memory-evict "$SERVER" --store memory --capture-memory 16MiB
 done

@@ -139,6 +139,39 @@ fn varint_len(mut n: usize) -> usize {
     len
 }
 
+/// Writes `addr` as its `Display` text (`192.0.2.1:4567`, `[2001:db8::1]:25`) into `out`;
+/// the length. An IPv4 address, the common case, is written digit by digit: `write!` through
+/// the formatting machinery cost more per message than the rest of the packing (measured
+/// with callgrind, docs/benchmarks/2026-12-06-capture-ingest.md).
+fn socket_addr_text(addr: SocketAddr, out: &mut [u8; 64]) -> usize {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let mut len = 0;
+            let mut put = |bytes: &[u8]| {
+                out[len..len + bytes.len()].copy_from_slice(bytes);
+                len += bytes.len();
+            };
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    put(b".");
+                }
+                put(digits.format(octet).as_bytes());
+            }
+            put(b":");
+            put(digits.format(v4.port()).as_bytes());
+            len
+        }
+        SocketAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut out[..]);
+            // The longest socket address text is 55 octets (`[v6%scope]:port`); 64 fits it.
+            let _ = write!(cursor, "{addr}");
+            cursor.position() as usize
+        }
+    }
+}
+
 /// Reads packed fields in order. Packed data is made only by [`Packed::pack`], so a short
 /// read is a bug; it yields empty fields rather than panicking.
 struct Reader<'a> {
@@ -240,14 +273,10 @@ impl Packed {
         recipients: impl IntoIterator<Item = &'r [u8]> + Clone,
     ) -> Packed {
         let mut client_text = [0u8; 64];
-        let client = parts.client.map(|addr| {
-            use std::io::Write;
-            let mut cursor = std::io::Cursor::new(&mut client_text[..]);
-            // The longest socket address text is 55 octets (`[v6%scope]:port`); 64 fits it.
-            let _ = write!(cursor, "{addr}");
-            cursor.position() as usize
-        });
-        let client = client.map(|len| &client_text[..len]);
+        let client_len = parts
+            .client
+            .map(|addr| socket_addr_text(addr, &mut client_text));
+        let client = client_len.map(|len| &client_text[..len]);
         let field = |b: &[u8]| varint_len(b.len()) + b.len();
         let mut size = 1 + field(id.as_bytes()) + field(parts.sender) + field(parts.params);
         size += field(parts.helo) + client.map_or(0, field);
@@ -370,6 +399,23 @@ mod tests {
         assert_eq!(v.auth_user, Some(&b"ann"[..]));
         assert_eq!(v.recipients.iter().collect::<Vec<_>>(), rcpts);
         assert_eq!(v.recipients.len(), 3);
+    }
+
+    #[test]
+    fn a_client_address_is_its_display_text() {
+        for text in [
+            "0.0.0.0:0",
+            "127.0.0.1:54321",
+            "192.0.2.255:65535",
+            "10.20.3.40:25",
+            "[2001:db8::1]:587",
+            "[::ffff:192.0.2.1]:25",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let mut out = [0u8; 64];
+            let len = socket_addr_text(addr, &mut out);
+            assert_eq!(&out[..len], addr.to_string().as_bytes(), "{text}");
+        }
     }
 
     #[test]

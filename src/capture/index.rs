@@ -16,7 +16,7 @@ use super::filter::Filter;
 use super::headers::HeaderRanges;
 use super::removals::RemovalPage;
 use super::{
-    charge, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
+    charge_of, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
     Refused, Removed, Snapshot, Stats,
 };
 use bytes::Bytes;
@@ -64,12 +64,22 @@ fn id_hash(keys: &RandomState, id: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// One kept message (88 octets; see the module doc of [`super`] for what it costs in all).
+/// One kept message (112 octets; see the module doc of [`super`] for what it costs in all).
+///
+/// It keeps the keyed hashes of its id and first recipient and its recipient count, so that
+/// eviction unindexes it without reading the packed envelope or hashing again (only the
+/// recipients after the first are read back from the envelope).
 pub(super) struct Entry {
     /// Its sequence number.
     seq: u64,
     /// When its content was complete, in nanoseconds since the Unix epoch.
     received_ns: u64,
+    /// The keyed hash of its id (its key in the id index and the tombstone ring).
+    id_hash: u64,
+    /// The keyed hash of its first recipient (0 without recipients).
+    first_recipient: u64,
+    /// How many recipients its envelope has.
+    recipients: u32,
     /// The message as received.
     raw: Bytes,
     /// The id and envelope.
@@ -90,9 +100,30 @@ impl Entry {
         }
     }
 
-    /// What the budget charged for it.
+    /// What the budget charged for it (the same sum as `charge_of`, from the recipient
+    /// count it keeps).
     fn charge(&self) -> u64 {
-        charge(&self.raw, &self.envelope)
+        charge_of(
+            self.raw.len(),
+            self.envelope.len(),
+            self.recipients as usize,
+        )
+    }
+
+    /// The keyed hashes of its recipients, in RCPT order (repeats kept).
+    fn recipient_hashes<'a>(&'a self, keys: &'a RandomState) -> impl Iterator<Item = u64> + 'a {
+        let rest = (self.recipients > 1).then(|| {
+            self.envelope
+                .view()
+                .recipients
+                .iter()
+                .skip(1)
+                .map(|r| address_hash(keys, r))
+        });
+        (self.recipients > 0)
+            .then_some(self.first_recipient)
+            .into_iter()
+            .chain(rest.into_iter().flatten())
     }
 
     /// Whether `filter` matches it.
@@ -262,7 +293,11 @@ impl Index {
 
     /// The position of the entry named `id`.
     fn find_id(&self, id: &[u8]) -> Option<usize> {
-        let hash = id_hash(&self.keys, id);
+        self.find_id_hashed(id, id_hash(&self.keys, id))
+    }
+
+    /// The position of the entry named `id`, whose keyed hash is `hash`.
+    fn find_id_hashed(&self, id: &[u8], hash: u64) -> Option<usize> {
         if let Some(pos) = self.ids.get(&hash).and_then(|&seq| self.position(seq)) {
             if self.entries[pos].envelope.view().id == id {
                 return Some(pos);
@@ -277,14 +312,19 @@ impl Index {
     pub(super) fn insert(&mut self, arrival: super::Arrival) -> Result<Inserted, Refused> {
         let now = nanos(arrival.received_at);
         let mut evicted = self.expire(now);
-        let charge = arrival.charge();
+        // One read of the packed envelope serves the charge and the indexes.
+        let view = arrival.envelope.view();
+        let charge = charge_of(
+            arrival.raw.len(),
+            arrival.envelope.len(),
+            view.recipients.len(),
+        );
         if charge > self.limits.max_bytes || self.limits.max_messages == 0 {
             self.stats.refused_too_large += 1;
             return Err(Refused::TooLarge);
         }
-        let view = arrival.envelope.view();
         let hash = id_hash(&self.keys, view.id);
-        if self.find_id(view.id).is_some() || self.tombs.gone.contains_key(&hash) {
+        if self.find_id_hashed(view.id, hash).is_some() || self.tombs.gone.contains_key(&hash) {
             self.stats.refused_duplicate += 1;
             return Err(Refused::DuplicateId);
         }
@@ -310,19 +350,27 @@ impl Index {
             self.ids.insert(hash, kept);
             self.id_collisions.insert(view.id.into(), seq);
         }
-        for recipient in view.recipients.iter() {
+        let mut first_recipient = 0;
+        for (i, recipient) in view.recipients.iter().enumerate() {
             let hash = address_hash(&self.keys, recipient);
+            if i == 0 {
+                first_recipient = hash;
+            }
             self.recipients
                 .entry(hash)
                 .and_modify(|seqs| seqs.push(seq))
                 .or_insert(Seqs::One(seq));
         }
+        let recipients = u32::try_from(view.recipients.len()).unwrap_or(u32::MAX);
         let id = arrival.envelope.id();
         self.bytes += charge;
         self.stats.inserted += 1;
         self.entries.push_back(Entry {
             seq,
             received_ns: now,
+            id_hash: hash,
+            first_recipient,
+            recipients,
             raw: arrival.raw,
             envelope: arrival.envelope,
             headers: arrival.headers,
@@ -340,15 +388,13 @@ impl Index {
 
     /// Unindexes a removed entry, leaves its tombstone and counts it; its charge.
     fn retire(&mut self, entry: &Entry, reason: GoneReason, now: u64) -> u64 {
-        let view = entry.envelope.view();
-        let hash = id_hash(&self.keys, view.id);
+        let hash = entry.id_hash;
         if self.ids.get(&hash) == Some(&entry.seq) {
             self.ids.remove(&hash);
         } else {
-            self.id_collisions.remove(view.id);
+            self.id_collisions.remove(entry.envelope.view().id);
         }
-        for recipient in view.recipients.iter() {
-            let key = address_hash(&self.keys, recipient);
+        for key in entry.recipient_hashes(&self.keys) {
             if let Some(seqs) = self.recipients.get_mut(&key) {
                 if seqs.remove(entry.seq) {
                     self.recipients.remove(&key);
@@ -526,13 +572,7 @@ impl Index {
         let Some(pos) = self.position(seq) else {
             return Vec::new();
         };
-        let mut hashes: Vec<u64> = self.entries[pos]
-            .envelope
-            .view()
-            .recipients
-            .iter()
-            .map(|r| address_hash(&self.keys, r))
-            .collect();
+        let mut hashes: Vec<u64> = self.entries[pos].recipient_hashes(&self.keys).collect();
         hashes.sort_unstable();
         hashes.dedup();
         hashes

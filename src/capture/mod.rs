@@ -43,18 +43,20 @@
 //!
 //! The budget charges each message [`Arrival::charge`] octets:
 //! `raw.len()` + [`ENTRY_OVERHEAD`] + the packed envelope's length +
-//! [`RECIPIENT_OVERHEAD`] per recipient. `ENTRY_OVERHEAD` is the entry struct (88 octets:
-//! seq, time, the `Bytes` handle, the envelope pointer, six header ranges of 4 octets), the
-//! id index's slot (24: a 16-octet slot at a hash table's load) and the envelope
-//! allocation's header (16): 128 octets. `RECIPIENT_OVERHEAD` is 48 (a 40-octet slot in the
-//! recipient index at its load). So a one-recipient message costs its raw bytes + 176 + its
-//! envelope's text and ~10 octets of lengths (a typical envelope: ~100, so ~280 in all); the
+//! [`RECIPIENT_OVERHEAD`] per recipient. `ENTRY_OVERHEAD` is the entry struct (112 octets:
+//! seq, time, the `Bytes` handle, the envelope pointer, six header ranges of 4 octets, the
+//! hashes of the id and the first recipient and the recipient count, which let eviction
+//! unindex it without reading the envelope), the id index's slot (24: a 16-octet slot at a
+//! hash table's load) and the envelope allocation's header (16): 152 octets.
+//! `RECIPIENT_OVERHEAD` is 48 (a 40-octet slot in the recipient index at its load). So a
+//! one-recipient message costs its raw bytes + 200 + its envelope's text and ~10 octets of
+//! lengths (a typical envelope: ~100, so ~300 in all); the
 //! test `a_one_recipient_message_costs_what_the_doc_says` checks the sums, and
 //! `tests/capture_memory.rs` measures the heap with a counting allocator: 100 000 kept
-//! messages of 1 KiB allocate 297 octets each beyond the raw bytes with distinct recipients
-//! (charged 282; the packed envelope is 106 of it, so the index overhead is ~191), 248 with
-//! one shared recipient (charged 276). Not charged: the slack of tables that grow by
-//! doubling (at 100 000 entries they have room for 131 072: most of the 297 - 282; up to a
+//! messages of 1 KiB allocate 329 octets each beyond the raw bytes with distinct recipients
+//! (charged 306; the packed envelope is 106 of it, so the index overhead is ~223), 279 with
+//! one shared recipient (charged 300). Not charged: the slack of tables that grow by
+//! doubling (at 100 000 entries they have room for 131 072: most of the 329 - 306; up to a
 //! table's worth just past a doubling), the allocator's own headers, the tombstone ring (a
 //! fixed bound, below), the waiters, and the spare capacity of a `Vec` the caller turned
 //! into the `Bytes` (hand over a buffer sized to the message: `Bytes::from(Vec)` does not
@@ -272,13 +274,7 @@ impl Arrival {
             tls: envelope.tls.map(|tls| (tls.version, tls.cipher)),
             auth_user: envelope.auth_user,
         };
-        Arrival::new(
-            id,
-            received_at,
-            raw,
-            &parts,
-            ProtoRecipients(envelope.recipients),
-        )
+        Arrival::new(id, received_at, raw, &parts, envelope.recipients.iter())
     }
 
     /// What the budget charges for this message (see the module doc).
@@ -287,25 +283,15 @@ impl Arrival {
     }
 }
 
-/// The session's recipients, iterable twice (packing measures, then copies).
-#[derive(Clone, Copy)]
-struct ProtoRecipients<'a>(crate::proto::envelope::Recipients<'a>);
-
-impl<'a> IntoIterator for ProtoRecipients<'a> {
-    type Item = &'a [u8];
-    type IntoIter = Box<dyn Iterator<Item = &'a [u8]> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.0.iter())
-    }
-}
-
 /// The budget's charge for a message of `raw` bytes and `envelope`.
 fn charge(raw: &Bytes, envelope: &Packed) -> u64 {
-    (raw.len()
-        + ENTRY_OVERHEAD
-        + envelope.len()
-        + RECIPIENT_OVERHEAD * envelope.view().recipients.len()) as u64
+    charge_of(raw.len(), envelope.len(), envelope.view().recipients.len())
+}
+
+/// The budget's charge for a message of `raw` octets, a packed envelope of `envelope`
+/// octets and `recipients` recipients (see the module doc).
+fn charge_of(raw: usize, envelope: usize, recipients: usize) -> u64 {
+    (raw + ENTRY_OVERHEAD + envelope + RECIPIENT_OVERHEAD * recipients) as u64
 }
 
 /// A kept message's place and name, as an insert gives them.

@@ -66,8 +66,8 @@ pub struct Recipients<'a> {
 }
 
 impl<'a> Recipients<'a> {
-    /// The recipients, in the order given.
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// The recipients, in the order given (iterable twice: `Clone`).
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
         let bytes = self.bytes;
         let mut start = 0usize;
         self.ends.iter().map(move |&end| {

@@ -3,47 +3,17 @@
 //! counted (the allocator's own headers are not: the charge adds 16 octets for the one
 //! envelope block). The run is one test so no other test's allocations mix in.
 
+mod live_bytes;
+
 use bytes::Bytes;
 use fastsmtpd::capture::{
     Arrival, Capture, EnvelopeParts, Limits, OnFull, ENTRY_OVERHEAD, RECIPIENT_OVERHEAD,
 };
 use fastsmtpd::proto::sink::QueueId;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// The system allocator, counting the octets currently allocated.
-struct Counting;
-
-/// Octets allocated now.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed to `System` unchanged; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: live_bytes::Counting = live_bytes::Counting;
 
 const MESSAGES: u64 = 100_000;
 const RAW: usize = 1024;
@@ -51,7 +21,7 @@ const RAW: usize = 1024;
 /// Keeps `MESSAGES` messages of `RAW` octets, each to `recipient(n)`; returns (octets
 /// allocated per message beyond the raw bytes, octets charged per message beyond them).
 fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = live_bytes::live();
     let capture = Capture::new(
         Limits {
             max_bytes: u64::MAX,
@@ -80,7 +50,7 @@ fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
         charged += arrival.charge();
         capture.insert(arrival).unwrap();
     }
-    let used = (LIVE.load(Ordering::SeqCst) - before) as f64;
+    let used = (live_bytes::live() - before) as f64;
     let per_message = used / MESSAGES as f64 - RAW as f64;
     let charged = charged as f64 / MESSAGES as f64 - RAW as f64;
     drop(capture);

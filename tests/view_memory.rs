@@ -3,42 +3,12 @@
 //! `MessageView::charge` plus `SLOT_OVERHEAD`). Requested sizes are counted (the allocator's
 //! own headers are not). The run is one test so no other test's allocations mix in.
 
+mod live_bytes;
+
 use fastsmtpd::view::ViewCache;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
-/// The system allocator, counting the octets currently allocated.
-struct Counting;
-
-/// Octets allocated now.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed to `System` unchanged; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: live_bytes::Counting = live_bytes::Counting;
 
 /// A message of about 1 KiB: multipart/alternative, quoted-printable text, base64 HTML, a
 /// link with a token, a code.
@@ -61,12 +31,12 @@ fn message(n: usize) -> Vec<u8> {
 fn the_cache_charges_what_its_views_allocate() {
     const VIEWS: usize = 20_000;
     let raws: Vec<Vec<u8>> = (0..VIEWS).map(message).collect();
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = live_bytes::live();
     let cache = ViewCache::new(usize::MAX);
     for (n, raw) in raws.iter().enumerate() {
         cache.get_or_parse(n as u64, raw);
     }
-    let allocated = (LIVE.load(Ordering::SeqCst) - before) as f64 / VIEWS as f64;
+    let allocated = (live_bytes::live() - before) as f64 / VIEWS as f64;
     let stats = cache.stats();
     let charged = stats.bytes as f64 / VIEWS as f64;
     println!(

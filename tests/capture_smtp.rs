@@ -469,21 +469,14 @@ fn the_binary_refuses_capture_flags_without_a_capture_store() {
 #[test]
 fn an_open_api_is_said_loudly_and_a_loopback_one_is_not() {
     // Ports of their own: 8025 may be taken on the machine that runs the tests.
-    let port = util::free_local_addr()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .to_owned();
-    let open = format!("0.0.0.0:{port}");
-    let (mut child, _addr) = util::start_binary(1, &["--api", &open]);
+    let (mut child, _addr, _api) = util::start_binary_with_api(1, "0.0.0.0", &[]);
     let start = std::time::Instant::now();
     while !child.stderr().contains("is OPEN") {
         assert!(start.elapsed() < util::REPLY_WAIT, "{}", child.stderr());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill();
-    let loopback = util::free_local_addr();
-    let (mut child, _addr) = util::start_binary(1, &["--api", &loopback]);
+    let (mut child, _addr, _api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
     child.kill();
     assert!(!child.stderr().contains("is OPEN"), "{}", child.stderr());
 }

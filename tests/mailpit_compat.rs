@@ -112,8 +112,7 @@ fn the_mailpit_api_client_reads_searches_and_deletes_through_the_compat_routes()
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let api = util::free_local_addr();
-    let (mut server, smtp) = util::start_binary(1, &["--api", &api]);
+    let (mut server, smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
     send(
         smtp,
         "bounce@example.test",
@@ -161,8 +160,8 @@ fn status(addr: &str, request: &str) -> u16 {
 
 #[test]
 fn with_a_token_the_compat_routes_take_it_as_basic_auth_password_or_bearer() {
-    let api = util::free_local_addr();
-    let (_server, _smtp) = util::start_binary(1, &["--api", &api, "--api-token", "s3cret"]);
+    let (_server, _smtp, api) =
+        util::start_binary_with_api(1, "127.0.0.1", &["--api-token", "s3cret"]);
     let get = |auth: &str| {
         status(
             &api,

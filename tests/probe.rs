@@ -19,8 +19,7 @@ fn fastsmtpd(args: &[&str], token: Option<&str>) -> util::process::Output {
 
 #[test]
 fn ready_waits_for_the_api_and_the_greeting_and_fails_on_nothing() {
-    let api = util::free_local_addr();
-    let (_server, smtp) = util::start_binary(1, &["--api", &api]);
+    let (_server, smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
     let url = format!("http://{api}");
     let smtp = smtp.to_string();
     let out = fastsmtpd(
@@ -61,8 +60,8 @@ fn ready_waits_for_the_api_and_the_greeting_and_fails_on_nothing() {
 
 #[test]
 fn await_prints_the_result_and_exits_by_what_happened() {
-    let api = util::free_local_addr();
-    let (_server, smtp) = util::start_binary(1, &["--api", &api, "--api-token", "s3cret"]);
+    let (_server, smtp, api) =
+        util::start_binary_with_api(1, "127.0.0.1", &["--api-token", "s3cret"]);
     let url = format!("http://{api}");
     let mut client = util::Client::connect(smtp);
     client.read_reply();

@@ -26,8 +26,7 @@ fn the_web_ui_shows_mail_live_searches_reads_and_deletes_in_chromium() {
         eprintln!("skipped: needs `pip install playwright` and /usr/bin/chromium");
         return;
     }
-    let api = util::free_local_addr();
-    let (mut server, smtp) = util::start_binary(1, &["--api", &api]);
+    let (mut server, smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     let output = Command::new("python3")
         .arg(concat!(

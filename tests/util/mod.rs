@@ -44,6 +44,36 @@ pub fn start_binary(threads: usize, args: &[&str]) -> (process::ChildGuard, Sock
     (child, listen.parse().unwrap())
 }
 
+/// Starts the real binary with `--api API_HOST:PORT` (and `args`), on ports free when picked:
+/// another test may take a picked port before the binary binds it, so a start that fails
+/// with "Address already in use" is tried again with new ports (five times at most).
+/// Returns the child, the SMTP address and the API's `host:port` as given.
+pub fn start_binary_with_api(
+    threads: usize,
+    api_host: &str,
+    args: &[&str],
+) -> (process::ChildGuard, SocketAddr, String) {
+    for _ in 0..5 {
+        let port = free_local_addr().rsplit_once(':').unwrap().1.to_owned();
+        let api = format!("{api_host}:{port}");
+        let listen = free_local_addr();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fastsmtpd"));
+        command
+            .args(["--listen", &listen, "--threads", &threads.to_string()])
+            .args(["--hostname", "mx.test", "--api", &api])
+            .args(args);
+        let mut child = process::ChildGuard::spawn(command);
+        match child.try_next_line(REPLY_WAIT) {
+            Some(line) if line.starts_with("fastsmtpd listening on ") => {
+                return (child, listen.parse().unwrap(), api);
+            }
+            _ if child.stderr().contains("Address already in use") => continue,
+            line => panic!("the server did not start: {line:?}\n{}", child.stderr()),
+        }
+    }
+    panic!("no free pair of ports in five tries")
+}
+
 /// A loopback address (`127.0.0.1:PORT`) nobody listens on right now, for starting the real
 /// binary (which cannot report an ephemeral port back to the test).
 pub fn free_local_addr() -> String {

@@ -346,6 +346,12 @@ impl ChildGuard {
         assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
     }
 
+    /// The next line of standard output, or `None` if none comes within `deadline` or the
+    /// output ends (the caller decides what that means).
+    pub fn try_next_line(&mut self, deadline: Duration) -> Option<String> {
+        self.lines.recv_timeout(deadline).ok()
+    }
+
     /// The next line of standard output (with its `\n`), waiting at most `deadline`. Fails
     /// the test if none comes in time or the output ends.
     #[track_caller]

@@ -565,14 +565,7 @@ fn delete_search(state: &State, params: &[(String, String)]) -> Response<ApiBody
         Ok(query) => query,
         Err(refused) => return *refused,
     };
-    if query.index_only() {
-        state.capture.delete_matching(&query.index);
-    } else {
-        let (_, items) = matches(state, &query, 0, usize::MAX);
-        for message in items {
-            state.capture.delete(&message.id());
-        }
-    }
+    crate::view::search::delete_matching(&state.capture, &query, &state.views);
     text(StatusCode::OK, "ok")
 }
 

@@ -18,8 +18,8 @@
 //! decoded subject under the store's lock (that runs on snapshots, see [`Selection::admits`]).
 
 use crate::capture::{Field, Filter, Match, Snapshot, Term, WaitKey};
-use crate::store::rfc2047::decode_unstructured;
 use crate::units::parse_duration;
+use crate::view::search::{decoded_subject, subject_holds};
 use std::time::Duration;
 
 /// The longest `timeout` of an `await`.
@@ -79,16 +79,15 @@ pub struct Selection {
     pub filter: Filter,
     /// The first `rcpt=`, for the waiter's key.
     recipient: Option<String>,
-    /// `subject=` values: the decoded subject equals each.
-    subject_is: Vec<String>,
-    /// `subject~=` values, lower-cased: the decoded subject contains each.
-    subject_contains: Vec<String>,
+    /// `subject=` (exact) and `subject~=` (contains) values: each must hold of the decoded
+    /// subject ([`crate::view::search::subject_holds`]).
+    subject: Vec<(String, Match)>,
 }
 
 impl Selection {
     /// Whether there are conditions beyond the index's.
     pub fn has_residual(&self) -> bool {
-        !self.subject_is.is_empty() || !self.subject_contains.is_empty()
+        !self.subject.is_empty()
     }
 
     /// Whether a message the filter matched meets the decoded-subject conditions too.
@@ -96,16 +95,12 @@ impl Selection {
         if !self.has_residual() {
             return true;
         }
-        let Some(raw) = message.header(Field::Subject) else {
+        let Some(subject) = decoded_subject(message) else {
             return false;
         };
-        let subject = decode_unstructured(raw);
-        let subject = subject.trim();
-        if !self.subject_is.iter().all(|s| s == subject) {
-            return false;
-        }
-        let lower = subject.to_lowercase();
-        self.subject_contains.iter().all(|s| lower.contains(s))
+        self.subject
+            .iter()
+            .all(|(text, how)| subject_holds(&subject, text, *how))
     }
 
     /// What a waiter for these messages waits on: their recipient if one is named.
@@ -134,11 +129,11 @@ impl Selection {
             }
             "from" => Term::Sender(value.as_bytes().to_vec()),
             "subject" => {
-                self.subject_is.push(value.trim().to_owned());
+                self.subject.push((value.to_owned(), Match::Exact));
                 return Ok(true);
             }
             "subject~" => {
-                self.subject_contains.push(value.to_lowercase());
+                self.subject.push((value.to_owned(), Match::Contains));
                 return Ok(true);
             }
             _ => {

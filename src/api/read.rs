@@ -231,29 +231,7 @@ pub fn delete_search(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
     };
-    if q.query.index_only() {
-        let deleted = capture.delete_matching(&q.query.index).seqs.len();
-        return json(StatusCode::OK, &json!({"deleted": deleted}));
-    }
-    let mut deleted = 0;
-    let mut cursor = None;
-    loop {
-        let page = search(
-            capture,
-            &q.query,
-            cursor,
-            Direction::Newer,
-            query::MAX_LIMIT,
-            views,
-        );
-        for message in &page.items {
-            deleted += capture.delete(&message.id()).seqs.len();
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let deleted = crate::view::search::delete_matching(capture, &q.query, views);
     json(StatusCode::OK, &json!({"deleted": deleted}))
 }
 

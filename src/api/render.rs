@@ -9,7 +9,6 @@
 
 use crate::capture::{Field, Gone, GoneReason, Snapshot};
 use crate::store::record::rfc3339;
-use crate::store::rfc2047::decode_unstructured;
 use serde_json::{json, Value};
 
 /// Octets as text (invalid UTF-8 replaced).
@@ -30,10 +29,7 @@ fn header(message: &Snapshot, field: Field) -> Value {
 
 /// The decoded subject, or `null`.
 fn subject(message: &Snapshot) -> Value {
-    match message.header(Field::Subject) {
-        Some(raw) => Value::String(decode_unstructured(raw).trim().to_owned()),
-        None => Value::Null,
-    }
+    crate::view::search::decoded_subject(message).map_or(Value::Null, Value::String)
 }
 
 /// The most characters of `from` and `subject` in a summary, and of recipients listed in

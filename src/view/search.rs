@@ -99,24 +99,39 @@ pub fn search(
     }
 }
 
+/// Deletes every kept message `query` matches; returns how many. An index-only query is
+/// one store call; otherwise the matches are found a page at a time (as [`search`] bounds a
+/// call, with the views parsed through `cache`) and deleted by id.
+pub fn delete_matching(capture: &Capture, query: &Query, cache: &ViewCache) -> usize {
+    if query.index_only() {
+        return capture.delete_matching(&query.index).seqs.len();
+    }
+    let mut deleted = 0;
+    let mut cursor = None;
+    loop {
+        let page = search(capture, query, cursor, Direction::Newer, DELETE_PAGE, cache);
+        for message in &page.items {
+            deleted += capture.delete(&message.id()).seqs.len();
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return deleted,
+        }
+    }
+}
+
+/// The matches [`delete_matching`] finds per call of [`search`].
+const DELETE_PAGE: usize = 500;
+
 /// Whether every residual term holds for `snapshot` (the subject decoded from the located
 /// field; a view parsed only if a term needs one).
 pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &ViewCache) -> bool {
     let mut subject: Option<String> = None;
     let mut view: Option<Arc<MessageView>> = None;
-    let decode = || {
-        snapshot
-            .header(Field::Subject)
-            .map(decode_unstructured)
-            .unwrap_or_default()
-    };
+    let decode = || decoded_subject(snapshot).unwrap_or_default();
     residual.iter().all(|term| match term {
         Residual::Subject { text, how } => {
-            let subject = subject.get_or_insert_with(decode);
-            match how {
-                Match::Exact => subject == text.trim(),
-                Match::Contains => contains_lowercase(subject, text),
-            }
+            subject_holds(subject.get_or_insert_with(decode), text, *how)
         }
         Residual::Body(text) => {
             let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
@@ -151,6 +166,23 @@ pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &View
 
 /// Whether `haystack` contains `needle`, both in Unicode lower case (a linear-time search:
 /// a body and a needle chosen together cannot make it quadratic).
+/// The message's subject as every reader shows it: decoded (RFC 2047, as the JSON record
+/// decodes it) and trimmed; `None` without a `Subject:` field.
+pub fn decoded_subject(snapshot: &Snapshot) -> Option<String> {
+    let raw = snapshot.header(Field::Subject)?;
+    Some(decode_unstructured(raw).trim().to_owned())
+}
+
+/// Whether a decoded subject ([`decoded_subject`]) is `text` (trimmed) or contains it
+/// (case-insensitive): the one rule for `subject:` in a search and `subject=`/`subject~=` in
+/// the API's filter parameters.
+pub fn subject_holds(subject: &str, text: &str, how: Match) -> bool {
+    match how {
+        Match::Exact => subject == text.trim(),
+        Match::Contains => contains_lowercase(subject, text),
+    }
+}
+
 fn contains_lowercase(haystack: &str, needle: &str) -> bool {
     let needle = needle.to_lowercase();
     let haystack = if haystack.is_ascii() {

@@ -303,6 +303,7 @@ fn every_response_validates_against_the_document() {
     let (capture, server) = serve(ApiOptions {
         token: Some(TOKEN.into()),
         cors_origin: None,
+        ..ApiOptions::default()
     });
     let addr = server.local_addr();
     let doc: Value = serde_json::from_str(OPENAPI).unwrap();

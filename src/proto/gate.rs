@@ -59,6 +59,8 @@ pub struct GateContext<'a> {
     pub recipient: &'a [u8],
     /// The recipients accepted so far in this transaction.
     pub accepted: Recipients<'a>,
+    /// The user the client authenticated as (RFC 4954), if it did.
+    pub auth_user: Option<&'a [u8]>,
 }
 
 /// A reply a gate answers with, by name: `Copy`, so the session can keep one while it reads on

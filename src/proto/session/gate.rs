@@ -36,6 +36,7 @@ impl Session {
             sender: sender.unwrap_or(self.envelope.sender()),
             recipient,
             accepted: self.envelope.recipients(),
+            auth_user: self.envelope.auth_user(),
         };
         io.gate.check(checkpoint, &context)
     }

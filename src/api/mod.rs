@@ -13,6 +13,7 @@
 //! | `select` | pages and counts of a selection (index filter in the store, decoded subject outside) |
 //! | `wait` | `await`: register, scan, sleep until woken or the timeout |
 //! | `events` | the server-sent event stream, read from the index after a cursor |
+//! | `faults` | `/api/v1/faults`: the runtime fault rules, shown, replaced, cleared |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
@@ -27,6 +28,7 @@
 
 mod counters;
 mod events;
+mod faults;
 mod mailpit;
 mod query;
 mod read;
@@ -39,6 +41,7 @@ mod wait;
 
 pub use counters::ApiCounters;
 pub use events::{HEARTBEAT, MAX_SUBSCRIBERS};
+pub use faults::MAX_BODY as MAX_FAULTS_BODY;
 pub use query::{DEFAULT_TIMEOUT, MAX_COUNT, MAX_LIMIT, MAX_TIMEOUT};
 
 use crate::capture::Capture;
@@ -65,6 +68,9 @@ pub struct ApiOptions {
     /// `--api-cors`: the one origin a browser may read responses from (none: same origin
     /// only).
     pub cors_origin: Option<String>,
+    /// The server's fault plans, which `/api/v1/faults` shows and changes (the default: a
+    /// set of its own that no connection reads).
+    pub faults: Arc<crate::fault::Plans>,
     /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
     /// the server gives it the share of `--capture-memory` it took from the store.
     pub view_cache: usize,
@@ -99,6 +105,7 @@ impl ApiServer {
         let counters = ApiCounters::new();
         let state = Arc::new(routes::State {
             capture,
+            faults: options.faults,
             token: options.token,
             cors_origin,
             counters: counters.clone(),
@@ -121,8 +128,11 @@ impl ApiServer {
             move |request, conn| {
                 let state = Arc::clone(&state);
                 async move {
-                    if request.uri().path().starts_with(mailpit::PREFIX) {
+                    let path = request.uri().path();
+                    if path.starts_with(mailpit::PREFIX) {
                         mailpit::handle(state, request, conn).await
+                    } else if path == faults::PATH {
+                        faults::handle(state, request, conn).await
                     } else {
                         routes::handle(state, request, conn).await
                     }

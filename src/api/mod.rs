@@ -17,13 +17,14 @@
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
+//! | `seed` | `POST /api/v1/messages`: a message seeded over HTTP, its envelope from the query, its size bounded |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
 //! | `openapi.json` | the OpenAPI 3.1 document, served as is ([`OPENAPI`]) |
 //!
-//! What it does not do: keep mail (the capture store does), take mail over HTTP (not yet),
-//! parse MIME or the search grammar itself (`crate::view`, `crate::capture::query`), serve
-//! `/metrics` (the metrics endpoint does), or speak TLS.
+//! What it does not do: keep mail (the capture store does; `seed` hands it a message taken
+//! over HTTP), parse MIME or the search grammar itself (`crate::view`,
+//! `crate::capture::query`), serve `/metrics` (the metrics endpoint does), or speak TLS.
 
 mod counters;
 mod events;
@@ -33,6 +34,7 @@ mod read;
 mod render;
 mod response;
 mod routes;
+mod seed;
 mod select;
 mod ui;
 mod wait;
@@ -65,6 +67,9 @@ pub struct ApiOptions {
     /// `--api-cors`: the one origin a browser may read responses from (none: same origin
     /// only).
     pub cors_origin: Option<String>,
+    /// The largest message `POST /api/v1/messages` takes: the SMTP side's `SIZE`
+    /// (`Config::max_message_size`); `None`: [`crate::config::DEFAULT_MAX_MESSAGE_SIZE`].
+    pub max_message_size: Option<u64>,
 }
 
 /// The API server: a thread serving until [`ApiServer::stop`] (or drop).
@@ -102,6 +107,11 @@ impl ApiServer {
             views: Arc::new(crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT)),
             readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
             in_flight: Arc::default(),
+            seeding: seed::SeedLimits::new(
+                options
+                    .max_message_size
+                    .unwrap_or(crate::config::DEFAULT_MAX_MESSAGE_SIZE),
+            ),
             loopback: addr.ip().is_loopback(),
         });
         let limits = Limits {

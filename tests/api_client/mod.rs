@@ -111,6 +111,34 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> 
     parse(&bytes, method == "HEAD")
 }
 
+/// Sends `method path` with `headers` and `body` (with its `Content-Length`) and
+/// `Connection: close`, reads the response to its end.
+pub fn request_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    parse(&answer, false)
+}
+
 /// `GET path`.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[])

@@ -374,6 +374,25 @@ fn every_response_validates_against_the_document() {
     call("GET", "/api/v1/messages/rich/links?x=1", true, 400);
     call("GET", "/api/v1/messages/nosuch/links", true, 404);
     call("GET", "/api/v1/messages/gone/links", true, 410);
+    capture.attach_transcript(
+        &fastsmtpd::proto::sink::QueueId::new(b"rich").unwrap(),
+        bytes::Bytes::from_static(b"S 0 220 mx.test ESMTP\nC 3 EHLO c.test\n* 4 [TLS: x y]\n"),
+    );
+    call("GET", "/api/v1/messages/rich/transcript", true, 200);
+    call(
+        "GET",
+        "/api/v1/messages/rich/transcript?format=json",
+        true,
+        200,
+    );
+    call(
+        "GET",
+        "/api/v1/messages/rich/transcript?format=xml",
+        true,
+        400,
+    );
+    call("GET", "/api/v1/messages/m2/transcript", true, 404);
+    call("GET", "/api/v1/messages/gone/transcript", true, 410);
     call("GET", "/api/v1/messages/rich/parts/1", true, 200);
     call("GET", "/api/v1/messages/rich/parts/3", true, 200);
     call("HEAD", "/api/v1/messages/rich/parts/1", true, 200);

@@ -18,6 +18,7 @@
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `seed` | `POST /api/v1/messages`: a message seeded over HTTP, its envelope from the query, its size bounded |
+//! | `transcript` | a message's SMTP transcript as text or JSON |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
 //! | `openapi.json` | the OpenAPI 3.1 document, served as is ([`OPENAPI`]) |
@@ -36,6 +37,7 @@ mod response;
 mod routes;
 mod seed;
 mod select;
+mod transcript;
 mod ui;
 mod wait;
 

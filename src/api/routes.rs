@@ -11,6 +11,7 @@
 //! | `/api/v1/messages/{id}` | `GET`, `DELETE` |
 //! | `/api/v1/messages/{id}/raw` | `GET`, `HEAD` |
 //! | `/api/v1/messages/{id}/links` | `GET` |
+//! | `/api/v1/messages/{id}/transcript` | `GET` |
 //! | `/api/v1/messages/{id}/parts/{n}` | `GET`, `HEAD` |
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
@@ -31,7 +32,7 @@ use super::counters::ApiCounters;
 use super::events::{EventStream, MAX_SUBSCRIBERS};
 use super::query::{self, AwaitQuery, BadRequest, ListQuery};
 use super::response::{error, json, whole, ApiBody, Sending, SLICE};
-use super::{read, render, seed, select, wait};
+use super::{read, render, seed, select, transcript, wait};
 use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
 use crate::proto::sink::QueueId;
@@ -291,6 +292,21 @@ async fn api(
             let views = Arc::clone(&state.views);
             let answer = blocking(state, move || read::links(&views, &message)).await;
             ("links", answer.unwrap_or_else(failed))
+        }
+        ["messages", id, "transcript"] => {
+            if let Some(refused) = allow(method, GET, state) {
+                return ("transcript", refused);
+            }
+            let json = match transcript::format(query) {
+                Ok(json) => json,
+                Err(e) => return ("transcript", bad(e)),
+            };
+            let message = match lookup(state, id, None) {
+                Ok(message) => message,
+                Err(refused) => return ("transcript", *refused),
+            };
+            let answer = transcript::transcript(&state.capture, &message, json).await;
+            ("transcript", answer)
         }
         ["messages", id, "parts", number] => {
             if let Some(refused) = allow(method, get_head, state) {

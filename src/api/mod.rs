@@ -72,6 +72,9 @@ pub struct ApiOptions {
     /// The largest message `POST /api/v1/messages` takes: the SMTP side's `SIZE`
     /// (`Config::max_message_size`); `None`: [`crate::config::DEFAULT_MAX_MESSAGE_SIZE`].
     pub max_message_size: Option<u64>,
+    /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
+    /// the server gives it the share of `--capture-memory` it took from the store.
+    pub view_cache: usize,
 }
 
 /// The API server: a thread serving until [`ApiServer::stop`] (or drop).
@@ -106,7 +109,10 @@ impl ApiServer {
             token: options.token,
             cors_origin,
             counters: counters.clone(),
-            views: Arc::new(crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT)),
+            views: Arc::new(crate::view::ViewCache::new(match options.view_cache {
+                0 => crate::view::VIEW_CACHE_DEFAULT,
+                bytes => bytes,
+            })),
             readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
             in_flight: Arc::default(),
             seeding: seed::SeedLimits::new(

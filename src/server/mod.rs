@@ -22,6 +22,7 @@
 pub mod conn;
 pub mod descriptors;
 pub mod handshakes;
+mod heap;
 pub mod listener;
 pub mod per_client;
 mod signals;
@@ -87,6 +88,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
 /// parsed when it was checked: nothing is parsed here.
 pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let (config, faults) = config.into_parts();
+    if config.keeps_capture() {
+        heap::one_arena(); // before any thread of ours starts (server::heap)
+    }
     if config.listen.len() > MAX_LISTENERS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -172,7 +176,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     )?;
     // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {
-        let limits = config.capture.limits();
+        let limits = config.capture_limits();
         let store = Arc::new(Capture::new(limits, config.capture.on_full()));
         Arc::new(CaptureTarget::new(store, limits.max_bytes))
     });
@@ -249,6 +253,8 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
                 max_message_size: Some(session_config.max_message_size),
+                view_cache: usize::try_from(config.capture.view_cache_bytes(true))
+                    .unwrap_or(usize::MAX),
             },
         )?),
         _ => None,
@@ -628,12 +634,17 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         }
     };
     let capture_text = || {
-        let limits = config.capture.limits();
+        let budget = config.capture.limits().max_bytes;
+        let views = config.capture.view_cache_bytes(config.api.is_some());
         let on_full = match config.capture.on_full() {
             crate::capture::OnFull::EvictOldest => "evict oldest",
             crate::capture::OnFull::Refuse => "tempfail",
         };
-        format!("{} bytes, when full: {on_full}", limits.max_bytes)
+        if views > 0 {
+            format!("{budget} bytes, {views} of them for parsed views, when full: {on_full}")
+        } else {
+            format!("{budget} bytes, when full: {on_full}")
+        }
     };
     let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
         "none (messages are discarded)".to_string()
@@ -739,7 +750,7 @@ mod tests {
             cors: None,
         });
         assert!(start_line(&api_alone, &[plain], &[])
-            .ends_with("stores: memory (268435456 bytes, when full: evict oldest)"));
+            .ends_with("stores: memory (268435456 bytes, 33554432 of them for parsed views, when full: evict oldest)"));
         let mut copies = quiet.clone();
         copies.stores.specs = vec![StoreSpec::Maildir("m".into())];
         copies.api = Some(crate::config::ApiSettings {
@@ -749,7 +760,7 @@ mod tests {
         });
         assert_eq!(
             start_line(&copies, &[plain], &[]),
-            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: maildir:m, memory copies for the API (268435456 bytes, when full: evict oldest)"
+            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: maildir:m, memory copies for the API (268435456 bytes, 33554432 of them for parsed views, when full: evict oldest)"
         );
         let busy = Config {
             listen: vec![plain],

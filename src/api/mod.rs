@@ -18,13 +18,15 @@
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
+//! | `seed` | `POST /api/v1/messages`: a message seeded over HTTP, its envelope from the query, its size bounded |
+//! | `transcript` | a message's SMTP transcript as text or JSON |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
 //! | `counters` | the API's metrics as `prometheus` collectors |
 //! | `openapi.json` | the OpenAPI 3.1 document, served as is ([`OPENAPI`]) |
 //!
-//! What it does not do: keep mail (the capture store does), take mail over HTTP (not yet),
-//! parse MIME or the search grammar itself (`crate::view`, `crate::capture::query`), serve
-//! `/metrics` (the metrics endpoint does), or speak TLS.
+//! What it does not do: keep mail (the capture store does; `seed` hands it a message taken
+//! over HTTP), parse MIME or the search grammar itself (`crate::view`,
+//! `crate::capture::query`), serve `/metrics` (the metrics endpoint does), or speak TLS.
 
 mod counters;
 mod events;
@@ -35,7 +37,9 @@ mod read;
 mod render;
 mod response;
 mod routes;
+mod seed;
 mod select;
+mod transcript;
 mod ui;
 mod wait;
 
@@ -71,6 +75,9 @@ pub struct ApiOptions {
     /// The server's fault plans, which `/api/v1/faults` shows and changes (the default: a
     /// set of its own that no connection reads).
     pub faults: Arc<crate::fault::Plans>,
+    /// The largest message `POST /api/v1/messages` takes: the SMTP side's `SIZE`
+    /// (`Config::max_message_size`); `None`: [`crate::config::DEFAULT_MAX_MESSAGE_SIZE`].
+    pub max_message_size: Option<u64>,
     /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
     /// the server gives it the share of `--capture-memory` it took from the store.
     pub view_cache: usize,
@@ -115,6 +122,11 @@ impl ApiServer {
             })),
             readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
             in_flight: Arc::default(),
+            seeding: seed::SeedLimits::new(
+                options
+                    .max_message_size
+                    .unwrap_or(crate::config::DEFAULT_MAX_MESSAGE_SIZE),
+            ),
             loopback: addr.ip().is_loopback(),
         });
         let limits = Limits {

@@ -7,10 +7,11 @@
 //! | `/api/v1/openapi.json` | `GET` |
 //! | `/api/v1/cursor` | `GET` |
 //! | `/api/v1/await` | `GET` |
-//! | `/api/v1/messages` | `GET`, `DELETE` |
+//! | `/api/v1/messages` | `GET`, `POST`, `DELETE` |
 //! | `/api/v1/messages/{id}` | `GET`, `DELETE` |
 //! | `/api/v1/messages/{id}/raw` | `GET`, `HEAD` |
 //! | `/api/v1/messages/{id}/links` | `GET` |
+//! | `/api/v1/messages/{id}/transcript` | `GET` |
 //! | `/api/v1/messages/{id}/parts/{n}` | `GET`, `HEAD` |
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
@@ -23,7 +24,8 @@
 //! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
 //! longer id) is `404` before the store is asked.
 //!
-//! What it does not do: answer a route that takes a request body (`/compat/mailpit/` is
+//! What it does not do: answer a route that takes a request body (`POST /api/v1/messages`
+//! hands its body to `seed`, which streams it against the size limit; `/compat/mailpit/` is
 //! `mailpit`'s and `/api/v1/faults` is `faults`'s, sent there by the server's handler in
 //! `api`; both read their bodies with [`read_body`]), or parse the search
 //! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
@@ -32,7 +34,7 @@ use super::counters::ApiCounters;
 use super::events::{EventStream, MAX_SUBSCRIBERS};
 use super::query::{self, AwaitQuery, BadRequest, ListQuery};
 use super::response::{error, json, whole, ApiBody, Sending, SLICE};
-use super::{read, render, select, wait};
+use super::{read, render, seed, select, transcript, wait};
 use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
 use crate::proto::sink::QueueId;
@@ -75,6 +77,8 @@ pub struct State {
     /// Octets of response bodies made for a request (JSON, decoded parts) not yet sent:
     /// bounded by [`RESPONSE_BYTES_IN_FLIGHT`], past it `503`.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The bounds of messages seeded with `POST /api/v1/messages`.
+    pub seeding: super::seed::SeedLimits,
 }
 
 /// At most this many parses or searches run at once (see [`State::readers`]).
@@ -139,7 +143,9 @@ pub async fn handle(
     conn: Conn,
 ) -> Response<ApiBody> {
     let started = Instant::now();
-    let (route, response) = route(&state, &request, conn.clone()).await;
+    let (head, body) = request.into_parts();
+    let request = Request::from_parts(head, ());
+    let (route, response) = route(&state, &request, body, conn.clone()).await;
     finish(&state, route, started, response, conn)
 }
 
@@ -195,7 +201,8 @@ fn pace(state: &State, route: &str, response: Response<ApiBody>, conn: Conn) -> 
 /// The route's name (a metrics label) and its answer.
 async fn route(
     state: &State,
-    request: &Request<Incoming>,
+    request: &Request<()>,
+    body: Incoming,
     conn: Conn,
 ) -> (&'static str, Response<ApiBody>) {
     let path = request.uri().path();
@@ -230,7 +237,7 @@ async fn route(
             // `--capture-max-age` holds at every read, not only at the next insert: a
             // message past its age is never served (it answers `410`, expired).
             state.capture.expire(std::time::SystemTime::now());
-            api(state, method, rest, query, request.headers(), conn).await
+            api(state, method, rest, query, request.headers(), body, conn).await
         }
         _ => match super::ui::asset(path) {
             Some(asset) => match allow(method, &[Method::GET, Method::HEAD], state) {
@@ -249,6 +256,7 @@ async fn api(
     rest: &[&str],
     query: Option<&str>,
     headers: &HeaderMap,
+    body: Incoming,
     conn: Conn,
 ) -> (&'static str, Response<ApiBody>) {
     const GET: &[Method] = &[Method::GET];
@@ -276,13 +284,18 @@ async fn api(
             None => ("await", await_route(state, query, conn).await),
         },
         ["messages"] => {
-            let answer = allow(method, get_delete, state).unwrap_or_else(|| {
-                if method == Method::DELETE {
-                    delete_matching(state, query)
-                } else {
-                    list(state, query)
+            let answer = match allow(method, &[Method::GET, Method::POST, Method::DELETE], state) {
+                Some(refused) => refused,
+                None if method == Method::POST => {
+                    let capture = &state.capture;
+                    return (
+                        "seed",
+                        seed::seed(capture, &state.seeding, query, headers, body, conn).await,
+                    );
                 }
-            });
+                None if method == Method::DELETE => delete_matching(state, query),
+                None => list(state, query),
+            };
             ("messages", answer)
         }
         ["messages", id] => {
@@ -315,6 +328,21 @@ async fn api(
             let views = Arc::clone(&state.views);
             let answer = blocking(state, move || read::links(&views, &message)).await;
             ("links", answer.unwrap_or_else(failed))
+        }
+        ["messages", id, "transcript"] => {
+            if let Some(refused) = allow(method, GET, state) {
+                return ("transcript", refused);
+            }
+            let json = match transcript::format(query) {
+                Ok(json) => json,
+                Err(e) => return ("transcript", bad(e)),
+            };
+            let message = match lookup(state, id, None) {
+                Ok(message) => message,
+                Err(refused) => return ("transcript", *refused),
+            };
+            let answer = transcript::transcript(&state.capture, &message, json).await;
+            ("transcript", answer)
         }
         ["messages", id, "parts", number] => {
             if let Some(refused) = allow(method, get_head, state) {
@@ -372,7 +400,7 @@ async fn api(
 /// (`localhost`, `127.0.0.0/8`, `::1`, any port). A web page a developer visits could
 /// otherwise point its own name at 127.0.0.1 (DNS rebinding) and read captured mail, reset
 /// codes included, as same-origin requests: its requests carry its own name as `Host`.
-pub(super) fn foreign_host(request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+pub(super) fn foreign_host<B>(request: &Request<B>) -> Option<Response<ApiBody>> {
     let host = request.headers().get(hyper::header::HOST)?;
     let text = host.to_str().unwrap_or("");
     let name = match text.strip_prefix('[') {
@@ -437,7 +465,7 @@ pub(super) fn allow(
 
 /// `None` if no token is set or the request carries it; else the `401`. A preflight
 /// (`OPTIONS`, which browsers send without credentials) passes.
-pub(super) fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+pub(super) fn authorize<B>(state: &State, request: &Request<B>) -> Option<Response<ApiBody>> {
     let token = state.token.as_ref()?;
     if request.method() == Method::OPTIONS && state.cors_origin.is_some() {
         return None;

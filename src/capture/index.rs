@@ -56,6 +56,11 @@ pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// What the budget charges for a kept transcript (see [`super::transcript`]).
+fn transcript_charge(transcript: &Bytes) -> u64 {
+    (transcript.len() + super::transcript::TRANSCRIPT_OVERHEAD) as u64
+}
+
 /// The keyed hash of an id.
 fn id_hash(keys: &RandomState, id: &[u8]) -> u64 {
     let mut hasher = keys.build_hasher();
@@ -256,6 +261,9 @@ pub(super) struct Index {
     recipients: ByHash<Seqs>,
     /// Removed ids.
     tombs: Tombstones,
+    /// The SMTP transcripts of kept messages, by seq (a side table: a message without one,
+    /// every message when nothing records them, costs nothing here).
+    transcripts: HashMap<u64, Bytes>,
     /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
     stats: Stats,
 }
@@ -279,6 +287,7 @@ impl Index {
                 cap: limits.max_tombstones,
                 pushed: 0,
             },
+            transcripts: HashMap::new(),
             stats: Stats {
                 max_bytes: limits.max_bytes,
                 ..Stats::default()
@@ -401,7 +410,10 @@ impl Index {
                 }
             }
         }
-        let charge = entry.charge();
+        let mut charge = entry.charge();
+        if let Some(transcript) = self.transcripts.remove(&entry.seq) {
+            charge += transcript_charge(&transcript);
+        }
         self.bytes -= charge;
         self.tombs.push(
             hash,
@@ -418,6 +430,45 @@ impl Index {
             GoneReason::Deleted => self.stats.deleted += 1,
         }
         charge
+    }
+
+    /// Keeps `transcript` with the message named `id` (at most once), charged to the budget:
+    /// under [`OnFull::EvictOldest`] older messages are evicted to make room (never the
+    /// message itself); under [`OnFull::Refuse`], or when only the message itself is left,
+    /// a transcript that does not fit is not kept. Whether it was kept, and how many
+    /// messages were evicted.
+    pub(super) fn attach_transcript(
+        &mut self,
+        id: &[u8],
+        transcript: Bytes,
+        now: u64,
+    ) -> (bool, usize) {
+        let Some(pos) = self.find_id(id) else {
+            return (false, 0);
+        };
+        let seq = self.entries[pos].seq;
+        if self.transcripts.contains_key(&seq) {
+            return (false, 0);
+        }
+        let charge = transcript_charge(&transcript);
+        let mut evicted = 0;
+        while self.bytes + charge > self.limits.max_bytes {
+            let oldest_is_it = self.entries.front().is_none_or(|e| e.seq == seq);
+            if self.on_full == OnFull::Refuse || oldest_is_it {
+                return (false, evicted);
+            }
+            self.remove_at(0, GoneReason::EvictedBytes, now);
+            evicted += 1;
+        }
+        self.bytes += charge;
+        self.transcripts.insert(seq, transcript);
+        (true, evicted)
+    }
+
+    /// The transcript of the message named `id`, if it is kept and has one.
+    pub(super) fn transcript(&self, id: &[u8]) -> Option<Bytes> {
+        let pos = self.find_id(id)?;
+        self.transcripts.get(&self.entries[pos].seq).cloned()
     }
 
     /// Drops the entries older than `max_age` at `now` (nanoseconds), oldest first, stopping
@@ -621,7 +672,19 @@ impl Index {
         if !seqs.windows(2).all(|w| w[0] < w[1]) {
             return Err(format!("entries out of order: {seqs:?}"));
         }
-        let sum: u64 = self.entries.iter().map(Entry::charge).sum();
+        let sum: u64 = self.entries.iter().map(Entry::charge).sum::<u64>()
+            + self
+                .transcripts
+                .values()
+                .map(transcript_charge)
+                .sum::<u64>();
+        if !self
+            .transcripts
+            .keys()
+            .all(|&seq| self.position(seq).is_some())
+        {
+            return Err("a transcript of a message not kept".into());
+        }
         if sum != self.bytes || self.bytes > self.limits.max_bytes {
             return Err(format!(
                 "bytes {} sum {sum} max {}",

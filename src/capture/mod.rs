@@ -27,6 +27,9 @@
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
 //!   per matching insert, after the store's lock is released; the waiters for any message
 //!   also after a client's delete or an expiry (so event streams report removals).
+//! - Keeps a message's SMTP transcript beside it when the SMTP side records one
+//!   ([`Capture::attach_transcript`], [`transcript`]), charged to the budget with it and
+//!   dropped with it.
 //! - Numbers removals in the order they happen, read back from the tombstone ring
 //!   ([`removals`], [`Capture::removals_after`]): the event stream's `gone` events.
 //! - Counts, for metrics ([`Stats`]).
@@ -48,10 +51,12 @@
 //! hashes of the id and the first recipient and the recipient count, which let eviction
 //! unindex it without reading the envelope), the id index's slot (24: a 16-octet slot at a
 //! hash table's load) and the envelope allocation's header (16): 152 octets.
-//! `RECIPIENT_OVERHEAD` is 48 (a 40-octet slot in the recipient index at its load). So a
-//! one-recipient message costs its raw bytes + 200 + its envelope's text and ~10 octets of
-//! lengths (a typical envelope: ~100, so ~300 in all); the
-//! test `a_one_recipient_message_costs_what_the_doc_says` checks the sums, and
+//! `RECIPIENT_OVERHEAD` is 48 (a 40-octet slot in the recipient index at its load). Beside
+//! these, a message's SMTP transcript, when the SMTP side records one, is charged with it:
+//! its octets (at most [`transcript::TRANSCRIPT_MAX`]) +
+//! [`transcript::TRANSCRIPT_OVERHEAD`]. So a one-recipient message costs its raw bytes +
+//! 200 + its envelope's text and ~10 octets of lengths (a typical envelope: ~100, so ~300
+//! in all); the test `a_one_recipient_message_costs_what_the_doc_says` checks the sums, and
 //! `tests/capture_memory.rs` measures the heap with a counting allocator: 100 000 kept
 //! messages of 1 KiB allocate 329 octets each beyond the raw bytes with distinct recipients
 //! (charged 306; the packed envelope is 106 of it, so the index overhead is ~223), 279 with
@@ -118,6 +123,7 @@ pub mod query;
 pub mod removals;
 #[cfg(test)]
 mod tests;
+pub mod transcript;
 
 pub use address::{same_address, Address};
 pub use envelope::{EnvelopeParts, EnvelopeView};
@@ -651,6 +657,22 @@ impl Capture {
     /// How many kept messages match `filter` (counted in the store, never through a page).
     pub fn count(&self, filter: &Filter) -> usize {
         lock(&self.index).count(filter)
+    }
+
+    /// Keeps the SMTP transcript of the message named `id` (see [`transcript`]), charged to
+    /// the budget with it: older messages may be evicted for it (under
+    /// [`OnFull::EvictOldest`]); one that does not fit otherwise is not kept. False if it
+    /// was not kept (no such message, one kept already, no room).
+    pub fn attach_transcript(&self, id: &QueueId, transcript: Bytes) -> bool {
+        let now = nanos(SystemTime::now());
+        let (kept, evicted) = lock(&self.index).attach_transcript(id.as_bytes(), transcript, now);
+        self.removed(evicted);
+        kept
+    }
+
+    /// The SMTP transcript of the message named `id`, if it is kept and has one.
+    pub fn transcript(&self, id: &QueueId) -> Option<Bytes> {
+        lock(&self.index).transcript(id.as_bytes())
     }
 
     /// Deletes the message named `id` (leaving a tombstone).

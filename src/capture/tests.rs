@@ -795,3 +795,64 @@ fn an_smtp_envelope_is_kept_whole() {
     assert_eq!(capture.count(&Filter::recipient(b"b@Y")), 0);
     assert_eq!(capture.count(&Filter::recipient(b"B@Y")), 1);
 }
+
+#[test]
+fn a_transcript_is_charged_with_its_message_and_goes_with_it() {
+    let overhead = transcript::TRANSCRIPT_OVERHEAD as u64;
+    let capture = Capture::new(limits(1 << 20, 100), OnFull::EvictOldest);
+    capture
+        .insert(message(1, "s@x", &["a@x"], "one", 10))
+        .unwrap();
+    let before = capture.stats().bytes;
+    let kept = Bytes::from_static(b"S 0 220 mx.test\nC 1 EHLO c\n");
+    assert!(capture.attach_transcript(&id(1), kept.clone()));
+    assert!(
+        !capture.attach_transcript(&id(1), kept.clone()),
+        "kept once"
+    );
+    assert!(
+        !capture.attach_transcript(&id(9), kept.clone()),
+        "no such message"
+    );
+    assert_eq!(capture.stats().bytes, before + kept.len() as u64 + overhead);
+    assert_eq!(capture.transcript(&id(1)), Some(kept.clone()));
+    check(&capture);
+    let removed = capture.delete(&id(1));
+    assert_eq!(removed.bytes, before + kept.len() as u64 + overhead);
+    assert_eq!(capture.stats().bytes, 0);
+    assert_eq!(capture.transcript(&id(1)), None);
+    check(&capture);
+
+    // Room is made by evicting older messages, never the message itself.
+    let one = message(2, "s@x", &["a@x"], "two", 100).charge();
+    let capture = Capture::new(limits(2 * one + 100, 100), OnFull::EvictOldest);
+    capture
+        .insert(message(2, "s@x", &["a@x"], "two", 100))
+        .unwrap();
+    capture
+        .insert(message(3, "s@x", &["a@x"], "two", 100))
+        .unwrap();
+    assert!(capture.attach_transcript(&id(3), Bytes::from(vec![b'x'; 60])));
+    assert_eq!(capture.stats().evicted_bytes, 1);
+    assert!(matches!(capture.get(&id(2)), Lookup::Gone(_)));
+    check(&capture);
+    capture
+        .insert(message(4, "s@x", &["a@x"], "two", 100))
+        .unwrap();
+    assert!(!capture.attach_transcript(&id(4), Bytes::from(vec![b'x'; 2 * one as usize])));
+    assert!(matches!(capture.get(&id(4)), Lookup::Found(_)));
+    check(&capture);
+
+    // Refusing: a transcript without room is not kept, and nothing is evicted for it.
+    let capture = Capture::new(limits(2 * one + 100, 100), OnFull::Refuse);
+    capture
+        .insert(message(5, "s@x", &["a@x"], "two", 100))
+        .unwrap();
+    capture
+        .insert(message(6, "s@x", &["a@x"], "two", 100))
+        .unwrap();
+    assert!(!capture.attach_transcript(&id(6), Bytes::from(vec![b'x'; 60])));
+    assert!(capture.attach_transcript(&id(6), Bytes::from(vec![b'x'; 10])));
+    assert_eq!(capture.stats().messages, 2);
+    check(&capture);
+}

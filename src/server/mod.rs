@@ -258,6 +258,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
                 faults: faults.clone().unwrap_or_default(),
+                max_message_size: Some(session_config.max_message_size),
                 view_cache: usize::try_from(config.capture.view_cache_bytes(true))
                     .unwrap_or(usize::MAX),
             },

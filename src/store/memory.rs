@@ -147,6 +147,11 @@ impl Capturing {
         }
     }
 
+    /// The store.
+    pub(super) fn capture(&self) -> &Arc<Capture> {
+        self.target.capture()
+    }
+
     /// A message begins: reserve for its declared size (none declared: nothing yet).
     pub(super) fn start(&mut self, envelope: &Envelope<'_>) {
         self.abandon();

@@ -104,6 +104,12 @@ impl StoreSink {
         self
     }
 
+    /// The capture store this sink keeps messages in, if any (the connection records
+    /// transcripts for it).
+    pub fn capture(&self) -> Option<&std::sync::Arc<crate::capture::Capture>> {
+        self.capturing.as_ref().map(|capturing| capturing.capture())
+    }
+
     /// The storage threads reported on the message this sink answered `Pending` for: with a
     /// capture store, the message goes into it now if `stored` (before the session is
     /// resumed, so before its `250` is queued), else it is dropped.

@@ -100,7 +100,8 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> 
     request_with_body(addr, method, path, headers, b"")
 }
 
-/// [`request`] with `body` (and its `Content-Length`, when it is not empty).
+/// [`request`] with `body` and its `Content-Length` (when it is not empty, or for a `POST` or
+/// `PUT` whose headers give none: an empty body said as such).
 pub fn request_with_body(
     addr: SocketAddr,
     method: &str,
@@ -115,7 +116,10 @@ pub fn request_with_body(
         head.push_str(header);
         head.push_str("\r\n");
     }
-    if !body.is_empty() {
+    let given = headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("content-length:"));
+    if !body.is_empty() || (matches!(method, "POST" | "PUT") && !given) {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");

@@ -6,7 +6,7 @@ a directory for screenshots. Exit status 0 means every step held; any failure ra
 Steps: open the UI (empty list, live marker), send a message over SMTP and see it appear at
 the top without a reload, send an HTML message carrying a script and a remote image and check
 that neither runs nor loads, search in the query language, open a message and read its text,
-headers, raw and envelope tabs, delete it, and finish with no console error.
+headers, raw, envelope and SMTP transcript tabs, delete it, and finish with no console error.
 """
 
 import http.server
@@ -125,6 +125,12 @@ with sync_playwright() as p:
     page.locator("#tabs button[data-tab=headers]").click()
     expect(page.locator("#tab-body")).to_contain_text("Subject")
     page.screenshot(path=str(shots / "4-search-open.png"))
+    # smtplib speaks lower-case verbs ("rcpt TO:<...>"): the transcript shows them as sent.
+    page.locator("#tabs button[data-tab=transcript]").click()
+    expect(page.locator("#tab-body pre.transcript")).to_contain_text("TO:<alice@example.com>")
+    expect(page.locator("#tab-body pre.transcript")).to_contain_text("C: [content: ")
+    expect(page.locator("#tab-body pre.transcript")).to_contain_text("S: 250 2.0.0 Ok: queued as ")
+    page.screenshot(path=str(shots / "4b-transcript.png"))
 
     # Delete it: gone from the list and from the API.
     page.once("dialog", lambda d: d.accept())

@@ -5,8 +5,7 @@
 // stream (/api/v1/events), coalesced into one update per animation frame and never a refetch;
 // searches in the API's query language; shows one message (HTML in a sandboxed iframe that
 // cannot run script and loads nothing remote, text, headers, raw, envelope,
-// attachments, links and codes); a status strip from /api/v1/stats. The SMTP transcript
-// tab comes with the transcript route (not built yet).
+// attachments, links and codes, the SMTP transcript); a status strip from /api/v1/stats.
 //
 // What it does not do: parse mail (the server does), keep state across reloads, or fetch a
 // link found in a message. It needs no network beyond this origin: every asset is served by
@@ -555,6 +554,19 @@ async function tab(name) {
       ul.append(li);
     }
     body.append(ul);
+  } else if (name === "transcript") {
+    // The SMTP dialogue as the server recorded it (content and AUTH secrets never are).
+    let text;
+    try {
+      text = await api(base + "/transcript");
+    } catch (error) {
+      if (shown === m) body.append(muted(error.message));
+      return;
+    }
+    if (shown !== m) return;
+    const el = pre(text);
+    el.className = "transcript";
+    body.append(el);
   } else if (name === "links") {
     let found;
     try {

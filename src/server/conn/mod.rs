@@ -18,7 +18,8 @@
 //!
 //! The rooms: this module has the entry points, the read loop and the bookkeeping after each
 //! call into the session; `auth` the AUTH check; `tls` the handshake's turn, the STARTTLS
-//! upgrade and the report of a finished handshake; `output` the reply buffer and its writes.
+//! upgrade and the report of a finished handshake; `output` the reply buffer and its writes;
+//! `transcript` the SMTP transcript of each message, recorded only with the capture store.
 //!
 //! What it does not do: decide protocol matters (the session does), keep the timer heap or
 //! the loop (the worker does), or know what the transport is: the TLS state, the handshake's
@@ -38,6 +39,7 @@
 mod auth;
 mod output;
 mod tls;
+mod transcript;
 
 use super::handshakes::HandshakeTurns;
 use super::timer::{ConnDeadline, Deadlines, Due, QUIT_WINDOW};
@@ -56,6 +58,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tls::HandshakeTurn;
+use transcript::Recorder;
 
 /// The output budget: once this many reply bytes wait to be written, the session takes no
 /// further command and nothing more is read: the client is not reading its replies, so TCP
@@ -241,6 +244,8 @@ pub struct Conn {
     /// When replies were last handed to the socket: during shutdown a session between
     /// transactions waits for its `QUIT` until [`QUIT_WINDOW`] after that, no longer.
     replied_at: Instant,
+    /// The SMTP transcript recorder, only when the capture store is on (see `transcript`).
+    transcript: Option<Box<Recorder>>,
 }
 
 impl Conn {
@@ -259,6 +264,13 @@ impl Conn {
     ) -> io::Result<Conn> {
         transport.register(cx.registry, token, Interest::READABLE)?;
         let implicit_tls = transport.is_tls();
+        let transcript = sink.inner().capture().map(|capture| {
+            Box::new(Recorder::new(
+                Arc::clone(capture),
+                now,
+                cx.config.max_line_len,
+            ))
+        });
         let mut deadline = ConnDeadline::new(now, cx.deadlines);
         if implicit_tls {
             deadline.start_handshake(now, cx.deadlines);
@@ -289,14 +301,19 @@ impl Conn {
             hung_up: false,
             handshake: HandshakeTurn::default(),
             replied_at: now,
+            transcript,
         };
         conn.borrow_out(cx.spare_out);
+        let before = conn.out.len();
         let progress = conn.session.on_connect(
             cx.config,
             &mut Replies::new(&mut conn.out, cx.tally),
             &mut conn.sink,
             &mut conn.gate,
         );
+        if let Some(recorder) = &mut conn.transcript {
+            recorder.on_call(&[], &conn.out[before..], now);
+        }
         conn.after_input(progress, 0, now, cx);
         Ok(conn)
     }
@@ -541,12 +558,16 @@ impl Conn {
     /// effort: the worker closes the connection next.
     pub fn end_with(&mut self, reply: &'static [u8], cx: &mut Driver<'_>) {
         self.borrow_out(cx.spare_out);
+        let before = self.out.len();
         let progress = self.session.resume(
             cx.config,
             Resume::Expired(reply),
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
+        if let Some(recorder) = &mut self.transcript {
+            recorder.on_call(&[], &self.out[before..], Instant::now());
+        }
         self.clock = progress.clock;
         // Output held by a pause stays unsent, the closing reply with it.
         let _ = self.flush();
@@ -578,12 +599,19 @@ impl Conn {
     /// Gives the session an event it waits for (or must hear) and applies what it then says.
     fn resume(&mut self, event: Resume, cx: &mut Driver<'_>, now: Instant) {
         self.borrow_out(cx.spare_out);
+        if let (Some(recorder), Resume::TlsStarted(info)) = (&mut self.transcript, &event) {
+            recorder.on_tls(info, now);
+        }
+        let before = self.out.len();
         let progress = self.session.resume(
             cx.config,
             event,
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
+        if let Some(recorder) = &mut self.transcript {
+            recorder.on_call(&[], &self.out[before..], now);
+        }
         self.after_input(progress, 0, now, cx);
     }
 
@@ -643,6 +671,7 @@ impl Conn {
             }
             let budget = self.output_budget();
             let input = &cx.scratch[..carried + n];
+            let before = self.out.len();
             let progress = self.session.on_input(
                 cx.config,
                 input,
@@ -650,6 +679,9 @@ impl Conn {
                 &mut self.sink,
                 &mut self.gate,
             );
+            if let Some(recorder) = &mut self.transcript {
+                recorder.on_call(&input[..progress.consumed], &self.out[before..], now);
+            }
             let rest = &input[progress.consumed..];
             self.carry.clear();
             if rest.len() > self.carry.capacity() {
@@ -753,6 +785,7 @@ impl Conn {
     fn process_carry(&mut self, cx: &mut Driver<'_>, now: Instant) {
         let kept = std::mem::take(&mut self.carry);
         let budget = self.output_budget();
+        let before = self.out.len();
         let progress = self.session.on_input(
             cx.config,
             &kept,
@@ -760,6 +793,9 @@ impl Conn {
             &mut self.sink,
             &mut self.gate,
         );
+        if let Some(recorder) = &mut self.transcript {
+            recorder.on_call(&kept[..progress.consumed], &self.out[before..], now);
+        }
         self.carry = kept;
         self.carry.drain(..progress.consumed);
         self.after_input(progress, 0, now, cx);

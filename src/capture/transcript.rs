@@ -1,0 +1,135 @@
+//! A kept message's SMTP transcript, in the form the capture store keeps it: one line per
+//! client line, server reply line or note, each `D AT TEXT\n` where `D` is `C` (client), `S`
+//! (server) or `*` (a note: the TLS version after STARTTLS, lines left out), `AT` the
+//! milliseconds since the connection opened, in decimal, and `TEXT` the line without its
+//! `CR LF`, control characters shown as `?`.
+//!
+//! What it does: the limits ([`TRANSCRIPT_MAX`], [`TRANSCRIPT_OVERHEAD`]), writing one line
+//! ([`push_line`]) and reading lines back ([`lines`]). The recording (which line is a
+//! command, a content, an AUTH secret) is the server's connection's job; rendering as text or
+//! JSON is the API's.
+
+/// The most octets a transcript keeps for one message: past it the middle is left out, with
+/// a note saying how many lines and octets.
+pub const TRANSCRIPT_MAX: usize = 8 << 10;
+
+/// What the budget charges for a transcript beyond its octets: its slot in the store's side
+/// table (a 16-octet `Bytes` handle and 8-octet key at a hash table's load, ~40) and the
+/// allocation's header (8).
+pub const TRANSCRIPT_OVERHEAD: usize = 48;
+
+/// The longest text of one line kept (a command line is at most 512 octets, RFC 5321
+/// §4.5.3.1.4, plus extensions' 36; a reply line 512): longer text is cut, ending `...`.
+pub const LINE_TEXT_MAX: usize = 600;
+
+/// Who said a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// The client.
+    Client,
+    /// The server.
+    Server,
+    /// Neither: a note (TLS negotiated, lines left out).
+    Note,
+}
+
+impl Dir {
+    /// Its letter: `C`, `S` or `*`.
+    pub fn letter(self) -> u8 {
+        match self {
+            Dir::Client => b'C',
+            Dir::Server => b'S',
+            Dir::Note => b'*',
+        }
+    }
+
+    /// The direction of a letter.
+    fn from_letter(letter: u8) -> Option<Dir> {
+        match letter {
+            b'C' => Some(Dir::Client),
+            b'S' => Some(Dir::Server),
+            b'*' => Some(Dir::Note),
+            _ => None,
+        }
+    }
+}
+
+/// One line read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// Who said it.
+    pub dir: Dir,
+    /// Milliseconds since the connection opened.
+    pub at_ms: u64,
+    /// The text (no control characters).
+    pub text: &'a [u8],
+}
+
+/// Appends one line: `text` cut to [`LINE_TEXT_MAX`] octets, a client's control characters
+/// as `?` (the server's replies and notes have none). The octets appended.
+pub fn push_line(out: &mut Vec<u8>, dir: Dir, at_ms: u64, text: &[u8]) -> usize {
+    let start = out.len();
+    out.push(dir.letter());
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(at_ms).as_bytes());
+    out.push(b' ');
+    let (kept, cut) = if text.len() > LINE_TEXT_MAX {
+        (&text[..LINE_TEXT_MAX], true)
+    } else {
+        (text, false)
+    };
+    let start_text = out.len();
+    out.extend_from_slice(kept);
+    // Replies and notes are the server's own text; a client's line may hold anything.
+    if dir == Dir::Client {
+        for b in &mut out[start_text..] {
+            if *b < 0x20 || *b == 0x7f {
+                *b = b'?';
+            }
+        }
+    }
+    if cut {
+        out.extend_from_slice(b"...");
+    }
+    out.push(b'\n');
+    out.len() - start
+}
+
+/// The lines of a kept transcript, in order (a malformed line is skipped).
+pub fn lines(kept: &[u8]) -> impl Iterator<Item = Line<'_>> {
+    kept.split(|&b| b == b'\n').filter_map(|line| {
+        let (&letter, rest) = line.split_first()?;
+        let dir = Dir::from_letter(letter)?;
+        let rest = rest.strip_prefix(b" ")?;
+        let space = rest.iter().position(|&b| b == b' ')?;
+        let at_ms = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        Some(Line {
+            dir,
+            at_ms,
+            text: &rest[space + 1..],
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let mut kept = Vec::new();
+        push_line(&mut kept, Dir::Server, 0, b"220 mx.test ESMTP");
+        push_line(&mut kept, Dir::Client, 12, b"EHLO a b\r\x00");
+        push_line(&mut kept, Dir::Note, 13, b"");
+        let long = vec![b'x'; LINE_TEXT_MAX + 10];
+        push_line(&mut kept, Dir::Client, 14, &long);
+        let read: Vec<Line<'_>> = lines(&kept).collect();
+        assert_eq!(read.len(), 4);
+        assert_eq!(read[0].text, b"220 mx.test ESMTP");
+        assert_eq!((read[1].dir, read[1].at_ms), (Dir::Client, 12));
+        assert_eq!(read[1].text, b"EHLO a b??");
+        assert_eq!((read[2].dir, read[2].text), (Dir::Note, &b""[..]));
+        assert_eq!(read[3].text.len(), LINE_TEXT_MAX + 3);
+        assert!(read[3].text.ends_with(b"x..."));
+    }
+}

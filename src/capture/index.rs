@@ -10,12 +10,13 @@
 //! recipient, candidates that every read checks against the envelope. Tombstones are found
 //! by id hash alone (a false "gone" needs a 64-bit keyed collision).
 
-use super::address::Address;
+use super::address::address_hash;
 use super::envelope::Packed;
 use super::filter::Filter;
 use super::headers::HeaderRanges;
 use super::mailbox::{MailboxGoneReason, MailboxId, Mailboxes, MAILBOX_OVERHEAD};
 use super::removals::RemovalPage;
+use super::seqs::Seqs;
 use super::{
     charge_of, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
     Refused, Removed, Snapshot, Stats,
@@ -47,15 +48,6 @@ impl Hasher for Passthrough {
 
 /// A `HashMap` keyed by a hash already taken.
 type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
-
-/// The keyed hash of `address` normalised: the same for the same mailbox (see
-/// [`super::address`]); the recipient index's and the waiters' key.
-pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
-    let mut hasher = keys.build_hasher();
-    hasher.write_u8(0);
-    Address::parse(address).hash_into(&mut hasher);
-    hasher.finish()
-}
 
 /// The keyed hash of an id.
 fn id_hash(keys: &RandomState, id: &[u8]) -> u64 {
@@ -136,81 +128,6 @@ impl Entry {
             &self.headers,
             time(self.received_ns),
         )
-    }
-}
-
-/// The ascending seqs of the messages with one recipient (or in one mailbox); one seq inline
-/// (the common case of a recipient seen once costs no allocation).
-pub(super) enum Seqs {
-    /// One message.
-    One(u64),
-    /// Several, ascending.
-    Many(VecDeque<u64>),
-}
-
-impl Seqs {
-    /// Adds `seq` (the newest), once.
-    pub(super) fn push(&mut self, seq: u64) {
-        match self {
-            Seqs::One(s) if *s == seq => {}
-            Seqs::One(s) => *self = Seqs::Many(VecDeque::from([*s, seq])),
-            Seqs::Many(v) => {
-                if v.back() != Some(&seq) {
-                    v.push_back(seq);
-                }
-            }
-        }
-    }
-
-    /// How many seqs.
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Seqs::One(_) => 1,
-            Seqs::Many(v) => v.len(),
-        }
-    }
-
-    /// Removes `seq`; true if none are left.
-    pub(super) fn remove(&mut self, seq: u64) -> bool {
-        match self {
-            Seqs::One(s) => *s == seq,
-            Seqs::Many(v) => {
-                if v.front() == Some(&seq) {
-                    v.pop_front();
-                } else if let Ok(i) = v.binary_search(&seq) {
-                    v.remove(i);
-                }
-                v.is_empty()
-            }
-        }
-    }
-
-    /// The seqs beyond `cursor` in `direction`.
-    pub(super) fn range(
-        &self,
-        cursor: Option<u64>,
-        direction: Direction,
-    ) -> Box<dyn Iterator<Item = u64> + '_> {
-        match self {
-            Seqs::One(s) => {
-                let beyond = match (direction, cursor) {
-                    (_, None) => true,
-                    (Direction::Older, Some(c)) => *s < c,
-                    (Direction::Newer, Some(c)) => *s > c,
-                };
-                Box::new(beyond.then_some(*s).into_iter())
-            }
-            Seqs::Many(v) => match direction {
-                Direction::Older => {
-                    let end = cursor.map_or(v.len(), |c| v.partition_point(|&s| s < c));
-                    Box::new(v.range(..end).rev().copied())
-                }
-                Direction::Newer => {
-                    let start = cursor.map_or(0, |c| v.partition_point(|&s| s <= c));
-                    Box::new(v.range(start..).copied())
-                }
-            },
-        }
     }
 }
 

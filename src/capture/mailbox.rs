@@ -41,9 +41,10 @@
 //! lives in `crate::fault`; [`Route::covers`] is what it asks at RCPT time), no clock of its
 //! own (times are given by the caller).
 
+use super::address::address_hash;
 use super::address::Address;
 use super::headers::{first_field, unfold};
-use super::index::Seqs;
+use super::seqs::Seqs;
 use super::Direction;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -373,7 +374,7 @@ impl Mailboxes {
             Route::PlusTag(_) => self.plus_tags += 1,
             Route::Recipient(a) => self
                 .by_recipient
-                .entry(super::index::address_hash(&self.keys, a))
+                .entry(address_hash(&self.keys, a))
                 .or_default()
                 .push(id),
             Route::Domain(d) => self
@@ -447,7 +448,7 @@ impl Mailboxes {
                 }
             }
             if by_recipient {
-                let hash = super::index::address_hash(&self.keys, recipient);
+                let hash = address_hash(&self.keys, recipient);
                 self.join_checked(&self.by_recipient, hash, recipient, &mut joins);
             }
             if by_domain {
@@ -585,7 +586,7 @@ impl Mailboxes {
         match &live.route {
             Route::PlusTag(_) => self.plus_tags -= 1,
             Route::Recipient(a) => {
-                let hash = super::index::address_hash(&self.keys, a);
+                let hash = address_hash(&self.keys, a);
                 unlink(&mut self.by_recipient, hash);
             }
             Route::Domain(d) => {

@@ -126,6 +126,7 @@ mod index;
 pub mod mailbox;
 pub mod query;
 pub mod removals;
+mod seqs;
 #[cfg(test)]
 mod tests;
 
@@ -602,7 +603,7 @@ impl Capture {
     pub fn register(&self, key: WaitKey, waker: Waker) -> WaiterId {
         let slot = match &key {
             WaitKey::Recipient(address) => {
-                Slot::Recipient(index::address_hash(&self.keys, address))
+                Slot::Recipient(address::address_hash(&self.keys, address))
             }
             WaitKey::Mailbox(id) => Slot::Mailbox(*id),
             WaitKey::Any => Slot::Any,

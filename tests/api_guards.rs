@@ -159,6 +159,7 @@ fn the_bearer_scheme_is_case_insensitive() {
     let (_capture, server) = serve(ApiOptions {
         token: Some("s3cret".into()),
         cors_origin: None,
+        ..ApiOptions::default()
     });
     let addr = server.local_addr();
     for scheme in ["Bearer", "bearer", "BEARER"] {

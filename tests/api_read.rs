@@ -223,6 +223,7 @@ fn the_ui_is_served_under_a_policy_that_forbids_foreign_script() {
     let (_capture, server) = serve(ApiOptions {
         token: Some("secret".into()),
         cors_origin: None,
+        ..ApiOptions::default()
     });
     let addr = server.local_addr();
     for (path, kind) in [

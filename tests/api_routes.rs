@@ -269,6 +269,7 @@ fn the_token_guards_the_api_and_not_health() {
     let (_capture, server) = serve(ApiOptions {
         token: Some("s3cret".into()),
         cors_origin: None,
+        ..ApiOptions::default()
     });
     let addr = server.local_addr();
     for headers in [
@@ -297,6 +298,7 @@ fn cors_names_exactly_the_origin_given_and_answers_preflight() {
     let (_capture, server) = serve(ApiOptions {
         token: Some("t".into()),
         cors_origin: Some("http://localhost:3000".into()),
+        ..ApiOptions::default()
     });
     let addr = server.local_addr();
     let r = request(

@@ -15,6 +15,7 @@
 //! | `events` | the server-sent event stream, read from the index after a cursor |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
+//! | `mailboxes` | `/api/v1/mailboxes`: per-test mailboxes (create, list, get, delete) |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `response` | the response body (whole or a stream) and JSON/error responses |
@@ -27,6 +28,7 @@
 
 mod counters;
 mod events;
+mod mailboxes;
 mod mailpit;
 mod query;
 mod read;
@@ -65,6 +67,9 @@ pub struct ApiOptions {
     /// `--api-cors`: the one origin a browser may read responses from (none: same origin
     /// only).
     pub cors_origin: Option<String>,
+    /// `--hostname`: the domain of a plus-tag mailbox's address (`test+ID@HOSTNAME`); empty:
+    /// `localhost`.
+    pub hostname: String,
 }
 
 /// The API server: a thread serving until [`ApiServer::stop`] (or drop).
@@ -103,6 +108,10 @@ impl ApiServer {
             readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
             in_flight: Arc::default(),
             loopback: addr.ip().is_loopback(),
+            hostname: match options.hostname.as_str() {
+                "" => "localhost".to_owned(),
+                name => name.to_owned(),
+            },
         });
         let limits = Limits {
             max_connections: MAX_CONNECTIONS,
@@ -117,6 +126,8 @@ impl ApiServer {
                 async move {
                     if request.uri().path().starts_with(mailpit::PREFIX) {
                         mailpit::handle(state, request, conn).await
+                    } else if mailboxes::owns(request.uri().path()) {
+                        mailboxes::handle(state, request, conn).await
                     } else {
                         routes::handle(state, request, conn).await
                     }

@@ -53,7 +53,8 @@ fn cut(value: Value) -> Value {
 
 /// The summary: `id`, `seq`, `received_at`, `size`, `mail_from`, `rcpt_to` (at most
 /// [`SUMMARY_RECIPIENTS_MAX`]), `rcpt_count`, `from`, `subject` (each text cut to
-/// [`SUMMARY_TEXT_MAX`] characters, ending `…` when cut).
+/// [`SUMMARY_TEXT_MAX`] characters, ending `…` when cut), `mailboxes` (the ids of the
+/// per-test mailboxes it is in).
 pub fn summary(message: &Snapshot) -> Value {
     let envelope = message.envelope();
     json!({
@@ -71,6 +72,7 @@ pub fn summary(message: &Snapshot) -> Value {
         "rcpt_count": envelope.recipients.len(),
         "from": cut(header(message, Field::From)),
         "subject": cut(subject(message)),
+        "mailboxes": mailboxes(message),
     })
 }
 
@@ -82,6 +84,7 @@ pub fn message(message: &Snapshot) -> Value {
         "seq": message.seq,
         "received_at": rfc3339(message.received_at),
         "size": message.raw.len(),
+        "mailboxes": mailboxes(message),
         "envelope": {
             "mail_from": text(envelope.sender),
             "mail_params": text(envelope.params),
@@ -103,6 +106,15 @@ pub fn message(message: &Snapshot) -> Value {
             "date": header(message, Field::Date),
         },
     })
+}
+
+/// The ids of the per-test mailboxes the message is in (usually none).
+fn mailboxes(message: &Snapshot) -> Value {
+    message
+        .mailboxes
+        .iter()
+        .map(|id| Value::from(id.as_str()))
+        .collect()
 }
 
 /// A removal: `{"seq", "at", "reason"}`; `reason` is `evicted` (the budget or the message

@@ -15,6 +15,8 @@
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
 //! | `/api/v1/events` | `GET` |
+//! | `/api/v1/mailboxes` | `GET`, `POST` (answered by `mailboxes`) |
+//! | `/api/v1/mailboxes/{id}` | `GET`, `DELETE` (answered by `mailboxes`) |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | `GET`, `HEAD` (the web UI; open without the token) |
 //!
 //! Another path is `404`; another method `405` with `Allow`; `OPTIONS` is a CORS preflight
@@ -70,6 +72,8 @@ pub struct State {
     /// Octets of response bodies made for a request (JSON, decoded parts) not yet sent:
     /// bounded by [`RESPONSE_BYTES_IN_FLIGHT`], past it `503`.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The SMTP side's `--hostname`: the domain of plus-tag mailbox addresses.
+    pub hostname: String,
 }
 
 /// At most this many parses or searches run at once (see [`State::readers`]).
@@ -359,7 +363,11 @@ pub(super) fn foreign_host(request: &Request<Incoming>) -> Option<Response<ApiBo
 }
 
 /// `None` if `method` is one of `allowed`; else the `405` (or a CORS preflight's `204`).
-fn allow(method: &Method, allowed: &[Method], state: &State) -> Option<Response<ApiBody>> {
+pub(super) fn allow(
+    method: &Method,
+    allowed: &[Method],
+    state: &State,
+) -> Option<Response<ApiBody>> {
     if allowed.contains(method) {
         return None;
     }
@@ -396,7 +404,7 @@ fn allow(method: &Method, allowed: &[Method], state: &State) -> Option<Response<
 
 /// `None` if no token is set or the request carries it; else the `401`. A preflight
 /// (`OPTIONS`, which browsers send without credentials) passes.
-fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiBody>> {
+pub(super) fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiBody>> {
     let token = state.token.as_ref()?;
     if request.method() == Method::OPTIONS && state.cors_origin.is_some() {
         return None;
@@ -460,6 +468,11 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     if let Some(refused) = ahead(state, "after", Some(query.after)) {
         return refused;
     }
@@ -509,6 +522,11 @@ fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     if let Some(refused) = ahead(state, "after", query.after) {
         return refused;
     }
@@ -536,6 +554,11 @@ fn delete_matching(state: &State, query: Option<&str>) -> Response<ApiBody> {
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     let deleted = if query.selection.has_residual() {
         let mut deleted = 0;
         let mut cursor = None;
@@ -630,10 +653,13 @@ fn events(
     headers: &HeaderMap,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let after = match query::events_after(query) {
+    let (after, selection) = match query::events_after(query) {
         Ok(after) => after,
         Err(e) => return bad(e),
     };
+    if let Some(refused) = super::select::mailbox_refusals(&state.capture, selection.mailboxes()) {
+        return refused;
+    }
     let last = match headers.get("last-event-id") {
         Some(value) => match value
             .to_str()
@@ -672,6 +698,7 @@ fn events(
             state.counters.clone(),
         )
     };
+    let stream = stream.filtered(selection.filter);
     let mut response = Response::new(ApiBody::Events(Box::new(stream)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -248,6 +248,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             ApiOptions {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
+                hostname: config.hostname.clone(),
             },
         )?),
         _ => None,

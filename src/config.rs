@@ -19,7 +19,7 @@ mod capture;
 
 pub use capture::{
     ApiSettings, CaptureSettings, DEFAULT_API_ADDR, DEFAULT_CAPTURE_MEMORY, MAX_CAPTURE_MAX_AGE,
-    MIN_CAPTURE_MAX_AGE, MIN_CAPTURE_MEMORY,
+    MIN_CAPTURE_MAX_AGE, MIN_CAPTURE_MEMORY, VIEW_CACHE_MAX,
 };
 
 use crate::proto::reply::Banner;
@@ -783,6 +783,12 @@ impl Config {
         self.api.is_some() || self.stores.specs.contains(&StoreSpec::Memory)
     }
 
+    /// The capture store's limits: `--capture-*` less the share of the budget the API's view
+    /// cache takes when `--api` is on ([`CaptureSettings::limits_beside`]).
+    pub fn capture_limits(&self) -> crate::capture::Limits {
+        self.capture.limits_beside(self.api.is_some())
+    }
+
     /// The largest message accepted and advertised (`SIZE`, RFC 1870): `--max-message-size`,
     /// or the capture store's budget when that is smaller and the capture is where mail is
     /// kept (no file store beside it): a larger message could never be kept, so the client
@@ -797,7 +803,7 @@ impl Config {
         if capture_only {
             self.limits
                 .max_message_size
-                .min(self.capture.limits().max_bytes)
+                .min(self.capture_limits().max_bytes)
         } else {
             self.limits.max_message_size
         }

@@ -55,7 +55,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 // A few libc calls with no safe std equivalent are the crate's only `unsafe`: `syncfs`,
 // `sync_file_range`, `malloc_trim` and `fcntl` (a FIFO made blocking again) in `store`,
-// `getrlimit`/`setrlimit` in `server::descriptors`; each is allowed where it is, with its
+// `getrlimit`/`setrlimit` in `server::descriptors`, `mallopt` in `server::heap`; each is allowed where it is, with its
 // SAFETY note.
 #![deny(unsafe_code)]
 

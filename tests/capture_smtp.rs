@@ -402,7 +402,8 @@ fn the_capture_gauges_reach_the_metrics_endpoint() {
     };
     let server = TestServer::start(config);
     let mut client = server.client();
-    client.ehlo_size(1 << 20); // SIZE is the budget
+    // SIZE is the store's share of the budget: with the API on, an eighth goes to the views.
+    client.ehlo_size((1 << 20) - (1 << 17));
     queued_id(&send_data(
         &mut client,
         "r@x.test",
@@ -417,7 +418,7 @@ fn the_capture_gauges_reach_the_metrics_endpoint() {
     http.read_to_string(&mut text).unwrap();
     for line in [
         "fastsmtpd_capture_messages 1\n",
-        "fastsmtpd_capture_budget_bytes 1048576\n",
+        "fastsmtpd_capture_budget_bytes 917504\n",
         "fastsmtpd_capture_inserted_total 1\n",
         "fastsmtpd_capture_evictions_total{reason=\"budget\"} 0\n",
         "fastsmtpd_capture_refused_total{reason=\"full\"} 0\n",

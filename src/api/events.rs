@@ -187,7 +187,8 @@ impl EventStream {
 
     /// The events after the cursors, one page of each at most, as text; moves the cursors.
     fn read(&mut self) -> Vec<u8> {
-        let mut text = Vec::new();
+        // Room for a typical batch at once (an event is ~300 octets), not grown by doubling.
+        let mut text = Vec::with_capacity(16 << 10);
         // Removals first: those of messages up to the cursor are this subscriber's to hear
         // of; later ones show as gaps (`lagged`) when the messages are read below.
         // Bounded per write: past it, the task wakes itself to read on.
@@ -206,7 +207,7 @@ impl EventStream {
                 self.removals = *number;
                 if gone.seq <= self.cursor {
                     text.extend_from_slice(b"event: gone\ndata: ");
-                    text.extend_from_slice(render::removal(gone).to_string().as_bytes());
+                    render::write_removal(gone, &mut text);
                     text.extend_from_slice(b"\n\n");
                 }
             }
@@ -232,11 +233,12 @@ impl EventStream {
             if everything && message.seq > self.cursor + 1 {
                 self.lagged(&mut text, message.seq - 1);
             }
-            let summary = render::summary(message);
-            text.extend_from_slice(
-                format!("id: {}\nevent: message\ndata: ", message.seq).as_bytes(),
-            );
-            text.extend_from_slice(summary.to_string().as_bytes());
+            // Written straight into the batch (no `format!`, no JSON value: round 4 of
+            // docs/benchmarks/2026-12-06-capture-ingest.md).
+            text.extend_from_slice(b"id: ");
+            text.extend_from_slice(itoa::Buffer::new().format(message.seq).as_bytes());
+            text.extend_from_slice(b"\nevent: message\ndata: ");
+            render::write_summary(message, &mut text);
             text.extend_from_slice(b"\n\n");
             self.cursor = message.seq;
         }

@@ -70,6 +70,9 @@ pub struct ApiOptions {
     /// `--hostname`: the domain of a plus-tag mailbox's address (`test+ID@HOSTNAME`); empty:
     /// `localhost`.
     pub hostname: String,
+    /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
+    /// the server gives it the share of `--capture-memory` it took from the store.
+    pub view_cache: usize,
 }
 
 /// The API server: a thread serving until [`ApiServer::stop`] (or drop).
@@ -104,7 +107,10 @@ impl ApiServer {
             token: options.token,
             cors_origin,
             counters: counters.clone(),
-            views: Arc::new(crate::view::ViewCache::new(crate::view::VIEW_CACHE_DEFAULT)),
+            views: Arc::new(crate::view::ViewCache::new(match options.view_cache {
+                0 => crate::view::VIEW_CACHE_DEFAULT,
+                bytes => bytes,
+            })),
             readers: Arc::new(tokio::sync::Semaphore::new(routes::READERS)),
             in_flight: Arc::default(),
             loopback: addr.ip().is_loopback(),

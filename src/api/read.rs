@@ -250,17 +250,26 @@ fn refuse_mailboxes(capture: &Capture, query: &crate::capture::Query) -> Option<
 }
 
 /// `GET /api/v1/stats`: the store's figures for the UI's status strip and for scripts:
-/// `messages`, `bytes` (charged) and `budget_bytes`, `accepted_total` (inserted since start),
-/// `evicted`, `expired`, `deleted`, `refused`, `waiters` (awaits waiting), `subscribers`
-/// (event streams), `head`.
-pub fn stats(capture: &Capture, waiters: i64, subscribers: i64) -> Response<ApiBody> {
+/// `messages`, `bytes` (charged) and `budget_bytes` (the store's share of `--capture-memory`),
+/// `view_cache_bytes` and `view_cache_budget_bytes` (the parsed views' share),
+/// `accepted_total` (inserted since start), `evicted`, `expired`, `deleted`, `refused`,
+/// `waiters` (awaits waiting), `subscribers` (event streams), `head`.
+pub fn stats(
+    capture: &Capture,
+    views: &ViewCache,
+    waiters: i64,
+    subscribers: i64,
+) -> Response<ApiBody> {
     let s = capture.stats();
+    let v = views.stats();
     json(
         StatusCode::OK,
         &json!({
             "messages": s.messages,
             "bytes": s.bytes,
             "budget_bytes": s.max_bytes,
+            "view_cache_bytes": v.bytes,
+            "view_cache_budget_bytes": v.max_bytes,
             "accepted_total": s.inserted,
             "evicted": s.evicted_bytes + s.evicted_count,
             "expired": s.expired,

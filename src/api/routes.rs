@@ -321,6 +321,7 @@ async fn api(
                 .unwrap_or_else(|| {
                     read::stats(
                         &state.capture,
+                        &state.views,
                         state.counters.waiters.get(),
                         state.counters.subscribers.get(),
                     )

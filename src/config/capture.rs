@@ -18,6 +18,10 @@ use std::time::Duration;
 
 /// The capture store's byte budget by default (`--capture-memory`): 256 MiB (issue 18).
 pub const DEFAULT_CAPTURE_MEMORY: u64 = 256 << 20;
+/// The most of `--capture-memory` the API's cache of parsed message views takes (issue 18:
+/// views are "cached under the same budget"): an eighth of the budget, at most 32 MiB (the
+/// views of ~15 000 messages of 1 KiB). The rest is the store's.
+pub const VIEW_CACHE_MAX: u64 = 32 << 20;
 /// The smallest `--capture-memory`: 64 KiB, a few small messages (below that, every message
 /// of real mail would be refused as too large).
 pub const MIN_CAPTURE_MEMORY: u64 = 64 << 10;
@@ -46,7 +50,25 @@ pub struct CaptureSettings {
 }
 
 impl CaptureSettings {
-    /// The store's limits: the given values, else the defaults.
+    /// The share of the budget the API's cache of parsed views takes when the API is on
+    /// (`api`): an eighth, at most [`VIEW_CACHE_MAX`]; 0 without the API (no views).
+    pub fn view_cache_bytes(&self, api: bool) -> u64 {
+        if !api {
+            return 0;
+        }
+        (self.memory.unwrap_or(DEFAULT_CAPTURE_MEMORY) / 8).min(VIEW_CACHE_MAX)
+    }
+
+    /// The store's limits when the API is on or not (`api`): the given values, else the
+    /// defaults, with the budget less the views' share ([`CaptureSettings::view_cache_bytes`]),
+    /// so the store and the views together hold at most `--capture-memory`.
+    pub fn limits_beside(&self, api: bool) -> Limits {
+        let mut limits = self.limits();
+        limits.max_bytes -= self.view_cache_bytes(api);
+        limits
+    }
+
+    /// The store's limits counting the whole budget: the given values, else the defaults.
     pub fn limits(&self) -> Limits {
         Limits {
             max_bytes: self.memory.unwrap_or(DEFAULT_CAPTURE_MEMORY),
@@ -309,14 +331,17 @@ mod tests {
             assert!(config.validate().is_ok(), "{origin}");
         }
         // The capture as the only store: nothing larger than its budget is accepted or
-        // advertised (SIZE); beside a file store, --max-message-size stands.
+        // advertised (SIZE); beside a file store, --max-message-size stands. With the API,
+        // an eighth of the budget is the view cache's: the store keeps the rest.
         let mut config = Config::default();
         api(&mut config);
         config.capture.memory = Some(64 << 10);
-        assert_eq!(config.max_message_size(), 64 << 10);
+        assert_eq!(config.capture.view_cache_bytes(true), 8 << 10);
+        assert_eq!(config.capture_limits().max_bytes, 56 << 10);
+        assert_eq!(config.max_message_size(), 56 << 10);
         let ehlo = config.session_config().banner.ehlo;
         assert!(
-            ehlo.windows(10).any(|w| w == b"SIZE 65536"),
+            ehlo.windows(10).any(|w| w == b"SIZE 57344"),
             "{}",
             String::from_utf8_lossy(&ehlo)
         );

@@ -485,7 +485,7 @@ impl CaptureCollector {
             ),
             (
                 "fastsmtpd_capture_budget_bytes",
-                "The capture store's byte budget (--capture-memory).",
+                "The capture store's byte budget: --capture-memory less the share of the API's cache of parsed views (an eighth, at most 32 MiB, with --api).",
                 |s| s.max_bytes,
             ),
             (

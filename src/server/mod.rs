@@ -22,6 +22,7 @@
 pub mod conn;
 pub mod descriptors;
 pub mod handshakes;
+mod heap;
 pub mod listener;
 pub mod per_client;
 mod signals;
@@ -87,6 +88,9 @@ pub fn start(config: &Config) -> io::Result<ServerHandle> {
 /// parsed when it was checked: nothing is parsed here.
 pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let (config, faults) = config.into_parts();
+    if config.keeps_capture() {
+        heap::one_arena(); // before any thread of ours starts (server::heap)
+    }
     if config.listen.len() > MAX_LISTENERS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -172,7 +176,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     )?;
     // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {
-        let limits = config.capture.limits();
+        let limits = config.capture_limits();
         let store = Arc::new(Capture::new(limits, config.capture.on_full()));
         Arc::new(CaptureTarget::new(store, limits.max_bytes))
     });
@@ -249,6 +253,8 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
                 hostname: config.hostname.clone(),
+                view_cache: usize::try_from(config.capture.view_cache_bytes(true))
+                    .unwrap_or(usize::MAX),
             },
         )?),
         _ => None,
@@ -628,7 +634,7 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         }
     };
     let capture_text = || {
-        let limits = config.capture.limits();
+        let limits = config.capture_limits();
         let on_full = match config.capture.on_full() {
             crate::capture::OnFull::EvictOldest => "evict oldest",
             crate::capture::OnFull::Refuse => "tempfail",

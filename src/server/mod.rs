@@ -634,12 +634,17 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         }
     };
     let capture_text = || {
-        let limits = config.capture_limits();
+        let budget = config.capture.limits().max_bytes;
+        let views = config.capture.view_cache_bytes(config.api.is_some());
         let on_full = match config.capture.on_full() {
             crate::capture::OnFull::EvictOldest => "evict oldest",
             crate::capture::OnFull::Refuse => "tempfail",
         };
-        format!("{} bytes, when full: {on_full}", limits.max_bytes)
+        if views > 0 {
+            format!("{budget} bytes, {views} of them for parsed views, when full: {on_full}")
+        } else {
+            format!("{budget} bytes, when full: {on_full}")
+        }
     };
     let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
         "none (messages are discarded)".to_string()
@@ -745,7 +750,7 @@ mod tests {
             cors: None,
         });
         assert!(start_line(&api_alone, &[plain], &[])
-            .ends_with("stores: memory (268435456 bytes, when full: evict oldest)"));
+            .ends_with("stores: memory (268435456 bytes, 33554432 of them for parsed views, when full: evict oldest)"));
         let mut copies = quiet.clone();
         copies.stores.specs = vec![StoreSpec::Maildir("m".into())];
         copies.api = Some(crate::config::ApiSettings {
@@ -755,7 +760,7 @@ mod tests {
         });
         assert_eq!(
             start_line(&copies, &[plain], &[]),
-            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: maildir:m, memory copies for the API (268435456 bytes, when full: evict oldest)"
+            "fastsmtpd listening on 127.0.0.1:2525 with 1 worker; TLS: off; AUTH: off; stores: maildir:m, memory copies for the API (268435456 bytes, 33554432 of them for parsed views, when full: evict oldest)"
         );
         let busy = Config {
             listen: vec![plain],

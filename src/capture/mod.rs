@@ -67,7 +67,7 @@
 //! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes
 //! alive after an eviction until the reader drops it.
 //!
-//! A message in per-test mailboxes is charged [`MAILBOX_OVERHEAD`] (64) octets more per
+//! A message in per-test mailboxes is charged [`MAILBOX_OVERHEAD`] (72) octets more per
 //! mailbox it is in, while it is in it (see [`mailbox`] for the sum; deleting a mailbox that
 //! shares the message gives them back). With no mailbox live, an insert's routing is one
 //! check of an empty table: nothing more is allocated or charged.

@@ -4,7 +4,14 @@
 # budget, one SSE subscriber and 100 idle awaits (curl), N messages of 1 KiB over 20 connections.
 # Usage: benches/callgrind_api.sh BIN OUT [N]; then: callgrind_annotate --inclusive=yes OUT
 # Needs valgrind, curl, python3 and smtp-loadgen (LOADGEN=..., default target/release).
+usage() { echo "usage: benches/callgrind_api.sh BIN OUT [N]   (N messages, default 20000)"; }
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  "") usage >&2; exit 2 ;;
+esac
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 BIN=$1; OUT=$2; N=${3:-20000}
+case "$N" in ''|*[!0-9]*) echo "callgrind_api.sh: N must be a whole number, got '$N'" >&2; exit 2 ;; esac
 P=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
 A=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
 valgrind --tool=callgrind --callgrind-out-file=$OUT $BIN --listen 127.0.0.1:$P --threads 1 --max-connections-per-ip 1000 --api 127.0.0.1:$A --capture-memory 16MiB > /tmp/cg.log 2>&1 &

@@ -26,8 +26,6 @@ import sys
 import time
 import urllib.request
 
-from playwright.sync_api import sync_playwright
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("BIN_DIR", os.path.join(ROOT, "target/release"))
 
@@ -55,6 +53,9 @@ def main():
     parser.add_argument("--size", default="1k")
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args()
+    # Imported here: `--help` answers without Playwright installed.
+    from playwright.sync_api import sync_playwright
+
     smtp, api = free_port(), free_port()
     server = subprocess.Popen(
         [os.path.join(BIN, "fastsmtpd"), "--listen", f"127.0.0.1:{smtp}",

@@ -486,6 +486,67 @@ fn every_response_validates_against_the_document() {
     let response = post(addr, "/api/v1/mailboxes", b"");
     assert_eq!(response.status, 429);
     checks.check(&doc, "POST", "/api/v1/mailboxes", &response);
+    // The runtime fault rules (the only routes here with a request body).
+    let json_type = "Content-Type: application/json";
+    let text_type = "Content-Type: text/plain";
+    for (method, headers, body, want) in [
+        ("GET", &[AUTH][..], "", 200),
+        ("GET", &[][..], "", 401),
+        ("GET", &[AUTH][..], "", 200),
+        (
+            "PUT",
+            &[AUTH, json_type][..],
+            r#"{"rules": ["rcpt to=*@bad.test reply=550 5.1.1 No"]}"#,
+            200,
+        ),
+        (
+            "PUT",
+            &[AUTH, text_type][..],
+            "# one rule\nrcpt disconnect\n",
+            200,
+        ),
+        (
+            "PUT",
+            &[AUTH, json_type][..],
+            r#"{"rules": ["rcpt reply=250 fine"]}"#,
+            400,
+        ),
+        (
+            "PUT",
+            &[AUTH, "Content-Type: application/x-www-form-urlencoded"][..],
+            "rcpt disconnect",
+            415,
+        ),
+        ("DELETE", &[AUTH][..], "", 200),
+        ("DELETE", &[AUTH][..], "", 200),
+        ("POST", &[AUTH][..], "", 405),
+    ] {
+        let path = "/api/v1/faults";
+        let response = request_with_body(addr, method, path, headers, body.as_bytes());
+        assert_eq!(
+            response.status,
+            want,
+            "{method} {path} {body}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        checks.check(&doc, method, path, &response);
+    }
+    let large = format!(
+        r#"{{"rules": ["{}"]}}"#,
+        "x".repeat(fastsmtpd::api::MAX_FAULTS_BODY)
+    );
+    let response = request_with_body(
+        addr,
+        "PUT",
+        "/api/v1/faults",
+        &[AUTH, json_type],
+        large.as_bytes(),
+    );
+    assert_eq!(response.status, 413);
+    checks.check(&doc, "PUT", "/api/v1/faults", &response);
+    let response = request(addr, "GET", "/api/v1/faults?x=1", &[AUTH]);
+    assert_eq!(response.status, 400);
+    checks.check(&doc, "GET", "/api/v1/faults?x=1", &response);
 
     // The event stream: its status, and each event's data as the document says.
     let mut events = Events::open(addr, "/api/v1/events?after=0", &[AUTH]);

@@ -53,7 +53,9 @@ use models::{attachment, field, heads, list_unsubscribe, lossy, split_parts, sub
 
 use super::query::pairs;
 use super::response::{confine, whole, ApiBody};
-use super::routes::{blocking, failed, finish, foreign_host, queue_id, same_secret, State};
+use super::routes::{
+    blocking, failed, finish, foreign_host, queue_id, read_body, same_secret, BodyError, State,
+};
 use crate::capture::query as grammar;
 use crate::capture::{Capture, Direction, Filter, Lookup, Snapshot};
 use crate::control::Conn;
@@ -61,11 +63,10 @@ use crate::store::record::rfc3339;
 use crate::view::{search, MessageView};
 use base64::Engine;
 use bytes::Bytes;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_DISPOSITION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -237,29 +238,13 @@ fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiB
 
 /// The request body, at most [`MAX_BODY`] octets (else `413`).
 async fn body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
-    let too_large = || {
-        text(
+    read_body(request, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body over {MAX_BODY} octets"),
-        )
-    };
-    let mut body = request.into_body();
-    if body.size_hint().lower() > MAX_BODY as u64 {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(frame) = frame else {
-            return Err(text(StatusCode::BAD_REQUEST, "request body cut short"));
-        };
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BODY {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
+        ),
+        BodyError::CutShort => text(StatusCode::BAD_REQUEST, "request body cut short"),
+    })
 }
 
 /// A query parameter's value (the first).

@@ -13,6 +13,7 @@
 //! | `select` | pages and counts of a selection (index filter in the store, decoded subject outside) |
 //! | `wait` | `await`: register, scan, sleep until woken or the timeout |
 //! | `events` | the server-sent event stream, read from the index after a cursor |
+//! | `faults` | `/api/v1/faults`: the runtime fault rules, shown, replaced, cleared |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
 //! | `mailboxes` | `/api/v1/mailboxes`: per-test mailboxes (create, list, get, delete) |
@@ -28,6 +29,7 @@
 
 mod counters;
 mod events;
+mod faults;
 mod mailboxes;
 mod mailpit;
 mod query;
@@ -41,6 +43,7 @@ mod wait;
 
 pub use counters::ApiCounters;
 pub use events::{HEARTBEAT, MAX_SUBSCRIBERS};
+pub use faults::MAX_BODY as MAX_FAULTS_BODY;
 pub use query::{DEFAULT_TIMEOUT, MAX_COUNT, MAX_LIMIT, MAX_TIMEOUT};
 
 use crate::capture::Capture;
@@ -70,6 +73,9 @@ pub struct ApiOptions {
     /// `--hostname`: the domain of a plus-tag mailbox's address (`test+ID@HOSTNAME`); empty:
     /// `localhost`.
     pub hostname: String,
+    /// The server's fault plans, which `/api/v1/faults` shows and changes (the default: a
+    /// set of its own that no connection reads).
+    pub faults: Arc<crate::fault::Plans>,
     /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
     /// the server gives it the share of `--capture-memory` it took from the store.
     pub view_cache: usize,
@@ -104,6 +110,7 @@ impl ApiServer {
         let counters = ApiCounters::new();
         let state = Arc::new(routes::State {
             capture,
+            faults: options.faults,
             token: options.token,
             cors_origin,
             counters: counters.clone(),
@@ -130,10 +137,13 @@ impl ApiServer {
             move |request, conn| {
                 let state = Arc::clone(&state);
                 async move {
-                    if request.uri().path().starts_with(mailpit::PREFIX) {
+                    let path = request.uri().path();
+                    if path.starts_with(mailpit::PREFIX) {
                         mailpit::handle(state, request, conn).await
                     } else if mailboxes::owns(request.uri().path()) {
                         mailboxes::handle(state, request, conn).await
+                    } else if path == faults::PATH {
+                        faults::handle(state, request, conn).await
                     } else {
                         routes::handle(state, request, conn).await
                     }

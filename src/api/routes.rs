@@ -17,6 +17,7 @@
 //! | `/api/v1/events` | `GET` |
 //! | `/api/v1/mailboxes` | `GET`, `POST` (answered by `mailboxes`) |
 //! | `/api/v1/mailboxes/{id}` | `GET`, `DELETE` (answered by `mailboxes`) |
+//! | `/api/v1/faults` | `GET`, `PUT`, `DELETE` (the runtime fault rules; `faults` answers) |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | `GET`, `HEAD` (the web UI; open without the token) |
 //!
 //! Another path is `404`; another method `405` with `Allow`; `OPTIONS` is a CORS preflight
@@ -24,8 +25,9 @@
 //! `A-Z a-z 0-9 . _ -` (what the stores name messages with); anything else (a `%2f`, a
 //! longer id) is `404` before the store is asked.
 //!
-//! What it does not do: read request bodies (no route here takes one; `/compat/mailpit/` is
-//! `mailpit`'s, sent there by the server's handler in `api`), or parse the search
+//! What it does not do: answer a route that takes a request body (`/compat/mailpit/` is
+//! `mailpit`'s and `/api/v1/faults` is `faults`'s, sent there by the server's handler in
+//! `api`; both read their bodies with [`read_body`]), or parse the search
 //! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
 
 use super::counters::ApiCounters;
@@ -37,7 +39,7 @@ use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
 use crate::proto::sink::QueueId;
 use bytes::Bytes;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{
     HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, AUTHORIZATION, CACHE_CONTROL,
@@ -45,6 +47,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +57,8 @@ use std::time::Instant;
 pub struct State {
     /// The store.
     pub capture: Arc<Capture>,
+    /// The server's fault plans (`/api/v1/faults`).
+    pub faults: Arc<crate::fault::Plans>,
     /// `Authorization: Bearer` this, on every `/api/` route.
     pub token: Option<String>,
     /// The one origin allowed to read responses from a browser.
@@ -90,6 +95,37 @@ pub(super) async fn blocking<T: Send + 'static>(
 ) -> Option<T> {
     let _place = state.readers.acquire().await.ok()?;
     tokio::task::spawn_blocking(job).await.ok()
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyError {
+    /// It is longer than the route takes (said before reading it when its length is given).
+    TooLarge,
+    /// The client stopped sending it.
+    CutShort,
+}
+
+/// The body of `request`, at most `max` octets: never more is read or kept.
+pub(super) async fn read_body(
+    request: Request<Incoming>,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = request.into_body();
+    if body.size_hint().lower() > max as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|_| BodyError::CutShort)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 /// A `500` for a read that failed inside (a panic the blocking pool caught).
@@ -441,7 +477,7 @@ pub(super) fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
 }
 
 /// A `400` if the query string has any parameter (for routes that take none).
-fn no_parameters(query: Option<&str>) -> Option<Response<ApiBody>> {
+pub(super) fn no_parameters(query: Option<&str>) -> Option<Response<ApiBody>> {
     match query::pairs(query) {
         Err(e) => Some(bad(e)),
         Ok(pairs) => pairs

@@ -35,19 +35,7 @@ impl RulesFile {
     /// The prefix of an error about rule number `index` (of the whole list) with text `text`:
     /// the file and `rules[index]` for one of the file's rules, else `--fault "..."`.
     pub(super) fn origin(file: Option<&RulesFile>, index: usize, text: &str) -> String {
-        // A rule of 100 000 octets (a `reply=` too long) is named by its start, so the error
-        // stays a line one can read.
-        let shown: String;
-        let text = if text.chars().count() > MAX_SHOWN_RULE {
-            shown = text
-                .chars()
-                .take(MAX_SHOWN_RULE)
-                .chain("...".chars())
-                .collect();
-            &shown
-        } else {
-            text
-        };
+        let text = shown(text);
         match file {
             Some(file) if index < file.rules => {
                 format!(
@@ -57,6 +45,21 @@ impl RulesFile {
             }
             _ => format!("--fault {text:?}"),
         }
+    }
+}
+
+/// A rule as an error repeats it: a rule of 100 000 octets (a `reply=` too long) is named
+/// by its start, so the error stays a line one can read.
+pub(super) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() > MAX_SHOWN_RULE {
+        let start: String = text
+            .chars()
+            .take(MAX_SHOWN_RULE)
+            .chain("...".chars())
+            .collect();
+        start.into()
+    } else {
+        text.into()
     }
 }
 

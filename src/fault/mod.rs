@@ -52,11 +52,13 @@ mod file;
 mod gate;
 mod glob;
 mod limiter;
+mod plans;
 mod rule;
 
 pub use file::{RulesFile, MAX_FAULT_FILE};
 pub use gate::FaultGate;
 pub use glob::glob;
+pub use plans::{PlanError, Plans, Scope, MAX_RULES_PER_SET, MAX_RULE_TEXT, MAX_SCOPED_PLANS};
 
 use crate::proto::envelope::Recipients;
 use crate::proto::gate::Checkpoint;
@@ -123,13 +125,23 @@ impl FaultContext<'_> {
     }
 }
 
-/// The server's rules, shared by every session.
+/// One set of rules (the server's startup rules, the runtime set, or a scoped plan's), shared
+/// by every session. Its counters (`nth=`, `every=`) and limiters (`rate=`, `greylist=`)
+/// belong to the set: a set that replaces it starts them afresh.
 #[derive(Debug, Default)]
 pub struct FaultRules {
     /// In order: the first rule that fires wins.
     rules: Vec<Rule>,
     /// `--seed`, for probabilities and delay ranges.
     seed: u64,
+    /// The points some rule names, one bit per [`Checkpoint`] ([`point_bit`]), so that
+    /// [`FaultRules::watches`] is one test whatever the number of rules.
+    points: u16,
+}
+
+/// The bit of `point` in [`FaultRules::points`].
+fn point_bit(point: Checkpoint) -> u16 {
+    1 << (point as u16)
 }
 
 impl FaultRules {
@@ -152,7 +164,27 @@ impl FaultRules {
                 Rule::parse(t).map_err(|e| format!("{}: {e}", RulesFile::origin(file, i, t)))
             })
             .collect::<Result<_, _>>()?;
-        Ok(FaultRules { rules, seed })
+        Ok(FaultRules::new(rules, seed))
+    }
+
+    /// The set of `rules`, in order.
+    fn new(rules: Vec<Rule>, seed: u64) -> FaultRules {
+        let points = rules.iter().fold(0, |bits, r| bits | point_bit(r.point));
+        FaultRules {
+            rules,
+            seed,
+            points,
+        }
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rules as given, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.text.clone()).collect()
     }
 
     /// Reads rules from a TOML file: `rules = ["...", ...]` (the `--fault` syntax) and an
@@ -169,8 +201,9 @@ impl FaultRules {
     }
 
     /// Whether any rule applies at `point` (lets callers skip building a context).
+    #[inline]
     pub fn watches(&self, point: Checkpoint) -> bool {
-        self.rules.iter().any(|r| r.point == point)
+        self.points & point_bit(point) != 0
     }
 
     /// Decides for one occurrence of `point`: the action of the first rule that fires.

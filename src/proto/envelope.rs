@@ -174,6 +174,11 @@ impl EnvelopeBuf {
         self.recipients_refused = 0;
     }
 
+    /// The user a successful AUTH named, while the session is authenticated.
+    pub(crate) fn auth_user(&self) -> Option<&[u8]> {
+        self.authenticated.then_some(&self.auth_user[..])
+    }
+
     /// Records the user a successful AUTH named.
     pub(crate) fn set_auth_user(&mut self, user: &[u8]) {
         self.auth_user.clear();
@@ -201,7 +206,7 @@ impl EnvelopeBuf {
             transfer,
             esmtp: self.esmtp,
             tls: self.tls.as_deref(),
-            auth_user: self.authenticated.then_some(&self.auth_user[..]),
+            auth_user: self.auth_user(),
         }
     }
 }

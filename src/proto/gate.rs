@@ -59,6 +59,8 @@ pub struct GateContext<'a> {
     pub recipient: &'a [u8],
     /// The recipients accepted so far in this transaction.
     pub accepted: Recipients<'a>,
+    /// The user the client authenticated as (RFC 4954), if it did.
+    pub auth_user: Option<&'a [u8]>,
 }
 
 /// A reply a gate answers with, by name: `Copy`, so the session can keep one while it reads on
@@ -94,6 +96,14 @@ pub enum Decision {
 /// checks (syntax, sequence, limits) have passed it: a gate never sees a command the session
 /// refuses by itself.
 pub trait Gate {
+    /// Whether the gate may decide anything at `checkpoint`: when it says no, the session
+    /// proceeds without building a [`GateContext`] or asking [`Gate::check`] (no gate at
+    /// all, or no rule at that point, costs a test per command and nothing else).
+    #[inline]
+    fn watches(&mut self, _checkpoint: Checkpoint) -> bool {
+        true
+    }
+
     /// Decides for one occurrence of `checkpoint`.
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision;
 
@@ -128,6 +138,11 @@ impl Gate for Open {
 
 /// No gate configured: everything proceeds.
 impl<G: Gate> Gate for Option<G> {
+    #[inline(always)] // no gate: one test per command on the discard path
+    fn watches(&mut self, checkpoint: Checkpoint) -> bool {
+        self.as_mut().is_some_and(|gate| gate.watches(checkpoint))
+    }
+
     #[inline]
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
         match self {
@@ -142,6 +157,11 @@ impl<G: Gate> Gate for Option<G> {
 }
 
 impl<G: Gate + ?Sized> Gate for Box<G> {
+    #[inline(always)]
+    fn watches(&mut self, checkpoint: Checkpoint) -> bool {
+        (**self).watches(checkpoint)
+    }
+
     fn check(&mut self, checkpoint: Checkpoint, context: &GateContext<'_>) -> Decision {
         (**self).check(checkpoint, context)
     }

@@ -34,6 +34,7 @@ pub mod worker;
 use crate::api::{ApiOptions, ApiServer};
 use crate::capture::Capture;
 use crate::config::{Config, ValidConfig};
+use crate::fault::Plans;
 use crate::metrics::{MetricsServer, MetricsSource, ReplyCounts};
 use crate::stats::{SharedStats, Stats};
 use crate::store::{CaptureTarget, StoreHub};
@@ -63,8 +64,9 @@ pub struct ServerHandle {
     store: Option<Arc<StoreHub>>,
     /// The capture store, with `--store memory` or `--api`.
     capture: Option<Arc<CaptureTarget>>,
-    /// The fault rules, if any.
-    faults: Option<Arc<crate::fault::FaultRules>>,
+    /// The fault plans: with startup rules, or with `--api` (which can set rules at run
+    /// time).
+    faults: Option<Arc<Plans>>,
     /// The metrics endpoint, if served.
     metrics: Option<MetricsServer>,
     /// The capture API (`--api`), if served.
@@ -166,7 +168,10 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         tls_handshake_timeout: config.tls.handshake_timeout,
     };
 
-    let faults = (!faults.is_empty()).then(|| Arc::new(faults));
+    // Without rules and without the API nothing can ever fire: no gate at all (the
+    // discard path stays as it was). With the API, every connection gets a gate, which
+    // reads one atomic number per command while no runtime rule exists.
+    let faults = (!faults.is_empty() || config.api.is_some()).then(|| Arc::new(Plans::new(faults)));
     let store = StoreHub::start(
         &config.stores.specs,
         config.stores.threads,
@@ -253,6 +258,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
                 hostname: config.hostname.clone(),
+                faults: faults.clone().unwrap_or_default(),
                 view_cache: usize::try_from(config.capture.view_cache_bytes(true))
                     .unwrap_or(usize::MAX),
             },
@@ -267,7 +273,10 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 workers: stats.clone(),
                 replies: reply_counts,
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
-                faults: faults.clone(),
+                faults: faults
+                    .as_ref()
+                    .map(|plans| Arc::clone(plans.startup()))
+                    .filter(|rules| !rules.is_empty()),
                 capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
                 collectors: api
                     .as_ref()
@@ -384,7 +393,12 @@ impl ServerHandle {
         self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
-    /// Each fault rule with the times it fired.
+    /// The fault plans (with startup rules or `--api`), to change the runtime rules.
+    pub fn faults(&self) -> Option<Arc<Plans>> {
+        self.faults.clone()
+    }
+
+    /// Each fault rule (startup, then runtime) with the times it fired.
     pub fn faults_fired(&self) -> Vec<(String, u64)> {
         self.faults.as_ref().map_or_else(Vec::new, |f| f.fired())
     }

@@ -97,6 +97,17 @@ impl Response {
 /// Sends `method path` with `headers` (each `Name: value`) and `Connection: close`, reads the
 /// response to its end.
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> Response {
+    request_with_body(addr, method, path, headers, b"")
+}
+
+/// [`request`] with `body` (and its `Content-Length`, when it is not empty).
+pub fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
@@ -104,8 +115,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> 
         head.push_str(header);
         head.push_str("\r\n");
     }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
+    // A server may answer (a 413) and close before it read the whole body.
+    let _ = stream.write_all(body);
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).unwrap();
     parse(&bytes, method == "HEAD")

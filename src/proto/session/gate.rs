@@ -23,8 +23,10 @@ pub(super) enum Gated {
 
 impl Session {
     /// Asks the gate about `checkpoint`. `sender` and `recipient` are the ones being given
-    /// by the command, if it gives one.
-    #[inline]
+    /// by the command, if it gives one. Always inlined: with no gate, or no rule at the
+    /// point, it is one test on the discard path (callgrind: out of line it cost ~100
+    /// instructions per message).
+    #[inline(always)]
     pub(super) fn ask_gate<S: MessageSink, G: Gate>(
         &self,
         checkpoint: Checkpoint,
@@ -32,10 +34,14 @@ impl Session {
         recipient: &[u8],
         io: &mut Io<'_, '_, S, G>,
     ) -> Decision {
+        if !io.gate.watches(checkpoint) {
+            return Decision::Proceed;
+        }
         let context = GateContext {
             sender: sender.unwrap_or(self.envelope.sender()),
             recipient,
             accepted: self.envelope.recipients(),
+            auth_user: self.envelope.auth_user(),
         };
         io.gate.check(checkpoint, &context)
     }
@@ -44,7 +50,7 @@ impl Session {
     /// does what only the gate decides: a hang-up, a close with its `421`, the start of a
     /// pause. `sender` is the sender the command gives (`MAIL`), `recipient` the recipient
     /// (`RCPT`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn ask_gate_about<S: MessageSink, G: Gate>(
         &mut self,
         checkpoint: Checkpoint,

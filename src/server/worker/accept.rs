@@ -183,7 +183,7 @@ impl Worker {
             .links
             .faults
             .as_ref()
-            .map(|rules| Box::new(FaultGate::new(Arc::clone(rules), peer.ip())));
+            .map(|plans| Box::new(FaultGate::new(Arc::clone(plans), peer.ip())));
         let mut cx: Driver<'_> = driver!(self);
         let tls = self
             .links

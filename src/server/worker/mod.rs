@@ -94,8 +94,8 @@ pub struct WorkerLinks {
     pub mailbox: Arc<Mailbox>,
     /// Exit conditions shared by all workers (`--exit-after-*`).
     pub exit_after: Option<Arc<ExitAfter>>,
-    /// Fault-injection rules, if any.
-    pub faults: Option<Arc<crate::fault::FaultRules>>,
+    /// Fault-injection plans, when there are startup rules or the API may set some.
+    pub faults: Option<Arc<crate::fault::Plans>>,
     /// Where this worker publishes its reply counts, when metrics are served.
     pub replies: Option<Arc<ReplyCounts>>,
     /// The transaction log, with `--log-sessions`.

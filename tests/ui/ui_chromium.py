@@ -86,6 +86,9 @@ with sync_playwright() as p:
         else None,
     )
 
+    # Every confirm() (the delete buttons) is accepted: one listener for the whole run (a
+    # `once` per click raced: two listeners could see one dialog).
+    page.on("dialog", lambda d: d.accept())
     page.goto(base + "/")
     expect(page.locator("#s-live")).to_have_text("live", timeout=10000)
     expect(page.locator(".row")).to_have_count(0)
@@ -130,7 +133,6 @@ with sync_playwright() as p:
     page.screenshot(path=str(shots / "4-search-open.png"))
 
     # Delete it: gone from the list and from the API.
-    page.once("dialog", lambda d: d.accept())
     page.locator("#delete-one").click()
     expect(page.locator(".row")).to_have_count(0, timeout=10000)
     page.press("#q", "Escape")
@@ -142,7 +144,6 @@ with sync_playwright() as p:
     page.fill("#q", "rcpt:bob@example.com")
     page.press("#q", "Enter")
     expect(page.locator(".row")).to_have_count(1, timeout=10000)
-    page.once("dialog", lambda d: d.accept())
     page.locator("#delete-all").click()
     expect(page.locator("#status")).to_have_text("deleted 1", timeout=10000)
     expect(page.locator(".row")).to_have_count(0)

@@ -615,12 +615,14 @@ $("tabs").addEventListener("click", (event) => {
 
 $("delete-one").addEventListener("click", async () => {
   if (!shown) return;
+  // The event stream's `gone` may close the view before the DELETE answers.
+  const message = shown;
   try {
-    await api("/api/v1/messages/" + encodeURIComponent(shown.id), { method: "DELETE" });
+    await api("/api/v1/messages/" + encodeURIComponent(message.id), { method: "DELETE" });
   } catch (error) {
     say(error.message);
   }
-  queue("removed", { seqs: [shown.seq] });
+  queue("removed", { seqs: [message.seq] });
 });
 
 $("copy-await").addEventListener("click", async () => {

@@ -154,13 +154,16 @@ fn bad_parameters_are_400_with_a_message() {
         "count=0",
         "after=-1",
         "expect=some-day",
-        "mailbox=x",
+        "nonsense=1",
     ] {
         let r = get(server.local_addr(), &format!("/api/v1/await?{bad}"));
         assert_eq!(r.status, 400, "{bad}");
         let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
         assert!(!message.is_empty(), "{bad}");
     }
+    // `mailbox=` names a per-test mailbox: one that does not exist is 404.
+    let r = get(server.local_addr(), "/api/v1/await?mailbox=x");
+    assert_eq!(r.status, 404);
 }
 
 #[test]

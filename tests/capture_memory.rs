@@ -7,7 +7,8 @@ mod live_bytes;
 
 use bytes::Bytes;
 use fastsmtpd::capture::{
-    Arrival, Capture, EnvelopeParts, Limits, OnFull, ENTRY_OVERHEAD, RECIPIENT_OVERHEAD,
+    Arrival, Capture, EnvelopeParts, Limits, OnFull, ENTRY_OVERHEAD, MAILBOX_OVERHEAD,
+    RECIPIENT_OVERHEAD,
 };
 use fastsmtpd::proto::sink::QueueId;
 use std::time::{Duration, SystemTime};
@@ -18,9 +19,10 @@ static ALLOCATOR: live_bytes::Counting = live_bytes::Counting;
 const MESSAGES: u64 = 100_000;
 const RAW: usize = 1024;
 
-/// Keeps `MESSAGES` messages of `RAW` octets, each to `recipient(n)`; returns (octets
-/// allocated per message beyond the raw bytes, octets charged per message beyond them).
-fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
+/// Keeps `MESSAGES` messages of `RAW` octets, each to `recipient(n, TAG)` (TAG: the id of a
+/// plus-tag mailbox made first when `mailbox`, else empty); returns (octets allocated per
+/// message beyond the raw bytes, octets charged per message beyond them).
+fn measure(mailbox: bool, recipient: impl Fn(u64, &str) -> String) -> (f64, f64) {
     let before = live_bytes::live();
     let capture = Capture::new(
         Limits {
@@ -29,10 +31,17 @@ fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
         },
         OnFull::EvictOldest,
     );
-    let mut charged = 0u64;
+    let tag = match mailbox {
+        true => capture
+            .create_mailbox(None, Duration::from_secs(3600), String::new())
+            .unwrap()
+            .id
+            .to_string(),
+        false => String::new(),
+    };
     for n in 0..MESSAGES {
         let id = QueueId::new(format!("1764393906.M{n:06}P1234Q{n}").as_bytes()).unwrap();
-        let to = recipient(n);
+        let to = recipient(n, &tag);
         // An exact-capacity buffer: `Bytes::from` takes it without copying or allocating.
         let raw = Bytes::from(vec![b'x'; RAW]);
         let arrival = Arrival::new(
@@ -47,9 +56,10 @@ fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
             },
             [to.as_bytes()],
         );
-        charged += arrival.charge();
         capture.insert(arrival).unwrap();
     }
+    // What the budget holds now: every charge, memberships included.
+    let charged = capture.stats().bytes;
     let used = (live_bytes::live() - before) as f64;
     let per_message = used / MESSAGES as f64 - RAW as f64;
     let charged = charged as f64 / MESSAGES as f64 - RAW as f64;
@@ -59,8 +69,11 @@ fn measure(recipient: impl Fn(u64) -> String) -> (f64, f64) {
 
 #[test]
 fn allocated_overhead_per_message_against_the_charge() {
-    let (distinct, distinct_charged) = measure(|n| format!("user{n:06}@example.com"));
-    let (shared, shared_charged) = measure(|_| "user@example.com".to_string());
+    let (distinct, distinct_charged) = measure(false, |n, _| format!("user{n:06}@example.com"));
+    let (shared, shared_charged) = measure(false, |_, _| "user@example.com".to_string());
+    // Each message in one per-test mailbox (a distinct recipient `userN+TAG@`, so the
+    // recipient index costs what it does above).
+    let (boxed, boxed_charged) = measure(true, |n, tag| format!("u{n:06}+{tag}@example.com"));
     println!(
         "per message beyond {RAW} raw octets, {MESSAGES} messages: distinct recipients \
          {distinct:.0} allocated / {distinct_charged:.0} charged; one shared recipient \
@@ -70,6 +83,17 @@ fn allocated_overhead_per_message_against_the_charge() {
     // octets per one-recipient message, measured (table slack included).
     let envelope = distinct_charged - (ENTRY_OVERHEAD + RECIPIENT_OVERHEAD) as f64;
     println!("of which the packed envelope: {envelope:.0}");
+    // A membership: what a message in one mailbox costs beyond the same message in none
+    // (its recipient, `u000001+TAG@` against `user000001@`, is 10 octets longer, in the
+    // packed envelope: charged there).
+    let membership = boxed - distinct - 10.0;
+    let membership_charged = boxed_charged - distinct_charged - 10.0;
+    println!(
+        "in one mailbox: {boxed:.0} allocated / {boxed_charged:.0} charged: a membership \
+         {membership:.0} allocated / {membership_charged:.0} charged (MAILBOX_OVERHEAD {MAILBOX_OVERHEAD})"
+    );
+    assert_eq!(membership_charged.round() as usize, MAILBOX_OVERHEAD);
+    assert!(membership <= 2.0 * MAILBOX_OVERHEAD as f64, "{membership}");
     assert!(distinct - envelope <= 256.0, "{distinct} - {envelope}");
     assert!(shared - envelope <= 256.0, "{shared} - {envelope}");
     // The charge is what the budget counts; the tables grow by doubling, so what is

@@ -410,6 +410,57 @@ fn every_response_validates_against_the_document() {
     call("GET", "/api/v1/events?after=x", true, 400);
     call("GET", "/api/v1/events", false, 401);
     call("DELETE", "/api/v1/stats", true, 405);
+
+    // Per-test mailboxes: create (no body: the defaults), list, get, the filters, delete;
+    // then the answers for a mailbox that is gone (410) or unknown (404).
+    let made = call("POST", "/api/v1/mailboxes", true, 201).json();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let address = made["address"].as_str().unwrap().to_owned();
+    insert(&capture, "boxed", "app@test", &[&address], &mail("Boxed"));
+    call("GET", "/api/v1/mailboxes", true, 200);
+    call("GET", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    call("GET", "/api/v1/mailboxes?x=1", true, 400);
+    call("GET", &format!("/api/v1/mailboxes/{id}?x=1"), true, 400);
+    call("PUT", "/api/v1/mailboxes", true, 405);
+    call("GET", "/api/v1/mailboxes", false, 401);
+    call(
+        "GET",
+        &format!("/api/v1/await?mailbox={id}&timeout=1s"),
+        true,
+        200,
+    );
+    call("GET", &format!("/api/v1/messages?mailbox={id}"), true, 200);
+    call("GET", &format!("/api/v1/search?q=mailbox:{id}"), true, 200);
+    call("GET", "/api/v1/events?mailbox=000000000000", true, 404);
+    let other = capture
+        .create_mailbox(None, std::time::Duration::from_secs(60), String::new())
+        .unwrap();
+    call(
+        "DELETE",
+        &format!("/api/v1/messages?mailbox={}", other.id),
+        true,
+        200,
+    );
+    call(
+        "DELETE",
+        &format!("/api/v1/search?q=mailbox:{}", other.id),
+        true,
+        200,
+    );
+    call("DELETE", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    for (method, path) in [
+        ("GET", format!("/api/v1/mailboxes/{id}")),
+        ("DELETE", format!("/api/v1/mailboxes/{id}")),
+        ("GET", format!("/api/v1/await?mailbox={id}&timeout=1s")),
+        ("GET", format!("/api/v1/messages?mailbox={id}")),
+        ("DELETE", format!("/api/v1/messages?mailbox={id}")),
+        ("GET", format!("/api/v1/search?q=mailbox:{id}")),
+        ("DELETE", format!("/api/v1/search?q=mailbox:{id}")),
+        ("GET", format!("/api/v1/events?mailbox={id}")),
+    ] {
+        call(method, &path, true, 410);
+        call(method, &path.replace(&id, "000000000000"), true, 404);
+    }
     for (path, method) in [
         ("/api/v1/messages", "GET"),
         ("/api/v1/search", "DELETE"),
@@ -452,6 +503,22 @@ fn every_response_validates_against_the_document() {
     );
     assert_eq!(response.status, 413);
     checks.check(&doc, "POST", envelope, &response);
+    // Bodies: a bad one (400), an oversized one (413), and creation past the bound (429).
+    for (body, want) in [
+        (b"{\"ttl\": \"8d\"}".to_vec(), 400),
+        (vec![b' '; 20 << 10], 413),
+    ] {
+        let response = request_with_body(addr, "POST", "/api/v1/mailboxes", &[AUTH], &body);
+        assert_eq!(response.status, want);
+        checks.check(&doc, "POST", "/api/v1/mailboxes", &response);
+    }
+    while capture
+        .create_mailbox(None, std::time::Duration::from_secs(60), String::new())
+        .is_ok()
+    {}
+    let response = request_with_body(addr, "POST", "/api/v1/mailboxes", &[AUTH], b"");
+    assert_eq!(response.status, 429);
+    checks.check(&doc, "POST", "/api/v1/mailboxes", &response);
     // The runtime fault rules (routes with a request body too).
     let json_type = "Content-Type: application/json";
     let text_type = "Content-Type: text/plain";
@@ -528,7 +595,8 @@ fn every_response_validates_against_the_document() {
         "body": serde_json::from_str::<Value>(&event.data).unwrap(),
     }));
 
-    // Every operation was answered 200 at least once, and every status was seen.
+    // Every operation succeeded (200, or 201 for a creation) at least once, and every status
+    // was seen.
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             if method == "parameters" {
@@ -542,7 +610,7 @@ fn every_response_validates_against_the_document() {
             };
             assert!(
                 answered(200) || answered(201),
-                "{method} {path} was never answered 200 (201) here: add it to this test"
+                "{method} {path} was never answered 200 (or 201) here: add it to this test"
             );
         }
     }

@@ -1,8 +1,9 @@
 //! The web UI driven as a user would in headless Chromium: `tests/ui/ui_chromium.py`
 //! (Python Playwright with the system `chromium`) against the real binary with `--api`. It
 //! opens the page, sees mail arrive live, checks that a message's script neither runs nor
-//! loads anything, searches, reads the text/raw/envelope/headers tabs, deletes, and requires
-//! no console error; its screenshots land in `target/tmp/ui-screenshots/` for a person to look at.
+//! loads anything, searches, reads the text/raw/envelope/headers tabs, deletes, creates a
+//! per-test mailbox and sees its mail counted in the sidebar and alone when it is clicked, and
+//! requires no console error; its screenshots land in `target/tmp/ui-screenshots/` for a person to look at.
 //!
 //! Needs `python3 -m pip install playwright` and `chromium` (CI's `.ci/run` installs both and
 //! sets `FASTSMTPD_REQUIRE_UI_TEST=1`, so there the test cannot pass by skipping).

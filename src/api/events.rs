@@ -28,7 +28,13 @@
 //! first, then every kept message from the oldest: it should drop what it had and start
 //! over.
 //!
-//! What it does not do: filter, or buffer more than one page.
+//! `?mailbox=ID` narrows the `message` events to a per-test mailbox's mail (read from its own
+//! index). Such a stream cannot tell which of the messages removed before it read them were
+//! the mailbox's: when messages after its cursor are gone unread, it says `lagged` for them
+//! all (some may have been other mail), and its `gone` events name every removal up to its
+//! cursor (sequence numbers only: a client ignores those it was never sent).
+//!
+//! What it does not do: filter otherwise, or buffer more than one page.
 
 use super::counters::ApiCounters;
 use super::render;
@@ -83,6 +89,8 @@ pub struct EventStream {
     reset: Option<u64>,
     /// Resting after a write (see [`BATCH`]): the waiter is out of the store until it ends.
     rest: Option<Pin<Box<Sleep>>>,
+    /// Which messages it carries (`?mailbox=`; all without).
+    filter: Filter,
 }
 
 impl EventStream {
@@ -102,7 +110,14 @@ impl EventStream {
             more: false,
             reset: None,
             rest: None,
+            filter: Filter::all(),
         }
+    }
+
+    /// The same stream carrying only the messages `filter` selects (see the module doc).
+    pub fn filtered(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// A stream for a client that resumed from `cursor`, ahead of this server's head (see
@@ -203,11 +218,19 @@ impl EventStream {
         }
         // Every sequence number up to the head read now was given before the page below.
         let head = self.capture.head();
+        let everything = self.filter.is_all();
+        if !everything {
+            // Messages after the cursor removed unread: perhaps the mailbox's.
+            let oldest = self.capture.oldest().unwrap_or(head + 1);
+            if oldest > self.cursor + 1 && head > self.cursor {
+                self.lagged(&mut text, (oldest - 1).min(head));
+            }
+        }
         let page = self
             .capture
-            .page(Some(self.cursor), Direction::Newer, PAGE, &Filter::all());
+            .page(Some(self.cursor), Direction::Newer, PAGE, &self.filter);
         for message in &page.items {
-            if message.seq > self.cursor + 1 {
+            if everything && message.seq > self.cursor + 1 {
                 self.lagged(&mut text, message.seq - 1);
             }
             // Written straight into the batch (no `format!`, no JSON value: round 4 of
@@ -219,7 +242,12 @@ impl EventStream {
             text.extend_from_slice(b"\n\n");
             self.cursor = message.seq;
         }
-        if page.items.is_empty() && head > self.cursor {
+        if !everything {
+            if page.next.is_none() {
+                // Nothing more up to the head is the mailbox's.
+                self.cursor = self.cursor.max(head);
+            }
+        } else if page.items.is_empty() && head > self.cursor {
             // Nothing after the cursor is kept, yet messages up to the head were given.
             self.lagged(&mut text, head);
         }

@@ -16,6 +16,7 @@
 //! | `faults` | `/api/v1/faults`: the runtime fault rules, shown, replaced, cleared |
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
+//! | `mailboxes` | `/api/v1/mailboxes`: per-test mailboxes (create, list, get, delete) |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `seed` | `POST /api/v1/messages`: a message seeded over HTTP, its envelope from the query, its size bounded |
@@ -31,6 +32,7 @@
 mod counters;
 mod events;
 mod faults;
+mod mailboxes;
 mod mailpit;
 mod query;
 mod read;
@@ -72,6 +74,9 @@ pub struct ApiOptions {
     /// `--api-cors`: the one origin a browser may read responses from (none: same origin
     /// only).
     pub cors_origin: Option<String>,
+    /// `--hostname`: the domain of a plus-tag mailbox's address (`test+ID@HOSTNAME`); empty:
+    /// `localhost`.
+    pub hostname: String,
     /// The server's fault plans, which `/api/v1/faults` shows and changes (the default: a
     /// set of its own that no connection reads).
     pub faults: Arc<crate::fault::Plans>,
@@ -128,6 +133,10 @@ impl ApiServer {
                     .unwrap_or(crate::config::DEFAULT_MAX_MESSAGE_SIZE),
             ),
             loopback: addr.ip().is_loopback(),
+            hostname: match options.hostname.as_str() {
+                "" => "localhost".to_owned(),
+                name => name.to_owned(),
+            },
         });
         let limits = Limits {
             max_connections: MAX_CONNECTIONS,
@@ -143,6 +152,8 @@ impl ApiServer {
                     let path = request.uri().path();
                     if path.starts_with(mailpit::PREFIX) {
                         mailpit::handle(state, request, conn).await
+                    } else if mailboxes::owns(request.uri().path()) {
+                        mailboxes::handle(state, request, conn).await
                     } else if path == faults::PATH {
                         faults::handle(state, request, conn).await
                     } else {

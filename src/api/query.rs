@@ -8,8 +8,9 @@
 //! octet for octet; `subject~=` a case-insensitive substring of it (ASCII letters and, for
 //! other scripts, Unicode lower case). `header.NAME=` compares a located field's unfolded,
 //! trimmed raw value (From, To, Cc, Subject, Message-ID, Date); `header.NAME~=` a
-//! case-insensitive substring of it. Every parameter given must hold (AND); a parameter given
-//! twice must hold twice.
+//! case-insensitive substring of it. `mailbox=ID` selects a per-test mailbox's messages (from
+//! its own index). Every parameter given must hold (AND); a parameter given twice must hold
+//! twice.
 //!
 //! Bad input (an unknown parameter, a value out of its bounds, a header the store does not
 //! locate, bad percent-encoding) is a [`BadRequest`]: the route answers `400` with its text.
@@ -17,7 +18,7 @@
 //! What it does not do: parse the search grammar (`q=`, another room's job), or evaluate the
 //! decoded subject under the store's lock (that runs on snapshots, see [`Selection::admits`]).
 
-use crate::capture::{Field, Filter, Match, Snapshot, Term, WaitKey};
+use crate::capture::{Field, Filter, MailboxId, Match, Snapshot, Term, WaitKey};
 use crate::units::parse_duration;
 use crate::view::search::{decoded_subject, subject_holds};
 use std::time::Duration;
@@ -82,6 +83,9 @@ pub struct Selection {
     /// `subject=` (exact) and `subject~=` (contains) values: each must hold of the decoded
     /// subject ([`crate::view::search::subject_holds`]).
     subject: Vec<(String, Match)>,
+    /// `mailbox=` values as given (the route answers `404`/`410` for one not live before
+    /// the store is asked).
+    mailboxes: Vec<String>,
 }
 
 impl Selection {
@@ -103,12 +107,21 @@ impl Selection {
             .all(|(text, how)| subject_holds(&subject, text, *how))
     }
 
-    /// What a waiter for these messages waits on: their recipient if one is named.
+    /// What a waiter for these messages waits on: their mailbox if one is named, else their
+    /// recipient if one is named.
     pub fn wait_key(&self) -> WaitKey {
+        if let Some(id) = self.filter.mailboxes().next() {
+            return WaitKey::Mailbox(*id);
+        }
         match &self.recipient {
             Some(address) => WaitKey::Recipient(address.as_bytes().to_vec()),
             None => WaitKey::Any,
         }
+    }
+
+    /// The `mailbox=` values, as given.
+    pub fn mailboxes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.mailboxes.iter().map(String::as_str)
     }
 
     /// Takes `key=value` if it is a filter parameter: `Ok(true)` if it was, `Ok(false)` if
@@ -128,6 +141,14 @@ impl Selection {
                 Term::Recipient(value.as_bytes().to_vec())
             }
             "from" => Term::Sender(value.as_bytes().to_vec()),
+            "mailbox" => {
+                self.mailboxes.push(value.to_owned());
+                match MailboxId::parse(value.as_bytes()) {
+                    Some(id) => Term::Mailbox(id),
+                    // Not an id: the route answers 404 before the filter is used.
+                    None => return Ok(true),
+                }
+            }
             "subject" => {
                 self.subject.push((value.to_owned(), Match::Exact));
                 return Ok(true);
@@ -252,16 +273,20 @@ impl ListQuery {
     }
 }
 
-/// The `after` of `GET /api/v1/events` (or `None`).
-pub fn events_after(query: Option<&str>) -> Result<Option<u64>, BadRequest> {
+/// The `after` of `GET /api/v1/events` (or `None`) and its `mailbox=` selection.
+pub fn events_after(query: Option<&str>) -> Result<(Option<u64>, Selection), BadRequest> {
     let mut after = None;
+    let mut selection = Selection::default();
     for (key, value) in pairs(query)? {
         match key.as_str() {
             "after" => after = Some(cursor(&key, &value)?),
+            "mailbox" => {
+                selection.take(&key, &value)?;
+            }
             _ => return Err(unknown(&key)),
         }
     }
-    Ok(after)
+    Ok((after, selection))
 }
 
 /// A `400` for a setting given twice (`timeout`, `limit`...: which one was meant?); filter

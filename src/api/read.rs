@@ -197,6 +197,9 @@ pub fn search_route(capture: &Capture, views: &ViewCache, text: Option<&str>) ->
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
     };
+    if let Some(refused) = refuse_mailboxes(capture, &q.query) {
+        return refused;
+    }
     let page = search(
         capture,
         &q.query,
@@ -231,8 +234,19 @@ pub fn delete_search(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
     };
+    if let Some(refused) = refuse_mailboxes(capture, &q.query) {
+        return refused;
+    }
     let deleted = crate::view::search::delete_matching(capture, &q.query, views);
     json(StatusCode::OK, &json!({"deleted": deleted}))
+}
+
+/// A `404`/`410` for a query naming a mailbox that is not live (`mailbox:ID`).
+fn refuse_mailboxes(capture: &Capture, query: &crate::capture::Query) -> Option<Response<ApiBody>> {
+    query
+        .index
+        .mailboxes()
+        .find_map(|id| super::select::mailbox_refusal(capture, id))
 }
 
 /// `GET /api/v1/stats`: the store's figures for the UI's status strip and for scripts:

@@ -44,7 +44,8 @@ pub const SUMMARY_RECIPIENTS_MAX: usize = 20;
 
 /// The summary: `id`, `seq`, `received_at`, `size`, `mail_from`, `rcpt_to` (at most
 /// [`SUMMARY_RECIPIENTS_MAX`]), `rcpt_count`, `from`, `subject` (each text cut to
-/// [`SUMMARY_TEXT_MAX`] characters, ending `…` when cut), as a JSON value.
+/// [`SUMMARY_TEXT_MAX`] characters, ending `…` when cut), `mailboxes` (the ids of the
+/// per-test mailboxes it is in), as a JSON value.
 pub fn summary(message: &Snapshot) -> Value {
     serde_json::to_value(Summary(message)).unwrap_or(Value::Null)
 }
@@ -99,7 +100,7 @@ impl Serialize for Summary<'_> {
             .header(Field::From)
             .map(|raw| crate::capture::headers::unfold(raw));
         let subject = crate::view::search::decoded_subject(message);
-        let mut map = serializer.serialize_map(Some(9))?;
+        let mut map = serializer.serialize_map(Some(10))?;
         map.serialize_entry("id", message.id().as_str())?;
         map.serialize_entry("seq", &message.seq)?;
         // Digits and ASCII punctuation only.
@@ -110,6 +111,8 @@ impl Serialize for Summary<'_> {
         map.serialize_entry("rcpt_count", &envelope.recipients.len())?;
         map.serialize_entry("from", &from.as_ref().map(|f| short(f.trim_ascii())))?;
         map.serialize_entry("subject", &subject.as_deref().map(|s| short(s.as_bytes())))?;
+        let mailboxes: Vec<&str> = message.mailboxes.iter().map(|id| id.as_str()).collect();
+        map.serialize_entry("mailboxes", &mailboxes)?;
         map.end()
     }
 }
@@ -122,6 +125,7 @@ pub fn message(message: &Snapshot) -> Value {
         "seq": message.seq,
         "received_at": rfc3339(message.received_at),
         "size": message.raw.len(),
+        "mailboxes": mailboxes(message),
         "envelope": {
             "mail_from": text(envelope.sender),
             "mail_params": text(envelope.params),
@@ -143,6 +147,15 @@ pub fn message(message: &Snapshot) -> Value {
             "date": header(message, Field::Date),
         },
     })
+}
+
+/// The ids of the per-test mailboxes the message is in (usually none).
+fn mailboxes(message: &Snapshot) -> Value {
+    message
+        .mailboxes
+        .iter()
+        .map(|id| Value::from(id.as_str()))
+        .collect()
 }
 
 /// A removal: `{"seq", "at", "reason"}`; `reason` is `evicted` (the budget or the message

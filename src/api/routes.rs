@@ -16,6 +16,8 @@
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
 //! | `/api/v1/events` | `GET` |
+//! | `/api/v1/mailboxes` | `GET`, `POST` (answered by `mailboxes`) |
+//! | `/api/v1/mailboxes/{id}` | `GET`, `DELETE` (answered by `mailboxes`) |
 //! | `/api/v1/faults` | `GET`, `PUT`, `DELETE` (the runtime fault rules; `faults` answers) |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | `GET`, `HEAD` (the web UI; open without the token) |
 //!
@@ -79,6 +81,8 @@ pub struct State {
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// The bounds of messages seeded with `POST /api/v1/messages`.
     pub seeding: super::seed::SeedLimits,
+    /// The SMTP side's `--hostname`: the domain of plus-tag mailbox addresses.
+    pub hostname: String,
 }
 
 /// At most this many parses or searches run at once (see [`State::readers`]).
@@ -529,6 +533,11 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     if let Some(refused) = ahead(state, "after", Some(query.after)) {
         return refused;
     }
@@ -578,6 +587,11 @@ fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     if let Some(refused) = ahead(state, "after", query.after) {
         return refused;
     }
@@ -605,6 +619,11 @@ fn delete_matching(state: &State, query: Option<&str>) -> Response<ApiBody> {
         Ok(query) => query,
         Err(e) => return bad(e),
     };
+    if let Some(refused) =
+        super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+    {
+        return refused;
+    }
     let deleted = if query.selection.has_residual() {
         let mut deleted = 0;
         let mut cursor = None;
@@ -699,10 +718,13 @@ fn events(
     headers: &HeaderMap,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let after = match query::events_after(query) {
+    let (after, selection) = match query::events_after(query) {
         Ok(after) => after,
         Err(e) => return bad(e),
     };
+    if let Some(refused) = super::select::mailbox_refusals(&state.capture, selection.mailboxes()) {
+        return refused;
+    }
     let last = match headers.get("last-event-id") {
         Some(value) => match value
             .to_str()
@@ -741,6 +763,7 @@ fn events(
             state.counters.clone(),
         )
     };
+    let stream = stream.filtered(selection.filter);
     let mut response = Response::new(ApiBody::Events(Box::new(stream)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -5,10 +5,17 @@
 //! hold fewer than `limit` messages and still have a `next` cursor (the client pages on, as
 //! with any page). Without them a page is the store's page as it is.
 //!
+//! A selection naming a per-test mailbox (`mailbox=`) that is not live is answered before
+//! any page: `410` (expired or deleted) or `404` ([`mailbox_refusals`]).
+//!
 //! What it does not do: wait (see `wait`), or hold the store's lock while decoding.
 
 use super::query::Selection;
-use crate::capture::{Capture, Direction, Page};
+use super::response::{error, json, ApiBody};
+use crate::capture::{Capture, Direction, MailboxGoneReason, MailboxId, MailboxLookup, Page};
+use crate::store::record::rfc3339;
+use hyper::{Response, StatusCode};
+use serde_json::json;
 
 /// The most messages one call examines for a selection with decoded-subject conditions.
 pub const MAX_EXAMINED: usize = 10_000;
@@ -81,4 +88,43 @@ pub fn count(capture: &Capture, selection: &Selection) -> usize {
             return total;
         }
     }
+}
+
+/// `None` if mailbox `id` is live; else its `410` (with `expired_at` or `deleted_at`) or
+/// `404`. Every route that takes `mailbox=` asks this first.
+pub fn mailbox_refusal(capture: &Capture, id: &MailboxId) -> Option<Response<ApiBody>> {
+    match capture.mailbox(id) {
+        MailboxLookup::Found(_) => None,
+        MailboxLookup::Gone(gone) => {
+            let (word, key) = match gone.reason {
+                MailboxGoneReason::Expired => ("expired", "expired_at"),
+                MailboxGoneReason::Deleted => ("deleted", "deleted_at"),
+            };
+            let mut body = json!({
+                "error": {"status": 410, "message": format!("mailbox {id} {word}")},
+                "mailbox": id.as_str(),
+            });
+            body[key] = json!(rfc3339(gone.at));
+            Some(json(StatusCode::GONE, &body))
+        }
+        MailboxLookup::Unknown => Some(error(
+            StatusCode::NOT_FOUND,
+            &format!("no such mailbox: {id}"),
+        )),
+    }
+}
+
+/// `None` if every `mailbox=` value names a live mailbox; else the first one's `404`/`410`.
+pub fn mailbox_refusals<'a>(
+    capture: &Capture,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Option<Response<ApiBody>> {
+    ids.into_iter()
+        .find_map(|text| match MailboxId::parse(text.as_bytes()) {
+            Some(id) => mailbox_refusal(capture, &id),
+            None => Some(error(
+                StatusCode::NOT_FOUND,
+                &format!("no such mailbox: {text:?}"),
+            )),
+        })
 }

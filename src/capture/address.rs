@@ -15,7 +15,7 @@
 //!
 //! What it does not do: check syntax (the session did), or allocate: [`Address`] borrows.
 
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 /// An address split into the parts that are compared, borrowed from the text as sent.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +133,15 @@ impl<'a> Address<'a> {
 /// Whether `a` and `b` name the same mailbox (see the module doc).
 pub fn same_address(a: &[u8], b: &[u8]) -> bool {
     Address::parse(a).same(&Address::parse(b))
+}
+
+/// The keyed hash of `address` normalised: the same for the same mailbox (see the module
+/// doc); the key of the recipient index, the waiters and the mailboxes' recipient routes.
+pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
+    let mut hasher = keys.build_hasher();
+    hasher.write_u8(0);
+    Address::parse(address).hash_into(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 use super::address::Address;
 use super::envelope::EnvelopeView;
 use super::headers::{contains_ignore_ascii_case, unfold, Field, HeaderRanges};
+use super::mailbox::MailboxId;
 use std::time::SystemTime;
 
 /// How a header value is compared.
@@ -72,6 +73,10 @@ pub enum Term {
         /// How.
         how: Match,
     },
+    /// The message is in this per-test mailbox (see [`super::mailbox`]). Served from the
+    /// mailbox's own index by the store; [`Filter::matches`] cannot see memberships and
+    /// takes it as holding (only the store evaluates it).
+    Mailbox(MailboxId),
 }
 
 /// All of its terms must hold; no terms matches everything.
@@ -112,6 +117,19 @@ impl Filter {
     pub(super) fn recipient_hint(&self) -> Option<&[u8]> {
         self.terms.iter().find_map(|t| match t {
             Term::Recipient(address) => Some(&address[..]),
+            _ => None,
+        })
+    }
+
+    /// The first mailbox term: the store pages it from the mailbox's index.
+    pub(super) fn mailbox_hint(&self) -> Option<&MailboxId> {
+        self.mailboxes().next()
+    }
+
+    /// The mailboxes named (every one must hold).
+    pub fn mailboxes(&self) -> impl Iterator<Item = &MailboxId> + '_ {
+        self.terms.iter().filter_map(|t| match t {
+            Term::Mailbox(id) => Some(id),
             _ => None,
         })
     }
@@ -164,6 +182,8 @@ impl Filter {
                     Match::Contains => contains_ignore_ascii_case(&v, value),
                 }
             }),
+            // Memberships are the store's to check (see `Term::Mailbox`).
+            Term::Mailbox(_) => true,
         })
     }
 }

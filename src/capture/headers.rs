@@ -117,12 +117,14 @@ fn line_at(block: &[u8], pos: usize) -> (usize, usize, bool) {
     }
 }
 
-/// Scans the header block of `raw` (see the module doc).
-pub fn scan_headers(raw: &[u8]) -> HeaderRanges {
+/// Walks the complete fields of the header block of `raw` (see the module doc) in order,
+/// calling `visit(name, value_start, value_end)` for each (the name trimmed of trailing
+/// white space, the value's range as [`scan_headers`] records it), until `visit` returns
+/// false.
+fn walk_fields(raw: &[u8], mut visit: impl FnMut(&[u8], usize, usize) -> bool) {
     let block = &raw[..raw.len().min(HEADER_SCAN_MAX)];
     // A line not ended within the block is only complete if the block is the whole message.
     let whole = block.len() == raw.len();
-    let mut found = HeaderRanges::default();
     let mut pos = 0;
     while pos < block.len() {
         let (content_end, next, ended) = line_at(block, pos);
@@ -141,21 +143,50 @@ pub fn scan_headers(raw: &[u8]) -> HeaderRanges {
         let known_end = complete && (after < block.len() || whole);
         if let (false, Some(colon)) = (matches!(line[0], b' ' | b'\t'), memchr::memchr(b':', line))
         {
-            if let Some(field) = Field::from_name(line[..colon].trim_ascii_end()) {
-                let slot = &mut found.ranges[field.index()];
-                if *slot == (0, 0) && known_end {
-                    let mut start = pos + colon + 1;
-                    while start < end && matches!(block[start], b' ' | b'\t' | b'\r' | b'\n') {
-                        start += 1;
-                    }
-                    // Both fit: end <= block.len() <= u16::MAX.
-                    *slot = (start as u16, (end - start) as u16);
+            if known_end {
+                let mut start = pos + colon + 1;
+                while start < end && matches!(block[start], b' ' | b'\t' | b'\r' | b'\n') {
+                    start += 1;
+                }
+                if !visit(line[..colon].trim_ascii_end(), start, end) {
+                    return;
                 }
             }
         }
         pos = after;
     }
+}
+
+/// Scans the header block of `raw` (see the module doc).
+pub fn scan_headers(raw: &[u8]) -> HeaderRanges {
+    let mut found = HeaderRanges::default();
+    walk_fields(raw, |name, start, end| {
+        if let Some(field) = Field::from_name(name) {
+            let slot = &mut found.ranges[field.index()];
+            if *slot == (0, 0) {
+                // Both fit: end <= HEADER_SCAN_MAX = u16::MAX.
+                *slot = (start as u16, (end - start) as u16);
+            }
+        }
+        true
+    });
     found
+}
+
+/// The raw value (folded, as sent) of the first top-level field named `name` (ASCII
+/// case-insensitive) within the same bound as [`scan_headers`]; any field, not only the
+/// located ones (a mailbox's header route reads it at insert, only when such a route
+/// exists).
+pub fn first_field<'r>(raw: &'r [u8], name: &[u8]) -> Option<&'r [u8]> {
+    let mut found = None;
+    walk_fields(raw, |field, start, end| {
+        if field.eq_ignore_ascii_case(name) {
+            found = Some((start, end));
+            return false;
+        }
+        true
+    });
+    found.map(|(start, end)| &raw[start..end])
 }
 
 /// A located value as one logical line: every line break inside it (CR LF or a bare LF,

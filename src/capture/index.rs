@@ -10,11 +10,13 @@
 //! recipient, candidates that every read checks against the envelope. Tombstones are found
 //! by id hash alone (a false "gone" needs a 64-bit keyed collision).
 
-use super::address::Address;
+use super::address::address_hash;
 use super::envelope::Packed;
 use super::filter::Filter;
 use super::headers::HeaderRanges;
+use super::mailbox::{MailboxGoneReason, MailboxId, Mailboxes, MAILBOX_OVERHEAD};
 use super::removals::RemovalPage;
+use super::seqs::Seqs;
 use super::{
     charge_of, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
     Refused, Removed, Snapshot, Stats,
@@ -46,15 +48,6 @@ impl Hasher for Passthrough {
 
 /// A `HashMap` keyed by a hash already taken.
 type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
-
-/// The keyed hash of `address` normalised: the same for the same mailbox (see
-/// [`super::address`]); the recipient index's and the waiters' key.
-pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
-    let mut hasher = keys.build_hasher();
-    hasher.write_u8(0);
-    Address::parse(address).hash_into(&mut hasher);
-    hasher.finish()
-}
 
 /// What the budget charges for a kept transcript (see [`super::transcript`]).
 fn transcript_charge(transcript: &Bytes) -> u64 {
@@ -102,6 +95,7 @@ impl Entry {
             raw: self.raw.clone(),
             envelope: self.envelope.clone(),
             headers: self.headers,
+            mailboxes: Vec::new(),
         }
     }
 
@@ -139,73 +133,6 @@ impl Entry {
             &self.headers,
             time(self.received_ns),
         )
-    }
-}
-
-/// The ascending seqs of the messages with one recipient; one seq inline (the common case of
-/// a recipient seen once costs no allocation).
-enum Seqs {
-    /// One message.
-    One(u64),
-    /// Several, ascending.
-    Many(VecDeque<u64>),
-}
-
-impl Seqs {
-    /// Adds `seq` (the newest), once.
-    fn push(&mut self, seq: u64) {
-        match self {
-            Seqs::One(s) if *s == seq => {}
-            Seqs::One(s) => *self = Seqs::Many(VecDeque::from([*s, seq])),
-            Seqs::Many(v) => {
-                if v.back() != Some(&seq) {
-                    v.push_back(seq);
-                }
-            }
-        }
-    }
-
-    /// Removes `seq`; true if none are left.
-    fn remove(&mut self, seq: u64) -> bool {
-        match self {
-            Seqs::One(s) => *s == seq,
-            Seqs::Many(v) => {
-                if v.front() == Some(&seq) {
-                    v.pop_front();
-                } else if let Ok(i) = v.binary_search(&seq) {
-                    v.remove(i);
-                }
-                v.is_empty()
-            }
-        }
-    }
-
-    /// The seqs beyond `cursor` in `direction`.
-    fn range(
-        &self,
-        cursor: Option<u64>,
-        direction: Direction,
-    ) -> Box<dyn Iterator<Item = u64> + '_> {
-        match self {
-            Seqs::One(s) => {
-                let beyond = match (direction, cursor) {
-                    (_, None) => true,
-                    (Direction::Older, Some(c)) => *s < c,
-                    (Direction::Newer, Some(c)) => *s > c,
-                };
-                Box::new(beyond.then_some(*s).into_iter())
-            }
-            Seqs::Many(v) => match direction {
-                Direction::Older => {
-                    let end = cursor.map_or(v.len(), |c| v.partition_point(|&s| s < c));
-                    Box::new(v.range(..end).rev().copied())
-                }
-                Direction::Newer => {
-                    let start = cursor.map_or(0, |c| v.partition_point(|&s| s <= c));
-                    Box::new(v.range(start..).copied())
-                }
-            },
-        }
     }
 }
 
@@ -264,6 +191,8 @@ pub(super) struct Index {
     /// The SMTP transcripts of kept messages, by seq (a side table: a message without one,
     /// every message when nothing records them, costs nothing here).
     transcripts: HashMap<u64, Bytes>,
+    /// The per-test mailboxes and their memberships.
+    mailboxes: Mailboxes,
     /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
     stats: Stats,
 }
@@ -274,7 +203,7 @@ impl Index {
         Index {
             limits,
             on_full,
-            keys,
+            keys: keys.clone(),
             entries: VecDeque::new(),
             next_seq: 1,
             bytes: 0,
@@ -288,6 +217,7 @@ impl Index {
                 pushed: 0,
             },
             transcripts: HashMap::new(),
+            mailboxes: Mailboxes::new(keys.clone(), limits.max_mailboxes),
             stats: Stats {
                 max_bytes: limits.max_bytes,
                 ..Stats::default()
@@ -323,11 +253,19 @@ impl Index {
         let mut evicted = self.expire(now);
         // One read of the packed envelope serves the charge and the indexes.
         let view = arrival.envelope.view();
+        // With no mailbox live this is one check of an empty table (and `Vec::new` does not
+        // allocate): the insert costs what it did before mailboxes.
+        let joins = if self.mailboxes.is_empty() {
+            Vec::new()
+        } else {
+            self.mailboxes
+                .route(view.recipients.iter(), view.auth_user, &arrival.raw)
+        };
         let charge = charge_of(
             arrival.raw.len(),
             arrival.envelope.len(),
             view.recipients.len(),
-        );
+        ) + (MAILBOX_OVERHEAD * joins.len()) as u64;
         if charge > self.limits.max_bytes || self.limits.max_messages == 0 {
             self.stats.refused_too_large += 1;
             return Err(Refused::TooLarge);
@@ -372,6 +310,7 @@ impl Index {
         }
         let recipients = u32::try_from(view.recipients.len()).unwrap_or(u32::MAX);
         let id = arrival.envelope.id();
+        self.mailboxes.join(seq, joins);
         self.bytes += charge;
         self.stats.inserted += 1;
         self.entries.push_back(Entry {
@@ -413,6 +352,9 @@ impl Index {
         let mut charge = entry.charge();
         if let Some(transcript) = self.transcripts.remove(&entry.seq) {
             charge += transcript_charge(&transcript);
+        }
+        if !self.mailboxes.no_members() {
+            charge += (MAILBOX_OVERHEAD * self.mailboxes.leave(entry.seq)) as u64;
         }
         self.bytes -= charge;
         self.tombs.push(
@@ -474,11 +416,16 @@ impl Index {
     /// Drops the entries older than `max_age` at `now` (nanoseconds), oldest first, stopping
     /// at the first one young enough (ages follow insertion order); how many.
     pub(super) fn expire(&mut self, now: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(id) = self.mailboxes.first_expired(now) {
+            dropped += self
+                .end_mailbox(&id, MailboxGoneReason::Expired, now)
+                .map_or(0, |r| r.seqs.len());
+        }
         let Some(max_age) = self.limits.max_age else {
-            return 0;
+            return dropped;
         };
         let max_age = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
-        let mut dropped = 0;
         while self
             .entries
             .front()
@@ -493,7 +440,7 @@ impl Index {
     /// The message named `id`, or its tombstone.
     pub(super) fn get(&self, id: &crate::proto::sink::QueueId) -> Lookup {
         if let Some(pos) = self.find_id(id.as_bytes()) {
-            return Lookup::Found(self.entries[pos].snapshot());
+            return Lookup::Found(self.snapshot(&self.entries[pos]));
         }
         match self.tombs.gone.get(&id_hash(&self.keys, id.as_bytes())) {
             Some(gone) => Lookup::Gone(*gone),
@@ -503,7 +450,8 @@ impl Index {
 
     /// The message numbered `seq`.
     pub(super) fn get_seq(&self, seq: u64) -> Option<Snapshot> {
-        self.position(seq).map(|pos| self.entries[pos].snapshot())
+        self.position(seq)
+            .map(|pos| self.snapshot(&self.entries[pos]))
     }
 
     /// The last seq given.
@@ -524,28 +472,39 @@ impl Index {
         direction: Direction,
         filter: &'a Filter,
     ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
-        let candidates: Box<dyn Iterator<Item = &'a Entry> + 'a> = match filter.recipient_hint() {
-            Some(address) => match self.recipients.get(&address_hash(&self.keys, address)) {
-                None => Box::new(std::iter::empty()),
-                Some(seqs) => Box::new(
-                    seqs.range(cursor, direction)
+        let candidates: Box<dyn Iterator<Item = &'a Entry> + 'a> =
+            match (filter.mailbox_hint(), filter.recipient_hint()) {
+                (Some(id), _) => Box::new(
+                    self.mailboxes
+                        .seqs(id, cursor, direction)
                         .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
                 ),
-            },
-            None => match direction {
-                Direction::Older => {
-                    let end = cursor.map_or(self.entries.len(), |c| {
-                        self.entries.partition_point(|e| e.seq < c)
-                    });
-                    Box::new(self.entries.range(..end).rev())
+                (None, Some(address)) => {
+                    match self.recipients.get(&address_hash(&self.keys, address)) {
+                        None => Box::new(std::iter::empty()),
+                        Some(seqs) => Box::new(
+                            seqs.range(cursor, direction)
+                                .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
+                        ),
+                    }
                 }
-                Direction::Newer => {
-                    let start = cursor.map_or(0, |c| self.entries.partition_point(|e| e.seq <= c));
-                    Box::new(self.entries.range(start..))
-                }
-            },
-        };
-        Box::new(candidates.filter(move |e| e.matches(filter)))
+                (None, None) => match direction {
+                    Direction::Older => {
+                        let end = cursor.map_or(self.entries.len(), |c| {
+                            self.entries.partition_point(|e| e.seq < c)
+                        });
+                        Box::new(self.entries.range(..end).rev())
+                    }
+                    Direction::Newer => {
+                        let start =
+                            cursor.map_or(0, |c| self.entries.partition_point(|e| e.seq <= c));
+                        Box::new(self.entries.range(start..))
+                    }
+                },
+            };
+        Box::new(candidates.filter(move |e| {
+            e.matches(filter) && filter.mailboxes().all(|id| self.mailboxes.holds(id, e.seq))
+        }))
     }
 
     /// A page (see [`super::Capture::page`]).
@@ -563,7 +522,7 @@ impl Index {
                 more = true;
                 break;
             }
-            items.push(entry.snapshot());
+            items.push(self.snapshot(entry));
         }
         let next = if more {
             items.last().map(|s: &Snapshot| s.seq)
@@ -577,6 +536,9 @@ impl Index {
     pub(super) fn count(&self, filter: &Filter) -> usize {
         if filter.is_all() {
             return self.entries.len();
+        }
+        if let [super::filter::Term::Mailbox(id)] = filter.terms() {
+            return self.mailboxes.count(id);
         }
         self.matching(None, Direction::Newer, filter).count()
     }
@@ -600,6 +562,12 @@ impl Index {
             .matching(None, Direction::Newer, filter)
             .map(|e| e.seq)
             .collect();
+        self.remove_seqs(seqs, GoneReason::Deleted, now)
+    }
+
+    /// Removes the kept messages numbered `seqs` (ascending) for `reason`, in one pass over
+    /// the entries.
+    fn remove_seqs(&mut self, seqs: Vec<u64>, reason: GoneReason, now: u64) -> Removed {
         if seqs.is_empty() {
             return Removed::default();
         }
@@ -610,12 +578,58 @@ impl Index {
         for entry in old {
             if next.peek() == Some(&&entry.seq) {
                 next.next();
-                bytes += self.retire(&entry, GoneReason::Deleted, now);
+                bytes += self.retire(&entry, reason, now);
             } else {
                 self.entries.push_back(entry);
             }
         }
         Removed { seqs, bytes }
+    }
+
+    /// A reader's copy of `entry`, with the mailboxes it is in.
+    fn snapshot(&self, entry: &Entry) -> Snapshot {
+        let mut snapshot = entry.snapshot();
+        if !self.mailboxes.no_members() {
+            snapshot.mailboxes = self.mailboxes.of(entry.seq);
+        }
+        snapshot
+    }
+
+    /// The per-test mailboxes.
+    pub(super) fn mailboxes(&self) -> &Mailboxes {
+        &self.mailboxes
+    }
+
+    /// The per-test mailboxes, to create one.
+    pub(super) fn mailboxes_mut(&mut self) -> &mut Mailboxes {
+        &mut self.mailboxes
+    }
+
+    /// Ends mailbox `id` (deleted or expired) at `now`: removes its messages that are in no
+    /// other mailbox, unindexes the rest from it (their charge drops by
+    /// [`MAILBOX_OVERHEAD`]); `None` if it is not live.
+    pub(super) fn end_mailbox(
+        &mut self,
+        id: &MailboxId,
+        reason: MailboxGoneReason,
+        now: u64,
+    ) -> Option<Removed> {
+        let (orphans, ended) = self.mailboxes.end(id, reason, now)?;
+        // The orphans' memberships are gone with the mailbox: charge them off here, the
+        // messages' own charges when they are removed below.
+        self.bytes -= (MAILBOX_OVERHEAD * ended) as u64;
+        let reason = match reason {
+            MailboxGoneReason::Expired => GoneReason::Expired,
+            MailboxGoneReason::Deleted => GoneReason::Deleted,
+        };
+        let mut removed = self.remove_seqs(orphans, reason, now);
+        removed.bytes += (MAILBOX_OVERHEAD * ended) as u64;
+        Some(removed)
+    }
+
+    /// The mailboxes message `seq` is in (for waking their waiters).
+    pub(super) fn memberships(&self, seq: u64) -> Vec<MailboxId> {
+        self.mailboxes.of(seq)
     }
 
     /// The distinct address hashes of the recipients of message `seq` (for waking waiters).
@@ -672,7 +686,11 @@ impl Index {
         if !seqs.windows(2).all(|w| w[0] < w[1]) {
             return Err(format!("entries out of order: {seqs:?}"));
         }
-        let sum: u64 = self.entries.iter().map(Entry::charge).sum::<u64>()
+        let sum: u64 = self
+            .entries
+            .iter()
+            .map(|e| e.charge() + (MAILBOX_OVERHEAD * self.mailboxes.of(e.seq).len()) as u64)
+            .sum::<u64>()
             + self
                 .transcripts
                 .values()
@@ -685,6 +703,7 @@ impl Index {
         {
             return Err("a transcript of a message not kept".into());
         }
+        self.mailboxes.check(&|seq| self.position(seq).is_some())?;
         if sum != self.bytes || self.bytes > self.limits.max_bytes {
             return Err(format!(
                 "bytes {} sum {sum} max {}",

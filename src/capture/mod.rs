@@ -32,6 +32,11 @@
 //!   dropped with it.
 //! - Numbers removals in the order they happen, read back from the tombstone ring
 //!   ([`removals`], [`Capture::removals_after`]): the event stream's `gone` events.
+//! - Keeps per-test mailboxes ([`mailbox`]): a message joins, at insert, every live mailbox
+//!   whose [`Route`] holds (kept once, indexed in each); a [`Term::Mailbox`] filter pages and
+//!   counts from the mailbox's own list; [`WaitKey::Mailbox`] waiters are woken by the
+//!   inserts that join it; deleting a mailbox ([`Capture::delete_mailbox`]) or its expiry
+//!   (where [`Capture::expire`] runs) removes only the mail that is in no other mailbox.
 //! - Counts, for metrics ([`Stats`]).
 //!
 //! # What it does not do
@@ -39,8 +44,7 @@
 //! No HTTP, no JSON, no MIME parsing or RFC 2047 decoding (that is lazy, at read time, later),
 //! no disk, no tokio (waiters are plain `Waker`s, so any executor can wait), no clock of its
 //! own beyond `SystemTime::now()` for deletions (an arrival's `received_at` is the clock at
-//! insert). No mailboxes yet (issue 18's second increment: a mailbox index beside the
-//! recipient index).
+//! insert). No fault plans per mailbox (`crate::fault`; [`Route::covers`] is their question).
 //!
 //! # Memory: what one message costs
 //!
@@ -67,6 +71,11 @@
 //! into the `Bytes` (hand over a buffer sized to the message: `Bytes::from(Vec)` does not
 //! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes
 //! alive after an eviction until the reader drops it.
+//!
+//! A message in per-test mailboxes is charged [`MAILBOX_OVERHEAD`] (72) octets more per
+//! mailbox it is in, while it is in it (see [`mailbox`] for the sum; deleting a mailbox that
+//! shares the message gives them back). With no mailbox live, an insert's routing is one
+//! check of an empty table: nothing more is allocated or charged.
 //!
 //! Tombstones: at most [`Limits::max_tombstones`] (default [`TOMBSTONES_MAX`] = 65 536, about
 //! 56 octets each with their two tables: ≤ 3.5 MiB, ~1.4 % of a 256 MiB budget). They are
@@ -119,8 +128,10 @@ pub mod envelope;
 pub mod filter;
 pub mod headers;
 mod index;
+pub mod mailbox;
 pub mod query;
 pub mod removals;
+mod seqs;
 #[cfg(test)]
 mod tests;
 pub mod transcript;
@@ -129,6 +140,10 @@ pub use address::{same_address, Address};
 pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
+pub use mailbox::{
+    MailboxGone, MailboxGoneReason, MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes,
+    MAILBOXES_MAX, MAILBOX_OVERHEAD,
+};
 pub use query::{Query, QueryError, Residual};
 pub use removals::RemovalPage;
 
@@ -171,16 +186,20 @@ pub struct Limits {
     pub max_age: Option<Duration>,
     /// The most tombstones kept (see the module doc).
     pub max_tombstones: usize,
+    /// The most live per-test mailboxes (see [`mailbox`]).
+    pub max_mailboxes: usize,
 }
 
 impl Default for Limits {
-    /// 256 MiB, a million messages, no age limit, [`TOMBSTONES_MAX`] tombstones.
+    /// 256 MiB, a million messages, no age limit, [`TOMBSTONES_MAX`] tombstones,
+    /// [`MAILBOXES_MAX`] mailboxes.
     fn default() -> Limits {
         Limits {
             max_bytes: 256 << 20,
             max_messages: 1_000_000,
             max_age: None,
             max_tombstones: TOMBSTONES_MAX,
+            max_mailboxes: MAILBOXES_MAX,
         }
     }
 }
@@ -348,6 +367,8 @@ pub struct Snapshot {
     envelope: Packed,
     /// The located header fields.
     headers: HeaderRanges,
+    /// The per-test mailboxes it is in (ascending ids; empty for most messages).
+    pub mailboxes: Vec<MailboxId>,
 }
 
 impl Snapshot {
@@ -423,6 +444,8 @@ pub enum WaitKey {
     /// A message with this envelope recipient (any spelling that is the same address, see
     /// [`address`]).
     Recipient(Vec<u8>),
+    /// A message that joins this mailbox.
+    Mailbox(MailboxId),
     /// Any message.
     Any,
 }
@@ -471,10 +494,34 @@ struct Waiters {
     next: u64,
     /// Waiters by the keyed hash of their normalised recipient.
     by_recipient: HashMap<u64, Vec<(WaiterId, Waker)>, BuildHasherDefault<Passthrough>>,
+    /// Waiters by mailbox.
+    by_mailbox: HashMap<MailboxId, Vec<(WaiterId, Waker)>>,
     /// Waiters for any message.
     any: Vec<(WaiterId, Waker)>,
-    /// Each waiter's key (`None`: any), to cancel it.
-    keys: HashMap<WaiterId, Option<u64>>,
+    /// Each waiter's key, to cancel it.
+    keys: HashMap<WaiterId, Slot>,
+}
+
+/// Where a waiter is registered.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// By the keyed hash of its recipient.
+    Recipient(u64),
+    /// By its mailbox.
+    Mailbox(MailboxId),
+    /// For any message.
+    Any,
+}
+
+impl Waiters {
+    /// The list `slot` names, if it exists.
+    fn list(&mut self, slot: Slot) -> Option<&mut Vec<(WaiterId, Waker)>> {
+        match slot {
+            Slot::Recipient(hash) => self.by_recipient.get_mut(&hash),
+            Slot::Mailbox(id) => self.by_mailbox.get_mut(&id),
+            Slot::Any => Some(&mut self.any),
+        }
+    }
 }
 
 /// The capture store, shared by the SMTP workers and the HTTP thread (`Arc<Capture>`).
@@ -514,6 +561,7 @@ impl Capture {
     pub fn insert(&self, arrival: Arrival) -> Result<Inserted, Refused> {
         // Allocates nothing unless a waiter is registered.
         let mut recipients: Vec<u64> = Vec::new();
+        let mut mailboxes: Vec<MailboxId> = Vec::new();
         let (inserted, waiting) = {
             let mut index = lock(&self.index);
             let inserted = index.insert(arrival)?;
@@ -521,23 +569,29 @@ impl Capture {
             let waiting = self.waiting.load(Ordering::SeqCst) > 0;
             if waiting {
                 recipients = index.recipient_hashes(inserted.seq);
+                mailboxes = index.memberships(inserted.seq);
             }
             (inserted, waiting)
         };
         if waiting {
-            self.wake(&recipients);
+            self.wake(&recipients, &mailboxes);
         }
         Ok(inserted)
     }
 
-    /// Wakes the waiters of these recipient hashes and the waiters for any message, each
-    /// once.
-    fn wake(&self, recipients: &[u64]) {
+    /// Wakes the waiters of these recipient hashes and mailboxes and the waiters for any
+    /// message, each once.
+    fn wake(&self, recipients: &[u64], mailboxes: &[MailboxId]) {
         let mut wakers: Vec<(WaiterId, Waker)> = Vec::new();
         {
             let waiters = lock(&self.waiters);
             for hash in recipients {
                 if let Some(list) = waiters.by_recipient.get(hash) {
+                    wakers.extend(list.iter().cloned());
+                }
+            }
+            for id in mailboxes {
+                if let Some(list) = waiters.by_mailbox.get(id) {
                     wakers.extend(list.iter().cloned());
                 }
             }
@@ -553,22 +607,30 @@ impl Capture {
     /// Registers `waker` to be woken by each insert matching `key`, until
     /// [`Capture::cancel`]. Register before checking the store (module doc).
     pub fn register(&self, key: WaitKey, waker: Waker) -> WaiterId {
-        let hash = match &key {
-            WaitKey::Recipient(address) => Some(index::address_hash(&self.keys, address)),
-            WaitKey::Any => None,
+        let slot = match &key {
+            WaitKey::Recipient(address) => {
+                Slot::Recipient(address::address_hash(&self.keys, address))
+            }
+            WaitKey::Mailbox(id) => Slot::Mailbox(*id),
+            WaitKey::Any => Slot::Any,
         };
         let mut waiters = lock(&self.waiters);
         let id = WaiterId(waiters.next);
         waiters.next += 1;
-        match hash {
-            Some(hash) => waiters
+        match slot {
+            Slot::Recipient(hash) => waiters
                 .by_recipient
                 .entry(hash)
                 .or_default()
                 .push((id, waker)),
-            None => waiters.any.push((id, waker)),
+            Slot::Mailbox(mailbox) => waiters
+                .by_mailbox
+                .entry(mailbox)
+                .or_default()
+                .push((id, waker)),
+            Slot::Any => waiters.any.push((id, waker)),
         }
-        waiters.keys.insert(id, hash);
+        waiters.keys.insert(id, slot);
         self.waiting.fetch_add(1, Ordering::SeqCst);
         id
     }
@@ -577,14 +639,13 @@ impl Capture {
     /// it is not registered.
     pub fn update(&self, id: WaiterId, waker: &Waker) -> bool {
         let mut waiters = lock(&self.waiters);
-        let Some(&hash) = waiters.keys.get(&id) else {
+        let Some(&slot) = waiters.keys.get(&id) else {
             return false;
         };
-        let list = match hash {
-            Some(hash) => waiters.by_recipient.get_mut(&hash),
-            None => Some(&mut waiters.any),
-        };
-        if let Some(slot) = list.and_then(|l| l.iter_mut().find(|(w, _)| *w == id)) {
+        if let Some(slot) = waiters
+            .list(slot)
+            .and_then(|l| l.iter_mut().find(|(w, _)| *w == id))
+        {
             if !slot.1.will_wake(waker) {
                 slot.1 = waker.clone();
             }
@@ -595,19 +656,21 @@ impl Capture {
     /// Forgets a waiter; false if it was not registered.
     pub fn cancel(&self, id: WaiterId) -> bool {
         let mut waiters = lock(&self.waiters);
-        let Some(hash) = waiters.keys.remove(&id) else {
+        let Some(slot) = waiters.keys.remove(&id) else {
             return false;
         };
-        match hash {
-            Some(hash) => {
-                if let Some(list) = waiters.by_recipient.get_mut(&hash) {
-                    list.retain(|(w, _)| *w != id);
-                    if list.is_empty() {
-                        waiters.by_recipient.remove(&hash);
-                    }
+        if let Some(list) = waiters.list(slot) {
+            list.retain(|(w, _)| *w != id);
+            let empty = list.is_empty();
+            match slot {
+                Slot::Recipient(hash) if empty => {
+                    waiters.by_recipient.remove(&hash);
                 }
+                Slot::Mailbox(mailbox) if empty => {
+                    waiters.by_mailbox.remove(&mailbox);
+                }
+                _ => {}
             }
-            None => waiters.any.retain(|(w, _)| *w != id),
         }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         true
@@ -686,7 +749,7 @@ impl Capture {
     /// streams report removals), if any is registered.
     fn removed(&self, count: usize) {
         if count > 0 && self.waiting.load(Ordering::SeqCst) > 0 {
-            self.wake(&[]);
+            self.wake(&[], &[]);
         }
     }
 
@@ -711,6 +774,41 @@ impl Capture {
         let removed = lock(&self.index).delete_matching(filter, nanos(SystemTime::now()));
         self.removed(removed.seqs.len());
         removed
+    }
+
+    /// Creates a per-test mailbox living `ttl` from now (`route` `None`, or a
+    /// [`Route::PlusTag`] whatever its id: routed by the new mailbox's own id as a plus-tag);
+    /// refused past [`Limits::max_mailboxes`].
+    pub fn create_mailbox(
+        &self,
+        route: Option<Route>,
+        ttl: Duration,
+        label: String,
+    ) -> Result<MailboxInfo, TooManyMailboxes> {
+        let now = nanos(SystemTime::now());
+        let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        lock(&self.index)
+            .mailboxes_mut()
+            .create(route, label, now, ttl)
+    }
+
+    /// The live mailboxes, oldest first, with their counts.
+    pub fn mailboxes(&self) -> Vec<MailboxInfo> {
+        lock(&self.index).mailboxes().list()
+    }
+
+    /// The mailbox `id`, or its tombstone.
+    pub fn mailbox(&self, id: &MailboxId) -> MailboxLookup {
+        lock(&self.index).mailboxes().lookup(id)
+    }
+
+    /// Deletes mailbox `id`: removes its messages that are in no other mailbox (leaving
+    /// their tombstones), unindexes the rest from it; `None` if it is not live.
+    pub fn delete_mailbox(&self, id: &MailboxId) -> Option<Removed> {
+        let now = nanos(SystemTime::now());
+        let removed = lock(&self.index).end_mailbox(id, MailboxGoneReason::Deleted, now)?;
+        self.removed(removed.seqs.len());
+        Some(removed)
     }
 
     /// The counters.

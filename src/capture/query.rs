@@ -26,7 +26,7 @@
 //! | `before:W` | received strictly before W | index |
 //! | `after:W` | received at or after W | index |
 //! | `size>N` `size<N` | the raw message is more / fewer than N octets | index |
-//! | `mailbox:ID` | refused for now: "mailbox: not available yet" | |
+//! | `mailbox:ID` `mailbox=ID` | the message is in per-test mailbox ID ([`super::mailbox`]) | index |
 //! | a bare word or `"phrase"` | the decoded subject or the body text contains it | view |
 //!
 //! Addresses (`:`/`=` on `rcpt`, `from`, `to`) compare as [`super::same_address`] does: the
@@ -47,10 +47,11 @@
 //! naming the term and its byte offset (from 0): the HTTP side answers `400`.
 //!
 //! What it does not do: evaluate anything (the store evaluates the index part; the view
-//! room the residual), or know mailboxes (the next increment).
+//! room the residual), or check that a mailbox named is live (the API answers `404`/`410`).
 
 use super::filter::{Filter, Match, Term};
 use super::headers::Field;
+use super::mailbox::MailboxId;
 use std::time::{Duration, SystemTime};
 
 /// The longest query, in octets.
@@ -484,7 +485,15 @@ fn term(
                 query.residual.push(Residual::Body(value));
             }
         }
-        "mailbox" => return Err(error("mailbox: not available yet".to_string())),
+        "mailbox" => {
+            ops_of(&[Op::Exact], "`:` or `=`")?;
+            let id = MailboxId::parse(value.as_bytes()).ok_or_else(|| {
+                error(format!(
+                    "{value:?} is not a mailbox id (12 letters and digits)"
+                ))
+            })?;
+            index(query, Term::Mailbox(id));
+        }
         "before" | "after" => {
             ops_of(&[Op::Exact], "`:` or `=`")?;
             let at = time_value(&value, now).map_err(error)?;

@@ -8,6 +8,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::Wake;
 
+mod mailboxes;
+
 /// A message numbered `n` (id `t<n>`, received `n` seconds after the epoch) to `recipients`,
 /// with `body` octets of body.
 fn message(n: u64, sender: &str, recipients: &[&str], subject: &str, body: usize) -> Arrival {
@@ -651,7 +653,7 @@ proptest! {
         let on_full = if refuse { OnFull::Refuse } else { OnFull::EvictOldest };
         let max_age = Duration::from_secs(40);
         let capture = Capture::new(
-            Limits { max_bytes: budget, max_messages, max_age: Some(max_age), max_tombstones: 16 },
+            Limits { max_bytes: budget, max_messages, max_age: Some(max_age), max_tombstones: 16, ..Limits::default() },
             on_full,
         );
         let mut model: VecDeque<Kept> = VecDeque::new();

@@ -75,6 +75,7 @@ impl CaptureSettings {
             max_messages: self.max_messages.unwrap_or(usize::MAX),
             max_age: self.max_age,
             max_tombstones: TOMBSTONES_MAX,
+            ..Limits::default()
         }
     }
 

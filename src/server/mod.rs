@@ -257,6 +257,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             ApiOptions {
                 token: settings.token.clone(),
                 cors_origin: settings.cors.clone(),
+                hostname: config.hostname.clone(),
                 faults: faults.clone().unwrap_or_default(),
                 max_message_size: Some(session_config.max_message_size),
                 view_cache: usize::try_from(config.capture.view_cache_bytes(true))

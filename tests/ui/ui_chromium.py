@@ -6,7 +6,9 @@ a directory for screenshots. Exit status 0 means every step held; any failure ra
 Steps: open the UI (empty list, live marker), send a message over SMTP and see it appear at
 the top without a reload, send an HTML message carrying a script and a remote image and check
 that neither runs nor loads, search in the query language, open a message and read its text,
-headers, raw, envelope and SMTP transcript tabs, delete it, and finish with no console error.
+headers, raw, envelope and SMTP transcript tabs, delete it, create a per-test mailbox and send
+to its address (counted in the sidebar, clicking it shows only its mail), and finish with no
+console error.
 """
 
 import http.server
@@ -37,8 +39,10 @@ def send(subject, rcpt, text, html=None):
         s.send_message(msg, from_addr="sender@example.com", to_addrs=[rcpt])
 
 
-def api(path):
-    with urllib.request.urlopen(base + path, timeout=10) as r:
+def api(path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(request, timeout=10) as r:
         return json.load(r)
 
 
@@ -83,6 +87,9 @@ with sync_playwright() as p:
         else None,
     )
 
+    # Every confirm() (the delete buttons) is accepted: one listener for the whole run (a
+    # `once` per click raced: two listeners could see one dialog).
+    page.on("dialog", lambda d: d.accept())
     page.goto(base + "/")
     expect(page.locator("#s-live")).to_have_text("live", timeout=10000)
     expect(page.locator(".row")).to_have_count(0)
@@ -133,7 +140,6 @@ with sync_playwright() as p:
     page.screenshot(path=str(shots / "4b-transcript.png"))
 
     # Delete it: gone from the list and from the API.
-    page.once("dialog", lambda d: d.accept())
     page.locator("#delete-one").click()
     expect(page.locator(".row")).to_have_count(0, timeout=10000)
     page.press("#q", "Escape")
@@ -145,11 +151,34 @@ with sync_playwright() as p:
     page.fill("#q", "rcpt:bob@example.com")
     page.press("#q", "Enter")
     expect(page.locator(".row")).to_have_count(1, timeout=10000)
-    page.once("dialog", lambda d: d.accept())
     page.locator("#delete-all").click()
     expect(page.locator("#status")).to_have_text("deleted 1", timeout=10000)
     expect(page.locator(".row")).to_have_count(0)
     assert api("/api/v1/messages")["total"] == 0
+    page.press("#q", "Escape")
+
+    # A per-test mailbox: created over the API, shown in the sidebar with its count, and
+    # clicking it shows its mail only.
+    box = api("/api/v1/mailboxes", {"label": "signup test", "ttl": "10m"})
+    send("Not in the box", "carol@example.com", "other")
+    send("Your signup", box["address"], "welcome")
+    entry = page.locator(f"#mailbox-list a[data-mailbox='{box['id']}']")
+    expect(entry).to_contain_text("signup test", timeout=10000)
+    expect(entry.locator(".count")).to_have_text("1", timeout=10000)
+    expect(page.locator(".row")).to_have_count(2, timeout=10000)
+    entry.click()
+    expect(page.locator("#list-title")).to_have_text("Mailbox signup test")
+    expect(page.locator(".row")).to_have_count(1, timeout=10000)
+    expect(page.locator(".row").first).to_contain_text("Your signup")
+    # Live: another message to the box appears; one elsewhere does not.
+    send("Elsewhere again", "carol@example.com", "other")
+    send("Your second signup mail", box["address"], "again")
+    expect(page.locator(".row")).to_have_count(2, timeout=10000)
+    expect(page.locator(".row").first).to_contain_text("Your second signup mail")
+    expect(entry.locator(".count")).to_have_text("2", timeout=10000)
+    page.screenshot(path=str(shots / "6-mailbox.png"))
+    page.locator("#mailbox-list a[data-mailbox='']").click()
+    expect(page.locator(".row")).to_have_count(4, timeout=10000)
     browser.close()
 
 assert not remote, f"the UI or a message loaded something remote: {remote}"

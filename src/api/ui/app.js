@@ -5,7 +5,9 @@
 // stream (/api/v1/events), coalesced into one update per animation frame and never a refetch;
 // searches in the API's query language; shows one message (HTML in a sandboxed iframe that
 // cannot run script and loads nothing remote, text, headers, raw, envelope,
-// attachments, links and codes, the SMTP transcript); a status strip from /api/v1/stats.
+// attachments, links and codes, the SMTP transcript); a status strip from /api/v1/stats; a
+// sidebar of per-test mailboxes with counts (/api/v1/mailboxes, refreshed at most twice a
+// second while mail arrives), clicking one filters the list to its mail.
 //
 // What it does not do: parse mail (the server does), keep state across reloads, or fetch a
 // link found in a message. It needs no network beyond this origin: every asset is served by
@@ -67,6 +69,8 @@ function say(text) {
 
 const state = {
   query: "", // the search in force ("" = all mail)
+  mailbox: "", // the mailbox shown ("" = all mail)
+  mailboxLabel: "", // its label or id, for the title
   items: [], // summaries loaded, newest first
   next: null, // cursor for the next older page, null when all are loaded
   total: 0, // how many match in all (the server's count)
@@ -81,9 +85,10 @@ function listPath(before) {
   const params = new URLSearchParams({ limit: String(PAGE) });
   if (before) params.set("before", before);
   if (state.query) {
-    params.set("q", state.query);
+    params.set("q", (state.mailbox ? `mailbox:${state.mailbox} ` : "") + state.query);
     return "/api/v1/search?" + params;
   }
+  if (state.mailbox) params.set("mailbox", state.mailbox);
   return "/api/v1/messages?" + params;
 }
 
@@ -102,6 +107,12 @@ async function reload() {
     if (!state.query && page.messages.length) noteHead(page.messages[0].seq);
   } catch (error) {
     if (generation !== state.generation) return;
+    if (state.mailbox && (error.status === 404 || error.status === 410)) {
+      // The mailbox expired or was deleted: back to all mail.
+      showMailbox("", "");
+      say(error.message);
+      return;
+    }
     if (error.status === 400) $("q").classList.add("bad");
     say(error.message);
     state.items = [];
@@ -186,8 +197,9 @@ function renderList() {
   }
   list.append(rows);
   freshSeqs = new Set();
-  $("count-all").textContent = state.query ? "" : String(state.total);
-  $("list-title").textContent = state.query ? `Search: ${state.total} found` : "All mail";
+  if (!state.mailbox) $("count-all").textContent = state.query ? "" : String(state.total);
+  const where = state.mailbox ? `Mailbox ${state.mailboxLabel}` : "All mail";
+  $("list-title").textContent = state.query ? `Search: ${state.total} found` : where;
   const banner = $("new-banner");
   banner.hidden = state.unseen === 0;
   banner.textContent = `${state.unseen} new: show`;
@@ -235,8 +247,11 @@ $("delete-all").addEventListener("click", async () => {
   if (!confirm(`Delete ${what}?`)) return;
   try {
     const path = state.query
-      ? "/api/v1/search?" + new URLSearchParams({ q: state.query })
-      : "/api/v1/messages";
+      ? "/api/v1/search?" +
+        new URLSearchParams({ q: (state.mailbox ? `mailbox:${state.mailbox} ` : "") + state.query })
+      : state.mailbox
+        ? "/api/v1/messages?" + new URLSearchParams({ mailbox: state.mailbox })
+        : "/api/v1/messages";
     const done = await api(path, { method: "DELETE" });
     await reload();
     say(`deleted ${done.deleted}`);
@@ -262,9 +277,12 @@ function applyPending() {
   let added = 0;
   const newest = state.items.length ? Number(state.items[0].seq) : 0;
   const fresh = [];
+  if (batch.some((e) => e.type !== "lagged")) refreshMailboxesSoon();
   for (const event of batch) {
     if (event.type === "message") {
-      if (state.query) {
+      if (state.mailbox && !(event.data.mailboxes || []).includes(state.mailbox)) {
+        continue; // another mailbox's mail
+      } else if (state.query) {
         state.unseen += 1;
       } else if (Number(event.data.seq) > newest) {
         fresh.push(event.data);
@@ -609,12 +627,14 @@ $("tabs").addEventListener("click", (event) => {
 
 $("delete-one").addEventListener("click", async () => {
   if (!shown) return;
+  // The event stream's `gone` may close the view before the DELETE answers.
+  const message = shown;
   try {
-    await api("/api/v1/messages/" + encodeURIComponent(shown.id), { method: "DELETE" });
+    await api("/api/v1/messages/" + encodeURIComponent(message.id), { method: "DELETE" });
   } catch (error) {
     say(error.message);
   }
-  queue("removed", { seqs: [shown.seq] });
+  queue("removed", { seqs: [message.seq] });
 });
 
 $("copy-await").addEventListener("click", async () => {
@@ -629,6 +649,69 @@ $("copy-await").addEventListener("click", async () => {
   } catch {
     prompt("Copy this command:", command);
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// The mailbox sidebar: "All mail" and every live per-test mailbox with its count.
+
+let mailboxTimer = null;
+
+// Refreshes the sidebar at most once per half second however fast mail arrives.
+function refreshMailboxesSoon() {
+  if (mailboxTimer === null) mailboxTimer = setTimeout(refreshMailboxes, 500);
+}
+
+async function refreshMailboxes() {
+  mailboxTimer = null;
+  let answer;
+  try {
+    answer = await api("/api/v1/mailboxes");
+  } catch {
+    return; // the sidebar keeps what it shows; the live marker says when the server is gone
+  }
+  const list = $("mailbox-list");
+  for (const item of list.querySelectorAll("li.mailbox")) item.remove();
+  const items = document.createDocumentFragment();
+  for (const m of answer.mailboxes) {
+    const li = document.createElement("li");
+    li.className = "mailbox";
+    const a = document.createElement("a");
+    a.href = "#";
+    a.dataset.mailbox = m.id;
+    a.title = (m.address || m.route.type) + " (expires " + when(m.expires_at) + ")";
+    if (m.id === state.mailbox) a.className = "current";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = m.label || m.id;
+    const count = document.createElement("span");
+    count.className = "count";
+    count.textContent = String(m.count);
+    a.append(name, count);
+    li.append(a);
+    items.append(li);
+  }
+  list.append(items);
+  if (state.mailbox && !answer.mailboxes.some((m) => m.id === state.mailbox)) {
+    showMailbox("", "");
+  }
+}
+
+function showMailbox(id, label) {
+  state.mailbox = id;
+  state.mailboxLabel = label;
+  for (const a of $("mailbox-list").querySelectorAll("a")) {
+    a.classList.toggle("current", a.dataset.mailbox === id);
+  }
+  closeView();
+  reload();
+}
+
+$("mailbox-list").addEventListener("click", (event) => {
+  const a = event.target.closest("a");
+  if (!a) return;
+  event.preventDefault();
+  const name = a.querySelector(".name");
+  showMailbox(a.dataset.mailbox, name ? name.textContent : "");
 });
 
 // ---------------------------------------------------------------------------------------
@@ -649,6 +732,8 @@ async function stats() {
     $("s-bytes").textContent = `${mib(s.bytes)} of ${mib(s.budget_bytes)} kept (${s.messages} messages)`;
     $("s-evicted").textContent = `${s.evicted} evicted`;
     $("s-waiters").textContent = `${s.waiters} waiting`;
+    // In a mailbox's view the list's total is the mailbox's: "All mail" counts from here.
+    if (state.mailbox) $("count-all").textContent = String(s.messages);
   } catch {
     // the strip keeps its last figures; the live marker says when the server is gone
   }
@@ -656,4 +741,7 @@ async function stats() {
 
 reload().then(() => stream());
 stats();
+refreshMailboxes();
 setInterval(stats, 2000);
+// Mailboxes created or expired without mail arriving show within a few seconds.
+setInterval(refreshMailboxesSoon, 3000);

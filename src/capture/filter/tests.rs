@@ -125,7 +125,9 @@ fn model(term: &Term, n: u64, spec: &Spec, size: u64) -> bool {
         Term::SizeBelow(s) => size < *s,
         Term::ReceivedBefore(t) => at(n) < *t,
         Term::ReceivedAfter(t) => at(n) >= *t,
-        Term::SubjectContains(_) | Term::Header { .. } => unreachable!("not generated"),
+        Term::SubjectContains(_) | Term::Header { .. } | Term::Mailbox(_) => {
+            unreachable!("not generated")
+        }
     }
 }
 

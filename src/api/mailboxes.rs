@@ -1,0 +1,481 @@
+//! `/api/v1/mailboxes`: per-test mailboxes over HTTP (the store's [`crate::capture::mailbox`]).
+//!
+//! | route | method | answer |
+//! |---|---|---|
+//! | `/api/v1/mailboxes` | `POST` | body (optional JSON, at most [`MAX_BODY`] octets) `{"ttl", "route", "label"}` → `201` the mailbox |
+//! | `/api/v1/mailboxes` | `GET` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
+//! | `/api/v1/mailboxes/{id}` | `GET` | the mailbox; `410` expired or deleted; `404` unknown |
+//! | `/api/v1/mailboxes/{id}` | `DELETE` | `{"deleted": n}`: the messages removed (those in no other mailbox) |
+//!
+//! A mailbox's JSON: `id`, `address` (a recipient that routes to it: `test+ID@HOSTNAME` for a
+//! plus-tag route, the address of a `rcpt` route, `test@DOMAIN` for a `domain` route, `null`
+//! for `auth_user` and `header` routes), `route` (as given, `{"type": ..}`), `label`,
+//! `created_at`, `expires_at`, `count`, `links` (`messages`, `await`, `self`).
+//!
+//! Bad input is a `400` naming the field: a body that is not a JSON object, an unknown field,
+//! a `ttl` outside [`MIN_TTL`]..[`MAX_TTL`] (a duration as `crate::units` reads it: `"120s"`,
+//! `"1.5h"`; a bare number is seconds), a route of an unknown type or with a missing, empty,
+//! over-long or malformed value, a label over [`LABEL_MAX`] octets. Past the store's bound of
+//! live mailboxes: `429`. A body over [`MAX_BODY`]: `413`.
+//!
+//! What it does not do: route mail (the store does, at insert), or fault plans per mailbox
+//! (not yet).
+
+use super::response::{error, json, ApiBody};
+use super::routes::{allow, authorize, finish, foreign_host, State};
+use super::select::mailbox_refusal;
+use crate::capture::mailbox::{LABEL_MAX, ROUTE_TEXT_MAX};
+use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes};
+use crate::control::Conn;
+use crate::store::record::rfc3339;
+use hyper::body::{Body, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The path of the collection.
+pub const PREFIX: &str = "/api/v1/mailboxes";
+
+/// The largest request body, in octets.
+pub const MAX_BODY: usize = 16 << 10;
+
+/// The shortest time to live.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+/// The longest time to live (7 days).
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The time to live of a mailbox created without one.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// Whether `path` is one of these routes (the collection or a member).
+pub fn owns(path: &str) -> bool {
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+/// Answers a request for [`PREFIX`] or below (timed under the metrics label `mailboxes`,
+/// after the checks every API route makes: loopback `Host`, the token, expiry).
+pub async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    conn: Conn,
+) -> Response<ApiBody> {
+    let started = Instant::now();
+    let response = answer(&state, request).await;
+    finish(&state, "mailboxes", started, response, conn)
+}
+
+/// The answer (see [`handle`]).
+async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
+    if state.loopback {
+        if let Some(refused) = foreign_host(&request) {
+            return refused;
+        }
+    }
+    if let Some(refused) = authorize(state, &request) {
+        return refused;
+    }
+    state.capture.expire(SystemTime::now());
+    if request.uri().query().is_some_and(|q| !q.is_empty()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "these routes take no query parameters",
+        );
+    }
+    let rest = request.uri().path()[PREFIX.len()..].to_owned();
+    let method = request.method().clone();
+    match rest.as_str() {
+        "" => {
+            if let Some(refused) = allow(&method, &[Method::GET, Method::POST], state) {
+                return refused;
+            }
+            if method == Method::GET {
+                let all: Vec<Value> = state
+                    .capture
+                    .mailboxes()
+                    .iter()
+                    .map(|m| render(state, m))
+                    .collect();
+                return json(StatusCode::OK, &json!({"mailboxes": all}));
+            }
+            let body = match read_body(request).await {
+                Ok(body) => body,
+                Err(refused) => return refused,
+            };
+            create(state, &body)
+        }
+        _ => {
+            let id = &rest[1..];
+            if let Some(refused) = allow(&method, &[Method::GET, Method::DELETE], state) {
+                return refused;
+            }
+            let Some(id) = MailboxId::parse(id.as_bytes()) else {
+                return error(StatusCode::NOT_FOUND, "no such mailbox");
+            };
+            if let Some(refused) = mailbox_refusal(&state.capture, &id) {
+                return refused;
+            }
+            if method == Method::DELETE {
+                return match state.capture.delete_mailbox(&id) {
+                    Some(removed) => json(StatusCode::OK, &json!({"deleted": removed.seqs.len()})),
+                    // Expired between the look and the delete.
+                    None => mailbox_refusal(&state.capture, &id)
+                        .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no such mailbox")),
+                };
+            }
+            match state.capture.mailbox(&id) {
+                MailboxLookup::Found(info) => json(StatusCode::OK, &render(state, &info)),
+                _ => mailbox_refusal(&state.capture, &id)
+                    .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no such mailbox")),
+            }
+        }
+    }
+}
+
+/// A mailbox as JSON (see the module doc).
+fn render(state: &State, mailbox: &MailboxInfo) -> Value {
+    let id = mailbox.id.as_str();
+    let (route, address) = match &mailbox.route {
+        Route::PlusTag(_) => (
+            json!({"type": "plus_tag"}),
+            json!(format!("test+{id}@{}", state.hostname)),
+        ),
+        Route::Recipient(a) => {
+            let a = String::from_utf8_lossy(a);
+            (json!({"type": "rcpt", "address": a}), json!(a))
+        }
+        Route::Domain(d) => {
+            let d = String::from_utf8_lossy(d);
+            (
+                json!({"type": "domain", "domain": d}),
+                json!(format!("test@{d}")),
+            )
+        }
+        Route::AuthUser(u) => (
+            json!({"type": "auth_user", "user": String::from_utf8_lossy(u)}),
+            Value::Null,
+        ),
+        Route::Header { name, value } => (
+            json!({"type": "header", "name": String::from_utf8_lossy(name),
+                   "value": String::from_utf8_lossy(value)}),
+            Value::Null,
+        ),
+    };
+    json!({
+        "id": id,
+        "address": address,
+        "route": route,
+        "label": mailbox.label,
+        "created_at": rfc3339(mailbox.created_at),
+        "expires_at": rfc3339(mailbox.expires_at),
+        "count": mailbox.count,
+        "links": {
+            "self": format!("{PREFIX}/{id}"),
+            "messages": format!("/api/v1/messages?mailbox={id}"),
+            "await": format!("/api/v1/await?mailbox={id}"),
+        },
+    })
+}
+
+/// A `400` naming what is wrong.
+fn bad(message: &str) -> Response<ApiBody> {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// `POST /api/v1/mailboxes`.
+fn create(state: &State, body: &[u8]) -> Response<ApiBody> {
+    let request = match parse_request(body) {
+        Ok(request) => request,
+        Err(message) => return bad(&message),
+    };
+    match state
+        .capture
+        .create_mailbox(request.route, request.ttl, request.label)
+    {
+        Ok(info) => json(StatusCode::CREATED, &render(state, &info)),
+        Err(TooManyMailboxes(max)) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "{max} mailboxes are live already (the bound): delete some \
+                 (DELETE /api/v1/mailboxes/ID) or wait for them to expire"
+            ),
+        ),
+    }
+}
+
+/// What a creation asked for.
+#[derive(Debug)]
+struct NewMailbox {
+    /// The route (`None`: plus-tag).
+    route: Option<Route>,
+    /// The time to live.
+    ttl: Duration,
+    /// The label.
+    label: String,
+}
+
+/// Reads a creation's body (see the module doc); the error names the field.
+fn parse_request(body: &[u8]) -> Result<NewMailbox, String> {
+    let mut request = NewMailbox {
+        route: None,
+        ttl: DEFAULT_TTL,
+        label: String::new(),
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(request);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("the body must be a JSON object: {\"ttl\", \"route\", \"label\"}".into());
+    };
+    for (key, value) in &fields {
+        match key.as_str() {
+            "ttl" => request.ttl = ttl(value)?,
+            "route" => request.route = route(value)?,
+            "label" => {
+                let label = value.as_str().ok_or("label: a string")?.trim().to_owned();
+                if label.len() > LABEL_MAX || label.chars().any(char::is_control) {
+                    return Err(format!(
+                        "label: at most {LABEL_MAX} octets, no control characters"
+                    ));
+                }
+                request.label = label;
+            }
+            other => {
+                return Err(format!(
+                    "unknown field {other:?} (the fields are ttl, route, label)"
+                ))
+            }
+        }
+    }
+    Ok(request)
+}
+
+/// The `ttl` field.
+fn ttl(value: &Value) -> Result<Duration, String> {
+    let ttl = match value {
+        Value::String(text) => {
+            crate::units::parse_duration(text).map_err(|e| format!("ttl: {e}"))?
+        }
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= MAX_TTL.as_secs_f64())
+            .map(Duration::from_secs_f64)
+            .ok_or("ttl: a number of seconds or a duration (\"120s\")")?,
+        _ => return Err("ttl: a duration (\"120s\", \"1h\") or a number of seconds".into()),
+    };
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(format!(
+            "ttl: from {}s to {}s (7d)",
+            MIN_TTL.as_secs(),
+            MAX_TTL.as_secs()
+        ));
+    }
+    Ok(ttl)
+}
+
+/// A route's text field: present, a string, not empty, at most [`ROUTE_TEXT_MAX`] octets,
+/// no white space or control characters unless `spaces`.
+fn text_field(
+    route: &Map<String, Value>,
+    kind: &str,
+    key: &str,
+    spaces: bool,
+) -> Result<Vec<u8>, String> {
+    let value = route
+        .get(key)
+        .ok_or_else(|| format!("route.{key}: required for a {kind} route"))?
+        .as_str()
+        .ok_or_else(|| format!("route.{key}: a string"))?
+        .trim();
+    let bad_char = |c: char| c.is_control() || (!spaces && c.is_whitespace());
+    if value.is_empty() && !spaces {
+        return Err(format!("route.{key}: empty"));
+    }
+    if value.len() > ROUTE_TEXT_MAX || value.chars().any(bad_char) {
+        return Err(format!(
+            "route.{key}: at most {ROUTE_TEXT_MAX} octets, no control characters{}",
+            if spaces { "" } else { " or spaces" }
+        ));
+    }
+    Ok(value.as_bytes().to_vec())
+}
+
+/// The `route` field.
+fn route(value: &Value) -> Result<Option<Route>, String> {
+    let Value::Object(route) = value else {
+        return Err("route: an object {\"type\": \"plus_tag\" | \"rcpt\" | \"domain\" | \"auth_user\" | \"header\", ..}".into());
+    };
+    let kind = route
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("route.type: required, one of plus_tag, rcpt, domain, auth_user, header")?;
+    let allowed: &[&str] = match kind {
+        "plus_tag" => &[],
+        "rcpt" => &["address"],
+        "domain" => &["domain"],
+        "auth_user" => &["user"],
+        "header" => &["name", "value"],
+        other => {
+            return Err(format!(
+                "route.type: {other:?} is not one of plus_tag, rcpt, domain, auth_user, header"
+            ))
+        }
+    };
+    if let Some(extra) = route
+        .keys()
+        .find(|k| *k != "type" && !allowed.contains(&k.as_str()))
+    {
+        return Err(format!("route.{extra}: not a field of a {kind} route"));
+    }
+    Ok(Some(match kind {
+        "plus_tag" => return Ok(None),
+        "rcpt" => {
+            let address = text_field(route, kind, "address", false)?;
+            let address = address
+                .strip_prefix(b"<")
+                .and_then(|a| a.strip_suffix(b">"))
+                .map_or(address.clone(), <[u8]>::to_vec);
+            match memchr::memrchr(b'@', &address) {
+                Some(at) if at > 0 && at + 1 < address.len() => Route::Recipient(address),
+                _ => return Err("route.address: an address local@domain".into()),
+            }
+        }
+        "domain" => {
+            let domain = text_field(route, kind, "domain", false)?;
+            if domain.contains(&b'@') {
+                return Err("route.domain: a domain, without @".into());
+            }
+            Route::Domain(domain)
+        }
+        "auth_user" => Route::AuthUser(text_field(route, kind, "user", false)?),
+        _ => {
+            let name = text_field(route, kind, "name", false)?;
+            // RFC 5322 §3.6.8: a field name is printable ASCII other than the colon.
+            if !name.iter().all(|&b| b.is_ascii_graphic() && b != b':') {
+                return Err("route.name: a header field name (printable ASCII, no colon)".into());
+            }
+            let value = text_field(route, kind, "value", true)?;
+            Route::Header { name, value }
+        }
+    }))
+}
+
+/// The request body, at most [`MAX_BODY`] octets (else `413`).
+async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {MAX_BODY} octets"),
+        )
+    };
+    let mut body = request.into_body();
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else {
+            return Err(bad("the body was cut short"));
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_bodies_are_read_or_refused_naming_the_field() {
+        let ok = parse_request(b"").unwrap();
+        assert_eq!((ok.route, ok.ttl), (None, DEFAULT_TTL));
+        let ok = parse_request(
+            br#"{"ttl": "120s", "route": {"type": "rcpt", "address": "<A@x>"}, "label": "t1"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.route, Some(Route::Recipient(b"A@x".to_vec())));
+        assert_eq!(
+            (ok.ttl, ok.label.as_str()),
+            (Duration::from_secs(120), "t1")
+        );
+        assert_eq!(
+            parse_request(br#"{"ttl": 5}"#).unwrap().ttl,
+            Duration::from_secs(5)
+        );
+        let header =
+            parse_request(br#"{"route": {"type": "header", "name": "X-Run", "value": " a b "}}"#)
+                .unwrap();
+        assert_eq!(
+            header.route,
+            Some(Route::Header {
+                name: b"X-Run".to_vec(),
+                value: b"a b".to_vec()
+            })
+        );
+        for (body, field) in [
+            ("[1]", "JSON object"),
+            ("{", "not JSON"),
+            (r#"{"tll": "1s"}"#, "tll"),
+            (r#"{"ttl": "0s"}"#, "ttl"),
+            (r#"{"ttl": "8d"}"#, "ttl"),
+            (r#"{"ttl": true}"#, "ttl"),
+            (r#"{"route": "plus_tag"}"#, "route"),
+            (r#"{"route": {"type": "nope"}}"#, "route.type"),
+            (r#"{"route": {}}"#, "route.type"),
+            (r#"{"route": {"type": "rcpt"}}"#, "route.address"),
+            (
+                r#"{"route": {"type": "rcpt", "address": "no-at"}}"#,
+                "route.address",
+            ),
+            (
+                r#"{"route": {"type": "rcpt", "address": "a b@x"}}"#,
+                "route.address",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "a@x"}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": ""}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "auth_user", "user": 3}}"#,
+                "route.user",
+            ),
+            (
+                r#"{"route": {"type": "header", "name": "X:Y", "value": "v"}}"#,
+                "route.name",
+            ),
+            (
+                r#"{"route": {"type": "plus_tag", "tag": "x"}}"#,
+                "route.tag",
+            ),
+            (r#"{"label": 1}"#, "label"),
+        ] {
+            let e = parse_request(body.as_bytes()).unwrap_err();
+            assert!(e.contains(field), "{body}: {e}");
+        }
+        let long = format!(r#"{{"label": "{}"}}"#, "x".repeat(LABEL_MAX + 1));
+        assert!(parse_request(long.as_bytes())
+            .unwrap_err()
+            .contains("label"));
+    }
+
+    #[test]
+    fn only_the_collection_and_its_members_are_owned() {
+        assert!(owns("/api/v1/mailboxes") && owns("/api/v1/mailboxes/abc"));
+        assert!(!owns("/api/v1/mailboxesx") && !owns("/api/v1/mailbox"));
+    }
+}

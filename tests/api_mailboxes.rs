@@ -355,6 +355,22 @@ fn bad_creations_are_400s_naming_the_field() {
         (made.status, &made.body["route"]["type"]),
         (201, &json!("plus_tag"))
     );
+    // A page on another origin (even on this machine) cannot create mailboxes: a form POST
+    // needs no preflight, so the Origin is checked. The API's own origin (the web UI) may.
+    let post_from = |origin: &str| {
+        let mut stream = TcpStream::connect(&api).unwrap();
+        let head = format!(
+            "POST /api/v1/mailboxes HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\
+             Origin: {origin}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes[..12]).into_owned()
+    };
+    assert_eq!(post_from("http://127.0.0.1:39998"), "HTTP/1.1 403");
+    assert_eq!(post_from("null"), "HTTP/1.1 403");
+    assert_eq!(post_from(&format!("http://{api}")), "HTTP/1.1 201");
 }
 
 #[test]

@@ -25,7 +25,7 @@ use super::response::{error, json, ApiBody};
 use super::routes::{allow, authorize, finish, foreign_host, State};
 use super::select::mailbox_refusal;
 use crate::capture::mailbox::{LABEL_MAX, ROUTE_TEXT_MAX};
-use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes};
+use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route};
 use crate::control::Conn;
 use crate::store::record::rfc3339;
 use hyper::body::{Body, Incoming};
@@ -100,6 +100,10 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
                     .map(|m| render(state, m))
                     .collect();
                 return json(StatusCode::OK, &json!({"mailboxes": all}));
+            }
+            // A form or text/plain POST needs no preflight: refuse other origins here.
+            if let Some(refused) = super::routes::foreign_origin(state, &request) {
+                return refused;
             }
             let body = match read_body(request).await {
                 Ok(body) => body,
@@ -196,13 +200,7 @@ fn create(state: &State, body: &[u8]) -> Response<ApiBody> {
         .create_mailbox(request.route, request.ttl, request.label)
     {
         Ok(info) => json(StatusCode::CREATED, &render(state, &info)),
-        Err(TooManyMailboxes(max)) => error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "{max} mailboxes are live already (the bound): delete some \
-                 (DELETE /api/v1/mailboxes/ID) or wait for them to expire"
-            ),
-        ),
+        Err(refused) => error(StatusCode::TOO_MANY_REQUESTS, &refused.to_string()),
     }
 }
 

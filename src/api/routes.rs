@@ -493,6 +493,29 @@ pub(super) fn authorize<B>(state: &State, request: &Request<B>) -> Option<Respon
     Some(response)
 }
 
+/// A cross-origin request refused (`403`), for routes a browser could send without a CORS
+/// preflight (a `POST` with a form or `text/plain` body): a page on another origin, even on
+/// this machine, must not create state here. Browsers send `Origin` on such requests; it must
+/// be this API's own origin (`http://` + the `Host` asked for, as the web UI sends it) or the
+/// `--api-cors` origin. Clients that send no `Origin` (curl, test libraries) pass.
+pub(super) fn foreign_origin<B>(state: &State, request: &Request<B>) -> Option<Response<ApiBody>> {
+    let origin = request.headers().get(hyper::header::ORIGIN)?;
+    let own = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(|host| format!("http://{host}"));
+    let allowed = own.is_some_and(|own| origin.as_bytes() == own.as_bytes())
+        || state.cors_origin.as_ref() == Some(origin);
+    (!allowed).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "a request from another origin (Origin header) may not change this server; \
+             use --api-cors ORIGIN to allow one",
+        )
+    })
+}
+
 /// Whether two secrets are equal, in a time that depends on their lengths only (RFC 6750
 /// §5.2 asks bearer tokens be guarded; a compare that stops at the first difference tells
 /// a timing attacker how much of a guess was right).

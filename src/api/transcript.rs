@@ -73,7 +73,9 @@ pub async fn transcript(capture: &Capture, message: &Snapshot, json: bool) -> Re
     for line in lines(&kept) {
         text.push(line.dir.letter());
         text.extend_from_slice(b": ");
-        text.extend_from_slice(line.text);
+        // The body says charset=utf-8: invalid octets a client sent become U+FFFD here, as
+        // in the JSON form.
+        text.extend_from_slice(String::from_utf8_lossy(line.text).as_bytes());
         text.push(b'\n');
     }
     whole(

@@ -30,7 +30,9 @@
 //!
 //! At most [`Limits::max_mailboxes`](super::Limits) live mailboxes (default
 //! [`MAILBOXES_MAX`]): past it creation is refused ([`TooManyMailboxes`], HTTP 429). At most
-//! [`MAILBOX_TOMBSTONES_MAX`] mailbox tombstones. Each membership (a message in a mailbox) is
+//! [`MAILBOX_TOMBSTONES_MAX`] mailbox tombstones. Header routes name at most
+//! [`HEADER_NAMES_MAX`] distinct header fields (each is looked for in every message; many
+//! mailboxes may share a name with a value each). Each membership (a message in a mailbox) is
 //! charged [`MAILBOX_OVERHEAD`] octets to the store's budget while it lasts (see the module
 //! doc of [`super`]). A mailbox's own record (its route of at most [`ROUTE_TEXT_MAX`] octets,
 //! label of at most [`LABEL_MAX`]) is not charged: 10 000 of them are at most ~13 MiB.
@@ -233,17 +235,34 @@ pub enum MailboxLookup {
     Unknown,
 }
 
-/// Creation refused: the store holds its most live mailboxes already (HTTP 429).
+/// The most distinct header field names header routes may name at once.
+pub const HEADER_NAMES_MAX: usize = 16;
+
+/// Creation refused: a bound is reached (HTTP 429).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyMailboxes(pub usize);
+pub enum TooManyMailboxes {
+    /// This many mailboxes are live already (the bound).
+    Live(usize),
+    /// Header routes already name this many distinct header fields (the bound:
+    /// [`HEADER_NAMES_MAX`]); a route on one of them is still taken.
+    HeaderNames(usize),
+}
 
 impl std::fmt::Display for TooManyMailboxes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} mailboxes are live already: delete some or wait for them to expire",
-            self.0
-        )
+        match self {
+            TooManyMailboxes::Live(max) => write!(
+                f,
+                "{max} mailboxes are live already (the bound): delete some \
+                 (DELETE /api/v1/mailboxes/ID) or wait for them to expire"
+            ),
+            TooManyMailboxes::HeaderNames(max) => write!(
+                f,
+                "header routes already name {max} distinct header fields (the bound: each \
+                 one is looked for in every message); route on one of those names, with a \
+                 value per test"
+            ),
+        }
     }
 }
 
@@ -363,7 +382,16 @@ impl Mailboxes {
         ttl_ns: u64,
     ) -> Result<MailboxInfo, TooManyMailboxes> {
         if self.live.len() >= self.max {
-            return Err(TooManyMailboxes(self.max));
+            return Err(TooManyMailboxes::Live(self.max));
+        }
+        // Every distinct header name is looked for in every message: bound them, so that
+        // header routes cannot make each insert scan thousands of names.
+        if let Some(Route::Header { name, .. }) = &route {
+            if self.by_header.len() >= HEADER_NAMES_MAX
+                && !self.by_header.contains_key(&name.to_ascii_lowercase())
+            {
+                return Err(TooManyMailboxes::HeaderNames(HEADER_NAMES_MAX));
+            }
         }
         let id = self.fresh_id(now);
         let route = match route {

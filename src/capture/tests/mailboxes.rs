@@ -273,7 +273,7 @@ fn live_mailboxes_are_bounded() {
     );
     let made: Vec<MailboxInfo> = (0..3).map(|_| plus(&capture)).collect();
     let refused = capture.create_mailbox(None, Duration::from_secs(1), String::new());
-    assert_eq!(refused, Err(TooManyMailboxes(3)));
+    assert_eq!(refused, Err(TooManyMailboxes::Live(3)));
     assert_eq!(
         capture.mailboxes().iter().map(|m| m.id).collect::<Vec<_>>(),
         made.iter().map(|m| m.id).collect::<Vec<_>>(),
@@ -282,5 +282,41 @@ fn live_mailboxes_are_bounded() {
     capture.delete_mailbox(&made[0].id).unwrap();
     assert!(capture
         .create_mailbox(None, Duration::from_secs(1), String::new())
+        .is_ok());
+}
+
+#[test]
+fn header_routes_name_a_bounded_set_of_fields() {
+    // Each distinct name is looked for in every message: past the bound a new name is
+    // refused, while a new value on a name already routed is taken.
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let header = |name: &str, value: &str| Route::Header {
+        name: name.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+    };
+    let max = crate::capture::mailbox::HEADER_NAMES_MAX;
+    for i in 0..max {
+        let route = header(&format!("X-Test-{i}"), "v");
+        assert!(capture
+            .create_mailbox(Some(route), Duration::from_secs(60), String::new())
+            .is_ok());
+    }
+    let refused = capture.create_mailbox(
+        Some(header("X-Another", "v")),
+        Duration::from_secs(60),
+        String::new(),
+    );
+    assert_eq!(refused, Err(TooManyMailboxes::HeaderNames(max)));
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("distinct header fields"));
+    // The same name in another case is the same field.
+    assert!(capture
+        .create_mailbox(
+            Some(header("x-test-0", "other")),
+            Duration::from_secs(60),
+            String::new()
+        )
         .is_ok());
 }

@@ -581,6 +581,69 @@ fn every_response_validates_against_the_document() {
     assert_eq!(response.status, 400);
     checks.check(&doc, "GET", "/api/v1/faults?x=1", &response);
 
+    // A mailbox's fault plan: shown, replaced, refused (bad rule, header route, content
+    // type), cleared; unknown and ended mailboxes (two made room for past the bound).
+    for full in capture.mailboxes().into_iter().take(2) {
+        capture.delete_mailbox(&full.id);
+    }
+    let boxed = capture
+        .create_mailbox(None, std::time::Duration::from_secs(60), String::new())
+        .unwrap()
+        .id;
+    let by_header = capture
+        .create_mailbox(
+            Some(fastsmtpd::capture::Route::Header {
+                name: b"X-Run".to_vec(),
+                value: b"1".to_vec(),
+            }),
+            std::time::Duration::from_secs(60),
+            String::new(),
+        )
+        .unwrap()
+        .id;
+    let good = r#"{"rules": ["rcpt reply=550 5.1.1 No such user"]}"#;
+    for (method, id, headers, body, want) in [
+        ("GET", boxed, &[AUTH][..], "", 200),
+        ("PUT", boxed, &[AUTH, json_type][..], good, 200),
+        (
+            "PUT",
+            boxed,
+            &[AUTH, "Content-Type: text/plain"][..],
+            "eod reply=451 4.3.0 Later",
+            200,
+        ),
+        (
+            "PUT",
+            boxed,
+            &[AUTH, json_type][..],
+            r#"{"rules": ["mail reply=550 5.7.1 No"]}"#,
+            400,
+        ),
+        ("PUT", boxed, &[AUTH][..], "rcpt disconnect", 415),
+        ("PUT", by_header, &[AUTH, json_type][..], good, 409),
+        ("GET", boxed, &[][..], "", 401),
+        ("DELETE", boxed, &[AUTH][..], "", 200),
+    ] {
+        let path = format!("/api/v1/mailboxes/{id}/faults");
+        let response = request_with_body(addr, method, &path, headers, body.as_bytes());
+        assert_eq!(
+            response.status,
+            want,
+            "{method} {path} {body}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        checks.check(&doc, method, &path, &response);
+    }
+    capture.delete_mailbox(&boxed).unwrap();
+    for (path, want) in [
+        (format!("/api/v1/mailboxes/{boxed}/faults"), 410),
+        ("/api/v1/mailboxes/000000000000/faults".to_owned(), 404),
+    ] {
+        let response = request(addr, "GET", &path, &[AUTH]);
+        assert_eq!(response.status, want, "{path}");
+        checks.check(&doc, "GET", &path, &response);
+    }
+
     // The event stream: its status, and each event's data as the document says.
     let mut events = Events::open(addr, "/api/v1/events?after=0", &[AUTH]);
     assert_eq!(events.status, 200);

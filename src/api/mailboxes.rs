@@ -6,6 +6,7 @@
 //! | `/api/v1/mailboxes` | `GET` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
 //! | `/api/v1/mailboxes/{id}` | `GET` | the mailbox; `410` expired or deleted; `404` unknown |
 //! | `/api/v1/mailboxes/{id}` | `DELETE` | `{"deleted": n}`: the messages removed (those in no other mailbox) |
+//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
 //!
 //! A mailbox's JSON: `id`, `address` (a recipient that routes to it: `test+ID@HOSTNAME` for a
 //! plus-tag route, the address of a `rcpt` route, `test@DOMAIN` for a `domain` route, `null`
@@ -18,9 +19,10 @@
 //! over-long or malformed value, a label over [`LABEL_MAX`] octets. Past the store's bound of
 //! live mailboxes: `429`. A body over [`MAX_BODY`]: `413`.
 //!
-//! What it does not do: route mail (the store does, at insert), or fault plans per mailbox
-//! (not yet).
+//! What it does not do: route mail (the store does, at insert), or keep fault plans (the
+//! fault engine does; `mailbox_faults` hands it a mailbox's, and deleting a mailbox clears it).
 
+use super::mailbox_faults;
 use super::response::{error, json, ApiBody};
 use super::routes::{allow, authorize, finish, foreign_host, State};
 use super::select::mailbox_refusal;
@@ -79,6 +81,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
         return refused;
     }
     state.capture.expire(SystemTime::now());
+    mailbox_faults::sweep(state);
     if request.uri().query().is_some_and(|q| !q.is_empty()) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -111,6 +114,10 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
             };
             create(state, &body)
         }
+        _ if rest.ends_with(mailbox_faults::SEGMENT) => {
+            let id = &rest[1..rest.len() - mailbox_faults::SEGMENT.len()];
+            mailbox_faults::answer(state, id, request).await
+        }
         _ => {
             let id = &rest[1..];
             if let Some(refused) = allow(&method, &[Method::GET, Method::DELETE], state) {
@@ -123,6 +130,8 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
                 return refused;
             }
             if method == Method::DELETE {
+                // The plan goes with the mailbox, even if it ended meanwhile.
+                mailbox_faults::clear(state, &id);
                 return match state.capture.delete_mailbox(&id) {
                     Some(removed) => json(StatusCode::OK, &json!({"deleted": removed.seqs.len()})),
                     // Expired between the look and the delete.

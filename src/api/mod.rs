@@ -17,6 +17,7 @@
 //! | `render` | a kept message as JSON: summary, whole record, tombstone |
 //! | `read` | the parsed view (text, HTML, headers, parts), a part's bytes, links and codes, search (`q=`), stats |
 //! | `mailboxes` | `/api/v1/mailboxes`: per-test mailboxes (create, list, get, delete) |
+//! | `mailbox_faults` | `/api/v1/mailboxes/{id}/faults`: one mailbox's fault plan, shown, replaced, cleared |
 //! | `mailpit` | `/compat/mailpit/`: Mailpit's API v1 read subset, for suites written against Mailpit |
 //! | `ui` | the web UI's embedded assets and their Content Security Policy |
 //! | `seed` | `POST /api/v1/messages`: a message seeded over HTTP, its envelope from the query, its size bounded |
@@ -32,6 +33,7 @@
 mod counters;
 mod events;
 mod faults;
+mod mailbox_faults;
 mod mailboxes;
 mod mailpit;
 mod query;

@@ -212,6 +212,13 @@ impl Plans {
         Some(plan.rules.texts())
     }
 
+    /// The keys of the scoped plans, in order (empty while there are none).
+    pub fn scoped_keys(&self) -> Vec<String> {
+        self.live().map_or_else(Vec::new, |live| {
+            live.scoped.iter().map(|p| p.key.to_string()).collect()
+        })
+    }
+
     /// `(rule text, times fired)` for the startup rules, then the runtime ones, for reports
     /// (scoped plans are left out: there may be thousands).
     pub fn fired(&self) -> Vec<(String, u64)> {

@@ -512,7 +512,7 @@ pub(super) fn foreign_origin<B>(state: &State, request: &Request<B>) -> Option<R
         error(
             StatusCode::FORBIDDEN,
             "a request from another origin (Origin header) may not change this server; \
-             use --api-cors ORIGIN to allow one",
+             --api-cors ORIGIN allows one",
         )
     })
 }

@@ -5,7 +5,7 @@
 //! text, one rule per line; [`super::faults`] reads it) and replaces the mailbox's whole plan.
 //! Every answer but an error is the plan after it: `{"rules": [..]}` (empty: none).
 //!
-//! Where a plan applies (the fault engine's [`crate::fault::plans`] decides): at `rcpt` when
+//! Where a plan applies (the fault engine's [`crate::fault::Plans`] decides): at `rcpt` when
 //! the recipient being given is one of the mailbox's ([`MailboxScope`]), at `data`, `eod` and
 //! `bdat` when a recipient accepted so far is. A rule at another point (`connect`, `mail`, ..)
 //! is a `400` naming it, and nothing changed. A mailbox routed by a header has no point where

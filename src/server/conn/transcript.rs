@@ -11,8 +11,10 @@
 //! command, SASL response or content end with the next reply, in order (RFC 2920 §3.1: replies
 //! come in the order of the commands). So the transcript is the same however the client's
 //! bytes were split into reads. Content is not kept: it is one line `[content: N octets]`
-//! (N as kept, after dot-unstuffing); AUTH secrets are not kept: `AUTH PLAIN ***` and each
-//! SASL response `***`; after a handshake a note names the TLS version and cipher.
+//! (N as kept, after dot-unstuffing); AUTH secrets are not kept: `AUTH PLAIN ***` (after a
+//! space or a tab), each SASL response `***`, and a base64-looking line right after an AUTH
+//! the session refused (a client sending its password anyway); after a handshake a note
+//! names the TLS version and cipher.
 //!
 //! When a message's final reply names it (`250 ... queued as ID`), its transcript goes to the
 //! capture store with it ([`Capture::attach_transcript`]), before that reply is written to

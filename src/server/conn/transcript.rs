@@ -11,8 +11,10 @@
 //! command, SASL response or content end with the next reply, in order (RFC 2920 §3.1: replies
 //! come in the order of the commands). So the transcript is the same however the client's
 //! bytes were split into reads. Content is not kept: it is one line `[content: N octets]`
-//! (N as kept, after dot-unstuffing); AUTH secrets are not kept: `AUTH PLAIN ***` and each
-//! SASL response `***`; after a handshake a note names the TLS version and cipher.
+//! (N as kept, after dot-unstuffing); AUTH secrets are not kept: `AUTH PLAIN ***` (after a
+//! space or a tab), each SASL response `***`, and a base64-looking line right after an AUTH
+//! the session refused (a client sending its password anyway); after a handshake a note
+//! names the TLS version and cipher.
 //!
 //! When a message's final reply names it (`250 ... queued as ID`), its transcript goes to the
 //! capture store with it ([`Capture::attach_transcript`]), before that reply is written to
@@ -188,6 +190,9 @@ pub struct Recorder {
     first: bool,
     /// A `MAIL` was accepted and its message has not ended.
     in_transaction: bool,
+    /// The last client line was an `AUTH` (whatever its reply): a client that sends its
+    /// credentials anyway, after a refusal, sends them on the next line.
+    after_auth: bool,
     /// The transcripts handed over, by id (tests read them here).
     #[cfg(test)]
     handed: Vec<(QueueId, Bytes)>,
@@ -210,6 +215,7 @@ impl Recorder {
             log: Log::default(),
             first: true,
             in_transaction: false,
+            after_auth: false,
             #[cfg(test)]
             handed: Vec::new(),
         }
@@ -432,22 +438,33 @@ impl Recorder {
 
     /// Records `line` and says what it is (see [`Recorder::on_line`]).
     fn classify(&mut self, line: &[u8], too_long: bool, at_ms: u64) -> Option<Item> {
-        if matches!(self.mode, Mode::SaslResponse) {
-            // RFC 4954 §4: a response carries the credentials: never kept.
+        let after_auth = std::mem::take(&mut self.after_auth);
+        if matches!(self.mode, Mode::SaslResponse) || (after_auth && looks_like_base64(line)) {
+            // RFC 4954 §4: a response carries the credentials: never kept; nor a line that
+            // looks like one right after an AUTH the session refused (a client that sends
+            // its password anyway).
             self.record(Dir::Client, at_ms, b"***", true);
             return Some(Item::Auth);
         }
         // Named by its verb alone (the reply says whether the session took it), except BDAT,
         // whose octets follow without a reply first: its line is parsed as the session does.
-        let verb = &line[..memchr::memchr(b' ', line).unwrap_or(line.len())];
+        let verb = &line[..line
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .unwrap_or(line.len())];
         let is = |name: &[u8]| !too_long && verb.eq_ignore_ascii_case(name);
         let item = if is(b"HELO") || is(b"EHLO") {
             Item::Greeting
         } else if verb.eq_ignore_ascii_case(b"AUTH") {
             // RFC 4954 §4: an initial response carries the credentials: the mechanism's
-            // name is kept, never what follows it (valid or not, overlong or not).
+            // name is kept, never what follows it (valid or not, overlong or not, after a
+            // space or a tab).
+            self.after_auth = true;
             let rest = line.get(5..).unwrap_or_default();
-            let name_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+            let name_end = rest
+                .iter()
+                .position(|&b| b == b' ' || b == b'\t')
+                .unwrap_or(rest.len());
             let mut text = Vec::with_capacity(40);
             text.extend_from_slice(b"AUTH");
             if name_end > 0 {
@@ -492,6 +509,32 @@ impl Recorder {
         self.record(Dir::Client, at_ms, line, preamble);
         Some(item)
     }
+}
+
+/// Whether `line` could be a SASL response (RFC 4954 §4: base64, or `*` to cancel) rather
+/// than a command: only base64 characters, and not a verb the session knows.
+fn looks_like_base64(line: &[u8]) -> bool {
+    const VERBS: [&[u8]; 14] = [
+        b"HELO",
+        b"EHLO",
+        b"MAIL",
+        b"RCPT",
+        b"DATA",
+        b"BDAT",
+        b"RSET",
+        b"NOOP",
+        b"QUIT",
+        b"VRFY",
+        b"EXPN",
+        b"HELP",
+        b"AUTH",
+        b"STARTTLS",
+    ];
+    !line.is_empty()
+        && line
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'*'))
+        && !VERBS.iter().any(|verb| line.eq_ignore_ascii_case(verb))
 }
 
 /// The complete replies of one call, one at a time.
@@ -750,6 +793,23 @@ mod tests {
             !shown.contains("YWxpY2U") && !shown.contains("czNjcmV0"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn malformed_or_refused_auth_keeps_no_secret_either() {
+        // A tab before the mechanism (the session refuses the line), an unknown mechanism
+        // then the password sent anyway, and a line after AUTH that is a command (kept).
+        let input = b"EHLO c\r\nAUTH\tPLAIN AGFsaWNlAHMzY3JldA==\r\nAUTH FOO\r\nczNjcmV0\r\n\
+            AUTH BAR\r\nNOOP\r\nMAIL FROM:<a@test>\r\nRCPT TO:<b@test>\r\nDATA\r\nx\r\n.\r\n";
+        let handed = drive(input, &[]);
+        let shown = handed[0].1.join("\n");
+        for secret in ["AGFsaWNl", "czNjcmV0"] {
+            assert!(!shown.contains(secret), "{secret} in\n{shown}");
+        }
+        assert!(shown.contains("C: AUTH PLAIN ***"), "{shown}");
+        assert!(shown.contains("C: AUTH FOO\n"), "{shown}");
+        assert!(shown.contains("C: ***\n"), "{shown}");
+        assert!(shown.contains("C: NOOP\n"), "{shown}");
     }
 
     #[test]

@@ -94,6 +94,12 @@ fn eml_bodies_are_read_back_from_the_files_byte_exact_and_not_charged() {
         assert_eq!(got.len(), content.len());
         assert!(got == *content, "/raw is the bytes received");
     }
+    let head = request(api, "HEAD", &format!("/api/v1/messages/{second}/raw"), &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(big.len().to_string().as_str())
+    );
     // The parsed view and the list read from the file too.
     let r = get(api, &format!("/api/v1/messages/{second}"));
     assert_eq!(r.status, 200);

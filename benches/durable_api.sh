@@ -1,6 +1,11 @@
 #!/bin/sh
-# usage: 2026-12-07-durable-api.sh FASTSMTPD LOADGEN LABEL
-# 10 000 messages of 100 KiB over --store eml:DIR --api, then the API's stats and the RSS.
+# 10 000 messages of 100 KiB over --store eml:DIR --api, then the API's stats and the RSS
+# (docs/benchmarks/2026-12-07-durable-api.md): what the capture holds when bodies stay in files.
+usage() { echo "usage: benches/durable_api.sh FASTSMTPD LOADGEN LABEL"; }
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+esac
+[ $# -eq 3 ] || { usage >&2; exit 2; }
 set -e
 bin=$1; loadgen=$2; label=$3
 mkdir -p /tmp/durable-bench

@@ -71,6 +71,7 @@ pub mod maildir;
 mod memory;
 mod queues;
 pub mod record;
+pub mod reindex;
 pub mod rfc2047;
 mod sink;
 mod target;

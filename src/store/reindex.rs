@@ -346,3 +346,55 @@ fn read_header_block(path: &Path, size: u64) -> io::Result<Vec<u8>> {
     head.truncate(HEADER_SCAN_MAX);
     Ok(head)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header block is read up to its empty line wherever the 4 KiB steps cut it, and
+    /// a file of another length than the sidecar's is refused.
+    #[test]
+    fn the_header_block_is_read_up_to_its_empty_line_and_the_length_checked() {
+        let dir = std::env::temp_dir().join(format!("fastsmtpd-reindex-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.eml");
+        for pad in 4060..4090 {
+            let mut message = format!("X-Pad: {}\r\n", "p".repeat(pad)).into_bytes();
+            message.extend_from_slice(b"Subject: s\r\n\r\n");
+            let header = message.len();
+            message.extend_from_slice(&vec![b'b'; 50_000]);
+            std::fs::write(&path, &message).unwrap();
+            let head = read_header_block(&path, message.len() as u64).unwrap();
+            assert!(head.len() >= header && head.len() < header + 4096, "{pad}");
+            assert!(read_header_block(&path, message.len() as u64 + 1).is_err());
+        }
+        // No empty line: at most the bound.
+        std::fs::write(&path, vec![b'h'; 3 * HEADER_SCAN_MAX]).unwrap();
+        let head = read_header_block(&path, 3 * HEADER_SCAN_MAX as u64).unwrap();
+        assert_eq!(head.len(), HEADER_SCAN_MAX);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lines_say_what_was_indexed_and_skipped() {
+        let dir = Path::new("/var/mail/sink");
+        let mut report = Reindexed {
+            indexed: 1,
+            ..Reindexed::default()
+        };
+        assert_eq!(report.warning(dir), None);
+        assert_eq!(
+            report.line(dir),
+            "fastsmtpd: indexed 1 message from /var/mail/sink in 0.00 s"
+        );
+        report.over_limits = 4;
+        report.bad_sidecars = 2;
+        assert!(report
+            .line(dir)
+            .ends_with("; 4 older left out by the capture limits"));
+        assert_eq!(
+            report.warning(dir).unwrap(),
+            "fastsmtpd: warning: /var/mail/sink: 2 not indexed for the API (2 sidecars torn or unreadable)"
+        );
+    }
+}

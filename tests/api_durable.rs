@@ -5,7 +5,9 @@
 //! charges each message its header block and index, not its body (`/api/v1/stats`); a file
 //! removed behind the server's back answers `410` with `"reason": "file_missing"`; `DELETE`
 //! removes the message from the index and leaves its file; a Maildir store alone keeps the
-//! API's copy in memory (its files are not the bytes received) and reads back exact too.
+//! API's copy in memory (its files are not the bytes received) and reads back exact too; a
+//! server restarted on the directory answers for the earlier mail (ids, envelopes, `/raw`),
+//! skipping and counting what cannot be read back.
 
 mod api_client;
 mod util;
@@ -429,7 +431,9 @@ fn a_restart_skips_what_cannot_be_read_back_and_keeps_the_newest_that_fit() {
     let line = child.next_line(util::REPLY_WAIT);
     assert!(
         line.contains("indexed 1 message from")
-            && line.trim_end().ends_with("; 3 older left out by the capture limits"),
+            && line
+                .trim_end()
+                .ends_with("; 3 older left out by the capture limits"),
         "{line}"
     );
     assert_eq!(listed(api)[0].0, ids[5]);

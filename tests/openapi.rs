@@ -434,6 +434,9 @@ fn every_response_validates_against_the_document() {
     insert(&capture, "boxed", "app@test", &[&address], &mail("Boxed"));
     call("GET", "/api/v1/mailboxes", true, 200);
     call("GET", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    call("HEAD", "/api/v1/mailboxes", true, 200);
+    call("HEAD", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    call("HEAD", &format!("/api/v1/mailboxes/{id}/faults"), true, 200);
     call("GET", "/api/v1/mailboxes?x=1", true, 400);
     call("GET", &format!("/api/v1/mailboxes/{id}?x=1"), true, 400);
     call("PUT", "/api/v1/mailboxes", true, 405);

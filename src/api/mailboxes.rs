@@ -3,10 +3,10 @@
 //! | route | method | answer |
 //! |---|---|---|
 //! | `/api/v1/mailboxes` | `POST` | body (optional JSON, at most [`MAX_BODY`] octets) `{"ttl", "route", "label"}` → `201` the mailbox |
-//! | `/api/v1/mailboxes` | `GET` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
-//! | `/api/v1/mailboxes/{id}` | `GET` | the mailbox; `410` expired or deleted; `404` unknown |
+//! | `/api/v1/mailboxes` | `GET`, `HEAD` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
+//! | `/api/v1/mailboxes/{id}` | `GET`, `HEAD` | the mailbox; `410` expired or deleted; `404` unknown |
 //! | `/api/v1/mailboxes/{id}` | `DELETE` | `{"deleted": n}`: the messages removed (those in no other mailbox) |
-//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
+//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `HEAD`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
 //!
 //! A mailbox's JSON: `id`, `address` (a recipient that routes to it: `test+ID@HOSTNAME` for a
 //! plus-tag route, the address of a `rcpt` route, `test@DOMAIN` for a `domain` route, `null`
@@ -22,20 +22,21 @@
 //! What it does not do: route mail (the store does, at insert), or keep fault plans (the
 //! fault engine does; `mailbox_faults` hands it a mailbox's, and deleting a mailbox clears it).
 
+use super::body::{read_all, strict_json};
 use super::mailbox_faults;
 use super::response::{error, json, ApiBody};
-use super::routes::{allow, authorize, finish, foreign_host, State};
+use super::routes::{allow, guarded, State};
 use super::select::mailbox_refusal;
 use crate::capture::mailbox::{LABEL_MAX, ROUTE_TEXT_MAX};
 use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route};
 use crate::control::Conn;
+use crate::proto::command::{parse_command, Command};
 use crate::store::record::rfc3339;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The path of the collection.
 pub const PREFIX: &str = "/api/v1/mailboxes";
@@ -65,21 +66,18 @@ pub async fn handle(
     request: Request<Incoming>,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let started = Instant::now();
-    let response = answer(&state, request).await;
-    finish(&state, "mailboxes", started, response, conn)
+    guarded(
+        state,
+        request,
+        conn,
+        "mailboxes",
+        |state, request| async move { answer(&state, request).await },
+    )
+    .await
 }
 
-/// The answer (see [`handle`]).
+/// The answer, once the host and the token are checked (see [`handle`]).
 async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
-    if state.loopback {
-        if let Some(refused) = foreign_host(&request) {
-            return refused;
-        }
-    }
-    if let Some(refused) = authorize(state, &request) {
-        return refused;
-    }
     state.capture.expire(SystemTime::now());
     mailbox_faults::sweep(state);
     if request.uri().query().is_some_and(|q| !q.is_empty()) {
@@ -90,12 +88,15 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
     }
     let rest = request.uri().path()[PREFIX.len()..].to_owned();
     let method = request.method().clone();
+    // `HEAD` is answered as `GET` (hyper sends the head only, RFC 9110 §9.3.2).
+    let get = method == Method::GET || method == Method::HEAD;
     match rest.as_str() {
         "" => {
-            if let Some(refused) = allow(&method, &[Method::GET, Method::POST], state) {
+            if let Some(refused) = allow(&method, &[Method::GET, Method::HEAD, Method::POST], state)
+            {
                 return refused;
             }
-            if method == Method::GET {
+            if get {
                 let all: Vec<Value> = state
                     .capture
                     .mailboxes()
@@ -108,9 +109,9 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
             if let Some(refused) = super::routes::foreign_origin(state, &request) {
                 return refused;
             }
-            let body = match read_body(request).await {
+            let body = match read_all(request.into_body(), MAX_BODY as u64).await {
                 Ok(body) => body,
-                Err(refused) => return refused,
+                Err(refused) => return refused.answer(),
             };
             create(state, &body)
         }
@@ -120,7 +121,8 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
         }
         _ => {
             let id = &rest[1..];
-            if let Some(refused) = allow(&method, &[Method::GET, Method::DELETE], state) {
+            let methods = &[Method::GET, Method::HEAD, Method::DELETE];
+            if let Some(refused) = allow(&method, methods, state) {
                 return refused;
             }
             let Some(id) = MailboxId::parse(id.as_bytes()) else {
@@ -234,8 +236,7 @@ fn parse_request(body: &[u8]) -> Result<NewMailbox, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(request);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let value = strict_json(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err("the body must be a JSON object: {\"ttl\", \"route\", \"label\"}".into());
     };
@@ -357,7 +358,19 @@ fn route(value: &Value) -> Result<Option<Route>, String> {
             if domain.contains(&b'@') {
                 return Err("route.domain: a domain, without @".into());
             }
-            Route::Domain(domain)
+            // A domain the SMTP side takes in `RCPT TO:<user@DOMAIN>` (RFC 5321 §4.1.2, its
+            // parser): a route matches one domain exactly, so `*` or `.x` would match nothing.
+            let line = [&b"RCPT TO:<test@"[..], &domain, b">"].concat();
+            match parse_command(&line) {
+                Ok(Command::Rcpt { path }) if path.len() == "test@".len() + domain.len() => {
+                    Route::Domain(domain)
+                }
+                _ => {
+                    return Err("route.domain: a domain as RCPT TO takes it (example.com, \
+                                [192.0.2.1]; no wildcard: it matches that domain exactly)"
+                        .into())
+                }
+            }
         }
         "auth_user" => Route::AuthUser(text_field(route, kind, "user", false)?),
         _ => {
@@ -370,33 +383,6 @@ fn route(value: &Value) -> Result<Option<Route>, String> {
             Route::Header { name, value }
         }
     }))
-}
-
-/// The request body, at most [`MAX_BODY`] octets (else `413`).
-async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is over {MAX_BODY} octets"),
-        )
-    };
-    let mut body = request.into_body();
-    if body.size_hint().lower() > MAX_BODY as u64 {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(frame) = frame else {
-            return Err(bad("the body was cut short"));
-        };
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BODY {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -420,6 +406,11 @@ mod tests {
             parse_request(br#"{"ttl": 5}"#).unwrap().ttl,
             Duration::from_secs(5)
         );
+        for domain in ["tenant.test", "[192.0.2.1]", "bücher.example"] {
+            let body = format!(r#"{{"route": {{"type": "domain", "domain": "{domain}"}}}}"#);
+            let route = parse_request(body.as_bytes()).unwrap().route;
+            assert_eq!(route, Some(Route::Domain(domain.as_bytes().to_vec())));
+        }
         let header =
             parse_request(br#"{"route": {"type": "header", "name": "X-Run", "value": " a b "}}"#)
                 .unwrap();
@@ -456,6 +447,23 @@ mod tests {
             (
                 r#"{"route": {"type": "domain", "domain": ""}}"#,
                 "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "*"}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "*.example.com"}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "a..b"}}"#,
+                "route.domain",
+            ),
+            (r#"{"ttl": "1s", "ttl": "7d"}"#, "\"ttl\" is given twice"),
+            (
+                r#"{"route": {"type": "rcpt", "type": "domain", "domain": "x"}}"#,
+                "given twice",
             ),
             (
                 r#"{"route": {"type": "auth_user", "user": 3}}"#,

@@ -193,6 +193,9 @@ pub(super) struct Index {
     transcripts: HashMap<u64, Bytes>,
     /// The per-test mailboxes and their memberships.
     mailboxes: Mailboxes,
+    /// Mailboxes ended (deleted or expired) since the store last took this list, to wake
+    /// their waiters once the lock is released (empty, unallocated, almost always).
+    ended: Vec<MailboxId>,
     /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
     stats: Stats,
 }
@@ -218,6 +221,7 @@ impl Index {
             },
             transcripts: HashMap::new(),
             mailboxes: Mailboxes::new(keys.clone(), limits.max_mailboxes),
+            ended: Vec::new(),
             stats: Stats {
                 max_bytes: limits.max_bytes,
                 ..Stats::default()
@@ -618,6 +622,7 @@ impl Index {
         now: u64,
     ) -> Option<Removed> {
         let (orphans, ended) = self.mailboxes.end(id, reason, now)?;
+        self.ended.push(*id);
         // The orphans' memberships are gone with the mailbox: charge them off here, the
         // messages' own charges when they are removed below.
         self.bytes -= (MAILBOX_OVERHEAD * ended) as u64;
@@ -628,6 +633,11 @@ impl Index {
         let mut removed = self.remove_seqs(orphans, reason, now);
         removed.bytes += (MAILBOX_OVERHEAD * ended) as u64;
         Some(removed)
+    }
+
+    /// The mailboxes ended since the last call (for waking their waiters).
+    pub(super) fn take_ended(&mut self) -> Vec<MailboxId> {
+        std::mem::take(&mut self.ended)
     }
 
     /// The mailboxes message `seq` is in (for waking their waiters).

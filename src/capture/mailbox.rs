@@ -6,8 +6,9 @@
 //! - A mailbox has an opaque id ([`MailboxId`]: 12 characters `a-z 0-9`, from the store's
 //!   random keys, never reused, usable as a plus-tag), a [`Route`] saying which arriving
 //!   messages join it, a label, and a time to live.
-//! - Routes: [`Route::PlusTag`] (a recipient whose local part's detail, after its FIRST `+`,
-//!   is the id, ASCII case-insensitively: `anyone+ID@any.domain`), [`Route::Recipient`] (an
+//! - Routes: [`Route::PlusTag`] (a recipient whose local part's first `+`-separated segment
+//!   after the base is the id, ASCII case-insensitively: `anyone+ID@any.domain`,
+//!   `anyone+ID+more@any.domain`; see [`plus_tag`]), [`Route::Recipient`] (an
 //!   envelope recipient is the address, compared as the recipient index compares:
 //!   [`super::same_address`]), [`Route::Domain`] (a recipient's domain is it, ASCII
 //!   case-insensitively, exactly: not its subdomains), [`Route::AuthUser`] (the session's
@@ -123,8 +124,8 @@ impl std::fmt::Debug for MailboxId {
 /// Which arriving messages join a mailbox (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A recipient `user+TAG@domain` whose TAG (after the first `+` of the local part) is
-    /// this id, ASCII case-insensitively; any user, any domain. A mailbox created with a
+    /// A recipient `user+TAG@domain` (or `user+TAG+more@domain`) whose TAG ([`plus_tag`])
+    /// is this id, ASCII case-insensitively; any user, any domain. A mailbox created with a
     /// plus-tag route is routed by its own id (the store sets it).
     PlusTag(MailboxId),
     /// An envelope recipient is this address ([`super::same_address`]).
@@ -182,11 +183,13 @@ impl Route {
     }
 }
 
-/// The detail of a recipient's local part: what follows its FIRST `+` (`a+b+c@x` → `b+c`);
+/// The plus-tag of a recipient's local part: the first `+`-separated segment after the base
+/// (`a+b@x` → `b`, `a+b+retry@x` → `b`: a sender may add its own tag after the mailbox's);
 /// `None` without a `+`.
 pub fn plus_tag(recipient: &[u8]) -> Option<&[u8]> {
     let local = Address::parse(recipient).local();
-    memchr::memchr(b'+', local).map(|plus| &local[plus + 1..])
+    let detail = &local[memchr::memchr(b'+', local)? + 1..];
+    Some(memchr::memchr(b'+', detail).map_or(detail, |end| &detail[..end]))
 }
 
 /// A live mailbox, as a reader sees it.

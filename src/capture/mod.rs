@@ -30,7 +30,10 @@
 //!   terms that need the decoded message (evaluated by the `view` room, outside the lock).
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
 //!   per matching insert, after the store's lock is released; the waiters for any message
-//!   also after a client's delete or an expiry (so event streams report removals).
+//!   also after a client's delete or an expiry (so event streams report removals); the
+//!   waiters of a mailbox, and those for any message, also when the mailbox ends (deleted,
+//!   or expired where [`Capture::expire`] runs: at inserts and when the API asks), so a wait
+//!   on a mailbox that is gone ends at once.
 //! - Keeps a message's SMTP transcript beside it when the SMTP side records one
 //!   ([`Capture::attach_transcript`], [`transcript`]), charged to the budget with it and
 //!   dropped with it.
@@ -707,22 +710,24 @@ impl Capture {
     pub fn insert(&self, arrival: Arrival) -> Result<Inserted, Refused> {
         // Allocates nothing unless a waiter is registered.
         let mut recipients: Vec<u64> = Vec::new();
-        let mut mailboxes: Vec<MailboxId> = Vec::new();
-        let (inserted, waiting) = {
+        let (inserted, waiting, mailboxes) = {
             let mut index = lock(&self.index);
-            let inserted = index.insert(arrival)?;
+            let inserted = index.insert(arrival);
             // Read after the insert, under the lock a waiter's check also takes (module doc).
             let waiting = self.waiting.load(Ordering::SeqCst) > 0;
-            if waiting {
+            // Mailboxes the insert's expiry ended: their waiters hear of it (empty, not
+            // allocated, unless one ended).
+            let mut mailboxes = index.take_ended();
+            if let (true, Ok(inserted)) = (waiting, &inserted) {
                 recipients = index.recipient_hashes(inserted.seq);
-                mailboxes = index.memberships(inserted.seq);
+                mailboxes.extend(index.memberships(inserted.seq));
             }
-            (inserted, waiting)
+            (inserted, waiting, mailboxes)
         };
-        if waiting {
+        if waiting && (inserted.is_ok() || !mailboxes.is_empty()) {
             self.wake(&recipients, &mailboxes);
         }
-        Ok(inserted)
+        inserted
     }
 
     /// Wakes the waiters of these recipient hashes and mailboxes and the waiters for any
@@ -824,10 +829,11 @@ impl Capture {
 
     /// Drops the messages older than `max_age` at `now`; how many.
     pub fn expire(&self, now: SystemTime) -> usize {
-        let expired = lock(&self.index).expire(nanos(now));
-        if expired > 0 {
-            self.removed(expired);
-        }
+        let (expired, ended) = {
+            let mut index = lock(&self.index);
+            (index.expire(nanos(now)), index.take_ended())
+        };
+        self.removed(expired, &ended);
         expired
     }
 
@@ -875,7 +881,7 @@ impl Capture {
     pub fn attach_transcript(&self, id: &QueueId, transcript: Bytes) -> bool {
         let now = nanos(SystemTime::now());
         let (kept, evicted) = lock(&self.index).attach_transcript(id.as_bytes(), transcript, now);
-        self.removed(evicted);
+        self.removed(evicted, &[]);
         kept
     }
 
@@ -887,15 +893,16 @@ impl Capture {
     /// Deletes the message named `id` (leaving a tombstone).
     pub fn delete(&self, id: &QueueId) -> Removed {
         let removed = lock(&self.index).delete_id(id, nanos(SystemTime::now()));
-        self.removed(removed.seqs.len());
+        self.removed(removed.seqs.len(), &[]);
         removed
     }
 
     /// After a removal outside an insert: wakes the waiters for any message (the event
-    /// streams report removals), if any is registered.
-    fn removed(&self, count: usize) {
-        if count > 0 && self.waiting.load(Ordering::SeqCst) > 0 {
-            self.wake(&[], &[]);
+    /// streams report removals) and those of the mailboxes that `ended`, if any is
+    /// registered.
+    fn removed(&self, count: usize, ended: &[MailboxId]) {
+        if (count > 0 || !ended.is_empty()) && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.wake(&[], ended);
         }
     }
 
@@ -918,7 +925,7 @@ impl Capture {
     /// Deletes the messages matching `filter`.
     pub fn delete_matching(&self, filter: &Filter) -> Removed {
         let removed = lock(&self.index).delete_matching(filter, nanos(SystemTime::now()));
-        self.removed(removed.seqs.len());
+        self.removed(removed.seqs.len(), &[]);
         removed
     }
 
@@ -952,8 +959,13 @@ impl Capture {
     /// their tombstones), unindexes the rest from it; `None` if it is not live.
     pub fn delete_mailbox(&self, id: &MailboxId) -> Option<Removed> {
         let now = nanos(SystemTime::now());
-        let removed = lock(&self.index).end_mailbox(id, MailboxGoneReason::Deleted, now)?;
-        self.removed(removed.seqs.len());
+        let (removed, ended) = {
+            let mut index = lock(&self.index);
+            let removed = index.end_mailbox(id, MailboxGoneReason::Deleted, now);
+            (removed, index.take_ended())
+        };
+        let removed = removed?;
+        self.removed(removed.seqs.len(), &ended);
         Some(removed)
     }
 

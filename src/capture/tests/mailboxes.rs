@@ -79,10 +79,24 @@ fn each_route_kind_routes_what_it_says() {
     );
     let upper = tag.id.as_str().to_uppercase();
     let cases: Vec<(Vec<String>, &str, &str, Vec<MailboxId>)> = vec![
-        // The tag after the FIRST +, ASCII case-insensitively, any user, any domain.
+        // The first +-segment after the base, ASCII case-insensitively, any user, any
+        // domain; the sender's own tag may follow it, never precede it.
         (vec![format!("u+{}@any.test", tag.id)], "", "", vec![tag.id]),
         (vec![format!("v+{upper}@other.test")], "", "", vec![tag.id]),
+        (
+            vec![format!("u+{}+retry@any.test", tag.id)],
+            "",
+            "",
+            vec![tag.id],
+        ),
+        (
+            vec![format!("u+{}+@any.test", tag.id)],
+            "",
+            "",
+            vec![tag.id],
+        ),
         (vec![format!("u+x+{}@any.test", tag.id)], "", "", vec![]),
+        (vec![format!("u+{}x@any.test", tag.id)], "", "", vec![]),
         (vec![format!("u{}@any.test", tag.id)], "", "", vec![]),
         // The recipient's local part as sent, its domain case-insensitively; never a
         // substring.
@@ -118,6 +132,9 @@ fn each_route_kind_routes_what_it_says() {
     assert!(tag
         .route
         .covers_recipient(format!("z+{}@q", tag.id).as_bytes()));
+    assert!(tag
+        .route
+        .covers_recipient(format!("z+{}+2@q", tag.id).as_bytes()));
     assert!(!header.route.covers_recipient(b"x@y"));
     assert!(auth.route.covers(b"x@y", Some(b"robot")));
     check(&capture);
@@ -319,4 +336,51 @@ fn header_routes_name_a_bounded_set_of_fields() {
             String::new()
         )
         .is_ok());
+}
+
+#[test]
+fn a_mailbox_that_ends_wakes_its_waiters_even_when_empty() {
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let (deleted, expiring, other) = (
+        plus(&capture),
+        capture
+            .create_mailbox(None, Duration::from_secs(10), String::new())
+            .unwrap(),
+        plus(&capture),
+    );
+    let counters: Vec<Arc<Counter>> = (0..3).map(|_| Arc::new(Counter::default())).collect();
+    for (mailbox, counter) in [&deleted, &expiring, &other].iter().zip(&counters) {
+        capture.register(
+            WaitKey::Mailbox(mailbox.id),
+            Waker::from(Arc::clone(counter)),
+        );
+    }
+    let wakes = || counters.iter().map(|c| c.wakes()).collect::<Vec<_>>();
+    // No mail in it: nothing is removed, yet its waiter hears that it ended.
+    assert!(capture.delete_mailbox(&deleted.id).is_some());
+    assert_eq!(wakes(), [1, 0, 0]);
+    assert_eq!(
+        capture.expire(SystemTime::now() + Duration::from_secs(11)),
+        0
+    );
+    assert_eq!(wakes(), [1, 1, 0]);
+    // Expiry at an insert wakes it too.
+    let short = capture
+        .create_mailbox(None, Duration::from_secs(1), String::new())
+        .unwrap();
+    let woken = Arc::new(Counter::default());
+    capture.register(WaitKey::Mailbox(short.id), Waker::from(Arc::clone(&woken)));
+    let late = Arrival::new(
+        id(1),
+        SystemTime::now() + Duration::from_secs(2),
+        Bytes::from_static(b"Subject: s\r\n\r\nx\r\n"),
+        &EnvelopeParts {
+            sender: b"s@x",
+            ..EnvelopeParts::default()
+        },
+        [&b"a@x"[..]],
+    );
+    capture.insert(late).unwrap();
+    assert_eq!((woken.wakes(), wakes()), (1, vec![1, 1, 0]));
+    check(&capture);
 }

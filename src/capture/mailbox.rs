@@ -34,8 +34,16 @@
 //! [`HEADER_NAMES_MAX`] distinct header fields (each is looked for in every message; many
 //! mailboxes may share a name with a value each). Each membership (a message in a mailbox) is
 //! charged [`MAILBOX_OVERHEAD`] octets to the store's budget while it lasts (see the module
-//! doc of [`super`]). A mailbox's own record (its route of at most [`ROUTE_TEXT_MAX`] octets,
-//! label of at most [`LABEL_MAX`]) is not charged: 10 000 of them are at most ~13 MiB.
+//! doc of [`super`]). A live mailbox's own record is charged too, while it lives
+//! ([`record_charge`]): [`MAILBOX_RECORD_OVERHEAD`] + the octets of its label + the octets of
+//! its route's text (an address, domain or user; a header route's name and value twice, as
+//! its routing table keeps a copy; a plus-tag route has none). Mailbox tombstones (at most
+//! [`MAILBOX_TOMBSTONES_MAX`], about 60 octets each with their two tables: ≤ 4 MiB) are
+//! outside the budget, as the messages' tombstones are.
+//!
+//! Listing pages newest first ([`MailboxPage`], by creation order: a page never shifts when
+//! mailboxes are created), optionally filtered ([`MailboxFilter`]): a page reads only its
+//! own mailboxes, a filtered count reads every live one's label and route (10 000 at most).
 //!
 //! # What it does not do
 //!
@@ -65,6 +73,16 @@ pub const MAILBOX_TOMBSTONES_MAX: usize = 65_536;
 /// inserts: ~48): 72 in all. `tests/capture_memory.rs` measures 71 allocated per message in
 /// one mailbox beyond the same message in none (100 000 messages).
 pub const MAILBOX_OVERHEAD: usize = 72;
+
+/// What the budget charges per live mailbox beyond its label and route text
+/// ([`record_charge`]): its slot in the table of live mailboxes (the id and the record
+/// below, at a hash table's load: ~230), its place in the expiry order and in the creation
+/// order (two B-tree entries of 24 and 20 octets in nodes about half full: ~90), and a slot
+/// in its route's table with the list of ids it starts (~100; none for a plus-tag route).
+/// `tests/capture_memory.rs` measures what 10 000 mailboxes with 10-octet labels allocate:
+/// 339 octets each with plus-tag routes (charged 430), 468 with `rcpt` routes of 17 octets
+/// (charged 447).
+pub const MAILBOX_RECORD_OVERHEAD: usize = 420;
 
 /// The longest label, in octets.
 pub const LABEL_MAX: usize = 256;
@@ -246,6 +264,10 @@ pub enum TooManyMailboxes {
     /// Header routes already name this many distinct header fields (the bound:
     /// [`HEADER_NAMES_MAX`]); a route on one of them is still taken.
     HeaderNames(usize),
+    /// The capture budget has no room for the mailbox's record, this many octets
+    /// ([`record_charge`]): the store refuses rather than evicts (`--on-full tempfail`), or
+    /// no message is left to evict (HTTP 507).
+    Full(u64),
 }
 
 impl std::fmt::Display for TooManyMailboxes {
@@ -261,6 +283,12 @@ impl std::fmt::Display for TooManyMailboxes {
                 "header routes already name {max} distinct header fields (the bound: each \
                  one is looked for in every message); route on one of those names, with a \
                  value per test"
+            ),
+            TooManyMailboxes::Full(charge) => write!(
+                f,
+                "the capture budget (--capture-memory) has no room for a mailbox's record \
+                 ({charge} octets): the store keeps its mail rather than evicting it \
+                 (--on-full tempfail), or holds no mail to evict; delete mail or mailboxes"
             ),
         }
     }
@@ -309,6 +337,12 @@ pub(super) struct Mailboxes {
     expiry: BTreeSet<(u64, MailboxId)>,
     /// seq -> the mailboxes a kept message is in (only messages in any).
     members: BTreeMap<u64, Box<[MailboxId]>>,
+    /// Creation order: serial -> id (the listing's order and cursor).
+    order: BTreeMap<u64, MailboxId>,
+    /// The live mailboxes' records' charges ([`record_charge`]), summed.
+    record_bytes: u64,
+    /// Memberships now (each charged [`MAILBOX_OVERHEAD`]).
+    memberships: usize,
     /// Tombstones, oldest first.
     gone_order: VecDeque<MailboxId>,
     /// Tombstones by id.
@@ -341,6 +375,9 @@ impl Mailboxes {
             by_header: HashMap::new(),
             expiry: BTreeSet::new(),
             members: BTreeMap::new(),
+            order: BTreeMap::new(),
+            record_bytes: 0,
+            memberships: 0,
             gone_order: VecDeque::new(),
             gone: HashMap::new(),
         }
@@ -372,8 +409,27 @@ impl Mailboxes {
         }
     }
 
+    /// Whether a mailbox with `route` may be created now (the bounds on live mailboxes and
+    /// header names; not the budget, which the store checks).
+    pub(super) fn may_create(&self, route: Option<&Route>) -> Result<(), TooManyMailboxes> {
+        if self.live.len() >= self.max {
+            return Err(TooManyMailboxes::Live(self.max));
+        }
+        // Every distinct header name is looked for in every message: bound them, so that
+        // header routes cannot make each insert scan thousands of names.
+        if let Some(Route::Header { name, .. }) = route {
+            if self.by_header.len() >= HEADER_NAMES_MAX
+                && !self.by_header.contains_key(&name.to_ascii_lowercase())
+            {
+                return Err(TooManyMailboxes::HeaderNames(HEADER_NAMES_MAX));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a mailbox (`route` `None`: a plus-tag route on its own id) living `ttl_ns`
-    /// from `now`.
+    /// from `now`; its record's charge is added to [`Mailboxes::record_bytes`] (the store
+    /// made room for it first).
     pub(super) fn create(
         &mut self,
         route: Option<Route>,
@@ -381,18 +437,7 @@ impl Mailboxes {
         now: u64,
         ttl_ns: u64,
     ) -> Result<MailboxInfo, TooManyMailboxes> {
-        if self.live.len() >= self.max {
-            return Err(TooManyMailboxes::Live(self.max));
-        }
-        // Every distinct header name is looked for in every message: bound them, so that
-        // header routes cannot make each insert scan thousands of names.
-        if let Some(Route::Header { name, .. }) = &route {
-            if self.by_header.len() >= HEADER_NAMES_MAX
-                && !self.by_header.contains_key(&name.to_ascii_lowercase())
-            {
-                return Err(TooManyMailboxes::HeaderNames(HEADER_NAMES_MAX));
-            }
-        }
+        self.may_create(route.as_ref())?;
         let id = self.fresh_id(now);
         let route = match route {
             None | Some(Route::PlusTag(_)) => Route::PlusTag(id),
@@ -423,6 +468,8 @@ impl Mailboxes {
         }
         let expires_ns = now.saturating_add(ttl_ns);
         self.expiry.insert((expires_ns, id));
+        self.order.insert(self.made, id);
+        self.record_bytes += record_charge(Some(&route), &label);
         let live = Live {
             route,
             label,
@@ -436,11 +483,71 @@ impl Mailboxes {
         Ok(info)
     }
 
-    /// The live mailboxes, oldest first.
-    pub(super) fn list(&self) -> Vec<MailboxInfo> {
-        let mut all: Vec<(&MailboxId, &Live)> = self.live.iter().collect();
-        all.sort_unstable_by_key(|(_, live)| live.serial);
-        all.into_iter().map(|(id, live)| info(*id, live)).collect()
+    /// The live mailboxes matching `filter`, newest first, created before the one numbered
+    /// `before` (its [`MailboxPage::next`]), at most `limit`.
+    pub(super) fn page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        filter: &MailboxFilter,
+    ) -> MailboxPage {
+        let mut items = Vec::with_capacity(limit.min(512));
+        let mut next = None;
+        let matching = self
+            .order
+            .range(..before.unwrap_or(u64::MAX))
+            .rev()
+            .filter_map(|(serial, id)| self.live.get(id).map(|live| (*serial, id, live)))
+            .filter(|(_, id, live)| filter.admits(id, live));
+        for (serial, id, live) in matching {
+            if items.len() == limit {
+                next = items.last().map(|(s, _): &(u64, MailboxInfo)| *s);
+                break;
+            }
+            items.push((serial, info(*id, live)));
+        }
+        let total = if filter.is_all() {
+            self.live.len()
+        } else {
+            self.live
+                .iter()
+                .filter(|(id, live)| filter.admits(id, live))
+                .count()
+        };
+        MailboxPage {
+            items: items.into_iter().map(|(_, info)| info).collect(),
+            next,
+            total,
+        }
+    }
+
+    /// The ids of the live mailboxes matching `filter`.
+    pub(super) fn matching(&self, filter: &MailboxFilter) -> Vec<MailboxId> {
+        self.live
+            .iter()
+            .filter(|(id, live)| filter.admits(id, live))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether mailbox `id` is live.
+    pub(super) fn is_live(&self, id: &MailboxId) -> bool {
+        self.live.contains_key(id)
+    }
+
+    /// How many mailboxes are live.
+    pub(super) fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// What the live mailboxes cost the budget: their records and their memberships.
+    pub(super) fn charged(&self) -> u64 {
+        self.record_bytes + (MAILBOX_OVERHEAD * self.memberships) as u64
+    }
+
+    /// How many mailbox tombstones are kept (at most [`MAILBOX_TOMBSTONES_MAX`]).
+    pub(super) fn tombstones(&self) -> usize {
+        self.gone_order.len()
     }
 
     /// The mailbox `id`, or its tombstone.
@@ -539,6 +646,7 @@ impl Mailboxes {
                 live.seqs.push(seq);
             }
         }
+        self.memberships += joins.len();
         // Boxed: exactly the ids, no spare capacity (a `Vec` of pushes keeps room for 4).
         self.members.insert(seq, joins.into_boxed_slice());
     }
@@ -553,6 +661,7 @@ impl Mailboxes {
                 live.seqs.remove(seq);
             }
         }
+        self.memberships -= ids.len();
         ids.len()
     }
 
@@ -587,26 +696,31 @@ impl Mailboxes {
         self.live.get(id).map_or(0, |l| l.seqs.len())
     }
 
-    /// The id of the mailbox that expires first, if it has expired at `now`.
-    pub(super) fn first_expired(&self, now: u64) -> Option<MailboxId> {
+    /// The ids of the mailboxes expired at `now`.
+    pub(super) fn expired(&self, now: u64) -> Vec<MailboxId> {
         self.expiry
-            .first()
-            .filter(|(at, _)| *at <= now)
+            .iter()
+            .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
+            .collect()
     }
 
     /// Ends mailbox `id` for `reason` at `now`: unlinks it from its routes and from its
     /// messages, leaves its tombstone. Returns the seqs of its messages that are now in no
-    /// mailbox (for the store to remove) and how many memberships ended; `None` if it was
-    /// not live.
+    /// mailbox (for the store to remove; appended to `orphans`), and the octets its record
+    /// and its ended memberships were charged; `None` if it was not live.
     pub(super) fn end(
         &mut self,
         id: &MailboxId,
         reason: MailboxGoneReason,
         now: u64,
-    ) -> Option<(Vec<u64>, usize)> {
+        orphans: &mut Vec<u64>,
+    ) -> Option<u64> {
         let live = self.live.remove(id)?;
         self.expiry.remove(&(live.expires_ns, *id));
+        self.order.remove(&live.serial);
+        let record = record_charge(Some(&live.route), &live.label);
+        self.record_bytes -= record;
         let unlink = |table: &mut HashMap<u64, Vec<MailboxId>>, hash: u64| {
             if let Some(list) = table.get_mut(&hash) {
                 list.retain(|m| m != id);
@@ -639,7 +753,6 @@ impl Mailboxes {
                 }
             }
         }
-        let mut orphans = Vec::new();
         let mut ended = 0;
         for seq in live.seqs.range(None, Direction::Newer) {
             if let Some(ids) = self.members.get_mut(&seq) {
@@ -664,7 +777,8 @@ impl Mailboxes {
                 reason,
             },
         );
-        Some((orphans, ended))
+        self.memberships -= ended;
+        Some(record + (MAILBOX_OVERHEAD * ended) as u64)
     }
 
     /// The invariants, checked the slow way: every membership in both directions, each
@@ -703,8 +817,29 @@ impl Mailboxes {
             + self.by_domain.values().map(Vec::len).sum::<usize>()
             + self.by_auth.values().map(Vec::len).sum::<usize>()
             + self.by_header.values().map(Vec::len).sum::<usize>();
-        if routed != self.live.len() || self.expiry.len() != self.live.len() {
-            return Err("route tables or expiry out of step".into());
+        if routed != self.live.len()
+            || self.expiry.len() != self.live.len()
+            || self.order.len() != self.live.len()
+        {
+            return Err("route tables, expiry or order out of step".into());
+        }
+        let records: u64 = self
+            .live
+            .values()
+            .map(|l| record_charge(Some(&l.route), &l.label))
+            .sum();
+        if records != self.record_bytes
+            || self.memberships != self.members.values().map(|m| m.len()).sum::<usize>()
+        {
+            return Err(format!(
+                "record bytes {} (sum {records}) or memberships {} out of step",
+                self.record_bytes, self.memberships
+            ));
+        }
+        if self.gone_order.len() > MAILBOX_TOMBSTONES_MAX
+            || self.gone.len() != self.gone_order.len()
+        {
+            return Err("mailbox tombstone ring".into());
         }
         Ok(())
     }
@@ -720,4 +855,71 @@ fn info(id: MailboxId, live: &Live) -> MailboxInfo {
         expires_at: super::time(live.expires_ns),
         count: live.seqs.len(),
     }
+}
+
+/// What the budget charges for a live mailbox's record with `route` (`None`: plus-tag) and
+/// `label` (see the module doc).
+pub fn record_charge(route: Option<&Route>, label: &str) -> u64 {
+    let text = match route {
+        None | Some(Route::PlusTag(_)) => 0,
+        Some(Route::Recipient(t) | Route::Domain(t) | Route::AuthUser(t)) => t.len(),
+        Some(Route::Header { name, value }) => 2 * (name.len() + value.len()),
+    };
+    (MAILBOX_RECORD_OVERHEAD + label.len() + text) as u64
+}
+
+/// Which live mailboxes a listing or a bulk delete means (every field given must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxFilter {
+    /// The label is exactly this.
+    pub label: Option<String>,
+    /// The label, the id or the route's text (address, domain, user, header value) contains
+    /// this, ASCII case-insensitively.
+    pub contains: Option<String>,
+}
+
+impl MailboxFilter {
+    /// Whether it admits every mailbox.
+    pub fn is_all(&self) -> bool {
+        self.label.is_none() && self.contains.is_none()
+    }
+
+    /// Whether mailbox `id` is admitted.
+    fn admits(&self, id: &MailboxId, live: &Live) -> bool {
+        if self.label.as_ref().is_some_and(|l| *l != live.label) {
+            return false;
+        }
+        let Some(needle) = &self.contains else {
+            return true;
+        };
+        let needle = needle.as_bytes();
+        let route: &[u8] = match &live.route {
+            Route::PlusTag(_) => b"",
+            Route::Recipient(t) | Route::Domain(t) | Route::AuthUser(t) => t,
+            Route::Header { value, .. } => value,
+        };
+        [live.label.as_bytes(), id.as_str().as_bytes(), route]
+            .iter()
+            .any(|hay| contains_ignoring_case(hay, needle))
+    }
+}
+
+/// Whether `needle` occurs in `hay`, ASCII case-insensitively.
+fn contains_ignoring_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A page of live mailboxes, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxPage {
+    /// The mailboxes.
+    pub items: Vec<MailboxInfo>,
+    /// The cursor of the next (older) page: the creation number of the last one here;
+    /// `None` when no more match.
+    pub next: Option<u64>,
+    /// How many live mailboxes match in all.
+    pub total: usize,
 }

@@ -15,6 +15,7 @@ mod util;
 
 use api_client::*;
 use fastsmtpd::api::{ApiOptions, OPENAPI};
+use fastsmtpd::capture::Limits;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -530,6 +531,28 @@ fn every_response_validates_against_the_document() {
     let response = request_with_body(addr, "POST", "/api/v1/mailboxes", &[AUTH], b"");
     assert_eq!(response.status, 429);
     checks.check(&doc, "POST", "/api/v1/mailboxes", &response);
+    // A budget that mailboxes' records fill (no mail to evict for them): 507.
+    let small = Limits {
+        max_bytes: 2000,
+        ..Limits::default()
+    };
+    let (_small, small_server) = serve_with(
+        small,
+        ApiOptions {
+            token: Some(TOKEN.into()),
+            cors_origin: None,
+            ..ApiOptions::default()
+        },
+    );
+    let small_addr = small_server.local_addr();
+    let full = loop {
+        let response = request_with_body(small_addr, "POST", "/api/v1/mailboxes", &[AUTH], b"");
+        if response.status != 201 {
+            break response;
+        }
+    };
+    assert_eq!(full.status, 507);
+    checks.check(&doc, "POST", "/api/v1/mailboxes", &full);
     // A foreign origin may not delete them; then every one goes in one request.
     let origin = "Origin: http://127.0.0.1:39998";
     let response = request(addr, "DELETE", "/api/v1/mailboxes", &[AUTH, origin]);

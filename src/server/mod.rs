@@ -274,10 +274,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 workers: stats.clone(),
                 replies: reply_counts,
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
-                faults: faults
-                    .as_ref()
-                    .map(|plans| Arc::clone(plans.startup()))
-                    .filter(|rules| !rules.is_empty()),
+                faults: faults.clone(),
                 capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
                 collectors: api
                     .as_ref()

@@ -3,7 +3,8 @@
 //! | route | method | answer |
 //! |---|---|---|
 //! | `/api/v1/mailboxes` | `POST` | body (optional JSON, at most [`MAX_BODY`] octets) `{"ttl", "route", "label"}` → `201` the mailbox |
-//! | `/api/v1/mailboxes` | `GET`, `HEAD` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
+//! | `/api/v1/mailboxes` | `GET`, `HEAD` | `{"mailboxes": [..], "next", "total"}`: a page of the live ones, newest first, with counts |
+//! | `/api/v1/mailboxes` | `DELETE` | `{"deleted": n, "mailboxes": m}`: every live mailbox (or those `label=` names) and their mail (as one delete each) |
 //! | `/api/v1/mailboxes/{id}` | `GET`, `HEAD` | the mailbox; `410` expired or deleted; `404` unknown |
 //! | `/api/v1/mailboxes/{id}` | `DELETE` | `{"deleted": n}`: the messages removed (those in no other mailbox) |
 //! | `/api/v1/mailboxes/{id}/faults` | `GET`, `HEAD`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
@@ -13,22 +14,35 @@
 //! for `auth_user` and `header` routes), `route` (as given, `{"type": ..}`), `label`,
 //! `created_at`, `expires_at`, `count`, `links` (`messages`, `await`, `self`).
 //!
+//! The list is paged like `/api/v1/messages`: `limit` (default [`query::DEFAULT_LIMIT`], at
+//! most [`query::MAX_LIMIT`]), newest first by creation, `before=` the `next` of the page
+//! before (a creation number: a page never shifts when mailboxes are created), `total` the
+//! count of those matching; filters `label=` (the label exactly) and `q=` (the label, id or
+//! route text contains it, ASCII case-insensitively). There is no unpaged list: 10 000
+//! mailboxes are 20 pages of 500. `DELETE` takes `label=` only, and refuses a foreign
+//! `Origin` (`403`).
+//!
 //! Bad input is a `400` naming the field: a body that is not a JSON object, an unknown field,
 //! a `ttl` outside [`MIN_TTL`]..[`MAX_TTL`] (a duration as `crate::units` reads it: `"120s"`,
 //! `"1.5h"`; a bare number is seconds), a route of an unknown type or with a missing, empty,
 //! over-long or malformed value, a label over [`LABEL_MAX`] octets. Past the store's bound of
-//! live mailboxes: `429`. A body over [`MAX_BODY`]: `413`.
+//! live mailboxes: `429`. When the capture budget has no room for the mailbox's record and
+//! the store keeps mail rather than evicting it (`--on-full tempfail`): `507`. A body over
+//! [`MAX_BODY`]: `413`.
 //!
 //! What it does not do: route mail (the store does, at insert), or keep fault plans (the
 //! fault engine does; `mailbox_faults` hands it a mailbox's, and deleting a mailbox clears it).
 
 use super::body::{read_all, strict_json};
 use super::mailbox_faults;
+use super::query::{self, BadRequest};
 use super::response::{error, json, ApiBody};
 use super::routes::{allow, guarded, State};
 use super::select::mailbox_refusal;
 use crate::capture::mailbox::{LABEL_MAX, ROUTE_TEXT_MAX};
-use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route};
+use crate::capture::{
+    MailboxFilter, MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes,
+};
 use crate::control::Conn;
 use crate::proto::command::{parse_command, Command};
 use crate::store::record::rfc3339;
@@ -80,30 +94,34 @@ pub async fn handle(
 async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
     state.capture.expire(SystemTime::now());
     mailbox_faults::sweep(state);
-    if request.uri().query().is_some_and(|q| !q.is_empty()) {
+    let rest = request.uri().path()[PREFIX.len()..].to_owned();
+    if !rest.is_empty() && request.uri().query().is_some_and(|q| !q.is_empty()) {
         return error(
             StatusCode::BAD_REQUEST,
-            "these routes take no query parameters",
+            "this route takes no query parameters",
         );
     }
-    let rest = request.uri().path()[PREFIX.len()..].to_owned();
     let method = request.method().clone();
     // `HEAD` is answered as `GET` (hyper sends the head only, RFC 9110 §9.3.2).
     let get = method == Method::GET || method == Method::HEAD;
     match rest.as_str() {
         "" => {
-            if let Some(refused) = allow(&method, &[Method::GET, Method::HEAD, Method::POST], state)
-            {
+            let methods = &[Method::GET, Method::HEAD, Method::POST, Method::DELETE];
+            if let Some(refused) = allow(&method, methods, state) {
                 return refused;
             }
+            let query = request.uri().query();
             if get {
-                let all: Vec<Value> = state
-                    .capture
-                    .mailboxes()
-                    .iter()
-                    .map(|m| render(state, m))
-                    .collect();
-                return json(StatusCode::OK, &json!({"mailboxes": all}));
+                return list(state, query);
+            }
+            if method == Method::DELETE {
+                if let Some(refused) = super::routes::foreign_origin(state, &request) {
+                    return refused;
+                }
+                return delete_all(state, query);
+            }
+            if query.is_some_and(|q| !q.is_empty()) {
+                return bad("POST takes no query parameters");
             }
             // A form or text/plain POST needs no preflight: refuse other origins here.
             if let Some(refused) = super::routes::foreign_origin(state, &request) {
@@ -148,6 +166,64 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
             }
         }
     }
+}
+
+/// What a list or a bulk delete was asked: the filter, and (listing only) the page.
+fn list_query(
+    query: Option<&str>,
+    paged: bool,
+) -> Result<(MailboxFilter, usize, Option<u64>), BadRequest> {
+    let mut filter = MailboxFilter::default();
+    let (mut limit, mut before) = (query::DEFAULT_LIMIT, None);
+    let mut seen = Vec::new();
+    for (key, value) in query::pairs(query)? {
+        query::once(&mut seen, &key)?;
+        match key.as_str() {
+            "label" => filter.label = Some(value.trim().to_owned()),
+            "q" if paged => filter.contains = Some(value.trim().to_owned()),
+            "limit" if paged => {
+                limit = query::number(&key, &value, 1, query::MAX_LIMIT as u64)? as usize;
+            }
+            "before" if paged => before = Some(query::cursor(&key, &value)?),
+            _ => return Err(query::unknown(&key)),
+        }
+    }
+    Ok((filter, limit, before))
+}
+
+/// `GET /api/v1/mailboxes`: a page (see the module doc).
+fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let (filter, limit, before) = match list_query(query, true) {
+        Ok(asked) => asked,
+        Err(e) => return bad(&e.0),
+    };
+    let page = state.capture.mailbox_page(before, limit, &filter);
+    let items: Vec<Value> = page.items.iter().map(|m| render(state, m)).collect();
+    json(
+        StatusCode::OK,
+        &json!({
+            "mailboxes": items,
+            "next": page.next.map(|n| n.to_string()),
+            "total": page.total,
+        }),
+    )
+}
+
+/// `DELETE /api/v1/mailboxes`: every live mailbox, or those `label=` names, with their mail
+/// (as `DELETE /api/v1/mailboxes/{id}` each) and their fault plans.
+fn delete_all(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let filter = match list_query(query, false) {
+        Ok((filter, _, _)) => filter,
+        Err(e) => return bad(&e.0),
+    };
+    let (ids, removed) = state.capture.delete_mailboxes(&filter);
+    for id in &ids {
+        mailbox_faults::clear(state, id);
+    }
+    json(
+        StatusCode::OK,
+        &json!({"deleted": removed.seqs.len(), "mailboxes": ids.len()}),
+    )
 }
 
 /// A mailbox as JSON (see the module doc).
@@ -211,6 +287,9 @@ fn create(state: &State, body: &[u8]) -> Response<ApiBody> {
         .create_mailbox(request.route, request.ttl, request.label)
     {
         Ok(info) => json(StatusCode::CREATED, &render(state, &info)),
+        Err(refused @ TooManyMailboxes::Full(_)) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, &refused.to_string())
+        }
         Err(refused) => error(StatusCode::TOO_MANY_REQUESTS, &refused.to_string()),
     }
 }

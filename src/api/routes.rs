@@ -16,7 +16,7 @@
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
 //! | `/api/v1/events` | `GET` |
-//! | `/api/v1/mailboxes` | `GET`, `HEAD`, `POST` (answered by `mailboxes`) |
+//! | `/api/v1/mailboxes` | `GET`, `HEAD`, `POST`, `DELETE` (answered by `mailboxes`) |
 //! | `/api/v1/mailboxes/{id}` | `GET`, `HEAD`, `DELETE` (answered by `mailboxes`) |
 //! | `/api/v1/mailboxes/{id}/faults` | `GET`, `HEAD`, `PUT`, `DELETE` (answered by `mailbox_faults`, through `mailboxes`) |
 //! | `/api/v1/faults` | `GET`, `PUT`, `DELETE` (the runtime fault rules; `faults` answers) |

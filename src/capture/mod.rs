@@ -92,6 +92,17 @@
 //! shares the message gives them back). With no mailbox live, an insert's routing is one
 //! check of an empty table: nothing more is allocated or charged.
 //!
+//! A live mailbox's own record is charged too, from its creation to its end:
+//! [`MAILBOX_RECORD_OVERHEAD`] (420) + its label's octets + its route's text (none for a
+//! plus-tag route; a header route's name and value twice), [`mailbox::record_charge`]; a
+//! plus-tag mailbox with a 10-octet label costs 430, 10 000 of them 4.3 MB of the budget.
+//! Creating one makes room as an insert does: the oldest messages are evicted under
+//! [`OnFull::EvictOldest`]; under [`OnFull::Refuse`] (or when no message is left to evict)
+//! it is refused ([`TooManyMailboxes::Full`], HTTP 507), never over the budget. An insert
+//! that finds the budget held by mailboxes alone (no message left to evict) is refused
+//! [`Refused::Full`]. [`Stats::mailbox_bytes`] is the mailboxes' share (records and
+//! memberships).
+//!
 //! Tombstones: at most [`Limits::max_tombstones`] (default [`TOMBSTONES_MAX`] = 65 536, about
 //! 56 octets each with their two tables: ≤ 3.5 MiB, ~1.4 % of a 256 MiB budget). They are
 //! outside the budget so that a burst of evictions cannot evict messages; the ring covers
@@ -156,8 +167,8 @@ pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
 pub use mailbox::{
-    MailboxGone, MailboxGoneReason, MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes,
-    MAILBOXES_MAX, MAILBOX_OVERHEAD,
+    MailboxFilter, MailboxGone, MailboxGoneReason, MailboxId, MailboxInfo, MailboxLookup,
+    MailboxPage, Route, TooManyMailboxes, MAILBOXES_MAX, MAILBOX_OVERHEAD, MAILBOX_RECORD_OVERHEAD,
 };
 pub use query::{Query, QueryError, Residual};
 pub use removals::RemovalPage;
@@ -634,6 +645,13 @@ pub struct Stats {
     pub tombstones: usize,
     /// Waiters registered now.
     pub waiters: usize,
+    /// Per-test mailboxes live now.
+    pub mailboxes: usize,
+    /// Octets of [`Stats::bytes`] charged for the mailboxes: their records and their
+    /// messages' memberships (see [`mailbox`]).
+    pub mailbox_bytes: u64,
+    /// Mailbox tombstones kept now.
+    pub mailbox_tombstones: usize,
 }
 
 /// The registered waiters.
@@ -931,7 +949,10 @@ impl Capture {
 
     /// Creates a per-test mailbox living `ttl` from now (`route` `None`, or a
     /// [`Route::PlusTag`] whatever its id: routed by the new mailbox's own id as a plus-tag);
-    /// refused past [`Limits::max_mailboxes`].
+    /// refused past [`Limits::max_mailboxes`]. Its record is charged to the budget
+    /// ([`mailbox::record_charge`]): the oldest messages are evicted for it under
+    /// [`OnFull::EvictOldest`]; under [`OnFull::Refuse`] (or with no mail to evict) a
+    /// mailbox that does not fit is refused ([`TooManyMailboxes::Full`]).
     pub fn create_mailbox(
         &self,
         route: Option<Route>,
@@ -940,14 +961,21 @@ impl Capture {
     ) -> Result<MailboxInfo, TooManyMailboxes> {
         let now = nanos(SystemTime::now());
         let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        lock(&self.index)
-            .mailboxes_mut()
-            .create(route, label, now, ttl)
+        let (created, evicted) = lock(&self.index).create_mailbox(route, label, now, ttl);
+        self.removed(evicted, &[]);
+        created
     }
 
-    /// The live mailboxes, oldest first, with their counts.
-    pub fn mailboxes(&self) -> Vec<MailboxInfo> {
-        lock(&self.index).mailboxes().list()
+    /// A page of the live mailboxes `filter` admits, newest first, created before the one
+    /// numbered `before` (a [`MailboxPage::next`]), at most `limit`, with their counts and
+    /// how many match in all.
+    pub fn mailbox_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        filter: &MailboxFilter,
+    ) -> MailboxPage {
+        lock(&self.index).mailboxes().page(before, limit, filter)
     }
 
     /// The mailbox `id`, or its tombstone.
@@ -967,6 +995,20 @@ impl Capture {
         let removed = removed?;
         self.removed(removed.seqs.len(), &ended);
         Some(removed)
+    }
+
+    /// Deletes the live mailboxes `filter` admits (all with [`MailboxFilter::default`]), as
+    /// [`Capture::delete_mailbox`] deletes one, in one pass over the kept messages; their
+    /// ids and what went.
+    pub fn delete_mailboxes(&self, filter: &MailboxFilter) -> (Vec<MailboxId>, Removed) {
+        let now = nanos(SystemTime::now());
+        let (ids, removed, ended) = {
+            let mut index = lock(&self.index);
+            let (ids, removed) = index.delete_mailboxes(filter, now);
+            (ids, removed, index.take_ended())
+        };
+        self.removed(removed.seqs.len(), &ended);
+        (ids, removed)
     }
 
     /// The counters.

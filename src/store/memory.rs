@@ -44,6 +44,7 @@
 //! What it does not do: write files (the storage threads do), choose the reply text (the
 //! session does, from the [`Verdict`]) or evict (the capture store does, at insert).
 
+use crate::capture::transcript::Marks;
 use crate::capture::{Arrival, Capture, Inserted, Refused};
 use crate::proto::envelope::Envelope;
 use crate::proto::reply;
@@ -127,6 +128,8 @@ pub(super) struct Capturing {
     content: Vec<u8>,
     /// A complete message waiting for the file stores' word.
     pending: Option<Arrival>,
+    /// For the connection's transcript recorder (`crate::capture::transcript::Marks`).
+    pub(super) marks: Marks,
 }
 
 impl Capturing {
@@ -144,6 +147,7 @@ impl Capturing {
             max_message_size,
             content: Vec::new(),
             pending: None,
+            marks: Marks::default(),
         }
     }
 
@@ -205,6 +209,9 @@ impl Capturing {
         }
         let arrival = self.arrival(id, envelope);
         let inserted = self.target.capture.insert(arrival);
+        if let Ok(inserted) = &inserted {
+            self.marks.kept.push((inserted.id, inserted.seq));
+        }
         // Kept (now under the store's budget) or refused: no longer in flight.
         self.abandon();
         verdict(inserted)
@@ -225,7 +232,9 @@ impl Capturing {
     pub(super) fn on_stores_done(&mut self, stored: bool) {
         if let Some(arrival) = self.pending.take() {
             if stored {
-                let _ = self.target.capture.insert(arrival);
+                if let Ok(inserted) = self.target.capture.insert(arrival) {
+                    self.marks.kept.push((inserted.id, inserted.seq));
+                }
             }
         }
         self.abandon();

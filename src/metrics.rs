@@ -21,7 +21,7 @@ mod http;
 pub use crate::control::{HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 pub use http::{MetricsServer, MAX_CONNECTIONS};
 
-use crate::fault::FaultRules;
+use crate::fault::Plans;
 use crate::proto::reply::{FIRST_CODE, LAST_CODE};
 use crate::stats::SharedStats;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,8 +109,9 @@ pub struct MetricsSource {
     pub replies: Vec<Arc<ReplyCounts>>,
     /// Store latency, when a store is configured.
     pub store: Option<Arc<StoreLatency>>,
-    /// Fault rules, when configured.
-    pub faults: Option<Arc<FaultRules>>,
+    /// The fault plans (startup rules, runtime set, mailboxes' plans), when any can exist
+    /// (`--fault`, `--fault-file` or `--api`).
+    pub faults: Option<Arc<Plans>>,
     /// The capture store, when kept (`--store memory`, `--api`).
     pub capture: Option<Arc<crate::capture::Capture>>,
     /// Collectors that rooms above this one own and fill (the API's), gathered with these.

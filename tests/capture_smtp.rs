@@ -81,11 +81,11 @@ fn a_data_message_is_kept_byte_exact_with_its_envelope_before_the_250() {
     // Asked the moment the 250 is read: it was in the store before the 250 was written.
     let message = kept(&capture, &id);
     assert_eq!(
-        &message.raw[..],
+        &message.body.memory().unwrap()[..],
         b"From: Sender@Example.org\r\nTo: To@x.test\r\nSubject: hello\r\n\r\n\
           .a line that began with a dot\r\n"
     );
-    assert!(!String::from_utf8_lossy(&message.raw).contains("Bcc"));
+    assert!(!String::from_utf8_lossy(message.body.memory().unwrap()).contains("Bcc"));
     let envelope = message.envelope();
     assert_eq!(envelope.id, id.as_bytes());
     assert_eq!(envelope.sender, b"Sender@Example.org");
@@ -123,7 +123,10 @@ fn a_bdat_message_is_kept_byte_for_byte() {
     client.send(last);
     let id = queued_id(&client.read_reply());
     let message = kept(&capture, &id);
-    assert_eq!(&message.raw[..], [&first[..], last].concat());
+    assert_eq!(
+        &message.body.memory().unwrap()[..],
+        [&first[..], last].concat()
+    );
     assert_eq!(message.envelope().params, b"BODY=BINARYMIME");
 }
 
@@ -150,7 +153,7 @@ fn a_hundred_pipelined_messages_are_all_kept_in_order() {
         let id = queued_id(&client.read_reply());
         let message = kept(&capture, &id);
         assert_eq!(
-            &message.raw[..],
+            &message.body.memory().unwrap()[..],
             format!("Subject: {n}\r\n\r\nmessage {n}\r\n").as_bytes()
         );
         let rcpt = format!("r{n}@x.test");
@@ -262,7 +265,10 @@ fn memory_beside_maildir_keeps_what_the_maildir_stored_before_the_250() {
         // Past one chunk (64 KiB) for the last ones: streamed to the storage thread.
         let body = format!("Subject: {n}\r\n\r\n{}\r\n", "m".repeat(n * 30_000));
         let id = queued_id(&send_data(&mut client, "r@x.test", body.as_bytes()));
-        assert_eq!(&kept(&capture, &id).raw[..], body.as_bytes());
+        assert_eq!(
+            &kept(&capture, &id).body.memory().unwrap()[..],
+            body.as_bytes()
+        );
         let files: Vec<_> = std::fs::read_dir(dir.join("new"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -378,7 +384,10 @@ s.quit()
     assert!(version.starts_with("TLSv1."), "{version}");
     assert!(!cipher.is_empty());
     assert_eq!(envelope.helo, b"tls.client");
-    assert_eq!(&message.raw[..], b"Subject: over tls\r\n\r\nbody\r\n");
+    assert_eq!(
+        &message.body.memory().unwrap()[..],
+        b"Subject: over tls\r\n\r\nbody\r\n"
+    );
 }
 
 #[test]

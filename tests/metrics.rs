@@ -121,7 +121,7 @@ fn counters_match_the_traffic_sent() {
     assert_eq!(value("fastsmtpd_replies_total{code=\"550\"}"), 1.0);
     assert_eq!(value("fastsmtpd_replies_total{code=\"221\"}"), 1.0);
     assert_eq!(
-        value("fastsmtpd_faults_fired_total{rule=\"rcpt to=*@bad.example reply=550 5.1.1 No such user\"}"),
+        value("fastsmtpd_faults_fired_total{set=\"startup\",rule=\"rcpt to=*@bad.example reply=550 5.1.1 No such user\"}"),
         1.0
     );
     assert_eq!(value("fastsmtpd_store_seconds_count"), 3.0);
@@ -141,6 +141,69 @@ fn counters_match_the_traffic_sent() {
 /// end, a recipient past the limit). Now every 4xx/5xx reply a session sends is counted, by
 /// class and by origin, and the counts add up to the 4xx/5xx codes of
 /// `fastsmtpd_replies_total`.
+/// Covers the recipients whose address starts with `box`: a mailbox's route, as the fault
+/// engine sees it.
+#[derive(Debug)]
+struct Prefix;
+
+impl fastsmtpd::fault::Scope for Prefix {
+    fn covers(&self, recipient: &[u8], _auth_user: Option<&[u8]>) -> bool {
+        recipient.starts_with(b"box")
+    }
+}
+
+#[test]
+fn runtime_and_mailbox_fault_rules_are_counted_and_a_removed_plan_keeps_its_count() {
+    let server = server_after_traffic(
+        "fastsmtpd-metrics-plans",
+        &["rcpt to=*@bad.example reply=550 5.1.1 No such user"],
+    );
+    let plans = server.handle.as_ref().unwrap().faults().unwrap();
+    plans
+        .set_runtime(&["rcpt to=*@runtime.example reply=550 5.1.1 Runtime".to_owned()])
+        .unwrap();
+    plans
+        .set_scoped(
+            "mb1",
+            Arc::new(Prefix),
+            &["rcpt reply=550 5.1.1 Boxed".to_owned()],
+        )
+        .unwrap();
+    let mut client = server.client();
+    client.ehlo();
+    client.roundtrip(
+        "MAIL FROM:<a@b.example>\r\nRCPT TO:<x@runtime.example>\r\nRCPT TO:<box1@d.example>\r\nRCPT TO:<box2@d.example>\r\nRSET\r\n",
+        format!("{MAIL_OK}550 5.1.1 Runtime\r\n550 5.1.1 Boxed\r\n550 5.1.1 Boxed\r\n250 2.0.0 Ok\r\n"),
+    );
+    let text = scrape(metrics_addr(&server));
+    let runtime = r#"fastsmtpd_faults_fired_total{set="runtime",rule="rcpt to=*@runtime.example reply=550 5.1.1 Runtime"}"#;
+    assert_eq!(sample(&text, runtime), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "fastsmtpd_mailbox_faults_fired_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "fastsmtpd_mailbox_fault_plans"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // A counter never goes back: the plan's two stay counted once it is gone.
+    assert!(plans.clear_scoped("mb1"));
+    let text = scrape(metrics_addr(&server));
+    assert_eq!(
+        sample(&text, "fastsmtpd_mailbox_faults_fired_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "fastsmtpd_mailbox_fault_plans"),
+        Some(0.0),
+        "{text}"
+    );
+}
+
 #[test]
 fn every_error_reply_is_counted_by_class_and_origin() {
     let server = TestServer::start(Config {
@@ -322,7 +385,7 @@ fn exposition_passes_promtool_check_metrics() {
     let text = scrape(metrics_addr(&server));
     assert!(
         text.contains(
-            r#"fastsmtpd_faults_fired_total{rule="mail from=*@never.example reply=550 5.7.1 \"Quoted\" back\\slash"} 0"#
+            r#"fastsmtpd_faults_fired_total{set="startup",rule="mail from=*@never.example reply=550 5.7.1 \"Quoted\" back\\slash"} 0"#
         ),
         "{text}"
     );

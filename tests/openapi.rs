@@ -374,6 +374,21 @@ fn every_response_validates_against_the_document() {
     call("GET", "/api/v1/messages/rich/links?x=1", true, 400);
     call("GET", "/api/v1/messages/nosuch/links", true, 404);
     call("GET", "/api/v1/messages/gone/links", true, 410);
+    // A message kept in a file (`--store eml:DIR`) whose file was removed: `410` `FileGone`.
+    let filed = fastsmtpd::capture::Arrival::new(
+        fastsmtpd::proto::sink::QueueId::new(b"filed").unwrap(),
+        std::time::SystemTime::now(),
+        bytes::Bytes::from(mail("Filed")),
+        &fastsmtpd::capture::EnvelopeParts::default(),
+        [&b"erin@test"[..]],
+    );
+    let missing = std::env::temp_dir().join("fastsmtpd-openapi-no-such-file.eml");
+    capture.insert(filed.in_file(missing, 100)).unwrap();
+    for route in ["", "/raw", "/links", "/parts/1"] {
+        let r = call("GET", &format!("/api/v1/messages/filed{route}"), true, 410);
+        assert_eq!(r.json()["reason"], "file_missing");
+    }
+    call("DELETE", "/api/v1/messages/filed", true, 200);
     capture.attach_transcript(
         &fastsmtpd::proto::sink::QueueId::new(b"rich").unwrap(),
         bytes::Bytes::from_static(b"S 0 220 mx.test ESMTP\nC 3 EHLO c.test\n* 4 [TLS: x y]\n"),

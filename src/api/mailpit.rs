@@ -60,7 +60,7 @@ use crate::capture::query as grammar;
 use crate::capture::{Capture, Direction, Filter, Lookup, Snapshot};
 use crate::control::Conn;
 use crate::store::record::rfc3339;
-use crate::view::{search, MessageView};
+use crate::view::{body, search, MessageView};
 use base64::Engine;
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -353,9 +353,23 @@ fn find(
     }
 }
 
+/// The view of `message`, or the `410` when its file cannot be read (`crate::view::body`).
+fn parsed(state: &State, message: &Snapshot) -> Result<Arc<MessageView>, Box<Response<ApiBody>>> {
+    body::view(&state.views, message).map_err(|e| Box::new(gone_file(&e)))
+}
+
+/// A kept message whose file cannot be read (removed or changed behind the server's back):
+/// `410`, the reason as text.
+fn gone_file(e: &body::Unreadable) -> Response<ApiBody> {
+    text(StatusCode::GONE, format!("{}: {e}", e.reason()))
+}
+
 /// `GET /api/v1/message/{ID}`: Mailpit's `Message`.
 fn message(state: &State, message: &Snapshot) -> Response<ApiBody> {
-    let view = state.views.get_or_parse(message.seq, &message.raw);
+    let view = match parsed(state, message) {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
     let heads = heads(message);
     let (attachments, inline) = split_parts(&view);
     let envelope = message.envelope();
@@ -381,7 +395,7 @@ fn message(state: &State, message: &Snapshot) -> Response<ApiBody> {
         "Username": envelope.auth_user.map(lossy).unwrap_or_default(),
         "Text": view.text.clone().unwrap_or_default(),
         "HTML": view.html.clone().unwrap_or_default(),
-        "Size": message.raw.len(),
+        "Size": message.body.len(),
         "Inline": inline.iter().map(|p| attachment(message, p)).collect::<Vec<_>>(),
         "Attachments": attachments.iter().map(|p| attachment(message, p)).collect::<Vec<_>>(),
     }))
@@ -390,11 +404,12 @@ fn message(state: &State, message: &Snapshot) -> Response<ApiBody> {
 /// `GET /api/v1/message/{ID}/raw`: the bytes as received, shared with the store; `dl=1`
 /// makes it a download named `{ID}.eml`.
 fn raw(message: &Snapshot, params: &[(String, String)]) -> Response<ApiBody> {
-    let mut response = whole(
-        StatusCode::OK,
-        "text/plain; charset=utf-8",
-        message.raw.clone(),
-    );
+    // A message in a file is read whole here (this runs on a blocking thread).
+    let raw = match body::content(message) {
+        Ok(raw) => raw,
+        Err(e) => return gone_file(&e),
+    };
+    let mut response = whole(StatusCode::OK, "text/plain; charset=utf-8", raw);
     confine(response.headers_mut());
     if param(params, "dl") == Some("1") {
         let name = format!("attachment; filename=\"{}.eml\"", message.id().as_str());
@@ -429,7 +444,10 @@ fn canonical(name: &str) -> String {
 /// `GET /api/v1/message/{ID}/headers`: every top-level field, canonical names sorted, values
 /// unfolded, encoded words left as sent (as Go's `net/mail.Header`).
 fn headers(state: &State, message: &Snapshot) -> Response<ApiBody> {
-    let view = state.views.get_or_parse(message.seq, &message.raw);
+    let view = match parsed(state, message) {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
     let mut map = Map::new();
     for header in &view.headers {
         let value = lossy(crate::capture::headers::unfold(header.raw.as_bytes()).trim_ascii());
@@ -625,7 +643,10 @@ fn view_route(state: &State, file: &str, params: &[(String, String)]) -> Respons
         Ok(message) => message,
         Err(refused) => return *refused,
     };
-    let view: Arc<MessageView> = state.views.get_or_parse(message.seq, &message.raw);
+    let view: Arc<MessageView> = match parsed(state, &message) {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
     let mut response = if html {
         match &view.html {
             Some(html) => whole(

@@ -21,6 +21,7 @@ use super::response::{error, json, whole_with};
 use crate::capture::query as grammar;
 use crate::capture::Capture;
 use crate::capture::{Direction, Snapshot};
+use crate::view::body::{self, Unreadable};
 use crate::view::ViewCache;
 use crate::view::{search, CodeSource, MessageView};
 use bytes::Bytes;
@@ -32,16 +33,34 @@ use std::time::SystemTime;
 
 use super::response::ApiBody;
 
-/// The view of `message`, parsed now or taken from the cache.
-fn view(views: &ViewCache, message: &Snapshot) -> Arc<MessageView> {
-    views.get_or_parse(message.seq, &message.raw)
+/// The view of `message`, parsed now or taken from the cache; the `410` when its file
+/// cannot be read.
+fn view(views: &ViewCache, message: &Snapshot) -> Result<Arc<MessageView>, Box<Response<ApiBody>>> {
+    body::view(views, message).map_err(|e| Box::new(unreadable(&e)))
+}
+
+/// The answer for a kept message whose file cannot be read (removed or changed behind the
+/// server's back, `--store eml:DIR`): `410 Gone`, `{"error": {"status": 410, "message"},
+/// "reason": "file_missing" | "file_changed" | "file_unreadable"}`. The message stays in the
+/// index until deleted or evicted (its envelope and summary still answer).
+pub fn unreadable(e: &Unreadable) -> Response<ApiBody> {
+    json(
+        StatusCode::GONE,
+        &json!({
+            "error": {"status": 410, "message": e.to_string()},
+            "reason": e.reason(),
+        }),
+    )
 }
 
 /// `GET /api/v1/messages/{id}`: the record ([`render::message`]) and what the view adds:
 /// `text`, `html` (`null` when absent), `header_fields` (every top-level field in order, raw
 /// and decoded), `parts` (numbered from 1 in MIME tree order), `parts_omitted`.
 pub fn message(views: &ViewCache, message: &Snapshot) -> Response<ApiBody> {
-    let view = view(views, message);
+    let view = match view(views, message) {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
     let mut body = render::message(message);
     body["text"] = view.text.as_deref().map_or(Value::Null, Value::from);
     body["html"] = view.html.as_deref().map_or(Value::Null, Value::from);
@@ -72,7 +91,10 @@ pub fn message(views: &ViewCache, message: &Snapshot) -> Response<ApiBody> {
 
 /// `GET /api/v1/messages/{id}/links`: `{"links": [..], "codes": [{"code", "source"}]}`.
 pub fn links(views: &ViewCache, message: &Snapshot) -> Response<ApiBody> {
-    let view = view(views, message);
+    let view = match view(views, message) {
+        Ok(view) => view,
+        Err(refused) => return *refused,
+    };
     let codes: Vec<Value> = view
         .codes
         .iter()
@@ -105,7 +127,11 @@ pub fn part(message: &Snapshot, number: &str) -> Response<ApiBody> {
             ),
         );
     };
-    let Some(part) = MessageView::part(&message.raw, number) else {
+    let raw = match body::content(message) {
+        Ok(raw) => raw,
+        Err(e) => return unreadable(&e),
+    };
+    let Some(part) = MessageView::part(&raw, number) else {
         return error(StatusCode::NOT_FOUND, "no such part");
     };
     let content_type = HeaderValue::from_str(&part.content_type)

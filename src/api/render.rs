@@ -105,7 +105,7 @@ impl Serialize for Summary<'_> {
         map.serialize_entry("seq", &message.seq)?;
         // Digits and ASCII punctuation only.
         map.serialize_entry("received_at", &*String::from_utf8_lossy(&received_at))?;
-        map.serialize_entry("size", &message.raw.len())?;
+        map.serialize_entry("size", &message.body.len())?;
         map.serialize_entry("mail_from", &short(envelope.sender))?;
         map.serialize_entry("rcpt_to", &Recipients(message))?;
         map.serialize_entry("rcpt_count", &envelope.recipients.len())?;
@@ -124,7 +124,7 @@ pub fn message(message: &Snapshot) -> Value {
         "id": message.id().as_str(),
         "seq": message.seq,
         "received_at": rfc3339(message.received_at),
-        "size": message.raw.len(),
+        "size": message.body.len(),
         "mailboxes": mailboxes(message),
         "envelope": {
             "mail_from": text(envelope.sender),

@@ -25,6 +25,8 @@ pub enum ApiBody {
     Events(Box<EventStream>),
     /// A large body sent a slice at a time (see [`Sending`]).
     Sending(Box<Sending>),
+    /// A message's file, read and sent a slice at a time (see [`FileSending`]).
+    File(Box<FileSending>),
 }
 
 /// Bodies larger than this go out in slices of this size ([`ApiBody::Sending`]).
@@ -77,6 +79,82 @@ impl Drop for Sending {
     }
 }
 
+/// A message's file (`--store eml:DIR`) on its way out: each slice of at most [`SLICE`]
+/// octets is read on a blocking thread (never on this runtime's thread, never the whole
+/// file in memory) when hyper asks for it, so a slow client holds one slice, and each slice
+/// extends the connection's deadline as [`Sending`]'s do. A file that ends early (cut behind
+/// the server's back after it was opened) or fails to read ends the body short: hyper then
+/// closes the connection, and the client sees less than the `Content-Length` it was told.
+#[derive(Debug)]
+pub struct FileSending {
+    /// The file, while no read is on its way.
+    file: Option<std::fs::File>,
+    /// Octets still to send.
+    left: u64,
+    /// The read on its way: the file back, and what it read.
+    reading: Option<tokio::task::JoinHandle<(std::fs::File, std::io::Result<Vec<u8>>)>>,
+    /// The connection, to extend its deadline.
+    conn: Conn,
+}
+
+impl FileSending {
+    /// The first `len` octets of `file` (opened, its length checked: `crate::view::body`),
+    /// to send over `conn`.
+    pub fn new(file: std::fs::File, len: u64, conn: Conn) -> FileSending {
+        FileSending {
+            file: Some(file),
+            left: len,
+            reading: None,
+            conn,
+        }
+    }
+
+    /// Reads up to `want` octets from `file` (fewer only at its end).
+    fn read(file: &mut std::fs::File, want: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(want);
+        file.take(want as u64).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// The next slice: `Ready(None)` at the end (or on a short or failed read).
+    fn poll_slice(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        use std::future::Future;
+        loop {
+            if let Some(reading) = &mut self.reading {
+                let read = match Pin::new(reading).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(read) => read,
+                };
+                self.reading = None;
+                return match read {
+                    Ok((file, Ok(bytes))) if !bytes.is_empty() => {
+                        self.left = self.left.saturating_sub(bytes.len() as u64);
+                        self.file = Some(file);
+                        self.conn.hold(std::time::Duration::ZERO);
+                        Poll::Ready(Some(Bytes::from(bytes)))
+                    }
+                    _ => {
+                        self.left = 0;
+                        Poll::Ready(None)
+                    }
+                };
+            }
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            let Some(mut file) = self.file.take() else {
+                return Poll::Ready(None);
+            };
+            let want = usize::try_from(self.left).map_or(SLICE, |left| left.min(SLICE));
+            self.reading = Some(tokio::task::spawn_blocking(move || {
+                let read = FileSending::read(&mut file, want);
+                (file, read)
+            }));
+        }
+    }
+}
+
 impl Body for ApiBody {
     type Data = Bytes;
     type Error = Infallible;
@@ -89,6 +167,7 @@ impl Body for ApiBody {
             ApiBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ApiBody::Events(stream) => stream.poll_event(cx).map(|b| Some(Ok(Frame::data(b)))),
             ApiBody::Sending(sending) => Poll::Ready(sending.next().map(|b| Ok(Frame::data(b)))),
+            ApiBody::File(file) => file.poll_slice(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -97,6 +176,7 @@ impl Body for ApiBody {
             ApiBody::Whole(bytes) => bytes.is_none(),
             ApiBody::Events(_) => false,
             ApiBody::Sending(sending) => sending.sent >= sending.bytes.len(),
+            ApiBody::File(file) => file.left == 0,
         }
     }
 
@@ -109,6 +189,7 @@ impl Body for ApiBody {
             ApiBody::Sending(sending) => {
                 SizeHint::with_exact((sending.bytes.len() - sending.sent) as u64)
             }
+            ApiBody::File(file) => SizeHint::with_exact(file.left),
         }
     }
 }

@@ -319,7 +319,10 @@ async fn api(
             ("message", answer.unwrap_or_else(failed))
         }
         ["messages", id, "raw"] => {
-            let answer = allow(method, get_head, state).unwrap_or_else(|| raw(state, id, query));
+            let answer = match allow(method, get_head, state) {
+                Some(refused) => refused,
+                None => raw(state, id, query, conn).await,
+            };
             ("raw", answer)
         }
         ["messages", id, "links"] => {
@@ -723,16 +726,39 @@ fn delete_one(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody>
     }
 }
 
-/// `GET /api/v1/messages/{id}/raw`: the bytes as received, shared with the store.
-fn raw(state: &State, id: &str, query: Option<&str>) -> Response<ApiBody> {
-    match lookup(state, id, query) {
-        Ok(message) => {
-            let mut response = whole(StatusCode::OK, "message/rfc822", message.raw);
-            super::response::confine(response.headers_mut());
-            response
+/// `GET /api/v1/messages/{id}/raw`: the bytes as received, shared with the store; or, for
+/// a message in a file (`--store eml:DIR`), the file streamed a slice at a time (opened on
+/// a blocking thread; `410` with the reason when it was removed or changed).
+async fn raw(state: &State, id: &str, query: Option<&str>, conn: Conn) -> Response<ApiBody> {
+    let message = match lookup(state, id, query) {
+        Ok(message) => message,
+        Err(refused) => return *refused,
+    };
+    let mut response = match &message.body {
+        crate::capture::Body::Memory(raw) => whole(StatusCode::OK, "message/rfc822", raw.clone()),
+        crate::capture::Body::File(file) => {
+            let file = Arc::clone(file);
+            let opened = blocking(state, move || {
+                crate::view::body::open(&file).map(|opened| (opened, file.len()))
+            })
+            .await;
+            match opened {
+                Some(Ok((opened, len))) => {
+                    let mut response = Response::new(ApiBody::File(Box::new(
+                        super::response::FileSending::new(opened, len, conn),
+                    )));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("message/rfc822"));
+                    response
+                }
+                Some(Err(e)) => return read::unreadable(&e),
+                None => return failed(),
+            }
         }
-        Err(refused) => *refused,
-    }
+    };
+    super::response::confine(response.headers_mut());
+    response
 }
 
 /// `GET /api/v1/events`.

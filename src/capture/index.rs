@@ -18,8 +18,8 @@ use super::mailbox::{MailboxGoneReason, MailboxId, Mailboxes, MAILBOX_OVERHEAD};
 use super::removals::RemovalPage;
 use super::seqs::Seqs;
 use super::{
-    charge_of, nanos, time, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull, Page,
-    Refused, Removed, Snapshot, Stats,
+    charge_of, nanos, time, Body, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull,
+    Page, Refused, Removed, Snapshot, Stats,
 };
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -100,8 +100,8 @@ pub(super) struct Entry {
     first_recipient: u64,
     /// How many recipients its envelope has.
     recipients: u32,
-    /// The message as received.
-    raw: Bytes,
+    /// The message as received, or where it is.
+    body: Body,
     /// The id and envelope.
     envelope: Packed,
     /// The located header fields.
@@ -114,7 +114,7 @@ impl Entry {
         Snapshot {
             seq: self.seq,
             received_at: time(self.received_ns),
-            raw: self.raw.clone(),
+            body: self.body.clone(),
             envelope: self.envelope.clone(),
             headers: self.headers,
             mailboxes: Vec::new(),
@@ -125,7 +125,7 @@ impl Entry {
     /// count it keeps).
     fn charge(&self) -> u64 {
         charge_of(
-            self.raw.len(),
+            self.body.charged(),
             self.envelope.len(),
             self.recipients as usize,
         )
@@ -151,7 +151,7 @@ impl Entry {
     fn matches(&self, filter: &Filter) -> bool {
         filter.matches(
             &self.envelope.view(),
-            &self.raw,
+            self.body.in_memory(),
             &self.headers,
             time(self.received_ns),
         )
@@ -280,11 +280,14 @@ impl Index {
         let joins = if self.mailboxes.is_empty() {
             Vec::new()
         } else {
-            self.mailboxes
-                .route(view.recipients.iter(), view.auth_user, &arrival.raw)
+            self.mailboxes.route(
+                view.recipients.iter(),
+                view.auth_user,
+                arrival.body.in_memory(),
+            )
         };
         let charge = charge_of(
-            arrival.raw.len(),
+            arrival.body.charged(),
             arrival.envelope.len(),
             view.recipients.len(),
         ) + (MAILBOX_OVERHEAD * joins.len()) as u64;
@@ -341,7 +344,7 @@ impl Index {
             id_hash: hash,
             first_recipient,
             recipients,
-            raw: arrival.raw,
+            body: arrival.body,
             envelope: arrival.envelope,
             headers: arrival.headers,
         });

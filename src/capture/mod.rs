@@ -8,6 +8,10 @@
 //!   allocation ([`envelope::Packed`]), and the values of its first `From`, `To`, `Cc`,
 //!   `Subject`, `Message-ID` and `Date` fields as ranges into the raw bytes, found by a
 //!   bounded scan ([`headers`], at most [`headers::HEADER_SCAN_MAX`] octets, no MIME).
+//! - Or keeps, for a message a durable store wrote to a file (`--store eml:DIR`), only the
+//!   header block (up to its empty line, at most [`headers::HEADER_SCAN_MAX`] octets: all
+//!   the scans and filters read) and the file's name and length ([`Body::File`], made with
+//!   [`Arrival::in_file`]); readers read the file (`crate::view::body`).
 //! - Numbers messages with a sequence number (`seq`, a `u64` from 1, monotonic, never
 //!   reused) and finds them by the queue id the `250` named (ids are never reused: a second
 //!   insert of a live or tombstoned id is refused).
@@ -42,7 +46,7 @@
 //! # What it does not do
 //!
 //! No HTTP, no JSON, no MIME parsing or RFC 2047 decoding (that is lazy, at read time, later),
-//! no disk, no tokio (waiters are plain `Waker`s, so any executor can wait), no clock of its
+//! no disk (a [`Body::File`] is a name the store never opens), no tokio (waiters are plain `Waker`s, so any executor can wait), no clock of its
 //! own beyond `SystemTime::now()` for deletions (an arrival's `received_at` is the clock at
 //! insert). No fault plans per mailbox (`crate::fault`; [`Route::covers`] is their question).
 //!
@@ -71,6 +75,14 @@
 //! into the `Bytes` (hand over a buffer sized to the message: `Bytes::from(Vec)` does not
 //! copy, and cannot shrink it). A [`Snapshot`] held by a reader keeps its message's bytes
 //! alive after an eviction until the reader drops it.
+//!
+//! A message whose body is in a file ([`Body::File`]) is charged, instead of `raw.len()`,
+//! the header block it keeps (up to and with its empty line, at most
+//! [`headers::HEADER_SCAN_MAX`] octets) + the file's path + [`FILE_BODY_OVERHEAD`] (the
+//! [`FileBody`] struct of 64 octets, the `Arc`'s two counts and two allocation headers: 112
+//! octets). So a one-recipient message with a 500-octet header block and a 60-octet path
+//! costs ~500 + 60 + 112 + the ~300 above (~1 KB), whatever its body's size. Eviction and deletion drop the entry; the file
+//! is the durable store's and stays.
 //!
 //! A message in per-test mailboxes is charged [`MAILBOX_OVERHEAD`] (72) octets more per
 //! mailbox it is in, while it is in it (see [`mailbox`] for the sum; deleting a mailbox that
@@ -157,7 +169,7 @@ use index::{Index, Passthrough};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
@@ -237,14 +249,107 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Where a kept message's bytes are: in memory, or in the file a durable store wrote (see
+/// "Memory" in the module doc). The store never reads a file: a reader that needs the whole
+/// message of a [`Body::File`] reads it (`crate::view::body`), off the SMTP event loops.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The whole message, as received after dot-unstuffing.
+    Memory(Bytes),
+    /// The message is in a file; only its header block is in memory.
+    File(Arc<FileBody>),
+}
+
+/// A message kept in a file (`--store eml:DIR`, written byte for byte as received), and the
+/// start of it kept in memory so that summaries and filters need no I/O.
+#[derive(Debug)]
+pub struct FileBody {
+    /// The first `min(len, HEADER_SCAN_MAX)` octets of the message.
+    head: Bytes,
+    /// The message's length (the file's, when it was written).
+    len: u64,
+    /// The file.
+    path: std::path::PathBuf,
+}
+
+impl FileBody {
+    /// The file that holds the message.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The message's length in octets.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What a file body costs beyond its head and its path: the [`FileBody`] struct, the `Arc`'s
+/// two counts, and the headers of its two allocations (struct, path).
+pub const FILE_BODY_OVERHEAD: usize = std::mem::size_of::<FileBody>() + 16 + 2 * 16;
+
+impl Body {
+    /// The message's length in octets (the whole message, wherever it is).
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Memory(raw) => raw.len() as u64,
+            Body::File(file) => file.len,
+        }
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The octets kept in memory: the whole message for [`Body::Memory`], its first
+    /// [`headers::HEADER_SCAN_MAX`] octets (the header block the scans read) for
+    /// [`Body::File`].
+    pub fn in_memory(&self) -> &Bytes {
+        match self {
+            Body::Memory(raw) => raw,
+            Body::File(file) => &file.head,
+        }
+    }
+
+    /// The whole message, if it is in memory.
+    pub fn memory(&self) -> Option<&Bytes> {
+        match self {
+            Body::Memory(raw) => Some(raw),
+            Body::File(_) => None,
+        }
+    }
+
+    /// The file that holds it, if any.
+    pub fn file(&self) -> Option<&FileBody> {
+        match self {
+            Body::Memory(_) => None,
+            Body::File(file) => Some(file),
+        }
+    }
+
+    /// The octets the budget charges for the body (see "Memory" in the module doc).
+    fn charged(&self) -> usize {
+        match self {
+            Body::Memory(raw) => raw.len(),
+            Body::File(file) => file.head.len() + file.path.as_os_str().len() + FILE_BODY_OVERHEAD,
+        }
+    }
+}
+
 /// A message to keep, made (envelope packed, headers scanned) on the caller's thread before
 /// the store's lock is taken.
 #[derive(Debug, Clone)]
 pub struct Arrival {
     /// When the message's content was complete.
     received_at: SystemTime,
-    /// The message as received after dot-unstuffing.
-    raw: Bytes,
+    /// The message, or where it is.
+    body: Body,
     /// The id and envelope.
     envelope: Packed,
     /// The located header fields.
@@ -275,7 +380,7 @@ impl Arrival {
         let headers = headers::scan_headers(&raw);
         Arrival {
             received_at,
-            raw,
+            body: Body::Memory(raw),
             envelope: Packed::pack(&id, parts, recipients),
             headers,
         }
@@ -302,18 +407,59 @@ impl Arrival {
         Arrival::new(id, received_at, raw, &parts, envelope.recipients.iter())
     }
 
+    /// This message, made with only its start as `raw` (at least its header block or its
+    /// first [`headers::HEADER_SCAN_MAX`] octets, or all of it), kept in the file at `path`
+    /// that holds all `len` octets of it: the store keeps a copy of the header block (at
+    /// most the bound), not the message (see "Memory" in the module doc).
+    pub fn in_file(self, path: std::path::PathBuf, len: u64) -> Arrival {
+        let start = match &self.body {
+            Body::Memory(raw) => raw.clone(),
+            Body::File(file) => file.head.clone(),
+        };
+        // A copy of exactly the header block: the buffer it came in (up to the bound) goes.
+        let head = Bytes::copy_from_slice(&start[..header_block_len(&start)]);
+        Arrival {
+            body: Body::File(Arc::new(FileBody { head, len, path })),
+            ..self
+        }
+    }
+
     /// What the budget charges for this message (see the module doc).
     pub fn charge(&self) -> u64 {
-        charge(&self.raw, &self.envelope)
+        charge(&self.body, &self.envelope)
     }
 }
 
-/// The budget's charge for a message of `raw` bytes and `envelope`.
-fn charge(raw: &Bytes, envelope: &Packed) -> u64 {
-    charge_of(raw.len(), envelope.len(), envelope.view().recipients.len())
+/// The length of the header block at the start of `raw`, up to and with the empty line that
+/// ends it (RFC 5322 §2.1; CR LF or a bare LF), at most [`headers::HEADER_SCAN_MAX`]: what
+/// a [`Body::File`] keeps (every scan and filter reads no further).
+fn header_block_len(raw: &[u8]) -> usize {
+    let block = &raw[..raw.len().min(headers::HEADER_SCAN_MAX)];
+    let mut at = 0;
+    while at < block.len() {
+        match block[at..] {
+            [b'\r', b'\n', ..] => return at + 2,
+            [b'\n', ..] => return at + 1,
+            _ => {}
+        }
+        match memchr::memchr(b'\n', &block[at..]) {
+            Some(end) => at += end + 1,
+            None => break,
+        }
+    }
+    block.len()
 }
 
-/// The budget's charge for a message of `raw` octets, a packed envelope of `envelope`
+/// The budget's charge for a message of `body` and `envelope`.
+fn charge(body: &Body, envelope: &Packed) -> u64 {
+    charge_of(
+        body.charged(),
+        envelope.len(),
+        envelope.view().recipients.len(),
+    )
+}
+
+/// The budget's charge for a message of `raw` octets in memory, a packed envelope of `envelope`
 /// octets and `recipients` recipients (see the module doc).
 fn charge_of(raw: usize, envelope: usize, recipients: usize) -> u64 {
     (raw + ENTRY_OVERHEAD + envelope + RECIPIENT_OVERHEAD * recipients) as u64
@@ -361,8 +507,8 @@ pub struct Snapshot {
     pub seq: u64,
     /// When its content was complete.
     pub received_at: SystemTime,
-    /// The message as received after dot-unstuffing.
-    pub raw: Bytes,
+    /// The message as received after dot-unstuffing, or where it is.
+    pub body: Body,
     /// The id and envelope.
     envelope: Packed,
     /// The located header fields.
@@ -385,17 +531,17 @@ impl Snapshot {
     /// The raw value of a located header field (folded, encoded as sent; see
     /// [`headers::unfold`]).
     pub fn header(&self, field: Field) -> Option<&[u8]> {
-        self.headers.value(&self.raw, field)
+        self.headers.value(self.body.in_memory(), field)
     }
 
-    /// The located header fields' ranges into [`Snapshot::raw`].
+    /// The located header fields' ranges into [`Body::in_memory`].
     pub fn header_ranges(&self) -> &HeaderRanges {
         &self.headers
     }
 
     /// What the budget charged for it.
     pub fn charge(&self) -> u64 {
-        charge(&self.raw, &self.envelope)
+        charge(&self.body, &self.envelope)
     }
 }
 

@@ -101,6 +101,47 @@ fn a_one_recipient_message_costs_what_the_doc_says() {
 }
 
 #[test]
+fn a_message_in_a_file_keeps_and_is_charged_only_its_header_block() {
+    assert_eq!(FILE_BODY_OVERHEAD, 112);
+    let memory = message(1, "s@test", &["a@test"], "filed", 100_000);
+    let in_memory = memory.charge();
+    let path = std::path::PathBuf::from("/srv/eml/t1.eml");
+    let len = memory.body.len();
+    let filed = memory.in_file(path.clone(), len);
+    let head_len = filed.body.in_memory().len();
+    assert!(
+        filed.body.in_memory().ends_with(b"\r\n\r\n"),
+        "the header block"
+    );
+    assert_eq!(
+        filed.charge(),
+        in_memory - 100_000 - head_len as u64 + (head_len + 15 + FILE_BODY_OVERHEAD) as u64,
+        "the body is not charged"
+    );
+    assert!(filed.charge() < 1024);
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    capture.insert(filed).unwrap();
+    let Lookup::Found(kept) = capture.get(&id(1)) else {
+        panic!("not kept")
+    };
+    assert_eq!(kept.header(Field::Subject), Some(&b"filed"[..]));
+    assert_eq!(kept.body.len(), len);
+    assert_eq!(kept.body.file().unwrap().path(), path);
+    assert!(kept.body.memory().is_none());
+    let subject = Filter::all().and(Term::SubjectContains("file".into()));
+    assert_eq!(capture.count(&subject), 1);
+    // A header block without its empty line within the bound keeps the bound; a bare LF
+    // ends one too.
+    assert_eq!(
+        header_block_len(&vec![b'x'; 100_000]),
+        headers::HEADER_SCAN_MAX
+    );
+    assert_eq!(header_block_len(b"A: b\n\nbody"), 6);
+    assert_eq!(header_block_len(b"\r\nbody"), 2);
+    assert_eq!(header_block_len(b"A: b\r\n"), 6);
+}
+
+#[test]
 fn seqs_start_at_one_and_ids_find_messages() {
     let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
     assert_eq!(capture.head(), 0);
@@ -131,7 +172,7 @@ fn seqs_start_at_one_and_ids_find_messages() {
         found.envelope().client_addr(),
         Some("127.0.0.1:2525".parse().unwrap())
     );
-    assert!(found.raw.ends_with(&[b'x'; 10]));
+    assert!(found.body.in_memory().ends_with(&[b'x'; 10]));
     assert_eq!(capture.get_seq(3).unwrap().id(), id(3));
     assert!(capture.get_seq(4).is_none());
     check(&capture);
@@ -793,7 +834,7 @@ fn an_smtp_envelope_is_kept_whole() {
         view.recipients.iter().collect::<Vec<_>>(),
         [&b"a@x"[..], b"B@y"]
     );
-    assert_eq!(kept.raw, &b"Subject: s\r\n\r\nbody"[..]);
+    assert_eq!(kept.body.in_memory(), &b"Subject: s\r\n\r\nbody"[..]);
     assert_eq!(capture.count(&Filter::recipient(b"b@Y")), 0);
     assert_eq!(capture.count(&Filter::recipient(b"B@Y")), 1);
 }

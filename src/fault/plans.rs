@@ -87,6 +87,9 @@ pub struct Plans {
     /// Bumped (while `live` is write-locked, after it is replaced) at every change: a gate
     /// that saw this number holds the snapshot of that change or a later one.
     generation: AtomicU64,
+    /// Times a scoped plan's rule fired, all plans together, since start (kept here, not in
+    /// the plans, so that it never goes back when a plan is replaced or removed).
+    scoped_fired: Arc<AtomicU64>,
 }
 
 /// One snapshot of the rules that can change: the scoped plans in creation order, then the
@@ -105,6 +108,8 @@ pub struct Live {
     /// The points some scoped plan's rule names ([`FaultRules::points`]'s bits), so that a
     /// command no plan watches costs one test, not one per plan.
     scoped_points: u16,
+    /// [`Plans`]'s count of scoped rules fired, shared by every snapshot.
+    scoped_fired: Arc<AtomicU64>,
 }
 
 /// A scoped plan.
@@ -219,6 +224,24 @@ impl Plans {
         })
     }
 
+    /// `(rule text, times fired)` for the runtime set's rules (the set in force: a replaced
+    /// set's counts go with it).
+    pub fn runtime_fired(&self) -> Vec<(String, u64)> {
+        self.live()
+            .map_or_else(Vec::new, |live| live.runtime.fired())
+    }
+
+    /// How many times a scoped plan's rule fired, all plans together, since start (it never
+    /// goes back: replacing or removing a plan keeps what its rules counted).
+    pub fn scoped_fired(&self) -> u64 {
+        self.scoped_fired.load(Ordering::Relaxed)
+    }
+
+    /// How many scoped plans there are.
+    pub fn scoped_count(&self) -> usize {
+        self.live().map_or(0, |live| live.scoped.len())
+    }
+
     /// `(rule text, times fired)` for the startup rules, then the runtime ones, for reports
     /// (scoped plans are left out: there may be thousands).
     pub fn fired(&self) -> Vec<(String, u64)> {
@@ -268,6 +291,7 @@ impl Plans {
         let mut slot = write(&self.live);
         let mut live = slot.as_deref().map_or_else(Live::default, Live::copy);
         edit(&mut live);
+        live.scoped_fired = Arc::clone(&self.scoped_fired);
         live.number();
         *slot = (!live.is_empty()).then(|| Arc::new(live));
         self.generation.fetch_add(1, Ordering::Release);
@@ -329,6 +353,7 @@ impl Live {
                     continue;
                 }
                 if let Some((n, action)) = plan.rules.decide_rule(point, context) {
+                    self.scoped_fired.fetch_add(1, Ordering::Relaxed);
                     return Some((first + n, action));
                 }
             }

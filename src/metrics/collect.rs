@@ -11,7 +11,7 @@
 
 use super::{ReplyCounts, StoreLatency, STORE_BUCKETS};
 use crate::capture::Capture;
-use crate::fault::FaultRules;
+use crate::fault::Plans;
 use crate::proto::reply::FIRST_CODE;
 use crate::stats::{SharedStats, Stats};
 use prometheus::core::{Collector, Desc};
@@ -374,28 +374,51 @@ impl Collector for ReplyCollector {
     }
 }
 
-/// How often each fault rule fired, labelled by the rule's text.
+/// How often each fault rule fired: the startup and runtime rules one by one, labelled by
+/// their set and text; the mailboxes' plans together (there may be 10 000 of them).
 #[derive(Debug)]
 struct FaultCollector {
-    /// The server's rules and their counters.
-    faults: Arc<FaultRules>,
-    /// `fastsmtpd_faults_fired_total{rule}`.
-    desc: Desc,
+    /// The server's fault plans and their counters.
+    plans: Arc<Plans>,
+    /// `fastsmtpd_faults_fired_total{set, rule}`.
+    fired: Desc,
+    /// `fastsmtpd_mailbox_faults_fired_total`.
+    mailbox_fired: Desc,
+    /// `fastsmtpd_mailbox_fault_plans`.
+    mailbox_plans: Desc,
 }
 
 impl Collector for FaultCollector {
     fn desc(&self) -> Vec<&Desc> {
-        vec![&self.desc]
+        vec![&self.fired, &self.mailbox_fired, &self.mailbox_plans]
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let samples = self
-            .faults
-            .fired()
+        let sets = [
+            ("startup", self.plans.startup().fired()),
+            ("runtime", self.plans.runtime_fired()),
+        ];
+        let samples = sets
             .into_iter()
-            .map(|(rule, n)| counter(n, &[("rule", rule)]))
+            .flat_map(|(set, fired)| {
+                fired
+                    .into_iter()
+                    .map(move |(rule, n)| counter(n, &[("set", set.to_owned()), ("rule", rule)]))
+            })
             .collect();
-        vec![family(&self.desc, MetricType::COUNTER, samples)]
+        vec![
+            family(&self.fired, MetricType::COUNTER, samples),
+            family(
+                &self.mailbox_fired,
+                MetricType::COUNTER,
+                vec![counter(self.plans.scoped_fired(), &[])],
+            ),
+            family(
+                &self.mailbox_plans,
+                MetricType::GAUGE,
+                vec![gauge(self.plans.scoped_count() as u64)],
+            ),
+        ]
     }
 }
 
@@ -616,13 +639,23 @@ pub(super) fn registry(source: &super::MetricsSource) -> prometheus::Result<Regi
             &["code"],
         )?,
     }))?;
-    if let Some(faults) = &source.faults {
+    if let Some(plans) = &source.faults {
         registry.register(Box::new(FaultCollector {
-            faults: Arc::clone(faults),
-            desc: desc(
+            plans: Arc::clone(plans),
+            fired: desc(
                 "fastsmtpd_faults_fired_total",
-                "Times each fault rule fired.",
-                &["rule"],
+                "Times each fault rule fired, by set (startup: --fault and --fault-file; runtime: PUT /api/v1/faults, the set in force) and rule text.",
+                &["set", "rule"],
+            )?,
+            mailbox_fired: desc(
+                "fastsmtpd_mailbox_faults_fired_total",
+                "Times a rule of a mailbox's fault plan fired, all mailboxes together, since start.",
+                &[],
+            )?,
+            mailbox_plans: desc(
+                "fastsmtpd_mailbox_fault_plans",
+                "Mailboxes with a fault plan now.",
+                &[],
             )?,
         }))?;
     }

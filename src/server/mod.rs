@@ -183,7 +183,11 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let capture = config.keeps_capture().then(|| {
         let limits = config.capture_limits();
         let store = Arc::new(Capture::new(limits, config.capture.on_full()));
-        Arc::new(CaptureTarget::new(store, limits.max_bytes))
+        let target = CaptureTarget::new(store, limits.max_bytes);
+        Arc::new(match capture_files(&config.stores.specs) {
+            Some(dir) => target.with_files(dir),
+            None => target,
+        })
     });
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
         .then(|| {
@@ -274,10 +278,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 workers: stats.clone(),
                 replies: reply_counts,
                 store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
-                faults: faults
-                    .as_ref()
-                    .map(|plans| Arc::clone(plans.startup()))
-                    .filter(|rules| !rules.is_empty()),
+                faults: faults.clone(),
                 capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
                 collectors: api
                     .as_ref()
@@ -687,6 +688,12 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         {
             stores.push(if stores.is_empty() {
                 format!("memory ({})", capture_text())
+            } else if let Some(dir) = capture_files(&config.stores.specs) {
+                format!(
+                    "an index for the API, bodies read from {} ({})",
+                    dir.display(),
+                    capture_text()
+                )
             } else {
                 format!("memory copies for the API ({})", capture_text())
             });
@@ -727,6 +734,27 @@ fn errors_fields(errors: &crate::proto::reply::ErrorReplies) -> String {
         errors.protocol[1] + errors.fault[1],
         errors.fault[0] + errors.fault[1]
     )
+}
+
+/// Where the capture's message bodies are (issue 18: "the API also works over the durable
+/// stores"): `None` (in memory) when `--store memory` is one of the stores, or when no
+/// `eml:DIR` is; else the first `eml:DIR` (its files hold exactly the bytes received, so
+/// `/raw` reads them back byte for byte). A Maildir file is not the message as received
+/// (trace lines on top, CR LF made LF, which cannot be undone exactly for a message with a
+/// bare CR or LF) and a JSON-lines record holds no content: beside those alone the capture
+/// keeps its copy in memory.
+fn capture_files(specs: &[crate::store::StoreSpec]) -> Option<std::path::PathBuf> {
+    if specs.contains(&crate::store::StoreSpec::Memory) {
+        return None;
+    }
+    specs.iter().find_map(|spec| match spec {
+        // The store made the directory at start; its absolute name survives a change of
+        // the working directory.
+        crate::store::StoreSpec::Eml(dir) => {
+            Some(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()))
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

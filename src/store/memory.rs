@@ -16,6 +16,12 @@
 //!   reports success, before the session is resumed (so again before the `250` is queued);
 //!   on failure it is dropped (the client gets `451` and retries: nothing was kept).
 //!
+//! With `--store eml:DIR` (and no `--store memory`; the server picks, `CaptureTarget::with_files`)
+//! the `.eml` files are the bodies: a connection keeps only the first `HEADER_SCAN_MAX`
+//! octets of the message (the header block the capture scans; only they count in flight)
+//! and the whole length, and the held message is a `capture::Body::File` naming
+//! `DIR/<id>.eml`, inserted once the files are durable. No body is ever buffered whole.
+//!
 //! With file stores the `250` is what they say: the files are the message's durable home and
 //! the capture keeps a copy under its budget. A copy the capture refuses (full under
 //! `--on-full tempfail`, or larger than its budget) is counted in its statistics
@@ -44,6 +50,7 @@
 //! What it does not do: write files (the storage threads do), choose the reply text (the
 //! session does, from the [`Verdict`]) or evict (the capture store does, at insert).
 
+use crate::capture::headers::HEADER_SCAN_MAX;
 use crate::capture::transcript::Marks;
 use crate::capture::{Arrival, Capture, Inserted, Refused};
 use crate::proto::envelope::Envelope;
@@ -51,6 +58,7 @@ use crate::proto::reply;
 use crate::proto::sink::{QueueId, Verdict};
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -70,6 +78,9 @@ pub struct CaptureTarget {
     in_flight: AtomicU64,
     /// The most they may hold together.
     max_in_flight: u64,
+    /// `Some(DIR)`: the messages' bodies are the files `DIR/<id>.eml` of `--store eml:DIR`,
+    /// and the capture keeps only their header blocks (see the module doc).
+    files: Option<PathBuf>,
 }
 
 impl CaptureTarget {
@@ -80,7 +91,22 @@ impl CaptureTarget {
             capture,
             in_flight: AtomicU64::new(0),
             max_in_flight,
+            files: None,
         }
+    }
+
+    /// This target, keeping of each message only its header block and the name of its file
+    /// in `dir`, the directory of `--store eml:DIR` (see the module doc).
+    pub fn with_files(self, dir: PathBuf) -> CaptureTarget {
+        CaptureTarget {
+            files: Some(dir),
+            ..self
+        }
+    }
+
+    /// The directory whose `.eml` files hold the messages' bodies, if they are there.
+    pub fn files(&self) -> Option<&Path> {
+        self.files.as_deref()
     }
 
     /// The store.
@@ -124,8 +150,11 @@ pub(super) struct Capturing {
     client: SocketAddr,
     /// `--max-message-size`, bounding the reservation.
     max_message_size: u64,
-    /// The content of the message being received.
+    /// The content of the message being received (with file bodies: its first
+    /// `HEADER_SCAN_MAX` octets).
     content: Vec<u8>,
+    /// The octets of the message being received (all of them, kept or not).
+    len: u64,
     /// A complete message waiting for the file stores' word.
     pending: Option<Arrival>,
     /// For the connection's transcript recorder (`crate::capture::transcript::Marks`).
@@ -146,6 +175,7 @@ impl Capturing {
             client,
             max_message_size,
             content: Vec::new(),
+            len: 0,
             pending: None,
             marks: Marks::default(),
         }
@@ -164,13 +194,30 @@ impl Capturing {
             .size
             .unwrap_or(0)
             .min(self.max_message_size)
-            .min(RESERVE_MAX);
+            .min(RESERVE_MAX)
+            .min(self.keep_max());
         self.content = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+    }
+
+    /// The most octets of a message this connection keeps: all, or the header block when
+    /// the bodies are in files.
+    fn keep_max(&self) -> u64 {
+        match self.target.files {
+            Some(_) => HEADER_SCAN_MAX as u64,
+            None => u64::MAX,
+        }
     }
 
     /// The next piece of content.
     pub(super) fn data(&mut self, piece: &[u8]) {
+        self.len += piece.len() as u64;
         if self.over.is_some() {
+            return;
+        }
+        // With file bodies only the header block is kept (and counted in flight).
+        let room = self.keep_max().saturating_sub(self.content.len() as u64);
+        let piece = &piece[..piece.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        if piece.is_empty() {
             return;
         }
         let len = piece.len() as u64;
@@ -196,6 +243,7 @@ impl Capturing {
     /// flight go.
     pub(super) fn abandon(&mut self) {
         self.content = Vec::new();
+        self.len = 0;
         self.pending = None;
         self.over = None;
         self.target.give_back(std::mem::take(&mut self.taken));
@@ -224,7 +272,13 @@ impl Capturing {
             self.abandon();
             return;
         }
-        self.pending = Some(self.arrival(id, envelope));
+        let len = self.len;
+        let arrival = self.arrival(id, envelope);
+        self.pending = Some(match &self.target.files {
+            // The name `crate::store::eml` gives the message's file.
+            Some(dir) => arrival.in_file(dir.join(format!("{id}.eml")), len),
+            None => arrival,
+        });
     }
 
     /// The file stores reported on the held message: keep it if they stored it (a refusal
@@ -332,7 +386,7 @@ mod tests {
         let Lookup::Found(kept) = capture.get(&id) else {
             panic!("not kept");
         };
-        assert_eq!(&kept.raw[..], content);
+        assert_eq!(&kept.body.in_memory()[..], content);
         assert_eq!(kept.envelope().sender, b"s@x");
         assert_eq!(kept.envelope().client, Some(CLIENT.as_bytes()));
         // A second message gets a new id and a new entry.
@@ -378,7 +432,11 @@ mod tests {
         let Lookup::Found(kept) = capture.get(&id) else {
             panic!("not kept");
         };
-        assert_eq!(&kept.raw[..], b"whole\r\n", "nothing of the aborted one");
+        assert_eq!(
+            &kept.body.in_memory()[..],
+            b"whole\r\n",
+            "nothing of the aborted one"
+        );
     }
 
     #[test]
@@ -434,6 +492,48 @@ mod tests {
         // Nothing held: nothing happens.
         capturing.on_stores_done(true);
         assert_eq!(capture.stats().messages, 1);
+    }
+
+    #[test]
+    fn with_file_bodies_only_the_header_block_is_held_and_kept() {
+        let capture = Arc::new(Capture::new(Limits::default(), OnFull::EvictOldest));
+        let dir = std::path::PathBuf::from("/var/mail/sink");
+        let target = Arc::new(CaptureTarget::new(Arc::clone(&capture), 1 << 20).with_files(dir));
+        let client = CLIENT.parse().unwrap();
+        let mut capturing = Capturing::new(Arc::clone(&target), client, 64 << 20);
+        let buf = envelope_buf(Some(10 << 20));
+        let envelope = buf.view(Transfer::Data);
+        capturing.start(&envelope);
+        assert!(capturing.content.capacity() <= HEADER_SCAN_MAX);
+        capturing.data(b"Subject: big\r\n\r\n");
+        // 3 MiB of body: more than the room in flight (1 MiB), none of it held.
+        for _ in 0..48 {
+            capturing.data(&[b'z'; 64 << 10]);
+        }
+        assert_eq!(target.in_flight(), HEADER_SCAN_MAX as u64);
+        let id = QueueId::new(b"filed").unwrap();
+        capturing.hold(id, &envelope);
+        capturing.on_stores_done(true);
+        assert_eq!(target.in_flight(), 0);
+        let Lookup::Found(kept) = capture.get(&id) else {
+            panic!("not kept");
+        };
+        let file = kept.body.file().expect("a file body");
+        assert_eq!(
+            file.path(),
+            std::path::Path::new("/var/mail/sink/filed.eml")
+        );
+        assert_eq!(file.len(), 16 + (3 << 20));
+        assert_eq!(
+            &kept.body.in_memory()[..],
+            b"Subject: big\r\n\r\n",
+            "the header block"
+        );
+        assert_eq!(
+            kept.header(crate::capture::Field::Subject),
+            Some(&b"big"[..])
+        );
+        assert!(kept.charge() < HEADER_SCAN_MAX as u64 + 1024);
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //! Fetch anything, sanitise HTML (the UI shows it in a sandboxed iframe under a strict CSP),
 //! parse address fields beyond RFC 2047 words, or cache (see [`cache`]).
 
+pub mod body;
 pub mod cache;
 pub mod links;
 pub mod search;

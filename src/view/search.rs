@@ -72,7 +72,7 @@ pub fn search(
         let count = page.items.len();
         for (i, snapshot) in page.items.into_iter().enumerate() {
             scanned += 1;
-            bytes += snapshot.raw.len() as u64;
+            bytes += snapshot.body.len();
             at = Some(snapshot.seq);
             if residual_matches(&query.residual, &snapshot, cache) {
                 items.push(snapshot);
@@ -127,25 +127,32 @@ const DELETE_PAGE: usize = 500;
 /// field; a view parsed only if a term needs one).
 pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &ViewCache) -> bool {
     let mut subject: Option<String> = None;
-    let mut view: Option<Arc<MessageView>> = None;
+    // Parsed once, when a term first needs it; a message whose file cannot be read
+    // (removed or changed behind the server's back, `super::body`) matches no such term.
+    let mut view: Option<Option<Arc<MessageView>>> = None;
+    let parsed = |view: &mut Option<Option<Arc<MessageView>>>| {
+        view.get_or_insert_with(|| super::body::view(cache, snapshot).ok())
+            .clone()
+    };
     let decode = || decoded_subject(snapshot).unwrap_or_default();
     residual.iter().all(|term| match term {
         Residual::Subject { text, how } => {
             subject_holds(subject.get_or_insert_with(decode), text, *how)
         }
-        Residual::Body(text) => {
-            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
-            contains_lowercase(view.body_text(), text)
-        }
+        Residual::Body(text) => match parsed(&mut view) {
+            Some(view) => contains_lowercase(view.body_text(), text),
+            None => false,
+        },
         Residual::Text(text) => {
             if contains_lowercase(subject.get_or_insert_with(decode), text) {
                 return true;
             }
-            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
-            contains_lowercase(view.body_text(), text)
+            parsed(&mut view).is_some_and(|view| contains_lowercase(view.body_text(), text))
         }
         Residual::Header { name, value, how } => {
-            let view = view.get_or_insert_with(|| cache.get_or_parse(snapshot.seq, &snapshot.raw));
+            let Some(view) = parsed(&mut view) else {
+                return false;
+            };
             view.headers
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case(name))

@@ -7,10 +7,11 @@
 
 use crate::capture::{same_address, Snapshot};
 use crate::store::record::rfc3339;
-use crate::view::{MessageView, PartInfo, ViewCache};
+use crate::view::{body, MessageView, PartInfo, ViewCache};
 use mail_parser::{Address, MessageParser};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Longest `Snippet`, in octets, before `...` (Mailpit's `tools.CreateSnippet`).
 const SNIPPET_MAX: usize = 200;
@@ -55,7 +56,7 @@ pub struct Heads {
 
 /// Reads the header block of `message`.
 pub fn heads(message: &Snapshot) -> Heads {
-    let parsed = MessageParser::new().parse_headers(&message.raw[..]);
+    let parsed = MessageParser::new().parse_headers(&message.body.in_memory()[..]);
     let from = parsed
         .as_ref()
         .and_then(|m| m.from())
@@ -162,9 +163,17 @@ pub fn snippet(view: &MessageView) -> String {
     out
 }
 
+/// The view of `message` from the cache; when its file cannot be read (removed behind the
+/// server's back, `crate::view::body`), the view of the header block the store keeps, so a
+/// list still shows it.
+pub fn view(views: &ViewCache, message: &Snapshot) -> Arc<MessageView> {
+    body::view(views, message)
+        .unwrap_or_else(|_| Arc::new(MessageView::parse(message.body.in_memory())))
+}
+
 /// A `MessageSummary`.
 pub fn summary(views: &ViewCache, message: &Snapshot) -> Value {
-    let view = views.get_or_parse(message.seq, &message.raw);
+    let view = view(views, message);
     let heads = heads(message);
     let (attachments, _) = split_parts(&view);
     json!({
@@ -180,7 +189,7 @@ pub fn summary(views: &ViewCache, message: &Snapshot) -> Value {
         "Created": rfc3339(message.received_at),
         "Username": message.envelope().auth_user.map(lossy).unwrap_or_default(),
         "Tags": [],
-        "Size": message.raw.len(),
+        "Size": message.body.len(),
         "Attachments": attachments.len(),
         "Snippet": snippet(&view),
     })
@@ -188,7 +197,9 @@ pub fn summary(views: &ViewCache, message: &Snapshot) -> Value {
 
 /// An `Attachment` object (checksums: see the module doc).
 pub fn attachment(message: &Snapshot, part: &PartInfo) -> Value {
-    let sha256 = MessageView::part(&message.raw, part.number)
+    let sha256 = body::content(message)
+        .ok()
+        .and_then(|raw| MessageView::part(&raw, part.number))
         .map(|content| {
             Sha256::digest(&content.bytes)
                 .iter()

@@ -903,6 +903,15 @@ impl Capture {
         kept
     }
 
+    /// [`Capture::attach_transcript`] for the message numbered `seq` (as its insert gave
+    /// it): no id lookup.
+    pub fn attach_transcript_at(&self, seq: u64, transcript: Bytes) -> bool {
+        let now = nanos(SystemTime::now());
+        let (kept, evicted) = lock(&self.index).attach_transcript_at(seq, transcript, now);
+        self.removed(evicted);
+        kept
+    }
+
     /// The SMTP transcript of the message named `id`, if it is kept and has one.
     pub fn transcript(&self, id: &QueueId) -> Option<Bytes> {
         lock(&self.index).transcript(id.as_bytes())

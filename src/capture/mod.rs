@@ -908,7 +908,7 @@ impl Capture {
     pub fn attach_transcript_at(&self, seq: u64, transcript: Bytes) -> bool {
         let now = nanos(SystemTime::now());
         let (kept, evicted) = lock(&self.index).attach_transcript_at(seq, transcript, now);
-        self.removed(evicted);
+        self.removed(evicted, &[]);
         kept
     }
 

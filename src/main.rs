@@ -289,8 +289,9 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Probe {
     /// Wait for mail through the capture API (GET /api/v1/await) and print the JSON result.
-    /// Exit 0 when satisfied, 1 on a timeout (408) or, with --expect-none, a match (409), 2
-    /// on a usage or connection error (a line on stderr says which).
+    /// Exit 0 when satisfied, 1 on a timeout (408), with --expect-none a match (409), or
+    /// when the --mailbox expired or was deleted (410), 2 on a usage or connection error (a
+    /// line on stderr says which).
     Await(AwaitCli),
     /// Poll the API's /readyz (and with --smtp an SMTP greeting 220) until ready. Exit 0
     /// when ready, 1 when not by --timeout.
@@ -312,6 +313,10 @@ struct AwaitCli {
     /// The decoded subject the messages must have (equal, trimmed).
     #[arg(long, value_name = "TEXT")]
     subject: Option<String>,
+    /// A per-test mailbox's id (POST /api/v1/mailboxes): only its messages; exit 1 if it
+    /// expired or was deleted, before or while waiting.
+    #[arg(long, value_name = "ID")]
+    mailbox: Option<String>,
     /// How many matching messages to wait for, 1 to 500.
     #[arg(long, value_name = "N", value_parser = count::<u32>(1, fastsmtpd::api::MAX_COUNT as u64))]
     count: Option<u32>,
@@ -354,6 +359,7 @@ fn probe(probe: Probe) -> ExitCode {
                 rcpt: cli.rcpt,
                 from: cli.from,
                 subject: cli.subject,
+                mailbox: cli.mailbox,
                 count: cli.count,
                 after: cli.after,
                 timeout: cli.timeout,

@@ -229,6 +229,10 @@ impl<S: MessageSink> MessageSink for Logged<S> {
         self.inner.on_message_abort();
     }
 
+    fn on_content_end(&mut self, input_end: usize, octets: u64) {
+        self.inner.on_content_end(input_end, octets);
+    }
+
     fn queue_id(&self) -> Option<crate::proto::sink::QueueId> {
         self.inner.queue_id()
     }

@@ -1,7 +1,9 @@
 //! Per-test mailboxes over real sockets, against the real binary: create one, send to its
 //! address over SMTP, `await mailbox=`, list, search, delete (`410` after), expiry (`410`),
-//! two mailboxes that never see each other's mail, bad input, and eight workers each with
-//! its own mailbox doing send-and-await round trips in parallel without cross-talk.
+//! two mailboxes that never see each other's mail, bad input, eight workers each with its
+//! own mailbox doing send-and-await round trips in parallel without cross-talk, 10 000
+//! mailboxes listed a page at a time and deleted in one request, and mailboxes charged to
+//! the capture budget (`507` under `--on-full tempfail`).
 
 mod api_client;
 mod util;
@@ -260,7 +262,8 @@ fn two_mailboxes_never_see_each_others_mail_and_shared_mail_is_kept_once() {
         .iter()
         .map(|m| m["count"].as_u64().unwrap())
         .collect();
-    assert_eq!(counts, [2, 1]);
+    // Newest first: c, then b.
+    assert_eq!(counts, [1, 2]);
     // Deleting by mailbox through /messages deletes what the mailbox holds.
     let by_filter = call(
         &api,
@@ -316,7 +319,7 @@ fn an_expired_mailbox_answers_gone() {
     );
     assert_eq!(
         get(&api, "/api/v1/mailboxes").body,
-        json!({"mailboxes": []})
+        json!({"mailboxes": [], "next": null, "total": 0})
     );
 }
 
@@ -411,4 +414,168 @@ fn eight_workers_with_their_own_mailboxes_never_see_each_others_mail() {
         worker.join().unwrap();
     }
     assert_eq!(get(&api, "/api/v1/messages").body["total"], 400);
+}
+
+/// The `mailboxes` of a list answer, as ids.
+fn ids(answer: &Value) -> Vec<String> {
+    answer["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The octets of the JSON body of `GET path`.
+fn body_len(api: &str, path: &str) -> usize {
+    serde_json::to_vec(&get(api, path).body).unwrap().len()
+}
+
+#[test]
+fn ten_thousand_mailboxes_are_listed_a_page_at_a_time_and_deleted_in_one_request() {
+    let (_child, smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
+    const MAILBOXES: usize = 10_000; // the default bound
+    for n in 0..MAILBOXES {
+        let label = if n % 100 == 0 {
+            format!("nightly {n}")
+        } else {
+            format!("run {n}")
+        };
+        create(&api, json!({"label": label, "ttl": "1h"}));
+    }
+    assert_eq!(create_status(&api, json!({})), 429);
+    // The first page: 50, newest first, with the total.
+    let first = get(&api, "/api/v1/mailboxes").body;
+    assert_eq!(ids(&first).len(), 50);
+    assert_eq!(first["total"], MAILBOXES);
+    assert_eq!(
+        first["mailboxes"][0]["label"],
+        format!("run {}", MAILBOXES - 1)
+    );
+    // Every page of 500: each mailbox once, and no page bigger than one request's worth.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    let mut all_bytes = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/mailboxes?limit=500&before={c}"),
+            None => "/api/v1/mailboxes?limit=500".to_owned(),
+        };
+        let page = get(&api, &path).body;
+        all_bytes += serde_json::to_vec(&page["mailboxes"]).unwrap().len();
+        pages += 1;
+        for id in ids(&page) {
+            assert!(seen.insert(id), "a mailbox on two pages");
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (MAILBOXES, 20));
+    let first_page = body_len(&api, "/api/v1/mailboxes");
+    println!(
+        "{MAILBOXES} mailboxes: the default page is {first_page} octets; all of them (the \
+         unpaged list before) {all_bytes} octets"
+    );
+    assert!(first_page * 100 < all_bytes, "{first_page} vs {all_bytes}");
+    assert_eq!(get(&api, "/api/v1/mailboxes?limit=501").status, 400);
+    // Filters: a label exactly, or text in the label, id or address.
+    let nightly = get(&api, "/api/v1/mailboxes?q=NIGHTLY&limit=500").body;
+    assert_eq!(nightly["total"], 100);
+    let one = get(&api, "/api/v1/mailboxes?label=nightly%20200").body;
+    assert_eq!((one["total"].as_u64(), ids(&one).len()), (Some(1), 1));
+    // Mail in one mailbox goes with it; the stats show the mailboxes' share of the budget.
+    let address = one["mailboxes"][0]["address"].as_str().unwrap().to_owned();
+    let mut client = session(smtp);
+    send(&mut client, &address, "in a nightly box");
+    let stats = get(&api, "/api/v1/stats").body;
+    assert_eq!(stats["mailboxes"], MAILBOXES);
+    let share = stats["mailbox_bytes"].as_u64().unwrap();
+    assert!(share >= 420 * MAILBOXES as u64, "{stats}");
+    assert!(stats["bytes"].as_u64().unwrap() >= share, "{stats}");
+    let deleted = call(&api, "DELETE", "/api/v1/mailboxes?label=nightly%20200", b"");
+    assert_eq!(deleted.body, json!({"deleted": 1, "mailboxes": 1}));
+    assert_eq!(
+        call(&api, "DELETE", "/api/v1/mailboxes?q=x", b"").status,
+        400
+    );
+    let deleted = call(&api, "DELETE", "/api/v1/mailboxes", b"");
+    assert_eq!(
+        deleted.body,
+        json!({"deleted": 0, "mailboxes": MAILBOXES - 1})
+    );
+    let stats = get(&api, "/api/v1/stats").body;
+    assert_eq!(
+        (stats["mailboxes"].as_u64(), stats["mailbox_bytes"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(get(&api, "/api/v1/mailboxes").body["total"], 0);
+    // A page on another origin cannot delete them (nor can it read the answer).
+    create(&api, json!({}));
+    let mut stream = TcpStream::connect(&api).unwrap();
+    let head = format!(
+        "DELETE /api/v1/mailboxes HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\
+         Origin: http://127.0.0.1:39998\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    assert_eq!(&bytes[..12], b"HTTP/1.1 403");
+    assert_eq!(get(&api, "/api/v1/mailboxes").body["total"], 1);
+}
+
+/// The status of a creation.
+fn create_status(api: &str, body: Value) -> u16 {
+    call(
+        api,
+        "POST",
+        "/api/v1/mailboxes",
+        body.to_string().as_bytes(),
+    )
+    .status
+}
+
+#[test]
+fn mailboxes_are_charged_to_the_budget_and_refused_with_507_when_mail_is_kept_first() {
+    let (_child, smtp, api) = util::start_binary_with_api(
+        1,
+        "127.0.0.1",
+        &["--capture-memory", "64KiB", "--on-full", "tempfail"],
+    );
+    let mut client = session(smtp);
+    send(&mut client, "someone@test", "kept");
+    let mut made = 0;
+    let refused = loop {
+        let answer = call(
+            &api,
+            "POST",
+            "/api/v1/mailboxes",
+            json!({"label": "a label"}).to_string().as_bytes(),
+        );
+        if answer.status != 201 {
+            break answer;
+        }
+        made += 1;
+        assert!(made < 1000, "64 KiB never filled");
+    };
+    assert_eq!(refused.status, 507, "{}", refused.body);
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("budget"));
+    let stats = get(&api, "/api/v1/stats").body;
+    let (bytes, budget) = (
+        stats["bytes"].as_u64().unwrap(),
+        stats["budget_bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes <= budget, "{stats}");
+    assert_eq!(stats["mailboxes"], made);
+    assert_eq!(stats["mailbox_bytes"], (420 + 7) * made, "{stats}");
+    // The kept message stayed (tempfail keeps mail rather than evicting it).
+    assert_eq!(get(&api, "/api/v1/messages").body["total"], 1);
+    // Deleting the mailboxes gives their share back: room again.
+    call(&api, "DELETE", "/api/v1/mailboxes", b"");
+    assert_eq!(create_status(&api, json!({})), 201);
 }

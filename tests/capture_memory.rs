@@ -7,8 +7,8 @@ mod live_bytes;
 
 use bytes::Bytes;
 use fastsmtpd::capture::{
-    Arrival, Capture, EnvelopeParts, Limits, OnFull, ENTRY_OVERHEAD, MAILBOX_OVERHEAD,
-    RECIPIENT_OVERHEAD,
+    Arrival, Capture, EnvelopeParts, Limits, OnFull, Route, ENTRY_OVERHEAD, MAILBOX_OVERHEAD,
+    MAILBOX_RECORD_OVERHEAD, RECIPIENT_OVERHEAD,
 };
 use fastsmtpd::proto::sink::QueueId;
 use std::time::{Duration, SystemTime};
@@ -67,8 +67,41 @@ fn measure(mailbox: bool, recipient: impl Fn(u64, &str) -> String) -> (f64, f64)
     (per_message, charged)
 }
 
+/// Makes `MAILBOXES` live mailboxes, each with a 10-octet label and the route `route(n)`
+/// (`None`: plus-tag); returns (octets allocated per mailbox, octets charged per mailbox).
+fn measure_mailboxes(route: impl Fn(usize) -> Option<Route>) -> (f64, f64) {
+    const MAILBOXES: usize = 10_000;
+    let before = live_bytes::live();
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    for n in 0..MAILBOXES {
+        let label = format!("label {n:04}");
+        capture
+            .create_mailbox(route(n), Duration::from_secs(3600), label)
+            .unwrap();
+    }
+    let charged = capture.stats().mailbox_bytes as f64 / MAILBOXES as f64;
+    let used = (live_bytes::live() - before) as f64 / MAILBOXES as f64;
+    drop(capture);
+    (used, charged)
+}
+
 #[test]
 fn allocated_overhead_per_message_against_the_charge() {
+    // Mailbox records first (10 000, the default bound): what one costs against its charge.
+    let (plus, plus_charged) = measure_mailboxes(|_| None);
+    let (rcpt, rcpt_charged) = measure_mailboxes(|n| {
+        Some(Route::Recipient(
+            format!("u{n:05}@example.com").into_bytes(),
+        ))
+    });
+    println!(
+        "a mailbox record (10 000 live, label of 10): plus-tag {plus:.0} allocated / \
+         {plus_charged:.0} charged; rcpt route {rcpt:.0} allocated / {rcpt_charged:.0} charged \
+         (MAILBOX_RECORD_OVERHEAD {MAILBOX_RECORD_OVERHEAD})"
+    );
+    assert!(plus <= 1.5 * plus_charged, "{plus} vs {plus_charged}");
+    assert!(rcpt <= 1.5 * rcpt_charged, "{rcpt} vs {rcpt_charged}");
+
     let (distinct, distinct_charged) = measure(false, |n, _| format!("user{n:06}@example.com"));
     let (shared, shared_charged) = measure(false, |_, _| "user@example.com".to_string());
     // Each message in one per-test mailbox (a distinct recipient `userN+TAG@`, so the

@@ -15,6 +15,7 @@ mod util;
 
 use api_client::*;
 use fastsmtpd::api::{ApiOptions, OPENAPI};
+use fastsmtpd::capture::Limits;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -433,8 +434,22 @@ fn every_response_validates_against_the_document() {
     let address = made["address"].as_str().unwrap().to_owned();
     insert(&capture, "boxed", "app@test", &[&address], &mail("Boxed"));
     call("GET", "/api/v1/mailboxes", true, 200);
+    call("GET", "/api/v1/mailboxes?limit=1&q=x", true, 200);
+    call("GET", "/api/v1/mailboxes?label=none&before=1", true, 200);
+    call("GET", "/api/v1/mailboxes?limit=501", true, 400);
     call("GET", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    call("HEAD", "/api/v1/mailboxes", true, 200);
+    call("HEAD", &format!("/api/v1/mailboxes/{id}"), true, 200);
+    call("HEAD", &format!("/api/v1/mailboxes/{id}/faults"), true, 200);
     call("GET", "/api/v1/mailboxes?x=1", true, 400);
+    call(
+        "DELETE",
+        "/api/v1/mailboxes?label=no%20such%20label",
+        true,
+        200,
+    );
+    call("DELETE", "/api/v1/mailboxes?q=x", true, 400);
+    call("DELETE", "/api/v1/mailboxes", false, 401);
     call("GET", &format!("/api/v1/mailboxes/{id}?x=1"), true, 400);
     call("PUT", "/api/v1/mailboxes", true, 405);
     call("GET", "/api/v1/mailboxes", false, 401);
@@ -534,6 +549,36 @@ fn every_response_validates_against_the_document() {
     let response = request_with_body(addr, "POST", "/api/v1/mailboxes", &[AUTH], b"");
     assert_eq!(response.status, 429);
     checks.check(&doc, "POST", "/api/v1/mailboxes", &response);
+    // A budget that mailboxes' records fill (no mail to evict for them): 507.
+    let small = Limits {
+        max_bytes: 2000,
+        ..Limits::default()
+    };
+    let (_small, small_server) = serve_with(
+        small,
+        ApiOptions {
+            token: Some(TOKEN.into()),
+            cors_origin: None,
+            ..ApiOptions::default()
+        },
+    );
+    let small_addr = small_server.local_addr();
+    let full = loop {
+        let response = request_with_body(small_addr, "POST", "/api/v1/mailboxes", &[AUTH], b"");
+        if response.status != 201 {
+            break response;
+        }
+    };
+    assert_eq!(full.status, 507);
+    checks.check(&doc, "POST", "/api/v1/mailboxes", &full);
+    // A foreign origin may not delete them; then every one goes in one request.
+    let origin = "Origin: http://127.0.0.1:39998";
+    let response = request(addr, "DELETE", "/api/v1/mailboxes", &[AUTH, origin]);
+    assert_eq!(response.status, 403);
+    checks.check(&doc, "DELETE", "/api/v1/mailboxes", &response);
+    let response = request(addr, "DELETE", "/api/v1/mailboxes", &[AUTH]);
+    assert_eq!(response.status, 200);
+    checks.check(&doc, "DELETE", "/api/v1/mailboxes", &response);
     // The runtime fault rules (routes with a request body too).
     let json_type = "Content-Type: application/json";
     let text_type = "Content-Type: text/plain";
@@ -598,7 +643,8 @@ fn every_response_validates_against_the_document() {
 
     // A mailbox's fault plan: shown, replaced, refused (bad rule, header route, content
     // type), cleared; unknown and ended mailboxes (two made room for past the bound).
-    for full in capture.mailboxes().into_iter().take(2) {
+    let newest = capture.mailbox_page(None, 2, &fastsmtpd::capture::MailboxFilter::default());
+    for full in newest.items {
         capture.delete_mailbox(&full.id);
     }
     let boxed = capture

@@ -2,6 +2,7 @@
 //! (0 satisfied, 1 not, 2 usage or connection), the JSON on stdout, the token from the
 //! environment, and the server still started by flags without a subcommand.
 
+mod api_client;
 mod util;
 
 use std::process::Command;
@@ -158,4 +159,30 @@ fn await_prints_the_result_and_exits_by_what_happened() {
     assert_eq!(out.status.code(), Some(2), "{}", out.dump());
     let out = fastsmtpd(&["--listen", "127.0.0.1:1", "await"], None);
     assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+}
+
+#[test]
+fn await_on_a_mailbox_that_expires_meanwhile_exits_1_saying_so() {
+    let (_server, _smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
+    let made = api_client::request_with_body(
+        api.parse().unwrap(),
+        "POST",
+        "/api/v1/mailboxes",
+        &["Content-Type: application/json"],
+        br#"{"ttl": "1s"}"#,
+    );
+    assert_eq!(made.status, 201);
+    let id = made.json()["id"].as_str().unwrap().to_owned();
+    let url = format!("http://{api}");
+    // It expires while the probe waits (30 s: a 408 would be the bug).
+    let out = fastsmtpd(
+        &["await", "--api", &url, "--mailbox", &id, "--timeout", "30s"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.dump());
+    assert!(
+        out.stderr.contains(&format!("mailbox {id} expired at ")),
+        "{}",
+        out.dump()
+    );
 }

@@ -40,6 +40,8 @@ fn the_web_ui_shows_mail_live_searches_reads_and_deletes_in_chromium() {
         .output()
         .expect("python3 runs");
     server.kill();
+    // Its figures (the sidebar's octets per refresh) for `--nocapture`.
+    print!("{}", String::from_utf8_lossy(&output.stdout));
     assert!(
         output.status.success(),
         "the UI test failed:\n{}\n{}\nserver: {}",

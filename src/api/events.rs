@@ -32,20 +32,26 @@
 //! index). Such a stream cannot tell which of the messages removed before it read them were
 //! the mailbox's: when messages after its cursor are gone unread, it says `lagged` for them
 //! all (some may have been other mail), and its `gone` events name every removal up to its
-//! cursor (sequence numbers only: a client ignores those it was never sent).
+//! cursor (sequence numbers only: a client ignores those it was never sent). When the
+//! mailbox ends (deleted, or its `expires_at` passes: the stream sleeps until then and runs
+//! the store's expiry), the stream sends what is left to send, then one last event,
+//! `event: mailbox-ended` with `{"id", "reason", "at"}` (`reason`: `deleted` or `expired`;
+//! no `id:` line), and ends: a client must not reconnect to it (it would get `410`).
 //!
 //! What it does not do: filter otherwise, or buffer more than one page.
 
 use super::counters::ApiCounters;
 use super::render;
-use crate::capture::{Capture, Direction, Filter, WaitKey, WaiterId};
+use crate::capture::{
+    Capture, Direction, Filter, MailboxGoneReason, MailboxId, MailboxLookup, WaitKey, WaiterId,
+};
 use crate::control::Conn;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, Sleep};
 
 /// After a write of events, how long a stream rests before it reads again, with its
@@ -91,6 +97,12 @@ pub struct EventStream {
     rest: Option<Pin<Box<Sleep>>>,
     /// Which messages it carries (`?mailbox=`; all without).
     filter: Filter,
+    /// The mailbox it follows (`?mailbox=`): the stream ends when it does.
+    mailbox: Option<MailboxId>,
+    /// Wakes the stream when that mailbox's time runs out.
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// The last event (`mailbox-ended`) was sent: the stream is over.
+    over: bool,
 }
 
 impl EventStream {
@@ -111,11 +123,16 @@ impl EventStream {
             reset: None,
             rest: None,
             filter: Filter::all(),
+            mailbox: None,
+            expiry: None,
+            over: false,
         }
     }
 
-    /// The same stream carrying only the messages `filter` selects (see the module doc).
+    /// The same stream carrying only the messages `filter` selects, and ending with the
+    /// first mailbox it names (see the module doc).
     pub fn filtered(mut self, filter: Filter) -> Self {
+        self.mailbox = filter.mailboxes().next().copied();
         self.filter = filter;
         self
     }
@@ -129,8 +146,12 @@ impl EventStream {
         stream
     }
 
-    /// The next bytes to send; pending until there are some (never ends by itself).
-    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+    /// The next bytes to send; pending until there are some; `None` once the mailbox it
+    /// follows ended (else it never ends by itself).
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.over {
+            return Poll::Ready(None);
+        }
         if let Some(rest) = &mut self.rest {
             if rest.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
@@ -159,6 +180,12 @@ impl EventStream {
             }
             return self.write(text);
         }
+        if let Some(last) = self.mailbox_ended(cx) {
+            let mut text = self.read();
+            text.extend_from_slice(&last);
+            self.over = true;
+            return self.write(text);
+        }
         let text = self.read();
         if !text.is_empty() {
             // Rest before reading again (see `BATCH`), out of the store's waiters meanwhile:
@@ -179,10 +206,52 @@ impl EventStream {
     }
 
     /// Sends `text`, and moves the heartbeat and the connection's deadline on.
-    fn write(&mut self, text: Vec<u8>) -> Poll<Bytes> {
+    fn write(&mut self, text: Vec<u8>) -> Poll<Option<Bytes>> {
         self.heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
         self.conn.hold(HEARTBEAT);
-        Poll::Ready(Bytes::from(text))
+        Poll::Ready(Some(Bytes::from(text)))
+    }
+
+    /// Whether the stream is over: the last event (`mailbox-ended`) when the mailbox it
+    /// follows is no longer live; else `None`, with a timer set for its expiry.
+    fn mailbox_ended(&mut self, cx: &mut Context<'_>) -> Option<Vec<u8>> {
+        let id = self.mailbox?;
+        loop {
+            let (reason, at) = match self.capture.mailbox(&id) {
+                MailboxLookup::Found(info) => {
+                    let expiry = self.expiry.get_or_insert_with(|| {
+                        // A millisecond past it: the store ends a mailbox once the clock
+                        // has reached its `expires_at`.
+                        let left = info
+                            .expires_at
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default();
+                        Box::pin(tokio::time::sleep(left + Duration::from_millis(1)))
+                    });
+                    if expiry.as_mut().poll(cx).is_pending() {
+                        return None;
+                    }
+                    self.expiry = None;
+                    self.capture.expire(SystemTime::now());
+                    continue;
+                }
+                MailboxLookup::Gone(gone) => (
+                    match gone.reason {
+                        MailboxGoneReason::Expired => "expired",
+                        MailboxGoneReason::Deleted => "deleted",
+                    },
+                    gone.at,
+                ),
+                // Past the ring of mailbox tombstones: gone, how is no longer known.
+                MailboxLookup::Unknown => ("gone", SystemTime::now()),
+            };
+            let data = serde_json::json!({
+                "id": id.as_str(),
+                "reason": reason,
+                "at": crate::store::record::rfc3339(at),
+            });
+            return Some(format!("event: mailbox-ended\ndata: {data}\n\n").into_bytes());
+        }
     }
 
     /// The events after the cursors, one page of each at most, as text; moves the cursors.

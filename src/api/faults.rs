@@ -14,10 +14,9 @@
 //! What it does not do: parse a rule ([`crate::fault::Plans`] does, with the `--fault`
 //! grammar) or hold scoped plans' routes (a mailbox's faults are the mailboxes' routes).
 
+use super::body::{read_all, strict_json};
 use super::response::{error, json, ApiBody};
-use super::routes::{
-    allow, authorize, finish, foreign_host, no_parameters, read_body, BodyError, State,
-};
+use super::routes::{allow, guarded, no_parameters, State};
 use crate::control::Conn;
 use crate::fault::Plans;
 use hyper::body::Incoming;
@@ -25,7 +24,6 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The path of these routes.
 pub const PATH: &str = "/api/v1/faults";
@@ -40,21 +38,18 @@ pub async fn handle(
     request: Request<Incoming>,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let started = Instant::now();
-    let response = answer(&state, request).await;
-    finish(&state, "faults", started, response, conn)
+    guarded(
+        state,
+        request,
+        conn,
+        "faults",
+        |state, request| async move { answer(&state, request).await },
+    )
+    .await
 }
 
-/// The answer, once the host, the token, the method and the query are checked.
+/// The answer, once the host and the token are checked: the method, the query, the body.
 async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
-    if state.loopback {
-        if let Some(refused) = foreign_host(&request) {
-            return refused;
-        }
-    }
-    if let Some(refused) = authorize(state, &request) {
-        return refused;
-    }
     let methods = &[Method::GET, Method::PUT, Method::DELETE];
     if let Some(refused) =
         allow(request.method(), methods, state).or_else(|| no_parameters(request.uri().query()))
@@ -111,7 +106,10 @@ pub(super) async fn texts(
             )))
         }
     };
-    let body = body(request).await.map_err(Box::new)?;
+    // At most `MAX_BODY` octets (else `413`, before anything changed).
+    let body = read_all(request.into_body(), MAX_BODY as u64)
+        .await
+        .map_err(|e| Box::new(e.answer()))?;
     let bad = |message: &str| Box::new(error(StatusCode::BAD_REQUEST, message));
     let Ok(body) = String::from_utf8(body) else {
         return Err(bad("the body is not UTF-8"));
@@ -119,10 +117,14 @@ pub(super) async fn texts(
     if text {
         return Ok(lines(&body));
     }
-    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&body) else {
-        return Err(bad(
-            "the body is not a JSON object: {\"rules\": [\"...\", ...]}",
-        ));
+    let mut object = match strict_json(body.as_bytes()) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return Err(bad(
+                "the body is not a JSON object: {\"rules\": [\"...\", ...]}",
+            ))
+        }
+        Err(e) => return Err(bad(&format!("the body is not JSON: {e}"))),
     };
     if let Some(key) = object.keys().find(|k| *k != "rules") {
         return Err(bad(&format!(
@@ -148,17 +150,6 @@ fn lines(body: &str) -> Vec<String> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect()
-}
-
-/// The request body, at most [`MAX_BODY`] octets (else `413`, before anything changed).
-async fn body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
-    read_body(request, MAX_BODY).await.map_err(|e| match e {
-        BodyError::TooLarge => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body over {MAX_BODY} octets"),
-        ),
-        BodyError::CutShort => error(StatusCode::BAD_REQUEST, "request body cut short"),
-    })
 }
 
 #[cfg(test)]

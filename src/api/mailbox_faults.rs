@@ -65,7 +65,8 @@ fn key(id: &MailboxId) -> String {
 /// query checked already (by the mailboxes' handler).
 pub async fn answer(state: &State, id: &str, request: Request<Incoming>) -> Response<ApiBody> {
     let method = request.method().clone();
-    if let Some(refused) = allow(&method, &[Method::GET, Method::PUT, Method::DELETE], state) {
+    let methods = &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE];
+    if let Some(refused) = allow(&method, methods, state) {
         return refused;
     }
     let Some(id) = MailboxId::parse(id.as_bytes()) else {
@@ -81,7 +82,7 @@ pub async fn answer(state: &State, id: &str, request: Request<Incoming>) -> Resp
     let plans = &state.faults;
     let key = key(&id);
     match method {
-        Method::GET => {}
+        Method::GET | Method::HEAD => {}
         Method::DELETE => {
             plans.clear_scoped(&key);
         }

@@ -3,39 +3,54 @@
 //! | route | method | answer |
 //! |---|---|---|
 //! | `/api/v1/mailboxes` | `POST` | body (optional JSON, at most [`MAX_BODY`] octets) `{"ttl", "route", "label"}` → `201` the mailbox |
-//! | `/api/v1/mailboxes` | `GET` | `{"mailboxes": [..]}`: every live one, oldest first, with counts |
-//! | `/api/v1/mailboxes/{id}` | `GET` | the mailbox; `410` expired or deleted; `404` unknown |
+//! | `/api/v1/mailboxes` | `GET`, `HEAD` | `{"mailboxes": [..], "next", "total"}`: a page of the live ones, newest first, with counts |
+//! | `/api/v1/mailboxes` | `DELETE` | `{"deleted": n, "mailboxes": m}`: every live mailbox (or those `label=` names) and their mail (as one delete each) |
+//! | `/api/v1/mailboxes/{id}` | `GET`, `HEAD` | the mailbox; `410` expired or deleted; `404` unknown |
 //! | `/api/v1/mailboxes/{id}` | `DELETE` | `{"deleted": n}`: the messages removed (those in no other mailbox) |
-//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
+//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `HEAD`, `PUT`, `DELETE` | `{"rules": [..]}`: the mailbox's fault plan ([`super::mailbox_faults`]) |
 //!
 //! A mailbox's JSON: `id`, `address` (a recipient that routes to it: `test+ID@HOSTNAME` for a
 //! plus-tag route, the address of a `rcpt` route, `test@DOMAIN` for a `domain` route, `null`
 //! for `auth_user` and `header` routes), `route` (as given, `{"type": ..}`), `label`,
 //! `created_at`, `expires_at`, `count`, `links` (`messages`, `await`, `self`).
 //!
+//! The list is paged like `/api/v1/messages`: `limit` (default [`query::DEFAULT_LIMIT`], at
+//! most [`query::MAX_LIMIT`]), newest first by creation, `before=` the `next` of the page
+//! before (a creation number: a page never shifts when mailboxes are created), `total` the
+//! count of those matching; filters `label=` (the label exactly) and `q=` (the label, id or
+//! route text contains it, ASCII case-insensitively). There is no unpaged list: 10 000
+//! mailboxes are 20 pages of 500. `DELETE` takes `label=` only, and refuses a foreign
+//! `Origin` (`403`).
+//!
 //! Bad input is a `400` naming the field: a body that is not a JSON object, an unknown field,
 //! a `ttl` outside [`MIN_TTL`]..[`MAX_TTL`] (a duration as `crate::units` reads it: `"120s"`,
 //! `"1.5h"`; a bare number is seconds), a route of an unknown type or with a missing, empty,
 //! over-long or malformed value, a label over [`LABEL_MAX`] octets. Past the store's bound of
-//! live mailboxes: `429`. A body over [`MAX_BODY`]: `413`.
+//! live mailboxes: `429`. When the capture budget has no room for the mailbox's record and
+//! the store keeps mail rather than evicting it (`--on-full tempfail`): `507`. A body over
+//! [`MAX_BODY`]: `413`.
 //!
 //! What it does not do: route mail (the store does, at insert), or keep fault plans (the
 //! fault engine does; `mailbox_faults` hands it a mailbox's, and deleting a mailbox clears it).
 
+use super::body::{read_all, strict_json};
 use super::mailbox_faults;
+use super::query::{self, BadRequest};
 use super::response::{error, json, ApiBody};
-use super::routes::{allow, authorize, finish, foreign_host, State};
+use super::routes::{allow, guarded, State};
 use super::select::mailbox_refusal;
 use crate::capture::mailbox::{LABEL_MAX, ROUTE_TEXT_MAX};
-use crate::capture::{MailboxId, MailboxInfo, MailboxLookup, Route};
+use crate::capture::{
+    MailboxFilter, MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes,
+};
 use crate::control::Conn;
+use crate::proto::command::{parse_command, Command};
 use crate::store::record::rfc3339;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The path of the collection.
 pub const PREFIX: &str = "/api/v1/mailboxes";
@@ -65,52 +80,56 @@ pub async fn handle(
     request: Request<Incoming>,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let started = Instant::now();
-    let response = answer(&state, request).await;
-    finish(&state, "mailboxes", started, response, conn)
+    guarded(
+        state,
+        request,
+        conn,
+        "mailboxes",
+        |state, request| async move { answer(&state, request).await },
+    )
+    .await
 }
 
-/// The answer (see [`handle`]).
+/// The answer, once the host and the token are checked (see [`handle`]).
 async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> {
-    if state.loopback {
-        if let Some(refused) = foreign_host(&request) {
-            return refused;
-        }
-    }
-    if let Some(refused) = authorize(state, &request) {
-        return refused;
-    }
     state.capture.expire(SystemTime::now());
     mailbox_faults::sweep(state);
-    if request.uri().query().is_some_and(|q| !q.is_empty()) {
+    let rest = request.uri().path()[PREFIX.len()..].to_owned();
+    if !rest.is_empty() && request.uri().query().is_some_and(|q| !q.is_empty()) {
         return error(
             StatusCode::BAD_REQUEST,
-            "these routes take no query parameters",
+            "this route takes no query parameters",
         );
     }
-    let rest = request.uri().path()[PREFIX.len()..].to_owned();
     let method = request.method().clone();
+    // `HEAD` is answered as `GET` (hyper sends the head only, RFC 9110 §9.3.2).
+    let get = method == Method::GET || method == Method::HEAD;
     match rest.as_str() {
         "" => {
-            if let Some(refused) = allow(&method, &[Method::GET, Method::POST], state) {
+            let methods = &[Method::GET, Method::HEAD, Method::POST, Method::DELETE];
+            if let Some(refused) = allow(&method, methods, state) {
                 return refused;
             }
-            if method == Method::GET {
-                let all: Vec<Value> = state
-                    .capture
-                    .mailboxes()
-                    .iter()
-                    .map(|m| render(state, m))
-                    .collect();
-                return json(StatusCode::OK, &json!({"mailboxes": all}));
+            let query = request.uri().query();
+            if get {
+                return list(state, query);
+            }
+            if method == Method::DELETE {
+                if let Some(refused) = super::routes::foreign_origin(state, &request) {
+                    return refused;
+                }
+                return delete_all(state, query);
+            }
+            if query.is_some_and(|q| !q.is_empty()) {
+                return bad("POST takes no query parameters");
             }
             // A form or text/plain POST needs no preflight: refuse other origins here.
             if let Some(refused) = super::routes::foreign_origin(state, &request) {
                 return refused;
             }
-            let body = match read_body(request).await {
+            let body = match read_all(request.into_body(), MAX_BODY as u64).await {
                 Ok(body) => body,
-                Err(refused) => return refused,
+                Err(refused) => return refused.answer(),
             };
             create(state, &body)
         }
@@ -120,7 +139,8 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
         }
         _ => {
             let id = &rest[1..];
-            if let Some(refused) = allow(&method, &[Method::GET, Method::DELETE], state) {
+            let methods = &[Method::GET, Method::HEAD, Method::DELETE];
+            if let Some(refused) = allow(&method, methods, state) {
                 return refused;
             }
             let Some(id) = MailboxId::parse(id.as_bytes()) else {
@@ -146,6 +166,64 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<ApiBody> 
             }
         }
     }
+}
+
+/// What a list or a bulk delete was asked: the filter, and (listing only) the page.
+fn list_query(
+    query: Option<&str>,
+    paged: bool,
+) -> Result<(MailboxFilter, usize, Option<u64>), BadRequest> {
+    let mut filter = MailboxFilter::default();
+    let (mut limit, mut before) = (query::DEFAULT_LIMIT, None);
+    let mut seen = Vec::new();
+    for (key, value) in query::pairs(query)? {
+        query::once(&mut seen, &key)?;
+        match key.as_str() {
+            "label" => filter.label = Some(value.trim().to_owned()),
+            "q" if paged => filter.contains = Some(value.trim().to_owned()),
+            "limit" if paged => {
+                limit = query::number(&key, &value, 1, query::MAX_LIMIT as u64)? as usize;
+            }
+            "before" if paged => before = Some(query::cursor(&key, &value)?),
+            _ => return Err(query::unknown(&key)),
+        }
+    }
+    Ok((filter, limit, before))
+}
+
+/// `GET /api/v1/mailboxes`: a page (see the module doc).
+fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let (filter, limit, before) = match list_query(query, true) {
+        Ok(asked) => asked,
+        Err(e) => return bad(&e.0),
+    };
+    let page = state.capture.mailbox_page(before, limit, &filter);
+    let items: Vec<Value> = page.items.iter().map(|m| render(state, m)).collect();
+    json(
+        StatusCode::OK,
+        &json!({
+            "mailboxes": items,
+            "next": page.next.map(|n| n.to_string()),
+            "total": page.total,
+        }),
+    )
+}
+
+/// `DELETE /api/v1/mailboxes`: every live mailbox, or those `label=` names, with their mail
+/// (as `DELETE /api/v1/mailboxes/{id}` each) and their fault plans.
+fn delete_all(state: &State, query: Option<&str>) -> Response<ApiBody> {
+    let filter = match list_query(query, false) {
+        Ok((filter, _, _)) => filter,
+        Err(e) => return bad(&e.0),
+    };
+    let (ids, removed) = state.capture.delete_mailboxes(&filter);
+    for id in &ids {
+        mailbox_faults::clear(state, id);
+    }
+    json(
+        StatusCode::OK,
+        &json!({"deleted": removed.seqs.len(), "mailboxes": ids.len()}),
+    )
 }
 
 /// A mailbox as JSON (see the module doc).
@@ -209,6 +287,9 @@ fn create(state: &State, body: &[u8]) -> Response<ApiBody> {
         .create_mailbox(request.route, request.ttl, request.label)
     {
         Ok(info) => json(StatusCode::CREATED, &render(state, &info)),
+        Err(refused @ TooManyMailboxes::Full(_)) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, &refused.to_string())
+        }
         Err(refused) => error(StatusCode::TOO_MANY_REQUESTS, &refused.to_string()),
     }
 }
@@ -234,8 +315,7 @@ fn parse_request(body: &[u8]) -> Result<NewMailbox, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(request);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let value = strict_json(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err("the body must be a JSON object: {\"ttl\", \"route\", \"label\"}".into());
     };
@@ -357,7 +437,19 @@ fn route(value: &Value) -> Result<Option<Route>, String> {
             if domain.contains(&b'@') {
                 return Err("route.domain: a domain, without @".into());
             }
-            Route::Domain(domain)
+            // A domain the SMTP side takes in `RCPT TO:<user@DOMAIN>` (RFC 5321 §4.1.2, its
+            // parser): a route matches one domain exactly, so `*` or `.x` would match nothing.
+            let line = [&b"RCPT TO:<test@"[..], &domain, b">"].concat();
+            match parse_command(&line) {
+                Ok(Command::Rcpt { path }) if path.len() == "test@".len() + domain.len() => {
+                    Route::Domain(domain)
+                }
+                _ => {
+                    return Err("route.domain: a domain as RCPT TO takes it (example.com, \
+                                [192.0.2.1]; no wildcard: it matches that domain exactly)"
+                        .into())
+                }
+            }
         }
         "auth_user" => Route::AuthUser(text_field(route, kind, "user", false)?),
         _ => {
@@ -370,33 +462,6 @@ fn route(value: &Value) -> Result<Option<Route>, String> {
             Route::Header { name, value }
         }
     }))
-}
-
-/// The request body, at most [`MAX_BODY`] octets (else `413`).
-async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is over {MAX_BODY} octets"),
-        )
-    };
-    let mut body = request.into_body();
-    if body.size_hint().lower() > MAX_BODY as u64 {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(frame) = frame else {
-            return Err(bad("the body was cut short"));
-        };
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BODY {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -420,6 +485,11 @@ mod tests {
             parse_request(br#"{"ttl": 5}"#).unwrap().ttl,
             Duration::from_secs(5)
         );
+        for domain in ["tenant.test", "[192.0.2.1]", "bücher.example"] {
+            let body = format!(r#"{{"route": {{"type": "domain", "domain": "{domain}"}}}}"#);
+            let route = parse_request(body.as_bytes()).unwrap().route;
+            assert_eq!(route, Some(Route::Domain(domain.as_bytes().to_vec())));
+        }
         let header =
             parse_request(br#"{"route": {"type": "header", "name": "X-Run", "value": " a b "}}"#)
                 .unwrap();
@@ -456,6 +526,23 @@ mod tests {
             (
                 r#"{"route": {"type": "domain", "domain": ""}}"#,
                 "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "*"}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "*.example.com"}}"#,
+                "route.domain",
+            ),
+            (
+                r#"{"route": {"type": "domain", "domain": "a..b"}}"#,
+                "route.domain",
+            ),
+            (r#"{"ttl": "1s", "ttl": "7d"}"#, "\"ttl\" is given twice"),
+            (
+                r#"{"route": {"type": "rcpt", "type": "domain", "domain": "x"}}"#,
+                "given twice",
             ),
             (
                 r#"{"route": {"type": "auth_user", "user": 3}}"#,

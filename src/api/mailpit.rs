@@ -51,11 +51,10 @@ pub use filters::translate;
 
 use models::{attachment, field, heads, list_unsubscribe, lossy, split_parts, subject, summary};
 
+use super::body::{read_all, BodyError};
 use super::query::pairs;
 use super::response::{confine, whole, ApiBody};
-use super::routes::{
-    blocking, failed, finish, foreign_host, queue_id, read_body, same_secret, BodyError, State,
-};
+use super::routes::{blocking, failed, finish, foreign_host, queue_id, same_secret, State};
 use crate::capture::query as grammar;
 use crate::capture::{Capture, Direction, Filter, Lookup, Snapshot};
 use crate::control::Conn;
@@ -238,13 +237,17 @@ fn authorize(state: &State, request: &Request<Incoming>) -> Option<Response<ApiB
 
 /// The request body, at most [`MAX_BODY`] octets (else `413`).
 async fn body(request: Request<Incoming>) -> Result<Vec<u8>, Response<ApiBody>> {
-    read_body(request, MAX_BODY).await.map_err(|e| match e {
-        BodyError::TooLarge => text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over {MAX_BODY} octets"),
-        ),
-        BodyError::CutShort => text(StatusCode::BAD_REQUEST, "request body cut short"),
-    })
+    read_all(request.into_body(), MAX_BODY as u64)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(_) => text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY} octets"),
+            ),
+            BodyError::CutShort | BodyError::Refused(_) => {
+                text(StatusCode::BAD_REQUEST, "request body cut short")
+            }
+        })
 }
 
 /// A query parameter's value (the first).

@@ -9,6 +9,7 @@
 //! | submodule | job |
 //! |---|---|
 //! | `routes` | method and path → handler; the bearer token, CORS, `404`/`405` |
+//! | `body` | request bodies: the one bounded reader, JSON without duplicate keys |
 //! | `query` | the query string: filter parameters → a `Selection`, bounded numbers, `400`s |
 //! | `select` | pages and counts of a selection (index filter in the store, decoded subject outside) |
 //! | `wait` | `await`: register, scan, sleep until woken or the timeout |
@@ -30,6 +31,7 @@
 //! over HTTP), parse MIME or the search grammar itself (`crate::view`,
 //! `crate::capture::query`), serve `/metrics` (the metrics endpoint does), or speak TLS.
 
+mod body;
 mod counters;
 mod events;
 mod faults;
@@ -85,6 +87,10 @@ pub struct ApiOptions {
     /// The largest message `POST /api/v1/messages` takes: the SMTP side's `SIZE`
     /// (`Config::max_message_size`); `None`: [`crate::config::DEFAULT_MAX_MESSAGE_SIZE`].
     pub max_message_size: Option<u64>,
+    /// The SMTP side's longest command line (`Config::max_line_len`), which bounds a
+    /// seeded message's `helo=` as it bounds `HELO`; `None`:
+    /// [`crate::config::DEFAULT_MAX_LINE_LEN`].
+    pub max_line_len: Option<usize>,
     /// The budget of the cache of parsed views, in octets (0: `view::VIEW_CACHE_DEFAULT`);
     /// the server gives it the share of `--capture-memory` it took from the store.
     pub view_cache: usize,
@@ -133,6 +139,9 @@ impl ApiServer {
                 options
                     .max_message_size
                     .unwrap_or(crate::config::DEFAULT_MAX_MESSAGE_SIZE),
+                options
+                    .max_line_len
+                    .unwrap_or(crate::config::DEFAULT_MAX_LINE_LEN),
             ),
             loopback: addr.ip().is_loopback(),
             hostname: match options.hostname.as_str() {

@@ -304,6 +304,8 @@ pub fn stats(
             "waiters": waiters,
             "subscribers": subscribers,
             "head": s.head.to_string(),
+            "mailboxes": s.mailboxes,
+            "mailbox_bytes": s.mailbox_bytes,
         }),
     )
 }

@@ -21,7 +21,8 @@ use std::task::{Context, Poll};
 pub enum ApiBody {
     /// All of it at once (`None` once sent): hyper writes its length in `Content-Length`.
     Whole(Option<Bytes>),
-    /// Server-sent events until the client goes away or the server stops.
+    /// Server-sent events until the client goes away, the server stops, or the mailbox a
+    /// stream follows ends.
     Events(Box<EventStream>),
     /// A large body sent a slice at a time (see [`Sending`]).
     Sending(Box<Sending>),
@@ -165,7 +166,7 @@ impl Body for ApiBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             ApiBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ApiBody::Events(stream) => stream.poll_event(cx).map(|b| Some(Ok(Frame::data(b)))),
+            ApiBody::Events(stream) => stream.poll_event(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
             ApiBody::Sending(sending) => Poll::Ready(sending.next().map(|b| Ok(Frame::data(b)))),
             ApiBody::File(file) => file.poll_slice(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }

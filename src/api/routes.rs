@@ -16,9 +16,9 @@
 //! | `/api/v1/search?q=` | `GET`, `DELETE` |
 //! | `/api/v1/stats` | `GET` |
 //! | `/api/v1/events` | `GET` |
-//! | `/api/v1/mailboxes` | `GET`, `POST` (answered by `mailboxes`) |
-//! | `/api/v1/mailboxes/{id}` | `GET`, `DELETE` (answered by `mailboxes`) |
-//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `PUT`, `DELETE` (answered by `mailbox_faults`, through `mailboxes`) |
+//! | `/api/v1/mailboxes` | `GET`, `HEAD`, `POST`, `DELETE` (answered by `mailboxes`) |
+//! | `/api/v1/mailboxes/{id}` | `GET`, `HEAD`, `DELETE` (answered by `mailboxes`) |
+//! | `/api/v1/mailboxes/{id}/faults` | `GET`, `HEAD`, `PUT`, `DELETE` (answered by `mailbox_faults`, through `mailboxes`) |
 //! | `/api/v1/faults` | `GET`, `PUT`, `DELETE` (the runtime fault rules; `faults` answers) |
 //! | `/`, `/ui/app.js`, `/ui/app.css` | `GET`, `HEAD` (the web UI; open without the token) |
 //!
@@ -30,7 +30,7 @@
 //! What it does not do: answer a route that takes a request body (`POST /api/v1/messages`
 //! hands its body to `seed`, which streams it against the size limit; `/compat/mailpit/` is
 //! `mailpit`'s and `/api/v1/faults` is `faults`'s, sent there by the server's handler in
-//! `api`; both read their bodies with [`read_body`]), or parse the search
+//! `api`; every body is read by `body`), or parse the search
 //! grammar or MIME (`read` hands those to `crate::capture::query` and `crate::view`).
 
 use super::counters::ApiCounters;
@@ -42,7 +42,7 @@ use crate::capture::{Capture, Direction, Lookup};
 use crate::control::Conn;
 use crate::proto::sink::QueueId;
 use bytes::Bytes;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{
     HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, AUTHORIZATION, CACHE_CONTROL,
@@ -50,7 +50,6 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -102,37 +101,6 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(job).await.ok()
 }
 
-/// Why a request body was not read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BodyError {
-    /// It is longer than the route takes (said before reading it when its length is given).
-    TooLarge,
-    /// The client stopped sending it.
-    CutShort,
-}
-
-/// The body of `request`, at most `max` octets: never more is read or kept.
-pub(super) async fn read_body(
-    request: Request<Incoming>,
-    max: usize,
-) -> Result<Vec<u8>, BodyError> {
-    let mut body = request.into_body();
-    if body.size_hint().lower() > max as u64 {
-        return Err(BodyError::TooLarge);
-    }
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|_| BodyError::CutShort)?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > max {
-                return Err(BodyError::TooLarge);
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
-}
-
 /// A `500` for a read that failed inside (a panic the blocking pool caught).
 pub(super) fn failed() -> Response<ApiBody> {
     error(
@@ -151,6 +119,34 @@ pub async fn handle(
     let (head, body) = request.into_parts();
     let request = Request::from_parts(head, ());
     let (route, response) = route(&state, &request, body, conn.clone()).await;
+    finish(&state, route, started, response, conn)
+}
+
+/// Answers a request for a route with a handler of its own (`faults`, `mailboxes`): first
+/// the checks every API route makes (on a loopback API a loopback `Host`, [`foreign_host`];
+/// the bearer token, [`authorize`]), then `answer`; the response timed under `route`, paced
+/// and given the CORS header ([`finish`]).
+pub(super) async fn guarded<F, Fut>(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    conn: Conn,
+    route: &'static str,
+    answer: F,
+) -> Response<ApiBody>
+where
+    F: FnOnce(Arc<State>, Request<Incoming>) -> Fut,
+    Fut: std::future::Future<Output = Response<ApiBody>>,
+{
+    let started = Instant::now();
+    let refused = state
+        .loopback
+        .then(|| foreign_host(&request))
+        .flatten()
+        .or_else(|| authorize(&state, &request));
+    let response = match refused {
+        Some(refused) => refused,
+        None => answer(Arc::clone(&state), request).await,
+    };
     finish(&state, route, started, response, conn)
 }
 
@@ -570,6 +566,15 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
     }
     conn.hold(query.timeout);
     let found = wait::wait(&state.capture, &query, &state.counters).await;
+    if found.ended && !found.complete {
+        // The mailbox ended while the wait ran: what `count` (or `expect=none`) asked
+        // can no longer be told; its `410` as every mailbox route answers.
+        if let Some(refused) =
+            super::select::mailbox_refusals(&state.capture, query.selection.mailboxes())
+        {
+            return refused;
+        }
+    }
     let status = match (query.expect_none, found.complete) {
         (false, true) | (true, false) => StatusCode::OK,
         (false, false) => StatusCode::REQUEST_TIMEOUT,

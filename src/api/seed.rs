@@ -26,6 +26,7 @@
 //! `404`), or add any header (no `Received:`: the envelope says it was seeded by having no
 //! client).
 
+use super::body::{self, BodyError};
 use super::query::{pairs, BadRequest};
 use super::response::{error, json, ApiBody};
 use crate::capture::{Arrival, Capture, EnvelopeParts, Refused};
@@ -36,28 +37,28 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
-
-/// The most a body's buffer reserves up front from its `Content-Length` (beyond, it grows as
-/// the body comes; a declared length is a client's word, not yet bytes).
-const RESERVE_MAX: u64 = 1 << 20;
 
 /// The bounds of seeded bodies.
 #[derive(Debug)]
 pub struct SeedLimits {
     /// The largest message (the SMTP side's `SIZE`).
     pub max_message_size: u64,
+    /// The longest `helo=` name: what fits the SMTP side's command line
+    /// ([`helo_bound`]).
+    pub max_helo: usize,
     /// Octets of bodies being read now, over every request.
     in_flight: AtomicU64,
 }
 
 impl SeedLimits {
-    /// Messages up to `max_message_size` octets.
-    pub fn new(max_message_size: u64) -> SeedLimits {
+    /// Messages up to `max_message_size` octets, sent by a client whose `HELO` fits a
+    /// command line of `max_line_len` octets.
+    pub fn new(max_message_size: u64, max_line_len: usize) -> SeedLimits {
         SeedLimits {
             max_message_size,
+            max_helo: helo_bound(max_line_len),
             in_flight: AtomicU64::new(0),
         }
     }
@@ -92,6 +93,12 @@ impl Drop for Taken<'_> {
     }
 }
 
+/// The longest `HELO` name the SMTP side takes with command lines of `max_line_len` octets:
+/// the line less `HELO ` and its `CR LF` (RFC 5321 §4.5.3.1.4 counts both in the line).
+pub fn helo_bound(max_line_len: usize) -> usize {
+    max_line_len.saturating_sub("HELO \r\n".len())
+}
+
 /// The envelope of a seeded message, from the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedEnvelope {
@@ -104,9 +111,10 @@ pub struct SeedEnvelope {
 }
 
 impl SeedEnvelope {
-    /// Reads `from=`, `rcpt=` (repeatable) and `helo=`; anything else, a missing `from=` or
-    /// `rcpt=`, or an address the SMTP side would refuse is a [`BadRequest`] naming it.
-    pub fn parse(query: Option<&str>) -> Result<SeedEnvelope, BadRequest> {
+    /// Reads `from=`, `rcpt=` (repeatable) and `helo=` (at most `max_helo` octets, as
+    /// [`SeedLimits::max_helo`]); anything else, a missing `from=` or `rcpt=`, or an address
+    /// or name the SMTP side would refuse is a [`BadRequest`] naming it.
+    pub fn parse(query: Option<&str>, max_helo: usize) -> Result<SeedEnvelope, BadRequest> {
         let mut sender = None;
         let mut recipients = Vec::new();
         let mut helo = None;
@@ -125,6 +133,13 @@ impl SeedEnvelope {
                         return Err(BadRequest(format!(
                             "helo={value:?}: a client name is one word without control \
                              characters (RFC 5321 §4.1.1.1)"
+                        )));
+                    }
+                    if value.len() > max_helo {
+                        return Err(BadRequest(format!(
+                            "helo=: {} octets, longer than the {max_helo} a HELO name may \
+                             have here (the SMTP side's command line, --max-line-len)",
+                            value.len()
                         )));
                     }
                     helo = Some(value);
@@ -246,10 +261,10 @@ pub async fn seed(
     limits: &SeedLimits,
     query: Option<&str>,
     headers: &HeaderMap,
-    mut body: Incoming,
+    body: Incoming,
     conn: Conn,
 ) -> Response<ApiBody> {
-    let envelope = match SeedEnvelope::parse(query) {
+    let envelope = match SeedEnvelope::parse(query, limits.max_helo) {
         Ok(envelope) => envelope,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
     };
@@ -272,35 +287,27 @@ pub async fn seed(
         return over_budget();
     }
     let mut taken = Taken { limits, octets: 0 };
-    let mut content =
-        Vec::with_capacity(usize::try_from(declared.unwrap_or(0).min(RESERVE_MAX)).unwrap_or(0));
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(frame) = frame else {
-            return error(StatusCode::BAD_REQUEST, "the request body was cut short");
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+    let admit = |kept: u64, len: u64| {
         conn.hold(std::time::Duration::ZERO);
-        let len = data.len() as u64;
-        if content.len() as u64 + len > max {
-            return too_large(max);
+        if kept + len > room {
+            return Some(over_budget());
         }
-        if content.len() as u64 + len > room {
-            return over_budget();
-        }
-        if !taken.take(len, room) {
-            return retry_after(
+        (!taken.take(len, room)).then(|| {
+            retry_after(
                 error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many messages are being seeded at once (their bodies together \
                      would pass the capture's budget): try again",
                 ),
                 "1",
-            );
-        }
-        content.extend_from_slice(&data);
-    }
+            )
+        })
+    };
+    let mut content = match body::read(body, max, admit).await {
+        Ok(content) => content,
+        Err(BodyError::TooLarge(_)) => return too_large(max),
+        Err(refused) => return refused.answer(),
+    };
     if content.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -366,15 +373,15 @@ mod tests {
 
     #[test]
     fn the_envelope_is_read_from_the_query() {
-        let e =
-            SeedEnvelope::parse(Some("from=a%40x&rcpt=b@y&rcpt=%3Cc@z%3E&helo=h.test")).unwrap();
+        let e = SeedEnvelope::parse(Some("from=a%40x&rcpt=b@y&rcpt=%3Cc@z%3E&helo=h.test"), 100)
+            .unwrap();
         assert_eq!(e.sender, "a@x");
         assert_eq!(e.recipients, ["b@y", "c@z"]);
         assert_eq!(e.helo, "h.test");
         for null in ["from=&rcpt=b@y", "from=%3C%3E&rcpt=b@y"] {
-            assert_eq!(SeedEnvelope::parse(Some(null)).unwrap().sender, "");
+            assert_eq!(SeedEnvelope::parse(Some(null), 100).unwrap().sender, "");
         }
-        let utf8 = SeedEnvelope::parse(Some("from=j%C3%B6rg@x&rcpt=%C3%BC@y")).unwrap();
+        let utf8 = SeedEnvelope::parse(Some("from=j%C3%B6rg@x&rcpt=%C3%BC@y"), 100).unwrap();
         assert_eq!(utf8.sender, "jörg@x");
         assert_eq!(utf8.recipients, ["ü@y"]);
     }
@@ -399,10 +406,17 @@ mod tests {
             (Some("from=a@x&rcpt=b@y&helo=a%0Db"), "helo="),
             (Some("from=a@x&rcpt=b@y&to=c@y"), "unknown parameter \"to\""),
         ] {
-            let e = SeedEnvelope::parse(query).unwrap_err();
+            let e = SeedEnvelope::parse(query, 100).unwrap_err();
             assert!(e.0.contains(says), "{query:?}: {}", e.0);
         }
         let long = format!("from=a@x&rcpt={}@y", "l".repeat(65));
-        assert!(SeedEnvelope::parse(Some(&long)).is_err());
+        assert!(SeedEnvelope::parse(Some(&long), 100).is_err());
+        // helo= as long as the command line allows, and one octet more.
+        let max = helo_bound(512);
+        assert_eq!(max, 505);
+        let helo = |n: usize| format!("from=a@x&rcpt=b@y&helo={}", "h".repeat(n));
+        assert!(SeedEnvelope::parse(Some(&helo(max)), max).is_ok());
+        let e = SeedEnvelope::parse(Some(&helo(max + 1)), max).unwrap_err();
+        assert!(e.0.contains("longer than the 505"), "{}", e.0);
     }
 }

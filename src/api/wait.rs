@@ -9,6 +9,10 @@
 //! The waiter is cancelled when the wait ends, and when its future is dropped: the client
 //! went away and hyper dropped the request, or the server stopped.
 //!
+//! A wait on a per-test mailbox ends when the mailbox does ([`Found::ended`]; the route
+//! answers `410`): a delete wakes the mailbox's waiters, and the sleep never runs past the
+//! mailbox's `expires_at`: then the store's expiry is run and the mailbox looked at again.
+//!
 //! What it does not do: format the answer (the routes do), or examine a message twice (each
 //! scan starts after the last message the previous one examined, or after the store's head
 //! when the scan read all of it).
@@ -16,12 +20,12 @@
 use super::counters::ApiCounters;
 use super::query::AwaitQuery;
 use super::select;
-use crate::capture::{Capture, Direction, Snapshot, WaiterId};
+use crate::capture::{Capture, Direction, MailboxLookup, Snapshot, WaiterId};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -34,6 +38,8 @@ pub struct Found {
     pub cursor: u64,
     /// Whether `count` matched before the timeout.
     pub complete: bool,
+    /// Whether it stopped because a mailbox it selects ended (deleted or expired) first.
+    pub ended: bool,
 }
 
 /// A waker that leaves a permit in its [`Notify`].
@@ -82,6 +88,7 @@ pub async fn wait(capture: &Capture, query: &AwaitQuery, counters: &ApiCounters)
         messages: Vec::new(),
         cursor: query.after,
         complete: false,
+        ended: false,
     };
     let mut waited = false;
     loop {
@@ -98,20 +105,47 @@ pub async fn wait(capture: &Capture, query: &AwaitQuery, counters: &ApiCounters)
             }
             return found;
         }
+        let Some(expiry) = mailboxes_expiry(capture, query) else {
+            found.ended = true;
+            return found;
+        };
         let mut woken = pin!(permit.0.notified());
-        let mut sleep = pin!(tokio::time::sleep_until(deadline));
-        let timed_out = poll_fn(|cx| {
+        let mut sleep = pin!(tokio::time::sleep_until(deadline.min(expiry)));
+        let slept = poll_fn(|cx| {
             if woken.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);
             }
             sleep.as_mut().poll(cx).map(|()| true)
         })
         .await;
-        if timed_out {
-            return found;
+        if slept {
+            if Instant::now() >= deadline {
+                return found;
+            }
+            // A mailbox's time ran out: end it now (nothing else may ask the store soon).
+            capture.expire(SystemTime::now());
         }
         waited = true;
     }
+}
+
+/// When the first mailbox the selection names expires (far ahead without one); `None` if
+/// one is no longer live.
+fn mailboxes_expiry(capture: &Capture, query: &AwaitQuery) -> Option<Instant> {
+    let far = Instant::now() + query.timeout;
+    let mut first = far;
+    for id in query.selection.filter.mailboxes() {
+        let MailboxLookup::Found(info) = capture.mailbox(id) else {
+            return None;
+        };
+        // A millisecond past it: the store ends a mailbox once the clock has reached it.
+        let left = info
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        first = first.min(Instant::now() + left + Duration::from_millis(1));
+    }
+    Some(first)
 }
 
 /// Adds the matching messages after `found.cursor` (up to `wanted`) and moves the cursor.

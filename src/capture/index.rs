@@ -14,7 +14,10 @@ use super::address::address_hash;
 use super::envelope::Packed;
 use super::filter::Filter;
 use super::headers::HeaderRanges;
-use super::mailbox::{MailboxGoneReason, MailboxId, Mailboxes, MAILBOX_OVERHEAD};
+use super::mailbox::{
+    record_charge, MailboxFilter, MailboxGoneReason, MailboxId, MailboxInfo, Mailboxes, Route,
+    TooManyMailboxes, MAILBOX_OVERHEAD,
+};
 use super::removals::RemovalPage;
 use super::seqs::Seqs;
 use super::{
@@ -43,6 +46,28 @@ impl Hasher for Passthrough {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
+    }
+}
+
+/// A hasher for keys that are seqs (the store's own numbers, never a sender's): one
+/// multiplication spreads consecutive seqs over the table's buckets and control bytes
+/// (Fibonacci hashing), where SipHash would cost ~20 times as much per insert and removal.
+#[derive(Debug, Default)]
+pub(super) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -190,9 +215,12 @@ pub(super) struct Index {
     tombs: Tombstones,
     /// The SMTP transcripts of kept messages, by seq (a side table: a message without one,
     /// every message when nothing records them, costs nothing here).
-    transcripts: HashMap<u64, Bytes>,
+    transcripts: HashMap<u64, Bytes, BuildHasherDefault<SeqHasher>>,
     /// The per-test mailboxes and their memberships.
     mailboxes: Mailboxes,
+    /// Mailboxes ended (deleted or expired) since the store last took this list, to wake
+    /// their waiters once the lock is released (empty, unallocated, almost always).
+    ended: Vec<MailboxId>,
     /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
     stats: Stats,
 }
@@ -216,8 +244,9 @@ impl Index {
                 cap: limits.max_tombstones,
                 pushed: 0,
             },
-            transcripts: HashMap::new(),
+            transcripts: HashMap::default(),
             mailboxes: Mailboxes::new(keys.clone(), limits.max_mailboxes),
+            ended: Vec::new(),
             stats: Stats {
                 max_bytes: limits.max_bytes,
                 ..Stats::default()
@@ -281,7 +310,8 @@ impl Index {
         while self.bytes + charge > self.limits.max_bytes
             || self.entries.len() >= self.limits.max_messages
         {
-            if self.on_full == OnFull::Refuse {
+            // No message left to evict: the mailboxes' records hold the budget.
+            if self.on_full == OnFull::Refuse || self.entries.is_empty() {
                 self.stats.refused_full += 1;
                 return Err(Refused::Full);
             }
@@ -392,7 +422,20 @@ impl Index {
             return (false, 0);
         };
         let seq = self.entries[pos].seq;
-        if self.transcripts.contains_key(&seq) {
+        self.attach_transcript_at(seq, transcript, now)
+    }
+
+    /// [`Index::attach_transcript`] for the message numbered `seq` (no id lookup: the
+    /// newest entry is tried first, where a transcript's message almost always is).
+    pub(super) fn attach_transcript_at(
+        &mut self,
+        seq: u64,
+        transcript: Bytes,
+        now: u64,
+    ) -> (bool, usize) {
+        let kept =
+            self.entries.back().is_some_and(|e| e.seq == seq) || self.position(seq).is_some();
+        if !kept || self.transcripts.contains_key(&seq) {
             return (false, 0);
         }
         let charge = transcript_charge(&transcript);
@@ -420,10 +463,12 @@ impl Index {
     /// at the first one young enough (ages follow insertion order); how many.
     pub(super) fn expire(&mut self, now: u64) -> usize {
         let mut dropped = 0;
-        while let Some(id) = self.mailboxes.first_expired(now) {
+        let expired = self.mailboxes.expired(now);
+        if !expired.is_empty() {
             dropped += self
-                .end_mailbox(&id, MailboxGoneReason::Expired, now)
-                .map_or(0, |r| r.seqs.len());
+                .end_mailboxes(&expired, MailboxGoneReason::Expired, now)
+                .seqs
+                .len();
         }
         let Some(max_age) = self.limits.max_age else {
             return dropped;
@@ -603,31 +648,93 @@ impl Index {
         &self.mailboxes
     }
 
-    /// The per-test mailboxes, to create one.
-    pub(super) fn mailboxes_mut(&mut self) -> &mut Mailboxes {
-        &mut self.mailboxes
+    /// Creates a mailbox (see [`Mailboxes::create`]) once its record's charge fits the
+    /// budget: under [`OnFull::EvictOldest`] the oldest messages are evicted for it, as for
+    /// an insert; under [`OnFull::Refuse`], or with no message left to evict, it is refused
+    /// ([`TooManyMailboxes::Full`]). Also how many messages were evicted.
+    pub(super) fn create_mailbox(
+        &mut self,
+        route: Option<Route>,
+        label: String,
+        now: u64,
+        ttl_ns: u64,
+    ) -> (Result<MailboxInfo, TooManyMailboxes>, usize) {
+        if let Err(refused) = self.mailboxes.may_create(route.as_ref()) {
+            return (Err(refused), 0);
+        }
+        let charge = record_charge(route.as_ref(), &label);
+        let mut evicted = 0;
+        while self.bytes + charge > self.limits.max_bytes {
+            if self.on_full == OnFull::Refuse || self.entries.is_empty() {
+                return (Err(TooManyMailboxes::Full(charge)), evicted);
+            }
+            self.remove_at(0, GoneReason::EvictedBytes, now);
+            evicted += 1;
+        }
+        let created = self.mailboxes.create(route, label, now, ttl_ns);
+        if created.is_ok() {
+            self.bytes += charge;
+        }
+        (created, evicted)
     }
 
     /// Ends mailbox `id` (deleted or expired) at `now`: removes its messages that are in no
     /// other mailbox, unindexes the rest from it (their charge drops by
-    /// [`MAILBOX_OVERHEAD`]); `None` if it is not live.
+    /// [`MAILBOX_OVERHEAD`]), gives back its record's charge; `None` if it is not live.
     pub(super) fn end_mailbox(
         &mut self,
         id: &MailboxId,
         reason: MailboxGoneReason,
         now: u64,
     ) -> Option<Removed> {
-        let (orphans, ended) = self.mailboxes.end(id, reason, now)?;
-        // The orphans' memberships are gone with the mailbox: charge them off here, the
-        // messages' own charges when they are removed below.
-        self.bytes -= (MAILBOX_OVERHEAD * ended) as u64;
+        self.mailboxes
+            .is_live(id)
+            .then(|| self.end_mailboxes(&[*id], reason, now))
+    }
+
+    /// Ends the mailboxes `ids` (those live) at `now`, with one pass over the kept messages
+    /// for all their orphans (see [`Index::end_mailbox`]).
+    pub(super) fn end_mailboxes(
+        &mut self,
+        ids: &[MailboxId],
+        reason: MailboxGoneReason,
+        now: u64,
+    ) -> Removed {
+        let mut orphans = Vec::new();
+        let mut charged = 0;
+        for id in ids {
+            if let Some(charge) = self.mailboxes.end(id, reason, now, &mut orphans) {
+                charged += charge;
+                self.ended.push(*id);
+            }
+        }
+        // The records and the memberships are gone with the mailboxes: charge them off
+        // here, the orphaned messages' own charges when they are removed below.
+        self.bytes -= charged;
+        orphans.sort_unstable();
         let reason = match reason {
             MailboxGoneReason::Expired => GoneReason::Expired,
             MailboxGoneReason::Deleted => GoneReason::Deleted,
         };
         let mut removed = self.remove_seqs(orphans, reason, now);
-        removed.bytes += (MAILBOX_OVERHEAD * ended) as u64;
-        Some(removed)
+        removed.bytes += charged;
+        removed
+    }
+
+    /// Ends (deletes) the live mailboxes `filter` admits at `now`; their ids and what went.
+    pub(super) fn delete_mailboxes(
+        &mut self,
+        filter: &MailboxFilter,
+        now: u64,
+    ) -> (Vec<MailboxId>, Removed) {
+        let ids = self.mailboxes.matching(filter);
+        let removed = self.end_mailboxes(&ids, MailboxGoneReason::Deleted, now);
+        (ids, removed)
+    }
+
+    /// The mailboxes ended since the last call (for waking their waiters).
+    pub(super) fn take_ended(&mut self) -> Vec<MailboxId> {
+        std::mem::take(&mut self.ended)
     }
 
     /// The mailboxes message `seq` is in (for waking their waiters).
@@ -674,6 +781,9 @@ impl Index {
             bytes: self.bytes,
             head: self.head(),
             tombstones: self.tombs.order.len(),
+            mailboxes: self.mailboxes.live_count(),
+            mailbox_bytes: self.mailboxes.charged(),
+            mailbox_tombstones: self.mailboxes.tombstones(),
             ..self.stats
         }
     }
@@ -692,8 +802,10 @@ impl Index {
         let sum: u64 = self
             .entries
             .iter()
-            .map(|e| e.charge() + (MAILBOX_OVERHEAD * self.mailboxes.of(e.seq).len()) as u64)
+            .map(Entry::charge)
             .sum::<u64>()
+            // The records and every membership (which `Mailboxes::check` ties to the entries).
+            + self.mailboxes.charged()
             + self
                 .transcripts
                 .values()

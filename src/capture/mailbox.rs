@@ -6,8 +6,9 @@
 //! - A mailbox has an opaque id ([`MailboxId`]: 12 characters `a-z 0-9`, from the store's
 //!   random keys, never reused, usable as a plus-tag), a [`Route`] saying which arriving
 //!   messages join it, a label, and a time to live.
-//! - Routes: [`Route::PlusTag`] (a recipient whose local part's detail, after its FIRST `+`,
-//!   is the id, ASCII case-insensitively: `anyone+ID@any.domain`), [`Route::Recipient`] (an
+//! - Routes: [`Route::PlusTag`] (a recipient whose local part's first `+`-separated segment
+//!   after the base is the id, ASCII case-insensitively: `anyone+ID@any.domain`,
+//!   `anyone+ID+more@any.domain`; see [`plus_tag`]), [`Route::Recipient`] (an
 //!   envelope recipient is the address, compared as the recipient index compares:
 //!   [`super::same_address`]), [`Route::Domain`] (a recipient's domain is it, ASCII
 //!   case-insensitively, exactly: not its subdomains), [`Route::AuthUser`] (the session's
@@ -34,14 +35,26 @@
 //! [`HEADER_NAMES_MAX`] distinct header fields (each is looked for in every message; many
 //! mailboxes may share a name with a value each). Each membership (a message in a mailbox) is
 //! charged [`MAILBOX_OVERHEAD`] octets to the store's budget while it lasts (see the module
-//! doc of [`super`]). A mailbox's own record (its route of at most [`ROUTE_TEXT_MAX`] octets,
-//! label of at most [`LABEL_MAX`]) is not charged: 10 000 of them are at most ~13 MiB.
+//! doc of [`super`]). A live mailbox's own record is charged too, while it lives
+//! ([`record_charge`]): [`MAILBOX_RECORD_OVERHEAD`] + the octets of its label + the octets of
+//! its route's text (an address, domain or user; a header route's name and value twice, as
+//! its routing table keeps a copy; a plus-tag route has none). Mailbox tombstones (at most
+//! [`MAILBOX_TOMBSTONES_MAX`], about 60 octets each with their two tables: ≤ 4 MiB) are
+//! outside the budget, as the messages' tombstones are.
+//!
+//! Listing pages newest first ([`MailboxPage`], by creation order: a page never shifts when
+//! mailboxes are created), optionally filtered ([`MailboxFilter`]): a page reads only its
+//! own mailboxes, a filtered count reads every live one's label and route (10 000 at most).
 //!
 //! # What it does not do
 //!
 //! No HTTP or JSON (the API's `mailboxes` route), no fault plans (a mailbox's fault plan
 //! lives in `crate::fault`; [`Route::covers`] is what it asks at RCPT time), no clock of its
 //! own (times are given by the caller).
+
+mod list;
+
+pub use list::{MailboxFilter, MailboxPage};
 
 use super::address::address_hash;
 use super::address::Address;
@@ -65,6 +78,16 @@ pub const MAILBOX_TOMBSTONES_MAX: usize = 65_536;
 /// inserts: ~48): 72 in all. `tests/capture_memory.rs` measures 71 allocated per message in
 /// one mailbox beyond the same message in none (100 000 messages).
 pub const MAILBOX_OVERHEAD: usize = 72;
+
+/// What the budget charges per live mailbox beyond its label and route text
+/// ([`record_charge`]): its slot in the table of live mailboxes (the id and the record
+/// below, at a hash table's load: ~230), its place in the expiry order and in the creation
+/// order (two B-tree entries of 24 and 20 octets in nodes about half full: ~90), and a slot
+/// in its route's table with the list of ids it starts (~100; none for a plus-tag route).
+/// `tests/capture_memory.rs` measures what 10 000 mailboxes with 10-octet labels allocate:
+/// 339 octets each with plus-tag routes (charged 430), 468 with `rcpt` routes of 17 octets
+/// (charged 447).
+pub const MAILBOX_RECORD_OVERHEAD: usize = 420;
 
 /// The longest label, in octets.
 pub const LABEL_MAX: usize = 256;
@@ -123,8 +146,8 @@ impl std::fmt::Debug for MailboxId {
 /// Which arriving messages join a mailbox (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A recipient `user+TAG@domain` whose TAG (after the first `+` of the local part) is
-    /// this id, ASCII case-insensitively; any user, any domain. A mailbox created with a
+    /// A recipient `user+TAG@domain` (or `user+TAG+more@domain`) whose TAG ([`plus_tag`])
+    /// is this id, ASCII case-insensitively; any user, any domain. A mailbox created with a
     /// plus-tag route is routed by its own id (the store sets it).
     PlusTag(MailboxId),
     /// An envelope recipient is this address ([`super::same_address`]).
@@ -182,11 +205,13 @@ impl Route {
     }
 }
 
-/// The detail of a recipient's local part: what follows its FIRST `+` (`a+b+c@x` → `b+c`);
+/// The plus-tag of a recipient's local part: the first `+`-separated segment after the base
+/// (`a+b@x` → `b`, `a+b+retry@x` → `b`: a sender may add its own tag after the mailbox's);
 /// `None` without a `+`.
 pub fn plus_tag(recipient: &[u8]) -> Option<&[u8]> {
     let local = Address::parse(recipient).local();
-    memchr::memchr(b'+', local).map(|plus| &local[plus + 1..])
+    let detail = &local[memchr::memchr(b'+', local)? + 1..];
+    Some(memchr::memchr(b'+', detail).map_or(detail, |end| &detail[..end]))
 }
 
 /// A live mailbox, as a reader sees it.
@@ -246,6 +271,10 @@ pub enum TooManyMailboxes {
     /// Header routes already name this many distinct header fields (the bound:
     /// [`HEADER_NAMES_MAX`]); a route on one of them is still taken.
     HeaderNames(usize),
+    /// The capture budget has no room for the mailbox's record, this many octets
+    /// ([`record_charge`]): the store refuses rather than evicts (`--on-full tempfail`), or
+    /// no message is left to evict (HTTP 507).
+    Full(u64),
 }
 
 impl std::fmt::Display for TooManyMailboxes {
@@ -261,6 +290,12 @@ impl std::fmt::Display for TooManyMailboxes {
                 "header routes already name {max} distinct header fields (the bound: each \
                  one is looked for in every message); route on one of those names, with a \
                  value per test"
+            ),
+            TooManyMailboxes::Full(charge) => write!(
+                f,
+                "the capture budget (--capture-memory) has no room for a mailbox's record \
+                 ({charge} octets): the store keeps its mail rather than evicting it \
+                 (--on-full tempfail), or holds no mail to evict; delete mail or mailboxes"
             ),
         }
     }
@@ -309,6 +344,12 @@ pub(super) struct Mailboxes {
     expiry: BTreeSet<(u64, MailboxId)>,
     /// seq -> the mailboxes a kept message is in (only messages in any).
     members: BTreeMap<u64, Box<[MailboxId]>>,
+    /// Creation order: serial -> id (the listing's order and cursor).
+    order: BTreeMap<u64, MailboxId>,
+    /// The live mailboxes' records' charges ([`record_charge`]), summed.
+    record_bytes: u64,
+    /// Memberships now (each charged [`MAILBOX_OVERHEAD`]).
+    memberships: usize,
     /// Tombstones, oldest first.
     gone_order: VecDeque<MailboxId>,
     /// Tombstones by id.
@@ -341,6 +382,9 @@ impl Mailboxes {
             by_header: HashMap::new(),
             expiry: BTreeSet::new(),
             members: BTreeMap::new(),
+            order: BTreeMap::new(),
+            record_bytes: 0,
+            memberships: 0,
             gone_order: VecDeque::new(),
             gone: HashMap::new(),
         }
@@ -372,8 +416,27 @@ impl Mailboxes {
         }
     }
 
+    /// Whether a mailbox with `route` may be created now (the bounds on live mailboxes and
+    /// header names; not the budget, which the store checks).
+    pub(super) fn may_create(&self, route: Option<&Route>) -> Result<(), TooManyMailboxes> {
+        if self.live.len() >= self.max {
+            return Err(TooManyMailboxes::Live(self.max));
+        }
+        // Every distinct header name is looked for in every message: bound them, so that
+        // header routes cannot make each insert scan thousands of names.
+        if let Some(Route::Header { name, .. }) = route {
+            if self.by_header.len() >= HEADER_NAMES_MAX
+                && !self.by_header.contains_key(&name.to_ascii_lowercase())
+            {
+                return Err(TooManyMailboxes::HeaderNames(HEADER_NAMES_MAX));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a mailbox (`route` `None`: a plus-tag route on its own id) living `ttl_ns`
-    /// from `now`.
+    /// from `now`; its record's charge is added to [`Mailboxes::record_bytes`] (the store
+    /// made room for it first).
     pub(super) fn create(
         &mut self,
         route: Option<Route>,
@@ -381,18 +444,7 @@ impl Mailboxes {
         now: u64,
         ttl_ns: u64,
     ) -> Result<MailboxInfo, TooManyMailboxes> {
-        if self.live.len() >= self.max {
-            return Err(TooManyMailboxes::Live(self.max));
-        }
-        // Every distinct header name is looked for in every message: bound them, so that
-        // header routes cannot make each insert scan thousands of names.
-        if let Some(Route::Header { name, .. }) = &route {
-            if self.by_header.len() >= HEADER_NAMES_MAX
-                && !self.by_header.contains_key(&name.to_ascii_lowercase())
-            {
-                return Err(TooManyMailboxes::HeaderNames(HEADER_NAMES_MAX));
-            }
-        }
+        self.may_create(route.as_ref())?;
         let id = self.fresh_id(now);
         let route = match route {
             None | Some(Route::PlusTag(_)) => Route::PlusTag(id),
@@ -423,6 +475,8 @@ impl Mailboxes {
         }
         let expires_ns = now.saturating_add(ttl_ns);
         self.expiry.insert((expires_ns, id));
+        self.order.insert(self.made, id);
+        self.record_bytes += record_charge(Some(&route), &label);
         let live = Live {
             route,
             label,
@@ -436,11 +490,24 @@ impl Mailboxes {
         Ok(info)
     }
 
-    /// The live mailboxes, oldest first.
-    pub(super) fn list(&self) -> Vec<MailboxInfo> {
-        let mut all: Vec<(&MailboxId, &Live)> = self.live.iter().collect();
-        all.sort_unstable_by_key(|(_, live)| live.serial);
-        all.into_iter().map(|(id, live)| info(*id, live)).collect()
+    /// Whether mailbox `id` is live.
+    pub(super) fn is_live(&self, id: &MailboxId) -> bool {
+        self.live.contains_key(id)
+    }
+
+    /// How many mailboxes are live.
+    pub(super) fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// What the live mailboxes cost the budget: their records and their memberships.
+    pub(super) fn charged(&self) -> u64 {
+        self.record_bytes + (MAILBOX_OVERHEAD * self.memberships) as u64
+    }
+
+    /// How many mailbox tombstones are kept (at most [`MAILBOX_TOMBSTONES_MAX`]).
+    pub(super) fn tombstones(&self) -> usize {
+        self.gone_order.len()
     }
 
     /// The mailbox `id`, or its tombstone.
@@ -539,6 +606,7 @@ impl Mailboxes {
                 live.seqs.push(seq);
             }
         }
+        self.memberships += joins.len();
         // Boxed: exactly the ids, no spare capacity (a `Vec` of pushes keeps room for 4).
         self.members.insert(seq, joins.into_boxed_slice());
     }
@@ -553,6 +621,7 @@ impl Mailboxes {
                 live.seqs.remove(seq);
             }
         }
+        self.memberships -= ids.len();
         ids.len()
     }
 
@@ -587,26 +656,31 @@ impl Mailboxes {
         self.live.get(id).map_or(0, |l| l.seqs.len())
     }
 
-    /// The id of the mailbox that expires first, if it has expired at `now`.
-    pub(super) fn first_expired(&self, now: u64) -> Option<MailboxId> {
+    /// The ids of the mailboxes expired at `now`.
+    pub(super) fn expired(&self, now: u64) -> Vec<MailboxId> {
         self.expiry
-            .first()
-            .filter(|(at, _)| *at <= now)
+            .iter()
+            .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
+            .collect()
     }
 
     /// Ends mailbox `id` for `reason` at `now`: unlinks it from its routes and from its
     /// messages, leaves its tombstone. Returns the seqs of its messages that are now in no
-    /// mailbox (for the store to remove) and how many memberships ended; `None` if it was
-    /// not live.
+    /// mailbox (for the store to remove; appended to `orphans`), and the octets its record
+    /// and its ended memberships were charged; `None` if it was not live.
     pub(super) fn end(
         &mut self,
         id: &MailboxId,
         reason: MailboxGoneReason,
         now: u64,
-    ) -> Option<(Vec<u64>, usize)> {
+        orphans: &mut Vec<u64>,
+    ) -> Option<u64> {
         let live = self.live.remove(id)?;
         self.expiry.remove(&(live.expires_ns, *id));
+        self.order.remove(&live.serial);
+        let record = record_charge(Some(&live.route), &live.label);
+        self.record_bytes -= record;
         let unlink = |table: &mut HashMap<u64, Vec<MailboxId>>, hash: u64| {
             if let Some(list) = table.get_mut(&hash) {
                 list.retain(|m| m != id);
@@ -639,7 +713,6 @@ impl Mailboxes {
                 }
             }
         }
-        let mut orphans = Vec::new();
         let mut ended = 0;
         for seq in live.seqs.range(None, Direction::Newer) {
             if let Some(ids) = self.members.get_mut(&seq) {
@@ -664,7 +737,8 @@ impl Mailboxes {
                 reason,
             },
         );
-        Some((orphans, ended))
+        self.memberships -= ended;
+        Some(record + (MAILBOX_OVERHEAD * ended) as u64)
     }
 
     /// The invariants, checked the slow way: every membership in both directions, each
@@ -703,8 +777,29 @@ impl Mailboxes {
             + self.by_domain.values().map(Vec::len).sum::<usize>()
             + self.by_auth.values().map(Vec::len).sum::<usize>()
             + self.by_header.values().map(Vec::len).sum::<usize>();
-        if routed != self.live.len() || self.expiry.len() != self.live.len() {
-            return Err("route tables or expiry out of step".into());
+        if routed != self.live.len()
+            || self.expiry.len() != self.live.len()
+            || self.order.len() != self.live.len()
+        {
+            return Err("route tables, expiry or order out of step".into());
+        }
+        let records: u64 = self
+            .live
+            .values()
+            .map(|l| record_charge(Some(&l.route), &l.label))
+            .sum();
+        if records != self.record_bytes
+            || self.memberships != self.members.values().map(|m| m.len()).sum::<usize>()
+        {
+            return Err(format!(
+                "record bytes {} (sum {records}) or memberships {} out of step",
+                self.record_bytes, self.memberships
+            ));
+        }
+        if self.gone_order.len() > MAILBOX_TOMBSTONES_MAX
+            || self.gone.len() != self.gone_order.len()
+        {
+            return Err("mailbox tombstone ring".into());
         }
         Ok(())
     }
@@ -720,4 +815,15 @@ fn info(id: MailboxId, live: &Live) -> MailboxInfo {
         expires_at: super::time(live.expires_ns),
         count: live.seqs.len(),
     }
+}
+
+/// What the budget charges for a live mailbox's record with `route` (`None`: plus-tag) and
+/// `label` (see the module doc).
+pub fn record_charge(route: Option<&Route>, label: &str) -> u64 {
+    let text = match route {
+        None | Some(Route::PlusTag(_)) => 0,
+        Some(Route::Recipient(t) | Route::Domain(t) | Route::AuthUser(t)) => t.len(),
+        Some(Route::Header { name, value }) => 2 * (name.len() + value.len()),
+    };
+    (MAILBOX_RECORD_OVERHEAD + label.len() + text) as u64
 }

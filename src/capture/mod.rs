@@ -30,7 +30,10 @@
 //!   terms that need the decoded message (evaluated by the `view` room, outside the lock).
 //! - Wakes waiters ([`std::task::Waker`]) registered for a recipient or for any message, once
 //!   per matching insert, after the store's lock is released; the waiters for any message
-//!   also after a client's delete or an expiry (so event streams report removals).
+//!   also after a client's delete or an expiry (so event streams report removals); the
+//!   waiters of a mailbox, and those for any message, also when the mailbox ends (deleted,
+//!   or expired where [`Capture::expire`] runs: at inserts and when the API asks), so a wait
+//!   on a mailbox that is gone ends at once.
 //! - Keeps a message's SMTP transcript beside it when the SMTP side records one
 //!   ([`Capture::attach_transcript`], [`transcript`]), charged to the budget with it and
 //!   dropped with it.
@@ -88,6 +91,17 @@
 //! mailbox it is in, while it is in it (see [`mailbox`] for the sum; deleting a mailbox that
 //! shares the message gives them back). With no mailbox live, an insert's routing is one
 //! check of an empty table: nothing more is allocated or charged.
+//!
+//! A live mailbox's own record is charged too, from its creation to its end:
+//! [`MAILBOX_RECORD_OVERHEAD`] (420) + its label's octets + its route's text (none for a
+//! plus-tag route; a header route's name and value twice), [`mailbox::record_charge`]; a
+//! plus-tag mailbox with a 10-octet label costs 430, 10 000 of them 4.3 MB of the budget.
+//! Creating one makes room as an insert does: the oldest messages are evicted under
+//! [`OnFull::EvictOldest`]; under [`OnFull::Refuse`] (or when no message is left to evict)
+//! it is refused ([`TooManyMailboxes::Full`], HTTP 507), never over the budget. An insert
+//! that finds the budget held by mailboxes alone (no message left to evict) is refused
+//! [`Refused::Full`]. [`Stats::mailbox_bytes`] is the mailboxes' share (records and
+//! memberships).
 //!
 //! Tombstones: at most [`Limits::max_tombstones`] (default [`TOMBSTONES_MAX`] = 65 536, about
 //! 56 octets each with their two tables: ≤ 3.5 MiB, ~1.4 % of a 256 MiB budget). They are
@@ -153,8 +167,8 @@ pub use envelope::{EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
 pub use mailbox::{
-    MailboxGone, MailboxGoneReason, MailboxId, MailboxInfo, MailboxLookup, Route, TooManyMailboxes,
-    MAILBOXES_MAX, MAILBOX_OVERHEAD,
+    MailboxFilter, MailboxGone, MailboxGoneReason, MailboxId, MailboxInfo, MailboxLookup,
+    MailboxPage, Route, TooManyMailboxes, MAILBOXES_MAX, MAILBOX_OVERHEAD, MAILBOX_RECORD_OVERHEAD,
 };
 pub use query::{Query, QueryError, Residual};
 pub use removals::RemovalPage;
@@ -631,6 +645,13 @@ pub struct Stats {
     pub tombstones: usize,
     /// Waiters registered now.
     pub waiters: usize,
+    /// Per-test mailboxes live now.
+    pub mailboxes: usize,
+    /// Octets of [`Stats::bytes`] charged for the mailboxes: their records and their
+    /// messages' memberships (see [`mailbox`]).
+    pub mailbox_bytes: u64,
+    /// Mailbox tombstones kept now.
+    pub mailbox_tombstones: usize,
 }
 
 /// The registered waiters.
@@ -707,22 +728,24 @@ impl Capture {
     pub fn insert(&self, arrival: Arrival) -> Result<Inserted, Refused> {
         // Allocates nothing unless a waiter is registered.
         let mut recipients: Vec<u64> = Vec::new();
-        let mut mailboxes: Vec<MailboxId> = Vec::new();
-        let (inserted, waiting) = {
+        let (inserted, waiting, mailboxes) = {
             let mut index = lock(&self.index);
-            let inserted = index.insert(arrival)?;
+            let inserted = index.insert(arrival);
             // Read after the insert, under the lock a waiter's check also takes (module doc).
             let waiting = self.waiting.load(Ordering::SeqCst) > 0;
-            if waiting {
+            // Mailboxes the insert's expiry ended: their waiters hear of it (empty, not
+            // allocated, unless one ended).
+            let mut mailboxes = index.take_ended();
+            if let (true, Ok(inserted)) = (waiting, &inserted) {
                 recipients = index.recipient_hashes(inserted.seq);
-                mailboxes = index.memberships(inserted.seq);
+                mailboxes.extend(index.memberships(inserted.seq));
             }
-            (inserted, waiting)
+            (inserted, waiting, mailboxes)
         };
-        if waiting {
+        if waiting && (inserted.is_ok() || !mailboxes.is_empty()) {
             self.wake(&recipients, &mailboxes);
         }
-        Ok(inserted)
+        inserted
     }
 
     /// Wakes the waiters of these recipient hashes and mailboxes and the waiters for any
@@ -824,10 +847,11 @@ impl Capture {
 
     /// Drops the messages older than `max_age` at `now`; how many.
     pub fn expire(&self, now: SystemTime) -> usize {
-        let expired = lock(&self.index).expire(nanos(now));
-        if expired > 0 {
-            self.removed(expired);
-        }
+        let (expired, ended) = {
+            let mut index = lock(&self.index);
+            (index.expire(nanos(now)), index.take_ended())
+        };
+        self.removed(expired, &ended);
         expired
     }
 
@@ -875,7 +899,16 @@ impl Capture {
     pub fn attach_transcript(&self, id: &QueueId, transcript: Bytes) -> bool {
         let now = nanos(SystemTime::now());
         let (kept, evicted) = lock(&self.index).attach_transcript(id.as_bytes(), transcript, now);
-        self.removed(evicted);
+        self.removed(evicted, &[]);
+        kept
+    }
+
+    /// [`Capture::attach_transcript`] for the message numbered `seq` (as its insert gave
+    /// it): no id lookup.
+    pub fn attach_transcript_at(&self, seq: u64, transcript: Bytes) -> bool {
+        let now = nanos(SystemTime::now());
+        let (kept, evicted) = lock(&self.index).attach_transcript_at(seq, transcript, now);
+        self.removed(evicted, &[]);
         kept
     }
 
@@ -887,15 +920,16 @@ impl Capture {
     /// Deletes the message named `id` (leaving a tombstone).
     pub fn delete(&self, id: &QueueId) -> Removed {
         let removed = lock(&self.index).delete_id(id, nanos(SystemTime::now()));
-        self.removed(removed.seqs.len());
+        self.removed(removed.seqs.len(), &[]);
         removed
     }
 
     /// After a removal outside an insert: wakes the waiters for any message (the event
-    /// streams report removals), if any is registered.
-    fn removed(&self, count: usize) {
-        if count > 0 && self.waiting.load(Ordering::SeqCst) > 0 {
-            self.wake(&[], &[]);
+    /// streams report removals) and those of the mailboxes that `ended`, if any is
+    /// registered.
+    fn removed(&self, count: usize, ended: &[MailboxId]) {
+        if (count > 0 || !ended.is_empty()) && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.wake(&[], ended);
         }
     }
 
@@ -918,13 +952,16 @@ impl Capture {
     /// Deletes the messages matching `filter`.
     pub fn delete_matching(&self, filter: &Filter) -> Removed {
         let removed = lock(&self.index).delete_matching(filter, nanos(SystemTime::now()));
-        self.removed(removed.seqs.len());
+        self.removed(removed.seqs.len(), &[]);
         removed
     }
 
     /// Creates a per-test mailbox living `ttl` from now (`route` `None`, or a
     /// [`Route::PlusTag`] whatever its id: routed by the new mailbox's own id as a plus-tag);
-    /// refused past [`Limits::max_mailboxes`].
+    /// refused past [`Limits::max_mailboxes`]. Its record is charged to the budget
+    /// ([`mailbox::record_charge`]): the oldest messages are evicted for it under
+    /// [`OnFull::EvictOldest`]; under [`OnFull::Refuse`] (or with no mail to evict) a
+    /// mailbox that does not fit is refused ([`TooManyMailboxes::Full`]).
     pub fn create_mailbox(
         &self,
         route: Option<Route>,
@@ -933,14 +970,21 @@ impl Capture {
     ) -> Result<MailboxInfo, TooManyMailboxes> {
         let now = nanos(SystemTime::now());
         let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        lock(&self.index)
-            .mailboxes_mut()
-            .create(route, label, now, ttl)
+        let (created, evicted) = lock(&self.index).create_mailbox(route, label, now, ttl);
+        self.removed(evicted, &[]);
+        created
     }
 
-    /// The live mailboxes, oldest first, with their counts.
-    pub fn mailboxes(&self) -> Vec<MailboxInfo> {
-        lock(&self.index).mailboxes().list()
+    /// A page of the live mailboxes `filter` admits, newest first, created before the one
+    /// numbered `before` (a [`MailboxPage::next`]), at most `limit`, with their counts and
+    /// how many match in all.
+    pub fn mailbox_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        filter: &MailboxFilter,
+    ) -> MailboxPage {
+        lock(&self.index).mailboxes().page(before, limit, filter)
     }
 
     /// The mailbox `id`, or its tombstone.
@@ -952,9 +996,28 @@ impl Capture {
     /// their tombstones), unindexes the rest from it; `None` if it is not live.
     pub fn delete_mailbox(&self, id: &MailboxId) -> Option<Removed> {
         let now = nanos(SystemTime::now());
-        let removed = lock(&self.index).end_mailbox(id, MailboxGoneReason::Deleted, now)?;
-        self.removed(removed.seqs.len());
+        let (removed, ended) = {
+            let mut index = lock(&self.index);
+            let removed = index.end_mailbox(id, MailboxGoneReason::Deleted, now);
+            (removed, index.take_ended())
+        };
+        let removed = removed?;
+        self.removed(removed.seqs.len(), &ended);
         Some(removed)
+    }
+
+    /// Deletes the live mailboxes `filter` admits (all with [`MailboxFilter::default`]), as
+    /// [`Capture::delete_mailbox`] deletes one, in one pass over the kept messages; their
+    /// ids and what went.
+    pub fn delete_mailboxes(&self, filter: &MailboxFilter) -> (Vec<MailboxId>, Removed) {
+        let now = nanos(SystemTime::now());
+        let (ids, removed, ended) = {
+            let mut index = lock(&self.index);
+            let (ids, removed) = index.delete_mailboxes(filter, now);
+            (ids, removed, index.take_ended())
+        };
+        self.removed(removed.seqs.len(), &ended);
+        (ids, removed)
     }
 
     /// The counters.

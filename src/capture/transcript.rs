@@ -9,6 +9,8 @@
 //! command, a content, an AUTH secret) is the server's connection's job; rendering as text or
 //! JSON is the API's.
 
+use crate::proto::sink::QueueId;
+
 /// The most octets a transcript keeps for one message: past it the middle is left out, with
 /// a note saying how many lines and octets.
 pub const TRANSCRIPT_MAX: usize = 8 << 10;
@@ -21,6 +23,27 @@ pub const TRANSCRIPT_OVERHEAD: usize = 48;
 /// The longest text of one line kept (a command line is at most 512 octets, RFC 5321
 /// §4.5.3.1.4, plus extensions' 36; a reply line 512): longer text is cut, ending `...`.
 pub const LINE_TEXT_MAX: usize = 600;
+
+/// What a connection's sink saw during one call into the session that its transcript
+/// recorder needs, taken by the recorder after each call (so it holds one call's worth):
+/// where DATA content ended (the recorder never scans content) and which messages went into
+/// the capture store under which seq (the transcript is attached by seq, no id lookup).
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// Each end of DATA content in the call: the offset in the call's input just past its
+    /// end line, and the content octets as kept.
+    pub content_ends: Vec<(usize, u64)>,
+    /// Each message inserted during the call: its id and seq.
+    pub kept: Vec<(QueueId, u64)>,
+}
+
+impl Marks {
+    /// Forgets the call's marks (the buffers keep their room).
+    pub fn clear(&mut self) {
+        self.content_ends.clear();
+        self.kept.clear();
+    }
+}
 
 /// Who said a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,20 +91,27 @@ pub struct Line<'a> {
 /// Appends one line: `text` cut to [`LINE_TEXT_MAX`] octets, a client's control characters
 /// as `?` (the server's replies and notes have none). The octets appended.
 pub fn push_line(out: &mut Vec<u8>, dir: Dir, at_ms: u64, text: &[u8]) -> usize {
-    let start = out.len();
-    out.push(dir.letter());
-    out.push(b' ');
-    out.extend_from_slice(itoa::Buffer::new().format(at_ms).as_bytes());
-    out.push(b' ');
+    push_line_at(out, dir, itoa::Buffer::new().format(at_ms).as_bytes(), text)
+}
+
+/// [`push_line`] with the time already in decimal (`at`: a recorder writes several lines
+/// with one time and formats it once).
+pub fn push_line_at(out: &mut Vec<u8>, dir: Dir, at: &[u8], text: &[u8]) -> usize {
     let (kept, cut) = if text.len() > LINE_TEXT_MAX {
         (&text[..LINE_TEXT_MAX], true)
     } else {
         (text, false)
     };
+    let len = 3 + at.len() + kept.len() + if cut { 3 } else { 0 } + 1;
+    // One growth check for the line, not one per piece.
+    out.reserve(len);
+    out.extend_from_slice(&[dir.letter(), b' ']);
+    out.extend_from_slice(at);
+    out.push(b' ');
     let start_text = out.len();
     out.extend_from_slice(kept);
     // Replies and notes are the server's own text; a client's line may hold anything.
-    if dir == Dir::Client {
+    if dir == Dir::Client && has_control(kept) {
         for b in &mut out[start_text..] {
             if *b < 0x20 || *b == 0x7f {
                 *b = b'?';
@@ -92,7 +122,30 @@ pub fn push_line(out: &mut Vec<u8>, dir: Dir, at_ms: u64, text: &[u8]) -> usize 
         out.extend_from_slice(b"...");
     }
     out.push(b'\n');
-    out.len() - start
+    len
+}
+
+/// Whether `text` holds a control character (below `0x20`, or `0x7f`), eight octets at a
+/// time: a command line almost never does, so the per-octet replacement runs only when it
+/// must.
+fn has_control(text: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let mut octets = [0; 8];
+        octets.copy_from_slice(word);
+        let x = u64::from_ne_bytes(octets);
+        // An octet below 0x20 (`x - 0x20` borrows into its high bit where `x`'s is clear),
+        // or one equal to 0x7f (zero after `^ 0x7f`): exact as a test of any octet.
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let del = x ^ (ONES * 0x7f);
+        let del = del.wrapping_sub(ONES) & !del;
+        if (below | del) & HIGH != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
 /// The lines of a kept transcript, in order (a malformed line is skipped).
@@ -114,6 +167,24 @@ pub fn lines(kept: &[u8]) -> impl Iterator<Item = Line<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        let plain: Vec<u8> = (0x20..0x7f).chain(0x80..=0xff).collect();
+        assert!(!has_control(&plain));
+        for len in 0..20 {
+            for at in 0..len {
+                for bad in (0..0x20).chain([0x7f]) {
+                    let mut text = vec![b'a'; len];
+                    text[at] = bad;
+                    assert!(has_control(&text), "{bad:#x} at {at} of {len}");
+                }
+            }
+            assert!(!has_control(&vec![0xff; len]));
+            assert!(!has_control(&vec![0x80; len]));
+            assert!(!has_control(&vec![b' '; len]));
+        }
+    }
 
     #[test]
     fn lines_read_back_as_written() {

@@ -675,6 +675,10 @@ mod tests {
         bad("rcpt frobnicate disconnect", "expected");
         bad("rcpt delay=1s disconnect", "not with disconnect");
         bad("connect to=*@x disconnect", "connect has no");
+        // The same at HELO/EHLO (no transaction yet), and to= at MAIL (no recipient yet).
+        bad("helo from=a@x reply=550 5.7.1 No", "helo has no sender");
+        bad("EHLO to=*@x disconnect", "ehlo has no sender");
+        bad("mail to=*@x reply=550 5.7.1 No", "mail has no recipient");
         bad("connect reply=550 5.7.1 No", "at connect, reply= is 554");
         bad(
             "connect delay=1s reply=450 4.3.0 Later",

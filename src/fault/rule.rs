@@ -130,8 +130,21 @@ impl Rule {
             .as_deref()
             .is_some_and(|reply| !(reply.starts_with(b"554") || reply.starts_with(b"421")));
         let action = parts.into_action(point)?;
-        if point == Checkpoint::Connect && (selectors.to.is_some() || selectors.from.is_some()) {
-            return Err("connect has no sender or recipient to match".into());
+        // Before MAIL (and HELO/EHLO reset a transaction, RFC 5321 §4.1.4) there is no
+        // sender or recipient; at MAIL, no recipient yet: such a selector could never hold.
+        let before_mail = matches!(
+            point,
+            Checkpoint::Connect | Checkpoint::Helo | Checkpoint::Ehlo
+        );
+        if before_mail && (selectors.to.is_some() || selectors.from.is_some()) {
+            return Err(format!(
+                "{} has no sender or recipient to match (from= and to= apply from mail and \
+                 rcpt on)",
+                point_name.to_ascii_lowercase()
+            ));
+        }
+        if point == Checkpoint::Mail && selectors.to.is_some() {
+            return Err("mail has no recipient to match yet (to= applies from rcpt on)".into());
         }
         if point == Checkpoint::Connect && strange_greeting {
             // RFC 5321 §3.1 and §4.3.2: a server greets with 220, refuses the session with

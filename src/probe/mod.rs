@@ -3,7 +3,8 @@
 //! JSON result; `ready` polls `/readyz` (and an SMTP greeting) until the server serves.
 //!
 //! Exit codes, so a script can branch: [`SATISFIED`] (0), [`NOT_SATISFIED`] (1: the await's
-//! `408` timeout or `409` with `--expect-none`; `ready` not ready by its timeout), [`USAGE`]
+//! `408` timeout or `409` with `--expect-none`, or its `410`: the `--mailbox` expired or was
+//! deleted, before or while it waited; `ready` not ready by its timeout), [`USAGE`]
 //! (2: a bad argument, the API unreachable, a `400`/`401`, anything unexpected), each with a
 //! line on stderr saying which.
 //!
@@ -45,6 +46,8 @@ pub struct AwaitArgs {
     pub from: Option<String>,
     /// `subject=` filter.
     pub subject: Option<String>,
+    /// `mailbox=`: a per-test mailbox's id.
+    pub mailbox: Option<String>,
     /// How many messages.
     pub count: Option<u32>,
     /// A cursor: only messages after it.
@@ -82,6 +85,11 @@ impl AwaitArgs {
                 .iter()
                 .map(|s| format!("subject={}", encode(s))),
         );
+        pairs.extend(
+            self.mailbox
+                .iter()
+                .map(|m| format!("mailbox={}", encode(m))),
+        );
         pairs.extend(self.count.map(|c| format!("count={c}")));
         pairs.extend(self.after.iter().map(|a| format!("after={}", encode(a))));
         if self.expect_none {
@@ -103,6 +111,20 @@ fn error_text(body: &[u8]) -> String {
                 .take(500)
                 .collect()
         })
+}
+
+/// The line for a `410`: `mailbox ID expired at T` (or `deleted at T`).
+fn mailbox_gone(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return error_text(body);
+    };
+    let id = value["mailbox"].as_str().unwrap_or("?");
+    for (key, word) in [("expired_at", "expired"), ("deleted_at", "was deleted")] {
+        if let Some(at) = value[key].as_str() {
+            return format!("mailbox {id} {word} at {at}: nothing more will arrive in it");
+        }
+    }
+    error_text(body)
 }
 
 /// Runs `fastsmtpd await`: the JSON result on `out` (also on a timeout or a `409`), a line on
@@ -133,6 +155,10 @@ pub fn run_await(args: &AwaitArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 return SATISFIED;
             }
             let _ = writeln!(err, "fastsmtpd await: {}", error_text(&reply.body));
+            NOT_SATISFIED
+        }
+        410 => {
+            let _ = writeln!(err, "fastsmtpd await: {}", mailbox_gone(&reply.body));
             NOT_SATISFIED
         }
         status => {
@@ -246,11 +272,23 @@ mod tests {
             after: Some("17".into()),
             timeout: Duration::from_secs(30),
             expect_none: true,
+            mailbox: Some("abc".into()),
             ..AwaitArgs::default()
         };
         assert_eq!(
             args.path(),
-            "/api/v1/await?timeout=30000ms&rcpt=a%2Bb%40x.test&subject=Hello%20world%20%26%20more&count=2&after=17&expect=none"
+            "/api/v1/await?timeout=30000ms&rcpt=a%2Bb%40x.test&subject=Hello%20world%20%26%20more&mailbox=abc&count=2&after=17&expect=none"
         );
+    }
+
+    #[test]
+    fn a_gone_mailbox_is_said_in_one_line() {
+        let body = br#"{"error": {"status": 410, "message": "mailbox m1 expired"},
+                         "mailbox": "m1", "expired_at": "2026-12-07T01:00:00Z"}"#;
+        assert_eq!(
+            mailbox_gone(body),
+            "mailbox m1 expired at 2026-12-07T01:00:00Z: nothing more will arrive in it"
+        );
+        assert_eq!(mailbox_gone(b"no json"), "no json");
     }
 }

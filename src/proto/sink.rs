@@ -106,6 +106,12 @@ pub trait MessageSink {
     /// per-transaction logs. `envelope` is `None` when the reply came after a
     /// [`Verdict::Pending`] (the sink saw the envelope at `on_message_end`). Default: nothing.
     fn on_outcome(&mut self, _envelope: Option<&Envelope<'_>>, _size: u64, _reply: &[u8]) {}
+    /// The DATA content just read ended (its `CR LF . CR LF`, RFC 5321 §4.1.1.4) at offset
+    /// `input_end` of the input of the current call into the session (just past the end
+    /// line), after `octets` content octets as kept (dot-stuffing undone, the size limit not
+    /// applied). Called at every end of DATA content, before the message is ended or
+    /// refused, so that a transcript recorder never scans content again. Default: nothing.
+    fn on_content_end(&mut self, _input_end: usize, _octets: u64) {}
     /// The id of the message last ended (asked right after a [`Verdict::Stored`], or when a
     /// [`Verdict::Pending`] message's outcome is reported): the `250` says
     /// `queued as <id>`. `None` (the default): the `250` says `queued` alone.

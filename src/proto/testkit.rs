@@ -59,6 +59,9 @@ pub struct RecordingSink {
     pub names_messages: bool,
     /// Checks of the envelope's security fields, if wanted.
     pub checks: Option<SecurityChecks>,
+    /// Each end of DATA content reported ([`MessageSink::on_content_end`]): the offset in
+    /// its call's input, the octets.
+    pub content_ends: Vec<(usize, u64)>,
 }
 
 impl RecordingSink {
@@ -102,6 +105,10 @@ impl MessageSink for RecordingSink {
         self.open = true;
         self.started += 1;
         self.current.clear();
+    }
+    fn on_content_end(&mut self, input_end: usize, octets: u64) {
+        assert!(self.open, "content end outside a message");
+        self.content_ends.push((input_end, octets));
     }
     fn on_message_data(&mut self, piece: &[u8]) {
         assert!(self.open, "data outside a message");

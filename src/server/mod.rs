@@ -274,6 +274,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
                 hostname: config.hostname.clone(),
                 faults: faults.clone().unwrap_or_default(),
                 max_message_size: Some(session_config.max_message_size),
+                max_line_len: Some(session_config.max_line_len),
                 view_cache: usize::try_from(config.capture.view_cache_bytes(true))
                     .unwrap_or(usize::MAX),
             },

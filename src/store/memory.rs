@@ -51,6 +51,7 @@
 //! session does, from the [`Verdict`]) or evict (the capture store does, at insert).
 
 use crate::capture::headers::HEADER_SCAN_MAX;
+use crate::capture::transcript::Marks;
 use crate::capture::{Arrival, Capture, Inserted, Refused};
 use crate::proto::envelope::Envelope;
 use crate::proto::reply;
@@ -156,6 +157,8 @@ pub(super) struct Capturing {
     len: u64,
     /// A complete message waiting for the file stores' word.
     pending: Option<Arrival>,
+    /// For the connection's transcript recorder (`crate::capture::transcript::Marks`).
+    pub(super) marks: Marks,
 }
 
 impl Capturing {
@@ -174,6 +177,7 @@ impl Capturing {
             content: Vec::new(),
             len: 0,
             pending: None,
+            marks: Marks::default(),
         }
     }
 
@@ -253,6 +257,9 @@ impl Capturing {
         }
         let arrival = self.arrival(id, envelope);
         let inserted = self.target.capture.insert(arrival);
+        if let Ok(inserted) = &inserted {
+            self.marks.kept.push((inserted.id, inserted.seq));
+        }
         // Kept (now under the store's budget) or refused: no longer in flight.
         self.abandon();
         verdict(inserted)
@@ -279,7 +286,9 @@ impl Capturing {
     pub(super) fn on_stores_done(&mut self, stored: bool) {
         if let Some(arrival) = self.pending.take() {
             if stored {
-                let _ = self.target.capture.insert(arrival);
+                if let Ok(inserted) = self.target.capture.insert(arrival) {
+                    self.marks.kept.push((inserted.id, inserted.seq));
+                }
             }
         }
         self.abandon();

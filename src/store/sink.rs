@@ -110,6 +110,14 @@ impl StoreSink {
         self.capturing.as_ref().map(|capturing| capturing.capture())
     }
 
+    /// What the sink saw for the connection's transcript recorder in the last call into the
+    /// session, if it keeps messages in a capture store (the recorder clears them).
+    pub fn transcript_marks(&mut self) -> Option<&mut crate::capture::transcript::Marks> {
+        self.capturing
+            .as_mut()
+            .map(|capturing| &mut capturing.marks)
+    }
+
     /// The storage threads reported on the message this sink answered `Pending` for: with a
     /// capture store, the message goes into it now if `stored` (before the session is
     /// resumed, so before its `250` is queued), else it is dropped.
@@ -281,6 +289,12 @@ impl MessageSink for StoreSink {
             capturing.hold(id, envelope);
         }
         Verdict::Pending
+    }
+
+    fn on_content_end(&mut self, input_end: usize, octets: u64) {
+        if let Some(capturing) = &mut self.capturing {
+            capturing.marks.content_ends.push((input_end, octets));
+        }
     }
 
     fn on_message_abort(&mut self) {

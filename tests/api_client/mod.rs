@@ -238,6 +238,12 @@ impl Events {
 
     /// The next event (comments skipped).
     pub fn next(&mut self) -> Event {
+        self.next_or_end()
+            .unwrap_or_else(|| panic!("the event stream ended"))
+    }
+
+    /// The next event, or `None` when the stream ends (its last chunk).
+    pub fn next_or_end(&mut self) -> Option<Event> {
         loop {
             while let Some(end) = self.text.find("\n\n") {
                 let block: String = self.text.drain(..end + 2).collect();
@@ -256,24 +262,29 @@ impl Events {
                     }
                 }
                 if !event.event.is_empty() {
-                    return event;
+                    return Some(event);
                 }
             }
-            self.read_chunk();
+            if !self.read_chunk() {
+                return None;
+            }
         }
     }
 
-    /// Reads one chunk of the body into `text`.
-    fn read_chunk(&mut self) {
+    /// Reads one chunk of the body into `text`; false at the last chunk.
+    fn read_chunk(&mut self) -> bool {
         let mut size = String::new();
         self.reader.read_line(&mut size).unwrap();
         let size = usize::from_str_radix(size.trim(), 16)
             .unwrap_or_else(|_| panic!("chunk size {size:?}"));
-        assert!(size > 0, "the event stream ended");
+        if size == 0 {
+            return false;
+        }
         let mut chunk = vec![0; size + 2];
         self.reader.read_exact(&mut chunk).unwrap();
         self.text
             .push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+        true
     }
 }
 

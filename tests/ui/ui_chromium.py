@@ -7,8 +7,9 @@ Steps: open the UI (empty list, live marker), send a message over SMTP and see i
 the top without a reload, send an HTML message carrying a script and a remote image and check
 that neither runs nor loads, search in the query language, open a message and read its text,
 headers, raw, envelope and SMTP transcript tabs, delete it, create a per-test mailbox and send
-to its address (counted in the sidebar, clicking it shows only its mail), and finish with no
-console error.
+to its address (counted in the sidebar, clicking it shows only its mail), create 300 more
+and page the sidebar (a page of 50, "More", the filter box; one refresh's octets against the
+whole list's), and finish with no console error.
 """
 
 import http.server
@@ -179,6 +180,41 @@ with sync_playwright() as p:
     page.screenshot(path=str(shots / "6-mailbox.png"))
     page.locator("#mailbox-list a[data-mailbox='']").click()
     expect(page.locator(".row")).to_have_count(4, timeout=10000)
+
+    # Many mailboxes: the sidebar shows the newest page of 50 with a "More" button and a
+    # filter box, and its refresh fetches only what it shows.
+    for n in range(300):
+        api("/api/v1/mailboxes", {"label": f"bulk {n:03}", "ttl": "10m"})
+    boxes = page.locator("#mailbox-list li.mailbox")
+    expect(page.locator("#mailbox-shown")).to_have_text("50 of 301 mailboxes", timeout=10000)
+    expect(boxes).to_have_count(50)
+    expect(boxes.first).to_contain_text("bulk 299")
+    page.screenshot(path=str(shots / "7-many-mailboxes.png"))
+    page.locator("#mailbox-more").click()
+    expect(page.locator("#mailbox-shown")).to_have_text("100 of 301 mailboxes", timeout=10000)
+    expect(boxes).to_have_count(100)
+    expect(boxes.nth(99)).to_contain_text("bulk 200")
+    page.fill("#mailbox-filter", "BULK 00")
+    expect(page.locator("#mailbox-shown")).to_have_text("10 of 10 mailboxes", timeout=10000)
+    expect(page.locator("#mailbox-more")).to_be_hidden()
+    page.fill("#mailbox-filter", "")
+    expect(page.locator("#mailbox-shown")).to_have_text("50 of 301 mailboxes", timeout=10000)
+    # What one refresh fetches, against the whole list (what an unpaged refresh fetched).
+    with page.expect_request(lambda r: "/api/v1/mailboxes?" in r.url, timeout=10000) as asked:
+        pass
+    with urllib.request.urlopen(asked.value.url, timeout=10) as r:
+        refresh = len(r.read())
+    whole, before = 0, ""
+    while True:
+        with urllib.request.urlopen(base + "/api/v1/mailboxes?limit=500" + before, timeout=10) as r:
+            body = r.read()
+        whole += len(body)
+        nxt = json.loads(body)["next"]
+        if nxt is None:
+            break
+        before = "&before=" + nxt
+    print(f"ui: 301 mailboxes: one sidebar refresh {refresh} octets; the whole list {whole} octets")
+    assert refresh * 4 < whole, (refresh, whole)
     browser.close()
 
 assert not remote, f"the UI or a message loaded something remote: {remote}"

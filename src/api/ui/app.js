@@ -6,8 +6,9 @@
 // searches in the API's query language; shows one message (HTML in a sandboxed iframe that
 // cannot run script and loads nothing remote, text, headers, raw, envelope,
 // attachments, links and codes, the SMTP transcript); a status strip from /api/v1/stats; a
-// sidebar of per-test mailboxes with counts (/api/v1/mailboxes, refreshed at most twice a
-// second while mail arrives), clicking one filters the list to its mail.
+// sidebar of per-test mailboxes with counts (/api/v1/mailboxes: the first page, newest
+// first, more on request, a filter box; refreshed at most twice a second while mail arrives,
+// only the mailboxes shown), clicking one filters the list to its mail.
 //
 // What it does not do: parse mail (the server does), keep state across reloads, or fetch a
 // link found in a message. It needs no network beyond this origin: every asset is served by
@@ -652,8 +653,13 @@ $("copy-await").addEventListener("click", async () => {
 });
 
 // ---------------------------------------------------------------------------------------
-// The mailbox sidebar: "All mail" and every live per-test mailbox with its count.
+// The mailbox sidebar: "All mail" and the newest live per-test mailboxes with their counts,
+// a page at a time (the API pages them: with 10 000 mailboxes a refresh still fetches only
+// the ones shown), a "More" button for the next page and a filter box (the API's q=).
 
+const BOX_PAGE = 50; // mailboxes per page
+const BOX_MAX = 500; // the most shown at once (the API's largest page): past it, filter
+const boxes = { shown: BOX_PAGE, filter: "" };
 let mailboxTimer = null;
 
 // Refreshes the sidebar at most once per half second however fast mail arrives.
@@ -664,8 +670,10 @@ function refreshMailboxesSoon() {
 async function refreshMailboxes() {
   mailboxTimer = null;
   let answer;
+  const params = new URLSearchParams({ limit: String(boxes.shown) });
+  if (boxes.filter) params.set("q", boxes.filter);
   try {
-    answer = await api("/api/v1/mailboxes");
+    answer = await api("/api/v1/mailboxes?" + params);
   } catch {
     return; // the sidebar keeps what it shows; the live marker says when the server is gone
   }
@@ -691,10 +699,34 @@ async function refreshMailboxes() {
     items.append(li);
   }
   list.append(items);
+  const shown = answer.mailboxes.length;
+  $("mailbox-shown").textContent =
+    answer.total === 0 ? (boxes.filter ? "no mailbox matches" : "") : `${shown} of ${answer.total} mailboxes`;
+  $("mailbox-more").hidden = !answer.next || boxes.shown >= BOX_MAX;
   if (state.mailbox && !answer.mailboxes.some((m) => m.id === state.mailbox)) {
-    showMailbox("", "");
+    // Not on the page shown: ask for it alone, back to all mail if it ended.
+    try {
+      await api("/api/v1/mailboxes/" + encodeURIComponent(state.mailbox));
+    } catch (error) {
+      if (error.status === 404 || error.status === 410) showMailbox("", "");
+    }
   }
 }
+
+$("mailbox-more").addEventListener("click", () => {
+  boxes.shown = Math.min(BOX_MAX, boxes.shown + BOX_PAGE);
+  refreshMailboxes();
+});
+
+let filterTimer = null;
+$("mailbox-filter").addEventListener("input", () => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => {
+    boxes.filter = $("mailbox-filter").value.trim();
+    boxes.shown = BOX_PAGE;
+    refreshMailboxes();
+  }, 250);
+});
 
 function showMailbox(id, label) {
   state.mailbox = id;

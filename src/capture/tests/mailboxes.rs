@@ -15,6 +15,16 @@ fn routed(capture: &Capture, route: Route) -> MailboxInfo {
         .unwrap()
 }
 
+/// Every live mailbox, newest first (one page: the tests make few).
+fn listed(capture: &Capture) -> Vec<MailboxInfo> {
+    capture
+        .mailbox_page(None, 500, &MailboxFilter::default())
+        .items
+}
+
+/// The budget's charge for a plus-tag mailbox's record with no label.
+const PLUS_RECORD: u64 = MAILBOX_RECORD_OVERHEAD as u64;
+
 fn count(capture: &Capture, id: MailboxId) -> usize {
     capture.count(&Filter::all().and(Term::Mailbox(id)))
 }
@@ -79,10 +89,24 @@ fn each_route_kind_routes_what_it_says() {
     );
     let upper = tag.id.as_str().to_uppercase();
     let cases: Vec<(Vec<String>, &str, &str, Vec<MailboxId>)> = vec![
-        // The tag after the FIRST +, ASCII case-insensitively, any user, any domain.
+        // The first +-segment after the base, ASCII case-insensitively, any user, any
+        // domain; the sender's own tag may follow it, never precede it.
         (vec![format!("u+{}@any.test", tag.id)], "", "", vec![tag.id]),
         (vec![format!("v+{upper}@other.test")], "", "", vec![tag.id]),
+        (
+            vec![format!("u+{}+retry@any.test", tag.id)],
+            "",
+            "",
+            vec![tag.id],
+        ),
+        (
+            vec![format!("u+{}+@any.test", tag.id)],
+            "",
+            "",
+            vec![tag.id],
+        ),
         (vec![format!("u+x+{}@any.test", tag.id)], "", "", vec![]),
+        (vec![format!("u+{}x@any.test", tag.id)], "", "", vec![]),
         (vec![format!("u{}@any.test", tag.id)], "", "", vec![]),
         // The recipient's local part as sent, its domain case-insensitively; never a
         // substring.
@@ -118,6 +142,9 @@ fn each_route_kind_routes_what_it_says() {
     assert!(tag
         .route
         .covers_recipient(format!("z+{}@q", tag.id).as_bytes()));
+    assert!(tag
+        .route
+        .covers_recipient(format!("z+{}+2@q", tag.id).as_bytes()));
     assert!(!header.route.covers_recipient(b"x@y"));
     assert!(auth.route.covers(b"x@y", Some(b"robot")));
     check(&capture);
@@ -140,7 +167,7 @@ fn a_message_to_two_mailboxes_is_kept_once_and_survives_one_delete() {
     assert_eq!(capture.stats().messages, 3);
     assert_eq!(
         capture.stats().bytes,
-        charges + capture.get_seq(3).unwrap().charge()
+        charges + capture.get_seq(3).unwrap().charge() + 2 * PLUS_RECORD
     );
     assert_eq!(
         (in_box(&capture, a.id), in_box(&capture, b.id)),
@@ -206,7 +233,7 @@ fn a_mailbox_expires_with_its_own_mail_only() {
     ));
     assert!(matches!(capture.get(&id(1)), Lookup::Gone(g) if g.reason == GoneReason::Expired));
     assert_eq!(in_box(&capture, long.id), [2]);
-    assert_eq!(capture.mailboxes().len(), 1);
+    assert_eq!(listed(&capture).len(), 1);
     check(&capture);
 }
 
@@ -219,15 +246,25 @@ fn eviction_unindexes_and_the_budget_counts_memberships() {
         capture.insert(message(n, "s@x", &[&to], "", 0)).unwrap();
     }
     assert_eq!(in_box(&capture, m.id), [2, 3]);
-    assert_eq!(capture.mailboxes()[0].count, 2);
+    assert_eq!(listed(&capture)[0].count, 2);
     let kept: u64 = [2, 3]
         .iter()
         .map(|&s| capture.get_seq(s).unwrap().charge())
         .sum();
-    assert_eq!(capture.stats().bytes, kept + 2 * MAILBOX_OVERHEAD as u64);
+    assert_eq!(
+        capture.stats().bytes,
+        kept + 2 * MAILBOX_OVERHEAD as u64 + PLUS_RECORD
+    );
+    assert_eq!(
+        capture.stats().mailbox_bytes,
+        2 * MAILBOX_OVERHEAD as u64 + PLUS_RECORD
+    );
     check(&capture);
     capture.delete_all();
-    assert_eq!((capture.stats().bytes, count(&capture, m.id)), (0, 0));
+    assert_eq!(
+        (capture.stats().bytes, count(&capture, m.id)),
+        (PLUS_RECORD, 0)
+    );
     check(&capture);
 }
 
@@ -275,9 +312,9 @@ fn live_mailboxes_are_bounded() {
     let refused = capture.create_mailbox(None, Duration::from_secs(1), String::new());
     assert_eq!(refused, Err(TooManyMailboxes::Live(3)));
     assert_eq!(
-        capture.mailboxes().iter().map(|m| m.id).collect::<Vec<_>>(),
-        made.iter().map(|m| m.id).collect::<Vec<_>>(),
-        "listed oldest first"
+        listed(&capture).iter().map(|m| m.id).collect::<Vec<_>>(),
+        made.iter().rev().map(|m| m.id).collect::<Vec<_>>(),
+        "listed newest first"
     );
     capture.delete_mailbox(&made[0].id).unwrap();
     assert!(capture
@@ -319,4 +356,213 @@ fn header_routes_name_a_bounded_set_of_fields() {
             String::new()
         )
         .is_ok());
+}
+
+#[test]
+fn a_mailbox_that_ends_wakes_its_waiters_even_when_empty() {
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let (deleted, expiring, other) = (
+        plus(&capture),
+        capture
+            .create_mailbox(None, Duration::from_secs(10), String::new())
+            .unwrap(),
+        plus(&capture),
+    );
+    let counters: Vec<Arc<Counter>> = (0..3).map(|_| Arc::new(Counter::default())).collect();
+    for (mailbox, counter) in [&deleted, &expiring, &other].iter().zip(&counters) {
+        capture.register(
+            WaitKey::Mailbox(mailbox.id),
+            Waker::from(Arc::clone(counter)),
+        );
+    }
+    let wakes = || counters.iter().map(|c| c.wakes()).collect::<Vec<_>>();
+    // No mail in it: nothing is removed, yet its waiter hears that it ended.
+    assert!(capture.delete_mailbox(&deleted.id).is_some());
+    assert_eq!(wakes(), [1, 0, 0]);
+    assert_eq!(
+        capture.expire(SystemTime::now() + Duration::from_secs(11)),
+        0
+    );
+    assert_eq!(wakes(), [1, 1, 0]);
+    // Expiry at an insert wakes it too.
+    let short = capture
+        .create_mailbox(None, Duration::from_secs(1), String::new())
+        .unwrap();
+    let woken = Arc::new(Counter::default());
+    capture.register(WaitKey::Mailbox(short.id), Waker::from(Arc::clone(&woken)));
+    let late = Arrival::new(
+        id(1),
+        SystemTime::now() + Duration::from_secs(2),
+        Bytes::from_static(b"Subject: s\r\n\r\nx\r\n"),
+        &EnvelopeParts {
+            sender: b"s@x",
+            ..EnvelopeParts::default()
+        },
+        [&b"a@x"[..]],
+    );
+    capture.insert(late).unwrap();
+    assert_eq!((woken.wakes(), wakes()), (1, vec![1, 1, 0]));
+    check(&capture);
+}
+
+#[test]
+fn a_mailbox_record_costs_what_the_doc_says() {
+    assert_eq!(MAILBOX_RECORD_OVERHEAD, 420);
+    assert_eq!(mailbox::record_charge(None, ""), 420);
+    assert_eq!(mailbox::record_charge(None, "signup test"), 420 + 11);
+    let rcpt = Route::Recipient(b"alice@example.com".to_vec());
+    assert_eq!(mailbox::record_charge(Some(&rcpt), "t1"), 420 + 2 + 17);
+    let header = Route::Header {
+        name: b"X-Run".to_vec(),
+        value: b"42".to_vec(),
+    };
+    // The header route's text is kept twice: in the route and in its routing table.
+    assert_eq!(mailbox::record_charge(Some(&header), ""), 420 + 2 * 7);
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let a = routed(&capture, rcpt.clone());
+    let b = routed(&capture, header);
+    let both = (420 + 1 + 17) + (420 + 1 + 14);
+    assert_eq!(
+        (capture.stats().bytes, capture.stats().mailbox_bytes),
+        (both, both)
+    );
+    assert_eq!(capture.stats().mailboxes, 2);
+    check(&capture);
+    capture.delete_mailbox(&a.id).unwrap();
+    capture.delete_mailbox(&b.id).unwrap();
+    assert_eq!((capture.stats().bytes, capture.stats().mailboxes), (0, 0));
+    check(&capture);
+}
+
+#[test]
+fn a_new_mailbox_evicts_mail_or_is_refused_under_tempfail() {
+    // Room for two 10-octet messages and little more.
+    let one = message(1, "s@x", &["a@x"], "", 10).charge();
+    let budget = 2 * one + 100;
+    for policy in [OnFull::EvictOldest, OnFull::Refuse] {
+        let capture = Capture::new(limits(budget, 100), policy);
+        capture.insert(message(1, "s@x", &["a@x"], "", 10)).unwrap();
+        capture.insert(message(2, "s@x", &["a@x"], "", 10)).unwrap();
+        let made = capture.create_mailbox(None, Duration::from_secs(60), String::new());
+        match policy {
+            OnFull::EvictOldest => {
+                made.unwrap();
+                // Its 420 octets took the place of the oldest message (or both).
+                assert!(capture.stats().evicted_bytes >= 1);
+                assert!(matches!(capture.get(&id(1)), Lookup::Gone(_)));
+            }
+            OnFull::Refuse => {
+                assert_eq!(made, Err(TooManyMailboxes::Full(PLUS_RECORD)));
+                assert_eq!(capture.stats().messages, 2);
+            }
+        }
+        assert!(capture.stats().bytes <= budget);
+        check(&capture);
+    }
+    // Mailboxes alone fill the budget: no more mailboxes, and mail is refused (never
+    // over the budget, never a loop with nothing to evict).
+    let capture = Capture::new(limits(3 * PLUS_RECORD, 100), OnFull::EvictOldest);
+    for _ in 0..3 {
+        plus(&capture);
+    }
+    assert_eq!(
+        capture.create_mailbox(None, Duration::from_secs(60), String::new()),
+        Err(TooManyMailboxes::Full(PLUS_RECORD))
+    );
+    assert_eq!(
+        capture
+            .insert(message(9, "s@x", &["a@x"], "", 10))
+            .unwrap_err(),
+        Refused::Full
+    );
+    assert_eq!(capture.stats().bytes, 3 * PLUS_RECORD);
+    check(&capture);
+}
+
+#[test]
+fn mailboxes_page_newest_first_filter_and_delete_in_bulk() {
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let made: Vec<MailboxInfo> = (0..7)
+        .map(|n| {
+            let label = if n % 2 == 0 { "even" } else { "Odd one" };
+            capture
+                .create_mailbox(None, Duration::from_secs(60), label.into())
+                .unwrap()
+        })
+        .collect();
+    let all = MailboxFilter::default();
+    let first = capture.mailbox_page(None, 3, &all);
+    let ids = |p: &MailboxPage| p.items.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(&first), [made[6].id, made[5].id, made[4].id]);
+    assert_eq!(first.total, 7);
+    // A new mailbox does not shift the next page.
+    let newest = plus(&capture);
+    let second = capture.mailbox_page(first.next, 3, &all);
+    assert_eq!(ids(&second), [made[3].id, made[2].id, made[1].id]);
+    let last = capture.mailbox_page(second.next, 3, &all);
+    assert_eq!(
+        (ids(&last), last.next, last.total),
+        (vec![made[0].id], None, 8)
+    );
+    let odd = MailboxFilter {
+        label: Some("Odd one".into()),
+        contains: None,
+    };
+    let page = capture.mailbox_page(None, 2, &odd);
+    assert_eq!((ids(&page), page.total), (vec![made[5].id, made[3].id], 3));
+    let text = MailboxFilter {
+        label: None,
+        contains: Some("ODD".into()),
+    };
+    assert_eq!(capture.mailbox_page(None, 10, &text).total, 3);
+    let by_id = MailboxFilter {
+        label: None,
+        contains: Some(made[2].id.as_str()[3..9].to_uppercase()),
+    };
+    assert_eq!(ids(&capture.mailbox_page(None, 10, &by_id)), [made[2].id]);
+    // Bulk delete by label: their mail goes, shared mail stays with the survivor.
+    let to = |m: &MailboxInfo| format!("t+{}@x", m.id);
+    capture
+        .insert(message(1, "s@x", &[&to(&made[1])], "", 0))
+        .unwrap();
+    capture
+        .insert(message(2, "s@x", &[&to(&made[1]), &to(&made[2])], "", 0))
+        .unwrap();
+    let (gone, removed) = capture.delete_mailboxes(&odd);
+    assert_eq!((gone.len(), removed.seqs.clone()), (3, vec![1]));
+    assert!(matches!(
+        capture.mailbox(&made[1].id),
+        MailboxLookup::Gone(MailboxGone {
+            reason: MailboxGoneReason::Deleted,
+            ..
+        })
+    ));
+    assert_eq!(in_box(&capture, made[2].id), [2]);
+    check(&capture);
+    let (gone, removed) = capture.delete_mailboxes(&all);
+    assert_eq!((gone.len(), removed.seqs), (5, vec![2]));
+    assert!(matches!(
+        capture.mailbox(&newest.id),
+        MailboxLookup::Gone(_)
+    ));
+    assert_eq!((capture.stats().bytes, capture.stats().mailboxes), (0, 0));
+    check(&capture);
+}
+
+#[test]
+fn mailbox_tombstones_stay_bounded() {
+    let capture = Capture::new(Limits::default(), OnFull::EvictOldest);
+    let first = plus(&capture);
+    capture.delete_mailbox(&first.id).unwrap();
+    for _ in 0..mailbox::MAILBOX_TOMBSTONES_MAX {
+        let m = plus(&capture);
+        capture.delete_mailbox(&m.id).unwrap();
+    }
+    assert_eq!(
+        capture.stats().mailbox_tombstones,
+        mailbox::MAILBOX_TOMBSTONES_MAX
+    );
+    // The oldest tombstone left the ring: that id is now unknown.
+    assert_eq!(capture.mailbox(&first.id), MailboxLookup::Unknown);
+    check(&capture);
 }

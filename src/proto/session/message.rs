@@ -30,6 +30,13 @@ pub(super) struct DataTransfer {
     too_big: bool,
 }
 
+impl DataTransfer {
+    /// Content octets so far (dot-stuffing undone), past the size limit too.
+    pub(super) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 impl Session {
     /// Takes DATA content from `input`, undoing dot-stuffing and passing it to the sink (the
     /// message is open for as long as the session is in `Mode::Data`) while within the size

@@ -608,6 +608,7 @@ impl Session {
                         return pos;
                     };
                     io.completed += 1;
+                    io.sink.on_content_end(pos, transfer.size());
                     // The session stays in `Mode::Data` (the message open) until the
                     // message's end leaves it.
                     self.on_data_end(config, transfer, io);

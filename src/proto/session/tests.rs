@@ -1519,3 +1519,29 @@ fn the_gate_is_asked_only_about_what_the_protocol_would_accept() {
         );
     }
 }
+
+#[test]
+fn every_end_of_data_content_is_reported_where_it_ends_in_its_call() {
+    // Two messages pipelined in one call: each end is the offset just past its `.` line,
+    // with the octets as kept; a refused (oversized) message's end is reported too.
+    let first = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n..x\r\n.\r\n";
+    let mut input = b"EHLO c\r\n".to_vec();
+    input.extend_from_slice(first);
+    let end_one = input.len();
+    input.extend_from_slice(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    input.extend_from_slice(&[b'y'; 1200]);
+    input.extend_from_slice(b"\r\n.\r\n");
+    let end_two = input.len();
+    let (out, sink, _) = run_split(&config(), &input, &[]);
+    assert!(
+        out.ends_with("552 5.3.4 Error: message size exceeds fixed limit\r\n"),
+        "{out}"
+    );
+    assert_eq!(sink.content_ends, vec![(end_one, 4), (end_two, 1202)]);
+    // Cut inside the second content: its end is reported in the call that took it, at its
+    // offset in that call's input (content is consumed as it comes: that input starts at
+    // the cut).
+    let cut = end_one + 100;
+    let (_, sink, _) = run_split(&config(), &input, &[cut]);
+    assert_eq!(sink.content_ends, vec![(end_one, 4), (end_two - cut, 1202)]);
+}

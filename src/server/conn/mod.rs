@@ -311,8 +311,11 @@ impl Conn {
             &mut conn.sink,
             &mut conn.gate,
         );
-        if let Some(recorder) = &mut conn.transcript {
-            recorder.on_call(&[], &conn.out[before..], now);
+        if let (Some(recorder), Some(marks)) = (
+            conn.transcript.as_mut(),
+            conn.sink.inner_mut().transcript_marks(),
+        ) {
+            recorder.on_call(&[], &conn.out[before..], marks, now);
         }
         conn.after_input(progress, 0, now, cx);
         Ok(conn)
@@ -565,8 +568,11 @@ impl Conn {
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
-        if let Some(recorder) = &mut self.transcript {
-            recorder.on_call(&[], &self.out[before..], Instant::now());
+        if let (Some(recorder), Some(marks)) = (
+            self.transcript.as_mut(),
+            self.sink.inner_mut().transcript_marks(),
+        ) {
+            recorder.on_call(&[], &self.out[before..], marks, Instant::now());
         }
         self.clock = progress.clock;
         // Output held by a pause stays unsent, the closing reply with it.
@@ -609,8 +615,11 @@ impl Conn {
             &mut Replies::new(&mut self.out, cx.tally),
             &mut self.sink,
         );
-        if let Some(recorder) = &mut self.transcript {
-            recorder.on_call(&[], &self.out[before..], now);
+        if let (Some(recorder), Some(marks)) = (
+            self.transcript.as_mut(),
+            self.sink.inner_mut().transcript_marks(),
+        ) {
+            recorder.on_call(&[], &self.out[before..], marks, now);
         }
         self.after_input(progress, 0, now, cx);
     }
@@ -679,8 +688,11 @@ impl Conn {
                 &mut self.sink,
                 &mut self.gate,
             );
-            if let Some(recorder) = &mut self.transcript {
-                recorder.on_call(&input[..progress.consumed], &self.out[before..], now);
+            if let (Some(recorder), Some(marks)) = (
+                self.transcript.as_mut(),
+                self.sink.inner_mut().transcript_marks(),
+            ) {
+                recorder.on_call(&input[..progress.consumed], &self.out[before..], marks, now);
             }
             let rest = &input[progress.consumed..];
             self.carry.clear();
@@ -793,8 +805,11 @@ impl Conn {
             &mut self.sink,
             &mut self.gate,
         );
-        if let Some(recorder) = &mut self.transcript {
-            recorder.on_call(&kept[..progress.consumed], &self.out[before..], now);
+        if let (Some(recorder), Some(marks)) = (
+            self.transcript.as_mut(),
+            self.sink.inner_mut().transcript_marks(),
+        ) {
+            recorder.on_call(&kept[..progress.consumed], &self.out[before..], marks, now);
         }
         self.carry = kept;
         self.carry.drain(..progress.consumed);

@@ -10,14 +10,17 @@
 //! `STARTTLS` answered `220` the plaintext left is thrown away, RFC 3207 §4.2) and pairs each
 //! command, SASL response or content end with the next reply, in order (RFC 2920 §3.1: replies
 //! come in the order of the commands). So the transcript is the same however the client's
-//! bytes were split into reads. Content is not kept: it is one line `[content: N octets]`
+//! bytes were split into reads. Where DATA content ends it does not look for: the session
+//! reports it through the sink ([`Marks::content_ends`]), so content is never scanned twice.
+//! Content is not kept: it is one line `[content: N octets]`
 //! (N as kept, after dot-unstuffing); AUTH secrets are not kept: `AUTH PLAIN ***` (after a
 //! space or a tab), each SASL response `***`, and a base64-looking line right after an AUTH
 //! the session refused (a client sending its password anyway); after a handshake a note
 //! names the TLS version and cipher.
 //!
 //! When a message's final reply names it (`250 ... queued as ID`), its transcript goes to the
-//! capture store with it ([`Capture::attach_transcript`]), before that reply is written to
+//! capture store with it ([`Capture::attach_transcript_at`], by the seq its insert gave,
+//! [`Marks::kept`]), before that reply is written to
 //! the socket: the whole session so far for the connection's first message; for a later one,
 //! the session's preamble (greeting, `HELO`/`EHLO`, `STARTTLS`, AUTH) then its transaction
 //! from its `MAIL` to its final reply. Bounded: the preamble keeps at most
@@ -29,10 +32,9 @@
 //! only named by what the session answered), or keep anything after a message's transcript
 //! was handed over but the preamble.
 
-use crate::capture::transcript::{push_line, Dir, LINE_TEXT_MAX, TRANSCRIPT_MAX};
+use crate::capture::transcript::{push_line_at, Dir, Marks, LINE_TEXT_MAX, TRANSCRIPT_MAX};
 use crate::capture::Capture;
 use crate::proto::command::{parse_command, Command};
-use crate::proto::data::DataScanner;
 use crate::proto::envelope::TlsInfo;
 use crate::proto::sink::QueueId;
 use bytes::Bytes;
@@ -62,12 +64,12 @@ struct Log {
 
 impl Log {
     /// Adds a line, keeping within `max` octets.
-    fn push(&mut self, max: usize, dir: Dir, at_ms: u64, text: &[u8]) {
+    fn push(&mut self, max: usize, dir: Dir, at: Stamp, text: &[u8]) {
         if self.tail.is_empty() && self.left_out.0 == 0 && self.head.len() < max / 2 {
-            push_line(&mut self.head, dir, at_ms, text);
+            push_line_at(&mut self.head, dir, at.text(), text);
             return;
         }
-        push_line(&mut self.tail, dir, at_ms, text);
+        push_line_at(&mut self.tail, dir, at.text(), text);
         let room = max.saturating_sub(self.head.len());
         let mut cut = 0;
         while self.tail.len() - cut > room {
@@ -92,19 +94,17 @@ impl Log {
     }
 
     /// Octets [`Log::write`] appends, with `note` (its [`Log::note`]).
-    fn written_len(&self, note: Option<&String>, at_ms: u64) -> usize {
-        let note_len = note.map_or(0, |note| {
-            4 + itoa::Buffer::new().format(at_ms).len() + note.len()
-        });
+    fn written_len(&self, note: Option<&String>, at: Stamp) -> usize {
+        let note_len = note.map_or(0, |note| 4 + at.text().len() + note.len());
         self.head.len() + note_len + self.tail.len()
     }
 
     /// Appends the kept lines to `out`, with `note` (its [`Log::note`]) where lines were
     /// left out.
-    fn write(&self, out: &mut Vec<u8>, note: Option<&String>, at_ms: u64) {
+    fn write(&self, out: &mut Vec<u8>, note: Option<&String>, at: Stamp) {
         out.extend_from_slice(&self.head);
         if let Some(note) = note {
-            push_line(out, Dir::Note, at_ms, note.as_bytes());
+            push_line_at(out, Dir::Note, at.text(), note.as_bytes());
         }
         out.extend_from_slice(&self.tail);
     }
@@ -122,6 +122,35 @@ impl Log {
     }
 }
 
+/// A time in the transcript: milliseconds since the connection opened, and in decimal
+/// (formatted once per call into the session, for every line of the call).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    /// The decimal digits.
+    digits: [u8; 20],
+    /// How many of them.
+    len: u8,
+}
+
+impl Stamp {
+    /// `ms` milliseconds.
+    fn new(ms: u64) -> Stamp {
+        let mut digits = [0; 20];
+        let mut buffer = itoa::Buffer::new();
+        let text = buffer.format(ms).as_bytes();
+        digits[..text.len()].copy_from_slice(text);
+        Stamp {
+            digits,
+            len: text.len() as u8,
+        }
+    }
+
+    /// The decimal text.
+    fn text(&self) -> &[u8] {
+        &self.digits[..usize::from(self.len)]
+    }
+}
+
 /// Where the next input octets belong, as the session frames them.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -129,9 +158,8 @@ enum Mode {
     Command,
     /// A SASL response line (after `334`).
     SaslResponse,
-    /// DATA content, up to its `CR LF . CR LF`, found by the session's own scanner; the
-    /// octets so far, as kept (after dot-unstuffing).
-    Content(DataScanner, u64),
+    /// DATA content, up to its `CR LF . CR LF`, where the session reports it ends.
+    Content,
     /// The octets of a BDAT chunk: how many are left, and the chunk's size.
     Chunk { left: u64, size: u64 },
     /// After `220` to STARTTLS: plaintext thrown away until the handshake.
@@ -222,25 +250,35 @@ impl Recorder {
     }
 
     /// Milliseconds from the connection's opening to `now`.
-    fn at_ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
+    fn at(&self, now: Instant) -> Stamp {
+        Stamp::new(
+            u64::try_from(now.saturating_duration_since(self.opened).as_millis())
+                .unwrap_or(u64::MAX),
+        )
     }
 
     /// Records a line in the log, and in the preamble if it belongs there.
-    fn record(&mut self, dir: Dir, at_ms: u64, text: &[u8], preamble: bool) {
+    fn record(&mut self, dir: Dir, at: Stamp, text: &[u8], preamble: bool) {
         if preamble {
-            self.preamble.push(PREAMBLE_MAX, dir, at_ms, text);
+            self.preamble.push(PREAMBLE_MAX, dir, at, text);
         }
-        self.log.push(LOG_MAX, dir, at_ms, text);
+        self.log.push(LOG_MAX, dir, at, text);
     }
 
     /// One call into the session: the `input` it consumed and the `replies` it wrote, at
-    /// `now`.
-    pub fn on_call(&mut self, input: &[u8], replies: &[u8], now: Instant) {
-        let at_ms = self.at_ms(now);
+    /// `now`, and what the sink saw meanwhile (`marks`, cleared here once read).
+    pub fn on_call(&mut self, input: &[u8], replies: &[u8], marks: &mut Marks, now: Instant) {
+        self.take_call(input, replies, marks, now);
+        marks.clear();
+    }
+
+    /// [`Recorder::on_call`], leaving `marks` as they were.
+    fn take_call(&mut self, input: &[u8], replies: &[u8], marks: &Marks, now: Instant) {
+        let at = self.at(now);
+        let mut content_ends = marks.content_ends.iter();
         let mut replies = Replies { rest: replies };
         if let Some(item) = self.waiting.take() {
-            self.pair(item, &mut replies, at_ms);
+            self.pair(item, &mut replies, marks, at);
         }
         let mut pos = 0;
         // The session takes no input behind a line whose reply is not out yet (a message
@@ -252,20 +290,20 @@ impl Recorder {
                     let (taken, complete) = self.take_line(rest);
                     pos += taken;
                     if complete {
-                        if let Some(item) = self.on_line(at_ms) {
-                            self.pair(item, &mut replies, at_ms);
+                        if let Some(item) = self.on_line(at) {
+                            self.pair(item, &mut replies, marks, at);
                         }
                     }
                 }
-                Mode::Content(mut scanner, mut octets) => {
-                    let scan = scanner.scan(rest, |piece| octets += piece.len() as u64);
-                    pos += scan.consumed;
-                    self.mode = Mode::Content(scanner, octets);
-                    if scan.done {
+                Mode::Content => match content_ends.find(|&&(end, _)| end > pos) {
+                    Some(&(end, octets)) => {
+                        pos = end.min(input.len());
                         self.mode = Mode::Command;
-                        self.content_end(octets, &mut replies, at_ms);
+                        self.content_end(octets, &mut replies, marks, at);
                     }
-                }
+                    // The content goes on in the next call.
+                    None => pos = input.len(),
+                },
                 Mode::Chunk { left, size } => {
                     let taken = left.min(rest.len() as u64);
                     pos += taken as usize;
@@ -275,7 +313,7 @@ impl Recorder {
                     };
                     if taken == left {
                         self.mode = Mode::Command;
-                        self.content_end(size, &mut replies, at_ms);
+                        self.content_end(size, &mut replies, marks, at);
                     }
                 }
                 Mode::StartingTls | Mode::Closed => pos = input.len(),
@@ -284,16 +322,16 @@ impl Recorder {
         // Replies to no line of the client's: the greeting, a timeout's `421`.
         for reply in replies {
             let greeting = self.first && self.log.len() == 0;
-            self.record_reply(reply, at_ms, greeting);
+            self.record_reply(reply, at, greeting);
         }
     }
 
     /// The TLS handshake finished (after STARTTLS, or on an implicit TLS port): a note, and
     /// command lines again.
     pub fn on_tls(&mut self, info: &TlsInfo, now: Instant) {
-        let at_ms = self.at_ms(now);
+        let at = self.at(now);
         let note = format!("[TLS: {} {}]", info.version, info.cipher);
-        self.record(Dir::Note, at_ms, note.as_bytes(), true);
+        self.record(Dir::Note, at, note.as_bytes(), true);
         if matches!(self.mode, Mode::StartingTls) {
             self.mode = Mode::Command;
         }
@@ -303,9 +341,9 @@ impl Recorder {
     }
 
     /// Records `reply`'s lines; a closing reply ends the session.
-    fn record_reply(&mut self, reply: &[u8], at_ms: u64, preamble: bool) {
+    fn record_reply(&mut self, reply: &[u8], at: Stamp, preamble: bool) {
         for line in reply_lines(reply) {
-            self.record(Dir::Server, at_ms, line, preamble);
+            self.record(Dir::Server, at, line, preamble);
         }
         if closes(reply) {
             self.mode = Mode::Closed;
@@ -313,27 +351,27 @@ impl Recorder {
     }
 
     /// Gives `item` the next reply, or lets it wait for one.
-    fn pair(&mut self, item: Item, replies: &mut Replies<'_>, at_ms: u64) {
+    fn pair(&mut self, item: Item, replies: &mut Replies<'_>, marks: &Marks, at: Stamp) {
         match replies.next() {
-            Some(reply) => self.answer(item, reply, at_ms),
+            Some(reply) => self.answer(item, reply, marks, at),
             None => self.waiting = Some(item),
         }
     }
 
     /// `item` got `reply`: records it and follows what it means for the framing.
-    fn answer(&mut self, item: Item, reply: &[u8], at_ms: u64) {
+    fn answer(&mut self, item: Item, reply: &[u8], marks: &Marks, at: Stamp) {
         let preamble = matches!(item, Item::Greeting | Item::Auth | Item::StartTls);
-        self.record_reply(reply, at_ms, preamble);
+        self.record_reply(reply, at, preamble);
         let code = |c: &[u8]| reply.starts_with(c);
         match item {
             Item::Auth if code(b"334") => self.mode = Mode::SaslResponse,
             Item::Auth => self.mode = Mode::Command,
             Item::StartTls if code(b"220") => self.mode = Mode::StartingTls,
             Item::Mail if code(b"2") => self.in_transaction = true,
-            Item::Data if code(b"354") => self.mode = Mode::Content(DataScanner::new(), 0),
+            Item::Data if code(b"354") => self.mode = Mode::Content,
             Item::Greeting | Item::Rset if code(b"2") => self.in_transaction = false,
             Item::ContentEnd => match queued_id(reply) {
-                Some(id) if code(b"2") => self.hand_over(id, at_ms),
+                Some(id) if code(b"2") => self.hand_over(id, marks, at),
                 // A BDAT chunk taken, more to come: the transaction goes on.
                 None if code(b"2") => {}
                 _ => self.in_transaction = false,
@@ -348,7 +386,7 @@ impl Recorder {
     }
 
     /// The content of DATA or of a BDAT chunk ended after `octets`: its line, then its reply.
-    fn content_end(&mut self, octets: u64, replies: &mut Replies<'_>, at_ms: u64) {
+    fn content_end(&mut self, octets: u64, replies: &mut Replies<'_>, marks: &Marks, at: Stamp) {
         let mut text = [0u8; 48];
         let mut len = 0;
         for piece in [
@@ -359,30 +397,34 @@ impl Recorder {
             text[len..len + piece.len()].copy_from_slice(piece);
             len += piece.len();
         }
-        self.record(Dir::Client, at_ms, &text[..len], false);
-        self.pair(Item::ContentEnd, replies, at_ms);
+        self.record(Dir::Client, at, &text[..len], false);
+        self.pair(Item::ContentEnd, replies, marks, at);
     }
 
     /// The message named `id` was accepted: its transcript goes to the capture store, in one
-    /// allocation of its exact size (the budget charges its length).
-    fn hand_over(&mut self, id: QueueId, at_ms: u64) {
+    /// allocation of its exact size (the budget charges its length), attached by the seq its
+    /// insert gave when the sink saw the insert (always, but for a test's sink).
+    fn hand_over(&mut self, id: QueueId, marks: &Marks, at: Stamp) {
         let preamble_note = self.preamble.note();
         let log_note = self.log.note();
-        let mut len = self.log.written_len(log_note.as_ref(), at_ms);
+        let mut len = self.log.written_len(log_note.as_ref(), at);
         if !self.first {
-            len += self.preamble.written_len(preamble_note.as_ref(), at_ms);
+            len += self.preamble.written_len(preamble_note.as_ref(), at);
         }
         let mut transcript = Vec::with_capacity(len);
         if !self.first {
             self.preamble
-                .write(&mut transcript, preamble_note.as_ref(), at_ms);
+                .write(&mut transcript, preamble_note.as_ref(), at);
         }
-        self.log.write(&mut transcript, log_note.as_ref(), at_ms);
+        self.log.write(&mut transcript, log_note.as_ref(), at);
         debug_assert_eq!(transcript.len(), transcript.capacity());
         let transcript = Bytes::from(transcript);
         #[cfg(test)]
         self.handed.push((id, transcript.clone()));
-        self.capture.attach_transcript(&id, transcript);
+        match marks.kept.iter().find(|(kept, _)| *kept == id) {
+            Some(&(_, seq)) => self.capture.attach_transcript_at(seq, transcript),
+            None => self.capture.attach_transcript(&id, transcript),
+        };
         self.first = false;
         self.in_transaction = false;
         self.log.clear();
@@ -427,23 +469,23 @@ impl Recorder {
 
     /// A complete line in `self.line`: records it (AUTH secrets hidden) and says what it is;
     /// `None` for a BDAT line, whose reply comes after its chunk.
-    fn on_line(&mut self, at_ms: u64) -> Option<Item> {
+    fn on_line(&mut self, at: Stamp) -> Option<Item> {
         let line = std::mem::take(&mut self.line);
         let too_long = std::mem::take(&mut self.line_len) > self.max_line_len;
-        let item = self.classify(&line, too_long, at_ms);
+        let item = self.classify(&line, too_long, at);
         self.line = line;
         self.line.clear();
         item
     }
 
     /// Records `line` and says what it is (see [`Recorder::on_line`]).
-    fn classify(&mut self, line: &[u8], too_long: bool, at_ms: u64) -> Option<Item> {
+    fn classify(&mut self, line: &[u8], too_long: bool, at: Stamp) -> Option<Item> {
         let after_auth = std::mem::take(&mut self.after_auth);
         if matches!(self.mode, Mode::SaslResponse) || (after_auth && looks_like_base64(line)) {
             // RFC 4954 §4: a response carries the credentials: never kept; nor a line that
             // looks like one right after an AUTH the session refused (a client that sends
             // its password anyway).
-            self.record(Dir::Client, at_ms, b"***", true);
+            self.record(Dir::Client, at, b"***", true);
             return Some(Item::Auth);
         }
         // Named by its verb alone (the reply says whether the session took it), except BDAT,
@@ -474,7 +516,7 @@ impl Recorder {
             if rest.len() > name_end || name_end > AUTH_NAME_MAX || too_long {
                 text.extend_from_slice(b" ***");
             }
-            self.record(Dir::Client, at_ms, &text, true);
+            self.record(Dir::Client, at, &text, true);
             return Some(Item::Auth);
         } else if is(b"STARTTLS") {
             Item::StartTls
@@ -491,7 +533,7 @@ impl Recorder {
         } else if is(b"BDAT") {
             match parse_command(line) {
                 Ok(Command::Bdat { size, .. }) => {
-                    self.record(Dir::Client, at_ms, line, false);
+                    self.record(Dir::Client, at, line, false);
                     if size == 0 {
                         return Some(Item::ContentEnd);
                     }
@@ -506,7 +548,7 @@ impl Recorder {
             Item::Other
         };
         let preamble = matches!(item, Item::Greeting | Item::StartTls);
-        self.record(Dir::Client, at_ms, line, preamble);
+        self.record(Dir::Client, at, line, preamble);
         Some(item)
     }
 }
@@ -630,6 +672,14 @@ mod tests {
         }
     }
 
+    /// What the test sink saw during the last call, as the recorder takes it.
+    fn marks(sink: &mut RecordingSink) -> Marks {
+        Marks {
+            content_ends: std::mem::take(&mut sink.content_ends),
+            kept: Vec::new(),
+        }
+    }
+
     /// A real session fed `input` cut at `cuts` (unconsumed octets presented again, as the
     /// connection does; AUTH accepted), its calls shown to a recorder: the transcripts
     /// handed over, as `(id, "D: text" lines)`.
@@ -652,7 +702,7 @@ mod tests {
             &mut sink,
             &mut gate,
         );
-        recorder.on_call(&[], &out, now);
+        recorder.on_call(&[], &out, &mut marks(&mut sink), now);
         let mut carry: Vec<u8> = Vec::new();
         let mut start = 0;
         let mut ends: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
@@ -670,7 +720,12 @@ mod tests {
                     &mut sink,
                     &mut gate,
                 );
-                recorder.on_call(&carry[..progress.consumed], &out[before..], now);
+                recorder.on_call(
+                    &carry[..progress.consumed],
+                    &out[before..],
+                    &mut marks(&mut sink),
+                    now,
+                );
                 carry.drain(..progress.consumed);
                 if progress.wait != Some(Wait::Credentials) {
                     break;
@@ -682,7 +737,7 @@ mod tests {
                     &mut Replies::new(&mut out, &mut tally),
                     &mut sink,
                 );
-                recorder.on_call(&[], &out[before..], now);
+                recorder.on_call(&[], &out[before..], &mut marks(&mut sink), now);
             }
         }
         recorder
@@ -897,7 +952,12 @@ mod tests {
                 &mut sink,
                 &mut gate,
             );
-            recorder.on_call(&input[..progress.consumed], &out[before..], now);
+            recorder.on_call(
+                &input[..progress.consumed],
+                &out[before..],
+                &mut marks(&mut sink),
+                now,
+            );
             progress
         };
         call(&mut session, &mut recorder, b"");
@@ -922,7 +982,7 @@ mod tests {
             &mut Replies::new(&mut out2, &mut ReplyTally::default()),
             &mut RecordingSink::default(),
         );
-        recorder.on_call(&[], &out2, now);
+        recorder.on_call(&[], &out2, &mut Marks::default(), now);
         call(
             &mut session,
             &mut recorder,

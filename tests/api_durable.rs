@@ -5,7 +5,9 @@
 //! charges each message its header block and index, not its body (`/api/v1/stats`); a file
 //! removed behind the server's back answers `410` with `"reason": "file_missing"`; `DELETE`
 //! removes the message from the index and leaves its file; a Maildir store alone keeps the
-//! API's copy in memory (its files are not the bytes received) and reads back exact too.
+//! API's copy in memory (its files are not the bytes received) and reads back exact too; a
+//! server restarted on the directory answers for the earlier mail (ids, envelopes, `/raw`),
+//! skipping and counting what cannot be read back.
 
 mod api_client;
 mod util;
@@ -267,4 +269,172 @@ fn every_accepted_message_reads_back_from_its_file_exactly() {
             Ok(())
         })
         .unwrap();
+}
+
+/// `GET /api/v1/messages` (newest first): each message's id and seq.
+fn listed(api: SocketAddr) -> Vec<(String, u64)> {
+    let r = get(api, "/api/v1/messages");
+    assert_eq!(r.status, 200);
+    r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_owned(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 18 (D2): a sink restarted on the same `eml:DIR` answers for the mail it received
+/// before, whether it was killed (SIGKILL) or stopped (SIGTERM): the list shows it with its
+/// ids, in arrival order, with the envelope it had; `/raw` is byte-exact; the start says how
+/// many were indexed; a message after the restart gets a new id and a higher seq.
+#[test]
+fn a_restarted_eml_sink_answers_for_its_earlier_mail() {
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let dir = util::scratch_dir("durable-restart");
+        let eml = format!("eml:{}", dir.display());
+        let (mut child, smtp, api) =
+            util::start_binary_with_api(1, "127.0.0.1", &["--store", &eml]);
+        let api: SocketAddr = api.parse().unwrap();
+        let mut client = client(smtp);
+        let contents: Vec<Vec<u8>> = (0..3)
+            .map(|n| message(&format!("before {n}"), 300 + 10_000 * n))
+            .collect();
+        let ids: Vec<String> = contents
+            .iter()
+            .enumerate()
+            .map(|(n, content)| send(&mut client, &format!("r{n}@test"), content))
+            .collect();
+        let envelope = |api: SocketAddr, id: &str| {
+            let r = get(api, &format!("/api/v1/messages/{id}"));
+            assert_eq!(r.status, 200, "{id}: {}", String::from_utf8_lossy(&r.body));
+            let json = r.json();
+            (
+                json["envelope"].clone(),
+                json["subject"].clone(),
+                json["size"].clone(),
+            )
+        };
+        let before: Vec<_> = ids.iter().map(|id| envelope(api, id)).collect();
+        drop(client);
+        if signal == libc::SIGKILL {
+            child.kill();
+        } else {
+            child.signal(signal);
+            child.wait(util::REPLY_WAIT);
+        }
+
+        let (mut child, smtp, api) =
+            util::start_binary_with_api(1, "127.0.0.1", &["--store", &eml]);
+        let api: SocketAddr = api.parse().unwrap();
+        let line = child.next_line(util::REPLY_WAIT);
+        assert!(
+            line.starts_with(&format!(
+                "fastsmtpd: indexed 3 messages from {}",
+                dir.display()
+            )),
+            "{line}"
+        );
+        let list = listed(api);
+        let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+        assert_eq!(
+            list.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            newest_first,
+            "signal {signal}"
+        );
+        assert!(
+            list.windows(2).all(|w| w[0].1 > w[1].1),
+            "seqs follow arrival"
+        );
+        for ((id, content), before) in ids.iter().zip(&contents).zip(&before) {
+            assert_eq!(&envelope(api, id), before, "{id}: the envelope as it was");
+            assert!(raw(api, id) == *content, "{id}: /raw byte-exact");
+        }
+        // Await's scan of kept mail sees them too.
+        let r = get(api, "/api/v1/await?rcpt=r1@test&timeout=1s");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["messages"][0]["id"], ids[1].as_str());
+
+        let mut client = self::client(smtp);
+        let new = send(&mut client, "r0@test", &message("after", 500));
+        assert!(!ids.contains(&new), "a new id: {new}");
+        let list = listed(api);
+        assert_eq!(list[0].0, new);
+        assert!(list[0].1 > list[1].1, "a higher seq");
+        assert!(!child.stderr().contains("warning"), "{}", child.stderr());
+    }
+}
+
+/// What cannot be read back is skipped and counted in one warning line, and the server
+/// starts: a torn sidecar, a sidecar whose `.eml` is missing (a crash between the renames),
+/// an `.eml` without its sidecar, an `.eml` cut short, a file of another name; temporary
+/// files are not mentioned. With `--capture-max-messages`, the newest that fit are indexed.
+#[test]
+fn a_restart_skips_what_cannot_be_read_back_and_keeps_the_newest_that_fit() {
+    let dir = util::scratch_dir("durable-damaged");
+    let eml = format!("eml:{}", dir.display());
+    let (mut child, smtp, _api) = util::start_binary_with_api(1, "127.0.0.1", &["--store", &eml]);
+    let mut client = client(smtp);
+    let ids: Vec<String> = (0..6)
+        .map(|n| send(&mut client, "a@test", &message(&format!("m{n}"), 400)))
+        .collect();
+    drop(client);
+    child.kill();
+    let torn = dir.join(format!("{}.json", ids[0]));
+    let whole = std::fs::read(&torn).unwrap();
+    std::fs::write(&torn, &whole[..whole.len() / 2]).unwrap();
+    std::fs::remove_file(dir.join(format!("{}.eml", ids[1]))).unwrap();
+    std::fs::remove_file(dir.join(format!("{}.json", ids[2]))).unwrap();
+    let cut = dir.join(format!("{}.eml", ids[3]));
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..100]).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"not mail").unwrap();
+    std::fs::write(dir.join(".9.M1P1Q1.eml.tmp"), b"Subject: half").unwrap();
+
+    let (mut child, _smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &["--store", &eml]);
+    let api: SocketAddr = api.parse().unwrap();
+    let line = child.next_line(util::REPLY_WAIT);
+    assert!(line.contains("indexed 2 messages from"), "{line}");
+    let newest_first = vec![ids[5].clone(), ids[4].clone()];
+    let list = listed(api);
+    assert_eq!(
+        list.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        newest_first
+    );
+    until("the warning line", || {
+        child.stderr().contains("not indexed")
+    });
+    let stderr = child.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "{}: 5 not indexed for the API (1 sidecar without its .eml, 1 .eml without its sidecar, \
+             1 sidecar torn or unreadable, 1 .eml whose length is not its sidecar's size, \
+             1 file not named by this server)",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    drop(child);
+
+    // Under a limit, the newest that fit; the older files are not read at all (the torn and
+    // the cut one are counted as left out, not as damaged).
+    let (mut child, _smtp, api) = util::start_binary_with_api(
+        1,
+        "127.0.0.1",
+        &["--store", &eml, "--capture-max-messages", "1"],
+    );
+    let api: SocketAddr = api.parse().unwrap();
+    let line = child.next_line(util::REPLY_WAIT);
+    assert!(
+        line.contains("indexed 1 message from")
+            && line
+                .trim_end()
+                .ends_with("; 3 older left out by the capture limits"),
+        "{line}"
+    );
+    assert_eq!(listed(api)[0].0, ids[5]);
 }

@@ -42,6 +42,7 @@ use crate::wake::Mailbox;
 use mio::{Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -64,6 +65,8 @@ pub struct ServerHandle {
     store: Option<Arc<StoreHub>>,
     /// The capture store, with `--store memory` or `--api`.
     capture: Option<Arc<CaptureTarget>>,
+    /// What was indexed at start from the `.eml` directory the capture reads bodies from.
+    reindexed: Option<(PathBuf, crate::store::reindex::Reindexed)>,
     /// The fault plans: with startup rules, or with `--api` (which can set rules at run
     /// time).
     faults: Option<Arc<Plans>>,
@@ -189,6 +192,13 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             None => target,
         })
     });
+    // Before any worker names a message: the directory's mail keeps the oldest seqs, and
+    // its ids are reserved (`crate::store::reindex`).
+    let reindexed = capture.as_ref().and_then(|target| {
+        let dir = target.files()?;
+        let report = crate::store::reindex::reindex(target.capture(), dir, config.capture_limits());
+        Some((dir.to_path_buf(), report))
+    });
     let exit_after = (config.exit_after_messages.is_some() || config.exit_after_sessions.is_some())
         .then(|| {
             Arc::new(ExitAfter::new(
@@ -295,6 +305,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         stats,
         store,
         capture,
+        reindexed,
         faults,
         metrics,
         api,
@@ -376,6 +387,14 @@ impl ServerHandle {
     /// not durable (see [`crate::store::jsonl`]).
     pub fn not_durable_stores(&self) -> &[String] {
         self.store.as_ref().map_or(&[], |store| store.not_durable())
+    }
+
+    /// What was indexed at start from the `.eml` directory the capture reads bodies from
+    /// (`--store eml:DIR --api`), and the directory.
+    pub fn reindexed(&self) -> Option<(&Path, &crate::store::reindex::Reindexed)> {
+        self.reindexed
+            .as_ref()
+            .map(|(dir, report)| (dir.as_path(), report))
     }
 
     /// The capture store (`--store memory` or `--api`; `None` without either), for whoever
@@ -503,6 +522,12 @@ pub fn run(config: ValidConfig) -> io::Result<Stats> {
         server.local_addrs(),
         server.not_durable_stores(),
     ));
+    if let Some((dir, report)) = server.reindexed() {
+        say(&report.line(dir));
+        if let Some(warning) = report.warning(dir) {
+            crate::warn_line!("{warning}");
+        }
+    }
     if let Some(addr) = server.metrics_addr() {
         say(&format!("fastsmtpd: metrics on http://{addr}/metrics"));
     }

@@ -59,6 +59,7 @@
 //! | `sink` | [`StoreSink`], one connection's end: chunks out, `Pending`, the budget check |
 //! | `memory` | the capture target (`--store memory`, `--api`): the content gathered, inserted into [`crate::capture::Capture`] before the `250` |
 //! | `commit` | a batch made durable in every store or in none |
+//! | [`reindex`] | at start, with `--api` over an `eml:DIR`: the messages already in `DIR` put into the capture (read back from sidecars and header blocks) |
 //! | [`maildir`], [`eml`], [`jsonl`], [`record`] | each store's own format, and the JSON record |
 //!
 //! This file holds the [`StoreHub`]: it opens the stores and starts the threads.
@@ -71,6 +72,7 @@ pub mod maildir;
 mod memory;
 mod queues;
 pub mod record;
+pub mod reindex;
 pub mod rfc2047;
 mod sink;
 mod target;

@@ -90,6 +90,62 @@ pub fn next_queue_id(received_at: SystemTime) -> QueueId {
     QueueId::new(&text[..len]).unwrap_or_else(|| unreachable!("digits, a dot and letters"))
 }
 
+/// The parts of an id [`next_queue_id`] made: `<seconds>.M<microseconds>P<pid>Q<sequence>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueIdParts {
+    /// Seconds since the Unix epoch when the message began.
+    pub secs: u64,
+    /// The microseconds within that second.
+    pub micros: u32,
+    /// The id of the process that made it.
+    pub pid: u32,
+    /// The process's sequence number.
+    pub sequence: u64,
+}
+
+impl QueueIdParts {
+    /// Reads an id [`next_queue_id`] made; `None` for any other text.
+    pub fn parse(id: &str) -> Option<QueueIdParts> {
+        let (secs, rest) = id.split_once(".M")?;
+        let (micros, rest) = rest.split_once('P')?;
+        let (pid, sequence) = rest.split_once('Q')?;
+        /// Decimal digits only (`u64::from_str` also takes a `+`).
+        fn number<T: std::str::FromStr>(digits: &str) -> Option<T> {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        }
+        let micros: u32 = number(micros)?;
+        (micros < 1_000_000).then_some(())?;
+        Some(QueueIdParts {
+            secs: number(secs)?,
+            micros,
+            pid: number(pid)?,
+            sequence: number(sequence)?,
+        })
+    }
+
+    /// When the message began, as the id says (to the microsecond).
+    pub fn began(&self) -> SystemTime {
+        UNIX_EPOCH
+            + std::time::Duration::from_secs(self.secs)
+            + std::time::Duration::from_micros(u64::from(self.micros))
+    }
+}
+
+/// Makes every later [`next_queue_id`] of this process differ from `existing`, an id found
+/// on disk at start (a restarted server reads its `.eml` directory: issue 18, "ids are never
+/// reused"). An id from another process id, or whose sequence is already behind ours, could
+/// never be made again by this process but by a clock stepped back to the same microsecond;
+/// for one of ours (a restart that got the same process id, PID 1 in a container), the
+/// sequence moves past its. Call before the first message is named.
+pub fn reserve_past(existing: &QueueIdParts) {
+    if existing.pid == pid() {
+        NEXT_SEQUENCE.fetch_max(existing.sequence.saturating_add(1), Ordering::Relaxed);
+    }
+}
+
 impl MessageMeta {
     /// Copies `envelope`, for the message named `id` that began at `received_at`.
     pub fn new(
@@ -637,6 +693,42 @@ mod tests {
         assert!(sequence(b) > sequence(a));
         let zero = next_queue_id(UNIX_EPOCH);
         assert!(zero.as_str().starts_with(&format!("0.M0P{pid}Q")), "{zero}");
+    }
+
+    #[test]
+    fn queue_ids_parse_back_and_an_id_on_disk_is_never_made_again() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_795_925_106_000_042);
+        let id = next_queue_id(at);
+        let parts = QueueIdParts::parse(id.as_str()).expect("our own id");
+        assert_eq!((parts.secs, parts.micros), (1_795_925_106, 42));
+        assert_eq!(parts.pid, std::process::id());
+        assert_eq!(parts.began(), at);
+        for bad in [
+            "",
+            "1.M2P3",
+            "1.M2P3Q",
+            "x.M2P3Q4",
+            "1.M1000000P3Q4",
+            "1.M+2P3Q4",
+        ] {
+            assert_eq!(QueueIdParts::parse(bad), None, "{bad:?}");
+        }
+        // An id of this process id far ahead (a previous run's): the next one is past it.
+        let ahead = QueueIdParts {
+            sequence: parts.sequence + 1_000,
+            ..parts
+        };
+        reserve_past(&ahead);
+        let next = QueueIdParts::parse(next_queue_id(at).as_str()).unwrap();
+        assert!(next.sequence > ahead.sequence, "{next:?}");
+        // Another process's id changes nothing.
+        reserve_past(&QueueIdParts {
+            pid: parts.pid.wrapping_add(1),
+            sequence: u64::MAX - 1,
+            ..parts
+        });
+        let after = QueueIdParts::parse(next_queue_id(at).as_str()).unwrap();
+        assert!(after.sequence < u64::MAX - 1);
     }
 
     #[test]

@@ -55,6 +55,49 @@ fn a_loopback_api_answers_only_loopback_hosts() {
     }
 }
 
+/// The status of `head` (a request line and its fields, without the blank line) sent as is.
+fn raw_status(addr: std::net::SocketAddr, head: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "{head}Connection: close\r\n\r\n").unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    parse(&bytes, false).status
+}
+
+#[test]
+fn host_fields_follow_rfc_9112_and_an_absolute_form_must_name_loopback_too() {
+    let (_capture, server) = serve(ApiOptions::default());
+    let addr = server.local_addr();
+    let cases = [
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with two, is a 400.
+        ("GET /api/v1/cursor HTTP/1.1\r\n", 400),
+        (
+            "GET /api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n",
+            400,
+        ),
+        (
+            "GET /api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n",
+            400,
+        ),
+        // Absolute form: the authority in the request line is checked like Host.
+        (
+            "GET http://evil.example/api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+            403,
+        ),
+        (
+            "GET http://127.0.0.1/api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+            200,
+        ),
+        // HTTP/1.0 needs no Host.
+        ("GET /api/v1/cursor HTTP/1.0\r\n", 200),
+        ("GET /api/v1/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\n", 200),
+    ];
+    for (head, status) in cases {
+        assert_eq!(raw_status(addr, head), status, "{head:?}");
+    }
+}
+
 #[test]
 fn a_cursor_from_an_earlier_run_is_refused_or_resets_the_stream() {
     let (capture, server) = serve(ApiOptions::default());

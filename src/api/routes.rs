@@ -404,27 +404,66 @@ async fn api(
 /// (`localhost`, `127.0.0.0/8`, `::1`, any port). A web page a developer visits could
 /// otherwise point its own name at 127.0.0.1 (DNS rebinding) and read captured mail, reset
 /// codes included, as same-origin requests: its requests carry its own name as `Host`.
+///
+/// HTTP's own rules about `Host` are kept here too (RFC 9112 §3.2): an HTTP/1.1 request
+/// without one, or with more than one, is a `400`; a request in absolute form
+/// (`GET http://name/...`) must name a loopback authority as well, since a proxy or a
+/// client could otherwise pass a foreign name beside a loopback `Host`.
 pub(super) fn foreign_host<B>(request: &Request<B>) -> Option<Response<ApiBody>> {
-    let host = request.headers().get(hyper::header::HOST)?;
-    let text = host.to_str().unwrap_or("");
+    let mut hosts = request.headers().get_all(hyper::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "more than one Host field (RFC 9112 §3.2)",
+        ));
+    }
+    match host {
+        None if request.version() == hyper::Version::HTTP_11 => {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "an HTTP/1.1 request needs a Host field (RFC 9112 §3.2)",
+            ));
+        }
+        None => {}
+        Some(host) => {
+            let text = host.to_str().unwrap_or("");
+            if !is_loopback_authority(text) {
+                return Some(not_loopback(text));
+            }
+        }
+    }
+    match request.uri().authority() {
+        Some(authority) if !is_loopback_authority(authority.as_str()) => {
+            Some(not_loopback(authority.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `text` (a `Host` value or a URI's authority: a name or address, maybe a port) is
+/// `localhost` or a loopback address.
+fn is_loopback_authority(text: &str) -> bool {
+    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
     let name = match text.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
         None => text.rsplit_once(':').map_or(text, |(name, _)| name),
     };
-    let loopback = name.eq_ignore_ascii_case("localhost")
+    name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        return None;
-    }
-    Some(error(
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `403` for a request naming `text` instead of a loopback name.
+fn not_loopback(text: &str) -> Response<ApiBody> {
+    error(
         StatusCode::FORBIDDEN,
         &format!(
             "Host {text:?} is not a loopback name: this API listens on loopback and answers \
              only requests for localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding)"
         ),
-    ))
+    )
 }
 
 /// `None` if `method` is one of `allowed`; else the `405` (or a CORS preflight's `204`).

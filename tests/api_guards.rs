@@ -17,16 +17,7 @@ use std::time::Duration;
 
 /// A request with `host` as its `Host` header.
 fn with_host(addr: std::net::SocketAddr, host: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    parse(&bytes, false).status
+    raw_status(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n"))
 }
 
 #[test]

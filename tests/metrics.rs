@@ -178,30 +178,18 @@ fn runtime_and_mailbox_fault_rules_are_counted_and_a_removed_plan_keeps_its_coun
     let text = scrape(metrics_addr(&server));
     let runtime = r#"fastsmtpd_faults_fired_total{set="runtime",rule="rcpt to=*@runtime.example reply=550 5.1.1 Runtime"}"#;
     assert_eq!(sample(&text, runtime), Some(1.0), "{text}");
-    assert_eq!(
-        sample(&text, "fastsmtpd_mailbox_faults_fired_total"),
-        Some(2.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "fastsmtpd_mailbox_fault_plans"),
-        Some(1.0),
-        "{text}"
-    );
+    let mailbox_samples = |text: &str| {
+        (
+            sample(text, "fastsmtpd_mailbox_faults_fired_total"),
+            sample(text, "fastsmtpd_mailbox_fault_plans"),
+        )
+    };
+    assert_eq!(mailbox_samples(&text), (Some(2.0), Some(1.0)), "{text}");
 
     // A counter never goes back: the plan's two stay counted once it is gone.
     assert!(plans.clear_scoped("mb1"));
     let text = scrape(metrics_addr(&server));
-    assert_eq!(
-        sample(&text, "fastsmtpd_mailbox_faults_fired_total"),
-        Some(2.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "fastsmtpd_mailbox_fault_plans"),
-        Some(0.0),
-        "{text}"
-    );
+    assert_eq!(mailbox_samples(&text), (Some(2.0), Some(0.0)), "{text}");
 }
 
 #[test]

@@ -192,6 +192,9 @@ Message-ID: <x@test>\r\nDate: Sun, 6 Dec 2026 18:00:00 +0000\r\n\r\n8-bit \xe9\x
     assert_eq!(r.status, 410);
     assert_eq!(r.json()["gone"]["reason"], "evicted");
     assert_eq!(r.json()["gone"]["seq"], 1);
+    // The issue's `evicted_at`: the removal's time under the reason's name, and only it.
+    assert_eq!(r.json()["evicted_at"], r.json()["gone"]["at"]);
+    assert!(r.json().get("deleted_at").is_none() && r.json().get("expired_at").is_none());
     assert_eq!(
         get(addr, "/api/v1/messages/1795925106.M42P9Q1/raw").status,
         410
@@ -204,6 +207,7 @@ Message-ID: <x@test>\r\nDate: Sun, 6 Dec 2026 18:00:00 +0000\r\n\r\n8-bit \xe9\x
         (r.status, r.json()["gone"]["reason"].as_str()),
         (410, Some("deleted"))
     );
+    assert_eq!(r.json()["deleted_at"], r.json()["gone"]["at"]);
     assert_eq!(
         request(addr, "DELETE", "/api/v1/messages/m2", &[]).status,
         410

@@ -195,10 +195,17 @@ fn reason(gone: &Gone) -> &'static str {
     }
 }
 
-/// A `410`'s body: `{"error": .., "gone": {"seq", "at", "reason"}}` (see [`removal`]).
+/// A `410`'s body: `{"error": .., "evicted_at" | "expired_at" | "deleted_at": T, "gone":
+/// {"seq", "at", "reason"}}` (see [`removal`]): the time under a name that says why, as the
+/// issue's decision and the mailboxes' `410`s have it, and the removal as the event stream
+/// shows it.
 pub fn gone(gone: &Gone) -> Value {
-    json!({
-        "error": {"status": 410, "message": format!("message {}", reason(gone))},
+    let why = reason(gone);
+    let at = String::from_utf8_lossy(&rfc3339_octets(gone.at)).into_owned();
+    let mut body = json!({
+        "error": {"status": 410, "message": format!("message {why}")},
         "gone": removal(gone),
-    })
+    });
+    body[format!("{why}_at")] = Value::String(at);
+    body
 }

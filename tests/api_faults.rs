@@ -17,24 +17,6 @@ use util::Client;
 const JSON: &str = "Content-Type: application/json";
 const TEXT: &str = "Content-Type: text/plain; charset=utf-8";
 
-/// A connection greeted with EHLO, a transaction open from `from`.
-fn transaction(smtp: SocketAddr) -> Client {
-    let mut client = Client::connect(smtp);
-    assert!(client.read_reply().starts_with("220 "));
-    client.send("EHLO client.test\r\n");
-    assert!(client.read_reply().starts_with("250"));
-    client.send("MAIL FROM:<app@test>\r\n");
-    assert!(client.read_reply().starts_with("250 "));
-    client
-}
-
-/// The reply to `RCPT TO:<to>` in a new transaction.
-fn rcpt(smtp: SocketAddr, to: &str) -> String {
-    let mut client = transaction(smtp);
-    client.send(format!("RCPT TO:<{to}>\r\n"));
-    client.read_reply()
-}
-
 /// `GET /api/v1/faults` as JSON.
 fn rules(api: SocketAddr) -> serde_json::Value {
     let response = request(api, "GET", "/api/v1/faults", &[]);
@@ -57,9 +39,9 @@ fn a_rule_put_at_run_time_faults_the_next_command_and_delete_takes_it_away() {
         rules(api),
         json!({"startup": ["mail from=blocked@test reply=550 5.7.1 Startup says no"], "runtime": []})
     );
-    assert!(rcpt(smtp, "x@bad.example").starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, "x@bad.example").starts_with("250 "));
     // A connection open before the change sees it at its next command.
-    let mut before = transaction(smtp);
+    let mut before = Client::in_transaction(smtp);
 
     let body = json!({"rules": ["rcpt to=*@bad.example reply=550 5.1.1 No such user"]});
     let response = request_with_body(
@@ -74,8 +56,11 @@ fn a_rule_put_at_run_time_faults_the_next_command_and_delete_takes_it_away() {
         response.json()["runtime"],
         json!(["rcpt to=*@bad.example reply=550 5.1.1 No such user"])
     );
-    assert_eq!(rcpt(smtp, "x@bad.example"), "550 5.1.1 No such user\r\n");
-    assert!(rcpt(smtp, "x@good.example").starts_with("250 "));
+    assert_eq!(
+        Client::rcpt_reply(smtp, "x@bad.example"),
+        "550 5.1.1 No such user\r\n"
+    );
+    assert!(Client::rcpt_reply(smtp, "x@good.example").starts_with("250 "));
     before.send("RCPT TO:<y@bad.example>\r\n");
     assert_eq!(before.read_reply(), "550 5.1.1 No such user\r\n");
 
@@ -101,7 +86,10 @@ fn a_rule_put_at_run_time_faults_the_next_command_and_delete_takes_it_away() {
         rules(api)["runtime"],
         json!(["rcpt to=*@bad.example reply=550 5.1.1 No such user"])
     );
-    assert_eq!(rcpt(smtp, "x@bad.example"), "550 5.1.1 No such user\r\n");
+    assert_eq!(
+        Client::rcpt_reply(smtp, "x@bad.example"),
+        "550 5.1.1 No such user\r\n"
+    );
     for (headers, body, status) in [
         (&[JSON][..], "not json", 400),
         (&[JSON][..], r#"{"rules": "rcpt disconnect"}"#, 400),
@@ -116,20 +104,26 @@ fn a_rule_put_at_run_time_faults_the_next_command_and_delete_takes_it_away() {
     let large = "# a comment line making the body larger than its bound\n".repeat(2000);
     let response = request_with_body(api, "PUT", "/api/v1/faults", &[TEXT], large.as_bytes());
     assert_eq!(response.status, 413);
-    assert_eq!(rcpt(smtp, "x@bad.example"), "550 5.1.1 No such user\r\n");
+    assert_eq!(
+        Client::rcpt_reply(smtp, "x@bad.example"),
+        "550 5.1.1 No such user\r\n"
+    );
 
     // Text, one rule a line: replaces the whole set.
     let text = "# the signup test\nrcpt to=*@slow.example reply=451 4.3.0 Try later\n\n";
     let response = request_with_body(api, "PUT", "/api/v1/faults", &[TEXT], text.as_bytes());
     assert_eq!(response.status, 200);
-    assert!(rcpt(smtp, "x@bad.example").starts_with("250 "));
-    assert_eq!(rcpt(smtp, "x@slow.example"), "451 4.3.0 Try later\r\n");
+    assert!(Client::rcpt_reply(smtp, "x@bad.example").starts_with("250 "));
+    assert_eq!(
+        Client::rcpt_reply(smtp, "x@slow.example"),
+        "451 4.3.0 Try later\r\n"
+    );
 
     // DELETE: accepted again; the startup rules stay.
     let response = request(api, "DELETE", "/api/v1/faults", &[]);
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["runtime"], json!([]));
-    assert!(rcpt(smtp, "x@slow.example").starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, "x@slow.example").starts_with("250 "));
     let mut blocked = Client::connect(smtp);
     assert!(blocked.read_reply().starts_with("220 "));
     blocked.send("EHLO client.test\r\nMAIL FROM:<blocked@test>\r\n");
@@ -225,7 +219,7 @@ fn a_scoped_plan_faults_only_the_mail_its_scope_covers() {
     assert!(refused.to_string().contains("only at rcpt"), "{refused}");
 
     let smtp = server.addr;
-    let mut client = transaction(smtp);
+    let mut client = Client::in_transaction(smtp);
     for (to, reply) in [
         ("a1@test", "550 5.1.1 Mailbox A refuses\r\n"),
         ("a2@test", "550 5.1.1 Mailbox A refuses\r\n"),
@@ -256,15 +250,24 @@ fn a_scoped_plan_faults_only_the_mail_its_scope_covers() {
     let body = br#"{"rules": ["rcpt reply=450 4.2.0 Everyone waits"]}"#;
     let response = request_with_body(api, "PUT", "/api/v1/faults", &[JSON], body);
     assert_eq!(response.status, 200);
-    assert_eq!(rcpt(smtp, "a1@test"), "550 5.1.1 Mailbox A refuses\r\n");
-    assert_eq!(rcpt(smtp, "other@test"), "450 4.2.0 Everyone waits\r\n");
+    assert_eq!(
+        Client::rcpt_reply(smtp, "a1@test"),
+        "550 5.1.1 Mailbox A refuses\r\n"
+    );
+    assert_eq!(
+        Client::rcpt_reply(smtp, "other@test"),
+        "450 4.2.0 Everyone waits\r\n"
+    );
     assert_eq!(
         plans.runtime(),
         texts(&["rcpt reply=450 4.2.0 Everyone waits"])
     );
     // Removing a plan frees its mail.
     assert!(plans.clear_scoped("box-a"));
-    assert_eq!(rcpt(smtp, "a1@test"), "450 4.2.0 Everyone waits\r\n");
+    assert_eq!(
+        Client::rcpt_reply(smtp, "a1@test"),
+        "450 4.2.0 Everyone waits\r\n"
+    );
     assert_eq!(
         plans.scoped("box-b"),
         Some(texts(&[

@@ -57,27 +57,9 @@ fn plan(api: SocketAddr, id: &str) -> Value {
     response.json()["rules"].clone()
 }
 
-/// A connection greeted with EHLO, a transaction open.
-fn transaction(smtp: SocketAddr) -> Client {
-    let mut client = Client::connect(smtp);
-    assert!(client.read_reply().starts_with("220 "));
-    client.send("EHLO client.test\r\n");
-    assert!(client.read_reply().starts_with("250"));
-    client.send("MAIL FROM:<app@test>\r\n");
-    assert!(client.read_reply().starts_with("250 "));
-    client
-}
-
-/// The reply to `RCPT TO:<to>` in a new transaction.
-fn rcpt(smtp: SocketAddr, to: &str) -> String {
-    let mut client = transaction(smtp);
-    client.send(format!("RCPT TO:<{to}>\r\n"));
-    client.read_reply()
-}
-
 /// Sends a message to `to` (its RCPT accepted): the reply to the end of data.
 fn send(smtp: SocketAddr, to: &str) -> String {
-    let mut client = transaction(smtp);
+    let mut client = Client::in_transaction(smtp);
     client.send(format!("RCPT TO:<{to}>\r\n"));
     assert!(client.read_reply().starts_with("250 "), "RCPT {to}");
     client.send("DATA\r\n");
@@ -99,9 +81,12 @@ fn a_mailboxs_plan_faults_only_its_own_mail_until_cleared_or_the_mailbox_is_dele
         response.json(),
         json!({"rules": ["rcpt reply=550 5.1.1 No such user"]})
     );
-    assert_eq!(rcpt(smtp, &a_address), "550 5.1.1 No such user\r\n");
-    assert!(rcpt(smtp, &b_address).starts_with("250 "));
-    assert!(rcpt(smtp, "nobody@mx.test").starts_with("250 "));
+    assert_eq!(
+        Client::rcpt_reply(smtp, &a_address),
+        "550 5.1.1 No such user\r\n"
+    );
+    assert!(Client::rcpt_reply(smtp, &b_address).starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, "nobody@mx.test").starts_with("250 "));
     // The plan is the mailbox's only: the server-wide set is untouched.
     let server_wide = request(api, "GET", "/api/v1/faults", &[]).json();
     assert_eq!(server_wide["runtime"], json!([]));
@@ -120,7 +105,7 @@ fn a_mailboxs_plan_faults_only_its_own_mail_until_cleared_or_the_mailbox_is_dele
         (response.status, response.json()),
         (200, json!({"rules": []}))
     );
-    assert!(rcpt(smtp, &a_address).starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, &a_address).starts_with("250 "));
     assert!(send(smtp, &a_address).starts_with("250 "));
 
     // Deleting B ends its plan: mail to its address goes through, its faults answer 410.
@@ -130,7 +115,7 @@ fn a_mailboxs_plan_faults_only_its_own_mail_until_cleared_or_the_mailbox_is_dele
     let response = request(api, "GET", &faults(&b), &[]);
     assert_eq!(response.status, 410, "{:?}", response.json());
     assert_eq!(put(api, &b, &["rcpt reply=550 5.1.1 No"]).status, 410);
-    assert!(rcpt(smtp, &b_address).starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, &b_address).starts_with("250 "));
 }
 
 #[test]
@@ -163,7 +148,7 @@ fn a_bad_rule_is_a_400_naming_it_and_the_old_plan_stays() {
     let response = request_with_body(api, "PUT", &faults(&a), &[], b"rcpt reply=550 5.1.1 x");
     assert_eq!(response.status, 415);
     assert_eq!(plan(api, &a), json!(["rcpt reply=550 5.1.1 No"]));
-    assert_eq!(rcpt(smtp, &a_address), "550 5.1.1 No\r\n");
+    assert_eq!(Client::rcpt_reply(smtp, &a_address), "550 5.1.1 No\r\n");
 }
 
 #[test]
@@ -184,10 +169,13 @@ fn routes_by_rcpt_and_domain_scope_a_plan_and_a_header_route_is_a_409() {
         200
     );
     // Local part as sent, domain case-insensitive; never a substring.
-    assert_eq!(rcpt(smtp, "a@X.test"), "550 5.1.1 Exact\r\n");
-    assert!(rcpt(smtp, "ba@x.test").starts_with("250 "));
-    assert_eq!(rcpt(smtp, "anyone@Y.test"), "550 5.1.1 Domain\r\n");
-    assert!(rcpt(smtp, "anyone@sub.y.test").starts_with("250 "));
+    assert_eq!(Client::rcpt_reply(smtp, "a@X.test"), "550 5.1.1 Exact\r\n");
+    assert!(Client::rcpt_reply(smtp, "ba@x.test").starts_with("250 "));
+    assert_eq!(
+        Client::rcpt_reply(smtp, "anyone@Y.test"),
+        "550 5.1.1 Domain\r\n"
+    );
+    assert!(Client::rcpt_reply(smtp, "anyone@sub.y.test").starts_with("250 "));
 
     let response = put(api, &header, &["rcpt reply=550 5.1.1 Never"]);
     assert_eq!(response.status, 409);
@@ -229,6 +217,6 @@ fn an_expired_mailboxs_plan_no_longer_fires() {
     } else {
         assert_eq!(response.status, 410);
     }
-    assert!(rcpt(smtp, address).starts_with("250 "));
+    assert!(Client::rcpt_reply(smtp, address).starts_with("250 "));
     assert_eq!(request(api, "GET", &faults(id), &[]).status, 410);
 }

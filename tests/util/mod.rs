@@ -171,6 +171,27 @@ pub struct Client {
 }
 
 impl Client {
+    /// A connection greeted with `EHLO client.test`, a transaction open from
+    /// `MAIL FROM:<app@test>` (each reply checked for success).
+    #[track_caller]
+    pub fn in_transaction(addr: SocketAddr) -> Client {
+        let mut client = Client::connect(addr);
+        assert!(client.read_reply().starts_with("220 "));
+        client.send("EHLO client.test\r\n");
+        assert!(client.read_reply().starts_with("250"));
+        client.send("MAIL FROM:<app@test>\r\n");
+        assert!(client.read_reply().starts_with("250 "));
+        client
+    }
+
+    /// The reply to `RCPT TO:<to>` in a new transaction ([`Client::in_transaction`]).
+    #[track_caller]
+    pub fn rcpt_reply(addr: SocketAddr, to: &str) -> String {
+        let mut client = Client::in_transaction(addr);
+        client.send(format!("RCPT TO:<{to}>\r\n"));
+        client.read_reply()
+    }
+
     /// Connects (no greeting read).
     #[track_caller]
     pub fn connect(addr: SocketAddr) -> Client {

@@ -50,28 +50,6 @@ impl Hasher for Passthrough {
     }
 }
 
-/// A hasher for keys that are seqs (the store's own numbers, never a sender's): one
-/// multiplication spreads consecutive seqs over the table's buckets and control bytes
-/// (Fibonacci hashing), where SipHash would cost ~20 times as much per insert and removal.
-#[derive(Debug, Default)]
-pub(super) struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// A `HashMap` keyed by a hash already taken.
 type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
 

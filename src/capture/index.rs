@@ -20,6 +20,7 @@ use super::mailbox::{
 };
 use super::removals::RemovalPage;
 use super::seqs::Seqs;
+use super::transcript::{self, Transcript};
 use super::{
     charge_of, nanos, time, Body, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull,
     Page, Refused, Removed, Snapshot, Stats,
@@ -50,35 +51,8 @@ impl Hasher for Passthrough {
     }
 }
 
-/// A hasher for keys that are seqs (the store's own numbers, never a sender's): one
-/// multiplication spreads consecutive seqs over the table's buckets and control bytes
-/// (Fibonacci hashing), where SipHash would cost ~20 times as much per insert and removal.
-#[derive(Debug, Default)]
-pub(super) struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// A `HashMap` keyed by a hash already taken.
 type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
-
-/// What the budget charges for a kept transcript (see [`super::transcript`]).
-fn transcript_charge(transcript: &Bytes) -> u64 {
-    (transcript.len() + super::transcript::TRANSCRIPT_OVERHEAD) as u64
-}
 
 /// The keyed hash of an id: the octet 1, then the id, in one `write` from the stack (a
 /// queue id has at most [`crate::proto::sink::QueueId::MAX_LEN`] octets; SipHash is a byte
@@ -225,9 +199,8 @@ pub(super) struct Index {
     recipients: ByHash<Seqs>,
     /// Removed ids.
     tombs: Tombstones,
-    /// The SMTP transcripts of kept messages, by seq (a side table: a message without one,
-    /// every message when nothing records them, costs nothing here).
-    transcripts: HashMap<u64, Bytes, BuildHasherDefault<SeqHasher>>,
+    /// The SMTP transcripts of kept messages, by seq, and their shared preambles.
+    transcripts: transcript::Kept,
     /// The per-test mailboxes and their memberships.
     mailboxes: Mailboxes,
     /// Mailboxes ended (deleted or expired) since the store last took this list, to wake
@@ -256,7 +229,7 @@ impl Index {
                 cap: limits.max_tombstones,
                 pushed: 0,
             },
-            transcripts: HashMap::default(),
+            transcripts: transcript::Kept::default(),
             mailboxes: Mailboxes::new(keys.clone(), limits.max_mailboxes),
             ended: Vec::new(),
             stats: Stats {
@@ -397,9 +370,7 @@ impl Index {
             }
         }
         let mut charge = entry.charge();
-        if let Some(transcript) = self.transcripts.remove(&entry.seq) {
-            charge += transcript_charge(&transcript);
-        }
+        charge += self.transcripts.remove(entry.seq);
         if !self.mailboxes.no_members() {
             charge += (MAILBOX_OVERHEAD * self.mailboxes.leave(entry.seq)) as u64;
         }
@@ -429,7 +400,7 @@ impl Index {
     pub(super) fn attach_transcript(
         &mut self,
         id: &[u8],
-        transcript: Bytes,
+        transcript: Transcript,
         now: u64,
     ) -> (bool, usize) {
         let Some(pos) = self.find_id(id) else {
@@ -444,17 +415,18 @@ impl Index {
     pub(super) fn attach_transcript_at(
         &mut self,
         seq: u64,
-        transcript: Bytes,
+        transcript: Transcript,
         now: u64,
     ) -> (bool, usize) {
         let kept =
             self.entries.back().is_some_and(|e| e.seq == seq) || self.position(seq).is_some();
-        if !kept || self.transcripts.contains_key(&seq) {
+        if !kept || self.transcripts.contains(seq) {
             return (false, 0);
         }
-        let charge = transcript_charge(&transcript);
         let mut evicted = 0;
-        while self.bytes + charge > self.limits.max_bytes {
+        // The charge is asked again after each eviction: evicting the last other message
+        // sharing its preamble makes the preamble its to pay.
+        while self.bytes + self.transcripts.charge_of(&transcript) > self.limits.max_bytes {
             let oldest_is_it = self.entries.front().is_none_or(|e| e.seq == seq);
             if self.on_full == OnFull::Refuse || oldest_is_it {
                 return (false, evicted);
@@ -462,15 +434,14 @@ impl Index {
             self.remove_at(0, GoneReason::EvictedBytes, now);
             evicted += 1;
         }
-        self.bytes += charge;
-        self.transcripts.insert(seq, transcript);
+        self.bytes += self.transcripts.insert(seq, transcript);
         (true, evicted)
     }
 
     /// The transcript of the message named `id`, if it is kept and has one.
     pub(super) fn transcript(&self, id: &[u8]) -> Option<Bytes> {
         let pos = self.find_id(id)?;
-        self.transcripts.get(&self.entries[pos].seq).cloned()
+        self.transcripts.text(self.entries[pos].seq)
     }
 
     /// Drops the entries older than `max_age` at `now` (nanoseconds), oldest first, stopping
@@ -820,15 +791,11 @@ impl Index {
             .sum::<u64>()
             // The records and every membership (which `Mailboxes::check` ties to the entries).
             + self.mailboxes.charged()
-            + self
-                .transcripts
-                .values()
-                .map(transcript_charge)
-                .sum::<u64>();
+            + self.transcripts.charged()?;
         if !self
             .transcripts
-            .keys()
-            .all(|&seq| self.position(seq).is_some())
+            .seqs()
+            .all(|seq| self.position(seq).is_some())
         {
             return Err("a transcript of a message not kept".into());
         }

@@ -65,7 +65,8 @@
 //! `RECIPIENT_OVERHEAD` is 48 (a 40-octet slot in the recipient index at its load). Beside
 //! these, a message's SMTP transcript, when the SMTP side records one, is charged with it:
 //! its octets (at most [`transcript::TRANSCRIPT_MAX`]) +
-//! [`transcript::TRANSCRIPT_OVERHEAD`]. So a one-recipient message costs its raw bytes +
+//! [`transcript::TRANSCRIPT_OVERHEAD`], and a preamble it shares with its connection's
+//! other messages once for them all (its octets + [`transcript::PREAMBLE_OVERHEAD`]). So a one-recipient message costs its raw bytes +
 //! 200 + its envelope's text and ~10 octets of lengths (a typical envelope: ~100, so ~300
 //! in all); the test `a_one_recipient_message_costs_what_the_doc_says` checks the sums, and
 //! `tests/capture_memory.rs` measures the heap with a counting allocator: 100 000 kept
@@ -187,6 +188,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
+use transcript::Transcript;
 
 /// The default bound of the tombstone ring (see the module doc).
 pub const TOMBSTONES_MAX: usize = 65_536;
@@ -929,8 +931,9 @@ impl Capture {
     /// the budget with it: older messages may be evicted for it (under
     /// [`OnFull::EvictOldest`]); one that does not fit otherwise is not kept. False if it
     /// was not kept (no such message, one kept already, no room).
-    pub fn attach_transcript(&self, id: &QueueId, transcript: Bytes) -> bool {
+    pub fn attach_transcript(&self, id: &QueueId, transcript: impl Into<Transcript>) -> bool {
         let now = nanos(SystemTime::now());
+        let transcript = transcript.into();
         let (kept, evicted) = lock(&self.index).attach_transcript(id.as_bytes(), transcript, now);
         self.removed(evicted, &[]);
         kept
@@ -938,14 +941,16 @@ impl Capture {
 
     /// [`Capture::attach_transcript`] for the message numbered `seq` (as its insert gave
     /// it): no id lookup.
-    pub fn attach_transcript_at(&self, seq: u64, transcript: Bytes) -> bool {
+    pub fn attach_transcript_at(&self, seq: u64, transcript: impl Into<Transcript>) -> bool {
         let now = nanos(SystemTime::now());
+        let transcript = transcript.into();
         let (kept, evicted) = lock(&self.index).attach_transcript_at(seq, transcript, now);
         self.removed(evicted, &[]);
         kept
     }
 
-    /// The SMTP transcript of the message named `id`, if it is kept and has one.
+    /// The SMTP transcript of the message named `id`, if it is kept and has one: its whole
+    /// text, the shared preamble first.
     pub fn transcript(&self, id: &QueueId) -> Option<Bytes> {
         lock(&self.index).transcript(id.as_bytes())
     }

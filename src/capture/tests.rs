@@ -899,3 +899,42 @@ fn a_transcript_is_charged_with_its_message_and_goes_with_it() {
     assert_eq!(capture.stats().messages, 2);
     check(&capture);
 }
+
+#[test]
+fn a_shared_preamble_is_charged_once_and_given_back_with_its_last_message() {
+    let overhead = transcript::TRANSCRIPT_OVERHEAD as u64;
+    let preamble_overhead = transcript::PREAMBLE_OVERHEAD as u64;
+    let capture = Capture::new(limits(1 << 20, 100), OnFull::EvictOldest);
+    for n in 1..=3 {
+        capture
+            .insert(message(n, "s@x", &["a@x"], "one", 10))
+            .unwrap();
+    }
+    let before = capture.stats().bytes;
+    let preamble: Arc<[u8]> = Arc::from(&b"S 0 220 mx.test\nC 1 EHLO c\n"[..]);
+    let own = |n: u64| Bytes::from(format!("C {n} MAIL FROM:<s@x>\n"));
+    for n in 2..=3 {
+        let transcript = transcript::Transcript {
+            preamble: Some(Arc::clone(&preamble)),
+            own: own(n),
+        };
+        assert!(capture.attach_transcript(&id(n), transcript));
+        check(&capture);
+    }
+    let owns = 2 * (own(2).len() as u64 + overhead);
+    let shared = preamble.len() as u64 + preamble_overhead;
+    assert_eq!(capture.stats().bytes, before + owns + shared);
+    // Read back as one text, the preamble first.
+    let mut text = preamble.to_vec();
+    text.extend_from_slice(&own(3));
+    assert_eq!(capture.transcript(&id(3)), Some(Bytes::from(text)));
+    assert_eq!(capture.transcript(&id(1)), None);
+    // The preamble stays charged while a message points to it, and goes with the last one.
+    let charge = |n: u64| message(n, "s@x", &["a@x"], "one", 10).charge();
+    let removed = capture.delete(&id(2));
+    assert_eq!(removed.bytes, charge(2) + owns / 2);
+    check(&capture);
+    let removed = capture.delete(&id(3));
+    assert_eq!(removed.bytes, charge(3) + owns / 2 + shared);
+    check(&capture);
+}

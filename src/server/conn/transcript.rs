@@ -23,7 +23,9 @@
 //! [`Marks::kept`]), before that reply is written to
 //! the socket: the whole session so far for the connection's first message; for a later one,
 //! the session's preamble (greeting, `HELO`/`EHLO`, `STARTTLS`, AUTH) then its transaction
-//! from its `MAIL` to its final reply. Bounded: the preamble keeps at most
+//! from its `MAIL` to its final reply, where the preamble is one piece rendered when it
+//! last changed and shared by the connection's later messages ([`Transcript::preamble`]):
+//! only the transaction's lines are written per message. Bounded: the preamble keeps at most
 //! [`PREAMBLE_MAX`] octets and a transaction [`LOG_MAX`] (together with the notes within
 //! [`TRANSCRIPT_MAX`]); past that the middle is left out, with a note saying how many lines
 //! and octets.
@@ -32,7 +34,9 @@
 //! only named by what the session answered), or keep anything after a message's transcript
 //! was handed over but the preamble.
 
-use crate::capture::transcript::{push_line_at, Dir, Marks, LINE_TEXT_MAX, TRANSCRIPT_MAX};
+use crate::capture::transcript::{
+    push_line_at, Dir, LineHead, Marks, Transcript, LINE_TEXT_MAX, TRANSCRIPT_MAX,
+};
 use crate::capture::Capture;
 use crate::proto::command::{parse_command, Command};
 use crate::proto::envelope::TlsInfo;
@@ -64,12 +68,12 @@ struct Log {
 
 impl Log {
     /// Adds a line, keeping within `max` octets.
-    fn push(&mut self, max: usize, dir: Dir, at: Stamp, text: &[u8]) {
+    fn push(&mut self, max: usize, dir: Dir, at: LineHead, text: &[u8]) {
         if self.tail.is_empty() && self.left_out.0 == 0 && self.head.len() < max / 2 {
-            push_line_at(&mut self.head, dir, at.text(), text);
+            push_line_at(&mut self.head, dir, &at, text);
             return;
         }
-        push_line_at(&mut self.tail, dir, at.text(), text);
+        push_line_at(&mut self.tail, dir, &at, text);
         let room = max.saturating_sub(self.head.len());
         let mut cut = 0;
         while self.tail.len() - cut > room {
@@ -94,17 +98,17 @@ impl Log {
     }
 
     /// Octets [`Log::write`] appends, with `note` (its [`Log::note`]).
-    fn written_len(&self, note: Option<&String>, at: Stamp) -> usize {
-        let note_len = note.map_or(0, |note| 4 + at.text().len() + note.len());
+    fn written_len(&self, note: Option<&String>, at: LineHead) -> usize {
+        let note_len = note.map_or(0, |note| at.octets() + note.len() + 1);
         self.head.len() + note_len + self.tail.len()
     }
 
     /// Appends the kept lines to `out`, with `note` (its [`Log::note`]) where lines were
     /// left out.
-    fn write(&self, out: &mut Vec<u8>, note: Option<&String>, at: Stamp) {
+    fn write(&self, out: &mut Vec<u8>, note: Option<&String>, at: LineHead) {
         out.extend_from_slice(&self.head);
         if let Some(note) = note {
-            push_line_at(out, Dir::Note, at.text(), note.as_bytes());
+            push_line_at(out, Dir::Note, &at, note.as_bytes());
         }
         out.extend_from_slice(&self.tail);
     }
@@ -119,35 +123,6 @@ impl Log {
     /// Octets it holds.
     fn len(&self) -> usize {
         self.head.len() + self.tail.len()
-    }
-}
-
-/// A time in the transcript: milliseconds since the connection opened, and in decimal
-/// (formatted once per call into the session, for every line of the call).
-#[derive(Debug, Clone, Copy)]
-struct Stamp {
-    /// The decimal digits.
-    digits: [u8; 20],
-    /// How many of them.
-    len: u8,
-}
-
-impl Stamp {
-    /// `ms` milliseconds.
-    fn new(ms: u64) -> Stamp {
-        let mut digits = [0; 20];
-        let mut buffer = itoa::Buffer::new();
-        let text = buffer.format(ms).as_bytes();
-        digits[..text.len()].copy_from_slice(text);
-        Stamp {
-            digits,
-            len: text.len() as u8,
-        }
-    }
-
-    /// The decimal text.
-    fn text(&self) -> &[u8] {
-        &self.digits[..usize::from(self.len)]
     }
 }
 
@@ -196,6 +171,8 @@ pub struct Recorder {
     capture: Arc<Capture>,
     /// When the connection opened: times are milliseconds since.
     opened: Instant,
+    /// The last call's time (milliseconds) and the head of its lines.
+    last_head: (u64, LineHead),
     /// The session's longest command line: a longer one is skipped by the session, so it is
     /// never a BDAT whose octets follow.
     max_line_len: usize,
@@ -211,6 +188,9 @@ pub struct Recorder {
     waiting: Option<Item>,
     /// The session's preamble: greeting, HELO/EHLO, STARTTLS, the TLS note, AUTH.
     preamble: Log,
+    /// The preamble as handed to the store, shared by the connection's later messages:
+    /// rendered at the first hand-over after it changed (after EHLO and AUTH, never again).
+    shared: Option<Arc<[u8]>>,
     /// The connection's first message's lines (every line so far), or the current
     /// transaction's (from its `MAIL`).
     log: Log,
@@ -233,6 +213,7 @@ impl Recorder {
         Recorder {
             capture,
             opened,
+            last_head: (0, LineHead::new(0)),
             max_line_len,
             mode: Mode::Command,
             line: Vec::new(),
@@ -240,6 +221,7 @@ impl Recorder {
             line_cr: false,
             waiting: None,
             preamble: Log::default(),
+            shared: None,
             log: Log::default(),
             first: true,
             in_transaction: false,
@@ -249,18 +231,22 @@ impl Recorder {
         }
     }
 
-    /// Milliseconds from the connection's opening to `now`.
-    fn at(&self, now: Instant) -> Stamp {
-        Stamp::new(
-            u64::try_from(now.saturating_duration_since(self.opened).as_millis())
-                .unwrap_or(u64::MAX),
-        )
+    /// The head of lines at `now`, in milliseconds from the connection's opening (made
+    /// again only when the millisecond changed since the last call).
+    fn at(&mut self, now: Instant) -> LineHead {
+        let ms = u64::try_from(now.saturating_duration_since(self.opened).as_millis())
+            .unwrap_or(u64::MAX);
+        if self.last_head.0 != ms {
+            self.last_head = (ms, LineHead::new(ms));
+        }
+        self.last_head.1
     }
 
     /// Records a line in the log, and in the preamble if it belongs there.
-    fn record(&mut self, dir: Dir, at: Stamp, text: &[u8], preamble: bool) {
+    fn record(&mut self, dir: Dir, at: LineHead, text: &[u8], preamble: bool) {
         if preamble {
             self.preamble.push(PREAMBLE_MAX, dir, at, text);
+            self.shared = None;
         }
         self.log.push(LOG_MAX, dir, at, text);
     }
@@ -276,7 +262,10 @@ impl Recorder {
     fn take_call(&mut self, input: &[u8], replies: &[u8], marks: &Marks, now: Instant) {
         let at = self.at(now);
         let mut content_ends = marks.content_ends.iter();
-        let mut replies = Replies { rest: replies };
+        let mut replies = Replies {
+            rest: replies,
+            one_line: true,
+        };
         if let Some(item) = self.waiting.take() {
             self.pair(item, &mut replies, marks, at);
         }
@@ -287,12 +276,19 @@ impl Recorder {
             let rest = &input[pos..];
             match self.mode {
                 Mode::Command | Mode::SaslResponse => {
-                    let (taken, complete) = self.take_line(rest);
+                    let (taken, line) = self.take_line(rest);
                     pos += taken;
-                    if complete {
-                        if let Some(item) = self.on_line(at) {
-                            self.pair(item, &mut replies, marks, at);
+                    let item = match line {
+                        Taken::Partial => None,
+                        // The common case: the whole line in this call's input, read there.
+                        Taken::Whole => {
+                            let text = trim_line(&rest[..taken.min(LINE_TEXT_MAX + 2)]);
+                            self.classify(text, taken > self.max_line_len, at)
                         }
+                        Taken::Buffered => self.on_line(at),
+                    };
+                    if let Some(item) = item {
+                        self.pair(item, &mut replies, marks, at);
                     }
                 }
                 Mode::Content => match content_ends.find(|&&(end, _)| end > pos) {
@@ -320,9 +316,9 @@ impl Recorder {
             }
         }
         // Replies to no line of the client's: the greeting, a timeout's `421`.
-        for reply in replies {
+        while let Some(reply) = replies.next() {
             let greeting = self.first && self.log.len() == 0;
-            self.record_reply(reply, at, greeting);
+            self.record_reply(reply, replies.one_line, at, greeting);
         }
     }
 
@@ -340,10 +336,18 @@ impl Recorder {
         self.line_cr = false;
     }
 
-    /// Records `reply`'s lines; a closing reply ends the session.
-    fn record_reply(&mut self, reply: &[u8], at: Stamp, preamble: bool) {
-        for line in reply_lines(reply) {
-            self.record(Dir::Server, at, line, preamble);
+    /// Records `reply`'s lines (`one_line`: it has one, as [`Replies`] found); a closing
+    /// reply ends the session.
+    fn record_reply(&mut self, reply: &[u8], one_line: bool, at: LineHead, preamble: bool) {
+        if one_line {
+            let line = trim_line(reply.strip_suffix(b"\n").unwrap_or(reply));
+            if !line.is_empty() {
+                self.record(Dir::Server, at, line, preamble);
+            }
+        } else {
+            for line in reply_lines(reply) {
+                self.record(Dir::Server, at, line, preamble);
+            }
         }
         if closes(reply) {
             self.mode = Mode::Closed;
@@ -351,17 +355,17 @@ impl Recorder {
     }
 
     /// Gives `item` the next reply, or lets it wait for one.
-    fn pair(&mut self, item: Item, replies: &mut Replies<'_>, marks: &Marks, at: Stamp) {
+    fn pair(&mut self, item: Item, replies: &mut Replies<'_>, marks: &Marks, at: LineHead) {
         match replies.next() {
-            Some(reply) => self.answer(item, reply, marks, at),
+            Some(reply) => self.answer(item, reply, replies.one_line, marks, at),
             None => self.waiting = Some(item),
         }
     }
 
     /// `item` got `reply`: records it and follows what it means for the framing.
-    fn answer(&mut self, item: Item, reply: &[u8], marks: &Marks, at: Stamp) {
+    fn answer(&mut self, item: Item, reply: &[u8], one_line: bool, marks: &Marks, at: LineHead) {
         let preamble = matches!(item, Item::Greeting | Item::Auth | Item::StartTls);
-        self.record_reply(reply, at, preamble);
+        self.record_reply(reply, one_line, at, preamble);
         let code = |c: &[u8]| reply.starts_with(c);
         match item {
             Item::Auth if code(b"334") => self.mode = Mode::SaslResponse,
@@ -370,8 +374,8 @@ impl Recorder {
             Item::Mail if code(b"2") => self.in_transaction = true,
             Item::Data if code(b"354") => self.mode = Mode::Content,
             Item::Greeting | Item::Rset if code(b"2") => self.in_transaction = false,
-            Item::ContentEnd => match queued_id(reply) {
-                Some(id) if code(b"2") => self.hand_over(id, marks, at),
+            Item::ContentEnd => match named(reply, marks) {
+                Some((id, seq)) if code(b"2") => self.hand_over(id, seq, at),
                 // A BDAT chunk taken, more to come: the transaction goes on.
                 None if code(b"2") => {}
                 _ => self.in_transaction = false,
@@ -386,7 +390,7 @@ impl Recorder {
     }
 
     /// The content of DATA or of a BDAT chunk ended after `octets`: its line, then its reply.
-    fn content_end(&mut self, octets: u64, replies: &mut Replies<'_>, marks: &Marks, at: Stamp) {
+    fn content_end(&mut self, octets: u64, replies: &mut Replies<'_>, marks: &Marks, at: LineHead) {
         let mut text = [0u8; 48];
         let mut len = 0;
         for piece in [
@@ -401,28 +405,27 @@ impl Recorder {
         self.pair(Item::ContentEnd, replies, marks, at);
     }
 
-    /// The message named `id` was accepted: its transcript goes to the capture store, in one
-    /// allocation of its exact size (the budget charges its length), attached by the seq its
-    /// insert gave when the sink saw the insert (always, but for a test's sink).
-    fn hand_over(&mut self, id: QueueId, marks: &Marks, at: Stamp) {
-        let preamble_note = self.preamble.note();
-        let log_note = self.log.note();
-        let mut len = self.log.written_len(log_note.as_ref(), at);
-        if !self.first {
-            len += self.preamble.written_len(preamble_note.as_ref(), at);
-        }
-        let mut transcript = Vec::with_capacity(len);
-        if !self.first {
-            self.preamble
-                .write(&mut transcript, preamble_note.as_ref(), at);
-        }
-        self.log.write(&mut transcript, log_note.as_ref(), at);
-        debug_assert_eq!(transcript.len(), transcript.capacity());
-        let transcript = Bytes::from(transcript);
+    /// The message named `id` was accepted: its transcript goes to the capture store (its own
+    /// lines in one allocation of their exact size, the preamble shared), attached by the
+    /// `seq` its insert gave when the sink saw the insert (always, but for a test's sink).
+    fn hand_over(&mut self, id: QueueId, seq: Option<u64>, at: LineHead) {
+        let preamble = if self.first {
+            None
+        } else {
+            self.shared_preamble(at)
+        };
+        let note = self.log.note();
+        let mut own = Vec::with_capacity(self.log.written_len(note.as_ref(), at));
+        self.log.write(&mut own, note.as_ref(), at);
+        debug_assert_eq!(own.len(), own.capacity());
+        let transcript = Transcript {
+            preamble,
+            own: Bytes::from(own),
+        };
         #[cfg(test)]
-        self.handed.push((id, transcript.clone()));
-        match marks.kept.iter().find(|(kept, _)| *kept == id) {
-            Some(&(_, seq)) => self.capture.attach_transcript_at(seq, transcript),
+        self.handed.push((id, transcript.text()));
+        match seq {
+            Some(seq) => self.capture.attach_transcript_at(seq, transcript),
             None => self.capture.attach_transcript(&id, transcript),
         };
         self.first = false;
@@ -430,10 +433,32 @@ impl Recorder {
         self.log.clear();
     }
 
-    /// Takes the octets of a command line from `input` into `self.line` (its text bounded);
-    /// the octets taken and whether the line is complete (at its `CR LF`: a bare LF does
-    /// not end it, RFC 5321 §2.3.8).
-    fn take_line(&mut self, input: &[u8]) -> (usize, bool) {
+    /// The preamble as a later message's transcript starts with it (`None` if empty),
+    /// rendered once while it does not change.
+    fn shared_preamble(&mut self, at: LineHead) -> Option<Arc<[u8]>> {
+        if let Some(shared) = &self.shared {
+            return Some(Arc::clone(shared));
+        }
+        if self.preamble.len() == 0 {
+            return None;
+        }
+        let note = self.preamble.note();
+        let mut text = Vec::with_capacity(self.preamble.written_len(note.as_ref(), at));
+        self.preamble.write(&mut text, note.as_ref(), at);
+        let shared: Arc<[u8]> = Arc::from(text);
+        // A note of lines left out carries the hand-over's time: such a preamble (over
+        // PREAMBLE_MAX, rare) is rendered for each message, as before it was shared.
+        if note.is_none() {
+            self.shared = Some(Arc::clone(&shared));
+        }
+        Some(shared)
+    }
+
+    /// Takes the octets of a command line from `input`: the octets taken and whether the
+    /// line is complete (at its `CR LF`: a bare LF does not end it, RFC 5321 §2.3.8): whole
+    /// in `input` (its first octets taken, not copied), or in `self.line` (its text bounded)
+    /// with what earlier calls left.
+    fn take_line(&mut self, input: &[u8]) -> (usize, Taken) {
         let mut from = 0;
         while let Some(at) = memchr::memchr(b'\n', &input[from..]) {
             let lf = from + at;
@@ -443,21 +468,20 @@ impl Recorder {
                 self.line_cr
             };
             if after_cr {
+                if self.line_len == 0 {
+                    return (lf + 1, Taken::Whole);
+                }
                 self.keep_line_text(&input[..lf + 1]);
-                let text = &self.line[..];
-                let trimmed = text
-                    .strip_suffix(b"\r\n")
-                    .or_else(|| text.strip_suffix(b"\r"))
-                    .map_or(text.len(), <[u8]>::len);
+                let trimmed = trim_line(&self.line).len();
                 self.line.truncate(trimmed);
                 self.line_cr = false;
-                return (lf + 1, true);
+                return (lf + 1, Taken::Buffered);
             }
             from = lf + 1;
         }
         self.keep_line_text(input);
         self.line_cr = input.last().map_or(self.line_cr, |&b| b == b'\r');
-        (input.len(), false)
+        (input.len(), Taken::Partial)
     }
 
     /// Counts `piece` of the current line and keeps what fits of it.
@@ -469,7 +493,7 @@ impl Recorder {
 
     /// A complete line in `self.line`: records it (AUTH secrets hidden) and says what it is;
     /// `None` for a BDAT line, whose reply comes after its chunk.
-    fn on_line(&mut self, at: Stamp) -> Option<Item> {
+    fn on_line(&mut self, at: LineHead) -> Option<Item> {
         let line = std::mem::take(&mut self.line);
         let too_long = std::mem::take(&mut self.line_len) > self.max_line_len;
         let item = self.classify(&line, too_long, at);
@@ -479,7 +503,7 @@ impl Recorder {
     }
 
     /// Records `line` and says what it is (see [`Recorder::on_line`]).
-    fn classify(&mut self, line: &[u8], too_long: bool, at: Stamp) -> Option<Item> {
+    fn classify(&mut self, line: &[u8], too_long: bool, at: LineHead) -> Option<Item> {
         let after_auth = std::mem::take(&mut self.after_auth);
         if matches!(self.mode, Mode::SaslResponse) || (after_auth && looks_like_base64(line)) {
             // RFC 4954 §4: a response carries the credentials: never kept; nor a line that
@@ -490,14 +514,16 @@ impl Recorder {
         }
         // Named by its verb alone (the reply says whether the session took it), except BDAT,
         // whose octets follow without a reply first: its line is parsed as the session does.
-        let verb = &line[..line
-            .iter()
-            .position(|&b| b == b' ' || b == b'\t')
-            .unwrap_or(line.len())];
-        let is = |name: &[u8]| !too_long && verb.eq_ignore_ascii_case(name);
-        let item = if is(b"HELO") || is(b"EHLO") {
-            Item::Greeting
-        } else if verb.eq_ignore_ascii_case(b"AUTH") {
+        let verb = match line.get(4) {
+            // Most lines: a four-letter verb, then a space or the end.
+            None | Some(b' ' | b'\t') => &line[..line.len().min(4)],
+            Some(_) => {
+                let end = line.iter().position(|&b| b == b' ' || b == b'\t');
+                &line[..end.unwrap_or(line.len())]
+            }
+        };
+        let word = verb_word(verb);
+        let item = if word == VERB_AUTH {
             // RFC 4954 §4: an initial response carries the credentials: the mechanism's
             // name is kept, never what follows it (valid or not, overlong or not, after a
             // space or a tab).
@@ -518,19 +544,21 @@ impl Recorder {
             }
             self.record(Dir::Client, at, &text, true);
             return Some(Item::Auth);
-        } else if is(b"STARTTLS") {
-            Item::StartTls
-        } else if is(b"MAIL") {
+        } else if too_long {
+            Item::Other
+        } else if word == VERB_HELO || word == VERB_EHLO {
+            Item::Greeting
+        } else if word == VERB_MAIL {
             if !self.first && !self.in_transaction {
                 // A later message's transcript starts at its MAIL.
                 self.log.clear();
             }
             Item::Mail
-        } else if is(b"DATA") {
+        } else if word == VERB_DATA {
             Item::Data
-        } else if is(b"RSET") {
+        } else if word == VERB_RSET {
             Item::Rset
-        } else if is(b"BDAT") {
+        } else if word == VERB_BDAT {
             match parse_command(line) {
                 Ok(Command::Bdat { size, .. }) => {
                     self.record(Dir::Client, at, line, false);
@@ -544,6 +572,8 @@ impl Recorder {
                 // A BDAT line the session cannot frame: it answers and closes.
                 _ => Item::Other,
             }
+        } else if verb.eq_ignore_ascii_case(b"STARTTLS") {
+            Item::StartTls
         } else {
             Item::Other
         };
@@ -551,6 +581,48 @@ impl Recorder {
         self.record(Dir::Client, at, line, preamble);
         Some(item)
     }
+}
+
+/// A four-letter verb as one number, its letters upper-cased (`0` for any other length):
+/// clearing bit 5 makes a lower-case letter upper-case and nothing else a letter, so the
+/// numbers of two verbs are equal exactly when they are, ignoring ASCII case.
+fn verb_word(verb: &[u8]) -> u32 {
+    match verb {
+        &[a, b, c, d] => u32::from_le_bytes([a, b, c, d]) & 0xdfdf_dfdf,
+        _ => 0,
+    }
+}
+
+/// [`verb_word`] of an upper-case verb.
+const fn word(verb: &[u8; 4]) -> u32 {
+    u32::from_le_bytes(*verb)
+}
+
+/// The verbs the recorder names a line by.
+const VERB_AUTH: u32 = word(b"AUTH");
+const VERB_HELO: u32 = word(b"HELO");
+const VERB_EHLO: u32 = word(b"EHLO");
+const VERB_MAIL: u32 = word(b"MAIL");
+const VERB_DATA: u32 = word(b"DATA");
+const VERB_RSET: u32 = word(b"RSET");
+const VERB_BDAT: u32 = word(b"BDAT");
+
+/// What [`Recorder::take_line`] took.
+#[derive(Debug, Clone, Copy)]
+enum Taken {
+    /// Part of a line: it goes on in the next call.
+    Partial,
+    /// A whole line, the octets taken.
+    Whole,
+    /// The end of a line begun in an earlier call, now in `Recorder::line`.
+    Buffered,
+}
+
+/// A line's text without its `CR LF` (or the `CR` of one cut short).
+fn trim_line(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\r"))
+        .unwrap_or(line)
 }
 
 /// Whether `line` could be a SASL response (RFC 4954 §4: base64, or `*` to cancel) rather
@@ -583,6 +655,8 @@ fn looks_like_base64(line: &[u8]) -> bool {
 struct Replies<'a> {
     /// What is left.
     rest: &'a [u8],
+    /// The last reply given has one line.
+    one_line: bool,
 }
 
 impl<'a> Iterator for Replies<'a> {
@@ -594,6 +668,7 @@ impl<'a> Iterator for Replies<'a> {
             return None;
         }
         let mut end = 0;
+        self.one_line = true;
         loop {
             let line_end =
                 memchr::memchr(b'\n', &self.rest[end..]).map_or(self.rest.len(), |p| end + p + 1);
@@ -602,6 +677,7 @@ impl<'a> Iterator for Replies<'a> {
             if line.get(3) != Some(&b'-') || end >= self.rest.len() {
                 break;
             }
+            self.one_line = false;
         }
         let (reply, rest) = self.rest.split_at(end);
         self.rest = rest;
@@ -632,15 +708,24 @@ fn closes(reply: &[u8]) -> bool {
     reply.starts_with(b"221") || reply.starts_with(b"421")
 }
 
-/// The id a `250 ... queued as ID` names.
-fn queued_id(reply: &[u8]) -> Option<QueueId> {
+/// The message a `250 ... queued as ID` names, and its seq if the sink saw it kept in this
+/// call (an id the sink noted is taken as it is, not checked again octet by octet).
+fn named(reply: &[u8], marks: &Marks) -> Option<(QueueId, Option<u64>)> {
+    let id = queued_id(reply)?;
+    match marks.kept.iter().find(|(kept, _)| kept.as_bytes() == id) {
+        Some(&(kept, seq)) => Some((kept, Some(seq))),
+        None => QueueId::new(id).map(|id| (id, None)),
+    }
+}
+
+/// The text of the id a `250 ... queued as ID` names.
+fn queued_id(reply: &[u8]) -> Option<&[u8]> {
     const QUEUED_AS: &[u8] = b"queued as ";
-    let at = reply
-        .windows(QUEUED_AS.len())
-        .position(|w| w == QUEUED_AS)?;
-    let id = &reply[at + QUEUED_AS.len()..];
-    let id = id.strip_suffix(b"\r\n").unwrap_or(id);
-    QueueId::new(id)
+    // The id is the last word (it has no space), after `queued as `.
+    let reply = reply.strip_suffix(b"\r\n").unwrap_or(reply);
+    let space = memchr::memrchr(b' ', reply)?;
+    let (before, id) = (&reply[..=space], &reply[space + 1..]);
+    before.ends_with(QUEUED_AS).then_some(id)
 }
 
 #[cfg(test)]
@@ -1003,5 +1088,53 @@ mod tests {
         assert_eq!(shown[at + 2], "*: [TLS: TLSv1.3 TLS_AES_128_GCM_SHA256]");
         assert_eq!(shown[at + 3], "C: EHLO c");
         assert!(!shown.iter().any(|l| l.contains("evil")), "{shown:?}");
+    }
+
+    #[test]
+    fn later_messages_share_one_preamble_rendered_once() {
+        let capture = Arc::new(Capture::new(Limits::default(), OnFull::EvictOldest));
+        let now = Instant::now();
+        let mut recorder = Recorder::new(capture, now, 512);
+        let mut marks = Marks::default();
+        recorder.on_call(b"", b"220 mx ESMTP\r\n", &mut marks, now);
+        let ehlo_reply = b"250-mx\r\n250 PIPELINING\r\n";
+        recorder.on_call(b"EHLO c\r\n", ehlo_reply, &mut marks, now);
+        let mut shared = Vec::new();
+        for n in 1..=3 {
+            recorder.on_call(
+                b"MAIL FROM:<a@t>\r\nRCPT TO:<b@t>\r\nDATA\r\n",
+                b"250 Ok\r\n250 Ok\r\n354 Go\r\n",
+                &mut marks,
+                now,
+            );
+            let mut marks = Marks {
+                content_ends: vec![(6, 3)],
+                kept: Vec::new(),
+            };
+            let reply = format!("250 2.0.0 Ok: queued as Q{n}\r\n");
+            recorder.on_call(b"x\r\n.\r\n", reply.as_bytes(), &mut marks, now);
+            shared.push(recorder.shared.clone());
+        }
+        let preamble = b"S 0 220 mx ESMTP\nC 0 EHLO c\nS 0 250-mx\nS 0 250 PIPELINING\n";
+        let transaction = |n: u32| {
+            format!(
+                "C 0 MAIL FROM:<a@t>\nS 0 250 Ok\nC 0 RCPT TO:<b@t>\nS 0 250 Ok\nC 0 DATA\n\
+                 S 0 354 Go\nC 0 [content: 3 octets]\nS 0 250 2.0.0 Ok: queued as Q{n}\n"
+            )
+        };
+        // The first message has the whole session; the later ones the preamble then their own.
+        for (n, (_, text)) in (1..).zip(&recorder.handed) {
+            let mut want = preamble.to_vec();
+            want.extend_from_slice(transaction(n).as_bytes());
+            assert_eq!(
+                String::from_utf8_lossy(text),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        // One piece for them: rendered at the second message, not again at the third.
+        assert!(shared[0].is_none());
+        let (second, third) = (shared[1].as_ref().unwrap(), shared[2].as_ref().unwrap());
+        assert_eq!(&second[..], &preamble[..]);
+        assert!(Arc::ptr_eq(second, third));
     }
 }

@@ -16,6 +16,11 @@
 #                (curl /api/v1/await?rcpt=idleN@x&timeout=300s), all curl pinned to CPU 1
 #                beside the generator (issue 18's condition). Discard has no API (--api
 #                implies the capture store).
+#   PIPELINING=off  the generator does not pipeline (one command per round trip; the issue's
+#                "W1 closed loop" beside the default "pipelined W1"); auto|on|off as
+#                smtp-loadgen --pipelining takes it.
+#   PIN=0        nothing is pinned: the server's worker, its API thread and the generator share
+#                both CPUs as the scheduler likes (default 1: server on CPU 0, the rest on CPU 1).
 #   BASELINE=PATH  a second fastsmtpd binary (e.g. main's, copied before the change): each
 #                round also runs the memory modes with it, labelled "before-...", so before
 #                and after are side by side in one run.
@@ -39,6 +44,18 @@ LOADGEN=$ROOT/target/release/smtp-loadgen
 TICKS=$(getconf CLK_TCK)
 WATCHERS=${WATCHERS:-0}
 BASELINE=${BASELINE:-}
+PIPELINING=${PIPELINING:-auto}
+PIN=${PIN:-1}
+case "$PIPELINING" in auto | on | off) ;; *) echo "PIPELINING must be auto, on or off" >&2; exit 2 ;; esac
+case "$PIN" in 0 | 1) ;; *) echo "PIN must be 0 or 1" >&2; exit 2 ;; esac
+# The pinning prefixes (empty with PIN=0); a prefix, not a shell function, so that $! is the
+# server's own pid.
+CPU0=""
+CPU1=""
+if [ "$PIN" = 1 ]; then
+    CPU0="taskset -c 0"
+    CPU1="taskset -c 1"
+fi
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -56,7 +73,7 @@ run() {
         api=$(free_port)
         set -- "$@" --api "127.0.0.1:$api"
     fi
-    taskset -c 0 "$binary" --listen "127.0.0.1:$port" --threads 1 --max-connections-per-ip 1000 \
+    $CPU0 "$binary" --listen "127.0.0.1:$port" --threads 1 --max-connections-per-ip 1000 \
         "$@" >/dev/null 2>&1 &
     pid=$!
     # Wait for the greeting.
@@ -80,10 +97,10 @@ for _ in range(200):
     except OSError:
         time.sleep(0.05)
 EOF
-        taskset -c 1 curl -sN "http://127.0.0.1:$api/api/v1/events" >/dev/null 2>&1 &
+        $CPU1 curl -sN "http://127.0.0.1:$api/api/v1/events" >/dev/null 2>&1 &
         watchers="$!"
         for i in $(seq 100); do
-            taskset -c 1 curl -s "http://127.0.0.1:$api/api/v1/await?rcpt=idle$i@x&timeout=300s" \
+            $CPU1 curl -s "http://127.0.0.1:$api/api/v1/await?rcpt=idle$i@x&timeout=300s" \
                 >/dev/null 2>&1 &
             watchers="$watchers $!"
         done
@@ -91,7 +108,7 @@ EOF
         sleep 1
     fi
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    out=$(taskset -c 1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s "$SIZE" -q \
+    out=$($CPU1 "$LOADGEN" --target "127.0.0.1:$port" -c 20 -n "$N" -s "$SIZE" --pipelining "$PIPELINING" -q \
         --json /tmp/capture-ingest.json 2>&1) || { echo "$out"; kill "$pid"; exit 1; }
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")

@@ -123,6 +123,7 @@ fn list_is_newest_first_paged_by_cursor_and_pages_never_shift() {
         "limit=0",
         "limit=501",
         "before=x",
+        "before=99999",
         "rcpt=a@x&bogus=1",
         "header.X-Y=1",
     ] {

@@ -78,6 +78,12 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// Mailpit's default page size.
 const DEFAULT_LIMIT: usize = 50;
+/// The most summaries one compat page holds (`limit=0`, Mailpit's "every message", and any
+/// larger `limit` give this many): each summary parses its message for the `Snippet`, so an
+/// unbounded page held a parse per kept message in one response (a review's `limit=0` over
+/// 120 000 messages took the process past 1.5 GB and never answered). Clients page on with
+/// `start`.
+const PAGE_MAX: usize = 500;
 
 /// The store's page size while paging through messages here.
 const CHUNK: usize = 256;
@@ -259,7 +265,7 @@ fn param<'p>(params: &'p [(String, String)], key: &str) -> Option<&'p str> {
 }
 
 /// `start` and `limit` as Mailpit's `getStartLimit` reads them: `start` an integer above 0
-/// or else 0; `limit` an integer of 0 or more or else 50.
+/// or else 0; `limit` an integer of 0 or more or else 50; then `limit` at most [`PAGE_MAX`].
 fn start_limit(params: &[(String, String)]) -> (usize, usize) {
     let start = param(params, "start")
         .and_then(|v| v.parse::<i64>().ok())
@@ -268,7 +274,8 @@ fn start_limit(params: &[(String, String)]) -> (usize, usize) {
     let limit = param(params, "limit")
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|&n| n >= 0)
-        .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        .min(PAGE_MAX);
     (start, limit)
 }
 
@@ -319,10 +326,11 @@ fn summary_page(
     })
 }
 
-/// `GET /api/v1/messages`: `limit=0` is every message (Mailpit's list; not its search).
+/// `GET /api/v1/messages`: `limit=0` is every message in Mailpit's list (not its search);
+/// here, as any `limit`, at most [`PAGE_MAX`].
 fn list(state: &State, params: &[(String, String)]) -> Response<ApiBody> {
     let (start, limit) = start_limit(params);
-    let limit = if limit == 0 { usize::MAX } else { limit };
+    let limit = if limit == 0 { PAGE_MAX } else { limit };
     let total = total(&state.capture);
     let items = skip_take(&state.capture, &Filter::default(), start, limit);
     json_ok(&summary_page(state, total, total, start, &items))
@@ -682,6 +690,7 @@ mod tests {
         assert_eq!(p("start=-1&limit=-5"), (0, 50));
         assert_eq!(p("start=x&limit=y"), (0, 50));
         assert_eq!(p("limit=0"), (0, 0));
+        assert_eq!(p("limit=100000"), (0, PAGE_MAX));
     }
 
     #[test]

@@ -229,6 +229,12 @@ impl AwaitQuery {
                 _ => return Err(unknown(&key)),
             }
         }
+        // `expect=none` fails at the first match: a `count` would be silently ignored.
+        if q.expect_none && seen.iter().any(|k| k == "count") {
+            return Err(BadRequest(
+                "count does not go with expect=none (it fails at the first match)".into(),
+            ));
+        }
         Ok(q)
     }
 }
@@ -372,6 +378,8 @@ mod tests {
             "count=501",
             "after=x",
             "expect=all",
+            "expect=none&count=2",
+            "count=1&expect=none",
             "header.X-Mailer=a",
             "nonsense=1",
         ] {

@@ -195,13 +195,15 @@ impl Body for ApiBody {
     }
 }
 
-/// A response with `status`, `content_type` and `body`.
+/// A response with `status`, `content_type` and `body`, and `X-Content-Type-Options:
+/// nosniff` (an error's JSON or text can echo what a request carried: a browser must never
+/// guess it is HTML).
 pub fn whole(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ApiBody> {
     let mut response = Response::new(ApiBody::Whole(Some(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 

@@ -637,7 +637,7 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
     json(status, &body)
 }
 
-/// A `400` for a cursor (`after`) ahead of the newest message this server numbered: a
+/// A `400` for a cursor (`after`, `before`) ahead of the newest message this server numbered: a
 /// cursor of an earlier run (sequence numbers start from 1 at each start), with which a
 /// wait would miss every message of this run.
 fn ahead(state: &State, key: &str, cursor: Option<u64>) -> Option<Response<ApiBody>> {
@@ -663,7 +663,9 @@ fn list(state: &State, query: Option<&str>) -> Response<ApiBody> {
     {
         return refused;
     }
-    if let Some(refused) = ahead(state, "after", query.after) {
+    if let Some(refused) =
+        ahead(state, "after", query.after).or_else(|| ahead(state, "before", query.before))
+    {
         return refused;
     }
     let page = select::page(

@@ -287,8 +287,15 @@ pub async fn seed(
         return over_budget();
     }
     let mut taken = Taken { limits, octets: 0 };
+    let started = std::time::Instant::now();
     let admit = |kept: u64, len: u64| {
-        conn.hold(std::time::Duration::ZERO);
+        // A body still coming keeps its connection open while it comes at the SMTP side's
+        // minimum data rate on average (Postfix's `smtpd_min_data_rate`); a slower one, a
+        // byte now and then, meets the request deadline and is closed.
+        let due = crate::config::DEFAULT_MIN_DATA_RATE.saturating_mul(started.elapsed().as_secs());
+        if kept + len >= due {
+            conn.hold(std::time::Duration::ZERO);
+        }
         if kept + len > room {
             return Some(over_budget());
         }

@@ -7,7 +7,9 @@
 //! `<iframe sandbox srcdoc=…>` (no permission at all: no script, an opaque origin), and a
 //! srcdoc document inherits this policy, so it can load nothing from elsewhere (remote
 //! images off, RFC 8058's tracking pixels included) and a link in it cannot load another
-//! site into the frame. Images only from `data:` URLs: not even this origin, so a message's
+//! site into the frame. No frames loaded by URL (`frame-src 'none'`; a srcdoc frame loads
+//! nothing): a message's `<iframe src="/api/v1/messages">` would otherwise show this origin's
+//! API inside the message, or hold event streams open. Images only from `data:` URLs: not even this origin, so a message's
 //! `<img src="/api/v1/await?...">` cannot make the viewer's browser call the API.
 //! `style-src 'unsafe-inline'` is there for the mail's own styles.
 //!
@@ -21,7 +23,7 @@ use hyper::{Response, StatusCode};
 /// The page's policy (see the module doc).
 pub const POLICY: &str =
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-img-src data:; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; \
+img-src data:; connect-src 'self'; frame-src 'none'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
 /// The page.

@@ -93,6 +93,9 @@ pub struct HttpServer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How long stopping waits for work on blocking threads (parses, file reads) to end.
+const BLOCKING_GRACE: Duration = Duration::from_millis(500);
+
 impl HttpServer {
     /// Binds `addr` (`flag` names it in errors: `--metrics 127.0.0.1:9000: ...`) and serves
     /// every request with `handler` on a thread named `thread` until [`HttpServer::stop`].
@@ -130,7 +133,10 @@ impl HttpServer {
             .name(thread.into())
             .spawn(move || {
                 runtime.block_on(accept_loop(listener, handler, limits, stopped));
-                drop(runtime);
+                // A parse or file read on a blocking thread cannot be interrupted; dropping
+                // the runtime would wait for it (a review's SIGTERM waited minutes on one):
+                // give it a moment, then leave it to end with the process.
+                runtime.shutdown_timeout(BLOCKING_GRACE);
             })?;
         Ok(HttpServer {
             addr,

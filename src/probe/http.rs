@@ -24,7 +24,8 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// Reads `http://HOST[:PORT][/PREFIX]`.
+    /// Reads `http://HOST[:PORT][/PREFIX]` (a trailing `/api/v1` is the API's own path, not
+    /// part of the prefix).
     pub fn parse(text: &str) -> Result<BaseUrl, String> {
         let Some(rest) = text.strip_prefix("http://") else {
             return Err(if text.starts_with("https://") {
@@ -48,10 +49,13 @@ impl BaseUrl {
         if host.is_empty() || host.contains(['@', '?', '#', ' ']) {
             return Err(format!("{text}: bad host {host:?}"));
         }
+        // The docs' `$API` ends in `/api/v1`: the same base, the routes are added here.
+        let prefix = path.trim_end_matches('/');
+        let prefix = prefix.strip_suffix("/api/v1").unwrap_or(prefix);
         Ok(BaseUrl {
             host: host.to_owned(),
             port,
-            prefix: path.trim_end_matches('/').to_owned(),
+            prefix: prefix.to_owned(),
         })
     }
 }
@@ -239,6 +243,10 @@ mod tests {
             ("[::1]", 9, "/mail")
         );
         assert_eq!(BaseUrl::parse("http://api").unwrap().port, 80);
+        for text in ["http://h:1/api/v1", "http://h:1/api/v1/", "http://h:1"] {
+            assert_eq!(BaseUrl::parse(text).unwrap().prefix, "", "{text}");
+        }
+        assert_eq!(BaseUrl::parse("http://h/p/api/v1").unwrap().prefix, "/p");
         assert!(BaseUrl::parse("https://x")
             .unwrap_err()
             .contains("https is not supported"));

@@ -575,6 +575,12 @@ async function tab(name) {
     body.append(ul);
   } else if (name === "transcript") {
     // The SMTP dialogue as the server recorded it (content and AUTH secrets never are).
+    // A message seeded over HTTP (no client) has none: say so without asking (a 404 would
+    // show as an error in the browser's console).
+    if (m.envelope && m.envelope.client == null) {
+      body.append(muted("This message was seeded over HTTP (POST /api/v1/messages): it has no SMTP transcript."));
+      return;
+    }
     let text;
     try {
       text = await api(base + "/transcript");

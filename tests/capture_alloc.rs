@@ -5,9 +5,10 @@
 //!
 //! The discard path allocates nothing (`zero_alloc.rs`); keeping a message must allocate
 //! (its bytes and its packed envelope are kept), and this test bounds how much: 4.00 per
-//! message in round 7 (the content buffer 2 on average, the packed envelope 1, the SMTP
-//! transcript's hand-over 1; transcripts are recorded whenever the capture store is on). It prints the count per message (docs/benchmarks round 7;
-//! `FASTSMTPD_ALLOC_TRACE=1` prints where they come from).
+//! message in round 7c (the content buffer 2 on average, the packed envelope 1, the SMTP
+//! transcript's hand-over 1; transcripts are recorded whenever the capture store is on).
+//! It prints the count per message (docs/benchmarks round 7c; `FASTSMTPD_ALLOC_TRACE=1`
+//! prints where they come from).
 //!
 //! A single test on purpose: the counter sees every thread of the process.
 

@@ -68,6 +68,11 @@ pub const MAX_SUBSCRIBERS: usize = 64;
 const PAGE: usize = 64;
 /// The most pages of removals read for one write when none is this subscriber's.
 const REMOVAL_PAGES: usize = 16;
+/// Room reserved per message read: its `id:`, `event:` and `data:` lines with a summary of
+/// a typical message (~300 octets; a longer one grows the batch).
+const EVENT_ROOM: usize = 384;
+/// Room reserved per removal read (a `gone` event is ~90 octets).
+const GONE_ROOM: usize = 96;
 
 /// One subscriber's stream: a response body.
 #[derive(Debug)]
@@ -103,6 +108,8 @@ pub struct EventStream {
     expiry: Option<Pin<Box<Sleep>>>,
     /// The last event (`mailbox-ended`) was sent: the stream is over.
     over: bool,
+    /// The text of the last second its summaries named.
+    times: render::Times,
 }
 
 impl EventStream {
@@ -126,6 +133,7 @@ impl EventStream {
             mailbox: None,
             expiry: None,
             over: false,
+            times: render::Times::default(),
         }
     }
 
@@ -256,8 +264,9 @@ impl EventStream {
 
     /// The events after the cursors, one page of each at most, as text; moves the cursors.
     fn read(&mut self) -> Vec<u8> {
-        // Room for a typical batch at once (an event is ~300 octets), not grown by doubling.
-        let mut text = Vec::with_capacity(16 << 10);
+        // Reserved for what was read (see `EVENT_ROOM`), once for the messages: nothing for
+        // a read that finds nothing, no growing by doubling for a batch.
+        let mut text = Vec::new();
         // Removals first: those of messages up to the cursor are this subscriber's to hear
         // of; later ones show as gaps (`lagged`) when the messages are read below.
         // Bounded per write: past it, the task wakes itself to read on.
@@ -272,11 +281,12 @@ impl EventStream {
                 self.counters.lagged.inc();
                 self.removals = to;
             }
+            text.reserve(removals.items.len() * GONE_ROOM);
             for (number, gone) in &removals.items {
                 self.removals = *number;
                 if gone.seq <= self.cursor {
                     text.extend_from_slice(b"event: gone\ndata: ");
-                    render::write_removal(gone, &mut text);
+                    render::write_removal(gone, &mut self.times, &mut text);
                     text.extend_from_slice(b"\n\n");
                 }
             }
@@ -298,6 +308,7 @@ impl EventStream {
         let page = self
             .capture
             .page(Some(self.cursor), Direction::Newer, PAGE, &self.filter);
+        text.reserve(page.items.len() * EVENT_ROOM);
         for message in &page.items {
             if everything && message.seq > self.cursor + 1 {
                 self.lagged(&mut text, message.seq - 1);
@@ -307,7 +318,7 @@ impl EventStream {
             text.extend_from_slice(b"id: ");
             text.extend_from_slice(itoa::Buffer::new().format(message.seq).as_bytes());
             text.extend_from_slice(b"\nevent: message\ndata: ");
-            render::write_summary(message, &mut text);
+            render::write_summary(message, &mut self.times, &mut text);
             text.extend_from_slice(b"\n\n");
             self.cursor = message.seq;
         }

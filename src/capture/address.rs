@@ -141,7 +141,7 @@ pub fn same_address(a: &[u8], b: &[u8]) -> bool {
 /// The normalised form is fed in one `write` from a buffer on the stack when it fits (an
 /// address of up to [`KEY_INLINE`] octets: every usual one): SipHash is a byte stream, so
 /// one write hashes exactly as [`Address::hash_into`]'s several, at a fraction of the
-/// calls (measured, docs/benchmarks/2026-12-06-capture-ingest.md round 7).
+/// calls (measured, docs/benchmarks/2026-12-06-capture-ingest.md round 7c).
 pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
     let mut hasher = keys.build_hasher();
     let parsed = Address::parse(address);

@@ -152,7 +152,7 @@ fn line_at(block: &[u8], pos: usize) -> (usize, usize, bool) {
 /// false.
 ///
 /// Lines are found with `memchr` (SIMD: one call per line costs less than searching a
-/// line's colon and then its end in registers, measured in round 7 of
+/// line's colon and then its end in registers, measured in round 7c of
 /// docs/benchmarks/2026-12-06-capture-ingest.md).
 fn walk_fields(raw: &[u8], mut visit: impl FnMut(&[u8], usize, usize) -> bool) {
     let block = &raw[..raw.len().min(HEADER_SCAN_MAX)];
@@ -368,7 +368,7 @@ mod tests {
         );
     }
 
-    /// The scan as it was before round 7 (a line search, then a colon search, then the name
+    /// The scan as it was before round 7c (a line search, then a colon search, then the name
     /// compared with each field's): the one-pass scan must locate exactly what it located.
     fn scan_as_before(raw: &[u8]) -> HeaderRanges {
         fn line_at(block: &[u8], pos: usize) -> (usize, usize, bool) {

@@ -17,6 +17,7 @@ use crate::capture::headers::unfold;
 use crate::capture::query::{Query, Residual};
 use crate::capture::{Capture, Direction, Field, Match, Snapshot};
 use crate::store::rfc2047::decode_unstructured;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The most candidates one call examines with the residual part.
@@ -126,7 +127,7 @@ const DELETE_PAGE: usize = 500;
 /// Whether every residual term holds for `snapshot` (the subject decoded from the located
 /// field; a view parsed only if a term needs one).
 pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &ViewCache) -> bool {
-    let mut subject: Option<String> = None;
+    let mut subject: Option<Cow<'_, str>> = None;
     // Parsed once, when a term first needs it; a message whose file cannot be read
     // (removed or changed behind the server's back, `super::body`) matches no such term.
     let mut view: Option<Option<Arc<MessageView>>> = None;
@@ -174,10 +175,22 @@ pub fn residual_matches(residual: &[Residual], snapshot: &Snapshot, cache: &View
 /// Whether `haystack` contains `needle`, both in Unicode lower case (a linear-time search:
 /// a body and a needle chosen together cannot make it quadratic).
 /// The message's subject as every reader shows it: decoded (RFC 2047, as the JSON record
-/// decodes it) and trimmed; `None` without a `Subject:` field.
-pub fn decoded_subject(snapshot: &Snapshot) -> Option<String> {
+/// decodes it) and trimmed; `None` without a `Subject:` field. Borrowed from the message
+/// when there is nothing to decode (most subjects: no fold, no `=?`, valid UTF-8), so the
+/// event stream's summary of each message allocates nothing for it.
+pub fn decoded_subject(snapshot: &Snapshot) -> Option<Cow<'_, str>> {
     let raw = snapshot.header(Field::Subject)?;
-    Some(decode_unstructured(raw).trim().to_owned())
+    // No fold (a line break) and no encoded-word (`=?`): one `memchr2` for most subjects.
+    let plain = memchr::memchr2_iter(b'\n', b'=', raw)
+        .all(|at| raw[at] == b'=' && raw.get(at + 1) != Some(&b'?'));
+    if plain {
+        // What `decode_unstructured` gives such a value (unfolding changes nothing, no
+        // encoded-word), without its copies.
+        if let Ok(text) = std::str::from_utf8(raw.trim_ascii()) {
+            return Some(Cow::Borrowed(text.trim()));
+        }
+    }
+    Some(Cow::Owned(decode_unstructured(raw).trim().to_owned()))
 }
 
 /// Whether a decoded subject ([`decoded_subject`]) is `text` (trimmed) or contains it

@@ -137,12 +137,37 @@ pub fn same_address(a: &[u8], b: &[u8]) -> bool {
 
 /// The keyed hash of `address` normalised: the same for the same mailbox (see the module
 /// doc); the key of the recipient index, the waiters and the mailboxes' recipient routes.
+///
+/// The normalised form is fed in one `write` from a buffer on the stack when it fits (an
+/// address of up to [`KEY_INLINE`] octets: every usual one): SipHash is a byte stream, so
+/// one write hashes exactly as [`Address::hash_into`]'s several, at a fraction of the
+/// calls (measured, docs/benchmarks/2026-12-06-capture-ingest.md round 7c).
 pub(super) fn address_hash(keys: &RandomState, address: &[u8]) -> u64 {
     let mut hasher = keys.build_hasher();
-    hasher.write_u8(0);
-    Address::parse(address).hash_into(&mut hasher);
+    let parsed = Address::parse(address);
+    let local: &[u8] = match parsed.is_bare_postmaster() {
+        true => b"postmaster",
+        false => parsed.local,
+    };
+    let len = 1 + local.len() + 1 + parsed.domain.len() + 1;
+    if len > KEY_INLINE {
+        hasher.write_u8(0);
+        parsed.hash_into(&mut hasher);
+        return hasher.finish();
+    }
+    let mut key = [0u8; KEY_INLINE];
+    key[1..1 + local.len()].copy_from_slice(local);
+    let domain = &mut key[2 + local.len()..len - 1];
+    domain.copy_from_slice(parsed.domain);
+    domain.make_ascii_lowercase();
+    key[len - 1] = 0xff;
+    hasher.write(&key[..len]);
     hasher.finish()
 }
+
+/// The longest normalised address (with its three separator octets) that
+/// [`address_hash`] hashes from the stack.
+const KEY_INLINE: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -201,6 +226,43 @@ mod tests {
                 String::from_utf8_lossy(b)
             );
         }
+    }
+
+    #[test]
+    fn the_keyed_hash_from_the_stack_is_the_hash_of_the_normalised_form() {
+        let keys = RandomState::new();
+        let streamed = |text: &[u8]| {
+            let mut hasher = keys.build_hasher();
+            hasher.write_u8(0);
+            Address::parse(text).hash_into(&mut hasher);
+            hasher.finish()
+        };
+        let long_domain = [b"u@".as_slice(), &[b'D'; 300]].concat();
+        let long_local = [&[b'l'; 300][..], b"@X.example"].concat();
+        let just_fits = [&[b'l'; 200][..], b"@", &[b'X'; 53]].concat();
+        for text in [
+            &b"a@x"[..],
+            b"<Ann@Example.COM>",
+            b"Postmaster",
+            b"<>",
+            b"\"j.d\"@X",
+            b"\"a b\"@X",
+            b"u@B\xc3\x9cCHER.example",
+            &long_domain,
+            &long_local,
+            &just_fits,
+        ] {
+            assert_eq!(
+                address_hash(&keys, text),
+                streamed(text),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert_eq!(
+            address_hash(&keys, &long_domain),
+            address_hash(&keys, &long_domain.to_ascii_lowercase())
+        );
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! varint (one octet below 128). A one-recipient envelope costs its text plus about 10
 //! octets, and one heap block.
 //!
+//! The client's address is packed as its text; a connection makes that text once
+//! ([`ClientText`]) for all its messages.
+//!
 //! What it does not do: check anything (the session did), or keep what the capture store does
 //! not show (the `Received:`-style trace is the HTTP side's to render from these fields).
 
@@ -172,6 +175,39 @@ fn socket_addr_text(addr: SocketAddr, out: &mut [u8; 64]) -> usize {
     }
 }
 
+/// A client's address as a packed envelope keeps it: its `Display` text (`192.0.2.1:4567`),
+/// made once per connection ([`ClientText::new`]) rather than once per message.
+#[derive(Clone, Copy)]
+pub struct ClientText {
+    /// Octets used.
+    len: u8,
+    /// The text (55 octets at most: `[v6%scope]:port`).
+    bytes: [u8; 64],
+}
+
+impl ClientText {
+    /// The text of `addr`.
+    pub fn new(addr: SocketAddr) -> ClientText {
+        let mut bytes = [0u8; 64];
+        let len = socket_addr_text(addr, &mut bytes);
+        ClientText {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// The text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for ClientText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
 /// Reads packed fields in order. Packed data is made only by [`Packed::pack`], so a short
 /// read is a bug; it yields empty fields rather than panicking.
 struct Reader<'a> {
@@ -182,8 +218,19 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// The next varint.
+    /// The next varint (one octet, below 128, for every length but a long one).
     fn varint(&mut self) -> usize {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                usize::from(b)
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    /// The next varint, of any length.
+    fn long_varint(&mut self) -> usize {
         let mut n = 0usize;
         let mut shift = 0;
         while let Some(&b) = self.buf.get(self.pos) {
@@ -272,11 +319,19 @@ impl Packed {
         parts: &EnvelopeParts<'_>,
         recipients: impl IntoIterator<Item = &'r [u8]> + Clone,
     ) -> Packed {
-        let mut client_text = [0u8; 64];
-        let client_len = parts
-            .client
-            .map(|addr| socket_addr_text(addr, &mut client_text));
-        let client = client_len.map(|len| &client_text[..len]);
+        let client = parts.client.map(ClientText::new);
+        Packed::pack_with(id, parts, client.as_ref(), recipients)
+    }
+
+    /// [`Packed::pack`] with the client's address as text made already (`parts.client` is
+    /// not read).
+    pub fn pack_with<'r>(
+        id: &QueueId,
+        parts: &EnvelopeParts<'_>,
+        client: Option<&ClientText>,
+        recipients: impl IntoIterator<Item = &'r [u8]> + Clone,
+    ) -> Packed {
+        let client = client.map(ClientText::as_bytes);
         let field = |b: &[u8]| varint_len(b.len()) + b.len();
         let mut size = 1 + field(id.as_bytes()) + field(parts.sender) + field(parts.params);
         size += field(parts.helo) + client.map_or(0, field);

@@ -129,7 +129,8 @@
 //!
 //! SMTP side (the `StoreSink` capture target): accumulate the content in a `Vec<u8>` sized
 //! from `SIZE=` (or grown), then at `on_message_end`: [`Arrival::from_envelope`]`(id, now,
-//! Bytes::from(vec), envelope, client)` (or [`Arrival::new`] with [`EnvelopeParts`] for a
+//! Bytes::from(vec), envelope, client)` (a connection makes its client's [`ClientText`] once
+//! and calls [`Arrival::from_connection`]; or [`Arrival::new`] with [`EnvelopeParts`] for a
 //! message seeded over HTTP) and [`Capture::insert`] → `Ok(Inserted)`:
 //! `Verdict::Stored` (the record is visible before the `250` is written);
 //! `Err(Refused::Full)`: `452 4.3.1`; `Err(Refused::TooLarge)`: `552 5.3.4`;
@@ -164,7 +165,7 @@ mod tests;
 pub mod transcript;
 
 pub use address::{same_address, Address};
-pub use envelope::{EnvelopeParts, EnvelopeView};
+pub use envelope::{ClientText, EnvelopeParts, EnvelopeView};
 pub use filter::{Filter, Match, Term};
 pub use headers::Field;
 pub use mailbox::{
@@ -362,6 +363,9 @@ impl Body {
 /// the store's lock is taken.
 #[derive(Debug, Clone)]
 pub struct Arrival {
+    /// The id its `250` names (also in the envelope: kept here so the insert need not read
+    /// it back).
+    id: QueueId,
     /// When the message's content was complete.
     received_at: SystemTime,
     /// The message, or where it is.
@@ -393,11 +397,26 @@ impl Arrival {
         parts: &EnvelopeParts<'_>,
         recipients: impl IntoIterator<Item = &'r [u8]> + Clone,
     ) -> Arrival {
+        let client = parts.client.map(ClientText::new);
+        Arrival::with_client(id, received_at, raw, parts, client.as_ref(), recipients)
+    }
+
+    /// [`Arrival::new`] with the client's address as text made already (`parts.client` is
+    /// not read).
+    fn with_client<'r>(
+        id: QueueId,
+        received_at: SystemTime,
+        raw: Bytes,
+        parts: &EnvelopeParts<'_>,
+        client: Option<&ClientText>,
+        recipients: impl IntoIterator<Item = &'r [u8]> + Clone,
+    ) -> Arrival {
         let headers = headers::scan_headers(&raw);
         Arrival {
+            id,
             received_at,
             body: Body::Memory(raw),
-            envelope: Packed::pack(&id, parts, recipients),
+            envelope: Packed::pack_with(&id, parts, client, recipients),
             headers,
         }
     }
@@ -411,16 +430,30 @@ impl Arrival {
         envelope: &Envelope<'_>,
         client: Option<std::net::SocketAddr>,
     ) -> Arrival {
+        let client = client.map(ClientText::new);
+        Arrival::from_connection(id, received_at, raw, envelope, client.as_ref())
+    }
+
+    /// [`Arrival::from_envelope`] with the client's address as text, made once per
+    /// connection ([`ClientText::new`]).
+    pub fn from_connection(
+        id: QueueId,
+        received_at: SystemTime,
+        raw: Bytes,
+        envelope: &Envelope<'_>,
+        client: Option<&ClientText>,
+    ) -> Arrival {
         let params = envelope::mail_params_text(&envelope.params);
         let parts = EnvelopeParts {
             sender: envelope.sender,
             params: params.as_bytes(),
             helo: envelope.helo,
-            client,
+            client: None,
             tls: envelope.tls.map(|tls| (tls.version, tls.cipher)),
             auth_user: envelope.auth_user,
         };
-        Arrival::new(id, received_at, raw, &parts, envelope.recipients.iter())
+        let recipients = envelope.recipients.iter();
+        Arrival::with_client(id, received_at, raw, &parts, client, recipients)
     }
 
     /// This message, made with only its start as `raw` (at least its header block or its

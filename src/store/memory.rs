@@ -52,7 +52,7 @@
 
 use crate::capture::headers::HEADER_SCAN_MAX;
 use crate::capture::transcript::Marks;
-use crate::capture::{Arrival, Capture, Inserted, Refused};
+use crate::capture::{Arrival, Capture, ClientText, Inserted, Refused};
 use crate::proto::envelope::Envelope;
 use crate::proto::reply;
 use crate::proto::sink::{QueueId, Verdict};
@@ -146,8 +146,8 @@ pub(super) struct Capturing {
     /// and its end answered with this (`452 4.3.1`; `552 5.3.4` if it alone is larger than
     /// the whole budget).
     over: Option<&'static [u8]>,
-    /// The client's address, for the envelope.
-    client: SocketAddr,
+    /// The client's address as the envelope keeps it (made once per connection).
+    client: ClientText,
     /// `--max-message-size`, bounding the reservation.
     max_message_size: u64,
     /// The content of the message being received (with file bodies: its first
@@ -172,7 +172,7 @@ impl Capturing {
             target,
             taken: 0,
             over: None,
-            client,
+            client: ClientText::new(client),
             max_message_size,
             content: Vec::new(),
             len: 0,
@@ -299,12 +299,12 @@ impl Capturing {
         let mut content = std::mem::take(&mut self.content);
         // The budget charges the length: let the heap hold no more (module doc).
         content.shrink_to_fit();
-        Arrival::from_envelope(
+        Arrival::from_connection(
             id,
             SystemTime::now(),
             Bytes::from(content),
             envelope,
-            Some(self.client),
+            Some(&self.client),
         )
     }
 }

@@ -370,21 +370,8 @@ mod tests {
 
     /// The scan as it was before round 7c (a line search, then a colon search, then the name
     /// compared with each field's): the one-pass scan must locate exactly what it located.
+    /// (Its line search is the module's [`line_at`], unchanged by round 7c.)
     fn scan_as_before(raw: &[u8]) -> HeaderRanges {
-        fn line_at(block: &[u8], pos: usize) -> (usize, usize, bool) {
-            match memchr::memchr(b'\n', &block[pos..]) {
-                Some(i) => {
-                    let lf = pos + i;
-                    let content_end = if lf > pos && block[lf - 1] == b'\r' {
-                        lf - 1
-                    } else {
-                        lf
-                    };
-                    (content_end, lf + 1, true)
-                }
-                None => (block.len(), block.len(), false),
-            }
-        }
         let mut found = HeaderRanges::default();
         let block = &raw[..raw.len().min(HEADER_SCAN_MAX)];
         let whole = block.len() == raw.len();

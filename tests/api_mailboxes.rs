@@ -298,9 +298,22 @@ fn an_event_stream_by_mailbox_carries_only_its_mail() {
 
 #[test]
 fn an_expired_mailbox_answers_gone() {
-    let (_child, _smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
-    let m = create(&api, json!({"ttl": 1}));
+    let (_child, smtp, api) = util::start_binary_with_api(1, "127.0.0.1", &[]);
+    let m = create(&api, json!({"ttl": 5}));
     let id = m["id"].as_str().unwrap();
+    let address = m["address"].as_str().unwrap();
+    let mut client = session(smtp);
+    send(&mut client, address, "short-lived");
+    // Found by recipient, not through the mailbox (which may end first on a slow machine).
+    let found = get(
+        &api,
+        &format!(
+            "/api/v1/await?rcpt={}&timeout=60s",
+            address.replace('+', "%2B")
+        ),
+    );
+    assert_eq!(found.status, 200, "{}", found.body);
+    let message = found.body["messages"][0].clone();
     // Wait until it has expired (no assertion on how long that takes).
     let start = Instant::now();
     let gone = loop {
@@ -321,6 +334,18 @@ fn an_expired_mailbox_answers_gone() {
         get(&api, "/api/v1/mailboxes").body,
         json!({"mailboxes": [], "next": null, "total": 0})
     );
+    // Its mail went with it, named by why: `mailbox_expired`, at `expired_at`.
+    if message["mailboxes"] == json!([id]) {
+        let path = format!("/api/v1/messages/{}", message["id"].as_str().unwrap());
+        let gone = get(&api, &path);
+        assert_eq!(gone.status, 410, "{}", gone.body);
+        assert_eq!(
+            gone.body["gone"]["reason"], "mailbox_expired",
+            "{}",
+            gone.body
+        );
+        assert!(gone.body["expired_at"].is_string(), "{}", gone.body);
+    }
 }
 
 #[test]

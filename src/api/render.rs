@@ -299,6 +299,7 @@ fn reason(gone: &Gone) -> &'static str {
     match gone.reason {
         GoneReason::EvictedBytes | GoneReason::EvictedCount => "evicted",
         GoneReason::Expired => "expired",
+        GoneReason::MailboxExpired => "mailbox_expired",
         GoneReason::Deleted => "deleted",
     }
 }
@@ -314,7 +315,12 @@ pub fn gone(gone: &Gone) -> Value {
         "error": {"status": 410, "message": format!("message {why}")},
         "gone": removal(gone),
     });
-    body[format!("{why}_at")] = Value::String(at);
+    // A mailbox's end is an expiry too: its time is `expired_at`, as on the mailbox's `410`.
+    let key = match gone.reason {
+        GoneReason::MailboxExpired => "expired_at".to_owned(),
+        _ => format!("{why}_at"),
+    };
+    body[key] = Value::String(at);
     body
 }
 

@@ -386,7 +386,7 @@ impl Index {
         match reason {
             GoneReason::EvictedBytes => self.stats.evicted_bytes += 1,
             GoneReason::EvictedCount => self.stats.evicted_count += 1,
-            GoneReason::Expired => self.stats.expired += 1,
+            GoneReason::Expired | GoneReason::MailboxExpired => self.stats.expired += 1,
             GoneReason::Deleted => self.stats.deleted += 1,
         }
         charge
@@ -701,7 +701,7 @@ impl Index {
         self.bytes -= charged;
         orphans.sort_unstable();
         let reason = match reason {
-            MailboxGoneReason::Expired => GoneReason::Expired,
+            MailboxGoneReason::Expired => GoneReason::MailboxExpired,
             MailboxGoneReason::Deleted => GoneReason::Deleted,
         };
         let mut removed = self.remove_seqs(orphans, reason, now);

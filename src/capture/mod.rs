@@ -534,6 +534,8 @@ pub enum GoneReason {
     EvictedCount,
     /// Older than `max_age`.
     Expired,
+    /// The `ttl` of the per-test mailbox it was in ran out, and no other mailbox held it.
+    MailboxExpired,
     /// Deleted by a client.
     Deleted,
 }

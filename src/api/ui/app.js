@@ -384,7 +384,7 @@ function dispatch(block) {
     return;
   }
   if (type === "gone") {
-    // {seq, at, reason}: evicted, expired or deleted
+    // {seq, at, reason}: evicted, expired, mailbox_expired or deleted
     queue("removed", { seqs: [parsed.seq] });
   } else {
     queue(type, parsed);

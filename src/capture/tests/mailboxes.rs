@@ -231,7 +231,9 @@ fn a_mailbox_expires_with_its_own_mail_only() {
             ..
         })
     ));
-    assert!(matches!(capture.get(&id(1)), Lookup::Gone(g) if g.reason == GoneReason::Expired));
+    assert!(
+        matches!(capture.get(&id(1)), Lookup::Gone(g) if g.reason == GoneReason::MailboxExpired)
+    );
     assert_eq!(in_box(&capture, long.id), [2]);
     assert_eq!(listed(&capture).len(), 1);
     check(&capture);

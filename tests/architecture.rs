@@ -1,12 +1,13 @@
 //! The architecture's one rule, checked: `src/proto` is sans-I/O and stands alone. It imports
 //! nothing of the crate outside `proto` (no fault injection, stores, server, metrics or log),
 //! no clock type, and no socket or poller crate. A change that bends the rule fails here with
-//! the file and line that bent it.
+//! the file and line that bent it. The relay's SMTP client (`src/relay/client`) keeps the same
+//! rule.
 
 use std::path::Path;
 
-/// What `proto` must never mention, even in a comment: other modules of the crate, time,
-/// sockets, pollers, threads.
+/// What `proto` and the relay's client must never mention, even in a comment: other modules of
+/// the crate, time, sockets, pollers, threads.
 const FORBIDDEN: &[&str] = &[
     "crate::fault",
     "crate::sink",
@@ -25,7 +26,9 @@ const FORBIDDEN: &[&str] = &[
 ];
 
 fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("src/proto is readable") {
+    for entry in
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{} is unreadable: {e}", dir.display()))
+    {
         let path = entry.unwrap().path();
         if path.is_dir() {
             rust_files(&path, into);
@@ -35,12 +38,12 @@ fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn proto_depends_on_nothing_outside_proto() {
-    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto");
+/// The lines of the `.rs` files under `src/<room>` that mention a [`FORBIDDEN`] name, as
+/// `file:line: text`, and how many files were read.
+fn forbidden_mentions(room: &str) -> (Vec<String>, usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(room);
     let mut files = Vec::new();
-    rust_files(&proto, &mut files);
-    assert!(files.len() >= 8, "found only {files:?}");
+    rust_files(&dir, &mut files);
     let mut bent = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -57,9 +60,29 @@ fn proto_depends_on_nothing_outside_proto() {
             }
         }
     }
+    (bent, files.len())
+}
+
+#[test]
+fn proto_depends_on_nothing_outside_proto() {
+    let (bent, files) = forbidden_mentions("proto");
+    assert!(files >= 8, "found only {files} files");
     assert!(
         bent.is_empty(),
         "proto reaches outside itself:\n{}",
+        bent.join("\n")
+    );
+}
+
+/// The relay's SMTP client is sans-I/O by the same rule as `proto` (DESIGN.md, "The relay"):
+/// replies in, commands out, no socket, clock or thread, nothing of the crate's other rooms.
+#[test]
+fn relay_client_is_sans_io() {
+    let (bent, files) = forbidden_mentions("relay/client");
+    assert!(files >= 3, "found only {files} files");
+    assert!(
+        bent.is_empty(),
+        "the relay client reaches outside itself:\n{}",
         bent.join("\n")
     );
 }

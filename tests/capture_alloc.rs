@@ -15,11 +15,10 @@
 mod alloc_counter;
 mod util;
 
-use alloc_counter::{batch, CountingAllocator, ReplyMatcher, Tracing, ALLOCATIONS, BATCH};
+use alloc_counter::{batch, run_batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
 use fastsmtpd::config::{CaptureSettings, Config, Stores};
 use fastsmtpd::store::StoreSpec;
-use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use util::*;
 
@@ -28,17 +27,6 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// The most allocations per kept message this test lets pass (see the module doc).
 const MAX_PER_MESSAGE: f64 = 4.5;
-
-/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating.
-fn run_batch(stream: &mut std::net::TcpStream, requests: &[u8], replies: &[u8], buf: &mut [u8]) {
-    stream.write_all(requests).unwrap();
-    let mut matcher = ReplyMatcher::new(replies);
-    while !matcher.is_done() {
-        let n = stream.read(buf).unwrap();
-        assert!(n > 0, "server closed the connection");
-        assert!(matcher.feed(&buf[..n]), "unexpected reply bytes");
-    }
-}
 
 #[test]
 fn allocations_per_kept_message_in_a_full_store() {

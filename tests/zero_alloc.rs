@@ -10,26 +10,13 @@
 mod alloc_counter;
 mod util;
 
-use alloc_counter::{batch, CountingAllocator, ReplyMatcher, Tracing, ALLOCATIONS, BATCH};
+use alloc_counter::{batch, run_batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
-use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use util::*;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating
-/// (each message's id included: see [`ReplyMatcher`]).
-fn run_batch(stream: &mut std::net::TcpStream, requests: &[u8], replies: &[u8], buf: &mut [u8]) {
-    stream.write_all(requests).unwrap();
-    let mut matcher = ReplyMatcher::new(replies);
-    while !matcher.is_done() {
-        let n = stream.read(buf).unwrap();
-        assert!(n > 0, "server closed the connection");
-        assert!(matcher.feed(&buf[..n]), "unexpected reply bytes");
-    }
-}
 
 #[test]
 fn no_allocation_per_message_after_warmup() {

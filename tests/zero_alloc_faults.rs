@@ -9,10 +9,9 @@
 mod alloc_counter;
 mod util;
 
-use alloc_counter::{batch, CountingAllocator, ReplyMatcher, Tracing, ALLOCATIONS, BATCH};
+use alloc_counter::{batch, run_batch, CountingAllocator, Tracing, ALLOCATIONS, BATCH};
 use alloc_counter::{MEASURED_BATCHES, WARMUP_BATCHES};
 use fastsmtpd::fault::Scope;
-use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use util::*;
@@ -27,17 +26,6 @@ struct Never;
 impl Scope for Never {
     fn covers(&self, recipient: &[u8], _auth_user: Option<&[u8]>) -> bool {
         recipient.ends_with(b"@never.test")
-    }
-}
-
-/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating.
-fn run_batch(stream: &mut std::net::TcpStream, requests: &[u8], replies: &[u8], buf: &mut [u8]) {
-    stream.write_all(requests).unwrap();
-    let mut matcher = ReplyMatcher::new(replies);
-    while !matcher.is_done() {
-        let n = stream.read(buf).unwrap();
-        assert!(n > 0, "server closed the connection");
-        assert!(matcher.feed(&buf[..n]), "unexpected reply bytes");
     }
 }
 

@@ -281,3 +281,21 @@ pub fn batch() -> (Vec<u8>, Vec<u8>) {
     }
     (requests, replies)
 }
+
+/// Sends one batch and reads exactly its replies into `buf`, comparing without allocating
+/// (each message's id included: see [`ReplyMatcher`]).
+pub fn run_batch(
+    stream: &mut std::net::TcpStream,
+    requests: &[u8],
+    replies: &[u8],
+    buf: &mut [u8],
+) {
+    use std::io::{Read, Write};
+    stream.write_all(requests).unwrap();
+    let mut matcher = ReplyMatcher::new(replies);
+    while !matcher.is_done() {
+        let n = stream.read(buf).unwrap();
+        assert!(n > 0, "server closed the connection");
+        assert!(matcher.feed(&buf[..n]), "unexpected reply bytes");
+    }
+}

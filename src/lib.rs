@@ -24,7 +24,7 @@
 //! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
 //! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
 //! | [`probe`] | `fastsmtpd await` and `fastsmtpd ready`: the API and the SMTP greeting asked from a shell, a blocking HTTP/1.1 client |
-//! | [`relay`] | the second hop (being built): so far its SMTP client's reply framing and EHLO capabilities, sans I/O |
+//! | [`relay`] | the second hop (being built): so far its SMTP client's reply framing and EHLO capabilities, and the queue's order (retry, lifetime, next hops' back-off), sans I/O |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
@@ -43,8 +43,8 @@
 //! | 4 | `config`, `txlog`, `view` |
 //! | 3 | `store`, `auth` |
 //! | 2 | `metrics` |
-//! | 1 | `wake`, `stats`, `fault`, `capture` |
-//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file`, `control`, `probe`, `relay` |
+//! | 1 | `wake`, `stats`, `fault`, `capture`, `relay` |
+//! | 0 | `proto`, `peer`, `lock`, `units`, `console`, `named_file`, `control`, `probe` |
 //!
 //! Read upward: `proto` is the protocol alone; `wake` is a worker's mailbox, which the stores
 //! and AUTH post to without knowing the server; `metrics` sits below `store` because the

@@ -8,9 +8,12 @@
 //! heap, ready queue and connection pool per next hop, retry and back-off); the delivery loops
 //! that own sockets, TLS and time; delivery status notifications (RFC 3464); the queue tools.
 //!
-//! What exists now: only the first piece of [`client`], the parsing a client needs and no
-//! more: framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
-//! ([`client::capabilities`]). Nothing here opens a socket, reads a clock or keeps a message,
+//! What exists now: the first piece of [`client`], the parsing a client needs and no more:
+//! framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
+//! ([`client::capabilities`]); and the queue's order without a clock ([`schedule`]: the retry
+//! policy and queue lifetime, the due-time heap, the next hops' back-off and connection
+//! limits, the ready queue). Nothing here opens a socket, reads a clock or keeps a message,
 //! and nothing in the server calls it yet.
 
 pub mod client;
+pub mod schedule;

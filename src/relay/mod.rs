@@ -12,5 +12,9 @@
 //! more: framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
 //! ([`client::capabilities`]). Nothing here opens a socket, reads a clock or keeps a message,
 //! and nothing in the server calls it yet.
+//!
+//! Delivery status notifications ([`dsn`]) are written by a pure function: given a message's
+//! envelope, its recipients' outcomes and its bytes, the RFC 3464 report to send its sender.
 
 pub mod client;
+pub mod dsn;

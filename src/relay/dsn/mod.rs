@@ -379,8 +379,9 @@ pub fn notification_into(report: &Report<'_>, out: &mut Vec<u8>) -> Option<Notif
     out.extend_from_slice(format!("\r\nMessage-ID: <{token}.dsn@{mta}>\r\n").as_bytes());
     // RFC 3834 §5: an automatic reply says so, so responders do not answer it.
     out.extend_from_slice(b"Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
-    // RFC 6522 §3: the report type names the second part's type (RFC 6533 keeps
-    // `delivery-status` for the global form too, as Postfix does).
+    // RFC 6522 §3: the report type names the kind of report. A global report keeps
+    // `delivery-status` too, as Postfix's bounce daemon writes it, so readers that look for
+    // that value find both.
     out.extend_from_slice(b"Content-Type: multipart/report; report-type=delivery-status;\r\n");
     out.extend_from_slice(format!("\tboundary=\"{boundary}\"\r\n").as_bytes());
     if eight_bit {
@@ -710,11 +711,11 @@ fn boundary_for(token: &str, parts: &[&[u8]]) -> String {
     }
 }
 
-/// Whether the whole original can be returned as a `message/rfc822` part unchanged: no larger
-/// than [`MAX_RETURNED_MESSAGE_LEN`], no NUL, every CR and LF paired as CR LF (RFC 5322
+/// Whether the whole original can be returned as a `message/rfc822` part unchanged: not empty,
+/// no larger than [`MAX_RETURNED_MESSAGE_LEN`], no NUL, every CR and LF paired as CR LF (RFC 5322
 /// §2.3), no line over [`field::MAX_LINE_LEN`] octets.
 fn returnable_whole(original: &[u8]) -> bool {
-    if original.len() > MAX_RETURNED_MESSAGE_LEN || original.contains(&0) {
+    if original.is_empty() || original.len() > MAX_RETURNED_MESSAGE_LEN || original.contains(&0) {
         return false;
     }
     let mut line_start = 0;
@@ -749,10 +750,15 @@ fn header_block(original: &[u8]) -> Vec<u8> {
             break;
         }
         let mut end = line.len().min(field::MAX_LINE_LEN);
-        // Do not cut inside a UTF-8 sequence: back up over continuation octets.
+        // Do not cut inside a UTF-8 sequence: back up over continuation octets (at most three
+        // in UTF-8; a line of nothing else is not UTF-8 and is cut where it stands).
         if end < line.len() {
-            while end > 0 && (line[end] & 0xC0) == 0x80 {
-                end -= 1;
+            let mut start = end;
+            while start + 3 > end && start > 0 && (line[start] & 0xC0) == 0x80 {
+                start -= 1;
+            }
+            if (line[start] & 0xC0) != 0x80 {
+                end = start;
             }
         }
         if out.len() + end + 2 > MAX_RETURNED_HEADER_LEN {

@@ -713,8 +713,82 @@ fn one_line_text_is_printable_and_bounded() {
     }
 }
 
+#[test]
+fn long_header_lines_are_cut_under_the_limit_on_a_character_boundary() {
+    let recipients = [failed("bob@far.test")];
+    let mut report = report(&recipients);
+    let long_utf8 = format!("Subject: {}\r\n\r\n", "\u{e9}".repeat(700));
+    let continuation_only = [b"X: ".as_slice(), &[0x80; 1200], b"\r\nY: z\r\n"].concat();
+    for original in [long_utf8.as_bytes(), &continuation_only] {
+        report.original = original;
+        let (message, _) = write(&report);
+        // The raw line (mail-parser would decode the part); write() checked it is <= 998.
+        let name = &original[..3];
+        let line = message
+            .split(|&b| b == b'\n')
+            .find(|line| line.starts_with(name) && line.len() > 100)
+            .expect("the long line is there");
+        assert!(line.len() > MAX_LINE_LEN - 3, "{}", line.len());
+    }
+    let cut = b"Subject: ".len() + (MAX_LINE_LEN - b"Subject: ".len()) / 2 * 2;
+    report.original = long_utf8.as_bytes();
+    let (message, _) = write(&report);
+    assert!(message.windows(cut + 2).any(|w| w.starts_with(b"Subject: ")
+        && w.ends_with(b"\r\n")
+        && std::str::from_utf8(&w[..cut]).is_ok()));
+    report.original = &continuation_only;
+    let (message, _) = write(&report);
+    assert!(parse(&message).parts[2].1.ends_with(b"\r\nY: z\r\n"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the original holds (bare CR and LF, NUL, 8-bit, long lines, no blank line),
+    /// the notification keeps every rule, and `RET=FULL` returns it whole or not at all.
+    #[test]
+    fn any_original_keeps_the_structure(
+        original in proptest::collection::vec(
+            prop_oneof![
+                4 => any::<u8>(),
+                2 => Just(b'\n'),
+                2 => Just(b'\r'),
+                1 => Just(b':'),
+            ],
+            0..4000,
+        ),
+        full in any::<bool>(),
+        smtputf8 in any::<bool>(),
+        token in "\\PC{0,80}",
+        mta in "\\PC{0,300}",
+    ) {
+        let recipients = [failed("bob@far.test")];
+        let mut report = report(&recipients);
+        report.original = &original;
+        report.envelope.ret = Some(if full { Ret::Full } else { Ret::Headers });
+        report.envelope.smtputf8 = smtputf8;
+        report.token = &token;
+        report.reporting_mta = &mta;
+        let mut out = Vec::new();
+        let notification = notification_into(&report, &mut out).expect("due");
+        check_lines(&out);
+        let parsed = parse(&out);
+        prop_assert_eq!(parsed.parts.len(), 3);
+        prop_assert_eq!(status_groups(&parsed.parts[1].1).len(), 2);
+        if notification.returned == Returned::Full {
+            prop_assert!(full);
+            let mut expected = original.clone();
+            if !expected.ends_with(b"\r\n") {
+                expected.extend_from_slice(b"\r\n");
+            }
+            // mail-parser counts the delimiter's CR LF into a nested message that has no
+            // blank line; the bytes written are the original's.
+            let returned = &parsed.parts[2].1;
+            prop_assert!(returned.starts_with(&expected), "{:?}", returned);
+            prop_assert!(matches!(&returned[expected.len()..], b"" | b"\r\n"), "{:?}", returned);
+        }
+        prop_assert!(parsed.top.2.is_some_and(|b| b.len() <= 70));
+    }
 
     /// Whatever the next hop says and whatever the addresses hold, the notification parses
     /// as three parts, its report as field groups, and every line keeps the rules.

@@ -832,3 +832,78 @@ proptest! {
         prop_assert_eq!(parsed.parts[2].1.as_slice(), ORIGINAL);
     }
 }
+
+/// The whole notification for one failed recipient, byte for byte: the format a reader of
+/// docs/relay.md can rely on.
+#[test]
+fn one_notification_byte_for_byte() {
+    const EXPECTED: &str = "\
+From: Mail Delivery System <MAILER-DAEMON@relay.test>
+To: <alice@client.test>
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 7 Dec 2026 06:20:10 +0000
+Message-ID: <Q1234.dsn@relay.test>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary=\"=_dsn_Q1234_1\"
+
+This is a MIME-encapsulated message.
+
+--=_dsn_Q1234_1
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at relay.test.
+
+Your message could not be delivered to one or more of its recipients. The mail
+system gave up on them for the reasons below. A machine-readable report and
+the original message's header (or the whole message, if you asked for it) are
+attached.
+
+<bob@far.test>: delivery failed (5.1.1)
+    mx.far.test said: 550 5.1.1 <bob@far.test>: no such user
+
+--=_dsn_Q1234_1
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Original-Envelope-Id: QQ+314159
+Reporting-MTA: dns; relay.test
+Received-From-MTA: dns; client.test
+Arrival-Date: Mon, 7 Dec 2026 06:19:10 +0000
+
+Original-Recipient: rfc822; Bob+Lists@far.test
+Final-Recipient: rfc822; bob@far.test
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.far.test
+Diagnostic-Code: smtp; 550 5.1.1 <bob@far.test>: no such user
+Last-Attempt-Date: Mon, 7 Dec 2026 06:20:05 +0000
+
+--=_dsn_Q1234_1
+Content-Description: Message Headers
+Content-Type: text/rfc822-headers
+
+From: Alice <alice@client.test>
+To: bob@far.test
+Subject: lunch
+Message-ID: <1@client.test>
+
+--=_dsn_Q1234_1--
+";
+    let recipients = [RecipientOutcome {
+        original: Some(OriginalRecipient {
+            address_type: "rfc822",
+            address: "Bob+Lists@far.test",
+        }),
+        ..failed("bob@far.test")
+    }];
+    let mut report = report(&recipients);
+    report.envelope.envid = Some(b"QQ+314159");
+    let (message, _) = write(&report);
+    assert_eq!(
+        String::from_utf8(message).unwrap(),
+        EXPECTED.replace('\n', "\r\n")
+    );
+}

@@ -12,8 +12,11 @@
 //! framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
 //! ([`client::capabilities`]); and the queue's order without a clock ([`schedule`]: the retry
 //! policy and queue lifetime, the due-time heap, the next hops' back-off and connection
-//! limits, the ready queue). Nothing here opens a socket, reads a clock or keeps a message,
+//! limits, the ready queue); and delivery status notifications ([`dsn`]), written by a pure
+//! function: given a message's envelope, its recipients' outcomes and its bytes, the RFC 3464
+//! report to send its sender. Nothing here opens a socket, reads a clock or keeps a message,
 //! and nothing in the server calls it yet.
 
 pub mod client;
+pub mod dsn;
 pub mod schedule;

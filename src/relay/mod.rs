@@ -8,9 +8,17 @@
 //! heap, ready queue and connection pool per next hop, retry and back-off); the delivery loops
 //! that own sockets, TLS and time; delivery status notifications (RFC 3464); the queue tools.
 //!
-//! What exists now: only the first piece of [`client`], the parsing a client needs and no
-//! more: framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
-//! ([`client::capabilities`]). Nothing here opens a socket, reads a clock or keeps a message,
-//! and nothing in the server calls it yet.
+//! What exists now: the first piece of [`client`], the parsing a client needs and no more:
+//! framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
+//! ([`client::capabilities`]); and the [`spool`] as a standalone storage engine: append-only
+//! segments with group commit, a state journal, recovery after a crash, a lock so one server
+//! owns it. The client opens no socket and reads no clock; the spool does file I/O only, on
+//! the thread that calls it, and keeps no body in memory. Nothing in the server calls either
+//! yet: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it fails)
+//! and the scheduler come next.
+//!
+//! The spool stays outside [`client`]: the client is sans-I/O (checked by
+//! `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
+pub mod spool;

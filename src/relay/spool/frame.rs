@@ -61,18 +61,31 @@ pub(super) enum Bad {
 
 /// Appends one framed record (`magic`, `kind`, `payload`) to `out`.
 pub(super) fn record_into(out: &mut Vec<u8>, magic: &[u8; 4], kind: u8, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX); // callers check MAX_PAYLOAD_BYTES
+    record_parts_into(out, magic, kind, &[payload]);
+}
+
+/// Appends one framed record whose payload is `parts` one after another (a message's
+/// envelope and body, without copying the body twice). Callers keep the payload under
+/// [`MAX_PAYLOAD_BYTES`].
+pub(super) fn record_parts_into(out: &mut Vec<u8>, magic: &[u8; 4], kind: u8, parts: &[&[u8]]) {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    let len = u32::try_from(total).unwrap_or(u32::MAX);
     let mut covered = [0u8; 8];
     covered[0] = FORMAT_VERSION;
     covered[1] = kind;
     covered[4..8].copy_from_slice(&len.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&covered);
-    crc.update(payload);
+    for part in parts {
+        crc.update(part);
+    }
+    out.reserve(HEADER_LEN + total);
     out.extend_from_slice(magic);
     out.extend_from_slice(&covered);
     out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 /// Reads the header in `bytes` (at least [`HEADER_LEN`] of them), checking its magic and

@@ -52,7 +52,9 @@
 //! - **Deletion**: a segment is deleted when every message in it is done (and it is not the
 //!   one being appended to). A "high water" entry (next id, next segment number) is synced to
 //!   the journal first, so ids and segment numbers are never given again after restart even
-//!   when every segment that held them is gone.
+//!   when every segment that held them is gone. That sync also makes the segment's "done"
+//!   entries durable, so a deletion lost in a crash brings back a segment recovery deletes
+//!   again; compaction, which drops those entries, first syncs the segment directory.
 //! - **Recovery** ([`Spool::open`]): read every segment from the start, verifying each CRC; the
 //!   first record that is torn or fails its CRC ends what is trusted of that segment, and the
 //!   file is cut there (records are only appended, so a record that fails its CRC was never

@@ -18,8 +18,8 @@
 //! decoding the envelope.
 
 use super::frame::{
-    self, check_record, parse_header, record_into, Bad, FieldReader, FieldWriter, Malformed,
-    HEADER_LEN,
+    self, check_record, parse_header, record_into, record_parts_into, Bad, FieldReader,
+    FieldWriter, Malformed, HEADER_LEN,
 };
 use super::{BodyType, ClientIdentity, Envelope, MailParams, Notify, Recipient, Ret};
 use std::fs::File;
@@ -100,17 +100,16 @@ pub(super) fn message_record_into(
     envelope: &Envelope,
     body: &[u8],
 ) -> io::Result<u64> {
-    let mut payload = Vec::with_capacity(256 + body.len());
-    envelope_into(&mut payload, id, envelope)?;
-    let body_at = (HEADER_LEN + payload.len()) as u64;
-    payload.extend_from_slice(body);
-    if payload.len() > frame::MAX_PAYLOAD_BYTES {
+    let mut head = Vec::with_capacity(256);
+    envelope_into(&mut head, id, envelope)?;
+    let body_at = (HEADER_LEN + head.len()) as u64;
+    if head.len().saturating_add(body.len()) > frame::MAX_PAYLOAD_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "message too large for one spool record",
         ));
     }
-    record_into(out, SEGMENT_MAGIC, KIND_MESSAGE, &payload);
+    record_parts_into(out, SEGMENT_MAGIC, KIND_MESSAGE, &[&head, body]);
     Ok(body_at)
 }
 

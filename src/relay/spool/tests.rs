@@ -940,3 +940,117 @@ fn spool_throughput() {
         );
     }
 }
+
+/// The environment variable that makes [`order_child_commits_twice`] run: the spool
+/// directory.
+const ORDER_DIR: &str = "FASTSMTPD_SPOOL_ORDER_DIR";
+
+/// The child of [`the_commit_order_holds_at_the_system_call_level`] (does nothing unless
+/// started by it): two commits, each followed by a line on standard output, where a server
+/// would answer `250`.
+#[test]
+fn order_child_commits_twice() {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os(ORDER_DIR) else {
+        return;
+    };
+    let (mut spool, _) = Spool::open(Path::new(&dir)).unwrap();
+    let mut out = std::io::stdout().lock();
+    spool.append(&bare_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    writeln!(out, "250 first").unwrap();
+    out.flush().unwrap();
+    spool.append(&bare_envelope(1), &body(2)).unwrap();
+    spool.append(&bare_envelope(1), &body(3)).unwrap();
+    spool.commit().unwrap();
+    writeln!(out, "250 second").unwrap();
+    out.flush().unwrap();
+}
+
+/// The order write → `fdatasync(segment)` → `fsync(segment directory)` → `250`, seen in the
+/// system calls themselves: the child runs under `strace` (skipped, with a note, where strace
+/// is missing or may not trace). A new segment's first commit syncs the directory; the next
+/// commit to the same segment needs only the write and the file's sync.
+#[test]
+fn the_commit_order_holds_at_the_system_call_level() {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("strace");
+    let spool_dir = dir.path().join("spool");
+    let trace = dir.path().join("trace");
+    let status = Command::new("strace")
+        .arg("-f")
+        .arg("-qq")
+        .args(["-e", "trace=openat,pwrite64,fdatasync,fsync,write"])
+        .args(["-s", "32", "-o"])
+        .arg(&trace)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "relay::spool::tests::order_child_commits_twice",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ORDER_DIR, &spool_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    if !matches!(status, Ok(s) if s.success()) || !text.contains("250 second") {
+        eprintln!("skipped: strace is missing or may not trace here ({status:?})");
+        return;
+    }
+    // Each call as (name, first argument, whole line), in order.
+    let calls: Vec<(&str, &str, &str)> = text
+        .lines()
+        .filter_map(|line| {
+            let call = line
+                .split_once(' ')
+                .map_or(line, |(_, rest)| rest)
+                .trim_start();
+            let (name, rest) = call.split_once('(')?;
+            let first = rest.split([',', ')']).next().unwrap_or("");
+            Some((name, first, line))
+        })
+        .collect();
+    let result_fd = |line: &str| line.rsplit("= ").next().unwrap_or("").trim().to_string();
+    let position = |from: usize, what: &dyn Fn(&(&str, &str, &str)) -> bool| {
+        calls[from..]
+            .iter()
+            .position(what)
+            .map(|i| from + i)
+            .unwrap_or_else(|| panic!("not found after call {from}:\n{text}"))
+    };
+    let created = position(0, &|c| {
+        c.0 == "openat" && c.2.contains(".seg\"") && c.2.contains("O_CREAT")
+    });
+    let segment_fd = result_fd(calls[created].2);
+    let write = position(created, &|c| c.0 == "pwrite64" && c.1 == segment_fd);
+    let sync = position(write, &|c| c.0 == "fdatasync" && c.1 == segment_fd);
+    let dir_open = position(sync, &|c| {
+        c.0 == "openat" && c.2.contains("/seg\"") && !c.2.contains(".seg\"")
+    });
+    let dir_fd = result_fd(calls[dir_open].2);
+    let dir_sync = position(dir_open, &|c| c.0 == "fsync" && c.1 == dir_fd);
+    let first = position(0, &|c| c.0 == "write" && c.2.contains("250 first"));
+    assert!(
+        dir_sync < first,
+        "the directory sync comes before the 250:\n{text}"
+    );
+    let write2 = position(first, &|c| c.0 == "pwrite64" && c.1 == segment_fd);
+    let sync2 = position(write2, &|c| c.0 == "fdatasync" && c.1 == segment_fd);
+    let second = position(0, &|c| c.0 == "write" && c.2.contains("250 second"));
+    assert!(write2 < sync2 && sync2 < second, "{text}");
+    // One write and one sync for the two messages of the second batch.
+    let batch = &calls[first + 1..second];
+    assert_eq!(
+        batch.iter().filter(|c| c.0 == "pwrite64").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        batch.iter().filter(|c| c.0 == "fdatasync").count(),
+        1,
+        "{text}"
+    );
+}

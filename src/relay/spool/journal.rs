@@ -231,6 +231,12 @@ pub(super) struct Journal {
     /// A failed write could not be cut back: the file must be rewritten before anything is
     /// appended to it again.
     broken: bool,
+    /// Test-only failures: the next append writes this many bytes and fails...
+    #[cfg(test)]
+    pub(super) partial_append: Option<usize>,
+    /// ...and its cut back fails too.
+    #[cfg(test)]
+    pub(super) fail_cut: bool,
 }
 
 impl Journal {
@@ -252,6 +258,10 @@ impl Journal {
                 len,
                 dirty: false,
                 broken: false,
+                #[cfg(test)]
+                partial_append: None,
+                #[cfg(test)]
+                fail_cut: false,
             },
             created,
         ))
@@ -280,19 +290,40 @@ impl Journal {
         for entry in entries {
             entry_into(&mut bytes, entry);
         }
-        match self.file.write_all_at(&bytes, self.len) {
+        let written = self.write_at_end(&bytes);
+        match written {
             Ok(()) => {
                 self.len += bytes.len() as u64;
                 self.dirty = true;
                 Ok(())
             }
             Err(e) => {
-                if self.file.set_len(self.len).is_err() {
+                if self.cut_back().is_err() {
                     self.broken = true;
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Writes `bytes` at the journal's end (a failure may leave part of them).
+    fn write_at_end(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.partial_append.take() {
+            self.file
+                .write_all_at(&bytes[..n.min(bytes.len())], self.len)?;
+            return Err(io::Error::other("injected: the disk filled part way"));
+        }
+        self.file.write_all_at(bytes, self.len)
+    }
+
+    /// Cuts the file back to the end of its last whole entry.
+    fn cut_back(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_cut) {
+            return Err(io::Error::other("injected: cannot cut"));
+        }
+        self.file.set_len(self.len)
     }
 
     /// Makes every entry written so far durable (`fdatasync`), if any was written since the
@@ -402,6 +433,40 @@ mod tests {
             assert_eq!(scan.cut_bytes, (len - kept) as u64);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), kept as u64);
         }
+    }
+
+    /// A write that fails part way is cut back, so the entries appended after it are read;
+    /// when even the cut fails, nothing more is appended until a rewrite.
+    #[test]
+    fn a_failed_append_leaves_no_half_entry_before_later_ones() {
+        let dir = super::super::tests::TempDir::new("journal-fail");
+        let path = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        let all = entries();
+        journal.append(&all[..1]).unwrap();
+        journal.partial_append = Some(7);
+        assert!(journal.append(&all[1..2]).is_err());
+        assert!(!journal.is_broken());
+        journal.append(&all[2..3]).unwrap();
+        assert_eq!(
+            scan_journal(&path).unwrap().entries,
+            [all[0].clone(), all[2].clone()]
+        );
+        journal.partial_append = Some(7);
+        journal.fail_cut = true;
+        assert!(journal.append(&all[3..4]).is_err());
+        assert!(journal.is_broken());
+        assert!(
+            journal.append(&all[4..]).is_err(),
+            "refused until rewritten"
+        );
+        journal.rewrite(&all[3..]).unwrap();
+        assert!(!journal.is_broken());
+        journal.append(&all[..1]).unwrap();
+        let mut expected = all[3..].to_vec();
+        expected.push(all[0].clone());
+        let scan = scan_journal(&path).unwrap();
+        assert_eq!((scan.entries, scan.cut_bytes), (expected, 0));
     }
 
     #[test]

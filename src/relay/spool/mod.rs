@@ -496,10 +496,16 @@ impl Spool {
                 self.on_committed();
                 Ok(())
             }
-            Err(e) => {
-                self.on_commit_failed();
-                Err(e)
-            }
+            Err(e) => match self.on_commit_failed() {
+                None => Err(e),
+                Some((number, len)) => Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}; segment {number} could not be cut back to its committed {len} \
+                         bytes: it is sealed there and a new segment follows"
+                    ),
+                )),
+            },
         }
     }
 
@@ -594,8 +600,9 @@ impl Spool {
     }
 
     /// After a commit failed: none of its messages is kept, and nothing half-written stays
-    /// visible (see [`Spool::commit`]).
-    fn on_commit_failed(&mut self) {
+    /// visible (see [`Spool::commit`]). Returns the seal, (segment, length), when the segment
+    /// could not be cut back.
+    fn on_commit_failed(&mut self) -> Option<(u64, u64)> {
         self.pending_messages.clear();
         self.pending.clear();
         if self.cut_back().is_err() {
@@ -609,12 +616,15 @@ impl Spool {
             self.pending_seals();
             if self.write_pending().is_ok() {
                 self.on_committed();
-                return;
+                return Some(sealed);
             }
             self.pending.clear();
             let _ = self.cut_back(); // the next commit writes from the committed length anyway
+            self.pending_seals();
+            return Some(sealed);
         }
         self.pending_seals();
+        None
     }
 
     /// Cuts the current segment back to its committed length, synced.

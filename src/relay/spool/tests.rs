@@ -534,7 +534,11 @@ fn a_failed_commit_whose_cut_fails_seals_the_segment_and_recovery_honours_it() {
     // one: the open has to honour the seal itself.
     spool.faults.fail.extend([Step::Cut; 3]);
     let lost = spool.append(&sample_envelope(1), &body(1)).unwrap();
-    assert!(spool.commit().is_err());
+    let said = spool.commit().unwrap_err().to_string();
+    assert!(
+        said.contains("is sealed there and a new segment follows"),
+        "{said}"
+    );
     let sealed_segment = spool.uncut[0].0;
     assert!(spool.seals.is_empty(), "the seal was committed at once");
     assert_eq!(spool.segment_count(), 2);
@@ -583,6 +587,26 @@ fn a_seal_that_cannot_be_written_at_once_goes_with_the_next_commit() {
     let (spool, recovered) = Spool::open(dir.path()).unwrap();
     assert_eq!(ids(&recovered), [kept.0, after.0]);
     assert!(spool.recovery_report().segment_bytes_cut > 0);
+}
+
+/// A journal write that fails and cannot be cut back: the state still changes, and the next
+/// change rewrites the journal from the live state, so nothing is lost after a reopen.
+#[test]
+fn a_broken_journal_is_rewritten_from_the_live_state() {
+    let dir = TempDir::new("journal-broken");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let a = spool.append(&sample_envelope(3), &body(1)).unwrap();
+    spool.commit().unwrap();
+    spool.set_recipient_state(a, 0, delivered()).unwrap();
+    spool.journal.partial_append = Some(5);
+    spool.journal.fail_cut = true;
+    assert!(spool.set_recipient_state(a, 1, delivered()).is_err());
+    assert_eq!(spool.get(a).unwrap().recipients[1], delivered());
+    spool.set_recipient_state(a, 2, delivered()).unwrap();
+    drop(spool);
+    let (spool, recovered) = Spool::open(dir.path()).unwrap();
+    assert_eq!(recovered[0].recipients, vec![delivered(); 3]);
+    assert_eq!(spool.recovery_report().journal_bytes_cut, 0);
 }
 
 #[test]

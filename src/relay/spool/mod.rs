@@ -39,8 +39,10 @@
 //!   nothing of its batch: the segment is cut back to its committed length and synced, so no
 //!   half-written record stays visible to recovery; if even the cut fails, the spool starts a
 //!   new segment whose first record is a *seal* ("segment N is trusted only up to length L"),
-//!   committed with the next batch, and recovery honours it. The caller answers `452 4.3.1`
-//!   and the client retries.
+//!   committed at once on its own when the disk allows, else with the next batch; recovery
+//!   honours it and the commit's error says so. The caller answers `452 4.3.1` and the client
+//!   retries. (Should the process die before the seal is on disk, the unacknowledged records
+//!   can come back: a duplicate of a message its client sends again, never a loss.)
 //! - **The journal** (`journal`): per-recipient states (deferred with attempts, next attempt
 //!   time and last reply; delivered or failed with the final reply) and "message done",
 //!   written without a sync per entry and synced by [`Spool::sync_journal`] (the caller's
@@ -56,13 +58,15 @@
 //!   entries durable, so a deletion lost in a crash brings back a segment recovery deletes
 //!   again; compaction, which drops those entries, first syncs the segment directory.
 //! - **Recovery** ([`Spool::open`]): read every segment from the start, verifying each CRC; the
-//!   first record that is torn or fails its CRC ends what is trusted of that segment, and the
-//!   file is cut there (records are only appended, so a record that fails its CRC was never
-//!   wholly written, and so never acknowledged; after damage in the middle, the bytes that
-//!   follow cannot be framed with confidence, so the rest of that segment is left out too,
-//!   and the recovery report counts the bytes cut). Then the journal is applied (a torn tail
-//!   is cut too). The open spool always appends to a new segment, never after bytes it did
-//!   not write itself.
+//!   first record that is torn or fails its CRC ends what is trusted of that segment. In the
+//!   newest segment that is a torn tail, cut away: records are only appended, so a record
+//!   that fails its CRC there was never wholly written, and so never acknowledged. In an older
+//!   segment (whole when a later one began) it is damage since: the bytes that follow cannot
+//!   be framed with confidence, so the rest of that segment is not recovered, but its bytes
+//!   are left in place and counted in the [`RecoveryReport`] for an operator (the CRC detects
+//!   damage; it cannot repair it, and committed messages after it are lost to the spool).
+//!   Then the journal is applied (a torn tail is cut too). The open spool always appends to a
+//!   new segment, never after bytes it did not write itself.
 //! - **One owner**: `DIR/lock` is `flock`ed for as long as the spool is open, so a second
 //!   server on the same directory fails to open it with a clear error.
 //!
@@ -330,8 +334,11 @@ pub struct RecoveryReport {
     pub segments_read: usize,
     /// Live messages found.
     pub live_messages: usize,
-    /// Bytes cut from segments: torn or damaged tails, and tails past a seal.
+    /// Bytes cut from segments: the newest segment's torn tail, and tails past a seal.
     pub segment_bytes_cut: u64,
+    /// Bytes left in older segments after a record that fails its CRC (damage since they
+    /// were written: the records there are not recovered, the bytes are kept for an operator).
+    pub segment_bytes_damaged: u64,
     /// Bytes cut from the journal's torn or damaged tail.
     pub journal_bytes_cut: u64,
     /// Segments deleted because every message in them was done.

@@ -11,7 +11,10 @@
 //!
 //! Rules it applies, in order:
 //! - A segment's trusted part ends at its first bad record (see `scan_segment`), or at a seal
-//!   for it found in a later segment, whichever is shorter; the file is cut there and synced.
+//!   for it found in a later segment, whichever is shorter. The newest segment (the only one
+//!   a crash can tear: every other was whole when a later one began) and a sealed one are cut
+//!   there and synced; in any other segment the bad bytes are damage, not a tear, and are
+//!   left in place (untrusted, counted in the report) for an operator to look at.
 //! - Ids and segment numbers continue after the largest seen in any segment or journal
 //!   high-water entry, so none is given twice.
 //! - An id found twice (which the spool never writes) keeps its first record.
@@ -61,12 +64,12 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         scans.insert(number, segment::scan_segment(&path)?);
     }
     report.segments_read = scans.len();
-    let seals: Vec<(u64, u64)> = scans.values().flat_map(|s| s.seals.clone()).collect();
-    for (sealed, len) in seals {
-        if let Some(scan) = scans.get_mut(&sealed) {
-            scan.trusted_len = scan.trusted_len.min(len);
-        }
+    let mut sealed_at: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(sealed, len) in scans.values().flat_map(|s| &s.seals) {
+        let at = sealed_at.entry(sealed).or_insert(len);
+        *at = (*at).min(len);
     }
+    let newest = numbers.last().copied();
 
     let mut next_id = 1u64;
     let mut next_segment = numbers.last().map_or(1, |n| n + 1);
@@ -74,13 +77,24 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
     let mut segments: BTreeMap<u64, SegmentInfo> = BTreeMap::new();
     let mut envelopes: BTreeMap<u64, Envelope> = BTreeMap::new();
     for (&number, scan) in &mut scans {
+        let seal = sealed_at.get(&number).copied();
+        if let Some(len) = seal {
+            scan.trusted_len = scan.trusted_len.min(len);
+        }
         if scan.trusted_len < scan.file_len {
-            let path = segment::segment_path(&seg_dir, number);
-            let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(scan.trusted_len)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| context(e, &path, "cannot cut the torn tail of"))?;
-            report.segment_bytes_cut += scan.file_len - scan.trusted_len;
+            if seal.is_some() || Some(number) == newest {
+                // A torn tail (only the segment appended to last can have one: every other
+                // was whole when a later one began) or a tail past a seal: cut it away.
+                let path = segment::segment_path(&seg_dir, number);
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(scan.trusted_len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| context(e, &path, "cannot cut the torn tail of"))?;
+                report.segment_bytes_cut += scan.file_len - scan.trusted_len;
+            } else {
+                // Damage in a segment that was whole: its bytes are left for an operator.
+                report.segment_bytes_damaged += scan.file_len - scan.trusted_len;
+            }
         }
         let info = segments.entry(number).or_default();
         for found in scan.messages.drain(..) {

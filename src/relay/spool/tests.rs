@@ -334,7 +334,40 @@ fn a_damaged_record_ends_what_is_trusted_of_its_segment() {
         damaged[at as usize] ^= 0x20;
         let (found, report) = reopen_with_segment(dir.path(), &name, &damaged);
         assert_eq!(found, sent[..1], "byte {at}");
+        // The newest segment: a torn tail as far as anyone can tell, cut.
         assert_eq!(report.segment_bytes_cut, ends[2] - ends[0], "byte {at}");
+        assert_eq!(report.segment_bytes_damaged, 0);
+    }
+}
+
+/// Damage in a segment older than the newest is not a torn tail: the records after it are
+/// not recovered, but its bytes stay for an operator, and every open says the same.
+#[test]
+fn damage_in_an_older_segment_is_left_in_place_and_reported() {
+    let dir = TempDir::new("damaged-older");
+    let (sent, ends, bytes) = three_records(dir.path());
+    let name = segment_files(dir.path())[0].clone();
+    let mut damaged = bytes.clone();
+    damaged[ends[0] as usize + 30] ^= 0x01;
+    for entry in std::fs::read_dir(dir.path().join("seg")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.path().join("journal"));
+    std::fs::write(dir.path().join("seg").join(&name), &damaged).unwrap();
+    // A newer segment with one message, so the damaged one is not the newest.
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let later = spool.append(&bare_envelope(1), &body(9)).unwrap();
+    spool.commit().unwrap();
+    drop(spool);
+    std::fs::write(dir.path().join("seg").join(&name), &damaged).unwrap();
+    for _ in 0..2 {
+        let (spool, recovered) = Spool::open(dir.path()).unwrap();
+        assert_eq!(ids(&recovered), [sent[0], later.0]);
+        let report = spool.recovery_report();
+        assert_eq!(report.segment_bytes_cut, 0);
+        assert_eq!(report.segment_bytes_damaged, ends[2] - ends[0]);
+        let on_disk = std::fs::read(dir.path().join("seg").join(&name)).unwrap();
+        assert_eq!(on_disk, damaged, "left as it was");
     }
 }
 

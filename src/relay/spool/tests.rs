@@ -471,6 +471,23 @@ fn a_second_open_of_one_spool_fails_clearly_until_the_first_is_closed() {
     Spool::open(dir.path()).unwrap();
 }
 
+/// The spool moves to the storage thread that owns it.
+#[test]
+fn the_spool_can_move_to_its_storage_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Spool>();
+}
+
+/// A spool directory that cannot be one is refused with its path named.
+#[test]
+fn a_spool_path_that_is_a_file_is_refused_clearly() {
+    let dir = TempDir::new("not-a-dir");
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Spool::open(&file).unwrap_err();
+    assert!(err.to_string().contains("plain"), "{err}");
+}
+
 /// The order of a commit's steps: the write, the file's sync, the directory's sync (a new
 /// segment), and only then `Ok` (the caller's `250`).
 #[test]
@@ -888,7 +905,7 @@ fn kill9_child_appends_and_commits() {
     }
 }
 
-/// `kill -9` at random moments of a child that commits in a loop: every id the child printed
+/// `kill -9` at ten random moments of a child that commits in a loop: every id the child printed
 /// as committed (and not done) is recovered, ids are never given twice, and nothing is cut
 /// that was whole. (A kill keeps the page cache, so this proves the recovery logic, not the
 /// syncs: their order is checked by the order test above.)
@@ -901,7 +918,7 @@ fn a_kill_9_loses_no_committed_message() {
     let mut seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut committed = BTreeSet::new();
     let mut done = BTreeSet::new();
-    for kill in 0..5 {
+    for kill in 0..10 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;

@@ -84,7 +84,9 @@
 //! `fdatasync` on the segment, `fsync` on its directory, and a filesystem that keeps the
 //! order of those promises. A `kill -9` keeps written data even without a sync (the page
 //! cache survives), so it cannot prove durability alone: the unit tests also check the order
-//! of the steps (write, file sync, directory sync) before a commit returns.
+//! of the steps (write, file sync, directory sync) before a commit returns, in the code and,
+//! where `strace` can run, in the system calls of a child process (`pwrite64` of the
+//! segment, its `fdatasync`, the directory's `fsync`, then the line standing for the `250`).
 
 mod frame;
 mod journal;

@@ -24,7 +24,7 @@
 //! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
 //! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
 //! | [`probe`] | `fastsmtpd await` and `fastsmtpd ready`: the API and the SMTP greeting asked from a shell, a blocking HTTP/1.1 client |
-//! | [`relay`] | the second hop (being built): so far its SMTP client's reply framing and EHLO capabilities, and the queue's order (retry, lifetime, next hops' back-off), sans I/O |
+//! | [`relay`] | the second hop (being built): its SMTP client's reply framing and EHLO capabilities and the queue's order (retry, lifetime, next hops' back-off), sans I/O; delivery status notifications (RFC 3464), pure; the spool (durable segments, state journal, recovery; standalone) |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].
@@ -56,8 +56,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 // A few libc calls with no safe std equivalent are the crate's only `unsafe`: `syncfs`,
 // `sync_file_range`, `malloc_trim` and `fcntl` (a FIFO made blocking again) in `store`,
-// `getrlimit`/`setrlimit` in `server::descriptors`, `mallopt` in `server::heap`; each is allowed where it is, with its
-// SAFETY note.
+// `getrlimit`/`setrlimit` in `server::descriptors`, `mallopt` in `server::heap`, `flock` (the
+// spool's lock) in `relay::spool`; each is allowed where it is, with its SAFETY note.
 #![deny(unsafe_code)]
 
 pub mod api;

@@ -10,13 +10,21 @@
 //!
 //! What exists now: the first piece of [`client`], the parsing a client needs and no more:
 //! framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
-//! ([`client::capabilities`]); and the queue's order without a clock ([`schedule`]: the retry
+//! ([`client::capabilities`]); the queue's order without a clock ([`schedule`]: the retry
 //! policy and queue lifetime, the due-time heap, the next hops' back-off and connection
-//! limits, the ready queue); and delivery status notifications ([`dsn`]), written by a pure
+//! limits, the ready queue); delivery status notifications ([`dsn`]), written by a pure
 //! function: given a message's envelope, its recipients' outcomes and its bytes, the RFC 3464
-//! report to send its sender. Nothing here opens a socket, reads a clock or keeps a message,
-//! and nothing in the server calls it yet.
+//! report to send its sender; and the [`spool`] as a standalone storage engine: append-only
+//! segments with group commit, a state journal, recovery after a crash, a lock so one server
+//! owns it. The client, the schedule and the notifications open no socket and read no clock;
+//! the spool does file I/O only, on the thread that calls it, and keeps no body in memory.
+//! Nothing in the server calls any of them yet: the sessions (a `250` only after
+//! [`spool::Spool::commit`], `452 4.3.1` when it fails) and the delivery loops come next.
+//!
+//! The spool stays outside [`client`]: the client is sans-I/O (checked by
+//! `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
 pub mod dsn;
 pub mod schedule;
+pub mod spool;

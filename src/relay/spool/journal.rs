@@ -1,0 +1,491 @@
+//! The state journal: what happened to each spooled message since it was committed, as
+//! append-only records beside the segments (`DIR/journal`).
+//!
+//! What it does: encodes and decodes the journal's entries ([`Entry`]); [`Journal`] appends
+//! them to the file without a sync per entry, syncs when asked, cuts a failed write back so no
+//! half-written entry sits before later ones, and is replaced whole by [`Journal::rewrite`]
+//! (compaction: a new file with the live state, renamed over the old one, the directory
+//! synced); [`scan_journal`] reads it back at recovery, stopping at (and cutting) a torn tail.
+//!
+//! What it does not do: decide what an entry means for a message (the spool applies them), or
+//! when to compact or sync (the spool's policy).
+//!
+//! Why no sync per entry (RFC 5321 §6.1): an entry lost in a crash says less than happened,
+//! never more. A lost "delivered" means the recipient is tried again, a duplicate, the failure
+//! §6.1 tolerates; a lost "done" keeps a message that could have gone. Nothing lost here loses
+//! mail, which lives in the segments.
+
+use super::frame::{check_record, parse_header, record_into, FieldReader, FieldWriter, Malformed};
+use super::frame::{HEADER_LEN, MAX_PAYLOAD_BYTES};
+use super::RecipientState;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The magic that starts every journal record.
+const JOURNAL_MAGIC: &[u8; 4] = b"FSPJ";
+
+/// Kind: a recipient's new state.
+const KIND_RECIPIENT: u8 = 1;
+/// Kind: a message is done.
+const KIND_DONE: u8 = 2;
+/// Kind: the high-water marks.
+const KIND_HIGH_WATER: u8 = 3;
+
+/// Recipient state codes inside a [`KIND_RECIPIENT`] entry.
+const STATE_DEFERRED: u8 = 1;
+/// Delivered.
+const STATE_DELIVERED: u8 = 2;
+/// Failed.
+const STATE_FAILED: u8 = 3;
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Entry {
+    /// Recipient `rcpt` (its index in the envelope) of message `id` is now in `state`
+    /// (never [`RecipientState::Pending`]).
+    Recipient {
+        /// The message.
+        id: u64,
+        /// The recipient's index.
+        rcpt: u32,
+        /// Its new state.
+        state: RecipientState,
+    },
+    /// Message `id` is done: every recipient is delivered or failed and any notification is
+    /// spooled, or it was deleted.
+    Done {
+        /// The message.
+        id: u64,
+    },
+    /// No id below `next_id` and no segment number below `next_segment` may be given again:
+    /// written before a segment is deleted and at the head of a compacted journal, so numbers
+    /// stay unique when their segments are gone.
+    HighWater {
+        /// The next spool id.
+        next_id: u64,
+        /// The next segment number.
+        next_segment: u64,
+    },
+}
+
+/// Appends `entry`, framed, to `out`.
+pub(super) fn entry_into(out: &mut Vec<u8>, entry: &Entry) {
+    let mut payload = Vec::with_capacity(64);
+    let mut w = FieldWriter::new(&mut payload);
+    let kind = match entry {
+        Entry::Recipient { id, rcpt, state } => {
+            w.u64(*id);
+            w.u32(*rcpt);
+            match state {
+                // Not written (the spool refuses it); encoded as a deferral never tried.
+                RecipientState::Pending => {
+                    w.u8(STATE_DEFERRED);
+                    w.u32(0);
+                    w.u64(0);
+                    w.bytes(b"");
+                }
+                RecipientState::Deferred {
+                    attempts,
+                    next_attempt_unix_ms,
+                    last_reply,
+                } => {
+                    w.u8(STATE_DEFERRED);
+                    w.u32(*attempts);
+                    w.u64(*next_attempt_unix_ms);
+                    w.bytes(truncated(last_reply));
+                }
+                RecipientState::Delivered { reply } => {
+                    w.u8(STATE_DELIVERED);
+                    w.bytes(truncated(reply));
+                }
+                RecipientState::Failed { reply } => {
+                    w.u8(STATE_FAILED);
+                    w.bytes(truncated(reply));
+                }
+            }
+            KIND_RECIPIENT
+        }
+        Entry::Done { id } => {
+            w.u64(*id);
+            KIND_DONE
+        }
+        Entry::HighWater {
+            next_id,
+            next_segment,
+        } => {
+            w.u64(*next_id);
+            w.u64(*next_segment);
+            KIND_HIGH_WATER
+        }
+    };
+    record_into(out, JOURNAL_MAGIC, kind, &payload);
+}
+
+/// A reply kept in the journal, cut to [`MAX_PAYLOAD_BYTES`] less room for the rest (a reply
+/// is a few hundred bytes; the bound only keeps the framing honest).
+fn truncated(reply: &[u8]) -> &[u8] {
+    &reply[..reply.len().min(MAX_PAYLOAD_BYTES - 64)]
+}
+
+/// Decodes one entry's payload.
+fn parse_entry(kind: u8, payload: &[u8]) -> Result<Entry, Malformed> {
+    let mut r = FieldReader::new(payload);
+    let entry = match kind {
+        KIND_RECIPIENT => {
+            let id = r.u64()?;
+            let rcpt = r.u32()?;
+            let state = match r.u8()? {
+                STATE_DEFERRED => RecipientState::Deferred {
+                    attempts: r.u32()?,
+                    next_attempt_unix_ms: r.u64()?,
+                    last_reply: r.bytes()?.to_vec(),
+                },
+                STATE_DELIVERED => RecipientState::Delivered {
+                    reply: r.bytes()?.to_vec(),
+                },
+                STATE_FAILED => RecipientState::Failed {
+                    reply: r.bytes()?.to_vec(),
+                },
+                _ => return Err(Malformed),
+            };
+            Entry::Recipient { id, rcpt, state }
+        }
+        KIND_DONE => Entry::Done { id: r.u64()? },
+        KIND_HIGH_WATER => Entry::HighWater {
+            next_id: r.u64()?,
+            next_segment: r.u64()?,
+        },
+        _ => return Err(Malformed),
+    };
+    r.end()?;
+    Ok(entry)
+}
+
+/// What [`scan_journal`] found.
+#[derive(Debug, Default)]
+pub(super) struct JournalScan {
+    /// The entries, in order.
+    pub(super) entries: Vec<Entry>,
+    /// Bytes cut from a torn or damaged tail.
+    pub(super) cut_bytes: u64,
+}
+
+/// Reads the journal at `path` (a missing file is an empty journal) up to its first torn or
+/// damaged record, and cuts the file there (synced), so entries appended later follow good
+/// ones. A record with a valid CRC that does not decode fails the open (another version
+/// wrote it).
+pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalScan::default()),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let mut scan = JournalScan::default();
+    let mut at = 0usize;
+    while let Ok(header) = parse_header(&bytes[at..], JOURNAL_MAGIC) {
+        let end = at + HEADER_LEN + header.len as usize;
+        let Some(payload) = bytes.get(at + HEADER_LEN..end) else {
+            break;
+        };
+        if check_record(&header, payload).is_err() {
+            break;
+        }
+        let entry = (header.version == super::frame::FORMAT_VERSION)
+            .then(|| parse_entry(header.kind, payload).ok())
+            .flatten()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: an unreadable entry at offset {at} (written by another version of fastsmtpd?)",
+                        path.display()
+                    ),
+                )
+            })?;
+        scan.entries.push(entry);
+        at = end;
+    }
+    if at < bytes.len() {
+        scan.cut_bytes = (bytes.len() - at) as u64;
+        file.set_len(at as u64)?;
+        file.sync_data()?;
+    }
+    Ok(scan)
+}
+
+/// The journal file, open for appending.
+#[derive(Debug)]
+pub(super) struct Journal {
+    /// Where it is.
+    path: PathBuf,
+    /// The open file.
+    file: File,
+    /// Its length: where the next entry goes.
+    len: u64,
+    /// Entries written since the last sync.
+    dirty: bool,
+    /// A failed write could not be cut back: the file must be rewritten before anything is
+    /// appended to it again.
+    broken: bool,
+    /// Test-only failures: the next append writes this many bytes and fails...
+    #[cfg(test)]
+    pub(super) partial_append: Option<usize>,
+    /// ...and its cut back fails too.
+    #[cfg(test)]
+    pub(super) fail_cut: bool,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path` for appending after what it holds. Returns it
+    /// and whether it was created (then its directory must be synced).
+    pub(super) fn open(path: &Path) -> io::Result<(Journal, bool)> {
+        let created = !path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                len,
+                dirty: false,
+                broken: false,
+                #[cfg(test)]
+                partial_append: None,
+                #[cfg(test)]
+                fail_cut: false,
+            },
+            created,
+        ))
+    }
+
+    /// Its length in bytes.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether a failed write left it in need of a rewrite.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Appends `entries` in one write, without a sync. A failed write is cut back to where
+    /// the entries began; if even that fails the journal is broken (see
+    /// [`Journal::is_broken`]) until rewritten.
+    pub(super) fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(
+                "the journal needs a rewrite after a failed write",
+            ));
+        }
+        let mut bytes = Vec::with_capacity(64 * entries.len());
+        for entry in entries {
+            entry_into(&mut bytes, entry);
+        }
+        let written = self.write_at_end(&bytes);
+        match written {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                self.dirty = true;
+                Ok(())
+            }
+            Err(e) => {
+                if self.cut_back().is_err() {
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `bytes` at the journal's end (a failure may leave part of them).
+    fn write_at_end(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.partial_append.take() {
+            self.file
+                .write_all_at(&bytes[..n.min(bytes.len())], self.len)?;
+            return Err(io::Error::other("injected: the disk filled part way"));
+        }
+        self.file.write_all_at(bytes, self.len)
+    }
+
+    /// Cuts the file back to the end of its last whole entry.
+    fn cut_back(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_cut) {
+            return Err(io::Error::other("injected: cannot cut"));
+        }
+        self.file.set_len(self.len)
+    }
+
+    /// Makes every entry written so far durable (`fdatasync`), if any was written since the
+    /// last sync.
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Replaces the journal with `entries` (the live state): written to `journal.tmp`, synced,
+    /// renamed over the journal, the directory synced. On failure the old journal stays in
+    /// use (unless it is broken, then the next rewrite tries again).
+    pub(super) fn rewrite(&mut self, entries: &[Entry]) -> io::Result<()> {
+        let temporary = self.path.with_extension("tmp");
+        let mut bytes = Vec::with_capacity(64 * entries.len());
+        for entry in entries {
+            entry_into(&mut bytes, entry);
+        }
+        let written = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temporary)?;
+            file.write_all_at(&bytes, 0)?;
+            file.sync_data()?;
+            std::fs::rename(&temporary, &self.path)?;
+            super::sync_dir(super::parent_dir(&self.path))?;
+            Ok(file)
+        })();
+        match written {
+            Ok(file) => {
+                self.file = file;
+                self.len = bytes.len() as u64;
+                self.dirty = false;
+                self.broken = false;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<Entry> {
+        vec![
+            Entry::HighWater {
+                next_id: 5,
+                next_segment: 2,
+            },
+            Entry::Recipient {
+                id: 1,
+                rcpt: 0,
+                state: RecipientState::Deferred {
+                    attempts: 2,
+                    next_attempt_unix_ms: 1_000_000,
+                    last_reply: b"451 4.3.0 later".to_vec(),
+                },
+            },
+            Entry::Recipient {
+                id: 1,
+                rcpt: 1,
+                state: RecipientState::Delivered {
+                    reply: b"250 2.0.0 ok".to_vec(),
+                },
+            },
+            Entry::Recipient {
+                id: 2,
+                rcpt: 0,
+                state: RecipientState::Failed {
+                    reply: b"550 5.1.1 no".to_vec(),
+                },
+            },
+            Entry::Done { id: 2 },
+        ]
+    }
+
+    /// A torn journal tail, cut at every length: the scan keeps exactly the whole entries
+    /// before the cut, and cuts the file back to them.
+    #[test]
+    fn a_torn_journal_tail_keeps_the_whole_entries_and_is_cut() {
+        let dir = super::super::tests::TempDir::new("journal-torn");
+        let path = dir.path().join("journal");
+        let all = entries();
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for entry in &all {
+            entry_into(&mut bytes, entry);
+            ends.push(bytes.len());
+        }
+        for len in 0..=bytes.len() {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            let scan = scan_journal(&path).unwrap();
+            let whole = ends.iter().filter(|&&end| end <= len).count();
+            assert_eq!(scan.entries, all[..whole], "cut at {len}");
+            let kept = if whole == 0 { 0 } else { ends[whole - 1] };
+            assert_eq!(scan.cut_bytes, (len - kept) as u64);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), kept as u64);
+        }
+    }
+
+    /// A write that fails part way is cut back, so the entries appended after it are read;
+    /// when even the cut fails, nothing more is appended until a rewrite.
+    #[test]
+    fn a_failed_append_leaves_no_half_entry_before_later_ones() {
+        let dir = super::super::tests::TempDir::new("journal-fail");
+        let path = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        let all = entries();
+        journal.append(&all[..1]).unwrap();
+        journal.partial_append = Some(7);
+        assert!(journal.append(&all[1..2]).is_err());
+        assert!(!journal.is_broken());
+        journal.append(&all[2..3]).unwrap();
+        assert_eq!(
+            scan_journal(&path).unwrap().entries,
+            [all[0].clone(), all[2].clone()]
+        );
+        journal.partial_append = Some(7);
+        journal.fail_cut = true;
+        assert!(journal.append(&all[3..4]).is_err());
+        assert!(journal.is_broken());
+        assert!(
+            journal.append(&all[4..]).is_err(),
+            "refused until rewritten"
+        );
+        journal.rewrite(&all[3..]).unwrap();
+        assert!(!journal.is_broken());
+        journal.append(&all[..1]).unwrap();
+        let mut expected = all[3..].to_vec();
+        expected.push(all[0].clone());
+        let scan = scan_journal(&path).unwrap();
+        assert_eq!((scan.entries, scan.cut_bytes), (expected, 0));
+    }
+
+    #[test]
+    fn appended_entries_are_read_back_and_a_rewrite_replaces_them() {
+        let dir = super::super::tests::TempDir::new("journal-append");
+        let path = dir.path().join("journal");
+        assert!(scan_journal(&path).unwrap().entries.is_empty());
+        let (mut journal, created) = Journal::open(&path).unwrap();
+        assert!(created);
+        journal.append(&entries()[..2]).unwrap();
+        journal.append(&entries()[2..]).unwrap();
+        journal.sync().unwrap();
+        assert_eq!(scan_journal(&path).unwrap().entries, entries());
+        journal.rewrite(&entries()[4..]).unwrap();
+        assert_eq!(scan_journal(&path).unwrap().entries, entries()[4..]);
+        journal.append(&entries()[..1]).unwrap();
+        let mut expected = entries()[4..].to_vec();
+        expected.push(entries()[0].clone());
+        assert_eq!(scan_journal(&path).unwrap().entries, expected);
+        assert!(!dir.path().join("journal.tmp").exists());
+    }
+}

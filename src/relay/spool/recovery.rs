@@ -1,0 +1,284 @@
+//! Opening a spool: its lock, then recovery from whatever a stop or a crash left.
+//!
+//! What it does: creates the spool's directories (syncing their parents), takes `DIR/lock`
+//! with `flock` (a second opener gets a clear error naming the holder's pid), reads every
+//! segment (`segment::scan_segment`), honours seals, cuts torn tails, applies the journal
+//! (`journal::scan_journal`, which cuts its torn tail), deletes segments whose messages are
+//! all done, and builds the open [`Spool`] and the list of live messages.
+//!
+//! What it does not do: append or commit (the open spool does), or decide what a live
+//! message needs next (the scheduler reads the recipients' states it returns).
+//!
+//! Rules it applies, in order:
+//! - A segment's trusted part ends at its first bad record (see `scan_segment`), or at a seal
+//!   for it found in a later segment, whichever is shorter. The newest segment (the only one
+//!   a crash can tear: every other was whole when a later one began) and a sealed one are cut
+//!   there and synced; in any other segment the bad bytes are damage, not a tear, and are
+//!   left in place (untrusted, counted in the report) for an operator to look at.
+//! - Ids and segment numbers continue after the largest seen in any segment or journal
+//!   high-water entry, so none is given twice.
+//! - An id found twice (which the spool never writes) keeps its first record.
+//! - Journal entries apply in order; an entry for a message that is gone (its segment was
+//!   deleted) is skipped; a final recipient state is never changed back.
+
+use super::journal::{self, Entry, Journal};
+use super::segment::{self, Scan};
+use super::{
+    sync_dir, Current, Envelope, Kept, RecipientState, Recovered, RecoveryReport, SegmentInfo,
+    Spool, SpoolId, SpoolLimits, SpoolRef,
+};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+
+/// The segment directory's name inside the spool directory.
+const SEGMENT_DIR: &str = "seg";
+
+/// Opens the spool in `dir` (see [`Spool::open_with`]).
+pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Recovered>)> {
+    let seg_dir = dir.join(SEGMENT_DIR);
+    std::fs::create_dir_all(&seg_dir).map_err(|e| context(e, dir, "cannot create"))?;
+    sync_dir(dir)?;
+    sync_dir(super::parent_dir(dir))?;
+    let lock = take_lock(dir)?;
+    let _ = std::fs::remove_file(dir.join("journal.tmp")); // a compaction that did not finish
+    let mut report = RecoveryReport::default();
+
+    // Segments, in number order.
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(&seg_dir)? {
+        let entry = entry?;
+        if let Some(number) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_name)
+        {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    let mut scans: BTreeMap<u64, Scan> = BTreeMap::new();
+    for &number in &numbers {
+        let path = segment::segment_path(&seg_dir, number);
+        scans.insert(number, segment::scan_segment(&path)?);
+    }
+    report.segments_read = scans.len();
+    let mut sealed_at: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(sealed, len) in scans.values().flat_map(|s| &s.seals) {
+        let at = sealed_at.entry(sealed).or_insert(len);
+        *at = (*at).min(len);
+    }
+    let newest = numbers.last().copied();
+
+    let mut next_id = 1u64;
+    let mut next_segment = numbers.last().map_or(1, |n| n + 1);
+    let mut messages: BTreeMap<u64, Kept> = BTreeMap::new();
+    let mut segments: BTreeMap<u64, SegmentInfo> = BTreeMap::new();
+    let mut envelopes: BTreeMap<u64, Envelope> = BTreeMap::new();
+    for (&number, scan) in &mut scans {
+        let seal = sealed_at.get(&number).copied();
+        if let Some(len) = seal {
+            scan.trusted_len = scan.trusted_len.min(len);
+        }
+        if scan.trusted_len < scan.file_len {
+            if seal.is_some() || Some(number) == newest {
+                // A torn tail (only the segment appended to last can have one: every other
+                // was whole when a later one began) or a tail past a seal: cut it away.
+                let path = segment::segment_path(&seg_dir, number);
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(scan.trusted_len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| context(e, &path, "cannot cut the torn tail of"))?;
+                report.segment_bytes_cut += scan.file_len - scan.trusted_len;
+            } else {
+                // Damage in a segment that was whole: its bytes are left for an operator.
+                report.segment_bytes_damaged += scan.file_len - scan.trusted_len;
+            }
+        }
+        let info = segments.entry(number).or_default();
+        for found in scan.messages.drain(..) {
+            next_id = next_id.max(found.id.saturating_add(1));
+            if found.offset + found.record_len > scan.trusted_len {
+                continue; // past a seal: never acknowledged
+            }
+            if messages.contains_key(&found.id) {
+                continue;
+            }
+            info.ids.push(found.id);
+            info.live += 1;
+            messages.insert(
+                found.id,
+                Kept {
+                    place: SpoolRef {
+                        id: SpoolId(found.id),
+                        segment: number,
+                        offset: found.offset,
+                        record_len: found.record_len,
+                        body_offset: found.body_offset,
+                        body_len: found.body_len,
+                    },
+                    recipients: vec![RecipientState::Pending; found.envelope.recipients.len()],
+                    done: false,
+                },
+            );
+            // Kept aside for the returned list (dropped below for messages found done).
+            envelopes.insert(found.id, found.envelope);
+        }
+    }
+
+    // The journal.
+    let journal_path = dir.join("journal");
+    let scanned = journal::scan_journal(&journal_path)?;
+    report.journal_bytes_cut = scanned.cut_bytes;
+    for entry in scanned.entries {
+        match entry {
+            Entry::HighWater {
+                next_id: id,
+                next_segment: segment,
+            } => {
+                next_id = next_id.max(id);
+                next_segment = next_segment.max(segment);
+            }
+            Entry::Done { id } => {
+                if let Some(kept) = messages.get_mut(&id) {
+                    if !kept.done {
+                        kept.done = true;
+                        kept.recipients = Vec::new();
+                        if let Some(info) = segments.get_mut(&kept.place.segment) {
+                            info.live = info.live.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            Entry::Recipient { id, rcpt, state } => {
+                let slot = messages
+                    .get_mut(&id)
+                    .and_then(|kept| kept.recipients.get_mut(rcpt as usize));
+                if let Some(slot) = slot {
+                    if !slot.is_final() && state != RecipientState::Pending {
+                        *slot = state;
+                    }
+                }
+            }
+        }
+    }
+    let (journal, created) = Journal::open(&journal_path)?;
+    if created {
+        sync_dir(dir)?;
+    }
+
+    let mut recovered = Vec::new();
+    for (id, kept) in &messages {
+        if kept.done {
+            continue;
+        }
+        let Some(envelope) = envelopes.remove(id) else {
+            continue;
+        };
+        recovered.push(Recovered {
+            spool_ref: kept.place,
+            envelope,
+            recipients: kept.recipients.clone(),
+        });
+    }
+    report.live_messages = recovered.len();
+
+    let mut spool = Spool {
+        dir: dir.to_path_buf(),
+        seg_dir,
+        _lock: lock,
+        limits,
+        compact_at: limits.journal_compact_bytes,
+        journal,
+        next_id,
+        next_segment: next_segment + 1,
+        current: Current {
+            number: next_segment,
+            file: None,
+            committed_len: 0,
+        },
+        pending: Vec::new(),
+        pending_messages: Vec::new(),
+        seals: Vec::new(),
+        uncut: Vec::new(),
+        dir_unsynced: false,
+        messages,
+        segments,
+        report,
+        #[cfg(test)]
+        faults: super::tests::Faults::default(),
+    };
+    let finished: Vec<u64> = spool
+        .segments
+        .iter()
+        .filter(|(_, info)| info.live == 0)
+        .map(|(&number, _)| number)
+        .collect();
+    for number in finished {
+        spool.delete_segment(number)?;
+        spool.report.segments_deleted += 1;
+    }
+    if spool.journal.len() >= spool.compact_at {
+        spool.compact()?;
+    }
+    Ok((spool, recovered))
+}
+
+/// `e` with what was being done to `path`.
+fn context(e: io::Error, path: &Path, doing: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
+}
+
+/// Takes `DIR/lock` with `flock(LOCK_EX | LOCK_NB)` and writes this process's id into it. The
+/// lock is the open file's: it lasts until the file is closed (the spool dropped, or the
+/// process gone, however it ended).
+fn take_lock(dir: &Path) -> io::Result<File> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| context(e, &path, "cannot open"))?;
+    if let Err(e) = flock_exclusive(&file) {
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(context(e, &path, "cannot lock"));
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let holder = if holder.is_empty() || !holder.bytes().all(|b| b.is_ascii_digit()) {
+            String::from("another process")
+        } else {
+            format!("process {holder}")
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "the spool {} is in use: {holder} holds its lock ({}); two servers cannot share one spool",
+                dir.display(),
+                path.display()
+            ),
+        ));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `WouldBlock` when another open file holds it.
+#[allow(unsafe_code)]
+fn flock_exclusive(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock takes a file descriptor and touches no memory of ours; `file` is open for
+    // the duration of the call.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

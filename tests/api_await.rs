@@ -209,3 +209,67 @@ fn an_await_longer_than_the_request_deadline_is_answered() {
     let r = get(server.local_addr(), "/api/v1/await?rcpt=r@test&timeout=11s");
     assert_eq!(r.status, 408);
 }
+
+/// A message after the cursor that the store's limits evicted before the await examined it:
+/// `expect=none` cannot claim that none arrived (`410`, `evicted_unexamined`), and a timed
+/// out await says so; a message the await examined before its eviction changes nothing.
+#[test]
+fn expect_none_after_an_unexamined_eviction_is_410_not_a_false_pass() {
+    let (capture, server) = serve_with(
+        fastsmtpd::capture::Limits {
+            max_messages: 2,
+            ..fastsmtpd::capture::Limits::default()
+        },
+        ApiOptions::default(),
+    );
+    let addr = server.local_addr();
+    insert(&capture, "before", "s@test", &["x@test"], &mail("before"));
+    let cursor = capture.head();
+    // The wanted message arrives, then two more push it out (at most 2 kept).
+    insert(&capture, "wanted", "s@test", &["wanted@test"], &mail("w"));
+    insert(&capture, "f1", "s@test", &["x@test"], &mail("f1"));
+    insert(&capture, "f2", "s@test", &["x@test"], &mail("f2"));
+    let r = get(
+        addr,
+        &format!("/api/v1/await?rcpt=wanted@test&after={cursor}&expect=none&timeout=0"),
+    );
+    assert_eq!(r.status, 410, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["evicted_unexamined"], true);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("evicted"));
+    // Without expect=none: the timeout's 408 says the same.
+    let r = get(
+        addr,
+        &format!("/api/v1/await?rcpt=wanted@test&after={cursor}&timeout=0"),
+    );
+    assert_eq!(r.status, 408);
+    assert_eq!(r.json()["evicted_unexamined"], true);
+    // From a cursor past the evicted one: an honest 200.
+    let head = capture.head();
+    let r = get(
+        addr,
+        &format!("/api/v1/await?rcpt=wanted@test&after={head}&expect=none&timeout=0"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["evicted_unexamined"], false);
+}
+
+/// An empty `rcpt=` (an unset shell variable) or one without a local part is a `400`, never
+/// a selection that matches nothing (which would pass `expect=none` falsely).
+#[test]
+fn an_empty_recipient_is_refused() {
+    let (_capture, server) = serve(ApiOptions::default());
+    let addr = server.local_addr();
+    for path in [
+        "/api/v1/await?rcpt=&expect=none&timeout=0",
+        "/api/v1/await?rcpt=%40x.test&expect=none&timeout=0",
+        "/api/v1/messages?rcpt=",
+    ] {
+        let r = get(addr, path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(r.text().contains("not an address"), "{path}: {}", r.text());
+    }
+}

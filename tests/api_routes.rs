@@ -377,3 +377,38 @@ fn an_oversized_head_and_a_slowloris_sender_are_refused_and_the_api_goes_on() {
     );
     assert_eq!(get(addr, "/api/v1/cursor").status, 200);
 }
+
+/// Every change from another origin is refused (`403`), not only a POST: a DELETE of mail
+/// too (a browser would preflight it, but the server does not rely on that). Reads pass,
+/// the API's own origin passes, and a client that sends no Origin passes.
+#[test]
+fn changes_from_another_origin_are_refused_on_every_route() {
+    let (capture, server) = serve(ApiOptions::default());
+    let addr = server.local_addr();
+    insert(&capture, "m1", "s@test", &["csrf@test"], &mail("x"));
+    let evil = "Origin: http://evil.example";
+    for (method, path) in [
+        ("DELETE", "/api/v1/messages?rcpt=csrf@test"),
+        ("DELETE", "/api/v1/messages"),
+        ("DELETE", "/api/v1/messages/m1"),
+        ("POST", "/api/v1/mailboxes"),
+        ("PUT", "/api/v1/faults"),
+    ] {
+        let r = request(addr, method, path, &[evil]);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    assert_eq!(capture.count(&fastsmtpd::capture::Filter::all()), 1);
+    assert_eq!(
+        request(addr, "GET", "/api/v1/messages", &[evil]).status,
+        200
+    );
+    // The test client asks for `Host: localhost`: its own origin is http://localhost.
+    let r = request(
+        addr,
+        "DELETE",
+        "/api/v1/messages/m1",
+        &["Origin: http://localhost"],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(capture.count(&fastsmtpd::capture::Filter::all()), 0);
+}

@@ -161,6 +161,18 @@ impl ApiServer {
                 let state = Arc::clone(&state);
                 async move {
                     let path = request.uri().path();
+                    // A change from another origin is refused on every route of our own
+                    // (`routes::foreign_origin`); the Mailpit-compatible subset behaves as
+                    // Mailpit does (its clients are test runners, not pages).
+                    let changes = !matches!(
+                        *request.method(),
+                        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+                    );
+                    if changes && !path.starts_with(mailpit::PREFIX) {
+                        if let Some(refused) = routes::foreign_origin(&state, &request) {
+                            return refused;
+                        }
+                    }
                     if path.starts_with(mailpit::PREFIX) {
                         mailpit::handle(state, request, conn).await
                     } else if mailboxes::owns(request.uri().path()) {

@@ -135,6 +135,15 @@ impl Selection {
         }
         let term = match key {
             "rcpt" => {
+                // An empty value (an unset shell variable) would match nothing, and so pass
+                // an `expect=none` falsely; an empty local part is no address either (RFC
+                // 5321 §4.1.2: a Local-part has at least one character; `""@x` is one).
+                if value.is_empty() || value.starts_with('@') {
+                    return Err(BadRequest(format!(
+                        "rcpt={value:?}: not an address (a local part, then @ and a domain: \
+                         user@example.com; or a bare local part such as postmaster)"
+                    )));
+                }
                 if self.recipient.is_none() {
                     self.recipient = Some(value.to_owned());
                 }
@@ -364,6 +373,11 @@ mod tests {
 
     #[test]
     fn await_parameters_are_bounded() {
+        for empty in ["rcpt=", "rcpt=@x.test", "rcpt=a@x&rcpt="] {
+            let e = AwaitQuery::parse(Some(empty)).unwrap_err();
+            assert!(e.0.contains("not an address"), "{empty}: {}", e.0);
+        }
+        assert!(AwaitQuery::parse(Some("rcpt=postmaster")).is_ok());
         let q = AwaitQuery::parse(Some("rcpt=a@x&count=3&after=7&timeout=1s")).unwrap();
         assert_eq!(
             (q.count, q.after, q.timeout),

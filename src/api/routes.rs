@@ -532,9 +532,11 @@ pub(super) fn authorize<B>(state: &State, request: &Request<B>) -> Option<Respon
     Some(response)
 }
 
-/// A cross-origin request refused (`403`), for routes a browser could send without a CORS
-/// preflight (a `POST` with a form or `text/plain` body): a page on another origin, even on
-/// this machine, must not create state here. Browsers send `Origin` on such requests; it must
+/// A cross-origin request refused (`403`), for every request that changes something (any
+/// method but `GET`, `HEAD` and `OPTIONS`; checked before routing, in `super::ApiServer`):
+/// a browser sends some without a CORS preflight (a `POST` with a form or `text/plain`
+/// body), and a page on another origin, even on this machine, must not create or delete
+/// state here whatever the browser would do. Browsers send `Origin` on such requests; it must
 /// be this API's own origin (`http://` + the `Host` asked for, as the web UI sends it) or the
 /// `--api-cors` origin. Clients that send no `Origin` (curl, test libraries) pass.
 pub(super) fn foreign_origin<B>(state: &State, request: &Request<B>) -> Option<Response<ApiBody>> {
@@ -615,17 +617,30 @@ async fn await_route(state: &State, query: Option<&str>, conn: Conn) -> Response
         }
     }
     let status = match (query.expect_none, found.complete) {
-        (false, true) | (true, false) => StatusCode::OK,
+        (false, true) => StatusCode::OK,
+        // Nothing matched, but a message after the cursor was evicted unseen: "none
+        // arrived" cannot be claimed (it might have been that one).
+        (true, false) if found.evicted_unexamined => StatusCode::GONE,
+        (true, false) => StatusCode::OK,
         (false, false) => StatusCode::REQUEST_TIMEOUT,
         (true, true) => StatusCode::CONFLICT,
     };
     let mut body = json!({
         "cursor": found.cursor.to_string(),
         "messages": found.messages.iter().map(render::summary).collect::<Vec<_>>(),
+        "evicted_unexamined": found.evicted_unexamined,
     });
     if status != StatusCode::OK {
+        const EVICTED: &str = "mail after the cursor was evicted by the capture's limits \
+            before it could be examined (raise --capture-memory / --capture-max-messages)";
         let message = match status {
             StatusCode::CONFLICT => "a matching message arrived (expect=none)".to_owned(),
+            StatusCode::GONE => format!("cannot tell that none arrived: {EVICTED}"),
+            _ if found.evicted_unexamined => format!(
+                "{} of {} matching messages by the timeout; {EVICTED}",
+                found.messages.len(),
+                query.count
+            ),
             _ => format!(
                 "{} of {} matching messages by the timeout",
                 found.messages.len(),

@@ -13,6 +13,10 @@
 //! answers `410`): a delete wakes the mailbox's waiters, and the sleep never runs past the
 //! mailbox's `expires_at`: then the store's expiry is run and the mailbox looked at again.
 //!
+//! A message after the cursor that the store's limits evicted before a scan examined it is
+//! reported ([`Found::evicted_unexamined`]): with `expect=none` the route answers `410`
+//! rather than a `200` that could be false.
+//!
 //! What it does not do: format the answer (the routes do), or examine a message twice (each
 //! scan starts after the last message the previous one examined, or after the store's head
 //! when the scan read all of it).
@@ -40,6 +44,9 @@ pub struct Found {
     pub complete: bool,
     /// Whether it stopped because a mailbox it selects ended (deleted or expired) first.
     pub ended: bool,
+    /// Whether the store's limits removed a message after the cursor before this wait could
+    /// examine it (so "none matched" cannot be told from "one was evicted").
+    pub evicted_unexamined: bool,
 }
 
 /// A waker that leaves a permit in its [`Notify`].
@@ -89,6 +96,7 @@ pub async fn wait(capture: &Capture, query: &AwaitQuery, counters: &ApiCounters)
         cursor: query.after,
         complete: false,
         ended: false,
+        evicted_unexamined: false,
     };
     let mut waited = false;
     loop {
@@ -152,6 +160,12 @@ fn mailboxes_expiry(capture: &Capture, query: &AwaitQuery) -> Option<Instant> {
 fn scan(capture: &Capture, query: &AwaitQuery, wanted: usize, found: &mut Found) {
     // Every sequence number up to the head read now was given before the pages below run.
     let head = capture.head();
+    // Read before the pages: a message evicted after this is examined by them or was
+    // examined before (eviction takes the oldest first), so only what was already evicted
+    // beyond the cursor is lost unseen.
+    if capture.last_evicted() > found.cursor {
+        found.evicted_unexamined = true;
+    }
     loop {
         let room = wanted - found.messages.len();
         let page = select::page(

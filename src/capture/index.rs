@@ -23,7 +23,7 @@ use super::seqs::Seqs;
 use super::transcript::{self, Transcript};
 use super::{
     charge_of, nanos, time, Body, Direction, Gone, GoneReason, Inserted, Limits, Lookup, OnFull,
-    Page, Refused, Removed, Snapshot, Stats,
+    Refused, Removed, Snapshot, Stats,
 };
 use bytes::Bytes;
 use std::collections::hash_map::Entry as Slot;
@@ -98,6 +98,11 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// Its sequence number.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// A copy for a reader (the raw bytes are shared).
     fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -177,6 +182,17 @@ impl Tombstones {
     }
 }
 
+/// How a bounded [`Index::scan`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scan {
+    /// Every candidate was examined.
+    Done,
+    /// The callback asked to stop.
+    Stopped,
+    /// The budget ran out: go on from this cursor (exclusive, in the same direction).
+    Paused(u64),
+}
+
 /// The kept messages, their indexes and counters.
 pub(super) struct Index {
     /// The limits.
@@ -206,6 +222,9 @@ pub(super) struct Index {
     /// Mailboxes ended (deleted or expired) since the store last took this list, to wake
     /// their waiters once the lock is released (empty, unallocated, almost always).
     ended: Vec<MailboxId>,
+    /// The greatest seq removed by the store's limits (eviction or expiry, never a delete):
+    /// a wait after a smaller cursor may have missed a message (`Capture::last_evicted`).
+    last_evicted: u64,
     /// The counters (`messages`, `bytes`, `head`, `tombstones` filled when read).
     stats: Stats,
 }
@@ -232,6 +251,7 @@ impl Index {
             transcripts: transcript::Kept::default(),
             mailboxes: Mailboxes::new(keys.clone(), limits.max_mailboxes),
             ended: Vec::new(),
+            last_evicted: 0,
             stats: Stats {
                 max_bytes: limits.max_bytes,
                 ..Stats::default()
@@ -383,6 +403,9 @@ impl Index {
                 reason,
             },
         );
+        if reason != GoneReason::Deleted {
+            self.last_evicted = self.last_evicted.max(entry.seq);
+        }
         match reason {
             GoneReason::EvictedBytes => self.stats.evicted_bytes += 1,
             GoneReason::EvictedCount => self.stats.evicted_count += 1,
@@ -487,6 +510,11 @@ impl Index {
             .map(|pos| self.snapshot(&self.entries[pos]))
     }
 
+    /// The greatest seq removed by the limits (0: none yet).
+    pub(super) fn last_evicted(&self) -> u64 {
+        self.last_evicted
+    }
+
     /// The last seq given.
     pub(super) fn head(&self) -> u64 {
         self.next_seq - 1
@@ -497,86 +525,143 @@ impl Index {
         self.entries.front().map(|e| e.seq)
     }
 
-    /// The entries matching `filter` beyond `cursor` in `direction`, in that order; through
-    /// the recipient index when the filter names a recipient.
-    fn matching<'a>(
+    /// The candidate entries for `filter` beyond `cursor` in `direction`, in that order:
+    /// through the mailbox or recipient index when the filter names one, else every entry.
+    /// Not yet filtered ([`Index::admits`] decides).
+    fn candidates<'a>(
         &'a self,
         cursor: Option<u64>,
         direction: Direction,
         filter: &'a Filter,
     ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
-        let candidates: Box<dyn Iterator<Item = &'a Entry> + 'a> =
-            match (filter.mailbox_hint(), filter.recipient_hint()) {
-                (Some(id), _) => Box::new(
-                    self.mailboxes
-                        .seqs(id, cursor, direction)
-                        .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
-                ),
-                (None, Some(address)) => {
-                    match self.recipients.get(&address_hash(&self.keys, address)) {
-                        None => Box::new(std::iter::empty()),
-                        Some(seqs) => Box::new(
-                            seqs.range(cursor, direction)
-                                .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
-                        ),
-                    }
+        match (filter.mailbox_hint(), filter.recipient_hint()) {
+            (Some(id), _) => Box::new(
+                self.mailboxes
+                    .seqs(id, cursor, direction)
+                    .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
+            ),
+            (None, Some(address)) => {
+                match self.recipients.get(&address_hash(&self.keys, address)) {
+                    None => Box::new(std::iter::empty()),
+                    Some(seqs) => Box::new(
+                        seqs.range(cursor, direction)
+                            .filter_map(|seq| self.position(seq).map(|pos| &self.entries[pos])),
+                    ),
                 }
-                (None, None) => match direction {
-                    Direction::Older => {
-                        let end = cursor.map_or(self.entries.len(), |c| {
-                            self.entries.partition_point(|e| e.seq < c)
-                        });
-                        Box::new(self.entries.range(..end).rev())
-                    }
-                    Direction::Newer => {
-                        let start =
-                            cursor.map_or(0, |c| self.entries.partition_point(|e| e.seq <= c));
-                        Box::new(self.entries.range(start..))
-                    }
-                },
-            };
-        // No terms: every candidate (without reading its envelope: an event stream pages
-        // every message so).
-        Box::new(candidates.filter(move |e| {
-            filter.is_all()
-                || e.matches(filter) && filter.mailboxes().all(|id| self.mailboxes.holds(id, e.seq))
-        }))
+            }
+            (None, None) => match direction {
+                Direction::Older => {
+                    let end = cursor.map_or(self.entries.len(), |c| {
+                        self.entries.partition_point(|e| e.seq < c)
+                    });
+                    Box::new(self.entries.range(..end).rev())
+                }
+                Direction::Newer => {
+                    let start = cursor.map_or(0, |c| self.entries.partition_point(|e| e.seq <= c));
+                    Box::new(self.entries.range(start..))
+                }
+            },
+        }
     }
 
-    /// A page (see [`super::Capture::page`]).
-    pub(super) fn page(
+    /// Whether `entry` matches `filter` (no terms: every entry, without reading its
+    /// envelope: an event stream pages every message so).
+    fn admits(&self, entry: &Entry, filter: &Filter) -> bool {
+        filter.is_all()
+            || entry.matches(filter)
+                && filter
+                    .mailboxes()
+                    .all(|id| self.mailboxes.holds(id, entry.seq))
+    }
+
+    /// Examines at most `budget` candidates for `filter` beyond `cursor` in `direction`
+    /// (see [`Index::candidates`]), handing each match to `found` until it returns false.
+    /// [`Scan::Paused`] gives the cursor to go on from when the budget ran out (the next
+    /// candidate not yet examined is the first beyond it): the caller releases the lock in
+    /// between, so no long scan holds the lock an SMTP worker's insert waits for
+    /// (`super::Capture::page`).
+    pub(super) fn scan(
         &self,
         cursor: Option<u64>,
         direction: Direction,
-        limit: usize,
         filter: &Filter,
-    ) -> Page {
-        let mut items = Vec::with_capacity(limit.min(512));
-        let mut more = false;
-        for entry in self.matching(cursor, direction, filter) {
-            if items.len() == limit {
-                more = true;
-                break;
+        budget: usize,
+        mut found: impl FnMut(&Entry) -> bool,
+    ) -> Scan {
+        let mut examined = 0;
+        for entry in self.candidates(cursor, direction, filter) {
+            if examined == budget {
+                // This one is examined again next time: resume just before it.
+                return match direction {
+                    Direction::Older => Scan::Paused(entry.seq + 1),
+                    Direction::Newer => Scan::Paused(entry.seq - 1),
+                };
             }
-            items.push(self.snapshot(entry));
+            examined += 1;
+            if self.admits(entry, filter) && !found(entry) {
+                return Scan::Stopped;
+            }
         }
-        let next = if more {
-            items.last().map(|s: &Snapshot| s.seq)
-        } else {
-            None
-        };
-        Page { items, next }
+        Scan::Done
     }
 
-    /// How many kept messages match `filter`.
-    pub(super) fn count(&self, filter: &Filter) -> usize {
-        if filter.is_all() {
-            return self.entries.len();
+    /// How many kept messages match `filter` without a scan, when the indexes know: every
+    /// message, one mailbox's, or one recipient's (by the recipient index, keyed by a 64-bit
+    /// hash random per store: two addresses sharing one is a 2^-64 chance, accepted here).
+    pub(super) fn quick_count(&self, filter: &Filter) -> Option<usize> {
+        match filter.terms() {
+            [] => Some(self.entries.len()),
+            [super::filter::Term::Mailbox(id)] => Some(self.mailboxes.count(id)),
+            [super::filter::Term::Recipient(address)] => Some(
+                self.recipients
+                    .get(&address_hash(&self.keys, address))
+                    .map_or(0, Seqs::len),
+            ),
+            _ => None,
         }
-        if let [super::filter::Term::Mailbox(id)] = filter.terms() {
-            return self.mailboxes.count(id);
+    }
+
+    /// A reader's copy of `entry`, with the mailboxes it is in (for a page).
+    pub(super) fn snapshot_of(&self, entry: &Entry) -> Snapshot {
+        self.snapshot(entry)
+    }
+
+    /// Removes the kept messages among `seqs` (ascending; those already gone are skipped)
+    /// for `reason`, moving only the entries from the first of them on: a chunk of a long
+    /// delete, so one lock hold stays short. The removed entries go to `dropped`, for the
+    /// caller to free once the lock is released. The seqs removed and the octets freed.
+    pub(super) fn remove_chunk(
+        &mut self,
+        seqs: &[u64],
+        reason: GoneReason,
+        now: u64,
+        dropped: &mut Vec<Entry>,
+    ) -> Removed {
+        let mut removed = Removed::default();
+        let Some(&first) = seqs.first() else {
+            return removed;
+        };
+        let lo = self.entries.partition_point(|e| e.seq < first);
+        let mut tail = self.entries.split_off(lo);
+        let mut next = seqs.iter().peekable();
+        while let Some(entry) = tail.pop_front() {
+            while next.peek().is_some_and(|&&seq| seq < entry.seq) {
+                next.next(); // gone already
+            }
+            if next.peek() == Some(&&entry.seq) {
+                next.next();
+                removed.bytes += self.retire(&entry, reason, now);
+                removed.seqs.push(entry.seq);
+                dropped.push(entry);
+            } else {
+                self.entries.push_back(entry);
+            }
+            if next.peek().is_none() {
+                break;
+            }
         }
-        self.matching(None, Direction::Newer, filter).count()
+        self.entries.append(&mut tail);
+        removed
     }
 
     /// Deletes the message named `id`.
@@ -590,15 +675,6 @@ impl Index {
             seqs: vec![seq],
             bytes,
         }
-    }
-
-    /// Deletes the messages matching `filter`, in one pass over the entries.
-    pub(super) fn delete_matching(&mut self, filter: &Filter, now: u64) -> Removed {
-        let seqs: Vec<u64> = self
-            .matching(None, Direction::Newer, filter)
-            .map(|e| e.seq)
-            .collect();
-        self.remove_seqs(seqs, GoneReason::Deleted, now)
     }
 
     /// Removes the kept messages numbered `seqs` (ascending) for `reason`, in one pass over

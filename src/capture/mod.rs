@@ -120,6 +120,10 @@
 //! `Mutex`, taken after the index lock is released, and only when an atomic count of
 //! registered waiters is non-zero: with no waiters an insert costs them one atomic load.
 //! A single delete is `O(n)` (a move inside a `VecDeque`); eviction and expiry pop the front.
+//! Reads that could examine many messages (a page or count with a rare match, a delete of
+//! many) hold the lock for at most [`SCAN_CHUNK`] candidates or [`REMOVE_CHUNK`] removals
+//! at a time and free removed messages outside it: the HTTP side never holds up an SMTP
+//! worker's insert for more than a fraction of a millisecond.
 //!
 //! A waiter must register BEFORE it checks the store (a page or count after its cursor);
 //! then a message inserted after the check always wakes it: the insert reads the waiter
@@ -728,6 +732,14 @@ impl Waiters {
     }
 }
 
+/// The most candidates a page, count or delete examines per hold of the index lock (the
+/// lock an SMTP worker's insert takes before its `250`): a few hundred microseconds of
+/// scanning at most, then the lock is released and taken again.
+pub const SCAN_CHUNK: usize = 4096;
+
+/// The most messages a delete removes per hold of the index lock.
+pub const REMOVE_CHUNK: usize = 1024;
+
 /// The capture store, shared by the SMTP workers and the HTTP thread (`Arc<Capture>`).
 pub struct Capture {
     /// The kept messages and their indexes.
@@ -908,6 +920,14 @@ impl Capture {
         lock(&self.index).head()
     }
 
+    /// The greatest sequence number the store's limits removed (evicted for room or by
+    /// count, or expired; never one a client deleted), 0 if none: a reader that has not yet
+    /// examined the messages after cursor `c` lost one unseen if this is above `c` (eviction
+    /// takes the oldest first).
+    pub fn last_evicted(&self) -> u64 {
+        lock(&self.index).last_evicted()
+    }
+
     /// The oldest kept sequence number, if any.
     pub fn oldest(&self) -> Option<u64> {
         lock(&self.index).oldest()
@@ -921,12 +941,55 @@ impl Capture {
         limit: usize,
         filter: &Filter,
     ) -> Page {
-        lock(&self.index).page(cursor, direction, limit, filter)
+        let mut items: Vec<Snapshot> = Vec::with_capacity(limit.min(512));
+        let mut more = false;
+        let mut at = cursor;
+        // A filter that matches rarely could examine every kept message: at most
+        // `SCAN_CHUNK` candidates per hold of the lock an SMTP worker's insert takes.
+        loop {
+            let index = lock(&self.index);
+            let scan = index.scan(at, direction, filter, SCAN_CHUNK, |entry| {
+                if items.len() == limit {
+                    more = true;
+                    return false;
+                }
+                items.push(index.snapshot_of(entry));
+                true
+            });
+            drop(index);
+            match scan {
+                index::Scan::Paused(resume) => at = Some(resume),
+                index::Scan::Done | index::Scan::Stopped => break,
+            }
+        }
+        let next = if more {
+            items.last().map(|s| s.seq)
+        } else {
+            None
+        };
+        Page { items, next }
     }
 
-    /// How many kept messages match `filter` (counted in the store, never through a page).
+    /// How many kept messages match `filter` (counted in the store, never through a page;
+    /// from the indexes alone for no terms, one mailbox or one recipient, else by a scan
+    /// that releases the lock every [`SCAN_CHUNK`] candidates, so a message inserted
+    /// meanwhile may or may not be counted).
     pub fn count(&self, filter: &Filter) -> usize {
-        lock(&self.index).count(filter)
+        if let Some(count) = lock(&self.index).quick_count(filter) {
+            return count;
+        }
+        let mut count = 0;
+        let mut at = None;
+        loop {
+            let scan = lock(&self.index).scan(at, Direction::Newer, filter, SCAN_CHUNK, |_| {
+                count += 1;
+                true
+            });
+            match scan {
+                index::Scan::Paused(resume) => at = Some(resume),
+                index::Scan::Done | index::Scan::Stopped => return count,
+            }
+        }
     }
 
     /// Keeps the SMTP transcript of the message named `id` (see [`transcript`]), charged to
@@ -989,9 +1052,34 @@ impl Capture {
         self.delete_matching(&Filter::all())
     }
 
-    /// Deletes the messages matching `filter`.
+    /// Deletes the messages matching `filter` (those kept when it starts: a message
+    /// inserted meanwhile may stay). Found by a scan and removed in chunks of at most
+    /// [`REMOVE_CHUNK`], the lock released between them and their memory freed outside it,
+    /// so deleting 100 000 messages never holds up an SMTP worker's insert for long.
     pub fn delete_matching(&self, filter: &Filter) -> Removed {
-        let removed = lock(&self.index).delete_matching(filter, nanos(SystemTime::now()));
+        let now = nanos(SystemTime::now());
+        let mut seqs = Vec::new();
+        let mut at = None;
+        loop {
+            let scan = lock(&self.index).scan(at, Direction::Newer, filter, SCAN_CHUNK, |e| {
+                seqs.push(e.seq());
+                true
+            });
+            match scan {
+                index::Scan::Paused(resume) => at = Some(resume),
+                index::Scan::Done | index::Scan::Stopped => break,
+            }
+        }
+        let mut removed = Removed::default();
+        let mut dropped = Vec::with_capacity(REMOVE_CHUNK.min(seqs.len()));
+        for chunk in seqs.chunks(REMOVE_CHUNK) {
+            let part =
+                lock(&self.index).remove_chunk(chunk, GoneReason::Deleted, now, &mut dropped);
+            // The messages' memory is freed here, outside the lock.
+            dropped.clear();
+            removed.seqs.extend(part.seqs);
+            removed.bytes += part.bytes;
+        }
         self.removed(removed.seqs.len(), &[]);
         removed
     }

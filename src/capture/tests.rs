@@ -938,3 +938,71 @@ fn a_shared_preamble_is_charged_once_and_given_back_with_its_last_message() {
     assert_eq!(removed.bytes, charge(3) + owns / 2 + shared);
     check(&capture);
 }
+
+/// Pages, counts and deletes that examine more than [`SCAN_CHUNK`] candidates, so the lock
+/// is released and taken again between chunks: the answers are those of one pass.
+#[test]
+fn long_scans_in_chunks_answer_as_one_pass() {
+    let capture = Capture::new(limits(1 << 30, 100_000), OnFull::EvictOldest);
+    let total = 3 * SCAN_CHUNK as u64 + 17;
+    // Every seventh message is to rare@x (and says "rare"): a filter that matches rarely.
+    let rare = |n: u64| n % 7 == 0;
+    for n in 1..=total {
+        let (to, subject) = if rare(n) {
+            ("rare@x", "rare one")
+        } else {
+            ("common@x", "common one")
+        };
+        capture
+            .insert(message(n, "s@x", &[to], subject, 10))
+            .unwrap();
+    }
+    let expected: Vec<u64> = (1..=total).filter(|&n| rare(n)).collect();
+    let filters = [
+        Filter::all().and(Term::SubjectContains(b"rare".to_vec())),
+        Filter::recipient(b"rare@x"),
+        Filter::recipient(b"rare@x").and(Term::SubjectContains(b"one".to_vec())),
+    ];
+    for filter in &filters {
+        assert_eq!(capture.count(filter), expected.len());
+        // Newest first, in pages of 100, across chunk boundaries.
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = capture.page(cursor, Direction::Older, 100, filter);
+            got.extend(seqs(&page));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let newest_first: Vec<u64> = expected.iter().rev().copied().collect();
+        assert_eq!(got, newest_first);
+        // Oldest first from a cursor inside the first chunk: one page with everything.
+        let page = capture.page(Some(3), Direction::Newer, usize::MAX, filter);
+        assert_eq!(seqs(&page), expected);
+        assert_eq!(page.next, None);
+        // A page that ends exactly on the last match says there is no more.
+        let page = capture.page(None, Direction::Newer, expected.len(), filter);
+        assert_eq!(page.next, None);
+        let page = capture.page(None, Direction::Newer, expected.len() - 1, filter);
+        assert_eq!(page.next, Some(expected[expected.len() - 2]));
+    }
+    // A delete of the rare ones in chunks: exactly them, each once, the rest intact.
+    let removed = capture.delete_matching(&filters[0]);
+    assert_eq!(removed.seqs, expected);
+    check(&capture);
+    assert_eq!(capture.count(&filters[1]), 0);
+    assert_eq!(
+        capture.count(&Filter::all()),
+        (total as usize) - expected.len()
+    );
+    assert!(matches!(capture.get(&id(7)), Lookup::Gone(_)));
+    assert!(matches!(capture.get(&id(8)), Lookup::Found(_)));
+    // Delete all (more than REMOVE_CHUNK at the front) leaves an empty, consistent store.
+    let removed = capture.delete_all();
+    assert_eq!(removed.seqs.len(), (total as usize) - expected.len());
+    check(&capture);
+    assert_eq!(capture.stats().bytes, 0);
+    assert_eq!(capture.count(&Filter::all()), 0);
+}

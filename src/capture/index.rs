@@ -627,9 +627,12 @@ impl Index {
     }
 
     /// Removes the kept messages among `seqs` (ascending; those already gone are skipped)
-    /// for `reason`, moving only the entries from the first of them on: a chunk of a long
-    /// delete, so one lock hold stays short. The removed entries go to `dropped`, for the
-    /// caller to free once the lock is released. The seqs removed and the octets freed.
+    /// for `reason`: a chunk of a long delete, so one lock hold stays short. Only the
+    /// entries between the first and the last of them are moved (the kept ones close up in
+    /// order), then the removed ones are drained out from the shorter side: a delete of the
+    /// oldest messages (a delete of everything) moves nothing else. The removed entries go to
+    /// `dropped`, for the caller to free once the lock is released. The seqs removed
+    /// (ascending) and the octets freed.
     pub(super) fn remove_chunk(
         &mut self,
         seqs: &[u64],
@@ -638,29 +641,33 @@ impl Index {
         dropped: &mut Vec<Entry>,
     ) -> Removed {
         let mut removed = Removed::default();
-        let Some(&first) = seqs.first() else {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return removed;
         };
         let lo = self.entries.partition_point(|e| e.seq < first);
-        let mut tail = self.entries.split_off(lo);
+        let hi = self.entries.partition_point(|e| e.seq <= last);
+        // A stable partition of [lo, hi): kept entries to the front, in order.
         let mut next = seqs.iter().peekable();
-        while let Some(entry) = tail.pop_front() {
-            while next.peek().is_some_and(|&&seq| seq < entry.seq) {
+        let mut write = lo;
+        for read in lo..hi {
+            let seq = self.entries[read].seq;
+            while next.peek().is_some_and(|&&s| s < seq) {
                 next.next(); // gone already
             }
-            if next.peek() == Some(&&entry.seq) {
+            if next.peek() == Some(&&seq) {
                 next.next();
-                removed.bytes += self.retire(&entry, reason, now);
-                removed.seqs.push(entry.seq);
-                dropped.push(entry);
             } else {
-                self.entries.push_back(entry);
-            }
-            if next.peek().is_none() {
-                break;
+                self.entries.swap(write, read);
+                write += 1;
             }
         }
-        self.entries.append(&mut tail);
+        let start = dropped.len();
+        dropped.extend(self.entries.drain(write..hi));
+        dropped[start..].sort_unstable_by_key(|e| e.seq);
+        for entry in &dropped[start..] {
+            removed.bytes += self.retire(entry, reason, now);
+            removed.seqs.push(entry.seq);
+        }
         removed
     }
 

@@ -8,9 +8,12 @@
 //! heap, ready queue and connection pool per next hop, retry and back-off); the delivery loops
 //! that own sockets, TLS and time; delivery status notifications (RFC 3464); the queue tools.
 //!
-//! What exists now: only the first piece of [`client`], the parsing a client needs and no
-//! more: framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
-//! ([`client::capabilities`]). Nothing here opens a socket, reads a clock or keeps a message,
-//! and nothing in the server calls it yet.
+//! What exists now: the first piece, [`client`], the sans-I/O SMTP client that a delivery loop
+//! will drive: framing the next hop's replies ([`client::reply`]), reading its EHLO extensions
+//! ([`client::capabilities`]), dot-stuffing and `BDAT` framing of content ([`client::content`]),
+//! and the session itself ([`client::session`]: greeting, STARTTLS, AUTH inside TLS,
+//! transactions with PIPELINING and CHUNKING, per-recipient outcomes, timeouts as data, QUIT).
+//! Nothing here opens a socket, reads a clock or keeps a message, and nothing in the server
+//! calls it yet.
 
 pub mod client;

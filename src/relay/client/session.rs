@@ -31,22 +31,25 @@
 //! - Checked before anything is sent (issue 19's decisions, no downgrading): a message larger
 //!   than the next hop's `SIZE` fails every recipient with `5.3.4` (RFC 1870 §6.1); an 8-bit
 //!   message toward a hop without 8BITMIME fails with `5.6.3`, an SMTPUTF8 one toward a hop
-//!   without SMTPUTF8 with `5.6.7` (RFC 6531 §3.2).
+//!   without SMTPUTF8 with `5.6.7` (RFC 6531's code for it).
 //! - DSN parameters (`RET`, `ENVID`, `NOTIFY`, `ORCPT`) go out only when the next hop offers
 //!   DSN (RFC 3461 §4); otherwise the relay itself owes the notifications they ask for.
 //! - All recipients refused: no content is sent. With PIPELINING the `DATA` already went out;
 //!   RFC 2920 §3.1 says the client must still read its reply, `RSET` if it was refused, and
-//!   send a single `.` if it was accepted (`354`) anyway. Postfix's client does exactly that
+//!   send a single `.` if it was accepted (`354`) anyway. Postfix's client does the same
 //!   (smtp_proto.c: "just send "." as per RFC 2197") and so do we: the `.` ends an empty
 //!   message whose reply is read and ignored, and no recipient counts as delivered.
 //! - A transaction that ends on anything but the reply to its end of data (`MAIL` refused,
 //!   every recipient refused, `DATA` or a `BDAT` chunk refused) is followed by `RSET` (RFC
 //!   5321 §4.1.1.5) before the session says [`Event::Ready`] again; after a message reply
 //!   none is needed (§4.1.1.4: the end of data ends the transaction either way).
-//! - With CHUNKING the `BDAT` chunks wait for the `RCPT` replies (no content goes to a hop
-//!   that refused every recipient); that costs nothing against `DATA`, whose `354` is a round
-//!   trip too. Without PIPELINING each `BDAT` waits for the previous one's reply (RFC 3030
-//!   §4.2 allows pipelining BDAT only with PIPELINING).
+//! - With CHUNKING the `BDAT` chunks wait for the `RCPT` replies (RFC 3030 §2: "after all
+//!   MAIL and RCPT responses are collected and processed, the message is sent using a series
+//!   of BDAT commands"; and no content goes to a hop that refused every recipient); that costs
+//!   nothing against `DATA`, whose `354` is a round trip too. With PIPELINING the chunks then
+//!   go out without waiting; without it each `BDAT` waits for the previous one's reply, as
+//!   every command does in lock-step SMTP. A refused chunk fails the message, and nothing more
+//!   is sent of it (RFC 3030 §2).
 //! - A `421` at any point (RFC 5321 §3.8: the service is closing) ends the session: every
 //!   pending recipient is deferred with that reply. A greeting other than `2yz` ends it too.
 //! - Out of sync (a [`ReplyError`], a reply when none is awaited, a `3yz` where none may come,
@@ -57,6 +60,16 @@
 //! - Credentials are never sent outside TLS: with credentials configured and no TLS (the next
 //!   hop offered no STARTTLS, or refused it under `opportunistic`), the session ends with
 //!   [`LocalReason::AuthWithoutTls`] and the driver defers.
+//!
+//! There is no event per recipient as its `RCPT` reply comes: an accepted recipient has no
+//! outcome until the message reply, so the driver would only have to merge two kinds of news;
+//! [`Event::TransactionDone`] carries every recipient's final outcome at once. Errors are
+//! events too ([`Event::Closed`] with a reason), not a `Result` from `on_input`: the driver
+//! learns of every end in one place, after the reports of what it ended.
+//!
+//! Memory: a transaction allocates a few small vectors (its recipients' standing, their
+//! `RCPT` lines) and each kept reply its text; nothing grows with the input beyond one
+//! reply's limits, which the driver's read buffer holds.
 //!
 //! What it does not do: touch a socket, read a clock, keep a message (the driver feeds the
 //! content, in chunks, from the spool), decide to retry or bounce (the scheduler does, from
@@ -304,7 +317,7 @@ impl LocalReason {
         let (class, subject, detail) = match self {
             // RFC 3463 §3.4: X.3.4 message too big for system.
             LocalReason::TooBig { .. } => (5, 3, 4),
-            // §3.7: X.6.3 conversion required but not supported; RFC 6531 §3.2: X.6.7.
+            // §3.7: X.6.3 conversion required but not supported; X.6.7 is RFC 6531's.
             LocalReason::EightBitRefused => (5, 6, 3),
             LocalReason::Utf8Refused => (5, 6, 7),
             // §3.5: X.4.2 bad connection.
@@ -378,7 +391,10 @@ pub struct TransactionReport {
     pub message: Option<RemoteReply>,
 }
 
-/// What the driver must know or do now (see the module's contract).
+/// What the driver must know or do now (see the module's contract). Events queue up: one
+/// read can hold several replies, so a [`Event::Ready`] or [`Event::StartTls`] may be
+/// followed by [`Event::Closed`] from the same read; the call it prompted then returns
+/// [`UsageError::NotNow`] and changes nothing (a message stays with the driver).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `220` to STARTTLS: flush the output, run the TLS handshake, then call
@@ -728,7 +744,7 @@ impl ClientSession {
         loop {
             let rest = &bytes[used..];
             if rest.is_empty() || matches!(self.state, State::Closed) {
-                return bytes.len().max(used);
+                return bytes.len();
             }
             if matches!(self.state, State::Handshake) {
                 self.out_of_sync(SyncError::InputBeforeHandshake);
@@ -962,9 +978,9 @@ impl ClientSession {
                     self.after_hello();
                 }
                 3 => self.out_of_sync(SyncError::Unexpected(code)),
-                // RFC 5321 §4.1.4: a server that does not know EHLO says 500 or 502; the
-                // client may then say HELO (and use no extension).
-                _ if code == 500 || code == 502 => {
+                // RFC 5321 §4.1.4: an EHLO the server does not take gets 500, 501, 502 or
+                // 550; the client may then say HELO (and use no extension).
+                _ if matches!(code, 500 | 501 | 502 | 550) => {
                     self.send_hello(b"HELO ");
                     self.state = State::Helo;
                 }
@@ -1254,6 +1270,10 @@ fn on_transaction_reply(tx: &mut Transaction, reply: &Reply<'_>, outbox: &mut Ve
         Sent::Bdat { last } => match class {
             3 => Step::OutOfSync,
             2 if last => {
+                if tx.message.is_some() {
+                    // A chunk before it was refused: the message failed already.
+                    return Step::Done { rset: true };
+                }
                 tx.settle_message(RemoteReply::from_reply(reply));
                 Step::Done { rset: false }
             }
@@ -1269,15 +1289,18 @@ fn on_transaction_reply(tx: &mut Transaction, reply: &Reply<'_>, outbox: &mut Ve
                 }
             }
             _ => {
-                // The message failed (RFC 3030 §2: a refused chunk fails the message); the
-                // first refusal is the message reply. Chunks already sent are still answered.
+                // RFC 3030 §2: a 4yz or 5yz to a chunk fails the transaction, and no further
+                // chunk may be sent; with PIPELINING those already sent are still answered
+                // (the server discards them). The first refusal is the message reply. Only a
+                // refused `LAST` with nothing refused before it ends the transaction cleanly;
+                // otherwise RSET, since the next hop may still hold the failed message.
+                let refused_before = tx.message.is_some();
                 tx.settle_message(RemoteReply::from_reply(reply));
-                if last {
-                    return Step::Done { rset: false };
-                }
                 tx.phase = Phase::Ended;
                 if tx.sent.is_empty() {
-                    Step::Done { rset: true }
+                    Step::Done {
+                        rset: !last || refused_before,
+                    }
                 } else {
                     Step::Wait
                 }

@@ -470,21 +470,23 @@ fn chunking_without_pipelining_waits_for_each_chunk() {
     );
 }
 
-/// A refused BDAT chunk fails the message; the chunks already sent are still answered.
+/// A refused BDAT chunk fails the message (RFC 3030 §2); the chunks already sent are still
+/// answered, nothing more is sent, and RSET clears what the next hop may hold.
 #[test]
 fn a_refused_chunk_fails_the_message() {
-    let mut script = script(&[
+    let mut pipelined = script(&[
         GREETING,
         EHLO_CHUNKING,
         b"250 ok\r\n250 ok\r\n",
         b"552 5.3.4 too big\r\n503 5.5.1 no\r\n",
+        b"250 ok\r\n",
         BYE,
     ]);
-    script.chunk = 6;
+    pipelined.chunk = 6;
     check(
-        &script,
+        &pipelined,
         "EHLO relay.test\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n\
-         BDAT 6\r\nHi\r\n.dBDAT 4 LAST\r\not\r\nQUIT\r\n",
+         BDAT 6\r\nHi\r\n.dBDAT 4 LAST\r\not\r\nRSET\r\nQUIT\r\n",
         &[
             "ready",
             "content",
@@ -492,6 +494,40 @@ fn a_refused_chunk_fails_the_message() {
             "ready",
             "closed",
         ],
+    );
+    let mut one_by_one = script(&[
+        GREETING,
+        EHLO_CHUNKING_ALONE,
+        b"250 ok\r\n",
+        b"250 ok\r\n",
+        b"452 4.3.1 out of room\r\n",
+        b"250 ok\r\n",
+        BYE,
+    ]);
+    one_by_one.chunk = 6;
+    check(
+        &one_by_one,
+        "EHLO relay.test\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 6\r\nHi\r\n.dRSET\r\nQUIT\r\n",
+        &[
+            "ready",
+            "content",
+            "done [deferred 452] message 452",
+            "ready",
+            "closed",
+        ],
+    );
+    // A refused LAST alone ends the transaction: no RSET.
+    let last = script(&[
+        GREETING,
+        EHLO_CHUNKING,
+        b"250 ok\r\n250 ok\r\n",
+        b"554 5.7.1 spam\r\n",
+        BYE,
+    ]);
+    check(
+        &last,
+        "EHLO relay.test\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 10 LAST\r\nHi\r\n.dot\r\nQUIT\r\n",
+        &["ready", "content", "done [failed 554] message 554", "ready", "closed"],
     );
 }
 
@@ -683,21 +719,21 @@ fn sessions_that_cannot_start_end_with_their_reason() {
             "",
             "closed 421",
         ),
-        // EHLO refused other than "not recognised": no HELO.
+        // EHLO refused other than RFC 5321 §4.1.4's four codes: no HELO.
         (
             TlsPolicy::Off,
             false,
             true,
-            &[GREETING, b"550 5.7.1 not you\r\n"],
+            &[GREETING, b"554 5.7.1 not you\r\n"],
             "EHLO relay.test\r\nQUIT\r\n",
-            "closed 550",
+            "closed 554",
         ),
         // HELO refused too.
         (
             TlsPolicy::Off,
             false,
             true,
-            &[GREETING, b"502 5.5.2 what\r\n", b"550 5.7.1 no\r\n"],
+            &[GREETING, b"550 5.7.1 what\r\n", b"550 5.7.1 no\r\n"],
             "EHLO relay.test\r\nHELO relay.test\r\nQUIT\r\n",
             "closed 550",
         ),
@@ -989,14 +1025,14 @@ fn a_refused_data_is_the_message_reply() {
 /// already refused, and ends the session without QUIT.
 #[test]
 fn a_421_mid_transaction_defers_what_is_pending() {
-    let mut script = script(&[
+    let mut pipelined = script(&[
         GREETING,
         EHLO_PIPELINING,
         b"250 ok\r\n550 5.1.1 no\r\n250 ok\r\n421 4.3.2 shutting down\r\n",
     ]);
-    script.messages = vec![msg(&["b@y", "c@y", "d@y"])];
+    pipelined.messages = vec![msg(&["b@y", "c@y", "d@y"])];
     check(
-        &script,
+        &pipelined,
         "EHLO relay.test\r\nMAIL FROM:<a@x> SIZE=10\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\n\
          RCPT TO:<d@y>\r\nDATA\r\n",
         &[
@@ -1004,6 +1040,19 @@ fn a_421_mid_transaction_defers_what_is_pending() {
             "done [failed 550, deferred 421, deferred 421]",
             "closed 421",
         ],
+    );
+    let at_the_end = script(&[
+        GREETING,
+        EHLO_PLAIN,
+        b"250 ok\r\n",
+        b"250 ok\r\n",
+        b"354 go\r\n",
+        b"421 4.4.2 timeout\r\n",
+    ]);
+    check(
+        &at_the_end,
+        "EHLO relay.test\r\nMAIL FROM:<a@x> SIZE=10\r\nRCPT TO:<b@y>\r\nDATA\r\nHi\r\n..dot\r\n.\r\n",
+        &["ready", "content", "done [deferred 421]", "closed 421"],
     );
 }
 

@@ -252,8 +252,8 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(1000))]
 
             /// Any body, cut anywhere into any number of chunks, is stuffed as the naive
-            /// reference stuffs it whole; unstuffing the result (as a server does) gives the
-            /// body back with its line end added.
+            /// reference stuffs it whole (`tests/relay_client.rs` checks the other way: the
+            /// server's unstuffing gives the body back).
             #[test]
             fn chunked_stuffing_matches_the_reference(
                 body in body(),

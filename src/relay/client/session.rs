@@ -23,7 +23,10 @@
 //! what is left to write, then close). It times the wait [`ClientSession::waiting_for`] names
 //! (RFC 5321 §4.5.3.2's limits, [`Wait::limit`]) and says when it ran out with
 //! [`ClientSession::on_timeout`], or that the connection is gone with
-//! [`ClientSession::on_disconnect`]. Every transaction started ends in exactly one
+//! [`ClientSession::on_disconnect`]. A pipelined group can be long (a thousand `RCPT`s): the
+//! driver keeps reading replies while it writes, or each end can wait for the other to read
+//! (Postfix, which writes blocking, bounds its groups by the send buffer for that reason).
+//! Every transaction started ends in exactly one
 //! [`Event::TransactionDone`], also when the session ends under it (its pending recipients
 //! are then deferred).
 //!

@@ -1056,7 +1056,7 @@ fn a_421_mid_transaction_defers_what_is_pending() {
     );
 }
 
-/// Out of sync: garbage, a 354 to MAIL, a reply while content is being sent. Pending
+/// Out of sync: garbage, a 354 to MAIL, a bare LF, a 250 to DATA. Pending
 /// recipients are deferred, never guessed at; no QUIT.
 #[test]
 fn out_of_sync_replies_defer_everything_pending() {
@@ -1100,6 +1100,52 @@ fn out_of_sync_replies_defer_everything_pending() {
             "done [deferred OutOfSync(Unexpected(250))]",
             "closed OutOfSync(Unexpected(250))",
         ],
+    );
+}
+
+/// A reply while the content is still being sent answers nothing we sent: out of sync.
+#[test]
+fn a_reply_in_the_middle_of_the_content_is_out_of_sync() {
+    let mut session = ClientSession::new(&config()).unwrap();
+    session.on_input(GREETING);
+    session.on_input(EHLO_PLAIN);
+    let recipients = [Recipient {
+        forward_path: b"b@y",
+        notify: None,
+        orcpt: None,
+    }];
+    session
+        .start_transaction(&Envelope {
+            reverse_path: b"a@x",
+            recipients: &recipients,
+            size: 10,
+            eight_bit: false,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+        })
+        .unwrap();
+    session.on_input(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let mut out = Vec::new();
+    session.content_into(b"Hi\r\n", false, &mut out).unwrap();
+    assert_eq!(session.waiting_for(), Some(Wait::DataBlock));
+    session.on_input(b"554 5.7.1 changed my mind\r\n");
+    let events: Vec<String> = std::iter::from_fn(|| session.next_event())
+        .map(|event| summary(&event))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ready",
+            "content",
+            "done [deferred OutOfSync(Unexpected(554))]",
+            "closed OutOfSync(Unexpected(554))"
+        ]
+    );
+    assert!(!session.accepts_content());
+    assert_eq!(
+        session.content_into(b".\r\n", true, &mut out),
+        Err(UsageError::NoContentAwaited)
     );
 }
 

@@ -26,9 +26,8 @@
 //! [`ClientSession::on_disconnect`]. A pipelined group can be long (a thousand `RCPT`s): the
 //! driver keeps reading replies while it writes, or each end can wait for the other to read
 //! (Postfix, which writes blocking, bounds its groups by the send buffer for that reason).
-//! Every transaction started ends in exactly one
-//! [`Event::TransactionDone`], also when the session ends under it (its pending recipients
-//! are then deferred).
+//! Every transaction started ends in exactly one [`Event::TransactionDone`], also when the
+//! session ends under it (its pending recipients are then deferred).
 //!
 //! Decisions, so the driver and the notifications can rely on them:
 //! - Checked before anything is sent (issue 19's decisions, no downgrading): a message larger

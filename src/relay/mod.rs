@@ -8,21 +8,23 @@
 //! heap, ready queue and connection pool per next hop, retry and back-off); the delivery loops
 //! that own sockets, TLS and time; delivery status notifications (RFC 3464); the queue tools.
 //!
-//! What exists now: the first piece of [`client`], the parsing a client needs and no more:
-//! framing the next hop's replies ([`client::reply`]) and reading its EHLO extensions
-//! ([`client::capabilities`]); the queue's order without a clock ([`schedule`]: the retry
-//! policy and queue lifetime, the due-time heap, the next hops' back-off and connection
-//! limits, the ready queue); delivery status notifications ([`dsn`]), written by a pure
-//! function: given a message's envelope, its recipients' outcomes and its bytes, the RFC 3464
-//! report to send its sender; and the [`spool`] as a standalone storage engine: append-only
-//! segments with group commit, a state journal, recovery after a crash, a lock so one server
-//! owns it. The client, the schedule and the notifications open no socket and read no clock;
-//! the spool does file I/O only, on the thread that calls it, and keeps no body in memory.
-//! Nothing in the server calls any of them yet: the sessions (a `250` only after
-//! [`spool::Spool::commit`], `452 4.3.1` when it fails) and the delivery loops come next.
+//! What exists now, each piece tested alone and none called by the server yet:
+//! - [`client`], the sans-I/O SMTP client that a delivery loop will drive: framing the next
+//!   hop's replies ([`client::reply`]), reading its EHLO extensions ([`client::capabilities`]),
+//!   dot-stuffing and `BDAT` framing of content ([`client::content`]), and the session itself
+//!   ([`client::session`]: greeting, STARTTLS, AUTH inside TLS, transactions with PIPELINING
+//!   and CHUNKING, per-recipient outcomes, timeouts as data, QUIT);
+//! - [`schedule`], the queue's order without a clock: the retry policy and queue lifetime,
+//!   the due-time heap, the next hops' back-off and connection limits, the ready queue;
+//! - [`dsn`], delivery status notifications written by a pure function: given a message's
+//!   envelope, its recipients' outcomes and its bytes, the RFC 3464 report to send its sender;
+//! - [`spool`], a standalone storage engine: append-only segments with group commit, a state
+//!   journal, recovery after a crash, a lock so one server owns it. It does file I/O only, on
+//!   the thread that calls it, and keeps no body in memory.
 //!
-//! The spool stays outside [`client`]: the client is sans-I/O (checked by
-//! `tests/architecture.rs`), the spool is the room's one owner of files.
+//! Next: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it
+//! fails) and the delivery loops. The spool stays outside [`client`]: the client is sans-I/O
+//! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
 pub mod dsn;

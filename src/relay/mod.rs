@@ -22,11 +22,15 @@
 //!   journal, recovery after a crash, a lock so one server owns it. It does file I/O only, on
 //!   the thread that calls it, and keeps no body in memory.
 //!
+//! - [`queue`], the seam between accepting and delivering: the shared spool and the ids of
+//!   newly committed messages, with a wake-up for the delivery loop.
+//!
 //! Next: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it
 //! fails) and the delivery loops. The spool stays outside [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
 pub mod dsn;
+pub mod queue;
 pub mod schedule;
 pub mod spool;

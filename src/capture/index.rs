@@ -588,8 +588,7 @@ impl Index {
         budget: usize,
         mut found: impl FnMut(&Entry) -> bool,
     ) -> Scan {
-        let mut examined = 0;
-        for entry in self.candidates(cursor, direction, filter) {
+        for (examined, entry) in self.candidates(cursor, direction, filter).enumerate() {
             if examined == budget {
                 // This one is examined again next time: resume just before it.
                 return match direction {
@@ -597,7 +596,6 @@ impl Index {
                     Direction::Newer => Scan::Paused(entry.seq - 1),
                 };
             }
-            examined += 1;
             if self.admits(entry, filter) && !found(entry) {
                 return Scan::Stopped;
             }

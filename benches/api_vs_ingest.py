@@ -13,7 +13,8 @@ SECONDS while a client loops one kind of API request against the same server:
 
 Prints per phase the generator's end-of-data latency (p50, p99, max: what a sender waited
 for its 250) and the API requests' count and median time. With --baseline BIN the same
-phases run against a second binary too, side by side (e.g. main before a change).
+phases run against a second binary too, side by side: each phase runs against both in turn
+(e.g. main before a change), so that a change in the machine's load hits both alike.
 
 Usage: benches/api_vs_ingest.py [--fill N] [--rate R] [--seconds S] [--baseline BIN]
 Needs target/release/{fastsmtpd,smtp-loadgen} (cargo build --release -p fastsmtpd -p smtp-loadgen).
@@ -110,26 +111,40 @@ def phase(name, server_port, api, generator, rate, seconds, scratch):
     )
 
 
-def run(label, server, generator, fill, rate, seconds):
+def start(server):
+    """Starts one server; its process and ports."""
     port, api = free_port(), free_port()
     process = subprocess.Popen(
         [server, "--listen", f"127.0.0.1:{port}", "--threads", "1", "--api", f"127.0.0.1:{api}",
          "--capture-memory", "1GiB", "--capture-max-messages", "1000000",
          "--max-connections-per-ip", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    wait_port(api)
+    return process, port, api
+
+
+def run(servers, generator, fill, rate, seconds):
+    """Every phase against every server in turn (phase by phase, so that a change in the
+    machine's load hits each binary alike)."""
+    started = []
     try:
-        wait_port(port)
-        wait_port(api)
+        for label, server in servers:
+            started.append((label,) + start(server))
         with tempfile.TemporaryDirectory() as scratch:
             out = os.path.join(scratch, "loadgen.json")
             for name in ["idle", "rcpt", "scan", "delete"]:
-                # Every phase starts from the same store: FILL messages to one recipient.
-                call(api, "DELETE", "/api/v1/messages")
-                loadgen(generator, port, ["-c", "4", "-n", str(fill)], out)
-                print(f"{label:8} {phase(name, port, api, generator, rate, seconds, out)}", flush=True)
+                for label, _, port, api in started:
+                    # Every phase starts from the same store: FILL messages to one recipient.
+                    call(api, "DELETE", "/api/v1/messages")
+                    loadgen(generator, port, ["-c", "4", "-n", str(fill)], out)
+                    print(f"{label:8} {phase(name, port, api, generator, rate, seconds, out)}", flush=True)
+                    # Leave the idle server with an empty store (less memory, less to sweep).
+                    call(api, "DELETE", "/api/v1/messages")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for _, process, _, _ in started:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def main():
@@ -145,9 +160,8 @@ def main():
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary}: not found (cargo build --release -p fastsmtpd -p smtp-loadgen)")
     print(f"fill {args.fill} x 1 KiB to {FILLED}; open loop {args.rate} msgs/s for {args.seconds}s per phase")
-    if args.baseline:
-        run("baseline", args.baseline, args.loadgen, args.fill, args.rate, args.seconds)
-    run("server", args.server, args.loadgen, args.fill, args.rate, args.seconds)
+    servers = ([("baseline", args.baseline)] if args.baseline else []) + [("server", args.server)]
+    run(servers, args.loadgen, args.fill, args.rate, args.seconds)
 
 
 if __name__ == "__main__":

@@ -405,6 +405,13 @@ fn walk_part<'m>(
                 if !omit && depth < DEPTH_MAX {
                     return walk_part(inner, 0, depth + 1, listed, steps, visit);
                 }
+                if !omit {
+                    // Too deep to descend: the attached message's content counts as one
+                    // omitted part, as a multipart subtree past the depth does.
+                    if let Some(root) = inner.parts.first() {
+                        return visit(root, true);
+                    }
+                }
             }
             true
         }

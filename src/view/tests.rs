@@ -253,6 +253,15 @@ fn deep_nesting_and_many_parts_are_bounded() {
         "{:?}",
         view.parts
     );
+    // Attached messages nested past the depth: the rest counts as one omitted part.
+    let mut nested = String::new();
+    for _ in 0..DEPTH_MAX + 8 {
+        nested.push_str("Subject: wrap\nContent-Type: message/rfc822\n\n");
+    }
+    nested.push_str("Subject: core\nContent-Type: text/plain\n\nbottom\n");
+    let view = MessageView::parse(&crlf(&nested));
+    assert!(view.parts.len() <= DEPTH_MAX + 1, "{}", view.parts.len());
+    assert_eq!(view.parts_omitted, 1, "{:?}", view.parts.len());
     let mut many = String::from("Subject: many\nContent-Type: multipart/mixed; boundary=m\n\n");
     for n in 0..PARTS_MAX + 20 {
         many.push_str(&format!("--m\nContent-Type: text/plain\n\npart {n}\n"));

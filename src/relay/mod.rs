@@ -30,6 +30,7 @@
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
+pub mod deliver;
 pub mod dsn;
 pub mod queue;
 pub mod schedule;

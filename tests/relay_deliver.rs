@@ -337,6 +337,65 @@ fn a_first_hop_that_refuses_connections_leaves_the_mail_to_the_second() {
 }
 
 #[test]
+fn a_first_hop_that_greets_with_554_leaves_the_mail_to_the_second() {
+    let refusing = Sink::start("relay-deliver-554", &["connect reply=554 5.7.1 No service"]);
+    let sink = Sink::start("relay-deliver-554-second", &[]);
+    let spool_dir = util::scratch_dir("relay-deliver-554-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let handle = Deliverer::start(
+        Arc::clone(&queue),
+        recovered,
+        config(
+            vec![refusing.addr, sink.addr],
+            "30s",
+            Duration::from_secs(600),
+        ),
+    )
+    .unwrap();
+    put(&queue, "s@x.test", &["r@y.test"], &body(4));
+    wait_until("the message delivered", &handle, || {
+        stat(&handle.stats().messages_done) == 1
+    });
+    assert!(stat(&handle.stats().connect_failures) >= 1);
+    assert_eq!(stat(&handle.stats().deferred), 0);
+    assert!(refusing.messages().is_empty());
+    assert_eq!(sink.messages().len(), 1);
+    handle.stop();
+}
+
+#[test]
+fn a_small_active_set_still_delivers_everything() {
+    let sink = Sink::start("relay-deliver-active", &[]);
+    let spool_dir = util::scratch_dir("relay-deliver-active-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let mut config = config(vec![sink.addr], "200ms", Duration::from_secs(60));
+    config.active_max = 3;
+    config.messages_per_connection = 2;
+    config.connections_per_hop = 1;
+    let handle = Deliverer::start(Arc::clone(&queue), recovered, config).unwrap();
+    for seq in 0..30 {
+        put(&queue, "s@x.test", &["r@y.test"], &body(seq));
+    }
+    wait_until("30 messages done", &handle, || {
+        stat(&handle.stats().messages_done) == 30
+    });
+    let seqs: Vec<usize> = sink
+        .messages()
+        .iter()
+        .map(|(_, bytes)| seq_of(bytes))
+        .collect();
+    assert_eq!(seqs.len(), 30);
+    assert_eq!(
+        seqs.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        (0..30).collect()
+    );
+    assert!(stat(&handle.stats().connections) >= 15);
+    handle.stop();
+}
+
+#[test]
 fn deferred_messages_survive_a_restart_and_are_delivered_after_it() {
     let spool_dir = util::scratch_dir("relay-deliver-restart-spool");
     let (queue, recovered) = open_spool(&spool_dir);

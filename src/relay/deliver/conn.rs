@@ -8,6 +8,11 @@
 //! waits for. What it does not do: decide anything about messages (the loop, `super::run`,
 //! acts on the session's events), or touch the spool.
 //!
+//! The socket is registered for both readiness kinds once and never re-registered: with
+//! edge-triggered events a `WRITABLE` that comes while nothing waits to be written costs one
+//! wake-up and no system call, cheaper than a `reregister` per short write (a connection
+//! writes whole pipelined groups and bodies, often short on a loopback buffer).
+//!
 //! Plain TCP only in this increment: the session is configured with `TlsPolicy::Off`, so it
 //! never asks for STARTTLS (`--relay-tls` comes later).
 

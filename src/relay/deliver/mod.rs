@@ -12,7 +12,7 @@
 //! - **When**: a message is due when a recipient was never tried, or at its deferred
 //!   recipients' earliest next attempt (`schedule::DueQueue`); due messages wait in the
 //!   ready queue for a connection.
-//! - **Where**: [`Hops::pick`] names the next hop for a new connection (in order or spread,
+//! - **Where**: [`Hops::pick`](crate::relay::schedule::Hops::pick) names the next hop for a new connection (in order or spread,
 //!   each hop with its connection limit and its own back-off); a connection takes up to
 //!   [`DeliveryConfig::messages_per_connection`] ready messages and carries them one
 //!   transaction after another, the body read from the spool (the lock held for the read
@@ -39,10 +39,18 @@
 //!
 //! What it does not do (yet): TLS (`--relay-tls`; sessions run with `TlsPolicy::Off`) and
 //! AUTH; MX lookups (next hops are addresses); delay warnings and success notifications
-//! (`NOTIFY=SUCCESS` to a next hop without DSN); the `Received:` line the relay should add
-//! (RFC 5321 §4.4); CLI flags (the server wires the deliverer in from its `Config`).
+//! (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server wires the deliverer
+//! in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the accepting side's: it
+//! is in the spooled body, which goes out as it is.
+//!
+//! Types: the spool, the client and the notifications each have their own `Notify`, `Ret`,
+//! `Envelope` and `Recipient` (built in parallel); [`convert`] is the one place they meet.
+//! They stay apart for now: the client is sans-I/O and should not depend on the storage
+//! engine, so one definition means a small shared module under all three, a change to the
+//! spool that waits until the accepting side (built at the same time) has landed.
 //! A stop leaves in-flight transactions unfinished: their messages stay in the spool and
-//! are sent again after a restart (at-least-once, §6.1).
+//! are sent again after a restart (at-least-once, §6.1); so may a notification whose
+//! original was not yet marked done when the process died.
 
 mod conn;
 pub mod convert;

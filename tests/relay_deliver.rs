@@ -167,6 +167,131 @@ fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// A next hop written here, lock-step SMTP without extensions (so the relay sends with `DATA`
+/// and dot-stuffs, where the sink offers CHUNKING): keeps each message's content as it came
+/// on the wire (still dot-stuffed). With `silent_first_eod` it says nothing to the first end
+/// of data it gets (a next hop that hangs after taking the message).
+struct PlainHop {
+    addr: SocketAddr,
+    kept: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl PlainHop {
+    fn start(silent_first_eod: bool) -> PlainHop {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = Arc::clone(&kept);
+        std::thread::spawn(move || {
+            let mut silent = silent_first_eod;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                stream.set_read_timeout(Some(SETTLE_WAIT)).unwrap();
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let _ = writer.write_all(b"220 plain.test ready\r\n");
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with(b"DATA") {
+                        let _ = writer.write_all(b"354 go on\r\n");
+                        let mut content = Vec::new();
+                        loop {
+                            let mut data_line = Vec::new();
+                            if reader.read_until(b'\n', &mut data_line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if data_line == b".\r\n" {
+                                break;
+                            }
+                            content.extend_from_slice(&data_line);
+                        }
+                        keep.lock().unwrap().push(content);
+                        if silent {
+                            silent = false;
+                            // Hang: read on (the relay gives up and closes), never answer.
+                            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {}
+                            break;
+                        }
+                        b"250 kept\r\n"
+                    } else if upper.starts_with(b"QUIT") {
+                        let _ = writer.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if writer.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        PlainHop { addr, kept }
+    }
+
+    fn kept(&self) -> Vec<Vec<u8>> {
+        self.kept.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_next_hop_without_extensions_gets_data_dot_stuffed() {
+    let hop = PlainHop::start(false);
+    let spool_dir = util::scratch_dir("relay-deliver-plain-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let handle = Deliverer::start(
+        Arc::clone(&queue),
+        recovered,
+        config(vec![hop.addr], "200ms", Duration::from_secs(60)),
+    )
+    .unwrap();
+    for seq in 0..3 {
+        put(&queue, "s@x.test", &["r@y.test", "q@y.test"], &body(seq));
+    }
+    wait_until("three messages done", &handle, || {
+        stat(&handle.stats().messages_done) == 3
+    });
+    let kept = hop.kept();
+    assert_eq!(kept.len(), 3);
+    for (seq, content) in kept.iter().enumerate() {
+        // On the wire: the dot-led line doubled (RFC 5321 §4.5.2), the rest as spooled.
+        let text = String::from_utf8_lossy(content);
+        assert!(text.contains("\r\n..leading dot\r\n"), "{text}");
+        assert_eq!(
+            text.replace("\r\n..", "\r\n."),
+            String::from_utf8(body(seq)).unwrap()
+        );
+    }
+    assert_eq!(stat(&handle.stats().delivered), 6);
+    handle.stop();
+}
+
+#[test]
+fn a_next_hop_silent_after_the_message_is_timed_out_and_the_message_sent_again() {
+    let hop = PlainHop::start(true);
+    let spool_dir = util::scratch_dir("relay-deliver-silent-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let mut config = config(vec![hop.addr], "200ms", Duration::from_secs(60));
+    config.session_timeout = Some(Duration::from_secs(1));
+    let handle = Deliverer::start(Arc::clone(&queue), recovered, config).unwrap();
+    put(&queue, "s@x.test", &["r@y.test"], &body(8));
+    wait_until("the message done", &handle, || {
+        stat(&handle.stats().messages_done) == 1
+    });
+    // The classic duplicate: the next hop had the message when it went silent. (At least:
+    // on a crowded machine a slow reply may time out too, each one more copy.)
+    assert!(hop.kept().len() >= 2, "{}", hop.kept().len());
+    assert!(stat(&handle.stats().deferred) >= 1);
+    assert_eq!(stat(&handle.stats().delivered), 1);
+    assert_eq!(stat(&handle.stats().notifications), 0);
+    handle.stop();
+}
+
 #[test]
 fn a_hundred_messages_arrive_byte_exact_and_leave_the_spool() {
     let sink = Sink::start("relay-deliver-100", &[]);

@@ -594,7 +594,8 @@ impl Loop {
         }
         if conn.write_failed && !conn.done {
             // The failed write told the session the connection is gone: act on the reports
-            // and the end it queued (no more writes will be tried: `done` follows).
+            // and the end it queued. Nothing more is written, so this recurses once.
+            conn.done = true;
             self.drive(key, now);
         }
     }

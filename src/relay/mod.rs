@@ -25,11 +25,20 @@
 //! - [`queue`], the seam between accepting and delivering: the shared spool and the ids of
 //!   newly committed messages, with a wake-up for the delivery loop.
 //!
+//! - [`deliver`], the delivery loop: its own thread and mio `Poll`, taking what the spool
+//!   recovered and what [`queue`] says was committed, scheduling it ([`schedule`]), carrying
+//!   it to the next hops over plain TCP ([`client`]), recording each recipient's outcome in
+//!   the spool, and spooling the failure notification ([`dsn`]) before a message is done.
+//!   Not yet: TLS and AUTH toward the next hop, the server's wiring.
+//!
 //! Next: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it
-//! fails) and the delivery loops. The spool stays outside [`client`]: the client is sans-I/O
+//! fails) and the server starting [`deliver::Deliverer`] from its configuration.
+//!
+//! The spool stays outside [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
+pub mod deliver;
 pub mod dsn;
 pub mod queue;
 pub mod schedule;

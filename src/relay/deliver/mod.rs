@@ -1,0 +1,253 @@
+//! The delivery loop: the relay's side that takes messages out of the spool and hands them
+//! to the next hops, on its own thread with one mio `Poll` (as a server worker has).
+//!
+//! What it does: [`Deliverer::start`] takes the shared [`RelayQueue`], the messages the
+//! spool recovered and a [`DeliveryConfig`], and runs the loop (`run`) until
+//! [`DeliveryHandle::stop`]:
+//! - **Which messages**: the recovered ones at start, then every id the accepting side
+//!   commits ([`RelayQueue::committed`] wakes the loop). At most
+//!   [`DeliveryConfig::active_max`] messages are in memory (envelope and recipient states,
+//!   never a body); the ids beyond it wait in a list and are read from the spool as room
+//!   appears (Postfix's bounded active queue).
+//! - **When**: a message is due when a recipient was never tried, or at its deferred
+//!   recipients' earliest next attempt (`schedule::DueQueue`); due messages wait in the
+//!   ready queue for a connection.
+//! - **Where**: [`Hops::pick`](crate::relay::schedule::Hops::pick) names the next hop for a new connection (in order or spread,
+//!   each hop with its connection limit and its own back-off); a connection takes up to
+//!   [`DeliveryConfig::messages_per_connection`] ready messages and carries them one
+//!   transaction after another, the body read from the spool (the lock held for the read
+//!   only) when its transaction starts.
+//! - **Outcomes** (per recipient, from the session's `TransactionReport`): delivered and
+//!   failed (`5yz`) are final; deferred (`4yz`, a timeout, a lost connection) counts an
+//!   attempt and is retried by the [`RetryPolicy`], or fails with its last reply once the
+//!   queue lifetime is over. Each state goes to the spool's journal as it is known.
+//! - **A connection that fails before its session is ready** (refused, timed out, greeted
+//!   with `421`/`554`): the hop is backed off (`HopHealth::on_connect_failed`) and its
+//!   messages go back to the front of the ready queue *without* using an attempt, so another
+//!   hop takes them. Decision: when every hop is then backed off, the batch's recipients are
+//!   deferred *with* an attempt (`4.4.1 no next hop answered`), so a message whose every next
+//!   hop stays dead still reaches its queue lifetime and a notification, instead of waiting
+//!   forever.
+//! - **When every recipient is final**: if any failed, `dsn` is on and the sender is not
+//!   `<>`, the failure notification (RFC 3464, [`crate::relay::dsn`]) is appended to the spool
+//!   and committed as a new message from `<>` to the sender, *before* the original is marked
+//!   done (RFC 5321 §6.1: a message leaves the spool only once any notification is itself
+//!   queued). The notification is then delivered like any message; its own failure never
+//!   makes another (its reverse path is `<>`, §4.5.5).
+//! - The journal is synced at most every [`JOURNAL_SYNC_INTERVAL`] while it has news, and at
+//!   stop. A state lost in a crash means a recipient tried again: a duplicate, never a loss.
+//!
+//! What it does not do (yet): TLS (`--relay-tls`; sessions run with `TlsPolicy::Off`) and
+//! AUTH; MX lookups (next hops are addresses); delay warnings and success notifications
+//! (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server wires the deliverer
+//! in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the accepting side's: it
+//! is in the spooled body, which goes out as it is.
+//!
+//! Types: the spool, the client and the notifications each have their own `Notify`, `Ret`,
+//! `Envelope` and `Recipient` (built in parallel); [`convert`] is the one place they meet.
+//! They stay apart for now: the client is sans-I/O and should not depend on the storage
+//! engine, so one definition means a small shared module under all three, a change to the
+//! spool that waits until the accepting side (built at the same time) has landed.
+//! A stop leaves in-flight transactions unfinished: their messages stay in the spool and
+//! are sent again after a restart (at-least-once, §6.1); so may a notification whose
+//! original was not yet marked done when the process died.
+
+mod conn;
+pub mod convert;
+pub mod plan;
+mod run;
+
+use crate::relay::client::session::{ClientConfig, ClientSession, TlsPolicy};
+use crate::relay::queue::RelayQueue;
+use crate::relay::schedule::{HopOrder, RetryPolicy, ACTIVE_MAX_DEFAULT};
+use crate::relay::spool::Recovered;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Connections per next hop by default (Postfix's `smtp_destination_concurrency_limit` is
+/// 20 for a whole destination; a smarthost on loopback is saturated with fewer).
+pub const CONNECTIONS_PER_HOP_DEFAULT: usize = 4;
+/// Messages carried by one connection before it says `QUIT`, by default (Postfix's
+/// `smtp_connection_reuse_count_limit` is unlimited with a time limit instead).
+pub const MESSAGES_PER_CONNECTION_DEFAULT: usize = 100;
+/// How long a connect may take, by default (Postfix's `smtp_connect_timeout`: 30 s).
+pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// How often the journal is synced while it has news.
+pub const JOURNAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the delivery loop needs to know.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// The next hops, in the order given (`--relay-to`); at least one.
+    pub hops: Vec<SocketAddr>,
+    /// In order (later hops are fallbacks) or spread.
+    pub hop_order: HopOrder,
+    /// The most connections open to one next hop at a time.
+    pub connections_per_hop: usize,
+    /// The most messages one connection carries.
+    pub messages_per_connection: usize,
+    /// When to retry and when to give up.
+    pub retry: RetryPolicy,
+    /// Our host name: the `EHLO` name and the notifications' `Reporting-MTA`.
+    pub hostname: String,
+    /// Whether failure notifications are sent (`--dsn off` for pure benchmarks).
+    pub dsn: bool,
+    /// How long a connect may take.
+    pub connect_timeout: Duration,
+    /// One limit for every wait of a session instead of RFC 5321 §4.5.3.2's minutes (tests).
+    pub session_timeout: Option<Duration>,
+    /// The most messages in memory at once ([`ACTIVE_MAX_DEFAULT`]).
+    pub active_max: usize,
+}
+
+impl DeliveryConfig {
+    /// A configuration toward `hops` as `hostname`, with the defaults above.
+    pub fn new(hops: Vec<SocketAddr>, hostname: &str) -> DeliveryConfig {
+        DeliveryConfig {
+            hops,
+            hop_order: HopOrder::InOrder,
+            connections_per_hop: CONNECTIONS_PER_HOP_DEFAULT,
+            messages_per_connection: MESSAGES_PER_CONNECTION_DEFAULT,
+            retry: RetryPolicy::default(),
+            hostname: hostname.to_owned(),
+            dsn: true,
+            connect_timeout: CONNECT_TIMEOUT_DEFAULT,
+            session_timeout: None,
+            active_max: ACTIVE_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Counters of the delivery loop, readable while it runs (tests now, metrics later).
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Recipients delivered.
+    pub delivered: AtomicU64,
+    /// Recipient deferrals (one per recipient per failed attempt).
+    pub deferred: AtomicU64,
+    /// Recipients failed for good (refused, or expired).
+    pub failed: AtomicU64,
+    /// Failure notifications spooled.
+    pub notifications: AtomicU64,
+    /// Messages done (every recipient final, any notification spooled).
+    pub messages_done: AtomicU64,
+    /// Connections opened.
+    pub connections: AtomicU64,
+    /// Connections that failed before their session was ready.
+    pub connect_failures: AtomicU64,
+}
+
+impl DeliveryStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds to a counter.
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Starts delivery loops.
+#[derive(Debug)]
+pub struct Deliverer;
+
+/// A running delivery loop.
+#[derive(Debug)]
+pub struct DeliveryHandle {
+    /// The loop's thread, until stopped.
+    thread: Option<JoinHandle<()>>,
+    /// Set to ask the loop to end.
+    stop: Arc<AtomicBool>,
+    /// Wakes the loop (the one registered with the queue).
+    waker: Arc<mio::Waker>,
+    /// Its counters.
+    stats: Arc<DeliveryStats>,
+}
+
+impl Deliverer {
+    /// Starts the loop on its own thread. Refused (`InvalidInput`) without a next hop or
+    /// with a host name that cannot be an `EHLO` argument, and (`AlreadyExists`) when a loop
+    /// already serves `queue` (one waker per queue).
+    pub fn start(
+        queue: Arc<RelayQueue>,
+        recovered: Vec<Recovered>,
+        config: DeliveryConfig,
+    ) -> io::Result<DeliveryHandle> {
+        if config.hops.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the relay needs at least one next hop",
+            ));
+        }
+        let mut client = ClientConfig::new(&config.hostname);
+        client.tls = TlsPolicy::Off;
+        if ClientSession::new(&client).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} cannot be an EHLO name", config.hostname),
+            ));
+        }
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), run::WAKER)?);
+        if !queue.set_waker(Arc::clone(&waker)) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a delivery loop already serves this relay queue",
+            ));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(DeliveryStats::default());
+        let mut lp = run::Loop::new(
+            queue,
+            config,
+            client,
+            poll,
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+        );
+        lp.admit_recovered(recovered);
+        let thread = std::thread::Builder::new()
+            .name("relay-deliver".into())
+            .spawn(move || lp.run())?;
+        Ok(DeliveryHandle {
+            thread: Some(thread),
+            stop,
+            waker,
+            stats,
+        })
+    }
+}
+
+impl DeliveryHandle {
+    /// The loop's counters.
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.stats
+    }
+
+    /// Stops the loop and waits for its thread; transactions in flight are dropped (their
+    /// messages stay in the spool).
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Asks the loop to end and joins it (once).
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for DeliveryHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

@@ -1,0 +1,744 @@
+//! The delivery loop itself (see the parent module for what it decides).
+//!
+//! # The loop, in order
+//!
+//! 1. Stop if asked. Take the ids committed since the last turn; admit messages into the
+//!    active set while there is room (reading each envelope from the spool).
+//! 2. Move the messages whose time has come from the due heap to the ready queue.
+//! 3. Open connections while messages are ready and [`Hops::pick`] names a hop.
+//! 4. `poll`, with the timeout set by the nearest of: a due message, a connection's
+//!    deadline, a backed-off hop's end, the journal's sync.
+//! 5. For each connection event (every event is a hint): complete a connect, read into the
+//!    session, act on its events, write.
+//! 6. Expire the deadlines that are due (a connect that takes too long, a session waiting
+//!    past its limit); reap the connections that ended; sync the journal if it is time.
+//!
+//! What it does not do: parse SMTP (the session does), or block on anything but `poll` and
+//! the spool's own file I/O under its lock.
+
+use super::conn::{Conn, InFlight};
+use super::convert::{self, NotificationInput};
+use super::plan::{self, Samples};
+use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
+use crate::relay::client::session::{ClientConfig, ClientSession, Event, UsageError, Verdict};
+use crate::relay::queue::RelayQueue;
+use crate::relay::schedule::{DueQueue, Hops, Pick, ReadyQueue};
+use crate::relay::spool::{Envelope, RecipientState, Recovered, SpoolId, SpoolRef};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The token of the loop's waker (the queue's committed ids, and stop).
+pub const WAKER: Token = Token(usize::MAX);
+/// The scratch read buffer shared by the loop's connections.
+const SCRATCH_LEN: usize = 64 * 1024;
+/// The longest `poll` wait, whatever is due: the clock is the wall clock (the spool's
+/// times are Unix times), which can step.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+/// How long a message whose notification could not be spooled waits before the next try.
+const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
+/// The reason kept for recipients deferred because no next hop took a connection.
+const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
+
+/// Now, as a [`Duration`] since the Unix epoch (the spool's clock).
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// One message in memory.
+#[derive(Debug)]
+struct Active {
+    /// Where it is in the spool.
+    place: SpoolRef,
+    /// Its envelope.
+    envelope: Envelope,
+    /// Its recipients' states (as the spool has them).
+    states: Vec<RecipientState>,
+    /// Taken by a connection (in its batch or in flight): not scheduled meanwhile.
+    busy: bool,
+}
+
+/// The loop's state.
+pub struct Loop {
+    /// The shared spool and committed ids.
+    queue: Arc<RelayQueue>,
+    /// The configuration.
+    config: DeliveryConfig,
+    /// What every session is given.
+    client: ClientConfig,
+    /// The poll.
+    poll: Poll,
+    /// Set by the handle to end the loop.
+    stop: Arc<AtomicBool>,
+    /// Counters.
+    stats: Arc<DeliveryStats>,
+    /// The active set.
+    active: HashMap<SpoolId, Active>,
+    /// Ids not admitted yet (no room, or just committed).
+    backlog: VecDeque<SpoolId>,
+    /// Messages waiting for their time.
+    due: DueQueue<SpoolId>,
+    /// Messages due, waiting for a connection.
+    ready: ReadyQueue<SpoolId>,
+    /// The next hops.
+    hops: Hops,
+    /// Open connections.
+    conns: Slab<Conn>,
+    /// The jitter's samples.
+    samples: Samples,
+    /// The journal has entries not synced yet.
+    journal_dirty: bool,
+    /// When the journal was last synced.
+    journal_synced: Duration,
+    /// The scratch read buffer.
+    scratch: Vec<u8>,
+}
+
+impl Loop {
+    /// A loop that has admitted nothing yet.
+    pub fn new(
+        queue: Arc<RelayQueue>,
+        config: DeliveryConfig,
+        client: ClientConfig,
+        poll: Poll,
+        stop: Arc<AtomicBool>,
+        stats: Arc<DeliveryStats>,
+    ) -> Loop {
+        let hops = Hops::new(
+            config.hops.len(),
+            config.connections_per_hop,
+            config.hop_order,
+        );
+        let seed = now().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        Loop {
+            queue,
+            config,
+            client,
+            poll,
+            stop,
+            stats,
+            active: HashMap::new(),
+            backlog: VecDeque::new(),
+            due: DueQueue::new(),
+            ready: ReadyQueue::new(),
+            hops,
+            conns: Slab::new(),
+            samples: Samples::new(seed),
+            journal_dirty: false,
+            journal_synced: now(),
+            scratch: vec![0; SCRATCH_LEN],
+        }
+    }
+
+    /// Takes what the spool recovered: into the active set while there is room, the rest
+    /// as ids (read again when admitted).
+    pub fn admit_recovered(&mut self, recovered: Vec<Recovered>) {
+        for message in recovered {
+            let id = message.spool_ref.id;
+            if self.active.len() < self.config.active_max.max(1) {
+                self.insert(id, message.spool_ref, message.envelope, message.recipients);
+            } else {
+                self.backlog.push_back(id);
+            }
+        }
+    }
+
+    /// Runs until stopped.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = now();
+            self.backlog.extend(self.queue.take_committed());
+            self.admit_backlog();
+            self.promote_due(now);
+            self.open_connections(now);
+            let timeout = self.poll_timeout(now);
+            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    eprintln!("fastsmtpd: relay: poll failed: {error}");
+                    break;
+                }
+            }
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    self.on_conn_event(event.token().0);
+                }
+            }
+            let now = self::now();
+            self.expire(now);
+            self.reap(now);
+            self.sync_journal(now, false);
+        }
+        self.sync_journal(now(), true);
+        for (_, mut conn) in std::mem::take(&mut self.conns) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Adds a message to the active set and schedules it.
+    fn insert(
+        &mut self,
+        id: SpoolId,
+        place: SpoolRef,
+        envelope: Envelope,
+        mut states: Vec<RecipientState>,
+    ) {
+        // A spool always gives one state per recipient; be safe if not.
+        states.resize(envelope.recipients.len(), RecipientState::Pending);
+        self.active.insert(
+            id,
+            Active {
+                place,
+                envelope,
+                states,
+                busy: false,
+            },
+        );
+        self.schedule(id, now());
+    }
+
+    /// Admits ids from the backlog while the active set has room.
+    fn admit_backlog(&mut self) {
+        while self.active.len() < self.config.active_max.max(1) {
+            let Some(id) = self.backlog.pop_front() else {
+                break;
+            };
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            let read = {
+                let spool = self.queue.spool();
+                spool.get(id).map(|listed| {
+                    let place = listed.spool_ref;
+                    let states = listed.recipients.to_vec();
+                    (place, states, spool.read_message(&place))
+                })
+            };
+            match read {
+                None => {} // done meanwhile (or never committed): nothing to do
+                Some((place, states, Ok((envelope, _body)))) => {
+                    self.insert(id, place, envelope, states);
+                }
+                Some((_, _, Err(error))) => {
+                    // It stays in the spool; a restart tries to read it again.
+                    eprintln!("fastsmtpd: relay: cannot read spool message {id}: {error}");
+                }
+            }
+        }
+    }
+
+    /// Puts a message where its states say: finished, due later, or ready now.
+    fn schedule(&mut self, id: SpoolId, now: Duration) {
+        let Some(active) = self.active.get(&id) else {
+            return;
+        };
+        match plan::due_at(&active.states, plan::unix_ms(now)) {
+            None => self.finish(id, now),
+            Some(at) if at <= plan::unix_ms(now) => self.ready.push(id),
+            Some(at) => self.due.push(Duration::from_millis(at), id),
+        }
+    }
+
+    /// Moves due messages to the ready queue (skipping stale entries).
+    fn promote_due(&mut self, now: Duration) {
+        while let Some((_, id)) = self.due.pop_due(now) {
+            let Some(active) = self.active.get(&id) else {
+                continue;
+            };
+            if active.busy {
+                continue;
+            }
+            match plan::due_at(&active.states, plan::unix_ms(now)) {
+                None => self.finish(id, now),
+                Some(at) if at <= plan::unix_ms(now) => self.ready.push(id),
+                Some(at) => self.due.push(Duration::from_millis(at), id),
+            }
+        }
+    }
+
+    /// Opens connections while messages are ready and a hop has room.
+    fn open_connections(&mut self, now: Duration) {
+        while !self.ready.is_empty() {
+            let Pick::Hop(hop) = self.hops.pick(now) else {
+                return;
+            };
+            let mut batch = VecDeque::new();
+            while batch.len() < self.config.messages_per_connection.max(1) {
+                let taken = self.ready.take_batch(1);
+                let Some(&id) = taken.first() else {
+                    break;
+                };
+                if let Some(active) = self.active.get_mut(&id) {
+                    if !active.busy {
+                        active.busy = true;
+                        batch.push_back(id);
+                    }
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            self.open(hop, batch, now);
+        }
+    }
+
+    /// Opens one connection to `hop` for `batch`.
+    fn open(&mut self, hop: usize, batch: VecDeque<SpoolId>, now: Duration) {
+        let address = self.config.hops[hop];
+        self.hops.on_opened(hop);
+        DeliveryStats::add(&self.stats.connections, 1);
+        // The configuration was checked at start, so the session cannot be refused here;
+        // if it were, the connection fails like any other.
+        let opened = ClientSession::new(&self.client)
+            .ok()
+            .and_then(|session| Some((session, TcpStream::connect(address).ok()?)));
+        let (session, stream) = match opened {
+            Some(opened) => opened,
+            None => {
+                self.connection_failed(hop, batch, now);
+                return;
+            }
+        };
+        let deadline = now.saturating_add(self.config.connect_timeout);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = Conn::new(hop, stream, session, batch, deadline);
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut conn.stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            let batch = std::mem::take(&mut conn.batch);
+            self.connection_failed(hop, batch, now);
+            return;
+        }
+        entry.insert(conn);
+    }
+
+    /// A connection to `hop` failed before its session was ready: back the hop off; its
+    /// messages go back to the ready queue without an attempt, unless every hop is now
+    /// backed off (then each counts an attempt: see the parent module's decision).
+    fn connection_failed(&mut self, hop: usize, batch: VecDeque<SpoolId>, now: Duration) {
+        DeliveryStats::add(&self.stats.connect_failures, 1);
+        self.hops.on_closed(hop);
+        let sample = self.samples.next_sample();
+        if let Some(health) = self.hops.health_mut(hop) {
+            health.on_connect_failed(now, &self.config.retry, sample);
+        }
+        let all_down = self.hops.health().iter().all(|health| !health.is_open(now));
+        if all_down {
+            for id in batch {
+                self.defer_untried(id, now);
+            }
+        } else {
+            for &id in batch.iter().rev() {
+                if let Some(active) = self.active.get_mut(&id) {
+                    active.busy = false;
+                    self.ready.push_front(id);
+                }
+            }
+        }
+    }
+
+    /// Every recipient of `id` not final is deferred with [`NO_HOP_REPLY`] (an attempt).
+    fn defer_untried(&mut self, id: SpoolId, now: Duration) {
+        let Some(active) = self.active.get(&id) else {
+            return;
+        };
+        let indexes = plan::to_send(&active.states);
+        let outcomes: Vec<(usize, Verdict, Vec<u8>)> = indexes
+            .into_iter()
+            .map(|index| (index, Verdict::Deferred, NO_HOP_REPLY.to_vec()))
+            .collect();
+        self.apply(id, outcomes, now);
+    }
+
+    /// Records outcomes `(recipient index, verdict, reply)` of message `id`, then schedules
+    /// it again (or finishes it).
+    fn apply(&mut self, id: SpoolId, outcomes: Vec<(usize, Verdict, Vec<u8>)>, now: Duration) {
+        let Some(active) = self.active.get_mut(&id) else {
+            return;
+        };
+        active.busy = false;
+        let arrived = Duration::from_millis(active.envelope.arrival_unix_ms);
+        let mut updates = Vec::with_capacity(outcomes.len());
+        for (index, verdict, reply) in outcomes {
+            let Some(previous) = active.states.get(index) else {
+                continue;
+            };
+            if previous.is_final() {
+                continue;
+            }
+            let sample = self.samples.next_sample();
+            let state = plan::state_after(
+                previous,
+                verdict,
+                reply,
+                arrived,
+                now,
+                &self.config.retry,
+                sample,
+            );
+            let counter = match &state {
+                RecipientState::Delivered { .. } => &self.stats.delivered,
+                RecipientState::Failed { .. } => &self.stats.failed,
+                _ => &self.stats.deferred,
+            };
+            DeliveryStats::add(counter, 1);
+            active.states[index] = state.clone();
+            updates.push((index, state));
+        }
+        if !updates.is_empty() {
+            let mut spool = self.queue.spool();
+            for (index, state) in updates {
+                if let Err(error) = spool.set_recipient_state(id, index, state) {
+                    eprintln!("fastsmtpd: relay: spool message {id}: {error}");
+                }
+            }
+            drop(spool);
+            self.journal_dirty = true;
+        }
+        self.schedule(id, now);
+    }
+
+    /// Every recipient of `id` is final: spool the failure notification if one is due, then
+    /// mark the message done (RFC 5321 §6.1: in that order).
+    fn finish(&mut self, id: SpoolId, now: Duration) {
+        let Some(active) = self.active.get(&id) else {
+            return;
+        };
+        if self.config.dsn
+            && !active.envelope.reverse_path.is_empty()
+            && plan::any_failed(&active.states)
+        {
+            match self.spool_notification(id, now) {
+                Ok(Some(new_id)) => {
+                    DeliveryStats::add(&self.stats.notifications, 1);
+                    self.backlog.push_back(new_id);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    eprintln!(
+                        "fastsmtpd: relay: cannot spool the notification for message {id}: \
+                         {error}; trying again"
+                    );
+                    self.due.push(now.saturating_add(NOTIFICATION_RETRY), id);
+                    return;
+                }
+            }
+        }
+        if let Err(error) = self.queue.spool().mark_done(id) {
+            eprintln!("fastsmtpd: relay: spool message {id}: {error}");
+        }
+        self.journal_dirty = true;
+        self.active.remove(&id);
+        DeliveryStats::add(&self.stats.messages_done, 1);
+    }
+
+    /// Writes and commits the failure notification for `id`; its new id, or `None` when
+    /// none is due.
+    fn spool_notification(
+        &mut self,
+        id: SpoolId,
+        now: Duration,
+    ) -> std::io::Result<Option<SpoolId>> {
+        let Some(active) = self.active.get(&id) else {
+            return Ok(None);
+        };
+        let mut spool = self.queue.spool();
+        let original = spool.read_body(&active.place)?;
+        let token = format!("Q{}", id.0);
+        let input = NotificationInput {
+            reporting_mta: &self.config.hostname,
+            envelope: &active.envelope,
+            states: &active.states,
+            original: &original,
+            now_unix_ms: plan::unix_ms(now),
+            token: &token,
+        };
+        let mut bytes = Vec::new();
+        let Some(envelope) = convert::failure_notification_into(&input, &mut bytes) else {
+            return Ok(None);
+        };
+        let new_id = spool.append(&envelope, &bytes)?;
+        spool.commit()?;
+        Ok(Some(new_id))
+    }
+
+    /// The poll's timeout: until the nearest thing due (at most [`MAX_POLL_WAIT`]).
+    fn poll_timeout(&self, now: Duration) -> Duration {
+        let mut next = now.saturating_add(MAX_POLL_WAIT);
+        if let Some(due) = self.due.next_due() {
+            next = next.min(due);
+        }
+        for (_, conn) in self.conns.iter() {
+            next = next.min(conn.deadline);
+        }
+        if !self.ready.is_empty() {
+            for health in self.hops.health() {
+                if health.not_before() > now {
+                    next = next.min(health.not_before());
+                }
+            }
+        }
+        if self.journal_dirty {
+            next = next.min(self.journal_synced.saturating_add(JOURNAL_SYNC_INTERVAL));
+        }
+        next.saturating_sub(now)
+    }
+
+    /// A connection's event: connect completion, reads, the session's events, writes.
+    fn on_conn_event(&mut self, key: usize) {
+        let now = now();
+        let override_limit = self.config.session_timeout;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // stale token
+        };
+        if conn.done {
+            return;
+        }
+        if !conn.connected {
+            match conn.check_connected() {
+                Ok(true) => conn.arm(now, override_limit),
+                Ok(false) => return,
+                Err(_) => {
+                    conn.session.on_disconnect();
+                }
+            }
+        }
+        if conn.connected && conn.read_into_session(&mut self.scratch) {
+            conn.arm(now, override_limit);
+        }
+        self.drive(key, now);
+    }
+
+    /// Acts on the session's events, then writes.
+    fn drive(&mut self, key: usize, now: Duration) {
+        let override_limit = self.config.session_timeout;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Some(event) = conn.session.next_event() else {
+                break;
+            };
+            match event {
+                Event::Ready => {
+                    if !conn.greeted {
+                        conn.greeted = true;
+                        let hop = conn.hop;
+                        if let Some(health) = self.hops.health_mut(hop) {
+                            health.on_connected();
+                        }
+                    }
+                    self.start_next(key, now);
+                }
+                Event::Content => {
+                    let conn = &mut self.conns[key];
+                    if let Some(current) = &conn.current {
+                        if conn.session.accepts_content() {
+                            let _ = conn
+                                .session
+                                .content_into(&current.body, true, &mut conn.out);
+                        }
+                    }
+                }
+                Event::TransactionDone(report) => {
+                    if let Some(current) = conn.current.take() {
+                        let outcomes = current
+                            .recipients
+                            .iter()
+                            .zip(&report.recipients)
+                            .map(|(&index, outcome)| {
+                                let reply = match (outcome.verdict, &report.message) {
+                                    // Delivered: the message reply is the one that decided.
+                                    (Verdict::Delivered, Some(reply)) => {
+                                        reply.to_string().into_bytes()
+                                    }
+                                    _ => convert::reason_text(&outcome.reason),
+                                };
+                                (index, outcome.verdict, reply)
+                            })
+                            .collect();
+                        self.apply(current.id, outcomes, now);
+                    }
+                }
+                Event::StartTls => {
+                    // Never asked for with `TlsPolicy::Off`; a session that does is ended.
+                    conn.session.on_disconnect();
+                }
+                Event::Closed { .. } => {
+                    conn.done = true;
+                }
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.flush() {
+            conn.arm(now, override_limit);
+        }
+        if conn.write_failed && !conn.done {
+            // The failed write told the session the connection is gone: act on the reports
+            // and the end it queued. Nothing more is written, so this recurses once.
+            conn.done = true;
+            self.drive(key, now);
+        }
+    }
+
+    /// Starts the next message of connection `key`'s batch, or `QUIT` when none is left.
+    fn start_next(&mut self, key: usize, now: Duration) {
+        loop {
+            let Some(id) = self.conns[key].batch.pop_front() else {
+                let _ = self.conns[key].session.finish();
+                return;
+            };
+            let Some(active) = self.active.get(&id) else {
+                continue;
+            };
+            let recipients = plan::to_send(&active.states);
+            if recipients.is_empty() {
+                self.apply(id, Vec::new(), now);
+                continue;
+            }
+            let read = self.queue.spool().read_body(&active.place);
+            let body = match read {
+                Ok(body) => body,
+                Err(error) => {
+                    eprintln!("fastsmtpd: relay: cannot read spool message {id}: {error}");
+                    let outcomes = recipients
+                        .iter()
+                        .map(|&index| {
+                            (
+                                index,
+                                Verdict::Deferred,
+                                b"4.3.0 spool read failed".to_vec(),
+                            )
+                        })
+                        .collect();
+                    self.apply(id, outcomes, now);
+                    continue;
+                }
+            };
+            let envid = active
+                .envelope
+                .params
+                .envid
+                .as_deref()
+                .map(convert::encode_xtext);
+            let sent = convert::client_recipients(&active.envelope, &recipients);
+            let envelope =
+                convert::client_envelope(&active.envelope, &sent, &body, envid.as_deref());
+            let conn = &mut self.conns[key];
+            match conn.session.start_transaction(&envelope) {
+                Ok(()) => {
+                    conn.current = Some(InFlight {
+                        id,
+                        recipients,
+                        body,
+                    });
+                    return;
+                }
+                Err(UsageError::NotNow) => {
+                    // The session ended under us (its Closed event follows): keep it.
+                    conn.batch.push_front(id);
+                    return;
+                }
+                Err(error) => {
+                    // An envelope the client cannot send (a line break in an address, a
+                    // bad parameter): it never will be, so its recipients fail.
+                    let reply = format!("5.1.3 cannot be sent: {error:?}").into_bytes();
+                    let outcomes = recipients
+                        .iter()
+                        .map(|&index| (index, Verdict::Failed, reply.clone()))
+                        .collect();
+                    self.apply(id, outcomes, now);
+                }
+            }
+        }
+    }
+
+    /// Ends the waits that ran out.
+    fn expire(&mut self, now: Duration) {
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| !conn.done && conn.deadline <= now)
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            let conn = &mut self.conns[key];
+            if conn.connected {
+                conn.session.on_timeout();
+            } else {
+                conn.session.on_disconnect();
+            }
+            self.drive(key, now);
+        }
+    }
+
+    /// Removes the connections that ended; their unstarted messages go back.
+    fn reap(&mut self, now: Duration) {
+        let ended: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.done)
+            .map(|(key, _)| key)
+            .collect();
+        for key in ended {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(current) = conn.current.take() {
+                // No report came for it (should not happen: the session reports every
+                // transaction): defer what it carried.
+                let outcomes = current
+                    .recipients
+                    .iter()
+                    .map(|&index| (index, Verdict::Deferred, b"4.4.2 connection lost".to_vec()))
+                    .collect();
+                self.apply(current.id, outcomes, now);
+            }
+            let batch = std::mem::take(&mut conn.batch);
+            if conn.greeted {
+                self.hops.on_closed(conn.hop);
+                for &id in batch.iter().rev() {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.busy = false;
+                        self.ready.push_front(id);
+                    }
+                }
+            } else {
+                self.connection_failed(conn.hop, batch, now);
+            }
+        }
+    }
+
+    /// Syncs the journal when it has news and it is time (or `force`).
+    fn sync_journal(&mut self, now: Duration, force: bool) {
+        if !self.journal_dirty {
+            return;
+        }
+        if !force && now < self.journal_synced.saturating_add(JOURNAL_SYNC_INTERVAL) {
+            return;
+        }
+        if let Err(error) = self.queue.spool().sync_journal() {
+            eprintln!("fastsmtpd: relay: cannot sync the spool journal: {error}");
+        }
+        self.journal_dirty = false;
+        self.journal_synced = now;
+    }
+}

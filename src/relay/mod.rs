@@ -25,12 +25,18 @@
 //! - [`queue`], the seam between accepting and delivering: the shared spool and the ids of
 //!   newly committed messages, with a wake-up for the delivery loop.
 //!
-//! Next: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it
-//! fails) and the delivery loops. The spool stays outside [`client`]: the client is sans-I/O
+//! - [`received`], the relay's `Received:` line and the count of a message's `Received:`
+//!   fields (RFC 5321 §6.3: more than 50 is a loop, `554 5.4.6`).
+//!
+//! The accepting side is wired (`--spool DIR --relay-to ...`): a storage thread appends each
+//! message, with its `Received:` line in front, to the spool through [`queue`] and commits
+//! the batch once (`crate::store`), and the `250`s go out only after that commit (`452
+//! 4.3.1` when it fails). Next: the delivery loops. The spool stays outside [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
 pub mod dsn;
 pub mod queue;
+pub mod received;
 pub mod schedule;
 pub mod spool;

@@ -167,6 +167,8 @@ pub struct Config {
     pub capture: CaptureSettings,
     /// The HTTP API (`--api`; `None`: not served).
     pub api: Option<ApiSettings>,
+    /// The relay: its spool and next hops, and its delivery settings.
+    pub relay: Relay,
 }
 
 impl Default for Config {
@@ -190,6 +192,7 @@ impl Default for Config {
             faults: Faults::default(),
             capture: CaptureSettings::default(),
             api: None,
+            relay: Relay::default(),
         }
     }
 }
@@ -344,6 +347,85 @@ impl Default for Stores {
     }
 }
 
+/// The relay (issue 19): where mail for the next hop is kept (`--spool`), where it goes
+/// (`--relay-to`), and what the delivery side reads from here: the retry schedule
+/// (`--retry`, `--queue-lifetime`) and whether failures are reported (`--dsn`). In this
+/// increment every accepted message is relayed when `--relay-to` is given (per domain
+/// relaying, `--relay-domains`, comes later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The spool directory (`--spool DIR`): every message is appended to it and committed
+    /// before its `250`. Needed by, and only with, `--relay-to`.
+    pub spool: Option<PathBuf>,
+    /// The next hops, in order (`--relay-to HOST:PORT[,HOST:PORT...]`, names resolved at
+    /// start); empty: no relaying.
+    pub next_hops: Vec<SocketAddr>,
+    /// When to try again and when to give up (`--retry`, `--queue-lifetime`; Postfix-like by
+    /// default, RFC 5321 §4.5.4.1).
+    pub retry: crate::relay::schedule::RetryPolicy,
+    /// Send delivery status notifications for failed recipients (`--dsn on|off`, on by
+    /// default; RFC 5321 §6.1 asks for them, `off` is for benchmarks).
+    pub dsn: bool,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            spool: None,
+            next_hops: Vec::new(),
+            retry: crate::relay::schedule::RetryPolicy::default(),
+            dsn: true,
+        }
+    }
+}
+
+impl Relay {
+    /// Whether the server relays (and so has a spool).
+    pub fn is_on(&self) -> bool {
+        !self.next_hops.is_empty()
+    }
+}
+
+/// Reads `--relay-to`: `HOST:PORT` items separated by commas (`127.0.0.1:25`, `[::1]:25`,
+/// `mx.example:25`; a name is resolved now, its first address taken), in order, none twice.
+pub fn parse_next_hops(text: &str) -> Result<Vec<SocketAddr>, String> {
+    use std::net::ToSocketAddrs;
+    let mut hops = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!(
+                "{text:?}: expected HOST:PORT[,HOST:PORT...] (an item is empty)"
+            ));
+        }
+        let addr = match item.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                let (host, port) = item.rsplit_once(':').ok_or_else(|| {
+                    format!("{item:?}: expected HOST:PORT (e.g. 127.0.0.1:25 or [::1]:25)")
+                })?;
+                if host.is_empty() || port.parse::<u16>().is_err() {
+                    return Err(format!(
+                        "{item:?}: expected HOST:PORT with a port from 1 to 65535"
+                    ));
+                }
+                item.to_socket_addrs()
+                    .map_err(|e| format!("{item:?}: cannot resolve {host:?}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{item:?}: {host:?} has no address"))?
+            }
+        };
+        if addr.port() == 0 {
+            return Err(format!("{item:?}: port 0 is no next hop"));
+        }
+        if hops.contains(&addr) {
+            return Err(format!("{item:?}: given twice"));
+        }
+        hops.push(addr);
+    }
+    Ok(hops)
+}
+
 /// Fault injection ([`crate::fault`]): the rules as written, with where the first came from,
 /// parsed once by [`Config::validate`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -464,6 +546,13 @@ pub enum ConfigError {
     CaptureMemory(u64),
     /// `--api-token` or `--api-cors` without `--api`.
     ApiOptionWithoutApi,
+    /// `--relay-to` without `--spool`: relayed mail would have no durable home.
+    RelayWithoutSpool,
+    /// `--spool` without `--relay-to`: nothing would ever leave the spool.
+    SpoolWithoutRelay,
+    /// `--spool` with `--store jsonl:-`: a line written to a stream cannot be taken back
+    /// when the spool's commit fails.
+    SpoolWithStream,
     /// `--api-token` empty, or not printable ASCII without spaces.
     ApiToken,
     /// `--api-cors` not an origin (`scheme://host[:port]`, printable ASCII), or `*`.
@@ -550,6 +639,15 @@ impl std::fmt::Display for ConfigError {
             ConfigError::CaptureMemory(value) => write!(
                 f,
                 "--capture-memory {value}: must be at least {MIN_CAPTURE_MEMORY} bytes (64KiB)"
+            ),
+            ConfigError::RelayWithoutSpool => f.write_str(
+                "--relay-to needs --spool DIR: a message is relayed only after it is on disk (RFC 5321 §6.1: after the 250 it must not be lost)",
+            ),
+            ConfigError::SpoolWithoutRelay => f.write_str(
+                "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            ConfigError::SpoolWithStream => f.write_str(
+                "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
             ),
             ConfigError::ApiOptionWithoutApi => {
                 f.write_str("--api-token and --api-cors need --api [ADDR]")
@@ -769,6 +867,14 @@ impl Config {
         if memory_stores > 1 {
             return Err(ConfigError::MemoryStoreTwice);
         }
+        match (&self.relay.spool, self.relay.is_on()) {
+            (None, true) => return Err(ConfigError::RelayWithoutSpool),
+            (Some(_), false) => return Err(ConfigError::SpoolWithoutRelay),
+            _ => {}
+        }
+        if self.relay.spool.is_some() && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
+            return Err(ConfigError::SpoolWithStream);
+        }
         self.capture.check(self.keeps_capture())?;
         if let Some(api) = &self.api {
             api.check()?;
@@ -865,7 +971,7 @@ mod tests {
         };
         /// A change to the defaults, and the refusal it meets.
         type Case<'a> = (&'a dyn Fn(&mut Config), &'a str);
-        let cases: [Case<'_>; 21] = [
+        let cases: [Case<'_>; 24] = [
             (&|c| c.listen.clear(), "at least one --listen address is needed"),
             (&|c| c.threads = 0, "--threads must be at least 1"),
             (
@@ -927,6 +1033,22 @@ mod tests {
             ),
             (&|c| c.stores.threads = 65, "--store-threads must be between 1 and 64"),
             (&|c| c.stores.batch = 0, "--store-batch must be at least 1"),
+            (
+                &|c| c.relay.next_hops = vec![SocketAddr::from(([127, 0, 0, 1], 25))],
+                "--relay-to needs --spool DIR: a message is relayed only after it is on disk (RFC 5321 §6.1: after the 250 it must not be lost)",
+            ),
+            (
+                &|c| c.relay.spool = Some("q".into()),
+                "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            (
+                &|c| {
+                    c.relay.spool = Some("q".into());
+                    c.relay.next_hops = vec![SocketAddr::from(([127, 0, 0, 1], 25))];
+                    c.stores.specs = vec![StoreSpec::JsonlStdout];
+                },
+                "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
+            ),
             (
                 &|c| c.stores.buffer = 1,
                 "--store-buffer must be at least 65536 bytes (one chunk)",

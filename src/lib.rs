@@ -24,7 +24,7 @@
 //! | [`control`] | the control plane's HTTP serving for `--metrics` and `--api`: hyper on its own thread, request deadlines, a connection cap |
 //! | [`api`] | `--api`: the HTTP API over the capture store (await, messages, raw, delete, server-sent events) |
 //! | [`probe`] | `fastsmtpd await` and `fastsmtpd ready`: the API and the SMTP greeting asked from a shell, a blocking HTTP/1.1 client |
-//! | [`relay`] | the second hop (being built): its SMTP client (reply framing, EHLO capabilities, dot-stuffing and BDAT framing, the client session with per-recipient outcomes) and the queue's order (retry, lifetime, next hops' back-off), sans I/O; delivery status notifications (RFC 3464), pure; the spool (durable segments, state journal, recovery; standalone); the delivery loop (its own mio thread: spool → next hops, per-recipient outcomes, retry, failure notifications spooled before a message is done) |
+//! | [`relay`] | the second hop: its SMTP client (reply framing, EHLO capabilities, dot-stuffing and BDAT framing, the client session with per-recipient outcomes) and the queue's order (retry, lifetime, next hops' back-off), sans I/O; delivery status notifications (RFC 3464), pure; the spool (durable segments, state journal, recovery) and the queue shared by the accepting side (`store`'s storage threads append and group-commit relayed mail to it) and the delivery loop (its own mio thread: spool → next hops, per-recipient outcomes, retry, failure notifications spooled before a message is done); the relay's `Received:` line and loop count |
 //!
 //! The one rule: `proto` never does I/O and never allocates per command; `server` owns every
 //! socket and the clock, and only moves bytes between sockets and [`proto::session::Session`].

@@ -233,6 +233,29 @@ struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = config::parse_bytes,
           allow_hyphen_values = true)]
     store_buffer: u64,
+    /// The relay's spool directory (created if missing): every accepted message, with a
+    /// Received: line in front, is on disk there (written, fdatasync, directory fsync) before
+    /// its 250; "452 4.3.1" when it cannot be. Needs --relay-to.
+    #[arg(long, value_name = "DIR")]
+    spool: Option<std::path::PathBuf>,
+    /// Relay every accepted message to these next hops, in order (a smarthost): HOST:PORT
+    /// items separated by commas, names resolved at start. Needs --spool.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", value_parser = parse_relay_to)]
+    relay_to: Option<NextHops>,
+    /// The relay's delays between delivery attempts, e.g. 1s,2s,4s (the last one repeats
+    /// until --queue-lifetime ends; at most ±10% jitter) [default: 300s doubling, at most
+    /// 4000s].
+    #[arg(long, value_name = "LIST", value_parser = parse_retry)]
+    retry: Option<fastsmtpd::relay::schedule::Backoff>,
+    /// How long after its arrival the relay keeps trying a message; then its failed
+    /// recipients are reported to the sender.
+    #[arg(long, value_name = "DURATION", default_value = "5d", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
+    queue_lifetime: Duration,
+    /// Send delivery status notifications (RFC 3464) to the sender of relayed mail that
+    /// failed (off: none, for benchmarks).
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    dsn: OnOff,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -401,6 +424,53 @@ enum BareLf {
     Keep,
 }
 
+/// `--dsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// `--relay-to`'s next hops (a type of its own: clap reads a `Vec` field as a repeatable
+/// flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NextHops(Vec<SocketAddr>);
+
+/// Reads `--relay-to` ([`config::parse_next_hops`]).
+fn parse_relay_to(text: &str) -> Result<NextHops, String> {
+    config::parse_next_hops(text).map(NextHops)
+}
+
+/// Reads `--retry` ([`fastsmtpd::relay::schedule::RetryPolicy::parse_list`]).
+fn parse_retry(text: &str) -> Result<fastsmtpd::relay::schedule::Backoff, String> {
+    fastsmtpd::relay::schedule::RetryPolicy::parse_list(text).map_err(|e| e.to_string())
+}
+
+/// The relay's settings from `--spool`, `--relay-to`, `--retry`, `--queue-lifetime` and
+/// `--dsn` (the pairing of `--spool` and `--relay-to` is checked by `Config::validate`).
+fn relay_settings(
+    spool: Option<std::path::PathBuf>,
+    next_hops: Option<NextHops>,
+    retry: Option<fastsmtpd::relay::schedule::Backoff>,
+    lifetime: Duration,
+    dsn: OnOff,
+) -> Result<config::Relay, String> {
+    use fastsmtpd::relay::schedule::{
+        Backoff, RetryPolicy, POSTFIX_FIRST_DELAY, POSTFIX_MAX_DELAY,
+    };
+    let backoff = retry.unwrap_or(Backoff::Doubling {
+        first: POSTFIX_FIRST_DELAY,
+        max: POSTFIX_MAX_DELAY,
+    });
+    let retry = RetryPolicy::new(backoff, lifetime).map_err(|e| e.to_string())?;
+    Ok(config::Relay {
+        spool,
+        next_hops: next_hops.map(|hops| hops.0).unwrap_or_default(),
+        retry,
+        dsn: dsn == OnOff::On,
+    })
+}
+
 /// `--on-full`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OnFull {
@@ -516,6 +586,19 @@ fn main() -> ExitCode {
         std::env::var(API_TOKEN_ENV).ok(),
     ) {
         Ok(api) => api,
+        Err(error) => {
+            fastsmtpd::warn_line!("fastsmtpd: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    config.relay = match relay_settings(
+        cli.spool,
+        cli.relay_to,
+        cli.retry,
+        cli.queue_lifetime,
+        cli.dsn,
+    ) {
+        Ok(relay) => relay,
         Err(error) => {
             fastsmtpd::warn_line!("fastsmtpd: error: {error}");
             return ExitCode::from(2);
@@ -675,6 +758,70 @@ mod tests {
                     .unwrap_err()
                     .to_string(),
                 "--api-token and --api-cors need --api [ADDR]"
+            );
+        }
+    }
+
+    /// The relay's flags: defaults as the library's, a list and a lifetime read into one
+    /// policy, the next hops in order.
+    #[test]
+    fn relay_flags() {
+        use fastsmtpd::relay::schedule::{Backoff, RetryPolicy, DEFAULT_QUEUE_LIFETIME};
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.queue_lifetime, DEFAULT_QUEUE_LIFETIME);
+        let relay = relay_settings(
+            cli.spool,
+            cli.relay_to,
+            cli.retry,
+            cli.queue_lifetime,
+            cli.dsn,
+        )
+        .unwrap();
+        assert_eq!(relay, config::Relay::default());
+        assert!(!relay.is_on());
+        let cli = Cli::try_parse_from([
+            "fastsmtpd",
+            "--spool",
+            "q",
+            "--relay-to",
+            "127.0.0.1:2526, [::1]:25",
+            "--retry",
+            "1s,2s",
+            "--queue-lifetime",
+            "30s",
+            "--dsn",
+            "off",
+        ])
+        .unwrap();
+        let relay = relay_settings(
+            cli.spool,
+            cli.relay_to,
+            cli.retry,
+            cli.queue_lifetime,
+            cli.dsn,
+        )
+        .unwrap();
+        assert_eq!(relay.spool, Some("q".into()));
+        assert_eq!(
+            relay.next_hops,
+            [
+                "127.0.0.1:2526".parse::<SocketAddr>().unwrap(),
+                "[::1]:25".parse().unwrap()
+            ]
+        );
+        let want = RetryPolicy::new(
+            Backoff::List(vec![Duration::from_secs(1), Duration::from_secs(2)]),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(relay.retry, want);
+        assert!(!relay.dsn);
+        let zero = relay_settings(None, None, None, Duration::ZERO, OnOff::On).unwrap_err();
+        assert_eq!(zero, "--queue-lifetime must be more than 0s");
+        for bad in ["x", "127.0.0.1", "127.0.0.1:0", ",", "127.0.0.1:99999"] {
+            assert!(
+                Cli::try_parse_from(["fastsmtpd", "--relay-to", bad]).is_err(),
+                "{bad}"
             );
         }
     }

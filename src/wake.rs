@@ -40,6 +40,9 @@ pub enum Wake {
     /// The message the session answered `Pending` for was stored in every store (`true`) or
     /// in none (`false`).
     Stored(bool),
+    /// The message the session answered `Pending` for was refused by a store with a reply of
+    /// its own (the relay's spool: `452 4.3.1`), and kept by none.
+    Refused(&'static [u8]),
     /// The stores' budget has room again: a connection that stopped reading message content
     /// for it may read on.
     BudgetRoom,

@@ -29,17 +29,21 @@
 //!   recovered and what [`queue`] says was committed, scheduling it ([`schedule`]), carrying
 //!   it to the next hops over plain TCP ([`client`]), recording each recipient's outcome in
 //!   the spool, and spooling the failure notification ([`dsn`]) before a message is done.
-//!   Not yet: TLS and AUTH toward the next hop, the server's wiring.
+//!   Not yet: TLS and AUTH toward the next hop.
+//! - [`received`], the relay's `Received:` line and the count of a message's `Received:`
+//!   fields (RFC 5321 §6.3: more than 50 is a loop, `554 5.4.6`).
 //!
-//! Next: the sessions (a `250` only after [`spool::Spool::commit`], `452 4.3.1` when it
-//! fails) and the server starting [`deliver::Deliverer`] from its configuration.
-//!
-//! The spool stays outside [`client`]: the client is sans-I/O
+//! Wired (`--spool DIR --relay-to ...`): a storage thread appends each message, with its
+//! `Received:` line in front, to the spool through [`queue`] and commits the batch once
+//! (`crate::store`); the `250`s go out only after that commit (`452 4.3.1` when it fails);
+//! the server starts [`deliver::Deliverer`] on the same queue. The spool stays outside
+//! [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
 pub mod client;
 pub mod deliver;
 pub mod dsn;
 pub mod queue;
+pub mod received;
 pub mod schedule;
 pub mod spool;

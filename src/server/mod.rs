@@ -80,6 +80,10 @@ pub struct ServerHandle {
     certificates: Option<Arc<tls::Certificates>>,
     /// The AUTH back end, with `--auth` (SIGHUP reloads a password file).
     auth: Option<Arc<crate::auth::Authenticator>>,
+    /// The relay's spool, with `--spool` (shared with the storage threads).
+    relay: Option<Arc<crate::relay::queue::RelayQueue>>,
+    /// The live messages the spool recovered at start, until the delivery side takes them.
+    recovered: Vec<crate::relay::spool::Recovered>,
 }
 
 /// Checks `config` ([`Config::validate`]: a refusal is an `InvalidInput` error carrying the
@@ -175,12 +179,41 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     // discard path stays as it was). With the API, every connection gets a gate, which
     // reads one atomic number per command while no runtime rule exists.
     let faults = (!faults.is_empty() || config.api.is_some()).then(|| Arc::new(Plans::new(faults)));
+    // The relay's spool (`--spool`), opened and recovered before anything is accepted; the
+    // storage threads append to it, the delivery side (started by the caller from
+    // `ServerHandle::relay_queue` and `take_recovered`) takes from it.
+    let (relay, recovered) = match &config.relay.spool {
+        Some(dir) => {
+            let (queue, recovered) = crate::relay::queue::RelayQueue::open(
+                dir,
+                crate::relay::spool::SpoolLimits::default(),
+            )
+            .map_err(|e| io::Error::new(e.kind(), format!("--spool {}: {e}", dir.display())))?;
+            let report = queue.spool().recovery_report().clone();
+            if report.live_messages > 0
+                || report.segment_bytes_cut > 0
+                || report.segment_bytes_damaged > 0
+            {
+                crate::warn_line!(
+                    "fastsmtpd: --spool {}: {} messages to relay recovered ({} segments read, {} torn bytes cut, {} damaged bytes kept)",
+                    dir.display(),
+                    report.live_messages,
+                    report.segments_read,
+                    report.segment_bytes_cut + report.journal_bytes_cut,
+                    report.segment_bytes_damaged
+                );
+            }
+            (Some(queue), recovered)
+        }
+        None => (None, Vec::new()),
+    };
     let store = StoreHub::start(
         &config.stores.specs,
         config.stores.threads,
         config.stores.batch,
         config.stores.buffer,
         &config.hostname,
+        relay.clone(),
     )?;
     // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {
@@ -312,6 +345,8 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         txlog,
         certificates: tls.map(|settings| settings.certificates),
         auth,
+        relay,
+        recovered,
     };
     if let Some(certificate) = certificate_out {
         if let Err(e) = certificate.publish() {
@@ -323,6 +358,20 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
 }
 
 impl ServerHandle {
+    /// The relay's spool and the list of newly committed messages, with `--spool` (see
+    /// [`crate::relay::queue`]): what the delivery side is started from, with
+    /// [`Config::relay`]'s next hops, retry policy and `--dsn`. Nothing delivers yet.
+    pub fn relay_queue(&self) -> Option<&Arc<crate::relay::queue::RelayQueue>> {
+        self.relay.as_ref()
+    }
+
+    /// The live messages the spool recovered at start (once; later calls get none): the
+    /// delivery side schedules them beside what [`crate::relay::queue::RelayQueue::take_committed`]
+    /// gives.
+    pub fn take_recovered(&mut self) -> Vec<crate::relay::spool::Recovered> {
+        std::mem::take(&mut self.recovered)
+    }
+
     /// The bound addresses, in `--listen` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -923,7 +972,7 @@ mod tests {
     #[test]
     fn at_most_one_store_may_be_a_stream() {
         let specs = [StoreSpec::JsonlStdout, StoreSpec::Jsonl("/dev/null".into())];
-        let error = StoreHub::start(&specs, 1, 16, crate::store::MIN_STORE_BUFFER, "h")
+        let error = StoreHub::start(&specs, 1, 16, crate::store::MIN_STORE_BUFFER, "h", None)
             .unwrap_err()
             .to_string();
         assert!(

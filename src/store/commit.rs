@@ -9,8 +9,10 @@
 //! 2. Commit, each step undoable: the renames into place (each message's files in the order
 //!    staged, so its last file is its commit point); one `fsync` per file store's directory;
 //!    then each regular JSON-lines file gets the batch's lines in one write and one
-//!    `fdatasync`, remembering its length before; then, last, the stream (standard output, a
-//!    FIFO, a device), the only step that cannot be taken back.
+//!    `fdatasync`, remembering its length before; then the relay's spool (every message
+//!    appended, one commit, the delivery side told; a failed commit keeps nothing, and its
+//!    messages get `452 4.3.1`); then, last, the stream (standard output, a FIFO, a device),
+//!    the only step that cannot be taken back (never configured beside the spool).
 //!
 //! A message that fails at any step is undone in every store that already has it: its files
 //! are removed (under either name) and their directories synced again, and the JSON-lines
@@ -28,25 +30,131 @@
 
 use super::durable::{sync_dir, sync_files, Staged};
 use super::jsonl::Appended;
-use super::target::Target;
-use crate::wake::Notify;
+use super::record::MessageMeta;
+use super::target::{SpoolTarget, Target};
+use crate::proto::command::Body;
+use crate::relay::received::{protocol_word, received_line_into, Trace, SPOOL_REFUSAL};
+use crate::relay::spool::{
+    BodyType, ClientIdentity, Envelope as SpoolEnvelope, MailParams, Notify, Recipient,
+};
+use crate::wake::Notify as WakeNotify;
 use std::fs::File;
 use std::io;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 /// A message whose content is all written, waiting for its batch's commit.
 #[derive(Debug)]
 pub(super) struct Finished {
     /// Whom to tell.
-    pub(super) notify: Notify,
+    pub(super) notify: WakeNotify,
     /// When the session handed it over.
     pub(super) submitted: Instant,
     /// The files to commit, per store (empty for JSON lines).
     pub(super) files: Vec<Vec<Staged>>,
     /// The JSON record and its newline, when a store writes one.
     pub(super) record: Option<Vec<u8>>,
+    /// What goes to the relay's spool, when there is one.
+    pub(super) spooled: Option<Spooled>,
+    /// The reply when the message is refused for a reason of its own (the spool's `452
+    /// 4.3.1`); `None`: the stores' `451 4.3.0`.
+    pub(super) refusal: Option<&'static [u8]>,
     /// Still on its way to being stored.
     pub(super) ok: bool,
+}
+
+/// A message for the relay's spool: its envelope and its bytes (the relay's `Received:`
+/// line, then the content as received).
+#[derive(Debug)]
+pub(super) struct Spooled {
+    /// The envelope as the spool keeps it.
+    pub(super) envelope: SpoolEnvelope,
+    /// The bytes to relay.
+    pub(super) body: Vec<u8>,
+}
+
+/// The spool's envelope of a message (RFC 5321 §2.3.1). What the session's envelope does not
+/// keep yet is left empty: `RET`/`ENVID` (RFC 3461 §4.3, §4.4) and each recipient's
+/// `NOTIFY`/`ORCPT` (§4.1, §4.2), since the server does not offer `DSN`.
+pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
+    let arrival_unix_ms = meta
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    SpoolEnvelope {
+        arrival_unix_ms,
+        reverse_path: meta.sender.clone(),
+        params: MailParams {
+            ret: None,
+            envid: None,
+            body: match meta.params.body {
+                None => BodyType::Unspecified,
+                Some(Body::SevenBit) => BodyType::SevenBit,
+                Some(Body::EightBitMime) => BodyType::EightBitMime,
+                Some(Body::BinaryMime) => BodyType::BinaryMime,
+            },
+            smtputf8: meta.params.smtputf8,
+            size: meta.params.size,
+        },
+        client: ClientIdentity {
+            helo: meta.helo.clone(),
+            address: meta.client.ip().to_string().into_bytes(),
+            protocol: protocol(meta).as_bytes().to_vec(),
+        },
+        recipients: meta
+            .recipients
+            .iter()
+            .map(|address| Recipient {
+                address: address.clone(),
+                notify: Notify::default(),
+                orcpt: None,
+            })
+            .collect(),
+    }
+}
+
+/// The `with` word of the trace field ([`protocol_word`]).
+fn protocol(meta: &MessageMeta) -> &'static str {
+    protocol_word(
+        meta.esmtp,
+        meta.params.smtputf8,
+        meta.tls.is_some(),
+        meta.auth_user.is_some(),
+    )
+}
+
+/// The relay's `Received:` line for a message (RFC 5321 §4.4), `by` `hostname`, the start
+/// of what the spool keeps of it.
+pub(super) fn received_line(meta: &MessageMeta, hostname: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    let address = meta.client.ip().to_string();
+    let unix_seconds = meta
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    received_line_into(
+        &mut line,
+        &Trace {
+            helo: &meta.helo,
+            address: &address,
+            by: hostname,
+            with: protocol(meta),
+            id: meta.id.as_str(),
+            for_recipient: match meta.recipients.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            },
+            unix_seconds,
+        },
+    );
+    line
+}
+
+/// Says what went wrong with the spool (without its lock: the caller may hold it).
+fn report_spool(target: &SpoolTarget, error: &io::Error) {
+    crate::warn_line!(
+        "fastsmtpd: --spool {}: {error} (refused with 452 4.3.1)",
+        target.dir.display()
+    );
 }
 
 /// Removes every staged file of a message, under either name; says what could not be removed
@@ -102,6 +210,18 @@ pub(super) fn commit_batch(
                 }
                 batch.undo(&mut appended);
             }
+        }
+    }
+    // The relay's spool, after every store that can take a message back: a failed commit
+    // keeps nothing (the spool's own rule), and the messages it refused are taken back from
+    // the stores before it. (A stream, which could not take its line back, is never
+    // configured beside it: `StoreHub::start` refuses that.)
+    if let Some(spool) = targets.iter().find_map(|t| match t {
+        Target::Spool(spool) => Some(spool),
+        _ => None,
+    }) {
+        if batch.spool(spool) {
+            batch.undo(&mut appended);
         }
     }
     if let Some(stream) = targets.iter().find_map(|t| match t {
@@ -223,6 +343,64 @@ impl Batch<'_, '_> {
                 }
             }
         }
+    }
+
+    /// Appends every message still on its way to the relay's spool and commits them with
+    /// one `commit` (write, `fdatasync`, directory `fsync` when the segment is new), then
+    /// tells the delivery side (`RelayQueue::committed`), all before any `250`. A message the
+    /// spool cannot take, or a failed commit (which keeps nothing of the batch), refuses
+    /// those messages with [`SPOOL_REFUSAL`]. Whether any message was refused here.
+    fn spool(&mut self, target: &SpoolTarget) -> bool {
+        let mut refused = false;
+        let mut ids = Vec::with_capacity(self.finished.len());
+        let mut members = Vec::with_capacity(self.finished.len());
+        let mut spool = target.queue.spool();
+        for i in 0..self.finished.len() {
+            if !self.ok[i] {
+                continue;
+            }
+            let Some(message) = &self.finished[i].spooled else {
+                continue;
+            };
+            match spool.append(&message.envelope, &message.body) {
+                Ok(id) => {
+                    ids.push(id);
+                    members.push(i);
+                }
+                Err(e) => {
+                    report_spool(target, &e);
+                    self.refuse(i);
+                    refused = true;
+                }
+            }
+        }
+        if ids.is_empty() {
+            return refused;
+        }
+        let committed = spool.commit();
+        drop(spool);
+        match committed {
+            Ok(()) => target.queue.committed(&ids),
+            Err(e) => {
+                report_spool(target, &e);
+                for i in members {
+                    self.refuse(i);
+                }
+                refused = true;
+            }
+        }
+        // The bodies are no longer needed (a batch holds up to `--store-batch` of them).
+        for message in self.finished.iter_mut() {
+            message.spooled = None;
+        }
+        refused
+    }
+
+    /// Message `i` is refused by the spool: `452 4.3.1`, and it is taken back from every
+    /// store (at the next `undo`).
+    fn refuse(&mut self, i: usize) {
+        self.ok[i] = false;
+        self.finished[i].refusal = Some(SPOOL_REFUSAL);
     }
 
     /// Whether a message still on its way has files in store `index`.

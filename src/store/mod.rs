@@ -25,7 +25,13 @@
 //! other messages' unfinished data; see `sync_files`) and one directory `fsync` for their
 //! names; for JSON lines, one write and one `fdatasync` (none for a stream: standard output,
 //! a FIFO, a device, which cannot be made durable and are committed after every other store,
-//! see `jsonl`). With several threads, one batch syncs while the next gathers. Maildir files
+//! see `jsonl`). With several threads, one batch syncs while the next gathers. With the
+//! relay's spool (`--spool`, [`crate::relay::queue`]), each message is gathered on its
+//! thread with the relay's `Received:` line in front, and the batch is appended to the spool
+//! and committed once, after the other durable stores (`commit`); a message the spool cannot
+//! keep gets `452 4.3.1` (`crate::wake::Wake::Refused`) and is taken back from the others.
+//! The sinks then also count each message's `Received:` fields and refuse a loop (`554
+//! 5.4.6`, RFC 5321 §6.3) before anything is kept. Maildir files
 //! get LF line ends, converted chunk by chunk as the content is written (`maildir`).
 //!
 //! The budget (`--store-buffer`, [`DEFAULT_STORE_BUFFER`]): chunks handed to the storage
@@ -123,24 +129,28 @@ pub struct StoreHub {
 impl StoreHub {
     /// Opens every store (creating directories and files; an error names the store) and
     /// starts `threads` storage threads, with `buffer` bytes of content in flight at most
-    /// (`--store-buffer`). `None` when there is nothing to store.
+    /// (`--store-buffer`). With `spool` (the relay's, `--spool DIR`), every message is also
+    /// appended to it, in the same batch and under the same "every store or none" rule.
+    /// `None` when there is nothing to store.
     pub fn start(
         specs: &[StoreSpec],
         threads: usize,
         max_batch: usize,
         buffer: usize,
         hostname: &str,
+        spool: Option<Arc<crate::relay::queue::RelayQueue>>,
     ) -> io::Result<Option<Arc<StoreHub>>> {
         // The capture store (`memory`) is kept by the sinks, not by these threads.
         let specs: Vec<&StoreSpec> = specs.iter().filter(|spec| spec.is_file()).collect();
-        if specs.is_empty() {
+        if specs.is_empty() && spool.is_none() {
             return Ok(None);
         }
-        let targets: Vec<Target> = specs
+        let mut targets: Vec<Target> = specs
             .iter()
             .copied()
             .map(|spec| Target::open(spec, hostname))
             .collect::<io::Result<_>>()?;
+        let relay = spool.is_some();
         let streams: Vec<String> = specs
             .iter()
             .zip(&targets)
@@ -158,6 +168,25 @@ impl StoreHub {
                     streams.join(", --store ")
                 ),
             ));
+        }
+        if relay && !streams.is_empty() {
+            // A line written to a stream cannot be taken back when the spool's commit fails
+            // after it (or the other way round): the "every store or none" rule would break.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--store {} with --spool: a stream (standard output, a FIFO or a device) cannot be kept beside the relay's spool; write the records to a file",
+                    streams.join(", --store ")
+                ),
+            ));
+        }
+        if let Some(queue) = spool {
+            let dir = queue.spool().dir().to_path_buf();
+            targets.push(Target::Spool(target::SpoolTarget {
+                queue,
+                hostname: hostname.to_string(),
+                dir,
+            }));
         }
         let not_durable = streams;
         let targets = Arc::new(targets);
@@ -182,6 +211,7 @@ impl StoreHub {
             next_stream: AtomicU64::new(0),
             next_thread: AtomicUsize::new(0),
             threads,
+            relay,
         });
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {

@@ -158,6 +158,9 @@ pub(super) struct Shared {
     pub(super) next_thread: AtomicUsize,
     /// How many storage threads there are.
     pub(super) threads: usize,
+    /// Messages go to the relay's spool too: the sinks count `Received:` fields (RFC 5321
+    /// §6.3) and refuse a loop.
+    pub(super) relay: bool,
 }
 
 impl Shared {

@@ -20,6 +20,7 @@ use super::record::{self, MessageMeta};
 use super::{StoreHub, CHUNK_LEN};
 use crate::proto::envelope::Envelope;
 use crate::proto::sink::{MessageSink, QueueId, Verdict};
+use crate::relay::received::{ReceivedCounter, LOOP_REFUSAL};
 use crate::wake::Notify;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ struct Storing {
     stream: Option<(u64, usize)>,
     /// Registered with the budget to be woken (until [`StoreSink::on_budget`]).
     waiting_for_budget: Cell<bool>,
+    /// With the relay's spool: the `Received:` fields of the message's header block, counted
+    /// as its content passes (RFC 5321 §6.3; more than 50 is refused `554 5.4.6`).
+    received: Option<ReceivedCounter>,
 }
 
 impl StoreSink {
@@ -81,6 +85,7 @@ impl StoreSink {
                 chunk: Vec::new(),
                 stream: None,
                 waiting_for_budget: Cell::new(false),
+                received: hub.shared.relay.then(ReceivedCounter::new),
             })),
             capturing: None,
             id: None,
@@ -207,6 +212,9 @@ impl MessageSink for StoreSink {
         if let Some(storing) = &mut self.storing {
             storing.abandon(); // nothing, unless a message was left without an end
             storing.meta = Some(MessageMeta::new(envelope, storing.client, id, received_at));
+            if let Some(received) = &mut storing.received {
+                *received = ReceivedCounter::new();
+            }
         }
         if let Some(capturing) = &mut self.capturing {
             capturing.start(envelope);
@@ -220,6 +228,9 @@ impl MessageSink for StoreSink {
         let Some(storing) = &mut self.storing else {
             return;
         };
+        if let Some(received) = &mut storing.received {
+            received.on_data(piece);
+        }
         while !piece.is_empty() {
             if storing.chunk.capacity() == 0 {
                 storing.chunk = storing.shared.take_buffer();
@@ -247,6 +258,15 @@ impl MessageSink for StoreSink {
                 (None, _) => Verdict::Stored, // discard
             };
         };
+        if storing.received.is_some_and(|received| received.is_loop()) {
+            // RFC 5321 §6.3: a message that passed this many hosts is in a loop; refused
+            // before anything is kept.
+            storing.abandon();
+            if let Some(capturing) = &mut self.capturing {
+                capturing.abandon();
+            }
+            return Verdict::Refused(LOOP_REFUSAL);
+        }
         let notify = storing.notify.clone();
         let submitted = Instant::now();
         let chunk = std::mem::take(&mut storing.chunk);
@@ -333,7 +353,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let specs = [StoreSpec::Jsonl(dir.join("m.jsonl"))];
-        let hub = StoreHub::start(&specs, 1, 16, MIN_STORE_BUFFER, "h")
+        let hub = StoreHub::start(&specs, 1, 16, MIN_STORE_BUFFER, "h", None)
             .unwrap()
             .unwrap();
         let (_poll, mailbox) = mailbox();

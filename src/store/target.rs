@@ -83,6 +83,21 @@ pub(super) enum Target {
     Maildir(maildir::Maildir),
     Eml(eml::EmlDir),
     Jsonl(jsonl::JsonLines),
+    /// The relay's spool (`--spool DIR` with `--relay-to`): opened by the server, shared with
+    /// the delivery side.
+    Spool(SpoolTarget),
+}
+
+/// The relay's spool as a store: messages are appended to it and the batch committed once
+/// (`super::commit`), with the relay's `Received:` line in front of each.
+#[derive(Debug)]
+pub(super) struct SpoolTarget {
+    /// The spool and the delivery side's list of committed messages.
+    pub(super) queue: std::sync::Arc<crate::relay::queue::RelayQueue>,
+    /// Our host name, for the `Received:` line.
+    pub(super) hostname: String,
+    /// The spool directory, for errors (read without taking the spool's lock).
+    pub(super) dir: std::path::PathBuf,
 }
 
 impl Target {
@@ -110,7 +125,7 @@ impl Target {
     pub(super) fn reopen(&self) -> io::Result<bool> {
         match self {
             Target::Jsonl(t) => t.reopen(),
-            Target::Maildir(_) | Target::Eml(_) => Ok(false),
+            Target::Maildir(_) | Target::Eml(_) | Target::Spool(_) => Ok(false),
         }
     }
 
@@ -126,16 +141,21 @@ impl Target {
         match self {
             Target::Maildir(t) => Some(t.final_dir()),
             Target::Eml(t) => Some(t.final_dir()),
-            Target::Jsonl(_) => None,
+            Target::Jsonl(_) | Target::Spool(_) => None,
         }
     }
 
-    /// Says what went wrong, naming the store; the client sees only `451 4.3.0`.
+    /// Says what went wrong, naming the store; the client sees only `451 4.3.0` (`452 4.3.1`
+    /// for the spool).
     pub(super) fn report(&self, error: &io::Error) {
         match self {
             Target::Maildir(t) => t.report(error),
             Target::Eml(t) => t.report(error),
             Target::Jsonl(t) => t.report(error),
+            Target::Spool(t) => crate::warn_line!(
+                "fastsmtpd: --spool {}: {error} (the batch's messages get 452 4.3.1)",
+                t.dir.display()
+            ),
         }
     }
 }

@@ -33,6 +33,9 @@ enum Part {
     File(Staged),
     /// Nothing written before the end (JSON lines), or nothing left (after a failure).
     Nothing,
+    /// The relay's spool: the message gathered in memory (its `Received:` line first), to
+    /// be appended to the spool at the batch's commit (`Spool::append` takes it whole).
+    Body(Vec<u8>),
 }
 
 /// A message on its storage thread: its files being written, its digest being computed.
@@ -76,6 +79,13 @@ impl Writing {
                     writing.parts.push(Part::Nothing);
                     continue;
                 }
+                Target::Spool(t) => {
+                    writing.parts.push(Part::Body(commit::received_line(
+                        &writing.meta,
+                        &t.hostname,
+                    )));
+                    continue;
+                }
             };
             match begun {
                 Ok(file) => writing.parts.push(Part::File(file)),
@@ -107,10 +117,18 @@ impl Writing {
     /// Appends `piece` to the `.eml` files and `lf_piece` to the Maildir files.
     fn append(&mut self, targets: &[Target], piece: &[u8], lf_piece: &[u8]) {
         for (target, part) in targets.iter().zip(&mut self.parts) {
-            let Part::File(file) = part else { continue };
+            let file = match part {
+                Part::File(file) => file,
+                Part::Body(body) => {
+                    // As received, CR LF kept: the spool relays the bytes it was given.
+                    body.extend_from_slice(piece);
+                    continue;
+                }
+                Part::Nothing => continue,
+            };
             let bytes = match target {
                 Target::Maildir(_) => lf_piece,
-                Target::Eml(_) | Target::Jsonl(_) => piece,
+                Target::Eml(_) | Target::Jsonl(_) | Target::Spool(_) => piece,
             };
             if let Err(e) = file.append(bytes) {
                 target.report(&e);
@@ -138,6 +156,8 @@ impl Writing {
             submitted,
             files: Vec::with_capacity(targets.len()),
             record: None,
+            spooled: None,
+            refusal: None,
             ok: false,
         };
         if let Some(held) = self.lf.as_mut().map(maildir::LfConverter::finish) {
@@ -164,6 +184,13 @@ impl Writing {
                     continue;
                 }
                 (Target::Maildir(t), Part::File(file)) => t.finish(&self.meta, file),
+                (Target::Spool(_), Part::Body(body)) => {
+                    finished.spooled = Some(commit::Spooled {
+                        envelope: commit::spool_envelope(&self.meta),
+                        body,
+                    });
+                    Vec::new()
+                }
                 (Target::Eml(t), Part::File(file)) => {
                     let record = finished.record.as_deref().unwrap_or_default();
                     match t.finish(&self.meta, file, record) {
@@ -341,7 +368,10 @@ impl StorageThread {
         for (message, stored) in finished.drain(..).zip(ok) {
             self.latency
                 .observe(done.saturating_duration_since(message.submitted), stored);
-            message.notify.send(Wake::Stored(stored));
+            message.notify.send(match message.refusal {
+                Some(reply) if !stored => Wake::Refused(reply),
+                _ => Wake::Stored(stored),
+            });
         }
     }
 }

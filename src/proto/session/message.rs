@@ -267,11 +267,11 @@ impl Session {
     }
 
     /// The sink's outcome for the message it answered [`Verdict::Pending`] for: appends `250`
-    /// or `451 4.3.0` and resumes reading commands. Ignored when the session is not waiting
-    /// (it timed out or closed meanwhile).
+    /// (`Ok`) or the refusal (`451 4.3.0`, or the sink's own reply) and resumes reading
+    /// commands. Ignored when the session is not waiting (it timed out or closed meanwhile).
     pub(super) fn on_stored<S: MessageSink>(
         &mut self,
-        stored: bool,
+        stored: Result<(), &'static [u8]>,
         out: &mut Replies<'_>,
         sink: &mut S,
     ) {
@@ -280,12 +280,13 @@ impl Session {
         };
         self.mode = Mode::Command;
         let accepted;
-        let reply = if stored {
-            self.count_accepted(size);
-            accepted = reply::message_accepted(sink.queue_id());
-            accepted.as_bytes()
-        } else {
-            reply::STORE_FAILED
+        let reply = match stored {
+            Ok(()) => {
+                self.count_accepted(size);
+                accepted = reply::message_accepted(sink.queue_id());
+                accepted.as_bytes()
+            }
+            Err(refusal) => refusal,
         };
         out.push(reply);
         sink.on_outcome(None, size, reply);

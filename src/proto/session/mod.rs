@@ -200,6 +200,10 @@ pub enum Resume {
     /// The sink's outcome for the message it answered [`Verdict::Pending`](super::sink::Verdict::Pending) for: stored
     /// (`250`) or not (`451 4.3.0`). Ignored unless the session waits for [`Wait::Store`].
     Stored(bool),
+    /// The sink's outcome for the message it answered [`Verdict::Pending`](super::sink::Verdict::Pending) for: refused
+    /// with this final reply of its own (a `4yz` or `5yz`, such as a relay spool's `452
+    /// 4.3.1`). Ignored unless the session waits for [`Wait::Store`].
+    Refused(&'static [u8]),
     /// The verdict on [`Session::credentials`]. Ignored unless the session waits for
     /// [`Wait::Credentials`].
     Auth(AuthVerdict),
@@ -390,7 +394,10 @@ impl Session {
         sink: &mut S,
     ) -> Progress {
         match event {
-            Resume::Stored(stored) => self.on_stored(stored, out, sink),
+            Resume::Stored(stored) => {
+                self.on_stored(stored.then_some(()).ok_or(reply::STORE_FAILED), out, sink)
+            }
+            Resume::Refused(refusal) => self.on_stored(Err(refusal), out, sink),
             Resume::Auth(verdict) => self.on_auth_verdict(config, verdict, out, sink),
             Resume::TlsStarted(info) => self.on_tls_started(info, out, sink),
             Resume::Shutdown => self.draining = true,

@@ -400,6 +400,42 @@ fn pending_store_holds_the_reply_and_the_pipelined_input() {
     assert_eq!(sink.aborted, 0);
 }
 
+/// A pending message refused by the sink with a reply of its own (a relay spool's `452
+/// 4.3.1`) gets that reply, counts as not accepted, and the session reads on; a refusal
+/// that comes when nothing is pending is ignored.
+#[test]
+fn a_pending_store_refused_with_its_own_reply_gives_that_reply() {
+    const SPOOL_FULL: &[u8] = b"452 4.3.1 Error: could not spool message, try again later\r\n";
+    let config = config();
+    let mut session = Session::new();
+    let mut sink = RecordingSink {
+        defer_store: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\none\r\n.\r\n";
+    feed(&mut session, &config, input, &mut out, &mut sink);
+    assert!(session.is_awaiting_store());
+    out.clear();
+    let refuse = |session: &mut Session, out: &mut Vec<u8>, sink: &mut RecordingSink| {
+        session.resume(
+            &config,
+            Resume::Refused(SPOOL_FULL),
+            &mut Replies::new(out, &mut ReplyTally::default()),
+            sink,
+        );
+    };
+    refuse(&mut session, &mut out, &mut sink);
+    assert_eq!(out, SPOOL_FULL);
+    assert_eq!(session.take_accepted(), (0, 0));
+    assert!(!session.is_awaiting_store());
+    out.clear();
+    refuse(&mut session, &mut out, &mut sink);
+    assert!(out.is_empty(), "nothing pending: ignored");
+    feed(&mut session, &config, b"NOOP\r\n", &mut out, &mut sink);
+    assert!(out.starts_with(b"250 "));
+}
+
 #[test]
 fn timeout_while_a_store_is_pending_closes_and_ignores_the_late_outcome() {
     let config = config();

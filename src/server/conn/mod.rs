@@ -514,18 +514,21 @@ impl Conn {
         }
     }
 
-    /// The storage thread reported on the message this session waits for: its reply goes
+    /// The storage thread reported on the message this session waits for (`outcome`:
+    /// [`Resume::Stored`] or [`Resume::Refused`]): its reply goes
     /// out, then the input kept behind it is processed (which may stop at the next stored
     /// message), and reading resumes.
     pub fn on_store_complete(
         &mut self,
-        stored: bool,
+        outcome: Resume,
         cx: &mut Driver<'_>,
         now: Instant,
     ) -> Outcome {
         // The capture store, if any, gets the message first: visible before its `250`.
-        self.sink.inner_mut().on_stores_done(stored);
-        self.resume(Resume::Stored(stored), cx, now);
+        self.sink
+            .inner_mut()
+            .on_stores_done(matches!(outcome, Resume::Stored(true)));
+        self.resume(outcome, cx, now);
         self.take_kept(cx, now);
         self.ready(cx, now)
     }

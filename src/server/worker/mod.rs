@@ -38,7 +38,7 @@ use super::handshakes::{HandshakeRates, HandshakeTurns, Turn};
 use super::timer::{Deadlines, Timers};
 use crate::metrics::ReplyCounts;
 use crate::proto::reply::ReplyTally;
-use crate::proto::session::SessionConfig;
+use crate::proto::session::{Resume, SessionConfig};
 use crate::stats::{SharedStats, Stats};
 use crate::store::StoreHub;
 use crate::wake::{Letter, Mailbox, Wake};
@@ -337,7 +337,12 @@ impl Worker {
                 continue;
             };
             let outcome = match wake {
-                Wake::Stored(stored) => conn.on_store_complete(stored, &mut driver!(self), now),
+                Wake::Stored(stored) => {
+                    conn.on_store_complete(Resume::Stored(stored), &mut driver!(self), now)
+                }
+                Wake::Refused(reply) => {
+                    conn.on_store_complete(Resume::Refused(reply), &mut driver!(self), now)
+                }
                 Wake::BudgetRoom => conn.on_budget(&mut driver!(self), now),
                 Wake::Auth(verdict) => conn.on_auth_complete(verdict, &mut driver!(self), now),
             };

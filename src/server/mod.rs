@@ -82,8 +82,9 @@ pub struct ServerHandle {
     auth: Option<Arc<crate::auth::Authenticator>>,
     /// The relay's spool, with `--spool` (shared with the storage threads).
     relay: Option<Arc<crate::relay::queue::RelayQueue>>,
-    /// The live messages the spool recovered at start, until the delivery side takes them.
-    recovered: Vec<crate::relay::spool::Recovered>,
+    /// The relay's delivery loop, with `--spool` (stopped after the workers and storage
+    /// threads, so the last committed messages are in the spool first).
+    delivery: Option<crate::relay::deliver::DeliveryHandle>,
 }
 
 /// Checks `config` ([`Config::validate`]: a refusal is an `InvalidInput` error carrying the
@@ -180,8 +181,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     // reads one atomic number per command while no runtime rule exists.
     let faults = (!faults.is_empty() || config.api.is_some()).then(|| Arc::new(Plans::new(faults)));
     // The relay's spool (`--spool`), opened and recovered before anything is accepted; the
-    // storage threads append to it, the delivery side (started by the caller from
-    // `ServerHandle::relay_queue` and `take_recovered`) takes from it.
+    // storage threads append to it, the delivery loop (started below) takes from it.
     let (relay, recovered) = match &config.relay.spool {
         Some(dir) => {
             let (queue, recovered) = crate::relay::queue::RelayQueue::open(
@@ -331,6 +331,23 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             },
         )?),
     };
+    // The relay's delivery loop: what the spool recovered now, what the storage threads
+    // commit as it comes (`crate::relay::queue`).
+    let delivery = match &relay {
+        Some(queue) => {
+            let mut settings = crate::relay::deliver::DeliveryConfig::new(
+                config.relay.next_hops.clone(),
+                &config.hostname,
+            );
+            settings.retry = config.relay.retry.clone();
+            settings.dsn = config.relay.dsn;
+            Some(
+                crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
+                    .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let handle = ServerHandle {
         addrs,
         shutdown,
@@ -346,7 +363,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         certificates: tls.map(|settings| settings.certificates),
         auth,
         relay,
-        recovered,
+        delivery,
     };
     if let Some(certificate) = certificate_out {
         if let Err(e) = certificate.publish() {
@@ -359,17 +376,15 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
 
 impl ServerHandle {
     /// The relay's spool and the list of newly committed messages, with `--spool` (see
-    /// [`crate::relay::queue`]): what the delivery side is started from, with
-    /// [`Config::relay`]'s next hops, retry policy and `--dsn`. Nothing delivers yet.
+    /// [`crate::relay::queue`]), which the delivery loop started with the server takes from.
     pub fn relay_queue(&self) -> Option<&Arc<crate::relay::queue::RelayQueue>> {
         self.relay.as_ref()
     }
 
-    /// The live messages the spool recovered at start (once; later calls get none): the
-    /// delivery side schedules them beside what [`crate::relay::queue::RelayQueue::take_committed`]
-    /// gives.
-    pub fn take_recovered(&mut self) -> Vec<crate::relay::spool::Recovered> {
-        std::mem::take(&mut self.recovered)
+    /// The relay's delivery counters, with `--spool` (delivered, deferred, failed,
+    /// notifications; for tests and, later, metrics).
+    pub fn delivery_stats(&self) -> Option<&crate::relay::deliver::DeliveryStats> {
+        self.delivery.as_ref().map(|d| d.stats())
     }
 
     /// The bound addresses, in `--listen` order.
@@ -415,6 +430,11 @@ impl ServerHandle {
         }
         if let Some(store) = &self.store {
             store.finish();
+        }
+        // After the storage threads: every message they committed is in the spool, which the
+        // next start recovers; in-flight deliveries are dropped (sent again: at least once).
+        if let Some(delivery) = self.delivery.take() {
+            delivery.stop();
         }
         if let Some(metrics) = &mut self.metrics {
             metrics.stop();
@@ -737,8 +757,19 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             format!("{budget} bytes, when full: {on_full}")
         }
     };
+    let relay_text = config.relay.spool.as_ref().map(|dir| {
+        let hops: Vec<String> = config
+            .relay
+            .next_hops
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        format!("spool {} (relaying to {})", dir.display(), hops.join(", "))
+    });
     let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
-        "none (messages are discarded)".to_string()
+        relay_text
+            .clone()
+            .unwrap_or_else(|| "none (messages are discarded)".to_string())
     } else {
         let mut stores: Vec<String> = config
             .stores
@@ -773,6 +804,7 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
                 format!("memory copies for the API ({})", capture_text())
             });
         }
+        stores.extend(relay_text);
         stores.join(", ")
     };
     format!(

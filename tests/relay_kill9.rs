@@ -24,7 +24,7 @@ use util::process::ChildGuard;
 
 /// Delivery connections per next hop (the delivery loop's default): the most transactions
 /// in flight at a kill.
-const IN_FLIGHT_PER_KILL: usize = 4;
+const IN_FLIGHT_PER_KILL: usize = fastsmtpd::relay::deliver::CONNECTIONS_PER_HOP_DEFAULT;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

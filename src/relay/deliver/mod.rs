@@ -69,8 +69,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Connections per next hop by default (Postfix's `smtp_destination_concurrency_limit` is
-/// 20 for a whole destination; a smarthost on loopback is saturated with fewer).
-pub const CONNECTIONS_PER_HOP_DEFAULT: usize = 4;
+/// 20 for a whole destination). Each connection carries one transaction at a time, so this
+/// bounds delivery's parallelism: at an offered 10 000 msgs/s, 16 left 1.9–2.1 s of backlog
+/// at the end of a 10 s run where 4 left 3.3–3.5 s (`benches/relay_throughput.sh`,
+/// docs/benchmarks/2026-12-07-relay-first.md).
+pub const CONNECTIONS_PER_HOP_DEFAULT: usize = 16;
 /// Messages carried by one connection before it says `QUIT`, by default (Postfix's
 /// `smtp_connection_reuse_count_limit` is unlimited with a time limit instead).
 pub const MESSAGES_PER_CONNECTION_DEFAULT: usize = 100;

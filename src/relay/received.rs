@@ -178,8 +178,9 @@ pub fn received_line_into(out: &mut Vec<u8>, trace: &Trace<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The HELO argument as it may stand in the `from` clause (see [`received_line_into`]).
-fn helo_into(out: &mut Vec<u8>, helo: &[u8]) {
+/// Appends the HELO argument as it may stand in the `from` clause (see
+/// [`received_line_into`]; the stores' trace headers write it with this too).
+pub fn helo_into(out: &mut Vec<u8>, helo: &[u8]) {
     let mut utf8 = [0; 4];
     for c in String::from_utf8_lossy(helo).chars() {
         let c = if is_unsafe_char(c) || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}') {
@@ -193,7 +194,7 @@ fn helo_into(out: &mut Vec<u8>, helo: &[u8]) {
 
 /// The `with` word of the trace field: `SMTP` after HELO, else `ESMTP` (RFC 3848) or
 /// `UTF8SMTP` for an SMTPUTF8 transaction (RFC 6531 §3.7.3), with `S` for TLS and `A` for
-/// AUTH, as the stores' trace headers say it.
+/// AUTH (the stores' trace headers use it too).
 pub fn protocol_word(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> &'static str {
     match (esmtp, smtputf8, tls, auth) {
         (false, _, _, _) => "SMTP",

@@ -257,7 +257,6 @@ struct Civil {
     minute: u32,
     second: u32,
     micros: u32,
-    weekday: usize,
 }
 
 /// Splits a time into its UTC calendar fields (days-from-civil inverted, proleptic
@@ -284,8 +283,6 @@ fn civil(time: SystemTime) -> Civil {
         minute: (rem % 3600 / 60) as u32,
         second: (rem % 60) as u32,
         micros: since.subsec_micros(),
-        // 1970-01-01 was a Thursday (index 4 with Sunday = 0).
-        weekday: (days + 4).rem_euclid(7) as usize,
     }
 }
 
@@ -319,42 +316,23 @@ pub fn rfc3339_octets(time: SystemTime) -> [u8; 27] {
     out
 }
 
-/// RFC 5322 §3.3 date-time in UTC: `Sun, 29 Nov 2026 04:05:06 +0000`.
+/// RFC 5322 §3.3 date-time in UTC: `Sun, 29 Nov 2026 04:05:06 +0000` (written by the one
+/// formatter the relay's trace field and notifications use too).
 pub fn rfc5322_date(time: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = civil(time);
-    format!(
-        "{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
-        DAYS[c.weekday],
-        c.day,
-        MONTHS[c.month as usize - 1],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    crate::relay::dsn::field::date(seconds)
 }
 
 /// The HELO argument as it may appear in a `Received:` header's `from` clause (RFC 5321 §4.4:
-/// a domain or address literal): printable characters other than space, parentheses, `"` and
-/// `\\` stay (UTF-8 included); anything else, a space or a control byte, becomes `?`. The
-/// session already refuses control bytes in HELO; a space cannot start a forged clause.
+/// a domain or address literal), as the relay's trace field writes it
+/// (`crate::relay::received::helo_into`: a space, parenthesis, `"`, `\\` or control
+/// character becomes `?`).
 fn header_safe(helo: &[u8]) -> String {
-    String::from_utf8_lossy(helo)
-        .chars()
-        .map(|c| {
-            if crate::proto::command::is_unsafe_char(c)
-                || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}')
-            {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(helo.len());
+    crate::relay::received::helo_into(&mut out, helo);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `Return-Path:` and `Received:` header lines a delivery adds on top of the message
@@ -363,18 +341,12 @@ fn header_safe(helo: &[u8]) -> String {
 pub fn trace_headers(meta: &MessageMeta, hostname: &str, eol: &str) -> String {
     // RFC 5321 §4.4: "with" names the protocol; RFC 3848 defines ESMTP, ESMTPS (TLS),
     // ESMTPA (AUTH), ESMTPSA (both); RFC 6531 §3.7.3 the UTF8SMTP forms of each.
-    let base = match (meta.esmtp, meta.params.smtputf8) {
-        (false, _) => "SMTP",
-        (true, false) => "ESMTP",
-        (true, true) => "UTF8SMTP",
-    };
-    let suffix = match (meta.esmtp, meta.tls.is_some(), meta.auth_user.is_some()) {
-        (false, _, _) | (true, false, false) => "",
-        (true, true, false) => "S",
-        (true, false, true) => "A",
-        (true, true, true) => "SA",
-    };
-    let protocol = format!("{base}{suffix}");
+    let protocol = crate::relay::received::protocol_word(
+        meta.esmtp,
+        meta.params.smtputf8,
+        meta.tls.is_some(),
+        meta.auth_user.is_some(),
+    );
     // RFC 3848 §2 and Postfix's habit: the TLS parameters as a comment after the protocol.
     let tls = match &meta.tls {
         Some(tls) => format!("{eol}\t({} with cipher {})", tls.version, tls.cipher),

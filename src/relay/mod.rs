@@ -30,6 +30,9 @@
 //!   it to the next hops over plain TCP ([`client`]), recording each recipient's outcome in
 //!   the spool, and spooling the failure notification ([`dsn`]) before a message is done.
 //!   Not yet: TLS and AUTH toward the next hop.
+//! - [`admin`], the queue tools (`fastsmtpd queue list|show|shape|retry|bounce|delete`):
+//!   a running relay is reached through `DIR/control.sock`, served by the delivery loop; a
+//!   stopped spool is opened directly. Both answer with the same records.
 //! - [`received`], the relay's `Received:` line and the count of a message's `Received:`
 //!   fields (RFC 5321 §6.3: more than 50 is a loop, `554 5.4.6`).
 //!
@@ -40,6 +43,7 @@
 //! [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
+pub mod admin;
 pub mod client;
 pub mod deliver;
 pub mod dsn;

@@ -242,7 +242,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
         show.stdout
     );
     assert!(
-        show.stdout.contains("state:      deferred, 1 attempts"),
+        show.stdout
+            .contains("state:      deferred after 1 attempt, next in "),
         "{}",
         show.stdout
     );
@@ -418,4 +419,127 @@ fn a_missing_spool_or_a_directory_that_is_not_one_is_a_usage_error() {
     command.args(["queue", "--spool"]).arg(&dir).args(["retry"]);
     let usage = run_bounded(command, None, TOOL_WAIT);
     assert_eq!(usage.status.code(), Some(2), "{}", usage.dump());
+}
+
+/// Sends `n` messages over one connection, one recipient each, expecting `250` for each.
+fn send_many(addr: SocketAddr, n: usize) {
+    let mut client = Client::connect(addr);
+    assert!(client.read_reply().starts_with("220 "));
+    client.send("EHLO client.test\r\n");
+    assert!(client.read_reply().starts_with("250"));
+    for i in 0..n {
+        client.send(format!(
+            "MAIL FROM:<s{i}@x.test>\r\nRCPT TO:<r{i}@y.test>\r\nDATA\r\n"
+        ));
+        assert!(client.read_reply().starts_with("250 "));
+        assert!(client.read_reply().starts_with("250 "));
+        assert!(client.read_reply().starts_with("354 "));
+        client.send(format!("Subject: {i}\r\n\r\nbody\r\n.\r\n"));
+        let reply = client.read_reply();
+        assert!(reply.starts_with("250 "), "{reply:?}");
+    }
+    client.send("QUIT\r\n");
+}
+
+#[test]
+fn a_queue_longer_than_one_chunk_is_listed_retried_and_deleted_whole() {
+    // 300 messages toward a next hop nobody listens on: the relay walks its queue 128
+    // messages at a time, so each command below takes several turns of its loop.
+    let dir = util::scratch_dir("relay-queue-long");
+    let spool = dir.join("spool");
+    let nobody: SocketAddr = util::free_local_addr().parse().unwrap();
+    let metrics = util::free_local_addr();
+    let (_relay, relay_addr) = start_relay(&spool, nobody, &metrics);
+    send_many(relay_addr, 300);
+    let list = wait_list(&spool, "300 messages", |list| list.len() == 300);
+    let mut ids: Vec<&str> = list.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "each message once, in id order");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let text = queue(&spool, &["list"]);
+    text.assert_success("queue list");
+    assert!(
+        text.stdout.ends_with(" in 300 Requests.\n"),
+        "{}",
+        text.stdout
+    );
+    let retried = queue(&spool, &["retry", "--all"]);
+    retried.assert_success("queue retry --all");
+    assert_eq!(retried.stdout, "retried 300 messages\n");
+    let deleted = queue(&spool, &["delete", "--all", "--json"]);
+    deleted.assert_success("queue delete --all");
+    assert_eq!(deleted.stdout, "{\"deleted\":300}\n");
+    assert_eq!(queue(&spool, &["list"]).stdout, "Mail queue is empty\n");
+}
+
+/// One exchange on the relay's control socket: `request` sent as is, the answer's lines.
+fn control(spool: &Path, request: &[u8]) -> Vec<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(spool.join("control.sock")).unwrap();
+    stream.set_read_timeout(Some(TOOL_WAIT)).unwrap();
+    stream.write_all(request).unwrap();
+    // A refusal closes the socket with the rest of the request unread, which the kernel
+    // may report as a reset after the answer: the answer is what came before.
+    BufReader::new(stream)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str(&line).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_control_socket_refuses_garbage_and_bounds_its_connections() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = util::scratch_dir("relay-queue-socket");
+    let spool = dir.join("spool");
+    let nobody: SocketAddr = util::free_local_addr().parse().unwrap();
+    let metrics = util::free_local_addr();
+    let (_relay, _) = start_relay(&spool, nobody, &metrics);
+    let socket = spool.join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    let answer = control(&spool, b"frobnicate 1\n");
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert_eq!(answer[0]["type"], "error");
+    assert!(answer[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown request"));
+    let answer = control(&spool, &[b'a'; 300]);
+    assert_eq!(answer[0]["type"], "error", "{answer:?}");
+    assert!(answer[0]["error"].as_str().unwrap().contains("too long"));
+    let answer = control(&spool, b"show 7\r\n");
+    assert_eq!(answer[0]["type"], "not_found", "{answer:?}");
+    let answer = control(&spool, b"list\n");
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert_eq!(answer[0]["type"], "done");
+    assert_eq!(answer[0]["count"], 0);
+    assert_eq!(answer[0]["next_hops"][0], nobody.to_string());
+
+    // Eight tools at once; a ninth is told so and closed; once they leave, room again.
+    let idle: Vec<_> = (0..8)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    let start = Instant::now();
+    loop {
+        let answer = control(&spool, b"list\n");
+        if answer[0]["type"] == "error" {
+            assert!(answer[0]["error"].as_str().unwrap().contains("too many"));
+            break;
+        }
+        // The relay may not have accepted all eight yet.
+        assert!(start.elapsed() < SETTLE_WAIT, "{answer:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(idle);
+    let start = Instant::now();
+    loop {
+        let answer = control(&spool, b"list\n");
+        if answer[0]["type"] == "done" {
+            break;
+        }
+        assert!(start.elapsed() < SETTLE_WAIT, "{answer:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -18,6 +18,8 @@ use crate::relay::spool::{Envelope, RecipientState, Spool, SpoolId};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 
 /// Answers `request` on the stopped spool in `dir` at `now_ms` (Unix milliseconds), one
 /// reply at a time to `emit`. An `Err` is the spool's (it cannot be opened, read or
@@ -137,4 +139,146 @@ fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<()> {
         spool.set_recipient_state(id, index, state)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::spool::{Notify, Recipient};
+
+    /// A stopped spool in a fresh directory with three messages: the first never tried, the
+    /// second with one recipient deferred and one delivered, the third from `<>`.
+    fn stopped_spool(name: &str) -> (PathBuf, [SpoolId; 3]) {
+        let dir = std::env::temp_dir().join(format!(
+            "fastsmtpd-admin-offline-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut spool, _) = Spool::open(&dir).unwrap();
+        let envelope = |from: &str, to: &[&str]| Envelope {
+            arrival_unix_ms: 1_000,
+            reverse_path: from.as_bytes().to_vec(),
+            recipients: to
+                .iter()
+                .map(|address| Recipient {
+                    address: address.as_bytes().to_vec(),
+                    notify: Notify::default(),
+                    orcpt: None,
+                })
+                .collect(),
+            ..Envelope::default()
+        };
+        let ids = [
+            spool
+                .append(&envelope("a@x", &["r@y"]), b"one\r\n")
+                .unwrap(),
+            spool
+                .append(&envelope("b@x", &["s@y", "t@z"]), b"two\r\n")
+                .unwrap(),
+            spool.append(&envelope("", &["a@x"]), b"three\r\n").unwrap(),
+        ];
+        spool.commit().unwrap();
+        spool
+            .set_recipient_state(
+                ids[1],
+                0,
+                RecipientState::Deferred {
+                    attempts: 2,
+                    next_attempt_unix_ms: 9_000,
+                    last_reply: b"451 4.3.0 later".to_vec(),
+                },
+            )
+            .unwrap();
+        spool
+            .set_recipient_state(
+                ids[1],
+                1,
+                RecipientState::Delivered {
+                    reply: b"250 2.0.0 ok".to_vec(),
+                },
+            )
+            .unwrap();
+        spool.sync_journal().unwrap();
+        (dir, ids)
+    }
+
+    /// The replies to `request` at `now_ms`.
+    fn answer(dir: &Path, request: Request, now_ms: u64) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        execute(dir, &request, now_ms, &mut |reply| {
+            replies.push(reply);
+            Ok(())
+        })
+        .unwrap();
+        replies
+    }
+
+    /// The messages of a `list`.
+    fn listed(dir: &Path, now_ms: u64) -> Vec<crate::relay::admin::model::MessageInfo> {
+        answer(dir, Request::List, now_ms)
+            .into_iter()
+            .filter_map(|reply| match reply {
+                Reply::Message(message) => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn list_show_and_the_actions_on_a_stopped_spool() {
+        use crate::relay::admin::model::QueueState;
+        let (dir, [first, second, third]) = stopped_spool("actions");
+        let list = listed(&dir, 5_000);
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].queue, QueueState::Ready);
+        assert_eq!(list[1].queue, QueueState::Deferred);
+        assert_eq!(list[1].next_attempt_unix_ms, Some(9_000));
+        assert_eq!(list[1].recipients[0].attempts, 2);
+        assert_eq!(list[1].recipients[1].state, "delivered");
+        assert_eq!(list[2].sender, "");
+        let shown = answer(&dir, Request::Show(second), 5_000);
+        assert!(
+            matches!(&shown[..], [Reply::Message(m), Reply::Done { count: 1, .. }] if m.id == second.to_string())
+        );
+        let missing = answer(&dir, Request::Show(SpoolId(99)), 5_000);
+        assert!(matches!(&missing[..], [Reply::NotFound { .. }]));
+
+        // retry: the deferred recipient is due now; attempts stay.
+        answer(&dir, Request::Retry(Target::One(second)), 5_000);
+        let list = listed(&dir, 5_000);
+        assert_eq!(list[1].queue, QueueState::Ready);
+        assert_eq!(list[1].recipients[0].next_attempt_unix_ms, Some(5_000));
+        assert_eq!(list[1].recipients[0].attempts, 2);
+
+        // bounce: every recipient not final fails; the message waits for the next start.
+        answer(&dir, Request::Bounce(second), 5_000);
+        let list = listed(&dir, 5_000);
+        assert_eq!(list[1].queue, QueueState::Finishing);
+        assert_eq!(list[1].recipients[0].state, "failed");
+        assert_eq!(
+            list[1].recipients[0].last_reply.as_deref(),
+            Some("5.0.0 bounced by the administrator")
+        );
+        assert_eq!(list[1].recipients[1].state, "delivered");
+
+        // delete: gone; delete all: the rest gone.
+        let deleted = answer(&dir, Request::Delete(Target::One(first)), 5_000);
+        assert!(matches!(&deleted[..], [Reply::Done { count: 1, .. }]));
+        assert_eq!(listed(&dir, 5_000).len(), 2);
+        let deleted = answer(&dir, Request::Delete(Target::All), 5_000);
+        assert!(matches!(&deleted[..], [Reply::Done { count: 2, .. }]));
+        assert!(listed(&dir, 5_000).is_empty());
+        let missing = answer(&dir, Request::Bounce(third), 5_000);
+        assert!(matches!(&missing[..], [Reply::NotFound { .. }]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_spool_another_process_holds_is_refused_not_waited_for() {
+        let (dir, _) = stopped_spool("locked");
+        let (_held, _) = Spool::open(&dir).unwrap();
+        let error = execute(&dir, &Request::List, 0, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

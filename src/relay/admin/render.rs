@@ -140,7 +140,8 @@ pub fn show_into(message: &MessageInfo, now_ms: u64, out: &mut String) {
         let _ = writeln!(out, "recipient:    {}", recipient.address);
         let _ = write!(out, "  state:      {}", recipient.state);
         if recipient.state == "deferred" {
-            let _ = write!(out, ", {} attempts", recipient.attempts);
+            let plural = if recipient.attempts == 1 { "" } else { "s" };
+            let _ = write!(out, " after {} attempt{plural}", recipient.attempts);
             if let Some(next) = recipient.next_attempt_unix_ms {
                 let _ = write!(out, ", next {}", relative(next, now_ms));
             }

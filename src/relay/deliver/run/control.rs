@@ -16,14 +16,16 @@
 //!   across the loop's turns and no second thread racing the loop for a message. `delete`
 //!   drops the message from the active set and marks it done in the spool; a connection
 //!   that carries it finds it gone and ignores its transaction's outcome (no notification).
-//!   `retry` makes the deferred recipients due now (journal and memory). `bounce` fails
+//!   `retry` makes the deferred recipients due now (journal and memory) and lifts the next
+//!   hops' connection back-off (Postfix's flush does so for dead destinations). `bounce` fails
 //!   the recipients not final with [`BOUNCE_REPLY`]; the message then finishes as any
 //!   other, its failure notification by the usual rules (after the attempt in flight, if a
 //!   connection has it). Each takes effect in the turn the request arrives (a turn waits at
 //!   most one second in `poll`).
 //! - **Never stalls delivery**: at most [`MAX_CONTROL_CONNECTIONS`] at once (more are told
-//!   so and closed), one request line of at most `MAX_REQUEST_BYTES` each, a deadline of
-//!   [`CONTROL_TIMEOUT`] for the whole exchange; `list` and the `all` actions walk the spool
+//!   so and closed), one request line of at most `MAX_REQUEST_BYTES` each, dropped after
+//!   [`CONTROL_TIMEOUT`] without progress (no request, or a reader that stopped reading);
+//!   `list` and the `all` actions walk the spool
 //!   [`CONTROL_CHUNK_MESSAGES`] at a time, at most [`CONTROL_STEPS_PER_TURN`] chunks per
 //!   connection per turn, and only while the connection's output is drained (a slow reader
 //!   holds only its unsent chunk, never the loop). A chunk holds the spool's lock for its
@@ -56,8 +58,8 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 const CONNECTION_BASE: usize = 1 << (usize::BITS - 2);
 /// The most control connections at once.
 pub const MAX_CONTROL_CONNECTIONS: usize = 8;
-/// The longest a control exchange may take, request to last line (a reader that stops
-/// reading is dropped then).
+/// How long a control connection may go without progress (its request not whole, or
+/// nothing of its answer written), then it is dropped.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages listed or acted on per chunk.
 pub const CONTROL_CHUNK_MESSAGES: usize = 128;
@@ -114,8 +116,10 @@ struct ControlConn {
     out: Vec<u8>,
     /// Bytes of `out` written.
     written: usize,
-    /// When it is dropped, answered or not.
+    /// When it is dropped unless it makes progress (reset by every write that takes bytes).
     deadline: Duration,
+    /// The last write would block: wait for the socket's next event.
+    blocked: bool,
     /// Ended: to be removed.
     closed: bool,
 }
@@ -162,13 +166,13 @@ impl Control {
         }
     }
 
-    /// Whether a connection has work it can do now (its output drained): the loop then polls
-    /// without waiting.
+    /// Whether a connection has work it can do now (a walk to go on or output to write,
+    /// and its socket not known to be full): the loop then polls without waiting.
     pub fn has_work(&self) -> bool {
         self.conns.iter().any(|(_, conn)| {
             !conn.closed
-                && matches!(conn.job, Job::Walking { .. })
-                && conn.written == conn.out.len()
+                && !conn.blocked
+                && (matches!(conn.job, Job::Walking { .. }) || conn.written < conn.out.len())
         })
     }
 
@@ -225,6 +229,7 @@ impl Loop {
                 out: Vec::new(),
                 written: 0,
                 deadline: now.saturating_add(CONTROL_TIMEOUT),
+                blocked: false,
                 closed: false,
             });
         }
@@ -236,6 +241,7 @@ impl Loop {
         let Some(conn) = self.control.conns.get_mut(key) else {
             return; // stale token
         };
+        conn.blocked = false;
         if matches!(conn.job, Job::Reading) {
             let mut buf = [0u8; MAX_REQUEST_BYTES];
             loop {
@@ -306,6 +312,15 @@ impl Loop {
             .line_into(&mut line);
             line
         };
+        if let Request::Retry(_) = request {
+            // As Postfix's flush un-throttles dead destinations: the operator says the next
+            // hops are worth trying now, so their connection back-off is lifted too.
+            for hop in 0..self.config.hops.len() {
+                if let Some(health) = self.hops.health_mut(hop) {
+                    health.on_connected();
+                }
+            }
+        }
         let walk = match request {
             Request::Show(id) => {
                 let mut lines = Vec::new();
@@ -363,9 +378,15 @@ impl Loop {
                         conn.closed = true;
                         return;
                     }
-                    Ok(n) => conn.written += n,
+                    Ok(n) => {
+                        conn.written += n;
+                        conn.deadline = now.saturating_add(CONTROL_TIMEOUT);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        conn.blocked = true;
+                        return;
+                    }
                     Err(_) => {
                         conn.closed = true;
                         return;

@@ -53,14 +53,20 @@ fn wait_list(spool: &Path, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<V
     }
 }
 
-/// Starts a next hop keeping mail in `DIR/NAME`, with `faults`.
+/// Starts a next hop keeping mail in `DIR/NAME`, with `faults` (and after `--metrics`, its
+/// address: the rest of the list is passed as is).
 fn start_sink(dir: &Path, name: &str, faults: &[&str]) -> (ChildGuard, SocketAddr, PathBuf) {
     let mail = dir.join(name);
     let store = format!("eml:{}", mail.display());
     let mut args = vec!["--store", store.as_str()];
+    let (faults, rest) = match faults.iter().position(|f| *f == "--metrics") {
+        Some(at) => faults.split_at(at),
+        None => (faults, &[][..]),
+    };
     for fault in faults {
         args.extend(["--fault", fault]);
     }
+    args.extend(rest);
     let (child, addr) = util::start_binary(1, &args);
     (child, addr, mail)
 }
@@ -542,4 +548,66 @@ fn the_control_socket_refuses_garbage_and_bounds_its_connections() {
         assert!(start.elapsed() < SETTLE_WAIT, "{answer:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_message_deleted_in_flight_leaves_at_once_and_its_outcome_is_ignored() {
+    // The next hop holds the end of data for 2 s, then refuses it with a 550: had the relay
+    // kept the outcome, the sender would get a notification.
+    let dir = util::scratch_dir("relay-queue-inflight");
+    let spool = dir.join("spool");
+    let sink_metrics = util::free_local_addr();
+    let (_sink, sink_addr, sink_mail) = start_sink(
+        &dir,
+        "slow",
+        &[
+            "eod nth=1 delay=2s reply=550 5.7.1 refused",
+            "--metrics",
+            &sink_metrics,
+        ],
+    );
+    let metrics = util::free_local_addr();
+    let (_relay, relay_addr) = start_relay(&spool, sink_addr, &metrics);
+    send(relay_addr, "a@x.test", &["r@y.test"], "in flight");
+    let list = wait_list(&spool, "the message in flight", |list| {
+        list.len() == 1 && list[0]["queue"] == "active"
+    });
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let text = queue(&spool, &["list"]);
+    assert!(
+        text.stdout.contains(&format!("\n{id}* ")),
+        "{}",
+        text.stdout
+    );
+    let deleted = queue(&spool, &["delete", &id]);
+    deleted.assert_success("queue delete (in flight)");
+    assert!(list_json(&spool).is_empty(), "gone at once");
+    // The next hop says 550, then the relay says QUIT once it has acted on that reply.
+    let start = Instant::now();
+    loop {
+        let text = scrape(&sink_metrics);
+        let refused = sample(&text, "fastsmtpd_replies_total{code=\"550\"}") == Some(1.0);
+        let closed = sample(&text, "fastsmtpd_connections_open") == Some(0.0);
+        if refused && closed {
+            break;
+        }
+        assert!(start.elapsed() < SETTLE_WAIT, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = scrape(&metrics);
+    assert_eq!(
+        sample(&text, "fastsmtpd_relay_notifications_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "fastsmtpd_relay_delivery_attempts_total{outcome=\"failed\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(list_json(&spool).is_empty());
+    assert!(arrived(&sink_mail).is_empty());
 }

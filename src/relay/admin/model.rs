@@ -20,8 +20,9 @@ pub enum QueueState {
     Ready,
     /// Waiting for its deferred recipients' next attempt.
     Deferred,
-    /// Kept on disk only, not yet admitted to the delivery loop's bounded active set
-    /// (`ACTIVE_MAX_DEFAULT` messages in memory; a running relay only).
+    /// Kept on disk only, not (yet) in the delivery loop's bounded active set
+    /// (`ACTIVE_MAX_DEFAULT` messages in memory), or committed a moment ago and not yet
+    /// taken by the loop (a running relay only).
     Held,
     /// Every recipient is final; its failure notification (if any) is spooled and the
     /// message removed on the delivery loop's next turn, or at the next start when the

@@ -88,12 +88,29 @@ pub fn run_queue(args: &QueueArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     )
     .unwrap_or(u64::MAX);
     let mut printer = Printer::new(&args.command, args.json, now_ms, out);
-    let served = match UnixStream::connect(dir.join(CONTROL_SOCKET)) {
-        Ok(stream) => exchange(stream, &request, &mut |reply| printer.on_reply(reply)),
-        // No socket, or one a dead server left: the spool is stopped (its lock says so).
-        Err(_) => offline::execute(dir, &request, now_ms, &mut |reply| printer.on_reply(reply))
-            .map_err(|e| spool_error(dir, e)),
-    };
+    let served =
+        match UnixStream::connect(dir.join(CONTROL_SOCKET)) {
+            Ok(stream) => exchange(stream, &request, &mut |reply| printer.on_reply(reply)).map_err(
+                |e| match e.kind() {
+                    io::ErrorKind::BrokenPipe => e, // our reader went away: quiet
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                        e.kind(),
+                        format!(
+                            "the relay did not answer on {} within {}s",
+                            dir.join(CONTROL_SOCKET).display(),
+                            CONTROL_READ_TIMEOUT.as_secs()
+                        ),
+                    ),
+                    _ => io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", dir.join(CONTROL_SOCKET).display()),
+                    ),
+                },
+            ),
+            // No socket, or one a dead server left: the spool is stopped (its lock says so).
+            Err(_) => offline::execute(dir, &request, now_ms, &mut |reply| printer.on_reply(reply))
+                .map_err(|e| spool_error(dir, e)),
+        };
     match (served, printer.outcome) {
         (Err(e), _) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
         (Err(e), _) => fail(err, &e.to_string()),

@@ -5,7 +5,10 @@
 //! while it is non-empty and passes `promtool check metrics`; `delete` removes a message
 //! with no notification; after a stop the same commands on the spool agree with what the
 //! running relay said; restarted toward a healthy sink, `retry` delivers a message and
-//! `bounce` sends one notification. Bad ids, a missing spool and a directory that is not a
+//! `bounce` sends one notification. Also: a queue longer than one of the relay's chunks
+//! (listed, retried and deleted whole), a message deleted while a connection carries it
+//! (its outcome ignored, no notification), the control socket's refusals and connection
+//! bound, a socket left by `kill -9`. Bad ids, a missing spool and a directory that is not a
 //! spool give their exit codes and messages. Bounded waits only, no timed assertion.
 
 mod util;
@@ -610,4 +613,29 @@ fn a_message_deleted_in_flight_leaves_at_once_and_its_outcome_is_ignored() {
     );
     assert!(list_json(&spool).is_empty());
     assert!(arrived(&sink_mail).is_empty());
+}
+
+#[test]
+fn a_socket_left_by_kill_9_is_read_as_a_stopped_spool_and_replaced_at_the_next_start() {
+    let dir = util::scratch_dir("relay-queue-kill9");
+    let spool = dir.join("spool");
+    let nobody: SocketAddr = util::free_local_addr().parse().unwrap();
+    let metrics = util::free_local_addr();
+    let (mut relay, relay_addr) = start_relay(&spool, nobody, &metrics);
+    send(relay_addr, "a@x.test", &["r@y.test"], "kept");
+    let running = wait_list(&spool, "one message", |list| list.len() == 1);
+    relay.kill();
+    assert!(
+        spool.join("control.sock").exists(),
+        "kill -9 leaves the socket"
+    );
+    let stopped = list_json(&spool);
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0]["id"], running[0]["id"]);
+    let metrics = util::free_local_addr();
+    let (_relay, _) = start_relay(&spool, nobody, &metrics);
+    let answer = control(&spool, b"list\n");
+    assert_eq!(answer.len(), 2, "{answer:?}");
+    assert_eq!(answer[0]["id"], running[0]["id"]);
+    assert_eq!(answer[1]["type"], "done");
 }

@@ -971,9 +971,9 @@ impl Spool {
             .and_then(|len| usize::try_from(len).ok())
             .filter(|&len| len >= frame::HEADER_LEN)
             .ok_or_else(|| bad("not a record"))?;
-        let file = File::open(segment::segment_path(&self.seg_dir, place.segment))?;
         let mut record = vec![0u8; head];
-        file.read_exact_at(&mut record, place.offset)?;
+        self.reader(place.segment)?
+            .read_exact_at(&mut record, place.offset)?;
         let header =
             frame::parse_header(&record, segment::SEGMENT_MAGIC).map_err(|_| bad("no header"))?;
         if header.kind != segment::KIND_MESSAGE {

@@ -289,8 +289,27 @@ fn reopen_with_segment(dir: &Path, name: &str, bytes: &[u8]) -> (Vec<u64>, Recov
     }
     let _ = std::fs::remove_file(dir.join("journal"));
     std::fs::write(dir.join("seg").join(name), bytes).unwrap();
-    let (spool, recovered) = Spool::open(dir).unwrap();
+    let (spool, recovered) = open_when_free(dir);
     (ids(&recovered), spool.recovery_report().clone())
+}
+
+/// Opens `dir` once its lock is free. A child process another test spawns at that moment
+/// holds a copy of every open descriptor between its fork and its exec (`O_CLOEXEC` closes
+/// them only at the exec), the lock's among them: a spool dropped just before can still be
+/// locked for that instant (seen as a rare `WouldBlock` under a loaded machine). Bounded.
+fn open_when_free(dir: &Path) -> (Spool, Vec<Recovered>) {
+    let start = std::time::Instant::now();
+    loop {
+        match Spool::open(dir) {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && start.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
 }
 
 /// A torn tail at every length of the segment: recovery keeps exactly the records written

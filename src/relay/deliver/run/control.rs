@@ -531,7 +531,10 @@ impl Loop {
             }
             updates
         };
-        self.journal_dirty |= !updates.is_empty();
+        if !updates.is_empty() {
+            self.journal_dirty = true;
+            self.journal_staged = true;
+        }
         if let Some(active) = self.active.get_mut(&id) {
             for (index, state) in updates {
                 if let Some(slot) = active.states.get_mut(index) {
@@ -559,6 +562,7 @@ impl Loop {
             }
         }
         self.journal_dirty = true;
+        self.journal_staged = true;
         self.active.remove(&id);
         true
     }
@@ -596,6 +600,7 @@ impl Loop {
             (place, states)
         };
         self.journal_dirty = true;
+        self.journal_staged = true;
         match self.active.get_mut(&id) {
             Some(active) => {
                 for (slot, state) in active.states.iter_mut().zip(states) {

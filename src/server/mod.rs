@@ -336,11 +336,20 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let delivery = match &relay {
         Some(queue) => {
             let mut settings = crate::relay::deliver::DeliveryConfig::new(
-                config.relay.next_hops.clone(),
+                config.relay.next_hops.iter().map(|hop| hop.addr).collect(),
                 &config.hostname,
             );
             settings.retry = config.relay.retry.clone();
             settings.dsn = config.relay.dsn;
+            settings.hop_names = config
+                .relay
+                .next_hops
+                .iter()
+                .map(|hop| hop.name.clone())
+                .collect();
+            settings.tls = config.relay.tls;
+            settings.ca = config.relay.ca.clone();
+            settings.credentials = config.relay.credentials.clone();
             Some(
                 crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
                     .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,
@@ -762,7 +771,7 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             .relay
             .next_hops
             .iter()
-            .map(|a| a.to_string())
+            .map(|hop| hop.addr.to_string())
             .collect();
         format!("spool {} (relaying to {})", dir.display(), hops.join(", "))
     });

@@ -19,8 +19,11 @@
 use super::conn::{Conn, InFlight};
 use super::convert::{self, NotificationInput};
 use super::plan::{self, Samples};
+use super::tls::Connector;
 use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
-use crate::relay::client::session::{ClientConfig, ClientSession, Event, UsageError, Verdict};
+use crate::relay::client::session::{
+    ClientConfig, ClientSession, Event, LocalReason, Reason, UsageError, Verdict,
+};
 use crate::relay::queue::RelayQueue;
 use crate::relay::schedule::{DueQueue, Hops, Pick, ReadyQueue};
 use crate::relay::spool::{Envelope, RecipientState, Recovered, SpoolId, SpoolRef};
@@ -43,6 +46,16 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
 /// The reason kept for recipients deferred because no next hop took a connection.
 const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
+
+/// What a session that ended before it was ready leaves as its messages' last reply: the
+/// reason it gives (a refused greeting, TLS required and not offered, AUTH refused...), or
+/// `None` for a connection lost or never made (then [`NO_HOP_REPLY`]).
+fn failure_text(error: Option<&Reason>) -> Option<Vec<u8>> {
+    match error {
+        None | Some(Reason::Local(LocalReason::ConnectionLost)) => None,
+        Some(reason) => Some(convert::reason_text(reason)),
+    }
+}
 
 /// Now, as a [`Duration`] since the Unix epoch (the spool's clock).
 fn now() -> Duration {
@@ -72,6 +85,8 @@ pub struct Loop {
     config: DeliveryConfig,
     /// What every session is given.
     client: ClientConfig,
+    /// TLS toward the next hops (`None` with `--relay-tls off`).
+    tls: Option<Connector>,
     /// The poll.
     poll: Poll,
     /// Set by the handle to end the loop.
@@ -106,6 +121,7 @@ impl Loop {
         queue: Arc<RelayQueue>,
         config: DeliveryConfig,
         client: ClientConfig,
+        tls: Option<Connector>,
         poll: Poll,
         stop: Arc<AtomicBool>,
         stats: Arc<DeliveryStats>,
@@ -120,6 +136,7 @@ impl Loop {
             queue,
             config,
             client,
+            tls,
             poll,
             stop,
             stats,
@@ -304,7 +321,7 @@ impl Loop {
         let (session, stream) = match opened {
             Some(opened) => opened,
             None => {
-                self.connection_failed(hop, batch, now);
+                self.connection_failed(hop, batch, now, None);
                 return;
             }
         };
@@ -323,7 +340,7 @@ impl Loop {
             .is_err()
         {
             let batch = std::mem::take(&mut conn.batch);
-            self.connection_failed(hop, batch, now);
+            self.connection_failed(hop, batch, now, None);
             return;
         }
         entry.insert(conn);
@@ -331,8 +348,15 @@ impl Loop {
 
     /// A connection to `hop` failed before its session was ready: back the hop off; its
     /// messages go back to the ready queue without an attempt, unless every hop is now
-    /// backed off (then each counts an attempt: see the parent module's decision).
-    fn connection_failed(&mut self, hop: usize, batch: VecDeque<SpoolId>, now: Duration) {
+    /// backed off (then each counts an attempt with `reason`, or [`NO_HOP_REPLY`] without
+    /// one: see the parent module's decision).
+    fn connection_failed(
+        &mut self,
+        hop: usize,
+        batch: VecDeque<SpoolId>,
+        now: Duration,
+        reason: Option<Vec<u8>>,
+    ) {
         DeliveryStats::add(&self.stats.connect_failures, 1);
         self.hops.on_closed(hop);
         let sample = self.samples.next_sample();
@@ -341,8 +365,9 @@ impl Loop {
         }
         let all_down = self.hops.health().iter().all(|health| !health.is_open(now));
         if all_down {
+            let reason = reason.unwrap_or_else(|| NO_HOP_REPLY.to_vec());
             for id in batch {
-                self.defer_untried(id, now);
+                self.defer_untried(id, now, &reason);
             }
         } else {
             for &id in batch.iter().rev() {
@@ -354,15 +379,15 @@ impl Loop {
         }
     }
 
-    /// Every recipient of `id` not final is deferred with [`NO_HOP_REPLY`] (an attempt).
-    fn defer_untried(&mut self, id: SpoolId, now: Duration) {
+    /// Every recipient of `id` not final is deferred with `reason` (an attempt).
+    fn defer_untried(&mut self, id: SpoolId, now: Duration, reason: &[u8]) {
         let Some(active) = self.active.get(&id) else {
             return;
         };
         let indexes = plan::to_send(&active.states);
         let outcomes: Vec<(usize, Verdict, Vec<u8>)> = indexes
             .into_iter()
-            .map(|index| (index, Verdict::Deferred, NO_HOP_REPLY.to_vec()))
+            .map(|index| (index, Verdict::Deferred, reason.to_vec()))
             .collect();
         self.apply(id, outcomes, now);
     }
@@ -578,11 +603,19 @@ impl Loop {
                     }
                 }
                 Event::StartTls => {
-                    // Never asked for with `TlsPolicy::Off`; a session that does is ended.
-                    conn.session.on_disconnect();
+                    // `220` to STARTTLS: the handshake starts with the next flush. Without a
+                    // connector (`--relay-tls off` never asks) the session is ended.
+                    let hop = conn.hop;
+                    match self.tls.as_ref().and_then(|tls| tls.connect(hop)) {
+                        Some(tls) => self.conns[key].start_tls(tls),
+                        None => self.conns[key].session.on_disconnect(),
+                    }
                 }
-                Event::Closed { .. } => {
+                Event::Closed { error } => {
                     conn.done = true;
+                    if !conn.greeted && conn.failure.is_none() {
+                        conn.failure = failure_text(error.as_ref());
+                    }
                 }
             }
         }
@@ -722,7 +755,7 @@ impl Loop {
                     }
                 }
             } else {
-                self.connection_failed(conn.hop, batch, now);
+                self.connection_failed(conn.hop, batch, now, conn.failure.take());
             }
         }
     }

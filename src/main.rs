@@ -449,32 +449,26 @@ enum RelayTls {
     Off,
 }
 
-/// The relay's TLS and AUTH from `--relay-tls`, `--relay-ca` (read now: a file that cannot
-/// be read, or holds no certificate, stops the start with exit status 2) and `--relay-auth`
-/// (parsed here, not by clap, whose errors would repeat the password).
+/// The relay's TLS and AUTH into `relay` from `--relay-tls`, `--relay-ca` (read now: a file
+/// that cannot be read, or holds no certificate, stops the start with exit status 2) and
+/// `--relay-auth` (parsed here, not by clap, whose errors would repeat the password).
 fn relay_security(
+    relay: &mut config::Relay,
     tls: RelayTls,
     ca: Option<&std::path::Path>,
     auth: Option<&str>,
-) -> Result<
-    (
-        fastsmtpd::relay::client::session::TlsPolicy,
-        Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
-        Option<fastsmtpd::relay::client::session::Credentials>,
-    ),
-    String,
-> {
+) -> Result<(), String> {
     use fastsmtpd::relay::client::session::TlsPolicy;
-    let policy = match tls {
+    relay.tls = match tls {
         RelayTls::Required => TlsPolicy::Required,
         RelayTls::Opportunistic => TlsPolicy::Opportunistic,
         RelayTls::Off => TlsPolicy::Off,
     };
-    let ca = ca
+    relay.ca = ca
         .map(fastsmtpd::relay::deliver::tls::read_ca_file)
         .transpose()?;
-    let credentials = auth.map(config::parse_relay_auth).transpose()?;
-    Ok((policy, ca, credentials))
+    relay.credentials = auth.map(config::parse_relay_auth).transpose()?;
+    Ok(())
 }
 
 /// `--dsn`.
@@ -658,20 +652,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match relay_security(
+    if let Err(error) = relay_security(
+        &mut config.relay,
         cli.relay_tls,
         cli.relay_ca.as_deref(),
         cli.relay_auth.as_deref(),
     ) {
-        Ok((tls, ca, credentials)) => {
-            config.relay.tls = tls;
-            config.relay.ca = ca;
-            config.relay.credentials = credentials;
-        }
-        Err(error) => {
-            fastsmtpd::warn_line!("fastsmtpd: error: {error}");
-            return ExitCode::from(2);
-        }
+        fastsmtpd::warn_line!("fastsmtpd: error: {error}");
+        return ExitCode::from(2);
     }
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
@@ -904,43 +892,41 @@ mod tests {
     #[test]
     fn relay_tls_flags() {
         use fastsmtpd::relay::client::session::{Credentials, TlsPolicy};
+        let secure = |tls, ca: Option<&str>, auth: Option<&str>| {
+            let mut relay = config::Relay::default();
+            relay_security(&mut relay, tls, ca.map(std::path::Path::new), auth).map(|()| relay)
+        };
         let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
         assert_eq!(cli.relay_tls, RelayTls::Opportunistic);
-        let (policy, ca, credentials) = relay_security(cli.relay_tls, None, None).unwrap();
-        assert_eq!(policy, TlsPolicy::Opportunistic);
-        assert_eq!(policy, config::Relay::default().tls);
-        assert!(ca.is_none() && credentials.is_none());
+        let relay = secure(cli.relay_tls, None, None).unwrap();
+        assert_eq!(relay, config::Relay::default());
+        assert_eq!(relay.tls, TlsPolicy::Opportunistic);
+        assert!(relay.ca.is_none() && relay.credentials.is_none());
         for (word, want) in [
             ("required", TlsPolicy::Required),
             ("opportunistic", TlsPolicy::Opportunistic),
             ("off", TlsPolicy::Off),
         ] {
             let cli = Cli::try_parse_from(["fastsmtpd", "--relay-tls", word]).unwrap();
-            assert_eq!(relay_security(cli.relay_tls, None, None).unwrap().0, want);
+            assert_eq!(secure(cli.relay_tls, None, None).unwrap().tls, want);
         }
         let error = Cli::try_parse_from(["fastsmtpd", "--relay-tls", "maybe"]).unwrap_err();
         assert!(error.to_string().contains("--relay-tls"), "{error}");
         let cli = Cli::try_parse_from(["fastsmtpd", "--relay-auth", "alice:s3cret"]).unwrap();
-        let (_, _, credentials) =
-            relay_security(cli.relay_tls, None, cli.relay_auth.as_deref()).unwrap();
+        let relay = secure(cli.relay_tls, None, cli.relay_auth.as_deref()).unwrap();
         assert_eq!(
-            credentials,
+            relay.credentials,
             Some(Credentials {
                 user: "alice".into(),
                 password: "s3cret".into()
             })
         );
-        let error = relay_security(RelayTls::Required, None, Some("alice")).unwrap_err();
+        let error = secure(RelayTls::Required, None, Some("alice")).unwrap_err();
         assert_eq!(
             error,
             "--relay-auth: expected USER:PASSWORD (or file:PATH), found no colon"
         );
-        let error = relay_security(
-            RelayTls::Required,
-            Some(std::path::Path::new("/nonexistent/ca.pem")),
-            None,
-        )
-        .unwrap_err();
+        let error = secure(RelayTls::Required, Some("/nonexistent/ca.pem"), None).unwrap_err();
         assert!(
             error.starts_with("--relay-ca /nonexistent/ca.pem: "),
             "{error}"

@@ -11,7 +11,7 @@
 //!   against its IP addresses (RFC 6125 §6; RFC 7817 §3 for SMTP's use of the name the
 //!   client was configured with, not one learnt from the server). The validity dates are
 //!   checked too.
-//! - [`TlsPolicy::Opportunistic`]: any certificate is taken ([`AnyCertificate`]), but the
+//! - [`TlsPolicy::Opportunistic`]: any certificate is taken (`AnyCertificate`), but the
 //!   handshake's signatures are still checked, so the next hop must hold the key of the
 //!   certificate it sent. Without a trusted name nothing binds that key to the next hop: this
 //!   protects against a passive listener only, never an active attacker in the path (RFC 7435

@@ -476,6 +476,172 @@ fn credentials_toward_a_hop_without_tls_defer_and_auth_never_goes_out() {
     assert!(sink.records().is_empty());
 }
 
+/// What a [`ScriptedHop`] does after its `STARTTLS` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStartTls {
+    /// `454 4.7.0 TLS not available`, then goes on in plain text (and takes mail).
+    Refuse,
+    /// `220`, then, after the client's hello, octets that are no TLS record.
+    Garbage,
+    /// `220` and, in the same write, a reply as if in plain text (CVE-2011-0411's shape).
+    Inject,
+    /// `220`, then nothing.
+    Silent,
+}
+
+/// A next hop written here (lock-step SMTP) that offers STARTTLS and then does `after`; it
+/// keeps every line the relay sent in clear.
+struct ScriptedHop {
+    addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedHop {
+    fn start(after: AfterStartTls) -> ScriptedHop {
+        use std::io::{BufRead, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let keep = Arc::clone(&keep);
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(SETTLE_WAIT)).unwrap();
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let _ = writer.write_all(b"220 scripted.test ready\r\n");
+                    let mut in_data = false;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        keep.lock().unwrap().push(line.clone());
+                        if in_data {
+                            if line == ".\r\n" {
+                                in_data = false;
+                                let _ = writer.write_all(b"250 2.0.0 kept\r\n");
+                            }
+                            continue;
+                        }
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") {
+                            b"250-scripted.test\r\n250 STARTTLS\r\n"
+                        } else if upper.starts_with("STARTTLS") {
+                            match after {
+                                AfterStartTls::Refuse => b"454 4.7.0 TLS not available\r\n",
+                                AfterStartTls::Garbage => {
+                                    // After the client's hello, an answer that is no TLS.
+                                    let _ = writer.write_all(b"220 go ahead\r\n");
+                                    let mut hello = [0u8; 4096];
+                                    let _ = reader.read(&mut hello);
+                                    let _ = writer.write_all(b"this is no TLS record at all\r\n");
+                                    while reader.read(&mut hello).unwrap_or(0) > 0 {}
+                                    return;
+                                }
+                                AfterStartTls::Inject => b"220 go ahead\r\n250 injected\r\n",
+                                AfterStartTls::Silent => {
+                                    let _ = writer.write_all(b"220 go ahead\r\n");
+                                    std::thread::sleep(SETTLE_WAIT);
+                                    return;
+                                }
+                            }
+                        } else if upper.starts_with("DATA") {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = writer.write_all(b"221 bye\r\n");
+                            return;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if writer.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedHop { addr, lines }
+    }
+
+    /// Whether a line the relay sent in clear starts with `prefix`.
+    fn got(&self, prefix: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.starts_with(prefix))
+    }
+
+    /// Waits (bounded) until a line starting with `prefix` came.
+    #[track_caller]
+    fn wait_for(&self, prefix: &str) {
+        let start = Instant::now();
+        while !self.got(prefix) {
+            assert!(
+                start.elapsed() < SETTLE_WAIT,
+                "no {prefix:?}: {:?}",
+                self.lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_refused_starttls_defers_under_required_and_goes_plain_under_opportunistic() {
+    let dir = util::scratch_dir("relay-tls-refused");
+    let hop = ScriptedHop::start(AfterStartTls::Refuse);
+    let relay = Relay::start(&dir.join("required"), hop.addr, |config| {
+        config.tls = TlsPolicy::Required;
+    });
+    assert_eq!(relay.wait_deferred(), "454 4.7.0 TLS not available");
+    relay.handle.stop();
+    assert!(hop.got("STARTTLS"));
+    assert!(!hop.got("MAIL FROM"));
+
+    let hop = ScriptedHop::start(AfterStartTls::Refuse);
+    let relay = Relay::start(&dir.join("opportunistic"), hop.addr, |_| {});
+    hop.wait_for("secret body");
+    hop.wait_for("QUIT");
+    assert!(hop.got("MAIL FROM:<a@x.test>"));
+    relay.handle.stop();
+}
+
+#[test]
+fn a_handshake_that_fails_is_answered_with_injection_or_times_out_defers() {
+    let dir = util::scratch_dir("relay-tls-handshake");
+    for (after, want) in [
+        (
+            AfterStartTls::Garbage,
+            "4.7.5 TLS handshake with the next hop failed: ",
+        ),
+        (
+            AfterStartTls::Inject,
+            "4.5.0 lost sync with the next hop (InputBeforeHandshake)",
+        ),
+        (
+            AfterStartTls::Silent,
+            "4.4.2 timed out waiting for the next hop (Handshake)",
+        ),
+    ] {
+        let hop = ScriptedHop::start(after);
+        let relay = Relay::start(&dir.join(format!("{after:?}")), hop.addr, |config| {
+            config.tls = TlsPolicy::Opportunistic;
+            config.session_timeout = Some(Duration::from_secs(1));
+        });
+        let reply = relay.wait_deferred();
+        assert!(reply.starts_with(want), "{after:?}: {reply}");
+        relay.handle.stop();
+        assert!(hop.got("STARTTLS"), "{after:?}");
+        assert!(!hop.got("MAIL FROM"), "{after:?}");
+    }
+}
+
 /// The relay binary: `--relay-tls required --relay-ca FILE --relay-auth file:PATH` toward
 /// `localhost:PORT` (a DNS name, verified against the certificate's DNS SAN).
 #[test]

@@ -1143,6 +1143,19 @@ mod tests {
         );
     }
 
+    /// A next hop for the refusal table.
+    fn hop25() -> NextHop {
+        NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))
+    }
+
+    /// Credentials for the refusal table.
+    fn user_u() -> Credentials {
+        Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        }
+    }
+
     /// Each refusal, as `validate` reports it, word for word as the server has always printed
     /// it (the command-line tests and docs/cli.md quote these).
     #[test]
@@ -1217,7 +1230,7 @@ mod tests {
             (&|c| c.stores.threads = 65, "--store-threads must be between 1 and 64"),
             (&|c| c.stores.batch = 0, "--store-batch must be at least 1"),
             (
-                &|c| c.relay.next_hops = vec![NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))],
+                &|c| c.relay.next_hops = vec![hop25()],
                 "--relay-to needs --spool DIR: a message is relayed only after it is on disk (RFC 5321 §6.1: after the 250 it must not be lost)",
             ),
             (
@@ -1227,7 +1240,7 @@ mod tests {
             (
                 &|c| {
                     c.relay.spool = Some("q".into());
-                    c.relay.next_hops = vec![NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))];
+                    c.relay.next_hops = vec![hop25()];
                     c.stores.specs = vec![StoreSpec::JsonlStdout];
                 },
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
@@ -1235,22 +1248,22 @@ mod tests {
             (
                 &|c| {
                     c.relay.spool = Some("q".into());
-                    c.relay.next_hops = vec![NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))];
+                    c.relay.next_hops = vec![hop25()];
                     c.relay.tls = TlsPolicy::Off;
-                    c.relay.credentials = Some(Credentials { user: "u".into(), password: "p".into() });
+                    c.relay.credentials = Some(user_u());
                 },
                 "--relay-auth with --relay-tls off: credentials are never sent in clear; use --relay-tls opportunistic (the default) or required",
             ),
             (
                 &|c| {
                     c.relay.spool = Some("q".into());
-                    c.relay.next_hops = vec![NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))];
+                    c.relay.next_hops = vec![hop25()];
                     c.relay.ca = Some(Vec::new());
                 },
                 "--relay-ca needs --relay-tls required: only required verifies the next hop's certificate (opportunistic takes any)",
             ),
             (
-                &|c| c.relay.credentials = Some(Credentials { user: "u".into(), password: "p".into() }),
+                &|c| c.relay.credentials = Some(user_u()),
                 "--relay-ca and --relay-auth need --relay-to HOST:PORT",
             ),
             (

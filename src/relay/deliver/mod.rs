@@ -48,10 +48,10 @@
 //!   `535 ...`), which a notification's `Diagnostic-Code` carries at expiry. Nothing of a
 //!   message has been sent at that point.
 //!
-//! What it does not do (yet): MX lookups (next hops are addresses); delay warnings and success notifications
-//! (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server wires the deliverer
-//! in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the accepting side's: it
-//! is in the spooled body, which goes out as it is.
+//! What it does not do (yet): MX lookups (next hops are addresses); delay warnings and
+//! success notifications (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server
+//! wires the deliverer in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the
+//! accepting side's: it is in the spooled body, which goes out as it is.
 //!
 //! Types: the spool, the client and the notifications each have their own `Notify`, `Ret`,
 //! `Envelope` and `Recipient` (built in parallel); [`convert`] is the one place they meet.

@@ -407,6 +407,49 @@ fn required_toward_a_hop_without_starttls_defers() {
 }
 
 #[test]
+fn an_expired_message_tells_its_sender_why_tls_failed_in_the_notification() {
+    // TLS required toward a hop without STARTTLS until the lifetime ends: the failure
+    // notification (spooled, itself held back by the same hop) names the TLS reason.
+    let dir = util::scratch_dir("relay-tls-expiry");
+    let sink = Sink::start(&dir.join("sink"), &[]);
+    let relay = Relay::start(&dir, sink.addr, |config| {
+        config.tls = TlsPolicy::Required;
+        config.retry = RetryPolicy::new(
+            RetryPolicy::parse_list("200ms").unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    });
+    let start = Instant::now();
+    let notification = loop {
+        let found = {
+            let spool = relay.queue.spool();
+            let places: Vec<_> = spool.live().map(|listed| listed.spool_ref).collect();
+            places
+                .iter()
+                .filter_map(|place| spool.read_message(place).ok())
+                .find(|(envelope, _)| envelope.reverse_path.is_empty())
+        };
+        if let Some((_, body)) = found {
+            break String::from_utf8_lossy(&body).into_owned();
+        }
+        assert!(
+            start.elapsed() < SETTLE_WAIT,
+            "no notification: {:?}",
+            relay.handle.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    relay.handle.stop();
+    assert!(notification.contains("Action: failed"), "{notification}");
+    assert!(
+        notification.contains("4.7.4 TLS is required, but was not offered"),
+        "{notification}"
+    );
+    assert!(sink.records().is_empty(), "nothing went out in clear");
+}
+
+#[test]
 fn opportunistic_encrypts_toward_a_self_signed_hop_and_goes_plain_without_starttls() {
     let dir = util::scratch_dir("relay-tls-opportunistic");
     let tls_sink = Sink::start(&dir.join("tls-sink"), &["--tls-self-signed"]);

@@ -656,7 +656,7 @@ fn a_refused_starttls_defers_under_required_and_goes_plain_under_opportunistic()
 }
 
 #[test]
-fn a_handshake_that_fails_is_answered_with_injection_or_times_out_defers() {
+fn under_required_a_handshake_that_fails_is_answered_with_injection_or_times_out_defers() {
     let dir = util::scratch_dir("relay-tls-handshake");
     for (after, want) in [
         (
@@ -674,7 +674,7 @@ fn a_handshake_that_fails_is_answered_with_injection_or_times_out_defers() {
     ] {
         let hop = ScriptedHop::start(after);
         let relay = Relay::start(&dir.join(format!("{after:?}")), hop.addr, |config| {
-            config.tls = TlsPolicy::Opportunistic;
+            config.tls = TlsPolicy::Required;
             config.session_timeout = Some(Duration::from_secs(1));
         });
         let reply = relay.wait_deferred();
@@ -682,6 +682,35 @@ fn a_handshake_that_fails_is_answered_with_injection_or_times_out_defers() {
         relay.handle.stop();
         assert!(hop.got("STARTTLS"), "{after:?}");
         assert!(!hop.got("MAIL FROM"), "{after:?}");
+    }
+}
+
+/// Opportunistic TLS whose handshake fails goes on in plain text on a new connection, as
+/// Postfix does; not with credentials, which never go out in clear.
+#[test]
+fn under_opportunistic_a_failed_handshake_falls_back_to_plain_text_without_credentials() {
+    let dir = util::scratch_dir("relay-tls-fallback");
+    for after in [AfterStartTls::Garbage, AfterStartTls::Silent] {
+        let hop = ScriptedHop::start(after);
+        let relay = Relay::start(&dir.join(format!("{after:?}")), hop.addr, |config| {
+            config.session_timeout = Some(Duration::from_secs(1));
+        });
+        hop.wait_for("secret body");
+        hop.wait_for("QUIT");
+        assert!(hop.got("MAIL FROM:<a@x.test>"), "{after:?}");
+        relay.handle.stop();
+    }
+    let hop = ScriptedHop::start(AfterStartTls::Garbage);
+    let relay = Relay::start(&dir.join("credentials"), hop.addr, |config| {
+        config.credentials = credentials("s3cret");
+    });
+    assert_eq!(
+        relay.wait_deferred(),
+        "4.7.0 credentials are never sent without TLS"
+    );
+    relay.handle.stop();
+    for never in ["AUTH", "MAIL FROM"] {
+        assert!(!hop.got(never), "{never}");
     }
 }
 

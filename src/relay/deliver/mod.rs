@@ -46,7 +46,10 @@
 //!   as their last reply (`4.7.4 TLS is required, but was not offered`, `4.7.5 TLS
 //!   handshake with the next hop failed: certificate not verified: ...`, the next hop's
 //!   `535 ...`), which a notification's `Diagnostic-Code` carries at expiry. Nothing of a
-//!   message has been sent at that point.
+//!   message has been sent at that point. Except under `opportunistic`: a handshake that
+//!   fails there is followed at once by a new connection in plain text (no attempt used, the
+//!   hop not backed off), and that hop is reached in plain text for a while, as Postfix does
+//!   (`run::PLAIN_FALLBACK`); credentials still need TLS.
 //!
 //! What it does not do (yet): MX lookups (next hops are addresses); delay warnings and
 //! success notifications (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server

@@ -22,7 +22,7 @@ use super::plan::{self, Samples};
 use super::tls::Connector;
 use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
 use crate::relay::client::session::{
-    ClientConfig, ClientSession, Event, LocalReason, Reason, UsageError, Verdict,
+    ClientConfig, ClientSession, Event, LocalReason, Reason, TlsPolicy, UsageError, Verdict, Wait,
 };
 use crate::relay::queue::RelayQueue;
 use crate::relay::schedule::{DueQueue, Hops, Pick, ReadyQueue};
@@ -44,6 +44,12 @@ const SCRATCH_LEN: usize = 64 * 1024;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// How long a message whose notification could not be spooled waits before the next try.
 const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
+/// How long a next hop whose TLS handshake failed under `--relay-tls opportunistic` is then
+/// reached in plain text (Postfix's TLS_README: "rather than give up on mail delivery, the
+/// Postfix SMTP client retries the transaction with TLS disabled"), before TLS is tried
+/// again: an hour, so a next hop with a TLS stack we cannot talk to costs one failed
+/// handshake an hour, not one per connection.
+const PLAIN_FALLBACK: Duration = Duration::from_secs(3600);
 /// The reason kept for recipients deferred because no next hop took a connection.
 const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
 
@@ -87,6 +93,11 @@ pub struct Loop {
     client: ClientConfig,
     /// TLS toward the next hops (`None` with `--relay-tls off`).
     tls: Option<Connector>,
+    /// `client` without TLS: for a next hop in its plain-text fallback.
+    client_plain: ClientConfig,
+    /// Until when each next hop is reached without TLS after a failed opportunistic
+    /// handshake ([`PLAIN_FALLBACK`]); zero: not in fallback.
+    plain_until: Vec<Duration>,
     /// The poll.
     poll: Poll,
     /// Set by the handle to end the loop.
@@ -132,11 +143,16 @@ impl Loop {
             config.hop_order,
         );
         let seed = now().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        let mut client_plain = client.clone();
+        client_plain.tls = TlsPolicy::Off;
+        let plain_until = vec![Duration::ZERO; config.hops.len()];
         Loop {
             queue,
             config,
             client,
             tls,
+            client_plain,
+            plain_until,
             poll,
             stop,
             stats,
@@ -315,7 +331,13 @@ impl Loop {
         DeliveryStats::add(&self.stats.connections, 1);
         // The configuration was checked at start, so the session cannot be refused here;
         // if it were, the connection fails like any other.
-        let opened = ClientSession::new(&self.client)
+        let plain = self.plain_until.get(hop).is_some_and(|&until| now < until);
+        let client = if plain {
+            &self.client_plain
+        } else {
+            &self.client
+        };
+        let opened = ClientSession::new(client)
             .ok()
             .and_then(|session| Some((session, TcpStream::connect(address).ok()?)));
         let (session, stream) = match opened {
@@ -603,12 +625,15 @@ impl Loop {
                     }
                 }
                 Event::StartTls => {
-                    // `220` to STARTTLS: the handshake starts with the next flush. Without a
-                    // connector (`--relay-tls off` never asks) the session is ended.
-                    let hop = conn.hop;
-                    match self.tls.as_ref().and_then(|tls| tls.connect(hop)) {
-                        Some(tls) => self.conns[key].start_tls(tls),
-                        None => self.conns[key].session.on_disconnect(),
+                    // `220` to STARTTLS: the handshake starts with the next flush, unless the
+                    // same read already ended the session (octets behind the `220`). Without
+                    // a connector (`--relay-tls off` never asks) the session is ended.
+                    if conn.session.waiting_for() == Some(Wait::Handshake) {
+                        let hop = conn.hop;
+                        match self.tls.as_ref().and_then(|tls| tls.connect(hop)) {
+                            Some(tls) => self.conns[key].start_tls(tls),
+                            None => self.conns[key].session.on_disconnect(),
+                        }
                     }
                 }
                 Event::Closed { error } => {
@@ -747,6 +772,21 @@ impl Loop {
             }
             let batch = std::mem::take(&mut conn.batch);
             if conn.greeted {
+                self.hops.on_closed(conn.hop);
+                for &id in batch.iter().rev() {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.busy = false;
+                        self.ready.push_front(id);
+                    }
+                }
+            } else if conn.handshaking && self.client.tls == TlsPolicy::Opportunistic {
+                // The TLS handshake failed (an error, an alert, a hang-up or a timeout):
+                // opportunistic TLS then goes on in plain text, as Postfix does, on a new
+                // connection at once, the messages using no attempt and the hop not backed
+                // off (it answered).
+                if let Some(until) = self.plain_until.get_mut(conn.hop) {
+                    *until = now.saturating_add(PLAIN_FALLBACK);
+                }
                 self.hops.on_closed(conn.hop);
                 for &id in batch.iter().rev() {
                     if let Some(active) = self.active.get_mut(&id) {

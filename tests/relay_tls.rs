@@ -498,6 +498,21 @@ fn credentials_authenticate_inside_tls_and_a_wrong_password_defers() {
 }
 
 #[test]
+fn credentials_toward_a_hop_that_offers_no_auth_defer() {
+    let dir = util::scratch_dir("relay-tls-no-auth");
+    let sink = Sink::start(&dir.join("sink"), &["--tls-self-signed"]);
+    let relay = Relay::start(&dir, sink.addr, |config| {
+        config.credentials = credentials("s3cret");
+    });
+    assert_eq!(
+        relay.wait_deferred(),
+        "4.7.0 the next hop offers no usable AUTH"
+    );
+    relay.handle.stop();
+    assert!(sink.records().is_empty());
+}
+
+#[test]
 fn credentials_toward_a_hop_without_tls_defer_and_auth_never_goes_out() {
     let dir = util::scratch_dir("relay-tls-auth-plain");
     let users = users_file(&dir);

@@ -19,12 +19,13 @@
 //! - [`TlsPolicy::Off`]: no configuration; the session never says `STARTTLS`.
 //!
 //! The name goes out as SNI when it is a DNS name (RFC 6066 §3 allows no literal address
-//! there; rustls sends none for an IP). Sessions are resumed (rustls's in-memory store),
-//! which saves a full handshake per connection to the same next hop.
+//! there; rustls sends none for an IP). Sessions are kept for resumption (rustls's in-memory
+//! store), so a later connection to a next hop that allows it skips the full handshake.
 //!
 //! What it does not do: read or write sockets, or drive a handshake (the connection does,
 //! `super::conn`), or decide what a failure means for the messages (the loop does: a failed
-//! handshake ends the session before it is ready, like a connection that failed).
+//! handshake ends the session before it is ready, like a connection that failed, and under
+//! `opportunistic` sends the next connection to that hop in plain text).
 
 use crate::relay::client::session::TlsPolicy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

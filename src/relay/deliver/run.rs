@@ -120,6 +120,8 @@ pub struct Loop {
     samples: Samples,
     /// The journal has entries not synced yet.
     journal_dirty: bool,
+    /// The journal has entries staged and not written yet (written at the end of the turn).
+    journal_staged: bool,
     /// When the journal was last synced.
     journal_synced: Duration,
     /// The scratch read buffer.
@@ -164,6 +166,7 @@ impl Loop {
             conns: Slab::new(),
             samples: Samples::new(seed),
             journal_dirty: false,
+            journal_staged: false,
             journal_synced: now(),
             scratch: vec![0; SCRATCH_LEN],
         }
@@ -458,6 +461,7 @@ impl Loop {
             }
             drop(spool);
             self.journal_dirty = true;
+            self.journal_staged = true;
         }
         self.schedule(id, now);
     }
@@ -492,6 +496,7 @@ impl Loop {
             eprintln!("fastsmtpd: relay: spool message {id}: {error}");
         }
         self.journal_dirty = true;
+        self.journal_staged = true;
         self.active.remove(&id);
         DeliveryStats::add(&self.stats.messages_done, 1);
     }
@@ -800,8 +805,15 @@ impl Loop {
         }
     }
 
-    /// Syncs the journal when it has news and it is time (or `force`).
+    /// Writes the turn's staged journal entries (one write for every state the turn
+    /// recorded), and syncs the journal when it has news and it is time (or `force`).
     fn sync_journal(&mut self, now: Duration, force: bool) {
+        if self.journal_staged {
+            self.journal_staged = false;
+            if let Err(error) = self.queue.spool().flush_journal() {
+                eprintln!("fastsmtpd: relay: cannot write the spool journal: {error}");
+            }
+        }
         if !self.journal_dirty {
             return;
         }

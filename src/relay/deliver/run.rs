@@ -19,8 +19,11 @@
 use super::conn::{Conn, InFlight};
 use super::convert::{self, NotificationInput};
 use super::plan::{self, Samples};
+use super::tls::Connector;
 use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
-use crate::relay::client::session::{ClientConfig, ClientSession, Event, UsageError, Verdict};
+use crate::relay::client::session::{
+    ClientConfig, ClientSession, Event, LocalReason, Reason, TlsPolicy, UsageError, Verdict, Wait,
+};
 use crate::relay::queue::RelayQueue;
 use crate::relay::schedule::{DueQueue, Hops, Pick, ReadyQueue};
 use crate::relay::spool::{Envelope, RecipientState, Recovered, SpoolId, SpoolRef};
@@ -41,8 +44,24 @@ const SCRATCH_LEN: usize = 64 * 1024;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// How long a message whose notification could not be spooled waits before the next try.
 const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
+/// How long a next hop whose TLS handshake failed under `--relay-tls opportunistic` is then
+/// reached in plain text (Postfix's TLS_README: "rather than give up on mail delivery, the
+/// Postfix SMTP client retries the transaction with TLS disabled"), before TLS is tried
+/// again: an hour, so a next hop with a TLS stack we cannot talk to costs one failed
+/// handshake an hour, not one per connection.
+const PLAIN_FALLBACK: Duration = Duration::from_secs(3600);
 /// The reason kept for recipients deferred because no next hop took a connection.
 const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
+
+/// What a session that ended before it was ready leaves as its messages' last reply: the
+/// reason it gives (a refused greeting, TLS required and not offered, AUTH refused...), or
+/// `None` for a connection lost or never made (then [`NO_HOP_REPLY`]).
+fn failure_text(error: Option<&Reason>) -> Option<Vec<u8>> {
+    match error {
+        None | Some(Reason::Local(LocalReason::ConnectionLost)) => None,
+        Some(reason) => Some(convert::reason_text(reason)),
+    }
+}
 
 /// Now, as a [`Duration`] since the Unix epoch (the spool's clock).
 fn now() -> Duration {
@@ -72,6 +91,13 @@ pub struct Loop {
     config: DeliveryConfig,
     /// What every session is given.
     client: ClientConfig,
+    /// TLS toward the next hops (`None` with `--relay-tls off`).
+    tls: Option<Connector>,
+    /// `client` without TLS: for a next hop in its plain-text fallback.
+    client_plain: ClientConfig,
+    /// Until when each next hop is reached without TLS after a failed opportunistic
+    /// handshake ([`PLAIN_FALLBACK`]); zero: not in fallback.
+    plain_until: Vec<Duration>,
     /// The poll.
     poll: Poll,
     /// Set by the handle to end the loop.
@@ -108,6 +134,7 @@ impl Loop {
         queue: Arc<RelayQueue>,
         config: DeliveryConfig,
         client: ClientConfig,
+        tls: Option<Connector>,
         poll: Poll,
         stop: Arc<AtomicBool>,
         stats: Arc<DeliveryStats>,
@@ -118,10 +145,16 @@ impl Loop {
             config.hop_order,
         );
         let seed = now().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        let mut client_plain = client.clone();
+        client_plain.tls = TlsPolicy::Off;
+        let plain_until = vec![Duration::ZERO; config.hops.len()];
         Loop {
             queue,
             config,
             client,
+            tls,
+            client_plain,
+            plain_until,
             poll,
             stop,
             stats,
@@ -301,13 +334,19 @@ impl Loop {
         DeliveryStats::add(&self.stats.connections, 1);
         // The configuration was checked at start, so the session cannot be refused here;
         // if it were, the connection fails like any other.
-        let opened = ClientSession::new(&self.client)
+        let plain = self.plain_until.get(hop).is_some_and(|&until| now < until);
+        let client = if plain {
+            &self.client_plain
+        } else {
+            &self.client
+        };
+        let opened = ClientSession::new(client)
             .ok()
             .and_then(|session| Some((session, TcpStream::connect(address).ok()?)));
         let (session, stream) = match opened {
             Some(opened) => opened,
             None => {
-                self.connection_failed(hop, batch, now);
+                self.connection_failed(hop, batch, now, None);
                 return;
             }
         };
@@ -326,7 +365,7 @@ impl Loop {
             .is_err()
         {
             let batch = std::mem::take(&mut conn.batch);
-            self.connection_failed(hop, batch, now);
+            self.connection_failed(hop, batch, now, None);
             return;
         }
         entry.insert(conn);
@@ -334,8 +373,15 @@ impl Loop {
 
     /// A connection to `hop` failed before its session was ready: back the hop off; its
     /// messages go back to the ready queue without an attempt, unless every hop is now
-    /// backed off (then each counts an attempt: see the parent module's decision).
-    fn connection_failed(&mut self, hop: usize, batch: VecDeque<SpoolId>, now: Duration) {
+    /// backed off (then each counts an attempt with `reason`, or [`NO_HOP_REPLY`] without
+    /// one: see the parent module's decision).
+    fn connection_failed(
+        &mut self,
+        hop: usize,
+        batch: VecDeque<SpoolId>,
+        now: Duration,
+        reason: Option<Vec<u8>>,
+    ) {
         DeliveryStats::add(&self.stats.connect_failures, 1);
         self.hops.on_closed(hop);
         let sample = self.samples.next_sample();
@@ -344,8 +390,9 @@ impl Loop {
         }
         let all_down = self.hops.health().iter().all(|health| !health.is_open(now));
         if all_down {
+            let reason = reason.unwrap_or_else(|| NO_HOP_REPLY.to_vec());
             for id in batch {
-                self.defer_untried(id, now);
+                self.defer_untried(id, now, &reason);
             }
         } else {
             for &id in batch.iter().rev() {
@@ -357,15 +404,15 @@ impl Loop {
         }
     }
 
-    /// Every recipient of `id` not final is deferred with [`NO_HOP_REPLY`] (an attempt).
-    fn defer_untried(&mut self, id: SpoolId, now: Duration) {
+    /// Every recipient of `id` not final is deferred with `reason` (an attempt).
+    fn defer_untried(&mut self, id: SpoolId, now: Duration, reason: &[u8]) {
         let Some(active) = self.active.get(&id) else {
             return;
         };
         let indexes = plan::to_send(&active.states);
         let outcomes: Vec<(usize, Verdict, Vec<u8>)> = indexes
             .into_iter()
-            .map(|index| (index, Verdict::Deferred, NO_HOP_REPLY.to_vec()))
+            .map(|index| (index, Verdict::Deferred, reason.to_vec()))
             .collect();
         self.apply(id, outcomes, now);
     }
@@ -583,11 +630,22 @@ impl Loop {
                     }
                 }
                 Event::StartTls => {
-                    // Never asked for with `TlsPolicy::Off`; a session that does is ended.
-                    conn.session.on_disconnect();
+                    // `220` to STARTTLS: the handshake starts with the next flush, unless the
+                    // same read already ended the session (octets behind the `220`). Without
+                    // a connector (`--relay-tls off` never asks) the session is ended.
+                    if conn.session.waiting_for() == Some(Wait::Handshake) {
+                        let hop = conn.hop;
+                        match self.tls.as_ref().and_then(|tls| tls.connect(hop)) {
+                            Some(tls) => self.conns[key].start_tls(tls),
+                            None => self.conns[key].session.on_disconnect(),
+                        }
+                    }
                 }
-                Event::Closed { .. } => {
+                Event::Closed { error } => {
                     conn.done = true;
+                    if !conn.greeted && conn.failure.is_none() {
+                        conn.failure = failure_text(error.as_ref());
+                    }
                 }
             }
         }
@@ -726,8 +784,23 @@ impl Loop {
                         self.ready.push_front(id);
                     }
                 }
+            } else if conn.handshaking && self.client.tls == TlsPolicy::Opportunistic {
+                // The TLS handshake failed (an error, an alert, a hang-up or a timeout):
+                // opportunistic TLS then goes on in plain text, as Postfix does, on a new
+                // connection at once, the messages using no attempt and the hop not backed
+                // off (it answered).
+                if let Some(until) = self.plain_until.get_mut(conn.hop) {
+                    *until = now.saturating_add(PLAIN_FALLBACK);
+                }
+                self.hops.on_closed(conn.hop);
+                for &id in batch.iter().rev() {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.busy = false;
+                        self.ready.push_front(id);
+                    }
+                }
             } else {
-                self.connection_failed(conn.hop, batch, now);
+                self.connection_failed(conn.hop, batch, now, conn.failure.take());
             }
         }
     }

@@ -366,6 +366,10 @@ pub struct Relay {
     /// Send delivery status notifications for failed recipients (`--dsn on|off`, on by
     /// default; RFC 5321 §6.1 asks for them, `off` is for benchmarks).
     pub dsn: bool,
+    /// `--delay-warning DURATION`: once a message has waited this long with a recipient
+    /// deferred, one `Action: delayed` notification (RFC 3464 §2.3.3) to its sender, for the
+    /// recipients whose `NOTIFY` allows `DELAY` (RFC 3461 §4.1); `None`, the default: never.
+    pub delay_warning: Option<Duration>,
 }
 
 impl Default for Relay {
@@ -375,6 +379,7 @@ impl Default for Relay {
             next_hops: Vec::new(),
             retry: crate::relay::schedule::RetryPolicy::default(),
             dsn: true,
+            delay_warning: None,
         }
     }
 }
@@ -682,8 +687,16 @@ impl Config {
             auth_required: self.auth.required,
         };
         let max_message_size = self.max_message_size();
+        // RFC 3461: DSN is offered only by a relay that sends notifications; a sink (or
+        // `--dsn off`) would promise notifications it never sends.
+        let dsn = self.relay.is_on() && self.relay.dsn;
+        let advertised = crate::proto::reply::Advertised {
+            dsn,
+            ..security.advertised()
+        };
         SessionConfig {
-            banner: Banner::with(&self.hostname, max_message_size, security.advertised()),
+            banner: Banner::with(&self.hostname, max_message_size, advertised),
+            dsn,
             security,
             max_line_len: self.limits.max_line_len,
             max_message_size,

@@ -256,6 +256,12 @@ struct Cli {
     /// failed (off: none, for benchmarks).
     #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
     dsn: OnOff,
+    /// Once a relayed message has waited this long with a recipient deferred, send its sender
+    /// one delay warning ("Action: delayed", RFC 3464) for the recipients whose NOTIFY allows
+    /// DELAY (absent NOTIFY does) [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
+    delay_warning: Option<Duration>,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -604,6 +610,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.relay.delay_warning = cli.delay_warning;
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
         config

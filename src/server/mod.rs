@@ -341,6 +341,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             );
             settings.retry = config.relay.retry.clone();
             settings.dsn = config.relay.dsn;
+            settings.delay_warning = config.relay.delay_warning;
             Some(
                 crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
                     .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,

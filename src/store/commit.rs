@@ -33,9 +33,10 @@ use super::jsonl::Appended;
 use super::record::MessageMeta;
 use super::target::{SpoolTarget, Target};
 use crate::proto::command::Body;
+use crate::proto::dsn::{decode_xtext, Notify};
 use crate::relay::received::{protocol_word, received_line_into, Trace, SPOOL_REFUSAL};
 use crate::relay::spool::{
-    BodyType, ClientIdentity, Envelope as SpoolEnvelope, MailParams, Notify, Recipient,
+    BodyType, ClientIdentity, Envelope as SpoolEnvelope, MailParams, Recipient,
 };
 use crate::wake::Notify as WakeNotify;
 use std::fs::File;
@@ -72,9 +73,10 @@ pub(super) struct Spooled {
     pub(super) body: Vec<u8>,
 }
 
-/// The spool's envelope of a message (RFC 5321 §2.3.1). What the session's envelope does not
-/// keep yet is left empty: `RET`/`ENVID` (RFC 3461 §4.3, §4.4) and each recipient's
-/// `NOTIFY`/`ORCPT` (§4.1, §4.2), since the server does not offer `DSN`.
+/// The spool's envelope of a message (RFC 5321 §2.3.1), DSN's parameters with it (RFC 3461
+/// §6.2: kept to be passed on unchanged, or to decide the notifications the relay owes):
+/// `RET`, `ENVID` (decoded from xtext, as the spool keeps it), and each recipient's `NOTIFY`
+/// and `ORCPT` (as given).
 pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
     let arrival_unix_ms = meta
         .received_at
@@ -84,8 +86,9 @@ pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
         arrival_unix_ms,
         reverse_path: meta.sender.clone(),
         params: MailParams {
-            ret: None,
-            envid: None,
+            ret: meta.params.ret,
+            // The session accepted only xtext (`dsn::parse_envid`), so it decodes.
+            envid: meta.envid.as_deref().and_then(decode_xtext),
             body: match meta.params.body {
                 None => BodyType::Unspecified,
                 Some(Body::SevenBit) => BodyType::SevenBit,
@@ -103,10 +106,18 @@ pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
         recipients: meta
             .recipients
             .iter()
-            .map(|address| Recipient {
-                address: address.clone(),
-                notify: Notify::default(),
-                orcpt: None,
+            .enumerate()
+            .map(|(index, address)| {
+                let (notify, orcpt) = meta
+                    .recipient_dsn
+                    .get(index)
+                    .cloned()
+                    .unwrap_or((Notify::ABSENT, None));
+                Recipient {
+                    address: address.clone(),
+                    notify,
+                    orcpt,
+                }
             })
             .collect(),
     }

@@ -54,6 +54,7 @@
 
 mod conn;
 pub mod convert;
+pub mod notify;
 pub mod plan;
 mod run;
 
@@ -105,6 +106,9 @@ pub struct DeliveryConfig {
     pub session_timeout: Option<Duration>,
     /// The most messages in memory at once ([`ACTIVE_MAX_DEFAULT`]).
     pub active_max: usize,
+    /// `--delay-warning`: once a message has waited this long with a recipient deferred, one
+    /// `Action: delayed` notification (RFC 3464) to its sender; `None` (the default): never.
+    pub delay_warning: Option<Duration>,
 }
 
 impl DeliveryConfig {
@@ -121,6 +125,7 @@ impl DeliveryConfig {
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             session_timeout: None,
             active_max: ACTIVE_MAX_DEFAULT,
+            delay_warning: None,
         }
     }
 }

@@ -474,6 +474,8 @@ fn relay_settings(
         next_hops: next_hops.map(|hops| hops.0).unwrap_or_default(),
         retry,
         dsn: dsn == OnOff::On,
+        // `--delay-warning` is set by the caller, beside this.
+        delay_warning: None,
     })
 }
 

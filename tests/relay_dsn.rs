@@ -255,7 +255,7 @@ fn serve(stream: TcpStream, extensions: &[&str], record: &Mutex<Vec<Seen>>) -> s
     }
 }
 
-/// RFC 3461 §6.2: toward a next hop that offers DSN the relay passes `RET`, `ENVID`,
+/// RFC 3461 §5.2.1: toward a next hop that offers DSN the relay passes `RET`, `ENVID`,
 /// `NOTIFY` and `ORCPT` on unchanged, and owes no notification of its own.
 #[test]
 fn dsn_parameters_arrive_unchanged_at_a_hop_that_offers_dsn() {
@@ -325,7 +325,7 @@ fn notify_never_keeps_a_refused_recipient_from_making_a_notification() {
     assert!(notices[0].contains("Action: failed"), "{}", notices[0]);
 }
 
-/// RFC 3461 §6.2.3: `NOTIFY=SUCCESS` toward a next hop without DSN (a sink) gets one
+/// RFC 3461 §5.2.2: `NOTIFY=SUCCESS` toward a next hop without DSN (a sink) gets one
 /// `relayed` notification, which names the `ORCPT` and the `ENVID` decoded (§6.3).
 #[test]
 fn notify_success_toward_a_hop_without_dsn_gets_one_relayed_notification() {

@@ -33,7 +33,7 @@ impl Notify {
     pub const ABSENT: Notify = Notify(0);
     /// `NOTIFY=NEVER`: no notification whatever happens.
     pub const NEVER: Notify = Notify(1);
-    /// `SUCCESS`: report delivery (and relaying to a next hop without DSN, RFC 3461 §6.2.3).
+    /// `SUCCESS`: report delivery (and relaying to a next hop without DSN, RFC 3461 §5.2.2).
     pub const SUCCESS: Notify = Notify(2);
     /// `FAILURE`: report a permanent failure (or a recipient that expired in the queue).
     pub const FAILURE: Notify = Notify(4);

@@ -1365,7 +1365,7 @@ fn rcpt_into(recipient: &Recipient<'_>, dsn: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(recipient.forward_path);
     out.push(b'>');
     if dsn {
-        // RFC 3461 §6.2: passed on unchanged.
+        // RFC 3461 §5.2.1: passed on unchanged.
         if !recipient.notify.is_empty() {
             out.extend_from_slice(b" NOTIFY=");
             recipient.notify.value_into(out);

@@ -174,7 +174,7 @@ pub fn failure_notification_into(
 }
 
 /// Writes the notification that the recipients at `indexes` were handed to a next hop that
-/// does not offer DSN (RFC 3461 §6.2.3: `Action: relayed`, sent when their `NOTIFY` holds
+/// does not offer DSN (RFC 3461 §5.2.2: `Action: relayed`, sent when their `NOTIFY` holds
 /// `SUCCESS`, since no further notification will come from beyond that hop). The kept state
 /// of each (its `Delivered` reply) gives the status and the `Diagnostic-Code`. `None`,
 /// nothing appended, when none of them asked for it.
@@ -346,10 +346,12 @@ fn notification_into(
             address: b"127.0.0.1".to_vec(),
             protocol: b"local".to_vec(),
         },
-        // The notification's own recipient asks for no notification: RFC 3461 §6.2 has a
-        // relay pass NOTIFY on, and a notification is never about a notification (RFC 5321
-        // §4.5.5, RFC 3461 §6.2's `MAIL FROM:<>`), so `NOTIFY=NEVER` goes to a next hop
-        // that offers DSN. Its `<>` reverse path already keeps us from making one.
+        // Decision: the notification's own recipient says `NOTIFY=NEVER`, passed on to a
+        // next hop that offers DSN (RFC 3461 §5.2.1). RFC 3461 asks only for `MAIL FROM:<>`
+        // (§6.1; RFC 5321 §4.5.5: never a notification about a notification), which already
+        // keeps anyone from returning one; NEVER says so to the next hop explicitly, as RFC
+        // 5230 has vacation replies do. Here it changes nothing: the `<>` reverse path
+        // already keeps us from making one.
         recipients: vec![spool::Recipient {
             address: notification.recipient.into_bytes(),
             notify: Notify::NEVER,
@@ -479,6 +481,111 @@ mod tests {
             text.contains("Original-Recipient: rfc822; bad+one@x.test"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_relayed_notification_names_only_the_recipients_asked_with_orcpt_and_envid() {
+        let mut spooled = envelope(b"s@x.test", Notify::SUCCESS);
+        spooled.params.envid = Some(b"ENV 1".to_vec());
+        spooled.recipients[0].notify = Notify::ABSENT;
+        let states = [
+            RecipientState::Delivered {
+                reply: b"250 2.0.0 Ok: queued as A".to_vec(),
+            },
+            RecipientState::Delivered {
+                reply: b"250 2.0.0 Ok: queued as B".to_vec(),
+            },
+        ];
+        let input = NotificationInput {
+            reporting_mta: "relay.test",
+            envelope: &spooled,
+            states: &states,
+            original: b"Subject: hi\r\n\r\nbody\r\n",
+            now_unix_ms: 1_800_000_100_000,
+            token: "Q42R",
+        };
+        let mut out = Vec::new();
+        // Recipient 0 did not ask for SUCCESS: reported only if asked, so only 1 is.
+        let kept = relayed_notification_into(&input, &[0, 1], &mut out).unwrap();
+        assert_eq!(kept.recipients[0].address, b"s@x.test");
+        assert_eq!(kept.recipients[0].notify, Notify::NEVER);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: relayed"), "{text}");
+        assert!(text.contains("Status: 2.0.0"), "{text}");
+        assert!(
+            text.contains("Final-Recipient: rfc822; bad@x.test"),
+            "{text}"
+        );
+        assert!(!text.contains("good@x.test"), "{text}");
+        assert!(text.contains("Original-Envelope-Id: ENV 1"), "{text}");
+        assert!(
+            text.contains("Original-Recipient: rfc822; bad+one@x.test"),
+            "{text}"
+        );
+        assert!(!text.contains("body"), "headers only: {text}");
+        let mut out = Vec::new();
+        assert!(relayed_notification_into(&input, &[0], &mut out).is_none());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_delay_notification_reports_the_deferred_until_the_lifetime() {
+        let spooled = envelope(b"s@x.test", Notify::ABSENT);
+        let states = [
+            RecipientState::Deferred {
+                attempts: 3,
+                next_attempt_unix_ms: 0,
+                last_reply: b"451 4.2.0 later".to_vec(),
+            },
+            RecipientState::Delivered {
+                reply: b"250 ok".to_vec(),
+            },
+        ];
+        let input = NotificationInput {
+            reporting_mta: "relay.test",
+            envelope: &spooled,
+            states: &states,
+            original: b"Subject: hi\r\n\r\nbody\r\n",
+            now_unix_ms: 1_800_000_100_000,
+            token: "Q42D",
+        };
+        let mut out = Vec::new();
+        delay_notification_into(&input, 1_800_000_500_000, &mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: delayed"), "{text}");
+        assert!(text.contains("Status: 4.2.0"), "{text}");
+        assert!(text.contains("smtp; 451 4.2.0 later"), "{text}");
+        assert!(text.contains("Will-Retry-Until:"), "{text}");
+        assert!(
+            text.contains("Final-Recipient: rfc822; good@x.test"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bad@x.test"),
+            "delivered is not delayed: {text}"
+        );
+        // A kept reply of another class gives way to the action's (RFC 3464 §2.3.4).
+        let odd = [
+            RecipientState::Deferred {
+                attempts: 1,
+                next_attempt_unix_ms: 0,
+                last_reply: b"550 5.1.1 odd".to_vec(),
+            },
+            RecipientState::Pending,
+        ];
+        let input = NotificationInput {
+            states: &odd,
+            ..input
+        };
+        let mut out = Vec::new();
+        delay_notification_into(&input, 1_800_000_500_000, &mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("Status: 4.0.0"));
+        let never = envelope(b"s@x.test", Notify::FAILURE);
+        let input = NotificationInput {
+            envelope: &never,
+            ..input
+        };
+        assert!(delay_notification_into(&input, 0, &mut Vec::new()).is_none());
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! What it does:
 //! - [`relayed_recipients`]: after a transaction, the recipients handed to a next hop that does
-//!   not offer DSN whose `NOTIFY` holds `SUCCESS`: RFC 3461 §6.2.3 has the relay report them
+//!   not offer DSN whose `NOTIFY` holds `SUCCESS`: RFC 3461 §5.2.2 has the relay report them
 //!   (`Action: relayed`), since nothing further will come from beyond that hop. A next hop
-//!   that offers DSN got `NOTIFY`/`ORCPT`/`RET`/`ENVID` unchanged (§6.2) and reports itself.
+//!   that offers DSN got `NOTIFY`/`ORCPT`/`RET`/`ENVID` unchanged (§5.2.1) and reports itself.
 //! - [`delay_warning_due`]: whether a message deferred for at least `--delay-warning` has a
 //!   recipient whose `NOTIFY` asks for `DELAY` (absent `NOTIFY` does: `FAILURE,DELAY`, our
 //!   choice under §4.1), so one `Action: delayed` notification goes out.
@@ -31,7 +31,7 @@ pub enum Which<'a> {
     /// The failed recipients (RFC 5321 §6.1).
     Failure,
     /// The recipients at these indexes were relayed to a next hop without DSN (RFC 3461
-    /// §6.2.3).
+    /// §5.2.2).
     Relayed(&'a [usize]),
     /// The deferred recipients, retried until this Unix millisecond (RFC 3464 §2.3.9).
     Delay {
@@ -228,7 +228,7 @@ mod tests {
         let never = envelope(b"s@x.test", &[Notify::NEVER]);
         assert!(!delay_warning_due(
             &never,
-            &[deferred.clone()],
+            std::slice::from_ref(&deferred),
             secs(0),
             secs(99),
             after

@@ -422,7 +422,7 @@ impl Loop {
 
     /// Records the outcomes of a transaction as [`Loop::apply`] does, after spooling the
     /// `relayed` notification its delivered recipients asked for when the next hop does not
-    /// offer DSN (`notify::relayed_recipients`, RFC 3461 §6.2.3). The notification goes
+    /// offer DSN (`notify::relayed_recipients`, RFC 3461 §5.2.2). The notification goes
     /// first: should the process die between the two, the recipients are sent again and so
     /// is the notification (duplicates, never a loss). One that cannot be spooled is logged
     /// and not tried again (a success report, not mail: §6.1's duty is the failure one).

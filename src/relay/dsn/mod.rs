@@ -74,7 +74,7 @@ pub enum Action {
     /// Delivered, and the next hop is the final one.
     Delivered,
     /// Handed to a next hop that does not offer DSN, so no further report will come from it
-    /// (RFC 3461 §6.2.2).
+    /// (RFC 3461 §5.2.2).
     Relayed,
     /// Delivered to a mailing list or alias that passed it on to several addresses.
     Expanded,
@@ -94,7 +94,7 @@ impl Action {
 }
 
 /// What a successful hand-off to the next hop is, for the notification rules: `relayed` when
-/// the next hop does not offer DSN (RFC 3461 §6.2.2: we are the last MTA able to report), and
+/// the next hop does not offer DSN (RFC 3461 §5.2.2: we are the last MTA able to report), and
 /// `None` when it does and the DSN parameters were passed on (reporting is now its job).
 pub fn handoff_action(next_hop_offers_dsn: bool) -> Option<Action> {
     (!next_hop_offers_dsn).then_some(Action::Relayed)

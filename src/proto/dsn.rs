@@ -382,6 +382,32 @@ mod tests {
         assert_eq!(out, b"a+2Bb");
     }
 
+    proptest::proptest! {
+        /// Any octets encode to xtext that decodes back to them; any input to the parsers is
+        /// answered without a panic, and what they accept is what they check.
+        #[test]
+        fn xtext_round_trips_and_the_parsers_take_anything(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let mut encoded = Vec::new();
+            xtext_into(&value, &mut encoded);
+            proptest::prop_assert!(is_xtext(&encoded));
+            proptest::prop_assert_eq!(decode_xtext(&encoded), Some(value.clone()));
+            if let Some(envid) = parse_envid(&value) {
+                proptest::prop_assert!(is_xtext(envid) && envid.len() <= MAX_ENVID_LEN);
+            }
+            if let Some(orcpt) = parse_orcpt(&value) {
+                proptest::prop_assert!(is_xtext(orcpt.address_xtext));
+            }
+            if let Some(notify) = parse_notify(&value) {
+                let mut out = Vec::new();
+                notify.value_into(&mut out);
+                proptest::prop_assert_eq!(parse_notify(&out), Some(notify));
+            }
+            let _ = parse_ret(&value);
+        }
+    }
+
     #[test]
     fn envid_and_orcpt_are_bounded_xtext() {
         assert_eq!(parse_envid(b"QQ314159"), Some(&b"QQ314159"[..]));

@@ -253,7 +253,8 @@ struct Cli {
           allow_hyphen_values = true)]
     queue_lifetime: Duration,
     /// Send delivery status notifications (RFC 3464) to the sender of relayed mail that
-    /// failed (off: none, for benchmarks).
+    /// failed, or as its NOTIFY asks, and offer DSN (RFC 3461) to clients (off: none, and no
+    /// DSN offered, for benchmarks).
     #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
     dsn: OnOff,
     /// Once a relayed message has waited this long with a recipient deferred, send its sender
@@ -833,6 +834,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// `--delay-warning`: off by default, a duration in the units grammar otherwise.
+    #[test]
+    fn delay_warning_flag() {
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.delay_warning, None);
+        assert_eq!(config::Relay::default().delay_warning, None);
+        let cli = Cli::try_parse_from(["fastsmtpd", "--delay-warning", "4h"]).unwrap();
+        assert_eq!(cli.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert!(Cli::try_parse_from(["fastsmtpd", "--delay-warning", "soon"]).is_err());
     }
 
     /// Durations and sizes take units; bare numbers keep their historical unit.

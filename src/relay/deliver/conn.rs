@@ -133,6 +133,13 @@ impl Conn {
                     self.input.extend_from_slice(&scratch[..n]);
                     total += n;
                     progressed = true;
+                    if n < scratch.len() {
+                        // A short read took all the socket had: Linux raises a new
+                        // edge-triggered event for every later arrival, so asking again
+                        // would only earn `WouldBlock` (one `recvfrom` per reply saved; the
+                        // server's plain transport reads the same way, `server::transport`).
+                        break;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,

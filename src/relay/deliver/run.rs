@@ -97,6 +97,8 @@ pub struct Loop {
     samples: Samples,
     /// The journal has entries not synced yet.
     journal_dirty: bool,
+    /// The journal has entries staged and not written yet (written at the end of the turn).
+    journal_staged: bool,
     /// When the journal was last synced.
     journal_synced: Duration,
     /// The scratch read buffer.
@@ -134,6 +136,7 @@ impl Loop {
             conns: Slab::new(),
             samples: Samples::new(seed),
             journal_dirty: false,
+            journal_staged: false,
             journal_synced: now(),
             scratch: vec![0; SCRATCH_LEN],
         }
@@ -415,6 +418,7 @@ impl Loop {
             }
             drop(spool);
             self.journal_dirty = true;
+            self.journal_staged = true;
         }
         self.warn_delay(id, now);
         self.schedule(id, now);
@@ -563,6 +567,7 @@ impl Loop {
             eprintln!("fastsmtpd: relay: spool message {id}: {error}");
         }
         self.journal_dirty = true;
+        self.journal_staged = true;
         self.active.remove(&id);
         DeliveryStats::add(&self.stats.messages_done, 1);
     }
@@ -811,8 +816,15 @@ impl Loop {
         }
     }
 
-    /// Syncs the journal when it has news and it is time (or `force`).
+    /// Writes the turn's staged journal entries (one write for every state the turn
+    /// recorded), and syncs the journal when it has news and it is time (or `force`).
     fn sync_journal(&mut self, now: Duration, force: bool) {
+        if self.journal_staged {
+            self.journal_staged = false;
+            if let Err(error) = self.queue.spool().flush_journal() {
+                eprintln!("fastsmtpd: relay: cannot write the spool journal: {error}");
+            }
+        }
         if !self.journal_dirty {
             return;
         }

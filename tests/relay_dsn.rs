@@ -15,47 +15,22 @@ mod util;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use util::process::ChildGuard;
+use util::relay::{self, Sink, SETTLE_WAIT};
 use util::Client;
-
-/// The most a test waits for mail to arrive (a bound, not a measurement).
-const SETTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// How long a test looks for mail that must not come, after what must has come.
 const QUIET_WAIT: Duration = Duration::from_millis(700);
 
-/// Starts a fastsmtpd sink keeping mail in `DIR/mail`, with `faults` as `--fault` rules.
-fn start_sink(dir: &Path, faults: &[&str]) -> (ChildGuard, SocketAddr, PathBuf) {
-    let mail = dir.join("mail");
-    let store = format!("eml:{}", mail.display());
-    let mut args = vec!["--store", &store];
-    for rule in faults {
-        args.extend(["--fault", rule]);
-    }
-    let (child, addr) = util::start_binary(1, &args);
-    (child, addr, mail)
-}
-
-/// Starts the relay spooling in `DIR/spool`, delivering to `next_hop`, with `extra` flags.
+/// Starts the relay spooling in `DIR/spool`, delivering to `next_hop` with quick retries
+/// (`util::relay::start_relay`), with `extra` flags.
 fn start_relay(dir: &Path, next_hop: SocketAddr, extra: &[&str]) -> (ChildGuard, SocketAddr) {
-    let spool = dir.join("spool");
-    let spool = spool.to_str().unwrap();
-    let next_hop = next_hop.to_string();
-    let mut args = vec![
-        "--spool",
-        spool,
-        "--relay-to",
-        &next_hop,
-        "--retry",
-        "200ms",
-        "--queue-lifetime",
-        "5s",
-    ];
+    let mut args = vec!["--retry", "200ms", "--queue-lifetime", "5s"];
     args.extend_from_slice(extra);
-    util::start_binary(1, &args)
+    relay::start_relay(dir, &[next_hop], &args)
 }
 
 /// Sends one message over a raw socket: `mail` and `rcpts` are whole command lines without
@@ -82,47 +57,6 @@ fn send(addr: SocketAddr, mail: &str, rcpts: &[&str], content: &[u8]) -> String 
     let reply = client.read_reply();
     client.send("QUIT\r\n");
     reply
-}
-
-/// The messages a fastsmtpd sink kept so far: (sidecar record, bytes).
-fn arrived(mail: &Path) -> Vec<(serde_json::Value, Vec<u8>)> {
-    let Ok(entries) = std::fs::read_dir(mail) else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with('.'));
-        if path.extension().is_some_and(|ext| ext == "eml") && !hidden {
-            let Ok(record) = std::fs::read(path.with_extension("json")) else {
-                continue; // the sidecar is written next: look again later
-            };
-            let Ok(record) = serde_json::from_slice(&record) else {
-                continue;
-            };
-            found.push((record, std::fs::read(&path).unwrap()));
-        }
-    }
-    found
-}
-
-/// Waits (bounded) until the sink holds `n` messages, and returns them.
-fn wait_for(mail: &Path, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
-    let start = Instant::now();
-    loop {
-        let found = arrived(mail);
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            start.elapsed() < SETTLE_WAIT,
-            "{} of {n} messages arrived",
-            found.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The notifications among `found` (reverse path `<>`), as text.
@@ -294,9 +228,8 @@ fn dsn_parameters_arrive_unchanged_at_a_hop_that_offers_dsn() {
 #[test]
 fn notify_never_keeps_a_refused_recipient_from_making_a_notification() {
     let dir = util::scratch_dir("relay-dsn-never");
-    let (_sink, sink_addr, mail) =
-        start_sink(&dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"]);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr, &[]);
+    let sink = Sink::start(&dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"], &[]);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr, &[]);
     let reply = send(
         relay_addr,
         "MAIL FROM:<a@x.test>",
@@ -304,7 +237,7 @@ fn notify_never_keeps_a_refused_recipient_from_making_a_notification() {
         b"Subject: never\r\n\r\nbody\r\n",
     );
     assert!(reply.starts_with("250 "), "{reply:?}");
-    wait_for(&mail, 1);
+    sink.wait_for(1);
     let reply = send(
         relay_addr,
         "MAIL FROM:<a@x.test>",
@@ -312,10 +245,10 @@ fn notify_never_keeps_a_refused_recipient_from_making_a_notification() {
         b"Subject: default\r\n\r\nbody\r\n",
     );
     assert!(reply.starts_with("250 "), "{reply:?}");
-    let found = wait_for(&mail, 2);
+    let found = sink.wait_for(2);
     std::thread::sleep(QUIET_WAIT);
-    let found = if arrived(&mail).len() > found.len() {
-        arrived(&mail)
+    let found = if sink.arrived().len() > found.len() {
+        sink.arrived()
     } else {
         found
     };
@@ -330,8 +263,8 @@ fn notify_never_keeps_a_refused_recipient_from_making_a_notification() {
 #[test]
 fn notify_success_toward_a_hop_without_dsn_gets_one_relayed_notification() {
     let dir = util::scratch_dir("relay-dsn-relayed");
-    let (_sink, sink_addr, mail) = start_sink(&dir, &[]);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr, &[]);
+    let sink = Sink::start(&dir, &[], &[]);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr, &[]);
     let reply = send(
         relay_addr,
         "MAIL FROM:<a@x.test> ENVID=ENV+2B1",
@@ -342,9 +275,9 @@ fn notify_success_toward_a_hop_without_dsn_gets_one_relayed_notification() {
         b"Subject: tell me\r\n\r\nbody\r\n",
     );
     assert!(reply.starts_with("250 "), "{reply:?}");
-    let found = wait_for(&mail, 2);
+    let found = sink.wait_for(2);
     std::thread::sleep(QUIET_WAIT);
-    assert_eq!(arrived(&mail).len(), 2, "one copy and one notification");
+    assert_eq!(sink.arrived().len(), 2, "one copy and one notification");
     let notices = notifications(&found);
     assert_eq!(notices.len(), 1, "{found:#?}");
     let text = &notices[0];
@@ -376,9 +309,8 @@ fn notify_success_toward_a_hop_without_dsn_gets_one_relayed_notification() {
 #[test]
 fn ret_full_returns_the_whole_message_in_the_failure_notification() {
     let dir = util::scratch_dir("relay-dsn-full");
-    let (_sink, sink_addr, mail) =
-        start_sink(&dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"]);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr, &[]);
+    let sink = Sink::start(&dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"], &[]);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr, &[]);
     for (ret, subject) in [(" RET=FULL", "full"), ("", "headers")] {
         let reply = send(
             relay_addr,
@@ -388,7 +320,7 @@ fn ret_full_returns_the_whole_message_in_the_failure_notification() {
         );
         assert!(reply.starts_with("250 "), "{reply:?}");
     }
-    let found = wait_for(&mail, 2);
+    let found = sink.wait_for(2);
     let notices = notifications(&found);
     assert_eq!(notices.len(), 2);
     let full = notices
@@ -410,9 +342,12 @@ fn ret_full_returns_the_whole_message_in_the_failure_notification() {
 #[test]
 fn a_delay_warning_comes_once_then_the_expiry_notification() {
     let dir = util::scratch_dir("relay-dsn-delay");
-    let (_sink, sink_addr, mail) =
-        start_sink(&dir, &["rcpt to=slow@* reply=451 4.2.0 try again later"]);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr, &["--delay-warning", "1s"]);
+    let sink = Sink::start(
+        &dir,
+        &["rcpt to=slow@* reply=451 4.2.0 try again later"],
+        &[],
+    );
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr, &["--delay-warning", "1s"]);
     let reply = send(
         relay_addr,
         "MAIL FROM:<a@x.test>",
@@ -420,10 +355,10 @@ fn a_delay_warning_comes_once_then_the_expiry_notification() {
         b"Subject: slow\r\n\r\nbody\r\n",
     );
     assert!(reply.starts_with("250 "), "{reply:?}");
-    let found = wait_for(&mail, 2);
+    let found = sink.wait_for(2);
     std::thread::sleep(QUIET_WAIT);
-    let found = if arrived(&mail).len() > found.len() {
-        arrived(&mail)
+    let found = if sink.arrived().len() > found.len() {
+        sink.arrived()
     } else {
         found
     };

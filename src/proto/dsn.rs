@@ -313,6 +313,14 @@ mod tests {
         for bits in 0..=0x0f {
             assert_eq!(Notify::from_bits(bits).map(Notify::bits), Some(bits));
         }
+        // The relay's spool stores these bits on disk: they never change.
+        let on_disk = [
+            Notify::NEVER,
+            Notify::SUCCESS,
+            Notify::FAILURE,
+            Notify::DELAY,
+        ];
+        assert_eq!(on_disk.map(Notify::bits), [1, 2, 4, 8]);
         assert_eq!(Notify::from_bits(0x10), None);
     }
 

@@ -376,6 +376,10 @@ pub struct Relay {
     pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// AUTH credentials for the next hops (`--relay-auth`), sent inside TLS only.
     pub credentials: Option<Credentials>,
+    /// `--delay-warning DURATION`: once a message has waited this long with a recipient
+    /// deferred, one `Action: delayed` notification (RFC 3464 §2.3.3) to its sender, for the
+    /// recipients whose `NOTIFY` allows `DELAY` (RFC 3461 §4.1); `None`, the default: never.
+    pub delay_warning: Option<Duration>,
 }
 
 /// One next hop of `--relay-to`: the host as given and the address it resolved to.
@@ -455,6 +459,7 @@ impl Default for Relay {
             tls: TlsPolicy::Opportunistic,
             ca: None,
             credentials: None,
+            delay_warning: None,
         }
     }
 }
@@ -784,8 +789,16 @@ impl Config {
             auth_required: self.auth.required,
         };
         let max_message_size = self.max_message_size();
+        // RFC 3461: DSN is offered only by a relay that sends notifications; a sink (or
+        // `--dsn off`) would promise notifications it never sends.
+        let dsn = self.relay.is_on() && self.relay.dsn;
+        let advertised = crate::proto::reply::Advertised {
+            dsn,
+            ..security.advertised()
+        };
         SessionConfig {
-            banner: Banner::with(&self.hostname, max_message_size, security.advertised()),
+            banner: Banner::with(&self.hostname, max_message_size, advertised),
+            dsn,
             security,
             max_line_len: self.limits.max_line_len,
             max_message_size,

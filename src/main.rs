@@ -253,7 +253,8 @@ struct Cli {
           allow_hyphen_values = true)]
     queue_lifetime: Duration,
     /// Send delivery status notifications (RFC 3464) to the sender of relayed mail that
-    /// failed (off: none, for benchmarks).
+    /// failed, or as its NOTIFY asks, and offer DSN (RFC 3461) to clients (off: none, and no
+    /// DSN offered, for benchmarks).
     #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
     dsn: OnOff,
     /// STARTTLS toward the next hops: required (encrypt and verify the certificate against
@@ -273,6 +274,12 @@ struct Cli {
     /// with that line (keeps the password out of ps).
     #[arg(long, value_name = "USER:PASS|file:PATH")]
     relay_auth: Option<String>,
+    /// Once a relayed message has waited this long with a recipient deferred, send its sender
+    /// one delay warning ("Action: delayed", RFC 3464) for the recipients whose NOTIFY allows
+    /// DELAY (absent NOTIFY does) [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
+    delay_warning: Option<Duration>,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -661,6 +668,7 @@ fn main() -> ExitCode {
         fastsmtpd::warn_line!("fastsmtpd: error: {error}");
         return ExitCode::from(2);
     }
+    config.relay.delay_warning = cli.delay_warning;
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
         config
@@ -931,6 +939,17 @@ mod tests {
             error.starts_with("--relay-ca /nonexistent/ca.pem: "),
             "{error}"
         );
+    }
+
+    /// `--delay-warning`: off by default, a duration in the units grammar otherwise.
+    #[test]
+    fn delay_warning_flag() {
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.delay_warning, None);
+        assert_eq!(config::Relay::default().delay_warning, None);
+        let cli = Cli::try_parse_from(["fastsmtpd", "--delay-warning", "4h"]).unwrap();
+        assert_eq!(cli.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert!(Cli::try_parse_from(["fastsmtpd", "--delay-warning", "soon"]).is_err());
     }
 
     /// Durations and sizes take units; bare numbers keep their historical unit.

@@ -350,6 +350,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             settings.tls = config.relay.tls;
             settings.ca = config.relay.ca.clone();
             settings.credentials = config.relay.credentials.clone();
+            settings.delay_warning = config.relay.delay_warning;
             Some(
                 crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
                     .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,

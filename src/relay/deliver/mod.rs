@@ -34,6 +34,12 @@
 //!   done (RFC 5321 §6.1: a message leaves the spool only once any notification is itself
 //!   queued). The notification is then delivered like any message; its own failure never
 //!   makes another (its reverse path is `<>`, §4.5.5).
+//! - **Success and delay notifications** ([`notify`]): recipients that asked for `SUCCESS` and
+//!   were accepted by a next hop without DSN get a `relayed` notification (RFC 3461 §5.2.2),
+//!   spooled before their state; with [`DeliveryConfig::delay_warning`], a message deferred
+//!   that long gets one `delayed` notification (its sending is remembered in memory only: a
+//!   restart may send one more). A next hop that offers DSN gets `RET`, `ENVID`, `NOTIFY`
+//!   and `ORCPT` unchanged (§5.2.1) and reports itself.
 //! - The journal is synced at most every [`JOURNAL_SYNC_INTERVAL`] while it has news, and at
 //!   stop. A state lost in a crash means a recipient tried again: a duplicate, never a loss.
 //!
@@ -51,22 +57,21 @@
 //!   hop not backed off), and that hop is reached in plain text for a while, as Postfix does
 //!   (`run::PLAIN_FALLBACK`); credentials still need TLS.
 //!
-//! What it does not do (yet): MX lookups (next hops are addresses); delay warnings and
-//! success notifications (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server
-//! wires the deliverer in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the
-//! accepting side's: it is in the spooled body, which goes out as it is.
+//! What it does not do (yet): MX lookups (next hops are addresses). The `Received:` line
+//! (RFC 5321 §4.4) is the accepting side's: it is in the spooled body, which goes out as it
+//! is.
 //!
-//! Types: the spool, the client and the notifications each have their own `Notify`, `Ret`,
-//! `Envelope` and `Recipient` (built in parallel); [`convert`] is the one place they meet.
-//! They stay apart for now: the client is sans-I/O and should not depend on the storage
-//! engine, so one definition means a small shared module under all three, a change to the
-//! spool that waits until the accepting side (built at the same time) has landed.
+//! Types: DSN's `Notify` and `Ret` are one definition, [`crate::proto::dsn`], shared by the
+//! server's parser, the spool, the client and the notifications. The spool, the client and
+//! the notifications each keep their own `Envelope` and `Recipient` (owned, or borrowed);
+//! [`convert`] is the one place they meet.
 //! A stop leaves in-flight transactions unfinished: their messages stay in the spool and
 //! are sent again after a restart (at-least-once, §6.1); so may a notification whose
 //! original was not yet marked done when the process died.
 
 mod conn;
 pub mod convert;
+pub mod notify;
 pub mod plan;
 mod run;
 pub mod tls;
@@ -130,6 +135,9 @@ pub struct DeliveryConfig {
     pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// AUTH credentials (`--relay-auth`), sent inside TLS only.
     pub credentials: Option<Credentials>,
+    /// `--delay-warning`: once a message has waited this long with a recipient deferred, one
+    /// `Action: delayed` notification (RFC 3464) to its sender; `None` (the default): never.
+    pub delay_warning: Option<Duration>,
 }
 
 impl DeliveryConfig {
@@ -150,6 +158,7 @@ impl DeliveryConfig {
             tls: TlsPolicy::Opportunistic,
             ca: None,
             credentials: None,
+            delay_warning: None,
         }
     }
 

@@ -17,7 +17,8 @@
 //! the spool's own file I/O under its lock.
 
 use super::conn::{Conn, InFlight};
-use super::convert::{self, NotificationInput};
+use super::convert;
+use super::notify::{self, Which};
 use super::plan::{self, Samples};
 use super::tls::Connector;
 use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
@@ -81,6 +82,8 @@ struct Active {
     states: Vec<RecipientState>,
     /// Taken by a connection (in its batch or in flight): not scheduled meanwhile.
     busy: bool,
+    /// Its delay warning was spooled (at most one per message and run: `notify`'s docs).
+    delay_warned: bool,
 }
 
 /// The loop's state.
@@ -237,6 +240,7 @@ impl Loop {
                 envelope,
                 states,
                 busy: false,
+                delay_warned: false,
             },
         );
         self.schedule(id, now());
@@ -463,7 +467,111 @@ impl Loop {
             self.journal_dirty = true;
             self.journal_staged = true;
         }
+        self.warn_delay(id, now);
         self.schedule(id, now);
+    }
+
+    /// Records the outcomes of a transaction as [`Loop::apply`] does, after spooling the
+    /// `relayed` notification its delivered recipients asked for when the next hop does not
+    /// offer DSN (`notify::relayed_recipients`, RFC 3461 §5.2.2). The notification goes
+    /// first: should the process die between the two, the recipients are sent again and so
+    /// is the notification (duplicates, never a loss). One that cannot be spooled is logged
+    /// and not tried again (a success report, not mail: §6.1's duty is the failure one).
+    fn apply_transaction(
+        &mut self,
+        id: SpoolId,
+        outcomes: Vec<(usize, Verdict, Vec<u8>)>,
+        hop_offers_dsn: bool,
+        now: Duration,
+    ) {
+        if let (true, Some(active)) = (self.config.dsn, self.active.get(&id)) {
+            let relayed = notify::relayed_recipients(&active.envelope, &outcomes, hop_offers_dsn);
+            if !relayed.is_empty() {
+                let mut states = active.states.clone();
+                for (index, _, reply) in outcomes.iter().filter(|o| relayed.contains(&o.0)) {
+                    if let Some(state) = states.get_mut(*index) {
+                        *state = RecipientState::Delivered {
+                            reply: reply.clone(),
+                        };
+                    }
+                }
+                let spooled = notify::spool_notification(
+                    &self.queue,
+                    &self.config.hostname,
+                    id,
+                    &active.place,
+                    &active.envelope,
+                    &states,
+                    Which::Relayed(&relayed),
+                    plan::unix_ms(now),
+                );
+                self.notification_spooled(id, "relayed", spooled);
+            }
+        }
+        self.apply(id, outcomes, now);
+    }
+
+    /// Spools the delay warning of `id` when it is due (`--delay-warning`,
+    /// `notify::delay_warning_due`) and was not sent yet. One that cannot be spooled is
+    /// tried again at the next deferral.
+    fn warn_delay(&mut self, id: SpoolId, now: Duration) {
+        let Some(active) = self.active.get(&id) else {
+            return;
+        };
+        let arrived = Duration::from_millis(active.envelope.arrival_unix_ms);
+        if !self.config.dsn
+            || active.delay_warned
+            || !notify::delay_warning_due(
+                &active.envelope,
+                &active.states,
+                arrived,
+                now,
+                self.config.delay_warning,
+            )
+        {
+            return;
+        }
+        let retry_until = arrived.saturating_add(self.config.retry.lifetime());
+        let spooled = notify::spool_notification(
+            &self.queue,
+            &self.config.hostname,
+            id,
+            &active.place,
+            &active.envelope,
+            &active.states,
+            Which::Delay {
+                retry_until_unix_ms: plan::unix_ms(retry_until),
+            },
+            plan::unix_ms(now),
+        );
+        if spooled.is_ok() {
+            if let Some(active) = self.active.get_mut(&id) {
+                active.delay_warned = true;
+            }
+        }
+        self.notification_spooled(id, "delay", spooled);
+    }
+
+    /// Counts and schedules a spooled notification, or logs why it could not be.
+    fn notification_spooled(
+        &mut self,
+        id: SpoolId,
+        what: &str,
+        spooled: std::io::Result<Option<SpoolId>>,
+    ) {
+        match spooled {
+            Ok(Some(new_id)) => {
+                DeliveryStats::add(&self.stats.notifications, 1);
+                self.backlog.push_back(new_id);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!(
+                    "fastsmtpd: relay: cannot spool the {what} notification for message {id}: \
+                     {error}"
+                );
+            }
+        }
     }
 
     /// Every recipient of `id` is final: spool the failure notification if one is due, then
@@ -476,7 +584,17 @@ impl Loop {
             && !active.envelope.reverse_path.is_empty()
             && plan::any_failed(&active.states)
         {
-            match self.spool_notification(id, now) {
+            let spooled = notify::spool_notification(
+                &self.queue,
+                &self.config.hostname,
+                id,
+                &active.place,
+                &active.envelope,
+                &active.states,
+                Which::Failure,
+                plan::unix_ms(now),
+            );
+            match spooled {
                 Ok(Some(new_id)) => {
                     DeliveryStats::add(&self.stats.notifications, 1);
                     self.backlog.push_back(new_id);
@@ -499,36 +617,6 @@ impl Loop {
         self.journal_staged = true;
         self.active.remove(&id);
         DeliveryStats::add(&self.stats.messages_done, 1);
-    }
-
-    /// Writes and commits the failure notification for `id`; its new id, or `None` when
-    /// none is due.
-    fn spool_notification(
-        &mut self,
-        id: SpoolId,
-        now: Duration,
-    ) -> std::io::Result<Option<SpoolId>> {
-        let Some(active) = self.active.get(&id) else {
-            return Ok(None);
-        };
-        let mut spool = self.queue.spool();
-        let original = spool.read_body(&active.place)?;
-        let token = format!("Q{}", id.0);
-        let input = NotificationInput {
-            reporting_mta: &self.config.hostname,
-            envelope: &active.envelope,
-            states: &active.states,
-            original: &original,
-            now_unix_ms: plan::unix_ms(now),
-            token: &token,
-        };
-        let mut bytes = Vec::new();
-        let Some(envelope) = convert::failure_notification_into(&input, &mut bytes) else {
-            return Ok(None);
-        };
-        let new_id = spool.append(&envelope, &bytes)?;
-        spool.commit()?;
-        Ok(Some(new_id))
     }
 
     /// The poll's timeout: until the nearest thing due (at most [`MAX_POLL_WAIT`]).
@@ -610,6 +698,7 @@ impl Loop {
                     }
                 }
                 Event::TransactionDone(report) => {
+                    let hop_offers_dsn = conn.session.capabilities().dsn;
                     if let Some(current) = conn.current.take() {
                         let outcomes = current
                             .recipients
@@ -626,7 +715,7 @@ impl Loop {
                                 (index, outcome.verdict, reply)
                             })
                             .collect();
-                        self.apply(current.id, outcomes, now);
+                        self.apply_transaction(current.id, outcomes, hop_offers_dsn, now);
                     }
                 }
                 Event::StartTls => {
@@ -697,12 +786,7 @@ impl Loop {
                     continue;
                 }
             };
-            let envid = active
-                .envelope
-                .params
-                .envid
-                .as_deref()
-                .map(convert::encode_xtext);
+            let envid = convert::envid_xtext(&active.envelope);
             let sent = convert::client_recipients(&active.envelope, &recipients);
             let envelope =
                 convert::client_envelope(&active.envelope, &sent, &body, envid.as_deref());

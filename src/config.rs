@@ -366,6 +366,10 @@ pub struct Relay {
     /// Send delivery status notifications for failed recipients (`--dsn on|off`, on by
     /// default; RFC 5321 §6.1 asks for them, `off` is for benchmarks).
     pub dsn: bool,
+    /// Which recipients are relayed (`--relay-domains`); `None`: every recipient. A message
+    /// is spooled with its relayed recipients only, and not at all when it has none; the
+    /// stores keep every message whatever this says.
+    pub domains: Option<crate::relay::domains::RelayDomains>,
 }
 
 impl Default for Relay {
@@ -375,6 +379,7 @@ impl Default for Relay {
             next_hops: Vec::new(),
             retry: crate::relay::schedule::RetryPolicy::default(),
             dsn: true,
+            domains: None,
         }
     }
 }
@@ -550,6 +555,8 @@ pub enum ConfigError {
     RelayWithoutSpool,
     /// `--spool` without `--relay-to`: nothing would ever leave the spool.
     SpoolWithoutRelay,
+    /// `--relay-domains` without `--relay-to`: there is nowhere to relay to.
+    RelayDomainsWithoutRelay,
     /// `--spool` with `--store jsonl:-`: a line written to a stream cannot be taken back
     /// when the spool's commit fails.
     SpoolWithStream,
@@ -645,6 +652,9 @@ impl std::fmt::Display for ConfigError {
             ),
             ConfigError::SpoolWithoutRelay => f.write_str(
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            ConfigError::RelayDomainsWithoutRelay => f.write_str(
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
             ),
             ConfigError::SpoolWithStream => f.write_str(
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
@@ -872,6 +882,9 @@ impl Config {
             (Some(_), false) => return Err(ConfigError::SpoolWithoutRelay),
             _ => {}
         }
+        if self.relay.domains.is_some() && !self.relay.is_on() {
+            return Err(ConfigError::RelayDomainsWithoutRelay);
+        }
         if self.relay.spool.is_some() && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
             return Err(ConfigError::SpoolWithStream);
         }
@@ -971,7 +984,7 @@ mod tests {
         };
         /// A change to the defaults, and the refusal it meets.
         type Case<'a> = (&'a dyn Fn(&mut Config), &'a str);
-        let cases: [Case<'_>; 24] = [
+        let cases: [Case<'_>; 25] = [
             (&|c| c.listen.clear(), "at least one --listen address is needed"),
             (&|c| c.threads = 0, "--threads must be at least 1"),
             (
@@ -1040,6 +1053,10 @@ mod tests {
             (
                 &|c| c.relay.spool = Some("q".into()),
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            (
+                &|c| c.relay.domains = crate::relay::domains::RelayDomains::parse("a.test").ok(),
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
             ),
             (
                 &|c| {

@@ -380,6 +380,10 @@ pub struct Relay {
     /// deferred, one `Action: delayed` notification (RFC 3464 §2.3.3) to its sender, for the
     /// recipients whose `NOTIFY` allows `DELAY` (RFC 3461 §4.1); `None`, the default: never.
     pub delay_warning: Option<Duration>,
+    /// Which recipients are relayed (`--relay-domains`); `None`: every recipient. A message
+    /// is spooled with its relayed recipients only, and not at all when it has none; the
+    /// stores keep every message whatever this says.
+    pub domains: Option<crate::relay::domains::RelayDomains>,
 }
 
 /// One next hop of `--relay-to`: the host as given and the address it resolved to.
@@ -460,6 +464,7 @@ impl Default for Relay {
             ca: None,
             credentials: None,
             delay_warning: None,
+            domains: None,
         }
     }
 }
@@ -640,6 +645,8 @@ pub enum ConfigError {
     RelayWithoutSpool,
     /// `--spool` without `--relay-to`: nothing would ever leave the spool.
     SpoolWithoutRelay,
+    /// `--relay-domains` without `--relay-to`: there is nowhere to relay to.
+    RelayDomainsWithoutRelay,
     /// `--spool` with `--store jsonl:-`: a line written to a stream cannot be taken back
     /// when the spool's commit fails.
     SpoolWithStream,
@@ -743,6 +750,9 @@ impl std::fmt::Display for ConfigError {
             ),
             ConfigError::SpoolWithoutRelay => f.write_str(
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            ConfigError::RelayDomainsWithoutRelay => f.write_str(
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
             ),
             ConfigError::SpoolWithStream => f.write_str(
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
@@ -987,6 +997,9 @@ impl Config {
             (Some(_), false) => return Err(ConfigError::SpoolWithoutRelay),
             _ => {}
         }
+        if self.relay.domains.is_some() && !self.relay.is_on() {
+            return Err(ConfigError::RelayDomainsWithoutRelay);
+        }
         if self.relay.spool.is_some() && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
             return Err(ConfigError::SpoolWithStream);
         }
@@ -1180,7 +1193,7 @@ mod tests {
         };
         /// A change to the defaults, and the refusal it meets.
         type Case<'a> = (&'a dyn Fn(&mut Config), &'a str);
-        let cases: [Case<'_>; 27] = [
+        let cases: [Case<'_>; 28] = [
             (&|c| c.listen.clear(), "at least one --listen address is needed"),
             (&|c| c.threads = 0, "--threads must be at least 1"),
             (
@@ -1249,6 +1262,10 @@ mod tests {
             (
                 &|c| c.relay.spool = Some("q".into()),
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
+            ),
+            (
+                &|c| c.relay.domains = crate::relay::domains::RelayDomains::parse("a.test").ok(),
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
             ),
             (
                 &|c| {

@@ -280,6 +280,12 @@ struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration,
           allow_hyphen_values = true)]
     delay_warning: Option<Duration>,
+    /// Relay only the recipients at these domains (commas between; example.com is that
+    /// domain, .example.com its subdomains); the stores still keep every message, and a
+    /// message with no such recipient is not relayed [default: every recipient]. Needs
+    /// --relay-to.
+    #[arg(long, value_name = "DOMAIN[,DOMAIN...]", value_parser = parse_relay_domains)]
+    relay_domains: Option<fastsmtpd::relay::domains::RelayDomains>,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -495,6 +501,11 @@ fn parse_relay_to(text: &str) -> Result<NextHops, String> {
     config::parse_next_hops(text).map(NextHops)
 }
 
+/// Reads `--relay-domains` ([`fastsmtpd::relay::domains::RelayDomains::parse`]).
+fn parse_relay_domains(text: &str) -> Result<fastsmtpd::relay::domains::RelayDomains, String> {
+    fastsmtpd::relay::domains::RelayDomains::parse(text).map_err(|e| e.to_string())
+}
+
 /// Reads `--retry` ([`fastsmtpd::relay::schedule::RetryPolicy::parse_list`]).
 fn parse_retry(text: &str) -> Result<fastsmtpd::relay::schedule::Backoff, String> {
     fastsmtpd::relay::schedule::RetryPolicy::parse_list(text).map_err(|e| e.to_string())
@@ -669,6 +680,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     config.relay.delay_warning = cli.delay_warning;
+    config.relay.domains = cli.relay_domains;
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
         config

@@ -213,7 +213,10 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         config.stores.batch,
         config.stores.buffer,
         &config.hostname,
-        relay.clone(),
+        relay.clone().map(|queue| crate::store::RelayInto {
+            queue,
+            domains: config.relay.domains.clone(),
+        }),
     )?;
     // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {

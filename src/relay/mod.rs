@@ -30,6 +30,8 @@
 //!   it to the next hops over plain TCP ([`client`]), recording each recipient's outcome in
 //!   the spool, and spooling the failure notification ([`dsn`]) before a message is done.
 //!   Not yet: TLS and AUTH toward the next hop.
+//! - [`domains`], `--relay-domains`: which recipients are relayed (the others are kept or
+//!   discarded as the server's stores say).
 //! - [`admin`], the queue tools (`fastsmtpd queue list|show|shape|retry|bounce|delete`):
 //!   a running relay is reached through `DIR/control.sock`, served by the delivery loop; a
 //!   stopped spool is opened directly. Both answer with the same records.
@@ -46,6 +48,7 @@
 pub mod admin;
 pub mod client;
 pub mod deliver;
+pub mod domains;
 pub mod dsn;
 pub mod queue;
 pub mod received;

@@ -6,7 +6,8 @@
 //! line on the control socket; both are the stable `--json` output (docs/relay.md, "Queue
 //! tools"). What it does not do: read the spool, talk to a socket, or print text.
 
-use crate::relay::spool::{Envelope, Listed, RecipientState, Ret};
+use crate::proto::dsn::Ret;
+use crate::relay::spool::{Envelope, Listed, RecipientState};
 use serde::{Deserialize, Serialize};
 
 /// Where a live message is in the relay's queue.

@@ -144,7 +144,8 @@ fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::spool::{Notify, Recipient};
+    use crate::proto::dsn::Notify;
+    use crate::relay::spool::Recipient;
 
     /// A stopped spool in a fresh directory with three messages: the first never tried, the
     /// second with one recipient deferred and one delivered, the third from `<>`.

@@ -96,6 +96,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+use crate::proto::dsn::{Notify, Ret};
 use journal::{Entry, Journal};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -141,15 +142,6 @@ pub struct SpoolRef {
     pub body_len: u64,
 }
 
-/// RFC 3461 §4.3's `RET`: what a notification returns of the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// `RET=FULL`: the whole message.
-    Full,
-    /// `RET=HDRS`: its headers only.
-    Headers,
-}
-
 /// The `BODY` parameter of MAIL (RFC 6152, RFC 3030).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyType {
@@ -179,52 +171,12 @@ pub struct MailParams {
     pub size: Option<u64>,
 }
 
-/// RFC 3461 §4.1's `NOTIFY` of one recipient: a set of conditions, empty when not given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Notify(u8);
-
-impl Notify {
-    /// `NOTIFY=NEVER`.
-    pub const NEVER: Notify = Notify(1);
-    /// `SUCCESS`.
-    pub const SUCCESS: Notify = Notify(2);
-    /// `FAILURE`.
-    pub const FAILURE: Notify = Notify(4);
-    /// `DELAY`.
-    pub const DELAY: Notify = Notify(8);
-
-    /// The set as bits (what the segment stores).
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// The set of `bits`, or `None` when a bit means nothing.
-    pub fn from_bits(bits: u8) -> Option<Notify> {
-        (bits & !0x0f == 0).then_some(Notify(bits))
-    }
-
-    /// Both sets together.
-    pub fn union(self, other: Notify) -> Notify {
-        Notify(self.0 | other.0)
-    }
-
-    /// Whether every condition of `other` is in this set.
-    pub fn contains(self, other: Notify) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether no `NOTIFY` was given.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
 /// One recipient of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
     /// The forward path's address, without angle brackets.
     pub address: Vec<u8>,
-    /// Its `NOTIFY` (RFC 3461 §4.1).
+    /// Its `NOTIFY` (RFC 3461 §4.1), kept as [`Notify::bits`].
     pub notify: Notify,
     /// Its `ORCPT` (RFC 3461 §4.2), as given (`addr-type;xtext`).
     pub orcpt: Option<Vec<u8>>,

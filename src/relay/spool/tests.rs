@@ -289,20 +289,22 @@ fn reopen_with_segment(dir: &Path, name: &str, bytes: &[u8]) -> (Vec<u64>, Recov
     }
     let _ = std::fs::remove_file(dir.join("journal"));
     std::fs::write(dir.join("seg").join(name), bytes).unwrap();
-    let (spool, recovered) = open_when_free(dir);
+    let (spool, recovered) = open_despite_forks(dir);
     (ids(&recovered), spool.recovery_report().clone())
 }
 
-/// Opens `dir` once its lock is free. A child process another test spawns at that moment
-/// holds a copy of every open descriptor between its fork and its exec (`O_CLOEXEC` closes
-/// them only at the exec), the lock's among them: a spool dropped just before can still be
-/// locked for that instant (seen as a rare `WouldBlock` under a loaded machine). Bounded.
-fn open_when_free(dir: &Path) -> (Spool, Vec<Recovered>) {
+/// `Spool::open`, tried again (bounded) while the lock is held by a copy of this process's
+/// own lock descriptor: a child that the tests beside this one spawn (`kill9_child_...`,
+/// `order_child_...`, strace) holds copies of every descriptor from its fork until its exec
+/// closes them (close-on-exec), and the lock belongs to the open file, so a spool dropped
+/// and opened again just then is briefly "in use". Tests that reopen hundreds of times
+/// (every cut, every flipped byte) would otherwise fail now and then.
+fn open_despite_forks(dir: &Path) -> (Spool, Vec<Recovered>) {
     let start = std::time::Instant::now();
     loop {
         match Spool::open(dir) {
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
+            Err(error)
+                if error.kind() == io::ErrorKind::WouldBlock
                     && start.elapsed() < std::time::Duration::from_secs(10) =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(5));

@@ -13,11 +13,12 @@
 
 mod util;
 
+use fastsmtpd::proto::dsn::Notify;
 use fastsmtpd::relay::client::session::{Credentials, TlsPolicy};
 use fastsmtpd::relay::deliver::{Deliverer, DeliveryConfig, DeliveryHandle};
 use fastsmtpd::relay::queue::RelayQueue;
 use fastsmtpd::relay::schedule::RetryPolicy;
-use fastsmtpd::relay::spool::{Envelope, Notify, Recipient, RecipientState, SpoolLimits};
+use fastsmtpd::relay::spool::{Envelope, Recipient, RecipientState, SpoolLimits};
 use rustls::pki_types::CertificateDer;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -332,7 +332,8 @@ struct Cli {
     /// (SIGHUP cannot reopen stdout: rotate it outside, e.g. with copytruncate).
     #[arg(long)]
     log_sessions: bool,
-    /// A probe instead of the server (`fastsmtpd await ...`, `fastsmtpd ready ...`).
+    /// A subcommand instead of the server (`fastsmtpd await ...`, `fastsmtpd ready ...`,
+    /// `fastsmtpd queue ...`).
     #[command(subcommand)]
     probe: Option<Probe>,
 }
@@ -349,6 +350,109 @@ enum Probe {
     /// Poll the API's /readyz (and with --smtp an SMTP greeting 220) until ready. Exit 0
     /// when ready, 1 when not by --timeout.
     Ready(ReadyCli),
+    /// The relay's queue (--spool DIR): list, show, shape, retry, bounce, delete, on a
+    /// running server (through DIR/control.sock) or a stopped one's spool. Exit 0 when
+    /// done, 1 when no message has the id, 2 on a usage or I/O error (a line on stderr).
+    Queue(QueueCli),
+}
+
+/// `fastsmtpd queue`.
+#[derive(Debug, clap::Args)]
+struct QueueCli {
+    /// The relay's spool directory (the server's --spool).
+    #[arg(long, value_name = "DIR", global = true)]
+    spool: Option<std::path::PathBuf>,
+    /// Print JSON lines (one object per message) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    command: QueueCommandCli,
+}
+
+/// `fastsmtpd queue`'s commands.
+#[derive(Debug, clap::Subcommand)]
+enum QueueCommandCli {
+    /// One entry per message, as `postqueue -p` prints them (`*` after the id: a connection
+    /// has it), with each recipient not yet final under its last reply.
+    List,
+    /// One message: its envelope, and each recipient's state, attempts and last reply.
+    Show {
+        /// The message's id, as `queue list` prints it.
+        id: String,
+    },
+    /// Recipients not yet final by age, as `qshape` counts them (buckets in minutes: 5 10
+    /// 20 40 80 160 320 640 1280 1280+), a row per recipient domain or next hop, total first.
+    Shape {
+        /// The rows: recipient domains, or next hops.
+        #[arg(long, value_enum, default_value = "domain")]
+        by: ShapeByCli,
+    },
+    /// Try a message's deferred recipients now (or every message's, with --all).
+    Retry {
+        /// The message's id.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Every message in the queue.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Fail every recipient of a message not yet delivered or failed ("5.0.0 bounced by the
+    /// administrator"); the failure notification follows the usual rules.
+    Bounce {
+        /// The message's id.
+        id: String,
+    },
+    /// Remove a message (or every message, with --all) from the queue, with no
+    /// notification.
+    Delete {
+        /// The message's id.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Every message in the queue.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+/// `queue shape --by`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ShapeByCli {
+    /// A row per recipient domain.
+    Domain,
+    /// A row per next hop.
+    Hop,
+}
+
+/// Runs `fastsmtpd queue`; its exit code.
+fn queue(cli: QueueCli) -> ExitCode {
+    use fastsmtpd::relay::admin::render::ShapeBy;
+    use fastsmtpd::relay::admin::tool::{run_queue, QueueArgs, QueueCommand, EXIT_ERROR};
+    let Some(spool) = cli.spool else {
+        eprintln!("fastsmtpd queue: --spool DIR is required (the server's spool directory)");
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let command = match cli.command {
+        QueueCommandCli::List => QueueCommand::List,
+        QueueCommandCli::Show { id } => QueueCommand::Show(id),
+        QueueCommandCli::Shape { by } => QueueCommand::Shape(match by {
+            ShapeByCli::Domain => ShapeBy::Domain,
+            ShapeByCli::Hop => ShapeBy::Hop,
+        }),
+        QueueCommandCli::Retry { id, .. } => QueueCommand::Retry(id),
+        QueueCommandCli::Bounce { id } => QueueCommand::Bounce(id),
+        QueueCommandCli::Delete { id, .. } => QueueCommand::Delete(id),
+    };
+    let args = QueueArgs {
+        spool,
+        command,
+        json: cli.json,
+    };
+    ExitCode::from(run_queue(
+        &args,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    ))
 }
 
 /// `fastsmtpd await`.
@@ -424,6 +528,7 @@ fn probe(probe: Probe) -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Probe::Queue(cli) => return queue(cli),
         Probe::Ready(cli) => run_ready(
             &ReadyArgs {
                 api: cli.api,

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `collect` | `prometheus` collectors that read the published counters at scrape time; the `prometheus` crate encodes the text |
 //! | `http` | the one route, served by [`crate::control`]'s HTTP server (deadlines, a connection cap) |
+//! | `relay` | the relay's queue, delivery counters, connections and latency, from the delivery loop's [`DeliveryStats`] and the spool's size on disk |
 //!
 //! What it does not do: run on an SMTP event loop or make one wait (workers publish atomics
 //! and never see the metrics thread), keep history, or write HTTP or the exposition format
@@ -17,13 +18,16 @@
 
 mod collect;
 mod http;
+mod relay;
 
 pub use crate::control::{HEADER_READ_TIMEOUT, REQUEST_TIMEOUT};
 pub use http::{MetricsServer, MAX_CONNECTIONS};
 
 use crate::fault::Plans;
 use crate::proto::reply::{FIRST_CODE, LAST_CODE};
+use crate::relay::deliver::DeliveryStats;
 use crate::stats::SharedStats;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,8 +118,21 @@ pub struct MetricsSource {
     pub faults: Option<Arc<Plans>>,
     /// The capture store, when kept (`--store memory`, `--api`).
     pub capture: Option<Arc<crate::capture::Capture>>,
+    /// The relay, with `--spool`.
+    pub relay: Option<RelaySource>,
     /// Collectors that rooms above this one own and fill (the API's), gathered with these.
     pub collectors: Collectors,
+}
+
+/// What a scrape reads of the relay.
+#[derive(Debug, Clone)]
+pub struct RelaySource {
+    /// The delivery loop's counters and gauges.
+    pub stats: Arc<DeliveryStats>,
+    /// The spool directory (its size on disk is read at each scrape).
+    pub spool: PathBuf,
+    /// The next hops, `HOST:PORT`, in `--relay-to` order (the `hop` label).
+    pub hops: Vec<String>,
 }
 
 /// Collectors owned by a room above `metrics` (which cannot name their types), shared so the
@@ -132,7 +149,11 @@ impl std::fmt::Debug for Collectors {
 impl MetricsSource {
     /// A `prometheus` registry whose collectors read this source at each gather.
     fn registry(&self) -> prometheus::Result<prometheus::Registry> {
-        collect::registry(self)
+        let registry = collect::registry(self)?;
+        if let Some(source) = &self.relay {
+            registry.register(Box::new(relay::RelayCollector::new(source.clone())?))?;
+        }
+        Ok(registry)
     }
 
     /// The text exposition (format 0.0.4) of everything the source holds now. Builds the
@@ -172,6 +193,7 @@ mod tests {
             store: Some(Arc::new(latency)),
             faults: None,
             capture: None,
+            relay: None,
             collectors: Default::default(),
         };
         let text = source.render().unwrap();

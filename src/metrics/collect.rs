@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A metric's fixed name, help and label names, checked by `prometheus` ([`Desc::new`]).
-fn desc(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Desc> {
+pub(super) fn desc(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Desc> {
     Desc::new(
         name.to_owned(),
         help.to_owned(),
@@ -34,7 +34,7 @@ fn desc(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Desc> {
 }
 
 /// One family: `desc`'s name and help, of `kind`, with `metrics` as its samples.
-fn family(desc: &Desc, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+pub(super) fn family(desc: &Desc, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
     let mut family = MetricFamily::default();
     family.set_name(desc.fq_name.clone());
     family.set_help(desc.help.clone());
@@ -44,7 +44,7 @@ fn family(desc: &Desc, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
 }
 
 /// A sample's labels, in the order of its family's label names.
-fn labels(pairs: &[(&str, String)]) -> Vec<LabelPair> {
+pub(super) fn labels(pairs: &[(&str, String)]) -> Vec<LabelPair> {
     pairs
         .iter()
         .map(|(name, value)| {
@@ -57,7 +57,7 @@ fn labels(pairs: &[(&str, String)]) -> Vec<LabelPair> {
 }
 
 /// A counter sample.
-fn counter(value: u64, pairs: &[(&str, String)]) -> Metric {
+pub(super) fn counter(value: u64, pairs: &[(&str, String)]) -> Metric {
     let mut counter = Counter::default();
     counter.set_value(value as f64);
     let mut metric = Metric::from_label(labels(pairs));
@@ -66,7 +66,7 @@ fn counter(value: u64, pairs: &[(&str, String)]) -> Metric {
 }
 
 /// A gauge sample without labels.
-fn gauge(value: u64) -> Metric {
+pub(super) fn gauge(value: u64) -> Metric {
     let mut gauge = Gauge::default();
     gauge.set_value(value as f64);
     Metric::from_gauge(gauge)
@@ -718,6 +718,7 @@ mod tests {
             store: None,
             faults: None,
             capture: None,
+            relay: None,
             collectors: Default::default(),
         };
         let text = source.render().unwrap();

@@ -32,6 +32,9 @@
 //!   Not yet: TLS and AUTH toward the next hop.
 //! - [`domains`], `--relay-domains`: which recipients are relayed (the others are kept or
 //!   discarded as the server's stores say).
+//! - [`admin`], the queue tools (`fastsmtpd queue list|show|shape|retry|bounce|delete`):
+//!   a running relay is reached through `DIR/control.sock`, served by the delivery loop; a
+//!   stopped spool is opened directly. Both answer with the same records.
 //! - [`received`], the relay's `Received:` line and the count of a message's `Received:`
 //!   fields (RFC 5321 §6.3: more than 50 is a loop, `554 5.4.6`).
 //!
@@ -42,6 +45,7 @@
 //! [`client`]: the client is sans-I/O
 //! (checked by `tests/architecture.rs`), the spool is the room's one owner of files.
 
+pub mod admin;
 pub mod client;
 pub mod deliver;
 pub mod domains;

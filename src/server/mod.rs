@@ -317,25 +317,9 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         )?),
         _ => None,
     };
-    let metrics = match config.metrics {
-        None => None,
-        Some(addr) => Some(MetricsServer::start(
-            addr,
-            MetricsSource {
-                workers: stats.clone(),
-                replies: reply_counts,
-                store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
-                faults: faults.clone(),
-                capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
-                collectors: api
-                    .as_ref()
-                    .map(|api| api.counters().collectors())
-                    .unwrap_or_default(),
-            },
-        )?),
-    };
     // The relay's delivery loop: what the spool recovered now, what the storage threads
-    // commit as it comes (`crate::relay::queue`).
+    // commit as it comes (`crate::relay::queue`). Started before the metrics endpoint,
+    // which exports its counters.
     let delivery = match &relay {
         Some(queue) => {
             let mut settings = crate::relay::deliver::DeliveryConfig::new(
@@ -360,6 +344,36 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             )
         }
         None => None,
+    };
+    let metrics = match config.metrics {
+        None => None,
+        Some(addr) => Some(MetricsServer::start(
+            addr,
+            MetricsSource {
+                workers: stats.clone(),
+                replies: reply_counts,
+                store: store.as_ref().map(|hub| Arc::clone(&hub.latency)),
+                faults: faults.clone(),
+                capture: capture.as_ref().map(|target| Arc::clone(target.capture())),
+                relay: match (&delivery, &config.relay.spool) {
+                    (Some(delivery), Some(spool)) => Some(crate::metrics::RelaySource {
+                        stats: delivery.shared_stats(),
+                        spool: spool.clone(),
+                        hops: config
+                            .relay
+                            .next_hops
+                            .iter()
+                            .map(|hop| hop.addr.to_string())
+                            .collect(),
+                    }),
+                    _ => None,
+                },
+                collectors: api
+                    .as_ref()
+                    .map(|api| api.counters().collectors())
+                    .unwrap_or_default(),
+            },
+        )?),
     };
     let handle = ServerHandle {
         addrs,

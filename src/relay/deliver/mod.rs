@@ -40,6 +40,10 @@
 //!   that long gets one `delayed` notification (its sending is remembered in memory only: a
 //!   restart may send one more). A next hop that offers DSN gets `RET`, `ENVID`, `NOTIFY`
 //!   and `ORCPT` unchanged (§5.2.1) and reports itself.
+//! - **The queue tools** (`fastsmtpd queue`, [`crate::relay::admin`]) reach the loop through
+//!   a Unix-domain socket in the spool directory that the loop serves in its own `Poll`
+//!   (`run::control`: the design and its bounds); the loop's gauges for `--metrics` are
+//!   counted at most once a second (`run::gauges`) into [`DeliveryStats`].
 //! - The journal is synced at most every [`JOURNAL_SYNC_INTERVAL`] while it has news, and at
 //!   stop. A state lost in a crash means a recipient tried again: a duplicate, never a loss.
 //!
@@ -175,7 +179,45 @@ impl DeliveryConfig {
     }
 }
 
-/// Counters of the delivery loop, readable while it runs (tests now, metrics later).
+/// Upper bounds of the accept→delivered latency histogram's buckets, in seconds: from a
+/// relay keeping up (tens of milliseconds) to retries over a day.
+pub const DELIVERED_BUCKETS_SECONDS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+    86_400.0,
+];
+
+/// Time from a message's arrival (its spool time) to a recipient's delivering `250`, one
+/// observation per delivered recipient.
+#[derive(Debug, Default)]
+pub struct DeliveredLatency {
+    /// Observations within each of [`DELIVERED_BUCKETS_SECONDS`]' bounds (cumulative).
+    pub buckets: [AtomicU64; DELIVERED_BUCKETS_SECONDS.len()],
+    /// Observations (the `+Inf` bucket).
+    pub count: AtomicU64,
+    /// Their times added up, in milliseconds.
+    pub sum_ms: AtomicU64,
+}
+
+impl DeliveredLatency {
+    /// Records one delivered recipient, `took` after its message's arrival.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in DELIVERED_BUCKETS_SECONDS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ms.fetch_add(
+            u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Counters and gauges of the delivery loop, readable while it runs (tests, and
+/// `--metrics`, which exports each). Counters grow where the loop counts; the gauges are
+/// counted again at most once a second.
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
     /// Recipients delivered.
@@ -192,9 +234,31 @@ pub struct DeliveryStats {
     pub connections: AtomicU64,
     /// Connections that failed before their session was ready.
     pub connect_failures: AtomicU64,
+    /// Accept→delivered latency, per delivered recipient.
+    pub delivered_latency: DeliveredLatency,
+    /// Gauge: messages a connection has taken (in its batch or in flight).
+    pub queue_active: AtomicU64,
+    /// Gauge: messages in memory and due, waiting for a connection.
+    pub queue_ready: AtomicU64,
+    /// Gauge: messages in memory waiting for a retry.
+    pub queue_deferred: AtomicU64,
+    /// Gauge: live messages on disk only, beyond the bounded active set.
+    pub queue_held: AtomicU64,
+    /// Gauge: the oldest live message's arrival, Unix milliseconds (0: none).
+    pub oldest_arrival_unix_ms: AtomicU64,
+    /// Gauge: connections open to each next hop, in `--relay-to` order.
+    pub hop_connections: Vec<AtomicU64>,
 }
 
 impl DeliveryStats {
+    /// Counters at zero, with a connection gauge for each of `hops` next hops.
+    pub fn with_hops(hops: usize) -> DeliveryStats {
+        DeliveryStats {
+            hop_connections: (0..hops).map(|_| AtomicU64::new(0)).collect(),
+            ..DeliveryStats::default()
+        }
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
@@ -276,7 +340,7 @@ impl Deliverer {
             ));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(DeliveryStats::default());
+        let stats = Arc::new(DeliveryStats::with_hops(config.hops.len()));
         let mut lp = run::Loop::new(
             queue,
             config,
@@ -303,6 +367,11 @@ impl DeliveryHandle {
     /// The loop's counters.
     pub fn stats(&self) -> &DeliveryStats {
         &self.stats
+    }
+
+    /// The loop's counters, shared (for `--metrics`).
+    pub fn shared_stats(&self) -> Arc<DeliveryStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Stops the loop and waits for its thread; transactions in flight are dropped (their

@@ -16,6 +16,9 @@
 //! What it does not do: parse SMTP (the session does), or block on anything but `poll` and
 //! the spool's own file I/O under its lock.
 
+mod control;
+mod gauges;
+
 use super::conn::{Conn, InFlight};
 use super::convert;
 use super::notify::{self, Which};
@@ -129,6 +132,10 @@ pub struct Loop {
     journal_synced: Duration,
     /// The scratch read buffer.
     scratch: Vec<u8>,
+    /// The control socket of the queue tools (`control`).
+    control: control::Control,
+    /// When the gauges were last published (`gauges`).
+    gauges_published: Duration,
 }
 
 impl Loop {
@@ -151,6 +158,10 @@ impl Loop {
         let mut client_plain = client.clone();
         client_plain.tls = TlsPolicy::Off;
         let plain_until = vec![Duration::ZERO; config.hops.len()];
+        let control = {
+            let dir = queue.spool().dir().to_path_buf();
+            control::Control::bind(&dir, poll.registry())
+        };
         Loop {
             queue,
             config,
@@ -172,6 +183,8 @@ impl Loop {
             journal_staged: false,
             journal_synced: now(),
             scratch: vec![0; SCRATCH_LEN],
+            control,
+            gauges_published: Duration::ZERO,
         }
     }
 
@@ -208,16 +221,24 @@ impl Loop {
                 }
             }
             for event in events.iter() {
-                if event.token() != WAKER {
-                    self.on_conn_event(event.token().0);
+                match event.token() {
+                    WAKER => {}
+                    control::LISTENER => self.on_control_accept(self::now()),
+                    token if control::is_connection(token) => {
+                        self.on_control_event(token, self::now())
+                    }
+                    token => self.on_conn_event(token.0),
                 }
             }
             let now = self::now();
             self.expire(now);
             self.reap(now);
+            self.control_turn(now);
+            self.publish_gauges(now, false);
             self.sync_journal(now, false);
         }
         self.sync_journal(now(), true);
+        self.control.close(self.poll.registry());
         for (_, mut conn) in std::mem::take(&mut self.conns) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
@@ -453,6 +474,11 @@ impl Loop {
                 _ => &self.stats.deferred,
             };
             DeliveryStats::add(counter, 1);
+            if let RecipientState::Delivered { .. } = state {
+                self.stats
+                    .delivered_latency
+                    .observe(now.saturating_sub(arrived));
+            }
             active.states[index] = state.clone();
             updates.push((index, state));
         }
@@ -621,6 +647,9 @@ impl Loop {
 
     /// The poll's timeout: until the nearest thing due (at most [`MAX_POLL_WAIT`]).
     fn poll_timeout(&self, now: Duration) -> Duration {
+        if self.control.has_work() {
+            return Duration::ZERO;
+        }
         let mut next = now.saturating_add(MAX_POLL_WAIT);
         if let Some(due) = self.due.next_due() {
             next = next.min(due);

@@ -825,6 +825,37 @@ impl Spool {
             })
     }
 
+    /// The live messages with an id above `after` (all of them for `None`), in id order,
+    /// without reading the disk: what the queue tools walk in bounded chunks.
+    pub fn live_after(
+        &self,
+        after: Option<SpoolId>,
+    ) -> impl DoubleEndedIterator<Item = Listed<'_>> + '_ {
+        let from = match after {
+            Some(id) => std::ops::Bound::Excluded(id.0),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.messages
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, kept)| kept)
+            .filter(|kept| !kept.done)
+            .map(|kept| Listed {
+                spool_ref: kept.place,
+                recipients: &kept.recipients,
+            })
+    }
+
+    /// How many messages are live (committed, not done): a walk over the ids in memory.
+    pub fn live_count(&self) -> usize {
+        self.messages.values().filter(|kept| !kept.done).count()
+    }
+
+    /// The bytes the spool holds on disk: its segment files and its journal, as their
+    /// sizes say now (a `stat` per file; for metrics, not the event loop's hot path).
+    pub fn disk_bytes(&self) -> io::Result<u64> {
+        disk_bytes(&self.dir)
+    }
+
     /// One live message, without reading the disk.
     pub fn get(&self, id: SpoolId) -> Option<Listed<'_>> {
         self.messages
@@ -873,6 +904,41 @@ impl Spool {
             .ok_or_else(|| io::Error::other("spool segment reader not kept"))
     }
 
+    /// Reads a committed message's envelope only: the record's head up to its body, framed
+    /// but not CRC-checked (the CRC covers the body, which is not read; a listing must not
+    /// read every body). [`Spool::read_message`] checks the whole record.
+    pub fn read_envelope(&self, place: &SpoolRef) -> io::Result<Envelope> {
+        let bad = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "spool message {} in segment {}: {what}",
+                    place.id, place.segment
+                ),
+            )
+        };
+        let head = place
+            .body_offset
+            .checked_sub(place.offset)
+            .and_then(|len| usize::try_from(len).ok())
+            .filter(|&len| len >= frame::HEADER_LEN)
+            .ok_or_else(|| bad("not a record"))?;
+        let mut record = vec![0u8; head];
+        self.reader(place.segment)?
+            .read_exact_at(&mut record, place.offset)?;
+        let header =
+            frame::parse_header(&record, segment::SEGMENT_MAGIC).map_err(|_| bad("no header"))?;
+        if header.kind != segment::KIND_MESSAGE {
+            return Err(bad("not a message record"));
+        }
+        let (id, envelope, _) = segment::parse_message(&record[frame::HEADER_LEN..])
+            .map_err(|_| bad("unreadable envelope"))?;
+        if id != place.id.0 {
+            return Err(bad("another message's record"));
+        }
+        Ok(envelope)
+    }
+
     /// Reads a committed message's raw body (see [`Spool::read_message`]).
     pub fn read_body(&self, place: &SpoolRef) -> io::Result<Vec<u8>> {
         self.read_message(place).map(|(_, body)| body)
@@ -910,6 +976,31 @@ fn read_record(file: &File, place: &SpoolRef) -> io::Result<(Envelope, Vec<u8>)>
     }
     record.drain(..frame::HEADER_LEN + body_at);
     Ok((envelope, record))
+}
+
+/// The bytes a spool directory holds on disk: every file in `DIR/seg/` and the journal
+/// (`stat` only: usable on a spool another process owns).
+pub fn disk_bytes(dir: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir.join("seg"))? {
+        let entry = entry?;
+        if let Ok(meta) = entry.metadata() {
+            if meta.is_file() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    match std::fs::metadata(dir.join("journal")) {
+        Ok(meta) => total = total.saturating_add(meta.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(total)
+}
+
+/// Whether `dir` looks like a spool: a directory with the segment directory in it.
+pub fn is_spool_dir(dir: &Path) -> bool {
+    dir.join("seg").is_dir()
 }
 
 /// `fsync` a directory, making the entries created or removed in it durable.

@@ -27,9 +27,12 @@
 //! * [`corpus`]: real messages (`--message-dir`, `--mbox`): indexed once, streamed in wire
 //!   form (line ends, dot-stuffing, mboxrd un-quoting) as they are sent.
 //! * [`record`]: histograms and counters of one thread and interval.
+//! * [`delivered`]: the end-to-end mode: message tags, the far sink's event stream (HTTP and
+//!   server-sent events, sans I/O), the awaited messages, and the watcher thread.
 
 pub mod client;
 pub mod corpus;
+pub mod delivered;
 pub mod engine;
 pub mod output;
 pub mod pacer;

@@ -19,6 +19,7 @@
 
 use super::{lock, Conn, Engine, STAGING};
 use crate::drive::client::{describe_failure, Client, Event, Failure, Stage};
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::corpus::CorpusReader;
 use crate::drive::output::Next;
 use crate::drive::record::{record, ErrorKind, Recorder};
@@ -121,8 +122,9 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
+        let delivered = self.plan.delivered.as_deref();
         client.on_tls_established(&workload, now, &mut conn.out, |event| {
-            record_event(recorder, event, now, resumed, target)
+            record_event(recorder, event, now, resumed, target, delivered)
         });
         conn.last_progress = now;
         if client.is_closed() {
@@ -146,6 +148,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
+        let delivered = self.plan.delivered.as_deref();
         let mut pos = 0;
         let mut last = 0..0;
         let mut garbage = None;
@@ -156,7 +159,7 @@ impl Engine {
                 Ok(Some((reply, used))) => {
                     let raw = &conn.input[pos..pos + used];
                     client.on_reply(&workload, reply, raw, now, &mut conn.out, |event| {
-                        record_event(recorder, event, now, false, target)
+                        record_event(recorder, event, now, false, target, delivered)
                     });
                     last = pos..pos + used;
                     pos += used;
@@ -336,13 +339,15 @@ fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::R
 }
 
 /// Records what the client reports (`resumed`: how a handshake it reports went; `target`:
-/// the connection's target, when figures are kept per target).
+/// the connection's target, when figures are kept per target; `delivered`: the end-to-end
+/// mode's tracker, told of each message's end).
 fn record_event(
     recorder: &mut Recorder,
     event: Event,
     now: Instant,
     resumed: bool,
     target: Option<usize>,
+    delivered: Option<&DeliveryLink>,
 ) {
     if let Some(target) = target {
         let figures = recorder.target(target);
@@ -372,10 +377,22 @@ fn record_event(
             size,
             started,
             intended,
+            seq,
         } => {
             let service = now.saturating_duration_since(started).as_nanos() as u64;
             let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
             recorder.message_done(accepted, size, service, corrected);
+            // The end-to-end mode: the message is awaited at the far end from its clock
+            // origin, the same one `message_corrected` has (or, closed loop, `message`'s).
+            match delivered {
+                Some(link) if accepted => {
+                    if let Some(nanos) = link.on_accepted(seq, intended.unwrap_or(started)) {
+                        record(&mut recorder.stages[Stage::Delivered.index()], nanos);
+                    }
+                }
+                Some(link) => link.on_refused(seq),
+                None => {}
+            }
         }
     }
 }

@@ -4,7 +4,10 @@
 //! start one engine thread per share of the work, receive every thread's one-second
 //! reports into [`Results`] (showing each second once all threads have reported it), join
 //! the threads, and set the measured time and the connections alive over it (the
-//! [`SlotAccount`] every thread keeps).
+//! [`SlotAccount`] every thread keeps). End to end (`--delivered-via`), it first subscribes
+//! to the far sink's event stream, gives the run a fresh tag id, and starts the watcher
+//! thread, which reports like one more thread until its drain ends; the measured time then
+//! ends with the send phase, not the drain.
 //!
 //! What it does not do: drive connections (`engine`), check the command line (`settings`),
 //! or print results (`report`).

@@ -92,6 +92,7 @@ fn every_message_through_the_relay_is_delivered_once() {
     assert_eq!(delivery(&run, "foreign"), 0, "{}", run.stdout);
     assert_eq!(run.json()["latency"]["delivered"]["count"], 2000);
     assert!(run.stdout.contains("delivered (end to end, run "), "{}", run.stdout);
+    assert!(run.stdout.contains("2000 timed of 2000 accepted"), "{}", run.stdout);
     assert!(run.stdout.contains("never delivered 0, duplicates 0"), "{}", run.stdout);
     relay.stop().expect("the relay stops");
     sink.stop().expect("the sink stops");

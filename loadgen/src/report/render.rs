@@ -226,13 +226,14 @@ pub fn summary(
 }
 
 /// The end-to-end line of the summary (`--delivered-via`): how many accepted messages
-/// arrived at the far sink, how many never did, duplicates, foreign mail, and the rarer
-/// counts when not zero.
+/// arrived at the far sink and were timed (those sent after the warm-up, as `accepted`
+/// counts them), how many never arrived and how many twice (over the whole run, warm-up
+/// included: a loss is a loss), foreign mail, and the rarer counts when not zero.
 pub fn delivery_line(results: &Results) -> String {
     let total = &results.total;
     let d = &total.delivery;
     let mut line = format!(
-        "delivered (end to end{}): {} arrived of {} accepted, never delivered {}, duplicates {}, \
+        "delivered (end to end{}): {} timed of {} accepted, never delivered {}, duplicates {}, \
          foreign {}",
         results
             .run_id

@@ -77,11 +77,11 @@ impl DeliveryLink {
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Message `seq` got its `250`; `origin` is its clock origin. Its `delivered` latency in
-    /// nanoseconds if it had arrived already.
-    pub fn on_accepted(&self, seq: u64, origin: Instant) -> Option<u64> {
+    /// Message `seq` got its `250`; `origin` is its clock origin; `counts`: the `250` came
+    /// after the warm-up. Its `delivered` latency in nanoseconds if it had arrived already.
+    pub fn on_accepted(&self, seq: u64, origin: Instant, counts: bool) -> Option<u64> {
         let origin = self.nanos(origin);
-        self.tracker().on_accepted(seq, origin)
+        self.tracker().on_accepted(seq, origin, counts)
     }
 
     /// Message `seq` ended without a `250`.

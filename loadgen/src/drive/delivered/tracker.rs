@@ -29,8 +29,9 @@ pub const MAX_OUTSTANDING: usize = 1 << 20;
 enum Slot {
     /// Nothing yet (not sent, or in flight).
     Unknown,
-    /// It got a `250`; its clock origin, in nanoseconds from the epoch. Awaited.
-    Accepted(u64),
+    /// It got a `250`; its clock origin, in nanoseconds from the epoch, and whether it
+    /// counts in the figures (its `250` came after the warm-up). Awaited.
+    Accepted(u64, bool),
     /// It arrived (at this time, nanoseconds from the epoch) before its `250` was read.
     Arrived(u64),
     /// Decided: delivered, or refused (no arrival is awaited).
@@ -40,8 +41,9 @@ enum Slot {
 /// What an arrival was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// The awaited arrival of an accepted message, this many nanoseconds after its origin.
-    Delivered(u64),
+    /// The awaited arrival of an accepted message, this many nanoseconds after its origin,
+    /// and whether it counts (see [`Tracker::on_accepted`]).
+    Delivered(u64, bool),
     /// First arrival of a message whose `250` is not read yet: the latency is recorded when
     /// it is ([`Tracker::on_accepted`] returns it).
     Early,
@@ -100,13 +102,14 @@ impl Tracker {
         self.awaited
     }
 
-    /// Message `seq` got its `250`; `origin` is its clock origin. Returns its latency when it
-    /// had arrived already.
-    pub fn on_accepted(&mut self, seq: u64, origin: u64) -> Option<u64> {
+    /// Message `seq` got its `250`; `origin` is its clock origin; `counts`: whether its
+    /// latency goes into the figures (the `250` came after the warm-up, as for every other
+    /// figure of a message). Returns its latency when it had arrived already.
+    pub fn on_accepted(&mut self, seq: u64, origin: u64, counts: bool) -> Option<u64> {
         let slot = self.slot(seq)?;
         let latency = match *slot {
             Slot::Unknown => {
-                *slot = Slot::Accepted(origin);
+                *slot = Slot::Accepted(origin, counts);
                 self.awaited += 1;
                 None
             }
@@ -114,7 +117,7 @@ impl Tracker {
                 *slot = Slot::Closed;
                 Some(at.saturating_sub(origin))
             }
-            Slot::Accepted(_) | Slot::Closed => None,
+            Slot::Accepted(..) | Slot::Closed => None,
         };
         self.retire();
         latency
@@ -154,10 +157,10 @@ impl Tracker {
             return Arrival::Late;
         };
         let arrival = match *slot {
-            Slot::Accepted(origin) => {
+            Slot::Accepted(origin, counts) => {
                 *slot = Slot::Closed;
                 self.awaited -= 1;
-                Arrival::Delivered(at.saturating_sub(origin))
+                Arrival::Delivered(at.saturating_sub(origin), counts)
             }
             Slot::Unknown => {
                 *slot = Slot::Arrived(at);
@@ -201,7 +204,7 @@ impl Tracker {
             self.window.push_back(Slot::Unknown);
         }
         while self.window.len() > self.capacity {
-            if let Some(Slot::Accepted(_)) = self.window.pop_front() {
+            if let Some(Slot::Accepted(..)) = self.window.pop_front() {
                 self.awaited -= 1;
                 self.written_off += 1;
             }
@@ -227,12 +230,12 @@ mod tests {
     #[test]
     fn an_arrival_after_or_before_its_250_is_delivered_once() {
         let mut t = Tracker::new(16);
-        assert_eq!(t.on_accepted(0, 100), None);
+        assert_eq!(t.on_accepted(0, 100, true), None);
         assert_eq!(t.awaited(), 1);
-        assert_eq!(t.on_arrival(0, 350), Arrival::Delivered(250));
+        assert_eq!(t.on_arrival(0, 350), Arrival::Delivered(250, true));
         // The far end reports message 1 before its 250 is read.
         assert_eq!(t.on_arrival(1, 500), Arrival::Early);
-        assert_eq!(t.on_accepted(1, 200), Some(300));
+        assert_eq!(t.on_accepted(1, 200, true), Some(300));
         assert_eq!(t.awaited(), 0);
         assert_eq!(t.never_delivered(), 0);
         // Everything decided retired.
@@ -241,12 +244,20 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_up_message_is_delivered_but_not_counted() {
+        let mut t = Tracker::new(16);
+        t.on_accepted(0, 0, false);
+        assert_eq!(t.on_arrival(0, 7), Arrival::Delivered(7, false));
+        assert_eq!(t.never_delivered(), 0);
+    }
+
+    #[test]
     fn second_arrivals_are_duplicates_however_late() {
         let mut t = Tracker::new(4);
-        t.on_accepted(0, 0);
-        assert_eq!(t.on_arrival(0, 10), Arrival::Delivered(10));
+        t.on_accepted(0, 0, true);
+        assert_eq!(t.on_arrival(0, 10), Arrival::Delivered(10, true));
         for seq in 1..100 {
-            t.on_accepted(seq, seq);
+            t.on_accepted(seq, seq, true);
             t.on_arrival(seq, seq + 1);
         }
         assert_eq!(t.on_arrival(0, 1000), Arrival::Duplicate);
@@ -258,9 +269,9 @@ mod tests {
     #[test]
     fn accepted_and_never_arrived_is_never_delivered_and_refused_is_not() {
         let mut t = Tracker::new(16);
-        t.on_accepted(0, 0);
+        t.on_accepted(0, 0, true);
         t.on_refused(1);
-        t.on_accepted(2, 0);
+        t.on_accepted(2, 0, true);
         t.on_arrival(2, 5);
         assert_eq!(t.never_delivered(), 1);
         // A refused message that arrives anyway is not a delivery, but is seen.
@@ -274,12 +285,12 @@ mod tests {
         let cap = 8;
         let mut t = Tracker::new(cap);
         // Message 0 is lost; the run goes on far past the window.
-        t.on_accepted(0, 0);
+        t.on_accepted(0, 0, true);
         for seq in 1..1000u64 {
-            t.on_accepted(seq, seq);
+            t.on_accepted(seq, seq, true);
             assert!(t.window.len() <= cap, "window {} at {seq}", t.window.len());
             if seq % 2 == 0 {
-                assert_eq!(t.on_arrival(seq, seq + 3), Arrival::Delivered(3));
+                assert_eq!(t.on_arrival(seq, seq + 3), Arrival::Delivered(3, true));
             }
         }
         // Message 0 and the odd ones written off or still awaited: all never delivered.
@@ -300,7 +311,7 @@ mod tests {
         // Message 0 is never reported at all (its connection died); the rest are delivered.
         let mut t = Tracker::new(8);
         for seq in 1..100u64 {
-            t.on_accepted(seq, 0);
+            t.on_accepted(seq, 0, true);
             t.on_arrival(seq, 1);
             assert!(t.window.len() <= 8);
         }

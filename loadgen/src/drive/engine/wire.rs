@@ -122,7 +122,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
-        let delivered = self.plan.delivered.as_deref();
+        let delivered = self.plan.delivered.as_deref().map(|l| (l, self.plan.warmup_end));
         client.on_tls_established(&workload, now, &mut conn.out, |event| {
             record_event(recorder, event, now, resumed, target, delivered)
         });
@@ -148,7 +148,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
-        let delivered = self.plan.delivered.as_deref();
+        let delivered = self.plan.delivered.as_deref().map(|l| (l, self.plan.warmup_end));
         let mut pos = 0;
         let mut last = 0..0;
         let mut garbage = None;
@@ -340,14 +340,14 @@ fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::R
 
 /// Records what the client reports (`resumed`: how a handshake it reports went; `target`:
 /// the connection's target, when figures are kept per target; `delivered`: the end-to-end
-/// mode's tracker, told of each message's end).
+/// mode's tracker, told of each message's end, and the warm-up's end).
 fn record_event(
     recorder: &mut Recorder,
     event: Event,
     now: Instant,
     resumed: bool,
     target: Option<usize>,
-    delivered: Option<&DeliveryLink>,
+    delivered: Option<(&DeliveryLink, Instant)>,
 ) {
     if let Some(target) = target {
         let figures = recorder.target(target);
@@ -382,15 +382,18 @@ fn record_event(
             let service = now.saturating_duration_since(started).as_nanos() as u64;
             let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
             recorder.message_done(accepted, size, service, corrected);
-            // The end-to-end mode: the message is awaited at the far end from its clock
-            // origin, the same one `message_corrected` has (or, closed loop, `message`'s).
+            // The message is awaited at the far end from its clock origin, the one
+            // `message_corrected` has (closed loop: `message`'s). Its latency counts when the
+            // 250 came after the warm-up, as `accepted` counts it (an arrival read before the
+            // 250 is timed here, in this interval: left out with it if it is the warm-up's).
             match delivered {
-                Some(link) if accepted => {
-                    if let Some(nanos) = link.on_accepted(seq, intended.unwrap_or(started)) {
+                Some((link, warmup_end)) if accepted => {
+                    let origin = intended.unwrap_or(started);
+                    if let Some(nanos) = link.on_accepted(seq, origin, now >= warmup_end) {
                         record(&mut recorder.stages[Stage::Delivered.index()], nanos);
                     }
                 }
-                Some(link) => link.on_refused(seq),
+                Some((link, _)) => link.on_refused(seq),
                 None => {}
             }
         }

@@ -20,7 +20,8 @@ For each MTA the script searches its maximum sustained rate: a step at rate R (S
 97 % of it accepted, no send left undone,
 no error) and every accepted message arrived at the sink within the drain (DRAIN seconds
 after the last send: `never delivered` 0), i.e. accept rate = delivery rate with a bounded
-queue. Rates double from START until a step fails, then the gap is bisected (BISECT times).
+queue. Rates double from START until a step fails (or, when the first one fails, halve down
+to MIN_RATE until one passes), then the gap is bisected (BISECT times).
 Between steps the script waits until the sink has stopped receiving (the MTA's queue
 drained). The MTA's CPU per message is its cgroup v2's usage_usec over the best passing step
 divided by the messages delivered in it (every process it forks, as benches/compare.py
@@ -324,6 +325,16 @@ def measure(args, name, sink, out):
                 break
             best = step
             rate *= 2
+        # The first step failed: halve down to a passing one (or MIN_RATE).
+        rate = args.start // 2
+        while best is None and rate >= args.min_rate:
+            step = loadgen(args, mta, sink, rate, args.step, args.drain, f"step-{rate}")
+            steps.append(step)
+            if step["passed"]:
+                best = step
+            else:
+                failed = rate
+            rate //= 2
         for _ in range(args.bisect if best and failed else 0):
             rate = (best["rate"] + failed) // 2
             if rate in (best["rate"], failed):
@@ -395,6 +406,8 @@ def main():
                              "message must arrive")
     parser.add_argument("--start", type=int, default=250, help="first rate (msgs/s)")
     parser.add_argument("--max-rate", type=int, default=64000, help="highest rate tried")
+    parser.add_argument("--min-rate", type=int, default=8,
+                        help="lowest rate tried when the first step fails")
     parser.add_argument("--bisect", type=int, default=2, help="bisections after the doubling")
     parser.add_argument("--connections", type=int, default=20, help="generator connections")
     parser.add_argument("--size", default="1k", help="message size")

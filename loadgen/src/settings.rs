@@ -428,10 +428,7 @@ impl Settings {
             format!(", from {}", list.join(" "))
         };
         let delivered = match &self.delivered {
-            Some(via) => format!(
-                ", delivered via {} (drain {:?})",
-                via.url, via.drain
-            ),
+            Some(via) => format!(", delivered via {} (drain {:?})", via.url, via.drain),
             None => String::new(),
         };
         format!(

@@ -64,7 +64,10 @@ fn start_relay(next_hop: SocketAddr, name: &str) -> (ServerHandle, PathBuf) {
 
 /// The `--delivered-via` URL of `sink`.
 fn via(sink: &ServerHandle) -> String {
-    format!("http://{}", sink.api_addr().expect("the sink serves its API"))
+    format!(
+        "http://{}",
+        sink.api_addr().expect("the sink serves its API")
+    )
 }
 
 /// The run's `delivery` figure `key`.
@@ -81,7 +84,16 @@ fn every_message_through_the_relay_is_delivered_once() {
     let url = via(&sink);
     let run = loadgen_within(
         relay.local_addrs()[0],
-        &["-c", "4", "-n", "2000", "--delivered-via", &url, "--delivered-drain", "30s"],
+        &[
+            "-c",
+            "4",
+            "-n",
+            "2000",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "30s",
+        ],
         LIMIT,
     );
     run.assert_clean();
@@ -91,9 +103,21 @@ fn every_message_through_the_relay_is_delivered_once() {
     assert_eq!(delivery(&run, "duplicates"), 0, "{}", run.stdout);
     assert_eq!(delivery(&run, "foreign"), 0, "{}", run.stdout);
     assert_eq!(run.json()["latency"]["delivered"]["count"], 2000);
-    assert!(run.stdout.contains("delivered (end to end, run "), "{}", run.stdout);
-    assert!(run.stdout.contains("2000 timed of 2000 accepted"), "{}", run.stdout);
-    assert!(run.stdout.contains("never delivered 0, duplicates 0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("delivered (end to end, run "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("2000 timed of 2000 accepted"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("never delivered 0, duplicates 0"),
+        "{}",
+        run.stdout
+    );
     relay.stop().expect("the relay stops");
     sink.stop().expect("the sink stops");
     let _ = std::fs::remove_dir_all(spool);
@@ -173,16 +197,24 @@ fn messages_accepted_by_a_server_that_keeps_nothing_are_never_delivered() {
         LIMIT,
     );
     run.assert_clean();
-    let targets = run.json()["targets"].as_array().expect("per-target figures");
+    let targets = run.json()["targets"]
+        .as_array()
+        .expect("per-target figures");
     let through_relay = targets[0]["accepted"].as_u64().unwrap();
     let discarded = targets[1]["accepted"].as_u64().unwrap();
     assert_eq!(through_relay + discarded, 600);
     assert!(discarded > 0, "{}", run.stdout);
     assert_eq!(delivery(&run, "arrived"), through_relay, "{}", run.stdout);
-    assert_eq!(delivery(&run, "never_delivered"), discarded, "{}", run.stdout);
+    assert_eq!(
+        delivery(&run, "never_delivered"),
+        discarded,
+        "{}",
+        run.stdout
+    );
     assert_eq!(delivery(&run, "duplicates"), 0);
     assert!(
-        run.stdout.contains(&format!("never delivered {discarded}, duplicates 0")),
+        run.stdout
+            .contains(&format!("never delivered {discarded}, duplicates 0")),
         "{}",
         run.stdout
     );
@@ -199,7 +231,11 @@ fn a_wrong_api_address_fails_the_run_before_any_message() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", unused.local_addr().unwrap());
     drop(unused);
-    let run = loadgen_within(sink.local_addrs()[0], &["-n", "10", "--delivered-via", &dead], LIMIT);
+    let run = loadgen_within(
+        sink.local_addrs()[0],
+        &["-n", "10", "--delivered-via", &dead],
+        LIMIT,
+    );
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
     assert_eq!(sink.stop().expect("the sink stops").messages, 0);

@@ -543,7 +543,9 @@ impl Workload {
                 let run = run.load(Ordering::Relaxed);
                 out.extend_from_slice(&template[..at + tag::RUN_OFFSET]);
                 out.extend_from_slice(&tag::run_digits(run));
-                out.extend_from_slice(&template[at + tag::RUN_OFFSET + tag::RUN_ID_DIGITS..at + tag::SEQ_OFFSET]);
+                out.extend_from_slice(
+                    &template[at + tag::RUN_OFFSET + tag::RUN_ID_DIGITS..at + tag::SEQ_OFFSET],
+                );
                 out.extend_from_slice(&tag::seq_digits(seq));
                 at + tag::TAG_LEN
             }
@@ -634,7 +636,8 @@ mod tests {
         let plain = workload(Sizes::Fixed(4096));
         let mut out = Output::default();
         plain.write_data_content(Content::Generated(1024), 9, &mut out);
-        assert!(String::from_utf8_lossy(out.written()).contains("Subject: smtp-loadgen test message\r\n"));
+        assert!(String::from_utf8_lossy(out.written())
+            .contains("Subject: smtp-loadgen test message\r\n"));
     }
 
     #[test]

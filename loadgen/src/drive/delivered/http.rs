@@ -68,7 +68,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
     let used = match response.parse(buf) {
         Ok(httparse::Status::Complete(used)) => used,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            return Err(format!("a response head longer than {MAX_HEAD_BYTES} octets"))
+            return Err(format!(
+                "a response head longer than {MAX_HEAD_BYTES} octets"
+            ))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("not an HTTP response: {e}")),
@@ -306,7 +308,13 @@ mod tests {
     #[test]
     fn requests_name_host_token_and_resume_point() {
         let mut out = Vec::new();
-        request_into("127.0.0.1:8025", "/api/v1/events", Some("t"), Some(17), &mut out);
+        request_into(
+            "127.0.0.1:8025",
+            "/api/v1/events",
+            Some("t"),
+            Some(17),
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:8025\r\n"));
         assert!(text.contains("Authorization: Bearer t\r\n"));

@@ -92,7 +92,9 @@ impl SseParser {
     /// Adds `part` to the carried line, within [`MAX_LINE_BYTES`].
     fn extend_line(&mut self, part: &[u8]) -> Result<(), String> {
         if self.line.len() + part.len() > MAX_LINE_BYTES {
-            return Err(format!("an event stream line longer than {MAX_LINE_BYTES} octets"));
+            return Err(format!(
+                "an event stream line longer than {MAX_LINE_BYTES} octets"
+            ));
         }
         self.line.extend_from_slice(part);
         Ok(())
@@ -130,7 +132,9 @@ impl SseParser {
             "event" => value.clone_into(&mut self.kind),
             "data" => {
                 if self.data.len() + value.len() + 1 > MAX_EVENT_BYTES {
-                    return Err(format!("an event with more than {MAX_EVENT_BYTES} octets of data"));
+                    return Err(format!(
+                        "an event with more than {MAX_EVENT_BYTES} octets of data"
+                    ));
                 }
                 self.data.push_str(value);
                 self.data.push('\n');
@@ -205,8 +209,12 @@ mod tests {
 
     #[test]
     fn an_incomplete_event_waits_and_one_without_data_is_not_dispatched() {
-        assert!(events(&[b"id: 1\nevent: message\ndata: x\n"]).unwrap().is_empty());
-        assert!(events(&[b"event: message\n\n: only a comment\n\n"]).unwrap().is_empty());
+        assert!(events(&[b"id: 1\nevent: message\ndata: x\n"])
+            .unwrap()
+            .is_empty());
+        assert!(events(&[b"event: message\n\n: only a comment\n\n"])
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

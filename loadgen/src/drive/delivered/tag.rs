@@ -79,7 +79,12 @@ mod tests {
 
     #[test]
     fn tags_round_trip_at_a_fixed_width() {
-        for (run, seq) in [(0, 0), (0xdead_beef, 42), (u32::MAX, u64::MAX), (7, 10_000_000)] {
+        for (run, seq) in [
+            (0, 0),
+            (0xdead_beef, 42),
+            (u32::MAX, u64::MAX),
+            (7, 10_000_000),
+        ] {
             let mut out = Vec::new();
             tag_into(run, seq, &mut out);
             assert_eq!(out.len(), TAG_LEN);

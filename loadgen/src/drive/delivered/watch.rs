@@ -271,7 +271,12 @@ pub fn run_watch(
         let failed = match conn.read(&mut buf) {
             Ok(0) => Some("the event stream closed".to_string()),
             Ok(n) => watcher.on_bytes(&buf[..n]).err(),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 None
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
@@ -379,8 +384,8 @@ impl Watcher<'_> {
 
     /// Sends the intervals that ended by `now`.
     fn report_due(&mut self, now: Instant, reports: &Sender<IntervalReport>) {
-        let current =
-            (now.saturating_duration_since(self.plan.start).as_nanos() / INTERVAL.as_nanos()) as u64;
+        let current = (now.saturating_duration_since(self.plan.start).as_nanos()
+            / INTERVAL.as_nanos()) as u64;
         if current > self.interval {
             self.send(reports, false);
             self.interval = current;

@@ -31,8 +31,8 @@ mod schedule;
 mod wire;
 
 use crate::drive::client::Client;
-use crate::drive::delivered::DeliveryLink;
 use crate::drive::corpus::{BodyStream, CorpusReader};
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::output::Output;
 use crate::drive::pacer::{self, Pacer};
 use crate::drive::record::Recorder;

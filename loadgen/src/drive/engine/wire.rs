@@ -17,10 +17,10 @@
 //! What it does not do: parse replies (`reply`) or decide SMTP steps (the client), speak TLS
 //! itself (`transport`), or decide what happens to a connection that fails (`connections`).
 
-use super::{lock, Conn, Engine, STAGING};
+use super::{lock, Conn, Engine, ThreadPlan, INTERVAL, STAGING};
 use crate::drive::client::{describe_failure, Client, Event, Failure, Stage};
-use crate::drive::delivered::DeliveryLink;
 use crate::drive::corpus::CorpusReader;
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::output::Next;
 use crate::drive::record::{record, ErrorKind, Recorder};
 use crate::drive::reply::parse_reply;
@@ -122,7 +122,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
-        let delivered = self.plan.delivered.as_deref().map(|l| (l, self.plan.warmup_end));
+        let delivered = delivered_link(&self.plan, self.interval);
         client.on_tls_established(&workload, now, &mut conn.out, |event| {
             record_event(recorder, event, now, resumed, target, delivered)
         });
@@ -148,7 +148,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
-        let delivered = self.plan.delivered.as_deref().map(|l| (l, self.plan.warmup_end));
+        let delivered = delivered_link(&self.plan, self.interval);
         let mut pos = 0;
         let mut last = 0..0;
         let mut garbage = None;
@@ -338,16 +338,26 @@ fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::R
     Ok(())
 }
 
+/// The end-to-end mode's tracker of `plan`, and whether the figures of `interval` count (it
+/// starts at or after the warm-up's end: the flag its report will carry).
+fn delivered_link(plan: &ThreadPlan, interval: u64) -> Option<(&DeliveryLink, bool)> {
+    let interval_start = plan.start + INTERVAL * interval as u32;
+    plan.delivered
+        .as_deref()
+        .map(|link| (link, interval_start >= plan.warmup_end))
+}
+
 /// Records what the client reports (`resumed`: how a handshake it reports went; `target`:
 /// the connection's target, when figures are kept per target; `delivered`: the end-to-end
-/// mode's tracker, told of each message's end, and the warm-up's end).
+/// mode's tracker, told of each message's end, and whether this interval's figures count,
+/// i.e. it is past the warm-up).
 fn record_event(
     recorder: &mut Recorder,
     event: Event,
     now: Instant,
     resumed: bool,
     target: Option<usize>,
-    delivered: Option<(&DeliveryLink, Instant)>,
+    delivered: Option<(&DeliveryLink, bool)>,
 ) {
     if let Some(target) = target {
         let figures = recorder.target(target);
@@ -383,13 +393,13 @@ fn record_event(
             let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
             recorder.message_done(accepted, size, service, corrected);
             // The message is awaited at the far end from its clock origin, the one
-            // `message_corrected` has (closed loop: `message`'s). Its latency counts when the
-            // 250 came after the warm-up, as `accepted` counts it (an arrival read before the
-            // 250 is timed here, in this interval: left out with it if it is the warm-up's).
+            // `message_corrected` has (closed loop: `message`'s). Its latency counts when this
+            // interval does (past the warm-up), as its `accepted` does: the flag is the
+            // interval's, not `now`'s, which a turn may hold from before its poll.
             match delivered {
-                Some((link, warmup_end)) if accepted => {
+                Some((link, counts)) if accepted => {
                     let origin = intended.unwrap_or(started);
-                    if let Some(nanos) = link.on_accepted(seq, origin, now >= warmup_end) {
+                    if let Some(nanos) = link.on_accepted(seq, origin, counts) {
                         record(&mut recorder.stages[Stage::Delivered.index()], nanos);
                     }
                 }

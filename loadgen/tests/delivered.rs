@@ -240,3 +240,35 @@ fn a_wrong_api_address_fails_the_run_before_any_message() {
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
     assert_eq!(sink.stop().expect("the sink stops").messages, 0);
 }
+
+#[test]
+fn the_mode_s_flags_are_checked_before_anything_is_sent() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--delivered-drain", "5s"], "need --delivered-via"),
+        (&["--delivered-token", "t"], "need --delivered-via"),
+        (
+            &["--delivered-via", "https://127.0.0.1:1"],
+            "http://HOST:PORT",
+        ),
+        (
+            &["--delivered-via", "http://127.0.0.1:1", "--size", "100"],
+            "at least",
+        ),
+        (
+            &[
+                "--delivered-via",
+                "http://127.0.0.1:1",
+                "--mbox",
+                "/dev/null",
+            ],
+            "--message-dir or --mbox",
+        ),
+    ];
+    for (flags, says) in cases {
+        let mut args: Vec<String> = vec!["--target".into(), "127.0.0.1:1".into()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let (code, _, stderr) = common::run_binary(&args);
+        assert_eq!(code, 2, "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}

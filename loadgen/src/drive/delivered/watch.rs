@@ -270,7 +270,14 @@ pub fn run_watch(
         };
         let failed = match conn.read(&mut buf) {
             Ok(0) => Some("the event stream closed".to_string()),
-            Ok(n) => watcher.on_bytes(&buf[..n]).err(),
+            Ok(n) => {
+                // The read may have waited into a new interval: report the old one first,
+                // so these arrivals count in the interval of their time (the engines' 250s
+                // are counted by theirs; an arrival at the warm-up's end must not fall into
+                // the warm-up's report).
+                watcher.report_due(Instant::now(), &reports);
+                watcher.on_bytes(&buf[..n]).err()
+            }
             Err(e)
                 if matches!(
                     e.kind(),

@@ -12,10 +12,10 @@
 //! What it does not do: drive connections (`engine`), check the command line (`settings`),
 //! or print results (`report`).
 
-use crate::drive::delivered::watch::{self, WatchPlan};
 use crate::drive::delivered::DeliveryLink;
 use crate::drive::engine::{self, IntervalReport};
 use crate::drive::slots::SlotAccount;
+use crate::drive::watch::{self, WatchPlan};
 use crate::progress::Progress;
 use crate::report::{render, Results};
 use crate::settings::Settings;

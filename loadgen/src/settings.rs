@@ -13,9 +13,9 @@
 
 use crate::cli::{greeting, parse_duration, AuthMechArg, OnOff, OrderArg, PipeliningArg, RunArgs};
 use crate::drive::corpus::Corpus;
-use crate::drive::delivered::watch::{Via, DEFAULT_DRAIN};
 use crate::drive::engine::{Target, ThreadPlan};
 use crate::drive::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
+use crate::drive::watch::{Via, DEFAULT_DRAIN};
 use crate::drive::workload::{
     AddressPattern, Auth, AuthMech, Generated, Order, Pipelining, RecipientList, Security, Sizes,
     Workload,
@@ -232,6 +232,7 @@ impl Settings {
         if args.order.is_some() && args.message_dir.is_none() && args.mbox.is_none() {
             return Err("--order needs --message-dir or --mbox".into());
         }
+        let delivered = delivered_via(&args)?;
         let corpus = match (&args.message_dir, &args.mbox) {
             (Some(dir), _) => Some(Corpus::open_dir(dir)?),
             (None, Some(mbox)) => Some(Corpus::open_mbox(mbox)?),
@@ -253,7 +254,6 @@ impl Settings {
                 ));
             }
         }
-        let delivered = delivered_via(&args)?;
         let order = match args.order {
             None | Some(OrderArg::Sequential) => Order::Sequential,
             Some(OrderArg::Random) => Order::Random,

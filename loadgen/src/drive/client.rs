@@ -57,7 +57,7 @@ pub enum Stage {
     Quit,
     /// End to end (`--delivered-via`): from the message's clock origin (its intended send
     /// time in an open loop, its first command otherwise) to its arrival at the far sink.
-    /// Not a reply: timed by the watcher (`drive::delivered`).
+    /// Not a reply: timed by the watcher (`drive::watch`) or, when the arrival came first, by the engine.
     Delivered,
 }
 

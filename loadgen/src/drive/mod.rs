@@ -27,8 +27,9 @@
 //! * [`corpus`]: real messages (`--message-dir`, `--mbox`): indexed once, streamed in wire
 //!   form (line ends, dot-stuffing, mboxrd un-quoting) as they are sent.
 //! * [`record`]: histograms and counters of one thread and interval.
-//! * [`delivered`]: the end-to-end mode: message tags, the far sink's event stream (HTTP and
-//!   server-sent events, sans I/O), the awaited messages, and the watcher thread.
+//! * [`delivered`]: the end-to-end mode: the far sink's event stream (HTTP and server-sent
+//!   events, sans I/O) and the awaited messages; [`tag`]: the tag in each message's subject;
+//!   [`watch`]: the watcher thread that reads the stream.
 
 pub mod client;
 pub mod corpus;
@@ -39,6 +40,8 @@ pub mod pacer;
 pub mod record;
 pub mod reply;
 pub mod slots;
+pub mod tag;
 pub mod tls;
 pub mod transport;
+pub mod watch;
 pub mod workload;

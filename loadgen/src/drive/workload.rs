@@ -14,8 +14,8 @@
 
 use crate::drive::corpus::wire::Form;
 use crate::drive::corpus::Corpus;
-use crate::drive::delivered::tag;
 use crate::drive::output::{Body, Output};
+use crate::drive::tag;
 use crate::units::bytes_text;
 use base64::Engine as _;
 use std::io::Write as _;

@@ -3,7 +3,7 @@
 //!
 //! A relay (fastsmtpd's, Postfix, Exim, anything) is measured by how fast mail gets through
 //! it, not only by how fast it says `250`. In this mode every generated message carries a
-//! tag in its subject ([`tag`]: the run's id and the message's number); before any message
+//! tag in its subject ([`tag`](crate::drive::tag): the run's id and the message's number); before any message
 //! is sent the watcher subscribes to the event stream of a fastsmtpd sink's capture API at
 //! the far end (`GET /api/v1/events`, from the cursor it read first, so nothing that
 //! arrives after the subscription is missed); each `event: message` whose summary's subject
@@ -19,13 +19,16 @@
 //! or another run's) is counted apart and otherwise ignored.
 //!
 //! # Layout
-//! * [`tag`]: the tag, written into each message and parsed from summaries.
 //! * [`http`]: the HTTP/1.1 framing (request, response head, chunked body), sans I/O.
 //! * [`sse`]: the event stream's format, sans I/O.
 //! * [`tracker`]: the awaited messages, bounded, sans clock.
-//! * [`watch`]: the watcher thread: a small blocking HTTP client (no async runtime: this is
-//!   one connection, read as events come), resuming with `Last-Event-ID` after a dropped
-//!   connection, reporting one-second intervals like an engine thread.
+//! * [`DeliveryLink`] (here): what the engine threads and the watcher share.
+//!
+//! Two neighbouring rooms belong to the mode: [`tag`](crate::drive::tag) (the tag, written
+//! into each message by the workload and parsed from summaries) and
+//! [`watch`](crate::drive::watch) (the watcher thread: a small blocking HTTP client, no async
+//! runtime: one connection, read as events come, resuming with `Last-Event-ID` after a
+//! dropped connection, reporting one-second intervals like an engine thread).
 //!
 //! What it does not do: send mail (the engine), or merge and print figures (`report`):
 //! `delivered` is a [`Stage`](crate::drive::client::Stage) and its counts are
@@ -33,9 +36,7 @@
 
 pub mod http;
 pub mod sse;
-pub mod tag;
 pub mod tracker;
-pub mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -10,17 +10,20 @@
 //! every engine thread has finished and either nothing is awaited or the drain time has
 //! passed; its last report carries the `never delivered` count.
 //!
-//! What it does not do: parse HTTP or the event stream itself (`http`, `sse`), decide what
-//! an arrival is (`tracker`), or send mail.
+//! What it does not do: parse HTTP or the event stream itself (`delivered::http`,
+//! `delivered::sse`), decide what an arrival is (`delivered::tracker`), parse tags (`tag`),
+//! or send mail. It is a room of its own, apart from `delivered`, because it reports like an
+//! engine thread (it imports `engine`'s report), while the engine imports `delivered`'s
+//! tracker: one room for both would be a cycle.
 
-use super::http::{self, Chunked, Framing};
-use super::sse::SseParser;
-use super::tag::parse_tag;
-use super::tracker::Arrival;
-use super::DeliveryLink;
 use crate::drive::client::Stage;
+use crate::drive::delivered::http::{self, Chunked, Framing};
+use crate::drive::delivered::sse::SseParser;
+use crate::drive::delivered::tracker::Arrival;
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::engine::{IntervalReport, INTERVAL};
 use crate::drive::record::{record, Recorder};
+use crate::drive::tag::parse_tag;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::Sender;

@@ -24,6 +24,7 @@ pub use capture::{
 
 use crate::proto::reply::Banner;
 use crate::proto::session::{BareLfPolicy, SecurityPolicy, SessionConfig};
+use crate::relay::client::session::{Credentials, TlsPolicy};
 use crate::store::StoreSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -358,14 +359,98 @@ pub struct Relay {
     /// before its `250`. Needed by, and only with, `--relay-to`.
     pub spool: Option<PathBuf>,
     /// The next hops, in order (`--relay-to HOST:PORT[,HOST:PORT...]`, names resolved at
-    /// start); empty: no relaying.
-    pub next_hops: Vec<SocketAddr>,
+    /// start, kept for TLS); empty: no relaying.
+    pub next_hops: Vec<NextHop>,
     /// When to try again and when to give up (`--retry`, `--queue-lifetime`; Postfix-like by
     /// default, RFC 5321 §4.5.4.1).
     pub retry: crate::relay::schedule::RetryPolicy,
     /// Send delivery status notifications for failed recipients (`--dsn on|off`, on by
     /// default; RFC 5321 §6.1 asks for them, `off` is for benchmarks).
     pub dsn: bool,
+    /// When to use STARTTLS toward the next hops (`--relay-tls`): opportunistic by default,
+    /// as a smarthost user expects encryption whenever the next hop offers it, and as
+    /// Postfix's `smtp_tls_security_level = may` does; `required` verifies the certificate.
+    pub tls: TlsPolicy,
+    /// The roots trusted under `--relay-tls required` (`--relay-ca FILE`, read at start as
+    /// DER certificates); `None`: the system's.
+    pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// AUTH credentials for the next hops (`--relay-auth`), sent inside TLS only.
+    pub credentials: Option<Credentials>,
+    /// `--delay-warning DURATION`: once a message has waited this long with a recipient
+    /// deferred, one `Action: delayed` notification (RFC 3464 §2.3.3) to its sender, for the
+    /// recipients whose `NOTIFY` allows `DELAY` (RFC 3461 §4.1); `None`, the default: never.
+    pub delay_warning: Option<Duration>,
+    /// Which recipients are relayed (`--relay-domains`); `None`: every recipient. A message
+    /// is spooled with its relayed recipients only, and not at all when it has none; the
+    /// stores keep every message whatever this says.
+    pub domains: Option<crate::relay::domains::RelayDomains>,
+}
+
+/// One next hop of `--relay-to`: the host as given and the address it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// The host as given (`mx.example`, or an IP literal without its brackets, `::1`): the
+    /// TLS server name, which the next hop's certificate is verified against.
+    pub name: String,
+    /// Its address (the first the name resolved to at start).
+    pub addr: SocketAddr,
+}
+
+impl NextHop {
+    /// A next hop given as an address: named by its IP.
+    pub fn from_addr(addr: SocketAddr) -> NextHop {
+        NextHop {
+            name: addr.ip().to_string(),
+            addr,
+        }
+    }
+}
+
+/// The largest `--relay-auth file:PATH` read, in octets: one `USER:PASSWORD` line.
+pub const MAX_RELAY_AUTH_FILE_BYTES: u64 = 4096;
+
+/// Reads `--relay-auth`: `USER:PASSWORD` (split at the first colon: a password may hold
+/// colons, a user name may not), or `file:PATH` naming a regular file with that one line
+/// (a trailing line end is dropped), which keeps the password out of `ps` and shell history.
+/// Errors never repeat the value (it holds a password).
+pub fn parse_relay_auth(text: &str) -> Result<Credentials, String> {
+    let (line, source) = match text.strip_prefix("file:") {
+        Some(path) => {
+            let content = crate::named_file::read_text(
+                std::path::Path::new(path),
+                MAX_RELAY_AUTH_FILE_BYTES,
+                "one USER:PASSWORD line",
+            )
+            .map_err(|e| format!("--relay-auth file:{path}: {e}"))?;
+            let line = content.trim_end_matches(['\r', '\n']).to_owned();
+            if line.contains(['\r', '\n']) {
+                return Err(format!(
+                    "--relay-auth file:{path}: expected one USER:PASSWORD line, found more"
+                ));
+            }
+            (line, format!("--relay-auth file:{path}"))
+        }
+        None => (text.to_owned(), "--relay-auth".to_owned()),
+    };
+    let Some((user, password)) = line.split_once(':') else {
+        return Err(format!(
+            "{source}: expected USER:PASSWORD (or file:PATH), found no colon"
+        ));
+    };
+    if user.is_empty() || password.is_empty() {
+        return Err(format!(
+            "{source}: expected USER:PASSWORD with neither empty"
+        ));
+    }
+    if line.contains('\0') {
+        return Err(format!(
+            "{source}: a NUL octet cannot be sent in AUTH (RFC 4616 §2)"
+        ));
+    }
+    Ok(Credentials {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
 }
 
 impl Default for Relay {
@@ -375,6 +460,11 @@ impl Default for Relay {
             next_hops: Vec::new(),
             retry: crate::relay::schedule::RetryPolicy::default(),
             dsn: true,
+            tls: TlsPolicy::Opportunistic,
+            ca: None,
+            credentials: None,
+            delay_warning: None,
+            domains: None,
         }
     }
 }
@@ -388,7 +478,7 @@ impl Relay {
 
 /// Reads `--relay-to`: `HOST:PORT` items separated by commas (`127.0.0.1:25`, `[::1]:25`,
 /// `mx.example:25`; a name is resolved now, its first address taken), in order, none twice.
-pub fn parse_next_hops(text: &str) -> Result<Vec<SocketAddr>, String> {
+pub fn parse_next_hops(text: &str) -> Result<Vec<NextHop>, String> {
     use std::net::ToSocketAddrs;
     let mut hops = Vec::new();
     for item in text.split(',') {
@@ -398,8 +488,8 @@ pub fn parse_next_hops(text: &str) -> Result<Vec<SocketAddr>, String> {
                 "{text:?}: expected HOST:PORT[,HOST:PORT...] (an item is empty)"
             ));
         }
-        let addr = match item.parse::<SocketAddr>() {
-            Ok(addr) => addr,
+        let hop = match item.parse::<SocketAddr>() {
+            Ok(addr) => NextHop::from_addr(addr),
             Err(_) => {
                 let (host, port) = item.rsplit_once(':').ok_or_else(|| {
                     format!("{item:?}: expected HOST:PORT (e.g. 127.0.0.1:25 or [::1]:25)")
@@ -409,19 +499,24 @@ pub fn parse_next_hops(text: &str) -> Result<Vec<SocketAddr>, String> {
                         "{item:?}: expected HOST:PORT with a port from 1 to 65535"
                     ));
                 }
-                item.to_socket_addrs()
+                let addr = item
+                    .to_socket_addrs()
                     .map_err(|e| format!("{item:?}: cannot resolve {host:?}: {e}"))?
                     .next()
-                    .ok_or_else(|| format!("{item:?}: {host:?} has no address"))?
+                    .ok_or_else(|| format!("{item:?}: {host:?} has no address"))?;
+                NextHop {
+                    name: host.to_owned(),
+                    addr,
+                }
             }
         };
-        if addr.port() == 0 {
+        if hop.addr.port() == 0 {
             return Err(format!("{item:?}: port 0 is no next hop"));
         }
-        if hops.contains(&addr) {
+        if hops.iter().any(|known: &NextHop| known.addr == hop.addr) {
             return Err(format!("{item:?}: given twice"));
         }
-        hops.push(addr);
+        hops.push(hop);
     }
     Ok(hops)
 }
@@ -550,9 +645,19 @@ pub enum ConfigError {
     RelayWithoutSpool,
     /// `--spool` without `--relay-to`: nothing would ever leave the spool.
     SpoolWithoutRelay,
+    /// `--relay-domains` without `--relay-to`: there is nowhere to relay to.
+    RelayDomainsWithoutRelay,
     /// `--spool` with `--store jsonl:-`: a line written to a stream cannot be taken back
     /// when the spool's commit fails.
     SpoolWithStream,
+    /// `--relay-auth` with `--relay-tls off`: credentials are never sent in clear, so they
+    /// could never be used (issue 19's decision: refused at start).
+    RelayAuthWithoutTls,
+    /// `--relay-ca` without `--relay-tls required`: only `required` verifies certificates,
+    /// and a CA given for nothing would look like protection that is not there.
+    RelayCaWithoutRequired,
+    /// `--relay-ca` or `--relay-auth` without `--relay-to`.
+    RelayOptionWithoutRelay,
     /// `--api-token` empty, or not printable ASCII without spaces.
     ApiToken,
     /// `--api-cors` not an origin (`scheme://host[:port]`, printable ASCII), or `*`.
@@ -646,6 +751,9 @@ impl std::fmt::Display for ConfigError {
             ConfigError::SpoolWithoutRelay => f.write_str(
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
             ),
+            ConfigError::RelayDomainsWithoutRelay => f.write_str(
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
+            ),
             ConfigError::SpoolWithStream => f.write_str(
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
             ),
@@ -655,6 +763,15 @@ impl std::fmt::Display for ConfigError {
             ConfigError::ApiToken => f.write_str(
                 "--api-token (or FASTSMTPD_API_TOKEN) must be printable ASCII without spaces (it is compared with the bearer token of each request)",
             ),
+            ConfigError::RelayAuthWithoutTls => f.write_str(
+                "--relay-auth with --relay-tls off: credentials are never sent in clear; use --relay-tls opportunistic (the default) or required",
+            ),
+            ConfigError::RelayCaWithoutRequired => f.write_str(
+                "--relay-ca needs --relay-tls required: only required verifies the next hop's certificate (opportunistic takes any)",
+            ),
+            ConfigError::RelayOptionWithoutRelay => {
+                f.write_str("--relay-ca and --relay-auth need --relay-to HOST:PORT")
+            }
             ConfigError::ApiCors(origin) => write!(
                 f,
                 "--api-cors {origin:?}: must be one origin, scheme://host[:port] (e.g. http://localhost:3000), never *"
@@ -682,8 +799,16 @@ impl Config {
             auth_required: self.auth.required,
         };
         let max_message_size = self.max_message_size();
+        // RFC 3461: DSN is offered only by a relay that sends notifications; a sink (or
+        // `--dsn off`) would promise notifications it never sends.
+        let dsn = self.relay.is_on() && self.relay.dsn;
+        let advertised = crate::proto::reply::Advertised {
+            dsn,
+            ..security.advertised()
+        };
         SessionConfig {
-            banner: Banner::with(&self.hostname, max_message_size, security.advertised()),
+            banner: Banner::with(&self.hostname, max_message_size, advertised),
+            dsn,
             security,
             max_line_len: self.limits.max_line_len,
             max_message_size,
@@ -872,8 +997,20 @@ impl Config {
             (Some(_), false) => return Err(ConfigError::SpoolWithoutRelay),
             _ => {}
         }
+        if self.relay.domains.is_some() && !self.relay.is_on() {
+            return Err(ConfigError::RelayDomainsWithoutRelay);
+        }
         if self.relay.spool.is_some() && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
             return Err(ConfigError::SpoolWithStream);
+        }
+        if !self.relay.is_on() && (self.relay.ca.is_some() || self.relay.credentials.is_some()) {
+            return Err(ConfigError::RelayOptionWithoutRelay);
+        }
+        if self.relay.tls == TlsPolicy::Off && self.relay.credentials.is_some() {
+            return Err(ConfigError::RelayAuthWithoutTls);
+        }
+        if self.relay.tls != TlsPolicy::Required && self.relay.ca.is_some() {
+            return Err(ConfigError::RelayCaWithoutRequired);
         }
         self.capture.check(self.keeps_capture())?;
         if let Some(api) = &self.api {
@@ -960,6 +1097,91 @@ fn check_duration(
 mod tests {
     use super::*;
 
+    /// `--relay-to` keeps each name as given (the TLS server name) beside its address.
+    #[test]
+    fn next_hops_keep_their_names() {
+        let hops = parse_next_hops("127.0.0.1:2525, [::1]:25,localhost:26").unwrap();
+        assert_eq!(hops[0].name, "127.0.0.1");
+        assert_eq!(hops[0].addr, "127.0.0.1:2525".parse().unwrap());
+        assert_eq!(hops[1].name, "::1");
+        assert_eq!(hops[2].name, "localhost");
+        assert_eq!(hops[2].addr.port(), 26);
+        assert!(hops[2].addr.ip().is_loopback());
+        assert!(parse_next_hops("localhost:25,127.0.0.1:25")
+            .unwrap_err()
+            .contains("given twice"));
+    }
+
+    /// `--relay-auth USER:PASS` and `file:PATH`; errors never show the password.
+    #[test]
+    fn relay_auth_takes_a_pair_or_a_file_and_never_echoes_the_password() {
+        let pair = |user: &str, password: &str| Credentials {
+            user: user.into(),
+            password: password.into(),
+        };
+        assert_eq!(
+            parse_relay_auth("alice:s3:cret").unwrap(),
+            pair("alice", "s3:cret")
+        );
+        assert_eq!(
+            parse_relay_auth("alice:with space").unwrap(),
+            pair("alice", "with space")
+        );
+        for bad in ["alice", "alice:", ":s3cret", "al\0ice:s3cret"] {
+            let error = parse_relay_auth(bad).unwrap_err();
+            assert!(error.starts_with("--relay-auth: "), "{bad:?}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        let path = crate::named_file::scratch::path("relay-auth", "credentials");
+        let shown = path.display().to_string();
+        for (content, want) in [
+            ("bob:pa ss\n", Ok(pair("bob", "pa ss"))),
+            ("bob:pass\r\n", Ok(pair("bob", "pass"))),
+            ("bob:pass", Ok(pair("bob", "pass"))),
+            (
+                "bob:pass\nmore\n",
+                Err("expected one USER:PASSWORD line, found more"),
+            ),
+            ("bobpass\n", Err("found no colon")),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            match (parse_relay_auth(&format!("file:{shown}")), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(got), Err(want)) => {
+                    assert!(
+                        got.starts_with(&format!("--relay-auth file:{shown}: ")),
+                        "{got}"
+                    );
+                    assert!(got.ends_with(want), "{got}");
+                    assert!(!got.contains("pass"), "{got}");
+                }
+                (got, want) => panic!("{content:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+        std::fs::write(&path, "x".repeat(5000)).unwrap();
+        assert!(parse_relay_auth(&format!("file:{shown}"))
+            .unwrap_err()
+            .contains("larger than"));
+        let missing = parse_relay_auth("file:/nonexistent/relay-auth").unwrap_err();
+        assert!(
+            missing.starts_with("--relay-auth file:/nonexistent/relay-auth: "),
+            "{missing}"
+        );
+    }
+
+    /// A next hop for the refusal table.
+    fn hop25() -> NextHop {
+        NextHop::from_addr(SocketAddr::from(([127, 0, 0, 1], 25)))
+    }
+
+    /// Credentials for the refusal table.
+    fn user_u() -> Credentials {
+        Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        }
+    }
+
     /// Each refusal, as `validate` reports it, word for word as the server has always printed
     /// it (the command-line tests and docs/cli.md quote these).
     #[test]
@@ -971,7 +1193,7 @@ mod tests {
         };
         /// A change to the defaults, and the refusal it meets.
         type Case<'a> = (&'a dyn Fn(&mut Config), &'a str);
-        let cases: [Case<'_>; 24] = [
+        let cases: [Case<'_>; 28] = [
             (&|c| c.listen.clear(), "at least one --listen address is needed"),
             (&|c| c.threads = 0, "--threads must be at least 1"),
             (
@@ -1034,7 +1256,7 @@ mod tests {
             (&|c| c.stores.threads = 65, "--store-threads must be between 1 and 64"),
             (&|c| c.stores.batch = 0, "--store-batch must be at least 1"),
             (
-                &|c| c.relay.next_hops = vec![SocketAddr::from(([127, 0, 0, 1], 25))],
+                &|c| c.relay.next_hops = vec![hop25()],
                 "--relay-to needs --spool DIR: a message is relayed only after it is on disk (RFC 5321 §6.1: after the 250 it must not be lost)",
             ),
             (
@@ -1042,12 +1264,37 @@ mod tests {
                 "--spool needs --relay-to HOST:PORT: without a next hop nothing would ever leave the spool",
             ),
             (
+                &|c| c.relay.domains = crate::relay::domains::RelayDomains::parse("a.test").ok(),
+                "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
+            ),
+            (
                 &|c| {
                     c.relay.spool = Some("q".into());
-                    c.relay.next_hops = vec![SocketAddr::from(([127, 0, 0, 1], 25))];
+                    c.relay.next_hops = vec![hop25()];
                     c.stores.specs = vec![StoreSpec::JsonlStdout];
                 },
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
+            ),
+            (
+                &|c| {
+                    c.relay.spool = Some("q".into());
+                    c.relay.next_hops = vec![hop25()];
+                    c.relay.tls = TlsPolicy::Off;
+                    c.relay.credentials = Some(user_u());
+                },
+                "--relay-auth with --relay-tls off: credentials are never sent in clear; use --relay-tls opportunistic (the default) or required",
+            ),
+            (
+                &|c| {
+                    c.relay.spool = Some("q".into());
+                    c.relay.next_hops = vec![hop25()];
+                    c.relay.ca = Some(Vec::new());
+                },
+                "--relay-ca needs --relay-tls required: only required verifies the next hop's certificate (opportunistic takes any)",
+            ),
+            (
+                &|c| c.relay.credentials = Some(user_u()),
+                "--relay-ca and --relay-auth need --relay-to HOST:PORT",
             ),
             (
                 &|c| c.stores.buffer = 1,

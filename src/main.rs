@@ -253,9 +253,39 @@ struct Cli {
           allow_hyphen_values = true)]
     queue_lifetime: Duration,
     /// Send delivery status notifications (RFC 3464) to the sender of relayed mail that
-    /// failed (off: none, for benchmarks).
+    /// failed, or as its NOTIFY asks, and offer DSN (RFC 3461) to clients (off: none, and no
+    /// DSN offered, for benchmarks).
     #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
     dsn: OnOff,
+    /// STARTTLS toward the next hops: required (encrypt and verify the certificate against
+    /// the system roots or --relay-ca and the --relay-to name; else the mail waits),
+    /// opportunistic (encrypt when offered, any certificate), off.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "required|opportunistic|off",
+        default_value = "opportunistic"
+    )]
+    relay_tls: RelayTls,
+    /// The roots trusted by --relay-tls required instead of the system's (a PEM bundle).
+    #[arg(long, value_name = "FILE")]
+    relay_ca: Option<std::path::PathBuf>,
+    /// AUTH toward the next hops, inside TLS only: USER:PASSWORD, or file:PATH naming a file
+    /// with that line (keeps the password out of ps).
+    #[arg(long, value_name = "USER:PASS|file:PATH")]
+    relay_auth: Option<String>,
+    /// Once a relayed message has waited this long with a recipient deferred, send its sender
+    /// one delay warning ("Action: delayed", RFC 3464) for the recipients whose NOTIFY allows
+    /// DELAY (absent NOTIFY does) [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration,
+          allow_hyphen_values = true)]
+    delay_warning: Option<Duration>,
+    /// Relay only the recipients at these domains (commas between; example.com is that
+    /// domain, .example.com its subdomains); the stores still keep every message, and a
+    /// message with no such recipient is not relayed [default: every recipient]. Needs
+    /// --relay-to.
+    #[arg(long, value_name = "DOMAIN[,DOMAIN...]", value_parser = parse_relay_domains)]
+    relay_domains: Option<fastsmtpd::relay::domains::RelayDomains>,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -424,6 +454,36 @@ enum BareLf {
     Keep,
 }
 
+/// `--relay-tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RelayTls {
+    Required,
+    Opportunistic,
+    Off,
+}
+
+/// The relay's TLS and AUTH into `relay` from `--relay-tls`, `--relay-ca` (read now: a file
+/// that cannot be read, or holds no certificate, stops the start with exit status 2) and
+/// `--relay-auth` (parsed here, not by clap, whose errors would repeat the password).
+fn relay_security(
+    relay: &mut config::Relay,
+    tls: RelayTls,
+    ca: Option<&std::path::Path>,
+    auth: Option<&str>,
+) -> Result<(), String> {
+    use fastsmtpd::relay::client::session::TlsPolicy;
+    relay.tls = match tls {
+        RelayTls::Required => TlsPolicy::Required,
+        RelayTls::Opportunistic => TlsPolicy::Opportunistic,
+        RelayTls::Off => TlsPolicy::Off,
+    };
+    relay.ca = ca
+        .map(fastsmtpd::relay::deliver::tls::read_ca_file)
+        .transpose()?;
+    relay.credentials = auth.map(config::parse_relay_auth).transpose()?;
+    Ok(())
+}
+
 /// `--dsn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnOff {
@@ -434,11 +494,16 @@ enum OnOff {
 /// `--relay-to`'s next hops (a type of its own: clap reads a `Vec` field as a repeatable
 /// flag).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct NextHops(Vec<SocketAddr>);
+struct NextHops(Vec<config::NextHop>);
 
 /// Reads `--relay-to` ([`config::parse_next_hops`]).
 fn parse_relay_to(text: &str) -> Result<NextHops, String> {
     config::parse_next_hops(text).map(NextHops)
+}
+
+/// Reads `--relay-domains` ([`fastsmtpd::relay::domains::RelayDomains::parse`]).
+fn parse_relay_domains(text: &str) -> Result<fastsmtpd::relay::domains::RelayDomains, String> {
+    fastsmtpd::relay::domains::RelayDomains::parse(text).map_err(|e| e.to_string())
 }
 
 /// Reads `--retry` ([`fastsmtpd::relay::schedule::RetryPolicy::parse_list`]).
@@ -468,6 +533,7 @@ fn relay_settings(
         next_hops: next_hops.map(|hops| hops.0).unwrap_or_default(),
         retry,
         dsn: dsn == OnOff::On,
+        ..config::Relay::default()
     })
 }
 
@@ -604,6 +670,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = relay_security(
+        &mut config.relay,
+        cli.relay_tls,
+        cli.relay_ca.as_deref(),
+        cli.relay_auth.as_deref(),
+    ) {
+        fastsmtpd::warn_line!("fastsmtpd: error: {error}");
+        return ExitCode::from(2);
+    }
+    config.relay.delay_warning = cli.delay_warning;
+    config.relay.domains = cli.relay_domains;
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
         config
@@ -803,7 +880,11 @@ mod tests {
         .unwrap();
         assert_eq!(relay.spool, Some("q".into()));
         assert_eq!(
-            relay.next_hops,
+            relay
+                .next_hops
+                .iter()
+                .map(|hop| hop.addr)
+                .collect::<Vec<_>>(),
             [
                 "127.0.0.1:2526".parse::<SocketAddr>().unwrap(),
                 "[::1]:25".parse().unwrap()
@@ -824,6 +905,63 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// `--relay-tls` (opportunistic by default), `--relay-ca` read at once, `--relay-auth`
+    /// parsed outside clap so no error repeats the password.
+    #[test]
+    fn relay_tls_flags() {
+        use fastsmtpd::relay::client::session::{Credentials, TlsPolicy};
+        let secure = |tls, ca: Option<&str>, auth: Option<&str>| {
+            let mut relay = config::Relay::default();
+            relay_security(&mut relay, tls, ca.map(std::path::Path::new), auth).map(|()| relay)
+        };
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.relay_tls, RelayTls::Opportunistic);
+        let relay = secure(cli.relay_tls, None, None).unwrap();
+        assert_eq!(relay, config::Relay::default());
+        assert_eq!(relay.tls, TlsPolicy::Opportunistic);
+        assert!(relay.ca.is_none() && relay.credentials.is_none());
+        for (word, want) in [
+            ("required", TlsPolicy::Required),
+            ("opportunistic", TlsPolicy::Opportunistic),
+            ("off", TlsPolicy::Off),
+        ] {
+            let cli = Cli::try_parse_from(["fastsmtpd", "--relay-tls", word]).unwrap();
+            assert_eq!(secure(cli.relay_tls, None, None).unwrap().tls, want);
+        }
+        let error = Cli::try_parse_from(["fastsmtpd", "--relay-tls", "maybe"]).unwrap_err();
+        assert!(error.to_string().contains("--relay-tls"), "{error}");
+        let cli = Cli::try_parse_from(["fastsmtpd", "--relay-auth", "alice:s3cret"]).unwrap();
+        let relay = secure(cli.relay_tls, None, cli.relay_auth.as_deref()).unwrap();
+        assert_eq!(
+            relay.credentials,
+            Some(Credentials {
+                user: "alice".into(),
+                password: "s3cret".into()
+            })
+        );
+        let error = secure(RelayTls::Required, None, Some("alice")).unwrap_err();
+        assert_eq!(
+            error,
+            "--relay-auth: expected USER:PASSWORD (or file:PATH), found no colon"
+        );
+        let error = secure(RelayTls::Required, Some("/nonexistent/ca.pem"), None).unwrap_err();
+        assert!(
+            error.starts_with("--relay-ca /nonexistent/ca.pem: "),
+            "{error}"
+        );
+    }
+
+    /// `--delay-warning`: off by default, a duration in the units grammar otherwise.
+    #[test]
+    fn delay_warning_flag() {
+        let cli = Cli::try_parse_from(["fastsmtpd"]).unwrap();
+        assert_eq!(cli.delay_warning, None);
+        assert_eq!(config::Relay::default().delay_warning, None);
+        let cli = Cli::try_parse_from(["fastsmtpd", "--delay-warning", "4h"]).unwrap();
+        assert_eq!(cli.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert!(Cli::try_parse_from(["fastsmtpd", "--delay-warning", "soon"]).is_err());
     }
 
     /// Durations and sizes take units; bare numbers keep their historical unit.

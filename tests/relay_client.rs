@@ -6,6 +6,7 @@
 //! client's outcomes.
 
 use fastsmtpd::config::Config;
+use fastsmtpd::proto::dsn::Notify;
 use fastsmtpd::proto::envelope::Envelope as ServerEnvelope;
 use fastsmtpd::proto::gate::{Checkpoint, Decision, Gate, GateContext, GateReply};
 use fastsmtpd::proto::reply::{Replies, ReplyTally};
@@ -131,7 +132,7 @@ fn converse(offer: Offer, messages: &[Message], chunk: usize) -> Outcome {
                             .iter()
                             .map(|to| Recipient {
                                 forward_path: to.as_bytes(),
-                                notify: None,
+                                notify: Notify::ABSENT,
                                 orcpt: None,
                             })
                             .collect();

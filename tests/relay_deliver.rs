@@ -8,11 +8,12 @@
 
 mod util;
 
+use fastsmtpd::proto::dsn::Notify;
 use fastsmtpd::relay::deliver::{Deliverer, DeliveryConfig, DeliveryHandle, DeliveryStats};
 use fastsmtpd::relay::queue::RelayQueue;
 use fastsmtpd::relay::schedule::RetryPolicy;
 use fastsmtpd::relay::spool::{
-    Envelope, Notify, Recipient, RecipientState, Recovered, SpoolId, SpoolLimits,
+    Envelope, Recipient, RecipientState, Recovered, SpoolId, SpoolLimits,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

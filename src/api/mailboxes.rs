@@ -441,7 +441,7 @@ fn route(value: &Value) -> Result<Option<Route>, String> {
             // parser): a route matches one domain exactly, so `*` or `.x` would match nothing.
             let line = [&b"RCPT TO:<test@"[..], &domain, b">"].concat();
             match parse_command(&line) {
-                Ok(Command::Rcpt { path }) if path.len() == "test@".len() + domain.len() => {
+                Ok(Command::Rcpt { path, .. }) if path.len() == "test@".len() + domain.len() => {
                     Route::Domain(domain)
                 }
                 _ => {

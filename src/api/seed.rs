@@ -190,7 +190,7 @@ fn path(key: &str, value: &str) -> Result<String, BadRequest> {
     };
     match parse_command(line.as_bytes()) {
         // Exactly the address given: no source route, nothing after the `>`.
-        Ok(Command::Mail { path, .. }) | Ok(Command::Rcpt { path })
+        Ok(Command::Mail { path, .. }) | Ok(Command::Rcpt { path, .. })
             if path == bare.as_bytes() && (sender || !path.is_empty()) =>
         {
             Ok(bare.to_owned())

@@ -482,6 +482,7 @@ mod tests {
             body: Some(Body::BinaryMime),
             smtputf8: true,
             auth: true,
+            ret: None,
             any: true,
         };
         assert_eq!(

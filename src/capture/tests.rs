@@ -798,10 +798,10 @@ fn an_smtp_envelope_is_kept_whole() {
         any: true,
         ..MailParams::default()
     };
-    buf.set_sender(b"s@x", params);
+    buf.set_sender(b"s@x", params, None);
     buf.set_auth_user(b"ann");
-    buf.add_recipient(b"a@x");
-    buf.add_recipient(b"B@y");
+    buf.add_recipient(b"a@x", Default::default());
+    buf.add_recipient(b"B@y", Default::default());
     let tls = TlsInfo {
         version: "TLSv1.3",
         cipher: "TLS_AES_128_GCM_SHA256",

@@ -28,11 +28,15 @@ pub enum Command<'a> {
         path: &'a [u8],
         /// The ESMTP parameters.
         params: MailParams,
+        /// `ENVID=xtext` (RFC 3461 §4.4), checked ([`dsn::parse_envid`]) and still in xtext.
+        envid: Option<&'a [u8]>,
     },
-    /// `RCPT TO:<forward-path>` (RFC 5321 §4.1.1.3). We support no RCPT parameters.
+    /// `RCPT TO:<forward-path> [params]` (RFC 5321 §4.1.1.3).
     Rcpt {
         /// The mailbox without angle brackets or source route (may be a bare `Postmaster`).
         path: &'a [u8],
+        /// The ESMTP parameters (only DSN's, RFC 3461 §4.1 and §4.2).
+        params: RcptParams<'a>,
     },
     /// `DATA` (RFC 5321 §4.1.1.4).
     Data,
@@ -87,8 +91,29 @@ pub struct MailParams {
     /// `AUTH=<mailbox>` or `AUTH=<>` (RFC 4954 §5) was given. Its value is not kept: this
     /// server relays nothing, so the identity a relay vouches for changes nothing here.
     pub auth: bool,
+    /// `RET=FULL|HDRS` (RFC 3461 §4.3). `ENVID`, the other DSN parameter of `MAIL`, is a
+    /// string and travels beside these ([`Command::Mail`]'s `envid`).
+    pub ret: Option<Ret>,
     /// Whether any parameter was given at all (they are refused after `HELO`).
     pub any: bool,
+}
+
+/// The ESMTP parameters of `RCPT TO`: DSN's (RFC 3461), the only ones a server offers for
+/// `RCPT` here, and only when it relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RcptParams<'a> {
+    /// `NOTIFY=` (RFC 3461 §4.1); [`Notify::ABSENT`] when not given.
+    pub notify: Notify,
+    /// `ORCPT=addr-type;xtext` (RFC 3461 §4.2), checked ([`dsn::parse_orcpt`]) and kept as
+    /// given.
+    pub orcpt: Option<&'a [u8]>,
+}
+
+impl RcptParams<'_> {
+    /// Whether any parameter was given.
+    pub fn any(&self) -> bool {
+        !self.notify.is_empty() || self.orcpt.is_some()
+    }
 }
 
 /// Why a command line was refused. Each maps to one fixed reply (see [`super::reply`]).
@@ -138,6 +163,8 @@ pub enum CommandError {
     /// because the octets that follow can no longer be framed (RFC 3030 §2).
     BadBdat,
 }
+
+use super::dsn::{self, Notify, Ret};
 
 /// Parses one command line (without its `CR LF`).
 pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
@@ -286,6 +313,7 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
         return Err(CommandError::BadSenderPath);
     }
     let mut params = MailParams::default();
+    let mut envid = None;
     let tail = &arg[consumed..];
     if !tail.is_empty() && !is_blank(tail[0]) {
         return Err(CommandError::BadSenderPath);
@@ -352,13 +380,32 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'_>, CommandError> {
                 return Err(CommandError::BadParameter);
             }
             params.auth = true;
+        } else if keyword.eq_ignore_ascii_case(b"RET") {
+            // RFC 3461 §4.3: RET=FULL or RET=HDRS, once. Whether DSN is offered (and so
+            // whether the parameter is known) is the session's question.
+            let ret = value.and_then(dsn::parse_ret);
+            if ret.is_none() || params.ret.is_some() {
+                return Err(CommandError::BadParameter);
+            }
+            params.ret = ret;
+        } else if keyword.eq_ignore_ascii_case(b"ENVID") {
+            // RFC 3461 §4.4: xtext of at most 100 characters, once.
+            let value = value.and_then(dsn::parse_envid);
+            if value.is_none() || envid.is_some() {
+                return Err(CommandError::BadParameter);
+            }
+            envid = value;
         } else if is_esmtp_keyword(keyword) {
             return Err(CommandError::UnknownParameter);
         } else {
             return Err(CommandError::BadParameter);
         }
     }
-    Ok(Command::Mail { path, params })
+    Ok(Command::Mail {
+        path,
+        params,
+        envid,
+    })
 }
 
 fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
@@ -378,11 +425,39 @@ fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
     if !tail.is_empty() && !is_blank(tail[0]) {
         return Err(CommandError::BadRecipientPath);
     }
-    // We advertise no extension with RCPT parameters (DSN's NOTIFY/ORCPT are not offered).
-    match trim_trailing_spaces(tail) {
-        b"" => Ok(Command::Rcpt { path }),
-        _ => Err(CommandError::UnknownParameter),
+    // Parameters are ASCII (RFC 5321 §4.1.2 esmtp-keyword / esmtp-value).
+    if !tail.is_ascii() {
+        return Err(CommandError::BadParameter);
     }
+    // DSN's NOTIFY and ORCPT are the only RCPT parameters known; whether DSN is offered
+    // (else they are refused as unknown) is the session's question.
+    let mut params = RcptParams::default();
+    for param in tail.split(|&b| is_blank(b)).filter(|p| !p.is_empty()) {
+        let (keyword, value) = match memchr::memchr(b'=', param) {
+            Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
+            None => (param, None),
+        };
+        if keyword.eq_ignore_ascii_case(b"NOTIFY") {
+            // RFC 3461 §4.1: NEVER alone, or SUCCESS / FAILURE / DELAY; once.
+            let notify = value.and_then(dsn::parse_notify);
+            match notify {
+                Some(notify) if params.notify.is_empty() => params.notify = notify,
+                _ => return Err(CommandError::BadParameter),
+            }
+        } else if keyword.eq_ignore_ascii_case(b"ORCPT") {
+            // RFC 3461 §4.2: addr-type ";" xtext, at most 500 characters; once.
+            let valid = value.filter(|value| dsn::parse_orcpt(value).is_some());
+            if valid.is_none() || params.orcpt.is_some() {
+                return Err(CommandError::BadParameter);
+            }
+            params.orcpt = valid;
+        } else if is_esmtp_keyword(keyword) {
+            return Err(CommandError::UnknownParameter);
+        } else {
+            return Err(CommandError::BadParameter);
+        }
+    }
+    Ok(Command::Rcpt { path, params })
 }
 
 fn parse_bdat(rest: Option<&[u8]>) -> Result<Command<'static>, CommandError> {
@@ -655,7 +730,11 @@ mod tests {
     use CommandError::*;
 
     fn mail(path: &[u8], params: MailParams) -> Result<Command<'_>, CommandError> {
-        Ok(Command::Mail { path, params })
+        Ok(Command::Mail {
+            path,
+            params,
+            envid: None,
+        })
     }
 
     #[test]
@@ -905,13 +984,15 @@ mod tests {
         assert_eq!(
             parse_command("RCPT TO:<@é.example:c@d.example>".as_bytes()),
             Ok(Command::Rcpt {
-                path: b"c@d.example"
+                path: b"c@d.example",
+                params: RcptParams::default(),
             })
         );
         assert_eq!(
             parse_command(b"RCPT TO:<a@b.example>\t"),
             Ok(Command::Rcpt {
-                path: b"a@b.example"
+                path: b"a@b.example",
+                params: RcptParams::default(),
             })
         );
     }
@@ -961,6 +1042,7 @@ mod tests {
             body,
             smtputf8,
             auth: false,
+            ret: None,
             any: true,
         };
         let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
@@ -1019,7 +1101,6 @@ mod tests {
                 b"MAIL FROM:<a@b>  SIZE=5   BODY=8BITMIME SMTPUTF8 ",
                 mail(b"a@b", p(Some(5), Some(Body::EightBitMime), true)),
             ),
-            (b"MAIL FROM:<a@b> RET=HDRS", Err(UnknownParameter)),
             (
                 b"MAIL FROM:<a@b> AUTH=<>",
                 Ok(Command::Mail {
@@ -1029,6 +1110,7 @@ mod tests {
                         any: true,
                         ..MailParams::default()
                     },
+                    envid: None,
                 }),
             ),
             (b"MAIL FROM:<a@b> AUTH=", Err(BadParameter)),
@@ -1048,7 +1130,12 @@ mod tests {
 
     #[test]
     fn rcpt_to() {
-        let rcpt = |path| Ok(Command::Rcpt { path });
+        let rcpt = |path| {
+            Ok(Command::Rcpt {
+                path,
+                params: RcptParams::default(),
+            })
+        };
         let cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
             (b"RCPT TO:<x@y.example>", rcpt(b"x@y.example")),
             (b"rcpt to: <x@y.example>", rcpt(b"x@y.example")),
@@ -1058,7 +1145,8 @@ mod tests {
             (b"RCPT TO:<>", Err(BadRecipientPath)),
             (b"RCPT TO:<x>", Err(BadRecipientPath)),
             (b"RCPT TO:x@y", Err(BadRecipientPath)),
-            (b"RCPT TO:<x@y> NOTIFY=NEVER", Err(UnknownParameter)),
+            (b"RCPT TO:<x@y> X-FOO=1", Err(UnknownParameter)),
+            (b"RCPT TO:<x@y> =1", Err(BadParameter)),
             (b"RCPT FROM:<x@y>", Err(BadKeyword)),
             (b"RCPT", Err(BadKeyword)),
         ];
@@ -1070,6 +1158,120 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    /// RFC 3461's parameters: accepted with good values, `BadParameter` (501 5.5.4) for bad
+    /// syntax and for a repeat, whatever the session then says about DSN being offered.
+    #[test]
+    fn dsn_parameters_on_mail_and_rcpt() {
+        let with_ret = |ret| MailParams {
+            ret: Some(ret),
+            any: true,
+            ..MailParams::default()
+        };
+        let mail_cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
+            (
+                b"MAIL FROM:<a@b> RET=HDRS",
+                mail(b"a@b", with_ret(Ret::Headers)),
+            ),
+            (
+                b"MAIL FROM:<a@b> ret=full",
+                mail(b"a@b", with_ret(Ret::Full)),
+            ),
+            (
+                b"MAIL FROM:<a@b> ENVID=QQ+2B314159",
+                Ok(Command::Mail {
+                    path: b"a@b",
+                    params: MailParams {
+                        any: true,
+                        ..MailParams::default()
+                    },
+                    envid: Some(b"QQ+2B314159"),
+                }),
+            ),
+            (
+                b"MAIL FROM:<> RET=FULL ENVID=x SIZE=10",
+                Ok(Command::Mail {
+                    path: b"",
+                    params: MailParams {
+                        size: Some(10),
+                        ..with_ret(Ret::Full)
+                    },
+                    envid: Some(b"x"),
+                }),
+            ),
+            (b"MAIL FROM:<a@b> RET=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> RET", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> RET=BODY", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> RET=FULL RET=FULL", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> RET=FULL RET=HDRS", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> ENVID=", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> ENVID", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> ENVID=a=b", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> ENVID=a+2", Err(BadParameter)),
+            (b"MAIL FROM:<a@b> ENVID=x ENVID=y", Err(BadParameter)),
+        ];
+        let rcpt = |notify, orcpt| {
+            Ok(Command::Rcpt {
+                path: b"x@y",
+                params: RcptParams { notify, orcpt },
+            })
+        };
+        let rcpt_cases: &[(&[u8], Result<Command<'_>, CommandError>)] = &[
+            (b"RCPT TO:<x@y> NOTIFY=NEVER", rcpt(Notify::NEVER, None)),
+            (
+                b"RCPT TO:<x@y> notify=success,delay",
+                rcpt(Notify::SUCCESS.union(Notify::DELAY), None),
+            ),
+            (
+                b"RCPT TO:<x@y> ORCPT=rfc822;x+2Bz@y NOTIFY=FAILURE",
+                rcpt(Notify::FAILURE, Some(b"rfc822;x+2Bz@y")),
+            ),
+            (
+                b"RCPT TO:<x@y>\tORCPT=rfc822;x@y ",
+                rcpt(Notify::ABSENT, Some(b"rfc822;x@y")),
+            ),
+            (b"RCPT TO:<x@y> NOTIFY=NEVER,SUCCESS", Err(BadParameter)),
+            (b"RCPT TO:<x@y> NOTIFY=", Err(BadParameter)),
+            (b"RCPT TO:<x@y> NOTIFY", Err(BadParameter)),
+            (b"RCPT TO:<x@y> NOTIFY=SOMETIMES", Err(BadParameter)),
+            (
+                b"RCPT TO:<x@y> NOTIFY=NEVER NOTIFY=NEVER",
+                Err(BadParameter),
+            ),
+            (b"RCPT TO:<x@y> ORCPT=x@y", Err(BadParameter)),
+            (b"RCPT TO:<x@y> ORCPT=rfc822;", Err(BadParameter)),
+            (b"RCPT TO:<x@y> ORCPT=rfc822;a=b", Err(BadParameter)),
+            (
+                b"RCPT TO:<x@y> ORCPT=rfc822;a ORCPT=rfc822;b",
+                Err(BadParameter),
+            ),
+            (b"RCPT TO:<x@y> ORCPT=rfc822;\xc3\xa9", Err(BadParameter)),
+        ];
+        for (line, want) in mail_cases.iter().chain(rcpt_cases) {
+            assert_eq!(
+                &parse_command(line),
+                want,
+                "line {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // The length limits of RFC 3461 §4.2 and §4.4, at the edge.
+        let envid = |len: usize| format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(len));
+        assert!(parse_command(envid(dsn::MAX_ENVID_LEN).as_bytes()).is_ok());
+        assert_eq!(
+            parse_command(envid(dsn::MAX_ENVID_LEN + 1).as_bytes()),
+            Err(BadParameter)
+        );
+        let orcpt = |len: usize| {
+            let address = "o".repeat(len - "rfc822;".len());
+            format!("RCPT TO:<x@y> ORCPT=rfc822;{address}")
+        };
+        assert!(parse_command(orcpt(dsn::MAX_ORCPT_LEN).as_bytes()).is_ok());
+        assert_eq!(
+            parse_command(orcpt(dsn::MAX_ORCPT_LEN + 1).as_bytes()),
+            Err(BadParameter)
+        );
     }
 
     #[test]

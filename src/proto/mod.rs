@@ -13,6 +13,7 @@
 //! | [`command`] | parse one command line into a [`command::Command`] borrowing from it |
 //! | [`reply`] | the exact reply bytes, encoders for the few with values, and the reply tally |
 //! | [`data`] | resumable `CR LF . CR LF` detection and dot-unstuffing for DATA |
+//! | [`dsn`] | RFC 3461's parameters: `NOTIFY`, `RET`, `ENVID`, `ORCPT` and xtext, the one definition the relay shares |
 //! | [`envelope`] | the transaction's envelope: reused buffers and the borrowed view sinks get |
 //! | [`sink`] | the [`sink::MessageSink`] trait: message start, content, end (the verdict), outcome |
 //! | [`gate`] | the [`gate::Gate`] trait: proceed, refuse, close, or pause before a command |
@@ -22,6 +23,7 @@
 
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod envelope;
 pub mod gate;
 pub mod line;

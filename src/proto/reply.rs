@@ -506,6 +506,9 @@ pub struct Advertised {
     pub auth_on_plaintext: bool,
     /// `AUTH PLAIN LOGIN` inside TLS.
     pub auth_under_tls: bool,
+    /// `DSN` (RFC 3461): only a server that relays, and sends notifications, offers it (a
+    /// sink would promise notifications it never sends). Set from `SessionConfig::dsn`.
+    pub dsn: bool,
 }
 
 impl Banner {
@@ -530,6 +533,9 @@ impl Banner {
                  250-CHUNKING\r\n\
                  250-SMTPUTF8\r\n"
             );
+            if advertised.dsn {
+                reply.push_str("250-DSN\r\n");
+            }
             if starttls {
                 reply.push_str("250-STARTTLS\r\n");
             }

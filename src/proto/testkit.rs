@@ -11,11 +11,16 @@
 //!
 //! What it does not do: store anything, or drive the session (each test drives it its way).
 
+use super::dsn::{Notify, Ret};
 use super::envelope::Envelope;
 use super::sink::{MessageSink, QueueId, Verdict};
 
 /// A stored message: (sender, recipients, content).
 pub type Stored = (Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
+
+/// A stored message's DSN parameters (RFC 3461): `RET`, `ENVID` as given, and each
+/// recipient's `NOTIFY` and `ORCPT` as given.
+pub type StoredDsn = (Option<Ret>, Option<Vec<u8>>, Vec<(Notify, Option<Vec<u8>>)>);
 
 /// What the driver knows about the connection, checked against every message's envelope.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,6 +42,8 @@ pub struct RecordingSink {
     pub messages: Vec<Stored>,
     /// Per completed message: (TLS version, AUTH user) from its envelope.
     pub security: Vec<(Option<String>, Option<Vec<u8>>)>,
+    /// Per completed message: its DSN parameters.
+    pub dsn: Vec<StoredDsn>,
     /// Content of the open message so far.
     pub current: Vec<u8>,
     /// A message is open.
@@ -138,6 +145,15 @@ impl MessageSink for RecordingSink {
         self.security.push((
             envelope.tls.map(|t| t.version.to_string()),
             envelope.auth_user.map(<[u8]>::to_vec),
+        ));
+        self.dsn.push((
+            envelope.params.ret,
+            envelope.envid.map(<[u8]>::to_vec),
+            envelope
+                .recipients
+                .dsn()
+                .map(|params| (params.notify, params.orcpt.map(<[u8]>::to_vec)))
+                .collect(),
         ));
         if self.defer_store {
             Verdict::Pending

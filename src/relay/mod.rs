@@ -30,6 +30,8 @@
 //!   it to the next hops over plain TCP ([`client`]), recording each recipient's outcome in
 //!   the spool, and spooling the failure notification ([`dsn`]) before a message is done.
 //!   Not yet: TLS and AUTH toward the next hop.
+//! - [`domains`], `--relay-domains`: which recipients are relayed (the others are kept or
+//!   discarded as the server's stores say).
 //! - [`received`], the relay's `Received:` line and the count of a message's `Received:`
 //!   fields (RFC 5321 §6.3: more than 50 is a loop, `554 5.4.6`).
 //!
@@ -42,6 +44,7 @@
 
 pub mod client;
 pub mod deliver;
+pub mod domains;
 pub mod dsn;
 pub mod queue;
 pub mod received;

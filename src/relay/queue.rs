@@ -93,7 +93,8 @@ impl RelayQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::spool::{Envelope, Notify, Recipient};
+    use crate::proto::dsn::Notify;
+    use crate::relay::spool::{Envelope, Recipient};
     use std::time::Duration;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -213,7 +213,10 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         config.stores.batch,
         config.stores.buffer,
         &config.hostname,
-        relay.clone(),
+        relay.clone().map(|queue| crate::store::RelayInto {
+            queue,
+            domains: config.relay.domains.clone(),
+        }),
     )?;
     // Messages being received for the capture may hold as much as its budget together.
     let capture = config.keeps_capture().then(|| {
@@ -336,11 +339,21 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let delivery = match &relay {
         Some(queue) => {
             let mut settings = crate::relay::deliver::DeliveryConfig::new(
-                config.relay.next_hops.clone(),
+                config.relay.next_hops.iter().map(|hop| hop.addr).collect(),
                 &config.hostname,
             );
             settings.retry = config.relay.retry.clone();
             settings.dsn = config.relay.dsn;
+            settings.hop_names = config
+                .relay
+                .next_hops
+                .iter()
+                .map(|hop| hop.name.clone())
+                .collect();
+            settings.tls = config.relay.tls;
+            settings.ca = config.relay.ca.clone();
+            settings.credentials = config.relay.credentials.clone();
+            settings.delay_warning = config.relay.delay_warning;
             Some(
                 crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
                     .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,
@@ -762,9 +775,33 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
             .relay
             .next_hops
             .iter()
-            .map(|a| a.to_string())
+            .map(|hop| {
+                if hop.name == hop.addr.ip().to_string() {
+                    hop.addr.to_string()
+                } else {
+                    format!("{}:{} = {}", hop.name, hop.addr.port(), hop.addr)
+                }
+            })
             .collect();
-        format!("spool {} (relaying to {})", dir.display(), hops.join(", "))
+        // The TLS policy, so an operator sees at start whether mail may go out in clear.
+        let tls = match config.relay.tls {
+            crate::relay::client::session::TlsPolicy::Required => match config.relay.ca {
+                Some(_) => "TLS required, verified with --relay-ca",
+                None => "TLS required, verified with the system roots",
+            },
+            crate::relay::client::session::TlsPolicy::Opportunistic => "TLS opportunistic",
+            crate::relay::client::session::TlsPolicy::Off => "TLS off",
+        };
+        let auth = if config.relay.credentials.is_some() {
+            ", AUTH"
+        } else {
+            ""
+        };
+        format!(
+            "spool {} (relaying to {}, {tls}{auth})",
+            dir.display(),
+            hops.join(", ")
+        )
     });
     let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
         relay_text

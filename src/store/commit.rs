@@ -33,9 +33,10 @@ use super::jsonl::Appended;
 use super::record::MessageMeta;
 use super::target::{SpoolTarget, Target};
 use crate::proto::command::Body;
+use crate::proto::dsn::{decode_xtext, Notify};
 use crate::relay::received::{protocol_word, received_line_into, Trace, SPOOL_REFUSAL};
 use crate::relay::spool::{
-    BodyType, ClientIdentity, Envelope as SpoolEnvelope, MailParams, Notify, Recipient,
+    BodyType, ClientIdentity, Envelope as SpoolEnvelope, MailParams, Recipient,
 };
 use crate::wake::Notify as WakeNotify;
 use std::fs::File;
@@ -72,9 +73,10 @@ pub(super) struct Spooled {
     pub(super) body: Vec<u8>,
 }
 
-/// The spool's envelope of a message (RFC 5321 §2.3.1). What the session's envelope does not
-/// keep yet is left empty: `RET`/`ENVID` (RFC 3461 §4.3, §4.4) and each recipient's
-/// `NOTIFY`/`ORCPT` (§4.1, §4.2), since the server does not offer `DSN`.
+/// The spool's envelope of a message (RFC 5321 §2.3.1), DSN's parameters with it (RFC 3461
+/// §5.2.1: kept to be passed on unchanged, or to decide the notifications the relay owes):
+/// `RET`, `ENVID` (decoded from xtext, as the spool keeps it), and each recipient's `NOTIFY`
+/// and `ORCPT` (as given).
 pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
     let arrival_unix_ms = meta
         .received_at
@@ -84,8 +86,9 @@ pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
         arrival_unix_ms,
         reverse_path: meta.sender.clone(),
         params: MailParams {
-            ret: None,
-            envid: None,
+            ret: meta.params.ret,
+            // The session accepted only xtext (`dsn::parse_envid`), so it decodes.
+            envid: meta.envid.as_deref().and_then(decode_xtext),
             body: match meta.params.body {
                 None => BodyType::Unspecified,
                 Some(Body::SevenBit) => BodyType::SevenBit,
@@ -103,10 +106,18 @@ pub(super) fn spool_envelope(meta: &MessageMeta) -> SpoolEnvelope {
         recipients: meta
             .recipients
             .iter()
-            .map(|address| Recipient {
-                address: address.clone(),
-                notify: Notify::default(),
-                orcpt: None,
+            .enumerate()
+            .map(|(index, address)| {
+                let (notify, orcpt) = meta
+                    .recipient_dsn
+                    .get(index)
+                    .cloned()
+                    .unwrap_or((Notify::ABSENT, None));
+                Recipient {
+                    address: address.clone(),
+                    notify,
+                    orcpt,
+                }
             })
             .collect(),
     }
@@ -465,5 +476,80 @@ impl Batch<'_, '_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::command::MailParams as SessionParams;
+    use crate::proto::dsn::Ret;
+    use crate::proto::envelope::Transfer;
+    use crate::proto::sink::QueueId;
+
+    fn meta() -> MessageMeta {
+        MessageMeta {
+            id: QueueId::new(b"1.M0P2Q3").unwrap(),
+            received_at: UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_123),
+            client: "192.0.2.7:2525".parse().unwrap(),
+            helo: b"client.test".to_vec(),
+            esmtp: true,
+            sender: b"a@x.test".to_vec(),
+            params: SessionParams {
+                ret: Some(Ret::Full),
+                body: Some(Body::EightBitMime),
+                any: true,
+                ..SessionParams::default()
+            },
+            recipients: vec![b"r@y.test".to_vec(), b"s@y.test".to_vec()],
+            envid: Some(b"ENV+2B1".to_vec()),
+            recipient_dsn: vec![
+                (Notify::SUCCESS, Some(b"rfc822;R+2Bx@y.test".to_vec())),
+                (Notify::NEVER, None),
+            ],
+            transfer: Transfer::Data,
+            tls: None,
+            auth_user: None,
+        }
+    }
+
+    /// RFC 3461's parameters reach the spool: `RET`, `ENVID` decoded from xtext, each
+    /// recipient's `NOTIFY` and `ORCPT` as given; without any, the recipients ask nothing.
+    #[test]
+    fn the_spool_envelope_keeps_the_dsn_parameters() {
+        let envelope = spool_envelope(&meta());
+        assert_eq!(envelope.arrival_unix_ms, 1_800_000_000_123);
+        assert_eq!(envelope.params.ret, Some(Ret::Full));
+        assert_eq!(envelope.params.envid.as_deref(), Some(&b"ENV+1"[..]));
+        assert_eq!(envelope.params.body, BodyType::EightBitMime);
+        let recipients: Vec<_> = envelope
+            .recipients
+            .iter()
+            .map(|r| (r.address.as_slice(), r.notify, r.orcpt.as_deref()))
+            .collect();
+        assert_eq!(
+            recipients,
+            [
+                (
+                    &b"r@y.test"[..],
+                    Notify::SUCCESS,
+                    Some(&b"rfc822;R+2Bx@y.test"[..])
+                ),
+                (&b"s@y.test"[..], Notify::NEVER, None),
+            ]
+        );
+        let plain = MessageMeta {
+            envid: None,
+            recipient_dsn: Vec::new(),
+            params: SessionParams::default(),
+            ..meta()
+        };
+        let envelope = spool_envelope(&plain);
+        assert_eq!(envelope.params.ret, None);
+        assert_eq!(envelope.params.envid, None);
+        assert!(envelope
+            .recipients
+            .iter()
+            .all(|r| r.notify == Notify::ABSENT && r.orcpt.is_none()));
     }
 }

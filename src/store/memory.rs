@@ -345,8 +345,8 @@ mod tests {
             any: size.is_some(),
             ..MailParams::default()
         };
-        buf.set_sender(b"s@x", params);
-        buf.add_recipient(b"a@x");
+        buf.set_sender(b"s@x", params, None);
+        buf.add_recipient(b"a@x", Default::default());
         buf
     }
 

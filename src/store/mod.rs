@@ -126,19 +126,30 @@ pub struct StoreHub {
     not_durable: Vec<String>,
 }
 
+/// Where relayed mail goes: the relay's queue, and which recipients are relayed
+/// (`--relay-domains`; `None`: every one).
+#[derive(Debug)]
+pub struct RelayInto {
+    /// The spool shared with the delivery loop.
+    pub queue: Arc<crate::relay::queue::RelayQueue>,
+    /// The domains whose recipients are relayed.
+    pub domains: Option<crate::relay::domains::RelayDomains>,
+}
+
 impl StoreHub {
     /// Opens every store (creating directories and files; an error names the store) and
     /// starts `threads` storage threads, with `buffer` bytes of content in flight at most
-    /// (`--store-buffer`). With `spool` (the relay's, `--spool DIR`), every message is also
-    /// appended to it, in the same batch and under the same "every store or none" rule.
-    /// `None` when there is nothing to store.
+    /// (`--store-buffer`). With `spool` (the relay's, `--spool DIR`), every message with a
+    /// recipient to relay is also appended to it (with those recipients only), in the same
+    /// batch and under the same "every store or none" rule. `None` when there is nothing to
+    /// store.
     pub fn start(
         specs: &[StoreSpec],
         threads: usize,
         max_batch: usize,
         buffer: usize,
         hostname: &str,
-        spool: Option<Arc<crate::relay::queue::RelayQueue>>,
+        spool: Option<RelayInto>,
     ) -> io::Result<Option<Arc<StoreHub>>> {
         // The capture store (`memory`) is kept by the sinks, not by these threads.
         let specs: Vec<&StoreSpec> = specs.iter().filter(|spec| spec.is_file()).collect();
@@ -180,12 +191,13 @@ impl StoreHub {
                 ),
             ));
         }
-        if let Some(queue) = spool {
+        if let Some(RelayInto { queue, domains }) = spool {
             let dir = queue.spool().dir().to_path_buf();
             targets.push(Target::Spool(target::SpoolTarget {
                 queue,
                 hostname: hostname.to_string(),
                 dir,
+                domains,
             }));
         }
         let not_durable = streams;

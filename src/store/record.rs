@@ -15,6 +15,7 @@
 //! What it does not do: touch files (see the store modules) or parse SMTP.
 
 use crate::proto::command::{Body, MailParams};
+use crate::proto::dsn::Notify;
 use crate::proto::envelope::{Envelope, TlsInfo, Transfer};
 use crate::proto::sink::QueueId;
 use sha2::{Digest, Sha256};
@@ -43,6 +44,12 @@ pub struct MessageMeta {
     pub params: MailParams,
     /// The accepted recipients.
     pub recipients: Vec<Vec<u8>>,
+    /// `ENVID` as given, in xtext (RFC 3461 §4.4), when given (only where DSN is offered).
+    pub envid: Option<Vec<u8>>,
+    /// Each recipient's `NOTIFY` and `ORCPT` (as given, `addr-type;xtext`; RFC 3461 §4.1,
+    /// §4.2), in the order of `recipients`; empty when no recipient had one (the common
+    /// case, which then allocates nothing for them).
+    pub recipient_dsn: Vec<(Notify, Option<Vec<u8>>)>,
     /// DATA or BDAT.
     pub transfer: Transfer,
     /// The TLS session, if the message came over TLS.
@@ -163,6 +170,16 @@ impl MessageMeta {
             sender: envelope.sender.to_vec(),
             params: envelope.params,
             recipients: envelope.recipients().map(<[u8]>::to_vec).collect(),
+            envid: envelope.envid.map(<[u8]>::to_vec),
+            recipient_dsn: if envelope.recipients.dsn().any(|params| params.any()) {
+                envelope
+                    .recipients
+                    .dsn()
+                    .map(|params| (params.notify, params.orcpt.map(<[u8]>::to_vec)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             transfer: envelope.transfer,
             tls: envelope.tls.cloned(),
             auth_user: envelope.auth_user.map(<[u8]>::to_vec),
@@ -648,6 +665,8 @@ mod tests {
             sender: b"a@b".to_vec(),
             params: MailParams::default(),
             recipients: vec![b"c@d".to_vec()],
+            envid: None,
+            recipient_dsn: Vec::new(),
             transfer: Transfer::Data,
             tls: None,
             auth_user: None,

@@ -98,6 +98,17 @@ pub(super) struct SpoolTarget {
     pub(super) hostname: String,
     /// The spool directory, for errors (read without taking the spool's lock).
     pub(super) dir: std::path::PathBuf,
+    /// Which recipients are relayed (`--relay-domains`); `None`: every one.
+    pub(super) domains: Option<crate::relay::domains::RelayDomains>,
+}
+
+impl SpoolTarget {
+    /// Whether recipient `address` is relayed.
+    pub(super) fn relays(&self, address: &[u8]) -> bool {
+        self.domains
+            .as_ref()
+            .is_none_or(|domains| domains.matches(address))
+    }
 }
 
 impl Target {

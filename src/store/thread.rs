@@ -80,10 +80,14 @@ impl Writing {
                     continue;
                 }
                 Target::Spool(t) => {
-                    writing.parts.push(Part::Body(commit::received_line(
-                        &writing.meta,
-                        &t.hostname,
-                    )));
+                    // `--relay-domains`: a message with no recipient to relay is not
+                    // spooled at all.
+                    let relayed = writing.meta.recipients.iter().any(|r| t.relays(r));
+                    writing.parts.push(if relayed {
+                        Part::Body(commit::received_line(&writing.meta, &t.hostname))
+                    } else {
+                        Part::Nothing
+                    });
                     continue;
                 }
             };
@@ -184,11 +188,11 @@ impl Writing {
                     continue;
                 }
                 (Target::Maildir(t), Part::File(file)) => t.finish(&self.meta, file),
-                (Target::Spool(_), Part::Body(body)) => {
-                    finished.spooled = Some(commit::Spooled {
-                        envelope: commit::spool_envelope(&self.meta),
-                        body,
-                    });
+                (Target::Spool(t), Part::Body(body)) => {
+                    let mut envelope = commit::spool_envelope(&self.meta);
+                    // Only the recipients `--relay-domains` names go to the next hops.
+                    envelope.recipients.retain(|r| t.relays(&r.address));
+                    finished.spooled = Some(commit::Spooled { envelope, body });
                     Vec::new()
                 }
                 (Target::Eml(t), Part::File(file)) => {

@@ -149,10 +149,10 @@ fn a_scoped_plan_applies_only_to_the_mail_its_scope_covers() {
     assert!(refusal(&mut gate, "a@one.example").is_some());
     // At the end of data: when any accepted recipient is covered.
     let mut only_two = EnvelopeBuf::default();
-    only_two.add_recipient(b"a@two.example");
+    only_two.add_recipient(b"a@two.example", Default::default());
     let mut both = EnvelopeBuf::default();
-    both.add_recipient(b"a@two.example");
-    both.add_recipient(b"b@one.example");
+    both.add_recipient(b"a@two.example", Default::default());
+    both.add_recipient(b"b@one.example", Default::default());
     let accepted = both.recipients();
     let eod = |accepted| GateContext {
         accepted,

@@ -2,7 +2,8 @@
 //!
 //! What it does: apply the sequence rules (a greeting first, one MAIL per transaction, none
 //! during BDAT), the policies that come before a transaction (TLS or AUTH required, RFC 3207
-//! §4 and RFC 4954 §6), the parameters' rules (RFC 1869 §4.5, RFC 1870 §6.1, RFC 6531 §3.5)
+//! §4 and RFC 4954 §6), the parameters' rules (RFC 1869 §4.5, RFC 1870 §6.1, RFC 6531 §3.5,
+//! RFC 3461 §4: DSN's parameters only when DSN is offered)
 //! and the recipient limit (RFC 5321 §4.5.3.1.10); then ask the gate, and record the sender
 //! or recipient in the envelope.
 //!
@@ -10,7 +11,7 @@
 //! envelope's bytes (`crate::proto::envelope`).
 
 use super::{Io, Session, SessionConfig, Stage};
-use crate::proto::command::{CommandError, MailParams};
+use crate::proto::command::{CommandError, MailParams, RcptParams};
 use crate::proto::gate::{Checkpoint, Gate};
 use crate::proto::reply;
 use crate::proto::sink::MessageSink;
@@ -21,6 +22,7 @@ impl Session {
         config: &SessionConfig,
         path: &[u8],
         params: MailParams,
+        envid: Option<&[u8]>,
         io: &mut Io<'_, '_, S, G>,
     ) {
         let policy = config.security;
@@ -40,6 +42,10 @@ impl Session {
             Stage::Chunking | Stage::ChunkingFailed => Some(reply::NOT_DURING_BDAT),
             // RFC 1869 §4.5 (HELO means no extensions): parameters are an error.
             Stage::Greeted if params.any && !self.envelope.esmtp => Some(reply::PARAMS_AFTER_HELO),
+            // RFC 3461 §4: RET and ENVID are parameters of DSN, unknown where it is not offered.
+            Stage::Greeted if (params.ret.is_some() || envid.is_some()) && !config.dsn => {
+                Some(reply::command_error(CommandError::UnknownParameter))
+            }
             // RFC 6531 §3.5: a UTF-8 address needs the SMTPUTF8 parameter.
             Stage::Greeted if !path.is_ascii() && !params.smtputf8 => {
                 Some(reply::SENDER_NEEDS_SMTPUTF8)
@@ -61,7 +67,7 @@ impl Session {
             return;
         }
         self.stage = Stage::MailGiven;
-        self.envelope.set_sender(path, params);
+        self.envelope.set_sender(path, params, envid);
         io.out.push(reply::MAIL_OK);
     }
 
@@ -69,6 +75,7 @@ impl Session {
         &mut self,
         config: &SessionConfig,
         path: &[u8],
+        params: RcptParams<'_>,
         io: &mut Io<'_, '_, S, G>,
     ) {
         match self.stage {
@@ -79,6 +86,16 @@ impl Session {
                 return self.reply_error(config, reply::NOT_DURING_BDAT, io)
             }
             Stage::MailGiven => {}
+        }
+        // RFC 3461 §4: NOTIFY and ORCPT are parameters of DSN, unknown where it is not
+        // offered (after HELO nothing is).
+        if params.any() && !(config.dsn && self.envelope.esmtp) {
+            self.envelope.recipients_refused += 1;
+            return self.reply_error(
+                config,
+                reply::command_error(CommandError::UnknownParameter),
+                io,
+            );
         }
         if self.envelope.recipients().len() >= config.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452, and the recipients so far stay accepted. Not counted
@@ -93,7 +110,7 @@ impl Session {
         if !self.gate_passes(Checkpoint::Rcpt, None, path, io) {
             return;
         }
-        self.envelope.add_recipient(path);
+        self.envelope.add_recipient(path, params);
         io.out.push(reply::RCPT_OK);
     }
 }

@@ -96,6 +96,10 @@ pub struct SessionConfig {
     pub bare_lf: BareLfPolicy,
     /// STARTTLS, AUTH and the policies that go with them.
     pub security: SecurityPolicy,
+    /// DSN (RFC 3461) is offered: `RET`/`ENVID` on `MAIL` and `NOTIFY`/`ORCPT` on `RCPT` are
+    /// accepted (else refused as unknown, `555 5.5.4`). True only when the server relays
+    /// and sends notifications; the banner must list `DSN` then (`reply::Advertised::dsn`).
+    pub dsn: bool,
 }
 
 /// What the server offers and demands about TLS and AUTH: the one source of what is
@@ -128,6 +132,8 @@ impl SecurityPolicy {
             starttls: self.starttls,
             auth_on_plaintext: self.auth && self.auth_plaintext && !self.require_tls,
             auth_under_tls: self.auth,
+            // Not a security matter: the caller sets it from `SessionConfig::dsn`.
+            dsn: false,
         }
     }
 }
@@ -774,8 +780,12 @@ impl Session {
                     &config.banner.helo
                 });
             }
-            Command::Mail { path, params } => self.on_mail(config, path, params, io),
-            Command::Rcpt { path } => self.on_rcpt(config, path, io),
+            Command::Mail {
+                path,
+                params,
+                envid,
+            } => self.on_mail(config, path, params, envid, io),
+            Command::Rcpt { path, params } => self.on_rcpt(config, path, params, io),
             Command::Data => self.on_data(config, io),
             Command::Bdat { size, last } => self.on_bdat(config, size, last, io),
             Command::Rset => {

@@ -27,6 +27,7 @@ fn policy(auth_plaintext: bool, require_tls: bool, auth_required: bool) -> Sessi
         max_junk_commands: 100,
         bare_lf: BareLfPolicy::Reject,
         security,
+        dsn: false,
     }
 }
 

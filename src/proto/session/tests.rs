@@ -75,6 +75,7 @@ fn config() -> SessionConfig {
         max_junk_commands: 100,
         bare_lf: BareLfPolicy::Reject,
         security: SecurityPolicy::default(),
+        dsn: false,
     }
 }
 
@@ -1580,4 +1581,140 @@ fn every_end_of_data_content_is_reported_where_it_ends_in_its_call() {
     let cut = end_one + 100;
     let (_, sink, _) = run_split(&config(), &input, &[cut]);
     assert_eq!(sink.content_ends, vec![(end_one, 4), (end_two - cut, 1202)]);
+}
+
+use crate::proto::dsn::{Notify, Ret};
+use crate::proto::testkit::StoredDsn;
+
+/// A relay's configuration: DSN offered (RFC 3461), listed in EHLO.
+fn dsn_config() -> SessionConfig {
+    SessionConfig {
+        banner: Banner::with(
+            "mx.test",
+            1000,
+            crate::proto::reply::Advertised {
+                dsn: true,
+                ..SecurityPolicy::default().advertised()
+            },
+        ),
+        dsn: true,
+        ..config()
+    }
+}
+
+#[test]
+fn dsn_is_listed_only_when_offered() {
+    let ehlo = |config: &SessionConfig| String::from_utf8(config.banner.ehlo.to_vec()).unwrap();
+    assert!(ehlo(&dsn_config()).contains("250-DSN\r\n"));
+    assert!(!ehlo(&config()).contains("DSN"));
+    assert!(!String::from_utf8(dsn_config().banner.ehlo_tls.to_vec())
+        .unwrap()
+        .is_empty());
+}
+
+/// RFC 3461's parameters reach the sink when DSN is offered, unchanged (as given), at every
+/// split point of the input.
+#[test]
+fn dsn_parameters_reach_the_sink_when_offered() {
+    let input = b"EHLO c\r\nMAIL FROM:<a@b> RET=FULL ENVID=QQ+2B1\r\nRCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;C+2Bx@d\r\nRCPT TO:<e@f>\r\nRCPT TO:<g@h> notify=never\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nagain\r\n.\r\n";
+    let config = dsn_config();
+    let (out, sink, _) = run_split(&config, input, &[]);
+    let want = format!(
+        "220 mx.test ESMTP fastsmtpd\r\n{}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n",
+        std::str::from_utf8(&config.banner.ehlo).unwrap()
+    );
+    assert_eq!(out, want);
+    let first: StoredDsn = (
+        Some(Ret::Full),
+        Some(b"QQ+2B1".to_vec()),
+        vec![
+            (
+                Notify::SUCCESS.union(Notify::FAILURE),
+                Some(b"rfc822;C+2Bx@d".to_vec()),
+            ),
+            (Notify::ABSENT, None),
+            (Notify::NEVER, None),
+        ],
+    );
+    // The next transaction forgets them (RFC 5321 §4.1.1.5's reset of the envelope).
+    let second: StoredDsn = (None, None, vec![(Notify::ABSENT, None)]);
+    assert_eq!(sink.dsn, [first, second]);
+    for cut in 0..input.len() {
+        let (split_out, split_sink, _) = run_split(&config, input, &[cut]);
+        assert_eq!(split_out, want, "cut at {cut}");
+        assert_eq!(split_sink.dsn, sink.dsn, "cut at {cut}");
+    }
+    let every: Vec<usize> = (0..input.len()).collect();
+    let (split_out, split_sink, _) = run_split(&config, input, &every);
+    assert_eq!(split_out, want);
+    assert_eq!(split_sink.dsn, sink.dsn);
+}
+
+/// Without DSN offered (a sink, or after HELO), the parameters are unknown (`555 5.5.4`);
+/// bad syntax is `501 5.5.4` either way; a refused RCPT leaves the transaction as it was.
+#[test]
+fn dsn_parameters_are_refused_where_dsn_is_not_offered() {
+    const UNKNOWN: &str = "555 5.5.4 Error: unsupported parameter\r\n";
+    const BAD: &str = "501 5.5.4 Error: bad parameter syntax\r\n";
+    let unknown = reply::command_error(CommandError::UnknownParameter);
+    assert_eq!(std::str::from_utf8(unknown).unwrap(), UNKNOWN);
+    let bad = reply::command_error(CommandError::BadParameter);
+    assert_eq!(std::str::from_utf8(bad).unwrap(), BAD);
+    let ok_mail = "250 2.1.0 Ok\r\n";
+    let table: &[(&str, &str, &str)] = &[
+        // (commands after EHLO, replies without DSN, replies with DSN)
+        ("MAIL FROM:<a@b> RET=HDRS\r\n", UNKNOWN, ok_mail),
+        ("MAIL FROM:<a@b> ENVID=x\r\n", UNKNOWN, ok_mail),
+        ("MAIL FROM:<a@b> RET=BODY\r\n", BAD, BAD),
+        ("MAIL FROM:<a@b> ENVID=a=b\r\n", BAD, BAD),
+        ("MAIL FROM:<a@b> RET=FULL RET=FULL\r\n", BAD, BAD),
+        (
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER\r\n",
+            "250 2.1.0 Ok\r\n555 5.5.4 Error: unsupported parameter\r\n",
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> ORCPT=rfc822;c@d\r\n",
+            "250 2.1.0 Ok\r\n555 5.5.4 Error: unsupported parameter\r\n",
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER,DELAY\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=SUCCESS NOTIFY=FAILURE\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> X-NOTIFY=1\r\n",
+            "250 2.1.0 Ok\r\n555 5.5.4 Error: unsupported parameter\r\n",
+            "250 2.1.0 Ok\r\n555 5.5.4 Error: unsupported parameter\r\n",
+        ),
+    ];
+    let with_dsn = dsn_config();
+    let ehlo_with_dsn = |rest: &str| {
+        let (out, _, _) = run_split(&with_dsn, format!("EHLO c\r\n{rest}").as_bytes(), &[]);
+        let head = format!(
+            "220 mx.test ESMTP fastsmtpd\r\n{}",
+            std::str::from_utf8(&with_dsn.banner.ehlo).unwrap()
+        );
+        out.strip_prefix(&head).unwrap().to_string()
+    };
+    for &(commands, without, with) in table {
+        assert_eq!(ehlo(commands), without, "without DSN: {commands:?}");
+        assert_eq!(ehlo_with_dsn(commands), with, "with DSN: {commands:?}");
+    }
+    // After HELO nothing is offered, DSN neither (RFC 1869 §4.5).
+    let (out, _, _) = run_split(
+        &with_dsn,
+        b"HELO c\r\nMAIL FROM:<a@b> RET=FULL\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER\r\nRCPT TO:<c@d>\r\n",
+        &[],
+    );
+    assert_eq!(
+        out,
+        "220 mx.test ESMTP fastsmtpd\r\n250 mx.test\r\n555 5.5.4 Error: parameters not supported after HELO\r\n250 2.1.0 Ok\r\n555 5.5.4 Error: unsupported parameter\r\n250 2.1.5 Ok\r\n"
+    );
 }

@@ -10,8 +10,9 @@
 //!
 //! What it does not do: touch a socket, a clock or the spool, or decide what to do with an
 //! outcome (retry, bounce, notify: the scheduler's and the notifications' job). It shares no
-//! code with the server's parser or with the load generator's (a framing bug shared between
-//! the two ends of a test would hide).
+//! framing or reply-parsing code with the server's parser or with the load generator's (a
+//! framing bug shared between the two ends of a test would hide); it shares only the values
+//! of DSN's parameters (`crate::proto::dsn`'s `Notify` and `Ret`), which it writes itself.
 
 pub mod capabilities;
 pub mod content;

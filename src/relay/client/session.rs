@@ -87,6 +87,7 @@ use super::content::{bdat_into, DotStuffer};
 use super::reply::{
     next_reply, EnhancedStatus, Reply, ReplyError, MAX_REPLY_LINES, MAX_REPLY_LINE_LEN,
 };
+use crate::proto::dsn::{Notify, Ret};
 
 /// The most octets of a next hop's reply text kept in a [`RemoteReply`] (lines joined by a
 /// space): enough for any real rejection, and what a notification's `Diagnostic-Code` (RFC
@@ -170,33 +171,13 @@ impl ClientConfig {
     }
 }
 
-/// `RET` (RFC 3461 §4.3): what of the message a failure notification should return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// `RET=FULL`: the whole message.
-    Full,
-    /// `RET=HDRS`: its headers only.
-    Headers,
-}
-
-/// `NOTIFY` (RFC 3461 §4.1): when the sender wants a notification. All false is `NEVER`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Notify {
-    /// `SUCCESS`.
-    pub success: bool,
-    /// `FAILURE`.
-    pub failure: bool,
-    /// `DELAY`.
-    pub delay: bool,
-}
-
 /// One recipient of an [`Envelope`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recipient<'a> {
     /// The forward path without its angle brackets (RFC 5321 §4.1.2 `Forward-path`).
     pub forward_path: &'a [u8],
-    /// `NOTIFY`, passed on when the next hop offers DSN.
-    pub notify: Option<Notify>,
+    /// `NOTIFY`, passed on when the next hop offers DSN ([`Notify::ABSENT`]: none).
+    pub notify: Notify,
     /// `ORCPT`'s value as received (`addr-type ";" xtext`, RFC 3461 §4.2), passed on when the
     /// next hop offers DSN.
     pub orcpt: Option<&'a [u8]>,
@@ -1365,10 +1346,9 @@ fn mail_into(envelope: &Envelope<'_>, offered: &Capabilities, out: &mut Vec<u8>)
         out.extend_from_slice(b" SMTPUTF8");
     }
     if offered.dsn {
-        match envelope.ret {
-            Some(Ret::Full) => out.extend_from_slice(b" RET=FULL"),
-            Some(Ret::Headers) => out.extend_from_slice(b" RET=HDRS"),
-            None => {}
+        if let Some(ret) = envelope.ret {
+            out.extend_from_slice(b" RET=");
+            out.extend_from_slice(ret.as_str().as_bytes());
         }
         if let Some(envid) = envelope.envid {
             out.extend_from_slice(b" ENVID=");
@@ -1385,26 +1365,10 @@ fn rcpt_into(recipient: &Recipient<'_>, dsn: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(recipient.forward_path);
     out.push(b'>');
     if dsn {
-        if let Some(notify) = recipient.notify {
+        // RFC 3461 §5.2.1: passed on unchanged.
+        if !recipient.notify.is_empty() {
             out.extend_from_slice(b" NOTIFY=");
-            let words: [(bool, &[u8]); 3] = [
-                (notify.success, b"SUCCESS"),
-                (notify.failure, b"FAILURE"),
-                (notify.delay, b"DELAY"),
-            ];
-            let mut first = true;
-            for (wanted, word) in words {
-                if wanted {
-                    if !first {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(word);
-                    first = false;
-                }
-            }
-            if first {
-                out.extend_from_slice(b"NEVER");
-            }
+            recipient.notify.value_into(out);
         }
         if let Some(orcpt) = recipient.orcpt {
             out.extend_from_slice(b" ORCPT=");

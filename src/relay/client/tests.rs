@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use super::reply::{next_reply, EnhancedStatus, MAX_REPLY_LINES, MAX_REPLY_LINE_LEN};
 use super::session::*;
+use crate::proto::dsn::{Notify, Ret};
 
 /// A body with a line that starts with a dot: 10 octets, 11 once stuffed.
 const BODY: &[u8] = b"Hi\r\n.dot\r\n";
@@ -159,11 +160,11 @@ impl Driver {
             .iter()
             .map(|to| Recipient {
                 forward_path: to.as_bytes(),
-                notify: message.dsn.then_some(Notify {
-                    success: true,
-                    failure: true,
-                    delay: false,
-                }),
+                notify: if message.dsn {
+                    Notify::SUCCESS.union(Notify::FAILURE)
+                } else {
+                    Notify::ABSENT
+                },
                 orcpt: message.dsn.then_some(&b"rfc822;orig@y"[..]),
             })
             .collect();
@@ -1111,7 +1112,7 @@ fn a_reply_in_the_middle_of_the_content_is_out_of_sync() {
     session.on_input(EHLO_PLAIN);
     let recipients = [Recipient {
         forward_path: b"b@y",
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: None,
     }];
     session
@@ -1196,7 +1197,7 @@ fn each_wait_names_its_timeout() {
     assert_eq!(session.waiting_for(), None);
     let recipients = [Recipient {
         forward_path: b"b@y",
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: None,
     }];
     let envelope = Envelope {
@@ -1291,7 +1292,7 @@ fn misuse_is_refused_without_a_change() {
     let mut session = ClientSession::new(&config()).unwrap();
     let good = [Recipient {
         forward_path: b"b@y",
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: None,
     }];
     let envelope = |reverse_path: &'static [u8], recipients| Envelope {
@@ -1321,17 +1322,17 @@ fn misuse_is_refused_without_a_change() {
     out.clear();
     let injected = [Recipient {
         forward_path: b"b@y>\r\nRCPT TO:<c@y",
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: None,
     }];
     let bad_orcpt = [Recipient {
         forward_path: b"b@y",
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: Some(b"rfc822;b@y x"),
     }];
     let utf8 = [Recipient {
         forward_path: "ü@y".as_bytes(),
-        notify: None,
+        notify: Notify::ABSENT,
         orcpt: None,
     }];
     let cases: &[(Envelope<'_>, UsageError)] = &[

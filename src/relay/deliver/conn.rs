@@ -13,10 +13,18 @@
 //! wake-up and no system call, cheaper than a `reregister` per short write (a connection
 //! writes whole pipelined groups and bodies, often short on a loopback buffer).
 //!
-//! Plain TCP only in this increment: the session is configured with `TlsPolicy::Off`, so it
-//! never asks for STARTTLS (`--relay-tls` comes later).
+//! TLS (RFC 3207): when the session says `STARTTLS` got its `220`, [`Conn::start_tls`] puts a
+//! rustls `ClientConnection` between the socket and the session; from then on the reads go
+//! socket → rustls → session and the writes session → rustls → socket, and the handshake
+//! runs inside the same reads and writes (its deadline is the session's
+//! [`Wait::Handshake`]). When it completes the session is told
+//! ([`ClientSession::on_tls_established`]: `EHLO` again, RFC 3207 §4.2). A handshake or
+//! record that fails (a certificate that does not verify, an alert, garbage) ends the session
+//! as a lost connection, with the TLS reason kept in [`Conn::failure`] for the loop. The plain
+//! path is what it was: one `Option` test per read and per write, no copy.
 
 use crate::relay::client::session::{ClientSession, Wait};
+use crate::relay::deliver::tls::describe_error;
 use crate::relay::spool::SpoolId;
 use mio::net::TcpStream;
 use std::collections::VecDeque;
@@ -69,6 +77,13 @@ pub struct Conn {
     /// A write failed (the session was told the connection is gone); nothing more is
     /// written.
     pub write_failed: bool,
+    /// TLS after `STARTTLS`: every octet goes through it. `None`: plain TCP.
+    pub tls: Option<Box<rustls::ClientConnection>>,
+    /// The TLS handshake is under way: the session is told when it completes.
+    pub handshaking: bool,
+    /// Why the session ended before it was ready, as a recipient's last reply (`4.7.5 ...`
+    /// for TLS, the session's reason otherwise); the loop defers with it.
+    pub failure: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -94,7 +109,17 @@ impl Conn {
             deadline,
             done: false,
             write_failed: false,
+            tls: None,
+            handshaking: false,
+            failure: None,
         }
+    }
+
+    /// `220` to `STARTTLS` came: from now on the bytes go through `tls`, starting with its
+    /// handshake (written by the next [`Conn::flush`]).
+    pub fn start_tls(&mut self, tls: rustls::ClientConnection) {
+        self.tls = Some(Box::new(tls));
+        self.handshaking = true;
     }
 
     /// Checks a pending connect after an event: `Ok(true)` once connected, `Ok(false)` still
@@ -120,6 +145,9 @@ impl Conn {
     /// session. Returns whether anything was read; end of file or an error tells the session
     /// the connection is gone.
     pub fn read_into_session(&mut self, scratch: &mut [u8]) -> bool {
+        if self.tls.is_some() {
+            return self.read_tls_into_session(scratch);
+        }
         let mut progressed = false;
         let mut total = 0;
         while total < MAX_READ_PER_TURN_BYTES {
@@ -133,6 +161,13 @@ impl Conn {
                     self.input.extend_from_slice(&scratch[..n]);
                     total += n;
                     progressed = true;
+                    if n < scratch.len() {
+                        // A short read took all the socket had: Linux raises a new
+                        // edge-triggered event for every later arrival, so asking again
+                        // would only earn `WouldBlock` (one `recvfrom` per reply saved; the
+                        // server's plain transport reads the same way, `server::transport`).
+                        break;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -143,6 +178,85 @@ impl Conn {
             }
         }
         self.feed();
+        progressed
+    }
+
+    /// [`Conn::read_into_session`] through TLS: records from the socket into rustls, the
+    /// plaintext into the session; the end of the handshake is told to the session first
+    /// (its `EHLO` goes out with the next flush). A TLS error ends the session, its reason
+    /// kept in [`Conn::failure`].
+    fn read_tls_into_session(&mut self, scratch: &mut [u8]) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        let mut progressed = false;
+        let mut total = 0;
+        let mut closed = false;
+        while total < MAX_READ_PER_TURN_BYTES {
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    progressed = true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if let Err(error) = tls.process_new_packets() {
+                let phase = if self.handshaking {
+                    "handshake"
+                } else {
+                    "session"
+                };
+                self.failure = Some(
+                    format!(
+                        "4.7.5 TLS {phase} with the next hop failed: {}",
+                        describe_error(&error)
+                    )
+                    .into_bytes(),
+                );
+                // The alert rustls queued for the next hop, if the socket takes it now.
+                let _ = tls.write_tls(&mut self.stream);
+                self.session.on_disconnect();
+                return true;
+            }
+            loop {
+                match tls.reader().read(scratch) {
+                    Ok(0) => {
+                        // close_notify: the next hop ended the TLS session.
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => self.input.extend_from_slice(&scratch[..n]),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed {
+                break;
+            }
+        }
+        if self.handshaking && !tls.is_handshaking() {
+            self.handshaking = false;
+            // Ignored when the session ended meanwhile (it then asks for nothing more).
+            let _ = self.session.on_tls_established();
+            progressed = true;
+        }
+        self.feed();
+        if closed {
+            self.session.on_disconnect();
+            return true;
+        }
         progressed
     }
 
@@ -159,6 +273,9 @@ impl Conn {
     /// anything was written; a failed write tells the session the connection is gone.
     pub fn flush(&mut self) -> bool {
         self.session.commands_into(&mut self.out);
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         let mut progressed = false;
         while self.written < self.out.len() && !self.write_failed {
             match self.stream.write(&self.out[self.written..]) {
@@ -170,6 +287,44 @@ impl Conn {
                     self.written += n;
                     progressed = true;
                 }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.write_failed = true;
+                    self.session.on_disconnect();
+                }
+            }
+        }
+        if self.written == self.out.len() || self.write_failed {
+            self.out.clear();
+            self.written = 0;
+        }
+        progressed
+    }
+
+    /// [`Conn::flush`] through TLS: the plaintext into rustls (as much as its buffer takes),
+    /// its records to the socket, until both are drained or the socket is full.
+    fn flush_tls(&mut self) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        let mut progressed = false;
+        while !self.write_failed {
+            while self.written < self.out.len() {
+                match tls.writer().write(&self.out[self.written..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.written += n,
+                }
+            }
+            if !tls.wants_write() {
+                break;
+            }
+            match tls.write_tls(&mut self.stream) {
+                Ok(0) => {
+                    self.write_failed = true;
+                    self.session.on_disconnect();
+                }
+                Ok(_) => progressed = true,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {

@@ -4,70 +4,18 @@
 //! report (what the sender is told).
 //!
 //! Why a place of its own: the spool, the client and the notifications were built in
-//! parallel, and each has its own small `Notify`, `Ret`, `Envelope` and `Recipient` (the
-//! spool's own the bytes and store bits; the client's and the notification's borrow). They
-//! stay separate types for now (each room is tested alone against its own), and every
-//! conversion between them is here, pure, and tested here.
+//! parallel, and each has its own small `Envelope` and `Recipient` (the spool's own the
+//! bytes; the client's and the notification's borrow). DSN's `Notify` and `Ret` are one type
+//! for all three ([`crate::proto::dsn`]); every conversion between the rest is here, pure,
+//! and tested here.
 //!
 //! What it does not do: read the spool, open a socket or read a clock.
 
+use crate::proto::dsn::{decode_xtext, xtext_into, Notify};
 use crate::relay::client::reply::EnhancedStatus;
 use crate::relay::client::session::{self as client, LocalReason, Reason};
-use crate::relay::dsn::{self, field::decode_xtext};
+use crate::relay::dsn;
 use crate::relay::spool::{self, BodyType, ClientIdentity, MailParams, RecipientState};
-
-/// The client's `NOTIFY` for the spool's: `None` when none was given (RFC 3461 §4.1).
-pub fn client_notify(notify: spool::Notify) -> Option<client::Notify> {
-    (!notify.is_empty()).then(|| client::Notify {
-        success: notify.contains(spool::Notify::SUCCESS),
-        failure: notify.contains(spool::Notify::FAILURE),
-        delay: notify.contains(spool::Notify::DELAY),
-    })
-}
-
-/// The notification's `NOTIFY` for the spool's: `None` when none was given.
-pub fn dsn_notify(notify: spool::Notify) -> Option<dsn::Notify> {
-    (!notify.is_empty()).then(|| dsn::Notify {
-        success: notify.contains(spool::Notify::SUCCESS),
-        failure: notify.contains(spool::Notify::FAILURE),
-        delay: notify.contains(spool::Notify::DELAY),
-    })
-}
-
-/// The client's `RET` for the spool's.
-pub fn client_ret(ret: spool::Ret) -> client::Ret {
-    match ret {
-        spool::Ret::Full => client::Ret::Full,
-        spool::Ret::Headers => client::Ret::Headers,
-    }
-}
-
-/// The notification's `RET` for the spool's.
-pub fn dsn_ret(ret: spool::Ret) -> dsn::Ret {
-    match ret {
-        spool::Ret::Full => dsn::Ret::Full,
-        spool::Ret::Headers => dsn::Ret::Headers,
-    }
-}
-
-/// `value` as xtext (RFC 3461 §4): octets outside `!`..`~`, and `+` and `=`, as `+HH`. The
-/// spool keeps `ENVID` decoded; the client sends it as received, in xtext.
-pub fn encode_xtext(value: &[u8]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(value.len());
-    for &byte in value {
-        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
-            out.push(byte);
-        } else {
-            out.extend_from_slice(&[
-                b'+',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 15)],
-            ]);
-        }
-    }
-    out
-}
 
 /// The client's recipients for the spool envelope's recipients at `indexes` (those not yet
 /// final), in that order.
@@ -80,15 +28,24 @@ pub fn client_recipients<'a>(
         .filter_map(|&index| envelope.recipients.get(index))
         .map(|recipient| client::Recipient {
             forward_path: &recipient.address,
-            notify: client_notify(recipient.notify),
+            notify: recipient.notify,
             orcpt: recipient.orcpt.as_deref(),
         })
         .collect()
 }
 
+/// `ENVID` as the client sends it: the spool keeps it decoded, RFC 3461 §4.4 sends xtext.
+pub fn envid_xtext(envelope: &spool::Envelope) -> Option<Vec<u8>> {
+    envelope.params.envid.as_deref().map(|envid| {
+        let mut out = Vec::with_capacity(envid.len());
+        xtext_into(envid, &mut out);
+        out
+    })
+}
+
 /// The client's envelope for a spooled message: its `recipients` (from
 /// [`client_recipients`]), its body (for `SIZE` and whether it is 8-bit) and its `ENVID` in
-/// xtext (from [`encode_xtext`]).
+/// xtext (from [`envid_xtext`]).
 pub fn client_envelope<'a>(
     envelope: &'a spool::Envelope,
     recipients: &'a [client::Recipient<'a>],
@@ -105,7 +62,7 @@ pub fn client_envelope<'a>(
         size: body.len() as u64,
         eight_bit: declared_eight_bit || body.iter().any(|&byte| byte >= 0x80),
         smtputf8: envelope.params.smtputf8,
-        ret: envelope.params.ret.map(client_ret),
+        ret: envelope.params.ret,
         envid: envid_xtext,
     }
 }
@@ -180,21 +137,21 @@ fn parse_status_word(word: &[u8]) -> Option<EnhancedStatus> {
     })
 }
 
-/// Everything a failure notification about one message is made from.
+/// Everything a notification about one message is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct NotificationInput<'a> {
     /// Our host name (`Reporting-MTA`).
     pub reporting_mta: &'a str,
     /// The original's envelope.
     pub envelope: &'a spool::Envelope,
-    /// Its recipients' states (final ones; only `Failed` are reported).
+    /// Its recipients' states, one per envelope recipient.
     pub states: &'a [RecipientState],
     /// The original message.
     pub original: &'a [u8],
     /// Now, Unix milliseconds.
     pub now_unix_ms: u64,
-    /// A token unique to this notification (the original's spool id will do: a message gets
-    /// at most one failure notification).
+    /// A token unique to this notification (the original's spool id and the kind of
+    /// notification will do: see the callers).
     pub token: &'a str,
 }
 
@@ -206,6 +163,80 @@ pub fn failure_notification_into(
     input: &NotificationInput<'_>,
     out: &mut Vec<u8>,
 ) -> Option<spool::Envelope> {
+    let failed: Vec<(usize, dsn::Action)> = input
+        .states
+        .iter()
+        .enumerate()
+        .filter(|(_, state)| matches!(state, RecipientState::Failed { .. }))
+        .map(|(index, _)| (index, dsn::Action::Failed))
+        .collect();
+    notification_into(input, &failed, None, out)
+}
+
+/// Writes the notification that the recipients at `indexes` were handed to a next hop that
+/// does not offer DSN (RFC 3461 §5.2.2: `Action: relayed`, sent when their `NOTIFY` holds
+/// `SUCCESS`, since no further notification will come from beyond that hop). The kept state
+/// of each (its `Delivered` reply) gives the status and the `Diagnostic-Code`. `None`,
+/// nothing appended, when none of them asked for it.
+pub fn relayed_notification_into(
+    input: &NotificationInput<'_>,
+    indexes: &[usize],
+    out: &mut Vec<u8>,
+) -> Option<spool::Envelope> {
+    let relayed: Vec<(usize, dsn::Action)> = indexes
+        .iter()
+        .map(|&index| (index, dsn::Action::Relayed))
+        .collect();
+    notification_into(input, &relayed, None, out)
+}
+
+/// Writes the delay warning (`Action: delayed`, RFC 3464 §2.3.3) for every recipient that is
+/// still deferred, with `Will-Retry-Until` at `retry_until_unix_ms` (the queue lifetime's
+/// end): each recipient's `NOTIFY` decides (absent: `FAILURE,DELAY`, RFC 3461 §4.1). `None`,
+/// nothing appended, when none is deferred or none asked for it.
+pub fn delay_notification_into(
+    input: &NotificationInput<'_>,
+    retry_until_unix_ms: u64,
+    out: &mut Vec<u8>,
+) -> Option<spool::Envelope> {
+    let delayed: Vec<(usize, dsn::Action)> = input
+        .states
+        .iter()
+        .enumerate()
+        .filter(|(_, state)| matches!(state, RecipientState::Deferred { .. }))
+        .map(|(index, _)| (index, dsn::Action::Delayed))
+        .collect();
+    notification_into(input, &delayed, Some(retry_until_unix_ms / 1000), out)
+}
+
+/// The reply kept with a recipient's state, and the status to assume without one.
+fn kept_reply(state: &RecipientState, action: dsn::Action) -> (&[u8], EnhancedStatus) {
+    let class = match action {
+        dsn::Action::Failed => 5,
+        dsn::Action::Delayed => 4,
+        _ => 2,
+    };
+    let reply = match state {
+        RecipientState::Failed { reply } | RecipientState::Delivered { reply } => reply,
+        RecipientState::Deferred { last_reply, .. } => last_reply,
+        RecipientState::Pending => &[][..],
+    };
+    let default = EnhancedStatus {
+        class,
+        subject: 0,
+        detail: 0,
+    };
+    (reply, default)
+}
+
+/// The notification reporting `reported` (recipient index, action) of the input's message;
+/// see the three callers above.
+fn notification_into(
+    input: &NotificationInput<'_>,
+    reported: &[(usize, dsn::Action)],
+    will_retry_until: Option<u64>,
+    out: &mut Vec<u8>,
+) -> Option<spool::Envelope> {
     let envelope = input.envelope;
     let reverse_path = String::from_utf8_lossy(&envelope.reverse_path).into_owned();
     if reverse_path.is_empty() {
@@ -214,25 +245,27 @@ pub fn failure_notification_into(
     struct Owned {
         address: String,
         original: Option<(String, String)>,
-        notify: Option<dsn::Notify>,
+        notify: Notify,
+        action: dsn::Action,
         status: EnhancedStatus,
         smtp: bool,
         reply: Vec<u8>,
     }
-    let failed_default = EnhancedStatus {
-        class: 5,
-        subject: 0,
-        detail: 0,
-    };
-    let owned: Vec<Owned> = envelope
-        .recipients
+    let owned: Vec<Owned> = reported
         .iter()
-        .zip(input.states)
-        .filter_map(|(recipient, state)| {
-            let RecipientState::Failed { reply } = state else {
-                return None;
+        .filter_map(|&(index, action)| {
+            let recipient = envelope.recipients.get(index)?;
+            let state = input.states.get(index)?;
+            let (reply, default) = kept_reply(state, action);
+            let (status, smtp) = parse_kept_reply(reply, default);
+            // The status must say what the action says (RFC 3464 §2.3.4): a kept reply of
+            // another class (a 2yz kept for a failure) gives way to the action's class.
+            let status = if status.class == default.class {
+                status
+            } else {
+                default
             };
-            let (status, smtp) = parse_kept_reply(reply, failed_default);
+            // RFC 3461 §6.3 / RFC 3464 §2.3.1: ORCPT's address shown decoded, with its type.
             let original = recipient.orcpt.as_deref().and_then(|orcpt| {
                 let split = orcpt.iter().position(|&byte| byte == b';')?;
                 let kind = String::from_utf8_lossy(&orcpt[..split]).into_owned();
@@ -242,10 +275,11 @@ pub fn failure_notification_into(
             Some(Owned {
                 address: String::from_utf8_lossy(&recipient.address).into_owned(),
                 original,
-                notify: dsn_notify(recipient.notify),
+                notify: recipient.notify,
+                action,
                 status,
                 smtp,
-                reply: reply.clone(),
+                reply: reply.to_vec(),
             })
         })
         .collect();
@@ -262,16 +296,18 @@ pub fn failure_notification_into(
                     address,
                 }),
             notify: one.notify,
-            action: dsn::Action::Failed,
+            action: one.action,
             status: one.status,
             remote_mta: None,
-            diagnostic: Some(if one.smtp {
+            diagnostic: (!one.reply.is_empty()).then_some(if one.smtp {
                 dsn::Diagnostic::Smtp(&one.reply)
             } else {
                 dsn::Diagnostic::Local(&one.reply)
             }),
             last_attempt: Some(now_secs),
-            will_retry_until: None,
+            will_retry_until: (one.action == dsn::Action::Delayed)
+                .then_some(will_retry_until)
+                .flatten(),
         })
         .collect();
     let helo = String::from_utf8_lossy(&envelope.client.helo).into_owned();
@@ -280,7 +316,7 @@ pub fn failure_notification_into(
         envelope: dsn::OriginalEnvelope {
             reverse_path: &reverse_path,
             envid: envelope.params.envid.as_deref(),
-            ret: envelope.params.ret.map(dsn_ret),
+            ret: envelope.params.ret,
             smtputf8: envelope.params.smtputf8,
             arrival: envelope.arrival_unix_ms / 1000,
             received_from: (!helo.is_empty()).then_some(helo.as_str()),
@@ -310,9 +346,15 @@ pub fn failure_notification_into(
             address: b"127.0.0.1".to_vec(),
             protocol: b"local".to_vec(),
         },
+        // Decision: the notification's own recipient says `NOTIFY=NEVER`, passed on to a
+        // next hop that offers DSN (RFC 3461 §5.2.1). RFC 3461 asks only for `MAIL FROM:<>`
+        // (§6.1; RFC 5321 §4.5.5: never a notification about a notification), which already
+        // keeps anyone from returning one; NEVER says so to the next hop explicitly, as RFC
+        // 5230 has vacation replies do. Here it changes nothing: the `<>` reverse path
+        // already keeps us from making one.
         recipients: vec![spool::Recipient {
             address: notification.recipient.into_bytes(),
-            notify: spool::Notify::default(),
+            notify: Notify::NEVER,
             orcpt: None,
         }],
     })
@@ -321,6 +363,7 @@ pub fn failure_notification_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::dsn::Ret;
     use crate::relay::client::session::RemoteReply;
 
     fn status(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
@@ -331,7 +374,7 @@ mod tests {
         }
     }
 
-    fn envelope(sender: &[u8], notify: spool::Notify) -> spool::Envelope {
+    fn envelope(sender: &[u8], notify: Notify) -> spool::Envelope {
         spool::Envelope {
             arrival_unix_ms: 1_800_000_000_000,
             reverse_path: sender.to_vec(),
@@ -348,46 +391,27 @@ mod tests {
     }
 
     #[test]
-    fn notify_and_ret_keep_their_meaning_across_the_three_rooms() {
-        assert_eq!(client_notify(spool::Notify::default()), None);
-        assert_eq!(dsn_notify(spool::Notify::default()), None);
-        let never = client_notify(spool::Notify::NEVER).unwrap();
-        assert!(!never.success && !never.failure && !never.delay);
-        assert_eq!(dsn_notify(spool::Notify::NEVER), Some(dsn::Notify::NEVER));
-        let both = spool::Notify::SUCCESS.union(spool::Notify::FAILURE);
-        let converted = client_notify(both).unwrap();
-        assert!(converted.success && converted.failure && !converted.delay);
-        let converted = dsn_notify(spool::Notify::DELAY).unwrap();
-        assert!(!converted.success && !converted.failure && converted.delay);
-        assert_eq!(client_ret(spool::Ret::Full), client::Ret::Full);
-        assert_eq!(dsn_ret(spool::Ret::Headers), dsn::Ret::Headers);
-    }
-
-    #[test]
-    fn xtext_round_trips_through_the_notifications_decoder() {
-        for value in [&b"plain"[..], b"a+b=c", b"sp ace\x01\xff", b""] {
-            let encoded = encode_xtext(value);
-            assert!(encoded.iter().all(|byte| byte.is_ascii_graphic()));
-            assert_eq!(decode_xtext(&encoded).unwrap(), value);
-        }
-        assert_eq!(encode_xtext(b"a+b"), b"a+2Bb");
-    }
-
-    #[test]
     fn the_client_envelope_sends_only_the_recipients_asked_and_says_8_bit() {
-        let mut spooled = envelope(b"s@x.test", spool::Notify::FAILURE);
-        spooled.params.ret = Some(spool::Ret::Full);
+        let mut spooled = envelope(b"s@x.test", Notify::FAILURE);
+        spooled.params.ret = Some(Ret::Full);
+        spooled.params.envid = Some(b"id 1".to_vec());
         let recipients = client_recipients(&spooled, &[1, 7]);
         assert_eq!(recipients.len(), 1);
         assert_eq!(recipients[0].forward_path, b"bad@x.test");
-        let envid = encode_xtext(b"id 1");
-        let sent = client_envelope(&spooled, &recipients, b"caf\xc3\xa9\r\n", Some(&envid));
+        assert_eq!(recipients[0].notify, Notify::FAILURE);
+        assert_eq!(recipients[0].orcpt, Some(&b"rfc822;bad+2Bone@x.test"[..]));
+        // The spool keeps ENVID decoded; the client sends it in xtext (RFC 3461 §4.4).
+        let envid = envid_xtext(&spooled);
+        assert_eq!(envid.as_deref(), Some(&b"id+201"[..]));
+        let sent = client_envelope(&spooled, &recipients, b"caf\xc3\xa9\r\n", envid.as_deref());
         assert!(sent.eight_bit);
         assert_eq!(sent.size, 7);
-        assert_eq!(sent.ret, Some(client::Ret::Full));
+        assert_eq!(sent.ret, Some(Ret::Full));
         assert_eq!(sent.envid, Some(&b"id+201"[..]));
         let plain = client_envelope(&spooled, &recipients, b"ascii\r\n", None);
         assert!(!plain.eight_bit);
+        spooled.params.envid = None;
+        assert_eq!(envid_xtext(&spooled), None);
     }
 
     #[test]
@@ -421,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_failure_notification_goes_from_null_to_the_sender_and_names_the_failed() {
-        let spooled = envelope(b"s@x.test", spool::Notify::default());
+        let spooled = envelope(b"s@x.test", Notify::default());
         let states = [
             RecipientState::Delivered {
                 reply: b"250 ok".to_vec(),
@@ -460,6 +484,111 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_notification_names_only_the_recipients_asked_with_orcpt_and_envid() {
+        let mut spooled = envelope(b"s@x.test", Notify::SUCCESS);
+        spooled.params.envid = Some(b"ENV 1".to_vec());
+        spooled.recipients[0].notify = Notify::ABSENT;
+        let states = [
+            RecipientState::Delivered {
+                reply: b"250 2.0.0 Ok: queued as A".to_vec(),
+            },
+            RecipientState::Delivered {
+                reply: b"250 2.0.0 Ok: queued as B".to_vec(),
+            },
+        ];
+        let input = NotificationInput {
+            reporting_mta: "relay.test",
+            envelope: &spooled,
+            states: &states,
+            original: b"Subject: hi\r\n\r\nbody\r\n",
+            now_unix_ms: 1_800_000_100_000,
+            token: "Q42R",
+        };
+        let mut out = Vec::new();
+        // Recipient 0 did not ask for SUCCESS: reported only if asked, so only 1 is.
+        let kept = relayed_notification_into(&input, &[0, 1], &mut out).unwrap();
+        assert_eq!(kept.recipients[0].address, b"s@x.test");
+        assert_eq!(kept.recipients[0].notify, Notify::NEVER);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: relayed"), "{text}");
+        assert!(text.contains("Status: 2.0.0"), "{text}");
+        assert!(
+            text.contains("Final-Recipient: rfc822; bad@x.test"),
+            "{text}"
+        );
+        assert!(!text.contains("good@x.test"), "{text}");
+        assert!(text.contains("Original-Envelope-Id: ENV 1"), "{text}");
+        assert!(
+            text.contains("Original-Recipient: rfc822; bad+one@x.test"),
+            "{text}"
+        );
+        assert!(!text.contains("body"), "headers only: {text}");
+        let mut out = Vec::new();
+        assert!(relayed_notification_into(&input, &[0], &mut out).is_none());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_delay_notification_reports_the_deferred_until_the_lifetime() {
+        let spooled = envelope(b"s@x.test", Notify::ABSENT);
+        let states = [
+            RecipientState::Deferred {
+                attempts: 3,
+                next_attempt_unix_ms: 0,
+                last_reply: b"451 4.2.0 later".to_vec(),
+            },
+            RecipientState::Delivered {
+                reply: b"250 ok".to_vec(),
+            },
+        ];
+        let input = NotificationInput {
+            reporting_mta: "relay.test",
+            envelope: &spooled,
+            states: &states,
+            original: b"Subject: hi\r\n\r\nbody\r\n",
+            now_unix_ms: 1_800_000_100_000,
+            token: "Q42D",
+        };
+        let mut out = Vec::new();
+        delay_notification_into(&input, 1_800_000_500_000, &mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: delayed"), "{text}");
+        assert!(text.contains("Status: 4.2.0"), "{text}");
+        assert!(text.contains("smtp; 451 4.2.0 later"), "{text}");
+        assert!(text.contains("Will-Retry-Until:"), "{text}");
+        assert!(
+            text.contains("Final-Recipient: rfc822; good@x.test"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bad@x.test"),
+            "delivered is not delayed: {text}"
+        );
+        // A kept reply of another class gives way to the action's (RFC 3464 §2.3.4).
+        let odd = [
+            RecipientState::Deferred {
+                attempts: 1,
+                next_attempt_unix_ms: 0,
+                last_reply: b"550 5.1.1 odd".to_vec(),
+            },
+            RecipientState::Pending,
+        ];
+        let input = NotificationInput {
+            states: &odd,
+            ..input
+        };
+        let mut out = Vec::new();
+        delay_notification_into(&input, 1_800_000_500_000, &mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("Status: 4.0.0"));
+        let never = envelope(b"s@x.test", Notify::FAILURE);
+        let input = NotificationInput {
+            envelope: &never,
+            ..input
+        };
+        assert!(delay_notification_into(&input, 0, &mut Vec::new()).is_none());
+    }
+
+    #[test]
     fn no_notification_to_null_for_never_or_without_a_failure() {
         let failed = [
             RecipientState::Failed {
@@ -474,10 +603,10 @@ mod tests {
             RecipientState::Delivered { reply: Vec::new() },
         ];
         let cases = [
-            (envelope(b"", spool::Notify::default()), &failed),
-            (envelope(b"s@x.test", spool::Notify::NEVER), &failed),
-            (envelope(b"s@x.test", spool::Notify::SUCCESS), &failed),
-            (envelope(b"s@x.test", spool::Notify::default()), &delivered),
+            (envelope(b"", Notify::default()), &failed),
+            (envelope(b"s@x.test", Notify::NEVER), &failed),
+            (envelope(b"s@x.test", Notify::SUCCESS), &failed),
+            (envelope(b"s@x.test", Notify::default()), &delivered),
         ];
         for (spooled, states) in &cases {
             let input = NotificationInput {

@@ -34,30 +34,49 @@
 //!   done (RFC 5321 §6.1: a message leaves the spool only once any notification is itself
 //!   queued). The notification is then delivered like any message; its own failure never
 //!   makes another (its reverse path is `<>`, §4.5.5).
+//! - **Success and delay notifications** ([`notify`]): recipients that asked for `SUCCESS` and
+//!   were accepted by a next hop without DSN get a `relayed` notification (RFC 3461 §5.2.2),
+//!   spooled before their state; with [`DeliveryConfig::delay_warning`], a message deferred
+//!   that long gets one `delayed` notification (its sending is remembered in memory only: a
+//!   restart may send one more). A next hop that offers DSN gets `RET`, `ENVID`, `NOTIFY`
+//!   and `ORCPT` unchanged (§5.2.1) and reports itself.
 //! - The journal is synced at most every [`JOURNAL_SYNC_INTERVAL`] while it has news, and at
 //!   stop. A state lost in a crash means a recipient tried again: a duplicate, never a loss.
 //!
-//! What it does not do (yet): TLS (`--relay-tls`; sessions run with `TlsPolicy::Off`) and
-//! AUTH; MX lookups (next hops are addresses); delay warnings and success notifications
-//! (`NOTIFY=SUCCESS` to a next hop without DSN); CLI flags (the server wires the deliverer
-//! in from its `Config`). The `Received:` line (RFC 5321 §4.4) is the accepting side's: it
-//! is in the spooled body, which goes out as it is.
+//! - **TLS and AUTH** ([`DeliveryConfig::tls`], [`tls`]): STARTTLS when the policy says so,
+//!   the certificate verified under `required`; credentials only inside TLS (the session's
+//!   rule). A session that ends before it is ready for a reason of its own (TLS required and
+//!   not offered, or refused; a handshake or certificate that fails; AUTH refused, not
+//!   offered, or impossible without TLS) is handled as a connection that failed: the hop is
+//!   backed off and, when no other hop is open, the messages are deferred with that reason
+//!   as their last reply (`4.7.4 TLS is required, but was not offered`, `4.7.5 TLS
+//!   handshake with the next hop failed: certificate not verified: ...`, the next hop's
+//!   `535 ...`), which a notification's `Diagnostic-Code` carries at expiry. Nothing of a
+//!   message has been sent at that point. Except under `opportunistic`: a handshake that
+//!   fails there is followed at once by a new connection in plain text (no attempt used, the
+//!   hop not backed off), and that hop is reached in plain text for a while, as Postfix does
+//!   (`run::PLAIN_FALLBACK`); credentials still need TLS.
 //!
-//! Types: the spool, the client and the notifications each have their own `Notify`, `Ret`,
-//! `Envelope` and `Recipient` (built in parallel); [`convert`] is the one place they meet.
-//! They stay apart for now: the client is sans-I/O and should not depend on the storage
-//! engine, so one definition means a small shared module under all three, a change to the
-//! spool that waits until the accepting side (built at the same time) has landed.
+//! What it does not do (yet): MX lookups (next hops are addresses). The `Received:` line
+//! (RFC 5321 §4.4) is the accepting side's: it is in the spooled body, which goes out as it
+//! is.
+//!
+//! Types: DSN's `Notify` and `Ret` are one definition, [`crate::proto::dsn`], shared by the
+//! server's parser, the spool, the client and the notifications. The spool, the client and
+//! the notifications each keep their own `Envelope` and `Recipient` (owned, or borrowed);
+//! [`convert`] is the one place they meet.
 //! A stop leaves in-flight transactions unfinished: their messages stay in the spool and
 //! are sent again after a restart (at-least-once, §6.1); so may a notification whose
 //! original was not yet marked done when the process died.
 
 mod conn;
 pub mod convert;
+pub mod notify;
 pub mod plan;
 mod run;
+pub mod tls;
 
-use crate::relay::client::session::{ClientConfig, ClientSession, TlsPolicy};
+use crate::relay::client::session::{ClientConfig, ClientSession, Credentials, TlsPolicy};
 use crate::relay::queue::RelayQueue;
 use crate::relay::schedule::{HopOrder, RetryPolicy, ACTIVE_MAX_DEFAULT};
 use crate::relay::spool::Recovered;
@@ -105,6 +124,20 @@ pub struct DeliveryConfig {
     pub session_timeout: Option<Duration>,
     /// The most messages in memory at once ([`ACTIVE_MAX_DEFAULT`]).
     pub active_max: usize,
+    /// The name of each next hop (by index, as in [`DeliveryConfig::hops`]) as the user gave
+    /// it: the TLS server name (SNI when a DNS name) and what its certificate is verified
+    /// against under [`TlsPolicy::Required`]. A hop without one is named by its IP address.
+    pub hop_names: Vec<String>,
+    /// When to use STARTTLS (`--relay-tls`; opportunistic by default).
+    pub tls: TlsPolicy,
+    /// The roots trusted under [`TlsPolicy::Required`] (`--relay-ca`, DER); `None`: the
+    /// system's.
+    pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// AUTH credentials (`--relay-auth`), sent inside TLS only.
+    pub credentials: Option<Credentials>,
+    /// `--delay-warning`: once a message has waited this long with a recipient deferred, one
+    /// `Action: delayed` notification (RFC 3464) to its sender; `None` (the default): never.
+    pub delay_warning: Option<Duration>,
 }
 
 impl DeliveryConfig {
@@ -121,7 +154,24 @@ impl DeliveryConfig {
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             session_timeout: None,
             active_max: ACTIVE_MAX_DEFAULT,
+            hop_names: Vec::new(),
+            tls: TlsPolicy::Opportunistic,
+            ca: None,
+            credentials: None,
+            delay_warning: None,
         }
+    }
+
+    /// The TLS name of each next hop: [`DeliveryConfig::hop_names`], or the address's IP.
+    fn names(&self) -> Vec<String> {
+        self.hops
+            .iter()
+            .enumerate()
+            .map(|(index, address)| match self.hop_names.get(index) {
+                Some(name) if !name.is_empty() => name.clone(),
+                _ => address.ip().to_string(),
+            })
+            .collect()
     }
 }
 
@@ -174,9 +224,11 @@ pub struct DeliveryHandle {
 }
 
 impl Deliverer {
-    /// Starts the loop on its own thread. Refused (`InvalidInput`) without a next hop or
-    /// with a host name that cannot be an `EHLO` argument, and (`AlreadyExists`) when a loop
-    /// already serves `queue` (one waker per queue).
+    /// Starts the loop on its own thread. Refused (`InvalidInput`) without a next hop, with
+    /// a host name that cannot be an `EHLO` argument, with credentials and TLS off or with a
+    /// NUL in them, or when the TLS configuration cannot be built (no usable root, a hop name
+    /// that is no DNS name or IP); and (`AlreadyExists`) when a loop already serves `queue`
+    /// (one waker per queue).
     pub fn start(
         queue: Arc<RelayQueue>,
         recovered: Vec<Recovered>,
@@ -189,13 +241,32 @@ impl Deliverer {
             ));
         }
         let mut client = ClientConfig::new(&config.hostname);
-        client.tls = TlsPolicy::Off;
-        if ClientSession::new(&client).is_err() {
+        client.tls = config.tls;
+        client.credentials = config.credentials.clone();
+        if config.tls == TlsPolicy::Off && config.credentials.is_some() {
+            // Issue 19: credentials are never sent outside TLS, so they could never be used.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{:?} cannot be an EHLO name", config.hostname),
+                "--relay-auth needs TLS: credentials are never sent in clear (--relay-tls off)",
             ));
         }
+        match ClientSession::new(&client) {
+            Ok(_) => {}
+            Err(crate::relay::client::session::UsageError::BadCredentials) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "--relay-auth: a user name or password with a NUL octet cannot be sent",
+                ))
+            }
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{:?} cannot be an EHLO name", config.hostname),
+                ))
+            }
+        }
+        let tls = tls::Connector::new(config.tls, config.ca.as_deref(), &config.names())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), run::WAKER)?);
         if !queue.set_waker(Arc::clone(&waker)) {
@@ -210,6 +281,7 @@ impl Deliverer {
             queue,
             config,
             client,
+            tls,
             poll,
             Arc::clone(&stop),
             Arc::clone(&stats),

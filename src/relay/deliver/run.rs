@@ -17,10 +17,14 @@
 //! the spool's own file I/O under its lock.
 
 use super::conn::{Conn, InFlight};
-use super::convert::{self, NotificationInput};
+use super::convert;
+use super::notify::{self, Which};
 use super::plan::{self, Samples};
+use super::tls::Connector;
 use super::{DeliveryConfig, DeliveryStats, JOURNAL_SYNC_INTERVAL};
-use crate::relay::client::session::{ClientConfig, ClientSession, Event, UsageError, Verdict};
+use crate::relay::client::session::{
+    ClientConfig, ClientSession, Event, LocalReason, Reason, TlsPolicy, UsageError, Verdict, Wait,
+};
 use crate::relay::queue::RelayQueue;
 use crate::relay::schedule::{DueQueue, Hops, Pick, ReadyQueue};
 use crate::relay::spool::{Envelope, RecipientState, Recovered, SpoolId, SpoolRef};
@@ -41,8 +45,24 @@ const SCRATCH_LEN: usize = 64 * 1024;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// How long a message whose notification could not be spooled waits before the next try.
 const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
+/// How long a next hop whose TLS handshake failed under `--relay-tls opportunistic` is then
+/// reached in plain text (Postfix's TLS_README: "rather than give up on mail delivery, the
+/// Postfix SMTP client retries the transaction with TLS disabled"), before TLS is tried
+/// again: an hour, so a next hop with a TLS stack we cannot talk to costs one failed
+/// handshake an hour, not one per connection.
+const PLAIN_FALLBACK: Duration = Duration::from_secs(3600);
 /// The reason kept for recipients deferred because no next hop took a connection.
 const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
+
+/// What a session that ended before it was ready leaves as its messages' last reply: the
+/// reason it gives (a refused greeting, TLS required and not offered, AUTH refused...), or
+/// `None` for a connection lost or never made (then [`NO_HOP_REPLY`]).
+fn failure_text(error: Option<&Reason>) -> Option<Vec<u8>> {
+    match error {
+        None | Some(Reason::Local(LocalReason::ConnectionLost)) => None,
+        Some(reason) => Some(convert::reason_text(reason)),
+    }
+}
 
 /// Now, as a [`Duration`] since the Unix epoch (the spool's clock).
 fn now() -> Duration {
@@ -62,6 +82,8 @@ struct Active {
     states: Vec<RecipientState>,
     /// Taken by a connection (in its batch or in flight): not scheduled meanwhile.
     busy: bool,
+    /// Its delay warning was spooled (at most one per message and run: `notify`'s docs).
+    delay_warned: bool,
 }
 
 /// The loop's state.
@@ -72,6 +94,13 @@ pub struct Loop {
     config: DeliveryConfig,
     /// What every session is given.
     client: ClientConfig,
+    /// TLS toward the next hops (`None` with `--relay-tls off`).
+    tls: Option<Connector>,
+    /// `client` without TLS: for a next hop in its plain-text fallback.
+    client_plain: ClientConfig,
+    /// Until when each next hop is reached without TLS after a failed opportunistic
+    /// handshake ([`PLAIN_FALLBACK`]); zero: not in fallback.
+    plain_until: Vec<Duration>,
     /// The poll.
     poll: Poll,
     /// Set by the handle to end the loop.
@@ -94,6 +123,8 @@ pub struct Loop {
     samples: Samples,
     /// The journal has entries not synced yet.
     journal_dirty: bool,
+    /// The journal has entries staged and not written yet (written at the end of the turn).
+    journal_staged: bool,
     /// When the journal was last synced.
     journal_synced: Duration,
     /// The scratch read buffer.
@@ -106,6 +137,7 @@ impl Loop {
         queue: Arc<RelayQueue>,
         config: DeliveryConfig,
         client: ClientConfig,
+        tls: Option<Connector>,
         poll: Poll,
         stop: Arc<AtomicBool>,
         stats: Arc<DeliveryStats>,
@@ -116,10 +148,16 @@ impl Loop {
             config.hop_order,
         );
         let seed = now().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        let mut client_plain = client.clone();
+        client_plain.tls = TlsPolicy::Off;
+        let plain_until = vec![Duration::ZERO; config.hops.len()];
         Loop {
             queue,
             config,
             client,
+            tls,
+            client_plain,
+            plain_until,
             poll,
             stop,
             stats,
@@ -131,6 +169,7 @@ impl Loop {
             conns: Slab::new(),
             samples: Samples::new(seed),
             journal_dirty: false,
+            journal_staged: false,
             journal_synced: now(),
             scratch: vec![0; SCRATCH_LEN],
         }
@@ -201,6 +240,7 @@ impl Loop {
                 envelope,
                 states,
                 busy: false,
+                delay_warned: false,
             },
         );
         self.schedule(id, now());
@@ -298,13 +338,19 @@ impl Loop {
         DeliveryStats::add(&self.stats.connections, 1);
         // The configuration was checked at start, so the session cannot be refused here;
         // if it were, the connection fails like any other.
-        let opened = ClientSession::new(&self.client)
+        let plain = self.plain_until.get(hop).is_some_and(|&until| now < until);
+        let client = if plain {
+            &self.client_plain
+        } else {
+            &self.client
+        };
+        let opened = ClientSession::new(client)
             .ok()
             .and_then(|session| Some((session, TcpStream::connect(address).ok()?)));
         let (session, stream) = match opened {
             Some(opened) => opened,
             None => {
-                self.connection_failed(hop, batch, now);
+                self.connection_failed(hop, batch, now, None);
                 return;
             }
         };
@@ -323,7 +369,7 @@ impl Loop {
             .is_err()
         {
             let batch = std::mem::take(&mut conn.batch);
-            self.connection_failed(hop, batch, now);
+            self.connection_failed(hop, batch, now, None);
             return;
         }
         entry.insert(conn);
@@ -331,8 +377,15 @@ impl Loop {
 
     /// A connection to `hop` failed before its session was ready: back the hop off; its
     /// messages go back to the ready queue without an attempt, unless every hop is now
-    /// backed off (then each counts an attempt: see the parent module's decision).
-    fn connection_failed(&mut self, hop: usize, batch: VecDeque<SpoolId>, now: Duration) {
+    /// backed off (then each counts an attempt with `reason`, or [`NO_HOP_REPLY`] without
+    /// one: see the parent module's decision).
+    fn connection_failed(
+        &mut self,
+        hop: usize,
+        batch: VecDeque<SpoolId>,
+        now: Duration,
+        reason: Option<Vec<u8>>,
+    ) {
         DeliveryStats::add(&self.stats.connect_failures, 1);
         self.hops.on_closed(hop);
         let sample = self.samples.next_sample();
@@ -341,8 +394,9 @@ impl Loop {
         }
         let all_down = self.hops.health().iter().all(|health| !health.is_open(now));
         if all_down {
+            let reason = reason.unwrap_or_else(|| NO_HOP_REPLY.to_vec());
             for id in batch {
-                self.defer_untried(id, now);
+                self.defer_untried(id, now, &reason);
             }
         } else {
             for &id in batch.iter().rev() {
@@ -354,15 +408,15 @@ impl Loop {
         }
     }
 
-    /// Every recipient of `id` not final is deferred with [`NO_HOP_REPLY`] (an attempt).
-    fn defer_untried(&mut self, id: SpoolId, now: Duration) {
+    /// Every recipient of `id` not final is deferred with `reason` (an attempt).
+    fn defer_untried(&mut self, id: SpoolId, now: Duration, reason: &[u8]) {
         let Some(active) = self.active.get(&id) else {
             return;
         };
         let indexes = plan::to_send(&active.states);
         let outcomes: Vec<(usize, Verdict, Vec<u8>)> = indexes
             .into_iter()
-            .map(|index| (index, Verdict::Deferred, NO_HOP_REPLY.to_vec()))
+            .map(|index| (index, Verdict::Deferred, reason.to_vec()))
             .collect();
         self.apply(id, outcomes, now);
     }
@@ -411,8 +465,113 @@ impl Loop {
             }
             drop(spool);
             self.journal_dirty = true;
+            self.journal_staged = true;
         }
+        self.warn_delay(id, now);
         self.schedule(id, now);
+    }
+
+    /// Records the outcomes of a transaction as [`Loop::apply`] does, after spooling the
+    /// `relayed` notification its delivered recipients asked for when the next hop does not
+    /// offer DSN (`notify::relayed_recipients`, RFC 3461 §5.2.2). The notification goes
+    /// first: should the process die between the two, the recipients are sent again and so
+    /// is the notification (duplicates, never a loss). One that cannot be spooled is logged
+    /// and not tried again (a success report, not mail: §6.1's duty is the failure one).
+    fn apply_transaction(
+        &mut self,
+        id: SpoolId,
+        outcomes: Vec<(usize, Verdict, Vec<u8>)>,
+        hop_offers_dsn: bool,
+        now: Duration,
+    ) {
+        if let (true, Some(active)) = (self.config.dsn, self.active.get(&id)) {
+            let relayed = notify::relayed_recipients(&active.envelope, &outcomes, hop_offers_dsn);
+            if !relayed.is_empty() {
+                let mut states = active.states.clone();
+                for (index, _, reply) in outcomes.iter().filter(|o| relayed.contains(&o.0)) {
+                    if let Some(state) = states.get_mut(*index) {
+                        *state = RecipientState::Delivered {
+                            reply: reply.clone(),
+                        };
+                    }
+                }
+                let spooled = notify::spool_notification(
+                    &self.queue,
+                    &self.config.hostname,
+                    id,
+                    &active.place,
+                    &active.envelope,
+                    &states,
+                    Which::Relayed(&relayed),
+                    plan::unix_ms(now),
+                );
+                self.notification_spooled(id, "relayed", spooled);
+            }
+        }
+        self.apply(id, outcomes, now);
+    }
+
+    /// Spools the delay warning of `id` when it is due (`--delay-warning`,
+    /// `notify::delay_warning_due`) and was not sent yet. One that cannot be spooled is
+    /// tried again at the next deferral.
+    fn warn_delay(&mut self, id: SpoolId, now: Duration) {
+        let Some(active) = self.active.get(&id) else {
+            return;
+        };
+        let arrived = Duration::from_millis(active.envelope.arrival_unix_ms);
+        if !self.config.dsn
+            || active.delay_warned
+            || !notify::delay_warning_due(
+                &active.envelope,
+                &active.states,
+                arrived,
+                now,
+                self.config.delay_warning,
+            )
+        {
+            return;
+        }
+        let retry_until = arrived.saturating_add(self.config.retry.lifetime());
+        let spooled = notify::spool_notification(
+            &self.queue,
+            &self.config.hostname,
+            id,
+            &active.place,
+            &active.envelope,
+            &active.states,
+            Which::Delay {
+                retry_until_unix_ms: plan::unix_ms(retry_until),
+            },
+            plan::unix_ms(now),
+        );
+        if spooled.is_ok() {
+            if let Some(active) = self.active.get_mut(&id) {
+                active.delay_warned = true;
+            }
+        }
+        self.notification_spooled(id, "delay", spooled);
+    }
+
+    /// Counts and schedules a spooled notification, or logs why it could not be.
+    fn notification_spooled(
+        &mut self,
+        id: SpoolId,
+        what: &str,
+        spooled: std::io::Result<Option<SpoolId>>,
+    ) {
+        match spooled {
+            Ok(Some(new_id)) => {
+                DeliveryStats::add(&self.stats.notifications, 1);
+                self.backlog.push_back(new_id);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!(
+                    "fastsmtpd: relay: cannot spool the {what} notification for message {id}: \
+                     {error}"
+                );
+            }
+        }
     }
 
     /// Every recipient of `id` is final: spool the failure notification if one is due, then
@@ -425,7 +584,17 @@ impl Loop {
             && !active.envelope.reverse_path.is_empty()
             && plan::any_failed(&active.states)
         {
-            match self.spool_notification(id, now) {
+            let spooled = notify::spool_notification(
+                &self.queue,
+                &self.config.hostname,
+                id,
+                &active.place,
+                &active.envelope,
+                &active.states,
+                Which::Failure,
+                plan::unix_ms(now),
+            );
+            match spooled {
                 Ok(Some(new_id)) => {
                     DeliveryStats::add(&self.stats.notifications, 1);
                     self.backlog.push_back(new_id);
@@ -445,38 +614,9 @@ impl Loop {
             eprintln!("fastsmtpd: relay: spool message {id}: {error}");
         }
         self.journal_dirty = true;
+        self.journal_staged = true;
         self.active.remove(&id);
         DeliveryStats::add(&self.stats.messages_done, 1);
-    }
-
-    /// Writes and commits the failure notification for `id`; its new id, or `None` when
-    /// none is due.
-    fn spool_notification(
-        &mut self,
-        id: SpoolId,
-        now: Duration,
-    ) -> std::io::Result<Option<SpoolId>> {
-        let Some(active) = self.active.get(&id) else {
-            return Ok(None);
-        };
-        let mut spool = self.queue.spool();
-        let original = spool.read_body(&active.place)?;
-        let token = format!("Q{}", id.0);
-        let input = NotificationInput {
-            reporting_mta: &self.config.hostname,
-            envelope: &active.envelope,
-            states: &active.states,
-            original: &original,
-            now_unix_ms: plan::unix_ms(now),
-            token: &token,
-        };
-        let mut bytes = Vec::new();
-        let Some(envelope) = convert::failure_notification_into(&input, &mut bytes) else {
-            return Ok(None);
-        };
-        let new_id = spool.append(&envelope, &bytes)?;
-        spool.commit()?;
-        Ok(Some(new_id))
     }
 
     /// The poll's timeout: until the nearest thing due (at most [`MAX_POLL_WAIT`]).
@@ -558,6 +698,7 @@ impl Loop {
                     }
                 }
                 Event::TransactionDone(report) => {
+                    let hop_offers_dsn = conn.session.capabilities().dsn;
                     if let Some(current) = conn.current.take() {
                         let outcomes = current
                             .recipients
@@ -574,15 +715,26 @@ impl Loop {
                                 (index, outcome.verdict, reply)
                             })
                             .collect();
-                        self.apply(current.id, outcomes, now);
+                        self.apply_transaction(current.id, outcomes, hop_offers_dsn, now);
                     }
                 }
                 Event::StartTls => {
-                    // Never asked for with `TlsPolicy::Off`; a session that does is ended.
-                    conn.session.on_disconnect();
+                    // `220` to STARTTLS: the handshake starts with the next flush, unless the
+                    // same read already ended the session (octets behind the `220`). Without
+                    // a connector (`--relay-tls off` never asks) the session is ended.
+                    if conn.session.waiting_for() == Some(Wait::Handshake) {
+                        let hop = conn.hop;
+                        match self.tls.as_ref().and_then(|tls| tls.connect(hop)) {
+                            Some(tls) => self.conns[key].start_tls(tls),
+                            None => self.conns[key].session.on_disconnect(),
+                        }
+                    }
                 }
-                Event::Closed { .. } => {
+                Event::Closed { error } => {
                     conn.done = true;
+                    if !conn.greeted && conn.failure.is_none() {
+                        conn.failure = failure_text(error.as_ref());
+                    }
                 }
             }
         }
@@ -634,12 +786,7 @@ impl Loop {
                     continue;
                 }
             };
-            let envid = active
-                .envelope
-                .params
-                .envid
-                .as_deref()
-                .map(convert::encode_xtext);
+            let envid = convert::envid_xtext(&active.envelope);
             let sent = convert::client_recipients(&active.envelope, &recipients);
             let envelope =
                 convert::client_envelope(&active.envelope, &sent, &body, envid.as_deref());
@@ -721,14 +868,36 @@ impl Loop {
                         self.ready.push_front(id);
                     }
                 }
+            } else if conn.handshaking && self.client.tls == TlsPolicy::Opportunistic {
+                // The TLS handshake failed (an error, an alert, a hang-up or a timeout):
+                // opportunistic TLS then goes on in plain text, as Postfix does, on a new
+                // connection at once, the messages using no attempt and the hop not backed
+                // off (it answered).
+                if let Some(until) = self.plain_until.get_mut(conn.hop) {
+                    *until = now.saturating_add(PLAIN_FALLBACK);
+                }
+                self.hops.on_closed(conn.hop);
+                for &id in batch.iter().rev() {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.busy = false;
+                        self.ready.push_front(id);
+                    }
+                }
             } else {
-                self.connection_failed(conn.hop, batch, now);
+                self.connection_failed(conn.hop, batch, now, conn.failure.take());
             }
         }
     }
 
-    /// Syncs the journal when it has news and it is time (or `force`).
+    /// Writes the turn's staged journal entries (one write for every state the turn
+    /// recorded), and syncs the journal when it has news and it is time (or `force`).
     fn sync_journal(&mut self, now: Duration, force: bool) {
+        if self.journal_staged {
+            self.journal_staged = false;
+            if let Err(error) = self.queue.spool().flush_journal() {
+                eprintln!("fastsmtpd: relay: cannot write the spool journal: {error}");
+            }
+        }
         if !self.journal_dirty {
             return;
         }

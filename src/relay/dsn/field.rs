@@ -1,5 +1,5 @@
 //! Writing a notification's lines safely: untrusted text made printable and bounded, fields
-//! folded under the line limit, RFC 5322 dates, RFC 6533 `utf-8` addresses and xtext.
+//! folded under the line limit, RFC 5322 dates and RFC 6533 `utf-8` addresses.
 //!
 //! What it does: turn bytes nobody vouches for (the next hop's reply text, addresses, the
 //! original's header lines) into text that cannot break the notification's structure: no CR,
@@ -96,38 +96,6 @@ pub fn unitext(address: &str) -> String {
         }
     }
     out
-}
-
-/// `value` decoded from xtext (RFC 3461 §4: `+` and two upper-case hex digits stand for one
-/// octet; every other octet is itself and must be `!` to `~` other than `+` and `=`), or
-/// `None` when it is not xtext. The ENVID and ORCPT parameters arrive in this form; a
-/// notification shows them decoded (RFC 3461 §6.3).
-pub fn decode_xtext(value: &[u8]) -> Option<Vec<u8>> {
-    fn hex(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'A'..=b'F' => Some(digit - b'A' + 10),
-            _ => None,
-        }
-    }
-    let mut out = Vec::with_capacity(value.len());
-    let mut rest = value;
-    while let Some((&first, tail)) = rest.split_first() {
-        match first {
-            b'+' => {
-                let (&high, &low) = (tail.first()?, tail.get(1)?);
-                out.push(hex(high)? << 4 | hex(low)?);
-                rest = &tail[2..];
-            }
-            b'=' => return None,
-            b'!'..=b'~' => {
-                out.push(first);
-                rest = tail;
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 /// Writes `prefix` then the words of `value` (split at single spaces, so runs of spaces are

@@ -16,8 +16,9 @@
 //!   one recipient (the original sender), and whether it needs `SMTPUTF8` or `BODY=8BITMIME` to
 //!   be relayed. Recipients whose outcome is not due are left out; when none is due there is no
 //!   notification.
-//! - [`parse_notify`], [`parse_ret`] and [`field::decode_xtext`] read the RFC 3461 parameters
-//!   as they arrive on `MAIL` and `RCPT`.
+//! - The RFC 3461 parameters themselves (`NOTIFY`, `RET`, xtext) are
+//!   [`crate::proto::dsn`]'s, the one definition the server's parser, the spool and the
+//!   client share.
 //!
 //! Everything the caller passes may come from someone hostile (the next hop's reply text, the
 //! addresses, the original's header lines): it is made printable, cut at the bounds named
@@ -32,6 +33,7 @@
 
 pub mod field;
 
+use crate::proto::dsn::{Notify, Ret};
 use crate::relay::client::reply::EnhancedStatus;
 use field::{address_text, folded_into, one_line_text, unitext};
 
@@ -62,79 +64,6 @@ pub const MAX_RETURNED_MESSAGE_LEN: usize = 1024 * 1024;
 /// (short enough that the boundary stays under RFC 2046 §5.1.1's 70 characters).
 const MAX_TOKEN_LEN: usize = 32;
 
-/// When the sender asked to be told (RFC 3461 §4.1, the `NOTIFY` parameter of `RCPT`). `NEVER`
-/// is all three `false`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Notify {
-    /// `SUCCESS`: report delivery (and relaying to a next hop without DSN, RFC 3461 §6.2.2).
-    pub success: bool,
-    /// `FAILURE`: report a permanent failure (or a recipient that expired in the queue).
-    pub failure: bool,
-    /// `DELAY`: report that delivery is delayed (sent only when delay warnings are configured).
-    pub delay: bool,
-}
-
-impl Notify {
-    /// `NOTIFY=NEVER`: no notification whatever happens.
-    pub const NEVER: Notify = Notify {
-        success: false,
-        failure: false,
-        delay: false,
-    };
-
-    /// What an absent `NOTIFY` means here: `FAILURE,DELAY` (RFC 3461 §4.1 leaves the choice
-    /// between that and `FAILURE` to the MTA).
-    pub const DEFAULT: Notify = Notify {
-        success: false,
-        failure: true,
-        delay: true,
-    };
-}
-
-/// Reads a `NOTIFY` value: `NEVER`, or a comma-separated list of `SUCCESS`, `FAILURE` and
-/// `DELAY`, case-insensitive (RFC 3461 §4.1). `None` for anything else, `NEVER` combined with
-/// another keyword included.
-pub fn parse_notify(value: &[u8]) -> Option<Notify> {
-    if value.eq_ignore_ascii_case(b"NEVER") {
-        return Some(Notify::NEVER);
-    }
-    let mut notify = Notify::NEVER;
-    for keyword in value.split(|&b| b == b',') {
-        let flag = if keyword.eq_ignore_ascii_case(b"SUCCESS") {
-            &mut notify.success
-        } else if keyword.eq_ignore_ascii_case(b"FAILURE") {
-            &mut notify.failure
-        } else if keyword.eq_ignore_ascii_case(b"DELAY") {
-            &mut notify.delay
-        } else {
-            return None;
-        };
-        *flag = true;
-    }
-    Some(notify)
-}
-
-/// What a failure notification returns of the original (RFC 3461 §4.3, the `RET` parameter of
-/// `MAIL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// `RET=FULL`: the whole message.
-    Full,
-    /// `RET=HDRS`: its header block only (also what an absent `RET` gets here).
-    Headers,
-}
-
-/// Reads a `RET` value, `FULL` or `HDRS`, case-insensitive (RFC 3461 §4.3).
-pub fn parse_ret(value: &[u8]) -> Option<Ret> {
-    if value.eq_ignore_ascii_case(b"FULL") {
-        Some(Ret::Full)
-    } else if value.eq_ignore_ascii_case(b"HDRS") {
-        Some(Ret::Headers)
-    } else {
-        None
-    }
-}
-
 /// What happened to one recipient (RFC 3464 §2.3.3, the `Action` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -145,7 +74,7 @@ pub enum Action {
     /// Delivered, and the next hop is the final one.
     Delivered,
     /// Handed to a next hop that does not offer DSN, so no further report will come from it
-    /// (RFC 3461 §6.2.2).
+    /// (RFC 3461 §5.2.2).
     Relayed,
     /// Delivered to a mailing list or alias that passed it on to several addresses.
     Expanded,
@@ -165,14 +94,14 @@ impl Action {
 }
 
 /// What a successful hand-off to the next hop is, for the notification rules: `relayed` when
-/// the next hop does not offer DSN (RFC 3461 §6.2.2: we are the last MTA able to report), and
+/// the next hop does not offer DSN (RFC 3461 §5.2.2: we are the last MTA able to report), and
 /// `None` when it does and the DSN parameters were passed on (reporting is now its job).
 pub fn handoff_action(next_hop_offers_dsn: bool) -> Option<Action> {
     (!next_hop_offers_dsn).then_some(Action::Relayed)
 }
 
 /// The `ORCPT` parameter of one recipient (RFC 3461 §4.2), xtext already decoded
-/// ([`field::decode_xtext`]).
+/// ([`crate::proto::dsn::decode_xtext`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginalRecipient<'a> {
     /// The address type, e.g. `rfc822` or `utf-8` (RFC 6533 §3).
@@ -199,8 +128,8 @@ pub struct RecipientOutcome<'a> {
     pub address: &'a str,
     /// Its `ORCPT` parameter, when one was given.
     pub original: Option<OriginalRecipient<'a>>,
-    /// Its `NOTIFY` parameter; `None` when absent ([`Notify::DEFAULT`] applies).
-    pub notify: Option<Notify>,
+    /// Its `NOTIFY` parameter ([`Notify::ABSENT`]: [`Notify::DEFAULT`] applies).
+    pub notify: Notify,
     /// What happened to it.
     pub action: Action,
     /// The RFC 3463 status: the next hop's enhanced code when it gave one, else ours (e.g.
@@ -297,18 +226,17 @@ impl Notification {
     }
 }
 
-/// Whether the outcome `action` of a recipient with `NOTIFY` value `notify` (absent: `None`)
-/// is reported to `reverse_path` (RFC 3461 §4.1; RFC 5321 §4.5.5 for `<>`).
-pub fn notification_due(reverse_path: &str, notify: Option<Notify>, action: Action) -> bool {
+/// Whether the outcome `action` of a recipient with `NOTIFY` value `notify` (absent:
+/// [`Notify::ABSENT`]) is reported to `reverse_path` (RFC 3461 §4.1; RFC 5321 §4.5.5 for `<>`).
+pub fn notification_due(reverse_path: &str, notify: Notify, action: Action) -> bool {
     if reverse_path.is_empty() {
         return false;
     }
-    let notify = notify.unwrap_or(Notify::DEFAULT);
-    match action {
-        Action::Failed => notify.failure,
-        Action::Delayed => notify.delay,
-        Action::Delivered | Action::Relayed | Action::Expanded => notify.success,
-    }
+    notify.wants(match action {
+        Action::Failed => Notify::FAILURE,
+        Action::Delayed => Notify::DELAY,
+        Action::Delivered | Action::Relayed | Action::Expanded => Notify::SUCCESS,
+    })
 }
 
 /// Appends the notification for `report` to `out` (a complete RFC 5322 message, lines ending

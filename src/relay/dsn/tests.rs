@@ -5,6 +5,7 @@
 
 use super::field::{self, MAX_LINE_LEN};
 use super::*;
+use crate::proto::dsn::decode_xtext;
 use mail_parser::{MessageParser, MimeHeaders};
 use proptest::prelude::*;
 
@@ -26,7 +27,7 @@ fn failed(address: &str) -> RecipientOutcome<'_> {
     RecipientOutcome {
         address,
         original: None,
-        notify: None,
+        notify: Notify::ABSENT,
         action: Action::Failed,
         status: status(5, 1, 1),
         remote_mta: Some("mx.far.test"),
@@ -265,16 +266,12 @@ fn one_failed_recipient_is_a_multipart_report_of_three_parts() {
 
 #[test]
 fn a_partial_outcome_reports_the_failure_and_the_success_asked_for_only() {
-    let success = Notify {
-        success: true,
-        failure: true,
-        delay: false,
-    };
+    let success = Notify::SUCCESS.union(Notify::FAILURE);
     let recipients = [
         failed("bob@far.test"),
         RecipientOutcome {
             address: "carol@far.test",
-            notify: Some(success),
+            notify: success,
             action: Action::Delivered,
             status: status(2, 0, 0),
             diagnostic: Some(Diagnostic::Smtp(b"250 2.0.0 ok: queued as 42\r\n")),
@@ -370,11 +367,7 @@ fn ret_full_returns_the_whole_message_and_hdrs_or_none_the_header_only() {
     }
     // RFC 3461 §4.3: a report with no failure in it returns the header only.
     let recipients = [RecipientOutcome {
-        notify: Some(Notify {
-            success: true,
-            failure: false,
-            delay: false,
-        }),
+        notify: Notify::SUCCESS,
         action: Action::Relayed,
         status: status(2, 0, 0),
         ..failed("bob@far.test")
@@ -421,9 +414,9 @@ fn ret_full_falls_back_to_the_header_when_the_original_cannot_go_back_whole() {
 
 #[test]
 fn envid_and_orcpt_appear_decoded() {
-    let orcpt = field::decode_xtext(b"Bob+2BLists@far.test").unwrap();
+    let orcpt = decode_xtext(b"Bob+2BLists@far.test").unwrap();
     let orcpt = String::from_utf8(orcpt).unwrap();
-    let envid = field::decode_xtext(b"QQ+2B314159").unwrap();
+    let envid = decode_xtext(b"QQ+2B314159").unwrap();
     let recipients = [RecipientOutcome {
         original: Some(OriginalRecipient {
             address_type: "rfc822",
@@ -460,7 +453,7 @@ fn nothing_is_sent_to_a_null_reverse_path_or_with_notify_never() {
     assert_eq!(out, b"kept");
 
     let never = [RecipientOutcome {
-        notify: Some(Notify::NEVER),
+        notify: Notify::NEVER,
         ..failed("bob@far.test")
     }];
     assert_eq!(notification_into(&report(&never), &mut out), None);
@@ -469,31 +462,24 @@ fn nothing_is_sent_to_a_null_reverse_path_or_with_notify_never() {
 
 #[test]
 fn notification_due_follows_notify_as_rfc_3461_says() {
-    let all = Notify {
-        success: true,
-        failure: true,
-        delay: true,
-    };
-    let only_failure = Notify {
-        success: false,
-        failure: true,
-        delay: false,
-    };
+    let all = Notify::SUCCESS.union(Notify::FAILURE).union(Notify::DELAY);
+    let only_failure = Notify::FAILURE;
+    let absent = Notify::ABSENT;
     use Action::*;
-    let cases: &[(&str, Option<Notify>, Action, bool)] = &[
-        ("a@b", None, Failed, true),
-        ("a@b", None, Delayed, true),
-        ("a@b", None, Delivered, false),
-        ("a@b", None, Relayed, false),
-        ("a@b", Some(Notify::NEVER), Failed, false),
-        ("a@b", Some(Notify::NEVER), Delayed, false),
-        ("a@b", Some(only_failure), Failed, true),
-        ("a@b", Some(only_failure), Delayed, false),
-        ("a@b", Some(all), Delivered, true),
-        ("a@b", Some(all), Relayed, true),
-        ("a@b", Some(all), Expanded, true),
-        ("", Some(all), Failed, false),
-        ("", None, Delayed, false),
+    let cases: &[(&str, Notify, Action, bool)] = &[
+        ("a@b", absent, Failed, true),
+        ("a@b", absent, Delayed, true),
+        ("a@b", absent, Delivered, false),
+        ("a@b", absent, Relayed, false),
+        ("a@b", Notify::NEVER, Failed, false),
+        ("a@b", Notify::NEVER, Delayed, false),
+        ("a@b", only_failure, Failed, true),
+        ("a@b", only_failure, Delayed, false),
+        ("a@b", all, Delivered, true),
+        ("a@b", all, Relayed, true),
+        ("a@b", all, Expanded, true),
+        ("", all, Failed, false),
+        ("", absent, Delayed, false),
     ];
     for &(sender, notify, action, due) in cases {
         assert_eq!(
@@ -504,30 +490,6 @@ fn notification_due_follows_notify_as_rfc_3461_says() {
     }
     assert_eq!(handoff_action(false), Some(Action::Relayed));
     assert_eq!(handoff_action(true), None);
-}
-
-#[test]
-fn parameters_parse_as_rfc_3461_writes_them() {
-    assert_eq!(parse_notify(b"never"), Some(Notify::NEVER));
-    assert_eq!(
-        parse_notify(b"SUCCESS,delay"),
-        Some(Notify {
-            success: true,
-            failure: false,
-            delay: true
-        })
-    );
-    for bad in [&b"NEVER,SUCCESS"[..], b"", b"SUCCESS,", b"LATER"] {
-        assert_eq!(parse_notify(bad), None, "{bad:?}");
-    }
-    assert_eq!(parse_ret(b"full"), Some(Ret::Full));
-    assert_eq!(parse_ret(b"HDRS"), Some(Ret::Headers));
-    assert_eq!(parse_ret(b"BODY"), None);
-    assert_eq!(field::decode_xtext(b"a+2Bb+3Dc"), Some(b"a+b=c".to_vec()));
-    assert_eq!(field::decode_xtext(b""), Some(Vec::new()));
-    for bad in [&b"a+2"[..], b"a+zz", b"a+2b", b"a=b", b"a b", b"\xc3\xa9"] {
-        assert_eq!(field::decode_xtext(bad), None, "{bad:?}");
-    }
 }
 
 #[test]

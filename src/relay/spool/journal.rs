@@ -217,6 +217,10 @@ pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
     Ok(scan)
 }
 
+/// The most octets of journal entries staged before they are written anyway (about a
+/// thousand recipient states).
+pub(super) const JOURNAL_STAGE_MAX_BYTES: usize = 64 * 1024;
+
 /// The journal file, open for appending.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -226,6 +230,8 @@ pub(super) struct Journal {
     file: File,
     /// Its length: where the next entry goes.
     len: u64,
+    /// Entries encoded by [`Journal::stage`] and not written yet (see [`Journal::flush`]).
+    staged: Vec<u8>,
     /// Entries written since the last sync.
     dirty: bool,
     /// A failed write could not be cut back: the file must be rewritten before anything is
@@ -256,6 +262,7 @@ impl Journal {
                 path: path.to_path_buf(),
                 file,
                 len,
+                staged: Vec::new(),
                 dirty: false,
                 broken: false,
                 #[cfg(test)]
@@ -267,9 +274,9 @@ impl Journal {
         ))
     }
 
-    /// Its length in bytes.
+    /// Its length in bytes, the staged entries counted as written.
     pub(super) fn len(&self) -> u64 {
-        self.len
+        self.len + self.staged.len() as u64
     }
 
     /// Whether a failed write left it in need of a rewrite.
@@ -277,23 +284,57 @@ impl Journal {
         self.broken
     }
 
-    /// Appends `entries` in one write, without a sync. A failed write is cut back to where
-    /// the entries began; if even that fails the journal is broken (see
-    /// [`Journal::is_broken`]) until rewritten.
+    /// Appends `entries` in one write (after any staged ones), without a sync (the tests'
+    /// shorthand for [`Journal::stage`] then [`Journal::flush`]). A failed
+    /// write is cut back to where the entries began; if even that fails the journal is
+    /// broken (see [`Journal::is_broken`]) until rewritten.
+    #[cfg(test)]
     pub(super) fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        for entry in entries {
+            entry_into(&mut self.staged, entry);
+        }
+        self.flush()
+    }
+
+    /// Encodes `entries` for the next [`Journal::flush`] and writes nothing now, unless
+    /// [`JOURNAL_STAGE_MAX_BYTES`] are staged. Why: the delivery loop records two or more
+    /// states per message (a recipient's outcome, then "done"); one write per loop turn
+    /// instead of one per state saves a system call per state, and an entry the process dies
+    /// before writing costs what an unsynced written one costs: a recipient tried again,
+    /// never a loss (the module doc's rule).
+    pub(super) fn stage(&mut self, entries: &[Entry]) -> io::Result<()> {
+        for entry in entries {
+            entry_into(&mut self.staged, entry);
+        }
+        if self.staged.len() >= JOURNAL_STAGE_MAX_BYTES {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the staged entries in one write, without a sync. A failed write is cut back to
+    /// where they began (they are dropped: the spool's state still has them, and the next
+    /// rewrite writes it); if even that fails the journal is broken until rewritten.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
         if self.broken {
+            self.staged.clear();
             return Err(io::Error::other(
                 "the journal needs a rewrite after a failed write",
             ));
         }
-        let mut bytes = Vec::with_capacity(64 * entries.len());
-        for entry in entries {
-            entry_into(&mut bytes, entry);
-        }
+        let bytes = std::mem::take(&mut self.staged);
         let written = self.write_at_end(&bytes);
+        // Keep the buffer's capacity for the next turn.
+        self.staged = bytes;
+        let staged_len = self.staged.len() as u64;
+        self.staged.clear();
         match written {
             Ok(()) => {
-                self.len += bytes.len() as u64;
+                self.len += staged_len;
                 self.dirty = true;
                 Ok(())
             }
@@ -329,6 +370,7 @@ impl Journal {
     /// Makes every entry written so far durable (`fdatasync`), if any was written since the
     /// last sync.
     pub(super) fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
         if self.dirty {
             self.file.sync_data()?;
             self.dirty = false;
@@ -362,6 +404,8 @@ impl Journal {
             Ok(file) => {
                 self.file = file;
                 self.len = bytes.len() as u64;
+                // The live state it was written from includes every staged entry.
+                self.staged.clear();
                 self.dirty = false;
                 self.broken = false;
                 Ok(())
@@ -371,6 +415,14 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+}
+
+impl Drop for Journal {
+    /// Writes what is staged (no sync): a spool closed without [`Journal::sync`] keeps its
+    /// last states as an unsynced write would.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

@@ -45,8 +45,9 @@
 //!   can come back: a duplicate of a message its client sends again, never a loss.)
 //! - **The journal** (`journal`): per-recipient states (deferred with attempts, next attempt
 //!   time and last reply; delivered or failed with the final reply) and "message done",
-//!   written without a sync per entry and synced by [`Spool::sync_journal`] (the caller's
-//!   timer) and before a segment is deleted. Losing its tail in a crash means saying less
+//!   staged in memory and written in one write per [`Spool::flush_journal`] (the delivery
+//!   loop's turn), without a sync per entry, and synced by [`Spool::sync_journal`] (the
+//!   caller's timer) and before a segment is deleted. Losing its tail in a crash means saying less
 //!   than happened: a recipient is tried again, a duplicate, the failure §6.1 tolerates; it
 //!   never loses mail. The journal is compacted (the live state written to a new file,
 //!   synced, renamed over it, the directory synced) once it passes
@@ -95,6 +96,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+use crate::proto::dsn::{Notify, Ret};
 use journal::{Entry, Journal};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -102,6 +104,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The size past which a commit ends its segment and the next commit starts a new one, in
 /// bytes (64 MiB: deleting a segment frees at most this much, and a recovery reads at most
@@ -139,15 +142,6 @@ pub struct SpoolRef {
     pub body_len: u64,
 }
 
-/// RFC 3461 §4.3's `RET`: what a notification returns of the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// `RET=FULL`: the whole message.
-    Full,
-    /// `RET=HDRS`: its headers only.
-    Headers,
-}
-
 /// The `BODY` parameter of MAIL (RFC 6152, RFC 3030).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyType {
@@ -177,52 +171,12 @@ pub struct MailParams {
     pub size: Option<u64>,
 }
 
-/// RFC 3461 §4.1's `NOTIFY` of one recipient: a set of conditions, empty when not given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Notify(u8);
-
-impl Notify {
-    /// `NOTIFY=NEVER`.
-    pub const NEVER: Notify = Notify(1);
-    /// `SUCCESS`.
-    pub const SUCCESS: Notify = Notify(2);
-    /// `FAILURE`.
-    pub const FAILURE: Notify = Notify(4);
-    /// `DELAY`.
-    pub const DELAY: Notify = Notify(8);
-
-    /// The set as bits (what the segment stores).
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// The set of `bits`, or `None` when a bit means nothing.
-    pub fn from_bits(bits: u8) -> Option<Notify> {
-        (bits & !0x0f == 0).then_some(Notify(bits))
-    }
-
-    /// Both sets together.
-    pub fn union(self, other: Notify) -> Notify {
-        Notify(self.0 | other.0)
-    }
-
-    /// Whether every condition of `other` is in this set.
-    pub fn contains(self, other: Notify) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether no `NOTIFY` was given.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
 /// One recipient of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
     /// The forward path's address, without angle brackets.
     pub address: Vec<u8>,
-    /// Its `NOTIFY` (RFC 3461 §4.1).
+    /// Its `NOTIFY` (RFC 3461 §4.1), kept as [`Notify::bits`].
     pub notify: Notify,
     /// Its `ORCPT` (RFC 3461 §4.2), as given (`addr-type;xtext`).
     pub orcpt: Option<Vec<u8>>,
@@ -365,6 +319,10 @@ struct SegmentInfo {
     ids: Vec<u64>,
     /// How many are not done.
     live: usize,
+    /// The file opened for reading, at the first read, kept until the segment is deleted:
+    /// an `open` and a `close` per message read cost the delivery loop more than the read
+    /// (a path walk each; measured in docs/benchmarks/2026-12-07-relay-speed.md).
+    reader: OnceLock<File>,
 }
 
 /// The segment being appended to.
@@ -719,9 +677,9 @@ impl Spool {
     }
 
     /// Records that recipient `rcpt` (its index in the envelope) of message `id` is now in
-    /// `state`. The spool's state changes whatever the journal write does; an `Err` says the
-    /// entry may not be on disk (after a crash the recipient may be tried again: a duplicate
-    /// at worst).
+    /// `state`: its journal entry is staged for the next [`Spool::flush_journal`]. The
+    /// spool's state changes whatever the journal does; an `Err` says entries may not reach
+    /// the disk (after a crash the recipient may be tried again: a duplicate at worst).
     ///
     /// Refused (`InvalidInput`, nothing changes): an id that is not committed or is done, an
     /// index past the recipients, a recipient already delivered or failed, or `Pending`.
@@ -789,9 +747,21 @@ impl Spool {
         }
     }
 
-    /// Makes the journal's entries durable (`fdatasync`): for the caller's timer.
+    /// Makes the journal's entries durable (written, then `fdatasync`): for the caller's
+    /// timer.
     pub fn sync_journal(&mut self) -> io::Result<()> {
         self.journal.sync()
+    }
+
+    /// Writes the states recorded since the last flush in one write, without a sync.
+    /// [`Spool::set_recipient_state`] and [`Spool::mark_done`] only stage their journal
+    /// entries; the delivery loop flushes once per turn (one `pwrite` for all the turn's
+    /// states), [`Spool::sync_journal`] and dropping the spool flush too. An entry lost in a
+    /// crash before its flush means a recipient tried again: a duplicate, never a loss. An
+    /// `Err` says the staged entries may not be on disk (the next compaction writes the live
+    /// state again).
+    pub fn flush_journal(&mut self) -> io::Result<()> {
+        self.journal.flush()
     }
 
     /// Appends entries to the journal, rewriting it first when a failed write broke it, and
@@ -800,7 +770,7 @@ impl Spool {
         if self.journal.is_broken() {
             self.compact()?;
         }
-        self.journal.append(entries)?;
+        self.journal.stage(entries)?;
         if self.journal.len() >= self.compact_at {
             self.compact()?;
         }
@@ -874,8 +844,33 @@ impl Spool {
     /// Reads a committed message back: its envelope and raw body, the record's CRC verified
     /// (`InvalidData` when the disk changed it since).
     pub fn read_message(&self, place: &SpoolRef) -> io::Result<(Envelope, Vec<u8>)> {
-        let file = File::open(segment::segment_path(&self.seg_dir, place.segment))?;
-        read_record(&file, place)
+        read_record(self.reader(place.segment)?, place)
+    }
+
+    /// The file to read segment `number` from: the current segment's own file, else the
+    /// segment's kept reader (opened now if this is its first read).
+    fn reader(&self, number: u64) -> io::Result<&File> {
+        if number == self.current.number {
+            if let Some(file) = &self.current.file {
+                return Ok(file);
+            }
+        }
+        let info = self.segments.get(&number).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("spool segment {number} is not on disk"),
+            )
+        })?;
+        if let Some(file) = info.reader.get() {
+            return Ok(file);
+        }
+        let file = File::open(segment::segment_path(&self.seg_dir, number))?;
+        // Only this thread can set it (the spool is behind its owner's `&self`); a lost
+        // race would drop the second file, harmless.
+        let _ = info.reader.set(file);
+        info.reader
+            .get()
+            .ok_or_else(|| io::Error::other("spool segment reader not kept"))
     }
 
     /// Reads a committed message's raw body (see [`Spool::read_message`]).

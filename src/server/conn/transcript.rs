@@ -754,6 +754,7 @@ mod tests {
                 auth_plaintext: true,
                 ..SecurityPolicy::default()
             },
+            dsn: false,
         }
     }
 

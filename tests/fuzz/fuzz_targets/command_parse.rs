@@ -39,8 +39,16 @@ fuzz_target!(|line: &[u8]| {
                     hex(line)
                 );
             }
-            Command::Mail { path, params } => {
+            Command::Mail {
+                path,
+                params,
+                envid,
+            } => {
                 assert_inside(path, line);
+                if let Some(envid) = envid {
+                    assert_inside(envid, line);
+                    assert!(envid.len() <= 100, "{}", hex(line));
+                }
                 // `AUTH=` is flagged only when the line has one (RFC 4954 §5).
                 if params.auth {
                     assert!(
@@ -86,8 +94,12 @@ fuzz_target!(|line: &[u8]| {
                     assert_inside(initial, line);
                 }
             }
-            Command::Rcpt { path } => {
+            Command::Rcpt { path, params } => {
                 assert_inside(path, line);
+                if let Some(orcpt) = params.orcpt {
+                    assert_inside(orcpt, line);
+                    assert!(orcpt.len() <= 500, "{}", hex(line));
+                }
                 assert!(!path.is_empty(), "empty forward path: {}", hex(line));
             }
             Command::Data

@@ -16,6 +16,7 @@
 //! PLAIN and LOGIN base64 forms) are never written before the handshake was reported done.
 #![no_main]
 
+use fastsmtpd::proto::dsn::Notify;
 use fastsmtpd::relay::client::session::{
     ClientConfig, ClientSession, Credentials, Envelope, Event, Reason, Recipient, TlsPolicy,
     MAX_REPLY_TEXT_LEN,
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|to| Recipient {
             forward_path: to.as_bytes(),
-            notify: None,
+            notify: Notify::ABSENT,
             orcpt: None,
         })
         .collect();

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{loadgen_within, Run};
-use fastsmtpd::config::{ApiSettings, Config, Faults, Relay};
+use fastsmtpd::config::{ApiSettings, Config, Faults, NextHop, Relay};
 use fastsmtpd::relay::schedule::RetryPolicy;
 use fastsmtpd::server::{self, ServerHandle};
 use std::net::SocketAddr;
@@ -52,9 +52,10 @@ fn start_relay(next_hop: SocketAddr, name: &str) -> (ServerHandle, PathBuf) {
         hostname: "relay.test".into(),
         relay: Relay {
             spool: Some(spool.clone()),
-            next_hops: vec![next_hop],
+            next_hops: vec![NextHop::from_addr(next_hop)],
             retry: RetryPolicy::new(backoff, Duration::from_secs(60)).expect("a policy"),
             dsn: false,
+            ..Relay::default()
         },
         shutdown_grace: Duration::from_secs(5),
         ..Config::default()

@@ -354,6 +354,19 @@ pub struct RunArgs {
     /// The rate sweep.
     #[command(flatten)]
     pub sweep: SweepArgs,
+    /// End to end: the capture API of a fastsmtpd sink (--api) that the server under test
+    /// relays to (http://HOST:PORT): each message is tagged in its subject and its arrival
+    /// there timed as the stage `delivered`, from its intended send time; messages never
+    /// delivered and duplicates are counted.
+    #[arg(long, value_name = "URL")]
+    pub delivered_via: Option<String>,
+    /// With --delivered-via: how long to wait after the send phase for messages not arrived
+    /// yet before counting them never delivered (a duration, e.g. 30s) [default: 10s].
+    #[arg(long, value_name = "D", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub delivered_drain: Option<Duration>,
+    /// With --delivered-via: the sink's --api-token, sent as a bearer token.
+    #[arg(long, value_name = "TOKEN")]
+    pub delivered_token: Option<String>,
     /// Fail (exit 1) unless this holds: STAGE:pNN<D (eod:p99<5ms), STAGE:max<D, errors<N%
     /// or errors<N (repeatable; with --sweep, a step passes only if every one holds).
     #[arg(long, value_name = "EXPR")]

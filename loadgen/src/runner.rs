@@ -4,17 +4,23 @@
 //! start one engine thread per share of the work, receive every thread's one-second
 //! reports into [`Results`] (showing each second once all threads have reported it), join
 //! the threads, and set the measured time and the connections alive over it (the
-//! [`SlotAccount`] every thread keeps).
+//! [`SlotAccount`] every thread keeps). End to end (`--delivered-via`), it first subscribes
+//! to the far sink's event stream, gives the run a fresh tag id, and starts the watcher
+//! thread, which reports like one more thread until its drain ends; the measured time then
+//! ends with the send phase, not the drain.
 //!
 //! What it does not do: drive connections (`engine`), check the command line (`settings`),
 //! or print results (`report`).
 
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::engine::{self, IntervalReport};
 use crate::drive::slots::SlotAccount;
+use crate::drive::watch::{self, WatchPlan};
 use crate::progress::Progress;
 use crate::report::{render, Results};
 use crate::settings::Settings;
 use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +45,21 @@ pub fn run(settings: &Settings, header: &str) -> Result<Finished, String> {
 /// [`run`], with `step` (a sweep's step, e.g. `step 2/5 at 400 msgs/s  `) before the live
 /// line on a terminal.
 pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finished, String> {
+    // The end-to-end mode subscribes to the far sink before the first message is sent.
+    let subscription = settings
+        .delivered
+        .as_ref()
+        .map(watch::subscribe)
+        .transpose()?;
+    let run_id = new_run_id();
+    if let Some(tag) = &settings.workload.tag_run {
+        tag.store(run_id, Ordering::Relaxed);
+    }
+    let link = subscription
+        .as_ref()
+        .map(|_| Arc::new(DeliveryLink::new(settings.threads)));
+    // The watcher reports like one more thread.
+    let reporters = settings.threads + usize::from(link.is_some());
     let start = Instant::now() + START_DELAY;
     let wall_start = SystemTime::now() + START_DELAY;
     let (reports_tx, reports) = mpsc::channel::<IntervalReport>();
@@ -48,7 +69,22 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
         settings.end(start),
         !settings.stagger.is_zero(),
     )));
-    let handles = start_threads(settings, start, &reports_tx, &slots)?;
+    let mut handles = start_threads(settings, start, &reports_tx, &slots, link.as_ref())?;
+    if let (Some(subscription), Some(link), Some(via)) = (subscription, &link, &settings.delivered)
+    {
+        let plan = WatchPlan {
+            index: settings.threads,
+            start,
+            warmup_end: start + settings.warmup,
+            run: run_id,
+        };
+        let (via, link, tx) = (via.clone(), Arc::clone(link), reports_tx.clone());
+        let handle = std::thread::Builder::new()
+            .name("loadgen-watch".into())
+            .spawn(move || watch::run_watch(subscription, &via, link, plan, tx))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        handles.push(handle);
+    }
     drop(reports_tx);
 
     let progress = (!settings.quiet).then(|| Progress::new(std::io::stderr().is_terminal()));
@@ -60,8 +96,13 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
         step,
         open_loop: settings.rate.is_some(),
     });
-    let mut results = collect(settings.threads, &reports, view.as_ref());
-    let run_end = Instant::now();
+    let mut results = collect(reporters, &reports, view.as_ref());
+    // The send phase ended when the last engine thread did (the drain after it is not
+    // measured time).
+    let run_end = link
+        .as_ref()
+        .and_then(|l| l.senders_done_at())
+        .unwrap_or_else(Instant::now);
     join(handles)?;
     if let Some(p) = progress {
         p.finish();
@@ -74,29 +115,58 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
     results.connections = account.finish(measured_end);
     results.connections.allowed = settings.allow_fewer_connections;
     results.warmup = settings.warmup;
+    results.run_id = link.as_ref().map(|_| run_id);
     Ok(Finished {
         results,
         wall_start,
     })
 }
 
-/// Starts one engine thread per plan; each reports to `reports`.
+/// A run id for the end-to-end mode's tags: different for every run (and sweep step), so
+/// mail of an earlier run reaching the same sink is foreign.
+fn new_run_id() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16)
+}
+
+/// Tells the link an engine thread is done, however it ends (an error or a panic too), so
+/// the watcher never waits for a thread that is gone.
+struct SenderDone(Option<Arc<DeliveryLink>>);
+
+impl Drop for SenderDone {
+    fn drop(&mut self) {
+        if let Some(link) = &self.0 {
+            link.sender_done();
+        }
+    }
+}
+
+/// Starts one engine thread per plan; each reports to `reports` (and, end to end, tells
+/// `link` of each message's end).
 fn start_threads(
     settings: &Settings,
     start: Instant,
     reports: &mpsc::Sender<IntervalReport>,
     slots: &Arc<Mutex<SlotAccount>>,
+    link: Option<&Arc<DeliveryLink>>,
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>, String> {
     let threads = settings.threads;
     (0..threads)
         .map(|index| {
-            let plan = settings.thread_plan(index, start);
+            let mut plan = settings.thread_plan(index, start);
+            plan.delivered = link.cloned();
+            let done = SenderDone(link.cloned());
             let workload = Arc::clone(&settings.workload);
             let tx = reports.clone();
             let slots = Arc::clone(slots);
             std::thread::Builder::new()
                 .name(format!("loadgen-{index}"))
-                .spawn(move || engine::run_thread(plan, threads, workload, tx, slots))
+                .spawn(move || {
+                    let _done = done;
+                    engine::run_thread(plan, threads, workload, tx, slots)
+                })
                 .map_err(|e| format!("cannot start a thread: {e}"))
         })
         .collect()

@@ -15,6 +15,7 @@ use crate::cli::{greeting, parse_duration, AuthMechArg, OnOff, OrderArg, Pipelin
 use crate::drive::corpus::Corpus;
 use crate::drive::engine::{Target, ThreadPlan};
 use crate::drive::tls::{client_config, describe_name, server_name, TlsClient, TlsOptions};
+use crate::drive::watch::{Via, DEFAULT_DRAIN};
 use crate::drive::workload::{
     AddressPattern, Auth, AuthMech, Generated, Order, Pipelining, RecipientList, Security, Sizes,
     Workload,
@@ -22,6 +23,7 @@ use crate::drive::workload::{
 use crate::report::slo::Slo;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +94,27 @@ pub struct Settings {
     /// The TLS configuration every connection shares, and the server name (of the first
     /// target; each target has its own name in `targets`).
     pub tls: Option<TlsClient>,
+    /// `--delivered-via`: the far sink's capture API, watched for each message's arrival.
+    pub delivered: Option<Via>,
+}
+
+/// `--delivered-via` with its companions, checked (`None` without it).
+fn delivered_via(args: &RunArgs) -> Result<Option<Via>, String> {
+    let Some(url) = &args.delivered_via else {
+        if args.delivered_drain.is_some() || args.delivered_token.is_some() {
+            return Err("--delivered-drain and --delivered-token need --delivered-via URL".into());
+        }
+        return Ok(None);
+    };
+    if args.message_dir.is_some() || args.mbox.is_some() {
+        return Err(
+            "--delivered-via tags generated messages; it cannot be used with --message-dir or \
+             --mbox"
+                .into(),
+        );
+    }
+    let drain = args.delivered_drain.unwrap_or(DEFAULT_DRAIN);
+    Via::new(url, args.delivered_token.clone(), drain).map(Some)
 }
 
 /// What the output says when certificates are not checked.
@@ -209,6 +232,7 @@ impl Settings {
         if args.order.is_some() && args.message_dir.is_none() && args.mbox.is_none() {
             return Err("--order needs --message-dir or --mbox".into());
         }
+        let delivered = delivered_via(&args)?;
         let corpus = match (&args.message_dir, &args.mbox) {
             (Some(dir), _) => Some(Corpus::open_dir(dir)?),
             (None, Some(mbox)) => Some(Corpus::open_mbox(mbox)?),
@@ -244,13 +268,26 @@ impl Settings {
             ehlo_name: greeting_name,
             from: AddressPattern::new(&args.from)?,
             to: AddressPattern::new(&args.to)?,
-            generated: Generated::new(args.size),
+            generated: Generated::new(args.size, delivered.is_some()),
             security,
             auth,
             corpus: corpus.map(Arc::new),
             order,
             recipients,
+            tag_run: delivered.as_ref().map(|_| Arc::new(AtomicU32::new(0))),
         };
+        if delivered.is_some() {
+            let min = match args.size {
+                Sizes::Fixed(n) | Sizes::Range(n, _) => n,
+            };
+            if min < workload.generated.header_len() {
+                return Err(format!(
+                    "--delivered-via needs messages of at least {} bytes (--size), so that \
+                     every message keeps its tagged Subject",
+                    workload.generated.header_len()
+                ));
+            }
+        }
         Ok(Settings {
             target_text,
             targets,
@@ -279,6 +316,7 @@ impl Settings {
             quiet: args.quiet,
             tls_options,
             tls,
+            delivered,
         })
     }
 
@@ -328,6 +366,7 @@ impl Settings {
             reply_timeout: self.reply_timeout,
             pace_spin: self.pace_spin,
             seed: self.seed,
+            delivered: None,
         }
     }
 
@@ -388,8 +427,12 @@ impl Settings {
             let list: Vec<String> = self.sources.iter().map(|s| s.ip().to_string()).collect();
             format!(", from {}", list.join(" "))
         };
+        let delivered = match &self.delivered {
+            Some(via) => format!(", delivered via {} (drain {:?})", via.url, via.drain),
+            None => String::new(),
+        };
         format!(
-            "smtp-loadgen -> {}: {} connections on {} thread(s){sources}, {mode}, {} rcpt(s){recipients}, {content}{}",
+            "smtp-loadgen -> {}: {} connections on {} thread(s){sources}, {mode}, {} rcpt(s){recipients}, {content}{}{delivered}",
             self.target_text,
             self.connections,
             self.threads,
@@ -510,6 +553,15 @@ impl Settings {
                     }
                     .into();
                     json
+                }),
+            ),
+            (
+                "delivered_via",
+                self.delivered.as_ref().map(|via| {
+                    serde_json::json!({
+                        "url": via.url,
+                        "drain_seconds": via.drain.as_secs_f64(),
+                    })
                 }),
             ),
             (

@@ -55,6 +55,10 @@ pub enum Stage {
     Rset,
     /// `QUIT`.
     Quit,
+    /// End to end (`--delivered-via`): from the message's clock origin (its intended send
+    /// time in an open loop, its first command otherwise) to its arrival at the far sink.
+    /// Not a reply: timed by the watcher (`drive::watch`) or, when the arrival came first, by the engine.
+    Delivered,
 }
 
 impl Stage {
@@ -63,7 +67,7 @@ impl Stage {
     /// (greeting, EHLO, STARTTLS and its handshake, EHLO again: both EHLOs share one row);
     /// with implicit TLS the handshake comes before the greeting, but one order for every
     /// run keeps tables comparable.
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Connect,
         Stage::Greeting,
         Stage::Tls,
@@ -76,6 +80,7 @@ impl Stage {
         Stage::Bdat,
         Stage::Rset,
         Stage::Quit,
+        Stage::Delivered,
     ];
 
     /// The stage's short name (used in output, tags and SLO expressions).
@@ -93,6 +98,7 @@ impl Stage {
             Stage::Bdat => "bdat",
             Stage::Rset => "rset",
             Stage::Quit => "quit",
+            Stage::Delivered => "delivered",
         }
     }
 
@@ -108,7 +114,13 @@ impl Stage {
             Stage::Auth => 235,
             Stage::Data => 354,
             Stage::Quit => 221,
-            Stage::Ehlo | Stage::Mail | Stage::Rcpt | Stage::Eod | Stage::Bdat | Stage::Rset => 250,
+            Stage::Ehlo
+            | Stage::Mail
+            | Stage::Rcpt
+            | Stage::Eod
+            | Stage::Bdat
+            | Stage::Rset
+            | Stage::Delivered => 250,
         }
     }
 }
@@ -214,6 +226,8 @@ pub enum Event {
         started: Instant,
         /// When the schedule wanted it to start (open loop only).
         intended: Option<Instant>,
+        /// Its sequence number (its tag's, in the end-to-end mode).
+        seq: u64,
     },
 }
 
@@ -525,7 +539,7 @@ impl Client {
         let ok = reply.code == expected.stage.expected_code()
             || (expected.stage == Stage::Rcpt && reply.code == 251);
         match expected.stage {
-            Stage::Connect => self.fail(Failure::Desync),
+            Stage::Connect | Stage::Delivered => self.fail(Failure::Desync),
             Stage::Greeting => {
                 if !ok {
                     return self.fail(Failure::Refused(Stage::Greeting));
@@ -686,7 +700,7 @@ impl Client {
         if expected.stage == Stage::Data {
             self.awaiting_354 = false;
             if ok {
-                workload.write_data_content(message.content, out);
+                workload.write_data_content(message.content, message.seq, out);
                 self.expect(Stage::Eod, now, Some(number), None);
             }
         }
@@ -723,6 +737,7 @@ impl Client {
                 size: message.content.size(),
                 started: message.started,
                 intended: message.intended,
+                seq: message.seq,
             });
         }
         // Forget finished messages at the front.
@@ -748,8 +763,9 @@ impl Client {
     ) {
         let index = (number - self.first_message) as usize;
         let content = self.messages[index].content;
+        let seq = self.messages[index].seq;
         if workload.bdat {
-            workload.write_bdat(content, out);
+            workload.write_bdat(content, seq, out);
             self.expect(Stage::Bdat, now, Some(number), None);
         } else {
             out.extend_from_slice(b"DATA\r\n");

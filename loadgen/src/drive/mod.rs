@@ -27,15 +27,21 @@
 //! * [`corpus`]: real messages (`--message-dir`, `--mbox`): indexed once, streamed in wire
 //!   form (line ends, dot-stuffing, mboxrd un-quoting) as they are sent.
 //! * [`record`]: histograms and counters of one thread and interval.
+//! * [`delivered`]: the end-to-end mode: the far sink's event stream (HTTP and server-sent
+//!   events, sans I/O) and the awaited messages; [`tag`]: the tag in each message's subject;
+//!   [`watch`]: the watcher thread that reads the stream.
 
 pub mod client;
 pub mod corpus;
+pub mod delivered;
 pub mod engine;
 pub mod output;
 pub mod pacer;
 pub mod record;
 pub mod reply;
 pub mod slots;
+pub mod tag;
 pub mod tls;
 pub mod transport;
+pub mod watch;
 pub mod workload;

@@ -117,6 +117,50 @@ pub struct Recorder {
     /// per reason: `connect failed`, `greeting 421`, `closed before greeting`, `auth 535`,
     /// ... (a step name and a reply code at most, so the keys are few).
     pub never_ready: BTreeMap<String, u64>,
+    /// The end-to-end mode's counts (`--delivered-via`; the latencies are the `delivered`
+    /// stage).
+    pub delivery: DeliveryFigures,
+}
+
+/// What the end-to-end mode counted besides the `delivered` latencies (see
+/// `drive::delivered`). All zero, and `watched` false, without `--delivered-via`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryFigures {
+    /// Whether the far end was watched (the run had `--delivered-via`).
+    pub watched: bool,
+    /// Messages that got a `250` and never arrived at the far end within the drain time.
+    pub never_delivered: u64,
+    /// Arrivals of a message that had arrived already.
+    pub duplicates: u64,
+    /// Arrivals without a tag of this run (other mail reaching the sink), ignored.
+    pub foreign: u64,
+    /// First arrivals of messages that had been written off (past the tracker's window):
+    /// delivered, but too late to be timed.
+    pub late: u64,
+    /// Arrivals the sink no longer kept when the watcher came to read them (its `lagged`
+    /// events): unattributed, so `never_delivered` may count them.
+    pub lagged: u64,
+    /// `reset` events: the sink restarted and replayed what it keeps.
+    pub resets: u64,
+    /// Arrivals replayed after a `reset` of messages already seen (not duplicates).
+    pub replayed: u64,
+    /// Times the event stream was reopened after it dropped.
+    pub reconnects: u64,
+}
+
+impl DeliveryFigures {
+    /// Adds `other` into `self`.
+    fn merge(&mut self, other: &DeliveryFigures) {
+        self.watched |= other.watched;
+        self.never_delivered += other.never_delivered;
+        self.duplicates += other.duplicates;
+        self.foreign += other.foreign;
+        self.late += other.late;
+        self.lagged += other.lagged;
+        self.resets += other.resets;
+        self.replayed += other.replayed;
+        self.reconnects += other.reconnects;
+    }
 }
 
 /// One target's share of a recorder's figures (several `--target`s).
@@ -186,6 +230,7 @@ impl Recorder {
             accepted_bytes: 0,
             targets: Vec::new(),
             never_ready: BTreeMap::new(),
+            delivery: DeliveryFigures::default(),
         }
     }
 
@@ -313,6 +358,7 @@ impl Recorder {
             self.target(index).merge(figures);
         }
         self.merge_never_ready(other);
+        self.delivery.merge(&other.delivery);
     }
 
     /// Adds `other`'s connections that never got ready. Apart from [`Recorder::merge`] for

@@ -15,10 +15,12 @@
 use crate::drive::corpus::wire::Form;
 use crate::drive::corpus::Corpus;
 use crate::drive::output::{Body, Output};
+use crate::drive::tag;
 use crate::units::bytes_text;
 use base64::Engine as _;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// How a connection is secured.
@@ -423,6 +425,10 @@ pub struct Workload {
     pub order: Order,
     /// Recipients from `--rcpt-file` instead of the `to` pattern.
     pub recipients: Option<RecipientList>,
+    /// `--delivered-via`: the current run's id, written with each message's number into its
+    /// `Subject:` (see [`tag`]); set by the runner at each run's start (a sweep's steps
+    /// have different ids, so a late arrival of one step is never taken for the next's).
+    pub tag_run: Option<Arc<AtomicU32>>,
 }
 
 /// Generated messages: their sizes, and the text each is cut from (built once, at least as
@@ -433,16 +439,28 @@ pub struct Generated {
     sizes: Sizes,
     /// Header block and text lines, at least `sizes.max()` bytes.
     template: Vec<u8>,
+    /// Where the tag starts in `template`, when messages are tagged (`--delivered-via`).
+    tag_at: Option<usize>,
+    /// The header block's length (the empty line included).
+    header_len: usize,
 }
 
 impl Generated {
-    /// Messages of `sizes`, and their content template.
-    pub fn new(sizes: Sizes) -> Generated {
+    /// Messages of `sizes`, and their content template; `tagged`: with a [`tag`] in the
+    /// subject (its digits are written per message, the size stays exact).
+    pub fn new(sizes: Sizes, tagged: bool) -> Generated {
         let mut template = b"From: smtp-loadgen <loadgen@example.org>\r\n\
             To: <sink@example.net>\r\n\
-            Subject: smtp-loadgen test message\r\n\
-            Message-ID: <loadgen@example.org>\r\n\r\n"
+            Subject: "
             .to_vec();
+        let tag_at = tagged.then_some(template.len());
+        if tagged {
+            tag::tag_into(0, 0, &mut template);
+        } else {
+            template.extend_from_slice(b"smtp-loadgen test message");
+        }
+        template.extend_from_slice(b"\r\nMessage-ID: <loadgen@example.org>\r\n\r\n");
+        let header_len = template.len();
         let mut line_no = 0u64;
         while template.len() < sizes.max() + 80 {
             let _ = write!(
@@ -451,7 +469,18 @@ impl Generated {
             );
             line_no += 1;
         }
-        Generated { sizes, template }
+        Generated {
+            sizes,
+            template,
+            tag_at,
+            header_len,
+        }
+    }
+
+    /// The smallest size a message may have and keep its whole header block (and so its
+    /// tag) and end in CR LF.
+    pub fn header_len(&self) -> usize {
+        self.header_len + 2
     }
 
     /// The message sizes.
@@ -503,26 +532,41 @@ impl Workload {
         out.extend_from_slice(b">\r\n");
     }
 
-    /// Exactly `size` bytes of generated content ending in CR LF.
-    fn write_message(&self, size: usize, out: &mut Output) {
+    /// Exactly `size` bytes of generated content ending in CR LF; message `seq`'s tag in
+    /// its subject when messages are tagged (and the size keeps the whole tag).
+    fn write_message(&self, size: usize, seq: u64, out: &mut Output) {
         let size = size.max(MIN_SIZE);
         let template = &self.generated.template;
-        out.extend_from_slice(&template[..size - 3]);
+        let end = size - 3;
+        let tag_at = match (self.generated.tag_at, &self.tag_run) {
+            (Some(at), Some(run)) if at + tag::TAG_LEN <= end => {
+                let run = run.load(Ordering::Relaxed);
+                out.extend_from_slice(&template[..at + tag::RUN_OFFSET]);
+                out.extend_from_slice(&tag::run_digits(run));
+                out.extend_from_slice(
+                    &template[at + tag::RUN_OFFSET + tag::RUN_ID_DIGITS..at + tag::SEQ_OFFSET],
+                );
+                out.extend_from_slice(&tag::seq_digits(seq));
+                at + tag::TAG_LEN
+            }
+            _ => 0,
+        };
+        out.extend_from_slice(&template[tag_at..end]);
         // Cutting a line between its CR and LF would leave a bare CR; make it text.
-        if template[size - 3] == b'\r' {
+        if template[end] == b'\r' {
             out.extend_from_slice(b"x");
         } else {
-            out.extend_from_slice(&template[size - 3..size - 2]);
+            out.extend_from_slice(&template[end..end + 1]);
         }
         out.extend_from_slice(b"\r\n");
     }
 
     /// DATA content: the message and the terminating dot (RFC 5321 §4.1.1.4); a corpus
     /// message dot-stuffed, streamed by the engine.
-    pub fn write_data_content(&self, content: Content, out: &mut Output) {
+    pub fn write_data_content(&self, content: Content, seq: u64, out: &mut Output) {
         match content {
             Content::Generated(size) => {
-                self.write_message(size, out);
+                self.write_message(size, seq, out);
                 out.extend_from_slice(b".\r\n");
             }
             Content::Corpus { index, .. } => out.push_body(Body {
@@ -533,10 +577,10 @@ impl Workload {
     }
 
     /// `BDAT <size> LAST` and the message (RFC 3030 §2).
-    pub fn write_bdat(&self, content: Content, out: &mut Output) {
+    pub fn write_bdat(&self, content: Content, seq: u64, out: &mut Output) {
         let _ = write!(out, "BDAT {} LAST\r\n", content.size());
         match content {
-            Content::Generated(size) => self.write_message(size, out),
+            Content::Generated(size) => self.write_message(size, seq, out),
             Content::Corpus { index, .. } => out.push_body(Body {
                 message: index,
                 form: Form::Bdat,
@@ -560,13 +604,40 @@ mod tests {
             ehlo_name: "loadgen.test".into(),
             from: AddressPattern::new("s{n}@example.org").unwrap(),
             to: AddressPattern::new("r{r}-{n}@example.net").unwrap(),
-            generated: Generated::new(sizes),
+            generated: Generated::new(sizes, false),
             security: Security::Plain,
             auth: None,
             corpus: None,
             order: Order::Sequential,
             recipients: None,
+            tag_run: None,
         }
+    }
+
+    #[test]
+    fn tagged_messages_carry_their_number_at_their_exact_size() {
+        let mut w = workload(Sizes::Fixed(4096));
+        w.generated = Generated::new(Sizes::Fixed(4096), true);
+        w.tag_run = Some(Arc::new(AtomicU32::new(0xabcd_0123)));
+        let min = w.generated.header_len();
+        for (size, seq) in [(min, 0), (min + 1, 7), (1024, u64::MAX), (4096, 123_456)] {
+            let mut out = Output::default();
+            w.write_data_content(Content::Generated(size), seq, &mut out);
+            let text = String::from_utf8(out.written().to_vec()).unwrap();
+            assert_eq!(text.len(), size + 3, "{size}: the message and the dot");
+            let subject = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap();
+            assert_eq!(tag::parse_tag(subject), Some((0xabcd_0123, seq)));
+            assert!(text.contains("\r\n\r\n"), "the header block is whole");
+        }
+        // Untagged workloads keep the old subject.
+        let plain = workload(Sizes::Fixed(4096));
+        let mut out = Output::default();
+        plain.write_data_content(Content::Generated(1024), 9, &mut out);
+        assert!(String::from_utf8_lossy(out.written())
+            .contains("Subject: smtp-loadgen test message\r\n"));
     }
 
     #[test]
@@ -574,7 +645,7 @@ mod tests {
         let w = workload(Sizes::Fixed(4096));
         for size in MIN_SIZE..1200 {
             let mut out = Output::default();
-            w.write_message(size, &mut out);
+            w.write_message(size, 7, &mut out);
             let out = out.written();
             assert_eq!(out.len(), size);
             assert!(out.ends_with(b"\r\n"));

@@ -11,7 +11,7 @@
 //!   with a note instead of as lines on top of each other.
 //! * `corrected-vs-service` (open-loop runs): latency from the intended send time
 //!   (coordinated-omission corrected) against service time from the first command written.
-//! * `latency-over-time-TAG` for `eod`, `bdat`, `message`, `message_corrected`: p50, p99 and
+//! * `latency-over-time-TAG` for `eod`, `bdat`, `message`, `message_corrected`, `delivered`: p50, p99 and
 //!   max of each interval.
 //! * `throughput`: messages accepted per second per interval (and started, the offered load
 //!   in open loop, when the log has counts).
@@ -27,7 +27,7 @@ use super::chart::{Chart, Mark, Scale, Series, Shade};
 use super::figures::{identical, spectrum, tag_rank, tag_title, RunFigures, TagFigures};
 
 /// The tags that get a latency-over-time chart, in this order.
-const OVER_TIME_TAGS: [&str; 4] = ["eod", "bdat", "message", "message_corrected"];
+const OVER_TIME_TAGS: [&str; 5] = ["eod", "bdat", "message", "message_corrected", "delivered"];
 
 /// A tag as part of an id or a file name: letters, digits, `_` and `-` kept, others `-`.
 pub fn id_part(tag: &str) -> String {

@@ -186,6 +186,9 @@ pub fn summary(
             let _ = writeln!(out, "target rate {rate:.1} msgs/s sustained");
         }
     }
+    if total.delivery.watched {
+        let _ = writeln!(out, "{}", delivery_line(results));
+    }
     out.push_str(&latency_table(total, target_rate.is_some()));
     let mut codes = String::new();
     for stage in Stage::ALL {
@@ -220,6 +223,57 @@ pub fn summary(
         let _ = writeln!(out, "error detail: {detail} (x{n})");
     }
     out
+}
+
+/// The end-to-end line of the summary (`--delivered-via`): how many accepted messages
+/// arrived at the far sink and were timed (those sent after the warm-up, as `accepted`
+/// counts them), how many never arrived and how many twice (over the whole run, warm-up
+/// included: a loss is a loss), foreign mail, and the rarer counts when not zero.
+pub fn delivery_line(results: &Results) -> String {
+    let total = &results.total;
+    let d = &total.delivery;
+    let mut line = format!(
+        "delivered (end to end{}): {} timed of {} accepted, never delivered {}, duplicates {}, \
+         foreign {}",
+        results
+            .run_id
+            .map_or(String::new(), |id| format!(", run {id:08x}")),
+        total.stage(Stage::Delivered).len(),
+        total.accepted,
+        d.never_delivered,
+        d.duplicates,
+        d.foreign
+    );
+    for (name, n) in [
+        ("late", d.late),
+        ("lagged (unattributed)", d.lagged),
+        ("resets", d.resets),
+        ("replayed", d.replayed),
+        ("stream reconnects", d.reconnects),
+    ] {
+        if n > 0 {
+            let _ = write!(line, ", {name} {n}");
+        }
+    }
+    line
+}
+
+/// The `delivery` object of `--json` (`--delivered-via`).
+fn delivery_json(results: &Results) -> serde_json::Value {
+    let total = &results.total;
+    let d = &total.delivery;
+    serde_json::json!({
+        "run_id": results.run_id.map(|id| format!("{id:08x}")),
+        "arrived": total.stage(Stage::Delivered).len(),
+        "never_delivered": d.never_delivered,
+        "duplicates": d.duplicates,
+        "foreign": d.foreign,
+        "late": d.late,
+        "lagged": d.lagged,
+        "resets": d.resets,
+        "replayed": d.replayed,
+        "reconnects": d.reconnects,
+    })
 }
 
 /// The per-target section of the summary (several `--target`s, named by `names` in order;
@@ -409,7 +463,7 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "config": config,
         "warmup": rule.json(from),
         "totals": {
@@ -435,7 +489,12 @@ pub fn json(results: &Results, config: serde_json::Value) -> serde_json::Value {
         "latency_order": order,
         "histograms_v2_deflate_base64": histograms,
         "series": series,
-    })
+    });
+    // Only with --delivered-via, so a run without it keeps the same document.
+    if total.delivery.watched {
+        doc["delivery"] = delivery_json(results);
+    }
+    doc
 }
 
 /// The `report` text of one log: its description and provenance as recorded, the warm-up

@@ -93,6 +93,8 @@ pub struct Results {
     pub connections: SlotFigures,
     /// The warm-up (whole seconds): the intervals flagged `warmup` are inside it.
     pub warmup: Duration,
+    /// The end-to-end mode's run id (in every message's tag; `None` without it).
+    pub run_id: Option<u32>,
 }
 
 impl Results {
@@ -107,6 +109,7 @@ impl Results {
             backlog: 0,
             connections: SlotFigures::default(),
             warmup: Duration::ZERO,
+            run_id: None,
         }
     }
 

@@ -84,9 +84,17 @@ impl Step {
         self.verdicts.iter().all(Result::is_ok)
     }
 
-    /// Whether the step passed: sustained and every SLO met.
+    /// End to end (`--delivered-via`): whether every message the step's MTA accepted
+    /// arrived at the far sink within the drain (`never delivered` 0). Always true without
+    /// the mode.
+    pub fn delivered_all(&self) -> bool {
+        self.results.total.delivery.never_delivered == 0
+    }
+
+    /// Whether the step passed: sustained, every SLO met, and (end to end) nothing never
+    /// delivered: an MTA that accepts faster than it delivers has not sustained the rate.
     pub fn passed(&self) -> bool {
-        self.sustained() && self.slos_met()
+        self.sustained() && self.slos_met() && self.delivered_all()
     }
 
     /// The corrected latency at percentile `p`, in milliseconds (`None`: no message).
@@ -230,6 +238,12 @@ fn verdict(step: &Step) -> String {
         (false, false) => "SLO breached, short of rate",
     }
     .to_string();
+    if !step.delivered_all() {
+        words = format!(
+            "{words}, {} never delivered",
+            step.results.total.delivery.never_delivered
+        );
+    }
     if step.catch_up() {
         words.push_str(" (catch-up: achieved > offered)");
     }
@@ -274,6 +288,15 @@ pub fn failure_lines(step: &Step) -> String {
     }
     if let Some(warning) = super::connections::warning(&step.results) {
         let _ = writeln!(out, "  {} msgs/s: {warning}", rate(step.offered));
+    }
+    if !step.delivered_all() {
+        let _ = writeln!(
+            out,
+            "  {} msgs/s: {} accepted messages never delivered within the drain \
+             (--delivered-drain)",
+            rate(step.offered),
+            step.results.total.delivery.never_delivered
+        );
     }
     if step.results.total.accepted == 0 || step.achieved() < SUSTAINED_FRACTION * step.offered {
         let _ = writeln!(
@@ -632,6 +655,17 @@ mod tests {
             slos: vec![Slo::parse("eod:p99<5ms", |_| Ok(Duration::from_millis(5))).unwrap()],
             provenance: test_provenance(),
         }
+    }
+
+    #[test]
+    fn an_end_to_end_step_with_mail_never_delivered_fails() {
+        let mut lossy = step(100.0, 100, 1, true);
+        lossy.results.total.delivery.watched = true;
+        lossy.results.total.delivery.never_delivered = 3;
+        assert!(lossy.sustained() && lossy.slos_met());
+        assert!(!lossy.passed());
+        assert!(table_row(&lossy).contains("ok, 3 never delivered"));
+        assert!(failure_lines(&lossy).contains("3 accepted messages never delivered"));
     }
 
     #[test]

@@ -23,12 +23,13 @@ fn workload(rcpts: usize, pipelining: Pipelining, bdat: bool, inflight: usize) -
         ehlo_name: "lg.test".into(),
         from: AddressPattern::new("s{n}@a.test").unwrap(),
         to: AddressPattern::new("r{r}@b.test").unwrap(),
-        generated: Generated::new(Sizes::Fixed(MIN_SIZE)),
+        generated: Generated::new(Sizes::Fixed(MIN_SIZE), false),
         security: Security::Plain,
         auth: None,
         corpus: None,
         order: Order::Sequential,
         recipients: None,
+        tag_run: None,
     }
 }
 
@@ -55,14 +56,14 @@ fn b64(text: &str) -> String {
 /// The content of a `MIN_SIZE` message as DATA sends it (the dot included).
 fn data_content(w: &Workload) -> String {
     let mut out = Output::default();
-    w.write_data_content(Content::Generated(MIN_SIZE), &mut out);
+    w.write_data_content(Content::Generated(MIN_SIZE), 0, &mut out);
     String::from_utf8(out.written().to_vec()).unwrap()
 }
 
 /// `BDAT n LAST` and a `MIN_SIZE` message.
 fn bdat_content(w: &Workload) -> String {
     let mut out = Output::default();
-    w.write_bdat(Content::Generated(MIN_SIZE), &mut out);
+    w.write_bdat(Content::Generated(MIN_SIZE), 0, &mut out);
     String::from_utf8(out.written().to_vec()).unwrap()
 }
 
@@ -560,11 +561,13 @@ fn replay(workload: &Workload, messages: u64, chunks: &[&[u8]]) -> Transcript {
                 size,
                 started,
                 intended,
+                seq,
             } => Event::Message {
                 accepted,
                 size,
                 started: relative(started, c.base),
                 intended,
+                seq,
             },
             other => other,
         })
@@ -653,6 +656,7 @@ fn a_pipelined_session_step_by_step() {
             size: MIN_SIZE,
             started,
             intended: None,
+            ..
         } => assert_eq!(started, c.base + Duration::from_millis(2)),
         other => panic!("{other:?}"),
     }

@@ -32,6 +32,7 @@ mod wire;
 
 use crate::drive::client::Client;
 use crate::drive::corpus::{BodyStream, CorpusReader};
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::output::Output;
 use crate::drive::pacer::{self, Pacer};
 use crate::drive::record::Recorder;
@@ -98,6 +99,8 @@ pub struct ThreadPlan {
     pub pace_spin: Duration,
     /// Seed for message sizes and random corpus order.
     pub seed: u64,
+    /// The end-to-end mode's tracker (`--delivered-via`), told of each message's end.
+    pub delivered: Option<Arc<DeliveryLink>>,
 }
 
 /// One interval's measurements from one thread.

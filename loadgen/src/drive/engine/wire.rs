@@ -17,9 +17,10 @@
 //! What it does not do: parse replies (`reply`) or decide SMTP steps (the client), speak TLS
 //! itself (`transport`), or decide what happens to a connection that fails (`connections`).
 
-use super::{lock, Conn, Engine, STAGING};
+use super::{lock, Conn, Engine, ThreadPlan, INTERVAL, STAGING};
 use crate::drive::client::{describe_failure, Client, Event, Failure, Stage};
 use crate::drive::corpus::CorpusReader;
+use crate::drive::delivered::DeliveryLink;
 use crate::drive::output::Next;
 use crate::drive::record::{record, ErrorKind, Recorder};
 use crate::drive::reply::parse_reply;
@@ -121,8 +122,9 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
+        let delivered = delivered_link(&self.plan, self.interval);
         client.on_tls_established(&workload, now, &mut conn.out, |event| {
-            record_event(recorder, event, now, resumed, target)
+            record_event(recorder, event, now, resumed, target, delivered)
         });
         conn.last_progress = now;
         if client.is_closed() {
@@ -146,6 +148,7 @@ impl Engine {
         };
         let recorder = &mut self.recorder;
         let target = (self.plan.targets.len() > 1).then_some(conn.target);
+        let delivered = delivered_link(&self.plan, self.interval);
         let mut pos = 0;
         let mut last = 0..0;
         let mut garbage = None;
@@ -156,7 +159,7 @@ impl Engine {
                 Ok(Some((reply, used))) => {
                     let raw = &conn.input[pos..pos + used];
                     client.on_reply(&workload, reply, raw, now, &mut conn.out, |event| {
-                        record_event(recorder, event, now, false, target)
+                        record_event(recorder, event, now, false, target, delivered)
                     });
                     last = pos..pos + used;
                     pos += used;
@@ -335,14 +338,26 @@ fn fill_staging(conn: &mut Conn, mut reader: Option<&mut CorpusReader>) -> io::R
     Ok(())
 }
 
+/// The end-to-end mode's tracker of `plan`, and whether the figures of `interval` count (it
+/// starts at or after the warm-up's end: the flag its report will carry).
+fn delivered_link(plan: &ThreadPlan, interval: u64) -> Option<(&DeliveryLink, bool)> {
+    let interval_start = plan.start + INTERVAL * interval as u32;
+    plan.delivered
+        .as_deref()
+        .map(|link| (link, interval_start >= plan.warmup_end))
+}
+
 /// Records what the client reports (`resumed`: how a handshake it reports went; `target`:
-/// the connection's target, when figures are kept per target).
+/// the connection's target, when figures are kept per target; `delivered`: the end-to-end
+/// mode's tracker, told of each message's end, and whether this interval's figures count,
+/// i.e. it is past the warm-up).
 fn record_event(
     recorder: &mut Recorder,
     event: Event,
     now: Instant,
     resumed: bool,
     target: Option<usize>,
+    delivered: Option<(&DeliveryLink, bool)>,
 ) {
     if let Some(target) = target {
         let figures = recorder.target(target);
@@ -372,10 +387,25 @@ fn record_event(
             size,
             started,
             intended,
+            seq,
         } => {
             let service = now.saturating_duration_since(started).as_nanos() as u64;
             let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
             recorder.message_done(accepted, size, service, corrected);
+            // The message is awaited at the far end from its clock origin, the one
+            // `message_corrected` has (closed loop: `message`'s). Its latency counts when this
+            // interval does (past the warm-up), as its `accepted` does: the flag is the
+            // interval's, not `now`'s, which a turn may hold from before its poll.
+            match delivered {
+                Some((link, counts)) if accepted => {
+                    let origin = intended.unwrap_or(started);
+                    if let Some(nanos) = link.on_accepted(seq, origin, counts) {
+                        record(&mut recorder.stages[Stage::Delivered.index()], nanos);
+                    }
+                }
+                Some((link, _)) => link.on_refused(seq),
+                None => {}
+            }
         }
     }
 }

@@ -1,0 +1,275 @@
+//! The end-to-end mode (`--delivered-via`) over real sockets: smtp-loadgen -> fastsmtpd's
+//! relay (`--spool`, `--relay-to`, `--dsn off`) -> fastsmtpd sink with the capture API,
+//! both servers started in this process on loopback with ephemeral ports. Every message
+//! sent is `delivered` (0 never delivered); a recipient the sink defers once makes the relay
+//! deliver that message twice (the duplicate is counted); and messages sent to a second
+//! target that keeps nothing are counted `never delivered`, exactly. Counts only, no timed
+//! assertion; each run is bounded.
+
+mod common;
+
+use common::{loadgen_within, Run};
+use fastsmtpd::config::{ApiSettings, Config, Faults, NextHop, Relay};
+use fastsmtpd::relay::schedule::RetryPolicy;
+use fastsmtpd::server::{self, ServerHandle};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The most one run may take (a hang is the failure; runs take a few seconds).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A sink keeping what arrives in its capture store, with its API; `faults` as given.
+fn start_sink(faults: &[&str]) -> ServerHandle {
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        hostname: "sink.test".into(),
+        api: Some(ApiSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            cors: None,
+        }),
+        faults: Faults {
+            rules: faults.iter().map(|r| r.to_string()).collect(),
+            ..Faults::default()
+        },
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::default()
+    };
+    server::start(&config).expect("the sink starts")
+}
+
+/// A relay spooling in a fresh directory and delivering to `next_hop`, retrying every
+/// 100 ms, without notifications.
+fn start_relay(next_hop: SocketAddr, name: &str) -> (ServerHandle, PathBuf) {
+    let spool = common::scratch(name);
+    let _ = std::fs::remove_dir_all(&spool);
+    let backoff = RetryPolicy::parse_list("100ms").expect("a retry list");
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        hostname: "relay.test".into(),
+        relay: Relay {
+            spool: Some(spool.clone()),
+            next_hops: vec![NextHop::from_addr(next_hop)],
+            retry: RetryPolicy::new(backoff, Duration::from_secs(60)).expect("a policy"),
+            dsn: false,
+            ..Relay::default()
+        },
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::default()
+    };
+    (server::start(&config).expect("the relay starts"), spool)
+}
+
+/// The `--delivered-via` URL of `sink`.
+fn via(sink: &ServerHandle) -> String {
+    format!(
+        "http://{}",
+        sink.api_addr().expect("the sink serves its API")
+    )
+}
+
+/// The run's `delivery` figure `key`.
+fn delivery(run: &Run, key: &str) -> u64 {
+    run.json()["delivery"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no delivery.{key}: {}", run.stdout))
+}
+
+#[test]
+fn every_message_through_the_relay_is_delivered_once() {
+    let sink = start_sink(&[]);
+    let (relay, spool) = start_relay(sink.local_addrs()[0], "delivered-relay-spool");
+    let url = via(&sink);
+    let run = loadgen_within(
+        relay.local_addrs()[0],
+        &[
+            "-c",
+            "4",
+            "-n",
+            "2000",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "30s",
+        ],
+        LIMIT,
+    );
+    run.assert_clean();
+    assert_eq!(run.total("accepted"), 2000, "{}", run.stdout);
+    assert_eq!(delivery(&run, "arrived"), 2000, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "duplicates"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "foreign"), 0, "{}", run.stdout);
+    assert_eq!(run.json()["latency"]["delivered"]["count"], 2000);
+    assert!(
+        run.stdout.contains("delivered (end to end, run "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("2000 timed of 2000 accepted"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("never delivered 0, duplicates 0"),
+        "{}",
+        run.stdout
+    );
+    relay.stop().expect("the relay stops");
+    sink.stop().expect("the sink stops");
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+#[test]
+fn a_recipient_deferred_once_makes_one_duplicate_and_open_loop_runs_gate_on_delivered() {
+    // The sink defers the second recipient of the first message once: the relay delivers
+    // the message to the first recipient, then again to the second on its retry. The far
+    // end sees that message twice.
+    let sink = start_sink(&["rcpt to=sink1@* nth=1 reply=451 4.3.0 Try again later"]);
+    let (relay, spool) = start_relay(sink.local_addrs()[0], "delivered-dup-spool");
+    let url = via(&sink);
+    let run = loadgen_within(
+        relay.local_addrs()[0],
+        &[
+            "-c",
+            "2",
+            "--rate",
+            "200",
+            "-d",
+            "2s",
+            "--rcpts",
+            "2",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "30s",
+            // A bound no relay on loopback misses: the gate is checked, not the machine.
+            "--slo",
+            "delivered:p50<1h",
+        ],
+        LIMIT,
+    );
+    run.assert_clean();
+    let accepted = run.total("accepted");
+    assert!(accepted > 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "arrived"), accepted, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "duplicates"), 1, "{}", run.stdout);
+    // The open loop's origin is the intended send time, as message_corrected's.
+    assert!(run.json()["latency"]["message_corrected"]["count"].as_u64() == Some(accepted));
+    relay.stop().expect("the relay stops");
+    sink.stop().expect("the sink stops");
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+#[test]
+fn messages_accepted_by_a_server_that_keeps_nothing_are_never_delivered() {
+    // Two targets, one connection each: the relay delivers to the watched sink, the second
+    // server (no store: it says 250 and discards) never does.
+    let sink = start_sink(&[]);
+    let (relay, spool) = start_relay(sink.local_addrs()[0], "delivered-loss-spool");
+    let discard = server::start(&Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        hostname: "discard.test".into(),
+        ..Config::default()
+    })
+    .expect("the discarding server starts");
+    let url = via(&sink);
+    let second = discard.local_addrs()[0].to_string();
+    let run = loadgen_within(
+        relay.local_addrs()[0],
+        &[
+            "--target",
+            &second,
+            "-c",
+            "2",
+            "-n",
+            "600",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "2s",
+        ],
+        LIMIT,
+    );
+    run.assert_clean();
+    let targets = run.json()["targets"]
+        .as_array()
+        .expect("per-target figures");
+    let through_relay = targets[0]["accepted"].as_u64().unwrap();
+    let discarded = targets[1]["accepted"].as_u64().unwrap();
+    assert_eq!(through_relay + discarded, 600);
+    assert!(discarded > 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "arrived"), through_relay, "{}", run.stdout);
+    assert_eq!(
+        delivery(&run, "never_delivered"),
+        discarded,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(delivery(&run, "duplicates"), 0);
+    assert!(
+        run.stdout
+            .contains(&format!("never delivered {discarded}, duplicates 0")),
+        "{}",
+        run.stdout
+    );
+    discard.stop().expect("the discarding server stops");
+    relay.stop().expect("the relay stops");
+    sink.stop().expect("the sink stops");
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+#[test]
+fn a_wrong_api_address_fails_the_run_before_any_message() {
+    let sink = start_sink(&[]);
+    // Nobody listens there: the subscription fails, nothing is sent.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", unused.local_addr().unwrap());
+    drop(unused);
+    let run = loadgen_within(
+        sink.local_addrs()[0],
+        &["-n", "10", "--delivered-via", &dead],
+        LIMIT,
+    );
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert_eq!(sink.stop().expect("the sink stops").messages, 0);
+}
+
+#[test]
+fn the_mode_s_flags_are_checked_before_anything_is_sent() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--delivered-drain", "5s"], "need --delivered-via"),
+        (&["--delivered-token", "t"], "need --delivered-via"),
+        (
+            &["--delivered-via", "https://127.0.0.1:1"],
+            "http://HOST:PORT",
+        ),
+        (
+            &["--delivered-via", "http://127.0.0.1:1", "--size", "100"],
+            "at least",
+        ),
+        (
+            &[
+                "--delivered-via",
+                "http://127.0.0.1:1",
+                "--mbox",
+                "/dev/null",
+            ],
+            "--message-dir or --mbox",
+        ),
+    ];
+    for (flags, says) in cases {
+        let mut args: Vec<String> = vec!["--target".into(), "127.0.0.1:1".into()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let (code, _, stderr) = common::run_binary(&args);
+        assert_eq!(code, 2, "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}

@@ -84,6 +84,12 @@ pub struct Conn {
     /// Why the session ended before it was ready, as a recipient's last reply (`4.7.5 ...`
     /// for TLS, the session's reason otherwise); the loop defers with it.
     pub failure: Option<Vec<u8>>,
+    /// Transactions started on this connection (bounded by
+    /// `DeliveryConfig::messages_per_connection`).
+    pub carried: usize,
+    /// The session is ready and nothing waits for it: kept open for a message that becomes
+    /// ready soon (the loop's connection cache), until its deadline, then `QUIT`.
+    pub idle: bool,
 }
 
 impl Conn {
@@ -112,6 +118,8 @@ impl Conn {
             tls: None,
             handshaking: false,
             failure: None,
+            carried: 0,
+            idle: false,
         }
     }
 

@@ -13,10 +13,12 @@
 //!   recipients' earliest next attempt (`schedule::DueQueue`); due messages wait in the
 //!   ready queue for a connection.
 //! - **Where**: [`Hops::pick`](crate::relay::schedule::Hops::pick) names the next hop for a new connection (in order or spread,
-//!   each hop with its connection limit and its own back-off); a connection takes up to
-//!   [`DeliveryConfig::messages_per_connection`] ready messages and carries them one
-//!   transaction after another, the body read from the spool (the lock held for the read
-//!   only) when its transaction starts.
+//!   each hop with its connection limit and its own back-off); a connection carries up to
+//!   [`DeliveryConfig::messages_per_connection`] messages one transaction after another
+//!   (those ready when it opened, then more from the ready queue), the body read from the
+//!   spool (the lock held for the read only) when its transaction starts. A connection with
+//!   nothing to carry stays open for 2 s (Postfix's connection cache time) and takes the
+//!   next ready message before any new connection is opened; then it says `QUIT`.
 //! - **Outcomes** (per recipient, from the session's `TransactionReport`): delivered and
 //!   failed (`5yz`) are final; deferred (`4yz`, a timeout, a lost connection) counts an
 //!   attempt and is retried by the [`RetryPolicy`], or fails with its last reply once the

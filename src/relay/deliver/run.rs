@@ -56,6 +56,12 @@ const NOTIFICATION_RETRY: Duration = Duration::from_secs(5);
 const PLAIN_FALLBACK: Duration = Duration::from_secs(3600);
 /// The reason kept for recipients deferred because no next hop took a connection.
 const NO_HOP_REPLY: &[u8] = b"4.4.1 no next hop answered";
+/// How long a connection with nothing to carry stays open for the next ready message
+/// before its `QUIT` (Postfix's `smtp_connection_cache_time_limit` is 2 s too). Without it,
+/// mail arriving at a steady few hundred messages a second found every connection gone
+/// and paid a connect, greeting, `EHLO` and `QUIT` per message
+/// (docs/benchmarks/2026-12-07-relay-speed.md).
+const CONNECTION_IDLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// What a session that ended before it was ready leaves as its messages' last reply: the
 /// reason it gives (a refused greeting, TLS required and not offered, AUTH refused...), or
@@ -328,6 +334,23 @@ impl Loop {
 
     /// Opens connections while messages are ready and a hop has room.
     fn open_connections(&mut self, now: Duration) {
+        // Connections kept open with nothing to carry take ready messages first.
+        if !self.ready.is_empty() {
+            let idle: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, conn)| conn.idle && !conn.done)
+                .map(|(key, _)| key)
+                .collect();
+            for key in idle {
+                if self.ready.is_empty() {
+                    break;
+                }
+                self.conns[key].idle = false;
+                self.start_next(key, now);
+                self.drive(key, now);
+            }
+        }
         while !self.ready.is_empty() {
             let Pick::Hop(hop) = self.hops.pick(now) else {
                 return;
@@ -781,11 +804,38 @@ impl Loop {
         }
     }
 
-    /// Starts the next message of connection `key`'s batch, or `QUIT` when none is left.
-    fn start_next(&mut self, key: usize, now: Duration) {
+    /// Takes a message from the ready queue for a connection that has room (marked busy).
+    fn take_ready(&mut self) -> Option<SpoolId> {
         loop {
-            let Some(id) = self.conns[key].batch.pop_front() else {
-                let _ = self.conns[key].session.finish();
+            let id = *self.ready.take_batch(1).first()?;
+            if let Some(active) = self.active.get_mut(&id) {
+                if !active.busy {
+                    active.busy = true;
+                    return Some(id);
+                }
+            }
+        }
+    }
+
+    /// Starts the next message of connection `key`: from its batch, else from the ready
+    /// queue while it may carry more; with none, the connection stays open
+    /// ([`CONNECTION_IDLE_LIMIT`]) unless it carried its most, then `QUIT`.
+    fn start_next(&mut self, key: usize, now: Duration) {
+        let limit = self.config.messages_per_connection.max(1);
+        loop {
+            let next = match self.conns[key].batch.pop_front() {
+                Some(id) => Some(id),
+                None if self.conns[key].carried < limit => self.take_ready(),
+                None => None,
+            };
+            let Some(id) = next else {
+                let conn = &mut self.conns[key];
+                if conn.carried < limit {
+                    conn.idle = true;
+                    conn.deadline = now.saturating_add(CONNECTION_IDLE_LIMIT);
+                } else {
+                    let _ = conn.session.finish();
+                }
                 return;
             };
             let Some(active) = self.active.get(&id) else {
@@ -822,6 +872,8 @@ impl Loop {
             let conn = &mut self.conns[key];
             match conn.session.start_transaction(&envelope) {
                 Ok(()) => {
+                    conn.carried += 1;
+                    conn.idle = false;
                     conn.current = Some(InFlight {
                         id,
                         recipients,
@@ -858,7 +910,12 @@ impl Loop {
             .collect();
         for key in expired {
             let conn = &mut self.conns[key];
-            if conn.connected {
+            if conn.idle {
+                // Nothing came for it in time: close it politely.
+                conn.idle = false;
+                let _ = conn.session.finish();
+                conn.arm(now, self.config.session_timeout);
+            } else if conn.connected {
                 conn.session.on_timeout();
             } else {
                 conn.session.on_disconnect();

@@ -329,6 +329,36 @@ fn a_hundred_messages_arrive_byte_exact_and_leave_the_spool() {
     handle.stop();
 }
 
+/// Messages that become ready one at a time, each after the one before was delivered, go
+/// over the one connection kept open between them (the connection cache), not a connection
+/// each.
+#[test]
+fn messages_arriving_one_by_one_reuse_the_open_connection() {
+    let sink = Sink::start("relay-deliver-reuse", &[]);
+    let spool_dir = util::scratch_dir("relay-deliver-reuse-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let handle = Deliverer::start(
+        Arc::clone(&queue),
+        recovered,
+        config(vec![sink.addr], "200ms", Duration::from_secs(60)),
+    )
+    .unwrap();
+    for seq in 0..5u64 {
+        put(&queue, "s@x.test", &["r@y.test"], &body(seq as usize));
+        wait_until("the message delivered", &handle, || {
+            stat(&handle.stats().messages_done) == seq + 1
+        });
+    }
+    assert_eq!(sink.messages().len(), 5);
+    // A connection stays open 2 s with nothing to carry; the messages came within that.
+    assert_eq!(
+        stat(&handle.stats().connections),
+        1,
+        "one connection for all five"
+    );
+    handle.stop();
+}
+
 #[test]
 fn a_refused_recipient_gets_its_sender_one_notification_and_the_others_their_mail() {
     let sink = Sink::start(

@@ -391,6 +391,12 @@ impl Loop {
         let opened = ClientSession::new(client)
             .ok()
             .and_then(|session| Some((session, TcpStream::connect(address).ok()?)));
+        if let Some((_, stream)) = &opened {
+            // Commands and content go out in whole groups, never a byte at a time: Nagle's
+            // algorithm could only hold a group back until the next hop acknowledged the
+            // one before (up to a delayed ACK's 40 ms). The server's sockets do the same.
+            let _ = stream.set_nodelay(true);
+        }
         let (session, stream) = match opened {
             Some(opened) => opened,
             None => {

@@ -5,13 +5,15 @@
 # all N, prints each relay thread's CPU time per message (/proc/PID/task/*/schedstat) and
 # context switches per 1 000 messages. With STRACE=1 it prints instead the relay's system
 # calls per message (strace -c -f over the whole run: slower, but the counts are exact).
+# With RATE=R the N messages are sent in an open loop at R msgs/s instead (the cost at a
+# steady rate below the maximum, where batches are small).
 #
-# Usage: benches/relay_cost.sh [N]   (default 20000; BINDIR=DIR for other builds)
+# Usage: benches/relay_cost.sh [N]   (default 20000; BINDIR=DIR for other builds, RATE=R)
 # Needs target/release/{fastsmtpd,smtp-loadgen}, curl, python3 (and strace for STRACE=1).
 set -eu
 case "${1:-}" in
     -h | --help)
-        echo "usage: benches/relay_cost.sh [N]   (STRACE=1: system calls per message; BINDIR=DIR)"
+        echo "usage: benches/relay_cost.sh [N]   (STRACE=1: system calls per message; BINDIR=DIR; RATE=R: open loop)"
         echo "loadgen -> fastsmtpd --spool --relay-to -> fastsmtpd --api; relay CPU per thread per message"
         exit 0
         ;;
@@ -42,7 +44,8 @@ if [ "${STRACE:-0}" = 1 ]; then
     sleep 1
 fi
 snap >"$TMP/s0"
-"$B/smtp-loadgen" --target "127.0.0.1:$R" -c 20 -n "$N" -s 1k -q --json "$TMP/loadgen.json" >/dev/null 2>&1
+"$B/smtp-loadgen" --target "127.0.0.1:$R" -c 20 -n "$N" -s 1k ${RATE:+--rate "$RATE"} -q \
+    --json "$TMP/loadgen.json" >/dev/null 2>&1
 for _ in $(seq 1200); do
     got=$(curl -s -H "Host: 127.0.0.1" "http://127.0.0.1:$A/api/v1/stats" |
         python3 -c "import json,sys;print(json.load(sys.stdin)['accepted_total'])")

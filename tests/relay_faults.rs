@@ -255,3 +255,46 @@ fn retries_follow_the_schedule_never_early() {
     let all = hop.attempts.lock().unwrap().len();
     assert!(all <= 7, "{all} attempts within a 6 s lifetime");
 }
+
+/// A next hop that says one reply line too many after its `EHLO` reply (out of sync before
+/// any transaction) counts as a failed connection: it is backed off and the second next hop
+/// gets the mail, instead of the first being connected to again without end (the fresh
+/// review's finding: 18 000 connections in 12 s).
+#[test]
+fn a_next_hop_out_of_sync_after_ehlo_is_backed_off_and_the_second_gets_the_mail() {
+    let dir = util::scratch_dir("relay-faults-extra-line");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let broken = listener.local_addr().unwrap();
+    let connections = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            *counted.lock().unwrap() += 1;
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = stream.write_all(b"220 hop.test\r\n");
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let reply: &[u8] = if line.to_ascii_uppercase().starts_with("EHLO") {
+                        b"250-hop.test\r\n250 PIPELINING\r\n250 one line too many\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    let sink = Sink::start(&dir, &[], &[]);
+    let (_relay, relay) = start_relay(&dir, &[broken, sink.addr], &["--retry", "1s"]);
+    send_numbered(relay, 3);
+    let found = wait_for_all(&sink, 3);
+    assert_eq!(copies(&found).len(), 3);
+    let tries = *connections.lock().unwrap();
+    assert!(tries <= 10, "{tries} connections to the broken next hop");
+}

@@ -84,6 +84,9 @@ pub struct Conn {
     /// Why the session ended before it was ready, as a recipient's last reply (`4.7.5 ...`
     /// for TLS, the session's reason otherwise); the loop defers with it.
     pub failure: Option<Vec<u8>>,
+    /// Transactions whose outcome the session reported on this connection: a connection
+    /// that ends in error before any is reported failed as a connection, not a message.
+    pub reported: usize,
     /// Transactions started on this connection (bounded by
     /// `DeliveryConfig::messages_per_connection`).
     pub carried: usize,
@@ -118,6 +121,7 @@ impl Conn {
             tls: None,
             handshaking: false,
             failure: None,
+            reported: 0,
             carried: 0,
             idle: false,
         }

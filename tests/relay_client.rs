@@ -142,6 +142,7 @@ fn converse(offer: Offer, messages: &[Message], chunk: usize) -> Outcome {
                                 recipients: &recipients,
                                 size: content.len() as u64,
                                 eight_bit: false,
+                                binary: false,
                                 smtputf8: false,
                                 ret: None,
                                 envid: None,

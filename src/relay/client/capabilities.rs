@@ -32,6 +32,8 @@ pub struct Capabilities {
     pub eight_bit_mime: bool,
     /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers are taken.
     pub smtputf8: bool,
+    /// `BINARYMIME` (RFC 3030): `BODY=BINARYMIME` content is taken, sent with `BDAT` only.
+    pub binary_mime: bool,
     /// `DSN` (RFC 3461): `NOTIFY`, `ORCPT`, `RET` and `ENVID` may be passed on.
     pub dsn: bool,
     /// `STARTTLS` (RFC 3207): the connection can be encrypted.
@@ -96,6 +98,8 @@ impl Capabilities {
             self.eight_bit_mime = true;
         } else if is("SMTPUTF8") {
             self.smtputf8 = true;
+        } else if is("BINARYMIME") {
+            self.binary_mime = true;
         } else if is("DSN") {
             self.dsn = true;
         } else if is("STARTTLS") {
@@ -145,6 +149,7 @@ mod tests {
                     max_size: Some(10_485_760),
                     eight_bit_mime: true,
                     smtputf8: true,
+                    binary_mime: true,
                     enhanced_status_codes: true,
                     ..none
                 },
@@ -162,6 +167,7 @@ mod tests {
                     max_size: Some(10_240_000),
                     eight_bit_mime: true,
                     smtputf8: true,
+                    binary_mime: false,
                     dsn: true,
                     starttls: true,
                     auth_plain: true,

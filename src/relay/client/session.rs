@@ -195,6 +195,10 @@ pub struct Envelope<'a> {
     pub size: u64,
     /// The content has octets above 127: `BODY=8BITMIME` (RFC 6152).
     pub eight_bit: bool,
+    /// `BODY=BINARYMIME` (RFC 3030 §3): the content may hold any octet and lines of any
+    /// length, so it goes only to a next hop offering BINARYMIME and CHUNKING (`BDAT`, never
+    /// `DATA`); otherwise every recipient fails with `5.6.3` (no downgrading).
+    pub binary: bool,
     /// The envelope or headers need SMTPUTF8 (RFC 6531).
     pub smtputf8: bool,
     /// `RET`, passed on when the next hop offers DSN.
@@ -280,6 +284,9 @@ pub enum LocalReason {
     EightBitRefused,
     /// An SMTPUTF8 message toward a next hop without SMTPUTF8 (no downgrading).
     Utf8Refused,
+    /// A `BODY=BINARYMIME` message toward a next hop without BINARYMIME and CHUNKING (RFC
+    /// 3030 §3: such content cannot go with `DATA`; no downgrading).
+    BinaryRefused,
     /// The driver's timer for this wait ran out.
     Timeout(Wait),
     /// The session lost sync with the next hop.
@@ -301,7 +308,7 @@ impl LocalReason {
             // RFC 3463 §3.4: X.3.4 message too big for system.
             LocalReason::TooBig { .. } => (5, 3, 4),
             // §3.7: X.6.3 conversion required but not supported; X.6.7 is RFC 6531's.
-            LocalReason::EightBitRefused => (5, 6, 3),
+            LocalReason::EightBitRefused | LocalReason::BinaryRefused => (5, 6, 3),
             LocalReason::Utf8Refused => (5, 6, 7),
             // §3.5: X.4.2 bad connection.
             LocalReason::Timeout(_) | LocalReason::ConnectionLost => (4, 4, 2),
@@ -1114,6 +1121,9 @@ impl ClientSession {
                 return Some(LocalReason::TooBig { limit });
             }
         }
+        if envelope.binary && !(self.offered.binary_mime && self.offered.chunking) {
+            return Some(LocalReason::BinaryRefused);
+        }
         if envelope.eight_bit && !self.offered.eight_bit_mime {
             return Some(LocalReason::EightBitRefused);
         }
@@ -1339,7 +1349,9 @@ fn mail_into(envelope: &Envelope<'_>, offered: &Capabilities, out: &mut Vec<u8>)
         out.extend_from_slice(b" SIZE=");
         out.extend_from_slice(itoa::Buffer::new().format(envelope.size).as_bytes());
     }
-    if envelope.eight_bit {
+    if envelope.binary {
+        out.extend_from_slice(b" BODY=BINARYMIME");
+    } else if envelope.eight_bit {
         out.extend_from_slice(b" BODY=8BITMIME");
     }
     if envelope.smtputf8 {

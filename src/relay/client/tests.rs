@@ -34,6 +34,8 @@ struct Message {
     body: &'static [u8],
     /// `Envelope::eight_bit`.
     eight_bit: bool,
+    /// `Envelope::binary`.
+    binary: bool,
     /// `Envelope::smtputf8`.
     smtputf8: bool,
     /// `Envelope::size` when not the body's length.
@@ -48,6 +50,7 @@ fn msg(to: &[&'static str]) -> Message {
         to: to.to_vec(),
         body: BODY,
         eight_bit: false,
+        binary: false,
         smtputf8: false,
         size: None,
         dsn: false,
@@ -173,6 +176,7 @@ impl Driver {
             recipients: &recipients,
             size: message.size.unwrap_or(message.body.len() as u64),
             eight_bit: message.eight_bit,
+            binary: message.binary,
             smtputf8: message.smtputf8,
             ret: message.dsn.then_some(Ret::Headers),
             envid: message.dsn.then_some(&b"id+2B1"[..]),
@@ -793,6 +797,39 @@ fn sessions_that_cannot_start_end_with_their_reason() {
 
 /// EHLO not recognised: HELO, no extension used; an 8-bit message toward it is failed with
 /// 5.6.3 before anything is sent, and the next message goes.
+/// RFC 3030 §3: `BODY=BINARYMIME` content goes only with `BDAT` to a hop offering
+/// BINARYMIME and CHUNKING; a hop without them gets nothing of it (5.6.3, no downgrading to
+/// `DATA`), and the next message is carried as usual.
+#[test]
+fn binary_content_fails_toward_a_hop_without_binarymime_and_chunking() {
+    let mut script = script(&[
+        GREETING,
+        b"250-mx.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n",
+        b"250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 ok\r\n",
+        BYE,
+    ]);
+    let mut binary = msg(&["b@y"]);
+    binary.binary = true;
+    binary.eight_bit = true;
+    script.messages = vec![binary, msg(&["d@y"])];
+    check(
+        &script,
+        "EHLO relay.test\r\nMAIL FROM:<a@x>\r\nRCPT TO:<d@y>\r\nDATA\r\n\
+         Hi\r\n..dot\r\n.\r\nQUIT\r\n",
+        &[
+            "ready",
+            "done [failed BinaryRefused]",
+            "ready",
+            "content",
+            "done [delivered 250] message 250",
+            "ready",
+            "closed",
+        ],
+    );
+    assert_eq!(LocalReason::BinaryRefused.status().to_string(), "5.6.3");
+}
+
 #[test]
 fn helo_fallback_uses_no_extension() {
     let mut script = script(&[
@@ -1121,6 +1158,7 @@ fn a_reply_in_the_middle_of_the_content_is_out_of_sync() {
             recipients: &recipients,
             size: 10,
             eight_bit: false,
+            binary: false,
             smtputf8: false,
             ret: None,
             envid: None,
@@ -1205,6 +1243,7 @@ fn each_wait_names_its_timeout() {
         recipients: &recipients,
         size: 10,
         eight_bit: false,
+        binary: false,
         smtputf8: false,
         ret: None,
         envid: None,
@@ -1300,6 +1339,7 @@ fn misuse_is_refused_without_a_change() {
         recipients,
         size: 1,
         eight_bit: false,
+        binary: false,
         smtputf8: false,
         ret: None,
         envid: None,

@@ -61,6 +61,7 @@ pub fn client_envelope<'a>(
         recipients,
         size: body.len() as u64,
         eight_bit: declared_eight_bit || body.iter().any(|&byte| byte >= 0x80),
+        binary: envelope.params.body == BodyType::BinaryMime,
         smtputf8: envelope.params.smtputf8,
         ret: envelope.params.ret,
         envid: envid_xtext,
@@ -83,6 +84,9 @@ fn local_words(reason: &LocalReason) -> String {
             format!("message larger than the next hop's limit of {limit} octets")
         }
         LocalReason::EightBitRefused => "8-bit message and the next hop lacks 8BITMIME".into(),
+        LocalReason::BinaryRefused => {
+            "binary message (BODY=BINARYMIME) and the next hop lacks BINARYMIME or CHUNKING".into()
+        }
         LocalReason::Utf8Refused => "SMTPUTF8 message and the next hop lacks SMTPUTF8".into(),
         LocalReason::Timeout(wait) => format!("timed out waiting for the next hop ({wait:?})"),
         LocalReason::OutOfSync(error) => format!("lost sync with the next hop ({error:?})"),
@@ -304,7 +308,11 @@ fn notification_into(
             } else {
                 dsn::Diagnostic::Local(&one.reply)
             }),
-            last_attempt: Some(now_secs),
+            // The spool keeps no time per attempt, and the notification's own time is not
+            // the last attempt's (the fresh review: a recipient refused at 10:27:35 was
+            // reported at 10:27:47): left out until the states carry it (RFC 3464 §2.3.7
+            // makes the field optional).
+            last_attempt: None,
             will_retry_until: (one.action == dsn::Action::Delayed)
                 .then_some(will_retry_until)
                 .flatten(),

@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
         recipients: &to,
         size: 40,
         eight_bit: false,
+        binary: false,
         smtputf8: false,
         ret: None,
         envid: None,

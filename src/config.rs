@@ -384,6 +384,14 @@ pub struct Relay {
     /// is spooled with its relayed recipients only, and not at all when it has none; the
     /// stores keep every message whatever this says.
     pub domains: Option<crate::relay::domains::RelayDomains>,
+    /// How new connections choose among the next hops (`--relay-order`): in the order given
+    /// (later ones are fallbacks), or spread over the healthy ones.
+    pub hop_order: crate::relay::schedule::HopOrder,
+    /// The most connections open to one next hop (`--relay-connections`).
+    pub connections_per_hop: usize,
+    /// The most messages one connection carries before its `QUIT`
+    /// (`--relay-messages-per-connection`).
+    pub messages_per_connection: usize,
 }
 
 /// One next hop of `--relay-to`: the host as given and the address it resolved to.
@@ -465,6 +473,9 @@ impl Default for Relay {
             credentials: None,
             delay_warning: None,
             domains: None,
+            hop_order: crate::relay::schedule::HopOrder::InOrder,
+            connections_per_hop: crate::relay::deliver::CONNECTIONS_PER_HOP_DEFAULT,
+            messages_per_connection: crate::relay::deliver::MESSAGES_PER_CONNECTION_DEFAULT,
         }
     }
 }

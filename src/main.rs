@@ -286,6 +286,23 @@ struct Cli {
     /// --relay-to.
     #[arg(long, value_name = "DOMAIN[,DOMAIN...]", value_parser = parse_relay_domains)]
     relay_domains: Option<fastsmtpd::relay::domains::RelayDomains>,
+    /// How new relay connections choose among the --relay-to hops: in-order (later hops are
+    /// fallbacks) or spread (round the healthy ones in turn).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "in-order|spread",
+        default_value = "in-order"
+    )]
+    relay_order: RelayOrder,
+    /// The most connections the relay opens to one next hop (1 to 1000).
+    #[arg(long, value_name = "N", default_value = "16", value_parser = count::<usize>(1, 1000),
+          allow_hyphen_values = true)]
+    relay_connections: usize,
+    /// The most messages one relay connection carries before its QUIT (1 to 100000).
+    #[arg(long, value_name = "N", default_value = "100",
+          value_parser = count::<usize>(1, 100_000), allow_hyphen_values = true)]
+    relay_messages_per_connection: usize,
     /// Shut down gracefully after this many accepted messages.
     #[arg(long, value_name = "N", value_parser = count::<u64>(1, u64::MAX),
           allow_hyphen_values = true)]
@@ -559,6 +576,13 @@ enum BareLf {
     Keep,
 }
 
+/// `--relay-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RelayOrder {
+    InOrder,
+    Spread,
+}
+
 /// `--relay-tls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RelayTls {
@@ -786,6 +810,12 @@ fn main() -> ExitCode {
     }
     config.relay.delay_warning = cli.delay_warning;
     config.relay.domains = cli.relay_domains;
+    config.relay.hop_order = match cli.relay_order {
+        RelayOrder::InOrder => fastsmtpd::relay::schedule::HopOrder::InOrder,
+        RelayOrder::Spread => fastsmtpd::relay::schedule::HopOrder::Spread,
+    };
+    config.relay.connections_per_hop = cli.relay_connections;
+    config.relay.messages_per_connection = cli.relay_messages_per_connection;
     // `--api` alone reads mail kept in memory (issue 18: memory is the default store then).
     if config.api.is_some() && config.stores.specs.is_empty() {
         config

@@ -338,6 +338,9 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             settings.ca = config.relay.ca.clone();
             settings.credentials = config.relay.credentials.clone();
             settings.delay_warning = config.relay.delay_warning;
+            settings.hop_order = config.relay.hop_order;
+            settings.connections_per_hop = config.relay.connections_per_hop;
+            settings.messages_per_connection = config.relay.messages_per_connection;
             Some(
                 crate::relay::deliver::Deliverer::start(Arc::clone(queue), recovered, settings)
                     .map_err(|e| io::Error::new(e.kind(), format!("--relay-to: {e}")))?,

@@ -153,8 +153,16 @@ fn merge_counts_what_report_counts_with_and_without_a_warmup() {
                 "{name} {tag}:\n{alone}\n{together}"
             );
         }
-        // 2 s at 200 msgs/s after the warm-up.
-        assert_eq!(reported_count(&alone, "eod"), 400, "{name}:\n{alone}");
+        // The log's report counts what the run itself counted after the warm-up: 2 s at
+        // 200 msgs/s is 400, and a machine busy with other work once counted 399 in its
+        // window (a CI run beside other builds; six quiet runs gave 400): the exact figure
+        // is the run's, the bound a sanity check.
+        let accepted = run.total("accepted");
+        assert_eq!(reported_count(&alone, "eod"), accepted, "{name}:\n{alone}");
+        assert!(
+            (399..=400).contains(&accepted),
+            "{name}: {accepted}\n{alone}"
+        );
     }
     server.stop().unwrap();
 }

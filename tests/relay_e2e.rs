@@ -9,110 +9,23 @@
 mod util;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 use util::process::ChildGuard;
-use util::Client;
-
-/// The most a test waits for the mail to arrive (a bound, not a measurement).
-const SETTLE_WAIT: Duration = Duration::from_secs(60);
+use util::relay::{self, send, Sink};
 
 /// Starts the next hop keeping mail in `DIR/mail`, refusing `bad@*` with a 550.
-fn start_sink(dir: &Path) -> (ChildGuard, SocketAddr, PathBuf) {
-    let mail = dir.join("mail");
-    let store = format!("eml:{}", mail.display());
-    let (child, addr) = util::start_binary(
-        1,
-        &[
-            "--store",
-            &store,
-            "--fault",
-            "rcpt to=bad@* reply=550 5.1.1 No such user",
-        ],
-    );
-    (child, addr, mail)
+fn start_sink(dir: &Path) -> Sink {
+    Sink::start(dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"], &[])
 }
 
 /// Starts the relay spooling in `DIR/spool` and delivering to `next_hop`.
 fn start_relay(dir: &Path, next_hop: SocketAddr) -> (ChildGuard, SocketAddr) {
-    let spool = dir.join("spool");
-    let spool = spool.to_str().unwrap();
-    let next_hop = next_hop.to_string();
-    util::start_binary(
-        1,
-        &[
-            "--spool",
-            spool,
-            "--relay-to",
-            &next_hop,
-            "--retry",
-            "200ms",
-            "--queue-lifetime",
-            "5s",
-        ],
+    relay::start_relay(
+        dir,
+        &[next_hop],
+        &["--retry", "200ms", "--queue-lifetime", "5s"],
     )
-}
-
-/// Sends one message: `content` as the DATA (no line starts with a dot), the final reply.
-fn send(addr: SocketAddr, from: &str, to: &[&str], content: &str) -> String {
-    let mut client = Client::connect(addr);
-    assert!(client.read_reply().starts_with("220 "));
-    client.send("EHLO client.test\r\n");
-    assert!(client.read_reply().starts_with("250"));
-    client.send(format!("MAIL FROM:<{from}>\r\n"));
-    assert!(client.read_reply().starts_with("250 "));
-    for rcpt in to {
-        client.send(format!("RCPT TO:<{rcpt}>\r\n"));
-        assert!(client.read_reply().starts_with("250 "));
-    }
-    client.send("DATA\r\n");
-    assert!(client.read_reply().starts_with("354 "));
-    client.send(content);
-    client.send(".\r\n");
-    let reply = client.read_reply();
-    client.send("QUIT\r\n");
-    reply
-}
-
-/// The messages the sink kept so far: (sidecar record, bytes).
-fn arrived(mail: &Path) -> Vec<(serde_json::Value, Vec<u8>)> {
-    let Ok(entries) = std::fs::read_dir(mail) else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with('.'));
-        if path.extension().is_some_and(|ext| ext == "eml") && !hidden {
-            let Ok(record) = std::fs::read(path.with_extension("json")) else {
-                continue; // the sidecar is written next: look again later
-            };
-            let Ok(record) = serde_json::from_slice(&record) else {
-                continue;
-            };
-            found.push((record, std::fs::read(&path).unwrap()));
-        }
-    }
-    found
-}
-
-/// Waits (bounded) until the sink holds `n` messages, and returns them.
-fn wait_for(mail: &Path, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
-    let start = Instant::now();
-    loop {
-        let found = arrived(mail);
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            start.elapsed() < SETTLE_WAIT,
-            "{} of {n} messages arrived",
-            found.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Splits off the first header field (folded lines included): (that field, the rest).
@@ -137,8 +50,8 @@ fn first_field(bytes: &[u8]) -> (String, &[u8]) {
 #[test]
 fn mail_sent_to_the_relay_arrives_at_the_next_hop_byte_for_byte_behind_one_received_line() {
     let dir = util::scratch_dir("relay-e2e");
-    let (_sink, sink_addr, mail) = start_sink(&dir);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr);
+    let sink = start_sink(&dir);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr);
     let content = |n: usize| {
         format!(
             "From: <a@x.test>\r\nTo: <r@y.test>\r\nSubject: message {n}\r\n\r\nline one\r\n\
@@ -149,7 +62,7 @@ fn mail_sent_to_the_relay_arrives_at_the_next_hop_byte_for_byte_behind_one_recei
         let reply = send(relay_addr, "a@x.test", &["r@y.test"], &content(n));
         assert!(reply.starts_with("250 "), "{reply:?}");
     }
-    let found = wait_for(&mail, 20);
+    let found = sink.wait_for(20);
     assert_eq!(found.len(), 20, "no duplicates on a quiet run");
     let mut subjects = Vec::new();
     for (record, bytes) in &found {
@@ -179,8 +92,8 @@ fn mail_sent_to_the_relay_arrives_at_the_next_hop_byte_for_byte_behind_one_recei
 #[test]
 fn a_recipient_the_next_hop_refuses_gets_its_sender_one_notification() {
     let dir = util::scratch_dir("relay-e2e-dsn");
-    let (_sink, sink_addr, mail) = start_sink(&dir);
-    let (_relay, relay_addr) = start_relay(&dir, sink_addr);
+    let sink = start_sink(&dir);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr);
     let reply = send(
         relay_addr,
         "a@x.test",
@@ -189,7 +102,7 @@ fn a_recipient_the_next_hop_refuses_gets_its_sender_one_notification() {
     );
     assert!(reply.starts_with("250 "), "{reply:?}");
     // The good recipient's copy, and the notification to the sender.
-    let found = wait_for(&mail, 2);
+    let found = sink.wait_for(2);
     let (copies, notices): (Vec<_>, Vec<_>) = found
         .iter()
         .partition(|(record, _)| record["mail_from"] != "");
@@ -212,5 +125,5 @@ fn a_recipient_the_next_hop_refuses_gets_its_sender_one_notification() {
     );
     // Nothing more comes (no second notification, no notification about the good copy).
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(arrived(&mail).len(), 2);
+    assert_eq!(sink.arrived().len(), 2);
 }

@@ -290,7 +290,7 @@ impl Drop for Exim {
         if std::thread::panicking() {
             eprintln!("{}", self.log());
         }
-        // SIGTERM lets the daemon remove its pid file; what is left is killed.
+        // SIGTERM first (the daemon's orderly stop), then SIGKILL for whatever is left.
         self.signal_group(libc::SIGTERM);
         let start = Instant::now();
         while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < EXIM_WAIT {

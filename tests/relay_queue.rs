@@ -639,3 +639,60 @@ fn a_socket_left_by_kill_9_is_read_as_a_stopped_spool_and_replaced_at_the_next_s
     assert_eq!(answer[0]["id"], running[0]["id"]);
     assert_eq!(answer[1]["type"], "done");
 }
+
+/// One damaged record in a stopped spool's newest segment (a flipped bit, as a bad sector
+/// would leave): `queue list` keeps the messages after it, says on stderr what it found, and
+/// leaves the damage in place, so every run (and the next start) says the same.
+#[test]
+fn a_damaged_record_in_a_stopped_spool_costs_only_itself_and_is_reported() {
+    let dir = util::scratch_dir("relay-queue-damage");
+    let spool = dir.join("spool");
+    let nobody: SocketAddr = util::free_local_addr().parse().unwrap();
+    let metrics = util::free_local_addr();
+    let (mut relay, relay_addr) = start_relay(&spool, nobody, &metrics);
+    for (from, subject) in [
+        ("a@x.test", "one"),
+        ("b@x.test", "two"),
+        ("c@x.test", "three"),
+    ] {
+        send(relay_addr, from, &["r@y.test"], subject);
+    }
+    wait_list(&spool, "three messages", |list| list.len() == 3);
+    relay.kill();
+    let segments: Vec<PathBuf> = std::fs::read_dir(spool.join("seg"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let records: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| w == b"FSPS")
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(records.len(), 3, "one record per message");
+    bytes[records[1] + 40] ^= 0x08; // inside the second message's envelope
+    std::fs::write(&segments[0], &bytes).unwrap();
+
+    for _ in 0..2 {
+        let out = queue(&spool, &["list", "--json"]);
+        out.assert_success("queue list --json on a damaged spool");
+        let senders: Vec<String> = out
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|m| m.get("sender").is_some())
+            .map(|m| m["sender"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(senders, ["a@x.test", "c@x.test"], "{}", out.dump());
+        assert!(out.stderr.contains("DAMAGE"), "{}", out.dump());
+        assert!(
+            out.stderr
+                .contains("1 messages were recovered from after the damage"),
+            "{}",
+            out.dump()
+        );
+        assert_eq!(std::fs::read(&segments[0]).unwrap(), bytes, "left in place");
+    }
+}

@@ -182,31 +182,28 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
     let faults = (!faults.is_empty() || config.api.is_some()).then(|| Arc::new(Plans::new(faults)));
     // The relay's spool (`--spool`), opened and recovered before anything is accepted; the
     // storage threads append to it, the delivery loop (started below) takes from it.
-    let (relay, recovered) = match &config.relay.spool {
-        Some(dir) => {
-            let (queue, recovered) = crate::relay::queue::RelayQueue::open(
-                dir,
-                crate::relay::spool::SpoolLimits::default(),
-            )
-            .map_err(|e| io::Error::new(e.kind(), format!("--spool {}: {e}", dir.display())))?;
-            let report = queue.spool().recovery_report().clone();
-            if report.live_messages > 0
-                || report.segment_bytes_cut > 0
-                || report.segment_bytes_damaged > 0
-            {
-                crate::warn_line!(
-                    "fastsmtpd: --spool {}: {} messages to relay recovered ({} segments read, {} torn bytes cut, {} damaged bytes kept)",
+    let (relay, recovered) =
+        match &config.relay.spool {
+            Some(dir) => {
+                let (queue, recovered) = crate::relay::queue::RelayQueue::open(
+                    dir,
+                    crate::relay::spool::SpoolLimits::default(),
+                )
+                .map_err(|e| io::Error::new(e.kind(), format!("--spool {}: {e}", dir.display())))?;
+                let report = queue.spool().recovery_report().clone();
+                if report.live_messages > 0 || report.repairs().is_some() {
+                    crate::warn_line!(
+                    "fastsmtpd: --spool {}: {} messages to relay recovered ({} segments read){}",
                     dir.display(),
                     report.live_messages,
                     report.segments_read,
-                    report.segment_bytes_cut + report.journal_bytes_cut,
-                    report.segment_bytes_damaged
+                    report.repairs().map(|r| format!("; {r}")).unwrap_or_default()
                 );
+                }
+                (Some(queue), recovered)
             }
-            (Some(queue), recovered)
-        }
-        None => (None, Vec::new()),
-    };
+            None => (None, Vec::new()),
+        };
     let store = StoreHub::start(
         &config.stores.specs,
         config.stores.threads,

@@ -14,7 +14,7 @@
 
 use super::model::{message_info, queue_state_of, Reply};
 use super::request::{Request, Target, BOUNCE_REPLY};
-use crate::relay::spool::{Envelope, RecipientState, Spool, SpoolId};
+use crate::relay::spool::{Envelope, RecipientState, RecoveryReport, Spool, SpoolId};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
@@ -22,15 +22,29 @@ use std::path::Path;
 use std::path::PathBuf;
 
 /// Answers `request` on the stopped spool in `dir` at `now_ms` (Unix milliseconds), one
-/// reply at a time to `emit`. An `Err` is the spool's (it cannot be opened, read or
-/// written) or `emit`'s.
+/// reply at a time to `emit`, and returns what opening the spool repaired or found damaged
+/// (for the caller to say: the next start would do and say the same). An `Err` is the
+/// spool's (it cannot be opened, read or written) or `emit`'s.
 pub fn execute(
     dir: &Path,
     request: &Request,
     now_ms: u64,
     emit: &mut dyn FnMut(Reply) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<RecoveryReport> {
     let (mut spool, recovered) = Spool::open(dir)?;
+    let report = spool.recovery_report().clone();
+    answer(&mut spool, recovered, request, now_ms, emit)?;
+    Ok(report)
+}
+
+/// [`execute`]'s answer, on the opened spool.
+fn answer(
+    spool: &mut Spool,
+    recovered: Vec<crate::relay::spool::Recovered>,
+    request: &Request,
+    now_ms: u64,
+    emit: &mut dyn FnMut(Reply) -> io::Result<()>,
+) -> io::Result<()> {
     let envelopes: HashMap<SpoolId, Envelope> = recovered
         .into_iter()
         .map(|message| (message.spool_ref.id, message.envelope))
@@ -53,14 +67,14 @@ pub fn execute(
         Request::List => {
             let mut count = 0;
             for &id in &ids {
-                if let Some(message) = info(&spool, id) {
+                if let Some(message) = info(spool, id) {
                     emit(Reply::Message(message))?;
                     count += 1;
                 }
             }
             emit(done(count))
         }
-        Request::Show(id) => match info(&spool, id) {
+        Request::Show(id) => match info(spool, id) {
             Some(message) => {
                 emit(Reply::Message(message))?;
                 emit(done(1))
@@ -76,7 +90,7 @@ pub fn execute(
             let retry = matches!(request, Request::Retry(_));
             for &id in &chosen {
                 if retry {
-                    retry_now(&mut spool, id, now_ms)?;
+                    retry_now(spool, id, now_ms)?;
                 } else {
                     spool.mark_done(id)?;
                 }

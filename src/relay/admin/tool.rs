@@ -109,6 +109,13 @@ pub fn run_queue(args: &QueueArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
             ),
             // No socket, or one a dead server left: the spool is stopped (its lock says so).
             Err(_) => offline::execute(dir, &request, now_ms, &mut |reply| printer.on_reply(reply))
+                .map(|report| {
+                    // Opening a stopped spool recovers it, as the next start would: say what
+                    // that repaired or found damaged, never silently.
+                    if let Some(repairs) = report.repairs() {
+                        let _ = writeln!(err, "fastsmtpd queue: {}: {repairs}", dir.display());
+                    }
+                })
                 .map_err(|e| spool_error(dir, e)),
         };
     match (served, printer.outcome) {

@@ -111,6 +111,11 @@ use std::sync::OnceLock;
 /// this much of a segment that is still needed for one live message).
 pub const SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// A segment being appended to whose messages are all done is ended, and so deleted, once it
+/// holds this fraction of [`SpoolLimits::segment_max_bytes`] (4 MiB by default): a drained
+/// queue gives its disk back without a new file per message at low rates.
+pub const EMPTY_SEGMENT_END_FRACTION: u64 = 16;
+
 /// The journal size past which it is compacted, in bytes (16 MiB: about 200 000 entries).
 pub const JOURNAL_COMPACT_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -292,13 +297,40 @@ pub struct RecoveryReport {
     pub live_messages: usize,
     /// Bytes cut from segments: the newest segment's torn tail, and tails past a seal.
     pub segment_bytes_cut: u64,
-    /// Bytes left in older segments after a record that fails its CRC (damage since they
-    /// were written: the records there are not recovered, the bytes are kept for an operator).
+    /// Bytes of damage left in place: records that fail their CRC with good records after
+    /// them, and bad tails of segments older than the newest (damage since they were
+    /// written, not a tear). The bytes are kept for an operator.
     pub segment_bytes_damaged: u64,
+    /// Segments with damage in them (see `segment_bytes_damaged`).
+    pub segments_damaged: usize,
+    /// Messages recovered from after damage in their segment (found by looking past it).
+    pub messages_after_damage: usize,
     /// Bytes cut from the journal's torn or damaged tail.
     pub journal_bytes_cut: u64,
     /// Segments deleted because every message in them was done.
     pub segments_deleted: usize,
+}
+
+impl RecoveryReport {
+    /// What the open repaired or found damaged, in words for an operator's log, or `None`
+    /// when the spool was as its last writer left it after a clean stop.
+    pub fn repairs(&self) -> Option<String> {
+        let mut said = Vec::new();
+        let torn = self.segment_bytes_cut + self.journal_bytes_cut;
+        if torn > 0 {
+            said.push(format!(
+                "cut {torn} bytes of torn tails written but never acknowledged ({} in segments, {} in the journal)",
+                self.segment_bytes_cut, self.journal_bytes_cut
+            ));
+        }
+        if self.segment_bytes_damaged > 0 {
+            said.push(format!(
+                "DAMAGE: {} bytes in {} segments fail their checks and are left in place for inspection; {} messages were recovered from after the damage",
+                self.segment_bytes_damaged, self.segments_damaged, self.messages_after_damage
+            ));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
+    }
 }
 
 /// A committed message, as the spool keeps it in memory.
@@ -718,7 +750,8 @@ impl Spool {
 
     /// Records that message `id` is done (every recipient delivered or failed and any
     /// notification spooled and committed, or deleted by an operator); deletes its segment
-    /// when that was the segment's last live message. Done twice is fine. An unknown id is
+    /// when that was the segment's last live message (the segment being appended to only
+    /// past [`EMPTY_SEGMENT_END_FRACTION`] of its size bound, and with no batch pending). Done twice is fine. An unknown id is
     /// refused (`InvalidInput`). As with [`Spool::set_recipient_state`], the state changes
     /// whatever the journal write does.
     pub fn mark_done(&mut self, id: SpoolId) -> io::Result<()> {
@@ -743,6 +776,15 @@ impl Spool {
         if now_empty && segment != self.current.number {
             written.and(self.delete_segment(segment))
         } else {
+            if now_empty
+                && self.pending.is_empty()
+                && self.current.committed_len
+                    >= self.limits.segment_max_bytes / EMPTY_SEGMENT_END_FRACTION
+            {
+                // The queue drained: end the segment being appended to, which deletes it,
+                // rather than keep its bytes until it fills (nothing in it is needed).
+                self.start_segment();
+            }
             written
         }
     }

@@ -10,11 +10,15 @@
 //! message needs next (the scheduler reads the recipients' states it returns).
 //!
 //! Rules it applies, in order:
-//! - A segment's trusted part ends at its first bad record (see `scan_segment`), or at a seal
-//!   for it found in a later segment, whichever is shorter. The newest segment (the only one
-//!   a crash can tear: every other was whole when a later one began) and a sealed one are cut
-//!   there and synced; in any other segment the bad bytes are damage, not a tear, and are
-//!   left in place (untrusted, counted in the report) for an operator to look at.
+//! - A segment's good records are those `scan_segment` finds: framed one after another from
+//!   its start, and past a bad record the good ones found after it (one damaged record does
+//!   not cost the messages after it). Its trusted part ends after the last good record, or
+//!   at a seal for it found in a later segment, whichever is shorter. The newest segment
+//!   (the only one a crash can tear: every other was whole when a later one began) and a
+//!   sealed one are cut there and synced; in any other segment a bad tail is damage, not a
+//!   tear. Damage is left in place (counted in the report, every open alike) for an
+//!   operator to look at; a damaged newest segment is never appended to again either (every
+//!   open starts a new segment).
 //! - Ids and segment numbers continue after the largest seen in any segment or journal
 //!   high-water entry, so none is given twice.
 //! - An id found twice (which the spool never writes) keeps its first record.
@@ -81,6 +85,26 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         if let Some(len) = seal {
             scan.trusted_len = scan.trusted_len.min(len);
         }
+        // Stretches stepped over to reach good records after them: damage, left in place
+        // (the newest segment is never appended to again: a new one starts below).
+        let stepped_over: u64 = scan
+            .gaps
+            .iter()
+            .map(|&(start, end)| end.min(scan.trusted_len).saturating_sub(start))
+            .sum();
+        report.segment_bytes_damaged += stepped_over;
+        if stepped_over > 0 {
+            report.messages_after_damage += scan
+                .messages
+                .iter()
+                .filter(|m| {
+                    scan.gaps
+                        .first()
+                        .is_some_and(|&(start, _)| m.offset > start)
+                })
+                .filter(|m| m.offset + m.record_len <= scan.trusted_len)
+                .count();
+        }
         if scan.trusted_len < scan.file_len {
             if seal.is_some() || Some(number) == newest {
                 // A torn tail (only the segment appended to last can have one: every other
@@ -92,9 +116,14 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
                     .map_err(|e| context(e, &path, "cannot cut the torn tail of"))?;
                 report.segment_bytes_cut += scan.file_len - scan.trusted_len;
             } else {
-                // Damage in a segment that was whole: its bytes are left for an operator.
+                // Damage to the end of a segment that was whole: left for an operator.
                 report.segment_bytes_damaged += scan.file_len - scan.trusted_len;
             }
+        }
+        if stepped_over > 0
+            || (scan.trusted_len < scan.file_len && seal.is_none() && Some(number) != newest)
+        {
+            report.segments_damaged += 1;
         }
         let info = segments.entry(number).or_default();
         for found in scan.messages.drain(..) {

@@ -18,12 +18,12 @@
 //! decoding the envelope.
 
 use super::frame::{
-    self, check_record, parse_header, record_into, record_parts_into, Bad, FieldReader,
-    FieldWriter, Malformed, HEADER_LEN,
+    self, check_record, parse_header, record_into, record_parts_into, FieldReader, FieldWriter,
+    Malformed, HEADER_LEN,
 };
 use super::{BodyType, ClientIdentity, Envelope, MailParams, Notify, Recipient, Ret};
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 /// The magic that starts every segment record.
@@ -219,21 +219,60 @@ pub(super) struct Scan {
     pub(super) messages: Vec<Scanned>,
     /// The seals, (segment, trusted length), in order.
     pub(super) seals: Vec<(u64, u64)>,
-    /// Where the trusted part ends: the end of the last good record.
+    /// Where the trusted part ends: the end of the last good record, wherever it was found.
     pub(super) trusted_len: u64,
+    /// The stretches before `trusted_len` that hold no good record, `(start, end)`: damage
+    /// the scan stepped over to reach good records after it.
+    pub(super) gaps: Vec<(u64, u64)>,
     /// The file's length (more than `trusted_len` when a tail is torn or damaged).
     pub(super) file_len: u64,
 }
 
-/// Reads segment `path` from the start: every record up to the first one that is torn, fails
-/// its CRC or is not a record. That one and everything after it is untrusted: records are
-/// only ever appended, so a record that fails its CRC was never wholly written, or was
-/// damaged since; the bytes after it cannot be framed with confidence (a length inside them
-/// may be garbage), so the rest of the segment is left out too.
+/// How many bytes a scan may read while looking for good records after damage, as a
+/// multiple of the segment's length (plus [`RESYNC_READ_FLOOR_BYTES`]). Each candidate
+/// costs a read of the length its header claims; a damaged stretch full of record-like
+/// headers (message bodies may hold anything) could otherwise make the search quadratic.
+const RESYNC_READ_BUDGET_FACTOR: u64 = 4;
+
+/// The part of the search budget that does not scale with the segment (bytes).
+const RESYNC_READ_FLOOR_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bytes read at a time while searching damage for the next record's magic.
+const RESYNC_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A good record read at some place: its header and where it ends.
+struct Found {
+    /// Its header.
+    header: frame::Header,
+    /// Where it ends in the file.
+    end: u64,
+}
+
+/// Reads segment `path` from the start, record by record, verifying each CRC.
 ///
-/// Errors: I/O, and a record with a valid CRC that cannot be read (another format version,
-/// or a payload that does not decode), which means another fastsmtpd wrote it: opening fails
-/// rather than drop its mail.
+/// A record that is torn, fails its CRC or is not a record ends the run of records framed
+/// one after another. What follows is searched for good records, because one damaged record
+/// (a flipped bit, a sector gone bad) must not cost the intact messages after it:
+/// - first at the end the bad record's header claims (when only its content is damaged, the
+///   next record starts exactly there);
+/// - else at each later `FSPS` magic, a candidate being good only when its whole record
+///   passes its CRC and decodes, and, for a message, its id is above the last one kept
+///   before the damage: ids only grow within a segment, which also refuses most records
+///   that a message body quotes (a body may hold anything, even a record). A message found
+///   this way is dropped again when the next message kept has a lower id that still fits
+///   after the one before it: it was quoted, not written (`keep_message`). A quote with an
+///   id between its true neighbours' would pass; it takes damage to exactly the header of
+///   the record that quotes it.
+///
+/// The stretches stepped over are [`Scan::gaps`]; a tail with no good record after it is
+/// left out of [`Scan::trusted_len`]. A crash leaves only a torn tail (every commit syncs
+/// the whole file before its `250`), so a good record found after damage in the newest
+/// segment may be one whose commit was never acknowledged: kept all the same, it is
+/// delivered once more than asked at worst, the failure RFC 5321 §6.1 tolerates.
+///
+/// Errors: I/O, and a record framed in the first run with a valid CRC that cannot be read
+/// (another format version, or a payload that does not decode), which means another
+/// fastsmtpd wrote it: opening fails rather than drop its mail.
 pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
@@ -245,60 +284,261 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
     let mut header_bytes = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     let mut at = 0u64;
-    loop {
-        if file_len - at < HEADER_LEN as u64 {
-            break; // the end, or a torn header
-        }
-        reader.read_exact(&mut header_bytes)?;
-        let Ok(header) = parse_header(&header_bytes, SEGMENT_MAGIC) else {
-            break;
-        };
-        let end = at + HEADER_LEN as u64 + u64::from(header.len);
-        if end > file_len {
-            break; // torn: runs past the end of the file
-        }
-        payload.resize(header.len as usize, 0);
-        reader.read_exact(&mut payload)?;
-        match check_record(&header, &payload) {
-            Ok(()) => {}
-            Err(Bad::Crc | Bad::Short | Bad::NotAHeader) => break,
-        }
-        let unreadable = |what: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: {what} at offset {at} (written by another version of fastsmtpd?)",
-                    path.display()
-                ),
-            )
-        };
-        if header.version != frame::FORMAT_VERSION {
-            return Err(unreadable("a record of an unknown format version"));
-        }
-        match header.kind {
-            KIND_MESSAGE => {
-                let (id, envelope, body_at) =
-                    parse_message(&payload).map_err(|_| unreadable("an unreadable message"))?;
-                let body_offset = at + (HEADER_LEN + body_at) as u64;
-                scan.messages.push(Scanned {
-                    id,
-                    offset: at,
-                    record_len: end - at,
-                    body_offset,
-                    body_len: end - body_offset,
-                    envelope,
-                });
+    // Whether each kept message was found by searching (see `keep_message`).
+    let mut searched_flags: Vec<bool> = Vec::new();
+    // Where the seals kept are, and whether any damage was stepped over (for `Scan::gaps`).
+    let mut seal_extents: Vec<(u64, u64)> = Vec::new();
+    let mut stepped_over = false;
+    let mut budget = file_len
+        .saturating_mul(RESYNC_READ_BUDGET_FACTOR)
+        .saturating_add(RESYNC_READ_FLOOR_BYTES);
+    while at < file_len {
+        // The next record, framed right after the last one.
+        let mut claimed_end = None;
+        let mut framed = None;
+        if file_len - at >= HEADER_LEN as u64 {
+            reader.read_exact(&mut header_bytes)?;
+            if let Ok(header) = parse_header(&header_bytes, SEGMENT_MAGIC) {
+                let end = at + HEADER_LEN as u64 + u64::from(header.len);
+                if end <= file_len {
+                    claimed_end = Some(end);
+                    payload.resize(header.len as usize, 0);
+                    reader.read_exact(&mut payload)?;
+                    if check_record(&header, &payload).is_ok() {
+                        framed = Some(Found { header, end });
+                    }
+                }
             }
-            KIND_SEAL => {
-                let seal = parse_seal(&payload).map_err(|_| unreadable("an unreadable seal"))?;
+        }
+        let (found, searched) = match framed {
+            Some(found) => (found, false),
+            None => {
+                // Damage (or a torn tail): look for the next good record after it.
+                let file = reader.get_ref();
+                let floor = id_floor(&scan, &searched_flags);
+                let Some((start, found)) = resync(
+                    file,
+                    at,
+                    claimed_end,
+                    file_len,
+                    floor,
+                    &mut payload,
+                    &mut budget,
+                )?
+                else {
+                    break; // nothing good after it: a torn tail, or damage to its end
+                };
+                stepped_over = true;
+                reader.seek(io::SeekFrom::Start(found.end))?;
+                at = start;
+                (found, true)
+            }
+        };
+        let end = found.end;
+        match decode(path, at, &found, &payload) {
+            Ok(Decoded::Message(scanned)) => {
+                keep_message(&mut scan, &mut searched_flags, scanned, searched);
+            }
+            Ok(Decoded::Seal(seal)) => {
                 scan.seals.push(seal);
+                seal_extents.push((at, end));
             }
-            _ => return Err(unreadable("a record of an unknown kind")),
+            Err(e) if !searched => return Err(e),
+            // Never: a search only returns records that decode. Stepped over if it were.
+            Err(_) => {}
         }
         at = end;
         scan.trusted_len = at;
     }
+    if stepped_over {
+        // The gaps: what no kept record covers (a message dropped as quoted is damage too).
+        let mut kept: Vec<(u64, u64)> = scan
+            .messages
+            .iter()
+            .map(|m| (m.offset, m.offset + m.record_len))
+            .chain(seal_extents)
+            .collect();
+        kept.sort_unstable();
+        let mut covered = 0;
+        for (start, end) in kept {
+            if start > covered {
+                scan.gaps.push((covered, start));
+            }
+            covered = covered.max(end);
+        }
+    }
     Ok(scan)
+}
+
+/// The id a message found by a search must be above: that of the last message kept that was
+/// not itself found by a search (those may yet be dropped, see `keep_message`).
+fn id_floor(scan: &Scan, searched_flags: &[bool]) -> Option<u64> {
+    scan.messages
+        .iter()
+        .zip(searched_flags)
+        .rev()
+        .find(|(_, &searched)| !searched)
+        .map(|(message, _)| message.id)
+}
+
+/// Keeps `scanned` unless ids say it or a message before it is a record quoted in a body.
+/// Ids only grow within a segment, so when `scanned`'s id is not above the last kept one's:
+/// a last one found by a search (and, repeatedly, the one before) is dropped as quoted when
+/// `scanned` fits above the one before it; else `scanned` is dropped.
+fn keep_message(scan: &mut Scan, searched_flags: &mut Vec<bool>, scanned: Scanned, searched: bool) {
+    while let (Some(last), Some(&true)) = (scan.messages.last(), searched_flags.last()) {
+        let before = scan
+            .messages
+            .len()
+            .checked_sub(2)
+            .map(|i| scan.messages[i].id);
+        if scanned.id <= last.id && before.is_none_or(|b| scanned.id > b) {
+            scan.messages.pop();
+            searched_flags.pop();
+        } else {
+            break;
+        }
+    }
+    if scan
+        .messages
+        .last()
+        .is_some_and(|last| scanned.id <= last.id)
+    {
+        return;
+    }
+    scan.messages.push(scanned);
+    searched_flags.push(searched);
+}
+
+/// A good record, decoded.
+enum Decoded {
+    /// A message.
+    Message(Scanned),
+    /// A seal, (segment, trusted length).
+    Seal((u64, u64)),
+}
+
+/// Decodes the good record `found` at `at` whose payload is `payload`. Errors as
+/// [`scan_segment`] says, naming the place.
+fn decode(path: &Path, at: u64, found: &Found, payload: &[u8]) -> io::Result<Decoded> {
+    let unreadable = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {what} at offset {at} (written by another version of fastsmtpd?)",
+                path.display()
+            ),
+        )
+    };
+    let header = &found.header;
+    if header.version != frame::FORMAT_VERSION {
+        return Err(unreadable("a record of an unknown format version"));
+    }
+    match header.kind {
+        KIND_MESSAGE => {
+            let (id, envelope, body_at) =
+                parse_message(payload).map_err(|_| unreadable("an unreadable message"))?;
+            let body_offset = at + (HEADER_LEN + body_at) as u64;
+            Ok(Decoded::Message(Scanned {
+                id,
+                offset: at,
+                record_len: found.end - at,
+                body_offset,
+                body_len: found.end - body_offset,
+                envelope,
+            }))
+        }
+        KIND_SEAL => {
+            let seal = parse_seal(payload).map_err(|_| unreadable("an unreadable seal"))?;
+            Ok(Decoded::Seal(seal))
+        }
+        _ => Err(unreadable("a record of an unknown kind")),
+    }
+}
+
+/// After the bad record at `bad_at`: the first good record after it, `(start, record)`,
+/// with its payload in `payload`, or `None` when there is none (or the read `budget` ran
+/// out). Tries `claimed_end` (the bad record's claimed end) first, then every later magic.
+fn resync(
+    file: &File,
+    bad_at: u64,
+    claimed_end: Option<u64>,
+    file_len: u64,
+    floor: Option<u64>,
+    payload: &mut Vec<u8>,
+    budget: &mut u64,
+) -> io::Result<Option<(u64, Found)>> {
+    if let Some(end) = claimed_end.filter(|&end| end > bad_at && end < file_len) {
+        if let Some(found) = candidate(file, end, file_len, floor, payload, budget)? {
+            return Ok(Some((end, found)));
+        }
+    }
+    let finder = memchr::memmem::Finder::new(SEGMENT_MAGIC);
+    let mut chunk = vec![0u8; RESYNC_CHUNK_BYTES];
+    let mut from = bad_at + 1;
+    while from < file_len && *budget > 0 {
+        let want = (file_len - from).min(chunk.len() as u64) as usize;
+        read_exact_at(file, &mut chunk[..want], from)?;
+        *budget = budget.saturating_sub(want as u64);
+        for hit in finder.find_iter(&chunk[..want]) {
+            let start = from + hit as u64;
+            if let Some(found) = candidate(file, start, file_len, floor, payload, budget)? {
+                return Ok(Some((start, found)));
+            }
+        }
+        // The next chunk overlaps this one by a magic's length less one, so a magic that
+        // straddles the boundary is seen whole.
+        if from + want as u64 >= file_len {
+            break;
+        }
+        from += (want - (SEGMENT_MAGIC.len() - 1)) as u64;
+    }
+    Ok(None)
+}
+
+/// The record at `start`, when it is good: whole, its CRC right, of this format, decoding,
+/// and (a message) with an id above `floor`. Its payload is left in `payload`.
+fn candidate(
+    file: &File,
+    start: u64,
+    file_len: u64,
+    floor: Option<u64>,
+    payload: &mut Vec<u8>,
+    budget: &mut u64,
+) -> io::Result<Option<Found>> {
+    if file_len - start < HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut header_bytes = [0u8; HEADER_LEN];
+    read_exact_at(file, &mut header_bytes, start)?;
+    let Ok(header) = parse_header(&header_bytes, SEGMENT_MAGIC) else {
+        return Ok(None);
+    };
+    let end = start + HEADER_LEN as u64 + u64::from(header.len);
+    if end > file_len || u64::from(header.len) > *budget || header.version != frame::FORMAT_VERSION
+    {
+        return Ok(None);
+    }
+    *budget -= u64::from(header.len);
+    payload.resize(header.len as usize, 0);
+    read_exact_at(file, payload, start + HEADER_LEN as u64)?;
+    if check_record(&header, payload).is_err() {
+        return Ok(None);
+    }
+    let good = match header.kind {
+        KIND_MESSAGE => {
+            parse_message(payload).is_ok_and(|(id, _, _)| floor.is_none_or(|floor| id > floor))
+        }
+        KIND_SEAL => parse_seal(payload).is_ok(),
+        _ => false,
+    };
+    Ok(good.then_some(Found { header, end }))
+}
+
+/// `pread` of exactly `buf.len()` bytes at `offset`.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
 }
 
 #[cfg(test)]

@@ -342,11 +342,11 @@ fn a_torn_segment_tail_at_every_length_keeps_exactly_the_whole_records() {
     }
 }
 
-/// A flipped byte anywhere in the middle record: that record is refused, and so is the rest
-/// of its segment (after damage the bytes that follow cannot be framed with confidence); the
-/// records before it are kept.
+/// A flipped byte anywhere in the middle record of the newest segment: that record is
+/// refused, the records before and after it are kept (damage, not a torn tail: a good record
+/// follows), nothing is cut, and the damaged bytes stay on disk.
 #[test]
-fn a_damaged_record_ends_what_is_trusted_of_its_segment() {
+fn a_damaged_record_costs_only_itself() {
     let dir = TempDir::new("flipped");
     let (sent, ends, bytes) = three_records(dir.path());
     let name = segment_files(dir.path())[0].clone();
@@ -354,15 +354,35 @@ fn a_damaged_record_ends_what_is_trusted_of_its_segment() {
         let mut damaged = bytes.clone();
         damaged[at as usize] ^= 0x20;
         let (found, report) = reopen_with_segment(dir.path(), &name, &damaged);
-        assert_eq!(found, sent[..1], "byte {at}");
-        // The newest segment: a torn tail as far as anyone can tell, cut.
-        assert_eq!(report.segment_bytes_cut, ends[2] - ends[0], "byte {at}");
-        assert_eq!(report.segment_bytes_damaged, 0);
+        assert_eq!(found, [sent[0], sent[2]], "byte {at}");
+        assert_eq!(report.segment_bytes_cut, 0, "byte {at}");
+        assert_eq!(report.segment_bytes_damaged, ends[1] - ends[0], "byte {at}");
+        assert_eq!(report.segments_damaged, 1);
+        assert_eq!(report.messages_after_damage, 1);
+        assert!(report.repairs().unwrap().contains("DAMAGE"), "byte {at}");
+        let on_disk = std::fs::read(dir.path().join("seg").join(&name)).unwrap();
+        assert_eq!(on_disk, damaged, "left as it was, byte {at}");
     }
 }
 
-/// Damage in a segment older than the newest is not a torn tail: the records after it are
-/// not recovered, but its bytes stay for an operator, and every open says the same.
+/// Damage followed by a torn tail (nothing good after the damage): what follows the last
+/// good record is cut as a torn tail.
+#[test]
+fn damage_with_no_good_record_after_it_is_cut_as_a_torn_tail() {
+    let dir = TempDir::new("flipped-torn");
+    let (sent, ends, bytes) = three_records(dir.path());
+    let name = segment_files(dir.path())[0].clone();
+    let mut damaged = bytes[..bytes.len() - 3].to_vec();
+    damaged[ends[0] as usize + 20] ^= 0x01;
+    let (found, report) = reopen_with_segment(dir.path(), &name, &damaged);
+    assert_eq!(found, sent[..1]);
+    assert_eq!(report.segment_bytes_cut, damaged.len() as u64 - ends[0]);
+    assert_eq!(report.segment_bytes_damaged, 0);
+    assert!(!report.repairs().unwrap().contains("DAMAGE"));
+}
+
+/// Damage in a segment older than the newest: the records after it are recovered too, its
+/// bytes stay for an operator, and every open says the same.
 #[test]
 fn damage_in_an_older_segment_is_left_in_place_and_reported() {
     let dir = TempDir::new("damaged-older");
@@ -370,6 +390,8 @@ fn damage_in_an_older_segment_is_left_in_place_and_reported() {
     let name = segment_files(dir.path())[0].clone();
     let mut damaged = bytes.clone();
     damaged[ends[0] as usize + 30] ^= 0x01;
+    // A bad tail too: damage to the end of an older segment is not a tear either.
+    damaged.extend_from_slice(b"FSPS\x01\x01\0\0garbage");
     for entry in std::fs::read_dir(dir.path().join("seg")).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
@@ -383,15 +405,69 @@ fn damage_in_an_older_segment_is_left_in_place_and_reported() {
     std::fs::write(dir.path().join("seg").join(&name), &damaged).unwrap();
     for _ in 0..2 {
         let (spool, recovered) = Spool::open(dir.path()).unwrap();
-        assert_eq!(ids(&recovered), [sent[0], later.0]);
+        assert_eq!(ids(&recovered), [sent[0], sent[2], later.0]);
         let report = spool.recovery_report();
         assert_eq!(report.segment_bytes_cut, 0);
-        assert_eq!(report.segment_bytes_damaged, ends[2] - ends[0]);
+        assert_eq!(
+            report.segment_bytes_damaged,
+            ends[1] - ends[0] + damaged.len() as u64 - ends[2]
+        );
+        assert_eq!(report.segments_damaged, 1);
         let on_disk = std::fs::read(dir.path().join("seg").join(&name)).unwrap();
         assert_eq!(on_disk, damaged, "left as it was");
     }
 }
 
+/// Three messages whose middle one's body quotes a whole spool record of id `quoted_id`
+/// (a message may carry anything, a spool segment included); returns the ids, the ends,
+/// the segment's bytes, and where the quoted record starts in it.
+fn three_records_one_quoting(dir: &Path, quoted_id: u64) -> (Vec<u64>, Vec<u64>, Vec<u8>, usize) {
+    let mut quoted = b"Subject: a spool record, attached\r\n\r\n".to_vec();
+    let quoted_at_in_body = quoted.len();
+    segment::message_record_into(&mut quoted, quoted_id, &sample_envelope(1), b"quoted\r\n")
+        .unwrap();
+    quoted.extend_from_slice(b"\r\nafter the quote\r\n");
+    let (mut spool, _) = Spool::open(dir).unwrap();
+    let mut sent = Vec::new();
+    for body in [body(0), quoted.clone(), body(2)] {
+        sent.push(spool.append(&sample_envelope(1), &body).unwrap().0);
+        spool.commit().unwrap();
+    }
+    let live: Vec<_> = spool.live().map(|l| l.spool_ref).collect();
+    drop(spool);
+    let ends = live.iter().map(|r| r.offset + r.record_len).collect();
+    let name = &segment_files(dir)[0];
+    let bytes = std::fs::read(dir.join("seg").join(name)).unwrap();
+    let quoted_at = live[1].body_offset as usize + quoted_at_in_body;
+    assert_eq!(&bytes[quoted_at..quoted_at + 4], b"FSPS");
+    (sent, ends, bytes, quoted_at)
+}
+
+/// Looking past damage never takes a record quoted inside a message's body for a message of
+/// the spool when its id gives it away: one below the last good id is refused at once, one
+/// above the next good id is dropped when that one is found. Damage to the body only (the
+/// header's length intact) steps over the whole record, the quote unseen.
+#[test]
+fn a_record_quoted_in_a_damaged_message_is_not_taken_for_a_message() {
+    for quoted_id in [0, u64::MAX - 1] {
+        let dir = TempDir::new("quoted");
+        let (sent, ends, bytes, quoted_at) = three_records_one_quoting(dir.path(), quoted_id);
+        let name = segment_files(dir.path())[0].clone();
+        // The header's magic, then its length (then the search finds the quote first), then
+        // a body byte before the quote.
+        for at in [ends[0] as usize, ends[0] as usize + 9, quoted_at - 2] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            let (found, report) = reopen_with_segment(dir.path(), &name, &damaged);
+            assert_eq!(
+                found,
+                [sent[0], sent[2]],
+                "quoted id {quoted_id}, byte {at}"
+            );
+            assert_eq!(report.segment_bytes_damaged, ends[1] - ends[0]);
+        }
+    }
+}
 #[test]
 fn a_torn_journal_tail_loses_only_the_last_states() {
     let dir = TempDir::new("journal-tail");
@@ -452,6 +528,43 @@ fn a_segment_is_deleted_when_all_its_messages_are_done_and_not_before() {
     assert!(recovered.is_empty());
     assert_eq!(spool.recovery_report().segments_deleted, 1);
     assert!(segment_files(dir.path()).is_empty());
+}
+
+/// The segment being appended to is deleted when its last message is done once it holds
+/// `segment_max_bytes / EMPTY_SEGMENT_END_FRACTION`, and not while a batch is pending: a
+/// drained queue gives its disk back; the next commit starts a new segment.
+#[test]
+fn a_drained_current_segment_past_its_fraction_is_deleted() {
+    let dir = TempDir::new("drained");
+    let limits = SpoolLimits {
+        segment_max_bytes: 16 * 64, // ended when done past 64 bytes, full past 1 024
+        ..SpoolLimits::default()
+    };
+    let (mut spool, _) = Spool::open_with(dir.path(), limits).unwrap();
+    let a = spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    let first = segment_files(dir.path());
+    assert_eq!(first.len(), 1);
+    // A batch pending in the same segment keeps it.
+    let b = spool.append(&sample_envelope(1), &body(2)).unwrap();
+    spool.mark_done(a).unwrap();
+    assert_eq!(segment_files(dir.path()), first, "a batch is pending in it");
+    spool.commit().unwrap();
+    spool.mark_done(b).unwrap();
+    assert!(segment_files(dir.path()).is_empty(), "drained: deleted");
+    assert_eq!(spool.segment_count(), 0);
+    let c = spool.append(&sample_envelope(1), &body(3)).unwrap();
+    spool.commit().unwrap();
+    let second = segment_files(dir.path());
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first, "a new segment");
+    assert_eq!(
+        spool.read_body(&spool.get(c).unwrap().spool_ref).unwrap(),
+        body(3)
+    );
+    drop(spool);
+    let (_spool, recovered) = Spool::open_with(dir.path(), limits).unwrap();
+    assert_eq!(ids(&recovered), [c.0]);
 }
 
 #[test]

@@ -217,6 +217,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
         for rcpt in message["recipients"].as_array().unwrap() {
             assert_eq!(rcpt["attempts"], 1);
             assert_eq!(rcpt["last_reply"], "451 4.3.0 try later");
+            // The next hop that said it (RFC 3464's Remote-MTA), named as `--relay-to` gave it.
+            assert_eq!(rcpt["remote_mta"], "127.0.0.1");
             assert!(rcpt["next_attempt_unix_ms"].as_u64().unwrap() > 0);
         }
         assert_eq!(message["client_address"], "127.0.0.1");
@@ -257,7 +259,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
         show.stdout
     );
     assert!(
-        show.stdout.contains("last reply: 451 4.3.0 try later"),
+        show.stdout
+            .contains("last reply: 451 4.3.0 try later\n  next hop:   127.0.0.1\n"),
         "{}",
         show.stdout
     );
@@ -344,7 +347,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
     assert_eq!(bad.status.code(), Some(2), "{}", bad.dump());
     assert!(bad.stderr.contains("is not a spool id"), "{}", bad.dump());
 
-    // Stopped: the same commands read the spool directly and agree.
+    // Stopped: the same commands read the spool directly and agree (the next hop of each
+    // last reply too: it is kept in the journal).
     let running_list = queue(&spool, &["list", "--json"]).stdout;
     let running_show = queue(&spool, &["show", &m2, "--json"]).stdout;
     let running_shape = queue(&spool, &["shape", "--json"]).stdout;

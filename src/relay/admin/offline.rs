@@ -101,6 +101,7 @@ pub fn execute(
                     index,
                     RecipientState::Failed {
                         reply: BOUNCE_REPLY.to_vec(),
+                        remote_mta: Vec::new(),
                     },
                 )?;
             }
@@ -122,6 +123,7 @@ fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<()> {
                 RecipientState::Deferred {
                     attempts,
                     last_reply,
+                    remote_mta,
                     ..
                 } => Some((
                     index,
@@ -129,6 +131,7 @@ fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<()> {
                         attempts: *attempts,
                         next_attempt_unix_ms: now_ms,
                         last_reply: last_reply.clone(),
+                        remote_mta: remote_mta.clone(),
                     },
                 )),
                 _ => None,
@@ -187,6 +190,7 @@ mod tests {
                     attempts: 2,
                     next_attempt_unix_ms: 9_000,
                     last_reply: b"451 4.3.0 later".to_vec(),
+                    remote_mta: b"mx.test".to_vec(),
                 },
             )
             .unwrap();
@@ -196,6 +200,7 @@ mod tests {
                 1,
                 RecipientState::Delivered {
                     reply: b"250 2.0.0 ok".to_vec(),
+                    remote_mta: b"mx.test".to_vec(),
                 },
             )
             .unwrap();

@@ -102,7 +102,7 @@ fn relative(when_ms: u64, now_ms: u64) -> String {
 }
 
 /// Writes one message in full for `queue show`: its envelope and every recipient with its
-/// state, attempts, next attempt and last reply.
+/// state, attempts, next attempt, last reply and the next hop that gave it.
 pub fn show_into(message: &MessageInfo, now_ms: u64, out: &mut String) {
     let _ = writeln!(out, "id:           {}", message.id);
     let _ = writeln!(out, "queue:        {}", message.queue.as_str());
@@ -149,6 +149,9 @@ pub fn show_into(message: &MessageInfo, now_ms: u64, out: &mut String) {
         out.push('\n');
         if let Some(reply) = &recipient.last_reply {
             let _ = writeln!(out, "  last reply: {reply}");
+        }
+        if let Some(hop) = &recipient.remote_mta {
+            let _ = writeln!(out, "  next hop:   {hop}");
         }
     }
 }
@@ -287,6 +290,7 @@ mod tests {
                     attempts: 1,
                     next_attempt_unix_ms: None,
                     last_reply: Some("451 4.3.0 later".into()),
+                    remote_mta: None,
                 })
                 .collect(),
         }

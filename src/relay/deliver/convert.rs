@@ -221,7 +221,7 @@ fn kept_reply(state: &RecipientState, action: dsn::Action) -> (&[u8], EnhancedSt
         _ => 2,
     };
     let reply = match state {
-        RecipientState::Failed { reply } | RecipientState::Delivered { reply } => reply,
+        RecipientState::Failed { reply, .. } | RecipientState::Delivered { reply, .. } => reply,
         RecipientState::Deferred { last_reply, .. } => last_reply,
         RecipientState::Pending => &[][..],
     };
@@ -254,6 +254,7 @@ fn notification_into(
         status: EnhancedStatus,
         smtp: bool,
         reply: Vec<u8>,
+        remote_mta: String,
     }
     let owned: Vec<Owned> = reported
         .iter()
@@ -284,6 +285,8 @@ fn notification_into(
                 status,
                 smtp,
                 reply: reply.to_vec(),
+                // RFC 3464 §2.3.5: the next hop that gave the reply, when one was reached.
+                remote_mta: String::from_utf8_lossy(state.remote_mta()).into_owned(),
             })
         })
         .collect();
@@ -302,7 +305,7 @@ fn notification_into(
             notify: one.notify,
             action: one.action,
             status: one.status,
-            remote_mta: None,
+            remote_mta: (!one.remote_mta.is_empty()).then_some(one.remote_mta.as_str()),
             diagnostic: (!one.reply.is_empty()).then_some(if one.smtp {
                 dsn::Diagnostic::Smtp(&one.reply)
             } else {
@@ -457,9 +460,11 @@ mod tests {
         let states = [
             RecipientState::Delivered {
                 reply: b"250 ok".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
             RecipientState::Failed {
                 reply: b"550 5.1.1 No such user".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -489,6 +494,30 @@ mod tests {
             text.contains("Original-Recipient: rfc822; bad+one@x.test"),
             "{text}"
         );
+        // RFC 3464 §2.3.5: the next hop that gave the reply.
+        assert!(text.contains("Remote-MTA: dns; mx.far.test\r\n"), "{text}");
+        assert!(text.contains("mx.far.test said: 550 5.1.1"), "{text}");
+        // A failure of our own before any next hop answered names none.
+        let states = [
+            states[0].clone(),
+            RecipientState::Failed {
+                reply: b"4.4.1 no next hop answered".to_vec(),
+                remote_mta: Vec::new(),
+            },
+        ];
+        let input = NotificationInput {
+            states: &states,
+            ..input
+        };
+        let mut out = Vec::new();
+        failure_notification_into(&input, &mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: failed"), "{text}");
+        assert!(!text.contains("Remote-MTA"), "{text}");
+        assert!(
+            text.contains("x-fastsmtpd; 4.4.1 no next hop answered"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -499,9 +528,11 @@ mod tests {
         let states = [
             RecipientState::Delivered {
                 reply: b"250 2.0.0 Ok: queued as A".to_vec(),
+                remote_mta: b"127.0.0.1".to_vec(),
             },
             RecipientState::Delivered {
                 reply: b"250 2.0.0 Ok: queued as B".to_vec(),
+                remote_mta: b"127.0.0.1".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -520,6 +551,7 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("Action: relayed"), "{text}");
         assert!(text.contains("Status: 2.0.0"), "{text}");
+        assert!(text.contains("Remote-MTA: dns; 127.0.0.1\r\n"), "{text}");
         assert!(
             text.contains("Final-Recipient: rfc822; bad@x.test"),
             "{text}"
@@ -544,9 +576,11 @@ mod tests {
                 attempts: 3,
                 next_attempt_unix_ms: 0,
                 last_reply: b"451 4.2.0 later".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
             RecipientState::Delivered {
                 reply: b"250 ok".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -562,6 +596,7 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("Action: delayed"), "{text}");
         assert!(text.contains("Status: 4.2.0"), "{text}");
+        assert!(text.contains("Remote-MTA: dns; mx.far.test\r\n"), "{text}");
         assert!(text.contains("smtp; 451 4.2.0 later"), "{text}");
         assert!(text.contains("Will-Retry-Until:"), "{text}");
         assert!(
@@ -578,6 +613,7 @@ mod tests {
                 attempts: 1,
                 next_attempt_unix_ms: 0,
                 last_reply: b"550 5.1.1 odd".to_vec(),
+                remote_mta: Vec::new(),
             },
             RecipientState::Pending,
         ];
@@ -601,14 +637,22 @@ mod tests {
         let failed = [
             RecipientState::Failed {
                 reply: b"550 no".to_vec(),
+                remote_mta: b"mx.test".to_vec(),
             },
             RecipientState::Failed {
                 reply: b"4.4.7 expired".to_vec(),
+                remote_mta: Vec::new(),
             },
         ];
         let delivered = [
-            RecipientState::Delivered { reply: Vec::new() },
-            RecipientState::Delivered { reply: Vec::new() },
+            RecipientState::Delivered {
+                reply: Vec::new(),
+                remote_mta: Vec::new(),
+            },
+            RecipientState::Delivered {
+                reply: Vec::new(),
+                remote_mta: Vec::new(),
+            },
         ];
         let cases = [
             (envelope(b"", Notify::default()), &failed),

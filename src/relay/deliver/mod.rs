@@ -22,7 +22,9 @@
 //! - **Outcomes** (per recipient, from the session's `TransactionReport`): delivered and
 //!   failed (`5yz`) are final; deferred (`4yz`, a timeout, a lost connection) counts an
 //!   attempt and is retried by the [`RetryPolicy`], or fails with its last reply once the
-//!   queue lifetime is over. Each state goes to the spool's journal as it is known.
+//!   queue lifetime is over. Each state goes to the spool's journal as it is known, with
+//!   the name of the next hop whose session gave its reply (`Remote-MTA` in a notification,
+//!   RFC 3464 §2.3.5; none when no next hop sent a reply: `Conn::replied`).
 //! - **A connection that fails before its session is ready** (refused, timed out, greeted
 //!   with `421`/`554`): the hop is backed off (`HopHealth::on_connect_failed`) and its
 //!   messages go back to the front of the ready queue *without* using an attempt, so another

@@ -512,6 +512,7 @@ impl Loop {
                     RecipientState::Deferred {
                         attempts,
                         last_reply,
+                        remote_mta,
                         ..
                     } => Some((
                         index,
@@ -519,6 +520,7 @@ impl Loop {
                             attempts: *attempts,
                             next_attempt_unix_ms: now_ms,
                             last_reply: last_reply.clone(),
+                            remote_mta: remote_mta.clone(),
                         },
                     )),
                     _ => None,
@@ -574,6 +576,7 @@ impl Loop {
     pub(super) fn control_bounce(&mut self, id: SpoolId, now: Duration) -> bool {
         let failed = RecipientState::Failed {
             reply: BOUNCE_REPLY.to_vec(),
+            remote_mta: Vec::new(),
         };
         let (place, states) = {
             let mut spool = self.queue.spool();

@@ -13,7 +13,7 @@
 
 use crate::proto::dsn::{decode_xtext, xtext_into, Notify};
 use crate::relay::client::reply::EnhancedStatus;
-use crate::relay::client::session::{self as client, LocalReason, Reason};
+use crate::relay::client::session::{self as client, Reason};
 use crate::relay::dsn;
 use crate::relay::spool::{self, BodyType, ClientIdentity, MailParams, RecipientState};
 
@@ -73,27 +73,8 @@ pub fn client_envelope<'a>(
 pub fn reason_text(reason: &Reason) -> Vec<u8> {
     match reason {
         Reason::Remote(reply) => reply.to_string().into_bytes(),
-        Reason::Local(local) => format!("{} {}", local.status(), local_words(local)).into_bytes(),
-    }
-}
-
-/// Our words for a local reason.
-fn local_words(reason: &LocalReason) -> String {
-    match reason {
-        LocalReason::TooBig { limit } => {
-            format!("message larger than the next hop's limit of {limit} octets")
-        }
-        LocalReason::EightBitRefused => "8-bit message and the next hop lacks 8BITMIME".into(),
-        LocalReason::BinaryRefused => {
-            "binary message (BODY=BINARYMIME) and the next hop lacks BINARYMIME or CHUNKING".into()
-        }
-        LocalReason::Utf8Refused => "SMTPUTF8 message and the next hop lacks SMTPUTF8".into(),
-        LocalReason::Timeout(wait) => format!("timed out waiting for the next hop ({wait:?})"),
-        LocalReason::OutOfSync(error) => format!("lost sync with the next hop ({error:?})"),
-        LocalReason::ConnectionLost => "connection to the next hop lost".into(),
-        LocalReason::TlsUnavailable => "TLS is required, but was not offered".into(),
-        LocalReason::AuthWithoutTls => "credentials are never sent without TLS".into(),
-        LocalReason::AuthUnavailable => "the next hop offers no usable AUTH".into(),
+        // Our words (`LocalReason`'s `Display`), never Rust's debug text.
+        Reason::Local(local) => format!("{} {local}", local.status()).into_bytes(),
     }
 }
 
@@ -371,11 +352,26 @@ fn notification_into(
     })
 }
 
+/// Panics when `text` holds Rust debug output: a CamelCase word (`TooManyLines`: a
+/// lower-case letter then an upper-case one) or braces (`TooBig { limit: 5 }`). What kept
+/// replies and `Diagnostic-Code`s are checked with (nit 7: words, never debug text).
+#[cfg(test)]
+pub(crate) fn assert_words(text: &str) {
+    assert!(!text.contains(['{', '}']), "debug braces in {text:?}");
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let bytes = word.as_bytes();
+        let camel = bytes
+            .windows(2)
+            .any(|pair| pair[0].is_ascii_lowercase() && pair[1].is_ascii_uppercase());
+        assert!(!camel, "debug word {word:?} in {text:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::dsn::Ret;
-    use crate::relay::client::session::RemoteReply;
+    use crate::relay::client::session::{LocalReason, RemoteReply};
 
     fn status(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
         EnhancedStatus {
@@ -452,6 +448,68 @@ mod tests {
         assert_eq!(reason_text(&remote), b"550 5.1.1 No such user");
         let local = reason_text(&Reason::Local(LocalReason::ConnectionLost));
         assert!(local.starts_with(b"4.4.2 "), "{local:?}");
+    }
+
+    /// Every local reason, with every wait and every way of losing sync, is kept as its
+    /// status and words: no Rust debug text (`(TooManyLines)`, `(Greeting)`).
+    #[test]
+    fn every_local_reason_is_kept_in_words() {
+        use crate::relay::client::reply::ReplyError;
+        use crate::relay::client::session::{SyncError, Wait};
+        let waits = [
+            Wait::Greeting,
+            Wait::Command,
+            Wait::Handshake,
+            Wait::Mail,
+            Wait::Rcpt,
+            Wait::DataInitiation,
+            Wait::DataBlock,
+            Wait::DataTermination,
+        ];
+        let syncs = [
+            SyncError::Reply(ReplyError::LineTooLong),
+            SyncError::Reply(ReplyError::TooManyLines),
+            SyncError::Reply(ReplyError::BadCode),
+            SyncError::Reply(ReplyError::BadSeparator),
+            SyncError::Reply(ReplyError::CodeChanged),
+            SyncError::Reply(ReplyError::BareLf),
+            SyncError::Unexpected(354),
+            SyncError::InputBeforeHandshake,
+        ];
+        let mut reasons = vec![
+            LocalReason::TooBig { limit: 1000 },
+            LocalReason::EightBitRefused,
+            LocalReason::Utf8Refused,
+            LocalReason::BinaryRefused,
+            LocalReason::ConnectionLost,
+            LocalReason::TlsUnavailable,
+            LocalReason::AuthWithoutTls,
+            LocalReason::AuthUnavailable,
+        ];
+        reasons.extend(waits.map(LocalReason::Timeout));
+        reasons.extend(syncs.map(LocalReason::OutOfSync));
+        let mut seen = std::collections::HashSet::new();
+        for reason in reasons {
+            let kept = reason_text(&Reason::Local(reason));
+            let text = String::from_utf8(kept).unwrap();
+            let code = reason.status().to_string();
+            assert!(text.starts_with(&format!("{code} ")), "{text}");
+            assert_words(&text);
+            assert!(seen.insert(text.clone()), "two reasons say {text:?}");
+            // And as the notification shows it: an `x-fastsmtpd;` Diagnostic-Code.
+            let (parsed, smtp) = parse_kept_reply(text.as_bytes(), status(2, 0, 0));
+            assert_eq!((parsed, smtp), (reason.status(), false), "{text}");
+        }
+        assert_eq!(
+            reason_text(&Reason::Local(LocalReason::OutOfSync(SyncError::Reply(
+                ReplyError::TooManyLines
+            )))),
+            b"4.5.0 lost sync with the next hop: the next hop sent a reply with more lines than the limit"
+        );
+        assert_eq!(
+            reason_text(&Reason::Local(LocalReason::Timeout(Wait::Greeting))),
+            b"4.4.2 timed out waiting for the next hop's greeting"
+        );
     }
 
     #[test]

@@ -932,7 +932,7 @@ impl Loop {
                 Err(error) => {
                     // An envelope the client cannot send (a line break in an address, a
                     // bad parameter): it never will be, so its recipients fail.
-                    let reply = format!("5.1.3 cannot be sent: {error:?}").into_bytes();
+                    let reply = format!("5.1.3 cannot be sent: {error}").into_bytes();
                     let outcomes = recipients
                         .iter()
                         .map(|&index| (index, Verdict::Failed, reply.clone()))

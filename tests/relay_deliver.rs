@@ -406,6 +406,10 @@ fn a_refused_recipient_gets_its_sender_one_notification_and_the_others_their_mai
     assert!(report.contains("Status: 5.1.1"), "{report}");
     assert!(report.contains("550 5.1.1 No such user"), "{report}");
     assert!(
+        report.contains("Remote-MTA: dns; 127.0.0.1\r\n"),
+        "{report}"
+    );
+    assert!(
         report.contains("Reporting-MTA: dns; relay.test"),
         "{report}"
     );
@@ -575,6 +579,18 @@ fn deferred_messages_survive_a_restart_and_are_delivered_after_it() {
         .count();
     assert_eq!(live(&queue), 10);
     assert!(deferred >= 1, "no deferral recorded");
+    // No next hop was ever reached: none is named with the reason (no `Remote-MTA`).
+    for listed in queue.spool().live() {
+        if let RecipientState::Deferred {
+            last_reply,
+            remote_mta,
+            ..
+        } = &listed.recipients[0]
+        {
+            assert_eq!(last_reply, b"4.4.1 no next hop answered");
+            assert!(remote_mta.is_empty(), "{remote_mta:?}");
+        }
+    }
     drop(queue); // the only owner left: the spool closes and unlocks
 
     let sink = Sink::start("relay-deliver-restart", &[]);

@@ -371,11 +371,52 @@ fn a_delay_warning_comes_once_then_the_expiry_notification() {
     assert!(delayed.contains("Will-Retry-Until:"), "{delayed}");
     assert!(delayed.contains("Status: 4.2.0"), "{delayed}");
     assert!(delayed.contains("451"), "{delayed}");
+    assert!(
+        delayed.contains("Remote-MTA: dns; 127.0.0.1\r\n"),
+        "{delayed}"
+    );
     let failed = notices
         .iter()
         .find(|n| n.contains("Action: failed"))
         .expect("the expiry notification");
     assert!(failed.contains("451 4.2.0 try again later"), "{failed}");
+    assert!(
+        failed.contains("Remote-MTA: dns; 127.0.0.1\r\n"),
+        "{failed}"
+    );
+}
+
+/// RFC 3464 §2.3.5: a recipient the next hop refused is reported with that next hop as
+/// `Remote-MTA` (named as `--relay-to` gave it, here its IP address) beside its reply.
+#[test]
+fn a_refused_recipient_is_reported_with_the_next_hop_that_refused_it() {
+    let dir = util::scratch_dir("relay-dsn-remote-mta");
+    let sink = Sink::start(&dir, &["rcpt to=bad@* reply=550 5.1.1 No such user"], &[]);
+    let (_relay, relay_addr) = start_relay(&dir, sink.addr, &[]);
+    let reply = send(
+        relay_addr,
+        "MAIL FROM:<a@x.test>",
+        &["RCPT TO:<good@y.test>", "RCPT TO:<bad@y.test>"],
+        b"Subject: refused\r\n\r\nbody\r\n",
+    );
+    assert!(reply.starts_with("250 "), "{reply:?}");
+    let found = sink.wait_for(2);
+    let notices = notifications(&found);
+    assert_eq!(notices.len(), 1, "{found:#?}");
+    let text = &notices[0];
+    assert!(
+        text.contains("Final-Recipient: rfc822; bad@y.test"),
+        "{text}"
+    );
+    assert!(text.contains("Action: failed"), "{text}");
+    assert!(text.contains("Status: 5.1.1"), "{text}");
+    assert!(text.contains("Remote-MTA: dns; 127.0.0.1\r\n"), "{text}");
+    assert!(
+        text.contains("Diagnostic-Code: smtp; 550 5.1.1 No such user"),
+        "{text}"
+    );
+    assert!(text.contains("127.0.0.1 said: 550 5.1.1"), "{text}");
+    assert!(!text.contains("good@y.test"), "{text}");
 }
 
 /// RFC 6152 / RFC 6531, no downgrading: an 8-bit message toward a next hop without 8BITMIME

@@ -217,6 +217,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
         for rcpt in message["recipients"].as_array().unwrap() {
             assert_eq!(rcpt["attempts"], 1);
             assert_eq!(rcpt["last_reply"], "451 4.3.0 try later");
+            // The next hop that said it (RFC 3464's Remote-MTA), named as `--relay-to` gave it.
+            assert_eq!(rcpt["remote_mta"], "127.0.0.1");
             assert!(rcpt["next_attempt_unix_ms"].as_u64().unwrap() > 0);
         }
         assert_eq!(message["client_address"], "127.0.0.1");
@@ -257,7 +259,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
         show.stdout
     );
     assert!(
-        show.stdout.contains("last reply: 451 4.3.0 try later"),
+        show.stdout
+            .contains("last reply: 451 4.3.0 try later\n  next hop:   127.0.0.1\n"),
         "{}",
         show.stdout
     );
@@ -344,7 +347,8 @@ fn queue_tools_on_a_running_relay_and_on_its_stopped_spool() {
     assert_eq!(bad.status.code(), Some(2), "{}", bad.dump());
     assert!(bad.stderr.contains("is not a spool id"), "{}", bad.dump());
 
-    // Stopped: the same commands read the spool directly and agree.
+    // Stopped: the same commands read the spool directly and agree (the next hop of each
+    // last reply too: it is kept in the journal).
     let running_list = queue(&spool, &["list", "--json"]).stdout;
     let running_show = queue(&spool, &["show", &m2, "--json"]).stdout;
     let running_shape = queue(&spool, &["shape", "--json"]).stdout;
@@ -448,6 +452,52 @@ fn send_many(addr: SocketAddr, n: usize) {
         assert!(reply.starts_with("250 "), "{reply:?}");
     }
     client.send("QUIT\r\n");
+}
+
+/// A message whose recipients are all final waits as `finishing` (on a stopped spool, what
+/// `bounce` leaves until the next start): the text list says so as the JSON does, with
+/// the recipients' final states, and `retry` does not count it (nothing is retried).
+#[test]
+fn a_finishing_message_is_shown_as_such_and_not_counted_as_retried() {
+    let dir = util::scratch_dir("relay-queue-finishing");
+    let spool = dir.join("spool");
+    let (_dead, dead_addr, _) = start_sink(&dir, "dead", &["rcpt reply=451 4.3.0 try later"]);
+    let metrics = util::free_local_addr();
+    let (relay, relay_addr) = start_relay(&spool, dead_addr, &metrics);
+    send(relay_addr, "a@x.test", &["r1@y.test"], "one");
+    send(relay_addr, "b@x.test", &["r2@y.test"], "two");
+    let list = wait_list(&spool, "two deferred messages", |list| {
+        list.len() == 2 && list.iter().all(|m| m["queue"] == "deferred")
+    });
+    let (m1, m2) = (id_from(&list, "a@x.test"), id_from(&list, "b@x.test"));
+    relay.signal(libc::SIGTERM);
+    let stopped = relay.wait(SETTLE_WAIT);
+    assert!(stopped.status.success(), "{}", stopped.dump());
+
+    queue(&spool, &["bounce", &m2]).assert_success("queue bounce (stopped)");
+    let list = list_json(&spool);
+    let finishing: Vec<&Value> = list.iter().filter(|m| m["queue"] == "finishing").collect();
+    assert_eq!(finishing.len(), 1, "{list:#?}");
+    assert_eq!(finishing[0]["id"], m2.as_str());
+    let text = queue(&spool, &["list"]);
+    text.assert_success("queue list");
+    let entry = text
+        .stdout
+        .split("\n\n")
+        .find(|entry| entry.contains(&format!("{m2} ")))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(
+        entry.contains("(finishing: every recipient delivered or failed"),
+        "{}",
+        text.stdout
+    );
+    assert!(entry.contains(" r2@y.test: failed"), "{}", text.stdout);
+    let retried = queue(&spool, &["retry", "--all"]);
+    retried.assert_success("queue retry --all");
+    assert_eq!(retried.stdout, "retried 1 message\n", "only {m1}");
+    let retried = queue(&spool, &["retry", &m2]);
+    retried.assert_success("queue retry (finishing)");
+    assert_eq!(retried.stdout, "retried 0 messages\n");
 }
 
 #[test]

@@ -681,11 +681,11 @@ fn under_required_a_handshake_that_fails_is_answered_with_injection_or_times_out
         ),
         (
             AfterStartTls::Inject,
-            "4.5.0 lost sync with the next hop (InputBeforeHandshake)",
+            "4.5.0 lost sync with the next hop: the next hop sent octets after its 220 to STARTTLS",
         ),
         (
             AfterStartTls::Silent,
-            "4.4.2 timed out waiting for the next hop (Handshake)",
+            "4.4.2 timed out waiting for the TLS handshake with the next hop",
         ),
     ] {
         let hop = ScriptedHop::start(after);

@@ -438,7 +438,8 @@ fn parse_rcpt(arg: &[u8]) -> Result<Command<'_>, CommandError> {
             None => (param, None),
         };
         if keyword.eq_ignore_ascii_case(b"NOTIFY") {
-            // RFC 3461 §4.1: NEVER alone, or SUCCESS / FAILURE / DELAY; once.
+            // RFC 3461 §4.1: NEVER alone, or SUCCESS / FAILURE / DELAY each at most once
+            // (a repeat is refused, as Postfix does); the parameter once.
             let notify = value.and_then(dsn::parse_notify);
             match notify {
                 Some(notify) if params.notify.is_empty() => params.notify = notify,
@@ -1232,6 +1233,7 @@ mod tests {
                 rcpt(Notify::ABSENT, Some(b"rfc822;x@y")),
             ),
             (b"RCPT TO:<x@y> NOTIFY=NEVER,SUCCESS", Err(BadParameter)),
+            (b"RCPT TO:<x@y> NOTIFY=DELAY,DELAY", Err(BadParameter)),
             (b"RCPT TO:<x@y> NOTIFY=", Err(BadParameter)),
             (b"RCPT TO:<x@y> NOTIFY", Err(BadParameter)),
             (b"RCPT TO:<x@y> NOTIFY=SOMETIMES", Err(BadParameter)),

@@ -106,8 +106,14 @@ impl Notify {
 }
 
 /// Reads a `NOTIFY` value (RFC 3461 §4.1): `NEVER` alone, or a comma-separated list of
-/// `SUCCESS`, `FAILURE` and `DELAY`, case-insensitive. `None` for anything else: an empty
-/// value or item, an unknown word, `NEVER` with another word.
+/// `SUCCESS`, `FAILURE` and `DELAY`, case-insensitive, each at most once. `None` for
+/// anything else: an empty value or item, an unknown word, `NEVER` with another word, a
+/// word given twice (`DELAY,DELAY`).
+///
+/// Why a repeat is refused: §4.1's grammar (`"NOTIFY=" ("NEVER" / 1#notify-list-element)`)
+/// does not forbid it outright, but a list that names a condition twice is a client's
+/// mistake, and Postfix refuses it (`501 5.5.4 Error: Bad NOTIFY parameter syntax`): one
+/// simple contract, the same at both ends of a relay. Allocates nothing.
 pub fn parse_notify(value: &[u8]) -> Option<Notify> {
     if value.eq_ignore_ascii_case(b"NEVER") {
         return Some(Notify::NEVER);
@@ -123,6 +129,9 @@ pub fn parse_notify(value: &[u8]) -> Option<Notify> {
         } else {
             return None;
         };
+        if notify.contains(condition) {
+            return None; // a repeat: see above
+        }
         notify = notify.union(condition);
     }
     Some(notify)
@@ -285,7 +294,12 @@ mod tests {
                 Some(Notify::SUCCESS.union(Notify::FAILURE).union(Notify::DELAY)),
             ),
             (b"DELAY,FAILURE", Some(Notify::DEFAULT)),
-            (b"FAILURE,FAILURE", Some(Notify::FAILURE)),
+            // Repeats are refused (Postfix's choice too).
+            (b"FAILURE,FAILURE", None),
+            (b"DELAY,DELAY", None),
+            (b"delay,DELAY", None),
+            (b"SUCCESS,FAILURE,success", None),
+            (b"NEVER,NEVER", None),
             (b"", None),
             (b"NEVER,SUCCESS", None),
             (b"SUCCESS,NEVER", None),

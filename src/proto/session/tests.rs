@@ -1684,6 +1684,12 @@ fn dsn_parameters_are_refused_where_dsn_is_not_offered() {
             "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
         ),
         (
+            // A condition twice: refused, as Postfix does (`proto::dsn::parse_notify`).
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=DELAY,DELAY\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+            "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
+        ),
+        (
             "MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=SUCCESS NOTIFY=FAILURE\r\n",
             "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",
             "250 2.1.0 Ok\r\n501 5.5.4 Error: bad parameter syntax\r\n",

@@ -58,6 +58,11 @@ pub struct RecipientInfo {
     /// The last attempt's reply (deferred), or the reply that decided (delivered, failed):
     /// the next hop's `451 4.3.0 text`, or the relay's own `4.4.1 text` without a code.
     pub last_reply: Option<String>,
+    /// The next hop whose session gave `last_reply` (its name as given in `--relay-to`, or
+    /// its IP address; a notification's `Remote-MTA`); `None` when no next hop was reached.
+    /// Absent from the lines of an older relay, read as `None`.
+    #[serde(default)]
+    pub remote_mta: Option<String>,
 }
 
 /// A live message, as `queue list` and `queue show` print it.
@@ -134,21 +139,24 @@ pub fn recipient_info(address: &[u8], state: &RecipientState) -> RecipientInfo {
             attempts,
             next_attempt_unix_ms,
             last_reply,
+            ..
         } => (
             "deferred",
             *attempts,
             Some(*next_attempt_unix_ms),
             Some(text(last_reply)),
         ),
-        RecipientState::Delivered { reply } => ("delivered", 0, None, Some(text(reply))),
-        RecipientState::Failed { reply } => ("failed", 0, None, Some(text(reply))),
+        RecipientState::Delivered { reply, .. } => ("delivered", 0, None, Some(text(reply))),
+        RecipientState::Failed { reply, .. } => ("failed", 0, None, Some(text(reply))),
     };
+    let remote_mta = state.remote_mta();
     RecipientInfo {
         address: text(address),
         state: word.to_owned(),
         attempts,
         next_attempt_unix_ms: next,
         last_reply: reply,
+        remote_mta: (!remote_mta.is_empty()).then(|| text(remote_mta)),
     }
 }
 
@@ -219,9 +227,11 @@ mod tests {
             attempts: 1,
             next_attempt_unix_ms: at,
             last_reply: b"451 4.3.0 later".to_vec(),
+            remote_mta: b"mx.test".to_vec(),
         };
         let failed = RecipientState::Failed {
             reply: b"5.0.0 x".to_vec(),
+            remote_mta: Vec::new(),
         };
         assert_eq!(
             queue_state_of(&[RecipientState::Pending], 10),

@@ -88,15 +88,19 @@ fn answer(
                 Target::All => ids,
             };
             let retry = matches!(request, Request::Retry(_));
+            let mut count = 0;
             for &id in &chosen {
                 if retry {
-                    retry_now(spool, id, now_ms)?;
+                    // Counted only when it has recipients left to deliver (deferred, made
+                    // due now, or pending, due already): a finishing message is not.
+                    count += u64::from(retry_now(spool, id, now_ms)?);
                 } else {
                     spool.mark_done(id)?;
+                    count += 1;
                 }
             }
             spool.sync_journal()?;
-            emit(done(chosen.len() as u64))
+            emit(done(count))
         }
         Request::Bounce(id) => {
             let Some(listed) = spool.get(id) else {
@@ -115,6 +119,7 @@ fn answer(
                     index,
                     RecipientState::Failed {
                         reply: BOUNCE_REPLY.to_vec(),
+                        remote_mta: Vec::new(),
                     },
                 )?;
             }
@@ -124,35 +129,39 @@ fn answer(
     }
 }
 
-/// Makes message `id`'s deferred recipients due at `now_ms`.
-fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<()> {
-    let updates: Vec<(usize, RecipientState)> = match spool.get(id) {
-        None => return Ok(()),
-        Some(listed) => listed
-            .recipients
-            .iter()
-            .enumerate()
-            .filter_map(|(index, state)| match state {
-                RecipientState::Deferred {
-                    attempts,
-                    last_reply,
-                    ..
-                } => Some((
-                    index,
-                    RecipientState::Deferred {
-                        attempts: *attempts,
-                        next_attempt_unix_ms: now_ms,
-                        last_reply: last_reply.clone(),
-                    },
-                )),
-                _ => None,
-            })
-            .collect(),
+/// Makes message `id`'s deferred recipients due at `now_ms`; whether it has any recipient
+/// left to deliver (deferred or pending: what `retry` counts).
+fn retry_now(spool: &mut Spool, id: SpoolId, now_ms: u64) -> io::Result<bool> {
+    let Some(listed) = spool.get(id) else {
+        return Ok(false);
     };
+    let left = listed.recipients.iter().any(|state| !state.is_final());
+    let updates: Vec<(usize, RecipientState)> = listed
+        .recipients
+        .iter()
+        .enumerate()
+        .filter_map(|(index, state)| match state {
+            RecipientState::Deferred {
+                attempts,
+                last_reply,
+                remote_mta,
+                ..
+            } => Some((
+                index,
+                RecipientState::Deferred {
+                    attempts: *attempts,
+                    next_attempt_unix_ms: now_ms,
+                    last_reply: last_reply.clone(),
+                    remote_mta: remote_mta.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect();
     for (index, state) in updates {
         spool.set_recipient_state(id, index, state)?;
     }
-    Ok(())
+    Ok(left)
 }
 
 #[cfg(test)]
@@ -201,6 +210,7 @@ mod tests {
                     attempts: 2,
                     next_attempt_unix_ms: 9_000,
                     last_reply: b"451 4.3.0 later".to_vec(),
+                    remote_mta: b"mx.test".to_vec(),
                 },
             )
             .unwrap();
@@ -210,6 +220,7 @@ mod tests {
                 1,
                 RecipientState::Delivered {
                     reply: b"250 2.0.0 ok".to_vec(),
+                    remote_mta: b"mx.test".to_vec(),
                 },
             )
             .unwrap();
@@ -258,8 +269,15 @@ mod tests {
         let missing = answer(&dir, Request::Show(SpoolId(99)), 5_000);
         assert!(matches!(&missing[..], [Reply::NotFound { .. }]));
 
-        // retry: the deferred recipient is due now; attempts stay.
-        answer(&dir, Request::Retry(Target::One(second)), 5_000);
+        // retry: the deferred recipient is due now; attempts stay. Every message with a
+        // recipient left to deliver counts (the pending ones are due already).
+        let retried = answer(&dir, Request::Retry(Target::One(second)), 5_000);
+        assert!(matches!(&retried[..], [Reply::Done { count: 1, .. }]));
+        let retried = answer(&dir, Request::Retry(Target::All), 5_000);
+        assert!(
+            matches!(&retried[..], [Reply::Done { count: 3, .. }]),
+            "{retried:?}"
+        );
         let list = listed(&dir, 5_000);
         assert_eq!(list[1].queue, QueueState::Ready);
         assert_eq!(list[1].recipients[0].next_attempt_unix_ms, Some(5_000));
@@ -275,6 +293,14 @@ mod tests {
             Some("5.0.0 bounced by the administrator")
         );
         assert_eq!(list[1].recipients[1].state, "delivered");
+        // A finishing message has nothing to retry: not counted.
+        let retried = answer(&dir, Request::Retry(Target::One(second)), 5_000);
+        assert!(matches!(&retried[..], [Reply::Done { count: 0, .. }]));
+        let retried = answer(&dir, Request::Retry(Target::All), 5_000);
+        assert!(
+            matches!(&retried[..], [Reply::Done { count: 2, .. }]),
+            "the two others, not the finishing one: {retried:?}"
+        );
 
         // delete: gone; delete all: the rest gone.
         let deleted = answer(&dir, Request::Delete(Target::One(first)), 5_000);

@@ -46,9 +46,16 @@ fn sender(message: &MessageInfo) -> &str {
     }
 }
 
+/// What `queue list` says under a finishing message (JSON `"queue": "finishing"`): Postfix
+/// has no such state to copy, so it is said in words where the reasons go.
+const FINISHING_LINE: &str =
+    "(finishing: every recipient delivered or failed, removed once any notification is queued)";
+
 /// Writes one message as `postqueue -p` does: id (`*` when a connection has it), size,
 /// arrival, sender, then each recipient not final, under its last reply in parentheses
-/// when that differs from the one above; a blank line.
+/// when that differs from the one above; a blank line. A finishing message (every
+/// recipient final, its notification being queued) says so in the reasons' column, then
+/// lists its recipients with their final state (`r@x: failed`).
 pub fn list_entry_into(message: &MessageInfo, out: &mut String) {
     let mark = if message.queue == QueueState::Active {
         '*'
@@ -63,6 +70,18 @@ pub fn list_entry_into(message: &MessageInfo, out: &mut String) {
         arrival(message),
         sender(message)
     );
+    if message.queue == QueueState::Finishing {
+        let _ = writeln!(out, "{:LIST_INDENT$}{FINISHING_LINE}", "");
+        for recipient in &message.recipients {
+            let _ = writeln!(
+                out,
+                "{:LIST_INDENT$} {}: {}",
+                "", recipient.address, recipient.state
+            );
+        }
+        out.push('\n');
+        return;
+    }
     let mut last_reason: Option<&str> = None;
     for recipient in &message.recipients {
         if recipient.state == "delivered" || recipient.state == "failed" {
@@ -102,7 +121,7 @@ fn relative(when_ms: u64, now_ms: u64) -> String {
 }
 
 /// Writes one message in full for `queue show`: its envelope and every recipient with its
-/// state, attempts, next attempt and last reply.
+/// state, attempts, next attempt, last reply and the next hop that gave it.
 pub fn show_into(message: &MessageInfo, now_ms: u64, out: &mut String) {
     let _ = writeln!(out, "id:           {}", message.id);
     let _ = writeln!(out, "queue:        {}", message.queue.as_str());
@@ -149,6 +168,9 @@ pub fn show_into(message: &MessageInfo, now_ms: u64, out: &mut String) {
         out.push('\n');
         if let Some(reply) = &recipient.last_reply {
             let _ = writeln!(out, "  last reply: {reply}");
+        }
+        if let Some(hop) = &recipient.remote_mta {
+            let _ = writeln!(out, "  next hop:   {hop}");
         }
     }
 }
@@ -287,6 +309,7 @@ mod tests {
                     attempts: 1,
                     next_attempt_unix_ms: None,
                     last_reply: Some("451 4.3.0 later".into()),
+                    remote_mta: None,
                 })
                 .collect(),
         }
@@ -389,6 +412,22 @@ mod tests {
         assert_eq!(lines[1].trim(), "(451 4.3.0 later)");
         assert_eq!(lines[2].trim(), "r@x");
         assert_eq!(lines[3].trim(), "q@x");
+        assert_eq!(lines.len(), 5, "{out}");
+        // Finishing (nit 8): said in words, as the JSON says `finishing`, with the
+        // recipients' final states.
+        let mut done = message(
+            "00000000000000AC",
+            0,
+            &[("f@x", "failed"), ("d@x", "delivered")],
+        );
+        done.queue = QueueState::Finishing;
+        let mut out = String::new();
+        list_entry_into(&done, &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("00000000000000AC  "), "{out}");
+        assert_eq!(lines[1], format!("{:LIST_INDENT$}{FINISHING_LINE}", ""));
+        assert_eq!(lines[2].trim(), "f@x: failed");
+        assert_eq!(lines[3].trim(), "d@x: delivered");
         assert_eq!(lines.len(), 5, "{out}");
         assert_eq!(list_trailer(0, 0), "Mail queue is empty\n");
         assert_eq!(list_trailer(2, 1500), "-- 2 Kbytes in 2 Requests.\n");

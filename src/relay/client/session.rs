@@ -272,6 +272,22 @@ pub enum SyncError {
     InputBeforeHandshake,
 }
 
+impl std::fmt::Display for SyncError {
+    /// In words, for a kept reply and a notification's `Diagnostic-Code` (never Rust's debug
+    /// text).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Reply(error) => write!(f, "the next hop sent {error}"),
+            SyncError::Unexpected(code) => {
+                write!(f, "the next hop sent an unexpected {code} reply")
+            }
+            SyncError::InputBeforeHandshake => f.write_str(
+                "the next hop sent octets after its 220 to STARTTLS, before the TLS handshake",
+            ),
+        }
+    }
+}
+
 /// A reason of our own, not the next hop's reply, for an outcome or for the session's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalReason {
@@ -323,6 +339,36 @@ impl LocalReason {
             class,
             subject,
             detail,
+        }
+    }
+}
+
+impl std::fmt::Display for LocalReason {
+    /// Our words for it, as a kept reply and a notification's `Diagnostic-Code` carry them
+    /// after its [`LocalReason::status`] (never Rust's debug text).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalReason::TooBig { limit } => {
+                write!(
+                    f,
+                    "message larger than the next hop's limit of {limit} octets"
+                )
+            }
+            LocalReason::EightBitRefused => {
+                f.write_str("8-bit message and the next hop lacks 8BITMIME")
+            }
+            LocalReason::BinaryRefused => f.write_str(
+                "binary message (BODY=BINARYMIME) and the next hop lacks BINARYMIME or CHUNKING",
+            ),
+            LocalReason::Utf8Refused => {
+                f.write_str("SMTPUTF8 message and the next hop lacks SMTPUTF8")
+            }
+            LocalReason::Timeout(wait) => write!(f, "timed out waiting for {wait}"),
+            LocalReason::OutOfSync(error) => write!(f, "lost sync with the next hop: {error}"),
+            LocalReason::ConnectionLost => f.write_str("connection to the next hop lost"),
+            LocalReason::TlsUnavailable => f.write_str("TLS is required, but was not offered"),
+            LocalReason::AuthWithoutTls => f.write_str("credentials are never sent without TLS"),
+            LocalReason::AuthUnavailable => f.write_str("the next hop offers no usable AUTH"),
         }
     }
 }
@@ -426,6 +472,22 @@ pub enum Wait {
     DataBlock,
     /// The reply to the end of data or to `BDAT LAST` (§4.5.3.2.6).
     DataTermination,
+}
+
+impl std::fmt::Display for Wait {
+    /// What was awaited, in words (`timed out waiting for the next hop's greeting`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Wait::Greeting => "the next hop's greeting",
+            Wait::Command => "the next hop's reply to a command",
+            Wait::Handshake => "the TLS handshake with the next hop",
+            Wait::Mail => "the next hop's reply to MAIL",
+            Wait::Rcpt => "the next hop's reply to RCPT",
+            Wait::DataInitiation => "the next hop's 354 to DATA",
+            Wait::DataBlock => "the next hop to take the message content",
+            Wait::DataTermination => "the next hop's reply to the end of the message",
+        })
+    }
 }
 
 impl Wait {

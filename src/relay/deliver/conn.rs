@@ -57,6 +57,9 @@ pub struct Conn {
     pub session: ClientSession,
     /// The non-blocking connect completed.
     pub connected: bool,
+    /// The session took at least one reply from the next hop (its greeting, say): a reason
+    /// the session ends with is then kept with the hop's name (`Remote-MTA`).
+    pub replied: bool,
     /// The session got as far as its first `Ready` (a positive greeting and EHLO): the hop
     /// is healthy, and a failure from here on is the messages', not the hop's.
     pub greeted: bool,
@@ -109,6 +112,7 @@ impl Conn {
             stream,
             session,
             connected: false,
+            replied: false,
             greeted: false,
             batch,
             current: None,
@@ -278,6 +282,7 @@ impl Conn {
             return;
         }
         let used = self.session.on_input(&self.input);
+        self.replied |= used > 0;
         self.input.drain(..used.min(self.input.len()));
     }
 

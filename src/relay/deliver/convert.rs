@@ -13,7 +13,7 @@
 
 use crate::proto::dsn::{decode_xtext, xtext_into, Notify};
 use crate::relay::client::reply::EnhancedStatus;
-use crate::relay::client::session::{self as client, LocalReason, Reason};
+use crate::relay::client::session::{self as client, Reason};
 use crate::relay::dsn;
 use crate::relay::spool::{self, BodyType, ClientIdentity, MailParams, RecipientState};
 
@@ -73,27 +73,8 @@ pub fn client_envelope<'a>(
 pub fn reason_text(reason: &Reason) -> Vec<u8> {
     match reason {
         Reason::Remote(reply) => reply.to_string().into_bytes(),
-        Reason::Local(local) => format!("{} {}", local.status(), local_words(local)).into_bytes(),
-    }
-}
-
-/// Our words for a local reason.
-fn local_words(reason: &LocalReason) -> String {
-    match reason {
-        LocalReason::TooBig { limit } => {
-            format!("message larger than the next hop's limit of {limit} octets")
-        }
-        LocalReason::EightBitRefused => "8-bit message and the next hop lacks 8BITMIME".into(),
-        LocalReason::BinaryRefused => {
-            "binary message (BODY=BINARYMIME) and the next hop lacks BINARYMIME or CHUNKING".into()
-        }
-        LocalReason::Utf8Refused => "SMTPUTF8 message and the next hop lacks SMTPUTF8".into(),
-        LocalReason::Timeout(wait) => format!("timed out waiting for the next hop ({wait:?})"),
-        LocalReason::OutOfSync(error) => format!("lost sync with the next hop ({error:?})"),
-        LocalReason::ConnectionLost => "connection to the next hop lost".into(),
-        LocalReason::TlsUnavailable => "TLS is required, but was not offered".into(),
-        LocalReason::AuthWithoutTls => "credentials are never sent without TLS".into(),
-        LocalReason::AuthUnavailable => "the next hop offers no usable AUTH".into(),
+        // Our words (`LocalReason`'s `Display`), never Rust's debug text.
+        Reason::Local(local) => format!("{} {local}", local.status()).into_bytes(),
     }
 }
 
@@ -221,7 +202,7 @@ fn kept_reply(state: &RecipientState, action: dsn::Action) -> (&[u8], EnhancedSt
         _ => 2,
     };
     let reply = match state {
-        RecipientState::Failed { reply } | RecipientState::Delivered { reply } => reply,
+        RecipientState::Failed { reply, .. } | RecipientState::Delivered { reply, .. } => reply,
         RecipientState::Deferred { last_reply, .. } => last_reply,
         RecipientState::Pending => &[][..],
     };
@@ -254,6 +235,7 @@ fn notification_into(
         status: EnhancedStatus,
         smtp: bool,
         reply: Vec<u8>,
+        remote_mta: String,
     }
     let owned: Vec<Owned> = reported
         .iter()
@@ -284,6 +266,8 @@ fn notification_into(
                 status,
                 smtp,
                 reply: reply.to_vec(),
+                // RFC 3464 §2.3.5: the next hop that gave the reply, when one was reached.
+                remote_mta: String::from_utf8_lossy(state.remote_mta()).into_owned(),
             })
         })
         .collect();
@@ -302,7 +286,7 @@ fn notification_into(
             notify: one.notify,
             action: one.action,
             status: one.status,
-            remote_mta: None,
+            remote_mta: (!one.remote_mta.is_empty()).then_some(one.remote_mta.as_str()),
             diagnostic: (!one.reply.is_empty()).then_some(if one.smtp {
                 dsn::Diagnostic::Smtp(&one.reply)
             } else {
@@ -368,11 +352,26 @@ fn notification_into(
     })
 }
 
+/// Panics when `text` holds Rust debug output: a CamelCase word (`TooManyLines`: a
+/// lower-case letter then an upper-case one) or braces (`TooBig { limit: 5 }`). What kept
+/// replies and `Diagnostic-Code`s are checked with (nit 7: words, never debug text).
+#[cfg(test)]
+pub(crate) fn assert_words(text: &str) {
+    assert!(!text.contains(['{', '}']), "debug braces in {text:?}");
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let bytes = word.as_bytes();
+        let camel = bytes
+            .windows(2)
+            .any(|pair| pair[0].is_ascii_lowercase() && pair[1].is_ascii_uppercase());
+        assert!(!camel, "debug word {word:?} in {text:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::dsn::Ret;
-    use crate::relay::client::session::RemoteReply;
+    use crate::relay::client::session::{LocalReason, RemoteReply};
 
     fn status(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
         EnhancedStatus {
@@ -451,15 +450,79 @@ mod tests {
         assert!(local.starts_with(b"4.4.2 "), "{local:?}");
     }
 
+    /// Every local reason, with every wait and every way of losing sync, is kept as its
+    /// status and words: no Rust debug text (`(TooManyLines)`, `(Greeting)`).
+    #[test]
+    fn every_local_reason_is_kept_in_words() {
+        use crate::relay::client::reply::ReplyError;
+        use crate::relay::client::session::{SyncError, Wait};
+        let waits = [
+            Wait::Greeting,
+            Wait::Command,
+            Wait::Handshake,
+            Wait::Mail,
+            Wait::Rcpt,
+            Wait::DataInitiation,
+            Wait::DataBlock,
+            Wait::DataTermination,
+        ];
+        let syncs = [
+            SyncError::Reply(ReplyError::LineTooLong),
+            SyncError::Reply(ReplyError::TooManyLines),
+            SyncError::Reply(ReplyError::BadCode),
+            SyncError::Reply(ReplyError::BadSeparator),
+            SyncError::Reply(ReplyError::CodeChanged),
+            SyncError::Reply(ReplyError::BareLf),
+            SyncError::Unexpected(354),
+            SyncError::InputBeforeHandshake,
+        ];
+        let mut reasons = vec![
+            LocalReason::TooBig { limit: 1000 },
+            LocalReason::EightBitRefused,
+            LocalReason::Utf8Refused,
+            LocalReason::BinaryRefused,
+            LocalReason::ConnectionLost,
+            LocalReason::TlsUnavailable,
+            LocalReason::AuthWithoutTls,
+            LocalReason::AuthUnavailable,
+        ];
+        reasons.extend(waits.map(LocalReason::Timeout));
+        reasons.extend(syncs.map(LocalReason::OutOfSync));
+        let mut seen = std::collections::HashSet::new();
+        for reason in reasons {
+            let kept = reason_text(&Reason::Local(reason));
+            let text = String::from_utf8(kept).unwrap();
+            let code = reason.status().to_string();
+            assert!(text.starts_with(&format!("{code} ")), "{text}");
+            assert_words(&text);
+            assert!(seen.insert(text.clone()), "two reasons say {text:?}");
+            // And as the notification shows it: an `x-fastsmtpd;` Diagnostic-Code.
+            let (parsed, smtp) = parse_kept_reply(text.as_bytes(), status(2, 0, 0));
+            assert_eq!((parsed, smtp), (reason.status(), false), "{text}");
+        }
+        assert_eq!(
+            reason_text(&Reason::Local(LocalReason::OutOfSync(SyncError::Reply(
+                ReplyError::TooManyLines
+            )))),
+            b"4.5.0 lost sync with the next hop: the next hop sent a reply with more lines than the limit"
+        );
+        assert_eq!(
+            reason_text(&Reason::Local(LocalReason::Timeout(Wait::Greeting))),
+            b"4.4.2 timed out waiting for the next hop's greeting"
+        );
+    }
+
     #[test]
     fn a_failure_notification_goes_from_null_to_the_sender_and_names_the_failed() {
         let spooled = envelope(b"s@x.test", Notify::default());
         let states = [
             RecipientState::Delivered {
                 reply: b"250 ok".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
             RecipientState::Failed {
                 reply: b"550 5.1.1 No such user".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -489,6 +552,30 @@ mod tests {
             text.contains("Original-Recipient: rfc822; bad+one@x.test"),
             "{text}"
         );
+        // RFC 3464 §2.3.5: the next hop that gave the reply.
+        assert!(text.contains("Remote-MTA: dns; mx.far.test\r\n"), "{text}");
+        assert!(text.contains("mx.far.test said: 550 5.1.1"), "{text}");
+        // A failure of our own before any next hop answered names none.
+        let states = [
+            states[0].clone(),
+            RecipientState::Failed {
+                reply: b"4.4.1 no next hop answered".to_vec(),
+                remote_mta: Vec::new(),
+            },
+        ];
+        let input = NotificationInput {
+            states: &states,
+            ..input
+        };
+        let mut out = Vec::new();
+        failure_notification_into(&input, &mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Action: failed"), "{text}");
+        assert!(!text.contains("Remote-MTA"), "{text}");
+        assert!(
+            text.contains("x-fastsmtpd; 4.4.1 no next hop answered"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -499,9 +586,11 @@ mod tests {
         let states = [
             RecipientState::Delivered {
                 reply: b"250 2.0.0 Ok: queued as A".to_vec(),
+                remote_mta: b"127.0.0.1".to_vec(),
             },
             RecipientState::Delivered {
                 reply: b"250 2.0.0 Ok: queued as B".to_vec(),
+                remote_mta: b"127.0.0.1".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -520,6 +609,7 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("Action: relayed"), "{text}");
         assert!(text.contains("Status: 2.0.0"), "{text}");
+        assert!(text.contains("Remote-MTA: dns; 127.0.0.1\r\n"), "{text}");
         assert!(
             text.contains("Final-Recipient: rfc822; bad@x.test"),
             "{text}"
@@ -544,9 +634,11 @@ mod tests {
                 attempts: 3,
                 next_attempt_unix_ms: 0,
                 last_reply: b"451 4.2.0 later".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
             RecipientState::Delivered {
                 reply: b"250 ok".to_vec(),
+                remote_mta: b"mx.far.test".to_vec(),
             },
         ];
         let input = NotificationInput {
@@ -562,6 +654,7 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("Action: delayed"), "{text}");
         assert!(text.contains("Status: 4.2.0"), "{text}");
+        assert!(text.contains("Remote-MTA: dns; mx.far.test\r\n"), "{text}");
         assert!(text.contains("smtp; 451 4.2.0 later"), "{text}");
         assert!(text.contains("Will-Retry-Until:"), "{text}");
         assert!(
@@ -578,6 +671,7 @@ mod tests {
                 attempts: 1,
                 next_attempt_unix_ms: 0,
                 last_reply: b"550 5.1.1 odd".to_vec(),
+                remote_mta: Vec::new(),
             },
             RecipientState::Pending,
         ];
@@ -601,14 +695,22 @@ mod tests {
         let failed = [
             RecipientState::Failed {
                 reply: b"550 no".to_vec(),
+                remote_mta: b"mx.test".to_vec(),
             },
             RecipientState::Failed {
                 reply: b"4.4.7 expired".to_vec(),
+                remote_mta: Vec::new(),
             },
         ];
         let delivered = [
-            RecipientState::Delivered { reply: Vec::new() },
-            RecipientState::Delivered { reply: Vec::new() },
+            RecipientState::Delivered {
+                reply: Vec::new(),
+                remote_mta: Vec::new(),
+            },
+            RecipientState::Delivered {
+                reply: Vec::new(),
+                remote_mta: Vec::new(),
+            },
         ];
         let cases = [
             (envelope(b"", Notify::default()), &failed),

@@ -22,7 +22,9 @@
 //! - **Outcomes** (per recipient, from the session's `TransactionReport`): delivered and
 //!   failed (`5yz`) are final; deferred (`4yz`, a timeout, a lost connection) counts an
 //!   attempt and is retried by the [`RetryPolicy`], or fails with its last reply once the
-//!   queue lifetime is over. Each state goes to the spool's journal as it is known.
+//!   queue lifetime is over. Each state goes to the spool's journal as it is known, with
+//!   the name of the next hop whose session gave its reply (`Remote-MTA` in a notification,
+//!   RFC 3464 §2.3.5; none when no next hop sent a reply: `Conn::replied`).
 //! - **A connection that fails before its session is ready** (refused, timed out, greeted
 //!   with `421`/`554`): the hop is backed off (`HopHealth::on_connect_failed`) and its
 //!   messages go back to the front of the ready queue *without* using an attempt, so another
@@ -132,7 +134,9 @@ pub struct DeliveryConfig {
     pub active_max: usize,
     /// The name of each next hop (by index, as in [`DeliveryConfig::hops`]) as the user gave
     /// it: the TLS server name (SNI when a DNS name) and what its certificate is verified
-    /// against under [`TlsPolicy::Required`]. A hop without one is named by its IP address.
+    /// against under [`TlsPolicy::Required`], and the name kept with the replies it gives
+    /// (a notification's `Remote-MTA`, `queue show`'s next hop). A hop without one is named
+    /// by its IP address.
     pub hop_names: Vec<String>,
     /// When to use STARTTLS (`--relay-tls`; opportunistic by default).
     pub tls: TlsPolicy,
@@ -168,7 +172,8 @@ impl DeliveryConfig {
         }
     }
 
-    /// The TLS name of each next hop: [`DeliveryConfig::hop_names`], or the address's IP.
+    /// The name of each next hop (TLS, `Remote-MTA`): [`DeliveryConfig::hop_names`], or the
+    /// address's IP.
     fn names(&self) -> Vec<String> {
         self.hops
             .iter()
@@ -395,5 +400,25 @@ impl DeliveryHandle {
 impl Drop for DeliveryHandle {
     fn drop(&mut self) {
         self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each next hop is named as `--relay-to` gave it, else by its IP address: the TLS name
+    /// and the `Remote-MTA` kept with its replies.
+    #[test]
+    fn next_hops_are_named_as_given_else_by_their_address() {
+        let hops = vec![
+            SocketAddr::from(([192, 0, 2, 1], 25)),
+            SocketAddr::from(([192, 0, 2, 2], 2525)),
+            SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 25)),
+        ];
+        let mut config = DeliveryConfig::new(hops, "relay.test");
+        assert_eq!(config.names(), ["192.0.2.1", "192.0.2.2", "::1"]);
+        config.hop_names = vec!["mx.far.test".into(), String::new()];
+        assert_eq!(config.names(), ["mx.far.test", "192.0.2.2", "::1"]);
     }
 }

@@ -193,9 +193,11 @@ mod tests {
             attempts: 1,
             next_attempt_unix_ms: 0,
             last_reply: b"451 later".to_vec(),
+            remote_mta: b"mx.test".to_vec(),
         };
         let delivered = RecipientState::Delivered {
             reply: b"250 ok".to_vec(),
+            remote_mta: b"mx.test".to_vec(),
         };
         let secs = Duration::from_secs;
         let after = Some(secs(10));

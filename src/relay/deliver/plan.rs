@@ -16,22 +16,26 @@ pub fn unix_ms(instant: Duration) -> u64 {
 }
 
 /// A recipient's state after an attempt at `now` that ended with `verdict` and `reply` (the
-/// next hop's reply or our reason, as the spool keeps it): delivered and failed are final; a
+/// next hop's reply or our reason, as the spool keeps it) in a session with the next hop
+/// `remote_mta` (empty: none was reached): delivered and failed are final; a
 /// deferral counts an attempt and is retried by the policy, or fails for good once the
 /// queue lifetime since `arrived` is over, with the last reply (RFC 5321 §4.5.4.1; issue 19:
 /// an expired recipient gets `Action: failed` with the last attempt's reply).
+#[allow(clippy::too_many_arguments)] // each is one fact of the attempt; a struct would only rename them
 pub fn state_after(
     previous: &RecipientState,
     verdict: Verdict,
     reply: Vec<u8>,
+    remote_mta: &[u8],
     arrived: Duration,
     now: Duration,
     policy: &RetryPolicy,
     sample: u64,
 ) -> RecipientState {
+    let remote_mta = remote_mta.to_vec();
     match verdict {
-        Verdict::Delivered => RecipientState::Delivered { reply },
-        Verdict::Failed => RecipientState::Failed { reply },
+        Verdict::Delivered => RecipientState::Delivered { reply, remote_mta },
+        Verdict::Failed => RecipientState::Failed { reply, remote_mta },
         Verdict::Deferred => {
             let attempts = match previous {
                 RecipientState::Deferred { attempts, .. } => attempts.saturating_add(1),
@@ -42,8 +46,9 @@ pub fn state_after(
                     attempts,
                     next_attempt_unix_ms: unix_ms(at),
                     last_reply: reply,
+                    remote_mta,
                 },
-                Next::GiveUp => RecipientState::Failed { reply },
+                Next::GiveUp => RecipientState::Failed { reply, remote_mta },
             }
         }
     }
@@ -132,6 +137,7 @@ mod tests {
             &RecipientState::Pending,
             Verdict::Delivered,
             b"250 ok".to_vec(),
+            b"mx.test",
             arrived,
             arrived,
             &policy(),
@@ -140,13 +146,15 @@ mod tests {
         assert_eq!(
             state,
             RecipientState::Delivered {
-                reply: b"250 ok".to_vec()
+                reply: b"250 ok".to_vec(),
+                remote_mta: b"mx.test".to_vec(),
             }
         );
         let state = state_after(
             &RecipientState::Pending,
             Verdict::Failed,
             b"550 no".to_vec(),
+            b"mx.test",
             arrived,
             arrived,
             &policy(),
@@ -155,7 +163,8 @@ mod tests {
         assert_eq!(
             state,
             RecipientState::Failed {
-                reply: b"550 no".to_vec()
+                reply: b"550 no".to_vec(),
+                remote_mta: b"mx.test".to_vec(),
             }
         );
     }
@@ -171,6 +180,7 @@ mod tests {
                 &state,
                 Verdict::Deferred,
                 b"451 later".to_vec(),
+                b"",
                 arrived,
                 now,
                 &policy(),
@@ -181,13 +191,15 @@ mod tests {
                     attempts,
                     next_attempt_unix_ms,
                     last_reply,
+                    remote_mta,
                 } => {
                     assert_eq!(last_reply, b"451 later");
+                    assert!(remote_mta.is_empty());
                     let delay = next_attempt_unix_ms - unix_ms(now);
                     attempts_seen.push((*attempts, delay));
                     now = Duration::from_millis(*next_attempt_unix_ms);
                 }
-                RecipientState::Failed { reply } => {
+                RecipientState::Failed { reply, .. } => {
                     assert_eq!(reply, b"451 later");
                     break;
                 }
@@ -197,7 +209,8 @@ mod tests {
         assert!(
             state
                 == RecipientState::Failed {
-                    reply: b"451 later".to_vec()
+                    reply: b"451 later".to_vec(),
+                    remote_mta: Vec::new(),
                 }
         );
         // 1 s, then 2 s repeating, the last attempt moved to the lifetime's end (110 s).
@@ -225,9 +238,16 @@ mod tests {
             attempts: 1,
             next_attempt_unix_ms: at,
             last_reply: Vec::new(),
+            remote_mta: Vec::new(),
         };
-        let done = RecipientState::Delivered { reply: Vec::new() };
-        let failed = RecipientState::Failed { reply: Vec::new() };
+        let done = RecipientState::Delivered {
+            reply: Vec::new(),
+            remote_mta: Vec::new(),
+        };
+        let failed = RecipientState::Failed {
+            reply: Vec::new(),
+            remote_mta: Vec::new(),
+        };
         assert_eq!(due_at(&[done.clone(), failed.clone()], 5), None);
         assert_eq!(due_at(&[], 5), None);
         assert_eq!(

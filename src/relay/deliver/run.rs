@@ -126,6 +126,9 @@ pub struct Loop {
     ready: ReadyQueue<SpoolId>,
     /// The next hops.
     hops: Hops,
+    /// Each next hop's name as kept with its replies (`Remote-MTA`): as given in
+    /// `--relay-to`, or its IP address ([`DeliveryConfig::hop_names`]).
+    hop_names: Vec<String>,
     /// Open connections.
     conns: Slab<Conn>,
     /// The jitter's samples.
@@ -164,6 +167,7 @@ impl Loop {
         let mut client_plain = client.clone();
         client_plain.tls = TlsPolicy::Off;
         let plain_until = vec![Duration::ZERO; config.hops.len()];
+        let hop_names = config.names();
         let control = {
             let dir = queue.spool().dir().to_path_buf();
             control::Control::bind(&dir, poll.registry())
@@ -183,6 +187,7 @@ impl Loop {
             due: DueQueue::new(),
             ready: ReadyQueue::new(),
             hops,
+            hop_names,
             conns: Slab::new(),
             samples: Samples::new(seed),
             journal_dirty: false,
@@ -400,7 +405,7 @@ impl Loop {
         let (session, stream) = match opened {
             Some(opened) => opened,
             None => {
-                self.connection_failed(hop, batch, now, None);
+                self.connection_failed(hop, batch, now, None, false);
                 return;
             }
         };
@@ -419,7 +424,7 @@ impl Loop {
             .is_err()
         {
             let batch = std::mem::take(&mut conn.batch);
-            self.connection_failed(hop, batch, now, None);
+            self.connection_failed(hop, batch, now, None, false);
             return;
         }
         entry.insert(conn);
@@ -428,13 +433,16 @@ impl Loop {
     /// A connection to `hop` failed before its session was ready: back the hop off; its
     /// messages go back to the ready queue without an attempt, unless every hop is now
     /// backed off (then each counts an attempt with `reason`, or [`NO_HOP_REPLY`] without
-    /// one: see the parent module's decision).
+    /// one: see the parent module's decision). `replied`: the hop sent at least one reply
+    /// (a greeting), so `reason` is kept with its name (`Remote-MTA`); a hop never heard
+    /// from is not named.
     fn connection_failed(
         &mut self,
         hop: usize,
         batch: VecDeque<SpoolId>,
         now: Duration,
         reason: Option<Vec<u8>>,
+        replied: bool,
     ) {
         DeliveryStats::add(&self.stats.connect_failures, 1);
         self.hops.on_closed(hop);
@@ -444,9 +452,13 @@ impl Loop {
         }
         let all_down = self.hops.health().iter().all(|health| !health.is_open(now));
         if all_down {
+            let remote_mta = match (&reason, replied) {
+                (Some(_), true) => self.remote_mta(hop),
+                _ => Vec::new(),
+            };
             let reason = reason.unwrap_or_else(|| NO_HOP_REPLY.to_vec());
             for id in batch {
-                self.defer_untried(id, now, &reason);
+                self.defer_untried(id, now, &reason, &remote_mta);
             }
         } else {
             for &id in batch.iter().rev() {
@@ -458,8 +470,18 @@ impl Loop {
         }
     }
 
-    /// Every recipient of `id` not final is deferred with `reason` (an attempt).
-    fn defer_untried(&mut self, id: SpoolId, now: Duration, reason: &[u8]) {
+    /// The name kept for next hop `hop` with the replies it gave (`Remote-MTA`): as given in
+    /// `--relay-to`, or its IP address.
+    fn remote_mta(&self, hop: usize) -> Vec<u8> {
+        self.hop_names
+            .get(hop)
+            .map(|name| name.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Every recipient of `id` not final is deferred with `reason` (an attempt), said in a
+    /// session with `remote_mta` (empty: none).
+    fn defer_untried(&mut self, id: SpoolId, now: Duration, reason: &[u8], remote_mta: &[u8]) {
         let Some(active) = self.active.get(&id) else {
             return;
         };
@@ -468,12 +490,19 @@ impl Loop {
             .into_iter()
             .map(|index| (index, Verdict::Deferred, reason.to_vec()))
             .collect();
-        self.apply(id, outcomes, now);
+        self.apply(id, outcomes, remote_mta, now);
     }
 
-    /// Records outcomes `(recipient index, verdict, reply)` of message `id`, then schedules
-    /// it again (or finishes it).
-    fn apply(&mut self, id: SpoolId, outcomes: Vec<(usize, Verdict, Vec<u8>)>, now: Duration) {
+    /// Records outcomes `(recipient index, verdict, reply)` of message `id`, said in a
+    /// session with the next hop `remote_mta` (empty: none reached, or our own reason before
+    /// any session), then schedules it again (or finishes it).
+    fn apply(
+        &mut self,
+        id: SpoolId,
+        outcomes: Vec<(usize, Verdict, Vec<u8>)>,
+        remote_mta: &[u8],
+        now: Duration,
+    ) {
         let Some(active) = self.active.get_mut(&id) else {
             return;
         };
@@ -492,6 +521,7 @@ impl Loop {
                 previous,
                 verdict,
                 reply,
+                remote_mta,
                 arrived,
                 now,
                 &self.config.retry,
@@ -536,9 +566,11 @@ impl Loop {
         &mut self,
         id: SpoolId,
         outcomes: Vec<(usize, Verdict, Vec<u8>)>,
+        hop: usize,
         hop_offers_dsn: bool,
         now: Duration,
     ) {
+        let remote_mta = self.remote_mta(hop);
         if let (true, Some(active)) = (self.config.dsn, self.active.get(&id)) {
             let relayed = notify::relayed_recipients(&active.envelope, &outcomes, hop_offers_dsn);
             if !relayed.is_empty() {
@@ -547,6 +579,7 @@ impl Loop {
                     if let Some(state) = states.get_mut(*index) {
                         *state = RecipientState::Delivered {
                             reply: reply.clone(),
+                            remote_mta: remote_mta.clone(),
                         };
                     }
                 }
@@ -563,7 +596,7 @@ impl Loop {
                 self.notification_spooled(id, "relayed", spooled);
             }
         }
-        self.apply(id, outcomes, now);
+        self.apply(id, outcomes, &remote_mta, now);
     }
 
     /// Spools the delay warning of `id` when it is due (`--delay-warning`,
@@ -757,6 +790,7 @@ impl Loop {
                 }
                 Event::TransactionDone(report) => {
                     conn.reported += 1;
+                    let hop = conn.hop;
                     let hop_offers_dsn = conn.session.capabilities().dsn;
                     if let Some(current) = conn.current.take() {
                         let outcomes = current
@@ -774,7 +808,7 @@ impl Loop {
                                 (index, outcome.verdict, reply)
                             })
                             .collect();
-                        self.apply_transaction(current.id, outcomes, hop_offers_dsn, now);
+                        self.apply_transaction(current.id, outcomes, hop, hop_offers_dsn, now);
                     }
                 }
                 Event::StartTls => {
@@ -852,7 +886,7 @@ impl Loop {
             };
             let recipients = plan::to_send(&active.states);
             if recipients.is_empty() {
-                self.apply(id, Vec::new(), now);
+                self.apply(id, Vec::new(), &[], now);
                 continue;
             }
             let read = self.queue.spool().read_body(&active.place);
@@ -870,7 +904,7 @@ impl Loop {
                             )
                         })
                         .collect();
-                    self.apply(id, outcomes, now);
+                    self.apply(id, outcomes, &[], now);
                     continue;
                 }
             };
@@ -898,12 +932,12 @@ impl Loop {
                 Err(error) => {
                     // An envelope the client cannot send (a line break in an address, a
                     // bad parameter): it never will be, so its recipients fail.
-                    let reply = format!("5.1.3 cannot be sent: {error:?}").into_bytes();
+                    let reply = format!("5.1.3 cannot be sent: {error}").into_bytes();
                     let outcomes = recipients
                         .iter()
                         .map(|&index| (index, Verdict::Failed, reply.clone()))
                         .collect();
-                    self.apply(id, outcomes, now);
+                    self.apply(id, outcomes, &[], now);
                 }
             }
         }
@@ -952,7 +986,8 @@ impl Loop {
                     .iter()
                     .map(|&index| (index, Verdict::Deferred, b"4.4.2 connection lost".to_vec()))
                     .collect();
-                self.apply(current.id, outcomes, now);
+                let remote_mta = self.remote_mta(conn.hop);
+                self.apply(current.id, outcomes, &remote_mta, now);
             }
             let batch = std::mem::take(&mut conn.batch);
             // A session that was ready but ended in error before reporting any transaction
@@ -985,7 +1020,8 @@ impl Loop {
                     }
                 }
             } else {
-                self.connection_failed(conn.hop, batch, now, conn.failure.take());
+                let failure = conn.failure.take();
+                self.connection_failed(conn.hop, batch, now, failure, conn.replied);
             }
         }
     }

@@ -195,7 +195,8 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A TLS failure in words, for a deferred recipient's last reply (and so a notification's
-/// `Diagnostic-Code`): rustls shows some of its values as Rust debug text (`UnknownIssuer`).
+/// `Diagnostic-Code`): rustls shows some of its values as Rust debug text (`UnknownIssuer`,
+/// `Other(OtherError(CaUsedAsEndEntity))`), turned here into lower-case words.
 pub fn describe_error(error: &rustls::Error) -> String {
     use rustls::{CertificateError, Error};
     match error {
@@ -206,6 +207,10 @@ pub fn describe_error(error: &rustls::Error) -> String {
         }
         Error::InvalidCertificate(CertificateError::NotValidForName) => {
             "certificate not verified: not valid for the next hop's name".to_string()
+        }
+        // webpki's reason inside (its `Display` is its debug name: `CaUsedAsEndEntity`).
+        Error::InvalidCertificate(CertificateError::Other(other)) => {
+            format!("certificate not verified: {}", words(&other.to_string()))
         }
         Error::InvalidCertificate(other) => {
             format!("certificate not verified: {}", words(&other.to_string()))
@@ -220,20 +225,46 @@ pub fn describe_error(error: &rustls::Error) -> String {
     }
 }
 
-/// Text with each CamelCase word (`BadEncoding`) in lower-case words (`bad encoding`).
+/// Text with Rust's debug output in words: each CamelCase word (`BadEncoding`,
+/// `UnknownCA`) in lower-case words (`bad encoding`, `unknown ca`), and the brackets of
+/// debug wrappers (`Other(OtherError(X))`, `Variant { field }`) dropped, spaces collapsed.
+/// Words in one case (`TLS`, `expired`) stay as they are.
 fn words(text: &str) -> String {
-    text.split(' ')
+    let unwrapped: String = text
+        .chars()
+        .map(|c| {
+            if matches!(c, '(' | ')' | '{' | '}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    unwrapped
+        .split_whitespace()
         .map(|word| {
-            let camel = word.len() > 1
-                && word.starts_with(|c: char| c.is_ascii_uppercase())
-                && word.chars().all(|c| c.is_ascii_alphanumeric())
-                && word.chars().any(|c| c.is_ascii_lowercase());
+            let chars: Vec<char> = word.chars().collect();
+            let camel = chars
+                .windows(2)
+                .any(|pair| pair[0].is_ascii_lowercase() && pair[1].is_ascii_uppercase())
+                || (chars.first().is_some_and(char::is_ascii_uppercase)
+                    && chars.iter().skip(1).all(char::is_ascii_lowercase)
+                    && chars.len() > 1
+                    && word.chars().all(|c| c.is_ascii_alphanumeric()));
             if !camel {
                 return word.to_string();
             }
             let mut out = String::new();
-            for (i, c) in word.chars().enumerate() {
-                if c.is_ascii_uppercase() && i > 0 {
+            for (i, &c) in chars.iter().enumerate() {
+                // A new word at an upper-case letter after a lower-case one or a digit
+                // (`BadDer`), or at the last capital of a run before a lower-case letter
+                // (`CAUsed`: `ca used`).
+                let after_lower =
+                    i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+                let ends_run = i > 0
+                    && chars[i - 1].is_ascii_uppercase()
+                    && chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+                if c.is_ascii_uppercase() && (after_lower || ends_run) {
                     out.push(' ');
                 }
                 out.push(c.to_ascii_lowercase());
@@ -535,6 +566,72 @@ mod tests {
         let error = read_ca_file(&dir).unwrap_err();
         assert!(error.contains("not a regular file"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A stand-in for webpki's error, whose `Display` is its debug name.
+    #[derive(Debug)]
+    struct DebugNamed(&'static str);
+
+    impl std::fmt::Display for DebugNamed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for DebugNamed {}
+
+    /// Every TLS failure that can become a kept reply is words: no Rust debug text (no
+    /// CamelCase, no `(`-wrapped variants), whatever rustls's `Display` shows.
+    #[test]
+    fn tls_errors_reach_a_kept_reply_as_words_only() {
+        use rustls::{
+            AlertDescription, CertificateError, Error, InvalidMessage, OtherError,
+            PeerIncompatible, PeerMisbehaved,
+        };
+        let other = |name: &'static str| OtherError(std::sync::Arc::new(DebugNamed(name)));
+        let cases = [
+            (
+                Error::InvalidCertificate(CertificateError::Other(other("CaUsedAsEndEntity"))),
+                "certificate not verified: ca used as end entity",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::BadEncoding),
+                "certificate not verified: bad encoding",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::UnhandledCriticalExtension),
+                "certificate not verified: unhandled critical extension",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure),
+                "certificate not verified: application verification failure",
+            ),
+            (
+                Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec),
+                "peer misbehaved: illegal middlebox change cipher spec",
+            ),
+            (
+                Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered),
+                "peer is incompatible: tls12 not offered",
+            ),
+            (
+                Error::InvalidMessage(InvalidMessage::InvalidContentType),
+                "received corrupt message of type invalid content type",
+            ),
+            (
+                Error::Other(other("UnknownCAUsed")),
+                "other error: unknown ca used",
+            ),
+            (
+                Error::AlertReceived(AlertDescription::BadCertificate),
+                "the next hop sent the alert bad certificate",
+            ),
+        ];
+        for (error, want) in cases {
+            let text = describe_error(&error);
+            assert_eq!(text, want, "{error:?}");
+            crate::relay::deliver::convert::assert_words(&text);
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use super::frame::{check_record, parse_header, record_into, FieldReader, FieldWriter, Malformed};
 use super::frame::{HEADER_LEN, MAX_PAYLOAD_BYTES};
-use super::RecipientState;
+use super::{RecipientState, MAX_REMOTE_MTA_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -26,8 +26,14 @@ use std::path::{Path, PathBuf};
 /// The magic that starts every journal record.
 const JOURNAL_MAGIC: &[u8; 4] = b"FSPJ";
 
-/// Kind: a recipient's new state.
+/// Kind: a recipient's new state, no next hop named (the only recipient kind before
+/// `Remote-MTA` was kept; still written when no next hop gave the reply, so such entries
+/// read the same in both versions).
 const KIND_RECIPIENT: u8 = 1;
+/// Kind: a recipient's new state, then the next hop that gave its reply (a byte string of
+/// at most [`MAX_REMOTE_MTA_BYTES`]). A new kind rather than a new format version: journals
+/// written before it stay readable as they are.
+const KIND_RECIPIENT_AT_HOP: u8 = 4;
 /// Kind: a message is done.
 const KIND_DONE: u8 = 2;
 /// Kind: the high-water marks.
@@ -90,22 +96,29 @@ pub(super) fn entry_into(out: &mut Vec<u8>, entry: &Entry) {
                     attempts,
                     next_attempt_unix_ms,
                     last_reply,
+                    ..
                 } => {
                     w.u8(STATE_DEFERRED);
                     w.u32(*attempts);
                     w.u64(*next_attempt_unix_ms);
                     w.bytes(truncated(last_reply));
                 }
-                RecipientState::Delivered { reply } => {
+                RecipientState::Delivered { reply, .. } => {
                     w.u8(STATE_DELIVERED);
                     w.bytes(truncated(reply));
                 }
-                RecipientState::Failed { reply } => {
+                RecipientState::Failed { reply, .. } => {
                     w.u8(STATE_FAILED);
                     w.bytes(truncated(reply));
                 }
             }
-            KIND_RECIPIENT
+            let remote_mta = state.remote_mta();
+            if remote_mta.is_empty() {
+                KIND_RECIPIENT
+            } else {
+                w.bytes(&remote_mta[..remote_mta.len().min(MAX_REMOTE_MTA_BYTES)]);
+                KIND_RECIPIENT_AT_HOP
+            }
         }
         Entry::Done { id } => {
             w.u64(*id);
@@ -133,21 +146,31 @@ fn truncated(reply: &[u8]) -> &[u8] {
 fn parse_entry(kind: u8, payload: &[u8]) -> Result<Entry, Malformed> {
     let mut r = FieldReader::new(payload);
     let entry = match kind {
-        KIND_RECIPIENT => {
+        KIND_RECIPIENT | KIND_RECIPIENT_AT_HOP => {
             let id = r.u64()?;
             let rcpt = r.u32()?;
-            let state = match r.u8()? {
+            let code = r.u8()?;
+            let (attempts, next_attempt_unix_ms) = match code {
+                STATE_DEFERRED => (r.u32()?, r.u64()?),
+                _ => (0, 0),
+            };
+            let reply = r.bytes()?.to_vec();
+            let remote_mta = match kind {
+                KIND_RECIPIENT_AT_HOP => {
+                    let name = r.bytes()?;
+                    name[..name.len().min(MAX_REMOTE_MTA_BYTES)].to_vec()
+                }
+                _ => Vec::new(),
+            };
+            let state = match code {
                 STATE_DEFERRED => RecipientState::Deferred {
-                    attempts: r.u32()?,
-                    next_attempt_unix_ms: r.u64()?,
-                    last_reply: r.bytes()?.to_vec(),
+                    attempts,
+                    next_attempt_unix_ms,
+                    last_reply: reply,
+                    remote_mta,
                 },
-                STATE_DELIVERED => RecipientState::Delivered {
-                    reply: r.bytes()?.to_vec(),
-                },
-                STATE_FAILED => RecipientState::Failed {
-                    reply: r.bytes()?.to_vec(),
-                },
+                STATE_DELIVERED => RecipientState::Delivered { reply, remote_mta },
+                STATE_FAILED => RecipientState::Failed { reply, remote_mta },
                 _ => return Err(Malformed),
             };
             Entry::Recipient { id, rcpt, state }
@@ -443,6 +466,7 @@ mod tests {
                     attempts: 2,
                     next_attempt_unix_ms: 1_000_000,
                     last_reply: b"451 4.3.0 later".to_vec(),
+                    remote_mta: b"mx.far.test".to_vec(),
                 },
             },
             Entry::Recipient {
@@ -450,17 +474,64 @@ mod tests {
                 rcpt: 1,
                 state: RecipientState::Delivered {
                     reply: b"250 2.0.0 ok".to_vec(),
+                    remote_mta: b"127.0.0.1".to_vec(),
                 },
             },
             Entry::Recipient {
                 id: 2,
                 rcpt: 0,
                 state: RecipientState::Failed {
-                    reply: b"550 5.1.1 no".to_vec(),
+                    reply: b"4.4.1 no next hop answered".to_vec(),
+                    remote_mta: Vec::new(),
                 },
             },
             Entry::Done { id: 2 },
         ]
+    }
+
+    /// A journal written before next hops were kept (recipient entries of kind 1 only) is
+    /// read as it was, each state without a next hop; an entry with one is read back with
+    /// it, and a name past [`MAX_REMOTE_MTA_BYTES`] is cut; one without is still written as
+    /// kind 1, byte for byte what the older version wrote.
+    #[test]
+    fn old_journals_read_and_next_hops_are_kept_bounded() {
+        let dir = super::super::tests::TempDir::new("journal-hop");
+        let path = dir.path().join("journal");
+        // The older writer's encoding of "recipient 0 of message 7 failed: 550 no".
+        let mut payload = Vec::new();
+        let mut w = FieldWriter::new(&mut payload);
+        w.u64(7);
+        w.u32(0);
+        w.u8(STATE_FAILED);
+        w.bytes(b"550 no");
+        let mut old = Vec::new();
+        record_into(&mut old, JOURNAL_MAGIC, KIND_RECIPIENT, &payload);
+        let failed = |remote_mta: &[u8]| Entry::Recipient {
+            id: 7,
+            rcpt: 0,
+            state: RecipientState::Failed {
+                reply: b"550 no".to_vec(),
+                remote_mta: remote_mta.to_vec(),
+            },
+        };
+        let mut now = Vec::new();
+        entry_into(&mut now, &failed(b""));
+        assert_eq!(now, old, "no next hop: the old encoding");
+        let long = vec![b'h'; MAX_REMOTE_MTA_BYTES + 40];
+        let mut bytes = old.clone();
+        entry_into(&mut bytes, &failed(b"mx.far.test"));
+        entry_into(&mut bytes, &failed(&long));
+        std::fs::write(&path, &bytes).unwrap();
+        let scan = scan_journal(&path).unwrap();
+        assert_eq!(
+            scan.entries,
+            [
+                failed(b""),
+                failed(b"mx.far.test"),
+                failed(&long[..MAX_REMOTE_MTA_BYTES]),
+            ]
+        );
+        assert_eq!(scan.cut_bytes, 0);
     }
 
     /// A torn journal tail, cut at every length: the scan keeps exactly the whole entries

@@ -44,7 +44,8 @@
 //!   retries. (Should the process die before the seal is on disk, the unacknowledged records
 //!   can come back: a duplicate of a message its client sends again, never a loss.)
 //! - **The journal** (`journal`): per-recipient states (deferred with attempts, next attempt
-//!   time and last reply; delivered or failed with the final reply) and "message done",
+//!   time and last reply; delivered or failed with the final reply; each reply with the
+//!   next hop that gave it, when one did) and "message done",
 //!   staged in memory and written in one write per [`Spool::flush_journal`] (the delivery
 //!   loop's turn), without a sync per entry, and synced by [`Spool::sync_journal`] (the
 //!   caller's timer) and before a segment is deleted. Losing its tail in a crash means saying less
@@ -227,20 +228,43 @@ pub enum RecipientState {
         next_attempt_unix_ms: u64,
         /// The last attempt's reply (or what went wrong), for `queue show` and a notification.
         last_reply: Vec<u8>,
+        /// The next hop that gave `last_reply` (see [`RecipientState::remote_mta`]).
+        remote_mta: Vec<u8>,
     },
     /// Delivered: the next hop answered 250 (final).
     Delivered {
         /// The next hop's reply.
         reply: Vec<u8>,
+        /// The next hop that gave it (see [`RecipientState::remote_mta`]).
+        remote_mta: Vec<u8>,
     },
     /// Failed for good: a 5xx, or the queue lifetime ran out (final).
     Failed {
         /// The reply that decided it, for the notification's `Diagnostic-Code`.
         reply: Vec<u8>,
+        /// The next hop that gave it (see [`RecipientState::remote_mta`]).
+        remote_mta: Vec<u8>,
     },
 }
 
+/// The longest next-hop name kept with a recipient's state, in bytes (a DNS name is at most
+/// 255 octets, RFC 1035 §3.1; an IP address is shorter): longer ones are cut.
+pub const MAX_REMOTE_MTA_BYTES: usize = 255;
+
 impl RecipientState {
+    /// The next hop whose session gave the kept reply (its name as given in `--relay-to`, or
+    /// its IP address), for `queue show` and a notification's `Remote-MTA` (RFC 3464
+    /// §2.3.5); empty when no next hop was reached (a connection refused everywhere, a
+    /// reason of our own before any reply) and when pending.
+    pub fn remote_mta(&self) -> &[u8] {
+        match self {
+            RecipientState::Pending => &[],
+            RecipientState::Deferred { remote_mta, .. }
+            | RecipientState::Delivered { remote_mta, .. }
+            | RecipientState::Failed { remote_mta, .. } => remote_mta,
+        }
+    }
+
     /// Whether the state is final (delivered or failed): it never changes again.
     pub fn is_final(&self) -> bool {
         matches!(

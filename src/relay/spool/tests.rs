@@ -131,6 +131,7 @@ fn segment_files(dir: &Path) -> Vec<String> {
 fn delivered() -> RecipientState {
     RecipientState::Delivered {
         reply: b"250 2.0.0 queued as X".to_vec(),
+        remote_mta: b"mx.next.test".to_vec(),
     }
 }
 
@@ -208,9 +209,11 @@ fn recipient_states_and_done_survive_a_reopen() {
         attempts: 3,
         next_attempt_unix_ms: 1_765_000_900_000,
         last_reply: b"451 4.7.1 greylisted".to_vec(),
+        remote_mta: b"127.0.0.1".to_vec(),
     };
     let failed = RecipientState::Failed {
         reply: b"550 5.1.1 no such user".to_vec(),
+        remote_mta: b"mx.next.test".to_vec(),
     };
     spool.set_recipient_state(a, 0, delivered()).unwrap();
     spool.set_recipient_state(a, 1, deferred.clone()).unwrap();
@@ -254,7 +257,10 @@ fn a_state_change_that_makes_no_sense_is_refused_and_changes_nothing() {
     assert!(refused(spool.set_recipient_state(
         a,
         0,
-        RecipientState::Failed { reply: Vec::new() }
+        RecipientState::Failed {
+            reply: Vec::new(),
+            remote_mta: Vec::new(),
+        }
     )));
     spool.mark_done(a).unwrap();
     assert!(refused(spool.set_recipient_state(a, 1, delivered())));
@@ -879,6 +885,7 @@ fn the_journal_is_compacted_and_keeps_the_live_state() {
                     attempts: attempt,
                     next_attempt_unix_ms: u64::from(attempt) * 1000,
                     last_reply: b"421 4.4.2 try later".to_vec(),
+                    remote_mta: Vec::new(),
                 },
             )
             .unwrap();
@@ -895,6 +902,7 @@ fn the_journal_is_compacted_and_keeps_the_live_state() {
             attempts: 500,
             next_attempt_unix_ms: 500_000,
             last_reply: b"421 4.4.2 try later".to_vec(),
+            remote_mta: Vec::new(),
         }
     );
 }
@@ -1025,9 +1033,10 @@ proptest! {
                             attempts: rcpt as u32 % 7,
                             next_attempt_unix_ms: rcpt as u64,
                             last_reply: b"451 later".to_vec(),
+                            remote_mta: if rcpt % 2 == 0 { b"mx.test".to_vec() } else { Vec::new() },
                         },
                         1 => delivered(),
-                        _ => RecipientState::Failed { reply: b"550 no".to_vec() },
+                        _ => RecipientState::Failed { reply: b"550 no".to_vec(), remote_mta: Vec::new() },
                     };
                     let result = spool.set_recipient_state(SpoolId(id), rcpt % 5, state.clone());
                     match states.get_mut(rcpt % 5) {

@@ -331,7 +331,11 @@ impl Loop {
                 return single(self, id, found);
             }
             Request::Retry(Target::One(id)) => {
-                let found = self.control_retry(id, now).then(|| done(1));
+                // Counted only when it has recipients left to deliver: a finishing message
+                // has nothing to retry.
+                let found = self
+                    .control_retry(id, now)
+                    .map(|retried| done(u64::from(retried)));
                 return single(self, id, found);
             }
             Request::Delete(Target::One(id)) => {
@@ -440,7 +444,7 @@ impl Loop {
             }
             Walk::Retry => {
                 for &id in &ids {
-                    count += u64::from(self.control_retry(id, now));
+                    count += u64::from(self.control_retry(id, now) == Some(true));
                 }
             }
             Walk::Delete => {
@@ -495,15 +499,18 @@ impl Loop {
         true
     }
 
-    /// `retry`: message `id`'s deferred recipients are due now (journal and memory); `false`
-    /// when it is not live.
-    pub(super) fn control_retry(&mut self, id: SpoolId, now: Duration) -> bool {
+    /// `retry`: message `id`'s deferred recipients are due now (journal and memory). `None`
+    /// when it is not live; else whether it has a recipient left to deliver, deferred or
+    /// pending (what `retry` counts: pending ones are due already, and waited only for the
+    /// next hops' back-off, which `retry` lifts; a finishing message, every recipient
+    /// final, has nothing to retry and is not counted).
+    pub(super) fn control_retry(&mut self, id: SpoolId, now: Duration) -> Option<bool> {
         let now_ms = plan::unix_ms(now);
+        let left;
         let updates: Vec<(usize, RecipientState)> = {
             let mut spool = self.queue.spool();
-            let Some(listed) = spool.get(id) else {
-                return false;
-            };
+            let listed = spool.get(id)?;
+            left = listed.recipients.iter().any(|state| !state.is_final());
             let updates: Vec<(usize, RecipientState)> = listed
                 .recipients
                 .iter()
@@ -512,6 +519,7 @@ impl Loop {
                     RecipientState::Deferred {
                         attempts,
                         last_reply,
+                        remote_mta,
                         ..
                     } => Some((
                         index,
@@ -519,6 +527,7 @@ impl Loop {
                             attempts: *attempts,
                             next_attempt_unix_ms: now_ms,
                             last_reply: last_reply.clone(),
+                            remote_mta: remote_mta.clone(),
                         },
                     )),
                     _ => None,
@@ -546,7 +555,7 @@ impl Loop {
                 self.ready.push(id);
             }
         }
-        true
+        Some(left)
     }
 
     /// `delete`: message `id` leaves the spool and the active set with no notification; a
@@ -574,6 +583,7 @@ impl Loop {
     pub(super) fn control_bounce(&mut self, id: SpoolId, now: Duration) -> bool {
         let failed = RecipientState::Failed {
             reply: BOUNCE_REPLY.to_vec(),
+            remote_mta: Vec::new(),
         };
         let (place, states) = {
             let mut spool = self.queue.spool();

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end relay benchmark: fastsmtpd's relay against a private Postfix, same generator,
-same sink, same run (issue 19, "Measured").
+"""End-to-end relay benchmark: fastsmtpd's relay against a private Postfix and a private Exim,
+same generator, same sink, same run (issue 19, "Measured").
 
 One fastsmtpd sink keeps what arrives in its capture store and serves its API on loopback
 (`--api`). Each MTA under test relays to it in turn:
@@ -9,7 +9,22 @@ One fastsmtpd sink keeps what arrives in its capture store and serves its API on
     fsyncs before each 250);
   * postfix: a private Postfix instance (`postfix -c DIR`: its own main.cf, master.cf, queue
     and data directories under OUT, smtpd on a loopback port, `relayhost =
-    [127.0.0.1]:SINKPORT`; its queue files are fsynced before its 250, as always).
+    [127.0.0.1]:SINKPORT`; its queue files are fsynced before its 250, as always);
+  * exim: a private Exim 4 daemon (`exim -C OUT/.../exim.conf -bdf -q30m`: its own
+    configuration, spool, logs and pid file under OUT, listening on a loopback port) set up as
+    a smarthost relay: every recipient routed by a `manualroute` router (`route_list = *
+    127.0.0.1 byname`, `self = send`: the sink is on this host) to an `smtp` transport on the
+    sink's port (`allow_localhost`), delivered at once (queue_only off: the process that
+    received the message forks and re-executes Exim for its delivery, as a stock Exim does to
+    regain root; under `-C` it stays `Debian-exim` and logs `exim user lost privilege for
+    using -C option` to its mainlog and paniclog each time, which is expected) with the
+    transport's defaults (PIPELINING, and CHUNKING through `hosts_try_chunking = *`).
+    Durable as Exim always is: before its 250 it writes the -D (body) file and fsyncs it,
+    writes the -H (envelope, headers) file under a temporary name, fsyncs it, renames it and
+    fsyncs the spool's input directory, which holds both names (seen with `strace -f` on
+    Exim 4.96; Debian's build has no `disable_fsync` option at all). Exim is found in
+    `--exim PATH`, else `$FASTSMTPD_EXIM`, else where `.ci/run` unpacks Debian's
+    exim4-daemon-light (EXIM_CACHE); it is measured by default when one of those exists.
 
 smtp-loadgen drives each MTA in an open loop with `--delivered-via` (the sink's API): every
 message is tagged, its arrival at the sink timed from its intended send time (stage
@@ -25,22 +40,27 @@ to MIN_RATE until one passes), then the gap is bisected (BISECT times).
 Between steps the script waits until the sink has stopped receiving (the MTA's queue
 drained). The MTA's CPU per message is its cgroup v2's usage_usec from the start of the best
 passing step (warm-up included) until the sink has stopped receiving, divided by the
-messages the sink received meanwhile (every process the MTA forks, as benches/compare.py
+messages the sink received meanwhile (every process the MTA forks: Postfix's services,
+Exim's per-connection receivers and per-message delivery processes; as benches/compare.py
 accounts; from /proc when no cgroup can be made). Then one run at half of the maximum rate
 measures `delivered` p50/p99.
 
-The MTA is pinned to CPU 0, the sink and the generator to CPU 1 (taskset). Writes a markdown
-table to stdout and OUT/results.md, everything to OUT/results.json.
+The MTA is pinned to CPU 0, the sink and the generator to CPU 1 (taskset; the MTA's forked
+processes inherit the pinning). Writes a markdown table to stdout and OUT/results.md,
+everything to OUT/results.json.
 
 Needs target/release/{fastsmtpd,smtp-loadgen} (cargo build --release -p fastsmtpd -p
 smtp-loadgen), postfix (see /work/shared/DESIGN.md for installing it without starting a
-daemon), taskset, and root for the cgroup (else CPU comes from /proc).
+daemon), for Exim an exim4 binary (`.ci/run` unpacks one without installing it; run as root,
+Exim works as the user `Debian-exim`, which must exist), taskset, and root for the cgroup
+(else CPU comes from /proc).
 """
 
 import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,6 +73,12 @@ ROOT = compare.ROOT
 RELEASE = compare.RELEASE
 MTA_CPU = "0"
 CLIENT_CPU = "1"
+# Where .ci/run unpacks Debian's exim4-daemon-light (`dpkg -x`, not installed).
+EXIM_CACHE = "/var/cache/fastsmtpd-ci/exim/root/usr/sbin/exim4"
+# The environment variable naming an Exim binary (as for tests/relay_exim.rs).
+EXIM_ENV = "FASTSMTPD_EXIM"
+# The user Debian's Exim build runs as (compiled in; looked up before any configuration).
+EXIM_USER = "Debian-exim"
 
 POSTFIX_MASTER_CF = """\
 # service type  private unpriv chroot wakeup maxproc command
@@ -129,6 +155,88 @@ default_process_limit = 200
 """
 
 
+def exim_program(explicit=None):
+    """Exim's binary: `explicit` (--exim), else $FASTSMTPD_EXIM, else EXIM_CACHE; None when
+    none of them names a file."""
+    for candidate in (explicit, os.environ.get(EXIM_ENV), EXIM_CACHE):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def exim_conf(base, program, sink_port, user, group):
+    """A private Exim as a smarthost relay: everything to the sink, at once, no DNS.
+
+    What is set beyond what the relay needs, and why (everything else is Exim's default):
+      * smtp_accept_max = 200 (default 20): the simultaneous SMTP connections (one receiving
+        process each). 20 is exactly the generator's default connection count, with no room
+        for a reconnect racing a closing process; 200 is the process limit the Postfix
+        instance gets (default_process_limit = 200), so both may fork as many receivers.
+      * smtp_accept_queue_per_connection = 0 (default 10): by default, from the 11th message
+        of one SMTP connection on Exim starts no delivery process and leaves the message to
+        the next queue runner (up to 30 minutes with Debian's -q30m): the generator keeps its
+        connections for the whole run (--msgs-per-conn 0), so nearly every message would wait
+        for it. A smarthost fed by long-lived application connections turns this off, as here:
+        every message is delivered when it is received (queue_only stays off).
+      * remote_max_parallel = 2 (Exim 4.96's default, written out): the parallel deliveries of
+        one message to several hosts. Each generated message has one recipient and one next
+        hop, so it does not change anything here; it is not raised.
+      * host_lookup / rfc1413_hosts empty: no DNS and no ident callback on loopback;
+        tls_advertise_hosts empty: no STARTTLS offered (the generator does not use it), and
+        the sink offers none, so the transport sends in clear as Postfix does
+        (smtp_tls_security_level = none).
+      * a retry section with Debian's default rules (exim4-config), so a deferred message is
+        retried as a stock installation would (none is expected).
+    The smtp transport keeps its defaults: PIPELINING when offered, CHUNKING/BDAT with
+    hosts_try_chunking = *, up to connection_max_messages = 500 per connection.
+    """
+    return f"""\
+# A private Exim for benches/e2e_relay.py: a smarthost relaying everything it receives on
+# 127.0.0.1 to the fastsmtpd sink on 127.0.0.1:{sink_port}. Written and removed by the harness.
+primary_hostname = relay.localhost
+exim_path = {program}
+exim_user = {user}
+exim_group = {group}
+keep_environment =
+spool_directory = {base}/spool
+log_file_path = {base}/log/%slog
+pid_file_path = {base}/exim.pid
+local_interfaces = 127.0.0.1
+host_lookup =
+rfc1413_hosts =
+rfc1413_query_timeout = 0s
+tls_advertise_hosts =
+smtp_accept_max = 200
+smtp_accept_queue_per_connection = 0
+remote_max_parallel = 2
+hostlist relay_from_hosts = 127.0.0.1
+acl_smtp_rcpt = acl_check_rcpt
+
+begin acl
+acl_check_rcpt:
+  accept  hosts = +relay_from_hosts
+  deny    message = relay not permitted
+
+begin routers
+smarthost:
+  driver = manualroute
+  route_list = * 127.0.0.1 byname
+  # 127.0.0.1 is this host: send to it anyway (the sink listens on another port).
+  self = send
+  transport = to_sink
+  no_more
+
+begin transports
+to_sink:
+  driver = smtp
+  port = {sink_port}
+  allow_localhost
+
+begin retry
+*   *   F,2h,15m; G,16h,1h,1.5; F,4d,6h
+"""
+
+
 def spawn(command, cpu, cgroup=None, **kwargs):
     pinned = ["taskset", "-c", cpu] + command
     if cgroup:
@@ -177,8 +285,9 @@ class Sink:
 class Mta:
     """One MTA under test relaying to the sink, pinned to MTA_CPU, in a cgroup of its own."""
 
-    def __init__(self, name, out, sink_port):
+    def __init__(self, name, out, sink_port, exim=None):
         self.name, self.out, self.sink_port = name, out, sink_port
+        self.exim = exim  # Exim's binary, for name == "exim"
         self.port = compare.free_port()
         self.cgroup = None
         self.proc = None
@@ -200,6 +309,8 @@ class Mta:
                               MTA_CPU, self.cgroup, stdout=log, stderr=log)
             self.root_pid = self.proc.pid
             compare.wait_listening(self.port, self.proc)
+        elif self.name == "exim":
+            self.start_exim(log)
         else:
             etc = os.path.join(self.base, "etc")
             for d in ("etc", "queue", "data"):
@@ -221,7 +332,56 @@ class Mta:
             compare.wait_listening(self.port)
         log.close()
 
+    def start_exim(self, log):
+        """Exim's daemon in the foreground (`-bdf`, a queue runner every 30 minutes as Debian's
+        default), in a session and process group of its own and in the MTA's cgroup."""
+        for d in ("spool", "log"):
+            os.makedirs(os.path.join(self.base, d))
+        command = [self.exim, "-C", os.path.join(self.base, "exim.conf"), "-bdf", "-q30m",
+                   "-oX", str(self.port)]
+        if os.geteuid() == 0:
+            # Exim gives up root for `-C` and works as its user from the start: its
+            # directories are that user's; the configuration stays root's (Exim refuses one
+            # owned by anyone else), so it is written after the chown. The pid file in OUT,
+            # not /run (only root and Exim's user may name one with -oP).
+            user = group = EXIM_USER
+            try:
+                shutil.chown(self.base, user, group)
+            except LookupError:
+                raise RuntimeError(f"user {EXIM_USER} missing (useradd --system --user-group "
+                                   f"{EXIM_USER}, as .ci/run does)")
+            for d in ("spool", "log"):
+                shutil.chown(os.path.join(self.base, d), user, group)
+            command += ["-oP", os.path.join(self.base, "exim.pid")]
+        else:
+            # An unprivileged Exim runs as its caller and logs to its standard error.
+            user, group = str(os.getuid()), str(os.getgid())
+        with open(os.path.join(self.base, "exim.conf"), "w") as f:
+            f.write(exim_conf(self.base, self.exim, self.sink_port, user, group))
+        self.proc = spawn(command, MTA_CPU, self.cgroup, stdout=log, stderr=log,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
+        self.root_pid = self.proc.pid
+        try:
+            compare.wait_listening(self.port, self.proc)
+        except RuntimeError as e:
+            log.flush()
+            said = ""
+            for name in ("server.log", "log/paniclog", "log/mainlog"):
+                try:
+                    with open(os.path.join(self.base, name), errors="replace") as f:
+                        said += f"--- {name} ---\n" + "".join(f.readlines()[-10:])
+                except OSError:
+                    pass
+            self.stop()  # whatever it started, and its cgroup
+            raise RuntimeError(f"Exim ({self.exim}) did not start: {e}\n{said}") from None
+
     def version(self):
+        if self.name == "exim":
+            out = subprocess.run([self.exim, "-C", os.path.join(self.base, "exim.conf"), "-bV"],
+                                 capture_output=True, text=True).stdout
+            words = next((line.split() for line in out.splitlines()
+                          if line.startswith("Exim version")), ["Exim", "version", "?"])
+            return f"Exim {words[2]}"
         if self.name == "fastsmtpd":
             out = subprocess.run([os.path.join(RELEASE, "fastsmtpd"), "--version"],
                                  capture_output=True, text=True).stdout
@@ -241,6 +401,13 @@ class Mta:
         if self.name == "postfix":
             subprocess.run(["postfix", "-c", os.path.join(self.base, "etc"), "stop"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        if self.name == "exim" and self.proc is not None and self.proc.poll() is None:
+            # The daemon's orderly stop, to its whole group (receivers and deliveries too);
+            # what is left is killed through the cgroup below.
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -317,7 +484,7 @@ def loadgen(args, mta, sink, rate, seconds, drain, label):
 
 
 def measure(args, name, sink, out):
-    mta = Mta(name, out, sink.port)
+    mta = Mta(name, out, sink.port, args.exim)
     mta.start()
     try:
         steps, best, failed = [], None, None
@@ -380,11 +547,14 @@ def table(results, args):
             f"| {r['version']} | {rate}{failed} | {cpu} | "
             f"{cell(h.get('delivered_p50_ms'))} | {cell(h.get('delivered_p99_ms'))} | "
             f"{never_at_max} / {dups} |")
-    if len(results) == 2 and all(r["max"] for r in results):
-        f, p = results
+    ours = next((r for r in results if r["name"] == "fastsmtpd" and r["max"]), None)
+    others = [r for r in results if r["name"] != "fastsmtpd" and r["max"]]
+    if ours and others:
         lines.append("")
-        lines.append(f"fastsmtpd ÷ Postfix: {f['max']['rate'] / p['max']['rate']:.1f}× the "
-                     f"sustained rate, {f['max']['cpu_us_per_msg'] / p['max']['cpu_us_per_msg']:.3f}× "
+    for r in others if ours else []:
+        f, p = ours["max"], r["max"]
+        lines.append(f"fastsmtpd ÷ {r['version'].split()[0]}: {f['rate'] / p['rate']:.1f}× the "
+                     f"sustained rate, {f['cpu_us_per_msg'] / p['cpu_us_per_msg']:.3f}× "
                      "the CPU per message.")
     lines.append("")
     lines.append(f"Steps of {args.step} s, {args.connections} connections, {args.size} messages, "
@@ -396,12 +566,15 @@ def table(results, args):
 def main():
     parser = argparse.ArgumentParser(
         prog="e2e_relay.py",
-        description="fastsmtpd's relay vs a private Postfix, end to end through a fastsmtpd "
-                    "sink (smtp-loadgen --delivered-via): maximum sustained rate, CPU per "
-                    "message, delivered p50/p99 at half of it.")
+        description="fastsmtpd's relay vs a private Postfix and a private Exim, end to end "
+                    "through a fastsmtpd sink (smtp-loadgen --delivered-via): maximum "
+                    "sustained rate, CPU per message, delivered p50/p99 at half of it.")
     parser.add_argument("--out", default="/tmp/e2e-relay", help="output directory")
-    parser.add_argument("--mta", action="append", choices=["fastsmtpd", "postfix"],
-                        help="MTA(s) to measure (default: both)")
+    parser.add_argument("--mta", action="append", choices=["fastsmtpd", "postfix", "exim"],
+                        help="MTA(s) to measure, repeatable, in this order (default: fastsmtpd "
+                             "and postfix, then exim when its binary is found)")
+    parser.add_argument("--exim", metavar="PATH",
+                        help=f"Exim's binary (default: ${EXIM_ENV}, else {EXIM_CACHE})")
     parser.add_argument("--step", type=int, default=5, help="seconds per rate step")
     parser.add_argument("--warmup", type=int, default=2,
                         help="seconds of each step before the measured ones (Postfix forks its "
@@ -417,7 +590,15 @@ def main():
     parser.add_argument("--connections", type=int, default=20, help="generator connections")
     parser.add_argument("--size", default="1k", help="message size")
     args = parser.parse_args()
-    for tool in ("taskset",) + (("postfix",) if "postfix" in (args.mta or ["postfix"]) else ()):
+    if args.exim and not os.path.isfile(args.exim):
+        sys.exit(f"e2e_relay.py: --exim {args.exim}: no such file")
+    args.exim = exim_program(args.exim)
+    if not args.mta:
+        args.mta = ["fastsmtpd", "postfix"] + (["exim"] if args.exim else [])
+    if "exim" in args.mta and not args.exim:
+        sys.exit(f"e2e_relay.py: no Exim binary: give --exim PATH or set {EXIM_ENV} "
+                 f"(.ci/run unpacks one as {EXIM_CACHE})")
+    for tool in ("taskset",) + (("postfix",) if "postfix" in args.mta else ()):
         if not shutil.which(tool):
             sys.exit(f"e2e_relay.py: {tool} not found")
     for binary in ("fastsmtpd", "smtp-loadgen"):
@@ -429,7 +610,7 @@ def main():
     sink = Sink(args.out)
     results = []
     try:
-        for name in args.mta or ["fastsmtpd", "postfix"]:
+        for name in args.mta:
             results.append(measure(args, name, sink, args.out))
     finally:
         sink.stop()

@@ -555,6 +555,41 @@ fn a_small_active_set_still_delivers_everything() {
     handle.stop();
 }
 
+/// The active set's bound on recipients: messages of 4 recipients under a bound of 5 go one
+/// at a time (the other messages wait as ids), one of 12 (more than the bound) is still let
+/// in alone, and everything is delivered, each recipient once.
+#[test]
+fn an_active_set_bounded_by_recipients_still_delivers_everything() {
+    let sink = Sink::start("relay-deliver-active-rcpts", &[]);
+    let spool_dir = util::scratch_dir("relay-deliver-active-rcpts-spool");
+    let (queue, recovered) = open_spool(&spool_dir);
+    let mut config = config(vec![sink.addr], "200ms", Duration::from_secs(60));
+    config.active_recipients_max = 5;
+    let four = ["a@y.test", "b@y.test", "c@y.test", "d@y.test"];
+    let twelve: Vec<String> = (0..12).map(|n| format!("m{n}@y.test")).collect();
+    let twelve: Vec<&str> = twelve.iter().map(String::as_str).collect();
+    for seq in 0..6 {
+        put(&queue, "s@x.test", &four, &body(seq));
+    }
+    put(&queue, "s@x.test", &twelve, &body(6));
+    let handle = Deliverer::start(Arc::clone(&queue), recovered, config).unwrap();
+    for seq in 7..10 {
+        put(&queue, "s@x.test", &four, &body(seq));
+    }
+    wait_until("10 messages done", &handle, || {
+        stat(&handle.stats().messages_done) == 10
+    });
+    let mut recipients = 0;
+    let mut seqs = std::collections::BTreeSet::new();
+    for (record, bytes) in sink.messages() {
+        recipients += record["rcpt_to"].as_array().map_or(0, Vec::len);
+        seqs.insert(seq_of(&bytes));
+    }
+    assert_eq!(seqs, (0..10).collect());
+    assert_eq!(recipients, 9 * 4 + 12, "each recipient once");
+    handle.stop();
+}
+
 #[test]
 fn deferred_messages_survive_a_restart_and_are_delivered_after_it() {
     let spool_dir = util::scratch_dir("relay-deliver-restart-spool");

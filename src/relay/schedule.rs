@@ -54,6 +54,11 @@ pub const JITTER_PERCENT: u32 = 10;
 pub const RETRY_LIST_MAX: usize = 64;
 /// The default bound of messages in memory (Postfix's `qmgr_message_active_limit`).
 pub const ACTIVE_MAX_DEFAULT: usize = 20_000;
+/// The default bound of their recipients in memory (Postfix's `qmgr_message_recipient_limit`
+/// bounds the same, at 20 000): a queue of many-recipient messages (a thousand recipients
+/// each) would otherwise hold 20 000 of them, tens of millions of addresses. One message is
+/// always let in, however many recipients it has.
+pub const ACTIVE_RECIPIENTS_MAX_DEFAULT: usize = 100_000;
 
 /// How the delay between attempts grows.
 #[derive(Debug, Clone, PartialEq, Eq)]

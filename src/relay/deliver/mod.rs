@@ -6,9 +6,10 @@
 //! [`DeliveryHandle::stop`]:
 //! - **Which messages**: the recovered ones at start, then every id the accepting side
 //!   commits ([`RelayQueue::committed`] wakes the loop). At most
-//!   [`DeliveryConfig::active_max`] messages are in memory (envelope and recipient states,
-//!   never a body); the ids beyond it wait in a list and are read from the spool as room
-//!   appears (Postfix's bounded active queue).
+//!   [`DeliveryConfig::active_max`] messages, with at most
+//!   [`DeliveryConfig::active_recipients_max`] recipients among them, are in memory
+//!   (envelope and recipient states, never a body); the ids beyond it wait in a list and are
+//!   read from the spool as room appears (Postfix's bounded active queue).
 //! - **When**: a message is due when a recipient was never tried, or at its deferred
 //!   recipients' earliest next attempt (`schedule::DueQueue`); due messages wait in the
 //!   ready queue for a connection.
@@ -86,7 +87,9 @@ pub mod tls;
 
 use crate::relay::client::session::{ClientConfig, ClientSession, Credentials, TlsPolicy};
 use crate::relay::queue::RelayQueue;
-use crate::relay::schedule::{HopOrder, RetryPolicy, ACTIVE_MAX_DEFAULT};
+use crate::relay::schedule::{
+    HopOrder, RetryPolicy, ACTIVE_MAX_DEFAULT, ACTIVE_RECIPIENTS_MAX_DEFAULT,
+};
 use crate::relay::spool::Recovered;
 use std::io;
 use std::net::SocketAddr;
@@ -132,6 +135,9 @@ pub struct DeliveryConfig {
     pub session_timeout: Option<Duration>,
     /// The most messages in memory at once ([`ACTIVE_MAX_DEFAULT`]).
     pub active_max: usize,
+    /// The most recipients of those messages in memory at once
+    /// ([`ACTIVE_RECIPIENTS_MAX_DEFAULT`]; one message is let in whatever its count).
+    pub active_recipients_max: usize,
     /// The name of each next hop (by index, as in [`DeliveryConfig::hops`]) as the user gave
     /// it: the TLS server name (SNI when a DNS name) and what its certificate is verified
     /// against under [`TlsPolicy::Required`], and the name kept with the replies it gives
@@ -164,6 +170,7 @@ impl DeliveryConfig {
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             session_timeout: None,
             active_max: ACTIVE_MAX_DEFAULT,
+            active_recipients_max: ACTIVE_RECIPIENTS_MAX_DEFAULT,
             hop_names: Vec::new(),
             tls: TlsPolicy::Opportunistic,
             ca: None,

@@ -118,6 +118,8 @@ pub struct Loop {
     stats: Arc<DeliveryStats>,
     /// The active set.
     active: HashMap<SpoolId, Active>,
+    /// The recipients of the messages in `active`, counted.
+    active_recipients: usize,
     /// Ids not admitted yet (no room, or just committed).
     backlog: VecDeque<SpoolId>,
     /// Messages waiting for their time.
@@ -183,6 +185,7 @@ impl Loop {
             stop,
             stats,
             active: HashMap::new(),
+            active_recipients: 0,
             backlog: VecDeque::new(),
             due: DueQueue::new(),
             ready: ReadyQueue::new(),
@@ -204,7 +207,7 @@ impl Loop {
     pub fn admit_recovered(&mut self, recovered: Vec<Recovered>) {
         for message in recovered {
             let id = message.spool_ref.id;
-            if self.active.len() < self.config.active_max.max(1) {
+            if self.has_room(message.envelope.recipients.len()) {
                 self.insert(id, message.spool_ref, message.envelope, message.recipients);
             } else {
                 self.backlog.push_back(id);
@@ -265,7 +268,8 @@ impl Loop {
     ) {
         // A spool always gives one state per recipient; be safe if not.
         states.resize(envelope.recipients.len(), RecipientState::Pending);
-        self.active.insert(
+        self.active_recipients += envelope.recipients.len();
+        if let Some(replaced) = self.active.insert(
             id,
             Active {
                 place,
@@ -274,19 +278,40 @@ impl Loop {
                 busy: false,
                 delay_warned: false,
             },
-        );
+        ) {
+            self.active_recipients -= replaced.envelope.recipients.len();
+        }
         self.schedule(id, now());
+    }
+
+    /// Takes message `id` out of the active set.
+    fn remove_active(&mut self, id: SpoolId) {
+        if let Some(gone) = self.active.remove(&id) {
+            self.active_recipients -= gone.envelope.recipients.len();
+        }
+    }
+
+    /// Whether a message with `recipients` recipients fits in the active set (its bounds of
+    /// messages and of recipients; an empty set takes any one message).
+    fn has_room(&self, recipients: usize) -> bool {
+        self.active.is_empty()
+            || (self.active.len() < self.config.active_max.max(1)
+                && self.active_recipients.saturating_add(recipients)
+                    <= self.config.active_recipients_max)
     }
 
     /// Admits ids from the backlog while the active set has room.
     fn admit_backlog(&mut self) {
-        while self.active.len() < self.config.active_max.max(1) {
-            let Some(id) = self.backlog.pop_front() else {
-                break;
-            };
+        while let Some(&id) = self.backlog.front() {
             if self.active.contains_key(&id) {
+                self.backlog.pop_front();
                 continue;
             }
+            let recipients = self.queue.spool().get(id).map(|l| l.recipients.len());
+            if recipients.is_some_and(|count| !self.has_room(count)) {
+                break;
+            }
+            self.backlog.pop_front();
             let read = {
                 let spool = self.queue.spool();
                 spool.get(id).map(|listed| {
@@ -703,7 +728,7 @@ impl Loop {
         }
         self.journal_dirty = true;
         self.journal_staged = true;
-        self.active.remove(&id);
+        self.remove_active(id);
         DeliveryStats::add(&self.stats.messages_done, 1);
     }
 

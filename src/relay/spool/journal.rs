@@ -200,7 +200,7 @@ pub(super) struct JournalScan {
 /// ones. A record with a valid CRC that does not decode fails the open (another version
 /// wrote it).
 pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+    let mut file = match super::open_file(path, OpenOptions::new().read(true).write(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalScan::default()),
         Err(e) => return Err(e),
@@ -244,6 +244,13 @@ pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
 /// thousand recipient states).
 pub(super) const JOURNAL_STAGE_MAX_BYTES: usize = 64 * 1024;
 
+/// Disk space kept allocated past the journal's end, in bytes (4 MiB: some 40 000 recipient
+/// states). On a full disk the entries that free space (a message done, the high-water mark
+/// before a segment is deleted) must still be written, else delivered mail keeps its
+/// segments and the disk stays full; the space is taken with `fallocate(FALLOC_FL_KEEP_SIZE)`
+/// ahead of need, renewed once half of it is used, and a write into it cannot run out.
+pub(super) const JOURNAL_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The journal file, open for appending.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -257,6 +264,10 @@ pub(super) struct Journal {
     staged: Vec<u8>,
     /// Entries written since the last sync.
     dirty: bool,
+    /// Where the space allocated ahead ends ([`JOURNAL_RESERVE_BYTES`]; `len` when none).
+    reserved_to: u64,
+    /// The file system cannot allocate ahead (`EOPNOTSUPP`): not tried again.
+    reserve_unsupported: bool,
     /// A failed write could not be cut back: the file must be rewritten before anything is
     /// appended to it again.
     broken: bool,
@@ -273,28 +284,46 @@ impl Journal {
     /// and whether it was created (then its directory must be synced).
     pub(super) fn open(path: &Path) -> io::Result<(Journal, bool)> {
         let created = !path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = super::open_file(
+            path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
         let len = file.metadata()?.len();
-        Ok((
-            Journal {
-                path: path.to_path_buf(),
-                file,
-                len,
-                staged: Vec::new(),
-                dirty: false,
-                broken: false,
-                #[cfg(test)]
-                partial_append: None,
-                #[cfg(test)]
-                fail_cut: false,
-            },
-            created,
-        ))
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            file,
+            len,
+            staged: Vec::new(),
+            dirty: false,
+            reserved_to: len,
+            reserve_unsupported: false,
+            broken: false,
+            #[cfg(test)]
+            partial_append: None,
+            #[cfg(test)]
+            fail_cut: false,
+        };
+        journal.keep_reserve();
+        Ok((journal, created))
+    }
+
+    /// Allocates [`JOURNAL_RESERVE_BYTES`] past the end when less than half of that is left.
+    /// A failure (the disk is full) is tried again after the next write.
+    fn keep_reserve(&mut self) {
+        if self.reserve_unsupported || self.reserved_to >= self.len + JOURNAL_RESERVE_BYTES / 2 {
+            return;
+        }
+        match allocate_ahead(&self.file, self.len, JOURNAL_RESERVE_BYTES) {
+            Ok(()) => self.reserved_to = self.len + JOURNAL_RESERVE_BYTES,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                self.reserve_unsupported = true;
+            }
+            Err(_) => {}
+        }
     }
 
     /// Its length in bytes, the staged entries counted as written.
@@ -359,6 +388,8 @@ impl Journal {
             Ok(()) => {
                 self.len += staged_len;
                 self.dirty = true;
+                self.reserved_to = self.reserved_to.max(self.len);
+                self.keep_reserve();
                 Ok(())
             }
             Err(e) => {
@@ -387,7 +418,11 @@ impl Journal {
         if std::mem::take(&mut self.fail_cut) {
             return Err(io::Error::other("injected: cannot cut"));
         }
-        self.file.set_len(self.len)
+        // A cut frees what was allocated past the new end too.
+        self.file.set_len(self.len)?;
+        self.reserved_to = self.len;
+        self.keep_reserve();
+        Ok(())
     }
 
     /// Makes every entry written so far durable (`fdatasync`), if any was written since the
@@ -411,12 +446,14 @@ impl Journal {
             entry_into(&mut bytes, entry);
         }
         let written = (|| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temporary)?;
+            let file = super::open_file(
+                &temporary,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )?;
             file.write_all_at(&bytes, 0)?;
             file.sync_data()?;
             std::fs::rename(&temporary, &self.path)?;
@@ -427,6 +464,8 @@ impl Journal {
             Ok(file) => {
                 self.file = file;
                 self.len = bytes.len() as u64;
+                self.reserved_to = self.len;
+                self.keep_reserve();
                 // The live state it was written from includes every staged entry.
                 self.staged.clear();
                 self.dirty = false;
@@ -446,6 +485,25 @@ impl Drop for Journal {
     /// last states as an unsynced write would.
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// `fallocate(file, FALLOC_FL_KEEP_SIZE, offset, len)`: blocks for `offset..offset + len`
+/// without changing the file's length.
+#[allow(unsafe_code)]
+pub(super) fn allocate_ahead(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: fallocate takes a file descriptor and integers and touches no memory of ours;
+    // `file` is open for the duration of the call.
+    let result =
+        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

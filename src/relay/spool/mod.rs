@@ -550,11 +550,10 @@ impl Spool {
         if self.current.file.is_none() {
             self.step(Step::Create)?;
             let path = segment::segment_path(&self.seg_dir, self.current.number);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
+            let file = open_file(
+                &path,
+                OpenOptions::new().read(true).write(true).create_new(true),
+            )?;
             self.current.file = Some(file);
             self.dir_unsynced = true;
             self.segments.entry(self.current.number).or_default();
@@ -605,7 +604,7 @@ impl Spool {
         for (number, len) in std::mem::take(&mut self.uncut) {
             let path = segment::segment_path(&self.seg_dir, number);
             let cut = self.step(Step::Cut).and_then(|()| {
-                let file = OpenOptions::new().write(true).open(path)?;
+                let file = open_file(&path, OpenOptions::new().write(true))?;
                 file.set_len(len)?;
                 file.sync_data()
             });
@@ -961,7 +960,7 @@ impl Spool {
         if let Some(file) = info.reader.get() {
             return Ok(file);
         }
-        let file = File::open(segment::segment_path(&self.seg_dir, number))?;
+        let file = open_to_read(&segment::segment_path(&self.seg_dir, number))?;
         // Only this thread can set it (the spool is behind its owner's `&self`); a lost
         // race would drop the second file, harmless.
         let _ = info.reader.set(file);
@@ -1067,6 +1066,57 @@ pub fn disk_bytes(dir: &Path) -> io::Result<u64> {
 /// Whether `dir` looks like a spool: a directory with the segment directory in it.
 pub fn is_spool_dir(dir: &Path) -> bool {
     dir.join("seg").is_dir()
+}
+
+/// Opens one of the spool's files with `options`: never through a symbolic link
+/// (`O_NOFOLLOW`: a spool another user can write must not make a root-run tool or server
+/// truncate what a link points to), never waiting on a FIFO (`O_NONBLOCK`, which changes
+/// nothing for a regular file), created with mode 0600 (the spool holds mail: readable by
+/// its owner only, as Postfix's queue is); anything but a regular file is refused.
+fn open_file(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link: a spool's files must be regular files",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file: a spool's files must be regular files",
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens one of the spool's files for reading (see [`open_file`]).
+fn open_to_read(path: &Path) -> io::Result<File> {
+    open_file(path, OpenOptions::new().read(true))
+}
+
+/// Creates the directory `dir` and its missing parents, each new one with mode 0700 (the
+/// spool holds mail).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// `fsync` a directory, making the entries created or removed in it durable.

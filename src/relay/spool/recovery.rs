@@ -42,7 +42,7 @@ const SEGMENT_DIR: &str = "seg";
 /// Opens the spool in `dir` (see [`Spool::open_with`]).
 pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Recovered>)> {
     let seg_dir = dir.join(SEGMENT_DIR);
-    std::fs::create_dir_all(&seg_dir).map_err(|e| context(e, dir, "cannot create"))?;
+    super::create_private_dir(&seg_dir).map_err(|e| context(e, dir, "cannot create"))?;
     sync_dir(dir)?;
     sync_dir(super::parent_dir(dir))?;
     let lock = take_lock(dir)?;
@@ -110,7 +110,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
                 // A torn tail (only the segment appended to last can have one: every other
                 // was whole when a later one began) or a tail past a seal: cut it away.
                 let path = segment::segment_path(&seg_dir, number);
-                let file = OpenOptions::new().write(true).open(&path)?;
+                let file = super::open_file(&path, OpenOptions::new().write(true))?;
                 file.set_len(scan.trusted_len)
                     .and_then(|()| file.sync_data())
                     .map_err(|e| context(e, &path, "cannot cut the torn tail of"))?;
@@ -264,13 +264,15 @@ fn context(e: io::Error, path: &Path, doing: &str) -> io::Error {
 /// process gone, however it ended).
 fn take_lock(dir: &Path) -> io::Result<File> {
     let path = dir.join("lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| context(e, &path, "cannot open"))?;
+    let mut file = super::open_file(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .map_err(|e| context(e, &path, "cannot open"))?;
     if let Err(e) = flock_exclusive(&file) {
         if e.kind() != io::ErrorKind::WouldBlock {
             return Err(context(e, &path, "cannot lock"));

@@ -274,7 +274,7 @@ struct Found {
 /// (another format version, or a payload that does not decode), which means another
 /// fastsmtpd wrote it: opening fails rather than drop its mail.
 pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
-    let file = File::open(path)?;
+    let file = super::open_to_read(path)?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut scan = Scan {

@@ -595,6 +595,82 @@ fn ids_are_never_given_twice_even_when_every_segment_is_gone() {
     }
 }
 
+/// A spool's files are never opened through a symbolic link (the link's target stays as it
+/// was: a root-run tool must not truncate what another user's link points to) nor waited on
+/// when a FIFO: each open fails at once with a clear error. New directories are 0700, new
+/// files 0600.
+#[test]
+fn links_and_fifos_in_a_spool_are_refused_and_new_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let outside = TempDir::new("links-victim");
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    for name in ["journal", "lock", "seg/0000000000000001.seg"] {
+        let dir = TempDir::new("links");
+        std::fs::create_dir_all(dir.path().join("seg")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        let error = Spool::open(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("symbolic link"),
+            "{name}: {error}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{name}");
+    }
+    for name in ["journal", "seg/0000000000000001.seg"] {
+        let dir = TempDir::new("fifos");
+        std::fs::create_dir_all(dir.path().join("seg")).unwrap();
+        let path = std::ffi::CString::new(dir.path().join(name).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+        #[allow(unsafe_code)]
+        let made = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+        assert_eq!(made, 0);
+        let error = Spool::open(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("not a regular file"),
+            "{name}: {error}"
+        );
+    }
+    let dir = TempDir::new("private");
+    let spool_dir = dir.path().join("new");
+    let (mut spool, _) = Spool::open(&spool_dir).unwrap();
+    spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    drop(spool);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&spool_dir), 0o700);
+    assert_eq!(mode(&spool_dir.join("seg")), 0o700);
+    assert_eq!(mode(&spool_dir.join("journal")), 0o600);
+    assert_eq!(mode(&spool_dir.join("lock")), 0o600);
+    let segment = spool_dir.join("seg").join(&segment_files(&spool_dir)[0]);
+    assert_eq!(mode(&segment), 0o600);
+}
+
+/// The journal keeps [`JOURNAL_RESERVE_BYTES`] allocated past its end (where the file
+/// system can), so the entries that free a full disk can still be written.
+#[test]
+fn the_journal_keeps_space_allocated_ahead() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("reserve");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let id = spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    spool.mark_done(id).unwrap();
+    spool.sync_journal().unwrap();
+    let journal = std::fs::metadata(dir.path().join("journal")).unwrap();
+    let allocated = journal.blocks() * 512;
+    // Probe whether this file system allocates ahead at all (tmpfs, ext4 and xfs do).
+    let probe = std::fs::File::create(dir.path().join("probe")).unwrap();
+    if journal::allocate_ahead(&probe, 0, 4096).is_err() {
+        eprintln!("skipped: this file system cannot allocate ahead");
+        return;
+    }
+    assert!(
+        allocated >= journal.len() + journal::JOURNAL_RESERVE_BYTES / 2,
+        "{allocated} bytes allocated for a journal of {}",
+        journal.len()
+    );
+}
+
 #[test]
 fn a_second_open_of_one_spool_fails_clearly_until_the_first_is_closed() {
     let dir = TempDir::new("lock");

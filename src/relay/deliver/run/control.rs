@@ -572,7 +572,7 @@ impl Loop {
         }
         self.journal_dirty = true;
         self.journal_staged = true;
-        self.active.remove(&id);
+        self.remove_active(id);
         true
     }
 

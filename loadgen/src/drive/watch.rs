@@ -7,10 +7,12 @@
 //! recipients it names (its summary's `rcpt_to` matched against the addresses the workload
 //! gave that message: [`recipients_of`]), a delivered latency (a message's last recipient
 //! arrived) into the interval's `delivered` histogram; `lagged` ranges, `reset`s, recipients
-//! arrived, duplicate and late recipients, and foreign arrivals are counted. A dropped connection is reopened with `Last-Event-ID`
-//! (the last id read), every [`RECONNECT_PAUSE`], until the watch ends. The watch ends once
-//! every engine thread has finished and either nothing is awaited or the drain time has
-//! passed; its last report carries the `never delivered` count.
+//! arrived, duplicate and late recipients, and foreign arrivals are counted. A dropped
+//! connection is reopened with `Last-Event-ID` (the last id read), every
+//! [`RECONNECT_PAUSE`], until the watch ends. The watch ends once every engine thread has
+//! finished and either nothing is awaited or the drain time has passed; its last report
+//! carries the `never delivered` and `partly delivered` counts and the recipients never
+//! delivered.
 //!
 //! What it does not do: parse HTTP or the event stream itself (`delivered::http`,
 //! `delivered::sse`), decide what an arrival is (`delivered::tracker`), parse tags (`tag`),

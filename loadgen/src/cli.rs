@@ -356,8 +356,9 @@ pub struct RunArgs {
     pub sweep: SweepArgs,
     /// End to end: the capture API of a fastsmtpd sink (--api) that the server under test
     /// relays to (http://HOST:PORT): each message is tagged in its subject and its arrival
-    /// there timed as the stage `delivered`, from its intended send time; messages never
-    /// delivered and duplicates are counted.
+    /// there timed as the stage `delivered`, from its intended send time to its last
+    /// recipient's arrival; messages never (or partly) delivered and duplicate recipients
+    /// are counted (a message whose recipients arrive in two transactions is no duplicate).
     #[arg(long, value_name = "URL")]
     pub delivered_via: Option<String>,
     /// With --delivered-via: how long to wait after the send phase for messages not arrived

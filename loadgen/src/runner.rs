@@ -57,7 +57,7 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
     }
     let link = subscription
         .as_ref()
-        .map(|_| Arc::new(DeliveryLink::new(settings.threads)));
+        .map(|_| Arc::new(DeliveryLink::new(settings.threads, settings.workload.rcpts)));
     // The watcher reports like one more thread.
     let reporters = settings.threads + usize::from(link.is_some());
     let start = Instant::now() + START_DELAY;
@@ -79,9 +79,10 @@ pub fn run_step(settings: &Settings, header: &str, step: &str) -> Result<Finishe
             run: run_id,
         };
         let (via, link, tx) = (via.clone(), Arc::clone(link), reports_tx.clone());
+        let workload = Arc::clone(&settings.workload);
         let handle = std::thread::Builder::new()
             .name("loadgen-watch".into())
-            .spawn(move || watch::run_watch(subscription, &via, link, plan, tx))
+            .spawn(move || watch::run_watch(subscription, &via, link, plan, &workload, tx))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         handles.push(handle);
     }

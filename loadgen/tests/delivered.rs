@@ -1,9 +1,10 @@
 //! The end-to-end mode (`--delivered-via`) over real sockets: smtp-loadgen -> fastsmtpd's
 //! relay (`--spool`, `--relay-to`, `--dsn off`) -> fastsmtpd sink with the capture API,
 //! both servers started in this process on loopback with ephemeral ports. Every message
-//! sent is `delivered` (0 never delivered); a recipient the sink defers once makes the relay
-//! deliver that message twice (the duplicate is counted); and messages sent to a second
-//! target that keeps nothing are counted `never delivered`, exactly. Counts only, no timed
+//! sent is `delivered` (0 never delivered); recipients the sink defers make the relay deliver
+//! their messages in two or more transactions, which is no duplicate (arrivals are counted
+//! per recipient, checked against what the sink kept); and messages sent to a second target
+//! that keeps nothing are counted `never delivered`, exactly. Counts only, no timed
 //! assertion; each run is bounded.
 
 mod common;
@@ -12,6 +13,7 @@ use common::{loadgen_within, Run};
 use fastsmtpd::config::{ApiSettings, Config, Faults, NextHop, Relay};
 use fastsmtpd::relay::schedule::RetryPolicy;
 use fastsmtpd::server::{self, ServerHandle};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,9 +45,14 @@ fn start_sink(faults: &[&str]) -> ServerHandle {
 /// A relay spooling in a fresh directory and delivering to `next_hop`, retrying every
 /// 100 ms, without notifications.
 fn start_relay(next_hop: SocketAddr, name: &str) -> (ServerHandle, PathBuf) {
+    start_relay_retrying(next_hop, name, "100ms")
+}
+
+/// [`start_relay`] retrying as `retry` (`--retry`) says.
+fn start_relay_retrying(next_hop: SocketAddr, name: &str, retry: &str) -> (ServerHandle, PathBuf) {
     let spool = common::scratch(name);
     let _ = std::fs::remove_dir_all(&spool);
-    let backoff = RetryPolicy::parse_list("100ms").expect("a retry list");
+    let backoff = RetryPolicy::parse_list(retry).expect("a retry list");
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         threads: 1,
@@ -103,6 +110,8 @@ fn every_message_through_the_relay_is_delivered_once() {
     assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
     assert_eq!(delivery(&run, "duplicates"), 0, "{}", run.stdout);
     assert_eq!(delivery(&run, "foreign"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "rcpts_arrived"), 2000, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered_rcpts"), 0, "{}", run.stdout);
     assert_eq!(run.json()["latency"]["delivered"]["count"], 2000);
     assert!(
         run.stdout.contains("delivered (end to end, run "),
@@ -125,10 +134,10 @@ fn every_message_through_the_relay_is_delivered_once() {
 }
 
 #[test]
-fn a_recipient_deferred_once_makes_one_duplicate_and_open_loop_runs_gate_on_delivered() {
+fn a_recipient_deferred_once_is_no_duplicate_and_open_loop_runs_gate_on_delivered() {
     // The sink defers the second recipient of the first message once: the relay delivers
-    // the message to the first recipient, then again to the second on its retry. The far
-    // end sees that message twice.
+    // the message to the first recipient, then to the second on its retry. The far end
+    // sees that message in two transactions, each recipient once: no duplicate.
     let sink = start_sink(&["rcpt to=sink1@* nth=1 reply=451 4.3.0 Try again later"]);
     let (relay, spool) = start_relay(sink.local_addrs()[0], "delivered-dup-spool");
     let url = via(&sink);
@@ -158,9 +167,107 @@ fn a_recipient_deferred_once_makes_one_duplicate_and_open_loop_runs_gate_on_deli
     assert!(accepted > 0, "{}", run.stdout);
     assert_eq!(delivery(&run, "arrived"), accepted, "{}", run.stdout);
     assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
-    assert_eq!(delivery(&run, "duplicates"), 1, "{}", run.stdout);
+    assert_eq!(delivery(&run, "partly_delivered"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "duplicates"), 0, "{}", run.stdout);
+    assert_eq!(
+        delivery(&run, "rcpts_arrived"),
+        2 * accepted,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sink.faults_fired().iter().map(|(_, n)| n).sum::<u64>(), 1);
     // The open loop's origin is the intended send time, as message_corrected's.
     assert!(run.json()["latency"]["message_corrected"]["count"].as_u64() == Some(accepted));
+    relay.stop().expect("the relay stops");
+    sink.stop().expect("the sink stops");
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+/// What the sink kept of run messages: for each tag (the subject), the recipients of each
+/// transaction that brought it.
+fn kept_by_tag(sink: &ServerHandle) -> HashMap<String, Vec<Vec<String>>> {
+    let capture = sink.capture().expect("the sink keeps what arrives");
+    let mut kept: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+    let first = capture.oldest().unwrap_or(1);
+    for seq in first..=capture.head() {
+        let Some(message) = capture.get_seq(seq) else {
+            continue;
+        };
+        let subject = message
+            .header(fastsmtpd::capture::Field::Subject)
+            .map(|s| String::from_utf8_lossy(s).trim().to_string())
+            .unwrap_or_default();
+        let recipients = message
+            .envelope()
+            .recipients
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect();
+        kept.entry(subject).or_default().push(recipients);
+    }
+    kept
+}
+
+#[test]
+fn recipients_deferred_at_random_arrive_in_several_transactions_and_none_is_a_duplicate() {
+    // The reviewer's case (issue 19): the sink defers three recipients in ten at RCPT, the
+    // relay retries each deferred one a second later, alone or with the others deferred in
+    // that attempt; three recipients per message.
+    let sink = start_sink(&["rcpt p=0.3 reply=452 4.3.0 later"]);
+    let (relay, spool) = start_relay_retrying(sink.local_addrs()[0], "delivered-split-spool", "1s");
+    let url = via(&sink);
+    let run = loadgen_within(
+        relay.local_addrs()[0],
+        &[
+            "-c",
+            "2",
+            "-n",
+            "300",
+            "--rcpts",
+            "3",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "90s",
+        ],
+        Duration::from_secs(150),
+    );
+    run.assert_clean();
+    assert_eq!(run.total("accepted"), 300, "{}", run.stdout);
+    assert_eq!(delivery(&run, "arrived"), 300, "{}", run.stdout);
+    assert_eq!(delivery(&run, "rcpts_arrived"), 900, "{}", run.stdout);
+    assert_eq!(delivery(&run, "duplicates"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "partly_delivered"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered_rcpts"), 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "foreign"), 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("recipients arrived 900, never delivered 0"),
+        "{}",
+        run.stdout
+    );
+    // The sink agrees: every recipient of every message once, many messages split.
+    let kept = kept_by_tag(&sink);
+    assert_eq!(kept.len(), 300, "one tag per message");
+    let mut split = 0;
+    for (tag, transactions) in &kept {
+        assert!(tag.starts_with("smtp-loadgen run "), "{tag}");
+        let mut recipients: Vec<&String> = transactions.iter().flatten().collect();
+        recipients.sort();
+        assert_eq!(
+            recipients,
+            [
+                "sink0@example.net",
+                "sink1@example.net",
+                "sink2@example.net"
+            ],
+            "{tag}: {transactions:?}"
+        );
+        split += usize::from(transactions.len() > 1);
+    }
+    assert!(split > 0, "some message came in two transactions");
+    assert!(sink.faults_fired().iter().map(|(_, n)| n).sum::<u64>() > 0);
     relay.stop().expect("the relay stops");
     sink.stop().expect("the sink stops");
     let _ = std::fs::remove_dir_all(spool);

@@ -140,6 +140,11 @@ struct Message {
     mail_ok: bool,
     /// Recipients accepted so far.
     rcpts_ok: u16,
+    /// `RCPT` replies read so far (replies come in the order of the commands, RFC 5321
+    /// §4.1.1.3 and RFC 2920 §3.1, so the next one answers recipient `rcpts_answered`).
+    rcpts_answered: u16,
+    /// Bit `n`: `RCPT` number `n` was refused (for `n` below 64).
+    rcpts_refused: u64,
     /// Replies still awaited for it.
     awaiting: u16,
     /// Whether something was refused (the message will not count as accepted).
@@ -228,6 +233,11 @@ pub enum Event {
         intended: Option<Instant>,
         /// Its sequence number (its tag's, in the end-to-end mode).
         seq: u64,
+        /// Its recipients accepted at `RCPT`.
+        rcpts_ok: u16,
+        /// Bit `n`: its `RCPT` number `n` was refused (for `n` below 64); the end-to-end
+        /// mode awaits only the others at the far end.
+        rcpts_refused: u64,
     },
 }
 
@@ -463,6 +473,8 @@ impl Client {
             seq,
             mail_ok: false,
             rcpts_ok: 0,
+            rcpts_answered: 0,
+            rcpts_refused: 0,
             awaiting: 0,
             failed: false,
         });
@@ -690,8 +702,16 @@ impl Client {
             message.awaiting -= 1;
             match (expected.stage, ok) {
                 (Stage::Mail, true) => message.mail_ok = true,
-                (Stage::Rcpt, true) => message.rcpts_ok += 1,
-                (Stage::Rcpt, false) => {}
+                (Stage::Rcpt, true) => {
+                    message.rcpts_ok += 1;
+                    message.rcpts_answered += 1;
+                }
+                (Stage::Rcpt, false) => {
+                    if let Some(bit) = 1u64.checked_shl(u32::from(message.rcpts_answered)) {
+                        message.rcpts_refused |= bit;
+                    }
+                    message.rcpts_answered += 1;
+                }
                 (_, false) => message.failed = true,
                 _ => {}
             }
@@ -738,6 +758,8 @@ impl Client {
                 started: message.started,
                 intended: message.intended,
                 seq: message.seq,
+                rcpts_ok: message.rcpts_ok,
+                rcpts_refused: message.rcpts_refused,
             });
         }
         // Forget finished messages at the front.

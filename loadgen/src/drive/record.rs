@@ -128,21 +128,30 @@ pub struct Recorder {
 pub struct DeliveryFigures {
     /// Whether the far end was watched (the run had `--delivered-via`).
     pub watched: bool,
-    /// Messages that got a `250` and never arrived at the far end within the drain time.
+    /// Messages that got a `250` of which not one recipient arrived at the far end within
+    /// the drain time.
     pub never_delivered: u64,
-    /// Arrivals of a message that had arrived already.
+    /// Messages that got a `250` of which some accepted recipients arrived, not all.
+    pub partly_delivered: u64,
+    /// Recipients accepted at `RCPT` (of messages that got a `250`) that never arrived.
+    pub never_delivered_rcpts: u64,
+    /// Recipients that arrived (first arrivals, `late` included).
+    pub rcpts_arrived: u64,
+    /// Recipients that arrived again, having arrived already (a message whose recipients
+    /// came in two transactions has none).
     pub duplicates: u64,
-    /// Arrivals without a tag of this run (other mail reaching the sink), ignored.
+    /// Arrivals without a tag of this run (other mail reaching the sink), or naming none of
+    /// the tagged message's recipients; ignored.
     pub foreign: u64,
-    /// First arrivals of messages that had been written off (past the tracker's window):
-    /// delivered, but too late to be timed.
+    /// First arrivals of recipients of messages that had been written off (past the
+    /// tracker's window): delivered, but too late to be timed.
     pub late: u64,
     /// Arrivals the sink no longer kept when the watcher came to read them (its `lagged`
     /// events): unattributed, so `never_delivered` may count them.
     pub lagged: u64,
     /// `reset` events: the sink restarted and replayed what it keeps.
     pub resets: u64,
-    /// Arrivals replayed after a `reset` of messages already seen (not duplicates).
+    /// Recipients replayed after a `reset` that had arrived already (not duplicates).
     pub replayed: u64,
     /// Times the event stream was reopened after it dropped.
     pub reconnects: u64,
@@ -153,6 +162,9 @@ impl DeliveryFigures {
     fn merge(&mut self, other: &DeliveryFigures) {
         self.watched |= other.watched;
         self.never_delivered += other.never_delivered;
+        self.partly_delivered += other.partly_delivered;
+        self.never_delivered_rcpts += other.never_delivered_rcpts;
+        self.rcpts_arrived += other.rcpts_arrived;
         self.duplicates += other.duplicates;
         self.foreign += other.foreign;
         self.late += other.late;

@@ -3,12 +3,16 @@
 //! What it does: read the sink's cursor, subscribe to `GET /api/v1/events` from it (both
 //! before the run's first message: [`subscribe`]), then ([`run_watch`]) read events as they
 //! come, with a short read timeout so it also keeps the one-second reporting grid: each
-//! arrival tagged by this run goes to the [`DeliveryLink`]'s tracker, a delivered latency
-//! into the interval's `delivered` histogram; `lagged` ranges, `reset`s, duplicates, late
-//! and foreign arrivals are counted. A dropped connection is reopened with `Last-Event-ID`
-//! (the last id read), every [`RECONNECT_PAUSE`], until the watch ends. The watch ends once
-//! every engine thread has finished and either nothing is awaited or the drain time has
-//! passed; its last report carries the `never delivered` count.
+//! arrival tagged by this run goes to the [`DeliveryLink`]'s tracker with the message's
+//! recipients it names (its summary's `rcpt_to` matched against the addresses the workload
+//! gave that message: [`recipients_of`]), a delivered latency (a message's last recipient
+//! arrived) into the interval's `delivered` histogram; `lagged` ranges, `reset`s, recipients
+//! arrived, duplicate and late recipients, and foreign arrivals are counted. A dropped
+//! connection is reopened with `Last-Event-ID` (the last id read), every
+//! [`RECONNECT_PAUSE`], until the watch ends. The watch ends once every engine thread has
+//! finished and either nothing is awaited or the drain time has passed; its last report
+//! carries the `never delivered` and `partly delivered` counts and the recipients never
+//! delivered.
 //!
 //! What it does not do: parse HTTP or the event stream itself (`delivered::http`,
 //! `delivered::sse`), decide what an arrival is (`delivered::tracker`), parse tags (`tag`),
@@ -19,11 +23,12 @@
 use crate::drive::client::Stage;
 use crate::drive::delivered::http::{self, Chunked, Framing};
 use crate::drive::delivered::sse::SseParser;
-use crate::drive::delivered::tracker::Arrival;
+use crate::drive::delivered::tracker::{Recipients, IDENTIFIED_RCPTS_MAX};
 use crate::drive::delivered::DeliveryLink;
 use crate::drive::engine::{IntervalReport, INTERVAL};
 use crate::drive::record::{record, Recorder};
 use crate::drive::tag::parse_tag;
+use crate::drive::workload::Workload;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::Sender;
@@ -226,6 +231,10 @@ struct Watcher<'a> {
     chunked: Option<Chunked>,
     /// Decoded body octets waiting for the event parser.
     decoded: Vec<u8>,
+    /// The workload (the addresses each message was sent to).
+    workload: &'a Workload,
+    /// One buffer per recipient number, for the addresses of the message at hand.
+    addresses: Vec<Vec<u8>>,
 }
 
 /// Watches until the end of the drain, reporting to `reports` like an engine thread.
@@ -234,6 +243,7 @@ pub fn run_watch(
     via: &Via,
     link: Arc<DeliveryLink>,
     plan: WatchPlan,
+    workload: &Workload,
     reports: Sender<IntervalReport>,
 ) -> io::Result<()> {
     let mut watcher = Watcher {
@@ -245,6 +255,8 @@ pub fn run_watch(
         sse: SseParser::new(),
         chunked: None,
         decoded: Vec::new(),
+        workload,
+        addresses: Vec::new(),
     };
     let mut stream = Some(watcher.start(subscription));
     let mut buf = vec![0u8; READ_CHUNK];
@@ -299,9 +311,59 @@ pub fn run_watch(
             reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
         }
     }
-    watcher.recorder.delivery.never_delivered = link.tracker().never_delivered();
+    let missing = link.tracker().missing();
+    let figures = &mut watcher.recorder.delivery;
+    figures.never_delivered = missing.never_delivered;
+    figures.partly_delivered = missing.partly_delivered;
+    figures.never_delivered_rcpts = missing.recipients;
     watcher.send(&reports, true);
     Ok(())
+}
+
+/// Which of message `seq`'s recipients the arrival event `value` (its summary) names, or
+/// `None` when it names none of them (a notification to the sender that quotes the tag, say:
+/// not an arrival of the message).
+///
+/// When the tracker `named` them (up to [`IDENTIFIED_RCPTS_MAX`] recipients per message, all
+/// a summary lists), each address of `rcpt_to` is matched with the first recipient not
+/// matched yet that was sent to that address (compared ignoring ASCII case: an MTA may
+/// rewrite a domain's case, RFC 5321 §2.4), so two recipients sent to one address are two.
+/// Past that the summary lists only some, so its `rcpt_count` is taken as the number of the
+/// message's recipients it carries. `addresses` is scratch space, one buffer per recipient
+/// number.
+fn recipients_of(
+    workload: &Workload,
+    named: bool,
+    seq: u64,
+    value: &serde_json::Value,
+    addresses: &mut Vec<Vec<u8>>,
+) -> Option<Recipients> {
+    let listed = value["rcpt_to"].as_array();
+    if !named || workload.rcpts > IDENTIFIED_RCPTS_MAX {
+        let count = value["rcpt_count"]
+            .as_u64()
+            .or_else(|| listed.map(|l| l.len() as u64))?;
+        return (count > 0).then_some(Recipients::Counted(count));
+    }
+    addresses.resize_with(workload.rcpts, Vec::new);
+    for (r, address) in addresses.iter_mut().enumerate() {
+        address.clear();
+        workload.rcpt_address_into(seq, r, address);
+    }
+    let mut mask = 0u64;
+    for named in listed?.iter().filter_map(|a| a.as_str()) {
+        let matched = addresses
+            .iter()
+            .enumerate()
+            .find(|(r, address)| {
+                mask & (1 << r) == 0 && address.eq_ignore_ascii_case(named.as_bytes())
+            })
+            .map(|(r, _)| r);
+        if let Some(r) = matched {
+            mask |= 1 << r;
+        }
+    }
+    (mask != 0).then_some(Recipients::Named(mask))
 }
 
 /// An empty recorder of the watcher (its delivery figures marked as present).
@@ -355,37 +417,45 @@ impl Watcher<'_> {
             Ok(v) => v,
             Err(_) => return,
         };
-        let figures = &mut self.recorder.delivery;
         match kind {
             "message" => {
                 let tag = value["subject"].as_str().and_then(parse_tag);
-                let Some((_, seq)) = tag.filter(|(run, _)| *run == self.plan.run) else {
-                    figures.foreign += 1;
+                let named = self.link.tracker().names_recipients();
+                let ours = tag
+                    .filter(|(run, _)| *run == self.plan.run)
+                    .and_then(|(_, seq)| {
+                        recipients_of(self.workload, named, seq, &value, &mut self.addresses)
+                            .map(|rcpts| (seq, rcpts))
+                    });
+                let Some((seq, rcpts)) = ours else {
+                    self.recorder.delivery.foreign += 1;
                     return;
                 };
-                match self.link.tracker().on_arrival(seq, now) {
-                    // Timed for exactly the messages `accepted` counts: those whose `250`
-                    // came after the warm-up (the tracker kept that), wherever the arrival
-                    // falls.
-                    Arrival::Delivered(nanos, true) => {
-                        record(&mut self.recorder.stages[Stage::Delivered.index()], nanos)
-                    }
-                    Arrival::Delivered(_, false) => {}
-                    Arrival::Early => {}
-                    Arrival::Duplicate => figures.duplicates += 1,
-                    Arrival::Replayed => figures.replayed += 1,
-                    Arrival::Late => figures.late += 1,
-                    Arrival::Unknown => figures.foreign += 1,
+                let arrival = self.link.tracker().on_arrival(seq, now, rcpts);
+                let figures = &mut self.recorder.delivery;
+                if arrival.unknown {
+                    figures.foreign += 1;
+                    return;
+                }
+                figures.rcpts_arrived += arrival.new + arrival.late;
+                figures.duplicates += arrival.duplicates;
+                figures.replayed += arrival.replayed;
+                figures.late += arrival.late;
+                // Timed for exactly the messages `accepted` counts: those whose `250` came
+                // after the warm-up (the tracker kept that), wherever the arrival falls.
+                if let Some((nanos, true)) = arrival.delivered {
+                    record(&mut self.recorder.stages[Stage::Delivered.index()], nanos);
                 }
             }
             // docs/api.md: the sequence numbers missed, both included.
             "lagged" => {
+                let figures = &mut self.recorder.delivery;
                 let from = value["from"].as_u64().unwrap_or(0);
                 let to = value["to"].as_u64().unwrap_or(from);
                 figures.lagged += to.saturating_sub(from) + 1;
             }
             "reset" => {
-                figures.resets += 1;
+                self.recorder.delivery.resets += 1;
                 self.link.tracker().on_reset();
             }
             _ => {}
@@ -414,5 +484,159 @@ impl Watcher<'_> {
             last,
             backlog: 0,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::workload::{AddressPattern, Generated, Order, Pipelining, Security, Sizes};
+
+    /// A workload of `rcpts` recipients per message, `sink{r}@example.net` each.
+    fn workload(rcpts: usize) -> Workload {
+        Workload {
+            rcpts,
+            msgs_per_conn: 0,
+            pipelining: Pipelining::Auto,
+            bdat: false,
+            inflight: 1,
+            helo: false,
+            ehlo_name: "loadgen.test".into(),
+            from: AddressPattern::new("loadgen{n}@example.org").unwrap(),
+            to: AddressPattern::new("sink{r}@example.net").unwrap(),
+            generated: Generated::new(Sizes::Fixed(4096), true),
+            security: Security::Plain,
+            auth: None,
+            corpus: None,
+            order: Order::Sequential,
+            recipients: None,
+            tag_run: None,
+        }
+    }
+
+    /// One `message` event of message `seq` of run 7 naming `rcpts`.
+    fn event(id: u64, seq: u64, rcpts: &[&str]) -> String {
+        let mut subject = Vec::new();
+        crate::drive::tag::tag_into(7, seq, &mut subject);
+        let data = serde_json::json!({
+            "id": format!("m{id}"), "seq": id, "mail_from": "loadgen0@example.org",
+            "rcpt_to": rcpts, "rcpt_count": rcpts.len(),
+            "subject": String::from_utf8(subject).unwrap(),
+        });
+        format!("id: {id}\nevent: message\ndata: {data}\n\n")
+    }
+
+    /// The watcher's figures after `stream` was read cut at `cut`, message 0 (three
+    /// recipients) accepted before it, and the number of `delivered` latencies recorded.
+    fn read(stream: &[u8], cut: usize) -> (crate::drive::record::DeliveryFigures, u64) {
+        let link = DeliveryLink::new(1, 3);
+        let start = Instant::now();
+        link.on_accepted(0, start, true, 3, 0);
+        let workload = workload(3);
+        let mut watcher = Watcher {
+            link: &link,
+            plan: WatchPlan {
+                index: 1,
+                start,
+                warmup_end: start,
+                run: 7,
+            },
+            recorder: watch_recorder(),
+            interval: 0,
+            last_id: 0,
+            sse: SseParser::new(),
+            chunked: None,
+            decoded: Vec::new(),
+            workload: &workload,
+            addresses: Vec::new(),
+        };
+        watcher.on_bytes(&stream[..cut]).unwrap();
+        watcher.on_bytes(&stream[cut..]).unwrap();
+        assert_eq!(watcher.last_id, 6);
+        let missing = link.tracker().missing();
+        let mut figures = watcher.recorder.delivery;
+        figures.never_delivered = missing.never_delivered;
+        figures.partly_delivered = missing.partly_delivered;
+        figures.never_delivered_rcpts = missing.recipients;
+        let timed = watcher.recorder.stages[Stage::Delivered.index()].len();
+        (figures, timed)
+    }
+
+    #[test]
+    fn recipients_split_over_transactions_cut_anywhere_are_one_delivery_and_one_duplicate() {
+        let stream = [
+            // Two of three recipients; the relay retries the deferred one alone.
+            event(1, 0, &["sink0@example.net", "SINK2@Example.NET"]),
+            event(2, 0, &["sink1@example.net"]),
+            // Then recipient 1 once more: one duplicate recipient.
+            event(3, 0, &["sink1@example.net"]),
+            // A notification to the sender quoting the tag: not an arrival of message 0.
+            event(4, 0, &["loadgen0@example.org"]),
+            // Another run's mail, and message 1, which was never accepted.
+            event(5, 0, &[]).replace("run 00000007", "run 00000008"),
+            event(6, 1, &["sink0@example.net"]),
+        ]
+        .concat();
+        for cut in 0..=stream.len() {
+            let (figures, timed) = read(stream.as_bytes(), cut);
+            assert_eq!(timed, 1, "cut at {cut}");
+            assert_eq!(figures.rcpts_arrived, 4, "cut at {cut}");
+            assert_eq!(figures.duplicates, 1, "cut at {cut}");
+            assert_eq!(figures.foreign, 2, "cut at {cut}");
+            assert_eq!(figures.never_delivered, 0, "cut at {cut}");
+            assert_eq!(figures.partly_delivered, 0, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_recipient_that_never_arrives_is_counted_with_its_message() {
+        let stream = [
+            event(1, 0, &["sink0@example.net"]),
+            event(2, 0, &["sink2@example.net"]),
+            event(3, 2, &["sink0@example.net"]),
+            event(4, 2, &["sink0@example.net", "sink0@example.net"]),
+            event(5, 2, &["nobody@example.net"]),
+            event(6, 2, &["sink1@example.net"]),
+        ]
+        .concat();
+        let (figures, timed) = read(stream.as_bytes(), 0);
+        assert_eq!(timed, 0);
+        assert_eq!(figures.partly_delivered, 1);
+        assert_eq!(figures.never_delivered, 0);
+        assert_eq!(figures.never_delivered_rcpts, 1);
+        // Message 2 (never accepted, arrivals still seen): sink0 again is a duplicate; the
+        // same address twice in one transaction matches its one recipient once.
+        assert_eq!(figures.duplicates, 1);
+        assert_eq!(figures.foreign, 1);
+        assert_eq!(figures.rcpts_arrived, 4);
+    }
+
+    #[test]
+    fn more_recipients_than_a_summary_lists_are_counted_from_rcpt_count() {
+        let w = workload(IDENTIFIED_RCPTS_MAX + 5);
+        let value = serde_json::json!({"rcpt_to": ["sink0@example.net"], "rcpt_count": 25});
+        let mut scratch = Vec::new();
+        assert_eq!(
+            recipients_of(&w, false, 0, &value, &mut scratch),
+            Some(Recipients::Counted(25))
+        );
+        assert!(scratch.is_empty(), "no addresses computed when counting");
+        let w = workload(2);
+        let value = serde_json::json!({"rcpt_to": ["sink1@example.net", "x@y"], "rcpt_count": 2});
+        assert_eq!(
+            recipients_of(&w, true, 9, &value, &mut scratch),
+            Some(Recipients::Named(0b10))
+        );
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"rcpt_to": "sink0@example.net"}),
+            serde_json::json!({"rcpt_to": [1, null]}),
+        ] {
+            assert_eq!(
+                recipients_of(&w, true, 9, &bad, &mut scratch),
+                None,
+                "{bad}"
+            );
+        }
     }
 }

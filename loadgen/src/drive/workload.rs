@@ -263,7 +263,7 @@ impl AddressPattern {
     }
 
     /// Writes the address for message `seq`, recipient `rcpt`.
-    fn write(&self, seq: u64, rcpt: usize, out: &mut Output) {
+    fn write(&self, seq: u64, rcpt: usize, out: &mut impl Append) {
         for piece in &self.pieces {
             match *piece {
                 Piece::Literal(start, end) => {
@@ -276,9 +276,28 @@ impl AddressPattern {
     }
 }
 
+/// Where an address is written: a connection's stream, or a plain buffer (the end-to-end
+/// watcher's, comparing arrivals with the addresses sent).
+trait Append {
+    /// Appends bytes.
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl Append for Output {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Output::extend_from_slice(self, bytes);
+    }
+}
+
+impl Append for Vec<u8> {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
+    }
+}
+
 /// Writes `n` in decimal, as `{n}` formats it (without the formatting machinery: two
 /// numbers go into every message's commands).
-fn write_decimal(mut n: u64, out: &mut Output) {
+fn write_decimal(mut n: u64, out: &mut impl Append) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -520,6 +539,15 @@ impl Workload {
         } else {
             b">\r\n"
         });
+    }
+
+    /// The address of recipient `rcpt` of message `seq` (as `RCPT TO` names it), appended
+    /// to `out`.
+    pub fn rcpt_address_into(&self, seq: u64, rcpt: usize, out: &mut Vec<u8>) {
+        match &self.recipients {
+            Some(list) => out.extend_from_slice(list.address(seq, rcpt, self.rcpts).as_bytes()),
+            None => self.to.write(seq, rcpt, out),
+        }
     }
 
     /// `RCPT TO:<...>` for recipient `rcpt` of message `seq`.

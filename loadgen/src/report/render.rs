@@ -226,15 +226,17 @@ pub fn summary(
 }
 
 /// The end-to-end line of the summary (`--delivered-via`): how many accepted messages
-/// arrived at the far sink and were timed (those sent after the warm-up, as `accepted`
-/// counts them), how many never arrived and how many twice (over the whole run, warm-up
-/// included: a loss is a loss), foreign mail, and the rarer counts when not zero.
+/// arrived whole at the far sink and were timed (those sent after the warm-up, as
+/// `accepted` counts them), how many never arrived, how many recipients arrived twice (over
+/// the whole run, warm-up included: a loss is a loss), foreign mail, the recipients that
+/// arrived and those that never did, and the rarer counts (messages partly delivered among
+/// them) when not zero.
 pub fn delivery_line(results: &Results) -> String {
     let total = &results.total;
     let d = &total.delivery;
     let mut line = format!(
         "delivered (end to end{}): {} timed of {} accepted, never delivered {}, duplicates {}, \
-         foreign {}",
+         foreign {}; recipients arrived {}, never delivered {}",
         results
             .run_id
             .map_or(String::new(), |id| format!(", run {id:08x}")),
@@ -242,9 +244,12 @@ pub fn delivery_line(results: &Results) -> String {
         total.accepted,
         d.never_delivered,
         d.duplicates,
-        d.foreign
+        d.foreign,
+        d.rcpts_arrived,
+        d.never_delivered_rcpts
     );
     for (name, n) in [
+        ("partly delivered", d.partly_delivered),
         ("late", d.late),
         ("lagged (unattributed)", d.lagged),
         ("resets", d.resets),
@@ -266,6 +271,9 @@ fn delivery_json(results: &Results) -> serde_json::Value {
         "run_id": results.run_id.map(|id| format!("{id:08x}")),
         "arrived": total.stage(Stage::Delivered).len(),
         "never_delivered": d.never_delivered,
+        "partly_delivered": d.partly_delivered,
+        "rcpts_arrived": d.rcpts_arrived,
+        "never_delivered_rcpts": d.never_delivered_rcpts,
         "duplicates": d.duplicates,
         "foreign": d.foreign,
         "late": d.late,

@@ -85,10 +85,27 @@ impl Step {
     }
 
     /// End to end (`--delivered-via`): whether every message the step's MTA accepted
-    /// arrived at the far sink within the drain (`never delivered` 0). Always true without
-    /// the mode.
+    /// arrived whole (every accepted recipient) at the far sink within the drain (`never
+    /// delivered` and `partly delivered` 0). Always true without the mode.
     pub fn delivered_all(&self) -> bool {
-        self.results.total.delivery.never_delivered == 0
+        self.not_through() == 0
+    }
+
+    /// End to end: accepted messages that did not arrive whole within the drain (never
+    /// delivered, or partly: some recipients missing).
+    fn not_through(&self) -> u64 {
+        let d = &self.results.total.delivery;
+        d.never_delivered + d.partly_delivered
+    }
+
+    /// `N never delivered`, and how many of them partly when some were.
+    fn not_through_words(&self) -> String {
+        let partly = self.results.total.delivery.partly_delivered;
+        let mut words = format!("{} never delivered", self.not_through());
+        if partly > 0 {
+            words.push_str(&format!(" ({partly} partly)"));
+        }
+        words
     }
 
     /// Whether the step passed: sustained, every SLO met, and (end to end) nothing never
@@ -239,10 +256,7 @@ fn verdict(step: &Step) -> String {
     }
     .to_string();
     if !step.delivered_all() {
-        words = format!(
-            "{words}, {} never delivered",
-            step.results.total.delivery.never_delivered
-        );
+        words = format!("{words}, {}", step.not_through_words());
     }
     if step.catch_up() {
         words.push_str(" (catch-up: achieved > offered)");
@@ -292,10 +306,10 @@ pub fn failure_lines(step: &Step) -> String {
     if !step.delivered_all() {
         let _ = writeln!(
             out,
-            "  {} msgs/s: {} accepted messages never delivered within the drain \
+            "  {} msgs/s: {} accepted messages never delivered (whole) within the drain \
              (--delivered-drain)",
             rate(step.offered),
-            step.results.total.delivery.never_delivered
+            step.not_through()
         );
     }
     if step.results.total.accepted == 0 || step.achieved() < SUSTAINED_FRACTION * step.offered {
@@ -666,6 +680,13 @@ mod tests {
         assert!(!lossy.passed());
         assert!(table_row(&lossy).contains("ok, 3 never delivered"));
         assert!(failure_lines(&lossy).contains("3 accepted messages never delivered"));
+        // A message with a recipient missing has not got through either.
+        lossy.results.total.delivery.partly_delivered = 2;
+        assert!(!lossy.passed());
+        assert!(table_row(&lossy).contains("ok, 5 never delivered (2 partly)"));
+        assert!(failure_lines(&lossy).contains("5 accepted messages never delivered"));
+        lossy.results.total.delivery.never_delivered = 0;
+        assert!(!lossy.passed());
     }
 
     #[test]

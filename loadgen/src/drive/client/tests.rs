@@ -562,12 +562,16 @@ fn replay(workload: &Workload, messages: u64, chunks: &[&[u8]]) -> Transcript {
                 started,
                 intended,
                 seq,
+                rcpts_ok,
+                rcpts_refused,
             } => Event::Message {
                 accepted,
                 size,
                 started: relative(started, c.base),
                 intended,
                 seq,
+                rcpts_ok,
+                rcpts_refused,
             },
             other => other,
         })
@@ -979,6 +983,20 @@ fn some_refused_recipients_do_not_stop_the_message() {
             .collect();
         assert_eq!(rcpts, [550, 250, 550], "{pipelining:?}");
         assert!(c.replies().contains(&(Stage::Eod, 250)));
+        // The end-to-end mode awaits only the recipient accepted: the second.
+        let refused: Vec<(u16, u64)> = c
+            .events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Message {
+                    rcpts_ok,
+                    rcpts_refused,
+                    ..
+                } => Some((rcpts_ok, rcpts_refused)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused, [(1, 0b101)], "{pipelining:?}");
     }
 }
 

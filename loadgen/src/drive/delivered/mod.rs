@@ -13,10 +13,22 @@
 //! in an open loop (coordinated-omission safe: a server that stalls delays the arrivals of
 //! everything scheduled meanwhile), its first command's time in a closed loop.
 //!
+//! Arrivals are counted per recipient: an arrival event names the envelope recipients of
+//! the transaction that brought the message (its summary's `rcpt_to`), and a relay may
+//! deliver one message's recipients in several transactions (a recipient deferred by the
+//! next hop goes on a later attempt alone). So a message is `delivered` when its last
+//! accepted recipient arrived (the time until the whole message is through), and a
+//! duplicate is a recipient that arrived again, never a message whose recipients came in
+//! two transactions (the [`tracker`] says how; past [`tracker::IDENTIFIED_RCPTS_MAX`]
+//! recipients per message they are counted, not told apart).
+//!
 //! After the send phase the watcher waits at most the drain time (`--delivered-drain`) for
-//! the messages still awaited, then reports `never delivered` (tagged, got a `250`, never
-//! arrived) and `duplicates` (a message that arrived more than once). Foreign mail (no tag,
-//! or another run's) is counted apart and otherwise ignored.
+//! the messages still awaited, then reports `never delivered` (tagged, got a `250`, not one
+//! of its recipients arrived), `partly delivered` (some arrived, not all), the recipients
+//! never delivered, and `duplicates` (recipients that arrived more than once). Foreign mail
+//! (no tag, another run's, or naming none of the message's recipients, such as a delivery
+//! status notification to the sender that quotes the tag) is counted apart and otherwise
+//! ignored.
 //!
 //! # Layout
 //! * [`http`]: the HTTP/1.1 framing (request, response head, chunked body), sans I/O.
@@ -58,11 +70,11 @@ pub struct DeliveryLink {
 }
 
 impl DeliveryLink {
-    /// A link for a run of `senders` engine threads.
-    pub fn new(senders: usize) -> DeliveryLink {
+    /// A link for a run of `senders` engine threads sending messages of `rcpts` recipients.
+    pub fn new(senders: usize, rcpts: usize) -> DeliveryLink {
         DeliveryLink {
             epoch: Instant::now(),
-            tracker: Mutex::new(Tracker::default()),
+            tracker: Mutex::new(Tracker::new(tracker::MAX_OUTSTANDING, rcpts)),
             senders_left: AtomicUsize::new(senders),
             senders_done_at: Mutex::new(None),
         }
@@ -79,10 +91,20 @@ impl DeliveryLink {
     }
 
     /// Message `seq` got its `250`; `origin` is its clock origin; `counts`: the `250` came
-    /// after the warm-up. Its `delivered` latency in nanoseconds if it had arrived already.
-    pub fn on_accepted(&self, seq: u64, origin: Instant, counts: bool) -> Option<u64> {
+    /// after the warm-up; `rcpts_ok` recipients were accepted at `RCPT`, bit `r` of
+    /// `refused` set for each one refused. Its `delivered` latency in nanoseconds if all its
+    /// accepted recipients had arrived already.
+    pub fn on_accepted(
+        &self,
+        seq: u64,
+        origin: Instant,
+        counts: bool,
+        rcpts_ok: u16,
+        refused: u64,
+    ) -> Option<u64> {
         let origin = self.nanos(origin);
-        self.tracker().on_accepted(seq, origin, counts)
+        self.tracker()
+            .on_accepted(seq, origin, counts, u64::from(rcpts_ok), refused)
     }
 
     /// Message `seq` ended without a `250`.

@@ -388,6 +388,8 @@ fn record_event(
             started,
             intended,
             seq,
+            rcpts_ok,
+            rcpts_refused,
         } => {
             let service = now.saturating_duration_since(started).as_nanos() as u64;
             let corrected = intended.map(|at| now.saturating_duration_since(at).as_nanos() as u64);
@@ -399,7 +401,9 @@ fn record_event(
             match delivered {
                 Some((link, counts)) if accepted => {
                     let origin = intended.unwrap_or(started);
-                    if let Some(nanos) = link.on_accepted(seq, origin, counts) {
+                    if let Some(nanos) =
+                        link.on_accepted(seq, origin, counts, rcpts_ok, rcpts_refused)
+                    {
                         record(&mut recorder.stages[Stage::Delivered.index()], nanos);
                     }
                 }

@@ -591,6 +591,23 @@ fn the_control_socket_refuses_garbage_and_bounds_its_connections() {
         assert!(start.elapsed() < SETTLE_WAIT, "{answer:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The tool itself, refused so (its request may meet a closed socket): every command
+    // fails with the relay's reason, never exits 0 having done nothing.
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["delete", "1"],
+        &["retry", "--all"],
+        &["show", "1"],
+    ] {
+        let out = queue(&spool, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.dump());
+        assert!(
+            out.stderr.contains("too many queue tools"),
+            "{args:?}: {}",
+            out.dump()
+        );
+    }
     drop(idle);
     let start = Instant::now();
     loop {

@@ -29,8 +29,10 @@ pub const LOOP_REFUSAL: &[u8] =
 /// transient: the client retries; the spool kept nothing of it).
 pub const SPOOL_REFUSAL: &[u8] = b"452 4.3.1 Error: could not spool message, try again later\r\n";
 
-/// The field name the counter looks for at the start of each header line.
-const FIELD: &[u8] = b"received:";
+/// The field name the counter looks for at the start of each header line (then a colon,
+/// maybe after spaces or tabs: RFC 5322 §4.5.3's obsolete `field-name *WSP ":"`, which a
+/// loop could carry as well as the modern form).
+const FIELD: &[u8] = b"received";
 
 /// Where the counter is in the header block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,8 @@ enum Place {
     LineStart(u8),
     /// The line began with `CR`: an `LF` next ends the header block.
     LineStartCr,
+    /// After the field name and maybe spaces or tabs: a colon next makes it a field.
+    BeforeColon,
     /// Inside a line that is not (or no longer) a `Received:` start: skip to its `LF`.
     InLine,
     /// Past the header block: nothing more is looked at.
@@ -91,20 +95,31 @@ impl ReceivedCounter {
                         Place::InLine
                     }
                 }
+                Place::BeforeColon => {
+                    at += 1;
+                    match byte {
+                        b':' => {
+                            self.count = (self.count + 1).min(MAX_RECEIVED + 1);
+                            Place::InLine
+                        }
+                        b' ' | b'\t' => Place::BeforeColon,
+                        b'\n' => Place::LineStart(0),
+                        _ => Place::InLine,
+                    }
+                }
                 Place::LineStart(matched) => {
                     at += 1;
                     let next = usize::from(matched);
-                    if matched == 0 && byte == b'\n' {
+                    if next == FIELD.len() {
+                        // The whole name: the colon (or spaces before it) is next.
+                        at -= 1;
+                        Place::BeforeColon
+                    } else if matched == 0 && byte == b'\n' {
                         Place::Done
                     } else if matched == 0 && byte == b'\r' {
                         Place::LineStartCr
                     } else if FIELD.get(next) == Some(&byte.to_ascii_lowercase()) {
-                        if next + 1 == FIELD.len() {
-                            self.count = (self.count + 1).min(MAX_RECEIVED + 1);
-                            Place::InLine
-                        } else {
-                            Place::LineStart(matched + 1)
-                        }
+                        Place::LineStart(matched + 1)
                     } else if byte == b'\n' {
                         Place::LineStart(0)
                     } else {
@@ -245,6 +260,8 @@ mod tests {
             (b"\r\nReceived: after the empty line\r\n", 0),
             (b"Received: no end of header", 1),
             (b"Subject: \rReceived: x\r\n\r\n", 0),
+            (b"Received : a\r\nreceived\t \t:b\r\nReceived :\r\n\r\n", 3),
+            (b"Received x: a\r\nReceived \r\nReceived\r\n\r\n", 0),
         ];
         for (message, want) in cases {
             assert_eq!(

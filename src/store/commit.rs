@@ -160,12 +160,10 @@ pub(super) fn received_line(meta: &MessageMeta, hostname: &str) -> Vec<u8> {
     line
 }
 
-/// Says what went wrong with the spool (without its lock: the caller may hold it).
+/// Says what went wrong with the spool (without its lock: the caller may hold it; rate
+/// limited: a full disk fails every batch).
 fn report_spool(target: &SpoolTarget, error: &io::Error) {
-    crate::warn_line!(
-        "fastsmtpd: --spool {}: {error} (refused with 452 4.3.1)",
-        target.dir.display()
-    );
+    target.say_failure(error);
 }
 
 /// Removes every staged file of a message, under either name; says what could not be removed

@@ -198,6 +198,7 @@ impl StoreHub {
                 hostname: hostname.to_string(),
                 dir,
                 domains,
+                said: std::sync::Mutex::new((None, 0)),
             }));
         }
         let not_durable = streams;

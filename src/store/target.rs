@@ -100,9 +100,42 @@ pub(super) struct SpoolTarget {
     pub(super) dir: std::path::PathBuf,
     /// Which recipients are relayed (`--relay-domains`); `None`: every one.
     pub(super) domains: Option<crate::relay::domains::RelayDomains>,
+    /// When a failure was last said, and the failures not said since: a full disk fails
+    /// every batch, and one line per batch would flood the log (thousands a second).
+    pub(super) said: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
+/// How often a failing spool says so at most (then with the count of failures not said).
+const SPOOL_FAILURE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl SpoolTarget {
+    /// Says that the spool failed and its batch got `452 4.3.1` (without the spool's lock:
+    /// the caller may hold it): at once, then at most once per
+    /// [`SPOOL_FAILURE_REPORT_INTERVAL`] with the count of failures not said in between.
+    pub(super) fn say_failure(&self, error: &io::Error) {
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if said
+            .0
+            .is_some_and(|at| now.duration_since(at) < SPOOL_FAILURE_REPORT_INTERVAL)
+        {
+            said.1 += 1;
+            return;
+        }
+        let more = std::mem::take(&mut said.1);
+        *said = (Some(now), 0);
+        drop(said);
+        let more = if more > 0 {
+            format!("; {more} more failures since the last line")
+        } else {
+            String::new()
+        };
+        crate::warn_line!(
+            "fastsmtpd: --spool {}: {error} (refused with 452 4.3.1{more})",
+            self.dir.display()
+        );
+    }
+
     /// Whether recipient `address` is relayed.
     pub(super) fn relays(&self, address: &[u8]) -> bool {
         self.domains
@@ -163,10 +196,7 @@ impl Target {
             Target::Maildir(t) => t.report(error),
             Target::Eml(t) => t.report(error),
             Target::Jsonl(t) => t.report(error),
-            Target::Spool(t) => crate::warn_line!(
-                "fastsmtpd: --spool {}: {error} (the batch's messages get 452 4.3.1)",
-                t.dir.display()
-            ),
+            Target::Spool(t) => t.say_failure(error),
         }
     }
 }

@@ -180,12 +180,37 @@ fn exchange(
     stream.set_write_timeout(Some(CONTROL_READ_TIMEOUT))?;
     let mut line = Vec::new();
     request_into(request, &mut line);
-    stream.write_all(&line)?;
+    // A socket error is never `BrokenPipe` to the caller, which takes that kind for its own
+    // output closed (`| head`) and exits quietly: a relay that hangs up is an error.
+    let hung_up = |e: io::Error| {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("the relay closed the control connection before answering ({e})"),
+            )
+        } else {
+            e
+        }
+    };
+    // A busy relay answers with an error and closes at once, maybe before the request is
+    // written: its answer is read all the same.
+    let written = stream.write_all(&line).map_err(hung_up);
+    if let Err(e) = &written {
+        if e.kind() != io::ErrorKind::ConnectionAborted {
+            return written;
+        }
+    }
     let mut reader = BufReader::new(stream);
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+        let read = reader.read_until(b'\n', &mut line);
+        if line.is_empty() || !line.ends_with(b"\n") {
+            // Nothing (more) to read: the answer is whole only if its last line came.
+            read.map_err(hung_up)?;
+            return written;
         }
         let reply: Reply = serde_json::from_slice(&line).map_err(|e| {
             io::Error::new(

@@ -245,9 +245,17 @@ fn notification_into(
             let (reply, default) = kept_reply(state, action);
             let (status, smtp) = parse_kept_reply(reply, default);
             // The status must say what the action says (RFC 3464 §2.3.4): a kept reply of
-            // another class (a 2yz kept for a failure) gives way to the action's class.
+            // another class (a 2yz kept for a failure) gives way to the action's class. A
+            // failure whose last reply was temporary is one whose lifetime ran out: RFC 3463
+            // §3.5's X.4.7 "delivery time expired" (the reply stays in Diagnostic-Code).
             let status = if status.class == default.class {
                 status
+            } else if action == dsn::Action::Failed && status.class == 4 {
+                EnhancedStatus {
+                    class: 5,
+                    subject: 4,
+                    detail: 7,
+                }
             } else {
                 default
             };
@@ -571,6 +579,8 @@ mod tests {
         failure_notification_into(&input, &mut out).unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("Action: failed"), "{text}");
+        // Failed after a temporary reply: its lifetime ran out.
+        assert!(text.contains("Status: 5.4.7\r\n"), "{text}");
         assert!(!text.contains("Remote-MTA"), "{text}");
         assert!(
             text.contains("x-fastsmtpd; 4.4.1 no next hop answered"),

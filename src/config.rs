@@ -384,6 +384,10 @@ pub struct Relay {
     /// is spooled with its relayed recipients only, and not at all when it has none; the
     /// stores keep every message whatever this says.
     pub domains: Option<crate::relay::domains::RelayDomains>,
+    /// The listeners whose mail is relayed (`--relay-listen`, each one of `--listen` or
+    /// `--listen-tls` as given); `None`: every listener. Mail on the others is kept by the
+    /// stores, or discarded, as a sink's.
+    pub listeners: Option<Vec<SocketAddr>>,
     /// How new connections choose among the next hops (`--relay-order`): in the order given
     /// (later ones are fallbacks), or spread over the healthy ones.
     pub hop_order: crate::relay::schedule::HopOrder,
@@ -473,6 +477,7 @@ impl Default for Relay {
             credentials: None,
             delay_warning: None,
             domains: None,
+            listeners: None,
             hop_order: crate::relay::schedule::HopOrder::InOrder,
             connections_per_hop: crate::relay::deliver::CONNECTIONS_PER_HOP_DEFAULT,
             messages_per_connection: crate::relay::deliver::MESSAGES_PER_CONNECTION_DEFAULT,
@@ -658,6 +663,10 @@ pub enum ConfigError {
     SpoolWithoutRelay,
     /// `--relay-domains` without `--relay-to`: there is nowhere to relay to.
     RelayDomainsWithoutRelay,
+    /// `--relay-listen` without `--relay-to`.
+    RelayListenWithoutRelay,
+    /// A `--relay-listen` address that is none of the listeners.
+    RelayListenNotListening(SocketAddr),
     /// `--spool` with `--store jsonl:-`: a line written to a stream cannot be taken back
     /// when the spool's commit fails.
     SpoolWithStream,
@@ -764,6 +773,13 @@ impl std::fmt::Display for ConfigError {
             ),
             ConfigError::RelayDomainsWithoutRelay => f.write_str(
                 "--relay-domains needs --relay-to HOST:PORT and --spool DIR: it says which recipients are relayed, and nothing is",
+            ),
+            ConfigError::RelayListenWithoutRelay => f.write_str(
+                "--relay-listen needs --relay-to HOST:PORT and --spool DIR: it says which listeners' mail is relayed, and nothing is",
+            ),
+            ConfigError::RelayListenNotListening(address) => write!(
+                f,
+                "--relay-listen {address}: not one of the --listen or --listen-tls addresses (give each as given there)"
             ),
             ConfigError::SpoolWithStream => f.write_str(
                 "--spool with --store jsonl:-: a line written to a stream cannot be taken back when the spool cannot keep the message; write the records to a file (--store jsonl:PATH)",
@@ -1010,6 +1026,16 @@ impl Config {
         }
         if self.relay.domains.is_some() && !self.relay.is_on() {
             return Err(ConfigError::RelayDomainsWithoutRelay);
+        }
+        if let Some(listeners) = &self.relay.listeners {
+            if !self.relay.is_on() {
+                return Err(ConfigError::RelayListenWithoutRelay);
+            }
+            if let Some(&stray) = listeners.iter().find(|address| {
+                !self.listen.contains(address) && !self.tls.listen.contains(address)
+            }) {
+                return Err(ConfigError::RelayListenNotListening(stray));
+            }
         }
         if self.relay.spool.is_some() && self.stores.specs.contains(&StoreSpec::JsonlStdout) {
             return Err(ConfigError::SpoolWithStream);

@@ -286,6 +286,11 @@ struct Cli {
     /// --relay-to.
     #[arg(long, value_name = "DOMAIN[,DOMAIN...]", value_parser = parse_relay_domains)]
     relay_domains: Option<fastsmtpd::relay::domains::RelayDomains>,
+    /// Relay only the mail that arrives on these listeners (each one of --listen or
+    /// --listen-tls, as given there; commas between); mail on the others is kept by the
+    /// stores, or discarded, as a sink's [default: every listener]. Needs --relay-to.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_parser = parse_relay_listen)]
+    relay_listen: Option<RelayListeners>,
     /// How new relay connections choose among the --relay-to hops: in-order (later hops are
     /// fallbacks) or spread (round the healthy ones in turn).
     #[arg(
@@ -630,6 +635,23 @@ fn parse_relay_to(text: &str) -> Result<NextHops, String> {
     config::parse_next_hops(text).map(NextHops)
 }
 
+/// `--relay-listen`'s addresses (a newtype: clap takes a `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+struct RelayListeners(Vec<std::net::SocketAddr>);
+
+/// Reads `--relay-listen`: socket addresses, commas between.
+fn parse_relay_listen(text: &str) -> Result<RelayListeners, String> {
+    text.split(',')
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<std::net::SocketAddr>().map_err(|_| {
+                format!("{item:?} is not an address with a port (127.0.0.1:2525, [::1]:2525)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(RelayListeners)
+}
+
 /// Reads `--relay-domains` ([`fastsmtpd::relay::domains::RelayDomains::parse`]).
 fn parse_relay_domains(text: &str) -> Result<fastsmtpd::relay::domains::RelayDomains, String> {
     fastsmtpd::relay::domains::RelayDomains::parse(text).map_err(|e| e.to_string())
@@ -810,6 +832,7 @@ fn main() -> ExitCode {
     }
     config.relay.delay_warning = cli.delay_warning;
     config.relay.domains = cli.relay_domains;
+    config.relay.listeners = cli.relay_listen.map(|listeners| listeners.0);
     config.relay.hop_order = match cli.relay_order {
         RelayOrder::InOrder => fastsmtpd::relay::schedule::HopOrder::InOrder,
         RelayOrder::Spread => fastsmtpd::relay::schedule::HopOrder::Spread,

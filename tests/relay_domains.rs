@@ -1,6 +1,7 @@
-//! `--relay-domains`: one server relays the recipients at some domains and keeps every
-//! message in its own store. The relay binary with `--relay-domains y.test,.sub.test
-//! --store eml:LOCAL`, a sink binary as the next hop, loopback only, bounded waits.
+//! `--relay-domains` and `--relay-listen`: one server relays the recipients at some domains,
+//! or the mail of some listeners, and keeps every message in its own store. The relay binary
+//! with `--relay-domains y.test,.sub.test --store eml:LOCAL` (or two listeners and
+//! `--relay-listen`), a sink binary as the next hop, loopback only, bounded waits.
 
 mod util;
 
@@ -64,6 +65,77 @@ fn only_the_listed_domains_are_relayed_and_the_store_keeps_every_message() {
     );
 }
 
+/// Two listeners, one relaying (`--relay-listen`): its mail goes to the next hop; the other's
+/// is kept by the store only, with no `Received:` loop check applied to it either.
+#[test]
+fn only_the_listed_listeners_relay_and_the_store_keeps_every_message() {
+    let dir = util::scratch_dir("relay-listen");
+    let sink = Sink::start(&dir.join("next"), &[], &[]);
+    let local = dir.join("local");
+    let store = format!("eml:{}", local.display());
+    let inside = util::free_local_addr();
+    let (_relay, outside) = start_relay(
+        &dir,
+        &[sink.addr],
+        &[
+            "--listen",
+            &inside,
+            "--relay-listen",
+            &inside,
+            "--store",
+            &store,
+        ],
+    );
+    let inside: std::net::SocketAddr = inside.parse().unwrap();
+    let reply = send(
+        outside,
+        "a@x.test",
+        &["r@y.test"],
+        "Subject: outside\r\n\r\nx\r\n",
+    );
+    assert!(reply.starts_with("250 "), "{reply}");
+    // 60 Received: fields: a loop for a relaying listener, not for a sink's.
+    let looping = "Received: from a\r\n".repeat(60) + "Subject: many hops\r\n\r\nz\r\n";
+    let reply = send(outside, "a@x.test", &["r@y.test"], &looping);
+    assert!(reply.starts_with("250 "), "{reply}");
+    let reply = send(inside, "b@x.test", &["r@y.test"], &looping);
+    assert!(reply.starts_with("554 5.4.6"), "{reply}");
+    let reply = send(
+        inside,
+        "b@x.test",
+        &["r@y.test"],
+        "Subject: inside\r\n\r\ny\r\n",
+    );
+    assert!(reply.starts_with("250 "), "{reply}");
+    let found = sink.wait_for(1);
+    std::thread::sleep(Duration::from_millis(500)); // a wrongly relayed message would show now
+    let found = if sink.arrived().len() == found.len() {
+        found
+    } else {
+        sink.arrived()
+    };
+    assert_eq!(
+        found.len(),
+        1,
+        "only the inside listener's message is relayed"
+    );
+    assert!(String::from_utf8_lossy(&found[0].1).contains("Subject: inside"));
+    let mut subjects: Vec<String> = arrived(&local)
+        .iter()
+        .map(|(_, bytes)| {
+            let text = String::from_utf8_lossy(bytes);
+            let at = text.find("Subject: ").unwrap();
+            text[at..].lines().next().unwrap().to_owned()
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Subject: inside", "Subject: many hops", "Subject: outside"],
+        "the store keeps every message accepted"
+    );
+}
+
 #[test]
 fn bad_relay_domains_stop_the_server_at_start_with_the_reason() {
     let run = |args: &[&str]| {
@@ -89,4 +161,28 @@ fn bad_relay_domains_stop_the_server_at_start_with_the_reason() {
     let (code, stderr) = run(&["--relay-domains", ""]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("an item is empty"), "{stderr}");
+    let spool = util::scratch_dir("relay-listen-refused").join("spool");
+    let spool = spool.to_str().unwrap();
+    let (code, stderr) = run(&["--relay-listen", "127.0.0.1:1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--relay-listen needs --relay-to"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[
+        "--spool",
+        spool,
+        "--relay-to",
+        "127.0.0.1:9",
+        "--relay-listen",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--relay-listen 127.0.0.1:1: not one of the --listen"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--relay-listen", "localhost:25"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not an address with a port"), "{stderr}");
 }

@@ -161,6 +161,13 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
         .copied()
         .collect();
     let (listeners, addrs) = listener::bind_all(&all_addresses, config.threads, config.backlog)?;
+    // `--relay-listen`: which of them (by index, as the workers number them) relay.
+    let relay_listeners: Option<Arc<[bool]>> = config.relay.listeners.as_ref().map(|chosen| {
+        all_addresses
+            .iter()
+            .map(|address| chosen.contains(address))
+            .collect()
+    });
     let session_config = Arc::new(config.session_config());
     let open_connections = Arc::new(AtomicUsize::new(0));
     let per_client = Arc::new(per_client::PerClientConnections::new(
@@ -277,6 +284,7 @@ pub fn start_valid(config: ValidConfig) -> io::Result<ServerHandle> {
             tls: tls.as_ref().map(|settings| Arc::clone(&settings.config)),
             auth: auth.clone(),
             first_tls_listener: config.listen.len(),
+            relay_listeners: relay_listeners.clone(),
             per_client: Arc::clone(&per_client),
             handshake_rates: Arc::clone(&handshake_rates),
             max_handshakes_per_client: config.tls.max_handshakes_per_ip,

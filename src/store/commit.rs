@@ -508,6 +508,7 @@ mod tests {
             transfer: Transfer::Data,
             tls: None,
             auth_user: None,
+            relays: true,
         }
     }
 

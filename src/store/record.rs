@@ -56,6 +56,10 @@ pub struct MessageMeta {
     pub tls: Option<TlsInfo>,
     /// The authenticated user (RFC 4954), if any.
     pub auth_user: Option<Vec<u8>>,
+    /// Whether its recipients may be relayed: it came on a listener that relays
+    /// (`--relay-listen`; every listener without it). `--relay-domains` then chooses among
+    /// the recipients.
+    pub relays: bool,
 }
 
 /// Sequence number shared by every connection of the process, for unique names.
@@ -154,12 +158,14 @@ pub fn reserve_past(existing: &QueueIdParts) {
 }
 
 impl MessageMeta {
-    /// Copies `envelope`, for the message named `id` that began at `received_at`.
+    /// Copies `envelope`, for the message named `id` that began at `received_at`, which may
+    /// be relayed when `relays`.
     pub fn new(
         envelope: &Envelope<'_>,
         client: SocketAddr,
         id: QueueId,
         received_at: SystemTime,
+        relays: bool,
     ) -> MessageMeta {
         MessageMeta {
             id,
@@ -183,6 +189,7 @@ impl MessageMeta {
             transfer: envelope.transfer,
             tls: envelope.tls.cloned(),
             auth_user: envelope.auth_user.map(<[u8]>::to_vec),
+            relays,
         }
     }
 }
@@ -670,6 +677,7 @@ mod tests {
             transfer: Transfer::Data,
             tls: None,
             auth_user: None,
+            relays: true,
         }
     }
 

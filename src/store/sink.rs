@@ -51,6 +51,8 @@ struct Storing {
     notify: Notify,
     /// The client's address, for the records.
     client: SocketAddr,
+    /// Whether its mail may be relayed (`--relay-listen`).
+    relays: bool,
     /// The message being received, until its stream starts.
     meta: Option<MessageMeta>,
     /// The chunk being filled (no capacity when none is held).
@@ -74,18 +76,20 @@ impl StoreSink {
         }
     }
 
-    /// A sink that stores through `hub`, reporting to `notify`.
-    pub fn storing(hub: &StoreHub, notify: Notify, client: SocketAddr) -> StoreSink {
+    /// A sink that stores through `hub`, reporting to `notify`; with a relay, `relays` says
+    /// whether the connection's mail may be relayed (its listener's, `--relay-listen`).
+    pub fn storing(hub: &StoreHub, notify: Notify, client: SocketAddr, relays: bool) -> StoreSink {
         StoreSink {
             storing: Some(Box::new(Storing {
                 shared: Arc::clone(&hub.shared),
                 notify,
                 client,
+                relays,
                 meta: None,
                 chunk: Vec::new(),
                 stream: None,
                 waiting_for_budget: Cell::new(false),
-                received: hub.shared.relay.then(ReceivedCounter::new),
+                received: (hub.shared.relay && relays).then(ReceivedCounter::new),
             })),
             capturing: None,
             id: None,
@@ -211,7 +215,13 @@ impl MessageSink for StoreSink {
         self.id = Some(id);
         if let Some(storing) = &mut self.storing {
             storing.abandon(); // nothing, unless a message was left without an end
-            storing.meta = Some(MessageMeta::new(envelope, storing.client, id, received_at));
+            storing.meta = Some(MessageMeta::new(
+                envelope,
+                storing.client,
+                id,
+                received_at,
+                storing.relays,
+            ));
             if let Some(received) = &mut storing.received {
                 *received = ReceivedCounter::new();
             }
@@ -278,7 +288,7 @@ impl MessageSink for StoreSink {
                     let now = SystemTime::now();
                     let id = record::next_queue_id(now);
                     self.id = Some(id);
-                    MessageMeta::new(envelope, storing.client, id, now)
+                    MessageMeta::new(envelope, storing.client, id, now, storing.relays)
                 });
                 storing.shared.push_whole(Whole {
                     meta,
@@ -362,7 +372,7 @@ mod tests {
             key: 3,
             id: 4,
         };
-        let sink = StoreSink::storing(&hub, notify, "127.0.0.1:25".parse().unwrap());
+        let sink = StoreSink::storing(&hub, notify, "127.0.0.1:25".parse().unwrap(), true);
         assert!(sink.may_read());
         assert!(StoreSink::discard().may_read());
         // The budget spent (as if chunks were on their way).

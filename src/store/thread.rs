@@ -82,7 +82,8 @@ impl Writing {
                 Target::Spool(t) => {
                     // `--relay-domains`: a message with no recipient to relay is not
                     // spooled at all.
-                    let relayed = writing.meta.recipients.iter().any(|r| t.relays(r));
+                    let relayed =
+                        writing.meta.relays && writing.meta.recipients.iter().any(|r| t.relays(r));
                     writing.parts.push(if relayed {
                         Part::Body(commit::received_line(&writing.meta, &t.hostname))
                     } else {

@@ -171,7 +171,12 @@ impl Worker {
                     key,
                     id,
                 };
-                StoreSink::storing(hub, notify, peer)
+                let relays = self
+                    .links
+                    .relay_listeners
+                    .as_ref()
+                    .is_none_or(|chosen| chosen.get(listener).copied().unwrap_or(false));
+                StoreSink::storing(hub, notify, peer, relays)
             }
         };
         if let Some(capture) = &self.links.capture {

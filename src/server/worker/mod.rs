@@ -78,6 +78,8 @@ pub struct WorkerLinks {
     pub auth: Option<Arc<crate::auth::Authenticator>>,
     /// Listeners from this index on speak implicit TLS (RFC 8314).
     pub first_tls_listener: usize,
+    /// Which listeners' mail is relayed, by listener index (`--relay-listen`); `None`: all.
+    pub relay_listeners: Option<Arc<[bool]>>,
     /// Connections open per client address, over all workers.
     pub per_client: Arc<crate::server::per_client::PerClientConnections>,
     /// Full TLS handshakes per client and second, over all workers.

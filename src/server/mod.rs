@@ -819,10 +819,24 @@ pub fn start_line(config: &Config, addrs: &[SocketAddr], not_durable: &[String])
         } else {
             ""
         };
+        // What is relayed when not everything is, and what becomes of the rest: a user who
+        // limits relaying and keeps no store should see at start that the rest is dropped.
+        let mut only = Vec::new();
+        if config.relay.domains.is_some() {
+            only.push(", only recipients at --relay-domains".to_string());
+        }
+        if let Some(listeners) = &config.relay.listeners {
+            let listeners: Vec<String> = listeners.iter().map(SocketAddr::to_string).collect();
+            only.push(format!(", only mail on {}", listeners.join(", ")));
+        }
+        if !only.is_empty() && config.stores.specs.is_empty() && !config.keeps_capture() {
+            only.push("; the rest is discarded (no --store)".to_string());
+        }
         format!(
-            "spool {} (relaying to {}, {tls}{auth})",
+            "spool {} (relaying to {}, {tls}{auth}{})",
             dir.display(),
-            hops.join(", ")
+            hops.join(", "),
+            only.concat()
         )
     });
     let stores_text = if config.stores.specs.is_empty() && !config.keeps_capture() {
@@ -1021,6 +1035,29 @@ mod tests {
             "fastsmtpd listening on 127.0.0.1:2525 (STARTTLS, required) with 1 worker; \
              TLS: c.pem; AUTH: any (PLAIN LOGIN, inside TLS only); stores: none (messages are discarded)"
         );
+    }
+
+    /// Relaying limited to some domains or listeners, with no store: the start line says
+    /// the rest is discarded; with a store it does not.
+    #[test]
+    fn the_start_line_says_what_limited_relaying_leaves_out() {
+        let addr: SocketAddr = "127.0.0.1:2525".parse().unwrap();
+        let mut config = Config::default();
+        config.relay.spool = Some("q".into());
+        config.relay.next_hops = crate::config::parse_next_hops("127.0.0.1:26").unwrap();
+        config.relay.domains = crate::relay::domains::RelayDomains::parse("a.test").ok();
+        config.relay.listeners = Some(vec![addr]);
+        let line = start_line(&config, &[addr], &[]);
+        assert!(
+            line.ends_with(
+                "stores: spool q (relaying to 127.0.0.1:26, TLS opportunistic, only recipients \
+                 at --relay-domains, only mail on 127.0.0.1:2525; the rest is discarded (no --store))"
+            ),
+            "{line}"
+        );
+        config.stores.specs = vec![StoreSpec::Eml("kept".into())];
+        let line = start_line(&config, &[addr], &[]);
+        assert!(!line.contains("discarded"), "{line}");
     }
 
     #[test]

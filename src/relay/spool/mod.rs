@@ -265,6 +265,25 @@ impl RecipientState {
         }
     }
 
+    /// A deferred recipient's state made due at `now_ms` (`queue retry`: attempts, last
+    /// reply and next hop kept); `None` for any other state (pending ones are due already).
+    pub fn due_at(&self, now_ms: u64) -> Option<RecipientState> {
+        match self {
+            RecipientState::Deferred {
+                attempts,
+                last_reply,
+                remote_mta,
+                ..
+            } => Some(RecipientState::Deferred {
+                attempts: *attempts,
+                next_attempt_unix_ms: now_ms,
+                last_reply: last_reply.clone(),
+                remote_mta: remote_mta.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the state is final (delivered or failed): it never changes again.
     pub fn is_final(&self) -> bool {
         matches!(

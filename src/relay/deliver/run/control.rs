@@ -515,23 +515,7 @@ impl Loop {
                 .recipients
                 .iter()
                 .enumerate()
-                .filter_map(|(index, state)| match state {
-                    RecipientState::Deferred {
-                        attempts,
-                        last_reply,
-                        remote_mta,
-                        ..
-                    } => Some((
-                        index,
-                        RecipientState::Deferred {
-                            attempts: *attempts,
-                            next_attempt_unix_ms: now_ms,
-                            last_reply: last_reply.clone(),
-                            remote_mta: remote_mta.clone(),
-                        },
-                    )),
-                    _ => None,
-                })
+                .filter_map(|(index, state)| Some((index, state.due_at(now_ms)?)))
                 .collect();
             for (index, state) in &updates {
                 if let Err(error) = spool.set_recipient_state(id, *index, state.clone()) {

@@ -258,11 +258,11 @@ struct Found {
 /// - else at each later `FSPS` magic, a candidate being good only when its whole record
 ///   passes its CRC and decodes, and, for a message, its id is above the last one kept
 ///   before the damage: ids only grow within a segment, which also refuses most records
-///   that a message body quotes (a body may hold anything, even a record). A message found
-///   this way is dropped again when the next message kept has a lower id that still fits
-///   after the one before it: it was quoted, not written (`keep_message`). A quote with an
-///   id between its true neighbours' would pass; it takes damage to exactly the header of
-///   the record that quotes it.
+///   that a message body quotes (a body may hold anything, even a record). A message kept
+///   after the damage is dropped again when a later one has an id not above its own: it
+///   was quoted, not written (`keep_message`). A quote whose id falls between its true
+///   neighbours' would pass (or displace a true record with a higher id); it takes damage to
+///   exactly the header of the record that quotes it, and ids its author cannot see.
 ///
 /// The stretches stepped over are [`Scan::gaps`]; a tail with no good record after it is
 /// left out of [`Scan::trusted_len`]. A crash leaves only a torn tail (every commit syncs
@@ -284,7 +284,8 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
     let mut header_bytes = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     let mut at = 0u64;
-    // Whether each kept message was found by searching (see `keep_message`).
+    // Whether each kept message came after damage, found by a search or framed after one
+    // that was (see `keep_message`).
     let mut searched_flags: Vec<bool> = Vec::new();
     // Where the seals kept are, and whether any damage was stepped over (for `Scan::gaps`).
     let mut seal_extents: Vec<(u64, u64)> = Vec::new();
@@ -311,7 +312,7 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
             }
         }
         let (found, searched) = match framed {
-            Some(found) => (found, false),
+            Some(found) => (found, stepped_over),
             None => {
                 // Damage (or a torn tail): look for the next good record after it.
                 let file = reader.get_ref();
@@ -343,8 +344,10 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
                 scan.seals.push(seal);
                 seal_extents.push((at, end));
             }
-            Err(e) if !searched => return Err(e),
-            // Never: a search only returns records that decode. Stepped over if it were.
+            // Before any damage: another fastsmtpd's record, and opening fails (see above).
+            Err(e) if !stepped_over => return Err(e),
+            // After damage the framing may run inside a damaged message's body, where a quoted
+            // record of any version can sit: stepped over, never a reason to refuse the spool.
             Err(_) => {}
         }
         at = end;
@@ -370,8 +373,8 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
     Ok(scan)
 }
 
-/// The id a message found by a search must be above: that of the last message kept that was
-/// not itself found by a search (those may yet be dropped, see `keep_message`).
+/// The id a message found by a search must be above: that of the last message kept from
+/// before the first damage (those after it may yet be dropped, see `keep_message`).
 fn id_floor(scan: &Scan, searched_flags: &[bool]) -> Option<u64> {
     scan.messages
         .iter()
@@ -381,18 +384,14 @@ fn id_floor(scan: &Scan, searched_flags: &[bool]) -> Option<u64> {
         .map(|(message, _)| message.id)
 }
 
-/// Keeps `scanned` unless ids say it or a message before it is a record quoted in a body.
-/// Ids only grow within a segment, so when `scanned`'s id is not above the last kept one's:
-/// a last one found by a search (and, repeatedly, the one before) is dropped as quoted when
-/// `scanned` fits above the one before it; else `scanned` is dropped.
+/// Keeps `scanned` unless ids say it or messages before it are records quoted in a body.
+/// Ids only grow within a segment, so when `scanned`'s id is not above the last kept one's,
+/// the kept messages from after the damage whose ids are not below it are dropped as quoted
+/// (a quote's id is whatever its author wrote: a high one would otherwise shut out every
+/// record written after it); one from before the damage is never dropped, `scanned` is.
 fn keep_message(scan: &mut Scan, searched_flags: &mut Vec<bool>, scanned: Scanned, searched: bool) {
     while let (Some(last), Some(&true)) = (scan.messages.last(), searched_flags.last()) {
-        let before = scan
-            .messages
-            .len()
-            .checked_sub(2)
-            .map(|i| scan.messages[i].id);
-        if scanned.id <= last.id && before.is_none_or(|b| scanned.id > b) {
+        if scanned.id <= last.id {
             scan.messages.pop();
             searched_flags.pop();
         } else {

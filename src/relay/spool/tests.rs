@@ -432,6 +432,14 @@ fn three_records_one_quoting(dir: &Path, quoted_id: u64) -> (Vec<u64>, Vec<u64>,
     let quoted_at_in_body = quoted.len();
     segment::message_record_into(&mut quoted, quoted_id, &sample_envelope(1), b"quoted\r\n")
         .unwrap();
+    // A second one right after it, its id higher still: framed after the first.
+    segment::message_record_into(
+        &mut quoted,
+        quoted_id.saturating_add(1),
+        &sample_envelope(1),
+        b"quoted too\r\n",
+    )
+    .unwrap();
     quoted.extend_from_slice(b"\r\nafter the quote\r\n");
     let (mut spool, _) = Spool::open(dir).unwrap();
     let mut sent = Vec::new();
@@ -449,10 +457,11 @@ fn three_records_one_quoting(dir: &Path, quoted_id: u64) -> (Vec<u64>, Vec<u64>,
     (sent, ends, bytes, quoted_at)
 }
 
-/// Looking past damage never takes a record quoted inside a message's body for a message of
-/// the spool when its id gives it away: one below the last good id is refused at once, one
-/// above the next good id is dropped when that one is found. Damage to the body only (the
-/// header's length intact) steps over the whole record, the quote unseen.
+/// Looking past damage never takes records quoted inside a message's body (two in a row here)
+/// for messages of the spool when their ids give them away: below the last good id they are
+/// refused at once, above the next good id they are dropped when that one is found. Damage
+/// to the body only (the header's length intact) steps over the whole record, the quotes
+/// unseen.
 #[test]
 fn a_record_quoted_in_a_damaged_message_is_not_taken_for_a_message() {
     for quoted_id in [0, u64::MAX - 1] {

@@ -59,22 +59,49 @@ pub(super) enum Bad {
     Crc,
 }
 
-/// Appends one framed record (`magic`, `kind`, `payload`) to `out`.
-pub(super) fn record_into(out: &mut Vec<u8>, magic: &[u8; 4], kind: u8, payload: &[u8]) {
-    record_parts_into(out, magic, kind, &[payload]);
+/// The spool's CRC seed: the CRC-32's initial state, random per spool (kept in `DIR/key`),
+/// so a record is good only for the spool that wrote it. Why: a message body may hold
+/// anything, a spool record included; after damage, recovery looks for good records past
+/// it, and a record quoted in a body (an attacker's, with a forged envelope) must not pass
+/// for one of ours. Without the seed nobody outside the spool can make a CRC that passes
+/// (one chance in 2^32). [`Seed::LEGACY`] (0, the plain CRC-32) reads spools made before
+/// seeds were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seed(pub(super) u32);
+
+impl Seed {
+    /// The plain CRC-32 (spools without a key file, written before seeds).
+    pub(super) const LEGACY: Seed = Seed(0);
+}
+
+/// Appends one framed record (`magic`, `kind`, `payload`) to `out`, its CRC seeded by `seed`.
+pub(super) fn record_into(
+    out: &mut Vec<u8>,
+    seed: Seed,
+    magic: &[u8; 4],
+    kind: u8,
+    payload: &[u8],
+) {
+    record_parts_into(out, seed, magic, kind, &[payload]);
 }
 
 /// Appends one framed record whose payload is `parts` one after another (a message's
 /// envelope and body, without copying the body twice). Callers keep the payload under
 /// [`MAX_PAYLOAD_BYTES`].
-pub(super) fn record_parts_into(out: &mut Vec<u8>, magic: &[u8; 4], kind: u8, parts: &[&[u8]]) {
+pub(super) fn record_parts_into(
+    out: &mut Vec<u8>,
+    seed: Seed,
+    magic: &[u8; 4],
+    kind: u8,
+    parts: &[&[u8]],
+) {
     let total: usize = parts.iter().map(|part| part.len()).sum();
     let len = u32::try_from(total).unwrap_or(u32::MAX);
     let mut covered = [0u8; 8];
     covered[0] = FORMAT_VERSION;
     covered[1] = kind;
     covered[4..8].copy_from_slice(&len.to_le_bytes());
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = crc32fast::Hasher::new_with_initial(seed.0);
     crc.update(&covered);
     for part in parts {
         crc.update(part);
@@ -105,8 +132,8 @@ pub(super) fn parse_header(bytes: &[u8], magic: &[u8; 4]) -> Result<Header, Bad>
     })
 }
 
-/// Whether `payload` is the one `header` was written with.
-pub(super) fn check_record(header: &Header, payload: &[u8]) -> Result<(), Bad> {
+/// Whether `payload` is the one `header` was written with, by the spool of `seed`.
+pub(super) fn check_record(seed: Seed, header: &Header, payload: &[u8]) -> Result<(), Bad> {
     if payload.len() != header.len as usize {
         return Err(Bad::Short);
     }
@@ -114,7 +141,7 @@ pub(super) fn check_record(header: &Header, payload: &[u8]) -> Result<(), Bad> {
     covered[0] = header.version;
     covered[1] = header.kind;
     covered[4..8].copy_from_slice(&header.len.to_le_bytes());
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = crc32fast::Hasher::new_with_initial(seed.0);
     crc.update(&covered);
     crc.update(payload);
     if crc.finalize() == header.crc {
@@ -276,21 +303,47 @@ impl<'a> FieldReader<'a> {
 mod tests {
     use super::*;
 
+    /// A record passes only with the seed it was written with: another spool's (or the
+    /// legacy plain CRC) fails, so a record quoted from elsewhere is never taken for ours.
+    #[test]
+    fn a_record_is_good_only_for_its_seed() {
+        let mut out = Vec::new();
+        record_into(&mut out, Seed(0x5eed_0001), b"FSPS", 1, b"payload");
+        let header = parse_header(&out, b"FSPS").unwrap();
+        let payload = &out[HEADER_LEN..];
+        assert_eq!(check_record(Seed(0x5eed_0001), &header, payload), Ok(()));
+        assert_eq!(
+            check_record(Seed(0x5eed_0002), &header, payload),
+            Err(Bad::Crc)
+        );
+        assert_eq!(check_record(Seed::LEGACY, &header, payload), Err(Bad::Crc));
+        let mut legacy = Vec::new();
+        record_into(&mut legacy, Seed::LEGACY, b"FSPS", 1, b"payload");
+        let mut plain = crc32fast::Hasher::new();
+        plain.update(&legacy[4..12]);
+        plain.update(b"payload");
+        assert_eq!(
+            legacy[12..16],
+            plain.finalize().to_le_bytes(),
+            "LEGACY is the plain CRC-32"
+        );
+    }
+
     #[test]
     fn a_record_round_trips_and_every_damage_is_caught() {
         let mut out = Vec::new();
-        record_into(&mut out, b"FSPS", 7, b"hello payload");
+        record_into(&mut out, Seed(7), b"FSPS", 7, b"hello payload");
         assert_eq!(out.len(), HEADER_LEN + 13);
         let header = parse_header(&out, b"FSPS").unwrap();
         assert_eq!((header.version, header.kind, header.len), (1, 7, 13));
-        assert_eq!(check_record(&header, &out[HEADER_LEN..]), Ok(()));
+        assert_eq!(check_record(Seed(7), &header, &out[HEADER_LEN..]), Ok(()));
         assert_eq!(parse_header(&out, b"FSPJ"), Err(Bad::NotAHeader));
         assert_eq!(
             parse_header(&out[..HEADER_LEN - 1], b"FSPS"),
             Err(Bad::Short)
         );
         assert_eq!(
-            check_record(&header, &out[HEADER_LEN..out.len() - 1]),
+            check_record(Seed(7), &header, &out[HEADER_LEN..out.len() - 1]),
             Err(Bad::Short)
         );
         // Every single flipped bit after the magic is caught, by the header or by the CRC.
@@ -303,7 +356,7 @@ mod tests {
                     Ok(h) => {
                         let payload = damaged.get(HEADER_LEN..).unwrap_or_default();
                         let payload = payload.get(..h.len as usize).unwrap_or(payload);
-                        check_record(&h, payload).is_err()
+                        check_record(Seed(7), &h, payload).is_err()
                     }
                 };
                 assert!(caught, "byte {byte} bit {bit}");

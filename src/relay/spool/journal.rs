@@ -15,7 +15,9 @@
 //! §6.1 tolerates; a lost "done" keeps a message that could have gone. Nothing lost here loses
 //! mail, which lives in the segments.
 
-use super::frame::{check_record, parse_header, record_into, FieldReader, FieldWriter, Malformed};
+use super::frame::{
+    check_record, parse_header, record_into, FieldReader, FieldWriter, Malformed, Seed,
+};
 use super::frame::{HEADER_LEN, MAX_PAYLOAD_BYTES};
 use super::{RecipientState, MAX_REMOTE_MTA_BYTES};
 use std::fs::{File, OpenOptions};
@@ -77,7 +79,7 @@ pub(super) enum Entry {
 }
 
 /// Appends `entry`, framed, to `out`.
-pub(super) fn entry_into(out: &mut Vec<u8>, entry: &Entry) {
+pub(super) fn entry_into(out: &mut Vec<u8>, seed: Seed, entry: &Entry) {
     let mut payload = Vec::with_capacity(64);
     let mut w = FieldWriter::new(&mut payload);
     let kind = match entry {
@@ -133,7 +135,7 @@ pub(super) fn entry_into(out: &mut Vec<u8>, entry: &Entry) {
             KIND_HIGH_WATER
         }
     };
-    record_into(out, JOURNAL_MAGIC, kind, &payload);
+    record_into(out, seed, JOURNAL_MAGIC, kind, &payload);
 }
 
 /// A reply kept in the journal, cut to [`MAX_PAYLOAD_BYTES`] less room for the rest (a reply
@@ -199,7 +201,7 @@ pub(super) struct JournalScan {
 /// damaged record, and cuts the file there (synced), so entries appended later follow good
 /// ones. A record with a valid CRC that does not decode fails the open (another version
 /// wrote it).
-pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
+pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
     let mut file = match super::open_file(path, OpenOptions::new().read(true).write(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalScan::default()),
@@ -214,7 +216,7 @@ pub(super) fn scan_journal(path: &Path) -> io::Result<JournalScan> {
         let Some(payload) = bytes.get(at + HEADER_LEN..end) else {
             break;
         };
-        if check_record(&header, payload).is_err() {
+        if check_record(seed, &header, payload).is_err() {
             break;
         }
         let entry = (header.version == super::frame::FORMAT_VERSION)
@@ -251,6 +253,11 @@ pub(super) const JOURNAL_STAGE_MAX_BYTES: usize = 64 * 1024;
 /// ahead of need, renewed once half of it is used, and a write into it cannot run out.
 pub(super) const JOURNAL_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The least room (bytes allocated past the journal's end) under which the spool takes no
+/// more mail (`452 4.3.1`): what it has accepted must still be recordable as delivered, or a
+/// restart sends it again. A small disk gets a smaller reserve, halved down to this.
+pub(super) const JOURNAL_ROOM_MIN_BYTES: u64 = 64 * 1024;
+
 /// The journal file, open for appending.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -260,6 +267,8 @@ pub(super) struct Journal {
     file: File,
     /// Its length: where the next entry goes.
     len: u64,
+    /// The spool's CRC seed (see [`Seed`]).
+    seed: Seed,
     /// Entries encoded by [`Journal::stage`] and not written yet (see [`Journal::flush`]).
     staged: Vec<u8>,
     /// Entries written since the last sync.
@@ -277,12 +286,15 @@ pub(super) struct Journal {
     /// ...and its cut back fails too.
     #[cfg(test)]
     pub(super) fail_cut: bool,
+    /// Test-only: the disk has no room for the journal's reserve.
+    #[cfg(test)]
+    pub(super) no_room: bool,
 }
 
 impl Journal {
     /// Opens (creating) the journal at `path` for appending after what it holds. Returns it
     /// and whether it was created (then its directory must be synced).
-    pub(super) fn open(path: &Path) -> io::Result<(Journal, bool)> {
+    pub(super) fn open(path: &Path, seed: Seed) -> io::Result<(Journal, bool)> {
         let created = !path.exists();
         let file = super::open_file(
             path,
@@ -297,6 +309,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             len,
+            seed,
             staged: Vec::new(),
             dirty: false,
             reserved_to: len,
@@ -306,24 +319,46 @@ impl Journal {
             partial_append: None,
             #[cfg(test)]
             fail_cut: false,
+            #[cfg(test)]
+            no_room: false,
         };
         journal.keep_reserve();
         Ok((journal, created))
     }
 
-    /// Allocates [`JOURNAL_RESERVE_BYTES`] past the end when less than half of that is left.
-    /// A failure (the disk is full) is tried again after the next write.
+    /// Allocates [`JOURNAL_RESERVE_BYTES`] past the end when less than half of that is left
+    /// (on a disk too small or too full for it, half as much, and so on down to
+    /// [`JOURNAL_ROOM_MIN_BYTES`]). A failure is tried again after the next write.
     fn keep_reserve(&mut self) {
         if self.reserve_unsupported || self.reserved_to >= self.len + JOURNAL_RESERVE_BYTES / 2 {
             return;
         }
-        match allocate_ahead(&self.file, self.len, JOURNAL_RESERVE_BYTES) {
-            Ok(()) => self.reserved_to = self.len + JOURNAL_RESERVE_BYTES,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                self.reserve_unsupported = true;
+        let mut size = JOURNAL_RESERVE_BYTES;
+        while size >= JOURNAL_ROOM_MIN_BYTES && self.reserved_to < self.len + size {
+            match allocate_ahead(&self.file, self.len, size) {
+                Ok(()) => {
+                    self.reserved_to = self.len + size;
+                    return;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.reserve_unsupported = true;
+                    return;
+                }
+                Err(_) => size /= 2,
             }
-            Err(_) => {}
         }
+    }
+
+    /// Whether the journal has room for the states of the mail already accepted (at least
+    /// [`JOURNAL_ROOM_MIN_BYTES`] allocated past its end, renewed now if it can be; always,
+    /// where the file system cannot allocate ahead).
+    pub(super) fn has_room(&mut self) -> bool {
+        #[cfg(test)]
+        if self.no_room {
+            return false;
+        }
+        self.keep_reserve();
+        self.reserve_unsupported || self.reserved_to >= self.len() + JOURNAL_ROOM_MIN_BYTES
     }
 
     /// Its length in bytes, the staged entries counted as written.
@@ -343,7 +378,7 @@ impl Journal {
     #[cfg(test)]
     pub(super) fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
         for entry in entries {
-            entry_into(&mut self.staged, entry);
+            entry_into(&mut self.staged, self.seed, entry);
         }
         self.flush()
     }
@@ -356,7 +391,7 @@ impl Journal {
     /// never a loss (the module doc's rule).
     pub(super) fn stage(&mut self, entries: &[Entry]) -> io::Result<()> {
         for entry in entries {
-            entry_into(&mut self.staged, entry);
+            entry_into(&mut self.staged, self.seed, entry);
         }
         if self.staged.len() >= JOURNAL_STAGE_MAX_BYTES {
             self.flush()
@@ -443,7 +478,7 @@ impl Journal {
         let temporary = self.path.with_extension("tmp");
         let mut bytes = Vec::with_capacity(64 * entries.len());
         for entry in entries {
-            entry_into(&mut bytes, entry);
+            entry_into(&mut bytes, self.seed, entry);
         }
         let written = (|| {
             let file = super::open_file(
@@ -563,7 +598,13 @@ mod tests {
         w.u8(STATE_FAILED);
         w.bytes(b"550 no");
         let mut old = Vec::new();
-        record_into(&mut old, JOURNAL_MAGIC, KIND_RECIPIENT, &payload);
+        record_into(
+            &mut old,
+            Seed::LEGACY,
+            JOURNAL_MAGIC,
+            KIND_RECIPIENT,
+            &payload,
+        );
         let failed = |remote_mta: &[u8]| Entry::Recipient {
             id: 7,
             rcpt: 0,
@@ -573,14 +614,14 @@ mod tests {
             },
         };
         let mut now = Vec::new();
-        entry_into(&mut now, &failed(b""));
+        entry_into(&mut now, Seed::LEGACY, &failed(b""));
         assert_eq!(now, old, "no next hop: the old encoding");
         let long = vec![b'h'; MAX_REMOTE_MTA_BYTES + 40];
         let mut bytes = old.clone();
-        entry_into(&mut bytes, &failed(b"mx.far.test"));
-        entry_into(&mut bytes, &failed(&long));
+        entry_into(&mut bytes, Seed::LEGACY, &failed(b"mx.far.test"));
+        entry_into(&mut bytes, Seed::LEGACY, &failed(&long));
         std::fs::write(&path, &bytes).unwrap();
-        let scan = scan_journal(&path).unwrap();
+        let scan = scan_journal(&path, Seed::LEGACY).unwrap();
         assert_eq!(
             scan.entries,
             [
@@ -602,12 +643,12 @@ mod tests {
         let mut bytes = Vec::new();
         let mut ends = Vec::new();
         for entry in &all {
-            entry_into(&mut bytes, entry);
+            entry_into(&mut bytes, Seed::LEGACY, entry);
             ends.push(bytes.len());
         }
         for len in 0..=bytes.len() {
             std::fs::write(&path, &bytes[..len]).unwrap();
-            let scan = scan_journal(&path).unwrap();
+            let scan = scan_journal(&path, Seed::LEGACY).unwrap();
             let whole = ends.iter().filter(|&&end| end <= len).count();
             assert_eq!(scan.entries, all[..whole], "cut at {len}");
             let kept = if whole == 0 { 0 } else { ends[whole - 1] };
@@ -622,7 +663,7 @@ mod tests {
     fn a_failed_append_leaves_no_half_entry_before_later_ones() {
         let dir = super::super::tests::TempDir::new("journal-fail");
         let path = dir.path().join("journal");
-        let (mut journal, _) = Journal::open(&path).unwrap();
+        let (mut journal, _) = Journal::open(&path, Seed::LEGACY).unwrap();
         let all = entries();
         journal.append(&all[..1]).unwrap();
         journal.partial_append = Some(7);
@@ -630,7 +671,7 @@ mod tests {
         assert!(!journal.is_broken());
         journal.append(&all[2..3]).unwrap();
         assert_eq!(
-            scan_journal(&path).unwrap().entries,
+            scan_journal(&path, Seed::LEGACY).unwrap().entries,
             [all[0].clone(), all[2].clone()]
         );
         journal.partial_append = Some(7);
@@ -646,7 +687,7 @@ mod tests {
         journal.append(&all[..1]).unwrap();
         let mut expected = all[3..].to_vec();
         expected.push(all[0].clone());
-        let scan = scan_journal(&path).unwrap();
+        let scan = scan_journal(&path, Seed::LEGACY).unwrap();
         assert_eq!((scan.entries, scan.cut_bytes), (expected, 0));
     }
 
@@ -654,19 +695,28 @@ mod tests {
     fn appended_entries_are_read_back_and_a_rewrite_replaces_them() {
         let dir = super::super::tests::TempDir::new("journal-append");
         let path = dir.path().join("journal");
-        assert!(scan_journal(&path).unwrap().entries.is_empty());
-        let (mut journal, created) = Journal::open(&path).unwrap();
+        assert!(scan_journal(&path, Seed::LEGACY)
+            .unwrap()
+            .entries
+            .is_empty());
+        let (mut journal, created) = Journal::open(&path, Seed::LEGACY).unwrap();
         assert!(created);
         journal.append(&entries()[..2]).unwrap();
         journal.append(&entries()[2..]).unwrap();
         journal.sync().unwrap();
-        assert_eq!(scan_journal(&path).unwrap().entries, entries());
+        assert_eq!(
+            scan_journal(&path, Seed::LEGACY).unwrap().entries,
+            entries()
+        );
         journal.rewrite(&entries()[4..]).unwrap();
-        assert_eq!(scan_journal(&path).unwrap().entries, entries()[4..]);
+        assert_eq!(
+            scan_journal(&path, Seed::LEGACY).unwrap().entries,
+            entries()[4..]
+        );
         journal.append(&entries()[..1]).unwrap();
         let mut expected = entries()[4..].to_vec();
         expected.push(entries()[0].clone());
-        assert_eq!(scan_journal(&path).unwrap().entries, expected);
+        assert_eq!(scan_journal(&path, Seed::LEGACY).unwrap().entries, expected);
         assert!(!dir.path().join("journal.tmp").exists());
     }
 }

@@ -437,6 +437,11 @@ pub struct Spool {
     _lock: File,
     /// The sizes.
     limits: SpoolLimits,
+    /// The CRC seed of this spool's records (`DIR/key`; see `frame::Seed`).
+    seed: frame::Seed,
+    /// A commit failed since the current segment began (a full disk, likely): once drained,
+    /// the segment is ended and deleted whatever its size.
+    space_wanted: bool,
     /// The state journal.
     journal: Journal,
     /// The journal length at which it is compacted next.
@@ -500,7 +505,8 @@ impl Spool {
         let id = self.next_id;
         let offset = self.current.committed_len + self.pending.len() as u64;
         let start = self.pending.len();
-        let body_at = segment::message_record_into(&mut self.pending, id, envelope, body)?;
+        let body_at =
+            segment::message_record_into(&mut self.pending, self.seed, id, envelope, body)?;
         let record_len = (self.pending.len() - start) as u64;
         self.next_id += 1;
         self.pending_messages.push(Kept {
@@ -578,6 +584,14 @@ impl Spool {
             self.segments.entry(self.current.number).or_default();
         }
         if !self.pending.is_empty() {
+            if !self.journal.has_room() {
+                // A full disk: taking more mail now would leave what is delivered
+                // unrecorded, sent again after a restart. Refused (452) until space returns.
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "no room left for the journal to record the mail already accepted",
+                ));
+            }
             self.step(Step::Write)?;
             #[cfg(test)]
             if let Some(n) = self.faults.partial_write.take() {
@@ -644,6 +658,8 @@ impl Spool {
     /// visible (see [`Spool::commit`]). Returns the seal, (segment, length), when the segment
     /// could not be cut back.
     fn on_commit_failed(&mut self) -> Option<(u64, u64)> {
+        // The disk may be full: a drained segment is given back whatever its size.
+        self.space_wanted = true;
         self.pending_messages.clear();
         self.pending.clear();
         if self.cut_back().is_err() {
@@ -683,13 +699,14 @@ impl Spool {
     /// Puts the seals no commit has written yet at the head of the (empty) pending batch.
     fn pending_seals(&mut self) {
         for &(number, len) in &self.seals {
-            segment::seal_record_into(&mut self.pending, number, len);
+            segment::seal_record_into(&mut self.pending, self.seed, number, len);
         }
     }
 
     /// Ends the current segment: the next commit creates a new one. The ended segment is
     /// deleted when all its messages are done already.
     fn start_segment(&mut self) {
+        self.space_wanted = false;
         let ended = self.current.number;
         self.current = Current {
             number: self.next_segment,
@@ -820,8 +837,10 @@ impl Spool {
         } else {
             if now_empty
                 && self.pending.is_empty()
-                && self.current.committed_len
-                    >= self.limits.segment_max_bytes / EMPTY_SEGMENT_END_FRACTION
+                && self.current.committed_len > 0
+                && (self.space_wanted
+                    || self.current.committed_len
+                        >= self.limits.segment_max_bytes / EMPTY_SEGMENT_END_FRACTION)
             {
                 // The queue drained: end the segment being appended to, which deletes it,
                 // rather than keep its bytes until it fills (nothing in it is needed).
@@ -959,7 +978,7 @@ impl Spool {
     /// Reads a committed message back: its envelope and raw body, the record's CRC verified
     /// (`InvalidData` when the disk changed it since).
     pub fn read_message(&self, place: &SpoolRef) -> io::Result<(Envelope, Vec<u8>)> {
-        read_record(self.reader(place.segment)?, place)
+        read_record(self.reader(place.segment)?, self.seed, place)
     }
 
     /// The file to read segment `number` from: the current segment's own file, else the
@@ -1030,7 +1049,11 @@ impl Spool {
 }
 
 /// Reads the message record at `place` from `file`, checking its frame and CRC.
-fn read_record(file: &File, place: &SpoolRef) -> io::Result<(Envelope, Vec<u8>)> {
+fn read_record(
+    file: &File,
+    seed: frame::Seed,
+    place: &SpoolRef,
+) -> io::Result<(Envelope, Vec<u8>)> {
     let bad = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -1049,7 +1072,7 @@ fn read_record(file: &File, place: &SpoolRef) -> io::Result<(Envelope, Vec<u8>)>
     let header =
         frame::parse_header(&record, segment::SEGMENT_MAGIC).map_err(|_| bad("no header"))?;
     let payload = &record[frame::HEADER_LEN..];
-    frame::check_record(&header, payload).map_err(|_| bad("its CRC does not match"))?;
+    frame::check_record(seed, &header, payload).map_err(|_| bad("its CRC does not match"))?;
     if header.kind != segment::KIND_MESSAGE {
         return Err(bad("not a message record"));
     }
@@ -1111,7 +1134,17 @@ fn open_file(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
                 e
             }
         })?;
-    if !file.metadata()?.file_type().is_file() {
+    let metadata = file.metadata()?;
+    if metadata.file_type().is_file() && std::os::unix::fs::MetadataExt::nlink(&metadata) > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} has other names (hard links): a spool's files are its own",
+                path.display()
+            ),
+        ));
+    }
+    if !metadata.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(

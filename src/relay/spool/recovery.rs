@@ -25,6 +25,7 @@
 //! - Journal entries apply in order; an entry for a message that is gone (its segment was
 //!   deleted) is skipped; a final recipient state is never changed back.
 
+use super::frame::Seed;
 use super::journal::{self, Entry, Journal};
 use super::segment::{self, Scan};
 use super::{
@@ -43,10 +44,24 @@ const SEGMENT_DIR: &str = "seg";
 pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Recovered>)> {
     let seg_dir = dir.join(SEGMENT_DIR);
     super::create_private_dir(&seg_dir).map_err(|e| context(e, dir, "cannot create"))?;
+    // `seg` through a symbolic link would let two spools (two locks) share segments.
+    if std::fs::symlink_metadata(&seg_dir)?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link: a spool's segment directory must be its own",
+                seg_dir.display()
+            ),
+        ));
+    }
     sync_dir(dir)?;
     sync_dir(super::parent_dir(dir))?;
     let lock = take_lock(dir)?;
     let _ = std::fs::remove_file(dir.join("journal.tmp")); // a compaction that did not finish
+    let seed = read_or_make_seed(dir, &seg_dir)?;
     let mut report = RecoveryReport::default();
 
     // Segments, in number order.
@@ -65,7 +80,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
     let mut scans: BTreeMap<u64, Scan> = BTreeMap::new();
     for &number in &numbers {
         let path = segment::segment_path(&seg_dir, number);
-        scans.insert(number, segment::scan_segment(&path)?);
+        scans.insert(number, segment::scan_segment(&path, seed)?);
     }
     report.segments_read = scans.len();
     let mut sealed_at: BTreeMap<u64, u64> = BTreeMap::new();
@@ -158,7 +173,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
 
     // The journal.
     let journal_path = dir.join("journal");
-    let scanned = journal::scan_journal(&journal_path)?;
+    let scanned = journal::scan_journal(&journal_path, seed)?;
     report.journal_bytes_cut = scanned.cut_bytes;
     for entry in scanned.entries {
         match entry {
@@ -192,7 +207,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
             }
         }
     }
-    let (journal, created) = Journal::open(&journal_path)?;
+    let (journal, created) = Journal::open(&journal_path, seed)?;
     if created {
         sync_dir(dir)?;
     }
@@ -218,6 +233,8 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         seg_dir,
         _lock: lock,
         limits,
+        seed,
+        space_wanted: false,
         compact_at: limits.journal_compact_bytes,
         journal,
         next_id,
@@ -252,6 +269,85 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         spool.compact()?;
     }
     Ok((spool, recovered))
+}
+
+/// The key file's name: the spool's CRC seed, 8 hexadecimal digits and a newline.
+const KEY_FILE: &str = "key";
+
+/// The spool's CRC seed (`frame::Seed`): read from `DIR/key`; made (random, written and
+/// synced with its directory before any record) for a new spool; [`Seed::LEGACY`] for a
+/// spool that has records but no key (made before seeds were). A key file that does not
+/// read is an error: the records could not be checked.
+fn read_or_make_seed(dir: &Path, seg_dir: &Path) -> io::Result<Seed> {
+    let path = dir.join(KEY_FILE);
+    match super::open_to_read(&path) {
+        Ok(mut file) => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|e| context(e, &path, "cannot read"))?;
+            return u32::from_str_radix(text.trim_end(), 16)
+                .ok()
+                .filter(|_| text.len() == 9 && text.ends_with('\n'))
+                .map(Seed)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: not a spool key (8 hexadecimal digits); without it the spool's records cannot be checked",
+                            path.display()
+                        ),
+                    )
+                });
+        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(context(e, &path, "cannot open"))
+        }
+        Err(_) => {}
+    }
+    let has_records = dir.join("journal").exists()
+        || std::fs::read_dir(seg_dir)?.any(|entry| {
+            entry.is_ok_and(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(segment::parse_segment_name)
+                    .is_some()
+            })
+        });
+    if has_records {
+        return Ok(Seed::LEGACY);
+    }
+    let mut random = [0u8; 4];
+    fill_random(&mut random)?;
+    // Never the legacy seed: a new spool's records must not pass for an old one's.
+    let seed = Seed(u32::from_le_bytes(random).max(1));
+    let mut file = super::open_file(&path, OpenOptions::new().write(true).create_new(true))
+        .map_err(|e| context(e, &path, "cannot create"))?;
+    writeln!(file, "{:08x}", seed.0)?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok(seed)
+}
+
+/// Fills `buf` from the kernel's random source (`getrandom(2)`).
+#[allow(unsafe_code)]
+fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: getrandom writes at most `len` bytes into the buffer it is given, which is
+        // the unfilled rest of `buf`, valid for writes for the duration of the call.
+        let got =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if got < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        } else {
+            filled += got as usize;
+        }
+    }
+    Ok(())
 }
 
 /// `e` with what was being done to `path`.

@@ -19,7 +19,7 @@
 
 use super::frame::{
     self, check_record, parse_header, record_into, record_parts_into, FieldReader, FieldWriter,
-    Malformed, HEADER_LEN,
+    Malformed, Seed, HEADER_LEN,
 };
 use super::{BodyType, ClientIdentity, Envelope, MailParams, Notify, Recipient, Ret};
 use std::fs::File;
@@ -96,6 +96,7 @@ fn envelope_into(out: &mut Vec<u8>, id: u64, envelope: &Envelope) -> io::Result<
 /// pass [`frame::MAX_PAYLOAD_BYTES`].
 pub(super) fn message_record_into(
     out: &mut Vec<u8>,
+    seed: Seed,
     id: u64,
     envelope: &Envelope,
     body: &[u8],
@@ -109,17 +110,17 @@ pub(super) fn message_record_into(
             "message too large for one spool record",
         ));
     }
-    record_parts_into(out, SEGMENT_MAGIC, KIND_MESSAGE, &[&head, body]);
+    record_parts_into(out, seed, SEGMENT_MAGIC, KIND_MESSAGE, &[&head, body]);
     Ok(body_at)
 }
 
 /// Appends a framed seal record: segment `segment` is trusted only up to `len` bytes.
-pub(super) fn seal_record_into(out: &mut Vec<u8>, segment: u64, len: u64) {
+pub(super) fn seal_record_into(out: &mut Vec<u8>, seed: Seed, segment: u64, len: u64) {
     let mut payload = Vec::with_capacity(16);
     let mut w = FieldWriter::new(&mut payload);
     w.u64(segment);
     w.u64(len);
-    record_into(out, SEGMENT_MAGIC, KIND_SEAL, &payload);
+    record_into(out, seed, SEGMENT_MAGIC, KIND_SEAL, &payload);
 }
 
 /// A message record's payload, decoded: the spool id, the envelope, and where the body starts
@@ -273,7 +274,7 @@ struct Found {
 /// Errors: I/O, and a record framed in the first run with a valid CRC that cannot be read
 /// (another format version, or a payload that does not decode), which means another
 /// fastsmtpd wrote it: opening fails rather than drop its mail.
-pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
+pub(super) fn scan_segment(path: &Path, seed: Seed) -> io::Result<Scan> {
     let file = super::open_to_read(path)?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -305,7 +306,7 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
                     claimed_end = Some(end);
                     payload.resize(header.len as usize, 0);
                     reader.read_exact(&mut payload)?;
-                    if check_record(&header, &payload).is_ok() {
+                    if check_record(seed, &header, &payload).is_ok() {
                         framed = Some(Found { header, end });
                     }
                 }
@@ -317,15 +318,13 @@ pub(super) fn scan_segment(path: &Path) -> io::Result<Scan> {
                 // Damage (or a torn tail): look for the next good record after it.
                 let file = reader.get_ref();
                 let floor = id_floor(&scan, &searched_flags);
-                let Some((start, found)) = resync(
+                let segment = Segment {
                     file,
-                    at,
-                    claimed_end,
-                    file_len,
-                    floor,
-                    &mut payload,
-                    &mut budget,
-                )?
+                    seed,
+                    len: file_len,
+                };
+                let Some((start, found)) =
+                    resync(&segment, at, claimed_end, floor, &mut payload, &mut budget)?
                 else {
                     break; // nothing good after it: a torn tail, or damage to its end
                 };
@@ -455,20 +454,30 @@ fn decode(path: &Path, at: u64, found: &Found, payload: &[u8]) -> io::Result<Dec
     }
 }
 
+/// A segment file being searched after damage: the file, the spool's seed, its length.
+struct Segment<'a> {
+    /// The open file.
+    file: &'a File,
+    /// The spool's CRC seed.
+    seed: Seed,
+    /// The file's length.
+    len: u64,
+}
+
 /// After the bad record at `bad_at`: the first good record after it, `(start, record)`,
 /// with its payload in `payload`, or `None` when there is none (or the read `budget` ran
 /// out). Tries `claimed_end` (the bad record's claimed end) first, then every later magic.
 fn resync(
-    file: &File,
+    segment: &Segment<'_>,
     bad_at: u64,
     claimed_end: Option<u64>,
-    file_len: u64,
     floor: Option<u64>,
     payload: &mut Vec<u8>,
     budget: &mut u64,
 ) -> io::Result<Option<(u64, Found)>> {
+    let (file, file_len) = (segment.file, segment.len);
     if let Some(end) = claimed_end.filter(|&end| end > bad_at && end < file_len) {
-        if let Some(found) = candidate(file, end, file_len, floor, payload, budget)? {
+        if let Some(found) = candidate(segment, end, floor, payload, budget)? {
             return Ok(Some((end, found)));
         }
     }
@@ -481,7 +490,7 @@ fn resync(
         *budget = budget.saturating_sub(want as u64);
         for hit in finder.find_iter(&chunk[..want]) {
             let start = from + hit as u64;
-            if let Some(found) = candidate(file, start, file_len, floor, payload, budget)? {
+            if let Some(found) = candidate(segment, start, floor, payload, budget)? {
                 return Ok(Some((start, found)));
             }
         }
@@ -498,13 +507,13 @@ fn resync(
 /// The record at `start`, when it is good: whole, its CRC right, of this format, decoding,
 /// and (a message) with an id above `floor`. Its payload is left in `payload`.
 fn candidate(
-    file: &File,
+    segment: &Segment<'_>,
     start: u64,
-    file_len: u64,
     floor: Option<u64>,
     payload: &mut Vec<u8>,
     budget: &mut u64,
 ) -> io::Result<Option<Found>> {
+    let (file, seed, file_len) = (segment.file, segment.seed, segment.len);
     if file_len - start < HEADER_LEN as u64 {
         return Ok(None);
     }
@@ -521,7 +530,7 @@ fn candidate(
     *budget -= u64::from(header.len);
     payload.resize(header.len as usize, 0);
     read_exact_at(file, payload, start + HEADER_LEN as u64)?;
-    if check_record(&header, payload).is_err() {
+    if check_record(seed, &header, payload).is_err() {
         return Ok(None);
     }
     let good = match header.kind {
@@ -564,8 +573,14 @@ mod tests {
     fn a_message_record_decodes_to_what_was_encoded_and_every_cut_is_malformed() {
         let envelope = super::super::tests::sample_envelope(3);
         let mut out = Vec::new();
-        let body_at = message_record_into(&mut out, 77, &envelope, b"Subject: x\r\n\r\nhi\r\n")
-            .unwrap() as usize;
+        let body_at = message_record_into(
+            &mut out,
+            Seed(3),
+            77,
+            &envelope,
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .unwrap() as usize;
         assert_eq!(&out[body_at..], b"Subject: x\r\n\r\nhi\r\n");
         let (id, decoded, payload_body_at) = parse_message(&out[HEADER_LEN..]).unwrap();
         assert_eq!((id, &decoded), (77, &envelope));

@@ -430,11 +430,19 @@ fn damage_in_an_older_segment_is_left_in_place_and_reported() {
 fn three_records_one_quoting(dir: &Path, quoted_id: u64) -> (Vec<u64>, Vec<u64>, Vec<u8>, usize) {
     let mut quoted = b"Subject: a spool record, attached\r\n\r\n".to_vec();
     let quoted_at_in_body = quoted.len();
-    segment::message_record_into(&mut quoted, quoted_id, &sample_envelope(1), b"quoted\r\n")
-        .unwrap();
+    // Written as anyone outside the spool can: without its seed (here the legacy one).
+    segment::message_record_into(
+        &mut quoted,
+        frame::Seed::LEGACY,
+        quoted_id,
+        &sample_envelope(1),
+        b"quoted\r\n",
+    )
+    .unwrap();
     // A second one right after it, its id higher still: framed after the first.
     segment::message_record_into(
         &mut quoted,
+        frame::Seed::LEGACY,
         quoted_id.saturating_add(1),
         &sample_envelope(1),
         b"quoted too\r\n",
@@ -457,14 +465,14 @@ fn three_records_one_quoting(dir: &Path, quoted_id: u64) -> (Vec<u64>, Vec<u64>,
     (sent, ends, bytes, quoted_at)
 }
 
-/// Looking past damage never takes records quoted inside a message's body (two in a row here)
-/// for messages of the spool when their ids give them away: below the last good id they are
-/// refused at once, above the next good id they are dropped when that one is found. Damage
-/// to the body only (the header's length intact) steps over the whole record, the quotes
-/// unseen.
+/// Looking past damage never takes records quoted inside a message's body (two in a row here,
+/// made without the spool's seed as anyone outside it must) for messages of the spool, whatever
+/// their ids: below the last good one, between it and the next (the fresh review's forged
+/// envelope), or above every one. Damage to the body only (the header's length intact) steps
+/// over the whole record, the quotes unseen.
 #[test]
 fn a_record_quoted_in_a_damaged_message_is_not_taken_for_a_message() {
-    for quoted_id in [0, u64::MAX - 1] {
+    for quoted_id in [0, 1, 2, u64::MAX - 1] {
         let dir = TempDir::new("quoted");
         let (sent, ends, bytes, quoted_at) = three_records_one_quoting(dir.path(), quoted_id);
         let name = segment_files(dir.path())[0].clone();
@@ -582,6 +590,37 @@ fn a_drained_current_segment_past_its_fraction_is_deleted() {
     assert_eq!(ids(&recovered), [c.0]);
 }
 
+/// A full disk: with no room for the journal's reserve, a commit is refused (452) and keeps
+/// nothing, so no accepted mail goes unrecorded; once room returns, commits succeed. And a
+/// segment drained after a failed commit is deleted whatever its size (its space is wanted).
+#[test]
+fn without_journal_room_commits_are_refused_and_a_drained_segment_is_given_back() {
+    let dir = TempDir::new("no-room");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let a = spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    spool.journal.no_room = true;
+    spool.append(&sample_envelope(1), &body(2)).unwrap();
+    let error = spool.commit().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::StorageFull, "{error}");
+    assert_eq!(live_ids(&spool), [a.0], "the refused batch is not kept");
+    spool.journal.no_room = false;
+    // The segment is small (far under a sixteenth of 64 MiB), but a commit failed.
+    spool.mark_done(a).unwrap();
+    assert!(
+        segment_files(dir.path()).is_empty(),
+        "drained after a failure: deleted"
+    );
+    let b = spool.append(&sample_envelope(1), &body(3)).unwrap();
+    spool.commit().unwrap();
+    spool.mark_done(b).unwrap();
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "a small segment, no failure: kept"
+    );
+}
+
 #[test]
 fn ids_are_never_given_twice_even_when_every_segment_is_gone() {
     let dir = TempDir::new("ids");
@@ -639,6 +678,20 @@ fn links_and_fifos_in_a_spool_are_refused_and_new_files_are_private() {
             "{name}: {error}"
         );
     }
+    // A hard link: the spool's file would be someone else's too.
+    let dir = TempDir::new("hard-link");
+    std::fs::create_dir_all(dir.path().join("seg")).unwrap();
+    std::fs::hard_link(&victim, dir.path().join("seg/0000000000000001.seg")).unwrap();
+    let error = Spool::open(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("hard links"), "{error}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    // `seg` itself a link (to another spool's): two locks over one set of segments.
+    let other = TempDir::new("seg-owner");
+    std::fs::create_dir_all(other.path().join("seg")).unwrap();
+    let dir = TempDir::new("seg-link");
+    std::os::unix::fs::symlink(other.path().join("seg"), dir.path().join("seg")).unwrap();
+    let error = Spool::open(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("symbolic link"), "{error}");
     let dir = TempDir::new("private");
     let spool_dir = dir.path().join("new");
     let (mut spool, _) = Spool::open(&spool_dir).unwrap();
@@ -1474,4 +1527,56 @@ proptest! {
             prop_assert_eq!(std::fs::read(&path).unwrap(), bytes);
         }
     }
+}
+
+/// A new spool gets its key (`DIR/key`, 0600, the CRC seed) before any record; a spool with
+/// records and no key is one made before keys, read with the legacy plain CRC; a key that
+/// does not read stops the open with a clear error.
+#[test]
+fn a_spool_keeps_its_key_and_old_spools_read_without_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("key");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let id = spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    drop(spool);
+    let key = std::fs::read_to_string(dir.path().join("key")).unwrap();
+    assert_eq!(key.len(), 9, "{key:?}");
+    let mode = std::fs::metadata(dir.path().join("key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (_spool, recovered) = Spool::open(dir.path()).unwrap();
+    assert_eq!(ids(&recovered), [id.0]);
+    drop(_spool);
+
+    // Made before keys: one record with the plain CRC, no key file.
+    let old = TempDir::new("key-legacy");
+    std::fs::create_dir_all(old.path().join("seg")).unwrap();
+    let mut record = Vec::new();
+    segment::message_record_into(
+        &mut record,
+        frame::Seed::LEGACY,
+        5,
+        &sample_envelope(2),
+        b"old\r\n",
+    )
+    .unwrap();
+    std::fs::write(old.path().join("seg").join("0000000000000001.seg"), &record).unwrap();
+    let (spool, recovered) = Spool::open(old.path()).unwrap();
+    assert_eq!(ids(&recovered), [5]);
+    assert!(
+        !old.path().join("key").exists(),
+        "an old spool stays keyless"
+    );
+    assert_eq!(
+        spool.read_body(&recovered[0].spool_ref).unwrap(),
+        b"old\r\n"
+    );
+    drop(spool);
+
+    std::fs::write(dir.path().join("key"), "not a key\n").unwrap();
+    let error = Spool::open(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("not a spool key"), "{error}");
 }

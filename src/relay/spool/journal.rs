@@ -195,12 +195,18 @@ pub(super) struct JournalScan {
     pub(super) entries: Vec<Entry>,
     /// Bytes cut from a torn or damaged tail.
     pub(super) cut_bytes: u64,
+    /// Bytes of damaged records stepped over to reach good ones after them (left in place).
+    pub(super) damaged_bytes: u64,
 }
 
-/// Reads the journal at `path` (a missing file is an empty journal) up to its first torn or
-/// damaged record, and cuts the file there (synced), so entries appended later follow good
-/// ones. A record with a valid CRC that does not decode fails the open (another version
-/// wrote it).
+/// Reads the journal at `path` (a missing file is an empty journal): every good record, in
+/// order. A damaged record costs only itself: the next good one after it is searched for
+/// (each later magic whose record passes its CRC with the spool's seed, which a reply text
+/// quoting a journal record cannot have), and the stretch between is left in place. The
+/// tail after the last good record is a torn write and is cut (synced), so entries appended
+/// later follow good ones. A legacy (unseeded) journal is read up to its first bad record,
+/// as before seeds. A record with a valid CRC that does not decode fails the open before any
+/// damage (another version wrote it); after damage it is stepped over.
 pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
     let mut file = match super::open_file(path, OpenOptions::new().read(true).write(true)) {
         Ok(file) => file,
@@ -210,33 +216,61 @@ pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let mut scan = JournalScan::default();
+    // Where the last good record ends (the rest is a torn tail), and where the next begins.
+    let mut good_end = 0usize;
     let mut at = 0usize;
-    while let Ok(header) = parse_header(&bytes[at..], JOURNAL_MAGIC) {
-        let end = at + HEADER_LEN + header.len as usize;
-        let Some(payload) = bytes.get(at + HEADER_LEN..end) else {
-            break;
+    let good_at = |at: usize| -> Option<(super::frame::Header, usize)> {
+        let header = parse_header(bytes.get(at..)?, JOURNAL_MAGIC).ok()?;
+        let end = at.checked_add(HEADER_LEN + header.len as usize)?;
+        let payload = bytes.get(at + HEADER_LEN..end)?;
+        check_record(seed, &header, payload).ok()?;
+        Some((header, end))
+    };
+    let finder = memchr::memmem::Finder::new(JOURNAL_MAGIC);
+    while at < bytes.len() {
+        let (header, end) = match good_at(at) {
+            Some(found) => found,
+            None if seed == Seed::LEGACY => break,
+            None => {
+                // Damage: the next good record after it, if any.
+                let next = finder
+                    .find_iter(&bytes[at + 1..])
+                    .map(|hit| at + 1 + hit)
+                    .find_map(|start| good_at(start).map(|found| (start, found)));
+                let Some((start, found)) = next else {
+                    break;
+                };
+                scan.damaged_bytes += (start - at) as u64;
+                at = start;
+                found
+            }
         };
-        if check_record(seed, &header, payload).is_err() {
-            break;
-        }
+        let payload = &bytes[at + HEADER_LEN..end];
         let entry = (header.version == super::frame::FORMAT_VERSION)
             .then(|| parse_entry(header.kind, payload).ok())
-            .flatten()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: an unreadable entry at offset {at} (written by another version of fastsmtpd?)",
-                        path.display()
-                    ),
-                )
-            })?;
+            .flatten();
+        let Some(entry) = entry else {
+            if scan.damaged_bytes > 0 {
+                scan.damaged_bytes += (end - at) as u64;
+                at = end;
+                good_end = end;
+                continue;
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: an unreadable entry at offset {at} (written by another version of fastsmtpd?)",
+                    path.display()
+                ),
+            ));
+        };
         scan.entries.push(entry);
         at = end;
+        good_end = end;
     }
-    if at < bytes.len() {
-        scan.cut_bytes = (bytes.len() - at) as u64;
-        file.set_len(at as u64)?;
+    if good_end < bytes.len() {
+        scan.cut_bytes = (bytes.len() - good_end) as u64;
+        file.set_len(good_end as u64)?;
         file.sync_data()?;
     }
     Ok(scan)

@@ -350,6 +350,9 @@ pub struct RecoveryReport {
     pub messages_after_damage: usize,
     /// Bytes cut from the journal's torn or damaged tail.
     pub journal_bytes_cut: u64,
+    /// Bytes of damaged journal records stepped over to reach good ones after them (left in
+    /// place; the states they held are lost: a recipient tried again, never mail lost).
+    pub journal_bytes_damaged: u64,
     /// Segments deleted because every message in them was done.
     pub segments_deleted: usize,
 }
@@ -370,6 +373,12 @@ impl RecoveryReport {
             said.push(format!(
                 "DAMAGE: {} bytes in {} segments fail their checks and are left in place for inspection; {} messages were recovered from after the damage",
                 self.segment_bytes_damaged, self.segments_damaged, self.messages_after_damage
+            ));
+        }
+        if self.journal_bytes_damaged > 0 {
+            said.push(format!(
+                "DAMAGE: {} bytes of the journal fail their checks and are left in place; the states after them were kept (a state lost in them means a recipient tried again)",
+                self.journal_bytes_damaged
             ));
         }
         (!said.is_empty()).then(|| said.join("; "))

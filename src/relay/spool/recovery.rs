@@ -175,6 +175,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
     let journal_path = dir.join("journal");
     let scanned = journal::scan_journal(&journal_path, seed)?;
     report.journal_bytes_cut = scanned.cut_bytes;
+    report.journal_bytes_damaged = scanned.damaged_bytes;
     for entry in scanned.entries {
         match entry {
             Entry::HighWater {

@@ -516,6 +516,51 @@ fn a_torn_journal_tail_loses_only_the_last_states() {
     assert_eq!(spool.recovery_report().journal_bytes_cut, len - 3 - kept);
 }
 
+/// A damaged journal record costs only its own state: the states after it are kept (found
+/// past it with the spool's seed), the damage is left in place and reported, nothing is cut;
+/// at every byte of the record.
+#[test]
+fn a_damaged_journal_record_costs_only_its_state() {
+    let dir = TempDir::new("journal-damage");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let a = spool.append(&sample_envelope(3), &body(1)).unwrap();
+    spool.commit().unwrap();
+    spool.sync_journal().unwrap();
+    let journal = dir.path().join("journal");
+    let before = std::fs::metadata(&journal).unwrap().len();
+    spool.set_recipient_state(a, 0, delivered()).unwrap();
+    spool.sync_journal().unwrap();
+    let first_end = std::fs::metadata(&journal).unwrap().len();
+    spool.set_recipient_state(a, 1, delivered()).unwrap();
+    spool.sync_journal().unwrap();
+    let second_end = std::fs::metadata(&journal).unwrap().len();
+    spool.set_recipient_state(a, 2, delivered()).unwrap();
+    drop(spool);
+    let bytes = std::fs::read(&journal).unwrap();
+    assert!(before <= first_end && first_end < second_end);
+    for at in first_end..second_end {
+        let mut damaged = bytes.clone();
+        damaged[at as usize] ^= 0x10;
+        std::fs::write(&journal, &damaged).unwrap();
+        let (spool, recovered) = open_despite_forks(dir.path());
+        assert_eq!(
+            recovered[0].recipients,
+            [delivered(), RecipientState::Pending, delivered()],
+            "byte {at}"
+        );
+        let report = spool.recovery_report();
+        assert_eq!(report.journal_bytes_cut, 0, "byte {at}");
+        assert!(report.journal_bytes_damaged > 0, "byte {at}");
+        assert!(report.repairs().unwrap().contains("DAMAGE"));
+        drop(spool);
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            damaged,
+            "left in place, byte {at}"
+        );
+    }
+}
+
 #[test]
 fn a_segment_is_deleted_when_all_its_messages_are_done_and_not_before() {
     let dir = TempDir::new("delete");

@@ -40,6 +40,8 @@ const KIND_RECIPIENT_AT_HOP: u8 = 4;
 const KIND_DONE: u8 = 2;
 /// Kind: the high-water marks.
 const KIND_HIGH_WATER: u8 = 3;
+/// Kind: the spool was closed cleanly (see [`Entry::Closed`]).
+const KIND_CLOSED: u8 = 5;
 
 /// Recipient state codes inside a [`KIND_RECIPIENT`] entry.
 const STATE_DEFERRED: u8 = 1;
@@ -75,6 +77,16 @@ pub(super) enum Entry {
         next_id: u64,
         /// The next segment number.
         next_segment: u64,
+    },
+    /// The spool was closed cleanly with `segment` (the one appended to last) committed to
+    /// `len` bytes: the last entry of a clean stop. A bad record found below `len` in that
+    /// segment at the next open is damage, not a torn write, and is kept (a crash writes no
+    /// such entry, and every open appends to a new segment).
+    Closed {
+        /// The segment appended to last.
+        segment: u64,
+        /// Its committed length then.
+        len: u64,
     },
 }
 
@@ -134,6 +146,11 @@ pub(super) fn entry_into(out: &mut Vec<u8>, seed: Seed, entry: &Entry) {
             w.u64(*next_segment);
             KIND_HIGH_WATER
         }
+        Entry::Closed { segment, len } => {
+            w.u64(*segment);
+            w.u64(*len);
+            KIND_CLOSED
+        }
     };
     record_into(out, seed, JOURNAL_MAGIC, kind, &payload);
 }
@@ -181,6 +198,10 @@ fn parse_entry(kind: u8, payload: &[u8]) -> Result<Entry, Malformed> {
         KIND_HIGH_WATER => Entry::HighWater {
             next_id: r.u64()?,
             next_segment: r.u64()?,
+        },
+        KIND_CLOSED => Entry::Closed {
+            segment: r.u64()?,
+            len: r.u64()?,
         },
         _ => return Err(Malformed),
     };

@@ -1119,6 +1119,20 @@ pub fn is_spool_dir(dir: &Path) -> bool {
     dir.join("seg").is_dir()
 }
 
+impl Drop for Spool {
+    /// A clean close: the journal's last entry says which segment was appended to last and
+    /// how long it was ([`Entry::Closed`]), synced. A crash writes none.
+    fn drop(&mut self) {
+        let closed = Entry::Closed {
+            segment: self.current.number,
+            len: self.current.committed_len,
+        };
+        if self.journal_append(&[closed]).is_ok() {
+            let _ = self.journal.sync();
+        }
+    }
+}
+
 /// Opens one of the spool's files with `options`: never through a symbolic link
 /// (`O_NOFOLLOW`: a spool another user can write must not make a root-run tool or server
 /// truncate what a link points to), never waiting on a FIFO (`O_NONBLOCK`, which changes

@@ -64,6 +64,16 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
     let seed = read_or_make_seed(dir, &seg_dir)?;
     let mut report = RecoveryReport::default();
 
+    // The journal first: whether the last stop was clean says what a bad tail is.
+    let journal_path = dir.join("journal");
+    let scanned = journal::scan_journal(&journal_path, seed)?;
+    report.journal_bytes_cut = scanned.cut_bytes;
+    report.journal_bytes_damaged = scanned.damaged_bytes;
+    let closed = match scanned.entries.last() {
+        Some(&Entry::Closed { segment, len }) => Some((segment, len)),
+        _ => None,
+    };
+
     // Segments, in number order.
     let mut numbers = Vec::new();
     for entry in std::fs::read_dir(&seg_dir)? {
@@ -120,6 +130,16 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
                 .filter(|m| m.offset + m.record_len <= scan.trusted_len)
                 .count();
         }
+        // After a clean stop this segment was whole up to its closing length: a bad record
+        // below it is damage (kept), not a torn write; only bytes past it could be torn.
+        if let Some((_, len)) = closed.filter(|&(segment, _)| segment == number) {
+            if seal.is_none() && scan.trusted_len < len.min(scan.file_len) {
+                let kept_to = len.min(scan.file_len);
+                report.segment_bytes_damaged += kept_to - scan.trusted_len;
+                report.segments_damaged += 1;
+                scan.trusted_len = kept_to;
+            }
+        }
         if scan.trusted_len < scan.file_len {
             if seal.is_some() || Some(number) == newest {
                 // A torn tail (only the segment appended to last can have one: every other
@@ -171,13 +191,10 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         }
     }
 
-    // The journal.
-    let journal_path = dir.join("journal");
-    let scanned = journal::scan_journal(&journal_path, seed)?;
-    report.journal_bytes_cut = scanned.cut_bytes;
-    report.journal_bytes_damaged = scanned.damaged_bytes;
+    // The journal's entries (read before the segments, below).
     for entry in scanned.entries {
         match entry {
+            Entry::Closed { .. } => {}
             Entry::HighWater {
                 next_id: id,
                 next_segment: segment,

@@ -499,9 +499,11 @@ fn a_torn_journal_tail_loses_only_the_last_states() {
     spool.commit().unwrap();
     spool.set_recipient_state(a, 0, delivered()).unwrap();
     spool.set_recipient_state(a, 1, delivered()).unwrap();
-    drop(spool);
+    spool.sync_journal().unwrap();
     let journal = dir.path().join("journal");
+    // A crash tears the second state (and leaves no clean-close entry: cut with it).
     let len = std::fs::metadata(&journal).unwrap().len();
+    drop(spool);
     let file = OpenOptions::new().write(true).open(&journal).unwrap();
     file.set_len(len - 3).unwrap();
     drop(file);
@@ -553,12 +555,46 @@ fn a_damaged_journal_record_costs_only_its_state() {
         assert!(report.journal_bytes_damaged > 0, "byte {at}");
         assert!(report.repairs().unwrap().contains("DAMAGE"));
         drop(spool);
-        assert_eq!(
-            std::fs::read(&journal).unwrap(),
-            damaged,
+        // Left in place (the clean close of this open appends its entry after it).
+        assert!(
+            std::fs::read(&journal).unwrap().starts_with(&damaged),
             "left in place, byte {at}"
         );
     }
+}
+
+/// After a clean stop (the journal's last entry says so), a bad last record of the newest
+/// segment is damage, not a torn write: reported and kept on disk, never cut (the fresh
+/// review: a flipped byte there lost the message and its bytes). After a crash (no such
+/// entry) the same bytes are a torn tail and are cut.
+#[test]
+fn after_a_clean_stop_a_bad_last_record_is_damage_not_a_tear() {
+    let dir = TempDir::new("clean-stop");
+    let (mut spool, _) = Spool::open(dir.path()).unwrap();
+    let a = spool.append(&sample_envelope(1), &body(1)).unwrap();
+    spool.commit().unwrap();
+    let b = spool.append(&sample_envelope(1), &body(2)).unwrap();
+    spool.commit().unwrap();
+    let last = spool.get(b).unwrap().spool_ref;
+    drop(spool); // a clean close
+    let name = segment_files(dir.path())[0].clone();
+    let path = dir.path().join("seg").join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[last.offset as usize + 30] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+    let (spool, recovered) = Spool::open(dir.path()).unwrap();
+    assert_eq!(ids(&recovered), [a.0]);
+    let report = spool.recovery_report().clone();
+    assert_eq!(report.segment_bytes_cut, 0);
+    assert_eq!(report.segment_bytes_damaged, last.record_len);
+    assert!(report.repairs().unwrap().contains("DAMAGE"));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "kept for inspection");
+    drop(spool);
+    // The same bytes after a crash: no clean-close entry, so a torn tail, cut.
+    let _ = std::fs::remove_file(dir.path().join("journal"));
+    let (spool, recovered) = Spool::open(dir.path()).unwrap();
+    assert_eq!(ids(&recovered), [a.0]);
+    assert_eq!(spool.recovery_report().segment_bytes_cut, last.record_len);
 }
 
 #[test]

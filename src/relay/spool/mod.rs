@@ -1121,7 +1121,7 @@ pub fn is_spool_dir(dir: &Path) -> bool {
 
 impl Drop for Spool {
     /// A clean close: the journal's last entry says which segment was appended to last and
-    /// how long it was ([`Entry::Closed`]), synced. A crash writes none.
+    /// how long it was (the journal's `Closed` entry), synced. A crash writes none.
     fn drop(&mut self) {
         let closed = Entry::Closed {
             segment: self.current.number,

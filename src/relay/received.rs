@@ -13,7 +13,6 @@
 //! client sent it).
 
 use super::dsn::field::date_into;
-use crate::proto::command::is_unsafe_char;
 
 /// The most `Received:` fields a message may carry into the relay (RFC 5321 §6.3: "a simple
 /// counting of the number of Received header fields"; 50 is issue 19's decision, Postfix's
@@ -165,8 +164,9 @@ pub struct Trace<'a> {
 /// HELO (TCP-info) by OURHOST with PROTOCOL id ID for <PATH>; DATE`), folded before `by`,
 /// `for` and nowhere else. The address stands in the comment as an address literal, with no
 /// reverse DNS name (none is looked up). The HELO argument is written as the stores' trace
-/// headers write it: a space, parenthesis, `"`, `\\` or control character becomes `?`, so it
-/// cannot close the clause and forge another; a recipient's control bytes become `?` too.
+/// headers write it ([`helo_into`]): ASCII only, a space, parenthesis, `"`, `\\`, control
+/// character or byte of 0x80 and up becomes `?`, so it can neither close the clause and forge
+/// another nor make a 7-bit message 8-bit; a recipient's control bytes become `?` too.
 pub fn received_line_into(out: &mut Vec<u8>, trace: &Trace<'_>) {
     out.extend_from_slice(b"Received: from ");
     helo_into(out, trace.helo);
@@ -194,17 +194,18 @@ pub fn received_line_into(out: &mut Vec<u8>, trace: &Trace<'_>) {
 }
 
 /// Appends the HELO argument as it may stand in the `from` clause (see
-/// [`received_line_into`]; the stores' trace headers write it with this too).
+/// [`received_line_into`]; the stores' trace headers write it with this too): printable
+/// ASCII but a space, parenthesis, `"` or `\\` is kept, every other byte becomes `?` (one
+/// `?` per byte). Bytes of 0x80 and up too, UTF-8 or not: RFC 5321 §4.4's trace fields are
+/// ASCII (only an SMTPUTF8 transaction may carry UTF-8 in them, RFC 6531 §3.7.3), and a
+/// UTF-8 `EHLO bücher.example` in the relay's own line would turn a 7-bit message 8-bit, so
+/// a next hop without 8BITMIME would refuse it (and its notification) with 5.6.3.
 pub fn helo_into(out: &mut Vec<u8>, helo: &[u8]) {
-    let mut utf8 = [0; 4];
-    for c in String::from_utf8_lossy(helo).chars() {
-        let c = if is_unsafe_char(c) || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}') {
-            '?'
-        } else {
-            c
-        };
-        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-    }
+    out.extend(helo.iter().map(|&byte| match byte {
+        b'(' | b')' | b'"' | b'\\' => b'?',
+        b'!'..=b'~' => byte,
+        _ => b'?',
+    }));
 }
 
 /// The `with` word of the trace field: `SMTP` after HELO, else `ESMTP` (RFC 3848) or
@@ -337,13 +338,54 @@ mod tests {
         );
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.starts_with("Received: from bad?helo??forged??\u{e9} ([192.0.2.7])\r\n"),
+            text.starts_with("Received: from bad?helo??forged???? ([192.0.2.7])\r\n"),
             "{text:?}"
         );
         assert!(!text.contains("for <"));
+        assert!(
+            text.is_ascii(),
+            "the relay's line keeps a 7-bit message 7-bit"
+        );
         let mut counter = ReceivedCounter::new();
         counter.on_data(text.as_bytes());
         assert_eq!(counter.count(), 1, "the line is one field, folded");
+    }
+
+    #[test]
+    fn the_helo_name_is_written_as_ascii_with_a_question_mark_per_other_byte() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"client.example", "client.example"),
+            (b"[192.0.2.1]", "[192.0.2.1]"),
+            (b"[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+            (b"", ""),
+            // UTF-8 (2 bytes each for ü and é): one `?` per byte (RFC 5321 §4.4: ASCII).
+            ("bücher.example".as_bytes(), "b??cher.example"),
+            ("xn--bcher-kva.example".as_bytes(), "xn--bcher-kva.example"),
+            (b"caf\xc3\xa9", "caf??"),
+            // Not UTF-8 at all, a lone continuation byte, 0xff.
+            (b"a\x80b\xffc", "a?b?c"),
+            // Bidi controls are bytes of 0x80 and up too (U+202E: 3 bytes).
+            ("a\u{202e}b".as_bytes(), "a???b"),
+            (b"a b\tc\r\nd\x00e\x7f", "a?b?c??d?e?"),
+            (b"x(y)z\"q\\", "x?y?z?q?"),
+            (
+                b"!#$%&'*+,-./:;<=>?@[]^_`{|}~",
+                "!#$%&'*+,-./:;<=>?@[]^_`{|}~",
+            ),
+        ];
+        for (helo, want) in cases {
+            let mut out = b"prefix ".to_vec();
+            helo_into(&mut out, helo);
+            assert_eq!(out, [&b"prefix "[..], want.as_bytes()].concat(), "{helo:?}");
+            assert!(out.is_ascii());
+        }
+        // Every byte: printable ASCII but `(`, `)`, `"` and `\` is kept, anything else is `?`.
+        for byte in 0..=u8::MAX {
+            let mut out = Vec::new();
+            helo_into(&mut out, &[byte]);
+            let kept = byte.is_ascii_graphic() && !b"()\"\\".contains(&byte);
+            assert_eq!(out, [if kept { byte } else { b'?' }], "{byte:#x}");
+        }
     }
 
     #[test]

@@ -183,6 +183,52 @@ fn a_recipient_deferred_once_is_no_duplicate_and_open_loop_runs_gate_on_delivere
     let _ = std::fs::remove_dir_all(spool);
 }
 
+#[test]
+fn recipients_arrived_count_the_measured_messages_only_after_a_warm_up() {
+    // The reviewer's case (issue 19): `--rcpts 3 --warmup` gave more recipients arrived
+    // than 3 x accepted, the warm-up's mail arriving after the warm-up counted on top. The
+    // sink defers three recipients in ten, the relay retries them a second later: many of
+    // the warm-up's recipients arrive after it, whatever the machine's speed.
+    let sink = start_sink(&["rcpt p=0.3 reply=452 4.3.0 later"]);
+    let (relay, spool) =
+        start_relay_retrying(sink.local_addrs()[0], "delivered-warmup-spool", "1s");
+    let url = via(&sink);
+    let run = loadgen_within(
+        relay.local_addrs()[0],
+        &[
+            "-c",
+            "2",
+            "--rate",
+            "200",
+            "-d",
+            "2s",
+            "--warmup",
+            "1s",
+            "--rcpts",
+            "3",
+            "--delivered-via",
+            &url,
+            "--delivered-drain",
+            "90s",
+        ],
+        Duration::from_secs(150),
+    );
+    run.assert_clean();
+    let accepted = run.total("accepted");
+    assert!(accepted > 0, "{}", run.stdout);
+    assert_eq!(delivery(&run, "arrived"), accepted, "{}", run.stdout);
+    assert_eq!(delivery(&run, "never_delivered"), 0, "{}", run.stdout);
+    assert_eq!(
+        delivery(&run, "rcpts_arrived"),
+        3 * accepted,
+        "{}",
+        run.stdout
+    );
+    relay.stop().expect("the relay stops");
+    sink.stop().expect("the sink stops");
+    let _ = std::fs::remove_dir_all(spool);
+}
+
 /// What the sink kept of run messages: for each tag (the subject), the recipients of each
 /// transaction that brought it.
 fn kept_by_tag(sink: &ServerHandle) -> HashMap<String, Vec<Vec<String>>> {

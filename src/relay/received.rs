@@ -2,9 +2,10 @@
 //!
 //! What it does: [`received_line_into`] writes the trace field a relay puts in front of a
 //! message it accepts (`Received: from HELO ([ADDR]) by OURHOST with ESMTP id ID[ for
-//! <rcpt>]; DATE`); [`ReceivedCounter`] counts the `Received:` fields of a message's header
-//! block as its content streams past, in pieces split anywhere, keeping a few bytes of state
-//! and looking at nothing past the header block, so the sink can refuse a looping message
+//! <rcpt>]; DATE`, the address `[IPv6:...]` for IPv6: [`address_literal_into`]);
+//! [`ReceivedCounter`] counts the `Received:` fields of a message's header block as its
+//! content streams past, in pieces split anywhere, keeping a few bytes of state and looking
+//! at nothing past the header block, so the sink can refuse a looping message
 //! with [`LOOP_REFUSAL`] when it has more than [`MAX_RECEIVED`].
 //!
 //! What it does not do: read sockets or clocks (the caller gives the date), parse the rest
@@ -13,7 +14,8 @@
 //! client sent it).
 
 use super::dsn::field::date_into;
-use crate::proto::command::is_unsafe_char;
+use std::io::Write;
+use std::net::IpAddr;
 
 /// The most `Received:` fields a message may carry into the relay (RFC 5321 §6.3: "a simple
 /// counting of the number of Received header fields"; 50 is issue 19's decision, Postfix's
@@ -146,8 +148,8 @@ impl ReceivedCounter {
 pub struct Trace<'a> {
     /// The client's HELO/EHLO argument.
     pub helo: &'a [u8],
-    /// The client's address, as text (`192.0.2.1`, `2001:db8::1`).
-    pub address: &'a str,
+    /// The client's address (written as an address literal: [`address_literal_into`]).
+    pub address: IpAddr,
     /// Our host name.
     pub by: &'a str,
     /// The `with` word (`SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`, `ESMTPSA`: RFC 3848).
@@ -163,16 +165,18 @@ pub struct Trace<'a> {
 
 /// Writes the trace field for `trace`, `CR LF` included (RFC 5321 §4.4: `Received: from
 /// HELO (TCP-info) by OURHOST with PROTOCOL id ID for <PATH>; DATE`), folded before `by`,
-/// `for` and nowhere else. The address stands in the comment as an address literal, with no
-/// reverse DNS name (none is looked up). The HELO argument is written as the stores' trace
-/// headers write it: a space, parenthesis, `"`, `\\` or control character becomes `?`, so it
-/// cannot close the clause and forge another; a recipient's control bytes become `?` too.
+/// `for` and nowhere else. The address stands in the comment as an address literal
+/// ([`address_literal_into`]), with no reverse DNS name (none is looked up). The HELO
+/// argument is written as the stores' trace headers write it ([`helo_into`]): ASCII only, a
+/// space, parenthesis, `"`, `\\`, control character or byte of 0x80 and up becomes `?`, so it
+/// can neither close the clause and forge another nor make a 7-bit message 8-bit; a
+/// recipient's control bytes become `?` too.
 pub fn received_line_into(out: &mut Vec<u8>, trace: &Trace<'_>) {
     out.extend_from_slice(b"Received: from ");
     helo_into(out, trace.helo);
-    out.extend_from_slice(b" ([");
-    out.extend_from_slice(trace.address.as_bytes());
-    out.extend_from_slice(b"])\r\n\tby ");
+    out.extend_from_slice(b" (");
+    address_literal_into(out, trace.address);
+    out.extend_from_slice(b")\r\n\tby ");
     out.extend_from_slice(trace.by.as_bytes());
     out.extend_from_slice(b" with ");
     out.extend_from_slice(trace.with.as_bytes());
@@ -193,18 +197,35 @@ pub fn received_line_into(out: &mut Vec<u8>, trace: &Trace<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `address` as an RFC 5321 §4.1.3 address literal: `[192.0.2.1]` for IPv4,
+/// `[IPv6:2001:db8::1]` for IPv6 (the `IPv6:` tag is part of the grammar:
+/// `IPv6-address-literal = "IPv6:" IPv6-addr`), and an IPv4-mapped IPv6 address
+/// (`::ffff:192.0.2.1`, RFC 4291 §2.5.5.2: an IPv4 client on a dual-stack socket) as the
+/// IPv4 address it maps.
+pub fn address_literal_into(out: &mut Vec<u8>, address: IpAddr) {
+    // Writing into a Vec cannot fail.
+    let _ = match address {
+        IpAddr::V4(v4) => write!(out, "[{v4}]"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => write!(out, "[{v4}]"),
+            None => write!(out, "[IPv6:{v6}]"),
+        },
+    };
+}
+
 /// Appends the HELO argument as it may stand in the `from` clause (see
-/// [`received_line_into`]; the stores' trace headers write it with this too).
+/// [`received_line_into`]; the stores' trace headers write it with this too): printable
+/// ASCII but a space, parenthesis, `"` or `\\` is kept, every other byte becomes `?` (one
+/// `?` per byte). Bytes of 0x80 and up too, UTF-8 or not: RFC 5321 §4.4's trace fields are
+/// ASCII (only an SMTPUTF8 transaction may carry UTF-8 in them, RFC 6531 §3.7.3), and a
+/// UTF-8 `EHLO bücher.example` in the relay's own line would turn a 7-bit message 8-bit, so
+/// a next hop without 8BITMIME would refuse it (and its notification) with 5.6.3.
 pub fn helo_into(out: &mut Vec<u8>, helo: &[u8]) {
-    let mut utf8 = [0; 4];
-    for c in String::from_utf8_lossy(helo).chars() {
-        let c = if is_unsafe_char(c) || matches!(c, ' ' | '(' | ')' | '"' | '\\' | '\u{fffd}') {
-            '?'
-        } else {
-            c
-        };
-        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-    }
+    out.extend(helo.iter().map(|&byte| match byte {
+        b'(' | b')' | b'"' | b'\\' => b'?',
+        b'!'..=b'~' => byte,
+        _ => b'?',
+    }));
 }
 
 /// The `with` word of the trace field: `SMTP` after HELO, else `ESMTP` (RFC 3848) or
@@ -314,7 +335,7 @@ mod tests {
         let mut out = Vec::new();
         let trace = Trace {
             helo: b"client.example",
-            address: "192.0.2.7",
+            address: IpAddr::from([192, 0, 2, 7]),
             by: "relay.test",
             with: "ESMTPS",
             id: "1765.M1P2Q3",
@@ -337,13 +358,95 @@ mod tests {
         );
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.starts_with("Received: from bad?helo??forged??\u{e9} ([192.0.2.7])\r\n"),
+            text.starts_with("Received: from bad?helo??forged???? ([192.0.2.7])\r\n"),
             "{text:?}"
         );
         assert!(!text.contains("for <"));
+        assert!(
+            text.is_ascii(),
+            "the relay's line keeps a 7-bit message 7-bit"
+        );
         let mut counter = ReceivedCounter::new();
         counter.on_data(text.as_bytes());
         assert_eq!(counter.count(), 1, "the line is one field, folded");
+    }
+
+    #[test]
+    fn the_client_address_is_an_rfc_5321_address_literal() {
+        let cases: &[(&str, &str)] = &[
+            ("192.0.2.7", "[192.0.2.7]"),
+            ("127.0.0.1", "[127.0.0.1]"),
+            ("::1", "[IPv6:::1]"),
+            ("2001:db8::1", "[IPv6:2001:db8::1]"),
+            ("2001:db8:0:0:1:0:0:1", "[IPv6:2001:db8::1:0:0:1]"),
+            ("fe80::1:2:3:4", "[IPv6:fe80::1:2:3:4]"),
+            // IPv4-mapped: the IPv4 client it maps (a dual-stack listener's view of it).
+            ("::ffff:192.0.2.7", "[192.0.2.7]"),
+            ("::ffff:127.0.0.1", "[127.0.0.1]"),
+            // IPv4-compatible (deprecated, RFC 4291 §2.5.5.1) is an IPv6 address.
+            ("::192.0.2.7", "[IPv6:::c000:207]"),
+        ];
+        for (address, want) in cases {
+            let address: IpAddr = address.parse().unwrap();
+            let mut out = b"(".to_vec();
+            address_literal_into(&mut out, address);
+            assert_eq!(out, [&b"("[..], want.as_bytes()].concat(), "{address}");
+        }
+        let mut out = Vec::new();
+        received_line_into(
+            &mut out,
+            &Trace {
+                helo: b"[127.0.0.1]",
+                address: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                by: "relay.test",
+                with: "ESMTP",
+                id: "1",
+                for_recipient: None,
+                unix_seconds: 0,
+            },
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("Received: from [127.0.0.1] ([IPv6:::1])\r\n\tby relay.test"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_helo_name_is_written_as_ascii_with_a_question_mark_per_other_byte() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"client.example", "client.example"),
+            (b"[192.0.2.1]", "[192.0.2.1]"),
+            (b"[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+            (b"", ""),
+            // UTF-8 (2 bytes each for ü and é): one `?` per byte (RFC 5321 §4.4: ASCII).
+            ("bücher.example".as_bytes(), "b??cher.example"),
+            ("xn--bcher-kva.example".as_bytes(), "xn--bcher-kva.example"),
+            (b"caf\xc3\xa9", "caf??"),
+            // Not UTF-8 at all, a lone continuation byte, 0xff.
+            (b"a\x80b\xffc", "a?b?c"),
+            // Bidi controls are bytes of 0x80 and up too (U+202E: 3 bytes).
+            ("a\u{202e}b".as_bytes(), "a???b"),
+            (b"a b\tc\r\nd\x00e\x7f", "a?b?c??d?e?"),
+            (b"x(y)z\"q\\", "x?y?z?q?"),
+            (
+                b"!#$%&'*+,-./:;<=>?@[]^_`{|}~",
+                "!#$%&'*+,-./:;<=>?@[]^_`{|}~",
+            ),
+        ];
+        for (helo, want) in cases {
+            let mut out = b"prefix ".to_vec();
+            helo_into(&mut out, helo);
+            assert_eq!(out, [&b"prefix "[..], want.as_bytes()].concat(), "{helo:?}");
+            assert!(out.is_ascii());
+        }
+        // Every byte: printable ASCII but `(`, `)`, `"` and `\` is kept, anything else is `?`.
+        for byte in 0..=u8::MAX {
+            let mut out = Vec::new();
+            helo_into(&mut out, &[byte]);
+            let kept = byte.is_ascii_graphic() && !b"()\"\\".contains(&byte);
+            assert_eq!(out, [if kept { byte } else { b'?' }], "{byte:#x}");
+        }
     }
 
     #[test]

@@ -137,7 +137,6 @@ fn protocol(meta: &MessageMeta) -> &'static str {
 /// of what the spool keeps of it.
 pub(super) fn received_line(meta: &MessageMeta, hostname: &str) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
-    let address = meta.client.ip().to_string();
     let unix_seconds = meta
         .received_at
         .duration_since(UNIX_EPOCH)
@@ -146,7 +145,7 @@ pub(super) fn received_line(meta: &MessageMeta, hostname: &str) -> Vec<u8> {
         &mut line,
         &Trace {
             helo: &meta.helo,
-            address: &address,
+            address: meta.client.ip(),
             by: hostname,
             with: protocol(meta),
             id: meta.id.as_str(),

@@ -351,8 +351,8 @@ pub fn rfc5322_date(time: SystemTime) -> String {
 
 /// The HELO argument as it may appear in a `Received:` header's `from` clause (RFC 5321 §4.4:
 /// a domain or address literal), as the relay's trace field writes it
-/// (`crate::relay::received::helo_into`: a space, parenthesis, `"`, `\\` or control
-/// character becomes `?`).
+/// (`crate::relay::received::helo_into`: ASCII only, a space, parenthesis, `"`, `\\`,
+/// control character or byte of 0x80 and up becomes `?`).
 fn header_safe(helo: &[u8]) -> String {
     let mut out = Vec::with_capacity(helo.len());
     crate::relay::received::helo_into(&mut out, helo);
@@ -600,7 +600,8 @@ mod tests {
             "evil.example??by?bank.example??x"
         );
         assert_eq!(header_safe(b"a\x1bb\xffc"), "a?b?c");
-        assert_eq!(header_safe("b\u{fc}cher".as_bytes()), "b\u{fc}cher");
+        // ASCII only, as the relay's line (RFC 5321 §4.4): one `?` per octet of UTF-8.
+        assert_eq!(header_safe("b\u{fc}cher".as_bytes()), "b??cher");
     }
 
     #[test]

@@ -135,7 +135,9 @@ pub struct DeliveryFigures {
     pub partly_delivered: u64,
     /// Recipients accepted at `RCPT` (of messages that got a `250`) that never arrived.
     pub never_delivered_rcpts: u64,
-    /// Recipients that arrived (first arrivals, `late` included).
+    /// Recipients that arrived at least once, of the messages counted in `accepted` (their
+    /// `250` came after the warm-up), accepted at `RCPT`, not `late` (see
+    /// `delivered::tracker::Tracker::rcpts_arrived`); the watcher's final report carries it.
     pub rcpts_arrived: u64,
     /// Recipients that arrived again, having arrived already (a message whose recipients
     /// came in two transactions has none).

@@ -311,11 +311,17 @@ pub fn run_watch(
             reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
         }
     }
-    let missing = link.tracker().missing();
+    let (missing, rcpts_arrived) = {
+        let tracker = link.tracker();
+        (tracker.missing(), tracker.rcpts_arrived())
+    };
     let figures = &mut watcher.recorder.delivery;
     figures.never_delivered = missing.never_delivered;
     figures.partly_delivered = missing.partly_delivered;
     figures.never_delivered_rcpts = missing.recipients;
+    // Counted by the tracker, which knows which messages count (their 250 came after the
+    // warm-up), even for recipients that arrived before it: the final report carries it.
+    figures.rcpts_arrived = rcpts_arrived;
     watcher.send(&reports, true);
     Ok(())
 }
@@ -437,7 +443,6 @@ impl Watcher<'_> {
                     figures.foreign += 1;
                     return;
                 }
-                figures.rcpts_arrived += arrival.new + arrival.late;
                 figures.duplicates += arrival.duplicates;
                 figures.replayed += arrival.replayed;
                 figures.late += arrival.late;
@@ -529,9 +534,23 @@ mod tests {
     /// The watcher's figures after `stream` was read cut at `cut`, message 0 (three
     /// recipients) accepted before it, and the number of `delivered` latencies recorded.
     fn read(stream: &[u8], cut: usize) -> (crate::drive::record::DeliveryFigures, u64) {
+        let (figures, timed, last_id) = read_with(stream, cut, &[(0, true)]);
+        assert_eq!(last_id, 6);
+        (figures, timed)
+    }
+
+    /// As [`read`], the messages `accepted` (number, whether it counts: after the warm-up)
+    /// accepted before the stream; also returns the last event id read.
+    fn read_with(
+        stream: &[u8],
+        cut: usize,
+        accepted: &[(u64, bool)],
+    ) -> (crate::drive::record::DeliveryFigures, u64, u64) {
         let link = DeliveryLink::new(1, 3);
         let start = Instant::now();
-        link.on_accepted(0, start, true, 3, 0);
+        for &(seq, counts) in accepted {
+            link.on_accepted(seq, start, counts, 3, 0);
+        }
         let workload = workload(3);
         let mut watcher = Watcher {
             link: &link,
@@ -552,14 +571,14 @@ mod tests {
         };
         watcher.on_bytes(&stream[..cut]).unwrap();
         watcher.on_bytes(&stream[cut..]).unwrap();
-        assert_eq!(watcher.last_id, 6);
         let missing = link.tracker().missing();
         let mut figures = watcher.recorder.delivery;
         figures.never_delivered = missing.never_delivered;
         figures.partly_delivered = missing.partly_delivered;
         figures.never_delivered_rcpts = missing.recipients;
+        figures.rcpts_arrived = link.tracker().rcpts_arrived();
         let timed = watcher.recorder.stages[Stage::Delivered.index()].len();
-        (figures, timed)
+        (figures, timed, watcher.last_id)
     }
 
     #[test]
@@ -580,7 +599,8 @@ mod tests {
         for cut in 0..=stream.len() {
             let (figures, timed) = read(stream.as_bytes(), cut);
             assert_eq!(timed, 1, "cut at {cut}");
-            assert_eq!(figures.rcpts_arrived, 4, "cut at {cut}");
+            // Message 0's three; message 1 was never accepted (not counted, as in `accepted`).
+            assert_eq!(figures.rcpts_arrived, 3, "cut at {cut}");
             assert_eq!(figures.duplicates, 1, "cut at {cut}");
             assert_eq!(figures.foreign, 2, "cut at {cut}");
             assert_eq!(figures.never_delivered, 0, "cut at {cut}");
@@ -608,7 +628,40 @@ mod tests {
         // same address twice in one transaction matches its one recipient once.
         assert_eq!(figures.duplicates, 1);
         assert_eq!(figures.foreign, 1);
-        assert_eq!(figures.rcpts_arrived, 4);
+        // Message 0's two: message 2's arrivals are not of a message counted.
+        assert_eq!(figures.rcpts_arrived, 2);
+    }
+
+    #[test]
+    fn recipients_of_warm_up_messages_arriving_late_are_not_counted() {
+        // Message 0 got its 250 in the warm-up, message 1 after it; both arrive now (after
+        // the warm-up), message 1 in two transactions and message 0 once more.
+        let stream = [
+            event(
+                1,
+                0,
+                &[
+                    "sink0@example.net",
+                    "sink1@example.net",
+                    "sink2@example.net",
+                ],
+            ),
+            event(2, 1, &["sink0@example.net"]),
+            event(3, 1, &["sink1@example.net", "sink2@example.net"]),
+            event(4, 0, &["sink1@example.net"]),
+        ]
+        .concat();
+        for cut in 0..=stream.len() {
+            let (figures, timed, last_id) =
+                read_with(stream.as_bytes(), cut, &[(0, false), (1, true)]);
+            assert_eq!(last_id, 4);
+            // Only message 1 is timed and only its recipients arrived count: as many as
+            // `accepted` (1 message, 3 recipients) allows, never the warm-up's on top.
+            assert_eq!(timed, 1, "cut at {cut}");
+            assert_eq!(figures.rcpts_arrived, 3, "cut at {cut}");
+            assert_eq!(figures.duplicates, 1, "cut at {cut}");
+            assert_eq!(figures.never_delivered, 0, "cut at {cut}");
+        }
     }
 
     #[test]

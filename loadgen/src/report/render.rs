@@ -229,7 +229,7 @@ pub fn summary(
 /// arrived whole at the far sink and were timed (those sent after the warm-up, as
 /// `accepted` counts them), how many never arrived, how many recipients arrived twice (over
 /// the whole run, warm-up included: a loss is a loss), foreign mail, the recipients that
-/// arrived and those that never did, and the rarer counts (messages partly delivered among
+/// arrived (of the messages `accepted` counts, like `timed`) and those that never did, and the rarer counts (messages partly delivered among
 /// them) when not zero.
 pub fn delivery_line(results: &Results) -> String {
     let total = &results.total;

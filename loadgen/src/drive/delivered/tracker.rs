@@ -14,7 +14,9 @@
 //! its accepted recipients arrived: its latency is to that arrival (the time until the whole
 //! message is through the MTA under test). At the end it counts the accepted messages of
 //! which no recipient arrived (never delivered), those of which some did but not all (partly
-//! delivered), and the recipients that never arrived.
+//! delivered), and the recipients that never arrived; and it counts the recipients arrived
+//! of the messages that count (their `250` came after the warm-up, as for `accepted`): the
+//! tracker alone knows which those are, even for an arrival before its `250`.
 //!
 //! Recipients are told apart by address: the watcher maps the addresses an arrival names to
 //! the message's recipient numbers ([`Recipients::Named`]). The sink's event summary lists
@@ -167,6 +169,8 @@ pub struct Tracker {
     written_off: Missing,
     /// After a `reset` of the stream: second arrivals are replays.
     replaying: bool,
+    /// Awaited recipients of counted messages that arrived (see [`Tracker::rcpts_arrived`]).
+    rcpts_arrived: u64,
 }
 
 impl Default for Tracker {
@@ -190,6 +194,7 @@ impl Tracker {
             awaited: 0,
             written_off: Missing::default(),
             replaying: false,
+            rcpts_arrived: 0,
         }
     }
 
@@ -231,7 +236,16 @@ impl Tracker {
         let got = if named { self.named_got(seq, want) } else { 0 };
         let slot = self.slot(seq)?;
         let mut latency = None;
+        let mut arrived_before = 0;
         if slot.state == State::Unknown {
+            if counts {
+                // Recipients that arrived before its 250 was read count now.
+                arrived_before = if named {
+                    u64::from(got.count_ones())
+                } else {
+                    u64::from(slot.got).min(want)
+                };
+            }
             slot.origin = origin;
             slot.counts = counts;
             slot.want = want;
@@ -248,6 +262,7 @@ impl Tracker {
                 self.awaited += 1;
             }
         }
+        self.rcpts_arrived += arrived_before;
         self.retire();
         latency
     }
@@ -288,9 +303,11 @@ impl Tracker {
             arrival.unknown = true;
             return arrival;
         }
+        // Named: which recipients arrived for the first time (counted: all bits).
+        let mut fresh_bits = u64::MAX;
         let fresh = match recipients {
             Recipients::Named(mask) => {
-                let mut fresh = 0;
+                fresh_bits = 0;
                 for r in 0..self.rcpts {
                     if mask & (1 << r) == 0 {
                         continue;
@@ -298,10 +315,10 @@ impl Tracker {
                     if self.mark_seen(seq.saturating_mul(self.rcpts).saturating_add(r)) {
                         self.count_again(&mut arrival, 1);
                     } else {
-                        fresh += 1;
+                        fresh_bits |= 1 << r;
                     }
                 }
-                fresh
+                u64::from(fresh_bits.count_ones())
             }
             Recipients::Counted(n) => {
                 if self.mark_seen(seq) && self.slot(seq).is_none() {
@@ -337,6 +354,13 @@ impl Tracker {
             slot.got = slot.got.saturating_add(room as u32);
             slot.last = at;
         }
+        // Awaited recipients of a counted message only (counted: `room` is capped at the
+        // awaited number once accepted; before its 250, `on_accepted` counts them).
+        let counted_new = match (slot.state == State::Accepted && slot.counts, named) {
+            (false, _) => 0,
+            (true, true) => u64::from((fresh_bits & slot.want).count_ones()),
+            (true, false) => room,
+        };
         if slot.state == State::Accepted {
             let complete = if named {
                 let want = slot.want;
@@ -352,9 +376,21 @@ impl Tracker {
                 self.awaited -= 1;
             }
         }
+        self.rcpts_arrived += counted_new;
         self.count_again(&mut arrival, again);
         self.retire();
         arrival
+    }
+
+    /// Recipients that arrived, of the messages counted in the figures (their `250` came
+    /// after the warm-up: `counts` of [`Tracker::on_accepted`]): each awaited recipient's
+    /// first arrival while its message was in the window, before or after its `250`. Not
+    /// counted: recipients of warm-up messages (however late they arrive), of messages
+    /// without a `250`, recipients refused at `RCPT`, and first arrivals of a message
+    /// already written off (`late`: counted missing when it was). So it is at most the
+    /// counted messages' accepted recipients, as `arrived` is at most `accepted`.
+    pub fn rcpts_arrived(&self) -> u64 {
+        self.rcpts_arrived
     }
 
     /// What did not get through: the accepted messages still awaited and those written off.
@@ -645,6 +681,53 @@ mod tests {
         t.on_accepted(0, 0, false, 1, 0);
         assert_eq!(t.on_arrival(0, 7, Named(1)).delivered, Some((7, false)));
         assert_eq!(t.missing(), Missing::default());
+    }
+
+    #[test]
+    fn recipients_arrived_are_those_of_the_counted_messages_only() {
+        let mut t = Tracker::new(4, 3);
+        // A warm-up message, arriving late (after the warm-up): not counted.
+        t.on_accepted(0, 0, false, 3, 0);
+        assert_eq!(t.on_arrival(0, 5, Named(0b011)), fresh(2));
+        assert_eq!(t.on_arrival(0, 9, Named(0b100)).delivered, Some((9, false)));
+        assert_eq!(t.rcpts_arrived(), 0);
+        // A counted message: each awaited recipient once, duplicates not again.
+        t.on_accepted(1, 10, true, 3, 0);
+        t.on_arrival(1, 11, Named(0b001));
+        t.on_arrival(1, 12, Named(0b011));
+        assert_eq!(t.rcpts_arrived(), 2);
+        // Arrivals before the 250 count once it is read (counted), recipient 1 refused at
+        // RCPT is not awaited, and a message of the warm-up arriving early is not counted.
+        t.on_arrival(2, 13, Named(0b111));
+        t.on_arrival(3, 13, Named(0b111));
+        assert_eq!(t.rcpts_arrived(), 2);
+        assert_eq!(t.on_accepted(2, 10, true, 2, 0b010), Some(3));
+        t.on_accepted(3, 10, false, 3, 0);
+        assert_eq!(t.rcpts_arrived(), 4);
+        // No 250 (refused): not counted.
+        t.on_refused(4);
+        t.on_arrival(4, 14, Named(0b111));
+        assert_eq!(t.rcpts_arrived(), 4);
+        // Message 1's last recipient is counted; then the window moves past message 5 and
+        // writes it off: its arrival now is `late`, counted missing, not arrived.
+        t.on_arrival(1, 15, Named(0b100));
+        t.on_accepted(5, 20, true, 3, 0);
+        for seq in 6..20 {
+            t.on_accepted(seq, 20, true, 3, 0);
+        }
+        assert_eq!(t.on_arrival(5, 30, Named(0b111)).late, 3);
+        assert_eq!(t.rcpts_arrived(), 5);
+        // Counted recipients (more than a summary lists): at most the accepted ones.
+        let mut t = Tracker::new(16, IDENTIFIED_RCPTS_MAX + 5);
+        t.on_accepted(0, 0, true, 10, 0);
+        t.on_arrival(0, 1, Counted(4));
+        t.on_arrival(0, 2, Counted(9));
+        assert_eq!(t.rcpts_arrived(), 10);
+        t.on_arrival(1, 3, Counted(25));
+        t.on_accepted(1, 0, true, 20, 0);
+        t.on_accepted(2, 0, false, 20, 0);
+        t.on_arrival(2, 4, Counted(20));
+        assert_eq!(t.rcpts_arrived(), 30);
     }
 
     #[test]

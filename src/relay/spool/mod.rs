@@ -451,6 +451,10 @@ pub struct Spool {
     /// A commit failed since the current segment began (a full disk, likely): once drained,
     /// the segment is ended and deleted whatever its size.
     space_wanted: bool,
+    /// The clean-close entry this open found, (segment, length): written again at this
+    /// close when nothing was appended meanwhile (a queue tool's open and close), so what it
+    /// protects stays protected.
+    found_closed: Option<(u64, u64)>,
     /// The state journal.
     journal: Journal,
     /// The journal length at which it is compacted next.
@@ -1123,10 +1127,11 @@ impl Drop for Spool {
     /// A clean close: the journal's last entry says which segment was appended to last and
     /// how long it was (the journal's `Closed` entry), synced. A crash writes none.
     fn drop(&mut self) {
-        let closed = Entry::Closed {
-            segment: self.current.number,
-            len: self.current.committed_len,
+        let (segment, len) = match (self.current.file.is_some(), self.found_closed) {
+            (false, Some(found)) => found,
+            _ => (self.current.number, self.current.committed_len),
         };
+        let closed = Entry::Closed { segment, len };
         if self.journal_append(&[closed]).is_ok() {
             let _ = self.journal.sync();
         }

@@ -253,6 +253,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         limits,
         seed,
         space_wanted: false,
+        found_closed: closed,
         compact_at: limits.journal_compact_bytes,
         journal,
         next_id,

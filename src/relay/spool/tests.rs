@@ -590,6 +590,10 @@ fn after_a_clean_stop_a_bad_last_record_is_damage_not_a_tear() {
     assert!(report.repairs().unwrap().contains("DAMAGE"));
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "kept for inspection");
     drop(spool);
+    // An open and close with nothing appended (a queue tool) keeps it protected.
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.recovery_report().segment_bytes_cut, 0);
+    drop(spool);
     // The same bytes after a crash: no clean-close entry, so a torn tail, cut.
     let _ = std::fs::remove_file(dir.path().join("journal"));
     let (spool, recovered) = Spool::open(dir.path()).unwrap();

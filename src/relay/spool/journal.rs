@@ -5,7 +5,8 @@
 //! them to the file without a sync per entry, syncs when asked, cuts a failed write back so no
 //! half-written entry sits before later ones, and is replaced whole by [`Journal::rewrite`]
 //! (compaction: a new file with the live state, renamed over the old one, the directory
-//! synced); [`scan_journal`] reads it back at recovery, stopping at (and cutting) a torn tail.
+//! synced); [`read_journal`] reads it back at recovery (past damage, with the seed) and
+//! [`cut_journal`] cuts a torn tail.
 //!
 //! What it does not do: decide what an entry means for a message (the spool applies them), or
 //! when to compact or sync (the spool's policy).
@@ -209,7 +210,7 @@ fn parse_entry(kind: u8, payload: &[u8]) -> Result<Entry, Malformed> {
     Ok(entry)
 }
 
-/// What [`scan_journal`] found.
+/// What [`read_journal`] found.
 #[derive(Debug, Default)]
 pub(super) struct JournalScan {
     /// The entries, in order.
@@ -218,6 +219,10 @@ pub(super) struct JournalScan {
     pub(super) cut_bytes: u64,
     /// Bytes of damaged records stepped over to reach good ones after them (left in place).
     pub(super) damaged_bytes: u64,
+    /// Where the last good record ends: the length the file is cut to ([`cut_journal`]).
+    pub(super) good_len: u64,
+    /// Whole records (sound header, length inside the file) that failed their check.
+    pub(super) bad_records: u64,
 }
 
 /// Reads the journal at `path` (a missing file is an empty journal): every good record, in
@@ -228,8 +233,28 @@ pub(super) struct JournalScan {
 /// later follow good ones. A legacy (unseeded) journal is read up to its first bad record,
 /// as before seeds. A record with a valid CRC that does not decode fails the open before any
 /// damage (another version wrote it); after damage it is stepped over.
+#[cfg(test)]
 pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
-    let mut file = match super::open_file(path, OpenOptions::new().read(true).write(true)) {
+    let scan = read_journal(path, seed)?;
+    cut_journal(path, &scan)?;
+    Ok(scan)
+}
+
+/// Cuts the journal at `path` to the end of its last good record, as `scan` found it
+/// (nothing to do when no tail was found, or the file is missing).
+pub(super) fn cut_journal(path: &Path, scan: &JournalScan) -> io::Result<()> {
+    if scan.cut_bytes == 0 {
+        return Ok(());
+    }
+    let file = super::open_file(path, OpenOptions::new().write(true))?;
+    file.set_len(scan.good_len)?;
+    file.sync_data()
+}
+
+/// Reads the journal as `scan_journal` describes, without the cut: what it would keep, and
+/// the tail it would cut ([`cut_journal`] does, once recovery has checked the key).
+pub(super) fn read_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
+    let mut file = match super::open_file(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalScan::default()),
         Err(e) => return Err(e),
@@ -251,8 +276,15 @@ pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
     while at < bytes.len() {
         let (header, end) = match good_at(at) {
             Some(found) => found,
-            None if seed == Seed::LEGACY => break,
             None => {
+                let whole = parse_header(&bytes[at..], JOURNAL_MAGIC)
+                    .is_ok_and(|header| at + HEADER_LEN + header.len as usize <= bytes.len());
+                if whole {
+                    scan.bad_records += 1;
+                }
+                if seed == Seed::LEGACY {
+                    break;
+                }
                 // Damage: the next good record after it, if any.
                 let next = finder
                     .find_iter(&bytes[at + 1..])
@@ -289,11 +321,8 @@ pub(super) fn scan_journal(path: &Path, seed: Seed) -> io::Result<JournalScan> {
         at = end;
         good_end = end;
     }
-    if good_end < bytes.len() {
-        scan.cut_bytes = (bytes.len() - good_end) as u64;
-        file.set_len(good_end as u64)?;
-        file.sync_data()?;
-    }
+    scan.good_len = good_end as u64;
+    scan.cut_bytes = (bytes.len() - good_end) as u64;
     Ok(scan)
 }
 

@@ -403,6 +403,8 @@ struct SegmentInfo {
     ids: Vec<u64>,
     /// How many are not done.
     live: usize,
+    /// Recovery found damage in it (kept in place): never deleted by the spool.
+    damaged: bool,
     /// The file opened for reading, at the first read, kept until the segment is deleted:
     /// an `open` and a `close` per message read cost the delivery loop more than the read
     /// (a path walk each; measured in docs/benchmarks/2026-12-07-relay-speed.md).
@@ -455,6 +457,9 @@ pub struct Spool {
     /// close when nothing was appended meanwhile (a queue tool's open and close), so what it
     /// protects stays protected.
     found_closed: Option<(u64, u64)>,
+    /// The journal length from which a commit refused for want of journal room may compact
+    /// it again (see [`Spool::compact_for_room`]).
+    room_compact_at: u64,
     /// The state journal.
     journal: Journal,
     /// The journal length at which it is compacted next.
@@ -597,9 +602,11 @@ impl Spool {
             self.segments.entry(self.current.number).or_default();
         }
         if !self.pending.is_empty() {
-            if !self.journal.has_room() {
+            if !self.journal.has_room() && !self.compact_for_room() {
                 // A full disk: taking more mail now would leave what is delivered
                 // unrecorded, sent again after a restart. Refused (452) until space returns.
+                // (First the journal is compacted: on a drained queue that frees nearly all
+                // of it, where waiting for its 16 MiB bound would wedge a small disk.)
                 return Err(io::Error::new(
                     io::ErrorKind::StorageFull,
                     "no room left for the journal to record the mail already accepted",
@@ -752,6 +759,11 @@ impl Spool {
     /// Deletes segment `number` (all its messages done, not the current one): the high-water
     /// marks are synced to the journal first, then the file is removed.
     fn delete_segment(&mut self, number: u64) -> io::Result<()> {
+        if self.segments.get(&number).is_some_and(|info| info.damaged) {
+            // Damage stays for an operator, and every open reports it: the bytes of a
+            // message that got its 250 and cannot be read are never deleted by the spool.
+            return Ok(());
+        }
         if !self.uncut.is_empty() {
             // A seal may sit in this segment, for a segment not cut back yet: keep it (and
             // every other) until the cuts are done (`sweep_finished`) or the next open.
@@ -891,6 +903,16 @@ impl Spool {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// On a disk too full for the journal's room: compacts it (once per 64 KiB it grows, so a
+    /// full disk does not rewrite it at every refused commit) and says whether it has room now.
+    fn compact_for_room(&mut self) -> bool {
+        if self.journal.len() < self.room_compact_at {
+            return false;
+        }
+        self.room_compact_at = self.journal.len() + 64 * 1024;
+        self.compact().is_ok() && self.journal.has_room()
     }
 
     /// Rewrites the journal with the live state only. The segment directory is synced first:

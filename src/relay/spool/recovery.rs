@@ -66,7 +66,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
 
     // The journal first: whether the last stop was clean says what a bad tail is.
     let journal_path = dir.join("journal");
-    let scanned = journal::scan_journal(&journal_path, seed)?;
+    let scanned = journal::read_journal(&journal_path, seed)?;
     report.journal_bytes_cut = scanned.cut_bytes;
     report.journal_bytes_damaged = scanned.damaged_bytes;
     let closed = match scanned.entries.last() {
@@ -93,6 +93,37 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         scans.insert(number, segment::scan_segment(&path, seed)?);
     }
     report.segments_read = scans.len();
+    // Before anything is cut: records that mostly fail their check are not damage but
+    // another key (the key file lost or replaced): cutting them as torn or deleting them
+    // would destroy the queue, and a record quoted in a body might pass the wrong check.
+    let good: u64 = scans
+        .values()
+        .map(|scan| (scan.messages.len() + scan.seals.len()) as u64)
+        .sum::<u64>()
+        + scanned.entries.len() as u64;
+    let bad: u64 = scans.values().map(|scan| scan.bad_records).sum::<u64>() + scanned.bad_records;
+    // A spool with records and no key file was made before keys (read with the plain CRC):
+    // its first record must pass so; else the key file was lost, and a record that passes
+    // the plain CRC could be one quoted in a body.
+    let keyless_unproven = seed == Seed::LEGACY
+        && !dir.join(KEY_FILE).exists()
+        && scans
+            .values()
+            .find(|scan| scan.file_len > 0)
+            .is_some_and(|scan| !scan.first_good);
+    if (good == 0 && bad > 0) || keyless_unproven {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {bad} records fail their check and {good} pass (the oldest segment's first one {}): the spool's key ({}) is missing or not this spool's, or the spool is damaged beyond recovery; nothing was changed (restore the key, or move the damaged files aside)",
+                dir.display(),
+                if keyless_unproven { "fails" } else { "checked" },
+                dir.join(KEY_FILE).display()
+            ),
+        ));
+    }
+    journal::cut_journal(&journal_path, &scanned)
+        .map_err(|e| context(e, &journal_path, "cannot cut the torn tail of"))?;
     let mut sealed_at: BTreeMap<u64, u64> = BTreeMap::new();
     for &(sealed, len) in scans.values().flat_map(|s| &s.seals) {
         let at = sealed_at.entry(sealed).or_insert(len);
@@ -137,6 +168,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
                 let kept_to = len.min(scan.file_len);
                 report.segment_bytes_damaged += kept_to - scan.trusted_len;
                 report.segments_damaged += 1;
+                segments.entry(number).or_default().damaged = true;
                 scan.trusted_len = kept_to;
             }
         }
@@ -159,6 +191,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
             || (scan.trusted_len < scan.file_len && seal.is_none() && Some(number) != newest)
         {
             report.segments_damaged += 1;
+            segments.entry(number).or_default().damaged = true;
         }
         let info = segments.entry(number).or_default();
         for found in scan.messages.drain(..) {
@@ -254,6 +287,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
         seed,
         space_wanted: false,
         found_closed: closed,
+        room_compact_at: 0,
         compact_at: limits.journal_compact_bytes,
         journal,
         next_id,
@@ -277,7 +311,7 @@ pub(super) fn open(dir: &Path, limits: SpoolLimits) -> io::Result<(Spool, Vec<Re
     let finished: Vec<u64> = spool
         .segments
         .iter()
-        .filter(|(_, info)| info.live == 0)
+        .filter(|(_, info)| info.live == 0 && !info.damaged)
         .map(|(&number, _)| number)
         .collect();
     for number in finished {

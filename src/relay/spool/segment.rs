@@ -227,6 +227,11 @@ pub(super) struct Scan {
     pub(super) gaps: Vec<(u64, u64)>,
     /// The file's length (more than `trusted_len` when a tail is torn or damaged).
     pub(super) file_len: u64,
+    /// Whole records (their header sound, their length inside the file) that failed their
+    /// check: many of them and few good ones mean the key is not this spool's.
+    pub(super) bad_records: u64,
+    /// The record at offset 0 passed its check.
+    pub(super) first_good: bool,
 }
 
 /// How many bytes a scan may read while looking for good records after damage, as a
@@ -307,7 +312,10 @@ pub(super) fn scan_segment(path: &Path, seed: Seed) -> io::Result<Scan> {
                     payload.resize(header.len as usize, 0);
                     reader.read_exact(&mut payload)?;
                     if check_record(seed, &header, &payload).is_ok() {
+                        scan.first_good |= at == 0;
                         framed = Some(Found { header, end });
+                    } else {
+                        scan.bad_records += 1;
                     }
                 }
             }
@@ -322,9 +330,11 @@ pub(super) fn scan_segment(path: &Path, seed: Seed) -> io::Result<Scan> {
                     file,
                     seed,
                     len: file_len,
+                    bad: std::cell::Cell::new(0),
                 };
                 let Some((start, found)) =
-                    resync(&segment, at, claimed_end, floor, &mut payload, &mut budget)?
+                    resync(&segment, at, claimed_end, floor, &mut payload, &mut budget)
+                        .inspect(|_| scan.bad_records += segment.bad.get())?
                 else {
                     break; // nothing good after it: a torn tail, or damage to its end
                 };
@@ -462,6 +472,8 @@ struct Segment<'a> {
     seed: Seed,
     /// The file's length.
     len: u64,
+    /// Whole records with a sound header that failed their check, counted.
+    bad: std::cell::Cell<u64>,
 }
 
 /// After the bad record at `bad_at`: the first good record after it, `(start, record)`,
@@ -531,6 +543,7 @@ fn candidate(
     payload.resize(header.len as usize, 0);
     read_exact_at(file, payload, start + HEADER_LEN as u64)?;
     if check_record(seed, &header, payload).is_err() {
+        segment.bad.set(segment.bad.get() + 1);
         return Ok(None);
     }
     let good = match header.kind {

@@ -306,6 +306,11 @@ fn reopen_with_segment(dir: &Path, name: &str, bytes: &[u8]) -> (Vec<u64>, Recov
 /// and opened again just then is briefly "in use". Tests that reopen hundreds of times
 /// (every cut, every flipped byte) would otherwise fail now and then.
 fn open_despite_forks(dir: &Path) -> (Spool, Vec<Recovered>) {
+    try_open_despite_forks(dir).unwrap()
+}
+
+/// [`open_despite_forks`], its other errors returned.
+fn try_open_despite_forks(dir: &Path) -> io::Result<(Spool, Vec<Recovered>)> {
     let start = std::time::Instant::now();
     loop {
         match Spool::open(dir) {
@@ -315,7 +320,7 @@ fn open_despite_forks(dir: &Path) -> (Spool, Vec<Recovered>) {
             {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            opened => return opened.unwrap(),
+            opened => return opened,
         }
     }
 }
@@ -1596,6 +1601,18 @@ proptest! {
         }
         std::fs::write(&path, &bytes).unwrap();
         let _ = std::fs::remove_file(dir.path().join("journal"));
+        if touched.len() == sent.len() {
+            // Every record damaged: nothing passes, which is what a lost key looks like too;
+            // the open refuses and changes nothing, or (no whole record left) keeps nothing.
+            match try_open_despite_forks(dir.path()) {
+                Err(error) => {
+                    prop_assert!(error.to_string().contains("fail their check"), "{}", error);
+                    prop_assert_eq!(std::fs::read(&path).unwrap(), bytes);
+                }
+                Ok((_, recovered)) => prop_assert!(recovered.is_empty()),
+            }
+            return Ok(());
+        }
         let (spool, recovered) = open_despite_forks(dir.path());
         let want: Vec<u64> = sent
             .iter()
@@ -1664,4 +1681,71 @@ fn a_spool_keeps_its_key_and_old_spools_read_without_one() {
     std::fs::write(dir.path().join("key"), "not a key\n").unwrap();
     let error = Spool::open(dir.path()).unwrap_err();
     assert!(error.to_string().contains("not a spool key"), "{error}");
+}
+
+/// The fresh review's lost key: with `DIR/key` deleted or replaced, the records of the spool
+/// (and a record quoted in a body, made with the plain CRC, that would pass without the key)
+/// are not cut or deleted as torn or damaged: the open refuses and changes nothing; with the
+/// key back it opens whole.
+#[test]
+fn a_lost_or_wrong_key_refuses_the_open_and_changes_nothing() {
+    let dir = TempDir::new("lost-key");
+    let (_sent, _ends, _bytes, _quoted_at) = three_records_one_quoting(dir.path(), 1000);
+    let seg = dir.path().join("seg").join(&segment_files(dir.path())[0]);
+    let segment_before = std::fs::read(&seg).unwrap();
+    let key = std::fs::read(dir.path().join("key")).unwrap();
+    for change in ["delete", "replace"] {
+        // (Each clean open and close adds its closing entry: taken again each round.)
+        let journal_before = std::fs::read(dir.path().join("journal")).unwrap_or_default();
+        match change {
+            "delete" => std::fs::remove_file(dir.path().join("key")).unwrap(),
+            _ => std::fs::write(dir.path().join("key"), "11111111\n").unwrap(),
+        }
+        let error = try_open_despite_forks(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("fail their check"),
+            "{change}: {error}"
+        );
+        assert_eq!(std::fs::read(&seg).unwrap(), segment_before, "{change}");
+        assert_eq!(
+            std::fs::read(dir.path().join("journal")).unwrap_or_default(),
+            journal_before,
+            "{change}"
+        );
+        std::fs::write(dir.path().join("key"), &key).unwrap();
+        let (_spool, recovered) = open_despite_forks(dir.path());
+        assert_eq!(recovered.len(), 3, "{change}: whole again with the key");
+    }
+}
+
+/// A segment with damage is never deleted by the spool, even when every message it still
+/// holds is done: the damaged bytes (a message that got its 250 and cannot be read) stay for
+/// an operator, and every open says so again.
+#[test]
+fn a_damaged_segment_is_kept_after_its_good_messages_are_done() {
+    let dir = TempDir::new("damaged-kept");
+    let (sent, ends, bytes) = three_records(dir.path());
+    let name = segment_files(dir.path())[0].clone();
+    let mut damaged = bytes.clone();
+    damaged[ends[0] as usize + 30] ^= 0x01;
+    let (found, _) = reopen_with_segment(dir.path(), &name, &damaged);
+    assert_eq!(found, [sent[0], sent[2]]);
+    let (mut spool, recovered) = open_despite_forks(dir.path());
+    for message in &recovered {
+        spool.mark_done(message.spool_ref.id).unwrap();
+    }
+    drop(spool);
+    assert_eq!(
+        segment_files(dir.path()),
+        std::slice::from_ref(&name),
+        "kept"
+    );
+    let (spool, recovered) = open_despite_forks(dir.path());
+    assert!(recovered.is_empty());
+    assert!(spool
+        .recovery_report()
+        .repairs()
+        .unwrap()
+        .contains("DAMAGE"));
+    assert_eq!(segment_files(dir.path()), [name], "still kept");
 }

@@ -562,16 +562,22 @@ impl Spool {
                 self.on_committed();
                 Ok(())
             }
-            Err(e) => match self.on_commit_failed() {
-                None => Err(e),
-                Some((number, len)) => Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{e}; segment {number} could not be cut back to its committed {len} \
+            Err(e) => {
+                let sealed = self.on_commit_failed();
+                // A full disk, likely: a journal grown long on a drained queue (it only
+                // compacts at its bound) may be what fills it; compacting frees nearly all.
+                let _ = self.compact_for_room();
+                match sealed {
+                    None => Err(e),
+                    Some((number, len)) => Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; segment {number} could not be cut back to its committed {len} \
                          bytes: it is sealed there and a new segment follows"
-                    ),
-                )),
-            },
+                        ),
+                    )),
+                }
+            }
         }
     }
 
@@ -699,6 +705,12 @@ impl Spool {
             let _ = self.cut_back(); // the next commit writes from the committed length anyway
             self.pending_seals();
             return Some(sealed);
+        }
+        if self.seals.is_empty() && self.current.committed_len > 0 {
+            // The disk is full, likely: the next commit starts a new segment, so this one is
+            // deleted as soon as its messages are done (delivered in moments) rather than
+            // stay while it keeps a message or two live under a steady load.
+            self.start_segment();
         }
         self.pending_seals();
         None
